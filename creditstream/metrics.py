@@ -1,0 +1,37 @@
+"""Prometheus metrics (base units: seconds, bytes; no per-subject labels, no personal data)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+EVENTS_IN = Counter("creditstream_events_in_total", "Messages consumed, by agent and topic",
+                    ["agent", "topic"], registry=REGISTRY)
+EVENTS_OUT = Counter("creditstream_events_out_total", "Messages produced, by topic", ["topic"], registry=REGISTRY)
+OUTCOMES = Counter("creditstream_record_outcomes_total",
+                   "Subject-record outcomes (new, duplicate, correction, revocation, deletion, redelivered)",
+                   ["outcome"], registry=REGISTRY)
+DEAD_LETTERS = Counter("creditstream_dead_letters_total", "Messages sent to the dead-letter topic, by reason",
+                       ["reason"], registry=REGISTRY)
+PARKED = Counter("creditstream_parked_total", "Records parked until the registry knows their subject",
+                 registry=REGISTRY)
+RELEASED = Counter("creditstream_released_total", "Parked records attached once the registry learnt them",
+                   registry=REGISTRY)
+BATCH_SECONDS = Histogram("creditstream_batch_duration_seconds", "Time to process one batch, by agent", ["agent"],
+                          buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+                          registry=REGISTRY)
+PROCESSING_LATENCY = Histogram("creditstream_processing_latency_seconds",
+                               "Time from a message's timestamp to the commit of its batch, by agent", ["agent"],
+                               buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+                               registry=REGISTRY)
+RETRIES = Counter("creditstream_batch_retries_total", "Batches retried after a transient failure, by agent and cause",
+                  ["agent", "cause"], registry=REGISTRY)
+REDIS_WRITE_SECONDS = Histogram("creditstream_redis_write_seconds", "Time of one pipelined Redis write",
+                                buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+                                registry=REGISTRY)
+EVENT_FRESHNESS = Gauge("creditstream_event_freshness_seconds",
+                        "Age of the newest message handled, by agent (event time to now)", ["agent"],
+                        registry=REGISTRY)
+CONSUMER_LAG = Gauge("creditstream_consumer_lag_messages", "High watermark minus position, by agent and topic",
+                     ["agent", "topic"], registry=REGISTRY)

@@ -1,0 +1,228 @@
+"""Settings: where the broker, Redis and the schema registry are, and how the worker runs.
+
+Precedence, lowest first:
+1. the defaults below;
+2. the embedded stack's file (``<run_dir>/stack.json``) when ``creditstream stack up`` is running;
+3. a TOML settings file (``CREDITSTREAM_SETTINGS=path``, or ``./creditstream.toml`` if present);
+4. environment variables ``CREDITSTREAM_<FIELD>`` (upper case), e.g. ``CREDITSTREAM_BROKER_URL``.
+
+The same worker therefore runs against the embedded Tansu broker and a production Apache Kafka
+cluster unchanged: only these values differ.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "CREDITSTREAM_"
+SECRET_FIELDS = frozenset({"redis_url", "sasl_password", "ssl_password"})
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- where things are -------------------------------------------------------------
+    broker_url: str = "127.0.0.1:9092"
+    """Kafka bootstrap servers, comma separated; a ``kafka://`` prefix is accepted."""
+    broker_kind: str = "kafka"
+    """``kafka`` (Apache Kafka or compatible) or ``tansu`` (the embedded broker: its defects are
+    worked around, see docs/broker.md)."""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    schema_registry: str = "local"
+    """``local`` (built from schemas/, ids are stable) or the URL of a Confluent-compatible registry."""
+    topic_prefix: str = "creditstream."
+    partitions: int = 4
+    replication_factor: int = 1
+    namespace: str = "cs"
+    """Redis key namespace root; replay builds a new generation beside the live one."""
+    run_dir: str = ".run"
+    rules_file: str = ""
+    """Rules file (TOML); empty means the defaults from RULES.md shipped in domain/rules_default.toml."""
+    calendar_file: str = ""
+    """Extra calendar data (holidays / make-up working days) beyond what chinesecalendar ships."""
+
+    # --- Kafka client security (passed through to aiokafka) ---------------------------
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
+    sasl_password: str = ""
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    ssl_password: str = ""
+
+    # --- worker tuning ------------------------------------------------------------------
+    consumer_group: str = "creditstream"
+    session_timeout_ms: int = 10_000
+    max_batch: int = 2_000
+    """Most records one agent handles as one unit of work (one Redis round trip, one produce batch)."""
+    fetch_wait_ms: int = 50
+    producer_linger_ms: int = 5
+    web_port: int = 6066
+    log_level: str = "INFO"
+    log_format: str = "auto"
+    """``auto`` (console on a terminal, JSON otherwise), ``console`` or ``json``."""
+
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    # ------------------------------------------------------------------------------------
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        servers = []
+        for part in self.broker_url.split(","):
+            part = part.strip()
+            for scheme in ("kafka://", "tcp://", "PLAINTEXT://", "SSL://", "SASL_SSL://"):
+                if part.startswith(scheme):
+                    part = part[len(scheme):]
+            if part:
+                servers.append(part)
+        return servers
+
+    @property
+    def is_tansu(self) -> bool:
+        return self.broker_kind == "tansu"
+
+    def kafka_client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments common to every aiokafka client (producer, consumer, admin)."""
+        kw: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            kw["sasl_mechanism"] = self.sasl_mechanism
+            kw["sasl_plain_username"] = self.sasl_username
+            kw["sasl_plain_password"] = self.sasl_password
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            kw["ssl_context"] = create_ssl_context(
+                cafile=self.ssl_cafile or None,
+                certfile=self.ssl_certfile or None,
+                keyfile=self.ssl_keyfile or None,
+                password=self.ssl_password or None,
+            )
+        return kw
+
+    def masked(self) -> dict[str, Any]:
+        """All settings as a dict with secrets masked (for ``config check`` and logs)."""
+        out = {}
+        for f in fields(self):
+            if f.name == "extra":
+                continue
+            value = getattr(self, f.name)
+            if f.name in SECRET_FIELDS and value:
+                value = mask_secret(f.name, str(value))
+            out[f.name] = value
+        return out
+
+    def validate(self) -> list[str]:
+        """Problems with these settings, as readable sentences (empty when all is well)."""
+        problems = []
+        if not self.bootstrap_servers:
+            problems.append("broker_url: no bootstrap server given")
+        for server in self.bootstrap_servers:
+            host, _, port = server.rpartition(":")
+            if not host or not port.isdigit():
+                problems.append(f"broker_url: {server!r} is not host:port")
+        if self.broker_kind not in ("kafka", "tansu"):
+            problems.append(f"broker_kind: {self.broker_kind!r} is not 'kafka' or 'tansu'")
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            problems.append("redis_url: must start with redis://, rediss:// or unix://")
+        if self.schema_registry != "local" and not self.schema_registry.startswith(("http://", "https://")):
+            problems.append("schema_registry: 'local' or an http(s) URL")
+        if self.partitions < 1:
+            problems.append("partitions: must be >= 1")
+        if self.replication_factor < 1:
+            problems.append("replication_factor: must be >= 1")
+        if self.security_protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
+            problems.append(f"security_protocol: {self.security_protocol!r} is not a Kafka protocol")
+        if self.security_protocol.startswith("SASL") and not self.sasl_mechanism:
+            problems.append("sasl_mechanism: required with a SASL security_protocol")
+        if self.sasl_mechanism and self.sasl_mechanism not in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+            problems.append(f"sasl_mechanism: {self.sasl_mechanism!r} is not PLAIN or SCRAM-SHA-256/512")
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "rules_file", "calendar_file"):
+            path = getattr(self, name)
+            if path and not Path(path).is_file():
+                problems.append(f"{name}: {path} does not exist")
+        if self.max_batch < 1:
+            problems.append("max_batch: must be >= 1")
+        if self.log_format not in ("auto", "console", "json"):
+            problems.append("log_format: auto, console or json")
+        return problems
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+
+def mask_secret(name: str, value: str) -> str:
+    if name == "redis_url":
+        # redis://user:password@host:port/db -> redis://user:***@host:port/db
+        scheme, sep, rest = value.partition("://")
+        if "@" in rest:
+            cred, _, host = rest.rpartition("@")
+            user = cred.split(":", 1)[0] if ":" in cred else ""
+            return f"{scheme}{sep}{user}:***@{host}" if user else f"{scheme}{sep}***@{host}"
+        return value
+    return "***"
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    kinds = {f.name: f.type for f in fields(Settings)}
+    if name not in kinds:
+        raise SettingsError(f"unknown setting {name!r}; known: {', '.join(sorted(kinds))}")
+    kind = kinds[name]
+    try:
+        if kind == "int":
+            return int(raw)
+        return str(raw)
+    except (TypeError, ValueError):
+        raise SettingsError(f"setting {name}: {raw!r} is not a valid {kind}") from None
+
+
+def stack_file(run_dir: str | os.PathLike[str]) -> Path:
+    return Path(run_dir) / "stack.json"
+
+
+def load(env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build the settings from the layers described in the module docstring."""
+    env = dict(os.environ if env is None else env)
+    values: dict[str, Any] = {}
+    run_dir = env.get(ENV_PREFIX + "RUN_DIR", Settings.run_dir)
+
+    sf = stack_file(run_dir)
+    if sf.is_file():
+        try:
+            stack = json.loads(sf.read_text())
+            values.update({k: v for k, v in stack.get("settings", {}).items()})
+        except (OSError, ValueError):
+            pass
+
+    path = env.get(ENV_PREFIX + "SETTINGS")
+    if path is None and Path("creditstream.toml").is_file():
+        path = "creditstream.toml"
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise SettingsError(f"settings file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"settings file {path}: {exc}") from None
+        values.update(data.get("creditstream", data))
+
+    names = {f.name for f in fields(Settings)} - {"extra"}
+    for key, raw in env.items():
+        if key.startswith(ENV_PREFIX) and key != ENV_PREFIX + "SETTINGS":
+            name = key[len(ENV_PREFIX):].lower()
+            if name in names:
+                values[name] = raw
+    values.update(overrides)
+    return Settings(**{k: _coerce(k, v) for k, v in values.items()})

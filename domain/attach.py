@@ -1,0 +1,82 @@
+"""Attaching a record to its subject (主体关联), converting legacy identifiers (存量代码转换).
+
+Pure: decides what the record's subject is, or which identifier-index entries would tell; the
+agent does the look-ups in one batch and parks what cannot be attached yet.
+
+Rules (RULES.md section 1):
+* a natural person (自然人) is keyed by the resident ID number;
+* a USCC attaches directly, including a well-shaped code that fails its check character (real
+  early-pilot codes do): such a record carries the flag ``uscc-check-failed`` and is routed on;
+* a 9-character organisation code is matched to a known USCC through the code embedded in it
+  (USCC characters 9-17);
+* a registration number, tax number or other legacy number needs the subject registry.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from domain.identifiers import is_valid_uscc, org_code_of_uscc
+
+# The order in which legacy identifiers are tried; also the lookup-key kinds of the index.
+LOOKUP_KINDS = ("org", "reg_no", "tax_no", "other")
+
+
+class Attached(NamedTuple):
+    subject_id: str
+    id_kind: str  # "uscc" or "resident_id"
+
+
+class NeedsLookup(NamedTuple):
+    lookup_keys: tuple[str, ...]  # e.g. ("org:D2143569X", "reg_no:310230001716146")
+
+
+def lookup_key(kind: str, number: str) -> str:
+    return f"{kind}:{number}"
+
+
+def plan(record: dict) -> Attached | NeedsLookup:
+    """Attach directly when the record names its subject; otherwise say what to look up."""
+    ids = record.get("ids") or {}
+    resident_id = ids.get("resident_id")
+    if record.get("subject_category") == "natural_person" and resident_id:
+        return Attached(resident_id, "resident_id")
+    uscc = ids.get("uscc")
+    if uscc:
+        return Attached(uscc, "uscc")
+    if resident_id:
+        return Attached(resident_id, "resident_id")
+    return NeedsLookup(legacy_lookup_keys(ids))
+
+
+def legacy_lookup_keys(ids: dict) -> tuple[str, ...]:
+    keys = []
+    if ids.get("org_code"):
+        keys.append(lookup_key("org", ids["org_code"]))
+    for kind in ("reg_no", "tax_no"):
+        if ids.get(kind):
+            keys.append(lookup_key(kind, ids[kind]))
+    for other in ids.get("other") or ():
+        keys.append(lookup_key("other", other))
+    return tuple(keys)
+
+
+def learned_pairs(ids: dict) -> list[tuple[str, str]]:
+    """Index entries (lookup key, USCC) that a set of identifiers teaches.
+
+    Only a USCC that passes its check teaches anything: the organisation code embedded in it, and
+    every legacy number given beside it. A registration (subject_registration) teaches the same way.
+    """
+    uscc = ids.get("uscc")
+    if not uscc or not is_valid_uscc(uscc):
+        return []
+    pairs = [(lookup_key("org", org_code_of_uscc(uscc)), uscc)]
+    pairs += [(key, uscc) for key in legacy_lookup_keys(ids)]
+    # Keep the first occurrence of each key, in order.
+    seen: set[str] = set()
+    out = []
+    for key, value in pairs:
+        if key not in seen:
+            seen.add(key)
+            out.append((key, value))
+    return out

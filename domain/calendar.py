@@ -1,0 +1,179 @@
+"""Working days (工作日) and calendar arithmetic (RULES.md section 6).
+
+Deadlines count working days: weekends and public holidays are excluded, the
+official make-up working days (调休, often a Saturday or Sunday) are included.
+The holiday tables come from the ``chinesecalendar`` package (the years it ships)
+plus extra data that operators add as the State Council publishes each year's
+table. A date beyond all known tables never raises: it uses the fallback rule.
+
+Pure module: the only I/O is ``WorkingCalendar.from_file`` reading a TOML file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from collections.abc import Iterable
+from os import PathLike
+
+import chinese_calendar
+
+__all__ = ["WorkingCalendar", "FIXED_HOLIDAYS", "add_months", "add_years"]
+
+# Statutory holidays on fixed Gregorian dates (no lunar calendar needed):
+# New Year's Day (元旦), Labour Day (劳动节), National Day (国庆节) Oct 1-3.
+FIXED_HOLIDAYS = frozenset({(1, 1), (5, 1), (10, 1), (10, 2), (10, 3)})
+
+
+def _as_date(d: dt.date) -> dt.date:
+    # A datetime is a date, but hashes differently: key caches by the plain date.
+    return d.date() if isinstance(d, dt.datetime) else d
+
+
+class WorkingCalendar:
+    """Knows which days are working days.
+
+    For a year covered by a table (chinesecalendar's or the extra data): a date
+    listed as a holiday is not a working day, a date listed as a make-up working
+    day (调休) is one, any other date is a working day if it is Monday-Friday.
+
+    Fallback, for a year no table covers (``is_fallback``): Monday-Friday are
+    working days, Saturday and Sunday are not, and the fixed-date statutory
+    holidays ``FIXED_HOLIDAYS`` (Jan 1, May 1, Oct 1-3) are not. Lunar holidays
+    (Spring Festival etc.) and 调休 are unknown there, so deadlines in such years
+    are approximate until the year's table is added.
+
+    Extra data overrides chinesecalendar for the same date. A year counts as
+    covered when the extra data lists at least one date in it.
+    """
+
+    def __init__(
+        self,
+        extra_holidays: Iterable[dt.date] = (),
+        extra_workdays: Iterable[dt.date] = (),
+    ) -> None:
+        extra_holidays = {_as_date(d) for d in extra_holidays}
+        extra_workdays = {_as_date(d) for d in extra_workdays}
+        both = extra_holidays & extra_workdays
+        if both:
+            raise ValueError(f"dates listed as both holiday and workday: {sorted(both)}")
+        self._holidays = (set(chinese_calendar.holidays) - extra_workdays) | extra_holidays
+        self._workdays = (set(chinese_calendar.workdays) - extra_holidays) | extra_workdays
+        self._covered_years = frozenset(d.year for d in self._holidays | self._workdays)
+        self._cache: dict[dt.date, bool] = {}
+
+    @classmethod
+    def from_file(cls, path: str | PathLike[str]) -> WorkingCalendar:
+        """Build a calendar from chinesecalendar plus a TOML file of extra dates.
+
+        Format: one table per kind, one key per year, a list of dates (quoted
+        ISO strings or TOML dates)::
+
+            [holidays]
+            2027 = ["2027-01-01", "2027-02-06", "2027-02-07"]
+
+            [workdays]   # make-up working days (调休)
+            2027 = ["2027-02-14"]
+
+        Both tables are optional. A date whose year differs from its key raises
+        ValueError (it is almost always a typo).
+        """
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+        return cls(
+            extra_holidays=_dates_by_year(data.get("holidays", {}), "holidays"),
+            extra_workdays=_dates_by_year(data.get("workdays", {}), "workdays"),
+        )
+
+    @property
+    def covered_years(self) -> frozenset[int]:
+        """Years with a holiday table (chinesecalendar's or the extra data)."""
+        return self._covered_years
+
+    def is_fallback(self, d: dt.date) -> bool:
+        """True if ``d`` falls in a year no table covers, so the fallback rule applies."""
+        return d.year not in self._covered_years
+
+    def is_workday(self, d: dt.date) -> bool:
+        """True if ``d`` is a working day. Cached per date."""
+        d = _as_date(d)
+        cached = self._cache.get(d)
+        if cached is None:
+            cached = self._cache[d] = self._compute_is_workday(d)
+        return cached
+
+    def _compute_is_workday(self, d: dt.date) -> bool:
+        if d in self._workdays:
+            return True
+        if d in self._holidays:
+            return False
+        if self.is_fallback(d) and (d.month, d.day) in FIXED_HOLIDAYS:
+            return False
+        return d.weekday() < 5
+
+    def add_workdays(self, d: dt.date, n: int) -> dt.date:
+        """The n-th working day after ``d`` (n >= 0).
+
+        n == 0 gives ``d`` itself if it is a working day, else the next one.
+        Example: a decision on Friday 2024-09-27 published within 7 working days
+        must be out by ``add_workdays(date(2024, 9, 27), 7)``.
+        """
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        d = _as_date(d)
+        if n == 0:
+            while not self.is_workday(d):
+                d += _ONE_DAY
+            return d
+        while n:
+            d += _ONE_DAY
+            if self.is_workday(d):
+                n -= 1
+        return d
+
+    def workdays_between(self, start: dt.date, end: dt.date) -> int:
+        """Number of working days in (start, end]; 0 if end <= start."""
+        start, end = _as_date(start), _as_date(end)
+        count = 0
+        d = start + _ONE_DAY
+        while d <= end:
+            count += self.is_workday(d)
+            d += _ONE_DAY
+        return count
+
+
+_ONE_DAY = dt.timedelta(days=1)
+
+
+def _dates_by_year(table: dict, kind: str) -> list[dt.date]:
+    dates = []
+    for year, values in table.items():
+        for value in values:
+            d = _as_date(value) if isinstance(value, dt.date) else dt.date.fromisoformat(value)
+            if str(d.year) != str(year):
+                raise ValueError(f"[{kind}] {year}: {d.isoformat()} is not in {year}")
+            dates.append(d)
+    return dates
+
+
+def _days_in_month(year: int, month: int) -> int:
+    if month == 12:
+        return 31
+    return (dt.date(year, month + 1, 1) - _ONE_DAY).day
+
+
+def add_months(d: dt.date, n: int) -> dt.date:
+    """``d`` plus n calendar months (n may be negative), clamped to the month end.
+
+    Used for publicity periods (公示期): 2024-01-31 + 1 month = 2024-02-29,
+    2024-03-31 + 1 month = 2024-04-30.
+    """
+    months = d.year * 12 + (d.month - 1) + n
+    year, month = divmod(months, 12)
+    month += 1
+    return d.replace(year=year, month=month, day=min(d.day, _days_in_month(year, month)))
+
+
+def add_years(d: dt.date, n: int) -> dt.date:
+    """``d`` plus n years; Feb 29 becomes Feb 28 in a non-leap target year."""
+    return add_months(d, 12 * n)

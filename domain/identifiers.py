@@ -1,0 +1,237 @@
+"""Subject identifiers: recognise, validate and mask (RULES.md sections 1 and 7).
+
+Kinds of identifier:
+
+- USCC (统一社会信用代码, GB 32100-2015): 18 chars from ``USCC_ALPHABET``.
+  Layout: pos 1 registering authority (登记管理部门码), pos 2 category (机构类别码),
+  pos 3-8 admin division (行政区划码), pos 9-17 organisation code, pos 18 check.
+- Organisation code (组织机构代码, GB 11714): 8 body chars + check, printed ``XXXXXXXX-X``.
+- Resident ID (居民身份证号码, GB 11643): 6 division + 8 birth date + 3 sequence + check.
+- Business registration number (工商注册号), legacy: 15 digits, ISO 7064 MOD 11,10.
+
+Every public function accepts printed forms: input goes through ``normalise_code``
+first. A failed check is reported, never raised: real data holds codes that fail
+their check (e.g. the early pilot USCC ``91350211M00013FA1N``) and those records are
+flagged and routed, not dropped.
+
+Pure module, no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+
+from stdnum.cn import ric, uscc
+from stdnum.iso7064 import mod_11_10
+
+from domain.normalise import to_half_width
+
+__all__ = [
+    "IdKind",
+    "USCC_ALPHABET",
+    "ID_PATTERN",
+    "normalise_code",
+    "is_valid_uscc",
+    "is_valid_org_code",
+    "is_valid_resident_id",
+    "is_valid_reg_no",
+    "uscc_shape_ok",
+    "classify",
+    "org_code_of_uscc",
+    "division_of_uscc",
+    "category_of_uscc",
+    "mask_id",
+    "mask_ids_in_text",
+]
+
+
+class IdKind(str, Enum):
+    USCC = "USCC"
+    ORG_CODE = "ORG_CODE"
+    RESIDENT_ID = "RESIDENT_ID"
+    REG_NO = "REG_NO"  # 15-digit business registration number (工商注册号)
+    UNKNOWN = "UNKNOWN"
+
+
+USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"  # 31 chars, no I O S V Z
+_USCC_CHARS = frozenset(USCC_ALPHABET)
+
+_ORG_CODE_SHAPE = re.compile(r"[0-9A-Z]{8}[0-9X]")
+_ORG_CODE_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
+
+# 6 division digits, birth date 19xx/20xx (month and day plausible, not checked
+# against the calendar), 3 sequence digits, check digit or X.
+_ID_BODY = (
+    r"\d{6}(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]"
+)
+ID_PATTERN = re.compile(_ID_BODY, re.ASCII)
+"""Resident-ID-looking 18-char substrings (half-width). See ``mask_ids_in_text``."""
+
+# Every start position of an ID-looking window, overlapping ones included.
+_ID_WINDOWS = re.compile(f"(?=({_ID_BODY}))", re.ASCII)
+
+# First two digits of a resident ID: province-level division (GB/T 2260), plus
+# 81/82/83 used by residence permits of Hong Kong, Macao and Taiwan residents.
+_PROVINCES = frozenset(
+    "11 12 13 14 15 21 22 23 31 32 33 34 35 36 37 41 42 43 44 45 46 "
+    "50 51 52 53 54 61 62 63 64 65 71 81 82 83".split()
+)
+
+# Full-width digits and X map to ASCII one char to one char, so positions in the
+# mapped text are positions in the original text.
+_ID_SEARCH_VIEW = {0xFF10 + i: 0x30 + i for i in range(10)} | {0xFF38: 0x58, 0xFF58: 0x78}
+
+
+def normalise_code(raw: str) -> str:
+    """Canonical form of a printed code.
+
+    Full-width to half-width, upper-case, and every character that is not a
+    letter or digit (spaces, hyphens, dots, slashes, other separators) removed:
+    ``" d2143569－x "`` -> ``"D2143569X"``.
+    """
+    return "".join(c for c in to_half_width(raw).upper() if c.isalnum())
+
+
+def uscc_shape_ok(code: str) -> bool:
+    """True if ``code`` is 18 chars from the USCC alphabet, whatever its check char.
+
+    Recognises a USCC-shaped code that fails only its check, like the pilot code
+    ``91350211M00013FA1N``.
+    """
+    code = normalise_code(code)
+    return len(code) == 18 and all(c in _USCC_CHARS for c in code)
+
+
+def is_valid_uscc(code: str) -> bool:
+    """USCC shape and check character (GB 32100, via ``stdnum.cn.uscc``).
+
+    The shape test is ``uscc_shape_ok``; unlike ``stdnum.cn.uscc.is_valid`` it
+    does not require pos 1-2 to be digits, so authority codes such as ``A``,
+    ``N`` and ``Y`` are accepted.
+    """
+    code = normalise_code(code)
+    return uscc_shape_ok(code) and uscc.calc_check_digit(code) == code[-1]
+
+
+def _org_code_check(body: str) -> str:
+    total = sum(int(c, 36) * w for c, w in zip(body, _ORG_CODE_WEIGHTS))
+    c = 11 - total % 11
+    return {10: "X", 11: "0"}.get(c, str(c))
+
+
+def is_valid_org_code(code: str) -> bool:
+    """Organisation code (组织机构代码, GB 11714), with or without the hyphen.
+
+    Body chars are 0-9 and A-Z (A=10 .. Z=35), weights 3 7 9 10 5 8 4 2,
+    c = 11 - sum mod 11, written ``X`` for 10 and ``0`` for 11.
+    """
+    code = normalise_code(code)
+    return bool(_ORG_CODE_SHAPE.fullmatch(code)) and _org_code_check(code[:8]) == code[8]
+
+
+def _ric_ok(code: str) -> bool:
+    try:
+        return ric.is_valid(code)
+    except Exception:  # stdnum's division lookup raises KeyError for some codes
+        return False
+
+
+def is_valid_resident_id(code: str) -> bool:
+    """Resident ID (GB 11643) via ``stdnum.cn.ric``.
+
+    Checks length, digits, check char, that the birth date is a real date, and
+    that the division code is known (stdnum's table) for the birth year.
+    """
+    return _ric_ok(normalise_code(code))
+
+
+def is_valid_reg_no(code: str) -> bool:
+    """15-digit business registration number (工商注册号), ISO 7064 MOD 11,10."""
+    code = normalise_code(code)
+    return len(code) == 15 and code.isascii() and code.isdigit() and mod_11_10.is_valid(code)
+
+
+def classify(code: str) -> tuple[IdKind, bool]:
+    """Kind of identifier by shape (after ``normalise_code``), and whether its check passes.
+
+    - 18 chars: RESIDENT_ID if ID-shaped and valid as an ID, else USCC if
+      USCC-shaped (check may fail), else UNKNOWN.
+    - 9 chars of 0-9/A-Z (last 0-9/X): ORG_CODE.
+    - 15 digits: REG_NO (a legacy 15-digit ID card number also lands here).
+    - anything else: UNKNOWN, False.
+
+    Never raises on str input.
+    """
+    code = normalise_code(code)
+    if len(code) == 18:
+        if ID_PATTERN.fullmatch(code) and _ric_ok(code):
+            return IdKind.RESIDENT_ID, True
+        if uscc_shape_ok(code):
+            return IdKind.USCC, is_valid_uscc(code)
+    elif len(code) == 9 and _ORG_CODE_SHAPE.fullmatch(code):
+        return IdKind.ORG_CODE, is_valid_org_code(code)
+    elif len(code) == 15 and code.isascii() and code.isdigit():
+        return IdKind.REG_NO, is_valid_reg_no(code)
+    return IdKind.UNKNOWN, False
+
+
+def _uscc_part(code: str, part: slice) -> str:
+    code = normalise_code(code)
+    if not uscc_shape_ok(code):
+        raise ValueError("not a USCC-shaped code")
+    return code[part]
+
+
+def org_code_of_uscc(code: str) -> str:
+    """The organisation code embedded in a USCC (chars 9-17). Raises ValueError if not USCC-shaped."""
+    return _uscc_part(code, slice(8, 17))
+
+
+def division_of_uscc(code: str) -> str:
+    """The admin-division code (行政区划码, GB/T 2260) of a USCC (chars 3-8)."""
+    return _uscc_part(code, slice(2, 8))
+
+
+def category_of_uscc(code: str) -> str:
+    """Authority + category chars of a USCC (chars 1-2): e.g. ``91`` enterprise,
+    ``92`` individual business (个体工商户), ``93`` farmers' cooperative."""
+    return _uscc_part(code, slice(0, 2))
+
+
+def mask_id(code: str) -> str:
+    """Mask an ID number for logs: keep the first 3 and the last char, same length.
+
+    ``11010519491231002X`` -> ``110**************X``. Strings of 4 chars or fewer
+    are masked entirely.
+    """
+    if len(code) <= 4:
+        return "*" * len(code)
+    return code[:3] + "*" * (len(code) - 4) + code[-1]
+
+
+def _should_mask(candidate: str) -> bool:
+    # Digit-only USCCs can look like IDs: mask what passes the ID check, and
+    # anything else starting with a province code (a mistyped ID is still personal).
+    return _ric_ok(candidate.upper()) or candidate[:2] in _PROVINCES
+
+
+def mask_ids_in_text(text: str) -> str:
+    """Replace every resident-ID-looking number in ``text`` by ``mask_id`` of it.
+
+    Looks at every 18-char window (overlapping windows and full-width digits
+    included, no word boundary needed, so an ID glued to other digits or letters is
+    still found). A window matching ``ID_PATTERN`` is masked if it passes the ID
+    check or starts with a province code; USCCs with letters never match. Errs on
+    the side of masking too much. Where windows overlap, a char hidden by any of
+    them stays hidden.
+    """
+    view = text.translate(_ID_SEARCH_VIEW)
+    hidden = bytearray(len(text))  # 1 = replace by '*'
+    for m in _ID_WINDOWS.finditer(view):
+        if _should_mask(m.group(1)):
+            start = m.start()
+            hidden[start + 3 : start + 17] = b"\x01" * 14  # as mask_id: keep 3 + 1
+    if not any(hidden):
+        return text
+    return "".join("*" if h else c for c, h in zip(text, hidden))

@@ -1,0 +1,73 @@
+"""Text normalisation for comparing names, document numbers and free text.
+
+RULES.md section 1: names are normalised before any comparison: full-width to
+half-width (全角转半角), Chinese and Latin parentheses unified, whitespace removed.
+
+Pure functions, no I/O. Every function here is idempotent: f(f(x)) == f(x).
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["to_half_width", "normalise_name", "normalise_doc_no", "normalise_text"]
+
+# Full-width ASCII block U+FF01..U+FF5E maps to U+0021..U+007E; the ideographic
+# space U+3000 (全角空格) maps to an ordinary space.
+_HALF_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
+_HALF_WIDTH[0x3000] = 0x20
+
+# Zero-width characters are not str.isspace() but are invisible separators too.
+_ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u2060\ufeff")
+
+# A year in brackets inside a document number (文号), e.g. 豫市监罚(2024)12号.
+# Openers/closers: 〔〕 (official), [] (also from full-width ［］), 【】, () (also
+# from full-width （）), and the small tortoise-shell brackets ﹝﹞ often typed for 〔〕.
+_YEAR_IN_BRACKETS = re.compile(r"[〔\[【(﹝](\d{4})[〕\]】)﹞]")
+
+
+def to_half_width(raw: str) -> str:
+    """Map full-width ASCII (全角) characters and U+3000 to their half-width forms."""
+    return raw.translate(_HALF_WIDTH)
+
+
+def _remove_whitespace(text: str) -> str:
+    return "".join(c for c in text if not c.isspace() and c not in _ZERO_WIDTH)
+
+
+def normalise_name(raw: str) -> str:
+    """Normalise a subject name (主体名称) for comparison.
+
+    Full-width ASCII becomes half-width, so the Chinese parentheses （） become
+    Latin ``(`` ``)``; all whitespace (spaces, U+3000, NBSP, tabs, newlines and
+    zero-width spaces) is removed. Latin letters keep their case: names are
+    compared as registered (codes, unlike names, are upper-cased by
+    ``domain.identifiers.normalise_code``).
+
+    >>> normalise_name("郑州 某某（集团）有限公司")
+    '郑州某某(集团)有限公司'
+    """
+    return _remove_whitespace(to_half_width(raw))
+
+
+def normalise_doc_no(raw: str) -> str:
+    """Normalise a decision document number (决定书文号), e.g. ``豫市监罚〔2024〕12号``.
+
+    Full-width ASCII becomes half-width, the brackets around the year
+    (〔〕 [] ［］ 【】 () （） ﹝﹞) become the official 〔〕, and all whitespace is
+    removed. Brackets that do not enclose a four-digit year are left as they are
+    (after the width mapping).
+
+    >>> normalise_doc_no("豫市监罚 （２０２４） 12 号")
+    '豫市监罚〔2024〕12号'
+    """
+    return _YEAR_IN_BRACKETS.sub(r"〔\1〕", _remove_whitespace(to_half_width(raw)))
+
+
+def normalise_text(raw: str) -> str:
+    """Normalise a free-text field (facts, legal basis, remarks).
+
+    Full-width ASCII becomes half-width, every run of whitespace becomes one
+    space, and leading/trailing whitespace is stripped.
+    """
+    return " ".join(to_half_width(raw).split())

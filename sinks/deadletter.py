@@ -1,0 +1,54 @@
+"""Dead letters (死信): bad input kept whole, with the reason, for an operator to inspect and re-drive.
+
+A dead letter is the original message (key, value bytes, headers) on the dead-letter topic, with
+headers added that say why and where it came from:
+
+``dlq.reason`` (a short code: ``bad-magic``, ``unknown-schema-id``, ``missing-field``, ...),
+``dlq.detail`` (a readable sentence, never personal data), ``dlq.agent``,
+``dlq.source.topic``, ``dlq.source.partition``, ``dlq.source.offset``, ``dlq.source.timestamp``,
+``dlq.at`` (when it was dead-lettered, ms). Original headers are kept after these.
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiokafka import ConsumerRecord
+
+from domain.identifiers import mask_ids_in_text
+from sinks.kafka import KafkaSink
+
+HEADER_PREFIX = "dlq."
+
+
+class DeadLetterSink:
+    def __init__(self, kafka: KafkaSink, topic: str, agent: str):
+        self.kafka = kafka
+        self.topic = topic
+        self.agent = agent
+        self.counts: dict[str, int] = {}
+
+    def add(self, msg: ConsumerRecord, reason: str, detail: str = "") -> None:
+        headers = [
+            ("dlq.reason", reason.encode()),
+            ("dlq.detail", mask_ids_in_text(detail)[:1000].encode()),
+            ("dlq.agent", self.agent.encode()),
+            ("dlq.source.topic", msg.topic.encode()),
+            ("dlq.source.partition", str(msg.partition).encode()),
+            ("dlq.source.offset", str(msg.offset).encode()),
+            ("dlq.source.timestamp", str(msg.timestamp).encode()),
+            ("dlq.at", str(int(time.time() * 1000)).encode()),
+        ]
+        headers += [(k, v) for k, v in (msg.headers or ()) if not k.startswith(HEADER_PREFIX)]
+        self.kafka.add(self.topic, msg.value if msg.value is not None else b"", key=msg.key,
+                       headers=headers, timestamp_ms=msg.timestamp)
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+
+
+def dead_letter_info(headers) -> dict[str, str]:
+    """The ``dlq.*`` headers of a dead letter as a dict of strings (without the prefix)."""
+    out = {}
+    for k, v in headers or ():
+        if k.startswith(HEADER_PREFIX):
+            out[k[len(HEADER_PREFIX):]] = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+    return out

@@ -1,0 +1,179 @@
+"""Kafka clients configured from the settings, topic creation, and reading a topic to its end.
+
+Where the broker is Tansu (``Settings.broker_kind == "tansu"``) this module works around the
+defects measured in docs/broker.md:
+
+* no idempotent or transactional producer (InitProducerId v0 fails): correctness comes from
+  idempotent state transitions and deterministic ids, never from broker transactions;
+* ``ListOffsets(latest)`` under-reports the log end, so the end of a topic is taken from the fetch
+  response's high watermark (:func:`read_to_end`), never from ``end_offsets`` or ``seek_to_end``,
+  and consumers reset to ``earliest`` only;
+* JoinGroup is answered after about half the session timeout, so the embedded stack runs with a
+  short session timeout, and a consumer leaves its group explicitly when it stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from creditstream.settings import Settings
+from streams import topics as topic_specs
+from streams.topics import Topics
+
+
+def producer(settings: Settings, **overrides) -> AIOKafkaProducer:
+    kw = settings.kafka_client_kwargs()
+    kw.update(
+        acks="all",
+        enable_idempotence=False,  # Tansu rejects InitProducerId v0; see module docstring
+        linger_ms=settings.producer_linger_ms,
+        max_batch_size=256 * 1024,
+        max_request_size=4 * 1024 * 1024,
+        request_timeout_ms=30_000,
+    )
+    kw.update(overrides)
+    return AIOKafkaProducer(**kw)
+
+
+def consumer(settings: Settings, *topics: str, group_id: str | None, **overrides) -> AIOKafkaConsumer:
+    session = settings.session_timeout_ms
+    kw = settings.kafka_client_kwargs()
+    kw.update(
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",  # never 'latest': ListOffsets(latest) is wrong on Tansu
+        session_timeout_ms=session,
+        heartbeat_interval_ms=max(100, session // 4),
+        max_poll_interval_ms=300_000,
+        max_poll_records=settings.max_batch,
+        fetch_max_wait_ms=settings.fetch_wait_ms,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        isolation_level="read_uncommitted",
+    )
+    kw.update(overrides)
+    return AIOKafkaConsumer(*topics, **kw)
+
+
+def admin(settings: Settings) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(**settings.kafka_client_kwargs())
+
+
+async def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> list[str]:
+    """Create the topics this app uses (idempotent). Returns the names it created."""
+    t = Topics(settings)
+    wanted = list(names) if names is not None else t.all()
+    client = admin(settings)
+    await client.start()
+    try:
+        existing = set(await client.list_topics())
+        new = []
+        for name in wanted:
+            if name in existing:
+                continue
+            spec = t.spec_of(name)
+            config = {}
+            if spec is not None and spec.compacted:
+                config["cleanup.policy"] = "compact"
+            elif spec is not None:
+                config["retention.ms"] = str(spec.retention_ms)
+            new.append(NewTopic(name, settings.partitions, settings.replication_factor, topic_configs=config))
+        created = []
+        if new:
+            try:
+                await client.create_topics(new)
+                created = [n.name for n in new]
+            except TopicAlreadyExistsError:
+                pass
+        return created
+    finally:
+        await client.close()
+
+
+@dataclass
+class TopicEnd:
+    partition: int
+    end: int
+
+
+async def read_to_end(
+    settings: Settings,
+    topic: str,
+    *,
+    start: dict[int, int] | None = None,
+    idle_timeout_s: float = 2.0,
+    max_records: int = 5000,
+) -> AsyncIterator[list[ConsumerRecord]]:
+    """Yield batches of every record in ``topic`` from ``start`` (default: the beginning) to its end.
+
+    The end of each partition is the high watermark of the fetch response (correct on Tansu too),
+    so this stops once every partition's position has reached it. Partitions that stay empty are
+    considered done after ``idle_timeout_s`` without data.
+    """
+    c = consumer(settings, group_id=None)
+    await c.start()
+    try:
+        parts = c.partitions_for_topic(topic)
+        if not parts:
+            await c._client.force_metadata_update()  # noqa: SLF001 - metadata of an unsubscribed topic
+            parts = c.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if not tps:
+            return
+        c.assign(tps)
+        for tp in tps:
+            if start and tp.partition in start:
+                c.seek(tp, start[tp.partition])
+            else:
+                await c.seek_to_beginning(tp)
+        pending = set(tps)
+        last_data = time.monotonic()
+        while pending:
+            batches = await c.getmany(*pending, timeout_ms=200, max_records=max_records)
+            got = False
+            for tp, records in batches.items():
+                if records:
+                    got = True
+                    yield records
+            now = time.monotonic()
+            if got:
+                last_data = now
+            for tp in list(pending):
+                hw = c.highwater(tp)
+                pos = await c.position(tp)
+                if hw is not None and pos >= hw:
+                    pending.discard(tp)
+            if pending and not got and now - last_data > idle_timeout_s:
+                break
+    finally:
+        await c.stop()
+
+
+async def wait_for_broker(settings: Settings, timeout_s: float = 30.0) -> None:
+    """Wait until the broker answers a metadata request, or raise TimeoutError with the address."""
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        client = admin(settings)
+        try:
+            await client.start()
+            await client.list_topics()
+            return
+        except Exception as exc:  # noqa: BLE001 - any failure means: not yet
+            last = exc
+            await asyncio.sleep(0.5)
+        finally:
+            try:
+                await client.close()
+            except Exception:  # noqa: BLE001
+                pass
+    raise TimeoutError(f"Kafka broker at {settings.broker_url} did not answer within {timeout_s:.0f}s: {last}")
+
+
+__all__ = ["producer", "consumer", "admin", "ensure_topics", "read_to_end", "wait_for_broker", "topic_specs"]

@@ -1,0 +1,101 @@
+"""Every Kafka topic creditstream reads or writes: this module owns the names.
+
+Department topics carry Avro in the Confluent wire format (docs/events.md). The internal
+subject-event log is keyed by subject id, so every subject's inputs are handled in order by one
+worker; it is the log that replay rebuilds state from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from creditstream.settings import Settings
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    suffix: str
+    doc: str
+    compacted: bool = False
+    retention_ms: int = -1  # -1: keep forever (the log is the source of truth for replay)
+
+
+# Department side: what department systems, courts and the credit office produce.
+PENALTY = TopicSpec("penalty", "administrative penalty decisions (行政处罚)")
+LICENSE = TopicSpec("license", "administrative license decisions (行政许可)")
+COURT = TopicSpec("court-debtor", "court dishonest-judgment-debtor listings and deletions (失信被执行人)")
+ACTION = TopicSpec("action-record", "the other eight publicised action kinds (十公示: 强制, 确认, 征收, 给付, 裁决, 补偿, 奖励, 检查)")
+REGISTRATION = TopicSpec("registration", "subject registrations mapping legacy numbers to the USCC (存量代码转换)", compacted=True)
+CREDIT_OFFICE = TopicSpec("credit-office", "objections (异议), repair decisions (信用修复) and listing decisions from the credit office")
+FEEDBACK = TopicSpec("feedback", "joint-punishment feedback from implementing units (联合惩戒反馈)")
+
+# Internal and downstream.
+SUBJECT_EVENTS = TopicSpec("subject-events", "internal: validated, attached inputs keyed by subject id, in order")
+LIST_CHANGES = TopicSpec("list-changes", "list changes for downstream systems (Avro, keyed by subject)")
+DEAD_LETTERS = TopicSpec("dead-letters", "bad input with the original bytes and the reason in headers")
+
+INGEST_SOURCES = (PENALTY, LICENSE, COURT, ACTION, CREDIT_OFFICE)
+ALL = (PENALTY, LICENSE, COURT, ACTION, REGISTRATION, CREDIT_OFFICE, FEEDBACK, SUBJECT_EVENTS, LIST_CHANGES, DEAD_LETTERS)
+
+
+class Topics:
+    """Topic names under one prefix (``Settings.topic_prefix``)."""
+
+    def __init__(self, settings: Settings | str):
+        self.prefix = settings if isinstance(settings, str) else settings.topic_prefix
+
+    def name(self, spec: TopicSpec) -> str:
+        return self.prefix + spec.suffix
+
+    def spec_of(self, name: str) -> TopicSpec | None:
+        for spec in ALL:
+            if self.name(spec) == name:
+                return spec
+        return None
+
+    @property
+    def penalty(self) -> str:
+        return self.name(PENALTY)
+
+    @property
+    def license(self) -> str:
+        return self.name(LICENSE)
+
+    @property
+    def court(self) -> str:
+        return self.name(COURT)
+
+    @property
+    def action(self) -> str:
+        return self.name(ACTION)
+
+    @property
+    def registration(self) -> str:
+        return self.name(REGISTRATION)
+
+    @property
+    def credit_office(self) -> str:
+        return self.name(CREDIT_OFFICE)
+
+    @property
+    def feedback(self) -> str:
+        return self.name(FEEDBACK)
+
+    @property
+    def subject_events(self) -> str:
+        return self.name(SUBJECT_EVENTS)
+
+    @property
+    def list_changes(self) -> str:
+        return self.name(LIST_CHANGES)
+
+    @property
+    def dead_letters(self) -> str:
+        return self.name(DEAD_LETTERS)
+
+    @property
+    def ingest_sources(self) -> list[str]:
+        return [self.name(s) for s in INGEST_SOURCES]
+
+    def all(self) -> list[str]:
+        return [self.name(s) for s in ALL]

@@ -1,0 +1,129 @@
+"""The pipeline end to end on the embedded broker and redis-server: department events in, subject
+state in Redis out."""
+
+from __future__ import annotations
+
+import struct
+
+import orjson
+import pytest
+
+from ops.dlq import list_dead_letters
+from streams import samples
+from streams.samples import sample_event, schema_of
+from tests.conftest import eventually
+
+pytestmark = pytest.mark.integration
+
+PENALTY = schema_of("penalty")
+
+
+async def state_of(redis, settings, subject_id):
+    from sinks.keys import resolve_keys
+
+    keys = await resolve_keys(redis, settings.namespace)
+    raw = await redis.get(keys.subject(subject_id))
+    return orjson.loads(raw) if raw else None
+
+
+async def wait_outcomes(redis, settings, **expected):
+    """Wait until the subject agent has counted at least these outcomes."""
+    from sinks.keys import resolve_keys
+
+    keys = await resolve_keys(redis, settings.namespace)
+
+    async def check():
+        stats = {k.decode(): int(v) for k, v in (await redis.hgetall(keys.stats)).items()}
+        ok = all(stats.get(f"outcome:{k}", 0) >= v for k, v in expected.items())
+        return stats if ok else None
+
+    return await eventually(check)
+
+
+async def test_penalty_reaches_subject_state(pipeline, department, redis, settings):
+    await department.send(PENALTY, sample_event("penalty"))
+    stats = await wait_outcomes(redis, settings, new=1)
+    state = await state_of(redis, settings, samples.COMPANY_USCC)
+    assert state["id"] == samples.COMPANY_USCC
+    assert state["names"] == [samples.COMPANY]
+    [record] = state["records"].values()
+    assert record["kind"] == "penalty" and record["status"] == "active" and record["version"] == 1
+    assert record["decision_date"] == "2024-05-20"
+    assert stats["outcome:new"] == 1
+
+
+async def test_duplicate_is_dropped_and_correction_versions_the_record(pipeline, department, redis, settings):
+    await department.send(PENALTY, sample_event("penalty"))
+    await department.send(PENALTY, sample_event("penalty"))  # re-sent, identical
+    await department.send(PENALTY, sample_event("penalty", penalty_content="罚款6万元"))  # corrected
+    await wait_outcomes(redis, settings, new=1, duplicate=1, correction=1)
+    state = await state_of(redis, settings, samples.COMPANY_USCC)
+    [record] = state["records"].values()
+    assert record["version"] == 2
+    assert record["content"]["fields"]["penalty_content"] == "罚款6万元"
+
+
+async def test_revocation_withdraws_the_record(pipeline, department, redis, settings):
+    await department.send(PENALTY, sample_event("penalty"))
+    await department.send(PENALTY, sample_event("penalty", record_status="revoked"))
+    await wait_outcomes(redis, settings, new=1, revocation=1)
+    [record] = (await state_of(redis, settings, samples.COMPANY_USCC))["records"].values()
+    assert record["status"] == "revoked"
+
+
+async def test_legacy_coded_record_is_parked_then_attached_when_registered(pipeline, department, redis, settings):
+    from sinks.keys import Keys
+    from sinks.registry_index import RegistryIndex
+
+    legacy = sample_event("penalty", uscc=None, org_code=None, reg_no=samples.COMPANY_REG_NO,
+                          decision_doc_no="郑市监罚〔2024〕900号")
+    await department.send(PENALTY, legacy)
+    index = RegistryIndex(redis, Keys(settings.namespace))
+    await eventually(lambda: index.parked_count())
+    assert await state_of(redis, settings, samples.COMPANY_USCC) is None
+
+    await department.send(schema_of("registration"), sample_event("registration"))
+    await wait_outcomes(redis, settings, new=1)
+    state = await state_of(redis, settings, samples.COMPANY_USCC)
+    [record] = state["records"].values()
+    assert record["doc_no"] == "郑市监罚〔2024〕900号"
+    assert state["ids"]["reg_no"] == samples.COMPANY_REG_NO
+    assert await index.parked_count() == 0
+
+    # From now on the registry knows the number: a second legacy record attaches directly.
+    await department.send(PENALTY, dict(legacy, decision_doc_no="郑市监罚〔2024〕901号"))
+    await wait_outcomes(redis, settings, new=2)
+    assert await index.parked_count() == 0
+
+
+async def test_org_code_attaches_through_the_embedded_code_of_a_known_uscc(pipeline, department, redis, settings):
+    await department.send(PENALTY, sample_event("penalty"))  # teaches org code -> USCC
+    await wait_outcomes(redis, settings, new=1)
+    await department.send(PENALTY, sample_event("penalty", uscc=None, org_code="66600721-7",
+                                                decision_doc_no="郑市监罚〔2024〕555号"))
+    await wait_outcomes(redis, settings, new=2)
+    assert len((await state_of(redis, settings, samples.COMPANY_USCC))["records"]) == 2
+
+
+async def test_bad_input_goes_to_dead_letters_and_does_not_block(pipeline, department, redis, settings):
+    topic = department.topics.penalty
+    await department.send_raw(topic, b"\x07garbage")  # bad magic
+    await department.send_raw(topic, b"\x00" + struct.pack(">I", 9999) + b"\x02")  # unknown schema id
+    await department.send_raw(topic, b"")  # empty
+    good = department.codec.encode(PENALTY, sample_event("penalty"), topic=topic)
+    await department.send_raw(topic, good[:-7])  # truncated
+    await department.send(PENALTY, sample_event("penalty", fine_amount=samples.Decimal("-1")))  # negative
+    await department.send(PENALTY, sample_event("penalty", severity="特别严重"))  # unknown enum
+    await department.send(PENALTY, sample_event("penalty"))  # and a good one after them all
+    await wait_outcomes(redis, settings, new=1)
+
+    async def six():
+        letters = await list_dead_letters(settings)
+        return letters if len(letters) >= 6 else None
+
+    letters = await eventually(six)
+    reasons = sorted(d["reason"] for d in letters)
+    assert reasons == sorted(["bad-magic", "unknown-schema-id", "empty", "truncated", "negative-amount",
+                              "unknown-enum"]), reasons
+    assert {d["source_topic"] for d in letters} == {topic}
+    assert all(d["source_offset"] >= 0 for d in letters)

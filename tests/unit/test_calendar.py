@@ -1,0 +1,172 @@
+from datetime import date, datetime
+
+import pytest
+
+from domain.calendar import WorkingCalendar, add_months, add_years
+
+
+@pytest.fixture(scope="module")
+def cal():
+    return WorkingCalendar()
+
+
+@pytest.mark.parametrize(
+    "d, workday",
+    [
+        (date(2024, 10, 1), False),  # National Day
+        (date(2024, 10, 7), False),
+        (date(2024, 10, 8), True),
+        (date(2024, 9, 29), True),  # Sunday make-up working day (调休)
+        (date(2024, 10, 12), True),  # Saturday make-up working day
+        (date(2024, 9, 28), False),  # ordinary Saturday
+        (date(2024, 2, 29), True),  # leap day, a Thursday
+        (date(2025, 1, 28), False),  # Spring Festival eve holiday
+        (date(2025, 1, 26), True),  # Sunday make-up working day
+        (datetime(2024, 10, 1, 9, 30), False),  # datetimes are taken by their date
+    ],
+)
+def test_is_workday(cal, d, workday):
+    assert cal.is_workday(d) is workday
+
+
+@pytest.mark.parametrize(
+    "start, n, expected",
+    [
+        (date(2024, 9, 27), 0, date(2024, 9, 27)),
+        (date(2024, 9, 28), 0, date(2024, 9, 29)),  # Sat -> Sun make-up day
+        (date(2024, 10, 1), 0, date(2024, 10, 8)),
+        (date(2024, 9, 27), 1, date(2024, 9, 29)),
+        (date(2024, 9, 30), 1, date(2024, 10, 8)),
+        # 2025 Spring Festival: holidays Jan 28 - Feb 4, make-up days Jan 26 and Feb 8
+        (date(2025, 1, 24), 1, date(2025, 1, 26)),
+        (date(2025, 1, 27), 1, date(2025, 2, 5)),
+        (date(2025, 1, 27), 4, date(2025, 2, 8)),
+        (date(2025, 1, 24), 7, date(2025, 2, 10)),  # Jan 26, 27, Feb 5, 6, 7, 8, 10
+        (date(2024, 2, 28), 1, date(2024, 2, 29)),
+        (date(2024, 2, 29), 1, date(2024, 3, 1)),
+    ],
+)
+def test_add_workdays(cal, start, n, expected):
+    assert cal.add_workdays(start, n) == expected
+
+
+def test_add_workdays_rejects_negative(cal):
+    with pytest.raises(ValueError):
+        cal.add_workdays(date(2024, 1, 2), -1)
+
+
+@pytest.mark.parametrize(
+    "start, end, count",
+    [
+        (date(2025, 1, 24), date(2025, 2, 7), 5),  # Jan 26, 27, Feb 5, 6, 7
+        (date(2025, 1, 24), date(2025, 1, 24), 0),
+        (date(2025, 2, 7), date(2025, 1, 24), 0),
+        (date(2024, 9, 27), date(2024, 10, 8), 3),  # Sep 29 (调休), Sep 30, Oct 8
+    ],
+)
+def test_workdays_between(cal, start, end, count):
+    assert cal.workdays_between(start, end) == count
+
+
+@pytest.mark.parametrize("start", [date(2024, 9, 27), date(2025, 1, 24), date(2030, 12, 27)])
+@pytest.mark.parametrize("n", [1, 3, 7, 20])
+def test_add_workdays_and_workdays_between_agree(cal, start, n):
+    assert cal.workdays_between(start, cal.add_workdays(start, n)) == n
+
+
+def test_covered_years(cal):
+    assert set(range(2004, 2027)) <= cal.covered_years
+    assert 2030 not in cal.covered_years
+
+
+@pytest.mark.parametrize(
+    "d, workday",
+    [
+        (date(2030, 1, 1), False),  # fixed-date holiday
+        (date(2030, 1, 2), True),
+        (date(2030, 5, 1), False),
+        (date(2030, 10, 3), False),
+        (date(2030, 10, 4), True),  # a Friday: lunar/调休 rules unknown in fallback
+        (date(2030, 6, 1), False),  # Saturday
+        (date(2030, 6, 3), True),
+    ],
+)
+def test_fallback_year(cal, d, workday):
+    assert cal.is_fallback(d)
+    assert cal.is_workday(d) is workday
+
+
+def test_fallback_never_raises(cal):
+    assert cal.add_workdays(date(2030, 9, 30), 1) == date(2030, 10, 4)
+    assert cal.workdays_between(date(2026, 12, 25), date(2031, 1, 10)) > 0
+    assert not cal.is_fallback(date(2024, 1, 1))
+
+
+def test_extra_data_from_file_overrides_fallback(tmp_path):
+    path = tmp_path / "holidays.toml"
+    path.write_text(
+        "[holidays]\n"
+        '2027 = ["2027-01-01", "2027-02-05", 2027-02-08]\n'  # quoted or TOML dates
+        "[workdays]\n"
+        '2027 = ["2027-02-07"]\n',
+        encoding="utf-8",
+    )
+    cal = WorkingCalendar.from_file(path)
+    assert 2027 in cal.covered_years
+    assert not cal.is_fallback(date(2027, 3, 1))
+    assert cal.is_workday(date(2027, 2, 5)) is False  # Friday holiday
+    assert cal.is_workday(date(2027, 2, 7)) is True  # Sunday make-up day
+    assert cal.is_workday(date(2027, 2, 8)) is False
+    assert cal.add_workdays(date(2027, 2, 4), 1) == date(2027, 2, 7)
+    # the built-in table still applies
+    assert cal.is_workday(date(2024, 10, 1)) is False
+    assert WorkingCalendar().is_workday(date(2027, 2, 5)) is True  # fallback without the file
+
+
+def test_extra_data_overrides_builtin_table():
+    cal = WorkingCalendar(extra_workdays=[date(2024, 10, 7)], extra_holidays=[date(2024, 10, 8)])
+    assert cal.is_workday(date(2024, 10, 7))
+    assert not cal.is_workday(date(2024, 10, 8))
+
+
+def test_from_file_rejects_date_under_wrong_year(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('[holidays]\n2027 = ["2028-01-01"]\n', encoding="utf-8")
+    with pytest.raises(ValueError):
+        WorkingCalendar.from_file(path)
+
+
+def test_conflicting_extra_dates_rejected():
+    with pytest.raises(ValueError):
+        WorkingCalendar(extra_holidays=[date(2027, 1, 1)], extra_workdays=[date(2027, 1, 1)])
+
+
+@pytest.mark.parametrize(
+    "d, n, expected",
+    [
+        (date(2024, 1, 31), 1, date(2024, 2, 29)),
+        (date(2023, 1, 31), 1, date(2023, 2, 28)),
+        (date(2024, 2, 29), 1, date(2024, 3, 29)),
+        (date(2024, 3, 31), 1, date(2024, 4, 30)),
+        (date(2024, 2, 29), 3, date(2024, 5, 29)),
+        (date(2024, 11, 30), 3, date(2025, 2, 28)),
+        (date(2024, 2, 29), 12, date(2025, 2, 28)),
+        (date(2024, 3, 31), -1, date(2024, 2, 29)),
+        (date(2024, 5, 15), 0, date(2024, 5, 15)),
+    ],
+)
+def test_add_months(d, n, expected):
+    assert add_months(d, n) == expected
+
+
+@pytest.mark.parametrize(
+    "d, n, expected",
+    [
+        (date(2024, 2, 29), 1, date(2025, 2, 28)),
+        (date(2024, 2, 29), 4, date(2028, 2, 29)),
+        (date(2024, 2, 29), 3, date(2027, 2, 28)),
+        (date(2023, 6, 15), 3, date(2026, 6, 15)),
+    ],
+)
+def test_add_years(d, n, expected):
+    assert add_years(d, n) == expected

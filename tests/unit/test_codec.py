@@ -1,0 +1,357 @@
+"""Confluent wire format codec: round trips, every DecodeError reason, fuzzing, registry clients."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import socket
+import threading
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from schemas import local_ids
+from streams.codec import (
+    AvroCodec,
+    ConfluentRegistry,
+    DecodeError,
+    EncodeError,
+    LocalRegistry,
+    RegistryError,
+    UnknownSchemaId,
+    frame,
+    from_json,
+    to_json,
+    unframe,
+)
+from streams.samples import KINDS, sample_event, schema_of
+
+CODEC = AvroCodec(LocalRegistry())
+PENALTY = "creditstream.AdministrativePenalty"
+VALID_MESSAGES = [CODEC.encode(schema_of(k), sample_event(k)) for k in KINDS]
+
+
+def _filled(kind: str) -> dict:
+    """The sample as it comes back from decoding: every schema field present."""
+    from schemas import load_schema
+
+    rec = sample_event(kind)
+    return {f["name"]: rec.get(f["name"], f.get("default")) for f in load_schema(schema_of(kind))["fields"]}
+
+
+# --------------------------------------------------------------------------------------------
+# round trips and framing
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_round_trip(kind):
+    data = CODEC.encode(schema_of(kind), sample_event(kind))
+    assert data[0] == 0
+    assert int.from_bytes(data[1:5], "big") == local_ids()[schema_of(kind)]
+    name, rec = CODEC.decode(data)
+    assert name == schema_of(kind)
+    assert rec == _filled(kind)
+
+
+def test_decode_accepts_bytearray_and_memoryview():
+    data = VALID_MESSAGES[0]
+    assert CODEC.decode(bytearray(data)) == CODEC.decode(memoryview(data)) == CODEC.decode(data)
+
+
+def test_frame_unframe():
+    assert frame(7, b"abc") == b"\x00\x00\x00\x00\x07abc"
+    assert unframe(b"\x00\x00\x00\x01\x00xyz") == (256, b"xyz")
+    assert unframe(frame(0xFFFFFFFF, b"")) == (0xFFFFFFFF, b"")
+    with pytest.raises(ValueError):
+        frame(-1, b"")
+    with pytest.raises(DecodeError) as e:
+        unframe(b"\x01\x00\x00\x00\x01")
+    assert e.value.reason == "bad-magic"
+
+
+def test_local_registry():
+    reg = LocalRegistry()
+    assert reg.id_for(PENALTY) == 1
+    assert reg.id_for("AdministrativePenalty") == 1
+    assert reg.name_of(1) == PENALTY
+    assert reg.schema(1)["name"] == PENALTY
+    with pytest.raises(UnknownSchemaId):
+        reg.schema(999)
+    with pytest.raises(KeyError):
+        reg.id_for("creditstream.Nope")
+
+
+def test_encode_error_for_a_record_that_does_not_fit():
+    with pytest.raises(EncodeError):
+        CODEC.encode(PENALTY, {"subject_name": "x"})  # required fields missing
+    with pytest.raises(EncodeError):
+        CODEC.encode(PENALTY, sample_event("penalty", fine_amount="lots"))
+
+
+# --------------------------------------------------------------------------------------------
+# every DecodeError reason
+
+
+def _reason(data) -> str:
+    with pytest.raises(DecodeError) as e:
+        CODEC.decode(data)
+    assert e.value.message and str(e.value).startswith(e.value.reason)
+    return e.value.reason
+
+
+def test_reason_empty():
+    assert _reason(b"") == "empty"
+    assert _reason(None) == "empty"
+
+
+def test_reason_bad_magic():
+    assert _reason(b"\x01" + VALID_MESSAGES[0][1:]) == "bad-magic"
+    assert _reason(b"{\"json\": 1}") == "bad-magic"
+
+
+def test_reason_truncated_header_and_body():
+    assert _reason(b"\x00\x00\x00") == "truncated"
+    assert _reason(b"\x00\x00\x00\x00\x01") == "truncated"  # header only, body missing
+    assert _reason(VALID_MESSAGES[0][:-1]) == "truncated"
+
+
+def test_reason_unknown_schema_id():
+    with pytest.raises(DecodeError) as e:
+        CODEC.decode(frame(4242, b"\x00"))
+    assert e.value.reason == "unknown-schema-id" and e.value.schema_id == 4242
+
+
+def test_reason_avro_decode_error():
+    # SubjectRegistration starts with the uscc string: 2 bytes of invalid UTF-8.
+    sid = local_ids()["creditstream.SubjectRegistration"]
+    assert _reason(frame(sid, b"\x04\xff\xfe" + b"\x00" * 40)) == "avro-decode-error"
+    # A union branch index out of range (subject_category is ["null", "string"]: index 5).
+    good = CODEC.encode("creditstream.SubjectRegistration", {"uscc": "A", "subject_name": "B"})
+    assert _reason(good[:9] + b"\x0a" + good[10:]) == "avro-decode-error"
+
+
+def test_reason_trailing_bytes():
+    assert _reason(VALID_MESSAGES[0] + b"\x00") == "trailing-bytes"
+
+
+# --------------------------------------------------------------------------------------------
+# fuzzing: nothing but DecodeError, ever
+
+
+def _decode_or_decode_error(data: bytes) -> None:
+    try:
+        name, rec = CODEC.decode(data)
+    except DecodeError as e:
+        assert e.reason in {"empty", "bad-magic", "truncated", "unknown-schema-id", "avro-decode-error", "trailing-bytes"}
+    else:
+        assert isinstance(name, str) and isinstance(rec, dict)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=300))
+def test_random_bytes_only_raise_decode_error(data):
+    _decode_or_decode_error(data)
+
+
+@settings(max_examples=300)
+@given(st.sampled_from(sorted(local_ids().values())), st.binary(max_size=400))
+def test_random_bodies_with_valid_header_only_raise_decode_error(sid, body):
+    _decode_or_decode_error(frame(sid, body))
+
+
+@pytest.mark.parametrize("index", range(len(KINDS)), ids=KINDS)
+def test_every_truncation_raises_decode_error(index):
+    data = VALID_MESSAGES[index]
+    for cut in range(len(data)):
+        with pytest.raises(DecodeError) as e:
+            CODEC.decode(data[:cut])
+        assert e.value.reason in {"empty", "truncated", "avro-decode-error"}
+
+
+@settings(max_examples=300)
+@given(st.integers(0, len(KINDS) - 1), st.data())
+def test_mutations_of_valid_messages_only_raise_decode_error(index, data):
+    msg = bytearray(VALID_MESSAGES[index])
+    pos = data.draw(st.integers(5, len(msg) - 1))
+    msg[pos] = data.draw(st.integers(0, 255))
+    extra = data.draw(st.binary(max_size=8))
+    _decode_or_decode_error(bytes(msg) + extra)
+
+
+# --------------------------------------------------------------------------------------------
+# JSON <-> Avro
+
+
+def test_from_json_converts_dates_and_decimals():
+    obj = {
+        "subject_name": "郑州市某某有限公司",
+        "subject_category": "法人及非法人组织",
+        "uscc": "91310110666007217T",
+        "decision_doc_no": "郑市监罚〔2024〕1号",
+        "penalty_category": "罚款",
+        "fine_amount": "1.5",
+        "confiscated_amount": 2,
+        "decision_date": "2024-05-20",
+        "valid_until": "2025-05-20T00:00:00+08:00",
+        "publicity_end_date": None,
+        "deciding_authority": "郑州市市场监督管理局",
+        "source_unit": "郑州市市场监督管理局",
+        "not_in_schema": "dropped",
+    }
+    rec = from_json(PENALTY, obj)
+    assert rec["fine_amount"] == Decimal("1.500000") and str(rec["fine_amount"]) == "1.500000"
+    assert rec["confiscated_amount"] == Decimal("2.000000")
+    assert rec["decision_date"] == dt.date(2024, 5, 20)
+    assert rec["valid_until"] == dt.date(2025, 5, 20)
+    assert rec["publicity_end_date"] is None
+    assert "not_in_schema" not in rec
+    name, back = CODEC.decode(CODEC.encode(PENALTY, rec))
+    assert back["fine_amount"] == Decimal("1.5")
+    assert to_json(name, back)["decision_date"] == "2024-05-20"
+    assert to_json(name, back)["fine_amount"] == "1.500000"
+    json.dumps(to_json(name, back))
+
+
+@pytest.mark.parametrize(
+    "field,value", [("decision_date", "2024-13-01"), ("decision_date", "yesterday"), ("fine_amount", "lots"), ("fine_amount", "NaN")]
+)
+def test_from_json_bad_values(field, value):
+    with pytest.raises(ValueError, match=field):
+        from_json(PENALTY, {field: value})
+
+
+def test_from_json_round_trips_every_sample():
+    for kind in KINDS:
+        rec = sample_event(kind)
+        assert from_json(schema_of(kind), json.loads(json.dumps(to_json(schema_of(kind), rec), ensure_ascii=False))) == rec
+
+
+# --------------------------------------------------------------------------------------------
+# Confluent registry client, against an in-process fake of the REST API (test double)
+
+
+class _FakeRegistry:
+    def __init__(self):
+        self.schemas: dict[int, str] = {}
+        self.by_text: dict[str, int] = {}
+        self.subjects: dict[str, list[int]] = {}
+        self.requests: list[tuple[str, str, str | None]] = []
+        self.fail_subjects: set[str] = set()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, status, obj):
+                body = json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                outer.requests.append(("GET", self.path, None))
+                parts = self.path.strip("/").split("/")
+                if len(parts) == 3 and parts[:2] == ["schemas", "ids"] and parts[2].isdigit():
+                    sid = int(parts[2])
+                    if sid in outer.schemas:
+                        return self._send(200, {"schema": outer.schemas[sid]})
+                    return self._send(404, {"error_code": 40403, "message": f"Schema {sid} not found"})
+                self._send(404, {"error_code": 404, "message": "HTTP 404 Not Found"})
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                outer.requests.append(("POST", self.path, self.headers.get("Content-Type")))
+                parts = self.path.strip("/").split("/")
+                if len(parts) == 3 and parts[0] == "subjects" and parts[2] == "versions":
+                    subject = parts[1]
+                    if subject in outer.fail_subjects:
+                        return self._send(500, {"error_code": 50001, "message": "Error in the backend data store"})
+                    try:
+                        text = json.loads(body)["schema"]
+                        json.loads(text)
+                    except (ValueError, KeyError):
+                        return self._send(422, {"error_code": 42201, "message": "Invalid schema"})
+                    canon = json.dumps(json.loads(text), sort_keys=True)
+                    sid = outer.by_text.setdefault(canon, 100 + len(outer.by_text))
+                    outer.schemas[sid] = text
+                    outer.subjects.setdefault(subject, []).append(sid)
+                    return self._send(200, {"id": sid})
+                self._send(404, {"error_code": 404, "message": "HTTP 404 Not Found"})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake_registry():
+    fake = _FakeRegistry()
+    yield fake
+    fake.close()
+
+
+def test_confluent_register_with_topic_name_strategy(fake_registry):
+    reg = ConfluentRegistry(fake_registry.url, timeout=2)
+    sid = reg.id_for(PENALTY, topic="cs.penalty")
+    assert sid >= 100
+    assert fake_registry.subjects == {"cs.penalty-value": [sid]}
+    assert fake_registry.requests[0] == ("POST", "/subjects/cs.penalty-value/versions", "application/vnd.schemaregistry.v1+json")
+    # cached: no second request
+    assert reg.id_for(PENALTY, topic="cs.penalty") == sid
+    assert len(fake_registry.requests) == 1
+    # no topic: the record name is the subject
+    assert reg.id_for(PENALTY) == sid
+    assert f"{PENALTY}" in fake_registry.subjects
+
+
+def test_confluent_codec_round_trip_across_clients(fake_registry):
+    producer = AvroCodec(ConfluentRegistry(fake_registry.url))
+    data = producer.encode(PENALTY, sample_event("penalty"), topic="cs.penalty")
+    sid = int.from_bytes(data[1:5], "big")
+    consumer = AvroCodec(ConfluentRegistry(fake_registry.url))  # fresh caches: fetches by id
+    name, rec = consumer.decode(data)
+    assert name == PENALTY and rec == _filled("penalty")
+    assert ("GET", f"/schemas/ids/{sid}", None) in fake_registry.requests
+    n = len(fake_registry.requests)
+    consumer.decode(data)
+    assert len(fake_registry.requests) == n  # schema cached
+
+
+def test_confluent_unknown_id_is_a_decode_error(fake_registry):
+    codec = AvroCodec(ConfluentRegistry(fake_registry.url))
+    with pytest.raises(DecodeError) as e:
+        codec.decode(frame(999, b"\x00"))
+    assert e.value.reason == "unknown-schema-id"
+    with pytest.raises(UnknownSchemaId):
+        ConfluentRegistry(fake_registry.url).schema(999)
+
+
+def test_confluent_server_error_is_a_registry_error(fake_registry):
+    fake_registry.fail_subjects.add("cs.broken-value")
+    reg = ConfluentRegistry(fake_registry.url)
+    with pytest.raises(RegistryError) as e:
+        reg.id_for(PENALTY, topic="cs.broken")
+    assert e.value.status == 500 and e.value.error_code == 50001
+    assert "backend data store" in str(e.value)
+
+
+def test_confluent_unreachable_is_a_registry_error_not_a_decode_error():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: nothing listens there
+    reg = ConfluentRegistry(f"http://127.0.0.1:{port}", timeout=1)
+    with pytest.raises(RegistryError, match="unreachable"):
+        reg.schema(1)
+    with pytest.raises(RegistryError):
+        AvroCodec(reg).decode(frame(1, b"\x00"))

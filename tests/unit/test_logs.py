@@ -1,0 +1,154 @@
+"""creditstream.logs: JSON lines, stdlib routing, ID masking everywhere."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+import structlog
+
+from creditstream import logs
+
+ID = "11010519491231002X"  # a valid resident ID number (GB 11643 check passes)
+ID_NUMERIC = "110105194912310021"
+
+
+@pytest.fixture
+def out():
+    buf = io.StringIO()
+    logs.configure("INFO", "json", stream=buf)
+    yield buf
+    logs.configure("INFO", "json")  # back to stderr for whatever runs next
+
+
+def _lines(buf: io.StringIO) -> list[dict]:
+    return [json.loads(line) for line in buf.getvalue().splitlines() if line.strip()]
+
+
+def test_ids_masked_in_event_nested_values_and_stdlib(out):
+    log = logs.get_logger("creditstream.test")
+    log.info(f"subject {ID} applied", subject=ID,
+             nested={"people": [{"id": ID, "note": f"see {ID}"}], ID: "as key"},
+             as_tuple=("x", ID), as_int=int(ID_NUMERIC))
+    logging.getLogger("creditstream.stdlib").warning("stdlib says %s and %r", ID, {"id": ID})
+    logging.getLogger("aiokafka.consumer").error("fetch failed for %s", ID)
+
+    text = out.getvalue()
+    assert ID not in text and ID.lower() not in text and ID_NUMERIC not in text
+    assert "110**************X" in text
+    first, second, third = _lines(out)
+    assert first["event"] == "subject 110**************X applied"
+    assert first["subject"] == "110**************X"
+    assert first["nested"]["people"][0] == {"id": "110**************X", "note": "see 110**************X"}
+    assert first["nested"]["110**************X"] == "as key"
+    assert first["as_tuple"] == ["x", "110**************X"]
+    assert first["as_int"] == "110**************1"
+    assert first["level"] == "info" and first["logger"] == "creditstream.test"
+    assert first["timestamp"].endswith("Z")
+    assert second["event"].startswith("stdlib says 110**************X and ")
+    assert second["level"] == "warning" and second["logger"] == "creditstream.stdlib"
+    assert third["logger"] == "aiokafka.consumer"
+
+
+def test_other_stdlib_handlers_get_masked_structlog_events(out):
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record)
+
+    keep = Keep()
+    logging.getLogger().addHandler(keep)
+    try:
+        logs.get_logger("creditstream.test").info("hi", subject=ID)
+    finally:
+        logging.getLogger().removeHandler(keep)
+    assert seen and ID not in repr(seen[0].msg)
+
+
+def test_ids_masked_in_exceptions(out):
+    log = logs.get_logger("creditstream.test")
+    try:
+        raise ValueError(f"bad record {ID}")
+    except ValueError:
+        log.exception("failed")
+        logging.getLogger("faust.agent").exception("agent crashed on %s", ID)
+    lines = _lines(out)
+    assert ID not in out.getvalue()
+    assert "ValueError: bad record 110**************X" in lines[0]["exception"]
+    assert "110**************X" in lines[1]["event"]
+
+
+def test_full_width_id_masked(out):
+    fw = ID.translate({ord(c): ord(c) + 0xFEE0 for c in "0123456789X"})
+    logs.get_logger("t").info("x", raw=fw)
+    assert fw not in out.getvalue()
+    assert _lines(out)[0]["raw"].startswith("１１０*")
+
+
+def test_third_party_loggers_quiet_unless_debug(out):
+    logging.getLogger("aiokafka").info("chatty")
+    logging.getLogger("mode.services").info("chatty")
+    logs.get_logger("creditstream").info("ours")
+    assert [line["event"] for line in _lines(out)] == ["ours"]
+    assert logging.getLogger("faust").level == logging.WARNING
+
+    buf = io.StringIO()
+    logs.configure("DEBUG", "json", stream=buf)
+    logging.getLogger("aiokafka").debug("detail %s", ID)
+    assert [line["event"] for line in _lines(buf)] == ["detail 110**************X"]
+
+
+def test_configure_is_idempotent():
+    buf = io.StringIO()
+    before = len(logging.getLogger().handlers)
+    logs.configure("INFO", "json", stream=buf)
+    logs.configure("INFO", "json", stream=buf)
+    logs.configure("INFO", "json", stream=buf)
+    handlers = [h for h in logging.getLogger().handlers if getattr(h, logs._HANDLER_MARK, False)]
+    assert len(handlers) == 1
+    assert len(logging.getLogger().handlers) <= before + 1
+    logs.get_logger("x").warning("once")
+    logging.getLogger("y").warning("once too")
+    assert len(buf.getvalue().splitlines()) == 2
+    logs.configure("INFO", "json")
+
+
+def test_console_format_masks_too():
+    buf = io.StringIO()
+    logs.configure("INFO", "console", stream=buf)
+    try:
+        logs.get_logger("c").info("hello", subject=ID, nested={"a": [ID]})
+        logging.getLogger("faust").warning("w %s", ID)
+        text = buf.getvalue()
+        assert ID not in text and "110**************X" in text
+        assert "\x1b[" not in text  # not a terminal: no colours
+        with pytest.raises(json.JSONDecodeError):
+            json.loads(text.splitlines()[0])
+    finally:
+        logs.configure("INFO", "json")
+
+
+def test_auto_picks_json_off_a_terminal():
+    buf = io.StringIO()
+    logs.configure("INFO", "auto", stream=buf)
+    try:
+        logs.get_logger("a").info("e", n=1)
+        assert json.loads(buf.getvalue())["n"] == 1
+    finally:
+        logs.configure("INFO", "json")
+
+
+def test_mask_personal_data_processor_directly():
+    ed = logs.mask_personal_data(None, "info", {"event": ID, "l": [ID, {"k": ID}], "n": 5})
+    assert ed == {"event": "110**************X", "l": ["110**************X", {"k": "110**************X"}], "n": 5}
+    assert structlog.is_configured()
+
+
+def test_bad_format_and_level_rejected():
+    with pytest.raises(ValueError):
+        logs.configure("INFO", "xml")
+    with pytest.raises(ValueError):
+        logs.configure("LOUD", "json")

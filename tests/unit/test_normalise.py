@@ -1,0 +1,89 @@
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from domain.normalise import normalise_doc_no, normalise_name, normalise_text, to_half_width
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("郑州某某（集团）有限公司", "郑州某某(集团)有限公司"),
+        ("郑州某某(集团)有限公司", "郑州某某(集团)有限公司"),
+        (" 郑州\u3000某某 \t(集团)\n有限公司 ", "郑州某某(集团)有限公司"),
+        ("ＡＢＣ有限公司", "ABC有限公司"),
+        ("Abc 有限公司", "Abc有限公司"),  # names keep their case
+        ("某某\u00a0公司\u200b", "某某公司"),  # NBSP and zero-width space
+        ("【某某】公司", "【某某】公司"),  # only round brackets are unified
+        ("", ""),
+    ],
+)
+def test_normalise_name(raw, expected):
+    assert normalise_name(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("豫市监罚〔2024〕12号", "豫市监罚〔2024〕12号"),
+        ("豫市监罚[2024]12号", "豫市监罚〔2024〕12号"),
+        ("豫市监罚［２０２４］１２号", "豫市监罚〔2024〕12号"),
+        ("豫市监罚【2024】12号", "豫市监罚〔2024〕12号"),
+        ("豫市监罚（2024）12号", "豫市监罚〔2024〕12号"),
+        ("豫市监罚(2024)12号", "豫市监罚〔2024〕12号"),
+        ("豫市监罚﹝2024﹞12号", "豫市监罚〔2024〕12号"),
+        (" 豫市监罚 〔 2024 〕 12 号 ", "豫市监罚〔2024〕12号"),
+        ("郑政〔2015〕32号(补)", "郑政〔2015〕32号(补)"),  # not a year: left alone
+        ("", ""),
+    ],
+)
+def test_normalise_doc_no(raw, expected):
+    assert normalise_doc_no(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("  违反《食品安全法》\u3000第 ３４ 条\n\n  ", "违反《食品安全法》 第 34 条"),
+        ("a\t\tb", "a b"),
+        ("", ""),
+    ],
+)
+def test_normalise_text(raw, expected):
+    assert normalise_text(raw) == expected
+
+
+def test_to_half_width():
+    assert to_half_width("！～（）\u3000Ａｚ０") == "!~() Az0"
+
+
+ANY_TEXT = st.text(
+    alphabet=st.one_of(
+        st.characters(),
+        st.sampled_from("（）()〔〕[]【】［］﹝﹞\u3000\u00a0\u200b \t\n２０２４2024豫罚号"),
+    )
+)
+
+
+@given(ANY_TEXT)
+def test_normalise_name_idempotent_without_whitespace(raw):
+    once = normalise_name(raw)
+    assert normalise_name(once) == once
+    assert not any(c.isspace() for c in once)
+    assert "（" not in once and "）" not in once
+
+
+@given(ANY_TEXT)
+def test_normalise_doc_no_idempotent_without_whitespace(raw):
+    once = normalise_doc_no(raw)
+    assert normalise_doc_no(once) == once
+    assert not any(c.isspace() for c in once)
+
+
+@given(ANY_TEXT)
+def test_normalise_text_idempotent_and_collapsed(raw):
+    once = normalise_text(raw)
+    assert normalise_text(once) == once
+    assert once == once.strip()
+    assert "  " not in once
+    assert not any(c.isspace() and c != " " for c in once)
