@@ -131,18 +131,21 @@ def is_valid_org_code(code: str) -> bool:
 
 
 def _ric_ok(code: str) -> bool:
+    """Shape, a real birth date and the GB 11643 check character (``stdnum.cn.ric``'s own
+    calculation). stdnum's ``is_valid`` also requires the birth division to be in its table, which
+    rejects real numbers from divisions it lacks or that were renamed since (e.g. 410702): a
+    division is not part of the check, so it is not required here."""
+    if len(code) != 18 or not code[:17].isascii() or not code[:17].isdigit() or code[17] not in "0123456789X":
+        return False
     try:
-        return ric.is_valid(code)
-    except Exception:  # stdnum's division lookup raises KeyError for some codes
+        ric.get_birth_date(code)
+        return ric.calc_check_digit(code) == code[17]
+    except Exception:  # noqa: BLE001 - stdnum raises on impossible dates
         return False
 
 
 def is_valid_resident_id(code: str) -> bool:
-    """Resident ID (GB 11643) via ``stdnum.cn.ric``.
-
-    Checks length, digits, check char, that the birth date is a real date, and
-    that the division code is known (stdnum's table) for the birth year.
-    """
+    """Resident ID (GB 11643): 18 chars, a real birth date, and the check character."""
     return _ric_ok(normalise_code(code))
 
 

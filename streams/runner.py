@@ -28,10 +28,12 @@ from redis.exceptions import RedisError
 from creditstream import metrics
 from creditstream.settings import Settings
 from streams import kafka
+from streams.codec import RegistryError
 
 log = structlog.get_logger("creditstream.runner")
 
-TRANSIENT = (RedisError, KafkaError, ConnectionError, OSError, asyncio.TimeoutError)
+# Failures of a service, not of the input: the batch is retried until the service is back.
+TRANSIENT = (RedisError, KafkaError, RegistryError, ConnectionError, OSError, asyncio.TimeoutError)
 BACKOFF_START_S = 0.1
 BACKOFF_MAX_S = 5.0
 

@@ -70,8 +70,11 @@ def test_normalise_code(raw, expected):
         ("某某有限公司", IdKind.UNKNOWN, False),
         ("", IdKind.UNKNOWN, False),
         ("12345", IdKind.UNKNOWN, False),
-        # stdnum.cn.ric raises KeyError on this division code (found by hypothesis)
-        ("501012194110101199", IdKind.USCC, False),
+        # stdnum.cn.ric's division table raises KeyError on this code (found by hypothesis); the
+        # division is not part of the check, so the number is a resident ID with a valid check
+        ("501012194110101199", IdKind.RESIDENT_ID, True),
+        # a real division (新乡市红旗区) that stdnum's table lacks: still a valid ID number
+        ("410702197804052113", IdKind.RESIDENT_ID, True),
     ],
 )
 def test_classify(code, kind, valid):

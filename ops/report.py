@@ -1,0 +1,90 @@
+"""Summaries for operators: subjects, records, parked and dead-lettered inputs."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import orjson
+
+from creditstream.app import redis_client
+from creditstream.settings import Settings
+from domain.identifiers import mask_id
+from ops.dlq import list_dead_letters
+from sinks.keys import Keys, resolve_keys
+from sinks.registry_index import RegistryIndex
+
+
+async def _stats(redis, keys: Keys) -> dict[str, int]:
+    return {k.decode(): int(v) for k, v in (await redis.hgetall(keys.stats)).items()}
+
+
+async def progress(settings: Settings) -> int:
+    """How many department inputs are accounted for: applied to a subject (any outcome but a
+    redelivery), parked, or dead-lettered."""
+    redis = redis_client(settings)
+    try:
+        keys = await resolve_keys(redis, settings.namespace)
+        stats = await _stats(redis, keys)
+        parked = await RegistryIndex(redis, keys).parked_count()
+    finally:
+        await redis.aclose()
+    applied = sum(v for k, v in stats.items() if k.startswith("outcome:"))
+    return applied + parked + len(await list_dead_letters(settings))
+
+
+def display_id(state: dict) -> str:
+    return mask_id(state["id"]) if state.get("id_kind") == "resident_id" else state["id"]
+
+
+async def summary(settings: Settings) -> dict:
+    redis = redis_client(settings)
+    try:
+        keys = await resolve_keys(redis, settings.namespace)
+        ids = sorted(s.decode() for s in await redis.smembers(keys.subjects))
+        raw = await redis.mget([keys.subject(s) for s in ids]) if ids else []
+        index = RegistryIndex(redis, keys)
+        parked = await index.parked_records()
+        stats = await _stats(redis, keys)
+    finally:
+        await redis.aclose()
+    subjects = []
+    for blob in raw:
+        if blob is None:
+            continue
+        state = orjson.loads(blob)
+        records = state["records"].values()
+        subjects.append({
+            "id": display_id(state),
+            "name": (state["names"] or ["?"])[-1],
+            "category": state.get("category"),
+            "records": len(records),
+            "by_status": dict(Counter(r["status"] for r in records)),
+            "by_kind": dict(Counter(r["kind"] for r in records)),
+            "flags": state.get("flags", []),
+        })
+    letters = await list_dead_letters(settings)
+    return {
+        "subjects": subjects,
+        "outcomes": {k.split(":", 1)[1]: v for k, v in sorted(stats.items()) if k.startswith("outcome:")},
+        "parked": [{"lookup_keys": p.get("lookup_keys"), "origin": p.get("event", {}).get("origin")} for p in parked],
+        "dead_letters": dict(Counter(d["reason"] for d in letters)),
+    }
+
+
+def render_summary(s: dict) -> str:
+    lines = [f"Subjects: {len(s['subjects'])}"]
+    lines.append(f"  {'subject':<20} {'records':>7}  {'active/revoked/deleted':<22} name")
+    for sub in s["subjects"]:
+        st = sub["by_status"]
+        statuses = f"{st.get('active', 0)}/{st.get('revoked', 0)}/{st.get('deleted', 0)}"
+        flags = f"  [{', '.join(sub['flags'])}]" if sub["flags"] else ""
+        lines.append(f"  {sub['id']:<20} {sub['records']:>7}  {statuses:<22} {sub['name']}{flags}")
+    outcomes = ", ".join(f"{k} {v}" for k, v in s["outcomes"].items()) or "none"
+    lines.append(f"Inputs applied: {outcomes}")
+    lines.append(f"Parked (waiting for the registry): {len(s['parked'])}")
+    for p in s["parked"]:
+        lines.append(f"  {p['origin']}  waiting for {', '.join(p['lookup_keys'] or [])}")
+    total = sum(s["dead_letters"].values())
+    detail = ", ".join(f"{k} {v}" for k, v in sorted(s["dead_letters"].items()))
+    lines.append(f"Dead-lettered: {total}" + (f" ({detail})" if detail else ""))
+    return "\n".join(lines)
