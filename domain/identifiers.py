@@ -139,9 +139,17 @@ def _ric_ok(code: str) -> bool:
         return False
     try:
         ric.get_birth_date(code)
-        return ric.calc_check_digit(code) == code[17]
     except Exception:  # noqa: BLE001 - stdnum raises on impossible dates
         return False
+    return resident_id_check_char(code[:17]) == code[17]
+
+
+_RIC_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+
+
+def resident_id_check_char(body17: str) -> str:
+    """GB 11643 check character of the first 17 digits."""
+    return "10X98765432"[sum(int(c) * w for c, w in zip(body17, _RIC_WEIGHTS)) % 11]
 
 
 def is_valid_resident_id(code: str) -> bool:

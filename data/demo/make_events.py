@@ -13,9 +13,10 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
-from stdnum.cn import ric, uscc
+from stdnum.cn import uscc
 from stdnum.iso7064 import mod_11_10
 
+from domain.identifiers import resident_id_check_char
 from streams.codec import to_json
 from streams.samples import SCHEMA_OF_KIND, sample_event
 
@@ -38,7 +39,7 @@ def make_uscc(prefix8: str, org_body8: str) -> str:
 
 
 def make_id(body17: str) -> str:
-    return body17 + ric.calc_check_digit(body17)
+    return body17 + resident_id_check_char(body17)
 
 
 def make_reg_no(body14: str) -> str:
