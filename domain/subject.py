@@ -20,19 +20,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain.validate import decision_key
+
 SEEN_ORIGINS_KEPT = 32
 NAMES_KEPT = 8
 
 APPLIED = frozenset({"new", "correction", "revocation", "deletion", "registration"})
-
-
-def decision_key(record: dict) -> str:
-    """The record's key inside its subject: source unit + document number + kind."""
-    kind = record["kind"]
-    if kind == "court_deletion":
-        kind = "court_listing"  # a deletion withdraws the listing of the same case
-    unit = record.get("source_unit_code") or record.get("source_unit") or ""
-    return f"{unit}|{record.get('doc_no', '')}|{kind}"
 
 
 def new_state(subject_id: str, id_kind: str) -> dict[str, Any]:
