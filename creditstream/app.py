@@ -19,6 +19,7 @@ batch consumers, which keeps Faust's per-event cost off the hot path (docs/perfo
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import redis.asyncio as aioredis
 import structlog
@@ -125,6 +126,7 @@ def create_faust_app(settings: Settings, agents: tuple[str, ...] = AGENTS, *, we
     """A Faust app whose task runs the pipeline (the ``creditstream worker`` entry point)."""
     import faust
 
+    Path(settings.run_dir, "faust").mkdir(parents=True, exist_ok=True)
     app = faust.App(
         f"{settings.consumer_group}-worker",
         broker=[f"kafka://{s}" for s in settings.bootstrap_servers],
@@ -141,14 +143,17 @@ def create_faust_app(settings: Settings, agents: tuple[str, ...] = AGENTS, *, we
 
     @app.task
     async def run_pipeline() -> None:
-        await pipeline.start()
         try:
+            await pipeline.start()
             await pipeline.wait()
-        except Exception:
-            log.exception("pipeline failed; stopping the worker")
+        except asyncio.CancelledError:
             raise
-        finally:
+        except Exception as exc:
+            log.exception("pipeline failed; stopping the worker so its supervisor restarts it")
             await pipeline.stop()
+            await app.crash(exc)  # the worker exits non-zero
+            return
+        await pipeline.stop()
 
     app.pipeline = pipeline
     return app

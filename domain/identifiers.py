@@ -114,10 +114,16 @@ def is_valid_uscc(code: str) -> bool:
     return uscc_shape_ok(code) and uscc.calc_check_digit(code) == code[-1]
 
 
-def _org_code_check(body: str) -> str:
+def org_code_check_char(body: str) -> str:
+    """GB 11714 check character of an 8-character organisation-code body."""
     total = sum(int(c, 36) * w for c, w in zip(body, _ORG_CODE_WEIGHTS))
     c = 11 - total % 11
     return {10: "X", 11: "0"}.get(c, str(c))
+
+
+def uscc_check_char(body17: str) -> str:
+    """GB 32100 check character of the first 17 USCC characters."""
+    return uscc.calc_check_digit(body17[:17])
 
 
 def is_valid_org_code(code: str) -> bool:
@@ -127,7 +133,7 @@ def is_valid_org_code(code: str) -> bool:
     c = 11 - sum mod 11, written ``X`` for 10 and ``0`` for 11.
     """
     code = normalise_code(code)
-    return bool(_ORG_CODE_SHAPE.fullmatch(code)) and _org_code_check(code[:8]) == code[8]
+    return bool(_ORG_CODE_SHAPE.fullmatch(code)) and org_code_check_char(code[:8]) == code[8]
 
 
 def _ric_ok(code: str) -> bool:

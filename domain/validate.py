@@ -4,7 +4,8 @@ Pure: no Kafka, Redis or asyncio. ``normalise_event`` takes the Avro record (as 
 or as ``streams.codec.from_json`` builds it; ints for dates and numeric strings are tolerated too)
 and returns either the canonical record, a JSON-serialisable dict::
 
-    {"kind": "penalty" | "license" | "court_listing" | "court_deletion" | "action" | "registration",
+    {"kind": "penalty" | "license" | "court_listing" | "court_deletion" | "action" | "registration"
+             | "objection" | "repair" | "listing_decision" | "feedback",
      "action_kind": "penalty" | "license" | "enforcement" | ... | "inspection" | None,
      "source_unit": str | None, "source_unit_code": str | None,
      "doc_no": str | None,                     # decision_doc_no / license_doc_no / case_no
@@ -20,6 +21,26 @@ and returns either the canonical record, a JSON-serialisable dict::
      "simplified_procedure": bool,
      "fields": {...every other non-empty field, normalised; dates ISO, decimals "0.000000"...},
      "event_id": str | None}                   # the producer's id: not content (see content_hash)
+
+The credit office's inputs (信用中心: objections, repairs, listing decisions, joint-punishment
+feedback) give the same shape, with these differences and additions::
+
+    objection:  source_unit(_code) = handling unit; doc_no = objection_id; decision_date = filed;
+                "objection_id": str, "status": "filed" | "upheld" | "rejected",
+                "filed": "YYYY-MM-DD", "resolved": "YYYY-MM-DD" | None,
+                "provider_verification": bool, "outcome": "corrected" | "revoked" | None,
+                "target_key": str        # decision_key of the disputed record (see target_key)
+    repair:     source_unit(_code) = deciding unit; doc_no = repair_id;
+                "repair_id": str, "approved": bool, "target_key": str
+    listing_decision: doc_no, decision_date, domain = list_domain,
+                fields {"list_domain", "action": "list" | "remove", "period_years": int (if given), ...}
+    feedback:   no subject block: subject_name None, ids {"uscc" | "resident_id": subject_id};
+                source_unit(_code) = implementing unit; doc_no = feedback_id;
+                decision_date = measure_date; "feedback_id", "change_id", "subject_id": str;
+                fields {"measure", "measure_date", ...}
+
+Objection and repair ``fields`` keep the target as given (target_kind normalised, unit, code and
+document number normalised like the target record's own).
 
 or a ``Rejection(reason, detail)``. RULES.md section 1: a USCC that is well shaped but fails its
 check character (real early-pilot codes do) is kept and flagged, never rejected.
@@ -87,6 +108,11 @@ KIND_OF_SCHEMA = {
     "creditstream.CourtDebtorDeletion": "court_deletion",
     "creditstream.ActionRecord": "action",
     "creditstream.SubjectRegistration": "registration",
+    # credit office (信用中心) inputs
+    "creditstream.Objection": "objection",
+    "creditstream.RepairDecision": "repair",
+    "creditstream.ListingDecision": "listing_decision",
+    "creditstream.JointPunishmentFeedback": "feedback",
 }
 _KIND_BY_SHORT = {name.rsplit(".", 1)[1]: kind for name, kind in KIND_OF_SCHEMA.items()}
 
@@ -97,6 +123,10 @@ _DOC_FIELD = {
     "court_listing": "case_no",
     "court_deletion": "case_no",
     "registration": None,
+    "objection": "objection_id",
+    "repair": "repair_id",
+    "listing_decision": "doc_no",
+    "feedback": "feedback_id",
 }
 _DATE_FIELD = {
     "penalty": "decision_date",
@@ -105,6 +135,10 @@ _DATE_FIELD = {
     "court_listing": "listing_date",
     "court_deletion": "deletion_date",
     "registration": "registered_at",
+    "objection": "filed_date",
+    "repair": "decision_date",
+    "listing_decision": "decision_date",
+    "feedback": "measure_date",
 }
 _REQUIRED = {
     "penalty": ("subject_name", "decision_doc_no", "decision_date", "source_unit"),
@@ -113,27 +147,49 @@ _REQUIRED = {
     "court_listing": ("subject_name", "case_no", "court", "listing_reason", "listing_date", "source_unit"),
     "court_deletion": ("subject_name", "case_no", "court", "deletion_reason", "deletion_date", "source_unit"),
     "registration": ("uscc", "subject_name"),
+    "objection": ("objection_id", "subject_name", "target_source_unit", "target_doc_no", "target_kind", "status",
+                  "filed_date", "handling_unit"),
+    "repair": ("repair_id", "subject_name", "target_source_unit", "target_doc_no", "target_kind", "approved",
+               "decision_date", "deciding_unit"),
+    "listing_decision": ("doc_no", "subject_name", "list_domain", "action", "decision_date", "source_unit"),
+    "feedback": ("feedback_id", "change_id", "subject_id", "implementing_unit", "measure", "measure_date"),
+}
+# The unit that reports a credit office input (its source unit, in the decision key), by kind.
+_UNIT_FIELDS = {
+    "objection": ("handling_unit", "handling_unit_uscc"),
+    "repair": ("deciding_unit", "deciding_unit_uscc"),
+    "listing_decision": ("source_unit", "source_unit_uscc"),
+    "feedback": ("implementing_unit", "implementing_unit_uscc"),
 }
 
 _NAME_FIELDS = frozenset(
     "subject_name legal_rep_name source_unit deciding_authority licensing_authority court "
-    "certificate_name doc_name enforcement_basis_unit".split()
+    "certificate_name doc_name enforcement_basis_unit target_source_unit handling_unit deciding_unit "
+    "implementing_unit".split()
 )
 _CODE_FIELDS = frozenset(
     "uscc reg_no org_code tax_no institution_cert_no social_org_cert_no legal_rep_id_no person_id_no "
-    "source_unit_uscc deciding_authority_uscc licensing_authority_uscc court_uscc".split()
+    "source_unit_uscc deciding_authority_uscc licensing_authority_uscc court_uscc target_source_unit_uscc "
+    "handling_unit_uscc deciding_unit_uscc implementing_unit_uscc subject_id".split()
 )
-_DOC_FIELDS = frozenset("decision_doc_no license_doc_no case_no enforcement_basis_no license_no".split())
+_DOC_FIELDS = frozenset(
+    "decision_doc_no license_doc_no case_no enforcement_basis_no license_no target_doc_no doc_no objection_id "
+    "repair_id feedback_id change_id".split()
+)
 _DATE_FIELDS = frozenset(
     "decision_date valid_until publicity_end_date valid_from valid_to listing_date publish_date "
-    "deletion_date registered_at".split()
+    "deletion_date registered_at filed_date resolved_date measure_date".split()
 )
 # Dates of the event itself: these cannot lie in the future (validity ends can: 2099-12-31).
-_NOT_FUTURE = frozenset("decision_date listing_date deletion_date publish_date registered_at".split())
+_NOT_FUTURE = frozenset(
+    "decision_date listing_date deletion_date publish_date registered_at filed_date resolved_date "
+    "measure_date".split()
+)
 _DECIMAL_FIELDS = frozenset(("fine_amount", "confiscated_amount"))
-_BOOL_FIELDS = frozenset(("simplified_procedure", "aggravated", "adverse"))
+_BOOL_FIELDS = frozenset(("simplified_procedure", "aggravated", "adverse", "provider_verification", "approved"))
 _ENUM_FIELDS = frozenset(
-    "subject_category severity license_category action_kind listing_reason deletion_reason record_status".split()
+    "subject_category severity license_category action_kind listing_reason deletion_reason record_status "
+    "target_kind outcome list_domain".split()
 )
 # Fields lifted to the top level of the canonical record (everything else goes to "fields").
 _TOP_LEVEL = frozenset(
@@ -265,6 +321,61 @@ _DOMAIN = {
     "建筑": "construction",
     "建设": "construction",
     "法院执行": "court_enforcement",
+}
+# Credit office inputs.
+_OBJECTION_STATUS = {
+    "受理": "filed",
+    "已受理": "filed",
+    "受理中": "filed",
+    "核查中": "filed",
+    "核实中": "filed",
+    "处理中": "filed",
+    "属实": "upheld",
+    "异议属实": "upheld",
+    "异议成立": "upheld",
+    "不属实": "rejected",
+    "异议不属实": "rejected",
+    "异议不成立": "rejected",
+    "不予受理": "rejected",
+    "驳回": "rejected",
+    **{c: c for c in ("filed", "upheld", "rejected")},
+}
+_OBJECTION_OUTCOME = {
+    "更正": "corrected",
+    "已更正": "corrected",
+    "修改": "corrected",
+    "撤销": "revoked",
+    "已撤销": "revoked",
+    "删除": "revoked",
+    "已删除": "revoked",
+    **{c: c for c in ("corrected", "revoked")},
+}
+_LIST_ACTION = {
+    "列入": "list",
+    "纳入": "list",
+    "认定": "list",
+    "列入名单": "list",
+    "移出": "remove",
+    "移除": "remove",
+    "移出名单": "remove",
+    "退出": "remove",
+    **{c: c for c in ("list", "remove")},
+}
+_LIST_DOMAINS = frozenset(
+    "taxation work_safety environment procurement wage_arrears food_drug market court_enforcement other".split()
+)
+# The kind part of the decision key of a record an objection or a repair names (action records:
+# "action:<action_kind>", see _target_kind).
+_TARGET_KIND = {
+    "行政处罚": "penalty",
+    "处罚": "penalty",
+    "行政许可": "license",
+    "许可": "license",
+    "失信被执行人": "court_listing",
+    "严重失信主体名单": "listing_decision",
+    "严重失信主体名单认定": "listing_decision",
+    "失信主体名单": "listing_decision",
+    **{c: c for c in ("penalty", "license", "court_listing", "listing_decision")},
 }
 _BOOL_WORDS = {"true": True, "1": True, "是": True, "yes": True, "false": False, "0": False, "否": False, "no": False}
 _RESIDENT_ID_TYPES = frozenset(("身份证", "居民身份证", "01", "1", "111", "RESIDENT_ID", "ID_CARD", "IDCARD"))

@@ -12,7 +12,7 @@ import copy
 import datetime as _dt
 from decimal import Decimal
 
-__all__ = ["SCHEMA_OF_KIND", "KINDS", "sample_event", "schema_of"]
+__all__ = ["SCHEMA_OF_KIND", "KINDS", "OUTPUT_KINDS", "ALL_KINDS", "sample_event", "schema_of"]
 
 SCHEMA_OF_KIND = {
     "penalty": "creditstream.AdministrativePenalty",
@@ -21,8 +21,18 @@ SCHEMA_OF_KIND = {
     "court_deletion": "creditstream.CourtDebtorDeletion",
     "action": "creditstream.ActionRecord",
     "registration": "creditstream.SubjectRegistration",
+    # credit office (信用中心) inputs
+    "objection": "creditstream.Objection",
+    "repair": "creditstream.RepairDecision",
+    "listing_decision": "creditstream.ListingDecision",
+    "feedback": "creditstream.JointPunishmentFeedback",
+    # what the system itself produces (not an input: domain.validate.normalise_event does not take it)
+    "list_change": "creditstream.ListChange",
 }
-KINDS = tuple(SCHEMA_OF_KIND)
+OUTPUT_KINDS = ("list_change",)
+# The input kinds: every one of these is a valid input of domain.validate.normalise_event.
+KINDS = tuple(k for k in SCHEMA_OF_KIND if k not in OUTPUT_KINDS)
+ALL_KINDS = tuple(SCHEMA_OF_KIND)
 
 # Units (their USCCs pass the check; 11 = 机关, 410100 = 郑州市).
 SAMR_ZZ = "郑州市市场监督管理局"
@@ -33,6 +43,12 @@ COURT_ZZ = "河南省郑州市中级人民法院"
 COURT_ZZ_USCC = "12410100416012347J"
 ECO_ZZ = "郑州市生态环境局"
 ECO_ZZ_USCC = "11410100MB1P372890"
+CREDIT_ZZ = "郑州市信用中心"
+CREDIT_ZZ_USCC = "12410100MB1P38506K"
+DEV_ZZ = "郑州市发展和改革委员会"
+DEV_ZZ_USCC = "11410100005200044L"
+FINANCE_ZZ = "郑州市财政局"
+FINANCE_ZZ_USCC = "11410100005200028Y"
 
 # The subject: a company (USCC and its embedded organisation code) and its legal representative.
 COMPANY = "郑州市金水区恒达商贸有限公司"
@@ -166,6 +182,82 @@ _BASE: dict[str, dict] = {
         "source_unit_uscc": SAMR_ZZ_USCC,
         "event_id": "samr-zz-registration-91310110666007217T",
     },
+    # The company disputes its penalty 郑市监罚〔2024〕123号 (the "penalty" sample): filed, the
+    # market regulator must verify. The repair sample approves the repair of the same penalty.
+    "objection": {
+        "objection_id": "ZZXY-YY-2024-0087",
+        "subject_name": COMPANY,
+        "uscc": COMPANY_USCC,
+        "target_source_unit": SAMR_ZZ,
+        "target_source_unit_uscc": SAMR_ZZ_USCC,
+        "target_doc_no": "郑市监罚〔2024〕123号",
+        "target_kind": "penalty",
+        "status": "受理",
+        "filed_date": _dt.date(2024, 6, 10),
+        "resolved_date": None,
+        "provider_verification": True,
+        "outcome": None,
+        "handling_unit": CREDIT_ZZ,
+        "handling_unit_uscc": CREDIT_ZZ_USCC,
+        "remarks": "主体称罚款金额录入有误",
+        "event_id": "credit-zz-objection-0087-filed",
+    },
+    "repair": {
+        "repair_id": "郑信修〔2024〕015号",
+        "subject_name": COMPANY,
+        "uscc": COMPANY_USCC,
+        "target_source_unit": SAMR_ZZ,
+        "target_source_unit_uscc": SAMR_ZZ_USCC,
+        "target_doc_no": "郑市监罚〔2024〕123号",
+        "target_kind": "penalty",
+        "approved": True,
+        "decision_date": _dt.date(2024, 9, 2),
+        "deciding_unit": CREDIT_ZZ,
+        "deciding_unit_uscc": CREDIT_ZZ_USCC,
+        "remarks": "已履行行政处罚决定，完成信用承诺和信用修复培训",
+        "event_id": "credit-zz-repair-2024-015",
+    },
+    "listing_decision": {
+        "doc_no": "郑环失信〔2024〕006号",
+        "subject_name": COMPANY,
+        "subject_category": "法人及非法人组织",
+        "uscc": COMPANY_USCC,
+        "legal_rep_name": LEGAL_REP,
+        "legal_rep_id_no": LEGAL_REP_ID,
+        "list_domain": "environment",
+        "action": "列入",
+        "decision_date": _dt.date(2024, 7, 15),
+        "period_years": 3,
+        "reason": "篡改、伪造自动监测数据，逃避监管排放大气污染物",
+        "source_unit": ECO_ZZ,
+        "source_unit_uscc": ECO_ZZ_USCC,
+        "event_id": "eco-zz-listing-2024-006",
+    },
+    "list_change": {
+        "change_id": "lc-91310110666007217T-blacklist:environment-entered-2024-07-15",
+        "subject_id": COMPANY_USCC,
+        "subject_kind": "uscc",
+        "list": "blacklist:environment",
+        "list_kind": "blacklist",
+        "domain": "environment",
+        "transition": "entered",
+        "effective_date": _dt.date(2024, 7, 15),
+        "cause_record_ids": [f"listing_decision|{ECO_ZZ_USCC}|郑环失信〔2024〕006号"],
+        # what fastavro decodes a timestamp-millis to (an int of ms encodes the same)
+        "event_time": _dt.datetime(2024, 7, 15, 2, 0, tzinfo=_dt.timezone.utc),
+        "rules_version": "henan-2024.1",
+    },
+    "feedback": {
+        "feedback_id": "ZZCZ-FK-2024-0031",
+        "change_id": "lc-91310110666007217T-blacklist:environment-entered-2024-07-15",
+        "subject_id": COMPANY_USCC,
+        "implementing_unit": FINANCE_ZZ,
+        "implementing_unit_uscc": FINANCE_ZZ_USCC,
+        "measure": "限制参与政府采购活动",
+        "measure_date": _dt.date(2024, 7, 22),
+        "remarks": "已在政府采购平台设置限制",
+        "event_id": "finance-zz-feedback-0031",
+    },
 }
 
 
@@ -175,14 +267,14 @@ def schema_of(kind: str) -> str:
 
 
 def sample_event(kind: str, **overrides) -> dict:
-    """A valid Avro record of ``kind`` (one of ``KINDS``; a full schema name works too), with
+    """A valid Avro record of ``kind`` (one of ``ALL_KINDS``; a full schema name works too), with
     ``overrides`` applied (a value of ``None`` clears an optional field). Deterministic."""
     if kind not in _BASE:
         by_schema = {v: k for k, v in SCHEMA_OF_KIND.items()}
         short = {v.rsplit(".", 1)[1]: k for k, v in SCHEMA_OF_KIND.items()}
         kind = by_schema.get(kind) or short.get(kind) or kind
     if kind not in _BASE:
-        raise KeyError(f"unknown sample kind {kind!r}; one of {KINDS}")
+        raise KeyError(f"unknown sample kind {kind!r}; one of {ALL_KINDS}")
     record = copy.deepcopy(_BASE[kind])
     record.update(overrides)
     return record
