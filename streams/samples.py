@@ -3,6 +3,9 @@
 ``sample_event(kind, **overrides)`` returns a fresh record for the schema of ``kind`` (dates as
 ``datetime.date``, amounts as ``Decimal``, ready for ``AvroCodec.encode``). For tests, demos and
 integration scenarios. Every identifier here passes its check unless an override says otherwise.
+``KINDS`` are the input kinds (what ``domain.validate.normalise_event`` takes, including the credit
+office's objection, repair, listing decision and feedback); ``ALL_KINDS`` adds ``list_change``, the
+system's own output (名单变动).
 The subject names and numbers are made up; the USCC ``91310110666007217T`` is a public example.
 """
 

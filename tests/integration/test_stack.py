@@ -201,12 +201,14 @@ def test_failed_start_stops_the_broker_and_reports_the_log(tmp_path, monkeypatch
     fake.chmod(0o755)
     monkeypatch.setattr(stack_mod, "find_redis_server", lambda: str(fake))
     s = Stack(tmp_path / "run")
+    before = set(stack_mod._CHILDREN)
     with pytest.raises(StackError, match="on purpose"):
         s.up(timeout=5)
     assert not s.stack_file.exists()
     assert s.status()["broker"]["alive"] is False
     # the broker started in that attempt is gone: no Tansu with this run dir's port is left
-    brokers = [p for p in stack_mod._CHILDREN.values() if p.args[0] == stack_mod.find_tansu()]
+    brokers = [p for pid, p in stack_mod._CHILDREN.items()
+               if pid not in before and p.args[0] == stack_mod.find_tansu()]
     assert all(p.poll() is not None for p in brokers)
 
 

@@ -13,7 +13,7 @@ import fastavro
 import pytest
 
 from schemas import SCHEMA_DIR, all_schemas, load_schema, local_ids
-from streams.samples import KINDS, sample_event, schema_of
+from streams.samples import ALL_KINDS, KINDS, SCHEMA_OF_KIND, sample_event, schema_of
 
 AVSC_FILES = sorted(SCHEMA_DIR.glob("*.avsc"))
 EPOCH = dt.date(1970, 1, 1)
@@ -26,6 +26,11 @@ EXPECTED_IDS = {
     "creditstream.CourtDebtorDeletion": 4,
     "creditstream.ActionRecord": 5,
     "creditstream.SubjectRegistration": 6,
+    "creditstream.Objection": 7,
+    "creditstream.RepairDecision": 8,
+    "creditstream.ListingDecision": 9,
+    "creditstream.ListChange": 10,
+    "creditstream.JointPunishmentFeedback": 11,
 }
 
 
@@ -37,7 +42,18 @@ def test_all_expected_files_exist():
         "court_debtor_deletion",
         "action_record",
         "subject_registration",
+        "objection",
+        "repair_decision",
+        "listing_decision",
+        "list_change",
+        "feedback",
     }
+
+
+def test_every_schema_has_a_sample_and_every_input_kind_is_one():
+    assert set(SCHEMA_OF_KIND.values()) == set(EXPECTED_IDS)
+    assert set(KINDS) < set(ALL_KINDS) == set(SCHEMA_OF_KIND)
+    assert set(ALL_KINDS) - set(KINDS) == {"list_change"}
 
 
 @pytest.mark.parametrize("path", AVSC_FILES, ids=lambda p: p.stem)
@@ -77,6 +93,19 @@ def test_load_schema_by_stem_short_and_full_name():
         load_schema("NoSuchSchema")
 
 
+def test_list_change_types():
+    fields = {f["name"]: f["type"] for f in load_schema("list_change")["fields"]}
+    assert fields["event_time"] == {"type": "long", "logicalType": "timestamp-millis"}
+    assert fields["cause_record_ids"] == {"type": "array", "items": "string"}
+    assert fields["effective_date"] == {"type": "int", "logicalType": "date"}
+    assert fields["domain"] == ["null", "string"]
+    objection = {f["name"]: f for f in load_schema("Objection")["fields"]}
+    assert objection["provider_verification"]["type"] == "boolean" and objection["provider_verification"]["default"] is False
+    assert objection["resolved_date"]["type"][1]["logicalType"] == "date"
+    listing = {f["name"]: f["type"] for f in load_schema("ListingDecision")["fields"]}
+    assert listing["period_years"] == ["null", "int"]
+
+
 def test_decimal_and_date_fields():
     fields = {f["name"]: f["type"] for f in load_schema("administrative_penalty")["fields"]}
     assert fields["fine_amount"][1] == {"type": "bytes", "logicalType": "decimal", "precision": 18, "scale": 6}
@@ -86,7 +115,8 @@ def test_decimal_and_date_fields():
 
 
 # --------------------------------------------------------------------------------------------
-# interop: avro-python3 1.10 has no logical types: dates are int days, decimals raw bytes
+# interop: avro-python3 1.10 has no logical types: dates are int days, timestamps int ms, decimals
+# raw bytes
 
 
 def _decimal_bytes(value: Decimal, scale: int = 6) -> bytes:
@@ -96,6 +126,8 @@ def _decimal_bytes(value: Decimal, scale: int = 6) -> bytes:
 
 
 def _to_avro_python3(value):
+    if isinstance(value, dt.datetime):  # timestamp-millis (before date: a datetime is a date)
+        return (value - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) // dt.timedelta(milliseconds=1)
     if isinstance(value, dt.date):
         return (value - EPOCH).days
     if isinstance(value, Decimal):
@@ -109,6 +141,8 @@ def _from_avro_python3(field_type, value):
         return value
     if branch.get("logicalType") == "date":
         return EPOCH + dt.timedelta(days=value)
+    if branch.get("logicalType") == "timestamp-millis":
+        return dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(milliseconds=value)
     if branch.get("logicalType") == "decimal":
         return Decimal(int.from_bytes(value, "big", signed=True)).scaleb(-branch["scale"])
     return value
@@ -118,7 +152,7 @@ def _full_record(schema: dict, rec: dict) -> dict:
     return {f["name"]: rec.get(f["name"], f.get("default")) for f in schema["fields"]}
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ALL_KINDS)
 def test_fastavro_writes_avro_python3_reads(kind):
     raw = load_schema(schema_of(kind))
     rec = sample_event(kind)
@@ -131,7 +165,7 @@ def test_fastavro_writes_avro_python3_reads(kind):
     assert got == _full_record(raw, rec)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ALL_KINDS)
 def test_avro_python3_writes_fastavro_reads(kind):
     raw = load_schema(schema_of(kind))
     rec = _full_record(raw, sample_event(kind))
@@ -144,7 +178,7 @@ def test_avro_python3_writes_fastavro_reads(kind):
     assert got == rec
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ALL_KINDS)
 def test_minimal_record_with_nulls_interoperates(kind):
     """Only the required fields set: optional ones take their defaults in both libraries."""
     raw = load_schema(schema_of(kind))
