@@ -35,3 +35,7 @@ EVENT_FRESHNESS = Gauge("creditstream_event_freshness_seconds",
                         registry=REGISTRY)
 CONSUMER_LAG = Gauge("creditstream_consumer_lag_messages", "High watermark minus position, by agent and topic",
                      ["agent", "topic"], registry=REGISTRY)
+TIMER_BACKLOG = Gauge("creditstream_due_timer_backlog", "Subjects whose due instant has passed and whose tick is not "
+                      "written yet", registry=REGISTRY)
+LIST_CHANGES = Counter("creditstream_list_changes_total", "List changes emitted, by list kind and transition",
+                       ["list_kind", "transition"], registry=REGISTRY)

@@ -10,6 +10,7 @@ key                                    type        what
 ``{ns}:{gen}:subjects``                set         ids of every subject with state
 ``{ns}:{gen}:list:{list}``             set         members of a list (blacklist:<domain>, ...)
 ``{ns}:{gen}:stats``                   hash        counters: records by unit, outcome, ...
+``{ns}:{gen}:due``                     zset        subject id scored by its next due instant (ms)
 ``{ns}:idx``                           hash        ``<kind>:<number>`` -> USCC, kinds ``org`` (the
                                                    9-char organisation code), ``reg_no``,
                                                    ``tax_no``, ``other`` (domain/attach.py)
@@ -58,6 +59,10 @@ class Keys:
     @property
     def stats(self) -> str:
         return f"{self.gen_prefix}stats"
+
+    @property
+    def due(self) -> str:
+        return f"{self.gen_prefix}due"
 
     # --- shared by all generations ------------------------------------------------------
     @property
