@@ -33,6 +33,10 @@ DECISION_SCHEMAS = frozenset({
     "creditstream.CourtDebtorListing",
     "creditstream.CourtDebtorDeletion",
     "creditstream.ActionRecord",
+    # from the credit office (信用办):
+    "creditstream.ListingDecision",
+    "creditstream.Objection",
+    "creditstream.RepairDecision",
 })
 
 
@@ -42,7 +46,9 @@ def origin_of(msg: ConsumerRecord) -> str:
 
 
 def subject_event(subject_id: str, id_kind: str, origin: str, record: dict, event_ms: int) -> dict:
-    return {
+    """The subject-event of a canonical record: ``record`` for decisions, ``objection`` and
+    ``repair`` for the credit office's objection handling and repair decisions."""
+    event = {
         "type": "record",
         "origin": origin,
         "subject": subject_id,
@@ -51,6 +57,16 @@ def subject_event(subject_id: str, id_kind: str, origin: str, record: dict, even
         "hash": content_hash(record),
         "event_ms": event_ms,
     }
+    kind = record["kind"]
+    if kind == "objection":
+        event.update(type="objection", objection_id=record["objection_id"], record_key=record["target_key"],
+                     status=record["status"], filed=record["filed"], resolved=record.get("resolved"),
+                     provider_verification=bool(record.get("provider_verification")),
+                     outcome=record.get("outcome"))
+    elif kind == "repair":
+        event.update(type="repair", record_key=record["target_key"], approved=bool(record.get("approved")),
+                     decision_date=record["decision_date"], doc_no=record.get("doc_no"))
+    return event
 
 
 class SubjectEventWriter:
@@ -83,7 +99,8 @@ class IngestAgent:
         self.producer = producer
 
     def source_topics(self) -> list[str]:
-        return [self.topics.penalty, self.topics.license, self.topics.court, self.topics.action]
+        return [self.topics.penalty, self.topics.license, self.topics.court, self.topics.action,
+                self.topics.credit_office]
 
     async def process(self, records: list[ConsumerRecord]) -> None:
         kafka = KafkaSink(self.producer)

@@ -1,10 +1,17 @@
-"""The subject agent: applies the subject-event log to each subject's live state in Redis.
+"""The subject agent: applies the subject-event log to each subject's live state and emits list changes.
 
 The log is keyed by subject id, so one worker sees all of a subject's events, in order. Per batch:
-load every subject the batch touches (one MGET), apply the pure core (domain/subject.py) event by
-event, then write all changed states, memberships and counters in one MULTI/EXEC. Events carry the
-id of the department message they came from, so redelivered events are recognised and skipped:
-the worker can be killed at any moment and a restart re-applies nothing twice.
+
+1. load every subject the batch touches (one MGET);
+2. run the pure step (domain/engine.py) event by event: new state, outcome, list changes, linked
+   events for legal representatives, timeliness;
+3. produce the list changes (Avro, keyed by subject), the linked events (to the subject-event log)
+   and any dead letters, and wait for every ack;
+4. then write all changed states, list memberships, due instants and counters in one MULTI/EXEC.
+
+Events carry the id of the message they came from, so redelivered events are recognised and
+skipped: a worker killed between 3 and 4 re-emits the same list changes with the same ids (a
+consumer dedupes them by ``change_id``) and never loses one; killed after 4, it re-applies nothing.
 """
 
 from __future__ import annotations
@@ -13,23 +20,52 @@ import orjson
 import structlog
 from aiokafka import ConsumerRecord
 
+from agents.timer import due_ms
 from creditstream import metrics
-from domain.subject import apply_record
+from domain.calendar import WorkingCalendar
+from domain.engine import is_late, step
+from domain.rulebook import Rulebook
 from sinks.deadletter import DeadLetterSink
 from sinks.kafka import KafkaSink
 from sinks.redis_state import SubjectStateSink
+from streams.codec import AvroCodec
 from streams.topics import Topics
 
 log = structlog.get_logger("creditstream.subject")
+
+LIST_CHANGE_SCHEMA = "creditstream.ListChange"
+
+
+def list_change_record(change: dict, subject_kind: str) -> dict:
+    """A list change as a ListChange Avro record (schemas/list_change.avsc)."""
+    import datetime as dt
+
+    return {
+        "change_id": change["change_id"],
+        "subject_id": change["subject"],
+        "subject_kind": subject_kind,
+        "list": change["list"],
+        "list_kind": change["kind"],
+        "domain": change.get("domain"),
+        "transition": change["transition"],
+        "effective_date": dt.date.fromisoformat(change["effective_date"]),
+        "cause_record_ids": list(change.get("causes") or ()),
+        "event_time": dt.datetime.fromtimestamp(change["event_ms"] / 1000, dt.timezone.utc),
+        "rules_version": change.get("rules_version") or "",
+    }
 
 
 class SubjectAgent:
     name = "subject"
 
-    def __init__(self, *, topics: Topics, state: SubjectStateSink, producer):
+    def __init__(self, *, topics: Topics, state: SubjectStateSink, producer, codec: AvroCodec,
+                 rules: Rulebook, calendar: WorkingCalendar):
         self.topics = topics
         self.state = state
         self.producer = producer
+        self.codec = codec
+        self.rules = rules
+        self.calendar = calendar
 
     def source_topics(self) -> list[str]:
         return [self.topics.subject_events]
@@ -46,27 +82,67 @@ class SubjectAgent:
         loaded = await self.state.load(e["subject"] for _, e in events)
         states = dict(loaded)
         changed: set[str] = set()
-        outcomes: dict[str, int] = {}
+        counters: dict[str, int] = {}
+
+        def count(field: str, n: int = 1) -> None:
+            counters[field] = counters.get(field, 0) + n
+
         for msg, event in events:
             sid = event["subject"]
             try:
-                new_state, outcome = apply_record(states[sid], event)
+                result = step(states[sid], event, self.rules, self.calendar)
             except Exception as exc:  # noqa: BLE001 - a bug on one event must not stop the subject log
-                log.exception("subject event failed", origin=event.get("origin"))
-                outcome = "error"
+                log.exception("subject event failed", origin=event.get("origin"), type=event.get("type"))
                 dead.add(msg, "processing-error", f"{type(exc).__name__}: {exc}")
-            else:
-                states[sid] = new_state
-                if outcome != "redelivered":  # duplicates too: the state remembers their origin
-                    changed.add(sid)
-            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+                count("outcome:error")
+                continue
+            states[sid] = result.state
+            if result.outcome == "redelivered":
+                metrics.OUTCOMES.labels("redelivered").inc()
+                continue
+            changed.add(sid)  # duplicates too: the state remembers their origin
+            count(f"outcome:{result.outcome}")
+            metrics.OUTCOMES.labels(result.outcome).inc()
+            for change in result.changes:
+                value = self.codec.encode(LIST_CHANGE_SCHEMA, list_change_record(change, result.state["id_kind"]),
+                                          topic=self.topics.list_changes)
+                kafka.add(self.topics.list_changes, value, key=sid.encode(), timestamp_ms=event["event_ms"],
+                          headers=[("change_id", change["change_id"].encode())])
+                self._membership(change, sid)
+                count(f"change:{change['kind']}:{change['transition']}")
+                metrics.LIST_CHANGES.labels(change["kind"], change["transition"]).inc()
+            for link in result.links:
+                kafka.add(self.topics.subject_events, orjson.dumps(link), key=link["subject"].encode(),
+                          timestamp_ms=link["event_ms"])
+            if result.timeliness is not None:
+                unit, workdays = result.timeliness
+                count(f"unit:{unit}:records")
+                count(f"unit:{unit}:{'late' if is_late(workdays) else 'on_time'}")
+                count(f"unit:{unit}:late_workdays_total", workdays)
+            record = event.get("record") or {}
+            if result.outcome == "new" and record.get("domain"):
+                count(f"domain:{record['domain']}:records")
 
-        await kafka.flush()  # list changes and dead letters before state: a crash re-emits, never loses
+        await kafka.flush()  # changes, links, dead letters before state: a crash re-emits, never loses
         for sid in changed:
-            self.state.add(sid, states[sid], new=loaded.get(sid) is None)
-        for outcome, n in outcomes.items():
-            if outcome != "redelivered":
-                self.state.count(f"outcome:{outcome}", n)
-            metrics.OUTCOMES.labels(outcome).inc(n)
+            st = states[sid]
+            self.state.add(sid, st, new=loaded.get(sid) is None)
+            next_due = (st.get("evaluation") or {}).get("next_due")
+            if next_due:
+                self.state.schedule(sid, due_ms(next_due))
+            else:
+                self.state.unschedule(sid)
+        for field, n in counters.items():
+            self.state.count(field, n)
+        for reason, n in dead.counts.items():
+            metrics.DEAD_LETTERS.labels(reason).inc(n)
         await self.state.flush()
 
+    def _membership(self, change: dict, sid: str) -> None:
+        kind = change["kind"]
+        if kind not in ("blacklist", "court_debtor", "escalated", "red_list"):
+            return
+        if change["transition"] in ("entered", "escalated", "red_list_entered"):
+            self.state.add_to_list(change["list"], sid)
+        elif change["transition"] in ("exited", "de-escalated", "red_list_exited"):
+            self.state.remove_from_list(change["list"], sid)

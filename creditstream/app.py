@@ -5,10 +5,13 @@
 =========  ===============================================  ======================================
 agent      reads                                            writes
 =========  ===============================================  ======================================
-ingest     penalty, license, court-debtor, action-record    subject-events, dead-letters, Redis
-                                                            identifier index / parked records
+ingest     penalty, license, court-debtor, action-record,   subject-events, dead-letters, Redis
+           credit-office                                    identifier index / parked records
 registry   registration (compacted)                         subject-events, dead-letters, Redis
-subject    subject-events (keyed by subject)                Redis subject state, dead-letters
+subject    subject-events (keyed by subject)                list-changes, subject-events (links to
+                                                            legal representatives), dead-letters,
+                                                            Redis state / lists / due instants
+timer      Redis due instants (wall clock)                  subject-events (tick events)
 =========  ===============================================  ======================================
 
 ``create_faust_app`` hosts the pipeline in a Faust app (``creditstream worker``): Faust provides the
@@ -27,6 +30,9 @@ import structlog
 from agents.ingest import IngestAgent
 from agents.registry import RegistryAgent
 from agents.subject import SubjectAgent
+from agents.timer import TimerAgent
+from domain.calendar import WorkingCalendar
+from domain.rulebook import load_rulebook
 from creditstream.settings import Settings
 from sinks.keys import resolve_keys
 from sinks.redis_state import SubjectStateSink
@@ -38,7 +44,7 @@ from streams.topics import Topics
 
 log = structlog.get_logger("creditstream.app")
 
-AGENTS = ("ingest", "registry", "subject")
+AGENTS = ("ingest", "registry", "subject", "timer")
 
 
 def redis_client(settings: Settings) -> aioredis.Redis:
@@ -75,20 +81,26 @@ class Pipeline:
         await self.producer.start()
         codec = make_codec(s)
         index = RegistryIndex(self.redis, keys)
+        rules = load_rulebook(s.rules_file or None)
+        calendar = WorkingCalendar.from_file(s.calendar_file) if s.calendar_file else WorkingCalendar()
         build = {
             "ingest": lambda: IngestAgent(topics=self.topics, codec=codec, index=index, producer=self.producer),
             "registry": lambda: RegistryAgent(topics=self.topics, codec=codec, index=index, producer=self.producer),
             "subject": lambda: SubjectAgent(topics=self.topics, state=SubjectStateSink(self.redis, keys),
-                                            producer=self.producer),
+                                            producer=self.producer, codec=codec, rules=rules, calendar=calendar),
         }
-        self.runners = [AgentRunner(build[name](), s) for name in self.agent_names]
-        self._tasks = [asyncio.create_task(r.run(), name=f"agent:{r.agent.name}") for r in self.runners]
+        self.runners = [AgentRunner(build[name](), s) for name in self.agent_names if name in build]
+        if "timer" in self.agent_names:
+            self.runners.append(TimerAgent(topics=self.topics, redis=self.redis, keys=keys, producer=self.producer,
+                                           interval_s=s.timer_interval_s))
+        self._tasks = [asyncio.create_task(r.run(), name=f"agent:{getattr(r, 'agent', r).name}")
+                       for r in self.runners]
         started = asyncio.gather(*(r.started.wait() for r in self.runners))
         await asyncio.wait([started, *self._tasks], return_when=asyncio.FIRST_COMPLETED, timeout=120)
         for t in self._tasks:
             if t.done() and t.exception():
                 raise t.exception()
-        log.info("pipeline started", agents=list(self.agent_names), keys=keys.gen_prefix,
+        log.info("pipeline started", agents=list(self.agent_names), keys=keys.gen_prefix, rules=rules.version,
                  broker=s.broker_url, broker_kind=s.broker_kind)
 
     async def _wait_for_redis(self, timeout_s: float = 30.0) -> None:

@@ -124,6 +124,66 @@ def cmd_subject(args) -> int:
     return EXIT_OK
 
 
+def cmd_lists(args) -> int:
+    settings = _settings(args)
+    from ops.inspect import subject_lists
+
+    info = asyncio.run(subject_lists(settings, args.code))
+    if info is None:
+        print(f"creditstream: no subject {args.code!r}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    if args.json:
+        _print_json(info)
+        return EXIT_OK
+    print(f"{info['subject']}  {info['name'] or ''}  (as of {info['as_of']})")
+    if not info["lists"]:
+        print("  on no list")
+    for name, m in sorted(info["lists"].items()):
+        until = m.get("until") or "no fixed end"
+        flag = "  SUSPENDED (objection pending)" if m.get("suspended") else ""
+        print(f"  {name:<28} since {m['since']}  until {until}  causes {len(m.get('causes', []))}{flag}")
+    for oid in info["overdue_objections"]:
+        print(f"  objection {oid} is OVERDUE")
+    if info["next_due"]:
+        print(f"  next change due {info['next_due']}")
+    return EXIT_OK
+
+
+def cmd_list(args) -> int:
+    settings = _settings(args)
+    from ops.inspect import list_members, list_names
+
+    if not args.name:
+        sizes = asyncio.run(list_names(settings))
+        if not sizes:
+            print("no list has members")
+        for name, n in sizes.items():
+            print(f"{name:<32} {n:>8} member(s)")
+        return EXIT_OK
+    members, cursor = asyncio.run(list_members(settings, args.name, cursor=args.cursor, count=args.count))
+    if not members and args.cursor == 0:
+        print(f"creditstream: list {args.name!r} has no members (see `creditstream list` for the lists)",
+              file=sys.stderr)
+        return EXIT_NOT_FOUND
+    for m in members:
+        print(m)
+    if cursor:
+        print(f"-- more: creditstream list {args.name} --cursor {cursor}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_report(args) -> int:
+    settings = _settings(args)
+    from ops.report import operator_report, render_operator_report
+
+    report = asyncio.run(operator_report(settings))
+    if args.json:
+        _print_json(report)
+    else:
+        print(render_operator_report(report))
+    return EXIT_OK
+
+
 def cmd_dlq(args) -> int:
     settings = _settings(args)
     from ops.dlq import list_dead_letters
@@ -218,6 +278,24 @@ def build_parser() -> argparse.ArgumentParser:
              "USCC, a resident ID number, or a legacy number the registry knows (organisation code, "
              "registration no.). Exits 1 for an unknown subject.")
     sp.add_argument("code")
+
+    sp = add("lists", cmd_lists, "show the lists a subject is on",
+             "Show a subject's current list memberships (blacklists by domain, court debtor, escalated, "
+             "red list), suspensions, publicity periods, overdue objections, and the next due date.")
+    sp.add_argument("code", help="USCC, resident ID number, or a legacy number the registry knows")
+    sp.add_argument("--json", action="store_true", help="print JSON")
+
+    sp = add("list", cmd_list, "show a list's members (or every list and its size)",
+             "Without NAME: every list with its size. With NAME (e.g. blacklist:environment, "
+             "court_debtor, escalated, red_list): its members, a page at a time.")
+    sp.add_argument("name", nargs="?")
+    sp.add_argument("--cursor", type=int, default=0, help="continue from this cursor")
+    sp.add_argument("--count", type=int, default=100, help="members per page (default 100)")
+
+    sp = add("report", cmd_report, "counts per source unit, domain and list; dead letters; parked; lateness",
+             "Counts of records per source unit and domain, list sizes, dead letters by reason, parked "
+             "records, and each unit's lateness against the 7-working-day publication rule.")
+    sp.add_argument("--json", action="store_true", help="print JSON")
 
     sp = add("dlq", cmd_dlq, "inspect dead letters",
              "List dead letters: bad input kept with the reason and where it came from.")

@@ -67,6 +67,8 @@ class Settings:
     """Most records one agent handles as one unit of work (one Redis round trip, one produce batch)."""
     fetch_wait_ms: int = 50
     producer_linger_ms: int = 5
+    timer_interval_s: float = 1.0
+    """How often the timer agent looks for due instants (seconds)."""
     web_port: int = 6066
     log_level: str = "INFO"
     log_format: str = "auto"
@@ -183,6 +185,8 @@ def _coerce(name: str, raw: Any) -> Any:
     try:
         if kind == "int":
             return int(raw)
+        if kind == "float":
+            return float(raw)
         return str(raw)
     except (TypeError, ValueError):
         raise SettingsError(f"setting {name}: {raw!r} is not a valid {kind}") from None

@@ -35,6 +35,7 @@ from typing import Any
 
 from domain.calendar import WorkingCalendar, add_months, add_years
 from domain.rulebook import Rulebook, default_rulebook
+from domain.subject import new_state
 
 __all__ = [
     "apply_objection",
@@ -196,7 +197,7 @@ def _ms_date(event_ms: Any) -> str | None:
 # -------------------------------------------------------------------------------------------- objections
 
 
-def apply_objection(state: dict, event: dict) -> tuple[dict, str]:
+def apply_objection(state: dict | None, event: dict) -> tuple[dict, str]:
     """Fold an objection (异议) event into the state; returns (new state, outcome).
 
     ``event``: ``{"type": "objection", "objection_id": str, "record_key": str (decision key of the
@@ -215,6 +216,8 @@ def apply_objection(state: dict, event: dict) -> tuple[dict, str]:
     parsed = _parse_objection(event)
     if parsed is None:
         return state, "invalid"
+    if state is None:
+        state = new_state(event.get("subject") or "", event.get("id_kind") or "uscc")
     oid, content = parsed
     origin = event.get("origin")
     objections = state.get("objections") or {}
@@ -329,7 +332,7 @@ def _parse_objection(event: dict) -> tuple[str, dict] | None:
 # -------------------------------------------------------------------------------------------- repairs
 
 
-def apply_repair(state: dict, event: dict, rules: Rulebook | None = None) -> tuple[dict, str]:
+def apply_repair(state: dict | None, event: dict, rules: Rulebook | None = None) -> tuple[dict, str]:
     """Fold a credit-repair decision (信用修复) into the state; returns (new state, outcome).
 
     ``event``: ``{"type": "repair", "record_key": str, "approved": "YYYY-MM-DD" (the approval
@@ -343,6 +346,8 @@ def apply_repair(state: dict, event: dict, rules: Rulebook | None = None) -> tup
     with the earliest date), ``redelivered``, ``duplicate``, ``invalid`` (state unchanged).
     Never raises."""
     rules = rules or default_rulebook()
+    if state is None:
+        state = new_state(event.get("subject") or "", event.get("id_kind") or "uscc")
     try:
         key = event.get("record_key")
         approved = _iso_or_none(event.get("approved"))
@@ -359,15 +364,13 @@ def apply_repair(state: dict, event: dict, rules: Rulebook | None = None) -> tup
     refused = (state.get("repair_refused") or {}).get(key)
     if origin is not None and any(origin in (r.get("seen") or ()) for r in (current, refused) if r):
         return state, "redelivered"
-    for part, prior in (("repairs", current), ("repair_refused", refused)):
-        if prior is not None and prior.get("approved") == approved and prior.get("doc_no") == doc_no and (
-                part == "repairs") == granted:
-            out = _copy_for_write(state, part)
-            kept = dict(prior)
-            kept["seen"] = _with_origin(prior.get("seen"), origin)
-            out[part][key] = kept
-            return out, "duplicate"
+    if granted and current is not None and current.get("approved") == approved and current.get("doc_no") == doc_no:
+        out = _copy_for_write(state, "repairs")
+        out["repairs"][key] = dict(current, seen=_with_origin(current.get("seen"), origin))
+        return out, "duplicate"
 
+    # Judged again on every non-identical delivery: a repair refused because its record was not
+    # known yet is applied when it is re-sent after the record.
     reason, earliest = None, None
     if not granted:
         reason = "not-granted"
@@ -376,14 +379,18 @@ def apply_repair(state: dict, event: dict, rules: Rulebook | None = None) -> tup
         if earliest is not None and _date(approved) < earliest:
             reason = "before-earliest"
     if reason is not None:
-        out = _copy_for_write(state, "repair_refused")
-        out["repair_refused"][key] = {
+        refusal = {
             "approved": approved,
             "doc_no": doc_no,
             "reason": reason,
             "earliest": earliest.isoformat() if earliest else None,
-            "seen": _with_origin(refused.get("seen") if refused else None, origin),
         }
+        out = _copy_for_write(state, "repair_refused")
+        same = refused is not None and all(refused.get(k) == v for k, v in refusal.items())
+        refusal["seen"] = _with_origin(refused.get("seen") if refused else None, origin)
+        out["repair_refused"][key] = refusal
+        if same:
+            return out, "duplicate"
         _touch(out, event)
         return out, "repair-refused"
 
@@ -447,7 +454,8 @@ def evaluate(state: dict, as_of: dt.date | str, rules: Rulebook, cal: WorkingCal
             elif in_force:
                 adverse = True
                 years = rules.court_period_years(fields)
-                candidates.append(["court_debtor", court_rule.domain, d, add_years(d, years) if years else None, key])
+                until = add_years(d, years) if years is not None else None
+                candidates.append(["court_debtor", court_rule.domain, d, until, key])
         elif in_force:
             base = content.get("kind") if kind == "linked" else kind
             adverse = kind == "linked"
@@ -619,6 +627,8 @@ def _publicity(entry: dict, repair: dict | None, as_of: dt.date, rules: Rulebook
         if approved >= start:
             repaired = approved <= as_of
             end = min(end, approved)
+            if approved > as_of:
+                due.add(approved)
     if start > as_of:
         due.add(start)
     if end > as_of:

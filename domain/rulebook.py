@@ -22,7 +22,7 @@ from typing import Any
 __all__ = [
     "DEFAULT_PATH",
     "TIERS",
-    "RECORD_KINDS",
+    "RULE_KINDS",
     "Rulebook",
     "RulebookError",
     "Regime",
@@ -35,7 +35,8 @@ __all__ = [
 
 DEFAULT_PATH = Path(__file__).with_name("rules_default.toml")
 TIERS = ("minor", "general", "severe")
-RECORD_KINDS = frozenset(("penalty", "license", "court_listing", "action", "listing_decision"))
+# Record kinds an operator rule can match (listing decisions and court listings are lists already).
+RULE_KINDS = frozenset(("penalty", "action", "license"))
 
 
 class RulebookError(ValueError):
@@ -258,9 +259,9 @@ def rulebook_from_dict(data: dict[str, Any], *, source: str = "") -> Rulebook:
         if severity is not None and severity not in TIERS:
             raise RulebookError(f"{where}.severity: {severity!r} is not one of {TIERS}")
         kinds = _str_list(table, f"{where}.kinds", "kinds", default=["penalty"])
-        bad = sorted(set(kinds) - RECORD_KINDS)
+        bad = sorted(set(kinds) - RULE_KINDS)
         if bad or not kinds:
-            raise RulebookError(f"{where}.kinds: {bad or 'empty'} (known: {sorted(RECORD_KINDS)})")
+            raise RulebookError(f"{where}.kinds: {bad or 'empty'} (known: {sorted(RULE_KINDS)})")
         period = _int(table, f"{where}.period_years", "period_years", minimum=1, default=None)
         list_domain = table.get("list_domain", domain)
         if not isinstance(list_domain, str) or not list_domain:

@@ -37,3 +37,53 @@ async def subject_state(settings: Settings, code: str) -> dict | None:
         return orjson.loads(raw) if raw is not None else None
     finally:
         await redis.aclose()
+
+
+async def subject_lists(settings: Settings, code: str) -> dict | None:
+    """A subject's current list memberships (from its last evaluation), or None if unknown."""
+    state = await subject_state(settings, code)
+    if state is None:
+        return None
+    evaluation = state.get("evaluation") or {}
+    return {
+        "subject": state["id"],
+        "name": (state.get("names") or [None])[-1],
+        "as_of": state.get("as_of"),
+        "lists": evaluation.get("lists", {}),
+        "publicity": evaluation.get("publicity", {}),
+        "overdue_objections": evaluation.get("overdue_objections", []),
+        "next_due": evaluation.get("next_due"),
+    }
+
+
+async def list_names(settings: Settings) -> dict[str, int]:
+    """Every list with members, and its size."""
+    redis = redis_client(settings)
+    try:
+        keys = await resolve_keys(redis, settings.namespace)
+        names = [k.decode()[len(keys.list_prefix):]
+                 async for k in redis.scan_iter(match=keys.list_prefix + "*", count=1000)]
+        pipe = redis.pipeline(transaction=False)
+        for n in names:
+            pipe.scard(keys.list_members(n))
+        return dict(sorted(zip(names, await pipe.execute())))
+    finally:
+        await redis.aclose()
+
+
+async def list_members(settings: Settings, name: str, *, cursor: int = 0, count: int = 100) -> tuple[list[str], int]:
+    """One page of a list's members (sorted within the page) and the cursor of the next (0: done)."""
+    redis = redis_client(settings)
+    try:
+        keys = await resolve_keys(redis, settings.namespace)
+        members: list[str] = []
+        key = keys.list_members(name)
+        next_cursor = cursor
+        while len(members) < count:
+            next_cursor, page = await redis.sscan(key, cursor=next_cursor, count=count)
+            members += [m.decode() for m in page]
+            if next_cursor == 0:
+                break
+        return sorted(members), int(next_cursor)
+    finally:
+        await redis.aclose()

@@ -5,12 +5,14 @@ One event a line::
     {"kind": "penalty", "fields": {...the Avro record, dates as "YYYY-MM-DD"...},
      "timestamp": "2024-05-21T10:00:00+08:00"}        # optional: event time (default: now)
 
-Kinds: penalty, license, court_listing, court_deletion, action, registration. Each event is
+Kinds: penalty, license, court_listing, court_deletion, action, registration (department side);
+objection, repair, listing_decision (credit office); feedback (implementing units). Each event is
 Avro-encoded in the Confluent wire format (docs/events.md) and sent to its topic. A line that cannot
 be encoded (not JSON, unknown kind, a field of the wrong type, a required field missing) is refused
 and reported with its line number; whether an encoded event is *valid* is the pipeline's judgement
 (it dead-letters what fails validation). For testing that path, a line may carry raw bytes:
-``{"kind": "raw", "topic": "penalty", "value_hex": "07ff..."}``.
+``{"kind": "raw", "topic": "penalty", "value_hex": "07ff..."}`` (``topic`` names the input kind
+whose topic the bytes go to).
 """
 
 from __future__ import annotations
@@ -27,16 +29,8 @@ from creditstream.settings import Settings
 from streams import kafka
 from streams.codec import from_json
 from streams.samples import SCHEMA_OF_KIND
-from streams.topics import Topics
+from streams.topics import SPEC_OF_KIND, Topics
 
-TOPIC_OF_KIND = {
-    "penalty": "penalty",
-    "license": "license",
-    "court_listing": "court",
-    "court_deletion": "court",
-    "action": "action",
-    "registration": "registration",
-}
 
 
 @dataclass
@@ -78,17 +72,17 @@ def encode_line(line: str, codec, topics: Topics) -> tuple[str, bytes, bytes | N
     kind = obj.get("kind")
     ts = _timestamp_ms(obj.get("timestamp"))
     if kind == "raw":
-        topic_attr = obj.get("topic")
-        if topic_attr not in set(TOPIC_OF_KIND.values()):
-            raise ValueError(f"raw: topic must be one of {sorted(set(TOPIC_OF_KIND.values()))}")
-        return getattr(topics, topic_attr), bytes.fromhex(obj.get("value_hex", "")), None, ts
-    if kind not in SCHEMA_OF_KIND:
+        kinds = sorted(SPEC_OF_KIND)
+        if obj.get("topic") not in kinds:
+            raise ValueError(f"raw: 'topic' must name an input kind: {', '.join(kinds)}")
+        return topics.for_kind(obj["topic"]), bytes.fromhex(obj.get("value_hex", "")), None, ts
+    if kind not in SPEC_OF_KIND:
         raise ValueError(f"unknown kind {kind!r}; one of {', '.join(SCHEMA_OF_KIND)}")
     fields = obj.get("fields")
     if not isinstance(fields, dict):
         raise ValueError("'fields' must be an object")
     schema = SCHEMA_OF_KIND[kind]
-    topic = getattr(topics, TOPIC_OF_KIND[kind])
+    topic = topics.for_kind(kind)
     record = from_json(schema, fields)
     try:
         value = codec.encode(schema, record, topic=topic)

@@ -88,3 +88,62 @@ def render_summary(s: dict) -> str:
     detail = ", ".join(f"{k} {v}" for k, v in sorted(s["dead_letters"].items()))
     lines.append(f"Dead-lettered: {total}" + (f" ({detail})" if detail else ""))
     return "\n".join(lines)
+
+
+async def operator_report(settings: Settings) -> dict:
+    """Counts per source unit, domain and list; dead letters by reason; parked; lateness per unit.
+
+    The counters are written by the subject agent in the same transaction as the states they
+    describe (``stats`` hash: ``unit:<name>:records``, ``unit:<name>:late``, ``domain:<d>:records``,
+    ``outcome:<o>``), so they never count a redelivered input twice.
+    """
+    from ops.inspect import list_names
+
+    redis = redis_client(settings)
+    try:
+        keys = await resolve_keys(redis, settings.namespace)
+        stats = await _stats(redis, keys)
+        subjects = await redis.scard(keys.subjects)
+        parked = await RegistryIndex(redis, keys).parked_count()
+    finally:
+        await redis.aclose()
+    units: dict[str, dict] = {}
+    domains: dict[str, int] = {}
+    for field, n in stats.items():
+        parts = field.split(":")
+        if parts[0] == "unit" and len(parts) >= 3:
+            unit, what = ":".join(parts[1:-1]), parts[-1]
+            units.setdefault(unit, {"records": 0, "late": 0, "on_time": 0, "late_workdays_total": 0})[what] = n
+        elif parts[0] == "domain" and len(parts) == 3:
+            domains[parts[1]] = n
+    for u in units.values():
+        judged = u["late"] + u["on_time"]
+        u["late_share"] = round(u["late"] / judged, 4) if judged else 0.0
+    letters = await list_dead_letters(settings)
+    return {
+        "subjects": subjects,
+        "units": dict(sorted(units.items())),
+        "domains": dict(sorted(domains.items())),
+        "lists": await list_names(settings),
+        "dead_letters": dict(sorted(Counter(d["reason"] for d in letters).items())),
+        "parked": parked,
+        "outcomes": {k.split(":", 1)[1]: v for k, v in sorted(stats.items()) if k.startswith("outcome:")},
+        "list_changes": {k.split(":", 1)[1]: v for k, v in sorted(stats.items()) if k.startswith("change:")},
+    }
+
+
+def render_operator_report(r: dict) -> str:
+    out = [f"Subjects: {r['subjects']}    parked: {r['parked']}    dead letters: {sum(r['dead_letters'].values())}"]
+    out.append("")
+    out.append(f"{'source unit':<34} {'records':>8} {'late':>6} {'late %':>7}  (7-working-day publication rule)")
+    for unit, u in r["units"].items():
+        out.append(f"{unit[:34]:<34} {u['records']:>8} {u['late']:>6} {100 * u['late_share']:>6.1f}%")
+    if r["domains"]:
+        out.append("")
+        out.append("records by domain: " + ", ".join(f"{d} {n}" for d, n in r["domains"].items()))
+    out.append("")
+    out.append("lists: " + (", ".join(f"{n} {c}" for n, c in r["lists"].items()) or "none"))
+    out.append("list changes: " + (", ".join(f"{n} {c}" for n, c in r["list_changes"].items()) or "none"))
+    out.append("dead letters: " + (", ".join(f"{n} {c}" for n, c in r["dead_letters"].items()) or "none"))
+    out.append("outcomes: " + (", ".join(f"{n} {c}" for n, c in r["outcomes"].items()) or "none"))
+    return "\n".join(out)

@@ -21,9 +21,10 @@ class SubjectStateSink:
         self.keys = keys
         self._states: dict[str, bytes] = {}
         self._new_subjects: list[str] = []
-        self._list_adds: list[tuple[str, str]] = []
-        self._list_removes: list[tuple[str, str]] = []
+        self._memberships: dict[tuple[str, str], bool] = {}  # the last change in a batch wins
         self._counters: dict[str, int] = {}
+        self._schedule: dict[str, int] = {}
+        self._unschedule: set[str] = set()
 
     async def load(self, subject_ids) -> dict[str, dict | None]:
         ids = list(dict.fromkeys(subject_ids))
@@ -38,35 +39,51 @@ class SubjectStateSink:
             self._new_subjects.append(subject_id)
 
     def add_to_list(self, list_name: str, subject_id: str) -> None:
-        self._list_adds.append((list_name, subject_id))
+        self._memberships[(list_name, subject_id)] = True
 
     def remove_from_list(self, list_name: str, subject_id: str) -> None:
-        self._list_removes.append((list_name, subject_id))
+        self._memberships[(list_name, subject_id)] = False
+
+    def schedule(self, subject_id: str, due_ms: int) -> None:
+        """Record the subject's next due instant (the timer agent fires it)."""
+        self._schedule[subject_id] = due_ms
+        self._unschedule.discard(subject_id)
+
+    def unschedule(self, subject_id: str) -> None:
+        self._unschedule.add(subject_id)
+        self._schedule.pop(subject_id, None)
 
     def count(self, field: str, n: int = 1) -> None:
         self._counters[field] = self._counters.get(field, 0) + n
 
     async def flush(self) -> int:
-        if not (self._states or self._counters or self._list_adds or self._list_removes):
+        if not (self._states or self._counters or self._memberships or self._schedule
+                or self._unschedule):
             return 0
         pipe = self.redis.pipeline(transaction=True)
         if self._states:
             pipe.mset({self.keys.subject(s): v for s, v in self._states.items()})
         if self._new_subjects:
             pipe.sadd(self.keys.subjects, *self._new_subjects)
-        for list_name, subject_id in self._list_removes:
-            pipe.srem(self.keys.list_members(list_name), subject_id)
-        for list_name, subject_id in self._list_adds:
-            pipe.sadd(self.keys.list_members(list_name), subject_id)
+        for (list_name, subject_id), member in self._memberships.items():
+            if member:
+                pipe.sadd(self.keys.list_members(list_name), subject_id)
+            else:
+                pipe.srem(self.keys.list_members(list_name), subject_id)
         for field, n in self._counters.items():
             pipe.hincrby(self.keys.stats, field, n)
+        if self._schedule:
+            pipe.zadd(self.keys.due, self._schedule)
+        if self._unschedule:
+            pipe.zrem(self.keys.due, *self._unschedule)
         t0 = time.perf_counter()
         await pipe.execute()
         metrics.REDIS_WRITE_SECONDS.observe(time.perf_counter() - t0)
         n = len(self._states)
         self._states.clear()
         self._new_subjects.clear()
-        self._list_adds.clear()
-        self._list_removes.clear()
+        self._memberships.clear()
         self._counters.clear()
+        self._schedule.clear()
+        self._unschedule.clear()
         return n

@@ -17,6 +17,7 @@ Failures:
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
 from typing import Protocol
 
@@ -44,6 +45,16 @@ class BatchAgent(Protocol):
     def source_topics(self) -> list[str]: ...
 
     async def process(self, records: list[ConsumerRecord]) -> None: ...
+
+
+def merge_by_time(batches: dict[TopicPartition, list[ConsumerRecord]]) -> list[ConsumerRecord]:
+    """One list of a fetch's records: partitions interleaved by timestamp (event time), each
+    partition's own order kept. Inputs about one subject that arrive on different topics are thus
+    handled in event-time order, whatever order the broker returned the partitions in."""
+    parts = [recs for _, recs in sorted(batches.items(), key=lambda kv: (kv[0].topic, kv[0].partition)) if recs]
+    if len(parts) == 1:
+        return list(parts[0])
+    return list(heapq.merge(*parts, key=lambda r: r.timestamp))
 
 
 class AgentRunner:
@@ -78,7 +89,7 @@ class AgentRunner:
                 batches = fetch.result()
                 if not batches:
                     continue
-                records = [r for recs in batches.values() for r in recs]
+                records = merge_by_time(batches)
                 await self._process_with_retry(records)
                 offsets = {tp: recs[-1].offset + 1 for tp, recs in batches.items() if recs}
                 await self._commit(offsets)

@@ -34,6 +34,20 @@ SUBJECT_EVENTS = TopicSpec("subject-events", "internal: validated, attached inpu
 LIST_CHANGES = TopicSpec("list-changes", "list changes for downstream systems (Avro, keyed by subject)")
 DEAD_LETTERS = TopicSpec("dead-letters", "bad input with the original bytes and the reason in headers")
 
+# Which department topic each input kind is produced to (ops/produce.py, tests, benchmark).
+SPEC_OF_KIND = {
+    "penalty": PENALTY,
+    "license": LICENSE,
+    "court_listing": COURT,
+    "court_deletion": COURT,
+    "action": ACTION,
+    "registration": REGISTRATION,
+    "objection": CREDIT_OFFICE,
+    "repair": CREDIT_OFFICE,
+    "listing_decision": CREDIT_OFFICE,
+    "feedback": FEEDBACK,
+}
+
 INGEST_SOURCES = (PENALTY, LICENSE, COURT, ACTION, CREDIT_OFFICE)
 ALL = (PENALTY, LICENSE, COURT, ACTION, REGISTRATION, CREDIT_OFFICE, FEEDBACK, SUBJECT_EVENTS, LIST_CHANGES, DEAD_LETTERS)
 
@@ -46,6 +60,10 @@ class Topics:
 
     def name(self, spec: TopicSpec) -> str:
         return self.prefix + spec.suffix
+
+    def for_kind(self, kind: str) -> str:
+        """The topic an input of ``kind`` (penalty, license, ..., see SPEC_OF_KIND) is produced to."""
+        return self.name(SPEC_OF_KIND[kind])
 
     def spec_of(self, name: str) -> TopicSpec | None:
         for spec in ALL:

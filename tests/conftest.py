@@ -94,17 +94,12 @@ class Department:
         self.codec = make_codec(settings)
         self.topics = Topics(settings)
 
-    TOPIC_OF = {
-        "creditstream.AdministrativePenalty": "penalty",
-        "creditstream.AdministrativeLicense": "license",
-        "creditstream.CourtDebtorListing": "court",
-        "creditstream.CourtDebtorDeletion": "court",
-        "creditstream.ActionRecord": "action",
-        "creditstream.SubjectRegistration": "registration",
-    }
 
     async def send(self, schema: str, record: dict, *, timestamp_ms: int | None = None, key: bytes | None = None):
-        topic = getattr(self.topics, self.TOPIC_OF[schema])
+        from streams.samples import SCHEMA_OF_KIND
+
+        kind = {v: k for k, v in SCHEMA_OF_KIND.items()}[schema]
+        topic = self.topics.for_kind(kind)
         value = self.codec.encode(schema, record, topic=topic)
         return await self.send_raw(topic, value, key=key, timestamp_ms=timestamp_ms)
 

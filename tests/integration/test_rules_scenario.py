@@ -1,0 +1,108 @@
+"""Issue 3's scenario end to end on the embedded stack: a severe environment penalty puts a company
+on the environment blacklist; an objection suspends the measures, its rejection resumes them; a
+court listing adds a second domain (escalation); an approved credit repair ends the blacklist
+(de-escalation); the court listing expires by the timer; the legal representative's personal record
+follows the severe record. Asserts the list-change topic and Redis."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from streams import samples
+from streams.samples import sample_event, schema_of
+from tests.conftest import eventually
+
+pytestmark = pytest.mark.integration
+
+CST = dt.timezone(dt.timedelta(hours=8))
+
+
+def ts(day: str) -> int:
+    d = dt.date.fromisoformat(day)
+    return int(dt.datetime(d.year, d.month, d.day, 10, tzinfo=CST).timestamp() * 1000)
+
+
+async def read_changes(settings):
+    from creditstream.app import make_codec
+    from streams import kafka
+    from streams.topics import Topics
+
+    codec = make_codec(settings)
+    out = []
+    async for batch in kafka.read_to_end(settings, Topics(settings).list_changes, idle_timeout_s=0.5):
+        for msg in batch:
+            _, rec = codec.decode(msg.value)
+            out.append(rec)
+    return out
+
+
+async def test_listing_objection_reinstatement_repair_and_expiry(settings, department, redis):
+    from creditstream.app import Pipeline
+
+    company = samples.COMPANY_USCC
+    penalty = sample_event("penalty", severity="严重", domain="environment", source_unit=samples.ECO_ZZ,
+                           source_unit_uscc=samples.ECO_ZZ_USCC, decision_doc_no="郑环罚〔2020〕009号",
+                           decision_date=dt.date(2020, 1, 10), valid_until=None, publicity_end_date=None)
+    target = dict(target_source_unit=samples.ECO_ZZ, target_source_unit_uscc=samples.ECO_ZZ_USCC,
+                  target_doc_no="郑环罚〔2020〕009号", target_kind="penalty")
+    inputs = [
+        ("penalty", penalty, "2020-01-15"),
+        ("objection", sample_event("objection", **target, objection_id="YY-1", status="filed",
+                                   filed_date=dt.date(2020, 2, 3), provider_verification=False), "2020-02-03"),
+        ("objection", sample_event("objection", **target, objection_id="YY-1", status="rejected",
+                                   filed_date=dt.date(2020, 2, 3), resolved_date=dt.date(2020, 2, 6),
+                                   provider_verification=False), "2020-02-06"),
+        ("court_listing", sample_event("court_listing", listing_reason="obstruct", case_no="(2020)豫01执77号",
+                                       listing_date=dt.date(2020, 3, 1), publish_date=dt.date(2020, 3, 2)),
+         "2020-03-02"),
+        ("repair", sample_event("repair", **target, repair_id="郑信修〔2020〕031号", approved=True,
+                                decision_date=dt.date(2020, 9, 1)), "2020-09-01"),
+    ]
+    # every input is on its topic before the worker starts, so ticks come after them in the log
+    for kind, record, day in inputs:
+        await department.send(schema_of(kind), record, timestamp_ms=ts(day))
+    pipeline = Pipeline(settings.replace(timer_interval_s=0.2))
+    await pipeline.start()
+    try:
+        async def court_listing_expired():
+            changes = await read_changes(settings)
+            done = any(c["list"] == "court_debtor" and c["transition"] == "exited" for c in changes)
+            return changes if done else None
+
+        changes = await eventually(court_listing_expired, timeout=60)
+    finally:
+        await pipeline.stop()
+
+    mine = [(c["list"], c["transition"], c["effective_date"].isoformat()) for c in changes
+            if c["subject_id"] == company and c["list_kind"] in ("blacklist", "court_debtor", "escalated")]
+    assert mine == [
+        ("blacklist:environment", "entered", "2020-01-10"),
+        ("blacklist:environment", "suspended", "2020-02-03"),
+        ("blacklist:environment", "resumed", "2020-02-06"),
+        ("court_debtor", "entered", "2020-03-01"),
+        ("escalated", "escalated", "2020-03-01"),
+        ("blacklist:environment", "exited", "2020-09-01"),
+        ("escalated", "de-escalated", "2020-09-01"),
+        ("court_debtor", "exited", "2022-03-01"),
+    ], mine
+    assert len({c["change_id"] for c in changes}) == len(changes), "change ids are unique"
+    publicity = [c["transition"] for c in changes if c["subject_id"] == company and c["list_kind"] == "publicity"]
+    # the repair (2020-09-01) came before any tick for the repair-eligible date: publication ends
+    assert publicity == ["publicity_expired"], publicity
+
+    # the legal representative's personal record follows the severe record
+    person = [c for c in changes if c["subject_id"] == samples.LEGAL_REP_ID]
+    assert ("blacklist:environment", "entered") in {(c["list"], c["transition"]) for c in person}
+
+    from sinks.keys import resolve_keys
+
+    keys = await resolve_keys(redis, settings.namespace)
+    assert not await redis.sismember(keys.list_members("blacklist:environment"), company)
+    assert not await redis.sismember(keys.list_members("court_debtor"), company)
+    assert not await redis.sismember(keys.list_members("escalated"), company)
+    from ops.inspect import subject_lists
+
+    lists = await subject_lists(settings, company)
+    assert "court_debtor" not in lists["lists"] and "blacklist:environment" not in lists["lists"]

@@ -1,0 +1,135 @@
+"""domain.attach: which subject a canonical record belongs to, and what the identifier index learns.
+
+Records are canonical records built by ``normalise_event`` from sample Avro records, as the ingest
+agent builds them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from stdnum.cn import uscc as std_uscc
+
+from domain.attach import LOOKUP_KINDS, Attached, NeedsLookup, learned_pairs, legacy_lookup_keys, lookup_key, plan
+from domain.identifiers import is_valid_uscc
+from domain.validate import Rejection, normalise_event
+from streams import samples
+from streams.samples import sample_event, schema_of
+
+CST = dt.timezone(dt.timedelta(hours=8))
+NOW_MS = int(dt.datetime(2024, 10, 1, 12, 0, tzinfo=CST).timestamp() * 1000)
+
+PILOT_USCC = "91350211M00013FA1N"  # real early-pilot code that fails its check character
+USCC = samples.COMPANY_USCC
+ORG = samples.COMPANY_ORG_CODE
+REG_NO = samples.COMPANY_REG_NO
+TAX_NO = "410105666007217"
+OTHER = "事证第141010000123号"
+# an individual business (个体工商户, category 92) with a USCC that passes its check
+BUSINESS_USCC = "92410105MA9F0R1X7" + std_uscc.calc_check_digit("92410105MA9F0R1X7")
+
+NO_SUBJECT_IDS = {"uscc": None, "legal_rep_name": None, "legal_rep_id_type": None, "legal_rep_id_no": None}
+
+
+def penalty(**overrides) -> dict:
+    rec = normalise_event(schema_of("penalty"), sample_event("penalty", **overrides), event_time_ms=NOW_MS)
+    assert isinstance(rec, dict), rec
+    return rec
+
+
+PLANS = [
+    ("uscc", {}, Attached(USCC, "uscc"), []),
+    ("pilot uscc: flagged, attached", {"uscc": PILOT_USCC}, Attached(PILOT_USCC, "uscc"), ["uscc-check-failed"]),
+    ("uscc beside legacy numbers", {"org_code": "66600721-7", "reg_no": REG_NO}, Attached(USCC, "uscc"), []),
+    ("natural person by resident id",
+     {**NO_SUBJECT_IDS, "subject_name": samples.PERSON, "subject_category": "自然人",
+      "person_id_type": "身份证", "person_id_no": samples.PERSON_ID},
+     Attached(samples.PERSON_ID, "resident_id"), []),
+    ("natural person inferred from a lone resident id",
+     {**NO_SUBJECT_IDS, "subject_name": samples.PERSON, "subject_category": None, "person_id_no": samples.PERSON_ID},
+     Attached(samples.PERSON_ID, "resident_id"), []),
+    ("individual business: its uscc, not the owner's id",
+     {"subject_category": "个体工商户", "uscc": BUSINESS_USCC, "person_id_type": "身份证",
+      "person_id_no": samples.PERSON_ID},
+     Attached(BUSINESS_USCC, "uscc"), []),
+    ("org code only (printed form)", {"uscc": None, "org_code": "66600721-7"},
+     NeedsLookup((f"org:{ORG}",)), []),
+    ("reg no only", {"uscc": None, "reg_no": REG_NO}, NeedsLookup((f"reg_no:{REG_NO}",)), []),
+    ("tax no only", {"uscc": None, "tax_no": TAX_NO}, NeedsLookup((f"tax_no:{TAX_NO}",)), []),
+    ("every legacy number, in lookup order",
+     {"uscc": None, "institution_cert_no": OTHER, "tax_no": TAX_NO, "reg_no": REG_NO, "org_code": ORG},
+     NeedsLookup((f"org:{ORG}", f"reg_no:{REG_NO}", f"tax_no:{TAX_NO}", f"other:{OTHER}")), []),
+]
+
+
+@pytest.mark.parametrize("overrides,expected,flags", [p[1:] for p in PLANS], ids=[p[0] for p in PLANS])
+def test_plan(overrides, expected, flags):
+    rec = penalty(**overrides)
+    assert plan(rec) == expected
+    for flag in flags:
+        assert flag in rec["id_flags"]
+    if isinstance(expected, Attached) and expected.subject_id == USCC:
+        assert "uscc-check-failed" not in rec["id_flags"]
+
+
+def test_no_identifier_is_rejected_before_attaching():
+    rec = normalise_event(schema_of("penalty"), sample_event("penalty", **NO_SUBJECT_IDS), event_time_ms=NOW_MS)
+    assert rec == Rejection("no-identifier", rec.detail)
+
+
+@pytest.mark.parametrize("record", [{"ids": {}}, {"ids": None}, {}], ids=["empty ids", "ids None", "no ids"])
+def test_plan_without_any_identifier_has_nothing_to_look_up(record):
+    # the ingest agent dead-letters these as 'no-identifier'
+    assert plan(record) == NeedsLookup(())
+
+
+def test_lookup_keys_use_the_index_kinds():
+    keys = legacy_lookup_keys({"org_code": ORG, "reg_no": REG_NO, "tax_no": TAX_NO, "other": [OTHER, "X1"]})
+    assert [k.split(":", 1)[0] for k in keys] == ["org", "reg_no", "tax_no", "other", "other"]
+    assert {k.split(":", 1)[0] for k in keys} <= set(LOOKUP_KINDS)
+    assert lookup_key("reg_no", REG_NO) == f"reg_no:{REG_NO}"
+
+
+# --------------------------------------------------------------------------------------------
+# learned_pairs: only a USCC that passes its check teaches the index
+
+
+def test_valid_uscc_teaches_its_embedded_org_code():
+    assert is_valid_uscc(USCC)
+    assert learned_pairs({"uscc": USCC}) == [(f"org:{ORG}", USCC)]
+
+
+def test_valid_uscc_teaches_every_legacy_number_once():
+    rec = penalty(org_code=ORG, reg_no=REG_NO, tax_no=TAX_NO, institution_cert_no=OTHER)
+    assert learned_pairs(rec["ids"]) == [
+        (f"org:{ORG}", USCC),  # the embedded code; the given org_code equals it: taught once
+        (f"reg_no:{REG_NO}", USCC),
+        (f"tax_no:{TAX_NO}", USCC),
+        (f"other:{OTHER}", USCC),
+    ]
+
+
+def test_registration_teaches_like_a_record():
+    rec = normalise_event(schema_of("registration"), sample_event("registration"), event_time_ms=NOW_MS)
+    assert learned_pairs(rec["ids"]) == [
+        (f"org:{ORG}", USCC), (f"reg_no:{REG_NO}", USCC), (f"tax_no:{TAX_NO}", USCC)]
+
+
+@pytest.mark.parametrize("ids", [
+    {"uscc": PILOT_USCC, "reg_no": REG_NO},  # pilot code: attached, but teaches nothing
+    {"uscc": USCC[:-1] + ("0" if USCC[-1] != "0" else "1"), "reg_no": REG_NO},  # wrong check character
+    {"org_code": ORG, "reg_no": REG_NO},  # no USCC at all
+    {"resident_id": samples.PERSON_ID},
+    {"uscc": None},
+    {},
+], ids=["pilot", "bad check", "no uscc", "person", "uscc None", "empty"])
+def test_invalid_or_missing_uscc_teaches_nothing(ids):
+    assert learned_pairs(ids) == []
+
+
+def test_pilot_record_attaches_but_teaches_nothing():
+    rec = penalty(uscc=PILOT_USCC, reg_no=REG_NO)
+    assert plan(rec) == Attached(PILOT_USCC, "uscc")
+    assert rec["id_flags"] == ["uscc-check-failed"]
+    assert learned_pairs(rec["ids"]) == []

@@ -1,0 +1,268 @@
+"""domain.rulebook: the rules as data (RULES.md 3-5), loading and validation."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import tomllib
+
+import pytest
+
+from domain.rulebook import DEFAULT_PATH, RulebookError, load_rulebook, rulebook_from_dict
+
+
+@pytest.fixture(scope="module")
+def rules():
+    return load_rulebook()
+
+
+@pytest.fixture(scope="module")
+def raw():
+    with open(DEFAULT_PATH, "rb") as f:
+        return tomllib.load(f)
+
+
+def test_default_file_loads(rules):
+    assert rules.version == "2026-11-01"
+    assert [r.name for r in rules.regimes] == ["2019", "2023", "2025"]
+    assert rules.henan_max_disclosure_years == 5
+    assert rules.escalation_min_domains == 2
+    assert rules.red_list_clean_years == 3
+    assert rules.court_debtor.period_years == 2
+    assert rules.court_debtor.domain == "court_enforcement"
+    assert load_rulebook(str(DEFAULT_PATH)) == rules
+
+
+@pytest.mark.parametrize(
+    "decision_date, regime",
+    [
+        ("2010-06-30", "2019"),  # older decisions: the earliest regime
+        ("2019-07-16", "2019"),
+        ("2023-04-30", "2019"),  # the day before NDRC order 58
+        ("2023-05-01", "2023"),
+        ("2026-03-31", "2023"),  # the day before NDRC order 36 is in force
+        ("2026-04-01", "2025"),
+        (dt.date(2030, 1, 1), "2025"),
+        (dt.datetime(2023, 5, 1, 8, 0), "2023"),
+    ],
+)
+def test_regime_for(rules, decision_date, regime):
+    assert rules.regime_for(decision_date).name == regime
+
+
+@pytest.mark.parametrize(
+    "decision_date, severity, domain, months",
+    [
+        # 2019: 一般 3-12, 严重 6-36; 轻微 and unknown count as 一般
+        ("2023-04-30", "general", "market", (3, 12)),
+        ("2023-04-30", "severe", "market", (6, 36)),
+        ("2023-04-30", "minor", "market", (3, 12)),
+        ("2023-04-30", None, "market", (3, 12)),
+        ("2023-04-30", "severe", "fire", (6, 36)),  # no domain override before 2023-05-01
+        # 2023: tiers (check): all 3-36; special equipment, work safety, fire: min 12 months
+        ("2023-05-01", "general", "market", (3, 36)),
+        ("2023-05-01", "severe", None, (3, 36)),
+        ("2023-05-01", "minor", "market", (3, 36)),
+        ("2023-05-01", "general", "fire", (12, 36)),
+        ("2024-02-29", "severe", "work_safety", (12, 36)),
+        ("2026-03-31", "general", "special_equipment", (12, 36)),
+        # 2025: 轻微 0-3, 一般 3-12, 严重 12-36
+        ("2026-04-01", "minor", "market", (0, 3)),
+        ("2026-04-01", "general", "market", (3, 12)),
+        ("2026-04-01", "severe", "market", (12, 36)),
+        ("2026-04-01", "general", "fire", (3, 12)),
+    ],
+)
+def test_publicity_months(rules, decision_date, severity, domain, months):
+    assert rules.publicity_months(decision_date, severity, domain) == months
+
+
+@pytest.mark.parametrize(
+    "domain, category, expected",
+    [
+        ("food_drug", "责令停产停业", True),
+        ("environment", "罚款;责令停产停业", True),
+        ("construction", "吊销许可证", True),
+        ("work_safety", "吊销营业执照", True),
+        ("fire", ["罚款", "吊销执照"], True),
+        ("environment", "Revoke licence", True),
+        ("food_drug", "罚款;没收违法所得", False),
+        ("market", "吊销营业执照", False),  # not one of the listed domains
+        (None, "责令停产停业", False),
+        ("food_drug", None, False),
+    ],
+)
+def test_non_repairable(rules, domain, category, expected):
+    fields = {"penalty_category": category} if category is not None else {}
+    assert rules.is_non_repairable(domain, fields) is expected
+
+
+@pytest.mark.parametrize(
+    "domain, period",
+    [
+        ("wage_arrears", (3, 6)),
+        ("work_safety", (3, 12)),
+        ("environment", (3, None)),
+        ("procurement", (3, None)),
+        ("something_new", (3, None)),
+        (None, (3, None)),
+    ],
+)
+def test_listing_period(rules, domain, period):
+    assert rules.listing_period(domain) == period
+
+
+def _record(kind="penalty", severity="severe", domain="environment", *, category="legal_entity", simplified=False):
+    return {"kind": kind, "severity": severity, "domain": domain, "subject_category": category,
+            "simplified_procedure": simplified, "fields": {}}
+
+
+@pytest.mark.parametrize(
+    "record, list_domain",
+    [
+        (_record(), "environment"),
+        (_record(domain="work_safety"), "work_safety"),
+        (_record(domain="food_drug"), "food_drug"),
+        (_record(domain="taxation"), "taxation"),
+        (_record(domain="wage_arrears"), "wage_arrears"),
+        (_record(severity="general"), None),
+        (_record(domain="market"), None),
+        (_record(domain=None), None),
+        (_record(kind="action"), None),
+        (_record(kind="license"), None),
+        # Henan §13: simplified-procedure penalties on natural persons are never a basis
+        (_record(category="natural_person", simplified=True), None),
+        (_record(category="natural_person"), "environment"),
+        (_record(simplified=True), "environment"),
+        # a state entry: a linked record counts by its content's kind
+        ({"kind": "linked", "severity": "severe", "domain": "environment", "content": _record()}, "environment"),
+        ({"kind": "penalty", "severity": None, "domain": None, "content": _record()}, "environment"),
+    ],
+)
+def test_blacklist_rule_for(rules, record, list_domain):
+    rule = rules.blacklist_rule_for(record)
+    assert (rule.list_domain if rule else None) == list_domain
+    if rule:
+        assert rules.rule_period_years(rule) == 3
+
+
+@pytest.mark.parametrize(
+    "fields, years",
+    [
+        ({"listing_reason": "evade"}, 2),
+        ({"listing_reason": "false_report", "aggravation_years": 0}, 2),
+        ({"listing_reason": "obstruct", "aggravated": True, "aggravation_years": 1}, 3),
+        ({"listing_reason": "obstruct", "aggravated": True, "aggravation_years": 3}, 5),
+        ({"listing_reason": "obstruct", "aggravated": True, "aggravation_years": 7}, 5),  # capped at +3
+        ({"listing_reason": "obstruct", "aggravated": True}, 3),  # aggravated, years unknown: +1
+        ({"listing_reason": "refuse_with_ability"}, None),
+        ({"listing_reason": "refuse_with_ability", "aggravation_years": 2}, None),
+        ({}, 2),
+    ],
+)
+def test_court_period_years(rules, fields, years):
+    assert rules.court_period_years(fields) == years
+
+
+def test_objection_workdays(rules):
+    assert rules.objection_workdays(False) == 3
+    assert rules.objection_workdays(True) == 7
+
+
+# ------------------------------------------------------------------------------- custom rule sets
+
+
+def test_custom_file_with_a_new_regime(tmp_path):
+    text = DEFAULT_PATH.read_text(encoding="utf-8").replace('version = "2026-11-01"', 'version = "2027-01-01"')
+    text += '\n[[regime]]\nname = "2027"\nfrom = 2027-01-01\n' \
+            'tiers = { minor = { min_months = 0, max_months = 0 }, general = { min_months = 1, max_months = 6 },' \
+            ' severe = { min_months = 6, max_months = 24 } }\n'
+    path = tmp_path / "rules.toml"
+    path.write_text(text, encoding="utf-8")
+    rules = load_rulebook(path)
+    assert rules.version == "2027-01-01"
+    assert rules.regime_for("2026-12-31").name == "2025"
+    assert rules.regime_for("2027-01-01").name == "2027"  # TOML dates are accepted as well
+    assert rules.publicity_months("2027-01-01", "general", "fire") == (1, 6)
+
+
+def _set(doc, path, value):
+    target = doc
+    for part in path[:-1]:
+        target = target[part]
+    if value is _DELETE:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        (("version",), _DELETE, "version"),
+        (("version",), "", "version"),
+        (("regime",), [], "regime"),
+        (("regime", 0, "from"), "2019-13-01", "from"),
+        (("regime", 0, "from"), _DELETE, "from"),
+        (("regime", 1, "from"), "1949-10-01", "same start date"),
+        (("regime", 1, "name"), "2019", "duplicate names"),
+        (("regime", 0, "tiers", "severe"), {"min_months": 40, "max_months": 36}, "min_months 40 > max_months 36"),
+        (("regime", 0, "tiers", "severe"), {"min_months": 6}, "max_months"),
+        (("regime", 0, "tiers", "severe"), _DELETE, "tiers.severe"),
+        (("regime", 0, "tiers", "grave"), {"min_months": 1, "max_months": 2}, "unknown tier"),
+        (("regime", 0, "tiers", "general", "min_months"), -1, "< 0"),
+        (("regime", 0, "tiers", "general", "min_months"), "3", "not a whole number"),
+        (("regime", 0, "tiers", "general", "min_months"), True, "not a whole number"),
+        (("regime", 1, "domain_min_months", "fire"), 1.5, "fire"),
+        (("regime", 0, "typo"), 1, "unknown key"),
+        (("unknown_severity_tier",), "grave", "unknown_severity_tier"),
+        (("henan_max_disclosure_years",), 0, "henan_max_disclosure_years"),
+        (("non_repairable", "markers"), [], "markers"),
+        (("non_repairable", "domains"), "food_drug", "not a list"),
+        (("blacklist_default", "period_years"), 0, "period_years"),
+        (("blacklist_domain", "wage_arrears", "early_removal_months"), 36, "not shorter"),
+        (("blacklist_domain", "wage_arrears", "early"), 6, "unknown key"),
+        (("blacklist_rule", 0, "kinds"), ["penalty", "fine"], "kinds"),
+        (("blacklist_rule", 0, "kinds"), [], "kinds"),
+        (("blacklist_rule", 0, "severity"), "grave", "severity"),
+        (("blacklist_rule", 0, "domain"), _DELETE, "domain"),
+        (("blacklist_rule", 0, "period_years"), 0, "period_years"),
+        (("court_debtor",), _DELETE, "court_debtor"),
+        (("court_debtor", "period_years"), _DELETE, "court_debtor.period_years"),
+        (("escalation", "min_domains"), 1, "min_domains"),
+        (("red_list",), _DELETE, "red_list"),
+        (("objection", "platform_workdays"), 0, "platform_workdays"),
+    ],
+)
+def test_validation_errors(raw, path, value, message):
+    doc = copy.deepcopy(raw)
+    _set(doc, path, value)
+    with pytest.raises(RulebookError, match=message):
+        rulebook_from_dict(doc)
+
+
+def test_optional_parts_have_defaults(raw):
+    doc = copy.deepcopy(raw)
+    for key in ("blacklist_rule", "blacklist_domain", "blacklist_default", "non_repairable"):
+        del doc[key]
+    rules = rulebook_from_dict(doc)
+    assert rules.blacklist_rules == ()
+    assert rules.listing_period("wage_arrears") == (3, None)
+    assert not rules.is_non_repairable("food_drug", {"penalty_category": "责令停产停业"})
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(RulebookError, match="cannot read"):
+        load_rulebook(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("version = \n", encoding="utf-8")
+    with pytest.raises(RulebookError, match="not valid TOML"):
+        load_rulebook(bad)
+
+
+def test_rulebook_is_immutable(rules):
+    with pytest.raises(AttributeError):
+        rules.version = "x"  # type: ignore[misc]
