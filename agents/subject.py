@@ -34,6 +34,7 @@ from streams.topics import Topics
 log = structlog.get_logger("creditstream.subject")
 
 LIST_CHANGE_SCHEMA = "creditstream.ListChange"
+DEPARTMENT_INPUTS = frozenset({"record", "objection", "repair"})  # not ticks, not links
 
 
 def list_change_record(change: dict, subject_kind: str) -> dict:
@@ -66,6 +67,7 @@ class SubjectAgent:
         self.codec = codec
         self.rules = rules
         self.calendar = calendar
+        self.collected: list = []  # with producer=None (replay): what would have been produced
 
     def source_topics(self) -> list[str]:
         return [self.topics.subject_events]
@@ -102,6 +104,8 @@ class SubjectAgent:
                 continue
             changed.add(sid)  # duplicates too: the state remembers their origin
             count(f"outcome:{result.outcome}")
+            if event.get("type", "record") in DEPARTMENT_INPUTS:
+                count("inputs")
             metrics.OUTCOMES.labels(result.outcome).inc()
             for change in result.changes:
                 value = self.codec.encode(LIST_CHANGE_SCHEMA, list_change_record(change, result.state["id_kind"]),
@@ -124,6 +128,8 @@ class SubjectAgent:
                 count(f"domain:{record['domain']}:records")
 
         await kafka.flush()  # changes, links, dead letters before state: a crash re-emits, never loses
+        if self.producer is None:
+            self.collected.extend(kafka.collected)
         for sid in changed:
             st = states[sid]
             self.state.add(sid, st, new=loaded.get(sid) is None)

@@ -20,7 +20,8 @@ async def _stats(redis, keys: Keys) -> dict[str, int]:
 
 async def progress(settings: Settings) -> int:
     """How many department inputs are accounted for: applied to a subject (any outcome but a
-    redelivery), parked, or dead-lettered."""
+    redelivery; timer ticks and legal-representative links are not inputs), parked, or
+    dead-lettered."""
     redis = redis_client(settings)
     try:
         keys = await resolve_keys(redis, settings.namespace)
@@ -28,8 +29,7 @@ async def progress(settings: Settings) -> int:
         parked = await RegistryIndex(redis, keys).parked_count()
     finally:
         await redis.aclose()
-    applied = sum(v for k, v in stats.items() if k.startswith("outcome:"))
-    return applied + parked + len(await list_dead_letters(settings))
+    return stats.get("inputs", 0) + parked + len(await list_dead_letters(settings))
 
 
 def display_id(state: dict) -> str:
@@ -47,6 +47,9 @@ async def summary(settings: Settings) -> dict:
         stats = await _stats(redis, keys)
     finally:
         await redis.aclose()
+    from ops.inspect import list_names
+
+    lists = await list_names(settings)
     subjects = []
     for blob in raw:
         if blob is None:
@@ -68,6 +71,8 @@ async def summary(settings: Settings) -> dict:
         "outcomes": {k.split(":", 1)[1]: v for k, v in sorted(stats.items()) if k.startswith("outcome:")},
         "parked": [{"lookup_keys": p.get("lookup_keys"), "origin": p.get("event", {}).get("origin")} for p in parked],
         "dead_letters": dict(Counter(d["reason"] for d in letters)),
+        "lists": lists,
+        "list_changes": {k.split(":", 1)[1]: v for k, v in sorted(stats.items()) if k.startswith("change:")},
     }
 
 
@@ -81,6 +86,8 @@ def render_summary(s: dict) -> str:
         lines.append(f"  {sub['id']:<20} {sub['records']:>7}  {statuses:<22} {sub['name']}{flags}")
     outcomes = ", ".join(f"{k} {v}" for k, v in s["outcomes"].items()) or "none"
     lines.append(f"Inputs applied: {outcomes}")
+    lines.append("Lists: " + (", ".join(f"{n} {c}" for n, c in s["lists"].items()) or "none"))
+    lines.append("List changes emitted: " + (", ".join(f"{n} {c}" for n, c in s["list_changes"].items()) or "none"))
     lines.append(f"Parked (waiting for the registry): {len(s['parked'])}")
     for p in s["parked"]:
         lines.append(f"  {p['origin']}  waiting for {', '.join(p['lookup_keys'] or [])}")

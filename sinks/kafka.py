@@ -26,10 +26,14 @@ class OutMessage:
 
 
 class KafkaSink:
-    def __init__(self, producer: AIOKafkaProducer):
+    """``producer=None`` makes a collecting sink: ``flush()`` moves the messages to ``collected``
+    instead of sending them (a replay rebuilds state without re-emitting what the log already caused)."""
+
+    def __init__(self, producer: AIOKafkaProducer | None):
         self.producer = producer
         self._buffer: list[OutMessage] = []
         self.sent = 0
+        self.collected: list[OutMessage] = []
 
     def add(self, topic: str, value: bytes, *, key: bytes | None = None, headers: Headers | None = None,
             partition: int | None = None, timestamp_ms: int | None = None) -> None:
@@ -49,6 +53,11 @@ class KafkaSink:
         """
         if not self._buffer:
             return 0
+        if self.producer is None:
+            self.collected.extend(self._buffer)
+            n = len(self._buffer)
+            self._buffer.clear()
+            return n
         send = self.producer.send
         futures = [
             await send(m.topic, m.value, key=m.key, headers=m.headers or None,

@@ -1,0 +1,201 @@
+"""Replay (``creditstream replay``): rebuild subject state and list memberships from the log.
+
+The subject-event log (``<prefix>subject-events``) holds every input the subject agent ever applied,
+timer firings included, in order per subject. Replaying it through the same pure step
+(domain/engine.py) into a fresh Redis generation rebuilds the state exactly, and yields the same
+list changes with the same ids: nothing is re-emitted (downstream already has them), they are
+collected and can be compared with the list-change topic.
+
+* ``--verify``: rebuild aside, then report every difference with the live generation (subject
+  states and list memberships), key by key; exit 1 if any.
+* ``--switch``: after the rebuild, point readers at the new generation (one ``SET``). The workers
+  resolve the generation when they start: stop them before switching, start them after.
+* ``--from-offsets P:O,...`` / ``--from-timestamp``: start later than the beginning. Because a
+  subject's state depends on all of its history, a partial replay is applied on top of a copy of
+  nothing: use it to inspect, not to switch. ``--from-timestamp`` is resolved by scanning record
+  timestamps (Tansu's offsets_for_times uses append time and answers 0 past the end: docs/broker.md).
+
+Safe to interrupt and rerun: the new generation is only read after a complete rebuild; a rerun
+starts over in a generation of its own.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+
+import orjson
+
+from creditstream.app import make_codec, redis_client
+from creditstream.settings import Settings
+from domain.calendar import WorkingCalendar
+from domain.rulebook import load_rulebook
+from sinks.keys import Keys, resolve_keys
+from sinks.redis_state import SubjectStateSink
+from streams import kafka
+from streams.topics import Topics
+
+
+@dataclass
+class ReplayResult:
+    generation: str
+    events: int = 0
+    seconds: float = 0.0
+    changes: list[tuple[str, str]] = field(default_factory=list)  # (subject, change id) in log order
+    differences: list[str] = field(default_factory=list)
+    switched: bool = False
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+
+class Progress:
+    """A one-line progress bar with rate and ETA on stderr (only when it is a terminal, unless forced)."""
+
+    def __init__(self, total: int, *, enabled: bool | None = None, label: str = "replay"):
+        self.total = max(total, 1)
+        self.done = 0
+        self.t0 = time.monotonic()
+        self.label = label
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self._last = 0.0
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if self.enabled and (now - self._last > 0.2 or self.done >= self.total):
+            self._last = now
+            rate = self.done / max(now - self.t0, 1e-9)
+            eta = (self.total - self.done) / rate if rate else 0
+            frac = min(1.0, self.done / self.total)
+            bar = "#" * int(30 * frac) + "-" * (30 - int(30 * frac))
+            sys.stderr.write(f"\r{self.label} [{bar}] {self.done}/{self.total} {rate:,.0f} ev/s ETA {eta:.0f}s ")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+async def _log_size(settings: Settings, topic: str) -> int:
+    """Messages in the log (from the fetch high watermarks: right on Tansu too)."""
+    c = kafka.consumer(settings, group_id=None)
+    await c.start()
+    try:
+        from aiokafka import TopicPartition
+
+        await c._client.force_metadata_update()  # noqa: SLF001
+        parts = c.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in parts]
+        if not tps:
+            return 0
+        c.assign(tps)
+        for tp in tps:
+            await c.seek_to_beginning(tp)
+        await c.getmany(*tps, timeout_ms=500, max_records=1)
+        return sum(c.highwater(tp) or 0 for tp in tps)
+    finally:
+        await c.stop()
+
+
+async def replay(settings: Settings, *, generation: str | None = None, verify: bool = False,
+                 switch: bool = False, start: dict[int, int] | None = None, from_timestamp_ms: int | None = None,
+                 progress: bool | None = None) -> ReplayResult:
+    from agents.subject import SubjectAgent
+
+    topics = Topics(settings)
+    generation = generation or f"replay-{int(time.time() * 1000)}"
+    redis = redis_client(settings)
+    keys = Keys(settings.namespace, generation)
+    result = ReplayResult(generation)
+    try:
+        if await redis.exists(keys.subjects):
+            raise ValueError(f"generation {generation!r} already has state; choose another name")
+        live = await resolve_keys(redis, settings.namespace)
+        if live.generation == generation:
+            raise ValueError(f"generation {generation!r} is the live one")
+        await redis.hset(keys.replay_progress(generation), mapping={"status": "running", "started": int(time.time())})
+        agent = SubjectAgent(topics=topics, state=SubjectStateSink(redis, keys), producer=None,
+                             codec=make_codec(settings), rules=load_rulebook(settings.rules_file or None),
+                             calendar=WorkingCalendar.from_file(settings.calendar_file)
+                             if settings.calendar_file else WorkingCalendar())
+        bar = Progress(await _log_size(settings, topics.subject_events), enabled=progress)
+        t0 = time.perf_counter()
+        async for batch in kafka.read_to_end(settings, topics.subject_events, start=start):
+            if from_timestamp_ms is not None:
+                batch = [m for m in batch if m.timestamp >= from_timestamp_ms]
+                if not batch:
+                    continue
+            await agent.process(batch)
+            result.events += len(batch)
+            bar.advance(len(batch))
+        result.seconds = time.perf_counter() - t0
+        bar.close()
+        for msg in agent.collected:
+            if msg.topic == topics.list_changes:
+                result.changes.append((msg.key.decode(), dict(msg.headers)["change_id"].decode()))
+        await redis.hset(keys.replay_progress(generation),
+                         mapping={"status": "complete", "events": result.events, "finished": int(time.time())})
+        if verify:
+            result.differences = await diff_generations(redis, live, keys)
+        if switch:
+            await redis.set(keys.current_generation, generation)
+            result.switched = True
+    finally:
+        await redis.aclose()
+    return result
+
+
+async def _all_state(redis, keys: Keys) -> tuple[dict[str, dict], dict[str, set[str]]]:
+    ids = sorted(s.decode() for s in await redis.smembers(keys.subjects))
+    states: dict[str, dict] = {}
+    for i in range(0, len(ids), 1000):
+        chunk = ids[i:i + 1000]
+        for sid, raw in zip(chunk, await redis.mget([keys.subject(s) for s in chunk])):
+            if raw is not None:
+                states[sid] = orjson.loads(raw)
+    lists: dict[str, set[str]] = {}
+    async for k in redis.scan_iter(match=keys.list_prefix + "*", count=1000):
+        name = k.decode()[len(keys.list_prefix):]
+        lists[name] = {m.decode() for m in await redis.smembers(k)}
+    return states, lists
+
+
+async def diff_generations(redis, live: Keys, rebuilt: Keys) -> list[str]:
+    """Every key whose content differs between two generations, as readable lines."""
+    a_states, a_lists = await _all_state(redis, live)
+    b_states, b_lists = await _all_state(redis, rebuilt)
+    out = []
+    for sid in sorted(set(a_states) | set(b_states)):
+        a, b = a_states.get(sid), b_states.get(sid)
+        if a != b:
+            what = "missing in the rebuild" if b is None else "missing live" if a is None else (
+                "differs in " + ", ".join(sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))))
+            out.append(f"{live.subject(sid)}: {what}")
+    for name in sorted(set(a_lists) | set(b_lists)):
+        a, b = a_lists.get(name, set()), b_lists.get(name, set())
+        if a != b:
+            out.append(f"{live.list_members(name)}: live has {sorted(a - b)} more, rebuild has {sorted(b - a)} more")
+    return out
+
+
+async def live_changes(settings: Settings) -> list[tuple[str, str]]:
+    """(subject, change id) of every message on the list-change topic, in log order per partition."""
+    out = []
+    async for batch in kafka.read_to_end(settings, Topics(settings).list_changes):
+        for msg in batch:
+            out.append((msg.key.decode(), dict(msg.headers)["change_id"].decode()))
+    return out
+
+
+def per_subject(changes: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """Change ids per subject in order, duplicates (at-least-once re-emissions) dropped."""
+    out: dict[str, list[str]] = {}
+    seen: set[str] = set()
+    for subject, cid in changes:
+        if cid not in seen:
+            seen.add(cid)
+            out.setdefault(subject, []).append(cid)
+    return out
