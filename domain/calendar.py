@@ -61,6 +61,7 @@ class WorkingCalendar:
         self._workdays = (set(chinese_calendar.workdays) - extra_holidays) | extra_workdays
         self._covered_years = frozenset(d.year for d in self._holidays | self._workdays)
         self._cache: dict[dt.date, bool] = {}
+        self._prefix_cache: dict[int, list[int]] = {}
 
     @classmethod
     def from_file(cls, path: str | PathLike[str]) -> WorkingCalendar:
@@ -132,14 +133,33 @@ class WorkingCalendar:
         return d
 
     def workdays_between(self, start: dt.date, end: dt.date) -> int:
-        """Number of working days in (start, end]; 0 if end <= start."""
+        """Number of working days in (start, end]; 0 if end <= start. O(years), not O(days):
+        per-year running counts are computed once per year and cached."""
         start, end = _as_date(start), _as_date(end)
-        count = 0
-        d = start + _ONE_DAY
-        while d <= end:
-            count += self.is_workday(d)
-            d += _ONE_DAY
-        return count
+        if end <= start:
+            return 0
+        if start.year == end.year:
+            return self._upto(end) - self._upto(start)
+        total = self._year_prefix(start.year)[-1] - self._upto(start)
+        for year in range(start.year + 1, end.year):
+            total += self._year_prefix(year)[-1]
+        return total + self._upto(end)
+
+    def _upto(self, d: dt.date) -> int:
+        """Working days from 1 January of d's year to d, inclusive."""
+        return self._year_prefix(d.year)[d.timetuple().tm_yday]
+
+    def _year_prefix(self, year: int) -> list[int]:
+        """p[i] = working days among the first i days of ``year`` (p[0] = 0, p[-1] = the year's total)."""
+        prefix = self._prefix_cache.get(year)
+        if prefix is None:
+            prefix = [0]
+            d = dt.date(year, 1, 1)
+            while d.year == year:
+                prefix.append(prefix[-1] + self.is_workday(d))
+                d += _ONE_DAY
+            self._prefix_cache[year] = prefix
+        return prefix
 
 
 _ONE_DAY = dt.timedelta(days=1)

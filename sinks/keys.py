@@ -18,6 +18,9 @@ key                                    type        what
                                                    the registry to learn ``<kind>:<number>``
 ``{ns}:parked:keys``                   set         every ``<kind>:<number>`` with parked records
 ``{ns}:replay:{gen}``                  hash        progress of a replay building ``gen``
+``{ns}:dlq:redriven``                  hash        dead letter ``<partition>:<offset>`` -> its
+                                                   last re-drive (JSON: at, by, fixed, target;
+                                                   ops/dlq.py)
 =====================================  ==========  ===============================================
 
 Subject state and lists live in a generation so that ``creditstream replay`` can rebuild them
@@ -82,6 +85,10 @@ class Keys:
 
     def replay_progress(self, generation: str) -> str:
         return f"{self.namespace}:replay:{generation}"
+
+    @property
+    def dlq_redriven(self) -> str:
+        return f"{self.namespace}:dlq:redriven"
 
     def with_generation(self, generation: str) -> "Keys":
         return Keys(self.namespace, generation)

@@ -1,4 +1,7 @@
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 import pytest
 
@@ -170,3 +173,11 @@ def test_add_months(d, n, expected):
 )
 def test_add_years(d, n, expected):
     assert add_years(d, n) == expected
+
+
+@given(st.dates(min_value=date(2000, 1, 1), max_value=date(2040, 12, 31)), st.integers(min_value=-30, max_value=2000))
+def test_workdays_between_equals_counting_day_by_day(start, span):
+    cal = WorkingCalendar()
+    end = start + timedelta(days=span)
+    naive = sum(cal.is_workday(start + timedelta(days=i)) for i in range(1, span + 1))
+    assert cal.workdays_between(start, end) == naive
