@@ -68,6 +68,7 @@ class SubjectAgent:
         self.rules = rules
         self.calendar = calendar
         self.collected: list = []  # with producer=None (replay): what would have been produced
+        self.replaying = producer is None
 
     def source_topics(self) -> list[str]:
         return [self.topics.subject_events]
@@ -81,7 +82,12 @@ class SubjectAgent:
                 events.append((msg, orjson.loads(msg.value)))
             except orjson.JSONDecodeError as exc:
                 dead.add(msg, "bad-subject-event", str(exc))
-        loaded = await self.state.load(e["subject"] for _, e in events)
+        # a partition whose batch does not start at offset 0 resumes a log whose state must exist
+        first: dict[int, int] = {}
+        for msg in records:
+            first.setdefault(msg.partition, msg.offset)
+        resumed = not self.replaying and any(offset > 0 for offset in first.values())
+        loaded = await self.state.load((e["subject"] for _, e in events), resumed=resumed)
         states = dict(loaded)
         changed: set[str] = set()
         counters: dict[str, int] = {}

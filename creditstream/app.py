@@ -152,6 +152,11 @@ def create_faust_app(settings: Settings, agents: tuple[str, ...] = AGENTS, *, we
         datadir=f"{settings.run_dir}/faust",
     )
     pipeline = Pipeline(settings, agents)
+    if web:
+        from creditstream.api import mount
+
+        # Faust's web server is aiohttp: the query API and /metrics join its routes when it initialises
+        app.on_webserver_init = lambda faust_web: mount(faust_web.web_app, settings)
 
     @app.task
     async def run_pipeline() -> None:

@@ -99,6 +99,19 @@ def cmd_worker(args) -> int:
     return EXIT_OK
 
 
+# --- query API -----------------------------------------------------------------------------
+def cmd_api(args) -> int:
+    settings = _settings(args)
+    _logs(args, settings)
+    from creditstream.api import serve
+
+    port = args.port or settings.web_port
+    print(f"creditstream API on http://{args.host}:{port}/ (Ctrl-C to stop; endpoints in docs/openapi.yaml)",
+          file=sys.stderr)
+    asyncio.run(serve(settings, args.host, port))
+    return EXIT_OK
+
+
 # --- department side -------------------------------------------------------------------------
 def cmd_produce(args) -> int:
     settings = _settings(args)
@@ -242,21 +255,61 @@ def cmd_replay(args) -> int:
 
 def cmd_dlq(args) -> int:
     settings = _settings(args)
-    from ops.dlq import list_dead_letters
+    from ops import dlq
 
-    letters = asyncio.run(list_dead_letters(settings, reason=args.reason, source_topic=args.topic))
+    try:
+        flt = dlq.Filter(getattr(args, "reason", None), getattr(args, "topic", None),
+                         dlq.parse_time(getattr(args, "since", None)), dlq.parse_time(getattr(args, "until", None)),
+                         getattr(args, "source_time", False))
+        if args.action == "show":
+            dlq.parse_ref(args.ref)
+        for ref in getattr(args, "refs", None) or ():
+            dlq.parse_ref(ref)
+    except ValueError as exc:
+        print(f"creditstream: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return _dlq_action(args, settings, dlq, flt)
+    except dlq.RedriveError as exc:
+        print(f"creditstream: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # noqa: BLE001 - Kafka/Redis client errors are not OSError subclasses
+        from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+        from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
+
+        if isinstance(exc, (KafkaConnectionError, KafkaTimeoutError, RedisConnectionError, RedisTimeoutError)):
+            print(f"creditstream: cannot reach a service: {exc}", file=sys.stderr)
+            return EXIT_UNREACHABLE
+        raise
+
+
+def _dlq_action(args, settings, dlq, flt) -> int:
+    if args.action == "list":
+        letters = asyncio.run(dlq.list_dead_letters(
+            settings, reason=flt.reason, source_topic=flt.source_topic, since=flt.since_ms, until=flt.until_ms,
+            source_time=flt.source_time))
+        if args.json:
+            _print_json(letters)
+        else:
+            print(dlq.render_list(letters))
+        return EXIT_OK
+    if args.action == "show":
+        letter = asyncio.run(dlq.show(settings, args.ref))
+        if letter is None:
+            print(f"creditstream: no dead letter at {args.ref} (see `creditstream dlq list`)", file=sys.stderr)
+            return EXIT_NOT_FOUND
+        if args.json:
+            _print_json(letter)
+        else:
+            print(dlq.render_show(letter))
+        return EXIT_OK
+    report = asyncio.run(dlq.redrive(settings, args.refs, flt=None if flt.empty else flt, fix=args.fix,
+                                     kind=args.kind, dry_run=args.dry_run, force=args.force))
     if args.json:
-        _print_json(letters)
-        return EXIT_OK
-    if not letters:
-        print("no dead letters")
-        return EXIT_OK
-    print(f"{'offset':>7}  {'reason':<20} {'source':<40} detail")
-    for d in letters:
-        src = f"{d['source_topic']}/{d['source_partition']}/{d['source_offset']}"
-        print(f"{d['partition']}:{d['offset']:<5}  {d['reason']:<20} {src:<40} {d['detail'][:80]}")
-    print(f"{len(letters)} dead letter(s)")
-    return EXIT_OK
+        _print_json(report.as_dict())
+    else:
+        print(report.render())
+    return EXIT_NOT_FOUND if report.count("not-found") or not report.items else EXIT_OK
 
 
 def cmd_topics(args) -> int:
@@ -320,6 +373,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--web", action="store_true", help="start the HTTP server (query API, /metrics)")
     sp.add_argument("--web-port", type=int, default=0, help="HTTP port (default: from settings, 6066)")
 
+    sp = add("api", cmd_api, "serve the HTTP query API (subjects, lists, list changes, health, /metrics)",
+             "Serve the JSON query API without running the agents: GET /subjects/{code}, "
+             "/subjects/{code}/lists, /lists, /lists/{name}, /changes, /health and /metrics "
+             "(documented in docs/openapi.yaml). `creditstream worker --web` serves the same routes.")
+    sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sp.add_argument("--port", type=int, default=0, help="port to listen on (default: from settings, 6066)")
+
     sp = add("produce", cmd_produce, "publish department events from a JSON Lines file",
              "Publish events from a JSON Lines file, one event a line: {\"kind\": \"penalty\", "
              "\"fields\": {...}} (kinds: penalty, license, court_listing, court_deletion, action, "
@@ -364,12 +424,56 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--from-offsets", help="PARTITION:OFFSET,... to start from (inspection only)")
     sp.add_argument("--from-timestamp", help="ISO date-time: only events at or after it (inspection only)")
 
-    sp = add("dlq", cmd_dlq, "inspect dead letters",
-             "List dead letters: bad input kept with the reason and where it came from.")
-    sp.add_argument("action", choices=["list"])
-    sp.add_argument("--reason", help="only this reason (e.g. bad-magic, missing-field)")
-    sp.add_argument("--topic", help="only from this source topic")
-    sp.add_argument("--json", action="store_true", help="print JSON")
+    sp = add("dlq", cmd_dlq, "list, show and re-drive dead letters",
+             "Dead letters: bad input kept whole (original key, bytes and headers) with the reason and "
+             "where it came from. A dead letter is named by its place on the dead-letter topic, "
+             "PARTITION:OFFSET (the REF that `dlq list` prints). See `creditstream dlq ACTION --help`.")
+    dsub = sp.add_subparsers(dest="action", metavar="ACTION")
+    dsub.required = True
+    times = ("Times are ISO date-times (2024-05-21, 2024-05-21T10:00, 2024-05-21T10:00:00+08:00; no zone "
+             "means China Standard Time) or epoch milliseconds; --since is inclusive, --until exclusive.")
+
+    def dlq_filters(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--reason", help="only this reason (e.g. bad-magic, negative-amount, missing-field)")
+        parser.add_argument("--topic", help="only from this source topic (full name, or without the prefix: penalty)")
+        parser.add_argument("--since", metavar="TIME", help="only dead-lettered at or after TIME")
+        parser.add_argument("--until", metavar="TIME", help="only dead-lettered before TIME")
+        parser.add_argument("--source-time", action="store_true",
+                            help="apply --since/--until to the source message's timestamp instead")
+
+    dp = dsub.add_parser("list", help="list dead letters with reason, source and whether re-driven",
+                         description="List dead letters, oldest first: REF, when, reason, source "
+                                     "topic/partition/offset, when (and whether with a fix) each was "
+                                     "re-driven, detail. " + times)
+    dlq_filters(dp)
+    dp.add_argument("--json", action="store_true", help="print JSON")
+
+    dp = dsub.add_parser("show", help="show one dead letter whole",
+                         description="Show one dead letter: every header, the detail, the original key, the "
+                                     "value as hex and, when it decodes as Avro, its schema and the record as "
+                                     "JSON (the form a --fix file takes), else a printable preview. Exits 1 "
+                                     "when there is no dead letter at REF.")
+    dp.add_argument("ref", metavar="REF", help="PARTITION:OFFSET on the dead-letter topic")
+    dp.add_argument("--json", action="store_true", help="print JSON")
+
+    dp = dsub.add_parser("redrive", help="produce dead letters again to their source topic",
+                         description="Produce dead letters again to their source topic, for the pipeline to "
+                                     "judge afresh: the original bytes, key, headers (without dlq.*) and "
+                                     "timestamp, plus a header redriven-from: dead-letters/P/O; or, with --fix, "
+                                     "the corrected record from a JSON file (the record's fields, or a "
+                                     "`produce` line) encoded with the original's schema (or --kind's), with "
+                                     "a new timestamp. Each re-drive is recorded in Redis ({ns}:dlq:redriven); "
+                                     "dead letters re-driven before are skipped unless --force. Select by REF, "
+                                     "or by the filters (at least one). Exits 1 when a REF is not found or "
+                                     "nothing matches, 2 for a bad fix file. " + times)
+    dp.add_argument("refs", nargs="*", metavar="REF", help="PARTITION:OFFSET on the dead-letter topic")
+    dlq_filters(dp)
+    dp.add_argument("--fix", metavar="FILE", help="JSON file with the corrected record (one dead letter only)")
+    dp.add_argument("--kind", help="encode the --fix record as this kind (penalty, license, ...; "
+                                   "default: the original message's schema)")
+    dp.add_argument("--dry-run", action="store_true", help="select (and encode the fix) only; send nothing")
+    dp.add_argument("--force", action="store_true", help="re-drive dead letters that were re-driven before")
+    dp.add_argument("--json", action="store_true", help="print JSON")
 
     add("topics", cmd_topics, "create the topics (idempotent) and list them")
 

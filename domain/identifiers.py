@@ -20,6 +20,7 @@ Pure module, no I/O.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from enum import Enum
 
 from stdnum.cn import ric, uscc
@@ -103,6 +104,7 @@ def uscc_shape_ok(code: str) -> bool:
     return len(code) == 18 and all(c in _USCC_CHARS for c in code)
 
 
+@lru_cache(maxsize=65536)
 def is_valid_uscc(code: str) -> bool:
     """USCC shape and check character (GB 32100, via ``stdnum.cn.uscc``).
 

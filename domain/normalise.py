@@ -26,13 +26,19 @@ _ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u2060\ufeff")
 _YEAR_IN_BRACKETS = re.compile(r"[〔\[【(﹝](\d{4})[〕\]】)﹞]")
 
 
+_FULL_WIDTH_CHAR = re.compile("[\uff01-\uff5e\u3000]")
+# str.isspace() characters and the zero-width ones (str.isspace() is False for those).
+_SPACE_CHARS = re.compile("[\s\x1c-\x1f\x85\u200b\u200c\u200d\u2060\ufeff]+")
+
+
 def to_half_width(raw: str) -> str:
     """Map full-width ASCII (全角) characters and U+3000 to their half-width forms."""
-    return raw.translate(_HALF_WIDTH)
+    # translate() looks up every character; most names have no full-width character at all
+    return raw.translate(_HALF_WIDTH) if _FULL_WIDTH_CHAR.search(raw) else raw
 
 
 def _remove_whitespace(text: str) -> str:
-    return "".join(c for c in text if not c.isspace() and c not in _ZERO_WIDTH)
+    return _SPACE_CHARS.sub("", text)
 
 
 def normalise_name(raw: str) -> str:

@@ -1,36 +1,612 @@
-"""Dead letters for operators: list them with their reason and source (``creditstream dlq``)."""
+"""Dead letters for operators: list, show and re-drive them (``creditstream dlq list|show|redrive``).
+
+A dead letter (sinks/deadletter.py) is the original message, bytes untouched, on the dead-letter
+topic, with ``dlq.*`` headers saying why and where it came from. A dead letter is named by its
+place on the dead-letter topic, ``PARTITION:OFFSET`` (a *ref*, as ``dlq list`` prints it).
+
+* :func:`list_dead_letters`: every dead letter, filtered by reason, source topic and time (when it
+  was dead-lettered, ``dlq.at``, or the source message's own timestamp), each with its last
+  re-drive if it had one.
+* :func:`show`: one dead letter whole: every header, the detail, the original key, the value as hex
+  and, when it decodes as Avro, the schema name and the record as JSON (``streams.codec.to_json``;
+  the very JSON a ``--fix`` file takes), else a printable preview of the bytes.
+* :func:`redrive`: produce dead letters again to their source topic, so the pipeline judges them
+  afresh. By default the ORIGINAL bytes, key, headers (without the ``dlq.*`` ones) and timestamp;
+  with a fix file, the corrected record from the file, Avro-encoded with the schema of the original
+  message (or of ``--kind``), the original key and headers, and a new timestamp (now, or the file's
+  ``timestamp``). Each re-driven message carries the header ``redriven-from: dead-letters/P/O``
+  (:data:`REDRIVEN_FROM_HEADER`; not ``dlq.``-prefixed, because the dead-letter sink drops incoming
+  ``dlq.*`` headers, and this one must survive into the new dead letter if the message is rejected
+  again). Every re-drive is recorded in the Redis hash ``{ns}:dlq:redriven`` (sinks/keys.py):
+  field ``P:O`` -> JSON ``{at, at_ms, by, fixed, topic, partition, offset, source, reason}``, with
+  the entries of earlier (forced) re-drives under ``earlier``. A dead letter that was re-driven
+  already is skipped unless ``force``.
+
+A fix file is a JSON object: either the record's fields (``{"decision_doc_no": ..., ...}``, as
+``dlq show --json`` prints them under ``decoded.record``), or an event line of
+``creditstream produce`` (``{"kind": "penalty", "fields": {...}, "timestamp": "..."}``).
+
+Times on the command line are ISO date-times (``2024-05-21``, ``2024-05-21T10:00``,
+``2024-05-21T10:00:00+08:00``; no zone means China Standard Time, as in ``creditstream produce``)
+or milliseconds since the epoch. ``since`` is inclusive, ``until`` exclusive.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import getpass
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from aiokafka import TopicPartition
+
 from creditstream.settings import Settings
-from sinks.deadletter import dead_letter_info
+from sinks.deadletter import HEADER_PREFIX, dead_letter_info
+from sinks.keys import Keys
 from streams import kafka
 from streams.topics import Topics
 
+REDRIVEN_FROM_HEADER = "redriven-from"
+CST = dt.timezone(dt.timedelta(hours=8))
 
-async def list_dead_letters(settings: Settings, *, reason: str | None = None,
-                            source_topic: str | None = None) -> list[dict]:
-    """Every dead letter on the dead-letter topic (read to its end), optionally filtered."""
+
+class RedriveError(ValueError):
+    """The re-drive cannot be done as asked (bad fix file, --fix for several letters, ...)."""
+
+
+# --- refs, times, filters ------------------------------------------------------------------
+def parse_ref(ref: str) -> tuple[int, int]:
+    """``"P:O"`` -> (partition, offset); ValueError otherwise."""
+    try:
+        p, o = str(ref).strip().split(":")
+        partition, offset = int(p), int(o)
+    except ValueError:
+        raise ValueError(f"not a dead-letter ref {ref!r}: expected PARTITION:OFFSET, e.g. 0:17") from None
+    if partition < 0 or offset < 0:
+        raise ValueError(f"not a dead-letter ref {ref!r}: partition and offset are >= 0")
+    return partition, offset
+
+
+def parse_time(text: str | int | None) -> int | None:
+    """An ISO date(-time) (no zone: China Standard Time) or epoch milliseconds -> ms."""
+    if text is None or text == "":
+        return None
+    if isinstance(text, int):
+        return text
+    s = str(text).strip()
+    if s.isdigit():
+        return int(s)
+    try:
+        ts = dt.datetime.fromisoformat(s)
+    except ValueError:
+        raise ValueError(f"not an ISO date-time: {text!r} (e.g. 2024-05-21T10:00:00+08:00)") from None
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=CST)
+    return int(ts.timestamp() * 1000)
+
+
+def format_ms(ms: int | None) -> str:
+    if not ms:
+        return ""
+    return dt.datetime.fromtimestamp(ms / 1000, CST).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Which dead letters: by reason, source topic (full name or without the prefix, e.g.
+    ``penalty``) and time ([since, until) in ms, on ``dlq.at`` or, with ``source_time``, on the
+    source message's timestamp)."""
+
+    reason: str | None = None
+    source_topic: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+    source_time: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not (self.reason or self.source_topic or self.since_ms is not None or self.until_ms is not None)
+
+    def matches(self, letter: "DeadLetter", prefix: str = "") -> bool:
+        info = letter.info
+        if self.reason and info.get("reason") != self.reason:
+            return False
+        if self.source_topic and info.get("source.topic") not in (self.source_topic, prefix + self.source_topic):
+            return False
+        t = letter.source_timestamp if self.source_time else letter.dead_lettered_at
+        if self.since_ms is not None and t < self.since_ms:
+            return False
+        if self.until_ms is not None and t >= self.until_ms:
+            return False
+        return True
+
+
+# --- dead letters as read from the topic ---------------------------------------------------
+def _int(text: str | None, default: int) -> int:
+    try:
+        return int(text) if text not in (None, "") else default
+    except ValueError:
+        return default
+
+
+@dataclass
+class DeadLetter:
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    info: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, msg) -> "DeadLetter":
+        headers = [(k, v if isinstance(v, bytes) else bytes(v or b"")) for k, v in (msg.headers or ())]
+        return cls(msg.partition, msg.offset, msg.timestamp or 0, msg.key,
+                   msg.value if msg.value is not None else b"", headers, dead_letter_info(headers))
+
+    @property
+    def ref(self) -> str:
+        return f"{self.partition}:{self.offset}"
+
+    @property
+    def source_topic(self) -> str:
+        return self.info.get("source.topic", "")
+
+    @property
+    def source_timestamp(self) -> int:
+        return _int(self.info.get("source.timestamp"), 0) or self.timestamp
+
+    @property
+    def dead_lettered_at(self) -> int:
+        return _int(self.info.get("at"), 0)
+
+    @property
+    def original_headers(self) -> list[tuple[str, bytes]]:
+        """The headers the source message had (without the dead-letter ones)."""
+        return [(k, v) for k, v in self.headers if not k.startswith(HEADER_PREFIX)]
+
+    @property
+    def redriven_from(self) -> str:
+        """``dead-letters/P/O`` when this letter's message was itself a re-drive."""
+        for k, v in self.headers:
+            if k == REDRIVEN_FROM_HEADER:
+                return v.decode("utf-8", "replace")
+        return ""
+
+    def summary(self) -> dict:
+        info = self.info
+        return {
+            "ref": self.ref,
+            "partition": self.partition,
+            "offset": self.offset,
+            "reason": info.get("reason", ""),
+            "detail": info.get("detail", ""),
+            "agent": info.get("agent", ""),
+            "source_topic": self.source_topic,
+            "source_partition": _int(info.get("source.partition"), -1),
+            "source_offset": _int(info.get("source.offset"), -1),
+            "source_timestamp": _int(info.get("source.timestamp"), 0),
+            "dead_lettered_at": self.dead_lettered_at,
+            "size": len(self.value),
+            "redriven_from": self.redriven_from or None,
+        }
+
+
+def _sort_key(letter: DeadLetter):
+    return (letter.dead_lettered_at, letter.partition, letter.offset)
+
+
+async def _scan(settings: Settings, flt: Filter) -> list[DeadLetter]:
+    """Every dead letter matching ``flt`` (reads the dead-letter topic to its end)."""
+    prefix = Topics(settings).prefix
     out = []
     async for batch in kafka.read_to_end(settings, Topics(settings).dead_letters):
         for msg in batch:
-            info = dead_letter_info(msg.headers)
-            if reason and info.get("reason") != reason:
-                continue
-            if source_topic and info.get("source.topic") != source_topic:
-                continue
-            out.append({
-                "partition": msg.partition,
-                "offset": msg.offset,
-                "reason": info.get("reason", ""),
-                "detail": info.get("detail", ""),
-                "agent": info.get("agent", ""),
-                "source_topic": info.get("source.topic", ""),
-                "source_partition": int(info.get("source.partition", -1)),
-                "source_offset": int(info.get("source.offset", -1)),
-                "source_timestamp": int(info.get("source.timestamp", 0) or 0),
-                "dead_lettered_at": int(info.get("at", 0) or 0),
-                "size": len(msg.value or b""),
-            })
-    out.sort(key=lambda d: (d["dead_lettered_at"], d["partition"], d["offset"]))
+            letter = DeadLetter.of(msg)
+            if flt.matches(letter, prefix):
+                out.append(letter)
+    out.sort(key=_sort_key)
     return out
+
+
+async def _fetch(settings: Settings, refs: list[tuple[int, int]], idle_timeout_s: float = 2.0
+                 ) -> dict[tuple[int, int], DeadLetter]:
+    """The dead letters at these (partition, offset) places; missing ones are left out. Reads only
+    the partitions named, from the lowest offset wanted in each."""
+    topic = Topics(settings).dead_letters
+    wanted: dict[int, set[int]] = {}
+    for p, o in refs:
+        wanted.setdefault(p, set()).add(o)
+    found: dict[tuple[int, int], DeadLetter] = {}
+    c = kafka.consumer(settings, group_id=None)
+    await c.start()
+    try:
+        parts = c.partitions_for_topic(topic)
+        if not parts:
+            await c._client.force_metadata_update()  # noqa: SLF001 - metadata of an unsubscribed topic
+            parts = c.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(wanted) if p in parts]
+        if not tps:
+            return found
+        c.assign(tps)
+        for tp in tps:
+            c.seek(tp, min(wanted[tp.partition]))
+        pending = set(tps)
+        last_data = time.monotonic()
+        while pending:
+            batches = await c.getmany(*pending, timeout_ms=200)
+            got = False
+            for tp, records in batches.items():
+                for msg in records:
+                    got = True
+                    if msg.offset in wanted[tp.partition]:
+                        found[(tp.partition, msg.offset)] = DeadLetter.of(msg)
+            now = time.monotonic()
+            if got:
+                last_data = now
+            for tp in list(pending):
+                p = tp.partition
+                if all((p, o) in found for o in wanted[p]):
+                    pending.discard(tp)
+                    continue
+                pos = await c.position(tp)
+                hw = c.highwater(tp)
+                if pos > max(wanted[p]) or (hw is not None and pos >= hw):
+                    pending.discard(tp)
+            if pending and not got and now - last_data > idle_timeout_s:
+                break
+    finally:
+        await c.stop()
+    return found
+
+
+# --- the audit of re-drives in Redis -------------------------------------------------------
+async def redriven(settings: Settings) -> dict[str, dict]:
+    """``P:O`` -> the last re-drive of that dead letter (see the module docstring)."""
+    from creditstream.app import redis_client
+
+    redis = redis_client(settings)
+    try:
+        raw = await redis.hgetall(Keys(settings.namespace).dlq_redriven)
+    finally:
+        await redis.aclose()
+    return {(k.decode() if isinstance(k, bytes) else k): orjson.loads(v) for k, v in raw.items()}
+
+
+def _operator() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no login name (container without passwd entry)
+        return os.environ.get("USER") or f"uid:{os.getuid()}"
+
+
+# --- list ----------------------------------------------------------------------------------
+async def list_dead_letters(settings: Settings, *, reason: str | None = None,
+                            source_topic: str | None = None, since: str | int | None = None,
+                            until: str | int | None = None, source_time: bool = False,
+                            with_redrives: bool = True) -> list[dict]:
+    """Every dead letter on the dead-letter topic (read to its end), optionally filtered, oldest
+    dead-lettered first. ``since``/``until``: ISO date-times or ms (:func:`parse_time`), on when it
+    was dead-lettered or, with ``source_time``, on the source message's timestamp. Each entry has
+    ``redriven``: its last re-drive (or None) when ``with_redrives``."""
+    flt = Filter(reason, source_topic, parse_time(since), parse_time(until), source_time)
+    letters = await _scan(settings, flt)
+    done = await redriven(settings) if with_redrives and letters else {}
+    out = []
+    for letter in letters:
+        d = letter.summary()
+        d["redriven"] = done.get(letter.ref)
+        out.append(d)
+    return out
+
+
+def render_list(letters: list[dict]) -> str:
+    if not letters:
+        return "no dead letters"
+    lines = [f"{'ref':<9} {'dead-lettered':<25} {'reason':<20} {'source':<36} {'re-driven':<25} detail"]
+    for d in letters:
+        src = f"{d['source_topic']}/{d['source_partition']}/{d['source_offset']}"
+        r = d.get("redriven")
+        mark = f"{r.get('at', '')[:19]}{' fixed' if r.get('fixed') else ''}" if r else ""
+        again = f"[re-drive of {d['redriven_from']}] " if d.get("redriven_from") else ""
+        lines.append(f"{d['ref']:<9} {format_ms(d['dead_lettered_at']):<25} {d['reason']:<20} {src:<36} "
+                     f"{mark:<25} {again}{d['detail'][:80]}")
+    n_re = sum(1 for d in letters if d.get("redriven"))
+    lines.append(f"{len(letters)} dead letter(s), {n_re} re-driven")
+    return "\n".join(lines)
+
+
+# --- show ----------------------------------------------------------------------------------
+def _text_or_hex(b: bytes | None) -> str | None:
+    if b is None:
+        return None
+    try:
+        text = b.decode("utf-8")
+    except UnicodeDecodeError:
+        return "0x" + b.hex()
+    return text if text.isprintable() else "0x" + b.hex()
+
+
+def _preview(b: bytes, limit: int = 200) -> str:
+    text = b[:limit * 4].decode("utf-8", "replace")
+    text = "".join(ch if ch.isprintable() else "." for ch in text)
+    return text[:limit] + ("..." if len(text) > limit or len(b) > limit * 4 else "")
+
+
+def _decode(settings: Settings, value: bytes, codec=None) -> tuple[str | None, dict | None, str | None]:
+    """(schema name, record, error) of a value."""
+    from creditstream.app import make_codec
+    from streams.codec import DecodeError, RegistryError
+
+    codec = codec or make_codec(settings)
+    try:
+        name, record = codec.decode(value)
+    except DecodeError as exc:
+        return None, None, str(exc)
+    except RegistryError as exc:
+        return None, None, f"schema registry: {exc}"
+    return name, record, None
+
+
+async def show(settings: Settings, ref: str) -> dict | None:
+    """One dead letter whole (see the module docstring), or None when there is none at ``ref``."""
+    from streams.codec import to_json
+
+    partition, offset = parse_ref(ref)
+    letter = (await _fetch(settings, [(partition, offset)])).get((partition, offset))
+    if letter is None:
+        return None
+    name, record, error = _decode(settings, letter.value)
+    d = letter.summary()
+    d.update({
+        "timestamp": letter.timestamp,
+        "headers": [[k, _text_or_hex(v)] for k, v in letter.headers],
+        "key": _text_or_hex(letter.key),
+        "value_hex": letter.value.hex(),
+        "decoded": {"schema": name, "record": to_json(name, record)} if name else None,
+        "decode_error": error,
+        "preview": None if name else _preview(letter.value),
+        "redriven": (await redriven(settings)).get(letter.ref),
+    })
+    return d
+
+
+def render_show(d: dict) -> str:
+    lines = [
+        f"dead letter {d['ref']}  ({d['size']} bytes)",
+        f"  reason          {d['reason']}",
+        f"  detail          {d['detail']}",
+        f"  agent           {d['agent']}",
+        f"  source          {d['source_topic']}/{d['source_partition']}/{d['source_offset']}"
+        f"  at {format_ms(d['source_timestamp'])}",
+        f"  dead-lettered   {format_ms(d['dead_lettered_at'])}",
+        f"  key             {d['key'] if d['key'] is not None else '(none)'}",
+    ]
+    if d.get("redriven_from"):
+        lines.append(f"  re-drive of     {d['redriven_from']}")
+    r = d.get("redriven")
+    if r:
+        lines.append(f"  re-driven       {r['at']} by {r['by']}{' with a fix' if r['fixed'] else ''} -> "
+                     f"{r['topic']}/{r['partition']}/{r['offset']}")
+    else:
+        lines.append("  re-driven       no")
+    lines.append("  headers")
+    for k, v in d["headers"]:
+        lines.append(f"    {k} = {v}")
+    hexed = d["value_hex"]
+    lines.append("  value (hex)")
+    for i in range(0, len(hexed), 64):
+        lines.append(f"    {hexed[i:i + 64]}")
+    if d.get("decoded"):
+        lines.append(f"  value (Avro {d['decoded']['schema']})")
+        body = orjson.dumps(d["decoded"]["record"], option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
+        lines.extend("    " + line for line in body.splitlines())
+    else:
+        lines.append(f"  value is not Avro: {d.get('decode_error')}")
+        lines.append(f"  preview         {d.get('preview')}")
+    return "\n".join(lines)
+
+
+# --- redrive -------------------------------------------------------------------------------
+@dataclass
+class Redriven:
+    ref: str
+    action: str  # redriven | would-redrive | skipped | not-found | no-source
+    reason: str = ""
+    source: str = ""
+    fixed: bool = False
+    target: dict | None = None
+    note: str = ""
+
+
+@dataclass
+class RedriveReport:
+    dry_run: bool
+    items: list[Redriven] = field(default_factory=list)
+
+    def count(self, action: str) -> int:
+        return sum(1 for i in self.items if i.action == action)
+
+    def as_dict(self) -> dict:
+        return {"dry_run": self.dry_run, "items": [i.__dict__ for i in self.items]}
+
+    def render(self) -> str:
+        if not self.items:
+            return "no dead letter matches"
+        lines = []
+        for i in self.items:
+            fix = " (fixed)" if i.fixed else ""
+            if i.action == "redriven":
+                t = i.target or {}
+                lines.append(f"  re-driven{fix}   {i.ref:<9} {i.reason:<20} -> {t.get('topic')}/{t.get('partition')}/"
+                             f"{t.get('offset')}")
+            elif i.action == "would-redrive":
+                lines.append(f"  would re-drive{fix} {i.ref:<9} {i.reason:<20} -> {i.source}")
+            else:
+                lines.append(f"  {i.action:<13} {i.ref:<9} {i.reason:<20} {i.note}")
+        verb = "would re-drive" if self.dry_run else "re-drove"
+        n = self.count("would-redrive" if self.dry_run else "redriven")
+        lines.append(f"{verb} {n}, skipped {self.count('skipped')} (already re-driven; --force to re-drive "
+                     f"again), not found {self.count('not-found')}, without a source {self.count('no-source')}")
+        return "\n".join(lines)
+
+
+def _load_fix(path: str | os.PathLike) -> tuple[dict, str | None, int | None]:
+    """(fields, kind or None, timestamp ms or None) from a fix file."""
+    from ops.produce import _timestamp_ms
+
+    try:
+        obj = orjson.loads(Path(path).read_bytes())
+    except OSError as exc:
+        raise RedriveError(f"cannot read the fix file {path}: {exc.strerror or exc}") from None
+    except orjson.JSONDecodeError as exc:
+        raise RedriveError(f"the fix file {path} is not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise RedriveError(f"the fix file {path} must hold a JSON object")
+    if isinstance(obj.get("fields"), dict):
+        try:
+            ts = _timestamp_ms(obj.get("timestamp"))
+        except ValueError:
+            raise RedriveError(f"the fix file {path}: bad timestamp {obj.get('timestamp')!r}") from None
+        return obj["fields"], obj.get("kind"), ts
+    return obj, None, None
+
+
+def _schema_for(kind: str) -> str:
+    from schemas import all_schemas
+    from streams.samples import SCHEMA_OF_KIND
+
+    if kind in SCHEMA_OF_KIND:
+        return SCHEMA_OF_KIND[kind]
+    if kind in all_schemas():
+        return kind
+    raise RedriveError(f"unknown kind {kind!r}; one of {', '.join(SCHEMA_OF_KIND)}")
+
+
+def _encode_fix(settings: Settings, codec, letter: DeadLetter, path, kind: str | None) -> tuple[bytes, int | None]:
+    """The fixed value (Avro, Confluent wire format) for ``letter``, and its timestamp."""
+    from streams.codec import from_json
+
+    fields, file_kind, ts = _load_fix(path)
+    kind = kind or file_kind
+    if kind:
+        schema = _schema_for(kind)
+    else:
+        schema, _, error = _decode(settings, letter.value, codec)
+        if schema is None:
+            raise RedriveError(f"dead letter {letter.ref} does not decode as Avro ({error}): "
+                               "name the fixed record's kind with --kind")
+    try:
+        record = from_json(schema, fields)
+        value = codec.encode(schema, record, topic=letter.source_topic)
+    except Exception as exc:  # noqa: BLE001 - ValueError/EncodeError name the field
+        raise RedriveError(f"the fix file {path} does not encode as {schema}: {exc}") from None
+    return value, ts
+
+
+def _headers_for(letter: DeadLetter) -> list[tuple[str, bytes]]:
+    headers = [(k, v) for k, v in letter.original_headers if k != REDRIVEN_FROM_HEADER]
+    headers.append((REDRIVEN_FROM_HEADER, f"dead-letters/{letter.partition}/{letter.offset}".encode()))
+    return headers
+
+
+async def redrive(settings: Settings, refs: list[str] | None = None, *, flt: Filter | None = None,
+                  fix: str | os.PathLike | None = None, kind: str | None = None, dry_run: bool = False,
+                  force: bool = False, by: str | None = None) -> RedriveReport:
+    """Re-produce dead letters to their source topic (see the module docstring).
+
+    ``refs`` (``P:O`` strings) name the dead letters; without them ``flt`` selects them (one of
+    the two is required). ``fix``: a JSON file with the corrected record (one dead letter only);
+    ``kind``: the kind (or full schema name) to encode it with, default the original's schema.
+    Raises ValueError for a bad ref and RedriveError when the re-drive cannot be done as asked;
+    nothing is sent then."""
+    from creditstream.app import make_codec, redis_client
+
+    if not refs and (flt is None or flt.empty):
+        raise RedriveError("name the dead letters to re-drive (PARTITION:OFFSET ...) or select them with "
+                           "--reason, --topic, --since or --until")
+    if kind and not fix:
+        raise RedriveError("--kind only goes with --fix")
+    report = RedriveReport(dry_run=dry_run)
+    if refs:
+        places = list(dict.fromkeys(parse_ref(r) for r in refs))
+        found = await _fetch(settings, places)
+        letters = []
+        for p, o in places:
+            if (p, o) in found:
+                letters.append(found[(p, o)])
+            else:
+                report.items.append(Redriven(f"{p}:{o}", "not-found", note="no dead letter there"))
+        if flt is not None:
+            prefix = Topics(settings).prefix
+            letters = [x for x in letters if flt.matches(x, prefix)]
+    else:
+        letters = await _scan(settings, flt)
+    # the order they first arrived in, so that a record and its correction keep theirs
+    letters.sort(key=lambda x: (x.source_topic, _int(x.info.get("source.partition"), -1),
+                                _int(x.info.get("source.offset"), -1), x.partition, x.offset))
+    done = await redriven(settings) if letters else {}
+
+    todo: list[tuple[DeadLetter, Redriven]] = []
+    for letter in letters:
+        item = Redriven(letter.ref, "", reason=letter.info.get("reason", ""), source=letter.source_topic)
+        if not letter.source_topic:
+            item.action, item.note = "no-source", "no dlq.source.topic header"
+        elif letter.ref in done and not force:
+            prev = done[letter.ref]
+            item.action = "skipped"
+            item.note = f"re-driven {prev.get('at')} by {prev.get('by')}"
+        else:
+            todo.append((letter, item))
+        report.items.append(item)
+    if fix is not None and len(todo) != 1:
+        raise RedriveError(f"--fix re-drives exactly one dead letter; {len(todo)} selected")
+
+    codec = make_codec(settings)
+    sends = []
+    for letter, item in todo:
+        if fix is not None:
+            value, ts = _encode_fix(settings, codec, letter, fix, kind)
+            item.fixed = True
+        else:
+            value, ts = letter.value, letter.source_timestamp or None
+        sends.append((letter, item, value, ts))
+    if dry_run:
+        for _, item, _, _ in sends:
+            item.action = "would-redrive"
+        return report
+    if not sends:
+        return report
+
+    by = by or _operator()
+    producer = kafka.producer(settings)
+    redis = redis_client(settings)
+    audit_key = Keys(settings.namespace).dlq_redriven
+    await producer.start()
+    try:
+        for letter, item, value, ts in sends:
+            fut = await producer.send(letter.source_topic, value, key=letter.key, headers=_headers_for(letter),
+                                      timestamp_ms=ts)
+            meta = await fut
+            item.action = "redriven"
+            item.target = {"topic": meta.topic, "partition": meta.partition, "offset": meta.offset}
+            now_ms = int(time.time() * 1000)
+            entry = {
+                "at": format_ms(now_ms), "at_ms": now_ms, "by": by, "fixed": item.fixed,
+                **item.target,
+                "source": f"{letter.source_topic}/{letter.info.get('source.partition', '')}/"
+                          f"{letter.info.get('source.offset', '')}",
+                "reason": item.reason,
+            }
+            prev = done.get(letter.ref)
+            if prev:
+                entry["earlier"] = prev.pop("earlier", []) + [prev]
+            await redis.hset(audit_key, letter.ref, orjson.dumps(entry))
+    finally:
+        await producer.stop()
+        await redis.aclose()
+    return report

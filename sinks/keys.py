@@ -11,6 +11,8 @@ key                                    type        what
 ``{ns}:{gen}:list:{list}``             set         members of a list (blacklist:<domain>, ...)
 ``{ns}:{gen}:stats``                   hash        counters: records by unit, outcome, ...
 ``{ns}:{gen}:due``                     zset        subject id scored by its next due instant (ms)
+``{ns}:{gen}:sentinel``                string      written with every state batch; its absence while
+                                                   the log has been consumed means Redis lost data
 ``{ns}:idx``                           hash        ``<kind>:<number>`` -> USCC, kinds ``org`` (the
                                                    9-char organisation code), ``reg_no``,
                                                    ``tax_no``, ``other`` (domain/attach.py)
@@ -62,6 +64,10 @@ class Keys:
     @property
     def stats(self) -> str:
         return f"{self.gen_prefix}stats"
+
+    @property
+    def sentinel(self) -> str:
+        return f"{self.gen_prefix}sentinel"
 
     @property
     def due(self) -> str:

@@ -15,6 +15,11 @@ from creditstream import metrics
 from sinks.keys import Keys
 
 
+class StateLost(RuntimeError):
+    """Redis has no state for a log the agent has already consumed: it restarted empty, or was
+    flushed. Serving on would build half a state; the operator rebuilds with ``creditstream replay``."""
+
+
 class SubjectStateSink:
     def __init__(self, redis, keys: Keys):
         self.redis = redis
@@ -26,12 +31,18 @@ class SubjectStateSink:
         self._schedule: dict[str, int] = {}
         self._unschedule: set[str] = set()
 
-    async def load(self, subject_ids) -> dict[str, dict | None]:
+    async def load(self, subject_ids, *, resumed: bool = False) -> dict[str, dict | None]:
+        """The states of these subjects (None: unknown), in one round trip.
+
+        ``resumed``: the batch does not start at the beginning of the log, so state must exist;
+        if the sentinel is missing, Redis lost its data and :class:`StateLost` is raised."""
         ids = list(dict.fromkeys(subject_ids))
-        if not ids:
-            return {}
-        raw = await self.redis.mget([self.keys.subject(s) for s in ids])
-        return {s: (orjson.loads(v) if v is not None else None) for s, v in zip(ids, raw)}
+        raw = await self.redis.mget([self.keys.sentinel] + [self.keys.subject(s) for s in ids])
+        if resumed and raw[0] is None:
+            raise StateLost(f"Redis has no state under {self.keys.gen_prefix} but the subject log was already "
+                            f"consumed: Redis restarted empty or was flushed. Rebuild it with "
+                            f"`creditstream replay --switch` (workers stopped), then restart the workers.")
+        return {s: (orjson.loads(v) if v is not None else None) for s, v in zip(ids, raw[1:])}
 
     def add(self, subject_id: str, state: dict, *, new: bool = False) -> None:
         self._states[subject_id] = orjson.dumps(state)
@@ -61,6 +72,7 @@ class SubjectStateSink:
                 or self._unschedule):
             return 0
         pipe = self.redis.pipeline(transaction=True)
+        pipe.set(self.keys.sentinel, b"1")
         if self._states:
             pipe.mset({self.keys.subject(s): v for s, v in self._states.items()})
         if self._new_subjects:

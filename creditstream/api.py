@@ -1,0 +1,473 @@
+"""The HTTP query API: subjects, lists, list changes, health and Prometheus metrics, as JSON.
+
+Endpoints (documented in docs/openapi.yaml):
+
+==============================  ===================================================================
+``GET /subjects/{code}``        a subject's live state; ``code`` is a USCC, a resident ID number or a
+                                legacy number the registry knows (organisation code, registration no.)
+``GET /subjects/{code}/lists``  its current list memberships (from its last evaluation)
+``GET /lists``                  every list with members, and its size
+``GET /lists/{name}``           one page of a list's members: ``?cursor=&limit=``
+``GET /changes``                list changes from the list-change topic: ``?since=<cursor>&limit=``
+``GET /health``                 ``{"status": "ok"}`` when Redis answers
+``GET /metrics``                Prometheus text format (creditstream.metrics.REGISTRY)
+==============================  ===================================================================
+
+Errors are JSON ``{"error": <code>, "message": <sentence>}``: ``bad_request`` (400), ``not_found``
+(404), ``method_not_allowed`` (405), ``unavailable`` (503: Redis or the broker did not answer),
+``internal`` (500; the details go to the log, never to the client).
+
+``/changes`` cursors are opaque to clients: base64url (unpadded) of the JSON object
+``{"<partition>": <next offset>}`` of the list-change topic. No cursor means the beginning of the
+topic; a partition the cursor does not name is read from its beginning. The end of a partition is
+the high watermark of the fetch response, never ``ListOffsets`` (which under-reports it on Tansu,
+docs/broker.md). Changes are in order within a partition, i.e. per subject.
+
+Served two ways: ``creditstream api`` (:func:`serve`, a standalone server), and by the worker's web
+server (``creditstream worker --web``): :func:`mount` adds the same routes to Faust's aiohttp
+application (``creditstream.app.create_faust_app``).
+
+Request logs name the route template (``/subjects/{code}``), never the path, so no identifier of a
+natural person reaches the log through the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import datetime as dt
+import functools
+import signal
+import time
+from collections.abc import Awaitable, Callable
+
+import orjson
+import structlog
+from aiohttp import web
+
+from creditstream import metrics
+from creditstream.settings import Settings
+
+log = structlog.get_logger("creditstream.api")
+
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+CHANGES_WAIT_S = 3.0
+"""How long one ``/changes`` request waits for fetches before answering with what it has."""
+KAFKA_TIMEOUT_S = 15.0
+MAX_CONCURRENT_CHANGE_READS = 4
+"""Each ``/changes`` request runs its own group-less consumer; this caps how many at once."""
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, error: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+
+
+def error_response(status: int, error: str, message: str) -> web.Response:
+    return json_response({"error": error, "message": message}, status=status)
+
+
+def json_response(obj, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(obj), status=status, content_type="application/json", charset="utf-8")
+
+
+_HTTP_ERRORS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
+
+
+def _route_of(request: web.Request) -> str:
+    info = request.match_info
+    route = getattr(info, "route", None)
+    resource = getattr(route, "resource", None)
+    return resource.canonical if resource is not None else "(no route)"
+
+
+def _unavailable(exc: BaseException) -> ApiError | None:
+    """An ApiError(503) if ``exc`` means Redis or the broker did not answer, else None."""
+    import redis.exceptions as rexc
+    from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NoBrokersAvailable
+
+    if isinstance(exc, (rexc.ConnectionError, rexc.TimeoutError)):
+        return ApiError(503, "unavailable", "Redis did not answer; try again later")
+    if isinstance(exc, (KafkaConnectionError, KafkaTimeoutError, NoBrokersAvailable)):
+        return ApiError(503, "unavailable", "the Kafka broker did not answer; try again later")
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError, ConnectionError)):
+        return ApiError(503, "unavailable", "a backing service did not answer in time; try again later")
+    return None
+
+
+def guarded(handler: Handler) -> Handler:
+    """JSON errors for everything the handler raises; a log line per request (route template only)."""
+
+    @functools.wraps(handler)
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        started = time.monotonic()
+        try:
+            response = await handler(request)
+        except ApiError as exc:
+            response = error_response(exc.status, exc.error, exc.message)
+        except web.HTTPException as exc:
+            response = error_response(exc.status, _HTTP_ERRORS.get(exc.status, "error"), exc.reason)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - never a stack trace to the client
+            mapped = _unavailable(exc)
+            if mapped is not None:
+                log.warning("api backend unavailable", route=_route_of(request), error=type(exc).__name__)
+                response = error_response(mapped.status, mapped.error, mapped.message)
+            else:
+                log.exception("api request failed", route=_route_of(request), method=request.method)
+                response = error_response(500, "internal", "internal error; the details are in the server log")
+        log.debug("api request", method=request.method, route=_route_of(request), status=response.status,
+                  ms=round(1000 * (time.monotonic() - started), 1))
+        return response
+
+    return wrapper
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Unknown paths and methods answer JSON too (the routes themselves are :func:`guarded`)."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(exc.status, _HTTP_ERRORS.get(exc.status, "error"),
+                              "no such endpoint (see docs/openapi.yaml)" if exc.status == 404 else exc.reason)
+
+
+# --------------------------------------------------------------------------------------------
+# query parameters
+
+
+def _int_param(request: web.Request, name: str, default: int, *, low: int, high: int | None = None) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "bad_request", f"{name} must be an integer") from None
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ApiError(400, "bad_request", f"{name} must be {bound}")
+    return value
+
+
+def encode_cursor(offsets: dict[int, int]) -> str:
+    raw = orjson.dumps({str(p): o for p, o in sorted(offsets.items())})
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str | None) -> dict[int, int]:
+    """Partition -> next offset; ApiError(400) for anything that is not a cursor this API gave out."""
+    if not cursor:
+        return {}
+    bad = ApiError(400, "bad_request", "since is not a cursor from this API (use the next_cursor of an answer, "
+                                        "or leave it out to start from the beginning)")
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = orjson.loads(raw)
+    except (binascii.Error, ValueError):
+        raise bad from None
+    if not isinstance(data, dict):
+        raise bad
+    out = {}
+    for key, value in data.items():
+        if not (isinstance(key, str) and key.isdigit()) or type(value) is not int or value < 0:
+            raise bad
+        out[int(key)] = value
+    return out
+
+
+def change_json(record: dict, partition: int, offset: int) -> dict:
+    """A decoded ListChange as JSON: dates ISO 8601, timestamps in ms since the epoch."""
+    out = {}
+    for name, value in record.items():
+        if isinstance(value, dt.datetime):
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=dt.timezone.utc)
+            value = int(value.timestamp() * 1000)
+        elif isinstance(value, dt.date):
+            value = value.isoformat()
+        out[name] = value
+    out["partition"] = partition
+    out["offset"] = offset
+    return out
+
+
+def lists_view(state: dict) -> dict:
+    """A subject's list memberships, as ``ops.inspect.subject_lists`` gives them."""
+    evaluation = state.get("evaluation") or {}
+    return {
+        "subject": state["id"],
+        "name": (state.get("names") or [None])[-1],
+        "as_of": state.get("as_of"),
+        "lists": evaluation.get("lists", {}),
+        "publicity": evaluation.get("publicity", {}),
+        "overdue_objections": evaluation.get("overdue_objections", []),
+        "next_due": evaluation.get("next_due"),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# the API
+
+
+class Api:
+    """The handlers, bound to the settings and a Redis client.
+
+    ``redis``: a client the caller owns; None: the API opens its own on startup and closes it on
+    cleanup (the worker's web server and ``creditstream api``).
+    """
+
+    def __init__(self, settings: Settings, redis=None):
+        from streams.topics import Topics
+
+        self.settings = settings
+        self.redis = redis
+        self._owns_redis = redis is None
+        self.topic = Topics(settings).list_changes
+        self._codec = None
+        self._readers = asyncio.Semaphore(MAX_CONCURRENT_CHANGE_READS)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    async def on_startup(self, _app: web.Application) -> None:
+        if self.redis is None:
+            from creditstream.app import redis_client
+
+            self.redis = redis_client(self.settings)
+
+    async def on_cleanup(self, _app: web.Application) -> None:
+        if self._owns_redis and self.redis is not None:
+            redis, self.redis = self.redis, None
+            await redis.aclose()
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/subjects/{code}", guarded(self.subject), allow_head=False),
+            web.get("/subjects/{code}/lists", guarded(self.subject_lists), allow_head=False),
+            web.get("/lists", guarded(self.lists), allow_head=False),
+            web.get("/lists/{name}", guarded(self.list_members), allow_head=False),
+            web.get("/changes", guarded(self.changes), allow_head=False),
+            web.get("/health", guarded(self.health), allow_head=False),
+            web.get("/metrics", guarded(self.metrics), allow_head=False),
+        ]
+
+    # --- Redis reads -------------------------------------------------------------------------
+    def _client(self):
+        if self.redis is None:
+            raise ApiError(503, "unavailable", "the API is not started")
+        return self.redis
+
+    async def _keys(self):
+        from sinks.keys import resolve_keys
+
+        return await resolve_keys(self._client(), self.settings.namespace)
+
+    async def _state(self, code: str) -> dict:
+        from ops.inspect import resolve_subject_id
+
+        redis = self._client()
+        keys = await self._keys()
+        sid = await resolve_subject_id(redis, keys, code)
+        raw = await redis.get(keys.subject(sid)) if sid is not None else None
+        if raw is None:
+            raise ApiError(404, "not_found", "no subject has that code (looked up as a USCC, a resident ID "
+                                             "number and a legacy number the registry knows)")
+        return orjson.loads(raw)
+
+    async def subject(self, request: web.Request) -> web.Response:
+        return json_response(await self._state(request.match_info["code"]))
+
+    async def subject_lists(self, request: web.Request) -> web.Response:
+        return json_response(lists_view(await self._state(request.match_info["code"])))
+
+    async def lists(self, request: web.Request) -> web.Response:
+        redis = self._client()
+        keys = await self._keys()
+        names = sorted({k.decode()[len(keys.list_prefix):]
+                        async for k in redis.scan_iter(match=keys.list_prefix + "*", count=1000)})
+        pipe = redis.pipeline(transaction=False)
+        for n in names:
+            pipe.scard(keys.list_members(n))
+        sizes = await pipe.execute() if names else []
+        return json_response({"lists": {n: int(s) for n, s in zip(names, sizes) if s}})
+
+    async def list_members(self, request: web.Request) -> web.Response:
+        import redis.exceptions as rexc
+
+        name = request.match_info["name"]
+        cursor = _int_param(request, "cursor", 0, low=0, high=2**64 - 1)
+        limit = _int_param(request, "limit", DEFAULT_PAGE, low=1, high=MAX_PAGE)
+        redis = self._client()
+        key = (await self._keys()).list_members(name)
+        if cursor == 0 and not await redis.exists(key):
+            raise ApiError(404, "not_found", "no list of that name has members (GET /lists names them)")
+        members: list[str] = []
+        next_cursor = cursor
+        try:
+            while len(members) < limit:
+                next_cursor, page = await redis.sscan(key, cursor=next_cursor, count=limit)
+                members += [m.decode() for m in page]
+                if next_cursor == 0:
+                    break
+        except rexc.ResponseError:
+            raise ApiError(400, "bad_request", "cursor is not a cursor from this API") from None
+        return json_response({"list": name, "members": sorted(members),
+                              "next_cursor": int(next_cursor) or None})
+
+    async def health(self, request: web.Request) -> web.Response:
+        try:
+            await asyncio.wait_for(self._client().ping(), timeout=3)
+        except ApiError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            log.warning("health check: Redis did not answer", error=type(exc).__name__)
+            raise ApiError(503, "unavailable", "Redis did not answer") from None
+        return json_response({"status": "ok"})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        from prometheus_client import generate_latest
+
+        return web.Response(body=generate_latest(metrics.REGISTRY), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+    # --- list changes (Kafka) ----------------------------------------------------------------
+    def codec(self):
+        if self._codec is None:
+            from creditstream.app import make_codec
+
+            self._codec = make_codec(self.settings)
+        return self._codec
+
+    async def changes(self, request: web.Request) -> web.Response:
+        start = decode_cursor(request.query.get("since"))
+        limit = _int_param(request, "limit", DEFAULT_PAGE, low=1, high=MAX_PAGE)
+        async with self._readers:
+            records, offsets, caught_up = await asyncio.wait_for(self._read_changes(start, limit),
+                                                                 timeout=KAFKA_TIMEOUT_S + CHANGES_WAIT_S)
+        codec = self.codec()
+
+        def decode_all() -> list[dict]:
+            from streams.codec import DecodeError
+
+            out = []
+            for msg in records:
+                try:
+                    _, rec = codec.decode(msg.value)
+                except DecodeError as exc:  # only creditstream writes this topic: should not happen
+                    log.warning("undecodable list change skipped", partition=msg.partition, offset=msg.offset,
+                                reason=exc.reason)
+                    continue
+                out.append(change_json(rec, msg.partition, msg.offset))
+            return out
+
+        # a remote schema registry is read with blocking HTTP: keep it off the event loop
+        changes = decode_all() if self.settings.schema_registry == "local" else await asyncio.to_thread(decode_all)
+        return json_response({"changes": changes, "next_cursor": encode_cursor(offsets), "caught_up": caught_up})
+
+    async def _read_changes(self, start: dict[int, int], limit: int):
+        """Up to ``limit`` records from the cursor ``start``; (records, next offsets, caught up)."""
+        from aiokafka import TopicPartition
+
+        from streams import kafka
+
+        c = kafka.consumer(self.settings, group_id=None, max_poll_records=limit,
+                           request_timeout_ms=int(KAFKA_TIMEOUT_S * 1000))
+        await c.start()
+        try:
+            parts = c.partitions_for_topic(self.topic)
+            if not parts:
+                await c._client.force_metadata_update()  # noqa: SLF001 - metadata of an unassigned topic
+                parts = c.partitions_for_topic(self.topic) or set()
+            unknown = set(start) - set(parts)
+            if unknown:
+                raise ApiError(400, "bad_request", f"since names partition(s) {sorted(unknown)} that the "
+                                                   f"list-change topic does not have")
+            if not parts:
+                return [], dict(start), True  # no topic yet: nothing changed
+            tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+            c.assign(tps)
+            for tp in tps:
+                c.seek(tp, start.get(tp.partition, 0))  # out of range -> reset to earliest
+            records = []
+            pending = set(tps)
+            deadline = time.monotonic() + CHANGES_WAIT_S
+            while pending and len(records) < limit and time.monotonic() < deadline:
+                batches = await c.getmany(*pending, timeout_ms=200, max_records=limit - len(records))
+                for tp in sorted(batches, key=lambda t: t.partition):
+                    records.extend(batches[tp])
+                for tp in list(pending):
+                    hw = c.highwater(tp)
+                    if hw is not None and await c.position(tp) >= hw:
+                        pending.discard(tp)
+            offsets = {tp.partition: await c.position(tp) for tp in tps}
+            caught_up = True
+            for tp in tps:
+                hw = c.highwater(tp)
+                if hw is None or offsets[tp.partition] < hw:
+                    caught_up = False
+            return records, offsets, caught_up
+        finally:
+            await c.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# serving
+
+
+def create_api(settings: Settings, redis=None) -> web.Application:
+    """The API as an aiohttp application. With ``redis`` given, the caller owns (and closes) it."""
+    api = Api(settings, redis)
+    app = web.Application(middlewares=[json_errors])
+    app.add_routes(api.routes())
+    app.on_startup.append(api.on_startup)
+    app.on_cleanup.append(api.on_cleanup)
+    app["api"] = api
+    return app
+
+
+def mount(web_app: web.Application, settings: Settings) -> Api:
+    """Add the API's routes to an existing aiohttp application (Faust's web server); it opens its
+    own Redis client when that application starts and closes it on cleanup."""
+    api = Api(settings)
+    web_app.add_routes(api.routes())
+    web_app.on_startup.append(api.on_startup)
+    web_app.on_cleanup.append(api.on_cleanup)
+    return api
+
+
+async def serve(settings: Settings, host: str = "127.0.0.1", port: int | None = None,
+                *, stop: asyncio.Event | None = None) -> None:
+    """Serve the API on ``host:port`` (default ``settings.web_port``) until ``stop`` is set, SIGINT
+    or SIGTERM arrives, or the task is cancelled."""
+    port = settings.web_port if port is None else port
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    handled = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            handled.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread / platform
+            pass
+    runner = web.AppRunner(create_api(settings), access_log=None)  # request logs: see guarded()
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        log.info("api serving", host=host, port=port)
+        await stop.wait()
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()
+        log.info("api stopped")

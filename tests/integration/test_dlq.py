@@ -1,0 +1,190 @@
+"""Dead letters for operators on the embedded broker and redis-server: list with filters, show, and
+re-drive (fixed, unfixed, skipped, forced), through ops/dlq.py and the `creditstream dlq` CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+
+import orjson
+import pytest
+
+from ops import dlq
+from ops.dlq import REDRIVEN_FROM_HEADER, Filter, list_dead_letters, redrive, show
+from sinks.keys import Keys
+from streams import samples
+from streams.samples import sample_event, schema_of
+from tests.conftest import eventually
+
+pytestmark = pytest.mark.integration
+
+PENALTY = schema_of("penalty")
+DOC_NO = "郑市监罚〔2024〕777号"
+OLD = "2024-05-21T10:00:00+08:00"  # the garbage's source timestamp
+
+
+async def state_of(redis, settings, subject_id):
+    from sinks.keys import resolve_keys
+
+    keys = await resolve_keys(redis, settings.namespace)
+    raw = await redis.get(keys.subject(subject_id))
+    return orjson.loads(raw) if raw else None
+
+
+async def letters_until(settings, n, **filters):
+    async def check():
+        letters = await list_dead_letters(settings, **filters)
+        return letters if len(letters) >= n else None
+
+    return await eventually(check, timeout=30)
+
+
+async def cli(settings, *argv):
+    """Run `creditstream ...` in a subprocess against this test's stack, prefix and namespace."""
+    env = dict(os.environ)
+    env.update({
+        "CREDITSTREAM_BROKER_URL": settings.broker_url, "CREDITSTREAM_BROKER_KIND": settings.broker_kind,
+        "CREDITSTREAM_REDIS_URL": settings.redis_url, "CREDITSTREAM_TOPIC_PREFIX": settings.topic_prefix,
+        "CREDITSTREAM_NAMESPACE": settings.namespace, "CREDITSTREAM_RUN_DIR": settings.run_dir,
+        "CREDITSTREAM_SESSION_TIMEOUT_MS": str(settings.session_timeout_ms),
+    })
+    env.pop("CREDITSTREAM_SETTINGS", None)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "creditstream.cli", *argv, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_list_show_and_redrive(pipeline, department, redis, settings, tmp_path):
+    start_ms = int(time.time() * 1000) - 1000
+    bad = sample_event("penalty", decision_doc_no=DOC_NO, fine_amount=samples.Decimal("-1"))
+    await department.send(PENALTY, bad, key=b"dept-key-1")
+    await department.send_raw(department.topics.license, b"\x07garbage bytes\x01",
+                              timestamp_ms=dlq.parse_time(OLD))
+    letters = await letters_until(settings, 2)
+    assert len(letters) == 2, letters
+    neg = next(d for d in letters if d["reason"] == "negative-amount")
+    junk = next(d for d in letters if d["reason"] == "bad-magic")
+    assert neg["redriven"] is None and junk["redriven"] is None
+
+    # --- list: filters by reason, source topic (full or short name) and time
+    assert [d["ref"] for d in await list_dead_letters(settings, reason="negative-amount")] == [neg["ref"]]
+    assert [d["ref"] for d in await list_dead_letters(settings, source_topic=department.topics.license)] == [junk["ref"]]
+    assert [d["ref"] for d in await list_dead_letters(settings, source_topic="penalty")] == [neg["ref"]]
+    assert await list_dead_letters(settings, source_topic="court-debtor") == []
+    assert len(await list_dead_letters(settings, since=start_ms)) == 2
+    assert await list_dead_letters(settings, since="2999-01-01") == []
+    assert await list_dead_letters(settings, until="2024-01-01T00:00") == []
+    by_source = await list_dead_letters(settings, until="2025-01-01", source_time=True)
+    assert [d["ref"] for d in by_source] == [junk["ref"]]  # the garbage was sent with a 2024 timestamp
+    assert [d["ref"] for d in await list_dead_letters(settings, since="2025-01-01", source_time=True)] == [neg["ref"]]
+
+    # --- show: the Avro one decodes, the garbage gets a preview
+    shown = await show(settings, neg["ref"])
+    assert shown["decoded"]["schema"] == PENALTY
+    assert shown["decoded"]["record"]["fine_amount"] == "-1.000000"
+    assert shown["decoded"]["record"]["decision_doc_no"] == DOC_NO
+    assert shown["key"] == "dept-key-1"
+    headers = dict(shown["headers"])
+    assert headers["dlq.reason"] == "negative-amount" and headers["dlq.source.topic"] == department.topics.penalty
+    assert "fine_amount" in shown["detail"]
+    assert shown["value_hex"].startswith("00")
+    shown_junk = await show(settings, junk["ref"])
+    assert shown_junk["decoded"] is None and "bad-magic" in shown_junk["decode_error"]
+    assert "garbage bytes" in shown_junk["preview"]
+    assert shown_junk["value_hex"] == b"\x07garbage bytes\x01".hex()
+    assert await show(settings, "0:999999") is None
+    assert "value (Avro creditstream.AdministrativePenalty)" in dlq.render_show(shown)
+
+    # --- redrive with a fix: the fixed record reaches the subject's state in Redis
+    fixed = dict(shown["decoded"]["record"], fine_amount="5")
+    fix = tmp_path / "fix.json"
+    fix.write_text(json.dumps(fixed, ensure_ascii=False), encoding="utf-8")
+    dry = await redrive(settings, [neg["ref"]], fix=fix, dry_run=True)
+    assert [i.action for i in dry.items] == ["would-redrive"]
+    assert await redis.hgetall(Keys(settings.namespace).dlq_redriven) == {}
+
+    report = await redrive(settings, [neg["ref"]], fix=fix, by="tester")
+    [item] = report.items
+    assert item.action == "redriven" and item.fixed
+    assert item.target["topic"] == department.topics.penalty
+
+    async def reached():
+        state = await state_of(redis, settings, samples.COMPANY_USCC)
+        recs = [r for r in (state or {}).get("records", {}).values() if r.get("doc_no") == DOC_NO]
+        return recs or None
+
+    [record] = await eventually(reached, timeout=30)
+    assert record["status"] == "active"
+    assert record["content"]["fields"]["fine_amount"] in ("5", "5.000000")
+
+    audit = await redis.hgetall(Keys(settings.namespace).dlq_redriven)
+    entry = orjson.loads(audit[neg["ref"].encode()])
+    assert entry["fixed"] is True and entry["by"] == "tester" and entry["at"]
+    assert (entry["topic"], entry["partition"], entry["offset"]) == (
+        item.target["topic"], item.target["partition"], item.target["offset"])
+
+    listed = {d["ref"]: d for d in await list_dead_letters(settings)}
+    assert listed[neg["ref"]]["redriven"]["fixed"] is True
+    assert listed[junk["ref"]]["redriven"] is None
+
+    # --- a second redrive without --force skips it
+    again = await redrive(settings, [neg["ref"]])
+    assert [i.action for i in again.items] == ["skipped"]
+    # a filter selects it too, and skips it just the same
+    again = await redrive(settings, flt=Filter(reason="negative-amount"))
+    assert [i.action for i in again.items] == ["skipped"]
+
+    # --- re-driving the unfixed original (forced) just dead-letters it again
+    forced = await redrive(settings, [neg["ref"]], force=True, by="tester")
+    assert [(i.action, i.fixed) for i in forced.items] == [("redriven", False)]
+    letters = await letters_until(settings, 2, reason="negative-amount")
+    new = next(d for d in letters if d["ref"] != neg["ref"])
+    assert new["redriven_from"] == f"dead-letters/{neg['partition']}/{neg['offset']}"
+    new_shown = await show(settings, new["ref"])
+    new_headers = dict(new_shown["headers"])
+    assert new_headers[REDRIVEN_FROM_HEADER] == f"dead-letters/{neg['partition']}/{neg['offset']}"
+    assert new_shown["value_hex"] == shown["value_hex"]  # the original bytes, untouched
+    assert new_shown["key"] == "dept-key-1"
+    assert new_shown["source_timestamp"] == shown["source_timestamp"]  # original timestamp kept
+    entry = orjson.loads(await redis.hget(Keys(settings.namespace).dlq_redriven, neg["ref"]))
+    assert entry["fixed"] is False and [e["fixed"] for e in entry["earlier"]] == [True]
+    # the fixed record is still there, once
+    state = await state_of(redis, settings, samples.COMPANY_USCC)
+    assert sum(1 for r in state["records"].values() if r.get("doc_no") == DOC_NO) == 1
+
+    # --- what cannot be done is refused before anything is sent
+    with pytest.raises(dlq.RedriveError):
+        await redrive(settings, [junk["ref"]], fix=fix)  # garbage: the kind must be named
+    with pytest.raises(dlq.RedriveError):
+        await redrive(settings)  # neither refs nor a filter
+    dry = await redrive(settings, [junk["ref"]], fix=fix, kind="penalty", dry_run=True)
+    assert [(i.action, i.fixed) for i in dry.items] == [("would-redrive", True)]
+    assert [i.action for i in (await redrive(settings, ["3:999999"])).items] == ["not-found"]
+
+    # --- the CLI
+    code, out, err = await cli(settings, "dlq", "list", "--reason", "negative-amount", "--json")
+    assert code == 0, err
+    assert {d["ref"] for d in json.loads(out)} == {neg["ref"], new["ref"]}
+    code, out, err = await cli(settings, "dlq", "list", "--topic", "license")
+    assert code == 0, err
+    assert junk["ref"] in out and "1 dead letter(s), 0 re-driven" in out
+    code, out, err = await cli(settings, "dlq", "show", neg["ref"])
+    assert code == 0, err
+    assert "creditstream.AdministrativePenalty" in out and "dlq.reason = negative-amount" in out
+    code, out, err = await cli(settings, "dlq", "show", "0:999999")
+    assert code == 1
+    code, out, err = await cli(settings, "dlq", "redrive", neg["ref"])
+    assert code == 0, err
+    assert "skipped" in out
+    code, out, err = await cli(settings, "dlq", "redrive", "--reason", "bad-magic", "--dry-run")
+    assert code == 0, err
+    assert "would re-drive 1" in out
+    code, out, err = await cli(settings, "dlq", "redrive")
+    assert code == 2 and "name the dead letters" in err
+    code, out, err = await cli(settings, "dlq", "list", "--since", "yesterday")
+    assert code == 2
