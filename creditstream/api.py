@@ -60,6 +60,7 @@ KAFKA_TIMEOUT_S = 15.0
 MAX_CONCURRENT_CHANGE_READS = 4
 """Each ``/changes`` request runs its own group-less consumer; this caps how many at once."""
 
+API_KEY = web.AppKey("creditstream_api", object)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -417,7 +418,22 @@ class Api:
                     caught_up = False
             return records, offsets, caught_up
         finally:
-            await c.stop()
+            await _stop_consumer(c)
+
+
+async def _stop_consumer(c) -> None:
+    """``AIOKafkaConsumer.stop`` right after ``start`` cancels a background routine that has not run
+    yet and leaks its CancelledError (aiokafka 0.14): let it start first; should it leak all the same,
+    swallow it (unless this task itself is being cancelled) and close what stop() skipped."""
+    await asyncio.sleep(0)
+    try:
+        await c.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        await c._fetcher.close()  # noqa: SLF001
+        await c._client.close()  # noqa: SLF001
 
 
 # --------------------------------------------------------------------------------------------
@@ -431,7 +447,7 @@ def create_api(settings: Settings, redis=None) -> web.Application:
     app.add_routes(api.routes())
     app.on_startup.append(api.on_startup)
     app.on_cleanup.append(api.on_cleanup)
-    app["api"] = api
+    app[API_KEY] = api
     return app
 
 

@@ -52,7 +52,7 @@ def apply_record(state: dict | None, event: dict) -> tuple[dict, str]:
         state = new_state(event["subject"], event.get("id_kind", "uscc"))
     record = event["record"]
     if record["kind"] == "registration":
-        return apply_registration(state, record, event["event_ms"])
+        return apply_registration(state, record, event["event_ms"], event["origin"])
     key = decision_key(record)
     origin = event["origin"]
     current = state["records"].get(key)
@@ -62,12 +62,13 @@ def apply_record(state: dict | None, event: dict) -> tuple[dict, str]:
 
     kind = record["kind"]
     digest = event["hash"]
-    if kind == "court_deletion":
+    if current is not None and digest in current["hashes"]:
+        # Identical to a version already seen (a re-send, or a stale re-export of an old version,
+        # a deletion included): it cannot flip a corrected record back.
+        status, outcome = current["status"], "duplicate"
+    elif kind == "court_deletion":
         outcome = "duplicate" if current is not None and current["status"] == "deleted" else "deletion"
         status = "deleted"
-    elif current is not None and digest in current["hashes"]:
-        # Identical to a version already seen (a re-send, or a stale re-export of an old version).
-        status, outcome = current["status"], "duplicate"
     elif record.get("revoked"):
         status, outcome = "revoked", "revocation"
     elif current is None:
@@ -121,13 +122,18 @@ def apply_record(state: dict | None, event: dict) -> tuple[dict, str]:
     return state, outcome
 
 
-def apply_registration(state: dict, record: dict, event_ms: int) -> tuple[dict, str]:
-    """A registration teaches names and identifiers only; re-applying it changes nothing."""
+def apply_registration(state: dict, record: dict, event_ms: int, origin: str) -> tuple[dict, str]:
+    """A registration teaches names and identifiers only; a redelivered one (same origin) or one
+    that teaches nothing new changes nothing."""
+    seen = state.get("registrations_seen") or []
+    if origin in seen:
+        return state, "redelivered"
     updated = _copy_for_write(state, None)
+    updated["registrations_seen"] = (seen + [origin])[-SEEN_ORIGINS_KEPT:]
     _merge_identity(updated, record)
     if (updated["names"], updated["ids"], updated["category"], updated["flags"]) == (
             state["names"], state["ids"], state["category"], state["flags"]):
-        return state, "duplicate"
+        return updated, "duplicate"
     updated["updated_ms"] = max(state["updated_ms"], event_ms)
     updated["version"] += 1
     return updated, "registration"
@@ -138,7 +144,7 @@ def _copy_for_write(state: dict, key: str | None) -> dict:
     out = dict(state)
     out["records"] = dict(state["records"])
     out["names"] = list(state["names"])
-    out["ids"] = dict(state["ids"])
+    out["ids"] = {k: (list(v) if isinstance(v, list) else v) for k, v in state["ids"].items()}
     out["flags"] = list(state["flags"])
     return out
 

@@ -10,8 +10,8 @@ stale re-sends, registrations), then hypothesis properties over small pools of c
 Records are built the way the ingest agent builds them: ``normalise_event`` on a sample Avro
 record, wrapped by ``agents.ingest.subject_event``.
 
-Tests marked ``xfail(strict=True)`` pin defects found in domain/subject.py (see their reasons);
-once the defect is fixed they XPASS, which fails the run: then delete the marker.
+The tests under "defects found" pinned defects of domain/subject.py, fixed since;
+each keeps the failing case it was found with.
 """
 
 from __future__ import annotations
@@ -203,9 +203,12 @@ def test_registration_merges_idempotently():
     assert outcomes == ["new", "registration"]
     assert state["names"] == [samples.COMPANY]  # the penalty's name, not repeated
     assert state["ids"]["reg_no"] == samples.COMPANY_REG_NO and state["ids"]["uscc"] == SUBJECT
-    # the same registration again (a new origin: a re-send) changes nothing
+    # the same registration again (a new origin: a re-send) teaches nothing; only its origin is kept
     again, outcome = apply_record(state, event(R["registration"], "r/0/2"))
-    assert outcome == "duplicate" and again is state
+    assert outcome == "duplicate"
+    assert {k: v for k, v in again.items() if k != "registrations_seen"} == \
+        {k: v for k, v in state.items() if k != "registrations_seen"}
+    assert apply_record(again, event(R["registration"], "r/0/2"))[1] == "redelivered"
     # a new name is added once, the old one kept
     renamed, outcome = apply_record(state, event(R["registration_new_name"], "r/0/3"))
     assert outcome == "registration"
@@ -227,13 +230,9 @@ def test_active_records():
 
 
 # --------------------------------------------------------------------------------------------
-# defects found (strict xfail: they fail the run once fixed, so the marker gets removed)
+# defects found (were strict xfails until fixed)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "domain/subject.py apply_record: a court_deletion is handled before the content-hash check, so a "
-    "stale re-send of a deletion (hash already in the record's hashes) after the listing was "
-    "re-published (correction) is applied again as 'deletion' and flips the active listing back to deleted"))
 def test_stale_court_deletion_after_a_relisting_is_a_duplicate():
     state, outcomes = run([event(R["court_listing"], "c/0/1"), event(R["court_deletion"], "c/0/2"),
                            event(R["court_listing_corrected"], "c/0/3"), event(R["court_deletion"], "c/0/4")])
@@ -242,10 +241,6 @@ def test_stale_court_deletion_after_a_relisting_is_a_duplicate():
     assert state["records"][LISTING_KEY]["status"] == "active"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "domain/subject.py: _copy_for_write copies state['ids'] shallowly and _merge_identity appends to "
-    "state['ids']['other'] in place, so a new 'other' id mutates the caller's state; "
-    "apply_registration then compares against the mutated old state and answers 'duplicate'"))
 def test_new_other_id_does_not_mutate_the_old_state():
     state, _ = run([event(R["registration_other_a"], "r/0/1")])
     before = copy.deepcopy(state)
@@ -255,10 +250,6 @@ def test_new_other_id_does_not_mutate_the_old_state():
     assert new["ids"]["other"] == ["豫民证字第000111号", "豫民证字第000222号"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "domain/subject.py apply_registration keeps no origins: a batch redelivered after a crash that holds "
-    "two registrations of one subject with different numbers re-applies both, bumping state['version'] "
-    "twice (and a lone older registration redelivered out of order overwrites newer ids)"))
 def test_redelivered_registrations_change_nothing():
     events = [event(R["registration"], "r/0/1"), event(R["registration_new_tax_no"], "r/0/2")]
     state, _ = run(events)
@@ -367,7 +358,6 @@ def test_redelivering_any_subsequence_changes_nothing(pool, data):
     check_redelivery(*data.draw(with_redeliveries(pool)))
 
 
-@pytest.mark.xfail(strict=True, reason="registrations keep no origins (see test_redelivered_registrations_change_nothing)")
 @PROPERTY_SETTINGS
 @given(case=with_redeliveries("registrations_with_changing_ids"))
 @example(case=(["registration", "registration_new_tax_no"], [0, 1]))
@@ -385,7 +375,6 @@ def test_duplicates_never_change_the_records(pool, data):
     check_duplicates(*data.draw(with_duplicates(pool)))
 
 
-@pytest.mark.xfail(strict=True, reason="stale court deletion re-applied (see test_stale_court_deletion_after_a_relisting_is_a_duplicate)")
 @PROPERTY_SETTINGS
 @given(case=with_duplicates("court"))
 @example(case=(["court_listing", "court_deletion", "court_listing_corrected"], [(1, 3)]))
@@ -403,7 +392,6 @@ def test_apply_record_never_mutates_its_input(pool, data):
     check_no_mutation(*data.draw(with_redeliveries(pool)))
 
 
-@pytest.mark.xfail(strict=True, reason="ids['other'] mutated in place (see test_new_other_id_does_not_mutate_the_old_state)")
 @PROPERTY_SETTINGS
 @given(case=with_redeliveries("registrations_with_changing_ids"))
 @example(case=(["registration_other_a", "registration_other_b"], []))

@@ -1,0 +1,137 @@
+"""Shared pieces of the reliability suite: scale, results, quiescence, comparisons with the oracle.
+
+Scale comes from the environment so that CI runs a shorter setting of the same suite:
+``RELIABILITY_EVENTS`` (default 3000), ``RELIABILITY_KILLS`` (3), ``RELIABILITY_FUZZ`` (1000),
+``RELIABILITY_OUTAGE_S`` (3). ``make reliability`` sets the full scale (20000 / 20 / 10000 / 10).
+Each test adds its figures to ``RELIABILITY_RESULTS`` (a JSON file); tests/reliability/summary.py
+prints the one-line summary from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import orjson
+
+from domain.identifiers import is_valid_resident_id
+
+EVENTS = int(os.environ.get("RELIABILITY_EVENTS", "3000"))
+KILLS = int(os.environ.get("RELIABILITY_KILLS", "3"))
+FUZZ = int(os.environ.get("RELIABILITY_FUZZ", "1000"))
+OUTAGE_S = float(os.environ.get("RELIABILITY_OUTAGE_S", "3"))
+RESULTS = Path(os.environ.get("RELIABILITY_RESULTS", ".run/reliability.json"))
+
+_ID_CANDIDATE = re.compile(r"(?<![0-9])[0-9]{17}[0-9Xx](?![0-9])")
+
+
+def record(**counts: int) -> None:
+    """Add these figures to the results file (created on first use)."""
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    for key, value in counts.items():
+        data[key] = data.get(key, 0) + value
+    RESULTS.write_text(json.dumps(data, sort_keys=True))
+
+
+def pii_leaks(text: str) -> list[str]:
+    """Resident ID numbers in clear in ``text`` (valid check character: not a USCC or a count)."""
+    return [m for m in _ID_CANDIDATE.findall(text) if is_valid_resident_id(m.upper())]
+
+
+async def log_size(settings, topic: str) -> int:
+    from ops.replay import _log_size
+
+    return await _log_size(settings, topic)
+
+
+async def quiescent(settings, redis, *, timeout: float = 120.0, still_s: float = 1.5) -> None:
+    """Wait until the pipeline has nothing left to do: every department input accounted for
+    (applied, parked or dead-lettered), no due instant pending, and the subject-event log and the
+    counters unchanged for ``still_s``."""
+    from ops.report import progress
+    from sinks.keys import resolve_keys
+    from streams.topics import Topics
+
+    topics = Topics(settings)
+    keys = await resolve_keys(redis, settings.namespace)
+    inputs_total = 0
+    for name in topics.ingest_sources:
+        inputs_total += await log_size(settings, name)
+    deadline = time.monotonic() + timeout
+    last = None
+    since = time.monotonic()
+    while time.monotonic() < deadline:
+        done = await progress(settings)
+        due = await redis.zcount(keys.due, "-inf", int(time.time() * 1000))
+        snapshot = (done, await log_size(settings, topics.subject_events),
+                    await redis.hget(keys.stats, "outcome:tick"), await redis.hlen(keys.stats))
+        if done >= inputs_total and due == 0 and snapshot == last:
+            if time.monotonic() - since >= still_s:
+                return
+        else:
+            since = time.monotonic()
+        last = snapshot
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"not quiescent after {timeout}s: {done} of {inputs_total} inputs, {due} due")
+
+
+async def redis_states(redis, settings) -> dict[str, dict]:
+    from sinks.keys import resolve_keys
+
+    keys = await resolve_keys(redis, settings.namespace)
+    ids = sorted(s.decode() for s in await redis.smembers(keys.subjects))
+    out = {}
+    for i in range(0, len(ids), 1000):
+        chunk = ids[i:i + 1000]
+        for sid, raw in zip(chunk, await redis.mget([keys.subject(s) for s in chunk])):
+            out[sid] = orjson.loads(raw) if raw is not None else None
+    return out
+
+
+async def divergence(settings, redis) -> list[str]:
+    """Where Redis and the list-change topic differ from the oracle (empty: identical)."""
+    from ops.replay import live_changes, per_subject
+    from tests.reliability.oracle import fold
+
+    states, changes, _ = await fold(settings)
+    live = await redis_states(redis, settings)
+    out = [f"state of {sid}" for sid in sorted(set(states) | set(live)) if states.get(sid) != live.get(sid)]
+    topic = per_subject(await live_changes(settings))
+    out += [f"list changes of {sid}" for sid in sorted(set(changes) | set(topic))
+            if changes.get(sid, []) != topic.get(sid, [])]
+    return out
+
+
+async def lost_inputs(settings, redis) -> list[str]:
+    """Department messages neither applied to a subject, nor parked, nor dead-lettered."""
+    from ops.dlq import list_dead_letters
+    from sinks.keys import Keys
+    from sinks.registry_index import RegistryIndex
+    from streams import kafka
+    from streams.topics import Topics
+
+    accounted: set[str] = set()
+    for state in (await redis_states(redis, settings)).values():
+        for entry in (state or {}).get("records", {}).values():
+            accounted.update(entry.get("seen", ()))
+        for objection in (state or {}).get("objections", {}).values():
+            accounted.update(objection.get("seen", ()))
+        for repair in (state or {}).get("repairs", {}).values():
+            accounted.update(repair.get("seen", ()))
+    for d in await list_dead_letters(settings):
+        accounted.add(f"{d['source_topic']}/{d['source_partition']}/{d['source_offset']}")
+    for p in await RegistryIndex(redis, Keys(settings.namespace)).parked_records(limit=10 ** 9):
+        accounted.add(p["event"]["origin"])
+    lost = []
+    for topic in Topics(settings).ingest_sources:
+        async for batch in kafka.read_to_end(settings, topic, idle_timeout_s=0.5):
+            for msg in batch:
+                origin = f"{msg.topic}/{msg.partition}/{msg.offset}"
+                if origin not in accounted:
+                    lost.append(origin)
+    return lost

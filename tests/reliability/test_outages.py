@@ -1,0 +1,117 @@
+"""Outages: Redis stopped mid-stream and started again; Redis restarted empty; the broker frozen
+(SIGSTOP) and resumed. Nothing is lost, state equals the oracle, and an empty Redis is never
+served silently."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from streams.samples import SCHEMA_OF_KIND
+from streams.synthetic import EventGenerator
+from tests.conftest import eventually
+from tests.reliability import harness
+from tests.workers import WorkerProcess
+
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
+
+
+async def produce(department, gen, n):
+    for _ in range(n):
+        kind, rec = next(gen)
+        topic = department.topics.for_kind(kind)
+        await department.producer.send(topic, department.codec.encode(SCHEMA_OF_KIND[kind], rec, topic=topic))
+    await department.producer.flush()
+
+
+async def settled(s, redis, worker, what):
+    await harness.quiescent(s, redis)
+    diverged = await harness.divergence(s, redis)
+    lost = await harness.lost_inputs(s, redis)
+    log = worker.log_tail(10 ** 9)
+    harness.record(events=0, lost=len(lost), diverged=len(diverged), pii_leaks=len(harness.pii_leaks(log)))
+    assert not diverged, f"{what}: {diverged[:10]}"
+    assert not lost, f"{what}: {lost[:10]}"
+    assert not harness.pii_leaks(log)
+
+
+async def test_redis_stopped_mid_stream_then_back(settings, department, redis, stack, tmp_path):
+    s = settings.replace(max_batch=200)
+    gen = EventGenerator(seed=11, subjects=200)
+    worker = WorkerProcess(s, tmp_path / "worker.log").start()
+    try:
+        await produce(department, gen, harness.EVENTS // 4)
+        await asyncio.sleep(1.0)
+        stack.stop_redis()
+        await produce(department, gen, harness.EVENTS // 4)  # keeps arriving while Redis is down
+        await asyncio.sleep(harness.OUTAGE_S)
+        assert worker.alive(), "the worker must wait for Redis, not die: " + worker.log_tail()
+        stack.start_redis()
+        await settled(s, redis, worker, "after the Redis outage")
+        harness.record(events=2 * (harness.EVENTS // 4))
+    finally:
+        if not stack.status()["redis"]["alive"]:
+            stack.start_redis()
+        worker.stop()
+
+
+async def test_redis_restarted_empty_is_reported_loudly_and_rebuilt_by_replay(settings, department, redis, stack,
+                                                                               tmp_path):
+    from ops.replay import replay
+
+    gen = EventGenerator(seed=12, subjects=100)
+    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+    try:
+        await produce(department, gen, 300)
+        await harness.quiescent(settings, redis)
+        stack.stop_redis()
+        stack.flush_redis_files()
+        stack.start_redis()
+        await produce(department, gen, 50)
+
+        async def worker_exited():
+            return not worker.alive()
+
+        await eventually(worker_exited, timeout=60)
+        assert worker.proc.returncode != 0
+        assert "Redis has no state" in worker.log_tail(10 ** 9)
+        # never half a state served: the subject log is intact, a replay rebuilds everything
+        result = await replay(settings, switch=True, progress=False)
+        assert result.events > 0
+        worker = WorkerProcess(settings, tmp_path / "worker2.log").start()
+        await eventually(lambda: asyncio.sleep(0, worker.alive()), timeout=5)
+        from tests.reliability.oracle import fold
+
+        await asyncio.sleep(3)
+        states, _, _ = await fold(settings)
+        live = await harness.redis_states(redis, settings)
+        assert live == states
+        harness.record(events=350)
+    finally:
+        if not stack.status()["redis"]["alive"]:
+            stack.start_redis()
+        worker.stop()
+
+
+async def test_broker_frozen_then_resumed(settings, department, redis, stack, tmp_path):
+    s = settings.replace(max_batch=200)
+    gen = EventGenerator(seed=13, subjects=200)
+    worker = WorkerProcess(s, tmp_path / "worker.log").start()
+    try:
+        await produce(department, gen, harness.EVENTS // 4)
+        await asyncio.sleep(1.0)
+        stack.pause_broker()
+        t0 = time.monotonic()
+        await asyncio.sleep(harness.OUTAGE_S)
+        stack.resume_broker()
+        assert time.monotonic() - t0 >= harness.OUTAGE_S
+        await produce(department, gen, harness.EVENTS // 4)
+        assert worker.alive(), worker.log_tail()
+        await settled(s, redis, worker, "after the broker pause")
+        harness.record(events=2 * (harness.EVENTS // 4))
+    finally:
+        if stack.status()["broker"].get("paused"):
+            stack.resume_broker()
+        worker.stop()

@@ -1,0 +1,63 @@
+"""Run the real worker (``creditstream worker``) as a child process in tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+
+def worker_env(settings, **extra) -> dict:
+    env = dict(os.environ)
+    for name in ("broker_url", "broker_kind", "redis_url", "topic_prefix", "namespace", "consumer_group",
+                 "session_timeout_ms", "run_dir", "max_batch", "timer_interval_s"):
+        env[f"CREDITSTREAM_{name.upper()}"] = str(getattr(settings, name))
+    env["CREDITSTREAM_LOG_FORMAT"] = "json"
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+class WorkerProcess:
+    """One ``creditstream worker`` child; its output is appended to ``log_path``."""
+
+    def __init__(self, settings, log_path: Path, *args: str):
+        self.settings = settings
+        self.log_path = Path(log_path)
+        self.args = args
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    def start(self) -> "WorkerProcess":
+        fh = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "creditstream.cli", "worker", *self.args],
+                                     env=worker_env(self.settings), stdout=fh, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        fh.close()
+        self.starts += 1
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to commit, flush or leave the group."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log_tail(self, n: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except FileNotFoundError:
+            return ""
