@@ -21,8 +21,16 @@ install: $(STAMP)  ## create .venv and install creditstream with the embedded br
 demo: install  ## run the main job on the embedded stack with the bundled sample data, print a summary
 	$(BIN)/creditstream demo
 
-test: install  ## run the test suite (unit + integration on the embedded stack; slow scenarios excluded)
-	$(BIN)/python -m pytest -m "not slow and not reliability" -q -p no:cacheprovider $(PYTEST_ARGS)
+test: install  ## run the test suite: unit, integration and the reliability suite at CI scale, on the embedded stack
+	RELIABILITY_RESULTS=.run/reliability-ci.json $(BIN)/python -m pytest -m "not slow" -q -p no:cacheprovider $(PYTEST_ARGS)
+
+reliability: install  ## crash / outage / hostile-input suite at full scale; ends with the summary line
+	@mkdir -p .run; rm -f .run/reliability.json
+	RELIABILITY_EVENTS=$${RELIABILITY_EVENTS:-20000} RELIABILITY_KILLS=$${RELIABILITY_KILLS:-20} \
+	RELIABILITY_FUZZ=$${RELIABILITY_FUZZ:-10000} RELIABILITY_OUTAGE_S=$${RELIABILITY_OUTAGE_S:-10} \
+	RELIABILITY_RESULTS=.run/reliability.json \
+	$(BIN)/python -m pytest -m reliability -q -p no:cacheprovider $(PYTEST_ARGS); status=$$?; \
+	RELIABILITY_RESULTS=.run/reliability.json $(BIN)/python -m tests.reliability.summary || status=1; exit $$status
 
 test-all: install  ## every test, slow scenarios included
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)

@@ -105,6 +105,10 @@ class SubjectAgent:
                 count("outcome:error")
                 continue
             states[sid] = result.state
+            if result.outcome == "invalid":  # decoded and validated, but the rules cannot use it
+                dead.add(msg, f"invalid-{event.get('type', 'record')}", "the rules core could not apply it")
+                count("outcome:invalid")
+                continue
             if result.outcome == "redelivered":
                 metrics.OUTCOMES.labels("redelivered").inc()
                 continue

@@ -121,8 +121,9 @@ async def lost_inputs(settings, redis) -> list[str]:
             accounted.update(entry.get("seen", ()))
         for objection in (state or {}).get("objections", {}).values():
             accounted.update(objection.get("seen", ()))
-        for repair in (state or {}).get("repairs", {}).values():
-            accounted.update(repair.get("seen", ()))
+        for part in ("repairs", "repair_refused"):
+            for repair in (state or {}).get(part, {}).values():
+                accounted.update(repair.get("seen", ()))
     for d in await list_dead_letters(settings):
         accounted.add(f"{d['source_topic']}/{d['source_partition']}/{d['source_offset']}")
     for p in await RegistryIndex(redis, Keys(settings.namespace)).parked_records(limit=10 ** 9):

@@ -1,0 +1,22 @@
+"""Print the reliability suite's one-line summary from its results file; exit 1 if anything was
+lost, diverged, crashed or leaked personal data. ``python -m tests.reliability.summary``."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from tests.reliability.harness import RESULTS
+
+KEYS = ("crash_runs", "kills", "events", "lost", "diverged", "fuzz_cases", "crashes", "pii_leaks")
+
+
+def main() -> int:
+    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    print("reliability: " + " ".join(f"{k}={data.get(k, 0)}" for k in KEYS))
+    bad = any(data.get(k, 0) for k in ("lost", "diverged", "crashes", "pii_leaks"))
+    return 1 if bad or not data else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
