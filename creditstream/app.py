@@ -163,7 +163,8 @@ def create_faust_app(settings: Settings, agents: tuple[str, ...] = AGENTS, *, we
         try:
             await pipeline.start()
             await pipeline.wait()
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # the worker is stopping (SIGTERM / Ctrl-C)
+            await asyncio.shield(pipeline.stop())
             raise
         except Exception as exc:
             log.exception("pipeline failed; stopping the worker so its supervisor restarts it")
