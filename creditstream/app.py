@@ -48,8 +48,29 @@ AGENTS = ("ingest", "registry", "subject", "timer")
 
 
 def redis_client(settings: Settings) -> aioredis.Redis:
+    """A Redis client that retries a dropped or refused connection a few times (backoff up to 1 s)
+    before the error reaches the caller (the batch runner then retries the whole batch)."""
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
+
     return aioredis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=3,
-                             health_check_interval=30, decode_responses=False)
+                             health_check_interval=30, decode_responses=False,
+                             retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+                             retry_on_error=[RedisConnectionError, RedisTimeoutError])
+
+
+def faust_broker_credentials(settings: Settings):
+    """Faust's own Kafka connection gets the same SASL / TLS settings as creditstream's clients."""
+    import faust
+
+    kw = settings.kafka_client_kwargs()
+    if settings.sasl_mechanism:
+        return faust.SASLCredentials(username=settings.sasl_username, password=settings.sasl_password,
+                                     mechanism=settings.sasl_mechanism, ssl_context=kw.get("ssl_context"))
+    if "ssl_context" in kw:
+        return faust.SSLCredentials(kw["ssl_context"])
+    return None
 
 
 def make_codec(settings: Settings) -> AvroCodec:
@@ -147,6 +168,8 @@ def create_faust_app(settings: Settings, agents: tuple[str, ...] = AGENTS, *, we
         web_host="127.0.0.1",
         broker_session_timeout=max(2, settings.session_timeout_ms // 1000),
         topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        broker_credentials=faust_broker_credentials(settings),
         store="memory://",
         producer_linger_ms=settings.producer_linger_ms,
         datadir=f"{settings.run_dir}/faust",

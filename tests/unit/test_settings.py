@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 import ssl
 import subprocess
@@ -32,7 +33,7 @@ from creditstream.settings import Settings, SettingsError, load, mask_secret
 def workdir(tmp_path, monkeypatch):
     """An empty working directory (no ./creditstream.toml) with a run dir inside it."""
     monkeypatch.chdir(tmp_path)
-    for key in list(__import__("os").environ):
+    for key in list(os.environ):
         if key.startswith("CREDITSTREAM_"):
             monkeypatch.delenv(key)
     (tmp_path / "run").mkdir()
@@ -183,8 +184,8 @@ def test_validate_catches_each_problem(changes, problem):
 
 def test_validate_reports_every_problem_at_once():
     s = Settings(broker_url="nope", redis_url="http://x", partitions=0, security_protocol="SASL_SSL")
-    fields = [p.split(":")[0] for p in s.validate()]
-    assert fields == ["broker_url", "redis_url", "partitions", "sasl_mechanism"]
+    fields = {p.split(":")[0] for p in s.validate()}
+    assert fields == {"broker_url", "redis_url", "partitions", "sasl_mechanism"}
 
 
 # --- masked() -------------------------------------------------------------------------------------
@@ -390,3 +391,16 @@ async def test_kafka_clients_take_the_ssl_context(pem_files):
     finally:
         await producer.stop()
         await admin.close()
+
+
+def test_faust_gets_the_same_sasl_settings():
+    import faust
+
+    from creditstream.app import faust_broker_credentials
+
+    s = Settings(security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-512", sasl_username="cs",
+                 sasl_password="secret")
+    creds = faust_broker_credentials(s)
+    assert isinstance(creds, faust.SASLCredentials)
+    assert (creds.username, creds.password, str(creds.mechanism.value)) == ("cs", "secret", "SCRAM-SHA-512")
+    assert faust_broker_credentials(Settings()) is None
