@@ -32,6 +32,11 @@ reliability: install  ## crash / outage / hostile-input suite at full scale; end
 	$(BIN)/python -m pytest -m reliability -q -p no:cacheprovider $(PYTEST_ARGS); status=$$?; \
 	RELIABILITY_RESULTS=.run/reliability.json $(BIN)/python -m tests.reliability.summary || status=1; exit $$status
 
+SIZE ?= 200000
+RUNS ?= 3
+bench: install  ## benchmark the pipeline and its baselines (make bench SIZE=20000 RUNS=1 for a quick run)
+	$(BIN)/python -m bench.bench --size $(SIZE) --runs $(RUNS) --subjects $$(( $(SIZE) / 2 ))
+
 test-all: install  ## every test, slow scenarios included
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 

@@ -397,6 +397,8 @@ def _s(value: Any) -> str | None:
     """A string field's value as str (numbers from JSON tolerated), lone surrogates replaced."""
     if value is None:
         return None
+    if value.__class__ is str and value.isascii():  # the common fast path: nothing to replace
+        return value
     if not isinstance(value, str):
         if isinstance(value, bytes):
             value = value.decode("utf-8", "replace")
@@ -422,10 +424,21 @@ def _string(key: str, value: Any, normaliser) -> str | None:
     limit = _limit_for(key)
     if len(s) > 4 * limit + 64:  # hopeless before normalising: don't spend time on it
         raise _Reject("field-too-long", f"{key}: {len(s)} chars (limit {limit})")
-    out = normaliser(s)
+    if len(s) <= _CACHED_LEN:
+        # unit names, authorities, categories, legal bases repeat across records: normalise once
+        cached = _CACHED_NORMALISERS.get(normaliser)
+        if cached is None:
+            cached = _CACHED_NORMALISERS[normaliser] = lru_cache(maxsize=1 << 16)(normaliser)
+        out = cached(s)
+    else:
+        out = normaliser(s)
     if len(out) > limit:
         raise _Reject("field-too-long", f"{key}: {len(out)} chars (limit {limit})")
     return out or None
+
+
+_CACHED_LEN = 256
+_CACHED_NORMALISERS: dict = {}
 
 
 def _normalise_code(raw: str) -> str:

@@ -80,22 +80,43 @@ class Progress:
 
 
 async def _log_size(settings: Settings, topic: str) -> int:
-    """Messages in the log (from the fetch high watermarks: right on Tansu too)."""
-    c = kafka.consumer(settings, group_id=None)
+    """Messages in the log: the sum of the partitions' high watermarks, taken from fetch responses
+    (right on Tansu too, unlike ListOffsets). A partition's high watermark is known once a fetch
+    for it has answered, so this fetches until every partition has answered."""
+    from aiokafka import TopicPartition
+
+    return sum((await log_ends(settings, topic)).values())
+
+
+async def log_ends(settings: Settings, topic: str, timeout_s: float = 10.0) -> dict[int, int]:
+    """Each partition's log end (high watermark) from fetch responses."""
+    from aiokafka import TopicPartition
+
+    c = kafka.consumer(settings, group_id=None, max_partition_fetch_bytes=1024)
     await c.start()
     try:
-        from aiokafka import TopicPartition
-
         await c._client.force_metadata_update()  # noqa: SLF001
-        parts = c.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in parts]
+        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
         if not tps:
-            return 0
+            return {}
         c.assign(tps)
         for tp in tps:
             await c.seek_to_beginning(tp)
-        await c.getmany(*tps, timeout_ms=500, max_records=1)
-        return sum(c.highwater(tp) or 0 for tp in tps)
+        deadline = time.monotonic() + timeout_s
+        ends: dict[int, int] = {}
+        while len(ends) < len(tps) and time.monotonic() < deadline:
+            pending = [tp for tp in tps if tp.partition not in ends]
+            await c.getmany(*pending, timeout_ms=100, max_records=1)
+            for tp in pending:
+                hw = c.highwater(tp)
+                if hw is not None:
+                    ends[tp.partition] = hw
+                else:
+                    # an empty partition answers with no records; its position stays at the start
+                    pos = await c.position(tp)
+                    if pos == 0 and time.monotonic() > deadline - timeout_s + 1.0:
+                        ends[tp.partition] = 0
+        return ends
     finally:
         await c.stop()
 

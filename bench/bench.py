@@ -1,0 +1,432 @@
+"""The benchmark (``make bench``, ``python -m bench.bench --size N``): the full pipeline and its
+baselines, measured in one run on the embedded stack of this machine.
+
+Measured:
+* pipeline events/s, median of ``--runs`` runs: ``creditstream worker`` (one process: ingest,
+  registry, subject and timer agents) over ``--size`` pre-produced events (mixed kinds, 5%
+  duplicates, 2% corrections, 1% malformed, ``--subjects`` subjects, a few legacy-coded), from its
+  first event handled to the last one accounted for (applied, parked or dead-lettered);
+* the same with two worker processes;
+* baselines in the same run: a plain Faust agent forwarding each message, and a raw aiokafka
+  consume -> send_batch loop (the ceiling of this broker); medians of ``--runs`` runs;
+* end-to-end latency (p50, p99) from produce to the list change on the list-change topic at an
+  offered load of ``--rate`` events/s;
+* replay rebuild rate (``creditstream replay`` over the subject-event log of run 1);
+* worker start-up time to the first event, restart time after kill -9 (to the next event
+  handled), peak RSS (VmHWM) of a worker.
+
+Prints a table, then one line of JSON (the last line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from creditstream.settings import Settings
+
+RUN_DIR = Path(".run/bench")
+CHINA = dt.timezone(dt.timedelta(hours=8))
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------- set-up
+def settings_for(info, tag: str, **kw) -> Settings:
+    return Settings(broker_url=info.broker_url, broker_kind="tansu", redis_url=info.redis_url,
+                    topic_prefix=f"{tag}.", namespace=tag, consumer_group=f"bench-{tag}", session_timeout_ms=2000,
+                    run_dir=str(RUN_DIR / tag), **kw)
+
+
+def env_for(s: Settings, **extra) -> dict:
+    env = dict(os.environ)
+    for name in ("broker_url", "broker_kind", "redis_url", "topic_prefix", "namespace", "consumer_group",
+                 "session_timeout_ms", "run_dir", "max_batch", "partitions"):
+        env[f"CREDITSTREAM_{name.upper()}"] = str(getattr(s, name))
+    env["CREDITSTREAM_LOG_FORMAT"] = "json"
+    env["CREDITSTREAM_LOG_LEVEL"] = "WARNING"
+    env.update(extra)
+    return env
+
+
+def spawn(args: list[str], env: dict, log_path: Path) -> subprocess.Popen:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as fh:
+        return subprocess.Popen([sys.executable, *args], env=env, stdout=fh, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def stop(proc: subprocess.Popen, sig=signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def peak_rss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def generate(size: int, subjects: int, seed: int = 42) -> list[tuple[str, bytes]]:
+    """(kind, Avro bytes) of ``size`` realistic events, decided within the last two years."""
+    from creditstream.app import make_codec
+    from streams.samples import SCHEMA_OF_KIND
+    from streams.synthetic import EventGenerator
+
+    codec = make_codec(Settings())
+    start = dt.date.today() - dt.timedelta(days=720)
+    gen = EventGenerator(seed, subjects=subjects, duplicate_rate=0.05, correction_rate=0.02, malformed_rate=0.01,
+                         legacy_rate=0.002, start=start)
+    out = []
+    for _ in range(size):
+        kind, rec = next(gen)
+        out.append((kind, codec.encode(SCHEMA_OF_KIND[kind], rec)))
+    return out
+
+
+async def produce(s: Settings, events: list[tuple[str, bytes]], *, raw_topic: str | None = None) -> None:
+    """Send every event to its department topic (or all to ``raw_topic``), as fast as the broker takes."""
+    from streams import kafka
+    from streams.topics import Topics
+
+    t = Topics(s)
+    await kafka.ensure_topics(s)
+    if raw_topic:
+        await kafka.ensure_topics(s, [raw_topic])
+    producer = kafka.producer(s, linger_ms=20)
+    await producer.start()
+    try:
+        futures = []
+        for kind, value in events:
+            futures.append(await producer.send(raw_topic or t.for_kind(kind), value))
+            if len(futures) >= 20000:
+                await asyncio.gather(*futures)
+                futures.clear()
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def topic_size(s: Settings, topic: str) -> int:
+    from ops.replay import _log_size
+
+    return await _log_size(s, topic)
+
+
+class Progress:
+    """Department inputs accounted for (applied, parked, dead-lettered), read cheaply: the
+    subject agent's input counter, the parked count and the dead-letter topic's size."""
+
+    def __init__(self, s: Settings):
+        from creditstream.app import redis_client
+        from sinks.keys import Keys
+
+        self.s = s
+        self.redis = redis_client(s)
+        self.keys = Keys(s.namespace)
+
+    async def __call__(self) -> int:
+        from sinks.registry_index import RegistryIndex
+        from streams.topics import Topics
+
+        inputs = int(await self.redis.hget(self.keys.stats, "inputs") or 0)
+        parked = await RegistryIndex(self.redis, self.keys).parked_count()
+        return inputs + parked + await topic_size(self.s, Topics(self.s).dead_letters)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+
+async def wait_until(check, target: int, timeout: float, proc_list=()) -> tuple[float, float, int]:
+    """Poll ``check()`` until it reaches ``target``: (time of the first progress, time done, count
+    at the first progress)."""
+    t_first = None
+    first_count = 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        n = await check()
+        now = time.monotonic()
+        if n > 0 and t_first is None:
+            t_first, first_count = now, n
+        if n >= target:
+            return t_first or now, now, first_count
+        for p in proc_list:
+            if p.poll() is not None:
+                raise RuntimeError(f"process {p.args} exited with {p.returncode}")
+        await asyncio.sleep(0.05 if t_first is None else 0.25)
+    raise TimeoutError(f"only {n} of {target} after {timeout:.0f}s")
+
+
+# --------------------------------------------------------------------------------------------- runs
+async def pipeline_run(info, tag: str, events, *, workers: int = 1, kill_at: float | None = None) -> dict:
+    s = settings_for(info, tag)
+    await produce(s, events)
+    progress = Progress(s)
+    t_spawn = time.monotonic()
+    procs = [spawn(["-m", "creditstream.cli", "worker"], env_for(s), RUN_DIR / tag / f"worker{i}.log")
+             for i in range(workers)]
+    out: dict = {}
+    try:
+        n = len(events)
+        if kill_at is not None:
+            # kill -9 mid-stream, restart, and time until the new process handles an event again:
+            # a fresh event is sent at the restart, so there is always something left to handle
+            t_first, _, _ = await wait_until(progress, int(n * kill_at), 600, procs)
+            out["startup_s"] = t_first - t_spawn
+            procs[0].send_signal(signal.SIGKILL)
+            procs[0].wait()
+            before = await progress()
+            t_restart = time.monotonic()
+            procs[0] = spawn(["-m", "creditstream.cli", "worker"], env_for(s), RUN_DIR / tag / "worker0.log")
+            await produce(s, events[:1])
+            t_next, _, _ = await wait_until(lambda: _above(progress, before), 1, 120, procs)
+            out["restart_after_kill_s"] = t_next - t_restart
+            await wait_until(progress, n + 1, 900, procs)
+            return out
+        t_first, t_done, first = await wait_until(progress, n, 900, procs)
+        out["startup_s"] = t_first - t_spawn
+        out["events_per_s"] = (n - first) / max(t_done - t_first, 1e-9)
+        out["seconds"] = t_done - t_first
+        out["peak_rss_mib"] = max(peak_rss_mib(p.pid) for p in procs)
+        out["settings"] = s
+        return out
+    finally:
+        for p in procs:
+            stop(p)
+        await progress.close()
+
+
+async def _above(progress, before: int) -> int:
+    return 1 if await progress() > before else 0
+
+
+async def baseline_run(info, tag: str, which: str, events) -> float:
+    s = settings_for(info, tag)
+    source, target = f"{tag}.bench-source", f"{tag}.bench-target"
+    await produce(s, events, raw_topic=source)
+    from streams import kafka
+
+    await kafka.ensure_topics(s, [target])
+    proc = spawn(["-m", "bench.baselines", which], env_for(s, BENCH_SOURCE=source, BENCH_TARGET=target),
+                 RUN_DIR / tag / f"{which}.log")
+    try:
+        t_first, t_done, first = await wait_until(lambda: topic_size(s, target), len(events), 900, [proc])
+        return (len(events) - first) / max(t_done - t_first, 1e-9)
+    finally:
+        stop(proc)
+
+
+async def latency_run(info, tag: str, rate: int, seconds: float, subjects: int) -> dict:
+    """Offer ``rate`` events/s for ``seconds``; latency = list change received - input event time."""
+    from creditstream.app import make_codec
+    from streams import kafka
+    from streams.samples import SCHEMA_OF_KIND
+    from streams.synthetic import EventGenerator
+    from streams.topics import Topics
+
+    s = settings_for(info, tag)
+    t = Topics(s)
+    await kafka.ensure_topics(s)
+    proc = spawn(["-m", "creditstream.cli", "worker"], env_for(s), RUN_DIR / tag / "worker.log")
+    codec = make_codec(s)
+    # severe penalties in blacklisted domains: most inputs cause a list change we can time
+    gen = EventGenerator(7, subjects=subjects, duplicate_rate=0, correction_rate=0, malformed_rate=0,
+                         start=dt.date.today() - dt.timedelta(days=30))
+    producer = kafka.producer(s, linger_ms=1)
+    await producer.start()
+    latencies: list[float] = []
+    t_begin_ms = int(time.time() * 1000)
+    try:
+        # warm-up: the worker is up and has joined its groups
+        progress = Progress(s)
+        warm = sample_severe(gen, codec)
+        await (await producer.send(t.penalty, warm))
+        await wait_until(progress, 1, 120, [proc])
+        t_begin_ms = int(time.time() * 1000)
+        consumer_task = asyncio.create_task(collect_changes(s, t.list_changes, t_begin_ms, latencies))
+        n = int(rate * seconds)
+        t0 = time.monotonic()
+        for i in range(n):
+            delay = t0 + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await producer.send(t.penalty, sample_severe(gen, codec), timestamp_ms=int(time.time() * 1000))
+        await producer.flush()
+        await wait_until(progress, n + 1, 120, [proc])
+        await asyncio.sleep(1.0)
+        consumer_task.cancel()
+        await progress.close()
+    finally:
+        await producer.stop()
+        stop(proc)
+    latencies.sort()
+    if not latencies:
+        return {"latency_p50_ms": None, "latency_p99_ms": None, "latency_samples": 0}
+    return {"latency_p50_ms": latencies[len(latencies) // 2],
+            "latency_p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+            "latency_samples": len(latencies)}
+
+
+def sample_severe(gen, codec) -> bytes:
+    from streams.samples import SCHEMA_OF_KIND
+
+    kind, rec = gen.fresh()
+    while kind != "penalty":
+        kind, rec = gen.fresh()
+    rec = dict(rec, severity="严重", domain="environment", decision_date=dt.datetime.now(CHINA).date())
+    return codec.encode(SCHEMA_OF_KIND["penalty"], rec)
+
+
+async def collect_changes(s: Settings, topic: str, since_ms: int, out: list[float]) -> None:
+    from aiokafka import TopicPartition
+
+    from streams import kafka
+
+    c = kafka.consumer(s, group_id=None)
+    await c.start()
+    try:
+        await c._client.force_metadata_update()  # noqa: SLF001
+        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or [])]
+        c.assign(tps)
+        for tp in tps:
+            await c.seek_to_beginning(tp)
+        while True:
+            batches = await c.getmany(timeout_ms=50)
+            now = time.time() * 1000
+            for records in batches.values():
+                for r in records:
+                    if r.timestamp >= since_ms:  # the list change carries its input's event time
+                        out.append(now - r.timestamp)
+    finally:
+        await c.stop()
+
+
+async def replay_rate(s: Settings) -> float:
+    from ops.replay import replay
+
+    result = await replay(s, progress=False)
+    return result.rate
+
+
+# --------------------------------------------------------------------------------------------- main
+async def main(args) -> dict:
+    from ops.stack import Stack
+
+    stack = Stack(RUN_DIR / "stack")
+    stack.down()
+    info = stack.up()
+    stamp = int(time.time())
+    results: dict = {}
+    try:
+        log(f"generating {args.size} events over {args.subjects} subjects")
+        events = generate(args.size, args.subjects)
+        pipeline, rss, startup = [], [], []
+        first_settings = None
+        for i in range(args.runs):
+            log(f"pipeline run {i + 1}/{args.runs}")
+            r = await pipeline_run(info, f"b{stamp}p{i}", events)
+            pipeline.append(r["events_per_s"])
+            rss.append(r["peak_rss_mib"])
+            startup.append(r["startup_s"])
+            first_settings = first_settings or r["settings"]
+            log(f"  {r['events_per_s']:,.0f} events/s, start-up {r['startup_s']:.2f}s, peak RSS {r['peak_rss_mib']:.0f} MiB")
+        log("replay of run 1's subject-event log")
+        results["replay_events_per_s"] = await replay_rate(first_settings)
+        faust, raw = [], []
+        for i in range(args.runs):
+            log(f"baselines run {i + 1}/{args.runs}")
+            faust.append(await baseline_run(info, f"b{stamp}f{i}", "faust-forward", events))
+            raw.append(await baseline_run(info, f"b{stamp}r{i}", "raw-forward", events))
+            log(f"  faust forward {faust[-1]:,.0f}/s, raw forward {raw[-1]:,.0f}/s")
+        log("two workers")
+        two = await pipeline_run(info, f"b{stamp}w2", events, workers=2)
+        log("kill -9 and restart")
+        killed = await pipeline_run(info, f"b{stamp}k", events[: max(2000, len(events) // 4)], kill_at=0.3)
+        log(f"latency at {args.rate} events/s for {args.latency_seconds}s")
+        lat = await latency_run(info, f"b{stamp}l", args.rate, args.latency_seconds, args.subjects)
+        results.update({
+            "size": args.size,
+            "runs": args.runs,
+            "pipeline_events_per_s": statistics.median(pipeline),
+            "pipeline_runs_events_per_s": pipeline,
+            "faust_forward_events_per_s": statistics.median(faust),
+            "raw_forward_events_per_s": statistics.median(raw),
+            "ratio_vs_faust_forward": statistics.median(pipeline) / statistics.median(faust),
+            "ratio_vs_raw_forward": statistics.median(pipeline) / statistics.median(raw),
+            "latency_p50_ms": lat["latency_p50_ms"],
+            "latency_p99_ms": lat["latency_p99_ms"],
+            "latency_samples": lat["latency_samples"],
+            "offered_rate": args.rate,
+            "startup_s": statistics.median(startup),
+            "restart_after_kill_s": killed["restart_after_kill_s"],
+            "peak_rss_mib": max(rss),
+            "two_workers_events_per_s": two["events_per_s"],
+            "two_workers_ratio": two["events_per_s"] / statistics.median(pipeline),
+        })
+    finally:
+        stack.down()
+    return results
+
+
+def render(r: dict) -> str:
+    def f(v, unit=""):
+        return "n/a" if v is None else (f"{v:,.0f}{unit}" if abs(v) >= 100 else f"{v:,.2f}{unit}")
+
+    rows = [
+        ("full pipeline, 1 worker (median)", f(r["pipeline_events_per_s"], " ev/s"), "goal >= 20,000"),
+        ("  runs", ", ".join(f(v) for v in r["pipeline_runs_events_per_s"]), ""),
+        ("plain Faust forward (median)", f(r["faust_forward_events_per_s"], " ev/s"), "baseline"),
+        ("raw aiokafka forward (median)", f(r["raw_forward_events_per_s"], " ev/s"), "ceiling"),
+        ("pipeline / Faust forward", f(r["ratio_vs_faust_forward"], "x"), "goal >= 4x"),
+        ("pipeline / raw forward", f(r["ratio_vs_raw_forward"], "x"), ""),
+        (f"latency p50 at {r['offered_rate']}/s", f(r["latency_p50_ms"], " ms"), ""),
+        (f"latency p99 at {r['offered_rate']}/s", f(r["latency_p99_ms"], " ms"), "goal < 250 ms"),
+        ("replay rebuild", f(r["replay_events_per_s"], " ev/s"), ""),
+        ("start-up to first event", f(r["startup_s"], " s"), "goal < 8 s"),
+        ("restart after kill -9", f(r["restart_after_kill_s"], " s"), "goal < 15 s"),
+        ("peak RSS of a worker", f(r["peak_rss_mib"], " MiB"), ""),
+        ("two workers", f(r["two_workers_events_per_s"], " ev/s") + f"  ({r['two_workers_ratio']:.2f}x)",
+         "goal > 1 worker"),
+    ]
+    width = max(len(a) for a, _, _ in rows)
+    lines = [f"creditstream benchmark: {r['size']:,} events, {r['runs']} run(s), this machine"]
+    lines += [f"  {a:<{width}}  {b:>24}  {c}" for a, b, c in rows]
+    return "\n".join(lines)
+
+
+def cli() -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", type=int, default=200_000, help="events per run (default 200000)")
+    p.add_argument("--subjects", type=int, default=100_000, help="distinct subjects (default 100000)")
+    p.add_argument("--runs", type=int, default=3, help="runs per measurement, medians reported (default 3)")
+    p.add_argument("--rate", type=int, default=1000, help="offered load for the latency run (default 1000/s)")
+    p.add_argument("--latency-seconds", type=float, default=20.0, help="length of the latency run (default 20)")
+    args = p.parse_args()
+    results = asyncio.run(main(args))
+    print(render(results))
+    print(json.dumps({k: v for k, v in results.items()}, sort_keys=True, default=str))
+
+
+if __name__ == "__main__":
+    cli()
