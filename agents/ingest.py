@@ -92,11 +92,16 @@ class SubjectEventWriter:
 class IngestAgent:
     name = "ingest"
 
+    TAUGHT_KEPT = 500_000
+
     def __init__(self, *, topics: Topics, codec: AvroCodec, index: RegistryIndex, producer):
         self.topics = topics
         self.codec = codec
         self.index = index
         self.producer = producer
+        # index entries this worker has already stored: most records name a known USCC, and
+        # re-teaching it on every record would cost a Redis write and a Lua loop each time
+        self._taught: dict[str, str] = {}
 
     def source_topics(self) -> list[str]:
         return [self.topics.penalty, self.topics.license, self.topics.court, self.topics.action,
@@ -119,7 +124,8 @@ class IngestAgent:
                 if isinstance(target, Attached):
                     attached.append(subject_event(target.subject_id, target.id_kind, origin_of(msg), rec, msg.timestamp))
                     for key, uscc in learned_pairs(rec.get("ids") or {}):
-                        teach.setdefault(key, uscc)
+                        if self._taught.get(key) != uscc:
+                            teach.setdefault(key, uscc)
                 elif not target.lookup_keys:
                     dead.add(msg, "no-identifier", "no identifier that could name the subject")
                 else:
@@ -133,6 +139,9 @@ class IngestAgent:
         # What this batch teaches the index first, so records in the same batch attach directly.
         released = await self.index.learn(list(teach.items()))
         resolved = await self.index.lookup_or_park(waiting)
+        if len(self._taught) > self.TAUGHT_KEPT:
+            self._taught.clear()
+        self._taught.update(teach)
 
         for event in attached:
             out.add(event)
