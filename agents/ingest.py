@@ -37,6 +37,8 @@ DECISION_SCHEMAS = frozenset({
     "creditstream.ListingDecision",
     "creditstream.Objection",
     "creditstream.RepairDecision",
+    # from implementing units:
+    "creditstream.JointPunishmentFeedback",
 })
 
 
@@ -63,6 +65,10 @@ def subject_event(subject_id: str, id_kind: str, origin: str, record: dict, even
                      status=record["status"], filed=record["filed"], resolved=record.get("resolved"),
                      provider_verification=bool(record.get("provider_verification")),
                      outcome=record.get("outcome"))
+    elif kind == "feedback":
+        event.update(type="feedback", change_id=record["change_id"], feedback_id=record.get("feedback_id"),
+                     unit=record.get("source_unit"), measure=(record.get("fields") or {}).get("measure"),
+                     measure_date=record.get("decision_date"))
     elif kind == "repair":
         event.update(type="repair", record_key=record["target_key"], approved=bool(record.get("approved")),
                      decision_date=record["decision_date"], doc_no=record.get("doc_no"))
@@ -105,7 +111,7 @@ class IngestAgent:
 
     def source_topics(self) -> list[str]:
         return [self.topics.penalty, self.topics.license, self.topics.court, self.topics.action,
-                self.topics.credit_office]
+                self.topics.credit_office, self.topics.feedback]
 
     async def process(self, records: list[ConsumerRecord]) -> None:
         kafka = KafkaSink(self.producer)

@@ -34,7 +34,7 @@ from streams.topics import Topics
 log = structlog.get_logger("creditstream.subject")
 
 LIST_CHANGE_SCHEMA = "creditstream.ListChange"
-DEPARTMENT_INPUTS = frozenset({"record", "objection", "repair"})  # not ticks, not links
+DEPARTMENT_INPUTS = frozenset({"record", "objection", "repair", "feedback"})  # not ticks, not links
 
 
 def list_change_record(change: dict, subject_kind: str) -> dict:

@@ -67,6 +67,8 @@ class Settings:
     """Most records one agent handles as one unit of work (one Redis round trip, one produce batch)."""
     fetch_wait_ms: int = 50
     producer_linger_ms: int = 5
+    feedback_workdays: int = 10
+    """Working days after which a list change without joint-punishment feedback is reported."""
     timer_interval_s: float = 1.0
     """How often the timer agent looks for due instants (seconds)."""
     web_port: int = 6066

@@ -13,7 +13,12 @@ states and the same list changes from the same subject-event log:
    new decision against the 7-working-day publication rule.
 
 Event types on the subject-event log: ``record`` (a canonical record, see domain/validate.py),
-``objection``, ``repair``, ``linked``, ``tick`` (a due instant passed; written by the timer agent).
+``objection``, ``repair``, ``feedback``, ``linked``, ``tick`` (a due instant passed; written by the
+timer agent).
+
+Joint punishment runs trigger - push - feedback (RULES.md 4): every list change that starts a
+measure (entered, escalated) waits for the implementing units' feedback; ``awaiting_feedback``
+holds them (change id -> effective date) until a feedback names the change id.
 """
 
 from __future__ import annotations
@@ -58,6 +63,9 @@ def step(state: dict | None, event: dict, rules: Rulebook, cal: WorkingCalendar)
         new, outcome = apply_objection(state, event)
     elif kind == "repair":
         new, outcome = apply_repair(state, _repair_event(event), rules)
+    elif kind == "feedback":
+        new, outcome = apply_feedback(state, event)
+        return Step(new, outcome, [], [], None)
     elif kind == "tick":
         new, outcome = state, ("tick" if event["due"] > (state.get("as_of") or "") else "stale-tick")
     else:
@@ -79,6 +87,11 @@ def step(state: dict | None, event: dict, rules: Rulebook, cal: WorkingCalendar)
     for change in changes:
         change["event_ms"] = event["event_ms"]
         change["rules_version"] = rules.version
+        if change["transition"] in FEEDBACK_TRANSITIONS and change["kind"] in FEEDBACK_KINDS:
+            awaiting = dict(new.get("awaiting_feedback") or {})
+            if change["change_id"] not in (new.get("feedback") or {}):
+                awaiting[change["change_id"]] = change["effective_date"]
+            new["awaiting_feedback"] = awaiting
 
     links = _links(new, event, outcome) if kind == "record" else []
     timeliness = None
@@ -88,6 +101,48 @@ def step(state: dict | None, event: dict, rules: Rulebook, cal: WorkingCalendar)
         arrived = dt.date.fromisoformat(event_date(event["event_ms"]))
         timeliness = (record.get("source_unit") or "?", cal.workdays_between(decided, arrived))
     return Step(new, outcome, changes, links, timeliness)
+
+
+FEEDBACK_KINDS = frozenset({"blacklist", "court_debtor", "escalated"})
+FEEDBACK_TRANSITIONS = frozenset({"entered", "escalated"})
+FEEDBACK_KEPT = 200
+
+
+def apply_feedback(state: dict, event: dict) -> tuple[dict, str]:
+    """An implementing unit's feedback on a list change: what measure it took, and when.
+
+    ``event``: ``{"type": "feedback", "change_id", "feedback_id", "unit", "measure", "measure_date",
+    "origin", "event_ms"}``. Recorded under ``state["feedback"][change_id]`` (one entry per unit);
+    the change stops awaiting feedback."""
+    feedback = state.get("feedback") or {}
+    cid = event["change_id"]
+    entries = feedback.get(cid) or []
+    if any(event["origin"] in e.get("seen", ()) for e in entries):
+        return state, "redelivered"
+    entry = {"feedback_id": event.get("feedback_id"), "unit": event.get("unit"), "measure": event.get("measure"),
+             "measure_date": event.get("measure_date"), "seen": [event["origin"]]}
+    same = next((e for e in entries if {k: v for k, v in e.items() if k != "seen"}
+                 == {k: v for k, v in entry.items() if k != "seen"}), None)
+    new = dict(state)
+    new["feedback"] = dict(feedback)
+    if same is not None:
+        same = dict(same, seen=(same["seen"] + [event["origin"]])[-8:])
+        new["feedback"][cid] = [same if e is not None and e.get("feedback_id") == same.get("feedback_id") else e
+                                for e in entries]
+        return new, "duplicate"
+    new["feedback"][cid] = (entries + [entry])[-FEEDBACK_KEPT:]
+    awaiting = dict(state.get("awaiting_feedback") or {})
+    awaiting.pop(cid, None)
+    new["awaiting_feedback"] = awaiting
+    return new, "feedback"
+
+
+def overdue_feedback(state: dict, today: str, workdays: int, cal: WorkingCalendar) -> list[tuple[str, str]]:
+    """(change id, effective date) of the changes still without feedback ``workdays`` working days
+    after they took effect."""
+    today_d = dt.date.fromisoformat(today)
+    return sorted((cid, eff) for cid, eff in (state.get("awaiting_feedback") or {}).items()
+                  if cal.workdays_between(dt.date.fromisoformat(eff), today_d) > workdays)
 
 
 def is_late(workdays: int) -> bool:

@@ -127,8 +127,10 @@ async def operator_report(settings: Settings) -> dict:
         judged = u["late"] + u["on_time"]
         u["late_share"] = round(u["late"] / judged, 4) if judged else 0.0
     letters = await list_dead_letters(settings)
+    overdue = await overdue_feedback_report(settings)
     return {
         "subjects": subjects,
+        "feedback_overdue": overdue,
         "units": dict(sorted(units.items())),
         "domains": dict(sorted(domains.items())),
         "lists": await list_names(settings),
@@ -137,6 +139,46 @@ async def operator_report(settings: Settings) -> dict:
         "outcomes": {k.split(":", 1)[1]: v for k, v in sorted(stats.items()) if k.startswith("outcome:")},
         "list_changes": {k.split(":", 1)[1]: v for k, v in sorted(stats.items()) if k.startswith("change:")},
     }
+
+
+async def overdue_feedback_report(settings: Settings, today: str | None = None, sample: int = 20) -> dict:
+    """List changes still without joint-punishment feedback ``settings.feedback_workdays`` working
+    days after they took effect (RULES.md 4: trigger - push - feedback)."""
+    import datetime as dt
+
+    from domain.calendar import WorkingCalendar
+    from domain.engine import CHINA, overdue_feedback
+
+    cal = WorkingCalendar.from_file(settings.calendar_file) if settings.calendar_file else WorkingCalendar()
+    today = today or dt.datetime.now(CHINA).date().isoformat()
+    redis = redis_client(settings)
+    found: list[dict] = []
+    count = 0
+    try:
+        keys = await resolve_keys(redis, settings.namespace)
+        batch: list[str] = []
+
+        async def scan(ids: list[str]) -> None:
+            nonlocal count
+            for sid, raw in zip(ids, await redis.mget([keys.subject(i) for i in ids])):
+                if raw is None:
+                    continue
+                state = orjson.loads(raw)
+                for cid, effective in overdue_feedback(state, today, settings.feedback_workdays, cal):
+                    count += 1
+                    if len(found) < sample:
+                        found.append({"subject": display_id(state), "change_id": cid, "effective_date": effective})
+
+        async for member in redis.sscan_iter(keys.subjects, count=1000):
+            batch.append(member.decode())
+            if len(batch) >= 1000:
+                await scan(batch)
+                batch = []
+        if batch:
+            await scan(batch)
+    finally:
+        await redis.aclose()
+    return {"workdays": settings.feedback_workdays, "as_of": today, "count": count, "sample": found}
 
 
 def render_operator_report(r: dict) -> str:
@@ -152,5 +194,10 @@ def render_operator_report(r: dict) -> str:
     out.append("lists: " + (", ".join(f"{n} {c}" for n, c in r["lists"].items()) or "none"))
     out.append("list changes: " + (", ".join(f"{n} {c}" for n, c in r["list_changes"].items()) or "none"))
     out.append("dead letters: " + (", ".join(f"{n} {c}" for n, c in r["dead_letters"].items()) or "none"))
+    fb = r["feedback_overdue"]
+    out.append(f"list changes without feedback after {fb['workdays']} working days (as of {fb['as_of']}): "
+               f"{fb['count']}")
+    for item in fb["sample"]:
+        out.append(f"  {item['subject']:<20} {item['effective_date']}  {item['change_id']}")
     out.append("outcomes: " + (", ".join(f"{n} {c}" for n, c in r["outcomes"].items()) or "none"))
     return "\n".join(out)

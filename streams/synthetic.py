@@ -121,8 +121,11 @@ class EventGenerator:
         if which == 0:
             rec["fine_amount" if kind == "penalty" else "subject_name"] = (
                 Decimal("-1") if kind == "penalty" else "")
-        elif which == 1:
-            rec["uscc"] = rec["uscc"][:-1] + ("0" if rec["uscc"][-1] != "0" else "1") + "Z"  # bad shape
+        elif which == 1:  # a code of a bad shape (19 characters)
+            if rec.get("uscc"):
+                rec["uscc"] = rec["uscc"] + "Z"
+            else:
+                rec["org_code"] = (rec.get("org_code") or "") + "ZZ"
         elif which == 2:
             rec["decision_date"] = dt.date(2099, 1, 1)
         else:

@@ -106,3 +106,40 @@ async def test_listing_objection_reinstatement_repair_and_expiry(settings, depar
 
     lists = await subject_lists(settings, company)
     assert "court_debtor" not in lists["lists"] and "blacklist:environment" not in lists["lists"]
+
+
+async def test_joint_punishment_feedback_is_recorded_and_overdue_changes_reported(pipeline, settings, department,
+                                                                                 redis):
+    """Trigger - push - feedback: a blacklist entry awaits the implementing units' feedback; a feedback
+    naming the change id records the measure; the court listing's entry, without feedback, is
+    reported overdue."""
+    from ops.inspect import subject_state
+    from ops.report import operator_report
+
+    company = samples.COMPANY_USCC
+    await department.send(schema_of("penalty"), sample_event(
+        "penalty", severity="严重", domain="environment", decision_doc_no="郑环罚〔2024〕009号",
+        decision_date=dt.date(2024, 3, 1), valid_until=None, publicity_end_date=None), timestamp_ms=ts("2024-03-04"))
+    await department.send(schema_of("court_listing"), sample_event("court_listing", listing_reason="obstruct"),
+                          timestamp_ms=ts("2024-03-05"))
+
+    async def entered():
+        changes = await read_changes(settings)
+        found = [c for c in changes if c["subject_id"] == company and c["transition"] == "entered"]
+        return found if len(found) == 2 else None
+
+    blacklist, court = sorted(await eventually(entered), key=lambda c: c["list"])
+    await department.send(schema_of("feedback"), sample_event(
+        "feedback", change_id=blacklist["change_id"], subject_id=company, measure_date=dt.date(2024, 3, 8)),
+        timestamp_ms=ts("2024-03-08"))
+
+    async def recorded():
+        state = await subject_state(settings, company)
+        return state if blacklist["change_id"] in (state.get("feedback") or {}) else None
+
+    state = await eventually(recorded)
+    assert state["feedback"][blacklist["change_id"]][0]["measure"] == "限制参与政府采购活动"
+    assert list(state["awaiting_feedback"]) == [court["change_id"]]
+    report = await operator_report(settings)
+    assert report["feedback_overdue"]["count"] == 1
+    assert report["feedback_overdue"]["sample"][0]["change_id"] == court["change_id"]
