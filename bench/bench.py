@@ -305,7 +305,7 @@ async def collect_changes(s: Settings, topic: str, since_ms: int, out: list[floa
     c = kafka.consumer(s, group_id=None)
     await c.start()
     try:
-        await c._client.force_metadata_update()  # noqa: SLF001
+        await c._client._wait_on_metadata(topic)  # noqa: SLF001 - metadata of an unsubscribed topic
         tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or [])]
         c.assign(tps)
         for tp in tps:

@@ -48,6 +48,7 @@ from aiohttp import web
 
 from creditstream import metrics
 from creditstream.settings import Settings
+from ops.inspect import lists_view
 
 log = structlog.get_logger("creditstream.api")
 
@@ -203,20 +204,6 @@ def change_json(record: dict, partition: int, offset: int) -> dict:
     out["partition"] = partition
     out["offset"] = offset
     return out
-
-
-def lists_view(state: dict) -> dict:
-    """A subject's list memberships, as ``ops.inspect.subject_lists`` gives them."""
-    evaluation = state.get("evaluation") or {}
-    return {
-        "subject": state["id"],
-        "name": (state.get("names") or [None])[-1],
-        "as_of": state.get("as_of"),
-        "lists": evaluation.get("lists", {}),
-        "publicity": evaluation.get("publicity", {}),
-        "overdue_objections": evaluation.get("overdue_objections", []),
-        "next_due": evaluation.get("next_due"),
-    }
 
 
 # --------------------------------------------------------------------------------------------

@@ -42,8 +42,11 @@ async def subject_state(settings: Settings, code: str) -> dict | None:
 async def subject_lists(settings: Settings, code: str) -> dict | None:
     """A subject's current list memberships (from its last evaluation), or None if unknown."""
     state = await subject_state(settings, code)
-    if state is None:
-        return None
+    return None if state is None else lists_view(state)
+
+
+def lists_view(state: dict) -> dict:
+    """A subject's list memberships, suspensions, publicity and next due date, from its state."""
     evaluation = state.get("evaluation") or {}
     return {
         "subject": state["id"],

@@ -95,7 +95,7 @@ async def log_ends(settings: Settings, topic: str, timeout_s: float = 10.0) -> d
     c = kafka.consumer(settings, group_id=None, max_partition_fetch_bytes=1024)
     await c.start()
     try:
-        await c._client.force_metadata_update()  # noqa: SLF001
+        await c._client._wait_on_metadata(topic)  # noqa: SLF001 - metadata of an unsubscribed topic
         tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
         if not tps:
             return {}

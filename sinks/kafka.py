@@ -63,7 +63,8 @@ class KafkaSink:
         for (topic, partition), messages in (await self._by_partition()).items():
             batch = self.producer.create_batch()
             for m in messages:
-                ts = m.timestamp_ms / 1000 if m.timestamp_ms is not None else None
+                # milliseconds (an int), whatever BatchBuilder.append's docstring says about seconds
+                ts = m.timestamp_ms
                 if batch.append(timestamp=ts, key=m.key, value=m.value, headers=m.headers) is None:
                     futures.append(await self.producer.send_batch(batch, topic, partition=partition))
                     batch = self.producer.create_batch()

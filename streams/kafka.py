@@ -121,7 +121,7 @@ async def read_to_end(
     try:
         parts = c.partitions_for_topic(topic)
         if not parts:
-            await c._client.force_metadata_update()  # noqa: SLF001 - metadata of an unsubscribed topic
+            await c._client._wait_on_metadata(topic)  # noqa: SLF001 - metadata of an unsubscribed topic
             parts = c.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         if not tps:

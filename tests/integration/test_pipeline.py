@@ -127,3 +127,25 @@ async def test_bad_input_goes_to_dead_letters_and_does_not_block(pipeline, depar
                               "unknown-enum"]), reasons
     assert {d["source_topic"] for d in letters} == {topic}
     assert all(d["source_offset"] >= 0 for d in letters)
+
+
+async def test_internal_messages_carry_the_event_time(pipeline, department, redis, settings):
+    """Subject events and list changes are stamped with the department message's event time, so a
+    replay from a timestamp and downstream consumers see event time, not processing time."""
+    from streams import kafka
+
+    event_ms = 1_717_000_000_000  # 2024-05-29
+    await department.send(PENALTY, sample_event("penalty", severity="严重", domain="environment"),
+                          timestamp_ms=event_ms)
+    await wait_outcomes(redis, settings, new=1)
+
+    async def stamps(topic):
+        return [r.timestamp async for batch in kafka.read_to_end(settings, topic) for r in batch]
+
+    assert set(await stamps(department.topics.subject_events)) == {event_ms}  # the penalty and its link
+
+    async def changes():
+        got = await stamps(department.topics.list_changes)
+        return got or None
+
+    assert set(await eventually(changes)) == {event_ms}
