@@ -12,6 +12,9 @@ Failures:
   retries the same batch with exponential backoff (0.1 s doubling to 5 s) for as long as it takes,
   logging each attempt; heartbeats continue meanwhile, so the group does not rebalance;
 * losing partitions in a rebalance makes the commit fail: the new owner re-processes the batch.
+
+Commits are pipelined: batch N's commit is in flight while batch N+1 is fetched and processed,
+and is awaited before batch N+1's commit is issued, so commits stay in order.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ class AgentRunner:
         self.records = 0
         self.started = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._commit_task: asyncio.Future | None = None
 
     def stop(self) -> None:
         self._stopping.set()
@@ -92,10 +96,20 @@ class AgentRunner:
                 records = merge_by_time(batches)
                 await self._process_with_retry(records)
                 offsets = {tp: recs[-1].offset + 1 for tp, recs in batches.items() if recs}
-                await self._commit(offsets)
+                # the commit runs while the next batch is fetched and processed; commits stay in
+                # order (each waits for the previous one), and a crash before a commit lands only
+                # means that batch is processed again, idempotently
+                if self._commit_task is not None:
+                    await self._commit_task
+                self._commit_task = asyncio.ensure_future(self._commit(offsets))
                 await self._observe(records)
         finally:
             stop_wait.cancel()
+            if self._commit_task is not None:
+                try:
+                    await self._commit_task
+                except Exception as exc:  # noqa: BLE001 - the next owner re-processes that batch
+                    log.warning("last commit failed", agent=self.agent.name, error=str(exc))
             await self._stop_consumer()
             log.info("agent stopped", agent=self.agent.name, batches=self.batches, records=self.records)
 
