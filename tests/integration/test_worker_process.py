@@ -3,11 +3,8 @@ SIGKILL mid-stream and restarted, it loses nothing and applies nothing twice."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
-import time
 
 import orjson
 import pytest
@@ -15,23 +12,13 @@ import pytest
 from streams.samples import sample_event, schema_of
 from streams.synthetic import uscc
 from tests.conftest import eventually
+from tests.workers import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
 
-def worker_env(settings) -> dict:
-    env = dict(os.environ)
-    for name in ("broker_url", "broker_kind", "redis_url", "topic_prefix", "namespace", "consumer_group",
-                 "session_timeout_ms", "run_dir", "max_batch"):
-        env[f"CREDITSTREAM_{name.upper()}"] = str(getattr(settings, name))
-    env["CREDITSTREAM_LOG_FORMAT"] = "json"
-    return env
-
-
 def start_worker(settings, log_path) -> subprocess.Popen:
-    fh = open(log_path, "ab")
-    return subprocess.Popen([sys.executable, "-m", "creditstream.cli", "worker"], env=worker_env(settings),
-                            stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    return WorkerProcess(settings, log_path).start().proc
 
 
 async def record_counts(redis, settings, subjects):
