@@ -352,7 +352,7 @@ def test_openapi_documents_every_route():
 
 async def test_worker_web_serves_the_api(settings, department, tmp_path):
     """``creditstream worker --web``: Faust's web server serves /health, /metrics and the API."""
-    from tests.integration.test_worker_process import worker_env
+    from tests.workers import worker_env
 
     port = free_port()
     log_path = tmp_path / "worker.log"
