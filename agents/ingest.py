@@ -10,15 +10,14 @@ teaches the index, one produce flush.
 
 from __future__ import annotations
 
-import time
-
 import orjson
 import structlog
 from aiokafka import ConsumerRecord
 
 from creditstream import metrics
 from domain.attach import Attached, learned_pairs, plan
-from domain.validate import Rejection, content_hash, normalise_event
+from domain import clock, events
+from domain.validate import Rejection, normalise_event
 from sinks.deadletter import DeadLetterSink
 from sinks.kafka import KafkaSink
 from sinks.registry_index import RegistryIndex, Released
@@ -47,50 +46,30 @@ def origin_of(msg: ConsumerRecord) -> str:
     return f"{msg.topic}/{msg.partition}/{msg.offset}"
 
 
-def subject_event(subject_id: str, id_kind: str, origin: str, record: dict, event_ms: int) -> dict:
-    """The subject-event of a canonical record: ``record`` for decisions, ``objection`` and
-    ``repair`` for the credit office's objection handling and repair decisions."""
-    event = {
-        "type": "record",
-        "origin": origin,
-        "subject": subject_id,
-        "id_kind": id_kind,
-        "record": record,
-        "hash": content_hash(record),
-        "event_ms": event_ms,
-    }
-    kind = record["kind"]
-    if kind == "objection":
-        event.update(type="objection", objection_id=record["objection_id"], record_key=record["target_key"],
-                     status=record["status"], filed=record["filed"], resolved=record.get("resolved"),
-                     provider_verification=bool(record.get("provider_verification")),
-                     outcome=record.get("outcome"))
-    elif kind == "feedback":
-        event.update(type="feedback", change_id=record["change_id"], feedback_id=record.get("feedback_id"),
-                     unit=record.get("source_unit"), measure=(record.get("fields") or {}).get("measure"),
-                     measure_date=record.get("decision_date"))
-    elif kind == "repair":
-        event.update(type="repair", record_key=record["target_key"], approved=bool(record.get("approved")),
-                     decision_date=record["decision_date"], doc_no=record.get("doc_no"))
-    return event
+def future_stamp(msg: ConsumerRecord, now_ms: int) -> str | None:
+    """Why a message's timestamp cannot be its arrival time (None: it can). A stamp in the future
+    of the wall clock would move a subject's clock there for good (RULES.md 3a)."""
+    if msg.timestamp is None or msg.timestamp < 0:
+        return "the message has no timestamp"
+    if clock.is_future_ms(msg.timestamp, now_ms):
+        return (f"message timestamp {clock.date_of_ms(msg.timestamp)} ({msg.timestamp} ms) is after the wall clock "
+                f"({clock.date_of_ms(now_ms)}) + {clock.FUTURE_TOLERANCE_MS // 1000} s")
+    return None
 
 
 class SubjectEventWriter:
-    """Adds subject events to a Kafka sink: key = subject id, timestamp = event time."""
+    """Adds subject events to a Kafka sink: key = subject id, timestamp = arrival time."""
 
     def __init__(self, kafka: KafkaSink, topic: str):
         self.kafka = kafka
         self.topic = topic
 
-    def add(self, event: dict) -> None:
-        self.kafka.add(self.topic, orjson.dumps(event), key=event["subject"].encode(), timestamp_ms=event["event_ms"])
+    def add(self, event: events.SubjectEvent) -> None:
+        self.kafka.add(self.topic, events.encode(event), key=event.subject.encode(), timestamp_ms=event.event_ms)
 
     def add_released(self, released: list[Released]) -> None:
         for r in released:
-            event = dict(r.parked["event"])
-            event["subject"] = r.subject_id
-            event["id_kind"] = "uscc"
-            self.add(event)
+            self.add(events.with_subject(events.from_dict(r.parked["event"]), r.subject_id, "uscc"))
         if released:
             metrics.RELEASED.inc(len(released))
 
@@ -121,23 +100,24 @@ class IngestAgent:
         attached: list[dict] = []
         waiting: list[tuple[tuple[str, ...], str, dict]] = []
         teach: dict[str, str] = {}
+        now_ms = clock.now_ms()
         for msg in records:
-            rec = self.decode(msg, dead)
+            rec = self.decode(msg, dead, now_ms)
             if rec is None:
                 continue
             try:
                 target = plan(rec)
                 if isinstance(target, Attached):
-                    attached.append(subject_event(target.subject_id, target.id_kind, origin_of(msg), rec, msg.timestamp))
+                    attached.append(events.of_record(target.subject_id, target.id_kind, origin_of(msg), rec, msg.timestamp))
                     for key, uscc in learned_pairs(rec.get("ids") or {}):
                         if self._taught.get(key) != uscc:
                             teach.setdefault(key, uscc)
                 elif not target.lookup_keys:
                     dead.add(msg, "no-identifier", "no identifier that could name the subject")
                 else:
-                    event = subject_event("", "", origin_of(msg), rec, msg.timestamp)
-                    waiting.append((target.lookup_keys, event["origin"],
-                                    {"lookup_keys": list(target.lookup_keys), "event": event}))
+                    event = events.of_record("?", "uscc", origin_of(msg), rec, msg.timestamp)
+                    waiting.append((target.lookup_keys, event.origin,
+                                    {"lookup_keys": list(target.lookup_keys), "event": events.to_dict(event)}))
             except Exception as exc:  # noqa: BLE001 - one bad record must not stop the batch
                 dead.add(msg, "processing-error", f"{type(exc).__name__}: {exc}")
                 log.exception("record failed", topic=msg.topic, partition=msg.partition, offset=msg.offset)
@@ -156,10 +136,7 @@ class IngestAgent:
             if uscc is None:
                 parked += 1
                 continue
-            event = payload["event"]
-            event["subject"] = uscc
-            event["id_kind"] = "uscc"
-            out.add(event)
+            out.add(events.with_subject(events.from_dict(payload["event"]), uscc, "uscc"))
         out.add_released(released)
         await kafka.flush()
         await self.index.unpark(released)
@@ -169,8 +146,12 @@ class IngestAgent:
         for reason, n in dead.counts.items():
             metrics.DEAD_LETTERS.labels(reason).inc(n)
 
-    def decode(self, msg: ConsumerRecord, dead: DeadLetterSink) -> dict | None:
+    def decode(self, msg: ConsumerRecord, dead: DeadLetterSink, now_ms: int) -> dict | None:
         """The canonical record of a department message, or None once it is dead-lettered."""
+        why = future_stamp(msg, now_ms)
+        if why is not None:
+            dead.add(msg, "future-timestamp", why)
+            return None
         try:
             schema_name, raw = self.codec.decode(msg.value if msg.value is not None else b"")
         except DecodeError as exc:
@@ -180,7 +161,7 @@ class IngestAgent:
             dead.add(msg, "unexpected-schema", f"{schema_name} is not a decision schema (topic {msg.topic})")
             return None
         try:
-            rec = normalise_event(schema_name, raw, event_time_ms=msg.timestamp or int(time.time() * 1000))
+            rec = normalise_event(schema_name, raw, event_time_ms=msg.timestamp)
         except Exception as exc:  # noqa: BLE001
             dead.add(msg, "processing-error", f"{type(exc).__name__}: {exc}")
             log.exception("validation failed unexpectedly", topic=msg.topic, offset=msg.offset)

@@ -12,7 +12,8 @@ from __future__ import annotations
 from aiokafka import ConsumerRecord
 
 from creditstream import metrics
-from agents.ingest import SubjectEventWriter, origin_of, subject_event
+from agents.ingest import SubjectEventWriter, future_stamp, origin_of
+from domain import clock, events
 from domain.attach import learned_pairs
 from domain.validate import Rejection, normalise_event
 from sinks.deadletter import DeadLetterSink
@@ -41,8 +42,13 @@ class RegistryAgent:
         dead = DeadLetterSink(kafka, self.topics.dead_letters, self.name)
         out = SubjectEventWriter(kafka, self.topics.subject_events)
         pairs: dict[str, str] = {}
+        now_ms = clock.now_ms()
         for msg in records:
             if msg.value is None:  # a tombstone on the compacted topic: nothing to learn
+                continue
+            why = future_stamp(msg, now_ms)
+            if why is not None:
+                dead.add(msg, "future-timestamp", why)
                 continue
             try:
                 schema_name, raw = self.codec.decode(msg.value)
@@ -62,7 +68,7 @@ class RegistryAgent:
                 continue
             for key, uscc in learned:
                 pairs[key] = uscc  # a later registration of the same number wins
-            out.add(subject_event(rec["ids"]["uscc"], "uscc", origin_of(msg), rec, msg.timestamp))
+            out.add(events.of_record(rec["ids"]["uscc"], "uscc", origin_of(msg), rec, msg.timestamp))
 
         released = await self.index.learn(list(pairs.items()))
         out.add_released(released)

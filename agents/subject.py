@@ -16,13 +16,13 @@ consumer dedupes them by ``change_id``) and never loses one; killed after 4, it 
 
 from __future__ import annotations
 
-import orjson
 import structlog
 from aiokafka import ConsumerRecord
 
-from agents.timer import due_ms
 from creditstream import metrics
+from domain import events
 from domain.calendar import WorkingCalendar
+from domain.clock import due_ms
 from domain.engine import is_late, step
 from domain.rulebook import Rulebook
 from sinks.deadletter import DeadLetterSink
@@ -34,10 +34,9 @@ from streams.topics import Topics
 log = structlog.get_logger("creditstream.subject")
 
 LIST_CHANGE_SCHEMA = "creditstream.ListChange"
-DEPARTMENT_INPUTS = frozenset({"record", "objection", "repair", "feedback"})  # not ticks, not links
 
 
-def list_change_record(change: dict, subject_kind: str) -> dict:
+def list_change_record(change: dict, subject_kind: str, arrival_ms: int | None = None) -> dict:
     """A list change as a ListChange Avro record (schemas/list_change.avsc)."""
     import datetime as dt
 
@@ -53,6 +52,11 @@ def list_change_record(change: dict, subject_kind: str) -> dict:
         "cause_record_ids": list(change.get("causes") or ()),
         "event_time": dt.datetime.fromtimestamp(change["event_ms"] / 1000, dt.timezone.utc),
         "rules_version": change.get("rules_version") or "",
+        "cause_kind": change.get("cause_kind") or "",
+        "cause_decision": change.get("cause_decision"),
+        "withdraws": change.get("withdraws"),
+        "arrival_time": (dt.datetime.fromtimestamp(arrival_ms / 1000, dt.timezone.utc)
+                         if arrival_ms is not None else None),
     }
 
 
@@ -76,18 +80,18 @@ class SubjectAgent:
     async def process(self, records: list[ConsumerRecord]) -> None:
         kafka = KafkaSink(self.producer)
         dead = DeadLetterSink(kafka, self.topics.dead_letters, self.name)
-        events = []
+        decoded = []
         for msg in records:
             try:
-                events.append((msg, orjson.loads(msg.value)))
-            except orjson.JSONDecodeError as exc:
+                decoded.append((msg, events.decode(msg.value if msg.value is not None else b"")))
+            except events.BadEvent as exc:
                 dead.add(msg, "bad-subject-event", str(exc))
         # a partition whose batch does not start at offset 0 resumes a log whose state must exist
         first: dict[int, int] = {}
         for msg in records:
             first.setdefault(msg.partition, msg.offset)
         resumed = not self.replaying and any(offset > 0 for offset in first.values())
-        loaded = await self.state.load((e["subject"] for _, e in events), resumed=resumed)
+        loaded = await self.state.load((e.subject for _, e in decoded), resumed=resumed)
         states = dict(loaded)
         changed: set[str] = set()
         counters: dict[str, int] = {}
@@ -95,18 +99,19 @@ class SubjectAgent:
         def count(field: str, n: int = 1) -> None:
             counters[field] = counters.get(field, 0) + n
 
-        for msg, event in events:
-            sid = event["subject"]
+        for msg, event in decoded:
+            sid = event.subject
             try:
                 result = step(states[sid], event, self.rules, self.calendar)
             except Exception as exc:  # noqa: BLE001 - a bug on one event must not stop the subject log
-                log.exception("subject event failed", origin=event.get("origin"), type=event.get("type"))
+                log.exception("subject event failed", origin=event.origin, type=type(event).__name__)
                 dead.add(msg, "processing-error", f"{type(exc).__name__}: {exc}")
                 count("outcome:error")
                 continue
+            before = states[sid]
             states[sid] = result.state
             if result.outcome == "invalid":  # decoded and validated, but the rules cannot use it
-                dead.add(msg, f"invalid-{event.get('type', 'record')}", "the rules core could not apply it")
+                dead.add(msg, f"invalid-{msg_type(event)}", "the rules core could not apply it")
                 count("outcome:invalid")
                 continue
             if result.outcome == "redelivered":
@@ -114,26 +119,28 @@ class SubjectAgent:
                 continue
             changed.add(sid)  # duplicates too: the state remembers their origin
             count(f"outcome:{result.outcome}")
-            if event.get("type", "record") in DEPARTMENT_INPUTS:
+            if isinstance(event, events.DEPARTMENT_INPUTS):
                 count("inputs")
             metrics.OUTCOMES.labels(result.outcome).inc()
             for change in result.changes:
-                value = self.codec.encode(LIST_CHANGE_SCHEMA, list_change_record(change, result.state["id_kind"]),
+                value = self.codec.encode(LIST_CHANGE_SCHEMA,
+                                          list_change_record(change, result.state["id_kind"], event.event_ms),
                                           topic=self.topics.list_changes)
-                kafka.add(self.topics.list_changes, value, key=sid.encode(), timestamp_ms=event["event_ms"],
+                kafka.add(self.topics.list_changes, value, key=sid.encode(), timestamp_ms=event.event_ms,
                           headers=[("change_id", change["change_id"].encode())])
-                self._membership(change, sid)
                 count(f"change:{change['kind']}:{change['transition']}")
                 metrics.LIST_CHANGES.labels(change["kind"], change["transition"]).inc()
+            if result.changes:
+                self._memberships(before, result.state, sid)
             for link in result.links:
-                kafka.add(self.topics.subject_events, orjson.dumps(link), key=link["subject"].encode(),
-                          timestamp_ms=link["event_ms"])
+                kafka.add(self.topics.subject_events, events.encode(link), key=link.subject.encode(),
+                          timestamp_ms=link.event_ms)
             if result.timeliness is not None:
                 unit, workdays = result.timeliness
                 count(f"unit:{unit}:records")
                 count(f"unit:{unit}:{'late' if is_late(workdays) else 'on_time'}")
                 count(f"unit:{unit}:late_workdays_total", workdays)
-            record = event.get("record") or {}
+            record = getattr(event, "record", None) or {}
             if result.outcome == "new" and record.get("domain"):
                 count(f"domain:{record['domain']}:records")
 
@@ -154,11 +161,16 @@ class SubjectAgent:
             metrics.DEAD_LETTERS.labels(reason).inc(n)
         await self.state.flush()
 
-    def _membership(self, change: dict, sid: str) -> None:
-        kind = change["kind"]
-        if kind not in ("blacklist", "court_debtor", "escalated", "red_list"):
-            return
-        if change["transition"] in ("entered", "escalated", "red_list_entered"):
-            self.state.add_to_list(change["list"], sid)
-        elif change["transition"] in ("exited", "de-escalated", "red_list_exited"):
-            self.state.remove_from_list(change["list"], sid)
+    def _memberships(self, before: dict | None, after: dict, sid: str) -> None:
+        """The list member sets follow the subject's situation on its clock (a withdrawn entry
+        takes the subject out of a list as an exit does)."""
+        was = set(((before or {}).get("evaluation") or {}).get("lists") or ())
+        now = set((after.get("evaluation") or {}).get("lists") or ())
+        for name in now - was:
+            self.state.add_to_list(name, sid)
+        for name in was - now:
+            self.state.remove_from_list(name, sid)
+
+
+def msg_type(event) -> str:
+    return type(event).__name__.removesuffix("Event").lower()

@@ -16,20 +16,17 @@ is recognised by the subject agent and changes nothing.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import time
 
-import orjson
 import structlog
 
 from creditstream import metrics
+from domain import clock, events
 from sinks.kafka import KafkaSink
 from sinks.keys import Keys
 from streams.topics import Topics
 
 log = structlog.get_logger("creditstream.timer")
-
-CHINA = dt.timezone(dt.timedelta(hours=8))
 
 _REMOVE_IF_UNCHANGED = """
 for i = 1, #ARGV, 2 do
@@ -90,9 +87,8 @@ class TimerAgent:
         args = []
         for member, score in due:
             sid = member.decode() if isinstance(member, bytes) else member
-            event = tick_event(sid, date_of_ms(int(score)))
-            kafka.add(self.topics.subject_events, orjson.dumps(event), key=sid.encode(),
-                      timestamp_ms=event["event_ms"])
+            event = events.tick(sid, clock.date_of_ms(int(score)))
+            kafka.add(self.topics.subject_events, events.encode(event), key=sid.encode(), timestamp_ms=event.event_ms)
             args += [sid, int(score)]
         await kafka.flush()
         await self._remove(keys=[self.keys.due], args=args)

@@ -383,7 +383,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("produce", cmd_produce, "publish department events from a JSON Lines file",
              "Publish events from a JSON Lines file, one event a line: {\"kind\": \"penalty\", "
              "\"fields\": {...}} (kinds: penalty, license, court_listing, court_deletion, action, "
-             "registration). Each is Avro-encoded in the Confluent wire format and sent to its topic. "
+             "registration; credit office: objection, repair, listing_decision; feedback). Each is "
+             "Avro-encoded in the Confluent wire format and sent to its topic. Every event is keyed by "
+             "its subject, so that one subject's inputs stay on one partition, in order: the USCC, else "
+             "the person's ID number (person_id_no), else org_code, reg_no or tax_no (the first present); "
+             "registrations by their USCC, feedback by its subject_id. "
              "Prints what was sent and what was refused, and why.")
     sp.add_argument("file", help="JSON Lines file ('-' for standard input)")
     sp.add_argument("--dry-run", action="store_true", help="encode and check only, send nothing")

@@ -1,140 +1,143 @@
 """One step of a subject's log: an input in, the new state and what it causes out.
 
 ``step(state, event, rules, cal)`` is the whole of the subject agent's logic, pure and
-deterministic, so the agent, a replay and the reliability suite's oracle all compute the same
-states and the same list changes from the same subject-event log:
+deterministic, so the agent, a replay and the reliability suite's oracle compute the same states
+and the same list changes from the same subject-event log:
 
-1. fold the input into the state (``domain.subject`` for records and registrations,
-   ``domain.lists`` for objections and repair decisions; a ``tick`` only moves time);
-2. move the subject's clock to the input's event date (never backwards: ``as_of``);
-3. evaluate the lists on that date and diff with the previous evaluation: the list changes;
-4. derive follow-ups: a severe record of an organisation is linked onto the personal record of
-   its legal representative (a ``linked`` event for that person's log), and the timeliness of a
-   new decision against the 7-working-day publication rule.
+1. fold the input into the set of the subject's inputs (domain/state.py; order-independent);
+2. move the subject's clock to the latest date the input names or arrived on (never past the
+   wall clock: ingest refuses anything dated or stamped in the future);
+3. derive the list history up to the clock from all inputs (domain/history.py) and announce the
+   difference with the history announced before: new changes, and for any announced change the
+   input made untrue, a ``withdrawn`` change naming it (docs/events.md);
+4. follow-ups: a severe record of an organisation is linked onto its legal representative's
+   personal record (a ``linked`` event for that person's log); the timeliness of a new decision
+   against the 7-working-day publication rule (arrival time is used for this, and for audit, only).
 
-Event types on the subject-event log: ``record`` (a canonical record, see domain/validate.py),
-``objection``, ``repair``, ``feedback``, ``linked``, ``tick`` (a due instant passed; written by the
-timer agent).
-
-Joint punishment runs trigger - push - feedback (RULES.md 4): every list change that starts a
+Joint punishment runs trigger - push - feedback (RULES.md 4): every announced change that starts a
 measure (entered, escalated) waits for the implementing units' feedback; ``awaiting_feedback``
-holds them (change id -> effective date) until a feedback names the change id.
+holds them (change id -> effective date) until a feedback names the change id; a withdrawn change
+stops waiting.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from typing import NamedTuple
 
+from domain import events as ev
 from domain.calendar import WorkingCalendar
+from domain.history import TRANSITION_ORDER, derive
 from domain.identifiers import is_valid_resident_id
-from domain.lists import apply_objection, apply_repair, evaluate, list_changes
 from domain.rulebook import Rulebook
-from domain.subject import apply_record, new_state
-from domain.validate import content_hash, decision_key
+from domain.state import (SubjectState, apply_feedback, apply_linked, apply_objection, apply_record, apply_repair,
+                          new_state)
 
-CHINA = dt.timezone(dt.timedelta(hours=8))
 PUBLICATION_WORKDAYS = 7  # 双公示: published within 7 working days of the decision date
 TIMELINESS_KINDS = frozenset({"penalty", "license"})
 NO_CHANGE = frozenset({"redelivered", "duplicate", "stale", "invalid", "stale-tick"})
+FEEDBACK_KINDS = frozenset({"blacklist", "court_debtor", "escalated"})
+FEEDBACK_TRANSITIONS = frozenset({"entered", "escalated"})
 
 
 class Step(NamedTuple):
-    state: dict
+    state: SubjectState
     outcome: str
-    changes: list[dict]
-    links: list[dict]  # linked events for other subjects' logs
+    changes: list[dict]     # to announce, in order: withdrawals first, then by effective date
+    links: list[ev.LinkedEvent]  # linked events for other subjects' logs
     timeliness: tuple[str, int] | None  # (source unit, working days from decision to arrival)
 
 
-def event_date(event_ms: int) -> str:
-    return dt.datetime.fromtimestamp(event_ms / 1000, CHINA).date().isoformat()
-
-
-def step(state: dict | None, event: dict, rules: Rulebook, cal: WorkingCalendar) -> Step:
-    kind = event.get("type", "record")
+def step(state: SubjectState | None, event: ev.SubjectEvent | dict, rules: Rulebook, cal: WorkingCalendar) -> Step:
+    event = ev.from_dict(event)
     if state is None:
-        state = new_state(event["subject"], event.get("id_kind") or "uscc")
-    if kind == "record":
+        state = new_state(event.subject, getattr(event, "id_kind", "uscc"))
+    if isinstance(event, ev.RecordEvent):
         new, outcome = apply_record(state, event)
-    elif kind == "linked":
+    elif isinstance(event, ev.LinkedEvent):
         new, outcome = apply_linked(state, event)
-    elif kind == "objection":
+    elif isinstance(event, ev.ObjectionEvent):
         new, outcome = apply_objection(state, event)
-    elif kind == "repair":
-        new, outcome = apply_repair(state, _repair_event(event), rules)
-    elif kind == "feedback":
+    elif isinstance(event, ev.RepairEvent):
+        new, outcome = apply_repair(state, event)
+    elif isinstance(event, ev.FeedbackEvent):
         new, outcome = apply_feedback(state, event)
         return Step(new, outcome, [], [], None)
-    elif kind == "tick":
-        new, outcome = state, ("tick" if event["due"] > (state.get("as_of") or "") else "stale-tick")
-    else:
-        return Step(state, "invalid", [], [], None)
-
-    if outcome in NO_CHANGE:
+    else:  # tick
+        new, outcome = state, ("tick" if event.due > (state.get("as_of") or "") else "stale-tick")
+    if outcome in ("redelivered", "invalid"):
         return Step(new, outcome, [], [], None)
-
-    when = event["due"] if kind == "tick" else event_date(event["event_ms"])
-    as_of = max(when, new.get("as_of") or when)
-    before = new.get("evaluation")
-    after = evaluate(new, as_of, rules, cal)
-    # input-caused changes take effect on the input's own date; time-based ones on their due date
-    changes = list_changes(new["id"], before, after, when)
+    # the clock: the latest date any input named or arrived on, a duplicate's included, so that it
+    # is the same whichever copy came first
+    as_of = max([event.arrival_date, *event.named_dates(), state.get("as_of") or ""])
+    if outcome in NO_CHANGE and as_of <= (state.get("as_of") or ""):
+        return Step(new, outcome, [], [], None)
+    derived = derive(new, as_of, rules, cal)
     if new is state:
-        new = dict(state)
-    new["evaluation"] = after
+        new = dict(state)  # type: ignore[assignment]
+    before = state.get("history") or {}
+    changes = announce(before, derived.history, event)
+    new["history"] = {cid: _compact(c) for cid, c in derived.history.items()}
+    new["evaluation"] = derived.view
     new["as_of"] = as_of
-    for change in changes:
-        change["event_ms"] = event["event_ms"]
-        change["rules_version"] = rules.version
-        if change["transition"] in FEEDBACK_TRANSITIONS and change["kind"] in FEEDBACK_KINDS:
-            awaiting = dict(new.get("awaiting_feedback") or {})
-            if change["change_id"] not in (new.get("feedback") or {}):
+    if changes:
+        awaiting = dict(new.get("awaiting_feedback") or {})
+        for change in changes:
+            change["event_ms"] = event.event_ms
+            change["rules_version"] = rules.version
+            if change["transition"] == "withdrawn":
+                awaiting.pop(change["withdraws"], None)
+            elif change["transition"] in FEEDBACK_TRANSITIONS and change["kind"] in FEEDBACK_KINDS \
+                    and change["change_id"] not in (new.get("feedback") or {}):
                 awaiting[change["change_id"]] = change["effective_date"]
-            new["awaiting_feedback"] = awaiting
+        new["awaiting_feedback"] = awaiting
+    if outcome == "repair" and not derived.view["repairs"].get(event.record_key, {}).get("applied"):
+        outcome = "repair-waiting" if derived.view["repairs"][event.record_key]["reason"] == "unknown-record" \
+            else "repair-refused"
 
-    links = _links(new, event, outcome) if kind == "record" else []
+    links = _links(new, event, outcome) if isinstance(event, ev.RecordEvent) else []
     timeliness = None
-    if kind == "record" and outcome == "new" and event["record"]["kind"] in TIMELINESS_KINDS:
-        record = event["record"]
+    if isinstance(event, ev.RecordEvent) and outcome == "new" and event.record["kind"] in TIMELINESS_KINDS:
+        record = event.record
         decided = dt.date.fromisoformat(record["decision_date"])
-        arrived = dt.date.fromisoformat(event_date(event["event_ms"]))
+        arrived = dt.date.fromisoformat(event.arrival_date)
         timeliness = (record.get("source_unit") or "?", cal.workdays_between(decided, arrived))
     return Step(new, outcome, changes, links, timeliness)
 
 
-FEEDBACK_KINDS = frozenset({"blacklist", "court_debtor", "escalated"})
-FEEDBACK_TRANSITIONS = frozenset({"entered", "escalated"})
-FEEDBACK_KEPT = 200
+def announce(before: dict[str, dict], after: dict[str, dict], event: ev.SubjectEvent) -> list[dict]:
+    """What a subscriber must be told so that its history becomes ``after``: a ``withdrawn``
+    change for every announced change no longer true (its id is derived from the withdrawn id
+    and the input that withdrew it), then every new change, by effective date."""
+    out = []
+    for cid in sorted(set(before) - set(after), key=lambda c: (before[c]["effective_date"], c)):
+        old = before[cid]
+        out.append({
+            "change_id": hashlib.blake2b(f"withdrawn|{cid}|{event.origin}".encode(), digest_size=16).hexdigest(),
+            "subject": event.subject, "list": old["list"], "kind": old["kind"], "domain": old.get("domain"),
+            "transition": "withdrawn", "effective_date": old["effective_date"], "causes": list(old["causes"]),
+            "cause_kind": "withdrawal", "cause_decision": old.get("cause_decision"), "withdraws": cid,
+        })
+    added = [dict(after[cid], subject=event.subject) for cid in after if cid not in before]
+    added.sort(key=lambda c: (c["effective_date"], c["list"], TRANSITION_ORDER.get(c["transition"], 99)))
+    return out + added
 
 
-def apply_feedback(state: dict, event: dict) -> tuple[dict, str]:
-    """An implementing unit's feedback on a list change: what measure it took, and when.
+def _compact(change: dict) -> dict:
+    return {k: v for k, v in change.items() if k != "subject"}
 
-    ``event``: ``{"type": "feedback", "change_id", "feedback_id", "unit", "measure", "measure_date",
-    "origin", "event_ms"}``. Recorded under ``state["feedback"][change_id]`` (one entry per unit);
-    the change stops awaiting feedback."""
-    feedback = state.get("feedback") or {}
-    cid = event["change_id"]
-    entries = feedback.get(cid) or []
-    if any(event["origin"] in e.get("seen", ()) for e in entries):
-        return state, "redelivered"
-    entry = {"feedback_id": event.get("feedback_id"), "unit": event.get("unit"), "measure": event.get("measure"),
-             "measure_date": event.get("measure_date"), "seen": [event["origin"]]}
-    same = next((e for e in entries if {k: v for k, v in e.items() if k != "seen"}
-                 == {k: v for k, v in entry.items() if k != "seen"}), None)
-    new = dict(state)
-    new["feedback"] = dict(feedback)
-    if same is not None:
-        same = dict(same, seen=(same["seen"] + [event["origin"]])[-8:])
-        new["feedback"][cid] = [same if e is not None and e.get("feedback_id") == same.get("feedback_id") else e
-                                for e in entries]
-        return new, "duplicate"
-    new["feedback"][cid] = (entries + [entry])[-FEEDBACK_KEPT:]
-    awaiting = dict(state.get("awaiting_feedback") or {})
-    awaiting.pop(cid, None)
-    new["awaiting_feedback"] = awaiting
-    return new, "feedback"
+
+def fold_changes(changes) -> dict[str, dict]:
+    """What a subscriber holds after applying announced changes in order: every change by id,
+    a ``withdrawn`` change removing the one it names. Equal to the subject's history."""
+    held: dict[str, dict] = {}
+    for change in changes:
+        if change["transition"] == "withdrawn":
+            held.pop(change["withdraws"], None)
+        else:
+            held[change["change_id"]] = change
+    return held
 
 
 def overdue_feedback(state: dict, today: str, workdays: int, cal: WorkingCalendar) -> list[tuple[str, str]]:
@@ -149,47 +152,10 @@ def is_late(workdays: int) -> bool:
     return workdays > PUBLICATION_WORKDAYS
 
 
-def _repair_event(event: dict) -> dict:
-    """The subject-event of a repair decision in the shape domain.lists.apply_repair takes."""
-    out = dict(event)
-    out["approved"] = event.get("decision_date")
-    out["granted"] = bool(event.get("approved", True))
-    return out
-
-
-def apply_linked(state: dict, event: dict) -> tuple[dict, str]:
-    """A severe record of an organisation, linked onto its legal representative's personal record.
-
-    The entry has kind ``linked``, its content is the organisation's record and ``via`` names the
-    organisation; the person's names and identifiers are not touched by the organisation's."""
-    org_record = event["record"]
-    person = {
-        "kind": "linked",
-        "source_unit": org_record.get("source_unit"),
-        "source_unit_code": org_record.get("source_unit_code"),
-        "doc_no": org_record.get("doc_no"),
-        "decision_date": org_record.get("decision_date"),
-        "severity": org_record.get("severity"),
-        "domain": org_record.get("domain"),
-        "revoked": org_record.get("revoked", False),
-        "subject_name": event.get("person_name"),
-        "subject_category": "natural_person",
-        "ids": {"resident_id": event["subject"]},
-    }
-    new, outcome = apply_record(state, dict(event, record=person))
-    if outcome not in NO_CHANGE:
-        key = decision_key(person)
-        entry = dict(new["records"][key])
-        entry["content"] = org_record
-        entry["via"] = event["via"]
-        new["records"][key] = entry
-    return new, outcome
-
-
-def _links(state: dict, event: dict, outcome: str) -> list[dict]:
+def _links(state: SubjectState, event: ev.RecordEvent, outcome: str) -> list[ev.LinkedEvent]:
     """Linked events for the legal representative of an organisation whose severe record changed."""
-    record = event["record"]
-    if state.get("id_kind") != "uscc" or record.get("kind") == "registration":
+    record = event.record
+    if state.get("id_kind") != "uscc" or record.get("kind") in ("registration", "court_deletion"):
         return []
     rep = record.get("legal_rep") or {}
     rep_id = rep.get("id_no")
@@ -197,14 +163,4 @@ def _links(state: dict, event: dict, outcome: str) -> list[dict]:
         return []
     if record.get("severity") != "severe" and record.get("kind") != "court_listing":
         return []
-    return [{
-        "type": "linked",
-        "origin": f"link:{state['id']}:{event['origin']}",
-        "subject": rep_id,
-        "id_kind": "resident_id",
-        "person_name": rep.get("name"),
-        "via": state["id"],
-        "record": record,
-        "hash": content_hash(record),
-        "event_ms": event["event_ms"],
-    }]
+    return [ev.linked(rep_id, rep.get("name"), state["id"], event.origin, record, event.event_ms)]

@@ -57,6 +57,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from domain.clock import FUTURE_TOLERANCE_MS, date_of_ms
 from domain import identifiers as _ids
 from domain.normalise import normalise_doc_no, normalise_name, normalise_text
 
@@ -619,10 +620,11 @@ def _generic(key: str, value: Any, latest: _dt.date) -> Any:
 
 
 def _latest_date(event_time_ms: int) -> _dt.date:
-    """The last acceptable event date: one day after the event time, in China Standard Time."""
+    """The last acceptable event date: the China date of the arrival time (plus the clock's small
+    tolerance). Ingest has already refused arrival stamps in the future of the wall clock, so no
+    decision can be dated after today (RULES.md 3a)."""
     try:
-        moment = _EPOCH + _dt.timedelta(milliseconds=int(event_time_ms))
-        return (moment.astimezone(_CST) + _dt.timedelta(days=1)).date()
+        return _dt.date.fromisoformat(date_of_ms(int(event_time_ms) + FUTURE_TOLERANCE_MS))
     except (OverflowError, ValueError, TypeError):
         return _dt.date.max
 
@@ -740,7 +742,7 @@ def normalise_event(schema_name: str, rec: dict, *, event_time_ms: int) -> dict 
 
     ``schema_name``: full (``creditstream.AdministrativePenalty``) or short name; an unknown name
     is a programming error (ValueError). ``event_time_ms``: when the event arrived (Kafka
-    timestamp); event dates more than one day after it (China Standard Time) are ``future-date``.
+    timestamp); event dates after its China date (domain/clock.py tolerance) are ``future-date``.
     """
     kind = _kind_of(schema_name)
     if not isinstance(rec, Mapping):

@@ -13,6 +13,12 @@ and reported with its line number; whether an encoded event is *valid* is the pi
 (it dead-letters what fails validation). For testing that path, a line may carry raw bytes:
 ``{"kind": "raw", "topic": "penalty", "value_hex": "07ff..."}`` (``topic`` names the input kind
 whose topic the bytes go to).
+
+Every event is keyed by its subject (``subject_key``), so that one subject's inputs stay on one
+partition, in order (docs/events.md, "Keys, order and timestamps"): the USCC if the record has one,
+else the natural person's ID number, else the organisation code, registration number or tax number
+(the first present), else no key. Registrations are keyed by their USCC (the registration topic is
+compacted by key); feedback by its ``subject_id``. Raw lines are sent without a key.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from pathlib import Path
 import orjson
 
 from creditstream.settings import Settings
+from domain.identifiers import normalise_code
+from domain.validate import _PLACEHOLDERS as _NO_VALUE  # "无", "NULL", ...: the pipeline reads no code
 from streams import kafka
 from streams.codec import from_json
 from streams.samples import SCHEMA_OF_KIND
@@ -61,6 +69,28 @@ def _timestamp_ms(value) -> int | None:
     return int(ts.timestamp() * 1000)
 
 
+# The subject's identifier, best first (the pipeline's order: USCC, resident ID, legacy numbers).
+SUBJECT_KEY_FIELDS = ("uscc", "person_id_no", "org_code", "reg_no", "tax_no")
+# Kinds whose subject is named by other fields than SUBJECT_KEY_FIELDS.
+_KEY_FIELDS_OF_KIND = {
+    "registration": ("uscc",),  # compacted topic: the key is the USCC
+    "feedback": ("subject_id",),  # USCC or resident ID of the subject the measure was taken on
+}
+
+
+def subject_key(kind: str, fields: dict) -> bytes | None:
+    """The message key of an input: its subject's identifier in canonical form (as the pipeline
+    reads it: half-width, upper case, separators removed), or None if the record names none."""
+    for name in _KEY_FIELDS_OF_KIND.get(kind, SUBJECT_KEY_FIELDS):
+        value = fields.get(name)
+        if value is None:
+            continue
+        code = normalise_code(str(value))
+        if code and code not in _NO_VALUE:
+            return code.encode()
+    return None
+
+
 def encode_line(line: str, codec, topics: Topics) -> tuple[str, bytes, bytes | None, int | None]:
     """(topic, value, key, timestamp_ms) of one JSON line; ValueError says why it is refused."""
     try:
@@ -88,8 +118,7 @@ def encode_line(line: str, codec, topics: Topics) -> tuple[str, bytes, bytes | N
         value = codec.encode(schema, record, topic=topic)
     except Exception as exc:  # noqa: BLE001 - the codec's message names the field
         raise ValueError(f"{kind}: cannot encode: {exc}") from None
-    key = fields.get("uscc") if kind == "registration" else None  # compacted: keyed by USCC
-    return topic, value, key.encode() if key else None, ts
+    return topic, value, subject_key(kind, record), ts  # what was encoded: unknown keys dropped
 
 
 async def produce_file(settings: Settings, path: str, *, dry_run: bool = False) -> ProduceReport:

@@ -147,7 +147,8 @@ async def overdue_feedback_report(settings: Settings, today: str | None = None, 
     import datetime as dt
 
     from domain.calendar import WorkingCalendar
-    from domain.engine import CHINA, overdue_feedback
+    from domain.clock import CHINA
+    from domain.engine import overdue_feedback
 
     cal = WorkingCalendar.from_file(settings.calendar_file) if settings.calendar_file else WorkingCalendar()
     today = today or dt.datetime.now(CHINA).date().isoformat()

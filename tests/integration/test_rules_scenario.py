@@ -89,8 +89,8 @@ async def test_listing_objection_reinstatement_repair_and_expiry(settings, depar
     ], mine
     assert len({c["change_id"] for c in changes}) == len(changes), "change ids are unique"
     publicity = [c["transition"] for c in changes if c["subject_id"] == company and c["list_kind"] == "publicity"]
-    # the repair (2020-09-01) came before any tick for the repair-eligible date: publication ends
-    assert publicity == ["publicity_expired"], publicity
+    # repair eligible after the 6-month minimum (2020-07-10), publication ended by the repair (2020-09-01)
+    assert publicity == ["repair_eligible", "publicity_expired"], publicity
 
     # the legal representative's personal record follows the severe record
     person = [c for c in changes if c["subject_id"] == samples.LEGAL_REP_ID]

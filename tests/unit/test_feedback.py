@@ -5,15 +5,17 @@ the configured working days are reported."""
 from __future__ import annotations
 
 from domain.calendar import WorkingCalendar
-from domain.engine import apply_feedback, overdue_feedback
-from domain.subject import new_state
+from domain import events
+from domain.engine import overdue_feedback
+from domain.state import apply_feedback, new_state
 
 
-def feedback(origin: str, change_id: str = "c1", **kw) -> dict:
+def feedback(origin: str, change_id: str = "c1", **kw) -> events.FeedbackEvent:
     event = {"type": "feedback", "change_id": change_id, "feedback_id": "F-1", "unit": "郑州市财政局",
-             "measure": "限制参与政府采购", "measure_date": "2024-07-22", "origin": origin, "event_ms": 0}
+             "measure": "限制参与政府采购", "measure_date": "2024-07-22", "origin": origin, "event_ms": 0,
+             "subject": "S"}
     event.update(kw)
-    return event
+    return events.from_dict(event)
 
 
 def test_feedback_is_recorded_and_ends_the_wait():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import re
 import tomllib
 
 import pytest
@@ -23,7 +24,7 @@ def raw():
 
 
 def test_default_file_loads(rules):
-    assert rules.version == "2026-11-01"
+    assert rules.version == "2026-11-30"
     assert [r.name for r in rules.regimes] == ["2019", "2023", "2025"]
     assert rules.henan_max_disclosure_years == 5
     assert rules.escalation_min_domains == 2
@@ -40,7 +41,9 @@ def test_default_file_loads(rules):
         ("2019-07-16", "2019"),
         ("2023-04-30", "2019"),  # the day before NDRC order 58
         ("2023-05-01", "2023"),
-        ("2026-03-31", "2023"),  # the day before NDRC order 36 is in force
+        ("2025-06-21", "2023"),  # the day before 国办发〔2025〕22号
+        ("2025-06-22", "2025"),  # 国办发〔2025〕22号 (RULES.md 3: the default start)
+        ("2026-03-31", "2025"),  # before NDRC order 36 is in force: already the 2025 tiers
         ("2026-04-01", "2025"),
         (dt.date(2030, 1, 1), "2025"),
         (dt.datetime(2023, 5, 1, 8, 0), "2023"),
@@ -65,8 +68,10 @@ def test_regime_for(rules, decision_date, regime):
         ("2023-05-01", "minor", "market", (3, 36)),
         ("2023-05-01", "general", "fire", (12, 36)),
         ("2024-02-29", "severe", "work_safety", (12, 36)),
-        ("2026-03-31", "general", "special_equipment", (12, 36)),
-        # 2025: 轻微 0-3, 一般 3-12, 严重 12-36
+        ("2025-06-21", "general", "special_equipment", (12, 36)),
+        # 2025 (from 2025-06-22): 轻微 0-3, 一般 3-12, 严重 12-36
+        ("2025-06-22", "general", "market", (3, 12)),
+        ("2025-06-22", "general", "special_equipment", (3, 12)),
         ("2026-04-01", "minor", "market", (0, 3)),
         ("2026-04-01", "general", "market", (3, 12)),
         ("2026-04-01", "severe", "market", (12, 36)),
@@ -173,7 +178,7 @@ def test_objection_workdays(rules):
 
 
 def test_custom_file_with_a_new_regime(tmp_path):
-    text = DEFAULT_PATH.read_text(encoding="utf-8").replace('version = "2026-11-01"', 'version = "2027-01-01"')
+    text = re.sub(r'(?m)^version = ".*"$', 'version = "2027-01-01"', DEFAULT_PATH.read_text(encoding="utf-8"))
     text += '\n[[regime]]\nname = "2027"\nfrom = 2027-01-01\n' \
             'tiers = { minor = { min_months = 0, max_months = 0 }, general = { min_months = 1, max_months = 6 },' \
             ' severe = { min_months = 6, max_months = 24 } }\n'
@@ -184,6 +189,31 @@ def test_custom_file_with_a_new_regime(tmp_path):
     assert rules.regime_for("2026-12-31").name == "2025"
     assert rules.regime_for("2027-01-01").name == "2027"  # TOML dates are accepted as well
     assert rules.publicity_months("2027-01-01", "general", "fire") == (1, 6)
+
+
+def test_2025_regime_from_2025_06_22_and_movable(rules, tmp_path):
+    """RULES.md 3: the 2025 tiers apply to decisions on or after 2025-06-22 (国办发〔2025〕22号);
+    an operator may move the start (a province dating them from 2026-04-01) in a rules file."""
+    # a 一般 (general) penalty of 2025-12-01: the 2025 tiers, at most 12 months (not the 2023 regime's 36)
+    assert rules.regime_for("2025-12-01").name == "2025"
+    assert rules.publicity_months("2025-12-01", "general", "market") == (3, 12)
+    # decided the day before: the previous (2023) regime
+    assert rules.regime_for("2025-06-21").name == "2023"
+    assert rules.publicity_months("2025-06-21", "general", "market") == (3, 36)
+    assert rules.regime_for("2025-06-21").source == "NDRC order 58"
+    assert "国办发〔2025〕22号" in rules.regime_for("2025-06-22").source
+
+    # the same file with only the 2025 regime's start moved to 2026-04-01
+    text = DEFAULT_PATH.read_text(encoding="utf-8")
+    assert text.count('from = "2025-06-22"') == 1
+    path = tmp_path / "rules_2026.toml"
+    path.write_text(text.replace('from = "2025-06-22"', 'from = "2026-04-01"'), encoding="utf-8")
+    moved = load_rulebook(path)
+    assert moved.regime_for("2025-12-01").name == "2023"
+    assert moved.publicity_months("2025-12-01", "general", "market") == (3, 36)
+    assert moved.regime_for("2026-03-31").name == "2023"
+    assert moved.regime_for("2026-04-01").name == "2025"
+    assert moved.publicity_months("2026-04-01", "general", "market") == (3, 12)
 
 
 def _set(doc, path, value):

@@ -265,9 +265,10 @@ def test_dates_from_json_and_int_days():
     assert ok("penalty", fine_amount=3)["fields"]["fine_amount"] == "3.000000"
 
 
-def test_future_date_boundary_is_one_day_after_event_time_in_china():
-    assert ok("penalty", decision_date=dt.date(2024, 10, 2))["decision_date"] == "2024-10-02"
-    assert norm("penalty", decision_date=dt.date(2024, 10, 3)).reason == "future-date"
+def test_future_date_boundary_is_the_arrival_date_in_china():
+    """RULES.md 3a: nothing may be dated after its arrival (China date, with the clock's tolerance)."""
+    assert ok("penalty", decision_date=dt.date(2024, 10, 1))["decision_date"] == "2024-10-01"
+    assert norm("penalty", decision_date=dt.date(2024, 10, 2)).reason == "future-date"
     # validity ends may lie far ahead (2099-12-31 = indefinite)
     assert ok("license", valid_to=dt.date(2099, 12, 31))["fields"]["valid_to"] == "2099-12-31"
 

@@ -1,0 +1,60 @@
+"""The clock: China time, dates of instants, due instants, and the bound on event time.
+
+The one module that knows the time zone of the rules and the one place the wall clock is read
+(``now_ms``). Dates in the rules are calendar dates in China Standard Time (UTC+8, no daylight
+saving); an instant falls on the date it has in China, and a date falls due at its 00:00 there.
+
+Event time is the decision's own date (RULES.md 3a). Arrival time (the Kafka message timestamp)
+is for timeliness and audit only, and nothing may lie in the future of the wall clock: a message
+stamped, or a decision dated, later than ``now + FUTURE_TOLERANCE_MS`` is refused at ingest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from functools import lru_cache
+
+CHINA = dt.timezone(dt.timedelta(hours=8), "CST")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+# How far a producer's clock may run ahead of ours before its stamps count as "in the future".
+FUTURE_TOLERANCE_MS = 5 * 60 * 1000
+
+
+def now_ms() -> int:
+    """The wall clock, in ms since the epoch (the only read of it in the rules' code path)."""
+    return int(time.time() * 1000)
+
+
+@lru_cache(maxsize=4096)
+def _date_of_day(day: int) -> str:
+    return (dt.date(1970, 1, 1) + dt.timedelta(days=day)).isoformat()
+
+
+def date_of_ms(ms: int) -> str:
+    """The China date of an instant, "YYYY-MM-DD"; out-of-range instants clamp to 0001/9999."""
+    try:
+        return _date_of_day((int(ms) + 8 * 3_600_000) // 86_400_000)
+    except (OverflowError, ValueError):
+        return "0001-01-01" if ms < 0 else "9999-12-31"
+
+
+def due_ms(date: str | dt.date) -> int:
+    """The instant a date falls due: its start (00:00) in China Standard Time, in ms."""
+    d = date if isinstance(date, dt.date) else dt.date.fromisoformat(date)
+    return int(dt.datetime(d.year, d.month, d.day, tzinfo=CHINA).timestamp() * 1000)
+
+
+def today(at_ms: int | None = None) -> str:
+    """Today's date in China (or the date of ``at_ms``)."""
+    return date_of_ms(now_ms() if at_ms is None else at_ms)
+
+
+def latest_acceptable_date(at_ms: int | None = None) -> dt.date:
+    """The last date an event may name: today in China, with the clock tolerance."""
+    return dt.date.fromisoformat(date_of_ms((now_ms() if at_ms is None else at_ms) + FUTURE_TOLERANCE_MS))
+
+
+def is_future_ms(ms: int, at_ms: int | None = None) -> bool:
+    """A message stamp later than the wall clock plus the tolerance."""
+    return ms > (now_ms() if at_ms is None else at_ms) + FUTURE_TOLERANCE_MS

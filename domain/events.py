@@ -1,0 +1,199 @@
+"""The subject events: the only inputs of the rules core, their only constructors, their wire form.
+
+Every input about a subject travels on the subject-event log (keyed by subject id) as one of these
+typed events, JSON on the wire, tagged by ``type``:
+
+* ``record``     a canonical department decision (domain/validate.py) or a registration
+* ``objection``  the credit office's objection handling (异议): filed / upheld / rejected
+* ``repair``     a credit-repair decision (信用修复), granted or refused
+* ``feedback``   an implementing unit's feedback on a list change (联合惩戒反馈)
+* ``linked``     a severe record of an organisation, linked onto its legal representative
+* ``tick``       a due date passed on the wall clock (written by the timer agent)
+
+``decode`` validates as it decodes (msgspec): a message that is not one of these (``{}``,
+``[1,2,3]``, ``{"subject": null}``, a wrong type anywhere) raises :class:`BadEvent`, which the
+subject agent dead-letters; nothing malformed reaches the core. Unknown fields are ignored, so an
+older or newer writer's events still decode.
+
+Times: ``event_ms`` is the ARRIVAL instant (the department message's timestamp): timeliness and
+audit only, and the version order of a decision's re-sends (the department's own clock). What an
+input means for the lists is dated by the dates its decision names (RULES.md 3a).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Union
+
+import msgspec
+
+from domain.clock import date_of_ms, due_ms
+from domain.validate import content_hash
+
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+Millis = Annotated[int, msgspec.Meta(ge=0, le=253_402_300_799_999)]  # up to 9999-12-31
+IsoDate = Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+
+
+class BadEvent(ValueError):
+    """Bytes on the subject-event log that are not a subject event."""
+
+
+class _Event(msgspec.Struct, tag_field="type", forbid_unknown_fields=False, omit_defaults=True):
+    origin: NonEmpty
+    subject: NonEmpty
+    event_ms: Millis
+
+    @property
+    def arrival_date(self) -> str:
+        return date_of_ms(self.event_ms)
+
+    def named_dates(self) -> tuple[str, ...]:
+        """The dates the decision names (what it means is dated by these, never by arrival)."""
+        return ()
+
+
+class RecordEvent(_Event, tag="record"):
+    record: dict[str, Any]
+    hash: NonEmpty
+    id_kind: str = "uscc"
+
+    def named_dates(self) -> tuple[str, ...]:
+        d = self.record.get("decision_date")
+        return (d,) if isinstance(d, str) else ()
+
+
+class LinkedEvent(_Event, tag="linked"):
+    record: dict[str, Any]
+    hash: NonEmpty
+    via: NonEmpty
+    person_name: str | None = None
+    id_kind: str = "resident_id"
+
+    def named_dates(self) -> tuple[str, ...]:
+        d = self.record.get("decision_date")
+        return (d,) if isinstance(d, str) else ()
+
+
+class ObjectionEvent(_Event, tag="objection"):
+    objection_id: NonEmpty
+    record_key: NonEmpty
+    status: str
+    filed: IsoDate | None = None
+    resolved: IsoDate | None = None
+    provider_verification: bool = False
+    outcome: str | None = None
+    id_kind: str = "uscc"
+    record: dict[str, Any] | None = None  # the canonical objection record (audit)
+    hash: str | None = None
+
+    def named_dates(self) -> tuple[str, ...]:
+        return tuple(d for d in (self.filed, self.resolved) if d)
+
+
+class RepairEvent(_Event, tag="repair"):
+    record_key: NonEmpty
+    decision_date: IsoDate
+    approved: bool = True
+    doc_no: str | None = None
+    id_kind: str = "uscc"
+    record: dict[str, Any] | None = None
+    hash: str | None = None
+
+    def named_dates(self) -> tuple[str, ...]:
+        return (self.decision_date,)
+
+
+class FeedbackEvent(_Event, tag="feedback"):
+    change_id: NonEmpty
+    feedback_id: str | None = None
+    unit: str | None = None
+    measure: str | None = None
+    measure_date: str | None = None
+    id_kind: str = "uscc"
+    record: dict[str, Any] | None = None
+    hash: str | None = None
+
+
+class TickEvent(_Event, tag="tick"):
+    due: IsoDate
+
+    def named_dates(self) -> tuple[str, ...]:
+        return (self.due,)
+
+
+SubjectEvent = Union[RecordEvent, LinkedEvent, ObjectionEvent, RepairEvent, FeedbackEvent, TickEvent]
+DEPARTMENT_INPUTS = (RecordEvent, ObjectionEvent, RepairEvent, FeedbackEvent)  # not ticks, not links
+
+_decoder = msgspec.json.Decoder(SubjectEvent)
+_encoder = msgspec.json.Encoder()
+
+
+def decode(raw: bytes) -> SubjectEvent:
+    """A subject event from its wire form; :class:`BadEvent` says why it is not one."""
+    try:
+        return _decoder.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise BadEvent(str(exc)) from None
+
+
+def from_dict(event: dict | SubjectEvent) -> SubjectEvent:
+    """A subject event from its dict form (a parked event, a test); :class:`BadEvent` if not one."""
+    if isinstance(event, _Event):
+        return event
+    try:
+        return msgspec.convert(event, SubjectEvent)
+    except msgspec.ValidationError as exc:
+        raise BadEvent(str(exc)) from None
+
+
+def encode(event: SubjectEvent) -> bytes:
+    return _encoder.encode(event)
+
+
+def to_dict(event: SubjectEvent) -> dict:
+    return msgspec.to_builtins(event)
+
+
+# ---------------------------------------------------------------------------------- constructors
+
+
+def of_record(subject_id: str, id_kind: str, origin: str, record: dict, event_ms: int) -> SubjectEvent:
+    """The subject event of a canonical record (domain/validate.py): ``record`` for decisions and
+    registrations, ``objection`` / ``repair`` / ``feedback`` for the credit office's and the
+    implementing units' inputs."""
+    kind = record["kind"]
+    digest = content_hash(record)
+    if kind == "objection":
+        return ObjectionEvent(origin=origin, subject=subject_id, event_ms=event_ms, id_kind=id_kind,
+                              objection_id=record["objection_id"], record_key=record["target_key"],
+                              status=record["status"], filed=record.get("filed"), resolved=record.get("resolved"),
+                              provider_verification=bool(record.get("provider_verification")),
+                              outcome=record.get("outcome"), record=record, hash=digest)
+    if kind == "feedback":
+        return FeedbackEvent(origin=origin, subject=subject_id, event_ms=event_ms, id_kind=id_kind,
+                             change_id=record["change_id"], feedback_id=record.get("feedback_id"),
+                             unit=record.get("source_unit"), measure=(record.get("fields") or {}).get("measure"),
+                             measure_date=record.get("decision_date"), record=record, hash=digest)
+    if kind == "repair":
+        return RepairEvent(origin=origin, subject=subject_id, event_ms=event_ms, id_kind=id_kind,
+                           record_key=record["target_key"], approved=bool(record.get("approved")),
+                           decision_date=record["decision_date"], doc_no=record.get("doc_no"),
+                           record=record, hash=digest)
+    return RecordEvent(origin=origin, subject=subject_id, event_ms=event_ms, id_kind=id_kind, record=record,
+                       hash=digest)
+
+
+def linked(person_id: str, person_name: str | None, via: str, origin: str, record: dict, event_ms: int) -> LinkedEvent:
+    """A severe record of organisation ``via`` for its legal representative's personal log."""
+    return LinkedEvent(origin=f"link:{via}:{origin}", subject=person_id, event_ms=event_ms, record=record,
+                       hash=content_hash(record), via=via, person_name=person_name)
+
+
+def tick(subject_id: str, due: str) -> TickEvent:
+    """A due date passed: written by the timer agent; its id makes a re-sent tick recognisable."""
+    return TickEvent(origin=f"tick:{subject_id}:{due}", subject=subject_id, due=due, event_ms=due_ms(due))
+
+
+def with_subject(event: SubjectEvent, subject_id: str, id_kind: str) -> SubjectEvent:
+    """A parked event, attached once the registry learns its subject."""
+    return msgspec.structs.replace(event, subject=subject_id, id_kind=id_kind)

@@ -1,0 +1,529 @@
+"""The list history of a subject as a pure function of its inputs (RULES.md 3-5, 3a).
+
+``timeline(state, rules, cal)`` derives, from the SET of a subject's inputs (domain/state.py), every
+list change the rules give, each dated by the decision that causes it, never by arrival:
+
+* blacklists per domain (严重失信主体名单) and the court-debtor list (失信被执行人): intervals from the
+  listing decision's / listing's / record's date to the first of expiry, deletion, approved
+  repair, removal decision; a record found wrong by an upheld objection is out of force from the
+  resolution until its correction; a revoked record, or one revoked by an upheld objection, is
+  withdrawn with everything derived from it (RULES.md 5: "anything derived from it undone");
+* suspension while every record a membership rests on is disputed (filed .. resolved);
+* escalation while the subject is on lists of ``escalation_min_domains`` domains or more;
+* the red list after ``red_list_clean_years`` without adverse records or lists;
+* publicity: repair eligible after the minimum period, expired at the maximum or at repair;
+* objections not resolved within their working-day deadline.
+
+The timeline does not depend on when anything arrived, so the same inputs in any arrival order
+give the same timeline. ``derive(state, as_of, ...)`` cuts it at the subject's clock: the changes
+effective on or before ``as_of`` are the history (what has happened), the first later date is
+``next_due`` (the timer's tick), and the situation on ``as_of`` is the ``view`` the queries read.
+The engine announces the difference between the history before and after an input
+(domain/engine.py); a change of the past is announced as a withdrawal plus the new changes.
+
+Cost: O(n log n) in the subject's records per input (sorting intervals), with no per-date loop.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import hashlib
+from functools import lru_cache
+from typing import Any, NamedTuple
+
+from domain.calendar import WorkingCalendar, add_months, add_years
+from domain.clock import date_of_ms
+from domain.rulebook import Rulebook
+from domain.state import SubjectState, status_of
+
+_ONE_DAY = dt.timedelta(days=1)
+FAR = dt.date(9999, 12, 31)
+TRANSITION_ORDER = {t: i for i, t in enumerate((
+    "exited", "de-escalated", "red_list_exited", "resumed", "suspended", "entered", "escalated",
+    "red_list_entered", "repair_eligible", "publicity_expired", "objection_overdue", "withdrawn"))}
+ENTRY_TRANSITIONS = {"blacklist": ("entered", "exited"), "court_debtor": ("entered", "exited"),
+                     "escalated": ("escalated", "de-escalated"), "red_list": ("red_list_entered", "red_list_exited")}
+
+
+@lru_cache(maxsize=65536)
+def _d(value: str) -> dt.date:
+    return dt.date.fromisoformat(value)
+
+
+def change_id(subject_id: str, list_name: str, transition: str, effective_date: str, causes: list[str]) -> str:
+    blob = "|".join((subject_id, list_name, transition, effective_date, ",".join(causes)))
+    return hashlib.blake2b(blob.encode("utf-8"), digest_size=16).hexdigest()
+
+
+class Cand(NamedTuple):
+    list: str          # blacklist / court_debtor
+    domain: str
+    since: dt.date
+    until: dt.date | None
+    key: str           # the record it rests on
+    enter: tuple       # (cause kind, cause decision)
+    leave: tuple
+
+
+class Derived(NamedTuple):
+    history: dict[str, dict]  # change id -> change, effective on or before as_of
+    view: dict                # the situation on as_of
+    next_due: str | None
+
+
+def _change(sid: str, name: str, kind: str, domain: str | None, transition: str, when: dt.date,
+            causes: list[str], cause: tuple) -> dict:
+    eff = when.isoformat()
+    return {"change_id": change_id(sid, name, transition, eff, causes), "subject": sid, "list": name, "kind": kind,
+            "domain": domain, "transition": transition, "effective_date": eff, "causes": causes,
+            "cause_kind": cause[0], "cause_decision": cause[1]}
+
+
+def _attr(entry: dict, name: str) -> Any:
+    value = entry.get(name)
+    if value is None:
+        value = (entry.get("content") or {}).get(name)
+    return value
+
+
+# ------------------------------------------------------------------------------------ per record
+
+
+def penalty_dates(entry: dict, rules: Rulebook) -> tuple[dt.date, dt.date] | None:
+    """(repair_from, natural publicity end) of a penalty-like record (RULES.md 3)."""
+    decided = _attr(entry, "decision_date")
+    if not decided:
+        return None
+    d = _d(decided)
+    domain = _attr(entry, "domain")
+    low, high = rules.publicity_months(d, _attr(entry, "severity"), domain)
+    end = min(add_months(d, high), add_years(d, rules.henan_max_disclosure_years))
+    start = min(add_months(d, low), end)
+    if rules.is_non_repairable(domain, (entry.get("content") or {}).get("fields")):
+        start = end
+    return start, end
+
+
+def earliest_repair(entry: dict | None, rules: Rulebook) -> tuple[dt.date | None, str | None]:
+    """The earliest date a repair of this record can be approved, or (None, reason): penalty /
+    adverse action: the publicity minimum; listing decision: listing date + the domain's
+    early-removal months; court listing: never (courts delete listings)."""
+    if entry is None or entry.get("content") is None:
+        return None, "unknown-record"
+    if status_of(entry) != "active":
+        return None, "record-not-active"
+    kind = entry.get("kind")
+    content = entry.get("content") or {}
+    if kind == "linked":
+        kind = content.get("kind")
+    fields = content.get("fields") or {}
+    if kind == "penalty" or (kind == "action" and fields.get("adverse")):
+        dates = penalty_dates(entry, rules)
+        return (dates[0], None) if dates else (None, "no-decision-date")
+    if kind == "listing_decision":
+        if fields.get("action") != "list":
+            return None, "not-adverse"
+        decided = _attr(entry, "decision_date")
+        early = rules.listing_period(fields.get("list_domain"))[1]
+        if not decided or early is None:
+            return None, "no-early-removal"
+        return add_months(_d(decided), early), None
+    if kind == "court_listing":
+        return None, "court-listing"
+    return None, "not-adverse"
+
+
+def _gap(entry: dict, objection: dict | None) -> tuple[dt.date, dt.date | None, str] | None:
+    """An upheld objection found the record wrong: out of force from the resolution until the
+    provider's correction (the first later version of the record), or for good."""
+    if objection is None:
+        return None
+    resolved = _d(objection["resolved"])
+    versions = sorted((v[0], v[1]) for v in (entry.get("versions") or {}).values())
+    corrected = [_d(date_of_ms(ms)) for ms, _ in versions[1:] if _d(date_of_ms(ms)) >= resolved]
+    return resolved, (min(corrected) if corrected else None), objection["_id"]
+
+
+def _split(c: Cand, gap) -> list[Cand]:
+    if gap is None:
+        return [c]
+    start, end, oid = gap
+    if c.until is not None and c.until <= start or end is not None and end <= c.since:
+        return [c]
+    out = []
+    if c.since < start:
+        out.append(c._replace(until=start, leave=("objection_upheld", oid)))
+    if end is not None and (c.until is None or end < c.until):
+        out.append(c._replace(since=max(end, c.since), enter=("correction", c.key)))
+    return out
+
+
+# ------------------------------------------------------------------------------------ the timeline
+
+
+def timeline(state: SubjectState, rules: Rulebook, cal: WorkingCalendar) -> tuple[list[dict], dict]:
+    """Every list change the subject's inputs give, past and projected, sorted by date; and the
+    intervals behind them (for the view)."""
+    sid = state["id"]
+    records = state.get("records") or {}
+    repairs = state.get("repairs") or {}
+    objections = state.get("objections") or {}
+    court_rule = rules.court_debtor
+
+    disputes: dict[str, list[tuple[dt.date, dt.date | None, str]]] = {}
+    revoked_by: set[str] = set()
+    corrected_by: dict[str, dict] = {}
+    for oid, o in sorted(objections.items()):
+        key = o["record_key"]
+        filed = _d(o["filed"])
+        resolved = _d(o["resolved"]) if o.get("resolved") else None
+        disputes.setdefault(key, []).append((filed, resolved, oid))
+        if o["status"] == "upheld":
+            if o.get("outcome") == "revoked":
+                revoked_by.add(key)
+            else:
+                prev = corrected_by.get(key)
+                if prev is None or o["resolved"] > prev["resolved"]:
+                    corrected_by[key] = dict(o, _id=oid)
+
+    cands: list[Cand] = []
+    removals: dict[str, list[tuple[dt.date, str]]] = {}
+    adverse: list[tuple[dt.date, str]] = []
+    publicity: dict[str, tuple[dt.date, dt.date, dt.date, tuple]] = {}
+    first: dt.date | None = None
+    changes: list[dict] = []
+
+    for key, entry in records.items():
+        content = entry.get("content")
+        if content is None or content.get("revoked") or key in revoked_by:
+            continue
+        decided = _attr(entry, "decision_date")
+        if not decided:
+            continue
+        d = _d(decided)
+        kind = entry.get("kind")
+        fields = content.get("fields") or {}
+        gap = _gap(entry, corrected_by.get(key))
+        if first is None or d < first:
+            first = d
+        found: list[Cand] = []
+        is_adverse = False
+        if kind == "court_listing":
+            deletion = entry.get("deletion")
+            if deletion is not None and deletion.get("reason") in court_rule.wrongful_deletion_reasons:
+                continue  # listed wrongly: void, with everything derived from it
+            is_adverse = True
+            years = rules.court_period_years(fields)
+            until = add_years(d, years) if years is not None else None
+            leave = ("expiry", key)
+            if deletion is not None and deletion.get("date"):
+                deleted = _d(deletion["date"])
+                if until is None or deleted < until:
+                    until, leave = max(deleted, d), ("deletion", f"court_deletion|{deletion.get('doc_no') or ''}")
+            found.append(Cand("court_debtor", court_rule.domain, d, until, key, ("listing", key), leave))
+        else:
+            base = content.get("kind") if kind == "linked" else kind
+            is_adverse = kind == "linked"
+            if base == "listing_decision":
+                list_domain, action = fields.get("list_domain"), fields.get("action")
+                if list_domain and action == "list":
+                    is_adverse = True
+                    years = fields.get("period_years")
+                    if not isinstance(years, int) or isinstance(years, bool) or years <= 0:
+                        years = rules.listing_period(list_domain)[0]
+                    found.append(Cand("blacklist", list_domain, d, add_years(d, years), key, ("listing", key),
+                                      ("expiry", key)))
+                elif list_domain and action == "remove":
+                    removals.setdefault(list_domain, []).append((d, key))
+            elif base != "court_listing":  # a linked court listing: not the person's own listing
+                if base == "penalty":
+                    is_adverse = is_adverse or _attr(entry, "severity") != "minor"
+                    if kind == "penalty":
+                        dates = penalty_dates(entry, rules)
+                        if dates is not None:
+                            start, end = dates
+                            leave = ("expiry", key)
+                            repair = repairs.get(key)
+                            if repair is not None and repair.get("granted") and _d(repair["approved"]) >= start \
+                                    and _d(repair["approved"]) < end and gap is None:
+                                end, leave = _d(repair["approved"]), ("repair", key)
+                            publicity[key] = (d, start, end, leave)
+                elif base == "action" and fields.get("adverse"):
+                    is_adverse = True
+                rule = rules.blacklist_rule_for(entry if kind != "linked" else dict(entry, **{
+                    "kind": content.get("kind")}))
+                if rule is not None:
+                    found.append(Cand("blacklist", rule.list_domain, d, add_years(d, rules.rule_period_years(rule)),
+                                      key, ("record", key), ("expiry", key)))
+        if is_adverse:
+            adverse.append((d, key))
+        for c in found:
+            # an approved repair of the basis ends a blacklist membership (early removal where the
+            # domain has it), on the approval date
+            repair = repairs.get(key)
+            if c.list == "blacklist" and repair is not None and repair.get("granted"):
+                earliest, _ = earliest_repair(entry, rules)
+                approved = _d(repair["approved"])
+                if earliest is not None and approved >= earliest:
+                    early = rules.listing_period(c.domain)[1]
+                    leave_at = max(approved, add_months(c.since, early)) if early is not None else approved
+                    if c.until is None or leave_at < c.until:
+                        c = c._replace(until=leave_at, leave=("repair", key))
+            cands.extend(_split(c, gap))
+
+    # removal decisions end the domain's blacklist memberships they fall in
+    if removals:
+        for i, c in enumerate(cands):
+            if c.list != "blacklist":
+                continue
+            for removed, rkey in sorted(removals.get(c.domain, ())):
+                if c.since <= removed and (c.until is None or removed < c.until):
+                    cands[i] = c = c._replace(until=removed, leave=("removal", rkey))
+                    break
+
+    # memberships: the union of a list's intervals
+    by_list: dict[str, list[Cand]] = {}
+    for c in cands:
+        if c.until is not None and c.until <= c.since:
+            continue  # removed before it began
+        name = "court_debtor" if c.list == "court_debtor" else f"blacklist:{c.domain}"
+        by_list.setdefault(name, []).append(c)
+    memberships: list[dict] = []
+    for name, group in sorted(by_list.items()):
+        group.sort(key=lambda c: (c.since, c.key))
+        cur = None
+        for c in group:
+            if cur is not None and (cur["until"] is None or c.since <= cur["until"]):
+                cur["parts"].append(c)
+                if cur["until"] is not None and (c.until is None or c.until > cur["until"]):
+                    cur["until"], cur["leave"] = c.until, c.leave
+                continue
+            cur = {"name": name, "list": c.list, "domain": c.domain, "since": c.since, "until": c.until,
+                   "enter": c.enter, "leave": c.leave, "parts": [c]}
+            memberships.append(cur)
+
+    for m in memberships:
+        m["causes"] = sorted({c.key for c in m["parts"]})
+        enter, leave = ENTRY_TRANSITIONS[m["list"]]
+        changes.append(_change(sid, m["name"], m["list"], m["domain"], enter, m["since"], m["causes"], m["enter"]))
+        if m["until"] is not None:
+            changes.append(_change(sid, m["name"], m["list"], m["domain"], leave, m["until"], m["causes"], m["leave"]))
+        m["flips"] = _suspensions(m, disputes)
+        for when, suspended, cause in m["flips"]:
+            changes.append(_change(sid, m["name"], m["list"], m["domain"], "suspended" if suspended else "resumed",
+                                   when, m["causes"], cause))
+
+    escalations = _escalation(sid, memberships, rules.escalation_min_domains, changes)
+    red = _red_list(sid, first, adverse, memberships, rules.red_list_clean_years, changes)
+
+    for key, (d, start, end, leave) in sorted(publicity.items()):
+        name = f"publicity:{key}"
+        if start < end:
+            changes.append(_change(sid, name, "publicity", None, "repair_eligible", start, [key], ("expiry", key)))
+        changes.append(_change(sid, name, "publicity", None, "publicity_expired", end, [key], leave))
+
+    deadlines: dict[str, dt.date] = {}
+    for oid, o in sorted(objections.items()):
+        filed = _d(o["filed"])
+        deadline = cal.add_workdays(filed, rules.objection_workdays(bool(o.get("provider_verification"))))
+        overdue = deadline + _ONE_DAY
+        deadlines[oid] = overdue
+        if o.get("resolved") is None or _d(o["resolved"]) > deadline:
+            changes.append(_change(sid, f"objection:{oid}", "objection", None, "objection_overdue", overdue,
+                                   [o["record_key"]], ("objection_filed", oid)))
+
+    changes.sort(key=lambda c: (c["effective_date"], c["list"], TRANSITION_ORDER.get(c["transition"], 99)))
+    return changes, {"memberships": memberships, "escalations": escalations, "red": red, "publicity": publicity,
+                     "deadlines": deadlines, "disputes": disputes}
+
+
+def _suspensions(m: dict, disputes: dict) -> list[tuple[dt.date, bool, tuple]]:
+    """Where a membership is suspended: while every record it rests on (in force then) is disputed."""
+    keyed = {c.key for c in m["parts"]}
+    if not any(k in disputes for k in keyed):
+        return []
+    since, until = m["since"], m["until"] or FAR
+    points = {since}
+    for c in m["parts"]:
+        points.update(p for p in (c.since, c.until) if p is not None and since < p < until)
+    for k in keyed:
+        for filed, resolved, _ in disputes.get(k, ()):
+            points.update(p for p in (filed, resolved) if p is not None and since < p < until)
+    flips = []
+    state = False
+    for t in sorted(points):
+        active = [c.key for c in m["parts"] if c.since <= t and (c.until is None or t < c.until)]
+        cover = [next((o for f, r, o in disputes.get(k, ()) if f <= t and (r is None or t < r)), None) for k in active]
+        suspended = bool(active) and all(cover)
+        if suspended != state:
+            if suspended:
+                cause = ("objection_filed", next((o for f, r, o in (x for k in active for x in disputes.get(k, ()))
+                                                  if f == t), cover[0]))
+            else:
+                ended = [o for k in active for f, r, o in disputes.get(k, ()) if r == t]
+                cause = ("objection_resolved", ended[0]) if ended else ("record", None)
+            flips.append((t, suspended, cause))
+            state = suspended
+    return flips
+
+
+def _status_at(m: dict, t: dt.date) -> tuple[bool, bool]:
+    """(on the list, suspended) of a membership on date t."""
+    if t < m["since"] or (m["until"] is not None and t >= m["until"]):
+        return False, False
+    suspended = False
+    for when, flag, _ in m["flips"]:
+        if when > t:
+            break
+        suspended = flag
+    return True, suspended
+
+
+def _escalation(sid: str, memberships: list[dict], k: int, changes: list[dict]) -> list[dict]:
+    domains = {m["domain"] for m in memberships}
+    if len(domains) < k:
+        return []
+    points = sorted({p for m in memberships for p in [m["since"], m["until"]] + [f[0] for f in m["flips"]]
+                     if p is not None})
+    out: list[dict] = []
+    cur = None
+    for t in points:
+        on: dict[str, bool] = {}  # domain -> suspended (all of its memberships suspended)
+        causes: set[str] = set()
+        for m in memberships:
+            active, suspended = _status_at(m, t)
+            if active:
+                on[m["domain"]] = on.get(m["domain"], True) and suspended
+                causes.update(m["causes"])
+        escalated = len(on) >= k
+        suspended = sum(1 for s in on.values() if not s) < k
+        if escalated and cur is None:
+            cur = {"since": t, "until": None, "causes": sorted(causes), "suspended": suspended, "flips": []}
+            out.append(cur)
+            changes.append(_change(sid, "escalated", "escalated", None, "escalated", t, cur["causes"], ("listing", None)))
+            if suspended:
+                cur["flips"].append((t, True))
+                changes.append(_change(sid, "escalated", "escalated", None, "suspended", t, cur["causes"],
+                                       ("objection_filed", None)))
+        elif not escalated and cur is not None:
+            cur["until"] = t
+            changes.append(_change(sid, "escalated", "escalated", None, "de-escalated", t, cur["causes"],
+                                   ("expiry", None)))
+            cur = None
+        elif cur is not None and suspended != cur["suspended"]:
+            cur["suspended"] = suspended
+            cur["flips"].append((t, suspended))
+            changes.append(_change(sid, "escalated", "escalated", None, "suspended" if suspended else "resumed", t,
+                                   cur["causes"], ("objection_filed" if suspended else "objection_resolved", None)))
+    return out
+
+
+def _red_list(sid: str, first: dt.date | None, adverse: list, memberships: list[dict], clean: int,
+              changes: list[dict]) -> list[dict]:
+    """Three clean years (RULES.md 4): no adverse record within the last ``clean`` years and on no
+    list; ends on the next adverse record or list entry."""
+    if first is None:
+        return []
+    blocks = [(a, add_years(a, clean), ("adverse_record", key)) for a, key in adverse]
+    blocks += [(m["since"], m["until"], ("listing", m["causes"][0])) for m in memberships]
+    blocks.sort(key=lambda b: (b[0], b[2]))
+    cursor: dt.date | None = add_years(first, clean)
+    out = []
+    for start, end, cause in blocks:
+        if cursor is None:
+            break
+        if start > cursor:
+            out.append({"since": cursor, "until": start, "leave": cause})
+        if end is None:
+            cursor = None
+        elif end > cursor:
+            cursor = end
+    if cursor is not None:
+        out.append({"since": cursor, "until": None, "leave": None})
+    for r in out:
+        changes.append(_change(sid, "red_list", "red_list", None, "red_list_entered", r["since"], [],
+                               ("clean_period", None)))
+        if r["until"] is not None:
+            changes.append(_change(sid, "red_list", "red_list", None, "red_list_exited", r["until"], [], r["leave"]))
+    return out
+
+
+# ------------------------------------------------------------------------------------ cut at a date
+
+
+def derive(state: SubjectState, as_of: str | dt.date, rules: Rulebook, cal: WorkingCalendar) -> Derived:
+    """The history up to ``as_of``, the situation on it, and the next date anything changes."""
+    at = as_of if isinstance(as_of, dt.date) else _d(as_of)
+    at_iso = at.isoformat()
+    changes, parts = timeline(state, rules, cal)
+    cut = bisect.bisect_right([c["effective_date"] for c in changes], at_iso)
+    history = {c["change_id"]: c for c in changes[:cut]}
+    future = [c["effective_date"] for c in changes[cut:]]
+    for d in _future_inputs(state, at):
+        future.append(d)
+    next_due = min(future) if future else None
+    return Derived(history, _view(state, at, parts, rules, next_due), next_due)
+
+
+def _future_inputs(state: SubjectState, at: dt.date) -> list[str]:
+    """Decision dates after the clock (allowed a day ahead): the day they take effect is due."""
+    out = []
+    for entry in (state.get("records") or {}).values():
+        d = entry.get("decision_date")
+        if d and _d(d) > at:
+            out.append(d)
+    return out
+
+
+def _view(state: SubjectState, at: dt.date, parts: dict, rules: Rulebook, next_due: str | None) -> dict:
+    lists: dict[str, dict] = {}
+    for m in parts["memberships"]:
+        active, suspended = _status_at(m, at)
+        if active:
+            lists[m["name"]] = _membership(m["list"], m["domain"], m["since"], m["until"], m["causes"], suspended)
+    for e in parts["escalations"]:
+        if e["since"] <= at and (e["until"] is None or at < e["until"]):
+            suspended = False
+            for when, flag in e["flips"]:
+                if when <= at:
+                    suspended = flag
+            lists["escalated"] = _membership("escalated", None, e["since"], e["until"], e["causes"], suspended)
+    for r in parts["red"]:
+        if r["since"] <= at and (r["until"] is None or at < r["until"]):
+            lists["red_list"] = _membership("red_list", None, r["since"], r["until"], [], False)
+    publicity = {}
+    for key, (d, start, end, leave) in sorted(parts["publicity"].items()):
+        if d > at:
+            continue
+        state_name = "ended" if at >= end else "repair_eligible" if at >= start else "published"
+        publicity[key] = {"repair_from": start.isoformat(), "publicity_end": end.isoformat(),
+                          "repaired": leave[0] == "repair" and end <= at, "state": state_name}
+    overdue, objection_records = [], {}
+    for oid, o in sorted((state.get("objections") or {}).items()):
+        if o.get("resolved") is None and at >= parts["deadlines"][oid]:
+            overdue.append(oid)
+            objection_records[oid] = o["record_key"]
+    repairs = {}
+    for key, repair in sorted((state.get("repairs") or {}).items()):
+        entry = (state.get("records") or {}).get(key)
+        earliest, reason = earliest_repair(entry, rules)
+        if not repair.get("granted"):
+            reason = "not-granted"
+        elif earliest is not None and _d(repair["approved"]) < earliest:
+            reason = "before-earliest"
+        repairs[key] = {"approved": repair["approved"], "applied": reason is None, "reason": reason,
+                        "earliest": earliest.isoformat() if earliest else None}
+    return {"lists": dict(sorted(lists.items())), "publicity": publicity, "overdue_objections": overdue,
+            "objection_records": objection_records, "repairs": repairs, "next_due": next_due}
+
+
+def _membership(kind: str, domain: str | None, since: dt.date, until: dt.date | None, causes: list[str],
+                suspended: bool) -> dict:
+    return {"list": kind, "domain": domain, "since": since.isoformat(),
+            "until": until.isoformat() if until is not None else None, "causes": list(causes), "suspended": suspended}
+
+
+def evaluate(state: SubjectState, as_of: str | dt.date, rules: Rulebook, cal: WorkingCalendar) -> dict:
+    """The subject's situation on ``as_of`` (lists, publicity, overdue objections, repairs, next_due)."""
+    return derive(state, as_of, rules, cal).view

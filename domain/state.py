@@ -1,0 +1,438 @@
+"""A subject's live state (主体信用档案): its shape, and how each input is folded into it.
+
+The state is the SET of a subject's inputs, kept so that folding them in any order gives the same
+state (every fold below is a commutative, idempotent "keep the newest" merge), plus what the
+rules derive from that set (``history``, ``evaluation``: see domain/history.py). It is stored as
+JSON (one Redis string per subject); :class:`SubjectState` and :class:`RecordEntry` are its shape.
+
+Identity of a decision (RULES.md 2): source unit + document number (+ the subject, whose state
+this is; the record kind keeps a penalty and a licence with the same number apart).
+
+* Versions: every distinct content of a decision is a version; the version that appeared first
+  at the latest department time (message timestamp, ties by topic/partition/offset) wins. A re-send
+  of an old content, or an older version arriving late, is recorded (``duplicate``/``stale``) and
+  changes nothing (RULES.md 3a); a correction is a newer version; a revocation is a newer version
+  marked revoked.
+* A court's deletion (失信被执行人删除) is kept beside the listing it names, whichever comes first.
+* Objections (异议) and repair decisions (信用修复) are kept per objection id / per record key,
+  the newest by the credit office's time; whether they apply is decided by the rules, on the
+  dates they name, whatever arrived first (a repair sent before its penalty applies once the
+  penalty is known).
+* Redelivery: every input carries its origin (topic/partition/offset of the department message);
+  an origin already folded is ``redelivered``. Because every fold is a merge, a redelivered input
+  whose origin was forgotten (``seen`` is bounded) still cannot change anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+from domain.events import FeedbackEvent, LinkedEvent, ObjectionEvent, RecordEvent, RepairEvent
+from domain.validate import decision_key
+
+SEEN_ORIGINS_KEPT = 32
+VERSIONS_KEPT = 16
+NAMES_KEPT = 8
+FEEDBACK_KEPT = 200
+OBJECTION_STATUSES = ("filed", "upheld", "rejected")
+OBJECTION_OUTCOMES = ("corrected", "revoked")
+APPLIED = frozenset({"new", "correction", "revocation", "deletion", "registration"})
+
+
+class RecordEntry(TypedDict, total=False):
+    kind: str                 # penalty, license, court_listing, listing_decision, action, linked
+    action_kind: str | None
+    doc_no: str | None
+    source_unit: str | None
+    source_unit_code: str | None
+    decision_date: str | None
+    severity: str | None
+    domain: str | None
+    content: dict | None      # the winning version's canonical record (None: only a deletion known)
+    status: str               # active / revoked / deleted / awaiting-record
+    hash: str | None          # the winning version's content hash
+    versions: dict[str, list]  # content hash -> [department ms, origin] of its first appearance
+    others: dict[str, dict]   # content of the versions that do not win (a later input may flip them)
+    version: int              # distinct versions seen
+    first_ms: int
+    updated_ms: int
+    deletion: dict            # the winning deletion {"reason", "date", "doc_no", "versions"} (merge_version)
+    via: str                  # linked records: the organisation
+    seen: list[str]
+
+
+class SubjectState(TypedDict, total=False):
+    id: str
+    id_kind: str              # uscc / resident_id
+    names: list[str]
+    ids: dict[str, Any]
+    category: str | None
+    flags: list[str]
+    records: dict[str, RecordEntry]
+    objections: dict[str, dict]  # objection id -> {record_key, status, filed, resolved, ...}
+    repairs: dict[str, dict]     # record key -> {approved, granted, doc_no, ms, origin, seen}
+    registrations_seen: list[str]
+    feedback: dict[str, list]
+    awaiting_feedback: dict[str, str]
+    updated_ms: int
+    version: int
+    as_of: str | None          # the subject's clock: the latest date its inputs name or arrived on
+    history: dict[str, dict]   # change id -> change: the list history announced so far
+    evaluation: dict           # the situation on as_of (domain/history.py View)
+
+
+def new_state(subject_id: str, id_kind: str) -> SubjectState:
+    return {"id": subject_id, "id_kind": id_kind, "names": [], "ids": {}, "category": None, "flags": [],
+            "records": {}, "updated_ms": 0, "version": 0}
+
+
+def origin_key(origin: str | None) -> tuple:
+    """Order of origins: topic, then partition and offset as numbers (a producer's order)."""
+    if not origin:
+        return ("", -1, -1)
+    topic, _, rest = origin.rpartition("/")
+    head, _, partition = topic.rpartition("/")
+    try:
+        return (head, int(partition), int(rest))
+    except ValueError:
+        return (origin, -1, -1)
+
+
+def version_key(ms: int, origin: str | None) -> tuple:
+    return (ms, origin_key(origin))
+
+
+def status_of(entry: RecordEntry) -> str:
+    content = entry.get("content")
+    if content is None:
+        return "awaiting-record"
+    if content.get("revoked"):
+        return "revoked"
+    if entry.get("deletion"):
+        return "deleted"
+    return "active"
+
+
+def _seen(seen: list | None, origin: str) -> list:
+    return ((seen or []) + [origin])[-SEEN_ORIGINS_KEPT:]
+
+
+def merge_version(slot: dict | None, content: dict, ms: int, origin: str, rank: int = 0) -> tuple[dict, str]:
+    """Fold one sighting of a versioned fact (a deletion, an objection, a repair decision) into its
+    slot: ``{**winning content, "versions": [[content, ms, origin, rank], ...]}``. Each distinct
+    content keeps its earliest sighting; the winner is the content with the highest (rank, time of
+    first sighting), so the fold is the same whatever the arrival order. Outcomes: applied (the
+    winner changed), duplicate (a content already known), stale (a new content that does not win)."""
+    versions = [list(v) for v in (slot or {}).get("versions") or ()]
+    key = (rank, version_key(ms, origin))
+    old_winner = max(versions, key=lambda v: (v[3], version_key(v[1], v[2])))[0] if versions else None
+    for v in versions:
+        if v[0] == content:
+            if key < (v[3], version_key(v[1], v[2])):
+                v[1], v[2] = ms, origin
+            break
+    else:
+        versions.append([content, ms, origin, rank])
+    versions.sort(key=lambda v: (v[3], version_key(v[1], v[2])))
+    del versions[:-VERSIONS_KEPT]
+    winner = versions[-1][0]
+    out = dict(winner, versions=versions, seen=_seen((slot or {}).get("seen"), origin))
+    if winner != old_winner:
+        return out, "applied"
+    return out, "duplicate" if any(v[0] == content for v in (slot or {}).get("versions") or ()) else "stale"
+
+
+# ------------------------------------------------------------------------------------ records
+
+
+def apply_record(state: SubjectState | None, event: RecordEvent | LinkedEvent, *, via: str | None = None,
+                 record: dict | None = None) -> tuple[SubjectState, str]:
+    """Fold one record event; returns the new state and the outcome. The state passed in is not
+    modified. Outcomes: new, correction, revocation, deletion, registration, duplicate, stale,
+    redelivered."""
+    if state is None:
+        state = new_state(event.subject, event.id_kind)
+    record = record if record is not None else event.record
+    if record.get("kind") == "registration":
+        return apply_registration(state, record, event.event_ms, event.origin)
+    key = decision_key(record)
+    current = state["records"].get(key)
+    origin = event.origin
+    if current is not None and origin in (current.get("seen") or ()):
+        return state, "redelivered"
+    if record.get("kind") == "court_deletion":
+        entry, outcome = _fold_deletion(current, record, event)
+    else:
+        entry, outcome = _fold_version(current, record, event)
+    if via is not None and outcome not in ("duplicate", "stale"):
+        entry["via"] = via
+    out = _copy(state)
+    out["records"][key] = entry
+    out["updated_ms"] = max(out.get("updated_ms") or 0, event.event_ms)
+    if outcome in ("duplicate", "stale"):
+        return out, outcome
+    if entry.get("content") is not None and entry["hash"] == event.hash:
+        _merge_identity(out, record if via is None else {k: record[k] for k in ("subject_name",) if k in record})
+    out["version"] = (out.get("version") or 0) + 1
+    return out, outcome
+
+
+def _fold_version(current: RecordEntry | None, record: dict, event) -> tuple[RecordEntry, str]:
+    digest, ms, origin = event.hash, event.event_ms, event.origin
+    if current is None or current.get("content") is None and not current.get("versions"):
+        entry: RecordEntry = dict(current or {})  # type: ignore[assignment]
+        entry.update(_summary(record), content=record, hash=digest, versions={digest: [ms, origin]}, others={},
+                     version=1, first_ms=min(entry.get("first_ms") or ms, ms),
+                     updated_ms=max(entry.get("updated_ms") or 0, ms), seen=_seen(entry.get("seen"), origin))
+        entry["status"] = status_of(entry)
+        return entry, "revocation" if record.get("revoked") else "new"
+    entry = dict(current)  # type: ignore[assignment]
+    entry["seen"] = _seen(current.get("seen"), origin)
+    entry["first_ms"] = min(current.get("first_ms") or ms, ms)
+    entry["updated_ms"] = max(current.get("updated_ms") or 0, ms)
+    versions = dict(current.get("versions") or {})
+    others = dict(current.get("others") or {})
+    new_key = version_key(ms, origin)
+    known = versions.get(digest)
+    if known is not None:
+        if new_key < version_key(*known):
+            versions[digest] = [ms, origin]  # an earlier sighting of the same content
+        else:
+            entry["versions"] = versions
+            return entry, "duplicate"
+    else:
+        if len(versions) >= VERSIONS_KEPT and new_key < min(version_key(*v) for v in versions.values()):
+            return entry, "stale"  # older than every version kept: it cannot win
+        versions[digest] = [ms, origin]
+        others[digest] = record
+    winner = max(versions, key=lambda h: version_key(*versions[h]))
+    while len(versions) > VERSIONS_KEPT:
+        oldest = min(versions, key=lambda h: version_key(*versions[h]))
+        versions.pop(oldest)
+        others.pop(oldest, None)
+    entry["versions"] = versions
+    entry["version"] = (current.get("version") or 0) + (0 if known is not None else 1)
+    if winner == current.get("hash"):
+        entry["others"] = others
+        return entry, "stale" if known is None else "duplicate"
+    if current.get("content") is not None and current.get("hash") in versions:
+        others[current["hash"]] = current["content"]
+    content = others.pop(winner)
+    entry.update(_summary(content), content=content, hash=winner, others=others,
+                 updated_ms=max(current.get("updated_ms") or 0, ms))
+    entry["status"] = status_of(entry)
+    if content.get("revoked"):
+        return entry, "revocation"
+    return entry, "correction"
+
+
+def _fold_deletion(current: RecordEntry | None, record: dict, event) -> tuple[RecordEntry, str]:
+    deletion = {"reason": (record.get("fields") or {}).get("deletion_reason"), "date": record.get("decision_date"),
+                "doc_no": record.get("doc_no")}
+    entry: RecordEntry = dict(current) if current is not None else {  # type: ignore[assignment]
+        "kind": "court_listing", "doc_no": record.get("doc_no"), "source_unit": record.get("source_unit"),
+        "source_unit_code": record.get("source_unit_code"), "decision_date": None, "severity": None,
+        "domain": record.get("domain"), "content": None, "hash": None, "versions": {}, "others": {},
+        "version": 0, "first_ms": event.event_ms, "updated_ms": event.event_ms}
+    entry["seen"] = _seen((current or {}).get("seen"), event.origin)
+    entry["first_ms"] = min(entry.get("first_ms") or event.event_ms, event.event_ms)
+    entry["updated_ms"] = max(entry.get("updated_ms") or 0, event.event_ms)
+    slot, outcome = merge_version((current or {}).get("deletion"), deletion, event.event_ms, event.origin)
+    slot.pop("seen", None)
+    entry["deletion"] = slot
+    entry["status"] = status_of(entry)
+    return entry, "deletion" if outcome == "applied" else outcome
+
+
+def _summary(record: dict) -> dict:
+    return {"kind": record.get("kind"), "action_kind": record.get("action_kind"), "doc_no": record.get("doc_no"),
+            "source_unit": record.get("source_unit"), "source_unit_code": record.get("source_unit_code"),
+            "decision_date": record.get("decision_date"), "severity": record.get("severity"),
+            "domain": record.get("domain")}
+
+
+def apply_linked(state: SubjectState | None, event: LinkedEvent) -> tuple[SubjectState, str]:
+    """A severe record of an organisation, linked onto its legal representative's personal record:
+    an entry of kind ``linked`` whose content is the organisation's record, ``via`` the organisation;
+    the person's names and identifiers are not touched by the organisation's."""
+    org = event.record
+    person = {"kind": "linked", "source_unit": org.get("source_unit"), "source_unit_code": org.get("source_unit_code"),
+              "doc_no": org.get("doc_no"), "decision_date": org.get("decision_date"), "severity": org.get("severity"),
+              "domain": org.get("domain"), "revoked": org.get("revoked", False), "subject_name": event.person_name,
+              "subject_category": "natural_person", "ids": {"resident_id": event.subject}}
+    new, outcome = apply_record(state, event, via=event.via, record=person)
+    key = decision_key(person)
+    entry = new["records"].get(key)
+    if entry is not None and entry.get("content") is not None and entry["content"].get("kind") == "linked":
+        entry = dict(entry, content=dict(org, revoked=org.get("revoked", False)))
+        new["records"][key] = entry
+    return new, outcome
+
+
+def apply_registration(state: SubjectState, record: dict, event_ms: int, origin: str) -> tuple[SubjectState, str]:
+    """A registration teaches names and identifiers only; a redelivered one (same origin) or one
+    that teaches nothing new changes nothing."""
+    seen = state.get("registrations_seen") or []
+    if origin in seen:
+        return state, "redelivered"
+    updated = _copy(state)
+    updated["registrations_seen"] = (seen + [origin])[-SEEN_ORIGINS_KEPT:]
+    _merge_identity(updated, record)
+    if (updated["names"], updated["ids"], updated["category"], updated["flags"]) == (
+            state["names"], state["ids"], state["category"], state["flags"]):
+        return updated, "duplicate"
+    updated["updated_ms"] = max(state.get("updated_ms") or 0, event_ms)
+    updated["version"] = (state.get("version") or 0) + 1
+    return updated, "registration"
+
+
+def _copy(state: SubjectState) -> SubjectState:
+    out: SubjectState = dict(state)  # type: ignore[assignment]
+    out["records"] = dict(state.get("records") or {})
+    out["names"] = list(state.get("names") or [])
+    out["ids"] = {k: (list(v) if isinstance(v, list) else v) for k, v in (state.get("ids") or {}).items()}
+    out["flags"] = list(state.get("flags") or [])
+    return out
+
+
+def _merge_identity(state: SubjectState, record: dict) -> None:
+    name = record.get("subject_name")
+    if name and name not in state["names"]:
+        state["names"].append(name)
+        del state["names"][:-NAMES_KEPT]
+    for kind, value in (record.get("ids") or {}).items():
+        if kind == "other":
+            others = state["ids"].setdefault("other", [])
+            for v in value:
+                if v not in others:
+                    others.append(v)
+        elif value:
+            state["ids"][kind] = value
+    if record.get("subject_category"):
+        state["category"] = record["subject_category"]
+    for flag in record.get("id_flags") or ():
+        if flag not in state["flags"]:
+            state["flags"].append(flag)
+
+
+def active_records(state: SubjectState) -> list[RecordEntry]:
+    return [r for r in state["records"].values() if r.get("status") == "active"]
+
+
+# ------------------------------------------------------------------------------------ objections
+
+
+def apply_objection(state: SubjectState | None, event: ObjectionEvent) -> tuple[SubjectState, str]:
+    """Fold an objection (异议). Per objection id the newest wins: a resolution beats a filing
+    whatever their arrival order, and of two resolutions the later by the office's time. What it
+    does to the lists (suspension from ``filed`` to ``resolved``; an upheld objection revokes or
+    corrects the record) is derived by the rules on those dates. Outcomes: objection-filed,
+    objection-rejected, objection-revoked, objection-corrected, duplicate, stale, redelivered,
+    invalid."""
+    content = _parse_objection(event)
+    if content is None:
+        return state if state is not None else new_state(event.subject, event.id_kind), "invalid"
+    if state is None:
+        state = new_state(event.subject, event.id_kind)
+    oid = event.objection_id
+    objections = state.get("objections") or {}
+    current = objections.get(oid)
+    if current is not None and event.origin in (current.get("seen") or ()):
+        return state, "redelivered"
+    slot, outcome = merge_version(current, content, event.event_ms, event.origin,
+                                  rank=0 if content["status"] == "filed" else 1)
+    out = _copy(state)
+    out["objections"] = dict(objections)
+    out["objections"][oid] = slot
+    if outcome != "applied":
+        return out, outcome
+    out["updated_ms"] = max(out.get("updated_ms") or 0, event.event_ms)
+    out["version"] = (out.get("version") or 0) + 1
+    if slot["status"] == "upheld":
+        return out, f"objection-{slot['outcome']}"
+    return out, f"objection-{slot['status']}"
+
+
+def _parse_objection(event: ObjectionEvent) -> dict | None:
+    status = event.status
+    if status not in OBJECTION_STATUSES:
+        return None
+    resolved = event.resolved
+    filed = event.filed or resolved
+    if filed is None:
+        return None
+    outcome = event.outcome
+    if status == "filed":
+        resolved, outcome = None, None
+    else:
+        resolved = resolved or filed  # the office's own date; a resolution without one: its filing date
+        if resolved < filed:
+            return None
+        if status == "rejected":
+            outcome = None
+        elif outcome is None:
+            outcome = "corrected"
+        elif outcome not in OBJECTION_OUTCOMES:
+            return None
+    return {"record_key": event.record_key, "status": status, "filed": filed, "resolved": resolved,
+            "provider_verification": bool(event.provider_verification), "outcome": outcome}
+
+
+# ------------------------------------------------------------------------------------ repairs
+
+
+def apply_repair(state: SubjectState | None, event: RepairEvent) -> tuple[SubjectState, str]:
+    """Fold a credit-repair decision (信用修复): per record key the newest decision by the office's
+    time wins. Whether it applies (the record known and in force, the approval on or after the
+    earliest repair date) is the rules' to decide, on the approval date, so a repair sent before
+    its penalty applies once the penalty arrives. Outcomes: repair, repair-refused (the decision
+    itself refuses), correction, duplicate, stale, redelivered."""
+    if state is None:
+        state = new_state(event.subject, event.id_kind)
+    key = event.record_key
+    repairs = state.get("repairs") or {}
+    current = repairs.get(key)
+    if current is not None and event.origin in (current.get("seen") or ()):
+        return state, "redelivered"
+    content = {"approved": event.decision_date, "granted": bool(event.approved), "doc_no": event.doc_no}
+    slot, outcome = merge_version(current, content, event.event_ms, event.origin)
+    out = _copy(state)
+    out["repairs"] = dict(repairs)
+    out["repairs"][key] = slot
+    if outcome != "applied":
+        return out, outcome
+    out["updated_ms"] = max(out.get("updated_ms") or 0, event.event_ms)
+    out["version"] = (out.get("version") or 0) + 1
+    if not slot["granted"]:
+        return out, "repair-refused"
+    return out, "correction" if current is not None else "repair"
+
+
+# ------------------------------------------------------------------------------------ feedback
+
+
+def apply_feedback(state: SubjectState | None, event: FeedbackEvent) -> tuple[SubjectState, str]:
+    """An implementing unit's feedback on a list change: what measure it took, and when. Recorded
+    under ``feedback[change_id]`` (one entry per unit); the change stops awaiting feedback."""
+    if state is None:
+        state = new_state(event.subject, event.id_kind)
+    feedback = state.get("feedback") or {}
+    cid = event.change_id
+    entries = feedback.get(cid) or []
+    if any(event.origin in e.get("seen", ()) for e in entries):
+        return state, "redelivered"
+    entry = {"feedback_id": event.feedback_id, "unit": event.unit, "measure": event.measure,
+             "measure_date": event.measure_date, "seen": [event.origin]}
+    same = next((e for e in entries if {k: v for k, v in e.items() if k != "seen"}
+                 == {k: v for k, v in entry.items() if k != "seen"}), None)
+    new: SubjectState = dict(state)  # type: ignore[assignment]
+    new["feedback"] = dict(feedback)
+    if same is not None:
+        same = dict(same, seen=(same["seen"] + [event.origin])[-8:])
+        new["feedback"][cid] = [same if e.get("feedback_id") == same.get("feedback_id") else e for e in entries]
+        return new, "duplicate"
+    new["feedback"][cid] = (entries + [entry])[-FEEDBACK_KEPT:]
+    awaiting = dict(state.get("awaiting_feedback") or {})
+    awaiting.pop(cid, None)
+    new["awaiting_feedback"] = awaiting
+    return new, "feedback"

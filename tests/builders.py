@@ -1,0 +1,56 @@
+"""Builders of canonical records and subject events for the rules-core tests."""
+
+from __future__ import annotations
+
+import itertools
+
+from domain import events as ev
+from domain.clock import due_ms
+
+ORG = "91310110666007217T"
+PERSON = "11010519491231002X"
+UNIT = "11410100005200036R"
+_origins = itertools.count()
+
+
+def record(kind, doc, date, *, severity=None, domain=None, category="legal_entity", simplified=False,
+           revoked=False, action_kind=None, **fields):
+    """A canonical record (domain.validate's format)."""
+    if kind in ("penalty", "license"):
+        action_kind = kind
+    return {
+        "kind": kind, "action_kind": action_kind, "source_unit": "某单位", "source_unit_code": UNIT,
+        "doc_no": doc, "subject_name": "某公司", "subject_category": category,
+        "ids": {"resident_id": PERSON} if category == "natural_person" else {"uscc": ORG},
+        "id_flags": [], "decision_date": date, "severity": severity, "domain": domain, "revoked": revoked,
+        "legal_rep": None, "simplified_procedure": simplified, "fields": fields, "event_id": None,
+    }
+
+
+def origin() -> str:
+    return f"creditstream.penalty/0/{next(_origins)}"
+
+
+def arrival(date: str, hour: int = 10) -> int:
+    return due_ms(date) + hour * 3_600_000
+
+
+def record_event(rec: dict, arrived: str, *, subject: str = ORG, at: str | None = None, ms: int | None = None):
+    return ev.of_record(subject, "resident_id" if subject == PERSON else "uscc", at or origin(), rec,
+                        ms if ms is not None else arrival(arrived))
+
+
+def objection(oid, target_key, status, filed, resolved=None, *, arrived, outcome=None, pv=False, subject=ORG,
+              at=None):
+    return ev.ObjectionEvent(origin=at or origin(), subject=subject, event_ms=arrival(arrived), objection_id=oid,
+                             record_key=target_key, status=status, filed=filed, resolved=resolved,
+                             provider_verification=pv, outcome=outcome)
+
+
+def repair(target_key, approved, *, arrived, granted=True, subject=ORG, at=None):
+    return ev.RepairEvent(origin=at or origin(), subject=subject, event_ms=arrival(arrived), record_key=target_key,
+                          decision_date=approved, approved=granted)
+
+
+def tick(due: str, subject=ORG):
+    return ev.tick(subject, due)

@@ -1,0 +1,114 @@
+"""Time and order on the embedded stack, as stock producers publish: no message timestamps (the
+producer stamps the time of sending) and no keys (a subject's inputs land on several partitions).
+The list history announced must still be dated by the decisions and be the same whatever arrived
+first (RULES.md 3a)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from domain.engine import fold_changes
+from streams import samples
+from streams.samples import sample_event, schema_of
+from streams.synthetic import uscc
+from tests.conftest import eventually
+from tests.integration.test_rules_scenario import read_changes
+
+pytestmark = pytest.mark.integration
+
+
+def folded(changes, subject):
+    mine = [dict(c, effective_date=c["effective_date"].isoformat()) for c in changes if c["subject_id"] == subject]
+    return sorted((c["list"], c["transition"], c["effective_date"], c["cause_kind"]) for c in fold_changes(mine).values())
+
+
+async def test_late_and_unordered_inputs_get_their_decisions_dates(pipeline, settings, department):
+    company = samples.COMPANY_USCC
+    case = dict(case_no="(2026)豫01执9号")
+    # a deletion sent before its listing, both today, unkeyed
+    await department.send(schema_of("court_deletion"), sample_event(
+        "court_deletion", **case, deletion_reason="performed", deletion_date=dt.date(2026, 3, 20)))
+    await department.send(schema_of("court_listing"), sample_event(
+        "court_listing", **case, listing_reason="obstruct", listing_date=dt.date(2026, 3, 2),
+        publish_date=dt.date(2026, 3, 3)))
+    # a two-year listing of 2024, sent today
+    await department.send(schema_of("court_listing"), sample_event(
+        "court_listing", case_no="(2024)豫01执1号", listing_reason="obstruct", listing_date=dt.date(2024, 3, 1),
+        publish_date=dt.date(2024, 3, 2)))
+    # a repair sent before its penalty; an objection filed and resolved long ago, sent today
+    doc = "郑环罚〔2025〕101号"
+    target = dict(target_source_unit=samples.ECO_ZZ, target_source_unit_uscc=samples.ECO_ZZ_USCC,
+                  target_doc_no=doc, target_kind="penalty")
+    await department.send(schema_of("repair"), sample_event("repair", **target, repair_id="郑信修〔2025〕9号",
+                                                            approved=True, decision_date=dt.date(2026, 2, 2)))
+    await department.send(schema_of("objection"), sample_event(
+        "objection", **target, objection_id="YY-9", status="rejected", filed_date=dt.date(2025, 9, 1),
+        resolved_date=dt.date(2025, 9, 3), provider_verification=False))
+    await department.send(schema_of("penalty"), sample_event(
+        "penalty", severity="严重", domain="environment", source_unit=samples.ECO_ZZ,
+        source_unit_uscc=samples.ECO_ZZ_USCC, decision_doc_no=doc, decision_date=dt.date(2025, 6, 2),
+        valid_until=None, publicity_end_date=None))
+
+    async def settled():
+        changes = await read_changes(settings)
+        got = folded(changes, company)
+        return got if ("court_debtor", "exited", "2026-03-20", "deletion") in got and any(
+            c[0].startswith("publicity:") and c[1] == "publicity_expired" for c in got) else None
+
+    got = await eventually(settled, timeout=40)
+    assert ("court_debtor", "entered", "2024-03-01", "listing") in got
+    assert ("court_debtor", "exited", "2026-03-01", "expiry") in got
+    assert ("court_debtor", "entered", "2026-03-02", "listing") in got
+    assert ("blacklist:environment", "suspended", "2025-09-01", "objection_filed") in got
+    assert ("blacklist:environment", "resumed", "2025-09-03", "objection_resolved") in got
+    assert not [c for c in got if c[1] == "objection_overdue"]
+    expired = [c for c in got if c[0].startswith("publicity:") and c[1] == "publicity_expired"]
+    assert expired and expired[0][2:] == ("2026-02-02", "repair"), expired
+    today = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date().isoformat()
+    assert all(c[2] <= today for c in got)
+
+
+async def test_originals_after_their_corrections_change_nothing(pipeline, settings, department, redis):
+    from ops.inspect import subject_state
+
+    subjects = [uscc(7000 + i) for i in range(300)]
+    lines = []
+    for sid in subjects:
+        base = dict(uscc=sid, decision_doc_no=f"郑市监罚〔2026〕{sid[-6:]}号", decision_date=dt.date(2026, 5, 6),
+                    severity="一般", domain="market", fine_amount=None)
+        lines.append(sample_event("penalty", **base, penalty_content="原决定"))
+        lines.append(sample_event("penalty", **base, penalty_content="更正后"))
+    # one file, sent in order with `creditstream produce` keying (by subject): original then correction
+    for rec in lines:
+        await department.send(schema_of("penalty"), rec, key=rec["uscc"].encode())
+
+    async def all_corrected():
+        states = [await subject_state(settings, s) for s in subjects[::30]]
+        done = all(s and s["records"] and next(iter(s["records"].values()))["version"] == 2 for s in states)
+        return states if done else None
+
+    await eventually(all_corrected, timeout=60)
+    wrong = []
+    for sid in subjects:
+        state = await subject_state(settings, sid)
+        [entry] = state["records"].values()
+        if (entry["content"].get("fields") or {}).get("penalty_content") != "更正后":
+            wrong.append(sid)
+    assert wrong == []
+
+
+async def test_a_message_stamped_in_2099_is_dead_lettered(pipeline, settings, department):
+    from ops.dlq import list_dead_letters
+
+    stamp = int(dt.datetime(2099, 1, 1, tzinfo=dt.timezone.utc).timestamp() * 1000)
+    await department.send(schema_of("penalty"), sample_event("penalty", decision_doc_no="郑罚〔2099〕1号"),
+                          timestamp_ms=stamp)
+
+    async def dead():
+        found = [d for d in await list_dead_letters(settings) if d["reason"] == "future-timestamp"]
+        return found or None
+
+    [letter] = await eventually(dead, timeout=30)
+    assert "after the wall clock" in letter["detail"]

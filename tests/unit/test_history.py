@@ -1,0 +1,380 @@
+"""The list history as a pure function of a subject's inputs (RULES.md 3a, issue: time and order).
+
+Scenario tests name the cases seen with stock producers (arrival time = sending time, unkeyed);
+the property tests check that every arrival order of the same inputs gives the same state and
+history, and that a subscriber folding the announced changes holds exactly that history."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from domain import events as ev
+from domain.calendar import WorkingCalendar
+from domain.engine import fold_changes, step
+from domain.rulebook import load_rulebook
+from domain.validate import decision_key
+from tests.builders import ORG, arrival, objection, record, record_event, repair, tick
+
+RULES = load_rulebook()
+CAL = WorkingCalendar()
+TODAY = "2026-11-30"
+
+
+def run(inputs, state=None):
+    announced = []
+    outcomes = []
+    for event in inputs:
+        result = step(state, event, RULES, CAL)
+        state = result.state
+        announced += result.changes
+        outcomes.append(result.outcome)
+    return state, announced, outcomes
+
+
+def summary(changes):
+    return [(c["list"], c["transition"], c["effective_date"], c["cause_kind"]) for c in changes]
+
+
+# ----------------------------------------------------------------------------------- scenarios
+
+
+def test_court_deletion_sent_late_exits_on_its_own_date():
+    listing = record("court_listing", "(2026)豫01执9号", "2026-03-02")
+    deletion = record("court_deletion", "(2026)豫01执9号", "2026-03-20", deletion_reason="performed")
+    state, announced, _ = run([record_event(listing, TODAY), record_event(deletion, TODAY)])
+    folded = fold_changes(announced)
+    assert sorted(summary(folded.values())) == [
+        ("court_debtor", "entered", "2026-03-02", "listing"),
+        ("court_debtor", "exited", "2026-03-20", "deletion"),
+    ]
+    assert "court_debtor" not in state["evaluation"]["lists"]
+
+
+def test_deletion_before_its_listing_does_not_reactivate_it():
+    listing = record("court_listing", "(2026)豫01执8号", "2026-03-02")
+    deletion = record("court_deletion", "(2026)豫01执8号", "2026-03-20", deletion_reason="performed")
+    state, announced, outcomes = run([record_event(deletion, TODAY), record_event(listing, TODAY)])
+    assert outcomes == ["deletion", "new"]
+    assert state["records"][decision_key(listing)]["status"] == "deleted"
+    assert sorted(summary(announced)) == [("court_debtor", "entered", "2026-03-02", "listing"),
+                                          ("court_debtor", "exited", "2026-03-20", "deletion")]
+
+
+def test_objection_filed_and_resolved_long_ago_sent_today():
+    pen = record("penalty", "环罚〔2026〕1号", "2026-02-02", severity="severe", domain="environment")
+    key = decision_key(pen)
+    state, announced, _ = run([
+        record_event(pen, "2026-02-03"),
+        objection("OB-1", key, "filed", "2026-03-02", arrived=TODAY),
+        objection("OB-1", key, "rejected", "2026-03-02", "2026-03-04", arrived=TODAY),
+    ])
+    got = summary(c for c in announced if c["list"] == "blacklist:environment")
+    assert ("blacklist:environment", "suspended", "2026-03-02", "objection_filed") in got
+    assert ("blacklist:environment", "resumed", "2026-03-04", "objection_resolved") in got
+    # the filing alone, seen today, is overdue as far as anyone knows; its resolution withdraws that
+    assert not [c for c in fold_changes(announced).values() if c["transition"] == "objection_overdue"]
+    assert state["evaluation"]["overdue_objections"] == []
+    _, announced, _ = run([record_event(pen, "2026-02-03"),
+                           objection("OB-1", key, "rejected", "2026-03-02", "2026-03-04", arrived=TODAY)])
+    assert not [c for c in announced if c["transition"] in ("objection_overdue", "withdrawn")]
+
+
+def test_objection_resolved_after_its_deadline_is_overdue_on_the_day_after_it():
+    pen = record("penalty", "环罚〔2026〕2号", "2026-02-02", severity="severe", domain="environment")
+    key = decision_key(pen)
+    _, announced, _ = run([
+        record_event(pen, "2026-02-03"),
+        objection("OB-2", key, "rejected", "2026-03-02", "2026-04-30", arrived=TODAY),
+    ])
+    overdue = [c for c in announced if c["transition"] == "objection_overdue"]
+    assert [c["effective_date"] for c in overdue] == ["2026-03-06"]  # 3 working days: Mon 2 .. Thu 5
+
+
+def test_upheld_objection_with_revocation_before_its_record_withdraws_everything():
+    pen = record("penalty", "环罚〔2026〕3号", "2026-02-02", severity="severe", domain="environment")
+    other = record("listing_decision", "税黑〔2026〕1号", "2026-02-10", list_domain="taxation", action="list")
+    key = decision_key(pen)
+    state, announced, _ = run([
+        objection("OB-3", key, "upheld", "2026-03-02", "2026-03-04", outcome="revoked", arrived=TODAY),
+        record_event(other, TODAY),
+        record_event(pen, TODAY),
+    ])
+    assert "blacklist:environment" not in state["evaluation"]["lists"]
+    assert "escalated" not in state["evaluation"]["lists"]
+    assert not [c for c in fold_changes(announced).values() if c["list"] in ("blacklist:environment", "escalated")]
+
+
+def test_upheld_objection_arriving_after_the_listing_withdraws_what_was_announced():
+    pen = record("penalty", "环罚〔2026〕4号", "2026-02-02", severity="severe", domain="environment")
+    key = decision_key(pen)
+    state, announced, _ = run([
+        record_event(pen, "2026-02-03"),
+        objection("OB-4", key, "upheld", "2026-03-02", "2026-03-04", outcome="revoked", arrived=TODAY),
+    ])
+    withdrawn = [c for c in announced if c["transition"] == "withdrawn"]
+    assert withdrawn and all(c["withdraws"] for c in withdrawn)
+    assert not [c for c in fold_changes(announced).values() if c["list"] == "blacklist:environment"]
+
+
+def test_repair_sent_before_its_penalty_applies_when_the_penalty_arrives():
+    pen = record("penalty", "市监罚〔2025〕7号", "2025-01-06", severity="general", domain="market")
+    key = decision_key(pen)
+    state, announced, outcomes = run([repair(key, "2025-05-06", arrived=TODAY), record_event(pen, TODAY)])
+    assert outcomes == ["repair-waiting", "new"]
+    assert state["evaluation"]["repairs"][key]["applied"]
+    assert state["evaluation"]["publicity"][key]["repaired"]
+    assert ("publicity:" + key, "publicity_expired", "2025-05-06", "repair") in summary(announced)
+
+
+def test_original_after_its_correction_changes_nothing():
+    original = record("penalty", "环罚〔2026〕5号", "2026-02-02", severity="severe", domain="environment")
+    corrected = dict(original, severity="general")
+    first = record_event(original, TODAY, at="creditstream.penalty/1/10")
+    second = record_event(corrected, TODAY, at="creditstream.penalty/1/11")  # same ms, later offset
+    assert first.event_ms == second.event_ms
+    state, announced, outcomes = run([second, first])
+    assert outcomes == ["new", "stale"]
+    entry = state["records"][decision_key(original)]
+    assert entry["content"]["severity"] == "general" and entry["version"] == 2
+    in_order, _, _ = run([first, second])
+    assert essence(in_order) == essence(state)
+
+
+def test_two_year_listing_of_2024_sent_today_is_entered_and_exited():
+    listing = record("court_listing", "(2024)豫01执1号", "2024-03-01")
+    _, announced, _ = run([record_event(listing, TODAY)])
+    assert summary(c for c in announced if c["list"] == "court_debtor") == [
+        ("court_debtor", "entered", "2024-03-01", "listing"),
+        ("court_debtor", "exited", "2026-03-01", "expiry"),
+    ]
+
+
+def test_escalation_that_began_and_ended_in_the_past_is_announced_whole():
+    a = record("listing_decision", "税黑〔2020〕1号", "2020-01-06", list_domain="taxation", action="list",
+               period_years=2)
+    b = record("listing_decision", "安黑〔2020〕1号", "2020-06-01", list_domain="work_safety", action="list",
+               period_years=1)
+    _, announced, _ = run([record_event(a, TODAY), record_event(b, TODAY)])
+    assert [c for c in summary(announced) if c[0] == "escalated"] == [
+        ("escalated", "escalated", "2020-06-01", "listing"),
+        ("escalated", "de-escalated", "2021-06-01", "expiry"),
+    ]
+
+
+def test_clock_never_passes_the_dates_inputs_name():
+    pen = record("penalty", "环罚〔2026〕6号", "2026-02-02", severity="severe", domain="environment")
+    state, _, _ = run([record_event(pen, TODAY)])
+    assert state["as_of"] == TODAY
+
+
+def test_list_changes_say_why():
+    listing = record("listing_decision", "税黑〔2024〕2号", "2024-01-08", list_domain="taxation", action="list")
+    removal = record("listing_decision", "税移〔2024〕1号", "2024-05-06", list_domain="taxation", action="remove")
+    _, announced, _ = run([record_event(listing, TODAY), record_event(removal, TODAY)])
+    exits = [c for c in fold_changes(announced).values() if c["transition"] == "exited"]
+    assert [(c["effective_date"], c["cause_kind"], c["cause_decision"]) for c in exits] == [
+        ("2024-05-06", "removal", decision_key(removal))]
+
+
+def test_2025_regime_from_2025_06_22():
+    pen = record("penalty", "市监罚〔2025〕9号", "2025-12-01", severity="general", domain="market")
+    state, _, _ = run([record_event(pen, TODAY)])
+    assert state["evaluation"]["publicity"][decision_key(pen)]["publicity_end"] == "2026-12-01"
+
+
+def test_tick_moves_the_clock_and_announces_what_fell_due():
+    listing = record("court_listing", "(2024)豫01执2号", "2024-12-02")
+    state, announced, _ = run([record_event(listing, "2026-11-30")])
+    assert state["evaluation"]["next_due"] == "2026-12-02"
+    state, announced, outcomes = run([tick("2026-12-02")], state)
+    assert outcomes == ["tick"]
+    assert summary(announced) == [("court_debtor", "exited", "2026-12-02", "expiry")]
+    _, again, outcomes = run([tick("2026-12-02")], state)
+    assert outcomes == ["stale-tick"] and again == []
+
+
+def test_bad_subject_events_are_refused_by_type():
+    for raw in (b"{}", b"[1,2,3]", b'{"subject":["a"]}', b'{"type":"record","subject":null}', b"not json"):
+        with pytest.raises(ev.BadEvent):
+            ev.decode(raw)
+    good = record_event(record("license", "许可1", "2026-01-05"), TODAY)
+    assert ev.decode(ev.encode(good)) == good
+
+
+def test_cost_does_not_grow_badly_with_a_subjects_records():
+    """A subject with 2,000 penalties: one more input costs a few ms, not tens."""
+    state = None
+    for i in range(2000):
+        rec = record("penalty", f"罚{i}", f"20{20 + i % 6}-0{1 + i % 9}-1{i % 10}", severity="general",
+                     domain="market")
+        state = step(state, record_event(rec, TODAY), RULES, CAL).state
+    rec = record("penalty", "罚-last", "2026-11-02", severity="general", domain="market")
+    t0 = time.perf_counter()
+    for j in range(5):
+        step(state, record_event(dict(rec, doc_no=f"罚-last-{j}"), TODAY), RULES, CAL)
+    per_input_ms = (time.perf_counter() - t0) / 5 * 1000
+    assert per_input_ms < 150, per_input_ms
+
+
+@pytest.mark.parametrize(
+    "filed, provider, overdue_from",
+    [
+        # Fri 2024-09-27, National Day: Sun 09-29 is a make-up working day, Oct 1-7 off
+        ("2024-09-27", False, "2024-10-09"),  # 09-29, 09-30, 10-08
+        ("2024-09-27", True, "2024-10-13"),  # ... 10-09, 10-10, 10-11, Sat 10-12 (make-up day)
+        ("2024-09-28", False, "2024-10-09"),  # filed on a Saturday: count from the next days
+        # Spring Festival 2025: Jan 28 - Feb 4 off, Sun Jan 26 a make-up working day
+        ("2025-01-24", False, "2025-02-06"),  # 01-26, 01-27, 02-05
+        ("2024-03-04", False, "2024-03-08"),  # an ordinary week
+        ("2024-03-07", False, "2024-03-13"),  # across a weekend
+    ],
+)
+def test_objection_overdue_counts_working_days(filed, provider, overdue_from):
+    pen = record("penalty", "P1", "2024-01-10", severity="severe", domain="environment")
+    key = decision_key(pen)
+    state, announced, _ = run([record_event(pen, "2024-01-10"),
+                               objection("OB1", key, "filed", filed, pv=provider, arrived=filed)])
+    assert state["evaluation"]["next_due"] == overdue_from
+    state, announced, _ = run([tick(overdue_from)], state)
+    assert summary(announced) == [("objection:OB1", "objection_overdue", overdue_from, "objection_filed")]
+    assert state["evaluation"]["overdue_objections"] == ["OB1"]
+
+
+@pytest.mark.parametrize(
+    "decided, severity, domain, repair_from, publicity_end",
+    [
+        ("2023-04-30", "general", "market", "2023-07-30", "2024-04-30"),  # 2019 regime
+        ("2023-04-30", "severe", "market", "2023-10-30", "2026-04-30"),
+        ("2023-05-01", "general", "market", "2023-08-01", "2026-05-01"),  # 2023 regime (order 58)
+        ("2023-06-15", "general", "fire", "2024-06-15", "2026-06-15"),
+        ("2025-03-31", "severe", "market", "2025-06-30", "2028-03-31"),  # month end clamped
+        ("2025-06-22", "severe", "market", "2026-06-22", "2028-06-22"),  # 2025 regime (国办发〔2025〕22号)
+        ("2026-04-01", "general", "market", "2026-07-01", "2027-04-01"),
+        ("2026-05-10", "minor", "market", "2026-05-10", "2026-08-10"),
+        ("2024-02-29", "general", "market", "2024-05-29", "2027-02-28"),  # leap day
+        ("2024-03-01", "severe", "food_drug", "2027-03-01", "2027-03-01"),  # non-repairable
+    ],
+)
+def test_publicity_periods(decided, severity, domain, repair_from, publicity_end):
+    fields = {"penalty_category": "责令停产停业"} if domain == "food_drug" else {}
+    pen = record("penalty", "P1", decided, severity=severity, domain=domain, **fields)
+    state, announced, _ = run([record_event(pen, decided)])
+    pub = state["evaluation"]["publicity"][decision_key(pen)]
+    assert (pub["repair_from"], pub["publicity_end"]) == (repair_from, publicity_end)
+
+
+# ----------------------------------------------------------------------------------- properties
+
+DOCS = ["A", "B", "C"]
+DATES = ["2019-03-04", "2020-06-01", "2021-09-01", "2023-02-06", "2024-07-01", "2025-08-04", "2026-05-06"]
+
+
+@st.composite
+def subject_inputs(draw):
+    """A random set of one subject's inputs: records, corrections, revocations, listings, deletions,
+    removals, objections, repairs, ticks; each with its own arrival time and origin."""
+    inputs = []
+    n = draw(st.integers(1, 9))
+    for i in range(n):
+        kind = draw(st.sampled_from(["penalty", "penalty", "court_listing", "court_deletion", "listing",
+                                     "removal", "license", "objection", "repair", "tick"]))
+        doc = draw(st.sampled_from(DOCS))
+        date = draw(st.sampled_from(DATES))
+        arrived = max(date, draw(st.sampled_from(DATES + ["2026-11-30"])))
+        at = f"creditstream.penalty/{draw(st.integers(0, 3))}/{i}"
+        if kind == "penalty":
+            rec = record("penalty", doc, date, severity=draw(st.sampled_from(["severe", "general", "minor"])),
+                         domain=draw(st.sampled_from(["environment", "taxation", "market"])),
+                         revoked=draw(st.booleans()) and draw(st.booleans()))
+            inputs.append(record_event(rec, arrived, at=at))
+        elif kind in ("court_listing", "court_deletion"):
+            fields = {"deletion_reason": draw(st.sampled_from(["performed", "revoked"]))} \
+                if kind == "court_deletion" else {}
+            inputs.append(record_event(record(kind, "执" + doc, date, **fields), arrived, at=at))
+        elif kind in ("listing", "removal"):
+            rec = record("listing_decision", "黑" + doc, date, list_domain=draw(st.sampled_from(["taxation", "wage_arrears"])),
+                         action="list" if kind == "listing" else "remove")
+            inputs.append(record_event(rec, arrived, at=at))
+        elif kind == "license":
+            inputs.append(record_event(record("license", "许" + doc, date), arrived, at=at))
+        elif kind == "objection":
+            target = decision_key(record(draw(st.sampled_from(["penalty", "court_listing"])),
+                                         doc if draw(st.booleans()) else "执" + doc, date))
+            status = draw(st.sampled_from(["filed", "upheld", "rejected"]))
+            resolved = None if status == "filed" else max(date, draw(st.sampled_from(DATES)))
+            inputs.append(objection(f"OB{draw(st.integers(0, 2))}", target, status, date, resolved, arrived=arrived,
+                                    outcome=draw(st.sampled_from(["revoked", "corrected"])) if status == "upheld"
+                                    else None, at=at))
+        elif kind == "repair":
+            target = decision_key(record("penalty", doc, date))
+            inputs.append(repair(target, date, arrived=arrived, granted=draw(st.booleans()), at=at))
+        else:
+            inputs.append(tick(date))
+    return inputs
+
+
+def essence(state):
+    """The state without what only records arrival (origins seen, a revision counter)."""
+    def strip(d):
+        out = {k: v for k, v in d.items() if k not in ("seen",)}
+        if isinstance(out.get("deletion"), dict):
+            out["deletion"] = strip(out["deletion"])
+        return out
+    return {
+        "records": {k: strip(v) for k, v in state["records"].items()},
+        "objections": {k: strip(v) for k, v in (state.get("objections") or {}).items()},
+        "repairs": {k: strip(v) for k, v in (state.get("repairs") or {}).items()},
+        "history": state.get("history"),
+        "evaluation": state.get("evaluation"),
+        "as_of": state.get("as_of"),
+    }
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(subject_inputs(), st.randoms(use_true_random=False))
+def test_every_arrival_order_gives_the_same_state_and_history(inputs, rnd):
+    first, announced, _ = run(inputs)
+    assert set(fold_changes(announced)) == set(first.get("history") or {})
+    for _ in range(3):
+        order = list(inputs)
+        rnd.shuffle(order)
+        other, announced2, _ = run(order)
+        assert essence(other) == essence(first)
+        assert fold_changes(announced2).keys() == (first.get("history") or {}).keys()
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(subject_inputs())
+def test_redelivery_changes_nothing(inputs):
+    state, _, _ = run(inputs)
+    again, announced, outcomes = run(inputs, state)
+    assert announced == [] and essence(again) == essence(state)
+    assert all(o in ("redelivered", "stale-tick") for o in outcomes)
+
+
+@settings(max_examples=100, deadline=None)
+@given(subject_inputs())
+def test_effective_dates_are_never_after_the_clock(inputs):
+    state, announced, _ = run(inputs)
+    assert all(c["effective_date"] <= state["as_of"] for c in announced if c["transition"] != "withdrawn")
+    assert state["as_of"] <= "2026-11-30"
+    _ = arrival  # builders in use
+
+
+def test_the_2099_stamp_is_refused_at_ingest():
+    from agents.ingest import future_stamp
+
+    class Msg:
+        timestamp = arrival("2099-01-01")
+
+    assert "after the wall clock" in future_stamp(Msg, int(time.time() * 1000))
+    Msg.timestamp = int(time.time() * 1000)
+    assert future_stamp(Msg, int(time.time() * 1000)) is None
+
+
+def test_subject_ids_of_these_tests():
+    assert ORG.startswith("9131")

@@ -1,0 +1,211 @@
+"""schemas/list_change.avsc evolves compatibly with the previous version (tests/fixtures/list_change_v1.avsc).
+
+Backward: a reader using the new schema reads data written with the old one (the added fields take
+their defaults). Forward: a reader still on the old schema reads data written with the new one
+(Avro schema resolution skips the writer fields the reader does not know). Checked with fastavro
+and with avro-python3 (1.10: no logical types, so dates are int days and timestamps int ms).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+from pathlib import Path
+
+import avro.io
+import avro.schema
+import fastavro
+import pytest
+
+from schemas import SCHEMA_DIR, load_schema, local_ids
+from streams.codec import LocalRegistry
+
+FULL_NAME = "creditstream.ListChange"
+NEW_PATH = SCHEMA_DIR / "list_change.avsc"
+OLD_PATH = Path(__file__).resolve().parents[1] / "fixtures" / "list_change_v1.avsc"
+UTC = dt.timezone.utc
+EPOCH = dt.date(1970, 1, 1)
+
+# The fields this evolution added, with the defaults old data decodes to.
+ADDED_DEFAULTS = {"cause_kind": "", "cause_decision": None, "withdraws": None, "arrival_time": None}
+
+# A record valid under the old schema (every field of v1, nothing more).
+OLD_RECORD = {
+    "change_id": "lc-91310110666007217T-blacklist:environment-entered-2024-07-15",
+    "subject_id": "91310110666007217T",
+    "subject_kind": "uscc",
+    "list": "blacklist:environment",
+    "list_kind": "blacklist",
+    "domain": "environment",
+    "transition": "entered",
+    "effective_date": dt.date(2024, 7, 15),
+    "cause_record_ids": ["listing_decision|11410100MB1P372890|郑环失信〔2024〕006号"],
+    "event_time": dt.datetime(2024, 7, 15, 2, 0, tzinfo=UTC),
+    "rules_version": "henan-2024.1",
+}
+
+# A record that uses every new field: a withdrawal of the change above.
+NEW_RECORD = {
+    **OLD_RECORD,
+    "change_id": "lc-91310110666007217T-blacklist:environment-withdrawn-2024-07-15",
+    "transition": "withdrawn",
+    "cause_kind": "withdrawal",
+    "cause_decision": "court_deletion|12410100416012347J|（2024）豫01执恢123号",
+    "withdraws": OLD_RECORD["change_id"],
+    "arrival_time": dt.datetime(2024, 8, 3, 9, 30, 15, 250000, tzinfo=UTC),
+}
+
+
+def _raw(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _fields(schema: dict) -> dict[str, dict]:
+    return {f["name"]: f for f in schema["fields"]}
+
+
+def _fastavro_write(schema: dict, record: dict) -> bytes:
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, fastavro.parse_schema(schema), record)
+    return buf.getvalue()
+
+
+def _fastavro_read(data: bytes, writer: dict, reader: dict) -> dict:
+    body = io.BytesIO(data)
+    got = fastavro.schemaless_reader(body, fastavro.parse_schema(writer), fastavro.parse_schema(reader))
+    assert body.tell() == len(data), "the reader did not consume the whole body"
+    return got
+
+
+def _to_avro_python3(value):
+    if isinstance(value, dt.datetime):  # timestamp-millis (before date: a datetime is a date)
+        return (value - dt.datetime(1970, 1, 1, tzinfo=UTC)) // dt.timedelta(milliseconds=1)
+    if isinstance(value, dt.date):
+        return (value - EPOCH).days
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# (a) both versions parse with both libraries
+
+
+@pytest.mark.parametrize("path", [OLD_PATH, NEW_PATH], ids=["v1", "current"])
+def test_parses_with_fastavro_and_avro_python3(path):
+    text = path.read_text(encoding="utf-8")
+    parsed = fastavro.parse_schema(json.loads(text))
+    assert parsed["name"] == FULL_NAME
+    schema = avro.schema.parse(text)
+    assert schema.fullname == parsed["name"]
+
+
+def test_fixture_is_the_previous_version():
+    """The fixture is a different, older version of the same record (not a copy of the current)."""
+    old, new = _raw(OLD_PATH), _raw(NEW_PATH)
+    assert old["name"] == new["name"] and old["namespace"] == new["namespace"]
+    assert old != new
+    assert set(_fields(old)) < set(_fields(new))
+
+
+# --------------------------------------------------------------------------------------------
+# (b) backward: written with the old schema, read with the new one
+
+
+def test_old_data_read_with_new_schema_gets_defaults():
+    old, new = _raw(OLD_PATH), _raw(NEW_PATH)
+    got = _fastavro_read(_fastavro_write(old, OLD_RECORD), writer=old, reader=new)
+    assert got == {**OLD_RECORD, **ADDED_DEFAULTS}
+    assert got["cause_kind"] == ""
+    assert got["cause_decision"] is None and got["withdraws"] is None and got["arrival_time"] is None
+
+
+def test_old_data_read_with_new_schema_avro_python3():
+    old, new = _raw(OLD_PATH), _raw(NEW_PATH)
+    data = _fastavro_write(old, OLD_RECORD)
+    reader = avro.io.DatumReader(avro.schema.parse(json.dumps(old)), avro.schema.parse(json.dumps(new)))
+    got = reader.read(avro.io.BinaryDecoder(io.BytesIO(data)))
+    assert got == {**{k: _to_avro_python3(v) for k, v in OLD_RECORD.items()}, **ADDED_DEFAULTS}
+
+
+# --------------------------------------------------------------------------------------------
+# (c) forward: written with the new schema, read with the old one
+
+
+def test_new_data_read_with_old_schema_keeps_old_fields():
+    old, new = _raw(OLD_PATH), _raw(NEW_PATH)
+    data = _fastavro_write(new, NEW_RECORD)
+    got = _fastavro_read(data, writer=new, reader=old)
+    assert set(got) == set(_fields(old))
+    assert got == {k: NEW_RECORD[k] for k in _fields(old)}
+    # the new fields were really on the wire (and skipped), not dropped by the writer
+    assert _fastavro_read(data, writer=new, reader=new) == NEW_RECORD
+
+
+def test_new_data_read_with_old_schema_avro_python3():
+    old, new = _raw(OLD_PATH), _raw(NEW_PATH)
+    data = _fastavro_write(new, NEW_RECORD)
+    reader = avro.io.DatumReader(avro.schema.parse(json.dumps(new)), avro.schema.parse(json.dumps(old)))
+    got = reader.read(avro.io.BinaryDecoder(io.BytesIO(data)))
+    assert got == {k: _to_avro_python3(NEW_RECORD[k]) for k in _fields(old)}
+
+
+def test_new_schema_with_only_old_fields_set_writes_defaults():
+    """A producer that does not set the new fields yet still writes valid new-schema data."""
+    new = _raw(NEW_PATH)
+    assert _fastavro_read(_fastavro_write(new, OLD_RECORD), writer=new, reader=new) == {
+        **OLD_RECORD,
+        **ADDED_DEFAULTS,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# (d) the evolution rules: every added field has a default; nothing removed or retyped
+
+
+def test_every_added_field_has_a_default():
+    old, new = _fields(_raw(OLD_PATH)), _fields(_raw(NEW_PATH))
+    added = [name for name in new if name not in old]
+    assert added, "the current schema adds no field to the fixture"
+    missing = [name for name in added if "default" not in new[name]]
+    assert not missing, f"fields added without a default (old data cannot be read): {missing}"
+    for name in added:
+        ftype, default = new[name]["type"], new[name]["default"]
+        if isinstance(ftype, list):  # a union's default must match its first branch
+            assert ftype[0] == "null" and default is None, name
+    assert {name: new[name]["default"] for name in added} == ADDED_DEFAULTS
+
+
+def test_no_field_removed_or_retyped():
+    old, new = _fields(_raw(OLD_PATH)), _fields(_raw(NEW_PATH))
+    assert set(old) <= set(new), f"fields removed: {sorted(set(old) - set(new))}"
+    for name, field in old.items():
+        assert new[name]["type"] == field["type"], f"{name} changed type"
+        assert ("default" in new[name]) == ("default" in field) and new[name].get("default") == field.get("default"), name
+
+
+def test_docs_of_changed_fields():
+    new = _fields(_raw(NEW_PATH))
+    assert "withdrawn" in new["transition"]["doc"] and "withdraws" in new["transition"]["doc"]
+    assert "never the arrival date" in new["effective_date"]["doc"]
+    assert new["event_time"]["doc"] == _fields(_raw(OLD_PATH))["event_time"]["doc"]
+    for kind in (
+        "listing", "record", "expiry", "deletion", "repair", "removal", "revocation", "correction",
+        "objection_filed", "objection_resolved", "objection_upheld", "adverse_record", "clean_period",
+        "withdrawal",
+    ):
+        assert f"{kind} (" in new["cause_kind"]["doc"], kind
+
+
+# --------------------------------------------------------------------------------------------
+# (e) the local registry still names the schema, with its fixed id, and serves the new version
+
+
+def test_registry_still_names_the_schema():
+    registry_file = json.loads((SCHEMA_DIR / "registry.json").read_text(encoding="utf-8"))
+    assert registry_file[FULL_NAME] == 10  # a fixed id: compatible evolution keeps it
+    assert local_ids()[FULL_NAME] == 10
+    reg = LocalRegistry()
+    assert reg.id_for(FULL_NAME) == reg.id_for("list_change") == 10
+    assert reg.name_of(10) == FULL_NAME
+    served = {f["name"] for f in reg.schema(10)["fields"]}
+    assert served == set(_fields(load_schema("list_change"))) >= set(ADDED_DEFAULTS)

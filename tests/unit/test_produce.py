@@ -1,0 +1,114 @@
+"""ops.produce: a JSON line -> (topic, value, key, timestamp); every event keyed by its subject."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from ops.produce import encode_line, subject_key
+from streams.codec import AvroCodec, LocalRegistry, to_json
+from streams.samples import (COMPANY_ORG_CODE, COMPANY_REG_NO, COMPANY_USCC, KINDS, PERSON, PERSON_ID, sample_event,
+                             schema_of)
+from streams.topics import Topics
+
+CODEC = AvroCodec(LocalRegistry())
+TOPICS = Topics("test.")
+
+
+def line(kind: str, *, drop: tuple[str, ...] = (), timestamp=None, **overrides) -> str:
+    fields = to_json(schema_of(kind), sample_event(kind, **overrides))
+    for name in drop:
+        fields.pop(name, None)
+    obj = {"kind": kind, "fields": fields}
+    if timestamp is not None:
+        obj["timestamp"] = timestamp
+    return orjson.dumps(obj).decode()
+
+
+def key_of(text: str) -> bytes | None:
+    topic, value, key, ts = encode_line(text, CODEC, TOPICS)
+    return key
+
+
+def person(kind: str = "penalty", **overrides) -> str:
+    """A natural person's record: no USCC, only the ID number."""
+    return line(kind, uscc=None, subject_name=PERSON, person_id_no=PERSON_ID, **overrides)
+
+
+def test_penalty_keyed_by_uscc():
+    topic, value, key, ts = encode_line(line("penalty", timestamp="2024-05-21T10:00:00+08:00"), CODEC, TOPICS)
+    assert topic == TOPICS.penalty
+    assert CODEC.decode(value)[1]["uscc"] == COMPANY_USCC
+    assert key == COMPANY_USCC.encode()
+    assert ts == 1716256800000
+
+
+def test_person_keyed_by_id_number():
+    topic, value, key, _ = encode_line(person(subject_category="自然人", legal_rep_name=None,
+                                              legal_rep_id_no=None, legal_rep_id_type=None), CODEC, TOPICS)
+    record = CODEC.decode(value)[1]
+    assert record["uscc"] is None and record["person_id_no"] == PERSON_ID
+    assert key == PERSON_ID.encode()
+
+
+def test_objection_keyed_by_its_subject():
+    topic, _, key, _ = encode_line(line("objection"), CODEC, TOPICS)
+    assert topic == TOPICS.credit_office
+    assert key == COMPANY_USCC.encode()
+    # a person's objection: by the ID number, like the person's penalty it disputes
+    assert key_of(person("objection")) == key_of(person("penalty")) == PERSON_ID.encode()
+
+
+def test_registration_keyed_by_uscc():
+    topic, _, key, _ = encode_line(line("registration"), CODEC, TOPICS)
+    assert topic == TOPICS.registration
+    assert key == COMPANY_USCC.encode()  # the topic is compacted by USCC
+    # its legacy numbers are not the key, whatever their order
+    assert key_of(line("registration", org_code=COMPANY_ORG_CODE, reg_no=COMPANY_REG_NO)) == COMPANY_USCC.encode()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_one_subject_one_key_across_kinds(kind):
+    """Every input kind of the sample company (department, credit office, feedback) has the same
+    key, so they all land on one partition per topic in the order they were produced."""
+    assert key_of(line(kind)) == COMPANY_USCC.encode()
+
+
+def test_repair_listing_decision_and_feedback():
+    assert key_of(person("repair")) == PERSON_ID.encode()
+    assert key_of(person("listing_decision", legal_rep_name=None, legal_rep_id_no=None)) == PERSON_ID.encode()
+    assert key_of(line("feedback", subject_id=PERSON_ID)) == PERSON_ID.encode()
+
+
+@pytest.mark.parametrize(
+    "fields, key",
+    [
+        ({"uscc": COMPANY_USCC, "person_id_no": PERSON_ID, "org_code": COMPANY_ORG_CODE}, COMPANY_USCC),
+        ({"person_id_no": PERSON_ID, "org_code": COMPANY_ORG_CODE, "reg_no": COMPANY_REG_NO}, PERSON_ID),
+        ({"org_code": COMPANY_ORG_CODE, "reg_no": COMPANY_REG_NO, "tax_no": "410105666007217"}, COMPANY_ORG_CODE),
+        ({"reg_no": COMPANY_REG_NO, "tax_no": "410105666007217"}, COMPANY_REG_NO),
+        ({"tax_no": "410105666007217"}, "410105666007217"),
+        # the canonical form the pipeline reads: half-width, upper case, separators removed
+        ({"uscc": " 91310110666007217t "}, COMPANY_USCC),
+        ({"uscc": "９１３１０１１０６６６００７２１７Ｔ"}, COMPANY_USCC),
+        ({"person_id_no": "41010219870315451x"}, "41010219870315451X"),
+        ({"org_code": "66600721-7"}, COMPANY_ORG_CODE),
+        # empty and placeholder values name no subject: the next identifier is the key
+        ({"uscc": "", "person_id_no": PERSON_ID}, PERSON_ID),
+        ({"uscc": "无", "person_id_no": PERSON_ID}, PERSON_ID),
+        ({"uscc": "  ", "org_code": "NULL", "reg_no": COMPANY_REG_NO}, COMPANY_REG_NO),
+        ({}, None),
+        ({"uscc": None, "legal_rep_id_no": PERSON_ID}, None),  # a legal representative is not the subject
+    ],
+)
+def test_subject_key_order(fields, key):
+    assert subject_key("penalty", fields) == (key.encode() if key else None)
+
+
+def test_raw_lines_have_no_key():
+    raw = orjson.dumps({"kind": "raw", "topic": "penalty", "value_hex": "07ff"}).decode()
+    assert encode_line(raw, CODEC, TOPICS) == (TOPICS.penalty, b"\x07\xff", None, None)
+
+
+def test_no_identifier_no_key():
+    assert key_of(line("penalty", drop=("uscc",), legal_rep_name=None, legal_rep_id_no=None)) is None
