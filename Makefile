@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-all reliability bench worker stack-up stack-down clean help
+.PHONY: install demo test test-all reliability bench bench-core worker stack-up stack-down clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -36,6 +36,9 @@ SIZE ?= 200000
 RUNS ?= 3
 bench: install  ## benchmark the pipeline and its baselines (make bench SIZE=20000 RUNS=1 for a quick run)
 	$(BIN)/python -m bench.bench --size $(SIZE) --runs $(RUNS) --subjects $$(( $(SIZE) / 2 ))
+
+bench-core: install  ## the rules core alone: cost of one input as a subject grows to 100 / 1,000 / 5,000 records
+	$(BIN)/python -m bench.core
 
 test-all: install  ## every test, slow scenarios included
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)

@@ -28,9 +28,10 @@ from typing import NamedTuple
 
 from domain import events as ev
 from domain.calendar import WorkingCalendar
-from domain.history import TRANSITION_ORDER, derive
+from domain.history import TRANSITION_ORDER, advance, objection_targets
 from domain.identifiers import is_valid_resident_id
 from domain.rulebook import Rulebook
+from domain.validate import decision_key
 from domain.state import (SubjectState, apply_feedback, apply_linked, apply_objection, apply_record, apply_repair,
                           new_state)
 
@@ -73,14 +74,17 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | dict, rules: Ruleb
     as_of = max([event.arrival_date, *event.named_dates(), state.get("as_of") or ""])
     if outcome in NO_CHANGE and as_of <= (state.get("as_of") or ""):
         return Step(new, outcome, [], [], None)
-    derived = derive(new, as_of, rules, cal)
+    adv = advance(state, new, _touched(state, new, event), as_of, rules, cal)
     if new is state:
         new = dict(state)  # type: ignore[assignment]
-    before = state.get("history") or {}
-    changes = announce(before, derived.history, event)
-    new["history"] = {cid: _compact(c) for cid, c in derived.history.items()}
-    new["evaluation"] = derived.view
+    changes = announce(adv.withdrawn, adv.added, event)
+    new["timeline"] = adv.timeline
+    new["facts"] = adv.facts
+    new["basis"] = adv.basis
+    new["facts_rules"] = rules.version
+    new["evaluation"] = adv.view
     new["as_of"] = as_of
+    new.pop("history", None)  # (an earlier layout kept the cut history itself)
     if changes:
         awaiting = dict(new.get("awaiting_feedback") or {})
         for change in changes:
@@ -92,8 +96,8 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | dict, rules: Ruleb
                     and change["change_id"] not in (new.get("feedback") or {}):
                 awaiting[change["change_id"]] = change["effective_date"]
         new["awaiting_feedback"] = awaiting
-    if outcome == "repair" and not derived.view["repairs"].get(event.record_key, {}).get("applied"):
-        outcome = "repair-waiting" if derived.view["repairs"][event.record_key]["reason"] == "unknown-record" \
+    if outcome == "repair" and not adv.view["repairs"].get(event.record_key, {}).get("applied"):
+        outcome = "repair-waiting" if adv.view["repairs"][event.record_key]["reason"] == "unknown-record" \
             else "repair-refused"
 
     links = _links(new, event, outcome) if isinstance(event, ev.RecordEvent) else []
@@ -106,26 +110,36 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | dict, rules: Ruleb
     return Step(new, outcome, changes, links, timeliness)
 
 
-def announce(before: dict[str, dict], after: dict[str, dict], event: ev.SubjectEvent) -> list[dict]:
-    """What a subscriber must be told so that its history becomes ``after``: a ``withdrawn``
+def _touched(before: SubjectState, after: SubjectState, event: ev.SubjectEvent) -> set[str]:
+    """The record keys whose own facts an input may have changed."""
+    if isinstance(event, ev.ObjectionEvent):
+        return objection_targets((before.get("objections") or {}).get(event.objection_id)) | objection_targets(
+            (after.get("objections") or {}).get(event.objection_id))
+    if isinstance(event, ev.RepairEvent):
+        return {event.record_key}
+    if isinstance(event, ev.RecordEvent):
+        return {decision_key(event.record)}
+    if isinstance(event, ev.LinkedEvent):
+        return {decision_key(dict(event.record, kind="linked"))}
+    return set()
+
+
+def announce(withdrawn: list[dict], added: list[dict], event: ev.SubjectEvent) -> list[dict]:
+    """What a subscriber must be told so that its history becomes the new one: a ``withdrawn``
     change for every announced change no longer true (its id is derived from the withdrawn id
     and the input that withdrew it), then every new change, by effective date."""
     out = []
-    for cid in sorted(set(before) - set(after), key=lambda c: (before[c]["effective_date"], c)):
-        old = before[cid]
+    for old in sorted(withdrawn, key=lambda c: (c["effective_date"], c["change_id"])):
+        cid = old["change_id"]
         out.append({
             "change_id": hashlib.blake2b(f"withdrawn|{cid}|{event.origin}".encode(), digest_size=16).hexdigest(),
             "subject": event.subject, "list": old["list"], "kind": old["kind"], "domain": old.get("domain"),
             "transition": "withdrawn", "effective_date": old["effective_date"], "causes": list(old["causes"]),
             "cause_kind": "withdrawal", "cause_decision": old.get("cause_decision"), "withdraws": cid,
         })
-    added = [dict(after[cid], subject=event.subject) for cid in after if cid not in before]
-    added.sort(key=lambda c: (c["effective_date"], c["list"], TRANSITION_ORDER.get(c["transition"], 99)))
-    return out + added
-
-
-def _compact(change: dict) -> dict:
-    return {k: v for k, v in change.items() if k != "subject"}
+    new = [dict(c, subject=event.subject) for c in added]
+    new.sort(key=lambda c: (c["effective_date"], c["list"], TRANSITION_ORDER.get(c["transition"], 99)))
+    return out + new
 
 
 def fold_changes(changes) -> dict[str, dict]:

@@ -21,7 +21,9 @@ effective on or before ``as_of`` are the history (what has happened), the first 
 The engine announces the difference between the history before and after an input
 (domain/engine.py); a change of the past is announced as a withdrawal plus the new changes.
 
-Cost: O(n log n) in the subject's records per input (sorting intervals), with no per-date loop.
+Cost: ``advance`` re-derives only the records an input touches and re-assembles the lists from
+per-record facts kept in the state (no per-date loop); only a clock that passes a due date
+revisits every record's publicity.
 """
 
 from __future__ import annotations
@@ -51,6 +53,11 @@ def _d(value: str) -> dt.date:
     return dt.date.fromisoformat(value)
 
 
+@lru_cache(maxsize=65536)
+def _plus_years(value: str, years: int) -> dt.date:
+    return add_years(_d(value), years)
+
+
 def change_id(subject_id: str, list_name: str, transition: str, effective_date: str, causes: list[str]) -> str:
     blob = "|".join((subject_id, list_name, transition, effective_date, ",".join(causes)))
     return hashlib.blake2b(blob.encode("utf-8"), digest_size=16).hexdigest()
@@ -75,7 +82,7 @@ class Derived(NamedTuple):
 def _change(sid: str, name: str, kind: str, domain: str | None, transition: str, when: dt.date,
             causes: list[str], cause: tuple) -> dict:
     eff = when.isoformat()
-    return {"change_id": change_id(sid, name, transition, eff, causes), "subject": sid, "list": name, "kind": kind,
+    return {"change_id": change_id(sid, name, transition, eff, causes), "list": name, "kind": kind,
             "domain": domain, "transition": transition, "effective_date": eff, "causes": causes,
             "cause_kind": cause[0], "cause_decision": cause[1]}
 
@@ -159,26 +166,18 @@ def _split(c: Cand, gap) -> list[Cand]:
     return out
 
 
-# ------------------------------------------------------------------------------------ the timeline
+# ------------------------------------------------------------------------------------ per-record facts
 
 
-def timeline(state: SubjectState, rules: Rulebook, cal: WorkingCalendar) -> tuple[list[dict], dict]:
-    """Every list change the subject's inputs give, past and projected, sorted by date; and the
-    intervals behind them (for the view)."""
-    sid = state["id"]
-    records = state.get("records") or {}
-    repairs = state.get("repairs") or {}
-    objections = state.get("objections") or {}
-    court_rule = rules.court_debtor
-
-    disputes: dict[str, list[tuple[dt.date, dt.date | None, str]]] = {}
+def objection_index(state: SubjectState) -> dict:
+    """Per record key: its disputes (filed, resolved, objection id), whether an upheld objection
+    revoked it, the latest upheld objection that found it wrong (to be corrected)."""
+    disputes: dict[str, list] = {}
     revoked_by: set[str] = set()
     corrected_by: dict[str, dict] = {}
-    for oid, o in sorted(objections.items()):
+    for oid, o in sorted((state.get("objections") or {}).items()):
         key = o["record_key"]
-        filed = _d(o["filed"])
-        resolved = _d(o["resolved"]) if o.get("resolved") else None
-        disputes.setdefault(key, []).append((filed, resolved, oid))
+        disputes.setdefault(key, []).append((_d(o["filed"]), _d(o["resolved"]) if o.get("resolved") else None, oid))
         if o["status"] == "upheld":
             if o.get("outcome") == "revoked":
                 revoked_by.add(key)
@@ -186,91 +185,177 @@ def timeline(state: SubjectState, rules: Rulebook, cal: WorkingCalendar) -> tupl
                 prev = corrected_by.get(key)
                 if prev is None or o["resolved"] > prev["resolved"]:
                     corrected_by[key] = dict(o, _id=oid)
+    return {"disputes": disputes, "revoked_by": revoked_by, "corrected_by": corrected_by}
 
+
+def objection_targets(objection: dict | None) -> set[str]:
+    """Every record key any version of an objection named (a re-resolution may name another)."""
+    if not objection:
+        return set()
+    return {objection["record_key"], *(v[0].get("record_key") for v in objection.get("versions") or ())} - {None}
+
+
+def record_facts(key: str, state: SubjectState, index: dict, rules: Rulebook) -> dict | None:
+    """What one record means for the lists, independent of the other records (JSON-able, kept in
+    the state so that an input re-derives only the records it touches):
+
+    ``{"d": decision date, "adverse": bool, "cands": [[list, domain, since, until, enter kind,
+    enter decision, leave kind, leave decision], ...], "pub": [start, end, leave kind] | None,
+    "removal": domain | None}``; None: the record does not count (unknown, revoked, undated)."""
+    entry = (state.get("records") or {}).get(key)
+    if entry is None:
+        return None
+    content = entry.get("content")
+    if content is None or content.get("revoked") or key in index["revoked_by"]:
+        return None
+    decided = _attr(entry, "decision_date")
+    if not decided:
+        return None
+    d = _d(decided)
+    kind = entry.get("kind")
+    fields = content.get("fields") or {}
+    repairs = state.get("repairs") or {}
+    gap = _gap(entry, index["corrected_by"].get(key))
+    facts = {"d": decided, "adverse": False, "cands": [], "pub": None, "removal": None}
+    found: list[Cand] = []
+    court_rule = rules.court_debtor
+    if kind == "court_listing":
+        deletion = entry.get("deletion")
+        if deletion is not None and deletion.get("reason") in court_rule.wrongful_deletion_reasons:
+            return facts  # listed wrongly: void, with everything derived from it
+        facts["adverse"] = True
+        years = rules.court_period_years(fields)
+        until = add_years(d, years) if years is not None else None
+        leave = ("expiry", key)
+        if deletion is not None and deletion.get("date"):
+            deleted = _d(deletion["date"])
+            if until is None or deleted < until:
+                until, leave = max(deleted, d), ("deletion", f"court_deletion|{deletion.get('doc_no') or ''}")
+        found.append(Cand("court_debtor", court_rule.domain, d, until, key, ("listing", key), leave))
+    else:
+        base = content.get("kind") if kind == "linked" else kind
+        facts["adverse"] = kind == "linked"
+        if base == "listing_decision":
+            list_domain, action = fields.get("list_domain"), fields.get("action")
+            if list_domain and action == "list":
+                facts["adverse"] = True
+                years = fields.get("period_years")
+                if not isinstance(years, int) or isinstance(years, bool) or years <= 0:
+                    years = rules.listing_period(list_domain)[0]
+                found.append(Cand("blacklist", list_domain, d, add_years(d, years), key, ("listing", key),
+                                  ("expiry", key)))
+            elif list_domain and action == "remove":
+                facts["removal"] = list_domain
+        elif base != "court_listing":  # a linked court listing: not the person's own listing
+            if base == "penalty":
+                facts["adverse"] = facts["adverse"] or _attr(entry, "severity") != "minor"
+                if kind == "penalty":
+                    dates = penalty_dates(entry, rules)
+                    if dates is not None:
+                        start, end = dates
+                        leave_kind = "expiry"
+                        repair = repairs.get(key)
+                        if repair is not None and repair.get("granted") and start <= _d(repair["approved"]) < end \
+                                and gap is None:
+                            end, leave_kind = _d(repair["approved"]), "repair"
+                        facts["pub"] = [start.isoformat(), end.isoformat(), leave_kind]
+            elif base == "action" and fields.get("adverse"):
+                facts["adverse"] = True
+            rule = rules.blacklist_rule_for(entry if kind != "linked" else dict(entry, kind=content.get("kind")))
+            if rule is not None:
+                found.append(Cand("blacklist", rule.list_domain, d, add_years(d, rules.rule_period_years(rule)),
+                                  key, ("record", key), ("expiry", key)))
+    for c in found:
+        # an approved repair of the basis ends a blacklist membership (early removal where the
+        # domain has it), on the approval date
+        repair = repairs.get(key)
+        if c.list == "blacklist" and repair is not None and repair.get("granted"):
+            earliest, _ = earliest_repair(entry, rules)
+            approved = _d(repair["approved"])
+            if earliest is not None and approved >= earliest:
+                early = rules.listing_period(c.domain)[1]
+                leave_at = max(approved, add_months(c.since, early)) if early is not None else approved
+                if c.until is None or leave_at < c.until:
+                    c = c._replace(until=leave_at, leave=("repair", key))
+        for part in _split(c, gap):
+            facts["cands"].append([part.list, part.domain, part.since.isoformat(),
+                                   part.until.isoformat() if part.until else None, *part.enter, *part.leave])
+    return facts
+
+
+# ------------------------------------------------------------------------------------ the tracks
+
+
+def publicity_track(sid: str, key: str, facts: dict | None) -> list[dict]:
+    """The publicity changes of one penalty (公示): repair eligible after the minimum, expired at
+    the maximum or at an approved repair."""
+    if not facts or not facts.get("pub"):
+        return []
+    start, end, leave_kind = facts["pub"]
+    name = f"publicity:{key}"
+    out = []
+    if start < end:
+        out.append(_change(sid, name, "publicity", None, "repair_eligible", _d(start), [key], ("expiry", key)))
+    out.append(_change(sid, name, "publicity", None, "publicity_expired", _d(end), [key], (leave_kind, key)))
+    return out
+
+
+def new_basis() -> dict:
+    """What the lists are assembled from, kept compact in the state (``state["basis"]``): decision
+    dates of the records that count (with counts), adverse records by date, the records with list
+    candidates or removals, and the dates publicity changes fall on."""
+    return {"dates": {}, "adverse": {}, "listed": [], "pub_dates": {}}
+
+
+def _basis_move(basis: dict, key: str, facts: dict | None, pub: list[dict], sign: int) -> None:
+    """Add (sign 1) or take out (sign -1) one record's contribution to the basis."""
+    if facts is not None:
+        _count(basis["dates"], facts["d"], sign)
+        if facts["adverse"]:
+            keys = list(basis["adverse"].get(facts["d"]) or ())  # a copy: the old state's stays as it was
+            if sign > 0:
+                bisect.insort(keys, key)
+            else:
+                keys.remove(key)
+            if keys:
+                basis["adverse"][facts["d"]] = keys
+            else:
+                basis["adverse"].pop(facts["d"], None)
+        if facts["cands"] or facts["removal"]:
+            if sign > 0:
+                bisect.insort(basis["listed"], key)
+            else:
+                basis["listed"].remove(key)
+    for c in pub:
+        _count(basis["pub_dates"], c["effective_date"], sign)
+
+
+def _count(counts: dict, key: str, sign: int) -> None:
+    n = counts.get(key, 0) + sign
+    if n:
+        counts[key] = n
+    else:
+        counts.pop(key, None)
+
+
+def list_tracks(state: SubjectState, facts: dict[str, dict], basis: dict, index: dict, rules: Rulebook,
+                cal: WorkingCalendar) -> tuple[dict[str, list[dict]], dict]:
+    """Every change of the subject's lists (blacklists, court debtors, escalation, red list,
+    overdue objections), past and projected, by list name; and the intervals behind them."""
+    sid = state["id"]
+    objections = state.get("objections") or {}
+    disputes = index["disputes"]
     cands: list[Cand] = []
     removals: dict[str, list[tuple[dt.date, str]]] = {}
-    adverse: list[tuple[dt.date, str]] = []
-    publicity: dict[str, tuple[dt.date, dt.date, dt.date, tuple]] = {}
-    first: dt.date | None = None
+    for key in basis["listed"]:
+        f = facts[key]
+        if f["removal"]:
+            removals.setdefault(f["removal"], []).append((_d(f["d"]), key))
+        for c in f["cands"]:
+            cands.append(Cand(c[0], c[1], _d(c[2]), _d(c[3]) if c[3] else None, key, (c[4], c[5]), (c[6], c[7])))
+    adverse = [(d, keys[0]) for d, keys in basis["adverse"].items()]
+    first = min(basis["dates"]) if basis["dates"] else None
     changes: list[dict] = []
-
-    for key, entry in records.items():
-        content = entry.get("content")
-        if content is None or content.get("revoked") or key in revoked_by:
-            continue
-        decided = _attr(entry, "decision_date")
-        if not decided:
-            continue
-        d = _d(decided)
-        kind = entry.get("kind")
-        fields = content.get("fields") or {}
-        gap = _gap(entry, corrected_by.get(key))
-        if first is None or d < first:
-            first = d
-        found: list[Cand] = []
-        is_adverse = False
-        if kind == "court_listing":
-            deletion = entry.get("deletion")
-            if deletion is not None and deletion.get("reason") in court_rule.wrongful_deletion_reasons:
-                continue  # listed wrongly: void, with everything derived from it
-            is_adverse = True
-            years = rules.court_period_years(fields)
-            until = add_years(d, years) if years is not None else None
-            leave = ("expiry", key)
-            if deletion is not None and deletion.get("date"):
-                deleted = _d(deletion["date"])
-                if until is None or deleted < until:
-                    until, leave = max(deleted, d), ("deletion", f"court_deletion|{deletion.get('doc_no') or ''}")
-            found.append(Cand("court_debtor", court_rule.domain, d, until, key, ("listing", key), leave))
-        else:
-            base = content.get("kind") if kind == "linked" else kind
-            is_adverse = kind == "linked"
-            if base == "listing_decision":
-                list_domain, action = fields.get("list_domain"), fields.get("action")
-                if list_domain and action == "list":
-                    is_adverse = True
-                    years = fields.get("period_years")
-                    if not isinstance(years, int) or isinstance(years, bool) or years <= 0:
-                        years = rules.listing_period(list_domain)[0]
-                    found.append(Cand("blacklist", list_domain, d, add_years(d, years), key, ("listing", key),
-                                      ("expiry", key)))
-                elif list_domain and action == "remove":
-                    removals.setdefault(list_domain, []).append((d, key))
-            elif base != "court_listing":  # a linked court listing: not the person's own listing
-                if base == "penalty":
-                    is_adverse = is_adverse or _attr(entry, "severity") != "minor"
-                    if kind == "penalty":
-                        dates = penalty_dates(entry, rules)
-                        if dates is not None:
-                            start, end = dates
-                            leave = ("expiry", key)
-                            repair = repairs.get(key)
-                            if repair is not None and repair.get("granted") and _d(repair["approved"]) >= start \
-                                    and _d(repair["approved"]) < end and gap is None:
-                                end, leave = _d(repair["approved"]), ("repair", key)
-                            publicity[key] = (d, start, end, leave)
-                elif base == "action" and fields.get("adverse"):
-                    is_adverse = True
-                rule = rules.blacklist_rule_for(entry if kind != "linked" else dict(entry, **{
-                    "kind": content.get("kind")}))
-                if rule is not None:
-                    found.append(Cand("blacklist", rule.list_domain, d, add_years(d, rules.rule_period_years(rule)),
-                                      key, ("record", key), ("expiry", key)))
-        if is_adverse:
-            adverse.append((d, key))
-        for c in found:
-            # an approved repair of the basis ends a blacklist membership (early removal where the
-            # domain has it), on the approval date
-            repair = repairs.get(key)
-            if c.list == "blacklist" and repair is not None and repair.get("granted"):
-                earliest, _ = earliest_repair(entry, rules)
-                approved = _d(repair["approved"])
-                if earliest is not None and approved >= earliest:
-                    early = rules.listing_period(c.domain)[1]
-                    leave_at = max(approved, add_months(c.since, early)) if early is not None else approved
-                    if c.until is None or leave_at < c.until:
-                        c = c._replace(until=leave_at, leave=("repair", key))
-            cands.extend(_split(c, gap))
 
     # removal decisions end the domain's blacklist memberships they fall in
     if removals:
@@ -315,13 +400,7 @@ def timeline(state: SubjectState, rules: Rulebook, cal: WorkingCalendar) -> tupl
                                    when, m["causes"], cause))
 
     escalations = _escalation(sid, memberships, rules.escalation_min_domains, changes)
-    red = _red_list(sid, first, adverse, memberships, rules.red_list_clean_years, changes)
-
-    for key, (d, start, end, leave) in sorted(publicity.items()):
-        name = f"publicity:{key}"
-        if start < end:
-            changes.append(_change(sid, name, "publicity", None, "repair_eligible", start, [key], ("expiry", key)))
-        changes.append(_change(sid, name, "publicity", None, "publicity_expired", end, [key], leave))
+    red = _red_list(sid, _d(first) if first else None, adverse, memberships, rules.red_list_clean_years, changes)
 
     deadlines: dict[str, dt.date] = {}
     for oid, o in sorted(objections.items()):
@@ -333,9 +412,35 @@ def timeline(state: SubjectState, rules: Rulebook, cal: WorkingCalendar) -> tupl
             changes.append(_change(sid, f"objection:{oid}", "objection", None, "objection_overdue", overdue,
                                    [o["record_key"]], ("objection_filed", oid)))
 
-    changes.sort(key=lambda c: (c["effective_date"], c["list"], TRANSITION_ORDER.get(c["transition"], 99)))
-    return changes, {"memberships": memberships, "escalations": escalations, "red": red, "publicity": publicity,
-                     "deadlines": deadlines, "disputes": disputes}
+    tracks: dict[str, list[dict]] = {}
+    for c in changes:
+        tracks.setdefault(c["list"], []).append(c)
+    for track in tracks.values():
+        track.sort(key=_order)
+    return tracks, {"memberships": memberships, "escalations": escalations, "red": red, "deadlines": deadlines}
+
+
+def _order(c: dict) -> tuple:
+    return (c["effective_date"], c["list"], TRANSITION_ORDER.get(c["transition"], 99))
+
+
+def timeline(state: SubjectState, rules: Rulebook, cal: WorkingCalendar) -> tuple[list[dict], dict]:
+    """Every list change the subject's inputs give, past and projected, sorted by date (derived
+    from scratch: the reference the incremental ``advance`` must equal)."""
+    index = objection_index(state)
+    facts = {k: f for k in (state.get("records") or {})
+             if (f := record_facts(k, state, index, rules)) is not None}
+    basis = new_basis()
+    pubs = {key: publicity_track(state["id"], key, f) for key, f in facts.items()}
+    for key, f in facts.items():
+        _basis_move(basis, key, f, pubs[key], 1)
+    tracks, parts = list_tracks(state, facts, basis, index, rules, cal)
+    changes = [c for t in tracks.values() for c in t]
+    for track in pubs.values():
+        changes.extend(track)
+    changes.sort(key=_order)
+    parts["facts"], parts["basis"], parts["publicity_tracks"] = facts, basis, {k: t for k, t in pubs.items() if t}
+    return changes, parts
 
 
 def _suspensions(m: dict, disputes: dict) -> list[tuple[dt.date, bool, tuple]]:
@@ -425,7 +530,18 @@ def _red_list(sid: str, first: dt.date | None, adverse: list, memberships: list[
     list; ends on the next adverse record or list entry."""
     if first is None:
         return []
-    blocks = [(a, add_years(a, clean), ("adverse_record", key)) for a, key in adverse]
+    # adverse records block [date, date + clean years); overlapping blocks merged first (a block
+    # can only end a red list where it starts, and a date inside a merged block never does)
+    blocks = []
+    for a, key in sorted(adverse):
+        end = _plus_years(a, clean)
+        if blocks and a <= blocks[-1][3]:
+            if end > blocks[-1][1]:
+                blocks[-1][1] = end
+                blocks[-1][3] = end.isoformat()
+            continue
+        blocks.append([_d(a), end, ("adverse_record", key), end.isoformat()])
+    blocks = [(b[0], b[1], b[2]) for b in blocks]
     blocks += [(m["since"], m["until"], ("listing", m["causes"][0])) for m in memberships]
     blocks.sort(key=lambda b: (b[0], b[2]))
     cursor: dt.date | None = add_years(first, clean)
@@ -453,27 +569,123 @@ def _red_list(sid: str, first: dt.date | None, adverse: list, memberships: list[
 
 
 def derive(state: SubjectState, as_of: str | dt.date, rules: Rulebook, cal: WorkingCalendar) -> Derived:
-    """The history up to ``as_of``, the situation on it, and the next date anything changes."""
+    """The history up to ``as_of``, the situation on it, and the next date anything changes,
+    derived from scratch (the reference for ``advance``)."""
     at = as_of if isinstance(as_of, dt.date) else _d(as_of)
     at_iso = at.isoformat()
     changes, parts = timeline(state, rules, cal)
     cut = bisect.bisect_right([c["effective_date"] for c in changes], at_iso)
     history = {c["change_id"]: c for c in changes[:cut]}
     future = [c["effective_date"] for c in changes[cut:]]
-    for d in _future_inputs(state, at):
-        future.append(d)
+    future += [f["d"] for f in parts["facts"].values() if f["d"] > at_iso]
     next_due = min(future) if future else None
-    return Derived(history, _view(state, at, parts, rules, next_due), next_due)
+    view = _view(state, at, parts, rules, next_due)
+    view["publicity"] = {k: v for k in sorted(parts["facts"])
+                         if (v := _publicity_view(parts["facts"][k], at_iso)) is not None}
+    return Derived(history, view, next_due)
 
 
-def _future_inputs(state: SubjectState, at: dt.date) -> list[str]:
-    """Decision dates after the clock (allowed a day ahead): the day they take effect is due."""
-    out = []
-    for entry in (state.get("records") or {}).values():
-        d = entry.get("decision_date")
-        if d and _d(d) > at:
-            out.append(d)
-    return out
+class Advanced(NamedTuple):
+    timeline: dict       # {"lists": {list name: [changes]}, "publicity": {record key: [changes]}}
+    facts: dict          # record key -> record_facts
+    basis: dict          # the compact aggregate the lists are assembled from (new_basis)
+    view: dict           # the situation on as_of
+    withdrawn: list[dict]  # announced changes no longer true
+    added: list[dict]      # changes now true and not announced before
+
+
+def advance(before: SubjectState, after: SubjectState, touched: set[str], as_of: str, rules: Rulebook,
+            cal: WorkingCalendar) -> Advanced:
+    """Re-derive what an input changed, and what the clock moving from ``before["as_of"]`` to
+    ``as_of`` brought due. Only the records the input ``touched`` are re-derived (their facts and
+    publicity); the lists are re-assembled from the kept per-record facts, so the cost of an input
+    grows with the subject's list-relevant records, not with its whole history. The result equals
+    ``derive`` from scratch (a property test checks it)."""
+    sid = after["id"]
+    old_as_of = before.get("as_of") or ""
+    old_tl = before.get("timeline") or {}
+    old_lists, old_pub = old_tl.get("lists") or {}, old_tl.get("publicity") or {}
+    index = objection_index(after)
+    full = before.get("facts_rules") != rules.version or "basis" not in before
+    if full:
+        _, scratch = timeline(after, rules, cal)
+        facts, basis, pub = scratch["facts"], scratch["basis"], scratch["publicity_tracks"]
+        keys = set(facts) | set(old_pub)
+    else:
+        facts = dict(before.get("facts") or {})
+        old = before["basis"]
+        basis = {"dates": dict(old["dates"]), "adverse": dict(old["adverse"]), "listed": list(old["listed"]),
+                 "pub_dates": dict(old["pub_dates"])}
+        pub = dict(old_pub)
+        keys = touched
+        for key in keys:
+            _basis_move(basis, key, facts.get(key), old_pub.get(key) or [], -1)
+            f = record_facts(key, after, index, rules)
+            track = publicity_track(sid, key, f)
+            _basis_move(basis, key, f, track, 1)
+            if f is None:
+                facts.pop(key, None)
+            else:
+                facts[key] = f
+            if track:
+                pub[key] = track
+            else:
+                pub.pop(key, None)
+    lists, parts = list_tracks(after, facts, basis, index, rules, cal)
+    old_next = (before.get("evaluation") or {}).get("next_due")
+    clock_passed_due = full or (old_next is not None and old_next <= as_of)
+
+    withdrawn, added = [], []
+
+    def diff(old: list[dict], new: list[dict]) -> None:
+        was = {c["change_id"]: c for c in old if c["effective_date"] <= old_as_of}
+        now = {c["change_id"]: c for c in new if c["effective_date"] <= as_of}
+        withdrawn.extend(c for cid, c in was.items() if cid not in now)
+        added.extend(c for cid, c in now.items() if cid not in was)
+
+    diff([c for t in old_lists.values() for c in t], [c for t in lists.values() for c in t])
+    for key in keys:
+        diff(old_pub.get(key) or [], pub.get(key) or [])
+    if clock_passed_due and not full:  # projected changes of untouched records fell due
+        for key, track in pub.items():
+            if key not in keys:
+                added.extend(c for c in track if old_as_of < c["effective_date"] <= as_of)
+
+    future = [c["effective_date"] for t in lists.values() for c in t if c["effective_date"] > as_of]
+    future += [d for d in basis["pub_dates"] if d > as_of]
+    future += [d for d in basis["dates"] if d > as_of]
+    next_due = min(future) if future else None
+    view = _view(after, _d(as_of), parts, rules, next_due)
+    publicity = dict((before.get("evaluation") or {}).get("publicity") or {}) if not clock_passed_due else {}
+    for key in (facts.keys() if clock_passed_due else keys):
+        entry = _publicity_view(facts.get(key), as_of)
+        if entry is None:
+            publicity.pop(key, None)
+        else:
+            publicity[key] = entry
+    if not clock_passed_due:
+        for key in keys:
+            if key not in facts:
+                publicity.pop(key, None)
+    view["publicity"] = publicity
+    return Advanced({"lists": lists, "publicity": pub}, facts, basis, view, withdrawn, added)
+
+
+def history_of(state: SubjectState) -> dict[str, dict]:
+    """The changes of a subject's timeline effective on or before its clock: its list history."""
+    at = state.get("as_of") or ""
+    tl = state.get("timeline") or {}
+    return {c["change_id"]: c for part in ("lists", "publicity") for t in (tl.get(part) or {}).values() for c in t
+            if c["effective_date"] <= at}
+
+
+def _publicity_view(facts: dict | None, at: str) -> dict | None:
+    if not facts or not facts.get("pub") or facts["d"] > at:
+        return None
+    start, end, leave_kind = facts["pub"]
+    state_name = "ended" if at >= end else "repair_eligible" if at >= start else "published"
+    return {"repair_from": start, "publicity_end": end, "repaired": leave_kind == "repair" and end <= at,
+            "state": state_name}
 
 
 def _view(state: SubjectState, at: dt.date, parts: dict, rules: Rulebook, next_due: str | None) -> dict:
@@ -492,13 +704,6 @@ def _view(state: SubjectState, at: dt.date, parts: dict, rules: Rulebook, next_d
     for r in parts["red"]:
         if r["since"] <= at and (r["until"] is None or at < r["until"]):
             lists["red_list"] = _membership("red_list", None, r["since"], r["until"], [], False)
-    publicity = {}
-    for key, (d, start, end, leave) in sorted(parts["publicity"].items()):
-        if d > at:
-            continue
-        state_name = "ended" if at >= end else "repair_eligible" if at >= start else "published"
-        publicity[key] = {"repair_from": start.isoformat(), "publicity_end": end.isoformat(),
-                          "repaired": leave[0] == "repair" and end <= at, "state": state_name}
     overdue, objection_records = [], {}
     for oid, o in sorted((state.get("objections") or {}).items()):
         if o.get("resolved") is None and at >= parts["deadlines"][oid]:
@@ -514,7 +719,7 @@ def _view(state: SubjectState, at: dt.date, parts: dict, rules: Rulebook, next_d
             reason = "before-earliest"
         repairs[key] = {"approved": repair["approved"], "applied": reason is None, "reason": reason,
                         "earliest": earliest.isoformat() if earliest else None}
-    return {"lists": dict(sorted(lists.items())), "publicity": publicity, "overdue_objections": overdue,
+    return {"lists": dict(sorted(lists.items())), "publicity": {}, "overdue_objections": overdue,
             "objection_records": objection_records, "repairs": repairs, "next_due": next_due}
 
 

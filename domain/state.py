@@ -77,8 +77,12 @@ class SubjectState(TypedDict, total=False):
     updated_ms: int
     version: int
     as_of: str | None          # the subject's clock: the latest date its inputs name or arrived on
-    history: dict[str, dict]   # change id -> change: the list history announced so far
-    evaluation: dict           # the situation on as_of (domain/history.py View)
+    timeline: dict             # every list change, past and projected, by track (domain/history.py);
+                               #   those effective on or before as_of are the history announced
+    facts: dict[str, dict]     # record key -> what the record means for the lists (history.record_facts)
+    basis: dict                # the compact aggregate the lists are assembled from (history.new_basis)
+    facts_rules: str           # the rules version the facts were derived with
+    evaluation: dict           # the situation on as_of (lists, publicity, objections, repairs, next_due)
 
 
 def new_state(subject_id: str, id_kind: str) -> SubjectState:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from domain import events as ev
 from domain.calendar import WorkingCalendar
 from domain.engine import fold_changes, step
+from domain.history import derive, history_of
 from domain.rulebook import load_rulebook
 from domain.validate import decision_key
 from tests.builders import ORG, arrival, objection, record, record_event, repair, tick
@@ -205,19 +206,26 @@ def test_bad_subject_events_are_refused_by_type():
     assert ev.decode(ev.encode(good)) == good
 
 
-def test_cost_does_not_grow_badly_with_a_subjects_records():
-    """A subject with 2,000 penalties: one more input costs a few ms, not tens."""
+def test_an_input_re_derives_only_the_records_it_touches(monkeypatch):
+    """Cost (issue: time and order, 7): an input re-derives its own record's facts, not the whole
+    history; the lists are assembled from the kept facts (timings: bench/bench.py's hot subject)."""
+    import domain.history as history
+
     state = None
-    for i in range(2000):
+    for i in range(300):
         rec = record("penalty", f"罚{i}", f"20{20 + i % 6}-0{1 + i % 9}-1{i % 10}", severity="general",
                      domain="market")
         state = step(state, record_event(rec, TODAY), RULES, CAL).state
-    rec = record("penalty", "罚-last", "2026-11-02", severity="general", domain="market")
-    t0 = time.perf_counter()
-    for j in range(5):
-        step(state, record_event(dict(rec, doc_no=f"罚-last-{j}"), TODAY), RULES, CAL)
-    per_input_ms = (time.perf_counter() - t0) / 5 * 1000
-    assert per_input_ms < 150, per_input_ms
+    calls = []
+    real = history.record_facts
+    monkeypatch.setattr(history, "record_facts", lambda key, *a: calls.append(key) or real(key, *a))
+    rec = record("penalty", "罚-last", "2026-11-02", severity="severe", domain="environment")
+    result = step(state, record_event(rec, TODAY), RULES, CAL)
+    assert calls == [decision_key(rec)]
+    assert "blacklist:environment" in result.state["evaluation"]["lists"]
+    scratch = derive(result.state, result.state["as_of"], RULES, CAL)
+    assert scratch.history.keys() == history_of(result.state).keys()
+    assert scratch.view == result.state["evaluation"]
 
 
 @pytest.mark.parametrize(
@@ -328,7 +336,7 @@ def essence(state):
         "records": {k: strip(v) for k, v in state["records"].items()},
         "objections": {k: strip(v) for k, v in (state.get("objections") or {}).items()},
         "repairs": {k: strip(v) for k, v in (state.get("repairs") or {}).items()},
-        "history": state.get("history"),
+        "history": history_of(state),
         "evaluation": state.get("evaluation"),
         "as_of": state.get("as_of"),
     }
@@ -338,13 +346,15 @@ def essence(state):
 @given(subject_inputs(), st.randoms(use_true_random=False))
 def test_every_arrival_order_gives_the_same_state_and_history(inputs, rnd):
     first, announced, _ = run(inputs)
-    assert set(fold_changes(announced)) == set(first.get("history") or {})
+    assert set(fold_changes(announced)) == set(history_of(first))
+    scratch = derive(first, first["as_of"], RULES, CAL)  # the incremental derivation equals a fresh one
+    assert scratch.history.keys() == history_of(first).keys() and scratch.view == first["evaluation"]
     for _ in range(3):
         order = list(inputs)
         rnd.shuffle(order)
         other, announced2, _ = run(order)
         assert essence(other) == essence(first)
-        assert fold_changes(announced2).keys() == (first.get("history") or {}).keys()
+        assert fold_changes(announced2).keys() == history_of(first).keys()
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])

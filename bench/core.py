@@ -1,0 +1,70 @@
+"""The rules core alone, per input, as a subject's history grows (``make bench-core``).
+
+One subject is grown to each size with penalties over many decision dates (2% severe, so it is on
+a blacklist too), then the cost of one more input is timed: the median of ``--repeat`` inputs, in
+ms, and the subject's state size as JSON. The core re-derives only the records an input touches,
+so the cost should stay nearly flat as the subject grows (issue: time and order, 7).
+
+Prints a table, then one line of JSON (the last line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import statistics
+import time
+
+import orjson
+
+from domain import events
+from domain.calendar import WorkingCalendar
+from domain.clock import due_ms
+from domain.engine import step
+from domain.rulebook import load_rulebook
+
+SUBJECT = "91310110666007217T"
+
+
+def penalty(i: int, decided: dt.date) -> dict:
+    return {"kind": "penalty", "action_kind": "penalty", "source_unit": "某单位", "source_unit_code": "11410100005200036R",
+            "doc_no": f"罚〔{decided.year}〕{i}号", "subject_name": "某公司", "subject_category": "legal_entity",
+            "ids": {"uscc": SUBJECT}, "id_flags": [], "decision_date": decided.isoformat(),
+            "severity": "severe" if i % 50 == 0 else "general", "domain": "environment" if i % 50 == 0 else "market",
+            "revoked": False, "legal_rep": None, "simplified_procedure": False, "fields": {}, "event_id": None}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.core", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="100,1000,5000", help="subject sizes (records), comma separated")
+    parser.add_argument("--repeat", type=int, default=50, help="inputs timed at each size (median reported)")
+    args = parser.parse_args(argv)
+    rules, cal = load_rulebook(), WorkingCalendar()
+    arrival = due_ms("2026-11-30") + 36_000_000
+    start = dt.date(2021, 1, 4)
+    state, n, out = None, 0, {}
+    print(f"{'records':>8} {'ms/input (median)':>18} {'state KiB':>10}")
+    for size in (int(s) for s in args.sizes.split(",")):
+        while n < size:
+            ev = events.of_record(SUBJECT, "uscc", f"creditstream.penalty/0/{n}", penalty(n, start + dt.timedelta(days=n % 2000)),
+                                  arrival)
+            state = step(state, ev, rules, cal).state
+            n += 1
+        times = []
+        for j in range(args.repeat):
+            ev = events.of_record(SUBJECT, "uscc", f"creditstream.penalty/1/{size}-{j}",
+                                  penalty(10**6 + j, dt.date(2026, 11, 2)), arrival)
+            t0 = time.perf_counter()
+            step(state, ev, rules, cal)
+            times.append((time.perf_counter() - t0) * 1000)
+        ms = statistics.median(times)
+        kib = len(orjson.dumps(state)) // 1024
+        out[str(size)] = {"ms_per_input": round(ms, 3), "state_kib": kib}
+        print(f"{size:>8} {ms:>18.3f} {kib:>10}")
+    print(json.dumps({"core_per_input": out}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
