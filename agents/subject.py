@@ -1,23 +1,26 @@
 """The subject agent: applies the subject-event log to each subject's live state and emits list changes.
 
-The log is keyed by subject id, so one worker sees all of a subject's events, in order. Per batch:
+The log is keyed by subject id, so one worker sees all of a subject's events, in order. One batch is
+one fenced transaction (sinks/redis_state.py):
 
-1. load every subject the batch touches (one MGET);
+1. watch the positions of the batch's partitions and read them with every subject it touches; a
+   partition whose recorded position is behind the batch is re-fed from there (``Rewind``: Redis
+   lost its tail), events below it are skipped (applied already), a position past the log's end
+   stops the worker (the state is not from this log);
 2. run the pure step (domain/engine.py) event by event: new state, outcome, list changes, linked
-   events for legal representatives, timeliness;
-3. produce the list changes (Avro, keyed by subject), the linked events (to the subject-event log)
-   and any dead letters, and wait for every ack;
-4. then write all changed states, list memberships, due instants and counters in one MULTI/EXEC.
-
-Events carry the id of the message they came from, so redelivered events are recognised and
-skipped: a worker killed between 3 and 4 re-emits the same list changes with the same ids (a
-consumer dedupes them by ``change_id``) and never loses one; killed after 4, it re-applies nothing.
+   events for legal representatives, timeliness; bad events are dead-lettered, never raised;
+3. write all changed states, memberships, due instants, counters, the positions reached and the
+   batch's outbox (its list changes, links and dead letters) in one MULTI/EXEC, refused if another
+   worker moved a position meanwhile (a paused worker is fenced out and produces nothing);
+4. produce the outbox, then delete it. A worker killed between 3 and 4 leaves the outbox in Redis;
+   the next batch of that partition, on whichever worker, produces it first. Messages carry
+   deterministic ids (``change_id``), so a re-produced one is a harmless duplicate.
 """
 
 from __future__ import annotations
 
 import structlog
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
 
 from creditstream import metrics
 from domain import events
@@ -27,13 +30,15 @@ from domain.engine import is_late, step
 from domain.rulebook import Rulebook
 from sinks.deadletter import DeadLetterSink
 from sinks.kafka import KafkaSink
-from sinks.redis_state import SubjectStateSink
+from sinks.redis_state import Fenced, SubjectStateSink
+from streams.runner import PositionAhead, Rewind
 from streams.codec import AvroCodec
 from streams.topics import Topics
 
 log = structlog.get_logger("creditstream.subject")
 
 LIST_CHANGE_SCHEMA = "creditstream.ListChange"
+AHEAD_LIMIT = 5
 
 
 def list_change_record(change: dict, subject_kind: str, arrival_ms: int | None = None) -> dict:
@@ -73,83 +78,56 @@ class SubjectAgent:
         self.calendar = calendar
         self.collected: list = []  # with producer=None (replay): what would have been produced
         self.replaying = producer is None
+        self._ahead: dict[int, int] = {}  # partition -> consecutive batches whose position was past the log end
 
     def source_topics(self) -> list[str]:
         return [self.topics.subject_events]
 
     async def process(self, records: list[ConsumerRecord]) -> None:
-        kafka = KafkaSink(self.producer)
-        dead = DeadLetterSink(kafka, self.topics.dead_letters, self.name)
-        decoded = []
+        """One batch, as one fenced transaction (sinks/redis_state.py steps 1-4)."""
+        decoded: list[tuple[ConsumerRecord, object]] = []
         for msg in records:
             try:
                 decoded.append((msg, events.decode(msg.value if msg.value is not None else b"")))
             except events.BadEvent as exc:
-                dead.add(msg, "bad-subject-event", str(exc))
-        # a partition whose batch does not start at offset 0 resumes a log whose state must exist
+                decoded.append((msg, exc))
         first: dict[int, int] = {}
+        last: dict[int, int] = {}
         for msg in records:
             first.setdefault(msg.partition, msg.offset)
+            last[msg.partition] = msg.offset
+        # 1. a partition whose batch does not start at offset 0 resumes a log whose state must exist
         resumed = not self.replaying and any(offset > 0 for offset in first.values())
-        loaded = await self.state.load((e.subject for _, e in decoded), resumed=resumed)
-        states = dict(loaded)
+        loaded = await self.state.begin((e.subject for _, e in decoded if not isinstance(e, Exception)), first,
+                                        resumed=resumed)
+        try:
+            await self._produce_leftovers(loaded.outboxes)
+            skip_below = self._check_positions(loaded.positions, first)
+        except BaseException:
+            await self.state.abort()
+            raise
+        states = dict(loaded.states)
         changed: set[str] = set()
         counters: dict[str, int] = {}
+        outcomes: dict[str, int] = {}
+        list_changes: dict[tuple[str, str], int] = {}
+        kafka = KafkaSink(self.producer)
+        dead = DeadLetterSink(kafka, self.topics.dead_letters, self.name)
+        owners: list[int] = []  # the source partition of each message added to ``kafka``
 
         def count(field: str, n: int = 1) -> None:
             counters[field] = counters.get(field, 0) + n
 
         for msg, event in decoded:
-            sid = event.subject
-            try:
-                result = step(states[sid], event, self.rules, self.calendar)
-            except Exception as exc:  # noqa: BLE001 - a bug on one event must not stop the subject log
-                log.exception("subject event failed", origin=event.origin, type=type(event).__name__)
-                dead.add(msg, "processing-error", f"{type(exc).__name__}: {exc}")
-                count("outcome:error")
-                continue
-            before = states[sid]
-            states[sid] = result.state
-            if result.outcome == "invalid":  # decoded and validated, but the rules cannot use it
-                dead.add(msg, f"invalid-{msg_type(event)}", "the rules core could not apply it")
-                count("outcome:invalid")
-                continue
-            if result.outcome == "redelivered":
-                metrics.OUTCOMES.labels("redelivered").inc()
-                continue
-            changed.add(sid)  # duplicates too: the state remembers their origin
-            count(f"outcome:{result.outcome}")
-            if isinstance(event, events.DEPARTMENT_INPUTS):
-                count("inputs")
-            metrics.OUTCOMES.labels(result.outcome).inc()
-            for change in result.changes:
-                value = self.codec.encode(LIST_CHANGE_SCHEMA,
-                                          list_change_record(change, result.state["id_kind"], event.event_ms),
-                                          topic=self.topics.list_changes)
-                kafka.add(self.topics.list_changes, value, key=sid.encode(), timestamp_ms=event.event_ms,
-                          headers=[("change_id", change["change_id"].encode())])
-                count(f"change:{change['kind']}:{change['transition']}")
-                metrics.LIST_CHANGES.labels(change["kind"], change["transition"]).inc()
-            if result.changes:
-                self._memberships(before, result.state, sid)
-            for link in result.links:
-                kafka.add(self.topics.subject_events, events.encode(link), key=link.subject.encode(),
-                          timestamp_ms=link.event_ms)
-            if result.timeliness is not None:
-                unit, workdays = result.timeliness
-                count(f"unit:{unit}:records")
-                count(f"unit:{unit}:{'late' if is_late(workdays) else 'on_time'}")
-                count(f"unit:{unit}:late_workdays_total", workdays)
-            record = getattr(event, "record", None) or {}
-            if result.outcome == "new" and record.get("domain"):
-                count(f"domain:{record['domain']}:records")
+            if msg.offset < skip_below.get(msg.partition, -1):
+                continue  # applied already (the position in Redis says so)
+            self._apply(msg, event, states, changed, count, outcomes, list_changes, kafka, dead)
+            owners.extend([msg.partition] * (len(kafka) - len(owners)))
 
-        await kafka.flush()  # changes, links, dead letters before state: a crash re-emits, never loses
-        if self.producer is None:
-            self.collected.extend(kafka.collected)
+        # 2. everything the batch derived, once
         for sid in changed:
             st = states[sid]
-            self.state.add(sid, st, new=loaded.get(sid) is None)
+            self.state.add(sid, st, new=loaded.states.get(sid) is None)
             next_due = (st.get("evaluation") or {}).get("next_due")
             if next_due:
                 self.state.schedule(sid, due_ms(next_due))
@@ -157,9 +135,130 @@ class SubjectAgent:
                 self.state.unschedule(sid)
         for field, n in counters.items():
             self.state.count(field, n)
+        # never backwards: a batch wholly below the recorded position (re-read after a stale commit)
+        positions = {p: max(last[p] + 1, loaded.positions.get(p) or 0) for p in last}
+        messages = kafka.pending()
+        for p, offset in positions.items():
+            self.state.set_position(p, offset)
+            if not self.replaying:
+                self.state.set_outbox(p, [m for m, o in zip(messages, owners) if o == p])
+        # 3. fenced write: refused if another worker moved these partitions since step 1
+        try:
+            await self.state.commit()
+        except Fenced as exc:
+            log.warning("batch fenced out: another worker owns these partitions now", error=str(exc),
+                        partitions=sorted(first))
+            raise Rewind({TopicPartition(self.topics.subject_events, p): o for p, o in first.items()},
+                         reason="fenced") from exc
+        # 4. produce what the batch caused; its outbox goes once every message is acknowledged
+        await kafka.flush()
+        if self.producer is None:
+            self.collected.extend(kafka.collected)
+        else:
+            await self.state.clear_outbox(positions)
+        for outcome, n in outcomes.items():
+            metrics.OUTCOMES.labels(outcome).inc(n)
+        for (kind, transition), n in list_changes.items():
+            metrics.LIST_CHANGES.labels(kind, transition).inc(n)
         for reason, n in dead.counts.items():
             metrics.DEAD_LETTERS.labels(reason).inc(n)
-        await self.state.flush()
+
+    def _apply(self, msg, event, states, changed, count, outcomes, list_changes, kafka, dead) -> None:
+        if isinstance(event, Exception):
+            dead.add(msg, "bad-subject-event", str(event))
+            return
+        sid = event.subject
+        try:
+            result = step(states.get(sid), event, self.rules, self.calendar)
+        except Exception as exc:  # noqa: BLE001 - a bug on one event must not stop the subject log
+            log.exception("subject event failed", origin=event.origin, type=type(event).__name__)
+            dead.add(msg, "processing-error", f"{type(exc).__name__}: {exc}")
+            count("outcome:error")
+            return
+        before = states.get(sid)
+        states[sid] = result.state
+        if result.outcome == "invalid":  # decoded and validated, but the rules cannot use it
+            dead.add(msg, f"invalid-{msg_type(event)}", "the rules core could not apply it")
+            count("outcome:invalid")
+            return
+        outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
+        if result.outcome == "redelivered":
+            return
+        changed.add(sid)  # duplicates too: the state remembers their origin
+        count(f"outcome:{result.outcome}")
+        if isinstance(event, events.DEPARTMENT_INPUTS):
+            count("inputs")
+        for change in result.changes:
+            value = self.codec.encode(LIST_CHANGE_SCHEMA,
+                                      list_change_record(change, result.state["id_kind"], event.event_ms),
+                                      topic=self.topics.list_changes)
+            kafka.add(self.topics.list_changes, value, key=sid.encode(), timestamp_ms=event.event_ms,
+                      headers=[("change_id", change["change_id"].encode())])
+            count(f"change:{change['kind']}:{change['transition']}")
+            key = (change["kind"], change["transition"])
+            list_changes[key] = list_changes.get(key, 0) + 1
+        if result.changes:
+            self._memberships(before, result.state, sid)
+        for link in result.links:
+            kafka.add(self.topics.subject_events, events.encode(link), key=link.subject.encode(),
+                      timestamp_ms=link.event_ms)
+        if result.timeliness is not None:
+            unit, workdays = result.timeliness
+            count(f"unit:{unit}:records")
+            count(f"unit:{unit}:{'late' if is_late(workdays) else 'on_time'}")
+            count(f"unit:{unit}:late_workdays_total", workdays)
+        record = getattr(event, "record", None) or {}
+        if result.outcome == "new" and record.get("domain"):
+            count(f"domain:{record['domain']}:records")
+
+    async def _produce_leftovers(self, outboxes: dict) -> None:
+        """An earlier batch of these partitions wrote its outbox and may have died before producing
+        it: produce it now (its messages carry deterministic ids; a duplicate is harmless)."""
+        if not outboxes or self.producer is None:
+            return
+        sink = KafkaSink(self.producer)
+        for messages in outboxes.values():
+            for m in messages:
+                sink.add(m.topic, m.value, key=m.key, headers=m.headers, timestamp_ms=m.timestamp_ms)
+        n = await sink.flush()
+        log.info("produced the outbox of an earlier batch", messages=n, partitions=sorted(outboxes))
+
+    def _check_positions(self, positions: dict[int, int | None], first: dict[int, int]) -> dict[int, int]:
+        """Where to skip (already applied) or rewind (Redis is behind: re-feed from the log)."""
+        skip_below: dict[int, int] = {}
+        rewind: dict[int, int] = {}
+        for p, offset in first.items():
+            pos = positions.get(p)
+            if pos is None:
+                continue  # never written for this generation: the consumer's offset is the start
+            high = self.highwater(p)
+            if high is not None and pos > high:
+                # the log may simply have grown since this worker's last fetch (another worker wrote
+                # that position): fetch again; only a position that stays past the end is an error
+                self._ahead[p] = self._ahead.get(p, 0) + 1
+                if self._ahead[p] >= AHEAD_LIMIT:
+                    raise PositionAhead(
+                        f"Redis records position {pos} on {self.topics.subject_events}[{p}] but the log ends at "
+                        f"{high}: the state is not from this log (topic recreated? wrong Redis?). Rebuild with "
+                        f"`creditstream replay --switch`, then restart the workers.")
+                rewind[p] = offset
+                continue
+            self._ahead.pop(p, None)
+            if pos < offset:
+                rewind[p] = pos
+            elif pos > offset:
+                skip_below[p] = pos
+        if rewind and not self.replaying:
+            metrics.REWINDS.labels(self.name).inc(len(rewind))
+            log.warning("Redis is behind the log: re-feeding from the recorded positions", positions=rewind,
+                        batch_starts={p: first[p] for p in rewind})
+            raise Rewind({TopicPartition(self.topics.subject_events, p): rewind.get(p, o) for p, o in first.items()},
+                         reason="redis-behind")
+        return skip_below
+
+    def highwater(self, partition: int) -> int | None:
+        """The log end of a partition, when the runner knows it (set by streams/runner.py)."""
+        return None
 
     def _memberships(self, before: dict | None, after: dict, sid: str) -> None:
         """The list member sets follow the subject's situation on its clock (a withdrawn entry

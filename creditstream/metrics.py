@@ -39,3 +39,14 @@ TIMER_BACKLOG = Gauge("creditstream_due_timer_backlog", "Subjects whose due inst
                       "written yet", registry=REGISTRY)
 LIST_CHANGES = Counter("creditstream_list_changes_total", "List changes emitted, by list kind and transition",
                        ["list_kind", "transition"], registry=REGISTRY)
+FENCED = Counter("creditstream_fenced_batches_total",
+                 "Subject batches refused because another worker moved their partitions' positions (a paused or "
+                 "fenced-out worker)", registry=REGISTRY)
+REWINDS = Counter("creditstream_rewinds_total",
+                  "Partitions re-fed from the position Redis records (Redis lost its tail, or a stale commit)",
+                  ["agent"], registry=REGISTRY)
+CLOCK_SKEW = Gauge("creditstream_clock_skew_seconds",
+                   "This worker's clock minus the reference server's (Redis TIME); the timer fires nothing while it "
+                   "exceeds the tolerance", registry=REGISTRY)
+TICKS_HELD = Counter("creditstream_ticks_held_total", "Timer rounds that fired nothing because this worker's clock "
+                     "is ahead of the reference", registry=REGISTRY)

@@ -69,6 +69,16 @@ class Keys:
     def sentinel(self) -> str:
         return f"{self.gen_prefix}sentinel"
 
+    def position(self, partition: int) -> str:
+        """Next offset of subject-event partition ``partition`` to apply: written with the state it
+        produced, in the same transaction (the subject agent's fencing token)."""
+        return f"{self.gen_prefix}position:{partition}"
+
+    def outbox(self, partition: int) -> str:
+        """Messages a partition's last applied batch must produce (list changes, links, dead
+        letters), written with its state and produced after it (transactional outbox)."""
+        return f"{self.gen_prefix}outbox:{partition}"
+
     @property
     def due(self) -> str:
         return f"{self.gen_prefix}due"

@@ -42,6 +42,21 @@ BACKOFF_START_S = 0.1
 BACKOFF_MAX_S = 5.0
 
 
+class Rewind(Exception):
+    """Raised by an agent: drop this batch and fetch these partitions again from these offsets (the
+    state in Redis records where each partition really is)."""
+
+    def __init__(self, offsets: dict[TopicPartition, int], *, reason: str):
+        super().__init__(f"{reason}: re-fetch from {offsets}")
+        self.offsets = offsets
+        self.reason = reason
+
+
+class PositionAhead(RuntimeError):
+    """The state in Redis records a position past the end of the log: it is not this log's state.
+    Not retried: the worker stops loudly."""
+
+
 class BatchAgent(Protocol):
     name: str
 
@@ -79,6 +94,8 @@ class AgentRunner:
         topics = self.agent.source_topics()
         self.consumer = c = kafka.consumer(self.settings, *topics, group_id=self.group_id)
         await self._start_consumer()
+        if hasattr(self.agent, "highwater"):
+            self.agent.highwater = lambda p, t=topics[0]: c.highwater(TopicPartition(t, p))
         log.info("agent started", agent=self.agent.name, topics=topics, group=self.group_id)
         self.started.set()
         stop_wait = asyncio.ensure_future(self._stopping.wait())
@@ -94,7 +111,11 @@ class AgentRunner:
                 if not batches:
                     continue
                 records = merge_by_time(batches)
-                await self._process_with_retry(records)
+                try:
+                    await self._process_with_retry(records)
+                except Rewind as rewind:
+                    self._seek(rewind)
+                    continue
                 offsets = {tp: recs[-1].offset + 1 for tp, recs in batches.items() if recs}
                 # the commit runs while the next batch is fetched and processed; commits stay in
                 # order (each waits for the previous one), and a crash before a commit lands only
@@ -112,6 +133,14 @@ class AgentRunner:
                     log.warning("last commit failed", agent=self.agent.name, error=str(exc))
             await self._stop_consumer()
             log.info("agent stopped", agent=self.agent.name, batches=self.batches, records=self.records)
+
+    def _seek(self, rewind: Rewind) -> None:
+        owned = self.consumer.assignment()
+        for tp, offset in rewind.offsets.items():
+            if tp in owned:
+                self.consumer.seek(tp, offset)
+        log.info("partitions re-fetched", agent=self.agent.name, reason=rewind.reason,
+                 offsets={f"{tp.topic}[{tp.partition}]": o for tp, o in rewind.offsets.items() if tp in owned})
 
     async def _start_consumer(self) -> None:
         delay = BACKOFF_START_S
