@@ -1,22 +1,32 @@
 """The timer agent: turns due instants into tick events on the subject-event log.
 
 Deadlines (a listing period ends, publicity ends, repair becomes possible, an objection is overdue)
-fall due at event-time instants that the rules compute (``evaluate(...)["next_due"]``); the subject
-agent records each subject's next due instant in a Redis sorted set. This agent wakes every
-``interval_s`` seconds, and for every subject whose instant wall-clock time has passed it writes a
-``tick`` event into the subject-event log, keyed by subject, then removes the entry (only if it was
-not moved meanwhile). The subject agent applies the tick like any input.
+fall due at dates the rules compute (``evaluation["next_due"]``); the subject agent records each
+subject's next due instant in a Redis sorted set. Every ``interval_s`` seconds this agent writes a
+``tick`` into the subject-event log (keyed by subject) for every subject whose instant the wall
+clock has passed, then removes the entry if it was not moved meanwhile. The subject agent applies
+the tick like any input; writing firings into the log is what makes time replayable.
 
-Writing the firings into the log is what makes time replayable: a replay reads the same ticks at
-the same places and so produces the same list changes, with the same ids, in the same order.
-A tick's id is ``tick:<subject>:<date>``; a duplicate (after a crash between produce and removal)
-is recognised by the subject agent and changes nothing.
+Guards, so that the timer never amplifies a fault:
+
+* one firing worker: a lease in Redis (``timer_lease_s``, renewed by its holder every round)
+  decides which worker fires; the others stand by and take over when the lease runs out;
+* once per due instant: a tick this worker produced is remembered until its entry is removed, so
+  a Redis that refuses writes (read-only, out of memory, no replicas) sees each tick once, not
+  once a round; a lease that cannot be renewed fires nothing;
+* the clock: every round compares this worker's clock with Redis's (``TIME``); a worker whose
+  clock runs ahead by more than ``clock_tolerance_s`` fires nothing (it would announce
+  deadlines early), says so in the log and in ``creditstream_clock_skew_seconds``.
+
+A tick's id is ``tick:<subject>:<date>``; a duplicate (a crash between produce and removal, a
+lease handed over mid-round) is recognised by the subject agent and changes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
+import os
+import socket
 
 import structlog
 
@@ -38,66 +48,91 @@ end
 return 1
 """
 
-
-def due_ms(date_str: str) -> int:
-    """The instant a date falls due: its start (00:00) in China Standard Time, in ms."""
-    d = dt.date.fromisoformat(date_str)
-    return int(dt.datetime(d.year, d.month, d.day, tzinfo=CHINA).timestamp() * 1000)
-
-
-def date_of_ms(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000, CHINA).date().isoformat()
-
-
-def tick_event(subject_id: str, due: str) -> dict:
-    return {"type": "tick", "origin": f"tick:{subject_id}:{due}", "subject": subject_id, "due": due,
-            "event_ms": due_ms(due)}
+_TAKE_LEASE = """
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
 
 
 class TimerAgent:
     name = "timer"
 
     def __init__(self, *, topics: Topics, redis, keys: Keys, producer, interval_s: float = 1.0,
-                 batch: int = 5000, clock=time.time):
+                 batch: int = 5000, lease_s: float = 10.0, clock_tolerance_s: float = 60.0, now_ms=None):
         self.topics = topics
         self.redis = redis
         self.keys = keys
         self.producer = producer
         self.interval_s = interval_s
         self.batch = batch
-        self.clock = clock
+        self.lease_ms = int(lease_s * 1000)
+        self.tolerance_ms = int(clock_tolerance_s * 1000)
+        self.now_ms = now_ms or clock.now_ms
+        self.identity = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.fired = 0
+        self.held = False  # the last round stood down (clock ahead, no lease)
+        self._produced: dict[str, int] = {}  # member -> due score already produced, not yet removed
         self.started = asyncio.Event()
         self._stopping = asyncio.Event()
         self._remove = redis.register_script(_REMOVE_IF_UNCHANGED)
+        self._lease = redis.register_script(_TAKE_LEASE)
 
     def stop(self) -> None:
         self._stopping.set()
 
+    async def clock_ahead_ms(self) -> int:
+        """This worker's clock minus Redis's, in ms (positive: ahead)."""
+        sec, usec = await self.redis.time()
+        skew = self.now_ms() - (int(sec) * 1000 + int(usec) // 1000)
+        metrics.CLOCK_SKEW.set(skew / 1000)
+        return skew
+
     async def fire_due(self) -> int:
-        """Write a tick for every subject due by now; return how many."""
-        now_ms = int(self.clock() * 1000)
+        """Write a tick for every subject due by now (if this worker may); return how many."""
+        skew = await self.clock_ahead_ms()
+        if skew > self.tolerance_ms:
+            metrics.TICKS_HELD.inc()
+            if not self.held:
+                log.error("clock ahead of the reference: firing nothing", skew_s=round(skew / 1000, 1),
+                          tolerance_s=self.tolerance_ms / 1000)
+            self.held = True
+            return 0
+        if not await self._lease(keys=[self.keys.timer_lease], args=[self.identity, self.lease_ms]):
+            self.held = True
+            return 0  # another worker fires
+        self.held = False
+        now_ms = self.now_ms()
         due = await self.redis.zrangebyscore(self.keys.due, "-inf", now_ms, start=0, num=self.batch,
                                              withscores=True)
-        backlog = await self.redis.zcount(self.keys.due, "-inf", now_ms)
-        metrics.TIMER_BACKLOG.set(backlog)
+        metrics.TIMER_BACKLOG.set(await self.redis.zcount(self.keys.due, "-inf", now_ms))
         if not due:
+            self._produced.clear()
             return 0
         kafka = KafkaSink(self.producer)
         args = []
         for member, score in due:
             sid = member.decode() if isinstance(member, bytes) else member
+            args += [sid, int(score)]
+            if self._produced.get(sid) == int(score):
+                continue  # produced already; its removal did not go through yet
             event = events.tick(sid, clock.date_of_ms(int(score)))
             kafka.add(self.topics.subject_events, events.encode(event), key=sid.encode(), timestamp_ms=event.event_ms)
-            args += [sid, int(score)]
-        await kafka.flush()
+        n = await kafka.flush()
+        for member, score in due:
+            self._produced[member.decode() if isinstance(member, bytes) else member] = int(score)
+        self.fired += n
         await self._remove(keys=[self.keys.due], args=args)
-        self.fired += len(due)
-        return len(due)
+        for member, _ in due:
+            self._produced.pop(member.decode() if isinstance(member, bytes) else member, None)
+        return n
 
     async def run(self) -> None:
         self.started.set()
-        log.info("timer started", interval_s=self.interval_s)
+        log.info("timer started", interval_s=self.interval_s, identity=self.identity)
         while not self._stopping.is_set():
             try:
                 n = await self.fire_due()

@@ -93,6 +93,11 @@ class Pipeline:
 
     async def start(self) -> None:
         s = self.settings
+        if s.clock_offset_s:
+            from domain import clock
+
+            clock.set_offset(s.clock_offset_s)
+            log.warning("this worker's clock is shifted (clock_offset_s: tests only)", offset_s=s.clock_offset_s)
         await kafka.wait_for_broker(s)
         await kafka.ensure_topics(s)
         self.redis = redis_client(s)
@@ -113,7 +118,8 @@ class Pipeline:
         self.runners = [AgentRunner(build[name](), s) for name in self.agent_names if name in build]
         if "timer" in self.agent_names:
             self.runners.append(TimerAgent(topics=self.topics, redis=self.redis, keys=keys, producer=self.producer,
-                                           interval_s=s.timer_interval_s))
+                                           interval_s=s.timer_interval_s, lease_s=s.timer_lease_s,
+                                           clock_tolerance_s=s.clock_tolerance_s))
         self._tasks = [asyncio.create_task(r.run(), name=f"agent:{getattr(r, 'agent', r).name}")
                        for r in self.runners]
         started = asyncio.gather(*(r.started.wait() for r in self.runners))

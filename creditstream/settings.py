@@ -71,6 +71,12 @@ class Settings:
     """Working days after which a list change without joint-punishment feedback is reported."""
     timer_interval_s: float = 1.0
     """How often the timer agent looks for due instants (seconds)."""
+    timer_lease_s: float = 10.0
+    """How long a worker's timer holds the right to fire ticks without renewing it (seconds)."""
+    clock_tolerance_s: float = 60.0
+    """How far this worker's clock may run ahead of Redis's before its timer fires nothing (seconds)."""
+    clock_offset_s: float = 0.0
+    """Shifts this worker's clock (seconds): for tests of a skewed clock only."""
     web_port: int = 6066
     log_level: str = "INFO"
     log_format: str = "auto"

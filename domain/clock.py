@@ -21,9 +21,18 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 FUTURE_TOLERANCE_MS = 5 * 60 * 1000
 
 
+_offset_ms = 0
+
+
+def set_offset(seconds: float) -> None:
+    """Shift this process's clock (the ``clock_offset_s`` setting: tests of a skewed clock)."""
+    global _offset_ms
+    _offset_ms = int(seconds * 1000)
+
+
 def now_ms() -> int:
     """The wall clock, in ms since the epoch (the only read of it in the rules' code path)."""
-    return int(time.time() * 1000)
+    return int(time.time() * 1000) + _offset_ms
 
 
 @lru_cache(maxsize=4096)

@@ -80,6 +80,11 @@ class Keys:
         return f"{self.gen_prefix}outbox:{partition}"
 
     @property
+    def timer_lease(self) -> str:
+        """Which worker's timer fires ticks (a lease its holder renews every round)."""
+        return f"{self.gen_prefix}timer:lease"
+
+    @property
     def due(self) -> str:
         return f"{self.gen_prefix}due"
 

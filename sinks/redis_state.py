@@ -10,8 +10,8 @@
    reached on every partition and the batch's outbox. If another worker moved a position since
    step 1 (this worker was paused, fenced out, its partitions reassigned), EXEC is refused and
    :class:`Fenced` is raised: nothing of the batch is written, and nothing is produced;
-4. the agent produces the outbox, then ``clear_outbox()`` deletes it only where the position is
-   still the one this batch wrote (a Lua compare-and-delete).
+4. the agent produces the outbox, then ``clear_outbox()`` empties it only where the position is
+   still the one this batch wrote (a Lua compare-and-set).
 
 Every ``begin()`` starts from empty buffers, so a retried batch derives its effects (counters,
 memberships, messages) once, never twice.
@@ -32,7 +32,7 @@ from sinks.keys import Keys
 _CLEAR_OUTBOX_IF_OWNED = """
 for i = 1, #KEYS, 2 do
   if redis.call('GET', KEYS[i]) == ARGV[(i + 1) / 2] then
-    redis.call('DEL', KEYS[i + 1])
+    redis.call('SET', KEYS[i + 1], '')
   end
 end
 return 1
@@ -175,10 +175,7 @@ class SubjectStateSink:
             for p, offset in self._positions.items():
                 pipe.set(self.keys.position(p), offset)
             for p, outbox in self._outboxes.items():
-                if outbox is None:
-                    pipe.delete(self.keys.outbox(p))
-                else:
-                    pipe.set(self.keys.outbox(p), outbox)
+                pipe.set(self.keys.outbox(p), outbox or b"")  # empty: nothing to produce (no DEL in the ACL)
             t0 = time.perf_counter()
             try:
                 await pipe.execute()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import orjson
 
+from domain import events
 from domain.calendar import WorkingCalendar
 from domain.engine import step
 from domain.rulebook import load_rulebook
@@ -21,12 +22,18 @@ async def fold(settings) -> tuple[dict[str, dict], dict[str, list[str]], int]:
     n = 0
     async for batch in kafka.read_to_end(settings, Topics(settings).subject_events, idle_timeout_s=1.0):
         for msg in batch:
-            event = orjson.loads(msg.value)
-            sid = event["subject"]
-            result = step(states.get(sid), event, rules, cal)
             n += 1
-            if result.outcome == "redelivered":
+            try:
+                event = events.decode(msg.value if msg.value is not None else b"")
+            except events.BadEvent:
+                continue  # dead-lettered by the agent
+            sid = event.subject
+            try:
+                result = step(states.get(sid), event, rules, cal)
+            except Exception:  # noqa: BLE001 - dead-lettered by the agent, state unchanged
                 continue
+            if result.outcome in ("redelivered", "invalid"):
+                continue  # the agent writes nothing for these
             states[sid] = orjson.loads(orjson.dumps(result.state))  # as stored: JSON round trip
             for change in result.changes:
                 if change["change_id"] not in seen:

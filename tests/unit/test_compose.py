@@ -525,7 +525,7 @@ def test_acl_key_pattern_is_the_namespace_and_covers_every_key(worker_settings):
 SOURCE_DIRS = ("agents", "sinks", "ops", "streams", "creditstream")
 # Redis clients are called ``redis`` / ``self.redis`` / ``self._redis``, pipelines ``pipe``.
 RECEIVER = r"(?:self\.)?_?(?:redis|pipe|tx)"
-NOT_COMMANDS = {"pipeline", "register_script", "aclose", "close", "execute", "from_url", "initialize",
+NOT_COMMANDS = {"pipeline", "register_script", "aclose", "close", "execute", "from_url", "initialize", "reset",
                 "lock", "pubsub", "monitor", "transaction", "client", "connection_pool", "get_encoder",
                 "execute_command", "parse_response", "set_response_callback", "load_external_module"}
 SCAN_ITER = {"scan_iter": "scan", "sscan_iter": "sscan", "hscan_iter": "hscan", "zscan_iter": "zscan"}
