@@ -28,6 +28,7 @@ reliability: install  ## crash / outage / hostile-input suite at full scale; end
 	@mkdir -p .run; rm -f .run/reliability.json
 	RELIABILITY_EVENTS=$${RELIABILITY_EVENTS:-20000} RELIABILITY_KILLS=$${RELIABILITY_KILLS:-20} \
 	RELIABILITY_FUZZ=$${RELIABILITY_FUZZ:-10000} RELIABILITY_OUTAGE_S=$${RELIABILITY_OUTAGE_S:-10} \
+	RELIABILITY_PAUSES=$${RELIABILITY_PAUSES:-6} RELIABILITY_RESTORES=$${RELIABILITY_RESTORES:-3} \
 	RELIABILITY_RESULTS=.run/reliability.json \
 	$(BIN)/python -m pytest -m reliability -q -p no:cacheprovider $(PYTEST_ARGS); status=$$?; \
 	RELIABILITY_RESULTS=.run/reliability.json $(BIN)/python -m tests.reliability.summary || status=1; exit $$status

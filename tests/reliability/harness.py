@@ -109,27 +109,34 @@ async def divergence(settings, redis) -> list[str]:
 
 async def lost_inputs(settings, redis) -> list[str]:
     """Department messages neither applied to a subject, nor parked, nor dead-lettered."""
+    from domain import events
     from ops.dlq import list_dead_letters
-    from sinks.keys import Keys
+    from sinks.keys import Keys, resolve_keys
     from sinks.registry_index import RegistryIndex
     from streams import kafka
     from streams.topics import Topics
 
+    # applied: every subject event below the position its partition's state records
+    keys = await resolve_keys(redis, settings.namespace)
+    topics = Topics(settings)
     accounted: set[str] = set()
-    for state in (await redis_states(redis, settings)).values():
-        for entry in (state or {}).get("records", {}).values():
-            accounted.update(entry.get("seen", ()))
-        for objection in (state or {}).get("objections", {}).values():
-            accounted.update(objection.get("seen", ()))
-        for part in ("repairs", "repair_refused"):
-            for repair in (state or {}).get(part, {}).values():
-                accounted.update(repair.get("seen", ()))
+    positions: dict[int, int] = {}
+    async for batch in kafka.read_to_end(settings, topics.subject_events, idle_timeout_s=0.5):
+        for msg in batch:
+            if msg.partition not in positions:
+                raw = await redis.get(keys.position(msg.partition))
+                positions[msg.partition] = int(raw) if raw is not None else 0
+            if msg.offset < positions[msg.partition]:
+                try:
+                    accounted.add(events.decode(msg.value).origin)
+                except events.BadEvent:
+                    pass
     for d in await list_dead_letters(settings):
         accounted.add(f"{d['source_topic']}/{d['source_partition']}/{d['source_offset']}")
     for p in await RegistryIndex(redis, Keys(settings.namespace)).parked_records(limit=10 ** 9):
         accounted.add(p["event"]["origin"])
     lost = []
-    for topic in Topics(settings).ingest_sources:
+    for topic in topics.ingest_sources:
         async for batch in kafka.read_to_end(settings, topic, idle_timeout_s=0.5):
             for msg in batch:
                 origin = f"{msg.topic}/{msg.partition}/{msg.offset}"

@@ -8,7 +8,8 @@ import sys
 
 from tests.reliability.harness import RESULTS
 
-KEYS = ("crash_runs", "kills", "events", "lost", "diverged", "fuzz_cases", "crashes", "pii_leaks")
+KEYS = ("crash_runs", "kills", "events", "lost", "diverged", "fuzz_cases", "pauses", "stale_restores", "poison_cases",
+        "redeliveries", "ticks_due", "ticks_written", "clock_ahead_runs", "crashes", "pii_leaks")
 
 
 def main() -> int:

@@ -102,16 +102,18 @@ async def test_redis_restored_from_a_copy_seconds_old(settings, department, redi
     restores = 0
     try:
         await produce(department, gen, harness.EVENTS // 4)
+        await harness.quiescent(s, redis)
         for _ in range(RESTORES):
-            await asyncio.sleep(1.0)
             copy = await snapshot(keys=[], args=[pattern])
+            assert copy, "nothing to copy"
             await produce(department, gen, harness.EVENTS // 4)  # the worker applies these...
-            await asyncio.sleep(2.0)
+            await harness.quiescent(s, redis)
             await restore(keys=[], args=[pattern, *copy])  # ...and Redis comes back without them
             restores += 1
+            await produce(department, gen, harness.EVENTS // 4)  # the next inputs find Redis behind
         await check(s, redis, [worker], f"after {restores} stale restores")
         assert "Redis is behind the log" in worker.log_tail(10 ** 9)
-        harness.record(stale_restores=restores, events=(1 + RESTORES) * (harness.EVENTS // 4))
+        harness.record(stale_restores=restores, events=(1 + 2 * RESTORES) * (harness.EVENTS // 4))
     finally:
         worker.stop()
 
