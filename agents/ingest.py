@@ -17,6 +17,7 @@ from aiokafka import ConsumerRecord
 from creditstream import metrics
 from domain.attach import Attached, learned_pairs, plan
 from domain import clock, events
+from domain.kinds import INGEST_SCHEMAS
 from domain.validate import Rejection, normalise_event
 from sinks.deadletter import DeadLetterSink
 from sinks.kafka import KafkaSink
@@ -26,19 +27,7 @@ from streams.topics import Topics
 
 log = structlog.get_logger("creditstream.ingest")
 
-DECISION_SCHEMAS = frozenset({
-    "creditstream.AdministrativePenalty",
-    "creditstream.AdministrativeLicense",
-    "creditstream.CourtDebtorListing",
-    "creditstream.CourtDebtorDeletion",
-    "creditstream.ActionRecord",
-    # from the credit office (信用办):
-    "creditstream.ListingDecision",
-    "creditstream.Objection",
-    "creditstream.RepairDecision",
-    # from implementing units:
-    "creditstream.JointPunishmentFeedback",
-})
+DECISION_SCHEMAS = INGEST_SCHEMAS  # decisions, credit office, feedback (domain/kinds.py)
 
 
 def origin_of(msg: ConsumerRecord) -> str:

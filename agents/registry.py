@@ -15,6 +15,7 @@ from creditstream import metrics
 from agents.ingest import SubjectEventWriter, future_stamp, origin_of
 from domain import clock, events
 from domain.attach import learned_pairs
+from domain.kinds import REGISTRATION_SCHEMA
 from domain.validate import Rejection, normalise_event
 from sinks.deadletter import DeadLetterSink
 from sinks.kafka import KafkaSink
@@ -22,7 +23,6 @@ from sinks.registry_index import RegistryIndex
 from streams.codec import AvroCodec, DecodeError
 from streams.topics import Topics
 
-REGISTRATION_SCHEMA = "creditstream.SubjectRegistration"
 
 
 class RegistryAgent:

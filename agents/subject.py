@@ -27,6 +27,7 @@ from domain import events
 from domain.calendar import WorkingCalendar
 from domain.clock import due_ms
 from domain.engine import is_late, step
+from domain.kinds import LIST_CHANGE_SCHEMA
 from domain.rulebook import Rulebook
 from sinks.deadletter import DeadLetterSink
 from sinks.kafka import KafkaSink
@@ -37,7 +38,6 @@ from streams.topics import Topics
 
 log = structlog.get_logger("creditstream.subject")
 
-LIST_CHANGE_SCHEMA = "creditstream.ListChange"
 AHEAD_LIMIT = 5
 
 

@@ -58,6 +58,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from domain.clock import FUTURE_TOLERANCE_MS, date_of_ms
+from domain.kinds import KIND_OF_SCHEMA  # the catalogue of event kinds
 from domain import identifiers as _ids
 from domain.normalise import normalise_doc_no, normalise_name, normalise_text
 
@@ -103,19 +104,6 @@ class _Reject(Exception):
 # --------------------------------------------------------------------------------------------
 # schema -> kind, and the role of each field
 
-KIND_OF_SCHEMA = {
-    "creditstream.AdministrativePenalty": "penalty",
-    "creditstream.AdministrativeLicense": "license",
-    "creditstream.CourtDebtorListing": "court_listing",
-    "creditstream.CourtDebtorDeletion": "court_deletion",
-    "creditstream.ActionRecord": "action",
-    "creditstream.SubjectRegistration": "registration",
-    # credit office (信用中心) inputs
-    "creditstream.Objection": "objection",
-    "creditstream.RepairDecision": "repair",
-    "creditstream.ListingDecision": "listing_decision",
-    "creditstream.JointPunishmentFeedback": "feedback",
-}
 _KIND_BY_SHORT = {name.rsplit(".", 1)[1]: kind for name, kind in KIND_OF_SCHEMA.items()}
 
 _DOC_FIELD = {

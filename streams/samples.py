@@ -15,24 +15,13 @@ import copy
 import datetime as _dt
 from decimal import Decimal
 
+from domain.kinds import KINDS as _KINDS
+from domain.kinds import SCHEMA_OF_KIND as _SCHEMA_OF_KIND
+
 __all__ = ["SCHEMA_OF_KIND", "KINDS", "OUTPUT_KINDS", "ALL_KINDS", "sample_event", "schema_of"]
 
-SCHEMA_OF_KIND = {
-    "penalty": "creditstream.AdministrativePenalty",
-    "license": "creditstream.AdministrativeLicense",
-    "court_listing": "creditstream.CourtDebtorListing",
-    "court_deletion": "creditstream.CourtDebtorDeletion",
-    "action": "creditstream.ActionRecord",
-    "registration": "creditstream.SubjectRegistration",
-    # credit office (信用中心) inputs
-    "objection": "creditstream.Objection",
-    "repair": "creditstream.RepairDecision",
-    "listing_decision": "creditstream.ListingDecision",
-    "feedback": "creditstream.JointPunishmentFeedback",
-    # what the system itself produces (not an input: domain.validate.normalise_event does not take it)
-    "list_change": "creditstream.ListChange",
-}
-OUTPUT_KINDS = ("list_change",)
+SCHEMA_OF_KIND = dict(_SCHEMA_OF_KIND)  # the catalogue of event kinds (domain/kinds.py)
+OUTPUT_KINDS = tuple(k.name for k in _KINDS if k.role == "output")
 # The input kinds: every one of these is a valid input of domain.validate.normalise_event.
 KINDS = tuple(k for k in SCHEMA_OF_KIND if k not in OUTPUT_KINDS)
 ALL_KINDS = tuple(SCHEMA_OF_KIND)

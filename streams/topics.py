@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from creditstream.settings import Settings
+from domain.kinds import KINDS
 
 
 @dataclass(frozen=True)
@@ -34,19 +35,12 @@ SUBJECT_EVENTS = TopicSpec("subject-events", "internal: validated, attached inpu
 LIST_CHANGES = TopicSpec("list-changes", "list changes for downstream systems (Avro, keyed by subject)")
 DEAD_LETTERS = TopicSpec("dead-letters", "bad input with the original bytes and the reason in headers")
 
-# Which department topic each input kind is produced to (ops/produce.py, tests, benchmark).
-SPEC_OF_KIND = {
-    "penalty": PENALTY,
-    "license": LICENSE,
-    "court_listing": COURT,
-    "court_deletion": COURT,
-    "action": ACTION,
-    "registration": REGISTRATION,
-    "objection": CREDIT_OFFICE,
-    "repair": CREDIT_OFFICE,
-    "listing_decision": CREDIT_OFFICE,
-    "feedback": FEEDBACK,
-}
+# Topics by their role key in the catalogue of event kinds (domain/kinds.py), and so which topic
+# each kind is produced to (ops/produce.py, tests, benchmark).
+SPEC_OF_TOPIC = {"penalty": PENALTY, "license": LICENSE, "court": COURT, "action": ACTION,
+                 "registration": REGISTRATION, "credit_office": CREDIT_OFFICE, "feedback": FEEDBACK,
+                 "subject_events": SUBJECT_EVENTS, "list_changes": LIST_CHANGES, "dead_letters": DEAD_LETTERS}
+SPEC_OF_KIND = {k.name: SPEC_OF_TOPIC[k.topic] for k in KINDS if k.role != "output"}
 
 INGEST_SOURCES = (PENALTY, LICENSE, COURT, ACTION, CREDIT_OFFICE, FEEDBACK)
 ALL = (PENALTY, LICENSE, COURT, ACTION, REGISTRATION, CREDIT_OFFICE, FEEDBACK, SUBJECT_EVENTS, LIST_CHANGES, DEAD_LETTERS)
