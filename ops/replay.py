@@ -80,45 +80,13 @@ class Progress:
 
 
 async def _log_size(settings: Settings, topic: str) -> int:
-    """Messages in the log: the sum of the partitions' high watermarks, taken from fetch responses
-    (right on Tansu too, unlike ListOffsets). A partition's high watermark is known once a fetch
-    for it has answered, so this fetches until every partition has answered."""
-    from aiokafka import TopicPartition
-
+    """Messages in the log: the sum of the partitions' log ends."""
     return sum((await log_ends(settings, topic)).values())
 
 
 async def log_ends(settings: Settings, topic: str, timeout_s: float = 10.0) -> dict[int, int]:
-    """Each partition's log end (high watermark) from fetch responses."""
-    from aiokafka import TopicPartition
-
-    c = kafka.consumer(settings, group_id=None, max_partition_fetch_bytes=1024)
-    await c.start()
-    try:
-        await c._client._wait_on_metadata(topic)  # noqa: SLF001 - metadata of an unsubscribed topic
-        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
-        if not tps:
-            return {}
-        c.assign(tps)
-        for tp in tps:
-            await c.seek_to_beginning(tp)
-        deadline = time.monotonic() + timeout_s
-        ends: dict[int, int] = {}
-        while len(ends) < len(tps) and time.monotonic() < deadline:
-            pending = [tp for tp in tps if tp.partition not in ends]
-            await c.getmany(*pending, timeout_ms=100, max_records=1)
-            for tp in pending:
-                hw = c.highwater(tp)
-                if hw is not None:
-                    ends[tp.partition] = hw
-                else:
-                    # an empty partition answers with no records; its position stays at the start
-                    pos = await c.position(tp)
-                    if pos == 0 and time.monotonic() > deadline - timeout_s + 1.0:
-                        ends[tp.partition] = 0
-        return ends
-    finally:
-        await c.stop()
+    """Each partition's log end (streams/kafka.py decides how, by broker kind)."""
+    return await kafka.log_ends(settings, topic, timeout_s)
 
 
 async def replay(settings: Settings, *, generation: str | None = None, verify: bool = False,
@@ -144,6 +112,10 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
                              if settings.calendar_file else WorkingCalendar())
         bar = Progress(await _log_size(settings, topics.subject_events), enabled=progress)
         t0 = time.perf_counter()
+        if from_timestamp_ms is not None and start is None:
+            start = await kafka.offsets_at(settings, topics.subject_events, from_timestamp_ms)
+            if start is not None:
+                from_timestamp_ms = None  # Apache Kafka found the offsets: nothing to filter
         async for batch in kafka.read_to_end(settings, topics.subject_events, start=start):
             if from_timestamp_ms is not None:
                 batch = [m for m in batch if m.timestamp >= from_timestamp_ms]

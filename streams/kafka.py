@@ -1,5 +1,18 @@
 """Kafka clients configured from the settings, topic creation, and reading a topic to its end.
 
+``Settings.broker_kind`` decides how (one switch per difference, each with a test):
+
+| | ``kafka`` (Apache Kafka, production) | ``tansu`` (the embedded default) |
+|---|---|---|
+| producer | idempotent, ``acks=all`` | ``acks=all``, not idempotent (defect 1) |
+| log ends | ListOffsets (``end_offsets``) | the fetch response's high watermark (defect 3) |
+| start at a time | ``offsets_for_times`` | read from the start, filter by timestamp (defect 6) |
+| topics | compaction, ``min.insync.replicas`` | accepted, not applied (defect 4) |
+
+Both: consumers reset to ``earliest`` (a new consumer group must apply the subject-event log from
+its start: that is the design, not a workaround); no broker transactions (correctness comes from
+fenced, idempotent state transitions and deterministic ids).
+
 Where the broker is Tansu (``Settings.broker_kind == "tansu"``) this module works around the
 defects measured in docs/broker.md:
 
@@ -32,7 +45,8 @@ def producer(settings: Settings, **overrides) -> AIOKafkaProducer:
     kw = settings.kafka_client_kwargs()
     kw.update(
         acks="all",
-        enable_idempotence=False,  # Tansu rejects InitProducerId v0; see module docstring
+        # Tansu rejects InitProducerId v0 (defect 1); Apache Kafka gets the idempotent producer
+        enable_idempotence=not settings.is_tansu,
         linger_ms=settings.producer_linger_ms,
         max_batch_size=256 * 1024,
         max_request_size=4 * 1024 * 1024,
@@ -83,6 +97,8 @@ async def ensure_topics(settings: Settings, names: Iterable[str] | None = None) 
                 config["cleanup.policy"] = "compact"
             elif spec is not None:
                 config["retention.ms"] = str(spec.retention_ms)
+            if settings.replication_factor >= 3:
+                config["min.insync.replicas"] = "2"  # acks=all then survives one broker down
             new.append(NewTopic(name, settings.partitions, settings.replication_factor, topic_configs=config))
         created = []
         if new:
@@ -133,6 +149,12 @@ async def read_to_end(
             else:
                 await c.seek_to_beginning(tp)
         pending = set(tps)
+        # the end to stop at: ListOffsets on Apache Kafka; Tansu under-reports it (defect 3), so there
+        # the fetch responses' high watermarks decide (below)
+        ends = None if settings.is_tansu else await log_end_offsets(c, tps)
+        for tp in list(pending):
+            if ends is not None and await c.position(tp) >= ends[tp]:
+                pending.discard(tp)
         last_data = time.monotonic()
         while pending:
             batches = await c.getmany(*pending, timeout_ms=200, max_records=max_records)
@@ -145,12 +167,69 @@ async def read_to_end(
             if got:
                 last_data = now
             for tp in list(pending):
-                hw = c.highwater(tp)
+                end = ends[tp] if ends is not None else c.highwater(tp)
                 pos = await c.position(tp)
-                if hw is not None and pos >= hw:
+                if end is not None and pos >= end:
                     pending.discard(tp)
             if pending and not got and now - last_data > idle_timeout_s:
                 break
+    finally:
+        await c.stop()
+
+
+async def log_end_offsets(c: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """Log ends by ListOffsets: right on Apache Kafka only (never called for Tansu, defect 3)."""
+    return await c.end_offsets(tps)  # apache-kafka only: broker_kind switch
+
+
+async def log_ends(settings: Settings, topic: str, timeout_s: float = 10.0) -> dict[int, int]:
+    """Each partition's log end: ListOffsets on Apache Kafka; on Tansu the high watermark of fetch
+    responses (ListOffsets under-reports there, defect 3)."""
+    c = consumer(settings, group_id=None, max_partition_fetch_bytes=1024)
+    await c.start()
+    try:
+        await c._client._wait_on_metadata(topic)  # noqa: SLF001 - metadata of an unsubscribed topic
+        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
+        if not tps:
+            return {}
+        if not settings.is_tansu:
+            return {tp.partition: end for tp, end in (await log_end_offsets(c, tps)).items()}
+        c.assign(tps)
+        for tp in tps:
+            await c.seek_to_beginning(tp)
+        deadline = time.monotonic() + timeout_s
+        ends: dict[int, int] = {}
+        while len(ends) < len(tps) and time.monotonic() < deadline:
+            pending = [tp for tp in tps if tp.partition not in ends]
+            await c.getmany(*pending, timeout_ms=100, max_records=1)
+            for tp in pending:
+                hw = c.highwater(tp)
+                if hw is not None:
+                    ends[tp.partition] = hw
+                else:
+                    # an empty partition answers with no records; its position stays at the start
+                    pos = await c.position(tp)
+                    if pos == 0 and time.monotonic() > deadline - timeout_s + 1.0:
+                        ends[tp.partition] = 0
+        return ends
+    finally:
+        await c.stop()
+
+
+async def offsets_at(settings: Settings, topic: str, timestamp_ms: int) -> dict[int, int] | None:
+    """The first offset at or after ``timestamp_ms`` per partition (the log end where none is):
+    Apache Kafka's ListOffsets by time. None on Tansu, whose answer uses append time and rewinds to
+    0 for a late time (defect 6): the caller reads from the start and filters by timestamp."""
+    if settings.is_tansu:
+        return None
+    c = consumer(settings, group_id=None)
+    await c.start()
+    try:
+        await c._client._wait_on_metadata(topic)  # noqa: SLF001
+        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
+        found = await c.offsets_for_times({tp: timestamp_ms for tp in tps})  # apache-kafka only: broker_kind switch
+        ends = await log_end_offsets(c, tps)
+        return {tp.partition: (found[tp].offset if found.get(tp) is not None else ends[tp]) for tp in tps}
     finally:
         await c.stop()
 
@@ -176,4 +255,5 @@ async def wait_for_broker(settings: Settings, timeout_s: float = 30.0) -> None:
     raise TimeoutError(f"Kafka broker at {settings.broker_url} did not answer within {timeout_s:.0f}s: {last}")
 
 
-__all__ = ["producer", "consumer", "admin", "ensure_topics", "read_to_end", "wait_for_broker", "topic_specs"]
+__all__ = ["producer", "consumer", "admin", "ensure_topics", "read_to_end", "log_ends", "offsets_at",
+           "wait_for_broker", "topic_specs"]

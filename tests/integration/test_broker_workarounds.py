@@ -99,6 +99,36 @@ async def test_clients_avoid_the_broken_requests():
     assert c._isolation_level == "read_uncommitted"  # noqa: SLF001 - no transactions to wait for (defect 5)
 
 
+async def test_apache_kafka_gets_the_idempotent_producer():
+    """broker_kind switch: on Apache Kafka the producer is idempotent (acks=all); consumers still
+    start a new group at the earliest offset (the design: the log is applied from its start)."""
+    from creditstream.settings import Settings
+
+    settings = Settings(broker_url="127.0.0.1:1", broker_kind="kafka")
+    p = kafka.producer(settings)
+    assert p._txn_manager is not None and p._txn_manager.transactional_id is None  # noqa: SLF001 - idempotent only
+    c = kafka.consumer(settings, "t", group_id="g")
+    assert c._auto_offset_reset == "earliest"  # noqa: SLF001
+
+
+async def test_tansu_never_asks_listoffsets_or_offsets_for_times(settings, monkeypatch):
+    """broker_kind switch: on Tansu the log ends come from fetch high watermarks and a start time
+    is filtered by hand; ListOffsets (end_offsets, offsets_for_times) is never sent."""
+    from aiokafka import AIOKafkaConsumer
+
+    def refuse(*_a, **_k):
+        raise AssertionError("ListOffsets sent to Tansu")
+
+    monkeypatch.setattr(AIOKafkaConsumer, "end_offsets", refuse)
+    monkeypatch.setattr(AIOKafkaConsumer, "offsets_for_times", refuse)
+    topic = f"{settings.topic_prefix}workaround-ends"
+    await kafka.ensure_topics(settings, [topic])
+    assert await kafka.offsets_at(settings, topic, 0) is None
+    ends = await kafka.log_ends(settings, topic)
+    assert set(ends) == {0, 1, 2, 3} and not any(ends.values())
+    assert [b async for b in kafka.read_to_end(settings, topic, idle_timeout_s=0.3)] == []
+
+
 # Calls that are wrong or broken on Tansu (docs/broker.md): none may appear in the project's code.
 FORBIDDEN = {
     r"\.end_offsets\(": "3: ListOffsets(latest) under-reports; use read_to_end / highwater()",
@@ -114,6 +144,11 @@ FORBIDDEN = {
 PACKAGES = ("creditstream", "streams", "agents", "sinks", "ops", "domain")
 
 
+# Apache Kafka answers these right: streams/kafka.py uses them behind the broker_kind switch, on
+# lines marked so; a marked line elsewhere, or an unmarked one, fails.
+KAFKA_ONLY = "# apache-kafka only: broker_kind switch"
+
+
 def test_no_code_uses_what_tansu_gets_wrong():
     import re
     from pathlib import Path
@@ -125,8 +160,32 @@ def test_no_code_uses_what_tansu_gets_wrong():
             for no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
                 for pattern, why in FORBIDDEN.items():
                     if re.search(pattern, line):
+                        if line.rstrip().endswith(KAFKA_ONLY) and path.relative_to(root).as_posix() == "streams/kafka.py":
+                            continue
                         hits.append(f"{path.relative_to(root)}:{no}: defect {why}: {line.strip()}")
     assert not hits, "\n".join(hits)
+
+
+def test_the_kafka_only_calls_are_guarded_by_the_broker_kind():
+    """Every marked call sits in a function that returns early, or branches, on ``is_tansu``."""
+    import ast
+    from pathlib import Path
+
+    source = (Path(__file__).resolve().parents[2] / "streams" / "kafka.py").read_text(encoding="utf-8")
+    marked = {no for no, line in enumerate(source.splitlines(), start=1) if line.rstrip().endswith(KAFKA_ONLY)}
+    assert marked
+    tree = ast.parse(source)
+    guarded = set()
+    for fn in ast.walk(tree):
+        if isinstance(fn, ast.AsyncFunctionDef | ast.FunctionDef):
+            lines = set(range(fn.lineno, fn.end_lineno + 1))
+            body = ast.get_source_segment(source, fn) or ""
+            callers = [f for f in ast.walk(tree) if isinstance(f, ast.AsyncFunctionDef | ast.FunctionDef)
+                       and fn.name in (ast.get_source_segment(source, f) or "") and f is not fn]
+            if "is_tansu" in body or (callers and all("is_tansu" in (ast.get_source_segment(source, f) or "")
+                                                      for f in callers)):
+                guarded |= lines & marked
+    assert marked <= guarded, sorted(marked - guarded)
 
 
 # --------------------------------------------------------------------------------------------
