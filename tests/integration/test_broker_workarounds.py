@@ -111,6 +111,7 @@ async def test_apache_kafka_gets_the_idempotent_producer():
     assert c._auto_offset_reset == "earliest"  # noqa: SLF001
 
 
+@pytest.mark.tansu_only
 async def test_tansu_never_asks_listoffsets_or_offsets_for_times(settings, monkeypatch):
     """broker_kind switch: on Tansu the log ends come from fetch high watermarks and a start time
     is filtered by hand; ListOffsets (end_offsets, offsets_for_times) is never sent."""

@@ -18,7 +18,7 @@ from creditstream import settings as cs_settings
 from ops import stack as stack_mod
 from ops.stack import Stack, StackError, embedded_stack
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.tansu_only]
 
 
 def _gone(pid: int) -> bool:

@@ -102,12 +102,12 @@ async def test_redis_restored_from_a_copy_seconds_old(settings, department, redi
     restores = 0
     try:
         await produce(department, gen, harness.EVENTS // 4)
-        await harness.quiescent(s, redis)
+        await harness.quiescent(s, redis, timeout=300)
         for _ in range(RESTORES):
             copy = await snapshot(keys=[], args=[pattern])
             assert copy, "nothing to copy"
             await produce(department, gen, harness.EVENTS // 4)  # the worker applies these...
-            await harness.quiescent(s, redis)
+            await harness.quiescent(s, redis, timeout=300)
             await restore(keys=[], args=[pattern, *copy])  # ...and Redis comes back without them
             restores += 1
             await produce(department, gen, harness.EVENTS // 4)  # the next inputs find Redis behind

@@ -1,0 +1,839 @@
+"""An embedded Apache Kafka cluster (KRaft; every node a combined broker + controller) on free
+loopback ports, started and stopped by the project itself: for tests, and for
+``creditstream stack up --broker kafka``.
+
+The broker is the real thing: ``kafka.Kafka`` from Maven Central, at the version pinned in
+``deploy/kafka/pom.xml`` (property ``kafka.version``, read here as ``KAFKA_VERSION``). Its jars
+are resolved once with Maven into ``cache_dir()/lib`` (``$CREDITSTREAM_CACHE`` or
+``~/.cache/creditstream``, then ``kafka-<version>``), outside the work tree; later starts need
+neither Maven nor the network.
+
+``KafkaCluster(run_dir).up(nodes=1 or 3)`` writes one ``server.properties`` and one log4j2
+file per node under ``<run_dir>/kafka/node-<id>/``, formats the log dirs with
+``kafka.tools.StorageTool`` (one cluster id; a static ``controller.quorum.voters`` quorum, so no
+``--standalone`` / ``--initial-controllers``), starts one detached JVM per node (they outlive
+the Python process that started them) and returns once every node answers ApiVersions and a
+Metadata request that lists every node as an alive broker. Its state is
+``<run_dir>/kafka/cluster.json``; the layout (cluster id, node ids, ports) is kept in
+``layout.json`` so that ``down()`` then ``up()`` on the same run dir starts the same cluster on
+the same ports with its data (topics, offsets) intact.
+
+Every PID read back from cluster.json is checked against ``/proc/PID/cmdline`` and the process
+start time before it is signalled, so a stale file never makes us kill a stranger.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any, Iterator
+
+__all__ = [
+    "KAFKA_VERSION",
+    "KafkaCluster",
+    "KafkaClusterError",
+    "POM",
+    "cache_dir",
+    "ensure_jars",
+    "find_java",
+    "kafka_cluster",
+    "probe_kafka",
+]
+
+POM = Path(__file__).resolve().parent.parent / "deploy" / "kafka" / "pom.xml"
+"""The pom that pins the Kafka version and resolves the broker's runtime classpath."""
+
+JVM_HEAP = ("-Xms256m", "-Xmx512m")
+"""Per node: three nodes and the test processes fit a 2-core, 24 GiB machine."""
+
+_LOG_TAIL_LINES = 40
+_MARKER = ".resolved"
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+"""Popen objects of processes started by this Python process, kept so they are reaped."""
+
+
+class KafkaClusterError(RuntimeError):
+    """The embedded Kafka cluster could not be set up, started, or is not in the state asked for."""
+
+
+def _read_kafka_version(pom: Path = POM) -> str:
+    try:
+        root = ET.parse(pom).getroot()
+    except (OSError, ET.ParseError):
+        return "unknown"
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    el = root.find("m:properties/m:kafka.version", ns)
+    if el is None:
+        el = root.find("properties/kafka.version")
+    return (el.text or "").strip() if el is not None and el.text else "unknown"
+
+
+KAFKA_VERSION: str = _read_kafka_version()
+"""The ``kafka.version`` property of deploy/kafka/pom.xml: the one place the version is set."""
+
+
+# --------------------------------------------------------------------------------------------
+# jars
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("CREDITSTREAM_CACHE") or str(Path.home() / ".cache" / "creditstream")
+    return Path(base).expanduser().resolve() / f"kafka-{KAFKA_VERSION}"
+
+
+def find_java() -> str:
+    """``$JAVA_HOME/bin/java`` if set, else ``java`` on PATH (Kafka 4 needs Java 17 or newer)."""
+    home = os.environ.get("JAVA_HOME")
+    if home and os.access(os.path.join(home, "bin", "java"), os.X_OK):
+        return os.path.join(home, "bin", "java")
+    path = shutil.which("java")
+    if not path:
+        raise KafkaClusterError(
+            f"the embedded Kafka {KAFKA_VERSION} needs Java 17 or newer: no 'java' on PATH "
+            "and no usable $JAVA_HOME (apt-get install openjdk-17-jre-headless)")
+    return path
+
+
+def _java_major(java: str) -> int | None:
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for line in (out.stderr + out.stdout).splitlines():
+        if " version \"" in line:
+            v = line.split('"')[1]
+            head = v.split(".")[1] if v.startswith("1.") else v.split(".")[0].split("-")[0]
+            with contextlib.suppress(ValueError):
+                return int(head)
+    return None
+
+
+def _pom_digest() -> str:
+    return hashlib.sha256(POM.read_bytes()).hexdigest()
+
+
+def _tail(text: str, lines: int = _LOG_TAIL_LINES) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:]) or "(no output)"
+
+
+def ensure_jars(*, quiet: bool = False) -> Path:
+    """The directory of the broker's jars, resolved with Maven on first use (idempotent: a marker
+    written after a successful resolve, holding the pom's digest, makes later calls return at once
+    without Maven). Several processes may call this at once: a file lock serialises them."""
+    if not POM.is_file() or KAFKA_VERSION == "unknown":
+        raise KafkaClusterError(f"no Kafka version: {POM} is missing or has no <kafka.version>")
+    root = cache_dir()
+    lib = root / "lib"
+    digest = _pom_digest()
+    marker = lib / _MARKER
+    with contextlib.suppress(OSError):
+        if marker.read_text().strip() == digest:
+            return lib
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with contextlib.suppress(OSError):
+            if marker.read_text().strip() == digest:
+                return lib  # another process resolved it while we waited
+        mvn = shutil.which("mvn")
+        if not mvn:
+            raise KafkaClusterError(
+                f"resolving Apache Kafka {KAFKA_VERSION} needs Maven (first start only): "
+                "no 'mvn' on PATH (apt-get install maven)")
+        find_java()
+        if not quiet:
+            print(f"resolving Apache Kafka {KAFKA_VERSION} with Maven (first start only)...",
+                  file=sys.stderr, flush=True)
+        started = time.monotonic()
+        tmp = root / "lib.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        cmd = [mvn, "-B", "-q", "-Dstyle.color=never", "-f", str(POM), "dependency:copy-dependencies",
+               f"-DoutputDirectory={tmp}", "-DincludeScope=runtime"]
+        try:
+            out = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                 timeout=1800)
+        except subprocess.TimeoutExpired as e:
+            raise KafkaClusterError(f"mvn did not finish in {e.timeout:.0f}s: {' '.join(cmd)}") from None
+        jars = sorted(p.name for p in tmp.glob("*.jar")) if tmp.is_dir() else []
+        if out.returncode != 0 or not any(j.startswith(f"kafka_2.13-{KAFKA_VERSION}") for j in jars):
+            raise KafkaClusterError(
+                f"mvn could not resolve Apache Kafka {KAFKA_VERSION} (exit {out.returncode}): "
+                f"{' '.join(cmd)}\n{_tail(out.stdout + out.stderr)}")
+        shutil.rmtree(lib, ignore_errors=True)
+        os.replace(tmp, lib)
+        (lib / _MARKER).write_text(digest + "\n")
+        if not quiet:
+            print(f"resolved Apache Kafka {KAFKA_VERSION}: {len(jars)} jars in {lib} "
+                  f"({time.monotonic() - started:.0f}s)", file=sys.stderr, flush=True)
+        return lib
+
+
+# --------------------------------------------------------------------------------------------
+# processes (the same checks as ops/stack.py, kept here so the two modules evolve separately)
+
+
+def _free_port(taken: set[int]) -> int:
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in taken:
+            taken.add(port)
+            return port
+
+
+def _port_is_free(port: int) -> bool:
+    """Nothing listens on the port. SO_REUSEADDR, as the JVM's server sockets have: connections
+    of a node stopped a moment ago, left in TIME_WAIT, don't count."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _proc_cmdline(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return [p.decode(errors="replace") for p in raw.split(b"\0")[:-1]] if raw else []
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start time in clock ticks) of a process, None if there is none."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    rest = raw[raw.rfind(")") + 2:].split()
+    return rest[0], int(rest[19])
+
+
+def _rss_bytes(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _reap(pid: int) -> None:
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        if child.poll() is not None:
+            _CHILDREN.pop(pid, None)
+        return
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _is_alive(entry: dict[str, Any] | None) -> bool:
+    """The recorded process is running (or stopped) with the recorded start time."""
+    if not entry or not entry.get("pid"):
+        return False
+    pid = int(entry["pid"])
+    _reap(pid)
+    stat = _proc_stat(pid)
+    if stat is None or stat[0] in ("Z", "X"):
+        return False
+    return entry.get("starttime") is None or stat[1] == entry["starttime"]
+
+
+def _is_ours(entry: dict[str, Any] | None) -> bool:
+    """The recorded process is alive and is the java process we started (same cmdline)."""
+    if not _is_alive(entry):
+        return False
+    cmdline = _proc_cmdline(int(entry["pid"]))  # type: ignore[index]
+    return bool(cmdline) and cmdline == list(entry.get("cmd") or [])  # type: ignore[union-attr]
+
+
+def _is_paused(entry: dict[str, Any] | None) -> bool:
+    stat = _proc_stat(int(entry["pid"])) if entry and entry.get("pid") else None
+    return stat is not None and stat[0] == "T"
+
+
+def _signal_if_ours(entry: dict[str, Any] | None, sig: int) -> bool:
+    if not _is_ours(entry):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(int(entry["pid"]), sig)  # type: ignore[index]
+    return True
+
+
+def _terminate_all(entries: list[dict[str, Any]], timeout: float) -> list[dict[str, Any]]:
+    """SIGTERM every recorded process that is ours (all at once: a KRaft node shutting down alone
+    waits for the others' quorum), SIGKILL what is left after ``timeout``. Returns the ones that
+    were running."""
+    running = [e for e in entries if _is_ours(e)]
+    for e in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(e["pid"]), signal.SIGTERM)
+            os.kill(int(e["pid"]), signal.SIGCONT)  # a paused JVM only sees SIGTERM once continued
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_is_alive(e) for e in running):
+        time.sleep(0.05)
+    for e in running:
+        if _is_alive(e):
+            _signal_if_ours(e, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(_is_alive(e) for e in running):
+        time.sleep(0.02)
+    return running
+
+
+def _file_tail(path: Path, lines: int = _LOG_TAIL_LINES, marker: str | None = None) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    if marker and marker in text:
+        text = text[text.rfind(marker):]
+    return _tail(text, lines) if text.strip() else "(log is empty)"
+
+
+# --------------------------------------------------------------------------------------------
+# probe: like ops.stack.probe_broker (which Kafka 4.4 answers too), but it returns the alive
+# brokers a node reports, so that a cluster is ready only once every node sees every node
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise OSError("connection closed")
+        buf += chunk
+    return bytes(buf)
+
+
+def _request(sock: socket.socket, api_key: int, version: int, corr: int, body: bytes) -> bytes:
+    client = b"creditstream-kafka-cluster"
+    msg = struct.pack(">hhih", api_key, version, corr, len(client)) + client + body
+    sock.sendall(struct.pack(">i", len(msg)) + msg)
+    size = struct.unpack(">i", _recv_exact(sock, 4))[0]
+    data = _recv_exact(sock, size)
+    if struct.unpack(">i", data[:4])[0] != corr:
+        raise OSError("kafka: correlation id mismatch")
+    return data[4:]
+
+
+def probe_kafka(port: int, timeout: float = 1.0) -> list[int] | None:
+    """The ids of the alive brokers that the broker on ``port`` reports (ApiVersions v0 without
+    error, then Metadata v4 for no topics), or None if it does not answer."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            resp = _request(sock, 18, 0, 1, b"")  # ApiVersions v0
+            if struct.unpack(">h", resp[:2])[0] != 0:
+                return None
+            # Metadata v4: topics = [] (none), allow_auto_topic_creation = false
+            resp = _request(sock, 3, 4, 2, struct.pack(">ib", 0, 0))
+            pos = 4  # throttle_time_ms
+            n = struct.unpack(">i", resp[pos:pos + 4])[0]
+            pos += 4
+            ids = []
+            for _ in range(n):
+                ids.append(struct.unpack(">i", resp[pos:pos + 4])[0])
+                pos += 4
+                hlen = struct.unpack(">h", resp[pos:pos + 2])[0]
+                pos += 2 + hlen + 4  # host, port
+                rlen = struct.unpack(">h", resp[pos:pos + 2])[0]
+                pos += 2 + max(rlen, 0)  # rack (nullable)
+            return sorted(ids)
+    except (OSError, struct.error):
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _new_cluster_id() -> str:
+    while True:  # Kafka's Uuid.randomUuid() also refuses ids that start with '-'
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cid.startswith("-"):
+            return cid
+
+
+def _java_opts() -> list[str]:
+    return [*JVM_HEAP, "-XX:+UseSerialGC", "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true"]
+
+
+class KafkaCluster:
+    """One embedded Kafka cluster in ``<run_dir>/kafka``. Node ids are 0..nodes-1, and ``i`` in
+    ``pause_node(i)`` and friends is a node id."""
+
+    def __init__(self, run_dir: str | os.PathLike[str] = ".run"):
+        self.run_dir = Path(run_dir).resolve()
+        self.base = self.run_dir / "kafka"
+
+    # -- paths -----------------------------------------------------------------------------
+    @property
+    def state_file(self) -> Path:
+        return self.base / "cluster.json"
+
+    @property
+    def layout_file(self) -> Path:
+        return self.base / "layout.json"
+
+    def node_dir(self, node_id: int) -> Path:
+        return self.base / f"node-{node_id}"
+
+    def node_log(self, node_id: int) -> Path:
+        """The broker's own log (log4j2), rolled over at 20 MB."""
+        return self.node_dir(node_id) / "server.log"
+
+    def node_console(self, node_id: int) -> Path:
+        """stdout/stderr of the JVM: what is printed before logging starts, and crashes."""
+        return self.node_dir(node_id) / "console.log"
+
+    # -- state files ---------------------------------------------------------------------------
+    @staticmethod
+    def _read_json(path: Path) -> dict[str, Any] | None:
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    @staticmethod
+    def _write_json(path: Path, data: dict[str, Any]) -> None:
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(data, indent=2))
+        os.replace(tmp, path)
+
+    def _read(self) -> dict[str, Any] | None:
+        return self._read_json(self.state_file)
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        self.base.mkdir(parents=True, exist_ok=True)
+        with open(self.base / ".lock", "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    # -- configuration --------------------------------------------------------------------------
+    def _new_layout(self, nodes: int) -> dict[str, Any]:
+        taken: set[int] = set()
+        return {
+            "version": KAFKA_VERSION,
+            "cluster_id": _new_cluster_id(),
+            "nodes": [{"id": i, "port": _free_port(taken), "controller_port": _free_port(taken)}
+                      for i in range(nodes)],
+        }
+
+    def _properties(self, layout: dict[str, Any], node: dict[str, Any],
+                    extra: dict[str, Any]) -> dict[str, Any]:
+        n = len(layout["nodes"])
+        rf = min(n, 3)
+        isr = 2 if n >= 3 else 1
+        voters = ",".join(f"{x['id']}@127.0.0.1:{x['controller_port']}" for x in layout["nodes"])
+        props: dict[str, Any] = {
+            "process.roles": "broker,controller",
+            "node.id": node["id"],
+            "controller.quorum.voters": voters,
+            "listeners": f"PLAINTEXT://127.0.0.1:{node['port']},CONTROLLER://127.0.0.1:{node['controller_port']}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node['port']}",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "log.dirs": str(self.node_dir(node["id"]) / "data"),
+            "num.partitions": 4,
+            "default.replication.factor": n,
+            "min.insync.replicas": isr,
+            "offsets.topic.replication.factor": rf,
+            "offsets.topic.num.partitions": 12,
+            "transaction.state.log.replication.factor": rf,
+            "transaction.state.log.min.isr": isr,
+            "transaction.state.log.num.partitions": 8,
+            "share.coordinator.state.topic.replication.factor": rf,
+            "share.coordinator.state.topic.min.isr": isr,
+            "group.initial.rebalance.delay.ms": 0,
+            "auto.create.topics.enable": "true",
+            "delete.topic.enable": "true",
+            "log.retention.check.interval.ms": 10000,
+            # a paused or stopped follower leaves the ISR after 10 s (default 30 s), so acks=all
+            # produce goes on within a client's request timeout
+            "replica.lag.time.max.ms": 10000,
+            # a small machine: fewer threads than the defaults sized for a server
+            "num.network.threads": 2,
+            "num.io.threads": 4,
+            "background.threads": 4,
+            "num.recovery.threads.per.data.dir": 1,
+            "num.replica.fetchers": 1,
+        }
+        props.update(extra)
+        return props
+
+    @staticmethod
+    def _write_properties(path: Path, props: dict[str, Any]) -> None:
+        def esc(v: Any) -> str:
+            s = str(v).lower() if isinstance(v, bool) else str(v)
+            return s.replace("\\", "\\\\").replace("\n", "\\n")
+        path.write_text("".join(f"{k}={esc(v)}\n" for k, v in props.items()))
+
+    def _write_log4j2(self, node_id: int) -> Path:
+        path = self.node_dir(node_id) / "log4j2.properties"
+        log = str(self.node_log(node_id)).replace("\\", "/")
+        path.write_text("\n".join([
+            "status = warn",
+            # JVM exit stops nothing of log4j's: the last lines of a shutdown stay in the file
+            "shutdownHook = disable",
+            "appender.file.type = RollingFile",
+            "appender.file.name = file",
+            f"appender.file.fileName = {log}",
+            f"appender.file.filePattern = {log}.%i",
+            "appender.file.layout.type = PatternLayout",
+            "appender.file.layout.pattern = [%d] %p %m (%c)%n",
+            "appender.file.policies.type = Policies",
+            "appender.file.policies.size.type = SizeBasedTriggeringPolicy",
+            "appender.file.policies.size.size = 20MB",
+            "appender.file.strategy.type = DefaultRolloverStrategy",
+            "appender.file.strategy.max = 3",
+            "rootLogger.level = INFO",
+            "rootLogger.appenderRef.file.ref = file",
+            # per-request and per-partition chatter
+            "logger.request.name = kafka.request.logger",
+            "logger.request.level = WARN",
+            "logger.statechange.name = state.change.logger",
+            "logger.statechange.level = WARN",
+            "logger.storage.name = org.apache.kafka.storage.internals",
+            "logger.storage.level = WARN",
+            "logger.authorizer.name = kafka.authorizer.logger",
+            "logger.authorizer.level = WARN",
+            "",
+        ]))
+        return path
+
+    def _tool_log4j2(self) -> Path:
+        path = self.base / "log4j2-tool.properties"
+        path.write_text("\n".join([
+            "status = warn",
+            "appender.out.type = Console",
+            "appender.out.name = out",
+            "appender.out.target = SYSTEM_ERR",
+            "appender.out.layout.type = PatternLayout",
+            "appender.out.layout.pattern = [%d] %p %m (%c)%n",
+            "rootLogger.level = WARN",
+            "rootLogger.appenderRef.out.ref = out",
+            "",
+        ]))
+        return path
+
+    def _node_cmd(self, java: str, lib: Path, node_id: int) -> list[str]:
+        d = self.node_dir(node_id)
+        return [java, *_java_opts(), "-cp", f"{lib}/*",
+                f"-Dlog4j2.configurationFile={d / 'log4j2.properties'}",
+                f"-Dkafka.logs.dir={d}",
+                "kafka.Kafka", str(d / "server.properties")]
+
+    def _prepare(self, layout: dict[str, Any], extra: dict[str, Any]) -> None:
+        for node in layout["nodes"]:
+            d = self.node_dir(node["id"])
+            (d / "data").mkdir(parents=True, exist_ok=True)
+            self._write_properties(d / "server.properties", self._properties(layout, node, extra))
+            self._write_log4j2(node["id"])
+
+    def _formatted(self, node_id: int) -> str | None:
+        """The cluster id a node's log dir is formatted with, None if it is not formatted."""
+        try:
+            text = (self.node_dir(node_id) / "data" / "meta.properties").read_text()
+        except OSError:
+            return None
+        for line in text.splitlines():
+            if line.startswith("cluster.id="):
+                return line.split("=", 1)[1].strip()
+        return None
+
+    def _format(self, java: str, lib: Path, layout: dict[str, Any], deadline: float) -> None:
+        """``kafka-storage format`` every node's log dir with the layout's cluster id (already
+        formatted dirs are left alone), all nodes at once."""
+        tool_log4j = self._tool_log4j2()
+        procs = []
+        for node in layout["nodes"]:
+            d = self.node_dir(node["id"])
+            if self._formatted(node["id"]) == layout["cluster_id"]:
+                continue  # a restart: skip a JVM start that would change nothing
+            cmd = [java, "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+                   "-cp", f"{lib}/*", f"-Dlog4j2.configurationFile={tool_log4j}",
+                   "kafka.tools.StorageTool", "format", "--ignore-formatted",
+                   "--cluster-id", layout["cluster_id"], "--config", str(d / "server.properties")]
+            procs.append((node["id"], cmd, subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                cwd=d, start_new_session=True)))
+        failures = []
+        for node_id, cmd, p in procs:
+            try:
+                out, _ = p.communicate(timeout=max(deadline - time.monotonic(), 1.0))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                out, _ = p.communicate()
+                failures.append(f"node {node_id}: format timed out\n{_tail(out.decode(errors='replace'))}")
+                continue
+            if p.returncode != 0:
+                failures.append(f"node {node_id}: {' '.join(cmd)} (exit {p.returncode})\n"
+                                f"{_tail(out.decode(errors='replace'))}")
+        if failures:
+            raise KafkaClusterError("kafka-storage format failed:\n" + "\n".join(failures))
+
+    def _spawn(self, java: str, lib: Path, node: dict[str, Any]) -> dict[str, Any]:
+        node_id = node["id"]
+        cmd = self._node_cmd(java, lib, node_id)
+        marker = f"=== creditstream kafka: {time.strftime('%Y-%m-%dT%H:%M:%S')} node {node_id}"
+        for path in (self.node_console(node_id), self.node_log(node_id)):
+            with open(path, "ab") as fh:
+                fh.write(f"{marker}\n".encode())
+        with open(self.node_console(node_id), "ab") as fh:
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
+                cwd=self.node_dir(node_id), start_new_session=True, close_fds=True,
+            )
+        _CHILDREN[proc.pid] = proc
+        stat = _proc_stat(proc.pid)
+        return {**node, "pid": proc.pid, "cmd": cmd, "starttime": stat[1] if stat else None,
+                "log": str(self.node_log(node_id)), "console": str(self.node_console(node_id)),
+                "data_dir": str(self.node_dir(node_id) / "data")}
+
+    def _diagnosis(self, entry: dict[str, Any]) -> str:
+        node_id = entry["id"]
+        return (f"--- {self.node_console(node_id)}:\n"
+                f"{_file_tail(self.node_console(node_id), 15, '=== creditstream kafka:')}\n"
+                f"--- {self.node_log(node_id)}:\n"
+                f"{_file_tail(self.node_log(node_id), marker='=== creditstream kafka:')}")
+
+    def _wait_ready(self, entries: list[dict[str, Any]], expect: set[int], deadline: float) -> None:
+        """Until each entry's node answers and lists every id in ``expect`` as an alive broker."""
+        pending = list(entries)
+        while pending:
+            for e in list(pending):
+                if not _is_alive(e):
+                    child = _CHILDREN.get(int(e["pid"]))
+                    if child is not None:  # let it write its last words
+                        with contextlib.suppress(subprocess.TimeoutExpired):
+                            child.wait(1.0)
+                    raise KafkaClusterError(f"Kafka node {e['id']} (pid {e['pid']}) exited during "
+                                            f"start-up\n{self._diagnosis(e)}")
+                ids = probe_kafka(int(e["port"]), 1.0)
+                if ids is not None and expect <= set(ids) and _is_alive(e):
+                    pending.remove(e)
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                e = pending[0]
+                seen = probe_kafka(int(e["port"]), 1.0)
+                raise KafkaClusterError(
+                    f"Kafka node {e['id']} (port {e['port']}) was not ready in time (brokers it "
+                    f"reports: {seen}, expected {sorted(expect)})\n{self._diagnosis(e)}")
+            time.sleep(0.1)
+
+    def _state(self, layout: dict[str, Any], entries: list[dict[str, Any]], lib: Path,
+               started_at: float) -> dict[str, Any]:
+        bootstrap = ",".join(f"127.0.0.1:{e['port']}" for e in entries)
+        return {
+            "settings": {"broker_url": bootstrap, "broker_kind": "kafka"},
+            "version": layout["version"],
+            "cluster_id": layout["cluster_id"],
+            "bootstrap": bootstrap,
+            "lib": str(lib),
+            "nodes": entries,
+            "started_at": started_at,
+        }
+
+    @staticmethod
+    def _info(state: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "bootstrap": state["bootstrap"],
+            "version": state["version"],
+            "cluster_id": state["cluster_id"],
+            "started_at": state["started_at"],
+            "nodes": [{k: e.get(k) for k in ("id", "pid", "port", "controller_port", "log",
+                                             "console", "data_dir")} for e in state["nodes"]],
+        }
+
+    # -- public API ---------------------------------------------------------------------------
+    def up(self, nodes: int = 1, timeout: float = 120.0, *, fresh: bool = False,
+           config: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Start a cluster of ``nodes`` (1 or 3) combined broker+controller nodes, or return the
+        running one. A cluster that ran before in this run dir with the same number of nodes is
+        started again with its data and ports when those ports are free; otherwise (or with
+        ``fresh=True``) the old data is deleted and a new cluster id and new ports are chosen.
+        ``config`` overrides/extends every node's server.properties. Returns the info dict:
+        ``bootstrap``, ``nodes`` (id, pid, port, controller_port, log, ...), ``version``."""
+        if nodes not in (1, 3):
+            raise KafkaClusterError(f"nodes must be 1 or 3, not {nodes}")
+        deadline = time.monotonic() + timeout
+        lib = ensure_jars()
+        java = find_java()
+        major = _java_major(java)
+        if major is not None and major < 17:
+            raise KafkaClusterError(f"Kafka {KAFKA_VERSION} needs Java 17 or newer; {java} is {major}")
+        with self._lock():
+            state = self._read()
+            if state:
+                entries = state.get("nodes") or []
+                if (not fresh and len(entries) == nodes and all(_is_ours(e) for e in entries)
+                        and not any(_is_paused(e) for e in entries)
+                        and all(probe_kafka(int(e["port"]), 1.0) is not None for e in entries)):
+                    return self._info(state)
+                if any(_is_paused(e) and _is_ours(e) for e in entries) and not fresh:
+                    raise KafkaClusterError("a node is paused (SIGSTOP): resume_node() it first, "
+                                            "or down() the cluster")
+                _terminate_all(entries, 30.0)
+                with contextlib.suppress(FileNotFoundError):
+                    self.state_file.unlink()
+
+            layout = self._read_json(self.layout_file)
+            reuse = (not fresh and layout is not None and layout.get("version") == KAFKA_VERSION
+                     and len(layout.get("nodes", [])) == nodes
+                     and all(_port_is_free(n["port"]) and _port_is_free(n["controller_port"])
+                             for n in layout["nodes"]))
+            attempts = 1 if reuse else 2
+            for attempt in range(attempts):
+                if not reuse:
+                    for old in self.base.glob("node-*"):
+                        shutil.rmtree(old, ignore_errors=True)
+                    layout = self._new_layout(nodes)
+                    self._write_json(self.layout_file, layout)
+                assert layout is not None
+                self._prepare(layout, dict(config or {}))
+                self._format(java, lib, layout, deadline)
+                entries = [self._spawn(java, lib, n) for n in layout["nodes"]]
+                try:
+                    self._wait_ready(entries, {n["id"] for n in layout["nodes"]}, deadline)
+                except KafkaClusterError as err:
+                    _terminate_all(entries, 5.0)
+                    if attempt + 1 < attempts and "Address already in use" in str(err):
+                        continue  # lost a port to someone else between choosing and binding
+                    raise
+                except BaseException:
+                    _terminate_all(entries, 5.0)
+                    raise
+                state = self._state(layout, entries, lib, time.time())
+                self._write_json(self.state_file, state)
+                return self._info(state)
+            raise AssertionError("unreachable")
+
+    def down(self, timeout: float = 30.0) -> bool:
+        """Stop every node (SIGTERM, SIGKILL after ``timeout``; only processes that are still our
+        java processes) and remove cluster.json. Data and layout.json stay for the next up()."""
+        with self._lock():
+            state = self._read()
+            if state is None:
+                return False
+            stopped = _terminate_all(state.get("nodes") or [], timeout)
+            with contextlib.suppress(FileNotFoundError):
+                self.state_file.unlink()
+            return bool(stopped)
+
+    def status(self) -> dict[str, Any]:
+        state = self._read() or {}
+        out: dict[str, Any] = {"run_dir": str(self.run_dir), "version": state.get("version", KAFKA_VERSION),
+                               "bootstrap": state.get("bootstrap"), "nodes": []}
+        for e in state.get("nodes") or []:
+            alive = _is_ours(e)
+            paused = alive and _is_paused(e)
+            brokers = probe_kafka(int(e["port"]), 0.5) if alive and not paused else None
+            out["nodes"].append({
+                "id": e["id"], "pid": e.get("pid") if alive else None, "port": e["port"],
+                "controller_port": e["controller_port"], "alive": alive, "paused": paused,
+                "answering": brokers is not None, "brokers": brokers,
+                "rss_bytes": _rss_bytes(int(e["pid"])) if alive else None,
+                "log": e.get("log"),
+            })
+        out["running"] = bool(out["nodes"]) and all(n["alive"] and n["answering"] for n in out["nodes"])
+        return out
+
+    def alive(self) -> bool:
+        """Every recorded node's process is running and is ours (paused counts as alive; no
+        network request is made: see status() for that)."""
+        state = self._read()
+        return bool(state and state.get("nodes")) and all(_is_ours(e) for e in state["nodes"])  # type: ignore[index]
+
+    def info(self) -> dict[str, Any] | None:
+        state = self._read()
+        return self._info(state) if state else None
+
+    # -- fault injection -----------------------------------------------------------------------
+    def _node(self, node_id: int, *, alive: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+        state = self._read()
+        if not state:
+            raise KafkaClusterError(f"no Kafka cluster in {self.base}")
+        for e in state.get("nodes") or []:
+            if e["id"] == node_id:
+                if alive and not _is_ours(e):
+                    raise KafkaClusterError(f"Kafka node {node_id} (pid {e.get('pid')}) is not running")
+                return state, e
+        raise KafkaClusterError(f"no node {node_id} in the cluster in {self.base}")
+
+    def pause_node(self, node_id: int) -> None:
+        """SIGSTOP a node: its connections stay open and nothing is answered (a hung broker)."""
+        _, e = self._node(node_id)
+        os.kill(int(e["pid"]), signal.SIGSTOP)
+        deadline = time.monotonic() + 2
+        while not _is_paused(e) and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def resume_node(self, node_id: int) -> None:
+        _, e = self._node(node_id)
+        os.kill(int(e["pid"]), signal.SIGCONT)
+        deadline = time.monotonic() + 2
+        while _is_paused(e) and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def stop_node(self, node_id: int, timeout: float = 30.0) -> None:
+        """SIGTERM one node (a controlled shutdown); its ports and data stay recorded."""
+        with self._lock():
+            state, e = self._node(node_id, alive=False)
+            _terminate_all([e], timeout)
+            e["pid"] = None
+            e["starttime"] = None
+            self._write_json(self.state_file, state)
+
+    def start_node(self, node_id: int, timeout: float = 60.0) -> None:
+        """Start a stopped node again on its ports and data; returns once it answers and lists
+        itself as an alive broker."""
+        with self._lock():
+            state, e = self._node(node_id, alive=False)
+            if _is_ours(e):
+                return
+            lib = Path(state["lib"])
+            node = {k: e[k] for k in ("id", "port", "controller_port")}
+            new = self._spawn(find_java(), lib, node)
+            try:
+                self._wait_ready([new], {node_id}, time.monotonic() + timeout)
+            except BaseException:
+                _terminate_all([new], 5.0)
+                raise
+            state["nodes"] = [new if x["id"] == node_id else x for x in state["nodes"]]
+            self._write_json(self.state_file, state)
+
+
+@contextlib.contextmanager
+def kafka_cluster(run_dir: str | os.PathLike[str], nodes: int = 1, **up_kwargs: Any) -> Iterator[dict[str, Any]]:
+    """``with kafka_cluster(tmp, nodes=3) as info:`` the cluster is up inside, down after."""
+    cluster = KafkaCluster(run_dir)
+    info = cluster.up(nodes, **up_kwargs)
+    try:
+        yield info
+    finally:
+        cluster.down()
