@@ -423,10 +423,11 @@ def test_topics_init_creates_every_topic_with_partitions_replication_and_retenti
         spec = topics.spec_of(new.name)
         assert new.num_partitions == 12
         assert new.replication_factor == 3
+        isr = {"min.insync.replicas": "2"}  # replication 3: acks=all survives one broker down
         if spec.compacted:
-            assert new.topic_configs == {"cleanup.policy": "compact"}
+            assert new.topic_configs == {"cleanup.policy": "compact", **isr}
         else:
-            assert new.topic_configs == {"retention.ms": str(spec.retention_ms)}
+            assert new.topic_configs == {"retention.ms": str(spec.retention_ms), **isr}
 
 
 def test_operations_guide_lists_the_topics(worker_settings):
