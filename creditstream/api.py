@@ -9,13 +9,20 @@ Endpoints (documented in docs/openapi.yaml):
 ``GET /lists``                  every list with members, and its size
 ``GET /lists/{name}``           one page of a list's members: ``?cursor=&limit=``
 ``GET /changes``                list changes from the list-change topic: ``?since=<cursor>&limit=``
-``GET /health``                 ``{"status": "ok"}`` when Redis answers
+``GET /health``                 which dependency is down: ``{"status": "ok"|"degraded", "redis": "ok"|"down:
+                                ...", "kafka": "ok"|"down: ..."}``, 200 when both answer, else 503 (with
+                                ``error`` and ``message`` too, as every error answer)
 ``GET /metrics``                Prometheus text format (creditstream.metrics.REGISTRY)
 ==============================  ===================================================================
 
 Errors are JSON ``{"error": <code>, "message": <sentence>}``: ``bad_request`` (400), ``not_found``
-(404), ``method_not_allowed`` (405), ``unavailable`` (503: Redis or the broker did not answer),
-``internal`` (500; the details go to the log, never to the client).
+(404), ``method_not_allowed`` (405), ``unavailable`` (503: Redis, the broker or the schema registry
+did not answer; the message names which), ``internal`` (500; the details go to the log, never to
+the client).
+
+``/health`` checks both dependencies at once, each within :data:`HEALTH_TIMEOUT_S`: Redis answers
+``PING``, and the Kafka broker answers a metadata request (a fresh bootstrap, so it is the broker's
+state now, not what a long-lived client remembers). Concurrent requests share one check.
 
 ``/changes`` cursors are opaque to clients: base64url (unpadded) of the JSON object
 ``{"<partition>": <next offset>}`` of the list-change topic. No cursor means the beginning of the
@@ -38,6 +45,7 @@ import base64
 import binascii
 import datetime as dt
 import functools
+import re
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -60,6 +68,8 @@ CHANGES_WAIT_S = 3.0
 KAFKA_TIMEOUT_S = 15.0
 MAX_CONCURRENT_CHANGE_READS = 4
 """Each ``/changes`` request runs its own group-less consumer; this caps how many at once."""
+HEALTH_TIMEOUT_S = 2.0
+"""How long ``/health`` waits for each dependency (Redis PING, Kafka metadata)."""
 
 API_KEY = web.AppKey("creditstream_api", object)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -94,15 +104,33 @@ def _route_of(request: web.Request) -> str:
 def _unavailable(exc: BaseException) -> ApiError | None:
     """An ApiError(503) if ``exc`` means Redis or the broker did not answer, else None."""
     import redis.exceptions as rexc
-    from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NoBrokersAvailable
+    from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NoBrokersAvailable, RequestTimedOutError
 
-    if isinstance(exc, (rexc.ConnectionError, rexc.TimeoutError)):
+    from streams.codec import RegistryError
+
+    if isinstance(exc, (rexc.ConnectionError, rexc.TimeoutError)):  # BusyLoadingError (LOADING) included
         return ApiError(503, "unavailable", "Redis did not answer; try again later")
-    if isinstance(exc, (KafkaConnectionError, KafkaTimeoutError, NoBrokersAvailable)):
+    if isinstance(exc, (KafkaConnectionError, KafkaTimeoutError, NoBrokersAvailable, RequestTimedOutError)):
         return ApiError(503, "unavailable", "the Kafka broker did not answer; try again later")
+    if isinstance(exc, RegistryError) and (exc.status is None and "unreachable" in str(exc)
+                                           or (exc.status or 0) >= 500):
+        return ApiError(503, "unavailable", "the schema registry did not answer; try again later")
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError, ConnectionError)):
         return ApiError(503, "unavailable", "a backing service did not answer in time; try again later")
     return None
+
+
+_USERINFO = re.compile(r"(://[^:@/\s]*):[^@/\s]*@")
+
+
+def _reason(exc: BaseException) -> str:
+    """A short, one-line reason for a health answer: the exception's type and first line, with
+    any password in a URL masked."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if not text.startswith(type(exc).__name__):
+        text = f"{type(exc).__name__}: {text}"
+    text = _USERINFO.sub(r"\1:***@", text)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def guarded(handler: Handler) -> Handler:
@@ -226,6 +254,7 @@ class Api:
         self.topic = Topics(settings).list_changes
         self._codec = None
         self._readers = asyncio.Semaphore(MAX_CONCURRENT_CHANGE_READS)
+        self._health_check: asyncio.Future | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def on_startup(self, _app: web.Application) -> None:
@@ -314,14 +343,56 @@ class Api:
                               "next_cursor": int(next_cursor) or None})
 
     async def health(self, request: web.Request) -> web.Response:
+        """``{"status": "ok"|"degraded", "redis": ..., "kafka": ...}``: 200 when both answer, else 503
+        (and then ``error: unavailable`` and a ``message`` naming what is down, as every error)."""
+        if self._health_check is None or self._health_check.done():
+            self._health_check = asyncio.ensure_future(self._check_health())
+        # shielded: a client that goes away does not cancel the check the others wait for
+        redis_state, kafka_state = await asyncio.shield(self._health_check)
+        body = {"status": "ok", "redis": redis_state, "kafka": kafka_state}
+        down = [name for name, state in (("Redis", redis_state), ("the Kafka broker", kafka_state)) if state != "ok"]
+        if not down:
+            return json_response(body)
+        log.warning("health check: degraded", redis=redis_state, kafka=kafka_state)
+        # an error answer like every other (error, message), with which dependency is down
+        body.update(status="degraded", error="unavailable",
+                    message=f"{' and '.join(down)} {'is' if len(down) == 1 else 'are'} down; try again later")
+        return json_response(body, status=503)
+
+    async def _check_health(self) -> tuple[str, str]:
+        return tuple(await asyncio.gather(self._redis_health(), self._kafka_health()))  # type: ignore[return-value]
+
+    async def _redis_health(self) -> str:
+        if self.redis is None:
+            return "down: the API has no Redis client (not started)"
         try:
-            await asyncio.wait_for(self._client().ping(), timeout=3)
-        except ApiError:
-            raise
+            await asyncio.wait_for(self.redis.ping(), timeout=HEALTH_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            return f"down: no answer within {HEALTH_TIMEOUT_S:g} s"
+        except Exception as exc:  # noqa: BLE001 - whatever it is, Redis is not usable
+            return "down: " + _reason(exc)
+        return "ok"
+
+    async def _kafka_health(self) -> str:
+        from aiokafka.client import AIOKafkaClient
+
+        try:
+            client = AIOKafkaClient(request_timeout_ms=int(HEALTH_TIMEOUT_S * 1000),
+                                    **self.settings.kafka_client_kwargs())
+        except Exception as exc:  # noqa: BLE001 - e.g. TLS files that do not load
+            return "down: " + _reason(exc)
+        try:
+            await asyncio.wait_for(client.bootstrap(), timeout=HEALTH_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            return f"down: no metadata within {HEALTH_TIMEOUT_S:g} s"
         except Exception as exc:  # noqa: BLE001
-            log.warning("health check: Redis did not answer", error=type(exc).__name__)
-            raise ApiError(503, "unavailable", "Redis did not answer") from None
-        return json_response({"status": "ok"})
+            return "down: " + _reason(exc)
+        finally:
+            try:
+                await client.close()
+            except Exception:  # noqa: BLE001 - closing what did not open
+                pass
+        return "ok"
 
     async def metrics(self, request: web.Request) -> web.Response:
         from prometheus_client import generate_latest

@@ -6,7 +6,9 @@ same processors, one line per event on stderr.
 - Natural persons' ID numbers are masked everywhere (RULES.md section 7): in every string of the
   event dict (keys and values, nested dicts/lists included), in stdlib messages after their
   ``%`` arguments are applied, in exception text, and finally in the rendered line itself (which
-  also catches IDs hidden in ints, reprs and tracebacks).
+  also catches IDs hidden in ints, reprs and tracebacks). :func:`mask_text` says which: 18-char
+  resident ID numbers (``domain.identifiers.mask_ids_in_text``), 15-digit legacy ID numbers
+  (first-generation cards), and both written in groups with spaces or dashes.
 
 Usage::
 
@@ -18,8 +20,10 @@ Usage::
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
+import re
 import sys
 from collections.abc import Mapping
 from typing import Any, TextIO
@@ -29,7 +33,7 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from domain.identifiers import mask_ids_in_text
 
-__all__ = ["configure", "get_logger", "mask_personal_data", "mask_value", "NOISY_LOGGERS"]
+__all__ = ["configure", "get_logger", "mask_personal_data", "mask_text", "mask_value", "NOISY_LOGGERS"]
 
 NOISY_LOGGERS = ("aiokafka", "faust", "mode", "kafka")
 """Third-party loggers kept at WARNING (or above) unless the level is DEBUG."""
@@ -41,17 +45,82 @@ _configured = False
 # ------------------------------------------------------------------------------------------
 # masking
 
+# Full-width digits, X and dashes map one char to one char, so positions in the view are
+# positions in the text.
+_VIEW = {0xFF10 + i: 0x30 + i for i in range(10)} | {0xFF38: 0x58, 0xFF58: 0x78, 0xFF0D: 0x2D}
+# Province-level division codes (GB/T 2260) of the first-generation (15-digit) cards: 11-65.
+_LEGACY_PROVINCES = frozenset("11 12 13 14 15 21 22 23 31 32 33 34 35 36 37 41 42 43 44 45 46 "
+                              "50 51 52 53 54 61 62 63 64 65".split())
+_NOT_ALNUM_BEFORE = r"(?<![0-9A-Za-z])"
+_NOT_ALNUM_AFTER = r"(?![0-9A-Za-z])"
+# between the groups of a written-out ID: one or two spaces, or a dash with a space either side or not
+_SEP = r"(?:[ \t\u3000]{1,2}|[ ]?[-\u2010-\u2015][ ]?)"
+_LEGACY_ID = re.compile(_NOT_ALNUM_BEFORE + r"(\d{6})(\d{6})(\d{3})" + _NOT_ALNUM_AFTER, re.ASCII)
+_GROUPED_LEGACY_ID = re.compile(_NOT_ALNUM_BEFORE + rf"(\d{{6}}){_SEP}(\d{{6}}){_SEP}(\d{{3}})" + _NOT_ALNUM_AFTER,
+                                re.ASCII)
+_GROUPED_ID = re.compile(_NOT_ALNUM_BEFORE + rf"(\d{{6}}){_SEP}(\d{{8}}){_SEP}(\d{{3}}[0-9Xx])" + _NOT_ALNUM_AFTER,
+                         re.ASCII)
+
+
+def _legacy_id(digits: str) -> bool:
+    """A 15-digit number that reads as a first-generation ID number: a province-level division
+    11-65, then (after the 4 other division digits) a real birth date 19YYMMDD."""
+    if digits[:2] not in _LEGACY_PROVINCES:
+        return False
+    try:
+        dt.date(1900 + int(digits[6:8]), int(digits[8:10]), int(digits[10:12]))
+    except ValueError:
+        return False
+    return True
+
+
+def mask_text(text: str) -> str:
+    """``text`` with every personal ID number masked as ``mask_id`` does (first 3 and last char
+    kept; in grouped forms the separators are kept too):
+
+    * 18-char resident ID numbers (``mask_ids_in_text``: every 18-char window, glued or not);
+    * 15-digit legacy ID numbers: exactly 15 digits, not touching another ASCII letter or digit
+      (so never inside a USCC or a longer number), a division prefix 11-65 and a valid 19YYMMDD
+      birth date in positions 7-12. Business registration numbers (15 digits too; not personal
+      data) whose middle happens to read as such a date are masked as well: accepted, erring on
+      the side of masking;
+    * both written in groups with spaces or dashes: ``110105 19491231 002X``,
+      ``110105-19491231-002X``, ``110105 491231 002`` (the 18-char form masked when
+      ``mask_ids_in_text`` would mask it written without separators).
+    """
+    text = mask_ids_in_text(text)
+    view = text.translate(_VIEW)
+    hidden: list[tuple[int, int]] = []  # (start, end) spans whose digits go, but the first 3 and last
+    for m in _LEGACY_ID.finditer(view):
+        if _legacy_id(m.group(0)):
+            hidden.append(m.span())
+    for m in _GROUPED_LEGACY_ID.finditer(view):
+        if _legacy_id("".join(m.groups())):
+            hidden.append(m.span())
+    for m in _GROUPED_ID.finditer(view):
+        compact = "".join(m.groups())
+        if mask_ids_in_text(compact) != compact:
+            hidden.append(m.span())
+    if not hidden:
+        return text
+    chars = list(text)
+    for start, end in hidden:
+        positions = [i for i in range(start, end) if view[i].isalnum()]
+        for i in positions[3:-1]:
+            chars[i] = "*"
+    return "".join(chars)
+
 
 def mask_value(value: Any) -> Any:
     """``value`` with ID numbers masked in every string (and in ints that read as one), recursing
     into dicts, lists, tuples and sets; other objects are returned as they are (the rendered line
     is masked too, where they end up as strings)."""
     if isinstance(value, str):
-        return mask_ids_in_text(value)
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**16:
-        # an all-digit ID number logged as an int: becomes the masked string
+        return mask_text(value)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**14:
+        # an all-digit ID number (18 or 15 digits) logged as an int: becomes the masked string
         text = str(value)
-        masked = mask_ids_in_text(text)
+        masked = mask_text(text)
         return value if masked == text else masked
     if isinstance(value, Mapping):
         return {mask_value(k): mask_value(v) for k, v in value.items()}
@@ -78,9 +147,9 @@ def mask_personal_data(_logger: WrappedLogger, _method: str, event_dict: EventDi
 def _mask_rendered(_logger: WrappedLogger, _method: str, rendered: Any) -> Any:
     """Last step after the renderer: mask whatever survived into the line itself."""
     if isinstance(rendered, str):
-        return mask_ids_in_text(rendered)
+        return mask_text(rendered)
     if isinstance(rendered, (bytes, bytearray)):
-        return mask_ids_in_text(bytes(rendered).decode("utf-8", "replace"))
+        return mask_text(bytes(rendered).decode("utf-8", "replace"))
     return rendered
 
 

@@ -1,10 +1,20 @@
-"""Prometheus metrics (base units: seconds, bytes; no per-subject labels, no personal data)."""
+"""Prometheus metrics (base units: seconds, bytes; no per-subject labels, no personal data).
+
+Besides creditstream's own, the registry carries the standard process and runtime metrics
+(``process_cpu_seconds_total``, ``process_resident_memory_bytes``, ``process_open_fds``,
+``process_start_time_seconds``, ... and ``python_info``). Alerting rules: deploy/prometheus-rules.yml;
+a dashboard: deploy/grafana-dashboard.json (docs/operations.md, "Metrics and alerts").
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+PROCESS = ProcessCollector(registry=REGISTRY)
+"""CPU, memory, open file descriptors and start time of this process (from /proc; none elsewhere)."""
+PLATFORM = PlatformCollector(registry=REGISTRY)
+"""``python_info``: the Python implementation and version."""
 
 EVENTS_IN = Counter("creditstream_events_in_total", "Messages consumed, by agent and topic",
                     ["agent", "topic"], registry=REGISTRY)

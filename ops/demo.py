@@ -28,7 +28,7 @@ def _say(msg: str) -> None:
     print(f"[demo] {msg}", flush=True)
 
 
-def run_demo(keep: bool = False, data: Path = DEMO_DATA) -> int:
+def run_demo(keep: bool = False, data: Path = DEMO_DATA, broker: str = "tansu") -> int:
     from ops.stack import Stack, StackError
 
     if not data.is_file():
@@ -39,11 +39,11 @@ def run_demo(keep: bool = False, data: Path = DEMO_DATA) -> int:
     stack.down()
     shutil.rmtree(DEMO_RUN_DIR, ignore_errors=True)
     try:
-        info = stack.up()
+        info = stack.up(broker=broker)
     except StackError as exc:
         print(f"creditstream demo: the embedded stack did not start: {exc}", file=sys.stderr)
         return 3
-    _say(f"embedded stack up: broker {info.broker_url} (Tansu), redis {info.redis_url}")
+    _say(f"embedded stack up: broker {stack.broker_description()} at {info.broker_url}, redis {info.redis_url}")
     env = dict(os.environ, CREDITSTREAM_RUN_DIR=str(DEMO_RUN_DIR))
     os.environ["CREDITSTREAM_RUN_DIR"] = str(DEMO_RUN_DIR)
     settings = load()

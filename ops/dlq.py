@@ -44,6 +44,7 @@ import orjson
 from aiokafka import TopicPartition
 
 from creditstream.settings import Settings
+from ops.tables import clip, pad, table
 from sinks.deadletter import HEADER_PREFIX, dead_letter_info
 from sinks.keys import Keys
 from streams import kafka
@@ -307,14 +308,16 @@ async def list_dead_letters(settings: Settings, *, reason: str | None = None,
 def render_list(letters: list[dict]) -> str:
     if not letters:
         return "no dead letters"
-    lines = [f"{'ref':<9} {'dead-lettered':<25} {'reason':<20} {'source':<36} {'re-driven':<25} detail"]
+    rows = []
     for d in letters:
         src = f"{d['source_topic']}/{d['source_partition']}/{d['source_offset']}"
         r = d.get("redriven")
         mark = f"{r.get('at', '')[:19]}{' fixed' if r.get('fixed') else ''}" if r else ""
         again = f"[re-drive of {d['redriven_from']}] " if d.get("redriven_from") else ""
-        lines.append(f"{d['ref']:<9} {format_ms(d['dead_lettered_at']):<25} {d['reason']:<20} {src:<36} "
-                     f"{mark:<25} {again}{d['detail'][:80]}")
+        rows.append((d["ref"], format_ms(d["dead_lettered_at"]), d["reason"], src, mark,
+                     again + clip(d["detail"], 80)))
+    lines = table(rows, header=("ref", "dead-lettered", "reason", "source", "re-driven", "detail"),
+                  min_widths=(9, 25, 20, 36, 25), sep=" ")
     n_re = sum(1 for d in letters if d.get("redriven"))
     lines.append(f"{len(letters)} dead letter(s), {n_re} re-driven")
     return "\n".join(lines)
@@ -442,12 +445,12 @@ class RedriveReport:
             fix = " (fixed)" if i.fixed else ""
             if i.action == "redriven":
                 t = i.target or {}
-                lines.append(f"  re-driven{fix}   {i.ref:<9} {i.reason:<20} -> {t.get('topic')}/{t.get('partition')}/"
-                             f"{t.get('offset')}")
+                lines.append(f"  re-driven{fix}   {pad(i.ref, 9)} {pad(i.reason, 20)} -> {t.get('topic')}/"
+                             f"{t.get('partition')}/{t.get('offset')}")
             elif i.action == "would-redrive":
-                lines.append(f"  would re-drive{fix} {i.ref:<9} {i.reason:<20} -> {i.source}")
+                lines.append(f"  would re-drive{fix} {pad(i.ref, 9)} {pad(i.reason, 20)} -> {i.source}")
             else:
-                lines.append(f"  {i.action:<13} {i.ref:<9} {i.reason:<20} {i.note}")
+                lines.append(f"  {pad(i.action, 13)} {pad(i.ref, 9)} {pad(i.reason, 20)} {i.note}")
         verb = "would re-drive" if self.dry_run else "re-drove"
         n = self.count("would-redrive" if self.dry_run else "redriven")
         lines.append(f"{verb} {n}, skipped {self.count('skipped')} (already re-driven; --force to re-drive "

@@ -809,6 +809,19 @@ class KafkaCluster:
             e["starttime"] = None
             self._write_json(self.state_file, state)
 
+    def kill_node(self, node_id: int) -> None:
+        """SIGKILL one node (a crash: no controlled shutdown); its ports and data stay recorded."""
+        with self._lock():
+            state, e = self._node(node_id, alive=False)
+            if _is_ours(e):
+                os.kill(int(e["pid"]), signal.SIGKILL)
+                deadline = time.monotonic() + 10
+                while _is_ours(e) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+            e["pid"] = None
+            e["starttime"] = None
+            self._write_json(self.state_file, state)
+
     def start_node(self, node_id: int, timeout: float = 60.0) -> None:
         """Start a stopped node again on its ports and data; returns once it answers and lists
         itself as an alive broker."""

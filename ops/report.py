@@ -10,6 +10,7 @@ from creditstream.app import redis_client
 from creditstream.settings import Settings
 from domain.identifiers import mask_id
 from ops.dlq import list_dead_letters
+from ops.tables import table
 from sinks.keys import Keys, resolve_keys
 from sinks.registry_index import RegistryIndex
 
@@ -78,12 +79,14 @@ async def summary(settings: Settings) -> dict:
 
 def render_summary(s: dict) -> str:
     lines = [f"Subjects: {len(s['subjects'])}"]
-    lines.append(f"  {'subject':<20} {'records':>7}  {'active/revoked/deleted':<22} name")
+    rows = []
     for sub in s["subjects"]:
         st = sub["by_status"]
         statuses = f"{st.get('active', 0)}/{st.get('revoked', 0)}/{st.get('deleted', 0)}"
-        flags = f"  [{', '.join(sub['flags'])}]" if sub["flags"] else ""
-        lines.append(f"  {sub['id']:<20} {sub['records']:>7}  {statuses:<22} {sub['name']}{flags}")
+        flags = f"[{', '.join(sub['flags'])}]" if sub["flags"] else ""
+        rows.append((sub["id"], sub["records"], statuses, sub["name"], flags))
+    lines += table(rows, header=("subject", "records", "active/revoked/deleted", "name", ""), align="<><<<",
+                   min_widths=(20, 7, 22), indent="  ")
     outcomes = ", ".join(f"{k} {v}" for k, v in s["outcomes"].items()) or "none"
     lines.append(f"Inputs applied: {outcomes}")
     lines.append("Lists: " + (", ".join(f"{n} {c}" for n, c in s["lists"].items()) or "none"))
@@ -185,9 +188,10 @@ async def overdue_feedback_report(settings: Settings, today: str | None = None, 
 def render_operator_report(r: dict) -> str:
     out = [f"Subjects: {r['subjects']}    parked: {r['parked']}    dead letters: {sum(r['dead_letters'].values())}"]
     out.append("")
-    out.append(f"{'source unit':<34} {'records':>8} {'late':>6} {'late %':>7}  (7-working-day publication rule)")
-    for unit, u in r["units"].items():
-        out.append(f"{unit[:34]:<34} {u['records']:>8} {u['late']:>6} {100 * u['late_share']:>6.1f}%")
+    out += table([(unit, u["records"], u["late"], f"{100 * u['late_share']:.1f}%", "")
+                  for unit, u in r["units"].items()],
+                 header=("source unit", "records", "late", "late %", " (7-working-day publication rule)"),
+                 align="<>>><", min_widths=(34, 8, 6, 7), max_widths=(34,), sep=" ")
     if r["domains"]:
         out.append("")
         out.append("records by domain: " + ", ".join(f"{d} {n}" for d, n in r["domains"].items()))
@@ -198,7 +202,7 @@ def render_operator_report(r: dict) -> str:
     fb = r["feedback_overdue"]
     out.append(f"list changes without feedback after {fb['workdays']} working days (as of {fb['as_of']}): "
                f"{fb['count']}")
-    for item in fb["sample"]:
-        out.append(f"  {item['subject']:<20} {item['effective_date']}  {item['change_id']}")
+    out += table([(item["subject"], item["effective_date"], item["change_id"]) for item in fb["sample"]],
+                 min_widths=(20,), indent="  ")
     out.append("outcomes: " + (", ".join(f"{n} {c}" for n, c in r["outcomes"].items()) or "none"))
     return "\n".join(out)

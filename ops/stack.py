@@ -56,6 +56,7 @@ class StackInfo:
     redis_port: int
     started_at: float
     broker_kind: str = "tansu"
+    replication_factor: int = 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -622,6 +623,7 @@ class Stack:
                 redis_port=int(state["redis"]["port"]),
                 started_at=float(state["started_at"]),
                 broker_kind=state["settings"].get("broker_kind", "tansu"),
+                replication_factor=int(state["settings"].get("replication_factor", 1)),
             )
         except (KeyError, TypeError, ValueError):
             return None

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 
+from creditstream import metrics
+
 Headers = list[tuple[str, bytes]]
 
 
@@ -60,7 +62,9 @@ class KafkaSink:
             self._buffer.clear()
             return n
         futures = []
+        per_topic: dict[str, int] = {}
         for (topic, partition), messages in (await self._by_partition()).items():
+            per_topic[topic] = per_topic.get(topic, 0) + len(messages)
             batch = self.producer.create_batch()
             for m in messages:
                 # milliseconds (an int), whatever BatchBuilder.append's docstring says about seconds
@@ -71,6 +75,9 @@ class KafkaSink:
                     batch.append(timestamp=ts, key=m.key, value=m.value, headers=m.headers)
             futures.append(await self.producer.send_batch(batch, topic, partition=partition))
         await asyncio.gather(*futures)
+        # counted once acknowledged: a failed flush (kept for a retry) counts nothing
+        for topic, count in per_topic.items():
+            metrics.EVENTS_OUT.labels(topic).inc(count)
         n = len(self._buffer)
         self._buffer.clear()
         self.sent += n

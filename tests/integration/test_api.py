@@ -287,7 +287,7 @@ async def test_api_answers_match_the_openapi_document(settings, pipeline, depart
                 assert err["error"] == "bad_request" and err["message"], params
 
             # --- health, metrics, unknown endpoints ---------------------------------------
-            assert await api.get("/health", "/health") == {"status": "ok"}
+            assert await api.get("/health", "/health") == {"status": "ok", "redis": "ok", "kafka": "ok"}
             text = await api.get("/metrics", "/metrics")
             assert any(line.startswith("creditstream_events_in_total{") for line in text.splitlines()), text[:2000]
             assert "creditstream_list_changes_total" in text
@@ -376,7 +376,7 @@ async def test_worker_web_serves_the_api(settings, department, tmp_path):
         await eventually(applied, timeout=90, interval=0.5)
         async with aiohttp.ClientSession() as session:
             api = Client(session, base)
-            assert await api.get("/health", "/health") == {"status": "ok"}
+            assert await api.get("/health", "/health") == {"status": "ok", "redis": "ok", "kafka": "ok"}
             text = await api.get("/metrics", "/metrics")
             assert any(line.startswith("creditstream_events_in_total{") for line in text.splitlines()), text[:2000]
             assert (await api.get("/lists", "/lists"))["lists"]["court_debtor"] == 1

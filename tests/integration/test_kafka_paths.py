@@ -1,0 +1,66 @@
+"""The Apache Kafka side of the broker_kind switches, on a real Kafka (``--broker kafka``): the
+registration topic really compacted, ``replay --from-timestamp`` through offsets_for_times, log ends
+by ListOffsets equal to what was written."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from streams import kafka
+from streams.samples import sample_event, schema_of
+
+pytestmark = [pytest.mark.integration, pytest.mark.kafka_only]
+
+
+async def test_registration_topic_is_compacted_and_logs_are_replicated_as_configured(settings):
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    await kafka.ensure_topics(settings)
+    client = kafka.admin(settings)
+    await client.start()
+    try:
+        topic = f"{settings.topic_prefix}registration"
+        [desc] = await client.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+        configs = {c[0]: c[1] for c in desc.resources[0][4]}
+        assert configs["cleanup.policy"] == "compact"
+        [events] = await client.describe_topics([f"{settings.topic_prefix}subject-events"])
+        assert {len(p["replicas"]) for p in events["partitions"]} == {settings.replication_factor}
+    finally:
+        await client.close()
+
+
+async def test_log_ends_by_listoffsets_and_start_offsets_by_time(settings, department):
+    topic = department.topics.penalty
+    await kafka.ensure_topics(settings)
+    before = int(time.time() * 1000) - 60_000
+    for i in range(30):
+        await department.send(schema_of("penalty"), sample_event("penalty", decision_doc_no=f"郑罚〔2026〕{i}号"),
+                              timestamp_ms=before + i * 1000)
+    ends = await kafka.log_ends(settings, topic)
+    assert sum(ends.values()) == 30
+    start = await kafka.offsets_at(settings, topic, before + 20 * 1000)
+    assert start is not None
+    after = [m async for batch in kafka.read_to_end(settings, topic, start=start, idle_timeout_s=0.3) for m in batch]
+    assert len(after) == 10 and min(m.timestamp for m in after) == before + 20 * 1000
+    assert await kafka.offsets_at(settings, topic, int(time.time() * 1000) + 3_600_000) == ends  # past the end
+
+
+async def test_replay_from_a_timestamp_uses_offsets_for_times(pipeline, settings, department):
+    from ops.replay import replay
+    from ops.report import progress
+    from tests.conftest import eventually
+
+    t0 = int(time.time() * 1000) - 120_000
+    for i in range(10):
+        await department.send(schema_of("penalty"), sample_event("penalty", decision_doc_no=f"郑罚〔2026〕{100 + i}号"),
+                              timestamp_ms=t0 + i * 10_000)
+
+    async def applied():
+        return await progress(settings) >= 10
+
+    await eventually(applied, timeout=60)
+    await pipeline.stop()
+    result = await replay(settings, from_timestamp_ms=t0 + 50_000, progress=False)
+    assert result.events == 5
