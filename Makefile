@@ -49,7 +49,7 @@ reliability: install  ## crash / outage / hostile-input suite at full scale (BRO
 SIZE ?= 200000
 RUNS ?= 3
 bench: install  ## benchmark the pipeline and its baselines (make bench SIZE=20000 RUNS=1 for a quick run)
-	$(BIN)/python -m bench.bench --size $(SIZE) --runs $(RUNS) --subjects $$(( $(SIZE) / 2 ))
+	$(BIN)/python -m bench.bench --size $(SIZE) --runs $(RUNS) --subjects $$(( $(SIZE) / 2 )) --broker $(BROKER)
 
 bench-core: install  ## the rules core alone: cost of one input as a subject grows to 100 / 1,000 / 5,000 records
 	$(BIN)/python -m bench.core

@@ -44,7 +44,7 @@ def log(msg: str) -> None:
 
 # --------------------------------------------------------------------------------------------- set-up
 def settings_for(info, tag: str, **kw) -> Settings:
-    return Settings(broker_url=info.broker_url, broker_kind="tansu", redis_url=info.redis_url,
+    return Settings(broker_url=info.broker_url, broker_kind=info.broker_kind, redis_url=info.redis_url,
                     topic_prefix=f"{tag}.", namespace=tag, consumer_group=f"bench-{tag}", session_timeout_ms=2000,
                     run_dir=str(RUN_DIR / tag), **kw)
 
@@ -334,9 +334,10 @@ async def main(args) -> dict:
 
     stack = Stack(RUN_DIR / "stack")
     stack.down()
-    info = stack.up()
+    info = stack.up(broker=args.broker)
     stamp = int(time.time())
-    results: dict = {}
+    results: dict = {"broker": stack.broker_description()}
+    log(f"broker: {results['broker']}")
     try:
         log(f"generating {args.size} events over {args.subjects} subjects")
         events = generate(args.size, args.subjects)
@@ -418,6 +419,8 @@ def cli() -> None:
     p = argparse.ArgumentParser(prog="python -m bench.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", type=int, default=200_000, help="events per run (default 200000)")
+    p.add_argument("--broker", choices=["tansu", "kafka"], default="tansu",
+                   help="the embedded broker to measure on: tansu (default) or kafka (Apache Kafka)")
     p.add_argument("--subjects", type=int, default=100_000, help="distinct subjects (default 100000)")
     p.add_argument("--runs", type=int, default=3, help="runs per measurement, medians reported (default 3)")
     p.add_argument("--rate", type=int, default=1000, help="offered load for the latency run (default 1000/s)")
