@@ -172,6 +172,7 @@ def create_faust_app(settings: Settings, agents: tuple[str, ...] = AGENTS, *, we
         web_enabled=web,
         web_port=settings.web_port,
         web_host="127.0.0.1",
+        web_bind=settings.web_bind,  # Faust binds web_bind (0.0.0.0 by default), not web_host
         broker_session_timeout=max(2, settings.session_timeout_ms // 1000),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,

@@ -78,6 +78,9 @@ class Settings:
     clock_offset_s: float = 0.0
     """Shifts this worker's clock (seconds): for tests of a skewed clock only."""
     web_port: int = 6066
+    web_bind: str = "127.0.0.1"
+    """Address `creditstream worker --web` serves the API and /metrics on: loopback unless set (the API has
+    no authentication yet: expose it only behind an authenticating reverse proxy)."""
     log_level: str = "INFO"
     log_format: str = "auto"
     """``auto`` (console on a terminal, JSON otherwise), ``console`` or ``json``."""
