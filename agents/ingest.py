@@ -10,7 +10,6 @@ teaches the index, one produce flush.
 
 from __future__ import annotations
 
-import orjson
 import structlog
 from aiokafka import ConsumerRecord
 
@@ -27,7 +26,6 @@ from streams.topics import Topics
 
 log = structlog.get_logger("creditstream.ingest")
 
-DECISION_SCHEMAS = INGEST_SCHEMAS  # decisions, credit office, feedback (domain/kinds.py)
 
 
 def origin_of(msg: ConsumerRecord) -> str:
@@ -146,7 +144,7 @@ class IngestAgent:
         except DecodeError as exc:
             dead.add(msg, exc.reason, str(exc))
             return None
-        if schema_name not in DECISION_SCHEMAS:
+        if schema_name not in INGEST_SCHEMAS:
             dead.add(msg, "unexpected-schema", f"{schema_name} is not a decision schema (topic {msg.topic})")
             return None
         try:

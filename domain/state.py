@@ -326,6 +326,24 @@ def active_records(state: SubjectState) -> list[RecordEntry]:
 # ------------------------------------------------------------------------------------ objections
 
 
+def _fold_slot(state: SubjectState, part: str, key: str, content: dict, event, rank: int = 0
+               ) -> tuple[SubjectState, dict | None, str]:
+    """Fold one versioned credit-office fact into ``state[part][key]`` (merge_version); the state
+    counts as changed only when the winner changed."""
+    slots = state.get(part) or {}
+    current = slots.get(key)
+    if current is not None and event.origin in (current.get("seen") or ()):
+        return state, None, "redelivered"
+    slot, outcome = merge_version(current, content, event.event_ms, event.origin, rank=rank)
+    out = _copy(state)
+    out[part] = dict(slots)
+    out[part][key] = slot  # type: ignore[literal-required]
+    if outcome == "applied":
+        out["updated_ms"] = max(out.get("updated_ms") or 0, event.event_ms)
+        out["version"] = (out.get("version") or 0) + 1
+    return out, slot, outcome
+
+
 def apply_objection(state: SubjectState | None, event: ObjectionEvent) -> tuple[SubjectState, str]:
     """Fold an objection (异议). Per objection id the newest wins: a resolution beats a filing
     whatever their arrival order, and of two resolutions the later by the office's time. What it
@@ -338,20 +356,10 @@ def apply_objection(state: SubjectState | None, event: ObjectionEvent) -> tuple[
         return state if state is not None else new_state(event.subject, event.id_kind), "invalid"
     if state is None:
         state = new_state(event.subject, event.id_kind)
-    oid = event.objection_id
-    objections = state.get("objections") or {}
-    current = objections.get(oid)
-    if current is not None and event.origin in (current.get("seen") or ()):
-        return state, "redelivered"
-    slot, outcome = merge_version(current, content, event.event_ms, event.origin,
-                                  rank=0 if content["status"] == "filed" else 1)
-    out = _copy(state)
-    out["objections"] = dict(objections)
-    out["objections"][oid] = slot
+    out, slot, outcome = _fold_slot(state, "objections", event.objection_id, content, event,
+                                     rank=0 if content["status"] == "filed" else 1)
     if outcome != "applied":
         return out, outcome
-    out["updated_ms"] = max(out.get("updated_ms") or 0, event.event_ms)
-    out["version"] = (out.get("version") or 0) + 1
     if slot["status"] == "upheld":
         return out, f"objection-{slot['outcome']}"
     return out, f"objection-{slot['status']}"
@@ -393,20 +401,11 @@ def apply_repair(state: SubjectState | None, event: RepairEvent) -> tuple[Subjec
     itself refuses), correction, duplicate, stale, redelivered."""
     if state is None:
         state = new_state(event.subject, event.id_kind)
-    key = event.record_key
-    repairs = state.get("repairs") or {}
-    current = repairs.get(key)
-    if current is not None and event.origin in (current.get("seen") or ()):
-        return state, "redelivered"
     content = {"approved": event.decision_date, "granted": bool(event.approved), "doc_no": event.doc_no}
-    slot, outcome = merge_version(current, content, event.event_ms, event.origin)
-    out = _copy(state)
-    out["repairs"] = dict(repairs)
-    out["repairs"][key] = slot
+    out, slot, outcome = _fold_slot(state, "repairs", event.record_key, content, event)
     if outcome != "applied":
         return out, outcome
-    out["updated_ms"] = max(out.get("updated_ms") or 0, event.event_ms)
-    out["version"] = (out.get("version") or 0) + 1
+    current = (state.get("repairs") or {}).get(event.record_key)
     if not slot["granted"]:
         return out, "repair-refused"
     return out, "correction" if current is not None else "repair"

@@ -41,6 +41,12 @@ import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Iterator
+from ops.processes import CHILDREN as _CHILDREN
+from ops.processes import is_alive as _is_alive
+from ops.processes import is_ours as _is_ours
+from ops.processes import is_paused as _is_paused
+from ops.processes import proc_stat as _proc_stat
+from ops.processes import rss_bytes as _rss_bytes
 
 __all__ = [
     "KAFKA_VERSION",
@@ -62,8 +68,6 @@ JVM_HEAP = ("-Xms256m", "-Xmx512m")
 
 _LOG_TAIL_LINES = 40
 _MARKER = ".resolved"
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
-"""Popen objects of processes started by this Python process, kept so they are reaped."""
 
 
 class KafkaClusterError(RuntimeError):
@@ -208,67 +212,18 @@ def _port_is_free(port: int) -> bool:
         return True
 
 
-def _proc_cmdline(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    return [p.decode(errors="replace") for p in raw.split(b"\0")[:-1]] if raw else []
 
 
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state letter, start time in clock ticks) of a process, None if there is none."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    rest = raw[raw.rfind(")") + 2:].split()
-    return rest[0], int(rest[19])
 
 
-def _rss_bytes(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
-def _reap(pid: int) -> None:
-    child = _CHILDREN.get(pid)
-    if child is not None:
-        if child.poll() is not None:
-            _CHILDREN.pop(pid, None)
-        return
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
 
 
-def _is_alive(entry: dict[str, Any] | None) -> bool:
-    """The recorded process is running (or stopped) with the recorded start time."""
-    if not entry or not entry.get("pid"):
-        return False
-    pid = int(entry["pid"])
-    _reap(pid)
-    stat = _proc_stat(pid)
-    if stat is None or stat[0] in ("Z", "X"):
-        return False
-    return entry.get("starttime") is None or stat[1] == entry["starttime"]
 
 
-def _is_ours(entry: dict[str, Any] | None) -> bool:
-    """The recorded process is alive and is the java process we started (same cmdline)."""
-    if not _is_alive(entry):
-        return False
-    cmdline = _proc_cmdline(int(entry["pid"]))  # type: ignore[index]
-    return bool(cmdline) and cmdline == list(entry.get("cmd") or [])  # type: ignore[union-attr]
 
 
-def _is_paused(entry: dict[str, Any] | None) -> bool:
-    stat = _proc_stat(int(entry["pid"])) if entry and entry.get("pid") else None
-    return stat is not None and stat[0] == "T"
 
 
 def _signal_if_ours(entry: dict[str, Any] | None, sig: int) -> bool:

@@ -28,6 +28,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
+from ops.processes import CHILDREN as _CHILDREN
+from ops.processes import is_alive as _is_alive
+from ops.processes import is_ours as _is_ours
+from ops.processes import is_paused as _is_paused
+from ops.processes import proc_cmdline as _proc_cmdline
+from ops.processes import proc_stat as _proc_stat
 
 __all__ = ["Stack", "StackError", "StackInfo", "embedded_stack", "find_redis_server", "find_tansu"]
 
@@ -35,9 +41,6 @@ SESSION_TIMEOUT_MS = 2000
 """Tansu answers JoinGroup after about half the session timeout (BROKER.md 8): keep it short."""
 
 _LOG_TAIL_LINES = 30
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
-"""Popen objects of processes started by this Python process: kept so they are reaped (no
-zombies, no 'subprocess still running' warnings)."""
 
 
 class StackError(RuntimeError):
@@ -106,69 +109,6 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
         return True
-
-
-# --------------------------------------------------------------------------------------------
-# processes
-
-
-def _proc_cmdline(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    return [p.decode(errors="replace") for p in raw.split(b"\0")[:-1]] if raw else []
-
-
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state letter, start time in clock ticks) of a process, None if there is none."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    rest = raw[raw.rfind(")") + 2:].split()
-    return rest[0], int(rest[19])
-
-
-def _reap(pid: int) -> None:
-    child = _CHILDREN.get(pid)
-    if child is not None:
-        if child.poll() is not None:
-            _CHILDREN.pop(pid, None)
-        return
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def _is_ours(entry: dict[str, Any] | None) -> bool:
-    """The process recorded in ``entry`` is alive and is the one we started."""
-    if not entry or not entry.get("pid"):
-        return False
-    pid = int(entry["pid"])
-    _reap(pid)
-    stat = _proc_stat(pid)
-    if stat is None or stat[0] in ("Z", "X"):
-        return False
-    if entry.get("starttime") is not None and stat[1] != entry["starttime"]:
-        return False
-    cmdline = _proc_cmdline(pid)
-    # "cmdline" is what /proc showed right after the start (differs from "cmd" for a script)
-    return bool(cmdline) and cmdline in (list(entry.get("cmd") or []), list(entry.get("cmdline") or []))
-
-
-def _is_alive(entry: dict[str, Any]) -> bool:
-    """The process we just spawned is still running (same PID and start time)."""
-    pid = int(entry["pid"])
-    _reap(pid)
-    stat = _proc_stat(pid)
-    if stat is None or stat[0] in ("Z", "X"):
-        return False
-    return entry.get("starttime") is None or stat[1] == entry["starttime"]
-
-
-def _is_paused(entry: dict[str, Any] | None) -> bool:
-    stat = _proc_stat(int(entry["pid"])) if entry and entry.get("pid") else None
-    return stat is not None and stat[0] == "T"
 
 
 def _terminate(entry: dict[str, Any] | None, timeout: float) -> bool:
@@ -639,30 +579,24 @@ class Stack:
         return state, entry
 
     def pause_broker(self) -> None:
-        """SIGSTOP the broker: connections stay open, nothing is answered (a hung broker)."""
-        _, entry = self._entry("broker", alive=False)
-        if entry.get("kind") == "kafka":
-            cluster = self._kafka()
-            for node in (cluster.info() or {}).get("nodes", []):
-                cluster.pause_node(node["id"])
-            return
-        _, entry = self._entry("broker")
-        os.kill(int(entry["pid"]), signal.SIGSTOP)
-        deadline = time.monotonic() + 2
-        while not _is_paused(entry) and time.monotonic() < deadline:
-            time.sleep(0.005)
+        """SIGSTOP the broker (every node of an Apache Kafka cluster): connections stay open,
+        nothing is answered (a hung broker)."""
+        self._signal_broker(pause=True)
 
     def resume_broker(self) -> None:
+        self._signal_broker(pause=False)
+
+    def _signal_broker(self, *, pause: bool) -> None:
         _, entry = self._entry("broker", alive=False)
         if entry.get("kind") == "kafka":
             cluster = self._kafka()
             for node in (cluster.info() or {}).get("nodes", []):
-                cluster.resume_node(node["id"])
+                (cluster.pause_node if pause else cluster.resume_node)(node["id"])
             return
         _, entry = self._entry("broker")
-        os.kill(int(entry["pid"]), signal.SIGCONT)
+        os.kill(int(entry["pid"]), signal.SIGSTOP if pause else signal.SIGCONT)
         deadline = time.monotonic() + 2
-        while _is_paused(entry) and time.monotonic() < deadline:
+        while _is_paused(entry) != pause and time.monotonic() < deadline:
             time.sleep(0.005)
 
     def stop_redis(self, timeout: float = 10.0) -> None:

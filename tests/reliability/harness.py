@@ -38,6 +38,17 @@ def record(**counts: int) -> None:
     RESULTS.write_text(json.dumps(data, sort_keys=True))
 
 
+async def produce(department, gen, n: int) -> None:
+    """Send the next ``n`` synthetic department events of ``gen`` and wait for their acks."""
+    from streams.samples import SCHEMA_OF_KIND
+
+    for _ in range(n):
+        kind, rec = next(gen)
+        topic = department.topics.for_kind(kind)
+        await department.producer.send(topic, department.codec.encode(SCHEMA_OF_KIND[kind], rec, topic=topic))
+    await department.producer.flush()
+
+
 def pii_leaks(text: str) -> list[str]:
     """Resident ID numbers in clear in ``text`` (valid check character: not a USCC or a count)."""
     return [m for m in _ID_CANDIDATE.findall(text) if is_valid_resident_id(m.upper())]

@@ -12,7 +12,6 @@ import os
 
 import pytest
 
-from streams.samples import SCHEMA_OF_KIND
 from streams.synthetic import EventGenerator
 from tests.reliability import harness
 from tests.workers import WorkerProcess
@@ -60,26 +59,15 @@ async def test_broker_nodes_killed_mid_stream(settings, department, redis, stack
     kills = restarts = 0
     chunk = max(300, harness.EVENTS // (2 * BROKER_KILLS))
     try:
-        for _ in range(50):  # the worker up and consuming before the first fault
-            kind, rec = next(gen)
-            topic = department.topics.for_kind(kind)
-            await department.producer.send(topic, department.codec.encode(SCHEMA_OF_KIND[kind], rec, topic=topic))
-        await department.producer.flush()
+        await harness.produce(department, gen, 50)  # the worker up and consuming before the first fault
         await harness.quiescent(s, redis, timeout=180)
         for k in range(BROKER_KILLS):
-            for _ in range(chunk):
-                kind, rec = next(gen)
-                topic = department.topics.for_kind(kind)
-                await department.producer.send(topic, department.codec.encode(SCHEMA_OF_KIND[kind], rec, topic=topic))
+            await harness.produce(department, gen, chunk)
             await asyncio.sleep(0.5)  # mid-stream
             victim = await controller_of(s) if k == 1 else await leader_of(s, department.topics.subject_events, 0)
             victim = 0 if victim is None else victim
             cluster.kill_node(victim)
-            for _ in range(chunk):  # inputs keep coming while a node is down
-                kind, rec = next(gen)
-                topic = department.topics.for_kind(kind)
-                await department.producer.send(topic, department.codec.encode(SCHEMA_OF_KIND[kind], rec, topic=topic))
-            await department.producer.flush()
+            await harness.produce(department, gen, chunk)  # inputs keep coming while a node is down
             await asyncio.sleep(2.0)
             cluster.start_node(victim, timeout=120)
             kills += 1

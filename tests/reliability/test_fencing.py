@@ -17,7 +17,7 @@ import time
 import pytest
 
 from domain.clock import CHINA
-from streams.samples import SCHEMA_OF_KIND, sample_event, schema_of
+from streams.samples import sample_event, schema_of
 from streams.synthetic import EventGenerator
 from tests.conftest import eventually
 from tests.reliability import harness
@@ -45,12 +45,6 @@ return 1
 """
 
 
-async def produce(department, gen, n):
-    for _ in range(n):
-        kind, rec = next(gen)
-        topic = department.topics.for_kind(kind)
-        await department.producer.send(topic, department.codec.encode(SCHEMA_OF_KIND[kind], rec, topic=topic))
-    await department.producer.flush()
 
 
 async def check(s, redis, workers, what):
@@ -75,10 +69,10 @@ async def test_a_paused_worker_is_fenced_out(settings, department, redis, tmp_pa
     try:
         await asyncio.sleep(3)
         for _ in range(PAUSES):
-            await produce(department, gen, chunk)
+            await harness.produce(department, gen, chunk)
             await asyncio.sleep(0.3)  # mid-stream
             os.kill(b.proc.pid, signal.SIGSTOP)  # a GC pause, a frozen VM
-            await produce(department, gen, chunk // 2)
+            await harness.produce(department, gen, chunk // 2)
             await asyncio.sleep(s.session_timeout_ms / 1000 * 2 + 1)  # past the session timeout
             os.kill(b.proc.pid, signal.SIGCONT)
             pauses += 1
@@ -101,16 +95,16 @@ async def test_redis_restored_from_a_copy_seconds_old(settings, department, redi
     worker = WorkerProcess(s, tmp_path / "worker.log").start()
     restores = 0
     try:
-        await produce(department, gen, harness.EVENTS // 4)
+        await harness.produce(department, gen, harness.EVENTS // 4)
         await harness.quiescent(s, redis, timeout=300)
         for _ in range(RESTORES):
             copy = await snapshot(keys=[], args=[pattern])
             assert copy, "nothing to copy"
-            await produce(department, gen, harness.EVENTS // 4)  # the worker applies these...
+            await harness.produce(department, gen, harness.EVENTS // 4)  # the worker applies these...
             await harness.quiescent(s, redis, timeout=300)
             await restore(keys=[], args=[pattern, *copy])  # ...and Redis comes back without them
             restores += 1
-            await produce(department, gen, harness.EVENTS // 4)  # the next inputs find Redis behind
+            await harness.produce(department, gen, harness.EVENTS // 4)  # the next inputs find Redis behind
         await check(s, redis, [worker], f"after {restores} stale restores")
         assert "Redis is behind the log" in worker.log_tail(10 ** 9)
         harness.record(stale_restores=restores, events=(1 + 2 * RESTORES) * (harness.EVENTS // 4))
@@ -139,10 +133,10 @@ async def test_poison_on_the_subject_event_log(settings, department, redis, tmp_
     gen = EventGenerator(seed=23, subjects=50, legacy_rate=0.0, malformed_rate=0.0)
     worker = WorkerProcess(s, tmp_path / "worker.log").start()
     try:
-        await produce(department, gen, 100)
+        await harness.produce(department, gen, 100)
         for i, raw in enumerate(POISON):
             await department.send_raw(department.topics.subject_events, raw, key=f"S{i % 4}".encode())
-        await produce(department, gen, 200)  # the partitions go on
+        await harness.produce(department, gen, 200)  # the partitions go on
         await check(s, redis, [worker], "after poison")
 
         async def all_dead():
@@ -191,7 +185,7 @@ async def test_redis_refusing_writes_with_ticks_due_does_not_multiply_ticks(sett
         return n
 
     try:
-        await produce(department, gen, max(400, harness.EVENTS // 2))
+        await harness.produce(department, gen, max(400, harness.EVENTS // 2))
         await harness.quiescent(s, redis)
         keys = await resolve_keys(redis, s.namespace)
         subjects = [m.decode() for m in await redis.smembers(keys.subjects)]

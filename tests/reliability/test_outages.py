@@ -9,7 +9,6 @@ import time
 
 import pytest
 
-from streams.samples import SCHEMA_OF_KIND
 from streams.synthetic import EventGenerator
 from tests.conftest import eventually
 from tests.reliability import harness
@@ -18,12 +17,6 @@ from tests.workers import WorkerProcess
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 
-async def produce(department, gen, n):
-    for _ in range(n):
-        kind, rec = next(gen)
-        topic = department.topics.for_kind(kind)
-        await department.producer.send(topic, department.codec.encode(SCHEMA_OF_KIND[kind], rec, topic=topic))
-    await department.producer.flush()
 
 
 async def settled(s, redis, worker, what):
@@ -42,10 +35,10 @@ async def test_redis_stopped_mid_stream_then_back(settings, department, redis, s
     gen = EventGenerator(seed=11, subjects=200)
     worker = WorkerProcess(s, tmp_path / "worker.log").start()
     try:
-        await produce(department, gen, harness.EVENTS // 4)
+        await harness.produce(department, gen, harness.EVENTS // 4)
         await asyncio.sleep(1.0)
         stack.stop_redis()
-        await produce(department, gen, harness.EVENTS // 4)  # keeps arriving while Redis is down
+        await harness.produce(department, gen, harness.EVENTS // 4)  # keeps arriving while Redis is down
         await asyncio.sleep(harness.OUTAGE_S)
         assert worker.alive(), "the worker must wait for Redis, not die: " + worker.log_tail()
         stack.start_redis()
@@ -64,12 +57,12 @@ async def test_redis_restarted_empty_is_reported_loudly_and_rebuilt_by_replay(se
     gen = EventGenerator(seed=12, subjects=100)
     worker = WorkerProcess(settings, tmp_path / "worker.log").start()
     try:
-        await produce(department, gen, 300)
+        await harness.produce(department, gen, 300)
         await harness.quiescent(settings, redis)
         stack.stop_redis()
         stack.flush_redis_files()
         stack.start_redis()
-        await produce(department, gen, 50)
+        await harness.produce(department, gen, 50)
 
         async def worker_exited():
             return not worker.alive()
@@ -100,14 +93,14 @@ async def test_broker_frozen_then_resumed(settings, department, redis, stack, tm
     gen = EventGenerator(seed=13, subjects=200)
     worker = WorkerProcess(s, tmp_path / "worker.log").start()
     try:
-        await produce(department, gen, harness.EVENTS // 4)
+        await harness.produce(department, gen, harness.EVENTS // 4)
         await asyncio.sleep(1.0)
         stack.pause_broker()
         t0 = time.monotonic()
         await asyncio.sleep(harness.OUTAGE_S)
         stack.resume_broker()
         assert time.monotonic() - t0 >= harness.OUTAGE_S
-        await produce(department, gen, harness.EVENTS // 4)
+        await harness.produce(department, gen, harness.EVENTS // 4)
         assert worker.alive(), worker.log_tail()
         await settled(s, redis, worker, "after the broker pause")
         harness.record(events=2 * (harness.EVENTS // 4))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from agents.ingest import DECISION_SCHEMAS
 from domain import kinds
 from domain.validate import KIND_OF_SCHEMA
 from streams import samples, topics
@@ -28,6 +27,7 @@ def test_every_kind_has_a_topic_and_the_readers_agree():
         assert k.role in ("decision", "credit_office", "feedback", "registration", "output"), k
     assert KIND_OF_SCHEMA == {k.schema: k.name for k in kinds.KINDS if k.role != "output"}
     assert samples.SCHEMA_OF_KIND == {k.name: k.schema for k in kinds.KINDS}
-    assert DECISION_SCHEMAS == {k.schema for k in kinds.KINDS if k.role in ("decision", "credit_office", "feedback")}
+    assert kinds.REGISTRATION_SCHEMA not in kinds.INGEST_SCHEMAS  # the registry agent takes those
+    assert kinds.LIST_CHANGE_SCHEMA not in kinds.INGEST_SCHEMAS and len(kinds.INGEST_SCHEMAS) == 9
     assert topics.SPEC_OF_KIND["court_deletion"] is topics.COURT
     assert topics.SPEC_OF_KIND["objection"] is topics.CREDIT_OFFICE

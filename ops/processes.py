@@ -1,0 +1,82 @@
+"""The processes the embedded stack starts (Tansu, redis-server, Apache Kafka nodes): which of
+them are still alive, still ours, paused; reaping them. Linux /proc based.
+
+An *entry* is what the stack records of a process it started: ``{"pid", "starttime", "cmd",
+"cmdline"}``. A PID alone is not enough (PIDs are reused): a process is ours only with the same
+start time and command line."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+"""Popen objects of processes started by this Python process: kept so they are reaped (no
+zombies, no 'subprocess still running' warnings)."""
+
+
+def proc_cmdline(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return [p.decode(errors="replace") for p in raw.split(b"\0")[:-1]] if raw else []
+
+
+def proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start time in clock ticks) of a process, None if there is none."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    rest = raw[raw.rfind(")") + 2:].split()
+    return rest[0], int(rest[19])
+
+
+def rss_bytes(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def reap(pid: int) -> None:
+    child = CHILDREN.get(pid)
+    if child is not None:
+        if child.poll() is not None:
+            CHILDREN.pop(pid, None)
+        return
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def is_alive(entry: dict[str, Any] | None) -> bool:
+    """The recorded process is running (or stopped) with the recorded start time."""
+    if not entry or not entry.get("pid"):
+        return False
+    pid = int(entry["pid"])
+    reap(pid)
+    stat = proc_stat(pid)
+    if stat is None or stat[0] in ("Z", "X"):
+        return False
+    return entry.get("starttime") is None or stat[1] == entry["starttime"]
+
+
+def is_ours(entry: dict[str, Any] | None) -> bool:
+    """The recorded process is alive and is the one we started (same command line; "cmdline" is
+    what /proc showed right after the start, which differs from "cmd" for a script)."""
+    if not is_alive(entry):
+        return False
+    cmdline = proc_cmdline(int(entry["pid"]))  # type: ignore[index]
+    return bool(cmdline) and cmdline in (list(entry.get("cmd") or []), list(entry.get("cmdline") or []))  # type: ignore[union-attr]
+
+
+def is_paused(entry: dict[str, Any] | None) -> bool:
+    stat = proc_stat(int(entry["pid"])) if entry and entry.get("pid") else None
+    return stat is not None and stat[0] == "T"
