@@ -33,7 +33,14 @@ def selected_broker(config) -> str:
     return config.getoption("--broker") or os.environ.get("CREDITSTREAM_TEST_BROKER") or "tansu"
 
 
-def pytest_report_header(config):
+def pytest_sessionstart(session):
+    """Name the broker at the top of every run, -q included (a report header is hidden by -q)."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(broker_header(session.config))
+
+
+def broker_header(config) -> str:
     if selected_broker(config) == "kafka":
         from ops.kafka_cluster import KAFKA_VERSION
 
