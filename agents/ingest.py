@@ -19,7 +19,7 @@ from domain import clock, events
 from domain.kinds import INGEST_SCHEMAS
 from domain.validate import Rejection, normalise_event
 from sinks.deadletter import DeadLetterSink
-from sinks.kafka import KafkaSink
+from sinks.kafka import KafkaSink, MessageTooLarge, message_size
 from sinks.registry_index import RegistryIndex, Released
 from streams.codec import AvroCodec, DecodeError
 from streams.topics import Topics
@@ -45,20 +45,52 @@ def future_stamp(msg: ConsumerRecord, now_ms: int) -> str | None:
 
 
 class SubjectEventWriter:
-    """Adds subject events to a Kafka sink: key = subject id, timestamp = arrival time."""
+    """Adds subject events to a Kafka sink: key = subject id, timestamp = arrival time.
 
-    def __init__(self, kafka: KafkaSink, topic: str):
+    A subject event over the subject-event log's message limit is an input error: the department
+    message it came from is dead-lettered as ``too-large`` (never retried: the broker would refuse
+    it every time)."""
+
+    # room for the subject id a parked event gets once its subject is known
+    SUBJECT_ROOM = 64
+
+    def __init__(self, kafka: KafkaSink, topic: str, dead: DeadLetterSink):
         self.kafka = kafka
         self.topic = topic
+        self.dead = dead
 
-    def add(self, event: events.SubjectEvent) -> None:
-        self.kafka.add(self.topic, events.encode(event), key=event.subject.encode(), timestamp_ms=event.event_ms)
+    def add(self, event: events.SubjectEvent, source: ConsumerRecord) -> None:
+        try:
+            self.kafka.add(self.topic, events.encode(event), key=event.subject.encode(), timestamp_ms=event.event_ms)
+        except MessageTooLarge as exc:
+            self.dead.add(source, "too-large", f"its subject event would be {exc}")
+
+    def fits(self, event: events.SubjectEvent) -> MessageTooLarge | None:
+        """Why ``event`` would not fit on the log once attached (None: it fits)."""
+        limits = self.kafka.limits
+        if limits is None:
+            return None
+        size = message_size(b"x" * self.SUBJECT_ROOM, events.encode(event), [])
+        limit = limits.of(self.topic)
+        return MessageTooLarge(self.topic, size, limit) if size > limit else None
 
     def add_released(self, released: list[Released]) -> None:
         for r in released:
-            self.add(events.with_subject(events.from_dict(r.parked["event"]), r.subject_id, "uscc"))
+            event = events.with_subject(events.from_dict(r.parked["event"]), r.subject_id, "uscc")
+            self.add(event, source_of(event))
         if released:
             metrics.RELEASED.inc(len(released))
+
+
+def source_of(event: events.SubjectEvent) -> ConsumerRecord:
+    """A stand-in for the department message a parked event came from (its origin names where it
+    is in the log): what a dead letter of the event refers to. Its value is the subject event."""
+    topic, partition, offset = event.origin.rsplit("/", 2)
+    value = events.encode(event)
+    return ConsumerRecord(topic=topic, partition=int(partition), offset=int(offset), timestamp=event.event_ms,
+                          timestamp_type=0, key=event.subject.encode(), value=value, checksum=None,
+                          serialized_key_size=len(event.subject), serialized_value_size=len(value),
+                          headers=(("creditstream.parked", b"the value is the parked subject event, not the original message"),))
 
 
 class IngestAgent:
@@ -82,10 +114,10 @@ class IngestAgent:
     async def process(self, records: list[ConsumerRecord]) -> None:
         kafka = KafkaSink(self.producer)
         dead = DeadLetterSink(kafka, self.topics.dead_letters, self.name)
-        out = SubjectEventWriter(kafka, self.topics.subject_events)
+        out = SubjectEventWriter(kafka, self.topics.subject_events, dead)
 
-        attached: list[dict] = []
-        waiting: list[tuple[tuple[str, ...], str, dict]] = []
+        attached: list[tuple[events.SubjectEvent, ConsumerRecord]] = []
+        waiting: list[tuple[tuple[str, ...], ConsumerRecord, dict]] = []
         teach: dict[str, str] = {}
         now_ms = clock.now_ms()
         for msg in records:
@@ -95,7 +127,8 @@ class IngestAgent:
             try:
                 target = plan(rec)
                 if isinstance(target, Attached):
-                    attached.append(events.of_record(target.subject_id, target.id_kind, origin_of(msg), rec, msg.timestamp))
+                    attached.append((events.of_record(target.subject_id, target.id_kind, origin_of(msg), rec,
+                                                      msg.timestamp), msg))
                     for key, uscc in learned_pairs(rec.get("ids") or {}):
                         if self._taught.get(key) != uscc:
                             teach.setdefault(key, uscc)
@@ -103,7 +136,11 @@ class IngestAgent:
                     dead.add(msg, "no-identifier", "no identifier that could name the subject")
                 else:
                     event = events.of_record("?", "uscc", origin_of(msg), rec, msg.timestamp)
-                    waiting.append((target.lookup_keys, event.origin,
+                    too_large = out.fits(event)
+                    if too_large is not None:  # parked, it would be released to a log that refuses it
+                        dead.add(msg, "too-large", f"its subject event would be {too_large}")
+                        continue
+                    waiting.append((target.lookup_keys, msg,
                                     {"lookup_keys": list(target.lookup_keys), "event": events.to_dict(event)}))
             except Exception as exc:  # noqa: BLE001 - one bad record must not stop the batch
                 dead.add(msg, "processing-error", f"{type(exc).__name__}: {exc}")
@@ -111,19 +148,19 @@ class IngestAgent:
 
         # What this batch teaches the index first, so records in the same batch attach directly.
         released = await self.index.learn(list(teach.items()))
-        resolved = await self.index.lookup_or_park(waiting)
+        resolved = await self.index.lookup_or_park([(keys, origin_of(msg), payload) for keys, msg, payload in waiting])
         if len(self._taught) > self.TAUGHT_KEPT:
             self._taught.clear()
         self._taught.update(teach)
 
-        for event in attached:
-            out.add(event)
+        for event, msg in attached:
+            out.add(event, msg)
         parked = 0
-        for (keys, origin, payload), uscc in zip(waiting, resolved):
+        for (keys, msg, payload), uscc in zip(waiting, resolved):
             if uscc is None:
                 parked += 1
                 continue
-            out.add(events.with_subject(events.from_dict(payload["event"]), uscc, "uscc"))
+            out.add(events.with_subject(events.from_dict(payload["event"]), uscc, "uscc"), msg)
         out.add_released(released)
         await kafka.flush()
         await self.index.unpark(released)

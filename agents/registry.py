@@ -40,7 +40,7 @@ class RegistryAgent:
     async def process(self, records: list[ConsumerRecord]) -> None:
         kafka = KafkaSink(self.producer)
         dead = DeadLetterSink(kafka, self.topics.dead_letters, self.name)
-        out = SubjectEventWriter(kafka, self.topics.subject_events)
+        out = SubjectEventWriter(kafka, self.topics.subject_events, dead)
         pairs: dict[str, str] = {}
         now_ms = clock.now_ms()
         for msg in records:
@@ -68,7 +68,7 @@ class RegistryAgent:
                 continue
             for key, uscc in learned:
                 pairs[key] = uscc  # a later registration of the same number wins
-            out.add(events.of_record(rec["ids"]["uscc"], "uscc", origin_of(msg), rec, msg.timestamp))
+            out.add(events.of_record(rec["ids"]["uscc"], "uscc", origin_of(msg), rec, msg.timestamp), msg)
 
         released = await self.index.learn(list(pairs.items()))
         out.add_released(released)

@@ -67,6 +67,11 @@ class Settings:
     """Most records one agent handles as one unit of work (one Redis round trip, one produce batch)."""
     fetch_wait_ms: int = 50
     producer_linger_ms: int = 5
+    max_message_bytes: int = 1_048_588
+    """The largest message the broker takes on creditstream's topics: Apache Kafka's
+    ``message.max.bytes`` (default 1,048,588). A subject event or list change over it is an input
+    error (dead-lettered as ``too-large``), never retried; the dead-letter topic is created with
+    64 KiB more, so a department message at the limit still fits with the reason headers."""
     feedback_workdays: int = 10
     """Working days after which a list change without joint-punishment feedback is reported."""
     timer_interval_s: float = 1.0
@@ -168,6 +173,8 @@ class Settings:
                 problems.append(f"{name}: {path} does not exist")
         if self.max_batch < 1:
             problems.append("max_batch: must be >= 1")
+        if not 1024 <= self.max_message_bytes <= 3 * 1024 * 1024:
+            problems.append("max_message_bytes: between 1024 and 3145728 (the producer sends requests of up to 4 MiB)")
         if self.log_format not in ("auto", "console", "json"):
             problems.append("log_format: auto, console or json")
         return problems

@@ -7,16 +7,25 @@ headers added that say why and where it came from:
 ``dlq.detail`` (a readable sentence, never personal data), ``dlq.agent``,
 ``dlq.source.topic``, ``dlq.source.partition``, ``dlq.source.offset``, ``dlq.source.timestamp``,
 ``dlq.at`` (when it was dead-lettered, ms). Original headers are kept after these.
+
+Size: the dead-letter topic takes 64 KiB more than the others (streams/topics.py), so a department
+message at the broker's limit fits with these headers. Where it still would not (a dead-letter
+topic created by hand with the broker's default limit), the dead letter keeps its headers and says
+``dlq.value-omitted`` (the original's size): the original bytes stay at ``dlq.source.*`` for as
+long as that topic retains them, and the error log says so.
 """
 
 from __future__ import annotations
 
 import time
 
+import structlog
 from aiokafka import ConsumerRecord
 
 from domain.identifiers import mask_ids_in_text
-from sinks.kafka import KafkaSink
+from sinks.kafka import KafkaSink, MessageTooLarge
+
+log = structlog.get_logger("creditstream.deadletter")
 
 HEADER_PREFIX = "dlq."
 
@@ -40,8 +49,15 @@ class DeadLetterSink:
             ("dlq.at", str(int(time.time() * 1000)).encode()),
         ]
         headers += [(k, v) for k, v in (msg.headers or ()) if not k.startswith(HEADER_PREFIX)]
-        self.kafka.add(self.topic, msg.value if msg.value is not None else b"", key=msg.key,
-                       headers=headers, timestamp_ms=msg.timestamp)
+        value = msg.value if msg.value is not None else b""
+        try:
+            self.kafka.add(self.topic, value, key=msg.key, headers=headers, timestamp_ms=msg.timestamp)
+        except MessageTooLarge as exc:
+            log.error("dead letter over the dead-letter topic's limit: sent without the original bytes, "
+                      "which stay on the source topic", reason=reason, source_topic=msg.topic,
+                      source_partition=msg.partition, source_offset=msg.offset, size=exc.size, limit=exc.limit)
+            headers.insert(1, ("dlq.value-omitted", f"{len(value)} bytes: over {exc.limit}".encode()))
+            self.kafka.add(self.topic, b"", key=msg.key, headers=headers[:9], timestamp_ms=msg.timestamp)
         self.counts[reason] = self.counts.get(reason, 0) + 1
 
 

@@ -11,11 +11,41 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+import structlog
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 
 from creditstream import metrics
 
+log = structlog.get_logger("creditstream.sinks.kafka")
+
 Headers = list[tuple[str, bytes]]
+
+# What a one-record batch costs beyond its key, value and headers (v2 format: the 61-byte batch
+# header, the record's attributes, varint lengths and deltas), rounded up; and per header.
+BATCH_OVERHEAD = 61 + 40
+HEADER_OVERHEAD = 10
+
+TOO_LARGE_ERRORS = (MessageSizeTooLargeError, RecordTooLargeError)
+
+
+def message_size(key: bytes | None, value: bytes | None, headers: Headers) -> int:
+    """An upper bound of the bytes the broker counts against ``max.message.bytes`` for this message
+    sent alone (uncompressed)."""
+    size = BATCH_OVERHEAD + (len(key) if key else 0) + (len(value) if value else 0)
+    for k, v in headers:
+        size += HEADER_OVERHEAD + len(k.encode()) + (len(v) if v else 0)
+    return size
+
+
+class MessageTooLarge(ValueError):
+    """A message over its topic's limit: an input error (dead-letter the input), never retried."""
+
+    def __init__(self, topic: str, size: int, limit: int):
+        super().__init__(f"{size} bytes for {topic}, over its limit of {limit} bytes (max.message.bytes)")
+        self.topic = topic
+        self.size = size
+        self.limit = limit
 
 
 @dataclass(slots=True)
@@ -37,10 +67,21 @@ class KafkaSink:
         self._buffer: list[OutMessage] = []
         self.sent = 0
         self.collected: list[OutMessage] = []
+        # the largest message each topic takes (streams.topics.MessageLimits), from the producer
+        self.limits = getattr(producer, "limits", None)
 
     def add(self, topic: str, value: bytes, *, key: bytes | None = None, headers: Headers | None = None,
             partition: int | None = None, timestamp_ms: int | None = None) -> None:
-        self._buffer.append(OutMessage(topic, value, key, headers or [], partition, timestamp_ms))
+        """Buffer one message. Raises :class:`MessageTooLarge` (and buffers nothing) when it is over
+        its topic's limit: the broker would refuse it on every try."""
+        headers = headers or []
+        if self.limits is not None:
+            limit = self.limits.of(topic)
+            if len(value) + BATCH_OVERHEAD > limit - 4096 or headers:  # cheap test first
+                size = message_size(key, value, headers)
+                if size > limit:
+                    raise MessageTooLarge(topic, size, limit)
+        self._buffer.append(OutMessage(topic, value, key, headers, partition, timestamp_ms))
 
     def __len__(self) -> int:
         return len(self._buffer)
@@ -62,19 +103,36 @@ class KafkaSink:
             self._buffer.clear()
             return n
         futures = []
+        sent: list[tuple[str, int]] = []  # (topic, largest message) of each batch, as ``futures``
         per_topic: dict[str, int] = {}
         for (topic, partition), messages in (await self._by_partition()).items():
             per_topic[topic] = per_topic.get(topic, 0) + len(messages)
             batch = self.producer.create_batch()
+            largest = 0
             for m in messages:
                 # milliseconds (an int), whatever BatchBuilder.append's docstring says about seconds
                 ts = m.timestamp_ms
                 if batch.append(timestamp=ts, key=m.key, value=m.value, headers=m.headers) is None:
                     futures.append(await self.producer.send_batch(batch, topic, partition=partition))
+                    sent.append((topic, largest))
                     batch = self.producer.create_batch()
+                    largest = 0
                     batch.append(timestamp=ts, key=m.key, value=m.value, headers=m.headers)
+                largest = max(largest, message_size(m.key, m.value, m.headers))
             futures.append(await self.producer.send_batch(batch, topic, partition=partition))
-        await asyncio.gather(*futures)
+            sent.append((topic, largest))
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            for (topic, largest), result in zip(sent, results):
+                if isinstance(result, TOO_LARGE_ERRORS) and self.limits is not None:
+                    # the broker's limit is lower than configured: from now on, a message this
+                    # large is an input error (the retried batch dead-letters it), not a retry
+                    limit = self.limits.lower(topic, largest - 1)
+                    log.error("broker refused a message as too large: its max.message.bytes is lower than "
+                              "max_message_bytes; messages over the lowered limit are now dead-lettered",
+                              topic=topic, largest=largest, limit=limit, error=type(result).__name__)
+            raise errors[0]
         # counted once acknowledged: a failed flush (kept for a retry) counts nothing
         for topic, count in per_topic.items():
             metrics.EVENTS_OUT.labels(topic).inc(count)

@@ -41,7 +41,16 @@ from streams import topics as topic_specs
 from streams.topics import Topics
 
 
-def producer(settings: Settings, **overrides) -> AIOKafkaProducer:
+class Producer(AIOKafkaProducer):
+    """An aiokafka producer that knows the largest message each topic takes (``limits``): the
+    sinks check what they add against it (sinks/kafka.py)."""
+
+    def __init__(self, *, limits: topic_specs.MessageLimits, **kw):
+        super().__init__(**kw)
+        self.limits = limits
+
+
+def producer(settings: Settings, **overrides) -> Producer:
     kw = settings.kafka_client_kwargs()
     kw.update(
         acks="all",
@@ -53,7 +62,7 @@ def producer(settings: Settings, **overrides) -> AIOKafkaProducer:
         request_timeout_ms=30_000,
     )
     kw.update(overrides)
-    return AIOKafkaProducer(**kw)
+    return Producer(limits=topic_specs.message_limits(settings), **kw)
 
 
 def consumer(settings: Settings, *topics: str, group_id: str | None, **overrides) -> AIOKafkaConsumer:
@@ -99,6 +108,9 @@ async def ensure_topics(settings: Settings, names: Iterable[str] | None = None) 
                 config["retention.ms"] = str(spec.retention_ms)
             if settings.replication_factor >= 3:
                 config["min.insync.replicas"] = "2"  # acks=all then survives one broker down
+            if spec is topic_specs.DEAD_LETTERS:
+                # a department message at the limit still fits with the reason headers
+                config["max.message.bytes"] = str(settings.max_message_bytes + topic_specs.DEAD_LETTER_HEADROOM)
             new.append(NewTopic(name, settings.partitions, settings.replication_factor, topic_configs=config))
         created = []
         if new:

@@ -7,7 +7,7 @@ worker; it is the log that replay rebuilds state from.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from creditstream.settings import Settings
 from domain.kinds import KINDS
@@ -44,6 +44,38 @@ SPEC_OF_KIND = {k.name: SPEC_OF_TOPIC[k.topic] for k in KINDS if k.role != "outp
 
 INGEST_SOURCES = (PENALTY, LICENSE, COURT, ACTION, CREDIT_OFFICE, FEEDBACK)
 ALL = (PENALTY, LICENSE, COURT, ACTION, REGISTRATION, CREDIT_OFFICE, FEEDBACK, SUBJECT_EVENTS, LIST_CHANGES, DEAD_LETTERS)
+
+
+# Room the dead-letter topic has beyond the others: a department message at the broker's limit
+# must still fit with the ``dlq.*`` headers (at most about 1.2 KiB) added.
+DEAD_LETTER_HEADROOM = 64 * 1024
+
+
+@dataclass
+class MessageLimits:
+    """The largest message (bytes, as the broker counts a one-record batch) each topic takes.
+
+    Set from ``Settings.max_message_bytes`` (the broker's ``message.max.bytes``), the dead-letter
+    topic with :data:`DEAD_LETTER_HEADROOM` more. If the broker still refuses a message as too
+    large, its real limit is lower than configured: :meth:`lower` records that, so the retry of the
+    batch dead-letters the message instead of sending it again (a MessageSizeTooLarge is an input
+    error, never retried as it was)."""
+
+    default: int
+    per_topic: dict[str, int] = field(default_factory=dict)
+
+    def of(self, topic: str) -> int:
+        return self.per_topic.get(topic, self.default)
+
+    def lower(self, topic: str, below: int) -> int:
+        self.per_topic[topic] = min(self.of(topic), max(below, 1))
+        return self.per_topic[topic]
+
+
+def message_limits(settings: Settings) -> MessageLimits:
+    dead_letters = Topics(settings).dead_letters
+    return MessageLimits(settings.max_message_bytes,
+                         {dead_letters: settings.max_message_bytes + DEAD_LETTER_HEADROOM})
 
 
 class Topics:
