@@ -26,6 +26,7 @@ JAVA17 = $(BIN)/python -c "import sys; from ops.kafka_cluster import find_java, 
 test: install  ## the test suite: unit, integration, reliability at CI scale on Tansu; then integration and reliability on Apache Kafka (Java 17+)
 	RELIABILITY_RESULTS=.run/reliability-ci.json $(BIN)/python -m pytest -m "not slow" -q -p no:cacheprovider $(PYTEST_ARGS)
 	@if $(JAVA17); then \
+	  command -v kcat >/dev/null 2>&1 || $(KCAT_INSTALL); \
 	  echo "== Kafka leg: the integration and reliability tests again, on Apache Kafka"; \
 	  RELIABILITY_RESULTS=.run/reliability-ci-kafka.json $(BIN)/python -m pytest --broker kafka \
 	    -m "(integration or reliability) and not slow and not kafka" -q -p no:cacheprovider $(PYTEST_ARGS); \
@@ -33,6 +34,12 @@ test: install  ## the test suite: unit, integration, reliability at CI scale on 
 	  echo "make test: the Apache Kafka leg was SKIPPED: no Java 17+ on PATH (apt-get install openjdk-17-jre-headless maven, then make test)" >&2; \
 	  test -z "$(REQUIRE_KAFKA)"; \
 	fi
+
+# kcat (Debian's package) for the stock-client test of the Kafka leg: installed where apt-get may run
+KCAT_INSTALL = { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "make test: installing kcat (apt-get) for the stock-client test"; \
+	  (apt-get update -qq && apt-get install -y -qq kcat) >/dev/null 2>&1 || echo "make test: kcat could not be installed: its test is skipped" >&2; \
+	else echo "make test: no kcat (apt-get install kcat): its test is skipped" >&2; fi; }
 
 BROKER ?= tansu
 BROKER_ENV = CREDITSTREAM_TEST_BROKER=$(BROKER) $(if $(filter kafka,$(BROKER)),CREDITSTREAM_TEST_BROKER_NODES=3)
