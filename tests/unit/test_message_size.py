@@ -1,7 +1,7 @@
 """Messages near the broker's ``message.max.bytes``: what the sinks send is checked against each
 topic's limit before it is sent; a dead letter of a department message at the limit keeps its
 original bytes; a broker that refuses a message as too large lowers the limit, so the retried batch
-dead-letters it instead of retrying it forever (the Kafka side: tests/integration/test_message_size.py)."""
+dead-letters it instead of retrying it forever (the Kafka side: tests/integration/test_message_limits.py)."""
 
 from __future__ import annotations
 
