@@ -635,3 +635,12 @@ def test_dockerfile(worker_settings):
     assert users and users[-1] not in ("root", "0")
     cmd = re.search(r"(?m)^CMD\s+(\[.*\])\s*$", text).group(1)
     assert ast.literal_eval(cmd) == ["creditstream", "worker", "--web"]
+
+
+def test_production_runs_the_apache_kafka_the_tests_run(services):
+    """docker-compose.yml's Kafka image is the version the embedded cluster of the test suite runs
+    (deploy/kafka/pom.xml): what is tested is what is deployed."""
+    from ops.kafka_cluster import KAFKA_VERSION
+
+    images = {services[name]["image"] for name in ("kafka-1", "kafka-2", "kafka-3")}
+    assert images == {f"apache/kafka:{KAFKA_VERSION}"}

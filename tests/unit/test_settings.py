@@ -404,3 +404,14 @@ def test_faust_gets_the_same_sasl_settings():
     assert isinstance(creds, faust.SASLCredentials)
     assert (creds.username, creds.password, str(creds.mechanism.value)) == ("cs", "secret", "SCRAM-SHA-512")
     assert faust_broker_credentials(Settings()) is None
+
+
+def test_fausts_own_topics_get_the_configured_replication():
+    """The worker's Faust app creates its leader-election topic itself: with the topics' replication
+    (3 in production), not Faust's default of 1, so losing one broker does not stall assignment."""
+    from creditstream.app import create_faust_app
+
+    app = create_faust_app(Settings(replication_factor=3, broker_kind="kafka"))
+    assert app.conf.topic_replication_factor == 3
+    leader = app._leader_assignor._leader_topic
+    assert leader.replicas == 3 and leader.get_topic_name() == f"{app.conf.id}-__assignor-__leader"
