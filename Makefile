@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-all reliability bench bench-core worker stack-up stack-down clean help
+.PHONY: install demo test test-all reliability bench bench-profile bench-core worker stack-up stack-down clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -57,6 +57,9 @@ SIZE ?= 200000
 RUNS ?= 3
 bench: install  ## benchmark the pipeline and its baselines (make bench SIZE=20000 RUNS=1 for a quick run)
 	$(BIN)/python -m bench.bench --size $(SIZE) --runs $(RUNS) --subjects $$(( $(SIZE) / 2 )) --broker $(BROKER)
+
+bench-profile: install  ## one pipeline run with py-spy on the worker: its time by area (rules core vs plumbing)
+	$(BIN)/python -m bench.bench --profile --size $(SIZE) --subjects $$(( $(SIZE) / 2 )) --broker $(BROKER)
 
 bench-core: install  ## the rules core alone: cost of one input as a subject grows to 100 / 1,000 / 5,000 records
 	$(BIN)/python -m bench.core

@@ -216,6 +216,33 @@ async def pipeline_run(info, tag: str, events, *, workers: int = 1, kill_at: flo
         await progress.close()
 
 
+async def profile_run(info, tag: str, events) -> dict:
+    """One pipeline run with py-spy sampling the worker from its first event to its last."""
+    from bench.profile import summarize
+
+    s = settings_for(info, tag)
+    await produce(s, events)
+    progress = Progress(s)
+    proc = spawn(["-m", "creditstream.cli", "worker"], env_for(s), RUN_DIR / tag / "worker0.log")
+    raw = RUN_DIR / tag / "py-spy.txt"
+    spy = None
+    try:
+        await wait_until(progress, 1, 120, [proc])
+        spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(proc.pid),
+                                "--rate", "200", "--format", "raw", "--output", str(raw), "--nonblocking"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        t_first, t_done, first = await wait_until(progress, len(events), 900, [proc])
+        spy.send_signal(signal.SIGINT)
+        spy.wait(60)
+        return {"events_per_s": (len(events) - first) / max(t_done - t_first, 1e-9),
+                "profile": summarize(raw.read_text()) if raw.exists() else None, "profile_file": str(raw)}
+    finally:
+        if spy is not None and spy.poll() is None:
+            spy.kill()
+        stop(proc)
+        await progress.close()
+
+
 async def _above(progress, before: int) -> int:
     return 1 if await progress() > before else 0
 
@@ -341,6 +368,12 @@ async def main(args) -> dict:
     try:
         log(f"generating {args.size} events over {args.subjects} subjects")
         events = generate(args.size, args.subjects)
+        if args.profile:
+            log("pipeline run with py-spy on the worker")
+            r = await profile_run(info, f"b{stamp}s", events)
+            results.update(size=args.size, subjects=args.subjects, profiled_events_per_s=r["events_per_s"],
+                           profile=r["profile"], profile_file=r["profile_file"])
+            return results
         pipeline, rss, startup = [], [], []
         first_settings = None
         for i in range(args.runs):
@@ -425,8 +458,17 @@ def cli() -> None:
     p.add_argument("--runs", type=int, default=3, help="runs per measurement, medians reported (default 3)")
     p.add_argument("--rate", type=int, default=1000, help="offered load for the latency run (default 1000/s)")
     p.add_argument("--latency-seconds", type=float, default=20.0, help="length of the latency run (default 20)")
+    p.add_argument("--profile", action="store_true",
+                   help="one pipeline run with py-spy sampling the worker: where its time goes, by area")
     args = p.parse_args()
     results = asyncio.run(main(args))
+    if args.profile:
+        from bench.profile import render as render_profile
+
+        log(f"{results['profiled_events_per_s']:,.0f} events/s under the profiler")
+        print(render_profile(results["profile"]) if results["profile"] else "no profile (py-spy failed?)")
+        print(json.dumps(results, sort_keys=True, default=str))
+        return
     print(render(results))
     print(json.dumps({k: v for k, v in results.items()}, sort_keys=True, default=str))
 

@@ -23,7 +23,12 @@ _ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u2060\ufeff")
 # A year in brackets inside a document number (文号), e.g. 豫市监罚(2024)12号.
 # Openers/closers: 〔〕 (official), [] (also from full-width ［］), 【】, () (also
 # from full-width （）), and the small tortoise-shell brackets ﹝﹞ often typed for 〔〕.
-_YEAR_IN_BRACKETS = re.compile(r"[〔\[【(﹝](\d{4})[〕\]】)﹞]")
+# The official 〔yyyy〕 itself, which most numbers already use, is not matched: nothing to rewrite.
+_YEAR_IN_OTHER_BRACKETS = re.compile(r"[\[【(﹝](\d{4})[〕\]】)﹞]|〔(\d{4})[\]】)﹞]")
+
+
+def _official_year(m: re.Match) -> str:
+    return f"〔{m.group(1) or m.group(2)}〕"
 
 
 _FULL_WIDTH_CHAR = re.compile("[\uff01-\uff5e\u3000]")
@@ -67,7 +72,7 @@ def normalise_doc_no(raw: str) -> str:
     >>> normalise_doc_no("豫市监罚 （２０２４） 12 号")
     '豫市监罚〔2024〕12号'
     """
-    return _YEAR_IN_BRACKETS.sub(r"〔\1〕", _remove_whitespace(to_half_width(raw)))
+    return _YEAR_IN_OTHER_BRACKETS.sub(_official_year, _remove_whitespace(to_half_width(raw)))
 
 
 def normalise_text(raw: str) -> str:
