@@ -89,7 +89,7 @@ def peak_rss_mib(pid: int) -> float:
 
 def generate(size: int, subjects: int, seed: int = 42) -> list[tuple[str, bytes]]:
     """(kind, Avro bytes) of ``size`` realistic events, decided within the last two years."""
-    from creditstream.app import make_codec
+    from creditstream.connections import make_codec
     from streams.samples import SCHEMA_OF_KIND
     from streams.synthetic import EventGenerator
 
@@ -138,7 +138,7 @@ class Progress:
     subject agent's input counter, the parked count and the dead-letter topic's size."""
 
     def __init__(self, s: Settings):
-        from creditstream.app import redis_client
+        from creditstream.connections import redis_client
         from sinks.keys import Keys
 
         self.s = s
@@ -265,7 +265,7 @@ async def baseline_run(info, tag: str, which: str, events) -> float:
 
 async def latency_run(info, tag: str, rate: int, seconds: float, subjects: int) -> dict:
     """Offer ``rate`` events/s for ``seconds``; latency = list change received - input event time."""
-    from creditstream.app import make_codec
+    from creditstream.connections import make_codec
     from streams import kafka
     from streams.samples import SCHEMA_OF_KIND
     from streams.synthetic import EventGenerator

@@ -51,12 +51,18 @@ import time
 from collections.abc import Awaitable, Callable
 
 import orjson
+import redis.exceptions as rexc
 import structlog
 from aiohttp import web
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NoBrokersAvailable, RequestTimedOutError
+from prometheus_client import generate_latest
 
 from creditstream import metrics
+from creditstream.connections import redis_client
 from creditstream.settings import Settings
-from ops.inspect import lists_view
+from ops.inspect import BadCursor, Reader, lists_view
+from streams.codec import RegistryError
 
 log = structlog.get_logger("creditstream.api")
 
@@ -103,11 +109,6 @@ def _route_of(request: web.Request) -> str:
 
 def _unavailable(exc: BaseException) -> ApiError | None:
     """An ApiError(503) if ``exc`` means Redis or the broker did not answer, else None."""
-    import redis.exceptions as rexc
-    from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NoBrokersAvailable, RequestTimedOutError
-
-    from streams.codec import RegistryError
-
     if isinstance(exc, (rexc.ConnectionError, rexc.TimeoutError)):  # BusyLoadingError (LOADING) included
         return ApiError(503, "unavailable", "Redis did not answer; try again later")
     if isinstance(exc, (KafkaConnectionError, KafkaTimeoutError, NoBrokersAvailable, RequestTimedOutError)):
@@ -246,26 +247,22 @@ class Api:
     """
 
     def __init__(self, settings: Settings, redis=None):
-        from streams.topics import Topics
-
         self.settings = settings
         self.redis = redis
         self._owns_redis = redis is None
-        self.topic = Topics(settings).list_changes
-        self._codec = None
+        self.reader = Reader(settings, redis) if redis is not None else None
         self._readers = asyncio.Semaphore(MAX_CONCURRENT_CHANGE_READS)
         self._health_check: asyncio.Future | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def on_startup(self, _app: web.Application) -> None:
         if self.redis is None:
-            from creditstream.app import redis_client
-
             self.redis = redis_client(self.settings)
+            self.reader = Reader(self.settings, self.redis)
 
     async def on_cleanup(self, _app: web.Application) -> None:
         if self._owns_redis and self.redis is not None:
-            redis, self.redis = self.redis, None
+            redis, self.redis, self.reader = self.redis, None, None
             await redis.aclose()
 
     def routes(self) -> list[web.RouteDef]:
@@ -279,28 +276,18 @@ class Api:
             web.get("/metrics", guarded(self.metrics), allow_head=False),
         ]
 
-    # --- Redis reads -------------------------------------------------------------------------
-    def _client(self):
-        if self.redis is None:
+    # --- Redis reads (ops/inspect.py) --------------------------------------------------------
+    def _reader(self) -> Reader:
+        if self.reader is None:
             raise ApiError(503, "unavailable", "the API is not started")
-        return self.redis
-
-    async def _keys(self):
-        from sinks.keys import resolve_keys
-
-        return await resolve_keys(self._client(), self.settings.namespace)
+        return self.reader
 
     async def _state(self, code: str) -> dict:
-        from ops.inspect import resolve_subject_id
-
-        redis = self._client()
-        keys = await self._keys()
-        sid = await resolve_subject_id(redis, keys, code)
-        raw = await redis.get(keys.subject(sid)) if sid is not None else None
-        if raw is None:
+        state = await self._reader().subject(code)
+        if state is None:
             raise ApiError(404, "not_found", "no subject has that code (looked up as a USCC, a resident ID "
                                              "number and a legacy number the registry knows)")
-        return orjson.loads(raw)
+        return state
 
     async def subject(self, request: web.Request) -> web.Response:
         return json_response(await self._state(request.match_info["code"]))
@@ -309,38 +296,20 @@ class Api:
         return json_response(lists_view(await self._state(request.match_info["code"])))
 
     async def lists(self, request: web.Request) -> web.Response:
-        redis = self._client()
-        keys = await self._keys()
-        names = sorted({k.decode()[len(keys.list_prefix):]
-                        async for k in redis.scan_iter(match=keys.list_prefix + "*", count=1000)})
-        pipe = redis.pipeline(transaction=False)
-        for n in names:
-            pipe.scard(keys.list_members(n))
-        sizes = await pipe.execute() if names else []
-        return json_response({"lists": {n: int(s) for n, s in zip(names, sizes) if s}})
+        return json_response({"lists": await self._reader().lists()})
 
     async def list_members(self, request: web.Request) -> web.Response:
-        import redis.exceptions as rexc
-
         name = request.match_info["name"]
         cursor = _int_param(request, "cursor", 0, low=0, high=2**64 - 1)
         limit = _int_param(request, "limit", DEFAULT_PAGE, low=1, high=MAX_PAGE)
-        redis = self._client()
-        key = (await self._keys()).list_members(name)
-        if cursor == 0 and not await redis.exists(key):
+        reader = self._reader()
+        if cursor == 0 and not await reader.list_exists(name):
             raise ApiError(404, "not_found", "no list of that name has members (GET /lists names them)")
-        members: list[str] = []
-        next_cursor = cursor
         try:
-            while len(members) < limit:
-                next_cursor, page = await redis.sscan(key, cursor=next_cursor, count=limit)
-                members += [m.decode() for m in page]
-                if next_cursor == 0:
-                    break
-        except rexc.ResponseError:
+            members, next_cursor = await reader.members(name, cursor=cursor, count=limit)
+        except BadCursor:
             raise ApiError(400, "bad_request", "cursor is not a cursor from this API") from None
-        return json_response({"list": name, "members": sorted(members),
-                              "next_cursor": int(next_cursor) or None})
+        return json_response({"list": name, "members": members, "next_cursor": next_cursor or None})
 
     async def health(self, request: web.Request) -> web.Response:
         """``{"status": "ok"|"degraded", "redis": ..., "kafka": ...}``: 200 when both answer, else 503
@@ -374,8 +343,6 @@ class Api:
         return "ok"
 
     async def _kafka_health(self) -> str:
-        from aiokafka.client import AIOKafkaClient
-
         try:
             client = AIOKafkaClient(request_timeout_ms=int(HEALTH_TIMEOUT_S * 1000),
                                     **self.settings.kafka_client_kwargs())
@@ -395,103 +362,28 @@ class Api:
         return "ok"
 
     async def metrics(self, request: web.Request) -> web.Response:
-        from prometheus_client import generate_latest
-
         return web.Response(body=generate_latest(metrics.REGISTRY), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
-    # --- list changes (Kafka) ----------------------------------------------------------------
-    def codec(self):
-        if self._codec is None:
-            from creditstream.app import make_codec
-
-            self._codec = make_codec(self.settings)
-        return self._codec
-
+    # --- list changes (Kafka, through ops/inspect.py) -----------------------------------------
     async def changes(self, request: web.Request) -> web.Response:
         start = decode_cursor(request.query.get("since"))
         limit = _int_param(request, "limit", DEFAULT_PAGE, low=1, high=MAX_PAGE)
+        reader = self._reader()
         async with self._readers:
-            records, offsets, caught_up = await asyncio.wait_for(self._read_changes(start, limit),
-                                                                 timeout=KAFKA_TIMEOUT_S + CHANGES_WAIT_S)
-        codec = self.codec()
+            try:
+                page = await asyncio.wait_for(
+                    reader.changes(start, limit, wait_s=CHANGES_WAIT_S, timeout_s=KAFKA_TIMEOUT_S),
+                    timeout=KAFKA_TIMEOUT_S + CHANGES_WAIT_S)
+            except BadCursor as exc:
+                raise ApiError(400, "bad_request", str(exc)) from None
 
         def decode_all() -> list[dict]:
-            from streams.codec import DecodeError
-
-            out = []
-            for msg in records:
-                try:
-                    _, rec = codec.decode(msg.value)
-                except DecodeError as exc:  # only creditstream writes this topic: should not happen
-                    log.warning("undecodable list change skipped", partition=msg.partition, offset=msg.offset,
-                                reason=exc.reason)
-                    continue
-                out.append(change_json(rec, msg.partition, msg.offset))
-            return out
+            return [change_json(rec, msg.partition, msg.offset) for msg, rec in reader.decode_changes(page.records)]
 
         # a remote schema registry is read with blocking HTTP: keep it off the event loop
         changes = decode_all() if self.settings.schema_registry == "local" else await asyncio.to_thread(decode_all)
-        return json_response({"changes": changes, "next_cursor": encode_cursor(offsets), "caught_up": caught_up})
-
-    async def _read_changes(self, start: dict[int, int], limit: int):
-        """Up to ``limit`` records from the cursor ``start``; (records, next offsets, caught up)."""
-        from aiokafka import TopicPartition
-
-        from streams import kafka
-
-        c = kafka.consumer(self.settings, group_id=None, max_poll_records=limit,
-                           request_timeout_ms=int(KAFKA_TIMEOUT_S * 1000))
-        await c.start()
-        try:
-            parts = c.partitions_for_topic(self.topic)
-            if not parts:
-                await c._client.force_metadata_update()  # noqa: SLF001 - metadata of an unassigned topic
-                parts = c.partitions_for_topic(self.topic) or set()
-            unknown = set(start) - set(parts)
-            if unknown:
-                raise ApiError(400, "bad_request", f"since names partition(s) {sorted(unknown)} that the "
-                                                   f"list-change topic does not have")
-            if not parts:
-                return [], dict(start), True  # no topic yet: nothing changed
-            tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
-            c.assign(tps)
-            for tp in tps:
-                c.seek(tp, start.get(tp.partition, 0))  # out of range -> reset to earliest
-            records = []
-            pending = set(tps)
-            deadline = time.monotonic() + CHANGES_WAIT_S
-            while pending and len(records) < limit and time.monotonic() < deadline:
-                batches = await c.getmany(*pending, timeout_ms=200, max_records=limit - len(records))
-                for tp in sorted(batches, key=lambda t: t.partition):
-                    records.extend(batches[tp])
-                for tp in list(pending):
-                    hw = c.highwater(tp)
-                    if hw is not None and await c.position(tp) >= hw:
-                        pending.discard(tp)
-            offsets = {tp.partition: await c.position(tp) for tp in tps}
-            caught_up = True
-            for tp in tps:
-                hw = c.highwater(tp)
-                if hw is None or offsets[tp.partition] < hw:
-                    caught_up = False
-            return records, offsets, caught_up
-        finally:
-            await _stop_consumer(c)
-
-
-async def _stop_consumer(c) -> None:
-    """``AIOKafkaConsumer.stop`` right after ``start`` cancels a background routine that has not run
-    yet and leaks its CancelledError (aiokafka 0.14): let it start first; should it leak all the same,
-    swallow it (unless this task itself is being cancelled) and close what stop() skipped."""
-    await asyncio.sleep(0)
-    try:
-        await c.stop()
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise
-        await c._fetcher.close()  # noqa: SLF001
-        await c._client.close()  # noqa: SLF001
+        return json_response({"changes": changes, "next_cursor": encode_cursor(page.offsets),
+                              "caught_up": page.caught_up})
 
 
 # --------------------------------------------------------------------------------------------

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import redis.asyncio as aioredis
 import structlog
 
 from agents.ingest import IngestAgent
@@ -33,31 +32,18 @@ from agents.subject import SubjectAgent
 from agents.timer import TimerAgent
 from domain.calendar import WorkingCalendar
 from domain.rulebook import load_rulebook
+from creditstream.connections import make_codec, redis_client
 from creditstream.settings import Settings
 from sinks.keys import resolve_keys
 from sinks.redis_state import SubjectStateSink
 from sinks.registry_index import RegistryIndex
 from streams import kafka
-from streams.codec import AvroCodec, ConfluentRegistry, LocalRegistry
 from streams.runner import AgentRunner
 from streams.topics import Topics
 
 log = structlog.get_logger("creditstream.app")
 
 AGENTS = ("ingest", "registry", "subject", "timer")
-
-
-def redis_client(settings: Settings) -> aioredis.Redis:
-    """A Redis client that retries a dropped or refused connection a few times (backoff up to 1 s)
-    before the error reaches the caller (the batch runner then retries the whole batch)."""
-    from redis.asyncio.retry import Retry
-    from redis.backoff import ExponentialBackoff
-    from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
-
-    return aioredis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=3,
-                             health_check_interval=30, decode_responses=False,
-                             retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
-                             retry_on_error=[RedisConnectionError, RedisTimeoutError])
 
 
 def faust_broker_credentials(settings: Settings):
@@ -71,12 +57,6 @@ def faust_broker_credentials(settings: Settings):
     if "ssl_context" in kw:
         return faust.SSLCredentials(kw["ssl_context"])
     return None
-
-
-def make_codec(settings: Settings) -> AvroCodec:
-    if settings.schema_registry == "local":
-        return AvroCodec(LocalRegistry())
-    return AvroCodec(ConfluentRegistry(settings.schema_registry))
 
 
 class Pipeline:

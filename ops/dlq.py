@@ -268,7 +268,7 @@ async def _fetch(settings: Settings, refs: list[tuple[int, int]], idle_timeout_s
 # --- the audit of re-drives in Redis -------------------------------------------------------
 async def redriven(settings: Settings) -> dict[str, dict]:
     """``P:O`` -> the last re-drive of that dead letter (see the module docstring)."""
-    from creditstream.app import redis_client
+    from creditstream.connections import redis_client
 
     redis = redis_client(settings)
     try:
@@ -342,7 +342,7 @@ def _preview(b: bytes, limit: int = 200) -> str:
 
 def _decode(settings: Settings, value: bytes, codec=None) -> tuple[str | None, dict | None, str | None]:
     """(schema name, record, error) of a value."""
-    from creditstream.app import make_codec
+    from creditstream.connections import make_codec
     from streams.codec import DecodeError, RegistryError
 
     codec = codec or make_codec(settings)
@@ -527,7 +527,7 @@ async def redrive(settings: Settings, refs: list[str] | None = None, *, flt: Fil
     ``kind``: the kind (or full schema name) to encode it with, default the original's schema.
     Raises ValueError for a bad ref and RedriveError when the re-drive cannot be done as asked;
     nothing is sent then."""
-    from creditstream.app import make_codec, redis_client
+    from creditstream.connections import make_codec, redis_client
 
     if not refs and (flt is None or flt.empty):
         raise RedriveError("name the dead letters to re-drive (PARTITION:OFFSET ...) or select them with "

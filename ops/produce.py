@@ -122,7 +122,7 @@ def encode_line(line: str, codec, topics: Topics) -> tuple[str, bytes, bytes | N
 
 
 async def produce_file(settings: Settings, path: str, *, dry_run: bool = False) -> ProduceReport:
-    from creditstream.app import make_codec
+    from creditstream.connections import make_codec
 
     topics = Topics(settings)
     codec = make_codec(settings)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from creditstream.app import make_codec, redis_client
+from creditstream.connections import make_codec, redis_client
 from creditstream.settings import Settings
 from domain.calendar import WorkingCalendar
 from domain.rulebook import load_rulebook

@@ -6,7 +6,7 @@ from collections import Counter
 
 import orjson
 
-from creditstream.app import redis_client
+from creditstream.connections import redis_client
 from creditstream.settings import Settings
 from domain.identifiers import mask_id
 from ops.dlq import list_dead_letters

@@ -101,7 +101,7 @@ def settings(stack_info, tmp_path):
 
 @pytest_asyncio.fixture
 async def redis(settings):
-    from creditstream.app import redis_client
+    from creditstream.connections import redis_client
 
     client = redis_client(settings)
     yield client
@@ -131,7 +131,7 @@ async def department(settings):
 
 class Department:
     def __init__(self, settings, producer):
-        from creditstream.app import make_codec
+        from creditstream.connections import make_codec
         from streams.topics import Topics
 
         self.settings = settings

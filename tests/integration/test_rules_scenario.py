@@ -25,7 +25,7 @@ def ts(day: str) -> int:
 
 
 async def read_changes(settings):
-    from creditstream.app import make_codec
+    from creditstream.connections import make_codec
     from streams import kafka
     from streams.topics import Topics
 

@@ -61,7 +61,7 @@ async def subject_listed(redis, settings) -> dict:
 
 
 def decode_list_changes(settings, values: list[bytes]) -> list[dict]:
-    from creditstream.app import make_codec
+    from creditstream.connections import make_codec
 
     codec = make_codec(settings)
     out = []

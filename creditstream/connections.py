@@ -1,0 +1,34 @@
+"""The clients every part of creditstream connects with, built from the settings: Redis and the Avro
+codec with its schema registry. (The Kafka clients are in streams/kafka.py, which owns the
+``broker_kind`` switches.)
+
+Below the composition root (creditstream/app.py): the agents' wiring, the operator commands
+(ops/), the API and the tests all take their clients from here, so none of them imports the root.
+"""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
+
+from creditstream.settings import Settings
+from streams.codec import AvroCodec, ConfluentRegistry, LocalRegistry
+
+
+def redis_client(settings: Settings) -> aioredis.Redis:
+    """A Redis client that retries a dropped or refused connection a few times (backoff up to 1 s)
+    before the error reaches the caller (the batch runner then retries the whole batch)."""
+    return aioredis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=3,
+                             health_check_interval=30, decode_responses=False,
+                             retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+                             retry_on_error=[RedisConnectionError, RedisTimeoutError])
+
+
+def make_codec(settings: Settings) -> AvroCodec:
+    """The Avro codec: the local registry built from schemas/ (stable ids), or a Confluent-compatible
+    registry at ``settings.schema_registry``."""
+    if settings.schema_registry == "local":
+        return AvroCodec(LocalRegistry())
+    return AvroCodec(ConfluentRegistry(settings.schema_registry))
