@@ -14,8 +14,8 @@ import structlog
 from aiokafka import ConsumerRecord
 
 from creditstream import metrics
-from domain.attach import Attached, learned_pairs, plan
 from domain import clock, events
+from domain.attach import Attached, learned_pairs, plan
 from domain.kinds import INGEST_SCHEMAS
 from domain.validate import Rejection, normalise_event
 from sinks.deadletter import DeadLetterSink
@@ -82,6 +82,9 @@ class SubjectEventWriter:
             metrics.RELEASED.inc(len(released))
 
 
+PARKED_NOTE = b"the value is the parked subject event, not the original message"
+
+
 def source_of(event: events.SubjectEvent) -> ConsumerRecord:
     """A stand-in for the department message a parked event came from (its origin names where it
     is in the log): what a dead letter of the event refers to. Its value is the subject event."""
@@ -90,7 +93,7 @@ def source_of(event: events.SubjectEvent) -> ConsumerRecord:
     return ConsumerRecord(topic=topic, partition=int(partition), offset=int(offset), timestamp=event.event_ms,
                           timestamp_type=0, key=event.subject.encode(), value=value, checksum=None,
                           serialized_key_size=len(event.subject), serialized_value_size=len(value),
-                          headers=(("creditstream.parked", b"the value is the parked subject event, not the original message"),))
+                          headers=(("creditstream.parked", PARKED_NOTE),))
 
 
 class IngestAgent:
@@ -156,7 +159,7 @@ class IngestAgent:
         for event, msg in attached:
             out.add(event, msg)
         parked = 0
-        for (keys, msg, payload), uscc in zip(waiting, resolved):
+        for (_keys, msg, payload), uscc in zip(waiting, resolved):
             if uscc is None:
                 parked += 1
                 continue

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from aiokafka import ConsumerRecord
 
-from creditstream import metrics
 from agents.ingest import SubjectEventWriter, future_stamp, origin_of
+from creditstream import metrics
 from domain import clock, events
 from domain.attach import learned_pairs
 from domain.kinds import REGISTRATION_SCHEMA
@@ -22,7 +22,6 @@ from sinks.kafka import KafkaSink
 from sinks.registry_index import RegistryIndex
 from streams.codec import AvroCodec, DecodeError
 from streams.topics import Topics
-
 
 
 class RegistryAgent:

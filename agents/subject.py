@@ -32,8 +32,8 @@ from domain.rulebook import Rulebook
 from sinks.deadletter import DeadLetterSink
 from sinks.kafka import KafkaSink
 from sinks.redis_state import Fenced, SubjectStateSink
-from streams.runner import PositionAhead, Rewind
 from streams.codec import AvroCodec
+from streams.runner import PositionAhead, Rewind
 from streams.topics import Topics
 
 log = structlog.get_logger("creditstream.subject")
@@ -55,12 +55,12 @@ def list_change_record(change: dict, subject_kind: str, arrival_ms: int | None =
         "transition": change["transition"],
         "effective_date": dt.date.fromisoformat(change["effective_date"]),
         "cause_record_ids": list(change.get("causes") or ()),
-        "event_time": dt.datetime.fromtimestamp(change["event_ms"] / 1000, dt.timezone.utc),
+        "event_time": dt.datetime.fromtimestamp(change["event_ms"] / 1000, dt.UTC),
         "rules_version": change.get("rules_version") or "",
         "cause_kind": change.get("cause_kind") or "",
         "cause_decision": change.get("cause_decision"),
         "withdraws": change.get("withdraws"),
-        "arrival_time": (dt.datetime.fromtimestamp(arrival_ms / 1000, dt.timezone.utc)
+        "arrival_time": (dt.datetime.fromtimestamp(arrival_ms / 1000, dt.UTC)
                          if arrival_ms is not None else None),
     }
 

@@ -144,6 +144,6 @@ class TimerAgent:
                 log.warning("timer round failed", error=str(exc)[:300])
             try:
                 await asyncio.wait_for(self._stopping.wait(), timeout=self.interval_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         log.info("timer stopped", fired=self.fired)

@@ -267,7 +267,6 @@ async def latency_run(info, tag: str, rate: int, seconds: float, subjects: int) 
     """Offer ``rate`` events/s for ``seconds``; latency = list change received - input event time."""
     from creditstream.connections import make_codec
     from streams import kafka
-    from streams.samples import SCHEMA_OF_KIND
     from streams.synthetic import EventGenerator
     from streams.topics import Topics
 
@@ -383,7 +382,8 @@ async def main(args) -> dict:
             rss.append(r["peak_rss_mib"])
             startup.append(r["startup_s"])
             first_settings = first_settings or r["settings"]
-            log(f"  {r['events_per_s']:,.0f} events/s, start-up {r['startup_s']:.2f}s, peak RSS {r['peak_rss_mib']:.0f} MiB")
+            log(f"  {r['events_per_s']:,.0f} events/s, start-up {r['startup_s']:.2f}s, "
+                f"peak RSS {r['peak_rss_mib']:.0f} MiB")
         log("replay of run 1's subject-event log")
         results["replay_events_per_s"] = await replay_rate(first_settings)
         faust, raw = [], []

@@ -28,7 +28,8 @@ SUBJECT = "91310110666007217T"
 
 
 def penalty(i: int, decided: dt.date) -> dict:
-    return {"kind": "penalty", "action_kind": "penalty", "source_unit": "某单位", "source_unit_code": "11410100005200036R",
+    return {"kind": "penalty", "action_kind": "penalty", "source_unit": "某单位",
+            "source_unit_code": "11410100005200036R",
             "doc_no": f"罚〔{decided.year}〕{i}号", "subject_name": "某公司", "subject_category": "legal_entity",
             "ids": {"uscc": SUBJECT}, "id_flags": [], "decision_date": decided.isoformat(),
             "severity": "severe" if i % 50 == 0 else "general", "domain": "environment" if i % 50 == 0 else "market",
@@ -47,8 +48,8 @@ def main(argv=None) -> int:
     print(f"{'records':>8} {'ms/input (median)':>18} {'state KiB':>10}")
     for size in (int(s) for s in args.sizes.split(",")):
         while n < size:
-            ev = events.of_record(SUBJECT, "uscc", f"creditstream.penalty/0/{n}", penalty(n, start + dt.timedelta(days=n % 2000)),
-                                  arrival)
+            decided = start + dt.timedelta(days=n % 2000)
+            ev = events.of_record(SUBJECT, "uscc", f"creditstream.penalty/0/{n}", penalty(n, decided), arrival)
             state = step(state, ev, rules, cal).state
             n += 1
         times = []

@@ -225,7 +225,7 @@ def change_json(record: dict, partition: int, offset: int) -> dict:
     for name, value in record.items():
         if isinstance(value, dt.datetime):
             if value.tzinfo is None:
-                value = value.replace(tzinfo=dt.timezone.utc)
+                value = value.replace(tzinfo=dt.UTC)
             value = int(value.timestamp() * 1000)
         elif isinstance(value, dt.date):
             value = value.isoformat()
@@ -336,7 +336,7 @@ class Api:
             return "down: the API has no Redis client (not started)"
         try:
             await asyncio.wait_for(self.redis.ping(), timeout=HEALTH_TIMEOUT_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return f"down: no answer within {HEALTH_TIMEOUT_S:g} s"
         except Exception as exc:  # noqa: BLE001 - whatever it is, Redis is not usable
             return "down: " + _reason(exc)
@@ -350,7 +350,7 @@ class Api:
             return "down: " + _reason(exc)
         try:
             await asyncio.wait_for(client.bootstrap(), timeout=HEALTH_TIMEOUT_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return f"down: no metadata within {HEALTH_TIMEOUT_S:g} s"
         except Exception as exc:  # noqa: BLE001
             return "down: " + _reason(exc)

@@ -30,10 +30,10 @@ from agents.ingest import IngestAgent
 from agents.registry import RegistryAgent
 from agents.subject import SubjectAgent
 from agents.timer import TimerAgent
-from domain.calendar import WorkingCalendar
-from domain.rulebook import load_rulebook
 from creditstream.connections import make_codec, redis_client
 from creditstream.settings import Settings
+from domain.calendar import WorkingCalendar
+from domain.rulebook import load_rulebook
 from sinks.keys import resolve_keys
 from sinks.redis_state import SubjectStateSink
 from sinks.registry_index import RegistryIndex

@@ -25,7 +25,7 @@ import json
 import os
 import re
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
@@ -145,7 +145,7 @@ async def _probe_redis(settings, timeout: float) -> None:
         await asyncio.wait_for(client.ping(), timeout + 1)
     except ResponseError:
         pass  # it answered (e.g. NOPERM for an ACL user without PING): reachable
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise TimeoutError(f"no answer within {timeout:g} s") from None
     finally:
         await client.aclose()
@@ -174,7 +174,7 @@ async def _probe_kafka(settings, timeout: float) -> None:
     try:
         client = AIOKafkaClient(request_timeout_ms=int(timeout * 1000), **settings.kafka_client_kwargs())
         await asyncio.wait_for(client.bootstrap(), timeout + 1)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise TimeoutError(f"no metadata answer within {timeout:g} s") from None
     except KafkaConnectionError as exc:
         reason = said[-1] if said else str(exc)
@@ -371,10 +371,10 @@ def _stdout_gone() -> bool:
 
 # --- stack ---------------------------------------------------------------------------------
 def cmd_stack(args) -> int:
+    import os
+
     from creditstream.settings import Settings
     from ops.stack import Stack, StackError
-
-    import os
     run_dir = os.environ.get("CREDITSTREAM_RUN_DIR", Settings.run_dir)
     stack = Stack(run_dir)
     if args.action == "up":
@@ -662,10 +662,9 @@ def _dlq_action(args, settings, dlq, flt) -> int:
 
 def cmd_topics(args) -> int:
     settings = _settings(args)
+    from ops.tables import table
     from streams import kafka
     from streams.topics import Topics
-
-    from ops.tables import table
 
     created = asyncio.run(kafka.ensure_topics(settings))
     for line in table([(name, "created" if name in created else "exists") for name in Topics(settings).all()],
@@ -718,7 +717,8 @@ def build_parser() -> argparse.ArgumentParser:
              "Java 17+; Maven resolves its jars once into ~/.cache/creditstream). Other commands find "
              "them through .run/stack.json.")
     sp.add_argument("action", choices=["up", "down", "status"])
-    sp.add_argument("--broker", choices=["tansu", "kafka"], default=os.environ.get("CREDITSTREAM_STACK_BROKER", "tansu"),
+    sp.add_argument("--broker", choices=["tansu", "kafka"],
+                    default=os.environ.get("CREDITSTREAM_STACK_BROKER", "tansu"),
                     help="which broker `up` starts (default tansu; env CREDITSTREAM_STACK_BROKER)")
     sp.add_argument("--nodes", type=int, choices=[1, 3], default=1,
                     help="Apache Kafka nodes: 1, or 3 for a real KRaft quorum (replication 3, min.insync.replicas 2)")

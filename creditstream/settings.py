@@ -179,7 +179,7 @@ class Settings:
             problems.append("log_format: auto, console or json")
         return problems
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
 

@@ -16,7 +16,7 @@ import time
 from functools import lru_cache
 
 CHINA = dt.timezone(dt.timedelta(hours=8), "CST")
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 # How far a producer's clock may run ahead of ours before its stamps count as "in the future".
 FUTURE_TOLERANCE_MS = 5 * 60 * 1000
 

@@ -31,9 +31,16 @@ from domain.calendar import WorkingCalendar
 from domain.history import TRANSITION_ORDER, advance, objection_targets
 from domain.identifiers import is_valid_resident_id
 from domain.rulebook import Rulebook
+from domain.state import (
+    SubjectState,
+    apply_feedback,
+    apply_linked,
+    apply_objection,
+    apply_record,
+    apply_repair,
+    new_state,
+)
 from domain.validate import decision_key
-from domain.state import (SubjectState, apply_feedback, apply_linked, apply_objection, apply_record, apply_repair,
-                          new_state)
 
 PUBLICATION_WORKDAYS = 7  # 双公示: published within 7 working days of the decision date
 TIMELINESS_KINDS = frozenset({"penalty", "license"})

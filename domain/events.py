@@ -22,7 +22,7 @@ input means for the lists is dated by the dates its decision names (RULES.md 3a)
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Union
+from typing import Annotated, Any
 
 import msgspec
 
@@ -121,7 +121,7 @@ class TickEvent(_Event, tag="tick"):
         return (self.due,)
 
 
-SubjectEvent = Union[RecordEvent, LinkedEvent, ObjectionEvent, RepairEvent, FeedbackEvent, TickEvent]
+SubjectEvent = RecordEvent | LinkedEvent | ObjectionEvent | RepairEvent | FeedbackEvent | TickEvent
 DEPARTMENT_INPUTS = (RecordEvent, ObjectionEvent, RepairEvent, FeedbackEvent)  # not ticks, not links
 
 _decoder = msgspec.json.Decoder(SubjectEvent)

@@ -506,7 +506,8 @@ def _escalation(sid: str, memberships: list[dict], k: int, changes: list[dict]) 
         if escalated and cur is None:
             cur = {"since": t, "until": None, "causes": sorted(causes), "suspended": suspended, "flips": []}
             out.append(cur)
-            changes.append(_change(sid, "escalated", "escalated", None, "escalated", t, cur["causes"], ("listing", None)))
+            changes.append(_change(sid, "escalated", "escalated", None, "escalated", t, cur["causes"],
+                                   ("listing", None)))
             if suspended:
                 cur["flips"].append((t, True))
                 changes.append(_change(sid, "escalated", "escalated", None, "suspended", t, cur["causes"],

@@ -20,8 +20,8 @@ Pure module, no I/O.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from enum import Enum
+from functools import lru_cache
 
 from stdnum.cn import ric, uscc
 from stdnum.iso7064 import mod_11_10

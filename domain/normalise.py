@@ -33,7 +33,7 @@ def _official_year(m: re.Match) -> str:
 
 _FULL_WIDTH_CHAR = re.compile("[\uff01-\uff5e\u3000]")
 # str.isspace() characters and the zero-width ones (str.isspace() is False for those).
-_SPACE_CHARS = re.compile("[\s\x1c-\x1f\x85\u200b\u200c\u200d\u2060\ufeff]+")
+_SPACE_CHARS = re.compile("[\\s\x1c-\x1f\x85\u200b\u200c\u200d\u2060\ufeff]+")
 
 
 def to_half_width(raw: str) -> str:

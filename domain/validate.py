@@ -57,9 +57,9 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from domain import identifiers as _ids
 from domain.clock import FUTURE_TOLERANCE_MS, date_of_ms
 from domain.kinds import KIND_OF_SCHEMA  # the catalogue of event kinds
-from domain import identifiers as _ids
 from domain.normalise import normalise_doc_no, normalise_name, normalise_text
 
 __all__ = [
@@ -371,7 +371,7 @@ _BOOL_WORDS = {"true": True, "1": True, "是": True, "yes": True, "false": False
 _RESIDENT_ID_TYPES = frozenset(("身份证", "居民身份证", "01", "1", "111", "RESIDENT_ID", "ID_CARD", "IDCARD"))
 
 _CST = _dt.timezone(_dt.timedelta(hours=8))
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 _EPOCH_DATE = _dt.date(1970, 1, 1)
 _SIX_PLACES = decimal.Decimal("0.000001")
 _MAX_AMOUNT = decimal.Decimal(10) ** 12  # decimal(18, 6): 12 integer digits
@@ -873,7 +873,8 @@ def _target_kind(value: Any) -> tuple[str, str | None] | None:
     if action_kind is not None:
         return "action", action_kind
     if code in ("action", "action:"):
-        raise _Reject("unknown-enum", "target_kind: 'action' without its action kind (e.g. action:inspection, 行政检查)")
+        raise _Reject("unknown-enum",
+                      "target_kind: 'action' without its action kind (e.g. action:inspection, 行政检查)")
     raise _Reject("unknown-enum", f"target_kind: {text[:60]!r}")
 
 

@@ -111,7 +111,7 @@ class Filter:
     def empty(self) -> bool:
         return not (self.reason or self.source_topic or self.since_ms is not None or self.until_ms is not None)
 
-    def matches(self, letter: "DeadLetter", prefix: str = "") -> bool:
+    def matches(self, letter: DeadLetter, prefix: str = "") -> bool:
         info = letter.info
         if self.reason and info.get("reason") != self.reason:
             return False
@@ -144,7 +144,7 @@ class DeadLetter:
     info: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, msg) -> "DeadLetter":
+    def of(cls, msg) -> DeadLetter:
         headers = [(k, v if isinstance(v, bytes) else bytes(v or b"")) for k, v in (msg.headers or ())]
         return cls(msg.partition, msg.offset, msg.timestamp or 0, msg.key,
                    msg.value if msg.value is not None else b"", headers, dead_letter_info(headers))

@@ -39,8 +39,10 @@ import sys
 import time
 import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
 from ops.processes import CHILDREN as _CHILDREN
 from ops.processes import is_alive as _is_alive
 from ops.processes import is_ours as _is_ours

@@ -40,7 +40,6 @@ from streams.samples import SCHEMA_OF_KIND
 from streams.topics import SPEC_OF_KIND, Topics
 
 
-
 @dataclass
 class ProduceReport:
     source: str

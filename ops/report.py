@@ -164,7 +164,7 @@ async def overdue_feedback_report(settings: Settings, today: str | None = None, 
 
         async def scan(ids: list[str]) -> None:
             nonlocal count
-            for sid, raw in zip(ids, await redis.mget([keys.subject(i) for i in ids])):
+            for _sid, raw in zip(ids, await redis.mget([keys.subject(i) for i in ids])):
                 if raw is None:
                     continue
                 state = orjson.loads(raw)

@@ -25,9 +25,11 @@ import socket
 import struct
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
 from ops.processes import CHILDREN as _CHILDREN
 from ops.processes import is_alive as _is_alive
 from ops.processes import is_ours as _is_ours
@@ -320,7 +322,7 @@ class Stack:
             entry = self._spawn(cmd, self.broker_log)
             entry["port"] = p
             try:
-                self._wait_ready(entry, lambda: probe_broker(p, 0.5), self.broker_log, "Tansu broker", deadline)
+                self._wait_ready(entry, lambda p=p: probe_broker(p, 0.5), self.broker_log, "Tansu broker", deadline)
                 return entry
             except StackError:
                 # lost the race for the port to someone else: try another one
@@ -362,7 +364,7 @@ class Stack:
             entry["port"] = p
             entry["auth"] = bool(password)
             try:
-                self._wait_ready(entry, lambda: probe_redis(p, password, 0.5), self.redis_log,
+                self._wait_ready(entry, lambda p=p: probe_redis(p, password, 0.5), self.redis_log,
                                  "redis-server", deadline)
                 return entry
             except StackError:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 __all__ = ["SCHEMA_DIR", "NAMESPACE", "load_schema", "all_schemas", "local_ids", "full_name_of"]
@@ -22,7 +22,7 @@ NAMESPACE = "creditstream"
 _REGISTRY_FILE = "registry.json"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _by_full_name() -> dict[str, tuple[Path, dict]]:
     out: dict[str, tuple[Path, dict]] = {}
     for path in sorted(SCHEMA_DIR.glob("*.avsc")):
@@ -55,7 +55,7 @@ def all_schemas() -> dict[str, dict]:
     return {full: copy.deepcopy(schema) for full, (_path, schema) in _by_full_name().items()}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _ids() -> dict[str, int]:
     ids = json.loads((SCHEMA_DIR / _REGISTRY_FILE).read_text(encoding="utf-8"))
     if len(set(ids.values())) != len(ids):

@@ -111,7 +111,7 @@ class Keys:
     def dlq_redriven(self) -> str:
         return f"{self.namespace}:dlq:redriven"
 
-    def with_generation(self, generation: str) -> "Keys":
+    def with_generation(self, generation: str) -> Keys:
         return Keys(self.namespace, generation)
 
 

@@ -171,7 +171,7 @@ async def read_to_end(
         while pending:
             batches = await c.getmany(*pending, timeout_ms=200, max_records=max_records)
             got = False
-            for tp, records in batches.items():
+            for records in batches.values():
                 if records:
                     got = True
                     yield records

@@ -236,7 +236,7 @@ _BASE: dict[str, dict] = {
         "effective_date": _dt.date(2024, 7, 15),
         "cause_record_ids": [f"listing_decision|{ECO_ZZ_USCC}|郑环失信〔2024〕006号"],
         # what fastavro decodes a timestamp-millis to (an int of ms encodes the same)
-        "event_time": _dt.datetime(2024, 7, 15, 2, 0, tzinfo=_dt.timezone.utc),
+        "event_time": _dt.datetime(2024, 7, 15, 2, 0, tzinfo=_dt.UTC),
         "rules_version": "henan-2024.1",
     },
     "feedback": {

@@ -25,9 +25,12 @@ class TopicSpec:
 PENALTY = TopicSpec("penalty", "administrative penalty decisions (行政处罚)")
 LICENSE = TopicSpec("license", "administrative license decisions (行政许可)")
 COURT = TopicSpec("court-debtor", "court dishonest-judgment-debtor listings and deletions (失信被执行人)")
-ACTION = TopicSpec("action-record", "the other eight publicised action kinds (十公示: 强制, 确认, 征收, 给付, 裁决, 补偿, 奖励, 检查)")
-REGISTRATION = TopicSpec("registration", "subject registrations mapping legacy numbers to the USCC (存量代码转换)", compacted=True)
-CREDIT_OFFICE = TopicSpec("credit-office", "objections (异议), repair decisions (信用修复) and listing decisions from the credit office")
+ACTION = TopicSpec("action-record",
+                   "the other eight publicised action kinds (十公示: 强制, 确认, 征收, 给付, 裁决, 补偿, 奖励, 检查)")
+REGISTRATION = TopicSpec("registration", "subject registrations mapping legacy numbers to the USCC (存量代码转换)",
+                         compacted=True)
+CREDIT_OFFICE = TopicSpec("credit-office",
+                          "objections (异议), repair decisions (信用修复) and listing decisions from the credit office")
 FEEDBACK = TopicSpec("feedback", "joint-punishment feedback from implementing units (联合惩戒反馈)")
 
 # Internal and downstream.
@@ -43,7 +46,8 @@ SPEC_OF_TOPIC = {"penalty": PENALTY, "license": LICENSE, "court": COURT, "action
 SPEC_OF_KIND = {k.name: SPEC_OF_TOPIC[k.topic] for k in KINDS if k.role != "output"}
 
 INGEST_SOURCES = (PENALTY, LICENSE, COURT, ACTION, CREDIT_OFFICE, FEEDBACK)
-ALL = (PENALTY, LICENSE, COURT, ACTION, REGISTRATION, CREDIT_OFFICE, FEEDBACK, SUBJECT_EVENTS, LIST_CHANGES, DEAD_LETTERS)
+ALL = (PENALTY, LICENSE, COURT, ACTION, REGISTRATION, CREDIT_OFFICE, FEEDBACK,
+       SUBJECT_EVENTS, LIST_CHANGES, DEAD_LETTERS)
 
 
 # Room the dead-letter topic has beyond the others: a department message at the broker's limit

@@ -29,7 +29,7 @@ class WorkerProcess:
         self.proc: subprocess.Popen | None = None
         self.starts = 0
 
-    def start(self) -> "WorkerProcess":
+    def start(self) -> WorkerProcess:
         fh = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "creditstream.cli", "worker", *self.args],
                                      env=worker_env(self.settings), stdout=fh, stderr=subprocess.STDOUT,

@@ -18,9 +18,9 @@ from urllib.parse import quote
 
 import aiohttp
 import orjson
-from aiohttp import web
 import pytest
 import yaml
+from aiohttp import web
 from jsonschema import Draft4Validator, FormatChecker
 from referencing import Registry
 from referencing.jsonschema import DRAFT4
@@ -166,7 +166,7 @@ async def produce_listing_inputs(department) -> None:
     """A severe environment penalty (blacklist, and the legal representative follows) and a court
     listing (court debtor, escalation), decided recently so nothing falls due while the test runs."""
     today = dt.datetime.now(CST).date()
-    now_ms = int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000)
+    now_ms = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
     penalty = sample_event("penalty", severity="严重", domain="environment", source_unit=samples.ECO_ZZ,
                            source_unit_uscc=samples.ECO_ZZ_USCC, decision_doc_no="郑环罚〔2026〕101号",
                            decision_date=today - dt.timedelta(days=30), valid_until=None, publicity_end_date=None)
@@ -346,7 +346,7 @@ def test_openapi_documents_every_route():
 
     for ref in refs(SPEC.doc):
         assert SPEC._follow({"$ref": ref}), ref
-    for name, schema in SPEC.converted["components"]["schemas"].items():
+    for _name, schema in SPEC.converted["components"]["schemas"].items():
         Draft4Validator.check_schema(schema)
 
 

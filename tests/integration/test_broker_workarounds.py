@@ -266,7 +266,7 @@ async def test_restart_after_lost_commits_applies_nothing_twice(settings, depart
     while the stopped generation-0 members are still registered (docs/broker.md, defect 2).
     Idempotent transitions (origins) make the re-reading harmless."""
     s = settings.replace(max_batch=25)
-    t0 = time.monotonic()
+    time.monotonic()
     first = Pipeline(s)
     await first.start()
     try:

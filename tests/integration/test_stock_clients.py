@@ -48,8 +48,9 @@ def frames(out: bytes) -> list[bytes]:
 
 
 async def subject_listed(redis, settings) -> dict:
-    from sinks.keys import resolve_keys
     import orjson
+
+    from sinks.keys import resolve_keys
 
     async def check():
         keys = await resolve_keys(redis, settings.namespace)

@@ -103,7 +103,7 @@ async def test_originals_after_their_corrections_change_nothing(pipeline, settin
 async def test_a_message_stamped_in_2099_is_dead_lettered(pipeline, settings, department):
     from ops.dlq import list_dead_letters
 
-    stamp = int(dt.datetime(2099, 1, 1, tzinfo=dt.timezone.utc).timestamp() * 1000)
+    stamp = int(dt.datetime(2099, 1, 1, tzinfo=dt.UTC).timestamp() * 1000)
     if settings.broker_kind == "kafka":
         # Apache Kafka 4 refuses it itself (message.timestamp.after.max.ms, 1 hour by default)
         from aiokafka.errors import InvalidTimestampError

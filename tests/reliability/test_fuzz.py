@@ -11,7 +11,9 @@ import struct
 from decimal import Decimal
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from streams.samples import SCHEMA_OF_KIND, sample_event
 from tests.conftest import eventually

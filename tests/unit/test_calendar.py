@@ -1,9 +1,8 @@
 from datetime import date, datetime, timedelta
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-import pytest
 
 from domain.calendar import WorkingCalendar, add_months, add_years
 

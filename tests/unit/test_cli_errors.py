@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 import redis.exceptions as rexc
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
@@ -39,7 +37,7 @@ REDIS_SHOWN = "rediss://app:***@redis.internal:6380/0"
     (rexc.ReadOnlyError("You can't write against a read only replica."), "Redis", REDIS_SHOWN),
     (KafkaConnectionError("Unable to bootstrap"), "the Kafka broker", "kafka-1:9092,kafka-2:9092"),
     (KafkaTimeoutError(), "the Kafka broker", "kafka-1:9092,kafka-2:9092"),
-    (asyncio.TimeoutError("Kafka broker at kafka-1:9092 did not answer within 30s: x"), "the Kafka broker",
+    (TimeoutError("Kafka broker at kafka-1:9092 did not answer within 30s: x"), "the Kafka broker",
      "kafka-1:9092,kafka-2:9092"),
     (RegistryError("schema registry https://reg:pw-456@registry.internal:8081 unreachable: timed out"),
      "the schema registry", "https://reg:***@registry.internal:8081"),

@@ -46,7 +46,6 @@ from creditstream import cli  # noqa: E402
 from creditstream.settings import ENV_PREFIX, Settings, load  # noqa: E402
 from sinks.keys import Keys  # noqa: E402
 from streams import kafka  # noqa: E402
-from streams import topics as topic_specs  # noqa: E402
 from streams.topics import DEAD_LETTER_HEADROOM, DEAD_LETTERS, Topics  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]

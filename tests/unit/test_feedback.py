@@ -4,8 +4,8 @@ the configured working days are reported."""
 
 from __future__ import annotations
 
-from domain.calendar import WorkingCalendar
 from domain import events
+from domain.calendar import WorkingCalendar
 from domain.engine import overdue_feedback
 from domain.state import apply_feedback, new_state
 

@@ -24,7 +24,7 @@ from streams.codec import LocalRegistry
 FULL_NAME = "creditstream.ListChange"
 NEW_PATH = SCHEMA_DIR / "list_change.avsc"
 OLD_PATH = Path(__file__).resolve().parents[1] / "fixtures" / "list_change_v1.avsc"
-UTC = dt.timezone.utc
+UTC = dt.UTC
 EPOCH = dt.date(1970, 1, 1)
 
 # The fields this evolution added, with the defaults old data decodes to.

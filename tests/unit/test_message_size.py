@@ -118,7 +118,6 @@ class RefusingProducer(Producer):
         return {0}
 
     def create_batch(self):
-        producer = self
 
         class Batch:
             sizes: list[int] = []

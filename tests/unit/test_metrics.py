@@ -75,7 +75,7 @@ async def test_events_out_counts_acknowledged_messages_per_topic():
     sink = KafkaSink(FakeProducer(room=2))  # 2 a batch: several batches per partition
     for i in range(5):
         sink.add("m.list-changes", b"v", key=b"k" * i)
-    for i in range(3):
+    for _ in range(3):
         sink.add("m.subject-events", b"v", key=b"s", partition=1)
     before = out_count("m.list-changes"), out_count("m.subject-events")
     assert await sink.flush() == 8

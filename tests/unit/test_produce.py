@@ -7,8 +7,16 @@ import pytest
 
 from ops.produce import encode_line, subject_key
 from streams.codec import AvroCodec, LocalRegistry, to_json
-from streams.samples import (COMPANY_ORG_CODE, COMPANY_REG_NO, COMPANY_USCC, KINDS, PERSON, PERSON_ID, sample_event,
-                             schema_of)
+from streams.samples import (
+    COMPANY_ORG_CODE,
+    COMPANY_REG_NO,
+    COMPANY_USCC,
+    KINDS,
+    PERSON,
+    PERSON_ID,
+    sample_event,
+    schema_of,
+)
 from streams.topics import Topics
 
 CODEC = AvroCodec(LocalRegistry())

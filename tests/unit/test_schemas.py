@@ -127,7 +127,7 @@ def _decimal_bytes(value: Decimal, scale: int = 6) -> bytes:
 
 def _to_avro_python3(value):
     if isinstance(value, dt.datetime):  # timestamp-millis (before date: a datetime is a date)
-        return (value - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) // dt.timedelta(milliseconds=1)
+        return (value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(milliseconds=1)
     if isinstance(value, dt.date):
         return (value - EPOCH).days
     if isinstance(value, Decimal):
@@ -142,7 +142,7 @@ def _from_avro_python3(field_type, value):
     if branch.get("logicalType") == "date":
         return EPOCH + dt.timedelta(days=value)
     if branch.get("logicalType") == "timestamp-millis":
-        return dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(milliseconds=value)
+        return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=value)
     if branch.get("logicalType") == "decimal":
         return Decimal(int.from_bytes(value, "big", signed=True)).scaleb(-branch["scale"])
     return value
