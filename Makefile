@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-all reliability bench bench-profile bench-core worker stack-up stack-down clean help
+.PHONY: install lint demo test test-all reliability bench bench-profile bench-core worker stack-up stack-down clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -23,7 +23,11 @@ demo: install  ## run the main job on the embedded stack with the bundled sample
 
 JAVA17 = $(BIN)/python -c "import sys; from ops.kafka_cluster import find_java, _java_major; m = _java_major(find_java()); sys.exit(0 if m and m >= 17 else 1)" 2>/dev/null
 
-test: install  ## the test suite: unit, integration, reliability at CI scale on Tansu; then integration and reliability on Apache Kafka (Java 17+)
+lint: install  ## ruff on everything, mypy --strict on the rules core (domain/)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: install lint  ## lint; the test suite: unit, integration, reliability at CI scale on Tansu; then integration and reliability on Apache Kafka (Java 17+)
 	RELIABILITY_RESULTS=.run/reliability-ci.json $(BIN)/python -m pytest -m "not slow" -q -p no:cacheprovider $(PYTEST_ARGS)
 	@if $(JAVA17); then \
 	  command -v kcat >/dev/null 2>&1 || $(KCAT_INSTALL); \

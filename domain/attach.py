@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from domain.identifiers import is_valid_uscc, org_code_of_uscc
+from domain.types import Doc
 
 # The order in which legacy identifiers are tried; also the lookup-key kinds of the index.
 LOOKUP_KINDS = ("org", "reg_no", "tax_no", "other")
@@ -35,7 +36,7 @@ def lookup_key(kind: str, number: str) -> str:
     return f"{kind}:{number}"
 
 
-def plan(record: dict) -> Attached | NeedsLookup:
+def plan(record: Doc) -> Attached | NeedsLookup:
     """Attach directly when the record names its subject; otherwise say what to look up."""
     ids = record.get("ids") or {}
     resident_id = ids.get("resident_id")
@@ -49,7 +50,7 @@ def plan(record: dict) -> Attached | NeedsLookup:
     return NeedsLookup(legacy_lookup_keys(ids))
 
 
-def legacy_lookup_keys(ids: dict) -> tuple[str, ...]:
+def legacy_lookup_keys(ids: Doc) -> tuple[str, ...]:
     keys = []
     if ids.get("org_code"):
         keys.append(lookup_key("org", ids["org_code"]))
@@ -61,7 +62,7 @@ def legacy_lookup_keys(ids: dict) -> tuple[str, ...]:
     return tuple(keys)
 
 
-def learned_pairs(ids: dict) -> list[tuple[str, str]]:
+def learned_pairs(ids: Doc) -> list[tuple[str, str]]:
     """Index entries (lookup key, USCC) that a set of identifiers teaches.
 
     Only a USCC that passes its check teaches anything: the organisation code embedded in it, and

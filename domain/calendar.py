@@ -18,6 +18,8 @@ from os import PathLike
 
 import chinese_calendar
 
+from domain.types import Doc
+
 __all__ = ["WorkingCalendar", "FIXED_HOLIDAYS", "add_months", "add_years"]
 
 # Statutory holidays on fixed Gregorian dates (no lunar calendar needed):
@@ -165,7 +167,7 @@ class WorkingCalendar:
 _ONE_DAY = dt.timedelta(days=1)
 
 
-def _dates_by_year(table: dict, kind: str) -> list[dt.date]:
+def _dates_by_year(table: Doc, kind: str) -> list[dt.date]:
     dates = []
     for year, values in table.items():
         for value in values:

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from typing import NamedTuple
+from collections.abc import Iterable
+from typing import NamedTuple, cast
 
 from domain import events as ev
 from domain.calendar import WorkingCalendar
@@ -40,6 +41,7 @@ from domain.state import (
     apply_repair,
     new_state,
 )
+from domain.types import Doc
 from domain.validate import decision_key
 
 PUBLICATION_WORKDAYS = 7  # 双公示: published within 7 working days of the decision date
@@ -52,12 +54,12 @@ FEEDBACK_TRANSITIONS = frozenset({"entered", "escalated"})
 class Step(NamedTuple):
     state: SubjectState
     outcome: str
-    changes: list[dict]     # to announce, in order: withdrawals first, then by effective date
+    changes: list[Doc]     # to announce, in order: withdrawals first, then by effective date
     links: list[ev.LinkedEvent]  # linked events for other subjects' logs
     timeliness: tuple[str, int] | None  # (source unit, working days from decision to arrival)
 
 
-def step(state: SubjectState | None, event: ev.SubjectEvent | dict, rules: Rulebook, cal: WorkingCalendar) -> Step:
+def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebook, cal: WorkingCalendar) -> Step:
     event = ev.from_dict(event)
     if state is None:
         state = new_state(event.subject, getattr(event, "id_kind", "uscc"))
@@ -91,7 +93,7 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | dict, rules: Ruleb
     new["facts_rules"] = rules.version
     new["evaluation"] = adv.view
     new["as_of"] = as_of
-    new.pop("history", None)  # (an earlier layout kept the cut history itself)
+    cast(Doc, new).pop("history", None)  # (an earlier layout kept the cut history itself)
     if changes:
         awaiting = dict(new.get("awaiting_feedback") or {})
         for change in changes:
@@ -103,7 +105,8 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | dict, rules: Ruleb
                     and change["change_id"] not in (new.get("feedback") or {}):
                 awaiting[change["change_id"]] = change["effective_date"]
         new["awaiting_feedback"] = awaiting
-    if outcome == "repair" and not adv.view["repairs"].get(event.record_key, {}).get("applied"):
+    if outcome == "repair" and isinstance(event, ev.RepairEvent) \
+            and not adv.view["repairs"].get(event.record_key, {}).get("applied"):
         outcome = "repair-waiting" if adv.view["repairs"][event.record_key]["reason"] == "unknown-record" \
             else "repair-refused"
 
@@ -131,7 +134,7 @@ def _touched(before: SubjectState, after: SubjectState, event: ev.SubjectEvent) 
     return set()
 
 
-def announce(withdrawn: list[dict], added: list[dict], event: ev.SubjectEvent) -> list[dict]:
+def announce(withdrawn: list[Doc], added: list[Doc], event: ev.SubjectEvent) -> list[Doc]:
     """What a subscriber must be told so that its history becomes the new one: a ``withdrawn``
     change for every announced change no longer true (its id is derived from the withdrawn id
     and the input that withdrew it), then every new change, by effective date."""
@@ -149,10 +152,10 @@ def announce(withdrawn: list[dict], added: list[dict], event: ev.SubjectEvent) -
     return out + new
 
 
-def fold_changes(changes) -> dict[str, dict]:
+def fold_changes(changes: Iterable[Doc]) -> dict[str, Doc]:
     """What a subscriber holds after applying announced changes in order: every change by id,
     a ``withdrawn`` change removing the one it names. Equal to the subject's history."""
-    held: dict[str, dict] = {}
+    held: dict[str, Doc] = {}
     for change in changes:
         if change["transition"] == "withdrawn":
             held.pop(change["withdraws"], None)
@@ -161,7 +164,7 @@ def fold_changes(changes) -> dict[str, dict]:
     return held
 
 
-def overdue_feedback(state: dict, today: str, workdays: int, cal: WorkingCalendar) -> list[tuple[str, str]]:
+def overdue_feedback(state: Doc, today: str, workdays: int, cal: WorkingCalendar) -> list[tuple[str, str]]:
     """(change id, effective date) of the changes still without feedback ``workdays`` working days
     after they took effect."""
     today_d = dt.date.fromisoformat(today)

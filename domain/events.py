@@ -22,11 +22,12 @@ input means for the lists is dated by the dates its decision names (RULES.md 3a)
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, cast
 
 import msgspec
 
 from domain.clock import date_of_ms, due_ms
+from domain.types import Doc
 from domain.validate import content_hash
 
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
@@ -53,7 +54,7 @@ class _Event(msgspec.Struct, tag_field="type", forbid_unknown_fields=False, omit
 
 
 class RecordEvent(_Event, tag="record"):
-    record: dict[str, Any]
+    record: Doc
     hash: NonEmpty
     id_kind: str = "uscc"
 
@@ -63,7 +64,7 @@ class RecordEvent(_Event, tag="record"):
 
 
 class LinkedEvent(_Event, tag="linked"):
-    record: dict[str, Any]
+    record: Doc
     hash: NonEmpty
     via: NonEmpty
     person_name: str | None = None
@@ -83,7 +84,7 @@ class ObjectionEvent(_Event, tag="objection"):
     provider_verification: bool = False
     outcome: str | None = None
     id_kind: str = "uscc"
-    record: dict[str, Any] | None = None  # the canonical objection record (audit)
+    record: Doc | None = None  # the canonical objection record (audit)
     hash: str | None = None
 
     def named_dates(self) -> tuple[str, ...]:
@@ -96,7 +97,7 @@ class RepairEvent(_Event, tag="repair"):
     approved: bool = True
     doc_no: str | None = None
     id_kind: str = "uscc"
-    record: dict[str, Any] | None = None
+    record: Doc | None = None
     hash: str | None = None
 
     def named_dates(self) -> tuple[str, ...]:
@@ -110,7 +111,7 @@ class FeedbackEvent(_Event, tag="feedback"):
     measure: str | None = None
     measure_date: str | None = None
     id_kind: str = "uscc"
-    record: dict[str, Any] | None = None
+    record: Doc | None = None
     hash: str | None = None
 
 
@@ -136,12 +137,12 @@ def decode(raw: bytes) -> SubjectEvent:
         raise BadEvent(str(exc)) from None
 
 
-def from_dict(event: dict | SubjectEvent) -> SubjectEvent:
+def from_dict(event: Doc | SubjectEvent) -> SubjectEvent:
     """A subject event from its dict form (a parked event, a test); :class:`BadEvent` if not one."""
     if isinstance(event, _Event):
         return event
     try:
-        return msgspec.convert(event, SubjectEvent)
+        return cast(SubjectEvent, msgspec.convert(event, SubjectEvent))
     except msgspec.ValidationError as exc:
         raise BadEvent(str(exc)) from None
 
@@ -150,14 +151,14 @@ def encode(event: SubjectEvent) -> bytes:
     return _encoder.encode(event)
 
 
-def to_dict(event: SubjectEvent) -> dict:
-    return msgspec.to_builtins(event)
+def to_dict(event: SubjectEvent) -> Doc:
+    return cast(Doc, msgspec.to_builtins(event))
 
 
 # ---------------------------------------------------------------------------------- constructors
 
 
-def of_record(subject_id: str, id_kind: str, origin: str, record: dict, event_ms: int) -> SubjectEvent:
+def of_record(subject_id: str, id_kind: str, origin: str, record: Doc, event_ms: int) -> SubjectEvent:
     """The subject event of a canonical record (domain/validate.py): ``record`` for decisions and
     registrations, ``objection`` / ``repair`` / ``feedback`` for the credit office's and the
     implementing units' inputs."""
@@ -183,7 +184,7 @@ def of_record(subject_id: str, id_kind: str, origin: str, record: dict, event_ms
                        hash=digest)
 
 
-def linked(person_id: str, person_name: str | None, via: str, origin: str, record: dict, event_ms: int) -> LinkedEvent:
+def linked(person_id: str, person_name: str | None, via: str, origin: str, record: Doc, event_ms: int) -> LinkedEvent:
     """A severe record of organisation ``via`` for its legal representative's personal log."""
     return LinkedEvent(origin=f"link:{via}:{origin}", subject=person_id, event_ms=event_ms, record=record,
                        hash=content_hash(record), via=via, person_name=person_name)

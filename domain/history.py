@@ -38,6 +38,7 @@ from domain.calendar import WorkingCalendar, add_months, add_years
 from domain.clock import date_of_ms
 from domain.rulebook import Rulebook
 from domain.state import SubjectState, status_of
+from domain.types import Doc, View
 
 _ONE_DAY = dt.timedelta(days=1)
 FAR = dt.date(9999, 12, 31)
@@ -69,25 +70,25 @@ class Cand(NamedTuple):
     since: dt.date
     until: dt.date | None
     key: str           # the record it rests on
-    enter: tuple       # (cause kind, cause decision)
-    leave: tuple
+    enter: tuple[Any, ...]       # (cause kind, cause decision)
+    leave: tuple[Any, ...]
 
 
 class Derived(NamedTuple):
-    history: dict[str, dict]  # change id -> change, effective on or before as_of
-    view: dict                # the situation on as_of
+    history: dict[str, Doc]  # change id -> change, effective on or before as_of
+    view: Doc                # the situation on as_of
     next_due: str | None
 
 
 def _change(sid: str, name: str, kind: str, domain: str | None, transition: str, when: dt.date,
-            causes: list[str], cause: tuple) -> dict:
+            causes: list[str], cause: tuple[Any, ...]) -> Doc:
     eff = when.isoformat()
     return {"change_id": change_id(sid, name, transition, eff, causes), "list": name, "kind": kind,
             "domain": domain, "transition": transition, "effective_date": eff, "causes": causes,
             "cause_kind": cause[0], "cause_decision": cause[1]}
 
 
-def _attr(entry: dict, name: str) -> Any:
+def _attr(entry: View, name: str) -> Any:
     value = entry.get(name)
     if value is None:
         value = (entry.get("content") or {}).get(name)
@@ -97,7 +98,7 @@ def _attr(entry: dict, name: str) -> Any:
 # ------------------------------------------------------------------------------------ per record
 
 
-def penalty_dates(entry: dict, rules: Rulebook) -> tuple[dt.date, dt.date] | None:
+def penalty_dates(entry: View, rules: Rulebook) -> tuple[dt.date, dt.date] | None:
     """(repair_from, natural publicity end) of a penalty-like record (RULES.md 3)."""
     decided = _attr(entry, "decision_date")
     if not decided:
@@ -112,7 +113,7 @@ def penalty_dates(entry: dict, rules: Rulebook) -> tuple[dt.date, dt.date] | Non
     return start, end
 
 
-def earliest_repair(entry: dict | None, rules: Rulebook) -> tuple[dt.date | None, str | None]:
+def earliest_repair(entry: View | None, rules: Rulebook) -> tuple[dt.date | None, str | None]:
     """The earliest date a repair of this record can be approved, or (None, reason): penalty /
     adverse action: the publicity minimum; listing decision: listing date + the domain's
     early-removal months; court listing: never (courts delete listings)."""
@@ -141,7 +142,7 @@ def earliest_repair(entry: dict | None, rules: Rulebook) -> tuple[dt.date | None
     return None, "not-adverse"
 
 
-def _gap(entry: dict, objection: dict | None) -> tuple[dt.date, dt.date | None, str] | None:
+def _gap(entry: View, objection: Doc | None) -> tuple[dt.date, dt.date | None, str] | None:
     """An upheld objection found the record wrong: out of force from the resolution until the
     provider's correction (the first later version of the record), or for good."""
     if objection is None:
@@ -152,7 +153,7 @@ def _gap(entry: dict, objection: dict | None) -> tuple[dt.date, dt.date | None, 
     return resolved, (min(corrected) if corrected else None), objection["_id"]
 
 
-def _split(c: Cand, gap) -> list[Cand]:
+def _split(c: Cand, gap: tuple[dt.date, dt.date | None, str] | None) -> list[Cand]:
     if gap is None:
         return [c]
     start, end, oid = gap
@@ -169,12 +170,12 @@ def _split(c: Cand, gap) -> list[Cand]:
 # ------------------------------------------------------------------------------------ per-record facts
 
 
-def objection_index(state: SubjectState) -> dict:
+def objection_index(state: SubjectState) -> Doc:
     """Per record key: its disputes (filed, resolved, objection id), whether an upheld objection
     revoked it, the latest upheld objection that found it wrong (to be corrected)."""
-    disputes: dict[str, list] = {}
+    disputes: dict[str, list[Any]] = {}
     revoked_by: set[str] = set()
-    corrected_by: dict[str, dict] = {}
+    corrected_by: dict[str, Doc] = {}
     for oid, o in sorted((state.get("objections") or {}).items()):
         key = o["record_key"]
         disputes.setdefault(key, []).append((_d(o["filed"]), _d(o["resolved"]) if o.get("resolved") else None, oid))
@@ -188,14 +189,14 @@ def objection_index(state: SubjectState) -> dict:
     return {"disputes": disputes, "revoked_by": revoked_by, "corrected_by": corrected_by}
 
 
-def objection_targets(objection: dict | None) -> set[str]:
+def objection_targets(objection: Doc | None) -> set[str]:
     """Every record key any version of an objection named (a re-resolution may name another)."""
     if not objection:
         return set()
     return {objection["record_key"], *(v[0].get("record_key") for v in objection.get("versions") or ())} - {None}
 
 
-def record_facts(key: str, state: SubjectState, index: dict, rules: Rulebook) -> dict | None:
+def record_facts(key: str, state: SubjectState, index: Doc, rules: Rulebook) -> Doc | None:
     """What one record means for the lists, independent of the other records (JSON-able, kept in
     the state so that an input re-derives only the records it touches):
 
@@ -286,7 +287,7 @@ def record_facts(key: str, state: SubjectState, index: dict, rules: Rulebook) ->
 # ------------------------------------------------------------------------------------ the tracks
 
 
-def publicity_track(sid: str, key: str, facts: dict | None) -> list[dict]:
+def publicity_track(sid: str, key: str, facts: Doc | None) -> list[Doc]:
     """The publicity changes of one penalty (公示): repair eligible after the minimum, expired at
     the maximum or at an approved repair."""
     if not facts or not facts.get("pub"):
@@ -300,14 +301,14 @@ def publicity_track(sid: str, key: str, facts: dict | None) -> list[dict]:
     return out
 
 
-def new_basis() -> dict:
+def new_basis() -> Doc:
     """What the lists are assembled from, kept compact in the state (``state["basis"]``): decision
     dates of the records that count (with counts), adverse records by date, the records with list
     candidates or removals, and the dates publicity changes fall on."""
     return {"dates": {}, "adverse": {}, "listed": [], "pub_dates": {}}
 
 
-def _basis_move(basis: dict, key: str, facts: dict | None, pub: list[dict], sign: int) -> None:
+def _basis_move(basis: Doc, key: str, facts: Doc | None, pub: list[Doc], sign: int) -> None:
     """Add (sign 1) or take out (sign -1) one record's contribution to the basis."""
     if facts is not None:
         _count(basis["dates"], facts["d"], sign)
@@ -330,7 +331,7 @@ def _basis_move(basis: dict, key: str, facts: dict | None, pub: list[dict], sign
         _count(basis["pub_dates"], c["effective_date"], sign)
 
 
-def _count(counts: dict, key: str, sign: int) -> None:
+def _count(counts: Doc, key: str, sign: int) -> None:
     n = counts.get(key, 0) + sign
     if n:
         counts[key] = n
@@ -338,8 +339,8 @@ def _count(counts: dict, key: str, sign: int) -> None:
         counts.pop(key, None)
 
 
-def list_tracks(state: SubjectState, facts: dict[str, dict], basis: dict, index: dict, rules: Rulebook,
-                cal: WorkingCalendar) -> tuple[dict[str, list[dict]], dict]:
+def list_tracks(state: SubjectState, facts: dict[str, Doc], basis: Doc, index: Doc, rules: Rulebook,
+                cal: WorkingCalendar) -> tuple[dict[str, list[Doc]], Doc]:
     """Every change of the subject's lists (blacklists, court debtors, escalation, red list,
     overdue objections), past and projected, by list name; and the intervals behind them."""
     sid = state["id"]
@@ -355,7 +356,7 @@ def list_tracks(state: SubjectState, facts: dict[str, dict], basis: dict, index:
             cands.append(Cand(c[0], c[1], _d(c[2]), _d(c[3]) if c[3] else None, key, (c[4], c[5]), (c[6], c[7])))
     adverse = [(d, keys[0]) for d, keys in basis["adverse"].items()]
     first = min(basis["dates"]) if basis["dates"] else None
-    changes: list[dict] = []
+    changes: list[Doc] = []
 
     # removal decisions end the domain's blacklist memberships they fall in
     if removals:
@@ -374,10 +375,10 @@ def list_tracks(state: SubjectState, facts: dict[str, dict], basis: dict, index:
             continue  # removed before it began
         name = "court_debtor" if c.list == "court_debtor" else f"blacklist:{c.domain}"
         by_list.setdefault(name, []).append(c)
-    memberships: list[dict] = []
+    memberships: list[Doc] = []
     for name, group in sorted(by_list.items()):
         group.sort(key=lambda c: (c.since, c.key))
-        cur = None
+        cur: Doc | None = None
         for c in group:
             if cur is not None and (cur["until"] is None or c.since <= cur["until"]):
                 cur["parts"].append(c)
@@ -412,7 +413,7 @@ def list_tracks(state: SubjectState, facts: dict[str, dict], basis: dict, index:
             changes.append(_change(sid, f"objection:{oid}", "objection", None, "objection_overdue", overdue,
                                    [o["record_key"]], ("objection_filed", oid)))
 
-    tracks: dict[str, list[dict]] = {}
+    tracks: dict[str, list[Doc]] = {}
     for c in changes:
         tracks.setdefault(c["list"], []).append(c)
     for track in tracks.values():
@@ -420,11 +421,11 @@ def list_tracks(state: SubjectState, facts: dict[str, dict], basis: dict, index:
     return tracks, {"memberships": memberships, "escalations": escalations, "red": red, "deadlines": deadlines}
 
 
-def _order(c: dict) -> tuple:
+def _order(c: Doc) -> tuple[Any, ...]:
     return (c["effective_date"], c["list"], TRANSITION_ORDER.get(c["transition"], 99))
 
 
-def timeline(state: SubjectState, rules: Rulebook, cal: WorkingCalendar) -> tuple[list[dict], dict]:
+def timeline(state: SubjectState, rules: Rulebook, cal: WorkingCalendar) -> tuple[list[Doc], Doc]:
     """Every list change the subject's inputs give, past and projected, sorted by date (derived
     from scratch: the reference the incremental ``advance`` must equal)."""
     index = objection_index(state)
@@ -443,7 +444,7 @@ def timeline(state: SubjectState, rules: Rulebook, cal: WorkingCalendar) -> tupl
     return changes, parts
 
 
-def _suspensions(m: dict, disputes: dict) -> list[tuple[dt.date, bool, tuple]]:
+def _suspensions(m: Doc, disputes: Doc) -> list[tuple[dt.date, bool, tuple[Any, ...]]]:
     """Where a membership is suspended: while every record it rests on (in force then) is disputed."""
     keyed = {c.key for c in m["parts"]}
     if not any(k in disputes for k in keyed):
@@ -473,7 +474,7 @@ def _suspensions(m: dict, disputes: dict) -> list[tuple[dt.date, bool, tuple]]:
     return flips
 
 
-def _status_at(m: dict, t: dt.date) -> tuple[bool, bool]:
+def _status_at(m: Doc, t: dt.date) -> tuple[bool, bool]:
     """(on the list, suspended) of a membership on date t."""
     if t < m["since"] or (m["until"] is not None and t >= m["until"]):
         return False, False
@@ -485,13 +486,13 @@ def _status_at(m: dict, t: dt.date) -> tuple[bool, bool]:
     return True, suspended
 
 
-def _escalation(sid: str, memberships: list[dict], k: int, changes: list[dict]) -> list[dict]:
+def _escalation(sid: str, memberships: list[Doc], k: int, changes: list[Doc]) -> list[Doc]:
     domains = {m["domain"] for m in memberships}
     if len(domains) < k:
         return []
     points = sorted({p for m in memberships for p in [m["since"], m["until"]] + [f[0] for f in m["flips"]]
                      if p is not None})
-    out: list[dict] = []
+    out: list[Doc] = []
     cur = None
     for t in points:
         on: dict[str, bool] = {}  # domain -> suspended (all of its memberships suspended)
@@ -525,37 +526,37 @@ def _escalation(sid: str, memberships: list[dict], k: int, changes: list[dict]) 
     return out
 
 
-def _red_list(sid: str, first: dt.date | None, adverse: list, memberships: list[dict], clean: int,
-              changes: list[dict]) -> list[dict]:
+def _red_list(sid: str, first: dt.date | None, adverse: list[Any], memberships: list[Doc], clean: int,
+              changes: list[Doc]) -> list[Doc]:
     """Three clean years (RULES.md 4): no adverse record within the last ``clean`` years and on no
     list; ends on the next adverse record or list entry."""
     if first is None:
         return []
     # adverse records block [date, date + clean years); overlapping blocks merged first (a block
     # can only end a red list where it starts, and a date inside a merged block never does)
-    blocks = []
+    merged: list[list[Any]] = []  # [start, end, cause, end as ISO date]
     for a, key in sorted(adverse):
         end = _plus_years(a, clean)
-        if blocks and a <= blocks[-1][3]:
-            if end > blocks[-1][1]:
-                blocks[-1][1] = end
-                blocks[-1][3] = end.isoformat()
+        if merged and a <= merged[-1][3]:
+            if end > merged[-1][1]:
+                merged[-1][1] = end
+                merged[-1][3] = end.isoformat()
             continue
-        blocks.append([_d(a), end, ("adverse_record", key), end.isoformat()])
-    blocks = [(b[0], b[1], b[2]) for b in blocks]
+        merged.append([_d(a), end, ("adverse_record", key), end.isoformat()])
+    blocks: list[tuple[dt.date, dt.date | None, tuple[str, Any]]] = [(b[0], b[1], b[2]) for b in merged]
     blocks += [(m["since"], m["until"], ("listing", m["causes"][0])) for m in memberships]
     blocks.sort(key=lambda b: (b[0], b[2]))
     cursor: dt.date | None = add_years(first, clean)
-    out = []
-    for start, end, cause in blocks:
+    out: list[Doc] = []
+    for start, until, cause in blocks:
         if cursor is None:
             break
         if start > cursor:
             out.append({"since": cursor, "until": start, "leave": cause})
-        if end is None:
+        if until is None:
             cursor = None
-        elif end > cursor:
-            cursor = end
+        elif until > cursor:
+            cursor = until
     if cursor is not None:
         out.append({"since": cursor, "until": None, "leave": None})
     for r in out:
@@ -587,12 +588,12 @@ def derive(state: SubjectState, as_of: str | dt.date, rules: Rulebook, cal: Work
 
 
 class Advanced(NamedTuple):
-    timeline: dict       # {"lists": {list name: [changes]}, "publicity": {record key: [changes]}}
-    facts: dict          # record key -> record_facts
-    basis: dict          # the compact aggregate the lists are assembled from (new_basis)
-    view: dict           # the situation on as_of
-    withdrawn: list[dict]  # announced changes no longer true
-    added: list[dict]      # changes now true and not announced before
+    timeline: Doc       # {"lists": {list name: [changes]}, "publicity": {record key: [changes]}}
+    facts: Doc          # record key -> record_facts
+    basis: Doc          # the compact aggregate the lists are assembled from (new_basis)
+    view: Doc           # the situation on as_of
+    withdrawn: list[Doc]  # announced changes no longer true
+    added: list[Doc]      # changes now true and not announced before
 
 
 def advance(before: SubjectState, after: SubjectState, touched: set[str], as_of: str, rules: Rulebook,
@@ -636,9 +637,10 @@ def advance(before: SubjectState, after: SubjectState, touched: set[str], as_of:
     old_next = (before.get("evaluation") or {}).get("next_due")
     clock_passed_due = full or (old_next is not None and old_next <= as_of)
 
-    withdrawn, added = [], []
+    withdrawn: list[Doc] = []
+    added: list[Doc] = []
 
-    def diff(old: list[dict], new: list[dict]) -> None:
+    def diff(old: list[Doc], new: list[Doc]) -> None:
         was = {c["change_id"]: c for c in old if c["effective_date"] <= old_as_of}
         now = {c["change_id"]: c for c in new if c["effective_date"] <= as_of}
         withdrawn.extend(c for cid, c in was.items() if cid not in now)
@@ -672,7 +674,7 @@ def advance(before: SubjectState, after: SubjectState, touched: set[str], as_of:
     return Advanced({"lists": lists, "publicity": pub}, facts, basis, view, withdrawn, added)
 
 
-def history_of(state: SubjectState) -> dict[str, dict]:
+def history_of(state: SubjectState) -> dict[str, Doc]:
     """The changes of a subject's timeline effective on or before its clock: its list history."""
     at = state.get("as_of") or ""
     tl = state.get("timeline") or {}
@@ -680,7 +682,7 @@ def history_of(state: SubjectState) -> dict[str, dict]:
             if c["effective_date"] <= at}
 
 
-def _publicity_view(facts: dict | None, at: str) -> dict | None:
+def _publicity_view(facts: Doc | None, at: str) -> Doc | None:
     if not facts or not facts.get("pub") or facts["d"] > at:
         return None
     start, end, leave_kind = facts["pub"]
@@ -689,8 +691,8 @@ def _publicity_view(facts: dict | None, at: str) -> dict | None:
             "state": state_name}
 
 
-def _view(state: SubjectState, at: dt.date, parts: dict, rules: Rulebook, next_due: str | None) -> dict:
-    lists: dict[str, dict] = {}
+def _view(state: SubjectState, at: dt.date, parts: Doc, rules: Rulebook, next_due: str | None) -> Doc:
+    lists: dict[str, Doc] = {}
     for m in parts["memberships"]:
         active, suspended = _status_at(m, at)
         if active:
@@ -725,11 +727,11 @@ def _view(state: SubjectState, at: dt.date, parts: dict, rules: Rulebook, next_d
 
 
 def _membership(kind: str, domain: str | None, since: dt.date, until: dt.date | None, causes: list[str],
-                suspended: bool) -> dict:
+                suspended: bool) -> Doc:
     return {"list": kind, "domain": domain, "since": since.isoformat(),
             "until": until.isoformat() if until is not None else None, "causes": list(causes), "suspended": suspended}
 
 
-def evaluate(state: SubjectState, as_of: str | dt.date, rules: Rulebook, cal: WorkingCalendar) -> dict:
+def evaluate(state: SubjectState, as_of: str | dt.date, rules: Rulebook, cal: WorkingCalendar) -> Doc:
     """The subject's situation on ``as_of`` (lists, publicity, overdue objections, repairs, next_due)."""
     return derive(state, as_of, rules, cal).view

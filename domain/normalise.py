@@ -27,7 +27,7 @@ _ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u2060\ufeff")
 _YEAR_IN_OTHER_BRACKETS = re.compile(r"[\[【(﹝](\d{4})[〕\]】)﹞]|〔(\d{4})[\]】)﹞]")
 
 
-def _official_year(m: re.Match) -> str:
+def _official_year(m: re.Match[str]) -> str:
     return f"〔{m.group(1) or m.group(2)}〕"
 
 

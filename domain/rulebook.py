@@ -19,6 +19,8 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from domain.types import Doc, View
+
 __all__ = [
     "DEFAULT_PATH",
     "TIERS",
@@ -126,7 +128,7 @@ class Rulebook:
             high = max(high, low)
         return low, high
 
-    def is_non_repairable(self, domain: str | None, fields: dict | None) -> bool:
+    def is_non_repairable(self, domain: str | None, fields: Doc | None) -> bool:
         """A stop-business / revoked-licence penalty in a listed domain: no early repair."""
         if domain not in self.non_repairable_domains or not fields:
             return False
@@ -144,9 +146,11 @@ class Rulebook:
 
     def listing_period(self, domain: str | None) -> tuple[int, int | None]:
         """(listing years, early-removal months or None) of a domain's blacklist."""
+        if domain is None:
+            return self.blacklist_default_years, None
         return self.blacklist_domains.get(domain, (self.blacklist_default_years, None))
 
-    def blacklist_rule_for(self, record: dict) -> BlacklistRule | None:
+    def blacklist_rule_for(self, record: View) -> BlacklistRule | None:
         """The first operator rule that the record matches, or None.
 
         ``record``: a canonical record or a subject-state entry (``kind``, ``severity``,
@@ -171,7 +175,7 @@ class Rulebook:
     def rule_period_years(self, rule: BlacklistRule) -> int:
         return rule.period_years if rule.period_years is not None else self.listing_period(rule.list_domain)[0]
 
-    def court_period_years(self, fields: dict | None) -> int | None:
+    def court_period_years(self, fields: Doc | None) -> int | None:
         """Listing period of a court debtor listing: 2 years + aggravation (capped), None for
         a reason with no fixed term. ``aggravated`` without a number of years adds 1."""
         fields = fields or {}
@@ -211,7 +215,7 @@ def default_rulebook() -> Rulebook:
     return load_rulebook(None)
 
 
-def rulebook_from_dict(data: dict[str, Any], *, source: str = "") -> Rulebook:
+def rulebook_from_dict(data: Doc, *, source: str = "") -> Rulebook:
     """Validate a parsed rule set (the TOML document as a dict)."""
     if not isinstance(data, dict):
         raise RulebookError("rule set: not a table")
@@ -359,7 +363,7 @@ def _regimes(raw: Any) -> tuple[Regime, ...]:
 _MISSING = object()
 
 
-def _table(data: dict, key: str, *, required: bool) -> dict:
+def _table(data: Doc, key: str, *, required: bool) -> Doc:
     value = data.get(key)
     if value is None:
         if required:
@@ -370,13 +374,13 @@ def _table(data: dict, key: str, *, required: bool) -> dict:
     return value
 
 
-def _only(table: dict, where: str, allowed: set[str]) -> None:
+def _only(table: Doc, where: str, allowed: set[str]) -> None:
     extra = set(table) - allowed
     if extra:
         raise RulebookError(f"{where}: unknown key(s) {sorted(extra)} (known: {sorted(allowed)})")
 
 
-def _int(table: dict, where: str, key: str, *, minimum: int, default: Any = _MISSING) -> Any:
+def _int(table: Doc, where: str, key: str, *, minimum: int, default: Any = _MISSING) -> Any:
     value = table.get(key, _MISSING)
     if value is _MISSING:
         if default is _MISSING:
@@ -389,16 +393,16 @@ def _int(table: dict, where: str, key: str, *, minimum: int, default: Any = _MIS
     return value
 
 
-def _str(table: dict, where: str, key: str, *, default: Any = _MISSING) -> str:
+def _str(table: Doc, where: str, key: str, *, default: Any = _MISSING) -> str:
     value = table.get(key, _MISSING)
     if value is _MISSING and default is not _MISSING:
-        return default
+        return str(default)
     if not isinstance(value, str) or not value.strip():
         raise RulebookError(f"{where}: missing or not a non-empty string")
     return value
 
 
-def _str_list(table: dict, where: str, key: str, *, default: list[str]) -> list[str]:
+def _str_list(table: Doc, where: str, key: str, *, default: list[str]) -> list[str]:
     value = table.get(key, _MISSING)
     if value is _MISSING:
         return list(default)

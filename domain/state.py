@@ -25,9 +25,10 @@ this is; the record kind keeps a penalty and a licence with the same number apar
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 from domain.events import FeedbackEvent, LinkedEvent, ObjectionEvent, RecordEvent, RepairEvent
+from domain.types import Doc, View
 from domain.validate import decision_key
 
 SEEN_ORIGINS_KEPT = 32
@@ -48,15 +49,15 @@ class RecordEntry(TypedDict, total=False):
     decision_date: str | None
     severity: str | None
     domain: str | None
-    content: dict | None      # the winning version's canonical record (None: only a deletion known)
+    content: Doc | None      # the winning version's canonical record (None: only a deletion known)
     status: str               # active / revoked / deleted / awaiting-record
     hash: str | None          # the winning version's content hash
-    versions: dict[str, list]  # content hash -> [department ms, origin] of its first appearance
-    others: dict[str, dict]   # content of the versions that do not win (a later input may flip them)
+    versions: dict[str, list[Any]]  # content hash -> [department ms, origin] of its first appearance
+    others: dict[str, Doc]   # content of the versions that do not win (a later input may flip them)
     version: int              # distinct versions seen
     first_ms: int
     updated_ms: int
-    deletion: dict            # the winning deletion {"reason", "date", "doc_no", "versions"} (merge_version)
+    deletion: Doc            # the winning deletion {"reason", "date", "doc_no", "versions"} (merge_version)
     via: str                  # linked records: the organisation
     seen: list[str]
 
@@ -65,24 +66,24 @@ class SubjectState(TypedDict, total=False):
     id: str
     id_kind: str              # uscc / resident_id
     names: list[str]
-    ids: dict[str, Any]
+    ids: Doc
     category: str | None
     flags: list[str]
     records: dict[str, RecordEntry]
-    objections: dict[str, dict]  # objection id -> {record_key, status, filed, resolved, ...}
-    repairs: dict[str, dict]     # record key -> {approved, granted, doc_no, ms, origin, seen}
+    objections: dict[str, Doc]  # objection id -> {record_key, status, filed, resolved, ...}
+    repairs: dict[str, Doc]     # record key -> {approved, granted, doc_no, ms, origin, seen}
     registrations_seen: list[str]
-    feedback: dict[str, list]
+    feedback: dict[str, list[Any]]
     awaiting_feedback: dict[str, str]
     updated_ms: int
     version: int
     as_of: str | None          # the subject's clock: the latest date its inputs name or arrived on
-    timeline: dict             # every list change, past and projected, by track (domain/history.py);
+    timeline: Doc             # every list change, past and projected, by track (domain/history.py);
                                #   those effective on or before as_of are the history announced
-    facts: dict[str, dict]     # record key -> what the record means for the lists (history.record_facts)
-    basis: dict                # the compact aggregate the lists are assembled from (history.new_basis)
+    facts: dict[str, Doc]     # record key -> what the record means for the lists (history.record_facts)
+    basis: Doc                # the compact aggregate the lists are assembled from (history.new_basis)
     facts_rules: str           # the rules version the facts were derived with
-    evaluation: dict           # the situation on as_of (lists, publicity, objections, repairs, next_due)
+    evaluation: Doc           # the situation on as_of (lists, publicity, objections, repairs, next_due)
 
 
 def new_state(subject_id: str, id_kind: str) -> SubjectState:
@@ -90,7 +91,7 @@ def new_state(subject_id: str, id_kind: str) -> SubjectState:
             "records": {}, "updated_ms": 0, "version": 0}
 
 
-def origin_key(origin: str | None) -> tuple:
+def origin_key(origin: str | None) -> tuple[Any, ...]:
     """Order of origins: topic, then partition and offset as numbers (a producer's order)."""
     if not origin:
         return ("", -1, -1)
@@ -102,11 +103,11 @@ def origin_key(origin: str | None) -> tuple:
         return (origin, -1, -1)
 
 
-def version_key(ms: int, origin: str | None) -> tuple:
+def version_key(ms: int, origin: str | None) -> tuple[Any, ...]:
     return (ms, origin_key(origin))
 
 
-def status_of(entry: RecordEntry) -> str:
+def status_of(entry: View) -> str:
     content = entry.get("content")
     if content is None:
         return "awaiting-record"
@@ -117,11 +118,11 @@ def status_of(entry: RecordEntry) -> str:
     return "active"
 
 
-def _seen(seen: list | None, origin: str) -> list:
+def _seen(seen: list[Any] | None, origin: str) -> list[Any]:
     return ((seen or []) + [origin])[-SEEN_ORIGINS_KEPT:]
 
 
-def merge_version(slot: dict | None, content: dict, ms: int, origin: str, rank: int = 0) -> tuple[dict, str]:
+def merge_version(slot: Doc | None, content: Doc, ms: int, origin: str, rank: int = 0) -> tuple[Doc, str]:
     """Fold one sighting of a versioned fact (a deletion, an objection, a repair decision) into its
     slot: ``{**winning content, "versions": [[content, ms, origin, rank], ...]}``. Each distinct
     content keeps its earliest sighting; the winner is the content with the highest (rank, time of
@@ -150,7 +151,7 @@ def merge_version(slot: dict | None, content: dict, ms: int, origin: str, rank: 
 
 
 def apply_record(state: SubjectState | None, event: RecordEvent | LinkedEvent, *, via: str | None = None,
-                 record: dict | None = None) -> tuple[SubjectState, str]:
+                 record: Doc | None = None) -> tuple[SubjectState, str]:
     """Fold one record event; returns the new state and the outcome. The state passed in is not
     modified. Outcomes: new, correction, revocation, deletion, registration, duplicate, stale,
     redelivered."""
@@ -181,16 +182,18 @@ def apply_record(state: SubjectState | None, event: RecordEvent | LinkedEvent, *
     return out, outcome
 
 
-def _fold_version(current: RecordEntry | None, record: dict, event) -> tuple[RecordEntry, str]:
+def _fold_version(current: RecordEntry | None, record: Doc, event: RecordEvent | LinkedEvent
+                  ) -> tuple[RecordEntry, str]:
     digest, ms, origin = event.hash, event.event_ms, event.origin
+    entry: Doc  # a working copy, a RecordEntry again when returned
     if current is None or current.get("content") is None and not current.get("versions"):
-        entry: RecordEntry = dict(current or {})  # type: ignore[assignment]
+        entry = dict(current or {})
         entry.update(_summary(record), content=record, hash=digest, versions={digest: [ms, origin]}, others={},
                      version=1, first_ms=min(entry.get("first_ms") or ms, ms),
                      updated_ms=max(entry.get("updated_ms") or 0, ms), seen=_seen(entry.get("seen"), origin))
         entry["status"] = status_of(entry)
-        return entry, "revocation" if record.get("revoked") else "new"
-    entry = dict(current)  # type: ignore[assignment]
+        return cast(RecordEntry, entry), "revocation" if record.get("revoked") else "new"
+    entry = dict(current)
     entry["seen"] = _seen(current.get("seen"), origin)
     entry["first_ms"] = min(current.get("first_ms") or ms, ms)
     entry["updated_ms"] = max(current.get("updated_ms") or 0, ms)
@@ -203,10 +206,10 @@ def _fold_version(current: RecordEntry | None, record: dict, event) -> tuple[Rec
             versions[digest] = [ms, origin]  # an earlier sighting of the same content
         else:
             entry["versions"] = versions
-            return entry, "duplicate"
+            return cast(RecordEntry, entry), "duplicate"
     else:
         if len(versions) >= VERSIONS_KEPT and new_key < min(version_key(*v) for v in versions.values()):
-            return entry, "stale"  # older than every version kept: it cannot win
+            return cast(RecordEntry, entry), "stale"  # older than every version kept: it cannot win
         versions[digest] = [ms, origin]
         others[digest] = record
     winner = max(versions, key=lambda h: version_key(*versions[h]))
@@ -218,19 +221,21 @@ def _fold_version(current: RecordEntry | None, record: dict, event) -> tuple[Rec
     entry["version"] = (current.get("version") or 0) + (0 if known is not None else 1)
     if winner == current.get("hash"):
         entry["others"] = others
-        return entry, "stale" if known is None else "duplicate"
-    if current.get("content") is not None and current.get("hash") in versions:
-        others[current["hash"]] = current["content"]
+        return cast(RecordEntry, entry), "stale" if known is None else "duplicate"
+    current_hash, current_content = current.get("hash"), current.get("content")
+    if current_content is not None and current_hash is not None and current_hash in versions:
+        others[current_hash] = current_content
     content = others.pop(winner)
     entry.update(_summary(content), content=content, hash=winner, others=others,
                  updated_ms=max(current.get("updated_ms") or 0, ms))
     entry["status"] = status_of(entry)
     if content.get("revoked"):
-        return entry, "revocation"
-    return entry, "correction"
+        return cast(RecordEntry, entry), "revocation"
+    return cast(RecordEntry, entry), "correction"
 
 
-def _fold_deletion(current: RecordEntry | None, record: dict, event) -> tuple[RecordEntry, str]:
+def _fold_deletion(current: RecordEntry | None, record: Doc, event: RecordEvent | LinkedEvent
+                   ) -> tuple[RecordEntry, str]:
     deletion = {"reason": (record.get("fields") or {}).get("deletion_reason"), "date": record.get("decision_date"),
                 "doc_no": record.get("doc_no")}
     entry: RecordEntry = dict(current) if current is not None else {  # type: ignore[assignment]
@@ -248,7 +253,7 @@ def _fold_deletion(current: RecordEntry | None, record: dict, event) -> tuple[Re
     return entry, "deletion" if outcome == "applied" else outcome
 
 
-def _summary(record: dict) -> dict:
+def _summary(record: Doc) -> Doc:
     return {"kind": record.get("kind"), "action_kind": record.get("action_kind"), "doc_no": record.get("doc_no"),
             "source_unit": record.get("source_unit"), "source_unit_code": record.get("source_unit_code"),
             "decision_date": record.get("decision_date"), "severity": record.get("severity"),
@@ -267,13 +272,13 @@ def apply_linked(state: SubjectState | None, event: LinkedEvent) -> tuple[Subjec
     new, outcome = apply_record(state, event, via=event.via, record=person)
     key = decision_key(person)
     entry = new["records"].get(key)
-    if entry is not None and entry.get("content") is not None and entry["content"].get("kind") == "linked":
-        entry = dict(entry, content=dict(org, revoked=org.get("revoked", False)))
-        new["records"][key] = entry
+    content = entry.get("content") if entry is not None else None
+    if entry is not None and content is not None and content.get("kind") == "linked":
+        new["records"][key] = cast(RecordEntry, {**entry, "content": dict(org, revoked=org.get("revoked", False))})
     return new, outcome
 
 
-def apply_registration(state: SubjectState, record: dict, event_ms: int, origin: str) -> tuple[SubjectState, str]:
+def apply_registration(state: SubjectState, record: Doc, event_ms: int, origin: str) -> tuple[SubjectState, str]:
     """A registration teaches names and identifiers only; a redelivered one (same origin) or one
     that teaches nothing new changes nothing."""
     seen = state.get("registrations_seen") or []
@@ -299,7 +304,7 @@ def _copy(state: SubjectState) -> SubjectState:
     return out
 
 
-def _merge_identity(state: SubjectState, record: dict) -> None:
+def _merge_identity(state: SubjectState, record: Doc) -> None:
     name = record.get("subject_name")
     if name and name not in state["names"]:
         state["names"].append(name)
@@ -326,18 +331,17 @@ def active_records(state: SubjectState) -> list[RecordEntry]:
 # ------------------------------------------------------------------------------------ objections
 
 
-def _fold_slot(state: SubjectState, part: str, key: str, content: dict, event, rank: int = 0
-               ) -> tuple[SubjectState, dict | None, str]:
+def _fold_slot(state: SubjectState, part: str, key: str, content: Doc, event: ObjectionEvent | RepairEvent,
+               rank: int = 0) -> tuple[SubjectState, Doc | None, str]:
     """Fold one versioned credit-office fact into ``state[part][key]`` (merge_version); the state
     counts as changed only when the winner changed."""
-    slots = state.get(part) or {}
+    slots: dict[str, Doc] = cast(Doc, state).get(part) or {}
     current = slots.get(key)
     if current is not None and event.origin in (current.get("seen") or ()):
         return state, None, "redelivered"
     slot, outcome = merge_version(current, content, event.event_ms, event.origin, rank=rank)
     out = _copy(state)
-    out[part] = dict(slots)
-    out[part][key] = slot  # type: ignore[literal-required]
+    cast(Doc, out)[part] = {**slots, key: slot}
     if outcome == "applied":
         out["updated_ms"] = max(out.get("updated_ms") or 0, event.event_ms)
         out["version"] = (out.get("version") or 0) + 1
@@ -358,14 +362,14 @@ def apply_objection(state: SubjectState | None, event: ObjectionEvent) -> tuple[
         state = new_state(event.subject, event.id_kind)
     out, slot, outcome = _fold_slot(state, "objections", event.objection_id, content, event,
                                      rank=0 if content["status"] == "filed" else 1)
-    if outcome != "applied":
+    if outcome != "applied" or slot is None:
         return out, outcome
     if slot["status"] == "upheld":
         return out, f"objection-{slot['outcome']}"
     return out, f"objection-{slot['status']}"
 
 
-def _parse_objection(event: ObjectionEvent) -> dict | None:
+def _parse_objection(event: ObjectionEvent) -> Doc | None:
     status = event.status
     if status not in OBJECTION_STATUSES:
         return None
@@ -403,7 +407,7 @@ def apply_repair(state: SubjectState | None, event: RepairEvent) -> tuple[Subjec
         state = new_state(event.subject, event.id_kind)
     content = {"approved": event.decision_date, "granted": bool(event.approved), "doc_no": event.doc_no}
     out, slot, outcome = _fold_slot(state, "repairs", event.record_key, content, event)
-    if outcome != "applied":
+    if outcome != "applied" or slot is None:
         return out, outcome
     current = (state.get("repairs") or {}).get(event.record_key)
     if not slot["granted"]:

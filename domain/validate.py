@@ -51,7 +51,7 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -61,6 +61,7 @@ from domain import identifiers as _ids
 from domain.clock import FUTURE_TOLERANCE_MS, date_of_ms
 from domain.kinds import KIND_OF_SCHEMA  # the catalogue of event kinds
 from domain.normalise import normalise_doc_no, normalise_name, normalise_text
+from domain.types import Doc
 
 __all__ = [
     "Rejection",
@@ -106,7 +107,7 @@ class _Reject(Exception):
 
 _KIND_BY_SHORT = {name.rsplit(".", 1)[1]: kind for name, kind in KIND_OF_SCHEMA.items()}
 
-_DOC_FIELD = {
+_DOC_FIELD: dict[str, str | None] = {
     "penalty": "decision_doc_no",
     "license": "license_doc_no",
     "action": "decision_doc_no",
@@ -387,7 +388,7 @@ def _s(value: Any) -> str | None:
     if value is None:
         return None
     if value.__class__ is str and value.isascii():  # the common fast path: nothing to replace
-        return value
+        return str(value)
     if not isinstance(value, str):
         if isinstance(value, bytes):
             value = value.decode("utf-8", "replace")
@@ -397,7 +398,7 @@ def _s(value: Any) -> str | None:
         value.encode("utf-8")
     except UnicodeEncodeError:
         value = value.encode("utf-8", "replace").decode("utf-8")
-    return value
+    return str(value)
 
 
 def _limit_for(key: str) -> int:
@@ -406,7 +407,7 @@ def _limit_for(key: str) -> int:
     return TEXT_LIMIT
 
 
-def _string(key: str, value: Any, normaliser) -> str | None:
+def _string(key: str, value: Any, normaliser: Callable[[str], str]) -> str | None:
     s = _s(value)
     if s is None:
         return None
@@ -427,7 +428,7 @@ def _string(key: str, value: Any, normaliser) -> str | None:
 
 
 _CACHED_LEN = 256
-_CACHED_NORMALISERS: dict = {}
+_CACHED_NORMALISERS: dict[Callable[[str], str], Callable[[str], str]] = {}
 
 
 def _normalise_code(raw: str) -> str:
@@ -533,7 +534,7 @@ def _count(key: str, value: Any) -> int:
             raise _Reject("bad-number", f"{key}: not a whole number: {text[:40]!r}")
         value = int(text)
     if not isinstance(value, int):
-        raise _Reject("bad-number", f"{key}: not a whole number: {_s(value)[:40]!r}")
+        raise _Reject("bad-number", f"{key}: not a whole number: {(_s(value) or '')[:40]!r}")
     if value < 0:
         raise _Reject("negative-amount", f"{key}: {value} < 0")
     if value > 99:
@@ -541,7 +542,8 @@ def _count(key: str, value: Any) -> int:
     return value
 
 
-def _enum(key: str, value: Any, table: dict[str, str] | None = None, *, phrases=(), codes=()) -> str | None:
+def _enum(key: str, value: Any, table: dict[str, str] | None = None, *,
+          phrases: tuple[tuple[str, str], ...] = (), codes: tuple[str, ...] = ()) -> str | None:
     text = _string(key, value, normalise_text)
     if text is None:
         return None
@@ -628,8 +630,8 @@ def _is_resident_type(id_type: str | None) -> bool:
 # identifiers
 
 
-def _identifiers(rec: Mapping, kind: str) -> tuple[dict, list[str], dict | None]:
-    ids: dict[str, Any] = {}
+def _identifiers(rec: Mapping[str, Any], kind: str) -> tuple[Doc, list[str], Doc | None]:
+    ids: Doc = {}
     flags: list[str] = []
     other: list[str] = []
 
@@ -706,7 +708,7 @@ def _identifiers(rec: Mapping, kind: str) -> tuple[dict, list[str], dict | None]
     return ids, flags, legal_rep
 
 
-def _infer_category(ids: dict) -> str:
+def _infer_category(ids: Doc) -> str:
     if "resident_id" in ids and not ({"uscc", "org_code", "reg_no"} & ids.keys()):
         return "natural_person"
     if ids.get("uscc", "").startswith("92"):
@@ -725,7 +727,7 @@ def _kind_of(schema_name: str) -> str:
     return kind
 
 
-def normalise_event(schema_name: str, rec: dict, *, event_time_ms: int) -> dict | Rejection:
+def normalise_event(schema_name: str, rec: Doc, *, event_time_ms: int) -> Doc | Rejection:
     """The canonical record of a decoded event, or the reason it is rejected.
 
     ``schema_name``: full (``creditstream.AdministrativePenalty``) or short name; an unknown name
@@ -743,7 +745,7 @@ def normalise_event(schema_name: str, rec: dict, *, event_time_ms: int) -> dict 
         return r.rejection
 
 
-def _normalise(kind: str, rec: Mapping, latest: _dt.date) -> dict:
+def _normalise(kind: str, rec: Mapping[str, Any], latest: _dt.date) -> Doc:
     # 1. required fields, present and non-empty
     for key in _REQUIRED[kind]:
         value = rec.get(key)
@@ -761,7 +763,7 @@ def _normalise(kind: str, rec: Mapping, latest: _dt.date) -> dict:
     date_field = _DATE_FIELD[kind]
     decision_date = _date(date_field, rec.get(date_field), latest)
     # empty only once normalised (e.g. a document number made of separators)
-    for key, value in (("subject_name", subject_name), ("source_unit", source_unit), (doc_field, doc_no)):
+    for key, value in (("subject_name", subject_name), ("source_unit", source_unit), (doc_field or "", doc_no)):
         if key in _REQUIRED[kind] and not value:
             raise _Reject("missing-field", f"{key} (empty)")
 
@@ -781,7 +783,7 @@ def _normalise(kind: str, rec: Mapping, latest: _dt.date) -> dict:
     event_id = _string("event_id", rec.get("event_id"), normalise_text)
 
     # 3. every other field
-    fields: dict[str, Any] = {}
+    fields: Doc = {}
     for key, value in rec.items():
         if not isinstance(key, str) or key in _TOP_LEVEL or key == doc_field or key == date_field:
             continue
@@ -844,7 +846,7 @@ _LIFTED = {
 }
 
 
-def _check_required(kind: str, rec: Mapping) -> None:
+def _check_required(kind: str, rec: Mapping[str, Any]) -> None:
     for key in _REQUIRED[kind]:
         value = rec.get(key)
         if value is None:
@@ -885,7 +887,7 @@ def target_key(kind: str, action_kind: str | None, unit: str | None, unit_code: 
     )
 
 
-def _target(rec: Mapping) -> tuple[str, dict]:
+def _target(rec: Mapping[str, Any]) -> tuple[str, Doc]:
     """The target's decision key, and its normalised parts for "fields". The unit code and the
     document number get exactly the normalisation the target record's own get."""
     parsed = _target_kind(rec.get("target_kind"))
@@ -895,6 +897,7 @@ def _target(rec: Mapping) -> tuple[str, dict]:
     for key, value in (("target_kind", parsed), ("target_source_unit", unit), ("target_doc_no", doc_no)):
         if not value:
             raise _Reject("missing-field", f"{key} (empty)")
+    assert parsed is not None  # checked just above
     kind, action_kind = parsed
     parts = {
         "target_kind": f"action:{action_kind}" if action_kind else kind,
@@ -905,7 +908,7 @@ def _target(rec: Mapping) -> tuple[str, dict]:
     return target_key(kind, action_kind, unit, unit_code, doc_no), parts
 
 
-def _subject_of_feedback(rec: Mapping) -> tuple[str, dict, list[str], str | None]:
+def _subject_of_feedback(rec: Mapping[str, Any]) -> tuple[str, Doc, list[str], str | None]:
     """The subject id of a feedback (a USCC, or a resident ID for a natural person)."""
     subject_id = _code("subject_id", rec.get("subject_id"))
     if subject_id is None:
@@ -921,7 +924,7 @@ def _subject_of_feedback(rec: Mapping) -> tuple[str, dict, list[str], str | None
     raise _Reject("bad-identifier", f"subject_id: neither a USCC nor a resident ID ({len(subject_id)} chars)")
 
 
-def _normalise_credit_office(kind: str, rec: Mapping, latest: _dt.date) -> dict:
+def _normalise_credit_office(kind: str, rec: Mapping[str, Any], latest: _dt.date) -> Doc:
     # 1. required fields, present and non-empty
     _check_required(kind, rec)
 
@@ -929,17 +932,18 @@ def _normalise_credit_office(kind: str, rec: Mapping, latest: _dt.date) -> dict:
     unit_field, unit_code_field = _UNIT_FIELDS[kind]
     source_unit = _string(unit_field, rec.get(unit_field), normalise_name)
     source_unit_code = _code(unit_code_field, rec.get(unit_code_field))
-    doc_field = _DOC_FIELD[kind]
+    doc_field = _DOC_FIELD[kind] or ""  # every credit-office kind names its own id field
     doc_no = _string(doc_field, rec.get(doc_field), normalise_doc_no)
     date_field = _DATE_FIELD[kind]
     decision_date = _date(date_field, rec.get(date_field), latest)
     for key, value in ((unit_field, source_unit), (doc_field, doc_no), (date_field, decision_date)):
         if not value:
             raise _Reject("missing-field", f"{key} (empty)")
+    assert decision_date is not None  # checked just above
     event_id = _string("event_id", rec.get("event_id"), normalise_text)
 
-    extra: dict[str, Any] = {}
-    fields: dict[str, Any] = {}
+    extra: Doc = {}
+    fields: Doc = {}
     domain = None
     skip = {unit_field, unit_code_field, doc_field, date_field, "event_id"} | _LIFTED[kind]
 
@@ -1078,11 +1082,12 @@ KIND_CONTENT_KEYS = {
 }
 
 
-def content_hash(record: dict) -> str:
+def content_hash(record: Doc) -> str:
     """Stable hash of a canonical record's content (32 hex chars): equal for a re-send with the
     same content, different for a correction. The producer's event_id is not content."""
     content = {key: record.get(key) for key in CONTENT_KEYS}
-    kind_keys = KIND_CONTENT_KEYS.get(record.get("kind")) if isinstance(record.get("kind"), str) else None
+    kind = record.get("kind")
+    kind_keys = KIND_CONTENT_KEYS.get(kind) if isinstance(kind, str) else None
     for key in kind_keys or ():
         content[key] = record.get(key)
     try:
@@ -1094,7 +1099,7 @@ def content_hash(record: dict) -> str:
     return hashlib.blake2b(blob, digest_size=16).hexdigest()
 
 
-def decision_key(record: dict) -> str:
+def decision_key(record: Doc) -> str:
     """Identity of a decision, without the subject (the attaching step adds it):
     ``kind|source unit code (or name)|document number``. Action records use
     ``action:<action_kind>``; a court deletion uses ``court_listing`` so that it names the listing
