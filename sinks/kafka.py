@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 
 from creditstream import metrics
+from streams.kafka import PRODUCER_FATAL
 
 log = structlog.get_logger("creditstream.sinks.kafka")
 
@@ -102,6 +103,39 @@ class KafkaSink:
             n = len(self._buffer)
             self._buffer.clear()
             return n
+        generation = getattr(self.producer, "generation", None)
+        try:
+            results, sent, per_topic = await self._send_all()
+        except PRODUCER_FATAL as exc:  # the producer died before it took the batch
+            results, sent, per_topic = [exc], [], {}
+        errors = [r for r in results if isinstance(r, BaseException)]
+        fatal = next((e for e in errors if isinstance(e, PRODUCER_FATAL)), None)
+        if fatal is None and errors and generation is not None and self.producer.broken:
+            fatal = errors[0]
+        if fatal is not None and generation is not None:
+            # the producer cannot recover by itself: a new one, and the caller retries the batch
+            await self.producer.renew(generation, fatal)
+        if errors:
+            for (topic, largest), result in zip(sent, results):
+                if isinstance(result, TOO_LARGE_ERRORS) and self.limits is not None:
+                    # the broker's limit is lower than configured: from now on, a message this
+                    # large is an input error (the retried batch dead-letters it), not a retry
+                    limit = self.limits.lower(topic, largest - 1)
+                    log.error("broker refused a message as too large: its max.message.bytes is lower than "
+                              "max_message_bytes; messages over the lowered limit are now dead-lettered",
+                              topic=topic, largest=largest, limit=limit, error=type(result).__name__)
+            raise errors[0]
+        # counted once acknowledged: a failed flush (kept for a retry) counts nothing
+        for topic, count in per_topic.items():
+            metrics.EVENTS_OUT.labels(topic).inc(count)
+        n = len(self._buffer)
+        self._buffer.clear()
+        self.sent += n
+        return n
+
+    async def _send_all(self) -> tuple[list, list[tuple[str, int]], dict[str, int]]:
+        """Send the buffer, one record batch per partition; (each batch's result or exception,
+        (topic, largest message) of each batch, messages per topic)."""
         futures = []
         sent: list[tuple[str, int]] = []  # (topic, largest message) of each batch, as ``futures``
         per_topic: dict[str, int] = {}
@@ -122,24 +156,7 @@ class KafkaSink:
             futures.append(await self.producer.send_batch(batch, topic, partition=partition))
             sent.append((topic, largest))
         results = await asyncio.gather(*futures, return_exceptions=True)
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            for (topic, largest), result in zip(sent, results):
-                if isinstance(result, TOO_LARGE_ERRORS) and self.limits is not None:
-                    # the broker's limit is lower than configured: from now on, a message this
-                    # large is an input error (the retried batch dead-letters it), not a retry
-                    limit = self.limits.lower(topic, largest - 1)
-                    log.error("broker refused a message as too large: its max.message.bytes is lower than "
-                              "max_message_bytes; messages over the lowered limit are now dead-lettered",
-                              topic=topic, largest=largest, limit=limit, error=type(result).__name__)
-            raise errors[0]
-        # counted once acknowledged: a failed flush (kept for a retry) counts nothing
-        for topic, count in per_topic.items():
-            metrics.EVENTS_OUT.labels(topic).inc(count)
-        n = len(self._buffer)
-        self._buffer.clear()
-        self.sent += n
-        return n
+        return results, sent, per_topic
 
     async def _by_partition(self) -> dict[tuple[str, int], list[OutMessage]]:
         """The buffer grouped by (topic, partition), order kept. Keyed messages go where the

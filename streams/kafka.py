@@ -32,22 +32,74 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
+import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    TopicAlreadyExistsError,
+    UnknownProducerId,
+)
 
 from creditstream.settings import Settings
 from streams import topics as topic_specs
 from streams.topics import Topics
 
+# What leaves an idempotent aiokafka producer unusable: its sequence numbers no longer match the
+# broker's (a partition leader died with batches in flight), or its producer id is gone or fenced.
+# aiokafka does not recover (the Java client bumps its epoch): only a new producer does.
+PRODUCER_FATAL = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch, ProducerFenced)
 
-class Producer(AIOKafkaProducer):
-    """An aiokafka producer that knows the largest message each topic takes (``limits``): the
-    sinks check what they add against it (sinks/kafka.py)."""
+log = structlog.get_logger("creditstream.kafka")
+
+
+class Producer:
+    """An aiokafka producer (every attribute is the current one's) that knows the largest message
+    each topic takes (``limits``, checked by the sinks) and can be replaced by a new one when a
+    broker failure leaves it unusable (:meth:`renew`): the batch is then retried with a new
+    producer id, its messages carry deterministic ids, so a duplicate is harmless."""
 
     def __init__(self, *, limits: topic_specs.MessageLimits, **kw):
-        super().__init__(**kw)
         self.limits = limits
+        self.generation = 0
+        self._kw = kw
+        self._inner = AIOKafkaProducer(**kw)
+        self._renewing = asyncio.Lock()
+        self._started = False
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)
+
+    async def start(self) -> None:
+        await self._inner.start()
+        self._started = True
+
+    async def stop(self) -> None:
+        self._started = False
+        await self._inner.stop()
+
+    @property
+    def broken(self) -> bool:
+        """Its sender task ended (a fatal error): nothing it is given will ever be delivered."""
+        task = self._inner._sender.sender_task if self._started else None  # noqa: SLF001
+        return task is not None and task.done()
+
+    async def renew(self, generation: int, cause: BaseException) -> None:
+        """Replace the producer of ``generation`` with a new one (once, whoever asks first)."""
+        async with self._renewing:
+            if generation != self.generation or not self._started:
+                return
+            old, self._inner = self._inner, AIOKafkaProducer(**self._kw)
+            self.generation += 1
+            log.warning("producer replaced after a fatal broker error", cause=type(cause).__name__,
+                        generation=self.generation)
+            try:
+                await asyncio.wait_for(old.stop(), 10)
+            except Exception as exc:  # noqa: BLE001 - the old one is broken: it is dropped anyway
+                log.info("the broken producer did not stop cleanly", error=type(exc).__name__)
+            await self._inner.start()
 
 
 def producer(settings: Settings, **overrides) -> Producer:

@@ -64,3 +64,26 @@ async def test_replay_from_a_timestamp_uses_offsets_for_times(pipeline, settings
     await pipeline.stop()
     result = await replay(settings, from_timestamp_ms=t0 + 50_000, progress=False)
     assert result.events == 5
+
+
+async def test_a_renewed_producer_has_a_new_producer_id_and_delivers(settings):
+    """After a fatal sequence error (a leader died with batches in flight) the sinks renew the
+    producer: the new one registers a new producer id, so its sequence numbers start afresh."""
+    from aiokafka.errors import OutOfOrderSequenceNumber
+
+    topic = f"{settings.topic_prefix}renewal"
+    await kafka.ensure_topics(settings, [topic])
+    producer = kafka.producer(settings)
+    await producer.start()
+    try:
+        await (await producer.send(topic, b"before"))
+        first_id = producer._txn_manager.producer_id  # noqa: SLF001
+        await producer.renew(0, OutOfOrderSequenceNumber())
+        await producer.renew(0, OutOfOrderSequenceNumber())  # a second agent asking: renewed once
+        assert producer.generation == 1 and not producer.broken
+        await (await producer.send(topic, b"after"))
+        assert producer._txn_manager.producer_id not in (first_id, -1)  # noqa: SLF001
+    finally:
+        await producer.stop()
+    ends = await kafka.log_ends(settings, topic)
+    assert sum(ends.values()) == 2

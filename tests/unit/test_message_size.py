@@ -158,3 +158,56 @@ async def test_a_broker_refusing_a_message_as_too_large_lowers_the_limit_so_the_
     for n in (1_000, 2_000, 3_000):
         retry.add("p.subject-events", b"v" * n, key=b"k")
     assert await retry.flush() == 3
+
+
+# --- a producer left unusable by a broker failure is replaced ----------------------------------------
+class SequencedProducer(Producer):
+    """A producer whose batches fail with OutOfOrderSequenceNumber until it is renewed."""
+
+    def __init__(self):
+        super().__init__(MessageLimits(LIMIT))
+        self.generation = 0
+        self.renewals: list[tuple[int, str]] = []
+        self.broken = False
+
+    @staticmethod
+    def _partitioner(key, all_partitions, available):
+        return 0
+
+    async def partitions_for(self, topic):
+        return {0, 1}
+
+    def create_batch(self):
+        class Batch:
+            def append(self, **_kw):
+                return object()
+
+        return Batch()
+
+    async def send_batch(self, batch, topic, partition):
+        from aiokafka.errors import OutOfOrderSequenceNumber
+
+        fut = asyncio.get_running_loop().create_future()
+        if self.generation == 0:
+            fut.set_exception(OutOfOrderSequenceNumber())
+        else:
+            fut.set_result(None)
+        return fut
+
+    async def renew(self, generation, cause):
+        self.renewals.append((generation, type(cause).__name__))
+        if generation == self.generation:
+            self.generation += 1
+
+
+async def test_a_producer_out_of_sequence_after_a_leader_died_is_renewed_and_the_retry_goes_through():
+    from aiokafka.errors import OutOfOrderSequenceNumber
+
+    producer = SequencedProducer()
+    sink = KafkaSink(producer)
+    sink.add("p.list-changes", b"change", key=b"k")
+    with pytest.raises(OutOfOrderSequenceNumber):  # a KafkaError: the runner retries the batch
+        await sink.flush()
+    assert producer.renewals == [(0, "OutOfOrderSequenceNumber")]
+    assert await sink.flush() == 1  # the buffer was kept; the new producer takes it
+    assert producer.renewals == [(0, "OutOfOrderSequenceNumber")]
