@@ -18,7 +18,8 @@ from pathlib import Path
 # (area, pattern on the path of a frame's file), first match from the leaf wins. py-spy names files
 # relative to their sys.path entry: "domain/history.py", "aiokafka/conn.py", "asyncio/events.py".
 AREAS: list[tuple[str, str]] = [
-    ("rules core: validate and normalise", r"domain/(validate|normalise|identifiers)\.py"),
+    ("rules core: validate and normalise",
+     r"domain/(validate|fields|vocabulary|identity|department|credit_office|normalise|identifiers)\.py"),
     ("rules core: attach", r"domain/attach\.py"),
     ("rules core: step and history", r"domain/(engine|history|state|rulebook|calendar|clock)\.py"),
     ("subject events: encode / decode", r"domain/events\.py|msgspec/"),

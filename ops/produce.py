@@ -32,8 +32,8 @@ from pathlib import Path
 import orjson
 
 from creditstream.settings import Settings
+from domain.fields import _PLACEHOLDERS as _NO_VALUE  # "无", "NULL", ...: the pipeline reads no code
 from domain.identifiers import normalise_code
-from domain.validate import _PLACEHOLDERS as _NO_VALUE  # "无", "NULL", ...: the pipeline reads no code
 from streams import kafka
 from streams.codec import from_json
 from streams.samples import SCHEMA_OF_KIND

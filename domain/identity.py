@@ -1,0 +1,110 @@
+"""Identifiers (身份): the subject's USCC, resident ID and legacy numbers of a decision, checked and
+flagged (RULES.md 1); the legal representative; the subject category they imply. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from domain.fields import (
+    _code,
+    _is_resident_type,
+    _Reject,
+    _string,
+    _uscc_shape_ok,
+    _valid_org_code,
+    _valid_reg_no,
+    _valid_resident_id,
+    _valid_uscc,
+)
+from domain.normalise import normalise_name, normalise_text
+from domain.types import Doc
+
+# --------------------------------------------------------------------------------------------
+# identifiers
+
+
+def _identifiers(rec: Mapping[str, Any], kind: str) -> tuple[Doc, list[str], Doc | None]:
+    ids: Doc = {}
+    flags: list[str] = []
+    other: list[str] = []
+
+    uscc = _code("uscc", rec.get("uscc"))
+    if uscc is not None:
+        if not _uscc_shape_ok(uscc):
+            raise _Reject("bad-identifier", f"uscc: not a USCC ({len(uscc)} chars)")
+        if not _valid_uscc(uscc):
+            flags.append("uscc-check-failed")
+        ids["uscc"] = uscc
+
+    org = _code("org_code", rec.get("org_code"))
+    if org is not None:
+        if not _valid_org_code(org):
+            raise _Reject("bad-identifier", "org_code: fails the GB 11714 check")
+        ids["org_code"] = org
+        if uscc is not None and uscc[8:17] != org:
+            flags.append("org-code-mismatch")
+
+    reg = _code("reg_no", rec.get("reg_no"))
+    if reg is not None:
+        if not _valid_reg_no(reg):
+            raise _Reject("bad-identifier", "reg_no: fails the 15-digit MOD 11,10 check")
+        ids["reg_no"] = reg
+
+    tax = _code("tax_no", rec.get("tax_no"))
+    if tax is not None:
+        ids["tax_no"] = tax
+
+    for key in ("institution_cert_no", "social_org_cert_no"):
+        code = _code(key, rec.get(key))
+        if code is not None:
+            other.append(code)
+
+    person = _code("person_id_no", rec.get("person_id_no"))
+    if person is not None:
+        id_type = _string("person_id_type", rec.get("person_id_type"), normalise_text)
+        explicit = id_type is not None and _is_resident_type(id_type)
+        if _is_resident_type(id_type) and len(person) == 18:
+            if not _valid_resident_id(person):
+                raise _Reject("bad-identifier", "person_id_no: resident ID fails its check")
+            ids["resident_id"] = person
+        elif _is_resident_type(id_type) and len(person) == 15 and person.isascii() and person.isdigit():
+            ids["resident_id"] = person  # first-generation 15-digit card: no check digit
+            flags.append("resident-id-15-digit")
+        elif explicit:
+            raise _Reject("bad-identifier", f"person_id_no: not a resident ID ({len(person)} chars)")
+        else:
+            other.append(person)
+
+    raw_other = rec.get("other_ids")
+    if raw_other:
+        if isinstance(raw_other, (str, bytes)) or not isinstance(raw_other, (list, tuple)):
+            raw_other = [raw_other]
+        for value in raw_other:
+            code = _code("other_ids", value)
+            if code is not None:
+                other.append(code)
+    if other:
+        ids["other"] = sorted(set(other))
+
+    rep_name = _string("legal_rep_name", rec.get("legal_rep_name"), normalise_name)
+    rep_id = _code("legal_rep_id_no", rec.get("legal_rep_id_no"))
+    legal_rep = None
+    if rep_name is not None or rep_id is not None:
+        legal_rep = {"name": rep_name, "id_no": rep_id}
+        if rep_id is not None:
+            rep_type = _string("legal_rep_id_type", rec.get("legal_rep_id_type"), normalise_text)
+            if _is_resident_type(rep_type) and len(rep_id) == 18 and not _valid_resident_id(rep_id):
+                flags.append("legal-rep-id-check-failed")
+
+    if not ids:
+        raise _Reject("no-identifier", "no USCC, organisation code, registration no., tax no., ID or other number")
+    return ids, flags, legal_rep
+
+
+def _infer_category(ids: Doc) -> str:
+    if "resident_id" in ids and not ({"uscc", "org_code", "reg_no"} & ids.keys()):
+        return "natural_person"
+    if ids.get("uscc", "").startswith("92"):
+        return "individual_business"
+    return "legal_entity"
