@@ -1,5 +1,6 @@
-"""The vocabulary of validation: limits, reasons, the role of each field, the enumerations
-(Chinese term or English code), and the helpers that normalise one value. Pure.
+"""What validation knows of a field: limits, rejection reasons, the role of each field, the helpers
+that normalise one value, the canonical record's constructor and a decision's key. Pure. (The
+enumerations' terms are in domain/vocabulary.py.)
 
 A value helper raises ``_Reject(reason, detail)``; ``normalise_event`` (domain/validate.py) turns it
 into a ``Rejection``.
