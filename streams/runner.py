@@ -95,7 +95,7 @@ class AgentRunner:
         self.consumer = c = kafka.consumer(self.settings, *topics, group_id=self.group_id)
         await self._start_consumer()
         if hasattr(self.agent, "highwater"):
-            self.agent.highwater = lambda p, t=topics[0]: c.highwater(TopicPartition(t, p))
+            self.agent.highwater = lambda p, t=topics[0]: self._highwater(TopicPartition(t, p))
         log.info("agent started", agent=self.agent.name, topics=topics, group=self.group_id)
         self.started.set()
         stop_wait = asyncio.ensure_future(self._stopping.wait())
@@ -133,6 +133,13 @@ class AgentRunner:
                     log.warning("last commit failed", agent=self.agent.name, error=str(exc))
             await self._stop_consumer()
             log.info("agent stopped", agent=self.agent.name, batches=self.batches, records=self.records)
+
+    def _highwater(self, tp: TopicPartition) -> int | None:
+        """The log end of a partition this consumer holds; None when unknown, or when a rebalance
+        took the partition away in the middle of a batch (the batch's commit then fails too)."""
+        if tp not in self.consumer.assignment():
+            return None
+        return self.consumer.highwater(tp)
 
     def _seek(self, rewind: Rewind) -> None:
         owned = self.consumer.assignment()
