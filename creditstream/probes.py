@@ -1,0 +1,246 @@
+"""Probing the services a command needs, and reading what an exception says about them: which
+service (Redis, the Kafka broker, the schema registry) is down at which address, with passwords
+masked. Used by the command line's error handler (creditstream/cli.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+
+REDIS, KAFKA, REGISTRY = "Redis", "the Kafka broker", "the schema registry"
+
+CONNECT_TIMEOUT_S = 3.0
+"""How long the probe before a command waits for each service (connect and first answer)."""
+
+
+class ServiceUnreachable(Exception):
+    """One or more services did not answer: ``outages`` is a list of (service, address, reason)."""
+
+    def __init__(self, outages: list[tuple[str, str, str]]):
+        self.outages = outages
+        super().__init__("; ".join(f"{s} at {a}: {r}" for s, a, r in outages))
+
+
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:@/\s]*)(?::[^@/\s]*)?@")
+
+
+def mask_url(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@`` masked the way
+    ``config check`` masks ``redis_url`` (``user:***@``, or ``***@`` without a user)."""
+    def repl(m: re.Match) -> str:
+        user = m.group("user")
+        return f"{m.group('scheme')}{user}:***@" if user else f"{m.group('scheme')}***@"
+
+    return _USERINFO.sub(repl, text)
+
+
+def _address(service: str, settings) -> str:
+    if settings is None:
+        return "(address unknown: the settings did not load)"
+    if service == REDIS:
+        return mask_url(settings.redis_url)
+    if service == KAFKA:
+        return mask_url(settings.broker_url)
+    if service == REGISTRY:
+        return mask_url(settings.schema_registry)
+    return "?"
+
+
+def _one_line(text: object, limit: int = 300) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _registry_outage(exc) -> bool:
+    """A RegistryError that means the registry is down (unreachable, or a 5xx / 408 / 429 answer),
+    not that it refused a schema (4xx: not an outage)."""
+    status = getattr(exc, "status", None)
+    if status is None:
+        return "unreachable" in str(exc)
+    return status >= 500 or status in (408, 429)
+
+
+async def _probe_redis(settings, timeout: float) -> None:
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ResponseError
+
+    client = aioredis.from_url(settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout,
+                               retry=Retry(NoBackoff(), 0))
+    try:
+        await asyncio.wait_for(client.ping(), timeout + 1)
+    except ResponseError:
+        pass  # it answered (e.g. NOPERM for an ACL user without PING): reachable
+    except TimeoutError:
+        raise TimeoutError(f"no answer within {timeout:g} s") from None
+    finally:
+        await client.aclose()
+
+
+async def _probe_kafka(settings, timeout: float) -> None:
+    import logging
+
+    from aiokafka.client import AIOKafkaClient
+    from aiokafka.errors import KafkaConnectionError
+
+    said: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            said.append(record.getMessage())
+
+    # the client logs each failed connect (its reason) and raises "Unable to bootstrap": keep the
+    # reason for the handler's one line instead of letting the log print it
+    quiet = logging.getLogger("aiokafka")
+    level, propagate, keep = quiet.level, quiet.propagate, Keep(logging.ERROR)
+    quiet.setLevel(logging.ERROR)
+    quiet.propagate = False
+    quiet.addHandler(keep)
+    client = None
+    try:
+        client = AIOKafkaClient(request_timeout_ms=int(timeout * 1000), **settings.kafka_client_kwargs())
+        await asyncio.wait_for(client.bootstrap(), timeout + 1)
+    except TimeoutError:
+        raise TimeoutError(f"no metadata answer within {timeout:g} s") from None
+    except KafkaConnectionError as exc:
+        reason = said[-1] if said else str(exc)
+        if reason.endswith(":"):  # a connect that timed out says nothing more
+            reason += f" no answer within {timeout:g} s"
+        raise KafkaConnectionError(reason) from None
+    finally:
+        try:
+            if client is not None:
+                await client.close()
+        finally:
+            quiet.removeHandler(keep)
+            quiet.setLevel(level)
+            quiet.propagate = propagate
+
+
+def _probe_registry(settings, timeout: float) -> None:
+    import urllib.error
+    import urllib.request
+
+    from streams.codec import RegistryError
+
+    url = settings.schema_registry.rstrip("/") + "/subjects"
+    request = urllib.request.Request(url, headers={"Accept": "application/vnd.schemaregistry.v1+json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read(0)
+    except urllib.error.HTTPError as exc:
+        if exc.code >= 500 or exc.code in (408, 429):
+            raise RegistryError(f"HTTP {exc.code} {exc.reason}", status=exc.code) from None
+        # any other answer (401, 404, ...) means it is there
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise RegistryError(f"unreachable: {getattr(exc, 'reason', exc)}") from None
+
+
+def probe_services(settings, needs: set[str], timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Raise :class:`ServiceUnreachable` naming every service in ``needs`` that does not answer
+    within ``timeout`` seconds (the probes run at the same time). The schema registry is probed
+    only when it is a remote one. Other failures (e.g. Redis refusing the credentials) propagate."""
+    probes: dict[str, Callable] = {}
+    if REDIS in needs:
+        probes[REDIS] = lambda: _probe_redis(settings, timeout)
+    if KAFKA in needs:
+        probes[KAFKA] = lambda: _probe_kafka(settings, timeout)
+    if REGISTRY in needs and settings.schema_registry != "local":
+        probes[REGISTRY] = lambda: asyncio.to_thread(_probe_registry, settings, timeout)
+    if not probes:
+        return
+
+    async def run_all():
+        return await asyncio.gather(*(make() for make in probes.values()), return_exceptions=True)
+
+    outages: list[tuple[str, str, str]] = []
+    for service, result in zip(probes, asyncio.run(run_all())):
+        if not isinstance(result, BaseException):
+            continue
+        found = _outages_of(result, settings)
+        if found is None and isinstance(result, (TimeoutError, ConnectionError)):
+            found = [(service, "", str(result) or type(result).__name__)]  # e.g. the probe's own timeout
+        if found is None:
+            raise result
+        # a probe knows which service it asked, whatever the exception looks like
+        outages += [(service, _address(service, settings), reason) for _, _, reason in found]
+    if outages:
+        raise ServiceUnreachable(outages)
+
+
+def _service_of_frames(exc: BaseException) -> str | None:
+    """Which service's client code raised ``exc`` (innermost frame first), if any."""
+    tb = exc.__traceback__
+    modules = []
+    while tb is not None:
+        modules.append(tb.tb_frame.f_globals.get("__name__", ""))
+        tb = tb.tb_next
+    for name in reversed(modules):
+        if name == "redis" or name.startswith("redis."):
+            return REDIS
+        if name.startswith(("aiokafka", "kafka.", "streams.kafka")):
+            return KAFKA
+        if name == "streams.codec":
+            return REGISTRY
+    return None
+
+
+def _chain(exc: BaseException):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _outages_of(exc: BaseException, settings) -> list[tuple[str, str, str]] | None:
+    """(service, address, reason) for each service ``exc`` says is unreachable, or None when
+    ``exc`` is not an outage."""
+    import socket
+
+    import redis.exceptions as rexc
+    from aiokafka import errors as kerr
+
+    from streams.codec import RegistryError
+
+    redis_down = (rexc.ConnectionError, rexc.TimeoutError, rexc.ReadOnlyError, rexc.TryAgainError,
+                  rexc.ClusterDownError)
+    kafka_down = (kerr.KafkaConnectionError, kerr.KafkaTimeoutError, kerr.NoBrokersAvailable,
+                  kerr.RequestTimedOutError, kerr.NodeNotReadyError, kerr.BrokerNotAvailableError,
+                  kerr.KafkaUnavailableError, kerr.LeaderNotAvailableError, kerr.NotEnoughReplicasError,
+                  kerr.NotEnoughReplicasAfterAppendError)
+    for e in _chain(exc):
+        service = None
+        if isinstance(e, ServiceUnreachable):
+            return e.outages
+        if isinstance(e, rexc.RedisError):
+            service = REDIS if isinstance(e, redis_down) and not _credentials_refused(e) else None
+        elif isinstance(e, kafka_down):
+            service = KAFKA
+        elif isinstance(e, RegistryError):
+            service = REGISTRY if _registry_outage(e) else None
+        elif isinstance(e, (TimeoutError, ConnectionError)):
+            # asyncio.TimeoutError is TimeoutError: wait_for_broker's names the broker
+            service = KAFKA if "Kafka broker" in str(e) else _service_of_frames(e)
+            if service is None:
+                for inner in _chain(e):
+                    service = _service_of_frames(inner)
+                    if service:
+                        break
+        elif isinstance(e, socket.gaierror):  # a host name that does not resolve
+            service = _service_of_frames(e)
+        if service is not None:
+            reason = str(e) or type(e).__name__
+            if isinstance(e, (kerr.KafkaError, TimeoutError)) and type(e).__name__ not in reason:
+                reason = f"{type(e).__name__}: {reason}"
+            return [(service, _address(service, settings), reason)]
+    return None
+
+
+def _credentials_refused(exc: BaseException) -> bool:
+    import redis.exceptions as rexc
+
+    return isinstance(exc, (rexc.AuthenticationError, rexc.AuthorizationError,
+                            getattr(rexc, "ExternalAuthProviderError", rexc.AuthenticationError)))
