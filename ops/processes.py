@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import socket
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +83,80 @@ def is_ours(entry: dict[str, Any] | None) -> bool:
 def is_paused(entry: dict[str, Any] | None) -> bool:
     stat = proc_stat(int(entry["pid"])) if entry and entry.get("pid") else None
     return stat is not None and stat[0] == "T"
+
+
+# --- ports, signals, logs ----------------------------------------------------------------
+
+def free_port_from(taken: set[int]) -> int:
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in taken:
+            taken.add(port)
+            return port
+
+
+def port_is_free(port: int) -> bool:
+    """Nothing listens on the port. SO_REUSEADDR, as the JVM's server sockets have: connections
+    of a node stopped a moment ago, left in TIME_WAIT, don't count."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+def signal_if_ours(entry: dict[str, Any] | None, sig: int) -> bool:
+    if not is_ours(entry):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(int(entry["pid"]), sig)  # type: ignore[index]
+    return True
+
+
+def terminate_all(entries: list[dict[str, Any]], timeout: float) -> list[dict[str, Any]]:
+    """SIGTERM every recorded process that is ours (all at once: a KRaft node shutting down alone
+    waits for the others' quorum), SIGKILL what is left after ``timeout``. Returns the ones that
+    were running."""
+    running = [e for e in entries if is_ours(e)]
+    for e in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(e["pid"]), signal.SIGTERM)
+            os.kill(int(e["pid"]), signal.SIGCONT)  # a paused JVM only sees SIGTERM once continued
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(is_alive(e) for e in running):
+        time.sleep(0.05)
+    for e in running:
+        if is_alive(e):
+            signal_if_ours(e, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(is_alive(e) for e in running):
+        time.sleep(0.02)
+    return running
+
+
+def file_tail(path: Path, lines: int = 40, marker: str | None = None) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    if marker and marker in text:
+        text = text[text.rfind(marker):]
+    return "\n".join(text.strip().splitlines()[-lines:]) if text.strip() else "(log is empty)"

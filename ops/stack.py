@@ -22,7 +22,6 @@ import os
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import time
 from collections.abc import Iterator
@@ -36,6 +35,7 @@ from ops.processes import is_ours as _is_ours
 from ops.processes import is_paused as _is_paused
 from ops.processes import proc_cmdline as _proc_cmdline
 from ops.processes import proc_stat as _proc_stat
+from ops.wire import probe_broker, probe_redis
 
 __all__ = ["Stack", "StackError", "StackInfo", "embedded_stack", "find_redis_server", "find_tansu"]
 
@@ -143,79 +143,6 @@ def _log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
     text = text[text.rfind("=== creditstream stack:"):] if "=== creditstream stack:" in text else text
     tail = text.strip().splitlines()[-lines:]
     return "\n".join(tail) or "(log is empty)"
-
-
-# --------------------------------------------------------------------------------------------
-# probes
-
-
-def _kafka_request(sock: socket.socket, api_key: int, version: int, corr: int, body: bytes) -> bytes:
-    client = b"creditstream-stack"
-    header = struct.pack(">hhih", api_key, version, corr, len(client)) + client
-    msg = header + body
-    sock.sendall(struct.pack(">i", len(msg)) + msg)
-    size = struct.unpack(">i", _recv_exact(sock, 4))[0]
-    data = _recv_exact(sock, size)
-    if struct.unpack(">i", data[:4])[0] != corr:
-        raise OSError("kafka: correlation id mismatch")
-    return data[4:]
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise OSError("connection closed")
-        buf += chunk
-    return bytes(buf)
-
-
-def probe_broker(port: int, timeout: float = 1.0) -> bool:
-    """The broker on ``port`` answers ApiVersions v0 (no error) and Metadata v0 listing itself."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-            sock.settimeout(timeout)
-            resp = _kafka_request(sock, 18, 0, 1, b"")  # ApiVersions
-            if struct.unpack(">h", resp[:2])[0] != 0:
-                return False
-            resp = _kafka_request(sock, 3, 0, 2, struct.pack(">i", 0))  # Metadata, all topics
-            n_brokers = struct.unpack(">i", resp[:4])[0]
-            pos = 4
-            for _ in range(n_brokers):
-                pos += 4  # node id
-                hlen = struct.unpack(">h", resp[pos:pos + 2])[0]
-                pos += 2 + hlen
-                bport = struct.unpack(">i", resp[pos:pos + 4])[0]
-                pos += 4
-                if bport == port:
-                    return True
-            return False
-    except (OSError, struct.error):
-        return False
-
-
-def _resp_command(*args: str) -> bytes:
-    out = [f"*{len(args)}\r\n".encode()]
-    for a in args:
-        b = a.encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(b), b))
-    return b"".join(out)
-
-
-def probe_redis(port: int, password: str | None = None, timeout: float = 1.0) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-            sock.settimeout(timeout)
-            f = sock.makefile("rb")
-            if password:
-                sock.sendall(_resp_command("AUTH", password))
-                if not f.readline().startswith(b"+OK"):
-                    return False
-            sock.sendall(_resp_command("PING"))
-            return f.readline().startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 # --------------------------------------------------------------------------------------------

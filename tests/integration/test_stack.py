@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from creditstream import settings as cs_settings
 from ops import stack as stack_mod
+from ops.processes import reap
 from ops.stack import Stack, StackError, embedded_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.tansu_only]
@@ -108,7 +109,7 @@ def test_up_restarts_only_a_dead_component(stack):
     os.kill(a.redis_pid, 9)
     deadline = time.monotonic() + 5
     while not _gone(a.redis_pid) and time.monotonic() < deadline:
-        stack_mod._reap(a.redis_pid)
+        reap(a.redis_pid)
         time.sleep(0.01)
     b = stack.up()
     assert b.broker_pid == a.broker_pid
