@@ -1,0 +1,230 @@
+"""Dead letters as read from the dead-letter topic: their refs (``PARTITION:OFFSET``), the times and
+filters operators select them by, and :class:`DeadLetter` with what its headers say. The commands
+on them (list, show, re-drive) are in ops/dlq.py."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+
+from aiokafka import TopicPartition
+
+from creditstream.settings import Settings
+from sinks.deadletter import HEADER_PREFIX, dead_letter_info
+from streams import kafka
+from streams.topics import Topics
+
+REDRIVEN_FROM_HEADER = "redriven-from"
+CST = dt.timezone(dt.timedelta(hours=8))
+
+
+class RedriveError(ValueError):
+    """The re-drive cannot be done as asked (bad fix file, --fix for several letters, ...)."""
+
+
+# --- refs, times, filters ------------------------------------------------------------------
+def parse_ref(ref: str) -> tuple[int, int]:
+    """``"P:O"`` -> (partition, offset); ValueError otherwise."""
+    try:
+        p, o = str(ref).strip().split(":")
+        partition, offset = int(p), int(o)
+    except ValueError:
+        raise ValueError(f"not a dead-letter ref {ref!r}: expected PARTITION:OFFSET, e.g. 0:17") from None
+    if partition < 0 or offset < 0:
+        raise ValueError(f"not a dead-letter ref {ref!r}: partition and offset are >= 0")
+    return partition, offset
+
+
+def parse_time(text: str | int | None) -> int | None:
+    """An ISO date(-time) (no zone: China Standard Time) or epoch milliseconds -> ms."""
+    if text is None or text == "":
+        return None
+    if isinstance(text, int):
+        return text
+    s = str(text).strip()
+    if s.isdigit():
+        return int(s)
+    try:
+        ts = dt.datetime.fromisoformat(s)
+    except ValueError:
+        raise ValueError(f"not an ISO date-time: {text!r} (e.g. 2024-05-21T10:00:00+08:00)") from None
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=CST)
+    return int(ts.timestamp() * 1000)
+
+
+def format_ms(ms: int | None) -> str:
+    if not ms:
+        return ""
+    return dt.datetime.fromtimestamp(ms / 1000, CST).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Which dead letters: by reason, source topic (full name or without the prefix, e.g.
+    ``penalty``) and time ([since, until) in ms, on ``dlq.at`` or, with ``source_time``, on the
+    source message's timestamp)."""
+
+    reason: str | None = None
+    source_topic: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+    source_time: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not (self.reason or self.source_topic or self.since_ms is not None or self.until_ms is not None)
+
+    def matches(self, letter: DeadLetter, prefix: str = "") -> bool:
+        info = letter.info
+        if self.reason and info.get("reason") != self.reason:
+            return False
+        if self.source_topic and info.get("source.topic") not in (self.source_topic, prefix + self.source_topic):
+            return False
+        t = letter.source_timestamp if self.source_time else letter.dead_lettered_at
+        if self.since_ms is not None and t < self.since_ms:
+            return False
+        if self.until_ms is not None and t >= self.until_ms:
+            return False
+        return True
+
+
+# --- dead letters as read from the topic ---------------------------------------------------
+def _int(text: str | None, default: int) -> int:
+    try:
+        return int(text) if text not in (None, "") else default
+    except ValueError:
+        return default
+
+
+@dataclass
+class DeadLetter:
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    info: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, msg) -> DeadLetter:
+        headers = [(k, v if isinstance(v, bytes) else bytes(v or b"")) for k, v in (msg.headers or ())]
+        return cls(msg.partition, msg.offset, msg.timestamp or 0, msg.key,
+                   msg.value if msg.value is not None else b"", headers, dead_letter_info(headers))
+
+    @property
+    def ref(self) -> str:
+        return f"{self.partition}:{self.offset}"
+
+    @property
+    def source_topic(self) -> str:
+        return self.info.get("source.topic", "")
+
+    @property
+    def source_timestamp(self) -> int:
+        return _int(self.info.get("source.timestamp"), 0) or self.timestamp
+
+    @property
+    def dead_lettered_at(self) -> int:
+        return _int(self.info.get("at"), 0)
+
+    @property
+    def original_headers(self) -> list[tuple[str, bytes]]:
+        """The headers the source message had (without the dead-letter ones)."""
+        return [(k, v) for k, v in self.headers if not k.startswith(HEADER_PREFIX)]
+
+    @property
+    def redriven_from(self) -> str:
+        """``dead-letters/P/O`` when this letter's message was itself a re-drive."""
+        for k, v in self.headers:
+            if k == REDRIVEN_FROM_HEADER:
+                return v.decode("utf-8", "replace")
+        return ""
+
+    def summary(self) -> dict:
+        info = self.info
+        return {
+            "ref": self.ref,
+            "partition": self.partition,
+            "offset": self.offset,
+            "reason": info.get("reason", ""),
+            "detail": info.get("detail", ""),
+            "agent": info.get("agent", ""),
+            "source_topic": self.source_topic,
+            "source_partition": _int(info.get("source.partition"), -1),
+            "source_offset": _int(info.get("source.offset"), -1),
+            "source_timestamp": _int(info.get("source.timestamp"), 0),
+            "dead_lettered_at": self.dead_lettered_at,
+            "size": len(self.value),
+            "redriven_from": self.redriven_from or None,
+        }
+
+
+def _sort_key(letter: DeadLetter):
+    return (letter.dead_lettered_at, letter.partition, letter.offset)
+
+
+async def _scan(settings: Settings, flt: Filter) -> list[DeadLetter]:
+    """Every dead letter matching ``flt`` (reads the dead-letter topic to its end)."""
+    prefix = Topics(settings).prefix
+    out = []
+    async for batch in kafka.read_to_end(settings, Topics(settings).dead_letters):
+        for msg in batch:
+            letter = DeadLetter.of(msg)
+            if flt.matches(letter, prefix):
+                out.append(letter)
+    out.sort(key=_sort_key)
+    return out
+
+
+async def _fetch(settings: Settings, refs: list[tuple[int, int]], idle_timeout_s: float = 2.0
+                 ) -> dict[tuple[int, int], DeadLetter]:
+    """The dead letters at these (partition, offset) places; missing ones are left out. Reads only
+    the partitions named, from the lowest offset wanted in each."""
+    topic = Topics(settings).dead_letters
+    wanted: dict[int, set[int]] = {}
+    for p, o in refs:
+        wanted.setdefault(p, set()).add(o)
+    found: dict[tuple[int, int], DeadLetter] = {}
+    c = kafka.consumer(settings, group_id=None)
+    await c.start()
+    try:
+        parts = c.partitions_for_topic(topic)
+        if not parts:
+            await c._client.force_metadata_update()  # noqa: SLF001 - metadata of an unsubscribed topic
+            parts = c.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(wanted) if p in parts]
+        if not tps:
+            return found
+        c.assign(tps)
+        for tp in tps:
+            c.seek(tp, min(wanted[tp.partition]))
+        pending = set(tps)
+        last_data = time.monotonic()
+        while pending:
+            batches = await c.getmany(*pending, timeout_ms=200)
+            got = False
+            for tp, records in batches.items():
+                for msg in records:
+                    got = True
+                    if msg.offset in wanted[tp.partition]:
+                        found[(tp.partition, msg.offset)] = DeadLetter.of(msg)
+            now = time.monotonic()
+            if got:
+                last_data = now
+            for tp in list(pending):
+                p = tp.partition
+                if all((p, o) in found for o in wanted[p]):
+                    pending.discard(tp)
+                    continue
+                pos = await c.position(tp)
+                hw = c.highwater(tp)
+                if pos > max(wanted[p]) or (hw is not None and pos >= hw):
+                    pending.discard(tp)
+            if pending and not got and now - last_data > idle_timeout_s:
+                break
+    finally:
+        await c.stop()
+    return found
