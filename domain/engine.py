@@ -29,7 +29,8 @@ from typing import NamedTuple, cast
 
 from domain import events as ev
 from domain.calendar import WorkingCalendar
-from domain.history import TRANSITION_ORDER, advance, objection_targets
+from domain.facts import objection_targets
+from domain.history import TRANSITION_ORDER, advance
 from domain.identifiers import is_valid_resident_id
 from domain.rulebook import Rulebook
 from domain.state import (

@@ -21,57 +21,41 @@ effective on or before ``as_of`` are the history (what has happened), the first 
 The engine announces the difference between the history before and after an input
 (domain/engine.py); a change of the past is announced as a withdrawal plus the new changes.
 
-Cost: ``advance`` re-derives only the records an input touches and re-assembles the lists from
-per-record facts kept in the state (no per-date loop); only a clock that passes a due date
-revisits every record's publicity.
+Cost: ``advance`` re-derives only the records an input touches (their facts: domain/facts.py) and
+re-assembles the lists from the per-record facts kept in the state (no per-date loop); only a clock
+that passes a due date revisits every record's publicity.
 """
 
 from __future__ import annotations
 
 import bisect
 import datetime as dt
-import hashlib
-from functools import lru_cache
 from typing import Any, NamedTuple
 
-from domain.calendar import WorkingCalendar, add_months, add_years
-from domain.clock import date_of_ms
+from domain.calendar import WorkingCalendar, add_years
+from domain.facts import (
+    _ONE_DAY,
+    FAR,
+    Cand,
+    _basis_move,
+    _change,
+    _d,
+    _plus_years,
+    earliest_repair,
+    new_basis,
+    objection_index,
+    publicity_track,
+    record_facts,
+)
 from domain.rulebook import Rulebook
-from domain.state import SubjectState, status_of
-from domain.types import Doc, View
+from domain.state import SubjectState
+from domain.types import Doc
 
-_ONE_DAY = dt.timedelta(days=1)
-FAR = dt.date(9999, 12, 31)
 TRANSITION_ORDER = {t: i for i, t in enumerate((
     "exited", "de-escalated", "red_list_exited", "resumed", "suspended", "entered", "escalated",
     "red_list_entered", "repair_eligible", "publicity_expired", "objection_overdue", "withdrawn"))}
 ENTRY_TRANSITIONS = {"blacklist": ("entered", "exited"), "court_debtor": ("entered", "exited"),
                      "escalated": ("escalated", "de-escalated"), "red_list": ("red_list_entered", "red_list_exited")}
-
-
-@lru_cache(maxsize=65536)
-def _d(value: str) -> dt.date:
-    return dt.date.fromisoformat(value)
-
-
-@lru_cache(maxsize=65536)
-def _plus_years(value: str, years: int) -> dt.date:
-    return add_years(_d(value), years)
-
-
-def change_id(subject_id: str, list_name: str, transition: str, effective_date: str, causes: list[str]) -> str:
-    blob = "|".join((subject_id, list_name, transition, effective_date, ",".join(causes)))
-    return hashlib.blake2b(blob.encode("utf-8"), digest_size=16).hexdigest()
-
-
-class Cand(NamedTuple):
-    list: str          # blacklist / court_debtor
-    domain: str
-    since: dt.date
-    until: dt.date | None
-    key: str           # the record it rests on
-    enter: tuple[Any, ...]       # (cause kind, cause decision)
-    leave: tuple[Any, ...]
 
 
 class Derived(NamedTuple):
@@ -80,263 +64,13 @@ class Derived(NamedTuple):
     next_due: str | None
 
 
-def _change(sid: str, name: str, kind: str, domain: str | None, transition: str, when: dt.date,
-            causes: list[str], cause: tuple[Any, ...]) -> Doc:
-    eff = when.isoformat()
-    return {"change_id": change_id(sid, name, transition, eff, causes), "list": name, "kind": kind,
-            "domain": domain, "transition": transition, "effective_date": eff, "causes": causes,
-            "cause_kind": cause[0], "cause_decision": cause[1]}
-
-
-def _attr(entry: View, name: str) -> Any:
-    value = entry.get(name)
-    if value is None:
-        value = (entry.get("content") or {}).get(name)
-    return value
-
-
 # ------------------------------------------------------------------------------------ per record
-
-
-def penalty_dates(entry: View, rules: Rulebook) -> tuple[dt.date, dt.date] | None:
-    """(repair_from, natural publicity end) of a penalty-like record (RULES.md 3)."""
-    decided = _attr(entry, "decision_date")
-    if not decided:
-        return None
-    d = _d(decided)
-    domain = _attr(entry, "domain")
-    low, high = rules.publicity_months(d, _attr(entry, "severity"), domain)
-    end = min(add_months(d, high), add_years(d, rules.henan_max_disclosure_years))
-    start = min(add_months(d, low), end)
-    if rules.is_non_repairable(domain, (entry.get("content") or {}).get("fields")):
-        start = end
-    return start, end
-
-
-def earliest_repair(entry: View | None, rules: Rulebook) -> tuple[dt.date | None, str | None]:
-    """The earliest date a repair of this record can be approved, or (None, reason): penalty /
-    adverse action: the publicity minimum; listing decision: listing date + the domain's
-    early-removal months; court listing: never (courts delete listings)."""
-    if entry is None or entry.get("content") is None:
-        return None, "unknown-record"
-    if status_of(entry) != "active":
-        return None, "record-not-active"
-    kind = entry.get("kind")
-    content = entry.get("content") or {}
-    if kind == "linked":
-        kind = content.get("kind")
-    fields = content.get("fields") or {}
-    if kind == "penalty" or (kind == "action" and fields.get("adverse")):
-        dates = penalty_dates(entry, rules)
-        return (dates[0], None) if dates else (None, "no-decision-date")
-    if kind == "listing_decision":
-        if fields.get("action") != "list":
-            return None, "not-adverse"
-        decided = _attr(entry, "decision_date")
-        early = rules.listing_period(fields.get("list_domain"))[1]
-        if not decided or early is None:
-            return None, "no-early-removal"
-        return add_months(_d(decided), early), None
-    if kind == "court_listing":
-        return None, "court-listing"
-    return None, "not-adverse"
-
-
-def _gap(entry: View, objection: Doc | None) -> tuple[dt.date, dt.date | None, str] | None:
-    """An upheld objection found the record wrong: out of force from the resolution until the
-    provider's correction (the first later version of the record), or for good."""
-    if objection is None:
-        return None
-    resolved = _d(objection["resolved"])
-    versions = sorted((v[0], v[1]) for v in (entry.get("versions") or {}).values())
-    corrected = [_d(date_of_ms(ms)) for ms, _ in versions[1:] if _d(date_of_ms(ms)) >= resolved]
-    return resolved, (min(corrected) if corrected else None), objection["_id"]
-
-
-def _split(c: Cand, gap: tuple[dt.date, dt.date | None, str] | None) -> list[Cand]:
-    if gap is None:
-        return [c]
-    start, end, oid = gap
-    if c.until is not None and c.until <= start or end is not None and end <= c.since:
-        return [c]
-    out = []
-    if c.since < start:
-        out.append(c._replace(until=start, leave=("objection_upheld", oid)))
-    if end is not None and (c.until is None or end < c.until):
-        out.append(c._replace(since=max(end, c.since), enter=("correction", c.key)))
-    return out
 
 
 # ------------------------------------------------------------------------------------ per-record facts
 
 
-def objection_index(state: SubjectState) -> Doc:
-    """Per record key: its disputes (filed, resolved, objection id), whether an upheld objection
-    revoked it, the latest upheld objection that found it wrong (to be corrected)."""
-    disputes: dict[str, list[Any]] = {}
-    revoked_by: set[str] = set()
-    corrected_by: dict[str, Doc] = {}
-    for oid, o in sorted((state.get("objections") or {}).items()):
-        key = o["record_key"]
-        disputes.setdefault(key, []).append((_d(o["filed"]), _d(o["resolved"]) if o.get("resolved") else None, oid))
-        if o["status"] == "upheld":
-            if o.get("outcome") == "revoked":
-                revoked_by.add(key)
-            else:
-                prev = corrected_by.get(key)
-                if prev is None or o["resolved"] > prev["resolved"]:
-                    corrected_by[key] = dict(o, _id=oid)
-    return {"disputes": disputes, "revoked_by": revoked_by, "corrected_by": corrected_by}
-
-
-def objection_targets(objection: Doc | None) -> set[str]:
-    """Every record key any version of an objection named (a re-resolution may name another)."""
-    if not objection:
-        return set()
-    return {objection["record_key"], *(v[0].get("record_key") for v in objection.get("versions") or ())} - {None}
-
-
-def record_facts(key: str, state: SubjectState, index: Doc, rules: Rulebook) -> Doc | None:
-    """What one record means for the lists, independent of the other records (JSON-able, kept in
-    the state so that an input re-derives only the records it touches):
-
-    ``{"d": decision date, "adverse": bool, "cands": [[list, domain, since, until, enter kind,
-    enter decision, leave kind, leave decision], ...], "pub": [start, end, leave kind] | None,
-    "removal": domain | None}``; None: the record does not count (unknown, revoked, undated)."""
-    entry = (state.get("records") or {}).get(key)
-    if entry is None:
-        return None
-    content = entry.get("content")
-    if content is None or content.get("revoked") or key in index["revoked_by"]:
-        return None
-    decided = _attr(entry, "decision_date")
-    if not decided:
-        return None
-    d = _d(decided)
-    kind = entry.get("kind")
-    fields = content.get("fields") or {}
-    repairs = state.get("repairs") or {}
-    gap = _gap(entry, index["corrected_by"].get(key))
-    facts = {"d": decided, "adverse": False, "cands": [], "pub": None, "removal": None}
-    found: list[Cand] = []
-    court_rule = rules.court_debtor
-    if kind == "court_listing":
-        deletion = entry.get("deletion")
-        if deletion is not None and deletion.get("reason") in court_rule.wrongful_deletion_reasons:
-            return facts  # listed wrongly: void, with everything derived from it
-        facts["adverse"] = True
-        years = rules.court_period_years(fields)
-        until = add_years(d, years) if years is not None else None
-        leave = ("expiry", key)
-        if deletion is not None and deletion.get("date"):
-            deleted = _d(deletion["date"])
-            if until is None or deleted < until:
-                until, leave = max(deleted, d), ("deletion", f"court_deletion|{deletion.get('doc_no') or ''}")
-        found.append(Cand("court_debtor", court_rule.domain, d, until, key, ("listing", key), leave))
-    else:
-        base = content.get("kind") if kind == "linked" else kind
-        facts["adverse"] = kind == "linked"
-        if base == "listing_decision":
-            list_domain, action = fields.get("list_domain"), fields.get("action")
-            if list_domain and action == "list":
-                facts["adverse"] = True
-                years = fields.get("period_years")
-                if not isinstance(years, int) or isinstance(years, bool) or years <= 0:
-                    years = rules.listing_period(list_domain)[0]
-                found.append(Cand("blacklist", list_domain, d, add_years(d, years), key, ("listing", key),
-                                  ("expiry", key)))
-            elif list_domain and action == "remove":
-                facts["removal"] = list_domain
-        elif base != "court_listing":  # a linked court listing: not the person's own listing
-            if base == "penalty":
-                facts["adverse"] = facts["adverse"] or _attr(entry, "severity") != "minor"
-                if kind == "penalty":
-                    dates = penalty_dates(entry, rules)
-                    if dates is not None:
-                        start, end = dates
-                        leave_kind = "expiry"
-                        repair = repairs.get(key)
-                        if repair is not None and repair.get("granted") and start <= _d(repair["approved"]) < end \
-                                and gap is None:
-                            end, leave_kind = _d(repair["approved"]), "repair"
-                        facts["pub"] = [start.isoformat(), end.isoformat(), leave_kind]
-            elif base == "action" and fields.get("adverse"):
-                facts["adverse"] = True
-            rule = rules.blacklist_rule_for(entry if kind != "linked" else dict(entry, kind=content.get("kind")))
-            if rule is not None:
-                found.append(Cand("blacklist", rule.list_domain, d, add_years(d, rules.rule_period_years(rule)),
-                                  key, ("record", key), ("expiry", key)))
-    for c in found:
-        # an approved repair of the basis ends a blacklist membership (early removal where the
-        # domain has it), on the approval date
-        repair = repairs.get(key)
-        if c.list == "blacklist" and repair is not None and repair.get("granted"):
-            earliest, _ = earliest_repair(entry, rules)
-            approved = _d(repair["approved"])
-            if earliest is not None and approved >= earliest:
-                early = rules.listing_period(c.domain)[1]
-                leave_at = max(approved, add_months(c.since, early)) if early is not None else approved
-                if c.until is None or leave_at < c.until:
-                    c = c._replace(until=leave_at, leave=("repair", key))
-        for part in _split(c, gap):
-            facts["cands"].append([part.list, part.domain, part.since.isoformat(),
-                                   part.until.isoformat() if part.until else None, *part.enter, *part.leave])
-    return facts
-
-
 # ------------------------------------------------------------------------------------ the tracks
-
-
-def publicity_track(sid: str, key: str, facts: Doc | None) -> list[Doc]:
-    """The publicity changes of one penalty (公示): repair eligible after the minimum, expired at
-    the maximum or at an approved repair."""
-    if not facts or not facts.get("pub"):
-        return []
-    start, end, leave_kind = facts["pub"]
-    name = f"publicity:{key}"
-    out = []
-    if start < end:
-        out.append(_change(sid, name, "publicity", None, "repair_eligible", _d(start), [key], ("expiry", key)))
-    out.append(_change(sid, name, "publicity", None, "publicity_expired", _d(end), [key], (leave_kind, key)))
-    return out
-
-
-def new_basis() -> Doc:
-    """What the lists are assembled from, kept compact in the state (``state["basis"]``): decision
-    dates of the records that count (with counts), adverse records by date, the records with list
-    candidates or removals, and the dates publicity changes fall on."""
-    return {"dates": {}, "adverse": {}, "listed": [], "pub_dates": {}}
-
-
-def _basis_move(basis: Doc, key: str, facts: Doc | None, pub: list[Doc], sign: int) -> None:
-    """Add (sign 1) or take out (sign -1) one record's contribution to the basis."""
-    if facts is not None:
-        _count(basis["dates"], facts["d"], sign)
-        if facts["adverse"]:
-            keys = list(basis["adverse"].get(facts["d"]) or ())  # a copy: the old state's stays as it was
-            if sign > 0:
-                bisect.insort(keys, key)
-            else:
-                keys.remove(key)
-            if keys:
-                basis["adverse"][facts["d"]] = keys
-            else:
-                basis["adverse"].pop(facts["d"], None)
-        if facts["cands"] or facts["removal"]:
-            if sign > 0:
-                bisect.insort(basis["listed"], key)
-            else:
-                basis["listed"].remove(key)
-    for c in pub:
-        _count(basis["pub_dates"], c["effective_date"], sign)
-
-
-def _count(counts: Doc, key: str, sign: int) -> None:
-    n = counts.get(key, 0) + sign
-    if n:
-        counts[key] = n
-    else:
-        counts.pop(key, None)
 
 
 def list_tracks(state: SubjectState, facts: dict[str, Doc], basis: Doc, index: Doc, rules: Rulebook,
