@@ -196,18 +196,12 @@ def cmd_worker(args) -> int:
 
     level = args.log_level or settings.log_level
 
-    class Worker(faust.Worker):
-        """Faust's worker with creditstream's logging (structlog, ID numbers masked) and no
-        terminal spinner (which sets the root logger to DEBUG: docs/performance.md)."""
-
-        def _setup_logging(self) -> None:
-            logs.configure(level=level, fmt=settings.log_format)
-
-        def on_setup_root_logger(self, logger, level) -> None:
-            pass
-
+    # creditstream's logging (structlog, ID numbers masked), set up here: Faust's own set-up
+    # (override_logging) would add its terminal spinner, which sets the root logger to DEBUG
+    # (docs/performance.md)
+    logs.configure(level=level, fmt=settings.log_format)
     app = create_faust_app(settings, agents, web=args.web)
-    worker = Worker(app, loglevel=level, quiet=True, redirect_stdouts=False)
+    worker = faust.Worker(app, loglevel=level, quiet=True, redirect_stdouts=False, override_logging=False)
     worker.execute_from_commandline()
     return EXIT_OK
 
