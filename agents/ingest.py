@@ -13,87 +13,21 @@ from __future__ import annotations
 import structlog
 from aiokafka import ConsumerRecord
 
+from agents.arrival import future_stamp, origin_of
 from creditstream import metrics
 from domain import clock, events
 from domain.attach import Attached, learned_pairs, plan
 from domain.kinds import INGEST_SCHEMAS
 from domain.validate import Rejection, normalise_event
 from sinks.deadletter import DeadLetterSink
-from sinks.kafka import KafkaSink, MessageTooLarge, message_size
-from sinks.registry_index import RegistryIndex, Released
+from sinks.kafka import KafkaSink
+from sinks.registry_index import RegistryIndex
+from sinks.subject_events import SubjectEventWriter
 from streams.codec import AvroCodec, DecodeError
 from streams.topics import Topics
 
 log = structlog.get_logger("creditstream.ingest")
 
-
-
-def origin_of(msg: ConsumerRecord) -> str:
-    """The id of a department message: where it is in the log. Stable across redelivery and replay."""
-    return f"{msg.topic}/{msg.partition}/{msg.offset}"
-
-
-def future_stamp(msg: ConsumerRecord, now_ms: int) -> str | None:
-    """Why a message's timestamp cannot be its arrival time (None: it can). A stamp in the future
-    of the wall clock would move a subject's clock there for good (RULES.md 3a)."""
-    if msg.timestamp is None or msg.timestamp < 0:
-        return "the message has no timestamp"
-    if clock.is_future_ms(msg.timestamp, now_ms):
-        return (f"message timestamp {clock.date_of_ms(msg.timestamp)} ({msg.timestamp} ms) is after the wall clock "
-                f"({clock.date_of_ms(now_ms)}) + {clock.FUTURE_TOLERANCE_MS // 1000} s")
-    return None
-
-
-class SubjectEventWriter:
-    """Adds subject events to a Kafka sink: key = subject id, timestamp = arrival time.
-
-    A subject event over the subject-event log's message limit is an input error: the department
-    message it came from is dead-lettered as ``too-large`` (never retried: the broker would refuse
-    it every time)."""
-
-    # room for the subject id a parked event gets once its subject is known
-    SUBJECT_ROOM = 64
-
-    def __init__(self, kafka: KafkaSink, topic: str, dead: DeadLetterSink):
-        self.kafka = kafka
-        self.topic = topic
-        self.dead = dead
-
-    def add(self, event: events.SubjectEvent, source: ConsumerRecord) -> None:
-        try:
-            self.kafka.add(self.topic, events.encode(event), key=event.subject.encode(), timestamp_ms=event.event_ms)
-        except MessageTooLarge as exc:
-            self.dead.add(source, "too-large", f"its subject event would be {exc}")
-
-    def fits(self, event: events.SubjectEvent) -> MessageTooLarge | None:
-        """Why ``event`` would not fit on the log once attached (None: it fits)."""
-        limits = self.kafka.limits
-        if limits is None:
-            return None
-        size = message_size(b"x" * self.SUBJECT_ROOM, events.encode(event), [])
-        limit = limits.of(self.topic)
-        return MessageTooLarge(self.topic, size, limit) if size > limit else None
-
-    def add_released(self, released: list[Released]) -> None:
-        for r in released:
-            event = events.with_subject(events.from_dict(r.parked["event"]), r.subject_id, "uscc")
-            self.add(event, source_of(event))
-        if released:
-            metrics.RELEASED.inc(len(released))
-
-
-PARKED_NOTE = b"the value is the parked subject event, not the original message"
-
-
-def source_of(event: events.SubjectEvent) -> ConsumerRecord:
-    """A stand-in for the department message a parked event came from (its origin names where it
-    is in the log): what a dead letter of the event refers to. Its value is the subject event."""
-    topic, partition, offset = event.origin.rsplit("/", 2)
-    value = events.encode(event)
-    return ConsumerRecord(topic=topic, partition=int(partition), offset=int(offset), timestamp=event.event_ms,
-                          timestamp_type=0, key=event.subject.encode(), value=value, checksum=None,
-                          serialized_key_size=len(event.subject), serialized_value_size=len(value),
-                          headers=(("creditstream.parked", PARKED_NOTE),))
 
 
 class IngestAgent:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from aiokafka import ConsumerRecord
 
-from agents.ingest import SubjectEventWriter, future_stamp, origin_of
+from agents.arrival import future_stamp, origin_of
 from creditstream import metrics
 from domain import clock, events
 from domain.attach import learned_pairs
@@ -20,6 +20,7 @@ from domain.validate import Rejection, normalise_event
 from sinks.deadletter import DeadLetterSink
 from sinks.kafka import KafkaSink
 from sinks.registry_index import RegistryIndex
+from sinks.subject_events import SubjectEventWriter
 from streams.codec import AvroCodec, DecodeError
 from streams.topics import Topics
 

@@ -1,0 +1,64 @@
+"""The sink to the internal subject-event log: each validated, attached input as a subject event keyed
+by its subject (so one worker applies a subject's inputs in order), stamped with its arrival time."""
+
+from __future__ import annotations
+
+from aiokafka import ConsumerRecord
+
+from creditstream import metrics
+from domain import events
+from sinks.deadletter import DeadLetterSink
+from sinks.kafka import KafkaSink, MessageTooLarge, message_size
+from sinks.registry_index import Released
+
+
+class SubjectEventWriter:
+    """Adds subject events to a Kafka sink: key = subject id, timestamp = arrival time.
+
+    A subject event over the subject-event log's message limit is an input error: the department
+    message it came from is dead-lettered as ``too-large`` (never retried: the broker would refuse
+    it every time)."""
+
+    # room for the subject id a parked event gets once its subject is known
+    SUBJECT_ROOM = 64
+
+    def __init__(self, kafka: KafkaSink, topic: str, dead: DeadLetterSink):
+        self.kafka = kafka
+        self.topic = topic
+        self.dead = dead
+
+    def add(self, event: events.SubjectEvent, source: ConsumerRecord) -> None:
+        try:
+            self.kafka.add(self.topic, events.encode(event), key=event.subject.encode(), timestamp_ms=event.event_ms)
+        except MessageTooLarge as exc:
+            self.dead.add(source, "too-large", f"its subject event would be {exc}")
+
+    def fits(self, event: events.SubjectEvent) -> MessageTooLarge | None:
+        """Why ``event`` would not fit on the log once attached (None: it fits)."""
+        limits = self.kafka.limits
+        if limits is None:
+            return None
+        size = message_size(b"x" * self.SUBJECT_ROOM, events.encode(event), [])
+        limit = limits.of(self.topic)
+        return MessageTooLarge(self.topic, size, limit) if size > limit else None
+
+    def add_released(self, released: list[Released]) -> None:
+        for r in released:
+            event = events.with_subject(events.from_dict(r.parked["event"]), r.subject_id, "uscc")
+            self.add(event, source_of(event))
+        if released:
+            metrics.RELEASED.inc(len(released))
+
+
+PARKED_NOTE = b"the value is the parked subject event, not the original message"
+
+
+def source_of(event: events.SubjectEvent) -> ConsumerRecord:
+    """A stand-in for the department message a parked event came from (its origin names where it
+    is in the log): what a dead letter of the event refers to. Its value is the subject event."""
+    topic, partition, offset = event.origin.rsplit("/", 2)
+    value = events.encode(event)
+    return ConsumerRecord(topic=topic, partition=int(partition), offset=int(offset), timestamp=event.event_ms,
+                          timestamp_type=0, key=event.subject.encode(), value=value, checksum=None,
+                          serialized_key_size=len(event.subject), serialized_value_size=len(value),
+                          headers=(("creditstream.parked", PARKED_NOTE),))
