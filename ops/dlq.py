@@ -275,8 +275,8 @@ def _load_fix(path: str | os.PathLike) -> tuple[dict, str | None, int | None]:
 
 
 def _schema_for(kind: str) -> str:
+    from domain.kinds import SCHEMA_OF_KIND
     from schemas import all_schemas
-    from streams.samples import SCHEMA_OF_KIND
 
     if kind in SCHEMA_OF_KIND:
         return SCHEMA_OF_KIND[kind]

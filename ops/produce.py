@@ -34,9 +34,9 @@ import orjson
 from creditstream.settings import Settings
 from domain.fields import _PLACEHOLDERS as _NO_VALUE  # "无", "NULL", ...: the pipeline reads no code
 from domain.identifiers import normalise_code
+from domain.kinds import SCHEMA_OF_KIND
 from streams import kafka
 from streams.codec import from_json
-from streams.samples import SCHEMA_OF_KIND
 from streams.topics import SPEC_OF_KIND, Topics
 
 
