@@ -3,6 +3,7 @@
 * domain/ (the rules core) imports nothing of the project's I/O, and no Kafka, Redis or Faust;
 * sinks/ and streams/ never import agents/ or the composition root (creditstream/app.py);
 * ops/ never imports the composition root;
+* the product never imports the test data (streams/samples.py, streams/synthetic.py);
 * no module imports another that imports it back (no cycles).
 """
 
@@ -63,6 +64,16 @@ def test_sinks_and_streams_never_import_agents_or_the_root(layer):
 
 def test_ops_never_imports_the_composition_root():
     assert offenders("ops", lambda n: n == ROOT_MODULE) == []
+
+
+TEST_DATA = {"streams.samples", "streams.synthetic"}
+
+
+def test_the_product_never_imports_test_data():
+    """Sample and synthetic events are for tests, the demo data and the benchmark, not the product."""
+    product = ("creditstream", "domain", "agents", "sinks", "ops", "streams")
+    assert sorted(f"{m} imports {n}" for m in GRAPH if m.split(".")[0] in product and m not in TEST_DATA
+                  for n in GRAPH[m] & TEST_DATA) == []
 
 
 def test_no_import_cycles():
