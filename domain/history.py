@@ -342,14 +342,16 @@ def advance(before: SubjectState, after: SubjectState, touched: set[str], as_of:
     old_tl = before.get("timeline") or {}
     old_lists, old_pub = old_tl.get("lists") or {}, old_tl.get("publicity") or {}
     index = objection_index(after)
-    full = before.get("facts_rules") != rules.version or "basis" not in before
+    # a subject seen for the first time has nothing to re-derive: its only records are the touched ones
+    empty = not (before.get("records") or before.get("objections") or before.get("repairs"))
+    full = not empty and (before.get("facts_rules") != rules.version or "basis" not in before)
     if full:
         _, scratch = timeline(after, rules, cal)
         facts, basis, pub = scratch["facts"], scratch["basis"], scratch["publicity_tracks"]
         keys = set(facts) | set(old_pub)
     else:
         facts = dict(before.get("facts") or {})
-        old = before["basis"]
+        old = before.get("basis") or new_basis()
         basis = {"dates": dict(old["dates"]), "adverse": dict(old["adverse"]), "listed": list(old["listed"]),
                  "pub_dates": dict(old["pub_dates"])}
         pub = dict(old_pub)
