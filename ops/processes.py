@@ -109,20 +109,6 @@ def port_is_free(port: int) -> bool:
         return True
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def signal_if_ours(entry: dict[str, Any] | None, sig: int) -> bool:
     if not is_ours(entry):
         return False

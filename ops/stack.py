@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ops.processes import CHILDREN as _CHILDREN
+from ops.processes import file_tail, free_port_from, port_is_free, terminate_all
 from ops.processes import is_alive as _is_alive
 from ops.processes import is_ours as _is_ours
 from ops.processes import is_paused as _is_paused
@@ -99,50 +99,17 @@ def find_redis_server() -> str:
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
+    return free_port_from(set())
 
 
 def _terminate(entry: dict[str, Any] | None, timeout: float) -> bool:
     """SIGTERM (then SIGKILL) a recorded process if it is ours; True if it was running."""
-    if not _is_ours(entry):
-        return False
-    pid = int(entry["pid"])  # type: ignore[index]
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-        os.kill(pid, signal.SIGCONT)  # a paused process only sees SIGTERM once continued
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _is_ours(entry):
-            return True
-        time.sleep(0.02)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while _is_ours(entry) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return True
+    return bool(terminate_all([entry] if entry else [], timeout))
 
 
 def _log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return "(no log)"
-    # the last run only (each start writes a marker line)
-    text = text[text.rfind("=== creditstream stack:"):] if "=== creditstream stack:" in text else text
-    tail = text.strip().splitlines()[-lines:]
-    return "\n".join(tail) or "(log is empty)"
+    """The last run's log (each start writes a marker line)."""
+    return file_tail(path, lines, marker="=== creditstream stack:")
 
 
 # --------------------------------------------------------------------------------------------
