@@ -30,7 +30,7 @@ from domain.engine import is_late, step
 from domain.kinds import LIST_CHANGE_SCHEMA
 from domain.rulebook import Rulebook
 from sinks.deadletter import DeadLetterSink
-from sinks.kafka import KafkaSink
+from sinks.kafka import KafkaSink, MessageTooLarge
 from sinks.redis_state import Fenced, SubjectStateSink
 from streams.codec import AvroCodec
 from streams.runner import PositionAhead, Rewind
@@ -200,8 +200,11 @@ class SubjectAgent:
         if result.changes:
             self._memberships(before, result.state, sid)
         for link in result.links:
-            kafka.add(self.topics.subject_events, events.encode(link), key=link.subject.encode(),
-                      timestamp_ms=link.event_ms)
+            try:
+                kafka.add(self.topics.subject_events, events.encode(link), key=link.subject.encode(),
+                          timestamp_ms=link.event_ms)
+            except MessageTooLarge as exc:  # an input error: kept as a dead letter, never retried
+                dead.add(msg, "too-large", f"its link to the legal representative would be {exc}")
         if result.timeliness is not None:
             unit, workdays = result.timeliness
             count(f"unit:{unit}:records")
