@@ -27,10 +27,10 @@ from domain import events
 from domain.calendar import WorkingCalendar
 from domain.clock import due_ms
 from domain.engine import is_late, step
-from domain.kinds import LIST_CHANGE_SCHEMA
 from domain.rulebook import Rulebook
 from sinks.deadletter import DeadLetterSink
 from sinks.kafka import KafkaSink, MessageTooLarge
+from sinks.list_changes import ListChangeWriter
 from sinks.redis_state import Fenced, SubjectStateSink
 from streams.codec import AvroCodec
 from streams.runner import PositionAhead, Rewind
@@ -39,30 +39,6 @@ from streams.topics import Topics
 log = structlog.get_logger("creditstream.subject")
 
 AHEAD_LIMIT = 5
-
-
-def list_change_record(change: dict, subject_kind: str, arrival_ms: int | None = None) -> dict:
-    """A list change as a ListChange Avro record (schemas/list_change.avsc)."""
-    import datetime as dt
-
-    return {
-        "change_id": change["change_id"],
-        "subject_id": change["subject"],
-        "subject_kind": subject_kind,
-        "list": change["list"],
-        "list_kind": change["kind"],
-        "domain": change.get("domain"),
-        "transition": change["transition"],
-        "effective_date": dt.date.fromisoformat(change["effective_date"]),
-        "cause_record_ids": list(change.get("causes") or ()),
-        "event_time": dt.datetime.fromtimestamp(change["event_ms"] / 1000, dt.UTC),
-        "rules_version": change.get("rules_version") or "",
-        "cause_kind": change.get("cause_kind") or "",
-        "cause_decision": change.get("cause_decision"),
-        "withdraws": change.get("withdraws"),
-        "arrival_time": (dt.datetime.fromtimestamp(arrival_ms / 1000, dt.UTC)
-                         if arrival_ms is not None else None),
-    }
 
 
 class SubjectAgent:
@@ -188,12 +164,9 @@ class SubjectAgent:
         count(f"outcome:{result.outcome}")
         if isinstance(event, events.DEPARTMENT_INPUTS):
             count("inputs")
+        changes_out = ListChangeWriter(kafka, self.codec, self.topics.list_changes)
         for change in result.changes:
-            value = self.codec.encode(LIST_CHANGE_SCHEMA,
-                                      list_change_record(change, result.state["id_kind"], event.event_ms),
-                                      topic=self.topics.list_changes)
-            kafka.add(self.topics.list_changes, value, key=sid.encode(), timestamp_ms=event.event_ms,
-                      headers=[("change_id", change["change_id"].encode())])
+            changes_out.add(change, result.state["id_kind"], event.event_ms)
             count(f"change:{change['kind']}:{change['transition']}")
             key = (change["kind"], change["transition"])
             list_changes[key] = list_changes.get(key, 0) + 1

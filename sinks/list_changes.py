@@ -1,0 +1,46 @@
+"""The sink of list changes (名单变动) for downstream systems: each change the rules core announces, as an
+Avro ``ListChange`` keyed by its subject, with its deterministic ``change_id`` repeated in a header."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from domain.kinds import LIST_CHANGE_SCHEMA
+from sinks.kafka import KafkaSink
+from streams.codec import AvroCodec
+
+
+def list_change_record(change: dict, subject_kind: str, arrival_ms: int | None = None) -> dict:
+    """A list change as a ListChange Avro record (schemas/list_change.avsc)."""
+    return {
+        "change_id": change["change_id"],
+        "subject_id": change["subject"],
+        "subject_kind": subject_kind,
+        "list": change["list"],
+        "list_kind": change["kind"],
+        "domain": change.get("domain"),
+        "transition": change["transition"],
+        "effective_date": dt.date.fromisoformat(change["effective_date"]),
+        "cause_record_ids": list(change.get("causes") or ()),
+        "event_time": dt.datetime.fromtimestamp(change["event_ms"] / 1000, dt.UTC),
+        "rules_version": change.get("rules_version") or "",
+        "cause_kind": change.get("cause_kind") or "",
+        "cause_decision": change.get("cause_decision"),
+        "withdraws": change.get("withdraws"),
+        "arrival_time": (dt.datetime.fromtimestamp(arrival_ms / 1000, dt.UTC)
+                         if arrival_ms is not None else None),
+    }
+
+
+class ListChangeWriter:
+    def __init__(self, kafka: KafkaSink, codec: AvroCodec, topic: str):
+        self.kafka = kafka
+        self.codec = codec
+        self.topic = topic
+
+    def add(self, change: dict, subject_kind: str, event_ms: int) -> None:
+        """Buffer one change; ``event_ms``: the arrival time of the input that caused it."""
+        value = self.codec.encode(LIST_CHANGE_SCHEMA, list_change_record(change, subject_kind, event_ms),
+                                  topic=self.topic)
+        self.kafka.add(self.topic, value, key=change["subject"].encode(), timestamp_ms=event_ms,
+                       headers=[("change_id", change["change_id"].encode())])
