@@ -9,9 +9,13 @@ from domain.kinds import LIST_CHANGE_SCHEMA
 from sinks.kafka import KafkaSink
 from streams.codec import AvroCodec
 
+_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+
 
 def list_change_record(change: dict, subject_kind: str, arrival_ms: int | None = None) -> dict:
-    """A list change as a ListChange Avro record (schemas/list_change.avsc)."""
+    """A list change as a ListChange Avro record (schemas/list_change.avsc), its logical types given
+    as what Avro writes (days since 1970-01-01; milliseconds): the same bytes as date and datetime
+    objects, at half the encoding cost."""
     return {
         "change_id": change["change_id"],
         "subject_id": change["subject"],
@@ -20,15 +24,14 @@ def list_change_record(change: dict, subject_kind: str, arrival_ms: int | None =
         "list_kind": change["kind"],
         "domain": change.get("domain"),
         "transition": change["transition"],
-        "effective_date": dt.date.fromisoformat(change["effective_date"]),
+        "effective_date": dt.date.fromisoformat(change["effective_date"]).toordinal() - _EPOCH_ORDINAL,
         "cause_record_ids": list(change.get("causes") or ()),
-        "event_time": dt.datetime.fromtimestamp(change["event_ms"] / 1000, dt.UTC),
+        "event_time": int(change["event_ms"]),
         "rules_version": change.get("rules_version") or "",
         "cause_kind": change.get("cause_kind") or "",
         "cause_decision": change.get("cause_decision"),
         "withdraws": change.get("withdraws"),
-        "arrival_time": (dt.datetime.fromtimestamp(arrival_ms / 1000, dt.UTC)
-                         if arrival_ms is not None else None),
+        "arrival_time": int(arrival_ms) if arrival_ms is not None else None,
     }
 
 

@@ -209,3 +209,28 @@ def test_registry_still_names_the_schema():
     assert reg.name_of(10) == FULL_NAME
     served = {f["name"] for f in reg.schema(10)["fields"]}
     assert served == set(_fields(load_schema("list_change"))) >= set(ADDED_DEFAULTS)
+
+
+def test_the_writer_gives_the_bytes_of_date_and_datetime_values():
+    """sinks/list_changes.py passes logical types as Avro's ints (cheaper): the bytes are the ones a
+    record with date and datetime objects gives, and readers get dates and datetimes back."""
+    import datetime as dt
+
+    from creditstream.connections import make_codec
+    from creditstream.settings import Settings
+    from sinks.list_changes import list_change_record
+
+    codec = make_codec(Settings())
+    change = {"change_id": "c" * 32, "subject": "91310110666007217T", "list": "blacklist:environment",
+              "kind": "blacklist", "domain": "environment", "transition": "entered", "effective_date": "2024-07-15",
+              "causes": ["listing_decision|u|d"], "event_ms": 1721001600000, "rules_version": "2026-11-30",
+              "cause_kind": "listing", "cause_decision": "d", "withdraws": None}
+    fast = list_change_record(change, "uscc", 1721001600123)
+    objects = dict(fast, effective_date=dt.date(2024, 7, 15),
+                   event_time=dt.datetime(2024, 7, 15, 0, 0, tzinfo=dt.UTC),
+                   arrival_time=dt.datetime(2024, 7, 15, 0, 0, 0, 123000, tzinfo=dt.UTC))
+    name = "creditstream.ListChange"
+    assert codec.encode(name, fast) == codec.encode(name, objects)
+    _, back = codec.decode(codec.encode(name, fast))
+    assert back["effective_date"] == dt.date(2024, 7, 15)
+    assert back["arrival_time"] == dt.datetime(2024, 7, 15, 0, 0, 0, 123000, tzinfo=dt.UTC)
