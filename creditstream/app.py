@@ -141,17 +141,6 @@ class Pipeline:
         log.info("pipeline stopped")
 
 
-def tune_gc(settings: Settings) -> None:
-    """A long-running worker: what exists after start-up (modules, rules, calendar) is never
-    collected, and young collections run every ``gc_threshold`` allocations (docs/performance.md)."""
-    import gc
-
-    gc.freeze()
-    if settings.gc_threshold > 0:
-        _, gen1, gen2 = gc.get_threshold()
-        gc.set_threshold(settings.gc_threshold, gen1, gen2)
-
-
 def create_faust_app(settings: Settings, agents: tuple[str, ...] = AGENTS, *, web: bool = False):
     """A Faust app whose task runs the pipeline (the ``creditstream worker`` entry point)."""
     import faust
@@ -183,7 +172,6 @@ def create_faust_app(settings: Settings, agents: tuple[str, ...] = AGENTS, *, we
     async def run_pipeline() -> None:
         try:
             await pipeline.start()
-            tune_gc(settings)
             await pipeline.wait()
         except asyncio.CancelledError:  # the worker is stopping (SIGTERM / Ctrl-C)
             await asyncio.shield(pipeline.stop())

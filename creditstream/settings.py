@@ -72,11 +72,6 @@ class Settings:
     ``message.max.bytes`` (default 1,048,588). A subject event or list change over it is an input
     error (dead-lettered as ``too-large``), never retried; the dead-letter topic is created with
     64 KiB more, so a department message at the limit still fits with the reason headers."""
-    gc_threshold: int = 50_000
-    """Allocations between young-generation collections in a worker process (Python's default is
-    700): a batch allocates many short-lived dicts, and with the default the collector runs every few
-    events. 0 keeps Python's default. Objects alive once the worker has started are frozen out of
-    collection (gc.freeze) either way."""
     feedback_workdays: int = 10
     """Working days after which a list change without joint-punishment feedback is reported."""
     timer_interval_s: float = 1.0
@@ -176,8 +171,6 @@ class Settings:
             path = getattr(self, name)
             if path and not Path(path).is_file():
                 problems.append(f"{name}: {path} does not exist")
-        if self.gc_threshold < 0:
-            problems.append("gc_threshold: 0 (Python's default) or more")
         if self.max_batch < 1:
             problems.append("max_batch: must be >= 1")
         if not 1024 <= self.max_message_bytes <= 3 * 1024 * 1024:
