@@ -19,8 +19,8 @@ from domain import clock, events
 from domain.attach import Attached, learned_pairs, plan
 from domain.kinds import INGEST_SCHEMAS
 from domain.validate import Rejection, normalise_event
+from sinks.checkpoint import Checkpoint
 from sinks.deadletter import DeadLetterSink
-from sinks.kafka import KafkaSink
 from sinks.registry_index import RegistryIndex
 from sinks.subject_events import SubjectEventWriter
 from streams.codec import AvroCodec, DecodeError
@@ -48,10 +48,12 @@ class IngestAgent:
         return [self.topics.penalty, self.topics.license, self.topics.court, self.topics.action,
                 self.topics.credit_office, self.topics.feedback]
 
-    async def process(self, records: list[ConsumerRecord]) -> None:
-        kafka = KafkaSink(self.producer)
-        dead = DeadLetterSink(kafka, self.topics.dead_letters, self.name)
-        out = SubjectEventWriter(kafka, self.topics.subject_events, dead)
+    def checkpoint(self) -> Checkpoint:
+        return Checkpoint(self.producer, self.topics.dead_letters, self.name)
+
+    async def process(self, records: list[ConsumerRecord], checkpoint: Checkpoint) -> None:
+        dead = checkpoint.dead
+        out = SubjectEventWriter(checkpoint.kafka, self.topics.subject_events, dead)
 
         attached: list[tuple[events.SubjectEvent, ConsumerRecord]] = []
         waiting: list[tuple[tuple[str, ...], ConsumerRecord, dict]] = []
@@ -99,13 +101,10 @@ class IngestAgent:
                 continue
             out.add(events.with_subject(events.from_dict(payload["event"]), uscc, "uscc"), msg)
         out.add_released(released)
-        await kafka.flush()
-        await self.index.unpark(released)
-
+        # once the released events are on the log, they are no longer parked
+        checkpoint.after_flush(lambda: self.index.unpark(released))
         if parked:
-            metrics.PARKED.inc(parked)
-        for reason, n in dead.counts.items():
-            metrics.DEAD_LETTERS.labels(reason).inc(n)
+            checkpoint.after_flush(lambda: metrics.PARKED.inc(parked))
 
     def decode(self, msg: ConsumerRecord, dead: DeadLetterSink, now_ms: int) -> dict | None:
         """The canonical record of a department message, or None once it is dead-lettered."""

@@ -12,13 +12,11 @@ from __future__ import annotations
 from aiokafka import ConsumerRecord
 
 from agents.arrival import future_stamp, origin_of
-from creditstream import metrics
 from domain import clock, events
 from domain.attach import learned_pairs
 from domain.kinds import REGISTRATION_SCHEMA
 from domain.validate import Rejection, normalise_event
-from sinks.deadletter import DeadLetterSink
-from sinks.kafka import KafkaSink
+from sinks.checkpoint import Checkpoint
 from sinks.registry_index import RegistryIndex
 from sinks.subject_events import SubjectEventWriter
 from streams.codec import AvroCodec, DecodeError
@@ -37,10 +35,12 @@ class RegistryAgent:
     def source_topics(self) -> list[str]:
         return [self.topics.registration]
 
-    async def process(self, records: list[ConsumerRecord]) -> None:
-        kafka = KafkaSink(self.producer)
-        dead = DeadLetterSink(kafka, self.topics.dead_letters, self.name)
-        out = SubjectEventWriter(kafka, self.topics.subject_events, dead)
+    def checkpoint(self) -> Checkpoint:
+        return Checkpoint(self.producer, self.topics.dead_letters, self.name)
+
+    async def process(self, records: list[ConsumerRecord], checkpoint: Checkpoint) -> None:
+        dead = checkpoint.dead
+        out = SubjectEventWriter(checkpoint.kafka, self.topics.subject_events, dead)
         pairs: dict[str, str] = {}
         now_ms = clock.now_ms()
         for msg in records:
@@ -72,7 +72,4 @@ class RegistryAgent:
 
         released = await self.index.learn(list(pairs.items()))
         out.add_released(released)
-        await kafka.flush()
-        await self.index.unpark(released)
-        for reason, n in dead.counts.items():
-            metrics.DEAD_LETTERS.labels(reason).inc(n)
+        checkpoint.after_flush(lambda: self.index.unpark(released))

@@ -28,7 +28,7 @@ from domain.calendar import WorkingCalendar
 from domain.clock import due_ms
 from domain.engine import is_late, step
 from domain.rulebook import Rulebook
-from sinks.deadletter import DeadLetterSink
+from sinks.checkpoint import Checkpoint
 from sinks.kafka import KafkaSink, MessageTooLarge
 from sinks.list_changes import ListChangeWriter
 from sinks.redis_state import Fenced, SubjectStateSink
@@ -59,7 +59,10 @@ class SubjectAgent:
     def source_topics(self) -> list[str]:
         return [self.topics.subject_events]
 
-    async def process(self, records: list[ConsumerRecord]) -> None:
+    def checkpoint(self) -> Checkpoint:
+        return Checkpoint(self.producer, self.topics.dead_letters, self.name)
+
+    async def process(self, records: list[ConsumerRecord], checkpoint: Checkpoint) -> None:
         """One batch, as one fenced transaction (sinks/redis_state.py steps 1-4)."""
         decoded: list[tuple[ConsumerRecord, object]] = []
         for msg in records:
@@ -87,8 +90,7 @@ class SubjectAgent:
         counters: dict[str, int] = {}
         outcomes: dict[str, int] = {}
         list_changes: dict[tuple[str, str], int] = {}
-        kafka = KafkaSink(self.producer)
-        dead = DeadLetterSink(kafka, self.topics.dead_letters, self.name)
+        kafka, dead = checkpoint.kafka, checkpoint.dead
         owners: list[int] = []  # the source partition of each message added to ``kafka``
 
         def count(field: str, n: int = 1) -> None:
@@ -126,18 +128,20 @@ class SubjectAgent:
                         partitions=sorted(first))
             raise Rewind({TopicPartition(self.topics.subject_events, p): o for p, o in first.items()},
                          reason="fenced") from exc
-        # 4. produce what the batch caused; its outbox goes once every message is acknowledged
-        await kafka.flush()
+        # 4. the runner produces what the batch caused (the checkpoint); the outbox goes once every
+        # message is acknowledged
         if self.producer is None:
-            self.collected.extend(kafka.collected)
+            checkpoint.after_flush(lambda: self.collected.extend(checkpoint.collected))
         else:
-            await self.state.clear_outbox(positions)
+            checkpoint.after_flush(lambda: self.state.clear_outbox(positions))
+        checkpoint.after_flush(lambda: self._count(outcomes, list_changes))
+
+    @staticmethod
+    def _count(outcomes: dict[str, int], list_changes: dict[tuple[str, str], int]) -> None:
         for outcome, n in outcomes.items():
             metrics.OUTCOMES.labels(outcome).inc(n)
         for (kind, transition), n in list_changes.items():
             metrics.LIST_CHANGES.labels(kind, transition).inc(n)
-        for reason, n in dead.counts.items():
-            metrics.DEAD_LETTERS.labels(reason).inc(n)
 
     def _apply(self, msg, event, states, changed, count, outcomes, list_changes, kafka, dead) -> None:
         if isinstance(event, Exception):

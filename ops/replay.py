@@ -121,7 +121,9 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
                 batch = [m for m in batch if m.timestamp >= from_timestamp_ms]
                 if not batch:
                     continue
-            await agent.process(batch)
+            checkpoint = agent.checkpoint()
+            await agent.process(batch, checkpoint)
+            await checkpoint.complete()
             result.events += len(batch)
             bar.advance(len(batch))
         result.seconds = time.perf_counter() - t0

@@ -1,13 +1,15 @@
 """The batch engine: consume a batch, let an agent process it, commit only after its effects are durable.
 
 Every agent is a :class:`BatchAgent`: it gets a batch of consumer records (at most
-``Settings.max_batch``, in order within each partition), does its work with one Redis round trip
-and one produce flush, and returns once both are acknowledged. The runner then commits the offsets
-after the batch. So the unit of work is the batch, nothing is awaited per event, and a worker
-killed at any moment re-processes at most its last batch, which the agents handle idempotently.
+``Settings.max_batch``, in order within each partition) and a checkpoint (sinks/checkpoint.py), does
+its work with one Redis round trip and adds the batch's messages, rejects and after-flush steps to
+the checkpoint. The runner completes the checkpoint (one produce flush, every acknowledgement, the
+after-flush steps, the counts), then commits the offsets after the batch. So the unit of work is
+the batch, nothing is awaited per event, and a worker killed at any moment re-processes at most its
+last batch, which the agents handle idempotently.
 
 Failures:
-* bad input is the agent's business (it dead-letters it) and never reaches the runner;
+* bad input is rejected by the agent into the checkpoint (a dead letter) and never raises;
 * an infrastructure failure (Redis or the broker unreachable) makes ``process`` raise: the runner
   retries the same batch with exponential backoff (0.1 s doubling to 5 s) for as long as it takes,
   logging each attempt; heartbeats continue meanwhile, so the group does not rebalance;
@@ -31,6 +33,7 @@ from redis.exceptions import RedisError
 
 from creditstream import metrics
 from creditstream.settings import Settings
+from sinks.checkpoint import Checkpoint
 from streams import kafka
 from streams.codec import RegistryError
 
@@ -58,11 +61,17 @@ class PositionAhead(RuntimeError):
 
 
 class BatchAgent(Protocol):
+    """decode -> rules core -> effects: ``process`` adds what a batch causes to the checkpoint
+    (sinks/checkpoint.py: messages, rejects, after-flush steps); the runner completes it, then
+    commits."""
+
     name: str
 
     def source_topics(self) -> list[str]: ...
 
-    async def process(self, records: list[ConsumerRecord]) -> None: ...
+    def checkpoint(self) -> Checkpoint: ...
+
+    async def process(self, records: list[ConsumerRecord], checkpoint: Checkpoint) -> None: ...
 
 
 def merge_by_time(batches: dict[TopicPartition, list[ConsumerRecord]]) -> list[ConsumerRecord]:
@@ -173,7 +182,9 @@ class AgentRunner:
             attempt += 1
             t0 = time.perf_counter()
             try:
-                await self.agent.process(records)
+                checkpoint = self.agent.checkpoint()  # a new one per attempt: a retry counts nothing twice
+                await self.agent.process(records, checkpoint)
+                await checkpoint.complete()
                 metrics.BATCH_SECONDS.labels(self.agent.name).observe(time.perf_counter() - t0)
                 return
             except TRANSIENT as exc:

@@ -1,0 +1,60 @@
+"""One batch's effects, made durable in one place before the runner commits its offsets.
+
+An agent handles a batch by adding what it causes to a :class:`Checkpoint`: messages to produce
+(``kafka``), rejected inputs (``reject``: dead letters, counted by reason), steps that may only run
+once everything is acknowledged (``after_flush``). The runner (streams/runner.py) then completes it,
+in this order (an agent with its own durable state, the subject agent, has written it in its
+fenced transaction before returning, its outbox included):
+
+1. produce every message and wait for every acknowledgement (``KafkaSink.flush``);
+2. run the after-flush steps in the order added (the subject agent empties its outbox, the ingest
+   agent drops the parked records it released);
+3. count: dead letters by reason, and the counters the steps above record;
+
+and only then commits the batch's offsets. A failure in 1 or 2 raises: the runner retries the whole
+batch with a new checkpoint (the messages carry deterministic ids: a duplicate is harmless), and
+nothing of a failed attempt is counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiokafka import ConsumerRecord
+
+from creditstream import metrics
+from sinks.deadletter import DeadLetterSink
+from sinks.kafka import KafkaSink
+
+AfterFlush = Callable[[], Awaitable[object] | None]
+
+
+class Checkpoint:
+    def __init__(self, producer, dead_letter_topic: str, agent: str):
+        self.kafka = KafkaSink(producer)
+        self.dead = DeadLetterSink(self.kafka, dead_letter_topic, agent)
+        self._after: list[AfterFlush] = []
+
+    def reject(self, msg: ConsumerRecord, reason: str, detail: str = "") -> None:
+        """A bad input: kept whole on the dead-letter topic with its reason."""
+        self.dead.add(msg, reason, detail)
+
+    def after_flush(self, step: AfterFlush) -> None:
+        """Run ``step`` (a function, or one returning an awaitable) once every message is acknowledged."""
+        self._after.append(step)
+
+    @property
+    def collected(self):
+        """With no producer (a replay): the messages the batch would have produced."""
+        return self.kafka.collected
+
+    async def complete(self) -> int:
+        """Steps 1-3; returns how many messages were produced."""
+        n = await self.kafka.flush()
+        for step in self._after:
+            result = step()
+            if result is not None:
+                await result
+        for reason, count in self.dead.counts.items():
+            metrics.DEAD_LETTERS.labels(reason).inc(count)
+        return n
