@@ -38,6 +38,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ops.kafka_config import server_properties, write_node_log4j2, write_properties, write_tool_log4j2
 from ops.kafka_jars import KAFKA_VERSION, POM, KafkaClusterError, _java_major, _tail, cache_dir, ensure_jars, find_java
 from ops.processes import CHILDREN as _CHILDREN
 from ops.processes import file_tail, free_port_from, port_is_free, terminate_all
@@ -145,104 +146,6 @@ class KafkaCluster:
                       for i in range(nodes)],
         }
 
-    def _properties(self, layout: dict[str, Any], node: dict[str, Any],
-                    extra: dict[str, Any]) -> dict[str, Any]:
-        n = len(layout["nodes"])
-        rf = min(n, 3)
-        isr = 2 if n >= 3 else 1
-        voters = ",".join(f"{x['id']}@127.0.0.1:{x['controller_port']}" for x in layout["nodes"])
-        props: dict[str, Any] = {
-            "process.roles": "broker,controller",
-            "node.id": node["id"],
-            "controller.quorum.voters": voters,
-            "listeners": f"PLAINTEXT://127.0.0.1:{node['port']},CONTROLLER://127.0.0.1:{node['controller_port']}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node['port']}",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "log.dirs": str(self.node_dir(node["id"]) / "data"),
-            "num.partitions": 4,
-            "default.replication.factor": n,
-            "min.insync.replicas": isr,
-            "offsets.topic.replication.factor": rf,
-            "offsets.topic.num.partitions": 12,
-            "transaction.state.log.replication.factor": rf,
-            "transaction.state.log.min.isr": isr,
-            "transaction.state.log.num.partitions": 8,
-            "share.coordinator.state.topic.replication.factor": rf,
-            "share.coordinator.state.topic.min.isr": isr,
-            "group.initial.rebalance.delay.ms": 0,
-            "auto.create.topics.enable": "true",
-            "delete.topic.enable": "true",
-            "log.retention.check.interval.ms": 10000,
-            # a paused or stopped follower leaves the ISR after 10 s (default 30 s), so acks=all
-            # produce goes on within a client's request timeout
-            "replica.lag.time.max.ms": 10000,
-            # a small machine: fewer threads than the defaults sized for a server
-            "num.network.threads": 2,
-            "num.io.threads": 4,
-            "background.threads": 4,
-            "num.recovery.threads.per.data.dir": 1,
-            "num.replica.fetchers": 1,
-        }
-        props.update(extra)
-        return props
-
-    @staticmethod
-    def _write_properties(path: Path, props: dict[str, Any]) -> None:
-        def esc(v: Any) -> str:
-            s = str(v).lower() if isinstance(v, bool) else str(v)
-            return s.replace("\\", "\\\\").replace("\n", "\\n")
-        path.write_text("".join(f"{k}={esc(v)}\n" for k, v in props.items()))
-
-    def _write_log4j2(self, node_id: int) -> Path:
-        path = self.node_dir(node_id) / "log4j2.properties"
-        log = str(self.node_log(node_id)).replace("\\", "/")
-        path.write_text("\n".join([
-            "status = warn",
-            # JVM exit stops nothing of log4j's: the last lines of a shutdown stay in the file
-            "shutdownHook = disable",
-            "appender.file.type = RollingFile",
-            "appender.file.name = file",
-            f"appender.file.fileName = {log}",
-            f"appender.file.filePattern = {log}.%i",
-            "appender.file.layout.type = PatternLayout",
-            "appender.file.layout.pattern = [%d] %p %m (%c)%n",
-            "appender.file.policies.type = Policies",
-            "appender.file.policies.size.type = SizeBasedTriggeringPolicy",
-            "appender.file.policies.size.size = 20MB",
-            "appender.file.strategy.type = DefaultRolloverStrategy",
-            "appender.file.strategy.max = 3",
-            "rootLogger.level = INFO",
-            "rootLogger.appenderRef.file.ref = file",
-            # per-request and per-partition chatter
-            "logger.request.name = kafka.request.logger",
-            "logger.request.level = WARN",
-            "logger.statechange.name = state.change.logger",
-            "logger.statechange.level = WARN",
-            "logger.storage.name = org.apache.kafka.storage.internals",
-            "logger.storage.level = WARN",
-            "logger.authorizer.name = kafka.authorizer.logger",
-            "logger.authorizer.level = WARN",
-            "",
-        ]))
-        return path
-
-    def _tool_log4j2(self) -> Path:
-        path = self.base / "log4j2-tool.properties"
-        path.write_text("\n".join([
-            "status = warn",
-            "appender.out.type = Console",
-            "appender.out.name = out",
-            "appender.out.target = SYSTEM_ERR",
-            "appender.out.layout.type = PatternLayout",
-            "appender.out.layout.pattern = [%d] %p %m (%c)%n",
-            "rootLogger.level = WARN",
-            "rootLogger.appenderRef.out.ref = out",
-            "",
-        ]))
-        return path
-
     def _node_cmd(self, java: str, lib: Path, node_id: int) -> list[str]:
         d = self.node_dir(node_id)
         return [java, *_java_opts(), "-cp", f"{lib}/*",
@@ -254,8 +157,8 @@ class KafkaCluster:
         for node in layout["nodes"]:
             d = self.node_dir(node["id"])
             (d / "data").mkdir(parents=True, exist_ok=True)
-            self._write_properties(d / "server.properties", self._properties(layout, node, extra))
-            self._write_log4j2(node["id"])
+            write_properties(d / "server.properties", server_properties(layout, node, d / "data", extra))
+            write_node_log4j2(d, self.node_log(node["id"]))
 
     def _formatted(self, node_id: int) -> str | None:
         """The cluster id a node's log dir is formatted with, None if it is not formatted."""
@@ -271,7 +174,7 @@ class KafkaCluster:
     def _format(self, java: str, lib: Path, layout: dict[str, Any], deadline: float) -> None:
         """``kafka-storage format`` every node's log dir with the layout's cluster id (already
         formatted dirs are left alone), all nodes at once."""
-        tool_log4j = self._tool_log4j2()
+        tool_log4j = write_tool_log4j2(self.base)
         procs = []
         for node in layout["nodes"]:
             d = self.node_dir(node["id"])
