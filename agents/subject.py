@@ -26,7 +26,7 @@ from creditstream import metrics
 from domain import events
 from domain.calendar import WorkingCalendar
 from domain.clock import due_ms
-from domain.engine import is_late, step
+from domain.engine import ERROR_COUNTS, report_counts, step
 from domain.rulebook import Rulebook
 from sinks.checkpoint import Checkpoint
 from sinks.kafka import KafkaSink, MessageTooLarge
@@ -93,8 +93,9 @@ class SubjectAgent:
         kafka, dead = checkpoint.kafka, checkpoint.dead
         owners: list[int] = []  # the source partition of each message added to ``kafka``
 
-        def count(field: str, n: int = 1) -> None:
-            counters[field] = counters.get(field, 0) + n
+        def count(fields: dict[str, int]) -> None:
+            for field, n in fields.items():
+                counters[field] = counters.get(field, 0) + n
 
         for msg, event in decoded:
             if msg.offset < skip_below.get(msg.partition, -1):
@@ -153,25 +154,22 @@ class SubjectAgent:
         except Exception as exc:  # noqa: BLE001 - a bug on one event must not stop the subject log
             log.exception("subject event failed", origin=event.origin, type=type(event).__name__)
             dead.add(msg, "processing-error", f"{type(exc).__name__}: {exc}")
-            count("outcome:error")
+            count(ERROR_COUNTS)
             return
         before = states.get(sid)
         states[sid] = result.state
         if result.outcome == "invalid":  # decoded and validated, but the rules cannot use it
             dead.add(msg, f"invalid-{msg_type(event)}", "the rules core could not apply it")
-            count("outcome:invalid")
+            count(report_counts(event, result))
             return
         outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
         if result.outcome == "redelivered":
             return
         changed.add(sid)  # duplicates too: the state remembers their origin
-        count(f"outcome:{result.outcome}")
-        if isinstance(event, events.DEPARTMENT_INPUTS):
-            count("inputs")
+        count(report_counts(event, result))
         changes_out = ListChangeWriter(kafka, self.codec, self.topics.list_changes)
         for change in result.changes:
             changes_out.add(change, result.state["id_kind"], event.event_ms)
-            count(f"change:{change['kind']}:{change['transition']}")
             key = (change["kind"], change["transition"])
             list_changes[key] = list_changes.get(key, 0) + 1
         if result.changes:
@@ -182,14 +180,6 @@ class SubjectAgent:
                           timestamp_ms=link.event_ms)
             except MessageTooLarge as exc:  # an input error: kept as a dead letter, never retried
                 dead.add(msg, "too-large", f"its link to the legal representative would be {exc}")
-        if result.timeliness is not None:
-            unit, workdays = result.timeliness
-            count(f"unit:{unit}:records")
-            count(f"unit:{unit}:{'late' if is_late(workdays) else 'on_time'}")
-            count(f"unit:{unit}:late_workdays_total", workdays)
-        record = getattr(event, "record", None) or {}
-        if result.outcome == "new" and record.get("domain"):
-            count(f"domain:{record['domain']}:records")
 
     async def _produce_leftovers(self, outboxes: dict) -> None:
         """An earlier batch of these partitions wrote its outbox and may have died before producing

@@ -189,3 +189,31 @@ def _links(state: SubjectState, event: ev.RecordEvent, outcome: str) -> list[ev.
     if record.get("severity") != "severe" and record.get("kind") != "court_listing":
         return []
     return [ev.linked(rep_id, rep.get("name"), state["id"], event.origin, record, event.event_ms)]
+
+
+# the report's counter of an input the rules core failed on (a bug; the input is dead-lettered)
+ERROR_COUNTS = {"outcome:error": 1}
+
+
+def report_counts(event: ev.SubjectEvent, result: Step) -> dict[str, int]:
+    """The counters an applied input adds to the subject generation's statistics (read by
+    ``creditstream report``): its outcome, whether it was a department input, the list changes by
+    kind and transition, its unit's timeliness (late after 7 working days) and the records per
+    domain."""
+    if result.outcome == "invalid":
+        return {"outcome:invalid": 1}
+    out = {f"outcome:{result.outcome}": 1}
+    if isinstance(event, ev.DEPARTMENT_INPUTS):
+        out["inputs"] = 1
+    for change in result.changes:
+        key = f"change:{change['kind']}:{change['transition']}"
+        out[key] = out.get(key, 0) + 1
+    if result.timeliness is not None:
+        unit, workdays = result.timeliness
+        out[f"unit:{unit}:records"] = 1
+        out[f"unit:{unit}:{'late' if is_late(workdays) else 'on_time'}"] = 1
+        out[f"unit:{unit}:late_workdays_total"] = workdays
+    record = getattr(event, "record", None) or {}
+    if result.outcome == "new" and record.get("domain"):
+        out[f"domain:{record['domain']}:records"] = 1
+    return out
