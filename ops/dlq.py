@@ -20,7 +20,9 @@ place on the dead-letter topic, ``PARTITION:OFFSET`` (a *ref*, as ``dlq list`` p
   again). Every re-drive is recorded in the Redis hash ``{ns}:dlq:redriven`` (sinks/keys.py):
   field ``P:O`` -> JSON ``{at, at_ms, by, fixed, topic, partition, offset, source, reason}``, with
   the entries of earlier (forced) re-drives under ``earlier``. A dead letter that was re-driven
-  already is skipped unless ``force``.
+  already is skipped unless ``force``; a selection (``--reason`` ...) never re-drives a dead letter
+  that is itself a re-drive that failed again (only its original), so rerunning a selection does
+  not multiply them.
 
 A fix file is a JSON object: either the record's fields (``{"decision_doc_no": ..., ...}``, as
 ``dlq show --json`` prints them under ``decoded.record``), or an event line of
@@ -354,6 +356,11 @@ async def redrive(settings: Settings, refs: list[str] | None = None, *, flt: Fil
         item = Redriven(letter.ref, "", reason=letter.info.get("reason", ""), source=letter.source_topic)
         if not letter.source_topic:
             item.action, item.note = "no-source", "no dlq.source.topic header"
+        elif not refs and letter.redriven_from:
+            # a re-drive that failed again: its original is what a selection re-drives (once, or
+            # again with --force); re-driving the copies too would multiply them on every rerun
+            item.action = "skipped"
+            item.note = f"a re-drive of {letter.redriven_from} that failed again (name its ref to re-drive it)"
         elif letter.ref in done and not force:
             prev = done[letter.ref]
             item.action = "skipped"

@@ -4,6 +4,7 @@ re-drive (fixed, unfixed, skipped, forced), through ops/dlq.py and the `creditst
 from __future__ import annotations
 
 import asyncio
+import decimal
 import json
 import os
 import sys
@@ -188,3 +189,23 @@ async def test_list_show_and_redrive(pipeline, department, redis, settings, tmp_
     assert code == 2 and "name the dead letters" in err
     code, out, err = await cli(settings, "dlq", "list", "--since", "yesterday")
     assert code == 2
+
+
+async def test_rerunning_a_selection_never_redrives_the_copies_that_failed_again(pipeline, department, settings):
+    """Seen: rerunning `dlq redrive --reason` re-drove the copies that failed again (2,500 letters
+    became 3,818 re-drives). A selection re-drives originals only; their re-failed copies stay put."""
+    for i in range(3):
+        await department.send(PENALTY, sample_event("penalty", fine_amount=decimal.Decimal("-1"), decision_doc_no=f"郑罚〔2026〕{i}号"))
+    originals = await letters_until(settings, 3, reason="negative-amount")
+    first = await redrive(settings, flt=Filter(reason="negative-amount"), by="tester")
+    assert sorted(i.action for i in first.items) == ["redriven"] * 3
+    letters = await letters_until(settings, 6, reason="negative-amount")  # still bad: 3 copies
+    assert sum(1 for d in letters if d["redriven_from"]) == 3
+
+    again = await redrive(settings, flt=Filter(reason="negative-amount"), force=True, by="tester")
+    actions = {i.ref: i.action for i in again.items}
+    assert [actions[d["ref"]] for d in originals] == ["redriven"] * 3  # forced: the originals again
+    copies = [i for i in again.items if i.ref not in {d["ref"] for d in originals}]
+    assert [i.action for i in copies] == ["skipped"] * 3 and all("failed again" in i.note for i in copies)
+    await letters_until(settings, 9, reason="negative-amount")  # 3 originals + 3 + 3 copies, not 12
+    assert len(await list_dead_letters(settings, reason="negative-amount")) == 9
