@@ -22,8 +22,12 @@ batch consumers, which keeps Faust's per-event cost off the hot path (docs/perfo
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import time
 from pathlib import Path
 
+import orjson
 import structlog
 
 from agents.ingest import IngestAgent
@@ -44,6 +48,8 @@ from streams.topics import Topics
 log = structlog.get_logger("creditstream.app")
 
 AGENTS = ("ingest", "registry", "subject", "timer")
+HEARTBEAT_S = 5.0
+HEARTBEAT_TTL_S = 15
 
 
 def faust_broker_credentials(settings: Settings):
@@ -70,6 +76,8 @@ class Pipeline:
         self.producer = None
         self.runners: list[AgentRunner] = []
         self._tasks: list[asyncio.Task] = []
+        self._heartbeat: asyncio.Task | None = None
+        self._heartbeat_key = ""
 
     async def start(self) -> None:
         s = self.settings
@@ -102,6 +110,8 @@ class Pipeline:
                                            clock_tolerance_s=s.clock_tolerance_s))
         self._tasks = [asyncio.create_task(r.run(), name=f"agent:{getattr(r, 'agent', r).name}")
                        for r in self.runners]
+        self._heartbeat_key = keys.worker(f"{socket.gethostname()}:{os.getpid()}:{id(self):x}")
+        self._heartbeat = asyncio.create_task(self._beat(keys.generation), name="heartbeat")
         started = asyncio.gather(*(r.started.wait() for r in self.runners))
         await asyncio.wait([started, *self._tasks], return_when=asyncio.FIRST_COMPLETED, timeout=120)
         for t in self._tasks:
@@ -109,6 +119,18 @@ class Pipeline:
                 raise t.exception()
         log.info("pipeline started", agents=list(self.agent_names), keys=keys.gen_prefix, rules=rules.version,
                  broker=s.broker_url, broker_kind=s.broker_kind)
+
+    async def _beat(self, generation: str) -> None:
+        """Tell Redis this worker runs (``HEARTBEAT_S``; the key expires ``HEARTBEAT_TTL_S`` after the
+        last beat of a worker that died): ``replay --switch`` refuses while workers run."""
+        value = orjson.dumps({"host": socket.gethostname(), "pid": os.getpid(), "generation": generation,
+                              "agents": list(self.agent_names), "started": int(time.time())})
+        while True:
+            try:
+                await self.redis.set(self._heartbeat_key, value, ex=HEARTBEAT_TTL_S)
+            except Exception as exc:  # noqa: BLE001 - Redis down: the agents retry and report it
+                log.debug("heartbeat not written", error=str(exc))
+            await asyncio.sleep(HEARTBEAT_S)
 
     async def _wait_for_redis(self, timeout_s: float = 30.0) -> None:
         loop = asyncio.get_running_loop()
@@ -134,6 +156,12 @@ class Pipeline:
             r.stop()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            try:
+                await self.redis.set(self._heartbeat_key, b"stopped", px=1)  # gone (no DEL in the ACL)
+            except Exception:  # noqa: BLE001 - it expires by itself
+                pass
         if self.producer is not None:
             await self.producer.stop()
         if self.redis is not None:

@@ -9,7 +9,9 @@ collected and can be compared with the list-change topic.
 * ``--verify``: rebuild aside, then report every difference with the live generation (subject
   states and list memberships), key by key; exit 1 if any.
 * ``--switch``: after the rebuild, point readers at the new generation (one ``SET``). The workers
-  resolve the generation when they start: stop them before switching, start them after.
+  resolve the generation when they start: stop them before switching, start them after. A switch
+  is refused (before the rebuild and again before the ``SET``) while any worker of the namespace
+  has a live heartbeat (``{ns}:worker:*``, renewed every 5 s, expiring 15 s after a worker dies).
 * ``--from-offsets P:O,...`` / ``--from-timestamp``: start later than the beginning. Because a
   subject's state depends on all of its history, a partial replay is applied on top of a copy of
   nothing: use it to inspect, not to switch. ``--from-timestamp`` is resolved by scanning record
@@ -89,6 +91,34 @@ async def log_ends(settings: Settings, topic: str, timeout_s: float = 10.0) -> d
     return await kafka.log_ends(settings, topic, timeout_s)
 
 
+class WorkersRunning(ValueError):
+    """``replay --switch`` while workers of the namespace run: they would keep writing to the old
+    generation, and what they apply would never reach the readers."""
+
+
+async def running_workers(redis, keys: Keys) -> list[dict]:
+    """The workers of this namespace whose heartbeat has not expired."""
+    out = []
+    async for key in redis.scan_iter(match=keys.worker_pattern, count=1000):
+        raw = await redis.get(key)
+        if raw and raw != b"stopped":
+            try:
+                out.append(orjson.loads(raw))
+            except ValueError:
+                out.append({"key": key.decode()})
+    return out
+
+
+async def _refuse_if_workers_run(redis, keys: Keys) -> None:
+    workers = await running_workers(redis, keys)
+    if workers:
+        who = ", ".join(f"{w.get('host', '?')} pid {w.get('pid', '?')}" for w in workers[:5])
+        raise WorkersRunning(
+            f"{len(workers)} worker(s) of namespace {keys.namespace!r} are running ({who}): stop them before "
+            f"`replay --switch` (a worker killed a moment ago is counted until its heartbeat expires, "
+            f"within 15 s), then start them again after the switch")
+
+
 async def replay(settings: Settings, *, generation: str | None = None, verify: bool = False,
                  switch: bool = False, start: dict[int, int] | None = None, from_timestamp_ms: int | None = None,
                  progress: bool | None = None) -> ReplayResult:
@@ -105,6 +135,8 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
         live = await resolve_keys(redis, settings.namespace)
         if live.generation == generation:
             raise ValueError(f"generation {generation!r} is the live one")
+        if switch:
+            await _refuse_if_workers_run(redis, live)
         await redis.hset(keys.replay_progress(generation), mapping={"status": "running", "started": int(time.time())})
         agent = SubjectAgent(topics=topics, state=SubjectStateSink(redis, keys), producer=None,
                              codec=make_codec(settings), rules=load_rulebook(settings.rules_file or None),
@@ -136,6 +168,7 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
         if verify:
             result.differences = await diff_generations(redis, live, keys)
         if switch:
+            await _refuse_if_workers_run(redis, live)  # none may have started during the rebuild
             await redis.set(keys.current_generation, generation)
             result.switched = True
     finally:

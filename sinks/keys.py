@@ -111,6 +111,15 @@ class Keys:
     def dlq_redriven(self) -> str:
         return f"{self.namespace}:dlq:redriven"
 
+    def worker(self, identity: str) -> str:
+        """A running worker's heartbeat (JSON, expires unless renewed): ``replay --switch`` refuses
+        while any exists."""
+        return f"{self.namespace}:worker:{identity}"
+
+    @property
+    def worker_pattern(self) -> str:
+        return f"{self.namespace}:worker:*"
+
     def with_generation(self, generation: str) -> Keys:
         return Keys(self.namespace, generation)
 

@@ -47,3 +47,22 @@ async def test_replaying_the_demo_twice_gives_identical_state_and_change_ids(pip
     assert len(third.differences) == 2, third.differences
     assert third.differences[0].startswith(f"{keys.subject(member)}:")
     assert third.differences[1].startswith(f"{keys.list_members('court_debtor')}:")
+
+
+async def test_a_switch_is_refused_while_a_worker_runs_and_done_once_it_stopped(pipeline, settings, redis):
+    """Seen: `replay --switch` with a worker running switched the readers' generation; the worker
+    kept writing to the old one and new events never reached the readers."""
+    from ops.replay import WorkersRunning, replay
+    from sinks.keys import Keys, resolve_keys
+
+    async def beating():
+        return [k async for k in redis.scan_iter(match=Keys(settings.namespace).worker_pattern)]
+
+    await eventually(beating, timeout=10)
+    with pytest.raises(WorkersRunning, match="1 worker"):
+        await replay(settings, switch=True, progress=False)
+    assert (await resolve_keys(redis, settings.namespace)).generation == "live"  # nothing switched
+    await pipeline.stop()  # its heartbeat goes with it
+    result = await replay(settings, switch=True, progress=False)
+    assert result.switched
+    assert (await resolve_keys(redis, settings.namespace)).generation == result.generation
