@@ -12,9 +12,7 @@ from domain import identifiers as _ids
 from domain.fields import (
     _DATE_FIELD,
     _DOC_FIELD,
-    _REQUIRED,
     _UNIT_FIELDS,
-    NAME_LIMIT,
     _boolean,
     _code,
     _count,
@@ -25,6 +23,7 @@ from domain.fields import (
     _Reject,
     _string,
     canonical_record,
+    check_required,
     decision_key,
 )
 from domain.identity import _identifiers, _infer_category
@@ -53,15 +52,6 @@ _LIFTED = {
     "listing_decision": frozenset(),
     "feedback": frozenset(("change_id", "subject_id")),
 }
-
-
-def _check_required(kind: str, rec: Mapping[str, Any]) -> None:
-    for key in _REQUIRED[kind]:
-        value = rec.get(key)
-        if value is None:
-            raise _Reject("missing-field", key)
-        if isinstance(value, str) and len(value) <= 4 * NAME_LIMIT and not normalise_name(value):
-            raise _Reject("missing-field", f"{key} (empty)")
 
 
 def _target_kind(value: Any) -> tuple[str, str | None] | None:
@@ -136,7 +126,7 @@ def _subject_of_feedback(rec: Mapping[str, Any]) -> tuple[str, Doc, list[str], s
 def normalise_credit_office(kind: str, rec: Mapping[str, Any], latest: _dt.date) -> Doc:
     """The canonical record of a credit-office input; raises ``_Reject``."""
     # 1. required fields, present and non-empty
-    _check_required(kind, rec)
+    check_required(kind, rec)
 
     # 2. the reporting unit, the record's own id or document number, its date
     unit_field, unit_code_field = _UNIT_FIELDS[kind]

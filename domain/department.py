@@ -12,7 +12,6 @@ from domain.fields import (
     _DOC_FIELD,
     _REQUIRED,
     _TOP_LEVEL,
-    NAME_LIMIT,
     _boolean,
     _code,
     _date,
@@ -22,6 +21,7 @@ from domain.fields import (
     _Reject,
     _string,
     canonical_record,
+    check_required,
 )
 from domain.identity import _identifiers, _infer_category
 from domain.normalise import normalise_doc_no, normalise_name, normalise_text
@@ -43,12 +43,7 @@ def normalise_decision(kind: str, rec: Mapping[str, Any], latest: _dt.date) -> D
     """The canonical record of a department decision (penalty, licence, court listing or deletion,
     the other actions, registration); raises ``_Reject``."""
     # 1. required fields, present and non-empty
-    for key in _REQUIRED[kind]:
-        value = rec.get(key)
-        if value is None:
-            raise _Reject("missing-field", key)
-        if isinstance(value, str) and len(value) <= 4 * NAME_LIMIT and not normalise_name(value):
-            raise _Reject("missing-field", f"{key} (empty)")
+    check_required(kind, rec)
 
     # 2. top-level values
     subject_name = _string("subject_name", rec.get("subject_name"), normalise_name)
@@ -59,8 +54,8 @@ def normalise_decision(kind: str, rec: Mapping[str, Any], latest: _dt.date) -> D
     date_field = _DATE_FIELD[kind]
     decision_date = _date(date_field, rec.get(date_field), latest)
     # empty only once normalised (e.g. a document number made of separators)
-    for key, value in (("subject_name", subject_name), ("source_unit", source_unit), (doc_field or "", doc_no)):
-        if key in _REQUIRED[kind] and not value:
+    for key, normalised in (("subject_name", subject_name), ("source_unit", source_unit), (doc_field or "", doc_no)):
+        if key in _REQUIRED[kind] and not normalised:
             raise _Reject("missing-field", f"{key} (empty)")
 
     category = _enum("subject_category", rec.get("subject_category"), _SUBJECT_CATEGORY)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import decimal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -442,3 +442,13 @@ def decision_key(record: Doc) -> str:
         kind = "court_listing"
     unit = record.get("source_unit_code") or record.get("source_unit") or ""
     return f"{kind}|{unit}|{record.get('doc_no') or ''}"
+
+
+def check_required(kind: str, rec: Mapping[str, Any]) -> None:
+    """Every field ``kind`` requires is present and not empty once normalised."""
+    for key in _REQUIRED[kind]:
+        value = rec.get(key)
+        if value is None:
+            raise _Reject("missing-field", key)
+        if isinstance(value, str) and len(value) <= 4 * NAME_LIMIT and not normalise_name(value):
+            raise _Reject("missing-field", f"{key} (empty)")
