@@ -362,6 +362,10 @@ def cmd_replay(args) -> int:
     except ValueError as exc:
         print(f"creditstream: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    for gen in result.abandoned:
+        print(f"an earlier replay into generation {gen!r} was interrupted: marked abandoned; its keys "
+              f"({settings.namespace}:{gen}:*) can be deleted with the admin user (never the live generation's)",
+              file=sys.stderr)
     print(f"replayed {result.events} subject events into generation {result.generation!r} "
           f"in {result.seconds:.2f}s ({result.rate:,.0f} events/s); {len(result.changes)} list changes")
     code = EXIT_OK

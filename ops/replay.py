@@ -23,6 +23,8 @@ starts over in a generation of its own.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sys
 import time
 from dataclasses import dataclass, field
@@ -47,6 +49,7 @@ class ReplayResult:
     changes: list[tuple[str, str]] = field(default_factory=list)  # (subject, change id) in log order
     differences: list[str] = field(default_factory=list)
     switched: bool = False
+    abandoned: list[str] = field(default_factory=list)  # earlier replays found interrupted
 
     @property
     def rate(self) -> float:
@@ -119,6 +122,30 @@ async def _refuse_if_workers_run(redis, keys: Keys) -> None:
             f"within 15 s), then start them again after the switch")
 
 
+REPLAY_ALIVE_S = 5.0
+REPLAY_ALIVE_TTL_S = 15
+
+
+async def mark_abandoned(redis, namespace: str) -> list[str]:
+    """Earlier replays still marked running whose process is gone (killed: their alive key expired):
+    marked ``abandoned``; returns their generations (their keys can be deleted, never the live one)."""
+    keys = Keys(namespace)
+    found = []
+    async for key in redis.scan_iter(match=keys.replay_pattern, count=1000):
+        generation = key.decode()[len(keys.replay_progress("")):]
+        if await redis.hget(key, "status") != b"running" or await redis.exists(keys.replay_alive(generation)):
+            continue
+        await redis.hset(key, mapping={"status": "abandoned", "abandoned": int(time.time())})
+        found.append(generation)
+    return sorted(found)
+
+
+async def _stay_alive(redis, key: str) -> None:
+    while True:
+        await redis.set(key, b"1", ex=REPLAY_ALIVE_TTL_S)
+        await asyncio.sleep(REPLAY_ALIVE_S)
+
+
 async def replay(settings: Settings, *, generation: str | None = None, verify: bool = False,
                  switch: bool = False, start: dict[int, int] | None = None, from_timestamp_ms: int | None = None,
                  progress: bool | None = None) -> ReplayResult:
@@ -129,6 +156,7 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
     redis = redis_client(settings)
     keys = Keys(settings.namespace, generation)
     result = ReplayResult(generation)
+    alive: asyncio.Future | None = None
     try:
         if await redis.exists(keys.subjects):
             raise ValueError(f"generation {generation!r} already has state; choose another name")
@@ -137,6 +165,9 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
             raise ValueError(f"generation {generation!r} is the live one")
         if switch:
             await _refuse_if_workers_run(redis, live)
+        result.abandoned = await mark_abandoned(redis, settings.namespace)
+        await redis.set(keys.replay_alive(generation), b"1", ex=REPLAY_ALIVE_TTL_S)
+        alive = asyncio.ensure_future(_stay_alive(redis, keys.replay_alive(generation)))
         await redis.hset(keys.replay_progress(generation), mapping={"status": "running", "started": int(time.time())})
         agent = SubjectAgent(topics=topics, state=SubjectStateSink(redis, keys), producer=None,
                              codec=make_codec(settings), rules=load_rulebook(settings.rules_file or None),
@@ -171,7 +202,18 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
             await _refuse_if_workers_run(redis, live)  # none may have started during the rebuild
             await redis.set(keys.current_generation, generation)
             result.switched = True
+    except BaseException as exc:
+        if alive is not None:  # the rebuild started: say how it ended, unless it had completed
+            with contextlib.suppress(Exception):
+                if await redis.hget(keys.replay_progress(generation), "status") == b"running":
+                    await redis.hset(keys.replay_progress(generation),
+                                     mapping={"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500]})
+        raise
     finally:
+        if alive is not None:
+            alive.cancel()
+            with contextlib.suppress(Exception):
+                await redis.set(keys.replay_alive(generation), b"0", px=1)
         await redis.aclose()
     return result
 

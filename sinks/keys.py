@@ -107,6 +107,14 @@ class Keys:
     def replay_progress(self, generation: str) -> str:
         return f"{self.namespace}:replay:{generation}"
 
+    def replay_alive(self, generation: str) -> str:
+        """Renewed while a replay into ``generation`` runs (it expires when the replay was killed)."""
+        return f"{self.namespace}:replay-alive:{generation}"
+
+    @property
+    def replay_pattern(self) -> str:
+        return f"{self.namespace}:replay:*"
+
     @property
     def dlq_redriven(self) -> str:
         return f"{self.namespace}:dlq:redriven"

@@ -66,3 +66,24 @@ async def test_a_switch_is_refused_while_a_worker_runs_and_done_once_it_stopped(
     result = await replay(settings, switch=True, progress=False)
     assert result.switched
     assert (await resolve_keys(redis, settings.namespace)).generation == result.generation
+
+
+async def test_an_interrupted_replay_is_found_abandoned_by_the_next_one(settings, redis):
+    """Seen: a killed replay left its generation marked "running" forever. A replay renews an alive
+    key while it runs; what kill -9 leaves is a "running" progress entry whose alive key expired:
+    the next replay marks it abandoned and names it."""
+    from ops.replay import replay
+    from sinks.keys import Keys
+
+    keys = Keys(settings.namespace)
+    await redis.hset(keys.replay_progress("replay-killed"), mapping={"status": "running", "started": 1})
+    await redis.hset(keys.replay_progress("replay-alive"), mapping={"status": "running", "started": 2})
+    await redis.set(keys.replay_alive("replay-alive"), b"1", ex=60)  # another replay, still running
+    result = await replay(settings, generation="replay-next", progress=False)
+    assert result.abandoned == ["replay-killed"]
+    assert await redis.hget(keys.replay_progress("replay-killed"), "status") == b"abandoned"
+    assert await redis.hget(keys.replay_progress("replay-alive"), "status") == b"running"
+    assert await redis.hget(keys.replay_progress("replay-next"), "status") == b"complete"
+    assert not await redis.exists(keys.replay_alive("replay-next"))  # gone once it finished
+    again = await replay(settings, generation="replay-after", progress=False)
+    assert again.abandoned == []  # found once
