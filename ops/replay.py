@@ -133,17 +133,20 @@ async def mark_abandoned(redis, namespace: str) -> list[str]:
     found = []
     async for key in redis.scan_iter(match=keys.replay_pattern, count=1000):
         generation = key.decode()[len(keys.replay_progress("")):]
-        if await redis.hget(key, "status") != b"running" or await redis.exists(keys.replay_alive(generation)):
+        if await redis.hget(key, "status") != b"running" or await redis.get(keys.replay_alive(generation)) == b"1":
             continue
         await redis.hset(key, mapping={"status": "abandoned", "abandoned": int(time.time())})
         found.append(generation)
     return sorted(found)
 
 
-async def _stay_alive(redis, key: str) -> None:
-    while True:
+async def _stay_alive(redis, key: str, done: asyncio.Event) -> None:
+    """``1`` while the replay runs, ``0`` once it ended (one task writes both: they cannot cross)."""
+    while not done.is_set():
         await redis.set(key, b"1", ex=REPLAY_ALIVE_TTL_S)
-        await asyncio.sleep(REPLAY_ALIVE_S)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), REPLAY_ALIVE_S)
+    await redis.set(key, b"0", ex=REPLAY_ALIVE_TTL_S)
 
 
 async def replay(settings: Settings, *, generation: str | None = None, verify: bool = False,
@@ -157,6 +160,7 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
     keys = Keys(settings.namespace, generation)
     result = ReplayResult(generation)
     alive: asyncio.Future | None = None
+    ended = asyncio.Event()
     try:
         if await redis.exists(keys.subjects):
             raise ValueError(f"generation {generation!r} already has state; choose another name")
@@ -167,7 +171,7 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
             await _refuse_if_workers_run(redis, live)
         result.abandoned = await mark_abandoned(redis, settings.namespace)
         await redis.set(keys.replay_alive(generation), b"1", ex=REPLAY_ALIVE_TTL_S)
-        alive = asyncio.ensure_future(_stay_alive(redis, keys.replay_alive(generation)))
+        alive = asyncio.ensure_future(_stay_alive(redis, keys.replay_alive(generation), ended))
         await redis.hset(keys.replay_progress(generation), mapping={"status": "running", "started": int(time.time())})
         agent = SubjectAgent(topics=topics, state=SubjectStateSink(redis, keys), producer=None,
                              codec=make_codec(settings), rules=load_rulebook(settings.rules_file or None),
@@ -211,9 +215,9 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
         raise
     finally:
         if alive is not None:
-            alive.cancel()
+            ended.set()
             with contextlib.suppress(Exception):
-                await redis.set(keys.replay_alive(generation), b"0", px=1)
+                await alive
         await redis.aclose()
     return result
 

@@ -108,7 +108,8 @@ class Keys:
         return f"{self.namespace}:replay:{generation}"
 
     def replay_alive(self, generation: str) -> str:
-        """Renewed while a replay into ``generation`` runs (it expires when the replay was killed)."""
+        """``1``, renewed, while a replay into ``generation`` runs; ``0`` once it ended; gone (expired)
+        when the replay was killed."""
         return f"{self.namespace}:replay-alive:{generation}"
 
     @property

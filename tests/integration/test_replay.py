@@ -84,6 +84,6 @@ async def test_an_interrupted_replay_is_found_abandoned_by_the_next_one(settings
     assert await redis.hget(keys.replay_progress("replay-killed"), "status") == b"abandoned"
     assert await redis.hget(keys.replay_progress("replay-alive"), "status") == b"running"
     assert await redis.hget(keys.replay_progress("replay-next"), "status") == b"complete"
-    assert not await redis.exists(keys.replay_alive("replay-next"))  # gone once it finished
+    assert await redis.get(keys.replay_alive("replay-next")) == b"0"  # ended
     again = await replay(settings, generation="replay-after", progress=False)
     assert again.abandoned == []  # found once
