@@ -46,9 +46,15 @@ KAFKA_VERSION: str = _read_kafka_version()
 # jars
 
 
-def cache_dir() -> Path:
+def cache_root() -> Path:
+    """Where what the project resolves or builds once is kept, outside the work tree:
+    ``$CREDITSTREAM_CACHE`` or ``~/.cache/creditstream``."""
     base = os.environ.get("CREDITSTREAM_CACHE") or str(Path.home() / ".cache" / "creditstream")
-    return Path(base).expanduser().resolve() / f"kafka-{KAFKA_VERSION}"
+    return Path(base).expanduser().resolve()
+
+
+def cache_dir() -> Path:
+    return cache_root() / f"kafka-{KAFKA_VERSION}"
 
 
 def find_java() -> str:

@@ -26,7 +26,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from ops.kafka_jars import find_java
+from ops.kafka_jars import cache_root, find_java
 from ops.processes import CHILDREN, file_tail, free_port_from, reap
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "apicurio"
@@ -43,8 +43,7 @@ class RegistryServerError(RuntimeError):
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("CREDITSTREAM_CACHE") or str(Path.home() / ".cache" / "creditstream")
-    return Path(base).expanduser().resolve() / f"apicurio-{VERSION}"
+    return cache_root() / f"apicurio-{VERSION}"
 
 
 def _digest() -> str:

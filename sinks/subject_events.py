@@ -27,11 +27,14 @@ class SubjectEventWriter:
         self.topic = topic
         self.dead = dead
 
-    def add(self, event: events.SubjectEvent, source: ConsumerRecord) -> None:
+    def add(self, event: events.SubjectEvent, source: ConsumerRecord | None) -> None:
+        """``source``: the department message the event came from; None for a released parked event
+        (a stand-in is built, only if it must be dead-lettered)."""
         try:
             self.kafka.add(self.topic, events.encode(event), key=event.subject.encode(), timestamp_ms=event.event_ms)
         except MessageTooLarge as exc:
-            self.dead.add(source, "too-large", f"its subject event would be {exc}")
+            self.dead.add(source if source is not None else source_of(event), "too-large",
+                          f"its subject event would be {exc}")
 
     def fits(self, event: events.SubjectEvent) -> MessageTooLarge | None:
         """Why ``event`` would not fit on the log once attached (None: it fits)."""
@@ -45,7 +48,7 @@ class SubjectEventWriter:
     def add_released(self, released: list[Released]) -> None:
         for r in released:
             event = events.with_subject(events.from_dict(r.parked["event"]), r.subject_id, "uscc")
-            self.add(event, source_of(event))
+            self.add(event, None)
         if released:
             metrics.RELEASED.inc(len(released))
 
