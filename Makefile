@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install lint demo test test-registry test-all reliability bench bench-profile bench-core worker stack-up stack-down clean help
+.PHONY: install lint demo test test-registry test-all reliability bench bench-checks bench-scale bench-profile bench-core worker stack-up stack-down clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -28,12 +28,13 @@ lint: install  ## ruff on everything, mypy --strict on the rules core (domain/)
 	$(BIN)/mypy
 
 test: install lint  ## lint; the test suite: unit, integration, reliability at CI scale on Tansu; then integration and reliability on Apache Kafka (Java 17+)
-	RELIABILITY_RESULTS=.run/reliability-ci.json $(BIN)/python -m pytest -m "not slow" -q -p no:cacheprovider $(PYTEST_ARGS)
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || $(CHROMIUM_INSTALL)
+	REQUIRE_BROWSER=$(REQUIRE_BROWSER) RELIABILITY_RESULTS=.run/reliability-ci.json $(BIN)/python -m pytest -m "not slow" -q -p no:cacheprovider $(PYTEST_ARGS)
 	@if $(JAVA17); then \
 	  command -v kcat >/dev/null 2>&1 || $(KCAT_INSTALL); \
 	  echo "== Kafka leg: the integration and reliability tests again, on Apache Kafka"; \
 	  RELIABILITY_RESULTS=.run/reliability-ci-kafka.json $(BIN)/python -m pytest --broker kafka \
-	    -m "(integration or reliability) and not slow and not kafka" -q -p no:cacheprovider $(PYTEST_ARGS); \
+	    -m "(integration or reliability) and not slow and not kafka and not browser" -q -p no:cacheprovider $(PYTEST_ARGS); \
 	else \
 	  echo "make test: the Apache Kafka leg was SKIPPED: no Java 17+ on PATH (apt-get install openjdk-17-jre-headless maven, then make test)" >&2; \
 	  test -z "$(REQUIRE_KAFKA)"; \
@@ -44,6 +45,14 @@ KCAT_INSTALL = { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; t
 	  echo "make test: installing kcat (apt-get) for the stock-client test"; \
 	  (apt-get update -qq && apt-get install -y -qq kcat) >/dev/null 2>&1 || echo "make test: kcat could not be installed: its test is skipped" >&2; \
 	else echo "make test: no kcat (apt-get install kcat): its test is skipped" >&2; fi; }
+
+# Chromium, its driver and CJK fonts (Debian's packages) for the browser test (tests/integration/test_browser.py):
+# installed where apt-get may run; elsewhere the test is skipped, unless REQUIRE_BROWSER is set (CI: with REQUIRE_KAFKA)
+REQUIRE_BROWSER ?= $(REQUIRE_KAFKA)
+CHROMIUM_INSTALL = { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "make test: installing chromium, chromium-driver and fonts-noto-cjk (apt-get) for the browser test"; \
+	  (apt-get update -qq && apt-get install -y -qq chromium chromium-driver fonts-noto-cjk) >/dev/null 2>&1 || echo "make test: chromium could not be installed: the browser test is skipped" >&2; \
+	else echo "make test: no chromium (apt-get install chromium chromium-driver fonts-noto-cjk): the browser test is skipped" >&2; fi; }
 
 BROKER ?= tansu
 BROKER_ENV = CREDITSTREAM_TEST_BROKER=$(BROKER) $(if $(filter kafka,$(BROKER)),CREDITSTREAM_TEST_BROKER_NODES=3)
@@ -59,8 +68,16 @@ reliability: install  ## crash / outage / hostile-input suite at full scale (BRO
 
 SIZE ?= 200000
 RUNS ?= 3
-bench: install  ## benchmark the pipeline and its baselines (make bench SIZE=20000 RUNS=1 for a quick run)
-	$(BIN)/python -m bench.bench --size $(SIZE) --runs $(RUNS) --subjects $$(( $(SIZE) / 2 )) --broker $(BROKER)
+SUBJECTS ?= $$(( $(SIZE) / 2 ))
+SCALE ?= 10000,100000
+bench: install  ## benchmark the pipeline and its baselines (make bench SIZE=20000 RUNS=1 for a quick run; SUBJECTS=n)
+	$(BIN)/python -m bench.bench --size $(SIZE) --runs $(RUNS) --subjects $(SUBJECTS) --broker $(BROKER)
+
+bench-checks: install  ## the check API alone: GET /check p50/p99 at 500 checks/s, open loop (SIZE=20000 events of state)
+	$(BIN)/python -m bench.bench --checks-only --size $(SIZE) --subjects $(SUBJECTS) --broker $(BROKER)
+
+bench-scale: install  ## the pipeline alone as subjects grow (SCALE=10000,100000,1000000): us/event, peak RSS, Redis bytes/subject
+	$(BIN)/python -m bench.bench --scale $(SCALE) --broker $(BROKER)
 
 bench-profile: install  ## one pipeline run with py-spy on the worker: its time by area (rules core vs plumbing)
 	$(BIN)/python -m bench.bench --profile --size $(SIZE) --subjects $$(( $(SIZE) / 2 )) --broker $(BROKER)

@@ -52,8 +52,10 @@ class IngestAgent:
         return Checkpoint(self.producer, self.topics.dead_letters, self.name)
 
     async def process(self, records: list[ConsumerRecord], checkpoint: Checkpoint) -> None:
+        # the writer schemas of ids not seen yet, fetched once (a remote registry); decoding asks nothing
+        await self.codec.ensure_for(msg.value for msg in records)
         dead = checkpoint.dead
-        out = SubjectEventWriter(checkpoint.kafka, self.topics.subject_events, dead)
+        out = SubjectEventWriter(checkpoint.kafka, self.topics.subject_events, dead, self.index.keys)
 
         attached: list[tuple[events.SubjectEvent, ConsumerRecord]] = []
         waiting: list[tuple[tuple[str, ...], ConsumerRecord, dict]] = []

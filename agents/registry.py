@@ -39,8 +39,9 @@ class RegistryAgent:
         return Checkpoint(self.producer, self.topics.dead_letters, self.name)
 
     async def process(self, records: list[ConsumerRecord], checkpoint: Checkpoint) -> None:
+        await self.codec.ensure_for(msg.value for msg in records)  # a remote registry: ids not seen yet
         dead = checkpoint.dead
-        out = SubjectEventWriter(checkpoint.kafka, self.topics.subject_events, dead)
+        out = SubjectEventWriter(checkpoint.kafka, self.topics.subject_events, dead, self.index.keys)
         pairs: dict[str, str] = {}
         now_ms = clock.now_ms()
         for msg in records:

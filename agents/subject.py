@@ -1,6 +1,7 @@
 """The subject agent: applies the subject-event log to each subject's live state and emits list changes.
 
-The log is keyed by subject id, so one worker sees all of a subject's events, in order. One batch is
+The log is keyed by the subject's storage id (sinks/keys.py), so one worker sees all of a subject's
+events, in order. One batch is
 one fenced transaction (sinks/redis_state.py):
 
 1. watch the positions of the batch's partitions and read them with every subject it touches; a
@@ -27,6 +28,7 @@ from domain import events
 from domain.calendar import WorkingCalendar
 from domain.clock import due_ms
 from domain.engine import ERROR_COUNTS, report_counts, step
+from domain.kinds import LIST_CHANGE_SCHEMA
 from domain.rulebook import Rulebook
 from sinks.checkpoint import Checkpoint
 from sinks.kafka import KafkaSink, MessageTooLarge
@@ -64,6 +66,8 @@ class SubjectAgent:
 
     async def process(self, records: list[ConsumerRecord], checkpoint: Checkpoint) -> None:
         """One batch, as one fenced transaction (sinks/redis_state.py steps 1-4)."""
+        # a remote registry: the ListChange schema's id, registered once before anything is encoded
+        await self.codec.ensure_writer(LIST_CHANGE_SCHEMA, self.topics.list_changes)
         decoded: list[tuple[ConsumerRecord, object]] = []
         for msg in records:
             try:
@@ -77,8 +81,15 @@ class SubjectAgent:
             last[msg.partition] = msg.offset
         # 1. a partition whose batch does not start at offset 0 resumes a log whose state must exist
         resumed = not self.replaying and any(offset > 0 for offset in first.values())
+        partition_of: dict[str, int] = {}
+        split: set[str] = set()  # on two partitions at once (the topic was repartitioned): never cached
+        for msg, e in decoded:
+            if not isinstance(e, Exception) and partition_of.setdefault(e.subject, msg.partition) != msg.partition:
+                split.add(e.subject)
+        for sid in split:
+            del partition_of[sid]
         loaded = await self.state.begin((e.subject for _, e in decoded if not isinstance(e, Exception)), first,
-                                        resumed=resumed)
+                                        resumed=resumed, partition_of=partition_of)
         try:
             await self._produce_leftovers(loaded.outboxes)
             skip_below = self._check_positions(loaded.positions, first)
@@ -167,7 +178,7 @@ class SubjectAgent:
             return
         changed.add(sid)  # duplicates too: the state remembers their origin
         count(report_counts(event, result))
-        changes_out = ListChangeWriter(kafka, self.codec, self.topics.list_changes)
+        changes_out = ListChangeWriter(kafka, self.codec, self.topics.list_changes, self.state.keys)
         for change in result.changes:
             changes_out.add(change, result.state["id_kind"], event.event_ms)
             key = (change["kind"], change["transition"])
@@ -176,8 +187,8 @@ class SubjectAgent:
             self._memberships(before, result.state, sid)
         for link in result.links:
             try:
-                kafka.add(self.topics.subject_events, events.encode(link), key=link.subject.encode(),
-                          timestamp_ms=link.event_ms)
+                kafka.add(self.topics.subject_events, events.encode(link),
+                          key=self.state.keys.storage_id(link.subject).encode(), timestamp_ms=link.event_ms)
             except MessageTooLarge as exc:  # an input error: kept as a dead letter, never retried
                 dead.add(msg, "too-large", f"its link to the legal representative would be {exc}")
 

@@ -6,6 +6,9 @@ subject's next due instant in a Redis sorted set. Every ``interval_s`` seconds t
 ``tick`` into the subject-event log (keyed by subject) for every subject whose instant the wall
 clock has passed, then removes the entry if it was not moved meanwhile. The subject agent applies
 the tick like any input; writing firings into the log is what makes time replayable.
+The sorted set holds storage ids (sinks/keys.py: a natural person's ID number only as its
+pseudonym); a person's tick names the clear id read from the subject's state, and is keyed, like
+every subject event, by the storage id.
 
 Guards, so that the timer never amplifies a fault:
 
@@ -28,12 +31,13 @@ import asyncio
 import os
 import socket
 
+import orjson
 import structlog
 
 from creditstream import metrics
 from domain import clock, events
 from sinks.kafka import KafkaSink
-from sinks.keys import Keys
+from sinks.keys import Keys, is_pseudonym
 from streams.topics import Topics
 
 log = structlog.get_logger("creditstream.timer")
@@ -114,13 +118,19 @@ class TimerAgent:
             return 0
         kafka = KafkaSink(self.producer)
         args = []
+        subjects = await self._subject_ids([m.decode() if isinstance(m, bytes) else m for m, _ in due])
         for member, score in due:
-            sid = member.decode() if isinstance(member, bytes) else member
-            args += [sid, int(score)]
-            if self._produced.get(sid) == int(score):
+            stored = member.decode() if isinstance(member, bytes) else member
+            args += [stored, int(score)]
+            if self._produced.get(stored) == int(score):
                 continue  # produced already; its removal did not go through yet
+            sid = subjects.get(stored)
+            if sid is None:  # no state under this storage id: nothing to tick (the entry goes)
+                log.warning("due entry without a subject state removed", stored_id=stored)
+                continue
             event = events.tick(sid, clock.date_of_ms(int(score)))
-            kafka.add(self.topics.subject_events, events.encode(event), key=sid.encode(), timestamp_ms=event.event_ms)
+            kafka.add(self.topics.subject_events, events.encode(event), key=stored.encode(),
+                      timestamp_ms=event.event_ms)
         n = await kafka.flush()
         for member, score in due:
             self._produced[member.decode() if isinstance(member, bytes) else member] = int(score)
@@ -129,6 +139,18 @@ class TimerAgent:
         for member, _ in due:
             self._produced.pop(member.decode() if isinstance(member, bytes) else member, None)
         return n
+
+    async def _subject_ids(self, stored: list[str]) -> dict[str, str]:
+        """Storage id -> subject id of due entries. The due set holds storage ids (sinks/keys.py):
+        an organisation's is its USCC; a person's pseudonym is resolved through its state, which
+        keeps the clear id (the tick names its subject in clear, like every subject event)."""
+        out = {s: s for s in stored if not is_pseudonym(s)}
+        pseudonyms = [s for s in stored if is_pseudonym(s)]
+        if pseudonyms:
+            for s, raw in zip(pseudonyms, await self.redis.mget([self.keys.subject(p) for p in pseudonyms])):
+                if raw is not None:
+                    out[s] = orjson.loads(raw)["id"]
+        return out
 
     async def run(self) -> None:
         self.started.set()

@@ -13,7 +13,16 @@ Measured:
   offered load of ``--rate`` events/s;
 * replay rebuild rate (``creditstream replay`` over the subject-event log of run 1);
 * worker start-up time to the first event, restart time after kill -9 (to the next event
-  handled), peak RSS (VmHWM) of a worker.
+  handled), peak RSS (VmHWM) of a worker;
+* Redis memory per subject: the growth of Redis's ``used_memory`` over pipeline run 1 divided by
+  the subjects it stored;
+* a hot subject: 5,000 inputs to one subject (decisions, corrections, re-sends) through the rules
+  core in this process, with the state serialised after each input: the mean cost of the first and
+  the last 500 (bench/core.py).
+
+``--scale 10000,100000,1000000``: only the pipeline, one run per subject count (2 events per
+subject, generated and produced in chunks): events/s, us per event, peak RSS and Redis bytes per
+subject at each scale.
 
 Prints a table, then one line of JSON (the last line).
 """
@@ -45,14 +54,15 @@ def log(msg: str) -> None:
 # --------------------------------------------------------------------------------------------- set-up
 def settings_for(info, tag: str, **kw) -> Settings:
     return Settings(broker_url=info.broker_url, broker_kind=info.broker_kind, redis_url=info.redis_url,
+                    pseudonym_key=info.pseudonym_key,
                     topic_prefix=f"{tag}.", namespace=tag, consumer_group=f"bench-{tag}", session_timeout_ms=2000,
                     run_dir=str(RUN_DIR / tag), **kw)
 
 
 def env_for(s: Settings, **extra) -> dict:
     env = dict(os.environ)
-    for name in ("broker_url", "broker_kind", "redis_url", "topic_prefix", "namespace", "consumer_group",
-                 "session_timeout_ms", "run_dir", "max_batch", "partitions"):
+    for name in ("broker_url", "broker_kind", "redis_url", "pseudonym_key", "topic_prefix", "namespace",
+                 "consumer_group", "session_timeout_ms", "run_dir", "max_batch", "partitions"):
         env[f"CREDITSTREAM_{name.upper()}"] = str(getattr(s, name))
     env["CREDITSTREAM_LOG_FORMAT"] = "json"
     env["CREDITSTREAM_LOG_LEVEL"] = "WARNING"
@@ -127,6 +137,50 @@ async def produce(s: Settings, events: list[tuple[str, bytes]], *, raw_topic: st
         await producer.stop()
 
 
+async def produce_generated(s: Settings, size: int, subjects: int, chunk: int = 50_000) -> None:
+    """Like :func:`produce` over :func:`generate`'s events, generated chunk by chunk (a million-subject
+    run does not hold its events in memory)."""
+    from creditstream.connections import make_codec
+    from streams.samples import SCHEMA_OF_KIND
+    from streams.synthetic import EventGenerator
+
+    codec = make_codec(Settings())
+    gen = EventGenerator(42, subjects=subjects, duplicate_rate=0.05, correction_rate=0.02, malformed_rate=0.01,
+                         legacy_rate=0.002, start=dt.date.today() - dt.timedelta(days=720))
+    done = 0
+    while done < size:
+        n = min(chunk, size - done)
+        batch = []
+        for _ in range(n):
+            kind, rec = next(gen)
+            batch.append((kind, codec.encode(SCHEMA_OF_KIND[kind], rec)))
+        await produce(s, batch)
+        done += n
+        if size > chunk:
+            log(f"  produced {done:,} of {size:,}")
+
+
+async def redis_used_memory(s: Settings) -> int:
+    from creditstream.connections import redis_client
+
+    r = redis_client(s)
+    try:
+        return int((await r.info("memory"))["used_memory"])
+    finally:
+        await r.aclose()
+
+
+async def stored_subjects(s: Settings) -> int:
+    from creditstream.connections import redis_client
+    from sinks.keys import resolve_keys
+
+    r = redis_client(s)
+    try:
+        return int(await r.scard((await resolve_keys(r, s.namespace)).subjects))
+    finally:
+        await r.aclose()
+
+
 async def topic_size(s: Settings, topic: str) -> int:
     from ops.replay import _log_size
 
@@ -178,10 +232,17 @@ async def wait_until(check, target: int, timeout: float, proc_list=()) -> tuple[
 
 
 # --------------------------------------------------------------------------------------------- runs
-async def pipeline_run(info, tag: str, events, *, workers: int = 1, kill_at: float | None = None) -> dict:
+async def pipeline_run(info, tag: str, events, *, workers: int = 1, kill_at: float | None = None,
+                       generated: tuple[int, int] | None = None) -> dict:
+    """``events``, or ``generated=(size, subjects)`` produced chunk by chunk."""
     s = settings_for(info, tag)
-    await produce(s, events)
+    if generated is not None:
+        await produce_generated(s, *generated)
+        events = range(generated[0])  # only its length is used below
+    else:
+        await produce(s, events)
     progress = Progress(s)
+    used_before = await redis_used_memory(s)
     t_spawn = time.monotonic()
     procs = [spawn(["-m", "creditstream.cli", "worker"], env_for(s), RUN_DIR / tag / f"worker{i}.log")
              for i in range(workers)]
@@ -203,11 +264,13 @@ async def pipeline_run(info, tag: str, events, *, workers: int = 1, kill_at: flo
             out["restart_after_kill_s"] = t_next - t_restart
             await wait_until(progress, n + 1, 900, procs)
             return out
-        t_first, t_done, first = await wait_until(progress, n, 900, procs)
+        t_first, t_done, first = await wait_until(progress, n, max(900, n / 200), procs)
         out["startup_s"] = t_first - t_spawn
         out["events_per_s"] = (n - first) / max(t_done - t_first, 1e-9)
         out["seconds"] = t_done - t_first
         out["peak_rss_mib"] = max(peak_rss_mib(p.pid) for p in procs)
+        out["subjects_stored"] = await stored_subjects(s)
+        out["redis_bytes_per_subject"] = (await redis_used_memory(s) - used_before) / max(out["subjects_stored"], 1)
         out["settings"] = s
         return out
     finally:
@@ -267,6 +330,7 @@ async def latency_run(info, tag: str, rate: int, seconds: float, subjects: int) 
     """Offer ``rate`` events/s for ``seconds``; latency = list change received - input event time."""
     from creditstream.connections import make_codec
     from streams import kafka
+    from streams.samples import SCHEMA_OF_KIND
     from streams.synthetic import EventGenerator
     from streams.topics import Topics
 
@@ -275,6 +339,7 @@ async def latency_run(info, tag: str, rate: int, seconds: float, subjects: int) 
     await kafka.ensure_topics(s)
     proc = spawn(["-m", "creditstream.cli", "worker"], env_for(s), RUN_DIR / tag / "worker.log")
     codec = make_codec(s)
+    await codec.ensure_writer(SCHEMA_OF_KIND["penalty"])  # a remote registry: sample_severe encodes in the loop
     # severe penalties in blacklisted domains: most inputs cause a list change we can time
     gen = EventGenerator(7, subjects=subjects, duplicate_rate=0, correction_rate=0, malformed_rate=0,
                          start=dt.date.today() - dt.timedelta(days=30))
@@ -362,9 +427,13 @@ async def main(args) -> dict:
     stack.down()
     info = stack.up(broker=args.broker)
     stamp = int(time.time())
-    results: dict = {"broker": stack.broker_description()}
-    log(f"broker: {results['broker']}")
+    results: dict = {"broker": args.broker, "broker_description": stack.broker_description(),
+                     "subjects": args.subjects}
+    log(f"broker: {results['broker_description']}")
     try:
+        if args.scale:
+            results["scale"] = await scale_runs(info, stamp, [int(v) for v in args.scale.split(",")])
+            return results
         log(f"generating {args.size} events over {args.subjects} subjects")
         events = generate(args.size, args.subjects)
         if args.profile:
@@ -372,6 +441,11 @@ async def main(args) -> dict:
             r = await profile_run(info, f"b{stamp}s", events)
             results.update(size=args.size, subjects=args.subjects, profiled_events_per_s=r["events_per_s"],
                            profile=r["profile"], profile_file=r["profile_file"])
+            return results
+        if args.checks_only:
+            log("one pipeline run to build the state the check API reads")
+            r = await pipeline_run(info, f"b{stamp}c", events)
+            results.update(size=args.size, **await checks_part(r["settings"], args))
             return results
         pipeline, rss, startup = [], [], []
         first_settings = None
@@ -381,7 +455,10 @@ async def main(args) -> dict:
             pipeline.append(r["events_per_s"])
             rss.append(r["peak_rss_mib"])
             startup.append(r["startup_s"])
-            first_settings = first_settings or r["settings"]
+            if first_settings is None:
+                first_settings = r["settings"]
+                results.update(redis_bytes_per_subject=r["redis_bytes_per_subject"],
+                               subjects_stored=r["subjects_stored"])
             log(f"  {r['events_per_s']:,.0f} events/s, start-up {r['startup_s']:.2f}s, "
                 f"peak RSS {r['peak_rss_mib']:.0f} MiB")
         log("replay of run 1's subject-event log")
@@ -398,6 +475,12 @@ async def main(args) -> dict:
         killed = await pipeline_run(info, f"b{stamp}k", events[: max(2000, len(events) // 4)], kill_at=0.3)
         log(f"latency at {args.rate} events/s for {args.latency_seconds}s")
         lat = await latency_run(info, f"b{stamp}l", args.rate, args.latency_seconds, args.subjects)
+        results.update(await checks_part(first_settings, args))
+        if args.hot:
+            from bench.core import hot_subject
+
+            log(f"hot subject: {args.hot} inputs to one subject (rules core + state dump, in process)")
+            results.update(hot_subject(args.hot))
         results.update({
             "size": args.size,
             "runs": args.runs,
@@ -422,6 +505,54 @@ async def main(args) -> dict:
     return results
 
 
+async def checks_part(s: Settings, args) -> dict:
+    """The check API (bench/checks.py) on the state of a pipeline run: ``check_p50_ms``, ``check_p99_ms``."""
+    from bench.checks import check_run
+
+    log(f"check API: {args.check_rate} checks/s for {args.check_seconds:g}s (open loop)")
+    r = await check_run(s, env_for(s), RUN_DIR / s.namespace / "api.log", rate=args.check_rate,
+                        seconds=args.check_seconds)
+    log(f"  p50 {r['check_p50_ms']} ms, p99 {r['check_p99_ms']} ms, {r['check_errors']} errors, "
+        f"{r['check_audit_recorded']} audit records ({r['check_audit_dropped']} dropped)")
+    return r
+
+
+def render_checks(r: dict) -> str:
+    def f(v):
+        return "n/a" if v is None else f"{v:,.2f}"
+
+    return "\n".join([
+        f"creditstream benchmark, check API ({r['broker']}): GET /check, {r['check_offered_rate']}/s offered, "
+        f"open loop, on {r['size']:,} events' state",
+        f"  p50 {f(r['check_p50_ms'])} ms   p99 {f(r['check_p99_ms'])} ms (goal < 5 ms)   "
+        f"max {f(r['check_max_ms'])} ms",
+        f"  {r['check_samples']:,} answers, {r['check_errors']} errors, achieved {f(r['check_achieved_rate'])}/s"])
+
+
+async def scale_runs(info, stamp: int, scales: list[int]) -> list[dict]:
+    """One pipeline run per subject count (2 events per subject): is the cost per event flat?"""
+    out = []
+    for subjects in scales:
+        size = 2 * subjects
+        log(f"scale: {subjects:,} subjects, {size:,} events")
+        r = await pipeline_run(info, f"b{stamp}x{subjects}", None, generated=(size, subjects))
+        row = {"subjects": subjects, "events": size, "events_per_s": r["events_per_s"],
+               "us_per_event": 1e6 / r["events_per_s"], "peak_rss_mib": r["peak_rss_mib"],
+               "subjects_stored": r["subjects_stored"], "redis_bytes_per_subject": r["redis_bytes_per_subject"]}
+        log(f"  {row['events_per_s']:,.0f} ev/s ({row['us_per_event']:.0f} us/event), peak RSS "
+            f"{row['peak_rss_mib']:.0f} MiB, Redis {row['redis_bytes_per_subject']:,.0f} B/subject")
+        out.append(row)
+    return out
+
+
+def render_scale(r: dict) -> str:
+    lines = [f"creditstream benchmark, scale ({r['broker']}): pipeline only, 1 worker, 2 events per subject",
+             f"  {'subjects':>10} {'events/s':>10} {'us/event':>9} {'peak RSS MiB':>13} {'Redis B/subject':>16}"]
+    lines += [f"  {x['subjects']:>10,} {x['events_per_s']:>10,.0f} {x['us_per_event']:>9,.0f} "
+              f"{x['peak_rss_mib']:>13,.0f} {x['redis_bytes_per_subject']:>16,.0f}" for x in r["scale"]]
+    return "\n".join(lines)
+
+
 def render(r: dict) -> str:
     def f(v, unit=""):
         return "n/a" if v is None else (f"{v:,.0f}{unit}" if abs(v) >= 100 else f"{v:,.2f}{unit}")
@@ -441,9 +572,14 @@ def render(r: dict) -> str:
         ("peak RSS of a worker", f(r["peak_rss_mib"], " MiB"), ""),
         ("two workers", f(r["two_workers_events_per_s"], " ev/s") + f"  ({r['two_workers_ratio']:.2f}x)",
          "goal > 1 worker"),
+        ("Redis memory per subject", f(r.get("redis_bytes_per_subject"), " B"), f"{r['subjects']:,} subjects"),
+        (f"check API p50 / p99 at {r.get('check_offered_rate')}/s",
+         f"{f(r.get('check_p50_ms'))} / {f(r.get('check_p99_ms'))} ms", "goal p99 < 5 ms"),
+        ("hot subject, first / last 500 of 5,000",
+         f"{f(r.get('hot_subject_us_per_event_first'))} / {f(r.get('hot_subject_us_per_event_last'))} us", "core"),
     ]
     width = max(len(a) for a, _, _ in rows)
-    lines = [f"creditstream benchmark: {r['size']:,} events, {r['runs']} run(s), this machine"]
+    lines = [f"creditstream benchmark: {r['size']:,} events, {r['runs']} run(s), {r['broker']}, this machine"]
     lines += [f"  {a:<{width}}  {b:>24}  {c}" for a, b, c in rows]
     return "\n".join(lines)
 
@@ -458,8 +594,17 @@ def cli() -> None:
     p.add_argument("--runs", type=int, default=3, help="runs per measurement, medians reported (default 3)")
     p.add_argument("--rate", type=int, default=1000, help="offered load for the latency run (default 1000/s)")
     p.add_argument("--latency-seconds", type=float, default=20.0, help="length of the latency run (default 20)")
+    p.add_argument("--hot", type=int, default=5000,
+                   help="inputs to one hot subject, timed through the rules core (default 5000; 0: skip)")
+    p.add_argument("--scale", metavar="SUBJECTS,...",
+                   help="only the pipeline, one run per subject count (e.g. 10000,100000,1000000; 2 events per "
+                        "subject): per-event cost, peak RSS and Redis bytes per subject as subjects grow")
     p.add_argument("--profile", action="store_true",
                    help="one pipeline run with py-spy sampling the worker: where its time goes, by area")
+    p.add_argument("--check-rate", type=int, default=500, help="offered GET /check load (default 500/s)")
+    p.add_argument("--check-seconds", type=float, default=10.0, help="length of the check run (default 10)")
+    p.add_argument("--checks-only", action="store_true",
+                   help="only the check API: one pipeline run builds the state, then GET /check at --check-rate")
     args = p.parse_args()
     results = asyncio.run(main(args))
     if args.profile:
@@ -467,6 +612,14 @@ def cli() -> None:
 
         log(f"{results['profiled_events_per_s']:,.0f} events/s under the profiler")
         print(render_profile(results["profile"]) if results["profile"] else "no profile (py-spy failed?)")
+        print(json.dumps(results, sort_keys=True, default=str))
+        return
+    if args.scale:
+        print(render_scale(results))
+        print(json.dumps(results, sort_keys=True, default=str))
+        return
+    if args.checks_only:
+        print(render_checks(results))
         print(json.dumps(results, sort_keys=True, default=str))
         return
     print(render(results))

@@ -36,10 +36,48 @@ def penalty(i: int, decided: dt.date) -> dict:
             "revoked": False, "legal_rep": None, "simplified_procedure": False, "fields": {}, "event_id": None}
 
 
+def hot_subject(inputs: int = 5000, window: int = 500, seed: int = 5) -> dict:
+    """One subject fed ``inputs`` inputs (85% new decisions, 10% corrections of an earlier decision,
+    5% re-sends of an earlier input), through the rules core with the state serialised after each
+    input (what the pipeline writes for a subject touched by a batch). Returns the mean cost per input
+    of the first and the last ``window`` inputs (us) and the state size at the end."""
+    import random
+
+    rng = random.Random(seed)
+    rules, cal = load_rulebook(), WorkingCalendar()
+    arrival = due_ms("2026-11-30") + 36_000_000
+    start = dt.date(2021, 1, 4)
+    sent: list = []
+    state, times = None, []
+    for n in range(inputs):
+        r = rng.random()
+        if sent and r < 0.05:
+            ev = rng.choice(sent)  # a re-send: the same input again
+        elif sent and r < 0.15:
+            i = int(rng.choice(sent).origin.rsplit("/", 1)[1])  # a newer version of decision i
+            rec = dict(penalty(i, start + dt.timedelta(days=i % 2000)), fields={"remarks": f"更正{n}"})
+            ev = events.of_record(SUBJECT, "uscc", f"creditstream.penalty/2/{i}-{n}", rec, arrival)
+        else:
+            ev = events.of_record(SUBJECT, "uscc", f"creditstream.penalty/0/{n}",
+                                  penalty(n, start + dt.timedelta(days=n % 2000)), arrival)
+            sent.append(ev)
+        t0 = time.perf_counter()
+        state = step(state, ev, rules, cal).state
+        orjson.dumps(state)
+        times.append((time.perf_counter() - t0) * 1e6)
+    return {"hot_subject_inputs": inputs,
+            "hot_subject_us_per_event_first": round(statistics.fmean(times[:window]), 1),
+            "hot_subject_us_per_event_last": round(statistics.fmean(times[-window:]), 1),
+            "hot_subject_state_kib": len(orjson.dumps(state)) // 1024,
+            "hot_subject_measured": "rules core + state JSON dump per input, in process"}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.core", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100,1000,5000", help="subject sizes (records), comma separated")
     parser.add_argument("--repeat", type=int, default=50, help="inputs timed at each size (median reported)")
+    parser.add_argument("--hot", type=int, default=5000,
+                        help="inputs to one hot subject (decisions, corrections, re-sends; 0: skip)")
     args = parser.parse_args(argv)
     rules, cal = load_rulebook(), WorkingCalendar()
     arrival = due_ms("2026-11-30") + 36_000_000
@@ -63,7 +101,12 @@ def main(argv=None) -> int:
         kib = len(orjson.dumps(state)) // 1024
         out[str(size)] = {"ms_per_input": round(ms, 3), "state_kib": kib}
         print(f"{size:>8} {ms:>18.3f} {kib:>10}")
-    print(json.dumps({"core_per_input": out}))
+    hot = hot_subject(args.hot) if args.hot else {}
+    if hot:
+        print(f"hot subject, {args.hot} inputs: {hot['hot_subject_us_per_event_first']:,.0f} us/input (first 500), "
+              f"{hot['hot_subject_us_per_event_last']:,.0f} us/input (last 500), "
+              f"state {hot['hot_subject_state_kib']} KiB")
+    print(json.dumps({"core_per_input": out, **hot}))
     return 0
 
 

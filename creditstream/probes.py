@@ -22,15 +22,17 @@ class ServiceUnreachable(Exception):
         super().__init__("; ".join(f"{s} at {a}: {r}" for s, a, r in outages))
 
 
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:@/\s]*)(?::[^@/\s]*)?@")
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:@/\s]*)(?P<password>:[^@\s]*)?@")
 
 
 def mask_url(text: str) -> str:
     """``text`` with the password of every ``scheme://user:password@`` masked the way
-    ``config check`` masks ``redis_url`` (``user:***@``, or ``***@`` without a user)."""
+    ``config check`` masks ``redis_url`` and ``schema_registry`` (settings.mask_secret:
+    ``user:***@``, or ``***@`` without a user or without a password, where the user part may be a
+    token)."""
     def repl(m: re.Match) -> str:
         user = m.group("user")
-        return f"{m.group('scheme')}{user}:***@" if user else f"{m.group('scheme')}***@"
+        return f"{m.group('scheme')}{user}:***@" if user and m.group("password") else f"{m.group('scheme')}***@"
 
     return _USERINFO.sub(repl, text)
 
@@ -54,11 +56,8 @@ def _one_line(text: object, limit: int = 300) -> str:
 
 def _registry_outage(exc) -> bool:
     """A RegistryError that means the registry is down (unreachable, or a 5xx / 408 / 429 answer),
-    not that it refused a schema (4xx: not an outage)."""
-    status = getattr(exc, "status", None)
-    if status is None:
-        return "unreachable" in str(exc)
-    return status >= 500 or status in (408, 429)
+    not that it refused a schema or the credentials (4xx: not an outage): ``RegistryError.outage``."""
+    return bool(getattr(exc, "outage", False))
 
 
 async def _probe_redis(settings, timeout: float) -> None:
@@ -119,23 +118,12 @@ async def _probe_kafka(settings, timeout: float) -> None:
             quiet.propagate = propagate
 
 
-def _probe_registry(settings, timeout: float) -> None:
-    import urllib.error
-    import urllib.request
+async def _probe_registry(settings, timeout: float) -> None:
+    """The registry answers ``GET /subjects`` within ``timeout`` (with the configured credentials and
+    TLS): the same client as the commands use (creditstream/connections.py)."""
+    from creditstream.connections import registry_client
 
-    from streams.codec import RegistryError
-
-    url = settings.schema_registry.rstrip("/") + "/subjects"
-    request = urllib.request.Request(url, headers={"Accept": "application/vnd.schemaregistry.v1+json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            response.read(0)
-    except urllib.error.HTTPError as exc:
-        if exc.code >= 500 or exc.code in (408, 429):
-            raise RegistryError(f"HTTP {exc.code} {exc.reason}", status=exc.code) from None
-        # any other answer (401, 404, ...) means it is there
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise RegistryError(f"unreachable: {getattr(exc, 'reason', exc)}") from None
+    await registry_client(settings).check(timeout=timeout)
 
 
 def probe_services(settings, needs: set[str], timeout: float = CONNECT_TIMEOUT_S) -> None:
@@ -148,7 +136,7 @@ def probe_services(settings, needs: set[str], timeout: float = CONNECT_TIMEOUT_S
     if KAFKA in needs:
         probes[KAFKA] = lambda: _probe_kafka(settings, timeout)
     if REGISTRY in needs and settings.schema_registry != "local":
-        probes[REGISTRY] = lambda: asyncio.to_thread(_probe_registry, settings, timeout)
+        probes[REGISTRY] = lambda: _probe_registry(settings, timeout)
     if not probes:
         return
 

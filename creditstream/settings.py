@@ -19,9 +19,13 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ENV_PREFIX = "CREDITSTREAM_"
-SECRET_FIELDS = frozenset({"redis_url", "sasl_password", "ssl_password"})
+SECRET_FIELDS = frozenset({"redis_url", "sasl_password", "ssl_password", "api_tls_password", "pseudonym_key",
+                           "schema_registry", "schema_registry_password", "schema_registry_token"})
+URL_FIELDS = frozenset({"redis_url", "schema_registry"})
+"""Secret settings that are URLs: only the password in them is masked (``user:***@``)."""
 
 
 class SettingsError(ValueError):
@@ -38,7 +42,23 @@ class Settings:
     worked around, see docs/broker.md)."""
     redis_url: str = "redis://127.0.0.1:6379/0"
     schema_registry: str = "local"
-    """``local`` (built from schemas/, ids are stable) or the URL of a Confluent-compatible registry."""
+    """``local`` (built from schemas/, ids are stable) or the URL of a Confluent-compatible registry
+    (``https://user:password@host:8081`` is accepted: the password is masked wherever it is shown)."""
+    schema_registry_username: str = ""
+    schema_registry_password: str = ""
+    """HTTP basic auth for the schema registry (or ``user:password@`` in its URL, not both)."""
+    schema_registry_token: str = ""
+    """A bearer token for the schema registry (``Authorization: Bearer``), instead of basic auth."""
+    schema_registry_ca_file: str = ""
+    """The CA bundle (PEM) that signed the registry's TLS certificate; empty: the system's CAs."""
+    schema_registry_certfile: str = ""
+    schema_registry_keyfile: str = ""
+    """A client certificate and its key (PEM) for a registry that asks for one (mutual TLS)."""
+    schema_registry_timeout_s: float = 5.0
+    """How long one request to the schema registry may take (connect and answer, seconds)."""
+    schema_registry_retries: int = 2
+    """How many times a request is repeated after a connection error, a timeout or a 5xx answer
+    (exponential backoff from 0.2 s); a 4xx answer never is."""
     topic_prefix: str = "creditstream."
     partitions: int = 4
     replication_factor: int = 1
@@ -60,11 +80,23 @@ class Settings:
     ssl_keyfile: str = ""
     ssl_password: str = ""
 
+    # --- personal information (RULES.md 7) ------------------------------------------------
+    pseudonym_key: str = ""
+    """Secret key of the pseudonyms natural persons are stored under: a person's ID number never
+    appears in a Redis key, set member or Kafka message key, only ``p.`` + HMAC-SHA256 of it under
+    this key (sinks/keys.py). Required (at least 32 characters, e.g. ``openssl rand -hex 32``), the
+    same in every worker and reader, and never changed once state is stored (a new key makes the
+    stored persons unreachable until ``creditstream replay --switch``). The embedded stack
+    generates one."""
+
     # --- worker tuning ------------------------------------------------------------------
     consumer_group: str = "creditstream"
     session_timeout_ms: int = 10_000
     max_batch: int = 2_000
     """Most records one agent handles as one unit of work (one Redis round trip, one produce batch)."""
+    state_cache_mb: int = 256
+    """Memory (estimated, MiB) for the subject states a worker keeps of the partitions it owns, so that
+    a batch reads from Redis only the subjects it does not hold (sinks/redis_state.py); 0: none."""
     fetch_wait_ms: int = 50
     producer_linger_ms: int = 5
     max_message_bytes: int = 1_048_588
@@ -72,8 +104,15 @@ class Settings:
     ``message.max.bytes`` (default 1,048,588). A subject event or list change over it is an input
     error (dead-lettered as ``too-large``), never retried; the dead-letter topic is created with
     64 KiB more, so a department message at the limit still fits with the reason headers."""
+    dead_letter_retention_days: float = 90.0
+    """How long the dead-letter topic keeps dead letters (their original bytes hold names and ID
+    numbers: RULES.md 7): its ``retention.ms``, set when the topic is created; ``creditstream topics``
+    reports an existing topic that differs and ``topics --apply`` changes it. 0 keeps them forever."""
     feedback_workdays: int = 10
     """Working days after which a list change without joint-punishment feedback is reported."""
+    stall_after_s: float = 60.0
+    """An agent that has held one batch (retrying) this long, or has events waiting and processed none
+    for this long, is reported stalled by its worker's heartbeat and /health (seconds)."""
     timer_interval_s: float = 1.0
     """How often the timer agent looks for due instants (seconds)."""
     timer_lease_s: float = 10.0
@@ -84,8 +123,26 @@ class Settings:
     """Shifts this worker's clock (seconds): for tests of a skewed clock only."""
     web_port: int = 6066
     web_bind: str = "127.0.0.1"
-    """Address `creditstream worker --web` serves the API and /metrics on: loopback unless set (the API has
-    no authentication yet: expose it only behind an authenticating reverse proxy)."""
+    """Address the query API listens on (`creditstream worker --web`, and `creditstream api` unless --host):
+    loopback unless set. Any other address needs ``api_tokens_file`` (the API refuses to start without)."""
+    api_tokens_file: str = ""
+    """TOML file of the API's bearer tokens, each with a client name and a role (public / personal):
+    creditstream/access.py, docs/operations.md. Empty: no authentication (loopback only)."""
+    api_anonymous_role: str = "public"
+    """Role of requests when no token file is set: ``public`` (personal data masked) or ``personal``."""
+    api_tls_certfile: str = ""
+    """PEM certificate (chain) the API serves HTTPS with; with ``api_tls_keyfile``. Empty: plain HTTP."""
+    api_tls_keyfile: str = ""
+    api_tls_password: str = ""
+    """Password of ``api_tls_keyfile``, if it is encrypted."""
+    check_batch_max: int = 200
+    """Most subjects one batch check (``POST /check``, e.g. every bidder of a tender) may name; more: 413."""
+    check_audit_flush_ms: int = 200
+    """How often the API produces the check-audit records it buffered (ms): a check's answer never
+    waits for the broker (docs/checks.md, "The check API")."""
+    check_audit_buffer: int = 50_000
+    """Most check-audit records the API holds while the broker is slow or down; beyond it new
+    records are dropped (counted in ``creditstream_check_audit_dropped_total``, logged)."""
     log_level: str = "INFO"
     log_format: str = "auto"
     """``auto`` (console on a terminal, JSON otherwise), ``console`` or ``json``."""
@@ -155,8 +212,7 @@ class Settings:
             problems.append(f"broker_kind: {self.broker_kind!r} is not 'kafka' or 'tansu'")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             problems.append("redis_url: must start with redis://, rediss:// or unix://")
-        if self.schema_registry != "local" and not self.schema_registry.startswith(("http://", "https://")):
-            problems.append("schema_registry: 'local' or an http(s) URL")
+        problems += self._registry_problems()
         if self.partitions < 1:
             problems.append("partitions: must be >= 1")
         if self.replication_factor < 1:
@@ -167,24 +223,82 @@ class Settings:
             problems.append("sasl_mechanism: required with a SASL security_protocol")
         if self.sasl_mechanism and self.sasl_mechanism not in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
             problems.append(f"sasl_mechanism: {self.sasl_mechanism!r} is not PLAIN or SCRAM-SHA-256/512")
-        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "rules_file", "calendar_file"):
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "rules_file", "calendar_file",
+                     "schema_registry_ca_file", "schema_registry_certfile", "schema_registry_keyfile"):
             path = getattr(self, name)
             if path and not Path(path).is_file():
                 problems.append(f"{name}: {path} does not exist")
+        if self.dead_letter_retention_days < 0:
+            problems.append("dead_letter_retention_days: 0 (keep forever) or more")
+        if self.check_batch_max < 1 or self.check_audit_flush_ms < 1 or self.check_audit_buffer < 1:
+            problems.append("check_batch_max, check_audit_flush_ms, check_audit_buffer: must be >= 1")
         if self.max_batch < 1:
             problems.append("max_batch: must be >= 1")
+        if self.state_cache_mb < 0:
+            problems.append("state_cache_mb: 0 (no cache) or more")
         if not 1024 <= self.max_message_bytes <= 3 * 1024 * 1024:
             problems.append("max_message_bytes: between 1024 and 3145728 (the producer sends requests of up to 4 MiB)")
+        if not self.pseudonym_key:
+            problems.append("pseudonym_key: not set; natural persons' ID numbers are stored only under keyed "
+                            "pseudonyms (RULES.md 7): set a random secret of at least 32 characters "
+                            "(openssl rand -hex 32), the same in every worker and reader")
+        elif len(self.pseudonym_key) < 32:
+            problems.append("pseudonym_key: at least 32 characters (openssl rand -hex 32)")
         if self.log_format not in ("auto", "console", "json"):
             problems.append("log_format: auto, console or json")
+        from creditstream.access import settings_problems
+
+        problems += settings_problems(self)
         return problems
+
+    def _registry_problems(self) -> list[str]:
+        if self.schema_registry == "local":
+            return []
+        url = urlsplit(self.schema_registry)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            return ["schema_registry: 'local' or an http(s) URL"]
+        problems = []
+        in_url = "@" in url.netloc
+        if in_url and (self.schema_registry_username or self.schema_registry_password):
+            problems.append("schema_registry_username / schema_registry_password: the schema_registry URL has "
+                            "user:password@ already; give the credentials in one place")
+        if self.schema_registry_password and not self.schema_registry_username:
+            problems.append("schema_registry_password: needs schema_registry_username")
+        if self.schema_registry_token and (in_url or self.schema_registry_username):
+            problems.append("schema_registry_token: a bearer token or basic-auth credentials, not both")
+        if self.schema_registry_keyfile and not self.schema_registry_certfile:
+            problems.append("schema_registry_keyfile: needs schema_registry_certfile (the client certificate)")
+        tls = [n for n in ("schema_registry_ca_file", "schema_registry_certfile", "schema_registry_keyfile")
+               if getattr(self, n)]
+        if tls and url.scheme != "https":
+            problems.append(f"{', '.join(tls)}: TLS settings need an https:// schema_registry URL")
+        if self.schema_registry_timeout_s <= 0:
+            problems.append("schema_registry_timeout_s: must be > 0")
+        if self.schema_registry_retries < 0:
+            problems.append("schema_registry_retries: must be >= 0")
+        return problems
+
+    def warnings(self) -> list[str]:
+        """What is allowed but unsafe for production, as sentences (``config check`` prints them)."""
+        out = []
+        if self.redis_url.startswith(("redis://", "rediss://")):
+            from urllib.parse import urlsplit
+
+            if not urlsplit(self.redis_url).password:
+                out.append("redis_url has no password: the state store holds personal information and access to "
+                           "it must be authenticated (RULES.md 7); use redis://USER:PASSWORD@HOST/DB with an ACL "
+                           "user (deploy/redis.acl)")
+        return out
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
 
 def mask_secret(name: str, value: str) -> str:
-    if name == "redis_url":
+    """A secret setting as it may be shown: ``***``, or for a URL (:data:`URL_FIELDS`) the URL with
+    its password masked (``scheme://user:***@host``; ``***@`` when it has no user, or no password:
+    then the user part may be a token)."""
+    if name in URL_FIELDS:
         # redis://user:password@host:port/db -> redis://user:***@host:port/db
         scheme, sep, rest = value.partition("://")
         if "@" in rest:

@@ -37,6 +37,7 @@ __all__ = [
     "is_valid_org_code",
     "is_valid_resident_id",
     "is_valid_reg_no",
+    "may_be_resident_id",
     "uscc_shape_ok",
     "classify",
     "org_code_of_uscc",
@@ -216,6 +217,20 @@ def category_of_uscc(code: str) -> str:
     """Authority + category chars of a USCC (chars 1-2): e.g. ``91`` enterprise,
     ``92`` individual business (个体工商户), ``93`` farmers' cooperative."""
     return _uscc_part(code, slice(0, 2))
+
+
+def may_be_resident_id(code: str) -> bool:
+    """True if ``code`` (as given: not normalised) is, or may be, a natural person's ID number: 15
+    digits (a first-generation ID card), or 17 digits and a digit or X that pass the GB 11643 check,
+    look like an ID (``ID_PATTERN``: a plausible birth date) or start with a province code. Errs on
+    the side of yes, as the log mask does (a mistyped ID is still personal); a code with a letter
+    before its last character (most USCCs) is never one. The storage layout keeps such codes out of
+    Redis key names and Kafka message keys (sinks/keys.py)."""
+    if len(code) == 15:
+        return code.isascii() and code.isdigit()
+    if len(code) != 18 or not (code[:17].isascii() and code[:17].isdigit()) or code[17] not in "0123456789Xx":
+        return False
+    return bool(ID_PATTERN.fullmatch(code)) or _ric_ok(code.upper()) or code[:2] in _PROVINCES
 
 
 def mask_id(code: str) -> str:

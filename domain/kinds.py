@@ -32,6 +32,8 @@ KINDS: tuple[Kind, ...] = (
          "列入/移出决定 listing or removal decision"),
     Kind("feedback", "creditstream.JointPunishmentFeedback", "feedback", "feedback", "联合惩戒反馈 feedback"),
     Kind("list_change", "creditstream.ListChange", "list_changes", "output", "名单变动 list change (downstream)"),
+    Kind("check_audit", "creditstream.CheckAudit", "check_audit", "output",
+         "信用核查记录 a credit check answered by the check API (应查必查, 奖惩到位)"),
 )
 
 BY_NAME = {k.name: k for k in KINDS}
@@ -42,3 +44,4 @@ INPUT_KINDS = tuple(k.name for k in KINDS if k.role != "output")
 INGEST_SCHEMAS = frozenset(k.schema for k in KINDS if k.role in ("decision", "credit_office", "feedback"))
 REGISTRATION_SCHEMA = BY_NAME["registration"].schema
 LIST_CHANGE_SCHEMA = BY_NAME["list_change"].schema
+CHECK_AUDIT_SCHEMA = BY_NAME["check_audit"].schema

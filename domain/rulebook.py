@@ -7,6 +7,12 @@ lists core (``domain.lists``) asks it questions, it never looks at Kafka, Redis 
 
 Rules in force by date (RULES.md 3): ``regime_for(decision_date)`` picks the regime whose ``from``
 is the latest on or before the decision date (the earliest regime also covers older decisions).
+
+The measures catalogue (奖惩措施清单, RULES.md 8): the matters a credit check can be asked about
+(``[matter.<name>]``) and the measures (``[[measure]]``) each list triggers for them, with the policy
+source of each; ``measures_for(matter)`` answers them (domain/checks.py applies them at an instant).
+A measure's ``lists`` name its triggers (see ``TRIGGER_FORMS``); an unknown list, matter or effect,
+or a measure without a source, is a ``RulebookError``.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from domain.types import Doc, View
+from domain.vocabulary import LIST_DOMAINS, LISTING_REASONS
 
 __all__ = [
     "DEFAULT_PATH",
@@ -31,6 +38,10 @@ __all__ = [
     "Tier",
     "BlacklistRule",
     "CourtDebtorRule",
+    "EFFECTS",
+    "Matter",
+    "Measure",
+    "TRIGGER_FORMS",
     "load_rulebook",
     "default_rulebook",
 ]
@@ -39,6 +50,18 @@ DEFAULT_PATH = Path(__file__).with_name("rules_default.toml")
 TIERS = ("minor", "general", "severe")
 # Record kinds an operator rule can match (listing decisions and court listings are lists already).
 RULE_KINDS = frozenset(("penalty", "action", "license"))
+# What a measure does: restrict / prohibit (punishment), review (extra review conditions, focused
+# supervision), incentive (red list).
+EFFECTS = ("prohibit", "restrict", "review", "incentive")
+# The lists a measure can name as its triggers.
+TRIGGER_FORMS = (
+    "blacklist",                   # on the blacklist of any domain (严重失信主体名单)
+    "blacklist:<domain>",          # on that domain's blacklist
+    "court_debtor",                # on the court-debtor list (失信被执行人)
+    "court_debtor:<reason>",       # ... by a listing with that reason (refuse_with_ability: 有履行能力而拒不履行)
+    "escalated",                   # on blacklists of escalation.min_domains domains or more
+    "red_list",                    # three clean years (守信激励); incentives only
+)
 
 
 class RulebookError(ValueError):
@@ -79,6 +102,28 @@ class CourtDebtorRule:
 
 
 @dataclass(frozen=True)
+class Matter:
+    """A matter a credit check is made for (事项): government procurement, licensing, ..."""
+
+    name: str
+    zh: str
+    en: str
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One entry of the measures catalogue: what ``lists`` trigger for ``matters``, and why."""
+
+    id: str
+    matters: tuple[str, ...]
+    effect: str              # one of EFFECTS
+    lists: tuple[str, ...]   # triggers, see TRIGGER_FORMS
+    description_zh: str
+    description_en: str
+    source: str              # the policy text it rests on
+
+
+@dataclass(frozen=True)
 class Rulebook:
     version: str
     regimes: tuple[Regime, ...]  # sorted by start
@@ -96,6 +141,8 @@ class Rulebook:
     objection_platform_workdays: int
     objection_provider_workdays: int
     source: str = ""
+    matters: dict[str, Matter] = field(default_factory=dict)
+    measures: tuple[Measure, ...] = ()
 
     # ---------------------------------------------------------------------------- publicity
 
@@ -192,6 +239,15 @@ class Rulebook:
     def objection_workdays(self, provider_verification: bool) -> int:
         return self.objection_provider_workdays if provider_verification else self.objection_platform_workdays
 
+    # ---------------------------------------------------------------------------- measures
+
+    def measures_for(self, matter: str) -> tuple[Measure, ...]:
+        """The catalogue's measures for one matter, in file order. Raises ``KeyError`` for a matter
+        the catalogue does not know (the caller says which matters it knows)."""
+        if matter not in self.matters:
+            raise KeyError(matter)
+        return tuple(m for m in self.measures if matter in m.matters)
+
 
 # -------------------------------------------------------------------------------------------- loading
 
@@ -287,6 +343,9 @@ def rulebook_from_dict(data: Doc, *, source: str = "") -> Rulebook:
     escalation = _table(data, "escalation", required=True)
     red_list = _table(data, "red_list", required=True)
     objection = _table(data, "objection", required=True)
+    matters = _matters(data)
+    known_domains = LIST_DOMAINS | set(domains) | {r.list_domain for r in rules} | {court_rule.domain}
+    measures = _measures(data, matters, known_domains)
     return Rulebook(
         version=version.strip(),
         regimes=regimes,
@@ -306,7 +365,83 @@ def rulebook_from_dict(data: Doc, *, source: str = "") -> Rulebook:
         objection_provider_workdays=_int(objection, "objection.provider_verification_workdays",
                                          "provider_verification_workdays", minimum=1),
         source=source,
+        matters=matters,
+        measures=measures,
     )
+
+
+def _matters(data: Doc) -> dict[str, Matter]:
+    out = {}
+    for name, table in _table(data, "matter", required=False).items():
+        where = f"matter.{name}"
+        if not isinstance(table, dict):
+            raise RulebookError(f"{where}: not a table (zh, en)")
+        _only(table, where, {"zh", "en"})
+        out[name] = Matter(name, _str(table, f"{where}.zh", "zh"), _str(table, f"{where}.en", "en"))
+    return out
+
+
+def _measures(data: Doc, matters: dict[str, Matter], known_domains: set[str] | frozenset[str]
+              ) -> tuple[Measure, ...]:
+    raw = data.get("measure", [])
+    if not isinstance(raw, list):
+        raise RulebookError("measure: not an array of tables ([[measure]])")
+    if raw and not matters:
+        raise RulebookError("measure: measures are listed but no [matter.<name>] is")
+    out: list[Measure] = []
+    seen: set[str] = set()
+    for i, table in enumerate(raw):
+        if not isinstance(table, dict):
+            raise RulebookError(f"measure[{i}]: not a table")
+        mid = _str(table, f"measure[{i}].id", "id").strip()
+        where = f"measure {mid!r}"
+        if mid in seen:
+            raise RulebookError(f"{where}: duplicate id")
+        seen.add(mid)
+        _only(table, where, {"id", "matters", "effect", "lists", "description_zh", "description_en", "source"})
+        names = _str_list(table, f"{where}.matters", "matters", default=[])
+        if not names:
+            raise RulebookError(f"{where}.matters: missing or empty (known: {sorted(matters)})")
+        unknown = sorted(set(names) - set(matters))
+        if unknown:
+            raise RulebookError(f"{where}.matters: unknown matter(s) {unknown} (known: {sorted(matters)}; "
+                                f"add a [matter.<name>] table)")
+        effect = table.get("effect")
+        if effect not in EFFECTS:
+            raise RulebookError(f"{where}.effect: {effect!r} is not one of {EFFECTS}")
+        lists = _str_list(table, f"{where}.lists", "lists", default=[])
+        if not lists:
+            raise RulebookError(f"{where}.lists: missing or empty (forms: {', '.join(TRIGGER_FORMS)})")
+        for name in lists:
+            problem = _trigger_problem(name, known_domains)
+            if problem:
+                raise RulebookError(f"{where}.lists: unknown list {name!r}: {problem}")
+        if effect == "incentive" and set(lists) != {"red_list"}:
+            raise RulebookError(f"{where}: an incentive is triggered by the red list only, not {lists}")
+        if effect != "incentive" and "red_list" in lists:
+            raise RulebookError(f"{where}: the red list triggers incentives only, not effect {effect!r}")
+        if "source" not in table or not isinstance(table["source"], str) or not table["source"].strip():
+            raise RulebookError(f"{where}.source: missing (name the policy text the measure rests on, "
+                                f"e.g. \"豫政〔2016〕65号\")")
+        out.append(Measure(
+            id=mid, matters=tuple(dict.fromkeys(names)), effect=effect, lists=tuple(dict.fromkeys(lists)),
+            description_zh=_str(table, f"{where}.description_zh", "description_zh").strip(),
+            description_en=_str(table, f"{where}.description_en", "description_en").strip(),
+            source=table["source"].strip()))
+    return tuple(out)
+
+
+def _trigger_problem(name: str, known_domains: set[str] | frozenset[str]) -> str | None:
+    """Why a measure's trigger is not a list the rules know (None: it is)."""
+    head, sep, tail = name.partition(":")
+    if not sep and head in ("blacklist", "court_debtor", "escalated", "red_list"):
+        return None
+    if sep and head == "blacklist":
+        return None if tail in known_domains else f"no blacklist domain {tail!r} (known: {sorted(known_domains)})"
+    if sep and head == "court_debtor":
+        return None if tail in LISTING_REASONS else \
+            f"no court listing reason {tail!r} (known: {sorted(LISTING_REASONS)})"
+    return f"forms: {', '.join(TRIGGER_FORMS)}"
 
 
 def _regimes(raw: Any) -> tuple[Regime, ...]:

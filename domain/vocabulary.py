@@ -167,6 +167,9 @@ _LIST_ACTION = {
 _LIST_DOMAINS = frozenset(
     "taxation work_safety environment procurement wage_arrears food_drug market court_enforcement other".split()
 )
+# Public names of the codes the rules file may refer to (domain/rulebook.py: the measures catalogue).
+LIST_DOMAINS = _LIST_DOMAINS
+LISTING_REASONS = frozenset(_LISTING_REASON_CODES)
 # The kind part of the decision key of a record an objection or a repair names (action records:
 # "action:<action_kind>", see _target_kind).
 _TARGET_KIND = {

@@ -43,7 +43,10 @@ def run_demo(keep: bool = False, data: Path = DEMO_DATA, broker: str = "tansu") 
     except StackError as exc:
         print(f"creditstream demo: the embedded stack did not start: {exc}", file=sys.stderr)
         return 3
-    _say(f"embedded stack up: broker {stack.broker_description()} at {info.broker_url}, redis {info.redis_url}")
+    from creditstream.probes import mask_url
+
+    _say(f"embedded stack up: broker {stack.broker_description()} at {info.broker_url}, "
+         f"redis {mask_url(info.redis_url)}")
     env = dict(os.environ, CREDITSTREAM_RUN_DIR=str(DEMO_RUN_DIR))
     os.environ["CREDITSTREAM_RUN_DIR"] = str(DEMO_RUN_DIR)
     settings = load()

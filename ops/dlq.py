@@ -75,7 +75,7 @@ async def redriven(settings: Settings) -> dict[str, dict]:
     return {(k.decode() if isinstance(k, bytes) else k): orjson.loads(v) for k, v in raw.items()}
 
 
-def _operator() -> str:
+def operator() -> str:
     try:
         return getpass.getuser()
     except Exception:  # noqa: BLE001 - no login name (container without passwd entry)
@@ -137,19 +137,53 @@ def _preview(b: bytes, limit: int = 200) -> str:
     return text[:limit] + ("..." if len(text) > limit or len(b) > limit * 4 else "")
 
 
-def _decode(settings: Settings, value: bytes, codec=None) -> tuple[str | None, dict | None, str | None]:
+async def _decode(settings: Settings, value: bytes, codec=None) -> tuple[str | None, dict | None, str | None]:
     """(schema name, record, error) of a value."""
     from creditstream.connections import make_codec
     from streams.codec import DecodeError, RegistryError
 
     codec = codec or make_codec(settings)
     try:
+        await codec.ensure_for([value])  # a remote registry: its writer schema, awaited
         name, record = codec.decode(value)
     except DecodeError as exc:
         return None, None, str(exc)
     except RegistryError as exc:
         return None, None, f"schema registry: {exc}"
     return name, record, None
+
+
+def _mask_text(text: str | None) -> str | None:
+    from domain.identifiers import mask_ids_in_text
+    from domain.privacy import mask_legacy_ids_in_text
+
+    return None if text is None else mask_legacy_ids_in_text(mask_ids_in_text(text))
+
+
+def mask_personal(d: dict) -> dict:
+    """A dead letter (``show`` / ``list`` form) as a reader without the right to personal data
+    sees it (RULES.md 7): the decoded record through :func:`domain.privacy.redact_personal` (ID
+    numbers anywhere, natural persons' names), ID numbers masked in the key, headers, detail and
+    preview, and the raw bytes (``value_hex``) withheld; ``personal_data_masked`` says so."""
+    from domain.privacy import redact_personal
+
+    out = dict(d)
+    decoded = out.get("decoded")
+    secrets_in_record = None
+    if decoded:
+        out["decoded"] = {"schema": decoded["schema"], "record": redact_personal(decoded["record"])}
+        secrets_in_record = redact_personal({"key": out.get("key"), "record": decoded["record"]})["key"]
+    for name in ("detail", "preview", "decode_error"):
+        if isinstance(out.get(name), str):
+            out[name] = _mask_text(out[name])
+    if "key" in out:
+        out["key"] = secrets_in_record if secrets_in_record is not None else _mask_text(out["key"])
+    if "headers" in out:
+        out["headers"] = [[k, _mask_text(v)] for k, v in out["headers"]]
+    if "value_hex" in out:
+        out["value_hex"] = None
+    out["personal_data_masked"] = True
+    return out
 
 
 async def show(settings: Settings, ref: str) -> dict | None:
@@ -160,7 +194,7 @@ async def show(settings: Settings, ref: str) -> dict | None:
     letter = (await _fetch(settings, [(partition, offset)])).get((partition, offset))
     if letter is None:
         return None
-    name, record, error = _decode(settings, letter.value)
+    name, record, error = await _decode(settings, letter.value)
     d = letter.summary()
     d.update({
         "timestamp": letter.timestamp,
@@ -198,9 +232,12 @@ def render_show(d: dict) -> str:
     for k, v in d["headers"]:
         lines.append(f"    {k} = {v}")
     hexed = d["value_hex"]
-    lines.append("  value (hex)")
-    for i in range(0, len(hexed), 64):
-        lines.append(f"    {hexed[i:i + 64]}")
+    if hexed is None:
+        lines.append("  value (hex)     withheld: it may hold names and ID numbers (--personal shows it)")
+    else:
+        lines.append("  value (hex)")
+        for i in range(0, len(hexed), 64):
+            lines.append(f"    {hexed[i:i + 64]}")
     if d.get("decoded"):
         lines.append(f"  value (Avro {d['decoded']['schema']})")
         body = orjson.dumps(d["decoded"]["record"], option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
@@ -287,22 +324,26 @@ def _schema_for(kind: str) -> str:
     raise RedriveError(f"unknown kind {kind!r}; one of {', '.join(SCHEMA_OF_KIND)}")
 
 
-def _encode_fix(settings: Settings, codec, letter: DeadLetter, path, kind: str | None) -> tuple[bytes, int | None]:
+async def _encode_fix(settings: Settings, codec, letter: DeadLetter, path, kind: str | None
+                      ) -> tuple[bytes, int | None]:
     """The fixed value (Avro, Confluent wire format) for ``letter``, and its timestamp."""
-    from streams.codec import from_json
+    from streams.codec import RegistryError, from_json
 
     fields, file_kind, ts = _load_fix(path)
     kind = kind or file_kind
     if kind:
         schema = _schema_for(kind)
     else:
-        schema, _, error = _decode(settings, letter.value, codec)
+        schema, _, error = await _decode(settings, letter.value, codec)
         if schema is None:
             raise RedriveError(f"dead letter {letter.ref} does not decode as Avro ({error}): "
                                "name the fixed record's kind with --kind")
     try:
+        await codec.ensure_writer(schema, letter.source_topic)  # a remote registry: registered, awaited
         record = from_json(schema, fields)
         value = codec.encode(schema, record, topic=letter.source_topic)
+    except RegistryError:
+        raise  # the registry's failure, not the fix's
     except Exception as exc:  # noqa: BLE001 - ValueError/EncodeError name the field
         raise RedriveError(f"the fix file {path} does not encode as {schema}: {exc}") from None
     return value, ts
@@ -375,7 +416,7 @@ async def redrive(settings: Settings, refs: list[str] | None = None, *, flt: Fil
     sends = []
     for letter, item in todo:
         if fix is not None:
-            value, ts = _encode_fix(settings, codec, letter, fix, kind)
+            value, ts = await _encode_fix(settings, codec, letter, fix, kind)
             item.fixed = True
         else:
             value, ts = letter.value, letter.source_timestamp or None
@@ -387,7 +428,7 @@ async def redrive(settings: Settings, refs: list[str] | None = None, *, flt: Fil
     if not sends:
         return report
 
-    by = by or _operator()
+    by = by or operator()
     producer = kafka.producer(settings)
     redis = redis_client(settings)
     audit_key = Keys(settings.namespace).dlq_redriven

@@ -3,7 +3,10 @@ since a cursor. The CLI (``creditstream subject|lists|list``) and the HTTP API (
 both read through :class:`Reader`; neither reads Redis keys or the list-change topic itself.
 
 A subject is found by any identifier it is known by: its own id (USCC or resident ID number), or
-a legacy number the registry index maps to a USCC.
+a legacy number the registry index maps to a USCC. Redis holds subjects under their storage ids
+(sinks/keys.py: a natural person's ID number only as its keyed pseudonym): the code a user types is
+normalised and mapped with the same function (``pseudonym_key`` needed for a person), and a list's
+members are shown by the clear id their state keeps.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from creditstream.connections import make_codec, redis_client
 from creditstream.settings import Settings
 from domain.attach import lookup_key
 from domain.identifiers import normalise_code
-from sinks.keys import Keys, resolve_keys
+from sinks.keys import Keys, is_pseudonym, resolve_keys
 from streams import kafka
 from streams.codec import AvroCodec, DecodeError
 from streams.topics import Topics
@@ -56,7 +59,8 @@ def lists_view(state: dict) -> dict:
 
 
 async def resolve_subject_id(redis, keys: Keys, code: str) -> str | None:
-    """The subject id a code names: itself if a subject has it, else through the identifier index."""
+    """The subject id a code names: itself if a subject has it (under its storage id), else through the
+    identifier index."""
     code = normalise_code(code)
     if not code:
         return None
@@ -81,7 +85,18 @@ class Reader:
         self._codec: AvroCodec | None = None
 
     async def keys(self) -> Keys:
-        return await resolve_keys(self.redis, self.settings.namespace)
+        return await resolve_keys(self.redis, self.settings.namespace, self.settings.pseudonym_key)
+
+    async def subject_ids(self, keys: Keys, stored: list[str]) -> list[str]:
+        """The subject ids to show for storage ids read from a set: an organisation's is its USCC, a
+        pseudonym's the clear id its state keeps (the pseudonym itself if it has no state)."""
+        pseudonyms = [s for s in stored if is_pseudonym(s)]
+        clear: dict[str, str] = {}
+        if pseudonyms:
+            for s, raw in zip(pseudonyms, await self.redis.mget([keys.subject(p) for p in pseudonyms])):
+                if raw is not None:
+                    clear[s] = orjson.loads(raw).get("id") or s
+        return [clear.get(s, s) for s in stored]
 
     # --- Redis ------------------------------------------------------------------------------
     async def subject(self, code: str) -> dict | None:
@@ -90,6 +105,34 @@ class Reader:
         sid = await resolve_subject_id(self.redis, keys, code)
         raw = await self.redis.get(keys.subject(sid)) if sid is not None else None
         return orjson.loads(raw) if raw is not None else None
+
+    async def subjects(self, codes: list[str]) -> list[dict | None]:
+        """The states of many subjects (None for a code no subject has), in the order of ``codes``:
+        the look-up of :meth:`subject`, in at most four Redis round trips whatever their number."""
+        keys = await self.keys()
+        norm = [normalise_code(c) for c in codes]
+        asked = [c for c in dict.fromkeys(norm) if c]
+        found: dict[str, bytes] = {}
+        if asked:
+            for c, raw in zip(asked, await self.redis.mget([keys.subject(c) for c in asked])):
+                if raw is not None:
+                    found[c] = raw
+        missing = [c for c in asked if c not in found]
+        if missing:
+            kinds = ("org", "reg_no", "tax_no", "other")
+            pipe = self.redis.pipeline(transaction=False)
+            for c in missing:
+                pipe.hmget(keys.id_index, [lookup_key(k, c) for k in kinds])
+            resolved = {c: next((v.decode() for v in hits if v is not None), None)
+                        for c, hits in zip(missing, await pipe.execute())}
+            sids = sorted({s for s in resolved.values() if s is not None})
+            if sids:
+                states = dict(zip(sids, await self.redis.mget([keys.subject(s) for s in sids])))
+                for c, sid in resolved.items():
+                    if sid is not None and states.get(sid) is not None:
+                        found[c] = states[sid]
+        parsed = {c: orjson.loads(raw) for c, raw in found.items()}
+        return [parsed.get(c) if c else None for c in norm]
 
     async def subject_lists(self, code: str) -> dict | None:
         """A subject's current list memberships (from its last evaluation), or None if unknown."""
@@ -111,9 +154,10 @@ class Reader:
         return bool(await self.redis.exists((await self.keys()).list_members(name)))
 
     async def members(self, name: str, *, cursor: int = 0, count: int = 100) -> tuple[list[str], int]:
-        """One page of a list's members (sorted within the page) and the cursor of the next (0: done).
-        Raises :class:`BadCursor` for a cursor Redis does not know."""
-        key = (await self.keys()).list_members(name)
+        """One page of a list's members (subject ids, sorted within the page) and the cursor of the next
+        (0: done). Raises :class:`BadCursor` for a cursor Redis does not know."""
+        keys = await self.keys()
+        key = keys.list_members(name)
         members: list[str] = []
         next_cursor = cursor
         try:
@@ -124,7 +168,23 @@ class Reader:
                     break
         except rexc.ResponseError:
             raise BadCursor(f"{cursor} is not a cursor of list {name}") from None
-        return sorted(members), int(next_cursor)
+        return sorted(await self.subject_ids(keys, members)), int(next_cursor)
+
+    async def organisations(self, *, cursor: int = 0, count: int = 200) -> tuple[list[dict], int]:
+        """One bounded step of a walk over the organisations with state (the public disclosure's
+        penalties and licences): about ``count`` storage ids of the subjects set (SSCAN), natural
+        persons (pseudonyms) skipped without reading their state, the organisations' states read in
+        one MGET; and the cursor of the next step (0: done). A step may return fewer states than
+        ``count``, or none, before the walk ends. Raises :class:`BadCursor` for a cursor Redis does
+        not know."""
+        keys = await self.keys()
+        try:
+            next_cursor, page = await self.redis.sscan(keys.subjects, cursor=cursor, count=count)
+        except rexc.ResponseError:
+            raise BadCursor(f"{cursor} is not a cursor of the subjects") from None
+        stored = sorted(s for s in (m.decode() for m in page) if not is_pseudonym(s))
+        raws = await self.redis.mget([keys.subject(s) for s in stored]) if stored else []
+        return [orjson.loads(raw) for raw in raws if raw is not None], int(next_cursor)
 
     # --- list changes (Kafka) ---------------------------------------------------------------
     def codec(self) -> AvroCodec:
@@ -167,14 +227,16 @@ class Reader:
                         pending.discard(tp)
             offsets = {tp.partition: await c.position(tp) for tp in tps}
             caught_up = all((hw := c.highwater(tp)) is not None and offsets[tp.partition] >= hw for tp in tps)
+            # a remote registry: the writer schemas of the page, awaited here, so decoding asks nothing
+            await self.codec().ensure_for(m.value for m in records)
             return ChangesPage(records, offsets, caught_up)
         finally:
             await stop_consumer(c)
 
     def decode_changes(self, records: list[ConsumerRecord]) -> list[tuple[ConsumerRecord, dict]]:
         """(message, ListChange record) of each change; an undecodable one is logged and skipped
-        (only creditstream writes the topic: it should not happen). A remote registry is read with
-        blocking HTTP: call this off the event loop then."""
+        (only creditstream writes the topic: it should not happen). The records of a page from
+        :meth:`changes` decode without asking the registry (their schemas were fetched with it)."""
         codec = self.codec()
         out = []
         for msg in records:
@@ -232,3 +294,30 @@ async def list_names(settings: Settings) -> dict[str, int]:
 async def list_members(settings: Settings, name: str, *, cursor: int = 0, count: int = 100) -> tuple[list[str], int]:
     async with reader(settings) as r:
         return await r.members(name, cursor=cursor, count=count)
+
+
+async def running_workers(redis, keys: Keys) -> list[dict]:
+    """The workers of this namespace whose heartbeat has not expired (creditstream/app.py writes it
+    every few seconds: host, pid, generation, agents and each agent's consumption ``health``)."""
+    out = []
+    async for key in redis.scan_iter(match=keys.worker_pattern, count=1000):
+        raw = await redis.get(key)
+        if raw and raw != b"stopped":
+            try:
+                out.append(orjson.loads(raw))
+            except ValueError:
+                out.append({"key": key.decode()})
+    return out
+
+
+def consumption(workers: list[dict]) -> tuple[str, list[str]]:
+    """``("ok" | "stalled" | "no worker running", reasons)`` from the workers' heartbeats: each
+    stalled agent named with its worker and why."""
+    if not workers:
+        return "no worker running", []
+    stalled = []
+    for w in workers:
+        for agent, h in (w.get("health") or {}).items():
+            if h.get("state") == "stalled":
+                stalled.append(f"{w.get('host', '?')} pid {w.get('pid', '?')} {agent}: {h.get('reason', '')}")
+    return ("stalled", stalled) if stalled else ("ok", [])

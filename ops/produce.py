@@ -120,6 +120,20 @@ def encode_line(line: str, codec, topics: Topics) -> tuple[str, bytes, bytes | N
     return topic, value, subject_key(kind, record), ts  # what was encoded: unknown keys dropped
 
 
+def writers_needed(lines, topics: Topics) -> set[tuple[str, str]]:
+    """(schema, topic) of each event kind the lines name (lines that do not parse are skipped here:
+    :func:`encode_line` refuses them)."""
+    needed = set()
+    for line in lines:
+        try:
+            kind = orjson.loads(line).get("kind")
+        except (orjson.JSONDecodeError, AttributeError):
+            continue
+        if kind in SPEC_OF_KIND and kind in SCHEMA_OF_KIND:
+            needed.add((SCHEMA_OF_KIND[kind], topics.for_kind(kind)))
+    return needed
+
+
 async def produce_file(settings: Settings, path: str, *, dry_run: bool = False) -> ProduceReport:
     from creditstream.connections import make_codec
 
@@ -127,10 +141,14 @@ async def produce_file(settings: Settings, path: str, *, dry_run: bool = False) 
     codec = make_codec(settings)
     text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     report = ProduceReport(source=path, dry_run=dry_run)
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1)
+             if line.strip() and not line.lstrip().startswith("//")]
+    # a remote registry: the schemas of the kinds in the file, registered before anything is
+    # encoded; a registry that is down raises RegistryError here (an outage), not a refused line
+    if codec.remote:
+        await codec.ensure_writers(writers_needed((line for _, line in lines), topics))
     encoded = []
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        if not line.strip() or line.lstrip().startswith("//"):
-            continue
+    for line_no, line in lines:
         try:
             encoded.append(encode_line(line, codec, topics))
         except ValueError as exc:

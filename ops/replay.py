@@ -35,7 +35,8 @@ from creditstream.connections import make_codec, redis_client
 from creditstream.settings import Settings
 from domain.calendar import WorkingCalendar
 from domain.rulebook import load_rulebook
-from sinks.keys import Keys, resolve_keys
+from ops.inspect import running_workers
+from sinks.keys import Keys, require_pseudonym_key, resolve_keys
 from sinks.redis_state import SubjectStateSink
 from streams import kafka
 from streams.topics import Topics
@@ -99,19 +100,6 @@ class WorkersRunning(ValueError):
     generation, and what they apply would never reach the readers."""
 
 
-async def running_workers(redis, keys: Keys) -> list[dict]:
-    """The workers of this namespace whose heartbeat has not expired."""
-    out = []
-    async for key in redis.scan_iter(match=keys.worker_pattern, count=1000):
-        raw = await redis.get(key)
-        if raw and raw != b"stopped":
-            try:
-                out.append(orjson.loads(raw))
-            except ValueError:
-                out.append({"key": key.decode()})
-    return out
-
-
 async def _refuse_if_workers_run(redis, keys: Keys) -> None:
     workers = await running_workers(redis, keys)
     if workers:
@@ -156,8 +144,8 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
 
     topics = Topics(settings)
     generation = generation or f"replay-{int(time.time() * 1000)}"
+    keys = Keys(settings.namespace, generation, require_pseudonym_key(settings.pseudonym_key))
     redis = redis_client(settings)
-    keys = Keys(settings.namespace, generation)
     result = ReplayResult(generation)
     alive: asyncio.Future | None = None
     ended = asyncio.Event()

@@ -11,6 +11,7 @@ from creditstream.settings import Settings
 from domain.identifiers import mask_id
 from ops.dlq import list_dead_letters
 from ops.tables import table
+from sinks.check_audit import check_counts
 from sinks.keys import Keys, resolve_keys
 from sinks.registry_index import RegistryIndex
 
@@ -106,6 +107,10 @@ async def operator_report(settings: Settings) -> dict:
     The counters are written by the subject agent in the same transaction as the states they
     describe (``stats`` hash: ``unit:<name>:records``, ``unit:<name>:late``, ``domain:<d>:records``,
     ``outcome:<o>``), so they never count a redelivered input twice.
+
+    ``checks``: credit checks answered by the API (GET/POST /check) per matter and outcome, counted
+    by the check-audit sink once the check-audit topic acknowledged their records (sinks/
+    check_audit.py), and the records it had to drop: the counts match the topic without reading it.
     """
     from ops.inspect import list_names
 
@@ -115,6 +120,7 @@ async def operator_report(settings: Settings) -> dict:
         stats = await _stats(redis, keys)
         subjects = await redis.scard(keys.subjects)
         parked = await RegistryIndex(redis, keys).parked_count()
+        checks = await check_counts(redis, settings.namespace)
     finally:
         await redis.aclose()
     units: dict[str, dict] = {}
@@ -141,6 +147,7 @@ async def operator_report(settings: Settings) -> dict:
         "parked": parked,
         "outcomes": {k.split(":", 1)[1]: v for k, v in sorted(stats.items()) if k.startswith("outcome:")},
         "list_changes": {k.split(":", 1)[1]: v for k, v in sorted(stats.items()) if k.startswith("change:")},
+        "checks": checks,
     }
 
 
@@ -205,4 +212,13 @@ def render_operator_report(r: dict) -> str:
     out += table([(item["subject"], item["effective_date"], item["change_id"]) for item in fb["sample"]],
                  min_widths=(20,), indent="  ")
     out.append("outcomes: " + (", ".join(f"{n} {c}" for n, c in r["outcomes"].items()) or "none"))
+    checks = r.get("checks") or {"by_matter": {}, "dropped": 0}
+    total = sum(sum(o.values()) for o in checks["by_matter"].values())
+    out.append("")
+    out.append(f"credit checks (应查必查) recorded on the check-audit topic: {total}"
+               + (f"    audit records dropped: {checks['dropped']}" if checks["dropped"] else ""))
+    if checks["by_matter"]:
+        out += table([(matter, sum(o.values()), ", ".join(f"{k} {n}" for k, n in sorted(o.items())))
+                      for matter, o in checks["by_matter"].items()],
+                     header=("matter", "checks", "by outcome"), align="<><", min_widths=(24, 6), indent="  ")
     return "\n".join(out)

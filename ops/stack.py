@@ -11,6 +11,13 @@ survives ``stop_redis()`` / ``start_redis()`` and ``down()`` / ``up()`` on the s
 
 Every PID read back from stack.json is checked against ``/proc/PID/cmdline`` (and the process
 start time) before it is signalled, so a stale file never makes us kill a stranger.
+
+Secrets (RULES.md 7: access to the state store is authenticated): redis-server always requires a
+password, a strong random one (``secrets``) unless one is given, kept in stack.json's
+``redis_url`` (the run dir is 0700, stack.json and redis.conf 0600; never on a command line) and
+reused while stack.json exists, so restarting a stack keeps it. The pseudonym key natural persons are
+stored under (``pseudonym_key``, sinks/keys.py) is generated once per run dir into
+``<run_dir>/pseudonym.key`` (0600) and kept across ``down()`` / ``up()``, like Redis's data.
 """
 
 from __future__ import annotations
@@ -19,12 +26,13 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +61,8 @@ class StackError(RuntimeError):
 class StackInfo:
     run_dir: Path
     broker_url: str
-    redis_url: str
+    redis_url: str = field(repr=False)
+    """Carries the Redis password: print ``creditstream.probes.mask_url(redis_url)``."""
     broker_pid: int
     redis_pid: int
     """0 while redis is stopped by ``stop_redis()``."""
@@ -62,6 +71,7 @@ class StackInfo:
     started_at: float
     broker_kind: str = "tansu"
     replication_factor: int = 1
+    pseudonym_key: str = field(default="", repr=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -144,6 +154,37 @@ class Stack:
     def redis_conf(self) -> Path:
         return self.run_dir / "redis.conf"
 
+    @property
+    def pseudonym_key_file(self) -> Path:
+        return self.run_dir / "pseudonym.key"
+
+    # -- secrets -------------------------------------------------------------------------------
+    def _make_run_dir(self) -> None:
+        """The run dir, owner only (0700): it holds the password, the pseudonym key and Redis's data."""
+        self.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.run_dir.stat().st_uid == os.getuid():
+            os.chmod(self.run_dir, 0o700)
+
+    def _pseudonym_key(self, state: dict[str, Any]) -> str:
+        """This run dir's pseudonym key: generated once (64 hex chars), then read back (from the
+        running stack's settings if its file went missing)."""
+        try:
+            key = self.pseudonym_key_file.read_text().strip()
+            if key:
+                return key
+        except FileNotFoundError:
+            pass
+        key = (state.get("settings") or {}).get("pseudonym_key") or secrets.token_hex(32)
+        fd = os.open(self.pseudonym_key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key + "\n")
+        return key
+
+    def _password_for(self, state: dict[str, Any], redis_password: str | None) -> str:
+        """The password redis-server is to require: the one given, else the running stack's, else a new
+        random one (43 URL-safe chars, 256 bits)."""
+        return redis_password or self._password_of(state) or secrets.token_urlsafe(32)
+
     # -- state file --------------------------------------------------------------------------
     def _read(self) -> dict[str, Any] | None:
         try:
@@ -161,7 +202,7 @@ class Stack:
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._make_run_dir()
         with open(self.run_dir / ".stack.lock", "a") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
@@ -226,7 +267,7 @@ class Stack:
         raise AssertionError("unreachable")
 
     def _write_redis_conf(self, port: int, password: str | None) -> None:
-        self.redis_dir.mkdir(parents=True, exist_ok=True)
+        self.redis_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         lines = [
             "bind 127.0.0.1",
             f"port {port}",
@@ -275,13 +316,14 @@ class Stack:
         return f"redis://{cred}127.0.0.1:{port}/0"
 
     def _state(self, broker: dict[str, Any], redis: dict[str, Any], password: str | None,
-               started_at: float) -> dict[str, Any]:
+               started_at: float, old: dict[str, Any]) -> dict[str, Any]:
         return {
             "settings": {
                 "broker_url": f"127.0.0.1:{broker['port']}",
                 "broker_kind": "tansu",
                 "redis_url": self._redis_url(redis["port"], password),
                 "session_timeout_ms": SESSION_TIMEOUT_MS,
+                "pseudonym_key": self._pseudonym_key(old),
             },
             "broker": broker,
             "redis": redis,
@@ -301,6 +343,9 @@ class Stack:
         """Start the stack (or return the running one). Components still healthy are kept; a dead
         one is started again on its recorded port when that port is free.
 
+        ``redis_password``: the password redis-server requires; by default the running stack's
+        (recorded in stack.json), or a new random one. Another password restarts redis-server.
+
         ``broker``: ``tansu`` (the light default) or ``kafka`` (Apache Kafka, resolved with Maven
         on first use: ops/kafka_cluster.py) with ``nodes`` 1 or 3 combined KRaft nodes."""
         if broker == "kafka":
@@ -316,10 +361,11 @@ class Stack:
             old_b, old_r = state.get("broker"), state.get("redis")
             if _is_paused(old_b) and _is_ours(old_b):
                 raise StackError("the broker is paused (SIGSTOP): call resume_broker() first")
+            redis_password = self._password_for(state, redis_password)
             broker_ok = _is_ours(old_b) and probe_broker(int(old_b["port"]), 1.0)
             redis_ok = (_is_ours(old_r) and self._password_of(state) == redis_password
                         and probe_redis(int(old_r["port"]), redis_password, 1.0))
-            if broker_ok and redis_ok:
+            if broker_ok and redis_ok and (state.get("settings") or {}).get("pseudonym_key"):
                 return self._info(state)  # type: ignore[return-value]
 
             started: list[dict[str, Any]] = []
@@ -341,7 +387,7 @@ class Stack:
                     _terminate(entry, 2.0)
                 raise
             new_state = self._state(broker, redis, redis_password,
-                                    state.get("started_at") if (broker_ok or redis_ok) else time.time())
+                                    state.get("started_at") if (broker_ok or redis_ok) else time.time(), state)
             self._write(new_state)
             return self._info(new_state)  # type: ignore[return-value]
 
@@ -360,6 +406,7 @@ class Stack:
             old_b, old_r = state.get("broker"), state.get("redis")
             if old_b and old_b.get("kind") != "kafka":
                 _terminate(old_b, 5.0)  # a Tansu broker of an earlier `stack up`
+            redis_password = self._password_for(state, redis_password)
             try:
                 # short session timeouts (the tests, the embedded worker) need a lower broker minimum
                 cluster = self._kafka().up(nodes, timeout=timeout,
@@ -376,7 +423,7 @@ class Stack:
             first = cluster["nodes"][0]
             broker = {"kind": "kafka", "pid": first["pid"], "port": first["port"], "nodes": len(cluster["nodes"]),
                       "version": cluster["version"], "bootstrap": cluster["bootstrap"]}
-            new_state = self._state(broker, redis, redis_password, state.get("started_at") or time.time())
+            new_state = self._state(broker, redis, redis_password, state.get("started_at") or time.time(), state)
             new_state["settings"].update(broker_url=cluster["bootstrap"], broker_kind="kafka",
                                          replication_factor=min(len(cluster["nodes"]), 3))
             new_state["broker"] = broker
@@ -460,6 +507,7 @@ class Stack:
                 started_at=float(state["started_at"]),
                 broker_kind=state["settings"].get("broker_kind", "tansu"),
                 replication_factor=int(state["settings"].get("replication_factor", 1)),
+                pseudonym_key=state["settings"].get("pseudonym_key", ""),
             )
         except (KeyError, TypeError, ValueError):
             return None

@@ -1,16 +1,17 @@
 """The Redis key layout: every key creditstream reads or writes is built here.
 
-Layout (``ns`` is ``Settings.namespace``, default ``cs``; ``gen`` is a state generation):
+Layout (``ns`` is ``Settings.namespace``, default ``cs``; ``gen`` is a state generation; ``sid`` a
+subject's storage id, below):
 
 =====================================  ==========  ===============================================
 key                                    type        what
 =====================================  ==========  ===============================================
 ``{ns}:generation``                    string      the generation readers use (default ``live``)
-``{ns}:{gen}:subject:{id}``            string      a subject's state, JSON (domain/subject.py)
-``{ns}:{gen}:subjects``                set         ids of every subject with state
-``{ns}:{gen}:list:{list}``             set         members of a list (blacklist:<domain>, ...)
+``{ns}:{gen}:subject:{sid}``           string      a subject's state, JSON (domain/state.py)
+``{ns}:{gen}:subjects``                set         storage ids of every subject with state
+``{ns}:{gen}:list:{list}``             set         storage ids of a list's members (blacklist:<domain>, ...)
 ``{ns}:{gen}:stats``                   hash        counters: records by unit, outcome, ...
-``{ns}:{gen}:due``                     zset        subject id scored by its next due instant (ms)
+``{ns}:{gen}:due``                     zset        storage id scored by its subject's next due instant (ms)
 ``{ns}:{gen}:sentinel``                string      written with every state batch; its absence while
                                                    the log has been consumed means Redis lost data
 ``{ns}:idx``                           hash        ``<kind>:<number>`` -> USCC, kinds ``org`` (the
@@ -23,24 +24,94 @@ key                                    type        what
 ``{ns}:dlq:redriven``                  hash        dead letter ``<partition>:<offset>`` -> its
                                                    last re-drive (JSON: at, by, fixed, target;
                                                    ops/dlq.py)
+``{ns}:checks``                        hash        credit checks delivered to the check-audit
+                                                   topic, ``<matter>:<outcome>`` -> count, and
+                                                   ``dropped`` (sinks/check_audit.py)
 =====================================  ==========  ===============================================
 
 Subject state and lists live in a generation so that ``creditstream replay`` can rebuild them
 aside and switch readers over by setting ``{ns}:generation`` in one command. The identifier index
 and parked records belong to ingestion and are shared by all generations.
+
+Subjects are stored under their **storage id** (:func:`storage_id`, the one mapping): an
+organisation's USCC as it is (public information), any other subject id (a natural person's ID
+number, 18 or 15 digits) as its keyed pseudonym ``p.`` + 32 hex chars of HMAC-SHA256 under the
+``pseudonym_key`` setting (RULES.md 7). Every key name above that embeds a subject (``{sid}``), every
+member of ``subjects``, ``list:*`` and ``due``, and the Kafka message key of the subject-event and
+list-change topics is a storage id, so a dump of Redis keys and members or of the message keys shows
+no ID number. The look-up stays inside the state: a subject's state (the value) keeps its clear id,
+and readers map the id a user types with the same function. The mapping is deterministic (same key,
+same pseudonym in every process), so partitioning stays per subject; it is idempotent (a storage id
+maps to itself), so ``Keys.subject()`` takes either a subject id or a member read from a set.
+Changing ``pseudonym_key`` makes every person's state unreachable until ``creditstream replay
+--switch`` rebuilds it (docs/operations.md).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from domain.identifiers import USCC_ALPHABET, may_be_resident_id
 
 DEFAULT_GENERATION = "live"
+
+PSEUDONYM_PREFIX = "p."
+_PSEUDONYM = re.compile(r"p\.[0-9a-f]{32}", re.ASCII)
+_USCC_CHARS = frozenset(USCC_ALPHABET)
+
+
+class PseudonymKeyMissing(RuntimeError):
+    """A subject that may be a natural person has no pseudonym without the ``pseudonym_key`` setting."""
+
+
+@lru_cache(maxsize=1 << 16)
+def storage_id(subject_id: str, pseudonym_key: str) -> str:
+    """The id a subject is stored under (Redis key names and set members, Kafka message keys).
+
+    An organisation's USCC (18 chars of the USCC alphabet that cannot be an ID number) is kept as it
+    is; anything else (a resident ID number, 18 or 15 digits, or an unexpected id) becomes
+    ``p.`` + the first 32 hex chars of HMAC-SHA256(``pseudonym_key``, id). A storage id maps to
+    itself. Raises :class:`PseudonymKeyMissing` for an id that needs the key when none is set."""
+    if _PSEUDONYM.fullmatch(subject_id):
+        return subject_id
+    if len(subject_id) == 18 and _USCC_CHARS.issuperset(subject_id) and not may_be_resident_id(subject_id):
+        return subject_id
+    require_pseudonym_key(pseudonym_key)
+    digest = hmac.new(pseudonym_key.encode(), subject_id.encode(), hashlib.sha256).hexdigest()
+    return PSEUDONYM_PREFIX + digest[:32]
+
+
+def require_pseudonym_key(pseudonym_key: str) -> str:
+    """``pseudonym_key``, or :class:`PseudonymKeyMissing` if it is empty (the workers and the replay
+    refuse to start without it: they would have nowhere to store a natural person)."""
+    if not pseudonym_key:
+        raise PseudonymKeyMissing(
+            "the pseudonym_key setting is not set: a natural person's ID number is never stored in clear "
+            "(RULES.md 7); set CREDITSTREAM_PSEUDONYM_KEY (a random secret, e.g. `openssl rand -hex 32`; "
+            "the embedded stack generates one), the same in every worker and reader")
+    return pseudonym_key
+
+
+def is_pseudonym(stored: str) -> bool:
+    """True for a storage id that is a pseudonym (its subject's clear id is in its state only)."""
+    return bool(_PSEUDONYM.fullmatch(stored))
 
 
 @dataclass(frozen=True)
 class Keys:
     namespace: str = "cs"
     generation: str = DEFAULT_GENERATION
+    pseudonym_key: str = field(default="", repr=False)
+    """The secret of :func:`storage_id` (``Settings.pseudonym_key``): needed for subjects that may be
+    natural persons."""
+
+    def storage_id(self, subject_id: str) -> str:
+        """The subject's storage id (:func:`storage_id`): set members, due entries, message keys."""
+        return storage_id(subject_id, self.pseudonym_key)
 
     # --- generation-scoped state ---------------------------------------------------------
     @property
@@ -48,7 +119,8 @@ class Keys:
         return f"{self.namespace}:{self.generation}:"
 
     def subject(self, subject_id: str) -> str:
-        return f"{self.gen_prefix}subject:{subject_id}"
+        """The state key of a subject, given its id or its storage id (a member of a set)."""
+        return f"{self.gen_prefix}subject:{self.storage_id(subject_id)}"
 
     @property
     def subjects(self) -> str:
@@ -120,6 +192,12 @@ class Keys:
     def dlq_redriven(self) -> str:
         return f"{self.namespace}:dlq:redriven"
 
+    @property
+    def check_counts(self) -> str:
+        """Credit checks recorded on the check-audit topic, ``<matter>:<outcome>`` -> count, and
+        ``dropped`` (audit records the API could not deliver): sinks/check_audit.py."""
+        return f"{self.namespace}:checks"
+
     def worker(self, identity: str) -> str:
         """A running worker's heartbeat (JSON, expires unless renewed): ``replay --switch`` refuses
         while any exists."""
@@ -130,12 +208,13 @@ class Keys:
         return f"{self.namespace}:worker:*"
 
     def with_generation(self, generation: str) -> Keys:
-        return Keys(self.namespace, generation)
+        return Keys(self.namespace, generation, self.pseudonym_key)
 
 
-async def resolve_keys(redis, namespace: str) -> Keys:
-    """The keys of the generation readers should use now."""
+async def resolve_keys(redis, namespace: str, pseudonym_key: str = "") -> Keys:
+    """The keys of the generation readers should use now (``pseudonym_key``: to find a natural
+    person by ID number; members read from the sets need none)."""
     gen = await redis.get(Keys(namespace).current_generation)
     if isinstance(gen, bytes):
         gen = gen.decode()
-    return Keys(namespace, gen or DEFAULT_GENERATION)
+    return Keys(namespace, gen or DEFAULT_GENERATION, pseudonym_key)

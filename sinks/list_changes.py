@@ -1,5 +1,7 @@
 """The sink of list changes (名单变动) for downstream systems: each change the rules core announces, as an
-Avro ``ListChange`` keyed by its subject, with its deterministic ``change_id`` repeated in a header."""
+Avro ``ListChange`` keyed by its subject's storage id (a natural person's ID number only as its
+pseudonym, sinks/keys.py; the record itself names the subject), with its deterministic ``change_id``
+repeated in a header."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import datetime as dt
 
 from domain.kinds import LIST_CHANGE_SCHEMA
 from sinks.kafka import KafkaSink
+from sinks.keys import Keys
 from streams.codec import AvroCodec
 
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
@@ -36,14 +39,15 @@ def list_change_record(change: dict, subject_kind: str, arrival_ms: int | None =
 
 
 class ListChangeWriter:
-    def __init__(self, kafka: KafkaSink, codec: AvroCodec, topic: str):
+    def __init__(self, kafka: KafkaSink, codec: AvroCodec, topic: str, keys: Keys):
         self.kafka = kafka
         self.codec = codec
         self.topic = topic
+        self.keys = keys
 
     def add(self, change: dict, subject_kind: str, event_ms: int) -> None:
         """Buffer one change; ``event_ms``: the arrival time of the input that caused it."""
         value = self.codec.encode(LIST_CHANGE_SCHEMA, list_change_record(change, subject_kind, event_ms),
                                   topic=self.topic)
-        self.kafka.add(self.topic, value, key=change["subject"].encode(), timestamp_ms=event_ms,
+        self.kafka.add(self.topic, value, key=self.keys.storage_id(change["subject"]).encode(), timestamp_ms=event_ms,
                        headers=[("change_id", change["change_id"].encode())])

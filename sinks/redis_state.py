@@ -15,11 +15,33 @@
 
 Every ``begin()`` starts from empty buffers, so a retried batch derives its effects (counters,
 memberships, messages) once, never twice.
+
+The sink takes subject ids; Redis gets storage ids (``Keys.storage_id``: a natural person's ID
+number only as its pseudonym) in key names and as the members of ``subjects``, ``list:*`` and
+``due``.
+
+The state cache: a worker owns its partitions, so the states it wrote last are the states in Redis
+for as long as nobody else writes those partitions. The sink keeps the states of the subjects it
+read or wrote in memory (least recently used first out, ``cache_mb`` of estimated size) and reads
+from Redis only the subjects it does not hold. Writes still go to Redis in every commit
+(write-through). An entry is used only while it is provably current:
+
+* it belongs to the partition the batch brings the subject on;
+* that partition's position in Redis, read under WATCH in ``begin()``, is the one this sink's last
+  successful commit wrote there. Every state write of a partition goes with a position write in the
+  same MULTI/EXEC (and an applied event always moves the position), so an unchanged position means
+  nobody wrote those subjects since. Otherwise (another worker took the partition and wrote it,
+  Redis lost data or was restored, a first batch) the partition's entries are dropped and read again;
+* a commit that fails for any reason (fenced, connection lost with the outcome unknown) drops the
+  entries of the batch's partitions.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections import OrderedDict
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import msgspec
@@ -66,12 +88,78 @@ def decode_outbox(raw: bytes) -> list[OutMessage]:
     return [OutMessage(t, v, k, list(h), None, ts) for t, v, k, h, ts in _outbox_decoder.decode(raw)]
 
 
+# a state as Python objects takes about this many times its JSON size in memory
+_OBJECTS_PER_JSON_BYTE = 4
+
+
+class StateCache:
+    """Subject states this worker holds, per partition, valid while the partition's position in
+    Redis is the one this worker wrote last (see the module's doc)."""
+
+    def __init__(self, max_bytes: int):
+        self.max_json_bytes = max_bytes // _OBJECTS_PER_JSON_BYTE
+        self._entries: OrderedDict[str, tuple[int, int, dict, int]] = OrderedDict()  # sid -> (p, epoch, state, size)
+        self._bytes = 0
+        self._written: dict[int, int] = {}  # partition -> position of this worker's last successful commit
+        self._epoch: dict[int, int] = {}    # partition -> current epoch; entries of older epochs are stale
+        self._epochs = itertools.count(1)
+        self.hits = 0
+        self.misses = 0
+
+    def trusted(self, partition: int) -> bool:
+        return partition in self._written
+
+    def get(self, subject_id: str, partition: int) -> dict | None:
+        entry = self._entries.get(subject_id)
+        if entry is None or entry[0] != partition or entry[1] != self._epoch.get(partition):
+            return None
+        self._entries.move_to_end(subject_id)
+        return entry[2]
+
+    def confirm(self, partition: int, position: int | None) -> bool:
+        """True if ``position`` (read from Redis under WATCH) is the one this worker wrote last;
+        otherwise the partition's entries are dropped."""
+        if position is not None and self._written.get(partition) == position:
+            return True
+        self.drop(partition)
+        return False
+
+    def drop(self, partition: int) -> None:
+        self._written.pop(partition, None)
+        self._epoch[partition] = next(self._epochs)
+
+    def written(self, positions: Mapping[int, int], states: Mapping[str, tuple[int, dict, int]]) -> None:
+        """A commit succeeded: these partitions are at these positions and these states current."""
+        for p, position in positions.items():
+            self._written[p] = position
+            self._epoch.setdefault(p, next(self._epochs))
+        if not self.max_json_bytes:
+            return
+        for sid, (p, state, size) in states.items():
+            if p not in positions or size > self.max_json_bytes // 4:
+                continue  # only the partitions this commit fenced; a huge state is read when needed
+            old = self._entries.pop(sid, None)
+            if old is not None:
+                self._bytes -= old[3]
+            self._entries[sid] = (p, self._epoch[p], state, size)
+            self._bytes += size
+        while self._bytes > self.max_json_bytes and self._entries:
+            _, old = self._entries.popitem(last=False)
+            self._bytes -= old[3]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 class SubjectStateSink:
-    def __init__(self, redis, keys: Keys):
+    def __init__(self, redis, keys: Keys, *, cache_mb: int = 256):
         self.redis = redis
         self.keys = keys
         self._clear = redis.register_script(_CLEAR_OUTBOX_IF_OWNED)
         self._pipe = None
+        self.cache = StateCache(cache_mb * 1024 * 1024)
+        self._partition_of: Mapping[str, int] = {}
+        self._read: dict[str, tuple[int, dict, int]] = {}
         self._reset()
 
     def _reset(self) -> None:
@@ -83,22 +171,36 @@ class SubjectStateSink:
         self._unschedule: set[str] = set()
         self._positions: dict[int, int] = {}
         self._outboxes: dict[int, bytes | None] = {}
+        self._added: dict[str, tuple[dict, int]] = {}
 
-    async def begin(self, subject_ids, partitions, *, resumed: bool = False) -> Loaded:
+    async def begin(self, subject_ids, partitions, *, resumed: bool = False,
+                    partition_of: Mapping[str, int] | None = None) -> Loaded:
         """Step 1: watch the partitions' positions and read everything the batch needs.
 
         ``resumed``: the batch does not start at the beginning of the log, so state must exist;
-        if the sentinel is missing, Redis lost its data and :class:`StateLost` is raised."""
+        if the sentinel is missing, Redis lost its data and :class:`StateLost` is raised.
+        ``partition_of``: the partition each subject comes on; with it, states this sink holds for
+        those partitions are taken from its cache (module doc) instead of Redis."""
         await self.abort()
         self._reset()
         ids = list(dict.fromkeys(subject_ids))
         parts = sorted(set(partitions))
+        self._partition_of = partition_of or {}
+        self._read = {}
+        cache = self.cache
+        held: dict[str, dict] = {}
+        if partition_of:
+            for s in ids:
+                p = partition_of.get(s)
+                if p is not None and cache.trusted(p) and (st := cache.get(s, p)) is not None:
+                    held[s] = st
+        missing = [s for s in ids if s not in held]
         self._pipe = pipe = self.redis.pipeline(transaction=True)
         pos_keys = [self.keys.position(p) for p in parts]
         if pos_keys:
             await pipe.watch(*pos_keys)
         keys = [self.keys.sentinel, *pos_keys, *(self.keys.outbox(p) for p in parts),
-                *(self.keys.subject(s) for s in ids)]
+                *(self.keys.subject(s) for s in missing)]
         raw = await (pipe.mget(keys) if pos_keys else self.redis.mget(keys))
         n = len(parts)
         if resumed and raw[0] is None:
@@ -108,7 +210,28 @@ class SubjectStateSink:
                             f"`creditstream replay --switch` (workers stopped), then restart the workers.")
         positions = {p: (int(v) if v is not None else None) for p, v in zip(parts, raw[1:1 + n])}
         outboxes = {p: decode_outbox(v) for p, v in zip(parts, raw[1 + n:1 + 2 * n]) if v}
-        states = {s: (orjson.loads(v) if v is not None else None) for s, v in zip(ids, raw[1 + 2 * n:])}
+        blobs = dict(zip(missing, raw[1 + 2 * n:]))
+        stale = {p for p in parts if not cache.confirm(p, positions[p])}
+        if stale and held:  # someone else wrote these partitions since this sink did: read them again
+            again = [s for s in held if self._partition_of[s] in stale]
+            for s in again:
+                del held[s]
+            if again:
+                more = await (pipe.mget([self.keys.subject(s) for s in again]) if pos_keys
+                              else self.redis.mget([self.keys.subject(s) for s in again]))
+                blobs.update(zip(again, more))
+        cache.hits += len(held)
+        cache.misses += len(blobs)
+        states: dict[str, dict | None] = {}
+        for s in ids:
+            if s in held:
+                states[s] = held[s]
+                continue
+            v = blobs[s]
+            states[s] = orjson.loads(v) if v is not None else None
+            p = self._partition_of.get(s)
+            if v is not None and p is not None:
+                self._read[s] = (p, states[s], len(v))
         return Loaded(states, positions, outboxes)
 
     async def abort(self) -> None:
@@ -120,7 +243,8 @@ class SubjectStateSink:
                 pass
 
     def add(self, subject_id: str, state: dict, *, new: bool = False) -> None:
-        self._states[subject_id] = orjson.dumps(state)
+        self._states[subject_id] = blob = orjson.dumps(state)
+        self._added[subject_id] = (state, len(blob))
         if new:
             self._new_subjects.append(subject_id)
 
@@ -159,19 +283,21 @@ class SubjectStateSink:
             pipe.set(self.keys.sentinel, b"1")
             if self._states:
                 pipe.mset({self.keys.subject(s): v for s, v in self._states.items()})
+            # members are storage ids (sinks/keys.py): a natural person's ID number never in clear
+            sid = self.keys.storage_id
             if self._new_subjects:
-                pipe.sadd(self.keys.subjects, *self._new_subjects)
+                pipe.sadd(self.keys.subjects, *(sid(s) for s in self._new_subjects))
             for (list_name, subject_id), member in self._memberships.items():
                 if member:
-                    pipe.sadd(self.keys.list_members(list_name), subject_id)
+                    pipe.sadd(self.keys.list_members(list_name), sid(subject_id))
                 else:
-                    pipe.srem(self.keys.list_members(list_name), subject_id)
+                    pipe.srem(self.keys.list_members(list_name), sid(subject_id))
             for field, n in self._counters.items():
                 pipe.hincrby(self.keys.stats, field, n)
             if self._schedule:
-                pipe.zadd(self.keys.due, self._schedule)
+                pipe.zadd(self.keys.due, {sid(s): due for s, due in self._schedule.items()})
             if self._unschedule:
-                pipe.zrem(self.keys.due, *self._unschedule)
+                pipe.zrem(self.keys.due, *(sid(s) for s in self._unschedule))
             for p, offset in self._positions.items():
                 pipe.set(self.keys.position(p), offset)
             for p, outbox in self._outboxes.items():
@@ -180,16 +306,36 @@ class SubjectStateSink:
             try:
                 await pipe.execute()
             except WatchError as exc:
+                self._forget()
                 metrics.FENCED.inc()
                 raise Fenced(f"partitions {sorted(self._positions)} were written by another worker since this "
                              f"batch read them") from exc
+            except BaseException:
+                self._forget()  # written or not: unknown
+                raise
             metrics.REDIS_WRITE_SECONDS.observe(time.perf_counter() - t0)
+            self._remember()
             return len(self._states)
         finally:
             try:
                 await pipe.reset()
             except Exception:  # noqa: BLE001
                 pass
+
+    def _remember(self) -> None:
+        """After a successful commit: the states read and written are the ones in Redis."""
+        states = self._read
+        for sid, (state, size) in self._added.items():
+            p = self._partition_of.get(sid)
+            if p is not None:
+                states[sid] = (p, state, size)
+        self.cache.written(self._positions, states)
+        self._read = {}
+
+    def _forget(self) -> None:
+        for p in self._positions:
+            self.cache.drop(p)
+        self._read = {}
 
     async def clear_outbox(self, positions: dict[int, int]) -> None:
         """Step 4: the outboxes this batch wrote are produced; delete them where still ours."""

@@ -1,5 +1,6 @@
 """The sink to the internal subject-event log: each validated, attached input as a subject event keyed
-by its subject (so one worker applies a subject's inputs in order), stamped with its arrival time."""
+by its subject's storage id (so one worker applies a subject's inputs in order; a natural person's ID
+number is never a message key: sinks/keys.py), stamped with its arrival time."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from creditstream import metrics
 from domain import events
 from sinks.deadletter import DeadLetterSink
 from sinks.kafka import KafkaSink, MessageTooLarge, message_size
+from sinks.keys import Keys
 from sinks.registry_index import Released
 
 
 class SubjectEventWriter:
-    """Adds subject events to a Kafka sink: key = subject id, timestamp = arrival time.
+    """Adds subject events to a Kafka sink: key = the subject's storage id (``keys.storage_id``),
+    timestamp = arrival time.
 
     A subject event over the subject-event log's message limit is an input error: the department
     message it came from is dead-lettered as ``too-large`` (never retried: the broker would refuse
@@ -22,18 +25,20 @@ class SubjectEventWriter:
     # room for the subject id a parked event gets once its subject is known
     SUBJECT_ROOM = 64
 
-    def __init__(self, kafka: KafkaSink, topic: str, dead: DeadLetterSink):
+    def __init__(self, kafka: KafkaSink, topic: str, dead: DeadLetterSink, keys: Keys):
         self.kafka = kafka
         self.topic = topic
         self.dead = dead
+        self.keys = keys
 
     def add(self, event: events.SubjectEvent, source: ConsumerRecord | None) -> None:
         """``source``: the department message the event came from; None for a released parked event
         (a stand-in is built, only if it must be dead-lettered)."""
         try:
-            self.kafka.add(self.topic, events.encode(event), key=event.subject.encode(), timestamp_ms=event.event_ms)
+            self.kafka.add(self.topic, events.encode(event), key=self.keys.storage_id(event.subject).encode(),
+                           timestamp_ms=event.event_ms)
         except MessageTooLarge as exc:
-            self.dead.add(source if source is not None else source_of(event), "too-large",
+            self.dead.add(source if source is not None else source_of(event, self.keys), "too-large",
                           f"its subject event would be {exc}")
 
     def fits(self, event: events.SubjectEvent) -> MessageTooLarge | None:
@@ -56,12 +61,14 @@ class SubjectEventWriter:
 PARKED_NOTE = b"the value is the parked subject event, not the original message"
 
 
-def source_of(event: events.SubjectEvent) -> ConsumerRecord:
+def source_of(event: events.SubjectEvent, keys: Keys) -> ConsumerRecord:
     """A stand-in for the department message a parked event came from (its origin names where it
-    is in the log): what a dead letter of the event refers to. Its value is the subject event."""
+    is in the log): what a dead letter of the event refers to. Its value is the subject event, its
+    key the subject's storage id (as on the subject-event log)."""
     topic, partition, offset = event.origin.rsplit("/", 2)
     value = events.encode(event)
+    key = keys.storage_id(event.subject).encode()
     return ConsumerRecord(topic=topic, partition=int(partition), offset=int(offset), timestamp=event.event_ms,
-                          timestamp_type=0, key=event.subject.encode(), value=value, checksum=None,
-                          serialized_key_size=len(event.subject), serialized_value_size=len(value),
+                          timestamp_type=0, key=key, value=value, checksum=None,
+                          serialized_key_size=len(key), serialized_value_size=len(value),
                           headers=(("creditstream.parked", PARKED_NOTE),))

@@ -4,12 +4,22 @@ Wire format: magic byte ``0``, the schema id as 4 bytes big-endian, then the Avr
 (no container header; fastavro *schemaless*). Two registries:
 
 - ``LocalRegistry``: ids fixed in ``schemas/registry.json``; no network. The embedded default.
-- ``ConfluentRegistry``: the Confluent Schema Registry REST API over urllib (``GET
-  /schemas/ids/{id}``; ``POST /subjects/{topic}-value/versions`` to register, TopicNameStrategy).
+- ``ConfluentRegistry``: the Confluent Schema Registry REST API over aiohttp (``GET
+  /schemas/ids/{id}``; ``POST /subjects/{topic}-value/versions`` to register, TopicNameStrategy),
+  with basic-auth or bearer credentials, TLS settings, a timeout per request and retries of
+  transient failures.
+
+The hot path stays synchronous: ``AvroCodec.decode`` / ``encode`` only read caches. What a remote
+registry must be asked is awaited before, once: ``await codec.ensure_for(values)`` (the schema ids
+in a batch's headers that are not cached yet) before decoding a batch, ``await
+codec.ensure_writer(full_name, topic)`` before encoding. So an event loop never waits on the
+registry's HTTP; a command line without a running loop may still call decode / encode alone (they
+then fetch what they miss).
 
 ``AvroCodec.decode`` raises only ``DecodeError`` for bad bytes (its ``reason`` is a short code for
-the dead-letter headers). A registry that cannot be reached raises ``RegistryError`` instead: that
-is not the message's fault, so the caller retries rather than dead-lettering.
+the dead-letter headers; an id the registry answers 40403 for is ``unknown-schema-id``). A registry
+that cannot be reached raises ``RegistryError`` instead: that is not the message's fault, so the
+caller retries rather than dead-lettering.
 
 ``from_json`` / ``to_json`` convert between JSON objects (ISO dates, decimal strings) and the
 Avro records fastavro expects (``datetime.date``, ``decimal.Decimal``) for the department-side CLI.
@@ -17,14 +27,17 @@ Avro records fastavro expects (``datetime.date``, ``decimal.Decimal``) for the d
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as _dt
 import decimal
 import json
+import ssl
 import struct
 import threading
-import urllib.error
+import time
 import urllib.parse
-import urllib.request
+from collections.abc import Callable, Iterable
 from io import BytesIO
 from typing import Any, Protocol
 
@@ -43,6 +56,8 @@ __all__ = [
     "AvroCodec",
     "frame",
     "unframe",
+    "schema_ids",
+    "split_credentials",
     "from_json",
     "to_json",
     "MAGIC",
@@ -72,12 +87,30 @@ class EncodeError(ValueError):
 
 
 class RegistryError(Exception):
-    """The schema registry failed (unreachable, HTTP error, bad answer). Retry; not the message's fault."""
+    """The schema registry failed (unreachable, HTTP error, bad answer). Retry; not the message's fault.
 
-    def __init__(self, message: str, status: int | None = None, error_code: int | None = None):
+    ``kind``: ``unreachable`` (no connection, or no answer in time), ``http`` (an error answer:
+    ``status`` and the registry's ``error_code``), ``auth`` (401/403: the credentials were refused),
+    ``tls`` (the TLS handshake failed), ``config`` (the TLS files or credentials given do not load),
+    ``answer`` (an answer that is not what the API promises), ``not-loaded`` (a schema was asked for
+    synchronously inside an event loop before it was fetched)."""
+
+    def __init__(self, message: str, status: int | None = None, error_code: int | None = None, *,
+                 kind: str | None = None):
         super().__init__(message)
         self.status = status
         self.error_code = error_code
+        if kind is None:
+            kind = "http" if status is not None else ("unreachable" if "unreachable" in message else "answer")
+        self.kind = kind
+
+    @property
+    def outage(self) -> bool:
+        """The registry is down (unreachable, no answer in time, a 5xx / 408 / 429 answer), as opposed
+        to refusing something (credentials, a schema): retrying later may help."""
+        if self.status is None:
+            return self.kind == "unreachable"
+        return self.status >= 500 or self.status in (408, 429)
 
 
 class UnknownSchemaId(LookupError):
@@ -85,6 +118,8 @@ class UnknownSchemaId(LookupError):
 
 
 class SchemaRegistry(Protocol):
+    remote: bool
+
     def id_for(self, full_name: str, topic: str | None = None) -> int: ...
 
     def schema(self, schema_id: int) -> dict: ...
@@ -107,6 +142,12 @@ def unframe(data: bytes) -> tuple[int, bytes]:
     """Split a framed message into (schema id, body); DecodeError on a bad header."""
     schema_id = _check_header(data)
     return schema_id, bytes(data[HEADER_SIZE:])
+
+
+def schema_ids(values: Iterable[bytes | None]) -> set[int]:
+    """The schema ids in the Confluent headers of ``values`` (those that have one)."""
+    return {int.from_bytes(v[1:HEADER_SIZE], "big") for v in values
+            if v is not None and len(v) >= HEADER_SIZE and v[0] == MAGIC}
 
 
 def _check_header(data) -> int:
@@ -133,6 +174,8 @@ def _full_name(parsed: dict) -> str:
 
 class LocalRegistry:
     """Fixed ids from ``schemas/registry.json``; schemas from ``schemas/*.avsc``."""
+
+    remote = False
 
     def __init__(self, ids: dict[str, int] | None = None, schemas: dict[str, dict] | None = None):
         self._ids = dict(ids if ids is not None else local_ids())
@@ -166,87 +209,231 @@ class LocalRegistry:
             raise UnknownSchemaId(f"unknown schema id {schema_id}") from None
 
 
-class ConfluentRegistry:
-    """Client of the Confluent Schema Registry REST API (urllib, no extra dependency).
+def split_credentials(url: str) -> tuple[str, str, str]:
+    """(the URL without ``user:password@``, user, password), both percent-decoded; a URL without
+    credentials gives empty strings for them."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, "", ""
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    bare = urllib.parse.urlunsplit(parts._replace(netloc=host))
+    return bare, urllib.parse.unquote(user), urllib.parse.unquote(password)
 
-    ``id_for(full_name, topic)`` registers the local schema under subject ``{topic}-value``
-    (TopicNameStrategy; the record's full name when no topic is given) and caches the id;
-    ``schema(id)`` fetches ``/schemas/ids/{id}`` once and caches the parsed schema.
+
+def _ssl_context(ca_file: str, certfile: str, keyfile: str) -> ssl.SSLContext | None:
+    """The TLS context for the registry: the system's CAs unless ``ca_file`` names others, and a
+    client certificate when given; None when nothing is set (aiohttp's default verification)."""
+    if not (ca_file or certfile or keyfile):
+        return None
+    try:
+        context = ssl.create_default_context(cafile=ca_file or None)
+    except (OSError, ssl.SSLError) as e:
+        raise RegistryError(f"schema registry: schema_registry_ca_file {ca_file} does not load: {e}",
+                            kind="config") from None
+    if certfile or keyfile:
+        try:
+            context.load_cert_chain(certfile or keyfile, keyfile or None)
+        except (OSError, ssl.SSLError) as e:
+            raise RegistryError(f"schema registry: schema_registry_certfile {certfile} / schema_registry_keyfile "
+                                f"{keyfile or '(in the certfile)'} do not load: {e}", kind="config") from None
+    return context
+
+
+def _tls_failure(exc: BaseException) -> BaseException | None:
+    """The ssl error behind an aiohttp client error, if the failure was TLS's."""
+    seen = 0
+    e: BaseException | None = exc
+    while e is not None and seen < 8:
+        if isinstance(e, ssl.SSLError):
+            return e
+        inner = getattr(e, "os_error", None) or getattr(e, "certificate_error", None)
+        e = inner if isinstance(inner, BaseException) and inner is not e else (e.__cause__ or e.__context__)
+        seen += 1
+    return None
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth asking again: the registry was unreachable, did not answer in time, or answered 5xx.
+    Never a 4xx answer (refused credentials, an unknown id, an incompatible schema)."""
+    return isinstance(exc, RegistryError) and (exc.kind == "unreachable" or (exc.status or 0) >= 500)
+
+
+class ConfluentRegistry:
+    """Client of the Confluent Schema Registry REST API (aiohttp; retries through tenacity).
+
+    ``register(full_name, topic)`` (awaited) registers the local schema under subject
+    ``{topic}-value`` (TopicNameStrategy; the record's full name when no topic is given) and caches
+    the id; ``load_ids(ids)`` (awaited) fetches ``/schemas/ids/{id}`` of the ids not cached yet,
+    at once. The synchronous ``id_for`` / ``schema`` / ``name_of`` the codec's hot path calls answer
+    from those caches; on a miss they fetch only where no event loop runs in the calling thread (a
+    command line, a worker thread), and raise ``RegistryError`` (kind ``not-loaded``) inside one: an
+    event loop serving others never waits on the registry's HTTP.
+
+    Credentials: ``username`` / ``password`` (HTTP basic; ``user:password@`` in the URL is accepted
+    too) or ``token`` (``Authorization: Bearer``). TLS: ``ca_file`` (the CA bundle that signed the
+    registry's certificate; default the system's), ``certfile`` / ``keyfile`` (a client
+    certificate). Every request is bounded by ``timeout`` seconds; a connection error, a timeout or
+    a 5xx answer is retried ``retries`` times with exponential backoff, a 4xx answer never. Error
+    messages name the registry by its URL without credentials (:attr:`url`).
+
+    An id the registry answers 40403 for is remembered as unknown for :attr:`UNKNOWN_KEPT_S`
+    seconds (``UnknownSchemaId``: the message's fault, dead-lettered).
     """
 
     CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+    UNKNOWN_KEPT_S = 60.0
+    MAX_CONNECTIONS = 8
+    BACKOFF_S = 0.2
+    BACKOFF_MAX_S = 2.0
+    remote = True
 
     def __init__(
         self,
         url: str,
         timeout: float = 5,
         *,
+        username: str = "",
+        password: str = "",
+        token: str = "",
+        ca_file: str = "",
+        certfile: str = "",
+        keyfile: str = "",
+        retries: int = 2,
         schemas: dict[str, dict] | None = None,
         headers: dict[str, str] | None = None,
     ):
-        self.url = url.rstrip("/")
-        self.timeout = timeout
+        bare, url_user, url_password = split_credentials(url)
+        self.url = bare.rstrip("/")
+        """The registry's URL without credentials: what messages show."""
+        self.timeout = float(timeout)
+        self.retries = max(0, int(retries))
+        user, password = (username, password) if username else (url_user, url_password)
+        if token and user:
+            raise RegistryError("schema registry: give a bearer token or basic-auth credentials, not both",
+                                kind="config")
+        self._basic = (user, password) if user else None
+        self._headers = {"Accept": self.CONTENT_TYPE, **(headers or {})}
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
+        self.credentials = "token" if token else ("basic" if user else "")
+        self._ssl = _ssl_context(ca_file, certfile, keyfile)
         self._local = schemas if schemas is not None else all_schemas()
-        self._headers = dict(headers or {})
         self._lock = threading.Lock()
         self._ids: dict[tuple[str, str], int] = {}
         self._parsed: dict[int, dict] = {}
         self._names: dict[int, str] = {}
+        self._unknown: dict[int, tuple[float, str]] = {}  # id -> (forgotten at, monotonic; why)
+
+    def __repr__(self) -> str:
+        return f"ConfluentRegistry({self.url!r}, credentials={self.credentials or 'none'})"
 
     # -- HTTP
-    def _request(self, method: str, path: str, body: dict | None = None) -> Any:
+    @contextlib.asynccontextmanager
+    async def _http(self, timeout: float | None = None):
+        import aiohttp
+
+        connector = aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else True,
+                                         limit=self.MAX_CONNECTIONS)
+        auth = aiohttp.BasicAuth(*self._basic) if self._basic else None
+        async with aiohttp.ClientSession(connector=connector, headers=self._headers, auth=auth,
+                                         timeout=aiohttp.ClientTimeout(total=timeout or self.timeout)) as http:
+            yield http
+
+    async def _request_once(self, http, method: str, path: str, body: dict | None, timeout: float) -> Any:
+        import aiohttp
+
         data = None if body is None else json.dumps(body).encode("utf-8")
-        headers = {"Accept": self.CONTENT_TYPE, **self._headers}
-        if data is not None:
-            headers["Content-Type"] = self.CONTENT_TYPE
-        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+        headers = {"Content-Type": self.CONTENT_TYPE} if data is not None else None
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                payload = resp.read()
-        except urllib.error.HTTPError as e:
-            status, code, message = e.code, None, e.reason
+            async with http.request(method, self.url + path, data=data, headers=headers) as resp:
+                status, reason, payload = resp.status, resp.reason, await resp.read()
+        except TimeoutError:  # asyncio's too; aiohttp's ServerTimeoutError is one
+            raise RegistryError(f"schema registry {self.url} unreachable: no answer within {timeout:g} s "
+                                f"({method} {path})", kind="unreachable") from None
+        except (aiohttp.ClientError, OSError) as e:
+            tls = _tls_failure(e)
+            if tls is not None:
+                inner = getattr(tls, "certificate_error", None) or tls
+                detail = getattr(inner, "verify_message", None) or getattr(inner, "reason", None) or str(inner)
+                hint = ("; set schema_registry_ca_file to the CA that signed its certificate"
+                        if isinstance(inner, ssl.SSLCertVerificationError) else "")
+                raise RegistryError(f"schema registry {self.url}: TLS failed: {detail}{hint}", kind="tls") from None
+            reason_text = " ".join(str(e).split()) or type(e).__name__
+            raise RegistryError(f"schema registry {self.url} unreachable: {reason_text}", kind="unreachable") from None
+        if status >= 400:
+            code, message = None, reason or ""
             try:
-                err = json.loads(e.read() or b"{}")
-                code, message = err.get("error_code"), err.get("message", message)
-            except Exception:
+                err = json.loads(payload or b"{}")
+                if isinstance(err, dict):
+                    code, message = err.get("error_code"), err.get("message", message)
+            except ValueError:
                 pass
-            if status == 404 and code in (40403, None) and path.startswith("/schemas/ids/"):
-                raise UnknownSchemaId(f"schema registry: {message}") from None
-            raise RegistryError(
-                f"schema registry {method} {path}: HTTP {status} (error_code {code}): {message}",
-                status=status,
-                error_code=code,
-            ) from None
-        except (urllib.error.URLError, OSError) as e:
-            reason = getattr(e, "reason", e)
-            raise RegistryError(f"schema registry {self.url} unreachable: {reason}") from None
+            if status in (401, 403):
+                given = {"basic": "the basic-auth credentials (schema_registry_username / schema_registry_password "
+                                  "or user:password@ in the URL)",
+                         "token": "the bearer token (schema_registry_token)"}.get(self.credentials)
+                advice = f"check {given}" if given else "no credentials are configured: set schema_registry_username " \
+                                                        "/ schema_registry_password or schema_registry_token"
+                raise RegistryError(f"schema registry {self.url} refused the credentials: HTTP {status} "
+                                    f"(error_code {code}): {message}; {advice}",
+                                    status=status, error_code=code, kind="auth")
+            if status == 404 and code == 40403 and path.startswith("/schemas/ids/"):
+                raise UnknownSchemaId(f"schema registry: {message}")
+            raise RegistryError(f"schema registry {self.url} {method} {path}: HTTP {status} (error_code {code}): "
+                                f"{message}", status=status, error_code=code)
         try:
             return json.loads(payload)
         except ValueError:
-            raise RegistryError(f"schema registry {method} {path}: answer is not JSON") from None
+            raise RegistryError(f"schema registry {self.url} {method} {path}: answer is not JSON",
+                                status=status, kind="answer") from None
 
-    # -- registry interface
-    def id_for(self, full_name: str, topic: str | None = None) -> int:
-        if full_name not in self._local:
-            try:
-                full_name = full_name_of(full_name)
-            except KeyError:
-                raise KeyError(f"no local schema {full_name!r} to register") from None
-            if full_name not in self._local:
-                raise KeyError(f"no local schema {full_name!r} to register")
+    async def _request(self, http, method: str, path: str, body: dict | None = None, *,
+                       timeout: float | None = None, retries: int | None = None) -> Any:
+        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+        timeout = timeout or self.timeout
+        attempts = AsyncRetrying(retry=retry_if_exception(_transient), reraise=True,
+                                 stop=stop_after_attempt(1 + (self.retries if retries is None else retries)),
+                                 wait=wait_exponential(multiplier=self.BACKOFF_S, max=self.BACKOFF_MAX_S))
+        async for attempt in attempts:
+            with attempt:
+                answer = await self._request_once(http, method, path, body, timeout)
+        return answer
+
+    async def check(self, timeout: float | None = None) -> None:
+        """Raise ``RegistryError`` unless the registry answers ``GET /subjects`` (once, within
+        ``timeout`` seconds): the probe of the command line and the API's /health."""
+        async with self._http(timeout) as http:
+            await self._request(http, "GET", "/subjects", timeout=timeout, retries=0)
+
+    # -- awaited: the network
+    def _full_name(self, full_name: str) -> str:
+        if full_name in self._local:
+            return full_name
+        try:
+            name = full_name_of(full_name)
+        except KeyError:
+            raise KeyError(f"no local schema {full_name!r} to register") from None
+        if name not in self._local:
+            raise KeyError(f"no local schema {full_name!r} to register")
+        return name
+
+    async def register(self, full_name: str, topic: str | None = None) -> int:
+        """The id of the local schema ``full_name`` under ``{topic}-value``, registering it once."""
+        full_name = self._full_name(full_name)
         subject = f"{topic}-value" if topic else full_name
         key = (subject, full_name)
         sid = self._ids.get(key)
         if sid is not None:
             return sid
         schema = self._local[full_name]
-        answer = self._request(
-            "POST",
-            f"/subjects/{urllib.parse.quote(subject, safe='')}/versions",
-            {"schema": json.dumps(schema, ensure_ascii=False)},
-        )
-        if not isinstance(answer, dict) or not isinstance(answer.get("id"), int):
-            raise RegistryError(f"schema registry: unexpected answer to register {subject}: {answer!r}")
+        async with self._http() as http:
+            answer = await self._request(http, "POST", f"/subjects/{urllib.parse.quote(subject, safe='')}/versions",
+                                         {"schema": json.dumps(schema, ensure_ascii=False)})
+        if not isinstance(answer, dict) or type(answer.get("id")) is not int:
+            raise RegistryError(f"schema registry {self.url}: unexpected answer to register {subject}: {answer!r}",
+                                kind="answer")
         sid = answer["id"]
         parsed = _parse(schema)
         with self._lock:
@@ -255,23 +442,75 @@ class ConfluentRegistry:
             self._names.setdefault(sid, _full_name(parsed))
         return sid
 
+    def _is_unknown(self, schema_id: int) -> str | None:
+        hit = self._unknown.get(schema_id)
+        if hit is None:
+            return None
+        if hit[0] < time.monotonic():
+            self._unknown.pop(schema_id, None)
+            return None
+        return hit[1]
+
+    async def load_ids(self, ids: Iterable[int]) -> None:
+        """Fetch the schemas of the ids not cached yet (concurrently, one session). Ids the registry
+        does not know are remembered as unknown; ``RegistryError`` if it could not be asked."""
+        missing = sorted({int(i) for i in ids if i not in self._parsed and self._is_unknown(i) is None})
+        if not missing:
+            return
+        async with self._http() as http:
+            results = await asyncio.gather(*(self._load_one(http, i) for i in missing), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def _load_one(self, http, schema_id: int) -> None:
+        try:
+            answer = await self._request(http, "GET", f"/schemas/ids/{schema_id}")
+            if not isinstance(answer, dict) or not isinstance(answer.get("schema"), str):
+                raise RegistryError(f"schema registry {self.url}: unexpected answer for schema id {schema_id}: "
+                                    f"{answer!r}", kind="answer")
+            if answer.get("schemaType", "AVRO") != "AVRO":
+                raise UnknownSchemaId(f"schema id {schema_id} is {answer['schemaType']}, not AVRO")
+        except UnknownSchemaId as e:
+            self._unknown[schema_id] = (time.monotonic() + self.UNKNOWN_KEPT_S, str(e))
+            return
+        try:
+            parsed = _parse(json.loads(answer["schema"]))
+        except Exception as e:
+            raise RegistryError(f"schema registry {self.url}: schema id {schema_id} does not parse: {e}",
+                                kind="answer") from None
+        with self._lock:
+            self._parsed[schema_id] = parsed
+            self._names[schema_id] = _full_name(parsed)
+
+    # -- synchronous: the caches (the network only where no event loop runs)
+    def _blocking(self, what: str, make: Callable[[], Any]) -> Any:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(make())
+        raise RegistryError(f"schema registry: {what} is not loaded and an event loop runs in this thread: "
+                            "await codec.ensure_ids(...) / codec.ensure_writer(...) first", kind="not-loaded")
+
+    def id_for(self, full_name: str, topic: str | None = None) -> int:
+        name = self._full_name(full_name)
+        sid = self._ids.get((f"{topic}-value" if topic else name, name))
+        if sid is not None:
+            return sid
+        return self._blocking(f"the id of {name} for topic {topic}", lambda: self.register(name, topic))
+
     def schema(self, schema_id: int) -> dict:
         parsed = self._parsed.get(schema_id)
         if parsed is not None:
             return parsed
-        answer = self._request("GET", f"/schemas/ids/{int(schema_id)}")
-        if not isinstance(answer, dict) or not isinstance(answer.get("schema"), str):
-            raise RegistryError(f"schema registry: unexpected answer for schema id {schema_id}: {answer!r}")
-        if answer.get("schemaType", "AVRO") != "AVRO":
-            raise UnknownSchemaId(f"schema id {schema_id} is {answer['schemaType']}, not AVRO")
-        try:
-            parsed = _parse(json.loads(answer["schema"]))
-        except Exception as e:
-            raise RegistryError(f"schema registry: schema id {schema_id} does not parse: {e}") from None
-        with self._lock:
-            self._parsed[schema_id] = parsed
-            self._names[schema_id] = _full_name(parsed)
-        return parsed
+        why = self._is_unknown(schema_id)
+        if why is None:
+            self._blocking(f"schema id {schema_id}", lambda: self.load_ids([schema_id]))
+            parsed = self._parsed.get(schema_id)
+            if parsed is not None:
+                return parsed
+            why = self._is_unknown(schema_id) or f"unknown schema id {schema_id}"
+        raise UnknownSchemaId(why)
 
     def name_of(self, schema_id: int) -> str:
         name = self._names.get(schema_id)
@@ -286,12 +525,43 @@ class ConfluentRegistry:
 
 
 class AvroCodec:
-    """Encode/decode Avro records in the Confluent wire format."""
+    """Encode/decode Avro records in the Confluent wire format.
+
+    With a remote registry, await :meth:`ensure_for` (the values about to be decoded) and
+    :meth:`ensure_writer` (the schema and topic about to be encoded) first; with the local one they
+    return at once."""
 
     def __init__(self, registry: SchemaRegistry | None = None):
         self.registry = registry if registry is not None else LocalRegistry()
+        self.remote = bool(getattr(self.registry, "remote", False))
         self._enc: dict[tuple[str, str | None], tuple[bytes, dict]] = {}
         self._dec: dict[int, tuple[str, dict]] = {}
+
+    async def ensure_ids(self, ids: Iterable[int]) -> None:
+        """Fetch the writer schemas of these ids that are not cached yet (one awaited round of
+        requests), so that decoding them asks nothing. Ids the registry does not know then decode
+        as ``DecodeError("unknown-schema-id")``; ``RegistryError`` if the registry could not be asked."""
+        if not self.remote:
+            return
+        missing = [i for i in ids if i not in self._dec]
+        if missing:
+            await self.registry.load_ids(missing)  # type: ignore[attr-defined]
+
+    async def ensure_for(self, values: Iterable[bytes | None]) -> None:
+        """:meth:`ensure_ids` of the schema ids in these framed values (a batch about to be decoded)."""
+        if self.remote:
+            await self.ensure_ids(schema_ids(values))
+
+    async def ensure_writer(self, full_name: str, topic: str | None = None) -> None:
+        """Register (or look up) the schema ``full_name`` is encoded with on ``topic``, once."""
+        if not self.remote or (full_name, topic) in self._enc:
+            return
+        sid = await self.registry.register(full_name, topic)  # type: ignore[attr-defined]
+        self._enc[(full_name, topic)] = (_HEADER.pack(MAGIC, sid), self.registry.schema(sid))
+
+    async def ensure_writers(self, pairs: Iterable[tuple[str, str | None]]) -> None:
+        """:meth:`ensure_writer` of each (full name, topic) pair, concurrently."""
+        await asyncio.gather(*(self.ensure_writer(name, topic) for name, topic in set(pairs)))
 
     def _writer(self, full_name: str, topic: str | None) -> tuple[bytes, dict]:
         key = (full_name, topic)

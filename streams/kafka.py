@@ -153,16 +153,7 @@ async def ensure_topics(settings: Settings, names: Iterable[str] | None = None) 
             if name in existing:
                 continue
             spec = t.spec_of(name)
-            config = {}
-            if spec is not None and spec.compacted:
-                config["cleanup.policy"] = "compact"
-            elif spec is not None:
-                config["retention.ms"] = str(spec.retention_ms)
-            if settings.replication_factor >= 3:
-                config["min.insync.replicas"] = "2"  # acks=all then survives one broker down
-            if spec is topic_specs.DEAD_LETTERS:
-                # a department message at the limit still fits with the reason headers
-                config["max.message.bytes"] = str(settings.max_message_bytes + topic_specs.DEAD_LETTER_HEADROOM)
+            config = topic_specs.topic_config(settings, spec) if spec is not None else {}
             new.append(NewTopic(name, settings.partitions, settings.replication_factor, topic_configs=config))
         created = []
         if new:
@@ -172,6 +163,78 @@ async def ensure_topics(settings: Settings, names: Iterable[str] | None = None) 
             except TopicAlreadyExistsError:
                 pass
         return created
+    finally:
+        await client.close()
+
+
+@dataclass(frozen=True)
+class ConfigDrift:
+    """An existing topic whose configuration differs from what creditstream would create."""
+
+    topic: str
+    name: str
+    current: str | None
+    wanted: str
+
+
+async def topic_config_drift(settings: Settings) -> list[ConfigDrift] | None:
+    """What differs between the existing topics' configuration and :func:`topics.topic_config`
+    (None when the broker does not describe topic configurations)."""
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    t = Topics(settings)
+    client = admin(settings)
+    await client.start()
+    try:
+        existing = set(await client.list_topics())
+        names = [n for n in t.all() if n in existing]
+        if not names:
+            return []
+        try:
+            answers = await client.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
+        except Exception:  # noqa: BLE001 - a broker without DescribeConfigs (Tansu): unknown
+            return None
+        current: dict[str, dict[str, str]] = {}
+        for answer in answers:
+            for resource in answer.resources:
+                current[resource[3]] = {c[0]: c[1] for c in resource[4]}
+        drift = []
+        for name in names:
+            spec = t.spec_of(name)
+            if spec is None or name not in current:
+                continue
+            for key, wanted in topic_specs.topic_config(settings, spec).items():
+                have = current[name].get(key)
+                if have != wanted:
+                    drift.append(ConfigDrift(name, key, have, wanted))
+        return drift
+    finally:
+        await client.close()
+
+
+async def apply_topic_config(settings: Settings, topics: Iterable[str]) -> None:
+    """Set creditstream's configuration on existing ``topics`` (AlterConfigs replaces a topic's
+    whole dynamic configuration, so every key creditstream manages is sent together)."""
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    t = Topics(settings)
+    resources = []
+    for name in topics:
+        spec = t.spec_of(name)
+        if spec is not None:
+            resources.append(ConfigResource(ConfigResourceType.TOPIC, name,
+                                            configs=topic_specs.topic_config(settings, spec)))
+    if not resources:
+        return
+    client = admin(settings)
+    await client.start()
+    try:
+        answers = await client.alter_configs(resources)
+        for answer in answers if isinstance(answers, list) else [answers]:
+            for resource in answer.resources:
+                code, message = resource[0], resource[1]
+                if code:
+                    raise RuntimeError(f"altering {resource[3]}: error {code} {message or ''}".strip())
     finally:
         await client.close()
 

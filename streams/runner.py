@@ -95,6 +95,11 @@ class AgentRunner:
         self.started = asyncio.Event()
         self._stopping = asyncio.Event()
         self._commit_task: asyncio.Future | None = None
+        self.done_at = time.monotonic()  # the last batch completed (or the start)
+        self.busy_since: float | None = None  # a batch in hand since then (retrying while it lasts)
+        self.retry_cause: str | None = None
+        self.lag = 0  # events waiting on this agent's partitions, as of its last batch
+        self._lag_at = 0.0
 
     def stop(self) -> None:
         self._stopping.set()
@@ -118,6 +123,8 @@ class AgentRunner:
                     break
                 batches = fetch.result()
                 if not batches:
+                    if self.lag and time.monotonic() - self._lag_at > 1.0:
+                        await self._update_lag()  # partitions moved, or the log ends are known now
                     continue
                 records = merge_by_time(batches)
                 try:
@@ -142,6 +149,20 @@ class AgentRunner:
                     log.warning("last commit failed", agent=self.agent.name, error=str(exc))
             await self._stop_consumer()
             log.info("agent stopped", agent=self.agent.name, batches=self.batches, records=self.records)
+
+    def health(self, stall_after_s: float) -> dict:
+        """``{"state": "ok"|"stalled", "reason": ...}``: stalled when a batch has been in hand (retried:
+        Redis, the broker or the registry failing) for ``stall_after_s``, or when events wait and no
+        batch completed for that long (the worker's heartbeat carries this to /health)."""
+        now = time.monotonic()
+        if self.busy_since is not None and now - self.busy_since > stall_after_s:
+            cause = f" ({self.retry_cause})" if self.retry_cause else ""
+            return {"state": "stalled",
+                    "reason": f"one batch in hand for {now - self.busy_since:.0f} s, retrying{cause}"}
+        if self.lag > 0 and now - self.done_at > stall_after_s:
+            return {"state": "stalled",
+                    "reason": f"{self.lag} event(s) waiting, none processed for {now - self.done_at:.0f} s"}
+        return {"state": "ok"}
 
     def _highwater(self, tp: TopicPartition) -> int | None:
         """The log end of a partition this consumer holds; None when unknown, or when a rebalance
@@ -176,6 +197,14 @@ class AgentRunner:
             log.warning("consumer stop failed", agent=self.agent.name, error=str(exc))
 
     async def _process_with_retry(self, records: list[ConsumerRecord]) -> None:
+        self.busy_since = time.monotonic()
+        try:
+            await self._retry(records)
+        finally:
+            self.busy_since = self.retry_cause = None
+        self.done_at = time.monotonic()
+
+    async def _retry(self, records: list[ConsumerRecord]) -> None:
         delay = BACKOFF_START_S
         attempt = 0
         while True:
@@ -189,6 +218,7 @@ class AgentRunner:
                 return
             except TRANSIENT as exc:
                 cause = type(exc).__name__
+                self.retry_cause = f"{cause}: {str(exc)[:120]}"
                 metrics.RETRIES.labels(self.agent.name, cause).inc()
                 log.warning("batch failed, retrying", agent=self.agent.name, attempt=attempt, records=len(records),
                             cause=cause, error=str(exc)[:300], retry_in_s=round(delay, 2))
@@ -228,6 +258,9 @@ class AgentRunner:
             metrics.EVENTS_IN.labels(self.agent.name, topic).inc(n)
         # one observation per batch keeps the hot path free of per-event metric calls
         hist.observe(max(0.0, (now_ms - newest) / 1000))
+        await self._update_lag()
+
+    async def _update_lag(self) -> None:
         lag: dict[str, int] = {}
         for tp in self.consumer.assignment():
             hw = self.consumer.highwater(tp)  # from the fetch response: right on Tansu too
@@ -235,3 +268,5 @@ class AgentRunner:
                 lag[tp.topic] = lag.get(tp.topic, 0) + max(0, hw - await self.consumer.position(tp))
         for topic, n in lag.items():
             metrics.CONSUMER_LAG.labels(self.agent.name, topic).set(n)
+        self.lag = sum(lag.values())
+        self._lag_at = time.monotonic()

@@ -4,8 +4,8 @@
 ``datetime.date``, amounts as ``Decimal``, ready for ``AvroCodec.encode``). For tests, demos and
 integration scenarios. Every identifier here passes its check unless an override says otherwise.
 ``KINDS`` are the input kinds (what ``domain.validate.normalise_event`` takes, including the credit
-office's objection, repair, listing decision and feedback); ``ALL_KINDS`` adds ``list_change``, the
-system's own output (名单变动).
+office's objection, repair, listing decision and feedback); ``ALL_KINDS`` adds the system's own
+outputs, ``list_change`` (名单变动) and ``check_audit`` (信用核查记录).
 The subject names and numbers are made up; the USCC ``91310110666007217T`` is a public example.
 """
 
@@ -238,6 +238,19 @@ _BASE: dict[str, dict] = {
         # what fastavro decodes a timestamp-millis to (an int of ms encodes the same)
         "event_time": _dt.datetime(2024, 7, 15, 2, 0, tzinfo=_dt.UTC),
         "rules_version": "henan-2024.1",
+    },
+    "check_audit": {
+        "check_id": "0f8e9c1a6b2d4e7f9a3c5b1d2e4f6a8b",
+        "client": "zz-public-resource-trading",
+        "checked_at": _dt.datetime(2024, 8, 1, 1, 30, tzinfo=_dt.UTC),
+        "subject": COMPANY_USCC,
+        "subject_kind": "uscc",
+        "matter": "bidding",
+        "at": _dt.date(2024, 8, 1),
+        "outcome": "restricted",
+        "measures": ["bidding.exclude"],
+        "rules_version": "henan-2024.1",
+        "batch_id": "5c3b1a9e7d2f4c6a8e0b2d4f6a8c0e1f",
     },
     "feedback": {
         "feedback_id": "ZZCZ-FK-2024-0031",

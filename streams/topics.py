@@ -37,17 +37,20 @@ FEEDBACK = TopicSpec("feedback", "joint-punishment feedback from implementing un
 SUBJECT_EVENTS = TopicSpec("subject-events", "internal: validated, attached inputs keyed by subject id, in order")
 LIST_CHANGES = TopicSpec("list-changes", "list changes for downstream systems (Avro, keyed by subject)")
 DEAD_LETTERS = TopicSpec("dead-letters", "bad input with the original bytes and the reason in headers")
+CHECK_AUDIT = TopicSpec("check-audit", "credit checks answered by the check API (client, instant, subject as its "
+                        "storage id, matter, outcome): the record of 应查必查 / 奖惩到位 (Avro, keyed by subject)")
 
 # Topics by their role key in the catalogue of event kinds (domain/kinds.py), and so which topic
 # each kind is produced to (ops/produce.py, tests, benchmark).
 SPEC_OF_TOPIC = {"penalty": PENALTY, "license": LICENSE, "court": COURT, "action": ACTION,
                  "registration": REGISTRATION, "credit_office": CREDIT_OFFICE, "feedback": FEEDBACK,
-                 "subject_events": SUBJECT_EVENTS, "list_changes": LIST_CHANGES, "dead_letters": DEAD_LETTERS}
+                 "subject_events": SUBJECT_EVENTS, "list_changes": LIST_CHANGES, "dead_letters": DEAD_LETTERS,
+                 "check_audit": CHECK_AUDIT}
 SPEC_OF_KIND = {k.name: SPEC_OF_TOPIC[k.topic] for k in KINDS if k.role != "output"}
 
 INGEST_SOURCES = (PENALTY, LICENSE, COURT, ACTION, CREDIT_OFFICE, FEEDBACK)
 ALL = (PENALTY, LICENSE, COURT, ACTION, REGISTRATION, CREDIT_OFFICE, FEEDBACK,
-       SUBJECT_EVENTS, LIST_CHANGES, DEAD_LETTERS)
+       SUBJECT_EVENTS, LIST_CHANGES, DEAD_LETTERS, CHECK_AUDIT)
 
 
 # Room the dead-letter topic has beyond the others: a department message at the broker's limit
@@ -74,6 +77,25 @@ class MessageLimits:
     def lower(self, topic: str, below: int) -> int:
         self.per_topic[topic] = min(self.of(topic), max(below, 1))
         return self.per_topic[topic]
+
+
+def topic_config(settings: Settings, spec: TopicSpec) -> dict[str, str]:
+    """The configuration creditstream gives a topic it creates (``creditstream topics`` compares
+    existing topics with it and ``topics --apply`` sets it)."""
+    config: dict[str, str] = {}
+    if spec.compacted:
+        config["cleanup.policy"] = "compact"
+    elif spec is DEAD_LETTERS:
+        days = settings.dead_letter_retention_days
+        config["retention.ms"] = str(round(days * 86_400_000)) if days > 0 else "-1"
+    else:
+        config["retention.ms"] = str(spec.retention_ms)
+    if settings.replication_factor >= 3:
+        config["min.insync.replicas"] = "2"  # acks=all then survives one broker down
+    if spec is DEAD_LETTERS:
+        # a department message at the limit still fits with the reason headers
+        config["max.message.bytes"] = str(settings.max_message_bytes + DEAD_LETTER_HEADROOM)
+    return config
 
 
 def message_limits(settings: Settings) -> MessageLimits:
@@ -140,6 +162,10 @@ class Topics:
     @property
     def dead_letters(self) -> str:
         return self.name(DEAD_LETTERS)
+
+    @property
+    def check_audit(self) -> str:
+        return self.name(CHECK_AUDIT)
 
     @property
     def ingest_sources(self) -> list[str]:

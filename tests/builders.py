@@ -54,3 +54,24 @@ def repair(target_key, approved, *, arrived, granted=True, subject=ORG, at=None)
 
 def tick(due: str, subject=ORG):
     return ev.tick(subject, due)
+
+
+def token_file(tmp_path, public_token: str, personal_token: str, *, public_client: str = "publicity-site",
+               personal_client: str = "joint-punishment") -> str:
+    """An API token file (creditstream/access.py): the public token given by its SHA-256 digest, the
+    personal one in clear (the two forms the file takes)."""
+    import hashlib
+
+    path = tmp_path / "tokens.toml"
+    path.write_text(f"""
+[[token]]
+client = "{public_client}"
+role = "public"
+sha256 = "{hashlib.sha256(public_token.encode()).hexdigest()}"
+
+[[token]]
+client = "{personal_client}"
+role = "personal"
+token = "{personal_token}"
+""", encoding="utf-8")
+    return str(path)

@@ -90,6 +90,7 @@ def settings(stack_info, tmp_path):
         broker_kind=stack_info.broker_kind,
         replication_factor=stack_info.replication_factor,
         redis_url=stack_info.redis_url,
+        pseudonym_key=stack_info.pseudonym_key,
         topic_prefix=f"{tag}.",
         namespace=tag,
         consumer_group=f"cs-{tag}",
@@ -145,6 +146,7 @@ class Department:
 
         kind = {v: k for k, v in SCHEMA_OF_KIND.items()}[schema]
         topic = self.topics.for_kind(kind)
+        await self.codec.ensure_writer(schema, topic)  # a remote registry: registered once, awaited
         value = self.codec.encode(schema, record, topic=topic)
         if key is None and kind == "registration" and record.get("uscc"):
             key = record["uscc"].encode()  # a compacted topic: Apache Kafka refuses unkeyed records

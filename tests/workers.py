@@ -11,7 +11,7 @@ from pathlib import Path
 
 def worker_env(settings, **extra) -> dict:
     env = dict(os.environ)
-    for name in ("broker_url", "broker_kind", "redis_url", "topic_prefix", "namespace", "consumer_group",
+    for name in ("broker_url", "broker_kind", "redis_url", "pseudonym_key", "topic_prefix", "namespace", "consumer_group",
                  "session_timeout_ms", "run_dir", "max_batch", "timer_interval_s", "clock_offset_s"):
         env[f"CREDITSTREAM_{name.upper()}"] = str(getattr(settings, name))
     env["CREDITSTREAM_LOG_FORMAT"] = "json"

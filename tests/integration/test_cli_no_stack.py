@@ -62,6 +62,8 @@ def test_every_command_says_which_service_is_down_in_one_line(env):
         ("replay", "--verify"): ["Redis", "Kafka"],
         ("produce", env["small"]): ["Kafka"],
         ("topics",): ["Kafka"],
+        ("topics", "--apply"): ["Kafka"],
+        ("worker", "--wait", "0"): ["Redis", "Kafka"],  # a supervisor restarts it; --wait 30 by default
         ("dlq", "list"): ["Redis", "Kafka"],
         ("dlq", "show", "0:1"): ["Redis", "Kafka"],
         ("dlq", "redrive", "0:1"): ["Redis", "Kafka"],

@@ -209,3 +209,35 @@ async def test_rerunning_a_selection_never_redrives_the_copies_that_failed_again
     assert [i.action for i in copies] == ["skipped"] * 3 and all("failed again" in i.note for i in copies)
     await letters_until(settings, 9, reason="negative-amount")  # 3 originals + 3 + 3 copies, not 12
     assert len(await list_dead_letters(settings, reason="negative-amount")) == 9
+
+
+async def test_show_masks_personal_data_unless_asked(pipeline, department, settings):
+    """A natural person's rejected penalty: `dlq show` and `dlq list` print no ID number, no name and
+    no raw bytes; `dlq show --personal` prints them, and the request is logged with the operator."""
+    person = {"uscc": None, "legal_rep_name": None, "legal_rep_id_type": None, "legal_rep_id_no": None,
+              "subject_name": samples.PERSON, "subject_category": "自然人", "person_id_type": "身份证",
+              "person_id_no": samples.PERSON_ID}
+    bad = sample_event("penalty", decision_doc_no="郑市监罚〔2024〕778号", fine_amount=samples.Decimal("-1"),
+                       facts=f"当事人{samples.PERSON}（身份证号{samples.PERSON_ID}）无证经营。", **person)
+    await department.send(PENALTY, bad, key=samples.PERSON_ID.encode())
+    [letter] = await letters_until(settings, 1, reason="negative-amount")
+
+    code, out, err = await cli(settings, "dlq", "show", letter["ref"], "--json")
+    assert code == 0, err
+    masked = json.loads(out)
+    assert masked["personal_data_masked"] is True and masked["value_hex"] is None
+    assert masked["decoded"]["record"]["decision_doc_no"] == "郑市监罚〔2024〕778号"  # the rest is there
+    code, text, err = await cli(settings, "dlq", "show", letter["ref"])
+    assert code == 0 and "withheld" in text, err
+    code, listed, err = await cli(settings, "dlq", "list", "--json")
+    assert code == 0, err
+    for shown in (out, text, listed):
+        assert samples.PERSON_ID not in shown and samples.PERSON not in shown
+        assert samples.PERSON_ID.encode().hex() not in shown
+
+    code, out, err = await cli(settings, "dlq", "show", letter["ref"], "--json", "--personal")
+    assert code == 0, err
+    whole = json.loads(out)
+    assert whole["key"] == samples.PERSON_ID and samples.PERSON in whole["decoded"]["record"]["facts"]
+    assert whole["value_hex"] and "personal_data_masked" not in whole
+    assert "dead letter shown with personal data" in err and samples.PERSON_ID not in err

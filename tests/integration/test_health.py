@@ -28,7 +28,38 @@ async def health(settings) -> tuple[int, dict, float]:
 
 async def test_both_up(settings):
     status, body, _ = await health(settings)
-    assert (status, body) == (200, {"status": "ok", "redis": "ok", "kafka": "ok"})
+    assert (status, body) == (200, {"status": "ok", "redis": "ok", "kafka": "ok", "workers": 0,
+                                    "consumption": "no worker running"})
+
+
+async def test_a_running_worker_reports_its_consumption(pipeline, settings):
+    from tests.conftest import eventually
+
+    async def seen():
+        status, body, _ = await health(settings)
+        return (status, body) if body.get("workers") == 1 else None
+
+    status, body = await eventually(seen, timeout=10)
+    assert status == 200 and body["consumption"] == "ok"
+
+
+async def test_a_stalled_agent_makes_health_degraded_and_says_why(settings, redis):
+    """A worker's heartbeat (creditstream/app.py) carries each agent's AgentRunner.health(): one that
+    has retried a batch past stall_after_s is named in /health's answer, which is then 503."""
+    import orjson
+
+    from sinks.keys import Keys
+
+    beat = {"host": "w7", "pid": 4242, "generation": "live", "agents": ["ingest", "subject"],
+            "health": {"ingest": {"state": "ok"},
+                       "subject": {"state": "stalled", "reason": "one batch in hand for 75 s, retrying "
+                                                                 "(ConnectionError: Redis refused)"}}}
+    await redis.set(Keys(settings.namespace).worker("w7:4242:1"), orjson.dumps(beat), ex=15)
+    status, body, _ = await health(settings)
+    assert status == 503 and body["status"] == "degraded" and body["consumption"] == "stalled"
+    assert body["stalled"] == ["w7 pid 4242 subject: one batch in hand for 75 s, retrying (ConnectionError: "
+                               "Redis refused)"]
+    assert body["message"].startswith("consumption is stalled: w7 pid 4242 subject")
 
 
 async def test_redis_down(settings):
@@ -111,3 +142,41 @@ async def test_concurrent_requests_share_one_check(settings):
     assert {r.status for r in answers} == {503}
     assert all(b["kafka"].startswith("down: ") and b["redis"] == "ok" for b in bodies)
     assert checks == 1
+
+
+# --- the schema registry: checked only when a remote one is configured ---------------------
+
+
+async def test_a_remote_registry_that_answers_is_ok(settings):
+    from tests.integration.test_registry_client import FakeRegistry
+
+    fake = await FakeRegistry(auth=("bearer", "tok-health")).start()
+    try:
+        status, body, _ = await health(settings.replace(schema_registry=fake.url, schema_registry_token="tok-health"))
+    finally:
+        await fake.stop()
+    assert (status, body) == (200, {"status": "ok", "redis": "ok", "kafka": "ok", "schema_registry": "ok",
+                                    "workers": 0, "consumption": "no worker running"})
+    assert fake.requests == [("GET", "/subjects", "Bearer tok-health")]
+
+
+async def test_a_hung_registry_is_down_within_the_timeout(settings, hung_port):
+    url = f"http://svc:pw-reg-1@127.0.0.1:{hung_port}"
+    status, body, seconds = await health(settings.replace(schema_registry=url))
+    assert status == 503 and body["redis"] == "ok" and body["kafka"] == "ok"
+    assert body["schema_registry"].startswith("down: ") and "pw-reg-1" not in str(body)
+    assert body["message"] == "the schema registry is down; try again later"
+    assert seconds < HEALTH_TIMEOUT_S + 1.5
+
+
+async def test_refused_registry_credentials_are_down_too(settings):
+    from tests.integration.test_registry_client import FakeRegistry
+
+    fake = await FakeRegistry(auth=("basic", "svc", "right")).start()
+    try:
+        status, body, _ = await health(settings.replace(schema_registry=fake.url, schema_registry_username="svc",
+                                                        schema_registry_password="wrong-pw-5"))
+    finally:
+        await fake.stop()
+    assert status == 503 and "refused the credentials" in body["schema_registry"]
+    assert "wrong-pw-5" not in str(body)

@@ -87,3 +87,39 @@ async def test_a_renewed_producer_has_a_new_producer_id_and_delivers(settings):
         await producer.stop()
     ends = await kafka.log_ends(settings, topic)
     assert sum(ends.values()) == 2
+
+
+async def test_dead_letter_retention_is_set_reported_and_applied(settings):
+    """Dead letters hold names and ID numbers: the dead-letter topic is created with the configured
+    retention; a changed setting shows as drift, and applying it keeps the other managed keys."""
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    settings = settings.replace(dead_letter_retention_days=30)
+    await kafka.ensure_topics(settings)
+    dlq = f"{settings.topic_prefix}dead-letters"
+
+    async def configs() -> dict[str, str]:
+        client = kafka.admin(settings)
+        await client.start()
+        try:
+            [desc] = await client.describe_configs([ConfigResource(ConfigResourceType.TOPIC, dlq)])
+            return {c[0]: c[1] for c in desc.resources[0][4]}
+        finally:
+            await client.close()
+
+    assert (await configs())["retention.ms"] == str(30 * 86_400_000)
+    assert await kafka.topic_config_drift(settings) == []
+    shorter = settings.replace(dead_letter_retention_days=7)
+    drift = await kafka.topic_config_drift(shorter)
+    assert [(d.topic, d.name, d.current, d.wanted) for d in drift] == [
+        (dlq, "retention.ms", str(30 * 86_400_000), str(7 * 86_400_000))]
+    await kafka.apply_topic_config(shorter, [dlq])
+    from tests.conftest import eventually
+
+    async def applied():  # the brokers take the controller's metadata update a moment later
+        now = await configs()
+        return now if now["retention.ms"] == str(7 * 86_400_000) else None
+
+    after = await eventually(applied, timeout=15)
+    assert after["max.message.bytes"] == str(settings.max_message_bytes + 64 * 1024)
+    assert await kafka.topic_config_drift(shorter) == []

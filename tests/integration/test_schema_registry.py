@@ -19,7 +19,7 @@ import pytest
 
 from sinks.deadletter import dead_letter_info
 from streams import kafka, samples
-from streams.codec import AvroCodec, ConfluentRegistry
+from streams.codec import AvroCodec, ConfluentRegistry, RegistryError
 from streams.samples import sample_event, schema_of
 from tests.conftest import eventually
 
@@ -57,6 +57,7 @@ async def test_events_framed_with_registry_ids_reach_the_state_and_list_changes_
     await pipeline.start()
     try:
         court = pipeline.topics.court
+        await department_codec.ensure_writer(schema_of("court_listing"), court)  # registers, awaited
         value = department_codec.encode(schema_of("court_listing"), sample_event("court_listing"), topic=court)
         schema_id = struct.unpack(">I", value[1:5])[0]
         assert get(f"{registry.url}/schemas/ids/{schema_id}")["schema"]  # the registry knows it
@@ -78,6 +79,10 @@ async def test_events_framed_with_registry_ids_reach_the_state_and_list_changes_
 
         [change, *_] = await eventually(changes, timeout=60)
         fresh = AvroCodec(ConfluentRegistry(registry.url))  # knows nothing yet: looks the id up
+        with pytest.raises(RegistryError) as not_loaded:  # inside an event loop: never a blocking fetch
+            fresh.decode(change.value)
+        assert not_loaded.value.kind == "not-loaded"
+        await fresh.ensure_for([change.value])
         name, record = fresh.decode(change.value)
         assert name == "creditstream.ListChange" and record["subject_id"] == samples.COMPANY_USCC
         subjects = get(f"{registry.url}/subjects")

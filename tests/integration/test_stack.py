@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import stat
 import subprocess
 import sys
 import time
 import uuid
+from urllib.parse import urlsplit
 
 import pytest
 import redis.asyncio as aioredis
+import redis.exceptions
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from creditstream import settings as cs_settings
@@ -61,7 +65,7 @@ async def _roundtrip_kafka(broker_url: str) -> None:
 async def test_up_answers_status_down(stack):
     info = stack.up()
     assert info.broker_url == f"127.0.0.1:{info.broker_port}"
-    assert info.redis_url == f"redis://127.0.0.1:{info.redis_port}/0"
+    assert re.fullmatch(rf"redis://:[A-Za-z0-9_-]{{43}}@127\.0\.0\.1:{info.redis_port}/0", info.redis_url)
 
     await _roundtrip_kafka(info.broker_url)
     r = aioredis.from_url(info.redis_url)
@@ -75,12 +79,14 @@ async def test_up_answers_status_down(stack):
     assert data["settings"] == {
         "broker_url": info.broker_url, "broker_kind": "tansu",
         "redis_url": info.redis_url, "session_timeout_ms": 2000,
+        "pseudonym_key": info.pseudonym_key,
     }
     assert data["broker"]["pid"] == info.broker_pid and data["broker"]["cmd"]
     # settings.load() picks the stack up
     s = cs_settings.load(env={"CREDITSTREAM_RUN_DIR": str(stack.run_dir)})
-    assert (s.broker_url, s.broker_kind, s.redis_url, s.session_timeout_ms) == (
-        info.broker_url, "tansu", info.redis_url, 2000)
+    assert (s.broker_url, s.broker_kind, s.redis_url, s.session_timeout_ms, s.pseudonym_key) == (
+        info.broker_url, "tansu", info.redis_url, 2000, info.pseudonym_key)
+    assert s.validate() == []
 
     st = stack.status()
     assert st["running"] is True
@@ -216,5 +222,96 @@ def test_failed_start_stops_the_broker_and_reports_the_log(tmp_path, monkeypatch
 def test_embedded_stack_context(tmp_path):
     with embedded_stack(tmp_path / "run") as info:
         assert stack_mod.probe_broker(info.broker_port)
-        assert stack_mod.probe_redis(info.redis_port)
+        assert stack_mod.probe_redis(info.redis_port, urlsplit(info.redis_url).password)
     assert _gone(info.broker_pid) and _gone(info.redis_pid)
+
+
+async def test_up_without_a_password_makes_one_and_keeps_it(stack, capsys):
+    """RULES.md 7: access to the state store is authenticated, the embedded stack's too."""
+    info = stack.up()
+    password = urlsplit(info.redis_url).password
+    assert password and len(password) >= 43
+    # the run dir is the owner's only; the files holding the password and the pseudonym key too
+    assert stat.S_IMODE(stack.run_dir.stat().st_mode) == 0o700
+    for path in (stack.stack_file, stack.redis_conf, stack.pseudonym_key_file):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    with open(f"/proc/{info.redis_pid}/cmdline", "rb") as fh:
+        assert password.encode() not in fh.read()
+    # a client without the password is refused: NOAUTH on the wire, an AuthenticationError in redis-py
+    assert not stack_mod.probe_redis(info.redis_port)
+    with socket.create_connection(("127.0.0.1", info.redis_port), timeout=5) as sock:
+        sock.sendall(b"*2\r\n$3\r\nGET\r\n$11\r\ncs:anything\r\n")
+        assert sock.makefile("rb").readline().startswith(b"-NOAUTH")
+    anonymous = aioredis.from_url(f"redis://127.0.0.1:{info.redis_port}/0")
+    try:
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            await anonymous.get("cs:anything")
+    finally:
+        await anonymous.aclose()
+    wrong = aioredis.from_url(f"redis://:not-{password}@127.0.0.1:{info.redis_port}/0")
+    try:
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            await wrong.ping()
+    finally:
+        await wrong.aclose()
+    # every client built from the settings has it
+    from creditstream.connections import redis_client
+
+    client = redis_client(cs_settings.load(env={"CREDITSTREAM_RUN_DIR": str(stack.run_dir)}))
+    try:
+        assert await client.ping()
+    finally:
+        await client.aclose()
+
+    # `up` again keeps the running redis-server and its password; so does a restart of a dead one
+    again = Stack(stack.run_dir).up()
+    assert (again.redis_pid, again.redis_url, again.pseudonym_key) == (info.redis_pid, info.redis_url,
+                                                                       info.pseudonym_key)
+    stack.stop_redis()
+    stack.start_redis()
+    assert stack.info().redis_url == info.redis_url
+    os.kill(stack.info().redis_pid, 9)
+    deadline = time.monotonic() + 5
+    while not _gone(stack.info().redis_pid) and time.monotonic() < deadline:
+        reap(stack.info().redis_pid)
+        time.sleep(0.01)
+    restarted = stack.up()
+    assert restarted.redis_pid != info.redis_pid and restarted.redis_url == info.redis_url
+
+    # status and the CLI's `stack up` / `stack status` never show it
+    assert password not in json.dumps(stack.status())
+    from creditstream import cli
+
+    os.environ["CREDITSTREAM_RUN_DIR"] = str(stack.run_dir)
+    try:
+        capsys.readouterr()
+        assert cli.main(["stack", "up"]) == cli.EXIT_OK
+        assert cli.main(["stack", "status"]) == cli.EXIT_OK
+    finally:
+        del os.environ["CREDITSTREAM_RUN_DIR"]
+    out, err = capsys.readouterr()
+    assert password not in out + err and info.pseudonym_key not in out + err
+    assert f"redis://***@127.0.0.1:{info.redis_port}/0" in out
+    assert password not in repr(stack.info())
+
+    # down / up: a new password, the same pseudonym key (Redis's data outlives `down`, so must the key)
+    stack.down()
+    after = stack.up()
+    assert urlsplit(after.redis_url).password != password
+    assert after.pseudonym_key == info.pseudonym_key and len(after.pseudonym_key) == 64
+
+
+def test_stack_up_takes_a_password_file(stack, tmp_path, monkeypatch, capsys):
+    from creditstream import cli
+
+    secret = tmp_path / "redis-password"
+    secret.write_text("from-a-file-0123456789\n")
+    monkeypatch.setenv("CREDITSTREAM_RUN_DIR", str(stack.run_dir))
+    assert cli.main(["stack", "up", "--redis-password-file", str(secret)]) == cli.EXIT_OK
+    assert "from-a-file" not in "".join(capsys.readouterr())
+    info = stack.info()
+    assert urlsplit(info.redis_url).password == "from-a-file-0123456789"
+    assert stack_mod.probe_redis(info.redis_port, "from-a-file-0123456789")
+    secret.write_text("\n")
+    assert cli.main(["stack", "up", "--redis-password-file", str(secret)]) == cli.EXIT_USAGE
+    assert cli.main(["stack", "up", "--redis-password-file", str(tmp_path / "missing")]) == cli.EXIT_USAGE

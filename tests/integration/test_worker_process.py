@@ -21,6 +21,18 @@ def start_worker(settings, log_path) -> subprocess.Popen:
     return WorkerProcess(settings, log_path).start().proc
 
 
+async def send_penalties(department, subjects: list[str], total: int) -> None:
+    """``total`` penalties spread over ``subjects``, each its own decision."""
+    for n in range(total):
+        sid = subjects[n % len(subjects)]
+        await department.producer.send(
+            department.topics.penalty,
+            department.codec.encode(schema_of("penalty"), sample_event(
+                "penalty", uscc=sid, subject_name=f"测试{sid[-6:]}有限公司", legal_rep_id_no=None,
+                decision_doc_no=f"豫测罚〔2024〕{n}号"), topic=department.topics.penalty))
+    await department.producer.flush()
+
+
 async def record_counts(redis, settings, subjects):
     from sinks.keys import Keys
 
@@ -36,14 +48,7 @@ async def test_worker_killed_mid_stream_loses_nothing(settings, department, redi
     log_path = tmp_path / "worker.log"
     worker = start_worker(settings, log_path)
     try:
-        for n in range(total):
-            sid = subjects[n % len(subjects)]
-            await department.producer.send(
-                department.topics.penalty,
-                department.codec.encode(schema_of("penalty"), sample_event(
-                    "penalty", uscc=sid, subject_name=f"测试{sid[-6:]}有限公司", legal_rep_id_no=None,
-                    decision_doc_no=f"豫测罚〔2024〕{n}号"), topic=department.topics.penalty))
-        await department.producer.flush()
+        await send_penalties(department, subjects, total)
 
         async def some_applied():
             assert worker.poll() is None, f"worker exited: {log_path.read_text()[-2000:]}"
@@ -75,3 +80,39 @@ async def test_worker_killed_mid_stream_loses_nothing(settings, department, redi
             except subprocess.TimeoutExpired:
                 worker.kill()
         print(log_path.read_text()[-3000:])
+
+
+async def test_two_workers_share_the_work_quietly(settings, department, redis, tmp_path):
+    """Two workers of one group: every event applied, Faust opens no group of its own (it used to
+    rebalance an idle ``<group>-worker`` group every few seconds and log "Heartbeat session expired"
+    at error level), and neither worker logs anything at error level."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    subjects = [uscc(7100 + i) for i in range(12)]
+    total = 240
+    workers = [WorkerProcess(settings, tmp_path / f"worker{i}.log").start() for i in range(2)]
+    try:
+        await send_penalties(department, subjects, total)
+
+        async def all_applied():
+            for w in workers:
+                assert w.alive(), f"worker exited: {w.log_tail()}"
+            states = await record_counts(redis, settings, subjects)
+            return sum(len(s["records"]) for s in states) >= total
+
+        await eventually(all_applied, timeout=90)
+        admin = AIOKafkaAdminClient(**settings.kafka_client_kwargs())
+        await admin.start()
+        try:
+            groups = {g[0] for g in await admin.list_consumer_groups()}
+        finally:
+            await admin.close()
+        assert f"{settings.consumer_group}-worker" not in groups, groups
+        assert f"{settings.consumer_group}.subject" in groups, groups
+    finally:
+        for w in workers:
+            w.stop()
+    for w in workers:
+        errors = [line for line in w.log_path.read_text(errors="replace").splitlines()
+                  if '"level":"error"' in line or '"level":"critical"' in line]
+        assert not errors, errors[:5]

@@ -92,6 +92,8 @@ async def quiescent(settings, redis, *, timeout: float = 120.0, still_s: float =
 
 
 async def redis_states(redis, settings) -> dict[str, dict]:
+    """Every subject's state by subject id. The subjects set holds storage ids (a natural person's
+    ID number only as its pseudonym, sinks/keys.py): a state names its subject in clear."""
     from sinks.keys import resolve_keys
 
     keys = await resolve_keys(redis, settings.namespace)
@@ -99,19 +101,23 @@ async def redis_states(redis, settings) -> dict[str, dict]:
     out = {}
     for i in range(0, len(ids), 1000):
         chunk = ids[i:i + 1000]
-        for sid, raw in zip(chunk, await redis.mget([keys.subject(s) for s in chunk])):
-            out[sid] = orjson.loads(raw) if raw is not None else None
+        for stored, raw in zip(chunk, await redis.mget([keys.subject(s) for s in chunk])):
+            state = orjson.loads(raw) if raw is not None else None
+            out[state["id"] if state else stored] = state
     return out
 
 
 async def divergence(settings, redis) -> list[str]:
     """Where Redis and the list-change topic differ from the oracle (empty: identical)."""
     from ops.replay import live_changes, per_subject
+    from sinks.keys import storage_id
     from tests.reliability.oracle import fold
 
     states, changes, _ = await fold(settings)
     live = await redis_states(redis, settings)
     out = [f"state of {sid}" for sid in sorted(set(states) | set(live)) if states.get(sid) != live.get(sid)]
+    # the list-change topic is keyed by storage id
+    changes = {storage_id(sid, settings.pseudonym_key): ids for sid, ids in changes.items()}
     topic = per_subject(await live_changes(settings))
     out += [f"list changes of {sid}" for sid in sorted(set(changes) | set(topic))
             if changes.get(sid, []) != topic.get(sid, [])]

@@ -78,23 +78,26 @@ def test_mask_url():
         "redis://u:***@h:1/0 and http://***@r/x and http://h/"
 
 
-def test_a_registry_outage_while_producing_is_an_outage_not_refused_lines(monkeypatch, capsys):
-    import ops.produce
+def test_a_registry_outage_while_producing_is_an_outage_not_refused_lines(monkeypatch, capsys, tmp_path):
+    """The registry answered the probe, then went away: produce registers the file's schemas before
+    it encodes a line, so the outage is one line and exit 3, and no line is called bad data."""
+    import socket
 
-    async def produce_file(settings, path, dry_run=False):
-        report = ops.produce.ProduceReport(source=path)
-        report.sent["creditstream.penalty"] += 1
-        report.refused.append((2, "penalty: cannot encode: schema registry http://127.0.0.1:1 unreachable: "
-                                  "[Errno 111] Connection refused"))
-        return report
-
-    monkeypatch.setattr(ops.produce, "produce_file", produce_file)
-    monkeypatch.setattr(cli, "probe_services", lambda settings, needs: None)
-    monkeypatch.setenv("CREDITSTREAM_SCHEMA_REGISTRY", "http://127.0.0.1:1")
-    assert cli.main(["produce", "x.jsonl"]) == cli.EXIT_UNREACHABLE
-    err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1 and err[0].startswith("creditstream: cannot reach the schema registry at http://127.0.0.1:1")
-    assert "1 line(s) not sent" in err[0]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: nothing listens there
+    events = tmp_path / "x.jsonl"
+    events.write_text('{"kind": "penalty", "fields": {"subject_name": "x"}}\n{"kind": "nonsense"}\n')
+    monkeypatch.setattr(cli, "probe_services", lambda settings, needs: None)  # it answered the probe
+    monkeypatch.setenv("CREDITSTREAM_SCHEMA_REGISTRY", f"http://svc:pw-9@127.0.0.1:{port}")
+    monkeypatch.setenv("CREDITSTREAM_SCHEMA_REGISTRY_RETRIES", "0")
+    assert cli.main(["produce", "--dry-run", str(events)]) == cli.EXIT_UNREACHABLE
+    out, err = capsys.readouterr()
+    assert "refused" not in out
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"creditstream: cannot reach the schema registry at "
+                                                   f"http://svc:***@127.0.0.1:{port} (")
+    assert "pw-9" not in err
 
 
 def test_bad_data_is_still_refused_lines(monkeypatch, capsys):

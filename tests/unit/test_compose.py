@@ -60,6 +60,7 @@ DUMMY_ENV = {
     "KAFKA_CLUSTER_ID": "MkU3OEVBNTcwNTJENDM2Qk",
     "REDIS_CREDITSTREAM_PASSWORD": "0123456789abcdef0123456789abcdef",
     "REDIS_ADMIN_PASSWORD": "fedcba9876543210fedcba9876543210",
+    "PSEUDONYM_KEY": "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
 }
 
 
@@ -205,7 +206,9 @@ def test_named_volumes_are_declared(compose, services):
             if source and not source.startswith((".", "/")):
                 assert source in declared, f"{name}: volume {source} is not declared"
             if source.startswith("."):
-                assert (ROOT / source).exists(), f"{name}: {source} does not exist"
+                # a file the operator creates (git-ignored: it holds secrets) has an example beside it
+                example = (ROOT / source).with_name((ROOT / source).stem + ".example" + (ROOT / source).suffix)
+                assert (ROOT / source).exists() or example.exists(), f"{name}: {source} does not exist"
 
 
 def test_long_running_services_have_healthchecks_and_restart_policies(services):
@@ -249,8 +252,11 @@ def test_every_creditstream_variable_is_a_setting(raw, services):
                 assert key[len(ENV_PREFIX):].lower() in SETTING_NAMES, f"{name}: {key} is not a setting"
 
 
-def test_worker_settings_are_valid(worker_settings):
-    s = worker_settings
+def test_worker_settings_are_valid(worker_settings, services):
+    # the API's token file is the operator's (deploy/api-tokens.toml, mounted): check with the example
+    mounted = [v.split(":")[:2] for v in services["worker"]["volumes"]]
+    assert ["./deploy/api-tokens.toml", worker_settings.api_tokens_file] in mounted
+    s = worker_settings.replace(api_tokens_file=str(DEPLOY / "api-tokens.example.toml"))
     assert s.validate() == []
     assert s.broker_kind == "kafka"
     assert s.partitions == 12
@@ -427,6 +433,10 @@ def test_topics_init_creates_every_topic_with_partitions_replication_and_retenti
             isr["max.message.bytes"] = str(settings.max_message_bytes + DEAD_LETTER_HEADROOM)
         if spec.compacted:
             assert new.topic_configs == {"cleanup.policy": "compact", **isr}
+        elif spec is DEAD_LETTERS:  # dead letters hold personal data: kept dead_letter_retention_days
+            days = settings.dead_letter_retention_days
+            assert days > 0
+            assert new.topic_configs == {"retention.ms": str(round(days * 86_400_000)), **isr}
         else:
             assert new.topic_configs == {"retention.ms": str(spec.retention_ms), **isr}
 
@@ -507,10 +517,10 @@ def test_redis_acl_users():
 def test_acl_key_pattern_is_the_namespace_and_covers_every_key(worker_settings):
     rules = acl_users()["creditstream"]
     assert f"~{worker_settings.namespace}:*" in rules
-    keys = Keys(worker_settings.namespace, "replay-1")
+    keys = Keys(worker_settings.namespace, "replay-1", worker_settings.pseudonym_key)
     built = []
     for name in dir(Keys):
-        if name.startswith("_") or name in ("namespace", "generation"):
+        if name.startswith("_") or name in ("namespace", "generation", "pseudonym_key", "storage_id"):
             continue
         attr = getattr(Keys, name)
         if isinstance(attr, property):
@@ -597,7 +607,7 @@ def test_no_literal_secrets(raw):
         env = svc.get("environment") or {}
         items = env.items() if isinstance(env, dict) else (e.split("=", 1) for e in env)
         for key, value in items:
-            if SECRET_KEY.search(key):
+            if SECRET_KEY.search(key) and not key.endswith("_FILE"):  # a path to a secret file is no secret
                 assert REQUIRED_VAR.match(str(value)), f"{name}.{key}: a secret must be ${{VAR:?...}}"
     for path, value in _strings(raw):
         for m in re.finditer(r"[a-z]+://([^/@\s:]*):([^@\s]*)@", value):

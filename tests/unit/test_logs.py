@@ -152,3 +152,21 @@ def test_bad_format_and_level_rejected():
         logs.configure("INFO", "xml")
     with pytest.raises(ValueError):
         logs.configure("LOUD", "json")
+
+
+def test_aiokafkas_self_healing_errors_are_warnings_and_others_stay_errors():
+    import io
+    import json
+    import logging
+
+    from creditstream import logs
+
+    out = io.StringIO()
+    logs.configure("INFO", "json", stream=out)
+    client = logging.getLogger("aiokafka.consumer.fetcher")
+    client.error("Failed fetch offsets from 0: [Error 6] NotLeaderForPartitionError: TopicPartition(topic='x')")
+    logging.getLogger("aiokafka.consumer.group_coordinator").error("Heartbeat session expired - marking coordinator dead")
+    client.error("Unexpected error in fetcher routine")
+    logging.getLogger("creditstream.app").error("Failed fetch offsets (our own error stays an error)")
+    levels = [json.loads(line)["level"] for line in out.getvalue().splitlines()]
+    assert levels == ["warning", "warning", "error", "error"]

@@ -211,3 +211,19 @@ async def test_a_producer_out_of_sequence_after_a_leader_died_is_renewed_and_the
     assert producer.renewals == [(0, "OutOfOrderSequenceNumber")]
     assert await sink.flush() == 1  # the buffer was kept; the new producer takes it
     assert producer.renewals == [(0, "OutOfOrderSequenceNumber")]
+
+
+def test_topic_configuration_by_topic():
+    from creditstream.settings import Settings
+    from streams import topics
+
+    s = Settings(dead_letter_retention_days=14, replication_factor=3)
+    dlq = topics.topic_config(s, topics.DEAD_LETTERS)
+    assert dlq == {"retention.ms": str(14 * 86_400_000), "min.insync.replicas": "2",
+                   "max.message.bytes": str(s.max_message_bytes + topics.DEAD_LETTER_HEADROOM)}
+    assert topics.topic_config(Settings(dead_letter_retention_days=0), topics.DEAD_LETTERS)["retention.ms"] == "-1"
+    assert topics.topic_config(s, topics.SUBJECT_EVENTS)["retention.ms"] == "-1"  # the log replay reads
+    assert topics.topic_config(s, topics.REGISTRATION)["cleanup.policy"] == "compact"
+    assert "retention.ms" not in topics.topic_config(s, topics.REGISTRATION)
+    assert "dead_letter_retention_days: 0 (keep forever) or more" in Settings(dead_letter_retention_days=-1).validate()
+    assert not [p for p in Settings().validate() if p.startswith("dead_letter")]

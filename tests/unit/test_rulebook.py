@@ -24,7 +24,7 @@ def raw():
 
 
 def test_default_file_loads(rules):
-    assert rules.version == "2026-11-30"
+    assert rules.version == "2026-12-01"
     assert [r.name for r in rules.regimes] == ["2019", "2023", "2025"]
     assert rules.henan_max_disclosure_years == 5
     assert rules.escalation_min_domains == 2
@@ -296,3 +296,81 @@ def test_file_errors(tmp_path):
 def test_rulebook_is_immutable(rules):
     with pytest.raises(AttributeError):
         rules.version = "x"  # type: ignore[misc]
+
+
+# ------------------------------------------------------------------------------- measures catalogue (issue 15, 1)
+
+REQUIRED_MATTERS = {"government_procurement", "bidding", "administrative_licensing", "fiscal_subsidies", "honours",
+                    "financing", "public_resource_trading", "high_consumption", "exit_control"}
+
+
+def test_catalogue_loads(rules):
+    assert REQUIRED_MATTERS <= set(rules.matters)
+    assert rules.matters["government_procurement"].zh == "政府采购"
+    assert all(m.source and m.description_zh and m.description_en for m in rules.measures)
+    assert len({m.id for m in rules.measures}) == len(rules.measures)
+    # every matter has a measure; every list kind triggers something
+    assert all(rules.measures_for(name) for name in rules.matters)
+    triggers = {t for m in rules.measures for t in m.lists}
+    assert {"blacklist", "court_debtor", "court_debtor:refuse_with_ability", "escalated", "red_list"} <= triggers
+    high = rules.measures_for("high_consumption")
+    assert [(m.id, m.effect, m.lists) for m in high] == [
+        ("high_consumption.restrict", "prohibit", ("court_debtor:refuse_with_ability",))]
+    assert "法释〔2017〕7号" in high[0].source
+    lic = rules.measures_for("administrative_licensing")
+    assert {m.effect for m in lic} == {"review", "prohibit", "incentive"}
+    green = next(m for m in lic if m.effect == "incentive")
+    assert green.lists == ("red_list",) and "容缺受理" in green.description_zh
+    with pytest.raises(KeyError):
+        rules.measures_for("procurement")
+
+
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        (("measure", 0, "lists"), ["blacklist", "greylist"], "unknown list 'greylist'"),
+        (("measure", 0, "lists"), ["blacklist:space"], "no blacklist domain 'space'"),
+        (("measure", 0, "lists"), ["court_debtor:rich"], "no court listing reason 'rich'"),
+        (("measure", 0, "lists"), ["escalated:taxation"], "unknown list 'escalated:taxation'"),
+        (("measure", 0, "lists"), [], "lists: missing or empty"),
+        (("measure", 0, "lists"), _DELETE, "lists: missing or empty"),
+        (("measure", 0, "matters"), ["administrative_licensing", "parking"], r"unknown matter\(s\) \['parking'\]"),
+        (("measure", 0, "matters"), [], "matters: missing or empty"),
+        (("measure", 0, "source"), _DELETE, "source: missing"),
+        (("measure", 0, "source"), "  ", "source: missing"),
+        (("measure", 0, "effect"), "fine", "effect: 'fine' is not one of"),
+        (("measure", 0, "effect"), "incentive", "incentive is triggered by the red list only"),
+        (("measure", 0, "lists"), ["red_list"], "the red list triggers incentives only"),
+        (("measure", 1, "id"), "licensing.extra_review", "duplicate id"),
+        (("measure", 0, "id"), _DELETE, r"measure\[0\].id"),
+        (("measure", 0, "description_en"), _DELETE, "description_en"),
+        (("measure", 0, "typo"), 1, "unknown key"),
+        (("matter", "honours", "zh"), _DELETE, "matter.honours.zh"),
+        (("matter", "honours", "note"), "x", "unknown key"),
+        (("matter", "honours"), "评优评先", "not a table"),
+        (("matter",), _DELETE, "no \\[matter"),
+        (("measure",), {"id": "x"}, "array of tables"),
+    ],
+)
+def test_catalogue_validation_errors(raw, path, value, message):
+    doc = copy.deepcopy(raw)
+    _set(doc, path, value)
+    with pytest.raises(RulebookError, match=message):
+        rulebook_from_dict(doc)
+
+
+def test_catalogue_accepts_every_trigger_form(raw):
+    doc = copy.deepcopy(raw)
+    doc["measure"][0]["lists"] = ["blacklist", "blacklist:wage_arrears", "blacklist:market", "court_debtor",
+                                  "court_debtor:evade", "escalated"]
+    rules = rulebook_from_dict(doc)
+    assert rules.measures[0].lists[-1] == "escalated"
+
+
+def test_catalogue_is_optional_but_then_knows_no_matter(raw):
+    doc = copy.deepcopy(raw)
+    del doc["matter"], doc["measure"]
+    rules = rulebook_from_dict(doc)
+    assert rules.matters == {} and rules.measures == ()
+    with pytest.raises(KeyError):
+        rules.measures_for("bidding")

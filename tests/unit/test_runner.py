@@ -32,3 +32,57 @@ def test_the_log_end_of_a_partition_taken_away_mid_batch_is_unknown_not_a_crash(
     runner.consumer = Consumer({kept: 120})
     assert runner._highwater(kept) == 120
     assert runner._highwater(taken) is None
+
+
+class FailingAgent:
+    """An agent whose store is down: every attempt fails like a Redis outage."""
+
+    name = "subject"
+
+    def __init__(self, failures: int):
+        self.failures = failures
+
+    def checkpoint(self):
+        class Done:
+            async def complete(self):
+                return None
+
+        return Done()
+
+    async def process(self, records, checkpoint):
+        if self.failures:
+            self.failures -= 1
+            from redis.exceptions import ConnectionError as RedisConnectionError
+
+            raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+
+async def test_a_batch_retrying_past_the_stall_limit_is_reported_stalled_with_its_cause(monkeypatch):
+    import asyncio
+
+    from streams import runner as runner_module
+
+    monkeypatch.setattr(runner_module, "BACKOFF_START_S", 0.01)
+    monkeypatch.setattr(runner_module, "BACKOFF_MAX_S", 0.01)
+    runner = AgentRunner(FailingAgent(failures=30), Settings())
+    assert runner.health(stall_after_s=0.05) == {"state": "ok"}
+    task = asyncio.ensure_future(runner._process_with_retry(["record"]))
+    await asyncio.sleep(0.15)
+    health = runner.health(stall_after_s=0.05)
+    assert health["state"] == "stalled" and "ConnectionError" in health["reason"] and "retrying" in health["reason"]
+    await task  # Redis back: the batch completes
+    assert runner.health(stall_after_s=0.05) == {"state": "ok"}
+
+
+def test_events_waiting_with_no_batch_done_is_stalled():
+    import time
+
+    runner = AgentRunner(Agent(), Settings())
+    runner.lag = 0
+    runner.done_at = time.monotonic() - 120
+    assert runner.health(stall_after_s=60) == {"state": "ok"}  # caught up: idle is fine
+    runner.lag = 42
+    health = runner.health(stall_after_s=60)
+    assert health["state"] == "stalled" and health["reason"].startswith("42 event(s) waiting")
+    runner.done_at = time.monotonic()
+    assert runner.health(stall_after_s=60) == {"state": "ok"}

@@ -31,6 +31,7 @@ EXPECTED_IDS = {
     "creditstream.ListingDecision": 9,
     "creditstream.ListChange": 10,
     "creditstream.JointPunishmentFeedback": 11,
+    "creditstream.CheckAudit": 12,
 }
 
 
@@ -47,13 +48,14 @@ def test_all_expected_files_exist():
         "listing_decision",
         "list_change",
         "feedback",
+        "check_audit",
     }
 
 
 def test_every_schema_has_a_sample_and_every_input_kind_is_one():
     assert set(SCHEMA_OF_KIND.values()) == set(EXPECTED_IDS)
     assert set(KINDS) < set(ALL_KINDS) == set(SCHEMA_OF_KIND)
-    assert set(ALL_KINDS) - set(KINDS) == {"list_change"}
+    assert set(ALL_KINDS) - set(KINDS) == {"list_change", "check_audit"}
 
 
 @pytest.mark.parametrize("path", AVSC_FILES, ids=lambda p: p.stem)

@@ -143,13 +143,24 @@ PRODUCTION = Settings(
     sasl_mechanism="SCRAM-SHA-512",
     sasl_username="creditstream",
     sasl_password="sasl-s3cret",
+    pseudonym_key="pseudonym-s3cret-0123456789abcdef0123456789",
 )
+KEYED = Settings(pseudonym_key="0123456789abcdef" * 4)
 
 
 def test_valid_settings_have_no_problems():
-    assert Settings().validate() == []
+    assert KEYED.validate() == []
     assert PRODUCTION.validate() == []
-    assert Settings(broker_url="kafka://a:1, PLAINTEXT://b:2").validate() == []
+    assert KEYED.replace(broker_url="kafka://a:1, PLAINTEXT://b:2").validate() == []
+
+
+def test_the_pseudonym_key_is_required_and_long_enough():
+    """Without it no natural person can be stored (the workers refuse to start): a problem, not a
+    warning; a short one is guessable."""
+    [problem] = Settings().validate()
+    assert problem.startswith("pseudonym_key: not set")
+    assert KEYED.replace(pseudonym_key="short").validate() == [
+        "pseudonym_key: at least 32 characters (openssl rand -hex 32)"]
 
 
 @pytest.mark.parametrize("changes, problem", [
@@ -175,6 +186,7 @@ def test_valid_settings_have_no_problems():
     ({"calendar_file": "/no/such/calendar.toml"}, "calendar_file"),
     ({"max_batch": 0}, "max_batch"),
     ({"log_format": "xml"}, "log_format"),
+    ({"pseudonym_key": ""}, "pseudonym_key: not set"),
 ])
 def test_validate_catches_each_problem(changes, problem):
     problems = PRODUCTION.replace(**changes).validate()
@@ -185,7 +197,7 @@ def test_validate_catches_each_problem(changes, problem):
 def test_validate_reports_every_problem_at_once():
     s = Settings(broker_url="nope", redis_url="http://x", partitions=0, security_protocol="SASL_SSL")
     fields = {p.split(":")[0] for p in s.validate()}
-    assert fields == {"broker_url", "redis_url", "partitions", "sasl_mechanism"}
+    assert fields == {"broker_url", "redis_url", "partitions", "sasl_mechanism", "pseudonym_key"}
 
 
 # --- masked() -------------------------------------------------------------------------------------
@@ -194,6 +206,7 @@ def test_masked_hides_the_redis_password_and_keeps_the_user():
     assert m["redis_url"] == "rediss://creditstream:***@redis.example:6380/0"
     assert m["sasl_password"] == "***"
     assert m["sasl_username"] == "creditstream"
+    assert m["pseudonym_key"] == "***"
     dumped = json.dumps(m)
     assert "s3cret" not in dumped
     assert "extra" not in m
@@ -222,9 +235,11 @@ def test_config_check_prints_no_secret(workdir, monkeypatch, capsys):
     monkeypatch.setenv("CREDITSTREAM_SASL_PASSWORD", "saslhunter2")
     monkeypatch.setenv("CREDITSTREAM_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
     monkeypatch.setenv("CREDITSTREAM_SASL_MECHANISM", "SCRAM-SHA-256")
+    monkeypatch.setenv("CREDITSTREAM_PSEUDONYM_KEY", "hunter2" * 6)
     assert cli.main(["config", "check"]) == cli.EXIT_OK
     out, err = capsys.readouterr()
     assert "hunter2" not in out + err
+    assert json.loads(out)["pseudonym_key"] == "***"
     assert json.loads(out)["redis_url"] == "redis://creditstream:***@redis:6379/0"
     assert "settings OK" in err
 
@@ -274,7 +289,7 @@ async def test_every_kafka_client_gets_the_sasl_settings():
 
 
 def test_ssl_with_a_missing_file_fails_loudly(tmp_path):
-    s = Settings(security_protocol="SSL", ssl_cafile=str(tmp_path / "missing-ca.pem"))
+    s = KEYED.replace(security_protocol="SSL", ssl_cafile=str(tmp_path / "missing-ca.pem"))
     assert s.validate() == [f"ssl_cafile: {tmp_path / 'missing-ca.pem'} does not exist"]
     with pytest.raises(FileNotFoundError):
         s.kafka_client_kwargs()
@@ -338,7 +353,7 @@ def pem_files(tmp_path_factory) -> Path:
 
 def tls_settings(pem: Path, **changes) -> Settings:
     base = Settings(security_protocol="SSL", ssl_cafile=str(pem / "ca.pem"), ssl_certfile=str(pem / "client.pem"),
-                    ssl_keyfile=str(pem / "client.key"), ssl_password=KEY_PASSWORD)
+                    ssl_keyfile=str(pem / "client.key"), ssl_password=KEY_PASSWORD, pseudonym_key=KEYED.pseudonym_key)
     return base.replace(**changes)
 
 
@@ -393,25 +408,24 @@ async def test_kafka_clients_take_the_ssl_context(pem_files):
         await admin.close()
 
 
-def test_faust_gets_the_same_sasl_settings():
-    import faust
-
-    from creditstream.app import faust_broker_credentials
-
-    s = Settings(security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-512", sasl_username="cs",
-                 sasl_password="secret")
-    creds = faust_broker_credentials(s)
-    assert isinstance(creds, faust.SASLCredentials)
-    assert (creds.username, creds.password, str(creds.mechanism.value)) == ("cs", "secret", "SCRAM-SHA-512")
-    assert faust_broker_credentials(Settings()) is None
-
-
-def test_fausts_own_topics_get_the_configured_replication():
-    """The worker's Faust app creates its leader-election topic itself: with the topics' replication
-    (3 in production), not Faust's default of 1, so losing one broker does not stall assignment."""
+def test_the_worker_app_starts_no_kafka_client_of_its_own():
+    """Faust hosts the worker (lifecycle, signals, web server) but opens no Kafka connection: no
+    consumer group of its own that rebalances with every worker (it logged "Heartbeat session
+    expired" at error level every few seconds with two workers), no producer, no leader topic."""
     from creditstream.app import create_faust_app
 
-    app = create_faust_app(Settings(replication_factor=3, broker_kind="kafka"))
-    assert app.conf.topic_replication_factor == 3
-    leader = app._leader_assignor._leader_topic
-    assert leader.replicas == 3 and leader.get_topic_name() == f"{app.conf.id}-__assignor-__leader"
+    app = create_faust_app(Settings(replication_factor=3, broker_kind="kafka"), web=True)
+    services = list(app.on_init_dependencies())
+    assert app.consumer not in services and app.producer not in services and app.topics not in services
+    assert app._leader_assignor not in services
+    assert app.web in services  # --web still serves the API
+    plain = create_faust_app(Settings())
+    assert not any(s in list(plain.on_init_dependencies()) for s in (plain.consumer, plain.producer))
+
+
+def test_config_check_warns_when_redis_has_no_password():
+    bare = Settings(redis_url="redis://10.0.0.5:6379/0").warnings()
+    assert len(bare) == 1 and bare[0].startswith("redis_url has no password")
+    assert Settings(redis_url="redis://cs:s3cret@10.0.0.5:6379/0").warnings() == []
+    assert Settings(redis_url="rediss://:s3cret@10.0.0.5:6380/0").warnings() == []
+    assert Settings(redis_url="unix:///run/redis.sock").warnings() == []

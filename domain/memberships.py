@@ -1,0 +1,258 @@
+"""A subject's list memberships as intervals, and its standing at any instant (as-of history).
+
+The rules already derive every list change of a subject, dated by the decision that causes it and
+independent of arrival (domain/history.py), and the state keeps all of them, past and projected:
+``state["timeline"]["lists"]`` (list name -> changes). Nothing is cut off there: the history up to
+the subject's clock (``as_of``) is the part of it effective on or before ``as_of``, and the rest is
+what the rules expect from the inputs known now (expiries, red-list entries). This module reads that
+timeline back as intervals:
+
+* ``intervals(state)``: every membership (blacklist per domain, court debtors, escalation, red
+  list) with its entry and exit dates and causes, its suspensions (the objection that began each
+  one and what ended it), the records it rests on and the rules version it was derived with;
+* ``memberships_at(state, at)``: the lists the subject is on at an instant, whether each is
+  suspended then, and the records in force then that each rests on (the per-record facts the state
+  keeps, ``state["facts"]``: a record whose listing ended by repair, expiry or deletion is no longer
+  a basis after that date, even while another record keeps the list).
+
+An instant after the subject's clock is answered from the timeline too, but flagged ``projected``:
+it is what the rules give if no further input arrives. Dates are China dates (domain/clock.py); a
+change effective on a date holds from 00:00 China time of that date. Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import msgspec
+
+from domain.clock import CHINA
+from domain.state import SubjectState
+from domain.types import Doc
+
+__all__ = [
+    "MEMBERSHIP_KINDS",
+    "Cause",
+    "Suspension",
+    "Membership",
+    "ListStanding",
+    "Standing",
+    "day_of",
+    "intervals",
+    "memberships_at",
+    "records_in_force",
+]
+
+MEMBERSHIP_KINDS = ("blacklist", "court_debtor", "escalated", "red_list")
+DOMAIN_KINDS = frozenset(("blacklist", "court_debtor"))
+_ENTRY = frozenset(("entered", "escalated", "red_list_entered"))
+_EXIT = frozenset(("exited", "de-escalated", "red_list_exited"))
+_FLIPS = frozenset(("suspended", "resumed"))
+# within one date: a membership's exit, then an entry, then its suspensions (history.py orders
+# "suspended" before "entered" on the same date, which reads back the wrong way round)
+_RANK = {**{t: 0 for t in _EXIT}, **{t: 1 for t in _ENTRY}, "suspended": 2, "resumed": 2}
+
+
+class Cause(msgspec.Struct, frozen=True):
+    """Why a list change happened: its cause kind (listing, record, expiry, deletion, repair,
+    removal, objection_filed, objection_resolved, ...) and the decision (a record key, an
+    objection id, a court deletion), as on the list-change topic (docs/events.md)."""
+
+    kind: str
+    decision: str | None
+
+
+class Suspension(msgspec.Struct, frozen=True, kw_only=True):
+    """A stretch of a membership during which its measures are suspended by an objection."""
+
+    since: str
+    until: str | None        # None: suspended until the membership ends
+    objection: str | None    # the objection whose filing began it (None: escalation, derived)
+    ended_by: Cause | None   # objection_resolved + the objection id, record, or exited
+
+
+class Membership(msgspec.Struct, frozen=True, kw_only=True):
+    """One stay of a subject on one list."""
+
+    list: str                # blacklist:<domain>, court_debtor, escalated, red_list
+    kind: str                # one of MEMBERSHIP_KINDS
+    domain: str | None
+    entered: str
+    exited: str | None       # None: no end the rules know of (e.g. a court debtor able but refusing)
+    entered_by: Cause
+    exited_by: Cause | None
+    entry_projected: bool    # entered after the subject's clock (e.g. a red list three years on)
+    exit_projected: bool     # the exit lies after the subject's clock: expected, not yet happened
+    suspensions: tuple[Suspension, ...]
+    causes: tuple[str, ...]  # the records (decision keys) it rests on, over its whole stay
+    rules_version: str | None  # the rulebook version the timeline was derived with
+
+    def covers(self, day: str) -> bool:
+        return self.entered <= day and (self.exited is None or day < self.exited)
+
+    def suspension_at(self, day: str) -> Suspension | None:
+        if not self.covers(day):
+            return None
+        for s in self.suspensions:
+            if s.since <= day and (s.until is None or day < s.until):
+                return s
+        return None
+
+
+class ListStanding(msgspec.Struct, frozen=True, kw_only=True):
+    """A list the subject is on at an instant."""
+
+    list: str
+    kind: str
+    domain: str | None
+    since: str
+    until: str | None
+    until_projected: bool
+    suspended: bool
+    objection: str | None    # the objection that suspended it (blacklists, court debtors)
+    causes: tuple[str, ...]  # the records in force at the instant it rests on
+    lists: tuple[str, ...]   # escalated: the domain lists it rests on at the instant; otherwise ()
+
+
+class Standing(msgspec.Struct, frozen=True, kw_only=True):
+    """A subject's lists at one instant."""
+
+    subject: str
+    at: str                  # the China date of the instant asked about
+    as_of: str | None        # the subject's clock: what the state knows up to
+    projected: bool          # at is after as_of: what the rules expect, not yet happened
+    rules_version: str | None
+    lists: tuple[ListStanding, ...]
+
+    def get(self, name: str) -> ListStanding | None:
+        return next((s for s in self.lists if s.list == name), None)
+
+
+# ------------------------------------------------------------------------------------ instants
+
+
+def day_of(at: dt.date | dt.datetime | str) -> str:
+    """The China date (ISO) of an instant: a date as is; a datetime in China time (a naive one is
+    taken to be China time already); a string in ISO form (a date, or a date and time)."""
+    if isinstance(at, str):
+        text = at.strip()
+        try:
+            if len(text) == 10:
+                return dt.date.fromisoformat(text).isoformat()
+            at = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"not a date or date-time in ISO form (YYYY-MM-DD[THH:MM[:SS][+08:00]]): "
+                             f"{text[:40]!r}") from None
+    if isinstance(at, dt.datetime):
+        if at.tzinfo is not None:
+            at = at.astimezone(CHINA)
+        return at.date().isoformat()
+    if isinstance(at, dt.date):
+        return at.isoformat()
+    raise TypeError(f"an instant is a date, a datetime or an ISO string, not {type(at).__name__}")
+
+
+# ------------------------------------------------------------------------------------ intervals
+
+
+def intervals(state: SubjectState | Doc) -> list[Membership]:
+    """Every list membership of the subject, past and projected, by list name then entry date."""
+    tl = state.get("timeline") or {}
+    as_of = state.get("as_of") or ""
+    version = state.get("facts_rules")
+    out: list[Membership] = []
+    for name, track in sorted((tl.get("lists") or {}).items()):
+        changes = [c for c in track if c.get("kind") in MEMBERSHIP_KINDS]
+        if changes:
+            out.extend(_read_track(name, changes, as_of, version))
+    out.sort(key=lambda m: (m.list, m.entered))
+    return out
+
+
+def _read_track(name: str, changes: list[Doc], as_of: str, version: str | None) -> list[Membership]:
+    changes = sorted(changes, key=lambda c: (c["effective_date"], _RANK.get(c["transition"], 3)))
+    out: list[Membership] = []
+    cur: dict[str, Any] | None = None
+
+    def close(until: str | None, cause: Cause | None) -> None:
+        assert cur is not None
+        flips = cur["suspensions"]
+        if flips and flips[-1]["until"] is None and until is not None:
+            flips[-1].update(until=until, ended_by=cause)
+        out.append(Membership(
+            list=name, kind=cur["kind"], domain=cur["domain"], entered=cur["entered"], exited=until,
+            entered_by=cur["entered_by"], exited_by=cause if until is not None else None,
+            entry_projected=cur["entered"] > as_of, exit_projected=until is not None and until > as_of,
+            suspensions=tuple(Suspension(**s) for s in flips), causes=cur["causes"], rules_version=version))
+
+    for c in changes:
+        transition, day = c["transition"], c["effective_date"]
+        cause = Cause(c.get("cause_kind") or "", c.get("cause_decision"))
+        if transition in _ENTRY:
+            if cur is not None:  # (never from the rules: an entry while on the list) keep both readable
+                close(day, Cause("entered_again", None))
+            cur = {"kind": c["kind"], "domain": c.get("domain"), "entered": day, "entered_by": cause,
+                   "causes": tuple(c.get("causes") or ()), "suspensions": []}
+        elif cur is None:
+            continue  # an exit or a flip without its entry: nothing to attach it to
+        elif transition in _EXIT:
+            close(day, cause)
+            cur = None
+        elif transition in _FLIPS:
+            flips = cur["suspensions"]
+            if transition == "suspended" and not (flips and flips[-1]["until"] is None):
+                flips.append({"since": day, "until": None, "ended_by": None,
+                              "objection": cause.decision if cause.kind == "objection_filed" else None})
+            elif transition == "resumed" and flips and flips[-1]["until"] is None:
+                flips[-1].update(until=day, ended_by=cause)
+    if cur is not None:
+        close(None, None)
+    return out
+
+
+# ------------------------------------------------------------------------------------ at an instant
+
+
+def records_in_force(state: SubjectState | Doc, m: Membership, day: str) -> tuple[str, ...]:
+    """The records a blacklist or court-debtor membership rests on at ``day``: those whose own
+    listing (the per-record facts the state keeps) covers the day. A record whose listing ended
+    (expiry, deletion, approved repair, removal) or has not begun is not a basis then."""
+    facts = state.get("facts")
+    if m.kind not in DOMAIN_KINDS or not isinstance(facts, dict):
+        return m.causes if m.covers(day) else ()
+    found = []
+    for key in m.causes:
+        f = facts.get(key) or {}
+        for cand in f.get("cands") or ():
+            lst, domain, since, until = cand[0], cand[1], cand[2], cand[3]
+            if lst == m.kind and domain == m.domain and since <= day and (until is None or day < until):
+                found.append(key)
+                break
+    # the timeline and the facts are derived together; should they ever disagree, name them all
+    return tuple(found) if found or not m.covers(day) else m.causes
+
+
+def memberships_at(state: SubjectState | Doc, at: dt.date | dt.datetime | str) -> Standing:
+    """The lists the subject is on at the instant ``at``, from its state alone."""
+    day = day_of(at)
+    as_of = state.get("as_of")
+    members = intervals(state)
+    domain_lists = [m for m in members if m.kind in DOMAIN_KINDS and m.covers(day)]
+    standings: list[ListStanding] = []
+    for m in members:
+        if not m.covers(day):
+            continue
+        suspension = m.suspension_at(day)
+        if m.kind == "escalated":
+            names = tuple(sorted(d.list for d in domain_lists))
+            causes = tuple(sorted({k for d in domain_lists for k in records_in_force(state, d, day)}))
+        else:
+            names, causes = (), records_in_force(state, m, day)
+        standings.append(ListStanding(
+            list=m.list, kind=m.kind, domain=m.domain, since=m.entered, until=m.exited,
+            until_projected=m.exit_projected, suspended=suspension is not None,
+            objection=suspension.objection if suspension is not None else None, causes=causes, lists=names))
+    return Standing(subject=str(state.get("id") or ""), at=day, as_of=as_of,
+                    projected=as_of is not None and day > as_of, rules_version=state.get("facts_rules"),
+                    lists=tuple(standings))

@@ -1,0 +1,217 @@
+"""Personal information in JSON documents (RULES.md section 7): what a reader without the right to it sees.
+
+:func:`redact_personal` takes any JSON document (a subject's state, a list view, a page of list
+members, a list change, a decoded department message, an error answer) and returns a copy in
+which natural persons' ID numbers and names are masked. It knows the shapes creditstream writes
+(domain/state.py, domain/validate.py, schemas/*.avsc, ops/inspect.py ``lists_view``) and falls back
+to patterns for the rest:
+
+* **ID numbers, anywhere.** Every string (values and object keys) is searched for resident ID
+  numbers: 18-character ones (:func:`domain.identifiers.mask_ids_in_text`) and first-generation
+  15-digit ones (a run of exactly 15 digits starting with a province code and a plausible
+  YYMMDD birth date; :func:`mask_legacy_ids_in_text`). The 15-digit search skips the fields that
+  hold an organisation's registration number (``reg_no``), which share that shape.
+* **Identifier fields, whatever their shape.** ``person_id_no``, ``legal_rep_id_no``,
+  ``resident_id`` and a legal representative's ``id_no`` always; for a natural person also
+  ``id`` / ``subject`` / ``subject_id`` and ``ids.other``.
+* **Names.** A legal representative is always a natural person: ``legal_rep_name`` and
+  ``legal_rep.name`` are masked whoever the subject is. Where the subject is a natural person,
+  ``subject_name``, ``names``, ``person_name`` and the ``name`` of an object that names the person
+  (``lists_view``) are masked too.
+* **Echoes.** Every ID number and name found in those fields is then masked wherever else it
+  appears in the document (free text such as a penalty's facts, record keys, messages).
+
+Who is a natural person is read from the document itself, object by object, and inherited by
+nested objects that do not say: ``id_kind`` / ``subject_kind`` ``resident_id``, ``category`` /
+``subject_category`` ``natural_person`` (or 自然人), ``ids`` holding a resident ID and no
+organisation code, or an ``id`` / ``subject`` / ``subject_id`` that is a valid resident ID. An
+organisation's record kept on a person's file (a linked record) says it is an organisation, so
+its own name stays. Individual businesses (个体工商户) are businesses: their names stay.
+
+Masks: an ID number keeps its first 3 and last characters (:func:`domain.identifiers.mask_id`);
+a name keeps its first character (the surname, as public notices print ``张**``): :func:`mask_name`.
+It errs on the side of masking: a 15-digit number in free text that looks like a first-generation
+ID number is masked even when it is something else.
+
+Pure: no I/O; the input is not modified.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import TypeVar, cast
+
+from domain.identifiers import IdKind, classify, mask_id, mask_ids_in_text
+
+__all__ = ["redact_personal", "mask_name", "mask_legacy_ids_in_text", "is_natural_person"]
+
+J = TypeVar("J")
+
+NATURAL_PERSON_CATEGORIES = frozenset({"natural_person", "自然人"})
+PERSON_KINDS = frozenset({"resident_id"})
+ORGANISATION_KINDS = frozenset({"uscc"})
+ORGANISATION_IDS = frozenset({"uscc", "org_code", "reg_no"})
+
+ALWAYS_ID_FIELDS = frozenset({"person_id_no", "legal_rep_id_no", "resident_id"})
+"""Fields whose value is a natural person's identifier whoever the subject is."""
+SUBJECT_ID_FIELDS = ("id", "subject", "subject_id")
+"""Fields naming the subject: a natural person's identifier when the object is about one."""
+ALWAYS_NAME_FIELDS = frozenset({"legal_rep_name"})
+PERSON_NAME_FIELDS = frozenset({"subject_name", "names", "person_name"})
+"""Fields holding the subject's name(s): a natural person's names when the subject is one."""
+LEGAL_REP = "legal_rep"
+"""The canonical record's legal representative ``{"name", "id_no"}`` (domain/validate.py)."""
+LEGACY_ID_EXEMPT = frozenset({"reg_no"})
+"""Fields holding a 15-digit business registration number, not a first-generation ID number."""
+
+_PROVINCES = frozenset(
+    "11 12 13 14 15 21 22 23 31 32 33 34 35 36 37 41 42 43 44 45 46 "
+    "50 51 52 53 54 61 62 63 64 65 71 81 82 83".split()
+)
+_FULL_WIDTH_DIGITS = {0xFF10 + i: 0x30 + i for i in range(10)}
+# 6 division digits, YYMMDD, 3 sequence digits; no digit right before or after
+_LEGACY_ID = re.compile(r"(?<![0-9])\d{6}\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}(?![0-9])", re.ASCII)
+_SHORTEST_ECHO = 2
+"""Names shorter than this are masked where they are a whole field, never inside other text."""
+
+
+def mask_name(name: str) -> str:
+    """A person's name with all but its first character hidden: ``张卫东`` -> ``张**``; one character: ``*``."""
+    name = name.strip()
+    if len(name) <= 1:
+        return "*" * len(name)
+    return name[0] + "*" * (len(name) - 1)
+
+
+def mask_legacy_ids_in_text(text: str) -> str:
+    """Mask every first-generation (15-digit) resident ID number in ``text``: a run of exactly 15
+    digits (full-width ones too) starting with a province code, with a plausible YYMMDD birth date."""
+    view = text.translate(_FULL_WIDTH_DIGITS)
+    spans = [m.span() for m in _LEGACY_ID.finditer(view) if m.group()[:2] in _PROVINCES]
+    if not spans:
+        return text
+    out, last = [], 0
+    for start, end in spans:
+        out.append(text[last:start])
+        out.append(mask_id(text[start:end]))
+        last = end
+    out.append(text[last:])
+    return "".join(out)
+
+
+def is_natural_person(doc: Mapping[str, object]) -> bool | None:
+    """Whether ``doc`` says it is about a natural person: True, False (an organisation), or None
+    when it does not say (it is then about whoever its enclosing object is about)."""
+    for key in ("id_kind", "subject_kind"):
+        kind = doc.get(key)
+        if kind in PERSON_KINDS:
+            return True
+        if kind in ORGANISATION_KINDS:
+            return False
+    for key in ("category", "subject_category"):
+        category = doc.get(key)
+        if isinstance(category, str) and category:
+            return category in NATURAL_PERSON_CATEGORIES
+    ids = doc.get("ids")
+    if isinstance(ids, Mapping) and ids:
+        if ORGANISATION_IDS & ids.keys():
+            return False
+        if "resident_id" in ids:
+            return True
+    for key in SUBJECT_ID_FIELDS:
+        value = doc.get(key)
+        if isinstance(value, str) and classify(value)[0] is IdKind.RESIDENT_ID:
+            return True
+    return None
+
+
+class _Secrets:
+    """The names and ID numbers found in a document's personal fields, and their masks."""
+
+    def __init__(self) -> None:
+        self.masks: dict[str, str] = {}
+
+    def add_id(self, value: object) -> None:
+        if isinstance(value, str) and value.strip():
+            self.masks[value] = mask_id(value)
+
+    def add_name(self, value: object) -> None:
+        if isinstance(value, str) and value.strip():
+            self.masks.setdefault(value, mask_name(value))
+        elif isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+            for item in value:
+                self.add_name(item)
+
+    def pattern(self) -> re.Pattern[str] | None:
+        echoes = sorted((s for s in self.masks if len(s) >= _SHORTEST_ECHO), key=len, reverse=True)
+        return re.compile("|".join(map(re.escape, echoes))) if echoes else None
+
+
+def _collect(node: object, person: bool, secrets: _Secrets, parent_key: str | None = None,
+             hint: bool | None = None) -> None:
+    if isinstance(node, Mapping):
+        own = is_natural_person(node)
+        if own is None:
+            own = hint
+        scope = person if own is None else own
+        for key, value in node.items():
+            if key in ALWAYS_ID_FIELDS:
+                secrets.add_id(value)
+            elif key in ALWAYS_NAME_FIELDS:
+                secrets.add_name(value)
+            elif parent_key == LEGAL_REP and key == "id_no":
+                secrets.add_id(value)
+            elif parent_key == LEGAL_REP and key == "name":
+                secrets.add_name(value)
+            elif scope and key in PERSON_NAME_FIELDS:
+                secrets.add_name(value)
+            elif own and key == "name":
+                secrets.add_name(value)
+            elif own and key in SUBJECT_ID_FIELDS:
+                secrets.add_id(value)
+            elif scope and key == "other" and parent_key == "ids" and isinstance(value, list):
+                for item in value:
+                    secrets.add_id(item)
+            _collect(value, scope, secrets, key if isinstance(key, str) else None)
+    elif isinstance(node, Sequence) and not isinstance(node, (str, bytes)):
+        for item in node:
+            _collect(item, person, secrets, parent_key)
+
+
+def _rewrite(node: object, mask_text: _TextMask, key: str | None = None) -> object:
+    if isinstance(node, str):
+        return mask_text(node, key)
+    if isinstance(node, Mapping):
+        return {(mask_text(k, None) if isinstance(k, str) else k):
+                _rewrite(v, mask_text, k if isinstance(k, str) else None) for k, v in node.items()}
+    if isinstance(node, Sequence) and not isinstance(node, (bytes, bytearray)):
+        return [_rewrite(item, mask_text, key) for item in node]
+    return node
+
+
+class _TextMask:
+    def __init__(self, secrets: _Secrets):
+        self.masks = secrets.masks
+        self.echoes = secrets.pattern()
+
+    def __call__(self, text: str, key: str | None) -> str:
+        whole = self.masks.get(text)
+        if whole is not None:
+            return whole
+        if self.echoes is not None:
+            text = self.echoes.sub(lambda m: self.masks[m.group()], text)
+        text = mask_ids_in_text(text)
+        if key not in LEGACY_ID_EXEMPT:
+            text = mask_legacy_ids_in_text(text)
+        return text
+
+
+def redact_personal(doc: J, *, natural_person: bool = False) -> J:
+    """A copy of the JSON document ``doc`` with natural persons' ID numbers and names masked (the
+    module docstring says which). ``natural_person``: the document is about a natural person even
+    where it does not say so itself. Mappings come back as dicts and sequences as lists; numbers,
+    booleans and None as they are."""
+    secrets = _Secrets()
+    _collect(doc, natural_person, secrets, hint=natural_person or None)
+    return cast(J, _rewrite(doc, _TextMask(secrets)))

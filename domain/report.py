@@ -1,0 +1,307 @@
+"""The credit report (信用报告) and what is under publicity (公示) at an instant (RULES.md 3-5, 7).
+
+``publicity(state, at)`` answers, for one subject, which of its penalties and licences (the 双公示
+records) are under publicity at the instant ``at`` and which have been withdrawn from it by then
+(终止公示), with the date and the reason:
+
+* a penalty is published from its decision date to the end of its publicity period (the facts the
+  rules core keeps per record, ``state["facts"][key]["pub"]``: the maximum of its tier, or the
+  approval date of a credit repair, RULES.md 3); withdrawn then, by ``expiry`` or ``repair``;
+* a licence is published from its decision date while in force: to its ``valid_to`` date when it
+  has one (withdrawn then, by ``expiry``), else for as long as it stands;
+* a record revoked by its department (a newer version marked revoked) is withdrawn on the date of
+  that version (``revoked``); one an upheld objection revoked, on the resolution date
+  (``objection``). A record decided after the instant is not yet published.
+
+``credit_report(state, at, ...)`` assembles the report of one subject at an instant: identity, the
+records under publicity and withdrawn, the lists held then (domain/memberships.py) and the list
+history up to then, objections and repairs known then, the red list, the rules versions, the
+report's time. ``seal(content)`` adds the content hash: SHA-256 of the canonical JSON of the
+content (:func:`canonical_json`: keys sorted, no whitespace, UTF-8, non-ASCII as is), which
+``creditstream report-verify`` recomputes (:func:`verify`). The caller redacts the content for a
+reader without the personal role (domain/privacy.py) BEFORE sealing it, so the hash covers what
+was served.
+
+Pure: no I/O, no clock (the caller chooses the instant and gives the report's time).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from domain.clock import date_of_ms
+from domain.memberships import day_of, intervals, memberships_at
+from domain.state import SubjectState
+from domain.types import Doc, View
+
+__all__ = [
+    "REPORT_FORMAT",
+    "HASH_ALGORITHM",
+    "PUBLIC_KINDS",
+    "PublicRecord",
+    "Publicity",
+    "publicity",
+    "credit_report",
+    "canonical_json",
+    "content_hash",
+    "seal",
+    "verify",
+    "BadReport",
+]
+
+REPORT_FORMAT = "creditstream.credit-report/1"
+HASH_ALGORITHM = "sha256"
+PUBLIC_KINDS = ("penalty", "license")
+"""The record kinds of the double publicity (双公示) that the disclosure publishes."""
+WITHDRAWAL_REASONS = ("expiry", "repair", "revoked", "objection")
+
+_DETAIL_FIELDS = {
+    "penalty": ("violation_type", "penalty_category", "penalty_content", "legal_basis", "fine_amount",
+                "confiscated_amount", "deciding_authority"),
+    "license": ("doc_name", "certificate_name", "license_no", "license_category", "content", "valid_from",
+                "valid_to", "licensing_authority"),
+}
+
+
+class BadReport(ValueError):
+    """A document that is not a sealed credit report (report-verify exits 1 with this message)."""
+
+
+class PublicRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A penalty or licence as the disclosure and the report show it, at an instant."""
+
+    record_key: str
+    kind: str                      # penalty / license
+    doc_no: str | None
+    source_unit: str | None
+    source_unit_code: str | None
+    decision_date: str
+    severity: str | None
+    domain: str | None
+    details: dict[str, str]        # the published fields of its kind (violation, content, licence no., ...)
+    published_from: str            # the decision date
+    published_until: str | None    # the end the rules give (None: no end known)
+    repair_from: str | None        # penalties: the earliest date a credit repair may be approved
+    state: str                     # published / repair_eligible / withdrawn
+    withdrawn_on: str | None       # the date publicity ended (终止公示), on or before the instant
+    withdrawn_by: str | None       # expiry / repair / revoked / objection
+    disputed_by: str | None        # an objection pending on it at the instant
+
+
+class Publicity(msgspec.Struct, frozen=True, kw_only=True):
+    at: str
+    published: tuple[PublicRecord, ...]   # under publicity at the instant
+    withdrawn: tuple[PublicRecord, ...]   # publicity ended on or before the instant (终止公示)
+
+
+def _details(kind: str, content: View) -> dict[str, str]:
+    fields = content.get("fields") or {}
+    out = {}
+    for name in _DETAIL_FIELDS.get(kind, ()):
+        value = fields.get(name)
+        if value is not None and value != "":
+            out[name] = str(value)
+    return out
+
+
+def _disputed_by(state: View, key: str, day: str) -> str | None:
+    for oid, o in sorted((state.get("objections") or {}).items()):
+        if o.get("record_key") == key and o.get("filed") and o["filed"] <= day \
+                and (o.get("resolved") is None or day < o["resolved"]):
+            return str(oid)
+    return None
+
+
+def _revoked_by_objection(state: View, key: str) -> str | None:
+    """The resolution date of an upheld objection that revoked the record, if any."""
+    dates = [str(o["resolved"]) for o in (state.get("objections") or {}).values()
+             if o.get("record_key") == key and o.get("status") == "upheld" and o.get("outcome") == "revoked"
+             and o.get("resolved")]
+    return min(dates) if dates else None
+
+
+def _window(state: View, key: str, entry: View, content: View) -> tuple[str | None, str | None, str | None] | None:
+    """(until, repair_from, end reason) of one record's publicity; None: it is not published at all."""
+    kind = entry.get("kind")
+    decided = entry.get("decision_date") or content.get("decision_date")
+    if not decided:
+        return None
+    objection = _revoked_by_objection(state, key)
+    if objection is not None:
+        return objection, None, "objection"
+    if content.get("revoked"):
+        return date_of_ms(int(entry.get("updated_ms") or 0)) if entry.get("updated_ms") else decided, None, "revoked"
+    if kind == "penalty":
+        facts = (state.get("facts") or {}).get(key) or {}
+        pub = facts.get("pub")
+        if not pub:
+            return None
+        start, end, leave = pub[0], pub[1], pub[2]
+        return str(end), str(start), "repair" if leave == "repair" else "expiry"
+    valid_to = (content.get("fields") or {}).get("valid_to")
+    return (str(valid_to), None, "expiry") if valid_to else (None, None, None)
+
+
+def publicity(state: SubjectState | View, at: dt.date | dt.datetime | str) -> Publicity:
+    """The subject's penalties and licences under publicity at ``at``, and those withdrawn by then
+    (module docstring), each list by decision date then record key."""
+    day = day_of(at)
+    published: list[PublicRecord] = []
+    withdrawn: list[PublicRecord] = []
+    for key, entry in sorted((state.get("records") or {}).items()):
+        kind = entry.get("kind")
+        content = entry.get("content")
+        if kind not in PUBLIC_KINDS or not isinstance(content, Mapping):
+            continue
+        window = _window(state, key, entry, content)
+        decided = str(entry.get("decision_date") or content.get("decision_date") or "")
+        if window is None or decided > day:
+            continue
+        until, repair_from, reason = window
+        ended = until is not None and until <= day
+        record = PublicRecord(
+            record_key=key, kind=str(kind), doc_no=entry.get("doc_no"), source_unit=entry.get("source_unit"),
+            source_unit_code=entry.get("source_unit_code"), decision_date=decided, severity=entry.get("severity"),
+            domain=entry.get("domain"), details=_details(str(kind), content), published_from=decided,
+            # a revocation after the instant was not known then: no end shown
+            published_until=until if ended or reason not in ("revoked", "objection") else None,
+            repair_from=repair_from,
+            state="withdrawn" if ended else "repair_eligible" if repair_from is not None and repair_from <= day
+            else "published",
+            withdrawn_on=until if ended else None, withdrawn_by=reason if ended else None,
+            disputed_by=None if ended else _disputed_by(state, key, day))
+        (withdrawn if ended else published).append(record)
+    return Publicity(at=day, published=tuple(sorted(published, key=_order)),
+                     withdrawn=tuple(sorted(withdrawn, key=_order)))
+
+
+def _order(r: PublicRecord) -> tuple[str, str]:
+    return r.decision_date, r.record_key
+
+
+# ------------------------------------------------------------------------------------ the report
+
+
+def _builtins(obj: Any) -> Any:
+    return msgspec.json.decode(msgspec.json.encode(obj))
+
+
+def _record_summary(state: View, key: str) -> Doc:
+    entry = (state.get("records") or {}).get(key) or {}
+    content = entry.get("content") or {}
+    fields = content.get("fields") or {}
+
+    def pick(name: str) -> Any:
+        value = entry.get(name)
+        return value if value is not None else content.get(name)
+
+    return {"record_key": key, "kind": pick("kind"), "doc_no": pick("doc_no"), "source_unit": pick("source_unit"),
+            "decision_date": pick("decision_date"), "domain": pick("domain") or fields.get("list_domain"),
+            "severity": pick("severity"), "status": entry.get("status"), "via": entry.get("via")}
+
+
+def _objections(state: View, day: str) -> list[Doc]:
+    out = []
+    for oid, o in sorted((state.get("objections") or {}).items()):
+        filed = o.get("filed")
+        if not filed or filed > day:
+            continue
+        resolved = o.get("resolved")
+        known = resolved is not None and resolved <= day
+        out.append({"objection_id": str(oid), "record_key": o.get("record_key"), "filed": filed,
+                    "status": o.get("status") if known else "filed", "resolved": resolved if known else None,
+                    "outcome": o.get("outcome") if known else None,
+                    "provider_verification": bool(o.get("provider_verification"))})
+    return out
+
+
+def _repairs(state: View, day: str) -> list[Doc]:
+    applied = ((state.get("evaluation") or {}).get("repairs")) or {}
+    out = []
+    for key, r in sorted((state.get("repairs") or {}).items()):
+        approved = r.get("approved")
+        if not approved or approved > day:
+            continue
+        verdict = applied.get(key) or {}
+        out.append({"record_key": key, "approved": approved, "granted": bool(r.get("granted")),
+                    "doc_no": r.get("doc_no"), "applied": verdict.get("applied"), "reason": verdict.get("reason")})
+    return out
+
+
+def credit_report(state: SubjectState | Doc, at: dt.date | dt.datetime | str, *, rules_version: str,
+                  generated_at: str) -> Doc:
+    """The content of the subject's credit report at the instant ``at`` (module docstring), as JSON
+    data. ``generated_at``: the report's time (ISO 8601), part of the sealed content."""
+    day = day_of(at)
+    standing = memberships_at(state, day)
+    pub = publicity(state, day)
+    history = [m for m in intervals(state) if m.entered <= day]
+    red = standing.get("red_list")
+    names = [str(n) for n in state.get("names") or ()]
+    keys = sorted({k for s in standing.lists for k in s.causes})
+    return {
+        "format": REPORT_FORMAT,
+        "subject": {"id": state.get("id"), "id_kind": state.get("id_kind"), "name": names[-1] if names else None,
+                    "names": names, "category": state.get("category"), "ids": dict(state.get("ids") or {})},
+        "at": day,
+        "as_of": state.get("as_of"),
+        "projected": standing.projected,
+        "generated_at": generated_at,
+        "rules_version": rules_version,
+        "lists_rules_version": standing.rules_version,
+        "publicity": {"published": _builtins(pub.published), "withdrawn": _builtins(pub.withdrawn)},
+        "lists": _builtins(standing.lists),
+        "list_records": [_record_summary(state, k) for k in keys],
+        "list_history": [_builtins(m) | {"exited": m.exited if m.exited is not None and m.exited <= day else None,
+                                          "exit_projected": m.exited is not None and m.exited > day}
+                         for m in history],
+        "red_list": {"listed": red is not None, "since": red.since if red else None,
+                     "until": red.until if red else None},
+        "objections": _objections(state, day),
+        "repairs": _repairs(state, day),
+    }
+
+
+# ------------------------------------------------------------------------------------ the hash
+
+
+def canonical_json(obj: Any) -> bytes:
+    """The canonical form the content hash is taken of: JSON with object keys sorted, no whitespace,
+    non-ASCII characters as they are, UTF-8. Integers, strings, booleans, null, lists and objects
+    only (no floats in a report: a float's text form is not canonical across languages)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def content_hash(content: Any) -> str:
+    """``sha256:`` + the hex SHA-256 of :func:`canonical_json` of ``content``."""
+    return f"{HASH_ALGORITHM}:{hashlib.sha256(canonical_json(content)).hexdigest()}"
+
+
+def seal(content: Doc) -> Doc:
+    """The report as served: ``{"content": ..., "content_hash": "sha256:<hex>"}``."""
+    return {"content": content, "content_hash": content_hash(content)}
+
+
+def verify(document: Any) -> tuple[bool, str]:
+    """Recompute a sealed report's hash: (True, hash) if it matches, (False, why) if not. Raises
+    :class:`BadReport` for a document that is no sealed credit report."""
+    if not isinstance(document, Mapping) or "content" not in document or "content_hash" not in document:
+        raise BadReport("not a sealed credit report: a JSON object with content and content_hash is expected")
+    content, claimed = document["content"], document["content_hash"]
+    if not isinstance(content, Mapping) or content.get("format") != REPORT_FORMAT:
+        raise BadReport(f"not a credit report of format {REPORT_FORMAT}")
+    if not isinstance(claimed, str) or not claimed.startswith(HASH_ALGORITHM + ":"):
+        raise BadReport(f"content_hash must be {HASH_ALGORITHM}:<64 hex digits>")
+    try:
+        actual = content_hash(content)
+    except ValueError as exc:
+        raise BadReport(f"the content cannot be put in canonical form: {exc}") from None
+    if actual == claimed.lower():
+        return True, actual
+    return False, f"the content hashes to {actual}, the report claims {claimed}"

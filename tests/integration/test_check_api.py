@@ -1,0 +1,306 @@
+"""The check API (creditstream/check_api.py, ``GET``/``POST /check``) against the embedded stack: the
+state is built by the real pipeline from department inputs; every answer is validated against
+docs/openapi.yaml; every check leaves a ``CheckAudit`` record on the check-audit topic (a natural
+person only as a pseudonym) and ``creditstream report`` counts them per matter and outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+
+import aiohttp
+import orjson
+import pytest
+
+from streams import samples
+from streams.samples import sample_event, schema_of
+from tests import builders
+from tests.conftest import eventually
+from tests.integration.test_api import SPEC, free_port, wait_http
+
+pytestmark = pytest.mark.integration
+
+CST = dt.timezone(dt.timedelta(hours=8))
+PUBLIC_TOKEN = "public-" + "c3" * 20
+PERSONAL_TOKEN = "personal-" + "d4" * 20
+COMPANY = samples.COMPANY_USCC                    # blacklisted (environment), then an objection
+HONEST = "91350100M000100Y43"                     # one licence four years ago: red list
+UNKNOWN = "91310115591693856A"                    # valid, but no subject has it
+REP_ID = samples.LEGAL_REP_ID                     # COMPANY's legal representative: follows it onto the list
+DOC_NO = "郑环罚〔2026〕301号"
+OBJECTION = "ZZXY-YY-2026-0301"
+
+
+def token_file(tmp_path) -> str:
+    return builders.token_file(tmp_path, PUBLIC_TOKEN, PERSONAL_TOKEN, public_client="zz-public-resource-trading")
+
+
+class Checks:
+    """GET/POST /check with a token, each answer checked against the spec (status, JSON, schema)."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str):
+        self.session, self.base = session, base
+        self.bodies: list[bytes] = []
+
+    async def _answer(self, resp, method: str, expect: int):
+        body = await resp.read()
+        self.bodies.append(body)
+        assert resp.status == expect, (method, resp.status, body[:500])
+        assert resp.headers["Content-Type"].startswith("application/json")
+        data = orjson.loads(body)
+        response = SPEC.response("/check", resp.status, method)
+        SPEC.validate(response["content"]["application/json"]["schema"], data)
+        return data
+
+    async def get(self, token: str | None = PUBLIC_TOKEN, *, expect: int = 200, **params):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with self.session.get(self.base + "/check", params=params, headers=headers) as resp:
+            return await self._answer(resp, "get", expect)
+
+    async def post(self, body, token: str | None = PUBLIC_TOKEN, *, expect: int = 200):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        data = body if isinstance(body, bytes) else orjson.dumps(body)
+        async with self.session.post(self.base + "/check", data=data, headers=headers) as resp:
+            return await self._answer(resp, "post", expect)
+
+
+async def seed(settings, department) -> dt.date:
+    """Through the real pipeline: a severe environment penalty on COMPANY 30 days ago (blacklist;
+    its legal representative follows), an objection to it filed 2 days ago, the company's
+    registration (its legacy registration number), and HONEST's licence four years ago."""
+    from ops.inspect import reader
+
+    today = dt.datetime.now(CST).date()
+    now_ms = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+    penalty = sample_event("penalty", severity="严重", domain="environment", source_unit=samples.ECO_ZZ,
+                           source_unit_uscc=samples.ECO_ZZ_USCC, deciding_authority=samples.ECO_ZZ,
+                           deciding_authority_uscc=samples.ECO_ZZ_USCC, decision_doc_no=DOC_NO,
+                           decision_date=today - dt.timedelta(days=30), valid_until=None, publicity_end_date=None,
+                           event_id="eco-zz-301")
+    licence = sample_event("license", uscc=HONEST, subject_name="福州市守信商贸有限公司", legal_rep_name="王守信",
+                           license_doc_no="闽榕许〔2022〕0001号", decision_date=today - dt.timedelta(days=4 * 366),
+                           valid_from=today - dt.timedelta(days=4 * 366), valid_to=today + dt.timedelta(days=365),
+                           event_id="fz-license-0001")
+    await department.send(schema_of("registration"), sample_event("registration"), timestamp_ms=now_ms)
+    await department.send(schema_of("penalty"), penalty, timestamp_ms=now_ms)
+    await department.send(schema_of("license"), licence, timestamp_ms=now_ms)
+
+    async with reader(settings) as r:
+        async def listed():
+            company, rep, honest, legacy = await r.subjects([COMPANY, REP_ID, HONEST, samples.COMPANY_REG_NO])
+            return (company and "blacklist:environment" in company["evaluation"]["lists"] and rep
+                    and "blacklist:environment" in rep["evaluation"]["lists"] and honest and legacy)
+
+        await eventually(listed, timeout=60)
+        objection = sample_event("objection", objection_id=OBJECTION, target_source_unit=samples.ECO_ZZ,
+                                 target_source_unit_uscc=samples.ECO_ZZ_USCC, target_doc_no=DOC_NO,
+                                 filed_date=today - dt.timedelta(days=2), event_id="credit-zz-objection-0301")
+        await department.send(schema_of("objection"), objection, timestamp_ms=now_ms)
+
+        async def disputed():
+            [company] = await r.subjects([COMPANY])
+            return OBJECTION in (company.get("objections") or {})
+
+        await eventually(disputed, timeout=60)
+    return today
+
+
+async def audit_records(settings) -> list[tuple[bytes, bytes, dict]]:
+    """(key, value, decoded CheckAudit) of every record on the check-audit topic."""
+    from creditstream.connections import make_codec
+    from streams import kafka
+    from streams.topics import Topics
+
+    codec = make_codec(settings)
+    out = []
+    async for batch in kafka.read_to_end(settings, Topics(settings).check_audit, idle_timeout_s=0.5):
+        for m in batch:
+            name, rec = codec.decode(m.value)
+            assert name == "creditstream.CheckAudit"
+            out.append((m.key, m.value, rec))
+    return out
+
+
+async def test_check_api(settings, pipeline, department, tmp_path):
+    from creditstream.api import serve
+    from ops.report import operator_report, render_operator_report
+    from sinks.keys import storage_id
+
+    today = await seed(settings, department)
+    iso = today.isoformat
+    port = free_port()
+    stop = asyncio.Event()
+    s = settings.replace(api_tokens_file=token_file(tmp_path), check_batch_max=4, check_audit_flush_ms=50)
+    server = asyncio.create_task(serve(s, "127.0.0.1", port, stop=stop))
+    try:
+        await wait_http(f"http://127.0.0.1:{port}/health")
+        async with aiohttp.ClientSession() as session:
+            api = Checks(session, f"http://127.0.0.1:{port}")
+
+            # --- authentication: like the rest of the API ------------------------------------
+            err = await api.get(None, expect=401, subject=COMPANY, matter="government_procurement")
+            assert err["error"] == "unauthorized"
+            err = await api.post({"matter": "bidding", "subjects": [COMPANY]}, None, expect=401)
+            assert err["error"] == "unauthorized"
+
+            # --- a listed subject: before entry, while listed, then under an objection -------
+            before = await api.get(subject=COMPANY, matter="government_procurement",
+                                   at=(today - dt.timedelta(days=31)).isoformat())
+            assert before["outcome"] == "clear" and before["measures"] == [] and before["basis"] == []
+            listed = await api.get(subject=COMPANY, matter="government_procurement",
+                                   at=f"{(today - dt.timedelta(days=15)).isoformat()}T10:00:00+08:00")
+            assert listed["outcome"] == "restricted" and listed["subject"] == COMPANY
+            assert "procurement.exclude" in {m["id"] for m in listed["measures"]}
+            [basis] = listed["basis"]
+            assert basis["list"] == "blacklist:environment" and basis["suspended"] is False
+            assert basis["since"] == (today - dt.timedelta(days=30)).isoformat()
+            [record] = basis["records"]
+            assert record["doc_no"] == DOC_NO and record["source_unit_code"] == samples.ECO_ZZ_USCC
+            assert record["disputed_by"] is None
+            now = await api.get(subject=COMPANY, matter="government_procurement")  # at: now
+            assert now["at"] == iso() and now["outcome"] == "suspended" and now["measures"] == []
+            assert "procurement.exclude" in {m["id"] for m in now["suspended"]}
+            assert now["basis"][0]["suspended"] is True and now["basis"][0]["objection"] == OBJECTION
+            assert now["basis"][0]["records"][0]["disputed_by"] == OBJECTION
+
+            # --- identifiers: a printed variant and a legacy number resolve ------------------
+            legacy = await api.get(subject=samples.COMPANY_REG_NO, matter="government_procurement")
+            assert legacy["subject"] == COMPANY and legacy["outcome"] == "suspended"
+            variant = await api.get(subject="91310110-666007217t", matter="bidding")
+            assert variant["subject"] == COMPANY
+
+            # --- the red list: incentives -----------------------------------------------------
+            green = await api.get(subject=HONEST, matter="administrative_licensing")
+            assert green["outcome"] == "incentive" and green["basis"][0]["list"] == "red_list"
+            assert green["incentives"] and green["measures"] == []
+
+            # --- an unknown subject: a clear "no record", not an error -----------------------
+            unknown = await api.get(subject=UNKNOWN, matter="bidding")
+            assert unknown["outcome"] == "no_record" and unknown["subject"] == UNKNOWN and unknown["as_of"] is None
+
+            # --- a natural person: answered, masked for the public role, clear for personal --
+            masked = await api.get(subject=REP_ID, matter="government_procurement",
+                                   at=(today - dt.timedelta(days=15)).isoformat())
+            assert masked["outcome"] == "restricted" and masked["subject"] != REP_ID
+            assert masked["subject"].startswith(REP_ID[:3]) and REP_ID.encode() not in api.bodies[-1]
+            clear = await api.get(PERSONAL_TOKEN, subject=REP_ID, matter="government_procurement",
+                                  at=(today - dt.timedelta(days=15)).isoformat())
+            assert clear["subject"] == REP_ID and clear["outcome"] == "restricted"
+
+            # --- bad requests ---------------------------------------------------------------
+            for params in ({"matter": "bidding"}, {"subject": COMPANY}, {"subject": COMPANY, "matter": "no_such"},
+                           {"subject": COMPANY, "matter": "bidding", "at": "yesterday"},
+                           {"subject": "9" * 65, "matter": "bidding"}):
+                err = await api.get(expect=400, **params)
+                assert err["error"] == "bad_request" and err["message"], params
+            # a message echoing a person's number is masked for the public role
+            err = await api.get(expect=400, subject=REP_ID, matter="bidding", at="not " + REP_ID)
+            assert REP_ID not in err["message"]
+
+            # --- the batch form ---------------------------------------------------------------
+            batch = await api.post({"matter": "bidding", "subjects": [COMPANY, UNKNOWN, samples.COMPANY_REG_NO,
+                                                                       HONEST]})
+            assert batch["matter"] == "bidding" and batch["at"] == iso()
+            assert [r["outcome"] for r in batch["results"]] == ["suspended", "no_record", "suspended", "incentive"]
+            assert [r["subject"] for r in batch["results"]] == [COMPANY, UNKNOWN, COMPANY, HONEST]
+            assert len({r["check_id"] for r in batch["results"]}) == 4
+            past = await api.post({"matter": "bidding", "at": (today - dt.timedelta(days=15)).isoformat(),
+                                   "subjects": [COMPANY, REP_ID]})
+            assert [r["outcome"] for r in past["results"]] == ["restricted", "restricted"]
+            assert past["results"][1]["subject"] != REP_ID and REP_ID.encode() not in api.bodies[-1]
+            err = await api.post({"matter": "bidding", "subjects": [COMPANY] * 5}, expect=413)
+            assert err["error"] == "too_large" and "4" in err["message"]
+            for body in ({"matter": "bidding", "subjects": []}, {"matter": "bidding"}, {"subjects": [COMPANY]},
+                         {"matter": "bidding", "subjects": [COMPANY, 7]}, [COMPANY], b"{not json"):
+                err = await api.post(body, expect=400)
+                assert err["error"] == "bad_request", body
+
+            # --- metrics ------------------------------------------------------------------------
+            async with session.get(api.base + "/metrics", headers={"Authorization": f"Bearer {PUBLIC_TOKEN}"}) as r:
+                text = await r.text()
+            assert re.search(r'creditstream_checks_total\{matter="bidding",outcome="no_record"\} [1-9]', text), text
+            assert "creditstream_check_duration_seconds_bucket" in text
+
+        # --- the audit: one record per check answered, persons only as pseudonyms ---------------
+        answered = 9 + 4 + 2  # the single checks answered (200), and the two batches' subjects
+        records = await eventually(lambda: _at_least(settings, answered), timeout=30)
+        assert len(records) == answered, [r[2] for r in records]
+        by_id = {rec["check_id"]: (key, rec) for key, _, rec in records}
+        key, rec = by_id[listed["check_id"]]
+        assert rec["client"] == "zz-public-resource-trading" and rec["subject"] == COMPANY and key == COMPANY.encode()
+        assert (rec["matter"], rec["outcome"], rec["subject_kind"]) == ("government_procurement", "restricted", "uscc")
+        assert rec["at"] == today - dt.timedelta(days=15) and "procurement.exclude" in rec["measures"]
+        assert abs(rec["checked_at"] - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=5)
+        assert rec["batch_id"] is None
+        _, rec = by_id[clear["check_id"]]
+        pseudonym = storage_id(REP_ID, settings.pseudonym_key)
+        assert rec["client"] == "joint-punishment" and rec["subject"] == pseudonym and rec["subject_kind"] == "resident_id"
+        _, rec = by_id[unknown["check_id"]]
+        assert (rec["outcome"], rec["subject_kind"], rec["subject"]) == ("no_record", "unknown", UNKNOWN)
+        batch_ids = {by_id[r["check_id"]][1]["batch_id"] for r in batch["results"]}
+        assert batch_ids == {batch["batch_id"]}
+        for key, value, _ in records:  # no ID number in clear on the topic, key or value
+            assert REP_ID.encode() not in key and REP_ID.encode() not in value
+
+        # --- creditstream report: checks per matter and outcome -----------------------------------
+        async def reported():
+            report = await operator_report(settings)
+            return report if sum(sum(o.values()) for o in report["checks"]["by_matter"].values()) == answered else None
+
+        report = await eventually(reported, timeout=15)
+        bidding = report["checks"]["by_matter"]["bidding"]
+        assert bidding == {"suspended": 3, "no_record": 2, "incentive": 1, "restricted": 2}, bidding
+        assert report["checks"]["by_matter"]["government_procurement"] == {
+            "clear": 1, "restricted": 3, "suspended": 2}
+        assert report["checks"]["dropped"] == 0
+        text = render_operator_report(report)
+        assert f"credit checks (应查必查) recorded on the check-audit topic: {answered}" in text
+        assert "government_procurement" in text
+    finally:
+        stop.set()
+        await asyncio.wait_for(server, 20)
+
+
+async def _at_least(settings, n: int):
+    records = await audit_records(settings)
+    return records if len(records) >= n else None
+
+
+async def test_checks_are_answered_while_the_broker_is_unreachable(settings, redis, pipeline, department):
+    """The audit never delays or fails an answer: with the broker unreachable the check is answered
+    at once, its record waits in the buffer, and beyond the buffer records are dropped and counted."""
+    from aiohttp import web
+
+    from creditstream import metrics
+    from creditstream.api import create_api
+
+    await department.send(schema_of("penalty"), sample_event("penalty"))
+    from ops.inspect import reader
+
+    async with reader(settings) as r:
+        await eventually(lambda: r.subject(COMPANY), timeout=60)
+    dead = free_port()
+    s = settings.replace(broker_url=f"127.0.0.1:{dead}", check_audit_buffer=2, check_audit_flush_ms=50,
+                         api_anonymous_role="public")
+    app = create_api(s, redis)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    dropped_before = metrics.CHECK_AUDIT_DROPPED.labels("buffer_full")._value.get()
+    try:
+        async with aiohttp.ClientSession() as session:
+            api = Checks(session, f"http://127.0.0.1:{port}")
+            for _ in range(5):
+                started = asyncio.get_running_loop().time()
+                answer = await api.get(None, subject=COMPANY, matter="administrative_licensing")
+                assert answer["outcome"] == "clear"
+                assert asyncio.get_running_loop().time() - started < 1.0
+    finally:
+        await runner.cleanup()
+    assert metrics.CHECK_AUDIT_DROPPED.labels("buffer_full")._value.get() - dropped_before == 3
+    from sinks.check_audit import check_counts
+
+    counts = await check_counts(redis, s.namespace)
+    assert counts["dropped"] == 5 and counts["by_matter"] == {}  # 3 over the buffer, 2 unsent at shutdown

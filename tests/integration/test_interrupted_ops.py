@@ -1,0 +1,164 @@
+"""Operations killed with SIGKILL half-way and run again: nothing is lost, nothing multiplied.
+
+* ``creditstream dlq redrive --reason ...`` killed mid-way, then rerun: every dead letter is
+  re-driven, each recorded once in the audit hash; the rerun re-drives neither the ones done before
+  the kill nor the copies that failed again (idempotent by original position); at most the one
+  in flight at the kill went out twice, and the pipeline drops such a re-send as a duplicate.
+* ``creditstream replay`` killed mid-way, then rerun: the rerun builds a complete generation equal
+  to the live state (``--verify``); the killed one stays ``running`` only until its alive key
+  expires, after which the next replay marks it abandoned (tests/integration/test_replay.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import orjson
+import pytest
+
+from sinks.keys import Keys
+from streams import samples
+from streams.samples import sample_event, schema_of
+from tests.conftest import eventually
+
+pytestmark = pytest.mark.integration
+
+PENALTY = schema_of("penalty")
+
+
+def _env(settings) -> dict:
+    env = dict(os.environ)
+    for name in ("broker_url", "broker_kind", "redis_url", "topic_prefix", "namespace", "run_dir",
+                 "session_timeout_ms", "pseudonym_key"):
+        value = getattr(settings, name, None)
+        if value is not None:
+            env[f"CREDITSTREAM_{name.upper()}"] = str(value)
+    env.pop("CREDITSTREAM_SETTINGS", None)
+    env["CREDITSTREAM_LOG_FORMAT"] = "json"
+    return env
+
+
+def _start(settings, *argv) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "creditstream.cli", *argv], env=_env(settings),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def _run(settings, *argv, timeout: float = 120) -> tuple[int, str, str]:
+    proc = _start(settings, *argv)
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def _kill_when(proc: subprocess.Popen, ready, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"finished before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+        if await ready():
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("never reached the point to kill it")
+
+
+async def test_a_killed_redrive_rerun_redrives_each_dead_letter_once(pipeline, department, settings, redis):
+    total = 400
+    for n in range(total):
+        await department.send(PENALTY, sample_event("penalty", decision_doc_no=f"郑市监罚〔2024〕{9000 + n}号",
+                                                    fine_amount=samples.Decimal("-1")))
+    from ops.dlq import list_dead_letters
+
+    async def all_dead():
+        letters = await list_dead_letters(settings, reason="negative-amount")
+        return letters if len(letters) >= total else None
+
+    originals = {d["ref"] for d in await eventually(all_dead, timeout=60)}
+    audit = Keys(settings.namespace).dlq_redriven
+
+    async def some_redriven():
+        return 20 <= await redis.hlen(audit) < total - 20
+
+    proc = _start(settings, "dlq", "redrive", "--reason", "negative-amount")
+    await _kill_when(proc, some_redriven)
+    done_before = {k.decode() for k in await redis.hkeys(audit)}
+    assert 0 < len(done_before) < total
+
+    code, out, err = _run(settings, "dlq", "redrive", "--reason", "negative-amount", "--json")
+    assert code == 0, err
+    report = orjson.loads(out)
+    actions = {}
+    for item in report["items"]:
+        actions.setdefault(item["action"], set()).add(item["ref"])
+    assert actions["redriven"] == originals - done_before  # the rest, and only the rest
+    assert done_before <= actions["skipped"]  # done before the kill: skipped, not sent again
+
+    entries = {k.decode(): orjson.loads(v) for k, v in (await redis.hgetall(audit)).items()}
+    assert set(entries) == originals
+    assert all("earlier" not in e for e in entries.values())  # each recorded once
+
+    # every re-driven message fails again (the amount is still negative): one new dead letter per
+    # original, plus at most the one in flight when the redrive was killed
+    async def copies():
+        letters = await list_dead_letters(settings, reason="negative-amount")
+        again = [d for d in letters if d.get("redriven_from")]
+        return again if len(again) >= total else None
+
+    again = await eventually(copies, timeout=60)
+    by_original: dict[str, int] = {}
+    for d in again:
+        by_original[d["redriven_from"]] = by_original.get(d["redriven_from"], 0) + 1
+    assert len(by_original) == total
+    assert sum(by_original.values()) - total <= 1, {k: v for k, v in by_original.items() if v > 1}
+
+    code, out, err = _run(settings, "dlq", "redrive", "--reason", "negative-amount", "--json")
+    assert code == 0, err
+    assert {i["action"] for i in orjson.loads(out)["items"]} == {"skipped"}  # a third run: nothing to do
+
+
+async def test_a_killed_replay_rerun_builds_the_whole_state(pipeline, department, settings, redis):
+    from ops.report import progress
+
+    subjects = 300
+    for n in range(subjects * 4):
+        sid = samples.COMPANY_USCC if n % subjects == 0 else None
+        fields = {"decision_doc_no": f"郑市监罚〔2025〕{n}号"}
+        if sid is None:
+            from streams.synthetic import uscc
+
+            fields["uscc"] = uscc(20000 + n % subjects)
+        await department.send(PENALTY, sample_event("penalty", **fields))
+
+    async def processed():
+        return await progress(settings) >= subjects * 4
+
+    await eventually(processed, timeout=90)
+    await pipeline.stop()  # the log is complete: the live state is what a replay must rebuild
+
+    keys = Keys(settings.namespace)
+
+    async def replaying():
+        found = [k async for k in redis.scan_iter(match=keys.replay_pattern)]
+        for key in found:
+            generation = key.decode()[len(keys.replay_progress("")):]
+            if await redis.hget(key, "status") == b"running" and await redis.exists(
+                    Keys(settings.namespace, generation).subjects):
+                return True
+        return False
+
+    proc = _start(settings, "replay")
+    await _kill_when(proc, replaying)
+    [killed] = [k.decode()[len(keys.replay_progress("")):] async for k in redis.scan_iter(match=keys.replay_pattern)]
+    assert await redis.hget(keys.replay_progress(killed), "status") == b"running"
+    assert 0 < await redis.ttl(keys.replay_alive(killed)) <= 15  # expires: the next replay then marks it abandoned
+
+    code, out, err = _run(settings, "replay", "--verify")
+    assert code == 0, out + err
+    assert "verify: 0 differences with the live state" in out and "list-change ids identical" in out, out + err
+    statuses = {k.decode(): await redis.hget(k, "status") async for k in redis.scan_iter(match=keys.replay_pattern)}
+    assert statuses.pop(keys.replay_progress(killed)) == b"running"
+    assert set(statuses.values()) == {b"complete"}

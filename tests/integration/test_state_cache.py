@@ -1,0 +1,94 @@
+"""The subject agent's state cache (sinks/redis_state.py) against a real redis-server: a worker
+reads from Redis only the subjects it does not hold, and never uses a held state once anyone else
+may have written its partition (fencing)."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from sinks.keys import Keys
+from sinks.redis_state import Fenced, SubjectStateSink
+
+pytestmark = pytest.mark.integration
+
+A, B = "91310110666007217T", "91110000100000000X"
+
+
+def keys_of(settings) -> Keys:
+    return Keys(settings.namespace, pseudonym_key=settings.pseudonym_key)
+
+
+async def batch(sink: SubjectStateSink, states: dict[str, dict], partition: int, start: int, end: int) -> dict:
+    """One batch of ``partition`` over offsets [start, end): read the subjects, write ``states``."""
+    loaded = await sink.begin(list(states), {partition: start}, partition_of=dict.fromkeys(states, partition))
+    for sid, st in states.items():
+        sink.add(sid, st, new=loaded.states[sid] is None)
+    sink.set_position(partition, end)
+    await sink.commit()
+    return loaded.states
+
+
+async def test_held_states_are_not_read_again(settings, redis):
+    sink = SubjectStateSink(redis, keys_of(settings))
+    first = {"id": A, "n": 1}
+    await batch(sink, {A: first}, 0, 0, 5)
+    loaded = await sink.begin([A], {0: 5}, partition_of={A: 0})
+    assert loaded.states[A] is first  # the object this worker wrote, not a copy from Redis
+    assert sink.cache.hits == 1
+    await sink.abort()
+    # written through: Redis has it too
+    assert orjson.loads(await redis.get(keys_of(settings).subject(A))) == first
+
+
+async def test_a_partition_written_by_another_worker_is_read_again(settings, redis):
+    mine, other = SubjectStateSink(redis, keys_of(settings)), SubjectStateSink(redis, keys_of(settings))
+    await batch(mine, {A: {"id": A, "n": 1}, B: {"id": B, "n": 1}}, 0, 0, 5)
+    # a rebalance: the other worker owns partition 0 for a while and applies offsets 5..8
+    await batch(other, {A: {"id": A, "n": 2}}, 0, 5, 8)
+    loaded = await mine.begin([A, B], {0: 8}, partition_of={A: 0, B: 0})
+    assert loaded.states[A] == {"id": A, "n": 2}  # not the held n=1
+    assert loaded.states[B] == {"id": B, "n": 1}
+    assert mine.cache.hits == 0  # the whole partition was dropped, B included
+    await mine.abort()
+
+
+async def test_a_fenced_commit_drops_what_it_held(settings, redis):
+    mine, other = SubjectStateSink(redis, keys_of(settings)), SubjectStateSink(redis, keys_of(settings))
+    await batch(mine, {A: {"id": A, "n": 1}}, 0, 0, 5)
+    loaded = await mine.begin([A], {0: 5}, partition_of={A: 0})
+    assert mine.cache.hits == 1
+    mine.add(A, {"id": A, "n": 99})
+    mine.set_position(0, 6)
+    await batch(other, {A: {"id": A, "n": 2}}, 0, 5, 6)  # same position reached, other state
+    with pytest.raises(Fenced):
+        await mine.commit()
+    loaded = await mine.begin([A], {0: 6}, partition_of={A: 0})
+    assert loaded.states[A] == {"id": A, "n": 2}
+    assert mine.cache.hits == 1  # no new hit: read from Redis
+    await mine.abort()
+
+
+async def test_redis_lost_its_data(settings, redis):
+    sink = SubjectStateSink(redis, keys_of(settings))
+    await batch(sink, {A: {"id": A, "n": 1}}, 0, 0, 5)
+    k = keys_of(settings)
+    await redis.delete(k.subject(A), k.position(0))  # flushed (or restored from before this write)
+    loaded = await sink.begin([A], {0: 0}, partition_of={A: 0})
+    assert loaded.states[A] is None
+    await sink.abort()
+
+
+async def test_other_partitions_stay_held_and_the_cache_is_bounded(settings, redis):
+    sink = SubjectStateSink(redis, keys_of(settings), cache_mb=1)  # ~256 KiB of JSON
+    other = SubjectStateSink(redis, keys_of(settings))
+    await batch(sink, {A: {"id": A, "n": 1}}, 0, 0, 5)
+    await batch(sink, {B: {"id": B, "n": 1}}, 1, 0, 5)
+    await batch(other, {A: {"id": A, "n": 2}}, 0, 5, 6)
+    loaded = await sink.begin([A, B], {0: 6, 1: 5}, partition_of={A: 0, B: 1})
+    assert loaded.states == {A: {"id": A, "n": 2}, B: {"id": B, "n": 1}}
+    assert sink.cache.hits == 1  # B (partition 1, untouched) came from memory
+    await sink.abort()
+    big = {f"s{i}": {"id": f"s{i}", "pad": "x" * 20_000} for i in range(40)}
+    await batch(sink, big, 2, 0, 1)
+    assert 0 < len(sink.cache) < 40

@@ -1,0 +1,150 @@
+"""domain/privacy.py: what a reader without the personal role sees of a document."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from domain.identifiers import resident_id_check_char
+from domain.privacy import mask_legacy_ids_in_text, mask_name, redact_personal
+from streams.samples import COMPANY, COMPANY_REG_NO, COMPANY_USCC, LEGAL_REP, LEGAL_REP_ID, PERSON, PERSON_ID
+
+LEGACY_ID = "410102870315451"  # first-generation card: 6 division + YYMMDD + 3 sequence, no check
+
+
+def text_of(doc) -> str:
+    return json.dumps(doc, ensure_ascii=False)
+
+
+def person_state() -> dict:
+    """A natural person's state as domain/state.py stores it: their own penalty, and an
+    organisation's severe record linked onto their file (whose legal representative they are)."""
+    return {
+        "id": PERSON_ID, "id_kind": "resident_id", "names": [PERSON], "ids": {"resident_id": PERSON_ID},
+        "category": "natural_person", "flags": [],
+        "records": {
+            "penalty|unit|doc-1": {
+                "kind": "penalty", "doc_no": "doc-1", "status": "active",
+                "content": {"kind": "penalty", "subject_name": PERSON, "subject_category": "natural_person",
+                            "ids": {"resident_id": PERSON_ID}, "legal_rep": None,
+                            "fields": {"facts": f"当事人{PERSON}（身份证号{PERSON_ID}）于2024年3月无证经营。"}},
+                "others": {"h2": {"subject_name": PERSON, "ids": {"resident_id": PERSON_ID}}},
+            },
+            "penalty|eco|doc-2": {
+                "kind": "linked", "via": COMPANY_USCC, "status": "active",
+                "content": {"kind": "penalty", "subject_name": COMPANY, "subject_category": "legal_entity",
+                            "ids": {"uscc": COMPANY_USCC, "reg_no": COMPANY_REG_NO},
+                            "legal_rep": {"name": PERSON, "id_no": PERSON_ID}},
+            },
+        },
+        "feedback": {f"chg-{PERSON_ID}-1": [{"unit": "税务局", "measure": "限制"}]},
+    }
+
+
+def test_a_natural_persons_state_keeps_no_id_number_and_no_name():
+    state = person_state()
+    before = copy.deepcopy(state)
+    out = redact_personal(state)
+    assert state == before, "the input was modified"
+    text = text_of(out)
+    assert PERSON_ID not in text and PERSON not in text
+    assert out["id"] == "410**************8" and out["ids"]["resident_id"] == "410**************8"
+    assert out["names"] == ["张**"]
+    own = out["records"]["penalty|unit|doc-1"]["content"]
+    assert own["subject_name"] == "张**"
+    assert own["fields"]["facts"] == "当事人张**（身份证号410**************8）于2024年3月无证经营。"
+    # the organisation's record on the person's file keeps the organisation's own name and numbers
+    linked = out["records"]["penalty|eco|doc-2"]["content"]
+    assert linked["subject_name"] == COMPANY and linked["ids"] == {"uscc": COMPANY_USCC, "reg_no": COMPANY_REG_NO}
+    assert linked["legal_rep"] == {"name": "张**", "id_no": "410**************8"}
+    # object keys too
+    assert list(out["feedback"]) == ["chg-410**************8-1"]
+    # what is not personal is untouched
+    assert out["records"]["penalty|unit|doc-1"]["status"] == "active" and out["flags"] == []
+
+
+def test_an_organisation_keeps_its_name_but_not_its_legal_representatives():
+    record = {"kind": "penalty", "subject_name": COMPANY, "subject_category": "法人及非法人组织",
+              "uscc": COMPANY_USCC, "reg_no": COMPANY_REG_NO, "legal_rep_name": LEGAL_REP,
+              "legal_rep_id_type": "身份证", "legal_rep_id_no": LEGAL_REP_ID,
+              "facts": f"法定代表人{LEGAL_REP}签收。"}
+    out = redact_personal(record)
+    assert out["subject_name"] == COMPANY and out["uscc"] == COMPANY_USCC and out["reg_no"] == COMPANY_REG_NO
+    assert out["legal_rep_name"] == "李**" and out["legal_rep_id_no"] == "410**************5"
+    assert out["facts"] == "法定代表人李**签收。"
+
+
+def test_list_views_members_and_changes():
+    view = {"subject": PERSON_ID, "name": PERSON, "as_of": "2026-01-02", "lists": {"court_debtor": {}}}
+    assert redact_personal(view) == {"subject": "410**************8", "name": "张**", "as_of": "2026-01-02",
+                                     "lists": {"court_debtor": {}}}
+    company_view = {"subject": COMPANY_USCC, "name": COMPANY, "lists": {}}
+    assert redact_personal(company_view) == company_view
+    # a first-generation number does not say it is a person: the caller does
+    legacy = {"subject": LEGACY_ID, "name": PERSON, "lists": {}}
+    assert redact_personal(legacy, natural_person=True) == {"subject": "410***********1", "name": "张**", "lists": {}}
+    page = {"list": "court_debtor", "members": [COMPANY_USCC, PERSON_ID, LEGACY_ID], "next_cursor": None}
+    assert redact_personal(page)["members"] == [COMPANY_USCC, "410**************8", "410***********1"]
+    change = {"change_id": "c1", "subject_id": PERSON_ID, "subject_kind": "resident_id", "list": "court_debtor",
+              "cause_record_ids": [f"court_listing|court|(2026)豫01执1号|{PERSON_ID}"], "event_time": 17}
+    out = redact_personal(change)
+    assert PERSON_ID not in text_of(out) and out["event_time"] == 17 and out["list"] == "court_debtor"
+
+
+def test_a_department_message_of_a_natural_person_with_a_legacy_card():
+    msg = {"subject_name": PERSON, "subject_category": "自然人", "person_id_type": "身份证", "person_id_no": LEGACY_ID,
+           "facts": f"{PERSON}于2024年"}
+    out = redact_personal(msg)
+    assert out["person_id_no"] == "410***********1" and out["subject_name"] == "张**" and out["facts"] == "张**于2024年"
+
+
+def test_text_masks():
+    assert mask_name(PERSON) == "张**" and mask_name("欧阳娜娜") == "欧***" and mask_name("王") == "*"
+    assert mask_legacy_ids_in_text(f"证号{LEGACY_ID}。") == "证号410***********1。"
+    assert mask_legacy_ids_in_text("4101028703154510") == "4101028703154510"  # 16 digits: not a card number
+    assert mask_legacy_ids_in_text("990102870315451") == "990102870315451"  # no province 99
+    assert redact_personal("no 110105194912310021 here") == "no 110**************1 here"
+    assert redact_personal([1, 2.5, None, True]) == [1, 2.5, None, True]
+
+
+def resident_ids():
+    divisions = st.sampled_from(["110105", "410102", "440305", "650102"])
+    dates = st.dates(min_value=dt.date(1930, 1, 1), max_value=dt.date(2019, 12, 31))
+    seqs = st.integers(0, 999)
+    return st.builds(lambda d, b, s: (lambda body: body + resident_id_check_char(body))(
+        f"{d}{b:%Y%m%d}{s:03d}"), divisions, dates, seqs)
+
+
+names = st.text(alphabet="张王李赵刘陈杨黄周吴徐孙马朱胡郭何高林罗卫东建国娜明华", min_size=2, max_size=4)
+json_leaves = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=20))
+digitless = st.text(alphabet=st.characters(blacklist_categories=("Nd", "Cs")), max_size=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(pid=resident_ids(), name=names, filler=st.recursive(
+    json_leaves, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                         st.dictionaries(st.text(max_size=8), inner, max_size=3)), max_leaves=10),
+       where=st.integers(0, 3))
+def test_property_no_id_number_or_name_of_a_person_survives(pid, name, filler, where):
+    """Whatever else a natural person's document holds, and wherever the number and name are
+    echoed, neither survives; the redaction is idempotent."""
+    echo = [f"x{pid}y", f"备注：{name}。", {pid: name}, [f"{name}{pid}"]][where]
+    doc = {"id": pid, "id_kind": "resident_id", "names": [name], "extra": filler, "echo": echo,
+           "records": {"k": {"content": {"subject_name": name, "person_id_no": pid}}}}
+    out = redact_personal(doc)
+    text = text_of(out)
+    assert pid not in text and name not in text
+    assert redact_personal(out) == out
+
+
+@settings(max_examples=200, deadline=None)
+@given(doc=st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), digitless), lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.one_of(st.sampled_from(["list", "status", "as_of"]), digitless),
+                                                 inner, max_size=3)), max_leaves=12))
+def test_property_documents_without_personal_data_come_back_equal(doc):
+    """Nothing to mask (no digits in any string, so no ID number; no personal field): the same document."""
+    assert redact_personal(doc) == doc

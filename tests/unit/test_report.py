@@ -1,0 +1,142 @@
+"""domain/report.py and domain/disclosure.py (issue 15, 4-5): what is under publicity at an instant,
+the credit report's content and its content hash, and the disclosure's views. Subject states are
+built by folding inputs with the real rules core."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from domain.disclosure import Query, disclosed_records, list_member, name_matches, query_of
+from domain.report import BadReport, canonical_json, content_hash, credit_report, publicity, seal, verify
+from domain.validate import decision_key
+from tests.builders import PERSON, objection, record, record_event, repair
+from tests.unit.list_inputs import RULES, run
+
+PEN = record("penalty", "环罚〔2024〕1号", "2024-02-05", severity="severe", domain="environment",
+             violation_type="超标排放", penalty_content="罚款10万元")
+LIC = record("license", "许〔2023〕7号", "2023-08-01", certificate_name="排污许可证", valid_to="2025-07-31")
+KEY, LIC_KEY = decision_key(PEN), decision_key(LIC)
+
+
+def keys(records):
+    return [r.record_key for r in records]
+
+
+def test_a_penalty_is_published_from_its_decision_to_the_end_of_its_period():
+    state = run([record_event(PEN, "2024-02-06"), record_event(LIC, "2024-02-06")])
+    assert publicity(state, "2024-02-04").published == tuple(p for p in publicity(state, "2024-02-04").published
+                                                              if p.record_key == LIC_KEY)
+    during = publicity(state, "2024-03-01")
+    assert keys(during.published) == [LIC_KEY, KEY] and during.withdrawn == ()
+    (pen,) = [r for r in during.published if r.record_key == KEY]
+    assert (pen.kind, pen.published_from, pen.state, pen.withdrawn_on) == ("penalty", "2024-02-05", "published", None)
+    assert pen.published_until == state["facts"][KEY]["pub"][1] and pen.repair_from == state["facts"][KEY]["pub"][0]
+    assert pen.details == {"violation_type": "超标排放", "penalty_content": "罚款10万元"}
+    assert publicity(state, pen.repair_from).published[-1].state == "repair_eligible"
+    # the licence: published until its valid_to, then withdrawn by expiry
+    later = publicity(state, "2025-07-31")
+    (lic,) = later.withdrawn
+    assert (lic.record_key, lic.withdrawn_on, lic.withdrawn_by, lic.state) == (LIC_KEY, "2025-07-31", "expiry",
+                                                                                "withdrawn")
+    # the penalty's own end: withdrawn by expiry on its last day
+    end = pen.published_until
+    assert KEY in keys(publicity(state, end).withdrawn) and KEY not in keys(publicity(state, end).published)
+
+
+def test_an_approved_repair_withdraws_the_penalty_on_its_approval_date():
+    state = run([record_event(PEN, "2024-02-06")])
+    earliest = state["facts"][KEY]["pub"][0]
+    repaired = run([repair(KEY, "2025-03-03", arrived="2025-03-04")], state)
+    assert earliest <= "2025-03-03"
+    assert keys(publicity(repaired, "2025-03-02").published) == [KEY]
+    after = publicity(repaired, "2025-03-03")
+    assert after.published == ()
+    (w,) = after.withdrawn
+    assert (w.withdrawn_on, w.withdrawn_by) == ("2025-03-03", "repair")
+    # the report at both instants: listed, then withdrawn and off the blacklist
+    before = credit_report(repaired, "2025-03-02", rules_version=RULES.version, generated_at="2025-03-04T10:00:00+08:00")
+    assert [s["list"] for s in before["lists"]] == ["blacklist:environment"]
+    report = credit_report(repaired, "2025-03-03", rules_version=RULES.version, generated_at="2025-03-04T10:00:00+08:00")
+    assert report["lists"] == [] and report["publicity"]["withdrawn"][0]["withdrawn_by"] == "repair"
+    assert report["repairs"] == [{"record_key": KEY, "approved": "2025-03-03", "granted": True, "doc_no": None,
+                                  "applied": True, "reason": None}]
+    (h,) = report["list_history"]
+    assert (h["list"], h["entered"], h["exited"], h["exited_by"]["kind"]) == (
+        "blacklist:environment", "2024-02-05", "2025-03-03", "repair")
+    assert report["rules_version"] == RULES.version and report["subject"]["id"] == state["id"]
+
+
+def test_a_revocation_and_an_upheld_objection_withdraw_the_record():
+    revoked = dict(PEN, revoked=True)
+    state = run([record_event(PEN, "2024-02-06"), record_event(revoked, "2024-04-01")])
+    (w,) = publicity(state, "2024-04-02").withdrawn
+    assert (w.withdrawn_by, w.withdrawn_on) == ("revoked", "2024-04-01")
+    assert keys(publicity(state, "2024-03-01").published) == [KEY]  # before the revocation: it was published
+    disputed = run([record_event(PEN, "2024-02-06"),
+                    objection("O1", KEY, "filed", "2024-03-01", arrived="2024-03-01")])
+    (p,) = publicity(disputed, "2024-03-02").published
+    assert p.disputed_by == "O1"
+    upheld = run([objection("O1", KEY, "upheld", "2024-03-01", "2024-03-10", outcome="revoked",
+                            arrived="2024-03-10")], disputed)
+    (w,) = publicity(upheld, "2024-03-10").withdrawn
+    assert (w.withdrawn_by, w.withdrawn_on) == ("objection", "2024-03-10")
+    report = credit_report(upheld, "2024-03-10", rules_version="v", generated_at="t")
+    assert report["objections"][0]["status"] == "upheld"
+    assert credit_report(upheld, "2024-03-05", rules_version="v", generated_at="t")["objections"][0]["status"] == "filed"
+
+
+def test_the_content_hash_is_sha256_of_the_canonical_json():
+    content = {"b": [1, "二"], "a": {"z": None, "y": True}, "format": "creditstream.credit-report/1"}
+    assert canonical_json(content) == '{"a":{"y":true,"z":null},"b":[1,"二"],"format":"creditstream.credit-report/1"}'.encode()
+    assert content_hash(content) == "sha256:" + hashlib.sha256(canonical_json(content)).hexdigest()
+    sealed = seal(content)
+    # the JSON form served survives a round trip through any JSON writer: the hash still verifies
+    assert verify(json.loads(json.dumps(sealed, indent=2, ensure_ascii=True))) == (True, sealed["content_hash"])
+    tampered = json.loads(json.dumps(sealed))
+    tampered["content"]["b"][0] = 2
+    ok, why = verify(tampered)
+    assert not ok and "claims" in why
+    for bad in ({}, {"content": {}, "content_hash": "sha256:00"}, [], {"content": content, "content_hash": "md5:1"}):
+        with pytest.raises(BadReport):
+            verify(bad)
+
+
+def test_a_report_seals_and_verifies():
+    state = run([record_event(PEN, "2024-02-06")])
+    sealed = seal(credit_report(state, "2024-03-01", rules_version=RULES.version, generated_at="2024-03-01T00:00:00"))
+    assert verify(sealed)[0]
+    assert sealed["content"]["publicity"]["published"][0]["record_key"] == KEY
+
+
+# ------------------------------------------------------------------------------------ disclosure
+
+
+def test_queries_are_codes_or_names():
+    assert query_of(" 91310110-666007217t ") == Query("91310110666007217T", None)
+    assert query_of("666007217") == Query("666007217", None)
+    assert query_of(PERSON) == Query(PERSON, None)  # the edge refuses it before any look-up
+    assert query_of("  恒达 商贸（集团）") == Query(None, "恒达商贸(集团)")
+    assert query_of("") == Query(None, None)
+    with pytest.raises(ValueError):
+        query_of("x" * 65)
+    state = {"names": ["郑州市恒达商贸(集团)有限公司", "Old Name Co"]}
+    assert name_matches(state, query_of("恒达商贸（集团）").name)
+    assert name_matches(state, query_of("old name").name)
+    assert not name_matches(state, query_of("恒信").name)
+
+
+def test_disclosure_views():
+    state = run([record_event(PEN, "2024-02-06"), record_event(LIC, "2024-02-06")])
+    member = list_member(state, "blacklist:environment", "2024-03-01")
+    assert member["since"] == "2024-02-05" and member["records"][0]["record_key"] == KEY
+    assert list_member(state, "blacklist:environment", "2024-02-01") is None
+    pens = disclosed_records(state, "2024-03-01", ("penalty",))
+    assert [r["record_key"] for r in pens] == [KEY] and pens[0]["name"] == "某公司"
+    assert [r["record_key"] for r in disclosed_records(state, "2025-08-01", ("license",))] == []
+    assert [r["record_key"] for r in disclosed_records(state, "2025-08-01", ("license",), withdrawn=True)] == [LIC_KEY]
+    person = run([record_event(record("penalty", "罚1", "2024-02-05", category="natural_person"), "2024-02-06",
+                               subject=PERSON)])
+    assert disclosed_records(person, "2024-03-01") == []
