@@ -31,13 +31,13 @@ import asyncio
 import os
 import socket
 
-import orjson
 import structlog
 
 from creditstream import metrics
 from domain import clock, events
 from sinks.kafka import KafkaSink
 from sinks.keys import Keys, is_pseudonym
+from sinks.state_codec import decode_state
 from streams.topics import Topics
 
 log = structlog.get_logger("creditstream.timer")
@@ -149,7 +149,7 @@ class TimerAgent:
         if pseudonyms:
             for s, raw in zip(pseudonyms, await self.redis.mget([self.keys.subject(p) for p in pseudonyms])):
                 if raw is not None:
-                    out[s] = orjson.loads(raw)["id"]
+                    out[s] = decode_state(raw)["id"]
         return out
 
     async def run(self) -> None:

@@ -479,7 +479,7 @@ async def main(args) -> dict:
         if args.hot:
             from bench.core import hot_subject
 
-            log(f"hot subject: {args.hot} inputs to one subject (rules core + state dump, in process)")
+            log(f"hot subject: {args.hot} inputs to one subject (rules core + state encode, in process)")
             results.update(hot_subject(args.hot))
         results.update({
             "size": args.size,

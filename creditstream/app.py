@@ -88,7 +88,8 @@ class Pipeline:
             "ingest": lambda: IngestAgent(topics=self.topics, codec=codec, index=index, producer=self.producer),
             "registry": lambda: RegistryAgent(topics=self.topics, codec=codec, index=index, producer=self.producer),
             "subject": lambda: SubjectAgent(topics=self.topics,
-                                            state=SubjectStateSink(self.redis, keys, cache_mb=s.state_cache_mb),
+                                            state=SubjectStateSink(self.redis, keys, cache_mb=s.state_cache_mb,
+                                                                   state_format=s.state_format),
                                             producer=self.producer, codec=codec, rules=rules, calendar=calendar),
         }
         self.runners = [AgentRunner(build[name](), s) for name in self.agent_names if name in build]

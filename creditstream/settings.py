@@ -97,6 +97,10 @@ class Settings:
     state_cache_mb: int = 256
     """Memory (estimated, MiB) for the subject states a worker keeps of the partitions it owns, so that
     a batch reads from Redis only the subjects it does not hold (sinks/redis_state.py); 0: none."""
+    state_format: str = "compact"
+    """How subject states are written to Redis (sinks/state_codec.py): ``compact`` (zstd with a trained
+    dictionary, about 10 times smaller) or ``json`` (the legacy form). Both are always read, so the
+    setting can change at any time; stored states change form when next written."""
     fetch_wait_ms: int = 50
     producer_linger_ms: int = 5
     max_message_bytes: int = 1_048_588
@@ -236,6 +240,8 @@ class Settings:
             problems.append("max_batch: must be >= 1")
         if self.state_cache_mb < 0:
             problems.append("state_cache_mb: 0 (no cache) or more")
+        if self.state_format not in ("compact", "json"):
+            problems.append(f"state_format: {self.state_format!r} is not compact or json")
         if not 1024 <= self.max_message_bytes <= 3 * 1024 * 1024:
             problems.append("max_message_bytes: between 1024 and 3145728 (the producer sends requests of up to 4 MiB)")
         if not self.pseudonym_key:

@@ -27,6 +27,7 @@ from creditstream.settings import Settings
 from domain.attach import lookup_key
 from domain.identifiers import normalise_code
 from sinks.keys import Keys, is_pseudonym, resolve_keys
+from sinks.state_codec import decode_state
 from streams import kafka
 from streams.codec import AvroCodec, DecodeError
 from streams.topics import Topics
@@ -95,7 +96,7 @@ class Reader:
         if pseudonyms:
             for s, raw in zip(pseudonyms, await self.redis.mget([keys.subject(p) for p in pseudonyms])):
                 if raw is not None:
-                    clear[s] = orjson.loads(raw).get("id") or s
+                    clear[s] = decode_state(raw).get("id") or s
         return [clear.get(s, s) for s in stored]
 
     # --- Redis ------------------------------------------------------------------------------
@@ -104,7 +105,7 @@ class Reader:
         keys = await self.keys()
         sid = await resolve_subject_id(self.redis, keys, code)
         raw = await self.redis.get(keys.subject(sid)) if sid is not None else None
-        return orjson.loads(raw) if raw is not None else None
+        return decode_state(raw) if raw is not None else None
 
     async def subjects(self, codes: list[str]) -> list[dict | None]:
         """The states of many subjects (None for a code no subject has), in the order of ``codes``:
@@ -131,7 +132,7 @@ class Reader:
                 for c, sid in resolved.items():
                     if sid is not None and states.get(sid) is not None:
                         found[c] = states[sid]
-        parsed = {c: orjson.loads(raw) for c, raw in found.items()}
+        parsed = {c: decode_state(raw) for c, raw in found.items()}
         return [parsed.get(c) if c else None for c in norm]
 
     async def subject_lists(self, code: str) -> dict | None:
@@ -184,7 +185,7 @@ class Reader:
             raise BadCursor(f"{cursor} is not a cursor of the subjects") from None
         stored = sorted(s for s in (m.decode() for m in page) if not is_pseudonym(s))
         raws = await self.redis.mget([keys.subject(s) for s in stored]) if stored else []
-        return [orjson.loads(raw) for raw in raws if raw is not None], int(next_cursor)
+        return [decode_state(raw) for raw in raws if raw is not None], int(next_cursor)
 
     # --- list changes (Kafka) ---------------------------------------------------------------
     def codec(self) -> AvroCodec:

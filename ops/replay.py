@@ -29,8 +29,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-import orjson
-
 from creditstream.connections import make_codec, redis_client
 from creditstream.settings import Settings
 from domain.calendar import WorkingCalendar
@@ -38,6 +36,7 @@ from domain.rulebook import load_rulebook
 from ops.inspect import running_workers
 from sinks.keys import Keys, require_pseudonym_key, resolve_keys
 from sinks.redis_state import SubjectStateSink
+from sinks.state_codec import decode_state
 from streams import kafka
 from streams.topics import Topics
 
@@ -161,7 +160,8 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
         await redis.set(keys.replay_alive(generation), b"1", ex=REPLAY_ALIVE_TTL_S)
         alive = asyncio.ensure_future(_stay_alive(redis, keys.replay_alive(generation), ended))
         await redis.hset(keys.replay_progress(generation), mapping={"status": "running", "started": int(time.time())})
-        agent = SubjectAgent(topics=topics, state=SubjectStateSink(redis, keys), producer=None,
+        agent = SubjectAgent(topics=topics, state=SubjectStateSink(redis, keys, state_format=settings.state_format),
+                             producer=None,
                              codec=make_codec(settings), rules=load_rulebook(settings.rules_file or None),
                              calendar=WorkingCalendar.from_file(settings.calendar_file)
                              if settings.calendar_file else WorkingCalendar())
@@ -217,7 +217,7 @@ async def _all_state(redis, keys: Keys) -> tuple[dict[str, dict], dict[str, set[
         chunk = ids[i:i + 1000]
         for sid, raw in zip(chunk, await redis.mget([keys.subject(s) for s in chunk])):
             if raw is not None:
-                states[sid] = orjson.loads(raw)
+                states[sid] = decode_state(raw)  # compact or JSON: states compare decoded
     lists: dict[str, set[str]] = {}
     async for k in redis.scan_iter(match=keys.list_prefix + "*", count=1000):
         name = k.decode()[len(keys.list_prefix):]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-import orjson
-
 from creditstream.connections import redis_client
 from creditstream.settings import Settings
 from domain.identifiers import mask_id
@@ -14,6 +12,7 @@ from ops.tables import table
 from sinks.check_audit import check_counts
 from sinks.keys import Keys, resolve_keys
 from sinks.registry_index import RegistryIndex
+from sinks.state_codec import decode_state
 
 
 async def _stats(redis, keys: Keys) -> dict[str, int]:
@@ -56,7 +55,7 @@ async def summary(settings: Settings) -> dict:
     for blob in raw:
         if blob is None:
             continue
-        state = orjson.loads(blob)
+        state = decode_state(blob)
         records = state["records"].values()
         subjects.append({
             "id": display_id(state),
@@ -174,7 +173,7 @@ async def overdue_feedback_report(settings: Settings, today: str | None = None, 
             for _sid, raw in zip(ids, await redis.mget([keys.subject(i) for i in ids])):
                 if raw is None:
                     continue
-                state = orjson.loads(raw)
+                state = decode_state(raw)
                 for cid, effective in overdue_feedback(state, today, settings.feedback_workdays, cal):
                     count += 1
                     if len(found) < sample:

@@ -38,6 +38,10 @@ class DeadLetterSink:
         self.counts: dict[str, int] = {}
 
     def add(self, msg: ConsumerRecord, reason: str, detail: str = "") -> None:
+        # stamped when dead-lettered, not with the source's time (kept in dlq.source.timestamp): the
+        # topic's retention counts from the message timestamp, so an old message dead-lettered today
+        # must not be deleted at once
+        now_ms = int(time.time() * 1000)
         headers = [
             ("dlq.reason", reason.encode()),
             ("dlq.detail", mask_ids_in_text(detail)[:1000].encode()),
@@ -46,18 +50,18 @@ class DeadLetterSink:
             ("dlq.source.partition", str(msg.partition).encode()),
             ("dlq.source.offset", str(msg.offset).encode()),
             ("dlq.source.timestamp", str(msg.timestamp).encode()),
-            ("dlq.at", str(int(time.time() * 1000)).encode()),
+            ("dlq.at", str(now_ms).encode()),
         ]
         headers += [(k, v) for k, v in (msg.headers or ()) if not k.startswith(HEADER_PREFIX)]
         value = msg.value if msg.value is not None else b""
         try:
-            self.kafka.add(self.topic, value, key=msg.key, headers=headers, timestamp_ms=msg.timestamp)
+            self.kafka.add(self.topic, value, key=msg.key, headers=headers, timestamp_ms=now_ms)
         except MessageTooLarge as exc:
             log.error("dead letter over the dead-letter topic's limit: sent without the original bytes, "
                       "which stay on the source topic", reason=reason, source_topic=msg.topic,
                       source_partition=msg.partition, source_offset=msg.offset, size=exc.size, limit=exc.limit)
             headers.insert(1, ("dlq.value-omitted", f"{len(value)} bytes: over {exc.limit}".encode()))
-            self.kafka.add(self.topic, b"", key=msg.key, headers=headers[:9], timestamp_ms=msg.timestamp)
+            self.kafka.add(self.topic, b"", key=msg.key, headers=headers[:9], timestamp_ms=now_ms)
         self.counts[reason] = self.counts.get(reason, 0) + 1
 
 

@@ -7,7 +7,8 @@ subject's storage id, below):
 key                                    type        what
 =====================================  ==========  ===============================================
 ``{ns}:generation``                    string      the generation readers use (default ``live``)
-``{ns}:{gen}:subject:{sid}``           string      a subject's state, JSON (domain/state.py)
+``{ns}:{gen}:subject:{sid}``           string      a subject's state (domain/state.py), compact (zstd)
+                                                   or JSON: sinks/state_codec.py owns the form
 ``{ns}:{gen}:subjects``                set         storage ids of every subject with state
 ``{ns}:{gen}:list:{list}``             set         storage ids of a list's members (blacklist:<domain>, ...)
 ``{ns}:{gen}:stats``                   hash        counters: records by unit, outcome, ...

@@ -34,6 +34,9 @@ from Redis only the subjects it does not hold. Writes still go to Redis in every
   Redis lost data or was restored, a first batch) the partition's entries are dropped and read again;
 * a commit that fails for any reason (fenced, connection lost with the outcome unknown) drops the
   entries of the batch's partitions.
+
+States are stored in the form sinks/state_codec.py owns (``state_format``: compact by default, JSON
+with ``"json"``; both are read). The cache's size estimate counts a state's JSON size either way.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ import orjson
 from creditstream import metrics
 from sinks.kafka import OutMessage
 from sinks.keys import Keys
+from sinks.state_codec import STATE_FORMATS, compact, state_json
 
 _CLEAR_OUTBOX_IF_OWNED = """
 for i = 1, #KEYS, 2 do
@@ -152,9 +156,12 @@ class StateCache:
 
 
 class SubjectStateSink:
-    def __init__(self, redis, keys: Keys, *, cache_mb: int = 256):
+    def __init__(self, redis, keys: Keys, *, cache_mb: int = 256, state_format: str = "compact"):
         self.redis = redis
         self.keys = keys
+        if state_format not in STATE_FORMATS:
+            raise ValueError(f"state_format: {state_format!r} is not one of {STATE_FORMATS}")
+        self.compact = state_format == "compact"  # else JSON (sinks/state_codec.py)
         self._clear = redis.register_script(_CLEAR_OUTBOX_IF_OWNED)
         self._pipe = None
         self.cache = StateCache(cache_mb * 1024 * 1024)
@@ -228,10 +235,14 @@ class SubjectStateSink:
                 states[s] = held[s]
                 continue
             v = blobs[s]
-            states[s] = orjson.loads(v) if v is not None else None
+            if v is None:
+                states[s] = None
+                continue
+            text = state_json(v)  # compact or JSON (sinks/state_codec.py)
+            states[s] = orjson.loads(text)
             p = self._partition_of.get(s)
-            if v is not None and p is not None:
-                self._read[s] = (p, states[s], len(v))
+            if p is not None:
+                self._read[s] = (p, states[s], len(text))
         return Loaded(states, positions, outboxes)
 
     async def abort(self) -> None:
@@ -243,8 +254,9 @@ class SubjectStateSink:
                 pass
 
     def add(self, subject_id: str, state: dict, *, new: bool = False) -> None:
-        self._states[subject_id] = blob = orjson.dumps(state)
-        self._added[subject_id] = (state, len(blob))
+        text = orjson.dumps(state)
+        self._states[subject_id] = compact(text) if self.compact else text
+        self._added[subject_id] = (state, len(text))
         if new:
             self._new_subjects.append(subject_id)
 

@@ -14,7 +14,6 @@ import asyncio
 import time
 import warnings
 
-import orjson
 import pytest
 from aiokafka import TopicPartition
 
@@ -197,10 +196,11 @@ DOCS = [f"郑市监罚〔2024〕{1000 + i}号" for i in range(300)]
 
 async def subject_records(redis, settings) -> dict:
     from sinks.keys import resolve_keys
+    from sinks.state_codec import decode_state
 
     keys = await resolve_keys(redis, settings.namespace)
     raw = await redis.get(keys.subject(COMPANY_USCC))
-    return orjson.loads(raw)["records"] if raw else {}
+    return decode_state(raw)["records"] if raw else {}
 
 
 async def outcome_stats(redis, settings) -> dict[str, int]:

@@ -29,10 +29,11 @@ OLD = "2024-05-21T10:00:00+08:00"  # the garbage's source timestamp
 
 async def state_of(redis, settings, subject_id):
     from sinks.keys import resolve_keys
+    from sinks.state_codec import decode_state
 
     keys = await resolve_keys(redis, settings.namespace)
     raw = await redis.get(keys.subject(subject_id))
-    return orjson.loads(raw) if raw else None
+    return decode_state(raw) if raw else None
 
 
 async def letters_until(settings, n, **filters):
@@ -98,6 +99,8 @@ async def test_list_show_and_redrive(pipeline, department, redis, settings, tmp_
     assert shown_junk["decoded"] is None and "bad-magic" in shown_junk["decode_error"]
     assert "garbage bytes" in shown_junk["preview"]
     assert shown_junk["value_hex"] == b"\x07garbage bytes\x01".hex()
+    # stamped when dead-lettered (retention counts from it), the 2024 source time kept in a header
+    assert shown_junk["timestamp"] >= start_ms and shown_junk["source_timestamp"] == dlq.parse_time(OLD)
     assert await show(settings, "0:999999") is None
     assert "value (Avro creditstream.AdministrativePenalty)" in dlq.render_show(shown)
 

@@ -37,11 +37,12 @@ async def letters(settings, n):
 
 async def applied(redis, settings, uscc, doc_no):
     from sinks.keys import resolve_keys
+    from sinks.state_codec import state_json
 
     async def check():
         keys = await resolve_keys(redis, settings.namespace)
         raw = await redis.get(keys.subject(uscc))
-        return raw is not None and doc_no.encode() in raw
+        return raw is not None and doc_no.encode() in state_json(raw)
 
     return await eventually(check, timeout=60)
 

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from ops.dlq import list_dead_letters
+from sinks.state_codec import decode_state
 from streams import samples
 from streams.samples import sample_event, schema_of
 from tests.conftest import eventually
@@ -23,7 +24,7 @@ async def state_of(redis, settings, subject_id):
 
     keys = await resolve_keys(redis, settings.namespace)
     raw = await redis.get(keys.subject(subject_id))
-    return orjson.loads(raw) if raw else None
+    return decode_state(raw) if raw else None
 
 
 async def wait_outcomes(redis, settings, **expected):
@@ -50,6 +51,26 @@ async def test_penalty_reaches_subject_state(pipeline, department, redis, settin
     assert record["kind"] == "penalty" and record["status"] == "active" and record["version"] == 1
     assert record["decision_date"] == "2024-05-20"
     assert stats["outcome:new"] == 1
+
+
+async def test_the_state_is_stored_compact(pipeline, department, redis, settings):
+    """What the pipeline writes under a subject's key is the compact form (sinks/state_codec.py), not
+    JSON, and much smaller than the JSON; the CLI and API readers go through the same decoder."""
+    from ops.inspect import Reader
+    from sinks.keys import resolve_keys
+    from sinks.state_codec import HEADER
+
+    for n in range(5):
+        await department.send(PENALTY, sample_event("penalty", decision_doc_no=f"郑市监罚〔2024〕{300 + n}号"))
+    await wait_outcomes(redis, settings, new=5)
+    raw = await redis.get((await resolve_keys(redis, settings.namespace)).subject(samples.COMPANY_USCC))
+    assert raw[:2] == HEADER and not raw.lstrip().startswith(b"{")
+    with pytest.raises(orjson.JSONDecodeError):
+        orjson.loads(raw)
+    state = decode_state(raw)
+    assert len(state["records"]) == 5
+    assert len(raw) < len(orjson.dumps(state)) / 5, (len(raw), len(orjson.dumps(state)))
+    assert await Reader(settings, redis).subject(samples.COMPANY_USCC) == state
 
 
 async def test_duplicate_is_dropped_and_correction_versions_the_record(pipeline, department, redis, settings):

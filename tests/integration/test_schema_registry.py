@@ -18,6 +18,7 @@ import urllib.request
 import pytest
 
 from sinks.deadletter import dead_letter_info
+from sinks.state_codec import decode_state
 from streams import kafka, samples
 from streams.codec import AvroCodec, ConfluentRegistry, RegistryError
 from streams.samples import sample_event, schema_of
@@ -68,7 +69,7 @@ async def test_events_framed_with_registry_ids_reach_the_state_and_list_changes_
         async def listed():
             keys = await resolve_keys(redis, s.namespace)
             raw = await redis.get(keys.subject(samples.COMPANY_USCC))
-            return raw is not None and "court_debtor" in json.loads(raw).get("evaluation", {}).get("lists", {})
+            return raw is not None and "court_debtor" in decode_state(raw).get("evaluation", {}).get("lists", {})
 
         await eventually(listed, timeout=60)
 

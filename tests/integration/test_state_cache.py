@@ -9,6 +9,7 @@ import pytest
 
 from sinks.keys import Keys
 from sinks.redis_state import Fenced, SubjectStateSink
+from sinks.state_codec import decode_state
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +39,7 @@ async def test_held_states_are_not_read_again(settings, redis):
     assert sink.cache.hits == 1
     await sink.abort()
     # written through: Redis has it too
-    assert orjson.loads(await redis.get(keys_of(settings).subject(A))) == first
+    assert decode_state(await redis.get(keys_of(settings).subject(A))) == first
 
 
 async def test_a_partition_written_by_another_worker_is_read_again(settings, redis):
@@ -92,3 +93,27 @@ async def test_other_partitions_stay_held_and_the_cache_is_bounded(settings, red
     big = {f"s{i}": {"id": f"s{i}", "pad": "x" * 20_000} for i in range(40)}
     await batch(sink, big, 2, 0, 1)
     assert 0 < len(sink.cache) < 40
+
+
+async def test_states_are_stored_compact_and_legacy_json_is_read(settings, redis):
+    """The default writes the compact form (sinks/state_codec.py); a JSON value (what earlier versions
+    and ``state_format = "json"`` write) is read as it is and turns compact when written again."""
+    from sinks.state_codec import HEADER
+
+    k = keys_of(settings)
+    state = {"id": A, "names": ["郑州市金水区恒达商贸有限公司"] * 3, "records": {f"r{i}": {"doc": f"罚〔2024〕{i}号"}
+                                                                           for i in range(50)}}
+    legacy = SubjectStateSink(redis, k, state_format="json")
+    await batch(legacy, {A: state}, 0, 0, 1)
+    raw = await redis.get(k.subject(A))
+    assert raw == orjson.dumps(state)  # JSON, as before
+    fresh = SubjectStateSink(redis, k)  # the default: compact
+    loaded = await batch(fresh, {A: dict(state, n=2)}, 0, 1, 2)
+    assert loaded[A] == state  # the JSON value read
+    raw = await redis.get(k.subject(A))
+    assert raw[:2] == HEADER and not raw.startswith(b"{")
+    assert len(raw) < len(orjson.dumps(dict(state, n=2))) / 5
+    assert decode_state(raw) == dict(state, n=2)
+    loaded = await legacy.begin([A], {0: 2}, partition_of={A: 0})  # a JSON writer reads compact states
+    assert loaded.states[A] == dict(state, n=2)
+    await legacy.abort()

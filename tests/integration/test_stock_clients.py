@@ -48,14 +48,14 @@ def frames(out: bytes) -> list[bytes]:
 
 
 async def subject_listed(redis, settings) -> dict:
-    import orjson
 
     from sinks.keys import resolve_keys
+    from sinks.state_codec import decode_state
 
     async def check():
         keys = await resolve_keys(redis, settings.namespace)
         raw = await redis.get(keys.subject(samples.COMPANY_USCC))
-        state = orjson.loads(raw) if raw else None
+        state = decode_state(raw) if raw else None
         return state if state and state.get("records") else None
 
     return await eventually(check, timeout=60)

@@ -17,7 +17,6 @@ import json
 import struct
 from pathlib import Path
 
-import orjson
 import pytest
 
 from streams import samples
@@ -112,10 +111,11 @@ async def produce(producer, topic: str, value: bytes, key: bytes) -> None:
 
 async def state_of(redis, settings, subject_id):
     from sinks.keys import resolve_keys
+    from sinks.state_codec import decode_state
 
     keys = await resolve_keys(redis, settings.namespace)
     raw = await redis.get(keys.subject(subject_id))
-    return orjson.loads(raw) if raw else None
+    return decode_state(raw) if raw else None
 
 
 def the_event() -> dict:

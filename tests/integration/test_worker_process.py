@@ -6,7 +6,6 @@ from __future__ import annotations
 import signal
 import subprocess
 
-import orjson
 import pytest
 
 from streams.samples import sample_event, schema_of
@@ -35,10 +34,11 @@ async def send_penalties(department, subjects: list[str], total: int) -> None:
 
 async def record_counts(redis, settings, subjects):
     from sinks.keys import Keys
+    from sinks.state_codec import decode_state
 
     keys = Keys(settings.namespace)
     raw = await redis.mget([keys.subject(s) for s in subjects])
-    states = [orjson.loads(r) for r in raw if r]
+    states = [decode_state(r) for r in raw if r]
     return states
 
 

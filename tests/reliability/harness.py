@@ -16,8 +16,6 @@ import re
 import time
 from pathlib import Path
 
-import orjson
-
 from domain.identifiers import is_valid_resident_id
 
 EVENTS = int(os.environ.get("RELIABILITY_EVENTS", "3000"))
@@ -95,6 +93,7 @@ async def redis_states(redis, settings) -> dict[str, dict]:
     """Every subject's state by subject id. The subjects set holds storage ids (a natural person's
     ID number only as its pseudonym, sinks/keys.py): a state names its subject in clear."""
     from sinks.keys import resolve_keys
+    from sinks.state_codec import decode_state
 
     keys = await resolve_keys(redis, settings.namespace)
     ids = sorted(s.decode() for s in await redis.smembers(keys.subjects))
@@ -102,7 +101,7 @@ async def redis_states(redis, settings) -> dict[str, dict]:
     for i in range(0, len(ids), 1000):
         chunk = ids[i:i + 1000]
         for stored, raw in zip(chunk, await redis.mget([keys.subject(s) for s in chunk])):
-            state = orjson.loads(raw) if raw is not None else None
+            state = decode_state(raw) if raw is not None else None
             out[state["id"] if state else stored] = state
     return out
 
