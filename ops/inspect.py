@@ -79,14 +79,24 @@ class Reader:
     """Reads the live state (Redis, under the live generation's keys) and the list-change topic.
     ``redis``: a client the caller owns."""
 
+    GENERATION_TTL_S = 1.0
+    """How long the live generation read from Redis is reused: after ``replay --switch`` readers
+    follow within this time, and a busy API (credit checks) saves a round trip per request."""
+
     def __init__(self, settings: Settings, redis):
         self.settings = settings
         self.redis = redis
         self.list_changes_topic = Topics(settings).list_changes
         self._codec: AvroCodec | None = None
+        self._keys: tuple[float, Keys] | None = None
 
     async def keys(self) -> Keys:
-        return await resolve_keys(self.redis, self.settings.namespace, self.settings.pseudonym_key)
+        now = time.monotonic()
+        if self._keys is not None and now - self._keys[0] < self.GENERATION_TTL_S:
+            return self._keys[1]
+        keys = await resolve_keys(self.redis, self.settings.namespace, self.settings.pseudonym_key)
+        self._keys = (now, keys)
+        return keys
 
     async def subject_ids(self, keys: Keys, stored: list[str]) -> list[str]:
         """The subject ids to show for storage ids read from a set: an organisation's is its USCC, a
