@@ -218,15 +218,15 @@ def cmd_worker(args) -> int:
     # (override_logging) would add its terminal spinner, which sets the root logger to DEBUG
     # (docs/performance.md)
     logs.configure(level=level, fmt=settings.log_format)
+    app = create_faust_app(settings, agents, web=args.web)  # settings errors first: exit 2
     _wait_for_services(settings, args.wait)  # ServiceUnreachable after --wait: exit 3, one line
-    app = create_faust_app(settings, agents, web=args.web)
     worker = faust.Worker(app, loglevel=level, quiet=True, redirect_stdouts=False, override_logging=False)
     worker.execute_from_commandline()
     return EXIT_OK
 
 
 def _wait_for_services(settings, wait_s: float) -> None:
-    """Before the worker starts: Kafka and Redis (and a remote registry) must answer within
+    """Before the worker or the API starts: Kafka and Redis (and a remote registry) must answer within
     ``wait_s`` seconds (probed every 2 s, one log line per round), else ServiceUnreachable."""
     import logging
     import time
@@ -235,7 +235,7 @@ def _wait_for_services(settings, wait_s: float) -> None:
 
     from creditstream.probes import KAFKA, REDIS, REGISTRY, probe_services
 
-    log = structlog.get_logger("creditstream.worker")
+    log = structlog.get_logger("creditstream.cli")
     deadline = time.monotonic() + max(0.0, wait_s)
     quiet = logging.getLogger("aiokafka")  # its connect errors would repeat every retry
     before = quiet.level
@@ -264,6 +264,7 @@ def cmd_api(args) -> int:
     host = args.host or settings.web_bind
     port = args.port or settings.web_port
     check_serving(settings, host)  # AccessConfigError: exit 2 (a non-loopback host without tokens, ...)
+    _wait_for_services(settings, args.wait)  # ServiceUnreachable after --wait: exit 3, one line
     scheme = "https" if settings.api_tls_certfile else "http"
     print(f"creditstream API on {scheme}://{host}:{port}/ (Ctrl-C to stop; endpoints in docs/openapi.yaml)",
           file=sys.stderr)

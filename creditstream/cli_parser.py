@@ -68,6 +68,9 @@ def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.Argumen
                     help="address to listen on (default: the web_bind setting, 127.0.0.1); any other than "
                          "loopback needs api_tokens_file, else the command refuses (exit 2)")
     sp.add_argument("--port", type=int, default=0, help="port to listen on (default: from settings, 6066)")
+    sp.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",
+                    help="how long to wait at start for Redis and Kafka to answer before giving up with exit "
+                         "code 3 (default 30); once serving, /health reports an outage instead")
 
     sp = add("produce", commands["produce"], "publish department events from a JSON Lines file",
              "Publish events from a JSON Lines file, one event a line: {\"kind\": \"penalty\", "

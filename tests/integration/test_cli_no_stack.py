@@ -64,6 +64,7 @@ def test_every_command_says_which_service_is_down_in_one_line(env):
         ("topics",): ["Kafka"],
         ("topics", "--apply"): ["Kafka"],
         ("worker", "--wait", "0"): ["Redis", "Kafka"],  # a supervisor restarts it; --wait 30 by default
+        ("api", "--wait", "0"): ["Redis", "Kafka"],
         ("dlq", "list"): ["Redis", "Kafka"],
         ("dlq", "show", "0:1"): ["Redis", "Kafka"],
         ("dlq", "redrive", "0:1"): ["Redis", "Kafka"],
