@@ -20,7 +20,6 @@ Usage::
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import re
@@ -31,7 +30,7 @@ from typing import Any, TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from domain.identifiers import mask_ids_in_text
+from domain.identifiers import looks_like_legacy_id, mask_ids_in_text
 
 __all__ = ["configure", "get_logger", "mask_personal_data", "mask_text", "mask_value", "NOISY_LOGGERS"]
 
@@ -77,9 +76,6 @@ _configured = False
 # Full-width digits, X and dashes map one char to one char, so positions in the view are
 # positions in the text.
 _VIEW = {0xFF10 + i: 0x30 + i for i in range(10)} | {0xFF38: 0x58, 0xFF58: 0x78, 0xFF0D: 0x2D}
-# Province-level division codes (GB/T 2260) of the first-generation (15-digit) cards: 11-65.
-_LEGACY_PROVINCES = frozenset("11 12 13 14 15 21 22 23 31 32 33 34 35 36 37 41 42 43 44 45 46 "
-                              "50 51 52 53 54 61 62 63 64 65".split())
 _NOT_ALNUM_BEFORE = r"(?<![0-9A-Za-z])"
 _NOT_ALNUM_AFTER = r"(?![0-9A-Za-z])"
 # between the groups of a written-out ID: one or two spaces, or a dash with a space either side or not
@@ -89,18 +85,6 @@ _GROUPED_LEGACY_ID = re.compile(_NOT_ALNUM_BEFORE + rf"(\d{{6}}){_SEP}(\d{{6}}){
                                 re.ASCII)
 _GROUPED_ID = re.compile(_NOT_ALNUM_BEFORE + rf"(\d{{6}}){_SEP}(\d{{8}}){_SEP}(\d{{3}}[0-9Xx])" + _NOT_ALNUM_AFTER,
                          re.ASCII)
-
-
-def _legacy_id(digits: str) -> bool:
-    """A 15-digit number that reads as a first-generation ID number: a province-level division
-    11-65, then (after the 4 other division digits) a real birth date 19YYMMDD."""
-    if digits[:2] not in _LEGACY_PROVINCES:
-        return False
-    try:
-        dt.date(1900 + int(digits[6:8]), int(digits[8:10]), int(digits[10:12]))
-    except ValueError:
-        return False
-    return True
 
 
 def mask_text(text: str) -> str:
@@ -121,10 +105,10 @@ def mask_text(text: str) -> str:
     view = text.translate(_VIEW)
     hidden: list[tuple[int, int]] = []  # (start, end) spans whose digits go, but the first 3 and last
     for m in _LEGACY_ID.finditer(view):
-        if _legacy_id(m.group(0)):
+        if looks_like_legacy_id(m.group(0)):
             hidden.append(m.span())
     for m in _GROUPED_LEGACY_ID.finditer(view):
-        if _legacy_id("".join(m.groups())):
+        if looks_like_legacy_id("".join(m.groups())):
             hidden.append(m.span())
     for m in _GROUPED_ID.finditer(view):
         compact = "".join(m.groups())

@@ -29,7 +29,7 @@ from typing import Any
 
 import msgspec
 
-from domain.memberships import ListStanding, Standing, day_of, memberships_at
+from domain.memberships import ListSpan, ListStanding, Standing, day_of, memberships_at
 from domain.rulebook import Measure, Rulebook
 from domain.state import SubjectState
 from domain.types import Doc
@@ -61,18 +61,10 @@ class RecordBasis(msgspec.Struct, frozen=True, kw_only=True):
     disputed_by: str | None      # an objection pending on this record at the instant
 
 
-class ListBasis(msgspec.Struct, frozen=True, kw_only=True):
-    """A list the subject is on at the instant that triggers a measure of the matter."""
+class ListBasis(ListSpan, frozen=True, kw_only=True):
+    """A list the subject is on at the instant that triggers a measure of the matter, with the
+    records it rests on."""
 
-    list: str
-    kind: str
-    domain: str | None
-    since: str
-    until: str | None
-    until_projected: bool
-    suspended: bool
-    objection: str | None
-    lists: tuple[str, ...]       # escalated: the domain lists it rests on
     records: tuple[RecordBasis, ...]
 
 
@@ -199,9 +191,8 @@ def _disputed_by(state: SubjectState | Doc, key: str, day: str) -> str | None:
 
 def _list_basis(s: ListStanding, state: SubjectState | Doc, day: str) -> ListBasis:
     records = tuple(_record_basis(k, state, day) for k in s.causes)
-    return ListBasis(list=s.list, kind=s.kind, domain=s.domain, since=s.since, until=s.until,
-                     until_projected=s.until_projected, suspended=s.suspended, objection=s.objection,
-                     lists=s.lists, records=records)
+    span = {f: getattr(s, f) for f in ListSpan.__struct_fields__}
+    return ListBasis(**span, records=records)
 
 
 def _record_basis(key: str, state: SubjectState | Doc, day: str) -> RecordBasis:

@@ -19,6 +19,7 @@ Pure module, no I/O.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from enum import Enum
 from functools import lru_cache
@@ -231,6 +232,43 @@ def may_be_resident_id(code: str) -> bool:
     if len(code) != 18 or not (code[:17].isascii() and code[:17].isdigit()) or code[17] not in "0123456789Xx":
         return False
     return bool(ID_PATTERN.fullmatch(code)) or _ric_ok(code.upper()) or code[:2] in _PROVINCES
+
+
+def looks_like_legacy_id(digits: str) -> bool:
+    """True if 15 ASCII digits read as a first-generation (15-digit) resident ID number: a
+    province-level division code, then (after the other 4 division digits) a real birth date
+    19YYMMDD. Business registration numbers share the shape; callers that know a field holds one
+    skip it. The one test of this shape for the log mask, the personal-data redaction and the API."""
+    if len(digits) != 15 or not (digits.isascii() and digits.isdigit()) or digits[:2] not in _LEGACY_PROVINCES:
+        return False
+    try:
+        dt.date(1900 + int(digits[6:8]), int(digits[8:10]), int(digits[10:12]))
+    except ValueError:
+        return False
+    return True
+
+
+# the first-generation cards were issued in the province-level divisions 11-65 only (the 71 / 81-83
+# codes came with the 18-digit cards and residence permits)
+_LEGACY_PROVINCES = frozenset(p for p in _PROVINCES if p <= "65")
+_FULL_WIDTH_DIGITS = {0xFF10 + i: 0x30 + i for i in range(10)}
+_FIFTEEN_DIGITS = re.compile(r"(?<![0-9])\d{15}(?![0-9])", re.ASCII)
+
+
+def mask_legacy_ids_in_text(text: str) -> str:
+    """Mask every first-generation (15-digit) resident ID number in ``text`` (full-width digits
+    too): a run of exactly 15 digits that :func:`looks_like_legacy_id`."""
+    view = text.translate(_FULL_WIDTH_DIGITS)
+    spans = [m.span() for m in _FIFTEEN_DIGITS.finditer(view) if looks_like_legacy_id(m.group())]
+    if not spans:
+        return text
+    out, last = [], 0
+    for start, end in spans:
+        out.append(text[last:start])
+        out.append(mask_id(text[start:end]))
+        last = end
+    out.append(text[last:])
+    return "".join(out)
 
 
 def mask_id(code: str) -> str:

@@ -100,8 +100,8 @@ class Membership(msgspec.Struct, frozen=True, kw_only=True):
         return None
 
 
-class ListStanding(msgspec.Struct, frozen=True, kw_only=True):
-    """A list the subject is on at an instant."""
+class ListSpan(msgspec.Struct, frozen=True, kw_only=True):
+    """A list the subject is on at an instant: which, since and until when, whether suspended."""
 
     list: str
     kind: str
@@ -111,8 +111,13 @@ class ListStanding(msgspec.Struct, frozen=True, kw_only=True):
     until_projected: bool
     suspended: bool
     objection: str | None    # the objection that suspended it (blacklists, court debtors)
-    causes: tuple[str, ...]  # the records in force at the instant it rests on
     lists: tuple[str, ...]   # escalated: the domain lists it rests on at the instant; otherwise ()
+
+
+class ListStanding(ListSpan, frozen=True, kw_only=True):
+    """A list the subject is on at an instant, with the keys of the records it rests on."""
+
+    causes: tuple[str, ...]  # the records in force at the instant it rests on
 
 
 class Standing(msgspec.Struct, frozen=True, kw_only=True):

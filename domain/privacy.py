@@ -42,7 +42,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TypeVar, cast
 
-from domain.identifiers import IdKind, classify, mask_id, mask_ids_in_text
+from domain.identifiers import IdKind, classify, mask_id, mask_ids_in_text, mask_legacy_ids_in_text
 
 __all__ = ["redact_personal", "mask_name", "mask_legacy_ids_in_text", "is_natural_person"]
 
@@ -65,13 +65,6 @@ LEGAL_REP = "legal_rep"
 LEGACY_ID_EXEMPT = frozenset({"reg_no"})
 """Fields holding a 15-digit business registration number, not a first-generation ID number."""
 
-_PROVINCES = frozenset(
-    "11 12 13 14 15 21 22 23 31 32 33 34 35 36 37 41 42 43 44 45 46 "
-    "50 51 52 53 54 61 62 63 64 65 71 81 82 83".split()
-)
-_FULL_WIDTH_DIGITS = {0xFF10 + i: 0x30 + i for i in range(10)}
-# 6 division digits, YYMMDD, 3 sequence digits; no digit right before or after
-_LEGACY_ID = re.compile(r"(?<![0-9])\d{6}\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}(?![0-9])", re.ASCII)
 _SHORTEST_ECHO = 2
 """Names shorter than this are masked where they are a whole field, never inside other text."""
 
@@ -82,22 +75,6 @@ def mask_name(name: str) -> str:
     if len(name) <= 1:
         return "*" * len(name)
     return name[0] + "*" * (len(name) - 1)
-
-
-def mask_legacy_ids_in_text(text: str) -> str:
-    """Mask every first-generation (15-digit) resident ID number in ``text``: a run of exactly 15
-    digits (full-width ones too) starting with a province code, with a plausible YYMMDD birth date."""
-    view = text.translate(_FULL_WIDTH_DIGITS)
-    spans = [m.span() for m in _LEGACY_ID.finditer(view) if m.group()[:2] in _PROVINCES]
-    if not spans:
-        return text
-    out, last = [], 0
-    for start, end in spans:
-        out.append(text[last:start])
-        out.append(mask_id(text[start:end]))
-        last = end
-    out.append(text[last:])
-    return "".join(out)
 
 
 def is_natural_person(doc: Mapping[str, object]) -> bool | None:

@@ -154,8 +154,7 @@ async def _decode(settings: Settings, value: bytes, codec=None) -> tuple[str | N
 
 
 def _mask_text(text: str | None) -> str | None:
-    from domain.identifiers import mask_ids_in_text
-    from domain.privacy import mask_legacy_ids_in_text
+    from domain.identifiers import mask_ids_in_text, mask_legacy_ids_in_text
 
     return None if text is None else mask_legacy_ids_in_text(mask_ids_in_text(text))
 

@@ -61,3 +61,14 @@ class WorkerProcess:
             return self.log_path.read_text(errors="replace")[-n:]
         except FileNotFoundError:
             return ""
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM a child that still runs, SIGKILL it if it has not exited within ``timeout``."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)

@@ -9,7 +9,6 @@ import asyncio
 import base64
 import copy
 import datetime as dt
-import signal
 import socket
 import subprocess
 import sys
@@ -357,7 +356,7 @@ def test_openapi_documents_every_route():
 
 async def test_worker_web_serves_the_api(settings, department, tmp_path):
     """``creditstream worker --web``: Faust's web server serves /health, /metrics and the API."""
-    from tests.workers import worker_env
+    from tests.workers import stop_process, worker_env
 
     port = free_port()
     log_path = tmp_path / "worker.log"
@@ -390,12 +389,6 @@ async def test_worker_web_serves_the_api(settings, department, tmp_path):
             assert page["changes"]
             await api.get("/subjects/91350211MA0000000X", "/subjects/{code}", expect=404)
     finally:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait(5)
+        stop_process(worker)
     log = log_path.read_text()
     assert samples.LEGAL_REP_ID not in log, "an ID number reached the worker log"

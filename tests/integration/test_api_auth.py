@@ -10,7 +10,6 @@ import asyncio
 import datetime as dt
 import re
 import shutil
-import signal
 import ssl
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from streams.samples import sample_event, schema_of
 from tests import builders
 from tests.conftest import eventually
 from tests.integration.test_api import SPEC, free_port, produce_listing_inputs
-from tests.workers import worker_env
+from tests.workers import stop_process, worker_env
 
 pytestmark = pytest.mark.integration
 
@@ -284,13 +283,7 @@ async def test_worker_web_needs_tokens_and_answers_json(settings, department, tm
             assert leaks == []
             assert (await api.get(f"/subjects/{PERSON_ID}", PERSONAL_TOKEN))["id"] == PERSON_ID
     finally:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait(5)
+        stop_process(worker)
     log = log_path.read_text()
     for secret in (PUBLIC_TOKEN, PERSONAL_TOKEN, PERSON_ID, REP_ID):
         assert secret not in log, "a token or an ID number reached the worker log"
