@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install lint demo test test-registry test-all reliability bench bench-checks bench-scale bench-profile bench-core worker stack-up stack-down clean help
+.PHONY: install lint demo test test-registry test-all reliability bench bench-checks bench-latency bench-scale bench-profile bench-core worker stack-up stack-down clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -68,6 +68,7 @@ reliability: install  ## crash / outage / hostile-input suite at full scale (BRO
 
 SIZE ?= 200000
 RUNS ?= 3
+RATE ?= 1000
 SUBJECTS ?= $$(( $(SIZE) / 2 ))
 SCALE ?= 10000,100000
 bench: install  ## benchmark the pipeline and its baselines (make bench SIZE=20000 RUNS=1 for a quick run; SUBJECTS=n)
@@ -75,6 +76,9 @@ bench: install  ## benchmark the pipeline and its baselines (make bench SIZE=200
 
 bench-checks: install  ## the check API alone: GET /check p50/p99 at 500 checks/s, open loop (SIZE=20000 events of state)
 	$(BIN)/python -m bench.bench --checks-only --size $(SIZE) --subjects $(SUBJECTS) --broker $(BROKER)
+
+bench-latency: install  ## the latency run alone: RATE events/s (default 1000) for 20 s, p50/p99 input -> list change
+	$(BIN)/python -m bench.bench --latency-only --rate $(RATE) --subjects $(SUBJECTS) --broker $(BROKER)
 
 bench-scale: install  ## the pipeline alone as subjects grow (SCALE=10000,100000,1000000): us/event, peak RSS, Redis bytes/subject
 	$(BIN)/python -m bench.bench --scale $(SCALE) --broker $(BROKER)

@@ -326,8 +326,9 @@ async def baseline_run(info, tag: str, which: str, events) -> float:
         stop(proc)
 
 
-async def latency_run(info, tag: str, rate: int, seconds: float, subjects: int) -> dict:
-    """Offer ``rate`` events/s for ``seconds``; latency = list change received - input event time."""
+async def latency_run(info, tag: str, rate: int, seconds: float, subjects: int, warmup_s: float = 3.0) -> dict:
+    """Offer ``rate`` events/s for ``warmup_s`` + ``seconds``; latency = list change received - input
+    event time, of the inputs sent after the warm-up."""
     from creditstream.connections import make_codec
     from streams import kafka
     from streams.samples import SCHEMA_OF_KIND
@@ -353,10 +354,13 @@ async def latency_run(info, tag: str, rate: int, seconds: float, subjects: int) 
         warm = sample_severe(gen, codec)
         await (await producer.send(t.penalty, warm))
         await wait_until(progress, 1, 120, [proc])
-        t_begin_ms = int(time.time() * 1000)
-        consumer_task = asyncio.create_task(collect_changes(s, t.list_changes, t_begin_ms, latencies))
-        n = int(rate * seconds)
+        # then the offered rate for ``warmup_s`` before anything is timed: the figure is the steady
+        # state's (the first seconds of a cold worker are startup_s / restart_after_kill_s)
+        warm_n = int(rate * warmup_s)
+        n = int(rate * seconds) + warm_n
         t0 = time.monotonic()
+        t_begin_ms = int(time.time() * 1000 + warmup_s * 1000)
+        consumer_task = asyncio.create_task(collect_changes(s, t.list_changes, t_begin_ms, latencies))
         for i in range(n):
             delay = t0 + i / rate - time.monotonic()
             if delay > 0:
@@ -393,7 +397,9 @@ async def collect_changes(s: Settings, topic: str, since_ms: int, out: list[floa
 
     from streams import kafka
 
-    c = kafka.consumer(s, group_id=None)
+    # the measuring consumer itself: a short fetch wait, so that it adds as little as it can (on
+    # Tansu a fetch answers only after up to its maximum wait: docs/performance.md)
+    c = kafka.consumer(s, group_id=None, fetch_max_wait_ms=5)
     await c.start()
     try:
         await c._client._wait_on_metadata(topic)  # noqa: SLF001 - metadata of an unsubscribed topic
@@ -402,7 +408,7 @@ async def collect_changes(s: Settings, topic: str, since_ms: int, out: list[floa
         for tp in tps:
             await c.seek_to_beginning(tp)
         while True:
-            batches = await c.getmany(timeout_ms=50)
+            batches = await c.getmany(timeout_ms=5)
             now = time.time() * 1000
             for records in batches.values():
                 for r in records:
@@ -433,6 +439,11 @@ async def main(args) -> dict:
     try:
         if args.scale:
             results["scale"] = await scale_runs(info, stamp, [int(v) for v in args.scale.split(",")])
+            return results
+        if args.latency_only:
+            log(f"latency at {args.rate} events/s for {args.latency_seconds}s")
+            results.update(offered_rate=args.rate,
+                           **await latency_run(info, f"b{stamp}l", args.rate, args.latency_seconds, args.subjects))
             return results
         log(f"generating {args.size} events over {args.subjects} subjects")
         events = generate(args.size, args.subjects)
@@ -579,20 +590,21 @@ def render(r: dict) -> str:
         return "n/a" if v is None else (f"{v:,.0f}{unit}" if abs(v) >= 100 else f"{v:,.2f}{unit}")
 
     rows = [
-        ("full pipeline, 1 worker (median)", f(r["pipeline_events_per_s"], " ev/s"), "goal >= 20,000"),
+        ("full pipeline, 1 worker (median)", f(r["pipeline_events_per_s"], " ev/s"), ""),
         ("  runs", ", ".join(f(v) for v in r["pipeline_runs_events_per_s"]), ""),
         ("plain Faust forward (median)", f(r["faust_forward_events_per_s"], " ev/s"), "baseline"),
         ("raw aiokafka forward (median)", f(r["raw_forward_events_per_s"], " ev/s"), "ceiling"),
-        ("pipeline / Faust forward", f(r["ratio_vs_faust_forward"], "x"), "goal >= 4x"),
+        ("pipeline / Faust forward", f(r["ratio_vs_faust_forward"], "x"), "goal >= 2x (product goal 4x)"),
         ("pipeline / raw forward", f(r["ratio_vs_raw_forward"], "x"), ""),
         (f"latency p50 at {r['offered_rate']}/s", f(r["latency_p50_ms"], " ms"), ""),
-        (f"latency p99 at {r['offered_rate']}/s", f(r["latency_p99_ms"], " ms"), "goal < 250 ms"),
-        ("replay rebuild", f(r["replay_events_per_s"], " ev/s"), ""),
+        (f"latency p99 at {r['offered_rate']}/s", f(r["latency_p99_ms"], " ms"), "goal < 100 ms"),
+        ("replay rebuild", f(r["replay_events_per_s"], " ev/s") + f"  ({r['replay_events_per_s'] / r['pipeline_events_per_s']:.2f}x)",
+         "goal >= 3x the pipeline"),
         ("start-up to first event", f(r["startup_s"], " s"), "goal < 8 s"),
         ("restart after kill -9", f(r["restart_after_kill_s"], " s"), "goal < 15 s"),
         ("peak RSS of a worker", f(r["peak_rss_mib"], " MiB"), ""),
         ("two workers", f(r["two_workers_events_per_s"], " ev/s") + f"  ({r['two_workers_ratio']:.2f}x)",
-         "goal > 1 worker"),
+         "goal >= 1.8x"),
         ("Redis memory per subject", f(r.get("redis_bytes_per_subject"), " B"), f"{r['subjects']:,} subjects"),
         (f"check API p50 / p99 at {r.get('check_offered_rate')}/s",
          f"{f(r.get('check_p50_ms'))} / {f(r.get('check_p99_ms'))} ms", "goal p99 < 5 ms"),
@@ -626,6 +638,8 @@ def cli() -> None:
     p.add_argument("--check-seconds", type=float, default=10.0, help="length of the check run (default 10)")
     p.add_argument("--checks-only", action="store_true",
                    help="only the check API: one pipeline run builds the state, then GET /check at --check-rate")
+    p.add_argument("--latency-only", action="store_true",
+                   help="only the latency run: --rate events/s for --latency-seconds, p50/p99 from input to list change")
     args = p.parse_args()
     results = asyncio.run(main(args))
     if args.profile:
@@ -637,6 +651,11 @@ def cli() -> None:
         return
     if args.scale:
         print(render_scale(results))
+        print(json.dumps(results, sort_keys=True, default=str))
+        return
+    if args.latency_only:
+        log(f"latency p50 {results['latency_p50_ms']:.0f} ms, p99 {results['latency_p99_ms']:.0f} ms "
+            f"({results['latency_samples']:,} list changes)")
         print(json.dumps(results, sort_keys=True, default=str))
         return
     if args.checks_only:

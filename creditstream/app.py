@@ -35,6 +35,7 @@ from agents.registry import RegistryAgent
 from agents.subject import SubjectAgent
 from agents.timer import TimerAgent
 from creditstream.connections import make_codec, redis_client
+from creditstream.heap import keep_heap_young, thaw
 from creditstream.settings import Settings
 from domain.calendar import WorkingCalendar
 from domain.rulebook import load_rulebook
@@ -64,6 +65,7 @@ class Pipeline:
         self.runners: list[AgentRunner] = []
         self._tasks: list[asyncio.Task] = []
         self._heartbeat: asyncio.Task | None = None
+        self._heap: asyncio.Task | None = None
         self._heartbeat_key = ""
 
     async def start(self) -> None:
@@ -101,6 +103,7 @@ class Pipeline:
                        for r in self.runners]
         self._heartbeat_key = keys.worker(f"{socket.gethostname()}:{os.getpid()}:{id(self):x}")
         self._heartbeat = asyncio.create_task(self._beat(keys.generation), name="heartbeat")
+        self._heap = asyncio.create_task(keep_heap_young(s.gc_freeze_interval_s), name="heap")
         started = asyncio.gather(*(r.started.wait() for r in self.runners))
         await asyncio.wait([started, *self._tasks], return_when=asyncio.FIRST_COMPLETED, timeout=120)
         for t in self._tasks:
@@ -152,6 +155,9 @@ class Pipeline:
             r.stop()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._heap is not None:
+            self._heap.cancel()
+            thaw()
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             try:
