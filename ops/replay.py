@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 
 from creditstream.connections import make_codec, redis_client
+from creditstream.heap import keep_heap_young, thaw
 from creditstream.settings import Settings
 from domain.calendar import WorkingCalendar
 from domain.rulebook import load_rulebook
@@ -147,6 +148,7 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
     redis = redis_client(settings)
     result = ReplayResult(generation)
     alive: asyncio.Future | None = None
+    heap: asyncio.Future | None = None
     ended = asyncio.Event()
     try:
         if await redis.exists(keys.subjects):
@@ -166,6 +168,9 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
                              calendar=WorkingCalendar.from_file(settings.calendar_file)
                              if settings.calendar_file else WorkingCalendar())
         bar = Progress(await _log_size(settings, topics.subject_events), enabled=progress)
+        # the rebuilt states stay in the state cache: keep the cyclic collector off them, as a
+        # worker does (creditstream/heap.py)
+        heap = asyncio.ensure_future(keep_heap_young(settings.gc_freeze_interval_s))
         t0 = time.perf_counter()
         if from_timestamp_ms is not None and start is None:
             start = await kafka.offsets_at(settings, topics.subject_events, from_timestamp_ms)
@@ -202,6 +207,9 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
                                      mapping={"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500]})
         raise
     finally:
+        if heap is not None:
+            heap.cancel()
+            thaw()
         if alive is not None:
             ended.set()
             with contextlib.suppress(Exception):
