@@ -65,7 +65,8 @@ def env_for(s: Settings, **extra) -> dict:
                  "consumer_group", "session_timeout_ms", "run_dir", "max_batch", "partitions"):
         env[f"CREDITSTREAM_{name.upper()}"] = str(getattr(s, name))
     env["CREDITSTREAM_LOG_FORMAT"] = "json"
-    env["CREDITSTREAM_LOG_LEVEL"] = "WARNING"
+    # BENCH_WORKER_LOG_LEVEL=DEBUG: the workers log every batch (size, process / produce ms, oldest input's age)
+    env["CREDITSTREAM_LOG_LEVEL"] = os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING")
     env.update(extra)
     return env
 

@@ -51,6 +51,9 @@ async def keep_heap_young(interval_s: float) -> None:
         log.info("cyclic collector left to CPython's defaults (gc_freeze_interval_s = 0)")
         return
     collect_and_freeze()  # the modules, the rules and the clients loaded at start-up
+    # the rounds are the only collections: each object is walked once, in the round after it was
+    # made (CPython's automatic young collections would walk every survivor twice first)
+    gc.disable()
     while True:
         await asyncio.sleep(interval_s)
         collect_and_freeze()
@@ -60,3 +63,4 @@ def thaw() -> None:
     """Give the frozen objects back to the collector (the pipeline stopped; the process goes on,
     as in tests or when embedded)."""
     gc.unfreeze()
+    gc.enable()

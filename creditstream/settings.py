@@ -94,9 +94,11 @@ class Settings:
     session_timeout_ms: int = 10_000
     max_batch: int = 2_000
     """Most records one agent handles as one unit of work (one Redis round trip, one produce batch)."""
-    state_cache_mb: int = 256
+    state_cache_mb: int = 64
     """Memory (estimated, MiB) for the subject states a worker keeps of the partitions it owns, so that
-    a batch reads from Redis only the subjects it does not hold (sinks/redis_state.py); 0: none."""
+    a batch reads from Redis only the subjects it does not hold (sinks/redis_state.py); 0: none. Once
+    full, a state comes in only for a subject touched again soon after it was declined: it pays for
+    busy subjects, while many subjects touched once in a long while only cost (docs/performance.md)."""
     state_format: str = "compact"
     """How subject states are written to Redis (sinks/state_codec.py): ``compact`` (zstd with a trained
     dictionary, about 10 times smaller) or ``json`` (the legacy form). Both are always read, so the

@@ -162,7 +162,8 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
         await redis.set(keys.replay_alive(generation), b"1", ex=REPLAY_ALIVE_TTL_S)
         alive = asyncio.ensure_future(_stay_alive(redis, keys.replay_alive(generation), ended))
         await redis.hset(keys.replay_progress(generation), mapping={"status": "running", "started": int(time.time())})
-        agent = SubjectAgent(topics=topics, state=SubjectStateSink(redis, keys, state_format=settings.state_format),
+        agent = SubjectAgent(topics=topics, state=SubjectStateSink(redis, keys, cache_mb=settings.state_cache_mb,
+                                                                   state_format=settings.state_format),
                              producer=None,
                              codec=make_codec(settings), rules=load_rulebook(settings.rules_file or None),
                              calendar=WorkingCalendar.from_file(settings.calendar_file)

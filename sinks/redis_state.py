@@ -96,6 +96,28 @@ def decode_outbox(raw: bytes) -> list[OutMessage]:
 _OBJECTS_PER_JSON_BYTE = 4
 
 
+class _Recent:
+    """The subject ids last declined by a full cache, about ``size`` to ``2 * size`` of them (two
+    sets, the older dropped when the newer fills): a subject touched again while it is remembered
+    is taken in. Without this, a full cache took in every state it read, evicting one it held, for
+    subjects touched once or twice in a long while: measured at 100,000 subjects (2 inputs each),
+    the cache made the worker 15% slower than no cache at all (each taken-in state is walked by the
+    garbage collector, evicted states are freed, and nearly none was used again)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._new: set[str] = set()
+        self._old: set[str] = set()
+
+    def seen(self, sid: str) -> bool:
+        return sid in self._new or sid in self._old
+
+    def add(self, sid: str) -> None:
+        if len(self._new) >= self.size:
+            self._old, self._new = self._new, set()
+        self._new.add(sid)
+
+
 class StateCache:
     """Subject states this worker holds, per partition, valid while the partition's position in
     Redis is the one this worker wrote last (see the module's doc)."""
@@ -109,6 +131,8 @@ class StateCache:
         self._epochs = itertools.count(1)
         self.hits = 0
         self.misses = 0
+        self.declined = 0  # states not taken in: the cache was full and the subject not seen lately
+        self._recent = _Recent(1024)
 
     def trusted(self, partition: int) -> bool:
         return partition in self._written
@@ -145,6 +169,12 @@ class StateCache:
             old = self._entries.pop(sid, None)
             if old is not None:
                 self._bytes -= old[3]
+            elif self._bytes + size > self.max_json_bytes and not self._recent.seen(sid):
+                self._recent.size = max(1024, len(self._entries) // 4)
+                # full, and the subject was not touched lately: it comes in on its next touch
+                self._recent.add(sid)
+                self.declined += 1
+                continue
             self._entries[sid] = (p, self._epoch[p], state, size)
             self._bytes += size
         while self._bytes > self.max_json_bytes and self._entries:
@@ -156,7 +186,7 @@ class StateCache:
 
 
 class SubjectStateSink:
-    def __init__(self, redis, keys: Keys, *, cache_mb: int = 256, state_format: str = "compact"):
+    def __init__(self, redis, keys: Keys, *, cache_mb: int = 64, state_format: str = "compact"):
         self.redis = redis
         self.keys = keys
         if state_format not in STATE_FORMATS:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import logging
 import time
 from typing import Protocol
 
@@ -38,6 +39,12 @@ from streams import kafka
 from streams.codec import RegistryError
 
 log = structlog.get_logger("creditstream.runner")
+
+
+def _debug_enabled() -> bool:
+    """One line per batch at debug level (``log_level = "DEBUG"``): its size, the time to process
+    it, the time to produce what it caused, the age of its oldest input."""
+    return logging.getLogger("creditstream.runner").isEnabledFor(logging.DEBUG)
 
 # Failures of a service, not of the input: the batch is retried until the service is back.
 TRANSIENT = (RedisError, KafkaError, RegistryError, ConnectionError, OSError, asyncio.TimeoutError)
@@ -213,8 +220,14 @@ class AgentRunner:
             try:
                 checkpoint = self.agent.checkpoint()  # a new one per attempt: a retry counts nothing twice
                 await self.agent.process(records, checkpoint)
+                t1 = time.perf_counter()
                 await checkpoint.complete()
-                metrics.BATCH_SECONDS.labels(self.agent.name).observe(time.perf_counter() - t0)
+                t2 = time.perf_counter()
+                metrics.BATCH_SECONDS.labels(self.agent.name).observe(t2 - t0)
+                if _debug_enabled():
+                    log.debug("batch done", agent=self.agent.name, records=len(records),
+                              process_ms=round((t1 - t0) * 1000, 1), produce_ms=round((t2 - t1) * 1000, 1),
+                              oldest_age_ms=round(time.time() * 1000 - min(r.timestamp for r in records)))
                 return
             except TRANSIENT as exc:
                 cause = type(exc).__name__
