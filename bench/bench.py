@@ -228,7 +228,9 @@ async def wait_until(check, target: int, timeout: float, proc_list=()) -> tuple[
         for p in proc_list:
             if p.poll() is not None:
                 raise RuntimeError(f"process {p.args} exited with {p.returncode}")
-        await asyncio.sleep(0.05 if t_first is None else 0.25)
+        # polled every 50 ms: at 0.25 s a run of a few seconds was timed to +-5% (runs repeated
+        # the same figure); the check is one Redis read or one offsets request
+        await asyncio.sleep(0.05)
     raise TimeoutError(f"only {n} of {target} after {timeout:.0f}s")
 
 
