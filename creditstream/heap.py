@@ -10,12 +10,12 @@ those moments waited, and the latency's p99 was these pauses (500-700 ms).
 
 What lives long in a worker holds no reference cycles (JSON-shaped states and records, freed by
 reference counting when replaced), so the collector need only look at what is new:
-:func:`keep_heap_young` runs a collection every ``interval_s`` (cheap: the only objects it walks
-are those made since the last round), then freezes the survivors (``gc.freeze()``: moved to the
-permanent generation, never walked again). Frozen objects are still freed by reference counting
-when dropped; a reference cycle that became garbage only after it was frozen would stay (the
-worker's RSS would climb; tests/unit/test_heap.py checks that the pipeline's batches leave no
-cyclic garbage behind). ``creditstream_gc_round_seconds`` times the rounds,
+:func:`keep_heap_young` turns CPython's automatic collections off and runs one collection every
+``interval_s`` (cheap: the only objects it walks are those made since the last round, each of them
+once), then freezes the survivors (``gc.freeze()``: moved to the permanent generation, never walked
+again). Frozen objects are still freed by reference counting when dropped; a reference cycle that
+became garbage only after it was frozen would stay (the worker's RSS would climb;
+tests/unit/test_heap.py checks that the rules core makes no reference cycles). ``creditstream_gc_round_seconds`` times the rounds,
 ``creditstream_gc_collected_objects_total`` counts what they found.
 """
 
