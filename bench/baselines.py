@@ -17,7 +17,6 @@ import sys
 
 from creditstream.settings import load
 
-
 # the plain Faust forward as PERF.md tuned it: Faust sends message by message, so a 5 ms linger
 # batches its sends (4.5k -> 6.3k msg/s there); the pipeline's own default (0) would slow it
 FAUST_FORWARD_LINGER_MS = 5

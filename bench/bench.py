@@ -601,7 +601,8 @@ def render(r: dict) -> str:
         ("pipeline / raw forward", f(r["ratio_vs_raw_forward"], "x"), ""),
         (f"latency p50 at {r['offered_rate']}/s", f(r["latency_p50_ms"], " ms"), ""),
         (f"latency p99 at {r['offered_rate']}/s", f(r["latency_p99_ms"], " ms"), "goal < 100 ms"),
-        ("replay rebuild", f(r["replay_events_per_s"], " ev/s") + f"  ({r['replay_events_per_s'] / r['pipeline_events_per_s']:.2f}x)",
+        ("replay rebuild",
+         f(r["replay_events_per_s"], " ev/s") + f"  ({r['replay_events_per_s'] / r['pipeline_events_per_s']:.2f}x)",
          "goal >= 3x the pipeline"),
         ("start-up to first event", f(r["startup_s"], " s"), "goal < 8 s"),
         ("restart after kill -9", f(r["restart_after_kill_s"], " s"), "goal < 15 s"),
@@ -642,7 +643,7 @@ def cli() -> None:
     p.add_argument("--checks-only", action="store_true",
                    help="only the check API: one pipeline run builds the state, then GET /check at --check-rate")
     p.add_argument("--latency-only", action="store_true",
-                   help="only the latency run: --rate events/s for --latency-seconds, p50/p99 from input to list change")
+                   help="only the latency run: --rate events/s for --latency-seconds, p50/p99 input to list change")
     args = p.parse_args()
     results = asyncio.run(main(args))
     if args.profile:

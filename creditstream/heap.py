@@ -15,8 +15,9 @@ reference counting when replaced), so the collector need only look at what is ne
 once), then freezes the survivors (``gc.freeze()``: moved to the permanent generation, never walked
 again). Frozen objects are still freed by reference counting when dropped; a reference cycle that
 became garbage only after it was frozen would stay (the worker's RSS would climb;
-tests/unit/test_heap.py checks that the rules core makes no reference cycles). ``creditstream_gc_round_seconds`` times the rounds,
-``creditstream_gc_collected_objects_total`` counts what they found.
+tests/unit/test_heap.py checks that the rules core makes no reference cycles).
+``creditstream_gc_round_seconds`` times the rounds, ``creditstream_gc_collected_objects_total``
+counts what they found.
 """
 
 from __future__ import annotations

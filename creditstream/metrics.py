@@ -73,7 +73,8 @@ CHECK_AUDIT_DROPPED = Counter("creditstream_check_audit_dropped_total",
 CHECK_AUDIT_PENDING = Gauge("creditstream_check_audit_pending", "Check-audit records waiting to be produced",
                             registry=REGISTRY)
 GC_COLLECTED = Counter("creditstream_gc_collected_objects_total",
-                       "Cyclic garbage found by the collect-and-freeze rounds (creditstream/heap.py)", registry=REGISTRY)
+                       "Cyclic garbage found by the collect-and-freeze rounds (creditstream/heap.py)",
+                       registry=REGISTRY)
 GC_ROUND_SECONDS = Histogram("creditstream_gc_round_seconds",
                              "Time of one collect-and-freeze round of the cyclic collector (creditstream/heap.py)",
                              buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
