@@ -173,21 +173,30 @@ def _limit_for(key: str) -> int:
     return TEXT_LIMIT
 
 
+def _scrubbed(normaliser: Callable[[str], str]) -> Callable[[str], str]:
+    """``normaliser`` applied after lone surrogates are replaced (what ``_s`` does for a str)."""
+    def run(text: str) -> str:
+        return normaliser(text if text.isascii() else _s(text) or "")
+    return run
+
+
 def _string(key: str, value: Any, normaliser: Callable[[str], str]) -> str | None:
-    s = _s(value)
+    s: str | None = value if value.__class__ is str else _s(value)  # a str's lone surrogates: below
     if s is None:
         return None
-    limit = _limit_for(key)
+    limit = _LIMITS.get(key)
+    if limit is None:
+        limit = _LIMITS[key] = _limit_for(key)
     if len(s) > 4 * limit + 64:  # hopeless before normalising: don't spend time on it
         raise _Reject("field-too-long", f"{key}: {len(s)} chars (limit {limit})")
     if len(s) <= _CACHED_LEN:
         # unit names, authorities, categories, legal bases repeat across records: normalise once
         cached = _CACHED_NORMALISERS.get(normaliser)
         if cached is None:
-            cached = _CACHED_NORMALISERS[normaliser] = lru_cache(maxsize=1 << 16)(normaliser)
+            cached = _CACHED_NORMALISERS[normaliser] = lru_cache(maxsize=1 << 16)(_scrubbed(normaliser))
         out = cached(s)
     else:
-        out = normaliser(s)
+        out = _scrubbed(normaliser)(s)
     if len(out) > limit:
         raise _Reject("field-too-long", f"{key}: {len(out)} chars (limit {limit})")
     return out or None
@@ -195,6 +204,7 @@ def _string(key: str, value: Any, normaliser: Callable[[str], str]) -> str | Non
 
 _CACHED_LEN = 256
 _CACHED_NORMALISERS: dict[Callable[[str], str], Callable[[str], str]] = {}
+_LIMITS: dict[str, int] = {}  # field -> its length limit (_limit_for), looked up once
 
 
 def _normalise_code(raw: str) -> str:

@@ -93,9 +93,12 @@ def normalise_code(raw: str) -> str:
     letter or digit (spaces, hyphens, dots, slashes, other separators) removed:
     ``" d2143569－x "`` -> ``"D2143569X"``.
     """
+    if raw.isascii() and raw.isalnum():  # already canonical but for case: the common case
+        return raw.upper()
     return "".join(c for c in to_half_width(raw).upper() if c.isalnum())
 
 
+@lru_cache(maxsize=65536)
 def uscc_shape_ok(code: str) -> bool:
     """True if ``code`` is 18 chars from the USCC alphabet, whatever its check char.
 
