@@ -34,6 +34,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -434,6 +435,9 @@ async def main(args) -> dict:
 
     stack = Stack(RUN_DIR / "stack")
     stack.down()
+    # every run measures in namespaces of its own: what earlier runs left in Redis (a million-subject
+    # run leaves gigabytes) would only be loaded at start and rewritten by Redis during this one
+    shutil.rmtree(stack.redis_dir, ignore_errors=True)
     info = stack.up(broker=args.broker)
     stamp = int(time.time())
     results: dict = {"broker": args.broker, "broker_description": stack.broker_description(),
