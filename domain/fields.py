@@ -207,12 +207,6 @@ _CACHED_NORMALISERS: dict[Callable[[str], str], Callable[[str], str]] = {}
 _LIMITS: dict[str, int] = {}  # field -> its length limit (_limit_for), looked up once
 
 
-def _normalise_code(raw: str) -> str:
-    if raw.isascii() and raw.isalnum():  # the common case, same result as normalise_code
-        return raw.upper()
-    return _ids.normalise_code(raw)
-
-
 # The checks are pure; the resident-ID one looks the division up in stdnum's table (slow).
 _valid_resident_id = lru_cache(maxsize=1 << 16)(_ids.is_valid_resident_id)
 _valid_uscc = lru_cache(maxsize=1 << 16)(_ids.is_valid_uscc)
@@ -222,7 +216,7 @@ _uscc_shape_ok = _ids.uscc_shape_ok
 
 
 def _code(key: str, value: Any) -> str | None:
-    code = _string(key, value, _normalise_code)
+    code = _string(key, value, _ids.normalise_code)  # its own fast path for ASCII codes
     if code is None or code in _PLACEHOLDERS:
         return None
     return code
