@@ -82,7 +82,7 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
     # the clock: the latest date any input named or arrived on, a duplicate's included, so that it
     # is the same whichever copy came first
     as_of = max([event.arrival_date, *event.named_dates(), state.get("as_of") or ""])
-    if outcome in NO_CHANGE and as_of <= (state.get("as_of") or ""):
+    if outcome in NO_CHANGE and as_of <= (state.get("as_of") or "") and not _first_sightings_moved(state, new, event):
         return Step(new, outcome, [], [], None)
     adv = advance(state, new, _touched(state, new, event), as_of, rules, cal)
     if new is state:
@@ -119,6 +119,18 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
         arrived = dt.date.fromisoformat(event.arrival_date)
         timeliness = (record.get("source_unit") or "?", cal.workdays_between(decided, arrived))
     return Step(new, outcome, changes, links, timeliness)
+
+
+def _first_sightings_moved(before: SubjectState, after: SubjectState, event: ev.SubjectEvent) -> bool:
+    """A stale version or a re-send changes no record's content, but it can change the record's
+    versions (a version older than those known, a content first seen earlier than recorded), and
+    with them which version came first: an upheld objection's correction is the first version
+    after its resolution (domain/facts.py ``_gap``). Then the record is derived again."""
+    if after is before or not isinstance(event, (ev.RecordEvent, ev.LinkedEvent)):
+        return False
+    old_records, new_records = before.get("records") or {}, after.get("records") or {}
+    return any((old_records.get(key) or {}).get("versions") != (new_records.get(key) or {}).get("versions")
+               for key in _touched(before, after, event))
 
 
 def _touched(before: SubjectState, after: SubjectState, event: ev.SubjectEvent) -> set[str]:

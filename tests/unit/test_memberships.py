@@ -169,3 +169,36 @@ def test_any_instant_agrees_with_the_rules_derivation(inputs, extra):
     # on the subject's clock: the evaluation the state keeps
     kept = {name: (v["since"], v["until"], v["suspended"]) for name, v in state["evaluation"]["lists"].items()}
     assert _standing_lists(state, state["as_of"]) == kept
+
+
+def test_an_older_version_arriving_late_moves_the_correction_of_an_upheld_objection():
+    """Found by the property above: a listing decision first seen dated 2020-06-01, an objection
+    upheld (corrected) on 2019-03-04, then a version of the same decision dated 2019-03-04 sent
+    earlier but arriving last. That stale version changes no content, but it changes which
+    version came first, so the 2020-06-01 one is now the correction that puts the listing back in
+    force (domain/facts.py ``_gap``). The state kept must say what the rules say from scratch."""
+    import datetime as _dt
+
+    from domain.events import ObjectionEvent, RecordEvent
+
+    sid = "91310110666007217T"
+
+    def listing(n: int, decided: str, h: str) -> RecordEvent:
+        ms = int(_dt.datetime.fromisoformat(decided + "T10:00:00+08:00").timestamp() * 1000)
+        return RecordEvent(origin=f"creditstream.penalty/0/{n}", subject=sid, event_ms=ms, hash=h, id_kind="uscc",
+                           record={"kind": "listing_decision", "action_kind": None, "source_unit": "某单位",
+                                   "source_unit_code": "11410100005200036R", "doc_no": "黑B",
+                                   "subject_name": "某公司", "subject_category": "legal_entity",
+                                   "ids": {"uscc": sid}, "id_flags": [], "decision_date": decided,
+                                   "severity": None, "domain": None, "revoked": False, "legal_rep": None,
+                                   "simplified_procedure": False,
+                                   "fields": {"list_domain": "taxation", "action": "list"}, "event_id": None})
+
+    upheld = ObjectionEvent(origin="creditstream.penalty/0/2", subject=sid, event_ms=1551664800000,
+                            objection_id="OB0", record_key="listing_decision|11410100005200036R|黑B",
+                            status="upheld", filed="2019-03-04", resolved="2019-03-04",
+                            provider_verification=False, outcome="corrected", id_kind="uscc", record=None, hash=None)
+    state = run([listing(0, "2020-06-01", "a" * 32), upheld, listing(3, "2019-03-04", "b" * 32)])
+    for day in ("2019-03-04", "2020-05-31", "2020-06-01", state["as_of"]):
+        assert _standing_lists(state, day) == _view_lists(state, day), day
+    assert "blacklist:taxation" in _standing_lists(state, "2020-06-01")
