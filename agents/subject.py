@@ -97,7 +97,7 @@ class SubjectAgent:
             await self.state.abort()
             raise
         states = dict(loaded.states)
-        changed: set[str] = set()
+        changed: dict[str, frozenset[str] | None] = {}  # subject -> record keys touched (None: any)
         counters: dict[str, int] = {}
         outcomes: dict[str, int] = {}
         list_changes: dict[tuple[str, str], int] = {}
@@ -117,7 +117,7 @@ class SubjectAgent:
         # 2. everything the batch derived, once
         for sid in changed:
             st = states[sid]
-            self.state.add(sid, st, new=loaded.states.get(sid) is None)
+            self.state.add(sid, st, new=loaded.states.get(sid) is None, touched=changed[sid])
             next_due = (st.get("evaluation") or {}).get("next_due")
             if next_due:
                 self.state.schedule(sid, due_ms(next_due))
@@ -176,7 +176,9 @@ class SubjectAgent:
         outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
         if result.outcome == "redelivered":
             return
-        changed.add(sid)  # duplicates too: the state remembers their origin
+        # duplicates too: the state remembers their origin
+        before_touched = changed.get(sid, frozenset())
+        changed[sid] = None if before_touched is None or result.touched is None else before_touched | result.touched
         count(report_counts(event, result))
         changes_out = ListChangeWriter(kafka, self.codec, self.topics.list_changes, self.state.keys)
         for change in result.changes:

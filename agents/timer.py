@@ -149,7 +149,7 @@ class TimerAgent:
         if pseudonyms:
             for s, raw in zip(pseudonyms, await self.redis.mget([self.keys.subject(p) for p in pseudonyms])):
                 if raw is not None:
-                    out[s] = decode_state(raw)["id"]
+                    out[s] = decode_state(raw)["id"]  # the head is enough (a split state's too)
         return out
 
     async def run(self) -> None:

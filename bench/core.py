@@ -24,7 +24,7 @@ from domain.calendar import WorkingCalendar
 from domain.clock import due_ms
 from domain.engine import step
 from domain.rulebook import load_rulebook
-from sinks.state_codec import encode_state
+from sinks.state_codec import SPLIT_RECORDS, encode_state, encode_stored
 
 SUBJECT = "91310110666007217T"
 
@@ -41,8 +41,9 @@ def penalty(i: int, decided: dt.date) -> dict:
 def hot_subject(inputs: int = 5000, window: int = 500, seed: int = 5) -> dict:
     """One subject fed ``inputs`` inputs (85% new decisions, 10% corrections of an earlier decision,
     5% re-sends of an earlier input), through the rules core with the state encoded after each
-    input as the pipeline stores it (sinks/state_codec.py: compact, or JSON with
-    ``CREDITSTREAM_STATE_FORMAT=json``), what the pipeline writes for a subject touched by a batch.
+    input as the pipeline stores it (sinks/state_codec.py ``encode_stored``: compact, or JSON with
+    ``CREDITSTREAM_STATE_FORMAT=json``; past ``SPLIT_RECORDS`` records, the head and the parts of
+    the records the input touched), what the pipeline writes for a subject touched by a batch.
     Returns the mean cost per input of the first and the last ``window`` inputs (us) and the state size at the end."""
     import random
 
@@ -52,6 +53,7 @@ def hot_subject(inputs: int = 5000, window: int = 500, seed: int = 5) -> dict:
     start = dt.date(2021, 1, 4)
     sent: list = []
     state, times = None, []
+    stored_split, written = False, 0
     state_format = os.environ.get("CREDITSTREAM_STATE_FORMAT", "compact")
     for n in range(inputs):
         r = rng.random()
@@ -66,15 +68,21 @@ def hot_subject(inputs: int = 5000, window: int = 500, seed: int = 5) -> dict:
                                   penalty(n, start + dt.timedelta(days=n % 2000)), arrival)
             sent.append(ev)
         t0 = time.perf_counter()
-        state = step(state, ev, rules, cal).state
-        encode_state(state, state_format)
+        base = state
+        result = step(state, ev, rules, cal)
+        state = result.state
+        stored = encode_stored(state, base, base_split=stored_split, changed=result.touched, state_format=state_format)
         times.append((time.perf_counter() - t0) * 1e6)
+        stored_split = stored.split
+        written = len(stored.head) + sum(len(p) for p in stored.parts.values())
     return {"hot_subject_inputs": inputs,
             "hot_subject_us_per_event_first": round(statistics.fmean(times[:window]), 1),
             "hot_subject_us_per_event_last": round(statistics.fmean(times[-window:]), 1),
             "hot_subject_state_kib": len(orjson.dumps(state)) // 1024,
             "hot_subject_stored_kib": len(encode_state(state, state_format)) // 1024,
-            "hot_subject_measured": f"rules core + state encode ({state_format}) per input, in process"}
+            "hot_subject_written_bytes_last": written,
+            "hot_subject_measured": f"rules core + state encode ({state_format}, split past {SPLIT_RECORDS} records: "
+                                    f"head and touched parts) per input, in process"}
 
 
 def main(argv=None) -> int:

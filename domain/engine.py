@@ -58,6 +58,10 @@ class Step(NamedTuple):
     changes: list[Doc]     # to announce, in order: withdrawals first, then by effective date
     links: list[ev.LinkedEvent]  # linked events for other subjects' logs
     timeliness: tuple[str, int] | None  # (source unit, working days from decision to arrival)
+    touched: frozenset[str] | None = None
+    """The record keys whose per-record parts (entry, facts, publicity track and view) the input may
+    have changed; None: any of them (the clock passed a due date, or everything was derived again).
+    A state stored split re-writes only these (sinks/state_codec.py)."""
 
 
 def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebook, cal: WorkingCalendar) -> Step:
@@ -74,17 +78,18 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
         new, outcome = apply_repair(state, event)
     elif isinstance(event, ev.FeedbackEvent):
         new, outcome = apply_feedback(state, event)
-        return Step(new, outcome, [], [], None)
+        return Step(new, outcome, [], [], None, frozenset())
     else:  # tick
         new, outcome = state, ("tick" if event.due > (state.get("as_of") or "") else "stale-tick")
     if outcome in ("redelivered", "invalid"):
-        return Step(new, outcome, [], [], None)
+        return Step(new, outcome, [], [], None, frozenset())
     # the clock: the latest date any input named or arrived on, a duplicate's included, so that it
     # is the same whichever copy came first
     as_of = max([event.arrival_date, *event.named_dates(), state.get("as_of") or ""])
+    touched = _touched(state, new, event)
     if outcome in NO_CHANGE and as_of <= (state.get("as_of") or "") and not _first_sightings_moved(state, new, event):
-        return Step(new, outcome, [], [], None)
-    adv = advance(state, new, _touched(state, new, event), as_of, rules, cal)
+        return Step(new, outcome, [], [], None, frozenset(touched))
+    adv = advance(state, new, touched, as_of, rules, cal)
     if new is state:
         new = dict(state)  # type: ignore[assignment]
     changes = announce(adv.withdrawn, adv.added, event)
@@ -118,7 +123,7 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
         decided = dt.date.fromisoformat(record["decision_date"])
         arrived = dt.date.fromisoformat(event.arrival_date)
         timeliness = (record.get("source_unit") or "?", cal.workdays_between(decided, arrived))
-    return Step(new, outcome, changes, links, timeliness)
+    return Step(new, outcome, changes, links, timeliness, None if adv.all_parts else frozenset(touched))
 
 
 def _first_sightings_moved(before: SubjectState, after: SubjectState, event: ev.SubjectEvent) -> bool:

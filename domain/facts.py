@@ -268,6 +268,16 @@ def new_basis() -> Doc:
     return {"dates": {}, "adverse": {}, "listed": [], "pub_dates": {}}
 
 
+def basis_of(facts: dict[str, Doc], tracks: dict[str, list[Doc]]) -> Doc:
+    """The basis of a subject's per-record facts and publicity tracks, built afresh: what the
+    incremental moves of ``advance`` keep (its parts are sorted, so the order of ``facts`` does not
+    matter). A state stored split keeps no basis; it is rebuilt with this when read."""
+    basis = new_basis()
+    for key, f in facts.items():
+        _basis_move(basis, key, f, tracks.get(key) or [], 1)
+    return basis
+
+
 def _basis_move(basis: Doc, key: str, facts: Doc | None, pub: list[Doc], sign: int) -> None:
     """Add (sign 1) or take out (sign -1) one record's contribution to the basis."""
     if facts is not None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from domain.calendar import WorkingCalendar, add_years
@@ -88,7 +89,7 @@ def list_tracks(state: SubjectState, facts: dict[str, Doc], basis: Doc, index: D
             removals.setdefault(f["removal"], []).append((_d(f["d"]), key))
         for c in f["cands"]:
             cands.append(Cand(c[0], c[1], _d(c[2]), _d(c[3]) if c[3] else None, key, (c[4], c[5]), (c[6], c[7])))
-    adverse = [(d, keys[0]) for d, keys in basis["adverse"].items()]
+    adverse = basis["adverse"]
     first = min(basis["dates"]) if basis["dates"] else None
     changes: list[Doc] = []
 
@@ -178,6 +179,11 @@ def timeline(state: SubjectState, rules: Rulebook, cal: WorkingCalendar) -> tupl
     return changes, parts
 
 
+@lru_cache(maxsize=65536)
+def _plus_years_iso(value: str, years: int) -> str:
+    return _plus_years(value, years).isoformat()
+
+
 def _suspensions(m: Doc, disputes: Doc) -> list[tuple[dt.date, bool, tuple[Any, ...]]]:
     """Where a membership is suspended: while every record it rests on (in force then) is disputed."""
     keyed = {c.key for c in m["parts"]}
@@ -260,24 +266,33 @@ def _escalation(sid: str, memberships: list[Doc], k: int, changes: list[Doc]) ->
     return out
 
 
-def _red_list(sid: str, first: dt.date | None, adverse: list[Any], memberships: list[Doc], clean: int,
+def _red_list(sid: str, first: dt.date | None, adverse: dict[str, list[str]], memberships: list[Doc], clean: int,
               changes: list[Doc]) -> list[Doc]:
     """Three clean years (RULES.md 4): no adverse record within the last ``clean`` years and on no
-    list; ends on the next adverse record or list entry."""
+    list; ends on the next adverse record or list entry. ``adverse``: date -> the adverse records
+    of that date (sorted)."""
     if first is None:
         return []
     # adverse records block [date, date + clean years); overlapping blocks merged first (a block
-    # can only end a red list where it starts, and a date inside a merged block never does)
-    merged: list[list[Any]] = []  # [start, end, cause, end as ISO date]
-    for a, key in sorted(adverse):
-        end = _plus_years(a, clean)
-        if merged and a <= merged[-1][3]:
-            if end > merged[-1][1]:
-                merged[-1][1] = end
-                merged[-1][3] = end.isoformat()
-            continue
-        merged.append([_d(a), end, ("adverse_record", key), end.isoformat()])
-    blocks: list[tuple[dt.date, dt.date | None, tuple[str, Any]]] = [(b[0], b[1], b[2]) for b in merged]
+    # can only end a red list where it starts, and a date inside a merged block never does). The
+    # end of a block grows with its date, so a merged block is found by jumping to the last date
+    # inside its current end: a few steps per block, not one per record (a subject with thousands
+    # of adverse records, issue 13)
+    dates = sorted(adverse)
+    merged: list[tuple[dt.date, dt.date, tuple[str, Any]]] = []
+    i, n = 0, len(dates)
+    while i < n:
+        start = dates[i]
+        end = _plus_years_iso(start, clean)
+        while True:
+            j = bisect.bisect_right(dates, end, i) - 1  # the last date the block takes in (inclusive)
+            further = _plus_years_iso(dates[j], clean)
+            if further <= end:
+                break
+            end = further
+        merged.append((_d(start), _d(end), ("adverse_record", adverse[start][0])))
+        i = j + 1
+    blocks: list[tuple[dt.date, dt.date | None, tuple[str, Any]]] = list(merged)
     blocks += [(m["since"], m["until"], ("listing", m["causes"][0])) for m in memberships]
     blocks.sort(key=lambda b: (b[0], b[2]))
     cursor: dt.date | None = add_years(first, clean)
@@ -328,6 +343,7 @@ class Advanced(NamedTuple):
     view: Doc           # the situation on as_of
     withdrawn: list[Doc]  # announced changes no longer true
     added: list[Doc]      # changes now true and not announced before
+    all_parts: bool = False  # every record's facts or publicity view was derived again, not only the touched
 
 
 def advance(before: SubjectState, after: SubjectState, touched: set[str], as_of: str, rules: Rulebook,
@@ -407,7 +423,7 @@ def advance(before: SubjectState, after: SubjectState, touched: set[str], as_of:
             if key not in facts:
                 publicity.pop(key, None)
     view["publicity"] = publicity
-    return Advanced({"lists": lists, "publicity": pub}, facts, basis, view, withdrawn, added)
+    return Advanced({"lists": lists, "publicity": pub}, facts, basis, view, withdrawn, added, clock_passed_due)
 
 
 def history_of(state: SubjectState) -> dict[str, Doc]:

@@ -27,6 +27,7 @@ from creditstream.settings import Settings
 from domain.attach import lookup_key
 from domain.identifiers import normalise_code
 from sinks.keys import Keys, is_pseudonym, resolve_keys
+from sinks.redis_state import read_states
 from sinks.state_codec import decode_state
 from streams import kafka
 from streams.codec import AvroCodec, DecodeError
@@ -106,7 +107,7 @@ class Reader:
         if pseudonyms:
             for s, raw in zip(pseudonyms, await self.redis.mget([keys.subject(p) for p in pseudonyms])):
                 if raw is not None:
-                    clear[s] = decode_state(raw).get("id") or s
+                    clear[s] = decode_state(raw).get("id") or s  # the head is enough (a split state's too)
         return [clear.get(s, s) for s in stored]
 
     # --- Redis ------------------------------------------------------------------------------
@@ -114,20 +115,20 @@ class Reader:
         """A subject's whole state, or None if no subject has that code."""
         keys = await self.keys()
         sid = await resolve_subject_id(self.redis, keys, code)
-        raw = await self.redis.get(keys.subject(sid)) if sid is not None else None
-        return decode_state(raw) if raw is not None else None
+        return (await read_states(self.redis, keys, [sid]))[0] if sid is not None else None
 
     async def subjects(self, codes: list[str]) -> list[dict | None]:
         """The states of many subjects (None for a code no subject has), in the order of ``codes``:
-        the look-up of :meth:`subject`, in at most four Redis round trips whatever their number."""
+        the look-up of :meth:`subject`, in at most four Redis round trips whatever their number (a fifth
+        if any is a hot subject stored split)."""
         keys = await self.keys()
         norm = [normalise_code(c) for c in codes]
         asked = [c for c in dict.fromkeys(norm) if c]
-        found: dict[str, bytes] = {}
+        found: dict[str, dict] = {}
         if asked:
-            for c, raw in zip(asked, await self.redis.mget([keys.subject(c) for c in asked])):
-                if raw is not None:
-                    found[c] = raw
+            for c, state in zip(asked, await read_states(self.redis, keys, asked)):
+                if state is not None:
+                    found[c] = state
         missing = [c for c in asked if c not in found]
         if missing:
             kinds = ("org", "reg_no", "tax_no", "other")
@@ -138,12 +139,11 @@ class Reader:
                         for c, hits in zip(missing, await pipe.execute())}
             sids = sorted({s for s in resolved.values() if s is not None})
             if sids:
-                states = dict(zip(sids, await self.redis.mget([keys.subject(s) for s in sids])))
+                states = dict(zip(sids, await read_states(self.redis, keys, sids)))
                 for c, sid in resolved.items():
-                    if sid is not None and states.get(sid) is not None:
-                        found[c] = states[sid]
-        parsed = {c: decode_state(raw) for c, raw in found.items()}
-        return [parsed.get(c) if c else None for c in norm]
+                    if sid is not None and (state := states.get(sid)) is not None:
+                        found[c] = state
+        return [found.get(c) if c else None for c in norm]
 
     async def subject_lists(self, code: str) -> dict | None:
         """A subject's current list memberships (from its last evaluation), or None if unknown."""
@@ -194,8 +194,7 @@ class Reader:
         except rexc.ResponseError:
             raise BadCursor(f"{cursor} is not a cursor of the subjects") from None
         stored = sorted(s for s in (m.decode() for m in page) if not is_pseudonym(s))
-        raws = await self.redis.mget([keys.subject(s) for s in stored]) if stored else []
-        return [decode_state(raw) for raw in raws if raw is not None], int(next_cursor)
+        return [st for st in await read_states(self.redis, keys, stored) if st is not None], int(next_cursor)
 
     # --- list changes (Kafka) ---------------------------------------------------------------
     def codec(self) -> AvroCodec:

@@ -36,8 +36,7 @@ from domain.calendar import WorkingCalendar
 from domain.rulebook import load_rulebook
 from ops.inspect import running_workers
 from sinks.keys import Keys, require_pseudonym_key, resolve_keys
-from sinks.redis_state import SubjectStateSink
-from sinks.state_codec import decode_state
+from sinks.redis_state import SubjectStateSink, read_states
 from streams import kafka
 from streams.topics import Topics
 
@@ -224,9 +223,9 @@ async def _all_state(redis, keys: Keys) -> tuple[dict[str, dict], dict[str, set[
     states: dict[str, dict] = {}
     for i in range(0, len(ids), 1000):
         chunk = ids[i:i + 1000]
-        for sid, raw in zip(chunk, await redis.mget([keys.subject(s) for s in chunk])):
-            if raw is not None:
-                states[sid] = decode_state(raw)  # compact or JSON: states compare decoded
+        for sid, state in zip(chunk, await read_states(redis, keys, chunk)):
+            if state is not None:
+                states[sid] = state  # compact or JSON, whole or split: states compare decoded
     lists: dict[str, set[str]] = {}
     async for k in redis.scan_iter(match=keys.list_prefix + "*", count=1000):
         name = k.decode()[len(keys.list_prefix):]

@@ -11,6 +11,7 @@ from ops.dlq import list_dead_letters
 from ops.tables import table
 from sinks.check_audit import check_counts
 from sinks.keys import Keys, resolve_keys
+from sinks.redis_state import read_states
 from sinks.registry_index import RegistryIndex
 from sinks.state_codec import decode_state
 
@@ -42,7 +43,7 @@ async def summary(settings: Settings) -> dict:
     try:
         keys = await resolve_keys(redis, settings.namespace)
         ids = sorted(s.decode() for s in await redis.smembers(keys.subjects))
-        raw = await redis.mget([keys.subject(s) for s in ids]) if ids else []
+        raw = await read_states(redis, keys, ids)
         index = RegistryIndex(redis, keys)
         parked = await index.parked_records()
         stats = await _stats(redis, keys)
@@ -52,10 +53,9 @@ async def summary(settings: Settings) -> dict:
 
     lists = await list_names(settings)
     subjects = []
-    for blob in raw:
-        if blob is None:
+    for state in raw:
+        if state is None:
             continue
-        state = decode_state(blob)
         records = state["records"].values()
         subjects.append({
             "id": display_id(state),
@@ -173,7 +173,7 @@ async def overdue_feedback_report(settings: Settings, today: str | None = None, 
             for _sid, raw in zip(ids, await redis.mget([keys.subject(i) for i in ids])):
                 if raw is None:
                     continue
-                state = decode_state(raw)
+                state = decode_state(raw)  # the head is enough: awaiting_feedback is in it (a split state's too)
                 for cid, effective in overdue_feedback(state, today, settings.feedback_workdays, cal):
                     count += 1
                     if len(found) < sample:

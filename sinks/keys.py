@@ -9,6 +9,10 @@ key                                    type        what
 ``{ns}:generation``                    string      the generation readers use (default ``live``)
 ``{ns}:{gen}:subject:{sid}``           string      a subject's state (domain/state.py), compact (zstd)
                                                    or JSON: sinks/state_codec.py owns the form
+``{ns}:{gen}:subject-records:{sid}``   hash        a subject stored split (more than
+                                                   ``state_codec.SPLIT_RECORDS`` records): record key
+                                                   -> that record's part of the state; the subject
+                                                   key then holds the rest (sinks/state_codec.py)
 ``{ns}:{gen}:subjects``                set         storage ids of every subject with state
 ``{ns}:{gen}:list:{list}``             set         storage ids of a list's members (blacklist:<domain>, ...)
 ``{ns}:{gen}:stats``                   hash        counters: records by unit, outcome, ...
@@ -122,6 +126,12 @@ class Keys:
     def subject(self, subject_id: str) -> str:
         """The state key of a subject, given its id or its storage id (a member of a set)."""
         return f"{self.gen_prefix}subject:{self.storage_id(subject_id)}"
+
+    def subject_records(self, subject_id: str) -> str:
+        """The per-record parts of a subject stored split (sinks/state_codec.py): a hash, record key
+        -> the record's entry, facts, publicity track and publicity view. Written in the same
+        transaction as ``subject()``."""
+        return f"{self.gen_prefix}subject-records:{self.storage_id(subject_id)}"
 
     @property
     def subjects(self) -> str:

@@ -44,7 +44,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import NamedTuple
 
 import msgspec
@@ -53,7 +53,7 @@ import orjson
 from creditstream import metrics
 from sinks.kafka import OutMessage
 from sinks.keys import Keys
-from sinks.state_codec import STATE_FORMATS, compact, state_json
+from sinks.state_codec import STATE_FORMATS, Stored, decode_state, encode_stored, is_split, join, split_due, state_json
 
 _CLEAR_OUTBOX_IF_OWNED = """
 for i = 1, #KEYS, 2 do
@@ -185,6 +185,23 @@ class StateCache:
         return len(self._entries)
 
 
+async def read_states(redis, keys: Keys, subject_ids: list[str]) -> list[dict | None]:
+    """The whole states of subjects (ids or storage ids), None where none is stored: one MGET, and
+    one HGETALL per subject stored split (sinks/state_codec.py). The one way to read whole states."""
+    if not subject_ids:
+        return []
+    raws = await redis.mget([keys.subject(s) for s in subject_ids])
+    states = [decode_state(raw) if raw is not None else None for raw in raws]
+    split = [i for i, st in enumerate(states) if st is not None and is_split(st)]
+    if split:
+        pipe = redis.pipeline(transaction=False)
+        for i in split:
+            pipe.hgetall(keys.subject_records(subject_ids[i]))
+        for i, parts in zip(split, await pipe.execute()):
+            states[i] = join(states[i], parts)[0]  # type: ignore[arg-type]
+    return states
+
+
 class SubjectStateSink:
     def __init__(self, redis, keys: Keys, *, cache_mb: int = 64, state_format: str = "compact"):
         self.redis = redis
@@ -197,10 +214,12 @@ class SubjectStateSink:
         self.cache = StateCache(cache_mb * 1024 * 1024)
         self._partition_of: Mapping[str, int] = {}
         self._read: dict[str, tuple[int, dict, int]] = {}
+        self._base: dict[str, tuple[dict, bool]] = {}  # subject -> (state at begin(), stored split)
         self._reset()
 
     def _reset(self) -> None:
         self._states: dict[str, bytes] = {}
+        self._parts: dict[str, Stored] = {}  # subjects stored split: their parts to write
         self._new_subjects: list[str] = []
         self._memberships: dict[tuple[str, str], bool] = {}  # the last change in a batch wins
         self._counters: dict[str, int] = {}
@@ -224,6 +243,7 @@ class SubjectStateSink:
         parts = sorted(set(partitions))
         self._partition_of = partition_of or {}
         self._read = {}
+        self._base = {}
         cache = self.cache
         held: dict[str, dict] = {}
         if partition_of:
@@ -263,16 +283,26 @@ class SubjectStateSink:
         for s in ids:
             if s in held:
                 states[s] = held[s]
+                self._base[s] = (held[s], split_due(held[s]))  # what this sink wrote, split by the rule
                 continue
             v = blobs[s]
             if v is None:
                 states[s] = None
                 continue
             text = state_json(v)  # compact or JSON (sinks/state_codec.py)
-            states[s] = orjson.loads(text)
+            head = orjson.loads(text)
+            size = len(text)
+            was_split = is_split(head)
+            if was_split:  # a hot subject: its records are in their own hash (read under the same WATCH)
+                hash_key = self.keys.subject_records(s)
+                parts = await (pipe.hgetall(hash_key) if pos_keys else self.redis.hgetall(hash_key))
+                head, parts_size = join(head, parts)
+                size += parts_size
+            states[s] = head
+            self._base[s] = (head, was_split)
             p = self._partition_of.get(s)
             if p is not None:
-                self._read[s] = (p, states[s], len(text))
+                self._read[s] = (p, states[s], size)
         return Loaded(states, positions, outboxes)
 
     async def abort(self) -> None:
@@ -283,10 +313,18 @@ class SubjectStateSink:
             except Exception:  # noqa: BLE001 - a broken connection is released anyway
                 pass
 
-    def add(self, subject_id: str, state: dict, *, new: bool = False) -> None:
-        text = orjson.dumps(state)
-        self._states[subject_id] = compact(text) if self.compact else text
-        self._added[subject_id] = (state, len(text))
+    def add(self, subject_id: str, state: dict, *, new: bool = False,
+            touched: Collection[str] | None = None) -> None:
+        """Buffer a subject's new state. ``touched``: the record keys the batch's inputs may have
+        changed (domain/engine.py ``Step.touched``; None: any), so that a state stored split writes
+        only those parts."""
+        base, base_split = self._base.get(subject_id) or (None, False)
+        stored = encode_stored(state, base, base_split=base_split, changed=touched,
+                               state_format="compact" if self.compact else "json")
+        self._states[subject_id] = stored.head
+        if stored.split:
+            self._parts[subject_id] = stored
+        self._added[subject_id] = (state, stored.json_bytes)
         if new:
             self._new_subjects.append(subject_id)
 
@@ -325,6 +363,11 @@ class SubjectStateSink:
             pipe.set(self.keys.sentinel, b"1")
             if self._states:
                 pipe.mset({self.keys.subject(s): v for s, v in self._states.items()})
+            for s, stored in self._parts.items():  # hot subjects: the record parts that changed
+                if stored.parts:
+                    pipe.hset(self.keys.subject_records(s), mapping=stored.parts)
+                if stored.removed:
+                    pipe.hdel(self.keys.subject_records(s), *stored.removed)
             # members are storage ids (sinks/keys.py): a natural person's ID number never in clear
             sid = self.keys.storage_id
             if self._new_subjects:

@@ -17,6 +17,17 @@ Formats (the first byte tells them apart):
   keeps working: an upgrade needs no migration, and a subject's value turns compact the next time
   its state is written (``creditstream replay --switch`` rewrites them all at once).
 
+**Split** (a hot subject, more than :data:`SPLIT_RECORDS` records): re-encoding a state of thousands
+of records whole on every write cost ~15 ms per input at 4,000 records (issue 13), and grows with
+the subject's history. Such a state is stored in two keys (sinks/keys.py): the subject key holds its
+**head** (everything but the per-record parts, and a ``"split"`` marker), in the form above; the hash
+``Keys.subject_records()`` holds one **part** per record key (the record's entry, its facts, its
+publicity track and its publicity view), each in the form above. A write re-encodes the head and
+only the parts that changed (:func:`encode_stored`); the basis (domain/facts.py ``basis_of``) is
+not stored, it is rebuilt from the facts when read (:func:`join`). Head and parts are written in one
+MULTI/EXEC, so a reader sees them consistent. Readers of whole states go through
+``sinks.redis_state.read_states``; a reader that needs only the identity may decode the head alone.
+
 Anything else raises :class:`StateFormatError` naming what was found (a newer format version, a
 dictionary this version does not know, corrupt bytes).
 
@@ -32,8 +43,9 @@ A new dictionary: ``python -m bench.train_state_dict --version 2`` writes ``sink
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 import zstandard
@@ -48,6 +60,13 @@ LEVEL = 3
 LARGE = 256 * 1024
 LARGE_LEVEL = 1
 STATE_FORMATS = ("compact", "json")
+SPLIT_RECORDS = 64
+"""A state with more records than this is stored split (head + one part per record)."""
+SPLIT = "split"
+"""The head's marker: ``{"parts": n, "has": [sections]}``, n the number of parts in the hash."""
+# the per-record sections of a state, as (top-level key, key inside it or None)
+_SECTIONS = (("records", None), ("facts", None), ("timeline", "publicity"), ("evaluation", "publicity"))
+_PART_NAMES = ("record", "facts", "track", "view")
 
 
 class Dictionary(NamedTuple):
@@ -152,3 +171,138 @@ def decode_state(raw: bytes) -> dict:
     if not isinstance(state, dict):
         raise StateFormatError(f"stored state is a {type(state).__name__}, not an object")
     return state
+
+
+# ------------------------------------------------------------------------------------ split states
+
+
+class Stored(NamedTuple):
+    """What to write for one state: the value of ``Keys.subject()``, and for a split state the
+    parts to set and the record keys to delete in ``Keys.subject_records()``."""
+    head: bytes
+    json_bytes: int                # the JSON size written (the state cache's estimate)
+    split: bool
+    parts: dict[str, bytes]
+    removed: list[str]
+
+
+def split_due(state: dict) -> bool:
+    return len(state.get("records") or ()) > SPLIT_RECORDS
+
+
+def _sections(state: dict) -> list[dict | None]:
+    out = []
+    for top, inner in _SECTIONS:
+        part = state.get(top)
+        if inner is not None and isinstance(part, dict):
+            part = part.get(inner)
+        out.append(part if isinstance(part, dict) else None)
+    return out
+
+
+def _part_keys(sections: list[dict | None]) -> set[str]:
+    keys: set[str] = set()
+    for section in sections:
+        if section:
+            keys.update(section)
+    return keys
+
+
+def head_of(state: dict) -> dict:
+    """A state without its per-record parts and basis, marked ``split``."""
+    sections = _sections(state)
+    has = [f"{top}.{inner}" if inner else top for (top, inner), sec in zip(_SECTIONS, sections) if sec is not None]
+    head = {k: v for k, v in state.items() if k not in ("records", "facts", "basis")}
+    for top in ("timeline", "evaluation"):
+        if isinstance(state.get(top), dict):
+            head[top] = {k: v for k, v in state[top].items() if k != "publicity"}
+    if "basis" in state:
+        has.append("basis")
+    # every per-record section is keyed by record keys (facts of records, tracks and views of facts)
+    head[SPLIT] = {"parts": len(state.get("records") or ()), "has": has}
+    return head
+
+
+def part_of(sections: list[dict | None], key: str) -> dict:
+    """One record's part: its entry, facts, publicity track and publicity view (those it has)."""
+    return {name: sec[key] for name, sec in zip(_PART_NAMES, sections) if sec is not None and key in sec}
+
+
+def _encode(value: Any, state_format: str) -> tuple[bytes, int]:
+    text = orjson.dumps(value)
+    return (compact(text) if state_format == "compact" else text), len(text)
+
+
+def encode_stored(state: dict, base: dict | None = None, *, base_split: bool = False,
+                  changed: Collection[str] | None = None, state_format: str = "compact") -> Stored:
+    """What to store for ``state``, stored as ``base`` before (``base_split``: it was stored split).
+    A state of at most :data:`SPLIT_RECORDS` records is stored whole (:func:`encode_state`);
+    otherwise its head, and the parts that may differ from ``base``'s: those of the record keys
+    ``changed`` names (the rules core says which an input touched: ``Step.touched``), or, without
+    it, those that differ (compared by identity first: the rules core shares the entries an input
+    did not touch); all of them if ``base`` was not stored split."""
+    if not split_due(state):
+        head, size = _encode(state, state_format)
+        return Stored(head, size, False, {}, [])
+    new = _sections(state)
+    removed: list[str] = []
+    if base is not None and base_split and changed is not None:
+        keys = sorted(k for k in changed if any(n is not None and k in n for n in new))
+        removed = sorted(k for k in changed if k not in keys and any(
+            o is not None and k in o for o in _sections(base)))
+        changed = keys
+    elif base is not None and base_split:
+        old = _sections(base)
+        now = _part_keys(new)
+        changed = sorted(k for k in now if any(
+            (o.get(k) if o is not None else None) is not (n.get(k) if n is not None else None)
+            and (o.get(k) if o is not None else None) != (n.get(k) if n is not None else None)
+            for o, n in zip(old, new)))
+        removed = sorted(_part_keys(old) - now)
+    else:
+        changed = sorted(_part_keys(new))
+    head, size = _encode(head_of(state), state_format)
+    parts = {}
+    for key in changed:
+        parts[key], n = _encode(part_of(new, key), state_format)
+        size += n
+    return Stored(head, size, True, parts, removed)
+
+
+def is_split(head: dict) -> bool:
+    return SPLIT in head
+
+
+def join(head: dict, parts: dict) -> tuple[dict, int]:
+    """The whole state of a split one, from its head (decoded) and its parts (record key -> stored
+    part, as HGETALL gives them); and the JSON size of the parts. Raises :class:`StateFormatError`
+    if parts are missing."""
+    from domain.facts import basis_of
+
+    state = dict(head)
+    meta = state.pop(SPLIT)
+    if len(parts) != meta.get("parts"):
+        raise StateFormatError(f"split state of {head.get('id', '?')!r}: its head names {meta.get('parts')} record "
+                               f"parts, Redis holds {len(parts)}")
+    has = set(meta.get("has") or ())
+    sections: list[dict] = [{}, {}, {}, {}]
+    size = 0
+    for key, raw in sorted(parts.items()):
+        text = state_json(raw)
+        size += len(text)
+        part = orjson.loads(text)
+        name = key.decode() if isinstance(key, bytes) else key
+        for i, part_name in enumerate(_PART_NAMES):
+            if part_name in part:
+                sections[i][name] = part[part_name]
+    for (top, inner), section in zip(_SECTIONS, sections):
+        label = f"{top}.{inner}" if inner else top
+        if label not in has:
+            continue
+        if inner is None:
+            state[top] = section
+        else:
+            state[top] = dict(state.get(top) or {}, **{inner: section})
+    if "basis" in has:
+        state["basis"] = basis_of(state.get("facts") or {}, (state.get("timeline") or {}).get("publicity") or {})
+    return state, size

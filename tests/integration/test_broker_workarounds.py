@@ -196,11 +196,11 @@ DOCS = [f"郑市监罚〔2024〕{1000 + i}号" for i in range(300)]
 
 async def subject_records(redis, settings) -> dict:
     from sinks.keys import resolve_keys
-    from sinks.state_codec import decode_state
+    from sinks.redis_state import read_states
 
     keys = await resolve_keys(redis, settings.namespace)
-    raw = await redis.get(keys.subject(COMPANY_USCC))
-    return decode_state(raw)["records"] if raw else {}
+    (state,) = await read_states(redis, keys, [COMPANY_USCC])  # 300 records: stored split
+    return state["records"] if state else {}
 
 
 async def outcome_stats(redis, settings) -> dict[str, int]:

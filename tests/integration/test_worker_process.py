@@ -34,12 +34,10 @@ async def send_penalties(department, subjects: list[str], total: int) -> None:
 
 async def record_counts(redis, settings, subjects):
     from sinks.keys import Keys
-    from sinks.state_codec import decode_state
+    from sinks.redis_state import read_states
 
     keys = Keys(settings.namespace)
-    raw = await redis.mget([keys.subject(s) for s in subjects])
-    states = [decode_state(r) for r in raw if r]
-    return states
+    return [s for s in await read_states(redis, keys, subjects) if s is not None]  # hot subjects stored split
 
 
 async def test_worker_killed_mid_stream_loses_nothing(settings, department, redis, tmp_path):

@@ -93,15 +93,14 @@ async def redis_states(redis, settings) -> dict[str, dict]:
     """Every subject's state by subject id. The subjects set holds storage ids (a natural person's
     ID number only as its pseudonym, sinks/keys.py): a state names its subject in clear."""
     from sinks.keys import resolve_keys
-    from sinks.state_codec import decode_state
+    from sinks.redis_state import read_states
 
     keys = await resolve_keys(redis, settings.namespace)
     ids = sorted(s.decode() for s in await redis.smembers(keys.subjects))
     out = {}
     for i in range(0, len(ids), 1000):
         chunk = ids[i:i + 1000]
-        for stored, raw in zip(chunk, await redis.mget([keys.subject(s) for s in chunk])):
-            state = decode_state(raw) if raw is not None else None
+        for stored, state in zip(chunk, await read_states(redis, keys, chunk)):
             out[state["id"] if state else stored] = state
     return out
 

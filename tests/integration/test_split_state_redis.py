@@ -1,0 +1,94 @@
+"""A hot subject stored split (sinks/state_codec.py) against a real redis-server: head and record
+parts written in the fenced transaction, only the touched parts re-written, read back whole by the
+agent's sink (under WATCH, for another worker taking the partition over) and by the operators'
+readers, and a missing part refused by name."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import orjson
+import pytest
+
+from bench.core import SUBJECT, penalty
+from domain import events
+from domain.calendar import WorkingCalendar
+from domain.clock import due_ms
+from domain.engine import step
+from domain.rulebook import load_rulebook
+from domain.validate import decision_key
+from sinks.keys import Keys
+from sinks.redis_state import SubjectStateSink, read_states
+from sinks.state_codec import SPLIT_RECORDS, StateFormatError, decode_state
+
+pytestmark = pytest.mark.integration
+
+
+def inputs(n: int) -> list:
+    """``n`` penalties of the hot subject, every fifth a correction of an earlier one."""
+    arrival = due_ms("2026-11-30") + 36_000_000
+    start = dt.date(2021, 1, 4)
+    out = []
+    for i in range(n):
+        if i % 5 == 4:
+            j = i - 3
+            rec = dict(penalty(j, start + dt.timedelta(days=j)), fields={"remarks": f"更正{i}"})
+        else:
+            rec = penalty(i, start + dt.timedelta(days=i))
+        out.append(events.of_record(SUBJECT, "uscc", f"creditstream.penalty/0/{i}", rec, arrival))
+    return out
+
+
+async def apply_batch(sink: SubjectStateSink, batch: list, partition: int, start: int) -> dict:
+    rules, cal = load_rulebook(), WorkingCalendar()
+    loaded = await sink.begin([SUBJECT], {partition: start}, partition_of={SUBJECT: partition})
+    state, touched = loaded.states[SUBJECT], frozenset()
+    for ev in batch:
+        result = step(state, ev, rules, cal)
+        state = result.state
+        touched = None if touched is None or result.touched is None else touched | result.touched
+    sink.add(SUBJECT, state, new=loaded.states[SUBJECT] is None, touched=touched)
+    sink.set_position(partition, start + len(batch))
+    await sink.commit()
+    return state
+
+
+async def test_a_hot_subject_is_stored_split_and_reads_back_whole(settings, redis):
+    keys = Keys(settings.namespace, pseudonym_key=settings.pseudonym_key)
+    evs = inputs(SPLIT_RECORDS + 60)
+    sink = SubjectStateSink(redis, keys)
+    state = None
+    for start in range(0, len(evs), 20):
+        state = await apply_batch(sink, evs[start:start + 20], 0, start)
+        (back,) = await read_states(redis, keys, [SUBJECT])
+        assert back == orjson.loads(orjson.dumps(state))
+    records = state["records"]
+    assert len(records) > SPLIT_RECORDS
+    head = decode_state(await redis.get(keys.subject(SUBJECT)))
+    assert head["split"]["parts"] == len(records) and "records" not in head and "basis" not in head
+    assert await redis.hlen(keys.subject_records(SUBJECT)) == len(records)
+    assert len(await redis.get(keys.subject(SUBJECT))) < 4096  # the head stays small
+
+    # one more input: its record's part is re-written, no other
+    before = await redis.hgetall(keys.subject_records(SUBJECT))
+    extra = inputs(len(evs) + 1)[-1:]
+    state = await apply_batch(sink, extra, 0, len(evs))
+    after = await redis.hgetall(keys.subject_records(SUBJECT))
+    assert {k for k in after if before.get(k) != after[k]} == {decision_key(extra[0].record).encode()}
+
+    # another worker takes the partition over: it reads head and parts under WATCH, whole
+    other = SubjectStateSink(redis, keys, cache_mb=0)
+    loaded = await other.begin([SUBJECT], {0: len(evs) + 1}, partition_of={SUBJECT: 0})
+    assert loaded.states[SUBJECT] == orjson.loads(orjson.dumps(state))
+    assert loaded.states[SUBJECT]["basis"] == state["basis"]  # rebuilt from the facts, not stored
+    await other.abort()
+
+    # the operators' readers see the whole state
+    from ops.inspect import subject_state
+
+    assert await subject_state(settings, SUBJECT) == orjson.loads(orjson.dumps(state))
+
+    # a lost part is refused by name, never read as a smaller state
+    await redis.hdel(keys.subject_records(SUBJECT), next(iter(after)))
+    with pytest.raises(StateFormatError, match="record parts"):
+        await read_states(redis, keys, [SUBJECT])

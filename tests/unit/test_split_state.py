@@ -1,0 +1,116 @@
+"""A hot subject's state stored split (sinks/state_codec.py): a head and one part per record, only
+the parts an input touched re-written. Two things must hold for every input the rules core takes:
+
+* the record keys the core says an input touched (``Step.touched``) cover every part that changed,
+  so writing only those keeps the stored state equal to the one in memory;
+* head + parts read back (``join``) give the state itself, its basis (not stored) included.
+
+Checked over the rules core's own states: organisations with every kind of input (penalties,
+licences, actions, corrections, court listings and deletions, listing decisions, objections filed
+and resolved, repairs, feedback, ticks, links to legal representatives), split from 2 records on,
+and the benchmark's hot subject at the shipped threshold."""
+
+from __future__ import annotations
+
+import random
+
+import orjson
+import pytest
+
+from bench.core import hot_subject
+from bench.train_state_dict import Fold, organisations, persons
+from domain.engine import step
+from sinks import state_codec
+from sinks.state_codec import StateFormatError, decode_state, encode_stored, is_split, join
+
+
+class StoredFold(Fold):
+    """The rules core over inputs, each new state stored as the subject agent stores it, and checked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stored: dict[str, tuple[bytes, dict[str, bytes], bool]] = {}
+        self.steps = 0
+        self.split_steps = 0
+        self.touched_steps = 0
+
+    def apply(self, event) -> None:
+        queue = [event]
+        while queue:
+            ev = queue.pop(0)
+            base = self.states.get(ev.subject)
+            result = step(base, ev, self.rules, self.cal)
+            if result.outcome in ("redelivered", "invalid"):
+                continue
+            self.states[ev.subject] = result.state
+            self._store(ev.subject, base, result)
+            queue += result.links
+
+    def _store(self, sid: str, base: dict | None, result) -> None:
+        head, parts, was_split = self.stored.get(sid, (b"", {}, False))
+        new = result.state
+        stored = encode_stored(new, base, base_split=was_split, changed=result.touched)
+        if was_split and stored.split:
+            diffed = encode_stored(new, base, base_split=True)  # every part that differs, found by comparing
+            missed = set(diffed.parts) - set(stored.parts)
+            assert not missed, f"{result.outcome}: parts changed but not named touched: {sorted(missed)}"
+            assert set(diffed.removed) <= set(stored.removed)
+            self.split_steps += 1
+            self.touched_steps += result.touched is not None
+        parts = dict(parts) if stored.split else {}
+        for key in stored.removed:
+            parts.pop(key, None)
+        parts.update(stored.parts)
+        self.stored[sid] = (stored.head, parts, stored.split)
+        self.steps += 1
+        if self.steps % 7 == 0:
+            assert self.read(sid) == orjson.loads(orjson.dumps(new))
+
+    def read(self, sid: str) -> dict:
+        head, parts, _ = self.stored[sid]
+        state = decode_state(head)
+        return join(state, {k.encode(): v for k, v in parts.items()})[0] if is_split(state) else state
+
+
+@pytest.fixture
+def split_early(monkeypatch):
+    monkeypatch.setattr(state_codec, "SPLIT_RECORDS", 2)
+
+
+def test_touched_parts_cover_every_change_and_split_states_read_back(split_early):
+    fold = StoredFold()
+    rng = random.Random(11)
+    organisations(fold, rng, 150, start=700_000)
+    persons(fold, rng, 30)
+    assert fold.split_steps > 500, fold.split_steps
+    assert fold.touched_steps > fold.split_steps // 2  # most inputs name their records; the rest are diffed
+    split = [s for s, (_, _, was) in fold.stored.items() if was]
+    assert len(split) > 50
+    assert any(fold.states[s].get("objections") for s in split) and any(fold.states[s].get("repairs") for s in split)
+    for sid in fold.states:
+        assert fold.read(sid) == orjson.loads(orjson.dumps(fold.states[sid])), sid
+
+
+def test_a_split_state_with_a_part_missing_is_refused(split_early):
+    fold = StoredFold()
+    organisations(fold, random.Random(3), 40, start=800_000)
+    sid = next(s for s, (_, parts, was) in fold.stored.items() if was and len(parts) > 2)
+    head, parts, _ = fold.stored[sid]
+    parts.pop(sorted(parts)[0])
+    with pytest.raises(StateFormatError, match="record parts"):
+        fold.read(sid)
+
+
+def test_small_states_are_stored_whole_as_before():
+    fold = StoredFold()
+    organisations(fold, random.Random(5), 30, start=900_000)
+    for sid, (head, parts, was_split) in fold.stored.items():
+        if len(fold.states[sid]["records"]) <= state_codec.SPLIT_RECORDS:
+            assert not was_split and not parts
+            assert decode_state(head) == orjson.loads(orjson.dumps(fold.states[sid]))
+
+
+def test_the_hot_subject_writes_a_bounded_amount_per_input():
+    out = hot_subject(1500, window=200)
+    # past the threshold an input writes the head and the part of the record it touched, not the state
+    assert out["hot_subject_written_bytes_last"] < 4096 < out["hot_subject_stored_kib"] * 1024
