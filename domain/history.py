@@ -282,15 +282,15 @@ def _red_list(sid: str, first: dt.date | None, adverse: dict[str, list[str]], me
     merged: list[tuple[dt.date, dt.date, tuple[str, Any]]] = []
     i, n = 0, len(dates)
     while i < n:
-        start = dates[i]
-        end = _plus_years_iso(start, clean)
+        first_date = dates[i]
+        end = _plus_years_iso(first_date, clean)
         while True:
             j = bisect.bisect_right(dates, end, i) - 1  # the last date the block takes in (inclusive)
             further = _plus_years_iso(dates[j], clean)
             if further <= end:
                 break
             end = further
-        merged.append((_d(start), _d(end), ("adverse_record", adverse[start][0])))
+        merged.append((_d(first_date), _d(end), ("adverse_record", adverse[first_date][0])))
         i = j + 1
     blocks: list[tuple[dt.date, dt.date | None, tuple[str, Any]]] = list(merged)
     blocks += [(m["since"], m["until"], ("listing", m["causes"][0])) for m in memberships]
