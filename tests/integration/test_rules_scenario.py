@@ -40,6 +40,7 @@ async def read_changes(settings):
 
 async def test_listing_objection_reinstatement_repair_and_expiry(settings, department, redis):
     from creditstream.app import Pipeline
+    from streams import kafka
 
     company = samples.COMPANY_USCC
     penalty = sample_event("penalty", severity="严重", domain="environment", source_unit=samples.ECO_ZZ,
@@ -60,7 +61,12 @@ async def test_listing_objection_reinstatement_repair_and_expiry(settings, depar
         ("repair", sample_event("repair", **target, repair_id="郑信修〔2020〕031号", approved=True,
                                 decision_date=dt.date(2020, 9, 1)), "2020-09-01"),
     ]
-    # every input is on its topic before the worker starts, so ticks come after them in the log
+    # every input is on its topic before the worker starts, so ticks come after them in the log;
+    # the topics are created first, as `creditstream topics` does before departments produce: a
+    # topic the broker auto-creates on the first send keeps Apache Kafka's default retention (7 days),
+    # and its retention check (every 10 s here) would delete these 2020-stamped inputs before the
+    # worker reads them
+    await kafka.ensure_topics(settings)
     for kind, record, day in inputs:
         await department.send(schema_of(kind), record, timestamp_ms=ts(day))
     pipeline = Pipeline(settings.replace(timer_interval_s=0.2))
