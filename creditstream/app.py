@@ -77,6 +77,7 @@ class Pipeline:
             log.warning("this worker's clock is shifted (clock_offset_s: tests only)", offset_s=s.clock_offset_s)
         await kafka.wait_for_broker(s)
         await kafka.ensure_topics(s)
+        await self._warn_of_topic_drift()
         self.redis = redis_client(s)
         await self._wait_for_redis()
         keys = await resolve_keys(self.redis, s.namespace, require_pseudonym_key(s.pseudonym_key))
@@ -111,6 +112,21 @@ class Pipeline:
                 raise t.exception()
         log.info("pipeline started", agents=list(self.agent_names), keys=keys.gen_prefix, rules=rules.version,
                  broker=s.broker_url, broker_kind=s.broker_kind)
+
+    async def _warn_of_topic_drift(self) -> None:
+        """A topic that existed before creditstream created it (a department's first send, with the
+        broker auto-creating it) has the broker's defaults: on Apache Kafka a retention of 7 days,
+        which deletes the inputs a replay needs (and, on a stalled worker, inputs not yet read).
+        Said at every start, with the command that fixes it; a broker that cannot tell is not an
+        error."""
+        try:
+            drift = await kafka.topic_config_drift(self.settings)
+        except Exception as exc:  # noqa: BLE001 - a check, never a reason not to start
+            log.warning("could not compare the topics' configuration", error=f"{type(exc).__name__}: {exc}")
+            return
+        for d in drift or ():
+            log.warning("topic configuration differs from creditstream's: run `creditstream topics --apply`",
+                        topic=d.topic, config=d.name, current=d.current, wanted=d.wanted)
 
     async def _beat(self, generation: str) -> None:
         """Tell Redis this worker runs (``HEARTBEAT_S``; the key expires ``HEARTBEAT_TTL_S`` after the

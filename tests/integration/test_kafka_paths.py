@@ -123,3 +123,26 @@ async def test_dead_letter_retention_is_set_reported_and_applied(settings):
     after = await eventually(applied, timeout=15)
     assert after["max.message.bytes"] == str(settings.max_message_bytes + 64 * 1024)
     assert await kafka.topic_config_drift(shorter) == []
+
+
+async def test_a_worker_warns_of_a_topic_the_broker_created_with_its_defaults(settings):
+    """A department's first send before `creditstream topics` auto-creates its topic with the
+    broker's 7-day retention (it deleted 2020-stamped inputs under a test): a worker says so at start."""
+    from structlog.testing import capture_logs
+
+    from creditstream.app import Pipeline
+
+    topic = f"{settings.topic_prefix}penalty"
+    client = kafka.admin(settings)
+    await client.start()
+    try:
+        from aiokafka.admin import NewTopic
+
+        await client.create_topics([NewTopic(topic, settings.partitions, settings.replication_factor)])
+    finally:
+        await client.close()
+    with capture_logs() as logs:
+        await Pipeline(settings)._warn_of_topic_drift()
+    warned = [e for e in logs if e.get("topic") == topic and e["log_level"] == "warning"]
+    assert {e["config"] for e in warned} >= {"retention.ms"}, logs
+    assert "creditstream topics --apply" in warned[0]["event"]
