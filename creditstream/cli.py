@@ -418,9 +418,12 @@ def cmd_replay(args) -> int:
     if args.switch and (start or from_ts):
         print("creditstream: a partial replay cannot be switched to", file=sys.stderr)
         return EXIT_USAGE
+    if args.jobs is not None and args.jobs < 1:
+        print("creditstream: --jobs takes a number of processes, 1 or more", file=sys.stderr)
+        return EXIT_USAGE
     try:
         result = asyncio.run(replay(settings, generation=args.generation, verify=args.verify, switch=args.switch,
-                                    start=start, from_timestamp_ms=from_ts))
+                                    start=start, from_timestamp_ms=from_ts, jobs=args.jobs))
     except ValueError as exc:
         print(f"creditstream: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -428,8 +431,9 @@ def cmd_replay(args) -> int:
         print(f"an earlier replay into generation {gen!r} was interrupted: marked abandoned; its keys "
               f"({settings.namespace}:{gen}:*) can be deleted with the admin user (never the live generation's)",
               file=sys.stderr)
+    processes = f"{result.jobs} process{'es' if result.jobs > 1 else ''}"
     print(f"replayed {result.events} subject events into generation {result.generation!r} "
-          f"in {result.seconds:.2f}s ({result.rate:,.0f} events/s); {len(result.changes)} list changes")
+          f"in {result.seconds:.2f}s ({result.rate:,.0f} events/s, {processes}); {len(result.changes)} list changes")
     code = EXIT_OK
     if args.verify:
         if result.differences:

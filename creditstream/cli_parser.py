@@ -130,6 +130,9 @@ def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.Argumen
     sp.add_argument("--generation", help="name of the new generation (default replay-<ms>)")
     sp.add_argument("--from-offsets", help="PARTITION:OFFSET,... to start from (inspection only)")
     sp.add_argument("--from-timestamp", help="ISO date-time: only events at or after it (inspection only)")
+    sp.add_argument("--jobs", type=int, metavar="N",
+                    help="processes rebuilding partitions side by side (default: one per CPU, at most one per "
+                         "partition of the subject-event log; 1: all in this process)")
 
     sp = add("dlq", commands["dlq"], "list, show and re-drive dead letters",
              "Dead letters: bad input kept whole (original key, bytes and headers) with the reason and "

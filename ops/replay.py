@@ -25,9 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
+import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+
+import structlog
 
 from creditstream.connections import make_codec, redis_client
 from creditstream.heap import keep_heap_young, thaw
@@ -38,7 +43,10 @@ from ops.inspect import running_workers
 from sinks.keys import Keys, require_pseudonym_key, resolve_keys
 from sinks.redis_state import SubjectStateSink, read_states
 from streams import kafka
+from streams.runner import Rewind
 from streams.topics import Topics
+
+log = structlog.get_logger("creditstream.replay")
 
 
 @dataclass
@@ -49,6 +57,7 @@ class ReplayResult:
     changes: list[tuple[str, str]] = field(default_factory=list)  # (subject, change id) in log order
     differences: list[str] = field(default_factory=list)
     switched: bool = False
+    jobs: int = 1  # processes that rebuilt it
     abandoned: list[str] = field(default_factory=list)  # earlier replays found interrupted
 
     @property
@@ -136,11 +145,124 @@ async def _stay_alive(redis, key: str, done: asyncio.Event) -> None:
     await redis.set(key, b"0", ex=REPLAY_ALIVE_TTL_S)
 
 
-async def replay(settings: Settings, *, generation: str | None = None, verify: bool = False,
-                 switch: bool = False, start: dict[int, int] | None = None, from_timestamp_ms: int | None = None,
-                 progress: bool | None = None) -> ReplayResult:
+def job_partitions(partitions: list[int], jobs: int | None = None) -> list[list[int]]:
+    """The subject-event partitions each replay process rebuilds: ``jobs`` (default: one per CPU)
+    groups, round robin, never more than there are partitions."""
+    n = jobs if jobs is not None else (os.cpu_count() or 1)
+    n = max(1, min(n, len(partitions)))
+    return [g for g in (partitions[i::n] for i in range(n)) if g]
+
+
+async def _rebuild(settings: Settings, redis, keys: Keys, *, partitions: list[int] | None,
+                   start: dict[int, int] | None, from_timestamp_ms: int | None, on_batch,
+                   parallel: bool = False) -> tuple[int, list[tuple[str, str]]]:
+    """Apply the subject-event log (``partitions`` of it; None: all) to the generation of ``keys``
+    through the subject agent, as a worker does but producing nothing. Returns the events applied
+    and the list changes (subject, change id) in log order. ``parallel``: other processes rebuild
+    other partitions of the same generation at the same time (below)."""
     from agents.subject import SubjectAgent
 
+    topics = Topics(settings)
+    # several processes: a subject's events may sit on two partitions (repartitioned topic, changed
+    # pseudonym key) rebuilt by two of them, so each batch also WATCHes its subjects and holds no
+    # state between batches (sinks/redis_state.py), and a batch fenced by another job is read again
+    sink = SubjectStateSink(redis, keys, cache_mb=0 if parallel else settings.state_cache_mb,
+                            state_format=settings.state_format, watch_subjects=parallel)
+    agent = SubjectAgent(topics=topics, state=sink, producer=None, codec=make_codec(settings),
+                         rules=load_rulebook(settings.rules_file or None),
+                         calendar=WorkingCalendar.from_file(settings.calendar_file)
+                         if settings.calendar_file else WorkingCalendar())
+    events = 0
+    async for batch in kafka.read_to_end(settings, topics.subject_events, start=start, partitions=partitions):
+        if from_timestamp_ms is not None:
+            batch = [m for m in batch if m.timestamp >= from_timestamp_ms]
+            if not batch:
+                continue
+        for attempt in range(1, FENCED_RETRIES + 1):
+            checkpoint = agent.checkpoint()
+            try:
+                await agent.process(batch, checkpoint)
+            except Rewind:
+                if attempt == FENCED_RETRIES:
+                    raise RuntimeError(f"a replay batch was fenced {attempt} times in a row by another job of the "
+                                       f"same replay; run it again with --jobs 1") from None
+                log.info("replay batch fenced by another job (a subject on two partitions): read again",
+                         partitions=sorted({m.partition for m in batch}), attempt=attempt)
+                continue
+            await checkpoint.complete()
+            break
+        events += len(batch)
+        await on_batch(len(batch))
+    changes = [(msg.key.decode(), dict(msg.headers)["change_id"].decode())
+               for msg in agent.collected if msg.topic == topics.list_changes]
+    return events, changes
+
+
+FENCED_RETRIES = 20
+
+
+def _rebuild_job(settings: Settings, generation: str, partitions: list[int], start: dict[int, int] | None,
+                 from_timestamp_ms: int | None) -> tuple[int, list[tuple[str, str]]]:
+    """One process of a replay in several (``--jobs``): rebuild ``partitions``, counting progress in
+    the replay's progress hash (``applied``)."""
+    from creditstream import logs
+
+    logs.configure(level=settings.log_level, fmt=settings.log_format)
+    return asyncio.run(_rebuild_job_async(settings, generation, partitions, start, from_timestamp_ms))
+
+
+async def _rebuild_job_async(settings: Settings, generation: str, partitions: list[int],
+                             start: dict[int, int] | None, from_timestamp_ms: int | None
+                             ) -> tuple[int, list[tuple[str, str]]]:
+    keys = Keys(settings.namespace, generation, require_pseudonym_key(settings.pseudonym_key))
+    redis = redis_client(settings)
+    heap = asyncio.ensure_future(keep_heap_young(settings.gc_freeze_interval_s))
+    try:
+        async def counted(n: int) -> None:
+            await redis.hincrby(keys.replay_progress(generation), "applied", n)
+
+        return await _rebuild(settings, redis, keys, partitions=partitions, start=start,
+                              from_timestamp_ms=from_timestamp_ms, on_batch=counted, parallel=True)
+    finally:
+        heap.cancel()
+        thaw()
+        await redis.aclose()
+
+
+async def _rebuild_in_processes(settings: Settings, redis, keys: Keys, groups: list[list[int]],
+                                start: dict[int, int] | None, from_timestamp_ms: int | None,
+                                bar: Progress) -> tuple[int, list[tuple[str, str]]]:
+    """The rebuild in one process per group of partitions (they share nothing but Redis: each
+    writes its partitions' positions, its subjects' states and lists). The progress bar follows
+    the ``applied`` count the processes keep in Redis. If one fails, the others are stopped."""
+    loop = asyncio.get_running_loop()
+    pool = ProcessPoolExecutor(max_workers=len(groups), mp_context=multiprocessing.get_context("spawn"))
+    progress_key = keys.replay_progress(keys.generation)
+    log.info("replay in processes", jobs=len(groups), partitions=groups)
+    try:
+        jobs = asyncio.gather(*(loop.run_in_executor(pool, _rebuild_job, settings, keys.generation, g, start,
+                                                     from_timestamp_ms) for g in groups))
+        shown = 0
+        while not jobs.done():
+            await asyncio.wait([jobs], timeout=0.25)
+            applied = int(await redis.hget(progress_key, "applied") or 0)
+            bar.advance(applied - shown)
+            shown = applied
+        results = jobs.result()
+    except BaseException:
+        for proc in list(getattr(pool, "_processes", {}).values()):  # stop the other jobs now
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return sum(n for n, _ in results), [c for _, changes in results for c in changes]
+
+
+async def replay(settings: Settings, *, generation: str | None = None, verify: bool = False,
+                 switch: bool = False, start: dict[int, int] | None = None, from_timestamp_ms: int | None = None,
+                 progress: bool | None = None, jobs: int | None = None) -> ReplayResult:
+    """Rebuild into a fresh generation (module doc). ``jobs``: processes rebuilding partitions side
+    by side (default: one per CPU, at most one per partition; 1: in this process)."""
     topics = Topics(settings)
     generation = generation or f"replay-{int(time.time() * 1000)}"
     keys = Keys(settings.namespace, generation, require_pseudonym_key(settings.pseudonym_key))
@@ -161,12 +283,6 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
         await redis.set(keys.replay_alive(generation), b"1", ex=REPLAY_ALIVE_TTL_S)
         alive = asyncio.ensure_future(_stay_alive(redis, keys.replay_alive(generation), ended))
         await redis.hset(keys.replay_progress(generation), mapping={"status": "running", "started": int(time.time())})
-        agent = SubjectAgent(topics=topics, state=SubjectStateSink(redis, keys, cache_mb=settings.state_cache_mb,
-                                                                   state_format=settings.state_format),
-                             producer=None,
-                             codec=make_codec(settings), rules=load_rulebook(settings.rules_file or None),
-                             calendar=WorkingCalendar.from_file(settings.calendar_file)
-                             if settings.calendar_file else WorkingCalendar())
         bar = Progress(await _log_size(settings, topics.subject_events), enabled=progress)
         # the rebuilt states stay in the state cache: keep the cyclic collector off them, as a
         # worker does (creditstream/heap.py)
@@ -176,21 +292,20 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
             start = await kafka.offsets_at(settings, topics.subject_events, from_timestamp_ms)
             if start is not None:
                 from_timestamp_ms = None  # Apache Kafka found the offsets: nothing to filter
-        async for batch in kafka.read_to_end(settings, topics.subject_events, start=start):
-            if from_timestamp_ms is not None:
-                batch = [m for m in batch if m.timestamp >= from_timestamp_ms]
-                if not batch:
-                    continue
-            checkpoint = agent.checkpoint()
-            await agent.process(batch, checkpoint)
-            await checkpoint.complete()
-            result.events += len(batch)
-            bar.advance(len(batch))
+        groups = job_partitions(await kafka.partitions_of(settings, topics.subject_events), jobs)
+        result.jobs = max(len(groups), 1)
+        if len(groups) <= 1:
+            async def advance(n: int) -> None:
+                bar.advance(n)
+                await redis.hincrby(keys.replay_progress(generation), "applied", n)
+
+            result.events, result.changes = await _rebuild(settings, redis, keys, partitions=None, start=start,
+                                                           from_timestamp_ms=from_timestamp_ms, on_batch=advance)
+        else:
+            result.events, result.changes = await _rebuild_in_processes(settings, redis, keys, groups, start,
+                                                                        from_timestamp_ms, bar)
         result.seconds = time.perf_counter() - t0
         bar.close()
-        for msg in agent.collected:
-            if msg.topic == topics.list_changes:
-                result.changes.append((msg.key.decode(), dict(msg.headers)["change_id"].decode()))
         await redis.hset(keys.replay_progress(generation),
                          mapping={"status": "complete", "events": result.events, "finished": int(time.time())})
         if verify:

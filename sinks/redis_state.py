@@ -203,8 +203,15 @@ async def read_states(redis, keys: Keys, subject_ids: list[str]) -> list[dict | 
 
 
 class SubjectStateSink:
-    def __init__(self, redis, keys: Keys, *, cache_mb: int = 64, state_format: str = "compact"):
+    def __init__(self, redis, keys: Keys, *, cache_mb: int = 64, state_format: str = "compact",
+                 watch_subjects: bool = False):
+        """``watch_subjects``: WATCH the subjects' keys too, not only the partitions' positions, for
+        writers that share subjects without sharing partitions (a replay in several processes, when
+        a subject's events sit on two partitions): a subject written by another since ``begin()``
+        fences the batch. Such a writer keeps no state cache (``cache_mb=0``): a held state could
+        predate the other's write."""
         self.redis = redis
+        self.watch_subjects = watch_subjects
         self.keys = keys
         if state_format not in STATE_FORMATS:
             raise ValueError(f"state_format: {state_format!r} is not one of {STATE_FORMATS}")
@@ -255,7 +262,7 @@ class SubjectStateSink:
         self._pipe = pipe = self.redis.pipeline(transaction=True)
         pos_keys = [self.keys.position(p) for p in parts]
         if pos_keys:
-            await pipe.watch(*pos_keys)
+            await pipe.watch(*pos_keys, *((self.keys.subject(s) for s in ids) if self.watch_subjects else ()))
         keys = [self.keys.sentinel, *pos_keys, *(self.keys.outbox(p) for p in parts),
                 *(self.keys.subject(s) for s in missing)]
         raw = await (pipe.mget(keys) if pos_keys else self.redis.mget(keys))

@@ -252,8 +252,10 @@ async def read_to_end(
     start: dict[int, int] | None = None,
     idle_timeout_s: float = 2.0,
     max_records: int = 5000,
+    partitions: Iterable[int] | None = None,
 ) -> AsyncIterator[list[ConsumerRecord]]:
-    """Yield batches of every record in ``topic`` from ``start`` (default: the beginning) to its end.
+    """Yield batches of every record in ``topic`` from ``start`` (default: the beginning) to its end
+    (``partitions``: only these of its partitions).
 
     The end of each partition is the high watermark of the fetch response (correct on Tansu too),
     so this stops once every partition's position has reached it. Partitions that stay empty are
@@ -266,7 +268,8 @@ async def read_to_end(
         if not parts:
             await c._client._wait_on_metadata(topic)  # noqa: SLF001 - metadata of an unsubscribed topic
             parts = c.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        only = set(partitions) if partitions is not None else None
+        tps = [TopicPartition(topic, p) for p in sorted(parts) if only is None or p in only]
         if not tps:
             return
         c.assign(tps)
@@ -307,6 +310,18 @@ async def read_to_end(
 async def log_end_offsets(c: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
     """Log ends by ListOffsets: right on Apache Kafka only (never called for Tansu, defect 3)."""
     return await c.end_offsets(tps)  # apache-kafka only: broker_kind switch
+
+
+async def partitions_of(settings: Settings, topic: str) -> list[int]:
+    """The partitions of ``topic``, from the cluster's metadata (none if it does not exist)."""
+    client = admin(settings)
+    await client.start()
+    try:
+        described = await client.describe_topics([topic])
+        return sorted(p["partition"] for t in described if t.get("topic") == topic and not t.get("error_code")
+                      for p in t.get("partitions") or ())
+    finally:
+        await client.close()
 
 
 async def log_ends(settings: Settings, topic: str, timeout_s: float = 10.0) -> dict[int, int]:
