@@ -28,6 +28,7 @@ import contextlib
 import multiprocessing
 import os
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -201,6 +202,17 @@ async def _rebuild(settings: Settings, redis, keys: Keys, *, partitions: list[in
 FENCED_RETRIES = 20
 
 
+def _end_with_parent(parent: int) -> None:
+    """In a replay's job process: end it as soon as the replay that started it is gone (killed with
+    kill -9, say): nobody would read its result, and a rerun starts a generation of its own."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(3)
+
+    threading.Thread(target=watch, daemon=True, name="end-with-parent").start()
+
+
 def _rebuild_job(settings: Settings, generation: str, partitions: list[int], start: dict[int, int] | None,
                  from_timestamp_ms: int | None) -> tuple[int, list[tuple[str, str]]]:
     """One process of a replay in several (``--jobs``): rebuild ``partitions``, counting progress in
@@ -236,7 +248,8 @@ async def _rebuild_in_processes(settings: Settings, redis, keys: Keys, groups: l
     writes its partitions' positions, its subjects' states and lists). The progress bar follows
     the ``applied`` count the processes keep in Redis. If one fails, the others are stopped."""
     loop = asyncio.get_running_loop()
-    pool = ProcessPoolExecutor(max_workers=len(groups), mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(max_workers=len(groups), mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_end_with_parent, initargs=(os.getpid(),))
     progress_key = keys.replay_progress(keys.generation)
     log.info("replay in processes", jobs=len(groups), partitions=groups)
     try:

@@ -180,7 +180,7 @@ class Stored(NamedTuple):
     """What to write for one state: the value of ``Keys.subject()``, and for a split state the
     parts to set and the record keys to delete in ``Keys.subject_records()``."""
     head: bytes
-    json_bytes: int                # the JSON size written (the state cache's estimate)
+    json_bytes: int                # the state's JSON size (estimated for a split state: see encode_stored)
     split: bool
     parts: dict[str, bytes]
     removed: list[str]
@@ -263,10 +263,14 @@ def encode_stored(state: dict, base: dict | None = None, *, base_split: bool = F
         changed = sorted(_part_keys(new))
     head, size = _encode(head_of(state), state_format)
     parts = {}
+    written = 0
     for key in changed:
         parts[key], n = _encode(part_of(new, key), state_format)
-        size += n
-    return Stored(head, size, True, parts, removed)
+        written += n
+    # the whole state's JSON size, for the state cache's budget: the parts not written are taken
+    # to be as large as those written (a record's part is ~2 KB whatever the record)
+    per_part = written / len(parts) if parts else 2048
+    return Stored(head, size + int(per_part * len(state.get("records") or ())), True, parts, removed)
 
 
 def is_split(head: dict) -> bool:

@@ -53,8 +53,11 @@ class EventGenerator:
 
     def __init__(self, seed: int = 1, *, subjects: int = 1000, duplicate_rate: float = 0.05,
                  correction_rate: float = 0.02, malformed_rate: float = 0.01, legacy_rate: float = 0.005,
-                 start: dt.date = dt.date(2024, 1, 2)):
+                 start: dt.date = dt.date(2024, 1, 2), hot_share: float = 0.0):
+        """``hot_share``: the share of new decisions about subject 0, a hot subject with a long
+        history (stored split past 64 records: sinks/state_codec.py)."""
         self.rng = random.Random(seed)
+        self.hot_share = hot_share
         self.subjects = subjects
         self.duplicate_rate = duplicate_rate
         self.correction_rate = correction_rate
@@ -69,7 +72,7 @@ class EventGenerator:
 
     def fresh(self) -> tuple[str, dict]:
         rng = self.rng
-        i = rng.randrange(self.subjects)
+        i = 0 if self.hot_share and rng.random() < self.hot_share else rng.randrange(self.subjects)
         self._n += 1
         day = self.start + dt.timedelta(days=self._n % 700)
         unit, unit_code = UNITS[self._n % len(UNITS)]

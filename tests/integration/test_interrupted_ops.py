@@ -58,6 +58,22 @@ async def _run(settings, *argv, timeout: float = 120) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
+def _children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (Linux)."""
+    try:
+        return [int(c) for c in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    """A process that exists and is not a zombie."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 async def _kill_when(proc: subprocess.Popen, ready, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -163,7 +179,20 @@ async def test_a_killed_replay_rerun_builds_the_whole_state(pipeline, department
         return False
 
     proc = _start(settings, "replay")
-    await _kill_when(proc, replaying)
+    jobs: list[int] = []
+
+    async def replaying_in_processes():
+        if not await replaying():
+            return False
+        jobs[:] = _children(proc.pid)  # the replay's job processes (one per CPU, at most one per partition)
+        return True
+
+    await _kill_when(proc, replaying_in_processes)
+    # its job processes end with it: nobody would read what they rebuild
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in jobs) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert not [pid for pid in jobs if _alive(pid)], f"job processes {jobs} outlived the killed replay"
     [killed] = [k.decode()[len(keys.replay_progress("")):] async for k in redis.scan_iter(match=keys.replay_pattern)]
     assert await redis.hget(keys.replay_progress(killed), "status") == b"running"
     assert 0 < await redis.ttl(keys.replay_alive(killed)) <= 15  # expires: the next replay then marks it abandoned

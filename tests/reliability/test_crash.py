@@ -10,7 +10,7 @@ import random
 import pytest
 
 from streams.samples import SCHEMA_OF_KIND
-from streams.synthetic import EventGenerator
+from streams.synthetic import EventGenerator, uscc
 from tests.reliability import harness
 from tests.workers import WorkerProcess
 
@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 async def test_kill_minus_nine_at_random_points(settings, department, redis, tmp_path):
     s = settings.replace(timer_interval_s=0.5, max_batch=500)
     rng = random.Random(20261123)
-    gen = EventGenerator(seed=7, subjects=max(50, harness.EVENTS // 20), legacy_rate=0.01)
+    gen = EventGenerator(seed=7, subjects=max(50, harness.EVENTS // 20), legacy_rate=0.01, hot_share=0.05)
     chunk = max(1, harness.EVENTS // harness.KILLS)
     worker = WorkerProcess(s, tmp_path / "worker.log").start()
     sent = kills = 0
@@ -45,6 +45,13 @@ async def test_kill_minus_nine_at_random_points(settings, department, redis, tmp
             lost = await harness.lost_inputs(s, redis)
             assert not diverged, f"after kill {kills}: {diverged[:10]}"
             assert not lost, f"after kill {kills}: {lost[:10]}"
+        # the hot subject (5% of the inputs) is stored split, and was through every kill
+        from sinks.keys import Keys
+        from sinks.state_codec import SPLIT_RECORDS, decode_state, is_split
+
+        hot = (await harness.redis_states(redis, s)).get(uscc(0))
+        assert hot is not None and len(hot["records"]) > SPLIT_RECORDS
+        assert is_split(decode_state(await redis.get(Keys(s.namespace, pseudonym_key=s.pseudonym_key).subject(uscc(0)))))
     finally:
         worker.stop()
         log = worker.log_tail(10 ** 9)

@@ -61,7 +61,7 @@ async def check(s, redis, workers, what):
 
 async def test_a_paused_worker_is_fenced_out(settings, department, redis, tmp_path):
     s = settings.replace(max_batch=300, timer_interval_s=0.5)
-    gen = EventGenerator(seed=21, subjects=max(60, harness.EVENTS // 20), legacy_rate=0.0)
+    gen = EventGenerator(seed=21, subjects=max(60, harness.EVENTS // 20), legacy_rate=0.0, hot_share=0.05)
     a = WorkerProcess(s, tmp_path / "a.log").start()
     b = WorkerProcess(s, tmp_path / "b.log").start()
     pauses = 0
@@ -89,7 +89,7 @@ async def test_a_paused_worker_is_fenced_out(settings, department, redis, tmp_pa
 
 async def test_redis_restored_from_a_copy_seconds_old(settings, department, redis, tmp_path):
     s = settings.replace(max_batch=200)
-    gen = EventGenerator(seed=22, subjects=max(60, harness.EVENTS // 20), legacy_rate=0.0)
+    gen = EventGenerator(seed=22, subjects=max(60, harness.EVENTS // 20), legacy_rate=0.0, hot_share=0.05)
     snapshot, restore = redis.register_script(_SNAPSHOT), redis.register_script(_RESTORE)
     pattern = f"{s.namespace}:*"
     worker = WorkerProcess(s, tmp_path / "worker.log").start()

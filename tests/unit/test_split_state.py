@@ -114,3 +114,22 @@ def test_the_hot_subject_writes_a_bounded_amount_per_input():
     out = hot_subject(1500, window=200)
     # past the threshold an input writes the head and the part of the record it touched, not the state
     assert out["hot_subject_written_bytes_last"] < 4096 < out["hot_subject_stored_kib"] * 1024
+
+
+def test_a_split_state_is_counted_whole_in_the_state_cache_budget():
+    """The state cache's budget counts a state's JSON size; a split state writes only a few parts,
+    but is held whole in memory."""
+    import datetime as dt
+
+    from bench.core import SUBJECT, penalty
+    from domain import events
+    from domain.clock import due_ms
+
+    fold = Fold()
+    for i in range(300):
+        fold.apply(events.of_record(SUBJECT, "uscc", f"creditstream.penalty/0/{i}",
+                                    penalty(i, dt.date(2021, 1, 4) + dt.timedelta(days=i)), due_ms("2026-11-30")))
+    big = fold.states[SUBJECT]
+    whole = len(orjson.dumps(big))
+    estimate = encode_stored(big, big, base_split=True, changed=[next(iter(big["records"]))]).json_bytes
+    assert whole / 2 < estimate < whole * 2, (estimate, whole)
