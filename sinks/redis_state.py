@@ -312,6 +312,13 @@ class SubjectStateSink:
                 self._read[s] = (p, states[s], size)
         return Loaded(states, positions, outboxes)
 
+    def release(self) -> None:
+        """Drop what the last batch buffered (its states, encoded and not), once it is committed:
+        only the state cache keeps states between batches."""
+        self._reset()
+        self._base = {}
+        self._read = {}
+
     async def abort(self) -> None:
         if self._pipe is not None:
             pipe, self._pipe = self._pipe, None
