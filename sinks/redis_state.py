@@ -429,12 +429,20 @@ class SubjectStateSink:
             if p is not None:
                 states[sid] = (p, state, size)
         self.cache.written(self._positions, states)
-        self._read = {}
+        self._let_go()
 
     def _forget(self) -> None:
         for p in self._positions:
             self.cache.drop(p)
+        self._let_go()
+
+    def _let_go(self) -> None:
+        """The batch's states, read and written, are needed no more: only the cache keeps states
+        between batches (what else lived on until the next batch was walked by the collector's
+        next round: creditstream/heap.py)."""
         self._read = {}
+        self._base = {}
+        self._added = {}
 
     async def clear_outbox(self, positions: dict[int, int]) -> None:
         """Step 4: the outboxes this batch wrote are produced; delete them where still ours."""
