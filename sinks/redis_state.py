@@ -185,20 +185,44 @@ class StateCache:
         return len(self._entries)
 
 
+async def read_split(redis, keys: Keys, subject_ids: list[str]) -> list[tuple[dict | None, int, bool]]:
+    """The whole states of subjects whose head said they are stored split, their JSON sizes and
+    whether they still are:
+    head and parts read again together in one MULTI/EXEC, so that a writer committing between the
+    head's read and the parts' cannot give a head of one batch with the parts of another (seen:
+    "its head names 120 record parts, Redis holds 130" under a running worker)."""
+    pipe = redis.pipeline(transaction=True)
+    for sid in subject_ids:
+        pipe.get(keys.subject(sid))
+        pipe.hgetall(keys.subject_records(sid))
+    answers = await pipe.execute()
+    out: list[tuple[dict | None, int, bool]] = []
+    for raw, parts in zip(answers[0::2], answers[1::2]):
+        if raw is None:
+            out.append((None, 0, False))
+            continue
+        text = state_json(raw)
+        head = orjson.loads(text)
+        if not is_split(head):  # written whole meanwhile
+            out.append((head, len(text), False))
+            continue
+        state, parts_size = join(head, parts)
+        out.append((state, len(text) + parts_size, True))
+    return out
+
+
 async def read_states(redis, keys: Keys, subject_ids: list[str]) -> list[dict | None]:
     """The whole states of subjects (ids or storage ids), None where none is stored: one MGET, and
-    one HGETALL per subject stored split (sinks/state_codec.py). The one way to read whole states."""
+    for the subjects stored split one MULTI/EXEC reading head and parts together
+    (sinks/state_codec.py). The one way to read whole states."""
     if not subject_ids:
         return []
     raws = await redis.mget([keys.subject(s) for s in subject_ids])
     states = [decode_state(raw) if raw is not None else None for raw in raws]
     split = [i for i, st in enumerate(states) if st is not None and is_split(st)]
     if split:
-        pipe = redis.pipeline(transaction=False)
-        for i in split:
-            pipe.hgetall(keys.subject_records(subject_ids[i]))
-        for i, parts in zip(split, await pipe.execute()):
-            states[i] = join(states[i], parts)[0]  # type: ignore[arg-type]
+        for i, (state, _, _) in zip(split, await read_split(redis, keys, [subject_ids[i] for i in split])):
+            states[i] = state
     return states
 
 
@@ -300,11 +324,14 @@ class SubjectStateSink:
             head = orjson.loads(text)
             size = len(text)
             was_split = is_split(head)
-            if was_split:  # a hot subject: its records are in their own hash (read under the same WATCH)
-                hash_key = self.keys.subject_records(s)
-                parts = await (pipe.hgetall(hash_key) if pos_keys else self.redis.hgetall(hash_key))
-                head, parts_size = join(head, parts)
-                size += parts_size
+            if was_split:
+                # a hot subject: head and parts read again together (read_split); if another
+                # writer committed since the MGET above, this batch's commit is fenced anyway
+                [(whole, size, was_split)] = await read_split(self.redis, self.keys, [s])
+                if whole is None:
+                    states[s] = None
+                    continue
+                head = whole
             states[s] = head
             self._base[s] = (head, was_split)
             p = self._partition_of.get(s)

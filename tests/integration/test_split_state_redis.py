@@ -92,3 +92,34 @@ async def test_a_hot_subject_is_stored_split_and_reads_back_whole(settings, redi
     await redis.hdel(keys.subject_records(SUBJECT), next(iter(after)))
     with pytest.raises(StateFormatError, match="record parts"):
         await read_states(redis, keys, [SUBJECT])
+
+
+async def test_readers_never_see_a_head_and_parts_of_different_batches(settings, redis):
+    """Seen in CI: a reader took the head of one batch and the parts of the next ("its head names
+    120 record parts, Redis holds 130") while a worker wrote. Head and parts are read together."""
+    import asyncio
+
+    keys = Keys(settings.namespace, pseudonym_key=settings.pseudonym_key)
+    evs = inputs(SPLIT_RECORDS + 200)
+    sink = SubjectStateSink(redis, keys)
+    first = SPLIT_RECORDS + 5
+    await apply_batch(sink, evs[:first], 0, 0)
+    done = asyncio.Event()
+    reads = 0
+
+    async def read_all_the_time() -> None:
+        nonlocal reads
+        while not done.is_set():
+            (state,) = await read_states(redis, keys, [SUBJECT])  # raises on a torn read
+            assert len(state["records"]) >= first - first // 5
+            reads += 1
+
+    reader = asyncio.create_task(read_all_the_time())
+    try:
+        for start in range(first, len(evs), 5):
+            await apply_batch(sink, evs[start:start + 5], 0, start)
+            await asyncio.sleep(0)
+    finally:
+        done.set()
+        await reader
+    assert reads > 20
