@@ -335,7 +335,10 @@ class SubjectStateSink:
             states[s] = head
             self._base[s] = (head, was_split)
             p = self._partition_of.get(s)
-            if p is not None:
+            # held afterwards only if stored as this sink would store it (a held state is taken to
+            # be stored split exactly when it has more than SPLIT_RECORDS records; one an earlier
+            # version wrote whole is read again until it is written split)
+            if p is not None and was_split == split_due(head):
                 self._read[s] = (p, states[s], size)
         return Loaded(states, positions, outboxes)
 

@@ -123,3 +123,28 @@ async def test_readers_never_see_a_head_and_parts_of_different_batches(settings,
         done.set()
         await reader
     assert reads > 20
+
+
+async def test_a_big_state_written_whole_by_an_earlier_version_is_split_when_next_written(settings, redis):
+    """A subject of more than 64 records stored whole (before split storage): read, held by the
+    state cache without being written (a batch that changed nothing of it), then changed by the next
+    batch: every part is written then, not only the touched one."""
+    from sinks.state_codec import encode_state
+
+    keys = Keys(settings.namespace, pseudonym_key=settings.pseudonym_key)
+    rules, cal = load_rulebook(), WorkingCalendar()
+    evs = inputs(SPLIT_RECORDS + 20)
+    state = None
+    for ev in evs[:-1]:
+        state = step(state, ev, rules, cal).state
+    n = len(evs) - 1
+    await redis.set(keys.subject(SUBJECT), encode_state(state))  # the earlier version's whole form
+    await redis.set(keys.position(0), n)
+    sink = SubjectStateSink(redis, keys)
+    await sink.begin([SUBJECT], {0: n}, partition_of={SUBJECT: 0})  # read, nothing written
+    sink.set_position(0, n)
+    await sink.commit()
+    state = await apply_batch(sink, evs[-1:], 0, n)  # from the cache: one record touched
+    (back,) = await read_states(redis, keys, [SUBJECT])
+    assert back == orjson.loads(orjson.dumps(state))
+    assert await redis.hlen(keys.subject_records(SUBJECT)) == len(state["records"])
