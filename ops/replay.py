@@ -200,8 +200,7 @@ async def _rebuild(settings: Settings, redis, keys: Keys, *, partitions: list[in
                 break
             events += len(batch)
             await on_batch(len(batch))
-            if heap:
-                sink.release()
+            if heap:  # the sink let go of the batch's states at its commit
                 collect_and_freeze()
     finally:
         if heap:

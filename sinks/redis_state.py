@@ -311,6 +311,7 @@ class SubjectStateSink:
         cache.hits += len(held)
         cache.misses += len(blobs)
         states: dict[str, dict | None] = {}
+        read: dict[str, tuple[dict | None, int, bool]] = {}  # subject -> (state, JSON size, stored split)
         for s in ids:
             if s in held:
                 states[s] = held[s]
@@ -321,33 +322,24 @@ class SubjectStateSink:
                 states[s] = None
                 continue
             text = state_json(v)  # compact or JSON (sinks/state_codec.py)
-            head = orjson.loads(text)
-            size = len(text)
-            was_split = is_split(head)
-            if was_split:
-                # a hot subject: head and parts read again together (read_split); if another
-                # writer committed since the MGET above, this batch's commit is fenced anyway
-                [(whole, size, was_split)] = await read_split(self.redis, self.keys, [s])
-                if whole is None:
-                    states[s] = None
-                    continue
-                head = whole
-            states[s] = head
-            self._base[s] = (head, was_split)
+            read[s] = (orjson.loads(text), len(text), False)
+        # hot subjects: head and parts read again together, all of them in one MULTI/EXEC
+        # (read_split); if another writer committed since the MGET above, the commit is fenced anyway
+        split = [s for s, (head, _, _) in read.items() if is_split(head)]
+        if split:
+            read.update(zip(split, await read_split(self.redis, self.keys, split)))
+        for s, (state, size, was_split) in read.items():
+            states[s] = state
+            if state is None:
+                continue
+            self._base[s] = (state, was_split)
             p = self._partition_of.get(s)
             # held afterwards only if stored as this sink would store it (a held state is taken to
             # be stored split exactly when it has more than SPLIT_RECORDS records; one an earlier
             # version wrote whole is read again until it is written split)
-            if p is not None and was_split == split_due(head):
-                self._read[s] = (p, states[s], size)
+            if p is not None and was_split == split_due(state):
+                self._read[s] = (p, state, size)
         return Loaded(states, positions, outboxes)
-
-    def release(self) -> None:
-        """Drop what the last batch buffered (its states, encoded and not), once it is committed:
-        only the state cache keeps states between batches."""
-        self._reset()
-        self._base = {}
-        self._read = {}
 
     async def abort(self) -> None:
         if self._pipe is not None:
@@ -443,8 +435,9 @@ class SubjectStateSink:
                 self._forget()  # written or not: unknown
                 raise
             metrics.REDIS_WRITE_SECONDS.observe(time.perf_counter() - t0)
+            written = len(self._states)
             self._remember()
-            return len(self._states)
+            return written
         finally:
             try:
                 await pipe.reset()
@@ -467,12 +460,12 @@ class SubjectStateSink:
         self._let_go()
 
     def _let_go(self) -> None:
-        """The batch's states, read and written, are needed no more: only the cache keeps states
-        between batches (what else lived on until the next batch was walked by the collector's
-        next round: creditstream/heap.py)."""
+        """The batch's states, read and written, encoded and not, are needed no more: only the
+        cache keeps states between batches (what else lived on until the next batch was walked by
+        the collector's next round: creditstream/heap.py)."""
+        self._reset()
         self._read = {}
         self._base = {}
-        self._added = {}
 
     async def clear_outbox(self, positions: dict[int, int]) -> None:
         """Step 4: the outboxes this batch wrote are produced; delete them where still ours."""
