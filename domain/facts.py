@@ -261,11 +261,42 @@ def publicity_track(sid: str, key: str, facts: Doc | None) -> list[Doc]:
     return out
 
 
+BASIS_VERSION = 2
+"""The basis's form: 2 = its dates kept as sorted ``[date, value]`` pairs (version 1, with no
+``"v"``, kept them as dicts, which the lists scanned whole on every input: ``min`` of the dates,
+the dates after the clock, the adverse dates sorted; ~0.3 ms per input at 4,000 records, issue 13).
+A state with a basis of another form is derived again from its records once (domain/history.py)."""
+
+
 def new_basis() -> Doc:
     """What the lists are assembled from, kept compact in the state (``state["basis"]``): decision
     dates of the records that count (with counts), adverse records by date, the records with list
-    candidates or removals, and the dates publicity changes fall on."""
-    return {"dates": {}, "adverse": {}, "listed": [], "pub_dates": {}}
+    candidates or removals, and the dates publicity changes fall on. Every dated part is a list of
+    ``[date, value]`` pairs sorted by date, so that the first date, the next date after the clock
+    and a range of dates are found by bisection, not by scanning a subject's whole history."""
+    return {"v": BASIS_VERSION, "dates": [], "adverse": [], "listed": [], "pub_dates": []}
+
+
+def copy_basis(basis: Doc) -> Doc:
+    """A basis to move records in and out of, leaving ``basis`` as it was (its pairs are shared,
+    never changed in place: a move replaces a pair)."""
+    return {"v": BASIS_VERSION, "dates": list(basis["dates"]), "adverse": list(basis["adverse"]),
+            "listed": list(basis["listed"]), "pub_dates": list(basis["pub_dates"])}
+
+
+def first_date(pairs: list[list[Any]]) -> str | None:
+    """The earliest date of a basis part."""
+    return pairs[0][0] if pairs else None
+
+
+def next_date(pairs: list[list[Any]], after: str) -> str | None:
+    """The earliest date of a basis part later than ``after``."""
+    i = bisect.bisect_right(pairs, after, key=_date_of)
+    return pairs[i][0] if i < len(pairs) else None
+
+
+def _date_of(pair: list[Any]) -> str:
+    return pair[0]  # type: ignore[no-any-return]
 
 
 def basis_of(facts: dict[str, Doc], tracks: dict[str, list[Doc]]) -> Doc:
@@ -279,19 +310,26 @@ def basis_of(facts: dict[str, Doc], tracks: dict[str, list[Doc]]) -> Doc:
 
 
 def _basis_move(basis: Doc, key: str, facts: Doc | None, pub: list[Doc], sign: int) -> None:
-    """Add (sign 1) or take out (sign -1) one record's contribution to the basis."""
+    """Add (sign 1) or take out (sign -1) one record's contribution to the basis (its pairs are
+    replaced, never changed: see ``copy_basis``)."""
     if facts is not None:
         _count(basis["dates"], facts["d"], sign)
         if facts["adverse"]:
-            keys = list(basis["adverse"].get(facts["d"]) or ())  # a copy: the old state's stays as it was
+            pairs = basis["adverse"]
+            d = facts["d"]
+            i = bisect.bisect_left(pairs, d, key=_date_of)
+            found = i < len(pairs) and pairs[i][0] == d
+            keys = list(pairs[i][1]) if found else []  # a copy: the old state's stays as it was
             if sign > 0:
                 bisect.insort(keys, key)
             else:
                 keys.remove(key)
-            if keys:
-                basis["adverse"][facts["d"]] = keys
-            else:
-                basis["adverse"].pop(facts["d"], None)
+            if keys and found:
+                pairs[i] = [d, keys]
+            elif keys:
+                pairs.insert(i, [d, keys])
+            elif found:
+                del pairs[i]
         if facts["cands"] or facts["removal"]:
             if sign > 0:
                 bisect.insort(basis["listed"], key)
@@ -301,9 +339,13 @@ def _basis_move(basis: Doc, key: str, facts: Doc | None, pub: list[Doc], sign: i
         _count(basis["pub_dates"], c["effective_date"], sign)
 
 
-def _count(counts: Doc, key: str, sign: int) -> None:
-    n = counts.get(key, 0) + sign
-    if n:
-        counts[key] = n
-    else:
-        counts.pop(key, None)
+def _count(pairs: list[list[Any]], d: str, sign: int) -> None:
+    i = bisect.bisect_left(pairs, d, key=_date_of)
+    if i < len(pairs) and pairs[i][0] == d:
+        n = pairs[i][1] + sign
+        if n:
+            pairs[i] = [d, n]
+        else:
+            del pairs[i]
+    elif sign:
+        pairs.insert(i, [d, sign])

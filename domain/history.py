@@ -36,14 +36,19 @@ from typing import Any, NamedTuple
 from domain.calendar import WorkingCalendar, add_years
 from domain.facts import (
     _ONE_DAY,
+    BASIS_VERSION,
     FAR,
     Cand,
     _basis_move,
     _change,
     _d,
+    _date_of,
     _plus_years,
+    copy_basis,
     earliest_repair,
+    first_date,
     new_basis,
+    next_date,
     objection_index,
     publicity_track,
     record_facts,
@@ -90,7 +95,7 @@ def list_tracks(state: SubjectState, facts: dict[str, Doc], basis: Doc, index: D
         for c in f["cands"]:
             cands.append(Cand(c[0], c[1], _d(c[2]), _d(c[3]) if c[3] else None, key, (c[4], c[5]), (c[6], c[7])))
     adverse = basis["adverse"]
-    first = min(basis["dates"]) if basis["dates"] else None
+    first = first_date(basis["dates"])
     changes: list[Doc] = []
 
     # removal decisions end the domain's blacklist memberships they fall in
@@ -266,11 +271,11 @@ def _escalation(sid: str, memberships: list[Doc], k: int, changes: list[Doc]) ->
     return out
 
 
-def _red_list(sid: str, first: dt.date | None, adverse: dict[str, list[str]], memberships: list[Doc], clean: int,
+def _red_list(sid: str, first: dt.date | None, adverse: list[list[Any]], memberships: list[Doc], clean: int,
               changes: list[Doc]) -> list[Doc]:
     """Three clean years (RULES.md 4): no adverse record within the last ``clean`` years and on no
-    list; ends on the next adverse record or list entry. ``adverse``: date -> the adverse records
-    of that date (sorted)."""
+    list; ends on the next adverse record or list entry. ``adverse``: ``[date, the adverse records
+    of that date (sorted)]`` pairs, sorted by date (the basis's)."""
     if first is None:
         return []
     # adverse records block [date, date + clean years); overlapping blocks merged first (a block
@@ -278,19 +283,19 @@ def _red_list(sid: str, first: dt.date | None, adverse: dict[str, list[str]], me
     # end of a block grows with its date, so a merged block is found by jumping to the last date
     # inside its current end: a few steps per block, not one per record (a subject with thousands
     # of adverse records, issue 13)
-    dates = sorted(adverse)
     merged: list[tuple[dt.date, dt.date, tuple[str, Any]]] = []
-    i, n = 0, len(dates)
+    i, n = 0, len(adverse)
     while i < n:
-        first_date = dates[i]
-        end = _plus_years_iso(first_date, clean)
+        start, records = adverse[i]
+        end = _plus_years_iso(start, clean)
         while True:
-            j = bisect.bisect_right(dates, end, i) - 1  # the last date the block takes in (inclusive)
-            further = _plus_years_iso(dates[j], clean)
+            # the last date the block takes in (inclusive)
+            j = bisect.bisect_right(adverse, end, i, key=_date_of) - 1
+            further = _plus_years_iso(adverse[j][0], clean)
             if further <= end:
                 break
             end = further
-        merged.append((_d(first_date), _d(end), ("adverse_record", adverse[first_date][0])))
+        merged.append((_d(start), _d(end), ("adverse_record", records[0])))
         i = j + 1
     blocks: list[tuple[dt.date, dt.date | None, tuple[str, Any]]] = list(merged)
     blocks += [(m["since"], m["until"], ("listing", m["causes"][0])) for m in memberships]
@@ -360,16 +365,15 @@ def advance(before: SubjectState, after: SubjectState, touched: set[str], as_of:
     index = objection_index(after)
     # a subject seen for the first time has nothing to re-derive: its only records are the touched ones
     empty = not (before.get("records") or before.get("objections") or before.get("repairs"))
-    full = not empty and (before.get("facts_rules") != rules.version or "basis" not in before)
+    full = not empty and (before.get("facts_rules") != rules.version
+                          or (before.get("basis") or {}).get("v") != BASIS_VERSION)
     if full:
         _, scratch = timeline(after, rules, cal)
         facts, basis, pub = scratch["facts"], scratch["basis"], scratch["publicity_tracks"]
         keys = set(facts) | set(old_pub)
     else:
         facts = dict(before.get("facts") or {})
-        old = before.get("basis") or new_basis()
-        basis = {"dates": dict(old["dates"]), "adverse": dict(old["adverse"]), "listed": list(old["listed"]),
-                 "pub_dates": dict(old["pub_dates"])}
+        basis = copy_basis(before.get("basis") or new_basis())
         pub = dict(old_pub)
         keys = touched
         for key in keys:
@@ -407,8 +411,7 @@ def advance(before: SubjectState, after: SubjectState, touched: set[str], as_of:
                 added.extend(c for c in track if old_as_of < c["effective_date"] <= as_of)
 
     future = [c["effective_date"] for t in lists.values() for c in t if c["effective_date"] > as_of]
-    future += [d for d in basis["pub_dates"] if d > as_of]
-    future += [d for d in basis["dates"] if d > as_of]
+    future += [d for d in (next_date(basis["pub_dates"], as_of), next_date(basis["dates"], as_of)) if d is not None]
     next_due = min(future) if future else None
     view = _view(after, _d(as_of), parts, rules, next_due)
     publicity = dict((before.get("evaluation") or {}).get("publicity") or {}) if not clock_passed_due else {}

@@ -228,6 +228,63 @@ def test_an_input_re_derives_only_the_records_it_touches(monkeypatch):
     assert scratch.view == result.state["evaluation"]
 
 
+def test_the_next_date_and_the_red_list_are_found_without_scanning_the_history(monkeypatch):
+    """Issue 13, the hot subject: the basis keeps its dates sorted, so an input finds the first
+    date, the next date after the clock and the adverse blocks by bisection; it never sorts or
+    takes the minimum of a subject's whole history of dates (timings: `make bench-core`)."""
+    import builtins
+    import datetime as dt
+
+    state = None
+    for i in range(300):
+        decided = dt.date(2020, 1, 2) + dt.timedelta(days=7 * i)
+        rec = record("penalty", f"罚{i}", decided.isoformat(), severity="general", domain="market")
+        state = step(state, record_event(rec, TODAY), RULES, CAL).state
+    assert len(state["basis"]["dates"]) == len(state["basis"]["adverse"]) == 300
+    seen: list[int] = []
+    real_min, real_sorted = builtins.min, builtins.sorted
+
+    def counting(real):
+        def call(*args, **kw):
+            if len(args) == 1 and hasattr(args[0], "__len__"):
+                seen.append(len(args[0]))
+            return real(*args, **kw)
+        return call
+
+    monkeypatch.setattr(builtins, "min", counting(real_min))
+    monkeypatch.setattr(builtins, "sorted", counting(real_sorted))
+    rec = record("penalty", "罚-last", "2026-11-02", severity="general", domain="market")
+    result = step(state, record_event(rec, TODAY), RULES, CAL)
+    monkeypatch.undo()
+    assert max(seen, default=0) < 100, f"a min() or sorted() over {max(seen)} items: the whole history again"
+    scratch = derive(result.state, result.state["as_of"], RULES, CAL)
+    assert scratch.history.keys() == history_of(result.state).keys()
+    assert scratch.view == result.state["evaluation"]
+
+
+def test_a_state_whose_basis_has_the_earlier_form_is_derived_again_once():
+    """States stored by a version whose basis kept its dates in dicts (no ``"v"``) are read as they
+    are: the next input derives the subject again from its records, and the state gets the current
+    basis, the same as a state that always had it."""
+    from domain.facts import BASIS_VERSION
+
+    state = None
+    for i in range(40):
+        rec = record("penalty", f"罚{i}", f"202{i % 5}-0{1 + i % 9}-1{i % 10}",
+                     severity="severe" if i % 7 == 0 else "general", domain="environment")
+        state = step(state, record_event(rec, TODAY), RULES, CAL).state
+    basis = state["basis"]
+    earlier = dict(state, basis={"dates": dict(basis["dates"]), "adverse": dict(basis["adverse"]),
+                                 "listed": list(basis["listed"]), "pub_dates": dict(basis["pub_dates"])})
+    rec = record("penalty", "罚-next", "2026-10-02", severity="severe", domain="environment")
+    event = record_event(rec, TODAY)
+    now = step(state, event, RULES, CAL)
+    upgraded = step(earlier, event, RULES, CAL)
+    assert upgraded.state["basis"]["v"] == BASIS_VERSION
+    assert upgraded.state == now.state
+    assert upgraded.changes == now.changes
+
+
 @pytest.mark.parametrize(
     "filed, provider, overdue_from",
     [
