@@ -6,7 +6,7 @@ Formats (the first byte tells them apart):
 * **compact** (written by default, setting ``state_format = "compact"``): a 2-byte header, the magic
   byte ``0xFF`` (never the first byte of JSON text, nor of any UTF-8 text) and the format version
   (``1``), then one zstd frame of the state's JSON (orjson), compressed at level 3 with a
-  dictionary trained on sample states (``sinks/state-v1.zdict``, :data:`DICTIONARIES`). The frame
+  dictionary trained on sample states (:data:`CURRENT`: ``sinks/state-v2.zdict``). The frame
   carries the dictionary's id, its content size and a checksum: the reader picks the dictionary by
   the frame's id, so a state written with an older dictionary stays readable once a newer one ships
   (every dictionary ever shipped stays in :data:`DICTIONARIES`, its file in sinks/). About 10 times
@@ -78,8 +78,11 @@ DICTIONARIES: dict[int, Dictionary] = {
     # dictionary id (in the file and in every frame compressed with it) -> its file
     0x43530001: Dictionary("state-v1.zdict",
                            "7a295fa567694d6379174209b3c1680b2371490ee080eb1b557f2bb8b09cbba9"),
+    # trained on states whose basis keeps sorted [date, value] pairs (domain/facts.py BASIS_VERSION 2)
+    0x43530002: Dictionary("state-v2.zdict",
+                           "cc8e6c1abad752596ad5284863cbd2b3dc320118afe4a1a72057053cf79b520d"),
 }
-CURRENT = 0x43530001
+CURRENT = 0x43530002
 """The dictionary new states are compressed with."""
 
 _DIR = Path(__file__).resolve().parent

@@ -145,9 +145,9 @@ def test_corrupt_bytes_are_caught_by_the_checksum():
 def test_an_older_dictionary_stays_readable(monkeypatch):
     """A state compressed with the current dictionary still reads once another one becomes current."""
     old = encode_state({"id": "91310110666007217T", "names": ["某公司"]})
-    new_id = 0x43530002
+    new_id = CURRENT + 1
     new = other_dictionary(new_id)
-    monkeypatch.setitem(DICTIONARIES, new_id, state_codec.Dictionary("state-v2.zdict", "unused"))
+    monkeypatch.setitem(DICTIONARIES, new_id, state_codec.Dictionary(f"state-v{new_id & 0xFFFF}.zdict", "unused"))
     monkeypatch.setitem(state_codec._dicts, new_id, new)
     monkeypatch.setattr(state_codec, "CURRENT", new_id)
     monkeypatch.setattr(state_codec, "_compressors", {})
@@ -182,3 +182,16 @@ def test_training_is_deterministic():
     assert first == second
     assert train(first, 9) == train(second, 9)
     assert struct.unpack("<I", train(first, 9)[4:8])[0] == 0x43530009
+
+
+def test_states_written_with_the_first_shipped_dictionary_stay_readable():
+    """Version 1 (trained before the rules core's basis kept sorted date pairs) is no longer the
+    current dictionary; what it compressed is read as before."""
+    assert CURRENT != 0x43530001
+    v1 = zstandard.ZstdCompressionDict(state_codec.dictionary_bytes(0x43530001),
+                                       dict_type=zstandard.DICT_TYPE_FULLDICT)
+    text = b'{"id":"91310110666007217T","names":["\xe6\x9f\x90\xe5\x85\xac\xe5\x8f\xb8"]}'
+    frame = zstandard.ZstdCompressor(level=3, dict_data=v1, write_checksum=True, write_content_size=True,
+                                     write_dict_id=True).compress(text)
+    assert zstandard.get_frame_parameters(frame).dict_id == 0x43530001
+    assert decode_state(HEADER + frame) == {"id": "91310110666007217T", "names": ["某公司"]}
