@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install lint demo test test-registry test-all reliability bench bench-checks bench-latency bench-scale bench-profile bench-core worker stack-up stack-down clean help
+.PHONY: install lint demo test test-registry test-all reliability bench bench-checks bench-latency bench-scale bench-profile bench-core bench-broker worker stack-up stack-down clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -88,6 +88,9 @@ bench-profile: install  ## one pipeline run with py-spy on the worker: its time 
 
 bench-core: install  ## the rules core alone: cost of one input as a subject grows to 100 / 1,000 / 5,000 records
 	$(BIN)/python -m bench.core
+
+bench-broker: install  ## the broker alone: produce -> consume p50/p99 of one topic as it grows (RATE msg/s for 24 s; BROKER=kafka)
+	$(BIN)/python -m bench.broker_latency --rate $(RATE) --broker $(BROKER)
 
 test-registry: install  ## the registry path against a real Confluent-compatible registry (Apicurio, built with Maven on first use; BROKER=kafka: on Apache Kafka)
 	$(BROKER_ENV) $(BIN)/python -m pytest -m registry -q -p no:cacheprovider $(PYTEST_ARGS)
