@@ -352,6 +352,7 @@ async def latency_run(info, tag: str, rate: int, seconds: float, subjects: int, 
     producer = kafka.producer(s, linger_ms=1)
     await producer.start()
     latencies: list[float] = []
+    samples: list[tuple[int, float]] = []
     t_begin_ms = int(time.time() * 1000)
     try:
         # warm-up: the worker is up and has joined its groups
@@ -365,7 +366,7 @@ async def latency_run(info, tag: str, rate: int, seconds: float, subjects: int, 
         n = int(rate * seconds) + warm_n
         t0 = time.monotonic()
         t_begin_ms = int(time.time() * 1000 + warmup_s * 1000)
-        consumer_task = asyncio.create_task(collect_changes(s, t.list_changes, t_begin_ms, latencies))
+        consumer_task = asyncio.create_task(collect_changes(s, t.list_changes, t_begin_ms, latencies, samples))
         for i in range(n):
             delay = t0 + i / rate - time.monotonic()
             if delay > 0:
@@ -379,12 +380,27 @@ async def latency_run(info, tag: str, rate: int, seconds: float, subjects: int, 
     finally:
         await producer.stop()
         stop(proc)
+    windows = latency_windows(samples, t_begin_ms)
     latencies.sort()
     if not latencies:
-        return {"latency_p50_ms": None, "latency_p99_ms": None, "latency_samples": 0}
+        return {"latency_p50_ms": None, "latency_p99_ms": None, "latency_samples": 0, "latency_windows": []}
     return {"latency_p50_ms": latencies[len(latencies) // 2],
             "latency_p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
-            "latency_samples": len(latencies)}
+            "latency_samples": len(latencies), "latency_windows": windows}
+
+
+def latency_windows(samples: list[tuple[int, float]], start_ms: int, window_s: float = 2.0) -> list[dict]:
+    """p50 / p99 of the samples (input sent at, latency) per ``window_s`` of sending time: whether
+    the latency is steady through the run or climbs (docs/broker.md 10), and where its tail falls."""
+    by: dict[int, list[float]] = {}
+    for sent_ms, latency in samples:
+        by.setdefault(int(max(0, sent_ms - start_ms) // (window_s * 1000)), []).append(latency)
+    out = []
+    for k, values in sorted(by.items()):
+        values.sort()
+        out.append({"from_s": k * window_s, "samples": len(values), "p50_ms": round(values[len(values) // 2], 1),
+                    "p99_ms": round(values[min(len(values) - 1, int(len(values) * 0.99))], 1)})
+    return out
 
 
 def sample_severe(gen, codec) -> bytes:
@@ -397,7 +413,10 @@ def sample_severe(gen, codec) -> bytes:
     return codec.encode(SCHEMA_OF_KIND["penalty"], rec)
 
 
-async def collect_changes(s: Settings, topic: str, since_ms: int, out: list[float]) -> None:
+async def collect_changes(s: Settings, topic: str, since_ms: int, out: list[float],
+                          samples: list[tuple[int, float]] | None = None) -> None:
+    """Latencies (ms) of the list changes of inputs sent from ``since_ms`` on into ``out``, and
+    (sent at, latency) pairs into ``samples``."""
     from aiokafka import TopicPartition
 
     from streams import kafka
@@ -419,6 +438,8 @@ async def collect_changes(s: Settings, topic: str, since_ms: int, out: list[floa
                 for r in records:
                     if r.timestamp >= since_ms:  # the list change carries its input's event time
                         out.append(now - r.timestamp)
+                        if samples is not None:
+                            samples.append((r.timestamp, now - r.timestamp))
     finally:
         await c.stop()
 
@@ -514,6 +535,7 @@ async def main(args) -> dict:
             "latency_p50_ms": lat["latency_p50_ms"],
             "latency_p99_ms": lat["latency_p99_ms"],
             "latency_samples": lat["latency_samples"],
+            "latency_windows": lat["latency_windows"],
             "offered_rate": args.rate,
             "startup_s": statistics.median(startup),
             "restart_after_kill_s": killed["restart_after_kill_s"],
@@ -667,6 +689,9 @@ def cli() -> None:
     if args.latency_only:
         log(f"latency p50 {results['latency_p50_ms']:.0f} ms, p99 {results['latency_p99_ms']:.0f} ms "
             f"({results['latency_samples']:,} list changes)")
+        for w in results.get("latency_windows") or ():
+            log(f"  from {w['from_s']:4.0f}s: p50 {w['p50_ms']:6.1f} ms, p99 {w['p99_ms']:6.1f} ms "
+                f"({w['samples']:,})")
         print(json.dumps(results, sort_keys=True, default=str))
         return
     if args.checks_only:
