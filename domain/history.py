@@ -79,21 +79,79 @@ class Derived(NamedTuple):
 # ------------------------------------------------------------------------------------ the tracks
 
 
+def lists_of(facts: Doc | None) -> set[str]:
+    """The membership lists (``blacklist:<domain>``, ``court_debtor``) one record's facts take
+    part in: its candidates' lists, and the domain's blacklist its removal decision ends."""
+    if not facts:
+        return set()
+    names = {_list_name(c[0], c[1]) for c in facts["cands"]}
+    if facts["removal"]:
+        names.add(f"blacklist:{facts['removal']}")
+    return names
+
+
+def _list_name(kind: str, domain: str | None) -> str:
+    return "court_debtor" if kind == "court_debtor" else f"blacklist:{domain}"
+
+
+def _is_membership_list(name: str) -> bool:
+    return name == "court_debtor" or name.startswith("blacklist:")
+
+
+def memberships_of(track: list[Doc]) -> list[Doc]:
+    """The memberships of one list, read back from its track (its changes, sorted as ``_order``
+    sorts them): what the lists' assembly would give for them, in the fields the rest of the
+    derivation reads (name, list, domain, since, until, causes, flips). A list's memberships are
+    disjoint and only the last may be open, so its i-th exit ends its i-th entry; a suspension or
+    resumption belongs to the membership whose interval holds its date."""
+    out: list[Doc] = []
+    exits: list[dt.date] = []
+    flips: list[tuple[dt.date, bool, tuple[Any, ...]]] = []
+    for c in track:
+        t = c["transition"]
+        if t == "entered":
+            out.append({"name": c["list"], "list": c["kind"], "domain": c["domain"],
+                        "since": _d(c["effective_date"]), "until": None, "causes": c["causes"], "flips": []})
+        elif t == "exited":
+            exits.append(_d(c["effective_date"]))
+        elif t in ("suspended", "resumed"):
+            flips.append((_d(c["effective_date"]), t == "suspended", (c["cause_kind"], c["cause_decision"])))
+    out.sort(key=lambda m: m["since"])
+    for m, until in zip(out, sorted(exits)):
+        m["until"] = until
+    starts = [m["since"] for m in out]
+    for flip in sorted(flips, key=lambda f: f[0]):
+        out[bisect.bisect_right(starts, flip[0]) - 1]["flips"].append(flip)
+    return out
+
+
 def list_tracks(state: SubjectState, facts: dict[str, Doc], basis: Doc, index: Doc, rules: Rulebook,
-                cal: WorkingCalendar) -> tuple[dict[str, list[Doc]], Doc]:
+                cal: WorkingCalendar, *, kept: tuple[dict[str, list[Doc]], set[str]] | None = None,
+                ) -> tuple[dict[str, list[Doc]], Doc]:
     """Every change of the subject's lists (blacklists, court debtors, escalation, red list,
-    overdue objections), past and projected, by list name; and the intervals behind them."""
+    overdue objections), past and projected, by list name; and the intervals behind them.
+
+    ``kept``: (the tracks before an input, the membership lists the input may have changed). A
+    membership list the input did not touch keeps its track, and its memberships are read back
+    from it (``memberships_of``), so that an input about one list does not assemble the others
+    again from all their records (a hot subject: issue 13). Escalation, the red list and overdue
+    objections, which rest on every list, are always derived again."""
     sid = state["id"]
     objections = state.get("objections") or {}
     disputes = index["disputes"]
     cands: list[Cand] = []
     removals: dict[str, list[tuple[dt.date, str]]] = {}
-    for key in basis["listed"]:
-        f = facts[key]
-        if f["removal"]:
-            removals.setdefault(f["removal"], []).append((_d(f["d"]), key))
-        for c in f["cands"]:
-            cands.append(Cand(c[0], c[1], _d(c[2]), _d(c[3]) if c[3] else None, key, (c[4], c[5]), (c[6], c[7])))
+    dirty = None if kept is None else kept[1]
+    if dirty is None or dirty:
+        for key in basis["listed"]:
+            f = facts[key]
+            if f["removal"] and (dirty is None or f"blacklist:{f['removal']}" in dirty):
+                removals.setdefault(f["removal"], []).append((_d(f["d"]), key))
+            for c in f["cands"]:
+                if dirty is not None and _list_name(c[0], c[1]) not in dirty:
+                    continue
+                cands.append(Cand(c[0], c[1], _d(c[2]), _d(c[3]) if c[3] else None, key, (c[4], c[5]),
+                                  (c[6], c[7])))
     adverse = basis["adverse"]
     first = first_date(basis["dates"])
     changes: list[Doc] = []
@@ -113,7 +171,7 @@ def list_tracks(state: SubjectState, facts: dict[str, Doc], basis: Doc, index: D
     for c in cands:
         if c.until is not None and c.until <= c.since:
             continue  # removed before it began
-        name = "court_debtor" if c.list == "court_debtor" else f"blacklist:{c.domain}"
+        name = _list_name(c.list, c.domain)
         by_list.setdefault(name, []).append(c)
     memberships: list[Doc] = []
     for name, group in sorted(by_list.items()):
@@ -139,6 +197,12 @@ def list_tracks(state: SubjectState, facts: dict[str, Doc], basis: Doc, index: D
         for when, suspended, cause in m["flips"]:
             changes.append(_change(sid, m["name"], m["list"], m["domain"], "suspended" if suspended else "resumed",
                                    when, m["causes"], cause))
+    if kept is not None:  # the lists the input did not touch, as they were
+        for name, track in kept[0].items():
+            if _is_membership_list(name) and name not in kept[1]:
+                memberships.extend(memberships_of(track))
+                changes.extend(track)
+        memberships.sort(key=lambda m: (m["name"], m["since"]))
 
     escalations = _escalation(sid, memberships, rules.escalation_min_domains, changes)
     red = _red_list(sid, _d(first) if first else None, adverse, memberships, rules.red_list_clean_years, changes)
@@ -389,7 +453,14 @@ def advance(before: SubjectState, after: SubjectState, touched: set[str], as_of:
                 pub[key] = track
             else:
                 pub.pop(key, None)
-    lists, parts = list_tracks(after, facts, basis, index, rules, cal)
+    if full:
+        lists, parts = list_tracks(after, facts, basis, index, rules, cal)
+    else:  # only the membership lists of the records the input touched are assembled again
+        old_facts = before.get("facts") or {}
+        dirty: set[str] = set()
+        for key in keys:
+            dirty |= lists_of(old_facts.get(key)) | lists_of(facts.get(key))
+        lists, parts = list_tracks(after, facts, basis, index, rules, cal, kept=(old_lists, dirty))
     old_next = (before.get("evaluation") or {}).get("next_due")
     clock_passed_due = full or (old_next is not None and old_next <= as_of)
 

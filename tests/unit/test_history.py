@@ -262,6 +262,42 @@ def test_the_next_date_and_the_red_list_are_found_without_scanning_the_history(m
     assert scratch.view == result.state["evaluation"]
 
 
+def test_lists_an_input_does_not_touch_keep_their_suspensions_and_exits():
+    """An input assembles only the membership lists of the records it touches; the others are read
+    back from their tracks (domain/history.py ``memberships_of``), suspensions and exits included:
+    after each input the state equals the derivation from scratch."""
+    import domain.history as history
+
+    env = record("penalty", "环罚〔2026〕7号", "2026-02-02", severity="severe", domain="environment")
+    tax = record("penalty", "税罚〔2026〕7号", "2026-03-02", severity="severe", domain="taxation")
+    old = record("penalty", "环罚〔2023〕1号", "2023-01-09", severity="severe", domain="environment")
+    inputs = [
+        record_event(old, "2026-02-03"),  # a past listing that has exited
+        record_event(env, "2026-02-03"),
+        objection("OB-7", decision_key(env), "filed", "2026-02-20", arrived="2026-02-21"),
+        record_event(tax, "2026-03-03"),  # another list: the environment blacklist is kept, suspended
+        record_event(record("license", "许可〔2026〕7号", "2026-03-05"), "2026-03-06"),  # no list at all
+        tick("2026-03-20"),
+    ]
+    state, assembled = None, []
+    real = history.list_tracks
+    for event in inputs:
+        def spy(*args, kept=None, **kw):
+            assembled.append(None if kept is None else sorted(kept[1]))
+            return real(*args, kept=kept, **kw)
+        history.list_tracks = spy
+        try:
+            state = step(state, event, RULES, CAL).state
+        finally:
+            history.list_tracks = real
+        scratch = derive(state, state["as_of"], RULES, CAL)
+        assert scratch.view == state["evaluation"], event
+        assert scratch.history.keys() == history_of(state).keys(), event
+    lists = state["evaluation"]["lists"]
+    assert lists["blacklist:environment"]["suspended"] is True and "blacklist:taxation" in lists
+    assert assembled[3] == ["blacklist:taxation"] and assembled[4] == [] and assembled[5] == []
+
+
 def test_a_state_whose_basis_has_the_earlier_form_is_derived_again_once():
     """States stored by a version whose basis kept its dates in dicts (no ``"v"``) are read as they
     are: the next input derives the subject again from its records, and the state gets the current
