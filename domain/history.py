@@ -419,9 +419,9 @@ def advance(before: SubjectState, after: SubjectState, touched: set[str], as_of:
             cal: WorkingCalendar) -> Advanced:
     """Re-derive what an input changed, and what the clock moving from ``before["as_of"]`` to
     ``as_of`` brought due. Only the records the input ``touched`` are re-derived (their facts and
-    publicity); the lists are re-assembled from the kept per-record facts, so the cost of an input
-    grows with the subject's list-relevant records, not with its whole history. The result equals
-    ``derive`` from scratch (a property test checks it)."""
+    publicity); of the membership lists, only those of the touched records are assembled again from
+    the kept per-record facts, the others keep their tracks (``list_tracks``'s ``kept``). The result
+    equals ``derive`` from scratch (property tests check it)."""
     sid = after["id"]
     old_as_of = before.get("as_of") or ""
     old_tl = before.get("timeline") or {}
