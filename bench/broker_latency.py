@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
 
 
 async def measure(broker: str, rate: int, seconds: float, window: float) -> dict:
-    from aiokafka import TopicPartition
-
-    from bench.bench import RUN_DIR
+    from bench.bench import RUN_DIR, collect_changes, latency_windows
     from creditstream.settings import Settings
     from ops.stack import Stack
     from streams import kafka
@@ -33,28 +32,16 @@ async def measure(broker: str, rate: int, seconds: float, window: float) -> dict
     info = stack.up(broker=broker)
     topic = f"latency-{int(time.time())}"
     s = Settings(broker_url=info.broker_url, broker_kind=info.broker_kind, redis_url=info.redis_url)
-    seen: list[tuple[int, float]] = []
+    latencies: list[float] = []
+    samples: list[tuple[int, float]] = []
+    t_begin_ms = int(time.time() * 1000)
     try:
         await kafka.ensure_topics(s, [topic])
         producer = kafka.producer(s, linger_ms=1)
-        consumer = kafka.consumer(s, group_id=None, fetch_max_wait_ms=5)
         await producer.start()
-        await consumer.start()
+        # the benchmark's own measuring consumer (bench/bench.py), on this one topic
+        reader = asyncio.create_task(collect_changes(s, topic, t_begin_ms, latencies, samples))
         try:
-            await consumer._client._wait_on_metadata(topic)  # noqa: SLF001 - an unsubscribed topic's metadata
-            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-            consumer.assign(tps)
-            for tp in tps:
-                await consumer.seek_to_beginning(tp)
-
-            async def consume() -> None:
-                while True:
-                    batches = await consumer.getmany(timeout_ms=5)
-                    now = time.time() * 1000
-                    for records in batches.values():
-                        seen.extend((r.timestamp, now - r.timestamp) for r in records)
-
-            reader = asyncio.create_task(consume())
             t0, n = time.monotonic(), int(rate * seconds)
             for i in range(n):
                 delay = t0 + i / rate - time.monotonic()
@@ -63,24 +50,15 @@ async def measure(broker: str, rate: int, seconds: float, window: float) -> dict
                 await producer.send(topic, b"x" * 600, key=str(i % 997).encode(), timestamp_ms=int(time.time() * 1000))
             await producer.flush()
             await asyncio.sleep(1.0)
-            reader.cancel()
         finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
             await producer.stop()
-            await consumer.stop()
     finally:
         stack.down()
-    seen.sort()
-    windows: list[dict] = []
-    if seen:
-        start = seen[0][0]
-        by: dict[int, list[float]] = {}
-        for stamped, latency in seen:
-            by.setdefault(int((stamped - start) // (window * 1000)), []).append(latency)
-        for k, values in sorted(by.items()):
-            values.sort()
-            windows.append({"from_s": k * window, "messages": len(values), "p50_ms": round(values[len(values) // 2], 1),
-                            "p99_ms": round(values[min(len(values) - 1, int(len(values) * 0.99))], 1)})
-    return {"broker": broker, "rate": rate, "seconds": seconds, "received": len(seen), "windows": windows}
+    return {"broker": broker, "rate": rate, "seconds": seconds, "received": len(samples),
+            "windows": latency_windows(samples, t_begin_ms, window)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,9 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--window", type=float, default=2.0, help="seconds per reported window (default 2)")
     args = p.parse_args(argv)
     result = asyncio.run(measure(args.broker, args.rate, args.seconds, args.window))
-    print(f"{'from':>6} {'messages':>9} {'p50 ms':>8} {'p99 ms':>8}", file=sys.stderr)
+    print(f"{'from':>6} {'samples':>9} {'p50 ms':>8} {'p99 ms':>8}", file=sys.stderr)
     for w in result["windows"]:
-        print(f"{w['from_s']:5.0f}s {w['messages']:9d} {w['p50_ms']:8.1f} {w['p99_ms']:8.1f}", file=sys.stderr)
+        print(f"{w['from_s']:5.0f}s {w['samples']:9d} {w['p50_ms']:8.1f} {w['p99_ms']:8.1f}", file=sys.stderr)
     print(json.dumps(result))
     return 0
 

@@ -109,10 +109,11 @@ def memberships_of(track: list[Doc]) -> list[Doc]:
     flips: list[tuple[dt.date, bool, tuple[Any, ...]]] = []
     for c in track:
         t = c["transition"]
-        if t == "entered":
+        enter, leave = ENTRY_TRANSITIONS[c["kind"]]
+        if t == enter:
             out.append({"name": c["list"], "list": c["kind"], "domain": c["domain"],
                         "since": _d(c["effective_date"]), "until": None, "causes": c["causes"], "flips": []})
-        elif t == "exited":
+        elif t == leave:
             exits.append(_d(c["effective_date"]))
         elif t in ("suspended", "resumed"):
             flips.append((_d(c["effective_date"]), t == "suspended", (c["cause_kind"], c["cause_decision"])))
