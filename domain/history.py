@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -53,6 +54,7 @@ from domain.facts import (
     publicity_track,
     record_facts,
 )
+from domain.record_maps import editable, finished, like
 from domain.rulebook import Rulebook
 from domain.state import SubjectState
 from domain.types import Doc
@@ -408,7 +410,7 @@ def derive(state: SubjectState, as_of: str | dt.date, rules: Rulebook, cal: Work
 
 class Advanced(NamedTuple):
     timeline: Doc       # {"lists": {list name: [changes]}, "publicity": {record key: [changes]}}
-    facts: Doc          # record key -> record_facts
+    facts: Mapping[str, Any]  # record key -> record_facts (a dict, or a large state's persistent map)
     basis: Doc          # the compact aggregate the lists are assembled from (new_basis)
     view: Doc           # the situation on as_of
     withdrawn: list[Doc]  # announced changes no longer true
@@ -436,28 +438,28 @@ def advance(before: SubjectState, after: SubjectState, touched: set[str], as_of:
         _, scratch = timeline(after, rules, cal)
         facts, basis, pub = scratch["facts"], scratch["basis"], scratch["publicity_tracks"]
         keys = set(facts) | set(old_pub)
-    else:
-        facts = dict(before.get("facts") or {})
+    else:  # working copies: a large state's persistent maps share every entry not changed (record_maps)
+        old_facts = before.get("facts") or {}
+        working_facts, working_pub = editable(old_facts), editable(old_pub)
         basis = copy_basis(before.get("basis") or new_basis())
-        pub = dict(old_pub)
         keys = touched
         for key in keys:
-            _basis_move(basis, key, facts.get(key), old_pub.get(key) or [], -1)
+            _basis_move(basis, key, old_facts.get(key), old_pub.get(key) or [], -1)
             f = record_facts(key, after, index, rules)
             track = publicity_track(sid, key, f)
             _basis_move(basis, key, f, track, 1)
             if f is None:
-                facts.pop(key, None)
+                working_facts.pop(key, None)
             else:
-                facts[key] = f
+                working_facts[key] = f
             if track:
-                pub[key] = track
+                working_pub[key] = track
             else:
-                pub.pop(key, None)
+                working_pub.pop(key, None)
+        facts, pub = finished(working_facts), finished(working_pub)
     if full:
         lists, parts = list_tracks(after, facts, basis, index, rules, cal)
     else:  # only the membership lists of the records the input touched are assembled again
-        old_facts = before.get("facts") or {}
         dirty: set[str] = set()
         for key in keys:
             dirty |= lists_of(old_facts.get(key)) | lists_of(facts.get(key))
@@ -486,7 +488,8 @@ def advance(before: SubjectState, after: SubjectState, touched: set[str], as_of:
     future += [d for d in (next_date(basis["pub_dates"], as_of), next_date(basis["dates"], as_of)) if d is not None]
     next_due = min(future) if future else None
     view = _view(after, _d(as_of), parts, rules, next_due)
-    publicity = dict((before.get("evaluation") or {}).get("publicity") or {}) if not clock_passed_due else {}
+    old_views = (before.get("evaluation") or {}).get("publicity") or {}
+    publicity = editable(old_views) if not clock_passed_due else {}
     for key in (facts.keys() if clock_passed_due else keys):
         entry = _publicity_view(facts.get(key), as_of)
         if entry is None:
@@ -497,8 +500,11 @@ def advance(before: SubjectState, after: SubjectState, touched: set[str], as_of:
         for key in keys:
             if key not in facts:
                 publicity.pop(key, None)
-    view["publicity"] = publicity
-    return Advanced({"lists": lists, "publicity": pub}, facts, basis, view, withdrawn, added, clock_passed_due)
+    # a large state's maps stay persistent (the full path and a due clock derive plain dicts)
+    form = after.get("records")
+    view["publicity"] = like(form, finished(publicity))
+    return Advanced({"lists": lists, "publicity": like(form, pub)}, like(form, facts), basis, view, withdrawn, added,
+                    clock_passed_due)
 
 
 def history_of(state: SubjectState) -> dict[str, Doc]:

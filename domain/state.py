@@ -25,9 +25,11 @@ this is; the record kind keeps a penalty and a licence with the same number apar
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypedDict, cast
 
 from domain.events import FeedbackEvent, LinkedEvent, ObjectionEvent, RecordEvent, RepairEvent
+from domain.record_maps import with_entry
 from domain.types import Doc, View
 from domain.validate import decision_key
 
@@ -69,7 +71,7 @@ class SubjectState(TypedDict, total=False):
     ids: Doc
     category: str | None
     flags: list[str]
-    records: dict[str, RecordEntry]
+    records: Mapping[str, RecordEntry]  # a dict, or a large state's persistent map (domain/record_maps.py)
     objections: dict[str, Doc]  # objection id -> {record_key, status, filed, resolved, ...}
     repairs: dict[str, Doc]     # record key -> {approved, granted, doc_no, ms, origin, seen}
     registrations_seen: list[str]
@@ -80,7 +82,7 @@ class SubjectState(TypedDict, total=False):
     as_of: str | None          # the subject's clock: the latest date its inputs name or arrived on
     timeline: Doc             # every list change, past and projected, by track (domain/history.py);
                                #   those effective on or before as_of are the history announced
-    facts: dict[str, Doc]     # record key -> what the record means for the lists (history.record_facts)
+    facts: Mapping[str, Doc]  # record key -> what the record means for the lists (history.record_facts)
     basis: Doc                # the compact aggregate the lists are assembled from (history.new_basis)
     facts_rules: str           # the rules version the facts were derived with
     evaluation: Doc           # the situation on as_of (lists, publicity, objections, repairs, next_due)
@@ -172,7 +174,7 @@ def apply_record(state: SubjectState | None, event: RecordEvent | LinkedEvent, *
     if via is not None and outcome not in ("duplicate", "stale"):
         entry["via"] = via
     out = _copy(state)
-    out["records"][key] = entry
+    out["records"] = with_entry(state["records"], key, entry)
     out["updated_ms"] = max(out.get("updated_ms") or 0, event.event_ms)
     if outcome in ("duplicate", "stale"):
         return out, outcome
@@ -273,8 +275,9 @@ def apply_linked(state: SubjectState | None, event: LinkedEvent) -> tuple[Subjec
     key = decision_key(person)
     entry = new["records"].get(key)
     content = entry.get("content") if entry is not None else None
-    if entry is not None and content is not None and content.get("kind") == "linked":
-        new["records"][key] = cast(RecordEntry, {**entry, "content": dict(org, revoked=org.get("revoked", False))})
+    if new is not state and entry is not None and content is not None and content.get("kind") == "linked":
+        new["records"] = with_entry(
+            new["records"], key, cast(RecordEntry, {**entry, "content": dict(org, revoked=org.get("revoked", False))}))
     return new, outcome
 
 
@@ -296,8 +299,10 @@ def apply_registration(state: SubjectState, record: Doc, event_ms: int, origin: 
 
 
 def _copy(state: SubjectState) -> SubjectState:
+    """A copy of ``state`` whose identity parts may be changed in place. Its records are shared with
+    ``state``: one is set with ``with_entry`` (domain/record_maps.py), never in place."""
     out: SubjectState = dict(state)  # type: ignore[assignment]
-    out["records"] = dict(state.get("records") or {})
+    out["records"] = state.get("records") or {}
     out["names"] = list(state.get("names") or [])
     out["ids"] = {k: (list(v) if isinstance(v, list) else v) for k, v in (state.get("ids") or {}).items()}
     out["flags"] = list(state.get("flags") or [])

@@ -51,6 +51,7 @@ import msgspec
 import orjson
 
 from creditstream import metrics
+from domain.record_maps import persistent
 from sinks.kafka import OutMessage
 from sinks.keys import Keys
 from sinks.state_codec import STATE_FORMATS, Stored, decode_state, encode_stored, is_split, join, split_due, state_json
@@ -314,7 +315,7 @@ class SubjectStateSink:
         read: dict[str, tuple[dict | None, int, bool]] = {}  # subject -> (state, JSON size, stored split)
         for s in ids:
             if s in held:
-                states[s] = held[s]
+                states[s] = held[s] = persistent(held[s])  # a held state that grew past PERSISTENT_FROM
                 self._base[s] = (held[s], split_due(held[s]))  # what this sink wrote, split by the rule
                 continue
             v = blobs[s]
@@ -329,6 +330,9 @@ class SubjectStateSink:
         if split:
             read.update(zip(split, await read_split(self.redis, self.keys, split)))
         for s, (state, size, was_split) in read.items():
+            # a large state's per-record maps persistent, so that each input costs what it changed
+            # (domain/record_maps.py); held states are already
+            state = persistent(state)
             states[s] = state
             if state is None:
                 continue

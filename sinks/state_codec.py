@@ -43,12 +43,14 @@ A new dictionary: ``python -m bench.train_state_dict --version 2`` writes ``sink
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import orjson
 import zstandard
+
+from domain import record_maps
 
 MAGIC = 0xFF
 """First byte of a compact state (JSON text starts with ``{``, or whitespace)."""
@@ -65,7 +67,7 @@ SPLIT_RECORDS = 64
 SPLIT = "split"
 """The head's marker: ``{"parts": n, "has": [sections]}``, n the number of parts in the hash."""
 # the per-record sections of a state, as (top-level key, key inside it or None)
-_SECTIONS = (("records", None), ("facts", None), ("timeline", "publicity"), ("evaluation", "publicity"))
+_SECTIONS = record_maps.SECTIONS
 _PART_NAMES = ("record", "facts", "track", "view")
 
 
@@ -132,7 +134,7 @@ def compact(json_text: bytes) -> bytes:
 
 def encode_state(state: dict, state_format: str = "compact") -> bytes:
     """What to store for ``state``: its compact form, or its JSON text with ``state_format="json"``."""
-    text = orjson.dumps(state)
+    text = orjson.dumps(state, default=record_maps.json_default)
     return compact(text) if state_format == "compact" else text
 
 
@@ -193,17 +195,12 @@ def split_due(state: dict) -> bool:
     return len(state.get("records") or ()) > SPLIT_RECORDS
 
 
-def _sections(state: dict) -> list[dict | None]:
-    out = []
-    for top, inner in _SECTIONS:
-        part = state.get(top)
-        if inner is not None and isinstance(part, dict):
-            part = part.get(inner)
-        out.append(part if isinstance(part, dict) else None)
-    return out
+def _sections(state: dict) -> list[Mapping[str, Any] | None]:
+    """The per-record sections (dicts, or a large state's persistent maps: domain/record_maps.py)."""
+    return record_maps.sections(state)
 
 
-def _part_keys(sections: list[dict | None]) -> set[str]:
+def _part_keys(sections: list[Mapping[str, Any] | None]) -> set[str]:
     keys: set[str] = set()
     for section in sections:
         if section:
@@ -226,13 +223,13 @@ def head_of(state: dict) -> dict:
     return head
 
 
-def part_of(sections: list[dict | None], key: str) -> dict:
+def part_of(sections: list[Mapping[str, Any] | None], key: str) -> dict:
     """One record's part: its entry, facts, publicity track and publicity view (those it has)."""
     return {name: sec[key] for name, sec in zip(_PART_NAMES, sections) if sec is not None and key in sec}
 
 
 def _encode(value: Any, state_format: str) -> tuple[bytes, int]:
-    text = orjson.dumps(value)
+    text = orjson.dumps(value, default=record_maps.json_default)
     return (compact(text) if state_format == "compact" else text), len(text)
 
 

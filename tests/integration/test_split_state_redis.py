@@ -15,6 +15,7 @@ from domain import events
 from domain.calendar import WorkingCalendar
 from domain.clock import due_ms
 from domain.engine import step
+from domain.record_maps import json_default
 from domain.rulebook import load_rulebook
 from domain.validate import decision_key
 from sinks.keys import Keys
@@ -22,6 +23,11 @@ from sinks.redis_state import SubjectStateSink, read_states
 from sinks.state_codec import SPLIT_RECORDS, StateFormatError, decode_state
 
 pytestmark = pytest.mark.integration
+
+
+def as_json(state: dict) -> dict:
+    """A state as JSON (the sink hands a large state's per-record maps persistent: domain/record_maps.py)."""
+    return orjson.loads(orjson.dumps(state, default=json_default))
 
 
 def inputs(n: int) -> list:
@@ -61,7 +67,7 @@ async def test_a_hot_subject_is_stored_split_and_reads_back_whole(settings, redi
     for start in range(0, len(evs), 20):
         state = await apply_batch(sink, evs[start:start + 20], 0, start)
         (back,) = await read_states(redis, keys, [SUBJECT])
-        assert back == orjson.loads(orjson.dumps(state))
+        assert back == as_json(state)
     records = state["records"]
     assert len(records) > SPLIT_RECORDS
     head = decode_state(await redis.get(keys.subject(SUBJECT)))
@@ -79,14 +85,14 @@ async def test_a_hot_subject_is_stored_split_and_reads_back_whole(settings, redi
     # another worker takes the partition over: it reads head and parts under WATCH, whole
     other = SubjectStateSink(redis, keys, cache_mb=0)
     loaded = await other.begin([SUBJECT], {0: len(evs) + 1}, partition_of={SUBJECT: 0})
-    assert loaded.states[SUBJECT] == orjson.loads(orjson.dumps(state))
+    assert as_json(loaded.states[SUBJECT]) == as_json(state)
     assert loaded.states[SUBJECT]["basis"] == state["basis"]  # rebuilt from the facts, not stored
     await other.abort()
 
     # the operators' readers see the whole state
     from ops.inspect import subject_state
 
-    assert await subject_state(settings, SUBJECT) == orjson.loads(orjson.dumps(state))
+    assert await subject_state(settings, SUBJECT) == as_json(state)
 
     # a lost part is refused by name, never read as a smaller state
     await redis.hdel(keys.subject_records(SUBJECT), next(iter(after)))
@@ -146,5 +152,5 @@ async def test_a_big_state_written_whole_by_an_earlier_version_is_split_when_nex
     await sink.commit()
     state = await apply_batch(sink, evs[-1:], 0, n)  # from the cache: one record touched
     (back,) = await read_states(redis, keys, [SUBJECT])
-    assert back == orjson.loads(orjson.dumps(state))
+    assert back == as_json(state)
     assert await redis.hlen(keys.subject_records(SUBJECT)) == len(state["records"])
