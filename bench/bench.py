@@ -19,7 +19,7 @@ Measured:
   the subjects it stored;
 * a hot subject: 5,000 inputs to one subject (decisions, corrections, re-sends) through the rules
   core in this process, with the state serialised after each input: the mean cost of the first and
-  the last 500 (bench/core.py).
+  the last 500 (bench/core.py). Timed first, before the broker and Redis start.
 
 ``--scale 10000,100000,1000000``: only the pipeline, one run per subject count (2 events per
 subject, generated and produced in chunks): events/s, us per event, peak RSS and Redis bytes per
@@ -457,6 +457,15 @@ async def replay_rate(s: Settings) -> tuple[float, int]:
 async def main(args) -> dict:
     from ops.stack import Stack
 
+    hot: dict = {}
+    if args.hot and not (args.scale or args.latency_only or args.profile or args.checks_only):
+        from bench.core import hot_subject
+
+        # in process, before the stack starts: a broker or Redis busy in the background (an AOF
+        # rewrite after a run) took CPU from it when it ran last (first / last 187 / 326 us against
+        # 143 / 187 us alone)
+        log(f"hot subject: {args.hot} inputs to one subject (rules core + state encode, in process)")
+        hot = hot_subject(args.hot)
     stack = Stack(RUN_DIR / "stack")
     stack.down()
     # every run measures in namespaces of its own: what earlier runs left in Redis (a million-subject
@@ -518,11 +527,7 @@ async def main(args) -> dict:
         log(f"latency at {args.rate} events/s for {args.latency_seconds}s")
         lat = await latency_run(info, f"b{stamp}l", args.rate, args.latency_seconds, args.subjects)
         results.update(await checks_part(first_settings, args))
-        if args.hot:
-            from bench.core import hot_subject
-
-            log(f"hot subject: {args.hot} inputs to one subject (rules core + state encode, in process)")
-            results.update(hot_subject(args.hot))
+        results.update(hot)
         results.update({
             "size": args.size,
             "runs": args.runs,
