@@ -69,10 +69,11 @@ reliability: install  ## crash / outage / hostile-input suite at full scale (BRO
 SIZE ?= 200000
 RUNS ?= 3
 RATE ?= 1000
+HOT_SHARE ?= 0
 SUBJECTS ?= $$(( $(SIZE) / 2 ))
 SCALE ?= 10000,100000
-bench: install  ## benchmark the pipeline and its baselines (make bench SIZE=20000 RUNS=1 for a quick run; SUBJECTS=n)
-	$(BIN)/python -m bench.bench --size $(SIZE) --runs $(RUNS) --subjects $(SUBJECTS) --broker $(BROKER)
+bench: install  ## benchmark the pipeline and its baselines (make bench SIZE=20000 RUNS=1 for a quick run; SUBJECTS=n; HOT_SHARE=0.05: one subject in the stream gets 5% of the new decisions)
+	$(BIN)/python -m bench.bench --size $(SIZE) --runs $(RUNS) --subjects $(SUBJECTS) --broker $(BROKER) --hot-share $(HOT_SHARE)
 
 bench-checks: install  ## the check API alone: GET /check p50/p99 at 500 checks/s, open loop (SIZE=20000 events of state)
 	$(BIN)/python -m bench.bench --checks-only --size $(SIZE) --subjects $(SUBJECTS) --broker $(BROKER)

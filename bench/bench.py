@@ -100,8 +100,9 @@ def peak_rss_mib(pid: int) -> float:
     return 0.0
 
 
-def generate(size: int, subjects: int, seed: int = 42) -> list[tuple[str, bytes]]:
-    """(kind, Avro bytes) of ``size`` realistic events, decided within the last two years."""
+def generate(size: int, subjects: int, seed: int = 42, hot_share: float = 0.0) -> list[tuple[str, bytes]]:
+    """(kind, Avro bytes) of ``size`` realistic events, decided within the last two years;
+    ``hot_share`` of the new decisions about one subject (streams/synthetic.py)."""
     from creditstream.connections import make_codec
     from streams.samples import SCHEMA_OF_KIND
     from streams.synthetic import EventGenerator
@@ -109,7 +110,7 @@ def generate(size: int, subjects: int, seed: int = 42) -> list[tuple[str, bytes]
     codec = make_codec(Settings())
     start = dt.date.today() - dt.timedelta(days=720)
     gen = EventGenerator(seed, subjects=subjects, duplicate_rate=0.05, correction_rate=0.02, malformed_rate=0.01,
-                         legacy_rate=0.002, start=start)
+                         legacy_rate=0.002, start=start, hot_share=hot_share)
     out = []
     for _ in range(size):
         kind, rec = next(gen)
@@ -485,8 +486,10 @@ async def main(args) -> dict:
             results.update(offered_rate=args.rate,
                            **await latency_run(info, f"b{stamp}l", args.rate, args.latency_seconds, args.subjects))
             return results
-        log(f"generating {args.size} events over {args.subjects} subjects")
-        events = generate(args.size, args.subjects)
+        log(f"generating {args.size} events over {args.subjects} subjects"
+            + (f", {args.hot_share:.0%} of the new decisions about one subject" if args.hot_share else ""))
+        events = generate(args.size, args.subjects, hot_share=args.hot_share)
+        results["hot_share"] = args.hot_share
         if args.profile:
             log("pipeline run with py-spy on the worker")
             r = await profile_run(info, f"b{stamp}s", events)
@@ -627,7 +630,8 @@ def render(r: dict) -> str:
         return "n/a" if v is None else (f"{v:,.0f}{unit}" if abs(v) >= 100 else f"{v:,.2f}{unit}")
 
     rows = [
-        ("full pipeline, 1 worker (median)", f(r["pipeline_events_per_s"], " ev/s"), ""),
+        ("full pipeline, 1 worker (median)", f(r["pipeline_events_per_s"], " ev/s"),
+         f"{r['hot_share']:.0%} of new decisions about one subject" if r.get("hot_share") else ""),
         ("  runs", ", ".join(f(v) for v in r["pipeline_runs_events_per_s"]), ""),
         ("plain Faust forward (median)", f(r["faust_forward_events_per_s"], " ev/s"), "baseline"),
         ("raw aiokafka forward (median)", f(r["raw_forward_events_per_s"], " ev/s"), "ceiling"),
@@ -667,6 +671,9 @@ def cli() -> None:
     p.add_argument("--latency-seconds", type=float, default=20.0, help="length of the latency run (default 20)")
     p.add_argument("--hot", type=int, default=5000,
                    help="inputs to one hot subject, timed through the rules core (default 5000; 0: skip)")
+    p.add_argument("--hot-share", type=float, default=0.0,
+                   help="share of the new decisions about one subject in the pipeline runs' events (e.g. 0.05: "
+                        "a subject that grows to thousands of records in the stream itself; default 0)")
     p.add_argument("--scale", metavar="SUBJECTS,...",
                    help="only the pipeline, one run per subject count (e.g. 10000,100000,1000000; 2 events per "
                         "subject): per-event cost, peak RSS and Redis bytes per subject as subjects grow")
