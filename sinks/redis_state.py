@@ -22,9 +22,15 @@ number only as its pseudonym) in key names and as the members of ``subjects``, `
 
 The state cache: a worker owns its partitions, so the states it wrote last are the states in Redis
 for as long as nobody else writes those partitions. The sink keeps the states of the subjects it
-read or wrote in memory (least recently used first out, ``cache_mb`` of estimated size) and reads
+read or wrote in memory (least recently used first out, ``cache_mb`` of estimated memory) and reads
 from Redis only the subjects it does not hold. Writes still go to Redis in every commit
-(write-through). An entry is used only while it is provably current:
+(write-through). A state stored whole is held as its stored bytes (decoded when used): held as
+Python objects, every new state was walked once by the worker's collector rounds
+(creditstream/heap.py), which cost more than decoding it again (measured: 3,435-3,650 ev/s held as
+objects, 3,699-3,884 as bytes, 3,959-4,096 with no cache, 100,000 events over 50,000 subjects;
+2,435-2,553, 2,638-2,649 and 2,637-2,656 over 10,000). A hot subject's state, stored split, is held
+as objects (its per-record maps persistent: domain/record_maps.py) when it fits a quarter of the
+budget. An entry is used only while it is provably current:
 
 * it belongs to the partition the batch brings the subject on;
 * that partition's position in Redis, read under WATCH in ``begin()``, is the one this sink's last
@@ -95,6 +101,16 @@ def decode_outbox(raw: bytes) -> list[OutMessage]:
 
 # a state as Python objects takes about this many times its JSON size in memory
 _OBJECTS_PER_JSON_BYTE = 4
+# what holding one entry costs besides the state (the entry's tuple, the LRU's node, the id)
+_ENTRY_OVERHEAD = 200
+
+
+def memory_of(held: dict | bytes, json_size: int) -> int:
+    """Estimated memory of a held state: its stored bytes, or as Python objects about
+    :data:`_OBJECTS_PER_JSON_BYTE` times its JSON size."""
+    if held.__class__ is bytes:
+        return len(held) + _ENTRY_OVERHEAD
+    return json_size * _OBJECTS_PER_JSON_BYTE + _ENTRY_OVERHEAD
 
 
 class _Recent:
@@ -124,8 +140,9 @@ class StateCache:
     Redis is the one this worker wrote last (see the module's doc)."""
 
     def __init__(self, max_bytes: int):
-        self.max_json_bytes = max_bytes // _OBJECTS_PER_JSON_BYTE
-        self._entries: OrderedDict[str, tuple[int, int, dict, int]] = OrderedDict()  # sid -> (p, epoch, state, size)
+        self.max_bytes = max_bytes
+        # sid -> (partition, epoch, state or its stored bytes, estimated memory)
+        self._entries: OrderedDict[str, tuple[int, int, dict | bytes, int]] = OrderedDict()
         self._bytes = 0
         self._written: dict[int, int] = {}  # partition -> position of this worker's last successful commit
         self._epoch: dict[int, int] = {}    # partition -> current epoch; entries of older epochs are stale
@@ -143,7 +160,8 @@ class StateCache:
         if entry is None or entry[0] != partition or entry[1] != self._epoch.get(partition):
             return None
         self._entries.move_to_end(subject_id)
-        return entry[2]
+        held = entry[2]
+        return decode_state(held) if held.__class__ is bytes else held
 
     def confirm(self, partition: int, position: int | None) -> bool:
         """True if ``position`` (read from Redis under WATCH) is the one this worker wrote last;
@@ -157,20 +175,22 @@ class StateCache:
         self._written.pop(partition, None)
         self._epoch[partition] = next(self._epochs)
 
-    def written(self, positions: Mapping[int, int], states: Mapping[str, tuple[int, dict, int]]) -> None:
-        """A commit succeeded: these partitions are at these positions and these states current."""
+    def written(self, positions: Mapping[int, int], states: Mapping[str, tuple[int, dict | bytes, int]]) -> None:
+        """A commit succeeded: these partitions are at these positions and these states current.
+        ``states``: subject -> (partition, the state or its stored bytes, the state's JSON size)."""
         for p, position in positions.items():
             self._written[p] = position
             self._epoch.setdefault(p, next(self._epochs))
-        if not self.max_json_bytes:
+        if not self.max_bytes:
             return
-        for sid, (p, state, size) in states.items():
-            if p not in positions or size > self.max_json_bytes // 4:
+        for sid, (p, state, json_size) in states.items():
+            size = memory_of(state, json_size)
+            if p not in positions or size > self.max_bytes // 4:
                 continue  # only the partitions this commit fenced; a huge state is read when needed
             old = self._entries.pop(sid, None)
             if old is not None:
                 self._bytes -= old[3]
-            elif self._bytes + size > self.max_json_bytes and not self._recent.seen(sid):
+            elif self._bytes + size > self.max_bytes and not self._recent.seen(sid):
                 self._recent.size = max(1024, len(self._entries) // 4)
                 # full, and the subject was not touched lately: it comes in on its next touch
                 self._recent.add(sid)
@@ -178,7 +198,7 @@ class StateCache:
                 continue
             self._entries[sid] = (p, self._epoch[p], state, size)
             self._bytes += size
-        while self._bytes > self.max_json_bytes and self._entries:
+        while self._bytes > self.max_bytes and self._entries:
             _, old = self._entries.popitem(last=False)
             self._bytes -= old[3]
 
@@ -342,7 +362,7 @@ class SubjectStateSink:
             # be stored split exactly when it has more than SPLIT_RECORDS records; one an earlier
             # version wrote whole is read again until it is written split)
             if p is not None and was_split == split_due(state):
-                self._read[s] = (p, state, size)
+                self._read[s] = (p, state if was_split else blobs[s], size)
         return Loaded(states, positions, outboxes)
 
     async def abort(self) -> None:
@@ -364,7 +384,7 @@ class SubjectStateSink:
         self._states[subject_id] = stored.head
         if stored.split:
             self._parts[subject_id] = stored
-        self._added[subject_id] = (state, stored.json_bytes)
+        self._added[subject_id] = (state if stored.split else stored.head, stored.json_bytes)
         if new:
             self._new_subjects.append(subject_id)
 

@@ -4,6 +4,8 @@ may have written its partition (fencing)."""
 
 from __future__ import annotations
 
+import secrets
+
 import orjson
 import pytest
 
@@ -34,12 +36,15 @@ async def test_held_states_are_not_read_again(settings, redis):
     sink = SubjectStateSink(redis, keys_of(settings))
     first = {"id": A, "n": 1}
     await batch(sink, {A: first}, 0, 0, 5)
-    loaded = await sink.begin([A], {0: 5}, partition_of={A: 0})
-    assert loaded.states[A] is first  # the object this worker wrote, not a copy from Redis
-    assert sink.cache.hits == 1
-    await sink.abort()
     # written through: Redis has it too
     assert decode_state(await redis.get(keys_of(settings).subject(A))) == first
+    # held as its stored bytes (nothing for the garbage collector to walk), not read from Redis
+    assert all(entry[2].__class__ is bytes for entry in sink.cache._entries.values())  # noqa: SLF001
+    await redis.delete(keys_of(settings).subject(A))
+    loaded = await sink.begin([A], {0: 5}, partition_of={A: 0})
+    assert loaded.states[A] == first
+    assert sink.cache.hits == 1
+    await sink.abort()
 
 
 async def test_a_partition_written_by_another_worker_is_read_again(settings, redis):
@@ -81,7 +86,7 @@ async def test_redis_lost_its_data(settings, redis):
 
 
 async def test_other_partitions_stay_held_and_the_cache_is_bounded(settings, redis):
-    sink = SubjectStateSink(redis, keys_of(settings), cache_mb=1)  # ~256 KiB of JSON
+    sink = SubjectStateSink(redis, keys_of(settings), cache_mb=1)
     other = SubjectStateSink(redis, keys_of(settings))
     await batch(sink, {A: {"id": A, "n": 1}}, 0, 0, 5)
     await batch(sink, {B: {"id": B, "n": 1}}, 1, 0, 5)
@@ -90,7 +95,8 @@ async def test_other_partitions_stay_held_and_the_cache_is_bounded(settings, red
     assert loaded.states == {A: {"id": A, "n": 2}, B: {"id": B, "n": 1}}
     assert sink.cache.hits == 1  # B (partition 1, untouched) came from memory
     await sink.abort()
-    big = {f"s{i}": {"id": f"s{i}", "pad": "x" * 20_000} for i in range(40)}
+    # held as stored bytes: ~30 KB each even compressed (random), 40 of them more than 1 MiB
+    big = {f"s{i}": {"id": f"s{i}", "pad": secrets.token_hex(30_000)} for i in range(40)}
     await batch(sink, big, 2, 0, 1)
     assert 0 < len(sink.cache) < 40
 

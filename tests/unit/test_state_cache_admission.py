@@ -3,15 +3,14 @@ while it is remembered as recently declined (a busy subject), not for every subj
 
 from __future__ import annotations
 
-from sinks.redis_state import StateCache
+from sinks.redis_state import StateCache, memory_of
 
 STATE_BYTES = 1000
 
 
 def cache_of(states: int) -> StateCache:
-    cache = StateCache(states * STATE_BYTES * 4)  # the cache counts 4 bytes of memory per JSON byte
-    assert cache.max_json_bytes == states * STATE_BYTES
-    return cache
+    """Room for ``states`` states held as objects (about 4 bytes of memory per JSON byte)."""
+    return StateCache(states * memory_of({}, STATE_BYTES))
 
 
 def write(cache: StateCache, position: int, *sids: str) -> None:
@@ -55,3 +54,13 @@ def test_the_memory_of_declined_subjects_is_bounded():
     assert len(recent._new) + len(recent._old) <= 2 * recent.size  # noqa: SLF001
     write(cache, 30_000, "once0")  # declined long ago: forgotten, declined again
     assert cache.get("once0", 0) is None
+
+
+def test_a_state_held_as_its_stored_bytes_counts_its_bytes_and_is_read_back():
+    from sinks.state_codec import encode_state
+
+    cache = cache_of(10)
+    stored = {sid: encode_state({"id": sid, "names": ["某公司"] * 50}) for sid in (f"b{i}" for i in range(100))}
+    cache.written({0: 1}, {sid: (0, raw, STATE_BYTES) for sid, raw in stored.items()})
+    assert len(cache) == 100 and cache.declined == 0  # ten states' room as objects, a hundred as bytes
+    assert cache.get("b7", 0) == {"id": "b7", "names": ["某公司"] * 50}
