@@ -347,6 +347,8 @@ class SubjectStateSink:
         # hot subjects: head and parts read again together, all of them in one MULTI/EXEC
         # (read_split); if another writer committed since the MGET above, the commit is fenced anyway
         split = [s for s, (head, _, _) in read.items() if is_split(head)]
+        # the stored bytes of the states stored whole, to hold (a head of a split state is not one)
+        whole = {s: blobs[s] for s in read if s not in split}
         if split:
             read.update(zip(split, await read_split(self.redis, self.keys, split)))
         for s, (state, size, was_split) in read.items():
@@ -362,7 +364,7 @@ class SubjectStateSink:
             # be stored split exactly when it has more than SPLIT_RECORDS records; one an earlier
             # version wrote whole is read again until it is written split)
             if p is not None and was_split == split_due(state):
-                self._read[s] = (p, state if was_split else blobs[s], size)
+                self._read[s] = (p, whole.get(s, state), size)
         return Loaded(states, positions, outboxes)
 
     async def abort(self) -> None:
