@@ -195,11 +195,6 @@ def split_due(state: dict) -> bool:
     return len(state.get("records") or ()) > SPLIT_RECORDS
 
 
-def _sections(state: dict) -> list[Mapping[str, Any] | None]:
-    """The per-record sections (dicts, or a large state's persistent maps: domain/record_maps.py)."""
-    return record_maps.sections(state)
-
-
 def _part_keys(sections: list[Mapping[str, Any] | None]) -> set[str]:
     keys: set[str] = set()
     for section in sections:
@@ -210,7 +205,7 @@ def _part_keys(sections: list[Mapping[str, Any] | None]) -> set[str]:
 
 def head_of(state: dict) -> dict:
     """A state without its per-record parts and basis, marked ``split``."""
-    sections = _sections(state)
+    sections = record_maps.sections(state)
     has = [f"{top}.{inner}" if inner else top for (top, inner), sec in zip(_SECTIONS, sections) if sec is not None]
     head = {k: v for k, v in state.items() if k not in ("records", "facts", "basis")}
     for top in ("timeline", "evaluation"):
@@ -244,15 +239,15 @@ def encode_stored(state: dict, base: dict | None = None, *, base_split: bool = F
     if not split_due(state):
         head, size = _encode(state, state_format)
         return Stored(head, size, False, {}, [])
-    new = _sections(state)
+    new = record_maps.sections(state)
     removed: list[str] = []
     if base is not None and base_split and changed is not None:
         keys = sorted(k for k in changed if any(n is not None and k in n for n in new))
         removed = sorted(k for k in changed if k not in keys and any(
-            o is not None and k in o for o in _sections(base)))
+            o is not None and k in o for o in record_maps.sections(base)))
         changed = keys
     elif base is not None and base_split:
-        old = _sections(base)
+        old = record_maps.sections(base)
         now = _part_keys(new)
         changed = sorted(k for k in now if any(
             (o.get(k) if o is not None else None) is not (n.get(k) if n is not None else None)
