@@ -35,7 +35,7 @@ from agents.registry import RegistryAgent
 from agents.subject import SubjectAgent
 from agents.timer import TimerAgent
 from creditstream.connections import make_codec, redis_client
-from creditstream.heap import keep_heap_young, thaw
+from creditstream.heap import HeapRounds, thaw
 from creditstream.settings import Settings
 from domain.calendar import WorkingCalendar
 from domain.rulebook import load_rulebook
@@ -95,7 +95,11 @@ class Pipeline:
                                                                    state_format=s.state_format),
                                             producer=self.producer, codec=codec, rules=rules, calendar=calendar),
         }
-        self.runners = [AgentRunner(build[name](), s) for name in self.agent_names if name in build]
+        # the heap's rounds run between two subject batches, when the batch's states are gone
+        self.heap_rounds = HeapRounds(s.gc_freeze_interval_s)
+        self.runners = [AgentRunner(build[name](), s,
+                                    after_batch=self.heap_rounds.at_rest if name == "subject" else None)
+                        for name in self.agent_names if name in build]
         if "timer" in self.agent_names:
             self.runners.append(TimerAgent(topics=self.topics, redis=self.redis, keys=keys, producer=self.producer,
                                            interval_s=s.timer_interval_s, lease_s=s.timer_lease_s,
@@ -104,7 +108,7 @@ class Pipeline:
                        for r in self.runners]
         self._heartbeat_key = keys.worker(f"{socket.gethostname()}:{os.getpid()}:{id(self):x}")
         self._heartbeat = asyncio.create_task(self._beat(keys.generation), name="heartbeat")
-        self._heap = asyncio.create_task(keep_heap_young(s.gc_freeze_interval_s), name="heap")
+        self._heap = asyncio.create_task(self.heap_rounds.run(), name="heap")
         started = asyncio.gather(*(r.started.wait() for r in self.runners))
         await asyncio.wait([started, *self._tasks], return_when=asyncio.FIRST_COMPLETED, timeout=120)
         for t in self._tasks:

@@ -25,6 +25,7 @@ import asyncio
 import heapq
 import logging
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 import structlog
@@ -92,8 +93,10 @@ def merge_by_time(batches: dict[TopicPartition, list[ConsumerRecord]]) -> list[C
 
 
 class AgentRunner:
-    def __init__(self, agent: BatchAgent, settings: Settings, *, group_id: str | None = None):
+    def __init__(self, agent: BatchAgent, settings: Settings, *, group_id: str | None = None,
+                 after_batch: Callable[[], None] | None = None):
         self.agent = agent
+        self.after_batch = after_batch  # called between two batches (creditstream/heap.py HeapRounds.at_rest)
         self.settings = settings
         self.group_id = group_id or f"{settings.consumer_group}.{agent.name}"
         self.consumer = None
@@ -147,6 +150,9 @@ class AgentRunner:
                     await self._commit_task
                 self._commit_task = asyncio.ensure_future(self._commit(offsets))
                 await self._observe(records)
+                if self.after_batch is not None:
+                    del done, fetch, batches, records  # the batch's objects go first
+                    self.after_batch()
         finally:
             stop_wait.cancel()
             if self._commit_task is not None:

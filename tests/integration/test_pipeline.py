@@ -3,6 +3,7 @@ state in Redis out."""
 
 from __future__ import annotations
 
+import asyncio
 import struct
 import time
 
@@ -52,6 +53,21 @@ async def test_penalty_reaches_subject_state(pipeline, department, redis, settin
     assert record["kind"] == "penalty" and record["status"] == "active" and record["version"] == 1
     assert record["decision_date"] == "2024-05-20"
     assert stats["outcome:new"] == 1
+
+
+async def test_the_heap_rounds_run_between_subject_batches(pipeline, department, redis, settings):
+    """The worker's collector rounds (creditstream/heap.py) are paced by the subject agent's batches,
+    taken when a batch's states are gone, not on the timer mid-batch."""
+    assert not pipeline.heap_rounds.paced
+    pipeline.heap_rounds.last -= 60  # a round is due
+    await department.send(PENALTY, sample_event("penalty"))
+    await wait_outcomes(redis, settings, new=1)
+    for _ in range(50):  # the round follows the batch's commit and observation
+        if pipeline.heap_rounds.paced:
+            break
+        await asyncio.sleep(0.02)
+    assert pipeline.heap_rounds.paced
+    assert time.monotonic() - pipeline.heap_rounds.last < 30
 
 
 async def test_the_state_is_stored_compact(pipeline, department, redis, settings):

@@ -7,7 +7,7 @@ import gc
 
 import pytest
 
-from creditstream.heap import collect_and_freeze, keep_heap_young, thaw
+from creditstream.heap import HeapRounds, collect_and_freeze, keep_heap_young, thaw
 from tests.unit.test_state_round_trip import inputs
 
 
@@ -78,3 +78,62 @@ def test_keep_heap_young_runs_rounds_until_cancelled():
 def test_interval_zero_leaves_the_collector_alone():
     asyncio.run(keep_heap_young(0))
     assert gc.get_freeze_count() == 0
+
+
+def test_a_round_at_rest_runs_once_its_interval_has_passed():
+    rounds = HeapRounds(10)
+    rounds.last -= 11  # the last round long ago
+    rounds.at_rest()
+    first = rounds.last
+    assert gc.get_freeze_count() > 0 and rounds.paced
+    thaw()
+    rounds.at_rest()  # too soon after: no round
+    assert rounds.last == first and gc.get_freeze_count() == 0
+    rounds.last -= 10
+    rounds.at_rest()
+    assert rounds.last > first - 10 and gc.get_freeze_count() > 0
+
+
+def test_the_timer_leaves_the_rounds_to_the_batches_while_they_come_and_runs_one_when_they_stop():
+    async def run():
+        rounds = HeapRounds(0.05)
+        task = asyncio.create_task(rounds.run())
+        await asyncio.sleep(0)
+        taken_by_timer = []
+        original = rounds.round
+
+        def counted():
+            taken_by_timer.append(rounds.paced)
+            original()
+
+        rounds.round = counted
+        # batches ending every 10 ms: every round is theirs (at_rest calls the original), none the timer's
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+            rounds.round = original
+            rounds.at_rest()
+            rounds.round = counted
+        assert taken_by_timer == []
+        # no batch ends any more: the timer runs one after OVERDUE intervals
+        await asyncio.sleep(0.05 * (HeapRounds.OVERDUE + 4))
+        assert taken_by_timer
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())
+
+
+def test_without_rounds_at_rest_the_timer_runs_every_interval():
+    async def run():
+        rounds = HeapRounds(0.01)
+        task = asyncio.create_task(rounds.run())
+        await asyncio.sleep(0)
+        start = rounds.last
+        await asyncio.sleep(0.035)
+        assert rounds.last > start and not rounds.paced
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())
