@@ -90,6 +90,15 @@ def stop(proc: subprocess.Popen, sig=signal.SIGTERM) -> None:
             proc.wait()
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) a process has used so far, from /proc (None if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mib(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -355,6 +364,7 @@ async def latency_run(info, tag: str, rate: int, seconds: float, subjects: int, 
     latencies: list[float] = []
     samples: list[tuple[int, float]] = []
     t_begin_ms = int(time.time() * 1000)
+    worker_busy: float | None = None
     try:
         # warm-up: the worker is up and has joined its groups
         progress = Progress(s)
@@ -368,13 +378,21 @@ async def latency_run(info, tag: str, rate: int, seconds: float, subjects: int, 
         t0 = time.monotonic()
         t_begin_ms = int(time.time() * 1000 + warmup_s * 1000)
         consumer_task = asyncio.create_task(collect_changes(s, t.list_changes, t_begin_ms, latencies, samples))
+        busy_from: tuple[float, float | None] | None = None
         for i in range(n):
+            if i == warm_n:  # the timed part starts: the worker's CPU time from here
+                busy_from = (time.monotonic(), cpu_seconds(proc.pid))
             delay = t0 + i / rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             await producer.send(t.penalty, sample_severe(gen, codec), timestamp_ms=int(time.time() * 1000))
         await producer.flush()
         await wait_until(progress, n + 1, 120, [proc])
+        # how busy the worker was while timed (share of one core): near 1, inputs queue behind each
+        # other and the latency is the machine's speed, not the pipeline's waits
+        used = cpu_seconds(proc.pid)
+        if busy_from is not None and busy_from[1] is not None and used is not None:
+            worker_busy = round((used - busy_from[1]) / (time.monotonic() - busy_from[0]), 3)
         await asyncio.sleep(1.0)
         consumer_task.cancel()
         await progress.close()
@@ -384,10 +402,11 @@ async def latency_run(info, tag: str, rate: int, seconds: float, subjects: int, 
     windows = latency_windows(samples, t_begin_ms)
     latencies.sort()
     if not latencies:
-        return {"latency_p50_ms": None, "latency_p99_ms": None, "latency_samples": 0, "latency_windows": []}
+        return {"latency_p50_ms": None, "latency_p99_ms": None, "latency_samples": 0, "latency_windows": [],
+                "latency_worker_busy": worker_busy}
     return {"latency_p50_ms": latencies[len(latencies) // 2],
             "latency_p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
-            "latency_samples": len(latencies), "latency_windows": windows}
+            "latency_samples": len(latencies), "latency_windows": windows, "latency_worker_busy": worker_busy}
 
 
 def latency_windows(samples: list[tuple[int, float]], start_ms: int, window_s: float = 2.0) -> list[dict]:
@@ -549,6 +568,7 @@ async def main(args) -> dict:
             "latency_p99_ms": lat["latency_p99_ms"],
             "latency_samples": lat["latency_samples"],
             "latency_windows": lat["latency_windows"],
+            "latency_worker_busy": lat["latency_worker_busy"],
             "offered_rate": args.rate,
             "startup_s": statistics.median(startup),
             "restart_after_kill_s": killed["restart_after_kill_s"],
@@ -592,6 +612,11 @@ async def checks_part(s: Settings, args) -> dict:
     log(f"  p50 {r['check_p50_ms']} ms, p99 {r['check_p99_ms']} ms, {r['check_errors']} errors, "
         f"{r['check_audit_recorded']} audit records ({r['check_audit_dropped']} dropped)")
     return r
+
+
+def busy(share: float | None) -> str:
+    """A process's share of one core, as a percentage."""
+    return "n/a" if share is None else f"{share:.0%}"
 
 
 def render_checks(r: dict) -> str:
@@ -644,6 +669,7 @@ def render(r: dict) -> str:
         ("pipeline / raw forward", f(r["ratio_vs_raw_forward"], "x"), ""),
         (f"latency p50 at {r['offered_rate']}/s", f(r["latency_p50_ms"], " ms"), ""),
         (f"latency p99 at {r['offered_rate']}/s", f(r["latency_p99_ms"], " ms"), "goal < 100 ms"),
+        ("worker busy during the latency run", busy(r.get("latency_worker_busy")), "share of one core"),
         (f"replay rebuild ({r.get('replay_jobs', 1)} process{'es' if r.get('replay_jobs', 1) > 1 else ''})",
          f(r["replay_events_per_s"], " ev/s") + f"  ({r['replay_events_per_s'] / r['pipeline_events_per_s']:.2f}x)",
          "goal >= 3x the pipeline"),
@@ -705,7 +731,7 @@ def cli() -> None:
         return
     if args.latency_only:
         log(f"latency p50 {results['latency_p50_ms']:.0f} ms, p99 {results['latency_p99_ms']:.0f} ms "
-            f"({results['latency_samples']:,} list changes)")
+            f"({results['latency_samples']:,} list changes); worker busy {busy(results['latency_worker_busy'])}")
         for w in results.get("latency_windows") or ():
             log(f"  from {w['from_s']:4.0f}s: p50 {w['p50_ms']:6.1f} ms, p99 {w['p99_ms']:6.1f} ms "
                 f"({w['samples']:,})")

@@ -22,3 +22,20 @@ def test_the_p99_of_a_window_is_its_tail():
 
 def test_samples_sent_before_the_start_fall_in_the_first_window():
     assert latency_windows([(900, 1.0), (1_500, 2.0)], 1_000)[0]["samples"] == 2
+
+
+def test_cpu_seconds_counts_a_process_s_own_work_not_its_sleep():
+    import os
+    import time
+
+    from bench.bench import busy, cpu_seconds
+
+    before = cpu_seconds(os.getpid())
+    t = time.process_time()
+    while time.process_time() - t < 0.2:  # work
+        pass
+    time.sleep(0.2)  # and a rest, not counted
+    used = cpu_seconds(os.getpid()) - before
+    assert 0.15 <= used <= 0.35
+    assert cpu_seconds(2**22 + 12345) is None  # no such process
+    assert busy(0.876) == "88%" and busy(None) == "n/a"
