@@ -375,6 +375,10 @@ async def latency_run(info, tag: str, rate: int, seconds: float, subjects: int, 
         # state's (the first seconds of a cold worker are startup_s / restart_after_kill_s)
         warm_n = int(rate * warmup_s)
         n = int(rate * seconds) + warm_n
+        # the inputs are made before the clock starts: made in the loop, their Avro encoding took
+        # CPU from the worker and the broker on this 2-core machine (the measuring process at 42% of
+        # a core, with a busy-polling consumer)
+        inputs = [sample_severe(gen, codec) for _ in range(n)]
         t0 = time.monotonic()
         t_begin_ms = int(time.time() * 1000 + warmup_s * 1000)
         consumer_task = asyncio.create_task(collect_changes(s, t.list_changes, t_begin_ms, latencies, samples))
@@ -385,7 +389,7 @@ async def latency_run(info, tag: str, rate: int, seconds: float, subjects: int, 
             delay = t0 + i / rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            await producer.send(t.penalty, sample_severe(gen, codec), timestamp_ms=int(time.time() * 1000))
+            await producer.send(t.penalty, inputs[i], timestamp_ms=int(time.time() * 1000))
         await producer.flush()
         await wait_until(progress, n + 1, 120, [proc])
         # how busy the worker was while timed (share of one core): near 1, inputs queue behind each
@@ -441,9 +445,11 @@ async def collect_changes(s: Settings, topic: str, since_ms: int, out: list[floa
 
     from streams import kafka
 
-    # the measuring consumer itself: a short fetch wait, so that it adds as little as it can (on
-    # Tansu a fetch answers only after up to its maximum wait: docs/performance.md)
-    c = kafka.consumer(s, group_id=None, fetch_max_wait_ms=5)
+    # the measuring consumer itself: on Tansu a short fetch wait, so that it adds as little as it can
+    # (a fetch there answers only after up to its maximum wait: docs/performance.md); Apache Kafka
+    # answers a fetch as soon as data arrives, so a long wait adds nothing and spares the CPU that
+    # polling every 5 ms took from the worker
+    c = kafka.consumer(s, group_id=None, fetch_max_wait_ms=5 if s.is_tansu else 200)
     await c.start()
     try:
         await c._client._wait_on_metadata(topic)  # noqa: SLF001 - metadata of an unsubscribed topic
@@ -452,7 +458,7 @@ async def collect_changes(s: Settings, topic: str, since_ms: int, out: list[floa
         for tp in tps:
             await c.seek_to_beginning(tp)
         while True:
-            batches = await c.getmany(timeout_ms=5)
+            batches = await c.getmany(timeout_ms=200)  # returns as soon as records are in
             now = time.time() * 1000
             for records in batches.values():
                 for r in records:
