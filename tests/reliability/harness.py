@@ -122,6 +122,36 @@ async def divergence(settings, redis) -> list[str]:
     return out
 
 
+async def difference(settings, redis, diverged: list[str], limit: int = 3) -> str:
+    """What differs in the first diverged states: the top-level fields, and within ``records`` the
+    record keys and their differing fields (oracle vs Redis), so that a failure says what to look
+    for. Also how many of the log's subject events the partitions' positions cover."""
+    from sinks.keys import resolve_keys
+    from tests.reliability.oracle import fold
+
+    states, _, _ = await fold(settings)
+    live = await redis_states(redis, settings)
+    lines = []
+    for item in [d for d in diverged if d.startswith("state of ")][:limit]:
+        sid = item.removeprefix("state of ")
+        want, got = states.get(sid) or {}, live.get(sid) or {}
+        fields = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))
+        line = f"{sid}: fields {fields}"
+        if "records" in fields:
+            w, g = want.get("records") or {}, got.get("records") or {}
+            for rk in sorted(k for k in set(w) | set(g) if w.get(k) != g.get(k))[:3]:
+                a, b = w.get(rk) or {}, g.get(rk) or {}
+                sub = {f: (repr(a.get(f))[:80], repr(b.get(f))[:80])
+                       for f in sorted(set(a) | set(b)) if a.get(f) != b.get(f) and f not in ("content", "others")}
+                line += f"; record {rk!r} (oracle, redis): {sub}"
+        lines.append(line)
+    keys = await resolve_keys(redis, settings.namespace)
+    positions = {int(k.decode().rsplit(":", 1)[1]): int(await redis.get(k))
+                 for k in await redis.keys(keys.position(0)[:-1] + "*")}
+    lines.append(f"positions {dict(sorted(positions.items()))}")
+    return " | ".join(lines)
+
+
 async def lost_inputs(settings, redis) -> list[str]:
     """Department messages neither applied to a subject, nor parked, nor dead-lettered."""
     from domain import events

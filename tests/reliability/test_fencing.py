@@ -55,7 +55,8 @@ async def check(s, redis, workers, what):
     harness.record(lost=len(lost), diverged=len(diverged), pii_leaks=len(harness.pii_leaks(logs)),
                    crashes=logs.count('"level":"critical"'))
     assert all(w.alive() for w in workers), "a worker is down: " + workers[0].log_tail()
-    assert not diverged, f"{what}: {diverged[:10]}"
+    assert not diverged, f"{what}: {diverged[:10]} ({len(diverged)} in all; lost {len(lost)}): " + \
+        await harness.difference(s, redis, diverged)
     assert not lost, f"{what}: {lost[:10]}"
 
 
