@@ -44,6 +44,7 @@ import time
 from pathlib import Path
 
 from creditstream.settings import Settings
+from ops.processes import cpu_seconds
 
 RUN_DIR = Path(".run/bench")
 CHINA = dt.timezone(dt.timedelta(hours=8))
@@ -88,15 +89,6 @@ def stop(proc: subprocess.Popen, sig=signal.SIGTERM) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """CPU time (user + system) a process has used so far, from /proc (None if it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mib(pid: int) -> float:

@@ -58,7 +58,8 @@ class HeapRounds:
     runner of the agent whose batches hold the most calls :meth:`at_rest` after each batch, and a
     round runs there once ``interval_s`` has passed. The timer runs one anyway when none came for
     ``OVERDUE`` intervals (that agent idle, or a batch stuck retrying), and every interval in a
-    worker that has no such agent."""
+    worker that has no such agent. ``creditstream replay`` calls :meth:`start`, then :meth:`round`
+    after each of its batches, with no timer."""
 
     OVERDUE = 4
 
@@ -77,24 +78,26 @@ class HeapRounds:
         self.last = time.monotonic()
         collect_and_freeze()
 
-    async def run(self) -> None:
-        """For the life of the worker: the first round, then CPython's own collections off."""
+    def start(self) -> bool:
+        """The first round, then CPython's own collections off; False (nothing done) if the rounds
+        are off (``interval_s`` 0: CPython's defaults). :func:`thaw` undoes it."""
         if self.interval_s <= 0:
             log.info("cyclic collector left to CPython's defaults (gc_freeze_interval_s = 0)")
-            return
+            return False
         self.round()  # the modules, the rules and the clients loaded at start-up
         # the rounds are the only collections: each object is walked once, in the round after it was
         # made (CPython's automatic young collections would walk every survivor twice first)
         gc.disable()
+        return True
+
+    async def run(self) -> None:
+        """For the life of the worker: :meth:`start`, then a round whenever none came in time."""
+        if not self.start():
+            return
         while True:
             await asyncio.sleep(self.interval_s)
             if time.monotonic() - self.last >= self.interval_s * (self.OVERDUE if self.paced else 1):
                 self.round()
-
-
-async def keep_heap_young(interval_s: float) -> None:
-    """Run :func:`collect_and_freeze` every ``interval_s`` seconds, for the life of the worker."""
-    await HeapRounds(interval_s).run()
 
 
 def thaw() -> None:

@@ -18,7 +18,7 @@ from functools import lru_cache
 CHINA = dt.timezone(dt.timedelta(hours=8), "CST")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
-_CHINA_OFFSET_MS = 8 * 3600 * 1000
+_CHINA_OFFSET_MS = int(CHINA.utcoffset(None).total_seconds() * 1000)
 # How far a producer's clock may run ahead of ours before its stamps count as "in the future".
 FUTURE_TOLERANCE_MS = 5 * 60 * 1000
 
@@ -45,7 +45,7 @@ def _date_of_day(day: int) -> str:
 def date_of_ms(ms: int) -> str:
     """The China date of an instant, "YYYY-MM-DD"; out-of-range instants clamp to 0001/9999."""
     try:
-        return _date_of_day((int(ms) + 8 * 3_600_000) // 86_400_000)
+        return _date_of_day((int(ms) + _CHINA_OFFSET_MS) // 86_400_000)
     except (OverflowError, ValueError):
         return "0001-01-01" if ms < 0 else "9999-12-31"
 

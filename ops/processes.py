@@ -29,14 +29,25 @@ def proc_cmdline(pid: int) -> list[str] | None:
     return [p.decode(errors="replace") for p in raw.split(b"\0")[:-1]] if raw else []
 
 
-def proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state letter, start time in clock ticks) of a process, None if there is none."""
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (field 3 on), None if there is none."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    rest = raw[raw.rfind(")") + 2:].split()
-    return rest[0], int(rest[19])
+    return raw[raw.rfind(")") + 2:].split()
+
+
+def proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start time in clock ticks) of a process, None if there is none."""
+    rest = _stat_fields(pid)
+    return None if rest is None else (rest[0], int(rest[19]))
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) a process has used so far, None if there is none."""
+    rest = _stat_fields(pid)
+    return None if rest is None else (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_bytes(pid: int) -> int | None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import multiprocessing
 import os
 import sys
@@ -37,7 +36,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from creditstream.connections import make_codec, redis_client
-from creditstream.heap import collect_and_freeze, thaw
+from creditstream.heap import HeapRounds, thaw
 from creditstream.settings import Settings
 from domain.calendar import WorkingCalendar
 from domain.rulebook import load_rulebook
@@ -175,14 +174,11 @@ async def _rebuild(settings: Settings, redis, keys: Keys, *, partitions: list[in
                          calendar=WorkingCalendar.from_file(settings.calendar_file)
                          if settings.calendar_file else WorkingCalendar())
     events = 0
-    # the cyclic collector (creditstream/heap.py): not on a timer as in a worker, but once after
-    # every batch, when the batch's working states are freed and only what is kept (the state
-    # cache's states) is new; measured: the timer's rounds, falling mid-batch, walked every batch's
-    # states and took 13% of a replay
-    heap = settings.gc_freeze_interval_s > 0
-    if heap:
-        collect_and_freeze()
-        gc.disable()
+    # the cyclic collector (creditstream/heap.py): a round after every batch, when the
+    # batch's working states are freed and only what is kept (the state cache's states) is new;
+    # measured: a timer's rounds, falling mid-batch, walked every batch's states and took 13% of a replay
+    rounds = HeapRounds(settings.gc_freeze_interval_s)
+    heap = rounds.start()
     try:
         async for batch in _batches(settings, topics.subject_events, start, partitions, from_timestamp_ms):
             for attempt in range(1, FENCED_RETRIES + 1):
@@ -200,8 +196,8 @@ async def _rebuild(settings: Settings, redis, keys: Keys, *, partitions: list[in
                 break
             events += len(batch)
             await on_batch(len(batch))
-            if heap:  # the sink let go of the batch's states at its commit
-                collect_and_freeze()
+            if heap:  # after every batch: the sink let go of the batch's states at its commit
+                rounds.round()
     finally:
         if heap:
             thaw()

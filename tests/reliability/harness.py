@@ -125,7 +125,8 @@ async def divergence(settings, redis) -> list[str]:
 async def difference(settings, redis, diverged: list[str], limit: int = 3) -> str:
     """What differs in the first diverged states: the top-level fields, and within ``records`` the
     record keys and their differing fields (oracle vs Redis), so that a failure says what to look
-    for. Also how many of the log's subject events the partitions' positions cover."""
+    for; and each subject-event partition's position (the next offset the state has applied).
+    Folds the log again: only called once a check has failed."""
     from sinks.keys import resolve_keys
     from tests.reliability.oracle import fold
 
@@ -146,9 +147,8 @@ async def difference(settings, redis, diverged: list[str], limit: int = 3) -> st
                 line += f"; record {rk!r} (oracle, redis): {sub}"
         lines.append(line)
     keys = await resolve_keys(redis, settings.namespace)
-    positions = {int(k.decode().rsplit(":", 1)[1]): int(await redis.get(k))
-                 for k in await redis.keys(keys.position(0)[:-1] + "*")}
-    lines.append(f"positions {dict(sorted(positions.items()))}")
+    positions = {p: await redis.get(keys.position(p)) for p in range(settings.partitions)}
+    lines.append(f"positions {({p: int(v) for p, v in positions.items() if v is not None})}")
     return " | ".join(lines)
 
 

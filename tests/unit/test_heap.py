@@ -7,7 +7,7 @@ import gc
 
 import pytest
 
-from creditstream.heap import HeapRounds, collect_and_freeze, keep_heap_young, thaw
+from creditstream.heap import HeapRounds, collect_and_freeze, thaw
 from tests.unit.test_state_round_trip import inputs
 
 
@@ -63,9 +63,9 @@ def test_the_rules_core_leaves_no_cyclic_garbage():
         gc.enable()
 
 
-def test_keep_heap_young_runs_rounds_until_cancelled():
+def test_the_rounds_run_until_cancelled():
     async def run():
-        task = asyncio.create_task(keep_heap_young(0.01))
+        task = asyncio.create_task(HeapRounds(0.01).run())
         await asyncio.sleep(0.05)
         assert gc.get_freeze_count() > 0
         task.cancel()
@@ -76,7 +76,8 @@ def test_keep_heap_young_runs_rounds_until_cancelled():
 
 
 def test_interval_zero_leaves_the_collector_alone():
-    asyncio.run(keep_heap_young(0))
+    asyncio.run(HeapRounds(0).run())
+    assert HeapRounds(0).start() is False
     assert gc.get_freeze_count() == 0
 
 
