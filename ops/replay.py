@@ -201,9 +201,7 @@ async def _rebuild(settings: Settings, redis, keys: Keys, *, partitions: list[in
     finally:
         if heap:
             thaw()
-    changes = [(msg.key.decode(), dict(msg.headers)["change_id"].decode())
-               for msg in agent.collected if msg.topic == topics.list_changes]
-    return events, changes
+    return events, agent.announced
 
 
 async def _batches(settings: Settings, topic: str, start: dict[int, int] | None, partitions: list[int] | None,
