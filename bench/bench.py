@@ -216,9 +216,9 @@ class Progress:
         await self.redis.aclose()
 
 
-async def wait_until(check, target: int, timeout: float, proc_list=()) -> tuple[float, float, int]:
+async def wait_until(check, target: int, timeout: float, proc_list=(), on_first=None) -> tuple[float, float, int]:
     """Poll ``check()`` until it reaches ``target``: (time of the first progress, time done, count
-    at the first progress)."""
+    at the first progress). ``on_first()`` is called when the first progress is seen."""
     t_first = None
     first_count = 0
     deadline = time.monotonic() + timeout
@@ -227,6 +227,8 @@ async def wait_until(check, target: int, timeout: float, proc_list=()) -> tuple[
         now = time.monotonic()
         if n > 0 and t_first is None:
             t_first, first_count = now, n
+            if on_first is not None:
+                on_first()
         if n >= target:
             return t_first or now, now, first_count
         for p in proc_list:
@@ -271,10 +273,20 @@ async def pipeline_run(info, tag: str, events, *, workers: int = 1, kill_at: flo
             out["restart_after_kill_s"] = t_next - t_restart
             await wait_until(progress, n + 1, 900, procs)
             return out
-        t_first, t_done, first = await wait_until(progress, n, max(900, n / 200), procs)
+        # the workers' own CPU time over the timed part: their cost per event apart from waiting
+        # on the broker and Redis (a wall-clock rate alone does not tell them apart)
+        cpu_at_first: list[float | None] = []
+        t_first, t_done, first = await wait_until(
+            progress, n, max(900, n / 200), procs,
+            on_first=lambda: cpu_at_first.extend(cpu_seconds(p.pid) for p in procs))
+        cpu_at_done = [cpu_seconds(p.pid) for p in procs]
         out["startup_s"] = t_first - t_spawn
         out["events_per_s"] = (n - first) / max(t_done - t_first, 1e-9)
         out["seconds"] = t_done - t_first
+        if cpu_at_first and None not in cpu_at_first and None not in cpu_at_done:
+            used = sum(b - a for a, b in zip(cpu_at_first, cpu_at_done))  # type: ignore[operator]
+            out["worker_cpu_us_per_event"] = used / max(n - first, 1) * 1e6
+            out["worker_busy"] = used / max(t_done - t_first, 1e-9) / len(procs)
         out["peak_rss_mib"] = max(peak_rss_mib(p.pid) for p in procs)
         out["subjects_stored"] = await stored_subjects(s)
         out["redis_bytes_per_subject"] = (await redis_used_memory(s) - used_before) / max(out["subjects_stored"], 1)
@@ -523,7 +535,7 @@ async def main(args) -> dict:
             r = await pipeline_run(info, f"b{stamp}c", events)
             results.update(size=args.size, **await checks_part(r["settings"], args))
             return results
-        pipeline, rss, startup = [], [], []
+        pipeline, rss, startup, cpu = [], [], [], []
         first_settings = None
         for i in range(args.runs):
             log(f"pipeline run {i + 1}/{args.runs}")
@@ -531,6 +543,8 @@ async def main(args) -> dict:
             pipeline.append(r["events_per_s"])
             rss.append(r["peak_rss_mib"])
             startup.append(r["startup_s"])
+            if r.get("worker_cpu_us_per_event") is not None:
+                cpu.append(r["worker_cpu_us_per_event"])
             if first_settings is None:
                 first_settings = r["settings"]
                 results.update(redis_bytes_per_subject=r["redis_bytes_per_subject"],
@@ -573,6 +587,8 @@ async def main(args) -> dict:
             "peak_rss_mib": max(rss),
             "two_workers_events_per_s": two["events_per_s"],
             "two_workers_ratio": two["events_per_s"] / statistics.median(pipeline),
+            "pipeline_worker_cpu_us_per_event": statistics.median(cpu) if cpu else None,
+            "two_workers_busy": two.get("worker_busy"),
         })
     finally:
         stack.down()
@@ -638,8 +654,10 @@ async def scale_runs(info, stamp: int, scales: list[int]) -> list[dict]:
         r = await pipeline_run(info, f"b{stamp}x{subjects}", None, generated=(size, subjects))
         row = {"subjects": subjects, "events": size, "events_per_s": r["events_per_s"],
                "us_per_event": 1e6 / r["events_per_s"], "peak_rss_mib": r["peak_rss_mib"],
+               "worker_cpu_us_per_event": r.get("worker_cpu_us_per_event"), "worker_busy": r.get("worker_busy"),
                "subjects_stored": r["subjects_stored"], "redis_bytes_per_subject": r["redis_bytes_per_subject"]}
-        log(f"  {row['events_per_s']:,.0f} ev/s ({row['us_per_event']:.0f} us/event), peak RSS "
+        log(f"  {row['events_per_s']:,.0f} ev/s ({row['us_per_event']:.0f} us/event; worker CPU "
+            f"{row['worker_cpu_us_per_event'] or 0:.0f} us/event, busy {row['worker_busy'] or 0:.0%}), peak RSS "
             f"{row['peak_rss_mib']:.0f} MiB, Redis {row['redis_bytes_per_subject']:,.0f} B/subject")
         out.append(row)
     return out
@@ -647,8 +665,10 @@ async def scale_runs(info, stamp: int, scales: list[int]) -> list[dict]:
 
 def render_scale(r: dict) -> str:
     lines = [f"creditstream benchmark, scale ({r['broker']}): pipeline only, 1 worker, 2 events per subject",
-             f"  {'subjects':>10} {'events/s':>10} {'us/event':>9} {'peak RSS MiB':>13} {'Redis B/subject':>16}"]
+             f"  {'subjects':>10} {'events/s':>10} {'us/event':>9} {'worker CPU us/event':>20} {'busy':>5} "
+             f"{'peak RSS MiB':>13} {'Redis B/subject':>16}"]
     lines += [f"  {x['subjects']:>10,} {x['events_per_s']:>10,.0f} {x['us_per_event']:>9,.0f} "
+              f"{x.get('worker_cpu_us_per_event') or 0:>20,.0f} {x.get('worker_busy') or 0:>5.0%} "
               f"{x['peak_rss_mib']:>13,.0f} {x['redis_bytes_per_subject']:>16,.0f}" for x in r["scale"]]
     return "\n".join(lines)
 
@@ -661,6 +681,8 @@ def render(r: dict) -> str:
         ("full pipeline, 1 worker (median)", f(r["pipeline_events_per_s"], " ev/s"),
          f"{r['hot_share']:.0%} of new decisions about one subject" if r.get("hot_share") else ""),
         ("  runs", ", ".join(f(v) for v in r["pipeline_runs_events_per_s"]), ""),
+        ("  worker CPU per event (median)", f(r.get("pipeline_worker_cpu_us_per_event"), " us"),
+         "its own CPU time, not waits"),
         ("plain Faust forward (median)", f(r["faust_forward_events_per_s"], " ev/s"), "baseline"),
         ("raw aiokafka forward (median)", f(r["raw_forward_events_per_s"], " ev/s"), "ceiling"),
         ("pipeline / Faust forward", f(r["ratio_vs_faust_forward"], "x"), "goal >= 2x (product goal 4x)"),
@@ -676,6 +698,7 @@ def render(r: dict) -> str:
         ("peak RSS of a worker", f(r["peak_rss_mib"], " MiB"), ""),
         ("two workers", f(r["two_workers_events_per_s"], " ev/s") + f"  ({r['two_workers_ratio']:.2f}x)",
          "goal >= 1.8x"),
+        ("  each worker busy", busy(r.get("two_workers_busy")), "share of one core; 2 cores in all"),
         ("Redis memory per subject", f(r.get("redis_bytes_per_subject"), " B"), f"{r['subjects']:,} subjects"),
         (f"check API p50 / p99 at {r.get('check_offered_rate')}/s",
          f"{f(r.get('check_p50_ms'))} / {f(r.get('check_p99_ms'))} ms", "goal p99 < 5 ms"),
