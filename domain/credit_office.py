@@ -210,13 +210,13 @@ def normalise_credit_office(kind: str, rec: Mapping[str, Any], latest: _dt.date)
         skip |= _SUBJECT_BLOCK
 
     # 5. every other field
-    for key, value in rec.items():
+    for key, given in rec.items():
         if not isinstance(key, str) or key in skip:
             continue
-        value = _generic(key, value, latest)
-        if value is None or value == "" or value == []:
+        value_ = _generic(key, given, latest)
+        if value_ is None or value_ == "" or value_ == []:
             continue
-        fields[key] = value
+        fields[key] = value_
     if kind == "feedback" and not fields.get("measure"):
         raise _Reject("missing-field", "measure (empty)")
 

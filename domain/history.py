@@ -128,7 +128,7 @@ def memberships_of(track: list[Doc]) -> list[Doc]:
     return out
 
 
-def list_tracks(state: SubjectState, facts: dict[str, Doc], basis: Doc, index: Doc, rules: Rulebook,
+def list_tracks(state: SubjectState, facts: Mapping[str, Doc], basis: Doc, index: Doc, rules: Rulebook,
                 cal: WorkingCalendar, *, kept: tuple[dict[str, list[Doc]], set[str]] | None = None,
                 ) -> tuple[dict[str, list[Doc]], Doc]:
     """Every change of the subject's lists (blacklists, court debtors, escalation, red list,

@@ -309,4 +309,4 @@ def mask_ids_in_text(text: str) -> str:
             hidden[start + 3 : start + 17] = b"\x01" * 14  # as mask_id: keep 3 + 1
     if not any(hidden):
         return text
-    return "".join("*" if h else c for c, h in zip(text, hidden))
+    return "".join("*" if h else c for c, h in zip(text, bytes(hidden)))

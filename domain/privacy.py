@@ -92,7 +92,7 @@ def is_natural_person(doc: Mapping[str, object]) -> bool | None:
             return category in NATURAL_PERSON_CATEGORIES
     ids = doc.get("ids")
     if isinstance(ids, Mapping) and ids:
-        if ORGANISATION_IDS & ids.keys():
+        if not ORGANISATION_IDS.isdisjoint(ids.keys()):
             return False
         if "resident_id" in ids:
             return True

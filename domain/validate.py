@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from typing import Any
 
 import orjson
 
@@ -92,7 +93,7 @@ def _kind_of(schema_name: str) -> str:
     return kind
 
 
-def normalise_event(schema_name: str, rec: Doc, *, event_time_ms: int) -> Doc | Rejection:
+def normalise_event(schema_name: str, rec: Any, *, event_time_ms: int) -> Doc | Rejection:
     """The canonical record of a decoded event, or the reason it is rejected.
 
     ``schema_name``: full (``creditstream.AdministrativePenalty``) or short name; an unknown name

@@ -52,9 +52,15 @@ def broker_header(config) -> str:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests that only mean something on one broker say so: @pytest.mark.tansu_only, kafka_only."""
+    """Tests that only mean something on one broker say so: @pytest.mark.tansu_only, kafka_only; tests
+    that spy on calls inside the rules core, @pytest.mark.pure_python."""
+    import domain
+
     broker = selected_broker(config)
     for item in items:
+        if domain.COMPILED and item.get_closest_marker("pure_python"):
+            item.add_marker(pytest.mark.skip(reason="spies on calls inside the rules core, which runs compiled "
+                                                    "(CREDITSTREAM_PURE_PYTHON=1 runs it)"))
         if broker == "kafka" and item.get_closest_marker("tansu_only"):
             item.add_marker(pytest.mark.skip(reason="Tansu's defects and workarounds (run with --broker tansu)"))
         if broker == "tansu" and item.get_closest_marker("kafka_only"):

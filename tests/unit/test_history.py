@@ -206,6 +206,7 @@ def test_bad_subject_events_are_refused_by_type():
     assert ev.decode(ev.encode(good)) == good
 
 
+@pytest.mark.pure_python
 def test_an_input_re_derives_only_the_records_it_touches(monkeypatch):
     """Cost (issue: time and order, 7): an input re-derives its own record's facts, not the whole
     history; the lists are assembled from the kept facts (timings: bench/bench.py's hot subject)."""
@@ -262,6 +263,7 @@ def test_the_next_date_and_the_red_list_are_found_without_scanning_the_history(m
     assert scratch.view == result.state["evaluation"]
 
 
+@pytest.mark.pure_python
 def test_lists_an_input_does_not_touch_keep_their_suspensions_and_exits():
     """An input assembles only the membership lists of the records it touches; the others are read
     back from their tracks (domain/history.py ``memberships_of``), suspensions and exits included:

@@ -1,0 +1,74 @@
+"""The compiled rules core (ops/build_core.py) is used only while it was built from the sources on
+disk, for this interpreter (domain/__init__.py); otherwise the pure Python core runs, with a warning
+when a build exists but is stale."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+import domain
+from ops import build_core
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_build_is_used_only_while_it_matches_the_sources(tmp_path, monkeypatch):
+    sources = sorted(p for p in (ROOT / "domain").glob("*.py") if p.name not in build_core.NOT_COMPILED)
+    lines = [f"abi {sys.implementation.cache_tag}-{sys.platform}"]
+    lines += [f"{hashlib.sha256(p.read_bytes()).hexdigest()} {p.name}" for p in sources]
+    (tmp_path / "SOURCES").write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(domain, "_BUILD", tmp_path)
+    monkeypatch.delenv("CREDITSTREAM_PURE_PYTHON", raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert domain._current_build() == tmp_path  # current: used, no warning
+
+    # one source differs from what was compiled: the pure Python core, and a warning
+    stale = list(lines)
+    stale[1] = "0" * 64 + " " + sources[0].name
+    (tmp_path / "SOURCES").write_text("\n".join(stale) + "\n")
+    with pytest.warns(RuntimeWarning, match="other sources"):
+        assert domain._current_build() is None
+    # built for another interpreter
+    (tmp_path / "SOURCES").write_text("\n".join(["abi cpython-39-linux", *lines[1:]]) + "\n")
+    with pytest.warns(RuntimeWarning):
+        assert domain._current_build() is None
+    # a source compiled then deleted
+    (tmp_path / "SOURCES").write_text("\n".join([*lines, "0" * 64 + " gone.py"]) + "\n")
+    with pytest.warns(RuntimeWarning):
+        assert domain._current_build() is None
+    # never built: pure Python, quietly
+    monkeypatch.setattr(domain, "_BUILD", tmp_path / "nothing")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert domain._current_build() is None
+    # the build's own manifest is made the same way
+    assert build_core.manifest(sources) == "\n".join(lines) + "\n"
+
+
+def test_the_pure_python_core_can_be_forced():
+    env = dict(os.environ, CREDITSTREAM_PURE_PYTHON="1")
+    out = subprocess.run([sys.executable, "-c", "import domain, domain.engine; print(domain.COMPILED, "
+                          "domain.engine.__file__.endswith('.py'))"], env=env, cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True"]
+
+
+def test_the_compiled_core_is_what_runs_when_it_is_current():
+    if not build_core.is_current() or os.environ.get("CREDITSTREAM_PURE_PYTHON") == "1":
+        pytest.skip("no current compiled build here (make install builds it)")
+    import domain.engine
+    import domain.events
+    import domain.rulebook
+
+    assert domain.COMPILED
+    assert domain.engine.__file__.endswith(".so")
+    assert domain.events.__file__.endswith(".py")  # its msgspec Structs stay Python
+    assert domain.rulebook.load_rulebook().version  # the default rules file is found beside it
