@@ -8,7 +8,10 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY . .
-RUN pip install .
+# the rules core compiled with mypyc (ops/build_core.py): a C compiler in this stage only; the
+# build lands in the venv's site-packages (.build/core), where domain/__init__.py finds it
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
+RUN pip install '.[compile]' && cd / && python -m ops.build_core && python -m ops.build_core --check
 
 FROM python:3.11-slim
 ENV PATH=/opt/venv/bin:$PATH \
