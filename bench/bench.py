@@ -508,9 +508,13 @@ async def main(args) -> dict:
     shutil.rmtree(KafkaCluster(stack.run_dir).base, ignore_errors=True)
     info = stack.up(broker=args.broker)
     stamp = int(time.time())
-    results: dict = {"broker": args.broker, "broker_description": stack.broker_description(),
+    import domain
+
+    # the workers import the same rules core as this process: compiled when make install built it
+    results: dict = {"rules_core": "compiled" if domain.COMPILED else "python",
+                     "broker": args.broker, "broker_description": stack.broker_description(),
                      "subjects": args.subjects}
-    log(f"broker: {results['broker_description']}")
+    log(f"broker: {results['broker_description']}; rules core: {results['rules_core']}")
     try:
         if args.scale:
             results["scale"] = await scale_runs(info, stamp, [int(v) for v in args.scale.split(",")])
@@ -706,7 +710,8 @@ def render(r: dict) -> str:
          f"{f(r.get('hot_subject_us_per_event_first'))} / {f(r.get('hot_subject_us_per_event_last'))} us", "core"),
     ]
     width = max(len(a) for a, _, _ in rows)
-    lines = [f"creditstream benchmark: {r['size']:,} events, {r['runs']} run(s), {r['broker']}, this machine"]
+    lines = [f"creditstream benchmark: {r['size']:,} events, {r['runs']} run(s), {r['broker']}, "
+             f"rules core {r.get('rules_core', '?')}, this machine"]
     lines += [f"  {a:<{width}}  {b:>24}  {c}" for a, b, c in rows]
     return "\n".join(lines)
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import orjson
 import structlog
 
+import domain
 from agents.ingest import IngestAgent
 from agents.registry import RegistryAgent
 from agents.subject import SubjectAgent
@@ -115,7 +116,8 @@ class Pipeline:
             if t.done() and t.exception():
                 raise t.exception()
         log.info("pipeline started", agents=list(self.agent_names), keys=keys.gen_prefix, rules=rules.version,
-                 broker=s.broker_url, broker_kind=s.broker_kind)
+                 broker=s.broker_url, broker_kind=s.broker_kind,
+                 rules_core="compiled" if domain.COMPILED else "python")
 
     async def _warn_of_topic_drift(self) -> None:
         """A topic that existed before creditstream created it (a department's first send, with the
