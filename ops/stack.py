@@ -522,6 +522,21 @@ class Stack:
             raise StackError(f"{name} (pid {entry.get('pid')}) is not running")
         return state, entry
 
+    def restart_broker(self, timeout: float = 20.0) -> StackInfo:
+        """Start Tansu again, empty (it keeps everything in memory), on the same port: what a
+        benchmark does before each measured run, so that no run is timed on a broker slowed by the
+        runs before it (docs/broker.md 10). Apache Kafka is not restarted by this."""
+        with self._lock():
+            state, entry = self._entry("broker", alive=False)
+            if entry.get("kind") == "kafka":
+                raise StackError("restart_broker restarts the embedded Tansu broker only")
+            _terminate(entry, 5.0)
+            broker = self._start_broker(entry.get("port"), time.monotonic() + timeout)
+            state = self._state(broker, state["redis"], self._password_of(state),
+                                state.get("started_at") or time.time(), state)
+            self._write(state)
+            return self._info(state)  # type: ignore[return-value]
+
     def pause_broker(self) -> None:
         """SIGSTOP the broker (every node of an Apache Kafka cluster): connections stay open,
         nothing is answered (a hung broker)."""

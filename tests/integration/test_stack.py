@@ -150,6 +150,31 @@ async def test_stop_start_redis_keeps_data_flush_empties(stack):
         stack.flush_redis_files()  # running
 
 
+async def test_restart_broker_starts_an_empty_tansu_and_keeps_redis(stack):
+    """What the benchmark does before each measured run: a new Tansu process, empty, Redis untouched."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    info = stack.up()
+    await _roundtrip_kafka(info.broker_url)
+    admin = AIOKafkaAdminClient(bootstrap_servers=info.broker_url)
+    await admin.start()
+    try:
+        assert any(t.startswith("stack-test-") for t in await admin.list_topics())
+    finally:
+        await admin.close()
+    again = stack.restart_broker()
+    assert again.broker_pid != info.broker_pid and _gone(info.broker_pid)
+    assert again.redis_pid == info.redis_pid and again.redis_url == info.redis_url
+    assert Stack(stack.run_dir).up().broker_url == again.broker_url  # recorded in stack.json
+    admin = AIOKafkaAdminClient(bootstrap_servers=again.broker_url)
+    await admin.start()
+    try:
+        assert not any(t.startswith("stack-test-") for t in await admin.list_topics())
+    finally:
+        await admin.close()
+    await _roundtrip_kafka(again.broker_url)
+
+
 async def test_pause_resume_broker(stack):
     info = stack.up()
     stack.pause_broker()
