@@ -638,7 +638,9 @@ def test_dockerfile(worker_settings):
     text = (ROOT / "Dockerfile").read_text()
     froms = re.findall(r"(?m)^FROM\s+(\S+)", text)
     assert froms and all(f == "python:3.11-slim" for f in froms)
-    assert re.search(r"(?m)^RUN\s+pip install \.\s*$", text)
+    # the package, then the rules core compiled in site-packages and checked current (ops/build_core.py)
+    assert re.search(r"(?m)^RUN\s+pip install '\.\[compile\]' && cd / && python -m ops.build_core "
+                     r"&& python -m ops.build_core --check\s*$", text)
     assert re.search(rf"(?m)^EXPOSE\s+{worker_settings.web_port}\s*$", text)
     users = re.findall(r"(?m)^USER\s+(\S+)", text)
     assert users and users[-1] not in ("root", "0")
