@@ -128,7 +128,8 @@ def consumer(settings: Settings, *topics: str, group_id: str | None, **overrides
         heartbeat_interval_ms=max(100, session // 4),
         max_poll_interval_ms=300_000,
         max_poll_records=settings.max_batch,
-        fetch_max_wait_ms=settings.fetch_wait_ms,
+        fetch_max_wait_ms=settings.fetch_wait(),
+        fetch_min_bytes=settings.fetch_min(),
         max_partition_fetch_bytes=4 * 1024 * 1024,
         isolation_level="read_uncommitted",
     )

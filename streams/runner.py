@@ -126,7 +126,7 @@ class AgentRunner:
         try:
             while not self._stopping.is_set():
                 fetch = asyncio.ensure_future(
-                    c.getmany(timeout_ms=max(self.settings.fetch_wait_ms, 10), max_records=self.settings.max_batch))
+                    c.getmany(timeout_ms=max(self.settings.fetch_wait(), 10), max_records=self.settings.max_batch))
                 done, _ = await asyncio.wait({fetch, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
                 if fetch not in done:
                     fetch.cancel()
