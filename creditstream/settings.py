@@ -108,15 +108,16 @@ class Settings:
     the survivors out of Python's cyclic collector (creditstream/heap.py), so that no full collection
     walks the state cache and stops the worker for hundreds of milliseconds; 0: CPython's defaults."""
     fetch_wait_ms: int = 0
-    """The longest a consumer's fetch waits for ``fetch_min_bytes`` of data; 0: by broker, 10 on Apache
+    """The longest a consumer's fetch waits for ``fetch_min_bytes`` of data; 0: by broker, 25 on Apache
     Kafka, 50 on Tansu (``fetch_wait()``)."""
     fetch_min_bytes: int = 0
     """The least data a consumer's fetch waits for (up to ``fetch_wait_ms``): the broker answers as
     soon as this much is there. 0: by broker, 16384 on Apache Kafka, 1 on Tansu (``fetch_min()``).
     Measured at 1,000 inputs/s on Apache Kafka (`make bench-latency BROKER=kafka`, docs/performance.md):
-    1 byte / 50 ms, a fetch answered for every message or two, kept the worker 74% busy, p99 89-262
-    ms; 16 KiB / 10 ms, 55% busy, p99 48-50 ms. On Tansu the small wait did not help (p99 182-193
-    against 152 ms: its own latency dominates, docs/broker.md 10). At a high rate the 16 KiB are
+    1 byte / 50 ms, a fetch answered for every message or two, kept the worker 74% busy (p99 89 ms);
+    16 KiB / 10 ms 55% (p99 48-80 ms), but an idle worker then spent 9-10% of a core on empty
+    fetches (3.7% before); 16 KiB / 25 ms 40-46% busy, p99 70-77 ms, 5.4% idle. On Tansu the short
+    wait did not help (its own latency dominates, docs/broker.md 10). At a high rate the 16 KiB are
     there at once: no wait."""
     producer_linger_ms: int = 0
     """How long the producer holds a batch hoping for more. The agents hand it whole batches per
@@ -190,7 +191,7 @@ class Settings:
 
     def fetch_wait(self) -> int:
         """``fetch_wait_ms``, or the broker's default when 0."""
-        return self.fetch_wait_ms or (50 if self.is_tansu else 10)
+        return self.fetch_wait_ms or (50 if self.is_tansu else 25)
 
     def fetch_min(self) -> int:
         """``fetch_min_bytes``, or the broker's default when 0."""
