@@ -69,7 +69,9 @@ class SubjectAgent:
     async def process(self, records: list[ConsumerRecord], checkpoint: Checkpoint) -> None:
         """One batch, as one fenced transaction (sinks/redis_state.py steps 1-4)."""
         # a remote registry: the ListChange schema's id, registered once before anything is encoded
-        await self.codec.ensure_writer(LIST_CHANGE_SCHEMA, self.topics.list_changes)
+        # (a replay encodes nothing)
+        if not self.replaying:
+            await self.codec.ensure_writer(LIST_CHANGE_SCHEMA, self.topics.list_changes)
         decoded: list[tuple[ConsumerRecord, object]] = []
         for msg in records:
             try:
@@ -104,8 +106,9 @@ class SubjectAgent:
         outcomes: dict[str, int] = {}
         list_changes: dict[tuple[str, str], int] = {}
         kafka, dead = checkpoint.kafka, checkpoint.dead
+        announced = AnnouncedChanges(self.state.keys)
         changes_out: ListChangeWriter | AnnouncedChanges = (
-            AnnouncedChanges(self.state.keys) if self.replaying
+            announced if self.replaying
             else ListChangeWriter(kafka, self.codec, self.topics.list_changes, self.state.keys))
         owners: list[int] = []  # the source partition of each message added to ``kafka``
 
@@ -147,8 +150,8 @@ class SubjectAgent:
                          reason="fenced") from exc
         # 4. the runner produces what the batch caused (the checkpoint); the outbox goes once every
         # message is acknowledged
-        if isinstance(changes_out, AnnouncedChanges):
-            checkpoint.after_flush(lambda: self.announced.extend(changes_out.ids))
+        if self.replaying:
+            checkpoint.after_flush(lambda: self.announced.extend(announced.ids))
         else:
             checkpoint.after_flush(lambda: self.state.clear_outbox(positions))
         checkpoint.after_flush(lambda: self._count(outcomes, list_changes))
