@@ -537,6 +537,15 @@ async def main(args) -> dict:
             + (f", {args.hot_share:.0%} of the new decisions about one subject" if args.hot_share else ""))
         events = generate(args.size, args.subjects, hot_share=args.hot_share)
         results["hot_share"] = args.hot_share
+        if not args.checks_only:
+            from bench.core import core_stages
+
+            # the floor under the worker's CPU per event: its own work on the same inputs, in this
+            # process, without Kafka, Redis or the event loop (the broker and Redis are up and idle)
+            log("the worker's stages in process (rules core and codecs, no Kafka, no Redis)")
+            results.update(core_stages(events))
+            log(f"  {results['core_us_per_event']:,.1f} us per input: "
+                + ", ".join(f"{k} {v:,.1f}" for k, v in results["core_stage_us"].items()))
         if args.profile:
             log("pipeline run with py-spy on the worker")
             r = await profile_run(info, f"b{stamp}s", events)
@@ -706,6 +715,8 @@ def render(r: dict) -> str:
         ("  runs", ", ".join(f(v) for v in r["pipeline_runs_events_per_s"]), ""),
         ("  worker CPU per event (median)", f(r.get("pipeline_worker_cpu_us_per_event"), " us"),
          "its own CPU time, not waits"),
+        ("  of it, the same work in process", f(r.get("core_us_per_event"), " us"),
+         "rules core and codecs, no Kafka / Redis (bench/core.py)"),
         ("plain Faust forward (median)", f(r["faust_forward_events_per_s"], " ev/s"), "baseline"),
         ("raw aiokafka forward (median)", f(r["raw_forward_events_per_s"], " ev/s"), "ceiling"),
         ("pipeline / Faust forward", f(r["ratio_vs_faust_forward"], "x"), "goal >= 2x (product goal 4x)"),

@@ -5,6 +5,10 @@ a blacklist too), then the cost of one more input is timed: the median of ``--re
 ms, and the subject's state size as JSON. The core re-derives only the records an input touches,
 so the cost should stay nearly flat as the subject grows (issue: time and order, 7).
 
+Then the hot subject (:func:`hot_subject`), and the worker's stages in process over the benchmark's
+own inputs (:func:`core_stages`): what the worker's own work costs without Kafka, Redis or the event
+loop, the floor under its CPU per event (``make bench`` reports both, from the same inputs).
+
 Prints a table, then one line of JSON (the last line).
 """
 
@@ -86,12 +90,98 @@ def hot_subject(inputs: int = 5000, window: int = 500, seed: int = 5) -> dict:
                                     f"head and touched parts) per input, in process"}
 
 
+STAGES = ("avro_decode", "validate_normalise", "attach", "subject_event_encode", "subject_event_decode",
+          "state_load", "step", "state_store", "gc_rounds")
+
+
+def core_stages(inputs: list[tuple[str, bytes]], round_every: int = 1000) -> dict:
+    """What the worker's own work costs without Kafka, Redis or the event loop: each of the
+    benchmark's inputs (``(kind, Avro bytes)``, bench/bench.py ``generate``) through the stages a
+    worker runs, in one process, timed stage by stage (us per input that reached the rules step):
+    Avro decode, validation and normalisation, attachment to a subject, the subject event's encode
+    and decode (the internal log's hop), the subject's stored state decoded (every subject known
+    before is read from its stored bytes, as the worker reads it from Redis or its cache), the rules
+    step, the new state encoded as the worker stores it, and a collector round every ``round_every``
+    inputs (creditstream/heap.py). The worker's CPU per event minus this is its plumbing: fetch,
+    produce, the Redis transaction, batching, metrics."""
+    import gc
+
+    from creditstream.connections import make_codec
+    from creditstream.heap import collect_and_freeze
+    from creditstream.settings import Settings
+    from domain import clock
+    from domain.attach import Attached, plan
+    from domain.validate import Rejection, normalise_event
+    from sinks.state_codec import decode_state
+
+    codec = make_codec(Settings())
+    rules, cal = load_rulebook(), WorkingCalendar()
+    now = clock.now_ms()
+    stored: dict[str, bytes] = {}
+    spent = dict.fromkeys(STAGES, 0.0)
+    clock_ = time.perf_counter
+    n = 0
+    was_enabled = gc.isenabled()
+    collect_and_freeze()
+    gc.disable()
+    try:
+        for i, (_kind, raw) in enumerate(inputs):
+            t0 = clock_()
+            try:
+                name, rec = codec.decode(raw)
+            except Exception:  # noqa: BLE001 - the malformed inputs: dead letters in the worker
+                continue
+            t1 = clock_()
+            spent["avro_decode"] += t1 - t0
+            rec = normalise_event(name, rec, event_time_ms=now)
+            t2 = clock_()
+            spent["validate_normalise"] += t2 - t1
+            if isinstance(rec, Rejection):
+                continue
+            target = plan(rec)
+            if not isinstance(target, Attached):
+                continue
+            event = events.of_record(target.subject_id, target.id_kind, f"bench/0/{i}", rec, now)
+            t3 = clock_()
+            spent["attach"] += t3 - t2
+            data = events.encode(event)
+            t4 = clock_()
+            spent["subject_event_encode"] += t4 - t3
+            event = events.decode(data)
+            t5 = clock_()
+            spent["subject_event_decode"] += t5 - t4
+            raw_state = stored.get(event.subject)
+            state = decode_state(raw_state) if raw_state is not None else None
+            t6 = clock_()
+            spent["state_load"] += t6 - t5
+            result = step(state, event, rules, cal)
+            t7 = clock_()
+            spent["step"] += t7 - t6
+            stored[event.subject] = encode_stored(result.state, state, changed=result.touched).head
+            spent["state_store"] += clock_() - t7
+            n += 1
+            if n % round_every == 0:
+                spent["gc_rounds"] += collect_and_freeze()[1]
+    finally:
+        from creditstream.heap import thaw
+
+        thaw()
+        if not was_enabled:
+            gc.disable()
+    per = {k: round(v / max(n, 1) * 1e6, 1) for k, v in spent.items()}
+    return {"core_us_per_event": round(sum(spent.values()) / max(n, 1) * 1e6, 1), "core_stage_us": per,
+            "core_inputs": n}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.core", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100,1000,5000", help="subject sizes (records), comma separated")
     parser.add_argument("--repeat", type=int, default=50, help="inputs timed at each size (median reported)")
     parser.add_argument("--hot", type=int, default=5000,
                         help="inputs to one hot subject (decisions, corrections, re-sends; 0: skip)")
+    parser.add_argument("--stages", type=int, default=20000, metavar="N",
+                        help="the worker's stages in process over N of the benchmark's inputs, N/2 subjects "
+                             "(us per input, stage by stage; default 20000; 0: skip)")
     args = parser.parse_args(argv)
     rules, cal = load_rulebook(), WorkingCalendar()
     arrival = due_ms("2026-11-30") + 36_000_000
@@ -120,7 +210,17 @@ def main(argv=None) -> int:
         print(f"hot subject, {args.hot} inputs: {hot['hot_subject_us_per_event_first']:,.0f} us/input (first 500), "
               f"{hot['hot_subject_us_per_event_last']:,.0f} us/input (last 500), "
               f"state {hot['hot_subject_state_kib']} KiB")
-    print(json.dumps({"core_per_input": out, **hot}))
+    staged: dict = {}
+    if args.stages:
+        from bench.bench import generate
+
+        staged = core_stages(generate(args.stages, args.stages // 2))
+        print(f"the worker's stages in process, {args.stages:,} inputs over {args.stages // 2:,} subjects "
+              f"(us per input):")
+        for stage, us in staged["core_stage_us"].items():
+            print(f"  {stage:<22} {us:>7.1f}")
+        print(f"  {'total':<22} {staged['core_us_per_event']:>7.1f}")
+    print(json.dumps({"core_per_input": out, **hot, **staged}))
     return 0
 
 
