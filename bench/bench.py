@@ -252,6 +252,7 @@ async def pipeline_run(info, tag: str, events, *, workers: int = 1, kill_at: flo
         await produce(s, events)
     progress = Progress(s)
     used_before = await redis_used_memory(s)
+    forks_before = await redis_forks(s)
     t_spawn = time.monotonic()
     procs = [spawn(["-m", "creditstream.cli", "worker"], env_for(s), RUN_DIR / tag / f"worker{i}.log")
              for i in range(workers)]
@@ -290,6 +291,9 @@ async def pipeline_run(info, tag: str, events, *, workers: int = 1, kill_at: flo
         out["peak_rss_mib"] = max(peak_rss_mib(p.pid) for p in procs)
         out["subjects_stored"] = await stored_subjects(s)
         out["redis_bytes_per_subject"] = (await redis_used_memory(s) - used_before) / max(out["subjects_stored"], 1)
+        # the AOF rewrites Redis ran during this run (its own writes made them due: the earlier
+        # phases' were done before it started, redis_compacted)
+        out["redis_rewrites"] = await redis_forks(s) - forks_before
         out["settings"] = s
         return out
     finally:
@@ -516,14 +520,18 @@ async def main(args) -> dict:
                      "subjects": args.subjects}
     log(f"broker: {results['broker_description']}; rules core: {results['rules_core']}")
 
-    def fresh(info):
-        """Tansu started again, empty, before each measured run: it slows down as it holds more
+    async def fresh(info):
+        """Before each measured run: Tansu started again, empty, as it slows down as it holds more
         (measured: two workers at 1.12x of one when timed after 900,000 messages of earlier runs,
         1.70-1.74x on a broker holding only pipeline runs), so a run timed late, the baselines and
-        the two-worker run included, measured the broker's age. Apache Kafka is not restarted."""
-        return stack.restart_broker() if args.broker == "tansu" else info
+        the two-worker run included, measured the broker's age. Apache Kafka is not restarted.
+        And Redis's append-only file compacted (``redis_compacted``), on either broker."""
+        info = stack.restart_broker() if args.broker == "tansu" else info
+        await redis_compacted(settings_for(info, "bench"))
+        return info
 
     results["fresh_broker_per_run"] = args.broker == "tansu"
+    results["redis_compacted_per_run"] = True
     try:
         if args.scale:
             results["scale"] = await scale_runs(info, stamp, [int(v) for v in args.scale.split(",")], fresh)
@@ -557,42 +565,44 @@ async def main(args) -> dict:
             r = await pipeline_run(info, f"b{stamp}c", events)
             results.update(size=args.size, **await checks_part(r["settings"], args))
             return results
-        pipeline, rss, startup, cpu = [], [], [], []
+        pipeline, rss, startup, cpu, rewrites = [], [], [], [], []
         first_settings = None
         for i in range(args.runs):
             log(f"pipeline run {i + 1}/{args.runs}")
-            info = fresh(info)
+            info = await fresh(info)
             r = await pipeline_run(info, f"b{stamp}p{i}", events)
             pipeline.append(r["events_per_s"])
             rss.append(r["peak_rss_mib"])
             startup.append(r["startup_s"])
             if r.get("worker_cpu_us_per_event") is not None:
                 cpu.append(r["worker_cpu_us_per_event"])
+            rewrites.append(r.get("redis_rewrites"))
             if first_settings is None:
                 first_settings = r["settings"]
                 results.update(redis_bytes_per_subject=r["redis_bytes_per_subject"],
                                subjects_stored=r["subjects_stored"])
             log(f"  {r['events_per_s']:,.0f} events/s, start-up {r['startup_s']:.2f}s, "
-                f"peak RSS {r['peak_rss_mib']:.0f} MiB")
+                f"peak RSS {r['peak_rss_mib']:.0f} MiB, Redis AOF rewrites during it: {r.get('redis_rewrites')}")
             if i == 0:  # on the broker that holds run 1's log
                 log("replay of run 1's subject-event log")
+                await redis_compacted(first_settings)
                 results["replay_events_per_s"], results["replay_jobs"] = await replay_rate(first_settings)
         faust, raw = [], []
         for i in range(args.runs):
             log(f"baselines run {i + 1}/{args.runs}")
-            info = fresh(info)
+            info = await fresh(info)
             faust.append(await baseline_run(info, f"b{stamp}f{i}", "faust-forward", events))
-            info = fresh(info)
+            info = await fresh(info)
             raw.append(await baseline_run(info, f"b{stamp}r{i}", "raw-forward", events))
             log(f"  faust forward {faust[-1]:,.0f}/s, raw forward {raw[-1]:,.0f}/s")
         log("two workers")
-        info = fresh(info)
+        info = await fresh(info)
         two = await pipeline_run(info, f"b{stamp}w2", events, workers=2)
         log("kill -9 and restart")
-        info = fresh(info)
+        info = await fresh(info)
         killed = await pipeline_run(info, f"b{stamp}k", events[: max(2000, len(events) // 4)], kill_at=0.3)
         log(f"latency at {args.rate} events/s for {args.latency_seconds}s")
-        info = fresh(info)
+        info = await fresh(info)
         lat = await latency_run(info, f"b{stamp}l", args.rate, args.latency_seconds, args.subjects)
         # run 1's state in Redis, read through the check API (its audit records go to this broker)
         results.update(await checks_part(first_settings.replace(broker_url=info.broker_url), args))
@@ -619,10 +629,53 @@ async def main(args) -> dict:
             "two_workers_ratio": two["events_per_s"] / statistics.median(pipeline),
             "pipeline_worker_cpu_us_per_event": statistics.median(cpu) if cpu else None,
             "two_workers_busy": two.get("worker_busy"),
+            "pipeline_redis_rewrites": rewrites,
+            "two_workers_redis_rewrites": two.get("redis_rewrites"),
         })
     finally:
         stack.down()
     return results
+
+
+async def redis_forks(s: Settings) -> int:
+    """Redis's forks so far (``total_forks``): its AOF rewrites, as the stack saves no snapshots."""
+    from creditstream.connections import redis_client
+
+    redis = redis_client(s)
+    try:
+        return int((await redis.info("stats")).get("total_forks") or 0)
+    finally:
+        await redis.aclose()
+
+
+async def redis_compacted(s: Settings, timeout_s: float = 300.0) -> float:
+    """Rewrite Redis's append-only file now and wait until it is done; returns the seconds waited.
+
+    Every phase writes to the same Redis, and its append-only file grows with each: the rewrite the
+    earlier phases made due (a forked child writing hundreds of MB, on one of the two cores, and the
+    copy-on-write it costs Redis) fell into whichever run came next. Measured on Apache Kafka: a
+    rewrite 11 s into the two-worker run took both workers from 0.8 to 0.47 of a core for its 3 s,
+    and the run measured 1.46x one worker; the same run on a fresh stack, 1.66x. So each measured
+    run starts with the file compacted; a rewrite that the run's own writes make due still falls
+    into it, as it would in production (``redis_rewrites`` in the run's figures counts them)."""
+    from creditstream.connections import redis_client
+
+    redis = redis_client(s)
+    t0 = time.monotonic()
+    try:
+        info = await redis.info("persistence")
+        if not info.get("aof_enabled"):
+            return 0.0
+        if not info.get("aof_rewrite_in_progress") and not info.get("aof_rewrite_scheduled"):
+            await redis.bgrewriteaof()
+        while time.monotonic() - t0 < timeout_s:
+            await asyncio.sleep(0.2)
+            info = await redis.info("persistence")
+            if not info.get("aof_rewrite_in_progress") and not info.get("aof_rewrite_scheduled"):
+                break
+    finally:
+        await redis.aclose()
+    return time.monotonic() - t0
 
 
 async def redis_settled(s: Settings, timeout_s: float = 120.0) -> str:
@@ -675,19 +728,24 @@ def render_checks(r: dict) -> str:
         f"  {r['check_samples']:,} answers, {r['check_errors']} errors, achieved {f(r['check_achieved_rate'])}/s"])
 
 
-async def scale_runs(info, stamp: int, scales: list[int], fresh=lambda info: info) -> list[dict]:
+async def _as_is(info):
+    return info
+
+
+async def scale_runs(info, stamp: int, scales: list[int], fresh=_as_is) -> list[dict]:
     """One pipeline run per subject count (2 events per subject): is the cost per event flat?
-    ``fresh(info)``: the broker to run on (Tansu started again, empty)."""
+    ``fresh(info)`` (awaited): the broker to run on (Tansu started again, empty; Redis compacted)."""
     out = []
     for subjects in scales:
         size = 2 * subjects
         log(f"scale: {subjects:,} subjects, {size:,} events")
-        info = fresh(info)
+        info = await fresh(info)
         r = await pipeline_run(info, f"b{stamp}x{subjects}", None, generated=(size, subjects))
         row = {"subjects": subjects, "events": size, "events_per_s": r["events_per_s"],
                "us_per_event": 1e6 / r["events_per_s"], "peak_rss_mib": r["peak_rss_mib"],
                "worker_cpu_us_per_event": r.get("worker_cpu_us_per_event"), "worker_busy": r.get("worker_busy"),
-               "subjects_stored": r["subjects_stored"], "redis_bytes_per_subject": r["redis_bytes_per_subject"]}
+               "subjects_stored": r["subjects_stored"], "redis_bytes_per_subject": r["redis_bytes_per_subject"],
+               "redis_rewrites": r.get("redis_rewrites")}
         log(f"  {row['events_per_s']:,.0f} ev/s ({row['us_per_event']:.0f} us/event; worker CPU "
             f"{row['worker_cpu_us_per_event'] or 0:.0f} us/event, busy {row['worker_busy'] or 0:.0%}), peak RSS "
             f"{row['peak_rss_mib']:.0f} MiB, Redis {row['redis_bytes_per_subject']:,.0f} B/subject")

@@ -105,6 +105,11 @@ class KafkaCluster:
         """The broker's own log (log4j2), rolled over at 20 MB."""
         return self.node_dir(node_id) / "server.log"
 
+    def node_gc_log(self, node_id: int) -> Path:
+        """The JVM's collector pauses (two files of 10 MB at most): read it beside a latency figure
+        measured on this node."""
+        return self.node_dir(node_id) / "gc.log"
+
     def node_console(self, node_id: int) -> Path:
         """stdout/stderr of the JVM: what is printed before logging starts, and crashes."""
         return self.node_dir(node_id) / "console.log"
@@ -148,7 +153,9 @@ class KafkaCluster:
 
     def _node_cmd(self, java: str, lib: Path, node_id: int) -> list[str]:
         d = self.node_dir(node_id)
-        return [java, *_java_opts(), "-cp", f"{lib}/*",
+        return [java, *_java_opts(),
+                f"-Xlog:gc:file={self.node_gc_log(node_id)}:time,uptime:filecount=2,filesize=10m",
+                "-cp", f"{lib}/*",
                 f"-Dlog4j2.configurationFile={d / 'log4j2.properties'}",
                 f"-Dkafka.logs.dir={d}",
                 "kafka.Kafka", str(d / "server.properties")]
