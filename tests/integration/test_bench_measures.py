@@ -1,0 +1,59 @@
+"""What the benchmark measures with (bench/bench.py): each measured run starts on a compacted Redis
+append-only file (``redis_compacted``), and a topic's size is followed by one consumer for the whole
+run (``TopicEnd``), on both brokers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bench.bench import TopicEnd, redis_compacted, redis_forks
+from streams import kafka
+
+pytestmark = pytest.mark.integration
+
+
+async def test_the_append_only_file_is_rewritten_and_the_rewrite_waited_for(settings, redis):
+    await redis.set(f"{settings.namespace}:filler", b"x" * 100_000)
+    before = await redis_forks(settings)
+    await redis_compacted(settings)
+    assert await redis_forks(settings) >= before + 1  # the rewrite is a forked child
+    info = await redis.info("persistence")
+    assert info["aof_enabled"] == 1
+    assert not info["aof_rewrite_in_progress"] and not info["aof_rewrite_scheduled"]
+    assert info["aof_last_bgrewrite_status"] == "ok"
+
+
+async def _until(count: TopicEnd, n: int, timeout_s: float = 20.0) -> int:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    seen = await count()
+    while seen < n and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+        seen = await count()
+    return seen
+
+
+async def test_a_topic_end_follows_what_is_produced_with_one_consumer(settings):
+    topic = f"{settings.topic_prefix}counted"
+    await kafka.ensure_topics(settings, [topic])
+    count = TopicEnd(settings, topic)
+    try:
+        assert await _until(count, 1, timeout_s=1.0) == 0  # empty partitions count 0
+        producer = kafka.producer(settings)
+        await producer.start()
+        try:
+            for i in range(300):  # keyed by i: spread over every partition, 200 bytes each
+                await producer.send(topic, b"v" * 200, key=str(i).encode())
+            await producer.flush()
+            assert await _until(count, 300) == 300
+            consumer = count._consumer  # noqa: SLF001
+            for i in range(300, 500):
+                await producer.send(topic, b"v" * 200, key=str(i).encode())
+            await producer.flush()
+            assert await _until(count, 500) == 500
+            assert count._consumer is consumer  # noqa: SLF001 - the same client all along
+        finally:
+            await producer.stop()
+    finally:
+        await count.close()
