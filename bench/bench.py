@@ -19,7 +19,14 @@ Measured:
   the subjects it stored;
 * a hot subject: 5,000 inputs to one subject (decisions, corrections, re-sends) through the rules
   core in this process, with the state serialised after each input: the mean cost of the first and
-  the last 500 (bench/core.py). Timed first, before the broker and Redis start.
+  the last 500 (bench/core.py). Timed first, before the broker and Redis start;
+* the worker's own work in this process over the same inputs, stage by stage, without Kafka, Redis
+  or the event loop (bench/core.py ``core_stages``): the floor under the worker's CPU per event.
+
+Before each measured run, Tansu is started again, empty, and Redis's append-only file is compacted
+(``redis_compacted``), so that no run pays for the runs before it; each run reports the AOF
+rewrites its own writes caused. Progress is read from Redis counters and one consumer per topic
+(``TopicEnd``), cheaply, so that the measuring takes little of the machine it measures.
 
 ``--scale 10000,100000,1000000``: only the pipeline, one run per subject count (2 events per
 subject, generated and produced in chunks): events/s, us per event, peak RSS and Redis bytes per
@@ -188,15 +195,17 @@ async def stored_subjects(s: Settings) -> int:
 
 class TopicEnd:
     """The number of records in one topic (the sum of its partitions' log ends), followed by one
-    consumer kept for the whole run: it fetches a KiB per partition at most and waits up to 50 ms,
+    consumer kept for the whole run: it fetches a KiB per partition at most and waits up to
+    ``wait_ms`` (the resolution of the count: a raw forward moves 100,000 messages in about a second),
     and each fetch response brings the partitions' high watermarks (right on both brokers; Tansu's
     ListOffsets is not: docs/broker.md 3). Polled every 50 ms, a new client per call (connect,
     metadata, offsets) took 5-7% of a core from the machine the workers and the baselines share,
     and as many connections a second from the broker."""
 
-    def __init__(self, s: Settings, topic: str):
+    def __init__(self, s: Settings, topic: str, wait_ms: int = 50):
         self.s = s
         self.topic = topic
+        self.wait_ms = wait_ms
         self._consumer = None
         self._tps: list = []
 
@@ -206,7 +215,7 @@ class TopicEnd:
         from streams import kafka
 
         if self._consumer is None:
-            c = kafka.consumer(self.s, group_id=None, fetch_max_wait_ms=50, fetch_min_bytes=1 << 20,
+            c = kafka.consumer(self.s, group_id=None, fetch_max_wait_ms=self.wait_ms, fetch_min_bytes=1 << 20,
                                max_partition_fetch_bytes=1024)
             await c.start()
             await c._client._wait_on_metadata(self.topic)  # noqa: SLF001 - metadata of an unsubscribed topic
@@ -379,7 +388,7 @@ async def baseline_run(info, tag: str, which: str, events) -> float:
     await kafka.ensure_topics(s, [target])
     proc = spawn(["-m", "bench.baselines", which], env_for(s, BENCH_SOURCE=source, BENCH_TARGET=target),
                  RUN_DIR / tag / f"{which}.log")
-    forwarded = TopicEnd(s, target)
+    forwarded = TopicEnd(s, target, wait_ms=10)
     try:
         t_first, t_done, first = await wait_until(forwarded, len(events), 900, [proc])
         return (len(events) - first) / max(t_done - t_first, 1e-9)
