@@ -50,6 +50,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench.inputs import generate, generator
 from creditstream.settings import Settings
 from ops.processes import cpu_seconds
 
@@ -108,24 +109,6 @@ def peak_rss_mib(pid: int) -> float:
     return 0.0
 
 
-def generate(size: int, subjects: int, seed: int = 42, hot_share: float = 0.0) -> list[tuple[str, bytes]]:
-    """(kind, Avro bytes) of ``size`` realistic events, decided within the last two years;
-    ``hot_share`` of the new decisions about one subject (streams/synthetic.py)."""
-    from creditstream.connections import make_codec
-    from streams.samples import SCHEMA_OF_KIND
-    from streams.synthetic import EventGenerator
-
-    codec = make_codec(Settings())
-    start = dt.date.today() - dt.timedelta(days=720)
-    gen = EventGenerator(seed, subjects=subjects, duplicate_rate=0.05, correction_rate=0.02, malformed_rate=0.01,
-                         legacy_rate=0.002, start=start, hot_share=hot_share)
-    out = []
-    for _ in range(size):
-        kind, rec = next(gen)
-        out.append((kind, codec.encode(SCHEMA_OF_KIND[kind], rec)))
-    return out
-
-
 async def produce(s: Settings, events: list[tuple[str, bytes]], *, raw_topic: str | None = None) -> None:
     """Send every event to its department topic (or all to ``raw_topic``), as fast as the broker takes."""
     from streams import kafka
@@ -152,21 +135,11 @@ async def produce(s: Settings, events: list[tuple[str, bytes]], *, raw_topic: st
 async def produce_generated(s: Settings, size: int, subjects: int, chunk: int = 50_000) -> None:
     """Like :func:`produce` over :func:`generate`'s events, generated chunk by chunk (a million-subject
     run does not hold its events in memory)."""
-    from creditstream.connections import make_codec
-    from streams.samples import SCHEMA_OF_KIND
-    from streams.synthetic import EventGenerator
-
-    codec = make_codec(Settings())
-    gen = EventGenerator(42, subjects=subjects, duplicate_rate=0.05, correction_rate=0.02, malformed_rate=0.01,
-                         legacy_rate=0.002, start=dt.date.today() - dt.timedelta(days=720))
+    events = generator(subjects)
     done = 0
     while done < size:
         n = min(chunk, size - done)
-        batch = []
-        for _ in range(n):
-            kind, rec = next(gen)
-            batch.append((kind, codec.encode(SCHEMA_OF_KIND[kind], rec)))
-        await produce(s, batch)
+        await produce(s, [next(events) for _ in range(n)])
         done += n
         if size > chunk:
             log(f"  produced {done:,} of {size:,}")

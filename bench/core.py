@@ -96,7 +96,7 @@ STAGES = ("avro_decode", "validate_normalise", "attach", "subject_event_encode",
 
 def core_stages(inputs: list[tuple[str, bytes]], round_every: int = 1000) -> dict:
     """What the worker's own work costs without Kafka, Redis or the event loop: each of the
-    benchmark's inputs (``(kind, Avro bytes)``, bench/bench.py ``generate``) through the stages a
+    benchmark's inputs (``(kind, Avro bytes)``, bench/inputs.py ``generate``) through the stages a
     worker runs, in one process, timed stage by stage (us per input that reached the rules step):
     Avro decode, validation and normalisation, attachment to a subject, the subject event's encode
     and decode (the internal log's hop), the subject's stored state decoded (every subject known
@@ -212,7 +212,7 @@ def main(argv=None) -> int:
               f"state {hot['hot_subject_state_kib']} KiB")
     staged: dict = {}
     if args.stages:
-        from bench.bench import generate
+        from bench.inputs import generate
 
         staged = core_stages(generate(args.stages, args.stages // 2))
         print(f"the worker's stages in process, {args.stages:,} inputs over {args.stages // 2:,} subjects "

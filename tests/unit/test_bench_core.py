@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import gc
 
-from bench.bench import generate
 from bench.core import STAGES, core_stages
+from bench.inputs import generate
 
 
 def test_every_stage_is_timed_and_only_inputs_that_reach_the_step_count():
