@@ -670,61 +670,43 @@ async def redis_forks(s: Settings) -> int:
 
 
 async def redis_compacted(s: Settings, timeout_s: float = 300.0) -> float:
-    """Rewrite Redis's append-only file now and wait until it is done; returns the seconds waited.
+    """Rewrite Redis's append-only file now and wait until Redis is quiet (no rewrite or snapshot
+    running or scheduled); returns the seconds waited. Called before each measured part.
 
     Every phase writes to the same Redis, and its append-only file grows with each: the rewrite the
     earlier phases made due (a forked child writing hundreds of MB, on one of the two cores, and the
     copy-on-write it costs Redis) fell into whichever run came next. Measured on Apache Kafka: a
     rewrite 11 s into the two-worker run took both workers from 0.8 to 0.47 of a core for its 3 s,
-    and the run measured 1.46x one worker; the same run on a fresh stack, 1.66x. So each measured
-    run starts with the file compacted; a rewrite that the run's own writes make due still falls
-    into it, as it would in production (``redis_rewrites`` in the run's figures counts them)."""
+    and the run measured 1.42x and 1.46x one worker; with the file compacted first, 1.63x and 1.68x.
+    A rewrite that a run's own writes make due still falls into it, as it would in production
+    (``redis_rewrites`` in the run's figures counts them)."""
     from creditstream.connections import redis_client
 
     redis = redis_client(s)
     t0 = time.monotonic()
     try:
         info = await redis.info("persistence")
-        if not info.get("aof_enabled"):
-            return 0.0
-        if not info.get("aof_rewrite_in_progress") and not info.get("aof_rewrite_scheduled"):
+        if info.get("aof_enabled") and not info.get("aof_rewrite_in_progress") \
+                and not info.get("aof_rewrite_scheduled"):
             await redis.bgrewriteaof()
         while time.monotonic() - t0 < timeout_s:
-            await asyncio.sleep(0.2)
             info = await redis.info("persistence")
-            if not info.get("aof_rewrite_in_progress") and not info.get("aof_rewrite_scheduled"):
+            if not (info.get("aof_rewrite_in_progress") or info.get("aof_rewrite_scheduled")
+                    or info.get("rdb_bgsave_in_progress")):
                 break
+            await asyncio.sleep(0.2)
     finally:
         await redis.aclose()
     return time.monotonic() - t0
-
-
-async def redis_settled(s: Settings, timeout_s: float = 120.0) -> str:
-    """Wait until Redis has no AOF rewrite or snapshot in progress: the phases before leave a large
-    append-only file whose background rewrite (a forked child on one of the two cores) would otherwise
-    fall into the measurement of the next part. Returns a note for the log."""
-    from creditstream.connections import redis_client
-
-    redis = redis_client(s)
-    t0 = time.monotonic()
-    try:
-        while time.monotonic() - t0 < timeout_s:
-            info = await redis.info("persistence")
-            if not info.get("aof_rewrite_in_progress") and not info.get("rdb_bgsave_in_progress"):
-                break
-            await asyncio.sleep(0.5)
-    finally:
-        await redis.aclose()
-    waited = time.monotonic() - t0
-    return f" (waited {waited:.1f}s for Redis's AOF rewrite)" if waited >= 0.5 else ""
 
 
 async def checks_part(s: Settings, args) -> dict:
     """The check API (bench/checks.py) on the state of a pipeline run: ``check_p50_ms``, ``check_p99_ms``."""
     from bench.checks import check_run
 
-    settled = await redis_settled(s)
-    log(f"check API: {args.check_rate} checks/s for {args.check_seconds:g}s (open loop){settled}")
+    waited = await redis_compacted(s)
+    log(f"check API: {args.check_rate} checks/s for {args.check_seconds:g}s (open loop; Redis compacted "
+        f"first, {waited:.1f} s)")
     r = await check_run(s, env_for(s), RUN_DIR / s.namespace / "api.log", rate=args.check_rate,
                         seconds=args.check_seconds)
     log(f"  p50 {r['check_p50_ms']} ms, p99 {r['check_p99_ms']} ms, {r['check_errors']} errors, "
