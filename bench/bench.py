@@ -25,8 +25,10 @@ Measured:
 
 Before each measured run, Tansu is started again, empty, and Redis's append-only file is compacted
 (``redis_compacted``), so that no run pays for the runs before it; each run reports the AOF
-rewrites its own writes caused. Progress is read from Redis counters and one consumer per topic
-(``TopicEnd``), cheaply, so that the measuring takes little of the machine it measures.
+rewrites its own writes caused, and the broker's and Redis's CPU over its timed part (``*_busy``,
+a share of one core: they share the machine's cores with the workers). Progress is read from
+Redis counters and one consumer per topic (``TopicEnd``), cheaply, so that the measuring takes
+little of the machine it measures.
 
 ``--scale 10000,100000,1000000``: only the pipeline, one run per subject count (2 events per
 subject, generated and produced in chunks): events/s, us per event, peak RSS and Redis bytes per
@@ -296,10 +298,20 @@ async def pipeline_run(info, tag: str, events, *, workers: int = 1, kill_at: flo
         # the workers' own CPU time over the timed part: their cost per event apart from waiting
         # on the broker and Redis (a wall-clock rate alone does not tell them apart)
         cpu_at_first: list[float | None] = []
-        t_first, t_done, first = await wait_until(
-            progress, n, max(900, n / 200), procs,
-            on_first=lambda: cpu_at_first.extend(cpu_seconds(p.pid) for p in procs))
+        # and the broker's and Redis's, which share the machine's two cores with the workers
+        # (a JVM compiling its hot paths, an AOF rewrite): "busy" as a share of one core
+        servers = {"broker": getattr(info, "broker_pid", 0), "redis": getattr(info, "redis_pid", 0)}
+        servers_at_first: dict[str, float | None] = {}
+
+        def at_first() -> None:
+            cpu_at_first.extend(cpu_seconds(p.pid) for p in procs)
+            servers_at_first.update({k: cpu_seconds(pid) if pid else None for k, pid in servers.items()})
+
+        t_first, t_done, first = await wait_until(progress, n, max(900, n / 200), procs, on_first=at_first)
         cpu_at_done = [cpu_seconds(p.pid) for p in procs]
+        for k, pid in servers.items():
+            a, b = servers_at_first.get(k), (cpu_seconds(pid) if pid else None)
+            out[f"{k}_busy"] = None if a is None or b is None else (b - a) / max(t_done - t_first, 1e-9)
         out["startup_s"] = t_first - t_spawn
         out["events_per_s"] = (n - first) / max(t_done - t_first, 1e-9)
         out["seconds"] = t_done - t_first
@@ -586,7 +598,7 @@ async def main(args) -> dict:
             r = await pipeline_run(info, f"b{stamp}c", events)
             results.update(size=args.size, **await checks_part(r["settings"], args))
             return results
-        pipeline, rss, startup, cpu, rewrites = [], [], [], [], []
+        pipeline, rss, startup, cpu, rewrites, broker_busy, redis_busy = [], [], [], [], [], [], []
         first_settings = None
         for i in range(args.runs):
             log(f"pipeline run {i + 1}/{args.runs}")
@@ -598,6 +610,8 @@ async def main(args) -> dict:
             if r.get("worker_cpu_us_per_event") is not None:
                 cpu.append(r["worker_cpu_us_per_event"])
             rewrites.append(r.get("redis_rewrites"))
+            broker_busy.append(r.get("broker_busy"))
+            redis_busy.append(r.get("redis_busy"))
             if first_settings is None:
                 first_settings = r["settings"]
                 results.update(redis_bytes_per_subject=r["redis_bytes_per_subject"],
@@ -650,12 +664,21 @@ async def main(args) -> dict:
             "two_workers_ratio": two["events_per_s"] / statistics.median(pipeline),
             "pipeline_worker_cpu_us_per_event": statistics.median(cpu) if cpu else None,
             "two_workers_busy": two.get("worker_busy"),
+            "pipeline_broker_busy": median_of(broker_busy),
+            "pipeline_redis_busy": median_of(redis_busy),
+            "two_workers_broker_busy": two.get("broker_busy"),
+            "two_workers_redis_busy": two.get("redis_busy"),
             "pipeline_redis_rewrites": rewrites,
             "two_workers_redis_rewrites": two.get("redis_rewrites"),
         })
     finally:
         stack.down()
     return results
+
+
+def median_of(values: list) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
 
 
 async def redis_forks(s: Settings) -> int:
@@ -794,6 +817,11 @@ def render(r: dict) -> str:
         ("two workers", f(r["two_workers_events_per_s"], " ev/s") + f"  ({r['two_workers_ratio']:.2f}x)",
          "goal >= 1.8x"),
         ("  each worker busy", busy(r.get("two_workers_busy")), "share of one core; 2 cores in all"),
+        ("broker / Redis busy, 1 worker",
+         f"{busy(r.get('pipeline_broker_busy'))} / {busy(r.get('pipeline_redis_busy'))}",
+         "share of one core, during the pipeline runs"),
+        ("broker / Redis busy, 2 workers",
+         f"{busy(r.get('two_workers_broker_busy'))} / {busy(r.get('two_workers_redis_busy'))}", ""),
         ("Redis memory per subject", f(r.get("redis_bytes_per_subject"), " B"), f"{r['subjects']:,} subjects"),
         (f"check API p50 / p99 at {r.get('check_offered_rate')}/s",
          f"{f(r.get('check_p50_ms'))} / {f(r.get('check_p99_ms'))} ms", "goal p99 < 5 ms"),

@@ -78,7 +78,11 @@ def _new_cluster_id() -> str:
 
 
 def _java_opts() -> list[str]:
-    return [*JVM_HEAP, "-XX:+UseSerialGC", "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true"]
+    """The node's JVM options, then those of ``$KAFKA_OPTS`` (split on white space, as Apache Kafka's
+    own start scripts read it), which come later and so win: e.g. a flight recording of a run,
+    ``KAFKA_OPTS=-XX:StartFlightRecording=filename=/tmp/node.jfr``."""
+    extra = os.environ.get("KAFKA_OPTS", "").split()
+    return [*JVM_HEAP, "-XX:+UseSerialGC", "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true", *extra]
 
 
 class KafkaCluster:

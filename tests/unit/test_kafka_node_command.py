@@ -14,3 +14,14 @@ def test_a_node_logs_its_collector_pauses_beside_its_server_log(tmp_path):
     assert gc == [f"-Xlog:gc:file={cluster.node_dir(0) / 'gc.log'}:time,uptime:filecount=2,filesize=10m"]
     assert cmd.index(gc[0]) < cmd.index("kafka.Kafka")  # a JVM option, before the main class
     assert cluster.node_gc_log(0).parent == cluster.node_log(0).parent
+
+
+def test_kafka_opts_are_added_after_the_nodes_own_options(tmp_path, monkeypatch):
+    cluster = KafkaCluster(tmp_path)
+    monkeypatch.setenv("KAFKA_OPTS", " -Xmx1g  -XX:StartFlightRecording=filename=/tmp/n.jfr ")
+    cmd = cluster._node_cmd("java", Path("/lib"), 0)  # noqa: SLF001
+    main = cmd.index("kafka.Kafka")
+    assert cmd.index("-Xmx1g") > cmd.index("-Xmx512m")  # later: the operator's heap wins
+    assert cmd.index("-XX:StartFlightRecording=filename=/tmp/n.jfr") < main
+    monkeypatch.delenv("KAFKA_OPTS")
+    assert "-Xmx1g" not in cluster._node_cmd("java", Path("/lib"), 0)  # noqa: SLF001

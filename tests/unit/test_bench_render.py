@@ -1,0 +1,43 @@
+"""The benchmark's table (bench/bench.py ``render``): the figures of the JSON line, as read."""
+
+from __future__ import annotations
+
+from bench.bench import median_of, render
+
+RESULT = {  # the keys render reads, from a `make bench BROKER=kafka SIZE=100000 RUNS=1` line
+    "size": 100000, "runs": 1, "broker": "kafka", "rules_core": "compiled", "subjects": 50000, "hot_share": 0.0,
+    "pipeline_events_per_s": 4495.0, "pipeline_runs_events_per_s": [4495.0],
+    "pipeline_worker_cpu_us_per_event": 213.0, "core_us_per_event": 156.0,
+    "faust_forward_events_per_s": 6314.0, "raw_forward_events_per_s": 213079.0,
+    "ratio_vs_faust_forward": 0.712, "ratio_vs_raw_forward": 0.021, "offered_rate": 1000,
+    "latency_p50_ms": 42.8, "latency_p99_ms": 88.8, "latency_worker_busy": 0.44,
+    "replay_events_per_s": 12850.0, "replay_jobs": 2, "startup_s": 0.86, "restart_after_kill_s": 2.02,
+    "peak_rss_mib": 287.0, "two_workers_events_per_s": 7988.0, "two_workers_ratio": 1.78, "two_workers_busy": 0.80,
+    "pipeline_broker_busy": 0.175, "pipeline_redis_busy": 0.044,
+    "two_workers_broker_busy": 0.156, "two_workers_redis_busy": 0.073,
+    "redis_bytes_per_subject": 1092.0, "check_offered_rate": 500, "check_p50_ms": 1.49, "check_p99_ms": 2.99,
+    "hot_subject_us_per_event_first": 131.0, "hot_subject_us_per_event_last": 166.0,
+}
+
+
+def _row(table: str, label: str) -> str:
+    [line] = [line for line in table.splitlines() if line.strip().startswith(label)]
+    return line
+
+
+def test_the_table_shows_the_broker_and_redis_beside_the_workers():
+    table = render(RESULT)
+    assert "18% / 4%" in _row(table, "broker / Redis busy, 1 worker")
+    assert "16% / 7%" in _row(table, "broker / Redis busy, 2 workers")
+    assert "80%" in _row(table, "each worker busy")
+
+
+def test_a_share_not_measured_is_shown_as_such():
+    table = render({**RESULT, "pipeline_broker_busy": None, "two_workers_redis_busy": None})
+    assert "n/a / 4%" in _row(table, "broker / Redis busy, 1 worker")
+    assert "16% / n/a" in _row(table, "broker / Redis busy, 2 workers")
+
+
+def test_the_median_of_the_runs_leaves_out_runs_without_a_figure():
+    assert median_of([0.2, None, 0.1, 0.3]) == 0.2
+    assert median_of([None, None]) is None
