@@ -827,6 +827,8 @@ def render(r: dict) -> str:
          f"{f(r.get('check_p50_ms'))} / {f(r.get('check_p99_ms'))} ms", "goal p99 < 5 ms"),
         ("hot subject, first / last 500 of 5,000",
          f"{f(r.get('hot_subject_us_per_event_first'))} / {f(r.get('hot_subject_us_per_event_last'))} us", "core"),
+        ("  per 1,000 inputs", " / ".join(f(v) for v in r.get("hot_subject_us_per_event_by_thousand") or ()) + " us",
+         "the first carries the small state's whole writes"),
     ]
     width = max(len(a) for a, _, _ in rows)
     lines = [f"creditstream benchmark: {r['size']:,} events, {r['runs']} run(s), {r['broker']}, "

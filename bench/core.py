@@ -43,14 +43,27 @@ def penalty(i: int, decided: dt.date) -> dict:
             "revoked": False, "legal_rep": None, "simplified_procedure": False, "fields": {}, "event_id": None}
 
 
-def hot_subject(inputs: int = 5000, window: int = 500, seed: int = 5) -> dict:
+def hot_subject(inputs: int = 5000, window: int = 500, seed: int = 5, round_every: int = 100) -> dict:
     """One subject fed ``inputs`` inputs (85% new decisions, 10% corrections of an earlier decision,
     5% re-sends of an earlier input), through the rules core with the state encoded after each
     input as the pipeline stores it (sinks/state_codec.py ``encode_stored``: compact, or JSON with
     ``CREDITSTREAM_STATE_FORMAT=json``; past ``SPLIT_RECORDS`` records, the head and the parts of
     the records the input touched), what the pipeline writes for a subject touched by a batch.
-    Returns the mean cost per input of the first and the last ``window`` inputs (us) and the state size at the end."""
+
+    The cyclic collector runs as in a worker (creditstream/heap.py): CPython's own collections off,
+    a round every ``round_every`` inputs, timed with the input that ran it. Under CPython's own
+    collections a full collection walks the whole hot state, which a worker's rounds never do
+    (they walk only what was made since the last one): timed that way, the figure carried a cost
+    that grew with the state and that no worker pays (docs/performance.md, ninth session).
+
+    Returns the mean cost per input of the first and the last ``window`` inputs (us), the mean of
+    every 1,000 inputs (``hot_subject_us_per_event_by_thousand``: the first window carries the
+    small state's whole writes and cold caches, so read the growth from the second on), and the
+    state size at the end."""
+    import gc
     import random
+
+    from creditstream.heap import collect_and_freeze, thaw
 
     rng = random.Random(seed)
     rules, cal = load_rulebook(), WorkingCalendar()
@@ -60,6 +73,7 @@ def hot_subject(inputs: int = 5000, window: int = 500, seed: int = 5) -> dict:
     state, times = None, []
     stored_split, written = False, 0
     state_format = os.environ.get("CREDITSTREAM_STATE_FORMAT", "compact")
+    made = []
     for n in range(inputs):
         r = rng.random()
         if sent and r < 0.05:
@@ -72,17 +86,33 @@ def hot_subject(inputs: int = 5000, window: int = 500, seed: int = 5) -> dict:
             ev = events.of_record(SUBJECT, "uscc", f"creditstream.penalty/0/{n}",
                                   penalty(n, start + dt.timedelta(days=n % 2000)), arrival)
             sent.append(ev)
-        t0 = time.perf_counter()
-        base = state
-        result = step(state, ev, rules, cal)
-        state = persistent(result.state)  # as the worker holds a large state (sinks/redis_state.py)
-        stored = encode_stored(state, base, base_split=stored_split, changed=result.touched, state_format=state_format)
-        times.append((time.perf_counter() - t0) * 1e6)
-        stored_split = stored.split
-        written = len(stored.head) + sum(len(p) for p in stored.parts.values())
+        made.append(ev)
+    was_enabled = gc.isenabled()
+    collect_and_freeze()
+    gc.disable()
+    try:
+        for n, ev in enumerate(made, 1):
+            t0 = time.perf_counter()
+            base = state
+            result = step(state, ev, rules, cal)
+            state = persistent(result.state)  # as the worker holds a large state (sinks/redis_state.py)
+            stored = encode_stored(state, base, base_split=stored_split, changed=result.touched,
+                                   state_format=state_format)
+            del base, result
+            if n % round_every == 0:
+                collect_and_freeze()
+            times.append((time.perf_counter() - t0) * 1e6)
+            stored_split = stored.split
+            written = len(stored.head) + sum(len(p) for p in stored.parts.values())
+    finally:
+        thaw()
+        if not was_enabled:
+            gc.disable()
     return {"hot_subject_inputs": inputs,
             "hot_subject_us_per_event_first": round(statistics.fmean(times[:window]), 1),
             "hot_subject_us_per_event_last": round(statistics.fmean(times[-window:]), 1),
+            "hot_subject_us_per_event_by_thousand": [round(statistics.fmean(times[i:i + 1000]), 1)
+                                                     for i in range(0, len(times), 1000)],
             "hot_subject_state_kib": len(orjson.dumps(state, default=json_default)) // 1024,
             "hot_subject_stored_kib": len(encode_state(state, state_format)) // 1024,
             "hot_subject_written_bytes_last": written,
@@ -209,7 +239,8 @@ def main(argv=None) -> int:
     if hot:
         print(f"hot subject, {args.hot} inputs: {hot['hot_subject_us_per_event_first']:,.0f} us/input (first 500), "
               f"{hot['hot_subject_us_per_event_last']:,.0f} us/input (last 500), "
-              f"state {hot['hot_subject_state_kib']} KiB")
+              f"state {hot['hot_subject_state_kib']} KiB; per 1,000 inputs: "
+              + " / ".join(f"{v:,.0f}" for v in hot["hot_subject_us_per_event_by_thousand"]) + " us")
     staged: dict = {}
     if args.stages:
         from bench.inputs import generate

@@ -27,3 +27,30 @@ def test_a_subject_seen_before_is_read_back_from_its_stored_state():
     few = core_stages(generate(200, 200, seed=5))   # (nearly) one input per subject
     many = core_stages(generate(200, 20, seed=5))   # ten per subject
     assert many["core_stage_us"]["state_load"] > few["core_stage_us"]["state_load"]
+
+
+def test_the_hot_subject_is_timed_under_the_workers_collector_rounds():
+    """As in a worker (creditstream/heap.py): no collection of CPython's own during the inputs
+    (they would walk the whole hot state), only the rounds, each a full collection of what is new."""
+    from bench.core import hot_subject
+
+    seen: list[int] = []
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            seen.append(info["generation"])
+
+    enabled = gc.isenabled()
+    gc.callbacks.append(on_gc)
+    try:
+        r = hot_subject(1200, window=100, round_every=50)
+    finally:
+        gc.callbacks.remove(on_gc)
+    assert gc.isenabled() == enabled
+    # the inputs are made first and the collector is given back at the end (CPython's collections
+    # may run then: not timed); from the first round to the last, nothing but the rounds
+    last = len(seen) - 1 - seen[::-1].index(2)
+    timed = seen[seen.index(2):last + 1]
+    assert timed == [2] * (1 + 1200 // 50)
+    assert len(r["hot_subject_us_per_event_by_thousand"]) == 2  # inputs 1-1000, 1001-1200
+    assert all(v > 0 for v in r["hot_subject_us_per_event_by_thousand"])

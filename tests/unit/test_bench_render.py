@@ -17,6 +17,7 @@ RESULT = {  # the keys render reads, from a `make bench BROKER=kafka SIZE=100000
     "two_workers_broker_busy": 0.156, "two_workers_redis_busy": 0.073,
     "redis_bytes_per_subject": 1092.0, "check_offered_rate": 500, "check_p50_ms": 1.49, "check_p99_ms": 2.99,
     "hot_subject_us_per_event_first": 131.0, "hot_subject_us_per_event_last": 166.0,
+    "hot_subject_us_per_event_by_thousand": [112.9, 107.0, 121.4, 130.0, 145.2],
 }
 
 
@@ -41,3 +42,7 @@ def test_a_share_not_measured_is_shown_as_such():
 def test_the_median_of_the_runs_leaves_out_runs_without_a_figure():
     assert median_of([0.2, None, 0.1, 0.3]) == 0.2
     assert median_of([None, None]) is None
+
+
+def test_the_hot_subject_shows_its_cost_per_thousand_inputs():
+    assert "113 / 107 / 121 / 130 / 145 us" in _row(render(RESULT), "per 1,000 inputs")
