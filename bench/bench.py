@@ -771,10 +771,12 @@ async def scale_runs(info, stamp: int, scales: list[int], fresh=_as_is) -> list[
                "us_per_event": 1e6 / r["events_per_s"], "peak_rss_mib": r["peak_rss_mib"],
                "worker_cpu_us_per_event": r.get("worker_cpu_us_per_event"), "worker_busy": r.get("worker_busy"),
                "subjects_stored": r["subjects_stored"], "redis_bytes_per_subject": r["redis_bytes_per_subject"],
-               "redis_rewrites": r.get("redis_rewrites")}
+               "redis_rewrites": r.get("redis_rewrites"), "broker_busy": r.get("broker_busy"),
+               "redis_busy": r.get("redis_busy")}
         log(f"  {row['events_per_s']:,.0f} ev/s ({row['us_per_event']:.0f} us/event; worker CPU "
             f"{row['worker_cpu_us_per_event'] or 0:.0f} us/event, busy {row['worker_busy'] or 0:.0%}), peak RSS "
-            f"{row['peak_rss_mib']:.0f} MiB, Redis {row['redis_bytes_per_subject']:,.0f} B/subject")
+            f"{row['peak_rss_mib']:.0f} MiB, Redis {row['redis_bytes_per_subject']:,.0f} B/subject; broker / Redis "
+            f"busy {busy(row['broker_busy'])} / {busy(row['redis_busy'])}, AOF rewrites {row['redis_rewrites']}")
         out.append(row)
     return out
 
@@ -782,10 +784,12 @@ async def scale_runs(info, stamp: int, scales: list[int], fresh=_as_is) -> list[
 def render_scale(r: dict) -> str:
     lines = [f"creditstream benchmark, scale ({r['broker']}): pipeline only, 1 worker, 2 events per subject",
              f"  {'subjects':>10} {'events/s':>10} {'us/event':>9} {'worker CPU us/event':>20} {'busy':>5} "
-             f"{'peak RSS MiB':>13} {'Redis B/subject':>16}"]
+             f"{'peak RSS MiB':>13} {'Redis B/subject':>16} {'broker / Redis busy':>20} {'AOF rewrites':>13}"]
     lines += [f"  {x['subjects']:>10,} {x['events_per_s']:>10,.0f} {x['us_per_event']:>9,.0f} "
               f"{x.get('worker_cpu_us_per_event') or 0:>20,.0f} {x.get('worker_busy') or 0:>5.0%} "
-              f"{x['peak_rss_mib']:>13,.0f} {x['redis_bytes_per_subject']:>16,.0f}" for x in r["scale"]]
+              f"{x['peak_rss_mib']:>13,.0f} {x['redis_bytes_per_subject']:>16,.0f} "
+              f"{busy(x.get('broker_busy')) + ' / ' + busy(x.get('redis_busy')):>20} {x.get('redis_rewrites', '?'):>13}"
+              for x in r["scale"]]
     return "\n".join(lines)
 
 

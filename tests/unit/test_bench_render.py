@@ -46,3 +46,14 @@ def test_the_median_of_the_runs_leaves_out_runs_without_a_figure():
 
 def test_the_hot_subject_shows_its_cost_per_thousand_inputs():
     assert "113 / 107 / 121 / 130 / 145 us" in _row(render(RESULT), "per 1,000 inputs")
+
+
+def test_the_scale_table_shows_the_servers_beside_the_worker():
+    from bench.bench import render_scale
+
+    row = {"subjects": 1_000_000, "events": 2_000_000, "events_per_s": 3502.0, "us_per_event": 285.5,
+           "peak_rss_mib": 583.0, "worker_cpu_us_per_event": 268.9, "worker_busy": 0.94, "subjects_stored": 840287,
+           "redis_bytes_per_subject": 1089.2, "redis_rewrites": 8, "broker_busy": 0.123, "redis_busy": 0.31}
+    [line] = [line for line in render_scale({"broker": "tansu", "scale": [row]}).splitlines()
+              if line.strip().startswith("1,000,000")]
+    assert "12% / 31%" in line and line.rstrip().endswith("8")
