@@ -58,7 +58,6 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from domain.identifiers import USCC_ALPHABET, may_be_resident_id
 
@@ -73,14 +72,34 @@ class PseudonymKeyMissing(RuntimeError):
     """A subject that may be a natural person has no pseudonym without the ``pseudonym_key`` setting."""
 
 
-@lru_cache(maxsize=1 << 16)
+_STORAGE_IDS: dict[str, dict[str, str]] = {}  # pseudonym key -> subject id -> storage id
+STORAGE_IDS_KEPT = 1 << 16
+
+
 def storage_id(subject_id: str, pseudonym_key: str) -> str:
     """The id a subject is stored under (Redis key names and set members, Kafka message keys).
 
     An organisation's USCC (18 chars of the USCC alphabet that cannot be an ID number) is kept as it
     is; anything else (a resident ID number, 18 or 15 digits, or an unexpected id) becomes
     ``p.`` + the first 32 hex chars of HMAC-SHA256(``pseudonym_key``, id). A storage id maps to
-    itself. Raises :class:`PseudonymKeyMissing` for an id that needs the key when none is set."""
+    itself. Raises :class:`PseudonymKeyMissing` for an id that needs the key when none is set.
+
+    Remembered per pseudonym key in plain dicts of str, emptied when full (not ``lru_cache``, whose
+    tuple keys made its dict a young object again in every collector round: see sinks/kafka.py
+    ``key_hash``)."""
+    known = _STORAGE_IDS.get(pseudonym_key)
+    if known is None:
+        known = _STORAGE_IDS[pseudonym_key] = {}
+    sid = known.get(subject_id)
+    if sid is None:
+        sid = _storage_id(subject_id, pseudonym_key)
+        if len(known) >= STORAGE_IDS_KEPT:
+            known.clear()
+        known[subject_id] = sid
+    return sid
+
+
+def _storage_id(subject_id: str, pseudonym_key: str) -> str:
     if _PSEUDONYM.fullmatch(subject_id):
         return subject_id
     if len(subject_id) == 18 and _USCC_CHARS.issuperset(subject_id) and not may_be_resident_id(subject_id):
