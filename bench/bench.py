@@ -300,7 +300,7 @@ async def pipeline_run(info, tag: str, events, *, workers: int = 1, kill_at: flo
         cpu_at_first: list[float | None] = []
         # and the broker's and Redis's, which share the machine's two cores with the workers
         # (a JVM compiling its hot paths, an AOF rewrite): "busy" as a share of one core
-        servers = {"broker": getattr(info, "broker_pid", 0), "redis": getattr(info, "redis_pid", 0)}
+        servers = {"broker": info.broker_pid, "redis": info.redis_pid}
         servers_at_first: dict[str, float | None] = {}
 
         def at_first() -> None:

@@ -78,11 +78,14 @@ def _new_cluster_id() -> str:
 
 
 def _java_opts() -> list[str]:
-    """The node's JVM options, then those of ``$KAFKA_OPTS`` (split on white space, as Apache Kafka's
-    own start scripts read it), which come later and so win: e.g. a flight recording of a run,
-    ``KAFKA_OPTS=-XX:StartFlightRecording=filename=/tmp/node.jfr``."""
-    extra = os.environ.get("KAFKA_OPTS", "").split()
-    return [*JVM_HEAP, "-XX:+UseSerialGC", "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true", *extra]
+    return [*JVM_HEAP, "-XX:+UseSerialGC", "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true"]
+
+
+def _operator_java_opts() -> list[str]:
+    """``$KAFKA_OPTS``, split on white space as Apache Kafka's own start scripts read it: placed after
+    every option of the node's own, so they win (e.g. a flight recording of a run,
+    ``KAFKA_OPTS=-XX:StartFlightRecording=filename=/tmp/node.jfr``)."""
+    return os.environ.get("KAFKA_OPTS", "").split()
 
 
 class KafkaCluster:
@@ -159,6 +162,7 @@ class KafkaCluster:
         d = self.node_dir(node_id)
         return [java, *_java_opts(),
                 f"-Xlog:gc:file={self.node_gc_log(node_id)}:time,uptime:filecount=2,filesize=10m",
+                *_operator_java_opts(),
                 "-cp", f"{lib}/*",
                 f"-Dlog4j2.configurationFile={d / 'log4j2.properties'}",
                 f"-Dkafka.logs.dir={d}",

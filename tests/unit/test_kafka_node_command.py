@@ -23,5 +23,7 @@ def test_kafka_opts_are_added_after_the_nodes_own_options(tmp_path, monkeypatch)
     main = cmd.index("kafka.Kafka")
     assert cmd.index("-Xmx1g") > cmd.index("-Xmx512m")  # later: the operator's heap wins
     assert cmd.index("-XX:StartFlightRecording=filename=/tmp/n.jfr") < main
+    assert cmd.index("-Xmx1g") > max(i for i, a in enumerate(cmd) if a.startswith("-X") and a != "-Xmx1g"
+                                     and not a.startswith("-XX:StartFlight"))  # after every option of the node's
     monkeypatch.delenv("KAFKA_OPTS")
     assert "-Xmx1g" not in cluster._node_cmd("java", Path("/lib"), 0)  # noqa: SLF001
