@@ -133,8 +133,8 @@ def core_stages(inputs: list[tuple[str, bytes]], round_every: int = 1000) -> dic
     before is read from its stored bytes, as the worker reads it from Redis or its cache), the rules
     step, the new state encoded as the worker stores it (a subject stored split, past ``SPLIT_RECORDS``
     records, is held as objects between its inputs, as a worker's cache holds it), and a collector
-    round every ``round_every`` inputs (creditstream/heap.py). The worker's CPU per event minus this is its plumbing: fetch,
-    produce, the Redis transaction, batching, metrics."""
+    round every ``round_every`` inputs (creditstream/heap.py). The worker's CPU per event minus this
+    is its plumbing: fetch, produce, the Redis transaction, batching, metrics."""
     import gc
 
     from creditstream.connections import make_codec
