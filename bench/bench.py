@@ -6,7 +6,7 @@ Measured:
   registry, subject and timer agents) over ``--size`` pre-produced events (mixed kinds, 5%
   duplicates, 2% corrections, 1% malformed, ``--subjects`` subjects, a few legacy-coded), from its
   first event handled to the last one accounted for (applied, parked or dead-lettered);
-* the same with two worker processes;
+* the same with two worker processes, as many runs, the median run reported (``two_workers_*``);
 * baselines in the same run: a plain Faust agent forwarding each message, and a raw aiokafka
   consume -> send_batch loop (the ceiling of this broker); medians of ``--runs`` runs;
 * end-to-end latency (p50, p99) from produce to the list change on the list-change topic at an
@@ -630,9 +630,15 @@ async def main(args) -> dict:
             info = await fresh(info)
             raw.append(await baseline_run(info, f"b{stamp}r{i}", "raw-forward", events))
             log(f"  faust forward {faust[-1]:,.0f}/s, raw forward {raw[-1]:,.0f}/s")
-        log("two workers")
-        info = await fresh(info)
-        two = await pipeline_run(info, f"b{stamp}w2", events, workers=2)
+        # two workers, as often as one (a single two-worker run measured 1.24x one worker on Apache
+        # Kafka where two others of the same session measured 1.79x and 1.65x): the median run
+        twos = []
+        for i in range(args.runs):
+            log(f"two workers, run {i + 1}/{args.runs}")
+            info = await fresh(info)
+            twos.append(await pipeline_run(info, f"b{stamp}w2{'' if i == 0 else f'r{i}'}", events, workers=2))
+            log(f"  {twos[-1]['events_per_s']:,.0f} events/s, each worker busy {busy(twos[-1].get('worker_busy'))}")
+        two = median_run(twos)
         log("kill -9 and restart")
         info = await fresh(info)
         killed = await pipeline_run(info, f"b{stamp}k", events[: max(2000, len(events) // 4)], kill_at=0.3)
@@ -661,6 +667,7 @@ async def main(args) -> dict:
             "restart_after_kill_s": killed["restart_after_kill_s"],
             "peak_rss_mib": max(rss),
             "two_workers_events_per_s": two["events_per_s"],
+            "two_workers_runs_events_per_s": [r["events_per_s"] for r in twos],
             "two_workers_ratio": two["events_per_s"] / statistics.median(pipeline),
             "pipeline_worker_cpu_us_per_event": statistics.median(cpu) if cpu else None,
             "two_workers_busy": two.get("worker_busy"),
@@ -674,6 +681,12 @@ async def main(args) -> dict:
     finally:
         stack.down()
     return results
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run of the median rate (the upper middle of an even number): its figures (busy shares,
+    rewrites) stay those of one run, measured together."""
+    return sorted(runs, key=lambda r: r["events_per_s"])[len(runs) // 2]
 
 
 def median_of(values: list) -> float | None:
@@ -819,7 +832,9 @@ def render(r: dict) -> str:
         ("restart after kill -9", f(r["restart_after_kill_s"], " s"), "goal < 15 s"),
         ("peak RSS of a worker", f(r["peak_rss_mib"], " MiB"), ""),
         ("two workers", f(r["two_workers_events_per_s"], " ev/s") + f"  ({r['two_workers_ratio']:.2f}x)",
-         "goal >= 1.8x"),
+         "goal >= 1.8x (the median run)"),
+        *([("  two-worker runs", ", ".join(f(v) for v in r["two_workers_runs_events_per_s"]), "")]
+          if r.get("two_workers_runs_events_per_s") else []),
         ("  each worker busy", busy(r.get("two_workers_busy")), "share of one core; 2 cores in all"),
         ("broker / Redis busy, 1 worker",
          f"{busy(r.get('pipeline_broker_busy'))} / {busy(r.get('pipeline_redis_busy'))}",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.bench import median_of, render
+from bench.bench import median_of, median_run, render
 
 RESULT = {  # the keys render reads, from a `make bench BROKER=kafka SIZE=100000 RUNS=1` line
     "size": 100000, "runs": 1, "broker": "kafka", "rules_core": "compiled", "subjects": 50000, "hot_share": 0.0,
@@ -42,6 +42,15 @@ def test_a_share_not_measured_is_shown_as_such():
 def test_the_median_of_the_runs_leaves_out_runs_without_a_figure():
     assert median_of([0.2, None, 0.1, 0.3]) == 0.2
     assert median_of([None, None]) is None
+
+
+def test_two_workers_are_the_median_of_their_runs():
+    runs = [{"events_per_s": 6273.0, "worker_busy": 0.73}, {"events_per_s": 8654.0, "worker_busy": 0.81},
+            {"events_per_s": 7991.0, "worker_busy": 0.79}]
+    assert median_run(runs) == runs[2]  # its busy share with it, not another run's
+    table = render({**RESULT, "two_workers_runs_events_per_s": [r["events_per_s"] for r in runs]})
+    assert "6,273, 8,654, 7,991" in _row(table, "two-worker runs")
+    assert "two-worker runs" not in render(RESULT)  # a result of before: no such row
 
 
 def test_the_hot_subject_shows_its_cost_per_thousand_inputs():
