@@ -184,13 +184,19 @@ class StateCache:
         if not self.max_bytes:
             return
         for sid, (p, state, json_size) in states.items():
-            size = memory_of(state, json_size)
-            if p not in positions or size > self.max_bytes // 4:
-                continue  # only the partitions this commit fenced; a huge state is read when needed
+            # the subject's state held before is older than this one: never to be used again, even
+            # when this one is not held (kept, it was served to the next batch, which then applied
+            # its inputs to it and wrote the result over everything since: a subject grown past
+            # a quarter of the budget lost its records of every batch but the last)
             old = self._entries.pop(sid, None)
             if old is not None:
                 self._bytes -= old[3]
-            elif self._bytes + size > self.max_bytes and not self._recent.seen(sid):
+            if p not in positions:
+                continue  # only the partitions this commit fenced
+            size = memory_of(state, json_size)
+            if size > self.max_bytes // 4:
+                continue  # a huge state is read when needed
+            if old is None and self._bytes + size > self.max_bytes and not self._recent.seen(sid):
                 self._recent.size = max(1024, len(self._entries) // 4)
                 # full, and the subject was not touched lately: it comes in on its next touch
                 self._recent.add(sid)

@@ -101,6 +101,23 @@ async def test_other_partitions_stay_held_and_the_cache_is_bounded(settings, red
     assert 0 < len(sink.cache) < 40
 
 
+async def test_a_state_grown_too_large_to_hold_is_read_again_not_its_older_state(settings, redis):
+    # the next batch of a subject whose new state is too large to hold (over a quarter of the
+    # budget) reads it from Redis: the state it held before is older (it was served, the batch's
+    # inputs applied to it, and its result written over everything since)
+    sink = SubjectStateSink(redis, keys_of(settings), cache_mb=1)
+    await batch(sink, {A: {"id": A, "n": 1}}, 0, 0, 5)
+    assert (await sink.begin([A], {0: 5}, partition_of={A: 0})).states[A] == {"id": A, "n": 1}
+    await sink.abort()
+    grown = {"id": A, "n": 2, "pad": secrets.token_hex(300_000)}  # ~300 KB stored: over 256 KB
+    await batch(sink, {A: grown}, 0, 5, 6)
+    hits = sink.cache.hits
+    loaded = await sink.begin([A], {0: 6}, partition_of={A: 0})
+    assert loaded.states[A]["n"] == 2 and loaded.states[A] == grown
+    assert sink.cache.hits == hits  # read from Redis
+    await sink.abort()
+
+
 async def test_states_are_stored_compact_and_legacy_json_is_read(settings, redis):
     """The default writes the compact form (sinks/state_codec.py); a JSON value (what earlier versions
     and ``state_format = "json"`` write) is read as it is and turns compact when written again."""

@@ -114,3 +114,27 @@ async def test_two_workers_share_the_work_quietly(settings, department, redis, t
         errors = [line for line in w.log_path.read_text(errors="replace").splitlines()
                   if '"level":"error"' in line or '"level":"critical"' in line]
         assert not errors, errors[:5]
+
+
+async def test_a_subject_outgrowing_the_state_cache_keeps_every_record(settings, department, redis, tmp_path):
+    # a state cache of 1 MB: one subject's state outgrows a quarter of it (past ~64 records, held as
+    # objects) while its batches go on. The state the cache held before must not be served again:
+    # it was, and each batch applied its inputs to that older state and wrote the result over the
+    # records since (seen: "its head names 80 record parts, Redis holds 120")
+    hot = uscc(7100)
+    s = settings.replace(state_cache_mb=1, max_batch=40)
+    worker = start_worker(s, tmp_path / "worker.log")
+    try:
+        await send_penalties(department, [hot], 400)
+
+        async def all_applied():
+            assert worker.poll() is None, f"worker exited: {(tmp_path / 'worker.log').read_text()[-2000:]}"
+            states = await record_counts(redis, s, [hot])
+            return bool(states) and len(states[0]["records"]) >= 400
+
+        await eventually(all_applied, timeout=90)
+    finally:
+        worker.terminate()
+        worker.wait(10)
+    [state] = await record_counts(redis, s, [hot])
+    assert len(state["records"]) == 400

@@ -18,7 +18,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 
 async def test_kill_minus_nine_at_random_points(settings, department, redis, tmp_path):
-    s = settings.replace(timer_interval_s=0.5, max_batch=500)
+    # a state cache of 1 MB: the hot subject outgrows a quarter of it (then read from Redis for
+    # every batch) and the others fill it (evictions, admissions): the cache's every path under kills
+    s = settings.replace(timer_interval_s=0.5, max_batch=500, state_cache_mb=1)
     rng = random.Random(20261123)
     gen = EventGenerator(seed=7, subjects=max(50, harness.EVENTS // 20), legacy_rate=0.01, hot_share=0.05)
     chunk = max(1, harness.EVENTS // harness.KILLS)

@@ -64,3 +64,17 @@ def test_a_state_held_as_its_stored_bytes_counts_its_bytes_and_is_read_back():
     cache.written({0: 1}, {sid: (0, raw, STATE_BYTES) for sid, raw in stored.items()})
     assert len(cache) == 100 and cache.declined == 0  # ten states' room as objects, a hundred as bytes
     assert cache.get("b7", 0) == {"id": "b7", "names": ["某公司"] * 50}
+
+
+def test_a_state_grown_past_a_quarter_of_the_budget_leaves_the_cache_with_its_older_state():
+    # a huge state is not held (read from Redis when needed); the older state held for the subject
+    # must go with it: served to the next batch, that batch applied its inputs to it and wrote the
+    # result over every record since (found with a hot subject grown past a quarter of 64 MB)
+    cache = cache_of(10)
+    cache.written({0: 1}, {"hot": (0, {"id": "hot", "n": 1}, STATE_BYTES)})
+    assert cache.get("hot", 0) == {"id": "hot", "n": 1}
+    quarter_plus = cache.max_bytes // 4 // 4 + 1  # JSON bytes whose objects take over a quarter
+    cache.written({0: 2}, {"hot": (0, {"id": "hot", "n": 2}, quarter_plus)})
+    assert cache.get("hot", 0) is None and len(cache) == 0
+    cache.written({0: 3}, {"hot": (0, {"id": "hot", "n": 3}, STATE_BYTES)})  # small again: held again
+    assert cache.get("hot", 0) == {"id": "hot", "n": 3}
