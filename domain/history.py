@@ -137,8 +137,9 @@ def list_tracks(state: SubjectState, facts: Mapping[str, Doc], basis: Doc, index
     ``kept``: (the tracks before an input, the membership lists the input may have changed). A
     membership list the input did not touch keeps its track, and its memberships are read back
     from it (``memberships_of``), so that an input about one list does not assemble the others
-    again from all their records (a hot subject: issue 13). Escalation, the red list and overdue
-    objections, which rest on every list, are always derived again."""
+    again from all their records (a hot subject: issue 13). Escalation, which rests on every
+    membership list, is derived again when one of them may have changed, and read back from its
+    track (``escalations_of``) otherwise; the red list and overdue objections always."""
     sid = state["id"]
     objections = state.get("objections") or {}
     disputes = index["disputes"]
@@ -207,7 +208,15 @@ def list_tracks(state: SubjectState, facts: Mapping[str, Doc], basis: Doc, index
                 changes.extend(track)
         memberships.sort(key=lambda m: (m["name"], m["since"]))
 
-    escalations = _escalation(sid, memberships, rules.escalation_min_domains, changes)
+    if kept is not None and not kept[1]:
+        # no membership list changed, so neither did the escalation, which rests on them alone:
+        # kept as it was (deriving it again costs what all its memberships' causes do, on every
+        # input about a hot subject on several lists: issue 13)
+        track = kept[0].get("escalated") or []
+        escalations = escalations_of(track)
+        changes.extend(track)
+    else:
+        escalations = _escalation(sid, memberships, rules.escalation_min_domains, changes)
     red = _red_list(sid, _d(first) if first else None, adverse, memberships, rules.red_list_clean_years, changes)
 
     deadlines: dict[str, dt.date] = {}
@@ -296,6 +305,30 @@ def _status_at(m: Doc, t: dt.date) -> tuple[bool, bool]:
             break
         suspended = flag
     return True, suspended
+
+
+def escalations_of(track: list[Doc]) -> list[Doc]:
+    """The escalations read back from the escalated list's track: what ``_escalation`` gives, in
+    the fields the rest of the derivation reads (since, until, causes, flips, suspended). The
+    escalations are disjoint; on one date an escalation's start comes before its flips, and a flip
+    before an end."""
+    rank = {"escalated": 0, "suspended": 1, "resumed": 1, "de-escalated": 2}
+    out: list[Doc] = []
+    cur: Doc | None = None
+    for c in sorted(track, key=lambda c: (c["effective_date"], rank.get(c["transition"], 3))):
+        t, when = c["transition"], _d(c["effective_date"])
+        if t == "escalated":
+            cur = {"since": when, "until": None, "causes": c["causes"], "suspended": False, "flips": []}
+            out.append(cur)
+        elif cur is None:
+            continue
+        elif t in ("suspended", "resumed"):
+            cur["suspended"] = t == "suspended"
+            cur["flips"].append((when, t == "suspended"))
+        elif t == "de-escalated":
+            cur["until"] = when
+            cur = None
+    return out
 
 
 def _escalation(sid: str, memberships: list[Doc], k: int, changes: list[Doc]) -> list[Doc]:

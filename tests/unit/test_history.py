@@ -19,6 +19,7 @@ from domain.history import derive, history_of
 from domain.rulebook import load_rulebook
 from domain.validate import decision_key
 from tests.builders import ORG, arrival, objection, record, record_event, repair, tick
+from tests.unit.list_inputs import list_inputs
 
 RULES = load_rulebook()
 CAL = WorkingCalendar()
@@ -483,3 +484,46 @@ def test_the_2099_stamp_is_refused_at_ingest():
 
 def test_subject_ids_of_these_tests():
     assert ORG.startswith("9131")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(list_inputs(max_inputs=10))
+def test_after_every_input_the_list_tracks_equal_a_derivation_from_scratch(inputs):
+    """The incremental step keeps the tracks of the lists an input did not touch, the escalation's
+    included when no membership list changed (domain/history.py ``escalations_of``): after every
+    input, every list's changes (past and projected) and the view equal those derived afresh."""
+    from domain.history import timeline
+
+    state = None
+    for event in inputs:
+        state = step(state, event, RULES, CAL).state
+        changes, _ = timeline(state, RULES, CAL)
+        fresh: dict[str, list] = {}
+        for c in changes:
+            if not c["list"].startswith("publicity:"):
+                fresh.setdefault(c["list"], []).append(c)
+        kept = state["timeline"]["lists"]
+        assert {k: sorted(c["change_id"] for c in t) for k, t in kept.items() if t} == \
+            {k: sorted(c["change_id"] for c in t) for k, t in fresh.items()}, event
+        assert derive(state, state["as_of"], RULES, CAL).view == state["evaluation"], event
+
+
+def test_the_escalation_read_back_from_its_track_is_the_one_derived():
+    from domain.facts import basis_of
+    from domain.history import escalations_of, list_tracks, objection_index
+
+    env = record("penalty", "环罚〔2026〕7号", "2026-02-02", severity="severe", domain="environment")
+    tax = record("penalty", "税罚〔2026〕7号", "2026-03-02", severity="severe", domain="taxation")
+    inputs = [record_event(env, "2026-02-03"), record_event(tax, "2026-03-03"),
+              objection("OB-7", decision_key(env), "filed", "2026-03-20", arrived="2026-03-21"),
+              objection("OB-7", decision_key(env), "rejected", "2026-03-20", "2026-04-10", arrived="2026-04-11")]
+    state = None
+    for event in inputs:
+        state = step(state, event, RULES, CAL).state
+    facts = dict(state["facts"])
+    basis = basis_of(facts, dict(state["timeline"]["publicity"]))
+    tracks, parts = list_tracks(state, facts, basis, objection_index(state), RULES, CAL)
+    assert parts["escalations"] and parts["escalations"][0]["flips"]  # suspended, then resumed
+    got = escalations_of(tracks["escalated"])
+    assert [{k: e[k] for k in ("since", "until", "causes", "flips", "suspended")} for e in got] == \
+        [{k: e[k] for k in ("since", "until", "causes", "flips", "suspended")} for e in parts["escalations"]]
