@@ -72,6 +72,10 @@ CHECK_AUDIT_DROPPED = Counter("creditstream_check_audit_dropped_total",
                               ["reason"], registry=REGISTRY)
 CHECK_AUDIT_PENDING = Gauge("creditstream_check_audit_pending", "Check-audit records waiting to be produced",
                             registry=REGISTRY)
+STATE_TOO_LARGE = Counter("creditstream_state_too_large_total",
+                          "Subject states written but not held by the state cache because they are larger than "
+                          "its whole budget (state_cache_mb): read from Redis and decoded on every batch",
+                          registry=REGISTRY)
 GC_COLLECTED = Counter("creditstream_gc_collected_objects_total",
                        "Cyclic garbage found by the collect-and-freeze rounds (creditstream/heap.py)",
                        registry=REGISTRY)

@@ -29,8 +29,12 @@ Python objects, every new state was walked once by the worker's collector rounds
 (creditstream/heap.py), which cost more than decoding it again (measured: 3,435-3,650 ev/s held as
 objects, 3,699-3,884 as bytes, 3,959-4,096 with no cache, 100,000 events over 50,000 subjects;
 2,435-2,553, 2,638-2,649 and 2,637-2,656 over 10,000). A hot subject's state, stored split, is held
-as objects (its per-record maps persistent: domain/record_maps.py) when it fits a quarter of the
-budget. An entry is used only while it is provably current:
+as objects (its per-record maps persistent: domain/record_maps.py). A state larger than a quarter of
+the budget comes in on the subject's second batch in a row (a hot subject: the others go first); read
+from Redis it is decoded whole, every record part, on every batch (measured: a subject of ~24,000
+records took the pipeline from 3,952 to 2,537 ev/s). A state larger than the whole budget is never
+held: counted (``creditstream_state_too_large_total``) and logged, at most every 10 minutes per
+subject, with the budget that would hold it. An entry is used only while it is provably current:
 
 * it belongs to the partition the batch brings the subject on;
 * that partition's position in Redis, read under WATCH in ``begin()``, is the one this sink's last
@@ -55,12 +59,18 @@ from typing import NamedTuple
 
 import msgspec
 import orjson
+import structlog
 
 from creditstream import metrics
 from domain.record_maps import persistent
 from sinks.kafka import OutMessage
 from sinks.keys import Keys
 from sinks.state_codec import STATE_FORMATS, Stored, decode_state, encode_stored, is_split, join, split_due, state_json
+
+log = structlog.get_logger("creditstream.sinks.redis_state")
+
+# a subject whose state is too large to hold is logged at most this often
+TOO_LARGE_LOG_EVERY_S = 600.0
 
 _CLEAR_OUTBOX_IF_OWNED = """
 for i = 1, #KEYS, 2 do
@@ -150,6 +160,7 @@ class StateCache:
         self.hits = 0
         self.misses = 0
         self.declined = 0  # states not taken in: the cache was full and the subject not seen lately
+        self.too_large: list[tuple[str, int]] = []  # of the last write: (subject, estimated memory) over the budget
         self._recent = _Recent(1024)
 
     def trusted(self, partition: int) -> bool:
@@ -181,6 +192,7 @@ class StateCache:
         for p, position in positions.items():
             self._written[p] = position
             self._epoch.setdefault(p, next(self._epochs))
+        self.too_large = []
         if not self.max_bytes:
             return
         for sid, (p, state, json_size) in states.items():
@@ -194,8 +206,15 @@ class StateCache:
             if p not in positions:
                 continue  # only the partitions this commit fenced
             size = memory_of(state, json_size)
-            if size > self.max_bytes // 4:
-                continue  # a huge state is read when needed
+            if size > self.max_bytes:
+                self.too_large.append((sid, size))
+                continue  # read when needed
+            if size > self.max_bytes // 4 and old is None and not self._recent.seen(sid):
+                # a large state comes in when its subject is touched again soon: a hot subject,
+                # whose re-reading costs its whole history on every batch
+                self._recent.add(sid)
+                self.declined += 1
+                continue
             if old is None and self._bytes + size > self.max_bytes and not self._recent.seen(sid):
                 self._recent.size = max(1024, len(self._entries) // 4)
                 # full, and the subject was not touched lately: it comes in on its next touch
@@ -270,6 +289,7 @@ class SubjectStateSink:
         self._clear = redis.register_script(_CLEAR_OUTBOX_IF_OWNED)
         self._pipe = None
         self.cache = StateCache(cache_mb * 1024 * 1024)
+        self._warned: dict[str, float] = {}  # subject -> when its state was last logged as too large to hold
         self._partition_of: Mapping[str, int] = {}
         self._read: dict[str, tuple[int, dict, int]] = {}
         self._base: dict[str, tuple[dict, bool]] = {}  # subject -> (state at begin(), stored split)
@@ -484,7 +504,24 @@ class SubjectStateSink:
             if p is not None:
                 states[sid] = (p, state, size)
         self.cache.written(self._positions, states)
+        if self.cache.too_large:
+            self._too_large(self.cache.too_large)
         self._let_go()
+
+    def _too_large(self, subjects: list[tuple[str, int]]) -> None:
+        metrics.STATE_TOO_LARGE.inc(len(subjects))
+        now = time.monotonic()
+        for sid, size in subjects:
+            if now - self._warned.get(sid, -TOO_LARGE_LOG_EVERY_S) < TOO_LARGE_LOG_EVERY_S:
+                continue
+            self._warned[sid] = now
+            need_mb = size // (1024 * 1024) + 1
+            log.warning("subject state too large for the state cache: read from Redis and decoded whole on every "
+                        "batch about it", subject=self.keys.storage_id(sid), estimated_mb=need_mb,
+                        state_cache_mb=self.cache.max_bytes // (1024 * 1024),
+                        remedy=f"state_cache_mb of {need_mb} or more holds it")
+        if len(self._warned) > 4096:
+            self._warned = {s: t for s, t in self._warned.items() if now - t < TOO_LARGE_LOG_EVERY_S}
 
     def _forget(self) -> None:
         for p in self._positions:

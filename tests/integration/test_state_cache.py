@@ -102,15 +102,19 @@ async def test_other_partitions_stay_held_and_the_cache_is_bounded(settings, red
 
 
 async def test_a_state_grown_too_large_to_hold_is_read_again_not_its_older_state(settings, redis):
-    # the next batch of a subject whose new state is too large to hold (over a quarter of the
-    # budget) reads it from Redis: the state it held before is older (it was served, the batch's
-    # inputs applied to it, and its result written over everything since)
+    # the next batch of a subject whose new state is too large to hold (over the whole budget) reads
+    # it from Redis: the state held before is older (it was served, the batch's inputs applied to it,
+    # and the result written over everything since)
+    from creditstream import metrics
+
     sink = SubjectStateSink(redis, keys_of(settings), cache_mb=1)
     await batch(sink, {A: {"id": A, "n": 1}}, 0, 0, 5)
     assert (await sink.begin([A], {0: 5}, partition_of={A: 0})).states[A] == {"id": A, "n": 1}
     await sink.abort()
-    grown = {"id": A, "n": 2, "pad": secrets.token_hex(300_000)}  # ~300 KB stored: over 256 KB
+    before = metrics.STATE_TOO_LARGE._value.get()  # noqa: SLF001
+    grown = {"id": A, "n": 2, "pad": secrets.token_hex(1_200_000)}  # ~1.2 MB stored: over 1 MB
     await batch(sink, {A: grown}, 0, 5, 6)
+    assert metrics.STATE_TOO_LARGE._value.get() == before + 1  # noqa: SLF001
     hits = sink.cache.hits
     loaded = await sink.begin([A], {0: 6}, partition_of={A: 0})
     assert loaded.states[A]["n"] == 2 and loaded.states[A] == grown

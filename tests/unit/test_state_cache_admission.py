@@ -66,15 +66,30 @@ def test_a_state_held_as_its_stored_bytes_counts_its_bytes_and_is_read_back():
     assert cache.get("b7", 0) == {"id": "b7", "names": ["某公司"] * 50}
 
 
-def test_a_state_grown_past_a_quarter_of_the_budget_leaves_the_cache_with_its_older_state():
-    # a huge state is not held (read from Redis when needed); the older state held for the subject
-    # must go with it: served to the next batch, that batch applied its inputs to it and wrote the
-    # result over every record since (found with a hot subject grown past a quarter of 64 MB)
+def test_a_state_grown_past_the_budget_leaves_the_cache_with_its_older_state():
+    # a state larger than the whole budget is not held (read from Redis when needed); the older
+    # state held for the subject must go with it: served to the next batch, that batch applied its
+    # inputs to it and wrote the result over every record since (found with a hot subject)
     cache = cache_of(10)
     cache.written({0: 1}, {"hot": (0, {"id": "hot", "n": 1}, STATE_BYTES)})
     assert cache.get("hot", 0) == {"id": "hot", "n": 1}
-    quarter_plus = cache.max_bytes // 4 // 4 + 1  # JSON bytes whose objects take over a quarter
-    cache.written({0: 2}, {"hot": (0, {"id": "hot", "n": 2}, quarter_plus)})
+    too_large = cache.max_bytes // 4 + 1  # JSON bytes whose objects take more than the budget
+    cache.written({0: 2}, {"hot": (0, {"id": "hot", "n": 2}, too_large)})
     assert cache.get("hot", 0) is None and len(cache) == 0
+    assert cache.too_large == [("hot", memory_of({}, too_large))]
     cache.written({0: 3}, {"hot": (0, {"id": "hot", "n": 3}, STATE_BYTES)})  # small again: held again
+    assert cache.get("hot", 0) == {"id": "hot", "n": 3} and cache.too_large == []
+
+
+def test_a_large_state_comes_in_when_its_subject_is_touched_again_and_the_others_make_room():
+    cache = cache_of(10)
+    write(cache, 1, *(f"s{i}" for i in range(10)))
+    large = STATE_BYTES * 4  # its objects: about 4 of the 10 states' room, over a quarter of the budget
+    cache.written({0: 2}, {"hot": (0, {"id": "hot", "n": 1}, large)})
+    assert cache.get("hot", 0) is None and cache.declined == 1  # touched once: not taken in
+    cache.written({0: 3}, {"hot": (0, {"id": "hot", "n": 2}, large)})  # its next batch: a hot subject
+    assert cache.get("hot", 0) == {"id": "hot", "n": 2}
+    assert cache.get("s0", 0) is None and cache.get("s9", 0) == {"id": "s9"}  # the oldest went first
+    assert cache._bytes <= cache.max_bytes  # noqa: SLF001
+    cache.written({0: 4}, {"hot": (0, {"id": "hot", "n": 3}, large)})  # held: replaced at once
     assert cache.get("hot", 0) == {"id": "hot", "n": 3}
