@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.bench import median_of, median_run, render
+from bench.bench import median_of, median_run, render, topics_of_runs_done
 
 RESULT = {  # the keys render reads, from a `make bench BROKER=kafka SIZE=100000 RUNS=1` line
     "size": 100000, "runs": 1, "broker": "kafka", "rules_core": "compiled", "subjects": 50000, "hot_share": 0.0,
@@ -66,3 +66,10 @@ def test_the_scale_table_shows_the_servers_beside_the_worker():
     [line] = [line for line in render_scale({"broker": "tansu", "scale": [row]}).splitlines()
               if line.strip().startswith("1,000,000")]
     assert "12% / 31%" in line and line.rstrip().endswith("8")
+
+
+def test_between_runs_on_apache_kafka_only_the_topics_of_this_benchmarks_runs_done_go():
+    names = ["b17p0.penalty-records", "b17p0.subject-events", "b17p1.penalty-records", "b17f0.bench-source",
+             "b171p0.x", "creditstream.penalty-records", "__consumer_offsets", "b16p1.penalty-records"]
+    # run 1's stay (the check API's run reads them); another benchmark's (b16, b171) and the product's stay
+    assert topics_of_runs_done(names, "b17", keep="b17p0.") == ["b17f0.bench-source", "b17p1.penalty-records"]
