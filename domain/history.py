@@ -307,15 +307,18 @@ def _status_at(m: Doc, t: dt.date) -> tuple[bool, bool]:
     return True, suspended
 
 
+_READ_BACK_ORDER = {"escalated": 0, "suspended": 1, "resumed": 1, "de-escalated": 2}
+"""On one date, an escalation's start before its flips, a flip before an end (``escalations_of``)."""
+
+
 def escalations_of(track: list[Doc]) -> list[Doc]:
     """The escalations read back from the escalated list's track: what ``_escalation`` gives, in
     the fields the rest of the derivation reads (since, until, causes, flips, suspended). The
     escalations are disjoint; on one date an escalation's start comes before its flips, and a flip
     before an end."""
-    rank = {"escalated": 0, "suspended": 1, "resumed": 1, "de-escalated": 2}
     out: list[Doc] = []
     cur: Doc | None = None
-    for c in sorted(track, key=lambda c: (c["effective_date"], rank.get(c["transition"], 3))):
+    for c in sorted(track, key=lambda c: (c["effective_date"], _READ_BACK_ORDER.get(c["transition"], 3))):
         t, when = c["transition"], _d(c["effective_date"])
         if t == "escalated":
             cur = {"since": when, "until": None, "causes": c["causes"], "suspended": False, "flips": []}

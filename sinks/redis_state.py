@@ -160,7 +160,6 @@ class StateCache:
         self.hits = 0
         self.misses = 0
         self.declined = 0  # states not taken in: the cache was full and the subject not seen lately
-        self.too_large: list[tuple[str, int]] = []  # of the last write: (subject, estimated memory) over the budget
         self._recent = _Recent(1024)
 
     def trusted(self, partition: int) -> bool:
@@ -186,15 +185,17 @@ class StateCache:
         self._written.pop(partition, None)
         self._epoch[partition] = next(self._epochs)
 
-    def written(self, positions: Mapping[int, int], states: Mapping[str, tuple[int, dict | bytes, int]]) -> None:
+    def written(self, positions: Mapping[int, int],
+                states: Mapping[str, tuple[int, dict | bytes, int]]) -> list[tuple[str, int]]:
         """A commit succeeded: these partitions are at these positions and these states current.
-        ``states``: subject -> (partition, the state or its stored bytes, the state's JSON size)."""
+        ``states``: subject -> (partition, the state or its stored bytes, the state's JSON size).
+        Returns the states too large to hold at all: (subject, estimated memory)."""
         for p, position in positions.items():
             self._written[p] = position
             self._epoch.setdefault(p, next(self._epochs))
-        self.too_large = []
+        too_large: list[tuple[str, int]] = []
         if not self.max_bytes:
-            return
+            return too_large
         for sid, (p, state, json_size) in states.items():
             # the subject's state held before is older than this one: never to be used again, even
             # when this one is not held (kept, it was served to the next batch, which then applied
@@ -207,7 +208,7 @@ class StateCache:
                 continue  # only the partitions this commit fenced
             size = memory_of(state, json_size)
             if size > self.max_bytes:
-                self.too_large.append((sid, size))
+                too_large.append((sid, size))
                 continue  # read when needed
             if size > self.max_bytes // 4 and old is None and not self._recent.seen(sid):
                 # a large state comes in when its subject is touched again soon: a hot subject,
@@ -226,6 +227,7 @@ class StateCache:
         while self._bytes > self.max_bytes and self._entries:
             _, old = self._entries.popitem(last=False)
             self._bytes -= old[3]
+        return too_large
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -503,9 +505,9 @@ class SubjectStateSink:
             p = self._partition_of.get(sid)
             if p is not None:
                 states[sid] = (p, state, size)
-        self.cache.written(self._positions, states)
-        if self.cache.too_large:
-            self._too_large(self.cache.too_large)
+        too_large = self.cache.written(self._positions, states)
+        if too_large:
+            self._too_large(too_large)
         self._let_go()
 
     def _too_large(self, subjects: list[tuple[str, int]]) -> None:
