@@ -261,11 +261,16 @@ def publicity_track(sid: str, key: str, facts: Doc | None) -> list[Doc]:
     return out
 
 
-BASIS_VERSION = 2
-"""The basis's form: 2 = its dates kept as sorted ``[date, value]`` pairs (version 1, with no
-``"v"``, kept them as dicts, which the lists scanned whole on every input: ``min`` of the dates,
-the dates after the clock, the adverse dates sorted; ~0.3 ms per input at 4,000 records, issue 13).
-A state with a basis of another form is derived again from its records once (domain/history.py)."""
+BASIS_VERSION = 3
+"""The form of the basis and of what is derived with it. 2: the basis's dates kept as sorted
+``[date, value]`` pairs (version 1, with no ``"v"``, kept them as dicts, which the lists scanned
+whole on every input: ``min`` of the dates, the dates after the clock, the adverse dates sorted;
+~0.3 ms per input at 4,000 records, issue 13). 3: a membership's list changes name only the records
+that decide them (its entry the records it begins with, its exit those it ends with), not every
+record it rests on (domain/history.py ``list_tracks``), so their ids changed for a membership of
+several records. A state derived with another version is derived again from its records once, on
+its next input or tick (domain/history.py ``advance``): what that changes in its announced history
+is announced as usual, withdrawals first."""
 
 
 def new_basis() -> Doc:

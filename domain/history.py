@@ -192,11 +192,18 @@ def list_tracks(state: SubjectState, facts: Mapping[str, Doc], basis: Doc, index
             memberships.append(cur)
 
     for m in memberships:
-        m["causes"] = sorted({c.key for c in m["parts"]})
+        # a change names the records that decide it (docs/events.md, cause_record_ids): an entry
+        # the records its membership begins with, an exit those it ends with, a suspension or
+        # resumption the entry's. Not every record the membership rests on: a severe decision that
+        # extends a membership then changes none of its announced changes (it used to withdraw
+        # and announce its entry again, naming every record, on every such decision), and a hot
+        # subject's changes stay the same size whatever its history (issue 13)
+        m["causes"] = sorted({c.key for c in m["parts"] if c.since == m["since"]})
         enter, leave = ENTRY_TRANSITIONS[m["list"]]
         changes.append(_change(sid, m["name"], m["list"], m["domain"], enter, m["since"], m["causes"], m["enter"]))
         if m["until"] is not None:
-            changes.append(_change(sid, m["name"], m["list"], m["domain"], leave, m["until"], m["causes"], m["leave"]))
+            ending = sorted({c.key for c in m["parts"] if c.until == m["until"]})
+            changes.append(_change(sid, m["name"], m["list"], m["domain"], leave, m["until"], ending, m["leave"]))
         m["flips"] = _suspensions(m, disputes)
         for when, suspended, cause in m["flips"]:
             changes.append(_change(sid, m["name"], m["list"], m["domain"], "suspended" if suspended else "resumed",

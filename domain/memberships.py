@@ -23,6 +23,7 @@ change effective on a date holds from 00:00 China time of that date. Pure: no I/
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -85,7 +86,9 @@ class Membership(msgspec.Struct, frozen=True, kw_only=True):
     entry_projected: bool    # entered after the subject's clock (e.g. a red list three years on)
     exit_projected: bool     # the exit lies after the subject's clock: expected, not yet happened
     suspensions: tuple[Suspension, ...]
-    causes: tuple[str, ...]  # the records (decision keys) it rests on, over its whole stay
+    # the records (decision keys) it rests on: a blacklist's or court debtors', every one of its
+    # stay (from the per-record facts); an escalation's, those its entry names
+    causes: tuple[str, ...]
     rules_version: str | None  # the rulebook version the timeline was derived with
 
     def covers(self, day: str) -> bool:
@@ -166,16 +169,33 @@ def intervals(state: SubjectState | Doc) -> list[Membership]:
     tl = state.get("timeline") or {}
     as_of = state.get("as_of") or ""
     version = state.get("facts_rules")
+    facts = state.get("facts")
     out: list[Membership] = []
     for name, track in sorted((tl.get("lists") or {}).items()):
         changes = [c for c in track if c.get("kind") in MEMBERSHIP_KINDS]
         if changes:
-            out.extend(_read_track(name, changes, as_of, version))
+            out.extend(_read_track(name, changes, as_of, version, facts if isinstance(facts, Mapping) else None))
     out.sort(key=lambda m: (m.list, m.entered))
     return out
 
 
-def _read_track(name: str, changes: list[Doc], as_of: str, version: str | None) -> list[Membership]:
+def _stay_records(facts: Mapping[str, Any], kind: str, domain: str | None, entered: str,
+                  exited: str | None) -> tuple[str, ...]:
+    """The records a blacklist or court-debtor membership rests on over its whole stay: those with a
+    listing of its kind and domain (their per-record facts) that begins within it. A list change
+    names only the records that decide it (domain/history.py ``list_tracks``), not all of these."""
+    found = []
+    for key, f in facts.items():
+        for cand in (f or {}).get("cands") or ():
+            since = cand[2]
+            if cand[0] == kind and cand[1] == domain and entered <= since and (exited is None or since < exited):
+                found.append(key)
+                break
+    return tuple(sorted(found))
+
+
+def _read_track(name: str, changes: list[Doc], as_of: str, version: str | None,
+                facts: Mapping[str, Any] | None = None) -> list[Membership]:
     changes = sorted(changes, key=lambda c: (c["effective_date"], _RANK.get(c["transition"], 3)))
     out: list[Membership] = []
     cur: dict[str, Any] | None = None
@@ -185,11 +205,15 @@ def _read_track(name: str, changes: list[Doc], as_of: str, version: str | None) 
         flips = cur["suspensions"]
         if flips and flips[-1]["until"] is None and until is not None:
             flips[-1].update(until=until, ended_by=cause)
+        causes = cur["causes"]
+        if facts is not None and cur["kind"] in DOMAIN_KINDS:
+            # the entry names the records the membership began with; it rests on those of its stay
+            causes = _stay_records(facts, cur["kind"], cur["domain"], cur["entered"], until) or causes
         out.append(Membership(
             list=name, kind=cur["kind"], domain=cur["domain"], entered=cur["entered"], exited=until,
             entered_by=cur["entered_by"], exited_by=cause if until is not None else None,
             entry_projected=cur["entered"] > as_of, exit_projected=until is not None and until > as_of,
-            suspensions=tuple(Suspension(**s) for s in flips), causes=cur["causes"], rules_version=version))
+            suspensions=tuple(Suspension(**s) for s in flips), causes=causes, rules_version=version))
 
     for c in changes:
         transition, day = c["transition"], c["effective_date"]
@@ -224,7 +248,7 @@ def records_in_force(state: SubjectState | Doc, m: Membership, day: str) -> tupl
     listing (the per-record facts the state keeps) covers the day. A record whose listing ended
     (expiry, deletion, approved repair, removal) or has not begun is not a basis then."""
     facts = state.get("facts")
-    if m.kind not in DOMAIN_KINDS or not isinstance(facts, dict):
+    if m.kind not in DOMAIN_KINDS or not isinstance(facts, Mapping):
         return m.causes if m.covers(day) else ()
     found = []
     for key in m.causes:

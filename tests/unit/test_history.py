@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -322,6 +323,74 @@ def test_a_state_whose_basis_has_the_earlier_form_is_derived_again_once():
     assert upgraded.state["basis"]["v"] == BASIS_VERSION
     assert upgraded.state == now.state
     assert upgraded.changes == now.changes
+
+
+def _severe(doc, date, domain="environment"):
+    return record("penalty", doc, date, severity="severe", domain=domain)
+
+
+def test_a_severe_decision_that_extends_a_membership_changes_none_of_its_announced_changes():
+    """A blacklist membership's entry names the records it begins with, its exit those it ends
+    with (docs/events.md): a later severe decision that only extends the stay moves the projected
+    exit, and announces nothing. Before, the entry named every record of the stay, so each such
+    decision withdrew the entry and announced it again, naming one more record (issue 13)."""
+    first, second = _severe("环罚〔2025〕1号", "2025-01-10"), _severe("环罚〔2025〕2号", "2025-06-10")
+    state, announced, _ = run([record_event(first, TODAY)])
+    assert [(c["transition"], c["causes"]) for c in announced if c["list"] == "blacklist:environment"] == [
+        ("entered", [decision_key(first)])]
+    result = step(state, record_event(second, TODAY), RULES, CAL)
+    assert [c for c in result.changes if c["list"] == "blacklist:environment"] == []
+    track = result.state["timeline"]["lists"]["blacklist:environment"]
+    assert [(c["transition"], c["effective_date"], c["causes"]) for c in track] == [
+        ("entered", "2025-01-10", [decision_key(first)]),
+        ("exited", "2028-06-10", [decision_key(second)]),
+    ]
+    # the membership still rests on both, for the checks, reports and disclosure
+    from domain.memberships import intervals, memberships_at
+
+    (m,) = [m for m in intervals(result.state) if m.list == "blacklist:environment"]
+    assert m.causes == tuple(sorted((decision_key(first), decision_key(second))))
+    assert memberships_at(result.state, "2026-01-01").get("blacklist:environment").causes == m.causes
+
+
+def test_a_hot_subjects_list_changes_stay_the_same_size_as_its_history_grows():
+    """Severe decisions, one a month for five years, all in one blacklist membership: after the
+    fortieth and after the sixtieth (on the list both times), every list change names at most the records that decide it, and
+    the state's lists and view are the same size (they grew by a record key per decision before)."""
+    state, sizes = None, {}
+    for i in range(60):
+        rec = _severe(f"环罚〔{2021 + i // 12}〕{i:03d}号", f"{2021 + i // 12}-{1 + i % 12:02d}-05")
+        state = step(state, record_event(rec, TODAY), RULES, CAL).state
+        if i + 1 in (40, 60):
+            lists = state["timeline"]["lists"]
+            assert max(len(c["causes"]) for track in lists.values() for c in track) == 1
+            sizes[i + 1] = (len(orjson.dumps(lists)), len(orjson.dumps(state["evaluation"]["lists"])))
+    assert sizes[40] == sizes[60]
+
+
+def test_a_state_derived_when_changes_named_every_record_is_derived_again_once():
+    """A state of a version whose membership changes named every record of the stay (basis
+    version 2) is derived again on its next input, even one about another list: the entry it
+    announced under the earlier id is withdrawn and announced under the current one, once."""
+    from domain.facts import change_id
+
+    first, second = _severe("环罚〔2025〕1号", "2025-01-10"), _severe("环罚〔2025〕2号", "2025-06-10")
+    state, _, _ = run([record_event(first, TODAY), record_event(second, TODAY)])
+    keys = sorted((decision_key(first), decision_key(second)))
+    earlier_track = [dict(c, causes=keys, change_id=change_id(ORG, c["list"], c["transition"], c["effective_date"], keys))
+                     for c in state["timeline"]["lists"]["blacklist:environment"]]
+    earlier = dict(state, basis=dict(state["basis"], v=2),
+                   timeline=dict(state["timeline"], lists=dict(state["timeline"]["lists"],
+                                                               **{"blacklist:environment": earlier_track})))
+    other = record_event(record("penalty", "税罚〔2026〕1号", "2026-03-02", severity="general", domain="taxation"),
+                         TODAY)
+    now = step(state, other, RULES, CAL)
+    upgraded = step(earlier, other, RULES, CAL)
+    assert upgraded.state == now.state
+    withdrawn = [c for c in upgraded.changes if c["transition"] == "withdrawn"]
+    assert [c["withdraws"] for c in withdrawn] == [earlier_track[0]["change_id"]]
+    again = {c["change_id"] for c in upgraded.changes} - {c["change_id"] for c in withdrawn + now.changes}
+    assert again == {state["timeline"]["lists"]["blacklist:environment"][0]["change_id"]}
 
 
 @pytest.mark.parametrize(
