@@ -4,6 +4,7 @@ state in Redis out."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import struct
 import time
 
@@ -191,3 +192,33 @@ async def test_internal_messages_carry_the_event_time(pipeline, department, redi
         return got or None
 
     assert set(await eventually(changes)) == {event_ms}
+
+
+async def test_a_severe_decision_extending_a_blacklist_stay_announces_nothing(pipeline, department, redis, settings):
+    """Three severe decisions of one domain, each within the blacklist stay the one before began,
+    sent as a stock producer sends (no key, its own timestamp), each applied before the next is
+    sent: the list-change topic carries one entry, naming the first decision, and nothing else about
+    that list (before, each later decision withdrew the entry and announced it again, naming one
+    record more: docs/events.md). The membership still rests on all three (domain/memberships.py)."""
+    from domain.memberships import memberships_at
+    from tests.integration.test_rules_scenario import read_changes
+
+    docs = ["郑环罚〔2025〕1号", "郑环罚〔2025〕2号", "郑环罚〔2025〕3号"]
+    for n, (doc, day) in enumerate(zip(docs, ("2025-01-10", "2025-04-10", "2025-07-10")), 1):
+        await department.send(PENALTY, sample_event(
+            "penalty", severity="严重", domain="environment", source_unit=samples.ECO_ZZ,
+            source_unit_uscc=samples.ECO_ZZ_USCC, decision_doc_no=doc, decision_date=dt.date.fromisoformat(day),
+            valid_until=None, publicity_end_date=None))
+        await wait_outcomes(redis, settings, new=n)
+
+    async def entered():
+        changes = [c for c in await read_changes(settings)
+                   if c["subject_id"] == samples.COMPANY_USCC and c["list"] == "blacklist:environment"]
+        return changes or None
+
+    changes = await eventually(entered)
+    assert [(c["transition"], c["effective_date"].isoformat(), c["cause_record_ids"]) for c in changes] == [
+        ("entered", "2025-01-10", [f"penalty|{samples.ECO_ZZ_USCC}|{docs[0]}"])]
+    state = await state_of(redis, settings, samples.COMPANY_USCC)
+    standing = memberships_at(state, "2025-08-01").get("blacklist:environment")
+    assert standing.causes == tuple(sorted(f"penalty|{samples.ECO_ZZ_USCC}|{doc}" for doc in docs))
