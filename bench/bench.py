@@ -875,6 +875,8 @@ def render(r: dict) -> str:
          f"{f(r.get('hot_subject_us_per_event_first'))} / {f(r.get('hot_subject_us_per_event_last'))} us", "core"),
         ("  per 1,000 inputs", " / ".join(f(v) for v in r.get("hot_subject_us_per_event_by_thousand") or ()) + " us",
          "the first carries the small state's whole writes"),
+        ("  stored head every 1,000 inputs", " / ".join(f(v) for v in r.get("hot_subject_head_bytes_by_thousand") or ())
+         + " B", "the subject key's value, compact"),
     ]
     width = max(len(a) for a, _, _ in rows)
     lines = [f"creditstream benchmark: {r['size']:,} events, {r['runs']} run(s), {r['broker']}, "

@@ -58,7 +58,9 @@ def hot_subject(inputs: int = 5000, window: int = 500, seed: int = 5, round_ever
 
     Returns the mean cost per input of the first and the last ``window`` inputs (us), the mean of
     every 1,000 inputs (``hot_subject_us_per_event_by_thousand``: the first window carries the
-    small state's whole writes and cold caches, so read the growth from the second on), and the
+    small state's whole writes and cold caches, so read the growth from the second on), the
+    stored head's size every 1,000 inputs (``hot_subject_head_bytes_by_thousand``: the subject key's
+    value, which every write of the subject encodes again and every read decodes first), and the
     state size at the end."""
     import gc
     import random
@@ -72,6 +74,7 @@ def hot_subject(inputs: int = 5000, window: int = 500, seed: int = 5, round_ever
     sent: list = []
     state, times = None, []
     stored_split, written = False, 0
+    heads: list[int] = []  # the stored head's size (the subject key's value) every 1,000 inputs
     state_format = os.environ.get("CREDITSTREAM_STATE_FORMAT", "compact")
     made = []
     for n in range(inputs):
@@ -104,6 +107,8 @@ def hot_subject(inputs: int = 5000, window: int = 500, seed: int = 5, round_ever
             times.append((time.perf_counter() - t0) * 1e6)
             stored_split = stored.split
             written = len(stored.head) + sum(len(p) for p in stored.parts.values())
+            if n % 1000 == 0 or n == len(made):
+                heads.append(len(stored.head))
     finally:
         thaw()
         if not was_enabled:
@@ -116,6 +121,7 @@ def hot_subject(inputs: int = 5000, window: int = 500, seed: int = 5, round_ever
             "hot_subject_state_kib": len(orjson.dumps(state, default=json_default)) // 1024,
             "hot_subject_stored_kib": len(encode_state(state, state_format)) // 1024,
             "hot_subject_written_bytes_last": written,
+            "hot_subject_head_bytes_by_thousand": heads,
             "hot_subject_measured": f"rules core + state encode ({state_format}, split past {SPLIT_RECORDS} records: "
                                     f"head and touched parts) per input, in process"}
 
@@ -247,7 +253,8 @@ def main(argv=None) -> int:
         print(f"hot subject, {args.hot} inputs: {hot['hot_subject_us_per_event_first']:,.0f} us/input (first 500), "
               f"{hot['hot_subject_us_per_event_last']:,.0f} us/input (last 500), "
               f"state {hot['hot_subject_state_kib']} KiB; per 1,000 inputs: "
-              + " / ".join(f"{v:,.0f}" for v in hot["hot_subject_us_per_event_by_thousand"]) + " us")
+              + " / ".join(f"{v:,.0f}" for v in hot["hot_subject_us_per_event_by_thousand"]) + " us; stored head: "
+              + " / ".join(f"{v:,}" for v in hot["hot_subject_head_bytes_by_thousand"]) + " B")
     staged: dict = {}
     if args.stages:
         from bench.inputs import generate

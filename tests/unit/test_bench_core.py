@@ -63,3 +63,16 @@ def test_the_hot_subject_is_timed_under_the_workers_collector_rounds():
     assert timed == [2] * (1 + 1200 // 50)
     assert len(r["hot_subject_us_per_event_by_thousand"]) == 2  # inputs 1-1000, 1001-1200
     assert all(v > 0 for v in r["hot_subject_us_per_event_by_thousand"])
+    assert len(r["hot_subject_head_bytes_by_thousand"]) == 2  # after input 1000, and the last
+
+
+def test_the_hot_subjects_stored_head_stays_the_same_size():
+    """The subject key's value of the benchmark's hot subject (severe decisions in one domain
+    among general ones) after 1,000 and after 3,000 inputs: within a few bytes (its list changes
+    name the records that decide them, not every record of a membership: docs/events.md). It grew
+    by about a record key per severe decision before (341 -> 377 B against 579 -> 1,341 B at
+    4,000 -> 20,000 inputs)."""
+    from bench.core import hot_subject
+
+    heads = hot_subject(3000, window=100)["hot_subject_head_bytes_by_thousand"]
+    assert len(heads) == 3 and max(heads) - min(heads) <= 64, heads

@@ -18,6 +18,7 @@ RESULT = {  # the keys render reads, from a `make bench BROKER=kafka SIZE=100000
     "redis_bytes_per_subject": 1092.0, "check_offered_rate": 500, "check_p50_ms": 1.49, "check_p99_ms": 2.99,
     "hot_subject_us_per_event_first": 131.0, "hot_subject_us_per_event_last": 166.0,
     "hot_subject_us_per_event_by_thousand": [112.9, 107.0, 121.4, 130.0, 145.2],
+    "hot_subject_head_bytes_by_thousand": [341, 350, 358, 368, 372],
 }
 
 
@@ -55,6 +56,10 @@ def test_two_workers_are_the_median_of_their_runs():
 
 def test_the_hot_subject_shows_its_cost_per_thousand_inputs():
     assert "113 / 107 / 121 / 130 / 145 us" in _row(render(RESULT), "per 1,000 inputs")
+
+
+def test_the_hot_subject_shows_its_stored_head_every_thousand_inputs():
+    assert "341 / 350 / 358 / 368 / 372 B" in _row(render(RESULT), "stored head every 1,000 inputs")
 
 
 def test_the_scale_table_shows_the_servers_beside_the_worker():
