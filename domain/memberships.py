@@ -22,6 +22,7 @@ change effective on a date holds from 00:00 China time of that date. Pure: no I/
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 from collections.abc import Mapping
 from typing import Any
@@ -170,32 +171,43 @@ def intervals(state: SubjectState | Doc) -> list[Membership]:
     as_of = state.get("as_of") or ""
     version = state.get("facts_rules")
     facts = state.get("facts")
+    listings = _listings(facts) if isinstance(facts, Mapping) else None
     out: list[Membership] = []
     for name, track in sorted((tl.get("lists") or {}).items()):
         changes = [c for c in track if c.get("kind") in MEMBERSHIP_KINDS]
         if changes:
-            out.extend(_read_track(name, changes, as_of, version, facts if isinstance(facts, Mapping) else None))
+            out.extend(_read_track(name, changes, as_of, version, listings))
     out.sort(key=lambda m: (m.list, m.entered))
     return out
 
 
-def _stay_records(facts: Mapping[str, Any], kind: str, domain: str | None, entered: str,
-                  exited: str | None) -> tuple[str, ...]:
-    """The records a blacklist or court-debtor membership rests on over its whole stay: those with a
-    listing of its kind and domain (their per-record facts) that begins within it. A list change
-    names only the records that decide it (domain/history.py ``list_tracks``), not all of these."""
-    found = []
+def _listings(facts: Mapping[str, Any]) -> dict[tuple[str, str | None], list[tuple[str, str]]]:
+    """Every record's listings (its per-record facts' candidates) by (list kind, domain), as
+    (since, record key) pairs sorted: one pass over the records for all of a subject's memberships."""
+    out: dict[tuple[str, str | None], list[tuple[str, str]]] = {}
     for key, f in facts.items():
         for cand in (f or {}).get("cands") or ():
-            since = cand[2]
-            if cand[0] == kind and cand[1] == domain and entered <= since and (exited is None or since < exited):
-                found.append(key)
-                break
-    return tuple(sorted(found))
+            if cand[3] is not None and cand[3] <= cand[2]:
+                continue  # ended the day it began (a court listing deleted on its own date): never on a list
+            out.setdefault((cand[0], cand[1]), []).append((cand[2], key))
+    for pairs in out.values():
+        pairs.sort()
+    return out
+
+
+def _stay_records(listings: dict[tuple[str, str | None], list[tuple[str, str]]], kind: str, domain: str | None,
+                  entered: str, exited: str | None) -> tuple[str, ...]:
+    """The records a blacklist or court-debtor membership rests on over its whole stay: those with a
+    listing of its kind and domain that begins within it. A list change names only the records
+    that decide it (domain/history.py ``list_tracks``), not all of these."""
+    pairs = listings.get((kind, domain)) or []
+    lo = bisect.bisect_left(pairs, (entered,))
+    hi = len(pairs) if exited is None else bisect.bisect_left(pairs, (exited,), lo)
+    return tuple(sorted({key for _, key in pairs[lo:hi]}))
 
 
 def _read_track(name: str, changes: list[Doc], as_of: str, version: str | None,
-                facts: Mapping[str, Any] | None = None) -> list[Membership]:
+                listings: dict[tuple[str, str | None], list[tuple[str, str]]] | None = None) -> list[Membership]:
     changes = sorted(changes, key=lambda c: (c["effective_date"], _RANK.get(c["transition"], 3)))
     out: list[Membership] = []
     cur: dict[str, Any] | None = None
@@ -206,9 +218,9 @@ def _read_track(name: str, changes: list[Doc], as_of: str, version: str | None,
         if flips and flips[-1]["until"] is None and until is not None:
             flips[-1].update(until=until, ended_by=cause)
         causes = cur["causes"]
-        if facts is not None and cur["kind"] in DOMAIN_KINDS:
+        if listings is not None and cur["kind"] in DOMAIN_KINDS:
             # the entry names the records the membership began with; it rests on those of its stay
-            causes = _stay_records(facts, cur["kind"], cur["domain"], cur["entered"], until) or causes
+            causes = _stay_records(listings, cur["kind"], cur["domain"], cur["entered"], until) or causes
         out.append(Membership(
             list=name, kind=cur["kind"], domain=cur["domain"], entered=cur["entered"], exited=until,
             entered_by=cur["entered_by"], exited_by=cause if until is not None else None,

@@ -171,6 +171,22 @@ def test_any_instant_agrees_with_the_rules_derivation(inputs, extra):
     assert _standing_lists(state, state["as_of"]) == kept
 
 
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(list_inputs())
+def test_a_membership_rests_on_the_records_the_rules_assembled_it_from(inputs):
+    """A blacklist's or court debtors' membership, read back, rests on every record of its stay:
+    the records the rules' own derivation assembled it from (removals, deletions and upheld
+    objections included), though its list changes name only the records that decide them."""
+    from domain.history import timeline
+
+    state = run(inputs)
+    _, parts = timeline(state, RULES, CAL)
+    derived = {(m["name"], m["since"].isoformat()): tuple(sorted({c.key for c in m["parts"]}))
+               for m in parts["memberships"]}
+    read = {(m.list, m.entered): m.causes for m in intervals(state) if m.kind in ("blacklist", "court_debtor")}
+    assert read == derived
+
+
 def test_an_older_version_arriving_late_moves_the_correction_of_an_upheld_objection():
     """Found by the property above: a listing decision first seen dated 2020-06-01, an objection
     upheld (corrected) on 2019-03-04, then a version of the same decision dated 2019-03-04 sent
