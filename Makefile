@@ -32,20 +32,36 @@ lint: install  ## ruff on everything, mypy --strict on the rules core (domain/)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: install lint  ## lint; the test suite: unit, integration, reliability at CI scale on Tansu; then integration and reliability on Apache Kafka (Java 17+)
+test: install lint  ## lint; the test suite: unit, integration, reliability at CI scale on Tansu; then integration and reliability on Apache Kafka (Java 17+), side by side (TEST_LEGS=serial: one after the other)
 	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || $(CHROMIUM_INSTALL)
-	REQUIRE_BROWSER=$(REQUIRE_BROWSER) RELIABILITY_RESULTS=.run/reliability-ci.json $(BIN)/python -m pytest -m "not slow" -q -p no:cacheprovider $(PYTEST_ARGS)
-	@echo "== the unit tests again, on the pure Python rules core (the reference the compiled one is built from)"
-	CREDITSTREAM_PURE_PYTHON=1 $(BIN)/python -m pytest tests/unit -m "not slow" -q -p no:cacheprovider $(PYTEST_ARGS)
-	@if $(JAVA17); then \
-	  command -v kcat >/dev/null 2>&1 || $(KCAT_INSTALL); \
-	  echo "== Kafka leg: the integration and reliability tests again, on Apache Kafka"; \
-	  RELIABILITY_RESULTS=.run/reliability-ci-kafka.json $(BIN)/python -m pytest --broker kafka \
-	    -m "(integration or reliability) and not slow and not kafka and not browser" -q -p no:cacheprovider $(PYTEST_ARGS); \
+	@if $(JAVA17); then command -v kcat >/dev/null 2>&1 || $(KCAT_INSTALL); \
 	else \
 	  echo "make test: the Apache Kafka leg was SKIPPED: no Java 17+ on PATH (apt-get install openjdk-17-jre-headless maven, then make test)" >&2; \
 	  test -z "$(REQUIRE_KAFKA)"; \
 	fi
+	@mkdir -p .run; rm -f .run/test-kafka.log .run/test-kafka.rc; kafka=; \
+	if $(JAVA17) && [ "$(TEST_LEGS)" != serial ]; then \
+	  echo "== Kafka leg: the integration and reliability tests again, on Apache Kafka, beside the Tansu leg (its report follows it; live: tail -f .run/test-kafka.log)"; \
+	  setsid sh -c '$(KAFKA_LEG) > .run/test-kafka.log 2>&1; echo $$? > .run/test-kafka.rc' & kafka=$$!; \
+	  trap 'kill -TERM -'"$$kafka"' 2>/dev/null; wait $$kafka; exit 130' INT TERM; \
+	fi; \
+	echo "== Tansu leg: unit, integration and reliability tests"; \
+	REQUIRE_BROWSER=$(REQUIRE_BROWSER) RELIABILITY_RESULTS=.run/reliability-ci.json $(BIN)/python -m pytest -m "not slow" -q -p no:cacheprovider $(PYTEST_ARGS); tansu=$$?; \
+	echo "== the unit tests again, on the pure Python rules core (the reference the compiled one is built from)"; \
+	CREDITSTREAM_PURE_PYTHON=1 $(BIN)/python -m pytest tests/unit -m "not slow" -q -p no:cacheprovider $(PYTEST_ARGS); pure=$$?; \
+	if [ -n "$$kafka" ]; then \
+	  wait $$kafka; echo "== Kafka leg (ran beside the Tansu leg): its report"; cat .run/test-kafka.log; \
+	elif $(JAVA17); then \
+	  echo "== Kafka leg: the integration and reliability tests again, on Apache Kafka"; \
+	  $(KAFKA_LEG); echo $$? > .run/test-kafka.rc; \
+	fi; \
+	rc=$$(cat .run/test-kafka.rc 2>/dev/null || echo 0); \
+	echo "make test: exit status of the Tansu leg $$tansu, the pure Python unit pass $$pure, the Kafka leg $$rc"; \
+	test $$tansu = 0 && test $$pure = 0 && test $$rc = 0
+
+# the Kafka leg of `make test`
+KAFKA_LEG = RELIABILITY_RESULTS=.run/reliability-ci-kafka.json $(BIN)/python -m pytest --broker kafka \
+	-m "(integration or reliability) and not slow and not kafka and not browser" -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # kcat (Debian's package) for the stock-client test of the Kafka leg: installed where apt-get may run
 KCAT_INSTALL = { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

@@ -33,6 +33,33 @@ def selected_broker(config) -> str:
     return config.getoption("--broker") or os.environ.get("CREDITSTREAM_TEST_BROKER") or "tansu"
 
 
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config):
+    """SIGTERM stops a run as Ctrl-C does: the session's stack (broker, redis-server, each in a
+    session of its own) is stopped by its fixture instead of outliving the run. `make test` stops its
+    Kafka leg so (it runs in the background, where Ctrl-C does not reach it); so do CI runners."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupted)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session, exitstatus):
+    """Before the session's stack stops: the worker children an interrupted test left running."""
+    from tests.workers import stop_leftovers
+
+    left = stop_leftovers()
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"stopped {left} worker process(es) an interrupted test left running")
+
+
 def pytest_sessionstart(session):
     """Name the broker at the top of every run, -q included (a report header is hidden by -q)."""
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")

@@ -19,6 +19,21 @@ def worker_env(settings, **extra) -> dict:
     return env
 
 
+_STARTED: list[subprocess.Popen] = []  # every worker child of this test session (stop_leftovers)
+
+
+def stop_leftovers() -> int:
+    """SIGKILL the worker children still running: those a test could not stop because the run was
+    interrupted (Ctrl-C, SIGTERM) in the middle of it. Each runs in a session of its own, so nothing
+    else would stop it. Returns how many there were."""
+    left = [p for p in _STARTED if p.poll() is None]
+    for proc in left:
+        proc.kill()  # a SIGSTOPped worker too
+        proc.wait()
+    _STARTED.clear()
+    return len(left)
+
+
 class WorkerProcess:
     """One ``creditstream worker`` child; its output is appended to ``log_path``."""
 
@@ -35,6 +50,7 @@ class WorkerProcess:
                                      env=worker_env(self.settings), stdout=fh, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         fh.close()
+        _STARTED.append(self.proc)
         self.starts += 1
         return self
 
