@@ -6,7 +6,8 @@
   this broker.
 
 Run as ``python -m bench.baselines faust-forward|raw-forward`` with CREDITSTREAM_* settings and
-BENCH_SOURCE / BENCH_TARGET topic names in the environment.
+BENCH_SOURCE / BENCH_TARGET topic names in the environment. Both run on the event loop the worker
+runs on (the setting ``event_loop``: uvloop by default).
 """
 
 from __future__ import annotations
@@ -75,6 +76,11 @@ async def raw_forward() -> None:
 
 
 if __name__ == "__main__":
+    from creditstream import eventloop
+
+    # the loop the pipeline's worker runs on (the setting event_loop, uvloop by default), so that the
+    # ratios compare the work, not two event loops
+    eventloop.install(load().event_loop)
     which = sys.argv[1] if len(sys.argv) > 1 else ""
     if which == "faust-forward":
         faust_forward()

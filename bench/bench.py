@@ -546,12 +546,16 @@ async def main(args) -> dict:
     info = stack.up(broker=args.broker)
     stamp = int(time.time())
     import domain
+    from creditstream.settings import load as load_settings
 
-    # the workers import the same rules core as this process: compiled when make install built it
+    # the workers import the same rules core as this process: compiled when make install built it;
+    # the workers, the API and both baselines run on the event loop the same setting names
     results: dict = {"rules_core": "compiled" if domain.COMPILED else "python",
+                     "event_loop": load_settings().event_loop,
                      "broker": args.broker, "broker_description": stack.broker_description(),
                      "subjects": args.subjects}
-    log(f"broker: {results['broker_description']}; rules core: {results['rules_core']}")
+    log(f"broker: {results['broker_description']}; rules core: {results['rules_core']}; "
+        f"event loop: {results['event_loop']}")
 
     async def fresh(info):
         """Before each measured run: Tansu started again, empty, as it slows down as it holds more

@@ -74,7 +74,7 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NoBrokersAvailable, RequestTimedOutError
 from prometheus_client import generate_latest
 
-from creditstream import metrics
+from creditstream import eventloop, metrics
 from creditstream.access import (
     ANONYMOUS,
     Access,
@@ -598,7 +598,7 @@ async def serve(settings: Settings, host: str | None = None, port: int | None = 
     try:
         site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
         await site.start()
-        log.info("api serving", host=host, port=port, tls=ssl_context is not None,
+        log.info("api serving", host=host, port=port, tls=ssl_context is not None, event_loop=eventloop.running(),
                  auth="tokens" if settings.api_tokens_file else f"none (anonymous: {settings.api_anonymous_role})")
         # what start-up allocated (modules, rules, schemas) never becomes garbage: keep the collector
         # off it, so its full passes stay short (they showed in the check API's p99)

@@ -35,6 +35,7 @@ from agents.ingest import IngestAgent
 from agents.registry import RegistryAgent
 from agents.subject import SubjectAgent
 from agents.timer import TimerAgent
+from creditstream import eventloop
 from creditstream.connections import make_codec, redis_client
 from creditstream.heap import HeapRounds, thaw
 from creditstream.settings import Settings
@@ -117,7 +118,7 @@ class Pipeline:
                 raise t.exception()
         log.info("pipeline started", agents=list(self.agent_names), keys=keys.gen_prefix, rules=rules.version,
                  broker=s.broker_url, broker_kind=s.broker_kind,
-                 rules_core="compiled" if domain.COMPILED else "python")
+                 rules_core="compiled" if domain.COMPILED else "python", event_loop=eventloop.running())
 
     async def _warn_of_topic_drift(self) -> None:
         """A topic that existed before creditstream created it (a department's first send, with the

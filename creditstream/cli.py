@@ -58,6 +58,9 @@ def _settings(args):
         print(f"creditstream: bad settings: {exc}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
     _current_settings = settings
+    from creditstream import eventloop
+
+    eventloop.install(settings.event_loop)  # before the command creates its loop (asyncio.run, Faust)
     needs = _needs(args)
     if needs:
         probe_services(settings, needs)

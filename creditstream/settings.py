@@ -107,6 +107,9 @@ class Settings:
     """Every so many seconds the worker collects the objects made since the last round and freezes
     the survivors out of Python's cyclic collector (creditstream/heap.py), so that no full collection
     walks the state cache and stops the worker for hundreds of milliseconds; 0: CPython's defaults."""
+    event_loop: str = "uvloop"
+    """The event loop of every process (creditstream/eventloop.py): ``uvloop`` (libuv; asyncio's own
+    loop, with a warning, where uvloop is not installed) or ``asyncio``."""
     fetch_wait_ms: int = 0
     """The longest a consumer's fetch waits for ``fetch_min_bytes`` of data; 0: by broker, 25 on Apache
     Kafka, 50 on Tansu (``fetch_wait()``)."""
@@ -269,6 +272,8 @@ class Settings:
             problems.append("gc_freeze_interval_s: 0 (CPython's defaults) or more")
         if self.state_cache_mb < 0:
             problems.append("state_cache_mb: 0 (no cache) or more")
+        if self.event_loop not in ("uvloop", "asyncio"):
+            problems.append(f"event_loop: {self.event_loop!r} is not uvloop or asyncio")
         if self.state_format not in ("compact", "json"):
             problems.append(f"state_format: {self.state_format!r} is not compact or json")
         if not 1024 <= self.max_message_bytes <= 3 * 1024 * 1024:

@@ -233,9 +233,10 @@ def _rebuild_job(settings: Settings, generation: str, partitions: list[int], sta
                  from_timestamp_ms: int | None) -> tuple[int, list[tuple[str, str]]]:
     """One process of a replay in several (``--jobs``): rebuild ``partitions``, counting progress in
     the replay's progress hash (``applied``)."""
-    from creditstream import logs
+    from creditstream import eventloop, logs
 
     logs.configure(level=settings.log_level, fmt=settings.log_format)
+    eventloop.install(settings.event_loop)  # a process of its own: the replay's loop is not inherited
     return asyncio.run(_rebuild_job_async(settings, generation, partitions, start, from_timestamp_ms))
 
 

@@ -392,3 +392,44 @@ async def test_worker_web_serves_the_api(settings, department, tmp_path):
         stop_process(worker)
     log = log_path.read_text()
     assert samples.LEGAL_REP_ID not in log, "an ID number reached the worker log"
+
+
+async def test_the_api_command_answers_checks_on_uvloop_and_stops_on_sigterm(settings, tmp_path):
+    """``creditstream api``, the process the check API runs as: it serves on uvloop (the default
+    event loop, creditstream/eventloop.py) and says so at start, answers a check, and stops cleanly
+    on SIGTERM (its signal handlers are the loop's)."""
+    import signal
+
+    from tests.workers import worker_env
+
+    port = free_port()
+    log_path = tmp_path / "api.log"
+    with open(log_path, "ab") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "creditstream.cli", "api", "--host", "127.0.0.1",
+                                 "--port", str(port)], env=worker_env(settings), stdout=fh,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async def up():
+            assert proc.poll() is None, f"api exited: {log_path.read_text()[-3000:]}"
+            try:
+                async with aiohttp.ClientSession() as session, session.get(f"{base}/health") as resp:
+                    return resp.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await eventually(up, timeout=60, interval=0.3)
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{base}/check", params={"subject": "91350211MA0000000X",
+                                                            "matter": "government_procurement"}) as resp:
+                assert resp.status == 200, await resp.text()
+                assert (await resp.json())["outcome"] == "no_record"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0, log_path.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    serving = [line for line in log_path.read_text().splitlines() if "api serving" in line]
+    assert serving and '"event_loop":"uvloop"' in serving[0], log_path.read_text()[-3000:]
+    assert "api stopped" in log_path.read_text()

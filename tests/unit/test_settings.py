@@ -186,6 +186,7 @@ def test_the_pseudonym_key_is_required_and_long_enough():
     ({"calendar_file": "/no/such/calendar.toml"}, "calendar_file"),
     ({"max_batch": 0}, "max_batch"),
     ({"log_format": "xml"}, "log_format"),
+    ({"event_loop": "tokio"}, "event_loop: 'tokio' is not uvloop or asyncio"),
     ({"pseudonym_key": ""}, "pseudonym_key: not set"),
 ])
 def test_validate_catches_each_problem(changes, problem):
