@@ -795,7 +795,8 @@ def render_checks(r: dict) -> str:
         f"open loop, on {r['size']:,} events' state",
         f"  p50 {f(r['check_p50_ms'])} ms   p99 {f(r['check_p99_ms'])} ms (goal < 5 ms)   "
         f"max {f(r['check_max_ms'])} ms",
-        f"  {r['check_samples']:,} answers, {r['check_errors']} errors, achieved {f(r['check_achieved_rate'])}/s"])
+        f"  {r['check_samples']:,} answers, {r['check_errors']} errors, achieved {f(r['check_achieved_rate'])}/s, "
+        f"API process CPU {f(r.get('check_api_cpu_ms'))} ms per answer"])
 
 
 async def _as_is(info):
@@ -875,6 +876,7 @@ def render(r: dict) -> str:
         ("Redis memory per subject", f(r.get("redis_bytes_per_subject"), " B"), f"{r['subjects']:,} subjects"),
         (f"check API p50 / p99 at {r.get('check_offered_rate')}/s",
          f"{f(r.get('check_p50_ms'))} / {f(r.get('check_p99_ms'))} ms", "goal p99 < 5 ms"),
+        ("  the API process's CPU per answer", f(r.get("check_api_cpu_ms"), " ms"), ""),
         ("hot subject, first / last 500 of 5,000",
          f"{f(r.get('hot_subject_us_per_event_first'))} / {f(r.get('hot_subject_us_per_event_last'))} us", "core"),
         ("  per 1,000 inputs", " / ".join(f(v) for v in r.get("hot_subject_us_per_event_by_thousand") or ()) + " us",
