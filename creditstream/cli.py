@@ -60,7 +60,12 @@ def _settings(args):
     _current_settings = settings
     from creditstream import eventloop
 
-    eventloop.install(settings.event_loop)  # before the command creates its loop (asyncio.run, Faust)
+    if settings.event_loop in eventloop.EVENT_LOOPS:
+        eventloop.install(settings.event_loop)  # before the command creates its loop (asyncio.run, Faust)
+    elif getattr(args, "func", None) is not cmd_config:  # `config check` lists it with the other problems
+        print(f"creditstream: bad settings: event_loop: {settings.event_loop!r} is not uvloop or asyncio",
+              file=sys.stderr)
+        sys.exit(EXIT_USAGE)
     needs = _needs(args)
     if needs:
         probe_services(settings, needs)

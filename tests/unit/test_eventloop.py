@@ -66,3 +66,11 @@ def test_the_command_line_installs_the_loop_its_settings_name(tmp_path, setting,
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().split(".")[0] == expected, out.stdout
+
+
+def test_a_bad_event_loop_setting_stops_a_command_in_one_line(tmp_path):
+    env = {"CREDITSTREAM_RUN_DIR": str(tmp_path), "PATH": "/usr/bin:/bin", "CREDITSTREAM_EVENT_LOOP": "tokio"}
+    out = subprocess.run([sys.executable, "-m", "creditstream.cli", "subject", "91350211MA0000000X"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out
+    assert out.stderr.strip() == "creditstream: bad settings: event_loop: 'tokio' is not uvloop or asyncio"
