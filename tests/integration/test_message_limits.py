@@ -101,9 +101,16 @@ async def test_a_broker_limit_lower_than_configured_makes_the_message_a_dead_let
     await kafka.ensure_topics(settings)
     client = kafka.admin(settings)
     await client.start()
+    topic = f"{settings.topic_prefix}subject-events"
     try:  # an operator lowered the log's limit; the workers still believe the default
-        await client.alter_configs([ConfigResource(ConfigResourceType.TOPIC, f"{settings.topic_prefix}subject-events",
+        await client.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic,
                                                    configs={"max.message.bytes": "4096"})])
+
+        async def in_force():  # the answer may come before the broker applies it (seen on a busy machine)
+            [desc] = await client.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+            return {c[0]: c[1] for c in desc.resources[0][4]}.get("max.message.bytes") == "4096"
+
+        await eventually(in_force, timeout=30)
     finally:
         await client.close()
     pipeline = Pipeline(settings)
