@@ -39,8 +39,9 @@ test: install lint  ## lint; the test suite: unit, integration, reliability at C
 	  echo "make test: the Apache Kafka leg was SKIPPED: no Java 17+ on PATH (apt-get install openjdk-17-jre-headless maven, then make test)" >&2; \
 	  test -z "$(REQUIRE_KAFKA)"; \
 	fi
-	@mkdir -p .run; rm -f .run/test-kafka.log .run/test-kafka.rc; kafka=; \
-	if $(JAVA17) && [ "$(TEST_LEGS)" != serial ]; then \
+	@mkdir -p .run; rm -f .run/test-kafka.log .run/test-kafka.rc; kafka=; java17=; \
+	if $(JAVA17); then java17=1; fi; \
+	if [ -n "$$java17" ] && [ "$(TEST_LEGS)" != serial ]; then \
 	  echo "== Kafka leg: the integration and reliability tests again, on Apache Kafka, beside the Tansu leg (its report follows it; live: tail -f .run/test-kafka.log)"; \
 	  setsid sh -c '$(KAFKA_LEG) > .run/test-kafka.log 2>&1; echo $$? > .run/test-kafka.rc' & kafka=$$!; \
 	  trap 'kill -TERM -'"$$kafka"' 2>/dev/null; wait $$kafka; exit 130' INT TERM; \
@@ -51,7 +52,7 @@ test: install lint  ## lint; the test suite: unit, integration, reliability at C
 	CREDITSTREAM_PURE_PYTHON=1 $(BIN)/python -m pytest tests/unit -m "not slow" -q -p no:cacheprovider $(PYTEST_ARGS); pure=$$?; \
 	if [ -n "$$kafka" ]; then \
 	  wait $$kafka; echo "== Kafka leg (ran beside the Tansu leg): its report"; cat .run/test-kafka.log; \
-	elif $(JAVA17); then \
+	elif [ -n "$$java17" ]; then \
 	  echo "== Kafka leg: the integration and reliability tests again, on Apache Kafka"; \
 	  $(KAFKA_LEG); echo $$? > .run/test-kafka.rc; \
 	fi; \

@@ -60,11 +60,11 @@ def _settings(args):
     _current_settings = settings
     from creditstream import eventloop
 
-    if settings.event_loop in eventloop.EVENT_LOOPS:
+    wrong_loop = eventloop.problem(settings.event_loop)
+    if wrong_loop is None:
         eventloop.install(settings.event_loop)  # before the command creates its loop (asyncio.run, Faust)
     elif getattr(args, "func", None) is not cmd_config:  # `config check` lists it with the other problems
-        print(f"creditstream: bad settings: event_loop: {settings.event_loop!r} is not uvloop or asyncio",
-              file=sys.stderr)
+        print(f"creditstream: bad settings: {wrong_loop}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
     needs = _needs(args)
     if needs:

@@ -17,11 +17,18 @@ import warnings
 EVENT_LOOPS = ("uvloop", "asyncio")
 
 
+def problem(kind: str) -> str | None:
+    """What is wrong with ``kind`` as the setting ``event_loop`` (None: nothing), in the words of
+    the settings' other problems."""
+    return None if kind in EVENT_LOOPS else f"event_loop: {kind!r} is not uvloop or asyncio"
+
+
 def install(kind: str) -> str:
     """Make ``kind`` (one of :data:`EVENT_LOOPS`) the loop that asyncio creates from now on, and
     return the kind in use: ``asyncio`` when uvloop was asked for but cannot be imported."""
-    if kind not in EVENT_LOOPS:
-        raise ValueError(f"event_loop: {kind!r} is not one of {', '.join(EVENT_LOOPS)}")
+    wrong = problem(kind)
+    if wrong is not None:
+        raise ValueError(wrong)
     if kind == "uvloop":
         try:
             import uvloop

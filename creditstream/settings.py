@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from creditstream import eventloop
+
 ENV_PREFIX = "CREDITSTREAM_"
 SECRET_FIELDS = frozenset({"redis_url", "sasl_password", "ssl_password", "api_tls_password", "pseudonym_key",
                            "schema_registry", "schema_registry_password", "schema_registry_token"})
@@ -272,8 +274,9 @@ class Settings:
             problems.append("gc_freeze_interval_s: 0 (CPython's defaults) or more")
         if self.state_cache_mb < 0:
             problems.append("state_cache_mb: 0 (no cache) or more")
-        if self.event_loop not in ("uvloop", "asyncio"):
-            problems.append(f"event_loop: {self.event_loop!r} is not uvloop or asyncio")
+        wrong_loop = eventloop.problem(self.event_loop)
+        if wrong_loop is not None:
+            problems.append(wrong_loop)
         if self.state_format not in ("compact", "json"):
             problems.append(f"state_format: {self.state_format!r} is not compact or json")
         if not 1024 <= self.max_message_bytes <= 3 * 1024 * 1024:

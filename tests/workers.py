@@ -50,6 +50,7 @@ class WorkerProcess:
                                      env=worker_env(self.settings), stdout=fh, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         fh.close()
+        _STARTED[:] = [p for p in _STARTED if p.poll() is None]  # only those that may still run
         _STARTED.append(self.proc)
         self.starts += 1
         return self
