@@ -148,8 +148,10 @@ class WorkingCalendar:
         return total + self._upto(end)
 
     def _upto(self, d: dt.date) -> int:
-        """Working days from 1 January of d's year to d, inclusive."""
-        return self._year_prefix(d.year)[d.timetuple().tm_yday]
+        """Working days from 1 January of d's year to d, inclusive. (The day of the year from the
+        ordinals: ``timetuple().tm_yday`` built a struct_time per call, a tenth of a rules step.)"""
+        year = d.year
+        return self._year_prefix(year)[d.toordinal() - _jan_1_ordinal(year) + 1]
 
     def _year_prefix(self, year: int) -> list[int]:
         """p[i] = working days among the first i days of ``year`` (p[0] = 0, p[-1] = the year's total)."""
@@ -178,10 +180,19 @@ def _dates_by_year(table: Doc, kind: str) -> list[dt.date]:
     return dates
 
 
+def _jan_1_ordinal(year: int) -> int:
+    """The proleptic Gregorian ordinal of 1 January of ``year`` (``date(year, 1, 1).toordinal()``)."""
+    y = year - 1
+    return y * 365 + y // 4 - y // 100 + y // 400 + 1
+
+
+_MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
 def _days_in_month(year: int, month: int) -> int:
-    if month == 12:
-        return 31
-    return (dt.date(year, month + 1, 1) - _ONE_DAY).day
+    if month == 2 and year % 4 == 0 and (year % 100 != 0 or year % 400 == 0):
+        return 29
+    return _MONTH_DAYS[month - 1]
 
 
 def add_months(d: dt.date, n: int) -> dt.date:
@@ -190,10 +201,12 @@ def add_months(d: dt.date, n: int) -> dt.date:
     Used for publicity periods (公示期): 2024-01-31 + 1 month = 2024-02-29,
     2024-03-31 + 1 month = 2024-04-30.
     """
+    if n == 0:
+        return d
     months = d.year * 12 + (d.month - 1) + n
     year, month = divmod(months, 12)
     month += 1
-    return d.replace(year=year, month=month, day=min(d.day, _days_in_month(year, month)))
+    return dt.date(year, month, min(d.day, _days_in_month(year, month)))
 
 
 def add_years(d: dt.date, n: int) -> dt.date:

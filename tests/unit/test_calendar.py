@@ -180,3 +180,36 @@ def test_workdays_between_equals_counting_day_by_day(start, span):
     end = start + timedelta(days=span)
     naive = sum(cal.is_workday(start + timedelta(days=i)) for i in range(1, span + 1))
     assert cal.workdays_between(start, end) == naive
+
+
+def _add_months_by_replace(d: date, n: int) -> date:
+    """The reference: clamp to the target month's last day, found with the standard library."""
+    import calendar as std
+
+    months = d.year * 12 + (d.month - 1) + n
+    year, month = divmod(months, 12)
+    return d.replace(year=year, month=month + 1, day=min(d.day, std.monthrange(year, month + 1)[1]))
+
+
+@given(st.dates(min_value=date(1900, 1, 1), max_value=date(2200, 12, 31)), st.integers(min_value=-240, max_value=240))
+def test_add_months_equals_the_standard_librarys_month_ends(d, n):
+    assert add_months(d, n) == _add_months_by_replace(d, n)
+
+
+def test_the_day_arithmetic_agrees_with_the_standard_library():
+    import calendar as std
+
+    from domain.calendar import _days_in_month, _jan_1_ordinal
+
+    for year in [*range(1, 30), *range(1890, 2110), 2400, 9999]:
+        assert _jan_1_ordinal(year) == date(year, 1, 1).toordinal()
+        for month in range(1, 13):
+            assert _days_in_month(year, month) == std.monthrange(year, month)[1]
+
+
+@given(st.dates(min_value=date(2000, 1, 1), max_value=date(2040, 12, 31)))
+def test_working_days_up_to_a_date_count_from_the_first_of_january(d):
+    cal = WorkingCalendar()
+    start = date(d.year, 1, 1)
+    expected = sum(cal.is_workday(start + timedelta(days=i)) for i in range((d - start).days + 1))
+    assert cal._upto(d) == expected
