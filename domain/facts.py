@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 from domain.calendar import add_months, add_years
 from domain.clock import date_of_ms
+from domain.record_maps import DatedPairs
 from domain.rulebook import Rulebook
 from domain.state import SubjectState, status_of
 from domain.types import Doc, View
@@ -284,20 +285,61 @@ def new_basis() -> Doc:
 
 def copy_basis(basis: Doc) -> Doc:
     """A basis to move records in and out of, leaving ``basis`` as it was (its pairs are shared,
-    never changed in place: a move replaces a pair)."""
-    return {"v": BASIS_VERSION, "dates": list(basis["dates"]), "adverse": list(basis["adverse"]),
-            "listed": list(basis["listed"]), "pub_dates": list(basis["pub_dates"])}
+    never changed in place: a move replaces a pair). A large state's dated parts are
+    ``DatedPairs`` (domain/record_maps.py), whose copies share their chunks; they stay in that form."""
+    return {"v": BASIS_VERSION, "dates": _copy_dated(basis["dates"]), "adverse": _copy_dated(basis["adverse"]),
+            "listed": list(basis["listed"]), "pub_dates": _copy_dated(basis["pub_dates"])}
 
 
-def first_date(pairs: list[list[Any]]) -> str | None:
+def _copy_dated(pairs: Any) -> Any:
+    return pairs.copy() if isinstance(pairs, DatedPairs) else list(pairs)
+
+
+def first_date(pairs: Any) -> str | None:
     """The earliest date of a basis part."""
+    if isinstance(pairs, DatedPairs):
+        return pairs.first()
     return pairs[0][0] if pairs else None
 
 
-def next_date(pairs: list[list[Any]], after: str) -> str | None:
+def next_date(pairs: Any, after: str) -> str | None:
     """The earliest date of a basis part later than ``after``."""
+    if isinstance(pairs, DatedPairs):
+        return pairs.next_after(after)
     i = bisect.bisect_right(pairs, after, key=_date_of)
     return pairs[i][0] if i < len(pairs) else None
+
+
+def last_date_upto(pairs: Any, until: str) -> str | None:
+    """The latest date of a basis part on or before ``until``."""
+    if isinstance(pairs, DatedPairs):
+        return pairs.last_upto(until)
+    i = bisect.bisect_right(pairs, until, key=_date_of)
+    return pairs[i - 1][0] if i else None
+
+
+def value_on(pairs: Any, d: str) -> Any:
+    """The value of date ``d`` in a basis part (None if it has no pair)."""
+    if isinstance(pairs, DatedPairs):
+        return pairs.get(d)
+    i = bisect.bisect_left(pairs, d, key=_date_of)
+    return pairs[i][1] if i < len(pairs) and pairs[i][0] == d else None
+
+
+def _put(pairs: Any, d: str, value: Any) -> None:
+    """Set the value of date ``d`` in a basis part; None removes its pair (a pair is replaced,
+    never changed in place)."""
+    if isinstance(pairs, DatedPairs):
+        pairs.put(d, value)
+        return
+    i = bisect.bisect_left(pairs, d, key=_date_of)
+    found = i < len(pairs) and pairs[i][0] == d
+    if value is not None and found:
+        pairs[i] = [d, value]
+    elif value is not None:
+        pairs.insert(i, [d, value])
+    elif found:
+        del pairs[i]
 
 
 def _date_of(pair: list[Any]) -> str:
@@ -320,21 +362,14 @@ def _basis_move(basis: Doc, key: str, facts: Doc | None, pub: list[Doc], sign: i
     if facts is not None:
         _count(basis["dates"], facts["d"], sign)
         if facts["adverse"]:
-            pairs = basis["adverse"]
             d = facts["d"]
-            i = bisect.bisect_left(pairs, d, key=_date_of)
-            found = i < len(pairs) and pairs[i][0] == d
-            keys = list(pairs[i][1]) if found else []  # a copy: the old state's stays as it was
+            found = value_on(basis["adverse"], d)
+            keys = list(found) if found is not None else []  # a copy: the old state's stays as it was
             if sign > 0:
                 bisect.insort(keys, key)
             else:
                 keys.remove(key)
-            if keys and found:
-                pairs[i] = [d, keys]
-            elif keys:
-                pairs.insert(i, [d, keys])
-            elif found:
-                del pairs[i]
+            _put(basis["adverse"], d, keys or None)
         if facts["cands"] or facts["removal"]:
             if sign > 0:
                 bisect.insort(basis["listed"], key)
@@ -344,7 +379,10 @@ def _basis_move(basis: Doc, key: str, facts: Doc | None, pub: list[Doc], sign: i
         _count(basis["pub_dates"], c["effective_date"], sign)
 
 
-def _count(pairs: list[list[Any]], d: str, sign: int) -> None:
+def _count(pairs: Any, d: str, sign: int) -> None:
+    if isinstance(pairs, DatedPairs):
+        pairs.count(d, sign)
+        return
     i = bisect.bisect_left(pairs, d, key=_date_of)
     if i < len(pairs) and pairs[i][0] == d:
         n = pairs[i][1] + sign

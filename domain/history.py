@@ -43,16 +43,17 @@ from domain.facts import (
     _basis_move,
     _change,
     _d,
-    _date_of,
     _plus_years,
     copy_basis,
     earliest_repair,
     first_date,
+    last_date_upto,
     new_basis,
     next_date,
     objection_index,
     publicity_track,
     record_facts,
+    value_on,
 )
 from domain.record_maps import editable, finished, like
 from domain.rulebook import Rulebook
@@ -381,11 +382,12 @@ def _escalation(sid: str, memberships: list[Doc], k: int, changes: list[Doc]) ->
     return out
 
 
-def _red_list(sid: str, first: dt.date | None, adverse: list[list[Any]], memberships: list[Doc], clean: int,
+def _red_list(sid: str, first: dt.date | None, adverse: Any, memberships: list[Doc], clean: int,
               changes: list[Doc]) -> list[Doc]:
     """Three clean years (RULES.md 4): no adverse record within the last ``clean`` years and on no
     list; ends on the next adverse record or list entry. ``adverse``: ``[date, the adverse records
-    of that date (sorted)]`` pairs, sorted by date (the basis's)."""
+    of that date (sorted)]`` pairs, sorted by date (the basis's: a list, or a large state's
+    ``DatedPairs``)."""
     if first is None:
         return []
     # adverse records block [date, date + clean years); overlapping blocks merged first (a block
@@ -394,19 +396,18 @@ def _red_list(sid: str, first: dt.date | None, adverse: list[list[Any]], members
     # inside its current end: a few steps per block, not one per record (a subject with thousands
     # of adverse records, issue 13)
     merged: list[tuple[dt.date, dt.date, tuple[str, Any]]] = []
-    i, n = 0, len(adverse)
-    while i < n:
-        start, records = adverse[i]
-        end = _plus_years_iso(start, clean)
+    begin = first_date(adverse)
+    while begin is not None:
+        end = _plus_years_iso(begin, clean)
         while True:
-            # the last date the block takes in (inclusive)
-            j = bisect.bisect_right(adverse, end, i, key=_date_of) - 1
-            further = _plus_years_iso(adverse[j][0], clean)
+            # the last date the block takes in (inclusive; begin itself at least)
+            last = last_date_upto(adverse, end) or begin
+            further = _plus_years_iso(last, clean)
             if further <= end:
                 break
             end = further
-        merged.append((_d(start), _d(end), ("adverse_record", records[0])))
-        i = j + 1
+        merged.append((_d(begin), _d(end), ("adverse_record", value_on(adverse, begin)[0])))
+        begin = next_date(adverse, last)
     blocks: list[tuple[dt.date, dt.date | None, tuple[str, Any]]] = list(merged)
     blocks += [(m["since"], m["until"], ("listing", m["causes"][0])) for m in memberships]
     blocks.sort(key=lambda b: (b[0], b[2]))

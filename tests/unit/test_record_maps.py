@@ -6,6 +6,7 @@ The stored form must not depend on it either."""
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 
 import orjson
@@ -122,3 +123,105 @@ def test_an_input_to_a_large_subject_shares_the_entries_it_did_not_change(monkey
         assert key not in before
         shared = [k for k in before if k in after and after[k] is before[k]]
         assert len(shared) == len(before), f"{len(before) - len(shared)} entries not shared"
+
+
+def test_date_counts_count_as_the_plain_list_does_and_a_copy_leaves_its_original_as_it_was():
+    """The basis's dated parts of a large state (``DatedPairs``) against the plain sorted list the
+    rules core keeps for a small one (domain/facts.py ``_count``): the same pairs, first date and
+    next date after every move, chunks split as they grow, and every copy taken on the way still
+    holding what it held when it was taken, whatever was moved in the copies made from it."""
+    from domain.facts import _count, first_date, next_date
+    from domain.record_maps import CHUNK, DatedPairs
+
+    rng = random.Random(3)
+    days = [f"20{20 + d // 365:02d}-{1 + d // 31 % 12:02d}-{1 + d % 28:02d}" for d in range(0, 2600, 2)]
+    model: list = []
+    counts = DatedPairs()
+    kept: list[tuple[DatedPairs, list]] = []
+    for n in range(6000):
+        d = rng.choice(days)
+        present = any(p[0] == d for p in model)
+        sign = -1 if present and rng.random() < 0.3 else 1
+        if rng.random() < 0.05:  # a state and the next: the copy moves on, the original must not
+            kept.append((counts, [list(p) for p in model]))
+            counts = counts.copy()
+        _count(model, d, sign)
+        counts.count(d, sign)
+        if n % 97 == 0:
+            assert counts == model and len(counts) == len(model)
+            assert counts.first() == first_date(model)
+            for probe in rng.sample(days, 20) + ["1999-01-01", "2099-12-31"]:
+                assert counts.next_after(probe) == next_date(model, probe), probe
+    assert counts == model and counts.pairs() == model
+    assert len(counts.dates) > 5 and max(len(c) for c in counts.dates) <= 2 * CHUNK
+    assert all(c[0] == f for c, f in zip(counts.dates, counts.firsts))
+    assert [len(c) for c in counts.dates] == [len(c) for c in counts.values]
+    assert len(kept) > 100
+    for snapshot, pairs in kept:
+        assert snapshot == pairs
+    for _ in range(len(model)):  # counted down to nothing
+        d, c = model[0]
+        for _ in range(c):
+            counts.count(d, -1)
+            _count(model, d, -1)
+    assert counts == model == [] and counts.first() is None and counts.next_after("2000-01-01") is None
+    assert orjson.dumps(DatedPairs([["2024-01-02", 2]]), default=json_default) == b'[["2024-01-02",2]]'
+
+
+def test_dated_pairs_of_record_keys_put_and_found_as_in_the_plain_list():
+    """``basis["adverse"]`` (the record keys of each date) in both forms: the same pairs and values,
+    the last date on or before a day and the next after it, after every put; earlier copies kept."""
+    from domain.facts import _put, first_date, last_date_upto, next_date, value_on
+    from domain.record_maps import DatedPairs
+
+    rng = random.Random(11)
+    days = [(dt.date(2019, 1, 1) + dt.timedelta(days=3 * d)).isoformat() for d in range(900)]
+    model: list = []
+    pairs = DatedPairs()
+    kept: list[tuple[DatedPairs, list]] = []
+    for n in range(4000):
+        d = rng.choice(days)
+        keys = value_on(model, d)
+        if keys and rng.random() < 0.35:
+            value = [k for k in keys if k != rng.choice(keys)] or None
+        else:
+            value = sorted({*(keys or []), f"penalty|{n}"})
+        if rng.random() < 0.03:
+            kept.append((pairs, list(model)))
+            pairs = pairs.copy()
+        _put(model, d, value)
+        pairs.put(d, value)
+        if n % 89 == 0:
+            assert pairs == model and len(pairs) == len(model) and pairs.first() == first_date(model)
+            for probe in rng.sample(days, 25) + ["2000-01-01", "2099-01-01"]:
+                assert pairs.get(probe) == value_on(model, probe)
+                assert pairs.last_upto(probe) == last_date_upto(model, probe), probe
+                assert pairs.next_after(probe) == next_date(model, probe), probe
+    assert pairs == model and len(pairs.dates) > 3 and len(kept) > 50
+    for snapshot, expected in kept:
+        assert snapshot == expected
+
+
+def test_a_large_state_holds_its_basis_dates_in_shared_chunks_and_gives_the_same_results():
+    """Past PERSISTENT_FROM records the worker's form of a state (``persistent``) holds the basis's
+    dated parts as DatedPairs: the core keeps that form, gives what it gives on plain lists, leaves
+    the state it was given as it was, and shares the chunks an input did not change."""
+    from domain.record_maps import DatedPairs
+
+    plain_state = maps_state = None
+    for i in range(400):
+        decided = (dt.date(2021, 1, 4) + dt.timedelta(days=3 * i)).isoformat()
+        event = record_event(record("penalty", f"P{i}", decided, severity="severe" if i % 40 == 0 else "general",
+                                    domain="environment"), "2026-11-30", at=f"creditstream.penalty/0/{i}")
+        a, b = both(plain_state, maps_state, event)
+        plain_state, maps_state = a.state, persistent(b.state)
+    basis = maps_state["basis"]
+    for part in ("dates", "pub_dates", "adverse"):
+        assert isinstance(basis[part], DatedPairs) and len(basis[part].dates) > 2, part
+    result = step(maps_state, record_event(record("penalty", "NEW", "2025-03-03"), "2026-11-30",
+                                           at="creditstream.penalty/0/new"), RULES, CAL)
+    after = result.state["basis"]
+    for part in ("dates", "pub_dates", "adverse"):
+        assert isinstance(after[part], DatedPairs), "the core changed the form of the basis"
+        shared = [c for c in after[part].values if any(c is o for o in basis[part].values)]
+        assert len(shared) >= len(basis[part].values) - 2, f"{part}: chunks copied, not shared"
