@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 CORE   := .build/core/SOURCES
 PYTEST_ARGS ?=
 
-.PHONY: install lint demo test test-registry test-all reliability bench bench-checks bench-latency bench-scale bench-profile bench-core bench-broker worker stack-up stack-down clean help
+.PHONY: install lint demo test test-registry test-all reliability bench bench-checks bench-latency bench-scale bench-profile bench-core bench-instructions bench-broker worker stack-up stack-down clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -113,6 +113,9 @@ bench-profile: install  ## one pipeline run with py-spy on the worker: its time 
 
 bench-core: install  ## the rules core alone: cost of one input as a subject grows to 100 / 1,000 / 5,000 records
 	$(BIN)/python -m bench.core
+
+bench-instructions: install  ## instructions per input counted under valgrind's callgrind, not timed (steady on a busy machine): the worker's stages in process (STAGES=4000) and a hot subject's last 1,000 of HOT=10000 inputs
+	$(BIN)/python -m bench.instructions --stages $(or $(STAGES),4000) --hot $(or $(HOT),10000)
 
 bench-broker: install  ## the broker alone: produce -> consume p50/p99 of one topic as it grows (RATE msg/s for 24 s; BROKER=kafka)
 	$(BIN)/python -m bench.broker_latency --rate $(RATE) --broker $(BROKER)

@@ -43,7 +43,34 @@ def penalty(i: int, decided: dt.date) -> dict:
             "revoked": False, "legal_rep": None, "simplified_procedure": False, "fields": {}, "event_id": None}
 
 
-def hot_subject(inputs: int = 5000, window: int = 500, seed: int = 5, round_every: int = 100) -> dict:
+def hot_subject_inputs(inputs: int, seed: int = 5) -> list:
+    """The hot subject's inputs (:func:`hot_subject`): 85% new decisions, 10% corrections of an
+    earlier decision, 5% re-sends of an earlier input. The first n are the same whatever ``inputs``."""
+    import random
+
+    rng = random.Random(seed)
+    arrival = due_ms("2026-11-30") + 36_000_000
+    start = dt.date(2021, 1, 4)
+    sent: list = []
+    made = []
+    for n in range(inputs):
+        r = rng.random()
+        if sent and r < 0.05:
+            ev = rng.choice(sent)  # a re-send: the same input again
+        elif sent and r < 0.15:
+            i = int(rng.choice(sent).origin.rsplit("/", 1)[1])  # a newer version of decision i
+            rec = dict(penalty(i, start + dt.timedelta(days=i % 2000)), fields={"remarks": f"更正{n}"})
+            ev = events.of_record(SUBJECT, "uscc", f"creditstream.penalty/2/{i}-{n}", rec, arrival)
+        else:
+            ev = events.of_record(SUBJECT, "uscc", f"creditstream.penalty/0/{n}",
+                                  penalty(n, start + dt.timedelta(days=n % 2000)), arrival)
+            sent.append(ev)
+        made.append(ev)
+    return made
+
+
+def hot_subject(inputs: int = 5000, window: int = 500, seed: int = 5, round_every: int = 100, *,
+                made: list | None = None, summary: bool = True) -> dict:
     """One subject fed ``inputs`` inputs (85% new decisions, 10% corrections of an earlier decision,
     5% re-sends of an earlier input), through the rules core with the state encoded after each
     input as the pipeline stores it (sinks/state_codec.py ``encode_stored``: compact, or JSON with
@@ -63,33 +90,16 @@ def hot_subject(inputs: int = 5000, window: int = 500, seed: int = 5, round_ever
     value, which every write of the subject encodes again and every read decodes first), and the
     state size at the end."""
     import gc
-    import random
 
     from creditstream.heap import collect_and_freeze, thaw
 
-    rng = random.Random(seed)
     rules, cal = load_rulebook(), WorkingCalendar()
-    arrival = due_ms("2026-11-30") + 36_000_000
-    start = dt.date(2021, 1, 4)
-    sent: list = []
     state, times = None, []
     stored_split, written = False, 0
     heads: list[int] = []  # the stored head's size (the subject key's value) every 1,000 inputs
     state_format = os.environ.get("CREDITSTREAM_STATE_FORMAT", "compact")
-    made = []
-    for n in range(inputs):
-        r = rng.random()
-        if sent and r < 0.05:
-            ev = rng.choice(sent)  # a re-send: the same input again
-        elif sent and r < 0.15:
-            i = int(rng.choice(sent).origin.rsplit("/", 1)[1])  # a newer version of decision i
-            rec = dict(penalty(i, start + dt.timedelta(days=i % 2000)), fields={"remarks": f"更正{n}"})
-            ev = events.of_record(SUBJECT, "uscc", f"creditstream.penalty/2/{i}-{n}", rec, arrival)
-        else:
-            ev = events.of_record(SUBJECT, "uscc", f"creditstream.penalty/0/{n}",
-                                  penalty(n, start + dt.timedelta(days=n % 2000)), arrival)
-            sent.append(ev)
-        made.append(ev)
+    if made is None:
+        made = hot_subject_inputs(inputs, seed)
     was_enabled = gc.isenabled()
     collect_and_freeze()
     gc.disable()
@@ -113,6 +123,8 @@ def hot_subject(inputs: int = 5000, window: int = 500, seed: int = 5, round_ever
         thaw()
         if not was_enabled:
             gc.disable()
+    if not summary:  # only the inputs' work (bench/instructions.py counts it): no summary of the state
+        return {"hot_subject_inputs": len(made)}
     return {"hot_subject_inputs": inputs,
             "hot_subject_us_per_event_first": round(statistics.fmean(times[:window]), 1),
             "hot_subject_us_per_event_last": round(statistics.fmean(times[-window:]), 1),
