@@ -16,7 +16,6 @@ import asyncio
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,16 +26,10 @@ import aiohttp
 import orjson
 
 from creditstream.settings import Settings
-from ops.processes import cpu_seconds
+from ops.processes import cpu_seconds, free_port_from
 
 MATTERS = ("government_procurement", "bidding", "administrative_licensing", "fiscal_subsidies")
 UNKNOWN = ("91310115591693856A", "91350100M000100Y43", "91350211MA0000000X")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def _subjects(s: Settings, sample: int, seed: int) -> list[str]:
@@ -117,7 +110,7 @@ async def check_run(s: Settings, env: dict, log_path: Path, *, rate: int = 500, 
     """Start ``creditstream api`` on the state of ``s`` (``env``: its environment), drive ``rate``
     checks/s for ``seconds`` after a warm-up, stop it: ``check_p50_ms``, ``check_p99_ms``, ..."""
     codes = await _subjects(s, sample, seed)
-    port = _free_port()
+    port = free_port_from(set())
     base = f"http://127.0.0.1:{port}"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as fh:

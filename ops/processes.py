@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -98,7 +99,36 @@ def is_paused(entry: dict[str, Any] | None) -> bool:
 
 # --- ports, signals, logs ----------------------------------------------------------------
 
+LISTEN_PORTS_FROM = 20000
+"""The lowest port a server of the embedded stack listens on (see :func:`free_port_from`)."""
+
+
+def ephemeral_ports() -> tuple[int, int]:
+    """The kernel's range of ports for the local end of outgoing connections (Linux's
+    ``ip_local_port_range``; its default where that is not readable)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port_from(taken: set[int]) -> int:
+    """A port nothing listens on, not in ``taken`` (added to it), for a server of the embedded stack.
+
+    Chosen below the kernel's ephemeral range: a port from that range (what ``bind(port 0)`` gives)
+    can be taken at any moment as the local end of some process's outgoing connection, so a server
+    killed and started again on its recorded port found it in use now and then (seen with the test
+    legs side by side), came back on another port and changed its URL. A port below the range is
+    never given to an outgoing connection. Falls back to ``bind(port 0)`` if none is free there."""
+    low = LISTEN_PORTS_FROM
+    high = min(ephemeral_ports()[0], 65536) - 1
+    rng = random.SystemRandom()
+    for _ in range(200 if high > low else 0):
+        port = rng.randint(low, high)
+        if port not in taken and port_is_free(port):
+            taken.add(port)
+            return port
     while True:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.bind(("127.0.0.1", 0))

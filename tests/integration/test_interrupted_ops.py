@@ -58,6 +58,17 @@ async def _run(settings, *argv, timeout: float = 120) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
+def _json(out: str):
+    """A command's ``--json`` answer; if it does not parse, the failure shows the text around the
+    fault (a CI run once got an answer that broke at char 196,608, exactly 3 x 64 KiB)."""
+    try:
+        return orjson.loads(out)
+    except orjson.JSONDecodeError as exc:
+        at = exc.pos
+        raise AssertionError(f"not JSON ({exc}); {len(out)} chars; around the fault: "
+                             f"{out[max(at - 300, 0):at + 300]!r}") from None
+
+
 def _children(pid: int) -> list[int]:
     """The child processes of ``pid`` (Linux)."""
     try:
@@ -110,7 +121,7 @@ async def test_a_killed_redrive_rerun_redrives_each_dead_letter_once(pipeline, d
 
     code, out, err = await _run(settings, "dlq", "redrive", "--reason", "negative-amount", "--json")
     assert code == 0, err
-    report = orjson.loads(out)
+    report = _json(out)
     actions = {}
     for item in report["items"]:
         actions.setdefault(item["action"], set()).add(item["ref"])
@@ -145,7 +156,7 @@ async def test_a_killed_redrive_rerun_redrives_each_dead_letter_once(pipeline, d
 
     code, out, err = await _run(settings, "dlq", "redrive", "--reason", "negative-amount", "--json")
     assert code == 0, err
-    assert {i["action"] for i in orjson.loads(out)["items"]} == {"skipped"}  # a third run: nothing to do
+    assert {i["action"] for i in _json(out)["items"]} == {"skipped"}  # a third run: nothing to do
 
 
 async def test_a_killed_replay_rerun_builds_the_whole_state(pipeline, department, settings, redis):
