@@ -318,12 +318,18 @@ def last_date_upto(pairs: Any, until: str) -> str | None:
     return pairs[i - 1][0] if i else None
 
 
+def _locate(pairs: list[list[Any]], d: str) -> tuple[int, bool]:
+    """Where date ``d`` is or would go in a plain basis part, and whether it is there."""
+    i = bisect.bisect_left(pairs, d, key=_date_of)
+    return i, i < len(pairs) and pairs[i][0] == d
+
+
 def value_on(pairs: Any, d: str) -> Any:
     """The value of date ``d`` in a basis part (None if it has no pair)."""
     if isinstance(pairs, DatedPairs):
         return pairs.get(d)
-    i = bisect.bisect_left(pairs, d, key=_date_of)
-    return pairs[i][1] if i < len(pairs) and pairs[i][0] == d else None
+    i, found = _locate(pairs, d)
+    return pairs[i][1] if found else None
 
 
 def _put(pairs: Any, d: str, value: Any) -> None:
@@ -332,8 +338,7 @@ def _put(pairs: Any, d: str, value: Any) -> None:
     if isinstance(pairs, DatedPairs):
         pairs.put(d, value)
         return
-    i = bisect.bisect_left(pairs, d, key=_date_of)
-    found = i < len(pairs) and pairs[i][0] == d
+    i, found = _locate(pairs, d)
     if value is not None and found:
         pairs[i] = [d, value]
     elif value is not None:
@@ -380,11 +385,12 @@ def _basis_move(basis: Doc, key: str, facts: Doc | None, pub: list[Doc], sign: i
 
 
 def _count(pairs: Any, d: str, sign: int) -> None:
+    """Add ``sign`` to the count of date ``d`` in a basis part; a count that falls to 0 is removed."""
     if isinstance(pairs, DatedPairs):
         pairs.count(d, sign)
         return
-    i = bisect.bisect_left(pairs, d, key=_date_of)
-    if i < len(pairs) and pairs[i][0] == d:
+    i, found = _locate(pairs, d)
+    if found:
         n = pairs[i][1] + sign
         if n:
             pairs[i] = [d, n]
