@@ -3,7 +3,6 @@ re-drive (fixed, unfixed, skipped, forced), through ops/dlq.py and the `creditst
 
 from __future__ import annotations
 
-import asyncio
 import decimal
 import json
 import os
@@ -19,6 +18,7 @@ from sinks.keys import Keys
 from streams import samples
 from streams.samples import sample_event, schema_of
 from tests.conftest import eventually
+from tests.workers import run_to_end
 
 pytestmark = pytest.mark.integration
 
@@ -54,11 +54,8 @@ async def cli(settings, *argv):
         "CREDITSTREAM_SESSION_TIMEOUT_MS": str(settings.session_timeout_ms),
     })
     env.pop("CREDITSTREAM_SETTINGS", None)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "creditstream.cli", *argv, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate()
-    return proc.returncode, out.decode(), err.decode()
+    code, out, err = await run_to_end([sys.executable, "-m", "creditstream.cli", *argv], env=env)
+    return code, out.decode(), err.decode()
 
 
 async def test_list_show_and_redrive(pipeline, department, redis, settings, tmp_path):

@@ -25,6 +25,7 @@ from sinks.keys import Keys
 from streams import samples
 from streams.samples import sample_event, schema_of
 from tests.conftest import eventually
+from tests.workers import run_to_end
 
 pytestmark = pytest.mark.integration
 
@@ -51,11 +52,9 @@ def _start(settings, *argv) -> subprocess.Popen:
 async def _run(settings, *argv, timeout: float = 120) -> tuple[int, str, str]:
     """Run a command to its end without blocking this process's event loop (the test's pipeline
     runs in it: a blocked loop misses its consumer-group heartbeats)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "creditstream.cli", *argv, env=_env(settings),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    return proc.returncode, out.decode(), err.decode()
+    code, out, err = await run_to_end([sys.executable, "-m", "creditstream.cli", *argv], env=_env(settings),
+                                      timeout=timeout)
+    return code, out.decode(), err.decode()
 
 
 def _json(out: str):

@@ -20,6 +20,7 @@ import pytest
 from streams import samples
 from streams.samples import sample_event, schema_of
 from tests.conftest import eventually
+from tests.workers import run_to_end
 
 pytestmark = pytest.mark.integration
 
@@ -30,10 +31,8 @@ LISTING = schema_of("court_listing")
 
 
 async def kcat(*args: str, stdin: bytes | None = None, timeout: float = 60) -> bytes:
-    proc = await asyncio.create_subprocess_exec(KCAT, *args, stdin=asyncio.subprocess.PIPE,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
-    assert proc.returncode == 0, f"kcat {' '.join(args)} exited {proc.returncode}: {err.decode()[-800:]}"
+    code, out, err = await run_to_end([KCAT, *args], stdin=stdin or b"", timeout=timeout)
+    assert code == 0, f"kcat {' '.join(args)} exited {code}: {err.decode()[-800:]}"
     return out
 
 
