@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from domain import identifiers as _ids
 from domain.clock import FUTURE_TOLERANCE_MS, date_of_ms
 from domain.kinds import KIND_OF_SCHEMA  # the catalogue of event kinds
-from domain.normalise import normalise_doc_no, normalise_name, normalise_text
+from domain.normalise import is_blank_name, normalise_doc_no, normalise_name, normalise_text
 from domain.types import Doc
 from domain.vocabulary import _BOOL_WORDS, _DOMAIN, _RESIDENT_ID_TYPES
 
@@ -454,5 +454,5 @@ def check_required(kind: str, rec: Mapping[str, Any]) -> None:
         value = rec.get(key)
         if value is None:
             raise _Reject("missing-field", key)
-        if isinstance(value, str) and len(value) <= 4 * NAME_LIMIT and not normalise_name(value):
+        if isinstance(value, str) and len(value) <= 4 * NAME_LIMIT and is_blank_name(value):
             raise _Reject("missing-field", f"{key} (empty)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["to_half_width", "normalise_name", "normalise_doc_no", "normalise_text"]
+__all__ = ["to_half_width", "normalise_name", "is_blank_name", "normalise_doc_no", "normalise_text"]
 
 # Full-width ASCII block U+FF01..U+FF5E maps to U+0021..U+007E; the ideographic
 # space U+3000 (全角空格) maps to an ordinary space.
@@ -59,6 +59,29 @@ def normalise_name(raw: str) -> str:
     '郑州某某(集团)有限公司'
     """
     return _remove_whitespace(to_half_width(raw))
+
+
+# a character -> whether normalise_name keeps it (is_blank_name); at most _KEPT_SIZE of them
+_KEPT: dict[str, bool] = {}
+_KEPT_SIZE = 1 << 16
+
+
+def is_blank_name(raw: str) -> bool:
+    """``normalise_name(raw) == ""``, without normalising the whole text when its first character
+    stays: normalise_name maps each character on its own (to half width, then whitespace removed),
+    so its result is empty exactly when every character is removed. Every required field of every
+    record asks this (domain/fields.py ``check_required``); normalising them whole cost a tenth of
+    the validation (issue 13)."""
+    if raw:
+        first = raw[0]
+        kept = _KEPT.get(first)
+        if kept is None:
+            kept = normalise_name(first) != ""
+            if len(_KEPT) < _KEPT_SIZE:
+                _KEPT[first] = kept
+        if kept:
+            return False
+    return normalise_name(raw) == ""
 
 
 def normalise_doc_no(raw: str) -> str:

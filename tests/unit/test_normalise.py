@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.normalise import normalise_doc_no, normalise_name, normalise_text, to_half_width
+from domain.normalise import is_blank_name, normalise_doc_no, normalise_name, normalise_text, to_half_width
 
 
 @pytest.mark.parametrize(
@@ -87,3 +87,21 @@ def test_normalise_text_idempotent_and_collapsed(raw):
     assert once == once.strip()
     assert "  " not in once
     assert not any(c.isspace() and c != " " for c in once)
+
+
+# whitespace of every kind normalise_name removes, characters it keeps, and what maps to either
+_BLANKISH = st.text(alphabet=st.sampled_from(
+    [" ", "\t", "\n", "\u3000", "\u00a0", "\u200b", "\ufeff", "\x1c", "\x85", "\u2028", "a", "（", "Ａ", "郑", "-"]),
+    max_size=8)
+
+
+@given(st.one_of(_BLANKISH, st.text(max_size=8)))
+def test_is_blank_name_is_normalise_name_empty(raw):
+    assert is_blank_name(raw) == (normalise_name(raw) == "")
+    assert is_blank_name(raw) == (normalise_name(raw) == "")  # the second time from the remembered characters
+
+
+@pytest.mark.parametrize("raw, blank", [("", True), ("\u3000 \u200b\t", True), ("\u3000郑", False), ("郑 ", False),
+                                        ("\ufeff", True), ("Ａ", False)])
+def test_is_blank_name(raw, blank):
+    assert is_blank_name(raw) is blank
