@@ -114,8 +114,8 @@ bench-profile: install  ## one pipeline run with py-spy on the worker: its time 
 bench-core: install  ## the rules core alone: cost of one input as a subject grows to 100 / 1,000 / 5,000 records
 	$(BIN)/python -m bench.core
 
-bench-instructions: install  ## instructions per input counted under valgrind's callgrind, not timed (steady on a busy machine): the worker's stages in process (STAGES=4000) and a hot subject's last 1,000 of HOT=10000 inputs
-	$(BIN)/python -m bench.instructions --stages $(or $(STAGES),4000) --hot $(or $(HOT),10000)
+bench-instructions: install  ## instructions per input counted under valgrind's callgrind, not timed (steady on a busy machine): the worker's stages in process (STAGES=4000), the same over new subjects only (NEW=2000) and a hot subject's last 1,000 of HOT=10000 inputs
+	$(BIN)/python -m bench.instructions --stages $(or $(STAGES),4000) --new $(or $(NEW),2000) --hot $(or $(HOT),10000)
 
 bench-broker: install  ## the broker alone: produce -> consume p50/p99 of one topic as it grows (RATE msg/s for 24 s; BROKER=kafka)
 	$(BIN)/python -m bench.broker_latency --rate $(RATE) --broker $(BROKER)

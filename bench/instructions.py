@@ -13,6 +13,11 @@ inputs alone (start-up, imports and generating the inputs cancel out):
 
 * **stages**: the worker's stages in process (bench/core.py ``core_stages``) over the first N and
   the first 2N of 2N generated inputs (N subjects: two inputs each on average, as ``make bench``);
+* **new subjects** (``--new``): the same stages over the first N and 2N of 2N generated inputs
+  whose subjects are (nearly) all different, so that each input's subject, and its names and codes,
+  are new to the validation's caches and to the state: what every input costs at a million
+  subjects, where the caches hold a small part of them (issue 13: the cost per input as subjects
+  grow);
 * **hot subject**: one subject fed the first N - 1,000 and N, and the first 1,000 and 2,000, of
   the same N inputs (bench/core.py ``hot_subject``, without its summary of the state at the end):
   the cost of an input at the end of its history against one near its start.
@@ -89,15 +94,20 @@ def per_input(fewer: tuple[int, dict[str, int]], more: tuple[int, dict[str, int]
     return {"instructions_per_input": round((more[0] - fewer[0]) / inputs), "rules_core_functions": top}
 
 
+NEW_SUBJECTS_PER_INPUT = 100
+
+
 def child(what: str, n: int, total: int) -> None:
     """One counted run: the stages over the first ``n`` of ``total`` generated inputs, or the hot
     subject fed ``n`` inputs."""
     from bench.core import core_stages, hot_subject, hot_subject_inputs
 
-    if what == "stages":
+    if what in ("stages", "new"):
         from bench.inputs import generate
 
-        core_stages(generate(total, total // 2)[:n])
+        # "new": a hundred subjects for every input, so every input but the re-sends and corrections is its
+        # subject's first
+        core_stages(generate(total, total // 2 if what == "stages" else total * NEW_SUBJECTS_PER_INPUT)[:n])
     else:
         hot_subject(n, made=hot_subject_inputs(total)[:n], summary=False)
 
@@ -106,6 +116,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__.split("\n\n")[0])
     parser.add_argument("--stages", type=int, default=4000, metavar="N",
                         help="the stages' inputs counted: those after the first N of 2N (default 4000; 0: skip)")
+    parser.add_argument("--new", type=int, default=0, metavar="N",
+                        help="the stages over inputs whose subjects are all new (as at a million subjects): "
+                             "those after the first N of 2N (default 0: skip)")
     parser.add_argument("--hot", type=int, default=10000, metavar="N",
                         help="the hot subject's inputs: its last 1,000 of N against inputs 1,001-2,000 "
                              "(default 10000; 0: skip)")
@@ -126,6 +139,8 @@ def main(argv=None) -> int:
     runs: list[tuple[str, int, int]] = []  # (what, inputs counted, inputs generated)
     if args.stages:
         runs += [("stages", args.stages, 2 * args.stages), ("stages", 2 * args.stages, 2 * args.stages)]
+    if args.new:
+        runs += [("new", args.new, 2 * args.new), ("new", 2 * args.new, 2 * args.new)]
     if args.hot:
         runs += [("hot", n, args.hot) for n in (1000, 2000, args.hot - 1000, args.hot)]
     jobs = os.cpu_count() or 1
@@ -140,12 +155,17 @@ def main(argv=None) -> int:
         n = args.stages
         result["stages"] = per_input(counted[("stages", n, 2 * n)], counted[("stages", 2 * n, 2 * n)], n)
         result["stages"]["inputs"] = n
+    if args.new:
+        n = args.new
+        result["new_subjects"] = per_input(counted[("new", n, 2 * n)], counted[("new", 2 * n, 2 * n)], n)
+        result["new_subjects"]["inputs"] = n
     if args.hot:
         n = args.hot
         result["hot_subject_early"] = per_input(counted[("hot", 1000, n)], counted[("hot", 2000, n)], 1000)
         result["hot_subject_late"] = per_input(counted[("hot", n - 1000, n)], counted[("hot", n, n)], 1000)
         result["hot_subject_inputs"] = n
     for part, label in (("stages", "the worker's stages in process, per input"),
+                        ("new_subjects", "the same, every input about a new subject, per input"),
                         ("hot_subject_early", "hot subject, inputs 1,001-2,000, per input"),
                         ("hot_subject_late", f"hot subject, its last 1,000 of {args.hot:,} inputs, per input")):
         if part not in result:

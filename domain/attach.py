@@ -14,13 +14,13 @@ Rules (RULES.md section 1):
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from domain.identifiers import is_valid_uscc, org_code_of_uscc
 from domain.types import Doc
 
 # The order in which legacy identifiers are tried; also the lookup-key kinds of the index.
-LOOKUP_KINDS = ("org", "reg_no", "tax_no", "other")
+LOOKUP_KINDS: Final = ("org", "reg_no", "tax_no", "other")
 
 
 class Attached(NamedTuple):

@@ -15,6 +15,7 @@ import datetime as dt
 import tomllib
 from collections.abc import Iterable
 from os import PathLike
+from typing import Final
 
 import chinese_calendar
 
@@ -24,7 +25,7 @@ __all__ = ["WorkingCalendar", "FIXED_HOLIDAYS", "add_months", "add_years"]
 
 # Statutory holidays on fixed Gregorian dates (no lunar calendar needed):
 # New Year's Day (元旦), Labour Day (劳动节), National Day (国庆节) Oct 1-3.
-FIXED_HOLIDAYS = frozenset({(1, 1), (5, 1), (10, 1), (10, 2), (10, 3)})
+FIXED_HOLIDAYS: Final = frozenset({(1, 1), (5, 1), (10, 1), (10, 2), (10, 3)})
 
 
 def _as_date(d: dt.date) -> dt.date:
@@ -166,7 +167,7 @@ class WorkingCalendar:
         return prefix
 
 
-_ONE_DAY = dt.timedelta(days=1)
+_ONE_DAY: Final = dt.timedelta(days=1)
 
 
 def _dates_by_year(table: Doc, kind: str) -> list[dt.date]:
@@ -186,7 +187,7 @@ def _jan_1_ordinal(year: int) -> int:
     return y * 365 + y // 4 - y // 100 + y // 400 + 1
 
 
-_MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_MONTH_DAYS: Final = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
 def _days_in_month(year: int, month: int) -> int:

@@ -25,7 +25,7 @@ is (``to_builtins(result)``: the same as plain data). Pure: no I/O; the caller r
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -37,8 +37,8 @@ from domain.types import Doc
 __all__ = ["OUTCOMES", "UnknownMatter", "RecordBasis", "ListBasis", "AppliedMeasure", "CheckResult", "check",
            "to_builtins"]
 
-OUTCOMES = ("restricted", "review", "suspended", "incentive", "clear", "no_record")
-PUNISHMENT = frozenset(("prohibit", "restrict"))
+OUTCOMES: Final = ("restricted", "review", "suspended", "incentive", "clear", "no_record")
+PUNISHMENT: Final = frozenset(("prohibit", "restrict"))
 
 
 class UnknownMatter(ValueError):

@@ -14,13 +14,14 @@ from __future__ import annotations
 import datetime as dt
 import time
 from functools import lru_cache
+from typing import Final
 
-CHINA = dt.timezone(dt.timedelta(hours=8), "CST")
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
-_CHINA_OFFSET_MS = int(CHINA.utcoffset(None).total_seconds() * 1000)
+CHINA: Final = dt.timezone(dt.timedelta(hours=8), "CST")
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_EPOCH_ORDINAL: Final = dt.date(1970, 1, 1).toordinal()
+_CHINA_OFFSET_MS: Final = int(CHINA.utcoffset(None).total_seconds() * 1000)
 # How far a producer's clock may run ahead of ours before its stamps count as "in the future".
-FUTURE_TOLERANCE_MS = 5 * 60 * 1000
+FUTURE_TOLERANCE_MS: Final = 5 * 60 * 1000
 
 
 _offset_ms = 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from domain import identifiers as _ids
 from domain.fields import (
@@ -39,14 +39,14 @@ from domain.vocabulary import (
     _TARGET_KIND,
 )
 
-CREDIT_OFFICE_KINDS = frozenset(("objection", "repair", "listing_decision", "feedback"))
+CREDIT_OFFICE_KINDS: Final = frozenset(("objection", "repair", "listing_decision", "feedback"))
 # The subject block: lifted to subject_name / subject_category / ids / legal_rep.
-_SUBJECT_BLOCK = frozenset(
+_SUBJECT_BLOCK: Final = frozenset(
     "subject_name subject_category uscc reg_no org_code tax_no institution_cert_no social_org_cert_no "
     "person_id_no other_ids legal_rep_name legal_rep_id_no".split()
 )
 # Lifted to the top level per kind (besides the unit, the document/id field and the date field).
-_LIFTED = {
+_LIFTED: Final = {
     "objection": frozenset(("status", "outcome", "provider_verification", "resolved_date")),
     "repair": frozenset(("approved",)),
     "listing_decision": frozenset(),

@@ -20,7 +20,7 @@ Pure: no I/O.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import msgspec
 
@@ -34,8 +34,8 @@ from domain.types import Doc, View
 __all__ = ["MAX_QUERY_CHARS", "Query", "query_of", "name_matches", "is_organisation", "list_member",
            "disclosed_records", "subject_name"]
 
-MAX_QUERY_CHARS = 64
-_CODE_KINDS = frozenset((IdKind.USCC, IdKind.ORG_CODE, IdKind.REG_NO, IdKind.RESIDENT_ID))
+MAX_QUERY_CHARS: Final = 64
+_CODE_KINDS: Final = frozenset((IdKind.USCC, IdKind.ORG_CODE, IdKind.REG_NO, IdKind.RESIDENT_ID))
 
 
 class Query(NamedTuple):

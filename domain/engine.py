@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Iterable
-from typing import NamedTuple, cast
+from typing import Final, NamedTuple, cast
 
 from domain import events as ev
 from domain.calendar import WorkingCalendar
@@ -45,11 +45,11 @@ from domain.state import (
 from domain.types import Doc
 from domain.validate import decision_key
 
-PUBLICATION_WORKDAYS = 7  # 双公示: published within 7 working days of the decision date
-TIMELINESS_KINDS = frozenset({"penalty", "license"})
-NO_CHANGE = frozenset({"redelivered", "duplicate", "stale", "invalid", "stale-tick"})
-FEEDBACK_KINDS = frozenset({"blacklist", "court_debtor", "escalated"})
-FEEDBACK_TRANSITIONS = frozenset({"entered", "escalated"})
+PUBLICATION_WORKDAYS: Final = 7  # 双公示: published within 7 working days of the decision date
+TIMELINESS_KINDS: Final = frozenset({"penalty", "license"})
+NO_CHANGE: Final = frozenset({"redelivered", "duplicate", "stale", "invalid", "stale-tick"})
+FEEDBACK_KINDS: Final = frozenset({"blacklist", "court_debtor", "escalated"})
+FEEDBACK_TRANSITIONS: Final = frozenset({"entered", "escalated"})
 
 
 class Step(NamedTuple):
@@ -209,7 +209,7 @@ def _links(state: SubjectState, event: ev.RecordEvent, outcome: str) -> list[ev.
 
 
 # the report's counter of an input the rules core failed on (a bug; the input is dead-lettered)
-ERROR_COUNTS = {"outcome:error": 1}
+ERROR_COUNTS: Final = {"outcome:error": 1}
 
 
 def report_counts(event: ev.SubjectEvent, result: Step) -> dict[str, int]:

@@ -10,7 +10,7 @@ import bisect
 import datetime as dt
 import hashlib
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from domain.calendar import add_months, add_years
 from domain.clock import date_of_ms
@@ -19,10 +19,10 @@ from domain.rulebook import Rulebook
 from domain.state import SubjectState, status_of
 from domain.types import Doc, View
 
-_ONE_DAY = dt.timedelta(days=1)
+_ONE_DAY: Final = dt.timedelta(days=1)
 
 
-FAR = dt.date(9999, 12, 31)
+FAR: Final = dt.date(9999, 12, 31)
 
 
 @lru_cache(maxsize=65536)
@@ -262,7 +262,7 @@ def publicity_track(sid: str, key: str, facts: Doc | None) -> list[Doc]:
     return out
 
 
-BASIS_VERSION = 3
+BASIS_VERSION: Final = 3
 """The form of the basis and of what is derived with it. 2: the basis's dates kept as sorted
 ``[date, value]`` pairs (version 1, with no ``"v"``, kept them as dicts, which the lists scanned
 whole on every input: ``min`` of the dates, the dates after the clock, the adverse dates sorted;

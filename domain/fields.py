@@ -12,7 +12,7 @@ import datetime as _dt
 import decimal
 from collections.abc import Callable, Mapping
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from domain import identifiers as _ids
 from domain.clock import FUTURE_TOLERANCE_MS, date_of_ms
@@ -21,11 +21,11 @@ from domain.normalise import is_blank_name, normalise_doc_no, normalise_name, no
 from domain.types import Doc
 from domain.vocabulary import _BOOL_WORDS, _DOMAIN, _RESIDENT_ID_TYPES
 
-NAME_LIMIT = 200  # names, codes, document numbers, enum values
-TEXT_LIMIT = 4000  # free text
-EARLIEST_DATE = _dt.date(1949, 10, 1)
+NAME_LIMIT: Final = 200  # names, codes, document numbers, enum values
+TEXT_LIMIT: Final = 4000  # free text
+EARLIEST_DATE: Final = _dt.date(1949, 10, 1)
 
-REASONS = (
+REASONS: Final = (
     "missing-field",
     "bad-date",
     "future-date",
@@ -51,9 +51,9 @@ class _Reject(Exception):
 # --------------------------------------------------------------------------------------------
 # schema -> kind, and the role of each field
 
-_KIND_BY_SHORT = {name.rsplit(".", 1)[1]: kind for name, kind in KIND_OF_SCHEMA.items()}
+_KIND_BY_SHORT: Final = {name.rsplit(".", 1)[1]: kind for name, kind in KIND_OF_SCHEMA.items()}
 
-_DOC_FIELD: dict[str, str | None] = {
+_DOC_FIELD: Final[dict[str, str | None]] = {
     "penalty": "decision_doc_no",
     "license": "license_doc_no",
     "action": "decision_doc_no",
@@ -65,7 +65,7 @@ _DOC_FIELD: dict[str, str | None] = {
     "listing_decision": "doc_no",
     "feedback": "feedback_id",
 }
-_DATE_FIELD = {
+_DATE_FIELD: Final = {
     "penalty": "decision_date",
     "license": "decision_date",
     "action": "decision_date",
@@ -77,7 +77,7 @@ _DATE_FIELD = {
     "listing_decision": "decision_date",
     "feedback": "measure_date",
 }
-_REQUIRED = {
+_REQUIRED: Final = {
     "penalty": ("subject_name", "decision_doc_no", "decision_date", "source_unit"),
     "license": ("subject_name", "license_doc_no", "decision_date", "source_unit"),
     "action": ("action_kind", "subject_name", "decision_doc_no", "decision_date", "source_unit"),
@@ -92,57 +92,57 @@ _REQUIRED = {
     "feedback": ("feedback_id", "change_id", "subject_id", "implementing_unit", "measure", "measure_date"),
 }
 # The unit that reports a credit office input (its source unit, in the decision key), by kind.
-_UNIT_FIELDS = {
+_UNIT_FIELDS: Final = {
     "objection": ("handling_unit", "handling_unit_uscc"),
     "repair": ("deciding_unit", "deciding_unit_uscc"),
     "listing_decision": ("source_unit", "source_unit_uscc"),
     "feedback": ("implementing_unit", "implementing_unit_uscc"),
 }
 
-_NAME_FIELDS = frozenset(
+_NAME_FIELDS: Final = frozenset(
     "subject_name legal_rep_name source_unit deciding_authority licensing_authority court "
     "certificate_name doc_name enforcement_basis_unit target_source_unit handling_unit deciding_unit "
     "implementing_unit".split()
 )
-_CODE_FIELDS = frozenset(
+_CODE_FIELDS: Final = frozenset(
     "uscc reg_no org_code tax_no institution_cert_no social_org_cert_no legal_rep_id_no person_id_no "
     "source_unit_uscc deciding_authority_uscc licensing_authority_uscc court_uscc target_source_unit_uscc "
     "handling_unit_uscc deciding_unit_uscc implementing_unit_uscc subject_id".split()
 )
-_DOC_FIELDS = frozenset(
+_DOC_FIELDS: Final = frozenset(
     "decision_doc_no license_doc_no case_no enforcement_basis_no license_no target_doc_no doc_no objection_id "
     "repair_id feedback_id change_id".split()
 )
-_DATE_FIELDS = frozenset(
+_DATE_FIELDS: Final = frozenset(
     "decision_date valid_until publicity_end_date valid_from valid_to listing_date publish_date "
     "deletion_date registered_at filed_date resolved_date measure_date".split()
 )
 # Dates of the event itself: these cannot lie in the future (validity ends can: 2099-12-31).
-_NOT_FUTURE = frozenset(
+_NOT_FUTURE: Final = frozenset(
     "decision_date listing_date deletion_date publish_date registered_at filed_date resolved_date "
     "measure_date".split()
 )
-_DECIMAL_FIELDS = frozenset(("fine_amount", "confiscated_amount"))
-_BOOL_FIELDS = frozenset(("simplified_procedure", "aggravated", "adverse", "provider_verification", "approved"))
-_ENUM_FIELDS = frozenset(
+_DECIMAL_FIELDS: Final = frozenset(("fine_amount", "confiscated_amount"))
+_BOOL_FIELDS: Final = frozenset(("simplified_procedure", "aggravated", "adverse", "provider_verification", "approved"))
+_ENUM_FIELDS: Final = frozenset(
     "subject_category severity license_category action_kind listing_reason deletion_reason record_status "
     "target_kind outcome list_domain".split()
 )
 # Fields lifted to the top level of the canonical record (everything else goes to "fields").
-_TOP_LEVEL = frozenset(
+_TOP_LEVEL: Final = frozenset(
     "subject_name subject_category uscc reg_no org_code tax_no institution_cert_no social_org_cert_no "
     "person_id_no other_ids legal_rep_name legal_rep_id_no severity domain record_status source_unit "
     "source_unit_uscc simplified_procedure action_kind event_id".split()
 )
 # What departments write in an empty identifier column.
-_PLACEHOLDERS = frozenset(("无", "暂无", "空", "不详", "NULL", "NONE", "NA", "NAN"))
+_PLACEHOLDERS: Final = frozenset(("无", "暂无", "空", "不详", "NULL", "NONE", "NA", "NAN"))
 
-_CST = _dt.timezone(_dt.timedelta(hours=8))
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
-_EPOCH_DATE = _dt.date(1970, 1, 1)
-_SIX_PLACES = decimal.Decimal("0.000001")
-_MAX_AMOUNT = decimal.Decimal(10) ** 12  # decimal(18, 6): 12 integer digits
-_DEC_CTX = decimal.Context(prec=40)
+_CST: Final = _dt.timezone(_dt.timedelta(hours=8))
+_EPOCH: Final = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+_EPOCH_DATE: Final = _dt.date(1970, 1, 1)
+_SIX_PLACES: Final = decimal.Decimal("0.000001")
+_MAX_AMOUNT: Final = decimal.Decimal(10) ** 12  # decimal(18, 6): 12 integer digits
+_DEC_CTX: Final = decimal.Context(prec=40)
 
 
 # --------------------------------------------------------------------------------------------
@@ -202,17 +202,17 @@ def _string(key: str, value: Any, normaliser: Callable[[str], str]) -> str | Non
     return out or None
 
 
-_CACHED_LEN = 256
-_CACHED_NORMALISERS: dict[Callable[[str], str], Callable[[str], str]] = {}
-_LIMITS: dict[str, int] = {}  # field -> its length limit (_limit_for), looked up once
+_CACHED_LEN: Final = 256
+_CACHED_NORMALISERS: Final[dict[Callable[[str], str], Callable[[str], str]]] = {}
+_LIMITS: Final[dict[str, int]] = {}  # field -> its length limit (_limit_for), looked up once
 
 
 # The checks are pure; the resident-ID one looks the division up in stdnum's table (slow).
-_valid_resident_id = lru_cache(maxsize=1 << 16)(_ids.is_valid_resident_id)
-_valid_uscc = lru_cache(maxsize=1 << 16)(_ids.is_valid_uscc)
-_valid_org_code = lru_cache(maxsize=1 << 16)(_ids.is_valid_org_code)
-_valid_reg_no = lru_cache(maxsize=1 << 16)(_ids.is_valid_reg_no)
-_uscc_shape_ok = _ids.uscc_shape_ok
+_valid_resident_id: Final = lru_cache(maxsize=1 << 16)(_ids.is_valid_resident_id)
+_valid_uscc: Final = lru_cache(maxsize=1 << 16)(_ids.is_valid_uscc)
+_valid_org_code: Final = lru_cache(maxsize=1 << 16)(_ids.is_valid_org_code)
+_valid_reg_no: Final = lru_cache(maxsize=1 << 16)(_ids.is_valid_reg_no)
+_uscc_shape_ok: Final = _ids.uscc_shape_ok
 
 
 def _code(key: str, value: Any) -> str | None:

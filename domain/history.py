@@ -32,7 +32,7 @@ import bisect
 import datetime as dt
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from domain.calendar import WorkingCalendar, add_years
 from domain.facts import (
@@ -60,10 +60,10 @@ from domain.rulebook import Rulebook
 from domain.state import SubjectState
 from domain.types import Doc
 
-TRANSITION_ORDER = {t: i for i, t in enumerate((
+TRANSITION_ORDER: Final = {t: i for i, t in enumerate((
     "exited", "de-escalated", "red_list_exited", "resumed", "suspended", "entered", "escalated",
     "red_list_entered", "repair_eligible", "publicity_expired", "objection_overdue", "withdrawn"))}
-ENTRY_TRANSITIONS = {"blacklist": ("entered", "exited"), "court_debtor": ("entered", "exited"),
+ENTRY_TRANSITIONS: Final = {"blacklist": ("entered", "exited"), "court_debtor": ("entered", "exited"),
                      "escalated": ("escalated", "de-escalated"), "red_list": ("red_list_entered", "red_list_exited")}
 
 
@@ -315,7 +315,7 @@ def _status_at(m: Doc, t: dt.date) -> tuple[bool, bool]:
     return True, suspended
 
 
-_READ_BACK_ORDER = {"escalated": 0, "suspended": 1, "resumed": 1, "de-escalated": 2}
+_READ_BACK_ORDER: Final = {"escalated": 0, "suspended": 1, "resumed": 1, "de-escalated": 2}
 """On one date, an escalation's start before its flips, a flip before an end (``escalations_of``)."""
 
 

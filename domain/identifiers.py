@@ -23,6 +23,7 @@ import datetime as dt
 import re
 from enum import Enum
 from functools import lru_cache
+from typing import Final
 
 from stdnum.cn import ric
 from stdnum.iso7064 import mod_11_10
@@ -57,35 +58,37 @@ class IdKind(str, Enum):
     UNKNOWN = "UNKNOWN"
 
 
-USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"  # 31 chars, no I O S V Z
-_USCC_CHARS = frozenset(USCC_ALPHABET)
-_USCC_VALUE = {c: i for i, c in enumerate(USCC_ALPHABET)}
-_USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)  # 3^(i-1) mod 31
+USCC_ALPHABET: Final = "0123456789ABCDEFGHJKLMNPQRTUWXY"  # 31 chars, no I O S V Z
+_USCC_CHARS: Final = frozenset(USCC_ALPHABET)
+# a character's value by its code point (-1: not in the alphabet), and the weights 3^(i-1) mod 31; Final, so
+# that the compiled core reads them without looking the names up (~0.15 against ~1.5 us a check)
+_USCC_VALUE: Final[list[int]] = [USCC_ALPHABET.find(chr(o)) for o in range(128)]
+_USCC_WEIGHTS: Final[list[int]] = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28]
 
-_ORG_CODE_SHAPE = re.compile(r"[0-9A-Z]{8}[0-9X]")
-_ORG_CODE_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
+_ORG_CODE_SHAPE: Final = re.compile(r"[0-9A-Z]{8}[0-9X]")
+_ORG_CODE_WEIGHTS: Final = (3, 7, 9, 10, 5, 8, 4, 2)
 
 # 6 division digits, birth date 19xx/20xx (month and day plausible, not checked
 # against the calendar), 3 sequence digits, check digit or X.
-_ID_BODY = (
+_ID_BODY: Final = (
     r"\d{6}(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]"
 )
-ID_PATTERN = re.compile(_ID_BODY, re.ASCII)
+ID_PATTERN: Final = re.compile(_ID_BODY, re.ASCII)
 """Resident-ID-looking 18-char substrings (half-width). See ``mask_ids_in_text``."""
 
 # Every start position of an ID-looking window, overlapping ones included.
-_ID_WINDOWS = re.compile(f"(?=({_ID_BODY}))", re.ASCII)
+_ID_WINDOWS: Final = re.compile(f"(?=({_ID_BODY}))", re.ASCII)
 
 # First two digits of a resident ID: province-level division (GB/T 2260), plus
 # 81/82/83 used by residence permits of Hong Kong, Macao and Taiwan residents.
-_PROVINCES = frozenset(
+_PROVINCES: Final = frozenset(
     "11 12 13 14 15 21 22 23 31 32 33 34 35 36 37 41 42 43 44 45 46 "
     "50 51 52 53 54 61 62 63 64 65 71 81 82 83".split()
 )
 
 # Full-width digits and X map to ASCII one char to one char, so positions in the
 # mapped text are positions in the original text.
-_ID_SEARCH_VIEW = {0xFF10 + i: 0x30 + i for i in range(10)} | {0xFF38: 0x58, 0xFF58: 0x78}
+_ID_SEARCH_VIEW: Final = {0xFF10 + i: 0x30 + i for i in range(10)} | {0xFF38: 0x58, 0xFF58: 0x78}
 
 
 def normalise_code(raw: str) -> str:
@@ -133,7 +136,7 @@ def _uscc_check(code: str) -> str:
     validation's cache has not seen, so at a million subjects on nearly every record (issue 13)."""
     total = 0
     for i in range(17):
-        total += _USCC_VALUE[code[i]] * _USCC_WEIGHTS[i]
+        total += _USCC_VALUE[ord(code[i])] * _USCC_WEIGHTS[i]
     return USCC_ALPHABET[(31 - total % 31) % 31]
 
 
@@ -177,7 +180,7 @@ def _ric_ok(code: str) -> bool:
     return resident_id_check_char(code[:17]) == code[17]
 
 
-_RIC_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_RIC_WEIGHTS: Final = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 
 
 def resident_id_check_char(body17: str) -> str:
@@ -273,9 +276,9 @@ def looks_like_legacy_id(digits: str) -> bool:
 
 # the first-generation cards were issued in the province-level divisions 11-65 only (the 71 / 81-83
 # codes came with the 18-digit cards and residence permits)
-_LEGACY_PROVINCES = frozenset(p for p in _PROVINCES if p <= "65")
-_FULL_WIDTH_DIGITS = {0xFF10 + i: 0x30 + i for i in range(10)}
-_FIFTEEN_DIGITS = re.compile(r"(?<![0-9])\d{15}(?![0-9])", re.ASCII)
+_LEGACY_PROVINCES: Final = frozenset(p for p in _PROVINCES if p <= "65")
+_FULL_WIDTH_DIGITS: Final = {0xFF10 + i: 0x30 + i for i in range(10)}
+_FIFTEEN_DIGITS: Final = re.compile(r"(?<![0-9])\d{15}(?![0-9])", re.ASCII)
 
 
 def mask_legacy_ids_in_text(text: str) -> str:

@@ -7,7 +7,7 @@ Topics are named by their role key (``topic``); streams/topics.py owns the actua
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 
 class Kind(NamedTuple):
@@ -18,7 +18,7 @@ class Kind(NamedTuple):
     doc: str
 
 
-KINDS: tuple[Kind, ...] = (
+KINDS: Final[tuple[Kind, ...]] = (
     Kind("penalty", "creditstream.AdministrativePenalty", "penalty", "decision", "行政处罚 administrative penalty"),
     Kind("license", "creditstream.AdministrativeLicense", "license", "decision", "行政许可 administrative licence"),
     Kind("court_listing", "creditstream.CourtDebtorListing", "court", "decision", "失信被执行人 court listing"),
@@ -36,12 +36,12 @@ KINDS: tuple[Kind, ...] = (
          "信用核查记录 a credit check answered by the check API (应查必查, 奖惩到位)"),
 )
 
-BY_NAME = {k.name: k for k in KINDS}
-KIND_OF_SCHEMA = {k.schema: k.name for k in KINDS if k.role != "output"}
-SCHEMA_OF_KIND = {k.name: k.schema for k in KINDS}
-INPUT_KINDS = tuple(k.name for k in KINDS if k.role != "output")
+BY_NAME: Final = {k.name: k for k in KINDS}
+KIND_OF_SCHEMA: Final = {k.schema: k.name for k in KINDS if k.role != "output"}
+SCHEMA_OF_KIND: Final = {k.name: k.schema for k in KINDS}
+INPUT_KINDS: Final = tuple(k.name for k in KINDS if k.role != "output")
 # what the ingest agent takes (registrations go to the registry agent)
-INGEST_SCHEMAS = frozenset(k.schema for k in KINDS if k.role in ("decision", "credit_office", "feedback"))
-REGISTRATION_SCHEMA = BY_NAME["registration"].schema
-LIST_CHANGE_SCHEMA = BY_NAME["list_change"].schema
-CHECK_AUDIT_SCHEMA = BY_NAME["check_audit"].schema
+INGEST_SCHEMAS: Final = frozenset(k.schema for k in KINDS if k.role in ("decision", "credit_office", "feedback"))
+REGISTRATION_SCHEMA: Final = BY_NAME["registration"].schema
+LIST_CHANGE_SCHEMA: Final = BY_NAME["list_change"].schema
+CHECK_AUDIT_SCHEMA: Final = BY_NAME["check_audit"].schema

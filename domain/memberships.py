@@ -25,7 +25,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -46,14 +46,14 @@ __all__ = [
     "records_in_force",
 ]
 
-MEMBERSHIP_KINDS = ("blacklist", "court_debtor", "escalated", "red_list")
-DOMAIN_KINDS = frozenset(("blacklist", "court_debtor"))
-_ENTRY = frozenset(("entered", "escalated", "red_list_entered"))
-_EXIT = frozenset(("exited", "de-escalated", "red_list_exited"))
-_FLIPS = frozenset(("suspended", "resumed"))
+MEMBERSHIP_KINDS: Final = ("blacklist", "court_debtor", "escalated", "red_list")
+DOMAIN_KINDS: Final = frozenset(("blacklist", "court_debtor"))
+_ENTRY: Final = frozenset(("entered", "escalated", "red_list_entered"))
+_EXIT: Final = frozenset(("exited", "de-escalated", "red_list_exited"))
+_FLIPS: Final = frozenset(("suspended", "resumed"))
 # within one date: a membership's exit, then an entry, then its suspensions (history.py orders
 # "suspended" before "entered" on the same date, which reads back the wrong way round)
-_RANK = {**{t: 0 for t in _EXIT}, **{t: 1 for t in _ENTRY}, "suspended": 2, "resumed": 2}
+_RANK: Final = {**{t: 0 for t in _EXIT}, **{t: 1 for t in _ENTRY}, "suspended": 2, "resumed": 2}
 
 
 class Cause(msgspec.Struct, frozen=True):

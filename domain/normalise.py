@@ -9,31 +9,32 @@ Pure functions, no I/O. Every function here is idempotent: f(f(x)) == f(x).
 from __future__ import annotations
 
 import re
+from typing import Final
 
 __all__ = ["to_half_width", "normalise_name", "is_blank_name", "normalise_doc_no", "normalise_text"]
 
 # Full-width ASCII block U+FF01..U+FF5E maps to U+0021..U+007E; the ideographic
 # space U+3000 (全角空格) maps to an ordinary space.
-_HALF_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
+_HALF_WIDTH: Final = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
 _HALF_WIDTH[0x3000] = 0x20
 
 # Zero-width characters are not str.isspace() but are invisible separators too.
-_ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u2060\ufeff")
+_ZERO_WIDTH: Final = frozenset("\u200b\u200c\u200d\u2060\ufeff")
 
 # A year in brackets inside a document number (文号), e.g. 豫市监罚(2024)12号.
 # Openers/closers: 〔〕 (official), [] (also from full-width ［］), 【】, () (also
 # from full-width （）), and the small tortoise-shell brackets ﹝﹞ often typed for 〔〕.
 # The official 〔yyyy〕 itself, which most numbers already use, is not matched: nothing to rewrite.
-_YEAR_IN_OTHER_BRACKETS = re.compile(r"[\[【(﹝](\d{4})[〕\]】)﹞]|〔(\d{4})[\]】)﹞]")
+_YEAR_IN_OTHER_BRACKETS: Final = re.compile(r"[\[【(﹝](\d{4})[〕\]】)﹞]|〔(\d{4})[\]】)﹞]")
 
 
 def _official_year(m: re.Match[str]) -> str:
     return f"〔{m.group(1) or m.group(2)}〕"
 
 
-_FULL_WIDTH_CHAR = re.compile("[\uff01-\uff5e\u3000]")
+_FULL_WIDTH_CHAR: Final = re.compile("[\uff01-\uff5e\u3000]")
 # str.isspace() characters and the zero-width ones (str.isspace() is False for those).
-_SPACE_CHARS = re.compile("[\\s\x1c-\x1f\x85\u200b\u200c\u200d\u2060\ufeff]+")
+_SPACE_CHARS: Final = re.compile("[\\s\x1c-\x1f\x85\u200b\u200c\u200d\u2060\ufeff]+")
 
 
 def to_half_width(raw: str) -> str:
@@ -62,8 +63,8 @@ def normalise_name(raw: str) -> str:
 
 
 # a character -> whether normalise_name keeps it (is_blank_name); at most _KEPT_SIZE of them
-_KEPT: dict[str, bool] = {}
-_KEPT_SIZE = 1 << 16
+_KEPT: Final[dict[str, bool]] = {}
+_KEPT_SIZE: Final = 1 << 16
 
 
 def is_blank_name(raw: str) -> bool:

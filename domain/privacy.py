@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import TypeVar, cast
+from typing import Final, TypeVar, cast
 
 from domain.identifiers import IdKind, classify, mask_id, mask_ids_in_text, mask_legacy_ids_in_text
 
@@ -48,24 +48,24 @@ __all__ = ["redact_personal", "mask_name", "mask_legacy_ids_in_text", "is_natura
 
 J = TypeVar("J")
 
-NATURAL_PERSON_CATEGORIES = frozenset({"natural_person", "自然人"})
-PERSON_KINDS = frozenset({"resident_id"})
-ORGANISATION_KINDS = frozenset({"uscc"})
-ORGANISATION_IDS = frozenset({"uscc", "org_code", "reg_no"})
+NATURAL_PERSON_CATEGORIES: Final = frozenset({"natural_person", "自然人"})
+PERSON_KINDS: Final = frozenset({"resident_id"})
+ORGANISATION_KINDS: Final = frozenset({"uscc"})
+ORGANISATION_IDS: Final = frozenset({"uscc", "org_code", "reg_no"})
 
-ALWAYS_ID_FIELDS = frozenset({"person_id_no", "legal_rep_id_no", "resident_id"})
+ALWAYS_ID_FIELDS: Final = frozenset({"person_id_no", "legal_rep_id_no", "resident_id"})
 """Fields whose value is a natural person's identifier whoever the subject is."""
-SUBJECT_ID_FIELDS = ("id", "subject", "subject_id")
+SUBJECT_ID_FIELDS: Final = ("id", "subject", "subject_id")
 """Fields naming the subject: a natural person's identifier when the object is about one."""
-ALWAYS_NAME_FIELDS = frozenset({"legal_rep_name"})
-PERSON_NAME_FIELDS = frozenset({"subject_name", "names", "person_name"})
+ALWAYS_NAME_FIELDS: Final = frozenset({"legal_rep_name"})
+PERSON_NAME_FIELDS: Final = frozenset({"subject_name", "names", "person_name"})
 """Fields holding the subject's name(s): a natural person's names when the subject is one."""
-LEGAL_REP = "legal_rep"
+LEGAL_REP: Final = "legal_rep"
 """The canonical record's legal representative ``{"name", "id_no"}`` (domain/validate.py)."""
-LEGACY_ID_EXEMPT = frozenset({"reg_no"})
+LEGACY_ID_EXEMPT: Final = frozenset({"reg_no"})
 """Fields holding a 15-digit business registration number, not a first-generation ID number."""
 
-_SHORTEST_ECHO = 2
+_SHORTEST_ECHO: Final = 2
 """Names shorter than this are masked where they are a whole field, never inside other text."""
 
 

@@ -31,14 +31,14 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from immutables import Map
 
-PERSISTENT_FROM = 64
+PERSISTENT_FROM: Final = 64
 """A state with more records than this keeps its per-record maps persistent (:func:`persistent`)."""
 
-SECTIONS = (("records", None), ("facts", None), ("timeline", "publicity"), ("evaluation", "publicity"))
+SECTIONS: Final = (("records", None), ("facts", None), ("timeline", "publicity"), ("evaluation", "publicity"))
 """The per-record maps of a state, as (top-level key, key inside it or None)."""
 
 Editable = Any  # a dict, or an immutables MapMutation: get, [], []=, pop, in, len (no iteration)
@@ -127,9 +127,9 @@ def plain(state: Any) -> Any:
     return out
 
 
-DATED_PARTS = ("dates", "pub_dates", "adverse")
+DATED_PARTS: Final = ("dates", "pub_dates", "adverse")
 """The parts of a basis held as :class:`DatedPairs` in a large state."""
-CHUNK = 64
+CHUNK: Final = 64
 """Pairs per chunk of a :class:`DatedPairs` as it is built; a chunk is split in two past twice this."""
 
 
@@ -302,7 +302,7 @@ def sections(state: Mapping[str, Any]) -> list[Mapping[str, Any] | None]:
     return out
 
 
-_MAPS = (dict, Map)
+_MAPS: Final = (dict, Map)
 
 
 def json_default(value: Any) -> Any:

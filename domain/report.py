@@ -31,7 +31,7 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -55,13 +55,13 @@ __all__ = [
     "BadReport",
 ]
 
-REPORT_FORMAT = "creditstream.credit-report/1"
-HASH_ALGORITHM = "sha256"
-PUBLIC_KINDS = ("penalty", "license")
+REPORT_FORMAT: Final = "creditstream.credit-report/1"
+HASH_ALGORITHM: Final = "sha256"
+PUBLIC_KINDS: Final = ("penalty", "license")
 """The record kinds of the double publicity (双公示) that the disclosure publishes."""
-WITHDRAWAL_REASONS = ("expiry", "repair", "revoked", "objection")
+WITHDRAWAL_REASONS: Final = ("expiry", "repair", "revoked", "objection")
 
-_DETAIL_FIELDS = {
+_DETAIL_FIELDS: Final = {
     "penalty": ("violation_type", "penalty_category", "penalty_content", "legal_basis", "fine_amount",
                 "confiscated_amount", "deciding_authority"),
     "license": ("doc_name", "certificate_name", "license_no", "license_category", "content", "valid_from",

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from domain.types import Doc, View
 from domain.vocabulary import LIST_DOMAINS, LISTING_REASONS
@@ -46,15 +46,15 @@ __all__ = [
     "default_rulebook",
 ]
 
-DEFAULT_PATH = Path(__file__).with_name("rules_default.toml")
-TIERS = ("minor", "general", "severe")
+DEFAULT_PATH: Final = Path(__file__).with_name("rules_default.toml")
+TIERS: Final = ("minor", "general", "severe")
 # Record kinds an operator rule can match (listing decisions and court listings are lists already).
-RULE_KINDS = frozenset(("penalty", "action", "license"))
+RULE_KINDS: Final = frozenset(("penalty", "action", "license"))
 # What a measure does: restrict / prohibit (punishment), review (extra review conditions, focused
 # supervision), incentive (red list).
-EFFECTS = ("prohibit", "restrict", "review", "incentive")
+EFFECTS: Final = ("prohibit", "restrict", "review", "incentive")
 # The lists a measure can name as its triggers.
-TRIGGER_FORMS = (
+TRIGGER_FORMS: Final = (
     "blacklist",                   # on the blacklist of any domain (严重失信主体名单)
     "blacklist:<domain>",          # on that domain's blacklist
     "court_debtor",                # on the court-debtor list (失信被执行人)
@@ -495,7 +495,7 @@ def _regimes(raw: Any) -> tuple[Regime, ...]:
     return tuple(out)
 
 
-_MISSING = object()
+_MISSING: Final = object()
 
 
 def _table(data: Doc, key: str, *, required: bool) -> Doc:

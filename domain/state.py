@@ -26,20 +26,20 @@ this is; the record kind keeps a penalty and a licence with the same number apar
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypedDict, cast
+from typing import Any, Final, TypedDict, cast
 
 from domain.events import FeedbackEvent, LinkedEvent, ObjectionEvent, RecordEvent, RepairEvent
 from domain.record_maps import with_entry
 from domain.types import Doc, View
 from domain.validate import decision_key
 
-SEEN_ORIGINS_KEPT = 32
-VERSIONS_KEPT = 16
-NAMES_KEPT = 8
-FEEDBACK_KEPT = 200
-OBJECTION_STATUSES = ("filed", "upheld", "rejected")
-OBJECTION_OUTCOMES = ("corrected", "revoked")
-APPLIED = frozenset({"new", "correction", "revocation", "deletion", "registration"})
+SEEN_ORIGINS_KEPT: Final = 32
+VERSIONS_KEPT: Final = 16
+NAMES_KEPT: Final = 8
+FEEDBACK_KEPT: Final = 200
+OBJECTION_STATUSES: Final = ("filed", "upheld", "rejected")
+OBJECTION_OUTCOMES: Final = ("corrected", "revoked")
+APPLIED: Final = frozenset({"new", "correction", "revocation", "deletion", "registration"})
 
 
 class RecordEntry(TypedDict, total=False):

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -116,7 +116,7 @@ def normalise_event(schema_name: str, rec: Any, *, event_time_ms: int) -> Doc | 
 
 # The keys that make up a record's content. Not event_id (a re-send carries a new one), and not
 # anything a later step adds to the record.
-CONTENT_KEYS = (
+CONTENT_KEYS: Final = (
     "kind",
     "action_kind",
     "source_unit",
@@ -139,7 +139,7 @@ CONTENT_KEYS = (
 # What the credit office's inputs carry beside CONTENT_KEYS (content too: an objection going from
 # filed to upheld is a new version, not a duplicate). Only the record's own kind's keys count, so
 # the hash of the other kinds is what it always was, and keys a later step adds never count.
-KIND_CONTENT_KEYS = {
+KIND_CONTENT_KEYS: Final = {
     "objection": ("objection_id", "status", "filed", "resolved", "provider_verification", "outcome", "target_key"),
     "repair": ("repair_id", "approved", "target_key"),
     "feedback": ("feedback_id", "change_id", "subject_id"),

@@ -3,10 +3,12 @@ domains, the list actions and the record kinds an objection or repair can name. 
 
 from __future__ import annotations
 
+from typing import Final
+
 # --------------------------------------------------------------------------------------------
 # enumerations: the Chinese term or the English code
 
-_SUBJECT_CATEGORY = {
+_SUBJECT_CATEGORY: Final = {
     "法人及非法人组织": "legal_entity",
     "法人和非法人组织": "legal_entity",
     "法人、非法人组织": "legal_entity",
@@ -19,7 +21,7 @@ _SUBJECT_CATEGORY = {
     "natural_person": "natural_person",
     "individual_business": "individual_business",
 }
-_SEVERITY = {
+_SEVERITY: Final = {
     "轻微": "minor",
     "一般": "general",
     "严重": "severe",
@@ -27,7 +29,7 @@ _SEVERITY = {
     "general": "general",
     "severe": "severe",
 }
-_LICENSE_CATEGORY = {
+_LICENSE_CATEGORY: Final = {
     "普通": "ordinary",
     "特许": "special",
     "认可": "recognition",
@@ -36,7 +38,7 @@ _LICENSE_CATEGORY = {
     "其他": "other",
     **{c: c for c in ("ordinary", "special", "recognition", "approval", "registration", "other")},
 }
-_ACTION_KIND = {
+_ACTION_KIND: Final = {
     "强制": "enforcement",
     "确认": "confirmation",
     "征收": "levy",
@@ -59,9 +61,9 @@ _ACTION_KIND = {
         )
     },
 }
-_LISTING_REASON_CODES = ("refuse_with_ability", "obstruct", "false_report", "evade", "other")
+_LISTING_REASON_CODES: Final = ("refuse_with_ability", "obstruct", "false_report", "evade", "other")
 # Chinese: the situations of the 2017 court rule, matched by a key phrase (first hit wins).
-_LISTING_REASON_PHRASES = (
+_LISTING_REASON_PHRASES: Final = (
     ("有履行能力", "refuse_with_ability"),
     ("拒不履行", "refuse_with_ability"),
     ("财产报告", "false_report"),
@@ -73,7 +75,7 @@ _LISTING_REASON_PHRASES = (
     ("执行和解", "other"),
     ("其他", "other"),
 )
-_DELETION_REASON_CODES = (
+_DELETION_REASON_CODES: Final = (
     "performed",
     "settlement_performed",
     "creditor_request",
@@ -81,7 +83,7 @@ _DELETION_REASON_CODES = (
     "listing_revoked",
     "term_expired",
 )
-_DELETION_REASON_PHRASES = (
+_DELETION_REASON_PHRASES: Final = (
     ("和解", "settlement_performed"),
     ("申请执行人", "creditor_request"),
     ("申请删除", "creditor_request"),
@@ -94,7 +96,7 @@ _DELETION_REASON_PHRASES = (
     ("到期", "term_expired"),
     ("履行", "performed"),
 )
-_RECORD_STATUS = {
+_RECORD_STATUS: Final = {
     "正常": "normal",
     "有效": "normal",
     "撤销": "revoked",
@@ -103,7 +105,7 @@ _RECORD_STATUS = {
     "normal": "normal",
     "revoked": "revoked",
 }
-_DOMAIN = {
+_DOMAIN: Final = {
     "税务": "taxation",
     "税收": "taxation",
     "安全生产": "work_safety",
@@ -126,7 +128,7 @@ _DOMAIN = {
     "法院执行": "court_enforcement",
 }
 # Credit office inputs.
-_OBJECTION_STATUS = {
+_OBJECTION_STATUS: Final = {
     "受理": "filed",
     "已受理": "filed",
     "受理中": "filed",
@@ -143,7 +145,7 @@ _OBJECTION_STATUS = {
     "驳回": "rejected",
     **{c: c for c in ("filed", "upheld", "rejected")},
 }
-_OBJECTION_OUTCOME = {
+_OBJECTION_OUTCOME: Final = {
     "更正": "corrected",
     "已更正": "corrected",
     "修改": "corrected",
@@ -153,7 +155,7 @@ _OBJECTION_OUTCOME = {
     "已删除": "revoked",
     **{c: c for c in ("corrected", "revoked")},
 }
-_LIST_ACTION = {
+_LIST_ACTION: Final = {
     "列入": "list",
     "纳入": "list",
     "认定": "list",
@@ -164,15 +166,15 @@ _LIST_ACTION = {
     "退出": "remove",
     **{c: c for c in ("list", "remove")},
 }
-_LIST_DOMAINS = frozenset(
+_LIST_DOMAINS: Final = frozenset(
     "taxation work_safety environment procurement wage_arrears food_drug market court_enforcement other".split()
 )
 # Public names of the codes the rules file may refer to (domain/rulebook.py: the measures catalogue).
-LIST_DOMAINS = _LIST_DOMAINS
-LISTING_REASONS = frozenset(_LISTING_REASON_CODES)
+LIST_DOMAINS: Final = _LIST_DOMAINS
+LISTING_REASONS: Final = frozenset(_LISTING_REASON_CODES)
 # The kind part of the decision key of a record an objection or a repair names (action records:
 # "action:<action_kind>", see _target_kind).
-_TARGET_KIND = {
+_TARGET_KIND: Final = {
     "行政处罚": "penalty",
     "处罚": "penalty",
     "行政许可": "license",
@@ -183,5 +185,6 @@ _TARGET_KIND = {
     "失信主体名单": "listing_decision",
     **{c: c for c in ("penalty", "license", "court_listing", "listing_decision")},
 }
-_BOOL_WORDS = {"true": True, "1": True, "是": True, "yes": True, "false": False, "0": False, "否": False, "no": False}
-_RESIDENT_ID_TYPES = frozenset(("身份证", "居民身份证", "01", "1", "111", "RESIDENT_ID", "ID_CARD", "IDCARD"))
+_BOOL_WORDS: Final = {"true": True, "1": True, "是": True, "yes": True,
+                      "false": False, "0": False, "否": False, "no": False}
+_RESIDENT_ID_TYPES: Final = frozenset(("身份证", "居民身份证", "01", "1", "111", "RESIDENT_ID", "ID_CARD", "IDCARD"))

@@ -54,6 +54,28 @@ def test_the_hot_subjects_first_inputs_are_the_same_whatever_their_number():
     assert hot_subject(150, made=few, summary=False) == {"hot_subject_inputs": 150}
 
 
+def test_the_new_subjects_inputs_are_nearly_all_about_new_subjects():
+    from bench.inputs import generate
+    from bench.instructions import NEW_SUBJECTS_PER_INPUT
+    from creditstream.connections import make_codec
+    from creditstream.settings import Settings
+
+    codec = make_codec(Settings())
+
+    def subjects(inputs):
+        names = []
+        for _kind, raw in inputs:
+            try:
+                names.append(codec.decode(raw)[1].get("subject_name"))
+            except Exception:  # noqa: BLE001 - the generated malformed inputs
+                pass
+        return len(set(names)) / len(names)
+
+    # as bench/instructions.py child() makes them: "stages" two inputs a subject, "new" a hundred subjects an input
+    assert subjects(generate(800, 400)[:400]) < 0.8
+    assert subjects(generate(800, 800 * NEW_SUBJECTS_PER_INPUT)[:400]) > 0.9  # but re-sends and corrections
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
 def test_the_stages_are_counted_under_callgrind():
