@@ -196,7 +196,7 @@ class TopicEnd:
             await c._client._wait_on_metadata(self.topic)  # noqa: SLF001 - metadata of an unsubscribed topic
             tps = [TopicPartition(self.topic, p) for p in sorted(c.partitions_for_topic(self.topic) or ())]
             if not tps:  # not created yet: again at the next call
-                await c.stop()
+                await kafka.stop_consumer(c)
                 return 0
             c.assign(tps)
             for tp in tps:
@@ -206,8 +206,10 @@ class TopicEnd:
         return sum(self._consumer.highwater(tp) or 0 for tp in self._tps)
 
     async def close(self) -> None:
+        from streams import kafka
+
         if self._consumer is not None:
-            await self._consumer.stop()
+            await kafka.stop_consumer(self._consumer)
             self._consumer = None
 
 
@@ -508,7 +510,7 @@ async def collect_changes(s: Settings, topic: str, since_ms: int, out: list[floa
                         if samples is not None:
                             samples.append((r.timestamp, now - r.timestamp))
     finally:
-        await c.stop()
+        await kafka.stop_consumer(c)
 
 
 async def replay_rate(s: Settings) -> tuple[float, int]:

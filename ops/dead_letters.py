@@ -179,10 +179,13 @@ async def _scan(settings: Settings, flt: Filter) -> list[DeadLetter]:
     return out
 
 
-async def _fetch(settings: Settings, refs: list[tuple[int, int]], idle_timeout_s: float = 2.0
+async def _fetch(settings: Settings, refs: list[tuple[int, int]], stall_timeout_s: float = kafka.STALL_TIMEOUT_S
                  ) -> dict[tuple[int, int], DeadLetter]:
-    """The dead letters at these (partition, offset) places; missing ones are left out. Reads only
-    the partitions named, from the lowest offset wanted in each."""
+    """The dead letters at these (partition, offset) places; places past their partition's end are
+    left out (there is no dead letter there). Reads only the partitions named, from the lowest offset
+    wanted in each. A broker that stops answering before every place is read raises
+    :class:`streams.kafka.ReadIncomplete` after ``stall_timeout_s``: a place not read is never
+    reported as having no dead letter."""
     topic = Topics(settings).dead_letters
     wanted: dict[int, set[int]] = {}
     for p, o in refs:
@@ -214,6 +217,7 @@ async def _fetch(settings: Settings, refs: list[tuple[int, int]], idle_timeout_s
             now = time.monotonic()
             if got:
                 last_data = now
+            short: dict[int, tuple[int, int | None]] = {}
             for tp in list(pending):
                 p = tp.partition
                 if all((p, o) in found for o in wanted[p]):
@@ -223,8 +227,11 @@ async def _fetch(settings: Settings, refs: list[tuple[int, int]], idle_timeout_s
                 hw = c.highwater(tp)
                 if pos > max(wanted[p]) or (hw is not None and pos >= hw):
                     pending.discard(tp)
-            if pending and not got and now - last_data > idle_timeout_s:
-                break
+                else:
+                    short[p] = (pos, hw)
+            # a place not read yet is not "no dead letter there": wait for the broker, then say so
+            if pending and not got and now - last_data > stall_timeout_s:
+                raise kafka.ReadIncomplete(topic, short, now - last_data)
     finally:
-        await c.stop()
+        await kafka.stop_consumer(c)
     return found

@@ -11,7 +11,6 @@ members are shown by the clear id their state keeps.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -241,7 +240,7 @@ class Reader:
             await self.codec().ensure_for(m.value for m in records)
             return ChangesPage(records, offsets, caught_up)
         finally:
-            await stop_consumer(c)
+            await kafka.stop_consumer(c)
 
     def decode_changes(self, records: list[ConsumerRecord]) -> list[tuple[ConsumerRecord, dict]]:
         """(message, ListChange record) of each change; an undecodable one is logged and skipped
@@ -258,21 +257,6 @@ class Reader:
                 continue
             out.append((msg, rec))
         return out
-
-
-async def stop_consumer(c) -> None:
-    """``AIOKafkaConsumer.stop`` right after ``start`` cancels a background routine that has not run
-    yet and leaks its CancelledError (aiokafka 0.14): let it start first; should it leak all the same,
-    swallow it (unless this task itself is being cancelled) and close what stop() skipped."""
-    await asyncio.sleep(0)
-    try:
-        await c.stop()
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise
-        await c._fetcher.close()  # noqa: SLF001
-        await c._client.close()  # noqa: SLF001
 
 
 @asynccontextmanager

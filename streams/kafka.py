@@ -28,6 +28,7 @@ defects measured in docs/broker.md:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -135,6 +136,39 @@ def consumer(settings: Settings, *topics: str, group_id: str | None, **overrides
     )
     kw.update(overrides)
     return AIOKafkaConsumer(*topics, **kw)
+
+
+async def stop_consumer(c: AIOKafkaConsumer) -> None:
+    """``c.stop()``, carried to its end when aiokafka 0.14 raises ``CancelledError`` out of it
+    (aio-libs/aiokafka#647). Two ways it does, both seen here:
+
+    * a fetch request that has just failed (a broker slow to answer, a connection lost) sleeps its
+      retry back-off in a task of the fetcher; ``stop()`` cancels that task and awaits it unguarded
+      (the reliability suite on a 3-node Apache Kafka: a consumer reading a topic to its end failed as
+      it closed);
+    * ``stop()`` right after ``start()`` cancels a background routine that has not run yet.
+
+    Either way the rest of ``stop()`` (the fetcher's other tasks, the client's connections) never
+    runs: it is done here. A cancellation of the caller's own task still raises."""
+    await asyncio.sleep(0)  # the background routines started by start() get to run once
+    try:
+        await c.stop()
+        return
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # the caller is being cancelled: not aiokafka's leftover
+    log.info("consumer stop: aiokafka raised CancelledError out of stop() (aio-libs/aiokafka#647); "
+             "closing the rest")
+    fetcher = getattr(c, "_fetcher", None)  # noqa: SLF001 - what stop() left behind
+    leftovers = [getattr(fetcher, "_fetch_task", None), *getattr(fetcher, "_pending_tasks", ())]
+    for t in leftovers:
+        if t is None:
+            continue
+        t.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await t
+    await c._client.close()  # noqa: SLF001
 
 
 def admin(settings: Settings) -> AIOKafkaAdminClient:
@@ -246,23 +280,54 @@ class TopicEnd:
     end: int
 
 
+STALL_TIMEOUT_S = 120.0
+"""How long :func:`read_to_end` waits without a record for partitions short of their known end
+before it raises :class:`ReadIncomplete`: past aiokafka's 40-s request timeout and a retry."""
+STALL_WARN_EVERY_S = 10.0
+
+
+class ReadIncomplete(TimeoutError):
+    """A topic could not be read to its end: the broker stopped answering with partitions short of
+    their end. A TimeoutError: the CLI says "a service did not answer" and exits 3, as for any outage."""
+
+    def __init__(self, topic: str, short: dict[int, tuple[int, int | None]], waited_s: float):
+        self.topic = topic
+        self.short = short  # partition -> (position reached, log end; None: the broker never answered for it)
+        where = ", ".join(f"[{p}] at {pos} of {'an end not known' if end is None else end}"
+                          for p, (pos, end) in sorted(short.items()))
+        super().__init__(f"{topic}: no record for {waited_s:.0f} s while partitions {where} were short of their "
+                         f"end: the Kafka broker did not answer its fetches. Nothing was cut short silently; run it "
+                         f"again once the broker answers")
+
+
 async def read_to_end(
     settings: Settings,
     topic: str,
     *,
     start: dict[int, int] | None = None,
-    idle_timeout_s: float = 2.0,
+    stall_timeout_s: float = STALL_TIMEOUT_S,
     max_records: int = 5000,
     partitions: Iterable[int] | None = None,
+    fetch_bytes: int = 4 * 1024 * 1024,
 ) -> AsyncIterator[list[ConsumerRecord]]:
     """Yield batches of every record in ``topic`` from ``start`` (default: the beginning) to its end
     (``partitions``: only these of its partitions).
 
-    The end of each partition is the high watermark of the fetch response (correct on Tansu too),
-    so this stops once every partition's position has reached it. Partitions that stay empty are
-    considered done after ``idle_timeout_s`` without data.
+    A partition's end: on Apache Kafka its log end by ListOffsets, taken as the read starts; on
+    Tansu the high watermark of the fetch responses (defect 3), which follows the log as it grows
+    (an empty partition is answered with 0). A partition is done once its position reaches its end,
+    and only then: a partition the broker has not answered for yet is waited for.
+
+    A read is never ended short of the end: cut short, it would, say, rebuild a partial state in
+    ``creditstream replay`` and report it complete. Before, ``idle_timeout_s`` without a record
+    ended it: a broker slow to answer (a fetch timing out on a 3-node Apache Kafka under load), or
+    Tansu leaving a partition out of its first fetch responses, ended the read with records left.
+    Now the read waits, logging the partitions it waits on every :data:`STALL_WARN_EVERY_S`, and
+    raises :class:`ReadIncomplete` after ``stall_timeout_s`` without a record.
+
+    ``fetch_bytes``: the most one fetch brings per partition.
     """
-    c = consumer(settings, group_id=None)
+    c = consumer(settings, group_id=None, max_partition_fetch_bytes=fetch_bytes)
     await c.start()
     try:
         parts = c.partitions_for_topic(topic)
@@ -286,7 +351,7 @@ async def read_to_end(
         for tp in list(pending):
             if ends is not None and await c.position(tp) >= ends[tp]:
                 pending.discard(tp)
-        last_data = time.monotonic()
+        last_data = warned = time.monotonic()
         while pending:
             batches = await c.getmany(*pending, timeout_ms=200, max_records=max_records)
             got = False
@@ -296,16 +361,29 @@ async def read_to_end(
                     yield records
             now = time.monotonic()
             if got:
-                last_data = now
+                last_data = warned = now
+            short: dict[int, tuple[int, int | None]] = {}  # partition -> (position, end; None: not answered yet)
             for tp in list(pending):
                 end = ends[tp] if ends is not None else c.highwater(tp)
                 pos = await c.position(tp)
                 if end is not None and pos >= end:
                     pending.discard(tp)
-            if pending and not got and now - last_data > idle_timeout_s:
-                break
+                else:
+                    short[tp.partition] = (pos, end)
+            if not pending or got:
+                continue
+            idle = now - last_data
+            if idle > stall_timeout_s:
+                raise ReadIncomplete(topic, short, idle)
+            if now - warned >= STALL_WARN_EVERY_S:
+                warned = now
+                log.warning("reading a topic to its end: no record lately, waiting on partitions short of "
+                            "their end", topic=topic, idle_s=round(idle),
+                            short={p: f"{pos}/{'?' if end is None else end}"
+                                   for p, (pos, end) in sorted(short.items())},
+                            gives_up_after_s=stall_timeout_s)
     finally:
-        await c.stop()
+        await stop_consumer(c)
 
 
 async def log_end_offsets(c: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
@@ -356,7 +434,7 @@ async def log_ends(settings: Settings, topic: str, timeout_s: float = 10.0) -> d
                         ends[tp.partition] = 0
         return ends
     finally:
-        await c.stop()
+        await stop_consumer(c)
 
 
 async def offsets_at(settings: Settings, topic: str, timestamp_ms: int) -> dict[int, int] | None:
@@ -374,7 +452,7 @@ async def offsets_at(settings: Settings, topic: str, timestamp_ms: int) -> dict[
         ends = await log_end_offsets(c, tps)
         return {tp.partition: (found[tp].offset if found.get(tp) is not None else ends[tp]) for tp in tps}
     finally:
-        await c.stop()
+        await stop_consumer(c)
 
 
 async def wait_for_broker(settings: Settings, timeout_s: float = 30.0) -> None:

@@ -205,7 +205,7 @@ class AgentRunner:
 
     async def _stop_consumer(self) -> None:
         try:
-            await self.consumer.stop()  # leaves the group, so a successor need not wait a session timeout
+            await kafka.stop_consumer(self.consumer)  # leaves the group, so a successor need not wait a session timeout
         except Exception as exc:  # noqa: BLE001 - stopping must not mask the original error
             log.warning("consumer stop failed", agent=self.agent.name, error=str(exc))
 

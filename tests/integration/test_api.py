@@ -149,7 +149,7 @@ async def all_changes(settings) -> list[tuple[int, int, str]]:
     from streams.topics import Topics
 
     out = []
-    async for batch in kafka.read_to_end(settings, Topics(settings).list_changes, idle_timeout_s=0.5):
+    async for batch in kafka.read_to_end(settings, Topics(settings).list_changes):
         out += [(m.partition, m.offset, dict(m.headers)["change_id"].decode()) for m in batch]
     return sorted(out)
 

@@ -81,7 +81,7 @@ async def test_read_to_end_of_an_empty_topic_is_empty(settings):
     topic = f"{settings.topic_prefix}workaround-empty"
     await kafka.ensure_topics(settings, [topic])
     t0 = time.monotonic()
-    assert [r async for batch in kafka.read_to_end(settings, topic, idle_timeout_s=0.5) for r in batch] == []
+    assert [r async for batch in kafka.read_to_end(settings, topic) for r in batch] == []
     assert time.monotonic() - t0 < 10
 
 
@@ -126,7 +126,7 @@ async def test_tansu_never_asks_listoffsets_or_offsets_for_times(settings, monke
     assert await kafka.offsets_at(settings, topic, 0) is None
     ends = await kafka.log_ends(settings, topic)
     assert set(ends) == {0, 1, 2, 3} and not any(ends.values())
-    assert [b async for b in kafka.read_to_end(settings, topic, idle_timeout_s=0.3)] == []
+    assert [b async for b in kafka.read_to_end(settings, topic)] == []
 
 
 # Calls that are wrong or broken on Tansu (docs/broker.md): none may appear in the project's code.

@@ -114,7 +114,7 @@ async def audit_records(settings) -> list[tuple[bytes, bytes, dict]]:
 
     codec = make_codec(settings)
     out = []
-    async for batch in kafka.read_to_end(settings, Topics(settings).check_audit, idle_timeout_s=0.5):
+    async for batch in kafka.read_to_end(settings, Topics(settings).check_audit):
         for m in batch:
             name, rec = codec.decode(m.value)
             assert name == "creditstream.CheckAudit"

@@ -137,7 +137,7 @@ async def test_a_killed_redrive_rerun_redrives_each_dead_letter_once(pipeline, d
     from streams import kafka
 
     by_original: dict[str, int] = {}
-    async for batch in kafka.read_to_end(settings, department.topics.penalty, idle_timeout_s=1.0):
+    async for batch in kafka.read_to_end(settings, department.topics.penalty):
         for msg in batch:
             origin = dict(msg.headers or ()).get(REDRIVEN_FROM_HEADER)
             if origin is not None:

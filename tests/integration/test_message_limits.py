@@ -28,8 +28,8 @@ UNIT_USCC = "91310110666007217T"
 
 async def letters(settings, n):
     async def check():
-        found = [m async for batch in kafka.read_to_end(settings, f"{settings.topic_prefix}dead-letters",
-                                                       idle_timeout_s=0.3) for m in batch]
+        found = [m async for batch in kafka.read_to_end(settings, f"{settings.topic_prefix}dead-letters")
+                 for m in batch]
         return found if len(found) >= n else None
 
     return await eventually(check, timeout=60)

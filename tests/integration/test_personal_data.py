@@ -69,7 +69,7 @@ async def redis_dump(redis, namespace: str) -> dict[str, list[str]]:
 async def message_keys(settings, topic: str) -> list[str]:
     from streams import kafka
 
-    return [m.key.decode() async for batch in kafka.read_to_end(settings, topic, idle_timeout_s=0.5) for m in batch]
+    return [m.key.decode() async for batch in kafka.read_to_end(settings, topic) for m in batch]
 
 
 def cli(settings, *argv: str) -> subprocess.CompletedProcess:
@@ -158,7 +158,7 @@ async def test_no_id_number_in_keys_members_or_message_keys(pipeline, department
     from streams import kafka
 
     ticks = [(m.key.decode(), events.decode(m.value))
-             async for batch in kafka.read_to_end(settings, department.topics.subject_events, idle_timeout_s=0.5)
+             async for batch in kafka.read_to_end(settings, department.topics.subject_events)
              for m in batch if m.value.startswith(b'{"type":"tick"')]
     assert (stored, PERSON_ID) in [(k, e.subject) for k, e in ticks]
     dump = await redis_dump(redis, settings.namespace)

@@ -31,7 +31,7 @@ async def read_changes(settings):
 
     codec = make_codec(settings)
     out = []
-    async for batch in kafka.read_to_end(settings, Topics(settings).list_changes, idle_timeout_s=0.5):
+    async for batch in kafka.read_to_end(settings, Topics(settings).list_changes):
         for msg in batch:
             _, rec = codec.decode(msg.value)
             out.append(rec)

@@ -74,7 +74,7 @@ async def test_events_framed_with_registry_ids_reach_the_state_and_list_changes_
         await eventually(listed, timeout=60)
 
         async def changes():
-            found = [m async for batch in kafka.read_to_end(s, pipeline.topics.list_changes, idle_timeout_s=0.3)
+            found = [m async for batch in kafka.read_to_end(s, pipeline.topics.list_changes)
                      for m in batch]
             return found or None
 
@@ -90,7 +90,7 @@ async def test_events_framed_with_registry_ids_reach_the_state_and_list_changes_
         assert f"{court}-value" in subjects and f"{pipeline.topics.list_changes}-value" in subjects
 
         async def dead():
-            found = [m async for batch in kafka.read_to_end(s, pipeline.topics.dead_letters, idle_timeout_s=0.3)
+            found = [m async for batch in kafka.read_to_end(s, pipeline.topics.dead_letters)
                      for m in batch]
             return found or None
 

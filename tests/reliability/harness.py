@@ -166,7 +166,7 @@ async def lost_inputs(settings, redis) -> list[str]:
     topics = Topics(settings)
     accounted: set[str] = set()
     positions: dict[int, int] = {}
-    async for batch in kafka.read_to_end(settings, topics.subject_events, idle_timeout_s=0.5):
+    async for batch in kafka.read_to_end(settings, topics.subject_events):
         for msg in batch:
             if msg.partition not in positions:
                 raw = await redis.get(keys.position(msg.partition))
@@ -182,7 +182,7 @@ async def lost_inputs(settings, redis) -> list[str]:
         accounted.add(p["event"]["origin"])
     lost = []
     for topic in topics.ingest_sources:
-        async for batch in kafka.read_to_end(settings, topic, idle_timeout_s=0.5):
+        async for batch in kafka.read_to_end(settings, topic):
             for msg in batch:
                 origin = f"{msg.topic}/{msg.partition}/{msg.offset}"
                 if origin not in accounted:

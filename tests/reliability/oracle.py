@@ -20,7 +20,7 @@ async def fold(settings) -> tuple[dict[str, dict], dict[str, list[str]], int]:
     changes: dict[str, list[str]] = {}
     seen: set[str] = set()
     n = 0
-    async for batch in kafka.read_to_end(settings, Topics(settings).subject_events, idle_timeout_s=1.0):
+    async for batch in kafka.read_to_end(settings, Topics(settings).subject_events):
         for msg in batch:
             n += 1
             try:

@@ -181,7 +181,7 @@ async def test_redis_refusing_writes_with_ticks_due_does_not_multiply_ticks(sett
 
     async def ticks() -> int:
         n = 0
-        async for batch in kafka.read_to_end(s, department.topics.subject_events, idle_timeout_s=0.3):
+        async for batch in kafka.read_to_end(s, department.topics.subject_events):
             n += sum(1 for m in batch if m.value.startswith(b'{"type":"tick"'))
         return n
 

@@ -9,6 +9,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from creditstream import cli
 from creditstream.settings import Settings
 from streams.codec import RegistryError
+from streams.kafka import ReadIncomplete
 
 SETTINGS = Settings(broker_url="kafka-1:9092,kafka-2:9092",
                     redis_url="rediss://app:pw-123@redis.internal:6380/0",
@@ -44,6 +45,9 @@ REDIS_SHOWN = "rediss://app:***@redis.internal:6380/0"
     (RegistryError("schema registry POST /subjects/x/versions: HTTP 503 (error_code None): down", status=503),
      "the schema registry", "https://reg:***@registry.internal:8081"),
     (cli.ServiceUnreachable([("Redis", "redis://x", "refused")]), "Redis", "redis://x"),
+    # a topic not read to its end (a replay, a re-drive): the broker stopped answering
+    (ReadIncomplete("cs.subject-events", {1: (120, 400), 3: (0, None)}, 120.0), "the Kafka broker",
+     "kafka-1:9092,kafka-2:9092"),
 ])
 def test_outages_exit_3_naming_service_and_address(exc, service, address):
     code, line = failure(exc)
