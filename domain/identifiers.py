@@ -131,9 +131,10 @@ def _uscc_check(code: str) -> str:
     sum of value x weight, then ``alphabet[(31 - sum mod 31) mod 31]`` (RULES.md section 1).
 
     ``stdnum.cn.uscc.calc_check_digit`` computes the same (tests/unit/test_identifiers.py compares
-    them), but costs ~40,000 instructions a call (it cleans the text again and looks every
-    character up with ``str.index`` in a generator); this is on every record of a subject the
-    validation's cache has not seen, so at a million subjects on nearly every record (issue 13)."""
+    them), but costs ~5 us a call (65,600 instructions per input counted over inputs about new
+    subjects: it cleans the text again and looks every character up with ``str.index`` in a
+    generator); this is on every record of a subject the validation's cache has not seen, so at a
+    million subjects on nearly every record (issue 13, docs/performance.md fourteenth session)."""
     total = 0
     for i in range(17):
         total += _USCC_VALUE[ord(code[i])] * _USCC_WEIGHTS[i]
