@@ -70,3 +70,19 @@ async def test_a_broker_that_does_not_come_back_fails_the_read_loudly(settings, 
     assert err.topic == topic and err.short
     assert all(end is None or pos < end for pos, end in err.short.values())
     assert "short of their end" in str(err)
+
+
+async def test_a_consumer_stops_whole_when_aiokafka_raises_cancelled_error_out_of_stop(settings):
+    """aio-libs/aiokafka#647, as it failed the reliability suite: a fetch that has just failed
+    leaves a task of the fetcher sleeping its retry back-off; ``stop()`` cancels and awaits it
+    unguarded, raises its ``CancelledError``, and never closes the client. ``stop_consumer``
+    finishes the job and raises nothing."""
+    c = kafka.consumer(settings, group_id=None)
+    await c.start()
+    assert c._client._sync_task is not None  # noqa: SLF001 - the client's metadata routine, running
+    # the fetcher as aiokafka leaves it after a failed fetch (fetcher.py, _proc_fetch_request)
+    c._fetcher._pending_tasks.add(asyncio.ensure_future(asyncio.sleep(0.1)))  # noqa: SLF001
+    await kafka.stop_consumer(c)
+    assert c._client._sync_task is None  # noqa: SLF001 - AIOKafkaClient.close() ran
+    assert not any(conn.connected() for conn in c._client._conns.values())  # noqa: SLF001
+
