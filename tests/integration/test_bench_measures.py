@@ -5,6 +5,7 @@ run (``TopicEnd``), on both brokers."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -57,3 +58,35 @@ async def test_a_topic_end_follows_what_is_produced_with_one_consumer(settings):
             await producer.stop()
     finally:
         await count.close()
+
+
+async def test_the_latency_runs_consumer_adds_little_to_what_it_measures(settings):
+    """The latency run's measuring consumer (``collect_changes``) is answered as soon as a message is
+    there: on Apache Kafka it once took the workers' ``fetch_min_bytes`` (16 KiB) and every sample
+    carried its wait for 16 KiB or 200 ms. Thirty small messages 20 ms apart: each is measured within
+    a few ms of its sending (the broker's own produce-to-consume time), not after 100-200 ms."""
+    from bench.bench import collect_changes
+
+    topic = f"{settings.topic_prefix}measured"
+    await kafka.ensure_topics(settings, [topic])
+    loop = asyncio.get_running_loop()
+    since_ms = int(time.time() * 1000)
+    latencies: list[float] = []
+    reader = asyncio.create_task(collect_changes(settings, topic, since_ms, latencies))
+    producer = kafka.producer(settings, linger_ms=0)
+    await producer.start()
+    try:
+        await asyncio.sleep(1.0)  # the reader has its partitions
+        for i in range(30):
+            await producer.send_and_wait(topic, b"change %d" % i, key=b"k%d" % i, timestamp_ms=int(time.time() * 1000))
+            await asyncio.sleep(0.02)
+        deadline = loop.time() + 10
+        while len(latencies) < 30 and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+    finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        await producer.stop()
+    assert len(latencies) == 30
+    latencies.sort()
+    assert latencies[15] < 50, f"median {latencies[15]:.0f} ms: the measuring consumer waits for more than one message"
