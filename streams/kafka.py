@@ -292,12 +292,17 @@ class ReadIncomplete(TimeoutError):
 
     def __init__(self, topic: str, short: dict[int, tuple[int, int | None]], waited_s: float):
         self.topic = topic
+        self.waited_s = waited_s
         self.short = short  # partition -> (position reached, log end; None: the broker never answered for it)
         where = ", ".join(f"[{p}] at {pos} of {'an end not known' if end is None else end}"
                           for p, (pos, end) in sorted(short.items()))
         super().__init__(f"{topic}: no record for {waited_s:.0f} s while partitions {where} were short of their "
                          f"end: the Kafka broker did not answer its fetches. Nothing was cut short silently; run it "
                          f"again once the broker answers")
+
+    def __reduce__(self):
+        # raised in a replay's job process and re-raised in the replay's own (pickled between them)
+        return (type(self), (self.topic, self.short, self.waited_s))
 
 
 async def read_to_end(

@@ -126,3 +126,12 @@ def test_needs():
     assert cli._needs(parser.parse_args(["dlq", "list"])) == {cli.REDIS, cli.KAFKA}
     assert cli._needs(parser.parse_args(["config", "check"])) == set()
     assert cli._needs(parser.parse_args(["api"])) == set()
+
+
+def test_a_read_cut_short_survives_the_trip_from_a_replay_job_process():
+    import pickle
+
+    err = ReadIncomplete("cs.subject-events", {1: (120, 400)}, 121.0)
+    back = pickle.loads(pickle.dumps(err))
+    assert (type(back), back.topic, back.short, back.waited_s, str(back)) == (
+        ReadIncomplete, err.topic, err.short, err.waited_s, str(err))
