@@ -4,11 +4,9 @@ on them (list, show, re-drive) are in ops/dlq.py."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import time
 from dataclasses import dataclass, field
-
-from aiokafka import TopicPartition
 
 from creditstream.settings import Settings
 from sinks.deadletter import HEADER_PREFIX, dead_letter_info
@@ -183,55 +181,28 @@ async def _fetch(settings: Settings, refs: list[tuple[int, int]], stall_timeout_
                  ) -> dict[tuple[int, int], DeadLetter]:
     """The dead letters at these (partition, offset) places; places past their partition's end are
     left out (there is no dead letter there). Reads only the partitions named, from the lowest offset
-    wanted in each. A broker that stops answering before every place is read raises
-    :class:`streams.kafka.ReadIncomplete` after ``stall_timeout_s``: a place not read is never
-    reported as having no dead letter."""
+    wanted in each, through :func:`streams.kafka.read_to_end`, until every place is passed: a broker
+    that stops answering before that raises :class:`streams.kafka.ReadIncomplete` after
+    ``stall_timeout_s``, so a place not read is never reported as having no dead letter."""
     topic = Topics(settings).dead_letters
+    parts = set(await kafka.partitions_of(settings, topic))
     wanted: dict[int, set[int]] = {}
     for p, o in refs:
-        wanted.setdefault(p, set()).add(o)
+        if p in parts:
+            wanted.setdefault(p, set()).add(o)
     found: dict[tuple[int, int], DeadLetter] = {}
-    c = kafka.consumer(settings, group_id=None)
-    await c.start()
-    try:
-        parts = c.partitions_for_topic(topic)
-        if not parts:
-            await c._client.force_metadata_update()  # noqa: SLF001 - metadata of an unsubscribed topic
-            parts = c.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(wanted) if p in parts]
-        if not tps:
-            return found
-        c.assign(tps)
-        for tp in tps:
-            c.seek(tp, min(wanted[tp.partition]))
-        pending = set(tps)
-        last_data = time.monotonic()
-        while pending:
-            batches = await c.getmany(*pending, timeout_ms=200)
-            got = False
-            for tp, records in batches.items():
-                for msg in records:
-                    got = True
-                    if msg.offset in wanted[tp.partition]:
-                        found[(tp.partition, msg.offset)] = DeadLetter.of(msg)
-            now = time.monotonic()
-            if got:
-                last_data = now
-            short: dict[int, tuple[int, int | None]] = {}
-            for tp in list(pending):
-                p = tp.partition
-                if all((p, o) in found for o in wanted[p]):
-                    pending.discard(tp)
-                    continue
-                pos = await c.position(tp)
-                hw = c.highwater(tp)
-                if pos > max(wanted[p]) or (hw is not None and pos >= hw):
-                    pending.discard(tp)
-                else:
-                    short[p] = (pos, hw)
-            # a place not read yet is not "no dead letter there": wait for the broker, then say so
-            if pending and not got and now - last_data > stall_timeout_s:
-                raise kafka.ReadIncomplete(topic, short, now - last_data)
-    finally:
-        await kafka.stop_consumer(c)
+    if not wanted:
+        return found
+    last = {p: max(offsets) for p, offsets in wanted.items()}  # partitions not read past their last place yet
+    reader = kafka.read_to_end(settings, topic, start={p: min(offsets) for p, offsets in wanted.items()},
+                               partitions=wanted, stall_timeout_s=stall_timeout_s)
+    async with contextlib.aclosing(reader):
+        async for batch in reader:
+            for msg in batch:
+                if msg.offset in wanted[msg.partition]:
+                    found[(msg.partition, msg.offset)] = DeadLetter.of(msg)
+                if msg.offset >= last.get(msg.partition, msg.offset + 1):
+                    del last[msg.partition]
+            if not last:
+                break
     return found
