@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import os
+import select
 import sys
 from collections.abc import Callable
 
@@ -77,6 +79,57 @@ def _logs(args, settings=None):
 
     level = getattr(args, "log_level", None) or (settings.log_level if settings else "INFO")
     logs.configure(level=level, fmt=settings.log_format if settings else "auto")
+
+
+class _WholeWrites(io.RawIOBase):
+    """Standard output's file descriptor as a raw file whose writes always complete.
+
+    Something in a command's process can leave the pipe behind standard output non-blocking
+    (uvloop does so to file descriptors it watches: MagicStack/uvloop#460, #712; the flag belongs
+    to the pipe, so any process holding it can set it). Python 3.11's buffered writer then loses,
+    silently and with exit status 0, whatever the pipe cannot take at once: a fresh CI run got a
+    ``dlq redrive --json`` answer cut at 65,536 bytes, the pipe's size. Here a write that would
+    block waits until the reader makes room."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:  # type: ignore[override]
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < len(view):
+            try:
+                done += os.write(self._fd, view[done:])
+            except BlockingIOError:
+                select.select([], [self._fd], [])
+        return done
+
+    def close(self) -> None:  # the descriptor stays open: it is the process's standard output
+        self.flush()
+        super().close()
+
+
+def complete_stdout() -> None:
+    """Make ``sys.stdout`` write whole answers whatever the pipe's blocking mode (:class:`_WholeWrites`).
+    Left alone when standard output is not the process's own file (pytest's capture, embedding) or
+    was replaced already. ``sys.__stdout__`` stays as it was, and keeps the descriptor open."""
+    out = sys.stdout
+    if out is not sys.__stdout__ or not isinstance(out, io.TextIOWrapper):
+        return
+    try:
+        fd = out.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    out.flush()
+    sys.stdout = io.TextIOWrapper(io.BufferedWriter(_WholeWrites(fd)), encoding=out.encoding, errors=out.errors,
+                                  line_buffering=out.line_buffering, write_through=out.write_through)
 
 
 def _print_json(obj) -> None:
@@ -599,6 +652,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; the one place where exceptions become exit codes (module docstring)."""
     parser = build_parser()
     args = parser.parse_args(argv)  # usage errors: argparse exits 2
+    complete_stdout()
     try:
         code = args.func(args) or EXIT_OK
         sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit

@@ -1,0 +1,59 @@
+"""creditstream.cli: a command's answer reaches its reader whole, even when the pipe behind standard
+output was left non-blocking (uvloop does that to descriptors it watches; Python 3.11's buffered
+writer then drops, with exit status 0, what the pipe cannot take at once: a CI run got a
+``dlq redrive --json`` answer cut at 65,536 bytes)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+ANSWER = 300_000  # bytes: several times a pipe's 64 KiB
+
+# The child runs the CLI's entry point (which must install the guard), then writes a long answer,
+# as a command does after its event loop has ended.
+AFTER_MAIN = textwrap.dedent(f"""
+    import sys
+    from creditstream import cli
+    cli.main(["config", "check"])  # its exit status does not matter here
+    sys.stdout.write("x" * {ANSWER} + "\\n")
+    sys.stdout.flush()
+""")
+
+WITHOUT_GUARD = textwrap.dedent(f"""
+    import sys
+    sys.stdout.write("x" * {ANSWER} + "\\n")
+    sys.stdout.flush()
+""")
+
+
+def _read_slowly(code: str) -> tuple[int, bytes]:
+    """Run ``code`` with standard output a non-blocking pipe whose reader starts late."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)  # the flag belongs to the pipe: the child shares it
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CREDITSTREAM_")}
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=write_end, stderr=subprocess.DEVNULL, env=env)
+    os.close(write_end)
+    time.sleep(1.0)  # the child fills the pipe and would block
+    data = bytearray()
+    while chunk := os.read(read_end, 1 << 16):
+        data += chunk
+    os.close(read_end)
+    return child.wait(timeout=60), bytes(data)
+
+
+def test_a_long_answer_arrives_whole_through_a_non_blocking_pipe():
+    _, data = _read_slowly(AFTER_MAIN)
+    assert data.endswith(b"\n" + b"x" * ANSWER + b"\n"), f"{len(data)} bytes"
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 14), reason="the loss is Python's; a later Python may not have it")
+def test_without_the_guard_the_same_answer_is_cut():
+    """The condition the guard is for: the same write, without the CLI, loses its tail."""
+    _, data = _read_slowly(WITHOUT_GUARD)
+    assert len(data) < ANSWER
