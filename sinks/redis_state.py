@@ -450,9 +450,16 @@ class SubjectStateSink:
         self._pipe = None
         try:
             pipe.multi()
-            pipe.set(self.keys.sentinel, b"1")
-            if self._states:
-                pipe.mset({self.keys.subject(s): v for s, v in self._states.items()})
+            # every plain value of the batch in one MSET: the sentinel, the states, the positions
+            # reached and the outboxes (a command each cost the worker ~40 us of packing and parsing)
+            values: dict[str, bytes | int] = {self.keys.sentinel: b"1"}
+            for s, v in self._states.items():
+                values[self.keys.subject(s)] = v
+            for p, offset in self._positions.items():
+                values[self.keys.position(p)] = offset
+            for p, outbox in self._outboxes.items():
+                values[self.keys.outbox(p)] = outbox or b""  # empty: nothing to produce (no DEL in the ACL)
+            pipe.mset(values)
             for s, stored in self._parts.items():  # hot subjects: the record parts that changed
                 if stored.parts:
                     pipe.hset(self.keys.subject_records(s), mapping=stored.parts)
@@ -462,21 +469,20 @@ class SubjectStateSink:
             sid = self.keys.storage_id
             if self._new_subjects:
                 pipe.sadd(self.keys.subjects, *(sid(s) for s in self._new_subjects))
+            entered: dict[str, list[str]] = {}  # list name -> members added (one SADD per list)
+            left: dict[str, list[str]] = {}
             for (list_name, subject_id), member in self._memberships.items():
-                if member:
-                    pipe.sadd(self.keys.list_members(list_name), sid(subject_id))
-                else:
-                    pipe.srem(self.keys.list_members(list_name), sid(subject_id))
+                (entered if member else left).setdefault(list_name, []).append(sid(subject_id))
+            for list_name, members in entered.items():
+                pipe.sadd(self.keys.list_members(list_name), *members)
+            for list_name, members in left.items():
+                pipe.srem(self.keys.list_members(list_name), *members)
             for field, n in self._counters.items():
                 pipe.hincrby(self.keys.stats, field, n)
             if self._schedule:
                 pipe.zadd(self.keys.due, {sid(s): due for s, due in self._schedule.items()})
             if self._unschedule:
                 pipe.zrem(self.keys.due, *(sid(s) for s in self._unschedule))
-            for p, offset in self._positions.items():
-                pipe.set(self.keys.position(p), offset)
-            for p, outbox in self._outboxes.items():
-                pipe.set(self.keys.outbox(p), outbox or b"")  # empty: nothing to produce (no DEL in the ACL)
             t0 = time.perf_counter()
             try:
                 await pipe.execute()
