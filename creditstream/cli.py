@@ -82,7 +82,7 @@ def _logs(args, settings=None):
 
 
 class _WholeWrites(io.RawIOBase):
-    """Standard output's file descriptor as a raw file whose writes always complete.
+    """A standard stream's file descriptor as a raw file whose writes always complete.
 
     Something in a command's process can leave the pipe behind standard output non-blocking
     (uvloop does so to file descriptors it watches: MagicStack/uvloop#460, #712; the flag belongs
@@ -111,25 +111,39 @@ class _WholeWrites(io.RawIOBase):
                 select.select([], [self._fd], [])
         return done
 
-    def close(self) -> None:  # the descriptor stays open: it is the process's standard output
+    def close(self) -> None:  # the descriptor stays open: it is the process's standard stream
         self.flush()
         super().close()
 
 
-def complete_stdout() -> None:
-    """Make ``sys.stdout`` write whole answers whatever the pipe's blocking mode (:class:`_WholeWrites`).
-    Left alone when standard output is not the process's own file (pytest's capture, embedding) or
-    was replaced already. ``sys.__stdout__`` stays as it was, and keeps the descriptor open."""
-    out = sys.stdout
-    if out is not sys.__stdout__ or not isinstance(out, io.TextIOWrapper):
-        return
+def complete_stdio() -> None:
+    """Make ``sys.stdout`` and ``sys.stderr`` write whole whatever the pipes' blocking mode
+    (:class:`_WholeWrites`): a command's answer, and the worker's log lines under a burst. Each is
+    left alone when it is not the process's own file (pytest's capture, embedding) or was replaced
+    already; ``sys.__stdout__`` / ``sys.__stderr__`` stay as they were and keep the descriptors open."""
+    sys.stdout = _whole(sys.stdout, sys.__stdout__)
+    sys.stderr = _whole(sys.stderr, sys.__stderr__)
+
+
+def _whole(out, original):
+    if out is not original or not isinstance(out, io.TextIOWrapper):
+        return out
     try:
         fd = out.fileno()
     except (AttributeError, OSError, ValueError):
-        return
+        return out
     out.flush()
-    sys.stdout = io.TextIOWrapper(io.BufferedWriter(_WholeWrites(fd)), encoding=out.encoding, errors=out.errors,
-                                  line_buffering=out.line_buffering, write_through=out.write_through)
+    wrapped = io.TextIOWrapper(io.BufferedWriter(_WholeWrites(fd)), encoding=out.encoding, errors=out.errors,
+                               line_buffering=out.line_buffering, write_through=out.write_through)
+    _OWN_STREAMS.append(wrapped)
+    return wrapped
+
+
+_OWN_STREAMS: list[io.TextIOWrapper] = []  # the wrappers complete_stdio made (still the process's own files)
+
+
+def _own_stderr() -> bool:
+    return sys.stderr is sys.__stderr__ or any(sys.stderr is own for own in _OWN_STREAMS)
 
 
 def _print_json(obj) -> None:
@@ -652,7 +666,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; the one place where exceptions become exit codes (module docstring)."""
     parser = build_parser()
     args = parser.parse_args(argv)  # usage errors: argparse exits 2
-    complete_stdout()
+    complete_stdio()
     try:
         code = args.func(args) or EXIT_OK
         sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
@@ -684,7 +698,7 @@ def _report_failure(code: int, line: str, *, silence_after: bool) -> int:
     do not follow the line; called with ``argv`` (tests, embedding), leave it alone."""
     print(line, file=sys.stderr)
     sys.stderr.flush()
-    if silence_after and sys.stderr is sys.__stderr__:
+    if silence_after and _own_stderr():
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the rest of the process
     return code
 

@@ -17,27 +17,32 @@ ANSWER = 300_000  # bytes: several times a pipe's 64 KiB
 
 # The child runs the CLI's entry point (which must install the guard), then writes a long answer,
 # as a command does after its event loop has ended.
-AFTER_MAIN = textwrap.dedent(f"""
-    import sys
-    from creditstream import cli
-    cli.main(["config", "check"])  # its exit status does not matter here
-    sys.stdout.write("x" * {ANSWER} + "\\n")
-    sys.stdout.flush()
-""")
-
-WITHOUT_GUARD = textwrap.dedent(f"""
-    import sys
-    sys.stdout.write("x" * {ANSWER} + "\\n")
-    sys.stdout.flush()
-""")
+def _after_main(stream: str) -> str:
+    return textwrap.dedent(f"""
+        import sys
+        from creditstream import cli
+        cli.main(["config", "check"])  # its exit status does not matter here
+        sys.{stream}.write("x" * {ANSWER} + "\\n")
+        sys.{stream}.flush()
+    """)
 
 
-def _read_slowly(code: str) -> tuple[int, bytes]:
-    """Run ``code`` with standard output a non-blocking pipe whose reader starts late."""
+def _without_guard(stream: str) -> str:
+    return textwrap.dedent(f"""
+        import sys
+        sys.{stream}.write("x" * {ANSWER} + "\\n")
+        sys.{stream}.flush()
+    """)
+
+
+def _read_slowly(code: str, stream: str = "stdout") -> tuple[int, bytes]:
+    """Run ``code`` with ``stream`` a non-blocking pipe whose reader starts late."""
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)  # the flag belongs to the pipe: the child shares it
     env = {k: v for k, v in os.environ.items() if not k.startswith("CREDITSTREAM_")}
-    child = subprocess.Popen([sys.executable, "-c", code], stdout=write_end, stderr=subprocess.DEVNULL, env=env)
+    pipes = {"stdout": write_end, "stderr": subprocess.DEVNULL} if stream == "stdout" else \
+        {"stdout": subprocess.DEVNULL, "stderr": write_end}
+    child = subprocess.Popen([sys.executable, "-c", code], env=env, **pipes)
     os.close(write_end)
     time.sleep(1.0)  # the child fills the pipe and would block
     data = bytearray()
@@ -47,13 +52,15 @@ def _read_slowly(code: str) -> tuple[int, bytes]:
     return child.wait(timeout=60), bytes(data)
 
 
-def test_a_long_answer_arrives_whole_through_a_non_blocking_pipe():
-    _, data = _read_slowly(AFTER_MAIN)
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_a_long_answer_arrives_whole_through_a_non_blocking_pipe(stream):
+    _, data = _read_slowly(_after_main(stream), stream)
     assert data.endswith(b"\n" + b"x" * ANSWER + b"\n"), f"{len(data)} bytes"
 
 
 @pytest.mark.skipif(sys.version_info >= (3, 14), reason="the loss is Python's; a later Python may not have it")
-def test_without_the_guard_the_same_answer_is_cut():
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_without_the_guard_the_same_answer_is_cut(stream):
     """The condition the guard is for: the same write, without the CLI, loses its tail."""
-    _, data = _read_slowly(WITHOUT_GUARD)
+    _, data = _read_slowly(_without_guard(stream), stream)
     assert len(data) < ANSWER
