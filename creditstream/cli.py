@@ -135,15 +135,13 @@ def _whole(out, original):
     out.flush()
     wrapped = io.TextIOWrapper(io.BufferedWriter(_WholeWrites(fd)), encoding=out.encoding, errors=out.errors,
                                line_buffering=out.line_buffering, write_through=out.write_through)
-    _OWN_STREAMS.append(wrapped)
     return wrapped
 
 
-_OWN_STREAMS: list[io.TextIOWrapper] = []  # the wrappers complete_stdio made (still the process's own files)
-
-
 def _own_stderr() -> bool:
-    return sys.stderr is sys.__stderr__ or any(sys.stderr is own for own in _OWN_STREAMS)
+    """Standard error is the process's own file: as it started, or wrapped by :func:`complete_stdio`."""
+    return sys.stderr is sys.__stderr__ or isinstance(getattr(getattr(sys.stderr, "buffer", None), "raw", None),
+                                                      _WholeWrites)
 
 
 def _print_json(obj) -> None:
