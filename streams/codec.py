@@ -1,7 +1,9 @@
 """Avro in the Confluent wire format, with pluggable schema registries.
 
 Wire format: magic byte ``0``, the schema id as 4 bytes big-endian, then the Avro binary body
-(no container header; fastavro *schemaless*). Two registries:
+(no container header; fastavro *schemaless*). The flat record schemas department systems write are
+read by streams/avro_reader.py (the same records, faster), anything else and any body it finds
+unusual by fastavro, whose record or error stands. Two registries:
 
 - ``LocalRegistry``: ids fixed in ``schemas/registry.json``; no network. The embedded default.
 - ``ConfluentRegistry``: the Confluent Schema Registry REST API over aiohttp (``GET
@@ -44,6 +46,7 @@ from typing import Any, Protocol
 import fastavro
 
 from schemas import all_schemas, full_name_of, local_ids
+from streams import avro_reader
 
 __all__ = [
     "DecodeError",
@@ -524,6 +527,9 @@ class ConfluentRegistry:
 # codec
 
 
+_UNCOMPILED: Any = object()
+
+
 class AvroCodec:
     """Encode/decode Avro records in the Confluent wire format.
 
@@ -536,6 +542,7 @@ class AvroCodec:
         self.remote = bool(getattr(self.registry, "remote", False))
         self._enc: dict[tuple[str, str | None], tuple[bytes, dict]] = {}
         self._dec: dict[int, tuple[str, dict]] = {}
+        self._fields: dict[int, tuple[avro_reader.Field, ...] | None] = {}  # schema id -> avro_reader steps
 
     async def ensure_ids(self, ids: Iterable[int]) -> None:
         """Fetch the writer schemas of these ids that are not cached yet (one awaited round of
@@ -603,6 +610,17 @@ class AvroCodec:
             data = bytes(data)
         schema_id = _check_header(data)
         name, schema = self._reader(schema_id)
+        fields = self._fields.get(schema_id, _UNCOMPILED)
+        if fields is _UNCOMPILED:
+            fields = self._fields[schema_id] = avro_reader.compile_record(schema)
+        if fields is not None:
+            try:
+                record, end = avro_reader.read(fields, data, HEADER_SIZE)
+            except avro_reader.NotFast:
+                pass  # fastavro decodes it below, and says what is wrong with it
+            else:
+                if end == len(data):
+                    return name, record
         bio = BytesIO(data)
         bio.seek(HEADER_SIZE)
         try:
