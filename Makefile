@@ -93,6 +93,7 @@ reliability: install  ## crash / outage / hostile-input suite at full scale (BRO
 SIZE ?= 200000
 RUNS ?= 3
 RATE ?= 1000
+WORKERS ?= 1
 HOT_SHARE ?= 0
 SUBJECTS ?= $$(( $(SIZE) / 2 ))
 SCALE ?= 10000,100000
@@ -102,8 +103,8 @@ bench: install  ## benchmark the pipeline and its baselines (make bench SIZE=200
 bench-checks: install  ## the check API alone: GET /check p50/p99 at 500 checks/s, open loop (SIZE=20000 events of state)
 	$(BIN)/python -m bench.bench --checks-only --size $(SIZE) --subjects $(SUBJECTS) --broker $(BROKER)
 
-bench-latency: install  ## the latency run alone: RATE events/s (default 1000) for 20 s, p50/p99 input -> list change
-	$(BIN)/python -m bench.bench --latency-only --rate $(RATE) --subjects $(SUBJECTS) --broker $(BROKER)
+bench-latency: install  ## the latency run alone: RATE events/s (default 1000) for 20 s, p50/p99 input -> list change (WORKERS=2: two worker processes)
+	$(BIN)/python -m bench.bench --latency-only --rate $(RATE) --subjects $(SUBJECTS) --broker $(BROKER) --latency-workers $(WORKERS)
 
 bench-scale: install  ## the pipeline alone as subjects grow (SCALE=10000,100000,1000000): us/event, peak RSS, Redis bytes/subject
 	$(BIN)/python -m bench.bench --scale $(SCALE) --broker $(BROKER)

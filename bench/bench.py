@@ -384,9 +384,11 @@ async def baseline_run(info, tag: str, which: str, events) -> float:
         await forwarded.close()
 
 
-async def latency_run(info, tag: str, rate: int, seconds: float, subjects: int, warmup_s: float = 3.0) -> dict:
+async def latency_run(info, tag: str, rate: int, seconds: float, subjects: int, warmup_s: float = 3.0,
+                      workers: int = 1) -> dict:
     """Offer ``rate`` events/s for ``warmup_s`` + ``seconds``; latency = list change received - input
-    event time, of the inputs sent after the warm-up."""
+    event time, of the inputs sent after the warm-up. ``workers`` worker processes share the
+    partitions (the busy share reported is their mean, each of one core)."""
     from creditstream.connections import make_codec
     from streams import kafka
     from streams.samples import SCHEMA_OF_KIND
@@ -396,7 +398,8 @@ async def latency_run(info, tag: str, rate: int, seconds: float, subjects: int, 
     s = settings_for(info, tag)
     t = Topics(s)
     await kafka.ensure_topics(s)
-    proc = spawn(["-m", "creditstream.cli", "worker"], env_for(s), RUN_DIR / tag / "worker.log")
+    procs = [spawn(["-m", "creditstream.cli", "worker"], env_for(s),
+                   RUN_DIR / tag / ("worker.log" if workers == 1 else f"worker{i}.log")) for i in range(workers)]
     codec = make_codec(s)
     await codec.ensure_writer(SCHEMA_OF_KIND["penalty"])  # a remote registry: sample_severe encodes in the loop
     # severe penalties in blacklisted domains: most inputs cause a list change we can time
@@ -413,7 +416,7 @@ async def latency_run(info, tag: str, rate: int, seconds: float, subjects: int, 
         progress = Progress(s)
         warm = sample_severe(gen, codec)
         await (await producer.send(t.penalty, warm))
-        await wait_until(progress, 1, 120, [proc])
+        await wait_until(progress, 1, 120, procs)
         # then the offered rate for ``warmup_s`` before anything is timed: the figure is the steady
         # state's (the first seconds of a cold worker are startup_s / restart_after_kill_s)
         warm_n = int(rate * warmup_s)
@@ -425,27 +428,29 @@ async def latency_run(info, tag: str, rate: int, seconds: float, subjects: int, 
         t0 = time.monotonic()
         t_begin_ms = int(time.time() * 1000 + warmup_s * 1000)
         consumer_task = asyncio.create_task(collect_changes(s, t.list_changes, t_begin_ms, latencies, samples))
-        busy_from: tuple[float, float | None] | None = None
+        busy_from: tuple[float, list[float | None]] | None = None
         for i in range(n):
-            if i == warm_n:  # the timed part starts: the worker's CPU time from here
-                busy_from = (time.monotonic(), cpu_seconds(proc.pid))
+            if i == warm_n:  # the timed part starts: the workers' CPU time from here
+                busy_from = (time.monotonic(), [cpu_seconds(p.pid) for p in procs])
             delay = t0 + i / rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             await producer.send(t.penalty, inputs[i], timestamp_ms=int(time.time() * 1000))
         await producer.flush()
-        await wait_until(progress, n + 1, 120, [proc])
-        # how busy the worker was while timed (share of one core): near 1, inputs queue behind each
-        # other and the latency is the machine's speed, not the pipeline's waits
-        used = cpu_seconds(proc.pid)
-        if busy_from is not None and busy_from[1] is not None and used is not None:
-            worker_busy = round((used - busy_from[1]) / (time.monotonic() - busy_from[0]), 3)
+        await wait_until(progress, n + 1, 120, procs)
+        # how busy the workers were while timed (each a share of one core): near 1, inputs queue
+        # behind each other and the latency is the machine's speed, not the pipeline's waits
+        used = [cpu_seconds(p.pid) for p in procs]
+        if busy_from is not None and None not in busy_from[1] and None not in used:
+            spent = sum(u - b for u, b in zip(used, busy_from[1]))  # type: ignore[operator]
+            worker_busy = round(spent / workers / (time.monotonic() - busy_from[0]), 3)
         await asyncio.sleep(1.0)
         consumer_task.cancel()
         await progress.close()
     finally:
         await producer.stop()
-        stop(proc)
+        for proc in procs:
+            stop(proc)
     windows = latency_windows(samples, t_begin_ms)
     latencies.sort()
     if not latencies:
@@ -586,8 +591,9 @@ async def main(args) -> dict:
             return results
         if args.latency_only:
             log(f"latency at {args.rate} events/s for {args.latency_seconds}s")
-            results.update(offered_rate=args.rate,
-                           **await latency_run(info, f"b{stamp}l", args.rate, args.latency_seconds, args.subjects))
+            results.update(offered_rate=args.rate, latency_workers=args.latency_workers,
+                           **await latency_run(info, f"b{stamp}l", args.rate, args.latency_seconds, args.subjects,
+                                               workers=args.latency_workers))
             return results
         log(f"generating {args.size} events over {args.subjects} subjects"
             + (f", {args.hot_share:.0%} of the new decisions about one subject" if args.hot_share else ""))
@@ -906,6 +912,8 @@ def cli() -> None:
     p.add_argument("--runs", type=int, default=3, help="runs per measurement, medians reported (default 3)")
     p.add_argument("--rate", type=int, default=1000, help="offered load for the latency run (default 1000/s)")
     p.add_argument("--latency-seconds", type=float, default=20.0, help="length of the latency run (default 20)")
+    p.add_argument("--latency-workers", type=int, default=1, metavar="N",
+                   help="worker processes in the latency run (default 1; make bench-latency WORKERS=2)")
     p.add_argument("--hot", type=int, default=5000,
                    help="inputs to one hot subject, timed through the rules core (default 5000; 0: skip)")
     p.add_argument("--hot-share", type=float, default=0.0,
@@ -923,6 +931,8 @@ def cli() -> None:
     p.add_argument("--latency-only", action="store_true",
                    help="only the latency run: --rate events/s for --latency-seconds, p50/p99 input to list change")
     args = p.parse_args()
+    if args.latency_workers < 1:
+        p.error("--latency-workers: at least 1")
     results = asyncio.run(main(args))
     if args.profile:
         from bench.profile import render as render_profile
