@@ -133,9 +133,8 @@ def _whole(out, original):
     except (AttributeError, OSError, ValueError):
         return out
     out.flush()
-    wrapped = io.TextIOWrapper(io.BufferedWriter(_WholeWrites(fd)), encoding=out.encoding, errors=out.errors,
-                               line_buffering=out.line_buffering, write_through=out.write_through)
-    return wrapped
+    return io.TextIOWrapper(io.BufferedWriter(_WholeWrites(fd)), encoding=out.encoding, errors=out.errors,
+                            line_buffering=out.line_buffering, write_through=out.write_through)
 
 
 def _own_stderr() -> bool:

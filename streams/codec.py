@@ -527,9 +527,6 @@ class ConfluentRegistry:
 # codec
 
 
-_UNCOMPILED: Any = object()
-
-
 class AvroCodec:
     """Encode/decode Avro records in the Confluent wire format.
 
@@ -541,8 +538,8 @@ class AvroCodec:
         self.registry = registry if registry is not None else LocalRegistry()
         self.remote = bool(getattr(self.registry, "remote", False))
         self._enc: dict[tuple[str, str | None], tuple[bytes, dict]] = {}
-        self._dec: dict[int, tuple[str, dict]] = {}
-        self._fields: dict[int, tuple[avro_reader.Field, ...] | None] = {}  # schema id -> avro_reader steps
+        # schema id -> (full name, writer schema, its avro_reader steps or None: fastavro reads it)
+        self._dec: dict[int, tuple[str, dict, tuple[avro_reader.Field, ...] | None]] = {}
 
     async def ensure_ids(self, ids: Iterable[int]) -> None:
         """Fetch the writer schemas of these ids that are not cached yet (one awaited round of
@@ -589,7 +586,7 @@ class AvroCodec:
             raise EncodeError(f"{full_name}: record does not fit the schema: {type(e).__name__}: {e}") from None
         return bio.getvalue()
 
-    def _reader(self, schema_id: int) -> tuple[str, dict]:
+    def _reader(self, schema_id: int) -> tuple[str, dict, tuple[avro_reader.Field, ...] | None]:
         hit = self._dec.get(schema_id)
         if hit is None:
             try:
@@ -597,7 +594,7 @@ class AvroCodec:
                 name = self.registry.name_of(schema_id)
             except UnknownSchemaId as e:
                 raise DecodeError("unknown-schema-id", str(e), schema_id) from None
-            hit = (name, schema)
+            hit = (name, schema, avro_reader.compile_record(schema))
             self._dec[schema_id] = hit
         return hit
 
@@ -609,10 +606,7 @@ class AvroCodec:
         if not isinstance(data, bytes):
             data = bytes(data)
         schema_id = _check_header(data)
-        name, schema = self._reader(schema_id)
-        fields = self._fields.get(schema_id, _UNCOMPILED)
-        if fields is _UNCOMPILED:
-            fields = self._fields[schema_id] = avro_reader.compile_record(schema)
+        name, schema, fields = self._reader(schema_id)
         if fields is not None:
             try:
                 record, end = avro_reader.read(fields, data, HEADER_SIZE)
