@@ -138,3 +138,69 @@ async def test_a_replay_in_processes_rebuilds_a_subject_whose_events_sit_on_two_
     # (the announced changes themselves may differ: the two processes interleave the subject's
     # inputs in another order, so other intermediate histories were announced and withdrawn; the
     # history they fold to is in the state, equal above)
+
+
+async def test_parallel_rebuilds_fence_each_other_slice_by_slice(settings, redis, monkeypatch):
+    """A job of a replay in several WATCHes the subjects of its transaction, and redis-server's
+    WATCH is quadratic in the keys one transaction watches (a 5,000-input batch held Redis ~100 ms):
+    so a job applies its batches in slices of at most ``FENCED_SLICE`` inputs. Two such jobs, run
+    side by side here on the two partitions a subject's events sit on, in slices of 7: every input
+    applied once, nothing one slice wrote lost to the other job, the state equal to a rebuild in
+    one process."""
+    import asyncio
+    import datetime as dt
+
+    from agents.subject import SubjectAgent
+    from bench.core import SUBJECT, penalty
+    from domain import events
+    from domain.clock import due_ms
+    from ops import replay as replay_module
+    from sinks.keys import Keys
+    from sinks.redis_state import SubjectStateSink, read_states
+    from streams import kafka
+    from streams.topics import Topics
+
+    await kafka.ensure_topics(settings)
+    topic = Topics(settings).subject_events
+    producer = kafka.producer(settings)
+    await producer.start()
+    arrival = due_ms("2026-11-30") + 36_000_000
+    n = 90
+    try:
+        for i in range(n):  # alternating partitions 0 and 1
+            ev = events.of_record(SUBJECT, "uscc", f"creditstream.penalty/{i % 2}/{i}",
+                                  penalty(i, dt.date(2021, 1, 4) + dt.timedelta(days=i)), arrival)
+            await producer.send(topic, events.encode(ev), key=SUBJECT.encode(), partition=i % 2)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+    sizes: list[int] = []
+    process, commit = SubjectAgent.process, SubjectStateSink.commit
+
+    async def counted(self, records, checkpoint):
+        sizes.append(len(records))
+        return await process(self, records, checkpoint)
+
+    async def late(self):
+        await asyncio.sleep(0.005)  # the other job reads the subject between this one's read and write
+        return await commit(self)
+
+    monkeypatch.setattr(SubjectAgent, "process", counted)
+    monkeypatch.setattr(SubjectStateSink, "commit", late)
+    monkeypatch.setattr(replay_module, "FENCED_SLICE", 7)
+    base = Keys(settings.namespace, pseudonym_key=settings.pseudonym_key)
+    keys = base.with_generation("replay-sliced")
+
+    async def nothing(_n: int) -> None:
+        return None
+
+    applied = await asyncio.gather(*(
+        replay_module._rebuild(settings, redis, keys, partitions=[p], start=None, from_timestamp_ms=None,
+                               on_batch=nothing, parallel=True) for p in (0, 1)))
+    assert sum(events_applied for events_applied, _ in applied) == n
+    assert max(sizes) == 7 and sum(sizes) > n  # sliced; and fenced: some slices were processed again
+    (state,) = await read_states(redis, keys, [SUBJECT])
+    assert len(state["records"]) == n  # nothing one job applied was overwritten by the other
+    one = await replay_module.replay(settings, progress=False, jobs=1)
+    assert await replay_module.diff_generations(redis, base.with_generation(one.generation), keys) == []
