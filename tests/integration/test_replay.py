@@ -102,31 +102,13 @@ async def test_a_replay_in_processes_rebuilds_a_subject_whose_events_sit_on_two_
     """After a repartition (or a changed pseudonym key) a subject's events sit on two partitions;
     replayed by two processes at once, neither may overwrite what the other applied (each batch
     WATCHes its subjects): the rebuild equals the one in one process."""
-    import datetime as dt
-
-    from bench.core import SUBJECT, penalty
-    from domain import events
-    from domain.clock import due_ms
+    from bench.core import SUBJECT
     from ops.replay import diff_generations, replay
     from sinks.keys import Keys
     from sinks.redis_state import read_states
-    from streams import kafka
-    from streams.topics import Topics
 
-    await kafka.ensure_topics(settings)
-    topic = Topics(settings).subject_events
-    producer = kafka.producer(settings)
-    await producer.start()
-    arrival = due_ms("2026-11-30") + 36_000_000
     n = 600
-    try:
-        for i in range(n):  # alternating partitions 0 and 1, every input its own record
-            ev = events.of_record(SUBJECT, "uscc", f"creditstream.penalty/{i % 2}/{i}",
-                                  penalty(i, dt.date(2021, 1, 4) + dt.timedelta(days=i)), arrival)
-            await producer.send(topic, events.encode(ev), key=SUBJECT.encode(), partition=i % 2)
-        await producer.flush()
-    finally:
-        await producer.stop()
+    await _one_subject_on_two_partitions(settings, n)
     one = await replay(settings, progress=False, jobs=1)
     two = await replay(settings, progress=False, jobs=2)
     assert (one.events, two.events, two.jobs) == (n, n, 2)
@@ -148,32 +130,15 @@ async def test_parallel_rebuilds_fence_each_other_slice_by_slice(settings, redis
     applied once, nothing one slice wrote lost to the other job, the state equal to a rebuild in
     one process."""
     import asyncio
-    import datetime as dt
 
     from agents.subject import SubjectAgent
-    from bench.core import SUBJECT, penalty
-    from domain import events
-    from domain.clock import due_ms
+    from bench.core import SUBJECT
     from ops import replay as replay_module
     from sinks.keys import Keys
     from sinks.redis_state import SubjectStateSink, read_states
-    from streams import kafka
-    from streams.topics import Topics
 
-    await kafka.ensure_topics(settings)
-    topic = Topics(settings).subject_events
-    producer = kafka.producer(settings)
-    await producer.start()
-    arrival = due_ms("2026-11-30") + 36_000_000
     n = 90
-    try:
-        for i in range(n):  # alternating partitions 0 and 1
-            ev = events.of_record(SUBJECT, "uscc", f"creditstream.penalty/{i % 2}/{i}",
-                                  penalty(i, dt.date(2021, 1, 4) + dt.timedelta(days=i)), arrival)
-            await producer.send(topic, events.encode(ev), key=SUBJECT.encode(), partition=i % 2)
-        await producer.flush()
-    finally:
-        await producer.stop()
+    await _one_subject_on_two_partitions(settings, n)
 
     sizes: list[int] = []
     process, commit = SubjectAgent.process, SubjectStateSink.commit
@@ -204,3 +169,29 @@ async def test_parallel_rebuilds_fence_each_other_slice_by_slice(settings, redis
     assert len(state["records"]) == n  # nothing one job applied was overwritten by the other
     one = await replay_module.replay(settings, progress=False, jobs=1)
     assert await replay_module.diff_generations(redis, base.with_generation(one.generation), keys) == []
+
+
+async def _one_subject_on_two_partitions(settings, n: int) -> None:
+    """``n`` penalties about one subject on the subject-event log, alternating partitions 0 and 1
+    (as after a repartition), every input its own record."""
+    import datetime as dt
+
+    from bench.core import SUBJECT, penalty
+    from domain import events
+    from domain.clock import due_ms
+    from streams import kafka
+    from streams.topics import Topics
+
+    await kafka.ensure_topics(settings)
+    topic = Topics(settings).subject_events
+    producer = kafka.producer(settings)
+    await producer.start()
+    arrival = due_ms("2026-11-30") + 36_000_000
+    try:
+        for i in range(n):
+            ev = events.of_record(SUBJECT, "uscc", f"creditstream.penalty/{i % 2}/{i}",
+                                  penalty(i, dt.date(2021, 1, 4) + dt.timedelta(days=i)), arrival)
+            await producer.send(topic, events.encode(ev), key=SUBJECT.encode(), partition=i % 2)
+        await producer.flush()
+    finally:
+        await producer.stop()
