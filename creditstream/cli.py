@@ -504,6 +504,8 @@ def cmd_replay(args) -> int:
               f"({settings.namespace}:{gen}:*) can be deleted with the admin user (never the live generation's)",
               file=sys.stderr)
     processes = f"{result.jobs} process{'es' if result.jobs > 1 else ''}"
+    if result.fenced:
+        processes += ", fenced: a subject's inputs sit on more than one partition"
     print(f"replayed {result.events} subject events into generation {result.generation!r} "
           f"in {result.seconds:.2f}s ({result.rate:,.0f} events/s, {processes}); {len(result.changes)} list changes")
     code = EXIT_OK

@@ -33,6 +33,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
+import msgspec
 import structlog
 
 from creditstream.connections import make_codec, redis_client
@@ -41,6 +42,7 @@ from creditstream.settings import Settings
 from domain.calendar import WorkingCalendar
 from domain.rulebook import load_rulebook
 from ops.inspect import running_workers
+from sinks.kafka import key_hash
 from sinks.keys import Keys, require_pseudonym_key, resolve_keys
 from sinks.redis_state import SubjectStateSink, read_states
 from streams import kafka
@@ -59,6 +61,7 @@ class ReplayResult:
     differences: list[str] = field(default_factory=list)
     switched: bool = False
     jobs: int = 1  # processes that rebuilt it
+    fenced: bool = False  # several processes, each transaction WATCHing its subjects (a subject on two partitions)
     abandoned: list[str] = field(default_factory=list)  # earlier replays found interrupted
 
     @property
@@ -156,19 +159,26 @@ def job_partitions(partitions: list[int], jobs: int | None = None) -> list[list[
 
 async def _rebuild(settings: Settings, redis, keys: Keys, *, partitions: list[int] | None,
                    start: dict[int, int] | None, from_timestamp_ms: int | None, on_batch,
-                   parallel: bool = False) -> tuple[int, list[tuple[str, str]]]:
+                   parallel: bool = False, fenced: bool = True,
+                   partition_count: int | None = None) -> tuple[int, list[tuple[str, str]]]:
     """Apply the subject-event log (``partitions`` of it; None: all) to the generation of ``keys``
     through the subject agent, as a worker does but producing nothing. Returns the events applied
     and the list changes (subject, change id) in log order. ``parallel``: other processes rebuild
-    other partitions of the same generation at the same time (below)."""
+    other partitions of the same generation at the same time: ``fenced``, each transaction WATCHes
+    its subjects; not fenced, every input is first checked to sit on its subject's one partition
+    (``partition_count`` partitions), :class:`StraySubject` raised if one does not (``replay``)."""
     from agents.subject import SubjectAgent
 
     topics = Topics(settings)
-    # several processes: a subject's events may sit on two partitions (repartitioned topic, changed
-    # pseudonym key) rebuilt by two of them, so each batch also WATCHes its subjects and holds no
-    # state between batches (sinks/redis_state.py), and a batch fenced by another job is read again
-    sink = SubjectStateSink(redis, keys, cache_mb=0 if parallel else settings.state_cache_mb,
-                            state_format=settings.state_format, watch_subjects=parallel)
+    # several processes, fenced: a subject's events may sit on two partitions (repartitioned topic,
+    # changed pseudonym key) rebuilt by two of them, so each batch also WATCHes its subjects and holds
+    # no state between batches (sinks/redis_state.py), and a batch fenced by another job is read again
+    fence = parallel and fenced
+    check = parallel and not fenced
+    if check and not partition_count:
+        raise ValueError("an unfenced rebuild in several processes needs the log's partition count")
+    sink = SubjectStateSink(redis, keys, cache_mb=0 if fence else settings.state_cache_mb,
+                            state_format=settings.state_format, watch_subjects=fence)
     agent = SubjectAgent(topics=topics, state=sink, producer=None, codec=make_codec(settings),
                          rules=load_rulebook(settings.rules_file or None),
                          calendar=WorkingCalendar.from_file(settings.calendar_file)
@@ -182,7 +192,13 @@ async def _rebuild(settings: Settings, redis, keys: Keys, *, partitions: list[in
     try:
         async for read in _batches(settings, topics.subject_events, start, partitions, from_timestamp_ms):
             # in several processes, a transaction WATCHes its subjects: a slice of the batch at a time
-            for batch in (_slices(read, FENCED_SLICE) if parallel else (read,)):
+            if check:
+                try:
+                    refuse_strays(read, partition_count, keys)
+                except StraySubject as stray:  # nothing of this read applied: a fenced pass goes on from here
+                    stray.events, stray.changes = events, agent.announced
+                    raise
+            for batch in (_slices(read, FENCED_SLICE) if fence else (read,)):
                 for attempt in range(1, FENCED_RETRIES + 1):
                     checkpoint = agent.checkpoint()
                     try:
@@ -219,6 +235,7 @@ async def _batches(settings: Settings, topic: str, start: dict[int, int] | None,
 
 FENCED_RETRIES = 20
 
+
 # In several processes, each transaction of a job WATCHes the subjects it writes. redis-server
 # checks every key a WATCH adds against each key the connection already watches, so one WATCH of n
 # keys costs n^2 / 2 comparisons on Redis's one thread, every other client waiting meanwhile
@@ -226,6 +243,44 @@ FENCED_RETRIES = 20
 # a replay's batches of ~5,000 inputs held Redis for 46 ms a WATCH, a client's GET waited up to 104
 # ms). So a job's transactions take at most this many inputs, and WATCH at most as many subjects.
 FENCED_SLICE = 500
+
+
+class StraySubject(Exception):
+    """An input of the subject-event log not on its subject's one partition (the partition count or
+    the pseudonym key changed since it was written): two processes might rebuild that subject.
+    ``events`` and ``changes``: what the rebuild had applied before it (``_rebuild``)."""
+
+    events: int = 0
+    changes: list[tuple[str, str]] = []
+
+
+class _SubjectOnly(msgspec.Struct):
+    subject: str
+
+
+_subject_only = msgspec.json.Decoder(_SubjectOnly)
+
+
+def refuse_strays(batch: list, partition_count: int, keys: Keys) -> None:
+    """Raise :class:`StraySubject` unless every input of ``batch`` is keyed by its subject's storage id
+    under the current pseudonym key and sits on the partition that key hashes to (Kafka's murmur2, as
+    the workers' producers place it). When every input of a log passes, each subject's inputs are on
+    one partition, so the processes rebuilding different partitions never write the same subject."""
+    for m in batch:
+        key = m.key
+        if key is None:
+            raise StraySubject(f"an input without a key at {m.topic}[{m.partition}]@{m.offset}")
+        home = key_hash(key) % partition_count
+        if home != m.partition:
+            raise StraySubject(f"{m.topic}[{m.partition}]@{m.offset} is keyed for partition {home} of "
+                               f"{partition_count}")
+        try:
+            subject = _subject_only.decode(m.value or b"").subject
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            continue  # not a subject event: dead-lettered by the rebuild, never applied
+        if keys.storage_id(subject).encode() != key:
+            raise StraySubject(f"{m.topic}[{m.partition}]@{m.offset} is keyed {key!r}, not by its subject's "
+                               f"storage id under the current pseudonym key")
 
 
 def _slices(batch: list, size: int) -> list[list]:
@@ -245,37 +300,46 @@ def _end_with_parent(parent: int) -> None:
 
 
 def _rebuild_job(settings: Settings, generation: str, partitions: list[int], start: dict[int, int] | None,
-                 from_timestamp_ms: int | None) -> tuple[int, list[tuple[str, str]]]:
+                 from_timestamp_ms: int | None, fenced: bool, partition_count: int
+                 ) -> tuple[int, list[tuple[str, str]], str | None]:
     """One process of a replay in several (``--jobs``): rebuild ``partitions``, counting progress in
     the replay's progress hash (``applied``)."""
     from creditstream import eventloop, logs
 
     logs.configure(level=settings.log_level, fmt=settings.log_format)
     eventloop.install(settings.event_loop)  # a process of its own: the replay's loop is not inherited
-    return asyncio.run(_rebuild_job_async(settings, generation, partitions, start, from_timestamp_ms))
+    return asyncio.run(_rebuild_job_async(settings, generation, partitions, start, from_timestamp_ms, fenced,
+                                          partition_count))
 
 
 async def _rebuild_job_async(settings: Settings, generation: str, partitions: list[int],
-                             start: dict[int, int] | None, from_timestamp_ms: int | None
-                             ) -> tuple[int, list[tuple[str, str]]]:
+                             start: dict[int, int] | None, from_timestamp_ms: int | None, fenced: bool,
+                             partition_count: int) -> tuple[int, list[tuple[str, str]], str | None]:
     keys = Keys(settings.namespace, generation, require_pseudonym_key(settings.pseudonym_key))
     redis = redis_client(settings)
     try:
         async def counted(n: int) -> None:
             await redis.hincrby(keys.replay_progress(generation), "applied", n)
 
-        return await _rebuild(settings, redis, keys, partitions=partitions, start=start,
-                              from_timestamp_ms=from_timestamp_ms, on_batch=counted, parallel=True)
+        try:
+            events, changes = await _rebuild(settings, redis, keys, partitions=partitions, start=start,
+                                             from_timestamp_ms=from_timestamp_ms, on_batch=counted, parallel=True,
+                                             fenced=fenced, partition_count=partition_count)
+        except StraySubject as stray:
+            return stray.events, stray.changes, str(stray)
+        return events, changes, None
     finally:
         await redis.aclose()
 
 
 async def _rebuild_in_processes(settings: Settings, redis, keys: Keys, groups: list[list[int]],
                                 start: dict[int, int] | None, from_timestamp_ms: int | None,
-                                bar: Progress) -> tuple[int, list[tuple[str, str]]]:
+                                bar: Progress, *, fenced: bool, partition_count: int
+                                ) -> tuple[int, list[tuple[str, str]], list[str]]:
     """The rebuild in one process per group of partitions (they share nothing but Redis: each
     writes its partitions' positions, its subjects' states and lists). The progress bar follows
-    the ``applied`` count the processes keep in Redis. If one fails, the others are stopped."""
+    the ``applied`` count the processes keep in Redis. If one fails, the others are stopped.
+    Returns the events, the list changes, and the stray inputs that stopped processes (unfenced)."""
     loop = asyncio.get_running_loop()
     pool = ProcessPoolExecutor(max_workers=len(groups), mp_context=multiprocessing.get_context("spawn"),
                                initializer=_end_with_parent, initargs=(os.getpid(),))
@@ -283,7 +347,7 @@ async def _rebuild_in_processes(settings: Settings, redis, keys: Keys, groups: l
     log.info("replay in processes", jobs=len(groups), partitions=groups)
     try:
         jobs = asyncio.gather(*(loop.run_in_executor(pool, _rebuild_job, settings, keys.generation, g, start,
-                                                     from_timestamp_ms) for g in groups))
+                                                     from_timestamp_ms, fenced, partition_count) for g in groups))
         shown = 0
         while not jobs.done():
             await asyncio.wait([jobs], timeout=0.25)
@@ -297,7 +361,8 @@ async def _rebuild_in_processes(settings: Settings, redis, keys: Keys, groups: l
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
-    return sum(n for n, _ in results), [c for _, changes in results for c in changes]
+    return (sum(n for n, _, _ in results), [c for _, changes, _ in results for c in changes],
+            [stray for _, _, stray in results if stray])
 
 
 async def replay(settings: Settings, *, generation: str | None = None, verify: bool = False,
@@ -330,7 +395,8 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
             start = await kafka.offsets_at(settings, topics.subject_events, from_timestamp_ms)
             if start is not None:
                 from_timestamp_ms = None  # Apache Kafka found the offsets: nothing to filter
-        groups = job_partitions(await kafka.partitions_of(settings, topics.subject_events), jobs)
+        all_partitions = await kafka.partitions_of(settings, topics.subject_events)
+        groups = job_partitions(all_partitions, jobs)
         result.jobs = max(len(groups), 1)
         if len(groups) <= 1:
             async def advance(n: int) -> None:
@@ -340,8 +406,26 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
             result.events, result.changes = await _rebuild(settings, redis, keys, partitions=None, start=start,
                                                            from_timestamp_ms=from_timestamp_ms, on_batch=advance)
         else:
-            result.events, result.changes = await _rebuild_in_processes(settings, redis, keys, groups, start,
-                                                                        from_timestamp_ms, bar)
+            # every subject's inputs on its one partition, as the workers produce them: the processes
+            # never write the same subject and need no fence. Checked input by input: a process that
+            # meets one elsewhere (the partition count or the pseudonym key changed since) stops
+            # before it, and a second pass, fenced (each transaction WATCHes its subjects: ~20%
+            # slower), goes on from the positions the first recorded (what they cover is skipped)
+            events, changes, strays = await _rebuild_in_processes(
+                settings, redis, keys, groups, start, from_timestamp_ms, bar, fenced=False,
+                partition_count=len(all_partitions))
+            if strays:
+                log.warning("a subject's inputs sit on more than one partition: the rest of the rebuild is "
+                            "fenced", generation=generation, found=strays)
+                bar.close()
+                await redis.hset(keys.replay_progress(generation), "applied", 0)
+                bar = Progress(bar.total, enabled=progress)
+                result.fenced = True
+                events, more, _ = await _rebuild_in_processes(
+                    settings, redis, keys, groups, start, from_timestamp_ms, bar, fenced=True,
+                    partition_count=len(all_partitions))
+                changes += more
+            result.events, result.changes = events, changes
         result.seconds = time.perf_counter() - t0
         bar.close()
         await redis.hset(keys.replay_progress(generation),

@@ -42,6 +42,7 @@ async def test_replaying_the_demo_twice_gives_identical_state_and_change_ids(pip
         first = await replay(settings, verify=True, progress=False, jobs=1)
     second = await replay(settings, verify=True, progress=False, jobs=2)  # two processes, two partitions each
     assert (first.jobs, second.jobs) == (1, 2)
+    assert not second.fenced  # every subject's inputs on its one partition: no process fenced
     assert first.differences == [] and second.differences == []
     assert per_subject(first.changes) == per_subject(second.changes) == live
 
@@ -112,6 +113,7 @@ async def test_a_replay_in_processes_rebuilds_a_subject_whose_events_sit_on_two_
     one = await replay(settings, progress=False, jobs=1)
     two = await replay(settings, progress=False, jobs=2)
     assert (one.events, two.events, two.jobs) == (n, n, 2)
+    assert two.fenced  # inputs off their subject's partition found: the rest of the rebuild was fenced
     base = Keys(settings.namespace, pseudonym_key=settings.pseudonym_key)
     assert await diff_generations(redis, base.with_generation(one.generation),
                                   base.with_generation(two.generation)) == []
@@ -171,9 +173,39 @@ async def test_parallel_rebuilds_fence_each_other_slice_by_slice(settings, redis
     assert await replay_module.diff_generations(redis, base.with_generation(one.generation), keys) == []
 
 
-async def _one_subject_on_two_partitions(settings, n: int) -> None:
-    """``n`` penalties about one subject on the subject-event log, alternating partitions 0 and 1
-    (as after a repartition), every input its own record."""
+async def test_a_replay_in_processes_meeting_a_stray_input_midway_goes_on_fenced(settings, redis):
+    """A replay in several processes runs unfenced while every input sits on its subject's one
+    partition; here the subject's first 40 and last 40 inputs sit where the producer puts them, the 40
+    between on another partition (written before a repartition, say). The process that meets the
+    first of those stops before it; a fenced pass goes on from the positions recorded, skipping what
+    the first applied: the rebuild equals the one in one process, every input applied once."""
+    from bench.core import SUBJECT
+    from ops.replay import diff_generations, replay
+    from sinks.kafka import key_hash
+    from sinks.keys import Keys
+    from sinks.redis_state import read_states
+    from streams import kafka
+    from streams.topics import Topics
+
+    await kafka.ensure_topics(settings)
+    count = len(await kafka.partitions_of(settings, Topics(settings).subject_events))
+    home = key_hash(SUBJECT.encode()) % count
+    n = 120
+    await _one_subject_on_two_partitions(settings, n, lambda i: (home + 1) % count if 40 <= i < 80 else None)
+    one = await replay(settings, progress=False, jobs=1)
+    two = await replay(settings, progress=False, jobs=2)
+    assert (one.events, two.events, two.jobs, two.fenced) == (n, n, 2, True)
+    base = Keys(settings.namespace, pseudonym_key=settings.pseudonym_key)
+    assert await diff_generations(redis, base.with_generation(one.generation),
+                                  base.with_generation(two.generation)) == []
+    (state,) = await read_states(redis, base.with_generation(two.generation), [SUBJECT])
+    assert len(state["records"]) == n
+
+
+async def _one_subject_on_two_partitions(settings, n: int, partition_of=lambda i: i % 2) -> None:
+    """``n`` penalties about one subject on the subject-event log, input ``i`` on partition
+    ``partition_of(i)`` (default: alternating partitions 0 and 1, as after a repartition; None: where
+    the producer's partitioner puts it, as the workers do), every input its own record."""
     import datetime as dt
 
     from bench.core import SUBJECT, penalty
@@ -191,7 +223,7 @@ async def _one_subject_on_two_partitions(settings, n: int) -> None:
         for i in range(n):
             ev = events.of_record(SUBJECT, "uscc", f"creditstream.penalty/{i % 2}/{i}",
                                   penalty(i, dt.date(2021, 1, 4) + dt.timedelta(days=i)), arrival)
-            await producer.send(topic, events.encode(ev), key=SUBJECT.encode(), partition=i % 2)
+            await producer.send(topic, events.encode(ev), key=SUBJECT.encode(), partition=partition_of(i))
         await producer.flush()
     finally:
         await producer.stop()
