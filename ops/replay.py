@@ -191,13 +191,13 @@ async def _rebuild(settings: Settings, redis, keys: Keys, *, partitions: list[in
     heap = rounds.start()
     try:
         async for read in _batches(settings, topics.subject_events, start, partitions, from_timestamp_ms):
-            # in several processes, a transaction WATCHes its subjects: a slice of the batch at a time
-            if check:
+            if check:  # unfenced: only while no subject can be on another process's partitions
                 try:
                     refuse_strays(read, partition_count, keys)
                 except StraySubject as stray:  # nothing of this read applied: a fenced pass goes on from here
                     stray.events, stray.changes = events, agent.announced
                     raise
+            # fenced, a transaction WATCHes its subjects: a slice of the batch at a time (FENCED_SLICE)
             for batch in (_slices(read, FENCED_SLICE) if fence else (read,)):
                 for attempt in range(1, FENCED_RETRIES + 1):
                     checkpoint = agent.checkpoint()
