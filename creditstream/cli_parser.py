@@ -132,7 +132,9 @@ def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.Argumen
     sp.add_argument("--from-timestamp", help="ISO date-time: only events at or after it (inspection only)")
     sp.add_argument("--jobs", type=int, metavar="N",
                     help="processes rebuilding partitions side by side (default: one per CPU, at most one per "
-                         "partition of the subject-event log; 1: all in this process)")
+                         "partition of the subject-event log; 1: all in this process). A subject whose events "
+                         "sit on two partitions (the partition count or the pseudonym key changed) makes the "
+                         "rest of the rebuild fenced: slower, the same result")
 
     sp = add("dlq", commands["dlq"], "list, show and re-drive dead letters",
              "Dead letters: bad input kept whole (original key, bytes and headers) with the reason and "
