@@ -42,7 +42,7 @@ from creditstream.settings import Settings
 from domain.calendar import WorkingCalendar
 from domain.rulebook import load_rulebook
 from ops.inspect import running_workers
-from sinks.kafka import key_hash
+from sinks.kafka import home_partition
 from sinks.keys import Keys, require_pseudonym_key, resolve_keys
 from sinks.redis_state import SubjectStateSink, read_states
 from streams import kafka
@@ -248,10 +248,12 @@ FENCED_SLICE = 500
 class StraySubject(Exception):
     """An input of the subject-event log not on its subject's one partition (the partition count or
     the pseudonym key changed since it was written): two processes might rebuild that subject.
-    ``events`` and ``changes``: what the rebuild had applied before it (``_rebuild``)."""
+    ``events`` and ``changes``: what the rebuild had applied before it (``_rebuild`` sets them)."""
 
-    events: int = 0
-    changes: list[tuple[str, str]] = []
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.events = 0
+        self.changes: list[tuple[str, str]] = []
 
 
 class _SubjectOnly(msgspec.Struct):
@@ -270,7 +272,7 @@ def refuse_strays(batch: list, partition_count: int, keys: Keys) -> None:
         key = m.key
         if key is None:
             raise StraySubject(f"an input without a key at {m.topic}[{m.partition}]@{m.offset}")
-        home = key_hash(key) % partition_count
+        home = home_partition(key, range(partition_count))  # a topic's partitions are 0 .. count - 1
         if home != m.partition:
             raise StraySubject(f"{m.topic}[{m.partition}]@{m.offset} is keyed for partition {home} of "
                                f"{partition_count}")

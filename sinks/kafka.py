@@ -9,6 +9,7 @@ the producer), and the agent commits its input offsets only after every delivery
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -173,7 +174,7 @@ class KafkaSink:
                 if parts is None:
                     parts = partitions[m.topic] = sorted(await self.producer.partitions_for(m.topic))
                 if default and m.key is not None:
-                    p = parts[key_hash(m.key) % len(parts)]  # what DefaultPartitioner gives, its hash cached
+                    p = home_partition(m.key, parts)
                 else:
                     p = partitioner(m.key, parts, parts)
             groups.setdefault((m.topic, p), []).append(m)
@@ -185,6 +186,13 @@ class KafkaSink:
 
 _KEY_HASHES: dict[bytes, int] = {}
 KEY_HASHES_KEPT = 1 << 16
+
+
+def home_partition(key: bytes, partitions: Sequence[int]) -> int:
+    """The partition a keyed message goes to: what aiokafka's ``DefaultPartitioner`` (and the Java
+    client) gives, of ``partitions`` in ascending order, with the key's hash remembered. Where the
+    workers put every subject event, and what a replay checks them against (ops/replay.py)."""
+    return partitions[key_hash(key) % len(partitions)]
 
 
 def key_hash(key: bytes) -> int:
