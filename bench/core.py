@@ -139,11 +139,12 @@ def hot_subject(inputs: int = 5000, window: int = 500, seed: int = 5, round_ever
                                     f"head and touched parts) per input, in process"}
 
 
+BATCH = 500  # inputs per batch in ``core_stages``: the worker's batches are 500-2,000 under load (max_batch)
 STAGES = ("avro_decode", "validate_normalise", "attach", "subject_event_encode", "subject_event_decode",
           "state_load", "step", "state_store", "gc_rounds")
 
 
-def core_stages(inputs: list[tuple[str, bytes]], round_every: int = 1000) -> dict:
+def core_stages(inputs: list[tuple[str, bytes]], round_every: int = 1000, batch: int = BATCH) -> dict:
     """What the worker's own work costs without Kafka, Redis or the event loop: each of the
     benchmark's inputs (``(kind, Avro bytes)``, bench/inputs.py ``generate``) through the stages a
     worker runs, in one process, timed stage by stage (us per input that reached the rules step):
@@ -153,7 +154,13 @@ def core_stages(inputs: list[tuple[str, bytes]], round_every: int = 1000) -> dic
     step, the new state encoded as the worker stores it (a subject stored split, past ``SPLIT_RECORDS``
     records, is held as objects between its inputs, as a worker's cache holds it), and a collector
     round every ``round_every`` inputs (creditstream/heap.py). The worker's CPU per event minus this
-    is its plumbing: fetch, produce, the Redis transaction, batching, metrics."""
+    is its plumbing: fetch, produce, the Redis transaction, batching, metrics.
+
+    As the agents do, each stage runs over a whole batch of ``batch`` inputs before the next stage
+    (agents/ingest.py, agents/subject.py): a stage's code stays in the CPU's caches. ``batch=1``
+    runs every input through all the stages before the next input (the ingest agent's shape before
+    the eighteenth session; docs/performance.md). A subject's inputs within one batch are stepped in
+    order, its state loaded once before the batch and stored once after it, as the worker does."""
     import gc
 
     from creditstream.connections import make_codec
@@ -176,47 +183,59 @@ def core_stages(inputs: list[tuple[str, bytes]], round_every: int = 1000) -> dic
     collect_and_freeze()
     gc.disable()
     try:
-        for i, (_kind, raw) in enumerate(inputs):
+        for first in range(0, len(inputs), batch):
             t0 = clock_()
-            try:
-                name, rec = codec.decode(raw)
-            except Exception:  # noqa: BLE001 - the malformed inputs: dead letters in the worker
-                continue
+            decoded = []
+            for i, (_kind, raw) in enumerate(inputs[first:first + batch], first):
+                try:
+                    decoded.append((i, *codec.decode(raw)))
+                except Exception:  # noqa: BLE001 - the malformed inputs: dead letters in the worker
+                    continue
             t1 = clock_()
             spent["avro_decode"] += t1 - t0
-            rec = normalise_event(name, rec, event_time_ms=now)
+            valid = [(i, rec) for i, name, raw in decoded
+                     if not isinstance(rec := normalise_event(name, raw, event_time_ms=now), Rejection)]
             t2 = clock_()
             spent["validate_normalise"] += t2 - t1
-            if isinstance(rec, Rejection):
-                continue
-            target = plan(rec)
-            if not isinstance(target, Attached):
-                continue
-            event = events.of_record(target.subject_id, target.id_kind, f"bench/0/{i}", rec, now)
+            made = [events.of_record(target.subject_id, target.id_kind, f"bench/0/{i}", rec, now)
+                    for i, rec in valid if isinstance(target := plan(rec), Attached)]
             t3 = clock_()
             spent["attach"] += t3 - t2
-            data = events.encode(event)
+            logged = [events.encode(event) for event in made]
             t4 = clock_()
             spent["subject_event_encode"] += t4 - t3
-            event = events.decode(data)
+            read = [events.decode(data) for data in logged]
             t5 = clock_()
             spent["subject_event_decode"] += t5 - t4
-            state = held.get(event.subject)
-            if state is None:
-                raw_state = stored.get(event.subject)
-                state = decode_state(raw_state) if raw_state is not None else None
+            states: dict[str, dict | None] = {}
+            for event in read:
+                if event.subject not in states:
+                    state = held.get(event.subject)
+                    if state is None:
+                        raw_state = stored.get(event.subject)
+                        state = decode_state(raw_state) if raw_state is not None else None
+                    states[event.subject] = state
+            loaded = dict(states)
             t6 = clock_()
             spent["state_load"] += t6 - t5
-            result = step(state, event, rules, cal)
+            touched: dict[str, frozenset[str] | None] = {}
+            result = None
+            for event in read:
+                result = step(states[event.subject], event, rules, cal)
+                states[event.subject] = result.state
+                was = touched.get(event.subject, frozenset())
+                touched[event.subject] = None if was is None or result.touched is None else was | result.touched
             t7 = clock_()
             spent["step"] += t7 - t6
-            written = encode_stored(result.state, state, base_split=event.subject in held, changed=result.touched)
-            stored[event.subject] = written.head
-            if written.split:  # its head alone is not the state: held as objects (its parts are written)
-                held[event.subject] = persistent(result.state)
+            for sid, changed in touched.items():
+                written = encode_stored(states[sid], loaded[sid], base_split=sid in held, changed=changed)
+                stored[sid] = written.head
+                if written.split:  # its head alone is not the state: held as objects (its parts are written)
+                    held[sid] = persistent(states[sid])
             spent["state_store"] += clock_() - t7
-            n += 1
-            if n % round_every == 0:
+            before, n = n, n + len(read)
+            del decoded, valid, made, logged, read, states, loaded, touched, result  # as a batch ends in the worker
+            if n // round_every > before // round_every:
                 spent["gc_rounds"] += collect_and_freeze()[1]
     finally:
         from creditstream.heap import thaw
@@ -226,7 +245,7 @@ def core_stages(inputs: list[tuple[str, bytes]], round_every: int = 1000) -> dic
             gc.disable()
     per = {k: round(v / max(n, 1) * 1e6, 1) for k, v in spent.items()}
     return {"core_us_per_event": round(sum(spent.values()) / max(n, 1) * 1e6, 1), "core_stage_us": per,
-            "core_inputs": n, "core_subjects_split": len(held)}
+            "core_inputs": n, "core_subjects_split": len(held), "core_batch": batch}
 
 
 def main(argv=None) -> int:
@@ -238,6 +257,9 @@ def main(argv=None) -> int:
     parser.add_argument("--stages", type=int, default=20000, metavar="N",
                         help="the worker's stages in process over N of the benchmark's inputs, N/2 subjects "
                              "(us per input, stage by stage; default 20000; 0: skip)")
+    parser.add_argument("--stage-batch", type=int, default=BATCH, metavar="B",
+                        help=f"inputs per batch of --stages, each stage over a whole batch as the agents run "
+                             f"them (default {BATCH}; 1: every input through all the stages before the next)")
     args = parser.parse_args(argv)
     rules, cal = load_rulebook(), WorkingCalendar()
     arrival = due_ms("2026-11-30") + 36_000_000
@@ -272,9 +294,9 @@ def main(argv=None) -> int:
     if args.stages:
         from bench.inputs import generate
 
-        staged = core_stages(generate(args.stages, args.stages // 2))
+        staged = core_stages(generate(args.stages, args.stages // 2), batch=args.stage_batch)
         print(f"the worker's stages in process, {args.stages:,} inputs over {args.stages // 2:,} subjects "
-              f"(us per input):")
+              f"in batches of {args.stage_batch} (us per input):")
         for stage, us in staged["core_stage_us"].items():
             print(f"  {stage:<22} {us:>7.1f}")
         print(f"  {'total':<22} {staged['core_us_per_event']:>7.1f}")

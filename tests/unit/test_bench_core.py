@@ -23,10 +23,20 @@ def test_every_stage_is_timed_and_only_inputs_that_reach_the_step_count():
 
 def test_a_subject_seen_before_is_read_back_from_its_stored_state():
     # an input about a subject seen before decodes the subject's stored state first (as the worker
-    # reads it from Redis or its cache): the more inputs per subject, the more of them load a state
-    few = core_stages(generate(200, 200, seed=5))   # (nearly) one input per subject
-    many = core_stages(generate(200, 20, seed=5))   # ten per subject
+    # reads it from Redis or its cache): the more inputs per subject, the more of them load a state.
+    # A batch loads each of its subjects once, before its first input (as the subject agent does)
+    few = core_stages(generate(200, 200, seed=5), batch=20)   # (nearly) one input per subject
+    many = core_stages(generate(200, 20, seed=5), batch=20)   # ten per subject: each batch reads them back
+    one = core_stages(generate(200, 20, seed=5), batch=200)   # ten per subject, all in one batch: none stored before
     assert many["core_stage_us"]["state_load"] > few["core_stage_us"]["state_load"]
+    assert many["core_stage_us"]["state_load"] > one["core_stage_us"]["state_load"]
+
+
+def test_batches_of_one_input_and_of_many_count_the_same_inputs():
+    inputs = generate(300, 60, seed=11)
+    by_one, by_many = core_stages(inputs, batch=1), core_stages(inputs, batch=128)
+    assert (by_one["core_batch"], by_many["core_batch"]) == (1, 128)
+    assert by_one["core_inputs"] == by_many["core_inputs"] > 290
 
 
 def test_a_subject_stored_split_is_read_back_whole():
