@@ -20,6 +20,9 @@ one fenced transaction (sinks/redis_state.py):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import NamedTuple
+
 import structlog
 from aiokafka import ConsumerRecord, TopicPartition
 
@@ -27,7 +30,7 @@ from creditstream import metrics
 from domain import events
 from domain.calendar import WorkingCalendar
 from domain.clock import due_ms
-from domain.engine import ERROR_COUNTS, report_counts, step
+from domain.engine import ERROR_COUNTS, Step, report_counts, step
 from domain.kinds import LIST_CHANGE_SCHEMA
 from domain.rulebook import Rulebook
 from sinks.checkpoint import Checkpoint
@@ -116,11 +119,15 @@ class SubjectAgent:
             for field, n in fields.items():
                 counters[field] = counters.get(field, 0) + n
 
-        for msg, event in decoded:
-            if msg.offset < skip_below.get(msg.partition, -1):
-                continue  # applied already (the position in Redis says so)
-            self._apply(msg, event, states, changed, count, outcomes, list_changes, changes_out, kafka, dead)
-            owners.extend([msg.partition] * (len(kafka) - len(owners)))
+        # the rules step over the whole batch first, then what each result causes, in the same order:
+        # each stage's code stays in the CPU's caches (measured in process: 75 against 85 us per input
+        # with the list changes' encoding between the steps; docs/performance.md)
+        stepped = [self._step(msg, event, states) for msg, event in decoded
+                   if msg.offset >= skip_below.get(msg.partition, -1)]  # below: applied already (Redis says so)
+        for done in stepped:
+            self._apply(done, changed, count, outcomes, list_changes, changes_out, kafka, dead)
+            owners.extend([done.msg.partition] * (len(kafka) - len(owners)))
+        del stepped
 
         # 2. everything the batch derived, once
         for sid in changed:
@@ -163,20 +170,35 @@ class SubjectAgent:
         for (kind, transition), n in list_changes.items():
             metrics.LIST_CHANGES.labels(kind, transition).inc(n)
 
-    def _apply(self, msg, event, states, changed, count, outcomes, list_changes, changes_out, kafka, dead) -> None:
+    def _step(self, msg, event, states) -> Stepped:
+        """The rules step on one event (``states`` moves on), and what of it the effects need: not
+        the states themselves, which a batch of a hot subject's inputs would otherwise keep alive,
+        every version of them, until the batch's effects are done."""
+        if isinstance(event, Exception):
+            return Stepped(msg, event, None)
+        sid = event.subject
+        before = states.get(sid)
+        try:
+            result = step(before, event, self.rules, self.calendar)
+        except Exception as exc:  # noqa: BLE001 - a bug on one event must not stop the subject log
+            log.exception("subject event failed", origin=event.origin, type=type(event).__name__)
+            return Stepped(msg, event, exc)
+        states[sid] = result.state
+        return Stepped(msg, event, result._replace(state={}), _lists_of(before), _lists_of(result.state),
+                       result.state["id_kind"])
+
+    def _apply(self, done: Stepped, changed, count, outcomes, list_changes, changes_out, kafka, dead) -> None:
+        """What one stepped event causes: counters, list changes, list members, links, dead letters."""
+        msg, event, result = done.msg, done.event, done.result
         if isinstance(event, Exception):
             dead.add(msg, "bad-subject-event", str(event))
             return
-        sid = event.subject
-        try:
-            result = step(states.get(sid), event, self.rules, self.calendar)
-        except Exception as exc:  # noqa: BLE001 - a bug on one event must not stop the subject log
-            log.exception("subject event failed", origin=event.origin, type=type(event).__name__)
-            dead.add(msg, "processing-error", f"{type(exc).__name__}: {exc}")
+        if isinstance(result, Exception):
+            dead.add(msg, "processing-error", f"{type(result).__name__}: {result}")
             count(ERROR_COUNTS)
             return
-        before = states.get(sid)
-        states[sid] = result.state
+        assert result is not None
+        sid = event.subject
         if result.outcome == "invalid":  # decoded and validated, but the rules cannot use it
             dead.add(msg, f"invalid-{msg_type(event)}", "the rules core could not apply it")
             count(report_counts(event, result))
@@ -189,11 +211,11 @@ class SubjectAgent:
         changed[sid] = None if before_touched is None or result.touched is None else before_touched | result.touched
         count(report_counts(event, result))
         for change in result.changes:
-            changes_out.add(change, result.state["id_kind"], event.event_ms)
+            changes_out.add(change, done.id_kind, event.event_ms)
             key = (change["kind"], change["transition"])
             list_changes[key] = list_changes.get(key, 0) + 1
         if result.changes:
-            self._memberships(before, result.state, sid)
+            self._memberships(done.lists_before, done.lists_after, sid)
         if self.replaying:
             return  # its links are in the log already, as the events that follow
         for link in result.links:
@@ -252,15 +274,28 @@ class SubjectAgent:
         """The log end of a partition, when the runner knows it (set by streams/runner.py)."""
         return None
 
-    def _memberships(self, before: dict | None, after: dict, sid: str) -> None:
+    def _memberships(self, lists_before, lists_after, sid: str) -> None:
         """The list member sets follow the subject's situation on its clock (a withdrawn entry
         takes the subject out of a list as an exit does)."""
-        was = set(((before or {}).get("evaluation") or {}).get("lists") or ())
-        now = set((after.get("evaluation") or {}).get("lists") or ())
+        was, now = set(lists_before), set(lists_after)
         for name in now - was:
             self.state.add_to_list(name, sid)
         for name in was - now:
             self.state.remove_from_list(name, sid)
+
+
+class Stepped(NamedTuple):
+    """One event of a batch after the rules step (``SubjectAgent._step``)."""
+    msg: ConsumerRecord
+    event: object  # a subject event, or the BadEvent it could not be decoded for
+    result: Step | Exception | None  # the step (its state left out), the rules core's failure, or None
+    lists_before: Mapping = {}  # the lists the subject was on before the event (its situation's)
+    lists_after: Mapping = {}
+    id_kind: str = ""
+
+
+def _lists_of(state: dict | None) -> Mapping:
+    return ((state or {}).get("evaluation") or {}).get("lists") or {}
 
 
 class AnnouncedChanges:
