@@ -43,6 +43,7 @@ class IngestAgent:
         # index entries this worker has already stored: most records name a known USCC, and
         # re-teaching it on every record would cost a Redis write and a Lua loop each time
         self._taught: dict[str, str] = {}
+        self._schemas_on = topics.schemas_on()
 
     def source_topics(self) -> list[str]:
         return [self.topics.penalty, self.topics.license, self.topics.court, self.topics.action,
@@ -75,7 +76,9 @@ class IngestAgent:
                         if self._taught.get(key) != uscc:
                             teach.setdefault(key, uscc)
                 elif not target.lookup_keys:
-                    dead.add(msg, "no-identifier", "no identifier that could name the subject")
+                    dead.add(msg, "no-identifier", "a natural person is named by the resident ID number, and this "
+                             "record gives none" if rec.get("subject_category") == "natural_person"
+                             else "no identifier that could name the subject")
                 else:
                     event = events.of_record("?", "uscc", origin_of(msg), rec, msg.timestamp)
                     too_large = out.fits(event)
@@ -122,6 +125,10 @@ class IngestAgent:
             return None
         if schema_name not in INGEST_SCHEMAS:
             dead.add(msg, "unexpected-schema", f"{schema_name} is not a decision schema (topic {msg.topic})")
+            return None
+        if schema_name not in self._schemas_on.get(msg.topic, INGEST_SCHEMAS):
+            belongs = sorted(t for t, schemas in self._schemas_on.items() if schema_name in schemas)
+            dead.add(msg, "unexpected-schema", f"{schema_name} on {msg.topic}: it is sent to {', '.join(belongs)}")
             return None
         return schema_name, raw
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Final, NamedTuple
 
-from domain.identifiers import is_valid_uscc, org_code_of_uscc
+from domain.identifiers import IdKind, classify, is_valid_uscc, looks_like_legacy_id, org_code_of_uscc
 from domain.types import Doc
 
 # The order in which legacy identifiers are tried; also the lookup-key kinds of the index.
@@ -47,6 +47,11 @@ def plan(record: Doc) -> Attached | NeedsLookup:
         return Attached(uscc, "uscc")
     if resident_id:
         return Attached(resident_id, "resident_id")
+    if record.get("subject_category") == "natural_person":
+        # a person is named by the resident ID number alone: the registry maps legacy numbers to
+        # organisations' USCCs, so a person's other number (a passport, a foreigner's card) would
+        # wait for ever, or attach the person's record to an organisation (no lookup: a dead letter)
+        return NeedsLookup(())
     return NeedsLookup(legacy_lookup_keys(ids))
 
 
@@ -66,13 +71,18 @@ def learned_pairs(ids: Doc) -> list[tuple[str, str]]:
     """Index entries (lookup key, USCC) that a set of identifiers teaches.
 
     Only a USCC that passes its check teaches anything: the organisation code embedded in it, and
-    every legacy number given beside it. A registration (subject_registration) teaches the same way.
+    the legacy numbers given beside it (not a differing organisation code, not a number that may be
+    a person's ID number). A registration (subject_registration) teaches the same way.
     """
     uscc = ids.get("uscc")
     if not uscc or not is_valid_uscc(uscc):
         return []
-    pairs = [(lookup_key("org", org_code_of_uscc(uscc)), uscc)]
-    pairs += [(key, uscc) for key in legacy_lookup_keys(ids)]
+    embedded = org_code_of_uscc(uscc)
+    pairs = [(lookup_key("org", embedded), uscc)]
+    # not an organisation code other than the one embedded in the USCC (the record says
+    # ``org-code-mismatch``: one of the two is wrong, and the index must not learn which from it),
+    # nor a number that may be a person's ID number (personal data, never a key; not the subject's)
+    pairs += [(key, uscc) for key in legacy_lookup_keys({**ids, "org_code": None}) if not _personal(key)]
     # Keep the first occurrence of each key, in order.
     seen: set[str] = set()
     out = []
@@ -81,3 +91,12 @@ def learned_pairs(ids: Doc) -> list[tuple[str, str]]:
             seen.add(key)
             out.append((key, value))
     return out
+
+
+def _personal(key: str) -> bool:
+    """A lookup key whose number is a resident ID number (an 18-character one that passes its check,
+    or a first-generation 15-digit one), other than a registration number (checked as one)."""
+    kind, _, number = key.partition(":")
+    if kind == "reg_no":
+        return False
+    return classify(number)[0] is IdKind.RESIDENT_ID or looks_like_legacy_id(number)

@@ -19,7 +19,7 @@ from domain.clock import FUTURE_TOLERANCE_MS, date_of_ms
 from domain.kinds import KIND_OF_SCHEMA  # the catalogue of event kinds
 from domain.normalise import is_blank_name, normalise_doc_no, normalise_name, normalise_text
 from domain.types import Doc
-from domain.vocabulary import _BOOL_WORDS, _DOMAIN, _RESIDENT_ID_TYPES
+from domain.vocabulary import _BOOL_WORDS, _DOMAIN, _NOT_RESIDENT_ID_WORDS, _RESIDENT_ID_TYPES
 
 NAME_LIMIT: Final = 200  # names, codes, document numbers, enum values
 TEXT_LIMIT: Final = 4000  # free text
@@ -390,10 +390,15 @@ def _latest_date(event_time_ms: int) -> _dt.date:
 
 
 def _is_resident_type(id_type: str | None) -> bool:
+    """An ID type (证件类型) whose number is a resident ID number (GB 11643); no type given: assumed."""
     if id_type is None:
         return True
-    t = id_type.upper()
-    return t in _RESIDENT_ID_TYPES or "身份证" in t
+    t = id_type.upper().replace(" ", "")
+    if t in _RESIDENT_ID_TYPES:
+        return True
+    if any(word in t for word in _NOT_RESIDENT_ID_WORDS):
+        return False
+    return "身份证" in t or "身份證" in t or "身份号码" in t or "身份號碼" in t
 
 
 # --------------------------------------------------------------------------------------------
@@ -454,5 +459,5 @@ def check_required(kind: str, rec: Mapping[str, Any]) -> None:
         value = rec.get(key)
         if value is None:
             raise _Reject("missing-field", key)
-        if isinstance(value, str) and len(value) <= 4 * NAME_LIMIT and is_blank_name(value):
+        if isinstance(value, str) and is_blank_name(value):  # (at its first character unless blank)
             raise _Reject("missing-field", f"{key} (empty)")

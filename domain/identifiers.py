@@ -28,6 +28,7 @@ from typing import Final
 from stdnum.cn import ric
 from stdnum.iso7064 import mod_11_10
 
+from domain import clock
 from domain.normalise import to_half_width
 
 __all__ = [
@@ -173,6 +174,9 @@ def _ric_ok(code: str) -> bool:
     rejects real numbers from divisions it lacks or that were renamed since (e.g. 410702): a
     division is not part of the check, so it is not required here."""
     if len(code) != 18 or not code[:17].isascii() or not code[:17].isdigit() or code[17] not in "0123456789X":
+        return False
+    # a real birth date: one of the calendar, from 1900 (as ``ID_PATTERN``) and not after today
+    if not "19000101" <= code[6:14] <= clock.latest_acceptable_date().strftime("%Y%m%d"):
         return False
     try:
         ric.get_birth_date(code)

@@ -8,6 +8,7 @@ from typing import Any
 
 from domain.fields import (
     _code,
+    _enum,
     _is_resident_type,
     _Reject,
     _string,
@@ -19,6 +20,7 @@ from domain.fields import (
 )
 from domain.normalise import normalise_name, normalise_text
 from domain.types import Doc
+from domain.vocabulary import _SUBJECT_CATEGORY
 
 # --------------------------------------------------------------------------------------------
 # identifiers
@@ -37,19 +39,28 @@ def _identifiers(rec: Mapping[str, Any], kind: str) -> tuple[Doc, list[str], Doc
             flags.append("uscc-check-failed")
         ids["uscc"] = uscc
 
+    # a legacy number that fails its check: rejected when the record has no other way to name its
+    # subject; beside a USCC, which names it (RULES.md 1: "A valid USCC attaches directly", "a failed
+    # check is flagged and routed"), it is flagged and left out (never looked up, never learned)
     org = _code("org_code", rec.get("org_code"))
     if org is not None:
-        if not _valid_org_code(org):
+        if _valid_org_code(org):
+            ids["org_code"] = org
+            if uscc is not None and uscc[8:17] != org:
+                flags.append("org-code-mismatch")
+        elif uscc is not None:
+            flags.append("org-code-check-failed")
+        else:
             raise _Reject("bad-identifier", "org_code: fails the GB 11714 check")
-        ids["org_code"] = org
-        if uscc is not None and uscc[8:17] != org:
-            flags.append("org-code-mismatch")
 
     reg = _code("reg_no", rec.get("reg_no"))
     if reg is not None:
-        if not _valid_reg_no(reg):
+        if _valid_reg_no(reg):
+            ids["reg_no"] = reg
+        elif uscc is not None:
+            flags.append("reg-no-check-failed")
+        else:
             raise _Reject("bad-identifier", "reg_no: fails the 15-digit MOD 11,10 check")
-        ids["reg_no"] = reg
 
     tax = _code("tax_no", rec.get("tax_no"))
     if tax is not None:
@@ -65,9 +76,12 @@ def _identifiers(rec: Mapping[str, Any], kind: str) -> tuple[Doc, list[str], Doc
         id_type = _string("person_id_type", rec.get("person_id_type"), normalise_text)
         explicit = id_type is not None and _is_resident_type(id_type)
         if _is_resident_type(id_type) and len(person) == 18:
-            if not _valid_resident_id(person):
+            if _valid_resident_id(person):
+                ids["resident_id"] = person
+            elif uscc is not None and not _names_a_person(rec):
+                flags.append("person-id-check-failed")  # an organisation's record, named by its USCC
+            else:
                 raise _Reject("bad-identifier", "person_id_no: resident ID fails its check")
-            ids["resident_id"] = person
         elif _is_resident_type(id_type) and len(person) == 15 and person.isascii() and person.isdigit():
             ids["resident_id"] = person  # first-generation 15-digit card: no check digit
             flags.append("resident-id-15-digit")
@@ -100,6 +114,14 @@ def _identifiers(rec: Mapping[str, Any], kind: str) -> tuple[Doc, list[str], Doc
     if not ids:
         raise _Reject("no-identifier", "no USCC, organisation code, registration no., tax no., ID or other number")
     return ids, flags, legal_rep
+
+
+def _names_a_person(rec: Mapping[str, Any]) -> bool:
+    """The record says its subject is a natural person (自然人), whose key is the ID number."""
+    try:
+        return _enum("subject_category", rec.get("subject_category"), _SUBJECT_CATEGORY) == "natural_person"
+    except _Reject:
+        return False  # rejected where the category is read
 
 
 def _infer_category(ids: Doc) -> str:

@@ -44,7 +44,7 @@ from typing import Final, TypeVar, cast
 
 from domain.identifiers import IdKind, classify, mask_id, mask_ids_in_text, mask_legacy_ids_in_text
 
-__all__ = ["redact_personal", "mask_name", "mask_legacy_ids_in_text", "is_natural_person"]
+__all__ = ["redact_personal", "mask_name", "mask_legacy_ids_in_text", "is_natural_person", "safe_detail"]
 
 J = TypeVar("J")
 
@@ -192,3 +192,22 @@ def redact_personal(doc: J, *, natural_person: bool = False) -> J:
     secrets = _Secrets()
     _collect(doc, natural_person, secrets, hint=natural_person or None)
     return cast(J, _rewrite(doc, _TextMask(secrets)))
+
+
+_QUOTED: Final = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+_NON_ASCII_RUN: Final = re.compile(r"[^\x00-\x7f]+")
+
+
+def safe_detail(text: str) -> str:
+    """A sentence about an input (a dead letter's ``dlq.detail``, a log line's reason) with nothing
+    personal left in it: the input's values a validation message quotes may be a natural person's
+    name or number (a name in a field that should hold a category, an ID number in a status).
+    Resident ID numbers (18 characters, and first-generation 15-digit ones) are masked; a quoted
+    value with any non-ASCII character is withheld, its length said; other non-ASCII text becomes
+    ``…``. What such a value was is in the input itself (the dead letter's original bytes, read
+    with the right to personal data: ``creditstream dlq show``)."""
+    text = mask_legacy_ids_in_text(mask_ids_in_text(text))
+    if text.isascii():
+        return text
+    text = _QUOTED.sub(lambda m: m.group() if m.group().isascii() else f"<{len(m.group()) - 2} chars withheld>", text)
+    return _NON_ASCII_RUN.sub("…", text)

@@ -12,7 +12,9 @@ and returns either the canonical record, a JSON-serialisable dict::
      "subject_name": str,
      "subject_category": "legal_entity" | "natural_person" | "individual_business",
      "ids": {"uscc", "org_code", "reg_no", "tax_no", "resident_id": str, "other": [str]},  # only present ones
-     "id_flags": [str],                         # e.g. "uscc-check-failed"
+     "id_flags": [str],  # uscc-check-failed, org-code-mismatch, resident-id-15-digit, legal-rep-id-check-failed;
+                         # beside a USCC, a number failing its check is left out of ids and flagged:
+                         # org-code-check-failed, reg-no-check-failed, person-id-check-failed
      "decision_date": "YYYY-MM-DD" | None,     # decision / listing / deletion / registration date
      "severity": "minor" | "general" | "severe" | None,
      "domain": str | None,

@@ -187,4 +187,14 @@ _TARGET_KIND: Final = {
 }
 _BOOL_WORDS: Final = {"true": True, "1": True, "是": True, "yes": True,
                       "false": False, "0": False, "否": False, "no": False}
-_RESIDENT_ID_TYPES: Final = frozenset(("身份证", "居民身份证", "01", "1", "111", "RESIDENT_ID", "ID_CARD", "IDCARD"))
+# the ID types whose numbers are GB 11643 resident ID numbers (居民身份证号码): the card, its number
+# by its official names, the temporary card, and the residence permits of Hong Kong, Macao and
+# Taiwan residents (港澳台居民居住证: the same 18-character number, 81/82/83 for its division)
+_RESIDENT_ID_TYPES: Final = frozenset((
+    "身份证", "居民身份证", "公民身份证", "身份证号码", "身份证号", "居民身份证号码", "公民身份号码",
+    "居民身份号码", "公民身份证号码", "身份證", "居民身份證", "公民身份號碼", "居民身份號碼", "临时身份证",
+    "临时居民身份证", "港澳台居民居住证", "港澳居民居住证", "台湾居民居住证",
+    "01", "1", "111", "RESIDENT_ID", "ID_CARD", "IDCARD"))
+# words that name some other document, whatever else the type says: a foreigner's permanent
+# residence card (外国人永久居留身份证) is not a resident ID card, nor a passport or travel permit
+_NOT_RESIDENT_ID_WORDS: Final = ("外国", "外國", "护照", "護照", "通行证", "通行證", "军官", "士兵", "警官", "PASSPORT")

@@ -164,7 +164,7 @@ def mask_personal(d: dict) -> dict:
     sees it (RULES.md 7): the decoded record through :func:`domain.privacy.redact_personal` (ID
     numbers anywhere, natural persons' names), ID numbers masked in the key, headers, detail and
     preview, and the raw bytes (``value_hex``) withheld; ``personal_data_masked`` says so."""
-    from domain.privacy import redact_personal
+    from domain.privacy import redact_personal, safe_detail
 
     out = dict(d)
     decoded = out.get("decoded")
@@ -172,9 +172,11 @@ def mask_personal(d: dict) -> dict:
     if decoded:
         out["decoded"] = {"schema": decoded["schema"], "record": redact_personal(decoded["record"])}
         secrets_in_record = redact_personal({"key": out.get("key"), "record": decoded["record"]})["key"]
-    for name in ("detail", "preview", "decode_error"):
+    for name in ("preview", "decode_error"):
         if isinstance(out.get(name), str):
             out[name] = _mask_text(out[name])
+    if isinstance(out.get("detail"), str):  # made safe when written; a letter written before that too
+        out["detail"] = safe_detail(out["detail"])
     if "key" in out:
         out["key"] = secrets_in_record if secrets_in_record is not None else _mask_text(out["key"])
     if "headers" in out:

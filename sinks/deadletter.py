@@ -22,7 +22,7 @@ import time
 import structlog
 from aiokafka import ConsumerRecord
 
-from domain.identifiers import mask_ids_in_text
+from domain.privacy import safe_detail
 from sinks.kafka import KafkaSink, MessageTooLarge
 
 log = structlog.get_logger("creditstream.deadletter")
@@ -44,7 +44,7 @@ class DeadLetterSink:
         now_ms = int(time.time() * 1000)
         headers = [
             ("dlq.reason", reason.encode()),
-            ("dlq.detail", mask_ids_in_text(detail)[:1000].encode()),
+            ("dlq.detail", safe_detail(detail)[:1000].encode()),
             ("dlq.agent", self.agent.encode()),
             ("dlq.source.topic", msg.topic.encode()),
             ("dlq.source.partition", str(msg.partition).encode()),

@@ -117,6 +117,17 @@ class Topics:
         """The topic an input of ``kind`` (penalty, license, ..., see SPEC_OF_KIND) is produced to."""
         return self.name(SPEC_OF_KIND[kind])
 
+    def schemas_on(self) -> dict[str, frozenset[str]]:
+        """The input schemas each input topic carries (domain/kinds.py): a decision of one kind sent
+        to another kind's topic is refused (``unexpected-schema``), so that who may write a topic
+        (the brokers' ACLs) decides who may send its kind: a department's penalty topic carries no
+        repair decisions of the credit office."""
+        out: dict[str, set[str]] = {}
+        for k in KINDS:
+            if k.role != "output":
+                out.setdefault(self.for_kind(k.name), set()).add(k.schema)
+        return {topic: frozenset(schemas) for topic, schemas in out.items()}
+
     def spec_of(self, name: str) -> TopicSpec | None:
         for spec in ALL:
             if self.name(spec) == name:

@@ -241,3 +241,33 @@ async def test_show_masks_personal_data_unless_asked(pipeline, department, setti
     assert whole["key"] == samples.PERSON_ID and samples.PERSON in whole["decoded"]["record"]["facts"]
     assert whole["value_hex"] and "personal_data_masked" not in whole
     assert "dead letter shown with personal data" in err and samples.PERSON_ID not in err
+
+
+async def test_a_kind_on_another_kinds_topic_is_a_dead_letter(pipeline, department, settings):
+    """Who may write a topic decides who may send its kind: a repair decision (the credit office's)
+    on a department's penalty topic is refused, whole and with its reason, never applied."""
+    from streams.topics import Topics
+
+    topics = Topics(settings)
+    schema = schema_of("repair")
+    record = sample_event("repair")
+    await department.codec.ensure_writer(schema, topics.penalty)
+    await department.send_raw(topics.penalty, department.codec.encode(schema, record, topic=topics.penalty))
+    [letter] = await letters_until(settings, 1, reason="unexpected-schema")
+    assert letter["source_topic"] == topics.penalty, letter
+    assert topics.credit_office in letter["detail"] and schema in letter["detail"]
+
+
+async def test_a_dead_letters_detail_quotes_no_personal_value(pipeline, department, settings, redis):
+    """A natural person's name sent in the category field: the reason's detail does not quote it
+    (RULES.md 7; docs/events.md: dlq.detail never carries personal data), in the topic's headers."""
+    person = {"uscc": None, "legal_rep_name": None, "legal_rep_id_type": None, "legal_rep_id_no": None,
+              "subject_name": samples.PERSON, "subject_category": samples.PERSON, "person_id_type": "身份证",
+              "person_id_no": samples.PERSON_ID}
+    await department.send(PENALTY, sample_event("penalty", decision_doc_no="郑市监罚〔2024〕779号", **person))
+    [letter] = await letters_until(settings, 1, reason="unknown-enum")
+    code, out, err = await cli(settings, "dlq", "show", letter["ref"], "--json", "--personal")
+    assert code == 0, err
+    detail = json.loads(out)["detail"]
+    assert detail.startswith("subject_category: <") and "withheld" in detail, detail
+    assert samples.PERSON not in detail

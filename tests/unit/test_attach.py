@@ -133,3 +133,25 @@ def test_pilot_record_attaches_but_teaches_nothing():
     assert plan(rec) == Attached(PILOT_USCC, "uscc")
     assert rec["id_flags"] == ["uscc-check-failed"]
     assert learned_pairs(rec["ids"]) == []
+
+
+def test_an_organisation_code_other_than_the_embedded_one_teaches_nothing():
+    # the record says org-code-mismatch: one of the two numbers is wrong, and the index must not
+    # learn from it that D2143569X (another company's code) belongs to this USCC
+    rec = penalty(org_code="D2143569X", reg_no=REG_NO)
+    assert "org-code-mismatch" in rec["id_flags"]
+    assert learned_pairs(rec["ids"]) == [(f"org:{ORG}", USCC), (f"reg_no:{REG_NO}", USCC)]
+
+
+def test_a_number_that_is_a_persons_id_number_teaches_nothing():
+    person_id = samples.PERSON_ID
+    assert learned_pairs({"uscc": USCC, "other": [person_id, OTHER], "tax_no": person_id}) == [
+        (f"org:{ORG}", USCC), (f"other:{OTHER}", USCC)]
+
+
+def test_a_natural_person_without_a_resident_id_is_looked_up_nowhere():
+    # a passport or a foreigner's card: the registry maps numbers to organisations' USCCs, so the
+    # record would be parked for ever (its number in clear in a key name) or attached to a company
+    rec = penalty(uscc=None, subject_category="自然人", person_id_type="护照", person_id_no="E12345678")
+    assert rec["subject_category"] == "natural_person"
+    assert plan(rec) == NeedsLookup(())

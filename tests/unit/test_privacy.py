@@ -148,3 +148,14 @@ def test_property_no_id_number_or_name_of_a_person_survives(pid, name, filler, w
 def test_property_documents_without_personal_data_come_back_equal(doc):
     """Nothing to mask (no digits in any string, so no ID number; no personal field): the same document."""
     assert redact_personal(doc) == doc
+
+
+def test_a_detail_quotes_no_personal_value():
+    from domain.privacy import safe_detail
+
+    assert safe_detail("subject_category: '张卫东'") == "subject_category: <3 chars withheld>"
+    assert safe_detail("listing_reason: '张卫东违反限制高消费令'") == "listing_reason: <11 chars withheld>"
+    assert safe_detail("record_status: '410102870315451'") == "record_status: '410***********1'"
+    assert safe_detail("KeyError: '11010519491231002X'") == "KeyError: '110**************X'"
+    assert safe_detail('ValueError: "王五" 不是 a date') == "ValueError: <2 chars withheld> … a date"
+    assert safe_detail("decision_date: in the future (2030-01-01)") == "decision_date: in the future (2030-01-01)"

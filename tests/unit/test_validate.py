@@ -68,8 +68,8 @@ REJECTIONS = [
     ("court_deletion", {"deletion_reason": "forgotten"}, "unknown-enum"),
     ("penalty", {"uscc": "9131011066600721"}, "bad-identifier"),  # 16 chars
     ("penalty", {"uscc": "91310110666OO7217T"}, "bad-identifier"),  # letter O not in the alphabet
-    ("penalty", {"org_code": "D21435691"}, "bad-identifier"),
-    ("penalty", {"reg_no": "310230001716147"}, "bad-identifier"),
+    ("penalty", {"uscc": None, "org_code": "D21435691"}, "bad-identifier"),  # beside a USCC: flagged (below)
+    ("penalty", {"uscc": None, "reg_no": "310230001716147"}, "bad-identifier"),
     ("penalty", {"uscc": None, "subject_category": "自然人", "person_id_type": "身份证", "person_id_no": BAD_ID}, "bad-identifier"),
     ("court_listing", {"uscc": None, "person_id_no": BAD_ID}, "bad-identifier"),
     ("penalty", {"uscc": None}, "no-identifier"),
@@ -247,6 +247,67 @@ def test_identifier_details():
     # a legal representative's bad ID is flagged, the decision kept
     rep = ok("penalty", legal_rep_id_no=BAD_ID)
     assert rep["legal_rep"]["id_no"] == BAD_ID and "legal-rep-id-check-failed" in rep["id_flags"]
+
+
+PERSON_ID = "410102198703154518"  # passes GB 11643
+
+
+@pytest.mark.parametrize("id_type", ["公民身份号码", "居民身份号码", "身份證", "居民身份证号码", "港澳台居民居住证",
+                                     "临时身份证", "身份证号", "ID_CARD"])
+def test_every_name_of_the_resident_id_card_attaches_the_person_by_it(id_type):
+    # the official term is 公民身份号码 (GB 11643); such a person was parked under other:<number> for ever
+    out = ok("penalty", uscc=None, subject_name="张卫东", subject_category="自然人", person_id_type=id_type,
+             person_id_no=PERSON_ID)
+    assert out["ids"] == {"resident_id": PERSON_ID} and out["subject_category"] == "natural_person"
+
+
+@pytest.mark.parametrize("id_type,number", [("外国人永久居留身份证", "USA310076050402"), ("护照", "E12345678"),
+                                            ("港澳居民来往内地通行证", "H12345678")])
+def test_other_documents_are_not_checked_as_resident_ids(id_type, number):
+    # a foreigner's permanent residence card says 身份证 in its name but is not one: not dead-lettered
+    # as a bad resident ID (the person has no resident ID: attach.plan sends no look-up for it)
+    out = ok("penalty", uscc=None, subject_category="自然人", person_id_type=id_type, person_id_no=number)
+    assert out["ids"] == {"other": [number]}
+
+
+@pytest.mark.parametrize("field,value,flag", [("org_code", "D21435690", "org-code-check-failed"),
+                                              ("reg_no", "310230001716147", "reg-no-check-failed"),
+                                              ("person_id_no", BAD_ID, "person-id-check-failed")])
+def test_a_secondary_number_failing_its_check_beside_a_uscc_is_flagged_and_left_out(field, value, flag):
+    # RULES.md 1: a valid USCC attaches directly; a failed check is flagged and routed
+    out = ok("penalty", **{field: value})
+    assert out["ids"]["uscc"] == "91310110666007217T" and flag in out["id_flags"]
+    assert value not in str(out["ids"])
+    # without the USCC the number would name the subject: refused
+    assert norm("penalty", uscc=None, **{field: value}).reason == "bad-identifier"
+
+
+def test_a_persons_bad_id_number_is_refused_even_beside_a_uscc():
+    # a natural person is named by the ID number: a USCC beside it does not make a bad one usable
+    out = norm("penalty", subject_category="自然人", person_id_type="身份证", person_id_no=BAD_ID)
+    assert isinstance(out, Rejection) and out.reason == "bad-identifier"
+
+
+def test_a_resident_id_with_a_birth_date_not_yet_come_or_before_1900_is_not_valid():
+    from domain.identifiers import IdKind, classify, is_valid_resident_id, resident_id_check_char
+
+    def with_birth(birth: str) -> str:
+        body = "110105" + birth + "001"
+        return body + resident_id_check_char(body)
+
+    assert is_valid_resident_id(with_birth("19491231"))
+    for birth in ("20990101", "00010101", "18991231", "21500101"):
+        number = with_birth(birth)
+        assert not is_valid_resident_id(number), number
+        assert classify(number) != (IdKind.RESIDENT_ID, True)
+    out = norm("penalty", uscc=None, subject_category="自然人", person_id_no=with_birth("20990101"))
+    assert isinstance(out, Rejection) and out.reason == "bad-identifier"
+
+
+def test_a_required_field_of_whitespace_only_is_missing_however_long():
+    for spaces in (" ", " " * 850, "\u3000" * 5000):
+        out = norm("court_listing", court=spaces)
+        assert isinstance(out, Rejection) and out.reason == "missing-field", len(spaces)
 
 
 def test_registration():
