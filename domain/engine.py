@@ -130,7 +130,7 @@ def _first_sightings_moved(before: SubjectState, after: SubjectState, event: ev.
     """A stale version or a re-send changes no record's content, but it can change the record's
     versions (a version older than those known, a content first seen earlier than recorded), and
     with them which version came first: an upheld objection's correction is the first version
-    after its resolution (domain/facts.py ``_gap``). Then the record is derived again."""
+    after it was filed (domain/facts.py ``_gap``). Then the record is derived again."""
     if after is before or not isinstance(event, (ev.RecordEvent, ev.LinkedEvent)):
         return False
     old_records, new_records = before.get("records") or {}, after.get("records") or {}
@@ -195,17 +195,39 @@ def is_late(workdays: int) -> bool:
 
 
 def _links(state: SubjectState, event: ev.RecordEvent, outcome: str) -> list[ev.LinkedEvent]:
-    """Linked events for the legal representative of an organisation whose severe record changed."""
+    """Linked events for the legal representatives of an organisation whose severe record changed
+    (RULES.md 4: a severe dishonest act of an organisation is also recorded on the personal record
+    of its legal representative).
+
+    A decision that is or was severe (or a court listing) in any of its versions is linked whole:
+    every version the organisation keeps, with its own stamp and origin, to every legal
+    representative any version names. The person's file folds them as the organisation's does, so
+    it holds the same winner in any arrival order: a correction to a general penalty reaches the
+    person as the severe original did (and an original that arrives after its correction does not
+    put the person on a list the organisation is not on); re-sent versions are re-deliveries there."""
     record = event.record
     if state.get("id_kind") != "uscc" or record.get("kind") in ("registration", "court_deletion"):
         return []
-    rep = record.get("legal_rep") or {}
-    rep_id = rep.get("id_no")
-    if not rep_id or not is_valid_resident_id(rep_id):
+    entry = (state.get("records") or {}).get(decision_key(record))
+    winner = entry.get("content") if entry is not None else None
+    if entry is None or winner is None or not entry.get("hash"):
         return []
-    if record.get("severity") != "severe" and record.get("kind") != "court_listing":
+    contents: dict[str, Doc] = dict(entry.get("others") or {})
+    contents[str(entry["hash"])] = winner
+    if not any(c.get("severity") == "severe" or c.get("kind") == "court_listing" for c in contents.values()):
         return []
-    return [ev.linked(rep_id, rep.get("name"), state["id"], event.origin, record, event.event_ms)]
+    reps: dict[str, str | None] = {}
+    for content in contents.values():
+        rep = content.get("legal_rep") or {}
+        rep_id = rep.get("id_no")
+        if rep_id and is_valid_resident_id(rep_id):
+            reps.setdefault(rep_id, rep.get("name"))
+    links = []
+    for rep_id, name in sorted(reps.items()):
+        for digest, (ms, origin) in sorted((entry.get("versions") or {}).items(), key=lambda v: (v[1][0], v[1][1])):
+            if digest in contents:
+                links.append(ev.linked(rep_id, name, state["id"], origin, contents[digest], ms))
+    return links
 
 
 # the report's counter of an input the rules core failed on (a bug; the input is dead-lettered)

@@ -111,13 +111,19 @@ def earliest_repair(entry: View | None, rules: Rulebook) -> tuple[dt.date | None
 
 def _gap(entry: View, objection: Doc | None) -> tuple[dt.date, dt.date | None, str] | None:
     """An upheld objection found the record wrong: out of force from the resolution until the
-    provider's correction (the first later version of the record), or for good."""
+    provider's correction, or for good. The correction is the first version of the record the
+    department sent after the objection was filed (RULES.md 5: the provider answers while the
+    objection is verified, so its correction may come before the resolution: then the record is
+    back in force at the resolution itself). A correction names no date of its own (its decision
+    date is the original's), so it is dated by the department's own stamp, the time that also
+    decides which version is the newest (RULES.md 3a)."""
     if objection is None:
         return None
     resolved = _d(objection["resolved"])
+    filed = _d(objection["filed"]) if objection.get("filed") else resolved
     versions = sorted((v[0], v[1]) for v in (entry.get("versions") or {}).values())
-    corrected = [_d(date_of_ms(ms)) for ms, _ in versions[1:] if _d(date_of_ms(ms)) >= resolved]
-    return resolved, (min(corrected) if corrected else None), objection["_id"]
+    corrected = [_d(date_of_ms(ms)) for ms, _ in versions[1:] if _d(date_of_ms(ms)) >= filed]
+    return resolved, (max(resolved, min(corrected)) if corrected else None), objection["_id"]
 
 
 def _split(c: Cand, gap: tuple[dt.date, dt.date | None, str] | None) -> list[Cand]:

@@ -153,16 +153,18 @@ def merge_version(slot: Doc | None, content: Doc, ms: int, origin: str, rank: in
 
 
 def apply_record(state: SubjectState | None, event: RecordEvent | LinkedEvent, *, via: str | None = None,
-                 record: Doc | None = None) -> tuple[SubjectState, str]:
+                 record: Doc | None = None, identity: Doc | None = None) -> tuple[SubjectState, str]:
     """Fold one record event; returns the new state and the outcome. The state passed in is not
     modified. Outcomes: new, correction, revocation, deletion, registration, duplicate, stale,
-    redelivered."""
+    redelivered. ``via``: the record is an organisation's, linked onto this person's file (an entry
+    of kind ``linked`` whose content is the organisation's record; ``identity``: what it teaches of
+    the person)."""
     if state is None:
         state = new_state(event.subject, event.id_kind)
     record = record if record is not None else event.record
     if record.get("kind") == "registration":
         return apply_registration(state, record, event.event_ms, event.origin)
-    key = decision_key(record)
+    key = decision_key(record if via is None else dict(record, kind="linked"))
     current = state["records"].get(key)
     origin = event.origin
     if current is not None and origin in (current.get("seen") or ()):
@@ -170,7 +172,7 @@ def apply_record(state: SubjectState | None, event: RecordEvent | LinkedEvent, *
     if record.get("kind") == "court_deletion":
         entry, outcome = _fold_deletion(current, record, event)
     else:
-        entry, outcome = _fold_version(current, record, event)
+        entry, outcome = _fold_version(current, record, event, linked=via is not None)
     if via is not None and outcome not in ("duplicate", "stale"):
         entry["via"] = via
     out = _copy(state)
@@ -179,18 +181,21 @@ def apply_record(state: SubjectState | None, event: RecordEvent | LinkedEvent, *
     if outcome in ("duplicate", "stale"):
         return out, outcome
     if entry.get("content") is not None and entry["hash"] == event.hash:
-        _merge_identity(out, record if via is None else {k: record[k] for k in ("subject_name",) if k in record})
+        _merge_identity(out, record if identity is None else identity)
     out["version"] = (out.get("version") or 0) + 1
     return out, outcome
 
 
-def _fold_version(current: RecordEntry | None, record: Doc, event: RecordEvent | LinkedEvent
-                  ) -> tuple[RecordEntry, str]:
+def _fold_version(current: RecordEntry | None, record: Doc, event: RecordEvent | LinkedEvent, *,
+                  linked: bool = False) -> tuple[RecordEntry, str]:
+    """The versions of one decision: the newest by the department's own time (``version_key``) is the
+    entry's content, whatever order they arrive in. Each version keeps its own content (``others``),
+    so the one that wins is always its own (for a linked record: its organisation record)."""
     digest, ms, origin = event.hash, event.event_ms, event.origin
     entry: Doc  # a working copy, a RecordEntry again when returned
     if current is None or current.get("content") is None and not current.get("versions"):
         entry = dict(current or {})
-        entry.update(_summary(record), content=record, hash=digest, versions={digest: [ms, origin]}, others={},
+        entry.update(_summary(record, linked), content=record, hash=digest, versions={digest: [ms, origin]}, others={},
                      version=1, first_ms=min(entry.get("first_ms") or ms, ms),
                      updated_ms=max(entry.get("updated_ms") or 0, ms), seen=_seen(entry.get("seen"), origin))
         entry["status"] = status_of(entry)
@@ -228,7 +233,7 @@ def _fold_version(current: RecordEntry | None, record: Doc, event: RecordEvent |
     if current_content is not None and current_hash is not None and current_hash in versions:
         others[current_hash] = current_content
     content = others.pop(winner)
-    entry.update(_summary(content), content=content, hash=winner, others=others,
+    entry.update(_summary(content, linked), content=content, hash=winner, others=others,
                  updated_ms=max(current.get("updated_ms") or 0, ms))
     entry["status"] = status_of(entry)
     if content.get("revoked"):
@@ -255,7 +260,9 @@ def _fold_deletion(current: RecordEntry | None, record: Doc, event: RecordEvent 
     return entry, "deletion" if outcome == "applied" else outcome
 
 
-def _summary(record: Doc) -> Doc:
+def _summary(record: Doc, linked: bool = False) -> Doc:
+    if linked:  # the organisation's record on its legal representative's file: of kind linked
+        return {**_summary(record), "kind": "linked", "action_kind": None}
     return {"kind": record.get("kind"), "action_kind": record.get("action_kind"), "doc_no": record.get("doc_no"),
             "source_unit": record.get("source_unit"), "source_unit_code": record.get("source_unit_code"),
             "decision_date": record.get("decision_date"), "severity": record.get("severity"),
@@ -265,19 +272,18 @@ def _summary(record: Doc) -> Doc:
 def apply_linked(state: SubjectState | None, event: LinkedEvent) -> tuple[SubjectState, str]:
     """A severe record of an organisation, linked onto its legal representative's personal record:
     an entry of kind ``linked`` whose content is the organisation's record, ``via`` the organisation;
-    the person's names and identifiers are not touched by the organisation's."""
+    the person's names and identifiers are not touched by the organisation's. Its versions fold as
+    any record's: the newest by the department's time wins, each with its own content."""
     org = event.record
-    person = {"kind": "linked", "source_unit": org.get("source_unit"), "source_unit_code": org.get("source_unit_code"),
-              "doc_no": org.get("doc_no"), "decision_date": org.get("decision_date"), "severity": org.get("severity"),
-              "domain": org.get("domain"), "revoked": org.get("revoked", False), "subject_name": event.person_name,
-              "subject_category": "natural_person", "ids": {"resident_id": event.subject}}
-    new, outcome = apply_record(state, event, via=event.via, record=person)
-    key = decision_key(person)
+    content = dict(org, revoked=org.get("revoked", False))
+    new, outcome = apply_record(state, event, via=event.via, record=content,
+                                identity={"subject_name": event.person_name} if event.person_name else {})
+    key = decision_key(dict(content, kind="linked"))
     entry = new["records"].get(key)
-    content = entry.get("content") if entry is not None else None
-    if new is not state and entry is not None and content is not None and content.get("kind") == "linked":
-        new["records"] = with_entry(
-            new["records"], key, cast(RecordEntry, {**entry, "content": dict(org, revoked=org.get("revoked", False))}))
+    if new is not state and entry is not None and (entry.get("content") or {}).get("kind") == "linked":
+        # a version kept by an earlier layout, which stored the person's summary, not the organisation's
+        # record: the record it stands for is not kept; this event's is the nearest there is
+        new["records"] = with_entry(new["records"], key, cast(RecordEntry, {**entry, "content": content}))
     return new, outcome
 
 

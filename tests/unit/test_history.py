@@ -596,3 +596,119 @@ def test_the_escalation_read_back_from_its_track_is_the_one_derived():
     got = escalations_of(tracks["escalated"])
     assert [{k: e[k] for k in ("since", "until", "causes", "flips", "suspended")} for e in got] == \
         [{k: e[k] for k in ("since", "until", "causes", "flips", "suspended")} for e in parts["escalations"]]
+
+
+# ------------------------------------------------------------- an organisation's records on a person's file
+
+PERSON_ID = "11010519491231002X"
+
+
+def _linked(rec, origin, ms):
+    return ev.linked(PERSON_ID, "张三", ORG, origin, dict(rec, legal_rep={"name": "张三", "id_no": PERSON_ID}), ms)
+
+
+def test_the_newest_version_of_a_linked_record_is_its_own_content_in_every_order():
+    # the revoked version (stamped 03-01) is the newest once the first version's earliest sighting
+    # (02-20) is known; the person's file held the first version's content under the revoked one's
+    # hash in one order (on the blacklist), and was on no list in the other
+    x = record("penalty", "环罚1", "2025-02-03", severity="severe", domain="environment")
+    y = dict(x, revoked=True)
+    at = lambda d: arrival(d)  # noqa: E731
+    inputs = [_linked(x, "t/0/1", at("2025-03-05")), _linked(y, "t/0/2", at("2025-03-01")),
+              _linked(x, "t/1/9", at("2025-02-20"))]
+    for order in (inputs, inputs[::-1], [inputs[1], inputs[0], inputs[2]]):
+        state, announced, _ = run(order)
+        (entry,) = state["records"].values()
+        assert entry["kind"] == "linked" and entry["content"]["revoked"] is True, [e.origin for e in order]
+        assert state["evaluation"]["lists"] == {} and fold_changes(announced).keys() == history_of(state).keys()
+
+
+@st.composite
+def linked_inputs(draw):
+    """Versions of two organisation records linked onto one person (severe or not, revoked, another
+    fine), sent with their own stamps, and re-sent with earlier or later ones; ticks."""
+    inputs = []
+    for i in range(draw(st.integers(1, 8))):
+        if inputs and draw(st.integers(0, 3)) == 0:  # a re-send of an earlier one, stamped otherwise
+            src = draw(st.sampled_from(inputs))
+            if not isinstance(src, ev.TickEvent):
+                stamp = arrival(draw(st.sampled_from(DATES[2:] + ["2026-11-30"])), draw(st.integers(0, 23)))
+                inputs.append(_linked(src.record, f"r/{i}", stamp))
+                continue
+        if draw(st.integers(0, 5)) == 0:
+            inputs.append(tick(draw(st.sampled_from(DATES)), subject=PERSON_ID))
+            continue
+        date = draw(st.sampled_from(DATES[:4]))
+        rec = record("penalty", draw(st.sampled_from(["OA", "OB"])), date,
+                     severity=draw(st.sampled_from(["severe", "severe", "general"])),
+                     domain=draw(st.sampled_from(["environment", "taxation"])), revoked=draw(st.integers(0, 4)) == 0,
+                     **({"fine_amount": draw(st.sampled_from(["1.000000", "2.000000"]))} if draw(st.booleans()) else {}))
+        stamp = arrival(max(date, draw(st.sampled_from(DATES + ["2026-11-30"]))), draw(st.integers(0, 23)))
+        inputs.append(_linked(rec, f"t/{draw(st.integers(0, 3))}/{i}", stamp))
+    return inputs
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(linked_inputs(), st.randoms(use_true_random=False))
+def test_a_persons_linked_records_are_the_same_in_every_arrival_order(inputs, rnd):
+    first, announced, _ = run(inputs)
+    assert fold_changes(announced).keys() == history_of(first).keys()
+    for entry in first["records"].values():
+        assert entry["kind"] == "linked"  # never the person's own penalty
+    for _ in range(3):
+        order = list(inputs)
+        rnd.shuffle(order)
+        other, announced2, _ = run(order)
+        assert essence(other) == essence(first)
+        assert fold_changes(announced2).keys() == history_of(first).keys()
+
+
+def _org_and_person(inputs):
+    """Run an organisation's inputs and, after them, every link they caused onto the person's file."""
+    org, links = None, []
+    for event in inputs:
+        result = step(org, event, RULES, CAL)
+        org = result.state
+        links += result.links
+    person, _, _ = run(links)
+    return org, person
+
+
+@pytest.mark.parametrize("order", ["original first", "correction first"])
+def test_a_severe_record_corrected_to_general_leaves_the_legal_representatives_file_too(order):
+    rep = {"name": "张三", "id_no": PERSON_ID}
+    original = dict(record("penalty", "环罚2", "2026-02-02", severity="severe", domain="environment"), legal_rep=rep)
+    corrected = dict(original, severity="general")
+    inputs = [record_event(original, "2026-02-03"), record_event(corrected, "2026-02-10")]
+    org, person = _org_and_person(inputs if order == "original first" else inputs[::-1])
+    assert org["evaluation"]["lists"] == {}
+    assert person is not None and person["evaluation"]["lists"] == {}, person["evaluation"]["lists"]
+    (entry,) = person["records"].values()
+    assert entry["kind"] == "linked" and entry["content"]["severity"] == "general"
+
+
+def test_a_record_never_severe_is_not_linked():
+    rep = {"name": "张三", "id_no": PERSON_ID}
+    general = dict(record("penalty", "环罚4", "2026-02-02", severity="general", domain="environment"), legal_rep=rep)
+    _, person = _org_and_person([record_event(general, "2026-02-03"),
+                                 record_event(dict(general, fields={"fine_amount": "1.000000"}), "2026-02-10")])
+    assert person is None
+
+
+@pytest.mark.parametrize("sent,back", [("2026-03-05", None), ("2026-03-20", "2026-03-20")])
+def test_a_correction_the_provider_sends_while_the_objection_is_verified_counts(sent, back):
+    # RULES.md 5: the provider answers within its days, before the platform resolves; its correction
+    # was ignored, and the record stayed out of force for good although corrected
+    pen = record("penalty", "环罚3", "2026-02-02", severity="severe", domain="environment", fine_amount="5.000000")
+    fixed = dict(pen, fields={"fine_amount": "3.000000"})
+    state, announced, _ = run([record_event(pen, "2026-02-03"), record_event(fixed, sent),
+                               objection("OB", decision_key(pen), "upheld", "2026-03-02", "2026-03-10",
+                                         outcome="corrected", arrived="2026-03-10"), tick("2026-11-30")])
+    lists = summary(sorted(fold_changes(announced).values(), key=lambda c: (c["effective_date"], c["transition"])))
+    blacklist = [(t, d) for name, t, d, _ in lists if name == "blacklist:environment"]
+    if back is None:  # corrected before the resolution: suspended while verified, then in force again
+        assert blacklist == [("entered", "2026-02-02"), ("suspended", "2026-03-02"), ("resumed", "2026-03-10")]
+    else:  # out of force from the resolution until the correction
+        assert blacklist == [("entered", "2026-02-02"), ("suspended", "2026-03-02"), ("exited", "2026-03-10"),
+                             ("entered", back)]
+    assert "blacklist:environment" in state["evaluation"]["lists"]
