@@ -121,10 +121,12 @@ def is_valid_uscc(code: str) -> bool:
 
     The shape test is ``uscc_shape_ok``; unlike ``stdnum.cn.uscc.is_valid`` it
     does not require pos 1-2 to be digits, so authority codes such as ``A``,
-    ``N`` and ``Y`` are accepted.
+    ``N`` and ``Y`` are accepted; pos 3-8 (the division) must be digits.
     """
     code = normalise_code(code)
-    return uscc_shape_ok(code) and _uscc_check(code) == code[17]
+    # characters 3-8 are the registering division (GB/T 2260): digits (a letter there fails, as in
+    # ``stdnum.cn.uscc``; such a code attaches flagged, as one whose check character fails)
+    return uscc_shape_ok(code) and code[2:8].isdigit() and _uscc_check(code) == code[17]
 
 
 def _uscc_check(code: str) -> str:

@@ -238,8 +238,15 @@ def test_is_valid_uscc_agrees_with_stdnum_check(body, last):
     from stdnum.cn import uscc as stdnum_uscc
 
     code = body + last
-    assert is_valid_uscc(code) == (stdnum_uscc.calc_check_digit(body) == last)
+    # the check character as stdnum's; and a division (characters 3-8) of digits, as stdnum requires
+    assert is_valid_uscc(code) == (stdnum_uscc.calc_check_digit(body) == last and body[2:8].isdigit())
     assert is_valid_uscc(f" {code[:8]}-{code[8:]} ".lower()) == is_valid_uscc(code)  # a printed form
+
+
+def test_a_division_with_a_letter_fails_though_its_check_character_fits():
+    body = "3305Q7360GMEE9HLC"  # characters 3-8: 05Q736
+    assert not is_valid_uscc(body + uscc_check_char(body))
+    assert not is_valid_uscc("9141010A" + "MA4000000")  # any letter there
 
 
 def test_every_check_char_of_a_body_is_found_once():
