@@ -340,6 +340,18 @@ def rulebook_from_dict(data: Doc, *, source: str = "") -> Rulebook:
                                                       "wrongful_deletion_reasons", default=[])),
     )
 
+    henan_years = _int(data, "henan_max_disclosure_years", "henan_max_disclosure_years", minimum=1)
+    for regime in regimes:
+        for tier_name, tier in sorted(regime.tiers.items()):
+            if tier.max_months > 12 * henan_years:
+                # RULES.md 3: past the cap, disclosure runs on only while the subject is on a list, a
+                # dependency between records the rules core does not model: refused, never applied wrong
+                raise RulebookError(
+                    f"regime {regime.name!r}, tier {tier_name}: max_months {tier.max_months} is past "
+                    f"henan_max_disclosure_years ({henan_years} years): disclosure past it would have to run "
+                    f"on only while the subject is on a list, which is not supported; keep the maximum at "
+                    f"or below {12 * henan_years} months")
+
     escalation = _table(data, "escalation", required=True)
     red_list = _table(data, "red_list", required=True)
     objection = _table(data, "objection", required=True)
@@ -350,8 +362,7 @@ def rulebook_from_dict(data: Doc, *, source: str = "") -> Rulebook:
         version=version.strip(),
         regimes=regimes,
         unknown_severity_tier=unknown_tier,
-        henan_max_disclosure_years=_int(data, "henan_max_disclosure_years", "henan_max_disclosure_years",
-                                        minimum=1),
+        henan_max_disclosure_years=henan_years,
         non_repairable_domains=frozenset(nr_domains),
         non_repairable_fields=tuple(nr_fields),
         non_repairable_markers=tuple(m.lower() for m in nr_markers),

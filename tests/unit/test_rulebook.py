@@ -374,3 +374,17 @@ def test_catalogue_is_optional_but_then_knows_no_matter(raw):
     assert rules.matters == {} and rules.measures == ()
     with pytest.raises(KeyError):
         rules.measures_for("bidding")
+
+
+def test_a_publicity_maximum_past_the_henan_cap_is_refused(raw):
+    # RULES.md 3: past 5 years disclosure runs on only while the subject is on a list, which the
+    # rules core does not model: a regime that needs it is refused, with the reason, not applied wrong
+    import copy
+
+    data = copy.deepcopy(raw)
+    data["regime"].append({"name": "long", "from": "2027-01-01",
+                           "tiers": {t: {"min_months": 6, "max_months": 84} for t in ("minor", "general", "severe")}})
+    with pytest.raises(RulebookError, match="max_months 84 is past henan_max_disclosure_years"):
+        rulebook_from_dict(data)
+    data["regime"][-1]["tiers"] = {t: {"min_months": 6, "max_months": 60} for t in ("minor", "general", "severe")}
+    assert rulebook_from_dict(data).regimes[-1].name == "long"
