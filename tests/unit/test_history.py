@@ -514,12 +514,17 @@ def test_every_arrival_order_gives_the_same_state_and_history(inputs, rnd):
     assert set(fold_changes(announced)) == set(history_of(first))
     scratch = derive(first, first["as_of"], RULES, CAL)  # the incremental derivation equals a fresh one
     assert scratch.history.keys() == history_of(first).keys() and scratch.view == first["evaluation"]
-    for _ in range(3):
+    assert_other_orders_agree(inputs, first, rnd)
+
+
+def assert_other_orders_agree(inputs, first, rnd, orders=3):
+    """The same inputs in ``orders`` shuffled orders give ``first``'s state, and announce its history."""
+    for _ in range(orders):
         order = list(inputs)
         rnd.shuffle(order)
-        other, announced2, _ = run(order)
+        other, announced, _ = run(order)
         assert essence(other) == essence(first)
-        assert fold_changes(announced2).keys() == history_of(first).keys()
+        assert fold_changes(announced).keys() == history_of(first).keys()
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -655,12 +660,7 @@ def test_a_persons_linked_records_are_the_same_in_every_arrival_order(inputs, rn
     assert fold_changes(announced).keys() == history_of(first).keys()
     for entry in first["records"].values():
         assert entry["kind"] == "linked"  # never the person's own penalty
-    for _ in range(3):
-        order = list(inputs)
-        rnd.shuffle(order)
-        other, announced2, _ = run(order)
-        assert essence(other) == essence(first)
-        assert fold_changes(announced2).keys() == history_of(first).keys()
+    assert_other_orders_agree(inputs, first, rnd)
 
 
 def _org_and_person(inputs):
