@@ -11,7 +11,9 @@ place on the dead-letter topic, ``PARTITION:OFFSET`` (a *ref*, as ``dlq list`` p
   and, when it decodes as Avro, the schema name and the record as JSON (``streams.codec.to_json``;
   the very JSON a ``--fix`` file takes), else a printable preview of the bytes.
 * :func:`redrive`: produce dead letters again to their source topic, so the pipeline judges them
-  afresh. By default the ORIGINAL bytes, key, headers (without the ``dlq.*`` ones) and timestamp;
+  afresh (a kind that had been sent to another kind's topic, ``unexpected-schema``, and a fix
+  encoded as another ``--kind``, go to the topic of their kind). By default the ORIGINAL bytes, key,
+  headers (without the ``dlq.*`` ones) and timestamp;
   with a fix file, the corrected record from the file, Avro-encoded with the schema of the original
   message (or of ``--kind``), the original key and headers, and a new timestamp (now, or the file's
   ``timestamp``). Each re-driven message carries the header ``redriven-from: dead-letters/P/O``
@@ -326,8 +328,8 @@ def _schema_for(kind: str) -> str:
 
 
 async def _encode_fix(settings: Settings, codec, letter: DeadLetter, path, kind: str | None
-                      ) -> tuple[bytes, int | None]:
-    """The fixed value (Avro, Confluent wire format) for ``letter``, and its timestamp."""
+                      ) -> tuple[bytes, int | None, str]:
+    """The fixed value (Avro, Confluent wire format) for ``letter``, its timestamp, and the topic it goes to."""
     from streams.codec import RegistryError, from_json
 
     fields, file_kind, ts = _load_fix(path)
@@ -339,15 +341,25 @@ async def _encode_fix(settings: Settings, codec, letter: DeadLetter, path, kind:
         if schema is None:
             raise RedriveError(f"dead letter {letter.ref} does not decode as Avro ({error}): "
                                "name the fixed record's kind with --kind")
+    topic = home_topic(settings, schema, letter.source_topic)
     try:
-        await codec.ensure_writer(schema, letter.source_topic)  # a remote registry: registered, awaited
+        await codec.ensure_writer(schema, topic)  # a remote registry: registered, awaited
         record = from_json(schema, fields)
-        value = codec.encode(schema, record, topic=letter.source_topic)
+        value = codec.encode(schema, record, topic=topic)
     except RegistryError:
         raise  # the registry's failure, not the fix's
     except Exception as exc:  # noqa: BLE001 - ValueError/EncodeError name the field
         raise RedriveError(f"the fix file {path} does not encode as {schema}: {exc}") from None
-    return value, ts
+    return value, ts, topic
+
+
+def home_topic(settings: Settings, schema: str | None, source: str) -> str:
+    """Where a re-driven message goes: the topic its schema's kind travels on (a kind sent to
+    another kind's topic was dead-lettered for it, ``unexpected-schema``); else where it came from."""
+    from domain.kinds import KIND_OF_SCHEMA
+
+    kind = KIND_OF_SCHEMA.get(schema or "")
+    return Topics(settings).for_kind(kind) if kind else source
 
 
 def _headers_for(letter: DeadLetter) -> list[tuple[str, bytes]]:
@@ -417,13 +429,18 @@ async def redrive(settings: Settings, refs: list[str] | None = None, *, flt: Fil
     sends = []
     for letter, item in todo:
         if fix is not None:
-            value, ts = await _encode_fix(settings, codec, letter, fix, kind)
+            value, ts, topic = await _encode_fix(settings, codec, letter, fix, kind)
             item.fixed = True
         else:
-            value, ts = letter.value, letter.source_timestamp or None
-        sends.append((letter, item, value, ts))
+            value, ts, topic = letter.value, letter.source_timestamp or None, letter.source_topic
+            if item.reason == "unexpected-schema":  # sent to another kind's topic: re-driven to its own
+                schema, _, _ = await _decode(settings, value, codec)
+                topic = home_topic(settings, schema, letter.source_topic)
+        if topic != letter.source_topic:
+            item.note = f"to {topic}, the topic of its kind (it came from {letter.source_topic})"
+        sends.append((letter, item, value, ts, topic))
     if dry_run:
-        for _, item, _, _ in sends:
+        for _, item, _, _, _ in sends:
             item.action = "would-redrive"
         return report
     if not sends:
@@ -435,9 +452,8 @@ async def redrive(settings: Settings, refs: list[str] | None = None, *, flt: Fil
     audit_key = Keys(settings.namespace).dlq_redriven
     await producer.start()
     try:
-        for letter, item, value, ts in sends:
-            fut = await producer.send(letter.source_topic, value, key=letter.key, headers=_headers_for(letter),
-                                      timestamp_ms=ts)
+        for letter, item, value, ts, topic in sends:
+            fut = await producer.send(topic, value, key=letter.key, headers=_headers_for(letter), timestamp_ms=ts)
             meta = await fut
             item.action = "redriven"
             item.target = {"topic": meta.topic, "partition": meta.partition, "offset": meta.offset}

@@ -257,6 +257,12 @@ async def test_a_kind_on_another_kinds_topic_is_a_dead_letter(pipeline, departme
     assert letter["source_topic"] == topics.penalty, letter
     assert topics.credit_office in letter["detail"] and schema in letter["detail"]
 
+    # re-driven, it goes to the topic of its kind, not back to where it was refused
+    report = await redrive(settings, [letter["ref"]])
+    [item] = report.items
+    assert item.action == "redriven" and item.target["topic"] == topics.credit_office, item
+    assert topics.credit_office in item.note
+
 
 async def test_a_dead_letters_detail_quotes_no_personal_value(pipeline, department, settings, redis):
     """A natural person's name sent in the category field: the reason's detail does not quote it
