@@ -206,12 +206,12 @@ def _links(state: SubjectState, event: ev.RecordEvent, outcome: str) -> list[ev.
     person as the severe original did (and an original that arrives after its correction does not
     put the person on a list the organisation is not on); re-sent versions are re-deliveries there."""
     record = event.record
-    if state.get("id_kind") != "uscc" or record.get("kind") in ("registration", "court_deletion"):
+    if state.get("id_kind") != "uscc" or record.get("kind") == "registration":
         return []
     entry = (state.get("records") or {}).get(decision_key(record))
     winner = entry.get("content") if entry is not None else None
     if entry is None or winner is None or not entry.get("hash"):
-        return []
+        return []  # (a court's deletion before its listing: linked with the listing, below)
     contents: dict[str, Doc] = dict(entry.get("others") or {})
     contents[str(entry["hash"])] = winner
     if not any(c.get("severity") == "severe" or c.get("kind") == "court_listing" for c in contents.values()):
@@ -222,12 +222,17 @@ def _links(state: SubjectState, event: ev.RecordEvent, outcome: str) -> list[ev.
         rep_id = rep.get("id_no")
         if rep_id and is_valid_resident_id(rep_id):
             reps.setdefault(rep_id, rep.get("name"))
-    links = []
-    for rep_id, name in sorted(reps.items()):
-        for digest, (ms, origin) in sorted((entry.get("versions") or {}).items(), key=lambda v: (v[1][0], v[1][1])):
-            if digest in contents:
-                links.append(ev.linked(rep_id, name, state["id"], origin, contents[digest], ms))
-    return links
+    versions = [(ms, origin, contents[digest]) for digest, (ms, origin) in (entry.get("versions") or {}).items()
+                if digest in contents]
+    # a court listing's deletions go with it: one found wrong voids the person's linked record too
+    for deletion, ms, origin, _rank in (entry.get("deletion") or {}).get("versions") or ():
+        versions.append((ms, origin, {
+            "kind": "court_deletion", "source_unit": winner.get("source_unit"),
+            "source_unit_code": winner.get("source_unit_code"), "doc_no": winner.get("doc_no"),
+            "decision_date": deletion.get("date"), "fields": {"deletion_reason": deletion.get("reason")}}))
+    versions.sort(key=lambda v: (v[0], v[1]))
+    return [ev.linked(rep_id, name, state["id"], origin, content, ms)
+            for rep_id, name in sorted(reps.items()) for ms, origin, content in versions]
 
 
 # the report's counter of an input the rules core failed on (a bug; the input is dead-lettered)

@@ -217,7 +217,11 @@ def record_facts(key: str, state: SubjectState, index: Doc, rules: Rulebook) -> 
                                   ("expiry", key)))
             elif list_domain and action == "remove":
                 facts["removal"] = list_domain
-        elif base != "court_listing":  # a linked court listing: not the person's own listing
+        elif base == "court_listing":  # a linked court listing: not the person's own listing
+            deletion = entry.get("deletion")
+            if deletion is not None and deletion.get("reason") in court_rule.wrongful_deletion_reasons:
+                facts["adverse"] = False  # the organisation was listed wrongly: void here too
+        else:
             if base == "penalty":
                 facts["adverse"] = facts["adverse"] or _attr(entry, "severity") != "minor"
                 if kind == "penalty":

@@ -170,7 +170,7 @@ def apply_record(state: SubjectState | None, event: RecordEvent | LinkedEvent, *
     if current is not None and origin in (current.get("seen") or ()):
         return state, "redelivered"
     if record.get("kind") == "court_deletion":
-        entry, outcome = _fold_deletion(current, record, event)
+        entry, outcome = _fold_deletion(current, record, event, linked=via is not None)
     else:
         entry, outcome = _fold_version(current, record, event, linked=via is not None)
     if via is not None and outcome not in ("duplicate", "stale"):
@@ -241,12 +241,13 @@ def _fold_version(current: RecordEntry | None, record: Doc, event: RecordEvent |
     return cast(RecordEntry, entry), "correction"
 
 
-def _fold_deletion(current: RecordEntry | None, record: Doc, event: RecordEvent | LinkedEvent
-                   ) -> tuple[RecordEntry, str]:
+def _fold_deletion(current: RecordEntry | None, record: Doc, event: RecordEvent | LinkedEvent, *,
+                   linked: bool = False) -> tuple[RecordEntry, str]:
     deletion = {"reason": (record.get("fields") or {}).get("deletion_reason"), "date": record.get("decision_date"),
                 "doc_no": record.get("doc_no")}
     entry: RecordEntry = dict(current) if current is not None else {  # type: ignore[assignment]
-        "kind": "court_listing", "doc_no": record.get("doc_no"), "source_unit": record.get("source_unit"),
+        "kind": "linked" if linked else "court_listing", "doc_no": record.get("doc_no"),
+        "source_unit": record.get("source_unit"),
         "source_unit_code": record.get("source_unit_code"), "decision_date": None, "severity": None,
         "domain": record.get("domain"), "content": None, "hash": None, "versions": {}, "others": {},
         "version": 0, "first_ms": event.event_ms, "updated_ms": event.event_ms}

@@ -631,7 +631,8 @@ def test_the_newest_version_of_a_linked_record_is_its_own_content_in_every_order
 @st.composite
 def linked_inputs(draw):
     """Versions of two organisation records linked onto one person (severe or not, revoked, another
-    fine), sent with their own stamps, and re-sent with earlier or later ones; ticks."""
+    fine), sent with their own stamps, and re-sent with earlier or later ones; a court's listing of
+    the organisation and its deletions; ticks."""
     inputs = []
     for i in range(draw(st.integers(1, 8))):
         if inputs and draw(st.integers(0, 3)) == 0:  # a re-send of an earlier one, stamped otherwise
@@ -642,6 +643,12 @@ def linked_inputs(draw):
                 continue
         if draw(st.integers(0, 5)) == 0:
             inputs.append(tick(draw(st.sampled_from(DATES)), subject=PERSON_ID))
+            continue
+        if draw(st.integers(0, 4)) == 0:  # a court's listing of the organisation, or its deletion
+            date = draw(st.sampled_from(DATES[:4]))
+            rec = record("court_listing", "执OA", date) if draw(st.booleans()) else record(
+                "court_deletion", "执OA", date, deletion_reason=draw(st.sampled_from(["performed", "listing_revoked"])))
+            inputs.append(_linked(rec, f"c/{i}", arrival(max(date, draw(st.sampled_from(DATES))))))
             continue
         date = draw(st.sampled_from(DATES[:4]))
         rec = record("penalty", draw(st.sampled_from(["OA", "OB"])), date,
@@ -712,3 +719,30 @@ def test_a_correction_the_provider_sends_while_the_objection_is_verified_counts(
         assert blacklist == [("entered", "2026-02-02"), ("suspended", "2026-03-02"), ("exited", "2026-03-10"),
                              ("entered", back)]
     assert "blacklist:environment" in state["evaluation"]["lists"]
+
+
+@pytest.mark.parametrize("order", ["listing first", "deletion first"])
+def test_a_court_listing_found_wrong_is_void_on_the_legal_representatives_file_too(order):
+    # the court revokes the organisation's listing (listed wrongly): void with everything derived from
+    # it (RULES.md 5); the person's linked copy stayed an adverse record, which kept them off the red list
+    rep = {"name": "张三", "id_no": PERSON_ID}
+    listing = dict(record("court_listing", "执2019-1", "2019-03-04"), legal_rep=rep)
+    deletion = record("court_deletion", "执2019-1", "2019-06-03", deletion_reason="listing_revoked")
+    inputs = [record_event(listing, "2019-03-05"), record_event(deletion, "2019-06-04")]
+    org, person = _org_and_person(inputs if order == "listing first" else inputs[::-1])
+    person = step(person, tick("2026-11-30", subject=PERSON_ID), RULES, CAL).state
+    assert org["evaluation"]["lists"] == {}
+    (entry,) = person["records"].values()
+    assert entry["kind"] == "linked" and entry["deletion"]["reason"] == "listing_revoked"
+    assert set(person["evaluation"]["lists"]) == {"red_list"}  # nothing adverse on the person's file
+
+
+def test_a_court_listing_deleted_as_performed_stays_adverse_on_the_legal_representatives_file():
+    rep = {"name": "张三", "id_no": PERSON_ID}
+    listing = dict(record("court_listing", "执2025-2", "2025-03-04"), legal_rep=rep)
+    deletion = record("court_deletion", "执2025-2", "2025-06-03", deletion_reason="performed")
+    org, person = _org_and_person([record_event(listing, "2025-03-05"), record_event(deletion, "2025-06-04")])
+    person = step(person, tick("2026-11-30", subject=PERSON_ID), RULES, CAL).state
+    assert "red_list" not in person["evaluation"]["lists"]  # an adverse record of 2025
+    (entry,) = person["records"].values()
+    assert entry["kind"] == "linked" and entry["deletion"]["reason"] == "performed"
