@@ -40,6 +40,7 @@ from domain.state import (
     apply_objection,
     apply_record,
     apply_repair,
+    deletion_records,
     new_state,
 )
 from domain.types import Doc
@@ -224,12 +225,7 @@ def _links(state: SubjectState, event: ev.RecordEvent, outcome: str) -> list[ev.
             reps.setdefault(rep_id, rep.get("name"))
     versions = [(ms, origin, contents[digest]) for digest, (ms, origin) in (entry.get("versions") or {}).items()
                 if digest in contents]
-    # a court listing's deletions go with it: one found wrong voids the person's linked record too
-    for deletion, ms, origin, _rank in (entry.get("deletion") or {}).get("versions") or ():
-        versions.append((ms, origin, {
-            "kind": "court_deletion", "source_unit": winner.get("source_unit"),
-            "source_unit_code": winner.get("source_unit_code"), "doc_no": winner.get("doc_no"),
-            "decision_date": deletion.get("date"), "fields": {"deletion_reason": deletion.get("reason")}}))
+    versions += deletion_records(entry)  # one found wrong voids the person's linked record too
     versions.sort(key=lambda v: (v[0], v[1]))
     return [ev.linked(rep_id, name, state["id"], origin, content, ms)
             for rep_id, name in sorted(reps.items()) for ms, origin, content in versions]

@@ -19,7 +19,7 @@ from domain.clock import FUTURE_TOLERANCE_MS, date_of_ms
 from domain.kinds import KIND_OF_SCHEMA  # the catalogue of event kinds
 from domain.normalise import is_blank_name, normalise_doc_no, normalise_name, normalise_text
 from domain.types import Doc
-from domain.vocabulary import _BOOL_WORDS, _DOMAIN, _NOT_RESIDENT_ID_WORDS, _RESIDENT_ID_TYPES
+from domain.vocabulary import _BOOL_WORDS, _DOMAIN, _NOT_RESIDENT_ID_WORDS, _RESIDENT_ID_TYPES, _RESIDENT_ID_WORDS
 
 NAME_LIMIT: Final = 200  # names, codes, document numbers, enum values
 TEXT_LIMIT: Final = 4000  # free text
@@ -398,7 +398,7 @@ def _is_resident_type(id_type: str | None) -> bool:
         return True
     if any(word in t for word in _NOT_RESIDENT_ID_WORDS):
         return False
-    return "身份证" in t or "身份證" in t or "身份号码" in t or "身份號碼" in t
+    return any(word in t for word in _RESIDENT_ID_WORDS)
 
 
 # --------------------------------------------------------------------------------------------

@@ -261,6 +261,17 @@ def _fold_deletion(current: RecordEntry | None, record: Doc, event: RecordEvent 
     return entry, "deletion" if outcome == "applied" else outcome
 
 
+def deletion_records(entry: RecordEntry) -> list[tuple[int, str, Doc]]:
+    """A court listing's deletions as (stamp, origin, court deletion record), one per version its
+    deletion slot keeps (``_fold_deletion`` folds such a record into that slot): what a listing
+    linked onto a legal representative's file carries with it (domain/engine.py ``_links``)."""
+    listing = entry.get("content") or {}
+    return [(ms, origin, {"kind": "court_deletion", "source_unit": listing.get("source_unit"),
+                          "source_unit_code": listing.get("source_unit_code"), "doc_no": listing.get("doc_no"),
+                          "decision_date": deletion.get("date"), "fields": {"deletion_reason": deletion.get("reason")}})
+            for deletion, ms, origin, _rank in (entry.get("deletion") or {}).get("versions") or ()]
+
+
 def _summary(record: Doc, linked: bool = False) -> Doc:
     if linked:  # the organisation's record on its legal representative's file: of kind linked
         return {**_summary(record), "kind": "linked", "action_kind": None}

@@ -195,6 +195,9 @@ _RESIDENT_ID_TYPES: Final = frozenset((
     "居民身份号码", "公民身份证号码", "身份證", "居民身份證", "公民身份號碼", "居民身份號碼", "临时身份证",
     "临时居民身份证", "港澳台居民居住证", "港澳居民居住证", "台湾居民居住证",
     "01", "1", "111", "RESIDENT_ID", "ID_CARD", "IDCARD"))
+# words that make an ID type not listed above a resident ID (any wording of 身份证号码), unless one of
+# _NOT_RESIDENT_ID_WORDS is in it too
+_RESIDENT_ID_WORDS: Final = ("身份证", "身份證", "身份号码", "身份號碼")
 # words that name some other document, whatever else the type says: a foreigner's permanent
 # residence card (外国人永久居留身份证) is not a resident ID card, nor a passport or travel permit
 _NOT_RESIDENT_ID_WORDS: Final = ("外国", "外國", "护照", "護照", "通行证", "通行證", "军官", "士兵", "警官", "PASSPORT")
