@@ -54,14 +54,26 @@ TRANSIENT_CLIENT_ERRORS = (
 worker's own counters, /health (``stall_after_s``) and alerts say when one does not."""
 
 
+LEAKED_CLIENT_CONNECTION = "Unclosed AIOKafkaConnection"
+"""What aiokafka's connection says (through the event loop's exception handler, on the ``asyncio``
+logger, at ERROR) when it is collected while still open: a connection that a client dropped during a
+start or a stop racing a metadata refresh (aio-libs/aiokafka#715). The connection closes its socket
+itself as it says so; nothing is lost or left open. Seen once at a worker's start on Apache Kafka (CI,
+two workers creating the same topics at once), not reproduced in 14 runs after."""
+
+
 class TransientClientErrors(logging.Filter):
-    """Logs aiokafka's self-healing errors (:data:`TRANSIENT_CLIENT_ERRORS`) at WARNING, so that
-    ERROR in a worker's log means something an operator must look at."""
+    """Logs aiokafka's self-healing errors (:data:`TRANSIENT_CLIENT_ERRORS`, and
+    :data:`LEAKED_CLIENT_CONNECTION` from the event loop) at WARNING, so that ERROR in a worker's log
+    means something an operator must look at."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno == logging.ERROR and record.name.startswith("aiokafka"):
-            text = record.getMessage()
-            if any(marker in text for marker in TRANSIENT_CLIENT_ERRORS):
+        if record.levelno == logging.ERROR:
+            if record.name.startswith("aiokafka"):
+                text = record.getMessage()
+                if any(marker in text for marker in TRANSIENT_CLIENT_ERRORS):
+                    record.levelno, record.levelname = logging.WARNING, "WARNING"
+            elif record.name == "asyncio" and record.getMessage().startswith(LEAKED_CLIENT_CONNECTION):
                 record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
 

@@ -170,3 +170,26 @@ def test_aiokafkas_self_healing_errors_are_warnings_and_others_stay_errors():
     logging.getLogger("creditstream.app").error("Failed fetch offsets (our own error stays an error)")
     levels = [json.loads(line)["level"] for line in out.getvalue().splitlines()]
     assert levels == ["warning", "warning", "error", "error"]
+
+
+def test_a_collected_open_kafka_connection_is_a_warning_and_other_loop_errors_stay_errors():
+    """An aiokafka connection collected while open closes itself (aio-libs/aiokafka#715): the event
+    loop's handler says so at ERROR, which a worker's log shows as a warning; anything else the loop
+    reports stays an error."""
+    import asyncio
+    import io
+    import json
+
+    from creditstream import logs
+
+    out = io.StringIO()
+    logs.configure("INFO", "json", stream=out)
+
+    async def report():
+        loop = asyncio.get_running_loop()
+        loop.call_exception_handler({"message": "Unclosed AIOKafkaConnection", "conn": "<AIOKafkaConnection>"})
+        loop.call_exception_handler({"message": "Task exception was never retrieved"})
+
+    asyncio.run(report())
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(line["logger"], line["level"]) for line in lines] == [("asyncio", "warning"), ("asyncio", "error")]
