@@ -34,7 +34,7 @@ resolved through the registry index).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -91,9 +91,11 @@ def _cursor(request: web.Request) -> int:
     return int(raw)
 
 
-def _public(doc: Any) -> Any:
-    """What the disclosure serves: the public role's redaction, whoever asks."""
-    return redact_personal(doc)
+def _public(doc: Any, sources: Sequence[Any] = ()) -> Any:
+    """What the disclosure serves: the public role's redaction, whoever asks. ``sources``: the states
+    the page was made from (the names their records' legal representatives have are masked where
+    the page quotes them: a penalty's facts naming its legal representative)."""
+    return redact_personal(doc, sources=sources)
 
 
 def _nav(at: str) -> Html:
@@ -254,7 +256,8 @@ class DisclosureApi:
             if query.name is None or name_matches(s, query.name):
                 records += disclosed_records(s, at, (kind,))
         records.sort(key=lambda r: (r["decision_date"], r["subject"], r["record_key"]), reverse=True)
-        doc = _public({"at": at, "kind": kind, "q": q or None, "records": records, "next_cursor": next_cursor or None})
+        doc = _public({"at": at, "kind": kind, "q": q or None, "records": records, "next_cursor": next_cursor or None},
+                      states)
         if as_json:
             return _json(doc)
         rows = [[link(url(f"{PREFIX}/subjects/{seg(r['subject'])}", at=at), r["name"] or r["subject"]),
@@ -294,7 +297,7 @@ class DisclosureApi:
                                               "category": state.get("category")},
                        "published": [r for r in records if r["state"] != "withdrawn"],
                        "withdrawn": [r for r in records if r["state"] == "withdrawn"],
-                       "lists": lists})
+                       "lists": lists}, [state])
         if as_json:
             return _json(doc)
         subject = doc["subject"]

@@ -98,7 +98,7 @@ class ReportApi:
         state = await self.state_of(request)
         content = credit_report(state, at, rules_version=self.rules.version, generated_at=now_iso())
         if not self.client_of(request).may("personal"):
-            content = redact_personal(content, natural_person=bool(is_natural_person(state)))
+            content = redact_personal(content, natural_person=bool(is_natural_person(state)), sources=[state])
         sealed = seal(content)
         if as_json:
             return web.Response(body=orjson.dumps(sealed), content_type="application/json", charset="utf-8")

@@ -126,6 +126,11 @@ def _gap(entry: View, objection: Doc | None) -> tuple[dt.date, dt.date | None, s
     return resolved, (max(resolved, min(corrected)) if corrected else None), objection["_id"]
 
 
+def _in_gap(day: dt.date, gap: tuple[dt.date, dt.date | None, str] | None) -> bool:
+    """Whether ``day`` falls where an upheld objection put the record out of force."""
+    return gap is not None and gap[0] <= day and (gap[1] is None or day < gap[1])
+
+
 def _split(c: Cand, gap: tuple[dt.date, dt.date | None, str] | None) -> list[Cand]:
     if gap is None:
         return [c]
@@ -230,8 +235,10 @@ def record_facts(key: str, state: SubjectState, index: Doc, rules: Rulebook) -> 
                         start, end = dates
                         leave_kind = "expiry"
                         repair = repairs.get(key)
+                        # a repair approved while the record is out of force after an upheld
+                        # objection (before its correction) has nothing to end; any other applies
                         if repair is not None and repair.get("granted") and start <= _d(repair["approved"]) < end \
-                                and gap is None:
+                                and not _in_gap(_d(repair["approved"]), gap):
                             end, leave_kind = _d(repair["approved"]), "repair"
                         facts["pub"] = [start.isoformat(), end.isoformat(), leave_kind]
             elif base == "action" and fields.get("adverse"):

@@ -155,7 +155,10 @@ def day_of(at: dt.date | dt.datetime | str) -> str:
                              f"{text[:40]!r}") from None
     if isinstance(at, dt.datetime):
         if at.tzinfo is not None:
-            at = at.astimezone(CHINA)
+            try:
+                at = at.astimezone(CHINA)
+            except OverflowError:  # 9999-12-31T23:00-12:00 is past the last date a datetime holds
+                raise ValueError(f"{at.isoformat()} in China time is outside the years 1-9999") from None
         return at.date().isoformat()
     if isinstance(at, dt.date):
         return at.isoformat()

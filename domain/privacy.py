@@ -184,13 +184,18 @@ class _TextMask:
         return text
 
 
-def redact_personal(doc: J, *, natural_person: bool = False) -> J:
+def redact_personal(doc: J, *, natural_person: bool = False, sources: Sequence[object] = ()) -> J:
     """A copy of the JSON document ``doc`` with natural persons' ID numbers and names masked (the
     module docstring says which). ``natural_person``: the document is about a natural person even
-    where it does not say so itself. Mappings come back as dicts and sequences as lists; numbers,
-    booleans and None as they are."""
+    where it does not say so itself. ``sources``: the documents ``doc`` was made from (the subjects'
+    states behind a disclosure page or a credit report), read only for the names and numbers they
+    hold: a view that leaves out a record's legal representative still quotes their name in its free
+    text, and it is masked there as an echo. Mappings come back as dicts and sequences as lists;
+    numbers, booleans and None as they are."""
     secrets = _Secrets()
     _collect(doc, natural_person, secrets, hint=natural_person or None)
+    for source in sources:
+        _collect(source, natural_person, secrets, hint=natural_person or None)
     return cast(J, _rewrite(doc, _TextMask(secrets)))
 
 

@@ -136,7 +136,11 @@ def _window(state: View, key: str, entry: View, content: View) -> tuple[str | No
     if objection is not None:
         return objection, None, "objection"
     if content.get("revoked"):
-        return date_of_ms(int(entry.get("updated_ms") or 0)) if entry.get("updated_ms") else decided, None, "revoked"
+        # dated by the department's stamp of the revoking version (its first sighting), not by the
+        # entry's latest update, which a re-sent copy or any later version moves (RULES.md 2, 3a)
+        seen = (entry.get("versions") or {}).get(entry.get("hash") or "")
+        stamp = seen[0] if seen else entry.get("updated_ms")
+        return (date_of_ms(int(stamp)) if stamp else decided), None, "revoked"
     if kind == "penalty":
         facts = (state.get("facts") or {}).get(key) or {}
         pub = facts.get("pub")

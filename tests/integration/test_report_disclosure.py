@@ -45,7 +45,7 @@ async def produce_disclosure_inputs(department) -> None:
     penalty = sample_event("penalty", severity="严重", domain="environment", source_unit=samples.ECO_ZZ,
                            source_unit_uscc=samples.ECO_ZZ_USCC, deciding_authority=samples.ECO_ZZ,
                            deciding_authority_uscc=samples.ECO_ZZ_USCC, decision_doc_no=PENALTY_DOC,
-                           violation_type="超标排放大气污染物", penalty_content="罚款20万元",
+                           violation_type=f"法定代表人{samples.LEGAL_REP}指使超标排放大气污染物", penalty_content="罚款20万元",
                            decision_date=today() - dt.timedelta(days=400), valid_until=None, publicity_end_date=None)
     licence = sample_event("license", decision_date=today() - dt.timedelta(days=100),
                            valid_from=today() - dt.timedelta(days=100), valid_to=today() + dt.timedelta(days=900))

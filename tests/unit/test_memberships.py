@@ -125,6 +125,10 @@ def test_instants():
     for bad in ("2024-13-01", "yesterday", ""):
         with pytest.raises(ValueError, match="ISO form"):
             day_of(bad)
+    # past the datetime's range once in China time: a bad instant (the check API's 400), not an OverflowError
+    for edge in ("9999-12-31T23:00:00-12:00", "0001-01-01T01:00:00+14:00"):
+        with pytest.raises(ValueError, match="outside the years"):
+            day_of(edge)
     with pytest.raises(TypeError):
         day_of(20240304)  # type: ignore[arg-type]
 

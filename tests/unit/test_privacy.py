@@ -159,3 +159,21 @@ def test_a_detail_quotes_no_personal_value():
     assert safe_detail("KeyError: '11010519491231002X'") == "KeyError: '110**************X'"
     assert safe_detail('ValueError: "王五" 不是 a date') == "ValueError: <2 chars withheld> … a date"
     assert safe_detail("decision_date: in the future (2030-01-01)") == "decision_date: in the future (2030-01-01)"
+
+
+def test_a_view_without_the_legal_representative_still_masks_their_name_in_free_text():
+    """A disclosure page or a credit report leaves a record's legal representative out, but the
+    penalty's facts may name them: masked as an echo of the state the view was made from (RULES.md 7)."""
+    from domain.privacy import redact_personal
+
+    state = {"id": "91410100MA44C2XH7A", "id_kind": "uscc", "category": "legal_entity",
+             "records": {"k": {"content": {"legal_rep": {"name": "张卫东", "id_no": "11010519491231002X"},
+                                           "fields": {"violation_type": "法定代表人张卫东指使超标排放"}}}}}
+    view = {"records": [{"subject": "91410100MA44C2XH7A", "details": {"violation_type": "法定代表人张卫东指使超标排放"},
+                         "note": "身份证11010519491231002X"}]}
+    assert redact_personal(view)["records"][0]["details"]["violation_type"] == "法定代表人张卫东指使超标排放"
+    masked = redact_personal(view, sources=[state])
+    assert masked["records"][0]["details"]["violation_type"] == "法定代表人张**指使超标排放"
+    assert "11010519491231002X" not in str(masked)
+    assert masked["records"][0]["subject"] == "91410100MA44C2XH7A"
+    assert "legal_rep" not in masked  # the sources are read, never returned

@@ -140,3 +140,37 @@ def test_disclosure_views():
     person = run([record_event(record("penalty", "罚1", "2024-02-05", category="natural_person"), "2024-02-06",
                                subject=PERSON)])
     assert disclosed_records(person, "2024-03-01") == []
+
+
+def test_a_resent_revocation_keeps_the_date_the_record_left_publicity():
+    """A revocation re-sent months later (a department's re-export) is a duplicate (RULES.md 2): the
+    record left publicity on the revoking version's own stamp, not on the latest copy's (it moved to
+    the re-send's date, and the record showed as published again in between)."""
+    pen = record("penalty", "环罚〔2024〕1号", "2024-02-05", severity="severe", domain="environment")
+    revoked = dict(pen, revoked=True)
+    once = run([record_event(pen, "2024-02-06"), record_event(revoked, "2024-04-01")])
+    twice = run([record_event(pen, "2024-02-06"), record_event(revoked, "2024-04-01"),
+                 record_event(revoked, "2024-09-02")])
+    for state in (once, twice):
+        answer = publicity(state, "2024-06-03")
+        (w,) = answer.withdrawn
+        assert (w.withdrawn_by, w.withdrawn_on) == ("revoked", "2024-04-01")
+        assert answer.published == ()
+
+
+def test_a_penalty_corrected_after_an_upheld_objection_is_still_withdrawn_by_a_later_repair():
+    """An upheld objection that corrected the penalty put it out of force until the correction; a
+    repair approved a year later ends its publication (RULES.md 3) as for any other record (it was
+    ignored for good once any correcting objection had been upheld)."""
+    pen = record("penalty", "环罚〔2024〕1号", "2024-02-05", severity="severe", domain="environment",
+                 penalty_content="罚款10万元")
+    key = decision_key(pen)
+    state = run([record_event(pen, "2024-02-06"),
+                 objection("OB-1", key, "filed", "2024-03-04", arrived="2024-03-04"),
+                 record_event(dict(pen, fields={"penalty_content": "罚款8万元"}), "2024-03-05"),
+                 objection("OB-1", key, "upheld", "2024-03-04", "2024-03-06", outcome="corrected",
+                           arrived="2024-03-06"),
+                 repair(key, "2025-03-03", arrived="2025-03-04")])
+    (r,) = disclosed_records(state, "2025-06-02", withdrawn=True)
+    assert (r["state"], r["withdrawn_on"], r["withdrawn_by"]) == ("withdrawn", "2025-03-03", "repair")
+    assert state["facts"][key]["pub"][1:] == ["2025-03-03", "repair"]

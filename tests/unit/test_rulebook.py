@@ -24,7 +24,7 @@ def raw():
 
 
 def test_default_file_loads(rules):
-    assert rules.version == "2026-12-01"
+    assert rules.version == "2026-12-03"
     assert [r.name for r in rules.regimes] == ["2019", "2023", "2025"]
     assert rules.henan_max_disclosure_years == 5
     assert rules.escalation_min_domains == 2
@@ -317,6 +317,10 @@ def test_catalogue_loads(rules):
     assert [(m.id, m.effect, m.lists) for m in high] == [
         ("high_consumption.restrict", "prohibit", ("court_debtor:refuse_with_ability",))]
     assert "法释〔2017〕7号" in high[0].source
+    # the general blacklist measures reach every court debtor (docs/checks.md), the financing ones too
+    general = [m for m in rules.measures if "blacklist" in m.lists and m.effect != "incentive"]
+    assert general and all("court_debtor" in m.lists for m in general), \
+        [m.id for m in general if "court_debtor" not in m.lists]
     lic = rules.measures_for("administrative_licensing")
     assert {m.effect for m in lic} == {"review", "prohibit", "incentive"}
     green = next(m for m in lic if m.effect == "incentive")
