@@ -26,6 +26,8 @@ __all__ = ["WorkingCalendar", "FIXED_HOLIDAYS", "add_months", "add_years"]
 # Statutory holidays on fixed Gregorian dates (no lunar calendar needed):
 # New Year's Day (元旦), Labour Day (劳动节), National Day (国庆节) Oct 1-3.
 FIXED_HOLIDAYS: Final = frozenset({(1, 1), (5, 1), (10, 1), (10, 2), (10, 3)})
+# From 2025 (全国年节及纪念日放假办法, 2024 revision) Labour Day is two days: May 1 and 2.
+FIXED_HOLIDAYS_FROM_2025: Final = FIXED_HOLIDAYS | {(5, 2)}
 
 
 def _as_date(d: dt.date) -> dt.date:
@@ -42,7 +44,7 @@ class WorkingCalendar:
 
     Fallback, for a year no table covers (``is_fallback``): Monday-Friday are
     working days, Saturday and Sunday are not, and the fixed-date statutory
-    holidays ``FIXED_HOLIDAYS`` (Jan 1, May 1, Oct 1-3) are not. Lunar holidays
+    holidays ``FIXED_HOLIDAYS`` (Jan 1, May 1, Oct 1-3; May 2 too from 2025) are not. Lunar holidays
     (Spring Festival etc.) and 调休 are unknown there, so deadlines in such years
     are approximate until the year's table is added.
 
@@ -111,7 +113,7 @@ class WorkingCalendar:
             return True
         if d in self._holidays:
             return False
-        if self.is_fallback(d) and (d.month, d.day) in FIXED_HOLIDAYS:
+        if self.is_fallback(d) and (d.month, d.day) in (FIXED_HOLIDAYS_FROM_2025 if d.year >= 2025 else FIXED_HOLIDAYS):
             return False
         return d.weekday() < 5
 

@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Any, Final, NamedTuple
 
 from domain import identifiers as _ids
-from domain.clock import FUTURE_TOLERANCE_MS, date_of_ms
+from domain.clock import date_of_ms
 from domain.kinds import KIND_OF_SCHEMA  # the catalogue of event kinds
 from domain.normalise import is_blank_name, normalise_doc_no, normalise_name, normalise_text
 from domain.types import Doc
@@ -380,11 +380,12 @@ def _generic(key: str, value: Any, latest: _dt.date) -> Any:
 
 
 def _latest_date(event_time_ms: int) -> _dt.date:
-    """The last acceptable event date: the China date of the arrival time (plus the clock's small
-    tolerance). Ingest has already refused arrival stamps in the future of the wall clock, so no
-    decision can be dated after today (RULES.md 3a)."""
+    """The last acceptable event date: the China date of the arrival time. Ingest has already
+    refused arrival stamps in the future of the wall clock (beyond the producer clocks' tolerance),
+    so no decision can be dated after today (RULES.md 3a). The tolerance is not added here: a
+    stamp at 23:57 would have let a decision dated tomorrow in."""
     try:
-        return _dt.date.fromisoformat(date_of_ms(int(event_time_ms) + FUTURE_TOLERANCE_MS))
+        return _dt.date.fromisoformat(date_of_ms(int(event_time_ms)))
     except (OverflowError, ValueError, TypeError):
         return _dt.date.max
 

@@ -213,3 +213,9 @@ def test_working_days_up_to_a_date_count_from_the_first_of_january(d):
     start = date(d.year, 1, 1)
     expected = sum(cal.is_workday(start + timedelta(days=i)) for i in range((d - start).days + 1))
     assert cal._upto(d) == expected
+
+
+def test_fallback_labour_day_is_two_days_from_2025(cal):
+    # 全国年节及纪念日放假办法 (2024 revision, in force 2025-01-01): 劳动节 May 1 and 2 (audit fix-3)
+    assert cal.is_fallback(date(2028, 5, 2)) and cal.is_workday(date(2028, 5, 2)) is False
+    assert cal.add_workdays(date(2028, 4, 28), 3) == date(2028, 5, 5)

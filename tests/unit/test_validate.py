@@ -418,3 +418,11 @@ def test_normalise_event_never_raises_on_odd_values(kind, extra):
     if isinstance(out, dict):
         orjson.dumps(out)
         content_hash(out)
+
+
+def test_a_date_after_the_china_date_of_the_stamp_is_future_even_minutes_before_midnight():
+    # docs/events.md: a date in the record after the China date of the message timestamp is dead-lettered
+    late = int(dt.datetime(2024, 10, 1, 23, 57, tzinfo=CST).timestamp() * 1000)
+    out = normalise_event(schema_of("court_listing"), sample_event("court_listing", listing_date=dt.date(2024, 10, 2)),
+                          event_time_ms=late)
+    assert getattr(out, "reason", None) == "future-date"
