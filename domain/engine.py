@@ -57,7 +57,7 @@ class Step(NamedTuple):
     state: SubjectState
     outcome: str
     changes: list[Doc]     # to announce, in order: withdrawals first, then by effective date
-    links: list[ev.LinkedEvent]  # linked events for other subjects' logs
+    links: list[ev.SubjectEvent]  # events for other subjects' logs (a legal representative's)
     timeliness: tuple[str, int] | None  # (source unit, working days from decision to arrival)
     touched: frozenset[str] | None = None
     """The record keys whose per-record parts (entry, facts, publicity track and view) the input may
@@ -89,7 +89,10 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
     as_of = max([event.arrival_date, *event.named_dates(), state.get("as_of") or ""])
     touched = _touched(state, new, event)
     if outcome in NO_CHANGE and as_of <= (state.get("as_of") or "") and not _first_sightings_moved(state, new, event):
-        return Step(new, outcome, [], [], None, frozenset(touched))
+        # a version of an objection or a repair that does not win still goes to the legal
+        # representatives' files, so that theirs keep the same versions in every order
+        links = _links(new, event, outcome) if _office_versions_moved(state, new, event) else []
+        return Step(new, outcome, [], links, None, frozenset(touched))
     adv = advance(state, new, touched, as_of, rules, cal)
     if new is state:
         new = dict(state)  # type: ignore[assignment]
@@ -117,7 +120,7 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
         outcome = "repair-waiting" if adv.view["repairs"][event.record_key]["reason"] == "unknown-record" \
             else "repair-refused"
 
-    links = _links(new, event, outcome) if isinstance(event, ev.RecordEvent) else []
+    links = _links(new, event, outcome)
     timeliness = None
     if isinstance(event, ev.RecordEvent) and outcome == "new" and event.record["kind"] in TIMELINESS_KINDS:
         record = event.record
@@ -137,6 +140,22 @@ def _first_sightings_moved(before: SubjectState, after: SubjectState, event: ev.
     old_records, new_records = before.get("records") or {}, after.get("records") or {}
     return any((old_records.get(key) or {}).get("versions") != (new_records.get(key) or {}).get("versions")
                for key in _touched(before, after, event))
+
+
+def _office_versions_moved(before: SubjectState, after: SubjectState, event: ev.SubjectEvent) -> bool:
+    """An objection's or a repair's versions changed (a version that does not win, an earlier
+    sighting of a known one) although its winner did not."""
+    if after is before:
+        return False
+    if isinstance(event, ev.ObjectionEvent):
+        part, key = "objections", event.objection_id
+    elif isinstance(event, ev.RepairEvent):
+        part, key = "repairs", event.record_key
+    else:
+        return False
+    old = (cast(Doc, before).get(part) or {}).get(key) or {}
+    new = (cast(Doc, after).get(part) or {}).get(key) or {}
+    return old.get("versions") != new.get("versions")
 
 
 def _touched(before: SubjectState, after: SubjectState, event: ev.SubjectEvent) -> set[str]:
@@ -195,26 +214,77 @@ def is_late(workdays: int) -> bool:
     return workdays > PUBLICATION_WORKDAYS
 
 
-def _links(state: SubjectState, event: ev.RecordEvent, outcome: str) -> list[ev.LinkedEvent]:
-    """Linked events for the legal representatives of an organisation whose severe record changed
-    (RULES.md 4: a severe dishonest act of an organisation is also recorded on the personal record
-    of its legal representative).
+def linked_key(key: str) -> str:
+    """The key an organisation's record ``key`` has on its legal representative's file (an entry of
+    kind ``linked``: domain/state.py ``apply_linked``)."""
+    return "linked|" + key.split("|", 1)[-1]
+
+
+def _links(state: SubjectState, event: ev.SubjectEvent, outcome: str) -> list[ev.SubjectEvent]:
+    """Events for the personal logs of the legal representatives of an organisation whose severe
+    record an input concerned (RULES.md 4: a severe dishonest act of an organisation is also
+    recorded on the personal record of its legal representative).
 
     A decision that is or was severe (or a court listing) in any of its versions is linked whole:
     every version the organisation keeps, with its own stamp and origin, to every legal
     representative any version names. The person's file folds them as the organisation's does, so
     it holds the same winner in any arrival order: a correction to a general penalty reaches the
     person as the severe original did (and an original that arrives after its correction does not
-    put the person on a list the organisation is not on); re-sent versions are re-deliveries there."""
-    record = event.record
-    if state.get("id_kind") != "uscc" or record.get("kind") == "registration":
+    put the person on a list the organisation is not on); re-sent versions are re-deliveries there.
+
+    What the credit office decides about the record follows it (RULES.md 3, 5): every version of
+    an objection that names it and of its repair decision, aimed at the linked record, so that the
+    person's measures are suspended while the organisation's are, and end with its repair, or with
+    an upheld objection that revokes it. Sent with the record (an objection or a repair that came
+    first) and with each objection or repair that comes after it; whichever arrives last, the
+    person's file ends the same."""
+    if state.get("id_kind") != "uscc":
         return []
-    entry = (state.get("records") or {}).get(decision_key(record))
-    winner = entry.get("content") if entry is not None else None
-    if entry is None or winner is None or not entry.get("hash"):
-        return []  # (a court's deletion before its listing: linked with the listing, below)
+    if isinstance(event, ev.RecordEvent):
+        if event.record.get("kind") == "registration":
+            return []
+        key = decision_key(event.record)
+        reps = _representatives(state, key)
+        if not reps:
+            return []
+        entry = state["records"][key]
+        contents = _contents(cast(Doc, entry))
+        versions = [(ms, origin, contents[digest]) for digest, (ms, origin) in (entry.get("versions") or {}).items()
+                    if digest in contents]
+        versions += deletion_records(entry)  # one found wrong voids the person's linked record too
+        versions.sort(key=lambda v: (v[0], v[1]))
+        out: list[ev.SubjectEvent] = [ev.linked(rep_id, name, state["id"], origin, content, ms)
+                                      for rep_id, name in reps for ms, origin, content in versions]
+        objections = state.get("objections") or {}
+        for oid in sorted(oid for oid, o in objections.items() if key in objection_targets(o)):
+            out += _linked_objection(state, oid, reps)
+        return out + _linked_repair(state, key, reps)
+    if isinstance(event, ev.ObjectionEvent):
+        reps_of: dict[str, str | None] = {}
+        for key in sorted(objection_targets((state.get("objections") or {}).get(event.objection_id))):
+            reps_of.update(_representatives(state, key))
+        return _linked_objection(state, event.objection_id, sorted(reps_of.items())) if reps_of else []
+    if isinstance(event, ev.RepairEvent):
+        reps = _representatives(state, event.record_key)
+        return _linked_repair(state, event.record_key, reps) if reps else []
+    return []
+
+
+def _contents(entry: Doc) -> dict[str, Doc]:
+    """Every version of a record the organisation keeps: content hash -> content."""
     contents: dict[str, Doc] = dict(entry.get("others") or {})
-    contents[str(entry["hash"])] = winner
+    contents[str(entry["hash"])] = entry["content"]
+    return contents
+
+
+def _representatives(state: SubjectState, key: str) -> list[tuple[str, str | None]]:
+    """The legal representatives (ID number, name) that the organisation's record ``key`` is linked
+    to: any a version names, when some version is severe or a court listing; none otherwise (a
+    court's deletion before its listing: linked with the listing)."""
+    entry = (state.get("records") or {}).get(key)
+    if entry is None or entry.get("content") is None or not entry.get("hash"):
+        return []
+    contents = _contents(cast(Doc, entry))
     if not any(c.get("severity") == "severe" or c.get("kind") == "court_listing" for c in contents.values()):
         return []
     reps: dict[str, str | None] = {}
@@ -223,12 +293,35 @@ def _links(state: SubjectState, event: ev.RecordEvent, outcome: str) -> list[ev.
         rep_id = rep.get("id_no")
         if rep_id and is_valid_resident_id(rep_id):
             reps.setdefault(rep_id, rep.get("name"))
-    versions = [(ms, origin, contents[digest]) for digest, (ms, origin) in (entry.get("versions") or {}).items()
-                if digest in contents]
-    versions += deletion_records(entry)  # one found wrong voids the person's linked record too
-    versions.sort(key=lambda v: (v[0], v[1]))
-    return [ev.linked(rep_id, name, state["id"], origin, content, ms)
-            for rep_id, name in sorted(reps.items()) for ms, origin, content in versions]
+    return sorted(reps.items())
+
+
+def _linked_objection(state: SubjectState, oid: str, reps: list[tuple[str, str | None]]) -> list[ev.SubjectEvent]:
+    """Every version of the organisation's objection ``oid``, for each legal representative's file:
+    the same objection (its id prefixed by the organisation's), on the linked record."""
+    slot = (state.get("objections") or {}).get(oid)
+    if not slot:
+        return []
+    org = state["id"]
+    return [ev.ObjectionEvent(origin=f"link:{org}:{origin}", subject=rep_id, event_ms=ms, id_kind="resident_id",
+                              objection_id=f"{org}:{oid}", record_key=linked_key(content["record_key"]),
+                              status=content["status"], filed=content.get("filed"), resolved=content.get("resolved"),
+                              provider_verification=bool(content.get("provider_verification")),
+                              outcome=content.get("outcome"))
+            for rep_id, _name in reps for content, ms, origin, _rank in slot.get("versions") or ()]
+
+
+def _linked_repair(state: SubjectState, key: str, reps: list[tuple[str, str | None]]) -> list[ev.SubjectEvent]:
+    """Every version of the repair decision on the organisation's record ``key``, for each legal
+    representative's file, on the linked record."""
+    slot = (state.get("repairs") or {}).get(key)
+    if not slot:
+        return []
+    org = state["id"]
+    return [ev.RepairEvent(origin=f"link:{org}:{origin}", subject=rep_id, event_ms=ms, id_kind="resident_id",
+                           record_key=linked_key(key), decision_date=content["approved"],
+                           approved=bool(content.get("granted")), doc_no=content.get("doc_no"))
+            for rep_id, _name in reps for content, ms, origin, _rank in slot.get("versions") or ()]
 
 
 # the report's counter of an input the rules core failed on (a bug; the input is dead-lettered)
@@ -243,7 +336,7 @@ def report_counts(event: ev.SubjectEvent, result: Step) -> dict[str, int]:
     if result.outcome == "invalid":
         return {"outcome:invalid": 1}
     out = {f"outcome:{result.outcome}": 1}
-    if isinstance(event, ev.DEPARTMENT_INPUTS):
+    if isinstance(event, ev.DEPARTMENT_INPUTS) and not event.origin.startswith(ev.LINK_ORIGIN):
         out["inputs"] = 1
     for change in result.changes:
         key = f"change:{change['kind']}:{change['transition']}"

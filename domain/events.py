@@ -22,7 +22,7 @@ input means for the lists is dated by the dates its decision names (RULES.md 3a)
 
 from __future__ import annotations
 
-from typing import Annotated, cast
+from typing import Annotated, Final, cast
 
 import msgspec
 
@@ -184,9 +184,14 @@ def of_record(subject_id: str, id_kind: str, origin: str, record: Doc, event_ms:
                        hash=digest)
 
 
+LINK_ORIGIN: Final = "link:"
+"""How the origin of an event an organisation's step sent to its legal representative's log begins
+(``link:<organisation>:<origin of the organisation's input>``): not a department input there."""
+
+
 def linked(person_id: str, person_name: str | None, via: str, origin: str, record: Doc, event_ms: int) -> LinkedEvent:
     """A severe record of organisation ``via`` for its legal representative's personal log."""
-    return LinkedEvent(origin=f"link:{via}:{origin}", subject=person_id, event_ms=event_ms, record=record,
+    return LinkedEvent(origin=f"{LINK_ORIGIN}{via}:{origin}", subject=person_id, event_ms=event_ms, record=record,
                        hash=content_hash(record), via=via, person_name=person_name)
 
 

@@ -296,6 +296,14 @@ def apply_linked(state: SubjectState | None, event: LinkedEvent) -> tuple[Subjec
         # a version kept by an earlier layout, which stored the person's summary, not the organisation's
         # record: the record it stands for is not kept; this event's is the nearest there is
         new["records"] = with_entry(new["records"], key, cast(RecordEntry, {**entry, "content": content}))
+        entry = new["records"].get(key)
+    if new is not state and entry is not None and entry.get("versions"):
+        # the person is sent the organisation's versions at their first sightings, and a sighting that
+        # turned out not to be the first only in some orders: its latest stamp is that of the versions
+        # it keeps, the same in every order (the organisation's re-sends are not linked)
+        latest = max(v[0] for v in entry["versions"].values())
+        if entry.get("updated_ms") != latest:
+            new["records"] = with_entry(new["records"], key, cast(RecordEntry, {**entry, "updated_ms": latest}))
     return new, outcome
 
 

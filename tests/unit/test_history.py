@@ -746,3 +746,89 @@ def test_a_court_listing_deleted_as_performed_stays_adverse_on_the_legal_represe
     assert "red_list" not in person["evaluation"]["lists"]  # an adverse record of 2025
     (entry,) = person["records"].values()
     assert entry["kind"] == "linked" and entry["deletion"]["reason"] == "performed"
+
+
+def _blacklist_history(state) -> list[tuple[str, str]]:
+    """(transition, effective date) of a subject's environment blacklist history, in order."""
+    changes = sorted((c for c in history_of(state).values() if c["list"] == "blacklist:environment"),
+                     key=lambda c: (c["effective_date"], c["transition"]))
+    return [(c["transition"], c["effective_date"]) for c in changes]
+
+
+@pytest.mark.parametrize("case,expected", [
+    ("repaired", [("entered", "2024-02-05"), ("exited", "2025-03-03")]),
+    ("disputed", [("entered", "2024-02-05"), ("suspended", "2024-03-04")]),
+    ("disputed, then rejected", [("entered", "2024-02-05"), ("suspended", "2024-03-04"), ("resumed", "2024-03-08")]),
+    ("revoked by an upheld objection", []),
+])
+def test_the_legal_representative_follows_the_credit_offices_decisions_on_the_organisations_record(case, expected):
+    # RULES.md 3 and 5: a repair lifts joint punishment, an objection suspends the measures based on
+    # the disputed record, an upheld one that revokes it undoes what was derived from it. They
+    # reached the organisation's record only: its legal representative stayed on the blacklist
+    # (and restricted) after the organisation left it, in every case and every arrival order
+    import itertools
+
+    rep = {"name": "张三", "id_no": PERSON_ID}
+    pen = dict(record("penalty", "环罚〔2024〕1号", "2024-02-05", severity="severe", domain="environment"), legal_rep=rep)
+    key = decision_key(pen)
+    office = {"repaired": [repair(key, "2025-03-03", arrived="2025-03-04")],
+              "disputed": [objection("OB-1", key, "filed", "2024-03-04", arrived="2024-03-04")],
+              "disputed, then rejected": [objection("OB-1", key, "filed", "2024-03-04", arrived="2024-03-04"),
+                                          objection("OB-1", key, "rejected", "2024-03-04", "2024-03-08",
+                                                    arrived="2024-03-08")],
+              "revoked by an upheld objection": [objection("OB-2", key, "upheld", "2024-03-04", "2024-03-06",
+                                                           outcome="revoked", arrived="2024-03-06")]}[case]
+    inputs = [record_event(pen, "2024-02-06"), *office]
+    for order in itertools.permutations(inputs):
+        org, person = _org_and_person(list(order) + [tick("2025-06-02")])
+        person = step(person, tick("2025-06-02", subject=PERSON_ID), RULES, CAL).state
+        assert _blacklist_history(org) == expected, (case, [e.origin for e in order])
+        assert _blacklist_history(person) == expected, (case, [e.origin for e in order])
+        assert person["evaluation"]["lists"].keys() - {"red_list"} == org["evaluation"]["lists"].keys() - {"red_list"}
+
+
+def test_a_general_record_carries_no_credit_office_decision_to_anyone():
+    rep = {"name": "张三", "id_no": PERSON_ID}
+    pen = dict(record("penalty", "环罚〔2024〕2号", "2024-02-05", severity="general", domain="environment"), legal_rep=rep)
+    key = decision_key(pen)
+    _, person = _org_and_person([record_event(pen, "2024-02-06"), repair(key, "2025-03-03", arrived="2025-03-04"),
+                                 objection("OB-1", key, "filed", "2024-03-04", arrived="2024-03-04")])
+    assert person is None
+
+
+@st.composite
+def office_on_linked_inputs(draw):
+    """An organisation's severe record naming its legal representative (versions: a correction, a
+    re-send stamped otherwise), and what the credit office decides about it: objections filed,
+    rejected or upheld (revoking or correcting it), repairs granted or refused."""
+    rep = {"name": "张三", "id_no": PERSON_ID}
+    pen = dict(record("penalty", "环罚〔2024〕7号", "2024-02-05", severity="severe", domain="environment"), legal_rep=rep)
+    key = decision_key(pen)
+    inputs = [record_event(pen, "2024-02-06")]
+    pool = [record_event(dict(pen, severity="general"), "2024-05-06"),
+            record_event(dict(pen, fields={"fine_amount": "2.000000"}), "2024-03-07"),
+            record_event(pen, "2024-09-02"),
+            objection("OB-1", key, "filed", "2024-03-04", arrived="2024-03-04"),
+            objection("OB-1", key, "rejected", "2024-03-04", "2024-03-11", arrived="2024-03-11"),
+            objection("OB-1", key, "upheld", "2024-03-04", "2024-03-12", outcome="corrected", arrived="2024-03-12"),
+            objection("OB-2", key, "upheld", "2024-06-03", "2024-06-06", outcome="revoked", arrived="2024-06-06"),
+            repair(key, "2025-03-03", arrived="2025-03-04"),
+            repair(key, "2025-04-01", granted=False, arrived="2025-04-02")]
+    inputs += draw(st.lists(st.sampled_from(pool), min_size=1, max_size=5, unique_by=lambda e: e.origin))
+    return inputs
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(office_on_linked_inputs(), st.randoms(use_true_random=False))
+def test_the_legal_representatives_file_follows_the_organisations_in_every_arrival_order(inputs, rnd):
+    org, person = _org_and_person(inputs + [tick("2025-06-02")])
+    person = step(person, tick("2025-06-02", subject=PERSON_ID), RULES, CAL).state
+    lists = org["evaluation"]["lists"].keys() - {"red_list"}
+    assert person["evaluation"]["lists"].keys() - {"red_list"} == lists
+    for _ in range(3):
+        order = list(inputs)
+        rnd.shuffle(order)
+        other_org, other = _org_and_person(order + [tick("2025-06-02")])
+        other = step(other, tick("2025-06-02", subject=PERSON_ID), RULES, CAL).state
+        assert essence(other_org) == essence(org)
+        assert essence(other) == essence(person), [e.origin for e in order]
