@@ -41,6 +41,7 @@ from domain.state import (
     apply_record,
     apply_repair,
     deletion_records,
+    linked_key,
     new_state,
 )
 from domain.types import Doc
@@ -168,7 +169,7 @@ def _touched(before: SubjectState, after: SubjectState, event: ev.SubjectEvent) 
     if isinstance(event, ev.RecordEvent):
         return {decision_key(event.record)}
     if isinstance(event, ev.LinkedEvent):
-        return {decision_key(dict(event.record, kind="linked"))}
+        return {linked_key(decision_key(event.record))}
     return set()
 
 
@@ -212,12 +213,6 @@ def overdue_feedback(state: Doc, today: str, workdays: int, cal: WorkingCalendar
 
 def is_late(workdays: int) -> bool:
     return workdays > PUBLICATION_WORKDAYS
-
-
-def linked_key(key: str) -> str:
-    """The key an organisation's record ``key`` has on its legal representative's file (an entry of
-    kind ``linked``: domain/state.py ``apply_linked``)."""
-    return "linked|" + key.split("|", 1)[-1]
 
 
 def _links(state: SubjectState, event: ev.SubjectEvent, outcome: str) -> list[ev.SubjectEvent]:

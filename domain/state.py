@@ -164,7 +164,7 @@ def apply_record(state: SubjectState | None, event: RecordEvent | LinkedEvent, *
     record = record if record is not None else event.record
     if record.get("kind") == "registration":
         return apply_registration(state, record, event.event_ms, event.origin)
-    key = decision_key(record if via is None else dict(record, kind="linked"))
+    key = decision_key(record) if via is None else linked_key(decision_key(record))
     current = state["records"].get(key)
     origin = event.origin
     if current is not None and origin in (current.get("seen") or ()):
@@ -281,6 +281,14 @@ def _summary(record: Doc, linked: bool = False) -> Doc:
             "domain": record.get("domain")}
 
 
+def linked_key(key: str) -> str:
+    """The key an organisation's record of key ``key`` (``decision_key``) has on its legal
+    representative's file: the entry of kind ``linked`` that :func:`apply_linked` keeps, and that
+    the objections and repairs linked after it aim at (domain/engine.py ``_links``). The same
+    decision, whatever its kind there (a court deletion names its listing already)."""
+    return "linked|" + key.split("|", 1)[-1]
+
+
 def apply_linked(state: SubjectState | None, event: LinkedEvent) -> tuple[SubjectState, str]:
     """A severe record of an organisation, linked onto its legal representative's personal record:
     an entry of kind ``linked`` whose content is the organisation's record, ``via`` the organisation;
@@ -290,7 +298,7 @@ def apply_linked(state: SubjectState | None, event: LinkedEvent) -> tuple[Subjec
     content = dict(org, revoked=org.get("revoked", False))
     new, outcome = apply_record(state, event, via=event.via, record=content,
                                 identity={"subject_name": event.person_name} if event.person_name else {})
-    key = decision_key(dict(content, kind="linked"))
+    key = linked_key(decision_key(content))
     entry = new["records"].get(key)
     if new is not state and entry is not None and (entry.get("content") or {}).get("kind") == "linked":
         # a version kept by an earlier layout, which stored the person's summary, not the organisation's
