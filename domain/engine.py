@@ -92,7 +92,7 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
     if outcome in NO_CHANGE and as_of <= (state.get("as_of") or "") and not _first_sightings_moved(state, new, event):
         # a version of an objection or a repair that does not win still goes to the legal
         # representatives' files, so that theirs keep the same versions in every order
-        links = _links(new, event, outcome) if _office_versions_moved(state, new, event) else []
+        links = _links(new, event, outcome, rules) if _office_versions_moved(state, new, event) else []
         return Step(new, outcome, [], links, None, frozenset(touched))
     adv = advance(state, new, touched, as_of, rules, cal)
     if new is state:
@@ -121,7 +121,7 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
         outcome = "repair-waiting" if adv.view["repairs"][event.record_key]["reason"] == "unknown-record" \
             else "repair-refused"
 
-    links = _links(new, event, outcome)
+    links = _links(new, event, outcome, rules)
     timeliness = None
     if isinstance(event, ev.RecordEvent) and outcome == "new" and event.record["kind"] in TIMELINESS_KINDS:
         record = event.record
@@ -215,12 +215,17 @@ def is_late(workdays: int) -> bool:
     return workdays > PUBLICATION_WORKDAYS
 
 
-def _links(state: SubjectState, event: ev.SubjectEvent, outcome: str) -> list[ev.SubjectEvent]:
+REMOVAL_PREFIX: Final = "listing_decision|"
+"""The keys of listing and removal decisions (``decision_key``)."""
+
+
+def _links(state: SubjectState, event: ev.SubjectEvent, outcome: str, rules: Rulebook) -> list[ev.SubjectEvent]:
     """Events for the personal logs of the legal representatives of an organisation whose severe
     record an input concerned (RULES.md 4: a severe dishonest act of an organisation is also
     recorded on the personal record of its legal representative).
 
-    A decision that is or was severe (or a court listing) in any of its versions is linked whole:
+    A decision that is or was severe (or a court listing, or a listing decision that puts the
+    organisation on a blacklist) in any of its versions is linked whole:
     every version the organisation keeps, with its own stamp and origin, to every legal
     representative any version names. The person's file folds them as the organisation's does, so
     it holds the same winner in any arrival order: a correction to a general penalty reaches the
@@ -232,30 +237,43 @@ def _links(state: SubjectState, event: ev.SubjectEvent, outcome: str) -> list[ev
     person's measures are suspended while the organisation's are, and end with its repair, or with
     an upheld objection that revokes it. Sent with the record (an objection or a repair that came
     first) and with each objection or repair that comes after it; whichever arrives last, the
-    person's file ends the same."""
+    person's file ends the same. So does a removal decision (移出决定) of a domain a linked record
+    lists the organisation in: to the representatives of those records, with the record and when it
+    comes after it. On the person's file it ends only the memberships linked from that organisation
+    (domain/history.py ``list_tracks``), not the person's own."""
     if state.get("id_kind") != "uscc":
         return []
     if isinstance(event, ev.RecordEvent):
         if event.record.get("kind") == "registration":
             return []
         key = decision_key(event.record)
+        records = state.get("records") or {}
+        entry = cast(Doc, records[key])
+        out: list[ev.SubjectEvent] = []
         reps = _representatives(state, key)
-        if not reps:
-            return []
-        entry = state["records"][key]
-        contents = _contents(cast(Doc, entry))
-        versions = [(ms, origin, contents[digest]) for digest, (ms, origin) in (entry.get("versions") or {}).items()
-                    if digest in contents]
-        versions += deletion_records(entry)  # one found wrong voids the person's linked record too
-        versions.sort(key=lambda v: (v[0], v[1]))
-        out: list[ev.SubjectEvent] = [ev.linked(rep_id, name, state["id"], origin, content, ms)
-                                      for rep_id, name in reps for ms, origin, content in versions]
-        objections = state.get("objections") or {}
-        for oid in sorted(oid for oid, o in objections.items() if key in objection_targets(o)):
-            out += _linked_objection(state, oid, reps)
-        return out + _linked_repair(state, key, reps)
+        if reps:
+            out += _linked_versions(state, key, reps)
+            objections = state.get("objections") or {}
+            for oid in sorted(oid for oid, o in objections.items() if key in objection_targets(o)):
+                out += _linked_objection(state, oid, reps)
+            out += _linked_repair(state, key, reps)
+            # the organisation's removal decisions of the domains this record lists it in
+            domains = _listed_domains(entry, rules)
+            if domains:
+                for rkey in sorted(k for k, e in records.items()
+                                   if k.startswith(REMOVAL_PREFIX) and _removal_domains(cast(Doc, e)) & domains):
+                    out += _linked_versions(state, rkey, reps)
+        removed = _removal_domains(entry) if key.startswith(REMOVAL_PREFIX) else set()
+        if removed:  # a removal decision: to those its records listed in these domains are linked to
+            reps_of: dict[str, str | None] = {}
+            for k in sorted(records):
+                if k != key and _listed_domains(cast(Doc, records[k]), rules) & removed:
+                    reps_of.update(_representatives(state, k))
+            if reps_of:
+                out += _linked_versions(state, key, sorted(reps_of.items()))
+        return out
     if isinstance(event, ev.ObjectionEvent):
-        reps_of: dict[str, str | None] = {}
+        reps_of = {}
         for key in sorted(objection_targets((state.get("objections") or {}).get(event.objection_id))):
             reps_of.update(_representatives(state, key))
         return _linked_objection(state, event.objection_id, sorted(reps_of.items())) if reps_of else []
@@ -263,6 +281,47 @@ def _links(state: SubjectState, event: ev.SubjectEvent, outcome: str) -> list[ev
         reps = _representatives(state, event.record_key)
         return _linked_repair(state, event.record_key, reps) if reps else []
     return []
+
+
+def _linked_versions(state: SubjectState, key: str, reps: list[tuple[str, str | None]]) -> list[ev.SubjectEvent]:
+    """Every version of the organisation's record ``key`` the organisation keeps (a court listing's
+    deletions with it), with its own stamp and origin, for each legal representative's file."""
+    entry = state["records"][key]
+    contents = _contents(cast(Doc, entry))
+    versions = [(ms, origin, contents[digest]) for digest, (ms, origin) in (entry.get("versions") or {}).items()
+                if digest in contents]
+    versions += deletion_records(entry)  # one found wrong voids the person's linked record too
+    versions.sort(key=lambda v: (v[0], v[1]))
+    return [ev.linked(rep_id, name, state["id"], origin, content, ms)
+            for rep_id, name in reps for ms, origin, content in versions]
+
+
+def _listed_domains(entry: Doc, rules: Rulebook) -> set[str]:
+    """The blacklist domains any version of a record lists its subject in: a listing decision's
+    domain, or that of the operator's rule a version matches (a severe penalty)."""
+    if entry.get("content") is None or not entry.get("hash"):
+        return set()
+    out: set[str] = set()
+    for content in _contents(entry).values():
+        kind = content.get("kind")
+        if kind == "listing_decision":
+            fields = content.get("fields") or {}
+            if fields.get("action") == "list" and fields.get("list_domain"):
+                out.add(fields["list_domain"])
+        elif kind not in ("court_listing", "court_deletion", "registration"):
+            rule = rules.blacklist_rule_for(content)
+            if rule is not None:
+                out.add(rule.list_domain)
+    return out
+
+
+def _removal_domains(entry: Doc) -> set[str]:
+    """The blacklist domains any version of a removal decision (移出决定) takes its subject off."""
+    if entry.get("content") is None or not entry.get("hash"):
+        return set()
+    return {str(fields["list_domain"]) for content in _contents(entry).values()
+            if content.get("kind") == "listing_decision" and (fields := content.get("fields") or {}).get("action")
+            == "remove" and fields.get("list_domain")}
 
 
 def _contents(entry: Doc) -> dict[str, Doc]:
@@ -280,7 +339,8 @@ def _representatives(state: SubjectState, key: str) -> list[tuple[str, str | Non
     if entry is None or entry.get("content") is None or not entry.get("hash"):
         return []
     contents = _contents(cast(Doc, entry))
-    if not any(c.get("severity") == "severe" or c.get("kind") == "court_listing" for c in contents.values()):
+    if not any(c.get("severity") == "severe" or c.get("kind") == "court_listing" or _lists(c)
+               for c in contents.values()):
         return []
     reps: dict[str, str | None] = {}
     for content in contents.values():
@@ -289,6 +349,12 @@ def _representatives(state: SubjectState, key: str) -> list[tuple[str, str | Non
         if rep_id and is_valid_resident_id(rep_id):
             reps.setdefault(rep_id, rep.get("name"))
     return sorted(reps.items())
+
+
+def _lists(content: Doc) -> bool:
+    """A listing decision that puts its subject on a blacklist (列入决定)."""
+    fields = content.get("fields") or {}
+    return content.get("kind") == "listing_decision" and fields.get("action") == "list"
 
 
 def _linked_objection(state: SubjectState, oid: str, reps: list[tuple[str, str | None]]) -> list[ev.SubjectEvent]:

@@ -195,7 +195,10 @@ def record_facts(key: str, state: SubjectState, index: Doc, rules: Rulebook) -> 
     facts = {"d": decided, "adverse": False, "cands": [], "pub": None, "removal": None}
     found: list[Cand] = []
     court_rule = rules.court_debtor
-    if kind == "court_listing":
+    base = content.get("kind") if kind == "linked" else kind
+    if base == "court_listing":
+        # an organisation's listing on its legal representative's file puts them on the list too:
+        # the court debtors' measures reach the legal representative (RULES.md 4; 法释〔2015〕17号 第三条)
         deletion = entry.get("deletion")
         if deletion is not None and deletion.get("reason") in court_rule.wrongful_deletion_reasons:
             return facts  # listed wrongly: void, with everything derived from it
@@ -209,7 +212,6 @@ def record_facts(key: str, state: SubjectState, index: Doc, rules: Rulebook) -> 
                 until, leave = max(deleted, d), ("deletion", f"court_deletion|{deletion.get('doc_no') or ''}")
         found.append(Cand("court_debtor", court_rule.domain, d, until, key, ("listing", key), leave))
     else:
-        base = content.get("kind") if kind == "linked" else kind
         facts["adverse"] = kind == "linked"
         if base == "listing_decision":
             list_domain, action = fields.get("list_domain"), fields.get("action")
@@ -222,10 +224,7 @@ def record_facts(key: str, state: SubjectState, index: Doc, rules: Rulebook) -> 
                                   ("expiry", key)))
             elif list_domain and action == "remove":
                 facts["removal"] = list_domain
-        elif base == "court_listing":  # a linked court listing: not the person's own listing
-            deletion = entry.get("deletion")
-            if deletion is not None and deletion.get("reason") in court_rule.wrongful_deletion_reasons:
-                facts["adverse"] = False  # the organisation was listed wrongly: void here too
+                facts["adverse"] = False  # (an organisation's removal, linked: not adverse for the person)
         else:
             if base == "penalty":
                 facts["adverse"] = facts["adverse"] or _attr(entry, "severity") != "minor"
@@ -279,14 +278,18 @@ def publicity_track(sid: str, key: str, facts: Doc | None) -> list[Doc]:
     return out
 
 
-BASIS_VERSION: Final = 3
+BASIS_VERSION: Final = 4
 """The form of the basis and of what is derived with it. 2: the basis's dates kept as sorted
 ``[date, value]`` pairs (version 1, with no ``"v"``, kept them as dicts, which the lists scanned
 whole on every input: ``min`` of the dates, the dates after the clock, the adverse dates sorted;
 ~0.3 ms per input at 4,000 records, issue 13). 3: a membership's list changes name only the records
 that decide them (its entry the records it begins with, its exit those it ends with), not every
 record it rests on (domain/history.py ``list_tracks``), so their ids changed for a membership of
-several records. A state derived with another version is derived again from its records once, on
+several records. 4: an organisation's court listing linked onto a legal representative's file puts
+them on the court debtors' list (it was an adverse record there only), a linked listing decision on
+the domain's blacklist, and a removal decision ends only the memberships of its own side of the
+file: the subject's own, or those linked from the organisation that decided it (domain/engine.py
+``_links``). A state derived with another version is derived again from its records once, on
 its next input or tick (domain/history.py ``advance``): what that changes in its announced history
 is announced as usual, withdrawals first."""
 

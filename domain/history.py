@@ -93,6 +93,12 @@ def lists_of(facts: Doc | None) -> set[str]:
     return names
 
 
+def _linked_from(records: Mapping[str, Any], key: str) -> str | None:
+    """The organisation a record on this file was linked from (``via``); None: the subject's own."""
+    entry = records.get(key)
+    return entry.get("via") if entry is not None and entry.get("kind") == "linked" else None
+
+
 def _list_name(kind: str, domain: str | None) -> str:
     return "court_debtor" if kind == "court_debtor" else f"blacklist:{domain}"
 
@@ -161,12 +167,17 @@ def list_tracks(state: SubjectState, facts: Mapping[str, Doc], basis: Doc, index
     first = first_date(basis["dates"])
     changes: list[Doc] = []
 
-    # removal decisions end the domain's blacklist memberships they fall in
+    # removal decisions end the domain's blacklist memberships they fall in: the subject's own a
+    # removal of its own, those linked from an organisation that organisation's (linked to its legal
+    # representative: domain/engine.py ``_links``)
     if removals:
+        records = state.get("records") or {}
         for i, c in enumerate(cands):
             if c.list != "blacklist":
                 continue
             for removed, rkey in sorted(removals.get(c.domain, ())):
+                if _linked_from(records, rkey) != _linked_from(records, c.key):
+                    continue
                 if c.since <= removed and (c.until is None or removed < c.until):
                     cands[i] = c = c._replace(until=removed, leave=("removal", rkey))
                     break

@@ -755,6 +755,108 @@ def _blacklist_history(state) -> list[tuple[str, str]]:
     return [(c["transition"], c["effective_date"]) for c in changes]
 
 
+def _list_history(state, name) -> list[tuple[str, str]]:
+    """(transition, effective date) of one of a subject's lists, in order."""
+    changes = sorted((c for c in history_of(state).values() if c["list"] == name),
+                     key=lambda c: (c["effective_date"], c["transition"]))
+    return [(c["transition"], c["effective_date"]) for c in changes]
+
+
+@pytest.mark.parametrize("deleted", [None, "performed"])
+def test_a_court_listing_puts_the_organisations_legal_representative_on_the_list_too(deleted):
+    # RULES.md 4 (measures reach the legal representative) and 法释〔2015〕17号 第三条: a refusing
+    # organisation's legal representative may not high-consume. The person's file held the linked
+    # listing without any list: clear for every check, and on the red list three years later while
+    # the organisation was still listed
+    import itertools
+
+    from domain.checks import check
+
+    rep = {"name": "张三", "id_no": PERSON_ID}
+    listing = dict(record("court_listing", "(2025)豫01执9号", "2025-03-03", listing_reason="refuse_with_ability"),
+                   legal_rep=rep)
+    inputs = [record_event(listing, "2025-03-05")]
+    if deleted:
+        inputs.append(record_event(record("court_deletion", "(2025)豫01执9号", "2026-01-05",
+                                          deletion_reason=deleted), "2026-01-06"))
+    for order in itertools.permutations(inputs):
+        org, person = _org_and_person(list(order))
+        person = step(person, tick("2028-06-01", subject=PERSON_ID), RULES, CAL).state
+        org = step(org, tick("2028-06-01"), RULES, CAL).state
+        expected = [("entered", "2025-03-03")] + ([("exited", "2026-01-05")] if deleted else [])
+        assert _list_history(org, "court_debtor") == expected
+        assert _list_history(person, "court_debtor") == expected, order
+        during = check(person, "high_consumption", "2025-06-02", RULES)
+        assert during.outcome == "restricted" and [m.id for m in during.measures] == ["high_consumption.restrict"]
+        assert during.basis[0].records[0].via == ORG
+        later = check(person, "administrative_licensing", "2028-06-01", RULES)
+        if deleted:
+            assert check(person, "high_consumption", "2026-02-02", RULES).outcome == "clear"
+        else:  # still listed, as the organisation is: no green channel
+            assert later.outcome == "review" and not later.incentives
+
+
+@pytest.mark.parametrize("removal_names_rep", [False, True])
+def test_a_listing_decision_reaches_the_legal_representative_and_the_removal_takes_them_off(removal_names_rep):
+    # RULES.md 4: an organisation put on a blacklist by the competent unit's listing decision is a
+    # severe dishonest act; it was not linked at all (the person stayed clear). The organisation's
+    # removal decision (which may not name the legal representative) takes the person off that
+    # listing, in every arrival order, and only that one: not the person's own listing in the
+    # domain, and the person's own removal does not end the organisation's
+    import itertools
+
+    rep = {"name": "张三", "id_no": PERSON_ID}
+    listing = dict(record("listing_decision", "税黑〔2024〕1号", "2024-01-08", list_domain="taxation", action="list"),
+                   legal_rep=rep)
+    removal = record("listing_decision", "税移〔2024〕1号", "2024-05-06", list_domain="taxation", action="remove")
+    if removal_names_rep:
+        removal["legal_rep"] = rep
+    inputs = [record_event(listing, "2024-01-09"), record_event(removal, "2024-05-07")]
+    for order in itertools.permutations(inputs):
+        org, person = _org_and_person(list(order))
+        assert _list_history(org, "blacklist:taxation") == [("entered", "2024-01-08"), ("exited", "2024-05-06")]
+        assert _list_history(person, "blacklist:taxation") == [("entered", "2024-01-08"), ("exited", "2024-05-06")]
+        assert len(person["records"]) == 2 and {e["via"] for e in person["records"].values()} == {ORG}
+
+    own_listing = record("listing_decision", "税黑〔2024〕9号", "2024-03-04", list_domain="taxation", action="list",
+                         category="natural_person")
+    own_removal = record("listing_decision", "税移〔2024〕9号", "2024-04-01", list_domain="taxation", action="remove",
+                         category="natural_person")
+    # the person's own listing outlives the organisation's removal
+    org_state, org_links = None, []
+    for event in inputs:
+        result = step(org_state, event, RULES, CAL)
+        org_state, org_links = result.state, org_links + result.links
+    own = [record_event(own_listing, "2024-03-05", subject=PERSON_ID)]
+    person, _, _ = run(org_links + own)
+    assert _list_history(person, "blacklist:taxation") == [("entered", "2024-01-08")]
+    # the person's own removal ends their own listing, not the organisation's (linked from 2024-01-08
+    # to the organisation's removal on 2024-05-06), in any order
+    own.append(record_event(own_removal, "2024-04-02", subject=PERSON_ID))
+    for order in itertools.permutations(org_links + own):
+        person, _, _ = run(list(order))
+        assert _list_history(person, "blacklist:taxation") == [("entered", "2024-01-08"), ("exited", "2024-05-06")]
+
+
+def test_a_removal_reaches_the_person_whose_severe_record_listed_the_organisation():
+    # a severe taxation penalty lists the organisation by the operator's rule; the organisation's
+    # removal decision of that domain ends the person's linked membership too, but not one of
+    # another domain
+    import itertools
+
+    rep = {"name": "张三", "id_no": PERSON_ID}
+    pen = dict(record("penalty", "税罚〔2024〕2号", "2024-02-05", severity="severe", domain="taxation"), legal_rep=rep)
+    env = dict(record("penalty", "环罚〔2024〕3号", "2024-02-06", severity="severe", domain="environment"),
+               legal_rep=rep)
+    removal = record("listing_decision", "税移〔2024〕2号", "2024-06-03", list_domain="taxation", action="remove")
+    inputs = [record_event(pen, "2024-02-06"), record_event(env, "2024-02-07"), record_event(removal, "2024-06-04")]
+    for order in itertools.permutations(inputs):
+        org, person = _org_and_person(list(order))
+        for subject in (org, person):
+            assert _list_history(subject, "blacklist:taxation") == [("entered", "2024-02-05"), ("exited", "2024-06-03")]
+            assert _list_history(subject, "blacklist:environment") == [("entered", "2024-02-06")]
+
+
 @pytest.mark.parametrize("case,expected", [
     ("repaired", [("entered", "2024-02-05"), ("exited", "2025-03-03")]),
     ("disputed", [("entered", "2024-02-05"), ("suspended", "2024-03-04")]),
@@ -794,6 +896,48 @@ def test_a_general_record_carries_no_credit_office_decision_to_anyone():
     _, person = _org_and_person([record_event(pen, "2024-02-06"), repair(key, "2025-03-03", arrived="2025-03-04"),
                                  objection("OB-1", key, "filed", "2024-03-04", arrived="2024-03-04")])
     assert person is None
+
+
+@st.composite
+def listings_on_linked_inputs(draw):
+    """An organisation's taxation listing decision naming its legal representative, and in any
+    mix: its correction, a severe taxation penalty naming them, removal decisions of the domain (one
+    revoked later), a court listing and its deletion."""
+    rep = {"name": "张三", "id_no": PERSON_ID}
+    listing = dict(record("listing_decision", "税黑〔2024〕5号", "2024-01-08", list_domain="taxation", action="list"),
+                   legal_rep=rep)
+    removal = record("listing_decision", "税移〔2024〕5号", "2024-05-06", list_domain="taxation", action="remove")
+    court = dict(record("court_listing", "(2024)豫01执5号", "2024-02-05", listing_reason="refuse_with_ability"),
+                 legal_rep=rep)
+    inputs = [record_event(listing, "2024-01-09")]
+    pool = [record_event(dict(listing, fields=dict(listing["fields"], period_years=2)), "2024-01-22"),
+            record_event(dict(record("penalty", "税罚〔2024〕5号", "2024-03-04", severity="severe", domain="taxation"),
+                              legal_rep=rep), "2024-03-05"),
+            record_event(removal, "2024-05-07"),
+            record_event(dict(removal, revoked=True), "2024-07-01"),
+            record_event(record("listing_decision", "税移〔2024〕6号", "2024-09-02", list_domain="taxation",
+                                action="remove"), "2024-09-03"),
+            record_event(court, "2024-02-06"),
+            record_event(record("court_deletion", "(2024)豫01执5号", "2024-08-05", deletion_reason="performed"),
+                         "2024-08-06")]
+    inputs += draw(st.lists(st.sampled_from(pool), min_size=1, max_size=6, unique_by=lambda e: e.origin))
+    return inputs
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(listings_on_linked_inputs(), st.randoms(use_true_random=False))
+def test_an_organisations_listings_and_removals_reach_its_legal_representative_in_every_order(inputs, rnd):
+    org, person = _org_and_person(inputs + [tick("2025-06-02")])
+    person = step(person, tick("2025-06-02", subject=PERSON_ID), RULES, CAL).state
+    for name in ("blacklist:taxation", "court_debtor"):
+        assert _list_history(person, name) == _list_history(org, name), name
+    for _ in range(3):
+        order = list(inputs)
+        rnd.shuffle(order)
+        other_org, other = _org_and_person(order + [tick("2025-06-02")])
+        other = step(other, tick("2025-06-02", subject=PERSON_ID), RULES, CAL).state
+        assert essence(other_org) == essence(org)
+        assert essence(other) == essence(person), [e.origin for e in order]
 
 
 @st.composite
