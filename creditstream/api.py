@@ -352,7 +352,8 @@ class Api:
         self._health_check: asyncio.Future | None = None
         self.checks = CheckApi(settings, self._reader, client_of=client_of)  # GET/POST /check: check_api.py
         self.reports = ReportApi(settings, state_of=self._state, client_of=client_of)  # report_api.py
-        self.disclosure = DisclosureApi(settings, self._reader, names_a_person=_names_a_person)  # disclosure.py
+        self.disclosure = DisclosureApi(settings, self._reader, names_a_person=_names_a_person,
+                                        rules=self.reports.rules)  # disclosure.py
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def on_startup(self, _app: web.Application) -> None:

@@ -59,6 +59,7 @@ from creditstream.settings import Settings
 from domain.disclosure import disclosed_records, is_organisation, list_member, name_matches, query_of, subject_name
 from domain.memberships import memberships_at
 from domain.privacy import redact_personal
+from domain.rulebook import Rulebook, load_rulebook
 from ops.inspect import BadCursor, Reader
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -115,10 +116,12 @@ class DisclosureApi:
     """The disclosure handlers. ``reader()``: the API's :class:`Reader`; ``names_a_person(code)``:
     whether a code is (or may be) a resident ID number (the API's own test, api.py)."""
 
-    def __init__(self, settings: Settings, reader: Callable[[], Reader], *, names_a_person: Callable[[str], bool]):
+    def __init__(self, settings: Settings, reader: Callable[[], Reader], *, names_a_person: Callable[[str], bool],
+                 rules: Rulebook | None = None):
         self.settings = settings
         self.reader = reader
         self.names_a_person = names_a_person
+        self.rules = rules or load_rulebook(settings.rules_file or None)
 
     def routes(self, guard: Callable[[Handler], Handler]) -> list[web.RouteDef]:
         return [
@@ -172,11 +175,11 @@ class DisclosureApi:
             state = await reader.subject(query.code)
             if state is not None and is_organisation(state):
                 out["subject"] = state["id"]
-                out["matches"] = [_match(state, at)]
+                out["matches"] = [_match(state, at, self.rules)]
             return out
         step = cursor
         states, step = await self._walk(reader, step)
-        out["matches"] = [_match(s, at) for s in states if query.name and name_matches(s, query.name)]
+        out["matches"] = [_match(s, at, self.rules) for s in states if query.name and name_matches(s, query.name)]
         out["next_cursor"] = step or None
         return out
 
@@ -254,7 +257,7 @@ class DisclosureApi:
         records = []
         for s in states:
             if query.name is None or name_matches(s, query.name):
-                records += disclosed_records(s, at, (kind,))
+                records += disclosed_records(s, at, (kind,), rules=self.rules)
         records.sort(key=lambda r: (r["decision_date"], r["subject"], r["record_key"]), reverse=True)
         doc = _public({"at": at, "kind": kind, "q": q or None, "records": records, "next_cursor": next_cursor or None},
                       states)
@@ -290,7 +293,7 @@ class DisclosureApi:
             if as_json:
                 raise web.HTTPNotFound(reason=not_found)
             return error_page(404, "未找到 Not found", not_found)
-        records = disclosed_records(state, at, withdrawn=True)
+        records = disclosed_records(state, at, withdrawn=True, rules=self.rules)
         lists = [m for s in memberships_at(state, at).lists if is_disclosed_list(s.list)
                  and (m := list_member(state, s.list, at)) is not None]
         doc = _public({"at": at, "subject": {"id": state["id"], "name": subject_name(state),
@@ -335,9 +338,9 @@ def _details(r: dict) -> Html:
                  if k in ("violation_type", "penalty_content", "certificate_name", "license_no", "content")))
 
 
-def _match(state: dict, at: str) -> dict:
+def _match(state: dict, at: str, rules: Rulebook) -> dict:
     return {"subject": state["id"], "name": subject_name(state),
-            "published": len(disclosed_records(state, at)),
+            "published": len(disclosed_records(state, at, rules=rules)),
             "lists": [s.list for s in memberships_at(state, at).lists if is_disclosed_list(s.list)]}
 
 

@@ -96,7 +96,8 @@ class ReportApi:
         as_json = wants_json(request)
         at = instant_of(request)
         state = await self.state_of(request)
-        content = credit_report(state, at, rules_version=self.rules.version, generated_at=now_iso())
+        content = credit_report(state, at, rules_version=self.rules.version, generated_at=now_iso(),
+                                rules=self.rules)
         if not self.client_of(request).may("personal"):
             content = redact_personal(content, natural_person=bool(is_natural_person(state)), sources=[state])
         sealed = seal(content)

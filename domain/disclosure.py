@@ -28,6 +28,7 @@ from domain.identifiers import IdKind, classify, normalise_code
 from domain.memberships import day_of, memberships_at
 from domain.normalise import normalise_name
 from domain.report import PUBLIC_KINDS, PublicRecord, publicity
+from domain.rulebook import Rulebook
 from domain.state import SubjectState
 from domain.types import Doc, View
 
@@ -94,13 +95,14 @@ def list_member(state: SubjectState | Doc, list_name: str, at: dt.date | dt.date
 
 
 def disclosed_records(state: SubjectState | View, at: dt.date | dt.datetime | str,
-                      kinds: tuple[str, ...] = PUBLIC_KINDS, *, withdrawn: bool = False) -> list[Doc]:
+                      kinds: tuple[str, ...] = PUBLIC_KINDS, *, withdrawn: bool = False,
+                      rules: Rulebook) -> list[Doc]:
     """An organisation's records of ``kinds`` under publicity at ``at`` (``withdrawn``: also those
     whose publicity ended by then, 终止公示), each with the subject's id and name; [] for a natural
-    person."""
+    person. ``rules``: the rule set in force (domain/report.py ``publicity``)."""
     if not is_organisation(state):
         return []
-    pub = publicity(state, day_of(at))
+    pub = publicity(state, day_of(at), rules)
     chosen: list[PublicRecord] = [r for r in pub.published if r.kind in kinds]
     if withdrawn:
         chosen += [r for r in pub.withdrawn if r.kind in kinds]

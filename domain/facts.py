@@ -80,6 +80,23 @@ def penalty_dates(entry: View, rules: Rulebook) -> tuple[dt.date, dt.date] | Non
     return start, end
 
 
+def penalty_publicity(entry: View, repair: View | None, rules: Rulebook,
+                      gap: tuple[dt.date, dt.date | None, str] | None = None) -> tuple[dt.date, dt.date, str] | None:
+    """(repair_from, end, leave kind) of a penalty's publicity (RULES.md 3): it ends at the maximum
+    of its tier (``expiry``), or earlier on the approval date of a granted credit repair
+    (``repair``)."""
+    dates = penalty_dates(entry, rules)
+    if dates is None:
+        return None
+    start, end = dates
+    # a repair approved while the record is out of force after an upheld objection (before its
+    # correction) has nothing to end; any other applies
+    if repair is not None and repair.get("granted") and start <= _d(repair["approved"]) < end \
+            and not _in_gap(_d(repair["approved"]), gap):
+        return start, _d(repair["approved"]), "repair"
+    return start, end, "expiry"
+
+
 def earliest_repair(entry: View | None, rules: Rulebook) -> tuple[dt.date | None, str | None]:
     """The earliest date a repair of this record can be approved, or (None, reason): penalty /
     adverse action: the publicity minimum; listing decision: listing date + the domain's
@@ -229,17 +246,9 @@ def record_facts(key: str, state: SubjectState, index: Doc, rules: Rulebook) -> 
             if base == "penalty":
                 facts["adverse"] = facts["adverse"] or _attr(entry, "severity") != "minor"
                 if kind == "penalty":
-                    dates = penalty_dates(entry, rules)
-                    if dates is not None:
-                        start, end = dates
-                        leave_kind = "expiry"
-                        repair = repairs.get(key)
-                        # a repair approved while the record is out of force after an upheld
-                        # objection (before its correction) has nothing to end; any other applies
-                        if repair is not None and repair.get("granted") and start <= _d(repair["approved"]) < end \
-                                and not _in_gap(_d(repair["approved"]), gap):
-                            end, leave_kind = _d(repair["approved"]), "repair"
-                        facts["pub"] = [start.isoformat(), end.isoformat(), leave_kind]
+                    pub = penalty_publicity(entry, repairs.get(key), rules, gap)
+                    if pub is not None:
+                        facts["pub"] = [pub[0].isoformat(), pub[1].isoformat(), pub[2]]
             elif base == "action" and fields.get("adverse"):
                 facts["adverse"] = True
             rule = rules.blacklist_rule_for(entry if kind != "linked" else dict(entry, kind=content.get("kind")))

@@ -1,6 +1,6 @@
 """The credit report (信用报告) and what is under publicity (公示) at an instant (RULES.md 3-5, 7).
 
-``publicity(state, at)`` answers, for one subject, which of its penalties and licences (the 双公示
+``publicity(state, at, rules)`` answers, for one subject, which of its penalties and licences (the 双公示
 records) are under publicity at the instant ``at`` and which have been withdrawn from it by then
 (终止公示), with the date and the reason:
 
@@ -11,7 +11,9 @@ records) are under publicity at the instant ``at`` and which have been withdrawn
   has one (withdrawn then, by ``expiry``), else for as long as it stands;
 * a record revoked by its department (a newer version marked revoked) is withdrawn on the date of
   that version (``revoked``); one an upheld objection revoked, on the resolution date
-  (``objection``). A record decided after the instant is not yet published.
+  (``objection``); but a record whose publicity had already ended (``expiry``, ``repair``) before
+  it was revoked left publicity then, and the revocation does not publish it again in between.
+  A record decided after the instant is not yet published.
 
 ``credit_report(state, at, ...)`` assembles the report of one subject at an instant: identity, the
 records under publicity and withdrawn, the lists held then (domain/memberships.py) and the list
@@ -36,7 +38,9 @@ from typing import Any, Final
 import msgspec
 
 from domain.clock import date_of_ms
+from domain.facts import penalty_publicity
 from domain.memberships import day_of, intervals, memberships_at
+from domain.rulebook import Rulebook
 from domain.state import SubjectState
 from domain.types import Doc, View
 
@@ -126,21 +130,41 @@ def _revoked_by_objection(state: View, key: str) -> str | None:
     return min(dates) if dates else None
 
 
-def _window(state: View, key: str, entry: View, content: View) -> tuple[str | None, str | None, str | None] | None:
+def _natural_window(state: View, key: str, entry: View, content: View,
+                    rules: Rulebook) -> tuple[str | None, str | None, str | None] | None:
+    """(until, repair_from, end reason) of a revoked record's publicity had it not been revoked:
+    a penalty's period (the tier's maximum, or a repair), a licence's ``valid_to``."""
+    if entry.get("kind") == "penalty":
+        pub = penalty_publicity(entry, (state.get("repairs") or {}).get(key), rules)
+        return (pub[1].isoformat(), pub[0].isoformat(), pub[2]) if pub is not None else None
+    valid_to = (content.get("fields") or {}).get("valid_to")
+    return (str(valid_to), None, "expiry") if valid_to else None
+
+
+def _window(state: View, key: str, entry: View, content: View,
+            rules: Rulebook) -> tuple[str | None, str | None, str | None] | None:
     """(until, repair_from, end reason) of one record's publicity; None: it is not published at all."""
     kind = entry.get("kind")
     decided = entry.get("decision_date") or content.get("decision_date")
     if not decided:
         return None
+    revoked: tuple[str, str] | None = None
     objection = _revoked_by_objection(state, key)
     if objection is not None:
-        return objection, None, "objection"
-    if content.get("revoked"):
+        revoked = objection, "objection"
+    elif content.get("revoked"):
         # dated by the department's stamp of the revoking version (its first sighting), not by the
         # entry's latest update, which a re-sent copy or any later version moves (RULES.md 2, 3a)
         seen = (entry.get("versions") or {}).get(entry.get("hash") or "")
         stamp = seen[0] if seen else entry.get("updated_ms")
-        return (date_of_ms(int(stamp)) if stamp else decided), None, "revoked"
+        revoked = (date_of_ms(int(stamp)) if stamp else str(decided)), "revoked"
+    if revoked is not None:
+        # a record whose publicity had ended (expiry, repair) before it was revoked left it then:
+        # the revocation does not make it published again in between
+        natural = _natural_window(state, key, entry, content, rules)
+        if natural is not None and natural[0] is not None and natural[0] < revoked[0]:
+            return natural
+        return revoked[0], None, revoked[1]
     if kind == "penalty":
         facts = (state.get("facts") or {}).get(key) or {}
         pub = facts.get("pub")
@@ -152,9 +176,10 @@ def _window(state: View, key: str, entry: View, content: View) -> tuple[str | No
     return (str(valid_to), None, "expiry") if valid_to else (None, None, None)
 
 
-def publicity(state: SubjectState | View, at: dt.date | dt.datetime | str) -> Publicity:
+def publicity(state: SubjectState | View, at: dt.date | dt.datetime | str, rules: Rulebook) -> Publicity:
     """The subject's penalties and licences under publicity at ``at``, and those withdrawn by then
-    (module docstring), each list by decision date then record key."""
+    (module docstring), each list by decision date then record key. ``rules``: the rule set in force
+    (the publicity period a revoked penalty had)."""
     day = day_of(at)
     published: list[PublicRecord] = []
     withdrawn: list[PublicRecord] = []
@@ -163,7 +188,7 @@ def publicity(state: SubjectState | View, at: dt.date | dt.datetime | str) -> Pu
         content = entry.get("content")
         if kind not in PUBLIC_KINDS or not isinstance(content, Mapping):
             continue
-        window = _window(state, key, entry, content)
+        window = _window(state, key, entry, content, rules)
         decided = str(entry.get("decision_date") or content.get("decision_date") or "")
         if window is None or decided > day:
             continue
@@ -239,12 +264,13 @@ def _repairs(state: View, day: str) -> list[Doc]:
 
 
 def credit_report(state: SubjectState | Doc, at: dt.date | dt.datetime | str, *, rules_version: str,
-                  generated_at: str) -> Doc:
+                  generated_at: str, rules: Rulebook) -> Doc:
     """The content of the subject's credit report at the instant ``at`` (module docstring), as JSON
-    data. ``generated_at``: the report's time (ISO 8601), part of the sealed content."""
+    data. ``generated_at``: the report's time (ISO 8601), part of the sealed content. ``rules``: as
+    for :func:`publicity`."""
     day = day_of(at)
     standing = memberships_at(state, day)
-    pub = publicity(state, day)
+    pub = publicity(state, day, rules)
     history = [m for m in intervals(state) if m.entered <= day]
     red = standing.get("red_list")
     names = [str(n) for n in state.get("names") or ()]

@@ -27,23 +27,23 @@ def keys(records):
 
 def test_a_penalty_is_published_from_its_decision_to_the_end_of_its_period():
     state = run([record_event(PEN, "2024-02-06"), record_event(LIC, "2024-02-06")])
-    assert publicity(state, "2024-02-04").published == tuple(p for p in publicity(state, "2024-02-04").published
+    assert publicity(state, "2024-02-04", RULES).published == tuple(p for p in publicity(state, "2024-02-04", RULES).published
                                                               if p.record_key == LIC_KEY)
-    during = publicity(state, "2024-03-01")
+    during = publicity(state, "2024-03-01", RULES)
     assert keys(during.published) == [LIC_KEY, KEY] and during.withdrawn == ()
     (pen,) = [r for r in during.published if r.record_key == KEY]
     assert (pen.kind, pen.published_from, pen.state, pen.withdrawn_on) == ("penalty", "2024-02-05", "published", None)
     assert pen.published_until == state["facts"][KEY]["pub"][1] and pen.repair_from == state["facts"][KEY]["pub"][0]
     assert pen.details == {"violation_type": "超标排放", "penalty_content": "罚款10万元"}
-    assert publicity(state, pen.repair_from).published[-1].state == "repair_eligible"
+    assert publicity(state, pen.repair_from, RULES).published[-1].state == "repair_eligible"
     # the licence: published until its valid_to, then withdrawn by expiry
-    later = publicity(state, "2025-07-31")
+    later = publicity(state, "2025-07-31", RULES)
     (lic,) = later.withdrawn
     assert (lic.record_key, lic.withdrawn_on, lic.withdrawn_by, lic.state) == (LIC_KEY, "2025-07-31", "expiry",
                                                                                 "withdrawn")
     # the penalty's own end: withdrawn by expiry on its last day
     end = pen.published_until
-    assert KEY in keys(publicity(state, end).withdrawn) and KEY not in keys(publicity(state, end).published)
+    assert KEY in keys(publicity(state, end, RULES).withdrawn) and KEY not in keys(publicity(state, end, RULES).published)
 
 
 def test_an_approved_repair_withdraws_the_penalty_on_its_approval_date():
@@ -51,15 +51,15 @@ def test_an_approved_repair_withdraws_the_penalty_on_its_approval_date():
     earliest = state["facts"][KEY]["pub"][0]
     repaired = run([repair(KEY, "2025-03-03", arrived="2025-03-04")], state)
     assert earliest <= "2025-03-03"
-    assert keys(publicity(repaired, "2025-03-02").published) == [KEY]
-    after = publicity(repaired, "2025-03-03")
+    assert keys(publicity(repaired, "2025-03-02", RULES).published) == [KEY]
+    after = publicity(repaired, "2025-03-03", RULES)
     assert after.published == ()
     (w,) = after.withdrawn
     assert (w.withdrawn_on, w.withdrawn_by) == ("2025-03-03", "repair")
     # the report at both instants: listed, then withdrawn and off the blacklist
-    before = credit_report(repaired, "2025-03-02", rules_version=RULES.version, generated_at="2025-03-04T10:00:00+08:00")
+    before = credit_report(repaired, "2025-03-02", rules_version=RULES.version, generated_at="2025-03-04T10:00:00+08:00", rules=RULES)
     assert [s["list"] for s in before["lists"]] == ["blacklist:environment"]
-    report = credit_report(repaired, "2025-03-03", rules_version=RULES.version, generated_at="2025-03-04T10:00:00+08:00")
+    report = credit_report(repaired, "2025-03-03", rules_version=RULES.version, generated_at="2025-03-04T10:00:00+08:00", rules=RULES)
     assert report["lists"] == [] and report["publicity"]["withdrawn"][0]["withdrawn_by"] == "repair"
     assert report["repairs"] == [{"record_key": KEY, "approved": "2025-03-03", "granted": True, "doc_no": None,
                                   "applied": True, "reason": None}]
@@ -72,20 +72,20 @@ def test_an_approved_repair_withdraws_the_penalty_on_its_approval_date():
 def test_a_revocation_and_an_upheld_objection_withdraw_the_record():
     revoked = dict(PEN, revoked=True)
     state = run([record_event(PEN, "2024-02-06"), record_event(revoked, "2024-04-01")])
-    (w,) = publicity(state, "2024-04-02").withdrawn
+    (w,) = publicity(state, "2024-04-02", RULES).withdrawn
     assert (w.withdrawn_by, w.withdrawn_on) == ("revoked", "2024-04-01")
-    assert keys(publicity(state, "2024-03-01").published) == [KEY]  # before the revocation: it was published
+    assert keys(publicity(state, "2024-03-01", RULES).published) == [KEY]  # before the revocation: it was published
     disputed = run([record_event(PEN, "2024-02-06"),
                     objection("O1", KEY, "filed", "2024-03-01", arrived="2024-03-01")])
-    (p,) = publicity(disputed, "2024-03-02").published
+    (p,) = publicity(disputed, "2024-03-02", RULES).published
     assert p.disputed_by == "O1"
     upheld = run([objection("O1", KEY, "upheld", "2024-03-01", "2024-03-10", outcome="revoked",
                             arrived="2024-03-10")], disputed)
-    (w,) = publicity(upheld, "2024-03-10").withdrawn
+    (w,) = publicity(upheld, "2024-03-10", RULES).withdrawn
     assert (w.withdrawn_by, w.withdrawn_on) == ("objection", "2024-03-10")
-    report = credit_report(upheld, "2024-03-10", rules_version="v", generated_at="t")
+    report = credit_report(upheld, "2024-03-10", rules_version="v", generated_at="t", rules=RULES)
     assert report["objections"][0]["status"] == "upheld"
-    assert credit_report(upheld, "2024-03-05", rules_version="v", generated_at="t")["objections"][0]["status"] == "filed"
+    assert credit_report(upheld, "2024-03-05", rules_version="v", generated_at="t", rules=RULES)["objections"][0]["status"] == "filed"
 
 
 def test_the_content_hash_is_sha256_of_the_canonical_json():
@@ -106,7 +106,7 @@ def test_the_content_hash_is_sha256_of_the_canonical_json():
 
 def test_a_report_seals_and_verifies():
     state = run([record_event(PEN, "2024-02-06")])
-    sealed = seal(credit_report(state, "2024-03-01", rules_version=RULES.version, generated_at="2024-03-01T00:00:00"))
+    sealed = seal(credit_report(state, "2024-03-01", rules_version=RULES.version, generated_at="2024-03-01T00:00:00", rules=RULES))
     assert verify(sealed)[0]
     assert sealed["content"]["publicity"]["published"][0]["record_key"] == KEY
 
@@ -133,13 +133,13 @@ def test_disclosure_views():
     member = list_member(state, "blacklist:environment", "2024-03-01")
     assert member["since"] == "2024-02-05" and member["records"][0]["record_key"] == KEY
     assert list_member(state, "blacklist:environment", "2024-02-01") is None
-    pens = disclosed_records(state, "2024-03-01", ("penalty",))
+    pens = disclosed_records(state, "2024-03-01", ("penalty",), rules=RULES)
     assert [r["record_key"] for r in pens] == [KEY] and pens[0]["name"] == "某公司"
-    assert [r["record_key"] for r in disclosed_records(state, "2025-08-01", ("license",))] == []
-    assert [r["record_key"] for r in disclosed_records(state, "2025-08-01", ("license",), withdrawn=True)] == [LIC_KEY]
+    assert [r["record_key"] for r in disclosed_records(state, "2025-08-01", ("license",), rules=RULES)] == []
+    assert [r["record_key"] for r in disclosed_records(state, "2025-08-01", ("license",), withdrawn=True, rules=RULES)] == [LIC_KEY]
     person = run([record_event(record("penalty", "罚1", "2024-02-05", category="natural_person"), "2024-02-06",
                                subject=PERSON)])
-    assert disclosed_records(person, "2024-03-01") == []
+    assert disclosed_records(person, "2024-03-01", rules=RULES) == []
 
 
 def test_a_resent_revocation_keeps_the_date_the_record_left_publicity():
@@ -152,7 +152,7 @@ def test_a_resent_revocation_keeps_the_date_the_record_left_publicity():
     twice = run([record_event(pen, "2024-02-06"), record_event(revoked, "2024-04-01"),
                  record_event(revoked, "2024-09-02")])
     for state in (once, twice):
-        answer = publicity(state, "2024-06-03")
+        answer = publicity(state, "2024-06-03", RULES)
         (w,) = answer.withdrawn
         assert (w.withdrawn_by, w.withdrawn_on) == ("revoked", "2024-04-01")
         assert answer.published == ()
@@ -171,6 +171,40 @@ def test_a_penalty_corrected_after_an_upheld_objection_is_still_withdrawn_by_a_l
                  objection("OB-1", key, "upheld", "2024-03-04", "2024-03-06", outcome="corrected",
                            arrived="2024-03-06"),
                  repair(key, "2025-03-03", arrived="2025-03-04")])
-    (r,) = disclosed_records(state, "2025-06-02", withdrawn=True)
+    (r,) = disclosed_records(state, "2025-06-02", withdrawn=True, rules=RULES)
     assert (r["state"], r["withdrawn_on"], r["withdrawn_by"]) == ("withdrawn", "2025-03-03", "repair")
     assert state["facts"][key]["pub"][1:] == ["2025-03-03", "repair"]
+
+
+def test_a_record_revoked_after_its_publicity_ended_is_not_published_again_before_the_revocation():
+    """A record whose publicity had ended (its maximum period ran out, its licence expired) left
+    publicity then; a revocation years later does not make it published between the two dates (the
+    revocation's date was taken as the end whatever came first), whether the department revokes it
+    or an upheld objection does."""
+    pen = record("penalty", "罚〔2019〕5号", "2019-03-04", severity="general", domain="market")  # 2019: max 1 year
+    key = decision_key(pen)
+    revoked = run([record_event(pen, "2019-03-05"), record_event(dict(pen, revoked=True), "2024-05-06")])
+    by_objection = run([record_event(pen, "2019-03-05"),
+                        objection("O1", key, "filed", "2021-05-06", arrived="2021-05-06"),
+                        objection("O1", key, "upheld", "2021-05-06", "2021-06-01", outcome="revoked",
+                                  arrived="2021-06-01")])
+    for state in (revoked, by_objection):
+        assert "pub" not in (state["facts"].get(key) or {})  # a revoked record keeps no facts
+        answer = publicity(state, "2021-01-04", RULES)
+        (w,) = answer.withdrawn
+        assert answer.published == ()
+        assert (w.withdrawn_on, w.withdrawn_by, w.state) == ("2020-03-04", "expiry", "withdrawn")
+        assert keys(publicity(state, "2019-06-03", RULES).published) == [key]  # under publicity before its end
+        assert [(r["state"], r["withdrawn_on"]) for r in disclosed_records(state, "2024-06-03", withdrawn=True, rules=RULES)] \
+            == [("withdrawn", "2020-03-04")]
+        report = credit_report(state, "2021-01-04", rules_version="v", generated_at="t", rules=RULES)
+        assert report["publicity"]["published"] == [] and report["publicity"]["withdrawn"][0]["withdrawn_on"] == "2020-03-04"
+    lic = record("license", "许〔2019〕7号", "2019-08-01", certificate_name="排污许可证", valid_to="2021-07-31")
+    state = run([record_event(lic, "2019-08-02"), record_event(dict(lic, revoked=True), "2023-03-01")])
+    (w,) = publicity(state, "2022-01-04", RULES).withdrawn
+    assert (w.withdrawn_on, w.withdrawn_by) == ("2021-07-31", "expiry")
+    # revoked while still under publicity: withdrawn on the revocation's date, as before
+    pen2 = record("penalty", "罚〔2024〕2号", "2024-02-05", severity="general", domain="market")
+    state = run([record_event(pen2, "2024-02-06"), record_event(dict(pen2, revoked=True), "2024-04-01")])
+    (w,) = publicity(state, "2024-04-02", RULES).withdrawn
+    assert (w.withdrawn_on, w.withdrawn_by) == ("2024-04-01", "revoked")
