@@ -137,7 +137,8 @@ class Settings:
     numbers: RULES.md 7): its ``retention.ms``, set when the topic is created; ``creditstream topics``
     reports an existing topic that differs and ``topics --apply`` changes it. 0 keeps them forever."""
     feedback_workdays: int = 10
-    """Working days after which a list change without joint-punishment feedback is reported."""
+    """Working days after its push (announcement) after which a list change without joint-punishment
+    feedback is reported."""
     stall_after_s: float = 60.0
     """An agent that has held one batch (retrying) this long, or has events waiting and processed none
     for this long, is reported stalled by its worker's heartbeat and /health (seconds)."""

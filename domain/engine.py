@@ -16,8 +16,10 @@ and the same list changes from the same subject-event log:
 
 Joint punishment runs trigger - push - feedback (RULES.md 4): every announced change that starts a
 measure (entered, escalated) waits for the implementing units' feedback; ``awaiting_feedback``
-holds them (change id -> effective date) until a feedback names the change id; a withdrawn change
-stops waiting.
+holds them (change id -> the date it was pushed: the subject's clock when it was announced, which is
+its effective date unless the decision arrived late) until a feedback names the change id; a
+withdrawn change stops waiting. The feedback deadline runs from the push: the implementing units
+cannot act on a decision before it reaches them (RULES.md 3a: arrival time is for timeliness).
 """
 
 from __future__ import annotations
@@ -114,7 +116,7 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
                 awaiting.pop(change["withdraws"], None)
             elif change["transition"] in FEEDBACK_TRANSITIONS and change["kind"] in FEEDBACK_KINDS \
                     and change["change_id"] not in (new.get("feedback") or {}):
-                awaiting[change["change_id"]] = change["effective_date"]
+                awaiting[change["change_id"]] = max(as_of, change["effective_date"])  # pushed now
         new["awaiting_feedback"] = awaiting
     if outcome == "repair" and isinstance(event, ev.RepairEvent) \
             and not adv.view["repairs"].get(event.record_key, {}).get("applied"):
@@ -204,11 +206,11 @@ def fold_changes(changes: Iterable[Doc]) -> dict[str, Doc]:
 
 
 def overdue_feedback(state: Doc, today: str, workdays: int, cal: WorkingCalendar) -> list[tuple[str, str]]:
-    """(change id, effective date) of the changes still without feedback ``workdays`` working days
-    after they took effect."""
+    """(change id, date pushed) of the changes still without feedback ``workdays`` working days
+    after they were pushed (announced)."""
     today_d = dt.date.fromisoformat(today)
-    return sorted((cid, eff) for cid, eff in (state.get("awaiting_feedback") or {}).items()
-                  if cal.workdays_between(dt.date.fromisoformat(eff), today_d) > workdays)
+    return sorted((cid, pushed) for cid, pushed in (state.get("awaiting_feedback") or {}).items()
+                  if cal.workdays_between(dt.date.fromisoformat(pushed), today_d) > workdays)
 
 
 def is_late(workdays: int) -> bool:

@@ -152,7 +152,7 @@ async def operator_report(settings: Settings) -> dict:
 
 async def overdue_feedback_report(settings: Settings, today: str | None = None, sample: int = 20) -> dict:
     """List changes still without joint-punishment feedback ``settings.feedback_workdays`` working
-    days after they took effect (RULES.md 4: trigger - push - feedback)."""
+    days after they were pushed (RULES.md 4: trigger - push - feedback)."""
     import datetime as dt
 
     from domain.calendar import WorkingCalendar
@@ -174,10 +174,10 @@ async def overdue_feedback_report(settings: Settings, today: str | None = None, 
                 if raw is None:
                     continue
                 state = decode_state(raw)  # the head is enough: awaiting_feedback is in it (a split state's too)
-                for cid, effective in overdue_feedback(state, today, settings.feedback_workdays, cal):
+                for cid, pushed in overdue_feedback(state, today, settings.feedback_workdays, cal):
                     count += 1
                     if len(found) < sample:
-                        found.append({"subject": display_id(state), "change_id": cid, "effective_date": effective})
+                        found.append({"subject": display_id(state), "change_id": cid, "pushed": pushed})
 
         async for member in redis.sscan_iter(keys.subjects, count=1000):
             batch.append(member.decode())
@@ -208,7 +208,7 @@ def render_operator_report(r: dict) -> str:
     fb = r["feedback_overdue"]
     out.append(f"list changes without feedback after {fb['workdays']} working days (as of {fb['as_of']}): "
                f"{fb['count']}")
-    out += table([(item["subject"], item["effective_date"], item["change_id"]) for item in fb["sample"]],
+    out += table([(item["subject"], item["pushed"], item["change_id"]) for item in fb["sample"]],
                  min_widths=(20,), indent="  ")
     out.append("outcomes: " + (", ".join(f"{n} {c}" for n, c in r["outcomes"].items()) or "none"))
     checks = r.get("checks") or {"by_matter": {}, "dropped": 0}

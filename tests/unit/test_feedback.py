@@ -45,3 +45,28 @@ def test_overdue_counts_working_days_across_national_day():
     assert overdue_feedback(state, "2024-10-16", 10, cal) == []
     assert overdue_feedback(state, "2024-10-17", 10, cal) == [("c1", "2024-09-27")]
     assert overdue_feedback({}, "2024-10-17", 10, cal) == []
+
+
+def test_the_feedback_deadline_runs_from_the_push_not_from_a_late_decision_date():
+    """RULES.md 4 (trigger - push - feedback) and 3a (arrival time is for timeliness): a listing
+    decided on 2024-01-10 that reaches the platform on 2024-06-03 is pushed then, and the implementing
+    units have their working days from the push (it was overdue on arrival: counted from the
+    decision date)."""
+    from domain.engine import step
+    from domain.rulebook import load_rulebook
+    from tests.builders import record, record_event
+
+    rules, cal = load_rulebook(), WorkingCalendar()
+    late = record("listing_decision", "税黑〔2024〕1号", "2024-01-10", list_domain="taxation", action="list")
+    s = step(None, record_event(late, "2024-06-03"), rules, cal)
+    (entered,) = [c for c in s.changes if c["transition"] == "entered"]
+    assert entered["effective_date"] == "2024-01-10"  # the list history keeps the decision's date
+    assert s.state["awaiting_feedback"] == {entered["change_id"]: "2024-06-03"}
+    # 10 working days after Mon 2024-06-03 (06-10 is the Dragon Boat Festival): 06-18
+    assert overdue_feedback(s.state, "2024-06-03", 10, cal) == []
+    assert overdue_feedback(s.state, "2024-06-18", 10, cal) == []
+    assert overdue_feedback(s.state, "2024-06-19", 10, cal) == [(entered["change_id"], "2024-06-03")]
+    # a decision that arrives on its date: the push is that date
+    on_time = record("listing_decision", "税黑〔2024〕2号", "2024-06-03", list_domain="taxation", action="list")
+    s = step(None, record_event(on_time, "2024-06-03"), rules, cal)
+    assert list(s.state["awaiting_feedback"].values()) == ["2024-06-03"]

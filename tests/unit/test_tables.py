@@ -64,9 +64,9 @@ def test_report_units_table_with_chinese_unit_names():
     r = {"subjects": 3, "parked": 0, "dead_letters": {}, "units": UNITS, "domains": {}, "lists": {},
          "list_changes": {}, "outcomes": {},
          "feedback_overdue": {"workdays": 10, "as_of": "2024-06-01", "count": 2,
-                              "sample": [{"subject": "91310115MA1K3YJ12X", "effective_date": "2024-05-01",
+                              "sample": [{"subject": "91310115MA1K3YJ12X", "pushed": "2024-05-01",
                                           "change_id": "c1"},
-                                         {"subject": "110**************X", "effective_date": "2024-05-02",
+                                         {"subject": "110**************X", "pushed": "2024-05-02",
                                           "change_id": "c2"}]}}
     text = render_operator_report(r)
     lines = text.splitlines()
