@@ -223,16 +223,17 @@ class Rulebook:
         return rule.period_years if rule.period_years is not None else self.listing_period(rule.list_domain)[0]
 
     def court_period_years(self, fields: Doc | None) -> int | None:
-        """Listing period of a court debtor listing: 2 years + aggravation (capped), None for
-        a reason with no fixed term. ``aggravated`` without a number of years adds 1."""
+        """Listing period of a court debtor listing: 2 years, + aggravation (capped) when the
+        listing is ``aggravated``, None for a reason with no fixed term. ``aggravated`` without a
+        number of years adds 1; ``aggravation_years`` of a listing not aggravated add nothing."""
         fields = fields or {}
         rule = self.court_debtor
         if fields.get("listing_reason") in rule.no_fixed_term_reasons:
             return None
+        if fields.get("aggravated") is not True:
+            return rule.period_years
         extra = fields.get("aggravation_years")
-        if not isinstance(extra, int) or isinstance(extra, bool) or extra < 0:
-            extra = 0
-        if extra == 0 and fields.get("aggravated") is True:
+        if not isinstance(extra, int) or isinstance(extra, bool) or extra <= 0:
             extra = 1
         return rule.period_years + min(extra, rule.max_aggravation_years)
 

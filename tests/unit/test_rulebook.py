@@ -24,7 +24,7 @@ def raw():
 
 
 def test_default_file_loads(rules):
-    assert rules.version == "2026-12-03"
+    assert rules.version == "2026-12-03.1"
     assert [r.name for r in rules.regimes] == ["2019", "2023", "2025"]
     assert rules.henan_max_disclosure_years == 5
     assert rules.escalation_min_domains == 2
@@ -160,6 +160,9 @@ def test_blacklist_rule_for(rules, record, list_domain):
         ({"listing_reason": "obstruct", "aggravated": True, "aggravation_years": 3}, 5),
         ({"listing_reason": "obstruct", "aggravated": True, "aggravation_years": 7}, 5),  # capped at +3
         ({"listing_reason": "obstruct", "aggravated": True}, 3),  # aggravated, years unknown: +1
+        # not aggravated: the fixed 2 years, whatever aggravation_years says (it counted)
+        ({"listing_reason": "obstruct", "aggravated": False, "aggravation_years": 2}, 2),
+        ({"listing_reason": "evade", "aggravation_years": 3}, 2),
         ({"listing_reason": "refuse_with_ability"}, None),
         ({"listing_reason": "refuse_with_ability", "aggravation_years": 2}, None),
         ({}, 2),
