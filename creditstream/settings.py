@@ -265,6 +265,7 @@ class Settings:
             path = getattr(self, name)
             if path and not Path(path).is_file():
                 problems.append(f"{name}: {path} does not exist")
+        problems += self._rules_and_calendar_problems()
         if self.dead_letter_retention_days < 0:
             problems.append("dead_letter_retention_days: 0 (keep forever) or more")
         if self.check_batch_max < 1 or self.check_audit_flush_ms < 1 or self.check_audit_buffer < 1:
@@ -293,6 +294,27 @@ class Settings:
         from creditstream.access import settings_problems
 
         problems += settings_problems(self)
+        return problems
+
+    def _rules_and_calendar_problems(self) -> list[str]:
+        """The rules and calendar files load as the worker loads them (a worker refuses to start
+        otherwise)."""
+        import tomllib
+
+        from domain.calendar import WorkingCalendar
+        from domain.rulebook import RulebookError, load_rulebook
+
+        problems = []
+        if self.rules_file and Path(self.rules_file).is_file():
+            try:
+                load_rulebook(self.rules_file)
+            except (RulebookError, tomllib.TOMLDecodeError, ValueError) as exc:
+                problems.append(f"rules_file: {exc}")
+        if self.calendar_file and Path(self.calendar_file).is_file():
+            try:
+                WorkingCalendar.from_file(self.calendar_file)
+            except (tomllib.TOMLDecodeError, ValueError, TypeError) as exc:
+                problems.append(f"calendar_file: {exc}")
         return problems
 
     def _registry_problems(self) -> list[str]:

@@ -82,14 +82,24 @@ class WorkingCalendar:
             2027 = ["2027-02-14"]
 
         Both tables are optional. A date whose year differs from its key raises
-        ValueError (it is almost always a typo).
+        ValueError (it is almost always a typo). So does a year past chinesecalendar's table whose
+        holidays leave out a fixed-date holiday (``FIXED_HOLIDAYS``): a year the file lists counts
+        as covered, and the fallback's fixed holidays no longer apply to it, so a table of part of
+        a year (its first half, say) would make 1 October a working day.
         """
         with open(path, "rb") as f:
             data = tomllib.load(f)
-        return cls(
-            extra_holidays=_dates_by_year(data.get("holidays", {}), "holidays"),
-            extra_workdays=_dates_by_year(data.get("workdays", {}), "workdays"),
-        )
+        holidays = _dates_by_year(data.get("holidays", {}), "holidays")
+        workdays = _dates_by_year(data.get("workdays", {}), "workdays")
+        builtin, listed = {d.year for d in chinese_calendar.holidays}, set(holidays)
+        for year in sorted({d.year for d in holidays + workdays} - builtin):
+            fixed = FIXED_HOLIDAYS_FROM_2025 if year >= 2025 else FIXED_HOLIDAYS
+            missing = sorted(day for m, d in fixed if (day := dt.date(year, m, d)) not in listed)
+            if missing:
+                raise ValueError(f"{path}: [holidays] {year} leaves out {', '.join(d.isoformat() for d in missing)}: "
+                                 f"{year} is past the built-in tables, so the file's table for it must be the "
+                                 f"whole year (once listed, a year no longer gets the fallback's fixed holidays)")
+        return cls(extra_holidays=holidays, extra_workdays=workdays)
 
     @property
     def covered_years(self) -> frozenset[int]:

@@ -108,7 +108,8 @@ def test_extra_data_from_file_overrides_fallback(tmp_path):
     path = tmp_path / "holidays.toml"
     path.write_text(
         "[holidays]\n"
-        '2027 = ["2027-01-01", "2027-02-05", 2027-02-08]\n'  # quoted or TOML dates
+        '2027 = ["2027-01-01", "2027-02-05", 2027-02-08, "2027-05-01", "2027-05-02", "2027-10-01", "2027-10-02",'
+        ' "2027-10-03"]\n'  # quoted or TOML dates
         "[workdays]\n"
         '2027 = ["2027-02-07"]\n',
         encoding="utf-8",
@@ -219,3 +220,20 @@ def test_fallback_labour_day_is_two_days_from_2025(cal):
     # 全国年节及纪念日放假办法 (2024 revision, in force 2025-01-01): 劳动节 May 1 and 2 (audit fix-3)
     assert cal.is_fallback(date(2028, 5, 2)) and cal.is_workday(date(2028, 5, 2)) is False
     assert cal.add_workdays(date(2028, 4, 28), 3) == date(2028, 5, 5)
+
+
+def test_from_file_refuses_part_of_a_year_past_the_builtin_tables(tmp_path):
+    # a year the file lists is covered: the fallback's fixed holidays stop applying to it, so a table
+    # of the first half of 2027 made 1 October 2027 a working day
+    path = tmp_path / "half.toml"
+    path.write_text('[holidays]\n2027 = ["2027-01-01", "2027-02-05", "2027-05-01", "2027-05-02"]\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"2027-10-01, 2027-10-02, 2027-10-03"):
+        WorkingCalendar.from_file(path)
+    only_workdays = tmp_path / "workdays.toml"
+    only_workdays.write_text('[workdays]\n2028 = ["2028-01-29"]\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"\[holidays\] 2028 leaves out 2028-01-01"):
+        WorkingCalendar.from_file(only_workdays)
+    # a year of the built-in tables may be corrected date by date
+    fix = tmp_path / "fix.toml"
+    fix.write_text('[workdays]\n2024 = ["2024-10-07"]\n', encoding="utf-8")
+    assert WorkingCalendar.from_file(fix).is_workday(date(2024, 10, 7))

@@ -430,3 +430,17 @@ def test_config_check_warns_when_redis_has_no_password():
     assert Settings(redis_url="redis://cs:s3cret@10.0.0.5:6379/0").warnings() == []
     assert Settings(redis_url="rediss://:s3cret@10.0.0.5:6380/0").warnings() == []
     assert Settings(redis_url="unix:///run/redis.sock").warnings() == []
+
+
+def test_validate_loads_the_rules_and_calendar_files_as_a_worker_would(tmp_path):
+    # config check said nothing of a calendar or rules file the worker then refused to load at start
+    calendar = tmp_path / "calendar.toml"
+    calendar.write_text('[holidays]\n2027 = ["2027-01-01", "2027-05-01", "2027-05-02"]\n', encoding="utf-8")
+    rules = tmp_path / "rules.toml"
+    rules.write_text('version = ""\n', encoding="utf-8")
+    problems = PRODUCTION.replace(calendar_file=str(calendar), rules_file=str(rules)).validate()
+    assert [p.split(":")[0] for p in problems] == ["rules_file", "calendar_file"], problems
+    assert "2027-10-01" in problems[1]
+    calendar.write_text('[holidays]\n2027 = ["2027-01-01", "2027-05-01", "2027-05-02", "2027-10-01", "2027-10-02",'
+                        ' "2027-10-03"]\n', encoding="utf-8")
+    assert PRODUCTION.replace(calendar_file=str(calendar)).validate() == []
