@@ -229,7 +229,8 @@ class DisclosureApi:
                 if m["id_kind"] == "uscc" else m["name"]
             rows.append([who, m["subject"], m["since"], (m.get("until") or "—"),
                          el("span", "异议中止 suspended", class_="badge suspended") if m["suspended"] else "",
-                         join((join([r.get("doc_no"), " ", r.get("source_unit")]) for r in m["records"]), "; ")])
+                         join((join([r.get("doc_no"), " ", r.get("source_unit"), _via(r)]) for r in m["records"]),
+                              "; ")])
         body = join([el("h1", "名单 List: ", name),
                      el("p", "公示时点 At: ", at, class_="note"),
                      table(["名称 Name", "代码 Code", "列入 Since", "预计移出 Until", "状态 State", "依据 Basis"], rows,
@@ -336,6 +337,11 @@ class DisclosureApi:
 def _details(r: dict) -> Html:
     return join((el("div", v) for k, v in (r.get("details") or {}).items()
                  if k in ("violation_type", "penalty_content", "certificate_name", "license_no", "content")))
+
+
+def _via(r: dict) -> str:
+    """A legal representative's list entry by the organisation's decision says whose it is."""
+    return f" (法定代表人所在单位 as legal representative of {r['via']})" if r.get("via") else ""
 
 
 def _match(state: dict, at: str, rules: Rulebook) -> dict:

@@ -86,8 +86,11 @@ def list_member(state: SubjectState | Doc, list_name: str, at: dt.date | dt.date
     basis = []
     for key in standing.causes:
         entry: Any = records.get(key) or {}
+        # ``via``: an organisation's record on its legal representative's file (the representative
+        # is on the list by the organisation's decision, not as a debtor or listed subject of their own)
         basis.append({"record_key": key, "kind": entry.get("kind"), "doc_no": entry.get("doc_no"),
-                      "source_unit": entry.get("source_unit"), "decision_date": entry.get("decision_date")})
+                      "source_unit": entry.get("source_unit"), "decision_date": entry.get("decision_date"),
+                      "via": entry.get("via")})
     return {"subject": state.get("id"), "id_kind": state.get("id_kind"), "category": state.get("category"),
             "name": subject_name(state), "list": list_name, "kind": standing.kind, "domain": standing.domain,
             "since": standing.since, "until": standing.until, "until_projected": standing.until_projected,

@@ -29,9 +29,11 @@ import hashlib
 from collections.abc import Iterable
 from typing import Final, NamedTuple, cast
 
+import msgspec
+
 from domain import events as ev
 from domain.calendar import WorkingCalendar
-from domain.facts import objection_targets
+from domain.facts import BASIS_VERSION, objection_targets
 from domain.history import TRANSITION_ORDER, advance
 from domain.identifiers import is_valid_resident_id
 from domain.rulebook import Rulebook
@@ -42,9 +44,11 @@ from domain.state import (
     apply_objection,
     apply_record,
     apply_repair,
+    current_linked_key,
     deletion_records,
     linked_key,
     new_state,
+    with_current_linked_keys,
 )
 from domain.types import Doc
 from domain.validate import decision_key
@@ -72,6 +76,15 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
     event = ev.from_dict(event)
     if state is None:
         state = new_state(event.subject, getattr(event, "id_kind", "uscc"))
+    if isinstance(event, (ev.ObjectionEvent, ev.RepairEvent)):  # (one an earlier version linked)
+        aim = current_linked_key(event.record_key, event.origin)
+        if aim is not event.record_key:
+            event = msgspec.structs.replace(event, record_key=aim)
+    # a file kept by an earlier version of the rules or of the derivation: derived again whole,
+    # its links keyed as they are now, and everything its records send other files sent again
+    earlier = _kept_by_earlier_version(state, rules)
+    if earlier:
+        state = with_current_linked_keys(state)
     if isinstance(event, ev.RecordEvent):
         new, outcome = apply_record(state, event)
     elif isinstance(event, ev.LinkedEvent):
@@ -85,13 +98,14 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
         return Step(new, outcome, [], [], None, frozenset())
     else:  # tick
         new, outcome = state, ("tick" if event.due > (state.get("as_of") or "") else "stale-tick")
-    if outcome in ("redelivered", "invalid"):
+    if outcome in ("redelivered", "invalid") and not earlier:
         return Step(new, outcome, [], [], None, frozenset())
     # the clock: the latest date any input named or arrived on, a duplicate's included, so that it
     # is the same whichever copy came first
     as_of = max([event.arrival_date, *event.named_dates(), state.get("as_of") or ""])
     touched = _touched(state, new, event)
-    if outcome in NO_CHANGE and as_of <= (state.get("as_of") or "") and not _first_sightings_moved(state, new, event):
+    if outcome in NO_CHANGE and not earlier and as_of <= (state.get("as_of") or "") \
+            and not _first_sightings_moved(state, new, event):
         # a version of an objection or a repair that does not win still goes to the legal
         # representatives' files, so that theirs keep the same versions in every order
         links = _links(new, event, outcome, rules) if _office_versions_moved(state, new, event) else []
@@ -123,7 +137,7 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
         outcome = "repair-waiting" if adv.view["repairs"][event.record_key]["reason"] == "unknown-record" \
             else "repair-refused"
 
-    links = _links(new, event, outcome, rules)
+    links = relinks(new, rules) if earlier else _links(new, event, outcome, rules)
     timeliness = None
     if isinstance(event, ev.RecordEvent) and outcome == "new" and event.record["kind"] in TIMELINESS_KINDS:
         record = event.record
@@ -131,6 +145,13 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
         arrived = dt.date.fromisoformat(event.arrival_date)
         timeliness = (record.get("source_unit") or "?", cal.workdays_between(decided, arrived))
     return Step(new, outcome, changes, links, timeliness, None if adv.all_parts else frozenset(touched))
+
+
+def _kept_by_earlier_version(state: SubjectState, rules: Rulebook) -> bool:
+    """Whether a known file was derived with other rules or another form of the derivation (it is
+    then derived again whole: domain/history.py ``advance``)."""
+    return bool(state.get("records") or state.get("objections") or state.get("repairs")) and (
+        state.get("facts_rules") != rules.version or (state.get("basis") or {}).get("v") != BASIS_VERSION)
 
 
 def _first_sightings_moved(before: SubjectState, after: SubjectState, event: ev.SubjectEvent) -> bool:
@@ -171,7 +192,7 @@ def _touched(before: SubjectState, after: SubjectState, event: ev.SubjectEvent) 
     if isinstance(event, ev.RecordEvent):
         return {decision_key(event.record)}
     if isinstance(event, ev.LinkedEvent):
-        return {linked_key(decision_key(event.record))}
+        return {linked_key(decision_key(event.record), event.via)}
     return set()
 
 
@@ -220,6 +241,9 @@ def is_late(workdays: int) -> bool:
 REMOVAL_PREFIX: Final = "listing_decision|"
 """The keys of listing and removal decisions (``decision_key``)."""
 
+Reps = list[tuple[str, str | None]]
+"""Legal representatives: (ID number, name)."""
+
 
 def _links(state: SubjectState, event: ev.SubjectEvent, outcome: str, rules: Rulebook) -> list[ev.SubjectEvent]:
     """Events for the personal logs of the legal representatives of an organisation whose severe
@@ -227,12 +251,12 @@ def _links(state: SubjectState, event: ev.SubjectEvent, outcome: str, rules: Rul
     recorded on the personal record of its legal representative).
 
     A decision that is or was severe (or a court listing, or a listing decision that puts the
-    organisation on a blacklist) in any of its versions is linked whole:
-    every version the organisation keeps, with its own stamp and origin, to every legal
-    representative any version names. The person's file folds them as the organisation's does, so
-    it holds the same winner in any arrival order: a correction to a general penalty reaches the
-    person as the severe original did (and an original that arrives after its correction does not
-    put the person on a list the organisation is not on); re-sent versions are re-deliveries there.
+    organisation on a blacklist) in any of its versions is linked whole: every version the
+    organisation keeps, with its own stamp and origin, to every legal representative any version
+    names. The person's file folds them as the organisation's does, so it holds the same winner in
+    any arrival order: a correction to a general penalty reaches the person as the severe original
+    did (and an original that arrives after its correction does not put the person on a list the
+    organisation is not on); re-sent versions are re-deliveries there.
 
     What the credit office decides about the record follows it (RULES.md 3, 5): every version of
     an objection that names it and of its repair decision, aimed at the linked record, so that the
@@ -240,52 +264,98 @@ def _links(state: SubjectState, event: ev.SubjectEvent, outcome: str, rules: Rul
     an upheld objection that revokes it. Sent with the record (an objection or a repair that came
     first) and with each objection or repair that comes after it; whichever arrives last, the
     person's file ends the same. So does a removal decision (移出决定) of a domain a linked record
-    lists the organisation in: to the representatives of those records, with the record and when it
-    comes after it. On the person's file it ends only the memberships linked from that organisation
-    (domain/history.py ``list_tracks``), not the person's own."""
+    lists the organisation in, with its objections: to the representatives of those records, with
+    the record and when it comes after it. On the person's file it ends only the memberships linked
+    from that organisation (domain/history.py ``list_tracks``), not the person's own."""
     if state.get("id_kind") != "uscc":
         return []
     if isinstance(event, ev.RecordEvent):
         if event.record.get("kind") == "registration":
             return []
-        key = decision_key(event.record)
-        records = state.get("records") or {}
-        entry = cast(Doc, records[key])
-        out: list[ev.SubjectEvent] = []
-        reps = _representatives(state, key)
-        if reps:
-            out += _linked_versions(state, key, reps)
-            objections = state.get("objections") or {}
-            for oid in sorted(oid for oid, o in objections.items() if key in objection_targets(o)):
-                out += _linked_objection(state, oid, reps)
-            out += _linked_repair(state, key, reps)
-            # the organisation's removal decisions of the domains this record lists it in
-            domains = _listed_domains(entry, rules)
-            if domains:
-                for rkey in sorted(k for k, e in records.items()
-                                   if k.startswith(REMOVAL_PREFIX) and _removal_domains(cast(Doc, e)) & domains):
-                    out += _linked_versions(state, rkey, reps)
-        removed = _removal_domains(entry) if key.startswith(REMOVAL_PREFIX) else set()
-        if removed:  # a removal decision: to those its records listed in these domains are linked to
-            reps_of: dict[str, str | None] = {}
-            for k in sorted(records):
-                if k != key and _listed_domains(cast(Doc, records[k]), rules) & removed:
-                    reps_of.update(_representatives(state, k))
-            if reps_of:
-                out += _linked_versions(state, key, sorted(reps_of.items()))
-        return out
+        return _record_links(state, decision_key(event.record), rules)
     if isinstance(event, ev.ObjectionEvent):
-        reps_of = {}
+        reps_of: dict[str, str | None] = {}
         for key in sorted(objection_targets((state.get("objections") or {}).get(event.objection_id))):
-            reps_of.update(_representatives(state, key))
+            reps_of.update(_linked_to(state, key, rules))
         return _linked_objection(state, event.objection_id, sorted(reps_of.items())) if reps_of else []
     if isinstance(event, ev.RepairEvent):
-        reps = _representatives(state, event.record_key)
+        reps = _linked_to(state, event.record_key, rules)
         return _linked_repair(state, event.record_key, reps) if reps else []
     return []
 
 
-def _linked_versions(state: SubjectState, key: str, reps: list[tuple[str, str | None]]) -> list[ev.SubjectEvent]:
+def _record_links(state: SubjectState, key: str, rules: Rulebook,
+                  removals: list[str] | None = None) -> list[ev.SubjectEvent]:
+    """What the organisation's record ``key`` sends its legal representatives (``_links``): its
+    versions, the objections naming it and its repair; for a record that lists the organisation in
+    a domain, the removal decisions of that domain (``removals``: the keys of the organisation's
+    removal decisions, if known) with their objections."""
+    reps = _linked_to(state, key, rules)
+    if not reps:
+        return []
+    out = _with_office(state, key, reps)
+    domains = _listed_domains(cast(Doc, state["records"][key]), rules)
+    if domains:
+        records = state.get("records") or {}
+        for rkey in (removals if removals is not None else _removal_keys(state)):
+            if rkey != key and _removal_domains(cast(Doc, records[rkey])) & domains:
+                out += _with_office(state, rkey, reps)
+    return out
+
+
+def _with_office(state: SubjectState, key: str, reps: Reps) -> list[ev.SubjectEvent]:
+    """The record ``key``'s versions, the objections naming it and its repair, for ``reps``."""
+    out = _linked_versions(state, key, reps)
+    objections = state.get("objections") or {}
+    for oid in sorted(oid for oid, o in objections.items() if key in objection_targets(o)):
+        out += _linked_objection(state, oid, reps)
+    return out + _linked_repair(state, key, reps)
+
+
+def _removal_keys(state: SubjectState) -> list[str]:
+    return sorted(k for k in state.get("records") or () if k.startswith(REMOVAL_PREFIX)
+                  and _removal_domains(cast(Doc, state["records"][k])))
+
+
+def _linked_to(state: SubjectState, key: str, rules: Rulebook) -> Reps:
+    """The legal representatives the organisation's record ``key`` goes to: those it names when it
+    is linked itself (``_representatives``); for a removal decision, those of the organisation's
+    records it ends a listing of (every record of the organisation is looked at: removals are few)."""
+    reps = _representatives(state, key)
+    if reps or not key.startswith(REMOVAL_PREFIX):
+        return reps
+    records = state.get("records") or {}
+    removed = _removal_domains(cast(Doc, records[key])) if key in records else set()
+    if not removed:
+        return []
+    found: dict[str, str | None] = {}
+    for k in sorted(records):
+        named = _representatives(state, k) if k != key else []
+        if named and _listed_domains(cast(Doc, records[k]), rules) & removed:
+            found.update(named)
+    return sorted(found.items())
+
+
+def relinks(state: SubjectState, rules: Rulebook) -> list[ev.SubjectEvent]:
+    """Everything an organisation's file sends its legal representatives, every record at once
+    (each event once): what a version that links more, or keys links otherwise, sends when it first
+    derives a file kept by an earlier one (``step``). The person's file takes the events it had as
+    re-deliveries."""
+    if state.get("id_kind") != "uscc":
+        return []
+    removals = _removal_keys(state)
+    out: list[ev.SubjectEvent] = []
+    seen: set[tuple[str, str, str]] = set()
+    for key in sorted(state.get("records") or ()):
+        for link in _record_links(state, key, rules, removals):
+            ident = (link.subject, link.origin, type(link).__name__)
+            if ident not in seen:
+                seen.add(ident)
+                out.append(link)
+    return out
+
+
+def _linked_versions(state: SubjectState, key: str, reps: Reps) -> list[ev.SubjectEvent]:
     """Every version of the organisation's record ``key`` the organisation keeps (a court listing's
     deletions with it), with its own stamp and origin, for each legal representative's file."""
     entry = state["records"][key]
@@ -359,7 +429,7 @@ def _lists(content: Doc) -> bool:
     return content.get("kind") == "listing_decision" and fields.get("action") == "list"
 
 
-def _linked_objection(state: SubjectState, oid: str, reps: list[tuple[str, str | None]]) -> list[ev.SubjectEvent]:
+def _linked_objection(state: SubjectState, oid: str, reps: Reps) -> list[ev.SubjectEvent]:
     """Every version of the organisation's objection ``oid``, for each legal representative's file:
     the same objection (its id prefixed by the organisation's), on the linked record."""
     slot = (state.get("objections") or {}).get(oid)
@@ -367,14 +437,14 @@ def _linked_objection(state: SubjectState, oid: str, reps: list[tuple[str, str |
         return []
     org = state["id"]
     return [ev.ObjectionEvent(origin=f"link:{org}:{origin}", subject=rep_id, event_ms=ms, id_kind="resident_id",
-                              objection_id=f"{org}:{oid}", record_key=linked_key(content["record_key"]),
+                              objection_id=f"{org}:{oid}", record_key=linked_key(content["record_key"], org),
                               status=content["status"], filed=content.get("filed"), resolved=content.get("resolved"),
                               provider_verification=bool(content.get("provider_verification")),
                               outcome=content.get("outcome"))
             for rep_id, _name in reps for content, ms, origin, _rank in slot.get("versions") or ()]
 
 
-def _linked_repair(state: SubjectState, key: str, reps: list[tuple[str, str | None]]) -> list[ev.SubjectEvent]:
+def _linked_repair(state: SubjectState, key: str, reps: Reps) -> list[ev.SubjectEvent]:
     """Every version of the repair decision on the organisation's record ``key``, for each legal
     representative's file, on the linked record."""
     slot = (state.get("repairs") or {}).get(key)
@@ -382,7 +452,7 @@ def _linked_repair(state: SubjectState, key: str, reps: list[tuple[str, str | No
         return []
     org = state["id"]
     return [ev.RepairEvent(origin=f"link:{org}:{origin}", subject=rep_id, event_ms=ms, id_kind="resident_id",
-                           record_key=linked_key(key), decision_date=content["approved"],
+                           record_key=linked_key(key, org), decision_date=content["approved"],
                            approved=bool(content.get("granted")), doc_no=content.get("doc_no"))
             for rep_id, _name in reps for content, ms, origin, _rank in slot.get("versions") or ()]
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final, TypedDict, cast
 
-from domain.events import FeedbackEvent, LinkedEvent, ObjectionEvent, RecordEvent, RepairEvent
+from domain.events import LINK_ORIGIN, FeedbackEvent, LinkedEvent, ObjectionEvent, RecordEvent, RepairEvent
 from domain.record_maps import with_entry
 from domain.types import Doc, View
 from domain.validate import decision_key
@@ -164,7 +164,7 @@ def apply_record(state: SubjectState | None, event: RecordEvent | LinkedEvent, *
     record = record if record is not None else event.record
     if record.get("kind") == "registration":
         return apply_registration(state, record, event.event_ms, event.origin)
-    key = decision_key(record) if via is None else linked_key(decision_key(record))
+    key = decision_key(record) if via is None else linked_key(decision_key(record), via)
     current = state["records"].get(key)
     origin = event.origin
     if current is not None and origin in (current.get("seen") or ()):
@@ -281,12 +281,79 @@ def _summary(record: Doc, linked: bool = False) -> Doc:
             "domain": record.get("domain")}
 
 
-def linked_key(key: str) -> str:
-    """The key an organisation's record of key ``key`` (``decision_key``) has on its legal
-    representative's file: the entry of kind ``linked`` that :func:`apply_linked` keeps, and that
-    the objections and repairs linked after it aim at (domain/engine.py ``_links``). The same
-    decision, whatever its kind there (a court deletion names its listing already)."""
-    return "linked|" + key.split("|", 1)[-1]
+LINKED_KEY: Final = "linked:"
+"""How the key of an organisation's record on a legal representative's file begins (:func:`linked_key`)."""
+_EARLIER_LINKED_KEY: Final = "linked|"
+
+
+def linked_key(key: str, via: str) -> str:
+    """The key the record of key ``key`` (``decision_key``) of the organisation ``via`` has on its
+    legal representative's file: ``linked:<organisation>|<unit>|<document number>``, the entry of
+    kind ``linked`` that :func:`apply_linked` keeps, and that the objections and repairs linked
+    after it aim at (domain/engine.py ``_links``). The same decision, whatever its kind there (a
+    court deletion names its listing already). The organisation is part of it: one decision may
+    concern several organisations with the same legal representative (a removal decision for a
+    batch of them, co-debtors listed under one court case number), each its own record on the
+    person's file. (Before ``BASIS_VERSION`` 4 the key was ``linked|<unit>|<document number>``:
+    :func:`with_current_linked_keys`.)"""
+    return f"{LINKED_KEY}{via}|" + key.split("|", 1)[-1]
+
+
+def _linking_organisation(origin: str) -> str | None:
+    """The organisation a linked input came from: its origin is ``link:<organisation>:<origin>``."""
+    if not origin.startswith(LINK_ORIGIN):
+        return None
+    org, sep, _ = origin[len(LINK_ORIGIN):].partition(":")
+    return org if sep and org else None
+
+
+def current_linked_key(key: str, origin: str) -> str:
+    """``key`` as this version writes it: a linked objection's or repair's aim written by an earlier
+    version (``linked|...``, read back from the subject-event log) gets the organisation its
+    ``origin`` names."""
+    if key.startswith(_EARLIER_LINKED_KEY):
+        org = _linking_organisation(origin)
+        if org is not None:
+            return linked_key(key, org)
+    return key
+
+
+def with_current_linked_keys(state: SubjectState) -> SubjectState:
+    """A legal representative's file kept by a version before ``BASIS_VERSION`` 4, with its linked
+    records, and the objections and repairs aimed at them, keyed as :func:`linked_key` keys them
+    now (the organisation from the entry's ``via``, from the linked input's origin). Everything
+    derived from them is derived again (the basis's version changed). The state passed in is not
+    modified; returned as it is when nothing is keyed the earlier way."""
+    records, repairs = state.get("records") or {}, cast(Doc, state).get("repairs") or {}
+    objections = cast(Doc, state).get("objections") or {}
+    if not any(k.startswith(_EARLIER_LINKED_KEY) for k in records) and not any(
+            k.startswith(_EARLIER_LINKED_KEY) for k in repairs) and not any(
+            str(o.get("record_key") or "").startswith(_EARLIER_LINKED_KEY) for o in objections.values()):
+        return state
+    out = _copy(state)
+    renamed: dict[str, RecordEntry] = {}
+    for key, entry in records.items():
+        via = entry.get("via")
+        renamed[linked_key(key, via) if key.startswith(_EARLIER_LINKED_KEY) and via else key] = entry
+    out["records"] = renamed
+    slots: dict[str, Doc] = {}
+    for key, slot in repairs.items():
+        versions = slot.get("versions") or ()
+        origin = versions[0][2] if versions else ""
+        slots[current_linked_key(key, origin)] = slot
+    cast(Doc, out)["repairs"] = slots
+    kept: dict[str, Doc] = {}
+    for oid, slot in objections.items():
+        aim = str(slot.get("record_key") or "")
+        if aim.startswith(_EARLIER_LINKED_KEY) and ":" in oid:
+            org = oid.split(":", 1)[0]
+            slot = dict(slot, record_key=linked_key(aim, org), versions=[
+                [dict(v[0], record_key=linked_key(v[0]["record_key"], org))
+                 if str(v[0].get("record_key") or "").startswith(_EARLIER_LINKED_KEY) else v[0], *v[1:]]
+                for v in slot.get("versions") or ()])
+        kept[oid] = slot
+    cast(Doc, out)["objections"] = kept
+    return out
 
 
 def apply_linked(state: SubjectState | None, event: LinkedEvent) -> tuple[SubjectState, str]:
@@ -298,7 +365,7 @@ def apply_linked(state: SubjectState | None, event: LinkedEvent) -> tuple[Subjec
     content = dict(org, revoked=org.get("revoked", False))
     new, outcome = apply_record(state, event, via=event.via, record=content,
                                 identity={"subject_name": event.person_name} if event.person_name else {})
-    key = linked_key(decision_key(content))
+    key = linked_key(decision_key(content), event.via)
     entry = new["records"].get(key)
     if new is not state and entry is not None and (entry.get("content") or {}).get("kind") == "linked":
         # a version kept by an earlier layout, which stored the person's summary, not the organisation's

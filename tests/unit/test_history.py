@@ -771,6 +771,7 @@ def test_a_court_listing_puts_the_organisations_legal_representative_on_the_list
     import itertools
 
     from domain.checks import check
+    from domain.disclosure import list_member
 
     rep = {"name": "张三", "id_no": PERSON_ID}
     listing = dict(record("court_listing", "(2025)豫01执9号", "2025-03-03", listing_reason="refuse_with_ability"),
@@ -789,6 +790,8 @@ def test_a_court_listing_puts_the_organisations_legal_representative_on_the_list
         during = check(person, "high_consumption", "2025-06-02", RULES)
         assert during.outcome == "restricted" and [m.id for m in during.measures] == ["high_consumption.restrict"]
         assert during.basis[0].records[0].via == ORG
+        # the public list shows whose decision it is (domain/disclosure.py)
+        assert [r["via"] for r in list_member(person, "court_debtor", "2025-06-02")["records"]] == [ORG]
         later = check(person, "administrative_licensing", "2028-06-01", RULES)
         if deleted:
             assert check(person, "high_consumption", "2026-02-02", RULES).outcome == "clear"
@@ -896,6 +899,131 @@ def test_a_general_record_carries_no_credit_office_decision_to_anyone():
     _, person = _org_and_person([record_event(pen, "2024-02-06"), repair(key, "2025-03-03", arrived="2025-03-04"),
                                  objection("OB-1", key, "filed", "2024-03-04", arrived="2024-03-04")])
     assert person is None
+
+
+ORG_B = "91350100M000100Y43"
+
+
+def _files_of(inputs):
+    """Every subject's file after ``inputs`` (of any subjects), each link routed to its subject's
+    file as the worker routes it."""
+    files, queue = {}, list(inputs)
+    while queue:
+        event = queue.pop(0)
+        result = step(files.get(event.subject), event, RULES, CAL)
+        files[event.subject] = result.state
+        queue += result.links
+    return files
+
+
+def _for(subject, rec):
+    return dict(rec, ids={"uscc": subject})
+
+
+@pytest.mark.parametrize("case", ["one removal for both", "co-debtors of one court case"])
+def test_one_decision_about_two_organisations_with_one_legal_representative(case):
+    # a decision's key on the person's file named no organisation: two organisations' copies of one
+    # decision (a batch removal, co-debtors listed under one case number) were one record there,
+    # with one ``via``, so one organisation's removal or deletion decided for both
+    import itertools
+
+    rep = {"name": "张三", "id_no": PERSON_ID}
+    if case == "one removal for both":
+        inputs = [record_event(_for(ORG, dict(record("listing_decision", "税黑〔2024〕1号", "2024-01-08",
+                                                     list_domain="taxation", action="list"), legal_rep=rep)),
+                               "2024-01-09", subject=ORG),
+                  record_event(_for(ORG_B, dict(record("listing_decision", "税黑〔2024〕2号", "2024-02-05",
+                                                       list_domain="taxation", action="list"), legal_rep=rep)),
+                               "2024-02-06", subject=ORG_B)]
+        removal = record("listing_decision", "税移〔2024〕1号", "2024-05-06", list_domain="taxation", action="remove")
+        inputs += [record_event(_for(ORG, removal), "2024-05-07", subject=ORG),
+                   record_event(_for(ORG_B, removal), "2024-05-07", subject=ORG_B)]
+        name, expected, kept = "blacklist:taxation", [("entered", "2024-01-08"), ("exited", "2024-05-06")], 4
+    else:  # both listed under one case; the court deletes ORG's listing only: the person stays listed by ORG_B's
+        listing = dict(record("court_listing", "(2024)豫01执5号", "2024-02-05", listing_reason="refuse_with_ability"),
+                       legal_rep=rep)
+        inputs = [record_event(_for(ORG, listing), "2024-02-06", subject=ORG),
+                  record_event(_for(ORG_B, listing), "2024-02-06", subject=ORG_B),
+                  record_event(_for(ORG, record("court_deletion", "(2024)豫01执5号", "2024-08-05",
+                                                deletion_reason="performed")), "2024-08-06", subject=ORG)]
+        name, expected, kept = "court_debtor", [("entered", "2024-02-05")], 2  # (a deletion: in its listing's entry)
+    for order in itertools.permutations(inputs):
+        files = _files_of(list(order))
+        person = files[PERSON_ID]
+        assert len(person["records"]) == kept
+        assert {e["via"] for e in person["records"].values()} == {ORG, ORG_B}
+        assert _list_history(person, name) == expected, [e.origin for e in order]
+
+
+def test_an_objection_that_revokes_the_organisations_removal_reaches_the_legal_representative():
+    # RULES.md 5: information found wrong is revoked "and anything derived from it undone": the
+    # organisation is back on the blacklist; the person stayed off it
+    import itertools
+
+    rep = {"name": "张三", "id_no": PERSON_ID}
+    listing = dict(record("listing_decision", "税黑〔2024〕1号", "2024-01-08", list_domain="taxation", action="list"),
+                   legal_rep=rep)
+    removal = record("listing_decision", "税移〔2024〕1号", "2024-05-06", list_domain="taxation", action="remove")
+    inputs = [record_event(listing, "2024-01-09"), record_event(removal, "2024-05-07"),
+              objection("OB-9", decision_key(removal), "upheld", "2024-05-08", "2024-05-10", outcome="revoked",
+                        arrived="2024-05-10")]
+    for order in itertools.permutations(inputs):
+        org, person = _org_and_person(list(order))
+        assert _list_history(org, "blacklist:taxation") == [("entered", "2024-01-08")]
+        assert _list_history(person, "blacklist:taxation") == [("entered", "2024-01-08")], [e.origin for e in order]
+
+
+def _as_kept_before_version_4(state):
+    """``state`` as a version before BASIS_VERSION 4 kept it: linked records (and the objections
+    and repairs aimed at them) keyed ``linked|<unit>|<document number>``, without the organisation."""
+    def old(key):
+        return "linked|" + key.split("|", 1)[1] if key.startswith("linked:") else key
+
+    out = dict(state, basis=dict(state["basis"], v=3))
+    out["records"] = {old(k): v for k, v in state["records"].items()}
+    out["repairs"] = {old(k): v for k, v in (state.get("repairs") or {}).items()}
+    out["objections"] = {oid: dict(o, record_key=old(o["record_key"]),
+                                   versions=[[dict(v[0], record_key=old(v[0]["record_key"])), *v[1:]]
+                                             for v in o["versions"]])
+                         for oid, o in (state.get("objections") or {}).items()}
+    return out
+
+
+def test_files_kept_by_an_earlier_version_are_linked_as_now_on_their_next_input():
+    # BASIS_VERSION 4 links more (listing and removal decisions) and keys links with their
+    # organisation. A legal representative's file kept before has its links keyed again; an
+    # organisation's file kept before sends everything its records send now, once: the person left
+    # the blacklist with the organisation only on a fresh run (the links of the earlier version
+    # never carried the removal)
+    rep = {"name": "张三", "id_no": PERSON_ID}
+    pen = dict(record("penalty", "税罚〔2024〕2号", "2024-02-05", severity="severe", domain="taxation"), legal_rep=rep)
+    removal = record("listing_decision", "税移〔2024〕2号", "2024-06-03", list_domain="taxation", action="remove")
+    key = decision_key(pen)
+    inputs = [record_event(pen, "2024-02-06"), objection("OB-1", key, "filed", "2024-03-04", arrived="2024-03-04"),
+              objection("OB-1", key, "rejected", "2024-03-04", "2024-03-11", arrived="2024-03-11"),
+              repair(key, "2025-03-03", granted=False, arrived="2025-03-04"), record_event(removal, "2024-06-04")]
+    fresh = _files_of(inputs + [tick("2025-06-02")])
+    fresh_person = step(fresh[PERSON_ID], tick("2025-06-02", subject=PERSON_ID), RULES, CAL).state
+    assert _list_history(fresh_person, "blacklist:taxation") == [
+        ("entered", "2024-02-05"), ("suspended", "2024-03-04"), ("resumed", "2024-03-11"), ("exited", "2024-06-03")]
+
+    # as an earlier version left them: the person's file without the removal, keyed the earlier way
+    files = _files_of(inputs[:4])
+    person = _as_kept_before_version_4(files[PERSON_ID])
+    org = step(files[ORG], inputs[4], RULES, CAL).state  # (its links: lost, as the earlier version sent none)
+    org = dict(org, basis=dict(org["basis"], v=3))
+    upgraded = step(org, tick("2025-06-02"), RULES, CAL)
+    for link in upgraded.links:
+        person = step(person, link, RULES, CAL).state
+    person = step(person, tick("2025-06-02", subject=PERSON_ID), RULES, CAL).state
+    assert not any(k.startswith("linked|") for k in person["records"])
+    assert essence(person) == essence(fresh_person)
+    # a linked objection the earlier version wrote to the log (aimed at the earlier key) is taken as now
+    old_aim = objection("ORG:OB-1", "linked|" + key.split("|", 1)[1], "rejected", "2024-03-04", "2024-03-11",
+                        arrived="2024-03-11", subject=PERSON_ID, at=f"link:{ORG}:creditstream.penalty/0/x")
+    again = step(person, old_aim, RULES, CAL).state
+    assert set(again["objections"]) == set(person["objections"]) | {"ORG:OB-1"}
+    assert again["objections"]["ORG:OB-1"]["record_key"] == f"linked:{ORG}|" + key.split("|", 1)[1]
 
 
 @st.composite
