@@ -384,7 +384,8 @@ async def test_worker_web_serves_the_api(settings, department, tmp_path):
                                                            "workers": 1, "consumption": "ok"}
             text = await api.get("/metrics", "/metrics")
             assert any(line.startswith("creditstream_events_in_total{") for line in text.splitlines()), text[:2000]
-            assert (await api.get("/lists", "/lists"))["lists"]["court_debtor"] == 1
+            # the company, and its legal representative by the company's listing (docs/events.md)
+            assert (await api.get("/lists", "/lists"))["lists"]["court_debtor"] == 2
             page = await api.get("/changes", "/changes", params={"limit": "1000"})
             assert page["changes"]
             await api.get("/subjects/91350211MA0000000X", "/subjects/{code}", expect=404)
