@@ -82,8 +82,9 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
             event = msgspec.structs.replace(event, record_key=aim)
     # a file kept by an earlier version of the rules or of the derivation: derived again whole,
     # its links keyed as they are now, and everything its records send other files sent again
-    earlier = _kept_by_earlier_version(state, rules)
-    if earlier:
+    # (re-keyed only where it is derived: an input that changes nothing returns the file as it was)
+    kept, earlier = state, _kept_by_earlier_version(state, rules)
+    if earlier and not isinstance(event, ev.FeedbackEvent):
         state = with_current_linked_keys(state)
     if isinstance(event, ev.RecordEvent):
         new, outcome = apply_record(state, event)
@@ -98,8 +99,8 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
         return Step(new, outcome, [], [], None, frozenset())
     else:  # tick
         new, outcome = state, ("tick" if event.due > (state.get("as_of") or "") else "stale-tick")
-    if outcome in ("redelivered", "invalid") and not earlier:
-        return Step(new, outcome, [], [], None, frozenset())
+    if outcome in ("redelivered", "invalid"):
+        return Step(kept if earlier else new, outcome, [], [], None, frozenset())
     # the clock: the latest date any input named or arrived on, a duplicate's included, so that it
     # is the same whichever copy came first
     as_of = max([event.arrival_date, *event.named_dates(), state.get("as_of") or ""])

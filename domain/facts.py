@@ -287,7 +287,7 @@ def publicity_track(sid: str, key: str, facts: Doc | None) -> list[Doc]:
     return out
 
 
-BASIS_VERSION: Final = 4
+BASIS_VERSION: Final = 5
 """The form of the basis and of what is derived with it. 2: the basis's dates kept as sorted
 ``[date, value]`` pairs (version 1, with no ``"v"``, kept them as dicts, which the lists scanned
 whole on every input: ``min`` of the dates, the dates after the clock, the adverse dates sorted;
@@ -298,7 +298,10 @@ several records. 4: an organisation's court listing linked onto a legal represen
 them on the court debtors' list (it was an adverse record there only), a linked listing decision on
 the domain's blacklist, and a removal decision ends only the memberships of its own side of the
 file: the subject's own, or those linked from the organisation that decided it (domain/engine.py
-``_links``). A state derived with another version is derived again from its records once, on
+``_links``). 5: a linked record's key names its organisation (domain/state.py ``linked_key``); a
+file kept before is re-keyed (``with_current_linked_keys``) and an organisation's sends its links
+again (domain/engine.py ``relinks``). A state derived with another version is derived again from its
+records once, on
 its next input or tick (domain/history.py ``advance``): what that changes in its announced history
 is announced as usual, withdrawals first."""
 

@@ -31,7 +31,7 @@ from typing import Any, Final, TypedDict, cast
 from domain.events import LINK_ORIGIN, FeedbackEvent, LinkedEvent, ObjectionEvent, RecordEvent, RepairEvent
 from domain.record_maps import with_entry
 from domain.types import Doc, View
-from domain.validate import decision_key
+from domain.validate import content_hash, decision_key
 
 SEEN_ORIGINS_KEPT: Final = 32
 VERSIONS_KEPT: Final = 16
@@ -294,7 +294,7 @@ def linked_key(key: str, via: str) -> str:
     court deletion names its listing already). The organisation is part of it: one decision may
     concern several organisations with the same legal representative (a removal decision for a
     batch of them, co-debtors listed under one court case number), each its own record on the
-    person's file. (Before ``BASIS_VERSION`` 4 the key was ``linked|<unit>|<document number>``:
+    person's file. (Before ``BASIS_VERSION`` 5 the key was ``linked|<unit>|<document number>``:
     :func:`with_current_linked_keys`.)"""
     return f"{LINKED_KEY}{via}|" + key.split("|", 1)[-1]
 
@@ -319,29 +319,46 @@ def current_linked_key(key: str, origin: str) -> str:
 
 
 def with_current_linked_keys(state: SubjectState) -> SubjectState:
-    """A legal representative's file kept by a version before ``BASIS_VERSION`` 4, with its linked
+    """A legal representative's file kept by a version before ``BASIS_VERSION`` 5, with its linked
     records, and the objections and repairs aimed at them, keyed as :func:`linked_key` keys them
-    now (the organisation from the entry's ``via``, from the linked input's origin). Everything
+    now. An earlier entry may hold the versions of two organisations (one decision about both, e.g.
+    co-debtors of one court case): its versions, its deletions and its repair decisions are folded
+    again, each under the organisation its origin names (``link:<organisation>:...``), as they
+    would have been folded from the start; the fold does not depend on their order. Everything
     derived from them is derived again (the basis's version changed). The state passed in is not
     modified; returned as it is when nothing is keyed the earlier way."""
     records, repairs = state.get("records") or {}, cast(Doc, state).get("repairs") or {}
     objections = cast(Doc, state).get("objections") or {}
-    if not any(k.startswith(_EARLIER_LINKED_KEY) for k in records) and not any(
-            k.startswith(_EARLIER_LINKED_KEY) for k in repairs) and not any(
+    earlier = [k for k in records if k.startswith(_EARLIER_LINKED_KEY)]
+    earlier_repairs = [k for k in repairs if k.startswith(_EARLIER_LINKED_KEY)]
+    if not earlier and not earlier_repairs and not any(
             str(o.get("record_key") or "").startswith(_EARLIER_LINKED_KEY) for o in objections.values()):
         return state
     out = _copy(state)
-    renamed: dict[str, RecordEntry] = {}
-    for key, entry in records.items():
-        via = entry.get("via")
-        renamed[linked_key(key, via) if key.startswith(_EARLIER_LINKED_KEY) and via else key] = entry
-    out["records"] = renamed
-    slots: dict[str, Doc] = {}
-    for key, slot in repairs.items():
-        versions = slot.get("versions") or ()
-        origin = versions[0][2] if versions else ""
-        slots[current_linked_key(key, origin)] = slot
+    out["records"] = {k: v for k, v in records.items() if k not in set(earlier)}
+    sid, id_kind = state["id"], state.get("id_kind") or "resident_id"
+    for key in sorted(earlier):
+        entry = records[key]
+        contents: dict[str, Doc] = dict(cast(Doc, entry).get("others") or {})
+        if entry.get("hash") and entry.get("content") is not None:
+            contents[str(entry["hash"])] = cast(Doc, entry["content"])
+        sightings = [(ms, origin, contents[digest], digest)
+                     for digest, (ms, origin) in (entry.get("versions") or {}).items() if digest in contents]
+        sightings += [(ms, origin, record, content_hash(record)) for ms, origin, record in deletion_records(entry)]
+        for ms, origin, record, digest in sorted(sightings, key=lambda v: (v[0], v[1])):
+            org = _linking_organisation(origin) or entry.get("via")
+            if org:
+                out, _ = apply_linked(out, LinkedEvent(origin=origin, subject=sid, event_ms=ms, record=record,
+                                                       hash=digest, via=org, id_kind=id_kind))
+    slots = {k: v for k, v in repairs.items() if k not in set(earlier_repairs)}
     cast(Doc, out)["repairs"] = slots
+    for key in sorted(earlier_repairs):
+        for content, ms, origin, _rank in repairs[key].get("versions") or ():
+            aim = current_linked_key(key, origin)
+            out, _ = apply_repair(out, RepairEvent(origin=origin, subject=sid, event_ms=ms, id_kind=id_kind,
+                                                   record_key=aim, decision_date=content["approved"],
+                                                   approved=bool(content.get("granted")),
+                                                   doc_no=content.get("doc_no")))
     kept: dict[str, Doc] = {}
     for oid, slot in objections.items():
         aim = str(slot.get("record_key") or "")

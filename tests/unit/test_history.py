@@ -974,7 +974,7 @@ def test_an_objection_that_revokes_the_organisations_removal_reaches_the_legal_r
 
 
 def _as_kept_before_version_4(state):
-    """``state`` as a version before BASIS_VERSION 4 kept it: linked records (and the objections
+    """``state`` as a version before BASIS_VERSION 5 kept it: linked records (and the objections
     and repairs aimed at them) keyed ``linked|<unit>|<document number>``, without the organisation."""
     def old(key):
         return "linked|" + key.split("|", 1)[1] if key.startswith("linked:") else key
@@ -990,7 +990,7 @@ def _as_kept_before_version_4(state):
 
 
 def test_files_kept_by_an_earlier_version_are_linked_as_now_on_their_next_input():
-    # BASIS_VERSION 4 links more (listing and removal decisions) and keys links with their
+    # BASIS_VERSION 4 and 5 link more (listing and removal decisions) and key links with their
     # organisation. A legal representative's file kept before has its links keyed again; an
     # organisation's file kept before sends everything its records send now, once: the person left
     # the blacklist with the organisation only on a fresh run (the links of the earlier version
@@ -1024,6 +1024,54 @@ def test_files_kept_by_an_earlier_version_are_linked_as_now_on_their_next_input(
     again = step(person, old_aim, RULES, CAL).state
     assert set(again["objections"]) == set(person["objections"]) | {"ORG:OB-1"}
     assert again["objections"]["ORG:OB-1"]["record_key"] == f"linked:{ORG}|" + key.split("|", 1)[1]
+
+
+def test_an_earlier_record_of_two_organisations_is_parted_between_them_when_re_keyed():
+    # co-debtors listed under one case number were one record on the person's file before
+    # BASIS_VERSION 5; re-keyed under one organisation, the person was on no list although ORG_B
+    # still is (ORG's listing was revoked as wrong)
+    import msgspec
+
+    rep = {"name": "张三", "id_no": PERSON_ID}
+    listing = dict(record("court_listing", "(2024)豫01执5号", "2024-02-05", listing_reason="refuse_with_ability"),
+                   legal_rep=rep)
+    inputs = [record_event(_for(ORG, listing), "2024-02-06", subject=ORG),
+              record_event(_for(ORG, record("court_deletion", "(2024)豫01执5号", "2024-03-04",
+                                            deletion_reason="listing_revoked")), "2024-03-05", subject=ORG),
+              record_event(_for(ORG_B, dict(listing, fields=dict(listing["fields"], amount="9.000000"))), "2024-04-01",
+                           subject=ORG_B)]
+    links, orgs = [], {}
+    for event in inputs:
+        result = step(orgs.get(event.subject), event, RULES, CAL)
+        orgs[event.subject], links = result.state, links + result.links
+    fresh, _, _ = run(links + [tick("2025-06-02", subject=PERSON_ID)])
+    assert _list_history(fresh, "court_debtor") == [("entered", "2024-02-05")]
+    # as the earlier version kept it: both organisations' versions in one entry
+    merged, _, _ = run([msgspec.structs.replace(link, via=ORG_B) for link in links])
+    (entry,) = merged["records"].values()
+    assert {v[1].split(":")[1] for v in entry["versions"].values()} == {ORG, ORG_B}
+    old = _as_kept_before_version_4(merged)
+    upgraded = step(old, tick("2025-06-02", subject=PERSON_ID), RULES, CAL)
+    assert upgraded.touched is None  # a re-keyed file is written whole
+    assert essence(upgraded.state) == essence(fresh)
+
+
+def test_an_input_that_changes_nothing_leaves_a_file_kept_by_an_earlier_version_as_it_was():
+    # a re-delivery, an invalid input or a feedback returned the file re-keyed but not derived again:
+    # the worker keeps such a result for the batch's next input without writing it whole, and the
+    # file's parts were left keyed the earlier way
+    rep = {"name": "张三", "id_no": PERSON_ID}
+    pen = dict(record("penalty", "环罚〔2024〕4号", "2024-02-05", severity="severe", domain="environment"), legal_rep=rep)
+    links = step(None, record_event(pen, "2024-02-06"), RULES, CAL).links
+    person, _, _ = run(links)
+    old = _as_kept_before_version_4(person)
+    again = step(old, links[0], RULES, CAL)
+    assert again.outcome == "redelivered" and again.state is old and again.touched == frozenset()
+    feedback = ev.FeedbackEvent(origin="fb-1", subject=PERSON_ID, event_ms=arrival("2024-03-01"), change_id="c-1",
+                                unit="某单位", id_kind="resident_id")
+    assert all(k.startswith("linked|") for k in step(old, feedback, RULES, CAL).state["records"])
+    upgraded = step(old, tick("2025-06-02", subject=PERSON_ID), RULES, CAL)
+    assert upgraded.touched is None and not any(k.startswith("linked|") for k in upgraded.state["records"])
 
 
 @st.composite
