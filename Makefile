@@ -82,7 +82,7 @@ BROKER ?= tansu
 BROKER_ENV = CREDITSTREAM_TEST_BROKER=$(BROKER) $(if $(filter kafka,$(BROKER)),CREDITSTREAM_TEST_BROKER_NODES=3)
 
 reliability: install  ## crash / outage / hostile-input suite at full scale (BROKER=kafka: on a 3-node Apache Kafka, with broker kills)
-	@mkdir -p .run; rm -f .run/reliability.json
+	@mkdir -p .run; rm -f .run/reliability.json .run/reliability-*-crashes.log
 	$(BROKER_ENV) RELIABILITY_EVENTS=$${RELIABILITY_EVENTS:-20000} RELIABILITY_KILLS=$${RELIABILITY_KILLS:-20} \
 	RELIABILITY_FUZZ=$${RELIABILITY_FUZZ:-10000} RELIABILITY_OUTAGE_S=$${RELIABILITY_OUTAGE_S:-10} \
 	RELIABILITY_PAUSES=$${RELIABILITY_PAUSES:-6} RELIABILITY_RESTORES=$${RELIABILITY_RESTORES:-3} \

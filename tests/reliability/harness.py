@@ -36,6 +36,24 @@ def record(**counts: int) -> None:
     RESULTS.write_text(json.dumps(data, sort_keys=True))
 
 
+def crashes(test: str, log: str) -> int:
+    """The worker crashes in ``log`` (lines at level critical); when there are any, the log's lines
+    around each (the traceback before it) are kept beside the results file, in
+    ``reliability-<test>-crashes.log``, for the post-mortem: a test's temporary directory does
+    not outlive the next runs."""
+    lines = log.splitlines()
+    at = [i for i, line in enumerate(lines) if '"level":"critical"' in line]
+    if at:
+        kept = []
+        for i in at:
+            kept.extend(lines[max(0, i - 60):i + 5])
+            kept.append("-" * 40)
+        out = RESULTS.parent / f"reliability-{test}-crashes.log"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("\n".join(kept) + "\n")
+    return len(at)
+
+
 async def produce(department, gen, n: int) -> None:
     """Send the next ``n`` synthetic department events of ``gen`` and wait for their acks."""
     from streams.samples import SCHEMA_OF_KIND

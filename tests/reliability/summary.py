@@ -17,6 +17,9 @@ def main() -> int:
     data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     broker = os.environ.get("CREDITSTREAM_TEST_BROKER") or "tansu"
     print(f"reliability: broker={broker} " + " ".join(f"{k}={data.get(k, 0)}" for k in KEYS))
+    if data.get("crashes"):
+        for kept in sorted(RESULTS.parent.glob("reliability-*-crashes.log")):
+            print(f"reliability: a worker crashed; its log around the crash: {kept}")
     bad = any(data.get(k, 0) for k in ("lost", "diverged", "crashes", "pii_leaks"))
     return 1 if bad or not data else 0
 

@@ -79,7 +79,7 @@ async def test_broker_nodes_killed_mid_stream(settings, department, redis, stack
         lost = await harness.lost_inputs(s, redis)
         log = worker.log_tail(10 ** 9)
         harness.record(broker_kills=kills, worker_restarts=restarts, events=50 + 2 * chunk * kills, lost=len(lost), diverged=len(diverged),
-                       pii_leaks=len(harness.pii_leaks(log)), crashes=log.count('"level":"critical"'))
+                       pii_leaks=len(harness.pii_leaks(log)), crashes=harness.crashes("broker-kills", log))
         assert worker.alive() or worker.start(), worker.log_tail()
         assert not diverged, diverged[:10]
         assert not lost, lost[:10]

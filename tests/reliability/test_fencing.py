@@ -53,7 +53,7 @@ async def check(s, redis, workers, what):
     lost = await harness.lost_inputs(s, redis)
     logs = "".join(w.log_tail(10 ** 9) for w in workers)
     harness.record(lost=len(lost), diverged=len(diverged), pii_leaks=len(harness.pii_leaks(logs)),
-                   crashes=logs.count('"level":"critical"'))
+                   crashes=harness.crashes("fencing", logs))
     assert all(w.alive() for w in workers), "a worker is down: " + workers[0].log_tail()
     assert not diverged, f"{what}: {diverged[:10]} ({len(diverged)} in all; lost {len(lost)}): " + \
         await harness.difference(s, redis, diverged)

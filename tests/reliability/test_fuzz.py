@@ -128,5 +128,5 @@ async def test_hostile_input_never_crashes_and_is_dead_lettered_with_a_reason(se
         worker.stop()
         log = worker.log_tail(10 ** 9)
         harness.record(fuzz_cases=len(messages), crashes=int(worker.proc.returncode not in (0, -15, None))
-                       + log.count('"level":"critical"'), pii_leaks=len(harness.pii_leaks(log)))
+                       + harness.crashes("fuzz", log), pii_leaks=len(harness.pii_leaks(log)))
     assert not harness.pii_leaks(log)
