@@ -20,6 +20,7 @@ one fenced transaction (sinks/redis_state.py):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -44,6 +45,14 @@ from streams.topics import Topics
 log = structlog.get_logger("creditstream.subject")
 
 AHEAD_LIMIT = 5
+AHEAD_PATIENCE_S = 60.0
+"""A partition whose log end stays behind the position Redis records, for :data:`AHEAD_LIMIT`
+batches and this long, stops the worker (``PositionAhead``). Not at once: a partition's new leader
+on Apache Kafka may report a log end (high watermark) behind its old leader's until its followers
+fetch again (KIP-207), so a position written before a broker failover is past the end for a moment;
+five quick re-fetches in that moment stopped the worker (the reliability suite's broker kills)."""
+AHEAD_RETRY_S = (0.2, 2.0)
+"""The wait before fetching such a partition again: the first, and the longest (doubled each time)."""
 
 
 class SubjectAgent:
@@ -61,7 +70,8 @@ class SubjectAgent:
         # log order, nothing encoded (they were produced when the log was first applied)
         self.announced: list[tuple[str, str]] = []
         self.replaying = producer is None
-        self._ahead: dict[int, int] = {}  # partition -> consecutive batches whose position was past the log end
+        # partition -> (consecutive batches whose position was past the log end, since when: monotonic s)
+        self._ahead: dict[int, tuple[int, float]] = {}
 
     def source_topics(self) -> list[str]:
         return [self.topics.subject_events]
@@ -241,6 +251,7 @@ class SubjectAgent:
         """Where to skip (already applied) or rewind (Redis is behind: re-feed from the log)."""
         skip_below: dict[int, int] = {}
         rewind: dict[int, int] = {}
+        ahead: dict[int, tuple[int, int]] = {}  # partition -> (position, log end)
         for p, offset in first.items():
             pos = positions.get(p)
             if pos is None:
@@ -248,13 +259,18 @@ class SubjectAgent:
             high = self.highwater(p)
             if high is not None and pos > high:
                 # the log may simply have grown since this worker's last fetch (another worker wrote
-                # that position): fetch again; only a position that stays past the end is an error
-                self._ahead[p] = self._ahead.get(p, 0) + 1
-                if self._ahead[p] >= AHEAD_LIMIT:
+                # that position), or a new leader reports a log end behind its old leader's for a
+                # moment (AHEAD_PATIENCE_S): fetch again; only a position that stays past the end is
+                # an error
+                now = time.monotonic()
+                batches, since = self._ahead.get(p, (0, now))
+                self._ahead[p] = (batches + 1, since)
+                if batches + 1 >= AHEAD_LIMIT and now - since >= AHEAD_PATIENCE_S:
                     raise PositionAhead(
                         f"Redis records position {pos} on {self.topics.subject_events}[{p}] but the log ends at "
-                        f"{high}: the state is not from this log (topic recreated? wrong Redis?). Rebuild with "
-                        f"`creditstream replay --switch`, then restart the workers.")
+                        f"{high} (for {now - since:.0f} s): the state is not from this log (topic recreated? wrong "
+                        f"Redis?). Rebuild with `creditstream replay --switch`, then restart the workers.")
+                ahead[p] = (pos, high)
                 rewind[p] = offset
                 continue
             self._ahead.pop(p, None)
@@ -262,6 +278,15 @@ class SubjectAgent:
                 rewind[p] = pos
             elif pos > offset:
                 skip_below[p] = pos
+        if ahead and not self.replaying:
+            metrics.REWINDS.labels(self.name).inc(len(ahead))
+            waited = max(self._ahead[p][0] for p in ahead)
+            delay = min(AHEAD_RETRY_S[0] * 2 ** (waited - 1), AHEAD_RETRY_S[1])
+            log.warning("the log ends before the position Redis records: fetching again", retry_in_s=delay,
+                        partitions={p: {"position": pos, "log_end": high} for p, (pos, high) in ahead.items()},
+                        stops_after_s=AHEAD_PATIENCE_S)
+            raise Rewind({TopicPartition(self.topics.subject_events, p): rewind.get(p, o) for p, o in first.items()},
+                         reason="log-end-behind", delay_s=delay)
         if rewind and not self.replaying:
             metrics.REWINDS.labels(self.name).inc(len(rewind))
             log.warning("Redis is behind the log: re-feeding from the recorded positions", positions=rewind,

@@ -57,10 +57,11 @@ class Rewind(Exception):
     """Raised by an agent: drop this batch and fetch these partitions again from these offsets (the
     state in Redis records where each partition really is)."""
 
-    def __init__(self, offsets: dict[TopicPartition, int], *, reason: str):
+    def __init__(self, offsets: dict[TopicPartition, int], *, reason: str, delay_s: float = 0.0):
         super().__init__(f"{reason}: re-fetch from {offsets}")
         self.offsets = offsets
         self.reason = reason
+        self.delay_s = delay_s  # wait this long before fetching again (something must change first)
 
 
 class PositionAhead(RuntimeError):
@@ -141,6 +142,8 @@ class AgentRunner:
                     await self._process_with_retry(records)
                 except Rewind as rewind:
                     self._seek(rewind)
+                    if rewind.delay_s:
+                        await asyncio.wait({stop_wait}, timeout=rewind.delay_s)
                     continue
                 offsets = {tp: recs[-1].offset + 1 for tp, recs in batches.items() if recs}
                 # the commit runs while the next batch is fetched and processed; commits stay in
@@ -280,11 +283,18 @@ class AgentRunner:
         await self._update_lag()
 
     async def _update_lag(self) -> None:
+        """The lag gauges. Only a metric: a partition taken away by a rebalance while this runs
+        (``highwater`` asserts, ``position`` raises IllegalStateError) leaves them as they were
+        until the next update, never stops the agent."""
         lag: dict[str, int] = {}
-        for tp in self.consumer.assignment():
-            hw = self.consumer.highwater(tp)  # from the fetch response: right on Tansu too
-            if hw is not None:
-                lag[tp.topic] = lag.get(tp.topic, 0) + max(0, hw - await self.consumer.position(tp))
+        try:
+            for tp in list(self.consumer.assignment()):
+                hw = self._highwater(tp)  # from the fetch response: right on Tansu too
+                if hw is not None:
+                    lag[tp.topic] = lag.get(tp.topic, 0) + max(0, hw - await self.consumer.position(tp))
+        except KafkaError as exc:
+            log.info("lag not measured: partitions moved", agent=self.agent.name, error=str(exc))
+            return
         for topic, n in lag.items():
             metrics.CONSUMER_LAG.labels(self.agent.name, topic).set(n)
         self.lag = sum(lag.values())

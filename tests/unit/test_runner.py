@@ -86,3 +86,90 @@ def test_events_waiting_with_no_batch_done_is_stalled():
     assert health["state"] == "stalled" and health["reason"].startswith("42 event(s) waiting")
     runner.done_at = time.monotonic()
     assert runner.health(stall_after_s=60) == {"state": "ok"}
+
+
+def subject_agent(log_end: int):
+    from agents.subject import SubjectAgent
+    from streams.topics import Topics
+
+    agent = SubjectAgent(topics=Topics("cs"), state=None, producer=object(), codec=None, rules=None, calendar=None)
+    agent.highwater = lambda p: log_end
+    return agent
+
+
+def test_a_log_end_behind_the_recorded_position_is_fetched_again_with_a_wait_not_a_stop(monkeypatch):
+    """Seen on a 3-node Apache Kafka whose leader was killed: the new leader reported a log end behind
+    the old one's for a moment, five quick re-fetches counted as "not this log" and the worker stopped
+    (twice in one reliability run). It fetches again, waiting longer each time, and stops only when
+    the position stays past the end for AHEAD_PATIENCE_S."""
+    import pytest
+
+    from agents import subject
+    from streams.runner import PositionAhead, Rewind
+
+    now = [1000.0]
+    monkeypatch.setattr(subject.time, "monotonic", lambda: now[0])
+    agent = subject_agent(log_end=40)
+    delays = []
+    for _ in range(subject.AHEAD_LIMIT * 3):  # many batches, all within the patience
+        with pytest.raises(Rewind) as caught:
+            agent._check_positions({0: 50, 1: 30}, {0: 35, 1: 30})
+        assert caught.value.reason == "log-end-behind"
+        assert {tp.partition: o for tp, o in caught.value.offsets.items()} == {0: 35, 1: 30}  # the batch again
+        delays.append(caught.value.delay_s)
+        now[0] += 1.0
+    assert delays[0] == subject.AHEAD_RETRY_S[0] and delays[1] == 2 * delays[0]
+    assert max(delays) == delays[-1] == subject.AHEAD_RETRY_S[1]
+    now[0] += subject.AHEAD_PATIENCE_S
+    with pytest.raises(PositionAhead, match=r"position 50 .* log ends at 40"):
+        agent._check_positions({0: 50}, {0: 35})
+
+
+def test_a_log_end_that_catches_up_resets_the_patience(monkeypatch):
+    import pytest
+
+    from agents import subject
+    from streams.runner import PositionAhead, Rewind
+
+    now = [0.0]
+    monkeypatch.setattr(subject.time, "monotonic", lambda: now[0])
+    agent = subject_agent(log_end=40)
+    for _ in range(subject.AHEAD_LIMIT):
+        with pytest.raises(Rewind):
+            agent._check_positions({0: 50}, {0: 35})
+    agent.highwater = lambda p: 60  # the new leader caught up: the batch is applied past the position
+    assert agent._check_positions({0: 50}, {0: 35}) == {0: 50}
+    agent.highwater = lambda p: 40
+    now[0] += subject.AHEAD_PATIENCE_S + 1
+    with pytest.raises(Rewind):  # a new episode: its patience starts now
+        agent._check_positions({0: 50}, {0: 35})
+    now[0] += subject.AHEAD_PATIENCE_S
+    for _ in range(subject.AHEAD_LIMIT - 2):
+        with pytest.raises(Rewind):
+            agent._check_positions({0: 50}, {0: 35})
+    with pytest.raises(PositionAhead):
+        agent._check_positions({0: 50}, {0: 35})
+
+
+async def test_a_partition_taken_away_while_the_lag_is_measured_leaves_the_agent_running():
+    """The lag gauges walk the assignment and await each partition's position: a rebalance in between
+    took partitions away, and aiokafka's position() raises IllegalStateError (a KafkaError) for them;
+    that escaped the runner's loop and stopped the agent."""
+    from aiokafka.errors import IllegalStateError
+
+    a, b = TopicPartition("cs.subject-events", 0), TopicPartition("cs.subject-events", 1)
+
+    class Moving(Consumer):
+        async def position(self, tp):
+            if tp == b:  # the rebalance took it away after the assignment was read
+                raise IllegalStateError(f"Partition {tp} is not assigned")
+            return 100
+
+    runner = AgentRunner(Agent(), Settings())
+    runner.consumer = Moving({a: 150, b: 90})
+    runner.lag = 7
+    await runner._update_lag()  # raised IllegalStateError before
+    assert runner.lag == 7  # left as it was until the next update
+    runner.consumer = Moving({a: 150})
+    await runner._update_lag()
+    assert runner.lag == 50
