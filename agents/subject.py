@@ -46,7 +46,7 @@ log = structlog.get_logger("creditstream.subject")
 
 AHEAD_LIMIT = 5
 AHEAD_PATIENCE_S = 60.0
-"""A partition whose log end stays behind the position Redis records, for :data:`AHEAD_LIMIT`
+"""(``Settings.log_end_patience_s``) A partition whose log end stays behind the position Redis records, for :data:`AHEAD_LIMIT`
 batches and this long, stops the worker (``PositionAhead``). Not at once: a partition's new leader
 on Apache Kafka may report a log end (high watermark) behind its old leader's until its followers
 fetch again (KIP-207), so a position written before a broker failover is past the end for a moment;
@@ -59,7 +59,7 @@ class SubjectAgent:
     name = "subject"
 
     def __init__(self, *, topics: Topics, state: SubjectStateSink, producer, codec: AvroCodec,
-                 rules: Rulebook, calendar: WorkingCalendar):
+                 rules: Rulebook, calendar: WorkingCalendar, log_end_patience_s: float = AHEAD_PATIENCE_S):
         self.topics = topics
         self.state = state
         self.producer = producer
@@ -72,6 +72,7 @@ class SubjectAgent:
         self.replaying = producer is None
         # partition -> (consecutive batches whose position was past the log end, since when: monotonic s)
         self._ahead: dict[int, tuple[int, float]] = {}
+        self.log_end_patience_s = log_end_patience_s
 
     def source_topics(self) -> list[str]:
         return [self.topics.subject_events]
@@ -265,7 +266,7 @@ class SubjectAgent:
                 now = time.monotonic()
                 batches, since = self._ahead.get(p, (0, now))
                 self._ahead[p] = (batches + 1, since)
-                if batches + 1 >= AHEAD_LIMIT and now - since >= AHEAD_PATIENCE_S:
+                if batches + 1 >= AHEAD_LIMIT and now - since >= self.log_end_patience_s:
                     raise PositionAhead(
                         f"Redis records position {pos} on {self.topics.subject_events}[{p}] but the log ends at "
                         f"{high} (for {now - since:.0f} s): the state is not from this log (topic recreated? wrong "
@@ -284,7 +285,7 @@ class SubjectAgent:
             delay = min(AHEAD_RETRY_S[0] * 2 ** (waited - 1), AHEAD_RETRY_S[1])
             log.warning("the log ends before the position Redis records: fetching again", retry_in_s=delay,
                         partitions={p: {"position": pos, "log_end": high} for p, (pos, high) in ahead.items()},
-                        stops_after_s=AHEAD_PATIENCE_S)
+                        stops_after_s=self.log_end_patience_s)
             raise Rewind({TopicPartition(self.topics.subject_events, p): rewind.get(p, o) for p, o in first.items()},
                          reason="log-end-behind", delay_s=delay)
         if rewind and not self.replaying:

@@ -95,7 +95,8 @@ class Pipeline:
             "subject": lambda: SubjectAgent(topics=self.topics,
                                             state=SubjectStateSink(self.redis, keys, cache_mb=s.state_cache_mb,
                                                                    state_format=s.state_format),
-                                            producer=self.producer, codec=codec, rules=rules, calendar=calendar),
+                                            producer=self.producer, codec=codec, rules=rules, calendar=calendar,
+                                            log_end_patience_s=s.log_end_patience_s),
         }
         # the heap's rounds run between two subject batches, when the batch's states are gone
         self.heap_rounds = HeapRounds(s.gc_freeze_interval_s)

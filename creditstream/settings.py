@@ -142,6 +142,11 @@ class Settings:
     stall_after_s: float = 60.0
     """An agent that has held one batch (retrying) this long, or has events waiting and processed none
     for this long, is reported stalled by its worker's heartbeat and /health (seconds)."""
+    log_end_patience_s: float = 60.0
+    """How long a subject-event partition may end before the position Redis records for it before the
+    worker stops with "the state is not from this log" (a topic recreated, the wrong Redis: seconds).
+    Meanwhile it fetches the partition again, waiting 0.2 s, then up to 2 s: after a broker failover,
+    Apache Kafka's new partition leader may report an old log end for a moment (agents/subject.py)."""
     timer_interval_s: float = 1.0
     """How often the timer agent looks for due instants (seconds)."""
     timer_lease_s: float = 10.0
@@ -276,6 +281,8 @@ class Settings:
             problems.append("gc_freeze_interval_s: 0 (CPython's defaults) or more")
         if self.state_cache_mb < 0:
             problems.append("state_cache_mb: 0 (no cache) or more")
+        if self.log_end_patience_s < 0:
+            problems.append("log_end_patience_s: 0 (stop at once) or more")
         wrong_loop = eventloop.problem(self.event_loop)
         if wrong_loop is not None:
             problems.append(wrong_loop)

@@ -143,3 +143,57 @@ async def test_a_subject_outgrowing_the_state_cache_keeps_every_record(settings,
         worker.wait(10)
     [state] = await record_counts(redis, s, [hot])
     assert len(state["records"]) == 400
+
+
+async def test_a_position_past_the_log_end_stops_the_worker_after_its_patience_not_at_once(settings, department,
+                                                                                           redis, tmp_path):
+    """Redis ahead of the log (a topic recreated, the wrong Redis) cannot be proved right: the worker
+    fetches the partition again, waiting longer each time, for ``log_end_patience_s``, then stops with
+    a non-zero status and says why. Not at once: a new Kafka partition leader may report an old log
+    end for a moment after a failover (docs/operations.md)."""
+    import time
+
+    from sinks.keys import resolve_keys
+
+    s = settings.replace(log_end_patience_s=3.0)
+    subject = uscc(7100)
+    log_path = tmp_path / "worker.log"
+    worker = start_worker(s, log_path)
+    try:
+        await send_penalties(department, [subject], 1)
+
+        async def applied():
+            assert worker.poll() is None, f"worker exited: {log_path.read_text()[-2000:]}"
+            return len(await record_counts(redis, s, [subject])) == 1
+
+        await eventually(applied, timeout=60)
+        keys = await resolve_keys(redis, s.namespace)
+        moved = {}
+        for p in range(s.partitions):
+            if (v := await redis.get(keys.position(p))) is not None:
+                moved[p] = int(v) + 1000
+                await redis.set(keys.position(p), moved[p])
+        assert moved
+        t0 = time.monotonic()
+        await send_penalties(department, [subject], 1)  # the same subject: a partition whose position moved
+
+        async def stopped():
+            return worker.poll() is not None
+
+        await eventually(stopped, timeout=60)
+        waited = time.monotonic() - t0
+        log = log_path.read_text()
+        assert worker.returncode != 0, log[-2000:]
+        assert "the state is not from this log" in log, log[-2000:]
+        from agents.subject import AHEAD_LIMIT
+
+        # fetched again before each of the AHEAD_LIMIT checks but the last, which stops it
+        assert log.count("the log ends before the position Redis records") >= AHEAD_LIMIT - 1, log[-3000:]
+        assert waited >= 3.0
+    finally:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(20)
+            except subprocess.TimeoutExpired:
+                worker.kill()

@@ -185,6 +185,7 @@ def test_the_pseudonym_key_is_required_and_long_enough():
     ({"rules_file": "/no/such/rules.toml"}, "rules_file"),
     ({"calendar_file": "/no/such/calendar.toml"}, "calendar_file"),
     ({"max_batch": 0}, "max_batch"),
+    ({"log_end_patience_s": -1}, "log_end_patience_s"),
     ({"log_format": "xml"}, "log_format"),
     ({"event_loop": "tokio"}, "event_loop: 'tokio' is not uvloop or asyncio"),
     ({"pseudonym_key": ""}, "pseudonym_key: not set"),
