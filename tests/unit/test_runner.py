@@ -98,10 +98,10 @@ def subject_agent(log_end: int):
 
 
 def test_a_log_end_behind_the_recorded_position_is_fetched_again_with_a_wait_not_a_stop(monkeypatch):
-    """Seen on a 3-node Apache Kafka whose leader was killed: the new leader reported a log end behind
-    the old one's for a moment, five quick re-fetches counted as "not this log" and the worker stopped
-    (twice in one reliability run). It fetches again, waiting longer each time, and stops only when
-    the position stays past the end for AHEAD_PATIENCE_S."""
+    """After a Kafka leader failover the new leader may report a log end behind the old one's for a
+    moment (KIP-207); five quick re-fetches counted as "not this log" and stopped the worker. It
+    fetches again, waiting longer each time, and stops only when the position stays past the end for
+    AHEAD_PATIENCE_S."""
     import pytest
 
     from agents import subject
