@@ -11,7 +11,7 @@ import pytest
 from streams.samples import sample_event, schema_of
 from streams.synthetic import uscc
 from tests.conftest import eventually
-from tests.workers import WorkerProcess
+from tests.workers import WorkerProcess, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -71,12 +71,7 @@ async def test_worker_killed_mid_stream_loses_nothing(settings, department, redi
             for rec in s["records"].values():
                 assert rec["version"] == 1 and len(rec["seen"]) == 1, rec["seen"]
     finally:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        stop_process(worker, 20)
         print(log_path.read_text()[-3000:])
 
 
@@ -191,9 +186,4 @@ async def test_a_position_past_the_log_end_stops_the_worker_after_its_patience_n
         assert log.count("the log ends before the position Redis records") >= AHEAD_LIMIT - 1, log[-3000:]
         assert waited >= 3.0
     finally:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        stop_process(worker, 20)
