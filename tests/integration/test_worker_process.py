@@ -182,8 +182,11 @@ async def test_a_position_past_the_log_end_stops_the_worker_after_its_patience_n
         assert "the state is not from this log" in log, log[-2000:]
         from agents.subject import AHEAD_LIMIT
 
-        # fetched again before each of the AHEAD_LIMIT checks but the last, which stops it
-        assert log.count("the log ends before the position Redis records") >= AHEAD_LIMIT - 1, log[-3000:]
+        # fetched again before each of the AHEAD_LIMIT checks but the last, which stops it, each after
+        # its wait (0.2 + 0.4 + 0.8 + 1.6 s: the patience of 3 s is reached at the fifth check);
+        # without the waits the agent would fetch again hundreds of times within the patience
+        fetched_again = log.count("the log ends before the position Redis records")
+        assert AHEAD_LIMIT - 1 <= fetched_again <= AHEAD_LIMIT + 1, log[-3000:]
         assert waited >= 3.0
     finally:
         stop_process(worker, 20)
