@@ -28,6 +28,7 @@ import structlog
 from aiokafka import ConsumerRecord, TopicPartition
 
 from creditstream import metrics
+from creditstream.settings import Settings
 from domain import events
 from domain.calendar import WorkingCalendar
 from domain.clock import due_ms
@@ -45,13 +46,13 @@ from streams.topics import Topics
 log = structlog.get_logger("creditstream.subject")
 
 AHEAD_LIMIT = 5
-AHEAD_PATIENCE_S = 60.0
-"""The default of ``Settings.log_end_patience_s``. A partition whose log end stays behind the
-position Redis records, for :data:`AHEAD_LIMIT` batches and this long, stops the worker
-(``PositionAhead``). Not at once: a partition's new leader on Apache Kafka may report a log end
-(high watermark) behind its old leader's until its followers fetch again (KIP-207), so a position
-written before a broker failover can be past the end for a moment, and five quick re-fetches in
-that moment would have stopped the worker."""
+AHEAD_PATIENCE_S = Settings.log_end_patience_s
+"""The default patience: a partition whose log end stays behind the position Redis records, for
+:data:`AHEAD_LIMIT` batches and this long, stops the worker (``PositionAhead``). Not at once: a
+partition's new leader on Apache Kafka may report a log end (high watermark) behind its old
+leader's until its followers fetch again (KIP-207), so a position written before a broker failover
+can be past the end for a moment, and five quick re-fetches in that moment would have stopped the
+worker."""
 AHEAD_RETRY_S = (0.2, 2.0)
 """The wait before fetching such a partition again: the first, and the longest (doubled each time)."""
 
