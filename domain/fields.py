@@ -269,9 +269,9 @@ def _amount(key: str, value: Any) -> str | None:
             raise ValueError("not finite")
         if d < 0:
             raise _Reject("negative-amount", f"{key}: {d} < 0")
-        if d >= _MAX_AMOUNT:
-            raise ValueError("more than 12 integer digits")
         d = d.quantize(_SIX_PLACES, rounding=decimal.ROUND_HALF_UP, context=_DEC_CTX)
+        if d >= _MAX_AMOUNT:  # after rounding: 999999999999.9999995 rounds to 13 integer digits
+            raise ValueError("more than 12 integer digits")
     except _Reject:
         raise
     except (TypeError, ValueError, ArithmeticError):

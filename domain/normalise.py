@@ -43,6 +43,14 @@ def to_half_width(raw: str) -> str:
     return raw.translate(_HALF_WIDTH) if _FULL_WIDTH_CHAR.search(raw) else raw
 
 
+# Other parenthesis forms seen in typed names: small form ﹙﹚ (U+FE59/FE5A), vertical ︵︶
+# (U+FE35/FE36), superscript ⁽⁾ and subscript ₍₎. Names only: a document number keeps its brackets
+# (normalise_doc_no), so a stored record's key does not change.
+_NAME_PARENS: Final = {0xFE59: 0x28, 0xFE5A: 0x29, 0xFE35: 0x28, 0xFE36: 0x29,
+                       0x207D: 0x28, 0x207E: 0x29, 0x208D: 0x28, 0x208E: 0x29}
+_NAME_PAREN_CHAR: Final = re.compile("[\ufe59\ufe5a\ufe35\ufe36\u207d\u207e\u208d\u208e]")
+
+
 def _remove_whitespace(text: str) -> str:
     return _SPACE_CHARS.sub("", text)
 
@@ -58,8 +66,13 @@ def normalise_name(raw: str) -> str:
 
     >>> normalise_name("郑州 某某（集团）有限公司")
     '郑州某某(集团)有限公司'
+    >>> normalise_name("郑州某某﹙集团﹚有限公司")
+    '郑州某某(集团)有限公司'
     """
-    return _remove_whitespace(to_half_width(raw))
+    text = to_half_width(raw)
+    if _NAME_PAREN_CHAR.search(text):
+        text = text.translate(_NAME_PARENS)
+    return _remove_whitespace(text)
 
 
 # a character -> whether normalise_name keeps it (is_blank_name); at most _KEPT_SIZE of them

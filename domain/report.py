@@ -130,6 +130,20 @@ def _revoked_by_objection(state: View, key: str) -> str | None:
     return min(dates) if dates else None
 
 
+INDEFINITE: Final = "2099-12-31"
+"""A licence valid to this date (or later) is valid indefinitely (RULES.md 2: "2099-12-31 means
+indefinite"): it has no end of publicity."""
+
+
+def _licence_end(content: View) -> str | None:
+    """The date a licence's publicity ends (its ``valid_to``); None while it has no end."""
+    valid_to = (content.get("fields") or {}).get("valid_to")
+    if not valid_to:
+        return None
+    end = str(valid_to)
+    return None if end >= INDEFINITE else end
+
+
 def _natural_window(state: View, key: str, entry: View, content: View,
                     rules: Rulebook) -> tuple[str | None, str | None, str | None] | None:
     """(until, repair_from, end reason) of a revoked record's publicity had it not been revoked:
@@ -137,8 +151,8 @@ def _natural_window(state: View, key: str, entry: View, content: View,
     if entry.get("kind") == "penalty":
         pub = penalty_publicity(entry, (state.get("repairs") or {}).get(key), rules)
         return (pub[1].isoformat(), pub[0].isoformat(), pub[2]) if pub is not None else None
-    valid_to = (content.get("fields") or {}).get("valid_to")
-    return (str(valid_to), None, "expiry") if valid_to else None
+    valid_to = _licence_end(content)
+    return (valid_to, None, "expiry") if valid_to else None
 
 
 def _window(state: View, key: str, entry: View, content: View,
@@ -172,8 +186,8 @@ def _window(state: View, key: str, entry: View, content: View,
             return None
         start, end, leave = pub[0], pub[1], pub[2]
         return str(end), str(start), "repair" if leave == "repair" else "expiry"
-    valid_to = (content.get("fields") or {}).get("valid_to")
-    return (str(valid_to), None, "expiry") if valid_to else (None, None, None)
+    valid_to = _licence_end(content)
+    return (valid_to, None, "expiry") if valid_to else (None, None, None)
 
 
 def publicity(state: SubjectState | View, at: dt.date | dt.datetime | str, rules: Rulebook) -> Publicity:

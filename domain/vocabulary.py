@@ -63,8 +63,12 @@ _ACTION_KIND: Final = {
 }
 _LISTING_REASON_CODES: Final = ("refuse_with_ability", "obstruct", "false_report", "evade", "other")
 # Chinese: the situations of the 2017 court rule, matched by a key phrase (first hit wins).
+# Situation 6 (无正当理由拒不履行执行和解协议) also says 拒不履行: the settlement phrases come before
+# it, or a refused settlement agreement would read as "able but refuses" (no fixed term, RULES.md 4).
 _LISTING_REASON_PHRASES: Final = (
     ("有履行能力", "refuse_with_ability"),
+    ("执行和解", "other"),
+    ("和解协议", "other"),
     ("拒不履行", "refuse_with_ability"),
     ("财产报告", "false_report"),
     ("虚假报告", "false_report"),
@@ -72,7 +76,6 @@ _LISTING_REASON_PHRASES: Final = (
     ("妨碍", "obstruct"),
     ("抗拒", "obstruct"),
     ("限制消费", "other"),
-    ("执行和解", "other"),
     ("其他", "other"),
 )
 _DELETION_REASON_CODES: Final = (
@@ -83,15 +86,20 @@ _DELETION_REASON_CODES: Final = (
     "listing_revoked",
     "term_expired",
 )
+# The court rule's article 10 (1)-(7) and article 11 (a listing found wrong). Situation (4),
+# 终结本次执行程序后...申请执行人或者其他人未提供有效财产线索, names the creditor too: the ended
+# enforcement comes before 申请执行人, and the creditor's own request (申请删除) before both.
 _DELETION_REASON_PHRASES: Final = (
     ("和解", "settlement_performed"),
-    ("申请执行人", "creditor_request"),
     ("申请删除", "creditor_request"),
     ("终结", "enforcement_ended"),
     ("中止", "enforcement_ended"),
     ("不予执行", "enforcement_ended"),
+    ("申请执行人", "creditor_request"),
     ("撤销", "listing_revoked"),
     ("纳入错误", "listing_revoked"),
+    ("不应将其纳入", "listing_revoked"),
+    ("不应纳入", "listing_revoked"),
     ("届满", "term_expired"),
     ("到期", "term_expired"),
     ("履行", "performed"),

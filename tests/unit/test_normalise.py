@@ -15,6 +15,9 @@ from domain.normalise import is_blank_name, normalise_doc_no, normalise_name, no
         ("Abc 有限公司", "Abc有限公司"),  # names keep their case
         ("某某\u00a0公司\u200b", "某某公司"),  # NBSP and zero-width space
         ("【某某】公司", "【某某】公司"),  # only round brackets are unified
+        ("郑州某某﹙集团﹚有限公司", "郑州某某(集团)有限公司"),  # small form parentheses
+        ("郑州某某︵集团︶有限公司", "郑州某某(集团)有限公司"),  # vertical forms
+        ("郑州某某⁽集团₎有限公司", "郑州某某(集团)有限公司"),  # superscript / subscript
         ("", ""),
     ],
 )

@@ -208,3 +208,13 @@ def test_a_record_revoked_after_its_publicity_ended_is_not_published_again_befor
     state = run([record_event(pen2, "2024-02-06"), record_event(dict(pen2, revoked=True), "2024-04-01")])
     (w,) = publicity(state, "2024-04-02", RULES).withdrawn
     assert (w.withdrawn_on, w.withdrawn_by) == ("2024-04-01", "revoked")
+
+
+def test_a_licence_valid_to_2099_12_31_is_valid_indefinitely():
+    # RULES.md 2: "valid to (2099-12-31 means indefinite)": no end of publicity, never withdrawn by expiry
+    lic = record("license", "许〔2023〕9号", "2023-08-01", certificate_name="排污许可证", valid_to="2099-12-31")
+    state = run([record_event(lic, "2023-08-02")])
+    for at in ("2024-01-01", "2099-12-31", "2100-01-01"):
+        view = publicity(state, at, RULES)
+        assert [(r.published_until, r.withdrawn_by) for r in view.published] == [(None, None)], at
+        assert not view.withdrawn, at

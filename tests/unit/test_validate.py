@@ -59,6 +59,8 @@ REJECTIONS = [
     ("penalty", {"confiscated_amount": -3}, "negative-amount"),
     ("court_listing", {"aggravation_years": -1}, "negative-amount"),
     ("penalty", {"fine_amount": "lots"}, "bad-number"),
+    # decimal(18, 6): rounded to six places it has 13 integer digits (the check ran before rounding)
+    ("penalty", {"fine_amount": "999999999999.9999995"}, "bad-number"),
     ("penalty", {"subject_category": "公司"}, "unknown-enum"),
     ("penalty", {"severity": "较重"}, "unknown-enum"),
     ("penalty", {"record_status": "deleted"}, "unknown-enum"),
@@ -200,6 +202,39 @@ def test_field_enums(kind, field, raw, expected):
     assert ok(kind, **{field: raw})["fields"][field] == expected
 
 
+# the court rule of 2017 (法释〔2017〕7号) in its own words: the six situations of article 1 (only the
+# first, able but refusing, has no fixed term: RULES.md 4) and the deletions of articles 10 and 11
+COURT_RULE_WORDS = [
+    ("court_listing", "listing_reason", "有履行能力而拒不履行生效法律文书确定义务的", "refuse_with_ability"),
+    ("court_listing", "listing_reason", "以伪造证据、暴力、威胁等方法妨碍、抗拒执行的", "obstruct"),
+    ("court_listing", "listing_reason", "以虚假诉讼、虚假仲裁或者以隐匿、转移财产等方法规避执行的", "evade"),
+    ("court_listing", "listing_reason", "违反财产报告制度的", "false_report"),
+    ("court_listing", "listing_reason", "违反限制消费令的", "other"),
+    ("court_listing", "listing_reason", "无正当理由拒不履行执行和解协议的", "other"),
+    ("court_deletion", "deletion_reason", "被执行人已履行生效法律文书确定的义务或人民法院已执行完毕的", "performed"),
+    ("court_deletion", "deletion_reason", "当事人达成执行和解协议且已履行完毕的", "settlement_performed"),
+    ("court_deletion", "deletion_reason", "申请执行人书面申请删除失信信息，人民法院审查同意的", "creditor_request"),
+    ("court_deletion", "deletion_reason", "终结本次执行程序后，通过网络执行查控系统查询被执行人财产两次以上，未发现有可供执行财产，"
+                                          "且申请执行人或者其他人未提供有效财产线索的", "enforcement_ended"),
+    ("court_deletion", "deletion_reason", "因审判监督或破产程序，人民法院依法裁定对失信被执行人中止执行的", "enforcement_ended"),
+    ("court_deletion", "deletion_reason", "人民法院依法裁定不予执行的", "enforcement_ended"),
+    ("court_deletion", "deletion_reason", "人民法院依法裁定终结执行的", "enforcement_ended"),
+    ("court_deletion", "deletion_reason", "不应将其纳入失信被执行人名单的", "listing_revoked"),
+]
+
+
+@pytest.mark.parametrize("kind,field,raw,expected", COURT_RULE_WORDS, ids=[f"{r[1]}:{r[3]}:{i}" for i, r in enumerate(COURT_RULE_WORDS)])
+def test_court_rule_in_its_own_words(kind, field, raw, expected):
+    assert ok(kind, **{field: raw})["fields"][field] == expected
+
+
+def test_a_refused_settlement_agreement_is_listed_for_the_fixed_term():
+    from domain.rulebook import load_rulebook
+
+    fields = ok("court_listing", listing_reason="无正当理由拒不履行执行和解协议的", aggravated=False)["fields"]
+    assert load_rulebook().court_period_years(fields) == 2
+
+
 @pytest.mark.parametrize("raw,expected", [("强制", "enforcement"), ("行政检查", "inspection"), ("reward", "reward"), ("征收", "levy")])
 def test_action_kind(raw, expected):
     out = ok("action", action_kind=raw)
@@ -324,6 +359,7 @@ def test_dates_from_json_and_int_days():
     assert ok("penalty", decision_date="20240520")["decision_date"] == "2024-05-20"
     assert ok("penalty", fine_amount="1.23456789")["fields"]["fine_amount"] == "1.234568"
     assert ok("penalty", fine_amount=3)["fields"]["fine_amount"] == "3.000000"
+    assert ok("penalty", fine_amount="999999999999.9999994")["fields"]["fine_amount"] == "999999999999.999999"
 
 
 def test_future_date_boundary_is_the_arrival_date_in_china():
