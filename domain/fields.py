@@ -217,9 +217,17 @@ _uscc_shape_ok: Final = _ids.uscc_shape_ok
 
 def _code(key: str, value: Any) -> str | None:
     code = _string(key, value, _ids.normalise_code)  # its own fast path for ASCII codes
-    if code is None or code in _PLACEHOLDERS:
+    if code is None or code in _PLACEHOLDERS or _filler(code):
         return None
     return code
+
+
+def _filler(code: str) -> bool:
+    """A code of one character repeated (``000000000000000000``, ``00000000-0``): what a form gets
+    when the department has no code. ``000000000000000000`` even passes the USCC check (and
+    ``000000000`` the organisation code's), so taken as a code it would merge every subject sent
+    without one into a single subject, and teach the registry that every legacy number is it."""
+    return len(code) > 1 and code.count(code[0]) == len(code)
 
 
 def _parse_date(value: Any) -> _dt.date:

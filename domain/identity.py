@@ -32,6 +32,12 @@ def _identifiers(rec: Mapping[str, Any], kind: str) -> tuple[Doc, list[str], Doc
     other: list[str] = []
 
     uscc = _code("uscc", rec.get("uscc"))
+    id_in_uscc: str | None = None
+    if uscc is not None and _valid_resident_id(uscc) and (_names_a_person(rec) or not _valid_uscc(uscc)):
+        # a natural person's ID number sent in the USCC column (it has a USCC's shape): the person
+        # is named by it (RULES.md 1), never made an organisation, whose name would be public (7)
+        id_in_uscc, uscc = uscc, None
+        flags.append("resident-id-in-uscc-field")
     if uscc is not None:
         if not _uscc_shape_ok(uscc):
             raise _Reject("bad-identifier", f"uscc: not a USCC ({len(uscc)} chars)")
@@ -89,6 +95,12 @@ def _identifiers(rec: Mapping[str, Any], kind: str) -> tuple[Doc, list[str], Doc
             raise _Reject("bad-identifier", f"person_id_no: not a resident ID ({len(person)} chars)")
         else:
             other.append(person)
+
+    if id_in_uscc is not None:
+        if "resident_id" not in ids:
+            ids["resident_id"] = id_in_uscc
+        elif ids["resident_id"] != id_in_uscc:
+            flags.append("resident-id-mismatch")  # the person_id_no column names the person
 
     raw_other = rec.get("other_ids")
     if raw_other:

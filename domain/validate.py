@@ -14,7 +14,10 @@ and returns either the canonical record, a JSON-serialisable dict::
      "ids": {"uscc", "org_code", "reg_no", "tax_no", "resident_id": str, "other": [str]},  # only present ones
      "id_flags": [str],  # uscc-check-failed, org-code-mismatch, resident-id-15-digit, legal-rep-id-check-failed;
                          # beside a USCC, a number failing its check is left out of ids and flagged:
-                         # org-code-check-failed, reg-no-check-failed, person-id-check-failed
+                         # org-code-check-failed, reg-no-check-failed, person-id-check-failed;
+                         # resident-id-in-uscc-field: a person's ID number sent as the USCC
+                         # (it names the person; resident-id-mismatch if person_id_no differs).
+                         # A code of one repeated character (000000000000000000) is no code.
      "decision_date": "YYYY-MM-DD" | None,     # decision / listing / deletion / registration date
      "severity": "minor" | "general" | "severe" | None,
      "domain": str | None,
