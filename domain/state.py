@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final, TypedDict, cast
 
+from domain.clock import date_of_ms
 from domain.events import LINK_ORIGIN, FeedbackEvent, LinkedEvent, ObjectionEvent, RecordEvent, RepairEvent
 from domain.record_maps import with_entry
 from domain.types import Doc, View
@@ -67,10 +68,11 @@ class RecordEntry(TypedDict, total=False):
 class SubjectState(TypedDict, total=False):
     id: str
     id_kind: str              # uscc / resident_id
-    names: list[str]
+    names: list[str]          # oldest first, by the date of the newest record naming each (last: the name now)
     ids: Doc
     category: str | None
     flags: list[str]
+    identity_at: Doc          # when each name, identifier and the category was last named: [date, ms, origin]
     records: Mapping[str, RecordEntry]  # a dict, or a large state's persistent map (domain/record_maps.py)
     objections: dict[str, Doc]  # objection id -> {record_key, status, filed, resolved, ...}
     repairs: dict[str, Doc]     # record key -> {approved, granted, doc_no, ms, origin, seen}
@@ -181,7 +183,7 @@ def apply_record(state: SubjectState | None, event: RecordEvent | LinkedEvent, *
     if outcome in ("duplicate", "stale"):
         return out, outcome
     if entry.get("content") is not None and entry["hash"] == event.hash:
-        _merge_identity(out, record if identity is None else identity)
+        _merge_identity(out, record if identity is None else identity, event.event_ms, event.origin)
     out["version"] = (out.get("version") or 0) + 1
     return out, outcome
 
@@ -407,7 +409,7 @@ def apply_registration(state: SubjectState, record: Doc, event_ms: int, origin: 
         return state, "redelivered"
     updated = _copy(state)
     updated["registrations_seen"] = (seen + [origin])[-SEEN_ORIGINS_KEPT:]
-    _merge_identity(updated, record)
+    _merge_identity(updated, record, event_ms, origin)
     if (updated["names"], updated["ids"], updated["category"], updated["flags"]) == (
             state["names"], state["ids"], state["category"], state["flags"]):
         return updated, "duplicate"
@@ -427,24 +429,55 @@ def _copy(state: SubjectState) -> SubjectState:
     return out
 
 
-def _merge_identity(state: SubjectState, record: Doc) -> None:
+_NEVER: Final[list[Any]] = ["", 0, ""]  # a name or identifier kept before identity_at: older than any
+
+
+def _at_key(at: list[Any]) -> tuple[Any, ...]:
+    return str(at[0]), int(at[1]), origin_key(str(at[2]))
+
+
+def _merge_identity(state: SubjectState, record: Doc, event_ms: int, origin: str) -> None:
+    """Fold what ``record`` says of the subject's identity into ``state`` (modified in place: a
+    ``_copy``). The newest by the record's own date (its decision date; else the China date of its
+    stamp), then its stamp and origin, wins: the current name, the category and each identifier are
+    the newest record's, whatever order the records arrive in (RULES.md 3a: an older decision sent
+    late never undoes a newer one); the names are kept oldest first. Flags and other numbers are a
+    set (kept sorted)."""
+    at: list[Any] = [record.get("decision_date") or date_of_ms(event_ms), event_ms, origin]
+    key = _at_key(at)
+    known: Doc = dict(state.get("identity_at") or {})
     name = record.get("subject_name")
-    if name and name not in state["names"]:
-        state["names"].append(name)
-        del state["names"][:-NAMES_KEPT]
+    if name:
+        named: dict[str, list[Any]] = dict(known.get("names") or {})
+        was = named.get(name)
+        if was is None or _at_key(was) < key:
+            named[name] = at
+        order = {n: i for i, n in enumerate(state["names"])}
+        names = sorted(set(state["names"]) | {name},
+                       key=lambda n: (_at_key(named.get(n) or _NEVER), order.get(n, len(order))))
+        state["names"] = names[-NAMES_KEPT:]
+        known["names"] = {n: named[n] for n in state["names"] if n in named}
+    ids_at: dict[str, list[Any]] = dict(known.get("ids") or {})
     for kind, value in (record.get("ids") or {}).items():
         if kind == "other":
-            others = state["ids"].setdefault("other", [])
-            for v in value:
-                if v not in others:
-                    others.append(v)
+            state["ids"]["other"] = sorted(set(state["ids"].get("other") or ()) | set(value))
         elif value:
-            state["ids"][kind] = value
+            was = ids_at.get(kind)
+            if kind not in state["ids"] or was is None or _at_key(was) < key:
+                state["ids"][kind] = value
+                ids_at[kind] = at
+    if ids_at:
+        known["ids"] = ids_at
+    state["ids"] = dict(sorted(state["ids"].items()))  # the same document in any order
     if record.get("subject_category"):
-        state["category"] = record["subject_category"]
-    for flag in record.get("id_flags") or ():
-        if flag not in state["flags"]:
-            state["flags"].append(flag)
+        was = known.get("category")
+        if state.get("category") is None or was is None or _at_key(was) < key:
+            state["category"] = record["subject_category"]
+            known["category"] = at
+    flags = record.get("id_flags") or ()
+    if flags:
+        state["flags"] = sorted(set(state["flags"]) | set(flags))
+    state["identity_at"] = known
 
 
 def active_records(state: SubjectState) -> list[RecordEntry]:
