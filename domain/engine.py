@@ -33,6 +33,7 @@ import msgspec
 
 from domain import events as ev
 from domain.calendar import WorkingCalendar
+from domain.clock import date_of_ms
 from domain.facts import BASIS_VERSION, objection_targets
 from domain.history import TRANSITION_ORDER, advance
 from domain.identifiers import is_valid_resident_id
@@ -50,7 +51,7 @@ from domain.state import (
     new_state,
     with_current_linked_keys,
 )
-from domain.types import Doc
+from domain.types import Doc, View
 from domain.validate import decision_key
 
 PUBLICATION_WORKDAYS: Final = 7  # 双公示: published within 7 working days of the decision date
@@ -65,7 +66,11 @@ class Step(NamedTuple):
     outcome: str
     changes: list[Doc]     # to announce, in order: withdrawals first, then by effective date
     links: list[ev.SubjectEvent]  # events for other subjects' logs (a legal representative's)
-    timeliness: tuple[str, int] | None  # (source unit, working days from decision to arrival)
+    timeliness: tuple[tuple[str, int, int], ...]
+    """What the input changes in the units' timeliness counts: (source unit, working days from the
+    decision date to its first sighting, +1 or -1). A decision counts once, by its winning version's
+    unit and date and its earliest sighting: a version that moves these takes the old count back
+    (-1) and adds the new one (+1), so the counts are the same whatever order versions arrive in."""
     touched: frozenset[str] | None = None
     """The record keys whose per-record parts (entry, facts, publicity track and view) the input may
     have changed; None: any of them (the clock passed a due date, or everything was derived again).
@@ -96,11 +101,12 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
         new, outcome = apply_repair(state, event)
     elif isinstance(event, ev.FeedbackEvent):
         new, outcome = apply_feedback(state, event)
-        return Step(new, outcome, [], [], None, frozenset())
+        return Step(new, outcome, [], [], (), frozenset())
     else:  # tick
         new, outcome = state, ("tick" if event.due > (state.get("as_of") or "") else "stale-tick")
     if outcome in ("redelivered", "invalid"):
-        return Step(kept if earlier else new, outcome, [], [], None, frozenset())
+        return Step(kept if earlier else new, outcome, [], [], (), frozenset())
+    timeliness = _timeliness_moved(state, new, event, cal) if isinstance(event, ev.RecordEvent) else ()
     # the clock: the latest date any input named or arrived on, a duplicate's included, so that it
     # is the same whichever copy came first
     as_of = max([event.arrival_date, *event.named_dates(), state.get("as_of") or ""])
@@ -110,7 +116,7 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
         # a version of an objection or a repair that does not win still goes to the legal
         # representatives' files, so that theirs keep the same versions in every order
         links = _links(new, event, outcome, rules) if _office_versions_moved(state, new, event) else []
-        return Step(new, outcome, [], links, None, frozenset(touched))
+        return Step(new, outcome, [], links, timeliness, frozenset(touched))
     adv = advance(state, new, touched, as_of, rules, cal)
     if new is state:
         new = dict(state)  # type: ignore[assignment]
@@ -139,12 +145,6 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
             else "repair-refused"
 
     links = relinks(new, rules) if earlier else _links(new, event, outcome, rules)
-    timeliness = None
-    if isinstance(event, ev.RecordEvent) and outcome == "new" and event.record["kind"] in TIMELINESS_KINDS:
-        record = event.record
-        decided = dt.date.fromisoformat(record["decision_date"])
-        arrived = dt.date.fromisoformat(event.arrival_date)
-        timeliness = (record.get("source_unit") or "?", cal.workdays_between(decided, arrived))
     return Step(new, outcome, changes, links, timeliness, None if adv.all_parts else frozenset(touched))
 
 
@@ -458,6 +458,41 @@ def _linked_repair(state: SubjectState, key: str, reps: Reps) -> list[ev.Subject
             for rep_id, _name in reps for content, ms, origin, _rank in slot.get("versions") or ()]
 
 
+def _timeliness_of(entry: View | None, cal: WorkingCalendar) -> tuple[str, int] | None:
+    """A penalty's or licence's timeliness (RULES.md 2, 3a): its unit, and the working days from its
+    decision date to its earliest sighting (the department's stamp); None for other records."""
+    content = (entry or {}).get("content")
+    if not content or content.get("kind") not in TIMELINESS_KINDS or entry is None:
+        return None
+    decided, first = content.get("decision_date"), entry.get("first_ms")
+    if not decided or not first:
+        return None
+    arrived = dt.date.fromisoformat(date_of_ms(int(first)))
+    return str(content.get("source_unit") or "?"), cal.workdays_between(dt.date.fromisoformat(str(decided)), arrived)
+
+
+def _timeliness_moved(before: SubjectState, after: SubjectState, event: ev.RecordEvent,
+                      cal: WorkingCalendar) -> tuple[tuple[str, int, int], ...]:
+    """The change in timeliness counts an input makes (``Step.timeliness``)."""
+    if event.record.get("kind") not in TIMELINESS_KINDS:
+        return ()
+    key = decision_key(event.record)
+    old_entry = (before.get("records") or {}).get(key)
+    new_entry = (after.get("records") or {}).get(key)
+    if old_entry is new_entry:
+        return ()
+    old = _timeliness_of(cast("View | None", old_entry), cal)
+    new = _timeliness_of(cast("View | None", new_entry), cal)
+    if old == new:
+        return ()
+    moved: list[tuple[str, int, int]] = []
+    if old is not None:
+        moved.append((old[0], old[1], -1))
+    if new is not None:
+        moved.append((new[0], new[1], 1))
+    return tuple(moved)
+
+
 # the report's counter of an input the rules core failed on (a bug; the input is dead-lettered)
 ERROR_COUNTS: Final = {"outcome:error": 1}
 
@@ -475,11 +510,11 @@ def report_counts(event: ev.SubjectEvent, result: Step) -> dict[str, int]:
     for change in result.changes:
         key = f"change:{change['kind']}:{change['transition']}"
         out[key] = out.get(key, 0) + 1
-    if result.timeliness is not None:
-        unit, workdays = result.timeliness
-        out[f"unit:{unit}:records"] = 1
-        out[f"unit:{unit}:{'late' if is_late(workdays) else 'on_time'}"] = 1
-        out[f"unit:{unit}:late_workdays_total"] = workdays
+    for unit, workdays, sign in result.timeliness:
+        for field, n in ((f"unit:{unit}:records", sign),
+                         (f"unit:{unit}:{'late' if is_late(workdays) else 'on_time'}", sign),
+                         (f"unit:{unit}:late_workdays_total", sign * workdays)):
+            out[field] = out.get(field, 0) + n
     record = getattr(event, "record", None) or {}
     if result.outcome == "new" and record.get("domain"):
         out[f"domain:{record['domain']}:records"] = 1

@@ -105,7 +105,9 @@ async def operator_report(settings: Settings) -> dict:
 
     The counters are written by the subject agent in the same transaction as the states they
     describe (``stats`` hash: ``unit:<name>:records``, ``unit:<name>:late``, ``domain:<d>:records``,
-    ``outcome:<o>``), so they never count a redelivered input twice.
+    ``outcome:<o>``), so they never count a redelivered input twice. A unit's lateness counts each
+    decision once, from its decision date to its earliest sighting, in any arrival order (a version
+    that moves it takes the old count back: domain/engine.py ``Step.timeliness``).
 
     ``checks``: credit checks answered by the API (GET/POST /check) per matter and outcome, counted
     by the check-audit sink once the check-audit topic acknowledged their records (sinks/
@@ -131,6 +133,9 @@ async def operator_report(settings: Settings) -> dict:
             units.setdefault(unit, {"records": 0, "late": 0, "on_time": 0, "late_workdays_total": 0})[what] = n
         elif parts[0] == "domain" and len(parts) == 3:
             domains[parts[1]] = n
+    # a unit whose decisions all turned out to be another unit's (a correction moved them: the
+    # counts are taken back) has nothing left to show
+    units = {unit: u for unit, u in units.items() if any(u.values())}
     for u in units.values():
         judged = u["late"] + u["on_time"]
         u["late_share"] = round(u["late"] / judged, 4) if judged else 0.0

@@ -30,3 +30,30 @@ def test_a_duplicate_counts_only_its_outcome():
     result = step(first.state, again, RULES, CAL)
     assert result.outcome == "duplicate"
     assert report_counts(again, result) == {"outcome:duplicate": 1, "inputs": 1}
+
+
+def test_a_units_timeliness_is_the_same_in_every_arrival_order():
+    # RULES.md 2 and 3a: a decision counts once, from its decision date to its earliest sighting,
+    # whichever version arrives first (a correction sent weeks later, on another partition, first)
+    import itertools
+
+    orig = record("penalty", "市监罚〔2025〕8号", "2025-09-01")
+    corrected = dict(orig, fields={"fine_amount": "2.000000"})
+    other_unit = dict(orig, fields={"fine_amount": "3.000000"}, source_unit="开封市市场监督管理局")
+    inputs = [record_event(orig, "2025-09-02", at="t/0/1"), record_event(corrected, "2025-10-20", at="t/1/1"),
+              record_event(other_unit, "2025-11-03", at="t/2/1"), record_event(orig, "2025-11-10", at="t/0/9")]
+    totals = set()
+    for order in itertools.permutations(inputs):
+        state, counts = None, {}
+        for event in order:
+            result = step(state, event, RULES, CAL)
+            state = result.state
+            for field, n in report_counts(event, result).items():
+                if field.startswith("unit:"):
+                    counts[field] = counts.get(field, 0) + n
+        totals.add(tuple(sorted((k, v) for k, v in counts.items() if v)))
+    assert len(totals) == 1, totals
+    (only,) = totals
+    # the winning version (the newest stamp) is the other unit's; its earliest sighting is the first
+    assert dict(only) == {"unit:开封市市场监督管理局:records": 1, "unit:开封市市场监督管理局:on_time": 1,
+                          "unit:开封市市场监督管理局:late_workdays_total": 1}
