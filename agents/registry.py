@@ -63,9 +63,9 @@ class RegistryAgent:
             if isinstance(rec, Rejection):
                 dead.add(msg, rec.reason, rec.detail)
                 continue
-            learned = learned_pairs(rec.get("ids") or {})
+            learned = learned_pairs(rec.get("ids") or {}, registration=True)
             if not learned:
-                dead.add(msg, "bad-identifier", "a registration needs a USCC that passes its check")
+                dead.add(msg, "bad-identifier", "a registration needs a USCC (of the right shape)")
                 continue
             for key, uscc in learned:
                 pairs[key] = uscc  # a later registration of the same number wins

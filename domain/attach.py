@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Final, NamedTuple
 
-from domain.identifiers import IdKind, classify, is_valid_uscc, looks_like_legacy_id, org_code_of_uscc
+from domain.identifiers import IdKind, classify, is_valid_uscc, looks_like_legacy_id, org_code_of_uscc, uscc_shape_ok
 from domain.types import Doc
 
 # The order in which legacy identifiers are tried; also the lookup-key kinds of the index.
@@ -67,15 +67,19 @@ def legacy_lookup_keys(ids: Doc) -> tuple[str, ...]:
     return tuple(keys)
 
 
-def learned_pairs(ids: Doc) -> list[tuple[str, str]]:
+def learned_pairs(ids: Doc, *, registration: bool = False) -> list[tuple[str, str]]:
     """Index entries (lookup key, USCC) that a set of identifiers teaches.
 
     Only a USCC that passes its check teaches anything: the organisation code embedded in it, and
     the legacy numbers given beside it (not a differing organisation code, not a number that may be
-    a person's ID number). A registration (subject_registration) teaches the same way.
-    """
+    a person's ID number). A registration (subject_registration, ``registration=True``) teaches the
+    same way, and also for a USCC of the right shape that fails its check: the registration
+    authority's own record of an early-pilot code (RULES.md 1: real data holds such codes; "a failed
+    check is flagged and routed"), without which the records that carry only its legacy numbers
+    would stay parked for ever. A department's record with such a code teaches nothing (it may be a
+    typing error)."""
     uscc = ids.get("uscc")
-    if not uscc or not is_valid_uscc(uscc):
+    if not uscc or not (is_valid_uscc(uscc) or registration and uscc_shape_ok(uscc)):
         return []
     embedded = org_code_of_uscc(uscc)
     pairs = [(lookup_key("org", embedded), uscc)]

@@ -139,6 +139,31 @@ async def test_legacy_coded_record_is_parked_then_attached_when_registered(pipel
     assert await index.parked_count() == 0
 
 
+async def test_an_early_pilot_uscc_registered_releases_the_records_parked_on_its_legacy_number(
+        pipeline, department, redis, settings):
+    # RULES.md 1: 91350211M00013FA1N is a real early-pilot code that fails its check; real data holds
+    # such codes. Its registration used to be dead-lettered (bad-identifier), so a record carrying
+    # only its registration number stayed parked for ever.
+    from sinks.keys import Keys
+    from sinks.registry_index import RegistryIndex
+
+    pilot = "91350211M00013FA1N"
+    legacy = sample_event("penalty", uscc=None, org_code=None, reg_no=samples.COMPANY_REG_NO,
+                          decision_doc_no="厦思市监罚〔2024〕7号")
+    await department.send(PENALTY, legacy)
+    index = RegistryIndex(redis, Keys(settings.namespace))
+    await eventually(lambda: index.parked_count())
+
+    await department.send(schema_of("registration"), sample_event("registration", uscc=pilot))
+    await wait_outcomes(redis, settings, new=1)
+    state = await state_of(redis, settings, pilot)
+    [record] = state["records"].values()
+    assert record["doc_no"] == "厦思市监罚〔2024〕7号"
+    assert "uscc-check-failed" in state["flags"]
+    assert await index.parked_count() == 0
+    assert not [d for d in await list_dead_letters(settings) if d.get("reason") == "bad-identifier"]
+
+
 async def test_org_code_attaches_through_the_embedded_code_of_a_known_uscc(pipeline, department, redis, settings):
     await department.send(PENALTY, sample_event("penalty"))  # teaches org code -> USCC
     await wait_outcomes(redis, settings, new=1)

@@ -155,3 +155,11 @@ def test_a_natural_person_without_a_resident_id_is_looked_up_nowhere():
     rec = penalty(uscc=None, subject_category="自然人", person_id_type="护照", person_id_no="E12345678")
     assert rec["subject_category"] == "natural_person"
     assert plan(rec) == NeedsLookup(())
+
+
+def test_a_registration_of_an_early_pilot_code_teaches_its_numbers():
+    # the registration authority's own record (RULES.md 1: real data holds such codes); a
+    # department's record with the same code still teaches nothing (above)
+    assert learned_pairs({"uscc": PILOT_USCC, "reg_no": REG_NO}, registration=True) == [
+        (f"org:{PILOT_USCC[8:17]}", PILOT_USCC), (f"reg_no:{REG_NO}", PILOT_USCC)]
+    assert learned_pairs({"uscc": "9131011066600721", "reg_no": REG_NO}, registration=True) == []  # 17 chars
