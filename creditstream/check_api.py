@@ -41,9 +41,9 @@ from creditstream import metrics
 from creditstream.settings import Settings
 from domain import clock
 from domain.checks import CheckResult, check, to_builtins
-from domain.identifiers import mask_ids_in_text, normalise_code
+from domain.identifiers import mask_id_numbers_in_text, normalise_code
 from domain.memberships import day_of
-from domain.privacy import is_natural_person, mask_legacy_ids_in_text, redact_personal
+from domain.privacy import is_natural_person, redact_personal
 from domain.rulebook import Rulebook, load_rulebook
 from ops.inspect import Reader
 from sinks.check_audit import CheckAuditSink, CheckRecord
@@ -52,10 +52,26 @@ MAX_CODE_CHARS = 64
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-_DIGIT_RUN = re.compile("[0-9\uff10-\uff19]{15,}[Xx\uff38\uff58]?")
-"""A run of 15 digits or more (full-width ones too) and a check character: every ID number
-:func:`redact_personal` masks in text lies inside one (15 digits for a first-generation number, 17
-and a digit or X for an 18-character one)."""
+_DIGIT = "[0-9\uff10-\uff19]"
+_DIGIT_RUN = re.compile(f"{_DIGIT}{{15,}}[Xx\uff38\uff58]?")
+"""A run of 15 digits or more (full-width ones too) and a check character: every ID number written
+without separators that :func:`redact_personal` masks in text lies inside one (15 digits for a
+first-generation number, 17 and a digit or X for an 18-character one)."""
+_NOT_DIGITS = "[^0-9\uff10-\uff19]{1,4}"
+_GROUPED_RUN = re.compile(f"(?=({_DIGIT}{{6}}){_NOT_DIGITS}({_DIGIT}{{6,8}}){_NOT_DIGITS}"
+                          f"({_DIGIT}{{3}}[0-9Xx\uff10-\uff19\uff38\uff58]?))")
+"""Every place (overlapping ones too) where the answer's JSON text may hold an ID number written in
+groups (:data:`domain.identifiers.GROUPED_ID`, ``GROUPED_LEGACY_ID``): 6, 6 to 8 and 3 or 4 digits
+(the groups captured) parted by 1 to 4 other characters. Looser than those patterns on purpose (no
+boundaries; any separator, as a tab is ``\\t`` in JSON), so that it finds every one of them, and
+more."""
+
+
+def _holds_id_number(m: re.Match[str]) -> bool:
+    """Whether the groups of a :data:`_GROUPED_RUN` match, put together, are an ID number the
+    redaction masks."""
+    compact = normalise_code(m.group(1) + m.group(2) + m.group(3))
+    return mask_id_numbers_in_text(compact) != compact
 
 
 def public_view(doc: dict, *, natural_person: bool) -> dict:
@@ -63,18 +79,21 @@ def public_view(doc: dict, *, natural_person: bool) -> dict:
     skipped when it cannot change anything (it costs most of an answer's time). It cannot when the
     answer is not about a natural person (whose id and names it would mask; a check answer has no
     other name or ID fields) and the very searches it applies to each string
-    (:func:`mask_ids_in_text`, :func:`mask_legacy_ids_in_text`) find nothing in the answer's JSON
-    text: an ID inside a string is inside the text too, with the same neighbours. They are run only
-    around the digit runs (:data:`_DIGIT_RUN`, one character of context each side), where alone an
-    ID number can be."""
+    (:func:`mask_id_numbers_in_text`) find nothing in the answer's JSON text: an ID inside a string
+    is inside the text too, with the same neighbours. They are run only around the digit runs
+    (:data:`_DIGIT_RUN`, one character of context each side), where alone an ID number written
+    without separators can be. One written in groups (``410700 19710813 2424``,
+    ``410700-19710813-2424``) is looked for apart (:data:`_GROUPED_RUN`, its digits put together):
+    where its digits make an ID number, the redaction runs."""
     if not natural_person:
         text = orjson.dumps(doc).decode()
         for m in _DIGIT_RUN.finditer(text):
             snippet = text[max(0, m.start() - 1):m.end() + 1]
-            if mask_ids_in_text(snippet) != snippet or mask_legacy_ids_in_text(snippet) != snippet:
+            if mask_id_numbers_in_text(snippet) != snippet:
                 break
         else:
-            return doc
+            if not any(_holds_id_number(m) for m in _GROUPED_RUN.finditer(text)):
+                return doc
     return redact_personal(doc, natural_person=natural_person)
 
 

@@ -3,8 +3,38 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Callable, Mapping
+
+
+def int_between(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type``: an integer from ``low`` to ``high`` (no upper bound when None); anything
+    else is a usage error (argparse: the message and exit 2)."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if n < low or (high is not None and n > high):
+            raise argparse.ArgumentTypeError(f"{n} is out of range: must be between {low} and {high}"
+                                             if high is not None else f"{n} is out of range: must be {low} or more")
+        return n
+    return parse
+
+
+def seconds(text: str) -> float:
+    """An argparse ``type``: a number of seconds, 0 or more and finite (a NaN would wait for ever)."""
+    try:
+        n = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds: {text!r}") from None
+    if not math.isfinite(n) or n < 0:
+        raise argparse.ArgumentTypeError(f"{text} is out of range: a number of seconds, 0 or more")
+    return n
+
+
+PORT = int_between(0, 65535)  # 0: the port from the settings
 
 
 def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.ArgumentParser:
@@ -51,8 +81,8 @@ def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.Argumen
              "Safe to kill at any moment: a restart re-processes at most the last batch, idempotently.")
     sp.add_argument("--agents", help="comma-separated subset of agents to run (default: all)")
     sp.add_argument("--web", action="store_true", help="start the HTTP server (query API, /metrics)")
-    sp.add_argument("--web-port", type=int, default=0, help="HTTP port (default: from settings, 6066)")
-    sp.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",
+    sp.add_argument("--web-port", type=PORT, default=0, help="HTTP port (default: from settings, 6066)")
+    sp.add_argument("--wait", type=seconds, default=30.0, metavar="SECONDS",
                     help="how long to wait for Kafka and Redis to answer before giving up with exit code 3 "
                          "(default 30; a supervisor then restarts the worker)")
 
@@ -67,8 +97,8 @@ def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.Argumen
     sp.add_argument("--host", default=None,
                     help="address to listen on (default: the web_bind setting, 127.0.0.1); any other than "
                          "loopback needs api_tokens_file, else the command refuses (exit 2)")
-    sp.add_argument("--port", type=int, default=0, help="port to listen on (default: from settings, 6066)")
-    sp.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",
+    sp.add_argument("--port", type=PORT, default=0, help="port to listen on (default: from settings, 6066)")
+    sp.add_argument("--wait", type=seconds, default=30.0, metavar="SECONDS",
                     help="how long to wait at start for Redis and Kafka to answer before giving up with exit "
                          "code 3 (default 30); once serving, /health reports an outage instead")
 
@@ -101,8 +131,12 @@ def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.Argumen
              "Without NAME: every list with its size. With NAME (e.g. blacklist:environment, "
              "court_debtor, escalated, red_list): its members, a page at a time.")
     sp.add_argument("name", nargs="?")
-    sp.add_argument("--cursor", type=int, default=0, help="continue from this cursor")
-    sp.add_argument("--count", type=int, default=100, help="members per page (default 100)")
+    sp.add_argument("--cursor", type=int_between(0), default=0,
+                    help="continue from this cursor (0 or more, as the previous page printed it)")
+    # no upper bound, unlike the API's limit (1 to 1000): an operator may take a whole list in one
+    # page (`creditstream list NAME --count 100000 | wc -l`, tests/integration/test_cli_pipe.py)
+    sp.add_argument("--count", type=int_between(1), default=100,
+                    help="members per page, 1 or more (default 100)")
 
     sp = add("report", commands["report"], "counts per source unit, domain and list; dead letters; parked; lateness",
              "Counts of records per source unit and domain, list sizes, dead letters by reason, parked "
@@ -130,7 +164,7 @@ def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.Argumen
     sp.add_argument("--generation", help="name of the new generation (default replay-<ms>)")
     sp.add_argument("--from-offsets", help="PARTITION:OFFSET,... to start from (inspection only)")
     sp.add_argument("--from-timestamp", help="ISO date-time: only events at or after it (inspection only)")
-    sp.add_argument("--jobs", type=int, metavar="N",
+    sp.add_argument("--jobs", type=int_between(1), metavar="N",
                     help="processes rebuilding partitions side by side (default: one per CPU, at most one per "
                          "partition of the subject-event log; 1: all in this process). A subject whose events "
                          "sit on two partitions (the partition count or the pseudonym key changed) makes the "

@@ -30,7 +30,7 @@ from typing import Any, TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from domain.identifiers import looks_like_legacy_id, mask_ids_in_text
+from domain.identifiers import GROUPED_VIEW, grouped_id_spans, looks_like_legacy_id, mask_ids_in_text, mask_spans
 
 __all__ = ["configure", "get_logger", "mask_personal_data", "mask_text", "mask_value", "NOISY_LOGGERS"]
 
@@ -85,18 +85,11 @@ _configured = False
 # ------------------------------------------------------------------------------------------
 # masking
 
-# Full-width digits, X and dashes map one char to one char, so positions in the view are
-# positions in the text.
-_VIEW = {0xFF10 + i: 0x30 + i for i in range(10)} | {0xFF38: 0x58, 0xFF58: 0x78, 0xFF0D: 0x2D}
-_NOT_ALNUM_BEFORE = r"(?<![0-9A-Za-z])"
-_NOT_ALNUM_AFTER = r"(?![0-9A-Za-z])"
-# between the groups of a written-out ID: one or two spaces, or a dash with a space either side or not
-_SEP = r"(?:[ \t\u3000]{1,2}|[ ]?[-\u2010-\u2015][ ]?)"
-_LEGACY_ID = re.compile(_NOT_ALNUM_BEFORE + r"(\d{6})(\d{6})(\d{3})" + _NOT_ALNUM_AFTER, re.ASCII)
-_GROUPED_LEGACY_ID = re.compile(_NOT_ALNUM_BEFORE + rf"(\d{{6}}){_SEP}(\d{{6}}){_SEP}(\d{{3}})" + _NOT_ALNUM_AFTER,
-                                re.ASCII)
-_GROUPED_ID = re.compile(_NOT_ALNUM_BEFORE + rf"(\d{{6}}){_SEP}(\d{{8}}){_SEP}(\d{{3}}[0-9Xx])" + _NOT_ALNUM_AFTER,
-                         re.ASCII)
+# A 15-digit legacy ID number written without separators (the forms written in groups are the pure
+# core's: domain.identifiers.GROUPED_ID, GROUPED_LEGACY_ID), searched in the view of the text
+# (``GROUPED_VIEW``: full-width digits, X and dashes one char for one, so positions in the view are
+# positions in the text).
+_LEGACY_ID = re.compile(r"(?<![0-9A-Za-z])(\d{6})(\d{6})(\d{3})(?![0-9A-Za-z])", re.ASCII)
 
 
 def mask_text(text: str) -> str:
@@ -111,29 +104,15 @@ def mask_text(text: str) -> str:
       the side of masking;
     * both written in groups with spaces or dashes: ``110105 19491231 002X``,
       ``110105-19491231-002X``, ``110105 491231 002`` (the 18-char form masked when
-      ``mask_ids_in_text`` would mask it written without separators).
+      ``mask_ids_in_text`` would mask it written without separators): the pure core's
+      ``domain.identifiers.grouped_id_spans``, the very search the API's redaction uses.
     """
     text = mask_ids_in_text(text)
-    view = text.translate(_VIEW)
-    hidden: list[tuple[int, int]] = []  # (start, end) spans whose digits go, but the first 3 and last
-    for m in _LEGACY_ID.finditer(view):
-        if looks_like_legacy_id(m.group(0)):
-            hidden.append(m.span())
-    for m in _GROUPED_LEGACY_ID.finditer(view):
-        if looks_like_legacy_id("".join(m.groups())):
-            hidden.append(m.span())
-    for m in _GROUPED_ID.finditer(view):
-        compact = "".join(m.groups())
-        if mask_ids_in_text(compact) != compact:
-            hidden.append(m.span())
-    if not hidden:
-        return text
-    chars = list(text)
-    for start, end in hidden:
-        positions = [i for i in range(start, end) if view[i].isalnum()]
-        for i in positions[3:-1]:
-            chars[i] = "*"
-    return "".join(chars)
+    view = text.translate(GROUPED_VIEW)
+    # (start, end) spans whose digits go, but the first 3 and last
+    hidden = [m.span() for m in _LEGACY_ID.finditer(view) if looks_like_legacy_id(m.group(0))]
+    hidden += grouped_id_spans(view)
+    return mask_spans(text, view, hidden)
 
 
 def mask_value(value: Any) -> Any:

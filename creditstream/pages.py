@@ -117,7 +117,8 @@ def html_response(body: Html, status: int = 200) -> web.Response:
 
 
 def error_page(status: int, title: str, message: str) -> web.Response:
-    return html_response(page(title, el("h1", title) + el("p", message, class_="error")), status)
+    # join, not +: Html + Html is a plain str, which el("main", ...) would escape again
+    return html_response(page(title, join([el("h1", title), el("p", message, class_="error")])), status)
 
 
 STYLESHEET = """\

@@ -9,8 +9,10 @@ to patterns for the rest:
 * **ID numbers, anywhere.** Every string (values and object keys) is searched for resident ID
   numbers: 18-character ones (:func:`domain.identifiers.mask_ids_in_text`) and first-generation
   15-digit ones (a run of exactly 15 digits starting with a province code and a plausible
-  YYMMDD birth date; :func:`mask_legacy_ids_in_text`). The 15-digit search skips the fields that
-  hold an organisation's registration number (``reg_no``), which share that shape.
+  YYMMDD birth date; :func:`mask_legacy_ids_in_text`), and both written in groups with spaces or
+  dashes (``410700 19710813 2424``, ``410700-19710813-2424``, ``110105 491231 002``:
+  :func:`domain.identifiers.mask_grouped_ids_in_text`, separators kept). The 15-digit searches skip
+  the fields that hold an organisation's registration number (``reg_no``), which share that shape.
 * **Identifier fields, whatever their shape.** ``person_id_no``, ``legal_rep_id_no``,
   ``resident_id`` and a legal representative's ``id_no`` always; for a natural person also
   ``id`` / ``subject`` / ``subject_id`` and ``ids.other``.
@@ -42,7 +44,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Final, TypeVar, cast
 
-from domain.identifiers import IdKind, classify, mask_id, mask_ids_in_text, mask_legacy_ids_in_text
+from domain.identifiers import IdKind, classify, mask_id, mask_id_numbers_in_text, mask_legacy_ids_in_text
 
 __all__ = ["redact_personal", "mask_name", "mask_legacy_ids_in_text", "is_natural_person", "safe_detail"]
 
@@ -178,10 +180,7 @@ class _TextMask:
             return whole
         if self.echoes is not None:
             text = self.echoes.sub(lambda m: self.masks[m.group()], text)
-        text = mask_ids_in_text(text)
-        if key not in LEGACY_ID_EXEMPT:
-            text = mask_legacy_ids_in_text(text)
-        return text
+        return mask_id_numbers_in_text(text, legacy=key not in LEGACY_ID_EXEMPT)
 
 
 def redact_personal(doc: J, *, natural_person: bool = False, sources: Sequence[object] = ()) -> J:
@@ -207,11 +206,12 @@ def safe_detail(text: str) -> str:
     """A sentence about an input (a dead letter's ``dlq.detail``, a log line's reason) with nothing
     personal left in it: the input's values a validation message quotes may be a natural person's
     name or number (a name in a field that should hold a category, an ID number in a status).
-    Resident ID numbers (18 characters, and first-generation 15-digit ones) are masked; a quoted
-    value with any non-ASCII character is withheld, its length said; other non-ASCII text becomes
-    ``…``. What such a value was is in the input itself (the dead letter's original bytes, read
-    with the right to personal data: ``creditstream dlq show``)."""
-    text = mask_legacy_ids_in_text(mask_ids_in_text(text))
+    Resident ID numbers (18 characters, and first-generation 15-digit ones, also written in groups
+    with spaces or dashes) are masked; a quoted value with any non-ASCII character is withheld, its
+    length said; other non-ASCII text becomes ``…``. What such a value was is in the input itself
+    (the dead letter's original bytes, read with the right to personal data: ``creditstream dlq
+    show``)."""
+    text = mask_id_numbers_in_text(text)
     if text.isascii():
         return text
     text = _QUOTED.sub(lambda m: m.group() if m.group().isascii() else f"<{len(m.group()) - 2} chars withheld>", text)

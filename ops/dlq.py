@@ -135,7 +135,9 @@ def _text_or_hex(b: bytes | None) -> str | None:
 
 def _preview(b: bytes, limit: int = 200) -> str:
     text = b[:limit * 4].decode("utf-8", "replace")
-    text = "".join(ch if ch.isprintable() else "." for ch in text)
+    # a tab or an ideographic space stays a space: it may part the groups of an ID number, which must
+    # still read as one for the mask (mask_personal)
+    text = "".join(ch if ch.isprintable() or ch == "\u3000" else " " if ch == "\t" else "." for ch in text)
     return text[:limit] + ("..." if len(text) > limit or len(b) > limit * 4 else "")
 
 
@@ -156,16 +158,18 @@ async def _decode(settings: Settings, value: bytes, codec=None) -> tuple[str | N
 
 
 def _mask_text(text: str | None) -> str | None:
-    from domain.identifiers import mask_ids_in_text, mask_legacy_ids_in_text
+    """ID numbers masked: 18-character, 15-digit legacy, and both written with spaces or dashes."""
+    from domain.identifiers import mask_id_numbers_in_text
 
-    return None if text is None else mask_legacy_ids_in_text(mask_ids_in_text(text))
+    return None if text is None else mask_id_numbers_in_text(text)
 
 
 def mask_personal(d: dict) -> dict:
     """A dead letter (``show`` / ``list`` form) as a reader without the right to personal data
     sees it (RULES.md 7): the decoded record through :func:`domain.privacy.redact_personal` (ID
-    numbers anywhere, natural persons' names), ID numbers masked in the key, headers, detail and
-    preview, and the raw bytes (``value_hex``) withheld; ``personal_data_masked`` says so."""
+    numbers anywhere, natural persons' names), ID numbers (18-character, 15-digit legacy, and both
+    written with spaces or dashes) masked in the key, headers, detail and preview, and the raw bytes
+    (``value_hex``) withheld; ``personal_data_masked`` says so."""
     from domain.privacy import redact_personal, safe_detail
 
     out = dict(d)

@@ -59,3 +59,25 @@ def test_the_skip_never_differs_from_the_redaction(text):
     doc["basis"][0]["records"][0]["doc_no"] = text
     doc["basis"][0]["records"][0]["record_key"] = "penalty|11410100005200036R|" + text
     assert public_view(copy.deepcopy(doc), natural_person=False) == redact_personal(doc)
+
+
+def test_id_numbers_written_in_groups_take_the_redaction():
+    """The shortcut looks at runs of 15 digits and more; an ID number written in groups has none,
+    and must not be skipped (RULES.md 7)."""
+    for number in ("410102 19870315 4518", "410102-19870315-4518", "410102\t19870315\t4518",
+                   "410102\u300019870315\u30004518", "410102 - 870315 - 451", "４１０１０２－１９８７０３１５－４５１８"):
+        doc = answer()
+        doc["basis"][0]["records"][0]["doc_no"] = f"豫执 {number} 号"
+        view = public_view(copy.deepcopy(doc), natural_person=False)
+        assert view == redact_personal(doc) and view != doc, number
+        assert number not in str(view) and "870315" not in str(view) and "８７０３１５" not in str(view)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="0123456789Xx０１２３４５６７８９Ｘ-－—〔〕号豫 \t\u3000\\", max_size=40),
+       st.sampled_from(["", "410102 19870315 4518", "110105-491231-002", "410102\t19870315\t451"]))
+def test_the_skip_never_differs_from_the_redaction_with_grouped_numbers(text, number):
+    doc = answer()
+    doc["basis"][0]["records"][0]["doc_no"] = text + number + text
+    doc["basis"][0]["records"][0]["record_key"] = "penalty|11410100005200036R|" + number + text
+    assert public_view(copy.deepcopy(doc), natural_person=False) == redact_personal(doc)

@@ -6,6 +6,7 @@ import copy
 import datetime as dt
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -177,3 +178,72 @@ def test_a_view_without_the_legal_representative_still_masks_their_name_in_free_
     assert "11010519491231002X" not in str(masked)
     assert masked["records"][0]["subject"] == "91410100MA44C2XH7A"
     assert "legal_rep" not in masked  # the sources are read, never returned
+
+
+# ---------------------------------------------------------------------------- written in groups
+
+GROUPED_CASES = [  # an ID number written with spaces or dashes, and its mask (separators kept)
+    ("410700 19710813 2424", "410*** ******** ***4"),
+    ("410700-19710813-2424", "410***-********-***4"),
+    ("110105 - 19491231 - 002x", "110*** - ******** - ***x"),
+    ("110105\t19491231\t002X", "110***\t********\t***X"),
+    ("110105\u300019491231\u3000002X", "110***\u3000********\u3000***X"),
+    ("身份证：１１０１０５－１９４９１２３１－００２Ｘ。", "身份证：１１０***－********－***Ｘ。"),
+    ("联系人赵铁柱 410700 19710813 2424", "联系人赵铁柱 410*** ******** ***4"),
+    ("旧证 110105 491231 002，", "旧证 110*** ****** **2，"),  # first-generation card, 6 + 6 + 3
+    ("110105-491231-002", "110***-******-**2"),
+]
+
+
+@pytest.mark.parametrize("text, expected", GROUPED_CASES)
+def test_id_numbers_written_in_groups_are_masked_in_every_string(text, expected):
+    """RULES.md 7: the public side masks natural persons' ID numbers wherever they appear, also
+    written in groups (an organisation's remarks naming a contact person; a penalty's facts)."""
+    doc = {"id": "91410105M00000R29A", "id_kind": "uscc", "fields": {"remarks": text}, "list": [text], text: 1}
+    out = redact_personal(doc)
+    assert out["fields"]["remarks"] == expected and out["list"] == [expected] and out[expected] == 1
+    assert redact_personal(out) == out
+
+
+@pytest.mark.parametrize("text, expected", GROUPED_CASES)
+def test_the_log_mask_and_the_redaction_mask_grouped_forms_alike(text, expected):
+    """One search for the grouped forms (domain/identifiers.py), used by the logs and the API alike."""
+    from creditstream.logs import mask_text
+
+    assert mask_text(text) == redact_personal(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "990105 19491231 002X",    # no province 99, fails the check
+    "110105 19491331 002X",    # month 13
+    "1110105 19491231 002X",   # a first group of 7 digits: not the ID's grouping
+    "110105 19491231 002X7",   # the last group runs on
+    "2024-05-21 10:00:00",
+    "电话 0371-6688 1234，罚款 50000 元",
+])
+def test_grouped_look_alikes_stay(text):
+    assert redact_personal({"remarks": text}) == {"remarks": text}
+
+
+def test_a_registration_number_written_in_groups_stays_in_its_own_field():
+    """reg_no holds an organisation's 15-digit registration number, which shares the legacy ID's shape."""
+    doc = {"reg_no": "110105 491231 002", "remarks": "110105 491231 002"}
+    assert redact_personal(doc) == {"reg_no": "110105 491231 002", "remarks": "110*** ****** **2"}
+
+
+def test_a_detail_masks_grouped_id_numbers():
+    from domain.privacy import safe_detail
+
+    assert safe_detail("record_status: '410700-19710813-2424'") == "record_status: '410***-********-***4'"
+    assert safe_detail("KeyError: '110105 491231 002'") == "KeyError: '110*** ****** **2'"
+
+
+@settings(max_examples=200, deadline=None)
+@given(pid=resident_ids(), sep=st.sampled_from([" ", "  ", "-", " - ", "\t", "\u3000", "－", "—", " –"]),
+       before=st.sampled_from(["", "身份证号", "id: ", "（"]), after=st.sampled_from(["", "。", " and more", "）"]))
+def test_property_no_grouped_id_number_survives(pid, sep, before, after):
+    """However an 18-character ID number is grouped (6 + 8 + 4) inside an organisation's free text,
+    its birth date and sequence do not reach the public side."""
+    text = f"{before}{pid[:6]}{sep}{pid[6:14]}{sep}{pid[14:]}{after}"
+    out = redact_personal({"id": "91410105M00000R29A", "id_kind": "uscc", "remarks": text})["remarks"]
+    assert out == f"{before}{pid[:3]}***{sep}********{sep}***{pid[17]}{after}"
