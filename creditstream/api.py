@@ -23,7 +23,9 @@ Endpoints (documented in docs/openapi.yaml):
 Errors are JSON ``{"error": <code>, "message": <sentence>}``: ``bad_request`` (400), ``not_found``
 (404), ``method_not_allowed`` (405), ``unavailable`` (503: Redis, the broker or the schema registry
 did not answer; the message names which), ``internal`` (500; the details go to the log, never to
-the client).
+the client). Redis is read with the API's own client (:func:`creditstream.connections.api_redis_client`):
+a command Redis does not answer within ``api_redis_timeout_s`` is not repeated, so a hung Redis
+answers 503 within that deadline.
 
 ``/health`` checks both dependencies at once, each within :data:`HEALTH_TIMEOUT_S`: Redis answers
 ``PING``, and the Kafka broker answers a metadata request (a fresh bootstrap, so it is the broker's
@@ -85,13 +87,13 @@ from creditstream.access import (
     serving_problem,
 )
 from creditstream.check_api import CheckApi
-from creditstream.connections import redis_client
+from creditstream.connections import api_redis_client
 from creditstream.disclosure import DisclosureApi
 from creditstream.probes import mask_url
 from creditstream.report_api import ReportApi
 from creditstream.settings import Settings
-from domain.identifiers import IdKind, classify, is_valid_reg_no, normalise_code
-from domain.privacy import is_natural_person, mask_legacy_ids_in_text, redact_personal
+from domain.identifiers import IdKind, classify, looks_like_legacy_id, normalise_code
+from domain.privacy import is_natural_person, redact_personal
 from ops.inspect import BadCursor, Reader, consumption, lists_view, running_workers
 from sinks.keys import Keys
 from streams.codec import RegistryError
@@ -264,11 +266,16 @@ def check_serving(settings: Settings, host: str) -> None:
 
 def _names_a_person(code: str) -> bool:
     """True if a looked-up code is (or may be) a resident ID number: 18 characters passing the ID
-    check, or 15 digits shaped like a first-generation ID that are no registration number."""
+    check, or 15 digits the masking reads as a first-generation ID number
+    (:func:`domain.identifiers.looks_like_legacy_id`), whether or not they also pass the
+    registration-number check (about 1 in 10 ID numbers do). The public role is refused on this
+    test alone, before any look-up, so its answer never tells whether a number is known; an
+    organisation's 15-digit registration number of that shape is refused too (organisations are
+    found by their USCC or name; docs/operations.md, "API access")."""
     code = normalise_code(code)
     if classify(code)[0] is IdKind.RESIDENT_ID:
         return True
-    return len(code) == 15 and mask_legacy_ids_in_text(code) != code and not is_valid_reg_no(code)
+    return looks_like_legacy_id(code)
 
 
 # --------------------------------------------------------------------------------------------
@@ -358,7 +365,7 @@ class Api:
     # --- lifecycle ---------------------------------------------------------------------------
     async def on_startup(self, _app: web.Application) -> None:
         if self.redis is None:
-            self.redis = redis_client(self.settings)
+            self.redis = api_redis_client(self.settings)
             self.reader = Reader(self.settings, self.redis)
         await self.checks.start(self.redis)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -25,6 +25,21 @@ def redis_client(settings: Settings) -> aioredis.Redis:
                              health_check_interval=30, decode_responses=False,
                              retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
                              retry_on_error=[RedisConnectionError, RedisTimeoutError])
+
+
+def api_redis_client(settings: Settings) -> aioredis.Redis:
+    """The query API's Redis client: a request must not wait longer for Redis than a client waits for
+    the answer (the check API answers in milliseconds; a reverse proxy gives up after 30 s). Each
+    command (and a new connection, AUTH included) gets ``settings.api_redis_timeout_s``, and a
+    timeout is never repeated: a hung Redis answers the request 503 within that deadline instead of
+    after :func:`redis_client`'s patient retries (4 x 10 s). A dropped or refused connection is tried
+    once more at once (a pooled connection Redis closed meanwhile, e.g. after a restart), which
+    fails fast when Redis is down. The workers keep :func:`redis_client`."""
+    timeout = settings.api_redis_timeout_s
+    return aioredis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                             health_check_interval=30, decode_responses=False,
+                             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+                             retry_on_error=[RedisConnectionError])
 
 
 def registry_client(settings: Settings) -> ConfluentRegistry:

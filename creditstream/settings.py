@@ -169,6 +169,10 @@ class Settings:
     api_tls_keyfile: str = ""
     api_tls_password: str = ""
     """Password of ``api_tls_keyfile``, if it is encrypted."""
+    api_redis_timeout_s: float = 2.0
+    """How long the query API waits for Redis to answer one command (or a new connection), seconds;
+    never repeated after a timeout: a hung Redis answers a request 503 ``unavailable`` within it. The
+    workers' client waits and retries longer (creditstream/connections.py)."""
     check_batch_max: int = 200
     """Most subjects one batch check (``POST /check``, e.g. every bidder of a tender) may name; more: 413."""
     check_audit_flush_ms: int = 200
@@ -273,6 +277,8 @@ class Settings:
         problems += self._rules_and_calendar_problems()
         if self.dead_letter_retention_days < 0:
             problems.append("dead_letter_retention_days: 0 (keep forever) or more")
+        if not 0 < self.api_redis_timeout_s <= 30:
+            problems.append("api_redis_timeout_s: more than 0 and at most 30 (seconds)")
         if self.check_batch_max < 1 or self.check_audit_flush_ms < 1 or self.check_audit_buffer < 1:
             problems.append("check_batch_max, check_audit_flush_ms, check_audit_buffer: must be >= 1")
         if self.max_batch < 1:
