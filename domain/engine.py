@@ -157,14 +157,20 @@ def _kept_by_earlier_version(state: SubjectState, rules: Rulebook) -> bool:
 
 def _first_sightings_moved(before: SubjectState, after: SubjectState, event: ev.SubjectEvent) -> bool:
     """A stale version or a re-send changes no record's content, but it can change the record's
-    versions (a version older than those known, a content first seen earlier than recorded), and
-    with them which version came first: an upheld objection's correction is the first version
+    versions or its deletion's (a version older than those known, a content first seen earlier than
+    recorded), and with them which version came first: an upheld objection's correction is the first version
     after it was filed (domain/facts.py ``_gap``). Then the record is derived again."""
     if after is before or not isinstance(event, (ev.RecordEvent, ev.LinkedEvent)):
         return False
     old_records, new_records = before.get("records") or {}, after.get("records") or {}
-    return any((old_records.get(key) or {}).get("versions") != (new_records.get(key) or {}).get("versions")
-               for key in _touched(before, after, event))
+    for key in _touched(before, after, event):
+        old, new = old_records.get(key) or {}, new_records.get(key) or {}
+        if old.get("versions") != new.get("versions"):
+            return True
+        # a court deletion's versions too: the legal representatives' files get them all, in any order
+        if (old.get("deletion") or {}).get("versions") != (new.get("deletion") or {}).get("versions"):
+            return True
+    return False
 
 
 def _office_versions_moved(before: SubjectState, after: SubjectState, event: ev.SubjectEvent) -> bool:

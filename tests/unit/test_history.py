@@ -748,6 +748,28 @@ def test_a_court_listing_deleted_as_performed_stays_adverse_on_the_legal_represe
     assert entry["kind"] == "linked" and entry["deletion"]["reason"] == "performed"
 
 
+def test_every_version_of_a_court_deletion_reaches_the_legal_representatives_file_in_any_order():
+    # a deletion's version that does not win, or an earlier sighting of a known one, changed only
+    # the organisation's deletion: the person's file kept other versions and stamps in some orders
+    import itertools
+
+    rep = {"name": "张三", "id_no": PERSON_ID}
+    listing = dict(record("court_listing", "(2024)豫01执5号", "2024-02-05"), legal_rep=rep)
+    later = record("court_deletion", "(2024)豫01执5号", "2024-08-05", deletion_reason="performed")
+    earlier = record("court_deletion", "(2024)豫01执5号", "2024-08-01", deletion_reason="performed")
+    inputs = [record_event(later, "2024-09-02", at="t/0/2"),  # a re-export, stamped late
+              record_event(later, "2024-08-06", at="t/1/7"),  # its first sending
+              record_event(earlier, "2024-08-05", at="t/2/3")]  # another version, older
+    seen = set()
+    for order in itertools.permutations(inputs):
+        org, person = _org_and_person([record_event(listing, "2024-02-06", at="t/0/1"), *order])
+        ((_, org_entry),) = [(k, v) for k, v in org["records"].items() if "执" in k]
+        ((_, entry),) = [(k, v) for k, v in person["records"].items() if "执" in k]
+        assert [v[1] for v in entry["deletion"]["versions"]] == [v[1] for v in org_entry["deletion"]["versions"]]
+        seen.add(repr(entry["deletion"]))
+    assert len(seen) == 1, seen
+
+
 def _blacklist_history(state) -> list[tuple[str, str]]:
     """(transition, effective date) of a subject's environment blacklist history, in order."""
     changes = sorted((c for c in history_of(state).values() if c["list"] == "blacklist:environment"),
