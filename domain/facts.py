@@ -143,6 +143,12 @@ def _gap(entry: View, objection: Doc | None) -> tuple[dt.date, dt.date | None, s
     return resolved, (max(resolved, min(corrected)) if corrected else None), objection["_id"]
 
 
+def repair_out_of_force(entry: View | None, objection: Doc | None, approved: str) -> bool:
+    """A repair approved while an upheld objection had the record out of force (before its
+    correction): it ends nothing (publicity nor lists)."""
+    return entry is not None and _in_gap(_d(approved), _gap(entry, objection))
+
+
 def _in_gap(day: dt.date, gap: tuple[dt.date, dt.date | None, str] | None) -> bool:
     """Whether ``day`` falls where an upheld objection put the record out of force."""
     return gap is not None and gap[0] <= day and (gap[1] is None or day < gap[1])
@@ -262,7 +268,9 @@ def record_facts(key: str, state: SubjectState, index: Doc, rules: Rulebook) -> 
         if c.list == "blacklist" and repair is not None and repair.get("granted"):
             earliest, _ = earliest_repair(entry, rules)
             approved = _d(repair["approved"])
-            if earliest is not None and approved >= earliest:
+            # (not while an upheld objection has the record out of force: the repair has nothing to
+            # end, as for its publicity above; RULES.md 3: a repair ends both, or neither)
+            if earliest is not None and approved >= earliest and not _in_gap(approved, gap):
                 early = rules.listing_period(c.domain)[1]
                 leave_at = max(approved, add_months(c.since, early)) if early is not None else approved
                 if c.until is None or leave_at < c.until:
@@ -287,7 +295,7 @@ def publicity_track(sid: str, key: str, facts: Doc | None) -> list[Doc]:
     return out
 
 
-BASIS_VERSION: Final = 5
+BASIS_VERSION: Final = 6
 """The form of the basis and of what is derived with it. 2: the basis's dates kept as sorted
 ``[date, value]`` pairs (version 1, with no ``"v"``, kept them as dicts, which the lists scanned
 whole on every input: ``min`` of the dates, the dates after the clock, the adverse dates sorted;
@@ -300,10 +308,11 @@ the domain's blacklist, and a removal decision ends only the memberships of its 
 file: the subject's own, or those linked from the organisation that decided it (domain/engine.py
 ``_links``). 5: a linked record's key names its organisation (domain/state.py ``linked_key``); a
 file kept before is re-keyed (``with_current_linked_keys``) and an organisation's sends its links
-again (domain/engine.py ``relinks``). A state derived with another version is derived again from its
-records once, on
-its next input or tick (domain/history.py ``advance``): what that changes in its announced history
-is announced as usual, withdrawals first."""
+again (domain/engine.py ``relinks``). 6: the red list's clean years count from the end of a stay on a
+list (domain/history.py ``_red_list``), and a repair approved while an upheld objection has its record
+out of force ends no list membership (as it ends no publicity). A state derived with another version
+is derived again from its records once, on its next input or tick (domain/history.py ``advance``):
+what that changes in its announced history is announced as usual, withdrawals first."""
 
 
 def new_basis() -> Doc:

@@ -53,6 +53,7 @@ from domain.facts import (
     objection_index,
     publicity_track,
     record_facts,
+    repair_out_of_force,
     value_on,
 )
 from domain.record_maps import editable, finished, like
@@ -395,8 +396,9 @@ def _escalation(sid: str, memberships: list[Doc], k: int, changes: list[Doc]) ->
 
 def _red_list(sid: str, first: dt.date | None, adverse: Any, memberships: list[Doc], clean: int,
               changes: list[Doc]) -> list[Doc]:
-    """Three clean years (RULES.md 4): no adverse record within the last ``clean`` years and on no
-    list; ends on the next adverse record or list entry. ``adverse``: ``[date, the adverse records
+    """Three clean years (RULES.md 4): no adverse record within the last ``clean`` years, and on no
+    list within them (the years count from the day a stay ended); ends on the next adverse record or
+    list entry. ``adverse``: ``[date, the adverse records
     of that date (sorted)]`` pairs, sorted by date (the basis's: a list, or a large state's
     ``DatedPairs``)."""
     if first is None:
@@ -420,7 +422,10 @@ def _red_list(sid: str, first: dt.date | None, adverse: Any, memberships: list[D
         merged.append((_d(begin), _d(end), ("adverse_record", value_on(adverse, begin)[0])))
         begin = next_date(adverse, last)
     blocks: list[tuple[dt.date, dt.date | None, tuple[str, Any]]] = list(merged)
-    blocks += [(m["since"], m["until"], ("listing", m["causes"][0])) for m in memberships]
+    # a stay on a list is adverse while it lasts, and the clean years count from its end: a subject
+    # deleted from the court debtors' list, or off a blacklist, yesterday is no honest subject today
+    blocks += [(m["since"], add_years(m["until"], clean) if m["until"] is not None else None,
+                ("listing", m["causes"][0])) for m in memberships]
     blocks.sort(key=lambda b: (b[0], b[2]))
     cursor: dt.date | None = add_years(first, clean)
     out: list[Doc] = []
@@ -601,6 +606,7 @@ def _view(state: SubjectState, at: dt.date, parts: Doc, rules: Rulebook, next_du
             overdue.append(oid)
             objection_records[oid] = o["record_key"]
     repairs = {}
+    corrected_by = objection_index(state)["corrected_by"] if state.get("repairs") else {}
     for key, repair in sorted((state.get("repairs") or {}).items()):
         entry = (state.get("records") or {}).get(key)
         earliest, reason = earliest_repair(entry, rules)
@@ -608,6 +614,8 @@ def _view(state: SubjectState, at: dt.date, parts: Doc, rules: Rulebook, next_du
             reason = "not-granted"
         elif earliest is not None and _d(repair["approved"]) < earliest:
             reason = "before-earliest"
+        elif reason is None and repair_out_of_force(entry, corrected_by.get(key), repair["approved"]):
+            reason = "record-out-of-force"
         repairs[key] = {"approved": repair["approved"], "applied": reason is None, "reason": reason,
                         "earliest": earliest.isoformat() if earliest else None}
     return {"lists": dict(sorted(lists.items())), "publicity": {}, "overdue_objections": overdue,

@@ -48,9 +48,12 @@ def test_before_during_and_after_a_blacklisting():
     after = check(state, "honours", "2027-02-05", RULES)
     assert (after.outcome, after.basis, after.projected) == ("clear", (), True)
     assert check(state, "honours", "2027-02-04", RULES).outcome == "restricted"
-    # and three years after the adverse record the red list begins (projected too): bonus points
-    red = check(state, "government_procurement", "2027-02-05", RULES)
+    # off the list is not yet honest (RULES.md 4: three clean years): no incentive on the exit day
+    assert ids(check(state, "government_procurement", "2027-02-05", RULES).incentives) == []
+    # three years after the stay on the list ended the red list begins (projected too): bonus points
+    red = check(state, "government_procurement", "2030-02-05", RULES)
     assert (red.outcome, ids(red.incentives), red.measures) == ("incentive", ["trading.credit_bonus"], ())
+    assert check(state, "government_procurement", "2030-02-04", RULES).outcome == "clear"
 
 
 def test_review_only_for_licensing_and_nothing_for_high_consumption():
@@ -238,3 +241,37 @@ def test_any_arrival_order_gives_the_same_intervals_and_answers(inputs, rnd: ran
         other = run(order)
         assert intervals(other) == expected_intervals
         assert answers(other) == expected_answers
+
+
+def test_no_green_channel_the_day_a_subject_leaves_the_court_debtors_list():
+    # RULES.md 4: three consecutive clean years. Listed 2019, deleted as performed 2025: its listing
+    # was in force until then, so the red list waits three years from the deletion
+    listing = record("court_listing", "执R", "2019-03-04", listing_reason="refuse_with_ability")
+    deletion = record("court_deletion", "执R", "2025-03-03", deletion_reason="performed")
+    state = run([record_event(listing, "2019-03-05"), record_event(deletion, "2025-03-04")])
+    assert check(state, "administrative_licensing", "2025-03-02", RULES).outcome == "review"
+    assert check(state, "administrative_licensing", "2025-03-03", RULES).outcome == "clear"
+    assert check(state, "administrative_licensing", "2028-03-02", RULES).outcome == "clear"
+    green = check(state, "administrative_licensing", "2028-03-03", RULES)
+    assert green.outcome == "incentive" and ids(green.incentives) == ["licensing.green_channel"]
+
+
+def test_a_repair_approved_while_an_objection_has_the_record_out_of_force_ends_nothing():
+    # RULES.md 3: an approved repair ends publication and lifts joint punishment: both, or neither.
+    # A repair approved after an upheld objection found the record wrong, before its correction,
+    # ended the blacklist for good while the corrected penalty stayed published
+    from domain.validate import decision_key
+    from tests.builders import objection, repair
+
+    penalty = record("penalty", "环罚G", "2024-02-05", severity="severe", domain="environment")
+    key = decision_key(penalty)
+    base = [record_event(penalty, "2024-02-06"),
+            objection("OBG", key, "upheld", "2024-05-06", "2024-05-10", outcome="corrected", arrived="2024-05-10"),
+            record_event(dict(penalty, fields={"fine_amount": "0.500000"}), "2024-07-01")]
+    without = run(base)
+    state = run(base + [repair(key, "2024-06-03", arrived="2024-06-03")])
+    assert check(state, "bidding", "2024-07-01", RULES).outcome == check(without, "bidding", "2024-07-01", RULES).outcome
+    assert check(state, "bidding", "2024-07-01", RULES).outcome == "restricted"
+    assert state["evaluation"]["repairs"][key]["applied"] is False
+    assert state["evaluation"]["repairs"][key]["reason"] == "record-out-of-force"
+    assert state["evaluation"]["publicity"][key]["repaired"] is False

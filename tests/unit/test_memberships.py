@@ -109,11 +109,12 @@ def test_escalation_and_red_list_intervals():
     assert (by["escalated"].entered, by["escalated"].exited) == ("2020-06-01", "2021-06-01")
     assert memberships_at(state, "2021-01-04").get("escalated").lists == ("blacklist:taxation",
                                                                           "blacklist:work_safety")
-    # three years without adverse records after the last listing decision (2020-06-01)
+    # three years without adverse records and off every list: the taxation listing (2 years) lasted
+    # to 2022-01-06, after the work-safety one (to 2021-06-01): clean from 2025-01-06
     assert (by["red_list"].entered, by["red_list"].exited, by["red_list"].entry_projected) == (
-        "2023-06-01", None, False)
-    assert memberships_at(state, "2023-05-31").get("red_list") is None
-    assert memberships_at(state, "2023-06-01").get("red_list") is not None
+        "2025-01-06", None, False)
+    assert memberships_at(state, "2025-01-05").get("red_list") is None
+    assert memberships_at(state, "2025-01-06").get("red_list") is not None
 
 
 def test_instants():
