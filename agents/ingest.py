@@ -94,9 +94,6 @@ class IngestAgent:
         # What this batch teaches the index first, so records in the same batch attach directly.
         released = await self.index.learn(list(teach.items()))
         resolved = await self.index.lookup_or_park([(keys, origin_of(msg), payload) for keys, msg, payload in waiting])
-        if len(self._taught) > self.TAUGHT_KEPT:
-            self._taught.clear()
-        self._taught.update(teach)
 
         for event, msg in attached:
             out.add(event, msg)
@@ -109,8 +106,17 @@ class IngestAgent:
         out.add_released(released)
         # once the released events are on the log, they are no longer parked
         checkpoint.after_flush(lambda: self.index.unpark(released))
+        # what was taught is remembered (not taught again) only once the batch is through: a batch
+        # retried after a failed flush must learn again, or the records its first attempt released
+        # (never produced) would stay parked under a number the index knows
+        checkpoint.after_flush(lambda: self._remember_taught(teach))
         if parked:
             checkpoint.after_flush(lambda: metrics.PARKED.inc(parked))
+
+    def _remember_taught(self, teach: dict[str, str]) -> None:
+        if len(self._taught) > self.TAUGHT_KEPT:
+            self._taught.clear()
+        self._taught.update(teach)
 
     def decode(self, msg: ConsumerRecord, dead: DeadLetterSink, now_ms: int) -> tuple[str, dict] | None:
         """The schema name and Avro body of a department message, or None once it is dead-lettered."""

@@ -85,8 +85,12 @@ def learned_pairs(ids: Doc, *, registration: bool = False) -> list[tuple[str, st
     pairs = [(lookup_key("org", embedded), uscc)]
     # not an organisation code other than the one embedded in the USCC (the record says
     # ``org-code-mismatch``: one of the two is wrong, and the index must not learn which from it),
-    # nor a number that may be a person's ID number (personal data, never a key; not the subject's)
-    pairs += [(key, uscc) for key in legacy_lookup_keys({**ids, "org_code": None}) if not _personal(key)]
+    # nor a number that may be a person's ID number (personal data, never a key; not the subject's),
+    # unless the registration authority names it the organisation's tax number: a 15-digit tax
+    # number (division + organisation code) can read as a first-generation ID number, and the records
+    # parked on it would otherwise wait for ever
+    pairs += [(key, uscc) for key in legacy_lookup_keys({**ids, "org_code": None})
+              if not _personal(key) or registration and key.startswith("tax_no:")]
     # Keep the first occurrence of each key, in order.
     seen: set[str] = set()
     out = []

@@ -163,3 +163,13 @@ def test_a_registration_of_an_early_pilot_code_teaches_its_numbers():
     assert learned_pairs({"uscc": PILOT_USCC, "reg_no": REG_NO}, registration=True) == [
         (f"org:{PILOT_USCC[8:17]}", PILOT_USCC), (f"reg_no:{REG_NO}", PILOT_USCC)]
     assert learned_pairs({"uscc": "9131011066600721", "reg_no": REG_NO}, registration=True) == []  # 17 chars
+
+
+def test_a_registration_teaches_a_tax_number_that_reads_like_an_old_id_number():
+    # a 15-digit tax number (division 410105 + organisation code 850312000) reads as a first-generation
+    # ID number (born 1985-03-12): a department's record never teaches it (it may be a person's), but
+    # the registration authority names it the organisation's, and records are parked on it
+    tax = "410105850312000"
+    assert NeedsLookup((f"tax_no:{tax}",)) == plan(penalty(uscc=None, org_code=None, reg_no=None, tax_no=tax))
+    assert (f"tax_no:{tax}", USCC) in learned_pairs({"uscc": USCC, "tax_no": tax}, registration=True)
+    assert (f"tax_no:{tax}", USCC) not in learned_pairs({"uscc": USCC, "tax_no": tax})
