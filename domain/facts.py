@@ -250,7 +250,8 @@ def record_facts(key: str, state: SubjectState, index: Doc, rules: Rulebook) -> 
                 facts["adverse"] = False  # (an organisation's removal, linked: not adverse for the person)
         else:
             if base == "penalty":
-                facts["adverse"] = facts["adverse"] or _attr(entry, "severity") != "minor"
+                facts["adverse"] = facts["adverse"] or _attr(entry, "severity") != "minor" \
+                    or rules.regime_for(d).minor_is_adverse
                 if kind == "penalty":
                     pub = penalty_publicity(entry, repairs.get(key), rules, gap)
                     if pub is not None:

@@ -81,6 +81,9 @@ class Regime:
     tiers: dict[str, Tier]
     domain_min_months: dict[str, int] = field(default_factory=dict)
     source: str = ""
+    minor_is_adverse: bool = False
+    """A 轻微 (minor) penalty of this regime is an adverse record (it ends a red list): where the
+    regime treats 轻微 as 一般 (2019, 2023)."""
 
 
 @dataclass(frozen=True)
@@ -465,7 +468,10 @@ def _regimes(raw: Any) -> tuple[Regime, ...]:
             raise RulebookError(f"regime[{i}]: not a table")
         name = _str(table, f"regime[{i}].name", "name")
         where = f"regime {name!r}"
-        _only(table, where, {"name", "from", "source", "tiers", "domain_min_months", "note"})
+        _only(table, where, {"name", "from", "source", "tiers", "domain_min_months", "note", "minor_is_adverse"})
+        minor_is_adverse = table.get("minor_is_adverse", False)
+        if not isinstance(minor_is_adverse, bool):
+            raise RulebookError(f"{where}.minor_is_adverse: true or false, not {minor_is_adverse!r}")
         start = table.get("from")
         if isinstance(start, str):
             try:
@@ -496,7 +502,7 @@ def _regimes(raw: Any) -> tuple[Regime, ...]:
             raise RulebookError(f"{where}.domain_min_months: not a table")
         overrides = {d: _int(overrides_raw, f"{where}.domain_min_months.{d}", d, minimum=0) for d in overrides_raw}
         source = table.get("source", "")
-        out.append(Regime(name, start, tiers, overrides, source if isinstance(source, str) else ""))
+        out.append(Regime(name, start, tiers, overrides, source if isinstance(source, str) else "", minor_is_adverse))
     out.sort(key=lambda r: r.start)
     for a, b in zip(out, out[1:]):
         if a.start == b.start:

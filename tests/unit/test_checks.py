@@ -275,3 +275,14 @@ def test_a_repair_approved_while_an_objection_has_the_record_out_of_force_ends_n
     assert state["evaluation"]["repairs"][key]["applied"] is False
     assert state["evaluation"]["repairs"][key]["reason"] == "record-out-of-force"
     assert state["evaluation"]["publicity"][key]["repaired"] is False
+
+
+@pytest.mark.parametrize("decided, adverse", [("2019-06-03", True), ("2024-05-06", True), ("2025-08-04", False)])
+def test_a_minor_penalty_ends_the_green_channel_where_its_regime_treats_it_as_general(decided, adverse):
+    # RULES.md 4 (an adverse record ends the red list) and the rules file: the 2019 and 2023 regimes
+    # treat 轻微 as 一般 (published as one); the 2025 tiers make it a tier of its own
+    licence = record("license", "许1", "2015-03-04")
+    minor = record("penalty", "罚1", decided, severity="minor", domain="market")
+    state = run([record_event(licence, "2015-03-05"), record_event(minor, decided)])
+    answer = check(state, "administrative_licensing", decided, RULES)
+    assert (answer.outcome == "incentive") is not adverse, answer

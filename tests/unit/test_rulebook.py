@@ -24,8 +24,9 @@ def raw():
 
 
 def test_default_file_loads(rules):
-    assert rules.version == "2026-12-03.1"
+    assert rules.version == "2026-12-04.1"
     assert [r.name for r in rules.regimes] == ["2019", "2023", "2025"]
+    assert [r.minor_is_adverse for r in rules.regimes] == [True, True, False]  # 轻微 as 一般 before 2025
     assert rules.henan_max_disclosure_years == 5
     assert rules.escalation_min_domains == 2
     assert rules.red_list_clean_years == 3
@@ -251,6 +252,7 @@ _DELETE = object()
         (("regime", 0, "tiers", "general", "min_months"), True, "not a whole number"),
         (("regime", 1, "domain_min_months", "fire"), 1.5, "fire"),
         (("regime", 0, "typo"), 1, "unknown key"),
+        (("regime", 0, "minor_is_adverse"), "yes", "minor_is_adverse: true or false"),
         (("unknown_severity_tier",), "grave", "unknown_severity_tier"),
         (("henan_max_disclosure_years",), 0, "henan_max_disclosure_years"),
         (("non_repairable", "markers"), [], "markers"),
