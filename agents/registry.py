@@ -17,7 +17,7 @@ from domain.attach import learned_pairs
 from domain.kinds import REGISTRATION_SCHEMA
 from domain.validate import Rejection, normalise_event
 from sinks.checkpoint import Checkpoint
-from sinks.registry_index import RegistryIndex
+from sinks.registry_index import RegistryIndex, mapping_version
 from sinks.subject_events import SubjectEventWriter
 from streams.codec import AvroCodec, DecodeError
 from streams.topics import Topics
@@ -42,7 +42,7 @@ class RegistryAgent:
         await self.codec.ensure_for(msg.value for msg in records)  # a remote registry: ids not seen yet
         dead = checkpoint.dead
         out = SubjectEventWriter(checkpoint.kafka, self.topics.subject_events, dead, self.index.keys)
-        pairs: dict[str, str] = {}
+        pairs: dict[str, tuple[str, str]] = {}  # lookup key -> (USCC, mapping version): the newest
         now_ms = clock.now_ms()
         for msg in records:
             if msg.value is None:  # a tombstone on the compacted topic: nothing to learn
@@ -67,10 +67,15 @@ class RegistryAgent:
             if not learned:
                 dead.add(msg, "bad-identifier", "a registration needs a USCC (of the right shape)")
                 continue
+            # the newest registration of a number wins, by its own date, then stamp and origin,
+            # not by the order registrations arrive in (sinks/registry_index.py mapping_version)
+            version = mapping_version(registration=True, dated=rec.get("decision_date"), stamp_ms=msg.timestamp,
+                                      origin=origin_of(msg))
             for key, uscc in learned:
-                pairs[key] = uscc  # a later registration of the same number wins
+                if key not in pairs or pairs[key][1] < version:
+                    pairs[key] = (uscc, version)
             out.add(events.of_record(rec["ids"]["uscc"], "uscc", origin_of(msg), rec, msg.timestamp), msg)
 
-        released = await self.index.learn(list(pairs.items()))
+        released = await self.index.learn([(key, uscc, version) for key, (uscc, version) in pairs.items()])
         out.add_released(released)
         checkpoint.after_flush(lambda: self.index.unpark(released))

@@ -199,6 +199,12 @@ class Keys:
     def id_index(self) -> str:
         return f"{self.namespace}:idx"
 
+    @property
+    def id_index_versions(self) -> str:
+        """Lookup key -> the version of the mapping ``id_index`` holds (sinks/registry_index.py
+        ``mapping_version``): a mapping is replaced only by a newer one, whatever the arrival order."""
+        return f"{self.namespace}:idx:v"
+
     def parked(self, lookup_key: str) -> str:
         return f"{self.namespace}:parked:{lookup_key}"
 

@@ -50,12 +50,18 @@ return out
 """
 
 _LEARN = """
-local index, parked_keys, prefix = KEYS[1], KEYS[2], ARGV[1]
+local index, parked_keys, versions, prefix = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
 local out = {}
-for i = 2, #ARGV, 2 do
-  local key, uscc = ARGV[i], ARGV[i + 1]
-  if redis.call('HGET', index, key) ~= uscc then
-    redis.call('HSET', index, key, uscc)
+for i = 2, #ARGV, 3 do
+  local key, uscc, version = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local held = redis.call('HGET', versions, key)
+  if held == false or version > held then
+    if redis.call('HGET', index, key) ~= uscc then
+      redis.call('HSET', index, key, uscc)
+    end
+    redis.call('HSET', versions, key, version)
+  else
+    uscc = redis.call('HGET', index, key) or uscc
   end
   if redis.call('SISMEMBER', parked_keys, key) == 1 then
     local entries = redis.call('HGETALL', prefix .. key)
@@ -69,6 +75,16 @@ for i = 2, #ARGV, 2 do
 end
 return out
 """
+
+def mapping_version(*, registration: bool, dated: str | None, stamp_ms: int, origin: str) -> str:
+    """The version of a (legacy number -> USCC) mapping, compared as a string: a registration (the
+    registration authority's own record, 存量代码转换) outranks what a department's record teaches
+    beside a valid USCC; then the newer by the record's own date (a registration's date; a
+    decision's date), then by its stamp, then its origin. So the mapping a number ends with is the
+    same whatever order the registrations and records arrive in (RULES.md 3a); several
+    registrations naming one number sit on several partitions (keyed by their USCCs)."""
+    return f"{2 if registration else 1}|{dated or '0000-00-00'}|{max(stamp_ms, 0):015d}|{origin}"
+
 
 _UNPARK = """
 local parked_keys, prefix = KEYS[1], ARGV[1]
@@ -111,14 +127,18 @@ class RegistryIndex:
         result = await self._lookup_or_park(keys=[self.keys.id_index, self.keys.parked_keys], args=args)
         return [(v.decode() if isinstance(v, bytes) else v) or None for v in result]
 
-    async def learn(self, pairs: list[tuple[str, str]]) -> list[Released]:
-        """Store (lookup key, USCC) pairs; return the records parked under those keys (still parked)."""
+    async def learn(self, pairs: list[tuple[str, str, str]]) -> list[Released]:
+        """Store (lookup key, USCC, version) triples, each only if its version (:func:`mapping_version`)
+        is newer than the one the index holds for that key (a mapping stored before versions were kept
+        counts as older than any); return the records parked under those keys (still parked), to the
+        USCC the index holds then."""
         if not pairs:
             return []
         args: list = [self._prefix]
-        for key, uscc in pairs:
-            args += [key, uscc]
-        flat = await self._learn(keys=[self.keys.id_index, self.keys.parked_keys], args=args)
+        for key, uscc, version in pairs:
+            args += [key, uscc, version]
+        flat = await self._learn(keys=[self.keys.id_index, self.keys.parked_keys, self.keys.id_index_versions],
+                                 args=args)
         released: dict[str, Released] = {}
         for i in range(0, len(flat), 4):
             uscc = flat[i + 1].decode()
