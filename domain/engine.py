@@ -464,22 +464,23 @@ def _linked_repair(state: SubjectState, key: str, reps: Reps) -> list[ev.Subject
             for rep_id, _name in reps for content, ms, origin, _rank in slot.get("versions") or ()]
 
 
-def _timeliness_of(entry: View | None, cal: WorkingCalendar) -> tuple[str, int] | None:
-    """A penalty's or licence's timeliness (RULES.md 2, 3a): its unit, and the working days from its
-    decision date to its earliest sighting (the department's stamp); None for other records."""
+def _timeliness_basis(entry: View | None) -> tuple[str, str, str] | None:
+    """What a penalty's or licence's timeliness (RULES.md 2, 3a) is taken from: its unit, its
+    decision date and the China date of its earliest sighting (the department's stamp); None for
+    other records."""
     content = (entry or {}).get("content")
     if not content or content.get("kind") not in TIMELINESS_KINDS or entry is None:
         return None
     decided, first = content.get("decision_date"), entry.get("first_ms")
     if not decided or not first:
         return None
-    arrived = dt.date.fromisoformat(date_of_ms(int(first)))
-    return str(content.get("source_unit") or "?"), cal.workdays_between(dt.date.fromisoformat(str(decided)), arrived)
+    return str(content.get("source_unit") or "?"), str(decided), date_of_ms(int(first))
 
 
 def _timeliness_moved(before: SubjectState, after: SubjectState, event: ev.RecordEvent,
                       cal: WorkingCalendar) -> tuple[tuple[str, int, int], ...]:
-    """The change in timeliness counts an input makes (``Step.timeliness``)."""
+    """The change in timeliness counts an input makes (``Step.timeliness``): the old count taken
+    back, the new one added, when the unit, the decision date or the earliest sighting moved."""
     if event.record.get("kind") not in TIMELINESS_KINDS:
         return ()
     key = decision_key(event.record)
@@ -487,15 +488,16 @@ def _timeliness_moved(before: SubjectState, after: SubjectState, event: ev.Recor
     new_entry = (after.get("records") or {}).get(key)
     if old_entry is new_entry:
         return ()
-    old = _timeliness_of(cast("View | None", old_entry), cal)
-    new = _timeliness_of(cast("View | None", new_entry), cal)
+    old = _timeliness_basis(cast("View | None", old_entry))
+    new = _timeliness_basis(cast("View | None", new_entry))
     if old == new:
         return ()
     moved: list[tuple[str, int, int]] = []
-    if old is not None:
-        moved.append((old[0], old[1], -1))
-    if new is not None:
-        moved.append((new[0], new[1], 1))
+    for basis, sign in ((old, -1), (new, 1)):
+        if basis is not None:
+            unit, decided, arrived = basis
+            workdays = cal.workdays_between(dt.date.fromisoformat(decided), dt.date.fromisoformat(arrived))
+            moved.append((unit, workdays, sign))
     return tuple(moved)
 
 

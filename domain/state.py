@@ -432,50 +432,55 @@ def _copy(state: SubjectState) -> SubjectState:
 _NEVER: Final[list[Any]] = ["", 0, ""]  # a name or identifier kept before identity_at: older than any
 
 
-def _at_key(at: list[Any]) -> tuple[Any, ...]:
-    return str(at[0]), int(at[1]), origin_key(str(at[2]))
-
-
 def _merge_identity(state: SubjectState, record: Doc, event_ms: int, origin: str) -> None:
     """Fold what ``record`` says of the subject's identity into ``state`` (modified in place: a
     ``_copy``). The newest by the record's own date (its decision date; else the China date of its
     stamp), then its stamp and origin, wins: the current name, the category and each identifier are
     the newest record's, whatever order the records arrive in (RULES.md 3a: an older decision sent
     late never undoes a newer one); the names are kept oldest first. Flags and other numbers are a
-    set (kept sorted)."""
+    set (kept sorted). Versions compare as ``[date, ms, origin]`` lists."""
     at: list[Any] = [record.get("decision_date") or date_of_ms(event_ms), event_ms, origin]
-    key = _at_key(at)
     known: Doc = dict(state.get("identity_at") or {})
     name = record.get("subject_name")
     if name:
         named: dict[str, list[Any]] = dict(known.get("names") or {})
         was = named.get(name)
-        if was is None or _at_key(was) < key:
+        if was is None or was < at:
             named[name] = at
-        order = {n: i for i, n in enumerate(state["names"])}
-        names = sorted(set(state["names"]) | {name},
-                       key=lambda n: (_at_key(named.get(n) or _NEVER), order.get(n, len(order))))
-        state["names"] = names[-NAMES_KEPT:]
+        names = state["names"]
+        if not (names and names[-1] == name):
+            # (the current name named again: it stays the newest, its date only grows)
+            order = {n: i for i, n in enumerate(names)}
+            names = sorted(set(names) | {name}, key=lambda n: (named.get(n) or _NEVER, order.get(n, len(order))))
+            state["names"] = names[-NAMES_KEPT:]
         known["names"] = {n: named[n] for n in state["names"] if n in named}
+    ids = state["ids"]
     ids_at: dict[str, list[Any]] = dict(known.get("ids") or {})
+    changed = False
     for kind, value in (record.get("ids") or {}).items():
         if kind == "other":
-            state["ids"]["other"] = sorted(set(state["ids"].get("other") or ()) | set(value))
+            others = ids.get("other") or []
+            if any(v not in others for v in value):
+                ids["other"] = sorted(set(others) | set(value))
+                changed = True
         elif value:
             was = ids_at.get(kind)
-            if kind not in state["ids"] or was is None or _at_key(was) < key:
-                state["ids"][kind] = value
+            if kind not in ids or was is None or was < at:
+                if ids.get(kind) != value:
+                    ids[kind] = value
+                    changed = True
                 ids_at[kind] = at
     if ids_at:
         known["ids"] = ids_at
-    state["ids"] = dict(sorted(state["ids"].items()))  # the same document in any order
+    if changed:
+        state["ids"] = dict(sorted(ids.items()))  # the same document in any order
     if record.get("subject_category"):
         was = known.get("category")
-        if state.get("category") is None or was is None or _at_key(was) < key:
+        if state.get("category") is None or was is None or was < at:
             state["category"] = record["subject_category"]
             known["category"] = at
     flags = record.get("id_flags") or ()
-    if flags:
+    if flags and any(f not in state["flags"] for f in flags):
         state["flags"] = sorted(set(state["flags"]) | set(flags))
     state["identity_at"] = known
 

@@ -33,6 +33,7 @@ import orjson
 
 from creditstream.settings import Settings
 from domain.fields import _PLACEHOLDERS as _NO_VALUE  # "无", "NULL", ...: the pipeline reads no code
+from domain.fields import _filler
 from domain.identifiers import normalise_code
 from domain.kinds import SCHEMA_OF_KIND
 from streams import kafka
@@ -57,19 +58,30 @@ class ProduceReport:
         return "\n".join(lines)
 
 
+_LATEST_MS = 253402300800000  # 10000-01-01: a message timestamp is epoch milliseconds below it
+
+
 def _timestamp_ms(value) -> int | None:
+    """A line's ``timestamp``: ISO 8601 (China time when it names no zone), or epoch milliseconds."""
     if value is None:
         return None
+    if isinstance(value, bool) or isinstance(value, float) and value != value:
+        raise ValueError(f"timestamp: not a time: {value!r}")
     if isinstance(value, (int, float)):
+        if not 0 <= value < _LATEST_MS:
+            raise ValueError(f"timestamp: {value!r} ms is outside 1970-01-01 .. 9999-12-31")
         return int(value)
-    ts = dt.datetime.fromisoformat(str(value))
+    if not isinstance(value, str):
+        raise ValueError(f"timestamp: an ISO 8601 string or epoch milliseconds, not {type(value).__name__}")
+    ts = dt.datetime.fromisoformat(value)
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=dt.timezone(dt.timedelta(hours=8)))  # China Standard Time
     return int(ts.timestamp() * 1000)
 
 
 # The subject's identifier, best first (the pipeline's order: USCC, resident ID, legacy numbers).
-SUBJECT_KEY_FIELDS = ("uscc", "person_id_no", "org_code", "reg_no", "tax_no")
+SUBJECT_KEY_FIELDS = ("uscc", "person_id_no", "org_code", "reg_no", "tax_no", "institution_cert_no",
+                      "social_org_cert_no")
 # Kinds whose subject is named by other fields than SUBJECT_KEY_FIELDS.
 _KEY_FIELDS_OF_KIND = {
     "registration": ("uscc",),  # compacted topic: the key is the USCC
@@ -85,7 +97,7 @@ def subject_key(kind: str, fields: dict) -> bytes | None:
         if value is None:
             continue
         code = normalise_code(str(value))
-        if code and code not in _NO_VALUE:
+        if code and code not in _NO_VALUE and not _filler(code):  # 000000000000000000 is no code
             return code.encode()
     return None
 
@@ -102,10 +114,12 @@ def encode_line(line: str, codec, topics: Topics) -> tuple[str, bytes, bytes | N
     ts = _timestamp_ms(obj.get("timestamp"))
     if kind == "raw":
         kinds = sorted(SPEC_OF_KIND)
-        if obj.get("topic") not in kinds:
+        if not isinstance(obj.get("topic"), str) or obj["topic"] not in kinds:
             raise ValueError(f"raw: 'topic' must name an input kind: {', '.join(kinds)}")
+        if not isinstance(obj.get("value_hex", ""), str):
+            raise ValueError("raw: 'value_hex' must be a string of hex digits")
         return topics.for_kind(obj["topic"]), bytes.fromhex(obj.get("value_hex", "")), None, ts
-    if kind not in SPEC_OF_KIND:
+    if not isinstance(kind, str) or kind not in SPEC_OF_KIND:
         raise ValueError(f"unknown kind {kind!r}; one of {', '.join(SCHEMA_OF_KIND)}")
     fields = obj.get("fields")
     if not isinstance(fields, dict):
@@ -153,6 +167,8 @@ async def produce_file(settings: Settings, path: str, *, dry_run: bool = False) 
             encoded.append(encode_line(line, codec, topics))
         except ValueError as exc:
             report.refused.append((line_no, str(exc)))
+        except Exception as exc:  # noqa: BLE001 - a line nothing above foresaw is refused, never the run's end
+            report.refused.append((line_no, f"cannot encode: {type(exc).__name__}: {exc}"[:300]))
     if dry_run:
         for topic, *_ in encoded:
             report.sent[topic] += 1

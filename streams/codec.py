@@ -697,6 +697,14 @@ def from_json(full_name: str, obj: dict) -> dict:
         value = obj[name]
         logical = _logical(field["type"])
         if value is None or logical is None:
+            base = _branch(field["type"])
+            # the Avro writer writes the truth of any value as a boolean ("false" would be true) and
+            # a bool as an int: a value of the wrong JSON type is refused here, naming the field
+            if base == "boolean" and value is not None and not isinstance(value, bool):
+                raise ValueError(f"{full_name}.{name}: expected true or false, got {value!r}"[:200])
+            if base in ("int", "long") and value is not None and (isinstance(value, bool)
+                                                                  or not isinstance(value, int)):
+                raise ValueError(f"{full_name}.{name}: expected a whole number, got {value!r}"[:200])
             out[name] = value
             continue
         try:

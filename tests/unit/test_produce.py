@@ -107,6 +107,9 @@ def test_repair_listing_decision_and_feedback():
         ({"uscc": "  ", "org_code": "NULL", "reg_no": COMPANY_REG_NO}, COMPANY_REG_NO),
         ({}, None),
         ({"uscc": None, "legal_rep_id_no": PERSON_ID}, None),  # a legal representative is not the subject
+        # a filler code is no code, as the pipeline reads it (domain/fields.py _filler)
+        ({"uscc": "000000000000000000", "person_id_no": PERSON_ID}, PERSON_ID),
+        ({"uscc": None, "institution_cert_no": "12410000MB1234567X"}, "12410000MB1234567X"),
     ],
 )
 def test_subject_key_order(fields, key):
@@ -120,3 +123,30 @@ def test_raw_lines_have_no_key():
 
 def test_no_identifier_no_key():
     assert key_of(line("penalty", drop=("uscc",), legal_rep_name=None, legal_rep_id_no=None)) is None
+
+
+@pytest.mark.parametrize("obj, says", [
+    ({"kind": ["penalty"]}, "unknown kind"),
+    ({"kind": "raw", "topic": "penalty", "value_hex": 7}, "value_hex"),
+    ({"kind": "raw", "topic": ["penalty"]}, "must name an input kind"),
+])
+def test_a_line_of_the_wrong_shape_is_refused_not_a_crash(obj, says):
+    with pytest.raises(ValueError, match=says):
+        encode_line(orjson.dumps(obj).decode(), CODEC, TOPICS)
+
+
+@pytest.mark.parametrize("timestamp", [1e30, -1, True, [2024], float("nan")])
+def test_a_timestamp_that_is_no_time_is_refused(timestamp):
+    text = line("penalty").replace('{"kind"', '{"timestamp":' + (orjson.dumps(timestamp).decode()
+                                                                 if timestamp == timestamp else "NaN") + ',"kind"', 1)
+    with pytest.raises(ValueError):
+        encode_line(text, CODEC, TOPICS)
+
+
+@pytest.mark.parametrize("value", ["false", "no", 0, 1])
+def test_a_boolean_field_takes_only_true_or_false(value):
+    # the Avro writer wrote the truth of any value: "false" was sent as true
+    with pytest.raises(ValueError, match="simplified_procedure: expected true or false"):
+        encode_line(line("penalty", simplified_procedure=value), CODEC, TOPICS)
+    assert CODEC.decode(encode_line(line("penalty", simplified_procedure=False), CODEC, TOPICS)[1])[1][
+        "simplified_procedure"] is False
