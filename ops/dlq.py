@@ -332,8 +332,10 @@ def _schema_for(kind: str) -> str:
 
 
 async def _encode_fix(settings: Settings, codec, letter: DeadLetter, path, kind: str | None
-                      ) -> tuple[bytes, int | None, str]:
-    """The fixed value (Avro, Confluent wire format) for ``letter``, its timestamp, and the topic it goes to."""
+                      ) -> tuple[bytes, int | None, str, bytes | None]:
+    """The fixed value (Avro, Confluent wire format) for ``letter``, its timestamp, the topic it goes
+    to, and its key: the fixed record's subject (a fix that changes the identifier moves the record to
+    its subject's partition, as ``creditstream produce`` keys it), else the letter's own key."""
     from streams.codec import RegistryError, from_json
 
     fields, file_kind, ts = _load_fix(path)
@@ -354,7 +356,12 @@ async def _encode_fix(settings: Settings, codec, letter: DeadLetter, path, kind:
         raise  # the registry's failure, not the fix's
     except Exception as exc:  # noqa: BLE001 - ValueError/EncodeError name the field
         raise RedriveError(f"the fix file {path} does not encode as {schema}: {exc}") from None
-    return value, ts, topic
+    from domain.kinds import KIND_OF_SCHEMA
+    from ops.produce import subject_key
+
+    fixed_kind = KIND_OF_SCHEMA.get(schema or "")
+    key = subject_key(fixed_kind, record) if fixed_kind else None
+    return value, ts, topic, key if key is not None else letter.key
 
 
 def home_topic(settings: Settings, schema: str | None, source: str) -> str:
@@ -432,9 +439,12 @@ async def redrive(settings: Settings, refs: list[str] | None = None, *, flt: Fil
     codec = make_codec(settings)
     sends = []
     for letter, item in todo:
+        key = letter.key
         if fix is not None:
-            value, ts, topic = await _encode_fix(settings, codec, letter, fix, kind)
+            value, ts, topic, key = await _encode_fix(settings, codec, letter, fix, kind)
             item.fixed = True
+            if key != letter.key:
+                item.note = "keyed by the fixed record's subject"
         else:
             value, ts, topic = letter.value, letter.source_timestamp or None, letter.source_topic
             if item.reason == "unexpected-schema":  # sent to another kind's topic: re-driven to its own
@@ -442,9 +452,9 @@ async def redrive(settings: Settings, refs: list[str] | None = None, *, flt: Fil
                 topic = home_topic(settings, schema, letter.source_topic)
         if topic != letter.source_topic:
             item.note = f"to {topic}, the topic of its kind (it came from {letter.source_topic})"
-        sends.append((letter, item, value, ts, topic))
+        sends.append((letter, item, value, ts, topic, key))
     if dry_run:
-        for _, item, _, _, _ in sends:
+        for _, item, _, _, _, _ in sends:
             item.action = "would-redrive"
         return report
     if not sends:
@@ -456,8 +466,8 @@ async def redrive(settings: Settings, refs: list[str] | None = None, *, flt: Fil
     audit_key = Keys(settings.namespace).dlq_redriven
     await producer.start()
     try:
-        for letter, item, value, ts, topic in sends:
-            fut = await producer.send(topic, value, key=letter.key, headers=_headers_for(letter), timestamp_ms=ts)
+        for letter, item, value, ts, topic, key in sends:
+            fut = await producer.send(topic, value, key=key, headers=_headers_for(letter), timestamp_ms=ts)
             meta = await fut
             item.action = "redriven"
             item.target = {"topic": meta.topic, "partition": meta.partition, "offset": meta.offset}

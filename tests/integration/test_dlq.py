@@ -113,6 +113,8 @@ async def test_list_show_and_redrive(pipeline, department, redis, settings, tmp_
     [item] = report.items
     assert item.action == "redriven" and item.fixed
     assert item.target["topic"] == department.topics.penalty
+    # sent as creditstream produce keys it (by the fixed record's subject), not by the letter's key
+    assert item.note == "keyed by the fixed record's subject"
 
     async def reached():
         state = await state_of(redis, settings, samples.COMPANY_USCC)
