@@ -510,6 +510,12 @@ def cmd_replay(args) -> int:
           f"in {result.seconds:.2f}s ({result.rate:,.0f} events/s, {processes}); {len(result.changes)} list changes")
     code = EXIT_OK
     if args.verify:
+        behind = -sum(n for n in result.live_offset.values() if n < 0)
+        ahead = sum(n for n in result.live_offset.values() if n > 0)
+        if behind or ahead:
+            parts = ", ".join(f"{p}: {n:+d}" for p, n in sorted(result.live_offset.items()))
+            print(f"verify: the live workers were {behind} event(s) behind and {ahead} ahead of the rebuild "
+                  f"(by partition, {parts}): differences may be only that; rerun once they have caught up")
         if result.differences:
             print(f"{len(result.differences)} difference(s) with the live state:")
             for line in result.differences:

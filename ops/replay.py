@@ -63,6 +63,10 @@ class ReplayResult:
     jobs: int = 1  # processes that rebuilt it
     fenced: bool = False  # several processes, each transaction WATCHing its subjects (a subject on two partitions)
     abandoned: list[str] = field(default_factory=list)  # earlier replays found interrupted
+    # --verify: per partition, live position minus the rebuilt one when they differed at the diff
+    # (negative: the live workers had not yet applied that many events; positive: events arrived
+    # after the rebuild): differences then may be nothing but that
+    live_offset: dict[int, int] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -433,6 +437,7 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
         await redis.hset(keys.replay_progress(generation),
                          mapping={"status": "complete", "events": result.events, "finished": int(time.time())})
         if verify:
+            result.live_offset = await _await_live_positions(redis, live, keys, all_partitions)
             result.differences = await diff_generations(redis, live, keys)
         if switch:
             await _refuse_if_workers_run(redis, live)  # none may have started during the rebuild
@@ -452,6 +457,34 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
                 await alive
         await redis.aclose()
     return result
+
+
+VERIFY_CATCH_UP_S = 30.0
+"""How long ``--verify`` waits for running workers to apply what the rebuild applied."""
+
+
+async def _positions(redis, keys: Keys, partitions: list[int]) -> dict[int, int]:
+    values = await redis.mget([keys.position(p) for p in partitions]) if partitions else []
+    return {p: int(v) if v is not None else 0 for p, v in zip(partitions, values)}
+
+
+async def _await_live_positions(redis, live: Keys, rebuilt: Keys, partitions: list[int],
+                                wait_s: float | None = None) -> dict[int, int]:
+    """Before ``--verify`` compares: wait (up to :data:`VERIFY_CATCH_UP_S`) until the live
+    generation's workers have applied the subject-event log as far as the rebuild did, so that a
+    worker merely behind the log is not reported as a difference. Returns, per partition where they
+    still differ, the live position minus the rebuilt one."""
+    wait_s = VERIFY_CATCH_UP_S if wait_s is None else wait_s
+    target = await _positions(redis, rebuilt, partitions)
+    deadline = time.monotonic() + wait_s
+    while True:
+        now = await _positions(redis, live, partitions)
+        behind = {p: now[p] - target[p] for p in partitions if now[p] < target[p]}
+        if not behind or time.monotonic() >= deadline:
+            break
+        log.info("verify: waiting for the live workers to catch up", events_behind=-sum(behind.values()))
+        await asyncio.sleep(0.5)
+    return {p: now[p] - target[p] for p in partitions if now[p] != target[p]}
 
 
 async def _all_state(redis, keys: Keys) -> tuple[dict[str, dict], dict[str, set[str]]]:
