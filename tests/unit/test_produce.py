@@ -150,3 +150,19 @@ def test_a_boolean_field_takes_only_true_or_false(value):
         encode_line(line("penalty", simplified_procedure=value), CODEC, TOPICS)
     assert CODEC.decode(encode_line(line("penalty", simplified_procedure=False), CODEC, TOPICS)[1])[1][
         "simplified_procedure"] is False
+
+
+async def test_a_file_is_produced_a_chunk_at_a_time_with_its_refusals_numbered(tmp_path, monkeypatch):
+    # a file of any size in bounded memory (it was read and encoded whole first): chunks of
+    # CHUNK_LINES, each line still refused with its own number
+    import ops.produce as produce
+    from creditstream.settings import Settings
+
+    monkeypatch.setattr(produce, "CHUNK_LINES", 3)
+    good = line("penalty")
+    text = "\n".join([good, "// a comment", good, "not json", "", good, '{"kind": ["penalty"]}', good, good]) + "\n"
+    path = tmp_path / "in.jsonl"
+    path.write_text(text, encoding="utf-8")
+    report = await produce.produce_file(Settings(), str(path), dry_run=True, progress=False)
+    assert sum(report.sent.values()) == 5
+    assert [n for n, _ in report.refused] == [4, 7]
