@@ -21,4 +21,9 @@ def future_stamp(msg: ConsumerRecord, now_ms: int) -> str | None:
     if clock.is_future_ms(msg.timestamp, now_ms):
         return (f"message timestamp {clock.date_of_ms(msg.timestamp)} ({msg.timestamp} ms) is after the wall clock "
                 f"({clock.date_of_ms(now_ms)}) + {clock.FUTURE_TOLERANCE_MS // 1000} s")
+    if clock.date_of_ms(msg.timestamp) > clock.date_of_ms(now_ms):
+        # within the tolerance, but on tomorrow's China date: it would date the subject's clock, and a
+        # decision it lets pass, tomorrow (RULES.md 3a: nothing dated in the future of the wall clock)
+        return (f"message timestamp {msg.timestamp} ms falls on {clock.date_of_ms(msg.timestamp)} (China time), "
+                f"after the wall clock's date {clock.date_of_ms(now_ms)}: a clock ahead of it by minutes")
     return None

@@ -556,6 +556,24 @@ def test_the_2099_stamp_is_refused_at_ingest():
     assert future_stamp(Msg, int(time.time() * 1000)) is None
 
 
+def test_a_stamp_minutes_ahead_on_tomorrows_date_is_refused_at_ingest():
+    # RULES.md 3a: the 5-minute tolerance let a stamp of 00:01 tomorrow through at 23:57, and with it a
+    # decision dated tomorrow and a subject's clock (and announced changes) dated tomorrow
+    import datetime as dt
+
+    from agents.ingest import future_stamp
+
+    cst = dt.timezone(dt.timedelta(hours=8))
+    now = int(dt.datetime(2026, 5, 5, 23, 57, tzinfo=cst).timestamp() * 1000)
+
+    class Msg:
+        timestamp = int(dt.datetime(2026, 5, 6, 0, 1, tzinfo=cst).timestamp() * 1000)
+
+    assert "after the wall clock's date 2026-05-05" in future_stamp(Msg, now)
+    Msg.timestamp = int(dt.datetime(2026, 5, 5, 23, 59, tzinfo=cst).timestamp() * 1000)  # ahead, same day
+    assert future_stamp(Msg, now) is None
+
+
 def test_subject_ids_of_these_tests():
     assert ORG.startswith("9131")
 
