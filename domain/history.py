@@ -115,21 +115,22 @@ def memberships_of(track: list[Doc]) -> list[Doc]:
     disjoint and only the last may be open, so its i-th exit ends its i-th entry; a suspension or
     resumption belongs to the membership whose interval holds its date."""
     out: list[Doc] = []
-    exits: list[dt.date] = []
+    exits: list[tuple[dt.date, tuple[Any, Any]]] = []
     flips: list[tuple[dt.date, bool, tuple[Any, ...]]] = []
     for c in track:
         t = c["transition"]
         enter, leave = ENTRY_TRANSITIONS[c["kind"]]
         if t == enter:
             out.append({"name": c["list"], "list": c["kind"], "domain": c["domain"],
-                        "since": _d(c["effective_date"]), "until": None, "causes": c["causes"], "flips": []})
+                        "since": _d(c["effective_date"]), "until": None, "causes": c["causes"], "flips": [],
+                        "enter": (c.get("cause_kind"), c.get("cause_decision"))})
         elif t == leave:
-            exits.append(_d(c["effective_date"]))
+            exits.append((_d(c["effective_date"]), (c.get("cause_kind"), c.get("cause_decision"))))
         elif t in ("suspended", "resumed"):
             flips.append((_d(c["effective_date"]), t == "suspended", (c["cause_kind"], c["cause_decision"])))
     out.sort(key=lambda m: m["since"])
-    for m, until in zip(out, sorted(exits)):
-        m["until"] = until
+    for m, (until, why) in zip(out, sorted(exits, key=lambda e: e[0])):
+        m["until"], m["leave"] = until, why
     starts = [m["since"] for m in out]
     for flip in sorted(flips, key=lambda f: f[0]):
         out[bisect.bisect_right(starts, flip[0]) - 1]["flips"].append(flip)
@@ -376,22 +377,40 @@ def _escalation(sid: str, memberships: list[Doc], k: int, changes: list[Doc]) ->
             cur = {"since": t, "until": None, "causes": sorted(causes), "suspended": suspended, "flips": []}
             out.append(cur)
             changes.append(_change(sid, "escalated", "escalated", None, "escalated", t, cur["causes"],
-                                   ("listing", None)))
+                                   _cause_at(memberships, t, "enter", ("listing", None))))
             if suspended:
                 cur["flips"].append((t, True))
                 changes.append(_change(sid, "escalated", "escalated", None, "suspended", t, cur["causes"],
-                                       ("objection_filed", None)))
+                                       _cause_at(memberships, t, "flip", ("objection_filed", None))))
         elif not escalated and cur is not None:
             cur["until"] = t
             changes.append(_change(sid, "escalated", "escalated", None, "de-escalated", t, cur["causes"],
-                                   ("expiry", None)))
+                                   _cause_at(memberships, t, "leave", ("expiry", None))))
             cur = None
         elif cur is not None and suspended != cur["suspended"]:
             cur["suspended"] = suspended
             cur["flips"].append((t, suspended))
             changes.append(_change(sid, "escalated", "escalated", None, "suspended" if suspended else "resumed", t,
-                                   cur["causes"], ("objection_filed" if suspended else "objection_resolved", None)))
+                                   cur["causes"], _cause_at(memberships, t, "flip", (
+                                       "objection_filed" if suspended else "objection_resolved", None))))
     return out
+
+
+def _cause_at(memberships: list[Doc], t: dt.date, what: str, default: tuple[str, Any]) -> tuple[str, Any]:
+    """What caused the escalation's change on ``t`` (docs/events.md ``cause_kind``,
+    ``cause_decision``): the cause of a domain's membership entering (``enter``), ending (``leave``)
+    or being suspended or resumed (``flip``) that day; the first in order when several did, so the
+    same in any arrival order; ``default`` when none says (an earlier layout's memberships)."""
+    found: list[tuple[str, Any]] = []
+    for m in memberships:
+        if what == "enter" and m.get("since") == t and m.get("enter"):
+            found.append(tuple(m["enter"]))
+        elif what == "leave" and m.get("until") == t and m.get("leave"):
+            found.append(tuple(m["leave"]))
+        elif what == "flip":
+            found += [tuple(f[2]) for f in m.get("flips") or () if f[0] == t and len(f) > 2 and f[2]]
+    found = [(str(c[0]), c[1]) for c in found if len(c) == 2]
+    return min(found, key=lambda c: (c[0], str(c[1] or ""))) if found else default
 
 
 def _red_list(sid: str, first: dt.date | None, adverse: Any, memberships: list[Doc], clean: int,

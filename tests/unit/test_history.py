@@ -1191,3 +1191,26 @@ def test_the_legal_representatives_file_follows_the_organisations_in_every_arriv
     org, person = _files_in_shuffled_orders(inputs, rnd)
     lists = org["evaluation"]["lists"].keys() - {"red_list"}
     assert person["evaluation"]["lists"].keys() - {"red_list"} == lists
+
+
+def test_escalation_changes_name_what_caused_them():
+    # docs/events.md: cause_kind says why, cause_decision names the decision behind it. Escalation
+    # changes said ("listing", None) / ("expiry", None) / objection_filed with no objection whatever
+    # happened: here a severe record, an objection filed and upheld, and the correction
+    from domain.validate import decision_key
+    from tests.builders import objection
+
+    pen = record("penalty", "A", "2024-07-01", severity="severe", domain="environment")
+    tax = record("penalty", "T", "2024-08-01", severity="severe", domain="taxation")
+    key = decision_key(pen)
+    inputs = [record_event(pen, "2024-07-02"), record_event(tax, "2024-08-02"),
+              objection("OB1", key, "filed", "2024-09-02", arrived="2024-09-02"),
+              objection("OB1", key, "upheld", "2024-09-02", "2024-09-05", outcome="corrected", arrived="2024-09-05"),
+              record_event(dict(pen, fields={"fine_amount": "2"}), "2024-09-10")]
+    state, announced, _ = run(inputs)
+    causes = [(c["transition"], c["effective_date"], c["cause_kind"], c["cause_decision"])
+              for c in announced if c["list"] == "escalated" and c["transition"] != "withdrawn"]
+    assert causes == [("escalated", "2024-08-01", "record", decision_key(tax)),
+                      ("suspended", "2024-09-02", "objection_filed", "OB1"),
+                      ("de-escalated", "2024-09-05", "objection_upheld", "OB1"),
+                      ("escalated", "2024-09-10", "correction", key)]
