@@ -16,12 +16,12 @@ from aiokafka import ConsumerRecord
 from agents.arrival import future_stamp, origin_of
 from creditstream import metrics
 from domain import clock, events
-from domain.attach import Attached, learned_pairs, plan
+from domain.attach import Attached, learned_pairs, mapping_version, plan
 from domain.kinds import INGEST_SCHEMAS
 from domain.validate import Rejection, normalise_event
 from sinks.checkpoint import Checkpoint
 from sinks.deadletter import DeadLetterSink
-from sinks.registry_index import RegistryIndex, mapping_version
+from sinks.registry_index import RegistryIndex
 from sinks.subject_events import SubjectEventWriter
 from streams.codec import AvroCodec, DecodeError
 from streams.topics import Topics

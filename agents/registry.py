@@ -13,11 +13,11 @@ from aiokafka import ConsumerRecord
 
 from agents.arrival import future_stamp, origin_of
 from domain import clock, events
-from domain.attach import learned_pairs
+from domain.attach import learned_pairs, mapping_version
 from domain.kinds import REGISTRATION_SCHEMA
 from domain.validate import Rejection, normalise_event
 from sinks.checkpoint import Checkpoint
-from sinks.registry_index import RegistryIndex, mapping_version
+from sinks.registry_index import RegistryIndex
 from sinks.subject_events import SubjectEventWriter
 from streams.codec import AvroCodec, DecodeError
 from streams.topics import Topics
@@ -68,7 +68,7 @@ class RegistryAgent:
                 dead.add(msg, "bad-identifier", "a registration needs a USCC (of the right shape)")
                 continue
             # the newest registration of a number wins, by its own date, then stamp and origin,
-            # not by the order registrations arrive in (sinks/registry_index.py mapping_version)
+            # not by the order registrations arrive in (domain/attach.py mapping_version)
             version = mapping_version(registration=True, dated=rec.get("decision_date"), stamp_ms=msg.timestamp,
                                       origin=origin_of(msg))
             for key, uscc in learned:

@@ -108,3 +108,13 @@ def _personal(key: str) -> bool:
     if kind == "reg_no":
         return False
     return classify(number)[0] is IdKind.RESIDENT_ID or looks_like_legacy_id(number)
+
+
+def mapping_version(*, registration: bool, dated: str | None, stamp_ms: int, origin: str) -> str:
+    """The version of a (legacy number -> USCC) mapping, compared as a string: a registration (the
+    registration authority's own record, 存量代码转换) outranks what a department's record teaches
+    beside a valid USCC; then the newer by the record's own date (a registration's date; a
+    decision's date), then by its stamp, then its origin. So the mapping a number ends with is the
+    same whatever order the registrations and records arrive in (RULES.md 3a); several
+    registrations naming one number sit on several partitions (keyed by their USCCs)."""
+    return f"{2 if registration else 1}|{dated or '0000-00-00'}|{max(stamp_ms, 0):015d}|{origin}"

@@ -106,13 +106,13 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
         new, outcome = state, ("tick" if event.due > (state.get("as_of") or "") else "stale-tick")
     if outcome in ("redelivered", "invalid"):
         return Step(kept if earlier else new, outcome, [], [], (), frozenset())
-    timeliness = _timeliness_moved(state, new, event, cal) if isinstance(event, ev.RecordEvent) else ()
+    touched = _touched(state, new, event)
+    timeliness = _timeliness_moved(state, new, event, touched, cal) if isinstance(event, ev.RecordEvent) else ()
     # the clock: the latest date any input named or arrived on, a duplicate's included, so that it
     # is the same whichever copy came first
     as_of = max([event.arrival_date, *event.named_dates(), state.get("as_of") or ""])
-    touched = _touched(state, new, event)
     if outcome in NO_CHANGE and not earlier and as_of <= (state.get("as_of") or "") \
-            and not _first_sightings_moved(state, new, event):
+            and not _first_sightings_moved(state, new, event, touched):
         # a version of an objection or a repair that does not win still goes to the legal
         # representatives' files, so that theirs keep the same versions in every order
         links = _links(new, event, outcome, rules) if _office_versions_moved(state, new, event) else []
@@ -155,15 +155,17 @@ def _kept_by_earlier_version(state: SubjectState, rules: Rulebook) -> bool:
         state.get("facts_rules") != rules.version or (state.get("basis") or {}).get("v") != BASIS_VERSION)
 
 
-def _first_sightings_moved(before: SubjectState, after: SubjectState, event: ev.SubjectEvent) -> bool:
+def _first_sightings_moved(before: SubjectState, after: SubjectState, event: ev.SubjectEvent,
+                           touched: set[str]) -> bool:
     """A stale version or a re-send changes no record's content, but it can change the record's
     versions or its deletion's (a version older than those known, a content first seen earlier than
-    recorded), and with them which version came first: an upheld objection's correction is the first version
-    after it was filed (domain/facts.py ``_gap``). Then the record is derived again."""
+    recorded), and with them which version came first: an upheld objection's correction is the
+    first version after it was filed (domain/facts.py ``_gap``). Then the record is derived again.
+    ``touched``: the input's record keys (``_touched``)."""
     if after is before or not isinstance(event, (ev.RecordEvent, ev.LinkedEvent)):
         return False
     old_records, new_records = before.get("records") or {}, after.get("records") or {}
-    for key in _touched(before, after, event):
+    for key in touched:
         old, new = old_records.get(key) or {}, new_records.get(key) or {}
         if old.get("versions") != new.get("versions"):
             return True
@@ -477,13 +479,13 @@ def _timeliness_basis(entry: View | None) -> tuple[str, str, str] | None:
     return str(content.get("source_unit") or "?"), str(decided), date_of_ms(int(first))
 
 
-def _timeliness_moved(before: SubjectState, after: SubjectState, event: ev.RecordEvent,
+def _timeliness_moved(before: SubjectState, after: SubjectState, event: ev.RecordEvent, touched: set[str],
                       cal: WorkingCalendar) -> tuple[tuple[str, int, int], ...]:
     """The change in timeliness counts an input makes (``Step.timeliness``): the old count taken
     back, the new one added, when the unit, the decision date or the earliest sighting moved."""
-    if event.record.get("kind") not in TIMELINESS_KINDS:
+    if event.record.get("kind") not in TIMELINESS_KINDS or len(touched) != 1:
         return ()
-    key = decision_key(event.record)
+    (key,) = touched  # the decision's key (``_touched``: computed once per input)
     old_entry = (before.get("records") or {}).get(key)
     new_entry = (after.get("records") or {}).get(key)
     if old_entry is new_entry:

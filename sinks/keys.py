@@ -201,7 +201,7 @@ class Keys:
 
     @property
     def id_index_versions(self) -> str:
-        """Lookup key -> the version of the mapping ``id_index`` holds (sinks/registry_index.py
+        """Lookup key -> the version of the mapping ``id_index`` holds (domain/attach.py
         ``mapping_version``): a mapping is replaced only by a newer one, whatever the arrival order."""
         return f"{self.namespace}:idx:v"
 

@@ -76,16 +76,6 @@ end
 return out
 """
 
-def mapping_version(*, registration: bool, dated: str | None, stamp_ms: int, origin: str) -> str:
-    """The version of a (legacy number -> USCC) mapping, compared as a string: a registration (the
-    registration authority's own record, 存量代码转换) outranks what a department's record teaches
-    beside a valid USCC; then the newer by the record's own date (a registration's date; a
-    decision's date), then by its stamp, then its origin. So the mapping a number ends with is the
-    same whatever order the registrations and records arrive in (RULES.md 3a); several
-    registrations naming one number sit on several partitions (keyed by their USCCs)."""
-    return f"{2 if registration else 1}|{dated or '0000-00-00'}|{max(stamp_ms, 0):015d}|{origin}"
-
-
 _UNPARK = """
 local parked_keys, prefix = KEYS[1], ARGV[1]
 for i = 2, #ARGV, 2 do
@@ -128,10 +118,10 @@ class RegistryIndex:
         return [(v.decode() if isinstance(v, bytes) else v) or None for v in result]
 
     async def learn(self, pairs: list[tuple[str, str, str]]) -> list[Released]:
-        """Store (lookup key, USCC, version) triples, each only if its version (:func:`mapping_version`)
-        is newer than the one the index holds for that key (a mapping stored before versions were kept
-        counts as older than any); return the records parked under those keys (still parked), to the
-        USCC the index holds then."""
+        """Store (lookup key, USCC, version) triples, each only if its version (domain/attach.py
+        ``mapping_version``) is newer than the one the index holds for that key (a mapping stored
+        before versions were kept counts as older than any); return the records parked under those
+        keys (still parked), to the USCC the index holds then."""
         if not pairs:
             return []
         args: list = [self._prefix]

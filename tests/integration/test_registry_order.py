@@ -11,8 +11,9 @@ from aiokafka import ConsumerRecord
 
 from agents.ingest import IngestAgent
 from agents.registry import RegistryAgent
+from domain.attach import mapping_version
 from sinks.keys import Keys
-from sinks.registry_index import RegistryIndex, mapping_version
+from sinks.registry_index import RegistryIndex
 from streams import samples
 from streams.codec import AvroCodec
 from streams.samples import sample_event, schema_of
