@@ -17,6 +17,7 @@ import struct
 
 import pytest
 
+from sinks.keys import storage_id
 from streams import samples
 from streams.samples import sample_event, schema_of
 from tests.conftest import eventually
@@ -110,17 +111,26 @@ async def test_a_librdkafka_consumer_group_reads_the_list_changes(pipeline, sett
                          "group.id": f"{settings.consumer_group}-downstream", "auto.offset.reset": "earliest", "enable.auto.commit": False,
                          "session.timeout.ms": 6000})  # Tansu answers JoinGroup after half of it
     consumer.subscribe([pipeline.topics.list_changes])
+    # the listing also puts the company's legal representative on the list, and the two list changes
+    # sit on whichever partitions their keys hash to: read until both have come, in any order
+    seen: dict[str, tuple[bytes, dict, dict]] = {}
     try:
         async def polled():
             msg = await asyncio.to_thread(consumer.poll, 1.0)
-            if msg is None or msg.error():
-                return None
-            return msg
+            if msg is not None and not msg.error():
+                [change] = decode_list_changes(settings, [msg.value()])
+                seen[change["subject_id"]] = (msg.key(), dict(msg.headers() or []), change)
+            return seen if len(seen) >= 2 else None
 
-        msg = await eventually(polled, timeout=60)
-        [change] = decode_list_changes(settings, [msg.value()])
-        assert msg.key() == samples.COMPANY_USCC.encode()
-        assert dict(msg.headers() or [])["change_id"].decode() == change["change_id"]
-        assert change["subject_id"] == samples.COMPANY_USCC and change["transition"] == "entered"
+        await eventually(polled, timeout=60)
+        assert set(seen) == {samples.COMPANY_USCC, samples.LEGAL_REP_ID}
+        key, headers, change = seen[samples.COMPANY_USCC]
+        assert key == samples.COMPANY_USCC.encode()
+        assert headers["change_id"].decode() == change["change_id"]
+        assert change["transition"] == "entered" and change["list"] == "court_debtor"
+        key, headers, change = seen[samples.LEGAL_REP_ID]
+        assert key == storage_id(samples.LEGAL_REP_ID, settings.pseudonym_key).encode()  # never the ID number in clear
+        assert headers["change_id"].decode() == change["change_id"]
+        assert change["transition"] == "entered" and change["list"] == "court_debtor"
     finally:
         await asyncio.to_thread(consumer.close)
