@@ -552,7 +552,16 @@ def advance(before: SubjectState, after: SubjectState, touched: set[str], as_of:
     def diff(old: list[Doc], new: list[Doc]) -> None:
         was = {c["change_id"]: c for c in old if c["effective_date"] <= old_as_of}
         now = {c["change_id"]: c for c in new if c["effective_date"] <= as_of}
-        withdrawn.extend(c for cid, c in was.items() if cid not in now)
+        for cid, c in was.items():
+            n = now.get(cid)
+            if n is None:
+                withdrawn.append(c)
+            elif n.get("cause_kind") != c.get("cause_kind") or n.get("cause_decision") != c.get("cause_decision"):
+                # the same change with another cause (a late record that decides it instead, or one
+                # of two on its date revoked): withdrawn and announced again under its id, so that a
+                # subscriber's copy names the cause the inputs give, in every arrival order
+                withdrawn.append(c)
+                added.append(n)
         added.extend(c for cid, c in now.items() if cid not in was)
 
     diff([c for t in old_lists.values() for c in t], [c for t in lists.values() for c in t])
