@@ -38,6 +38,29 @@ def now_ms() -> int:
     return int(time.time() * 1000) + _offset_ms
 
 
+def china_date(value: dt.datetime) -> dt.date:
+    """The China date of a date-time: an aware one converted to China time, a naive one taken to
+    be China time already (``2026-12-03T20:00:00Z`` is 2026-12-04 in China)."""
+    if value.tzinfo is not None:
+        try:
+            value = value.astimezone(CHINA)
+        except OverflowError:  # 9999-12-31T23:00-12:00 is past the last date a datetime holds
+            raise ValueError(f"{value.isoformat()} in China time is outside the years 1-9999") from None
+    return value.date()
+
+
+def date_of_text(text: str) -> dt.date:
+    """The date a field's text names: ``YYYY-MM-DD``, or a date-time in ISO form, whose date is
+    its China date (:func:`china_date`). A date-time that is not ISO after its date (a Java
+    ``2026-12-03 00:00:00.0`` is) counts by its first ten characters, as written."""
+    if len(text) > 10 and text[10] in "T ":
+        try:
+            return china_date(dt.datetime.fromisoformat(text))
+        except ValueError:
+            text = text[:10]
+    return dt.date.fromisoformat(text)
+
+
 @lru_cache(maxsize=4096)
 def _date_of_day(day: int) -> str:
     return (dt.date(1970, 1, 1) + dt.timedelta(days=day)).isoformat()

@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Any, Final, NamedTuple
 
 from domain import identifiers as _ids
-from domain.clock import date_of_ms
+from domain.clock import china_date, date_of_ms, date_of_text
 from domain.kinds import KIND_OF_SCHEMA  # the catalogue of event kinds
 from domain.normalise import is_blank_name, normalise_doc_no, normalise_name, normalise_text
 from domain.types import Doc
@@ -232,7 +232,7 @@ def _filler(code: str) -> bool:
 
 def _parse_date(value: Any) -> _dt.date:
     if isinstance(value, _dt.datetime):
-        return value.date()
+        return china_date(value)
     if isinstance(value, _dt.date):
         return value
     if isinstance(value, int) and not isinstance(value, bool):
@@ -240,6 +240,8 @@ def _parse_date(value: Any) -> _dt.date:
     if isinstance(value, str):
         text = normalise_text(value)
         if len(text) > 10 and text[10] in "T ":
+            if text[4] == "-":  # ISO: an aware date-time counts by its China date
+                return date_of_text(text)
             text = text[:10]
         if len(text) == 8 and text.isdigit():
             text = f"{text[:4]}-{text[4:6]}-{text[6:]}"

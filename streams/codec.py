@@ -45,6 +45,7 @@ from typing import Any, Protocol
 
 import fastavro
 
+from domain.clock import china_date, date_of_text
 from schemas import all_schemas, full_name_of, local_ids
 from streams import avro_reader
 
@@ -648,16 +649,13 @@ def _logical(ftype: Any) -> str | None:
 
 def _to_date(value: Any) -> _dt.date:
     if isinstance(value, _dt.datetime):
-        return value.date()
+        return china_date(value)
     if isinstance(value, _dt.date):
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         return _dt.date(1970, 1, 1) + _dt.timedelta(days=value)
     if isinstance(value, str):
-        text = value.strip()
-        if len(text) > 10 and text[10] in "T ":
-            text = text[:10]
-        return _dt.date.fromisoformat(text)
+        return date_of_text(value.strip())
     raise TypeError(f"not a date: {value!r}")
 
 

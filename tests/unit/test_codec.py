@@ -185,6 +185,19 @@ def test_mutations_of_valid_messages_only_raise_decode_error(index, data):
 # JSON <-> Avro
 
 
+def test_a_date_time_with_a_zone_counts_by_its_china_date():
+    """docs/events.md: a date may be sent as an ISO date-time; the rules' dates are China dates
+    (domain/clock.py), so 20:00 UTC on the 3rd is the 4th."""
+    base = {"subject_name": "郑州市某某有限公司", "subject_category": "法人及非法人组织", "uscc": "91310110666007217T",
+            "decision_doc_no": "郑市监罚〔2024〕1号", "penalty_category": "罚款", "deciding_authority": "某局",
+            "source_unit": "某局"}
+    for sent, date in [("2026-12-03T20:00:00Z", dt.date(2026, 12, 4)), ("2026-12-03T16:30:00+00:00", dt.date(2026, 12, 4)),
+                       ("2026-12-03T15:59:59+00:00", dt.date(2026, 12, 3)), ("2026-12-04T01:00:00+08:00", dt.date(2026, 12, 4)),
+                       ("2026-12-03T23:00:00", dt.date(2026, 12, 3)), ("2026-12-03 00:00:00.0", dt.date(2026, 12, 3)),
+                       (dt.datetime(2026, 12, 3, 17, tzinfo=dt.UTC), dt.date(2026, 12, 4))]:
+        assert from_json(PENALTY, dict(base, decision_date=sent))["decision_date"] == date, sent
+
+
 def test_from_json_converts_dates_and_decimals():
     obj = {
         "subject_name": "郑州市某某有限公司",

@@ -362,6 +362,13 @@ def test_dates_from_json_and_int_days():
     assert ok("penalty", fine_amount="999999999999.9999994")["fields"]["fine_amount"] == "999999999999.999999"
 
 
+def test_a_date_time_with_a_zone_is_validated_as_its_china_date():
+    assert ok("penalty", decision_date="2024-05-19T20:00:00Z")["decision_date"] == "2024-05-20"
+    assert ok("penalty", decision_date=dt.datetime(2024, 5, 19, 16, tzinfo=dt.UTC))["decision_date"] == "2024-05-20"
+    assert ok("penalty", decision_date="2024-05-20T23:59:00")["decision_date"] == "2024-05-20"  # naive: China time
+    assert ok("penalty", decision_date="2024/05/20 10:00")["decision_date"] == "2024-05-20"
+
+
 def test_future_date_boundary_is_the_arrival_date_in_china():
     """RULES.md 3a: nothing may be dated after its arrival (China date, with the clock's tolerance)."""
     assert ok("penalty", decision_date=dt.date(2024, 10, 1))["decision_date"] == "2024-10-01"
