@@ -22,6 +22,7 @@ batch consumers, which keeps Faust's per-event cost off the hot path (docs/perfo
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import socket
 import time
@@ -39,7 +40,8 @@ from creditstream import eventloop
 from creditstream.connections import make_codec, redis_client
 from creditstream.heap import HeapRounds, thaw
 from creditstream.settings import Settings
-from domain.calendar import WorkingCalendar
+from domain.calendar import WorkingCalendar, coverage_warning
+from domain.clock import date_of_ms, now_ms
 from domain.rulebook import load_rulebook
 from sinks.keys import require_pseudonym_key, resolve_keys
 from sinks.redis_state import SubjectStateSink
@@ -89,6 +91,9 @@ class Pipeline:
         index = RegistryIndex(self.redis, keys)
         rules = load_rulebook(s.rules_file or None)
         calendar = WorkingCalendar.from_file(s.calendar_file) if s.calendar_file else WorkingCalendar()
+        uncovered = coverage_warning(calendar, dt.date.fromisoformat(date_of_ms(now_ms())))
+        if uncovered:
+            log.warning("working-day calendar incomplete", detail=uncovered)
         build = {
             "ingest": lambda: IngestAgent(topics=self.topics, codec=codec, index=index, producer=self.producer),
             "registry": lambda: RegistryAgent(topics=self.topics, codec=codec, index=index, producer=self.producer),

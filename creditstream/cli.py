@@ -621,13 +621,28 @@ def cmd_topics(args) -> int:
     return EXIT_OK
 
 
+def _calendar_warning(settings) -> list[str]:
+    """The working-day calendar's coverage of this year and the next, as a worker loads it."""
+    import datetime as dt
+
+    from domain.calendar import WorkingCalendar, coverage_warning
+    from domain.clock import date_of_ms, now_ms
+
+    cal = WorkingCalendar.from_file(settings.calendar_file) if settings.calendar_file else WorkingCalendar()
+    warning = coverage_warning(cal, dt.date.fromisoformat(date_of_ms(now_ms())))
+    return [warning] if warning else []
+
+
 def cmd_config(args) -> int:
     settings = _settings(args)
     from creditstream.access import exposure_warnings
 
     problems = settings.validate()
     _print_json(settings.masked())
-    for warning in [*settings.warnings(), *exposure_warnings(settings.web_bind, settings)]:
+    warnings = [*settings.warnings(), *exposure_warnings(settings.web_bind, settings)]
+    if not any(p.startswith("calendar_file:") for p in problems):
+        warnings += _calendar_warning(settings)
+    for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if problems:
         print("\nproblems:", file=sys.stderr)

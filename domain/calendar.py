@@ -75,8 +75,9 @@ class WorkingCalendar:
         Format: one table per kind, one key per year, a list of dates (quoted
         ISO strings or TOML dates)::
 
-            [holidays]
-            2027 = ["2027-01-01", "2027-02-06", "2027-02-07"]
+            [holidays]   # the format; a year past the built-in tables is listed whole
+            2027 = ["2027-01-01", "2027-02-06", "2027-02-07", "2027-05-01", "2027-05-02",
+                    "2027-10-01", "2027-10-02", "2027-10-03"]
 
             [workdays]   # make-up working days (调休)
             2027 = ["2027-02-14"]
@@ -109,6 +110,11 @@ class WorkingCalendar:
     def is_fallback(self, d: dt.date) -> bool:
         """True if ``d`` falls in a year no table covers, so the fallback rule applies."""
         return d.year not in self._covered_years
+
+    def uncovered_years(self, today: dt.date) -> list[int]:
+        """This year and the next, those without a holiday table: deadlines counted into them use
+        the fallback (weekends and the fixed-date holidays; Spring Festival and the 调休 unknown)."""
+        return [y for y in (today.year, today.year + 1) if y not in self._covered_years]
 
     def is_workday(self, d: dt.date) -> bool:
         """True if ``d`` is a working day. Cached per date."""
@@ -180,6 +186,19 @@ class WorkingCalendar:
 
 
 _ONE_DAY: Final = dt.timedelta(days=1)
+
+
+def coverage_warning(cal: WorkingCalendar, today: dt.date) -> str | None:
+    """What an operator must be told when this year or the next has no holiday table (a sentence),
+    or None. ``creditstream config check`` prints it and a worker logs it when it starts."""
+    years = cal.uncovered_years(today)
+    if not years:
+        return None
+    named = " and ".join(str(y) for y in years)
+    return (f"calendar: no working-day table for {named}; deadlines counted into {'it' if len(years) == 1 else 'them'} "
+            f"(objections, feedback, 7-working-day timeliness) skip only weekends and the fixed-date holidays, not "
+            f"Spring Festival or the make-up working days (调休): add the State Council's table in a calendar file "
+            f"(CREDITSTREAM_CALENDAR_FILE, docs/operations.md \"Extend the calendar\") or upgrade chinesecalendar")
 
 
 def _dates_by_year(table: Doc, kind: str) -> list[dt.date]:

@@ -237,3 +237,45 @@ def test_from_file_refuses_part_of_a_year_past_the_builtin_tables(tmp_path):
     fix = tmp_path / "fix.toml"
     fix.write_text('[workdays]\n2024 = ["2024-10-07"]\n', encoding="utf-8")
     assert WorkingCalendar.from_file(fix).is_workday(date(2024, 10, 7))
+
+
+def test_the_calendar_file_example_in_the_operations_guide_loads(tmp_path):
+    """docs/operations.md "Extend the calendar": its example is a file a worker accepts."""
+    import re
+    from pathlib import Path
+
+    guide = (Path(__file__).parents[2] / "docs" / "operations.md").read_text(encoding="utf-8")
+    section = guide[guide.index("## Extend the calendar"):]
+    example = re.search(r"```toml\n(.*?)```", section, re.S).group(1)
+    path = tmp_path / "calendar.toml"
+    path.write_text(example, encoding="utf-8")
+    cal = WorkingCalendar.from_file(path)
+    assert 2027 in cal.covered_years and cal.is_workday(date(2027, 2, 14))
+
+
+def test_a_year_without_a_table_is_reported_before_deadlines_run_into_it(tmp_path):
+    from domain.calendar import coverage_warning
+
+    cal = WorkingCalendar()
+    last = max(cal.covered_years)
+    assert coverage_warning(cal, date(last - 1, 6, 1)) is None
+    warning = coverage_warning(cal, date(last, 12, 4))
+    assert warning is not None and f"no working-day table for {last + 1};" in warning
+    assert f"{last + 2} and {last + 3}" in coverage_warning(cal, date(last + 2, 1, 5))
+    path = tmp_path / "calendar.toml"
+    year = last + 1
+    path.write_text(f'[holidays]\n{year} = ["{year}-01-01", "{year}-05-01", "{year}-05-02", "{year}-10-01", '
+                    f'"{year}-10-02", "{year}-10-03"]\n', encoding="utf-8")
+    assert coverage_warning(WorkingCalendar.from_file(path), date(last, 12, 4)) is None
+
+
+def test_the_installed_holiday_tables_reach_the_years_the_tests_assume():
+    """pyproject.toml's floor for chinesecalendar: 1.11 is the first with 2026's table (1.10 made
+    Spring Festival 2026 a working day)."""
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text(encoding="utf-8"))
+    [floor] = [d for d in project["project"]["dependencies"] if d.startswith("chinesecalendar")]
+    assert floor == "chinesecalendar>=1.11"
+    assert WorkingCalendar().is_workday(date(2026, 2, 16)) is False and WorkingCalendar().is_workday(date(2026, 2, 14))
