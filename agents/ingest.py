@@ -11,9 +11,10 @@ teaches the index, one produce flush.
 from __future__ import annotations
 
 import structlog
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
 
 from agents.arrival import future_stamp, origin_of
+from agents.input_positions import BatchPositions, idle_rewind
 from creditstream import metrics
 from domain import clock, events
 from domain.attach import Attached, learned_pairs, mapping_version, plan
@@ -21,9 +22,10 @@ from domain.kinds import INGEST_SCHEMAS
 from domain.validate import Rejection, normalise_event
 from sinks.checkpoint import Checkpoint
 from sinks.deadletter import DeadLetterSink
-from sinks.registry_index import RegistryIndex
+from sinks.registry_index import PositionsBehind, RegistryIndex
 from sinks.subject_events import SubjectEventWriter
 from streams.codec import AvroCodec, DecodeError
+from streams.runner import Rewind
 from streams.topics import Topics
 
 log = structlog.get_logger("creditstream.ingest")
@@ -53,6 +55,21 @@ class IngestAgent:
         return Checkpoint(self.producer, self.topics.dead_letters, self.name)
 
     async def process(self, records: list[ConsumerRecord], checkpoint: Checkpoint) -> None:
+        bounds = BatchPositions(records)
+        try:
+            await bounds.check(self.index, self.name)  # Redis lost inputs' writes: re-read them first
+            await self._process(records, checkpoint, bounds)
+        except Rewind:
+            self._taught.clear()  # what Redis lost must be taught again
+            raise
+
+    async def idle_rewind(self, consumer_positions: dict[TopicPartition, int]) -> Rewind | None:
+        rewind = await idle_rewind(self.index, self.name, consumer_positions)
+        if rewind is not None:
+            self._taught.clear()
+        return rewind
+
+    async def _process(self, records: list[ConsumerRecord], checkpoint: Checkpoint, bounds: BatchPositions) -> None:
         # the writer schemas of ids not seen yet, fetched once (a remote registry); decoding asks nothing
         await self.codec.ensure_for(msg.value for msg in records)
         dead = checkpoint.dead
@@ -95,9 +112,14 @@ class IngestAgent:
                 dead.add(msg, "processing-error", f"{type(exc).__name__}: {exc}")
                 log.exception("record failed", topic=msg.topic, partition=msg.partition, offset=msg.offset)
 
-        # What this batch teaches the index first, so records in the same batch attach directly.
-        released = await self.index.learn([(key, uscc, version) for key, (uscc, version) in teach.items()])
-        resolved = await self.index.lookup_or_park([(keys, origin_of(msg), payload) for keys, msg, payload in waiting])
+        # What this batch teaches the index first, so records in the same batch attach directly;
+        # then look up or park the others; with the positions reached, all in one script
+        try:
+            released, resolved = await self.index.apply_batch(
+                [(key, uscc, version) for key, (uscc, version) in teach.items()],
+                [(keys, origin_of(msg), payload) for keys, msg, payload in waiting], bounds.spec(self.name))
+        except PositionsBehind as exc:
+            raise bounds.rewind_for(exc, self.name) from exc
 
         for event, msg in attached:
             out.add(event, msg)

@@ -9,17 +9,19 @@ records removed from the parking area.
 
 from __future__ import annotations
 
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
 
 from agents.arrival import future_stamp, origin_of
+from agents.input_positions import BatchPositions, idle_rewind
 from domain import clock, events
 from domain.attach import learned_pairs, mapping_version
 from domain.kinds import REGISTRATION_SCHEMA
 from domain.validate import Rejection, normalise_event
 from sinks.checkpoint import Checkpoint
-from sinks.registry_index import RegistryIndex
+from sinks.registry_index import PositionsBehind, RegistryIndex
 from sinks.subject_events import SubjectEventWriter
 from streams.codec import AvroCodec, DecodeError
+from streams.runner import Rewind
 from streams.topics import Topics
 
 
@@ -35,10 +37,15 @@ class RegistryAgent:
     def source_topics(self) -> list[str]:
         return [self.topics.registration]
 
+    async def idle_rewind(self, consumer_positions: dict[TopicPartition, int]) -> Rewind | None:
+        return await idle_rewind(self.index, self.name, consumer_positions)
+
     def checkpoint(self) -> Checkpoint:
         return Checkpoint(self.producer, self.topics.dead_letters, self.name)
 
     async def process(self, records: list[ConsumerRecord], checkpoint: Checkpoint) -> None:
+        bounds = BatchPositions(records)
+        await bounds.check(self.index, self.name)  # Redis lost inputs' writes: re-read them first
         await self.codec.ensure_for(msg.value for msg in records)  # a remote registry: ids not seen yet
         dead = checkpoint.dead
         out = SubjectEventWriter(checkpoint.kafka, self.topics.subject_events, dead, self.index.keys)
@@ -76,6 +83,10 @@ class RegistryAgent:
                     pairs[key] = (uscc, version)
             out.add(events.of_record(rec["ids"]["uscc"], "uscc", origin_of(msg), rec, msg.timestamp), msg)
 
-        released = await self.index.learn([(key, uscc, version) for key, (uscc, version) in pairs.items()])
+        try:
+            released, _ = await self.index.apply_batch([(key, uscc, version) for key, (uscc, version) in pairs.items()],
+                                                       [], bounds.spec(self.name))
+        except PositionsBehind as exc:
+            raise bounds.rewind_for(exc, self.name) from exc
         out.add_released(released)
         checkpoint.after_flush(lambda: self.index.unpark(released))

@@ -205,6 +205,13 @@ class Keys:
         ``mapping_version``): a mapping is replaced only by a newer one, whatever the arrival order."""
         return f"{self.namespace}:idx:v"
 
+    def input_positions(self, agent: str) -> str:
+        """A hash, ``"topic/partition"`` -> the next offset of that department (or registration)
+        partition whose batch ``agent`` (ingest, registry) has applied to the index and the parked
+        records: written in the same script as the batch's writes (sinks/registry_index.py), so a
+        Redis that lost its last writes says where to re-read from."""
+        return f"{self.namespace}:positions:{agent}"
+
     def parked(self, lookup_key: str) -> str:
         return f"{self.namespace}:parked:{lookup_key}"
 

@@ -1,14 +1,19 @@
 """The identifier index and parked records in Redis (存量代码转换 at the storage edge).
 
-Two operations, each one atomic Lua script per batch, so that a record is never parked after the
-registry has learnt its identifier and never left parked once it has:
+One atomic Lua script per batch (:meth:`RegistryIndex.apply_batch`), so that a record is never
+parked after the registry has learnt its identifier and never left parked once it has:
 
-* :meth:`RegistryIndex.lookup_or_park`: for each record, the USCC of its first known lookup key;
-  a record with none is parked under all its keys;
-* :meth:`RegistryIndex.learn`: store (lookup key -> USCC) pairs and return the records parked
-  under those keys. The caller emits them, and only after the broker acknowledged them calls
-  :meth:`RegistryIndex.unpark`: a crash in between releases them again (harmless: they keep their
-  origin ids, which the subject agent dedupes on).
+1. check the batch's input positions: Redis must not record one behind what it said when the batch
+   began (it lost its last writes: then nothing is written, and the agent re-reads from there);
+2. learn: store (lookup key -> USCC) pairs and return the records parked under those keys. The
+   caller emits them, and only after the broker acknowledged them calls
+   :meth:`RegistryIndex.unpark`: a crash in between releases them again (harmless: they keep their
+   origin ids, which the subject agent dedupes on);
+3. look up or park: for each record, the USCC of its first known lookup key; a record with none is
+   parked under all its keys;
+4. record the positions the batch reached, with what it wrote: a Redis that loses its last writes
+   loses them together, and the next batch of that partition finds its position behind the log
+   and re-reads the lost inputs (agents/input_positions.py).
 
 The scripts touch keys they derive from arguments (``{ns}:parked:<key>``): fine on a single Redis
 server or a primary with replicas; Redis Cluster would need hash tags (docs/redis.md).
@@ -22,37 +27,31 @@ import orjson
 
 from sinks.keys import Keys
 
-_LOOKUP_OR_PARK = """
-local index, parked_keys, prefix = KEYS[1], KEYS[2], ARGV[1]
-local out = {}
-local i = 2
-while i <= #ARGV do
-  local n = tonumber(ARGV[i])
-  local origin = ARGV[i + n + 1]
-  local payload = ARGV[i + n + 2]
-  local found = false
-  for j = 1, n do
-    local v = redis.call('HGET', index, ARGV[i + j])
-    if v then found = v; break end
+_BATCH = """
+-- One ingest or registry batch's writes, atomic (so a Redis that loses its last writes loses all of
+-- a batch's or none, with the positions that say so):
+-- ARGV: prefix, m, m x (position field, expected, new), t, t x (lookup key, USCC, version),
+--       then items to look up or park: n, n lookup keys, origin, payload (to the end).
+local index, parked_keys, versions, positions = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local prefix = ARGV[1]
+local m = tonumber(ARGV[2])
+-- 1. a position behind the one read when the batch began: Redis lost writes meanwhile; write nothing
+local behind = {}
+for i = 3, 2 + 3 * m, 3 do
+  local cur = tonumber(redis.call('HGET', positions, ARGV[i]) or '-1')
+  if cur < tonumber(ARGV[i + 1]) then
+    behind[#behind + 1] = ARGV[i]
+    behind[#behind + 1] = tostring(cur)
   end
-  if found then
-    out[#out + 1] = found
-  else
-    for j = 1, n do
-      redis.call('HSET', prefix .. ARGV[i + j], origin, payload)
-      redis.call('SADD', parked_keys, ARGV[i + j])
-    end
-    out[#out + 1] = ''
-  end
-  i = i + n + 3
 end
-return out
-"""
-
-_LEARN = """
-local index, parked_keys, versions, prefix = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
-local out = {}
-for i = 2, #ARGV, 3 do
+if #behind > 0 then return {'behind', behind} end
+local p = 3 + 3 * m
+local t = tonumber(ARGV[p])
+p = p + 1
+-- 2. what the batch teaches the index (a mapping replaced only by a newer version), and the records
+-- parked under those keys
+local released = {}
+for i = p, p + 3 * t - 1, 3 do
   local key, uscc, version = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local held = redis.call('HGET', versions, key)
   if held == false or version > held then
@@ -66,14 +65,44 @@ for i = 2, #ARGV, 3 do
   if redis.call('SISMEMBER', parked_keys, key) == 1 then
     local entries = redis.call('HGETALL', prefix .. key)
     for j = 1, #entries, 2 do
-      out[#out + 1] = key
-      out[#out + 1] = uscc
-      out[#out + 1] = entries[j]
-      out[#out + 1] = entries[j + 1]
+      released[#released + 1] = key
+      released[#released + 1] = uscc
+      released[#released + 1] = entries[j]
+      released[#released + 1] = entries[j + 1]
     end
   end
 end
-return out
+p = p + 3 * t
+-- 3. each record's USCC by its first known lookup key; a record with none is parked under all
+local resolved = {}
+while p <= #ARGV do
+  local n = tonumber(ARGV[p])
+  local origin = ARGV[p + n + 1]
+  local payload = ARGV[p + n + 2]
+  local found = false
+  for j = 1, n do
+    local v = redis.call('HGET', index, ARGV[p + j])
+    if v then found = v; break end
+  end
+  if found then
+    resolved[#resolved + 1] = found
+  else
+    for j = 1, n do
+      redis.call('HSET', prefix .. ARGV[p + j], origin, payload)
+      redis.call('SADD', parked_keys, ARGV[p + j])
+    end
+    resolved[#resolved + 1] = ''
+  end
+  p = p + n + 3
+end
+-- 4. the positions reached (never backwards)
+for i = 3, 2 + 3 * m, 3 do
+  local cur = tonumber(redis.call('HGET', positions, ARGV[i]) or '-1')
+  if tonumber(ARGV[i + 2]) > cur then
+    redis.call('HSET', positions, ARGV[i], ARGV[i + 2])
+  end
+end
+return {'ok', released, resolved}
 """
 
 _UNPARK = """
@@ -89,6 +118,15 @@ return 1
 """
 
 
+class PositionsBehind(Exception):
+    """Redis records an input partition's position behind the one read when the batch began: it
+    lost its last writes meanwhile (a restart from an older AOF, a replica promoted)."""
+
+    def __init__(self, positions: dict[str, int]):
+        super().__init__(f"positions behind: {positions}")
+        self.positions = positions  # partition field -> the position Redis records (-1: none)
+
+
 class Released(NamedTuple):
     subject_id: str
     origin: str
@@ -100,42 +138,79 @@ class RegistryIndex:
         self.redis = redis
         self.keys = keys
         self._prefix = keys.parked("")
-        self._lookup_or_park = redis.register_script(_LOOKUP_OR_PARK)
-        self._learn = redis.register_script(_LEARN)
+        self._batch = redis.register_script(_BATCH)
         self._unpark = redis.register_script(_UNPARK)
 
-    async def lookup_or_park(self, items: list[tuple[tuple[str, ...], str, dict]]) -> list[str | None]:
-        """``items``: (lookup keys, origin id, payload to park). Returns the USCC or None (parked)."""
-        if not items:
-            return []
-        args: list = [self._prefix]
+    async def positions(self, agent: str, fields: list[str]) -> dict[str, int | None]:
+        """The next offset of each input partition (``"topic/partition"``) that ``agent``'s batches
+        have applied to Redis (``Keys.input_positions``); None: never written."""
+        if not fields:
+            return {}
+        values = await self.redis.hmget(self.keys.input_positions(agent), fields)
+        return {f: (int(v) if v is not None else None) for f, v in zip(fields, values)}
+
+    async def first_positions(self, agent: str, positions: dict[str, int]) -> None:
+        """Record these positions where none is recorded yet (HSETNX)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for field, offset in positions.items():
+            pipe.hsetnx(self.keys.input_positions(agent), field, offset)
+        await pipe.execute()
+
+    async def apply_batch(self, teach: list[tuple[str, str, str]], items: list[tuple[tuple[str, ...], str, dict]],
+                          positions: tuple[str, list[tuple[str, int | None, int]]] | None = None
+                          ) -> tuple[list[Released], list[str | None]]:
+        """A batch's writes, in one atomic script:
+
+        1. ``positions`` = (agent, [(partition field, position read when the batch began, next
+           offset after the batch)]): if Redis now records any of them behind what was read, it lost
+           writes meanwhile; nothing is written and :class:`PositionsBehind` is raised;
+        2. ``teach``: (lookup key, USCC, version) triples, each stored only if its version
+           (domain/attach.py ``mapping_version``) is newer than the one the index holds for that key
+           (a mapping stored before versions were kept counts as older than any);
+        3. ``items``: (lookup keys, origin id, payload to park): the USCC of each one's first known
+           key, or None, and then it is parked under all its keys;
+        4. the positions reached, never moved backwards.
+
+        Returns the records parked under the taught keys (still parked: :meth:`unpark` once they
+        are on the log), to the USCC the index holds then, and each item's USCC or None."""
+        agent, spec = positions if positions is not None else ("", [])
+        args: list = [self._prefix, len(spec)]
+        for field, expected, reached in spec:
+            args += [field, -1 if expected is None else expected, reached]
+        args.append(len(teach))
+        for key, uscc, version in teach:
+            args += [key, uscc, version]
         for lookup_keys, origin, payload in items:
             args.append(len(lookup_keys))
             args.extend(lookup_keys)
             args.append(origin)
             args.append(orjson.dumps(payload))
-        result = await self._lookup_or_park(keys=[self.keys.id_index, self.keys.parked_keys], args=args)
-        return [(v.decode() if isinstance(v, bytes) else v) or None for v in result]
-
-    async def learn(self, pairs: list[tuple[str, str, str]]) -> list[Released]:
-        """Store (lookup key, USCC, version) triples, each only if its version (domain/attach.py
-        ``mapping_version``) is newer than the one the index holds for that key (a mapping stored
-        before versions were kept counts as older than any); return the records parked under those
-        keys (still parked), to the USCC the index holds then."""
-        if not pairs:
-            return []
-        args: list = [self._prefix]
-        for key, uscc, version in pairs:
-            args += [key, uscc, version]
-        flat = await self._learn(keys=[self.keys.id_index, self.keys.parked_keys, self.keys.id_index_versions],
-                                 args=args)
+        status, *rest = await self._batch(keys=[self.keys.id_index, self.keys.parked_keys,
+                                                self.keys.id_index_versions, self.keys.input_positions(agent)],
+                                          args=args)
+        if status == b"behind":
+            flat = rest[0]
+            raise PositionsBehind({flat[i].decode(): int(flat[i + 1]) for i in range(0, len(flat), 2)})
+        flat, resolved = rest
         released: dict[str, Released] = {}
         for i in range(0, len(flat), 4):
-            uscc = flat[i + 1].decode()
             origin = flat[i + 2].decode()
             if origin not in released:
-                released[origin] = Released(uscc, origin, orjson.loads(flat[i + 3]))
-        return list(released.values())
+                released[origin] = Released(flat[i + 1].decode(), origin, orjson.loads(flat[i + 3]))
+        return list(released.values()), [(v.decode() if isinstance(v, bytes) else v) or None for v in resolved]
+
+    async def lookup_or_park(self, items: list[tuple[tuple[str, ...], str, dict]]) -> list[str | None]:
+        """``items``: (lookup keys, origin id, payload to park). Returns the USCC or None (parked)."""
+        if not items:
+            return []
+        return (await self.apply_batch([], items))[1]
+
+    async def learn(self, pairs: list[tuple[str, str, str]]) -> list[Released]:
+        """Store (lookup key, USCC, version) triples (:meth:`apply_batch` 2); return the records
+        parked under those keys."""
+        if not pairs:
+            return []
+        return (await self.apply_batch(pairs, []))[0]
 
     async def unpark(self, released: list[Released]) -> None:
         """Remove released records from every key they were parked under."""

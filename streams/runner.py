@@ -51,6 +51,7 @@ def _debug_enabled() -> bool:
 TRANSIENT = (RedisError, KafkaError, RegistryError, ConnectionError, OSError, asyncio.TimeoutError)
 BACKOFF_START_S = 0.1
 BACKOFF_MAX_S = 5.0
+IDLE_CHECK_S = 2.0
 
 
 class Rewind(Exception):
@@ -111,6 +112,7 @@ class AgentRunner:
         self.retry_cause: str | None = None
         self.lag = 0  # events waiting on this agent's partitions, as of its last batch
         self._lag_at = 0.0
+        self._idle_at = 0.0
 
     def stop(self) -> None:
         self._stopping.set()
@@ -136,6 +138,7 @@ class AgentRunner:
                 if not batches:
                     if self.lag and time.monotonic() - self._lag_at > 1.0:
                         await self._update_lag()  # partitions moved, or the log ends are known now
+                    await self._idle_check()
                     continue
                 records = merge_by_time(batches)
                 try:
@@ -165,6 +168,23 @@ class AgentRunner:
                     log.warning("last commit failed", agent=self.agent.name, error=str(exc))
             await self._stop_consumer()
             log.info("agent stopped", agent=self.agent.name, batches=self.batches, records=self.records)
+
+    async def _idle_check(self) -> None:
+        """With no input, every ``IDLE_CHECK_S``: an agent that records its positions in Redis
+        (``idle_rewind``: agents/input_positions.py) is asked whether Redis lost the writes of its
+        last inputs; the partitions it names are read again from there."""
+        idle = getattr(self.agent, "idle_rewind", None)
+        if idle is None or time.monotonic() - self._idle_at < IDLE_CHECK_S:
+            return
+        self._idle_at = time.monotonic()
+        try:
+            positions = {tp: await self.consumer.position(tp) for tp in list(self.consumer.assignment())}
+            rewind = await idle(positions)
+        except (*TRANSIENT, IllegalStateError) as exc:
+            log.info("idle position check skipped", agent=self.agent.name, error=str(exc)[:200])
+            return
+        if rewind is not None:
+            self._seek(rewind)
 
     def health(self, stall_after_s: float) -> dict:
         """``{"state": "ok"|"stalled", "reason": ...}``: stalled when a batch has been in hand (retried:

@@ -90,7 +90,8 @@ async def test_a_paused_worker_is_fenced_out(settings, department, redis, tmp_pa
 
 async def test_redis_restored_from_a_copy_seconds_old(settings, department, redis, tmp_path):
     s = settings.replace(max_batch=200)
-    gen = EventGenerator(seed=22, subjects=max(60, harness.EVENTS // 20), legacy_rate=0.0, hot_share=0.05)
+    # legacy numbers too: the ingest agent's index and parked records must survive the restore as well
+    gen = EventGenerator(seed=22, subjects=max(60, harness.EVENTS // 20), legacy_rate=0.05, hot_share=0.05)
     snapshot, restore = redis.register_script(_SNAPSHOT), redis.register_script(_RESTORE)
     pattern = f"{s.namespace}:*"
     worker = WorkerProcess(s, tmp_path / "worker.log").start()

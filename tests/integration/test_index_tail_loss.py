@@ -1,0 +1,115 @@
+"""The identifier index and parked records when Redis loses its last writes (a restart from an
+older AOF, a lagging replica promoted: modelled, as tests/reliability/test_fencing.py does, by
+putting back a copy of the namespace taken a moment earlier). The ingest and registry agents record
+in Redis how far their batches got (agents/input_positions.py), so the inputs whose writes were lost
+are read again: a parked record is parked again, a learnt number learnt again."""
+
+from __future__ import annotations
+
+from streams import samples
+from streams.samples import sample_event, schema_of
+from tests.conftest import eventually
+from tests.integration.test_pipeline import state_of, wait_outcomes
+from tests.reliability.test_fencing import _RESTORE, _SNAPSHOT
+
+PENALTY = schema_of("penalty")
+REGISTRATION = schema_of("registration")
+OTHER = "91310115591693856A"
+
+
+async def _steady(pipeline, department, redis, settings):
+    """One input applied, and every ingest and registry partition's position recorded (a worker
+    that has run a while): the copy taken now is what Redis falls back to."""
+    from sinks.keys import Keys
+
+    await department.send(PENALTY, sample_event("penalty", uscc=OTHER, org_code=None, reg_no=None,
+                                                decision_doc_no="沪罚〔2024〕1号"))
+    await wait_outcomes(redis, settings, new=1)
+    keys = Keys(settings.namespace)
+    [ingest] = [r.agent for r in pipeline.runners if getattr(r, "agent", None) is not None and r.agent.name == "ingest"]
+    ingest_partitions = len(ingest.source_topics()) * settings.partitions
+
+    async def recorded():
+        return (await redis.hlen(keys.input_positions("ingest")) >= ingest_partitions
+                and await redis.hlen(keys.input_positions("registry")) >= settings.partitions)
+
+    await eventually(recorded, timeout=30)
+    snapshot = redis.register_script(_SNAPSHOT)
+    return await snapshot(keys=[], args=[f"{settings.namespace}:*"])
+
+
+async def _lose_the_tail(redis, settings, copy):
+    await redis.register_script(_RESTORE)(keys=[], args=[f"{settings.namespace}:*", *copy])
+
+
+def _index(redis, settings):
+    from sinks.keys import Keys
+    from sinks.registry_index import RegistryIndex
+
+    return RegistryIndex(redis, Keys(settings.namespace))
+
+
+async def test_a_record_parked_before_redis_lost_its_tail_is_parked_again(pipeline, department, redis, settings):
+    index = _index(redis, settings)
+    copy = await _steady(pipeline, department, redis, settings)
+    await department.send(PENALTY, sample_event("penalty", uscc=None, org_code=None, reg_no=samples.COMPANY_REG_NO,
+                                                decision_doc_no="郑市监罚〔2024〕900号"))
+    await eventually(lambda: index.parked_count())
+    await _lose_the_tail(redis, settings, copy)
+    assert await index.parked_count() == 0  # the park went with Redis's tail...
+    await eventually(lambda: index.parked_count(), timeout=30)  # ...and is read again, with no new input
+    await department.send(REGISTRATION, sample_event("registration"))
+
+    async def released():
+        state = await state_of(redis, settings, samples.COMPANY_USCC)
+        return state and "郑市监罚〔2024〕900号" in {r["doc_no"] for r in state["records"].values()}
+
+    await eventually(released, timeout=30)
+    assert await index.parked_count() == 0
+
+
+async def test_a_number_learnt_before_redis_lost_its_tail_is_learnt_again(pipeline, department, redis, settings):
+    from sinks.keys import Keys
+
+    keys, index = Keys(settings.namespace), _index(redis, settings)
+    copy = await _steady(pipeline, department, redis, settings)
+    await department.send(REGISTRATION, sample_event("registration"))
+    await eventually(lambda: redis.hget(keys.id_index, "reg_no:" + samples.COMPANY_REG_NO))
+    await eventually(lambda: state_of(redis, settings, samples.COMPANY_USCC))
+    await _lose_the_tail(redis, settings, copy)
+    assert await redis.hget(keys.id_index, "reg_no:" + samples.COMPANY_REG_NO) is None
+    await eventually(lambda: redis.hget(keys.id_index, "reg_no:" + samples.COMPANY_REG_NO), timeout=30)
+    await department.send(PENALTY, sample_event("penalty", uscc=None, org_code=None, reg_no=samples.COMPANY_REG_NO,
+                                                decision_doc_no="郑市监罚〔2024〕901号"))
+
+    async def attached():
+        state = await state_of(redis, settings, samples.COMPANY_USCC)
+        return state and "郑市监罚〔2024〕901号" in {r["doc_no"] for r in state["records"].values()}
+
+    await eventually(attached, timeout=30)
+    assert await index.parked_count() == 0
+
+
+async def test_a_number_a_department_taught_is_taught_again_after_redis_lost_it(pipeline, department, redis, settings):
+    """The ingest agent remembers what it taught the index, not to write it on every record; what
+    Redis lost it must write again."""
+    from sinks.keys import Keys
+
+    keys, index = Keys(settings.namespace), _index(redis, settings)
+    copy = await _steady(pipeline, department, redis, settings)
+    await department.send(PENALTY, sample_event("penalty", reg_no=samples.COMPANY_REG_NO,
+                                                decision_doc_no="郑市监罚〔2024〕910号"))
+    await eventually(lambda: redis.hget(keys.id_index, "reg_no:" + samples.COMPANY_REG_NO))
+    await _lose_the_tail(redis, settings, copy)
+    await department.send(PENALTY, sample_event("penalty", reg_no=samples.COMPANY_REG_NO,
+                                                decision_doc_no="郑市监罚〔2024〕911号"))
+    await department.send(PENALTY, sample_event("penalty", uscc=None, org_code=None, reg_no=samples.COMPANY_REG_NO,
+                                                decision_doc_no="郑市监罚〔2024〕912号"))
+
+    async def attached():
+        state = await state_of(redis, settings, samples.COMPANY_USCC)
+        docs = {r["doc_no"] for r in (state or {}).get("records", {}).values()}
+        return {"郑市监罚〔2024〕910号", "郑市监罚〔2024〕911号", "郑市监罚〔2024〕912号"} <= docs
+
+    await eventually(attached, timeout=30)
+    assert await index.parked_count() == 0
