@@ -590,7 +590,8 @@ def _dlq_action(args, settings, dlq, flt) -> int:
         _print_json(report.as_dict())
     else:
         print(report.render())
-    return EXIT_NOT_FOUND if report.count("not-found") or not report.items else EXIT_OK
+    # a ref not found, or a letter refused (its original gone from its source): exit 1
+    return EXIT_NOT_FOUND if report.failed or not report.items else EXIT_OK
 
 
 def cmd_topics(args) -> int:

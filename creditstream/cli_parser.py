@@ -214,8 +214,11 @@ def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.Argumen
                                      "`produce` line) encoded with the original's schema (or --kind's), with "
                                      "a new timestamp. Each re-drive is recorded in Redis ({ns}:dlq:redriven); "
                                      "dead letters re-driven before are skipped unless --force. Select by REF, "
-                                     "or by the filters (at least one). Exits 1 when a REF is not found or "
-                                     "nothing matches, 2 for a bad fix file. " + times)
+                                     "or by the filters (at least one). A dead letter written without its "
+                                     "value (dlq.value-omitted) is re-driven with the original read back from "
+                                     "its source topic (dlq.source.*); where that no longer holds it, the "
+                                     "letter is refused and the others go on. Exits 1 when a REF is not found, "
+                                     "nothing matches or a letter was refused, 2 for a bad fix file. " + times)
     dp.add_argument("refs", nargs="*", metavar="REF", help="PARTITION:OFFSET on the dead-letter topic")
     dlq_filters(dp)
     dp.add_argument("--fix", metavar="FILE", help="JSON file with the corrected record (one dead letter only)")

@@ -8,6 +8,8 @@ import contextlib
 import datetime as dt
 from dataclasses import dataclass, field
 
+from aiokafka import ConsumerRecord
+
 from creditstream.settings import Settings
 from sinks.deadletter import HEADER_PREFIX, dead_letter_info
 from streams import kafka
@@ -134,6 +136,32 @@ class DeadLetter:
         return [(k, v) for k, v in self.headers if not k.startswith(HEADER_PREFIX)]
 
     @property
+    def value_omitted(self) -> str:
+        """``dlq.value-omitted`` (the original's size, and the limit it was over), or "": this dead
+        letter was written without the original's bytes, which stay at ``dlq.source.*``."""
+        return self.info.get("value-omitted", "")
+
+    @property
+    def omitted_size(self) -> int | None:
+        """The size of the value left out (the number ``dlq.value-omitted`` begins with), if said."""
+        text = self.value_omitted.split(" ", 1)[0]
+        return int(text) if text.isdigit() else None
+
+    @property
+    def source_place(self) -> tuple[str, int, int] | None:
+        """(topic, partition, offset) of the original message, from ``dlq.source.*``."""
+        p, o = _int(self.info.get("source.partition"), -1), _int(self.info.get("source.offset"), -1)
+        return (self.source_topic, p, o) if self.source_topic and p >= 0 and o >= 0 else None
+
+    def with_original(self, msg) -> DeadLetter:
+        """This dead letter with the original message's key, value and headers, as read back from its
+        source (for one written without its value): its ``dlq.*`` headers, then the original's."""
+        original = DeadLetter.of(msg)
+        headers = [(k, v) for k, v in self.headers if k.startswith(HEADER_PREFIX)] + original.original_headers
+        return DeadLetter(self.partition, self.offset, self.timestamp, original.key, original.value, headers,
+                          dict(self.info))
+
+    @property
     def redriven_from(self) -> str:
         """``dead-letters/P/O`` when this letter's message was itself a re-drive."""
         for k, v in self.headers:
@@ -156,6 +184,7 @@ class DeadLetter:
             "source_timestamp": _int(info.get("source.timestamp"), 0),
             "dead_lettered_at": self.dead_lettered_at,
             "size": len(self.value),
+            "value_omitted": self.value_omitted or None,
             "redriven_from": self.redriven_from or None,
         }
 
@@ -177,20 +206,21 @@ async def _scan(settings: Settings, flt: Filter) -> list[DeadLetter]:
     return out
 
 
-async def _fetch(settings: Settings, refs: list[tuple[int, int]], stall_timeout_s: float = kafka.STALL_TIMEOUT_S
-                 ) -> dict[tuple[int, int], DeadLetter]:
-    """The dead letters at these (partition, offset) places; places past their partition's end are
-    left out (there is no dead letter there). Reads only the partitions named, from the lowest offset
-    wanted in each, through :func:`streams.kafka.read_to_end`, until every place is passed: a broker
-    that stops answering before that raises :class:`streams.kafka.ReadIncomplete` after
-    ``stall_timeout_s``, so a place not read is never reported as having no dead letter."""
-    topic = Topics(settings).dead_letters
+async def _fetch_records(settings: Settings, topic: str, places: list[tuple[int, int]],
+                         stall_timeout_s: float = kafka.STALL_TIMEOUT_S) -> dict[tuple[int, int], ConsumerRecord]:
+    """The records of ``topic`` at these (partition, offset) places; a place that holds none is left
+    out: past its partition's end, before its start (retention deleted it: the consumer, reset to
+    ``earliest``, begins past it), compacted away, or a partition or topic that does not exist.
+    Reads only the partitions named, from the lowest offset wanted in each, through
+    :func:`streams.kafka.read_to_end`, until every place is passed: a broker that stops answering
+    before that raises :class:`streams.kafka.ReadIncomplete` after ``stall_timeout_s``, so a place
+    not read is never reported as holding nothing."""
     parts = set(await kafka.partitions_of(settings, topic))
     wanted: dict[int, set[int]] = {}
-    for p, o in refs:
+    for p, o in places:
         if p in parts:
             wanted.setdefault(p, set()).add(o)
-    found: dict[tuple[int, int], DeadLetter] = {}
+    found: dict[tuple[int, int], ConsumerRecord] = {}
     if not wanted:
         return found
     last = {p: max(offsets) for p, offsets in wanted.items()}  # partitions not read past their last place yet
@@ -200,9 +230,50 @@ async def _fetch(settings: Settings, refs: list[tuple[int, int]], stall_timeout_
         async for batch in reader:
             for msg in batch:
                 if msg.offset in wanted[msg.partition]:
-                    found[(msg.partition, msg.offset)] = DeadLetter.of(msg)
+                    found[(msg.partition, msg.offset)] = msg
                 if msg.offset >= last.get(msg.partition, msg.offset + 1):
                     del last[msg.partition]
             if not last:
                 break
     return found
+
+
+async def _fetch(settings: Settings, refs: list[tuple[int, int]], stall_timeout_s: float = kafka.STALL_TIMEOUT_S
+                 ) -> dict[tuple[int, int], DeadLetter]:
+    """The dead letters at these (partition, offset) places of the dead-letter topic; places that
+    hold none are left out (:func:`_fetch_records`)."""
+    found = await _fetch_records(settings, Topics(settings).dead_letters, refs, stall_timeout_s)
+    return {place: DeadLetter.of(msg) for place, msg in found.items()}
+
+
+async def fetch_originals(settings: Settings, letters: list[DeadLetter],
+                          stall_timeout_s: float = kafka.STALL_TIMEOUT_S) -> dict[str, DeadLetter | str]:
+    """For dead letters written without their value (``dlq.value-omitted``): ref -> the letter with
+    the original message read back from ``dlq.source.*`` (:meth:`DeadLetter.with_original`), or a
+    sentence saying why it cannot be (the source no longer holds it, or holds another message)."""
+    out: dict[str, DeadLetter | str] = {}
+    by_topic: dict[str, list[tuple[DeadLetter, int, int]]] = {}
+    for letter in letters:
+        place = letter.source_place
+        if place is None:
+            out[letter.ref] = (f"dead letter {letter.ref} has no value and no source topic/partition/offset "
+                               "to read the original from")
+        else:
+            by_topic.setdefault(place[0], []).append((letter, place[1], place[2]))
+    for topic, group in by_topic.items():
+        records = await _fetch_records(settings, topic, [(p, o) for _, p, o in group], stall_timeout_s)
+        for letter, p, o in group:
+            msg = records.get((p, o))
+            where = f"{topic}/{p}/{o}"
+            size, got = letter.omitted_size, len(msg.value or b"") if msg is not None else 0
+            if msg is None:
+                out[letter.ref] = (f"dead letter {letter.ref} was written without its value and its original is no "
+                                   f"longer at {where} (deleted by retention or compaction, or the offset is out of "
+                                   "range): it cannot be re-driven unchanged")
+            elif size is not None and got != size:
+                out[letter.ref] = (f"dead letter {letter.ref} was written without its value, and the message at "
+                                   f"{where} is {got} bytes, not the original's {size}: another message (was the "
+                                   "topic recreated?); not re-driven")
+            else:
+                out[letter.ref] = letter.with_original(msg)
+    return out

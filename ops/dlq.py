@@ -9,18 +9,24 @@ place on the dead-letter topic, ``PARTITION:OFFSET`` (a *ref*, as ``dlq list`` p
   re-drive if it had one.
 * :func:`show`: one dead letter whole: every header, the detail, the original key, the value as hex
   and, when it decodes as Avro, the schema name and the record as JSON (``streams.codec.to_json``;
-  the very JSON a ``--fix`` file takes), else a printable preview of the bytes.
+  the very JSON a ``--fix`` file takes), else a printable preview of the bytes; for a dead letter
+  written without its value (``dlq.value-omitted``: over the dead-letter topic's limit), that it was
+  and where the original is (``original_at``, its source topic/partition/offset).
 * :func:`redrive`: produce dead letters again to their source topic, so the pipeline judges them
   afresh (a kind that had been sent to another kind's topic, ``unexpected-schema``, and a fix
   encoded as another ``--kind``, go to the topic of their kind). By default the ORIGINAL bytes, key,
-  headers (without the ``dlq.*`` ones) and timestamp;
+  headers (without the ``dlq.*`` ones) and timestamp; for a dead letter written without its value
+  (``dlq.value-omitted``) those of the original read back from its source topic at
+  ``dlq.source.*``, and where that topic no longer holds it (retention, compaction, an offset out
+  of range) the letter is refused (``original-gone``), never re-driven empty nor recorded;
   with a fix file, the corrected record from the file, Avro-encoded with the schema of the original
   message (or of ``--kind``), the original key and headers, and a new timestamp (now, or the file's
   ``timestamp``). Each re-driven message carries the header ``redriven-from: dead-letters/P/O``
   (:data:`REDRIVEN_FROM_HEADER`; not ``dlq.``-prefixed, because the dead-letter sink drops incoming
   ``dlq.*`` headers, and this one must survive into the new dead letter if the message is rejected
   again). Every re-drive is recorded in the Redis hash ``{ns}:dlq:redriven`` (sinks/keys.py):
-  field ``P:O`` -> JSON ``{at, at_ms, by, fixed, topic, partition, offset, source, reason}``, with
+  field ``P:O`` -> JSON ``{at, at_ms, by, fixed, topic, partition, offset, source, reason}`` (and
+  ``original_from`` where the original was read back from its source topic), with
   the entries of earlier (forced) re-drives under ``earlier``. A dead letter that was re-driven
   already is skipped unless ``force``; a selection (``--reason`` ...) never re-drives a dead letter
   that is itself a re-drive that failed again (only its original), so rerunning a selection does
@@ -54,6 +60,7 @@ from ops.dead_letters import (  # parse_ref, parse_time, Filter, RedriveError: r
     _fetch,
     _int,
     _scan,
+    fetch_originals,
     format_ms,
     parse_ref,
     parse_time,
@@ -201,8 +208,9 @@ async def show(settings: Settings, ref: str) -> dict | None:
     letter = (await _fetch(settings, [(partition, offset)])).get((partition, offset))
     if letter is None:
         return None
-    name, record, error = await _decode(settings, letter.value)
+    name, record, error = (None, None, None) if letter.value_omitted else await _decode(settings, letter.value)
     d = letter.summary()
+    place = letter.source_place
     d.update({
         "timestamp": letter.timestamp,
         "headers": [[k, _text_or_hex(v)] for k, v in letter.headers],
@@ -210,7 +218,9 @@ async def show(settings: Settings, ref: str) -> dict | None:
         "value_hex": letter.value.hex(),
         "decoded": {"schema": name, "record": to_json(name, record)} if name else None,
         "decode_error": error,
-        "preview": None if name else _preview(letter.value),
+        "preview": None if name or letter.value_omitted else _preview(letter.value),
+        # written without its value: where the original is (what `dlq redrive` reads back)
+        "original_at": f"{place[0]}/{place[1]}/{place[2]}" if letter.value_omitted and place else None,
         "redriven": (await redriven(settings)).get(letter.ref),
     })
     return d
@@ -239,12 +249,20 @@ def render_show(d: dict) -> str:
     for k, v in d["headers"]:
         lines.append(f"    {k} = {v}")
     hexed = d["value_hex"]
-    if hexed is None:
+    if d.get("value_omitted"):
+        where = d.get("original_at") or "nowhere: the dead letter names no source"
+        lines.append(f"  value           omitted ({d['value_omitted']}): over the dead-letter topic's limit, the "
+                     "dead letter was written without it")
+        lines.append(f"  original at     {where} (on its source topic while that keeps it; "
+                     "`dlq redrive` reads it from there)")
+    elif hexed is None:
         lines.append("  value (hex)     withheld: it may hold names and ID numbers (--personal shows it)")
     else:
         lines.append("  value (hex)")
         for i in range(0, len(hexed), 64):
             lines.append(f"    {hexed[i:i + 64]}")
+    if d.get("value_omitted"):
+        return "\n".join(lines)
     if d.get("decoded"):
         lines.append(f"  value (Avro {d['decoded']['schema']})")
         body = orjson.dumps(d["decoded"]["record"], option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
@@ -259,12 +277,16 @@ def render_show(d: dict) -> str:
 @dataclass
 class Redriven:
     ref: str
-    action: str  # redriven | would-redrive | skipped | not-found | no-source
+    action: str  # redriven | would-redrive | skipped | not-found | no-source | original-gone
     reason: str = ""
     source: str = ""
     fixed: bool = False
     target: dict | None = None
     note: str = ""
+    original: str = ""  # topic/partition/offset the original was read back from (a letter without its value)
+
+    def add_note(self, text: str) -> None:
+        self.note = f"{self.note}; {text}" if self.note else text
 
 
 @dataclass
@@ -296,7 +318,16 @@ class RedriveReport:
         n = self.count("would-redrive" if self.dry_run else "redriven")
         lines.append(f"{verb} {n}, skipped {self.count('skipped')} (already re-driven; --force to re-drive "
                      f"again), not found {self.count('not-found')}, without a source {self.count('no-source')}")
+        gone = self.count("original-gone")
+        if gone:
+            lines.append(f"refused {gone}: written without its value, and the original could not be read back from "
+                         "its source topic (see above); nothing was sent or recorded for it")
         return "\n".join(lines)
+
+    @property
+    def failed(self) -> bool:
+        """A dead letter named was not found, or one selected could not be re-driven (exit non-zero)."""
+        return bool(self.count("not-found") or self.count("original-gone"))
 
 
 def _load_fix(path: str | os.PathLike) -> tuple[dict, str | None, int | None]:
@@ -379,6 +410,36 @@ def _headers_for(letter: DeadLetter) -> list[tuple[str, bytes]]:
     return headers
 
 
+async def _with_originals(settings: Settings, todo: list[tuple[DeadLetter, Redriven]], *, fix_kind: str | None
+                          ) -> list[tuple[DeadLetter, Redriven]]:
+    """The dead letters to re-drive, those written without their value (``dlq.value-omitted``)
+    with the original read back from ``dlq.source.*`` (its bytes, key and headers). One whose
+    original the source no longer holds is refused (``original-gone``, the item says why) and
+    left out; except for a fix encoded as a named kind (``fix_kind``), which needs no original
+    bytes: it goes with the dead letter's own key and headers."""
+    omitted = [letter for letter, _ in todo if letter.value_omitted]
+    if not omitted:
+        return todo
+    originals = await fetch_originals(settings, omitted)
+    out = []
+    for letter, item in todo:
+        if letter.value_omitted:
+            got = originals[letter.ref]
+            if isinstance(got, str):
+                if fix_kind is None:
+                    item.action, item.note = "original-gone", got
+                    continue
+                item.add_note("the original is gone from its source: the fix goes with the dead letter's key "
+                              "and headers")
+            else:
+                place = letter.source_place or ("", -1, -1)
+                item.original = f"{place[0]}/{place[1]}/{place[2]}"
+                item.add_note(f"the original read from {item.original} (the dead letter was written without it)")
+                letter = got
+        out.append((letter, item))
+    return out
+
+
 async def redrive(settings: Settings, refs: list[str] | None = None, *, flt: Filter | None = None,
                   fix: str | os.PathLike | None = None, kind: str | None = None, dry_run: bool = False,
                   force: bool = False, by: str | None = None) -> RedriveReport:
@@ -387,6 +448,10 @@ async def redrive(settings: Settings, refs: list[str] | None = None, *, flt: Fil
     ``refs`` (``P:O`` strings) name the dead letters; without them ``flt`` selects them (one of
     the two is required). ``fix``: a JSON file with the corrected record (one dead letter only);
     ``kind``: the kind (or full schema name) to encode it with, default the original's schema.
+    A dead letter written without its value (``dlq.value-omitted``: over the dead-letter topic's
+    limit) is re-driven with the original read back from its source topic (``dlq.source.*``);
+    where that topic no longer holds it, it is refused (``original-gone``): nothing is sent or
+    recorded for it, the others go on, and :attr:`RedriveReport.failed` is true.
     Raises ValueError for a bad ref and RedriveError when the re-drive cannot be done as asked;
     nothing is sent then."""
     from creditstream.connections import make_codec, redis_client
@@ -435,6 +500,7 @@ async def redrive(settings: Settings, refs: list[str] | None = None, *, flt: Fil
         report.items.append(item)
     if fix is not None and len(todo) != 1:
         raise RedriveError(f"--fix re-drives exactly one dead letter; {len(todo)} selected")
+    todo = await _with_originals(settings, todo, fix_kind=kind if fix is not None else None)
 
     codec = make_codec(settings)
     sends = []
@@ -444,14 +510,14 @@ async def redrive(settings: Settings, refs: list[str] | None = None, *, flt: Fil
             value, ts, topic, key = await _encode_fix(settings, codec, letter, fix, kind)
             item.fixed = True
             if key != letter.key:
-                item.note = "keyed by the fixed record's subject"
+                item.add_note("keyed by the fixed record's subject")
         else:
             value, ts, topic = letter.value, letter.source_timestamp or None, letter.source_topic
             if item.reason == "unexpected-schema":  # sent to another kind's topic: re-driven to its own
                 schema, _, _ = await _decode(settings, value, codec)
                 topic = home_topic(settings, schema, letter.source_topic)
         if topic != letter.source_topic:
-            item.note = f"to {topic}, the topic of its kind (it came from {letter.source_topic})"
+            item.add_note(f"to {topic}, the topic of its kind (it came from {letter.source_topic})")
         sends.append((letter, item, value, ts, topic, key))
     if dry_run:
         for _, item, _, _, _, _ in sends:
@@ -479,6 +545,8 @@ async def redrive(settings: Settings, refs: list[str] | None = None, *, flt: Fil
                           f"{letter.info.get('source.offset', '')}",
                 "reason": item.reason,
             }
+            if item.original:
+                entry["original_from"] = item.original
             prev = done.get(letter.ref)
             if prev:
                 entry["earlier"] = prev.pop("earlier", []) + [prev]

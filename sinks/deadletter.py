@@ -10,9 +10,11 @@ headers added that say why and where it came from:
 
 Size: the dead-letter topic takes 64 KiB more than the others (streams/topics.py), so a department
 message at the broker's limit fits with these headers. Where it still would not (a dead-letter
-topic created by hand with the broker's default limit), the dead letter keeps its headers and says
-``dlq.value-omitted`` (the original's size): the original bytes stay at ``dlq.source.*`` for as
-long as that topic retains them, and the error log says so.
+topic created by hand with the broker's default limit), the dead letter is written without the
+value and says ``dlq.value-omitted`` (the original's size and the limit), its ``dlq.*`` headers
+then the original's (those too are left out, ``dlq.headers-omitted``, only where they alone are
+over the limit): the original stays at ``dlq.source.*`` for as long as that topic retains it,
+``creditstream dlq redrive`` reads it back from there (ops/dlq.py), and the error log says so.
 """
 
 from __future__ import annotations
@@ -57,11 +59,19 @@ class DeadLetterSink:
         try:
             self.kafka.add(self.topic, value, key=msg.key, headers=headers, timestamp_ms=now_ms)
         except MessageTooLarge as exc:
-            log.error("dead letter over the dead-letter topic's limit: sent without the original bytes, "
-                      "which stay on the source topic", reason=reason, source_topic=msg.topic,
-                      source_partition=msg.partition, source_offset=msg.offset, size=exc.size, limit=exc.limit)
             headers.insert(1, ("dlq.value-omitted", f"{len(value)} bytes: over {exc.limit}".encode()))
-            self.kafka.add(self.topic, b"", key=msg.key, headers=headers[:9], timestamp_ms=now_ms)
+            own = sum(1 for k, _ in headers if k.startswith(HEADER_PREFIX))  # the dlq.* ones, first
+            try:  # the original's headers kept, after the dlq.* ones, as in a whole dead letter
+                self.kafka.add(self.topic, b"", key=msg.key, headers=headers, timestamp_ms=now_ms)
+                headers_omitted = 0
+            except MessageTooLarge:  # they alone are over the limit: left out too (they are at dlq.source.*)
+                headers_omitted = len(headers) - own
+                headers = headers[:own] + [("dlq.headers-omitted", f"{headers_omitted} headers".encode())]
+                self.kafka.add(self.topic, b"", key=msg.key, headers=headers, timestamp_ms=now_ms)
+            log.error("dead letter over the dead-letter topic's limit: sent without the original bytes, "
+                      "which stay on the source topic (`creditstream dlq redrive` reads them from there)",
+                      reason=reason, source_topic=msg.topic, source_partition=msg.partition,
+                      source_offset=msg.offset, size=exc.size, limit=exc.limit, headers_omitted=headers_omitted)
         self.counts[reason] = self.counts.get(reason, 0) + 1
 
 

@@ -6,6 +6,7 @@ dead-letters it instead of retrying it forever (the Kafka side: tests/integratio
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 from aiokafka import ConsumerRecord
@@ -100,6 +101,23 @@ def test_where_the_dead_letter_topic_has_no_headroom_the_letter_keeps_its_reason
     assert info["value-omitted"].startswith(f"{len(msg.value)} bytes")
     assert (info["source.topic"], info["source.partition"], info["source.offset"]) == ("p.penalty", "2", "41")
     assert dead.counts == {"field-too-long": 1}
+    # the original's own headers follow the dlq.* ones, as in a whole dead letter (seen: only the first
+    # 9 headers were kept, the original's dropped)
+    assert letter.headers[-1] == msg.headers[0] and "headers-omitted" not in info
+    assert [k for k, _ in letter.headers[:-1]] == [k for k, _ in letter.headers if k.startswith("dlq.")]
+
+
+def test_where_the_originals_headers_alone_are_over_the_limit_they_are_left_out_and_counted():
+    sink = KafkaSink(Producer(MessageLimits(LIMIT)))
+    dead = DeadLetterSink(sink, "p.dead-letters", "ingest")
+    msg = department_message(LIMIT)
+    msg = dataclasses.replace(msg, headers=[("big", b"h" * LIMIT)] * 2, value=b"\x00" + b"z" * 1000)
+    dead.add(msg, "field-too-long", "facts: too long")
+    [letter] = sink.pending()
+    info = dead_letter_info(letter.headers)
+    assert letter.value == b"" and info["value-omitted"].startswith("1001 bytes")
+    assert info["headers-omitted"] == "2 headers"
+    assert all(k.startswith("dlq.") for k, _ in letter.headers)
 
 
 class RefusingProducer(Producer):
