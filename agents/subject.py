@@ -298,6 +298,27 @@ class SubjectAgent:
                          reason="redis-behind")
         return skip_below
 
+    async def idle_rewind(self, consumer_positions: dict[TopicPartition, int]) -> Rewind | None:
+        """With no input (streams/runner.py): the partitions whose position Redis records behind
+        the consumer's. Redis lost the writes of their last batches, and with no new input no batch
+        would notice: a subject would keep its state from before them (and, if the timer's removal
+        of its due entry survived, no tick would come for it)."""
+        if self.replaying:
+            return None
+        mine = {tp.partition: offset for tp, offset in consumer_positions.items()}
+        recorded = await self.state.positions(sorted(mine))
+        behind = {p: pos for p, pos in recorded.items() if pos is not None and pos < mine[p]}
+        unset = {p: mine[p] for p, pos in recorded.items() if pos is None}
+        if unset:  # no batch of this generation yet: what came before the consumer's position is applied
+            await self.state.first_positions(unset)
+        if not behind:
+            return None
+        metrics.REWINDS.labels(self.name).inc(len(behind))
+        log.warning("Redis is behind the log: re-feeding from the recorded positions", positions=behind,
+                    consumer_positions={p: mine[p] for p in behind})
+        return Rewind({TopicPartition(self.topics.subject_events, p): pos for p, pos in behind.items()},
+                      reason="redis-behind")
+
     def highwater(self, partition: int) -> int | None:
         """The log end of a partition, when the runner knows it (set by streams/runner.py)."""
         return None

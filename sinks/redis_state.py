@@ -309,6 +309,21 @@ class SubjectStateSink:
         self._outboxes: dict[int, bytes | None] = {}
         self._added: dict[str, tuple[dict, int]] = {}
 
+    async def positions(self, partitions: list[int]) -> dict[int, int | None]:
+        """The next offset of each subject-event partition Redis records as applied (None: none)."""
+        if not partitions:
+            return {}
+        values = await self.redis.mget([self.keys.position(p) for p in partitions])
+        return {p: (int(v) if v is not None else None) for p, v in zip(partitions, values)}
+
+    async def first_positions(self, positions: Mapping[int, int]) -> None:
+        """Record these positions where none is recorded yet (SET NX): a partition that had no batch
+        in this generation starts where the consumer is."""
+        pipe = self.redis.pipeline(transaction=False)
+        for p, offset in positions.items():
+            pipe.set(self.keys.position(p), offset, nx=True)
+        await pipe.execute()
+
     async def begin(self, subject_ids, partitions, *, resumed: bool = False,
                     partition_of: Mapping[str, int] | None = None) -> Loaded:
         """Step 1: watch the partitions' positions and read everything the batch needs.

@@ -2,7 +2,8 @@
 older AOF, a lagging replica promoted: modelled, as tests/reliability/test_fencing.py does, by
 putting back a copy of the namespace taken a moment earlier). The ingest and registry agents record
 in Redis how far their batches got (agents/input_positions.py), so the inputs whose writes were lost
-are read again: a parked record is parked again, a learnt number learnt again."""
+are read again: a parked record is parked again, a learnt number learnt again. An agent with no new
+input checks its positions when idle, so a subject whose last input Redis lost gets it again."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ OTHER = "91310115591693856A"
 async def _steady(pipeline, department, redis, settings):
     """One input applied, and every ingest and registry partition's position recorded (a worker
     that has run a while): the copy taken now is what Redis falls back to."""
-    from sinks.keys import Keys
+    from sinks.keys import Keys, resolve_keys
 
     await department.send(PENALTY, sample_event("penalty", uscc=OTHER, org_code=None, reg_no=None,
                                                 decision_doc_no="沪罚〔2024〕1号"))
@@ -29,9 +30,12 @@ async def _steady(pipeline, department, redis, settings):
     [ingest] = [r.agent for r in pipeline.runners if getattr(r, "agent", None) is not None and r.agent.name == "ingest"]
     ingest_partitions = len(ingest.source_topics()) * settings.partitions
 
+    live = await resolve_keys(redis, settings.namespace)
+
     async def recorded():
         return (await redis.hlen(keys.input_positions("ingest")) >= ingest_partitions
-                and await redis.hlen(keys.input_positions("registry")) >= settings.partitions)
+                and await redis.hlen(keys.input_positions("registry")) >= settings.partitions
+                and await redis.exists(*(live.position(p) for p in range(settings.partitions))) == settings.partitions)
 
     await eventually(recorded, timeout=30)
     snapshot = redis.register_script(_SNAPSHOT)
@@ -113,3 +117,24 @@ async def test_a_number_a_department_taught_is_taught_again_after_redis_lost_it(
 
     await eventually(attached, timeout=30)
     assert await index.parked_count() == 0
+
+
+async def test_a_subject_whose_last_input_redis_lost_gets_it_again_without_new_input(pipeline, department, redis,
+                                                                                     settings):
+    """Only the subject states' writes are lost here (the ingest agent's survive, so nothing sends
+    the input again): the subject agent itself, idle, finds its position behind its consumer's."""
+    from sinks.keys import resolve_keys
+
+    await _steady(pipeline, department, redis, settings)
+    states = f"{(await resolve_keys(redis, settings.namespace)).gen_prefix}*"
+    copy = await redis.register_script(_SNAPSHOT)(keys=[], args=[states])
+    await department.send(PENALTY, sample_event("penalty", decision_doc_no="郑市监罚〔2024〕920号"))
+
+    async def applied():
+        state = await state_of(redis, settings, samples.COMPANY_USCC)
+        return state and "郑市监罚〔2024〕920号" in {r["doc_no"] for r in state["records"].values()}
+
+    await eventually(applied, timeout=30)
+    await redis.register_script(_RESTORE)(keys=[], args=[states, *copy])
+    assert not await applied()
+    await eventually(applied, timeout=30)  # the subject agent re-feeds it, with no new input
