@@ -19,7 +19,8 @@ registry's HTTP; a command line without a running loop may still call decode / e
 then fetch what they miss).
 
 ``AvroCodec.decode`` raises only ``DecodeError`` for bad bytes (its ``reason`` is a short code for
-the dead-letter headers; an id the registry answers 40403 for is ``unknown-schema-id``). A registry
+the dead-letter headers; an id the registry answers 40403 or another 4xx for is
+``unknown-schema-id``, an id whose registered schema cannot be used ``unusable-schema``). A registry
 that cannot be reached raises ``RegistryError`` instead: that is not the message's fault, so the
 caller retries rather than dead-lettering.
 
@@ -76,8 +77,8 @@ _SIX_PLACES = decimal.Decimal("0.000001")
 
 class DecodeError(Exception):
     """Bytes that are not a decodable message. ``reason`` is a short machine code:
-    ``empty``, ``bad-magic``, ``truncated``, ``unknown-schema-id``, ``avro-decode-error``,
-    ``trailing-bytes``."""
+    ``empty``, ``bad-magic``, ``truncated``, ``unknown-schema-id``, ``unusable-schema``,
+    ``avro-decode-error``, ``trailing-bytes``."""
 
     def __init__(self, reason: str, message: str, schema_id: int | None = None):
         super().__init__(f"{reason}: {message}")
@@ -118,7 +119,18 @@ class RegistryError(Exception):
 
 
 class UnknownSchemaId(LookupError):
-    """The registry does not know this schema id (the message's fault: dead-letter it)."""
+    """The registry does not know this schema id, or what it holds under it cannot be used (the
+    message's fault: dead-letter it). ``reason``: the dead-letter code, ``unknown-schema-id`` or
+    ``unusable-schema`` (a schema that does not parse, or is not Avro)."""
+
+    def __init__(self, message: str, reason: str = "unknown-schema-id"):
+        super().__init__(message)
+        self.reason = reason
+
+
+MAX_REGISTRY_ID = 0x7FFFFFFF
+"""The largest id a registry gives (Confluent's and Apicurio's ids are Java ints): a larger one in a
+frame is refused without asking (Confluent answers it with a bare 404, as for a wrong path)."""
 
 
 class SchemaRegistry(Protocol):
@@ -282,7 +294,11 @@ class ConfluentRegistry:
     messages name the registry by its URL without credentials (:attr:`url`).
 
     An id the registry answers 40403 for is remembered as unknown for :attr:`UNKNOWN_KEPT_S`
-    seconds (``UnknownSchemaId``: the message's fault, dead-lettered).
+    seconds (``UnknownSchemaId``: the message's fault, dead-lettered); so is an id it answers with
+    another 4xx while it answers ``GET /subjects`` (a 4xx for every path is a wrong URL: retried),
+    an id over 2^31-1 (not asked), and an id whose schema does not parse or is not Avro
+    (``unusable-schema``). Only an outage (:attr:`RegistryError.outage`) or a refusal of the
+    worker itself (credentials, TLS) stops a batch.
     """
 
     CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
@@ -327,7 +343,7 @@ class ConfluentRegistry:
         self._ids: dict[tuple[str, str], int] = {}
         self._parsed: dict[int, dict] = {}
         self._names: dict[int, str] = {}
-        self._unknown: dict[int, tuple[float, str]] = {}  # id -> (forgotten at, monotonic; why)
+        self._unknown: dict[int, tuple[float, str, str]] = {}  # id -> (forgotten at, monotonic; why; reason)
 
     def __repr__(self) -> str:
         return f"ConfluentRegistry({self.url!r}, credentials={self.credentials or 'none'})"
@@ -446,14 +462,25 @@ class ConfluentRegistry:
             self._names.setdefault(sid, _full_name(parsed))
         return sid
 
-    def _is_unknown(self, schema_id: int) -> str | None:
+    def _is_unknown(self, schema_id: int) -> UnknownSchemaId | None:
         hit = self._unknown.get(schema_id)
         if hit is None:
             return None
         if hit[0] < time.monotonic():
             self._unknown.pop(schema_id, None)
             return None
-        return hit[1]
+        return UnknownSchemaId(hit[1], hit[2])
+
+    def _remember_unknown(self, schema_id: int, e: UnknownSchemaId) -> None:
+        self._unknown[schema_id] = (time.monotonic() + self.UNKNOWN_KEPT_S, str(e), e.reason)
+
+    async def _answers(self, http) -> bool:
+        """Whether the registry answers ``GET /subjects`` (so a 4xx for one id is that id's)."""
+        try:
+            await self._request(http, "GET", "/subjects", retries=0)
+        except RegistryError:
+            return False
+        return True
 
     async def load_ids(self, ids: Iterable[int]) -> None:
         """Fetch the schemas of the ids not cached yet (concurrently, one session). Ids the registry
@@ -469,20 +496,32 @@ class ConfluentRegistry:
 
     async def _load_one(self, http, schema_id: int) -> None:
         try:
-            answer = await self._request(http, "GET", f"/schemas/ids/{schema_id}")
+            if schema_id > MAX_REGISTRY_ID:
+                raise UnknownSchemaId(f"schema id {schema_id} is over 2^31-1: no registry gives such an id")
+            try:
+                answer = await self._request(http, "GET", f"/schemas/ids/{schema_id}")
+            except RegistryError as e:
+                # a 4xx for this id (not the credentials, not "too many requests"): the message's
+                # fault, provided the registry answers otherwise; a 4xx for every path is a wrong URL
+                if (e.kind != "http" or e.outage or e.status is None or not 400 <= e.status < 500
+                        or e.status == 407 or not await self._answers(http)):
+                    raise
+                raise UnknownSchemaId(f"schema registry: schema id {schema_id}: HTTP {e.status} "
+                                      f"(error_code {e.error_code})") from None
             if not isinstance(answer, dict) or not isinstance(answer.get("schema"), str):
                 raise RegistryError(f"schema registry {self.url}: unexpected answer for schema id {schema_id}: "
                                     f"{answer!r}", kind="answer")
             if answer.get("schemaType", "AVRO") != "AVRO":
-                raise UnknownSchemaId(f"schema id {schema_id} is {answer['schemaType']}, not AVRO")
+                raise UnknownSchemaId(f"schema id {schema_id} is {answer['schemaType']}, not AVRO",
+                                      "unusable-schema")
+            try:
+                parsed = _parse(json.loads(answer["schema"]))
+            except Exception as e:  # noqa: BLE001 - whatever the registry holds under the id
+                raise UnknownSchemaId(f"schema id {schema_id}: its schema does not parse: "
+                                      f"{type(e).__name__}: {e}"[:300], "unusable-schema") from None
         except UnknownSchemaId as e:
-            self._unknown[schema_id] = (time.monotonic() + self.UNKNOWN_KEPT_S, str(e))
+            self._remember_unknown(schema_id, e)
             return
-        try:
-            parsed = _parse(json.loads(answer["schema"]))
-        except Exception as e:
-            raise RegistryError(f"schema registry {self.url}: schema id {schema_id} does not parse: {e}",
-                                kind="answer") from None
         with self._lock:
             self._parsed[schema_id] = parsed
             self._names[schema_id] = _full_name(parsed)
@@ -507,14 +546,14 @@ class ConfluentRegistry:
         parsed = self._parsed.get(schema_id)
         if parsed is not None:
             return parsed
-        why = self._is_unknown(schema_id)
-        if why is None:
+        unknown = self._is_unknown(schema_id)
+        if unknown is None:
             self._blocking(f"schema id {schema_id}", lambda: self.load_ids([schema_id]))
             parsed = self._parsed.get(schema_id)
             if parsed is not None:
                 return parsed
-            why = self._is_unknown(schema_id) or f"unknown schema id {schema_id}"
-        raise UnknownSchemaId(why)
+            unknown = self._is_unknown(schema_id) or UnknownSchemaId(f"unknown schema id {schema_id}")
+        raise unknown
 
     def name_of(self, schema_id: int) -> str:
         name = self._names.get(schema_id)
@@ -545,7 +584,8 @@ class AvroCodec:
     async def ensure_ids(self, ids: Iterable[int]) -> None:
         """Fetch the writer schemas of these ids that are not cached yet (one awaited round of
         requests), so that decoding them asks nothing. Ids the registry does not know then decode
-        as ``DecodeError("unknown-schema-id")``; ``RegistryError`` if the registry could not be asked."""
+        as ``DecodeError("unknown-schema-id")``, ids whose schema cannot be used as
+        ``DecodeError("unusable-schema")``; ``RegistryError`` if the registry could not be asked."""
         if not self.remote:
             return
         missing = [i for i in ids if i not in self._dec]
@@ -594,7 +634,7 @@ class AvroCodec:
                 schema = self.registry.schema(schema_id)
                 name = self.registry.name_of(schema_id)
             except UnknownSchemaId as e:
-                raise DecodeError("unknown-schema-id", str(e), schema_id) from None
+                raise DecodeError(e.reason, str(e), schema_id) from None
             hit = (name, schema, avro_reader.compile_record(schema))
             self._dec[schema_id] = hit
         return hit

@@ -9,7 +9,8 @@ and a RegistryError naming the credentials; a registry that accepts connections 
 fails after the configured timeout while the event loop keeps running other tasks; a transient 503
 is retried, a 4xx never; an unknown id is the message's fault (DecodeError, dead-lettered), an
 unreachable registry is not (RegistryError); TLS needs the CA setting, and a client certificate
-when the registry asks for one. Starts no broker and no Redis.
+when the registry asks for one; the ingest agent (with a real redis-server) dead-letters a message
+whose schema id cannot be used and passes the good ones of its batch. Starts no broker.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class FakeRegistry:
         self.subjects: dict[str, list[int]] = {}
         self.requests: list[tuple[str, str, str | None]] = []  # method, path, Authorization header
         self.fail_next: list[tuple[int, dict]] = []
+        self.refused: set[int] = set()  # schema ids answered with a 400
         self.hang = False
         self.url = ""
         self._runner: web.AppRunner | None = None
@@ -86,6 +88,10 @@ class FakeRegistry:
 
     async def get_schema(self, request: web.Request) -> web.Response:
         sid = int(request.match_info["id"])
+        if sid > 0x7FFFFFFF:  # the resource takes a Java int: no route matches, a bare 404
+            return self.answer(404, {"error_code": 404, "message": "HTTP 404 Not Found"})
+        if sid in self.refused:
+            return self.answer(400, {"error_code": 400, "message": "HTTP 400 Bad Request"})
         if sid not in self.schemas:
             return self.answer(404, {"error_code": 40403, "message": f"Schema {sid} not found"})
         return self.answer(200, {"schema": self.schemas[sid]})
@@ -201,6 +207,46 @@ async def test_an_invalid_schema_is_refused_with_the_registrys_code_and_not_retr
         await ConfluentRegistry(fake.url).register(PENALTY, TOPIC)
     assert (e.value.status, e.value.error_code, e.value.outage) == (422, 42201, False)
     assert fake.requests_to(f"/subjects/{TOPIC}-value/versions") == 1
+
+
+async def test_an_unusable_schema_id_is_dead_lettered_and_the_rest_of_the_batch_goes_on(fake, redis, settings):
+    """The ingest agent's batch: a good penalty, one framed with an id whose registered schema does
+    not parse, one with an id the registry refuses with a 4xx, one with an id over 2^31-1. The batch
+    goes through (it was retried for ever: a RegistryError); the three are dead-lettered."""
+    from aiokafka import ConsumerRecord
+
+    from agents.ingest import IngestAgent
+    from domain import events
+    from schemas import load_schema
+    from sinks.deadletter import dead_letter_info
+    from sinks.keys import Keys
+    from sinks.registry_index import RegistryIndex
+    from streams.topics import Topics
+
+    sid, good = await registered(fake)
+    broken = load_schema(PENALTY)
+    for f in broken["fields"]:
+        if f["name"] == "fine_amount":  # a scale over the precision: Java Avro ignores it, fastavro refuses
+            f["type"] = ["null", {"type": "bytes", "logicalType": "decimal", "precision": 4, "scale": 6}]
+    fake.schemas[sid + 1] = json.dumps(broken)
+    topics = Topics(settings.topic_prefix)
+    body = good[5:]
+    values = [good, frame(sid + 1, body), frame(sid + 2, body), bytes([0, 0xFF, 0, 0, 1]) + body]
+    fake.refused.add(sid + 2)
+    now = int(time.time() * 1000) - 60_000
+    records = [ConsumerRecord(topic=topics.for_kind("penalty"), partition=0, offset=i, timestamp=now, timestamp_type=0,
+                              key=None, value=v, checksum=None, serialized_key_size=0, serialized_value_size=len(v),
+                              headers=()) for i, v in enumerate(values)]
+    agent = IngestAgent(topics=topics, codec=AvroCodec(ConfluentRegistry(fake.url, retries=0)),
+                        index=RegistryIndex(redis, Keys(settings.namespace)), producer=None)
+    checkpoint = agent.checkpoint()
+    await asyncio.wait_for(agent.process(records, checkpoint), 10)
+    await checkpoint.complete()
+    dead = {int(dead_letter_info(m.headers)["source.offset"]): dead_letter_info(m.headers)["reason"]
+            for m in checkpoint.collected if m.topic == topics.dead_letters}
+    assert dead == {1: "unusable-schema", 2: "unknown-schema-id", 3: "unknown-schema-id"}
+    [event] = [events.decode(m.value) for m in checkpoint.collected if m.topic == topics.subject_events]
+    assert event.record["doc_no"] == sample_event("penalty")["decision_doc_no"]
 
 
 # --------------------------------------------------------------------------------------------

@@ -253,6 +253,7 @@ class _FakeRegistry:
         self.subjects: dict[str, list[int]] = {}
         self.requests: list[tuple[str, str, str | None]] = []
         self.fail_subjects: set[str] = set()
+        self.refuse: dict[int, tuple[int, dict]] = {}  # schema id -> (status, body) answered for it
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -270,8 +271,14 @@ class _FakeRegistry:
             def do_GET(self):
                 outer.requests.append(("GET", self.path, None))
                 parts = self.path.strip("/").split("/")
+                if parts == ["subjects"]:
+                    return self._send(200, sorted(outer.subjects))
                 if len(parts) == 3 and parts[:2] == ["schemas", "ids"] and parts[2].isdigit():
                     sid = int(parts[2])
+                    if sid > 0x7FFFFFFF:  # Confluent's resource takes a Java int: no route, a bare 404
+                        return self._send(404, {"error_code": 404, "message": "HTTP 404 Not Found"})
+                    if sid in outer.refuse:
+                        return self._send(*outer.refuse[sid])
                     if sid in outer.schemas:
                         return self._send(200, {"schema": outer.schemas[sid]})
                     return self._send(404, {"error_code": 40403, "message": f"Schema {sid} not found"})
@@ -368,3 +375,66 @@ def test_confluent_unreachable_is_a_registry_error_not_a_decode_error():
         reg.schema(1)
     with pytest.raises(RegistryError):
         AvroCodec(reg).decode(frame(1, b"\x00"))
+
+
+# A schema a registry may hold that fastavro refuses (a decimal's scale over its precision: Java Avro
+# ignores such a logical type, Apicurio stores anything by default).
+def _unparseable_penalty() -> str:
+    from schemas import load_schema
+
+    schema = load_schema(PENALTY)
+    for f in schema["fields"]:
+        if f["name"] == "fine_amount":
+            f["type"] = ["null", {"type": "bytes", "logicalType": "decimal", "precision": 4, "scale": 6}]
+    return json.dumps(schema)
+
+
+def test_confluent_ids_that_cannot_be_used_are_the_messages_fault_not_an_outage(fake_registry):
+    """docs/events.md: only an unreachable registry holds a batch back; an id whose schema does not
+    parse, an id the registry refuses with a 4xx (while it answers otherwise) and an id over 2^31-1
+    are dead-lettered, each asked once, and the good message beside them decodes."""
+    producer = AvroCodec(ConfluentRegistry(fake_registry.url))
+    good = producer.encode(PENALTY, sample_event("penalty"), topic="cs.penalty")
+    body = good[5:]
+    fake_registry.schemas[7] = _unparseable_penalty()
+    fake_registry.refuse[8] = (400, {"error_code": 400, "message": "Bad Request"})
+    fake_registry.refuse[9] = (404, {"error_code": 404, "message": "HTTP 404 Not Found"})
+    unusable, refused, no_route = frame(7, body), frame(8, body), frame(9, body)
+    too_large = bytes([0, 0x80, 1, 2, 3]) + b"junk"  # 0x80010203: not a Java int
+
+    async def batch():
+        worker = AvroCodec(ConfluentRegistry(fake_registry.url, timeout=2, retries=0))
+        values = [good, unusable, refused, no_route, too_large]
+        await worker.ensure_for(values)  # raised RegistryError (the batch retried for ever) before
+        await worker.ensure_for(values)  # remembered: nothing asked again
+        return worker
+
+    import asyncio
+
+    worker = asyncio.run(batch())
+    assert worker.decode(good) == (PENALTY, _filled("penalty"))
+    reasons = {}
+    for value in (unusable, refused, no_route, too_large):
+        with pytest.raises(DecodeError) as e:
+            worker.decode(value)
+        reasons[int.from_bytes(value[1:5], "big")] = e.value.reason
+    assert reasons == {7: "unusable-schema", 8: "unknown-schema-id", 9: "unknown-schema-id",
+                       0x80010203: "unknown-schema-id"}
+    asked = [path for method, path, _ in fake_registry.requests if path.startswith("/schemas/ids/")]
+    sid = int.from_bytes(good[1:5], "big")
+    assert sorted(asked) == sorted(f"/schemas/ids/{i}" for i in (sid, 7, 8, 9)), asked
+
+
+def test_confluent_refusals_of_the_worker_itself_stay_registry_errors(fake_registry):
+    """A 4xx for every path (a wrong URL), refused credentials and 429 are not the message's fault."""
+    import asyncio
+
+    wrong = AvroCodec(ConfluentRegistry(fake_registry.url + "/wrong-prefix", retries=0))
+    with pytest.raises(RegistryError) as e:
+        asyncio.run(wrong.ensure_ids([1]))
+    assert e.value.status == 404
+    for status, code in ((401, 401), (403, 40301), (429, 429)):
+        fake_registry.refuse[5] = (status, {"error_code": code, "message": "refused"})
+        with pytest.raises(RegistryError) as e:
+            asyncio.run(AvroCodec(ConfluentRegistry(fake_registry.url, retries=0)).ensure_ids([5]))
+        assert e.value.status == status
