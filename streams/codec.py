@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import datetime as _dt
 import decimal
 import json
@@ -567,19 +568,61 @@ class ConfluentRegistry:
 # codec
 
 
+_LOCAL_FIELDS: dict[str, list[dict]] = {}
+
+
+def _local_fields(full_name: str) -> list[dict] | None:
+    """The fields of the local (current) schema ``full_name``; None for a name it does not have."""
+    if not _LOCAL_FIELDS:
+        _LOCAL_FIELDS.update((name, schema["fields"]) for name, schema in all_schemas().items()
+                             if isinstance(schema.get("fields"), list))
+    return _LOCAL_FIELDS.get(full_name)
+
+
+_Fill = Callable[[dict], None]
+
+
+def _defaults_of_missing(writer: Any, full_name: str) -> _Fill | None:
+    """What Avro schema resolution against the local schema would add to a record written with
+    ``writer``: the local fields with a default that ``writer`` lacks (an older or newer compatible
+    writer schema, or a retired version of the local one), as a function that sets them on a
+    decoded record; None when there are none (the writer is the local schema: the hot path). So an
+    unchanged decision sent with an older writer schema has the same content, and content hash, as
+    with the current one. The defaults are fastavro's reading of them (logical types converted)."""
+    local = _local_fields(full_name)
+    if local is None or not isinstance(writer, dict) or writer.get("type") != "record":
+        return None
+    have = {f.get("name") for f in writer.get("fields") or ()}
+    missing = [f for f in local if f["name"] not in have and "default" in f]
+    if not missing:
+        return None
+    short = full_name.rsplit(".", 1)[-1]
+    reader = fastavro.parse_schema({"type": "record", "name": short, "fields": missing})
+    nothing = fastavro.parse_schema({"type": "record", "name": short, "fields": []})
+    defaults = fastavro.schemaless_reader(BytesIO(b""), nothing, reader)
+    if any(isinstance(v, (list, dict)) for v in defaults.values()):  # a fresh copy for each record
+        return lambda record: record.update(copy.deepcopy(defaults))
+    return lambda record: record.update(defaults)
+
+
 class AvroCodec:
     """Encode/decode Avro records in the Confluent wire format.
 
     With a remote registry, await :meth:`ensure_for` (the values about to be decoded) and
     :meth:`ensure_writer` (the schema and topic about to be encoded) first; with the local one they
-    return at once."""
+    return at once.
+
+    A record decoded with a writer schema that lacks fields the local schema of its name has with a
+    default gets those defaults, as Avro schema resolution against the local schema would give
+    (:func:`_defaults_of_missing`); fields the writer has and the local schema lacks are kept."""
 
     def __init__(self, registry: SchemaRegistry | None = None):
         self.registry = registry if registry is not None else LocalRegistry()
         self.remote = bool(getattr(self.registry, "remote", False))
         self._enc: dict[tuple[str, str | None], tuple[bytes, dict]] = {}
-        # schema id -> (full name, writer schema, its avro_reader steps or None: fastavro reads it)
-        self._dec: dict[int, tuple[str, dict, tuple[avro_reader.Field, ...] | None]] = {}
+        # schema id -> (full name, writer schema, its avro_reader steps or None: fastavro reads it,
+        # the local schema's defaults of the fields the writer lacks or None)
+        self._dec: dict[int, tuple[str, dict, tuple[avro_reader.Field, ...] | None, _Fill | None]] = {}
 
     async def ensure_ids(self, ids: Iterable[int]) -> None:
         """Fetch the writer schemas of these ids that are not cached yet (one awaited round of
@@ -627,7 +670,7 @@ class AvroCodec:
             raise EncodeError(f"{full_name}: record does not fit the schema: {type(e).__name__}: {e}") from None
         return bio.getvalue()
 
-    def _reader(self, schema_id: int) -> tuple[str, dict, tuple[avro_reader.Field, ...] | None]:
+    def _reader(self, schema_id: int) -> tuple[str, dict, tuple[avro_reader.Field, ...] | None, _Fill | None]:
         hit = self._dec.get(schema_id)
         if hit is None:
             try:
@@ -635,7 +678,7 @@ class AvroCodec:
                 name = self.registry.name_of(schema_id)
             except UnknownSchemaId as e:
                 raise DecodeError(e.reason, str(e), schema_id) from None
-            hit = (name, schema, avro_reader.compile_record(schema))
+            hit = (name, schema, avro_reader.compile_record(schema), _defaults_of_missing(schema, name))
             self._dec[schema_id] = hit
         return hit
 
@@ -647,7 +690,7 @@ class AvroCodec:
         if not isinstance(data, bytes):
             data = bytes(data)
         schema_id = _check_header(data)
-        name, schema, fields = self._reader(schema_id)
+        name, schema, fields, fill = self._reader(schema_id)
         if fields is not None:
             try:
                 record, end = avro_reader.read(fields, data, HEADER_SIZE)
@@ -655,6 +698,8 @@ class AvroCodec:
                 pass  # fastavro decodes it below, and says what is wrong with it
             else:
                 if end == len(data):
+                    if fill is not None:
+                        fill(record)
                     return name, record
         bio = BytesIO(data)
         bio.seek(HEADER_SIZE)
@@ -667,6 +712,8 @@ class AvroCodec:
         pos, size = bio.tell(), len(data)
         if pos != size:
             raise DecodeError("trailing-bytes", f"{size - pos} bytes left after the {name} record", schema_id)
+        if fill is not None and isinstance(record, dict):
+            fill(record)
         return name, record
 
 

@@ -53,7 +53,7 @@ def records(name: str) -> st.SearchStrategy:
 def fastavro_decode(data: bytes):
     """What AvroCodec.decode gave before avro_reader: fastavro's record, or the DecodeError reason."""
     schema_id = int.from_bytes(data[1:HEADER_SIZE], "big")
-    name, schema, _ = CODEC._reader(schema_id)
+    name, schema, _, _ = CODEC._reader(schema_id)
     bio = BytesIO(data)
     bio.seek(HEADER_SIZE)
     try:
@@ -87,7 +87,7 @@ def typed(value):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_every_project_schema_is_read_by_the_fast_reader(name):
-    _, schema, fields = CODEC._reader(local_ids()[name])
+    _, schema, fields, _ = CODEC._reader(local_ids()[name])
     assert fields == avro_reader.compile_record(schema)
     assert fields is not None
     assert [f.name for f in fields] == [f["name"] for f in load_schema(name)["fields"]]

@@ -438,3 +438,85 @@ def test_confluent_refusals_of_the_worker_itself_stay_registry_errors(fake_regis
         with pytest.raises(RegistryError) as e:
             asyncio.run(AvroCodec(ConfluentRegistry(fake_registry.url, retries=0)).ensure_ids([5]))
         assert e.value.status == status
+
+
+# --------------------------------------------------------------------------------------------
+# a compatible writer schema that is not the local one: the local schema's defaults are filled in
+
+
+class _OneSchemaRegistry:
+    """A registry holding one writer schema under id 99 (the department's registered version)."""
+
+    remote = False
+
+    def __init__(self, schema: dict):
+        import fastavro
+
+        self.parsed = fastavro.parse_schema(schema)
+
+    def schema(self, schema_id: int) -> dict:
+        if schema_id != 99:
+            raise UnknownSchemaId(f"unknown schema id {schema_id}")
+        return self.parsed
+
+    def name_of(self, schema_id: int) -> str:
+        return self.schema(schema_id)["name"]
+
+    def id_for(self, full_name: str, topic: str | None = None) -> int:
+        return 99
+
+
+def _with_defaults_dropped():
+    from schemas import load_schema
+
+    for kind in KINDS:
+        for field in load_schema(schema_of(kind))["fields"]:
+            if "default" in field:
+                yield kind, field["name"]
+
+
+@pytest.mark.parametrize(("kind", "dropped"), list(_with_defaults_dropped()), ids=lambda v: str(v))
+@pytest.mark.parametrize("extra", [False, True], ids=["fast-reader", "fastavro"])
+def test_an_older_writer_schema_decodes_as_the_current_one_resolves_it(kind, dropped, extra):
+    """docs/events.md: a decision sent again unchanged is a duplicate. Sent with an older writer
+    schema that lacks a field the current one has with a default (court_listing's `aggravated`,
+    false), it decoded without the field, its content hash differed, and it became a new version.
+    Now the record is what Avro resolution against the local schema gives, through either reader
+    (a writer with an extra enum field is not one the fast reader compiles)."""
+    import io
+
+    import fastavro
+
+    from domain.validate import Rejection, content_hash, normalise_event
+    from schemas import load_schema
+
+    current = load_schema(schema_of(kind))
+    writer = dict(current, fields=[f for f in current["fields"] if f["name"] != dropped])
+    record = {k: v for k, v in sample_event(kind).items() if k != dropped}
+    if extra:  # a newer writer: a field the local schema does not have
+        writer["fields"] = [*writer["fields"], {"name": "channel", "type": {"type": "enum", "name": "Channel",
+                                                                         "symbols": ["WEB", "API"]},
+                                                "default": "WEB", "doc": "x"}]
+        record["channel"] = "API"
+    parsed = fastavro.parse_schema(writer)
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, parsed, record)
+    name, got = AvroCodec(_OneSchemaRegistry(writer)).decode(frame(99, buf.getvalue()))
+    resolved = fastavro.schemaless_reader(io.BytesIO(buf.getvalue()), parsed, fastavro.parse_schema(current))
+    assert name == schema_of(kind)
+    assert {k: v for k, v in got.items() if k != "channel"} == resolved
+    assert got.get("channel") == ("API" if extra else None)
+    ts = 1716256800000
+    got.pop("channel", None)  # (content the current schema does not know: kept, so not the same)
+    a, b = normalise_event(name, got, event_time_ms=ts), normalise_event(name, _filled(kind), event_time_ms=ts)
+    if not isinstance(b, Rejection) and sample_event(kind).get(dropped, resolved[dropped]) == resolved[dropped]:
+        assert not isinstance(a, Rejection) and content_hash(a) == content_hash(b)  # a duplicate
+
+
+def test_the_local_schema_decodes_without_filling():
+    """The hot path: a writer schema that is the local one has nothing to fill."""
+    codec = AvroCodec(LocalRegistry())
+    for kind in KINDS:
+        sid = local_ids()[schema_of(kind)]
+        codec.decode(codec.encode(schema_of(kind), sample_event(kind)))
+        assert codec._dec[sid][3] is None
