@@ -48,7 +48,7 @@ from typing import Any, Protocol
 import fastavro
 
 from domain.clock import china_date, date_of_text
-from schemas import all_schemas, full_name_of, local_ids
+from schemas import all_schemas, full_name_of, local_ids, retired_schemas, reused_ids
 from streams import avro_reader
 
 __all__ = [
@@ -190,11 +190,15 @@ def _full_name(parsed: dict) -> str:
 
 
 class LocalRegistry:
-    """Fixed ids from ``schemas/registry.json``; schemas from ``schemas/*.avsc``."""
+    """Fixed ids from ``schemas/registry.json``; schemas from ``schemas/*.avsc``. The retired
+    versions (``schemas/retired.json``: a schema's previous version keeps its id) decode by their
+    ids and are never encoded with; :attr:`reused_by` names the later version a retired id was
+    also framed with by mistake (ListChange's, id 13, with 10)."""
 
     remote = False
 
-    def __init__(self, ids: dict[str, int] | None = None, schemas: dict[str, dict] | None = None):
+    def __init__(self, ids: dict[str, int] | None = None, schemas: dict[str, dict] | None = None,
+                 retired: dict[int, dict] | None = None, reused_by: dict[int, int] | None = None):
         self._ids = dict(ids if ids is not None else local_ids())
         raw = schemas if schemas is not None else all_schemas()
         self._names = {sid: name for name, sid in self._ids.items()}
@@ -203,6 +207,12 @@ class LocalRegistry:
             if name not in raw:
                 raise ValueError(f"registry.json names {name!r} but there is no such schema")
             self._parsed[sid] = _parse(raw[name])
+        for sid, schema in (retired if retired is not None else retired_schemas()).items():
+            if sid in self._parsed:
+                raise ValueError(f"schema id {sid} is both current and retired")
+            self._parsed[sid] = parsed = _parse(schema)
+            self._names[sid] = _full_name(parsed)
+        self.reused_by = dict(reused_by if reused_by is not None else reused_ids() if retired is None else {})
 
     def id_for(self, full_name: str, topic: str | None = None) -> int:
         try:
@@ -620,6 +630,9 @@ class AvroCodec:
         self.registry = registry if registry is not None else LocalRegistry()
         self.remote = bool(getattr(self.registry, "remote", False))
         self._enc: dict[tuple[str, str | None], tuple[bytes, dict]] = {}
+        # a retired id -> the header of the later version also framed with it (LocalRegistry.reused_by)
+        self._reused = {old: _HEADER.pack(MAGIC, new)
+                        for old, new in (getattr(self.registry, "reused_by", None) or {}).items()}
         # schema id -> (full name, writer schema, its avro_reader steps or None: fastavro reads it,
         # the local schema's defaults of the fields the writer lacks or None)
         self._dec: dict[int, tuple[str, dict, tuple[avro_reader.Field, ...] | None, _Fill | None]] = {}
@@ -711,6 +724,10 @@ class AvroCodec:
             raise DecodeError("avro-decode-error", f"{name}: {type(e).__name__}: {e}", schema_id) from None
         pos, size = bio.tell(), len(data)
         if pos != size:
+            header = self._reused.get(schema_id)
+            if header is not None:  # the later version, framed with this id by mistake: read with its schema
+                with contextlib.suppress(DecodeError):
+                    return self.decode(header + data[HEADER_SIZE:])
             raise DecodeError("trailing-bytes", f"{size - pos} bytes left after the {name} record", schema_id)
         if fill is not None and isinstance(record, dict):
             fill(record)

@@ -249,6 +249,41 @@ async def test_an_unusable_schema_id_is_dead_lettered_and_the_rest_of_the_batch_
     assert event.record["doc_no"] == sample_event("penalty")["decision_doc_no"]
 
 
+async def test_list_changes_register_the_current_version_beside_v1_and_both_decode(fake):
+    """A remote registry: list-changes-value holds the v1 ListChange a worker registered before the
+    upgrade (messages framed with its id stay on the topic); the subject agent's codec registers
+    the current version as the subject's next one, under a new id, and encodes with it; a reader
+    decodes both, the v1 change with the new fields' defaults."""
+    import datetime as dt
+
+    from domain.kinds import LIST_CHANGE_SCHEMA
+    from schemas import retired_schemas
+
+    topic = "cs.list-changes"
+    v1 = retired_schemas()[10]
+    before = AvroCodec(ConfluentRegistry(fake.url, schemas={LIST_CHANGE_SCHEMA: v1}))  # a pre-upgrade worker
+    old = {"change_id": "c1", "subject_id": "91310110666007217T", "subject_kind": "uscc",
+           "list": "blacklist:environment", "list_kind": "blacklist", "domain": "environment",
+           "transition": "entered", "effective_date": dt.date(2024, 7, 15), "cause_record_ids": ["r"],
+           "event_time": dt.datetime(2024, 7, 15, 2, tzinfo=dt.UTC), "rules_version": "henan-2024.1"}
+    await before.ensure_writer(LIST_CHANGE_SCHEMA, topic)
+    old_value = before.encode(LIST_CHANGE_SCHEMA, old, topic=topic)
+
+    after = AvroCodec(ConfluentRegistry(fake.url))
+    await after.ensure_writer(LIST_CHANGE_SCHEMA, topic)
+    new = {**old, "change_id": "c2", "cause_kind": "listing", "cause_decision": "d", "withdraws": None,
+           "arrival_time": dt.datetime(2024, 7, 16, tzinfo=dt.UTC)}
+    new_value = after.encode(LIST_CHANGE_SCHEMA, new, topic=topic)
+    old_id, new_id = (int.from_bytes(v[1:5], "big") for v in (old_value, new_value))
+    assert old_id != new_id and fake.subjects == {f"{topic}-value": [old_id, new_id]}
+
+    reader = AvroCodec(ConfluentRegistry(fake.url))
+    await reader.ensure_for([old_value, new_value])
+    assert reader.decode(old_value) == (LIST_CHANGE_SCHEMA, {**old, "cause_kind": "", "cause_decision": None,
+                                                             "withdraws": None, "arrival_time": None})
+    assert reader.decode(new_value) == (LIST_CHANGE_SCHEMA, new)
+
+
 # --------------------------------------------------------------------------------------------
 # credentials
 

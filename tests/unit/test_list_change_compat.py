@@ -1,4 +1,5 @@
-"""schemas/list_change.avsc evolves compatibly with the previous version (tests/fixtures/list_change_v1.avsc).
+"""schemas/list_change.avsc (id 13) evolves compatibly with the previous version
+(schemas/list_change_v1.avsc, id 10, retired: list-changes keeps what was framed with it for ever).
 
 Backward: a reader using the new schema reads data written with the old one (the added fields take
 their defaults). Forward: a reader still on the old schema reads data written with the new one
@@ -19,11 +20,12 @@ import fastavro
 import pytest
 
 from schemas import SCHEMA_DIR, load_schema, local_ids
-from streams.codec import LocalRegistry
+from streams.codec import AvroCodec, DecodeError, LocalRegistry, frame
 
 FULL_NAME = "creditstream.ListChange"
 NEW_PATH = SCHEMA_DIR / "list_change.avsc"
-OLD_PATH = Path(__file__).resolve().parents[1] / "fixtures" / "list_change_v1.avsc"
+OLD_PATH = SCHEMA_DIR / "list_change_v1.avsc"
+OLD_ID, NEW_ID = 10, 13
 UTC = dt.UTC
 EPOCH = dt.date(1970, 1, 1)
 
@@ -99,8 +101,8 @@ def test_parses_with_fastavro_and_avro_python3(path):
     assert schema.fullname == parsed["name"]
 
 
-def test_fixture_is_the_previous_version():
-    """The fixture is a different, older version of the same record (not a copy of the current)."""
+def test_v1_is_the_previous_version():
+    """The retired file is a different, older version of the same record (not a copy of the current)."""
     old, new = _raw(OLD_PATH), _raw(NEW_PATH)
     assert old["name"] == new["name"] and old["namespace"] == new["namespace"]
     assert old != new
@@ -197,18 +199,61 @@ def test_docs_of_changed_fields():
 
 
 # --------------------------------------------------------------------------------------------
-# (e) the local registry still names the schema, with its fixed id, and serves the new version
+# (e) the local registry: the current version under its own id, the previous one still under 10
 
 
-def test_registry_still_names_the_schema():
+def test_registry_names_each_version_by_its_own_id():
     registry_file = json.loads((SCHEMA_DIR / "registry.json").read_text(encoding="utf-8"))
-    assert registry_file[FULL_NAME] == 10  # a fixed id: compatible evolution keeps it
-    assert local_ids()[FULL_NAME] == 10
+    assert registry_file[FULL_NAME] == NEW_ID  # a changed schema gets a new id; 10 keeps v1
+    assert local_ids()[FULL_NAME] == NEW_ID
     reg = LocalRegistry()
-    assert reg.id_for(FULL_NAME) == reg.id_for("list_change") == 10
-    assert reg.name_of(10) == FULL_NAME
-    served = {f["name"] for f in reg.schema(10)["fields"]}
+    assert reg.id_for(FULL_NAME) == reg.id_for("list_change") == NEW_ID
+    assert reg.name_of(NEW_ID) == reg.name_of(OLD_ID) == FULL_NAME
+    served = {f["name"] for f in reg.schema(NEW_ID)["fields"]}
     assert served == set(_fields(load_schema("list_change"))) >= set(ADDED_DEFAULTS)
+    assert {f["name"] for f in reg.schema(OLD_ID)["fields"]} == set(_fields(_raw(OLD_PATH)))
+    assert AvroCodec().encode(FULL_NAME, NEW_RECORD)[:5] == frame(NEW_ID, b"")  # encoding: the new id
+
+
+def _v1_message() -> bytes:
+    """A list change written before the upgrade: the v1 body framed with id 10, as list-changes keeps it."""
+    return frame(OLD_ID, _fastavro_write(_raw(OLD_PATH), OLD_RECORD))
+
+
+def test_a_v1_change_framed_with_id_10_decodes_with_the_new_fields_defaults():
+    """It was decoded with the current schema under id 10 and failed (truncated)."""
+    assert AvroCodec().decode(_v1_message()) == (FULL_NAME, {**OLD_RECORD, **ADDED_DEFAULTS})
+    assert AvroCodec().decode(frame(NEW_ID, _fastavro_write(_raw(NEW_PATH), NEW_RECORD))) == (FULL_NAME, NEW_RECORD)
+
+
+def test_a_change_of_the_versions_that_framed_the_current_schema_with_id_10_still_decodes():
+    """From bb90798 until ListChange had id 13, workers framed the current body with id 10: read
+    with v1 it leaves bytes, so it is read with 13's schema (never mistaken: v1 is a prefix of it)."""
+    misframed = frame(OLD_ID, _fastavro_write(_raw(NEW_PATH), NEW_RECORD))
+    assert AvroCodec().decode(misframed) == (FULL_NAME, NEW_RECORD)
+    with pytest.raises(DecodeError) as e:  # anything else left over is still trailing bytes
+        AvroCodec().decode(_v1_message() + b"\x00")
+    assert e.value.reason == "trailing-bytes"
+
+
+def test_the_change_feed_shows_a_v1_change():
+    """The API's /changes (creditstream/api.py: Reader.decode_changes, then change_json) dropped it."""
+    from aiokafka import ConsumerRecord
+
+    from creditstream.api import change_json
+    from creditstream.settings import Settings
+    from ops.inspect import Reader
+
+    value = _v1_message()
+    body = _fastavro_write(_raw(NEW_PATH), NEW_RECORD)
+    msgs = [ConsumerRecord("creditstream.list-changes", 0, offset, 0, 0, b"91310110666007217T", v, None, 18, len(v),
+                           [("change_id", b"x")])
+            for offset, v in enumerate([value, frame(OLD_ID, body), frame(NEW_ID, body)])]
+    got = [change_json(rec, msg.partition, msg.offset) for msg, rec in Reader(Settings(), None).decode_changes(msgs)]
+    assert [c["offset"] for c in got] == [0, 1, 2]
+    assert got[0]["change_id"] == OLD_RECORD["change_id"] and got[0]["effective_date"] == "2024-07-15"
+    assert (got[0]["cause_kind"], got[0]["withdraws"], got[0]["arrival_time"]) == ("", None, None)
+    assert got[1]["withdraws"] == got[2]["withdraws"] == OLD_RECORD["change_id"]
 
 
 def test_the_writer_gives_the_bytes_of_date_and_datetime_values():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import json
 from decimal import Decimal
@@ -11,8 +12,10 @@ import avro.io
 import avro.schema
 import fastavro
 import pytest
+from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from schemas import SCHEMA_DIR, all_schemas, load_schema, local_ids
+from schemas import SCHEMA_DIR, all_schemas, load_schema, local_ids, retired_schemas, reused_ids
+from streams.codec import LocalRegistry
 from streams.samples import ALL_KINDS, KINDS, SCHEMA_OF_KIND, sample_event, schema_of
 
 AVSC_FILES = sorted(SCHEMA_DIR.glob("*.avsc"))
@@ -29,10 +32,62 @@ EXPECTED_IDS = {
     "creditstream.Objection": 7,
     "creditstream.RepairDecision": 8,
     "creditstream.ListingDecision": 9,
-    "creditstream.ListChange": 10,
+    "creditstream.ListChange": 13,  # 10 until it gained four fields: 10 is now that version's, retired
     "creditstream.JointPunishmentFeedback": 11,
     "creditstream.CheckAudit": 12,
 }
+
+# Previous versions of a schema keep their ids, read-only (schemas/retired.json).
+RETIRED_IDS = {10: ("creditstream.ListChange", "list_change_v1.avsc")}
+
+# Each id's schema as first committed, pinned: (SHA-256 of its Parsing Canonical Form, what the
+# bytes are; SHA-256 of the schema without its docs, logical types and defaults included, what a
+# reader makes of them). An .avsc may change its docs; anything else is a new schema with a new id
+# (schemas/__init__.py). Ids 1-9, 11, 12: the files' first commits; 10: the ListChange of 552248c
+# (schemas/list_change_v1.avsc); 13: the ListChange that added cause_kind, cause_decision,
+# withdraws and arrival_time (bb90798, framed with id 10 by mistake until the id was given).
+FINGERPRINTS = {
+    1: ("526c86061bf4ee2852fa15fef3929eb6d9e114c8c7973abf566c909dd97efe8a",
+        "dbf3b4d421f29e6133589dc4e3cdc7e7bf3e22e9c530d5f1108befdd5dd42fe5"),
+    2: ("9ae00c274cb6b3cc3f3abb147edc302fd6910763218ca0b18029b82236c20510",
+        "888f5f15c762cf14d45d952837e332c3f079750c47b0052709f46233fa83579f"),
+    3: ("a4d3d234579c5b46073ffa64286d41c1ef2b601679b11659122dc195355b409e",
+        "0e19fbf14863825b2db84bb654fd982a41a845e99f4b84243caf8dc2f94e4d99"),
+    4: ("995eb9c3fff5a3db4af12c007021efd91af6502f3d5390a8768095792ebae21c",
+        "efeacb277299f0530d5d2e9b97f1b3a3b79f7018780cd11c5f7380ab41f2f2a3"),
+    5: ("16d58238f016552124c1b36c79e86e86f5b347bedfe7b8037e9fbb6956e0e8e7",
+        "02f17b989a92cad4ea58bd9b274084834c8019c81d3a7168ac33e48596ad7071"),
+    6: ("d7635f706b9cd6ff660d7613130929012ae76d6dafa8acd45b4847c0ce93c2ed",
+        "b1f96653ef376b9ae3903f1be01ae9d18cb031b53189f9fb8e912f6b09f91a10"),
+    7: ("6803e3b6bc786c7a6cf265eb238da04e49afc91ec853b2f10ef0db1ee57bc22f",
+        "988b8a46f6af1ce18bf6da230ab96cf4c374d9ef151b05e45ecc872b71ceca22"),
+    8: ("72ed5ef529868dc8c3c656bf62cfbf4536dbcd5b25a2d7342882d7b7eb95152e",
+        "b807b60ffc8b0e921a726b7ae35ddae1cfe2d697504ad7231eb4e4c2353080d4"),
+    9: ("881695b35c37d5bcabeb24f265deaa66d51fbcf19d1bd722bfc28883b6044d3a",
+        "b4b06ecc0f179c4bd36b25a0c42d1818afefd8cd5846bb681b67a8e46acbebe8"),
+    10: ("0e54e3bb4a441bfcba2e0221b332479ffc30905766813b7be8dfe91b597c8cc1",
+         "8a677c8127da2d151708df3289edc0c9a1be2801b17d67003d9f3f3be3019aa2"),
+    11: ("2be59016634afb3e2a8daff8c078fd2a4fc0236cb8a4865c71a64aa79a01d127",
+         "d4947b303e93b5d6a0bbabddc8cc2a0dbbf316fd0a8ebb528d7e7a3d4c13a97c"),
+    12: ("9d708dea10da4f74f1fd62fe5b2120ea3b6ed4433156bd258c5b1dc1316964e8",
+         "7eaee6e39ef296dd4d72f7eac0126614497550499258479eb74a2b12fb4349ab"),
+    13: ("33d1994d6ed7f4373324b2f38d99a116b4cc62096e8858d27c03ee82f137f107",
+         "3322b344777927ae417ba0f78f3e77bc3a67f802c0758b32731d1e7ba2b8fc75"),
+}
+
+
+def _without_docs(value):
+    if isinstance(value, dict):
+        return {k: _without_docs(v) for k, v in value.items() if k != "doc"}
+    if isinstance(value, list):
+        return [_without_docs(v) for v in value]
+    return value
+
+
+def _fingerprints(schema: dict) -> tuple[str, str]:
+    meaning = json.dumps(_without_docs(schema), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return (fingerprint(to_parsing_canonical_form(schema), "SHA-256"),
+            hashlib.sha256(meaning.encode("utf-8")).hexdigest())
 
 
 def test_all_expected_files_exist():
@@ -47,6 +102,7 @@ def test_all_expected_files_exist():
         "repair_decision",
         "listing_decision",
         "list_change",
+        "list_change_v1",
         "feedback",
         "check_audit",
     }
@@ -84,6 +140,25 @@ def test_fields_are_documented_and_optionals_default_to_null(path):
 def test_registry_ids_are_fixed_and_cover_every_schema():
     assert local_ids() == EXPECTED_IDS
     assert set(all_schemas()) == set(EXPECTED_IDS)
+    retired = json.loads((SCHEMA_DIR / "retired.json").read_text(encoding="utf-8"))
+    assert {int(sid): e["file"] for sid, e in retired.items()} == {sid: f for sid, (_, f) in RETIRED_IDS.items()}
+    assert reused_ids() == {10: 13}  # ListChange's second version was framed with 10 until it had 13
+    assert not set(RETIRED_IDS) & set(EXPECTED_IDS.values())
+
+
+def test_each_id_keeps_the_schema_it_was_first_committed_with():
+    """A schema id never changes meaning: what the local registry serves under each id (current and
+    retired) has the fingerprints of the schema first committed under it. ListChange had changed
+    under id 10 (bb90798); a change of anything but docs under an id fails here."""
+    served = {sid: all_schemas()[name] for name, sid in local_ids().items()}
+    served.update(retired_schemas())
+    changed = {sid: _fingerprints(schema) for sid, schema in served.items()
+               if sid in FINGERPRINTS and _fingerprints(schema) != FINGERPRINTS[sid]}
+    assert not changed, f"schemas changed under their ids (give them new ids): {changed}"
+    assert set(served) == set(FINGERPRINTS), "a new id needs its fingerprints in FINGERPRINTS"
+    registry = LocalRegistry()
+    for sid, (name, _file) in RETIRED_IDS.items():
+        assert registry.name_of(sid) == name and registry.id_for(name) == EXPECTED_IDS[name] != sid
 
 
 def test_load_schema_by_stem_short_and_full_name():
