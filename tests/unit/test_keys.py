@@ -80,3 +80,33 @@ def test_no_valid_resident_id_is_ever_stored_in_clear(person):
 def test_a_uscc_with_a_letter_is_never_pseudonymised(body):
     uscc = body + uscc_check_char(body)
     assert storage_id(uscc, KEY) == uscc
+
+
+def test_list_changes_are_keyed_as_docs_events_md_says():
+    """docs/events.md told downstream the list-changes key is "the subject id (USCC or resident ID
+    number)"; a person's key is its pseudonym, and the subject is the record's subject_id."""
+    import re
+    from pathlib import Path
+
+    from sinks.kafka import KafkaSink
+    from sinks.list_changes import ListChangeWriter
+    from streams.codec import AvroCodec
+
+    sink = KafkaSink(None)
+    writer = ListChangeWriter(sink, AvroCodec(), "cs.list-changes", Keys(pseudonym_key=KEY))
+    for subject, kind in ((samples.COMPANY_USCC, "uscc"), (samples.PERSON_ID, "resident_id")):
+        writer.add({"change_id": f"c-{kind}", "subject": subject, "list": "court_debtor", "kind": "court_debtor",
+                    "transition": "entered", "effective_date": "2024-07-15", "causes": [],
+                    "event_ms": 1721008800000}, kind, 1721008800000)
+    org, person = sink._buffer  # noqa: SLF001 - what would be produced
+    codec = AvroCodec()
+    assert org.key.decode() == samples.COMPANY_USCC == codec.decode(org.value)[1]["subject_id"]
+    assert re.fullmatch(r"p\.[0-9a-f]{32}", person.key.decode())
+    assert codec.decode(person.value)[1]["subject_id"] == samples.PERSON_ID
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "events.md").read_text(encoding="utf-8")
+    row = next(line for line in doc.splitlines() if line.startswith("| `list-changes` |"))
+    assert "pseudonym" in row and "key = subject id" not in row
+    reading = doc[doc.index("## Reading list changes"):doc.index("- `effective_date`")]
+    assert "USCC or resident ID number" not in reading
+    assert "pseudonym" in reading and "`subject_id`" in reading
