@@ -151,7 +151,7 @@ class IngestAgent:
             dead.add(msg, "future-timestamp", why)
             return None
         try:
-            schema_name, raw = self.codec.decode(msg.value if msg.value is not None else b"")
+            schema_name, raw = self.codec.decode(msg.value)  # a tombstone (None): "empty"
         except DecodeError as exc:
             dead.add(msg, exc.reason, str(exc))
             return None

@@ -104,15 +104,15 @@ class DeadLetter:
     offset: int
     timestamp: int
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: the dead-lettered message was a tombstone (and is re-driven as one)
     headers: list[tuple[str, bytes]]
     info: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, msg) -> DeadLetter:
         headers = [(k, v if isinstance(v, bytes) else bytes(v or b"")) for k, v in (msg.headers or ())]
-        return cls(msg.partition, msg.offset, msg.timestamp or 0, msg.key,
-                   msg.value if msg.value is not None else b"", headers, dead_letter_info(headers))
+        return cls(msg.partition, msg.offset, msg.timestamp or 0, msg.key, msg.value, headers,
+                   dead_letter_info(headers))
 
     @property
     def ref(self) -> str:
@@ -183,7 +183,7 @@ class DeadLetter:
             "source_offset": _int(info.get("source.offset"), -1),
             "source_timestamp": _int(info.get("source.timestamp"), 0),
             "dead_lettered_at": self.dead_lettered_at,
-            "size": len(self.value),
+            "size": len(self.value) if self.value is not None else 0,
             "value_omitted": self.value_omitted or None,
             "redriven_from": self.redriven_from or None,
         }

@@ -148,7 +148,7 @@ def _preview(b: bytes, limit: int = 200) -> str:
     return text[:limit] + ("..." if len(text) > limit or len(b) > limit * 4 else "")
 
 
-async def _decode(settings: Settings, value: bytes, codec=None) -> tuple[str | None, dict | None, str | None]:
+async def _decode(settings: Settings, value: bytes | None, codec=None) -> tuple[str | None, dict | None, str | None]:
     """(schema name, record, error) of a value."""
     from creditstream.connections import make_codec
     from streams.codec import DecodeError, RegistryError
@@ -215,10 +215,11 @@ async def show(settings: Settings, ref: str) -> dict | None:
         "timestamp": letter.timestamp,
         "headers": [[k, _text_or_hex(v)] for k, v in letter.headers],
         "key": _text_or_hex(letter.key),
-        "value_hex": letter.value.hex(),
+        "value_hex": letter.value.hex() if letter.value is not None else None,
+        "tombstone": letter.value is None,
         "decoded": {"schema": name, "record": to_json(name, record)} if name else None,
         "decode_error": error,
-        "preview": None if name or letter.value_omitted else _preview(letter.value),
+        "preview": None if name or letter.value_omitted else _preview(letter.value or b""),
         # written without its value: where the original is (what `dlq redrive` reads back)
         "original_at": f"{place[0]}/{place[1]}/{place[2]}" if letter.value_omitted and place else None,
         "redriven": (await redriven(settings)).get(letter.ref),
@@ -249,7 +250,9 @@ def render_show(d: dict) -> str:
     for k, v in d["headers"]:
         lines.append(f"    {k} = {v}")
     hexed = d["value_hex"]
-    if d.get("value_omitted"):
+    if d.get("tombstone"):
+        lines.append("  value           null (a tombstone; a re-drive sends a tombstone)")
+    elif d.get("value_omitted"):
         where = d.get("original_at") or "nowhere: the dead letter names no source"
         lines.append(f"  value           omitted ({d['value_omitted']}): over the dead-letter topic's limit, the "
                      "dead letter was written without it")

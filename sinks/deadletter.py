@@ -1,7 +1,8 @@
 """Dead letters (死信): bad input kept whole, with the reason, for an operator to inspect and re-drive.
 
 A dead letter is the original message (key, value bytes, headers) on the dead-letter topic, with
-headers added that say why and where it came from:
+headers added that say why and where it came from (a tombstone stays a tombstone: its value null,
+so a re-drive sends a tombstone again):
 
 ``dlq.reason`` (a short code: ``bad-magic``, ``unknown-schema-id``, ``missing-field``, ...),
 ``dlq.detail`` (a readable sentence, never personal data), ``dlq.agent``,
@@ -55,11 +56,11 @@ class DeadLetterSink:
             ("dlq.at", str(now_ms).encode()),
         ]
         headers += [(k, v) for k, v in (msg.headers or ()) if not k.startswith(HEADER_PREFIX)]
-        value = msg.value if msg.value is not None else b""
+        value = msg.value
         try:
             self.kafka.add(self.topic, value, key=msg.key, headers=headers, timestamp_ms=now_ms)
         except MessageTooLarge as exc:
-            headers.insert(1, ("dlq.value-omitted", f"{len(value)} bytes: over {exc.limit}".encode()))
+            headers.insert(1, ("dlq.value-omitted", f"{len(value or b'')} bytes: over {exc.limit}".encode()))
             own = sum(1 for k, _ in headers if k.startswith(HEADER_PREFIX))  # the dlq.* ones, first
             try:  # the original's headers kept, after the dlq.* ones, as in a whole dead letter
                 self.kafka.add(self.topic, b"", key=msg.key, headers=headers, timestamp_ms=now_ms)

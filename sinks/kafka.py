@@ -54,7 +54,7 @@ class MessageTooLarge(ValueError):
 @dataclass(slots=True)
 class OutMessage:
     topic: str
-    value: bytes
+    value: bytes | None  # None: a tombstone (a dead-lettered one kept as it came)
     key: bytes | None = None
     headers: Headers = field(default_factory=list)
     partition: int | None = None
@@ -73,14 +73,14 @@ class KafkaSink:
         # the largest message each topic takes (streams.topics.MessageLimits), from the producer
         self.limits = getattr(producer, "limits", None)
 
-    def add(self, topic: str, value: bytes, *, key: bytes | None = None, headers: Headers | None = None,
+    def add(self, topic: str, value: bytes | None, *, key: bytes | None = None, headers: Headers | None = None,
             partition: int | None = None, timestamp_ms: int | None = None) -> None:
         """Buffer one message. Raises :class:`MessageTooLarge` (and buffers nothing) when it is over
-        its topic's limit: the broker would refuse it on every try."""
+        its topic's limit: the broker would refuse it on every try. ``value`` None: a tombstone."""
         headers = headers or []
         if self.limits is not None:
             limit = self.limits.of(topic)
-            if len(value) + BATCH_OVERHEAD > limit - 4096 or headers:  # cheap test first
+            if (len(value) if value is not None else 0) + BATCH_OVERHEAD > limit - 4096 or headers:  # cheap test first
                 size = message_size(key, value, headers)
                 if size > limit:
                     raise MessageTooLarge(topic, size, limit)

@@ -279,3 +279,36 @@ async def test_a_dead_letters_detail_quotes_no_personal_value(pipeline, departme
     detail = json.loads(out)["detail"]
     assert detail.startswith("subject_category: <") and "withheld" in detail, detail
     assert samples.PERSON not in detail
+
+
+async def test_a_tombstone_is_dead_lettered_and_redriven_as_a_tombstone(pipeline, department, settings):
+    """Seen: a null-valued message on a department topic was dead-lettered (`empty`) with the value
+    b'' instead of null, so a re-drive sent an empty message, not the tombstone that came."""
+    from aiokafka import TopicPartition
+
+    from streams import kafka
+    from streams.topics import Topics
+
+    topic = Topics(settings).for_kind("penalty")
+    await department.send_raw(topic, None, key=samples.COMPANY_USCC.encode())
+    [letter] = await letters_until(settings, 1, reason="empty")
+    shown = await show(settings, letter["ref"])
+    assert shown["tombstone"] is True and shown["value_hex"] is None and shown["size"] == 0
+    assert "a tombstone" in dlq.render_show(shown)
+
+    report = await redrive(settings, flt=Filter(reason="empty"), by="tester")
+    [item] = report.items
+    assert item.action == "redriven"
+    c = kafka.consumer(settings, group_id=None)
+    await c.start()
+    try:
+        tp = TopicPartition(item.target["topic"], item.target["partition"])
+        c.assign([tp])
+        c.seek(tp, item.target["offset"])
+        batch = await c.getmany(tp, timeout_ms=10_000)
+        [msg] = batch[tp][:1]
+    finally:
+        await kafka.stop_consumer(c)
+    assert msg.value is None and msg.key == samples.COMPANY_USCC.encode()
+    again = await letters_until(settings, 2, reason="empty")  # a tombstone again: dead-lettered again
+    assert sum(1 for d in again if d["redriven_from"]) == 1

@@ -120,6 +120,24 @@ def test_where_the_originals_headers_alone_are_over_the_limit_they_are_left_out_
     assert all(k.startswith("dlq.") for k, _ in letter.headers)
 
 
+def test_a_tombstone_is_dead_lettered_as_a_tombstone():
+    """Seen: the ingest agent dead-lettered a null value (`empty`) as b'', so a re-drive sent an
+    empty message instead of the tombstone that came."""
+    from agents.ingest import IngestAgent
+    from streams.codec import AvroCodec
+
+    sink = KafkaSink(Producer(message_limits(Settings(topic_prefix="p."))))
+    dead = DeadLetterSink(sink, "p.dead-letters", "ingest")
+    agent = IngestAgent(topics=Topics("p."), codec=AvroCodec(), index=None, producer=None)
+    msg = ConsumerRecord(topic="p.penalty", partition=2, offset=41, timestamp=1_700_000_000_000, timestamp_type=0,
+                         key=b"91310110666007217T", value=None, checksum=None, serialized_key_size=18,
+                         serialized_value_size=-1, headers=())
+    assert agent.decode(msg, dead, 1_700_000_000_000) is None
+    [letter] = sink.pending()
+    assert letter.value is None and letter.key == msg.key
+    assert dead_letter_info(letter.headers)["reason"] == "empty"
+
+
 class RefusingProducer(Producer):
     """A broker whose real limit is lower than configured: batches with a message over it fail."""
 
