@@ -8,7 +8,8 @@ records) are under publicity at the instant ``at`` and which have been withdrawn
   rules core keeps per record, ``state["facts"][key]["pub"]``: the maximum of its tier, or the
   approval date of a credit repair, RULES.md 3); withdrawn then, by ``expiry`` or ``repair``;
 * a licence is published from its decision date while in force: to its ``valid_to`` date when it
-  has one (withdrawn then, by ``expiry``), else for as long as it stands;
+  has one, that day included (有效期至 is its last valid day; withdrawn the day after, by
+  ``expiry``), else for as long as it stands (also when valid to 2099-12-31, indefinite);
 * a record revoked by its department (a newer version marked revoked) is withdrawn on the date of
   that version (``revoked``); one an upheld objection revoked, on the resolution date
   (``objection``); but a record whose publicity had already ended (``expiry``, ``repair``) before
@@ -90,7 +91,8 @@ class PublicRecord(msgspec.Struct, frozen=True, kw_only=True):
     domain: str | None
     details: dict[str, str]        # the published fields of its kind (violation, content, licence no., ...)
     published_from: str            # the decision date
-    published_until: str | None    # the end the rules give (None: no end known)
+    published_until: str | None    # the end the rules give, the day publicity ends (a licence: the day
+                                   # after its valid_to); None: no end known
     repair_from: str | None        # penalties: the earliest date a credit repair may be approved
     state: str                     # published / repair_eligible / withdrawn
     withdrawn_on: str | None       # the date publicity ended (终止公示), on or before the instant
@@ -136,18 +138,25 @@ indefinite"): it has no end of publicity."""
 
 
 def _licence_end(content: View) -> str | None:
-    """The date a licence's publicity ends (its ``valid_to``); None while it has no end."""
+    """The date a licence's publicity ends (it is withdrawn, 终止公示): the day after its
+    ``valid_to`` (有效期至, the last day it is valid, included: it is published on that day too);
+    None while it has no end (no ``valid_to``, or valid to 2099-12-31 or later: indefinite)."""
     valid_to = (content.get("fields") or {}).get("valid_to")
     if not valid_to:
         return None
-    end = str(valid_to)
-    return None if end >= INDEFINITE else end
+    last = str(valid_to)
+    if last >= INDEFINITE:
+        return None
+    try:
+        return (dt.date.fromisoformat(last[:10]) + dt.timedelta(days=1)).isoformat()
+    except ValueError:  # not a date (validation gives ISO dates): the day after is unknown, keep the text
+        return last
 
 
 def _natural_window(state: View, key: str, entry: View, content: View,
                     rules: Rulebook) -> tuple[str | None, str | None, str | None] | None:
     """(until, repair_from, end reason) of a revoked record's publicity had it not been revoked:
-    a penalty's period (the tier's maximum, or a repair), a licence's ``valid_to``."""
+    a penalty's period (the tier's maximum, or a repair), a licence's ``valid_to`` (ending the day after)."""
     if entry.get("kind") == "penalty":
         pub = penalty_publicity(entry, (state.get("repairs") or {}).get(key), rules)
         return (pub[1].isoformat(), pub[0].isoformat(), pub[2]) if pub is not None else None

@@ -36,10 +36,11 @@ def test_a_penalty_is_published_from_its_decision_to_the_end_of_its_period():
     assert pen.published_until == state["facts"][KEY]["pub"][1] and pen.repair_from == state["facts"][KEY]["pub"][0]
     assert pen.details == {"violation_type": "超标排放", "penalty_content": "罚款10万元"}
     assert publicity(state, pen.repair_from, RULES).published[-1].state == "repair_eligible"
-    # the licence: published until its valid_to, then withdrawn by expiry
-    later = publicity(state, "2025-07-31", RULES)
+    # the licence: published to its valid_to (its last valid day, included), withdrawn by expiry the day after
+    assert LIC_KEY in keys(publicity(state, "2025-07-31", RULES).published)
+    later = publicity(state, "2025-08-01", RULES)
     (lic,) = later.withdrawn
-    assert (lic.record_key, lic.withdrawn_on, lic.withdrawn_by, lic.state) == (LIC_KEY, "2025-07-31", "expiry",
+    assert (lic.record_key, lic.withdrawn_on, lic.withdrawn_by, lic.state) == (LIC_KEY, "2025-08-01", "expiry",
                                                                                 "withdrawn")
     # the penalty's own end: withdrawn by expiry on its last day
     end = pen.published_until
@@ -202,12 +203,42 @@ def test_a_record_revoked_after_its_publicity_ended_is_not_published_again_befor
     lic = record("license", "许〔2019〕7号", "2019-08-01", certificate_name="排污许可证", valid_to="2021-07-31")
     state = run([record_event(lic, "2019-08-02"), record_event(dict(lic, revoked=True), "2023-03-01")])
     (w,) = publicity(state, "2022-01-04", RULES).withdrawn
-    assert (w.withdrawn_on, w.withdrawn_by) == ("2021-07-31", "expiry")
+    assert (w.withdrawn_on, w.withdrawn_by) == ("2021-08-01", "expiry")  # the day after its valid_to
     # revoked while still under publicity: withdrawn on the revocation's date, as before
     pen2 = record("penalty", "罚〔2024〕2号", "2024-02-05", severity="general", domain="market")
     state = run([record_event(pen2, "2024-02-06"), record_event(dict(pen2, revoked=True), "2024-04-01")])
     (w,) = publicity(state, "2024-04-02", RULES).withdrawn
     assert (w.withdrawn_on, w.withdrawn_by) == ("2024-04-01", "revoked")
+
+
+def test_a_licence_is_published_on_its_last_valid_day_and_withdrawn_the_day_after():
+    # valid_to (有效期至) is the last day the licence is valid, included (docs/disclosure.md: published
+    # "to its valid_to"): on that day it is still under publicity; withdrawn by expiry the next day
+    lic = record("license", "许可〔2024〕7号", "2024-07-01", valid_from="2024-07-01", valid_to="2026-12-04")
+    key = decision_key(lic)
+    state = run([record_event(lic, "2024-07-02")])
+    for at in ("2026-12-03", "2026-12-04"):
+        view = publicity(state, at, RULES)
+        assert [(r.record_key, r.state, r.published_until) for r in view.published] == [
+            (key, "published", "2026-12-05")], at
+        assert view.withdrawn == (), at
+    view = publicity(state, "2026-12-05", RULES)
+    assert view.published == ()
+    assert [(r.withdrawn_on, r.withdrawn_by, r.published_until) for r in view.withdrawn] == [
+        ("2026-12-05", "expiry", "2026-12-05")]
+    # the same in the report and the disclosure's views, which read publicity()
+    report = credit_report(state, "2026-12-04", rules_version="v", generated_at="t", rules=RULES)
+    assert [r["record_key"] for r in report["publicity"]["published"]] == [key] and report["publicity"]["withdrawn"] == []
+    assert [r["state"] for r in disclosed_records(state, "2026-12-04", withdrawn=True, rules=RULES)] == ["published"]
+    assert [(r["state"], r["withdrawn_on"]) for r in disclosed_records(state, "2026-12-05", withdrawn=True, rules=RULES)] \
+        == [("withdrawn", "2026-12-05")]
+    # a licence revoked after it expired left publicity the day after its valid_to, by expiry
+    state = run([record_event(lic, "2024-07-02"), record_event(dict(lic, revoked=True), "2026-12-05")])
+    (w,) = publicity(state, "2027-01-04", RULES).withdrawn
+    assert (w.withdrawn_on, w.withdrawn_by) == ("2026-12-05", "revoked")
+    state = run([record_event(lic, "2024-07-02"), record_event(dict(lic, revoked=True), "2026-12-07")])
+    (w,) = publicity(state, "2027-01-04", RULES).withdrawn
+    assert (w.withdrawn_on, w.withdrawn_by) == ("2026-12-05", "expiry")
 
 
 def test_a_licence_valid_to_2099_12_31_is_valid_indefinitely():
