@@ -40,7 +40,7 @@ import msgspec
 
 from domain.clock import date_of_ms
 from domain.facts import penalty_publicity
-from domain.memberships import day_of, intervals, memberships_at
+from domain.memberships import DOMAIN_KINDS, Membership, day_of, intervals, memberships_at
 from domain.rulebook import Rulebook
 from domain.state import SubjectState
 from domain.types import Doc, View
@@ -286,12 +286,41 @@ def _repairs(state: View, day: str) -> list[Doc]:
     return out
 
 
+def _stay_then(state: View, m: Membership, day: str, known: str) -> Doc:
+    """One stay of the list history as it stood at the instant ``day`` (it began on or before it):
+    nothing that happened after the instant shows. An exit after it is null (and what caused it);
+    a suspension that began after it is left out, and one that ended after it is open (no end,
+    nothing that ended it); the records it rests on are those listed by then. ``exit_projected``:
+    the stay's end lies after ``known`` (as the lists' ``until_projected``)."""
+    exited = m.exited if m.exited is not None and m.exited <= day else None
+    suspensions = [{"since": x.since, "until": x.until if x.until is not None and x.until <= day else None,
+                    "objection": x.objection,
+                    "ended_by": _builtins(x.ended_by) if x.until is not None and x.until <= day else None}
+                   for x in m.suspensions if x.since <= day]
+    causes = m.causes
+    facts = state.get("facts")
+    if m.kind in DOMAIN_KINDS and isinstance(facts, Mapping):
+        listed = {key for key in m.causes
+                  if any(c[0] == m.kind and c[1] == m.domain and c[2] <= day
+                         for c in (facts.get(key) or {}).get("cands") or ())}
+        causes = tuple(key for key in m.causes if key in listed) or causes
+    stay: Doc = _builtins(m)
+    return stay | {"exited": exited, "exited_by": _builtins(m.exited_by) if exited is not None else None,
+                   "entry_projected": m.entered > known, "exit_projected": m.exited is not None and m.exited > known,
+                   "suspensions": suspensions, "causes": list(causes)}
+
+
 def credit_report(state: SubjectState | Doc, at: dt.date | dt.datetime | str, *, rules_version: str,
                   generated_at: str, rules: Rulebook) -> Doc:
     """The content of the subject's credit report at the instant ``at`` (module docstring), as JSON
     data. ``generated_at``: the report's time (ISO 8601), part of the sealed content. ``rules``: as
     for :func:`publicity`."""
     day = day_of(at)
+    # what the report knows: up to the instant, or up to the subject's clock if that is earlier; a
+    # date after it is projected (expected, not yet happened then), for the lists held then and the
+    # list history alike
+    as_of = state.get("as_of")
+    known = min(day, str(as_of)) if as_of else day
     standing = memberships_at(state, day)
     pub = publicity(state, day, rules)
     history = [m for m in intervals(state) if m.entered <= day]
@@ -309,11 +338,9 @@ def credit_report(state: SubjectState | Doc, at: dt.date | dt.datetime | str, *,
         "rules_version": rules_version,
         "lists_rules_version": standing.rules_version,
         "publicity": {"published": _builtins(pub.published), "withdrawn": _builtins(pub.withdrawn)},
-        "lists": _builtins(standing.lists),
+        "lists": [_builtins(s) | {"until_projected": s.until is not None and s.until > known} for s in standing.lists],
         "list_records": [_record_summary(state, k) for k in keys],
-        "list_history": [_builtins(m) | {"exited": m.exited if m.exited is not None and m.exited <= day else None,
-                                          "exit_projected": m.exited is not None and m.exited > day}
-                         for m in history],
+        "list_history": [_stay_then(state, m, day, known) for m in history],
         "red_list": {"listed": red is not None, "since": red.since if red else None,
                      "until": red.until if red else None},
         "objections": _objections(state, day),

@@ -249,3 +249,62 @@ def test_a_licence_valid_to_2099_12_31_is_valid_indefinitely():
         view = publicity(state, at, RULES)
         assert [(r.published_until, r.withdrawn_by) for r in view.published] == [(None, None)], at
         assert not view.withdrawn, at
+
+
+def test_a_report_for_a_past_instant_shows_nothing_that_happened_after_it():
+    # docs/disclosure.md: "the lists held then and the list history up to then": an objection
+    # filed, a court deletion dated, a suspension ended or a record listed after the instant is
+    # not in a report for that instant; and what lies ahead of it is projected in the lists held
+    # then and in the list history alike
+    pen = record("penalty", "环罚〔2026〕8号", "2026-03-02", severity="severe", domain="environment")
+    later = record("penalty", "环罚〔2026〕9号", "2026-05-04", severity="severe", domain="environment")
+    listing = record("court_listing", "(2026)豫01执8号", "2026-03-02")
+    deletion = record("court_deletion", "(2026)豫01执8号", "2026-05-01", deletion_reason="performed")
+    key = decision_key(pen)
+    state = run([record_event(pen, "2026-03-03"), record_event(listing, "2026-03-03"),
+                 objection("O1", key, "filed", "2026-03-20", arrived="2026-03-20"),
+                 objection("O1", key, "rejected", "2026-03-20", "2026-04-10", arrived="2026-04-10"),
+                 record_event(later, "2026-05-05"),
+                 objection("O2", key, "filed", "2026-06-01", arrived="2026-06-01"),
+                 objection("O2", key, "rejected", "2026-06-01", "2026-06-10", arrived="2026-06-10"),
+                 record_event(deletion, "2026-06-10")])
+    # the reviewer's case, one objection filed after the instant: its suspension was shown
+    alone = run([record_event(pen, "2026-03-03"), objection("O3", key, "filed", "2026-06-01", arrived="2026-06-01"),
+                 objection("O3", key, "rejected", "2026-06-01", "2026-06-10", arrived="2026-06-10")])
+    report = credit_report(alone, "2026-04-01", rules_version="v", generated_at="t", rules=RULES)
+    assert [(h["list"], h["suspensions"]) for h in report["list_history"]] == [("blacklist:environment", [])]
+
+    report = credit_report(state, "2026-04-01", rules_version="v", generated_at="t", rules=RULES)
+    assert state["as_of"] > "2026-04-01" and report["objections"] == [
+        {"objection_id": "O1", "record_key": key, "filed": "2026-03-20", "status": "filed", "resolved": None,
+         "outcome": None, "provider_verification": False}]
+    history = {h["list"]: h for h in report["list_history"]}
+    assert sorted(history) == ["blacklist:environment", "court_debtor", "escalated"]
+    for h in history.values():
+        # still on every list then: no exit, nor what caused it (the deletion of 2026-05-01)
+        assert (h["exited"], h["exited_by"], h["exit_projected"], h["entry_projected"]) == (None, None, True, False)
+    # suspended by O1 then, its end not known yet; O2 (filed after the instant) not there
+    assert history["blacklist:environment"]["suspensions"] == [
+        {"since": "2026-03-20", "until": None, "objection": "O1", "ended_by": None}]
+    # it rested on the penalty listed by then, not on the one decided after the instant
+    assert history["blacklist:environment"]["causes"] == [key]
+    # the lists held then: every end lies ahead of the instant, projected, as in the history
+    assert [(s["list"], s["until_projected"], s["suspended"]) for s in report["lists"]] == [
+        ("blacklist:environment", True, True), ("court_debtor", True, False), ("escalated", True, True)]
+
+    # after the deletion: the exit and its cause show, and they have happened
+    report = credit_report(state, "2026-06-15", rules_version="v", generated_at="t", rules=RULES)
+    history = {h["list"]: h for h in report["list_history"]}
+    assert (history["court_debtor"]["exited"], history["court_debtor"]["exited_by"]["kind"],
+            history["court_debtor"]["exit_projected"]) == ("2026-05-01", "deletion", False)
+    assert history["blacklist:environment"]["suspensions"][0]["until"] == "2026-04-10"
+    assert history["blacklist:environment"]["causes"] == sorted([key, decision_key(later)])
+    # past the subject's clock: an exit between the clock and the instant is shown, projected, and
+    # the lists held then measure their ends from the same point
+    report = credit_report(state, "2030-01-01", rules_version="v", generated_at="t", rules=RULES)
+    (black,) = [h for h in report["list_history"] if h["list"] == "blacklist:environment"]
+    assert (black["exited"], black["exit_projected"]) == ("2029-05-04", True) and report["lists"] == []
+    report = credit_report(state, "2027-01-04", rules_version="v", generated_at="t", rules=RULES)
+    (black,) = [h for h in report["list_history"] if h["list"] == "blacklist:environment"]
+    assert [(s["list"], s["until"], s["until_projected"]) for s in report["lists"]] == [
+        ("blacklist:environment", "2029-05-04", True)] and black["exit_projected"]
