@@ -355,6 +355,15 @@ def rulebook_from_dict(data: Doc, *, source: str = "") -> Rulebook:
                     f"henan_max_disclosure_years ({henan_years} years): disclosure past it would have to run "
                     f"on only while the subject is on a list, which is not supported; keep the maximum at "
                     f"or below {12 * henan_years} months")
+        for domain, months in sorted(regime.domain_min_months.items()):
+            if months > 12 * henan_years:
+                # a domain's minimum raises the maximum with it (publicity_months): past the cap it
+                # would be cut back to the cap and leave no time for a repair; refused as a tier's
+                raise RulebookError(
+                    f"regime {regime.name!r}, domain_min_months.{domain}: {months} months is past "
+                    f"henan_max_disclosure_years ({henan_years} years): the minimum raises the maximum with "
+                    f"it, and disclosure past the cap would have to run on only while the subject is on a "
+                    f"list, which is not supported; keep it at or below {12 * henan_years} months")
 
     escalation = _table(data, "escalation", required=True)
     red_list = _table(data, "red_list", required=True)

@@ -397,3 +397,20 @@ def test_a_publicity_maximum_past_the_henan_cap_is_refused(raw):
         rulebook_from_dict(data)
     data["regime"][-1]["tiers"] = {t: {"min_months": 6, "max_months": 60} for t in ("minor", "general", "severe")}
     assert rulebook_from_dict(data).regimes[-1].name == "long"
+
+
+def test_a_domain_minimum_past_the_henan_cap_is_refused(raw):
+    # a domain's minimum raises the maximum with it (publicity_months): one past the cap was accepted
+    # and, cut back to the cap, made the penalty unrepairable (repair_from == the end of publicity);
+    # refused as a tier's maximum past the cap is, naming the key and the cap
+    import copy
+
+    data = copy.deepcopy(raw)
+    (regime,) = [r for r in data["regime"] if r["name"] == "2023"]
+    regime["domain_min_months"]["fire"] = 72
+    with pytest.raises(RulebookError, match=r"regime '2023', domain_min_months\.fire: 72 months is past "
+                                            r"henan_max_disclosure_years \(5 years\).*at or below 60 months"):
+        rulebook_from_dict(data)
+    regime["domain_min_months"]["fire"] = 60  # at the cap: accepted (repair at the end, as a tier's 60/60)
+    rules = rulebook_from_dict(data)
+    assert rules.publicity_months("2024-03-01", "severe", "fire") == (60, 60)
