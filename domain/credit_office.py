@@ -186,7 +186,7 @@ def normalise_credit_office(kind: str, rec: Mapping[str, Any], latest: _dt.date)
         if period is not None and not (isinstance(period, str) and not period.strip()):
             years = _count("period_years", period)
             if years == 0:
-                raise _Reject("bad-number", "period_years: 0 (leave it empty for no fixed term)")
+                raise _Reject("bad-number", "period_years: 0 (leave it empty for the domain's default period)")
             fields["period_years"] = years
         skip |= {"list_domain", "action", "period_years"}
     elif kind == "feedback":

@@ -348,3 +348,21 @@ def test_hash_of_the_other_kinds_is_unchanged():
     blob = orjson.dumps({key: penalty.get(key) for key in CONTENT_KEYS}, option=orjson.OPT_SORT_KEYS)
     assert content_hash(penalty) == hashlib.blake2b(blob, digest_size=16).hexdigest()
     assert content_hash({**penalty, "status": "annotated", "target_key": "x"}) == content_hash(penalty)
+
+
+def test_a_zero_listing_period_is_refused_with_what_empty_does():
+    # an empty period_years gives the domain's default period (domain/facts.py), never "no fixed
+    # term": the refusal of 0 said otherwise, and so did the schema's doc
+    import json
+    from pathlib import Path
+
+    from domain.rulebook import load_rulebook
+
+    out = norm("listing_decision", period_years=0)
+    assert isinstance(out, Rejection) and out.reason == "bad-number"
+    assert "leave it empty for the domain's default period" in out.detail and "no fixed term" not in out.detail
+    assert "period_years" not in ok("listing_decision", period_years=None)["fields"]
+    assert load_rulebook().listing_period("environment")[0] >= 1  # what empty gives
+    schema = json.loads((Path(__file__).parents[2] / "schemas" / "listing_decision.avsc").read_text("utf-8"))
+    (field,) = [f for f in schema["fields"] if f["name"] == "period_years"]
+    assert "default listing period" in field["doc"] and ", or no fixed term" not in field["doc"]
