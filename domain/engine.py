@@ -35,7 +35,7 @@ from domain import events as ev
 from domain.calendar import WorkingCalendar
 from domain.clock import date_of_ms
 from domain.facts import BASIS_VERSION, objection_targets
-from domain.history import TRANSITION_ORDER, advance
+from domain.history import ANNOUNCE_ORDER, advance
 from domain.identifiers import is_valid_resident_id
 from domain.rulebook import Rulebook
 from domain.state import (
@@ -219,7 +219,8 @@ def announce(withdrawn: list[Doc], added: list[Doc], event: ev.SubjectEvent) -> 
             "cause_kind": "withdrawal", "cause_decision": old.get("cause_decision"), "withdraws": cid,
         })
     new = [dict(c, subject=event.subject) for c in added]
-    new.sort(key=lambda c: (c["effective_date"], c["list"], TRANSITION_ORDER.get(c["transition"], 99)))
+    # on one date and list, as state transitions apply: an entry before its suspension (ANNOUNCE_ORDER)
+    new.sort(key=lambda c: (c["effective_date"], c["list"], ANNOUNCE_ORDER.get(c["transition"], 99)))
     return out + new
 
 

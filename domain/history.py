@@ -64,6 +64,17 @@ from domain.types import Doc
 TRANSITION_ORDER: Final = {t: i for i, t in enumerate((
     "exited", "de-escalated", "red_list_exited", "resumed", "suspended", "entered", "escalated",
     "red_list_entered", "repair_eligible", "publicity_expired", "objection_overdue", "withdrawn"))}
+"""The order of one date's changes of one list in the stored tracks (``_order``), which the read-backs
+(``memberships_of``, ``escalations_of``, domain/memberships.py) sort again as each needs. Kept as it
+was: the states stored so far hold their tracks in this order (announcements use ANNOUNCE_ORDER)."""
+ANNOUNCE_ORDER: Final = {t: i for i, t in enumerate((
+    "resumed", "exited", "de-escalated", "red_list_exited", "entered", "escalated", "red_list_entered",
+    "suspended", "repair_eligible", "publicity_expired", "objection_overdue", "withdrawn"))}
+"""The order of one date's changes of one list in an announcement (domain/engine.py ``announce``): a
+valid sequence of state transitions for a subscriber that applies them one by one. A stay's flips
+fall within it (a suspension may begin on its entry day, a resumption comes before its exit), so:
+a resumption before an exit, the exit of an old stay before the entry of a new one, an entry before
+the suspension of the stay it begins."""
 ENTRY_TRANSITIONS: Final = {"blacklist": ("entered", "exited"), "court_debtor": ("entered", "exited"),
                      "escalated": ("escalated", "de-escalated"), "red_list": ("red_list_entered", "red_list_exited")}
 

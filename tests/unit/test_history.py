@@ -1240,3 +1240,64 @@ def test_escalation_changes_name_what_caused_them():
                       ("suspended", "2024-09-02", "objection_filed", "OB1"),
                       ("de-escalated", "2024-09-05", "objection_upheld", "OB1"),
                       ("escalated", "2024-09-10", "correction", key)]
+
+
+# ------------------------------------------------------------- announcements as state transitions
+
+_ENTRIES = {"entered", "escalated", "red_list_entered"}
+_EXITS = {"exited", "de-escalated", "red_list_exited"}
+
+
+def assert_valid_transitions(changes, held=None):
+    """Apply list changes one by one as state transitions, per list: an entry only while off the
+    list, an exit only while on it, a suspension only while on it and not suspended, a resumption
+    only while suspended. ``held``: list -> (on, suspended) before them (default: off every list)."""
+    held = dict(held or {})
+    for c in changes:
+        name, t = c["list"], c["transition"]
+        on, suspended = held.get(name, (False, False))
+        if t in _ENTRIES:
+            assert not on, (name, t, c["effective_date"], "entered while on the list")
+            held[name] = (True, False)
+        elif t in _EXITS:
+            assert on, (name, t, c["effective_date"], "exited while off the list")
+            held[name] = (False, False)
+        elif t == "suspended":
+            assert on and not suspended, (name, t, c["effective_date"], "suspended while off the list or suspended")
+            held[name] = (True, True)
+        elif t == "resumed":
+            assert on and suspended, (name, t, c["effective_date"], "resumed while not suspended")
+            held[name] = (True, False)
+    return held
+
+
+def test_an_entry_is_announced_before_its_suspension_on_the_same_day():
+    # an objection filed on the decision date, sent before the decision: the decision's announcement
+    # held the suspension of blacklist:environment (and of the escalation) before the entry into it,
+    # a suspension of a list the subject was not on for a subscriber applying them in order
+    pen = record("penalty", "环罚〔2026〕3号", "2026-03-02", severity="severe", domain="environment")
+    key = decision_key(pen)
+    listing = record("court_listing", "(2026)豫01执3号", "2026-03-02")
+    for inputs in ([objection("OB-1", key, "filed", "2026-03-02", arrived="2026-03-05"),
+                    record_event(listing, "2026-03-05"), record_event(pen, "2026-03-05")],
+                   [record_event(listing, "2026-03-05"), record_event(pen, "2026-03-05"),
+                    objection("OB-1", key, "filed", "2026-03-02", arrived="2026-03-05")]):
+        state, announced, _ = run(inputs)
+        env = [(c["effective_date"], c["transition"]) for c in announced if c["list"] == "blacklist:environment"]
+        assert env == [("2026-03-02", "entered"), ("2026-03-02", "suspended")]
+        assert_valid_transitions(c for c in announced if c["transition"] != "withdrawn")
+        assert told(fold_changes(announced)) == told(history_of(state))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(list_inputs(max_inputs=10))
+def test_a_whole_history_announced_at_once_is_a_valid_sequence_of_transitions(inputs):
+    """After every input, the subject's whole list history announced at once (as when its inputs
+    all arrive together) is in an order a subscriber can apply as state transitions. (Announcements
+    one after the other are not checked so: a late input adds changes before ones already told.)"""
+    from domain.engine import announce
+
+    state = None
+    for event in inputs:
+        state = step(state, event, RULES, CAL).state
+        assert_valid_transitions(announce([], list(history_of(state).values()), event))
