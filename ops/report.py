@@ -158,14 +158,13 @@ async def operator_report(settings: Settings) -> dict:
 async def overdue_feedback_report(settings: Settings, today: str | None = None, sample: int = 20) -> dict:
     """List changes still without joint-punishment feedback ``settings.feedback_workdays`` working
     days after they were pushed (RULES.md 4: trigger - push - feedback)."""
-    import datetime as dt
-
+    from domain import clock
     from domain.calendar import WorkingCalendar
-    from domain.clock import CHINA
     from domain.engine import overdue_feedback
 
     cal = WorkingCalendar.from_file(settings.calendar_file) if settings.calendar_file else WorkingCalendar()
-    today = today or dt.datetime.now(CHINA).date().isoformat()
+    clock.set_offset(settings.clock_offset_s)  # the workers' clock (domain/clock.py), skewed as theirs
+    today = today or clock.date_of_ms(clock.now_ms())
     redis = redis_client(settings)
     found: list[dict] = []
     count = 0
