@@ -10,11 +10,13 @@ teaches the index, one produce flush.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import structlog
 from aiokafka import ConsumerRecord, TopicPartition
 
 from agents.arrival import future_stamp, origin_of
-from agents.input_positions import BatchPositions, idle_rewind
+from agents.input_positions import BatchPositions, InputPositions, no_commit
 from creditstream import metrics
 from domain import clock, events
 from domain.attach import Attached, learned_pairs, mapping_version, plan
@@ -46,6 +48,9 @@ class IngestAgent:
         # re-teaching it on every record would cost a Redis write and a Lua loop each time
         self._taught: dict[str, str] = {}
         self._schemas_on = topics.schemas_on()
+        # the group's committed offset of a partition: streams/runner.py sets it
+        self.committed_offset: Callable[[TopicPartition], Awaitable[int | None]] = no_commit
+        self.positions = InputPositions(index, self.name, lambda tp: self.committed_offset(tp))
 
     def source_topics(self) -> list[str]:
         return [self.topics.penalty, self.topics.license, self.topics.court, self.topics.action,
@@ -57,14 +62,15 @@ class IngestAgent:
     async def process(self, records: list[ConsumerRecord], checkpoint: Checkpoint) -> None:
         bounds = BatchPositions(records)
         try:
-            await bounds.check(self.index, self.name)  # Redis lost inputs' writes: re-read them first
+            await self.positions.check(bounds)  # Redis lost inputs' writes: re-read them first
             await self._process(records, checkpoint, bounds)
         except Rewind:
             self._taught.clear()  # what Redis lost must be taught again
             raise
 
-    async def idle_rewind(self, consumer_positions: dict[TopicPartition, int]) -> Rewind | None:
-        rewind = await idle_rewind(self.index, self.name, consumer_positions)
+    async def positions_behind(self, partitions: list[TopicPartition]) -> Rewind | None:
+        """streams/runner.py, every few seconds: partitions whose writes Redis lost."""
+        rewind = await self.positions.behind(partitions)
         if rewind is not None:
             self._taught.clear()
         return rewind
@@ -119,7 +125,8 @@ class IngestAgent:
                 [(key, uscc, version) for key, (uscc, version) in teach.items()],
                 [(keys, origin_of(msg), payload) for keys, msg, payload in waiting], bounds.spec(self.name))
         except PositionsBehind as exc:
-            raise bounds.rewind_for(exc, self.name) from exc
+            raise self.positions.rewind_for(exc, bounds) from exc
+        self.positions.written(bounds)
 
         for event, msg in attached:
             out.add(event, msg)

@@ -2,16 +2,28 @@
 last writes loses no input (the subject agent has its own: sinks/redis_state.py).
 
 Their effects in Redis (the identifier index, parked records) are written by one script per batch
-with the position each input partition reached (sinks/registry_index.py ``apply_batch``). Before a
-batch, the positions Redis records are read: one behind the batch's first offset means Redis lost
-the writes of the inputs between (restarted from an older AOF, a replica promoted), and the batch
-is dropped and those partitions re-read from there (``Rewind``). The script refuses to write if a
-position went back while the batch ran, for the same reason. A position ahead of the batch (another
-worker went further, or the consumer's commit was lost) changes nothing: the batch's writes are
-idempotent. Partitions that get no input are checked when the agent is idle (``idle_rewind``).
+with the position each input partition reached, "last record + 1" (sinks/registry_index.py
+``apply_batch``). Redis has lost writes when it records a position behind one that was written:
+
+* behind the position this worker's own last batch of the partition wrote (kept in memory), or
+* for a partition this worker has not written yet, behind the group's committed offset (a batch is
+  committed only after its script wrote its position).
+
+Not behind the batch's first offset, nor the consumer's position: a log has offsets that hold no
+record a consumer sees (a transaction's commit marker, records compacted away or deleted by
+retention), so the next batch may begin past the recorded position with nothing lost.
+
+Before each batch, the positions Redis records are read: one behind means Redis lost the writes of
+the inputs from there (restarted from an older AOF, a replica promoted), and the batch is dropped
+and those partitions read again from the recorded position (``Rewind``). The script refuses to write
+if a position went back while the batch ran, for the same reason. The runner also asks, every
+``POSITION_CHECK_S`` (streams/runner.py), about all the agent's partitions (:meth:`InputPositions.
+behind`), so a partition with no new input is read again too.
 """
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
 
 import structlog
 from aiokafka import ConsumerRecord, TopicPartition
@@ -21,6 +33,11 @@ from sinks.registry_index import PositionsBehind, RegistryIndex
 from streams.runner import Rewind
 
 log = structlog.get_logger("creditstream.positions")
+
+
+async def no_commit(tp: TopicPartition) -> int | None:
+    """The committed offset when no runner says (an agent driven by a test): none known."""
+    return None
 
 
 def field_of(tp: TopicPartition) -> str:
@@ -39,55 +56,96 @@ class BatchPositions:
             self.next[tp] = msg.offset + 1
         self.recorded: dict[TopicPartition, int | None] = {}
 
-    async def check(self, index: RegistryIndex, agent: str) -> None:
-        """Read the recorded positions; raise ``Rewind`` for partitions Redis records behind the
-        batch (it lost the writes of the inputs between)."""
-        fields = {field_of(tp): tp for tp in self.first}
-        read = await index.positions(agent, list(fields))
-        self.recorded = {fields[f]: pos for f, pos in read.items()}
-        behind = {tp: pos for tp, pos in self.recorded.items() if pos is not None and pos < self.first[tp]}
-        if behind:
-            raise self._rewind(behind, agent)
-
     def spec(self, agent: str) -> tuple[str, list[tuple[str, int | None, int]]]:
         """What ``RegistryIndex.apply_batch`` checks and records."""
         return agent, [(field_of(tp), self.recorded.get(tp), self.next[tp]) for tp in self.first]
 
-    def rewind_for(self, exc: PositionsBehind, agent: str) -> Rewind:
-        """A position went back while the batch ran: re-read from there (none recorded: the batch again)."""
+
+class InputPositions:
+    """An agent's memory of the positions it wrote, and the checks against it."""
+
+    def __init__(self, index: RegistryIndex, agent: str,
+                 committed: Callable[[TopicPartition], Awaitable[int | None]]):
+        self.index = index
+        self.agent = agent
+        self.wrote: dict[TopicPartition, int] = {}  # what this worker last wrote (or re-read from)
+        self.mine: set[TopicPartition] = set()  # partitions whose position a batch of this worker wrote
+        self.committed = committed  # the group's committed offset of a partition (None: none known)
+
+    async def _floor(self, tp: TopicPartition) -> int | None:
+        """The position Redis must record at least for ``tp``."""
+        floor = self.wrote.get(tp)
+        if floor is None:
+            floor = await self.committed(tp)
+            if floor is not None:
+                self.wrote[tp] = floor
+        return floor
+
+    async def check(self, bounds: BatchPositions) -> None:
+        """Before a batch: read the recorded positions; raise ``Rewind`` for partitions Redis
+        records behind what was written (it lost the writes of the inputs from there)."""
+        fields = {field_of(tp): tp for tp in bounds.first}
+        read = await self.index.positions(self.agent, list(fields))
+        bounds.recorded = {fields[f]: pos for f, pos in read.items()}
+        behind = await self._behind(bounds.recorded)
+        if behind:
+            raise self._rewind(behind, bounds.first)
+
+    def written(self, bounds: BatchPositions) -> None:
+        """The batch's script wrote its positions."""
+        for tp, reached in bounds.next.items():
+            self.wrote[tp] = max(reached, bounds.recorded.get(tp) or 0)
+            self.mine.add(tp)
+
+    def rewind_for(self, exc: PositionsBehind, bounds: BatchPositions) -> Rewind:
+        """A position went back while the batch ran: re-read from there (gone: the batch again)."""
         behind = {}
-        for tp in self.first:
+        for tp, first in bounds.first.items():
             pos = exc.positions.get(field_of(tp))
             if pos is not None:
-                behind[tp] = min(self.first[tp], pos) if pos >= 0 else self.first[tp]
-        return self._rewind(behind, agent)
+                behind[tp] = min(first, pos) if pos >= 0 else first
+        return self._rewind(behind, bounds.first)
 
-    def _rewind(self, behind: dict[TopicPartition, int], agent: str) -> Rewind:
-        _behind(agent, behind, self.first)
-        return Rewind({tp: behind.get(tp, first) for tp, first in self.first.items()}, reason="redis-behind")
+    async def behind(self, partitions: list[TopicPartition]) -> Rewind | None:
+        """Every ``POSITION_CHECK_S``, for all the agent's partitions: those Redis records behind what
+        was written, to be read again. A partition with no recorded position gets its floor as its
+        first (a worker of an earlier version: what it read before is in Redis, as its commit says)."""
+        if not partitions:
+            return None
+        fields = {field_of(tp): tp for tp in partitions}
+        read = await self.index.positions(self.agent, list(fields))
+        recorded = {fields[f]: pos for f, pos in read.items()}
+        unset = {field_of(tp): await self._floor(tp) or 0 for tp, pos in recorded.items()
+                 if pos is None and tp not in self.mine}
+        if unset:
+            await self.index.first_positions(self.agent, unset)
+            recorded.update({fields[f]: floor for f, floor in unset.items()})
+        behind = await self._behind(recorded)
+        if not behind:
+            return None
+        return self._rewind(behind, {})
 
+    async def _behind(self, recorded: dict[TopicPartition, int | None]) -> dict[TopicPartition, int]:
+        behind = {}
+        for tp, pos in recorded.items():
+            floor = await self._floor(tp)
+            if pos is None:
+                if tp in self.mine:  # a position this worker wrote is gone: read the partition again whole
+                    log.error("the recorded position of a partition is gone: Redis lost more than its last writes; "
+                              "reading the partition again from its start (see docs/operations.md, Backups and "
+                              "losing Redis)", agent=self.agent, partition=field_of(tp), written=floor)
+                    behind[tp] = 0
+                continue
+            if floor is not None and pos < floor:
+                behind[tp] = pos
+        return behind
 
-def _behind(agent: str, behind: dict[TopicPartition, int], reached: dict[TopicPartition, int]) -> None:
-    metrics.REWINDS.labels(agent).inc(len(behind))
-    log.warning("Redis is behind the log: re-reading from the positions it records", agent=agent,
-                positions={field_of(tp): pos for tp, pos in behind.items()},
-                reached={field_of(tp): reached[tp] for tp in behind})
-
-
-async def idle_rewind(index: RegistryIndex, agent: str, consumer_positions: dict[TopicPartition, int]) -> Rewind | None:
-    """For an agent with no input: the partitions whose position Redis records behind the
-    consumer's (Redis lost the writes of their last inputs, and no new input would show it). A
-    partition without a recorded position gets the consumer's as its first (a worker of an earlier
-    version, or no batch yet): what was read before it is in Redis, as the consumer's commit says."""
-    if not consumer_positions:
-        return None
-    fields = {field_of(tp): tp for tp in consumer_positions}
-    read = await index.positions(agent, list(fields))
-    behind = {fields[f]: pos for f, pos in read.items() if pos is not None and pos < consumer_positions[fields[f]]}
-    unset = {f: consumer_positions[tp] for f, tp in fields.items() if read.get(f) is None}
-    if unset:
-        await index.first_positions(agent, unset)
-    if not behind:
-        return None
-    _behind(agent, behind, consumer_positions)
-    return Rewind(behind, reason="redis-behind")
+    def _rewind(self, behind: dict[TopicPartition, int], first: dict[TopicPartition, int]) -> Rewind:
+        metrics.REWINDS.labels(self.agent).inc(len(behind))
+        log.warning("Redis is behind the log: re-reading from the positions it records", agent=self.agent,
+                    positions={field_of(tp): pos for tp, pos in behind.items()},
+                    written={field_of(tp): self.wrote.get(tp) for tp in behind})
+        for tp, pos in behind.items():
+            self.wrote[tp] = pos  # from there on, Redis is expected where it is now
+            self.mine.discard(tp)  # (a position that is gone is written again by the next batch)
+        return Rewind({**first, **behind}, reason="redis-behind")

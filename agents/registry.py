@@ -9,10 +9,12 @@ records removed from the parking area.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiokafka import ConsumerRecord, TopicPartition
 
 from agents.arrival import future_stamp, origin_of
-from agents.input_positions import BatchPositions, idle_rewind
+from agents.input_positions import BatchPositions, InputPositions, no_commit
 from domain import clock, events
 from domain.attach import learned_pairs, mapping_version
 from domain.kinds import REGISTRATION_SCHEMA
@@ -33,19 +35,23 @@ class RegistryAgent:
         self.codec = codec
         self.index = index
         self.producer = producer
+        # the group's committed offset of a partition: streams/runner.py sets it
+        self.committed_offset: Callable[[TopicPartition], Awaitable[int | None]] = no_commit
+        self.positions = InputPositions(index, self.name, lambda tp: self.committed_offset(tp))
 
     def source_topics(self) -> list[str]:
         return [self.topics.registration]
 
-    async def idle_rewind(self, consumer_positions: dict[TopicPartition, int]) -> Rewind | None:
-        return await idle_rewind(self.index, self.name, consumer_positions)
+    async def positions_behind(self, partitions: list[TopicPartition]) -> Rewind | None:
+        """streams/runner.py, every few seconds: partitions whose writes Redis lost."""
+        return await self.positions.behind(partitions)
 
     def checkpoint(self) -> Checkpoint:
         return Checkpoint(self.producer, self.topics.dead_letters, self.name)
 
     async def process(self, records: list[ConsumerRecord], checkpoint: Checkpoint) -> None:
         bounds = BatchPositions(records)
-        await bounds.check(self.index, self.name)  # Redis lost inputs' writes: re-read them first
+        await self.positions.check(bounds)  # Redis lost inputs' writes: re-read them first
         await self.codec.ensure_for(msg.value for msg in records)  # a remote registry: ids not seen yet
         dead = checkpoint.dead
         out = SubjectEventWriter(checkpoint.kafka, self.topics.subject_events, dead, self.index.keys)
@@ -87,6 +93,7 @@ class RegistryAgent:
             released, _ = await self.index.apply_batch([(key, uscc, version) for key, (uscc, version) in pairs.items()],
                                                        [], bounds.spec(self.name))
         except PositionsBehind as exc:
-            raise bounds.rewind_for(exc, self.name) from exc
+            raise self.positions.rewind_for(exc, bounds) from exc
+        self.positions.written(bounds)
         out.add_released(released)
         checkpoint.after_flush(lambda: self.index.unpark(released))

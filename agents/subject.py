@@ -21,12 +21,13 @@ one fenced transaction (sinks/redis_state.py):
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import NamedTuple
 
 import structlog
 from aiokafka import ConsumerRecord, TopicPartition
 
+from agents.input_positions import no_commit
 from creditstream import metrics
 from creditstream.settings import Settings
 from domain import events
@@ -75,6 +76,10 @@ class SubjectAgent:
         # partition -> (consecutive batches whose position was past the log end, since when: monotonic s)
         self._ahead: dict[int, tuple[int, float]] = {}
         self.log_end_patience_s = log_end_patience_s
+        self._wrote: dict[int, int] = {}  # partition -> the position this worker's last batch wrote
+        self._mine: set[int] = set()  # partitions whose position a batch of this worker wrote
+        # the group's committed offset of a partition: streams/runner.py sets it
+        self.committed_offset: Callable[[TopicPartition], Awaitable[int | None]] = no_commit
 
     def source_topics(self) -> list[str]:
         return [self.topics.subject_events]
@@ -168,6 +173,8 @@ class SubjectAgent:
                         partitions=sorted(first))
             raise Rewind({TopicPartition(self.topics.subject_events, p): o for p, o in first.items()},
                          reason="fenced") from exc
+        self._wrote.update(positions)
+        self._mine.update(positions)
         # 4. the runner produces what the batch caused (the checkpoint); the outbox goes once every
         # message is acknowledged
         if self.replaying:
@@ -292,30 +299,40 @@ class SubjectAgent:
                          reason="log-end-behind", delay_s=delay)
         if rewind and not self.replaying:
             metrics.REWINDS.labels(self.name).inc(len(rewind))
+            self._wrote.update(rewind)  # from there on, Redis is expected where it is now
             log.warning("Redis is behind the log: re-feeding from the recorded positions", positions=rewind,
                         batch_starts={p: first[p] for p in rewind})
             raise Rewind({TopicPartition(self.topics.subject_events, p): rewind.get(p, o) for p, o in first.items()},
                          reason="redis-behind")
         return skip_below
 
-    async def idle_rewind(self, consumer_positions: dict[TopicPartition, int]) -> Rewind | None:
-        """With no input (streams/runner.py): the partitions whose position Redis records behind
-        the consumer's. Redis lost the writes of their last batches, and with no new input no batch
-        would notice: a subject would keep its state from before them (and, if the timer's removal
-        of its due entry survived, no tick would come for it)."""
-        if self.replaying:
+    async def positions_behind(self, partitions: list[TopicPartition]) -> Rewind | None:
+        """streams/runner.py, every few seconds, for all this agent's partitions: those whose
+        position Redis records behind the one this worker wrote (or, for one it has not written,
+        the group's commit). Redis lost the writes of their last batches, and a partition with no
+        new input would never show it: a subject would keep its state from before them (and, if
+        the timer's removal of its due entry survived, no tick would come for it). A partition
+        with no position gets that one as its first."""
+        if self.replaying or not partitions:
             return None
-        mine = {tp.partition: offset for tp, offset in consumer_positions.items()}
-        recorded = await self.state.positions(sorted(mine))
-        behind = {p: pos for p, pos in recorded.items() if pos is not None and pos < mine[p]}
-        unset = {p: mine[p] for p, pos in recorded.items() if pos is None}
-        if unset:  # no batch of this generation yet: what came before the consumer's position is applied
+        floors: dict[int, int] = {}
+        for tp in partitions:
+            floor = self._wrote.get(tp.partition)
+            if floor is None:
+                floor = await self.committed_offset(tp) or 0  # none: nothing consumed yet
+            floors[tp.partition] = self._wrote[tp.partition] = floor
+        recorded = await self.state.positions(sorted(floors))
+        unset = {p: floors[p] for p, pos in recorded.items() if pos is None and p not in self._mine}
+        if unset:  # no batch of this generation yet: what came before the commit is applied
             await self.state.first_positions(unset)
+        # (a position gone altogether is Redis lost whole: the sentinel says so, sinks/redis_state.py)
+        behind = {p: pos for p, pos in recorded.items() if pos is not None and pos < floors[p]}
         if not behind:
             return None
         metrics.REWINDS.labels(self.name).inc(len(behind))
         log.warning("Redis is behind the log: re-feeding from the recorded positions", positions=behind,
-                    consumer_positions={p: mine[p] for p in behind})
+                    written={p: floors[p] for p in behind})
+        self._wrote.update(behind)
         return Rewind({TopicPartition(self.topics.subject_events, p): pos for p, pos in behind.items()},
                       reason="redis-behind")
 

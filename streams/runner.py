@@ -51,7 +51,8 @@ def _debug_enabled() -> bool:
 TRANSIENT = (RedisError, KafkaError, RegistryError, ConnectionError, OSError, asyncio.TimeoutError)
 BACKOFF_START_S = 0.1
 BACKOFF_MAX_S = 5.0
-IDLE_CHECK_S = 2.0
+POSITION_CHECK_S = 2.0
+POSITION_CHECK_TIMEOUT_S = 10.0
 
 
 class Rewind(Exception):
@@ -112,7 +113,7 @@ class AgentRunner:
         self.retry_cause: str | None = None
         self.lag = 0  # events waiting on this agent's partitions, as of its last batch
         self._lag_at = 0.0
-        self._idle_at = 0.0
+        self._checked_at = time.monotonic()  # the first check after a first fetch: positions known then
 
     def stop(self) -> None:
         self._stopping.set()
@@ -121,6 +122,8 @@ class AgentRunner:
         topics = self.agent.source_topics()
         self.consumer = c = kafka.consumer(self.settings, *topics, group_id=self.group_id)
         await self._start_consumer()
+        if hasattr(self.agent, "committed_offset"):
+            self.agent.committed_offset = self._committed
         if hasattr(self.agent, "highwater"):
             self.agent.highwater = lambda p, t=topics[0]: self._highwater(TopicPartition(t, p))
         log.info("agent started", agent=self.agent.name, topics=topics, group=self.group_id)
@@ -135,10 +138,11 @@ class AgentRunner:
                     fetch.cancel()
                     break
                 batches = fetch.result()
+                if time.monotonic() - self._checked_at >= POSITION_CHECK_S and await self._position_check(batches):
+                    continue  # partitions re-read: this fetch is dropped, and fetched again
                 if not batches:
                     if self.lag and time.monotonic() - self._lag_at > 1.0:
                         await self._update_lag()  # partitions moved, or the log ends are known now
-                    await self._idle_check()
                     continue
                 records = merge_by_time(batches)
                 try:
@@ -169,22 +173,34 @@ class AgentRunner:
             await self._stop_consumer()
             log.info("agent stopped", agent=self.agent.name, batches=self.batches, records=self.records)
 
-    async def _idle_check(self) -> None:
-        """With no input, every ``IDLE_CHECK_S``: an agent that records its positions in Redis
-        (``idle_rewind``: agents/input_positions.py) is asked whether Redis lost the writes of its
-        last inputs; the partitions it names are read again from there."""
-        idle = getattr(self.agent, "idle_rewind", None)
-        if idle is None or time.monotonic() - self._idle_at < IDLE_CHECK_S:
-            return
-        self._idle_at = time.monotonic()
+    async def _position_check(self, fetched: dict[TopicPartition, list[ConsumerRecord]]) -> bool:
+        """Every ``POSITION_CHECK_S``, busy or idle: an agent that records its positions in Redis
+        (``positions_behind``: agents/input_positions.py, agents/subject.py) says which of its
+        partitions Redis records behind what was written (it lost the writes of their last
+        batches); they are read again from there. A partition with no new input would otherwise
+        wait for one, and with steady input on others a check only when idle would never come.
+        True if partitions were sought back: then the ``fetched`` batch is dropped, its other
+        partitions sought back to its first records, so that it is fetched again."""
+        self._checked_at = time.monotonic()
+        check = getattr(self.agent, "positions_behind", None)
+        if check is None:
+            return False
         try:
-            positions = {tp: await self.consumer.position(tp) for tp in list(self.consumer.assignment())}
-            rewind = await idle(positions)
+            rewind = await asyncio.wait_for(check(list(self.consumer.assignment())), POSITION_CHECK_TIMEOUT_S)
         except (*TRANSIENT, IllegalStateError) as exc:
-            log.info("idle position check skipped", agent=self.agent.name, error=str(exc)[:200])
-            return
-        if rewind is not None:
-            self._seek(rewind)
+            log.info("position check skipped", agent=self.agent.name, error=str(exc)[:200] or type(exc).__name__)
+            return False
+        if rewind is None:
+            return False
+        for tp, recs in fetched.items():
+            if recs and tp not in rewind.offsets:
+                rewind.offsets[tp] = recs[0].offset
+        self._seek(rewind)
+        return True
+
+    async def _committed(self, tp: TopicPartition) -> int | None:
+        """The group's committed offset of a partition (None: none), for an agent's position checks."""
+        return await self.consumer.committed(tp)
 
     def health(self, stall_after_s: float) -> dict:
         """``{"state": "ok"|"stalled", "reason": ...}``: stalled when a batch has been in hand (retried:

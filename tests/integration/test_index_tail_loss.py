@@ -7,6 +7,9 @@ input checks its positions when idle, so a subject whose last input Redis lost g
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from streams import samples
 from streams.samples import sample_event, schema_of
 from tests.conftest import eventually
@@ -14,6 +17,7 @@ from tests.integration.test_pipeline import state_of, wait_outcomes
 from tests.reliability.test_fencing import _RESTORE, _SNAPSHOT
 
 PENALTY = schema_of("penalty")
+LICENSE = schema_of("license")
 REGISTRATION = schema_of("registration")
 OTHER = "91310115591693856A"
 
@@ -138,3 +142,34 @@ async def test_a_subject_whose_last_input_redis_lost_gets_it_again_without_new_i
     await redis.register_script(_RESTORE)(keys=[], args=[states, *copy])
     assert not await applied()
     await eventually(applied, timeout=30)  # the subject agent re-feeds it, with no new input
+
+
+async def test_a_quiet_partition_is_checked_while_the_agent_is_busy_with_others(pipeline, department, redis, settings):
+    index = _index(redis, settings)
+    copy = await _steady(pipeline, department, redis, settings)
+    await department.send(PENALTY, sample_event("penalty", uscc=None, org_code=None, reg_no=samples.COMPANY_REG_NO,
+                                                decision_doc_no="郑市监罚〔2024〕930号"))
+    await eventually(lambda: index.parked_count())
+    await _lose_the_tail(redis, settings, copy)
+    assert await index.parked_count() == 0
+
+    busy = asyncio.Event()
+
+    async def traffic():  # another topic's input, steady (license decisions of a known subject)
+        n = 0
+        while not busy.is_set():
+            n += 1
+            topic = department.topics.for_kind("license")
+            await department.codec.ensure_writer(LICENSE, topic)
+            await department.producer.send(topic, department.codec.encode(LICENSE, sample_event("license"), topic=topic))
+            await asyncio.sleep(0.003)
+
+    task = asyncio.create_task(traffic())
+    t0 = time.monotonic()
+    seen = []
+    while time.monotonic() - t0 < 15:
+        seen.append((round(time.monotonic() - t0, 1), await index.parked_count()))
+        await asyncio.sleep(0.5)
+    busy.set()
+    await task
+    assert any(c for _, c in seen), "the quiet partition's lost park was not re-read while another topic was busy"
