@@ -68,6 +68,10 @@ class IngestAgent:
             self._taught.clear()  # what Redis lost must be taught again
             raise
 
+    def forget(self, revoked: set[TopicPartition]) -> None:
+        """streams/runner.py, in a rebalance: partitions this worker lost."""
+        self.positions.forget(revoked)
+
     async def positions_behind(self, partitions: list[TopicPartition]) -> Rewind | None:
         """streams/runner.py, every few seconds: partitions whose writes Redis lost."""
         rewind = await self.positions.behind(partitions)

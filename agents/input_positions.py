@@ -72,14 +72,20 @@ class InputPositions:
         self.mine: set[TopicPartition] = set()  # partitions whose position a batch of this worker wrote
         self.committed = committed  # the group's committed offset of a partition (None: none known)
 
-    async def _floor(self, tp: TopicPartition) -> int | None:
-        """The position Redis must record at least for ``tp``."""
+    async def _floor(self, tp: TopicPartition) -> int:
+        """The position Redis must record at least for ``tp``: what this worker wrote, or the
+        group's commit (none: 0), asked once per ownership."""
         floor = self.wrote.get(tp)
         if floor is None:
-            floor = await self.committed(tp)
-            if floor is not None:
-                self.wrote[tp] = floor
+            floor = self.wrote[tp] = await self.committed(tp) or 0
         return floor
+
+    def forget(self, revoked: set[TopicPartition]) -> None:
+        """Partitions this worker lost (streams/runner.py): if they come back, another worker may
+        have written them meanwhile, so their floor is the group's commit again."""
+        for tp in revoked:
+            self.wrote.pop(tp, None)
+            self.mine.discard(tp)
 
     async def check(self, bounds: BatchPositions) -> None:
         """Before a batch: read the recorded positions; raise ``Rewind`` for partitions Redis
@@ -102,8 +108,10 @@ class InputPositions:
         behind = {}
         for tp, first in bounds.first.items():
             pos = exc.positions.get(field_of(tp))
-            if pos is not None:
-                behind[tp] = min(first, pos) if pos >= 0 else first
+            if pos is not None and pos >= 0:
+                behind[tp] = min(first, pos)
+            elif pos is not None:  # gone altogether: as _behind says
+                behind[tp] = 0 if tp in self.mine else first
         return self._rewind(behind, bounds.first)
 
     async def behind(self, partitions: list[TopicPartition]) -> Rewind | None:
@@ -115,7 +123,7 @@ class InputPositions:
         fields = {field_of(tp): tp for tp in partitions}
         read = await self.index.positions(self.agent, list(fields))
         recorded = {fields[f]: pos for f, pos in read.items()}
-        unset = {field_of(tp): await self._floor(tp) or 0 for tp, pos in recorded.items()
+        unset = {field_of(tp): await self._floor(tp) for tp, pos in recorded.items()
                  if pos is None and tp not in self.mine}
         if unset:
             await self.index.first_positions(self.agent, unset)
@@ -136,7 +144,7 @@ class InputPositions:
                               "losing Redis)", agent=self.agent, partition=field_of(tp), written=floor)
                     behind[tp] = 0
                 continue
-            if floor is not None and pos < floor:
+            if pos < floor:
                 behind[tp] = pos
         return behind
 

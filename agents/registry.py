@@ -42,6 +42,10 @@ class RegistryAgent:
     def source_topics(self) -> list[str]:
         return [self.topics.registration]
 
+    def forget(self, revoked: set[TopicPartition]) -> None:
+        """streams/runner.py, in a rebalance: partitions this worker lost."""
+        self.positions.forget(revoked)
+
     async def positions_behind(self, partitions: list[TopicPartition]) -> Rewind | None:
         """streams/runner.py, every few seconds: partitions whose writes Redis lost."""
         return await self.positions.behind(partitions)

@@ -306,6 +306,13 @@ class SubjectAgent:
                          reason="redis-behind")
         return skip_below
 
+    def forget(self, revoked: set[TopicPartition]) -> None:
+        """streams/runner.py, in a rebalance: partitions this worker lost (if they come back,
+        another worker may have written them meanwhile: their floor is the group's commit again)."""
+        for tp in revoked:
+            self._wrote.pop(tp.partition, None)
+            self._mine.discard(tp.partition)
+
     async def positions_behind(self, partitions: list[TopicPartition]) -> Rewind | None:
         """streams/runner.py, every few seconds, for all this agent's partitions: those whose
         position Redis records behind the one this worker wrote (or, for one it has not written,

@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     InvalidProducerEpoch,
@@ -118,7 +118,8 @@ def producer(settings: Settings, **overrides) -> Producer:
     return Producer(limits=topic_specs.message_limits(settings), **kw)
 
 
-def consumer(settings: Settings, *topics: str, group_id: str | None, **overrides) -> AIOKafkaConsumer:
+def consumer(settings: Settings, *topics: str, group_id: str | None, listener: ConsumerRebalanceListener | None = None,
+             **overrides) -> AIOKafkaConsumer:
     session = settings.session_timeout_ms
     kw = settings.kafka_client_kwargs()
     kw.update(
@@ -135,7 +136,11 @@ def consumer(settings: Settings, *topics: str, group_id: str | None, **overrides
         isolation_level="read_uncommitted",
     )
     kw.update(overrides)
-    return AIOKafkaConsumer(*topics, **kw)
+    if listener is None:
+        return AIOKafkaConsumer(*topics, **kw)
+    c = AIOKafkaConsumer(**kw)
+    c.subscribe(list(topics), listener=listener)  # told of each rebalance (streams/runner.py)
+    return c
 
 
 async def stop_consumer(c: AIOKafkaConsumer) -> None:

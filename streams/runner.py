@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 import structlog
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from redis.exceptions import RedisError
 
@@ -95,6 +95,21 @@ def merge_by_time(batches: dict[TopicPartition, list[ConsumerRecord]]) -> list[C
     return list(heapq.merge(*parts, key=lambda r: r.timestamp))
 
 
+class _Revoked(ConsumerRebalanceListener):
+    """Tells an agent which partitions it lost (``forget``), so that what it remembers of them
+    (the positions it wrote: agents/input_positions.py) is not taken for true if they come back
+    after another worker owned them."""
+
+    def __init__(self, forget: Callable[[set[TopicPartition]], None]):
+        self.forget = forget
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        self.forget(set(revoked))
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        pass
+
+
 class AgentRunner:
     def __init__(self, agent: BatchAgent, settings: Settings, *, group_id: str | None = None,
                  after_batch: Callable[[], None] | None = None):
@@ -120,7 +135,9 @@ class AgentRunner:
 
     async def run(self) -> None:
         topics = self.agent.source_topics()
-        self.consumer = c = kafka.consumer(self.settings, *topics, group_id=self.group_id)
+        forget = getattr(self.agent, "forget", None)
+        self.consumer = c = kafka.consumer(self.settings, *topics, group_id=self.group_id,
+                                           listener=_Revoked(forget) if forget is not None else None)
         await self._start_consumer()
         if hasattr(self.agent, "committed_offset"):
             self.agent.committed_offset = self._committed
@@ -199,8 +216,9 @@ class AgentRunner:
         return True
 
     async def _committed(self, tp: TopicPartition) -> int | None:
-        """The group's committed offset of a partition (None: none), for an agent's position checks."""
-        return await self.consumer.committed(tp)
+        """The group's committed offset of a partition (None: none), for an agent's position checks
+        (a coordinator that does not answer: TimeoutError, a transient failure, retried)."""
+        return await asyncio.wait_for(self.consumer.committed(tp), POSITION_CHECK_TIMEOUT_S)
 
     def health(self, stall_after_s: float) -> dict:
         """``{"state": "ok"|"stalled", "reason": ...}``: stalled when a batch has been in hand (retried:
