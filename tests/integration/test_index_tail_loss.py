@@ -50,6 +50,24 @@ async def _lose_the_tail(redis, settings, copy):
     await redis.register_script(_RESTORE)(keys=[], args=[f"{settings.namespace}:*", *copy])
 
 
+async def _company_has(redis, settings, *docs: str) -> bool:
+    """The company's state holds records of these document numbers."""
+    state = await state_of(redis, settings, samples.COMPANY_USCC)
+    return set(docs) <= {r["doc_no"] for r in (state or {}).get("records", {}).values()}
+
+
+async def _park_and_lose(pipeline, department, redis, settings, doc_no: str):
+    """A record parked on a registration number, then Redis's tail lost with the park."""
+    index = _index(redis, settings)
+    copy = await _steady(pipeline, department, redis, settings)
+    await department.send(PENALTY, sample_event("penalty", uscc=None, org_code=None, reg_no=samples.COMPANY_REG_NO,
+                                                decision_doc_no=doc_no))
+    await eventually(lambda: index.parked_count())
+    await _lose_the_tail(redis, settings, copy)
+    assert await index.parked_count() == 0  # the park went with Redis's tail
+    return index
+
+
 def _index(redis, settings):
     from sinks.keys import Keys
     from sinks.registry_index import RegistryIndex
@@ -58,21 +76,10 @@ def _index(redis, settings):
 
 
 async def test_a_record_parked_before_redis_lost_its_tail_is_parked_again(pipeline, department, redis, settings):
-    index = _index(redis, settings)
-    copy = await _steady(pipeline, department, redis, settings)
-    await department.send(PENALTY, sample_event("penalty", uscc=None, org_code=None, reg_no=samples.COMPANY_REG_NO,
-                                                decision_doc_no="郑市监罚〔2024〕900号"))
-    await eventually(lambda: index.parked_count())
-    await _lose_the_tail(redis, settings, copy)
-    assert await index.parked_count() == 0  # the park went with Redis's tail...
-    await eventually(lambda: index.parked_count(), timeout=30)  # ...and is read again, with no new input
+    index = await _park_and_lose(pipeline, department, redis, settings, "郑市监罚〔2024〕900号")
+    await eventually(lambda: index.parked_count(), timeout=30)  # read again, with no new input
     await department.send(REGISTRATION, sample_event("registration"))
-
-    async def released():
-        state = await state_of(redis, settings, samples.COMPANY_USCC)
-        return state and "郑市监罚〔2024〕900号" in {r["doc_no"] for r in state["records"].values()}
-
-    await eventually(released, timeout=30)
+    await eventually(lambda: _company_has(redis, settings, "郑市监罚〔2024〕900号"), timeout=30)
     assert await index.parked_count() == 0
 
 
@@ -89,12 +96,7 @@ async def test_a_number_learnt_before_redis_lost_its_tail_is_learnt_again(pipeli
     await eventually(lambda: redis.hget(keys.id_index, "reg_no:" + samples.COMPANY_REG_NO), timeout=30)
     await department.send(PENALTY, sample_event("penalty", uscc=None, org_code=None, reg_no=samples.COMPANY_REG_NO,
                                                 decision_doc_no="郑市监罚〔2024〕901号"))
-
-    async def attached():
-        state = await state_of(redis, settings, samples.COMPANY_USCC)
-        return state and "郑市监罚〔2024〕901号" in {r["doc_no"] for r in state["records"].values()}
-
-    await eventually(attached, timeout=30)
+    await eventually(lambda: _company_has(redis, settings, "郑市监罚〔2024〕901号"), timeout=30)
     assert await index.parked_count() == 0
 
 
@@ -113,13 +115,8 @@ async def test_a_number_a_department_taught_is_taught_again_after_redis_lost_it(
                                                 decision_doc_no="郑市监罚〔2024〕911号"))
     await department.send(PENALTY, sample_event("penalty", uscc=None, org_code=None, reg_no=samples.COMPANY_REG_NO,
                                                 decision_doc_no="郑市监罚〔2024〕912号"))
-
-    async def attached():
-        state = await state_of(redis, settings, samples.COMPANY_USCC)
-        docs = {r["doc_no"] for r in (state or {}).get("records", {}).values()}
-        return {"郑市监罚〔2024〕910号", "郑市监罚〔2024〕911号", "郑市监罚〔2024〕912号"} <= docs
-
-    await eventually(attached, timeout=30)
+    await eventually(lambda: _company_has(redis, settings, "郑市监罚〔2024〕910号", "郑市监罚〔2024〕911号",
+                                          "郑市监罚〔2024〕912号"), timeout=30)
     assert await index.parked_count() == 0
 
 
@@ -133,25 +130,15 @@ async def test_a_subject_whose_last_input_redis_lost_gets_it_again_without_new_i
     states = f"{(await resolve_keys(redis, settings.namespace)).gen_prefix}*"
     copy = await redis.register_script(_SNAPSHOT)(keys=[], args=[states])
     await department.send(PENALTY, sample_event("penalty", decision_doc_no="郑市监罚〔2024〕920号"))
-
-    async def applied():
-        state = await state_of(redis, settings, samples.COMPANY_USCC)
-        return state and "郑市监罚〔2024〕920号" in {r["doc_no"] for r in state["records"].values()}
-
-    await eventually(applied, timeout=30)
+    await eventually(lambda: _company_has(redis, settings, "郑市监罚〔2024〕920号"), timeout=30)
     await redis.register_script(_RESTORE)(keys=[], args=[states, *copy])
-    assert not await applied()
-    await eventually(applied, timeout=30)  # the subject agent re-feeds it, with no new input
+    assert not await _company_has(redis, settings, "郑市监罚〔2024〕920号")
+    # the subject agent re-feeds it, with no new input
+    await eventually(lambda: _company_has(redis, settings, "郑市监罚〔2024〕920号"), timeout=30)
 
 
 async def test_a_quiet_partition_is_checked_while_the_agent_is_busy_with_others(pipeline, department, redis, settings):
-    index = _index(redis, settings)
-    copy = await _steady(pipeline, department, redis, settings)
-    await department.send(PENALTY, sample_event("penalty", uscc=None, org_code=None, reg_no=samples.COMPANY_REG_NO,
-                                                decision_doc_no="郑市监罚〔2024〕930号"))
-    await eventually(lambda: index.parked_count())
-    await _lose_the_tail(redis, settings, copy)
-    assert await index.parked_count() == 0
+    index = await _park_and_lose(pipeline, department, redis, settings, "郑市监罚〔2024〕930号")
 
     busy = asyncio.Event()
 
