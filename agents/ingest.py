@@ -62,7 +62,7 @@ class IngestAgent:
     async def process(self, records: list[ConsumerRecord], checkpoint: Checkpoint) -> None:
         bounds = BatchPositions(records)
         try:
-            await self.positions.check(bounds)  # Redis lost inputs' writes: re-read them first
+            await self.positions.floors(bounds)  # what the batch's script checks: Redis lost no writes
             await self._process(records, checkpoint, bounds)
         except Rewind:
             self._taught.clear()  # what Redis lost must be taught again
@@ -71,6 +71,13 @@ class IngestAgent:
     def forget(self, revoked: set[TopicPartition]) -> None:
         """streams/runner.py, in a rebalance: partitions this worker lost."""
         self.positions.forget(revoked)
+
+    async def _record_positions(self, bounds: BatchPositions) -> None:
+        try:
+            await self.positions.record(bounds)
+        except Rewind:
+            self._taught.clear()
+            raise
 
     async def positions_behind(self, partitions: list[TopicPartition]) -> Rewind | None:
         """streams/runner.py, every few seconds: partitions whose writes Redis lost."""
@@ -124,13 +131,18 @@ class IngestAgent:
 
         # What this batch teaches the index first, so records in the same batch attach directly;
         # then look up or park the others; with the positions reached, all in one script
-        try:
-            released, resolved = await self.index.apply_batch(
-                [(key, uscc, version) for key, (uscc, version) in teach.items()],
-                [(keys, origin_of(msg), payload) for keys, msg, payload in waiting], bounds.spec(self.name))
-        except PositionsBehind as exc:
-            raise self.positions.rewind_for(exc, bounds) from exc
-        self.positions.written(bounds)
+        released: list = []
+        resolved: list[str | None] = []
+        if teach or waiting:
+            try:
+                released, resolved = await self.index.apply_batch(
+                    [(key, uscc, version) for key, (uscc, version) in teach.items()],
+                    [(keys, origin_of(msg), payload) for keys, msg, payload in waiting], bounds.spec(self.name))
+            except PositionsBehind as exc:
+                raise self.positions.rewind_for(exc, bounds) from exc
+            self.positions.written(bounds)
+        else:  # only the positions: written while the batch's subject events are produced
+            checkpoint.with_flush(lambda: self._record_positions(bounds))
 
         for event, msg in attached:
             out.add(event, msg)

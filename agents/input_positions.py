@@ -45,7 +45,8 @@ def field_of(tp: TopicPartition) -> str:
 
 
 class BatchPositions:
-    """A batch's input partitions: where it starts and ends in each, and where Redis said it was."""
+    """A batch's input partitions: where it starts and ends in each, and the floor of each (the
+    position Redis must record at least: ``InputPositions``)."""
 
     def __init__(self, records: list[ConsumerRecord]):
         self.first: dict[TopicPartition, int] = {}
@@ -54,11 +55,12 @@ class BatchPositions:
             tp = TopicPartition(msg.topic, msg.partition)
             self.first.setdefault(tp, msg.offset)
             self.next[tp] = msg.offset + 1
-        self.recorded: dict[TopicPartition, int | None] = {}
+        self.floor: dict[TopicPartition, int] = {}
+        self.mine: set[TopicPartition] = set()
 
-    def spec(self, agent: str) -> tuple[str, list[tuple[str, int | None, int]]]:
+    def spec(self, agent: str) -> tuple[str, list[tuple[str, int, int, bool]]]:
         """What ``RegistryIndex.apply_batch`` checks and records."""
-        return agent, [(field_of(tp), self.recorded.get(tp), self.next[tp]) for tp in self.first]
+        return agent, [(field_of(tp), self.floor[tp], self.next[tp], tp in self.mine) for tp in self.first]
 
 
 class InputPositions:
@@ -87,20 +89,27 @@ class InputPositions:
             self.wrote.pop(tp, None)
             self.mine.discard(tp)
 
-    async def check(self, bounds: BatchPositions) -> None:
-        """Before a batch: read the recorded positions; raise ``Rewind`` for partitions Redis
-        records behind what was written (it lost the writes of the inputs from there)."""
-        fields = {field_of(tp): tp for tp in bounds.first}
-        read = await self.index.positions(self.agent, list(fields))
-        bounds.recorded = {fields[f]: pos for f, pos in read.items()}
-        behind = await self._behind(bounds.recorded)
-        if behind:
-            raise self._rewind(behind, bounds.first)
+    async def floors(self, bounds: BatchPositions) -> None:
+        """Before a batch: each partition's floor (the group's commit asked once per ownership),
+        which the batch's script checks (sinks/registry_index.py ``apply_batch``: no Redis round
+        trip of its own)."""
+        for tp in bounds.first:
+            bounds.floor[tp] = await self._floor(tp)
+        bounds.mine = self.mine & set(bounds.first)
+
+    async def record(self, bounds: BatchPositions) -> None:
+        """A batch with nothing else for Redis: only its positions, checked and written (run beside
+        the batch's produce: sinks/checkpoint.py ``with_flush``)."""
+        try:
+            await self.index.apply_batch([], [], bounds.spec(self.agent))
+        except PositionsBehind as exc:
+            raise self.rewind_for(exc, bounds) from exc
+        self.written(bounds)
 
     def written(self, bounds: BatchPositions) -> None:
         """The batch's script wrote its positions."""
         for tp, reached in bounds.next.items():
-            self.wrote[tp] = max(reached, bounds.recorded.get(tp) or 0)
+            self.wrote[tp] = max(reached, bounds.floor.get(tp, 0))
             self.mine.add(tp)
 
     def rewind_for(self, exc: PositionsBehind, bounds: BatchPositions) -> Rewind:

@@ -55,7 +55,7 @@ class RegistryAgent:
 
     async def process(self, records: list[ConsumerRecord], checkpoint: Checkpoint) -> None:
         bounds = BatchPositions(records)
-        await self.positions.check(bounds)  # Redis lost inputs' writes: re-read them first
+        await self.positions.floors(bounds)  # what the batch's script checks: Redis lost no writes
         await self.codec.ensure_for(msg.value for msg in records)  # a remote registry: ids not seen yet
         dead = checkpoint.dead
         out = SubjectEventWriter(checkpoint.kafka, self.topics.subject_events, dead, self.index.keys)

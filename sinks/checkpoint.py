@@ -6,7 +6,9 @@ once everything is acknowledged (``after_flush``). The runner (streams/runner.py
 in this order (an agent with its own durable state, the subject agent, has written it in its
 fenced transaction before returning, its outbox included):
 
-1. produce every message and wait for every acknowledgement (``KafkaSink.flush``);
+1. produce every message and wait for every acknowledgement (``KafkaSink.flush``), and meanwhile
+   run the steps that only write beside it (``with_flush``: the ingest agent's positions when its
+   batch has nothing else for Redis);
 2. run the after-flush steps in the order added (the subject agent empties its outbox, the ingest
    agent drops the parked records it released);
 3. count: dead letters by reason, and the counters the steps above record;
@@ -18,6 +20,7 @@ nothing of a failed attempt is counted.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from aiokafka import ConsumerRecord
@@ -34,6 +37,7 @@ class Checkpoint:
         self.kafka = KafkaSink(producer)
         self.dead = DeadLetterSink(self.kafka, dead_letter_topic, agent)
         self._after: list[AfterFlush] = []
+        self._beside: list[Callable[[], Awaitable[object]]] = []
 
     def reject(self, msg: ConsumerRecord, reason: str, detail: str = "") -> None:
         """A bad input: kept whole on the dead-letter topic with its reason."""
@@ -43,6 +47,11 @@ class Checkpoint:
         """Run ``step`` (a function, or one returning an awaitable) once every message is acknowledged."""
         self._after.append(step)
 
+    def with_flush(self, step: Callable[[], Awaitable[object]]) -> None:
+        """Run ``step`` while the messages are produced (step 1): it must succeed too before the
+        runner commits, and a failure of either raises."""
+        self._beside.append(step)
+
     @property
     def collected(self):
         """With no producer (a replay): the messages the batch would have produced."""
@@ -50,7 +59,14 @@ class Checkpoint:
 
     async def complete(self) -> int:
         """Steps 1-3; returns how many messages were produced."""
-        n = await self.kafka.flush()
+        if self._beside:
+            done = await asyncio.gather(self.kafka.flush(), *(step() for step in self._beside), return_exceptions=True)
+            failed = [r for r in done if isinstance(r, BaseException)]
+            if failed:
+                raise failed[0]
+            n = done[0]
+        else:
+            n = await self.kafka.flush()
         for step in self._after:
             result = step()
             if result is not None:

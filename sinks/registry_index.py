@@ -30,22 +30,23 @@ from sinks.keys import Keys
 _BATCH = """
 -- One ingest or registry batch's writes, atomic (so a Redis that loses its last writes loses all of
 -- a batch's or none, with the positions that say so):
--- ARGV: prefix, m, m x (position field, expected, new), t, t x (lookup key, USCC, version),
+-- ARGV: prefix, m, m x (position field, floor, new, mine), t, t x (lookup key, USCC, version),
 --       then items to look up or park: n, n lookup keys, origin, payload (to the end).
 local index, parked_keys, versions, positions = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local prefix = ARGV[1]
 local m = tonumber(ARGV[2])
--- 1. a position behind the one read when the batch began: Redis lost writes meanwhile; write nothing
+-- 1. a position behind its floor (what was written), or gone when this worker wrote it: Redis lost
+-- writes; write nothing
 local behind = {}
-for i = 3, 2 + 3 * m, 3 do
+for i = 3, 2 + 4 * m, 4 do
   local cur = tonumber(redis.call('HGET', positions, ARGV[i]) or '-1')
-  if cur < tonumber(ARGV[i + 1]) then
+  if (cur == -1 and ARGV[i + 3] == '1') or (cur ~= -1 and cur < tonumber(ARGV[i + 1])) then
     behind[#behind + 1] = ARGV[i]
     behind[#behind + 1] = tostring(cur)
   end
 end
 if #behind > 0 then return {'behind', behind} end
-local p = 3 + 3 * m
+local p = 3 + 4 * m
 local t = tonumber(ARGV[p])
 p = p + 1
 -- 2. what the batch teaches the index (a mapping replaced only by a newer version), and the records
@@ -96,7 +97,7 @@ while p <= #ARGV do
   p = p + n + 3
 end
 -- 4. the positions reached (never backwards)
-for i = 3, 2 + 3 * m, 3 do
+for i = 3, 2 + 4 * m, 4 do
   local cur = tonumber(redis.call('HGET', positions, ARGV[i]) or '-1')
   if tonumber(ARGV[i + 2]) > cur then
     redis.call('HSET', positions, ARGV[i], ARGV[i + 2])
@@ -157,13 +158,14 @@ class RegistryIndex:
         await pipe.execute()
 
     async def apply_batch(self, teach: list[tuple[str, str, str]], items: list[tuple[tuple[str, ...], str, dict]],
-                          positions: tuple[str, list[tuple[str, int | None, int]]] | None = None
+                          positions: tuple[str, list[tuple[str, int, int, bool]]] | None = None
                           ) -> tuple[list[Released], list[str | None]]:
         """A batch's writes, in one atomic script:
 
-        1. ``positions`` = (agent, [(partition field, position read when the batch began, next
-           offset after the batch)]): if Redis now records any of them behind what was read, it lost
-           writes meanwhile; nothing is written and :class:`PositionsBehind` is raised;
+        1. ``positions`` = (agent, [(partition field, floor, next offset after the batch, mine)]):
+           if Redis records one behind its floor (what was written: agents/input_positions.py), or
+           none where this worker wrote one (``mine``), it lost writes; nothing is written and
+           :class:`PositionsBehind` is raised;
         2. ``teach``: (lookup key, USCC, version) triples, each stored only if its version
            (domain/attach.py ``mapping_version``) is newer than the one the index holds for that key
            (a mapping stored before versions were kept counts as older than any);
@@ -175,8 +177,8 @@ class RegistryIndex:
         are on the log), to the USCC the index holds then, and each item's USCC or None."""
         agent, spec = positions if positions is not None else ("", [])
         args: list = [self._prefix, len(spec)]
-        for field, expected, reached in spec:
-            args += [field, -1 if expected is None else expected, reached]
+        for field, floor, reached, mine in spec:
+            args += [field, floor, reached, int(mine)]
         args.append(len(teach))
         for key, uscc, version in teach:
             args += [key, uscc, version]

@@ -43,7 +43,7 @@ def env(redis, settings):
 async def batch(env, w: InputPositions, first: int, last: int):
     """One batch as the agents run it; then the runner commits."""
     b = BatchPositions(recs(first, last))
-    await w.check(b)
+    await w.floors(b)
     try:
         await env.index.apply_batch([], [], b.spec("ingest"))
     except PositionsBehind as exc:
@@ -87,7 +87,7 @@ async def test_a_position_gone_while_a_batch_ran_reads_the_partition_again_whole
     w = env.worker()
     await batch(env, w, 0, 499)
     b = BatchPositions(recs(500, 599))
-    await w.check(b)
+    await w.floors(b)
     await env.r.delete(env.keys.input_positions("ingest"))  # Redis emptied meanwhile
     with pytest.raises(PositionsBehind) as exc:
         await env.index.apply_batch([], [], b.spec("ingest"))
