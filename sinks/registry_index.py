@@ -201,19 +201,6 @@ class RegistryIndex:
                 released[origin] = Released(flat[i + 1].decode(), origin, orjson.loads(flat[i + 3]))
         return list(released.values()), [(v.decode() if isinstance(v, bytes) else v) or None for v in resolved]
 
-    async def lookup_or_park(self, items: list[tuple[tuple[str, ...], str, dict]]) -> list[str | None]:
-        """``items``: (lookup keys, origin id, payload to park). Returns the USCC or None (parked)."""
-        if not items:
-            return []
-        return (await self.apply_batch([], items))[1]
-
-    async def learn(self, pairs: list[tuple[str, str, str]]) -> list[Released]:
-        """Store (lookup key, USCC, version) triples (:meth:`apply_batch` 2); return the records
-        parked under those keys."""
-        if not pairs:
-            return []
-        return (await self.apply_batch(pairs, []))[0]
-
     async def unpark(self, released: list[Released]) -> None:
         """Remove released records from every key they were parked under."""
         if not released:

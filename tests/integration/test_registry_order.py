@@ -66,8 +66,8 @@ async def test_a_mapping_is_replaced_only_by_a_newer_version(redis, settings):
     newer = mapping_version(registration=True, dated="2020-03-02", stamp_ms=2, origin="r/1/5")
     older = mapping_version(registration=True, dated="2007-05-09", stamp_ms=9, origin="r/0/9")
     department = mapping_version(registration=False, dated="2026-01-05", stamp_ms=99, origin="p/0/1")
-    await index.learn([("reg_no:X", "B", newer)])
-    await index.learn([("reg_no:X", "A", older)])
-    await index.learn([("reg_no:X", "A", department)])
+    await index.apply_batch([("reg_no:X", "B", newer)], [])
+    await index.apply_batch([("reg_no:X", "A", older)], [])
+    await index.apply_batch([("reg_no:X", "A", department)], [])
     assert await redis.hget(index.keys.id_index, "reg_no:X") == b"B"
     assert older < newer and department < older
