@@ -4,8 +4,9 @@ Per batch: decode (Avro, Confluent framing) -> validate and normalise (domain/va
 attach (domain/attach.py; legacy identifiers through the registry index, parking what cannot be
 attached yet) -> one subject event per record on the subject-event log, keyed by subject id so that
 each subject's inputs are handled in order by one worker. Bad input goes to the dead-letter topic.
-Nothing is awaited per event: one Redis script call for the look-ups, one for what the batch
-teaches the index, one produce flush.
+Nothing is awaited per event: one Redis script call per batch (what it teaches the index, the
+look-ups and parks, the input positions reached: agents/input_positions.py; a batch with nothing
+else for Redis writes only its positions, beside the produce), one produce flush.
 """
 
 from __future__ import annotations
