@@ -384,8 +384,13 @@ async def test_worker_web_serves_the_api(settings, department, tmp_path):
                                                            "workers": 1, "consumption": "ok"}
             text = await api.get("/metrics", "/metrics")
             assert any(line.startswith("creditstream_events_in_total{") for line in text.splitlines()), text[:2000]
-            # the company, and its legal representative by the company's listing (docs/events.md)
-            assert (await api.get("/lists", "/lists"))["lists"]["court_debtor"] == 2
+            # the company, and its legal representative by the company's listing (docs/events.md).
+            # The two are different subjects on different partitions: the person's listing may be
+            # applied after the company's, so wait for both rather than read the count once.
+            async def both_listed():
+                return (await api.get("/lists", "/lists"))["lists"].get("court_debtor", 0) == 2
+
+            await eventually(both_listed, timeout=60, interval=0.5)
             page = await api.get("/changes", "/changes", params={"limit": "1000"})
             assert page["changes"]
             await api.get("/subjects/91350211MA0000000X", "/subjects/{code}", expect=404)
