@@ -162,8 +162,10 @@ def _needs(args) -> set[str]:
         return {REDIS, KAFKA, REGISTRY}
     if command == "produce":
         return {REGISTRY} if args.dry_run else {KAFKA, REGISTRY}
-    if command == "topics":
+    if command in ("topics",):
         return {KAFKA}
+    if command == "positions":
+        return {REDIS, KAFKA}
     if command == "dlq":
         return {REDIS, KAFKA, REGISTRY} if getattr(args, "fix", None) else {REDIS, KAFKA}
     return set()
@@ -594,6 +596,56 @@ def _dlq_action(args, settings, dlq, flt) -> int:
     return EXIT_NOT_FOUND if report.failed or not report.items else EXIT_OK
 
 
+def cmd_positions(args) -> int:
+    """Show where each agent stands, or move the ingest or registry agent's positions."""
+    settings = _settings(args)
+    from ops import positions
+    from ops.tables import table
+
+    def cell(v) -> str:
+        return "-" if v is None else str(v)
+
+    if args.action in (None, "show"):
+        agents = (args.agent,) if getattr(args, "agent", None) else positions.AGENTS
+        rows = asyncio.run(positions.show(settings, agents))
+        if args.json:
+            _print_json([r.as_dict() for r in rows])
+            return EXIT_OK
+        body = [(r.agent, f"{r.topic}/{r.partition}", cell(r.redis), cell(r.committed), cell(r.end), cell(r.behind))
+                for r in rows]
+        for line in table([("AGENT", "PARTITION", "REDIS", "COMMITTED", "END", "BEHIND"), *body], sep="  "):
+            print(line)
+        return EXIT_OK
+    to, offset, at_ms = "end", None, None
+    if args.to_start:
+        to = "start"
+    elif args.to_offset is not None:
+        to, offset = "offset", args.to_offset
+    elif args.to_time is not None:
+        from ops.dead_letters import parse_time
+
+        try:
+            to, at_ms = "time", parse_time(args.to_time)
+        except ValueError as exc:
+            print(f"creditstream: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        moves = asyncio.run(positions.plan(settings, args.agent, to=to, offset=offset, at_ms=at_ms,
+                                           topic=args.topic, partition=args.partition))
+        rows = [(f"{m.topic}/{m.partition}", cell(m.committed), cell(m.redis), str(m.to)) for m in moves]
+        for line in table([("PARTITION", "COMMITTED", "REDIS", "TO"), *rows], sep="  "):
+            print(line)
+        if args.dry_run:
+            print("(dry run: nothing moved)")
+            return EXIT_OK
+        asyncio.run(positions.move(settings, args.agent, moves))
+    except positions.PositionsError as exc:
+        print(f"creditstream: {exc}", file=sys.stderr)
+        return EXIT_NOT_FOUND if exc.busy else EXIT_USAGE
+    print(f"moved {len(moves)} partition(s) of the {args.agent} agent")
+    return EXIT_OK
+
+
 def cmd_topics(args) -> int:
     settings = _settings(args)
     from ops.tables import table
@@ -668,6 +720,7 @@ COMMANDS: dict[str, Callable[..., int]] = {
     "dlq": cmd_dlq,
     "list": cmd_list,
     "lists": cmd_lists,
+    "positions": cmd_positions,
     "produce": cmd_produce,
     "replay": cmd_replay,
     "report": cmd_report,

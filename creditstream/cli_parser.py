@@ -228,6 +228,44 @@ def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.Argumen
     dp.add_argument("--force", action="store_true", help="re-drive dead letters that were re-driven before")
     dp.add_argument("--json", action="store_true", help="print JSON")
 
+    sp = add("positions", commands["positions"],
+             "show where each agent stands on its inputs; move the ingest or registry agent's positions",
+             "Each agent keeps two positions per input partition: its consumer group's committed offset "
+             "and the position Redis records with the batch's writes (docs/operations.md, Durability). "
+             "`positions` (or `positions show`) prints both with the log end and how many inputs are "
+             "still to apply. `positions move AGENT` moves both for the ingest or registry agent, e.g. "
+             "to skip inputs (a group moved forward alone is read again: Redis's position is behind "
+             "it); stop that agent's workers first (it refuses while the group has members, exit 1). "
+             "The subject agent's positions are shown only: its state is rebuilt with `replay`.")
+    psub = sp.add_subparsers(dest="action", metavar="ACTION")
+    pp = psub.add_parser("show", help="each agent's positions, the log end and what is still to apply",
+                         description="Per agent and input partition: REDIS (the position Redis records), "
+                                     "COMMITTED (the group's), END (the log end) and BEHIND (inputs still "
+                                     "to apply, from the lower of the two positions). '-': none.")
+    for parser in (sp, pp):
+        parser.add_argument("--agent", choices=["ingest", "registry", "subject"], default=None,
+                            help="only this agent (default: all three)")
+        parser.add_argument("--json", action="store_true", help="print JSON")
+    pp = psub.add_parser("move", help="move the ingest or registry agent's positions (workers stopped)",
+                         description="Move the group's committed offset and the position Redis records, "
+                                     "together, for each selected partition of AGENT's inputs. Prints each "
+                                     "partition's positions before and after. Inputs skipped are never "
+                                     "applied; inputs read again are recognised as redeliveries. Exits 1 "
+                                     "while the group has members (stop the workers), 2 for a target "
+                                     "outside the log or a topic the agent does not read.")
+    pp.add_argument("agent", choices=["ingest", "registry"])
+    target = pp.add_mutually_exclusive_group(required=True)
+    target.add_argument("--to-end", action="store_true", help="skip every input not yet applied")
+    target.add_argument("--to-start", action="store_true", help="read every input again from the log start")
+    target.add_argument("--to-offset", type=int_between(0), metavar="OFFSET",
+                        help="this offset (within the log; with --topic and --partition for one partition)")
+    target.add_argument("--to-time", metavar="TIME",
+                        help="the first input produced at or after TIME (ISO date-time, no zone: China "
+                             "Standard Time; or epoch ms). Apache Kafka only")
+    pp.add_argument("--topic", help="only this input topic (full name, or without the prefix: penalty)")
+    pp.add_argument("--partition", type=int_between(0), help="only this partition")
+    pp.add_argument("--dry-run", action="store_true", help="print the moves only")
+
     sp = add("topics", commands["topics"], "create the topics (idempotent), list them, compare their configuration",
              "Create the topics that are missing (with the configuration below) and list them all. Existing "
              "topics are compared with the configuration creditstream gives its topics (retention.ms of "
