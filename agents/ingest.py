@@ -82,7 +82,7 @@ class IngestAgent:
 
     async def positions_behind(self, partitions: list[TopicPartition]) -> Rewind | None:
         """streams/runner.py, every few seconds: partitions whose writes Redis lost."""
-        rewind = await self.positions.behind(partitions)
+        rewind = await self.positions.positions_behind(partitions)
         if rewind is not None:
             self._taught.clear()
         return rewind
@@ -141,7 +141,7 @@ class IngestAgent:
                     [(keys, origin_of(msg), payload) for keys, msg, payload in waiting], bounds.spec(self.name))
             except PositionsBehind as exc:
                 raise self.positions.rewind_for(exc, bounds) from exc
-            self.positions.written(bounds)
+            self.positions.written_batch(bounds)
         else:  # only the positions: written while the batch's subject events are produced
             checkpoint.with_flush(lambda: self._record_positions(bounds))
 

@@ -23,7 +23,8 @@ behind`), so a partition with no new input is read again too.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Generic, TypeVar
 
 import structlog
 from aiokafka import ConsumerRecord, TopicPartition
@@ -33,6 +34,7 @@ from sinks.registry_index import PositionsBehind, RegistryIndex
 from streams.runner import Rewind
 
 log = structlog.get_logger("creditstream.positions")
+K = TypeVar("K")
 
 
 async def no_commit(tp: TopicPartition) -> int | None:
@@ -63,38 +65,99 @@ class BatchPositions:
         return agent, [(field_of(tp), self.floor[tp], self.next[tp], tp in self.mine) for tp in self.first]
 
 
-class InputPositions:
-    """An agent's memory of the positions it wrote, and the checks against it."""
+class WrittenPositions(Generic[K]):
+    """What a worker wrote on each input partition, and when Redis is behind it: a recorded position
+    below this worker's own last write or, for a partition it has not written since it was assigned,
+    below the group's committed offset. ``key`` names a partition as the agent's store does: the
+    ingest and registry agents' hash by ``"topic/partition"`` (:class:`InputPositions`), the subject
+    agent's per-generation keys by partition number (agents/subject.py)."""
 
-    def __init__(self, index: RegistryIndex, agent: str,
+    def __init__(self, agent: str, key: Callable[[TopicPartition], K],
                  committed: Callable[[TopicPartition], Awaitable[int | None]]):
-        self.index = index
         self.agent = agent
-        self.wrote: dict[TopicPartition, int] = {}  # what this worker last wrote (or re-read from)
-        self.mine: set[TopicPartition] = set()  # partitions whose position a batch of this worker wrote
+        self.key = key
+        self.wrote: dict[K, int] = {}  # what this worker last wrote (or re-read from)
+        self.mine: set[K] = set()  # partitions whose position a batch of this worker wrote
         self.committed = committed  # the group's committed offset of a partition (None: none known)
 
-    async def _floor(self, tp: TopicPartition) -> int:
+    async def floor(self, tp: TopicPartition) -> int:
         """The position Redis must record at least for ``tp``: what this worker wrote, or the
         group's commit (none: 0), asked once per ownership."""
-        floor = self.wrote.get(tp)
+        k = self.key(tp)
+        floor = self.wrote.get(k)
         if floor is None:
-            floor = self.wrote[tp] = await self.committed(tp) or 0
+            floor = self.wrote[k] = await self.committed(tp) or 0
         return floor
 
     def forget(self, revoked: set[TopicPartition]) -> None:
         """Partitions this worker lost (streams/runner.py): if they come back, another worker may
         have written them meanwhile, so their floor is the group's commit again."""
         for tp in revoked:
-            self.wrote.pop(tp, None)
-            self.mine.discard(tp)
+            k = self.key(tp)
+            self.wrote.pop(k, None)
+            self.mine.discard(k)
+
+    def written(self, reached: Mapping[K, int]) -> None:
+        """A batch wrote these positions."""
+        self.wrote.update(reached)
+        self.mine.update(reached)
+
+    def behind(self, recorded: Mapping[K, int | None], floors: Mapping[K, int]) -> dict[K, int]:
+        """The partitions Redis records behind their floor, and where to read them again from. A
+        position this worker wrote that is gone altogether (Redis lost more than its last writes):
+        from the partition's start. One never written (and not by this worker): not behind."""
+        behind: dict[K, int] = {}
+        for k, pos in recorded.items():
+            if pos is None:
+                if k in self.mine:
+                    log.error("the recorded position of a partition is gone: Redis lost more than its last writes; "
+                              "reading the partition again from its start (see docs/operations.md, Backups and "
+                              "losing Redis)", agent=self.agent, partition=str(k), written=floors.get(k))
+                    behind[k] = 0
+                continue
+            if pos < floors[k]:
+                behind[k] = pos
+        return behind
+
+    async def check(self, partitions: list[TopicPartition],
+                    read: Callable[[list[K]], Awaitable[Mapping[K, int | None]]],
+                    first: Callable[[dict[K, int]], Awaitable[None]]) -> dict[K, int]:
+        """Every ``POSITION_CHECK_S`` (streams/runner.py), for all the agent's partitions: those
+        Redis records behind what was written (:meth:`behind`). A partition with no recorded position
+        that this worker has not written gets its floor as its first (a worker of an earlier
+        version, or a partition with no batch yet: what came before the commit is applied)."""
+        floors = {self.key(tp): await self.floor(tp) for tp in partitions}
+        recorded = dict(await read(list(floors)))
+        unset = {k: floors[k] for k, pos in recorded.items() if pos is None and k not in self.mine}
+        if unset:
+            await first(unset)
+            recorded.update(unset)
+        return self.behind(recorded, floors)
+
+    def rewound(self, behind: Mapping[K, int]) -> None:
+        """These partitions are read again from these positions: from there on, Redis is expected
+        where it is now (a position that was gone is written again by the next batch)."""
+        metrics.REWINDS.labels(self.agent).inc(len(behind))
+        for k, pos in behind.items():
+            self.wrote[k] = pos
+            self.mine.discard(k)
+
+
+class InputPositions(WrittenPositions[TopicPartition]):
+    """The ingest and registry agents' positions (one hash per agent, by ``"topic/partition"``),
+    checked by each batch's own script."""
+
+    def __init__(self, index: RegistryIndex, agent: str,
+                 committed: Callable[[TopicPartition], Awaitable[int | None]]):
+        super().__init__(agent, lambda tp: tp, committed)
+        self.index = index
 
     async def floors(self, bounds: BatchPositions) -> None:
         """Before a batch: each partition's floor (the group's commit asked once per ownership),
         which the batch's script checks (sinks/registry_index.py ``apply_batch``: no Redis round
         trip of its own)."""
         for tp in bounds.first:
-            bounds.floor[tp] = await self._floor(tp)
+            bounds.floor[tp] = await self.floor(tp)
         bounds.mine = self.mine & set(bounds.first)
 
     async def record(self, bounds: BatchPositions) -> None:
@@ -104,13 +167,11 @@ class InputPositions:
             await self.index.apply_batch([], [], bounds.spec(self.agent))
         except PositionsBehind as exc:
             raise self.rewind_for(exc, bounds) from exc
-        self.written(bounds)
+        self.written_batch(bounds)
 
-    def written(self, bounds: BatchPositions) -> None:
+    def written_batch(self, bounds: BatchPositions) -> None:
         """The batch's script wrote its positions."""
-        for tp, reached in bounds.next.items():
-            self.wrote[tp] = max(reached, bounds.floor.get(tp, 0))
-            self.mine.add(tp)
+        self.written({tp: max(reached, bounds.floor.get(tp, 0)) for tp, reached in bounds.next.items()})
 
     def rewind_for(self, exc: PositionsBehind, bounds: BatchPositions) -> Rewind:
         """A position went back while the batch ran: re-read from there (gone: the batch again)."""
@@ -119,50 +180,29 @@ class InputPositions:
             pos = exc.positions.get(field_of(tp))
             if pos is not None and pos >= 0:
                 behind[tp] = min(first, pos)
-            elif pos is not None:  # gone altogether: as _behind says
+            elif pos is not None:  # gone altogether: as behind() says
                 behind[tp] = 0 if tp in self.mine else first
         return self._rewind(behind, bounds.first)
 
-    async def behind(self, partitions: list[TopicPartition]) -> Rewind | None:
-        """Every ``POSITION_CHECK_S``, for all the agent's partitions: those Redis records behind what
-        was written, to be read again. A partition with no recorded position gets its floor as its
-        first (a worker of an earlier version: what it read before is in Redis, as its commit says)."""
+    async def positions_behind(self, partitions: list[TopicPartition]) -> Rewind | None:
+        """The periodic check (:meth:`WrittenPositions.check`) over this agent's hash."""
         if not partitions:
             return None
         fields = {field_of(tp): tp for tp in partitions}
-        read = await self.index.positions(self.agent, list(fields))
-        recorded = {fields[f]: pos for f, pos in read.items()}
-        unset = {field_of(tp): await self._floor(tp) for tp, pos in recorded.items()
-                 if pos is None and tp not in self.mine}
-        if unset:
-            await self.index.first_positions(self.agent, unset)
-            recorded.update({fields[f]: floor for f, floor in unset.items()})
-        behind = await self._behind(recorded)
-        if not behind:
-            return None
-        return self._rewind(behind, {})
 
-    async def _behind(self, recorded: dict[TopicPartition, int | None]) -> dict[TopicPartition, int]:
-        behind = {}
-        for tp, pos in recorded.items():
-            floor = await self._floor(tp)
-            if pos is None:
-                if tp in self.mine:  # a position this worker wrote is gone: read the partition again whole
-                    log.error("the recorded position of a partition is gone: Redis lost more than its last writes; "
-                              "reading the partition again from its start (see docs/operations.md, Backups and "
-                              "losing Redis)", agent=self.agent, partition=field_of(tp), written=floor)
-                    behind[tp] = 0
-                continue
-            if pos < floor:
-                behind[tp] = pos
-        return behind
+        async def read(tps: list[TopicPartition]) -> dict[TopicPartition, int | None]:
+            got = await self.index.positions(self.agent, [field_of(tp) for tp in tps])
+            return {fields[f]: pos for f, pos in got.items()}
+
+        async def first(unset: dict[TopicPartition, int]) -> None:
+            await self.index.first_positions(self.agent, {field_of(tp): pos for tp, pos in unset.items()})
+
+        behind = await self.check(partitions, read, first)
+        return self._rewind(behind, {}) if behind else None
 
     def _rewind(self, behind: dict[TopicPartition, int], first: dict[TopicPartition, int]) -> Rewind:
-        metrics.REWINDS.labels(self.agent).inc(len(behind))
         log.warning("Redis is behind the log: re-reading from the positions it records", agent=self.agent,
                     positions={field_of(tp): pos for tp, pos in behind.items()},
                     written={field_of(tp): self.wrote.get(tp) for tp in behind})
-        for tp, pos in behind.items():
-            self.wrote[tp] = pos  # from there on, Redis is expected where it is now
-            self.mine.discard(tp)  # (a position that is gone is written again by the next batch)
+        self.rewound(behind)
         return Rewind({**first, **behind}, reason="redis-behind")

@@ -48,7 +48,7 @@ class RegistryAgent:
 
     async def positions_behind(self, partitions: list[TopicPartition]) -> Rewind | None:
         """streams/runner.py, every few seconds: partitions whose writes Redis lost."""
-        return await self.positions.behind(partitions)
+        return await self.positions.positions_behind(partitions)
 
     def checkpoint(self) -> Checkpoint:
         return Checkpoint(self.producer, self.topics.dead_letters, self.name)
@@ -98,6 +98,6 @@ class RegistryAgent:
                                                        [], bounds.spec(self.name))
         except PositionsBehind as exc:
             raise self.positions.rewind_for(exc, bounds) from exc
-        self.positions.written(bounds)
+        self.positions.written_batch(bounds)
         out.add_released(released)
         checkpoint.after_flush(lambda: self.index.unpark(released))

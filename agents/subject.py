@@ -27,7 +27,7 @@ from typing import NamedTuple
 import structlog
 from aiokafka import ConsumerRecord, TopicPartition
 
-from agents.input_positions import no_commit
+from agents.input_positions import WrittenPositions, no_commit
 from creditstream import metrics
 from creditstream.settings import Settings
 from domain import events
@@ -76,10 +76,10 @@ class SubjectAgent:
         # partition -> (consecutive batches whose position was past the log end, since when: monotonic s)
         self._ahead: dict[int, tuple[int, float]] = {}
         self.log_end_patience_s = log_end_patience_s
-        self._wrote: dict[int, int] = {}  # partition -> the position this worker's last batch wrote
-        self._mine: set[int] = set()  # partitions whose position a batch of this worker wrote
         # the group's committed offset of a partition: streams/runner.py sets it
         self.committed_offset: Callable[[TopicPartition], Awaitable[int | None]] = no_commit
+        # by partition number: what this worker wrote, and when Redis is behind it
+        self.written = WrittenPositions(self.name, lambda tp: tp.partition, lambda tp: self.committed_offset(tp))
 
     def source_topics(self) -> list[str]:
         return [self.topics.subject_events]
@@ -104,6 +104,9 @@ class SubjectAgent:
         for msg in records:
             first.setdefault(msg.partition, msg.offset)
             last[msg.partition] = msg.offset
+        # where Redis must be at least (the group's commit asked once per ownership: before the WATCH)
+        floors = {} if self.replaying else \
+            {p: await self.written.floor(TopicPartition(self.topics.subject_events, p)) for p in first}
         # 1. a partition whose batch does not start at offset 0 resumes a log whose state must exist
         resumed = not self.replaying and any(offset > 0 for offset in first.values())
         partition_of: dict[str, int] = {}
@@ -117,7 +120,7 @@ class SubjectAgent:
                                         resumed=resumed, partition_of=partition_of)
         try:
             await self._produce_leftovers(loaded.outboxes)
-            skip_below = self._check_positions(loaded.positions, first)
+            skip_below = self._check_positions(loaded.positions, first, floors)
         except BaseException:
             await self.state.abort()
             raise
@@ -173,8 +176,7 @@ class SubjectAgent:
                         partitions=sorted(first))
             raise Rewind({TopicPartition(self.topics.subject_events, p): o for p, o in first.items()},
                          reason="fenced") from exc
-        self._wrote.update(positions)
-        self._mine.update(positions)
+        self.written.written(positions)
         # 4. the runner produces what the batch caused (the checkpoint); the outbox goes once every
         # message is acknowledged
         if self.replaying:
@@ -257,15 +259,23 @@ class SubjectAgent:
         n = await sink.flush()
         log.info("produced the outbox of an earlier batch", messages=n, partitions=sorted(outboxes))
 
-    def _check_positions(self, positions: dict[int, int | None], first: dict[int, int]) -> dict[int, int]:
-        """Where to skip (already applied) or rewind (Redis is behind: re-feed from the log)."""
+    def _check_positions(self, positions: dict[int, int | None], first: dict[int, int],
+                         floors: dict[int, int] | None = None) -> dict[int, int]:
+        """Where to skip (already applied) or rewind (Redis is behind what was written: re-feed from
+        the log). Behind means behind ``floors`` (this worker's last write, or the group's commit:
+        agents/input_positions.py ``WrittenPositions``), not behind the batch's first offset: a log
+        may hold offsets no consumer sees (records deleted by retention or DeleteRecords, a
+        transaction's marker), and the batch then begins past the recorded position with nothing
+        lost. A replay (no floors) compares with the first offset."""
+        floors = floors or {}
         skip_below: dict[int, int] = {}
-        rewind: dict[int, int] = {}
+        rewind: dict[int, int] = dict(self.written.behind({p: positions.get(p) for p in first if p in floors
+                                                           and positions.get(p) is None}, floors))
         ahead: dict[int, tuple[int, int]] = {}  # partition -> (position, log end)
         for p, offset in first.items():
             pos = positions.get(p)
             if pos is None:
-                continue  # never written for this generation: the consumer's offset is the start
+                continue  # never written for this generation (the consumer's offset is the start), or gone
             high = self.highwater(p)
             if high is not None and pos > high:
                 # the log may simply have grown since this worker's last fetch (another worker wrote
@@ -284,7 +294,7 @@ class SubjectAgent:
                 rewind[p] = offset
                 continue
             self._ahead.pop(p, None)
-            if pos < offset:
+            if pos < floors.get(p, offset):
                 rewind[p] = pos
             elif pos > offset:
                 skip_below[p] = pos
@@ -298,8 +308,7 @@ class SubjectAgent:
             raise Rewind({TopicPartition(self.topics.subject_events, p): rewind.get(p, o) for p, o in first.items()},
                          reason="log-end-behind", delay_s=delay)
         if rewind and not self.replaying:
-            metrics.REWINDS.labels(self.name).inc(len(rewind))
-            self._wrote.update(rewind)  # from there on, Redis is expected where it is now
+            self.written.rewound(rewind)  # from there on, Redis is expected where it is now
             log.warning("Redis is behind the log: re-feeding from the recorded positions", positions=rewind,
                         batch_starts={p: first[p] for p in rewind})
             raise Rewind({TopicPartition(self.topics.subject_events, p): rewind.get(p, o) for p, o in first.items()},
@@ -309,37 +318,22 @@ class SubjectAgent:
     def forget(self, revoked: set[TopicPartition]) -> None:
         """streams/runner.py, in a rebalance: partitions this worker lost (if they come back,
         another worker may have written them meanwhile: their floor is the group's commit again)."""
-        for tp in revoked:
-            self._wrote.pop(tp.partition, None)
-            self._mine.discard(tp.partition)
+        self.written.forget(revoked)
 
     async def positions_behind(self, partitions: list[TopicPartition]) -> Rewind | None:
         """streams/runner.py, every few seconds, for all this agent's partitions: those whose
-        position Redis records behind the one this worker wrote (or, for one it has not written,
-        the group's commit). Redis lost the writes of their last batches, and a partition with no
-        new input would never show it: a subject would keep its state from before them (and, if
-        the timer's removal of its due entry survived, no tick would come for it). A partition
-        with no position gets that one as its first."""
+        position Redis records behind what was written (agents/input_positions.py
+        ``WrittenPositions.check``). Redis lost the writes of their last batches, and a partition
+        with no new input would never show it: a subject would keep its state from before them (and,
+        if the timer's removal of its due entry survived, no tick would come for it)."""
         if self.replaying or not partitions:
             return None
-        floors: dict[int, int] = {}
-        for tp in partitions:
-            floor = self._wrote.get(tp.partition)
-            if floor is None:
-                floor = await self.committed_offset(tp) or 0  # none: nothing consumed yet
-            floors[tp.partition] = self._wrote[tp.partition] = floor
-        recorded = await self.state.positions(sorted(floors))
-        unset = {p: floors[p] for p, pos in recorded.items() if pos is None and p not in self._mine}
-        if unset:  # no batch of this generation yet: what came before the commit is applied
-            await self.state.first_positions(unset)
-        # (a position gone altogether is Redis lost whole: the sentinel says so, sinks/redis_state.py)
-        behind = {p: pos for p, pos in recorded.items() if pos is not None and pos < floors[p]}
+        behind = await self.written.check(partitions, self.state.positions, self.state.first_positions)
         if not behind:
             return None
-        metrics.REWINDS.labels(self.name).inc(len(behind))
         log.warning("Redis is behind the log: re-feeding from the recorded positions", positions=behind,
-                    written={p: floors[p] for p in behind})
-        self._wrote.update(behind)
+                    written={p: self.written.wrote.get(p) for p in behind})
+        self.written.rewound(behind)
         return Rewind({TopicPartition(self.topics.subject_events, p): pos for p, pos in behind.items()},
                       reason="redis-behind")
 

@@ -1,7 +1,7 @@
 """agents/input_positions.py against a real redis-server: when Redis is behind what was written.
 
 Each "worker" is an InputPositions driven as agents/ingest.py and agents/registry.py drive it:
-check(bounds) -> apply_batch(..., bounds.spec) -> written(bounds); the runner then commits (here a
+floors(bounds) -> apply_batch(..., bounds.spec) -> written_batch(bounds); the runner then commits (here a
 dict stands for the group's committed offsets), and in a rebalance tells it what it lost (forget)."""
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ async def batch(env, w: InputPositions, first: int, last: int):
         await env.index.apply_batch([], [], b.spec("ingest"))
     except PositionsBehind as exc:
         raise w.rewind_for(exc, b) from exc
-    w.written(b)
+    w.written_batch(b)
     env.commits[TP] = last + 1
 
 
@@ -69,7 +69,7 @@ async def test_a_partition_back_from_another_owner_is_checked_against_the_commit
     with pytest.raises(Rewind) as back:
         await batch(env, a, 800, 849)  # p back to A, whose consumer resumes at the commit
     assert back.value.offsets == {TP: 600} and back.value.reason == "redis-behind"
-    assert (await a.behind([TP])) is None  # from there on, Redis is expected at 600
+    assert (await a.positions_behind([TP])) is None  # from there on, Redis is expected at 600
     await batch(env, a, 600, 849)
     assert await recorded(env) == 850
 
@@ -80,7 +80,7 @@ async def test_offsets_without_records_are_not_a_loss(env):
     w = env.worker()
     await batch(env, w, 0, 9)
     await batch(env, w, 12, 20)  # 10 and 11 hold no record a consumer sees
-    assert await recorded(env) == 21 and await w.behind([TP]) is None
+    assert await recorded(env) == 21 and await w.positions_behind([TP]) is None
 
 
 async def test_a_position_gone_while_a_batch_ran_reads_the_partition_again_whole(env):
@@ -107,7 +107,7 @@ async def test_a_reset_to_earliest_reads_again_and_an_upgrade_starts_at_the_comm
     assert await recorded(env) == 600
     tp2 = TopicPartition("cs.penalty", 1)  # committed by a version that kept no positions
     env.commits[tp2] = 700
-    assert await env.worker().behind([tp2]) is None
+    assert await env.worker().positions_behind([tp2]) is None
     assert (await env.index.positions("ingest", ["cs.penalty/1"]))["cs.penalty/1"] == 700
 
 
@@ -115,7 +115,7 @@ async def test_the_commit_is_asked_once_per_partition_and_ownership(env):
     w = env.worker()
     parts = [TopicPartition("cs.penalty", p) for p in range(12)]  # never committed
     for _ in range(3):
-        assert await w.behind(parts) is None
+        assert await w.positions_behind(parts) is None
     assert len(env.asked) == len(parts)
     w.forget(set(parts[:2]))
-    assert await w.behind(parts) is None and len(env.asked) == len(parts) + 2
+    assert await w.positions_behind(parts) is None and len(env.asked) == len(parts) + 2

@@ -17,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from creditstream import metrics
 from streams.samples import sample_event, schema_of
+from tests.conftest import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka_only]
 PENALTY = schema_of("penalty")
@@ -107,5 +108,65 @@ async def test_records_deleted_before_the_ingest_agent_read_them(department, red
         got = await wait_position(redis, settings, field, 3, 20)
         assert got == 3, f"offset 2 never applied: position stays {got}"
         assert rewinds("ingest") == r0
+    finally:
+        await p.stop()
+
+
+async def test_subject_events_deleted_before_the_subject_agent_read_them(department, redis, settings):
+    """The subject agent's positions follow the same rule: its log's start moved past the position
+    Redis records (DeleteRecords, or a retention an operator set) while it was down. It used to take
+    the next batch, starting past that position, for Redis behind and re-read the partition for
+    ever."""
+    from creditstream.app import Pipeline
+    from sinks.keys import resolve_keys
+
+    events_topic = f"{settings.topic_prefix}subject-events"
+    topic, a = await encoded(department, "沪罚〔2024〕821号")
+    _, b = await encoded(department, "沪罚〔2024〕822号")
+    _, c = await encoded(department, "沪罚〔2024〕823号")
+
+    async def subject_positions() -> dict[int, int]:
+        keys = await resolve_keys(redis, settings.namespace)
+        values = await redis.mget([keys.position(p) for p in range(4)])
+        return {p: int(v) for p, v in enumerate(values) if v is not None and int(v) > 0}
+
+    p = Pipeline(settings)
+    await p.start()
+    try:
+        await (await department.producer.send(topic, a, partition=0))
+        await eventually(subject_positions, timeout=30)
+    finally:
+        await p.stop()
+    [(part, at)] = (await subject_positions()).items()
+    # the subject agent down: the same subject's next two inputs reach its log (the same partition)
+    p = Pipeline(settings, agents=("ingest",))
+    await p.start()
+    try:
+        await (await department.producer.send(topic, b, partition=0))
+        await (await department.producer.send(topic, c, partition=0))
+
+        async def logged():
+            from streams import kafka
+
+            return (await kafka.log_ends(settings, events_topic)).get(part, 0) >= at + 2
+
+        await eventually(logged, timeout=30)
+    finally:
+        await p.stop()
+    admin = AIOKafkaAdminClient(**settings.kafka_client_kwargs())
+    await admin.start()
+    try:  # the first of the two deleted unread
+        await admin.delete_records({TopicPartition(events_topic, part): RecordsToDelete(before_offset=at + 1)})
+    finally:
+        await admin.close()
+    r0 = rewinds("subject")
+    p = Pipeline(settings)
+    await p.start()
+    try:
+        async def applied():
+            return (await subject_positions()).get(part, 0) >= at + 2
+
+        await eventually(applied, timeout=20)
+        assert rewinds("subject") == r0
     finally:
         await p.stop()

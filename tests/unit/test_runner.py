@@ -173,3 +173,31 @@ async def test_a_partition_taken_away_while_the_lag_is_measured_leaves_the_agent
     runner.consumer = Moving({a: 150})
     await runner._update_lag()
     assert runner.lag == 50
+
+
+def test_a_subject_batch_past_the_recorded_position_is_not_a_loss_behind_it_is():
+    """Behind means behind what was written (this worker's last write, or the group's commit), not
+    behind the batch's first offset: records deleted from the log (retention, DeleteRecords) or a
+    transaction's marker leave offsets no consumer sees, and re-reading from the recorded position
+    would get the same batch again, for ever."""
+    import pytest
+
+    from streams.runner import Rewind
+
+    agent = subject_agent(log_end=100)
+    agent.written.written({0: 40, 1: 40})
+    # partition 0: Redis at 40 as written, the batch starts at 45 (40..44 deleted unread): applied
+    assert agent._check_positions({0: 40}, {0: 45}, {0: 40}) == {}
+    # partition 1: Redis at 30, this worker wrote 40: Redis lost 30..39, re-fed from 30
+    with pytest.raises(Rewind) as caught:
+        agent._check_positions({0: 40, 1: 30}, {0: 45, 1: 45}, {0: 40, 1: 40})
+    assert {tp.partition: o for tp, o in caught.value.offsets.items()} == {0: 45, 1: 30}
+    assert caught.value.reason == "redis-behind"
+    assert agent.written.wrote[1] == 30  # from there on, Redis is expected where it is now
+    # a position this worker wrote, gone altogether: the partition again from its start
+    agent.written.written({2: 40})
+    with pytest.raises(Rewind) as caught:
+        agent._check_positions({2: None}, {2: 40}, {2: 40})
+    assert {tp.partition: o for tp, o in caught.value.offsets.items()} == {2: 0}
+    # one never written (and not by this worker): the consumer's offset is the start
+    assert agent._check_positions({3: None}, {3: 7}, {3: 0}) == {}
