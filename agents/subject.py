@@ -328,7 +328,16 @@ class SubjectAgent:
         if the timer's removal of its due entry survived, no tick would come for it)."""
         if self.replaying or not partitions:
             return None
-        behind = await self.written.check(partitions, self.state.positions, self.state.first_positions)
+        async def recorded(parts: list[int]) -> dict[int, int | None]:
+            got = await self.state.positions(parts)
+            # positions this worker wrote, gone: Redis lost them all (no sentinel: stop loudly, as a
+            # batch would, docs/operations.md "Redis empty"), or more than its tail (re-read them)
+            if any(pos is None and p in self.written.mine for p, pos in got.items()) \
+                    and not await self.state.has_state():
+                raise self.state.state_lost()
+            return got
+
+        behind = await self.written.check(partitions, recorded, self.state.first_positions)
         if not behind:
             return None
         log.warning("Redis is behind the log: re-feeding from the recorded positions", positions=behind,

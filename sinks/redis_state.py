@@ -316,6 +316,15 @@ class SubjectStateSink:
         values = await self.redis.mget([self.keys.position(p) for p in partitions])
         return {p: (int(v) if v is not None else None) for p, v in zip(partitions, values)}
 
+    def state_lost(self) -> StateLost:
+        return StateLost(f"Redis has no state under {self.keys.gen_prefix} but the subject log was already "
+                         f"consumed: Redis restarted empty or was flushed. Rebuild it with "
+                         f"`creditstream replay --switch` (workers stopped), then restart the workers.")
+
+    async def has_state(self) -> bool:
+        """Whether the generation's sentinel is there (written by every batch: gone, Redis lost it all)."""
+        return bool(await self.redis.exists(self.keys.sentinel))
+
     async def first_positions(self, positions: Mapping[int, int]) -> None:
         """Record these positions where none is recorded yet (SET NX): a partition that had no batch
         in this generation starts where the consumer is."""
@@ -357,9 +366,7 @@ class SubjectStateSink:
         n = len(parts)
         if resumed and raw[0] is None:
             await self.abort()
-            raise StateLost(f"Redis has no state under {self.keys.gen_prefix} but the subject log was already "
-                            f"consumed: Redis restarted empty or was flushed. Rebuild it with "
-                            f"`creditstream replay --switch` (workers stopped), then restart the workers.")
+            raise self.state_lost()
         positions = {p: (int(v) if v is not None else None) for p, v in zip(parts, raw[1:1 + n])}
         outboxes = {p: decode_outbox(v) for p, v in zip(parts, raw[1 + n:1 + 2 * n]) if v}
         blobs = dict(zip(missing, raw[1 + 2 * n:]))

@@ -88,6 +88,31 @@ async def test_redis_restarted_empty_is_reported_loudly_and_rebuilt_by_replay(se
         worker.stop()
 
 
+async def test_redis_emptied_under_an_idle_worker_stops_it_loudly(settings, department, redis, tmp_path):
+    """Redis emptied while no input comes: the periodic position check sees the positions
+    this worker wrote gone and, with the sentinel gone too, stops the worker as a batch would ("Redis
+    has no state"); it neither waits for the next input to notice nor re-feeds the whole log into
+    the empty Redis by itself."""
+    gen = EventGenerator(seed=13, subjects=50)
+    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+    try:
+        await harness.produce(department, gen, 100)
+        await harness.quiescent(settings, redis)
+        # (this test's namespace only: the session's other tests share the redis-server)
+        async for key in redis.scan_iter(match=f"{settings.namespace}:*", count=1000):
+            await redis.delete(key)
+
+        async def worker_exited():
+            return not worker.alive()
+
+        await eventually(worker_exited, timeout=30)
+        assert worker.proc.returncode != 0
+        assert "Redis has no state" in worker.log_tail(10 ** 9)
+        harness.record(events=100)
+    finally:
+        worker.stop()
+
+
 async def test_broker_frozen_then_resumed(settings, department, redis, stack, tmp_path):
     s = settings.replace(max_batch=200)
     gen = EventGenerator(seed=13, subjects=200)
