@@ -14,6 +14,7 @@ from typing import Any, Final, NamedTuple
 
 from domain.calendar import add_months, add_years
 from domain.clock import date_of_ms
+from domain.identifiers import is_valid_resident_id
 from domain.record_maps import DatedPairs
 from domain.rulebook import Rulebook
 from domain.state import SubjectState, status_of
@@ -207,11 +208,13 @@ def record_facts(key: str, state: SubjectState, index: Doc, rules: Rulebook) -> 
     content = entry.get("content")
     if content is None or content.get("revoked") or key in index["revoked_by"]:
         return None
+    kind = entry.get("kind")
+    if kind == "linked" and _names_another_representative(content, state["id"]):
+        return None  # not this person's: the newest version names another legal representative
     decided = _attr(entry, "decision_date")
     if not decided:
         return None
     d = _d(decided)
-    kind = entry.get("kind")
     fields = content.get("fields") or {}
     repairs = state.get("repairs") or {}
     gap = _gap(entry, index["corrected_by"].get(key))
@@ -282,6 +285,20 @@ def record_facts(key: str, state: SubjectState, index: Doc, rules: Rulebook) -> 
     return facts
 
 
+def _names_another_representative(content: Doc, person: str) -> bool:
+    """Whether an organisation's record linked onto ``person``'s file names, in the version that
+    wins, another legal representative (a valid ID number not the person's). Every version goes to
+    every legal representative any version names (domain/engine.py ``_links``), so that each file
+    holds the same winner in any order; a person only a superseded version named is not the one
+    the record is recorded on (RULES.md 3a, 4). A removal decision reaches the legal
+    representatives of the records it ends, whoever it names."""
+    fields = content.get("fields") or {}
+    if content.get("kind") == "listing_decision" and fields.get("action") == "remove":
+        return False
+    rep_id = (content.get("legal_rep") or {}).get("id_no")
+    return bool(rep_id) and rep_id != person and is_valid_resident_id(str(rep_id))
+
+
 def publicity_track(sid: str, key: str, facts: Doc | None) -> list[Doc]:
     """The publicity changes of one penalty (公示): repair eligible after the minimum, expired at
     the maximum or at an approved repair."""
@@ -296,7 +313,7 @@ def publicity_track(sid: str, key: str, facts: Doc | None) -> list[Doc]:
     return out
 
 
-BASIS_VERSION: Final = 6
+BASIS_VERSION: Final = 7
 """The form of the basis and of what is derived with it. 2: the basis's dates kept as sorted
 ``[date, value]`` pairs (version 1, with no ``"v"``, kept them as dicts, which the lists scanned
 whole on every input: ``min`` of the dates, the dates after the clock, the adverse dates sorted;
@@ -311,9 +328,11 @@ file: the subject's own, or those linked from the organisation that decided it (
 file kept before is re-keyed (``with_current_linked_keys``) and an organisation's sends its links
 again (domain/engine.py ``relinks``). 6: the red list's clean years count from the end of a stay on a
 list (domain/history.py ``_red_list``), and a repair approved while an upheld objection has its record
-out of force ends no list membership (as it ends no publicity). A state derived with another version
-is derived again from its records once, on its next input or tick (domain/history.py ``advance``):
-what that changes in its announced history is announced as usual, withdrawals first."""
+out of force ends no list membership (as it ends no publicity). 7: an organisation's record linked onto
+a person whose newest version names another legal representative is not that person's (``record_facts``).
+A state derived with another version is derived again from its records once, on its next input or
+tick (domain/history.py ``advance``): what that changes in its announced history is announced as
+usual, withdrawals first."""
 
 
 def new_basis() -> Doc:

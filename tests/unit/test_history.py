@@ -738,6 +738,31 @@ def test_a_severe_record_corrected_to_general_leaves_the_legal_representatives_f
     assert entry["kind"] == "linked" and entry["content"]["severity"] == "general"
 
 
+OTHER_PERSON_ID = "110105198001010016"
+
+
+@pytest.mark.parametrize("order", ["original first", "correction first"])
+@pytest.mark.parametrize("kind", ["penalty", "court_listing"])
+def test_a_correction_naming_another_legal_representative_takes_the_first_off_their_list(order, kind):
+    # RULES.md 3a, 4: the newest version names the organisation's legal representative; the person
+    # only a superseded version named (a wrong ID, corrected) stayed on the blacklist, or the court
+    # debtors' list, on a record whose every version in force names someone else (in the order
+    # correction first, by the older version arriving late)
+    first, second = {"name": "张三", "id_no": PERSON_ID}, {"name": "李四", "id_no": OTHER_PERSON_ID}
+    original = dict(record(kind, "罚5", "2026-02-02", **({"severity": "severe", "domain": "environment"}
+                                                         if kind == "penalty" else {})), legal_rep=first)
+    corrected = dict(original, legal_rep=second)
+    inputs = [record_event(original, "2026-02-03"), record_event(corrected, "2026-02-10")]
+    files = _files_of(inputs if order == "original first" else inputs[::-1])
+    listed = "blacklist:environment" if kind == "penalty" else "court_debtor"
+    assert set(files[ORG]["evaluation"]["lists"]) == {listed}
+    assert set(files[OTHER_PERSON_ID]["evaluation"]["lists"]) == {listed}
+    person = step(files[PERSON_ID], tick("2026-11-30", subject=PERSON_ID), RULES, CAL).state
+    assert person["evaluation"]["lists"] == {} and history_of(person) == {}
+    (entry,) = person["records"].values()  # every version is kept there, the newest winning
+    assert entry["kind"] == "linked" and entry["content"]["legal_rep"] == second
+
+
 def test_a_record_never_severe_is_not_linked():
     rep = {"name": "张三", "id_no": PERSON_ID}
     general = dict(record("penalty", "环罚4", "2026-02-02", severity="general", domain="environment"), legal_rep=rep)
