@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
+
 from domain.disclosure import subject_name
 from tests.builders import ORG, record, record_event
 from tests.unit.list_inputs import run
@@ -50,3 +52,19 @@ def test_a_state_stored_before_the_dates_were_kept_takes_the_next_record_as_newe
     state.pop("identity_at")
     later = run([record_event(RECORDS[1][0], "2025-08-20")], state=state)
     assert later["names"][-1] == "郑州中名有限公司" and later["category"] == "legal_entity"
+
+
+@pytest.mark.xfail(strict=True, reason="open: identity is merged from a version only while it wins when it "
+                   "arrives (an earlier sighting or a re-send of it, a version it supersedes: see the test)")
+def test_re_sends_and_corrections_give_the_same_identity_in_every_order():
+    # RULES.md 3a: a decision re-sent later (a batch re-export) and a correction of another decision;
+    # the current name was 甲 or 乙 by the re-send's arrival order, and a name only a superseded
+    # version says (丙, corrected to 丁 with an earlier decision date) stayed the current one
+    p1 = _named("罚1", "2024-03-04", "甲公司", "legal_entity", {"uscc": ORG})
+    p2 = _named("罚2", "2024-03-04", "乙公司", "legal_entity", {"uscc": ORG})
+    p3 = _named("罚3", "2024-03-06", "丙公司", "legal_entity", {"uscc": ORG})
+    p3_corrected = dict(p3, decision_date="2024-03-01", subject_name="丁公司")
+    events = [record_event(p1, "2024-03-05"), record_event(p2, "2024-03-10"), record_event(p1, "2024-03-20"),
+              record_event(p3, "2024-03-07"), record_event(p3_corrected, "2024-03-25")]
+    seen = {repr(_identity(run(list(order)))) for order in itertools.permutations(events)}
+    assert len(seen) == 1, seen
