@@ -329,16 +329,18 @@ def _removal_keys(state: SubjectState) -> list[str]:
 
 def _linked_to(state: SubjectState, key: str, rules: Rulebook) -> Reps:
     """The legal representatives the organisation's record ``key`` goes to: those it names when it
-    is linked itself (``_representatives``); for a removal decision, those of the organisation's
-    records it ends a listing of (every record of the organisation is looked at: removals are few)."""
+    is linked itself (``_representatives``); for a removal decision, also those of the organisation's
+    records it ends a listing of (every record of the organisation is looked at: removals are few),
+    whom those records send it to when they come after it (``_record_links``), so that it reaches
+    them in every order, a removal one version of which is linked itself too."""
     reps = _representatives(state, key)
-    if reps or not key.startswith(REMOVAL_PREFIX):
+    if not key.startswith(REMOVAL_PREFIX):
         return reps
     records = state.get("records") or {}
     removed = _removal_domains(cast(Doc, records[key])) if key in records else set()
     if not removed:
-        return []
-    found: dict[str, str | None] = {}
+        return reps
+    found: dict[str, str | None] = dict(reps)
     for k in sorted(records):
         named = _representatives(state, k) if k != key else []
         if named and _listed_domains(cast(Doc, records[k]), rules) & removed:

@@ -951,6 +951,28 @@ def test_a_removal_reaches_the_person_whose_severe_record_listed_the_organisatio
             assert _list_history(subject, "blacklist:environment") == [("entered", "2024-02-06")]
 
 
+def test_a_removal_that_names_another_legal_representative_still_reaches_the_listed_one_in_every_order():
+    # a listing decision corrected into a removal of the taxation blacklist (same document number);
+    # its versions name 李四, the severe taxation penalty that listed the organisation names 张三. The
+    # removal reached 张三 only when the penalty came after it: sent with the removal, it went to the
+    # legal representatives its own versions name and not to those of the records it ends
+    import itertools
+
+    pen = dict(record("penalty", "税罚〔2024〕5号", "2024-02-05", severity="severe", domain="taxation"),
+               legal_rep={"name": "张三", "id_no": PERSON_ID})
+    listing = dict(record("listing_decision", "黑〔2024〕5号", "2024-06-03", list_domain="work_safety", action="list"),
+                   legal_rep={"name": "李四", "id_no": OTHER_PERSON_ID})
+    removal = dict(listing, fields={"list_domain": "taxation", "action": "remove"})
+    inputs = [record_event(pen, "2024-02-06"), record_event(listing, "2024-06-04"),
+              record_event(removal, "2024-06-11")]
+    for order in itertools.permutations(inputs):
+        files = _files_of(list(order))
+        assert _list_history(files[ORG], "blacklist:taxation") == [("entered", "2024-02-05"), ("exited", "2024-06-03")]
+        person = step(files[PERSON_ID], tick("2024-06-11", subject=PERSON_ID), RULES, CAL).state
+        assert _list_history(person, "blacklist:taxation") == [("entered", "2024-02-05"), ("exited", "2024-06-03")], \
+            [e.origin for e in order]
+
+
 @pytest.mark.parametrize("case,expected", [
     ("repaired", [("entered", "2024-02-05"), ("exited", "2025-03-03")]),
     ("disputed", [("entered", "2024-02-05"), ("suspended", "2024-03-04")]),
