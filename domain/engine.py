@@ -49,6 +49,7 @@ from domain.state import (
     deletion_records,
     linked_key,
     new_state,
+    with_current_identity,
     with_current_linked_keys,
 )
 from domain.types import Doc, View
@@ -91,6 +92,8 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
     kept, earlier = state, _kept_by_earlier_version(state, rules)
     if earlier and not isinstance(event, ev.FeedbackEvent):
         state = with_current_linked_keys(state)
+    # an identity kept in an earlier form (domain/state.py IDENTITY_FORM): derived again from the records
+    state = with_current_identity(state)
     if isinstance(event, ev.RecordEvent):
         new, outcome = apply_record(state, event)
     elif isinstance(event, ev.LinkedEvent):

@@ -18,6 +18,11 @@ this is; the record kind keeps a penalty and a licence with the same number apar
   the newest by the credit office's time; whether they apply is decided by the rules, on the
   dates they name, whatever arrived first (a repair sent before its penalty applies once the
   penalty is known).
+* Identity (names, category, identifiers, flags): a function of the records' winning versions in
+  force and of the registrations, whatever order they arrive in (``derive_identity``): each says it
+  at its ``identity_key`` (the decision's own date, then the earliest sighting of that content,
+  then the record key), so a re-send moves nothing and a superseded or revoked version says
+  nothing; a new record is merged at the cost of one (``_fold_identity``).
 * Redelivery: every input carries its origin (topic/partition/offset of the department message);
   an origin already folded is ``redelivered``. Because every fold is a merge, a redelivered input
   whose origin was forgotten (``seen`` is bounded) still cannot change anything.
@@ -72,11 +77,13 @@ class SubjectState(TypedDict, total=False):
     ids: Doc
     category: str | None
     flags: list[str]
-    identity_at: Doc          # when each name, identifier and the category was last named: [date, ms, origin]
+    identity_at: Doc          # {"v": IDENTITY_FORM, "names": {name: key}, "ids": {kind: key}, "category": key}:
+                               #   the identity_key of the source of each name, identifier and the category
     records: Mapping[str, RecordEntry]  # a dict, or a large state's persistent map (domain/record_maps.py)
     objections: dict[str, Doc]  # objection id -> {record_key, status, filed, resolved, ...}
     repairs: dict[str, Doc]     # record key -> {approved, granted, doc_no, ms, origin, seen}
     registrations_seen: list[str]
+    registered: dict[str, list[Any]]  # registration content hash -> [identity_key, {subject_name, ids, ...}]
     feedback: dict[str, list[Any]]
     awaiting_feedback: dict[str, str]
     updated_ms: int
@@ -155,12 +162,14 @@ def merge_version(slot: Doc | None, content: Doc, ms: int, origin: str, rank: in
 
 
 def apply_record(state: SubjectState | None, event: RecordEvent | LinkedEvent, *, via: str | None = None,
-                 record: Doc | None = None, identity: Doc | None = None) -> tuple[SubjectState, str]:
+                 record: Doc | None = None) -> tuple[SubjectState, str]:
     """Fold one record event; returns the new state and the outcome. The state passed in is not
     modified. Outcomes: new, correction, revocation, deletion, registration, duplicate, stale,
     redelivered. ``via``: the record is an organisation's, linked onto this person's file (an entry
-    of kind ``linked`` whose content is the organisation's record; ``identity``: what it teaches of
-    the person)."""
+    of kind ``linked`` whose content is the organisation's record: what its winning version names
+    of the person is his, ``_identity_of``). The identity follows the record's winning version
+    (``_fold_identity``), a duplicate's or a stale version's too: an earlier sighting of the winning
+    content moves its key."""
     if state is None:
         state = new_state(event.subject, event.id_kind)
     record = record if record is not None else event.record
@@ -180,10 +189,10 @@ def apply_record(state: SubjectState | None, event: RecordEvent | LinkedEvent, *
     out = _copy(state)
     out["records"] = with_entry(state["records"], key, entry)
     out["updated_ms"] = max(out.get("updated_ms") or 0, event.event_ms)
+    subject = out["id"]
+    _fold_identity(out, key, _record_identity(current, key, subject), _record_identity(entry, key, subject))
     if outcome in ("duplicate", "stale"):
         return out, outcome
-    if entry.get("content") is not None and entry["hash"] == event.hash:
-        _merge_identity(out, record if identity is None else identity, event.event_ms, event.origin)
     out["version"] = (out.get("version") or 0) + 1
     return out, outcome
 
@@ -336,6 +345,7 @@ def with_current_linked_keys(state: SubjectState) -> SubjectState:
     if not earlier and not earlier_repairs and not any(
             str(o.get("record_key") or "").startswith(_EARLIER_LINKED_KEY) for o in objections.values()):
         return state
+    state = with_current_identity(state)  # (what no record explains is kept before the records move)
     out = _copy(state)
     out["records"] = {k: v for k, v in records.items() if k not in set(earlier)}
     sid, id_kind = state["id"], state.get("id_kind") or "resident_id"
@@ -372,6 +382,8 @@ def with_current_linked_keys(state: SubjectState) -> SubjectState:
                 for v in slot.get("versions") or ()])
         kept[oid] = slot
     cast(Doc, out)["objections"] = kept
+    if earlier:
+        derive_identity(out)  # the identity's sources keyed as the records are now
     return out
 
 
@@ -382,15 +394,16 @@ def apply_linked(state: SubjectState | None, event: LinkedEvent) -> tuple[Subjec
     any record's: the newest by the department's time wins, each with its own content."""
     org = event.record
     content = dict(org, revoked=org.get("revoked", False))
-    new, outcome = apply_record(state, event, via=event.via, record=content,
-                                identity={"subject_name": event.person_name} if event.person_name else {})
+    new, outcome = apply_record(state, event, via=event.via, record=content)
     key = linked_key(decision_key(content), event.via)
     entry = new["records"].get(key)
     if new is not state and entry is not None and (entry.get("content") or {}).get("kind") == "linked":
         # a version kept by an earlier layout, which stored the person's summary, not the organisation's
         # record: the record it stands for is not kept; this event's is the nearest there is
+        was = entry
         new["records"] = with_entry(new["records"], key, cast(RecordEntry, {**entry, "content": content}))
         entry = new["records"].get(key)
+        _fold_identity(new, key, _record_identity(was, key, new["id"]), _record_identity(entry, key, new["id"]))
     if new is not state and entry is not None and entry.get("versions"):
         # the person is sent the organisation's versions at their first sightings, and a sighting that
         # turned out not to be the first only in some orders: its latest stamp is that of the versions
@@ -402,14 +415,26 @@ def apply_linked(state: SubjectState | None, event: LinkedEvent) -> tuple[Subjec
 
 
 def apply_registration(state: SubjectState, record: Doc, event_ms: int, origin: str) -> tuple[SubjectState, str]:
-    """A registration teaches names and identifiers only; a redelivered one (same origin) or one
-    that teaches nothing new changes nothing."""
+    """A registration teaches names and identifiers only, at its ``identity_key`` (its registration
+    date, then its earliest sighting: kept per content in ``registered``, so that a re-send is a
+    duplicate whatever order the copies arrive in); a redelivered one (same origin) or one that
+    teaches nothing new changes nothing."""
     seen = state.get("registrations_seen") or []
     if origin in seen:
         return state, "redelivered"
     updated = _copy(state)
     updated["registrations_seen"] = (seen + [origin])[-SEEN_ORIGINS_KEPT:]
-    _merge_identity(updated, record, event_ms, origin)
+    digest = content_hash(record)
+    source = f"registration|{digest[:16]}"
+    ident = {k: record[k] for k in _IDENTITY_KEYS if record.get(k)}
+    at = identity_key(record.get("decision_date"), event_ms, origin, source)
+    registered: dict[str, list[Any]] = dict(cast(Doc, state).get("registered") or {})
+    was = registered.get(digest)
+    if was is None or at < was[0]:
+        registered[digest] = [at, ident]
+        cast(Doc, updated)["registered"] = _bounded(registered)
+        old = (list(was[0]), ident) if was is not None else None
+        _fold_identity(updated, source, old, (at, ident) if digest in updated["registered"] else None)
     if (updated["names"], updated["ids"], updated["category"], updated["flags"]) == (
             state["names"], state["ids"], state["category"], state["flags"]):
         return updated, "duplicate"
@@ -429,19 +454,237 @@ def _copy(state: SubjectState) -> SubjectState:
     return out
 
 
-_NEVER: Final[list[Any]] = ["", 0, ""]  # a name or identifier kept before identity_at: older than any
+IDENTITY_FORM: Final = 2
+"""The form of ``identity_at`` (its ``"v"``). 2: every name, identifier and the category is kept with
+the version key of its source, ``[date, ms, origin, source]`` (:func:`identity_key`), and the
+identity is a function of the in-force record versions and the registrations (:func:`derive_identity`).
+A file kept in an earlier form (no ``"v"``: keys ``[date, ms, origin]`` of whichever copy was
+merged, or no keys at all) has its identity derived again when it is next folded
+(:func:`with_current_identity`). The form is the identity's own: the lists' derivation
+(domain/facts.py ``BASIS_VERSION``) does not depend on it, so a change of it derives nothing else."""
+REGISTRATIONS_KEPT: Final = 16
+_NEVER: Final[list[Any]] = ["", 0, "", ""]  # older than any key
+_IDENTITY_KEYS: Final = ("subject_name", "subject_category", "ids", "id_flags")
+_LEGACY: Final = "legacy:"
 
 
-def _merge_identity(state: SubjectState, record: Doc, event_ms: int, origin: str) -> None:
-    """Fold what ``record`` says of the subject's identity into ``state`` (modified in place: a
-    ``_copy``). The newest by the record's own date (its decision date; else the China date of its
-    stamp), then its stamp and origin, wins: the current name, the category and each identifier are
-    the newest record's, whatever order the records arrive in (RULES.md 3a: an older decision sent
-    late never undoes a newer one); the names are kept oldest first. Flags and other numbers are a
-    set (kept sorted). Versions compare as ``[date, ms, origin]`` lists."""
-    at: list[Any] = [record.get("decision_date") or date_of_ms(event_ms), event_ms, origin]
+def identity_key(date: str | None, ms: int, origin: str, source: str) -> list[Any]:
+    """The version key a record version or a registration says the subject's identity with:
+    ``[date, ms, origin, source]``. ``date``: the decision's own date (a registration's registration
+    date; without one, the China date of ``ms``); ``ms, origin``: the EARLIEST sighting of that
+    content (a record's ``versions[hash]``; a registration's, kept in ``registered``), so neither a
+    re-send nor which copy arrived first moves it; ``source``: the record key (``registration|`` and
+    the content hash for a registration; empty for what a file of an earlier form held that nothing
+    kept explains), the final tie-break, and what tells :func:`_fold_identity` that a superseded
+    version was the source of a part of the identity. Keys compare as lists."""
+    return [date or date_of_ms(ms), ms, origin, source]
+
+
+def _identity_of(entry: View, content: Doc, subject: str) -> Doc:
+    """What one version of a record says of the subject's identity: the record's name, category,
+    identifiers and flags; for an organisation's record linked onto its legal representative's
+    file (kind ``linked``), only the person's name, as that version names him (its ``legal_rep``)."""
+    if entry.get("kind") == "linked":
+        rep = content.get("legal_rep") or {}
+        return {"subject_name": rep.get("name")} if rep.get("name") and rep.get("id_no") == subject else {}
+    return content
+
+
+def _record_identity(entry: View | None, key: str, subject: str) -> tuple[list[Any], Doc] | None:
+    """What a record contributes to the identity: its winning version's (``_identity_of``) with
+    that version's key (``identity_key``); None when it has none in force (no record known, or a
+    revocation wins: a revoked decision says nothing of the subject any more)."""
+    if entry is None:
+        return None
+    content = entry.get("content")
+    if content is None or content.get("revoked"):
+        return None
+    seen = (entry.get("versions") or {}).get(entry.get("hash") or "")
+    ms, origin = (int(seen[0]), str(seen[1])) if seen else (int(entry.get("first_ms") or 0), "")
+    return identity_key(content.get("decision_date"), ms, origin, key), _identity_of(entry, content, subject)
+
+
+def _sets_of(ident: Doc | None) -> tuple[set[str], set[str]]:
+    """The flags and the other numbers (``ids.other``) ``ident`` says: the parts kept as sets."""
+    if not ident:
+        return set(), set()
+    return set(ident.get("id_flags") or ()), set((ident.get("ids") or {}).get("other") or ())
+
+
+def _sources(state: SubjectState) -> set[str]:
+    """The sources (``identity_key``'s last part) of the kept names, identifiers and category."""
+    known: Doc = state.get("identity_at") or {}
+    keys = list((known.get("names") or {}).values()) + list((known.get("ids") or {}).values())
+    if known.get("category"):
+        keys.append(known["category"])
+    return {str(k[3]) for k in keys if len(k) > 3}
+
+
+def _current_form(state: SubjectState) -> bool:
+    return (state.get("identity_at") or {}).get("v") == IDENTITY_FORM
+
+
+def _fold_identity(state: SubjectState, source: str, old: tuple[list[Any], Doc] | None,
+                   new: tuple[list[Any], Doc] | None) -> None:
+    """A record's (or a registration's) contribution moved from ``old`` to ``new`` (``state`` is a
+    ``_copy``, changed in place). The common case, a contribution that supersedes none that
+    anything kept came from, is merged as it is (:func:`_merge_identity`: the cost of one record);
+    the identity is derived again from every record (:func:`derive_identity`) only when the
+    superseded or revoked contribution was the source of a kept name, identifier or the category,
+    or said a flag or other number the new one does not (a set does not know its sources), or the
+    file is of an earlier form."""
+    if old is not None and old[0] == (new[0] if new is not None else None):
+        return
+    if not _current_form(state):
+        derive_identity(state)
+        return
+    if old is not None:
+        old_flags, old_others = _sets_of(old[1])
+        new_flags, new_others = _sets_of(new[1] if new is not None else None)
+        if source in _sources(state) or old_flags - new_flags or old_others - new_others:
+            derive_identity(state)
+            return
+    if new is not None:
+        _merge_identity(state, new[1], new[0])
+
+
+def derive_identity(state: SubjectState) -> None:
+    """The subject's identity from its inputs (``state``, a ``_copy``, changed in place): every
+    record contributes its winning version if it is in force (:func:`_record_identity`), every
+    registration its content (``registered``); each at its ``identity_key``. The same as folding
+    them one by one (:func:`_merge_identity`) in any order: each name is kept with the newest key
+    that names it, the names oldest first (the last: the name now, on the public pages and the credit
+    report), at most ``NAMES_KEPT``; each identifier kind and the category are the newest's; flags
+    and other numbers are the union. A superseded or revoked version says nothing, not even a
+    former name: the department withdrew it (RULES.md 2, 3a). A file of an earlier form keeps, as
+    ``registered`` (older than any record when it kept no key), what its identity held that no
+    version of a record it keeps says: what registrations taught it then."""
+    subject = state["id"]
+    registered: dict[str, list[Any]] = dict(cast(Doc, state).get("registered") or {})
+    if not _current_form(state):
+        registered.update(_legacy_identity(state))
+        registered = _bounded(registered)
+        if registered:
+            cast(Doc, state)["registered"] = registered
+    parts = [(at, ident) for at, ident in registered.values()]
+    for key, entry in (state.get("records") or {}).items():
+        part = _record_identity(entry, key, subject)
+        if part is not None:
+            parts.append(part)
+    named: dict[str, list[Any]] = {}
+    ids: Doc = {}
+    ids_at: dict[str, list[Any]] = {}
+    others: set[str] = set()
+    flags: set[str] = set()
+    category: str | None = None
+    category_at: list[Any] | None = None
+    for at, ident in parts:
+        name = ident.get("subject_name")
+        if name and (name not in named or named[name] < at):
+            named[name] = at
+        for kind, value in (ident.get("ids") or {}).items():
+            if kind == "other":
+                others.update(value)
+            elif value and (kind not in ids_at or ids_at[kind] < at):
+                ids[kind], ids_at[kind] = value, at
+        if ident.get("subject_category") and (category_at is None or category_at < at):
+            category, category_at = ident["subject_category"], at
+        flags.update(ident.get("id_flags") or ())
+    if others:
+        ids["other"] = sorted(others)
+    names = sorted(named, key=lambda n: (named[n], n))[-NAMES_KEPT:]
+    state["names"] = names
+    state["ids"] = dict(sorted(ids.items()))
+    state["category"] = category
+    state["flags"] = sorted(flags)
+    known: Doc = {"v": IDENTITY_FORM, "names": {n: named[n] for n in names}}
+    if ids_at:
+        known["ids"] = ids_at
+    if category_at is not None:
+        known["category"] = category_at
+    state["identity_at"] = known
+
+
+def _bounded(registered: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """At most ``REGISTRATIONS_KEPT`` registrations, the newest by their keys."""
+    if len(registered) <= REGISTRATIONS_KEPT:
+        return registered
+    kept = sorted(registered, key=lambda d: registered[d][0])[-REGISTRATIONS_KEPT:]
+    return {d: registered[d] for d in sorted(kept)}
+
+
+def _legacy_identity(state: SubjectState) -> dict[str, list[Any]]:
+    """What the identity of a file of an earlier form holds that no version of a record it keeps
+    says (``registered`` entries ``[key, part]``, keyed ``legacy:...``): the registrations of that
+    time, which were not kept. Each keeps the key the file kept for it (its ``[date, ms, origin]``;
+    none: older than any record, in the order the file kept them); a name, identifier or category a
+    kept version says is derived again from the records instead, so that a superseded version's is
+    no longer current."""
+    subject = state["id"]
+    said_names: set[str] = set()
+    said_ids: set[tuple[str, str]] = set()
+    said_categories: set[str] = set()
+    said_flags: set[str] = set()
+    for entry in (state.get("records") or {}).values():
+        contents = list((entry.get("others") or {}).values())
+        if entry.get("content") is not None:
+            contents.append(cast(Doc, entry["content"]))
+        for content in contents:
+            ident = _identity_of(entry, content, subject)
+            if ident.get("subject_name"):
+                said_names.add(str(ident["subject_name"]))
+            for kind, value in (ident.get("ids") or {}).items():
+                for v in (value if kind == "other" else [value]):
+                    said_ids.add((kind, str(v)))
+            if ident.get("subject_category"):
+                said_categories.add(str(ident["subject_category"]))
+            said_flags.update(ident.get("id_flags") or ())
+    known: Doc = state.get("identity_at") or {}
+
+    def key_of(at: list[Any] | None, n: int) -> list[Any]:
+        return [*at[:3], ""] if at else ["", n, "", ""]
+
+    out: dict[str, list[Any]] = {}
+    for n, name in enumerate(state.get("names") or ()):
+        if name not in said_names:
+            out[f"{_LEGACY}name:{name}"] = [key_of((known.get("names") or {}).get(name), n), {"subject_name": name}]
+    for kind, value in (state.get("ids") or {}).items():
+        if kind == "other":
+            rest = sorted(v for v in value if ("other", str(v)) not in said_ids)
+            if rest:
+                out[f"{_LEGACY}other"] = [list(_NEVER), {"ids": {"other": rest}}]
+        elif value and (kind, str(value)) not in said_ids:
+            out[f"{_LEGACY}id:{kind}"] = [key_of((known.get("ids") or {}).get(kind), 0), {"ids": {kind: value}}]
+    category = state.get("category")
+    if category and category not in said_categories:
+        out[f"{_LEGACY}category"] = [key_of(known.get("category"), 0), {"subject_category": category}]
+    flags = sorted(f for f in state.get("flags") or () if f not in said_flags)
+    if flags:
+        out[f"{_LEGACY}flags"] = [list(_NEVER), {"id_flags": flags}]
+    return out
+
+
+def with_current_identity(state: SubjectState) -> SubjectState:
+    """``state`` with its identity in the current form (``IDENTITY_FORM``): a file kept in an earlier
+    one has it derived again (:func:`derive_identity`); returned as it is otherwise. Not modified."""
+    if _current_form(state) or not (state.get("records") or state.get("names") or state.get("ids")
+                                    or state.get("category") or state.get("flags")):
+        return state
+    out = _copy(state)
+    derive_identity(out)
+    return out
+
+
+def _merge_identity(state: SubjectState, ident: Doc, at: list[Any]) -> None:
+    """Fold what one record version or registration says of the subject's identity (``ident``, at
+    its ``identity_key`` ``at``) into ``state`` (modified in place: a ``_copy`` of a file of the
+    current form). Commutative and idempotent, and equal to :func:`derive_identity` over the same
+    contributions: each name keeps its newest key, the names oldest first by it (last: the name
+    now); each identifier kind and the category are the newest's; flags and other numbers are a set
+    (kept sorted)."""
     known: Doc = dict(state.get("identity_at") or {})
-    name = record.get("subject_name")
+    known["v"] = IDENTITY_FORM
+    name = ident.get("subject_name")
     if name:
         named: dict[str, list[Any]] = dict(known.get("names") or {})
         was = named.get(name)
@@ -449,15 +692,14 @@ def _merge_identity(state: SubjectState, record: Doc, event_ms: int, origin: str
             named[name] = at
         names = state["names"]
         if not (names and names[-1] == name):
-            # (the current name named again: it stays the newest, its date only grows)
-            order = {n: i for i, n in enumerate(names)}
-            names = sorted(set(names) | {name}, key=lambda n: (named.get(n) or _NEVER, order.get(n, len(order))))
+            # (the current name named again: it stays the newest, its key only grows)
+            names = sorted(set(names) | {name}, key=lambda n: (named.get(n) or _NEVER, n))
             state["names"] = names[-NAMES_KEPT:]
         known["names"] = {n: named[n] for n in state["names"] if n in named}
     ids = state["ids"]
     ids_at: dict[str, list[Any]] = dict(known.get("ids") or {})
     changed = False
-    for kind, value in (record.get("ids") or {}).items():
+    for kind, value in (ident.get("ids") or {}).items():
         if kind == "other":
             others = ids.get("other") or []
             if any(v not in others for v in value):
@@ -465,7 +707,7 @@ def _merge_identity(state: SubjectState, record: Doc, event_ms: int, origin: str
                 changed = True
         elif value:
             was = ids_at.get(kind)
-            if kind not in ids or was is None or was < at:
+            if was is None or was < at:
                 if ids.get(kind) != value:
                     ids[kind] = value
                     changed = True
@@ -474,12 +716,12 @@ def _merge_identity(state: SubjectState, record: Doc, event_ms: int, origin: str
         known["ids"] = ids_at
     if changed:
         state["ids"] = dict(sorted(ids.items()))  # the same document in any order
-    if record.get("subject_category"):
+    if ident.get("subject_category"):
         was = known.get("category")
-        if state.get("category") is None or was is None or was < at:
-            state["category"] = record["subject_category"]
+        if was is None or was < at:
+            state["category"] = ident["subject_category"]
             known["category"] = at
-    flags = record.get("id_flags") or ()
+    flags = ident.get("id_flags") or ()
     if flags and any(f not in state["flags"] for f in flags):
         state["flags"] = sorted(set(state["flags"]) | set(flags))
     state["identity_at"] = known
