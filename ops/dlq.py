@@ -313,8 +313,12 @@ class RedriveReport:
                 t = i.target or {}
                 lines.append(f"  re-driven{fix}   {pad(i.ref, 9)} {pad(i.reason, 20)} -> {t.get('topic')}/"
                              f"{t.get('partition')}/{t.get('offset')}")
+                if i.note:
+                    lines.append(f"      ({i.note})")
             elif i.action == "would-redrive":
                 lines.append(f"  would re-drive{fix} {pad(i.ref, 9)} {pad(i.reason, 20)} -> {i.source}")
+                if i.note:
+                    lines.append(f"      ({i.note})")
             else:
                 lines.append(f"  {pad(i.action, 13)} {pad(i.ref, 9)} {pad(i.reason, 20)} {i.note}")
         verb = "would re-drive" if self.dry_run else "re-drove"
@@ -373,6 +377,7 @@ async def _encode_fix(settings: Settings, codec, letter: DeadLetter, path, kind:
     from streams.codec import RegistryError, from_json
 
     fields, file_kind, ts = _load_fix(path)
+    fields, restored = await _unmasked(settings, codec, letter, fields, path)
     kind = kind or file_kind
     if kind:
         schema = _schema_for(kind)
@@ -395,7 +400,77 @@ async def _encode_fix(settings: Settings, codec, letter: DeadLetter, path, kind:
 
     fixed_kind = KIND_OF_SCHEMA.get(schema or "")
     key = subject_key(fixed_kind, record) if fixed_kind else None
-    return value, ts, topic, key if key is not None else letter.key
+    return value, ts, topic, key if key is not None else letter.key, restored
+
+
+async def _unmasked(settings: Settings, codec, letter: DeadLetter, fields: dict, path
+                    ) -> tuple[dict, list[str]]:
+    """The fix's fields with the values ``dlq show`` masked (without ``--personal``: names, ID
+    numbers, their echoes in free text) and the fix left as shown put back to the original's, and the
+    fields so restored. A fix is written from ``dlq show REF --json`` (docs/operations.md): sent as
+    they are, ``李**`` and ``410**************5`` would be taken for the legal representative's name
+    and number. A field the fix changed that still holds a mask is refused: its original cannot be
+    told (RedriveError: write the fix from ``dlq show REF --personal --json``)."""
+    from domain.privacy import redact_personal
+    from streams.codec import to_json
+
+    if letter.value is None:
+        return fields, []
+    name, record, _ = await _decode(settings, letter.value, codec)
+    if name is None:
+        return fields, []
+    original = to_json(name, record)
+    masked = redact_personal(original)
+    restored: list[str] = []
+    masks: set[str] = set()
+
+    def collect(orig, mask) -> None:
+        if isinstance(orig, str) and isinstance(mask, str):
+            if orig != mask:
+                masks.add(mask)
+        elif isinstance(orig, dict) and isinstance(mask, dict):
+            for k in orig:
+                collect(orig[k], mask.get(k))
+        elif isinstance(orig, list) and isinstance(mask, list) and len(orig) == len(mask):
+            for o, m in zip(orig, mask):
+                collect(o, m)
+
+    def restore(fix, orig, mask, where: str):
+        if isinstance(fix, str) and isinstance(orig, str) and fix == mask and orig != mask:
+            restored.append(where)
+            return orig
+        if isinstance(fix, dict) and isinstance(orig, dict) and isinstance(mask, dict):
+            return {k: restore(v, orig.get(k), mask.get(k), f"{where}.{k}" if where else k) if k in orig else v
+                    for k, v in fix.items()}
+        if isinstance(fix, list) and isinstance(orig, list) and isinstance(mask, list) \
+                and len(fix) == len(orig) == len(mask):
+            return [restore(f, o, m, f"{where}[{i}]") for i, (f, o, m) in enumerate(zip(fix, orig, mask))]
+        return fix
+
+    def still_masked(fix, orig, where: str) -> list[str]:
+        if isinstance(fix, str):
+            base = orig if isinstance(orig, str) else ""
+            return [where] if any(m in fix and m not in base for m in masks if len(m) >= 2) else []
+        if isinstance(fix, dict):
+            return [w for k, v in fix.items()
+                    for w in still_masked(v, orig.get(k) if isinstance(orig, dict) else None,
+                                          f"{where}.{k}" if where else k)]
+        if isinstance(fix, list):
+            return [w for i, v in enumerate(fix)
+                    for w in still_masked(v, orig[i] if isinstance(orig, list) and i < len(orig) else None,
+                                          f"{where}[{i}]")]
+        return []
+
+    collect(original, masked)
+    if not masks:
+        return fields, []
+    out = restore(fields, original, masked, "")
+    left = still_masked(out, original, "")
+    if left:
+        raise RedriveError(f"the fix file {path} holds personal data as `dlq show` masks it, in a changed "
+                           f"value ({', '.join(left)}): its original cannot be told; write the fix from "
+                           f"`creditstream dlq show {letter.ref} --personal --json`")
+    return out, restored
 
 
 def home_topic(settings: Settings, schema: str | None, source: str) -> str:
@@ -510,8 +585,11 @@ async def redrive(settings: Settings, refs: list[str] | None = None, *, flt: Fil
     for letter, item in todo:
         key = letter.key
         if fix is not None:
-            value, ts, topic, key = await _encode_fix(settings, codec, letter, fix, kind)
+            value, ts, topic, key, restored = await _encode_fix(settings, codec, letter, fix, kind)
             item.fixed = True
+            if restored:
+                item.add_note(f"sent as in the original where the fix holds values masked by `dlq show`: "
+                              f"{', '.join(restored)}")
             if key != letter.key:
                 item.add_note("keyed by the fixed record's subject")
         else:

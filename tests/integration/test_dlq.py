@@ -312,3 +312,47 @@ async def test_a_tombstone_is_dead_lettered_and_redriven_as_a_tombstone(pipeline
     assert msg.value is None and msg.key == samples.COMPANY_USCC.encode()
     again = await letters_until(settings, 2, reason="empty")  # a tombstone again: dead-lettered again
     assert sum(1 for d in again if d["redriven_from"]) == 1
+
+
+async def test_a_fix_written_from_the_masked_show_keeps_the_personal_values(pipeline, department, redis, settings,
+                                                                         tmp_path):
+    """Seen: the documented workflow, `dlq show REF --json | jq .decoded.record > fix.json`, edit a
+    field, `dlq redrive REF --fix fix.json`, re-drove the legal representative's name and ID number
+    as `dlq show` masks them (李**, 410**************5): the pipeline accepted them and the record
+    was stored with a masked name. Values the fix leaves as `dlq show` masked them are the original's;
+    a changed value that still holds a mask is refused (write it from `dlq show --personal`)."""
+    doc_no = "郑市监罚〔2024〕780号"
+    bad = sample_event("penalty", decision_doc_no=doc_no, fine_amount=samples.Decimal("-1"),
+                       facts=f"法定代表人{samples.LEGAL_REP}在场。")
+    await department.send(PENALTY, bad, key=samples.COMPANY_USCC.encode())
+    [letter] = await letters_until(settings, 1, reason="negative-amount")
+
+    code, out, err = await cli(settings, "dlq", "show", letter["ref"], "--json")
+    assert code == 0, err
+    record = json.loads(out)["decoded"]["record"]
+    assert record["legal_rep_name"] != samples.LEGAL_REP and record["legal_rep_id_no"] != samples.LEGAL_REP_ID
+
+    # a changed field that still holds a masked name: refused, nothing sent
+    fix = tmp_path / "fix.json"
+    fix.write_text(json.dumps(dict(record, fine_amount="5", facts=record["facts"] + "（更正）"),
+                              ensure_ascii=False), encoding="utf-8")
+    code, out, err = await cli(settings, "dlq", "redrive", letter["ref"], "--fix", str(fix))
+    assert code == 2 and "--personal" in err and "facts" in err, (out, err)
+    assert await redis.hgetall(Keys(settings.namespace).dlq_redriven) == {}
+
+    # the masked values left as shown: the original's are sent
+    fix.write_text(json.dumps(dict(record, fine_amount="5"), ensure_ascii=False), encoding="utf-8")
+    code, out, err = await cli(settings, "dlq", "redrive", letter["ref"], "--fix", str(fix))
+    assert code == 0, (out, err)
+    assert "masked" in out, out
+
+    async def reached():
+        state = await state_of(redis, settings, samples.COMPANY_USCC)
+        recs = [r for r in (state or {}).get("records", {}).values() if r.get("doc_no") == doc_no]
+        return recs or None
+
+    [stored] = await eventually(reached, timeout=30)
+    fields = stored["content"]["fields"]
+    assert fields["fine_amount"] in ("5", "5.000000")
+    assert stored["content"]["legal_rep"] == {"name": samples.LEGAL_REP, "id_no": samples.LEGAL_REP_ID}
+    assert fields["facts"] == f"法定代表人{samples.LEGAL_REP}在场。"
