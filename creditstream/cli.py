@@ -68,6 +68,8 @@ def _settings(args):
     elif getattr(args, "func", None) is not cmd_config:  # `config check` lists it with the other problems
         print(f"creditstream: bad settings: {wrong_loop}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
+    if getattr(args, "func", None) is not cmd_worker:  # the worker sets up its own, Faust's with it
+        _logs(args, settings)  # on standard error, in the settings' format: standard output is the answer
     needs = _needs(args)
     if needs:
         probe_services(settings, needs)

@@ -129,3 +129,16 @@ async def test_positions_move_to_a_time_on_apache_kafka_and_refused_on_tansu(set
     assert rc == 0, (out, err)
     rows = [r for r in penalty_rows((await cli(settings, "--json"))[1], settings) if r["end"]]
     assert [(r["redis"], r["committed"], r["end"], r["behind"]) for r in rows] == [(1, 1, 3, 2)]
+
+
+async def test_positions_move_prints_only_its_answer_on_standard_output(settings, department):
+    """Seen: `positions move` printed its `positions moved` log line on standard output (structlog
+    left unconfigured: its default prints there, in neither the settings' format nor on stderr), in
+    the middle of the answer an operator pipes or saves. The log line goes to standard error."""
+    await department.send(PENALTY, sample_event("penalty", decision_doc_no="郑罚〔2026〕1号"), key=b"k")
+    rc, out, err = await cli(settings, "move", "ingest", "--to-end", "--topic", "penalty")
+    assert rc == 0, (out, err)
+    assert "positions moved" not in out, out
+    assert out.splitlines()[0].split() == ["PARTITION", "COMMITTED", "REDIS", "TO"]
+    assert out.splitlines()[-1] == "moved 4 partition(s) of the ingest agent"
+    assert "positions moved" in err, err
