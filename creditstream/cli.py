@@ -666,14 +666,27 @@ def cmd_topics(args) -> int:
         return EXIT_OK
     if args.apply:
         names = sorted({d.topic for d in drift})
-        asyncio.run(kafka.apply_topic_config(settings, names))
+        try:
+            asyncio.run(kafka.apply_topic_config(settings, names))
+        except kafka.ConfigsUnchangeable as exc:
+            for d in drift:
+                print(f"warning: {d.topic} has {d.name}={d.current}, the settings want {d.wanted}", file=sys.stderr)
+            print(f"creditstream: {exc}: nothing changed{_TANSU_TOPICS if settings.is_tansu else ''}", file=sys.stderr)
+            return EXIT_NOT_FOUND
         for d in drift:
             print(f"changed {d.topic} {d.name}: {d.current} -> {d.wanted}")
         return EXIT_OK
     for d in drift:
         print(f"warning: {d.topic} has {d.name}={d.current}, the settings want {d.wanted}", file=sys.stderr)
-    print("run `creditstream topics --apply` to change them", file=sys.stderr)
+    if settings.is_tansu:
+        print(f"Tansu does not change a topic's configuration{_TANSU_TOPICS}", file=sys.stderr)
+    else:
+        print("run `creditstream topics --apply` to change them", file=sys.stderr)
     return EXIT_OK
+
+
+_TANSU_TOPICS = (" (on the embedded development broker retention is not relied on; a topic it auto-created "
+                 "before `creditstream topics` keeps its defaults until the stack is started afresh)")
 
 
 def _calendar_warning(settings) -> list[str]:

@@ -37,6 +37,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
+    IncompatibleBrokerVersion,
     InvalidProducerEpoch,
     OutOfOrderSequenceNumber,
     ProducerFenced,
@@ -252,6 +253,10 @@ async def topic_config_drift(settings: Settings) -> list[ConfigDrift] | None:
         await client.close()
 
 
+class ConfigsUnchangeable(Exception):
+    """The broker has no AlterConfigs (Tansu): :func:`apply_topic_config` cannot set anything."""
+
+
 async def apply_topic_config(settings: Settings, topics: Iterable[str]) -> None:
     """Set creditstream's configuration on existing ``topics`` (AlterConfigs replaces a topic's
     whole dynamic configuration, so every key creditstream manages is sent together)."""
@@ -269,7 +274,11 @@ async def apply_topic_config(settings: Settings, topics: Iterable[str]) -> None:
     client = admin(settings)
     await client.start()
     try:
-        answers = await client.alter_configs(resources)
+        try:
+            answers = await client.alter_configs(resources)
+        except IncompatibleBrokerVersion as exc:  # Tansu: no AlterConfigs
+            raise ConfigsUnchangeable(f"the broker at {settings.broker_url} does not change a topic's configuration "
+                                      f"(no AlterConfigs: {exc})") from exc
         for answer in answers if isinstance(answers, list) else [answers]:
             for resource in answer.resources:
                 code, message = resource[0], resource[1]
