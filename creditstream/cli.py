@@ -609,6 +609,9 @@ def cmd_positions(args) -> int:
 
     if args.action in (None, "show"):
         agents = (args.agent,) if getattr(args, "agent", None) else positions.AGENTS
+        missing = asyncio.run(positions.missing_topics(settings, agents))
+        if missing:
+            print(f"creditstream: {positions.missing_message(missing)}", file=sys.stderr)
         rows = asyncio.run(positions.show(settings, agents))
         if args.json:
             _print_json([r.as_dict() for r in rows])
@@ -643,7 +646,7 @@ def cmd_positions(args) -> int:
         asyncio.run(positions.move(settings, args.agent, moves))
     except positions.PositionsError as exc:
         print(f"creditstream: {exc}", file=sys.stderr)
-        return EXIT_NOT_FOUND if exc.busy else EXIT_USAGE
+        return EXIT_NOT_FOUND if exc.busy or exc.missing else EXIT_USAGE
     print(f"moved {len(moves)} partition(s) of the {args.agent} agent")
     return EXIT_OK
 

@@ -38,12 +38,18 @@ AGENTS = (*MOVABLE, "subject")
 
 
 class PositionsError(Exception):
-    """A move the command refuses: a usage error (exit 2) or, ``busy``, workers still in the group
-    (exit 1)."""
+    """A move the command refuses: a usage error (exit 2) or, ``busy``, workers still in the group,
+    or ``missing``, a topic that does not exist (exit 1)."""
 
-    def __init__(self, message: str, *, busy: bool = False):
+    def __init__(self, message: str, *, busy: bool = False, missing: bool = False):
         super().__init__(message)
         self.busy = busy
+        self.missing = missing
+
+
+def missing_message(topics: list[str]) -> str:
+    return (f"{', '.join(topics)} {'does' if len(topics) == 1 else 'do'} not exist: `creditstream topics` "
+            "creates the topics (never created here: a broker would give them its defaults)")
 
 
 @dataclass
@@ -106,10 +112,18 @@ async def _recorded(redis, keys: Keys, agent: str, tps: list[TopicPartition]) ->
     return {tp: (int(v) if v is not None else None) for tp, v in zip(tps, values)}
 
 
+async def missing_topics(settings: Settings, agents: tuple[str, ...] = AGENTS) -> list[str]:
+    """The agents' input topics that do not exist (yet)."""
+    existing = await kafka.existing_topics(settings)
+    return [t for agent in agents for t in topics_of(settings, agent) if t not in existing]
+
+
 async def show(settings: Settings, agents: tuple[str, ...] = AGENTS) -> list[PartitionPosition]:
     """Every partition of each agent's inputs: the position Redis records, the group's commit and
-    the log end."""
+    the log end. A topic that does not exist has no rows (:func:`missing_topics` names it): asked for
+    by name it would be created with the broker's defaults."""
     rows: list[PartitionPosition] = []
+    existing = await kafka.existing_topics(settings)
     redis = redis_client(settings)
     try:
         keys = await resolve_keys(redis, settings.namespace)
@@ -117,6 +131,8 @@ async def show(settings: Settings, agents: tuple[str, ...] = AGENTS) -> list[Par
             tps = []
             ends: dict[tuple[str, int], int] = {}
             for topic in topics_of(settings, agent):
+                if topic not in existing:
+                    continue
                 for p, end in sorted((await kafka.log_ends(settings, topic)).items()):
                     tps.append(TopicPartition(topic, p))
                     ends[(topic, p)] = end
@@ -178,6 +194,9 @@ async def plan(settings: Settings, agent: str, *, to: str, offset: int | None = 
         raise PositionsError(f"the {agent} agent's positions are not moved: its input is the internal log; "
                              "rebuild its state with `creditstream replay` (docs/operations.md)")
     topics = _select_topics(settings, agent, topic)
+    missing = await missing_topics(settings, (agent,))
+    if all(t in missing for t in topics):
+        raise PositionsError(missing_message(topics), missing=True)
     current = {(r.topic, r.partition): r for r in await show(settings, (agent,)) if r.topic in topics}
     if partition is not None:
         current = {k: r for k, r in current.items() if k[1] == partition}
@@ -187,6 +206,8 @@ async def plan(settings: Settings, agent: str, *, to: str, offset: int | None = 
     by_time: dict[tuple[str, int], int] = {}
     if to == "time":
         for t in topics:
+            if t in missing:
+                continue
             found = await kafka.offsets_at(settings, t, at_ms or 0)
             if found is None:
                 raise PositionsError("--to-time needs Apache Kafka: this broker's offsets by time are not "

@@ -410,6 +410,18 @@ async def log_end_offsets(c: AIOKafkaConsumer, tps: list[TopicPartition]) -> dic
     return await c.end_offsets(tps)  # apache-kafka only: broker_kind switch
 
 
+async def existing_topics(settings: Settings) -> set[str]:
+    """The topics the cluster has, from a metadata request for all of them: asking for a topic by
+    name (``describe_topics``, a consumer's ``_wait_on_metadata``) lets a broker with
+    ``auto.create.topics.enable`` (Apache Kafka's default; Tansu always) create it with its defaults."""
+    client = admin(settings)
+    await client.start()
+    try:
+        return set(await client.list_topics())
+    finally:
+        await client.close()
+
+
 async def partitions_of(settings: Settings, topic: str) -> list[int]:
     """The partitions of ``topic``, from the cluster's metadata (none if it does not exist)."""
     client = admin(settings)

@@ -142,3 +142,29 @@ async def test_positions_move_prints_only_its_answer_on_standard_output(settings
     assert out.splitlines()[0].split() == ["PARTITION", "COMMITTED", "REDIS", "TO"]
     assert out.splitlines()[-1] == "moved 4 partition(s) of the ingest agent"
     assert "positions moved" in err, err
+
+
+async def test_positions_never_creates_the_topics_it_is_asked_about(settings):
+    """Seen on Apache Kafka (auto.create.topics.enable, its default): `creditstream positions` run
+    before `creditstream topics` created the eight input topics with the broker's defaults, a 7-day
+    retention (the subject-event log included) and `registration` not compacted, and
+    `creditstream topics` then only reported them as existing with the wrong configuration. A
+    missing topic is said to be missing (`creditstream topics` creates it), never created."""
+    from streams import kafka
+
+    rc, out, err = await cli(settings, "--json")
+    assert rc == 0, (out, err)
+    assert json.loads(out) == []
+    assert f"{settings.topic_prefix}penalty" in err and "not exist" in err and "creditstream topics" in err, err
+    rc, out, err = await cli(settings, "move", "ingest", "--to-end", "--topic", "penalty")
+    assert rc == 1 and f"{settings.topic_prefix}penalty does not exist" in err, (out, err)
+    rc, out, err = await cli(settings, "move", "registry", "--to-start")
+    assert rc == 1 and f"{settings.topic_prefix}registration does not exist" in err, (out, err)
+
+    client = kafka.admin(settings)
+    await client.start()
+    try:
+        created = [t for t in await client.list_topics() if t.startswith(settings.topic_prefix)]
+    finally:
+        await client.close()
+    assert created == []
