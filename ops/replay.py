@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
@@ -294,6 +295,20 @@ def _slices(batch: list, size: int) -> list[list]:
     return [batch[i:i + size] for i in range(0, len(batch), size)] if len(batch) > size else [batch]
 
 
+@contextlib.contextmanager
+def _sigint_ignored():
+    """SIGINT ignored meanwhile (in the main thread; elsewhere nothing changes), for the processes
+    started meanwhile to inherit."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _end_with_parent(parent: int) -> None:
     """In a replay's job process: end it as soon as the replay that started it is gone (killed with
     kill -9, say): nobody would read its result, and a rerun starts a generation of its own."""
@@ -352,8 +367,12 @@ async def _rebuild_in_processes(settings: Settings, redis, keys: Keys, groups: l
     progress_key = keys.replay_progress(keys.generation)
     log.info("replay in processes", jobs=len(groups), partitions=groups)
     try:
-        jobs = asyncio.gather(*(loop.run_in_executor(pool, _rebuild_job, settings, keys.generation, g, start,
-                                                     from_timestamp_ms, fenced, partition_count) for g in groups))
+        # the job processes are started (spawned, at the first submit) ignoring SIGINT, as Python then
+        # leaves it: a terminal's Ctrl-C reaches the whole process group, and a job interrupted while it
+        # starts printed a traceback; this process stops them (below)
+        with _sigint_ignored():
+            jobs = asyncio.gather(*(loop.run_in_executor(pool, _rebuild_job, settings, keys.generation, g, start,
+                                                         from_timestamp_ms, fenced, partition_count) for g in groups))
         shown = 0
         while not jobs.done():
             await asyncio.wait([jobs], timeout=0.25)
@@ -362,9 +381,13 @@ async def _rebuild_in_processes(settings: Settings, redis, keys: Keys, groups: l
             shown = applied
         results = jobs.result()
     except BaseException:
+        if "jobs" in locals():  # its failure is the one raised here, or an interruption's: retrieved
+            jobs.add_done_callback(lambda f: f.cancelled() or f.exception())
         for proc in list(getattr(pool, "_processes", {}).values()):  # stop the other jobs now
             proc.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
+        # waited for: the processes are terminated; a pool left to shut down at interpreter exit
+        # wrote to its closed wake-up pipe there (a traceback after Ctrl-C, "Bad file descriptor")
+        pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown()
     return (sum(n for n, _, _ in results), [c for _, changes, _ in results for c in changes],

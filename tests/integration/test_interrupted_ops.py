@@ -213,3 +213,35 @@ async def test_a_killed_replay_rerun_builds_the_whole_state(pipeline, department
     statuses = {k.decode(): await redis.hget(k, "status") async for k in redis.scan_iter(match=keys.replay_pattern)}
     assert statuses.pop(keys.replay_progress(killed)) == b"running"
     assert set(statuses.values()) == {b"complete"}
+
+
+async def test_ctrl_c_on_a_replay_in_processes_ends_it_without_a_traceback(department, settings):
+    """Seen: Ctrl-C on `creditstream replay --jobs 2` (the terminal's SIGINT reaches the command and
+    its job processes) exited 130 but printed, about every other time, a traceback at interpreter exit
+    ("Exception ignored in: <module 'threading'> ... OSError: [Errno 9] Bad file descriptor", the
+    process pool's wake-up pipe) or "_GatheringFuture exception was never retrieved ...
+    BrokenProcessPool". Ctrl-C ends it with status 130 and nothing after."""
+    for n in range(40):
+        await department.send(PENALTY, sample_event("penalty", decision_doc_no=f"郑市监罚〔2025〕{n}号"))
+    for attempt, wait_s in enumerate((0.2, 0.4, 0.6, 0.8, 1.0, 1.2)):
+        proc = _start(settings, "replay", "--jobs", "2")
+        deadline = time.monotonic() + 60
+        err = b""
+        while b"replay in processes" not in err and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            await asyncio.sleep(0.01)
+            err += os.read(proc.stderr.fileno(), 65536) if _readable(proc.stderr) else b""
+        await asyncio.sleep(wait_s)
+        os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C: the command's whole process group
+        out, rest = await asyncio.to_thread(proc.communicate, timeout=60)
+        text = (err + rest).decode()
+        if proc.returncode == 0:  # done before the signal
+            continue
+        assert proc.returncode in (130, -signal.SIGINT), (attempt, proc.returncode, text[-3000:])
+        assert "Traceback" not in text and "never retrieved" not in text, (attempt, wait_s, text[-3000:])
+
+
+def _readable(stream) -> bool:
+    import select
+
+    return bool(select.select([stream], [], [], 0)[0])
