@@ -577,6 +577,15 @@ async def redrive(settings: Settings, refs: list[str] | None = None, *, flt: Fil
             todo.append((letter, item))
         report.items.append(item)
     if fix is not None and len(todo) != 1:
+        if not todo and len(report.items) == 1:
+            only = report.items[0]
+            if only.action == "not-found":
+                return report  # "no dead letter there", exit 1, as without --fix
+            if only.action == "skipped":
+                raise RedriveError(f"dead letter {only.ref}: {only.note}; add --force to re-drive it again, "
+                                   "with the fix")
+            if only.action == "no-source":
+                raise RedriveError(f"dead letter {only.ref} cannot be re-driven: {only.note}")
         raise RedriveError(f"--fix re-drives exactly one dead letter; {len(todo)} selected")
     todo = await _with_originals(settings, todo, fix_kind=kind if fix is not None else None)
 

@@ -356,3 +356,27 @@ async def test_a_fix_written_from_the_masked_show_keeps_the_personal_values(pipe
     assert fields["fine_amount"] in ("5", "5.000000")
     assert stored["content"]["legal_rep"] == {"name": samples.LEGAL_REP, "id_no": samples.LEGAL_REP_ID}
     assert fields["facts"] == f"法定代表人{samples.LEGAL_REP}在场。"
+
+
+async def test_a_fix_for_a_letter_re_driven_before_or_not_there_says_so(pipeline, department, settings, tmp_path):
+    """Seen: `dlq redrive REF --fix FILE` for a letter re-driven before (a first fix that was wrong)
+    and for a REF with no dead letter both ended "--fix re-drives exactly one dead letter; 0 selected"
+    (exit 2): neither said why, nor that --force re-drives it again. Re-driven before: exit 2 naming
+    --force; not there: exit 1, as without --fix."""
+    await department.send(PENALTY, sample_event("penalty", decision_doc_no="郑市监罚〔2024〕781号",
+                                                fine_amount=samples.Decimal("-1")))
+    [letter] = await letters_until(settings, 1, reason="negative-amount")
+    shown = await show(settings, letter["ref"])
+    fix = tmp_path / "fix.json"
+    fix.write_text(json.dumps(dict(shown["decoded"]["record"], fine_amount="4"), ensure_ascii=False), encoding="utf-8")
+    code, out, err = await cli(settings, "dlq", "redrive", letter["ref"], "--fix", str(fix))
+    assert code == 0, (out, err)
+
+    fix.write_text(json.dumps(dict(shown["decoded"]["record"], fine_amount="5"), ensure_ascii=False), encoding="utf-8")
+    code, out, err = await cli(settings, "dlq", "redrive", letter["ref"], "--fix", str(fix))
+    assert code == 2 and "re-driven" in err and "--force" in err and "0 selected" not in err, (out, err)
+    code, out, err = await cli(settings, "dlq", "redrive", letter["ref"], "--fix", str(fix), "--force")
+    assert code == 0 and "re-driven (fixed)" in out, (out, err)
+
+    code, out, err = await cli(settings, "dlq", "redrive", "0:999999", "--fix", str(fix))
+    assert code == 1 and "no dead letter there" in out and "0 selected" not in err, (out, err)
