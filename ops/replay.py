@@ -414,6 +414,12 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
             raise ValueError(f"generation {generation!r} is the live one")
         if switch:
             await _refuse_if_workers_run(redis, live)
+        all_partitions = await kafka.partitions_of(settings, topics.subject_events)
+        unknown = sorted(set(start or ()) - set(all_partitions))
+        if unknown:  # read from its start otherwise: a mistyped partition replayed it all, silently
+            raise ValueError(f"--from-offsets names partition(s) {', '.join(map(str, unknown))}, which "
+                             f"{topics.subject_events} does not have (it has {len(all_partitions)}: "
+                             f"{', '.join(map(str, all_partitions)) or 'none'})")
         result.abandoned = await mark_abandoned(redis, settings.namespace)
         await redis.set(keys.replay_alive(generation), b"1", ex=REPLAY_ALIVE_TTL_S)
         alive = asyncio.ensure_future(_stay_alive(redis, keys.replay_alive(generation), ended))
@@ -424,7 +430,6 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
             start = await kafka.offsets_at(settings, topics.subject_events, from_timestamp_ms)
             if start is not None:
                 from_timestamp_ms = None  # Apache Kafka found the offsets: nothing to filter
-        all_partitions = await kafka.partitions_of(settings, topics.subject_events)
         groups = job_partitions(all_partitions, jobs)
         result.jobs = max(len(groups), 1)
         if len(groups) <= 1:

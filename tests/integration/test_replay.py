@@ -227,3 +227,21 @@ async def _one_subject_on_two_partitions(settings, n: int, partition_of=lambda i
         await producer.flush()
     finally:
         await producer.stop()
+
+
+async def test_from_offsets_naming_a_partition_the_log_does_not_have_is_refused(settings, redis):
+    """Seen: `replay --from-offsets 9:0` on a 4-partition log replayed every partition from its
+    start and exited 0 (a partition it does not name is read from the start; one that does not exist
+    was simply never met). A partition the log does not have is a usage error, nothing started."""
+    import sys
+
+    from sinks.keys import Keys
+    from streams import kafka
+    from tests.workers import run_to_end, worker_env
+
+    await kafka.ensure_topics(settings)
+    rc, out, err = await run_to_end([sys.executable, "-m", "creditstream.cli", "replay", "--from-offsets", "9:0,1:0"],
+                                    env=worker_env(settings))
+    assert rc == 2, (out, err)
+    assert b"partition(s) 9" in err and b"replayed" not in out, (out, err)
+    assert [k async for k in redis.scan_iter(match=Keys(settings.namespace).replay_pattern)] == []
