@@ -600,6 +600,10 @@ def _dlq_action(args, settings, dlq, flt) -> int:
 
 def cmd_positions(args) -> int:
     """Show where each agent stands, or move the ingest or registry agent's positions."""
+    if args.action == "move" and (args.show_agent or args.json):
+        print("creditstream: --agent and --json go with `positions show`; `positions move AGENT` names its agent "
+              "as its argument and prints a table", file=sys.stderr)
+        return EXIT_USAGE
     settings = _settings(args)
     from ops import positions
     from ops.tables import table
@@ -608,7 +612,7 @@ def cmd_positions(args) -> int:
         return "-" if v is None else str(v)
 
     if args.action in (None, "show"):
-        agents = (args.agent,) if getattr(args, "agent", None) else positions.AGENTS
+        agents = (args.show_agent,) if args.show_agent else positions.AGENTS
         missing = asyncio.run(positions.missing_topics(settings, agents))
         if missing:
             print(f"creditstream: {positions.missing_message(missing)}", file=sys.stderr)

@@ -242,10 +242,14 @@ def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.Argumen
                          description="Per agent and input partition: REDIS (the position Redis records), "
                                      "COMMITTED (the group's), END (the log end) and BEHIND (inputs still "
                                      "to apply, from the lower of the two positions). '-': none.")
-    for parser in (sp, pp):
-        parser.add_argument("--agent", choices=["ingest", "registry", "subject"], default=None,
-                            help="only this agent (default: all three)")
-        parser.add_argument("--json", action="store_true", help="print JSON")
+    for parser, default in ((sp, None), (pp, argparse.SUPPRESS)):
+        # `positions --json show` as `positions show --json`: the subcommand's own defaults would
+        # replace the values given before it (argparse), so it has none. Not `agent`: that is
+        # `move`'s argument, which would replace it silently (`positions --agent registry move ingest`)
+        parser.add_argument("--agent", dest="show_agent", choices=["ingest", "registry", "subject"],
+                            default=default, help="only this agent (default: all three)")
+        parser.add_argument("--json", action="store_true", default=default if default else False,
+                            help="print JSON")
     pp = psub.add_parser("move", help="move the ingest or registry agent's positions (workers stopped)",
                          description="Move the group's committed offset and the position Redis records, "
                                      "together, for each selected partition of AGENT's inputs. Prints each "

@@ -50,3 +50,26 @@ def test_numbers_in_range_parse():
     assert (parse(["worker", "--web-port", "65535", "--wait", "0"]).web_port, parse(["api", "--wait", "0.5"]).wait) \
         == (65535, 0.5)
     assert parse(["replay", "--jobs", "1"]).jobs == 1 and parse(["replay"]).jobs is None
+
+
+@pytest.mark.parametrize("argv, agent, as_json", [
+    (["positions"], None, False),
+    (["positions", "--json"], None, True),
+    (["positions", "show", "--agent", "subject", "--json"], "subject", True),
+    # seen: given before `show`, --agent and --json were replaced by show's own defaults, silently
+    (["positions", "--agent", "registry", "show"], "registry", False),
+    (["positions", "--json", "show"], None, True),
+    (["positions", "--json", "show", "--agent", "ingest"], "ingest", True),
+])
+def test_positions_show_options_count_before_and_after_show(argv, agent, as_json):
+    args = parse(argv)
+    assert (args.show_agent, args.json) == (agent, as_json)
+
+
+@pytest.mark.parametrize("argv", [
+    ["positions", "--agent", "registry", "move", "ingest", "--to-end"],  # seen: moved ingest's, silently
+    ["positions", "--json", "move", "ingest", "--to-end"],
+])
+def test_positions_show_options_with_move_are_usage_errors(argv, capsys):
+    assert cli.main(argv) == 2
+    assert "go with `positions show`" in capsys.readouterr().err
