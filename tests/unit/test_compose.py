@@ -655,3 +655,18 @@ def test_production_runs_the_apache_kafka_the_tests_run(services):
 
     images = {services[name]["image"] for name in ("kafka-1", "kafka-2", "kafka-3")}
     assert images == {f"apache/kafka:{KAFKA_VERSION}"}
+
+
+def test_operations_guide_names_the_ingest_agent_for_every_topic_it_reads(worker_settings):
+    """Seen: the table said `feedback` was read by nobody ("kept for downstream") and the guide spoke
+    of the ingest group's five topics, while the ingest agent reads six (feedback too) and
+    `creditstream positions` lists them under it."""
+    from streams.topics import INGEST_SOURCES
+
+    text = (ROOT / "docs" / "operations.md").read_text()
+    read_by = {name: cells[-1].strip() for name, *cells in
+               re.findall(r"^\|\s*`([^`]+)`\s*\|([^|]*)\|([^|]*)\|([^|]*)\|([^|]*)\|\s*$", text, flags=re.M)}
+    topics = Topics(worker_settings.topic_prefix)
+    for spec in INGEST_SOURCES:
+        assert "ingest agent" in read_by[topics.name(spec)], (spec, read_by[topics.name(spec)])
+    assert f"{len(INGEST_SOURCES)} × 12 partitions" in text
