@@ -558,10 +558,17 @@ async def redrive(settings: Settings, refs: list[str] | None = None, *, flt: Fil
     letters.sort(key=lambda x: (x.source_topic, _int(x.info.get("source.partition"), -1),
                                 _int(x.info.get("source.offset"), -1), x.partition, x.offset))
     done = await redriven(settings) if letters else {}
+    # a message dead-lettered twice (its source read again: `positions move --to-start`, a batch
+    # redelivered): a selection re-drives it once, by the letter re-driven before, else the first
+    stands_for: dict[tuple[str, int, int], str] = {}
+    for letter in sorted(letters, key=lambda x: x.ref not in done):
+        if letter.source_place is not None:
+            stands_for.setdefault(letter.source_place, letter.ref)
 
     todo: list[tuple[DeadLetter, Redriven]] = []
     for letter in letters:
         item = Redriven(letter.ref, "", reason=letter.info.get("reason", ""), source=letter.source_topic)
+        first = stands_for.get(letter.source_place) if letter.source_place is not None else None
         if not letter.source_topic:
             item.action, item.note = "no-source", "no dlq.source.topic header"
         elif not refs and letter.redriven_from:
@@ -569,6 +576,10 @@ async def redrive(settings: Settings, refs: list[str] | None = None, *, flt: Fil
             # again with --force); re-driving the copies too would multiply them on every rerun
             item.action = "skipped"
             item.note = f"a re-drive of {letter.redriven_from} that failed again (name its ref to re-drive it)"
+        elif not refs and first is not None and first != letter.ref:
+            item.action = "skipped"
+            item.note = (f"the message of {first} (dead-lettered again when its source was read again; "
+                         "name its ref to re-drive it)")
         elif letter.ref in done and not force:
             prev = done[letter.ref]
             item.action = "skipped"

@@ -380,3 +380,44 @@ async def test_a_fix_for_a_letter_re_driven_before_or_not_there_says_so(pipeline
 
     code, out, err = await cli(settings, "dlq", "redrive", "0:999999", "--fix", str(fix))
     assert code == 1 and "no dead letter there" in out and "0 selected" not in err, (out, err)
+
+
+async def test_a_message_dead_lettered_twice_is_re_driven_once_by_a_selection(settings, department, redis):
+    """Seen: after `positions move ingest --to-start` (docs: "redeliveries are recognised and change
+    nothing") every bad input read again was dead-lettered again, and `dlq redrive --reason ...`
+    selected both copies and sent the same department message twice (so did a second selection after
+    the first copy's re-drive). A selection re-drives one dead letter per source message: the others
+    are skipped, naming it."""
+    from creditstream.app import Pipeline
+    from ops import positions
+
+    bad = sample_event("penalty", decision_doc_no="郑市监罚〔2024〕782号", fine_amount=samples.Decimal("-1"))
+    await department.send(PENALTY, bad)
+    for _ in range(2):  # on Tansu a group's first generation keeps its members: start and stop twice
+        pipeline = Pipeline(settings)
+        await pipeline.start()
+        try:
+            await letters_until(settings, 1, reason="negative-amount")
+        finally:
+            await pipeline.stop()
+    moves = await positions.plan(settings, "ingest", to="start", topic="penalty")
+    await positions.move(settings, "ingest", moves)  # the penalty topic read again from its start
+    pipeline = Pipeline(settings)
+    await pipeline.start()
+    try:
+        first, second = await letters_until(settings, 2, reason="negative-amount")
+    finally:
+        await pipeline.stop()
+    assert (first["source_partition"], first["source_offset"]) == (second["source_partition"], second["source_offset"])
+
+    dry = await redrive(settings, flt=Filter(reason="negative-amount"), dry_run=True)
+    assert sorted(i.action for i in dry.items) == ["skipped", "would-redrive"], dry.items
+    report = await redrive(settings, flt=Filter(reason="negative-amount"), by="tester")
+    [sent] = [i for i in report.items if i.action == "redriven"]
+    [copy] = [i for i in report.items if i.action == "skipped"]
+    assert {sent.ref, copy.ref} == {first["ref"], second["ref"]} and sent.ref in copy.note, report.items
+    again = await redrive(settings, flt=Filter(reason="negative-amount"), by="tester")
+    assert [i.action for i in again.items] == ["skipped"] * 2, again.items
+    # named by its REF, the copy is re-driven as asked
+    named = await redrive(settings, [copy.ref], dry_run=True)
+    assert [i.action for i in named.items] == ["would-redrive"]
