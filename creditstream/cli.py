@@ -352,11 +352,17 @@ def cmd_api(args) -> int:
 def cmd_produce(args) -> int:
     settings = _settings(args)
     _logs(args, settings)
-    from ops.produce import produce_file
+    from ops.produce import ProduceReport, produce_file
 
     # the schemas are registered before any line is encoded or sent: the registry going away
     # raises RegistryError (an outage: exit 3, nothing sent), it never makes lines "refused"
-    report = asyncio.run(produce_file(settings, args.file, dry_run=args.dry_run))
+    report = ProduceReport(source=args.file, dry_run=args.dry_run)
+    try:
+        report = asyncio.run(produce_file(settings, args.file, dry_run=args.dry_run, report=report))
+    except KeyboardInterrupt:  # Ctrl-C: what was sent, and where to go on from
+        report.interrupted = True
+        print(report.render())
+        return 130
     print(report.render())
     return EXIT_OK if not report.refused or args.allow_refused else EXIT_NOT_FOUND
 

@@ -47,14 +47,24 @@ class ProduceReport:
     sent: Counter = field(default_factory=Counter)
     refused: list[tuple[int, str]] = field(default_factory=list)
     dry_run: bool = False
+    done_through: int = 0
+    """The last line of the file whose events, and those of every line before it, were all sent and
+    acknowledged (or refused)."""
+    interrupted: bool = False
 
     def render(self) -> str:
         verb = "would send" if self.dry_run else "sent"
-        lines = [f"{self.source}: {verb} {sum(self.sent.values())} event(s), refused {len(self.refused)}"]
+        lines = [f"{self.source}: {'interrupted: ' if self.interrupted else ''}{verb} "
+                 f"{sum(self.sent.values())} event(s), refused {len(self.refused)}"]
         for topic, n in sorted(self.sent.items()):
             lines.append(f"  {verb} {n:>6}  -> {topic}")
         for line_no, why in self.refused:
             lines.append(f"  refused line {line_no}: {why}")
+        if self.interrupted and not self.dry_run:
+            lines.append(f"  lines 1-{self.done_through} were all sent (and acknowledged) or refused; later lines "
+                         "may have been sent in part (a line sent twice is recognised as a redelivery)")
+            if self.source != "-":
+                lines.append(f"  to go on: tail -n +{self.done_through + 1} {self.source} | creditstream produce -")
         return "\n".join(lines)
 
 
@@ -174,15 +184,16 @@ def _count_lines(path: str) -> int:
 
 
 async def produce_file(settings: Settings, path: str, *, dry_run: bool = False,
-                       progress: bool | None = None) -> ProduceReport:
+                       progress: bool | None = None, report: ProduceReport | None = None) -> ProduceReport:
     """Encode the file's lines (module doc) and send them, :data:`CHUNK_LINES` at a time, each chunk
-    acknowledged before the next is read; a progress bar on stderr when it is a terminal."""
+    acknowledged before the next is read; a progress bar on stderr when it is a terminal. ``report``:
+    the report to fill (the caller then has what was done when the run is interrupted)."""
     from creditstream.connections import make_codec
     from ops.replay import Progress
 
     topics = Topics(settings)
     codec = make_codec(settings)
-    report = ProduceReport(source=path, dry_run=dry_run)
+    report = report if report is not None else ProduceReport(source=path, dry_run=dry_run)
     if path != "-":
         Path(path).stat()  # a missing file: OSError before anything starts
     bar = Progress(_count_lines(path), enabled=progress, label="produce")
@@ -218,6 +229,7 @@ async def produce_file(settings: Settings, path: str, *, dry_run: bool = False,
                 for topic, fut in futures:
                     await fut
                     report.sent[topic] += 1
+            report.done_through = chunk[-1][0]
             bar.advance(chunk[-1][0] - bar.done if bar.total > 1 else len(chunk))
     finally:
         bar.close()

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import orjson
 import pytest
@@ -245,3 +246,43 @@ def _readable(stream) -> bool:
     import select
 
     return bool(select.select([stream], [], [], 0)[0])
+
+
+async def test_ctrl_c_on_produce_says_what_was_sent_and_where_to_go_on(settings, tmp_path):
+    """Seen: Ctrl-C on `creditstream produce` of a large file exited 130 and printed nothing: not
+    how many events had been sent, nor from which line to go on. It prints the report so far, the
+    lines all sent and acknowledged, and the command that sends the rest."""
+    import re
+
+    from streams import kafka
+    from streams.topics import Topics
+
+    demo = [line for line in (Path(__file__).resolve().parents[2] / "data" / "demo" / "events.jsonl")
+            .read_text(encoding="utf-8").splitlines() if '"raw"' not in line]
+    lines = (demo * (60_000 // len(demo) + 1))[:60_000]
+    big = tmp_path / "big.jsonl"
+    big.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    penalty = Topics(settings).for_kind("penalty")
+
+    proc = _start(settings, "produce", str(big))
+    deadline = time.monotonic() + 120
+    while True:  # the first chunk (5,000 lines) acknowledged: about two thirds of it penalties
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()[-2000:]
+        try:
+            ends = await kafka.log_ends(settings, penalty) if penalty in await kafka.existing_topics(settings) else {}
+        except Exception:  # noqa: BLE001 - the topic being created
+            ends = {}
+        if sum(ends.values()) >= 3000:
+            break
+        await asyncio.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = await asyncio.to_thread(proc.communicate, timeout=60)
+    out, err = out.decode(), err.decode()
+    assert proc.returncode in (130, -signal.SIGINT), (proc.returncode, out, err)
+    assert "Traceback" not in err, err
+    assert f"{big}: interrupted: sent" in out, (out, err)
+    [resume] = re.findall(rf"to go on: tail -n \+(\d+) {re.escape(str(big))} \| creditstream produce -", out)
+    done = int(resume) - 1
+    assert 5000 <= done < len(lines), out
+    sent_penalties = sum(1 for line in lines[:done] if '"kind": "penalty"' in line)
+    assert sum((await kafka.log_ends(settings, penalty)).values()) >= sent_penalties

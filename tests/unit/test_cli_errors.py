@@ -107,8 +107,8 @@ def test_a_registry_outage_while_producing_is_an_outage_not_refused_lines(monkey
 def test_bad_data_is_still_refused_lines(monkeypatch, capsys):
     import ops.produce
 
-    async def produce_file(settings, path, dry_run=False):
-        report = ops.produce.ProduceReport(source=path)
+    async def produce_file(settings, path, dry_run=False, report=None):
+        report = report or ops.produce.ProduceReport(source=path)
         report.refused.append((1, "penalty: cannot encode: field amount: not a decimal"))
         return report
 
