@@ -351,6 +351,8 @@ async def read_to_end(
     try:
         parts = c.partitions_for_topic(topic)
         if not parts:
+            if not await _exists(c, topic):
+                return  # read as empty, never created (:func:`existing_topics`)
             await c._client._wait_on_metadata(topic)  # noqa: SLF001 - metadata of an unsubscribed topic
             parts = c.partitions_for_topic(topic) or set()
         only = set(partitions) if partitions is not None else None
@@ -410,6 +412,11 @@ async def log_end_offsets(c: AIOKafkaConsumer, tps: list[TopicPartition]) -> dic
     return await c.end_offsets(tps)  # apache-kafka only: broker_kind switch
 
 
+async def _exists(c: AIOKafkaConsumer, topic: str) -> bool:
+    """Whether the cluster has ``topic``, asked without naming it (:func:`existing_topics`)."""
+    return topic in (await c._client.fetch_all_metadata()).topics()  # noqa: SLF001
+
+
 async def existing_topics(settings: Settings) -> set[str]:
     """The topics the cluster has, from a metadata request for all of them: asking for a topic by
     name (``describe_topics``, a consumer's ``_wait_on_metadata``) lets a broker with
@@ -427,6 +434,8 @@ async def partitions_of(settings: Settings, topic: str) -> list[int]:
     client = admin(settings)
     await client.start()
     try:
+        if topic not in await client.list_topics():
+            return []  # asked for by name it would be created (:func:`existing_topics`)
         described = await client.describe_topics([topic])
         return sorted(p["partition"] for t in described if t.get("topic") == topic and not t.get("error_code")
                       for p in t.get("partitions") or ())
@@ -440,6 +449,8 @@ async def log_ends(settings: Settings, topic: str, timeout_s: float = 10.0) -> d
     c = consumer(settings, group_id=None, max_partition_fetch_bytes=1024)
     await c.start()
     try:
+        if not await _exists(c, topic):
+            return {}  # never created (:func:`existing_topics`)
         await c._client._wait_on_metadata(topic)  # noqa: SLF001 - metadata of an unsubscribed topic
         tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
         if not tps:
@@ -477,6 +488,8 @@ async def offsets_at(settings: Settings, topic: str, timestamp_ms: int) -> dict[
     c = consumer(settings, group_id=None)
     await c.start()
     try:
+        if not await _exists(c, topic):
+            return {}  # never created (:func:`existing_topics`)
         await c._client._wait_on_metadata(topic)  # noqa: SLF001
         tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
         found = await c.offsets_for_times({tp: timestamp_ms for tp in tps})  # apache-kafka only: broker_kind switch

@@ -52,3 +52,22 @@ async def test_apply_sets_the_configuration_or_says_the_broker_cannot(settings):
     assert f"changed {topic} retention.ms: " in out and " -> -1" in out, out
     rc, out, err = await cli(settings)
     assert rc == 0 and f"{topic} has" not in err, (out, err)
+
+
+async def test_reading_commands_never_create_the_topics_they_read(settings):
+    """Seen: `dlq list`, `report` and `replay --verify` run before `creditstream topics` created the
+    dead-letter, list-change and subject-event topics (asking for a topic's metadata by name lets
+    the broker auto-create it: Tansu always, Apache Kafka by default), with the broker's defaults:
+    on Apache Kafka a 7-day retention, and a dead-letter topic without its 64 KiB of headroom. A
+    topic that is not there is read as empty and left for `creditstream topics` to create."""
+    for argv in (["dlq", "list"], ["report"], ["replay", "--verify", "--jobs", "1"],
+                 ["dlq", "show", "0:0"], ["dlq", "redrive", "0:0", "--dry-run"]):
+        rc, out, err = await run_to_end([sys.executable, "-m", "creditstream.cli", *argv], env=worker_env(settings))
+        assert b"Traceback" not in err, (argv, err.decode()[-2000:])
+        assert rc in (0, 1), (argv, rc, out.decode()[-1000:], err.decode()[-1000:])
+    client = kafka.admin(settings)
+    await client.start()
+    try:
+        assert [t for t in await client.list_topics() if t.startswith(settings.topic_prefix)] == []
+    finally:
+        await client.close()
