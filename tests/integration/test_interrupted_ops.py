@@ -222,6 +222,9 @@ async def test_ctrl_c_on_a_replay_in_processes_ends_it_without_a_traceback(depar
     ("Exception ignored in: <module 'threading'> ... OSError: [Errno 9] Bad file descriptor", the
     process pool's wake-up pipe) or "_GatheringFuture exception was never retrieved ...
     BrokenProcessPool". Ctrl-C ends it with status 130 and nothing after."""
+    from streams import kafka
+
+    await kafka.ensure_topics(settings)  # a subject-event log with partitions: the replay runs jobs
     for n in range(40):
         await department.send(PENALTY, sample_event("penalty", decision_doc_no=f"郑市监罚〔2025〕{n}号"))
     for attempt, wait_s in enumerate((0.2, 0.4, 0.6, 0.8, 1.0, 1.2)):
