@@ -137,8 +137,11 @@ class Pipeline:
         except Exception as exc:  # noqa: BLE001 - a check, never a reason not to start
             log.warning("could not compare the topics' configuration", error=f"{type(exc).__name__}: {exc}")
             return
+        fix = ("Tansu does not change a topic's configuration (the embedded development broker does not rely "
+               "on it; `creditstream topics` says more)" if self.settings.is_tansu
+               else "run `creditstream topics --apply`")
         for d in drift or ():
-            log.warning("topic configuration differs from creditstream's: run `creditstream topics --apply`",
+            log.warning(f"topic configuration differs from creditstream's: {fix}",
                         topic=d.topic, config=d.name, current=d.current, wanted=d.wanted)
 
     async def _beat(self, generation: str) -> None:

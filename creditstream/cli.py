@@ -647,17 +647,18 @@ def cmd_positions(args) -> int:
     try:
         moves = asyncio.run(positions.plan(settings, args.agent, to=to, offset=offset, at_ms=at_ms,
                                            topic=args.topic, partition=args.partition))
-        rows = [(f"{m.topic}/{m.partition}", cell(m.committed), cell(m.redis), str(m.to)) for m in moves]
-        for line in table([("PARTITION", "COMMITTED", "REDIS", "TO"), *rows], sep="  "):
-            print(line)
-        if args.dry_run:
-            print("(dry run: nothing moved)")
-            return EXIT_OK
-        asyncio.run(positions.move(settings, args.agent, moves))
+        if not args.dry_run:  # (refused: nothing on standard output, the reason on standard error)
+            asyncio.run(positions.move(settings, args.agent, moves))
     except positions.PositionsError as exc:
         print(f"creditstream: {exc}", file=sys.stderr)
         return EXIT_NOT_FOUND if exc.busy or exc.missing else EXIT_USAGE
-    print(f"moved {len(moves)} partition(s) of the {args.agent} agent")
+    rows = [(f"{m.topic}/{m.partition}", cell(m.committed), cell(m.redis), str(m.to)) for m in moves]
+    for line in table([("PARTITION", "COMMITTED", "REDIS", "TO"), *rows], sep="  "):
+        print(line)
+    if args.dry_run:
+        print("(dry run: nothing moved)")
+    else:
+        print(f"moved {len(moves)} partition(s) of the {args.agent} agent")
     return EXIT_OK
 
 
