@@ -190,6 +190,27 @@ class Department:
         return await fut
 
 
+async def create_topic_with_broker_defaults(settings, topic: str) -> None:
+    """``topic`` created as a broker auto-creates it on a first send (no creditstream configuration:
+    on Apache Kafka a 7-day retention), before `creditstream topics` has run; returns once the
+    cluster lists it."""
+    from aiokafka.admin import NewTopic
+
+    from streams import kafka
+
+    client = kafka.admin(settings)
+    await client.start()
+    try:
+        await client.create_topics([NewTopic(topic, settings.partitions, settings.replication_factor)])
+
+        async def listed():  # (Apache Kafka lists a new topic a moment after CreateTopics answers)
+            return topic in await client.list_topics()
+
+        await eventually(listed, timeout=10)
+    finally:
+        await client.close()
+
+
 async def eventually(check, timeout: float = 20.0, interval: float = 0.1):
     """Await ``check()`` until it returns a truthy value; return it, or fail with the last value."""
     deadline = time.monotonic() + timeout

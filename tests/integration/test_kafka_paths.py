@@ -131,16 +131,10 @@ async def test_a_worker_warns_of_a_topic_the_broker_created_with_its_defaults(se
     from structlog.testing import capture_logs
 
     from creditstream.app import Pipeline
+    from tests.conftest import create_topic_with_broker_defaults
 
     topic = f"{settings.topic_prefix}penalty"
-    client = kafka.admin(settings)
-    await client.start()
-    try:
-        from aiokafka.admin import NewTopic
-
-        await client.create_topics([NewTopic(topic, settings.partitions, settings.replication_factor)])
-    finally:
-        await client.close()
+    await create_topic_with_broker_defaults(settings, topic)
     with capture_logs() as logs:
         await Pipeline(settings)._warn_of_topic_drift()
     warned = [e for e in logs if e.get("topic") == topic and e["log_level"] == "warning"]

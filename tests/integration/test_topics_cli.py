@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from streams import kafka
+from tests.conftest import create_topic_with_broker_defaults
 from tests.workers import run_to_end, worker_env
 
 pytestmark = pytest.mark.integration
@@ -26,15 +27,8 @@ async def test_apply_sets_the_configuration_or_says_the_broker_cannot(settings):
     """Seen on the embedded stack (Tansu): `topics` warned of a topic without retention.ms and said
     "run `creditstream topics --apply`", which then ended in a traceback (IncompatibleBrokerVersion:
     Tansu has no AlterConfigs)."""
-    from aiokafka.admin import NewTopic
-
     topic = f"{settings.topic_prefix}penalty"
-    client = kafka.admin(settings)
-    await client.start()
-    try:
-        await client.create_topics([NewTopic(topic, settings.partitions, settings.replication_factor)])
-    finally:
-        await client.close()
+    await create_topic_with_broker_defaults(settings, topic)
 
     rc, out, err = await cli(settings)
     assert rc == 0, (out, err)
