@@ -30,7 +30,6 @@ import structlog
 from aiokafka import ConsumerRecord, TopicPartition
 
 from creditstream import metrics
-from sinks.keys import Keys
 from sinks.registry_index import PositionsBehind, RegistryIndex
 from streams.runner import Rewind
 
@@ -44,7 +43,7 @@ async def no_commit(tp: TopicPartition) -> int | None:
 
 
 def field_of(tp: TopicPartition) -> str:
-    return Keys.input_position_field(tp.topic, tp.partition)
+    return f"{tp.topic}/{tp.partition}"
 
 
 class BatchPositions:

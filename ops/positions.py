@@ -29,7 +29,6 @@ from creditstream.settings import Settings
 from ops.inspect import running_workers
 from sinks.keys import Keys, resolve_keys
 from streams import kafka
-from streams.runner import agent_group
 from streams.topics import INGEST_SOURCES, REGISTRATION, SUBJECT_EVENTS, Topics
 
 log = structlog.get_logger("creditstream.positions")
@@ -75,6 +74,9 @@ class PartitionPosition:
         return {**asdict(self), "behind": self.behind}
 
 
+def group_of(settings: Settings, agent: str) -> str:
+    """The consumer group an agent's runner joins (streams/runner.py)."""
+    return f"{settings.consumer_group}.{agent}"
 
 
 def topics_of(settings: Settings, agent: str) -> list[str]:
@@ -86,11 +88,14 @@ def topics_of(settings: Settings, agent: str) -> list[str]:
     return [t.name(SUBJECT_EVENTS)]
 
 
+def field_of(topic: str, partition: int) -> str:
+    """The ingest and registry agents' field for a partition (agents/input_positions.py)."""
+    return f"{topic}/{partition}"
 
 
 async def _committed(settings: Settings, agent: str, tps: list[TopicPartition]) -> dict[TopicPartition, int | None]:
     """The group's committed offsets, asked without joining it (an OffsetFetch)."""
-    c = kafka.consumer(settings, group_id=agent_group(settings, agent))
+    c = kafka.consumer(settings, group_id=group_of(settings, agent))
     await c.start()
     try:
         return {tp: await c.committed(tp) for tp in tps}
@@ -102,7 +107,7 @@ async def _recorded(redis, keys: Keys, agent: str, tps: list[TopicPartition]) ->
     if agent == "subject":
         values = await redis.mget([keys.position(tp.partition) for tp in tps]) if tps else []
     else:
-        fields = [Keys.input_position_field(tp.topic, tp.partition) for tp in tps]
+        fields = [field_of(tp.topic, tp.partition) for tp in tps]
         values = await redis.hmget(keys.input_positions(agent), fields) if fields else []
     return {tp: (int(v) if v is not None else None) for tp, v in zip(tps, values)}
 
@@ -246,7 +251,7 @@ async def move(settings: Settings, agent: str, moves: list[Move]) -> None:
     old positions (safe: redeliveries); run the move again before starting the workers."""
     if not moves:
         return
-    group = agent_group(settings, agent)
+    group = group_of(settings, agent)
     redis = redis_client(settings)
     try:
         workers = [w for w in await running_workers(redis, Keys(settings.namespace))
@@ -281,9 +286,8 @@ async def move(settings: Settings, agent: str, moves: list[Move]) -> None:
     redis = redis_client(settings)
     try:
         keys = Keys(settings.namespace)
-        await redis.hset(keys.input_positions(agent),
-                         mapping={Keys.input_position_field(m.topic, m.partition): m.to for m in moves})
+        await redis.hset(keys.input_positions(agent), mapping={field_of(m.topic, m.partition): m.to for m in moves})
     finally:
         await redis.aclose()
     log.info("positions moved", agent=agent, group=group,
-             moves={Keys.input_position_field(m.topic, m.partition): [m.committed, m.redis, m.to] for m in moves})
+             moves={field_of(m.topic, m.partition): [m.committed, m.redis, m.to] for m in moves})

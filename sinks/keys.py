@@ -212,11 +212,6 @@ class Keys:
         Redis that lost its last writes says where to re-read from."""
         return f"{self.namespace}:positions:{agent}"
 
-    @staticmethod
-    def input_position_field(topic: str, partition: int) -> str:
-        """The field of ``input_positions`` for one input partition: ``"topic/partition"``."""
-        return f"{topic}/{partition}"
-
     def parked(self, lookup_key: str) -> str:
         return f"{self.namespace}:parked:{lookup_key}"
 

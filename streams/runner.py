@@ -110,18 +110,13 @@ class _Revoked(ConsumerRebalanceListener):
         pass
 
 
-def agent_group(settings: Settings, agent: str) -> str:
-    """The consumer group an agent's runner joins: ``{consumer_group}.{agent}``."""
-    return f"{settings.consumer_group}.{agent}"
-
-
 class AgentRunner:
     def __init__(self, agent: BatchAgent, settings: Settings, *, group_id: str | None = None,
                  after_batch: Callable[[], None] | None = None):
         self.agent = agent
         self.after_batch = after_batch  # called between two batches (creditstream/heap.py HeapRounds.at_rest)
         self.settings = settings
-        self.group_id = group_id or agent_group(settings, agent.name)
+        self.group_id = group_id or f"{settings.consumer_group}.{agent.name}"
         self.consumer = None
         self.batches = 0
         self.records = 0
