@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP) $(CORE)  ## create .venv and install creditstream with the embedded broker, redis-server and test tools; compile the rules core
 
 # the rules core compiled with mypyc (ops/build_core.py), again whenever a source of domain/ changes
-$(CORE): $(STAMP) $(wildcard domain/*.py) ops/build_core.py
+$(CORE): $(STAMP) $(wildcard domain/*.py) streams/avro_reader.py streams/avro_writer.py ops/build_core.py
 	$(BIN)/python -m ops.build_core --if-stale && touch -c $@
 
 demo: install  ## run the main job on the embedded stack with the bundled sample data, print a summary (BROKER=kafka: on Apache Kafka)

@@ -3,7 +3,9 @@
 Its modules run compiled by mypyc when ``make install`` built them (ops/build_core.py) from exactly
 the sources on disk: this package then looks for its modules in ``.build/core/domain`` first. A
 source edited since the build, another interpreter, or ``CREDITSTREAM_PURE_PYTHON=1`` give the pure
-Python modules (the reference; the compiled ones run the same code). ``COMPILED`` says which.
+Python modules (the reference; the compiled ones run the same code). ``COMPILED`` says which. The
+same build holds streams/avro_reader.py and avro_writer.py (ops/build_core.py ``ALSO_COMPILED``):
+``streams/__init__.py`` loads them from it exactly when this package loads the core.
 """
 
 from __future__ import annotations
@@ -30,14 +32,15 @@ def _current_build() -> Path | None:
     for line in lines[1:]:
         if stale:
             break
-        digest, _, name = line.partition(" ")
+        digest, _, path = line.partition(" ")  # the source's path in the checkout: domain/engine.py
         try:
-            stale = hashlib.sha256((_HERE / name).read_bytes()).hexdigest() != digest
+            stale = "/" not in path or hashlib.sha256((_HERE.parent / path).read_bytes()).hexdigest() != digest
         except OSError:
             stale = True
     if stale:
         warnings.warn("the compiled rules core in .build/core was built from other sources than domain/ "
-                      "(or for another Python): the pure Python core runs; `make install` compiles it again",
+                      "and streams/avro_*.py (or for another Python): the pure Python core runs; "
+                      "`make install` compiles it again",
                       RuntimeWarning, stacklevel=2)
         return None
     return _BUILD

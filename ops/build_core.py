@@ -7,9 +7,9 @@ changes: the sources stay the reference, and ``domain/__init__.py`` loads the co
 only while they were built from exactly the sources on disk.
 
 * The build goes to ``.build/core/`` (never beside the sources, where a stale extension module
-  would shadow an edited ``.py``): the per-module extensions in ``.build/core/domain/``, mypyc's
-  shared library in ``.build/core/``, and ``SOURCES``, the sha256 of every source compiled, with
-  the interpreter it was built for.
+  would shadow an edited ``.py``): the per-module extensions in ``.build/core/domain/`` (and
+  ``.build/core/streams/`` for :data:`ALSO_COMPILED`), mypyc's shared library in ``.build/core/``,
+  and ``SOURCES``, the sha256 of every source compiled, with the interpreter it was built for.
 * ``domain/__init__.py`` puts ``.build/core/domain`` first on the package's path when ``SOURCES``
   matches the sources and the interpreter; otherwise (a source edited since, another Python, no
   build) the package is the pure Python one, with a warning when a build exists but is stale.
@@ -39,6 +39,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "domain"
 BUILD = ROOT / ".build" / "core"
 NOT_COMPILED = frozenset({"__init__.py", "events.py"})
+ALSO_COMPILED = ("streams/avro_reader.py", "streams/avro_writer.py")
+"""Compiled with the core, in the same group: the Avro reader of department inputs and the writer
+of list changes (about 3x faster compiled: docs/performance.md, twenty-seventh session). Pure
+functions over bytes, typed, stdlib only; ``streams/__init__.py`` loads them from the build when
+``domain/__init__.py`` loads the core."""
 DATA = ("rules_default.toml",)  # read next to the module that reads it (rulebook.DEFAULT_PATH)
 
 
@@ -48,12 +53,14 @@ def abi_tag() -> str:
 
 
 def sources() -> list[Path]:
-    return sorted(p for p in SOURCE.glob("*.py") if p.name not in NOT_COMPILED)
+    return sorted(p for p in SOURCE.glob("*.py") if p.name not in NOT_COMPILED) + [ROOT / m for m in ALSO_COMPILED]
 
 
 def manifest(paths: list[Path]) -> str:
+    """``SOURCES``: the interpreter, then the sha256 of each source compiled and its path in the
+    checkout (``domain/engine.py``)."""
     lines = [f"abi {abi_tag()}"]
-    lines += [f"{hashlib.sha256(p.read_bytes()).hexdigest()} {p.name}" for p in paths]
+    lines += [f"{hashlib.sha256(p.read_bytes()).hexdigest()} {p.relative_to(ROOT).as_posix()}" for p in paths]
     return "\n".join(lines) + "\n"
 
 
@@ -74,21 +81,27 @@ def build() -> int:
         (work / "domain").mkdir()
         for p in SOURCE.glob("*.py"):
             shutil.copy2(p, work / "domain" / p.name)
+        for name in ALSO_COMPILED:
+            (work / name).parent.mkdir(exist_ok=True)
+            (work / name).parent.joinpath("__init__.py").touch()  # a package for mypy, not compiled
+            shutil.copy2(ROOT / name, work / name)
         if (ROOT / "pyproject.toml").exists():  # mypy's settings for the core (a checkout)
             shutil.copy2(ROOT / "pyproject.toml", work / "pyproject.toml")
         else:  # an installed package (the image): the types were checked in the checkout already
             (work / "mypy.ini").write_text("[mypy]\nignore_missing_imports = True\n")
-        names = [f"domain/{p.name}" for p in paths]
-        print(f"[build-core] compiling {len(names)} modules of domain/ with mypyc (about a minute)", file=sys.stderr)
+        names = [p.relative_to(ROOT).as_posix() for p in paths]
+        print(f"[build-core] compiling {len(names)} modules of domain/ and streams/ with mypyc (about a minute)",
+              file=sys.stderr)
         proc = subprocess.run([sys.executable, "-m", "mypyc", *names], cwd=work, capture_output=True, text=True)
         if proc.returncode != 0:
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
             print(f"[build-core] mypyc failed; the rules core runs as pure Python:\n{tail}", file=sys.stderr)
             return 0
         shutil.rmtree(BUILD, ignore_errors=True)
-        (BUILD / "domain").mkdir(parents=True)
-        for so in (work / "domain").glob("*.so"):
-            shutil.move(str(so), BUILD / "domain" / so.name)
+        for package in sorted({Path(n).parts[0] for n in names}):
+            (BUILD / package).mkdir(parents=True)
+            for so in (work / package).glob("*.so"):
+                shutil.move(str(so), BUILD / package / so.name)
         for so in work.glob("*.so"):  # mypyc's shared library of the group
             shutil.move(str(so), BUILD / so.name)
     for name in DATA:

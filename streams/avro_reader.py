@@ -22,17 +22,25 @@ from __future__ import annotations
 
 import datetime as _dt
 from decimal import Context
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
-_EPOCH_ORDINAL = _dt.date(1970, 1, 1).toordinal()
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
-_timedelta = _dt.timedelta
-_from_ordinal = _dt.date.fromordinal
-_decimal_context = Context()
+# Final: compiled (ops/build_core.py), a Final module name is a C static, any other a dict look-up
+_EPOCH_ORDINAL: Final = _dt.date(1970, 1, 1).toordinal()
+_EPOCH: Final = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+_timedelta: Final = _dt.timedelta
+_from_ordinal: Final = _dt.date.fromordinal
+_decimal_context: Final = Context()
 
 # what a field step reads
-STRING, LONG, DATE, TIMESTAMP_MILLIS, BOOLEAN, BYTES, DECIMAL, STRING_ARRAY = range(8)
-_MAX_VARINT = 1 << 64
+STRING: Final = 0
+LONG: Final = 1
+DATE: Final = 2
+TIMESTAMP_MILLIS: Final = 3
+BOOLEAN: Final = 4
+BYTES: Final = 5
+DECIMAL: Final = 6
+STRING_ARRAY: Final = 7
+_MAX_VARINT: Final = 1 << 64
 
 
 class NotFast(Exception):
@@ -96,7 +104,7 @@ def compile_record(schema: Any) -> tuple[Field, ...] | None:
     return tuple(steps)
 
 
-def read(fields: tuple[Field, ...], buf: bytes, pos: int) -> tuple[dict, int]:
+def read(fields: tuple[Field, ...], buf: bytes, pos: int) -> tuple[dict[str, Any], int]:
     """The record in ``buf`` from ``pos``, and where it ends. Raises :class:`NotFast` (never
     anything else) for a body that is not plainly well formed."""
     try:
@@ -124,7 +132,7 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
     return (v >> 1) ^ -(v & 1), pos
 
 
-def _read(fields: tuple[Field, ...], buf: bytes, pos: int) -> tuple[dict, int]:
+def _read(fields: tuple[Field, ...], buf: bytes, pos: int) -> tuple[dict[str, Any], int]:
     out: dict[str, Any] = {}
     end_of_buf = len(buf)
     for name, kind, optional, precision, scale in fields:

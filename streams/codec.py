@@ -49,7 +49,7 @@ import fastavro
 
 from domain.clock import china_date, date_of_text
 from schemas import all_schemas, full_name_of, local_ids, retired_schemas, reused_ids
-from streams import avro_reader
+from streams import avro_reader, avro_writer
 
 __all__ = [
     "DecodeError",
@@ -629,7 +629,8 @@ class AvroCodec:
     def __init__(self, registry: SchemaRegistry | None = None):
         self.registry = registry if registry is not None else LocalRegistry()
         self.remote = bool(getattr(self.registry, "remote", False))
-        self._enc: dict[tuple[str, str | None], tuple[bytes, dict]] = {}
+        # (full name, topic) -> (header, writer schema, its avro_writer steps or None: fastavro writes it)
+        self._enc: dict[tuple[str, str | None], tuple[bytes, dict, tuple[avro_writer.Field, ...] | None]] = {}
         # a retired id -> the header of the later version also framed with it (LocalRegistry.reused_by)
         self._reused = {old: _HEADER.pack(MAGIC, new)
                         for old, new in (getattr(self.registry, "reused_by", None) or {}).items()}
@@ -658,23 +659,33 @@ class AvroCodec:
         if not self.remote or (full_name, topic) in self._enc:
             return
         sid = await self.registry.register(full_name, topic)  # type: ignore[attr-defined]
-        self._enc[(full_name, topic)] = (_HEADER.pack(MAGIC, sid), self.registry.schema(sid))
+        self._enc[(full_name, topic)] = self._writer_of(sid)
 
     async def ensure_writers(self, pairs: Iterable[tuple[str, str | None]]) -> None:
         """:meth:`ensure_writer` of each (full name, topic) pair, concurrently."""
         await asyncio.gather(*(self.ensure_writer(name, topic) for name, topic in set(pairs)))
 
-    def _writer(self, full_name: str, topic: str | None) -> tuple[bytes, dict]:
+    def _writer_of(self, schema_id: int) -> tuple[bytes, dict, tuple[avro_writer.Field, ...] | None]:
+        schema = self.registry.schema(schema_id)
+        return _HEADER.pack(MAGIC, schema_id), schema, avro_writer.compile_record(schema)
+
+    def _writer(self, full_name: str, topic: str | None) -> tuple[bytes, dict, tuple[avro_writer.Field, ...] | None]:
         key = (full_name, topic)
         hit = self._enc.get(key)
         if hit is None:
-            sid = self.registry.id_for(full_name, topic)
-            hit = (_HEADER.pack(MAGIC, sid), self.registry.schema(sid))
-            self._enc[key] = hit
+            hit = self._enc[key] = self._writer_of(self.registry.id_for(full_name, topic))
         return hit
 
     def encode(self, full_name: str, record: dict, topic: str | None = None) -> bytes:
-        header, schema = self._writer(full_name, topic)
+        header, schema, fields = self._writer(full_name, topic)
+        if fields is not None:  # streams/avro_writer.py: fastavro's bytes, in about a fifth of its time
+            out = bytearray(header)
+            try:
+                avro_writer.write(fields, record, out)
+            except avro_writer.NotFast:
+                pass  # fastavro writes it below, or says what is wrong with it
+            else:
+                return bytes(out)
         bio = BytesIO()
         bio.write(header)
         try:

@@ -21,8 +21,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_a_build_is_used_only_while_it_matches_the_sources(tmp_path, monkeypatch):
     sources = sorted(p for p in (ROOT / "domain").glob("*.py") if p.name not in build_core.NOT_COMPILED)
+    sources += [ROOT / "streams" / "avro_reader.py", ROOT / "streams" / "avro_writer.py"]
+    assert build_core.sources() == sources
     lines = [f"abi {sys.implementation.cache_tag}-{sys.platform}"]
-    lines += [f"{hashlib.sha256(p.read_bytes()).hexdigest()} {p.name}" for p in sources]
+    lines += [f"{hashlib.sha256(p.read_bytes()).hexdigest()} {p.relative_to(ROOT).as_posix()}" for p in sources]
     (tmp_path / "SOURCES").write_text("\n".join(lines) + "\n")
     monkeypatch.setattr(domain, "_BUILD", tmp_path)
     monkeypatch.delenv("CREDITSTREAM_PURE_PYTHON", raising=False)
@@ -32,7 +34,7 @@ def test_a_build_is_used_only_while_it_matches_the_sources(tmp_path, monkeypatch
 
     # one source differs from what was compiled: the pure Python core, and a warning
     stale = list(lines)
-    stale[1] = "0" * 64 + " " + sources[0].name
+    stale[-1] = "0" * 64 + " streams/avro_writer.py"
     (tmp_path / "SOURCES").write_text("\n".join(stale) + "\n")
     with pytest.warns(RuntimeWarning, match="other sources"):
         assert domain._current_build() is None
@@ -41,7 +43,12 @@ def test_a_build_is_used_only_while_it_matches_the_sources(tmp_path, monkeypatch
     with pytest.warns(RuntimeWarning):
         assert domain._current_build() is None
     # a source compiled then deleted
-    (tmp_path / "SOURCES").write_text("\n".join([*lines, "0" * 64 + " gone.py"]) + "\n")
+    (tmp_path / "SOURCES").write_text("\n".join([*lines, "0" * 64 + " domain/gone.py"]) + "\n")
+    with pytest.warns(RuntimeWarning):
+        assert domain._current_build() is None
+    # a build made before streams/ was compiled with the core (names without their package)
+    bare = [f"{hashlib.sha256(p.read_bytes()).hexdigest()} {p.name}" for p in sources[:-2]]
+    (tmp_path / "SOURCES").write_text("\n".join([lines[0], *bare]) + "\n")
     with pytest.warns(RuntimeWarning):
         assert domain._current_build() is None
     # never built: pure Python, quietly
@@ -71,6 +78,12 @@ def test_the_compiled_core_is_what_runs_when_it_is_current():
     assert domain.COMPILED
     assert domain.engine.__file__.endswith(".so")
     assert domain.events.__file__.endswith(".py")  # its msgspec Structs stay Python
+    import streams.avro_reader
+    import streams.avro_writer
+    import streams.codec
+
+    assert streams.avro_reader.__file__.endswith(".so") and streams.avro_writer.__file__.endswith(".so")
+    assert streams.codec.__file__.endswith(".py")  # the rest of streams/ is not compiled
     assert domain.rulebook.load_rulebook().version  # the default rules file is found beside it
 
 
@@ -105,3 +118,11 @@ def test_the_compiled_core_gives_the_same_states_as_the_python_one():
     assert runs["1"][0] == "False" and runs["0"][0] == "True"
     assert int(runs["1"][1]) > 1000 and len(runs["1"]) == 5
     assert runs["1"][1:] == runs["0"][1:]
+
+
+def test_the_avro_modules_run_pure_with_the_pure_core():
+    env = dict(os.environ, CREDITSTREAM_PURE_PYTHON="1")
+    out = subprocess.run([sys.executable, "-c", "import streams.avro_reader as r, streams.avro_writer as w; "
+                          "print(r.__file__.endswith('.py'), w.__file__.endswith('.py'))"], env=env, cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["True", "True"]
