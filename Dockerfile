@@ -9,7 +9,8 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY . .
 # the rules core compiled with mypyc (ops/build_core.py): a C compiler in this stage only; the
-# build lands in the venv's site-packages (.build/core), where domain/__init__.py finds it
+# build lands in the venv's site-packages (.build/core), where domain/__init__.py (and streams/__init__.py
+# for the Avro reader and writer) finds it
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
 RUN pip install '.[compile]' && cd / && python -m ops.build_core && python -m ops.build_core --check
 
