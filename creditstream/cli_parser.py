@@ -111,7 +111,8 @@ def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.Argumen
              "the person's ID number (person_id_no), else org_code, reg_no or tax_no (the first present); "
              "registrations by their USCC, feedback by its subject_id. "
              "Prints what was sent and what was refused, and why.")
-    sp.add_argument("file", help="JSON Lines file ('-' for standard input)")
+    sp.add_argument("file", help="JSON Lines file ('-' for standard input: its lines are sent as they come, "
+                    "a chunk once 5,000 are in or none came for 0.2 s)")
     sp.add_argument("--dry-run", action="store_true", help="encode and check only, send nothing")
     sp.add_argument("--allow-refused", action="store_true", help="exit 0 even when some lines were refused")
 

@@ -111,6 +111,22 @@ async def list_dead_letters(settings: Settings, *, reason: str | None = None,
     return out
 
 
+def one_per_message(letters: list[dict]) -> list[dict]:
+    """The first letter of each dead-lettered message: a message read again (`positions move
+    --to-start`, a batch redelivered after a crash) is dead-lettered again, and is still one input.
+    Letters without a source place (written by something else) each count."""
+    seen: set[tuple[str, int, int]] = set()
+    out = []
+    for d in letters:
+        place = (d["source_topic"], d["source_partition"], d["source_offset"])
+        if place[0] and place[1] >= 0 and place[2] >= 0:
+            if place in seen:
+                continue
+            seen.add(place)
+        out.append(d)
+    return out
+
+
 def render_list(letters: list[dict]) -> str:
     if not letters:
         return "no dead letters"

@@ -23,8 +23,10 @@ compacted by key); feedback by its ``subject_id``. Raw lines are sent without a 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import sys
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,7 +132,7 @@ def encode_line(line: str, codec, topics: Topics) -> tuple[str, bytes, bytes | N
             raise ValueError("raw: 'value_hex' must be a string of hex digits")
         return topics.for_kind(obj["topic"]), bytes.fromhex(obj.get("value_hex", "")), None, ts
     if not isinstance(kind, str) or kind not in SPEC_OF_KIND:
-        raise ValueError(f"unknown kind {kind!r}; one of {', '.join(SCHEMA_OF_KIND)}")
+        raise ValueError(f"unknown kind {kind!r}; one of {', '.join(sorted(SPEC_OF_KIND))}, or raw")
     fields = obj.get("fields")
     if not isinstance(fields, dict):
         raise ValueError("'fields' must be an object")
@@ -176,6 +178,60 @@ def _lines(path: str):
             stream.close()
 
 
+STDIN_LINGER_S = 0.2
+"""Standard input is sent as its lines come: a chunk goes once :data:`CHUNK_LINES` lines are in or
+no line came for this long (a pipe that writes a line now and then, ``tail -f``, sees each one
+sent within a moment, not after 5,000 lines or at its end)."""
+_END = object()
+
+
+async def _chunks(path: str):
+    """Chunks of up to :data:`CHUNK_LINES` (line number, line) of the file, or of standard input
+    (``-``) as it comes (:data:`STDIN_LINGER_S`), read in bounded memory."""
+    if path != "-":
+        lines = _lines(path)
+        while chunk := [item for _, item in zip(range(CHUNK_LINES), lines)]:
+            yield chunk
+        return
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue(maxsize=CHUNK_LINES)  # the reader waits while it is full
+
+    def read() -> None:  # a thread: reading stdin blocks, the event loop must not
+        try:
+            for item in _lines(path):
+                asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+            end: object = _END
+        except Exception as exc:  # noqa: BLE001 - raised where the chunks are taken
+            end = exc
+        try:
+            asyncio.run_coroutine_threadsafe(queue.put(end), loop).result()
+        except RuntimeError:  # the loop is closed: the run was interrupted
+            pass
+
+    threading.Thread(target=read, name="produce-stdin", daemon=True).start()
+    while True:
+        item = await queue.get()
+        chunk = []
+        deadline = loop.time() + STDIN_LINGER_S
+        while item is not _END and not isinstance(item, Exception):
+            chunk.append(item)
+            if len(chunk) >= CHUNK_LINES:
+                break
+            try:
+                item = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                try:
+                    item = await asyncio.wait_for(queue.get(), max(0.0, deadline - loop.time()))
+                except TimeoutError:
+                    break
+        if chunk:
+            yield chunk
+        if isinstance(item, Exception):
+            raise item
+        if item is _END:
+            return
+
+
 def _count_lines(path: str) -> int:
     if path == "-":
         return 0
@@ -185,8 +241,9 @@ def _count_lines(path: str) -> int:
 
 async def produce_file(settings: Settings, path: str, *, dry_run: bool = False,
                        progress: bool | None = None, report: ProduceReport | None = None) -> ProduceReport:
-    """Encode the file's lines (module doc) and send them, :data:`CHUNK_LINES` at a time, each chunk
-    acknowledged before the next is read; a progress bar on stderr when it is a terminal. ``report``:
+    """Encode the file's lines (module doc) and send them, :data:`CHUNK_LINES` at a time (standard
+    input as its lines come: :data:`STDIN_LINGER_S`), each chunk acknowledged before the next is taken;
+    a progress bar on stderr when it is a terminal. ``report``:
     the report to fill (the caller then has what was done when the run is interrupted)."""
     from creditstream.connections import make_codec
     from ops.replay import Progress
@@ -199,11 +256,7 @@ async def produce_file(settings: Settings, path: str, *, dry_run: bool = False,
     bar = Progress(_count_lines(path), enabled=progress, label="produce")
     producer = None
     try:
-        lines = _lines(path)
-        while True:
-            chunk = [item for _, item in zip(range(CHUNK_LINES), lines)]
-            if not chunk:
-                break
+        async for chunk in _chunks(path):
             # a remote registry: the schemas of the kinds in the chunk, registered before they are
             # encoded; a registry that is down raises RegistryError here (an outage), not a refused line
             if codec.remote:

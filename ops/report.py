@@ -7,7 +7,7 @@ from collections import Counter
 from creditstream.connections import redis_client
 from creditstream.settings import Settings
 from domain.identifiers import mask_id
-from ops.dlq import list_dead_letters
+from ops.dlq import list_dead_letters, one_per_message
 from ops.tables import table
 from sinks.check_audit import check_counts
 from sinks.keys import Keys, resolve_keys
@@ -31,7 +31,8 @@ async def progress(settings: Settings) -> int:
         parked = await RegistryIndex(redis, keys).parked_count()
     finally:
         await redis.aclose()
-    return stats.get("inputs", 0) + parked + len(await list_dead_letters(settings))
+    letters = one_per_message(await list_dead_letters(settings, with_redrives=False))  # a message read twice: once
+    return stats.get("inputs", 0) + parked + len(letters)
 
 
 def display_id(state: dict) -> str:
@@ -66,7 +67,7 @@ async def summary(settings: Settings) -> dict:
             "by_kind": dict(Counter(r["kind"] for r in records)),
             "flags": state.get("flags", []),
         })
-    letters = await list_dead_letters(settings)
+    letters = one_per_message(await list_dead_letters(settings, with_redrives=False))  # a message read twice: once
     return {
         "subjects": subjects,
         "outcomes": {k.split(":", 1)[1]: v for k, v in sorted(stats.items()) if k.startswith("outcome:")},
@@ -139,7 +140,7 @@ async def operator_report(settings: Settings) -> dict:
     for u in units.values():
         judged = u["late"] + u["on_time"]
         u["late_share"] = round(u["late"] / judged, 4) if judged else 0.0
-    letters = await list_dead_letters(settings)
+    letters = one_per_message(await list_dead_letters(settings, with_redrives=False))  # a message read twice: once
     overdue = await overdue_feedback_report(settings)
     return {
         "subjects": subjects,

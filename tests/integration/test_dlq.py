@@ -409,6 +409,12 @@ async def test_a_message_dead_lettered_twice_is_re_driven_once_by_a_selection(se
     finally:
         await pipeline.stop()
     assert (first["source_partition"], first["source_offset"]) == (second["source_partition"], second["source_offset"])
+    # the reports count the message once (they counted each letter: two dead-lettered inputs)
+    from ops.report import operator_report, progress, summary
+
+    assert (await summary(settings))["dead_letters"] == {"negative-amount": 1}
+    assert (await operator_report(settings))["dead_letters"] == {"negative-amount": 1}
+    assert await progress(settings) == 1  # the one input, dead-lettered (inputs applied: none)
 
     dry = await redrive(settings, flt=Filter(reason="negative-amount"), dry_run=True)
     assert sorted(i.action for i in dry.items) == ["skipped", "would-redrive"], dry.items

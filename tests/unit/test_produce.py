@@ -166,3 +166,59 @@ async def test_a_file_is_produced_a_chunk_at_a_time_with_its_refusals_numbered(t
     report = await produce.produce_file(Settings(), str(path), dry_run=True, progress=False)
     assert sum(report.sent.values()) == 5
     assert [n for n, _ in report.refused] == [4, 7]
+
+
+def test_an_unknown_kind_is_told_the_kinds_it_can_send():
+    """The kinds listed are those `produce` sends to an input topic: not the pipeline's outputs."""
+    with pytest.raises(ValueError) as refused:
+        encode_line(orjson.dumps({"kind": "list_change", "fields": {}}).decode(), CODEC, TOPICS)
+    listed = str(refused.value).split("one of ", 1)[1]
+    assert "penalty" in listed and "registration" in listed and listed.endswith("or raw")
+    assert "list_change" not in listed and "check_audit" not in listed
+
+
+async def test_standard_input_is_sent_as_its_lines_come(monkeypatch):
+    """Seen: `produce -` took 5,000 lines (or the end of its input) before it sent anything, so a
+    pipe writing a line now and then (`tail -f`) sent nothing for hours. Now a chunk goes once no
+    line came for STDIN_LINGER_S, and the event loop is never blocked on the read."""
+    import asyncio
+    import io
+    import os
+    import time
+
+    from ops import produce
+
+    read_fd, write_fd = os.pipe()
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.FileIO(read_fd, "r"), encoding="utf-8"))
+    chunks = produce._chunks("-")
+    os.write(write_fd, b'{"kind": "penalty"}\n// a comment\n{"kind": "license"}\n')
+    t0 = time.monotonic()
+    first = await asyncio.wait_for(anext(chunks), 5)  # the writer is still open
+    assert [n for n, _ in first] == [1, 3] and time.monotonic() - t0 < 3
+    ticks = 0
+
+    async def tick():
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    waiting = asyncio.create_task(anext(chunks))
+    await asyncio.sleep(0.5)  # no line: the loop runs on meanwhile
+    assert not waiting.done() and ticks > 10
+    os.write(write_fd, b'{"kind": "action"}\n')
+    os.close(write_fd)
+    assert [n for n, _ in await asyncio.wait_for(waiting, 5)] == [4]
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(anext(chunks), 5)
+    ticker.cancel()
+
+
+async def test_a_file_is_read_in_chunks(tmp_path, monkeypatch):
+    from ops import produce
+
+    monkeypatch.setattr(produce, "CHUNK_LINES", 3)
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(f'{{"kind": "penalty", "n": {i}}}\n' for i in range(7)), encoding="utf-8")
+    assert [[n for n, _ in c] async for c in produce._chunks(str(path))] == [[1, 2, 3], [4, 5, 6], [7]]
