@@ -55,7 +55,11 @@ class Field(NamedTuple):
     scale: int = 0
 
 
-def _field(name: str, ftype: Any) -> Field | None:
+def flat_type(ftype: Any) -> tuple[bool, str, int, int] | None:
+    """A field type of a flat record as (optional, what, precision, scale): ``what`` is string, int,
+    long, boolean, bytes, date, timestamp-millis, decimal (its precision and scale) or string-array,
+    optional the union ``["null", T]``; None for any other type. The reader's and the writer's
+    (streams/avro_writer.py) one reading of a schema."""
     optional = False
     if isinstance(ftype, list):
         if len(ftype) != 2 or ftype[0] != "null":
@@ -64,44 +68,52 @@ def _field(name: str, ftype: Any) -> Field | None:
     if isinstance(ftype, dict):
         base, logical = ftype.get("type"), ftype.get("logicalType")
         if base == "array":
-            return Field(name, STRING_ARRAY, False) if ftype.get("items") == "string" and not optional else None
+            return (optional, "string-array", 0, 0) if ftype.get("items") == "string" else None
         if logical == "date" and base == "int":
-            return Field(name, DATE, optional)
+            return optional, "date", 0, 0
         if logical == "timestamp-millis" and base == "long":
-            return Field(name, TIMESTAMP_MILLIS, optional)
+            return optional, "timestamp-millis", 0, 0
         if logical == "decimal" and base == "bytes":
             precision, scale = ftype.get("precision"), ftype.get("scale", 0)
             if not isinstance(precision, int) or not isinstance(scale, int):
                 return None
-            return Field(name, DECIMAL, optional, precision, scale)
+            return optional, "decimal", precision, scale
         if logical is not None or not isinstance(base, str):
             return None
         ftype = base
-    if ftype == "string":
-        return Field(name, STRING, optional)
-    if ftype in ("int", "long"):
-        return Field(name, LONG, optional)
-    if ftype == "bytes":
-        return Field(name, BYTES, optional)
-    if ftype == "boolean" and not optional:
-        return Field(name, BOOLEAN, False)
+    if ftype in ("string", "int", "long", "bytes", "boolean"):
+        return optional, ftype, 0, 0
     return None
+
+
+_KINDS: Final = {"string": STRING, "int": LONG, "long": LONG, "bytes": BYTES, "boolean": BOOLEAN, "date": DATE,
+                 "timestamp-millis": TIMESTAMP_MILLIS, "decimal": DECIMAL, "string-array": STRING_ARRAY}
+
+
+def _field(name: str, ftype: Any) -> Field | None:
+    flat = flat_type(ftype)
+    if flat is None:
+        return None
+    optional, what, precision, scale = flat
+    if optional and what in ("string-array", "boolean"):  # read by fastavro
+        return None
+    return Field(name, _KINDS[what], optional, precision, scale)
+
+
+def record_fields(schema: Any) -> list[dict[str, Any]] | None:
+    """The fields of a record schema, each an object with a name; None for anything else."""
+    if not isinstance(schema, dict) or schema.get("type") != "record":
+        return None
+    fields = list(schema.get("fields") or ())
+    return fields if all(isinstance(f, dict) and isinstance(f.get("name"), str) for f in fields) else None
 
 
 def compile_record(schema: Any) -> tuple[Field, ...] | None:
     """The field steps of a writer schema (parsed by fastavro or not), or None when it is not a
     flat record of the types above (fastavro then decodes every message of it)."""
-    if not isinstance(schema, dict) or schema.get("type") != "record":
-        return None
-    steps = []
-    for f in schema.get("fields") or ():
-        if not isinstance(f, dict) or not isinstance(f.get("name"), str):
-            return None
-        step = _field(f["name"], f.get("type"))
-        if step is None:
-            return None
-        steps.append(step)
-    return tuple(steps)
+    fields = record_fields(schema)
+    steps = [_field(f["name"], f.get("type")) for f in fields] if fields is not None else [None]
+    return tuple(s for s in steps if s is not None) if None not in steps else None
 
 
 def read(fields: tuple[Field, ...], buf: bytes, pos: int) -> tuple[dict[str, Any], int]:

@@ -23,6 +23,8 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any, Final, NamedTuple
 
+from streams.avro_reader import flat_type, record_fields
+
 # what a field step writes (Final: compiled, a Final module name is a C static, any other a dict look-up)
 STRING: Final = 0
 LONG: Final = 1
@@ -53,43 +55,23 @@ class Field(NamedTuple):
     default: Any         # the schema's default (written when the record lacks the field), or _MISSING
 
 
+_KINDS: Final = {"string": STRING, "long": LONG, "timestamp-millis": LONG, "int": INT, "boolean": BOOLEAN,
+                 "bytes": BYTES, "string-array": STRING_ARRAY, "date": DATE}  # not decimal: fastavro writes it
+
+
 def _field(f: dict[str, Any]) -> Field | None:
-    name, ftype = f["name"], f.get("type")
-    default = f.get("default", _MISSING)
-    optional = False
-    if isinstance(ftype, list):
-        if len(ftype) != 2 or ftype[0] != "null":
-            return None
-        optional, ftype = True, ftype[1]
-    if isinstance(ftype, dict):
-        base, logical = ftype.get("type"), ftype.get("logicalType")
-        if base == "array":
-            return Field(name, STRING_ARRAY, optional, default) if ftype.get("items") == "string" else None
-        if logical == "date" and base == "int":
-            return Field(name, DATE, optional, default)
-        if logical == "timestamp-millis" and base == "long":
-            return Field(name, LONG, optional, default)  # the ms since the epoch, as an int
-        if logical is not None or not isinstance(base, str):
-            return None
-        ftype = base
-    kind = {"string": STRING, "long": LONG, "int": INT, "boolean": BOOLEAN, "bytes": BYTES}.get(ftype)  # type: ignore[arg-type]
-    return Field(name, kind, optional, default) if kind is not None else None
+    flat = flat_type(f.get("type"))  # the reader's reading of the schema
+    kind = _KINDS.get(flat[1]) if flat is not None else None
+    return Field(f["name"], kind, flat[0], f.get("default", _MISSING)) if flat is not None and kind is not None \
+        else None
 
 
 def compile_record(schema: Any) -> tuple[Field, ...] | None:
     """The field steps of a schema (parsed by fastavro or not), or None when it is not a flat
     record of the types above (fastavro then writes every record of it)."""
-    if not isinstance(schema, dict) or schema.get("type") != "record":
-        return None
-    steps = []
-    for f in schema.get("fields") or ():
-        if not isinstance(f, dict) or not isinstance(f.get("name"), str):
-            return None
-        step = _field(f)
-        if step is None:
-            return None
-        steps.append(step)
-    return tuple(steps)
+    fields = record_fields(schema)
+    steps = [_field(f) for f in fields] if fields is not None else [None]
+    return tuple(s for s in steps if s is not None) if None not in steps else None
 
 
 def _varint(out: bytearray, n: int) -> None:
@@ -102,6 +84,17 @@ def _varint(out: bytearray, n: int) -> None:
         out.append((v & 0x7F) | 0x80)
         v >>= 7
     out.append(v)
+
+
+def _string(name: str, v: Any, out: bytearray) -> None:
+    if v.__class__ is not str:
+        raise NotFast(f"{name}: not a str")
+    try:
+        b = v.encode()
+    except UnicodeEncodeError:
+        raise NotFast(f"{name}: not valid UTF-8") from None
+    _varint(out, len(b))
+    out += b
 
 
 def write(fields: tuple[Field, ...], record: dict[str, Any], out: bytearray) -> None:
@@ -120,14 +113,7 @@ def write(fields: tuple[Field, ...], record: dict[str, Any], out: bytearray) -> 
             out.append(2)  # zigzag 1: the second branch
         t = v.__class__
         if kind == STRING:
-            if t is not str:
-                raise NotFast(f"{name}: not a str")
-            try:
-                b = v.encode()
-            except UnicodeEncodeError:
-                raise NotFast(f"{name}: not valid UTF-8") from None
-            _varint(out, len(b))
-            out += b
+            _string(name, v, out)
         elif kind == LONG or kind == INT:
             if t is not int:
                 raise NotFast(f"{name}: not an int")
@@ -146,14 +132,7 @@ def write(fields: tuple[Field, ...], record: dict[str, Any], out: bytearray) -> 
             if v:
                 _varint(out, len(v))
                 for item in v:
-                    if item.__class__ is not str:
-                        raise NotFast(f"{name}: an item is not a str")
-                    try:
-                        b = item.encode()
-                    except UnicodeEncodeError:
-                        raise NotFast(f"{name}: not valid UTF-8") from None
-                    _varint(out, len(b))
-                    out += b
+                    _string(name, item, out)
             out.append(0)  # the end of the blocks
         elif kind == BOOLEAN:
             if t is not bool:
