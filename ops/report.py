@@ -20,6 +20,11 @@ async def _stats(redis, keys: Keys) -> dict[str, int]:
     return {k.decode(): int(v) for k, v in (await redis.hgetall(keys.stats)).items()}
 
 
+async def _dead_lettered(settings: Settings) -> list[dict]:
+    """One dead letter per dead-lettered message (a message read twice counts once: ops/dlq.py)."""
+    return one_per_message(await list_dead_letters(settings, with_redrives=False))
+
+
 async def progress(settings: Settings) -> int:
     """How many department inputs are accounted for: applied to a subject (any outcome but a
     redelivery; timer ticks and legal-representative links are not inputs), parked, or
@@ -31,7 +36,7 @@ async def progress(settings: Settings) -> int:
         parked = await RegistryIndex(redis, keys).parked_count()
     finally:
         await redis.aclose()
-    letters = one_per_message(await list_dead_letters(settings, with_redrives=False))  # a message read twice: once
+    letters = await _dead_lettered(settings)
     return stats.get("inputs", 0) + parked + len(letters)
 
 
@@ -67,7 +72,7 @@ async def summary(settings: Settings) -> dict:
             "by_kind": dict(Counter(r["kind"] for r in records)),
             "flags": state.get("flags", []),
         })
-    letters = one_per_message(await list_dead_letters(settings, with_redrives=False))  # a message read twice: once
+    letters = await _dead_lettered(settings)
     return {
         "subjects": subjects,
         "outcomes": {k.split(":", 1)[1]: v for k, v in sorted(stats.items()) if k.startswith("outcome:")},
@@ -140,7 +145,7 @@ async def operator_report(settings: Settings) -> dict:
     for u in units.values():
         judged = u["late"] + u["on_time"]
         u["late_share"] = round(u["late"] / judged, 4) if judged else 0.0
-    letters = one_per_message(await list_dead_letters(settings, with_redrives=False))  # a message read twice: once
+    letters = await _dead_lettered(settings)
     overdue = await overdue_feedback_report(settings)
     return {
         "subjects": subjects,
