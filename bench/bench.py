@@ -9,10 +9,14 @@ Measured:
 * the same with two worker processes, as many runs, the median run reported (``two_workers_*``);
 * baselines in the same run: a plain Faust agent forwarding each message, and a raw aiokafka
   consume -> send_batch loop (the ceiling of this broker); medians of ``--runs`` runs;
+* in rounds: each round times a pipeline run, the replay of its log, the baselines and two workers
+  in turn, and the ratios are also given within each round (``*_by_round``): the machine's speed
+  drifts between rounds, less within one;
 * end-to-end latency (p50, p99) from produce to the list change on the list-change topic at an
   offered load of ``--rate`` events/s;
-* replay rebuild rate (``creditstream replay`` over the subject-event log of run 1, as an operator
-  runs it: one process per CPU, at most one per partition; ``replay_jobs`` says how many);
+* replay rebuild rate (``creditstream replay`` over the subject-event log of each pipeline run, as an
+  operator runs it: one process per CPU, at most one per partition; ``replay_jobs`` says how many),
+  the median of the rounds;
 * worker start-up time to the first event, restart time after kill -9 (to the next event
   handled), peak RSS (VmHWM) of a worker;
 * Redis memory per subject: the growth of Redis's ``used_memory`` over pipeline run 1 divided by
@@ -620,9 +624,15 @@ async def main(args) -> dict:
             results.update(size=args.size, **await checks_part(r["settings"], args))
             return results
         pipeline, rss, startup, cpu, rewrites, broker_busy, redis_busy = [], [], [], [], [], [], []
+        faust, raw, twos, replays = [], [], [], []
         first_settings = None
+        # In rounds: each round times one pipeline run, the replay of its log, the baselines and two
+        # workers, one after the other, and the ratios are taken within a round as well as between
+        # the medians. Timed in blocks (every pipeline run, then every baseline, then every two-worker
+        # run), a ratio set runs up to ten minutes apart against each other, and this machine's speed
+        # drifts by a third within minutes (docs/performance.md).
         for i in range(args.runs):
-            log(f"pipeline run {i + 1}/{args.runs}")
+            log(f"round {i + 1}/{args.runs}: pipeline run")
             info = await fresh(info)
             r = await pipeline_run(info, f"b{stamp}p{i}", events)
             pipeline.append(r["events_per_s"])
@@ -639,26 +649,26 @@ async def main(args) -> dict:
                                subjects_stored=r["subjects_stored"])
             log(f"  {r['events_per_s']:,.0f} events/s, start-up {r['startup_s']:.2f}s, "
                 f"peak RSS {r['peak_rss_mib']:.0f} MiB, Redis AOF rewrites during it: {r.get('redis_rewrites')}")
-            if i == 0:  # on the broker that holds run 1's log
-                log("replay of run 1's subject-event log")
-                await redis_compacted(first_settings)
-                results["replay_events_per_s"], results["replay_jobs"] = await replay_rate(first_settings)
-        faust, raw = [], []
-        for i in range(args.runs):
-            log(f"baselines run {i + 1}/{args.runs}")
+            # on the broker that holds this run's log (the next round starts a fresh one)
+            log(f"round {i + 1}/{args.runs}: replay of that run's subject-event log")
+            await redis_compacted(r["settings"])
+            rate, results["replay_jobs"] = await replay_rate(r["settings"])
+            replays.append(rate)
+            log(f"  {rate:,.0f} events/s ({rate / pipeline[-1]:.2f}x the pipeline run)")
+            log(f"round {i + 1}/{args.runs}: baselines")
             info = await fresh(info)
             faust.append(await baseline_run(info, f"b{stamp}f{i}", "faust-forward", events))
             info = await fresh(info)
             raw.append(await baseline_run(info, f"b{stamp}r{i}", "raw-forward", events))
-            log(f"  faust forward {faust[-1]:,.0f}/s, raw forward {raw[-1]:,.0f}/s")
-        # two workers, as often as one (a single two-worker run measured 1.24x one worker on Apache
-        # Kafka where two others of the same session measured 1.79x and 1.65x): the median run
-        twos = []
-        for i in range(args.runs):
-            log(f"two workers, run {i + 1}/{args.runs}")
+            log(f"  faust forward {faust[-1]:,.0f}/s, raw forward {raw[-1]:,.0f}/s "
+                f"(the pipeline run {pipeline[-1] / faust[-1]:.2f}x the Faust forward)")
+            # two workers, as often as one (a single two-worker run measured 1.24x one worker on Apache
+            # Kafka where two others of the same session measured 1.79x and 1.65x): the median run
+            log(f"round {i + 1}/{args.runs}: two workers")
             info = await fresh(info)
             twos.append(await pipeline_run(info, f"b{stamp}w2{'' if i == 0 else f'r{i}'}", events, workers=2))
-            log(f"  {twos[-1]['events_per_s']:,.0f} events/s, each worker busy {busy(twos[-1].get('worker_busy'))}")
+            log(f"  {twos[-1]['events_per_s']:,.0f} events/s ({twos[-1]['events_per_s'] / pipeline[-1]:.2f}x the "
+                f"pipeline run), each worker busy {busy(twos[-1].get('worker_busy'))}")
         two = median_run(twos)
         log("kill -9 and restart")
         info = await fresh(info)
@@ -678,6 +688,10 @@ async def main(args) -> dict:
             "raw_forward_events_per_s": statistics.median(raw),
             "ratio_vs_faust_forward": statistics.median(pipeline) / statistics.median(faust),
             "ratio_vs_raw_forward": statistics.median(pipeline) / statistics.median(raw),
+            "ratio_vs_faust_forward_by_round": [p / f for p, f in zip(pipeline, faust)],
+            "replay_events_per_s": statistics.median(replays),
+            "replay_runs_events_per_s": replays,
+            "replay_ratio_by_round": [rp / p for rp, p in zip(replays, pipeline)],
             "latency_p50_ms": lat["latency_p50_ms"],
             "latency_p99_ms": lat["latency_p99_ms"],
             "latency_samples": lat["latency_samples"],
@@ -690,6 +704,7 @@ async def main(args) -> dict:
             "two_workers_events_per_s": two["events_per_s"],
             "two_workers_runs_events_per_s": [r["events_per_s"] for r in twos],
             "two_workers_ratio": two["events_per_s"] / statistics.median(pipeline),
+            "two_workers_ratio_by_round": [w["events_per_s"] / p for w, p in zip(twos, pipeline)],
             "pipeline_worker_cpu_us_per_event": statistics.median(cpu) if cpu else None,
             "two_workers_busy": two.get("worker_busy"),
             "pipeline_broker_busy": median_of(broker_busy),
@@ -849,6 +864,13 @@ def render_scale(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _by_round(r: dict, key: str, note: str) -> list[tuple[str, str, str]]:
+    """A ratio taken within each round (runs timed minutes apart, not a block of runs apart), as a row
+    of the table when there was more than one round."""
+    values = r.get(key) or ()
+    return [("  by round", ", ".join(f"{v:.2f}x" for v in values), note)] if len(values) > 1 else []
+
+
 def render(r: dict) -> str:
     def f(v, unit=""):
         return "n/a" if v is None else (f"{v:,.0f}{unit}" if abs(v) >= 100 else f"{v:,.2f}{unit}")
@@ -864,6 +886,7 @@ def render(r: dict) -> str:
         ("plain Faust forward (median)", f(r["faust_forward_events_per_s"], " ev/s"), "baseline"),
         ("raw aiokafka forward (median)", f(r["raw_forward_events_per_s"], " ev/s"), "ceiling"),
         ("pipeline / Faust forward", f(r["ratio_vs_faust_forward"], "x"), "goal >= 2x (product goal 4x)"),
+        *_by_round(r, "ratio_vs_faust_forward_by_round", "each round's runs"),
         ("pipeline / raw forward", f(r["ratio_vs_raw_forward"], "x"), ""),
         (f"latency p50 at {r['offered_rate']}/s", f(r["latency_p50_ms"], " ms"), ""),
         (f"latency p99 at {r['offered_rate']}/s", f(r["latency_p99_ms"], " ms"), "goal < 100 ms"),
@@ -871,6 +894,9 @@ def render(r: dict) -> str:
         (f"replay rebuild ({r.get('replay_jobs', 1)} process{'es' if r.get('replay_jobs', 1) > 1 else ''})",
          f(r["replay_events_per_s"], " ev/s") + f"  ({r['replay_events_per_s'] / r['pipeline_events_per_s']:.2f}x)",
          "goal >= 3x the pipeline"),
+        *([("  replay runs", ", ".join(f(v) for v in r["replay_runs_events_per_s"]), "")]
+          if len(r.get("replay_runs_events_per_s") or ()) > 1 else []),
+        *_by_round(r, "replay_ratio_by_round", "its run's log, x that run"),
         ("start-up to first event", f(r["startup_s"], " s"), "goal < 8 s"),
         ("restart after kill -9", f(r["restart_after_kill_s"], " s"), "goal < 15 s"),
         ("peak RSS of a worker", f(r["peak_rss_mib"], " MiB"), ""),
@@ -878,6 +904,7 @@ def render(r: dict) -> str:
          "goal >= 1.8x (the median run)"),
         *([("  two-worker runs", ", ".join(f(v) for v in r["two_workers_runs_events_per_s"]), "")]
           if r.get("two_workers_runs_events_per_s") else []),
+        *_by_round(r, "two_workers_ratio_by_round", "x the same round's one-worker run"),
         ("  each worker busy", busy(r.get("two_workers_busy")), "share of one core; 2 cores in all"),
         ("broker / Redis busy, 1 worker",
          f"{busy(r.get('pipeline_broker_busy'))} / {busy(r.get('pipeline_redis_busy'))}",

@@ -78,3 +78,23 @@ def test_between_runs_on_apache_kafka_only_the_topics_of_this_benchmarks_runs_do
              "b171p0.x", "creditstream.penalty-records", "__consumer_offsets", "b16p1.penalty-records"]
     # run 1's stay (the check API's run reads them); another benchmark's (b16, b171) and the product's stay
     assert topics_of_runs_done(names, "b17", keep="b17p0.") == ["b17f0.bench-source", "b17p1.penalty-records"]
+
+
+def test_with_several_rounds_each_ratio_is_also_shown_within_its_round():
+    rounds = {**RESULT, "runs": 3, "pipeline_runs_events_per_s": [4495.0, 3900.0, 4600.0],
+              "ratio_vs_faust_forward_by_round": [0.712, 0.80, 0.745],
+              "replay_runs_events_per_s": [12850.0, 11000.0, 13900.0], "replay_ratio_by_round": [2.86, 2.82, 3.02],
+              "two_workers_ratio_by_round": [1.78, 1.61, 1.83]}
+    table = render(rounds)
+    lines = table.splitlines()
+    by_round = [i for i, line in enumerate(lines) if line.strip().startswith("by round")]
+    assert [lines[i].split()[2:5] for i in by_round] == [["0.71x,", "0.80x,", "0.74x"], ["2.86x,", "2.82x,", "3.02x"],
+                                                         ["1.78x,", "1.61x,", "1.83x"]]
+    # each under its own figure: the Faust ratio, the replay, the two workers
+    assert lines[by_round[0] - 1].strip().startswith("pipeline / Faust forward")
+    assert lines[by_round[1] - 1].strip().startswith("replay runs")
+    assert "12,850, 11,000, 13,900" in _row(table, "replay runs")
+    assert lines[by_round[2] - 1].strip().startswith("two-worker runs") or \
+        lines[by_round[2] - 1].strip().startswith("two workers")
+    one = render(RESULT)  # one round (or a result of before): no such rows
+    assert "by round" not in one and "replay runs" not in one
