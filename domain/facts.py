@@ -12,7 +12,7 @@ import hashlib
 from functools import lru_cache
 from typing import Any, Final, NamedTuple
 
-from domain.calendar import add_months, add_years
+from domain.calendar import add_months, add_years, iso
 from domain.clock import date_of_ms
 from domain.identifiers import is_valid_resident_id
 from domain.record_maps import DatedPairs
@@ -38,7 +38,12 @@ def _plus_years(value: str, years: int) -> dt.date:
 
 def change_id(subject_id: str, list_name: str, transition: str, effective_date: str, causes: list[str]) -> str:
     blob = "|".join((subject_id, list_name, transition, effective_date, ",".join(causes)))
-    return hashlib.blake2b(blob.encode("utf-8"), digest_size=16).hexdigest()
+    h = _BLAKE2B_16.copy()  # the bytes of hashlib.blake2b(blob, digest_size=16), its parameters set once
+    h.update(blob.encode("utf-8"))
+    return h.hexdigest()
+
+
+_BLAKE2B_16: Final = hashlib.blake2b(digest_size=16)
 
 
 class Cand(NamedTuple):
@@ -53,7 +58,7 @@ class Cand(NamedTuple):
 
 def _change(sid: str, name: str, kind: str, domain: str | None, transition: str, when: dt.date,
             causes: list[str], cause: tuple[Any, ...]) -> Doc:
-    eff = when.isoformat()
+    eff = iso(when)
     return {"change_id": change_id(sid, name, transition, eff, causes), "list": name, "kind": kind,
             "domain": domain, "transition": transition, "effective_date": eff, "causes": causes,
             "cause_kind": cause[0], "cause_decision": cause[1]}
@@ -258,7 +263,7 @@ def record_facts(key: str, state: SubjectState, index: Doc, rules: Rulebook) -> 
                 if kind == "penalty":
                     pub = penalty_publicity(entry, repairs.get(key), rules, gap)
                     if pub is not None:
-                        facts["pub"] = [pub[0].isoformat(), pub[1].isoformat(), pub[2]]
+                        facts["pub"] = [iso(pub[0]), iso(pub[1]), pub[2]]
             elif base == "action" and fields.get("adverse"):
                 facts["adverse"] = True
             rule = rules.blacklist_rule_for(entry if kind != "linked" else dict(entry, kind=content.get("kind")))
@@ -280,8 +285,8 @@ def record_facts(key: str, state: SubjectState, index: Doc, rules: Rulebook) -> 
                 if c.until is None or leave_at < c.until:
                     c = c._replace(until=leave_at, leave=("repair", key))
         for part in _split(c, gap):
-            facts["cands"].append([part.list, part.domain, part.since.isoformat(),
-                                   part.until.isoformat() if part.until else None, *part.enter, *part.leave])
+            facts["cands"].append([part.list, part.domain, iso(part.since),
+                                   iso(part.until) if part.until else None, *part.enter, *part.leave])
     return facts
 
 

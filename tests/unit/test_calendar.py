@@ -279,3 +279,40 @@ def test_the_installed_holiday_tables_reach_the_years_the_tests_assume():
     [floor] = [d for d in project["project"]["dependencies"] if d.startswith("chinesecalendar")]
     assert floor == "chinesecalendar>=1.11"
     assert WorkingCalendar().is_workday(date(2026, 2, 16)) is False and WorkingCalendar().is_workday(date(2026, 2, 14))
+
+
+def _months_later(d: date, n: int) -> date:
+    """add_months as it was written before it remembered its results: the reference."""
+    months = d.year * 12 + (d.month - 1) + n
+    year, month = divmod(months, 12)
+    month += 1
+    days = [31, 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28, 31, 30, 31, 30, 31, 31, 30, 31,
+            30, 31][month - 1]
+    return date(year, month, min(d.day, days))
+
+
+@given(st.dates(min_value=date(1900, 1, 1), max_value=date(2200, 12, 31)), st.integers(-1200, 1200))
+def test_add_months_remembered_gives_what_it_computes(d, n):
+    # asked twice: the second answer comes from what it remembered
+    assert add_months(d, n) == _months_later(d, n) == add_months(d, n)
+    assert type(add_months(d, n)) is date
+
+
+@given(st.dates(min_value=date(1900, 1, 1), max_value=date(2200, 12, 31)))
+def test_iso_is_isoformat(d):
+    from domain.calendar import iso
+
+    assert iso(d) == d.isoformat() == iso(d)
+    assert iso(datetime(d.year, d.month, d.day, 9, 30)) == datetime(d.year, d.month, d.day, 9, 30).isoformat()
+
+
+def test_the_remembered_dates_are_bounded():
+    import domain.calendar as calendar
+
+    start = date(2000, 1, 1)
+    for i in range(calendar.DATES_KEPT + 10):
+        d = start + timedelta(days=i)
+        assert calendar.iso(d) == d.isoformat()
+        assert add_months(d, 7) == _months_later(d, 7)
+    assert len(calendar._ISO) <= calendar.DATES_KEPT
+    assert len(calendar._ADDED[7]) <= calendar.DATES_KEPT
