@@ -165,4 +165,9 @@ def content_hash(record: Doc) -> str:
         import json
 
         blob = json.dumps(content, sort_keys=True, ensure_ascii=True, default=str).encode()
-    return hashlib.blake2b(blob, digest_size=16).hexdigest()
+    h = _BLAKE2B_16.copy()  # the bytes of hashlib.blake2b(blob, digest_size=16), its parameters set once
+    h.update(blob)
+    return h.hexdigest()
+
+
+_BLAKE2B_16: Final = hashlib.blake2b(digest_size=16)
