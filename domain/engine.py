@@ -25,7 +25,6 @@ cannot act on a decision before it reaches them (RULES.md 3a: arrival time is fo
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Iterable
 from typing import Final, NamedTuple, cast
 
@@ -34,6 +33,7 @@ import msgspec
 from domain import events as ev
 from domain.calendar import WorkingCalendar
 from domain.clock import date_of_ms
+from domain.digest import hex16
 from domain.facts import BASIS_VERSION, objection_targets
 from domain.history import ANNOUNCE_ORDER, advance
 from domain.identifiers import is_valid_resident_id
@@ -216,7 +216,7 @@ def announce(withdrawn: list[Doc], added: list[Doc], event: ev.SubjectEvent) -> 
     for old in sorted(withdrawn, key=lambda c: (c["effective_date"], c["change_id"])):
         cid = old["change_id"]
         out.append({
-            "change_id": hashlib.blake2b(f"withdrawn|{cid}|{event.origin}".encode(), digest_size=16).hexdigest(),
+            "change_id": hex16(f"withdrawn|{cid}|{event.origin}".encode()),
             "subject": event.subject, "list": old["list"], "kind": old["kind"], "domain": old.get("domain"),
             "transition": "withdrawn", "effective_date": old["effective_date"], "causes": list(old["causes"]),
             "cause_kind": "withdrawal", "cause_decision": old.get("cause_decision"), "withdraws": cid,

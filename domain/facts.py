@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
-import hashlib
 from functools import lru_cache
 from typing import Any, Final, NamedTuple
 
 from domain.calendar import add_months, add_years, iso
 from domain.clock import date_of_ms
+from domain.digest import hex16
 from domain.identifiers import is_valid_resident_id
 from domain.record_maps import DatedPairs
 from domain.rulebook import Rulebook
@@ -38,12 +38,7 @@ def _plus_years(value: str, years: int) -> dt.date:
 
 def change_id(subject_id: str, list_name: str, transition: str, effective_date: str, causes: list[str]) -> str:
     blob = "|".join((subject_id, list_name, transition, effective_date, ",".join(causes)))
-    h = _BLAKE2B_16.copy()  # the bytes of hashlib.blake2b(blob, digest_size=16), its parameters set once
-    h.update(blob.encode("utf-8"))
-    return h.hexdigest()
-
-
-_BLAKE2B_16: Final = hashlib.blake2b(digest_size=16)
+    return hex16(blob.encode("utf-8"))
 
 
 class Cand(NamedTuple):

@@ -53,7 +53,6 @@ check character (real early-pilot codes do) is kept and flagged, never rejected.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -65,6 +64,7 @@ from domain.credit_office import (
     target_key,  # re-exported
 )
 from domain.department import normalise_decision
+from domain.digest import hex16
 from domain.fields import (
     _KIND_BY_SHORT,
     NAME_LIMIT,  # re-exported
@@ -165,9 +165,4 @@ def content_hash(record: Doc) -> str:
         import json
 
         blob = json.dumps(content, sort_keys=True, ensure_ascii=True, default=str).encode()
-    h = _BLAKE2B_16.copy()  # the bytes of hashlib.blake2b(blob, digest_size=16), its parameters set once
-    h.update(blob)
-    return h.hexdigest()
-
-
-_BLAKE2B_16: Final = hashlib.blake2b(digest_size=16)
+    return hex16(blob)
