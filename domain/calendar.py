@@ -253,8 +253,8 @@ def add_months(d: dt.date, n: int) -> dt.date:
 
 DATES_KEPT: Final = 65536
 """The most dates :func:`iso` remembers, and :func:`add_months` for each number of months; each
-table is emptied when full. The rules use a handful of periods, and the decision dates of a few
-decades are ~10,000 dates: a few MB at most."""
+table is emptied when full. Measured: 10,000 dates (27 years of decision dates) with ten periods
+each held 7.4 MB (tracemalloc)."""
 # months -> date -> that date plus the months. Plain dicts of dates, no tuple keys: nothing in them
 # for the cyclic collector to walk (sinks/keys.py storage_id says why not lru_cache)
 _ADDED: Final[dict[int, dict[dt.date, dt.date]]] = {}
