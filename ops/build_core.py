@@ -39,9 +39,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "domain"
 BUILD = ROOT / ".build" / "core"
 NOT_COMPILED = frozenset({"__init__.py", "events.py"})
-ALSO_COMPILED = ("streams/avro_reader.py", "streams/avro_writer.py")
+ALSO_COMPILED = ("streams/avro_reader.py", "streams/avro_writer.py", "streams/murmur2.py")
 """Compiled with the core, in the same group: the Avro reader of department inputs and the writer
-of list changes (about 3x faster compiled: docs/performance.md, twenty-seventh session). Pure
+of list changes (about 3x faster compiled: docs/performance.md, twenty-seventh session), and
+Kafka's murmur2 of a message key (sinks/kafka.py ``key_hash``). Pure
 functions over bytes, typed, stdlib only; ``streams/__init__.py`` loads them from the build when
 ``domain/__init__.py`` loads the core."""
 DATA = ("rules_default.toml",)  # read next to the module that reads it (rulebook.DEFAULT_PATH)

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_a_build_is_used_only_while_it_matches_the_sources(tmp_path, monkeypatch):
     sources = sorted(p for p in (ROOT / "domain").glob("*.py") if p.name not in build_core.NOT_COMPILED)
-    sources += [ROOT / "streams" / "avro_reader.py", ROOT / "streams" / "avro_writer.py"]
+    sources += [ROOT / "streams" / "avro_reader.py", ROOT / "streams" / "avro_writer.py", ROOT / "streams" / "murmur2.py"]
     assert build_core.sources() == sources
     lines = [f"abi {sys.implementation.cache_tag}-{sys.platform}"]
     lines += [f"{hashlib.sha256(p.read_bytes()).hexdigest()} {p.relative_to(ROOT).as_posix()}" for p in sources]
@@ -34,7 +34,7 @@ def test_a_build_is_used_only_while_it_matches_the_sources(tmp_path, monkeypatch
 
     # one source differs from what was compiled: the pure Python core, and a warning
     stale = list(lines)
-    stale[-1] = "0" * 64 + " streams/avro_writer.py"
+    stale[-1] = "0" * 64 + " streams/murmur2.py"
     (tmp_path / "SOURCES").write_text("\n".join(stale) + "\n")
     with pytest.warns(RuntimeWarning, match="other sources"):
         assert domain._current_build() is None
