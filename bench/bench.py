@@ -624,6 +624,7 @@ async def main(args) -> dict:
             results.update(size=args.size, **await checks_part(r["settings"], args))
             return results
         pipeline, rss, startup, cpu, rewrites, broker_busy, redis_busy = [], [], [], [], [], [], []
+        worker_busy: list[float | None] = []
         faust, raw, twos, replays = [], [], [], []
         first_settings = None
         # In rounds: each round times one pipeline run, the replay of its log, the baselines and two
@@ -643,6 +644,7 @@ async def main(args) -> dict:
             rewrites.append(r.get("redis_rewrites"))
             broker_busy.append(r.get("broker_busy"))
             redis_busy.append(r.get("redis_busy"))
+            worker_busy.append(r.get("worker_busy"))
             if first_settings is None:
                 first_settings = r["settings"]
                 results.update(redis_bytes_per_subject=r["redis_bytes_per_subject"],
@@ -711,6 +713,10 @@ async def main(args) -> dict:
             "pipeline_redis_busy": median_of(redis_busy),
             "two_workers_broker_busy": two.get("broker_busy"),
             "two_workers_redis_busy": two.get("redis_busy"),
+            "pipeline_worker_busy": median_of(worker_busy),
+            "cpus": os.cpu_count(),
+            "two_workers_ceiling": two_workers_ceiling(os.cpu_count(), median_of(worker_busy),
+                                                      median_of(broker_busy), median_of(redis_busy)),
             "pipeline_redis_rewrites": rewrites,
             "two_workers_redis_rewrites": two.get("redis_rewrites"),
         })
@@ -738,6 +744,17 @@ async def drop_topics_of_runs_done(info, prefix: str, keep: str) -> list[str]:
         return names
     finally:
         await client.close()
+
+
+def two_workers_ceiling(cpus: int | None, worker: float | None, broker: float | None,
+                        redis: float | None) -> float | None:
+    """The most two workers can reach against one on this machine, from the one-worker runs: one
+    worker keeps ``worker`` of a core busy and the broker and Redis ``broker`` and ``redis`` more
+    (shares of one core), so two need twice that; with fewer cores than that, the machine is the
+    bound: ``cpus / (worker + broker + redis)``, at most 2. None when a share was not measured."""
+    if not cpus or worker is None or broker is None or redis is None or worker + broker + redis <= 0:
+        return None
+    return min(2.0, cpus / (worker + broker + redis))
 
 
 def median_run(runs: list[dict]) -> dict:
@@ -905,7 +922,10 @@ def render(r: dict) -> str:
         *([("  two-worker runs", ", ".join(f(v) for v in r["two_workers_runs_events_per_s"]), "")]
           if r.get("two_workers_runs_events_per_s") else []),
         *_by_round(r, "two_workers_ratio_by_round", "x the same round's one-worker run"),
-        ("  each worker busy", busy(r.get("two_workers_busy")), "share of one core; 2 cores in all"),
+        ("  each worker busy", busy(r.get("two_workers_busy")),
+         f"share of one core; {r['cpus']} cores in all" if r.get("cpus") else "share of one core"),
+        *([("  this machine's ceiling", f"{r['two_workers_ceiling']:.2f}x",
+            "cores / (one worker + broker + Redis busy, 1 worker)")] if r.get("two_workers_ceiling") else []),
         ("broker / Redis busy, 1 worker",
          f"{busy(r.get('pipeline_broker_busy'))} / {busy(r.get('pipeline_redis_busy'))}",
          "share of one core, during the pipeline runs"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.bench import median_of, median_run, render, topics_of_runs_done
+from bench.bench import median_of, median_run, render, topics_of_runs_done, two_workers_ceiling
 
 RESULT = {  # the keys render reads, from a `make bench BROKER=kafka SIZE=100000 RUNS=1` line
     "size": 100000, "runs": 1, "broker": "kafka", "rules_core": "compiled", "subjects": 50000, "hot_share": 0.0,
@@ -32,6 +32,18 @@ def test_the_table_shows_the_broker_and_redis_beside_the_workers():
     assert "18% / 4%" in _row(table, "broker / Redis busy, 1 worker")
     assert "16% / 7%" in _row(table, "broker / Redis busy, 2 workers")
     assert "80%" in _row(table, "each worker busy")
+
+
+def test_two_workers_ceiling_is_the_cores_over_what_one_worker_keeps_busy():
+    # one worker 98% of a core, the broker 8%, Redis 4%: two need 2.2 cores of 2
+    assert round(two_workers_ceiling(2, 0.98, 0.08, 0.04), 3) == 1.818
+    assert two_workers_ceiling(8, 0.98, 0.08, 0.04) == 2.0  # more cores than two workers need
+    assert two_workers_ceiling(2, 0.98, None, 0.04) is None
+    assert two_workers_ceiling(None, 0.98, 0.08, 0.04) is None
+    table = render({**RESULT, "cpus": 2, "two_workers_ceiling": 1.818})
+    assert "1.82x" in _row(table, "this machine's ceiling")
+    assert "2 cores in all" in _row(table, "each worker busy")
+    assert "this machine's ceiling" not in render(RESULT)  # a result of before: no such row
 
 
 def test_a_share_not_measured_is_shown_as_such():
