@@ -80,7 +80,14 @@ def _logs(args, settings=None):
     from creditstream import logs
 
     level = getattr(args, "log_level", None) or (settings.log_level if settings else "INFO")
-    logs.configure(level=level, fmt=settings.log_format if settings else "auto")
+    try:
+        logs.configure(level=level, fmt=settings.log_format if settings else "auto",
+                       libraries=settings.libraries_log_level if settings else None)
+    except ValueError as exc:  # a level or format no logger knows
+        if getattr(args, "func", None) is not cmd_config:  # `config check` lists it with the other problems
+            print(f"creditstream: bad settings: {exc}", file=sys.stderr)
+            sys.exit(EXIT_USAGE)
+        logs.configure()
 
 
 class _WholeWrites(io.RawIOBase):
@@ -293,7 +300,11 @@ def cmd_worker(args) -> int:
     # creditstream's logging (structlog, ID numbers masked), set up here: Faust's own set-up
     # (override_logging) would add its terminal spinner, which sets the root logger to DEBUG
     # (docs/performance.md)
-    logs.configure(level=level, fmt=settings.log_format)
+    try:
+        logs.configure(level=level, fmt=settings.log_format, libraries=settings.libraries_log_level)
+    except ValueError as exc:  # a level or format no logger knows
+        print(f"creditstream: bad settings: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     app = create_faust_app(settings, agents, web=args.web)  # settings errors first: exit 2
     _wait_for_services(settings, args.wait)  # ServiceUnreachable after --wait: exit 3, one line
     worker = faust.Worker(app, loglevel=level, quiet=True, redirect_stdouts=False, override_logging=False)

@@ -327,7 +327,7 @@ def _rebuild_job(settings: Settings, generation: str, partitions: list[int], sta
     the replay's progress hash (``applied``)."""
     from creditstream import eventloop, logs
 
-    logs.configure(level=settings.log_level, fmt=settings.log_format)
+    logs.configure(level=settings.log_level, fmt=settings.log_format, libraries=settings.libraries_log_level)
     eventloop.install(settings.event_loop)  # a process of its own: the replay's loop is not inherited
     return asyncio.run(_rebuild_job_async(settings, generation, partitions, start, from_timestamp_ms, fenced,
                                           partition_count))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
 
 import pytest
 import structlog
@@ -88,17 +90,32 @@ def test_full_width_id_masked(out):
     assert _lines(out)[0]["raw"].startswith("１１０*")
 
 
-def test_third_party_loggers_quiet_unless_debug(out):
+def test_third_party_loggers_quiet_unless_asked(out):
     logging.getLogger("aiokafka").info("chatty")
     logging.getLogger("mode.services").info("chatty")
     logs.get_logger("creditstream").info("ours")
     assert [line["event"] for line in _lines(out)] == ["ours"]
     assert logging.getLogger("faust").level == logging.WARNING
 
+    # creditstream at DEBUG: the clients stay at WARNING (their debug lines slowed a worker by a third)
     buf = io.StringIO()
     logs.configure("DEBUG", "json", stream=buf)
+    logging.getLogger("aiokafka").debug("fetch")
+    logging.getLogger("aiokafka").warning("leader moved")
+    logs.get_logger("creditstream").debug("batch done")
+    assert [line["event"] for line in _lines(buf)] == ["leader moved", "batch done"]
+
+    # asked for: their debug lines too, masked like ours
+    buf = io.StringIO()
+    logs.configure("DEBUG", "json", stream=buf, libraries="DEBUG")
     logging.getLogger("aiokafka").debug("detail %s", ID)
     assert [line["event"] for line in _lines(buf)] == ["detail 110**************X"]
+
+    # the higher of the two levels: creditstream at ERROR keeps the clients' warnings out
+    buf = io.StringIO()
+    logs.configure("ERROR", "json", stream=buf, libraries="DEBUG")
+    logging.getLogger("aiokafka").warning("leader moved")
+    assert _lines(buf) == []
 
 
 def test_configure_is_idempotent():
@@ -193,3 +210,19 @@ def test_a_collected_open_kafka_connection_is_a_warning_and_other_loop_errors_st
     asyncio.run(report())
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [(line["logger"], line["level"]) for line in lines] == [("asyncio", "warning"), ("asyncio", "error")]
+
+
+@pytest.mark.parametrize("name", ["CREDITSTREAM_LOG_LEVEL", "CREDITSTREAM_LIBRARIES_LOG_LEVEL"])
+def test_a_bad_log_level_stops_a_command_in_one_line(tmp_path, name):
+    """Before: a traceback from the logging set-up, `config check` included."""
+    env = {"CREDITSTREAM_RUN_DIR": str(tmp_path), "PATH": "/usr/bin:/bin", name: "loud"}
+    out = subprocess.run([sys.executable, "-m", "creditstream.cli", "subject", "91350211MA0000000X"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out
+    assert out.stderr.strip() == "creditstream: bad settings: unknown log level 'loud'"
+    # `config check` lists it among the problems instead
+    out = subprocess.run([sys.executable, "-m", "creditstream.cli", "config", "check"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    setting = name.removeprefix("CREDITSTREAM_").lower()
+    assert f"{setting}: 'loud' is not one of DEBUG" in out.stdout + out.stderr, out
+    assert "Traceback" not in out.stderr

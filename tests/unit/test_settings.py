@@ -187,6 +187,8 @@ def test_the_pseudonym_key_is_required_and_long_enough():
     ({"max_batch": 0}, "max_batch"),
     ({"log_end_patience_s": -1}, "log_end_patience_s"),
     ({"log_format": "xml"}, "log_format"),
+    ({"log_level": "verbose"}, "log_level: 'verbose' is not one of DEBUG"),
+    ({"libraries_log_level": "TRACE"}, "libraries_log_level: 'TRACE' is not one of DEBUG"),
     ({"event_loop": "tokio"}, "event_loop: 'tokio' is not uvloop or asyncio"),
     ({"pseudonym_key": ""}, "pseudonym_key: not set"),
 ])
