@@ -104,7 +104,23 @@ async def quiescent(settings, redis, *, timeout: float = 120.0, still_s: float =
             since = time.monotonic()
         last = snapshot
         await asyncio.sleep(0.3)
-    raise AssertionError(f"not quiescent after {timeout}s: {done} of {inputs_total} inputs, {due} due")
+    raise AssertionError(f"not quiescent after {timeout}s: {done} of {inputs_total} inputs, {due} due; "
+                         f"{await _positions_behind(settings)}")
+
+
+async def _positions_behind(settings) -> str:
+    """Where each agent's partitions stand that are not at their log's end (``creditstream positions``:
+    the position Redis records, the group's commit, the log end): which agent and partition a
+    pipeline that stopped short stopped on."""
+    from ops.positions import show
+
+    try:
+        rows = await asyncio.wait_for(show(settings), 30)
+    except Exception as exc:  # noqa: BLE001 - the failure being reported matters more
+        return f"positions unknown ({type(exc).__name__}: {exc})"
+    behind = [f"{r.agent} {r.topic}[{r.partition}] redis={r.redis} committed={r.committed} end={r.end}"
+              for r in rows if r.behind]
+    return "partitions behind their log end: " + ("; ".join(behind) if behind else "none")
 
 
 async def redis_states(redis, settings) -> dict[str, dict]:
