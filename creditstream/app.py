@@ -148,10 +148,12 @@ class Pipeline:
         """Tell Redis this worker runs (``HEARTBEAT_S``; the key expires ``HEARTBEAT_TTL_S`` after the
         last beat of a worker that died): ``replay --switch`` refuses while workers run."""
         started = int(time.time())
+        health: dict[str, dict] = {}
         while True:
+            health = log_health_changes(health, self.health())
             value = orjson.dumps({"host": socket.gethostname(), "pid": os.getpid(), "generation": generation,
                                   "agents": list(self.agent_names), "started": started, "at": int(time.time()),
-                                  "health": self.health()})
+                                  "health": health})
             try:
                 await self.redis.set(self._heartbeat_key, value, ex=HEARTBEAT_TTL_S)
             except Exception as exc:  # noqa: BLE001 - Redis down: the agents retry and report it
@@ -269,3 +271,19 @@ def create_faust_app(settings: Settings, agents: tuple[str, ...] = AGENTS, *, we
 
     app.pipeline = pipeline
     return app
+
+
+def log_health_changes(before: dict[str, dict], now: dict[str, dict]) -> dict[str, dict]:
+    """Log each agent whose consumption turned ``stalled`` since the last heartbeat (a warning, with
+    the reason ``AgentRunner.health`` gives) or ``ok`` again (info); returns ``now``. /health and the
+    heartbeat say it too, but an operator reading the worker's log alone saw nothing while an agent
+    held one batch for minutes or left events waiting."""
+    for agent, h in now.items():
+        was = (before.get(agent) or {}).get("state", "ok")
+        if h.get("state") == was:
+            continue
+        if h.get("state") == "stalled":
+            log.warning("agent stalled", agent=agent, reason=h.get("reason"))
+        else:
+            log.info("agent consuming again", agent=agent)
+    return now

@@ -226,3 +226,18 @@ def test_a_bad_log_level_stops_a_command_in_one_line(tmp_path, name):
     setting = name.removeprefix("CREDITSTREAM_").lower()
     assert f"{setting}: 'loud' is not one of DEBUG" in out.stdout + out.stderr, out
     assert "Traceback" not in out.stderr
+
+
+def test_an_agent_turning_stalled_or_ok_again_is_logged_once(out):
+    """creditstream/app.py ``log_health_changes``, called at every heartbeat: a change is logged, a
+    state that lasts is not logged again."""
+    from creditstream.app import log_health_changes
+
+    stalled = {"state": "stalled", "reason": "12 event(s) waiting, none processed for 61 s"}
+    h = log_health_changes({}, {"ingest": {"state": "ok"}, "subject": stalled})
+    h = log_health_changes(h, {"ingest": {"state": "ok"}, "subject": stalled})  # still: nothing more
+    h = log_health_changes(h, {"ingest": {"state": "ok"}, "subject": {"state": "ok"}})
+    log_health_changes(h, {"ingest": {"state": "ok"}, "subject": {"state": "ok"}})
+    lines = [(line["level"], line["event"], line.get("agent"), line.get("reason")) for line in _lines(out)]
+    assert lines == [("warning", "agent stalled", "subject", stalled["reason"]),
+                     ("info", "agent consuming again", "subject", None)]
