@@ -43,8 +43,9 @@ ALSO_COMPILED = ("streams/avro_reader.py", "streams/avro_writer.py", "streams/mu
 """Compiled with the core, in the same group: the Avro reader of department inputs and the writer
 of list changes (about 3x faster compiled: docs/performance.md, twenty-seventh session), and
 Kafka's murmur2 of a message key (sinks/kafka.py ``key_hash``). Pure
-functions over bytes, typed, stdlib only; ``streams/__init__.py`` loads them from the build when
-``domain/__init__.py`` loads the core."""
+functions over bytes, typed, stdlib only (murmur2 also names ``mypy_extensions.i64``, plain ``int``
+uncompiled); ``streams/__init__.py`` loads them from the build when ``domain/__init__.py`` loads the
+core."""
 DATA = ("rules_default.toml",)  # read next to the module that reads it (rulebook.DEFAULT_PATH)
 
 

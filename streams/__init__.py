@@ -1,7 +1,8 @@
 """Kafka-facing plumbing: topics, codecs, the agents' runner.
 
-streams/avro_reader.py and streams/avro_writer.py are compiled with the rules core (ops/build_core.py
-``ALSO_COMPILED``): they run compiled exactly when domain/ does (domain/__init__.py ``COMPILED``).
+streams/avro_reader.py, streams/avro_writer.py and streams/murmur2.py are compiled with the rules core
+(ops/build_core.py ``ALSO_COMPILED``): they run compiled exactly when domain/ does
+(domain/__init__.py ``COMPILED``).
 """
 
 from __future__ import annotations
