@@ -194,6 +194,19 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL")
+"""The level names ``configure`` takes (any case; WARN and FATAL as WARNING and CRITICAL)."""
+
+
+def level_problem(level: str | int) -> str | None:
+    """Why ``level`` is not a level ``configure`` takes (None: it is): for ``Settings.validate``."""
+    try:
+        _level_number(level)
+    except ValueError:
+        return f"{level!r} is not one of {', '.join(LOG_LEVELS)}"
+    return None
+
+
 def _level_number(level: str | int) -> int:
     if isinstance(level, int):
         return level

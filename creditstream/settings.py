@@ -28,7 +28,6 @@ SECRET_FIELDS = frozenset({"redis_url", "sasl_password", "ssl_password", "api_tl
                            "schema_registry", "schema_registry_password", "schema_registry_token"})
 URL_FIELDS = frozenset({"redis_url", "schema_registry"})
 """Secret settings that are URLs: only the password in them is masked (``user:***@``)."""
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL")
 
 
 class SettingsError(ValueError):
@@ -311,9 +310,12 @@ class Settings:
             problems.append("pseudonym_key: at least 32 characters (openssl rand -hex 32)")
         if self.log_format not in ("auto", "console", "json"):
             problems.append("log_format: auto, console or json")
+        from creditstream.logs import level_problem
+
         for name in ("log_level", "libraries_log_level"):
-            if str(getattr(self, name)).strip().upper() not in LOG_LEVELS:
-                problems.append(f"{name}: {getattr(self, name)!r} is not one of {', '.join(LOG_LEVELS)}")
+            problem = level_problem(getattr(self, name))
+            if problem:
+                problems.append(f"{name}: {problem}")
         from creditstream.access import settings_problems
 
         problems += settings_problems(self)

@@ -150,6 +150,8 @@ KEYED = Settings(pseudonym_key="0123456789abcdef" * 4)
 
 def test_valid_settings_have_no_problems():
     assert KEYED.validate() == []
+    # every level the logging set-up takes, as it takes them (config check and the logs agree)
+    assert KEYED.replace(log_level="fatal", libraries_log_level="Warn").validate() == []
     assert PRODUCTION.validate() == []
     assert KEYED.replace(broker_url="kafka://a:1, PLAINTEXT://b:2").validate() == []
 
