@@ -43,7 +43,7 @@ from creditstream.settings import Settings
 from domain.calendar import WorkingCalendar, coverage_warning
 from domain.clock import date_of_ms, now_ms
 from domain.rulebook import load_rulebook
-from sinks.keys import require_pseudonym_key, resolve_keys
+from sinks.keys import complete_list_names, require_pseudonym_key, resolve_keys
 from sinks.redis_state import SubjectStateSink
 from sinks.registry_index import RegistryIndex
 from streams import kafka
@@ -55,6 +55,7 @@ log = structlog.get_logger("creditstream.app")
 AGENTS = ("ingest", "registry", "subject", "timer")
 HEARTBEAT_S = 5.0
 HEARTBEAT_TTL_S = 15
+WORKERS_FORGOTTEN_AFTER_MS = 86_400_000  # a worker's entry in the ``workers`` index, not renewed for this long
 
 
 class Pipeline:
@@ -71,6 +72,8 @@ class Pipeline:
         self._heartbeat: asyncio.Task | None = None
         self._heap: asyncio.Task | None = None
         self._heartbeat_key = ""
+        self._workers_key = ""
+        self._identity = ""
 
     async def start(self) -> None:
         s = self.settings
@@ -85,6 +88,9 @@ class Pipeline:
         self.redis = redis_client(s)
         await self._wait_for_redis()
         keys = await resolve_keys(self.redis, s.namespace, require_pseudonym_key(s.pseudonym_key))
+        if "subject" in self.agent_names:
+            # a generation written before its set of list names existed: its lists scanned for, once
+            await complete_list_names(self.redis, keys)
         self.producer = kafka.producer(s)
         await self.producer.start()
         codec = make_codec(s)
@@ -114,7 +120,9 @@ class Pipeline:
                                            clock_tolerance_s=s.clock_tolerance_s))
         self._tasks = [asyncio.create_task(r.run(), name=f"agent:{getattr(r, 'agent', r).name}")
                        for r in self.runners]
-        self._heartbeat_key = keys.worker(f"{socket.gethostname()}:{os.getpid()}:{id(self):x}")
+        self._identity = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._heartbeat_key = keys.worker(self._identity)
+        self._workers_key = keys.workers
         self._heartbeat = asyncio.create_task(self._beat(keys.generation), name="heartbeat")
         self._heap = asyncio.create_task(self.heap_rounds.run(), name="heap")
         started = asyncio.gather(*(r.started.wait() for r in self.runners))
@@ -155,10 +163,23 @@ class Pipeline:
                                   "agents": list(self.agent_names), "started": started, "at": int(time.time()),
                                   "health": health})
             try:
-                await self.redis.set(self._heartbeat_key, value, ex=HEARTBEAT_TTL_S)
+                await self._write_heartbeat(value)
             except Exception as exc:  # noqa: BLE001 - Redis down: the agents retry and report it
                 log.debug("heartbeat not written", error=str(exc))
             await asyncio.sleep(HEARTBEAT_S)
+
+    async def _write_heartbeat(self, value: bytes) -> None:
+        """The heartbeat key (expiring) and this worker's entry in the ``workers`` index, by which
+        readers find it without scanning the keyspace (ops/inspect.py ``running_workers``); entries
+        not renewed for a day are taken out of the index (a worker that died without stopping)."""
+        now_ms = int(time.time() * 1000)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(self._heartbeat_key, value, ex=HEARTBEAT_TTL_S)
+        pipe.zadd(self._workers_key, {self._identity: now_ms})
+        pipe.zrangebyscore(self._workers_key, "-inf", now_ms - WORKERS_FORGOTTEN_AFTER_MS)
+        *_, gone = await pipe.execute()
+        if gone:
+            await self.redis.zrem(self._workers_key, *gone)
 
     def health(self) -> dict[str, dict]:
         """Each batch agent's consumption: ``ok`` or ``stalled`` with the reason (AgentRunner.health);
@@ -195,7 +216,10 @@ class Pipeline:
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             try:
-                await self.redis.set(self._heartbeat_key, b"stopped", px=1)  # gone (no DEL in the ACL)
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.set(self._heartbeat_key, b"stopped", px=1)  # gone (no DEL in the ACL)
+                pipe.zrem(self._workers_key, self._identity)
+                await pipe.execute()
             except Exception:  # noqa: BLE001 - it expires by itself
                 pass
         if self.producer is not None:

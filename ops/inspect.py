@@ -26,6 +26,7 @@ from creditstream.settings import Settings
 from domain.attach import lookup_key
 from domain.identifiers import normalise_code
 from sinks.keys import Keys, is_pseudonym, resolve_keys
+from sinks.keys import list_names as generation_list_names
 from sinks.redis_state import read_states
 from sinks.state_codec import decode_state
 from streams import kafka
@@ -152,8 +153,7 @@ class Reader:
     async def lists(self) -> dict[str, int]:
         """Every list with members, and its size, by name."""
         keys = await self.keys()
-        names = sorted({k.decode()[len(keys.list_prefix):]
-                        async for k in self.redis.scan_iter(match=keys.list_prefix + "*", count=1000)})
+        names = await generation_list_names(self.redis, keys)  # no scan of the keyspace (sinks/keys.py)
         pipe = self.redis.pipeline(transaction=False)
         for n in names:
             pipe.scard(keys.list_members(n))
@@ -290,17 +290,31 @@ async def list_members(settings: Settings, name: str, *, cursor: int = 0, count:
         return await r.members(name, cursor=cursor, count=count)
 
 
-async def running_workers(redis, keys: Keys) -> list[dict]:
+# a worker whose last heartbeat is older than this is not looked for (its key expired long before:
+# creditstream/app.py HEARTBEAT_TTL_S); the margin covers clocks that differ between hosts
+WORKER_LOOKBACK_MS = 300_000
+
+
+async def running_workers(redis, keys: Keys, *, scan: bool = False) -> list[dict]:
     """The workers of this namespace whose heartbeat has not expired (creditstream/app.py writes it
-    every few seconds: host, pid, generation, agents and each agent's consumption ``health``)."""
+    every few seconds: host, pid, generation, agents and each agent's consumption ``health``), found
+    through the ``workers`` index: two commands, whatever the size of the keyspace (a scan for the
+    heartbeat keys read every key of Redis: 0.8 s at a million subjects, for each /health probe).
+    ``scan``: also scan for heartbeats the index may not have (a worker of an earlier version during
+    an upgrade), where a worker missed would be unsafe: ``replay --switch``, ``positions move``."""
+    since = int(time.time() * 1000) - WORKER_LOOKBACK_MS
+    found = [keys.worker(m.decode()) for m in await redis.zrangebyscore(keys.workers, since, "+inf")]
+    if scan:
+        indexed = set(found)
+        found += [k for k in [key.decode() async for key in redis.scan_iter(match=keys.worker_pattern, count=1000)]
+                  if k not in indexed]
     out = []
-    async for key in redis.scan_iter(match=keys.worker_pattern, count=1000):
-        raw = await redis.get(key)
+    for key, raw in zip(found, await redis.mget(found) if found else ()):
         if raw and raw != b"stopped":
             try:
                 out.append(orjson.loads(raw))
             except ValueError:
-                out.append({"key": key.decode()})
+                out.append({"key": key})
     return out
 
 

@@ -254,7 +254,7 @@ async def move(settings: Settings, agent: str, moves: list[Move]) -> None:
     group = group_of(settings, agent)
     redis = redis_client(settings)
     try:
-        workers = [w for w in await running_workers(redis, Keys(settings.namespace))
+        workers = [w for w in await running_workers(redis, Keys(settings.namespace), scan=True)
                    if agent in (w.get("agents") or (agent,))]
     finally:
         await redis.aclose()

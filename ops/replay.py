@@ -44,7 +44,7 @@ from domain.calendar import WorkingCalendar
 from domain.rulebook import load_rulebook
 from ops.inspect import running_workers
 from sinks.kafka import home_partition
-from sinks.keys import Keys, require_pseudonym_key, resolve_keys
+from sinks.keys import Keys, complete_list_names, list_names, require_pseudonym_key, resolve_keys
 from sinks.redis_state import SubjectStateSink, read_states
 from streams import kafka
 from streams.runner import Rewind
@@ -118,7 +118,7 @@ class WorkersRunning(ValueError):
 
 
 async def _refuse_if_workers_run(redis, keys: Keys) -> None:
-    workers = await running_workers(redis, keys)
+    workers = await running_workers(redis, keys, scan=True)
     if workers:
         who = ", ".join(f"{w.get('host', '?')} pid {w.get('pid', '?')}" for w in workers[:5])
         raise WorkersRunning(
@@ -424,6 +424,7 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
         await redis.set(keys.replay_alive(generation), b"1", ex=REPLAY_ALIVE_TTL_S)
         alive = asyncio.ensure_future(_stay_alive(redis, keys.replay_alive(generation), ended))
         await redis.hset(keys.replay_progress(generation), mapping={"status": "running", "started": int(time.time())})
+        await complete_list_names(redis, keys, fresh=True)  # a new generation: its lists all come from its batches
         bar = Progress(await _log_size(settings, topics.subject_events), enabled=progress)
         t0 = time.perf_counter()
         if from_timestamp_ms is not None and start is None:
@@ -524,9 +525,10 @@ async def _all_state(redis, keys: Keys) -> tuple[dict[str, dict], dict[str, set[
             if state is not None:
                 states[sid] = state  # compact or JSON, whole or split: states compare decoded
     lists: dict[str, set[str]] = {}
-    async for k in redis.scan_iter(match=keys.list_prefix + "*", count=1000):
-        name = k.decode()[len(keys.list_prefix):]
-        lists[name] = {m.decode() for m in await redis.smembers(k)}
+    for name in await list_names(redis, keys):
+        members = {m.decode() for m in await redis.smembers(keys.list_members(name))}
+        if members:
+            lists[name] = members
     return states, lists
 
 

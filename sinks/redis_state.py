@@ -497,6 +497,8 @@ class SubjectStateSink:
                 (entered if member else left).setdefault(list_name, []).append(sid(subject_id))
             for list_name, members in entered.items():
                 pipe.sadd(self.keys.list_members(list_name), *members)
+            if entered:  # the lists readers find without a scan (sinks/keys.py list_names)
+                pipe.sadd(self.keys.list_names, *entered)
             for list_name, members in left.items():
                 pipe.srem(self.keys.list_members(list_name), *members)
             for field, n in self._counters.items():
