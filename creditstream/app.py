@@ -43,7 +43,7 @@ from creditstream.settings import Settings
 from domain.calendar import WorkingCalendar, coverage_warning
 from domain.clock import date_of_ms, now_ms
 from domain.rulebook import load_rulebook
-from sinks.keys import complete_list_names, require_pseudonym_key, resolve_keys
+from sinks.keys import complete_indexes, require_pseudonym_key, resolve_keys
 from sinks.redis_state import SubjectStateSink
 from sinks.registry_index import RegistryIndex
 from streams import kafka
@@ -89,8 +89,8 @@ class Pipeline:
         await self._wait_for_redis()
         keys = await resolve_keys(self.redis, s.namespace, require_pseudonym_key(s.pseudonym_key))
         if "subject" in self.agent_names:
-            # a generation written before its set of list names existed: its lists scanned for, once
-            await complete_list_names(self.redis, keys)
+            # what an earlier version wrote without the index sets (lists, replays): scanned for, once
+            await complete_indexes(self.redis, keys)
         self.producer = kafka.producer(s)
         await self.producer.start()
         codec = make_codec(s)

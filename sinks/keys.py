@@ -16,7 +16,7 @@ key                                    type        what
 ``{ns}:{gen}:subjects``                set         storage ids of every subject with state
 ``{ns}:{gen}:list:{list}``             set         storage ids of a list's members (blacklist:<domain>, ...)
 ``{ns}:{gen}:lists``                   set         the names of the lists that ever had members, and
-                                                   ``*`` once complete (:data:`LIST_NAMES_COMPLETE`)
+                                                   ``*`` once complete (:data:`INDEX_COMPLETE`)
 ``{ns}:{gen}:stats``                   hash        counters: records by unit, outcome, ...
 ``{ns}:{gen}:due``                     zset        storage id scored by its subject's next due instant (ms)
 ``{ns}:{gen}:sentinel``                string      written with every state batch; its absence while
@@ -28,6 +28,8 @@ key                                    type        what
                                                    the registry to learn ``<kind>:<number>``
 ``{ns}:parked:keys``                   set         every ``<kind>:<number>`` with parked records
 ``{ns}:replay:{gen}``                  hash        progress of a replay building ``gen``
+``{ns}:replays``                       set         the replays started and not yet seen ended, and
+                                                   ``*`` once complete (:data:`INDEX_COMPLETE`)
 ``{ns}:worker:{identity}``             string      a running worker's heartbeat (JSON; expires)
 ``{ns}:workers``                       zset        worker identity scored by its last heartbeat (ms)
 ``{ns}:dlq:redriven``                  hash        dead letter ``<partition>:<offset>`` -> its
@@ -66,10 +68,10 @@ from dataclasses import dataclass, field
 from domain.identifiers import USCC_ALPHABET, may_be_resident_id
 
 DEFAULT_GENERATION = "live"
-# a member of ``Keys.list_names``: the set names every list of its generation with members (written
-# by the first batch of a generation, or by a worker starting on a generation written before the set
-# existed, after it scanned for the lists); without it readers scan the keyspace for list keys
-LIST_NAMES_COMPLETE = "*"
+# a member of an index set (``Keys.list_names``, ``Keys.replays``): the set names everything it
+# indexes; written when the set is started (a new generation, a first replay), or once the keys an
+# earlier version wrote without it were scanned for; without it readers scan the keyspace
+INDEX_COMPLETE = "*"
 
 PSEUDONYM_PREFIX = "p."
 _PSEUDONYM = re.compile(r"p\.[0-9a-f]{32}", re.ASCII)
@@ -175,7 +177,7 @@ class Keys:
     @property
     def list_names(self) -> str:
         """A set: the name of every list of this generation that ever had a member, and
-        :data:`LIST_NAMES_COMPLETE` once it names them all (written with the memberships, in the same
+        :data:`INDEX_COMPLETE` once it names them all (written with the memberships, in the same
         transaction): readers find the lists without scanning the keyspace (ops/inspect.py)."""
         return f"{self.gen_prefix}lists"
 
@@ -248,6 +250,12 @@ class Keys:
         return f"{self.namespace}:replay:*"
 
     @property
+    def replays(self) -> str:
+        """A set: the generations of the replays started and not yet seen ended, which the next
+        replay checks for interrupted ones (ops/replay.py ``mark_abandoned``)."""
+        return f"{self.namespace}:replays"
+
+    @property
     def dlq_redriven(self) -> str:
         return f"{self.namespace}:dlq:redriven"
 
@@ -292,23 +300,38 @@ async def list_names(redis, keys: Keys) -> list[str]:
     no worker has started on it since) by scanning the keyspace for list keys, which at a million
     subjects reads over a million keys (about 0.8 s of the one Redis thread)."""
     names = {m.decode() if isinstance(m, bytes) else m for m in await redis.smembers(keys.list_names)}
-    if LIST_NAMES_COMPLETE in names:
-        names.discard(LIST_NAMES_COMPLETE)
+    if INDEX_COMPLETE in names:
+        names.discard(INDEX_COMPLETE)
         return sorted(names)
-    return sorted(names | await _scanned_list_names(redis, keys))
-
-
-async def complete_list_names(redis, keys: Keys, *, fresh: bool = False) -> None:
-    """Make the generation's ``list_names`` set complete, unless it is: a worker starting on it
-    (the lists' keys scanned for once), a replay starting a generation (``fresh``: it has no lists
-    yet). Every batch then adds the lists it enters (sinks/redis_state.py)."""
-    if not fresh and await redis.sismember(keys.list_names, LIST_NAMES_COMPLETE):
-        return
-    names = set() if fresh else await _scanned_list_names(redis, keys)
-    await redis.sadd(keys.list_names, LIST_NAMES_COMPLETE, *sorted(names))
-
-
-async def _scanned_list_names(redis, keys: Keys) -> set[str]:
     prefix = keys.list_prefix
-    return {(k.decode() if isinstance(k, bytes) else k)[len(prefix):]
-            async for k in redis.scan_iter(match=prefix + "*", count=1000)}
+    return sorted(names | {(k.decode() if isinstance(k, bytes) else k)[len(prefix):]
+                           async for k in redis.scan_iter(match=prefix + "*", count=1000)})
+
+
+async def complete_indexes(redis, keys: Keys, *, fresh_generation: bool = False) -> None:
+    """Make the index sets complete (:data:`INDEX_COMPLETE`): the generation's ``list_names`` and the
+    namespace's ``replays``. What an earlier version wrote without them is found by one scan of the
+    keyspace, done once (a worker starting; under a second at a million subjects); from then on every
+    batch adds the lists it enters (sinks/redis_state.py) and every replay itself (ops/replay.py).
+    ``fresh_generation``: a replay starting ``keys``' generation, which has no lists yet."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.sismember(keys.list_names, INDEX_COMPLETE)
+    pipe.sismember(keys.replays, INDEX_COMPLETE)
+    lists_done, replays_done = await pipe.execute()
+    lists_done = lists_done or fresh_generation
+    lists: set[str] = set()
+    replays: set[str] = set()
+    if not (lists_done and replays_done):
+        list_prefix, replay_prefix = keys.list_prefix, keys.replay_progress("")
+        async for raw in redis.scan_iter(match=f"{keys.namespace}:*", count=1000):
+            key = raw.decode() if isinstance(raw, bytes) else raw
+            if key.startswith(list_prefix):
+                lists.add(key[len(list_prefix):])
+            elif key.startswith(replay_prefix):
+                replays.add(key[len(replay_prefix):])
+    pipe = redis.pipeline(transaction=False)
+    if not lists_done or fresh_generation:
+        pipe.sadd(keys.list_names, INDEX_COMPLETE, *sorted(lists))
+    if not replays_done:
+        pipe.sadd(keys.replays, INDEX_COMPLETE, *sorted(replays))
+    await pipe.execute()

@@ -25,7 +25,7 @@ async def scans(redis) -> int:
 async def test_health_and_lists_read_indexes_not_the_keyspace(settings, pipeline, department, redis):
     from creditstream.api import Api
     from ops.inspect import Reader, running_workers
-    from sinks.keys import LIST_NAMES_COMPLETE, Keys, resolve_keys
+    from sinks.keys import INDEX_COMPLETE, Keys, resolve_keys
     from tests.integration.test_api import produce_listing_inputs
 
     await produce_listing_inputs(department)
@@ -39,7 +39,9 @@ async def test_health_and_lists_read_indexes_not_the_keyspace(settings, pipeline
     scanned_lists = sorted([k.decode()[len(keys.list_prefix):]
                             async for k in redis.scan_iter(match=keys.list_prefix + "*", count=1000)])
     assert {"blacklist:environment", "court_debtor", "escalated"} <= set(scanned_lists)
-    assert LIST_NAMES_COMPLETE.encode() in await redis.smembers(keys.list_names)  # the worker started it
+    # the worker started them (what an earlier version wrote is scanned for then, once)
+    assert INDEX_COMPLETE.encode() in await redis.smembers(keys.list_names)
+    assert INDEX_COMPLETE.encode() in await redis.smembers(keys.replays)
 
     before = await scans(redis)
     workers = await running_workers(redis, Keys(settings.namespace))
@@ -63,7 +65,7 @@ async def test_a_generation_written_before_the_list_index_is_scanned_once_then_i
     """A generation an earlier version wrote has list keys and no ``lists`` set: readers scan for
     them (the right answer, slowly) until a worker starts on it and completes the set."""
     from ops.inspect import Reader
-    from sinks.keys import LIST_NAMES_COMPLETE, complete_list_names, list_names, resolve_keys
+    from sinks.keys import INDEX_COMPLETE, complete_indexes, list_names, resolve_keys
 
     keys = await resolve_keys(redis, settings.namespace)
     await redis.sadd(keys.list_members("court_debtor"), "91350211MA0000000X")
@@ -72,16 +74,16 @@ async def test_a_generation_written_before_the_list_index_is_scanned_once_then_i
     assert await list_names(redis, keys) == ["blacklist:environment", "court_debtor"]
     assert await scans(redis) > before  # not indexed: found by a scan
 
-    await complete_list_names(redis, keys)
+    await complete_indexes(redis, keys)
     assert await redis.smembers(keys.list_names) == {
-        LIST_NAMES_COMPLETE.encode(), b"blacklist:environment", b"court_debtor"}
+        INDEX_COMPLETE.encode(), b"blacklist:environment", b"court_debtor"}
     await redis.sadd(keys.list_members("red_list"), "91350211MA0000002X")  # a batch adds its lists too
     await redis.sadd(keys.list_names, "red_list")
     before = await scans(redis)
     assert await Reader(settings, redis).lists() == {"blacklist:environment": 2, "court_debtor": 1, "red_list": 1}
     assert await scans(redis) == before
     # done once: a worker starting again does not scan
-    await complete_list_names(redis, keys)
+    await complete_indexes(redis, keys)
     assert await scans(redis) == before
 
 

@@ -95,8 +95,17 @@ async def test_an_interrupted_replay_is_found_abandoned_by_the_next_one(settings
     assert await redis.hget(keys.replay_progress("replay-alive"), "status") == b"running"
     assert await redis.hget(keys.replay_progress("replay-next"), "status") == b"complete"
     assert await redis.get(keys.replay_alive("replay-next")) == b"0"  # ended
+    # replays of this version are found in the replays set; the scan for an earlier version's (the two
+    # entries above, written as it wrote them) is done once
+    assert await redis.smembers(keys.replays) == {b"*", b"replay-alive"}
+    scans = int((await redis.info("commandstats")).get("cmdstat_scan", {}).get("calls", 0))
+    await redis.delete(keys.replay_alive("replay-alive"))  # killed meanwhile
     again = await replay(settings, generation="replay-after", progress=False)
-    assert again.abandoned == []  # found once
+    assert again.abandoned == ["replay-alive"]
+    assert int((await redis.info("commandstats")).get("cmdstat_scan", {}).get("calls", 0)) == scans
+    last = await replay(settings, generation="replay-last", progress=False)
+    assert last.abandoned == []  # found once
+    assert await redis.smembers(keys.replays) == {b"*"}
 
 
 async def test_a_replay_in_processes_rebuilds_a_subject_whose_events_sit_on_two_partitions(settings, redis):
