@@ -204,7 +204,11 @@ async def _rebuild(settings: Settings, redis, keys: Keys, *, partitions: list[in
     rounds = HeapRounds(settings.gc_freeze_interval_s)
     heap = rounds.start()
     try:
-        async for read in _batches(settings, topics.subject_events, start, partitions, from_timestamp_ms):
+        # unfenced, a batch of replay_batch inputs or more (reads of the log joined): a Redis transaction
+        # per batch, and a subject touched several times in a batch is encoded and written once
+        # (docs/performance.md); fenced, the slices of FENCED_SLICE below decide
+        async for read in _batches(settings, topics.subject_events, start, partitions, from_timestamp_ms,
+                                   at_least=1 if fence else settings.replay_batch):
             if check:  # unfenced: only while no subject can be on another process's partitions
                 try:
                     refuse_strays(read, partition_count, keys)
@@ -237,14 +241,20 @@ async def _rebuild(settings: Settings, redis, keys: Keys, *, partitions: list[in
 
 
 async def _batches(settings: Settings, topic: str, start: dict[int, int] | None, partitions: list[int] | None,
-                   from_timestamp_ms: int | None):
-    """The log's batches (``partitions`` of it), those before ``from_timestamp_ms`` left out."""
+                   from_timestamp_ms: int | None, at_least: int = 1):
+    """The log's records (``partitions`` of it), those before ``from_timestamp_ms`` left out, in
+    batches of ``at_least`` records or more (the last may hold fewer): the reads of the log, one
+    partition's at a time, joined in the order read, so each partition's records stay in log order."""
+    pending: list = []
     async for batch in kafka.read_to_end(settings, topic, start=start, partitions=partitions):
         if from_timestamp_ms is not None:
             batch = [m for m in batch if m.timestamp >= from_timestamp_ms]
-            if not batch:
-                continue
-        yield batch
+        pending = pending + batch if pending else batch
+        if len(pending) >= at_least:
+            yield pending
+            pending = []
+    if pending:
+        yield pending
 
 
 FENCED_RETRIES = 20

@@ -46,6 +46,23 @@ async def test_replaying_the_demo_twice_gives_identical_state_and_change_ids(pip
     assert first.differences == [] and second.differences == []
     assert per_subject(first.changes) == per_subject(second.changes) == live
 
+    # the log's reads joined into batches of replay_batch inputs or more: the same state, the same changes
+    from ops.replay import _batches
+    from streams.topics import Topics
+
+    topic = Topics(settings).subject_events
+    batches = [[(m.partition, m.offset) for m in b] async for b in _batches(settings, topic, None, None, None,
+                                                                           at_least=7)]
+    assert len(batches) > 2 and all(len(b) >= 7 for b in batches[:-1]), [len(b) for b in batches]
+    read = [r for b in batches for r in b]
+    for p in {p for p, _ in read}:  # every record once, each partition's in log order
+        offsets = [o for q, o in read if q == p]
+        assert offsets == list(range(offsets[0], offsets[0] + len(offsets))), (p, offsets)
+    small = settings.replace(replay_batch=7)
+    for jobs in (1, 2):
+        again = await replay(small, verify=True, progress=False, jobs=jobs)
+        assert again.differences == [] and per_subject(again.changes) == live, jobs
+
     # tamper with one live key: verify names exactly that key
     from sinks.keys import resolve_keys
 
