@@ -54,7 +54,9 @@ async def test_a_stalled_agent_makes_health_degraded_and_says_why(settings, redi
             "health": {"ingest": {"state": "ok"},
                        "subject": {"state": "stalled", "reason": "one batch in hand for 75 s, retrying "
                                                                  "(ConnectionError: Redis refused)"}}}
-    await redis.set(Keys(settings.namespace).worker("w7:4242:1"), orjson.dumps(beat), ex=15)
+    keys = Keys(settings.namespace)
+    await redis.set(keys.worker("w7:4242:1"), orjson.dumps(beat), ex=15)
+    await redis.zadd(keys.workers, {"w7:4242:1": int(time.time() * 1000)})  # as a worker's heartbeat indexes it
     status, body, _ = await health(settings)
     assert status == 503 and body["status"] == "degraded" and body["consumption"] == "stalled"
     assert body["stalled"] == ["w7 pid 4242 subject: one batch in hand for 75 s, retrying (ConnectionError: "
