@@ -318,10 +318,13 @@ async def complete_indexes(redis, keys: Keys, *, fresh_generation: bool = False)
     pipe.sismember(keys.list_names, INDEX_COMPLETE)
     pipe.sismember(keys.replays, INDEX_COMPLETE)
     lists_done, replays_done = await pipe.execute()
-    lists_done = lists_done or fresh_generation
+    write_lists = fresh_generation or not lists_done
+    scan_lists = not (fresh_generation or lists_done)  # a fresh generation has no lists to look for
+    if not (write_lists or not replays_done):
+        return
     lists: set[str] = set()
     replays: set[str] = set()
-    if not (lists_done and replays_done):
+    if scan_lists or not replays_done:  # what an earlier version wrote without the sets
         list_prefix, replay_prefix = keys.list_prefix, keys.replay_progress("")
         async for raw in redis.scan_iter(match=f"{keys.namespace}:*", count=1000):
             key = raw.decode() if isinstance(raw, bytes) else raw
@@ -330,7 +333,7 @@ async def complete_indexes(redis, keys: Keys, *, fresh_generation: bool = False)
             elif key.startswith(replay_prefix):
                 replays.add(key[len(replay_prefix):])
     pipe = redis.pipeline(transaction=False)
-    if not lists_done or fresh_generation:
+    if write_lists:
         pipe.sadd(keys.list_names, INDEX_COMPLETE, *sorted(lists))
     if not replays_done:
         pipe.sadd(keys.replays, INDEX_COMPLETE, *sorted(replays))
