@@ -563,33 +563,40 @@ async def _await_live_positions(redis, live: Keys, rebuilt: Keys, partitions: li
     return {p: now[p] - target[p] for p in partitions if now[p] != target[p]}
 
 
-async def _all_state(redis, keys: Keys) -> tuple[dict[str, dict], dict[str, set[str]]]:
-    ids = sorted(s.decode() for s in await redis.smembers(keys.subjects))
-    states: dict[str, dict] = {}
-    for i in range(0, len(ids), 1000):
-        chunk = ids[i:i + 1000]
-        for sid, state in zip(chunk, await read_states(redis, keys, chunk)):
-            if state is not None:
-                states[sid] = state  # compact or JSON, whole or split: states compare decoded
+async def _subject_ids(redis, keys: Keys) -> set[str]:
+    """The generation's subjects (storage ids), read in pages (``SSCAN``): one ``SMEMBERS`` of a
+    million members is one reply of tens of MB that holds Redis's thread meanwhile."""
+    return {s.decode() async for s in redis.sscan_iter(keys.subjects, count=1000)}
+
+
+async def _lists(redis, keys: Keys) -> dict[str, set[str]]:
     lists: dict[str, set[str]] = {}
     for name in await list_names(redis, keys):
         members = {m.decode() for m in await redis.smembers(keys.list_members(name))}
         if members:
             lists[name] = members
-    return states, lists
+    return lists
+
+
+DIFF_CHUNK = 1000  # subjects whose states ``diff_generations`` holds at a time, per generation
 
 
 async def diff_generations(redis, live: Keys, rebuilt: Keys) -> list[str]:
-    """Every key whose content differs between two generations, as readable lines."""
-    a_states, a_lists = await _all_state(redis, live)
-    b_states, b_lists = await _all_state(redis, rebuilt)
+    """Every key whose content differs between two generations, as readable lines. The states are
+    compared :data:`DIFF_CHUNK` subjects at a time, both generations' side by side (decoded: compact
+    or JSON, whole or split), so that only the subjects' ids are held throughout. Before, every state
+    of both generations was held decoded at once (about 4 times its JSON size: sinks/redis_state.py),
+    which grows with the subjects without bound."""
     out = []
-    for sid in sorted(set(a_states) | set(b_states)):
-        a, b = a_states.get(sid), b_states.get(sid)
-        if a != b:
-            what = "missing in the rebuild" if b is None else "missing live" if a is None else (
-                "differs in " + ", ".join(sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))))
-            out.append(f"{live.subject(sid)}: {what}")
+    ids = sorted(await _subject_ids(redis, live) | await _subject_ids(redis, rebuilt))
+    for i in range(0, len(ids), DIFF_CHUNK):
+        chunk = ids[i:i + DIFF_CHUNK]
+        for sid, a, b in zip(chunk, await read_states(redis, live, chunk), await read_states(redis, rebuilt, chunk)):
+            if a != b:
+                what = "missing in the rebuild" if b is None else "missing live" if a is None else (
+                    "differs in " + ", ".join(sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))))
+                out.append(f"{live.subject(sid)}: {what}")
+    a_lists, b_lists = await _lists(redis, live), await _lists(redis, rebuilt)
     for name in sorted(set(a_lists) | set(b_lists)):
         a, b = a_lists.get(name, set()), b_lists.get(name, set())
         if a != b:

@@ -71,10 +71,17 @@ async def test_replaying_the_demo_twice_gives_identical_state_and_change_ids(pip
     member = sorted(m.decode() for m in await redis.smembers(keys.subjects))[0]
     await redis.set(keys.subject(member), b'{"id": "tampered"}')
     await redis.sadd(keys.list_members("court_debtor"), "91000000MA00000000")
+    # a subject only the live generation has, after the tampered one in the order of ids (another chunk)
+    await redis.set(keys.subject("9YYYYYYYYYYYYYYYYY"), b'{"id": "9YYYYYYYYYYYYYYYYY"}')
+    await redis.sadd(keys.subjects, "9YYYYYYYYYYYYYYYYY")
+    import ops.replay
+
+    monkeypatch.setattr(ops.replay, "DIFF_CHUNK", 2)  # the states compared two subjects at a time
     third = await replay(settings, verify=True, progress=False)
-    assert len(third.differences) == 2, third.differences
-    assert third.differences[0].startswith(f"{keys.subject(member)}:")
-    assert third.differences[1].startswith(f"{keys.list_members('court_debtor')}:")
+    assert len(third.differences) == 3, third.differences
+    assert third.differences[0].startswith(f"{keys.subject(member)}: differs in ")
+    assert third.differences[1] == f"{keys.subject('9YYYYYYYYYYYYYYYYY')}: missing in the rebuild"
+    assert third.differences[2].startswith(f"{keys.list_members('court_debtor')}:")
 
 
 async def test_a_switch_is_refused_while_a_worker_runs_and_done_once_it_stopped(pipeline, settings, redis):
