@@ -118,7 +118,15 @@ async def test_positions_move_refuses_targets_outside_the_log_and_the_subject_ag
 
 async def test_positions_move_to_a_time_on_apache_kafka_and_refused_on_tansu(settings, department):
     """--to-time: the first input produced at or after the time (Apache Kafka's offsets by time);
-    on Tansu those are not reliable (docs/broker.md 6) and the command says so."""
+    on Tansu those are not reliable (docs/broker.md 6) and the command says so.
+
+    The topics are made as `creditstream topics` makes them (inputs kept forever). Seen: a topic the
+    first send auto-created has the broker's 7-day retention, and Apache Kafka deleted these inputs,
+    dated months ago, at its next retention check (every 10 s here, from 30 s after it starts), so
+    the time was past the log and the move went to its end: (3, 3, 3, 0) instead of (1, 1, 3, 2)."""
+    from streams import kafka
+
+    await kafka.ensure_topics(settings)
     day = 1_780_000_000_000  # 2026-05-28
     for i, ts in enumerate((day, day + 3_600_000, day + 7_200_000)):
         await department.send(PENALTY, sample_event("penalty", decision_doc_no=f"郑罚〔2026〕{i + 1}号"),
