@@ -141,7 +141,7 @@ def hot_subject(inputs: int = 5000, window: int = 500, seed: int = 5, round_ever
 
 BATCH = 500  # inputs per batch in ``core_stages``: the worker's batches are 500-2,000 under load (max_batch)
 STAGES = ("avro_decode", "validate_normalise", "attach", "subject_event_encode", "subject_event_decode",
-          "state_load", "step", "state_store", "gc_rounds")
+          "state_load", "step", "state_store", "batch_end", "gc_rounds")
 
 
 def core_stages(inputs: list[tuple[str, bytes]], round_every: int = 1000, batch: int = BATCH) -> dict:
@@ -152,8 +152,10 @@ def core_stages(inputs: list[tuple[str, bytes]], round_every: int = 1000, batch:
     and decode (the internal log's hop), the subject's stored state decoded (every subject known
     before is read from its stored bytes, as the worker reads it from Redis or its cache), the rules
     step, the new state encoded as the worker stores it (a subject stored split, past ``SPLIT_RECORDS``
-    records, is held as objects between its inputs, as a worker's cache holds it), and a collector
-    round every ``round_every`` inputs (creditstream/heap.py). The worker's CPU per event minus this
+    records, is held as objects between its inputs, as a worker's cache holds it), the batch's
+    objects freed when it ends (the inputs, events and both states of every subject it touched: in
+    the worker this shows as the agent's ``process`` returning), and a collector round every
+    ``round_every`` inputs (creditstream/heap.py). The worker's CPU per event minus this
     is its plumbing: fetch, produce, the Redis transaction, batching, metrics.
 
     As the agents do, each stage runs over a whole batch of ``batch`` inputs before the next stage
@@ -234,7 +236,9 @@ def core_stages(inputs: list[tuple[str, bytes]], round_every: int = 1000, batch:
                     held[sid] = persistent(states[sid])
             spent["state_store"] += clock_() - t7
             before, n = n, n + len(read)
+            t8 = clock_()
             del decoded, valid, made, logged, read, states, loaded, touched, result  # as a batch ends in the worker
+            spent["batch_end"] += clock_() - t8
             if n // round_every > before // round_every:
                 spent["gc_rounds"] += collect_and_freeze()[1]
     finally:

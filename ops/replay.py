@@ -249,7 +249,10 @@ async def _batches(settings: Settings, topic: str, start: dict[int, int] | None,
     async for batch in kafka.read_to_end(settings, topic, start=start, partitions=partitions):
         if from_timestamp_ms is not None:
             batch = [m for m in batch if m.timestamp >= from_timestamp_ms]
-        pending = pending + batch if pending else batch
+        if pending:
+            pending.extend(batch)
+        else:
+            pending = list(batch)  # (a list of its own: the next reads are added to it)
         if len(pending) >= at_least:
             yield pending
             pending = []
