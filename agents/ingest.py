@@ -28,6 +28,7 @@ from sinks.deadletter import DeadLetterSink
 from sinks.registry_index import PositionsBehind, RegistryIndex
 from sinks.subject_events import SubjectEventWriter
 from streams.codec import AvroCodec, DecodeError
+from streams.kafka import Committed
 from streams.runner import Rewind
 from streams.topics import Topics
 
@@ -50,8 +51,9 @@ class IngestAgent:
         self._taught: dict[str, str] = {}
         self._schemas_on = topics.schemas_on()
         # the group's committed offset of a partition: streams/runner.py sets it
-        self.committed_offset: Callable[[TopicPartition], Awaitable[int | None]] = no_commit
+        self.committed_offset: Callable[[TopicPartition], Awaitable[Committed]] = no_commit
         self.positions = InputPositions(index, self.name, lambda tp: self.committed_offset(tp))
+        self.commit_marker = self.positions.commit_marker  # what the runner's commits carry
 
     def source_topics(self) -> list[str]:
         return [self.topics.penalty, self.topics.license, self.topics.court, self.topics.action,

@@ -13,6 +13,15 @@ Not behind the batch's first offset, nor the consumer's position: a log has offs
 record a consumer sees (a transaction's commit marker, records compacted away or deleted by
 retention), so the next batch may begin past the recorded position with nothing lost.
 
+A partition with no recorded position at all is either new to Redis (never written: its first
+position is the group's commit) or lost with Redis's tail, its first write included. The runner
+tells them apart by the metadata of the group's commit: every commit after a batch carries the
+agent's :meth:`commit_marker` (streams/runner.py), which names where its positions are kept in
+Redis. A partition whose commit carries it had a position written there; none now means Redis lost
+more than its last writes, and the partition is read again from its start, as for a position this
+worker wrote. A commit without it (an earlier version, ``positions move``, a broker that drops the
+metadata: Tansu, docs/broker.md 11) leaves the first position at the commit, as before.
+
 Before each batch, the positions Redis records are read: one behind means Redis lost the writes of
 the inputs from there (restarted from an older AOF, a replica promoted), and the batch is dropped
 and those partitions read again from the recorded position (``Rewind``). The script refuses to write
@@ -31,15 +40,22 @@ from aiokafka import ConsumerRecord, TopicPartition
 
 from creditstream import metrics
 from sinks.registry_index import PositionsBehind, RegistryIndex
+from streams.kafka import Committed
 from streams.runner import Rewind
 
 log = structlog.get_logger("creditstream.positions")
 K = TypeVar("K")
 
 
-async def no_commit(tp: TopicPartition) -> int | None:
+async def no_commit(tp: TopicPartition) -> Committed:
     """The committed offset when no runner says (an agent driven by a test): none known."""
-    return None
+    return Committed(None)
+
+
+def commit_marker(where: str) -> str:
+    """The metadata of an agent's commits: its positions are recorded in Redis at ``where`` (a key,
+    or the pattern of its keys), so the batches before the commit wrote one there (module doc)."""
+    return f"creditstream positions in redis: {where}"
 
 
 def field_of(tp: TopicPartition) -> str:
@@ -73,20 +89,28 @@ class WrittenPositions(Generic[K]):
     agent's per-generation keys by partition number (agents/subject.py)."""
 
     def __init__(self, agent: str, key: Callable[[TopicPartition], K],
-                 committed: Callable[[TopicPartition], Awaitable[int | None]]):
+                 committed: Callable[[TopicPartition], Awaitable[Committed]],
+                 marker: Callable[[], str] | None = None):
         self.agent = agent
         self.key = key
         self.wrote: dict[K, int] = {}  # what this worker last wrote (or re-read from)
-        self.mine: set[K] = set()  # partitions whose position a batch of this worker wrote
-        self.committed = committed  # the group's committed offset of a partition (None: none known)
+        # partitions whose position was written in Redis: by a batch of this worker, or before the
+        # group's commit (its metadata says so: module doc)
+        self.mine: set[K] = set()
+        self.committed = committed  # the group's commit of a partition, and its metadata
+        self.marker = marker  # what this agent's commits carry (commit_marker), or None
 
     async def floor(self, tp: TopicPartition) -> int:
         """The position Redis must record at least for ``tp``: what this worker wrote, or the
-        group's commit (none: 0), asked once per ownership."""
+        group's commit (none: 0), asked once per ownership. A commit carrying this agent's marker
+        makes the partition one whose position was written (:attr:`mine`)."""
         k = self.key(tp)
         floor = self.wrote.get(k)
         if floor is None:
-            floor = self.wrote[k] = await self.committed(tp) or 0
+            commit = await self.committed(tp)
+            floor = self.wrote[k] = commit.offset or 0
+            if commit.metadata and self.marker is not None and commit.metadata == self.marker():
+                self.mine.add(k)
         return floor
 
     def forget(self, revoked: set[TopicPartition]) -> None:
@@ -148,9 +172,13 @@ class InputPositions(WrittenPositions[TopicPartition]):
     checked by each batch's own script."""
 
     def __init__(self, index: RegistryIndex, agent: str,
-                 committed: Callable[[TopicPartition], Awaitable[int | None]]):
-        super().__init__(agent, lambda tp: tp, committed)
+                 committed: Callable[[TopicPartition], Awaitable[Committed]]):
+        super().__init__(agent, lambda tp: tp, committed, lambda: self.commit_marker())
         self.index = index
+
+    def commit_marker(self) -> str:
+        """What the agent's commits carry (streams/runner.py): its positions are in this hash."""
+        return commit_marker(self.index.keys.input_positions(self.agent))
 
     async def floors(self, bounds: BatchPositions) -> None:
         """Before a batch: each partition's floor (the group's commit asked once per ownership),

@@ -23,6 +23,7 @@ from sinks.checkpoint import Checkpoint
 from sinks.registry_index import PositionsBehind, RegistryIndex
 from sinks.subject_events import SubjectEventWriter
 from streams.codec import AvroCodec, DecodeError
+from streams.kafka import Committed
 from streams.runner import Rewind
 from streams.topics import Topics
 
@@ -36,8 +37,9 @@ class RegistryAgent:
         self.index = index
         self.producer = producer
         # the group's committed offset of a partition: streams/runner.py sets it
-        self.committed_offset: Callable[[TopicPartition], Awaitable[int | None]] = no_commit
+        self.committed_offset: Callable[[TopicPartition], Awaitable[Committed]] = no_commit
         self.positions = InputPositions(index, self.name, lambda tp: self.committed_offset(tp))
+        self.commit_marker = self.positions.commit_marker  # what the runner's commits carry
 
     def source_topics(self) -> list[str]:
         return [self.topics.registration]

@@ -27,7 +27,7 @@ from typing import NamedTuple
 import structlog
 from aiokafka import ConsumerRecord, TopicPartition
 
-from agents.input_positions import WrittenPositions, no_commit
+from agents.input_positions import WrittenPositions, commit_marker, no_commit
 from creditstream import metrics
 from creditstream.settings import Settings
 from domain import events
@@ -41,6 +41,7 @@ from sinks.kafka import KafkaSink, MessageTooLarge
 from sinks.list_changes import ListChangeWriter
 from sinks.redis_state import Fenced, SubjectStateSink
 from streams.codec import AvroCodec
+from streams.kafka import Committed
 from streams.runner import PositionAhead, Rewind
 from streams.topics import Topics
 
@@ -77,9 +78,15 @@ class SubjectAgent:
         self._ahead: dict[int, tuple[int, float]] = {}
         self.log_end_patience_s = log_end_patience_s
         # the group's committed offset of a partition: streams/runner.py sets it
-        self.committed_offset: Callable[[TopicPartition], Awaitable[int | None]] = no_commit
+        self.committed_offset: Callable[[TopicPartition], Awaitable[Committed]] = no_commit
         # by partition number: what this worker wrote, and when Redis is behind it
-        self.written = WrittenPositions(self.name, lambda tp: tp.partition, lambda tp: self.committed_offset(tp))
+        self.written = WrittenPositions(self.name, lambda tp: tp.partition, lambda tp: self.committed_offset(tp),
+                                        self.commit_marker)
+
+    def commit_marker(self) -> str:
+        """What the runner's commits carry (streams/runner.py): this generation's positions are in
+        Redis (agents/input_positions.py)."""
+        return commit_marker(self.state.keys.positions_pattern)
 
     def source_topics(self) -> list[str]:
         return [self.topics.subject_events]

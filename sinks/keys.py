@@ -194,6 +194,12 @@ class Keys:
         produced, in the same transaction (the subject agent's fencing token)."""
         return f"{self.gen_prefix}position:{partition}"
 
+    @property
+    def positions_pattern(self) -> str:
+        """The keys of :meth:`position`, as the subject agent's commits name them (agents/input_positions.py
+        ``commit_marker``)."""
+        return f"{self.gen_prefix}position:*"
+
     def outbox(self, partition: int) -> str:
         """Messages a partition's last applied batch must produce (list changes, links, dead
         letters), written with its state and produced after it (transactional outbox)."""

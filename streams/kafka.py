@@ -8,6 +8,7 @@
 | log ends | ListOffsets (``end_offsets``) | the fetch response's high watermark (defect 3) |
 | start at a time | ``offsets_for_times`` | read from the start, filter by timestamp (defect 6) |
 | topics | compaction, ``min.insync.replicas`` | accepted, not applied (defect 4) |
+| a commit's metadata | kept (:func:`committed`) | dropped: answered empty (defect 11) |
 
 Both: consumers reset to ``earliest`` (a new consumer group must apply the subject-event log from
 its start: that is the design, not a workaround); no broker transactions (correctness comes from
@@ -32,6 +33,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -142,6 +144,22 @@ def consumer(settings: Settings, *topics: str, group_id: str | None, listener: C
     c = AIOKafkaConsumer(**kw)
     c.subscribe(list(topics), listener=listener)  # told of each rebalance (streams/runner.py)
     return c
+
+
+class Committed(NamedTuple):
+    """A group's committed offset of a partition (None: none) and the metadata committed with it
+    (``""``: none, or a broker that drops it: Tansu, docs/broker.md 11)."""
+    offset: int | None
+    metadata: str = ""
+
+
+async def committed(c: AIOKafkaConsumer, tp: TopicPartition) -> Committed:
+    """``c.committed(tp)`` with the commit's metadata, which aiokafka's ``committed`` leaves out (one
+    OffsetFetch, as it makes)."""
+    got = (await c._coordinator.fetch_committed_offsets([tp])).get(tp)  # noqa: SLF001
+    if got is None or got.offset < 0:
+        return Committed(None, got.metadata or "" if got is not None else "")
+    return Committed(got.offset, got.metadata or "")
 
 
 async def stop_consumer(c: AIOKafkaConsumer) -> None:
@@ -520,5 +538,5 @@ async def wait_for_broker(settings: Settings, timeout_s: float = 30.0) -> None:
     raise TimeoutError(f"Kafka broker at {settings.broker_url} did not answer within {timeout_s:.0f}s: {last}")
 
 
-__all__ = ["producer", "consumer", "admin", "ensure_topics", "read_to_end", "log_ends", "offsets_at",
-           "wait_for_broker", "topic_specs"]
+__all__ = ["producer", "consumer", "admin", "Committed", "committed", "ensure_topics", "read_to_end", "log_ends",
+           "offsets_at", "wait_for_broker", "topic_specs"]

@@ -31,6 +31,7 @@ from typing import Protocol
 import structlog
 from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.structs import OffsetAndMetadata
 from redis.exceptions import RedisError
 
 from creditstream import metrics
@@ -215,10 +216,10 @@ class AgentRunner:
         self._seek(rewind)
         return True
 
-    async def _committed(self, tp: TopicPartition) -> int | None:
-        """The group's committed offset of a partition (None: none), for an agent's position checks
-        (a coordinator that does not answer: TimeoutError, a transient failure, retried)."""
-        return await asyncio.wait_for(self.consumer.committed(tp), POSITION_CHECK_TIMEOUT_S)
+    async def _committed(self, tp: TopicPartition) -> kafka.Committed:
+        """The group's committed offset of a partition and its metadata, for an agent's position
+        checks (a coordinator that does not answer: TimeoutError, a transient failure, retried)."""
+        return await asyncio.wait_for(kafka.committed(self.consumer, tp), POSITION_CHECK_TIMEOUT_S)
 
     def health(self, stall_after_s: float) -> dict:
         """``{"state": "ok"|"stalled", "reason": ...}``: stalled when a batch has been in hand (retried:
@@ -304,10 +305,16 @@ class AgentRunner:
                 delay = min(delay * 2, BACKOFF_MAX_S)
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        """The batch's offsets committed, with the agent's ``commit_marker()`` as their metadata when it
+        has one: the batch recorded its positions in Redis (agents/input_positions.py), so a later
+        owner that finds none there knows Redis lost them."""
+        marker = getattr(self.agent, "commit_marker", None)
+        text = marker() if marker is not None else None
+        commit: dict = {tp: OffsetAndMetadata(o, text) for tp, o in offsets.items()} if text else offsets
         delay = BACKOFF_START_S
         while True:
             try:
-                await self.consumer.commit(offsets)
+                await self.consumer.commit(commit)
                 return
             except (CommitFailedError, IllegalStateError) as exc:
                 # Partitions moved to another worker; it re-processes from the last commit.

@@ -160,3 +160,104 @@ async def test_a_quiet_partition_is_checked_while_the_agent_is_busy_with_others(
     busy.set()
     await task
     assert any(c for _, c in seen), "the quiet partition's lost park was not re-read while another topic was busy"
+
+
+async def _commit_of(settings, group: str, topic: str, partitions: int):
+    """The group's commits of ``topic``, with their metadata (streams/kafka.py ``committed``)."""
+    from aiokafka import TopicPartition
+
+    from streams import kafka
+
+    c = kafka.consumer(settings, group_id=group)
+    await c.start()
+    try:
+        return {p: await kafka.committed(c, TopicPartition(topic, p)) for p in range(partitions)}
+    finally:
+        await kafka.stop_consumer(c)
+
+
+async def test_a_park_lost_with_its_partitions_first_position_is_parked_again_by_the_next_worker(department, redis,
+                                                                                               settings):
+    """Redis lost more than its tail: the ingest agent's positions hash went whole, with a park made
+    since (an empty replica promoted, a restore from before the worker first wrote), and the worker
+    that wrote them is gone. The next worker finds no position, which alone would also mean "never
+    written": the group's commit carries the agent's marker (streams/runner.py), so it reads the
+    partitions again from their start and the record is parked again. Tansu drops a commit's
+    metadata (docs/broker.md 11): there the first position stays the commit, as before."""
+    from creditstream.app import Pipeline
+    from sinks.keys import Keys
+    from streams.topics import Topics
+
+    keys, index = Keys(settings.namespace), _index(redis, settings)
+    topic = Topics(settings).for_kind("penalty")
+    doc_no = "郑市监罚〔2024〕930号"
+    first = Pipeline(settings)
+    await first.start()
+    try:
+        await department.send(PENALTY, sample_event("penalty", uscc=None, org_code=None,
+                                                    reg_no=samples.COMPANY_REG_NO, decision_doc_no=doc_no))
+        await eventually(lambda: index.parked_count(), timeout=30)
+
+        async def committed_after_the_park():
+            commits = await _commit_of(settings, f"{settings.consumer_group}.ingest", topic, settings.partitions)
+            return [c for c in commits.values() if c.offset]
+
+        [commit] = await eventually(committed_after_the_park, timeout=30)
+    finally:
+        await first.stop()
+    if settings.is_tansu:
+        assert commit.metadata == ""  # dropped (docs/broker.md 11)
+        return
+    assert commit.metadata == "creditstream positions in redis: " + keys.input_positions("ingest")
+    parked = [k async for k in redis.scan_iter(match=f"{settings.namespace}:parked:*")]
+    await redis.delete(keys.input_positions("ingest"), *parked)  # Redis lost all the ingest agent wrote
+    assert await index.parked_count() == 0
+    second = Pipeline(settings)
+    await second.start()
+    try:
+        await eventually(lambda: index.parked_count(), timeout=30)  # read again from the start
+        await department.send(REGISTRATION, sample_event("registration"))
+        await eventually(lambda: _company_has(redis, settings, doc_no), timeout=30)
+        assert await index.parked_count() == 0
+    finally:
+        await second.stop()
+
+
+async def test_a_state_lost_with_its_partitions_first_position_is_applied_again_by_the_next_worker(department, redis,
+                                                                                                 settings):
+    """The same for the subject agent: Redis lost a subject's state with the positions of the
+    subject-event log (its sentinel survived, so Redis is not empty), and the worker that wrote
+    them is gone. The commit's marker names this generation's positions: the next worker applies
+    the log again from its start and the state comes back."""
+    from creditstream.app import Pipeline
+    from sinks.keys import resolve_keys
+    from streams.topics import Topics
+
+    doc_no = "郑市监罚〔2024〕940号"
+    first = Pipeline(settings)
+    await first.start()
+    try:
+        await department.send(PENALTY, sample_event("penalty", decision_doc_no=doc_no))
+        await eventually(lambda: _company_has(redis, settings, doc_no), timeout=30)
+        live = await resolve_keys(redis, settings.namespace)
+        topic = Topics(settings).subject_events
+
+        async def committed():
+            commits = await _commit_of(settings, f"{settings.consumer_group}.subject", topic, settings.partitions)
+            return [c for c in commits.values() if c.offset]
+
+        commits = await eventually(committed, timeout=30)
+    finally:
+        await first.stop()
+    if settings.is_tansu:
+        assert {c.metadata for c in commits} == {""}  # dropped (docs/broker.md 11)
+        return
+    assert {c.metadata for c in commits} == {"creditstream positions in redis: " + live.positions_pattern}
+    await redis.delete(live.subject(samples.COMPANY_USCC), *(live.position(p) for p in range(settings.partitions)))
+    assert await redis.exists(live.sentinel) and not await _company_has(redis, settings, doc_no)
+    second = Pipeline(settings)
+    await second.start()
+    try:
+        await eventually(lambda: _company_has(redis, settings, doc_no), timeout=30)
+    finally:
+        await second.stop()

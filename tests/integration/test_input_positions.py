@@ -14,6 +14,7 @@ from aiokafka import TopicPartition
 from agents.input_positions import BatchPositions, InputPositions
 from sinks.keys import Keys
 from sinks.registry_index import PositionsBehind, RegistryIndex
+from streams.kafka import Committed
 from streams.runner import Rewind
 
 pytestmark = pytest.mark.integration
@@ -30,13 +31,14 @@ def recs(first: int, last: int):
 def env(redis, settings):
     index = RegistryIndex(redis, Keys(settings.namespace))
     commits: dict[TopicPartition, int] = {}
+    metadata: dict[TopicPartition, str] = {}  # what each commit carries (the runner's: the agent's marker)
     asked: list[TopicPartition] = []
 
     async def committed(tp):
         asked.append(tp)
-        return commits.get(tp)
+        return Committed(commits.get(tp), metadata.get(tp, ""))
 
-    return SimpleNamespace(r=redis, keys=index.keys, index=index, commits=commits, asked=asked,
+    return SimpleNamespace(r=redis, keys=index.keys, index=index, commits=commits, metadata=metadata, asked=asked,
                            worker=lambda: InputPositions(index, "ingest", committed))
 
 
@@ -50,6 +52,7 @@ async def batch(env, w: InputPositions, first: int, last: int):
         raise w.rewind_for(exc, b) from exc
     w.written_batch(b)
     env.commits[TP] = last + 1
+    env.metadata[TP] = w.commit_marker()  # as streams/runner.py commits
 
 
 async def recorded(env):
@@ -119,3 +122,39 @@ async def test_the_commit_is_asked_once_per_partition_and_ownership(env):
     assert len(env.asked) == len(parts)
     w.forget(set(parts[:2]))
     assert await w.positions_behind(parts) is None and len(env.asked) == len(parts) + 2
+
+
+async def test_a_partition_whose_first_position_redis_lost_is_read_again_from_its_start(env):
+    """A wrote p's first positions and committed; Redis then lost the hash whole (an empty replica
+    promoted, a restore from before p's first batch) and A died. B, which wrote nothing, finds no
+    position: the commit's marker says one was written, so p is read again from its start (the
+    lost parks and numbers come back) instead of from the commit (they would be lost)."""
+    a = env.worker()
+    await batch(env, a, 0, 499)
+    assert env.metadata[TP] == "creditstream positions in redis: " + env.keys.input_positions("ingest")
+    await env.r.delete(env.keys.input_positions("ingest"))
+    b = env.worker()
+    rewind = await b.positions_behind([TP])  # the periodic check
+    assert rewind is not None and rewind.offsets == {TP: 0}
+    assert (await env.index.positions("ingest", [FIELD]))[FIELD] is None  # nothing taken as a first position
+    await batch(env, b, 0, 599)
+    assert await recorded(env) == 600
+
+    # the same, found by a batch's own script (no check came first)
+    await env.r.delete(env.keys.input_positions("ingest"))
+    c = env.worker()
+    b2 = BatchPositions(recs(600, 649))
+    await c.floors(b2)
+    with pytest.raises(PositionsBehind) as exc:
+        await env.index.apply_batch([], [], b2.spec("ingest"))
+    assert c.rewind_for(exc.value, b2).offsets == {TP: 0}
+
+
+async def test_a_commit_without_this_redis_marker_leaves_the_first_position_at_the_commit(env):
+    """No marker (a version before it, `positions move`, Tansu, which drops a commit's metadata) or
+    another Redis's (another namespace): the partition's first position is the commit, as before."""
+    for metadata in ("", "creditstream positions in redis: other:positions:ingest"):
+        await env.r.delete(env.keys.input_positions("ingest"))
+        env.commits[TP], env.metadata[TP] = 700, metadata
+        assert await env.worker().positions_behind([TP]) is None
+        assert await recorded(env) == 700
