@@ -637,7 +637,8 @@ def cmd_positions(args) -> int:
         if args.json:
             _print_json([r.as_dict() for r in rows])
             return EXIT_OK
-        body = [(r.agent, f"{r.topic}/{r.partition}", cell(r.redis), cell(r.committed), cell(r.end), cell(r.behind))
+        body = [(r.agent, f"{r.topic}/{r.partition}", "lost" if r.redis_lost else cell(r.redis), cell(r.committed),
+                 cell(r.end), cell(r.behind))
                 for r in rows]
         for line in table([("AGENT", "PARTITION", "REDIS", "COMMITTED", "END", "BEHIND"), *body], sep="  "):
             print(line)

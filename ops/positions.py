@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 import structlog
 from aiokafka import TopicPartition
 
+from agents.input_positions import commit_marker
 from creditstream.connections import redis_client
 from creditstream.settings import Settings
 from ops.inspect import running_workers
@@ -60,14 +61,18 @@ class PartitionPosition:
     redis: int | None      # the position Redis records (None: none recorded)
     committed: int | None  # the group's committed offset (None: none)
     end: int | None        # the log end (None: not known)
+    # none recorded, but the commit carries the agent's marker: Redis lost it, and a worker reads
+    # the partition again from its start (agents/input_positions.py)
+    redis_lost: bool = False
 
     @property
     def behind(self) -> int | None:
         """Inputs the agent has still to apply: from where it would start (the lower of its two
-        positions: a Redis behind the commit is read again from) to the log end."""
+        positions: a Redis behind the commit is read again from; a position Redis lost, from the
+        partition's start) to the log end."""
         if self.end is None:
             return None
-        known = [p for p in (self.redis, self.committed) if p is not None]
+        known = [0] if self.redis_lost else [p for p in (self.redis, self.committed) if p is not None]
         return max(self.end - (min(known) if known else 0), 0)
 
     def as_dict(self) -> dict:
@@ -93,14 +98,20 @@ def field_of(topic: str, partition: int) -> str:
     return f"{topic}/{partition}"
 
 
-async def _committed(settings: Settings, agent: str, tps: list[TopicPartition]) -> dict[TopicPartition, int | None]:
-    """The group's committed offsets, asked without joining it (an OffsetFetch)."""
+async def _committed(settings: Settings, agent: str,
+                     tps: list[TopicPartition]) -> dict[TopicPartition, kafka.Committed]:
+    """The group's committed offsets and their metadata, asked without joining it (an OffsetFetch)."""
     c = kafka.consumer(settings, group_id=group_of(settings, agent))
     await c.start()
     try:
-        return {tp: await c.committed(tp) for tp in tps}
+        return {tp: await kafka.committed(c, tp) for tp in tps}
     finally:
         await kafka.stop_consumer(c)
+
+
+def _marker(keys: Keys, agent: str) -> str:
+    """What the agent's commits carry (agents/input_positions.py ``commit_marker``)."""
+    return commit_marker(keys.positions_pattern if agent == "subject" else keys.input_positions(agent))
 
 
 async def _recorded(redis, keys: Keys, agent: str, tps: list[TopicPartition]) -> dict[TopicPartition, int | None]:
@@ -138,8 +149,11 @@ async def show(settings: Settings, agents: tuple[str, ...] = AGENTS) -> list[Par
                     ends[(topic, p)] = end
             committed = await _committed(settings, agent, tps)
             recorded = await _recorded(redis, keys, agent, tps)
-            rows.extend(PartitionPosition(agent, tp.topic, tp.partition, recorded[tp], committed[tp],
-                                          ends.get((tp.topic, tp.partition))) for tp in tps)
+            marker = _marker(keys, agent)
+            rows.extend(PartitionPosition(agent, tp.topic, tp.partition, recorded[tp], committed[tp].offset,
+                                          ends.get((tp.topic, tp.partition)),
+                                          recorded[tp] is None and committed[tp].metadata == marker)
+                        for tp in tps)
     finally:
         await redis.aclose()
     return rows

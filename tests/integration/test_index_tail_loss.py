@@ -212,6 +212,10 @@ async def test_a_park_lost_with_its_partitions_first_position_is_parked_again_by
     parked = [k async for k in redis.scan_iter(match=f"{settings.namespace}:parked:*")]
     await redis.delete(keys.input_positions("ingest"), *parked)  # Redis lost all the ingest agent wrote
     assert await index.parked_count() == 0
+    from ops import positions
+
+    [row] = [r for r in await positions.show(settings, ("ingest",)) if r.topic == topic and r.committed]
+    assert (row.redis, row.redis_lost, row.behind) == (None, True, row.end), row  # `positions` says "lost"
     second = Pipeline(settings)
     await second.start()
     try:
