@@ -39,6 +39,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
+    IllegalOperation,
     IncompatibleBrokerVersion,
     InvalidProducerEpoch,
     OutOfOrderSequenceNumber,
@@ -156,7 +157,10 @@ class Committed(NamedTuple):
 async def committed(c: AIOKafkaConsumer, tp: TopicPartition) -> Committed:
     """``c.committed(tp)`` with the commit's metadata, which aiokafka's ``committed`` leaves out (one
     OffsetFetch, as it makes)."""
-    got = (await c._coordinator.fetch_committed_offsets([tp])).get(tp)  # noqa: SLF001
+    coordinator = c._coordinator  # noqa: SLF001 - aiokafka 0.14 (pinned): what its committed() asks
+    if coordinator is None:
+        raise IllegalOperation("a group's commits are asked with a consumer of that group (group_id)")
+    got = (await coordinator.fetch_committed_offsets([tp])).get(tp)
     if got is None or got.offset < 0:
         return Committed(None, got.metadata or "" if got is not None else "")
     return Committed(got.offset, got.metadata or "")
