@@ -18,6 +18,8 @@ from tests.conftest import eventually
 from tests.integration.test_pipeline import state_of, wait_outcomes
 from tests.reliability.test_fencing import _RESTORE, _SNAPSHOT
 
+pytestmark = pytest.mark.integration
+
 PENALTY = schema_of("penalty")
 LICENSE = schema_of("license")
 REGISTRATION = schema_of("registration")

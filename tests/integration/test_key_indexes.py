@@ -14,8 +14,11 @@ from __future__ import annotations
 import time
 
 import orjson
+import pytest
 
 from tests.conftest import eventually
+
+pytestmark = pytest.mark.integration
 
 
 async def scans(redis) -> int:
