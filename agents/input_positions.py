@@ -39,6 +39,7 @@ import structlog
 from aiokafka import ConsumerRecord, TopicPartition
 
 from creditstream import metrics
+from sinks.keys import Keys
 from sinks.registry_index import PositionsBehind, RegistryIndex
 from streams.kafka import Committed
 from streams.runner import Rewind
@@ -52,9 +53,11 @@ async def no_commit(tp: TopicPartition) -> Committed:
     return Committed(None)
 
 
-def commit_marker(where: str) -> str:
-    """The metadata of an agent's commits: its positions are recorded in Redis at ``where`` (a key,
-    or the pattern of its keys), so the batches before the commit wrote one there (module doc)."""
+def commit_marker(keys: Keys, agent: str) -> str:
+    """The metadata of ``agent``'s commits: its positions are recorded in Redis there (the subject
+    agent's generation's keys, or the ingest or registry agent's hash), so the batches before the
+    commit wrote one there (module doc)."""
+    where = keys.positions_pattern if agent == "subject" else keys.input_positions(agent)
     return f"creditstream positions in redis: {where}"
 
 
@@ -178,7 +181,7 @@ class InputPositions(WrittenPositions[TopicPartition]):
 
     def commit_marker(self) -> str:
         """What the agent's commits carry (streams/runner.py): its positions are in this hash."""
-        return commit_marker(self.index.keys.input_positions(self.agent))
+        return commit_marker(self.index.keys, self.agent)
 
     async def floors(self, bounds: BatchPositions) -> None:
         """Before a batch: each partition's floor (the group's commit asked once per ownership),

@@ -86,7 +86,7 @@ class SubjectAgent:
     def commit_marker(self) -> str:
         """What the runner's commits carry (streams/runner.py): this generation's positions are in
         Redis (agents/input_positions.py)."""
-        return commit_marker(self.state.keys.positions_pattern)
+        return commit_marker(self.state.keys, self.name)
 
     def source_topics(self) -> list[str]:
         return [self.topics.subject_events]

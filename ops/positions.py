@@ -109,11 +109,6 @@ async def _committed(settings: Settings, agent: str,
         await kafka.stop_consumer(c)
 
 
-def _marker(keys: Keys, agent: str) -> str:
-    """What the agent's commits carry (agents/input_positions.py ``commit_marker``)."""
-    return commit_marker(keys.positions_pattern if agent == "subject" else keys.input_positions(agent))
-
-
 async def _recorded(redis, keys: Keys, agent: str, tps: list[TopicPartition]) -> dict[TopicPartition, int | None]:
     if agent == "subject":
         values = await redis.mget([keys.position(tp.partition) for tp in tps]) if tps else []
@@ -149,7 +144,7 @@ async def show(settings: Settings, agents: tuple[str, ...] = AGENTS) -> list[Par
                     ends[(topic, p)] = end
             committed = await _committed(settings, agent, tps)
             recorded = await _recorded(redis, keys, agent, tps)
-            marker = _marker(keys, agent)
+            marker = commit_marker(keys, agent)
             rows.extend(PartitionPosition(agent, tp.topic, tp.partition, recorded[tp], committed[tp].offset,
                                           ends.get((tp.topic, tp.partition)),
                                           recorded[tp] is None and committed[tp].metadata == marker)

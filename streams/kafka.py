@@ -161,9 +161,9 @@ async def committed(c: AIOKafkaConsumer, tp: TopicPartition) -> Committed:
     if coordinator is None:
         raise IllegalOperation("a group's commits are asked with a consumer of that group (group_id)")
     got = (await coordinator.fetch_committed_offsets([tp])).get(tp)
-    if got is None or got.offset < 0:
-        return Committed(None, got.metadata or "" if got is not None else "")
-    return Committed(got.offset, got.metadata or "")
+    if got is None:
+        return Committed(None)
+    return Committed(got.offset if got.offset >= 0 else None, got.metadata or "")
 
 
 async def stop_consumer(c: AIOKafkaConsumer) -> None:

@@ -36,7 +36,7 @@ def _runner(agent) -> AgentRunner:
 
 
 async def test_an_agent_with_a_marker_commits_it_as_every_partitions_metadata():
-    marker = commit_marker(Keys("cs").input_positions("ingest"))
+    marker = commit_marker(Keys("cs"), "ingest")
     runner = _runner(SimpleNamespace(name="ingest", commit_marker=lambda: marker))
     await runner._commit({TP: 10, TopicPartition("cs.penalty", 1): 4})  # noqa: SLF001
     assert runner.consumer.commits == [{TP: OffsetAndMetadata(10, marker),
@@ -52,7 +52,7 @@ async def test_an_agent_without_one_commits_bare_offsets():
 
 def test_the_subject_agents_marker_names_its_generations_positions():
     keys = Keys("cs", "g7")
-    assert commit_marker(keys.positions_pattern) == "creditstream positions in redis: " + keys.position(3)[:-1] + "*"
+    assert commit_marker(keys, "subject") == "creditstream positions in redis: " + keys.position(3)[:-1] + "*"
 
 
 async def test_commits_are_read_back_only_with_a_consumer_of_the_group():
