@@ -326,7 +326,7 @@ async def complete_indexes(redis, keys: Keys, *, fresh_generation: bool = False)
     lists_done, replays_done = await pipe.execute()
     write_lists = fresh_generation or not lists_done
     scan_lists = not (fresh_generation or lists_done)  # a fresh generation has no lists to look for
-    if not (write_lists or not replays_done):
+    if replays_done and not write_lists:
         return
     lists: set[str] = set()
     replays: set[str] = set()
