@@ -43,8 +43,13 @@ REDIS_WRITE_SECONDS = Histogram("creditstream_redis_write_seconds", "Time of one
 EVENT_FRESHNESS = Gauge("creditstream_event_freshness_seconds",
                         "Age of the newest message handled, by agent (event time to now)", ["agent"],
                         registry=REGISTRY)
-CONSUMER_LAG = Gauge("creditstream_consumer_lag_messages", "High watermark minus position, by agent and topic",
-                     ["agent", "topic"], registry=REGISTRY)
+CONSUMER_LAG = Gauge("creditstream_consumer_lag_messages", "Inputs the agent can read and has not: the end it may "
+                     "read to (on Apache Kafka the last stable offset: no open transaction's records) minus its "
+                     "position, by agent and topic", ["agent", "topic"], registry=REGISTRY)
+IN_OPEN_TRANSACTIONS = Gauge("creditstream_inputs_in_open_transactions", "Inputs the agent may not read yet: "
+                             "written in, or after, a producer's transaction still open (Apache Kafka: high "
+                             "watermark minus last stable offset), by agent and topic", ["agent", "topic"],
+                             registry=REGISTRY)
 TIMER_BACKLOG = Gauge("creditstream_due_timer_backlog", "Subjects whose due instant has passed and whose tick is not "
                       "written yet", registry=REGISTRY)
 LIST_CHANGES = Counter("creditstream_list_changes_total", "List changes emitted, by list kind and transition",

@@ -122,8 +122,29 @@ def producer(settings: Settings, **overrides) -> Producer:
     return Producer(limits=topic_specs.message_limits(settings), **kw)
 
 
+def isolation_level(settings: Settings, *, committed_only: bool) -> str:
+    """How a consumer reads records written in transactions.
+
+    ``committed_only``: the reader must never see a record whose transaction did not commit. The
+    agents read so: their inputs are written by department systems, and a department producer with a
+    ``transactional.id`` (Kafka Connect's exactly-once sources, Flink's and Kafka Streams' sinks, any
+    client told to) aborts transactions on failures and restarts. Read ``read_uncommitted``, an aborted
+    penalty was applied to its subject, and a record inside an open transaction was applied before its
+    producer decided (tests/integration/test_department_transactions.py). Read ``read_committed``,
+    Apache Kafka never delivers an aborted record, and holds a partition's later records until an open
+    transaction ends (at most the producer's ``transaction.timeout.ms``; docs/operations.md).
+
+    Tansu always reads ``read_uncommitted``: it delivers aborted records to ``read_committed`` readers
+    too (docs/broker.md, defect 5), so asking would change nothing there. creditstream's own producers
+    use no transactions: its own topics read the same either way."""
+    if settings.is_tansu or not committed_only:
+        return "read_uncommitted"
+    return "read_committed"  # apache-kafka only: broker_kind switch
+
+
 def consumer(settings: Settings, *topics: str, group_id: str | None, listener: ConsumerRebalanceListener | None = None,
-             **overrides) -> AIOKafkaConsumer:
+             committed_only: bool = False, **overrides) -> AIOKafkaConsumer:
+    """An aiokafka consumer as creditstream configures them (``committed_only``: :func:`isolation_level`)."""
     session = settings.session_timeout_ms
     kw = settings.kafka_client_kwargs()
     kw.update(
@@ -137,7 +158,7 @@ def consumer(settings: Settings, *topics: str, group_id: str | None, listener: C
         fetch_max_wait_ms=settings.fetch_wait(),
         fetch_min_bytes=settings.fetch_min(),
         max_partition_fetch_bytes=4 * 1024 * 1024,
-        isolation_level="read_uncommitted",
+        isolation_level=isolation_level(settings, committed_only=committed_only),
     )
     kw.update(overrides)
     if listener is None:

@@ -137,7 +137,8 @@ class AgentRunner:
     async def run(self) -> None:
         topics = self.agent.source_topics()
         forget = getattr(self.agent, "forget", None)
-        self.consumer = c = kafka.consumer(self.settings, *topics, group_id=self.group_id,
+        # committed records only: a department's aborted transaction is never an input (kafka.isolation_level)
+        self.consumer = c = kafka.consumer(self.settings, *topics, group_id=self.group_id, committed_only=True,
                                            listener=_Revoked(forget) if forget is not None else None)
         await self._start_consumer()
         if hasattr(self.agent, "committed_offset"):
@@ -241,6 +242,16 @@ class AgentRunner:
         if tp not in self.consumer.assignment():
             return None
         return self.consumer.highwater(tp)
+
+    def _last_stable(self, tp: TopicPartition) -> int | None:
+        """The end a ``read_committed`` consumer may read to (kafka.isolation_level): records of an open
+        transaction, and all after them, wait on their producer, not on this agent. None when the
+        consumer reads uncommitted (aiokafka answers -1), the broker does not say, or the partition was
+        taken away (aiokafka asserts, as for ``highwater``)."""
+        if tp not in self.consumer.assignment():
+            return None
+        stable = self.consumer.last_stable_offset(tp)
+        return stable if stable is not None and stable >= 0 else None
 
     def _seek(self, rewind: Rewind) -> None:
         owned = self.consumer.assignment()
@@ -348,15 +359,22 @@ class AgentRunner:
         (``highwater`` asserts, ``position`` raises IllegalStateError) leaves them as they were
         until the next update, never stops the agent."""
         lag: dict[str, int] = {}
+        held: dict[str, int] = {}
         try:
             for tp in list(self.consumer.assignment()):
                 hw = self._highwater(tp)  # from the fetch response: right on Tansu too
-                if hw is not None:
-                    lag[tp.topic] = lag.get(tp.topic, 0) + max(0, hw - await self.consumer.position(tp))
+                if hw is None:
+                    continue
+                position = await self.consumer.position(tp)
+                stable = self._last_stable(tp)
+                end = min(hw, stable) if stable is not None else hw
+                lag[tp.topic] = lag.get(tp.topic, 0) + max(0, end - position)
+                held[tp.topic] = held.get(tp.topic, 0) + max(0, hw - max(end, position))
         except KafkaError as exc:
             log.info("lag not measured: partitions moved", agent=self.agent.name, error=str(exc))
             return
         for topic, n in lag.items():
             metrics.CONSUMER_LAG.labels(self.agent.name, topic).set(n)
+            metrics.IN_OPEN_TRANSACTIONS.labels(self.agent.name, topic).set(held[topic])
         self.lag = sum(lag.values())
         self._lag_at = time.monotonic()

@@ -9,8 +9,9 @@ from streams.runner import AgentRunner
 class Consumer:
     """An aiokafka consumer holding some partitions: highwater() asserts on any other, as aiokafka's."""
 
-    def __init__(self, held: dict[TopicPartition, int]):
+    def __init__(self, held: dict[TopicPartition, int], stable: dict[TopicPartition, int] | None = None):
         self.held = held
+        self.stable = stable or {}
 
     def assignment(self):
         return set(self.held)
@@ -18,6 +19,10 @@ class Consumer:
     def highwater(self, tp):
         assert tp in self.held, "Partition is not assigned"
         return self.held[tp]
+
+    def last_stable_offset(self, tp):
+        assert tp in self.held, "Partition is not assigned"
+        return self.stable.get(tp, -1)  # -1: read_uncommitted
 
 
 class Agent:
@@ -173,6 +178,43 @@ async def test_a_partition_taken_away_while_the_lag_is_measured_leaves_the_agent
     runner.consumer = Moving({a: 150})
     await runner._update_lag()
     assert runner.lag == 50
+
+
+async def test_inputs_held_by_an_open_transaction_are_not_lag():
+    """Read ``read_committed`` (Apache Kafka), a partition's records from the first one of an open
+    transaction wait on its producer (up to the last stable offset): they are counted apart, so that a
+    department's transaction left open does not make the agent look stalled on /health."""
+    from creditstream import metrics
+
+    a, b = TopicPartition("cs.penalty", 0), TopicPartition("cs.penalty", 1)
+    taken = TopicPartition("cs.penalty", 2)
+
+    class Positioned(Consumer):
+        async def position(self, tp):
+            if tp == taken:  # a rebalance took it between the assignment and its last stable offset
+                del self.held[tp]
+            return {a: 100, b: 40, taken: 0}[tp]
+
+    def gauges():
+        return (metrics.CONSUMER_LAG.labels("ingest", "cs.penalty")._value.get(),
+                metrics.IN_OPEN_TRANSACTIONS.labels("ingest", "cs.penalty")._value.get())
+
+    class Ingest:
+        name = "ingest"
+
+    runner = AgentRunner(Ingest(), Settings())
+    # a: 150 written, stable to 120 (a transaction open from 120); b: uncommitted reading (-1)
+    runner.consumer = Positioned({a: 150, b: 90}, stable={a: 120})
+    await runner._update_lag()
+    assert runner.lag == (120 - 100) + (90 - 40)
+    assert gauges() == (70, 30)
+    runner.consumer = Positioned({a: 150}, stable={a: 100})  # the agent reached the open transaction
+    await runner._update_lag()
+    assert runner.lag == 0 and gauges() == (0, 50)
+    assert runner.health(60.0)["state"] == "ok"
+    runner.consumer = Positioned({a: 150, taken: 10}, stable={a: 150, taken: 5})
+    await runner._update_lag()  # no AssertionError from the partition taken away
+    assert runner.lag == 50 + 10 and gauges() == (60, 0)
 
 
 def test_a_subject_batch_past_the_recorded_position_is_not_a_loss_behind_it_is():
