@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from creditstream.settings import Settings
@@ -59,3 +60,41 @@ def make_codec(settings: Settings) -> AvroCodec:
     if settings.schema_registry == "local":
         return AvroCodec(LocalRegistry())
     return AvroCodec(registry_client(settings))
+
+
+class RedisEvictsKeys(RuntimeError):
+    """Redis is set to delete keys of its own choosing when it is full (``maxmemory`` with an
+    ``allkeys-*`` policy): subject states, lists and parked records would vanish without a trace."""
+
+
+async def check_keeps_keys(redis: aioredis.Redis) -> str | None:
+    """Refuse a Redis that may evict what creditstream keeps; a warning (returned) for one that may
+    evict only keys with a time to live, or whose policy cannot be read.
+
+    creditstream's keys are its data: nothing re-creates an evicted subject state (its next input
+    would start a new one, without the records, lists and deadlines before it, and the check API
+    would answer "nothing known"), and nothing notices: the positions and the sentinel survive. Redis
+    evicts only with ``maxmemory`` set (not 0) and a policy other than ``noeviction``; managed services
+    often ship ``volatile-lru`` or ``allkeys-lru``. ``allkeys-*`` raises :class:`RedisEvictsKeys`.
+    ``volatile-*`` evicts only keys with a time to live: here the workers' heartbeats and a replay's
+    liveness mark, which ``replay --switch``, ``positions move`` and ``/health`` rely on, so it is
+    named in a warning. ``INFO`` refused (an ACL user without it): a warning, since the policy is
+    unknown (deploy/redis.acl allows it)."""
+    try:
+        info = await redis.info("memory")
+    except ResponseError as exc:
+        return (f"could not read Redis's eviction policy ({str(exc)[:120]}): make sure maxmemory-policy is "
+                "noeviction (allow INFO to the worker's ACL user to have it checked)")
+    maxmemory = int(info.get("maxmemory") or 0)
+    policy = str(info.get("maxmemory_policy") or "noeviction")
+    if maxmemory == 0 or policy == "noeviction":
+        return None
+    if policy.startswith("allkeys-"):
+        raise RedisEvictsKeys(
+            f"Redis evicts keys when full (maxmemory {maxmemory} bytes, maxmemory-policy {policy}): subject "
+            "states, lists and parked records would be deleted without a trace. Set maxmemory-policy "
+            "noeviction (writes are then refused when full: the workers retry and nothing is lost; "
+            "docs/operations.md, Durability), or maxmemory 0.")
+    return (f"Redis may evict keys with a time to live when full (maxmemory {maxmemory} bytes, maxmemory-policy "
+            f"{policy}): the workers' heartbeats and a replay's liveness mark, which replay --switch, positions "
+            "move and /health rely on. Set maxmemory-policy noeviction.")
