@@ -37,7 +37,7 @@ from agents.registry import RegistryAgent
 from agents.subject import SubjectAgent
 from agents.timer import TimerAgent
 from creditstream import eventloop
-from creditstream.connections import check_keeps_keys, make_codec, redis_client
+from creditstream.connections import check_redis, make_codec, redis_client
 from creditstream.heap import HeapRounds, thaw
 from creditstream.settings import Settings
 from domain.calendar import WorkingCalendar, coverage_warning
@@ -87,9 +87,9 @@ class Pipeline:
         await self._warn_of_topic_drift()
         self.redis = redis_client(s)
         await self._wait_for_redis()
-        evicts = await check_keeps_keys(self.redis)  # raises RedisEvictsKeys for a Redis that drops any key
-        if evicts:
-            log.warning("redis eviction policy", problem=evicts)
+        unsure = await check_redis(self.redis)  # RedisUnsuitable: one that evicts any key, or a cluster
+        if unsure:
+            log.warning("redis set-up", problem=unsure)
         keys = await resolve_keys(self.redis, s.namespace, require_pseudonym_key(s.pseudonym_key))
         if "subject" in self.agent_names:
             # what an earlier version wrote without the index sets (lists, replays): scanned for, once

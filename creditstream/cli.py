@@ -217,9 +217,9 @@ def _failure(exc: BaseException) -> tuple[int, str] | None:
 
     if isinstance(exc, PseudonymKeyMissing):
         return EXIT_USAGE, f"creditstream: bad settings: {exc}"
-    from creditstream.connections import RedisEvictsKeys
+    from creditstream.connections import RedisUnsuitable
 
-    if isinstance(exc, RedisEvictsKeys):  # Redis's configuration, not creditstream's: fixed there
+    if isinstance(exc, RedisUnsuitable):  # Redis's configuration, not creditstream's: fixed there
         return EXIT_USAGE, f"creditstream: {exc}"
     from creditstream.access import AccessConfigError
 
@@ -311,31 +311,32 @@ def cmd_worker(args) -> int:
         return EXIT_USAGE
     app = create_faust_app(settings, agents, web=args.web)  # settings errors first: exit 2
     _wait_for_services(settings, args.wait)  # ServiceUnreachable after --wait: exit 3, one line
-    _refuse_evicting_redis(settings)  # RedisEvictsKeys: exit 2, one line (the pipeline checks again)
+    _refuse_unsuitable_redis(settings)  # RedisUnsuitable: exit 2, one line (the pipeline checks again)
     worker = faust.Worker(app, loglevel=level, quiet=True, redirect_stdouts=False, override_logging=False)
     worker.execute_from_commandline()
     return EXIT_OK
 
 
-def _refuse_evicting_redis(settings) -> None:
-    """Before a worker starts: RedisEvictsKeys for a Redis that may evict any key; a warning logged for
-    one that may evict keys with a time to live (creditstream/connections.py ``check_keeps_keys``)."""
+def _refuse_unsuitable_redis(settings) -> None:
+    """Before a worker starts: RedisUnsuitable for a Redis that may evict any key or is a Redis Cluster;
+    a warning logged for one that may evict keys with a time to live (creditstream/connections.py
+    ``check_redis``)."""
     import asyncio
 
     import structlog
 
-    from creditstream.connections import check_keeps_keys, redis_client
+    from creditstream.connections import check_redis, redis_client
 
     async def check() -> str | None:
         redis = redis_client(settings)
         try:
-            return await check_keeps_keys(redis)
+            return await check_redis(redis)
         finally:
             await redis.aclose()
 
     warning = asyncio.run(check())
     if warning:
-        structlog.get_logger("creditstream.cli").warning("redis eviction policy", problem=warning)
+        structlog.get_logger("creditstream.cli").warning("redis set-up", problem=warning)
 
 
 def _wait_for_services(settings, wait_s: float) -> None:

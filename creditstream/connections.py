@@ -62,35 +62,46 @@ def make_codec(settings: Settings) -> AvroCodec:
     return AvroCodec(registry_client(settings))
 
 
-class RedisEvictsKeys(RuntimeError):
-    """Redis is set to delete keys of its own choosing when it is full (``maxmemory`` with an
-    ``allkeys-*`` policy): subject states, lists and parked records would vanish without a trace."""
+
+class RedisUnsuitable(RuntimeError):
+    """A Redis that creditstream cannot keep its data in: one that evicts keys of its own choosing
+    when full, or a Redis Cluster (:func:`check_redis`). Fixed in Redis's configuration."""
 
 
-async def check_keeps_keys(redis: aioredis.Redis) -> str | None:
-    """Refuse a Redis that may evict what creditstream keeps; a warning (returned) for one that may
-    evict only keys with a time to live, or whose policy cannot be read.
+async def check_redis(redis: aioredis.Redis) -> str | None:
+    """Refuse a Redis creditstream cannot keep its data in (:class:`RedisUnsuitable`); a warning
+    (returned) for one that may lose some of its control keys, or whose set-up cannot be read.
 
-    creditstream's keys are its data: nothing re-creates an evicted subject state (its next input
-    would start a new one, without the records, lists and deadlines before it, and the check API
-    would answer "nothing known"), and nothing notices: the positions and the sentinel survive. Redis
-    evicts only with ``maxmemory`` set (not 0) and a policy other than ``noeviction``; managed services
-    often ship ``volatile-lru`` or ``allkeys-lru``. ``allkeys-*`` raises :class:`RedisEvictsKeys`.
-    ``volatile-*`` evicts only keys with a time to live: here the workers' heartbeats and a replay's
-    liveness mark, which ``replay --switch``, ``positions move`` and ``/health`` rely on, so it is
-    named in a warning. ``INFO`` refused (an ACL user without it): a warning, since the policy is
-    unknown (deploy/redis.acl allows it)."""
+    * **Eviction.** creditstream's keys are its data: nothing re-creates an evicted subject state (its
+      next input would start a new one, without the records, lists and deadlines before it, and the
+      check API would answer "nothing known"), and nothing notices: the positions and the sentinel
+      survive. Redis evicts only with ``maxmemory`` set (not 0) and a policy other than
+      ``noeviction``; managed services often ship ``volatile-lru`` or ``allkeys-lru``. ``allkeys-*`` is
+      refused. ``volatile-*`` evicts only keys with a time to live: here the workers' heartbeats and a
+      replay's liveness mark, which ``replay --switch``, ``positions move`` and ``/health`` rely on, so
+      it is named in a warning.
+    * **Redis Cluster** (``cluster_enabled:1``) is refused: a batch writes its subjects' states, the
+      positions and the outbox in one MULTI/EXEC, and the ingest agent's scripts touch keys derived
+      from their inputs; a cluster refuses both across hash slots (CROSSSLOT, MOVED), so every batch
+      would fail and be retried for ever.
+    * ``INFO`` refused (an ACL user without it): a warning, since neither is known (deploy/redis.acl
+      allows it)."""
     try:
-        info = await redis.info("memory")
+        info = await redis.info()  # the default sections: memory and cluster among them
     except ResponseError as exc:
-        return (f"could not read Redis's eviction policy ({str(exc)[:120]}): make sure maxmemory-policy is "
-                "noeviction (allow INFO to the worker's ACL user to have it checked)")
+        return (f"could not read Redis's set-up ({str(exc)[:120]}): make sure maxmemory-policy is noeviction "
+                "and Redis Cluster is off (allow INFO to the worker's ACL user to have it checked)")
+    if int(info.get("cluster_enabled") or 0):
+        raise RedisUnsuitable(
+            "Redis Cluster is not supported (cluster_enabled:1): a batch writes its subjects' states and "
+            "positions in one transaction across many keys, which a cluster refuses across hash slots. Use a "
+            "single primary, with replicas and Sentinel for failover (docs/operations.md, Durability).")
     maxmemory = int(info.get("maxmemory") or 0)
     policy = str(info.get("maxmemory_policy") or "noeviction")
     if maxmemory == 0 or policy == "noeviction":
         return None
     if policy.startswith("allkeys-"):
-        raise RedisEvictsKeys(
+        raise RedisUnsuitable(
             f"Redis evicts keys when full (maxmemory {maxmemory} bytes, maxmemory-policy {policy}): subject "
             "states, lists and parked records would be deleted without a trace. Set maxmemory-policy "
             "noeviction (writes are then refused when full: the workers retry and nothing is lost; "

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import msgspec
 import structlog
 
-from creditstream.connections import check_keeps_keys, make_codec, redis_client
+from creditstream.connections import check_redis, make_codec, redis_client
 from creditstream.heap import HeapRounds, thaw
 from creditstream.settings import Settings
 from domain.calendar import WorkingCalendar
@@ -446,9 +446,9 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
     pool: ProcessPoolExecutor | None = None
     failed = True
     try:
-        evicts = await check_keeps_keys(redis)  # RedisEvictsKeys: a rebuilt state could vanish under it
-        if evicts:
-            log.warning("redis eviction policy", problem=evicts)
+        unsure = await check_redis(redis)  # RedisUnsuitable: a rebuilt state could vanish, or never be written
+        if unsure:
+            log.warning("redis set-up", problem=unsure)
         if await redis.exists(keys.subjects):
             raise ValueError(f"generation {generation!r} already has state; choose another name")
         live = await resolve_keys(redis, settings.namespace)

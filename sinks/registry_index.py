@@ -16,7 +16,8 @@ parked after the registry has learnt its identifier and never left parked once i
    and re-reads the lost inputs (agents/input_positions.py).
 
 The scripts touch keys they derive from arguments (``{ns}:parked:<key>``): fine on a single Redis
-server or a primary with replicas; Redis Cluster would need hash tags (docs/redis.md).
+server or a primary with replicas; a Redis Cluster is refused at start (creditstream/connections.py
+``check_redis``).
 """
 
 from __future__ import annotations

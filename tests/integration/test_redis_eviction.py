@@ -1,11 +1,11 @@
-"""A Redis that evicts keys when full loses creditstream's data without a trace.
+"""A Redis that evicts keys when full loses creditstream's data without a trace; a Redis Cluster cannot hold it.
 
 creditstream's keys are its data: an evicted subject state is not re-created (the subject's next
 input starts a new one, without the records and lists before it, and the check API answers "nothing
 known"), and nothing notices, since the positions and the sentinel are still there. Managed Redis
 services often ship ``allkeys-lru`` or ``volatile-lru`` with ``maxmemory`` set. So a worker and a
 replay refuse to start on a Redis that may evict any key (``allkeys-*``), and warn of one that may
-evict keys with a time to live (creditstream/connections.py ``check_keeps_keys``).
+evict keys with a time to live (creditstream/connections.py ``check_redis``).
 
 The tests set the embedded redis-server's policy with CONFIG SET and put it back after each test.
 """
@@ -45,17 +45,17 @@ async def eviction(redis, maxmemory: str, policy: str):
     ("1gb", "volatile-ttl", "warned"),
 ])
 async def test_the_eviction_policies(redis, maxmemory, policy, outcome):
-    from creditstream.connections import RedisEvictsKeys, check_keeps_keys
+    from creditstream.connections import RedisUnsuitable, check_redis
 
     async with eviction(redis, maxmemory, policy):
         if outcome == "refused":
-            with pytest.raises(RedisEvictsKeys, match=f"maxmemory-policy {policy}.*noeviction"):
-                await check_keeps_keys(redis)
+            with pytest.raises(RedisUnsuitable, match=f"maxmemory-policy {policy}.*noeviction"):
+                await check_redis(redis)
         elif outcome == "warned":
-            warning = await check_keeps_keys(redis)
+            warning = await check_redis(redis)
             assert warning and policy in warning and "heartbeats" in warning
         else:
-            assert await check_keeps_keys(redis) is None
+            assert await check_redis(redis) is None
 
 
 async def test_a_worker_refuses_a_redis_that_evicts_any_key(redis, settings):
@@ -68,10 +68,48 @@ async def test_a_worker_refuses_a_redis_that_evicts_any_key(redis, settings):
 
 
 async def test_a_replay_refuses_a_redis_that_evicts_any_key(redis, settings):
-    from creditstream.connections import RedisEvictsKeys
+    from creditstream.connections import RedisUnsuitable
     from ops.replay import replay
 
     async with eviction(redis, "1gb", "allkeys-lfu"):
-        with pytest.raises(RedisEvictsKeys):
+        with pytest.raises(RedisUnsuitable):
             await replay(settings, generation="evicting", jobs=1, progress=False)
     assert not await redis.keys(f"{settings.namespace}:evicting:*")
+
+
+async def test_a_redis_cluster_node_is_refused(tmp_path):
+    """A node of a Redis Cluster (here one started with ``--cluster-enabled yes``, no slots needed for
+    INFO to say so) is refused with a reason: every batch would fail across hash slots."""
+    import asyncio
+    import socket
+
+    import redis.asyncio as aioredis
+
+    from creditstream.connections import RedisUnsuitable, check_redis
+    from ops.stack import find_redis_server
+
+    port = 0
+    while not 1024 < port <= 55535:  # a cluster node also listens on its port + 10,000
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+    proc = await asyncio.create_subprocess_exec(
+        find_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+        "--cluster-config-file", str(tmp_path / "nodes.conf"), "--save", "", "--appendonly", "no",
+        "--dir", str(tmp_path), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    client = aioredis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1, retry_on_error=[])
+    try:
+        for _ in range(100):
+            assert proc.returncode is None, "the cluster node did not start"
+            try:
+                await client.ping()
+                break
+            except Exception:  # noqa: BLE001 - not listening yet
+                await asyncio.sleep(0.05)
+        with pytest.raises(RedisUnsuitable, match="Redis Cluster is not supported"):
+            await check_redis(client)
+    finally:
+        await client.aclose()
+        if proc.returncode is None:
+            proc.terminate()
+        await proc.wait()
