@@ -95,7 +95,7 @@ async def check_redis(redis: aioredis.Redis) -> str | None:
         raise RedisUnsuitable(
             "Redis Cluster is not supported (cluster_enabled:1): a batch writes its subjects' states and "
             "positions in one transaction across many keys, which a cluster refuses across hash slots. Use a "
-            "single primary, with replicas and Sentinel for failover (docs/operations.md, Durability).")
+            "single primary (a replica to fail over to behind the same address: docs/operations.md, Durability).")
     maxmemory = int(info.get("maxmemory") or 0)
     policy = str(info.get("maxmemory_policy") or "noeviction")
     if maxmemory == 0 or policy == "noeviction":
