@@ -62,7 +62,6 @@ def make_codec(settings: Settings) -> AvroCodec:
     return AvroCodec(registry_client(settings))
 
 
-
 class RedisUnsuitable(RuntimeError):
     """A Redis that creditstream cannot keep its data in: one that evicts keys of its own choosing
     when full, or a Redis Cluster (:func:`check_redis`). Fixed in Redis's configuration."""
