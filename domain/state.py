@@ -34,7 +34,15 @@ from collections.abc import Mapping
 from typing import Any, Final, TypedDict, cast
 
 from domain.clock import date_of_ms
-from domain.events import LINK_ORIGIN, FeedbackEvent, LinkedEvent, ObjectionEvent, RecordEvent, RepairEvent
+from domain.events import (
+    LINK_ORIGIN,
+    FeedbackEvent,
+    LinkedEvent,
+    ObjectionEvent,
+    RecordEvent,
+    RepairEvent,
+    sortable_origin,
+)
 from domain.record_maps import with_entry
 from domain.types import Doc, View
 from domain.validate import content_hash, decision_key
@@ -454,9 +462,11 @@ def _copy(state: SubjectState) -> SubjectState:
     return out
 
 
-IDENTITY_FORM: Final = 2
-"""The form of ``identity_at`` (its ``"v"``). 2: every name, identifier and the category is kept with
-the version key of its source, ``[date, ms, origin, source]`` (:func:`identity_key`), and the
+IDENTITY_FORM: Final = 3
+"""The form of ``identity_at`` (its ``"v"``). 3: every name, identifier and the category is kept with
+the version key of its source, ``[date, ms, origin, source]`` (:func:`identity_key`; 2: the same with
+the origin as it came, which ranked offset 9 after offset 10; the keys of ``registered`` are padded
+when such a file's identity is derived again), and the
 identity is a function of the in-force record versions and the registrations (:func:`derive_identity`).
 A file kept in an earlier form (no ``"v"``: keys ``[date, ms, origin]`` of whichever copy was
 merged, or no keys at all) has its identity derived again when it is next folded
@@ -476,8 +486,9 @@ def identity_key(date: str | None, ms: int, origin: str, source: str) -> list[An
     re-send nor which copy arrived first moves it; ``source``: the record key (``registration|`` and
     the content hash for a registration; empty for what a file of an earlier form held that nothing
     kept explains), the final tie-break, and what tells :func:`_fold_identity` that a superseded
-    version was the source of a part of the identity. Keys compare as lists."""
-    return [date or date_of_ms(ms), ms, origin, source]
+    version was the source of a part of the identity. Keys compare as lists: the origin is kept padded
+    (domain/events.py ``sortable_origin``) so that offset 10 ranks after offset 9."""
+    return [date or date_of_ms(ms), ms, sortable_origin(origin), source]
 
 
 def _identity_of(entry: View, content: Doc, subject: str) -> Doc:
@@ -562,7 +573,12 @@ def derive_identity(state: SubjectState) -> None:
     subject = state["id"]
     registered: dict[str, list[Any]] = dict(cast(Doc, state).get("registered") or {})
     if not _current_form(state):
-        registered.update(_legacy_identity(state))
+        # form 2 kept the origins of its registrations' keys as they came: padded now, as identity_key
+        # pads them; its identity is all in its records and registrations (an earlier form's is not)
+        registered = {digest: [[*at[:2], sortable_origin(at[2]), *at[3:]] if len(at) > 2 else at, ident]
+                      for digest, (at, ident) in registered.items()}
+        if (state.get("identity_at") or {}).get("v") != 2:
+            registered.update(_legacy_identity(state))
         registered = _bounded(registered)
         if registered:
             cast(Doc, state)["registered"] = registered

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from domain.disclosure import subject_name
+from domain.state import IDENTITY_FORM
 from tests.builders import ORG, arrival, record, record_event, tick
 from tests.unit.list_inputs import run
 
@@ -89,7 +90,7 @@ def test_a_state_kept_in_the_earlier_form_has_its_identity_derived_again():
     later = run([tick("2024-04-01")], state=old)
     assert later["names"] == ["戊公司", "丁公司", "甲公司"] and subject_name(later) == "甲公司"
     assert later["identity_at"]["names"]["甲公司"] == good["identity_at"]["names"]["甲公司"]
-    assert later["identity_at"]["v"] == 2 and later["category"] == "legal_entity"
+    assert later["identity_at"]["v"] == IDENTITY_FORM and later["category"] == "legal_entity"
 
 
 
