@@ -24,8 +24,10 @@ this is; the record kind keeps a penalty and a licence with the same number apar
   then the record key), so a re-send moves nothing and a superseded or revoked version says
   nothing; a new record is merged at the cost of one (``_fold_identity``).
 * Redelivery: every input carries its origin (topic/partition/offset of the department message);
-  an origin already folded is ``redelivered``. Because every fold is a merge, a redelivered input
-  whose origin was forgotten (``seen`` is bounded) still cannot change anything.
+  an origin already folded with the same content is ``redelivered`` (another content at a seen
+  origin, a topic deleted and created again, is folded as new: ``_sighted``). Because every fold is
+  a merge, a redelivered input whose origin was forgotten (``seen`` is bounded) still cannot change
+  anything.
 """
 
 from __future__ import annotations
@@ -138,6 +140,9 @@ def status_of(entry: View) -> str:
 
 
 def _seen(seen: list[Any] | None, origin: str) -> list[Any]:
+    """The origins seen, ``origin`` last unless it was there already (the same list then)."""
+    if seen and origin in seen:
+        return seen
     return ((seen or []) + [origin])[-SEEN_ORIGINS_KEPT:]
 
 
@@ -149,7 +154,7 @@ def merge_version(slot: Doc | None, content: Doc, ms: int, origin: str, rank: in
     winner changed), duplicate (a content already known), stale (a new content that does not win)."""
     versions = [list(v) for v in (slot or {}).get("versions") or ()]
     key = (rank, version_key(ms, origin))
-    old_winner = max(versions, key=lambda v: (v[3], version_key(v[1], v[2])))[0] if versions else None
+    old_winner = max(versions, key=_slot_rank)[0] if versions else None
     for v in versions:
         if v[0] == content:
             if key < (v[3], version_key(v[1], v[2])):
@@ -157,13 +162,33 @@ def merge_version(slot: Doc | None, content: Doc, ms: int, origin: str, rank: in
             break
     else:
         versions.append([content, ms, origin, rank])
-    versions.sort(key=lambda v: (v[3], version_key(v[1], v[2])))
+    versions.sort(key=_slot_rank)
     del versions[:-VERSIONS_KEPT]
     winner = versions[-1][0]
     out = dict(winner, versions=versions, seen=_seen((slot or {}).get("seen"), origin))
     if winner != old_winner:
         return out, "applied"
     return out, "duplicate" if any(v[0] == content for v in (slot or {}).get("versions") or ()) else "stale"
+
+
+def _slot_rank(version: list[Any]) -> tuple[Any, ...]:
+    """A slot version's rank: its rank, its earliest sighting, then its content, so that two contents
+    seen at the same origin (a topic recreated: its offsets start again) and stamp rank the same way
+    in every arrival order."""
+    return version[3], version_key(version[1], version[2]), repr(sorted(version[0].items()))
+
+
+def _sighted(slot: Doc | None, origin: str, content: Doc) -> bool:
+    """Whether ``content`` was folded into ``slot`` from ``origin`` already: a redelivery. An origin
+    names one message only within one incarnation of its topic: deleted and created again (or moved
+    to another cluster), a topic's offsets start again at 0, so the same origin may bring another
+    content, which is folded as any new one."""
+    return slot is not None and origin in (slot.get("seen") or ()) and _holds(slot, content)
+
+
+def _holds(slot: Doc | None, content: Doc) -> bool:
+    """Whether ``slot`` keeps ``content`` among its versions."""
+    return slot is not None and any(v[0] == content for v in slot.get("versions") or ())
 
 
 # ------------------------------------------------------------------------------------ records
@@ -186,8 +211,10 @@ def apply_record(state: SubjectState | None, event: RecordEvent | LinkedEvent, *
     key = decision_key(record) if via is None else linked_key(decision_key(record), via)
     current = state["records"].get(key)
     origin = event.origin
-    if current is not None and origin in (current.get("seen") or ()):
-        return state, "redelivered"
+    if current is not None and origin in (current.get("seen") or ()) and (
+            _holds(current.get("deletion"), _deletion_of(record)) if record.get("kind") == "court_deletion"
+            else event.hash in (current.get("versions") or {})):
+        return state, "redelivered"  # (the same origin with another content: a topic recreated, _sighted)
     if record.get("kind") == "court_deletion":
         entry, outcome = _fold_deletion(current, record, event, linked=via is not None)
     else:
@@ -238,9 +265,10 @@ def _fold_version(current: RecordEntry | None, record: Doc, event: RecordEvent |
             return cast(RecordEntry, entry), "stale"  # older than every version kept: it cannot win
         versions[digest] = [ms, origin]
         others[digest] = record
-    winner = max(versions, key=lambda h: version_key(*versions[h]))
+    # (ties: two contents at one origin and stamp, a topic recreated: the content hash decides)
+    winner = max(versions, key=lambda h: (version_key(*versions[h]), h))
     while len(versions) > VERSIONS_KEPT:
-        oldest = min(versions, key=lambda h: version_key(*versions[h]))
+        oldest = min(versions, key=lambda h: (version_key(*versions[h]), h))
         versions.pop(oldest)
         others.pop(oldest, None)
     entry["versions"] = versions
@@ -262,8 +290,7 @@ def _fold_version(current: RecordEntry | None, record: Doc, event: RecordEvent |
 
 def _fold_deletion(current: RecordEntry | None, record: Doc, event: RecordEvent | LinkedEvent, *,
                    linked: bool = False) -> tuple[RecordEntry, str]:
-    deletion = {"reason": (record.get("fields") or {}).get("deletion_reason"), "date": record.get("decision_date"),
-                "doc_no": record.get("doc_no")}
+    deletion = _deletion_of(record)
     entry: RecordEntry = dict(current) if current is not None else {  # type: ignore[assignment]
         "kind": "linked" if linked else "court_listing", "doc_no": record.get("doc_no"),
         "source_unit": record.get("source_unit"),
@@ -278,6 +305,12 @@ def _fold_deletion(current: RecordEntry | None, record: Doc, event: RecordEvent 
     entry["deletion"] = slot
     entry["status"] = status_of(entry)
     return entry, "deletion" if outcome == "applied" else outcome
+
+
+def _deletion_of(record: Doc) -> Doc:
+    """What a court deletion record says of its listing (a version of the listing's deletion slot)."""
+    return {"reason": (record.get("fields") or {}).get("deletion_reason"), "date": record.get("decision_date"),
+            "doc_no": record.get("doc_no")}
 
 
 def deletion_records(entry: RecordEntry) -> list[tuple[int, str, Doc]]:
@@ -428,11 +461,11 @@ def apply_registration(state: SubjectState, record: Doc, event_ms: int, origin: 
     duplicate whatever order the copies arrive in); a redelivered one (same origin) or one that
     teaches nothing new changes nothing."""
     seen = state.get("registrations_seen") or []
-    if origin in seen:
-        return state, "redelivered"
-    updated = _copy(state)
-    updated["registrations_seen"] = (seen + [origin])[-SEEN_ORIGINS_KEPT:]
     digest = content_hash(record)
+    if origin in seen and digest in (cast(Doc, state).get("registered") or {}):
+        return state, "redelivered"  # (the same origin with another content: a topic recreated, _sighted)
+    updated = _copy(state)
+    updated["registrations_seen"] = _seen(seen, origin)
     source = f"registration|{digest[:16]}"
     ident = {k: record[k] for k in _IDENTITY_KEYS if record.get(k)}
     at = identity_key(record.get("decision_date"), event_ms, origin, source)
@@ -756,7 +789,7 @@ def _fold_slot(state: SubjectState, part: str, key: str, content: Doc, event: Ob
     counts as changed only when the winner changed."""
     slots: dict[str, Doc] = cast(Doc, state).get(part) or {}
     current = slots.get(key)
-    if current is not None and event.origin in (current.get("seen") or ()):
+    if _sighted(current, event.origin, content):
         return state, None, "redelivered"
     slot, outcome = merge_version(current, content, event.event_ms, event.origin, rank=rank)
     out = _copy(state)
@@ -845,12 +878,12 @@ def apply_feedback(state: SubjectState | None, event: FeedbackEvent) -> tuple[Su
     feedback = state.get("feedback") or {}
     cid = event.change_id
     entries = feedback.get(cid) or []
-    if any(event.origin in e.get("seen", ()) for e in entries):
-        return state, "redelivered"
     entry = {"feedback_id": event.feedback_id, "unit": event.unit, "measure": event.measure,
              "measure_date": event.measure_date, "seen": [event.origin]}
     same = next((e for e in entries if {k: v for k, v in e.items() if k != "seen"}
                  == {k: v for k, v in entry.items() if k != "seen"}), None)
+    if same is not None and event.origin in same.get("seen", ()):
+        return state, "redelivered"  # (the same origin with another content: a topic recreated, _sighted)
     new: SubjectState = dict(state)  # type: ignore[assignment]
     new["feedback"] = dict(feedback)
     if same is not None:
