@@ -84,7 +84,7 @@ async def test_a_correction_after_the_topic_was_recreated_is_applied(department,
         await eventually(gone, timeout=30, interval=0.5)
     finally:
         await admin.close()
-    for attempt in range(30):
+    for _ in range(30):
         try:
             if await kafka.ensure_topics(settings, [topic]):
                 break
