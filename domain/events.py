@@ -184,21 +184,6 @@ def of_record(subject_id: str, id_kind: str, origin: str, record: Doc, event_ms:
                        hash=digest)
 
 
-def sortable_origin(origin: str) -> str:
-    """An origin (``topic/partition/offset``, a link's ``link:<organisation>:`` before it) as text that
-    sorts by partition and offset as numbers: both zero-padded (10 and 20 digits). Where origins are
-    compared as text (a mapping's version, compared by Redis: domain/attach.py ``mapping_version``; an
-    identity key, compared as a list: domain/state.py ``identity_key``), offset 10 sorted before
-    offset 9, and the earlier of two registrations or record versions with the same date and stamp
-    won. The same origin always gives the same text (padding it again changes nothing); text of
-    another shape is returned as it is."""
-    head, _, offset = origin.rpartition("/")
-    topic, _, partition = head.rpartition("/")
-    if not topic or not partition.isdigit() or not offset.isdigit():
-        return origin
-    return f"{topic}/{int(partition):010d}/{int(offset):020d}"
-
-
 LINK_ORIGIN: Final = "link:"
 """How the origin of an event an organisation's step sent to its legal representative's log begins
 (``link:<organisation>:<origin of the organisation's input>``): not a department input there."""

@@ -36,15 +36,7 @@ from collections.abc import Mapping
 from typing import Any, Final, TypedDict, cast
 
 from domain.clock import date_of_ms
-from domain.events import (
-    LINK_ORIGIN,
-    FeedbackEvent,
-    LinkedEvent,
-    ObjectionEvent,
-    RecordEvent,
-    RepairEvent,
-    sortable_origin,
-)
+from domain.events import LINK_ORIGIN, FeedbackEvent, LinkedEvent, ObjectionEvent, RecordEvent, RepairEvent
 from domain.record_maps import with_entry
 from domain.types import Doc, View
 from domain.validate import content_hash, decision_key
@@ -122,6 +114,21 @@ def origin_key(origin: str | None) -> tuple[Any, ...]:
         return (head, int(partition), int(rest))
     except ValueError:
         return (origin, -1, -1)
+
+
+def sortable_origin(origin: str) -> str:
+    """An origin (``topic/partition/offset``, a link's ``link:<organisation>:`` before it) as text that
+    sorts by partition and offset as numbers: both zero-padded (10 and 20 digits). Where origins are
+    compared as text (a mapping's version, compared by Redis: domain/attach.py ``mapping_version``; an
+    identity key, compared as a list: domain/state.py ``identity_key``), offset 10 sorted before
+    offset 9, and the earlier of two registrations or record versions with the same date and stamp
+    won. The same origin always gives the same text (padding it again changes nothing); text of
+    another shape is returned as it is."""
+    head, _, offset = origin.rpartition("/")
+    topic, _, partition = head.rpartition("/")
+    if not topic or not (partition.isdecimal() and partition.isascii() and offset.isdecimal() and offset.isascii()):
+        return origin
+    return f"{topic}/{partition.zfill(10)}/{offset.zfill(20)}"
 
 
 def version_key(ms: int, origin: str | None) -> tuple[Any, ...]:
@@ -520,7 +527,7 @@ def identity_key(date: str | None, ms: int, origin: str, source: str) -> list[An
     the content hash for a registration; empty for what a file of an earlier form held that nothing
     kept explains), the final tie-break, and what tells :func:`_fold_identity` that a superseded
     version was the source of a part of the identity. Keys compare as lists: the origin is kept padded
-    (domain/events.py ``sortable_origin``) so that offset 10 ranks after offset 9."""
+    (:func:`sortable_origin`) so that offset 10 ranks after offset 9."""
     return [date or date_of_ms(ms), ms, sortable_origin(origin), source]
 
 

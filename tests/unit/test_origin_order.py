@@ -9,8 +9,7 @@ import itertools
 
 from domain import events as ev
 from domain.attach import mapping_version
-from domain.events import sortable_origin
-from domain.state import IDENTITY_FORM, apply_record, new_state, with_current_identity
+from domain.state import IDENTITY_FORM, apply_record, new_state, sortable_origin, with_current_identity
 from tests.builders import ORG, arrival, record
 
 
