@@ -3,7 +3,7 @@ arrive at the origin (``topic/partition/offset``) of the message it corrects. Th
 took it for a redelivery of that message and dropped it: the penalty stayed active, with no dead
 letter, no log line and no counter (found by sending stock-client traffic to Apache Kafka). An
 input is now a redelivery only when its origin was seen with its content (domain/state.py
-``_sighted``; tests/unit/test_reused_origins.py for every kind of input and arrival order).
+``_sighted``; tests/unit/test_reused_origin_folds.py for every kind of input and arrival order).
 
 Apache Kafka only: the operator's procedure (stop the workers, delete the topic, ``creditstream
 topics``, start the workers) relies on DeleteTopics and a fresh log, which the embedded Tansu does

@@ -1,4 +1,5 @@
-"""The test suite's own layout: every module of tests/integration/ is marked ``integration``.
+"""The test suite's own layout: every module of tests/integration/ is marked ``integration``; no two
+test modules share a file name.
 
 Seen: two modules (test_index_tail_loss.py, test_key_indexes.py) carried no mark; `make test`'s
 Kafka leg selects ``-m "(integration or reliability) ..."``, so they ran on Tansu only, and tests
@@ -36,3 +37,14 @@ def test_the_check_reads_both_forms_of_pytestmark(tmp_path):
     none.write_text("import pytest\nx = pytest.mark.integration\n")
     assert _marks(one) == {"integration"} and _marks(several) == {"integration", "kafka_only"}
     assert _marks(none) == set()
+
+
+def test_no_two_test_modules_share_a_name():
+    """tests/ has no packages (no __init__.py): pytest imports each test module by its file name, so
+    two of one name in different folders fail to collect, and the whole run stops there (seen in CI:
+    tests/unit/test_origin_order.py beside tests/integration/test_origin_order.py)."""
+    from collections import Counter
+
+    tests = INTEGRATION.parent
+    names = Counter(p.name for p in tests.rglob("test_*.py"))
+    assert [n for n, count in names.items() if count > 1] == []
