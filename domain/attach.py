@@ -118,5 +118,5 @@ def mapping_version(*, registration: bool, dated: str | None, stamp_ms: int, ori
     decision's date), then by its stamp, then its origin. So the mapping a number ends with is the
     same whatever order the registrations and records arrive in (RULES.md 3a); several
     registrations naming one number sit on several partitions (keyed by their USCCs). The origin is
-    padded (domain/state.py ``sortable_origin``): as it came, offset 9 outranked offset 10."""
+    made sortable (domain/state.py ``sortable_origin``): as it came, offset 9 outranked offset 10."""
     return f"{2 if registration else 1}|{dated or '0000-00-00'}|{max(stamp_ms, 0):015d}|{sortable_origin(origin)}"

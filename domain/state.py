@@ -118,17 +118,22 @@ def origin_key(origin: str | None) -> tuple[Any, ...]:
 
 def sortable_origin(origin: str) -> str:
     """An origin (``topic/partition/offset``, a link's ``link:<organisation>:`` before it) as text that
-    sorts by partition and offset as numbers: both zero-padded (10 and 20 digits). Where origins are
-    compared as text (a mapping's version, compared by Redis: domain/attach.py ``mapping_version``; an
-    identity key, compared as a list: domain/state.py ``identity_key``), offset 10 sorted before
-    offset 9, and the earlier of two registrations or record versions with the same date and stamp
-    won. The same origin always gives the same text (padding it again changes nothing); text of
-    another shape is returned as it is."""
+    sorts by partition and offset as numbers: each prefixed with its number of digits (two digits and
+    a colon: ``penalty/01:3/02:10``, offset 10 after ``penalty/01:3/01:9``). Where origins are compared
+    as text (a mapping's version, compared by Redis: domain/attach.py ``mapping_version``; an identity
+    key, compared as a list: :func:`identity_key`), offset 10 sorted before offset 9, and the earlier
+    of two registrations or record versions with the same date and stamp won. Six characters longer
+    than the origin (zero-padding to 10 and 20 digits cost 26, and 51 bytes of Redis per subject). Text
+    of another shape, this form among it, is returned as it is."""
     head, _, offset = origin.rpartition("/")
     topic, _, partition = head.rpartition("/")
-    if not topic or not (partition.isdecimal() and partition.isascii() and offset.isdecimal() and offset.isascii()):
+    if not topic or not (partition.isdecimal() and partition.isascii() and offset.isdecimal() and offset.isascii()) \
+            or len(partition) >= 100 or len(offset) >= 100:
         return origin
-    return f"{topic}/{partition.zfill(10)}/{offset.zfill(20)}"
+    return topic + "/" + _DIGITS[len(partition)] + partition + "/" + _DIGITS[len(offset)] + offset
+
+
+_DIGITS: Final = tuple(f"{n:02d}:" for n in range(100))  # how many digits, as sortable_origin writes it
 
 
 def version_key(ms: int, origin: str | None) -> tuple[Any, ...]:
@@ -465,7 +470,7 @@ def apply_linked(state: SubjectState | None, event: LinkedEvent) -> tuple[Subjec
 def apply_registration(state: SubjectState, record: Doc, event_ms: int, origin: str) -> tuple[SubjectState, str]:
     """A registration teaches names and identifiers only, at its ``identity_key`` (its registration
     date, then its earliest sighting: kept per content in ``registered``, so that a re-send is a
-    duplicate whatever order the copies arrive in); a redelivered one (same origin) or one that
+    duplicate whatever order the copies arrive in); a redelivered one (same origin, same content) or one that
     teaches nothing new changes nothing."""
     seen = state.get("registrations_seen") or []
     digest = content_hash(record)
@@ -505,7 +510,7 @@ def _copy(state: SubjectState) -> SubjectState:
 IDENTITY_FORM: Final = 3
 """The form of ``identity_at`` (its ``"v"``). 3: every name, identifier and the category is kept with
 the version key of its source, ``[date, ms, origin, source]`` (:func:`identity_key`; 2: the same with
-the origin as it came, which ranked offset 9 after offset 10; the keys of ``registered`` are padded
+the origin as it came, which ranked offset 9 after offset 10; the keys of ``registered`` are made sortable
 when such a file's identity is derived again), and the
 identity is a function of the in-force record versions and the registrations (:func:`derive_identity`).
 A file kept in an earlier form (no ``"v"``: keys ``[date, ms, origin]`` of whichever copy was
@@ -526,7 +531,7 @@ def identity_key(date: str | None, ms: int, origin: str, source: str) -> list[An
     re-send nor which copy arrived first moves it; ``source``: the record key (``registration|`` and
     the content hash for a registration; empty for what a file of an earlier form held that nothing
     kept explains), the final tie-break, and what tells :func:`_fold_identity` that a superseded
-    version was the source of a part of the identity. Keys compare as lists: the origin is kept padded
+    version was the source of a part of the identity. Keys compare as lists: the origin is kept sortable
     (:func:`sortable_origin`) so that offset 10 ranks after offset 9."""
     return [date or date_of_ms(ms), ms, sortable_origin(origin), source]
 
@@ -613,8 +618,8 @@ def derive_identity(state: SubjectState) -> None:
     subject = state["id"]
     registered: dict[str, list[Any]] = dict(cast(Doc, state).get("registered") or {})
     if not _current_form(state):
-        # form 2 kept the origins of its registrations' keys as they came: padded now, as identity_key
-        # pads them; its identity is all in its records and registrations (an earlier form's is not)
+        # form 2 kept the origins of its registrations' keys as they came: sortable now, as identity_key
+        # makes them; its identity is all in its records and registrations (an earlier form's is not)
         registered = {digest: [[*at[:2], sortable_origin(at[2]), *at[3:]] if len(at) > 2 else at, ident]
                       for digest, (at, ident) in registered.items()}
         if (state.get("identity_at") or {}).get("v") != 2:

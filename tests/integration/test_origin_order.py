@@ -12,7 +12,7 @@ cases with offsets 1 and 2 passed):
 * a re-registered company's current name (its identity keys: domain/state.py ``identity_key``): the
   public pages and the credit report showed the old name.
 
-Both now pad the origin's partition and offset (domain/state.py ``sortable_origin``).
+Both now prefix the origin's partition and offset with their lengths (domain/state.py ``sortable_origin``).
 """
 
 from __future__ import annotations
