@@ -24,7 +24,7 @@ key                                    type        what
 ``{ns}:idx``                           hash        ``<kind>:<number>`` -> USCC, kinds ``org`` (the
                                                    9-char organisation code), ``reg_no``,
                                                    ``tax_no``, ``other`` (domain/attach.py)
-``{ns}:parked:{kind}:{number}``        hash        origin id -> parked record (JSON), waiting for
+``{ns}:parked:{kind}:{number}``        hash        origin id#content hash -> parked record (JSON), waiting for
                                                    the registry to learn ``<kind>:<number>``
 ``{ns}:parked:keys``                   set         every ``<kind>:<number>`` with parked records
 ``{ns}:replay:{gen}``                  hash        progress of a replay building ``gen``

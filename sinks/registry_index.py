@@ -129,6 +129,16 @@ class PositionsBehind(Exception):
         self.positions = positions  # partition field -> the position Redis records (-1: none)
 
 
+def park_field(origin: str, payload: dict) -> str:
+    """The field a record is parked under in each of its keys' hashes: its origin and its content's
+    hash. The origin alone named one message only within one incarnation of its topic: deleted and
+    created again, a topic's offsets start again at 0, and a record parked at a reused origin
+    replaced the one parked there before (domain/state.py ``_sighted`` for the same in the state).
+    The same message parked again (a batch read twice) gets the same field."""
+    digest = str((payload.get("event") or {}).get("hash") or "")
+    return f"{origin}#{digest[:16]}" if digest else origin
+
+
 class Released(NamedTuple):
     subject_id: str
     origin: str
@@ -171,7 +181,7 @@ class RegistryIndex:
            (domain/attach.py ``mapping_version``) is newer than the one the index holds for that key
            (a mapping stored before versions were kept counts as older than any);
         3. ``items``: (lookup keys, origin id, payload to park): the USCC of each one's first known
-           key, or None, and then it is parked under all its keys;
+           key, or None, and then it is parked under all its keys (field: :func:`park_field`);
         4. the positions reached, never moved backwards.
 
         Returns the records parked under the taught keys (still parked: :meth:`unpark` once they
@@ -186,7 +196,7 @@ class RegistryIndex:
         for lookup_keys, origin, payload in items:
             args.append(len(lookup_keys))
             args.extend(lookup_keys)
-            args.append(origin)
+            args.append(park_field(origin, payload))
             args.append(orjson.dumps(payload))
         status, *rest = await self._batch(keys=[self.keys.id_index, self.keys.parked_keys,
                                                 self.keys.id_index_versions, self.keys.input_positions(agent)],

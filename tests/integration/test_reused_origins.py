@@ -51,6 +51,29 @@ async def send_to_partition_1(settings, topic: str, value: bytes) -> tuple[int, 
     raise AssertionError("unreachable")
 
 
+async def recreate(settings, topic: str) -> None:
+    """``topic`` deleted and created again as ``creditstream topics`` makes it (its offsets from 0)."""
+    admin = kafka.admin(settings)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+
+        async def gone():
+            return topic not in await admin.list_topics()
+
+        await eventually(gone, timeout=30, interval=0.5)
+    finally:
+        await admin.close()
+    for _ in range(30):
+        try:
+            if await kafka.ensure_topics(settings, [topic]):
+                return
+        except Exception:  # noqa: BLE001 - the deletion still under way
+            pass
+        await asyncio.sleep(1)
+    raise AssertionError(f"{topic} not created again")
+
+
 async def test_a_correction_after_the_topic_was_recreated_is_applied(department, redis, settings):
     from creditstream.app import Pipeline
 
@@ -73,24 +96,7 @@ async def test_a_correction_after_the_topic_was_recreated_is_applied(department,
     finally:
         await worker.stop()
 
-    admin = kafka.admin(settings)  # the workers stopped: the topic deleted and created again
-    await admin.start()
-    try:
-        await admin.delete_topics([topic])
-
-        async def gone():
-            return topic not in await admin.list_topics()
-
-        await eventually(gone, timeout=30, interval=0.5)
-    finally:
-        await admin.close()
-    for _ in range(30):
-        try:
-            if await kafka.ensure_topics(settings, [topic]):
-                break
-        except Exception:  # noqa: BLE001 - the deletion still under way
-            pass
-        await asyncio.sleep(1)
+    await recreate(settings, topic)  # the workers stopped
     assert await send_to_partition_1(settings, topic, revocation) == (1, 0)  # the penalty's origin
 
     worker = Pipeline(settings)
@@ -102,5 +108,56 @@ async def test_a_correction_after_the_topic_was_recreated_is_applied(department,
 
         entry = await eventually(revoked, timeout=40, interval=0.5)
         assert len(entry["versions"]) == 2
+    finally:
+        await worker.stop()
+
+
+async def test_two_records_parked_at_one_origin_are_both_kept(department, redis, settings):
+    """Records naming only a legacy number wait, parked under it, for its registration; each was
+    parked under its origin, so a record parked at a reused origin replaced the one parked there
+    before, which was never applied (sinks/registry_index.py ``park_field``)."""
+    from creditstream.app import Pipeline
+    from sinks.keys import Keys
+    from sinks.registry_index import RegistryIndex
+
+    topic = department.topics.penalty
+    await department.codec.ensure_writer(PENALTY, topic)
+
+    def legacy(doc_no: str) -> bytes:
+        return department.codec.encode(PENALTY, sample_event("penalty", uscc=None, org_code=None,
+                                                             reg_no=samples.COMPANY_REG_NO, decision_doc_no=doc_no),
+                                       topic=topic)
+
+    index = RegistryIndex(redis, Keys(settings.namespace))
+    worker = Pipeline(settings)
+    await worker.start()
+    try:
+        assert await send_to_partition_1(settings, topic, legacy("郑市监罚〔2024〕900号")) == (1, 0)
+        await eventually(index.parked_count, timeout=30)
+        await asyncio.sleep(2)  # the batch committed
+    finally:
+        await worker.stop()
+    await recreate(settings, topic)
+    assert await send_to_partition_1(settings, topic, legacy("郑市监罚〔2024〕901号")) == (1, 0)
+    worker = Pipeline(settings)
+    await worker.start()
+    try:
+        async def both_parked():
+            return await index.parked_count() == 2
+
+        await eventually(both_parked, timeout=30)
+        await department.send(schema_of("registration"), sample_event("registration"))
+
+        async def both_applied():
+            from sinks.keys import resolve_keys
+            from sinks.redis_state import read_states
+
+            keys = await resolve_keys(redis, settings.namespace)
+            [state] = await read_states(redis, keys, [samples.COMPANY_USCC])
+            return {r["doc_no"] for r in (state or {}).get("records", {}).values()} == {
+                "郑市监罚〔2024〕900号", "郑市监罚〔2024〕901号"}
+
+        await eventually(both_applied, timeout=30)
+        assert await index.parked_count() == 0
     finally:
         await worker.stop()
