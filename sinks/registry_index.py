@@ -135,8 +135,7 @@ def park_field(origin: str, payload: dict) -> str:
     created again, a topic's offsets start again at 0, and a record parked at a reused origin
     replaced the one parked there before (domain/state.py ``_sighted`` for the same in the state).
     The same message parked again (a batch read twice) gets the same field."""
-    digest = str((payload.get("event") or {}).get("hash") or "")
-    return f"{origin}#{digest[:16]}" if digest else origin
+    return f"{origin}#{payload['event']['hash'][:16]}"
 
 
 class Released(NamedTuple):
