@@ -665,10 +665,18 @@ def cmd_positions(args) -> int:
             _print_json([r.as_dict() for r in rows])
             return EXIT_OK
         body = [(r.agent, f"{r.topic}/{r.partition}", "lost" if r.redis_lost else cell(r.redis), cell(r.committed),
-                 cell(r.end), cell(r.behind))
+                 cell(r.start), cell(r.end), cell(r.behind), cell(r.deleted))
                 for r in rows]
-        for line in table([("AGENT", "PARTITION", "REDIS", "COMMITTED", "END", "BEHIND"), *body], sep="  "):
+        for line in table([("AGENT", "PARTITION", "REDIS", "COMMITTED", "START", "END", "BEHIND", "DELETED"), *body],
+                          sep="  "):
             print(line)
+        deleted = [r for r in rows if r.deleted]
+        if deleted:
+            n = sum(r.deleted or 0 for r in deleted)
+            print(f"warning: {n} input(s) on {len(deleted)} partition(s) were deleted "
+                  "by the broker before they were read (DELETED): a worker skips them, and they are never applied; "
+                  "ask their department to send them again (docs/operations.md, \"Inputs deleted before they were "
+                  "read\")", file=sys.stderr)
         return EXIT_OK
     to, offset, at_ms = "end", None, None
     if args.to_start:

@@ -50,6 +50,10 @@ IN_OPEN_TRANSACTIONS = Gauge("creditstream_inputs_in_open_transactions", "Inputs
                              "written in, or after, a producer's transaction still open (Apache Kafka: high "
                              "watermark minus last stable offset), by agent and topic", ["agent", "topic"],
                              registry=REGISTRY)
+DELETED_UNREAD = Counter("creditstream_inputs_deleted_unread_total",
+                         "Inputs the broker deleted before the agent read them (the topic's retention, or "
+                         "DeleteRecords, while the workers were stopped or behind): never applied, by agent and "
+                         "topic", ["agent", "topic"], registry=REGISTRY)
 TIMER_BACKLOG = Gauge("creditstream_due_timer_backlog", "Subjects whose due instant has passed and whose tick is not "
                       "written yet", registry=REGISTRY)
 LIST_CHANGES = Counter("creditstream_list_changes_total", "List changes emitted, by list kind and transition",

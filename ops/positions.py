@@ -64,19 +64,35 @@ class PartitionPosition:
     # none recorded, but the commit carries the agent's marker: Redis lost it, and a worker reads
     # the partition again from its start (agents/input_positions.py)
     redis_lost: bool = False
+    start: int | None = None  # the log start: inputs below it were deleted (retention, DeleteRecords)
+
+    def _resumes(self) -> int | None:
+        """Where a worker would read the partition from: the lower of its two positions (a Redis
+        behind the commit is read again from; a position Redis lost, from the partition's start);
+        None when neither is known (a new group reads from the log start)."""
+        known = [0] if self.redis_lost else [p for p in (self.redis, self.committed) if p is not None]
+        return min(known) if known else None
 
     @property
     def behind(self) -> int | None:
-        """Inputs the agent has still to apply: from where it would start (the lower of its two
-        positions: a Redis behind the commit is read again from; a position Redis lost, from the
-        partition's start) to the log end."""
+        """Inputs the agent has still to apply: from where it would start, or the log start if that is
+        past it, to the log end."""
         if self.end is None:
             return None
-        known = [0] if self.redis_lost else [p for p in (self.redis, self.committed) if p is not None]
-        return max(self.end - (min(known) if known else 0), 0)
+        return max(self.end - max(self._resumes() or 0, self.start or 0), 0)
+
+    @property
+    def deleted(self) -> int | None:
+        """Inputs between where the agent would resume and the log start: deleted before it read them
+        (a worker reads from the log start; they are never applied). None when the log start is not
+        known, or the group never read the partition."""
+        resumes = self._resumes()
+        if self.start is None or resumes is None:
+            return None
+        return max(self.start - resumes, 0)
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "behind": self.behind}
+        return {**asdict(self), "behind": self.behind, "deleted": self.deleted}
 
 
 def group_of(settings: Settings, agent: str) -> str:
@@ -144,10 +160,12 @@ async def show(settings: Settings, agents: tuple[str, ...] = AGENTS) -> list[Par
                     ends[(topic, p)] = end
             committed = await _committed(settings, agent, tps)
             recorded = await _recorded(redis, keys, agent, tps)
+            starts = await _starts(settings, tps)
             marker = commit_marker(keys, agent)
             rows.extend(PartitionPosition(agent, tp.topic, tp.partition, recorded[tp], committed[tp].offset,
                                           ends.get((tp.topic, tp.partition)),
-                                          recorded[tp] is None and committed[tp].metadata == marker)
+                                          recorded[tp] is None and committed[tp].metadata == marker,
+                                          starts.get(tp))
                         for tp in tps)
     finally:
         await redis.aclose()

@@ -187,6 +187,15 @@ async def committed(c: AIOKafkaConsumer, tp: TopicPartition) -> Committed:
     return Committed(got.offset if got.offset >= 0 else None, got.metadata or "")
 
 
+async def committed_offsets(c: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict[TopicPartition, int | None]:
+    """The group's committed offsets of ``tps`` (None: none), in one OffsetFetch."""
+    coordinator = c._coordinator  # noqa: SLF001 - aiokafka 0.14 (pinned): what its committed() asks
+    if coordinator is None:
+        raise IllegalOperation("a group's commits are asked with a consumer of that group (group_id)")
+    got = await coordinator.fetch_committed_offsets(tps)
+    return {tp: (got[tp].offset if tp in got and got[tp].offset >= 0 else None) for tp in tps}
+
+
 async def stop_consumer(c: AIOKafkaConsumer) -> None:
     """``c.stop()``, carried to its end when aiokafka 0.14 raises ``CancelledError`` out of it
     (aio-libs/aiokafka#647). Two ways it does, both seen here:

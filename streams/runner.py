@@ -39,6 +39,7 @@ from creditstream.settings import Settings
 from sinks.checkpoint import Checkpoint
 from streams import kafka
 from streams.codec import RegistryError
+from streams.deleted_inputs import CHECK_EVERY_S, Gaps
 
 log = structlog.get_logger("creditstream.runner")
 
@@ -97,15 +98,17 @@ def merge_by_time(batches: dict[TopicPartition, list[ConsumerRecord]]) -> list[C
 
 
 class _Revoked(ConsumerRebalanceListener):
-    """Tells an agent which partitions it lost (``forget``), so that what it remembers of them
-    (the positions it wrote: agents/input_positions.py) is not taken for true if they come back
-    after another worker owned them."""
+    """Tells the agent and the runner which partitions they lost (``forget``), so that what they
+    remember of them (the positions the agent wrote: agents/input_positions.py; where the runner
+    expected each to go on: streams/deleted_inputs.py) is not taken for true if they come back after
+    another worker owned them."""
 
-    def __init__(self, forget: Callable[[set[TopicPartition]], None]):
-        self.forget = forget
+    def __init__(self, *forgets: Callable[[set[TopicPartition]], None]):
+        self.forgets = forgets
 
     async def on_partitions_revoked(self, revoked) -> None:
-        self.forget(set(revoked))
+        for forget in self.forgets:
+            forget(set(revoked))
 
     async def on_partitions_assigned(self, assigned) -> None:
         pass
@@ -130,6 +133,8 @@ class AgentRunner:
         self.lag = 0  # events waiting on this agent's partitions, as of its last batch
         self._lag_at = 0.0
         self._checked_at = time.monotonic()  # the first check after a first fetch: positions known then
+        self.gaps = Gaps()  # inputs the broker deleted before they were read (streams/deleted_inputs.py)
+        self._gaps_checked_at = 0.0
 
     def stop(self) -> None:
         self._stopping.set()
@@ -137,9 +142,12 @@ class AgentRunner:
     async def run(self) -> None:
         topics = self.agent.source_topics()
         forget = getattr(self.agent, "forget", None)
+        forgets = (self.gaps.forget,) if forget is None else (forget, self.gaps.forget)
+        for topic in topics:  # exported as 0 from the start, so that the alert sees the first increase
+            metrics.DELETED_UNREAD.labels(self.agent.name, topic)
         # committed records only: a department's aborted transaction is never an input (kafka.isolation_level)
         self.consumer = c = kafka.consumer(self.settings, *topics, group_id=self.group_id, committed_only=True,
-                                           listener=_Revoked(forget) if forget is not None else None)
+                                           listener=_Revoked(*forgets))
         await self._start_consumer()
         if hasattr(self.agent, "committed_offset"):
             self.agent.committed_offset = self._committed
@@ -163,6 +171,7 @@ class AgentRunner:
                     if self.lag and time.monotonic() - self._lag_at > 1.0:
                         await self._update_lag()  # partitions moved, or the log ends are known now
                     continue
+                await self._note_gaps(batches)
                 records = merge_by_time(batches)
                 try:
                     await self._process_with_retry(records)
@@ -172,6 +181,7 @@ class AgentRunner:
                         await asyncio.wait({stop_wait}, timeout=rewind.delay_s)
                     continue
                 offsets = {tp: recs[-1].offset + 1 for tp, recs in batches.items() if recs}
+                self.gaps.advanced(offsets)
                 # the commit runs while the next batch is fetched and processed; commits stay in
                 # order (each waits for the previous one), and a crash before a commit lands only
                 # means that batch is processed again, idempotently
@@ -252,6 +262,43 @@ class AgentRunner:
             return None
         stable = self.consumer.last_stable_offset(tp)
         return stable if stable is not None and stable >= 0 else None
+
+    async def _note_gaps(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """Where this batch begins against where each partition was expected to go on; gaps checked
+        against the log starts, at most every ``CHECK_EVERY_S``: inputs the broker deleted before they
+        were read (retention, DeleteRecords) are logged at error level and counted. Never stops the
+        agent: a broker that does not answer leaves the gaps for the next check."""
+        firsts = {tp: recs[0].offset for tp, recs in batches.items() if recs}
+        unknown = self.gaps.unknown(firsts)
+        commits: dict[TopicPartition, int | None] = {}
+        if unknown:
+            try:
+                commits = await asyncio.wait_for(kafka.committed_offsets(self.consumer, unknown),
+                                                 POSITION_CHECK_TIMEOUT_S)
+            except (*TRANSIENT, IllegalStateError) as exc:
+                log.info("commits not read: gaps of these partitions not checked", agent=self.agent.name,
+                         error=str(exc)[:200] or type(exc).__name__)
+        self.gaps.note(firsts, commits)
+        if not self.gaps.pending or time.monotonic() - self._gaps_checked_at < CHECK_EVERY_S:
+            return
+        self._gaps_checked_at = time.monotonic()
+        tps = [tp for tp in self.gaps.pending if tp in self.consumer.assignment()]
+        for tp in set(self.gaps.pending) - set(tps):
+            del self.gaps.pending[tp]  # moved away: its next owner reads its commit
+        if not tps:
+            return
+        try:
+            starts = await asyncio.wait_for(self.consumer.beginning_offsets(tps), POSITION_CHECK_TIMEOUT_S)
+        except (*TRANSIENT, IllegalStateError) as exc:
+            log.info("log starts not read: gaps checked later", agent=self.agent.name,
+                     error=str(exc)[:200] or type(exc).__name__)
+            return
+        for deleted in self.gaps.resolve(starts):
+            metrics.DELETED_UNREAD.labels(self.agent.name, deleted.tp.topic).inc(deleted.count)
+            log.error("inputs deleted by the broker before they were read: they were never applied; ask their "
+                      "department to send them again", agent=self.agent.name, topic=deleted.tp.topic,
+                      partition=deleted.tp.partition, offsets=f"{deleted.first}-{deleted.end - 1}",
+                      count=deleted.count)
 
     def _seek(self, rewind: Rewind) -> None:
         owned = self.consumer.assignment()
