@@ -14,6 +14,16 @@ CONNECT_TIMEOUT_S = 3.0
 """How long the probe before a command waits for each service (connect and first answer)."""
 
 
+class KafkaSecurityError(Exception):
+    """The Kafka broker answered, but this client's security settings do not fit it: credentials it
+    does not accept, a SASL mechanism it does not offer, or a TLS certificate this client does not
+    trust. Not an outage: waiting does not help (the command line exits 2, at once)."""
+
+    def __init__(self, address: str, reason: str):
+        self.address, self.reason = address, reason
+        super().__init__(f"cannot connect to the Kafka broker at {address} with these settings: {reason}")
+
+
 class ServiceUnreachable(Exception):
     """One or more services did not answer: ``outages`` is a list of (service, address, reason)."""
 
@@ -84,11 +94,11 @@ async def _probe_kafka(settings, timeout: float) -> None:
     from aiokafka.client import AIOKafkaClient
     from aiokafka.errors import KafkaConnectionError
 
-    said: list[str] = []
+    said: list[logging.LogRecord] = []
 
     class Keep(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            said.append(record.getMessage())
+            said.append(record)
 
     # the client logs each failed connect (its reason) and raises "Unable to bootstrap": keep the
     # reason for the handler's one line instead of letting the log print it
@@ -104,7 +114,10 @@ async def _probe_kafka(settings, timeout: float) -> None:
     except TimeoutError:
         raise TimeoutError(f"no metadata answer within {timeout:g} s") from None
     except KafkaConnectionError as exc:
-        reason = said[-1] if said else str(exc)
+        refused = _kafka_refusal(said[-1], settings) if said else None
+        if refused:
+            raise KafkaSecurityError(mask_url(settings.broker_url), refused) from None
+        reason = said[-1].getMessage() if said else str(exc)
         if reason.endswith(":"):  # a connect that timed out says nothing more
             reason += f" no answer within {timeout:g} s"
         raise KafkaConnectionError(reason) from None
@@ -116,6 +129,28 @@ async def _probe_kafka(settings, timeout: float) -> None:
             quiet.removeHandler(keep)
             quiet.setLevel(level)
             quiet.propagate = propagate
+
+
+def _kafka_refusal(record, settings) -> str | None:
+    """What the Kafka client's "Unable connect" log ``record`` says the broker refused (the exception
+    is its last argument), as a sentence naming the settings to check; None when it is not a refusal
+    (the broker is down, slow, or closed the connection: an outage)."""
+    import ssl
+
+    from aiokafka import errors as kerr
+
+    err = next((a for a in reversed(record.args or ()) if isinstance(a, BaseException)), None)
+    if isinstance(err, (kerr.SaslAuthenticationFailed, kerr.AuthenticationFailedError)):
+        return (f"it refused the credentials ({_one_line(err, 200)}): check sasl_username and sasl_password "
+                f"(sasl_mechanism {settings.sasl_mechanism or 'not set'})")
+    if isinstance(err, (kerr.UnsupportedSaslMechanismError, kerr.IllegalSaslStateError)):
+        return (f"it does not offer the SASL mechanism {settings.sasl_mechanism or '(none)'}: "
+                "check sasl_mechanism (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512) and security_protocol")
+    if isinstance(err, ssl.SSLCertVerificationError):
+        detail = err.verify_message or str(err)
+        ca = settings.ssl_cafile or "none set: the system's CAs"
+        return f"its TLS certificate is not trusted ({detail}): check ssl_cafile ({ca})"
+    return None
 
 
 async def _probe_registry(settings, timeout: float) -> None:
@@ -203,6 +238,8 @@ def _outages_of(exc: BaseException, settings) -> list[tuple[str, str, str]] | No
         service = None
         if isinstance(e, ServiceUnreachable):
             return e.outages
+        if isinstance(e, KafkaSecurityError):
+            return None  # the broker answered: not an outage (its client's error is in the context)
         if isinstance(e, rexc.RedisError):
             service = REDIS if isinstance(e, redis_down) and not _credentials_refused(e) else None
         elif isinstance(e, kafka_down):
