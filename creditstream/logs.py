@@ -81,6 +81,23 @@ class TransientClientErrors(logging.Filter):
         return True
 
 
+_SASL_PAYLOAD = re.compile(r"(sasl_auth_bytes=).*?(?=(?:, session_lifetime_ms=-?\d+)?\)$)", re.DOTALL)
+
+
+class WithheldSaslPayloads(logging.Filter):
+    """The Kafka client, at DEBUG (``libraries_log_level``), logs every request it sends and every
+    response, the SASL authentication's among them: with ``sasl_mechanism = PLAIN`` the request's
+    ``sasl_auth_bytes`` are the user name and the password in the clear (with SCRAM, the proofs).
+    The payload is replaced by ``<withheld>`` before any handler sees the record (a filter of the
+    client's connection logger, where those lines come from)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if "sasl_auth_bytes=" in text:
+            record.msg, record.args = _SASL_PAYLOAD.sub(r"\1<withheld>", text), None
+        return True
+
+
 _HANDLER_MARK = "_creditstream_handler"
 _configured = False
 
@@ -279,6 +296,9 @@ def configure(level: str | int = "INFO", fmt: str = "auto", *, stream: TextIO | 
     root.setLevel(lvl)
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(third_party)
+    conn = logging.getLogger("aiokafka.conn")
+    if not any(isinstance(f, WithheldSaslPayloads) for f in conn.filters):
+        conn.addFilter(WithheldSaslPayloads())
 
     structlog.configure(
         processors=[
