@@ -198,7 +198,7 @@ def _failure(exc: BaseException) -> tuple[int, str] | None:
     outages = _outages_of(exc, settings)
     if outages:
         return EXIT_UNREACHABLE, "creditstream: " + "; ".join(
-            f"cannot reach {service} at {address} ({_one_line(mask_url(reason), 200)})"
+            f"cannot reach {service} at {address} ({_one_line(mask_url(reason), 300)})"
             for service, address, reason in outages)
     from ops.dlq import RedriveError
 

@@ -100,11 +100,12 @@ async def _probe_kafka(settings, timeout: float) -> None:
         def emit(self, record: logging.LogRecord) -> None:
             said.append(record)
 
-    # the client logs each failed connect (its reason) and raises "Unable to bootstrap": keep the
-    # reason for the handler's one line instead of letting the log print it
+    # the client logs each failed connect (its reason; a metadata request that failed after the
+    # connect, at WARNING) and raises "Unable to bootstrap": keep the reason for the handler's one
+    # line instead of letting the log print it
     quiet = logging.getLogger("aiokafka")
-    level, propagate, keep = quiet.level, quiet.propagate, Keep(logging.ERROR)
-    quiet.setLevel(logging.ERROR)
+    level, propagate, keep = quiet.level, quiet.propagate, Keep(logging.WARNING)
+    quiet.setLevel(logging.WARNING)
     quiet.propagate = False
     quiet.addHandler(keep)
     client = None
@@ -117,10 +118,11 @@ async def _probe_kafka(settings, timeout: float) -> None:
         refused = _kafka_refusal(said[-1], settings) if said else None
         if refused:
             raise KafkaSecurityError(mask_url(settings.broker_url), refused) from None
-        reason = said[-1].getMessage() if said else str(exc)
-        if reason.endswith(":"):  # a connect that timed out says nothing more
+        reason = said[-1].getMessage().rstrip() if said else str(exc)
+        timed_out = reason.endswith(":")  # a connect that timed out says nothing more
+        if timed_out:
             reason += f" no answer within {timeout:g} s"
-        raise KafkaConnectionError(reason) from None
+        raise KafkaConnectionError(reason + _protocol_hint(reason, timed_out, settings)) from None
     finally:
         try:
             if client is not None:
@@ -129,6 +131,18 @@ async def _probe_kafka(settings, timeout: float) -> None:
             quiet.removeHandler(keep)
             quiet.setLevel(level)
             quiet.propagate = propagate
+
+
+def _protocol_hint(reason: str, timed_out: bool, settings) -> str:
+    """What may be wrong with ``security_protocol`` when a broker closed the connection at once, or
+    never answered a TLS handshake: what a listener does to a client that does not speak its
+    protocol (it says nothing more). Empty otherwise (e.g. a refused connect: the broker is down)."""
+    protocol = settings.security_protocol
+    if reason.endswith(" closed"):
+        return f" (a listener closes a client of another protocol: check security_protocol, now {protocol})"
+    if timed_out and protocol in ("SSL", "SASL_SSL"):
+        return f" (a listener without TLS never answers a TLS handshake: check security_protocol, now {protocol})"
+    return ""
 
 
 def _kafka_refusal(record, settings) -> str | None:

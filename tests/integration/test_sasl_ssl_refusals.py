@@ -49,3 +49,25 @@ def test_a_refused_connection_is_bad_settings_said_at_once(sasl_settings, sasl_k
     for words in said:
         assert words in lines[0]
     assert PASSWORD not in done.stderr + done.stdout and WRONG not in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize(("change", "hint"), [
+    ({"security_protocol": "PLAINTEXT", "sasl_mechanism": ""}, "check security_protocol, now PLAINTEXT"),
+    ({"security_protocol": "SSL", "sasl_mechanism": ""}, "check security_protocol, now SSL"),
+    ("plaintext_port", "no answer within 3 s (a listener without TLS never answers a TLS handshake: "
+                       "check security_protocol, now SASL_SSL)"),
+], ids=["plaintext-to-sasl-ssl", "ssl-to-sasl-ssl", "sasl-ssl-to-plaintext"])
+def test_a_protocol_the_listener_does_not_speak_is_named(sasl_settings, sasl_kafka, change, hint):
+    """A security_protocol the listener does not use: the broker closes the connection (or, for a TLS
+    client on a listener without TLS, never answers), saying nothing more, so the client cannot be
+    sure it is not an outage (exit 3), but its one line says which setting to check. Before, it said
+    "Connection ... closed", "Unable to bootstrap from [...]" (the reason lost: logged at WARNING,
+    kept from ERROR only) or 'Unable connect to "127.0.0.1:PORT":' with nothing after."""
+    if change == "plaintext_port":
+        change = {"broker_url": sasl_kafka["info"]["bootstrap"]}
+    done, took = run(sasl_settings.replace(**change), "topics")
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("creditstream: cannot reach the Kafka broker at "), lines
+    assert hint in lines[0]
+    assert PASSWORD not in done.stderr + done.stdout
