@@ -56,6 +56,16 @@ TRANSIENT_CLIENT_ERRORS = (
 """aiokafka logs these at ERROR although it retries them itself and they heal in seconds; the
 worker's own counters, /health (``stall_after_s``) and alerts say when one does not."""
 
+REFUSED_BY_THE_BROKER = (
+    "SaslAuthenticationFailed",        # the credentials (a password rotated on the broker, not here)
+    "AuthenticationFailedError",
+    "UnsupportedSaslMechanismError",
+    "IllegalSaslStateError",
+    "CERTIFICATE_VERIFY_FAILED",       # the broker's certificate is not trusted (renewed by another CA)
+)
+"""Why a connect failed that no retry heals, although the line starts "Unable connect to": these stay
+at ERROR."""
+
 
 LEAKED_CLIENT_CONNECTION = "Unclosed AIOKafkaConnection"
 """What aiokafka's connection says (through the event loop's exception handler, on the ``asyncio``
@@ -74,7 +84,8 @@ class TransientClientErrors(logging.Filter):
         if record.levelno == logging.ERROR:
             if record.name.startswith("aiokafka"):
                 text = record.getMessage()
-                if any(marker in text for marker in TRANSIENT_CLIENT_ERRORS):
+                if (any(marker in text for marker in TRANSIENT_CLIENT_ERRORS)
+                        and not any(marker in text for marker in REFUSED_BY_THE_BROKER)):
                     record.levelno, record.levelname = logging.WARNING, "WARNING"
             elif record.name == "asyncio" and record.getMessage().startswith(LEAKED_CLIENT_CONNECTION):
                 record.levelno, record.levelname = logging.WARNING, "WARNING"

@@ -115,7 +115,7 @@ async def _probe_kafka(settings, timeout: float) -> None:
     except TimeoutError:
         raise TimeoutError(f"no metadata answer within {timeout:g} s") from None
     except KafkaConnectionError as exc:
-        refused = _kafka_refusal(said[-1], settings) if said else None
+        refused = kafka_refusal(_logged_error(said[-1]), settings) if said else None
         if refused:
             raise KafkaSecurityError(mask_url(settings.broker_url), refused) from None
         reason = said[-1].getMessage().rstrip() if said else str(exc)
@@ -145,15 +145,38 @@ def _protocol_hint(reason: str, timed_out: bool, settings) -> str:
     return ""
 
 
-def _kafka_refusal(record, settings) -> str | None:
-    """What the Kafka client's "Unable connect" log ``record`` says the broker refused (the exception
-    is its last argument), as a sentence naming the settings to check; None when it is not a refusal
-    (the broker is down, slow, or closed the connection: an outage)."""
+def _logged_error(record) -> BaseException | None:
+    """The exception a Kafka client's log ``record`` names ("Unable connect to ...": its last argument)."""
+    return next((a for a in reversed(record.args or ()) if isinstance(a, BaseException)), None)
+
+
+async def kafka_connect_refusal(settings, timeout: float) -> str | None:
+    """Why the first bootstrap server refuses this client's security settings (:func:`kafka_refusal`),
+    from one connect made as the clients make it (TLS, SASL); None when it does not refuse them (it
+    accepts them, or does not answer: an outage). For a process whose clients run meanwhile, where
+    the client's log cannot be read for the reason (the query API's /health)."""
+    from aiokafka.conn import create_conn
+
+    host, _, port = settings.bootstrap_servers[0].rpartition(":")
+    kw = settings.kafka_client_kwargs()
+    del kw["bootstrap_servers"]
+    try:
+        conn = await asyncio.wait_for(create_conn(host, int(port), request_timeout_ms=int(timeout * 1000), **kw),
+                                      timeout)
+    except Exception as exc:  # noqa: BLE001 - anything else is not a refusal
+        return kafka_refusal(exc, settings)
+    conn.close()
+    return None
+
+
+def kafka_refusal(err: BaseException | None, settings) -> str | None:
+    """What the Kafka client's connect error ``err`` says the broker refused, as a sentence naming the
+    settings to check; None when it is not a refusal (the broker is down, slow, or closed the
+    connection: an outage)."""
     import ssl
 
     from aiokafka import errors as kerr
 
-    err = next((a for a in reversed(record.args or ()) if isinstance(a, BaseException)), None)
     if isinstance(err, (kerr.SaslAuthenticationFailed, kerr.AuthenticationFailedError)):
         return (f"it refused the credentials ({_one_line(err, 200)}): check sasl_username and sasl_password "
                 f"(sasl_mechanism {settings.sasl_mechanism or 'not set'})")
