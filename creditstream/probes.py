@@ -138,6 +138,9 @@ def _protocol_hint(reason: str, timed_out: bool, settings) -> str:
     never answered a TLS handshake: what a listener does to a client that does not speak its
     protocol (it says nothing more). Empty otherwise (e.g. a refused connect: the broker is down)."""
     protocol = settings.security_protocol
+    if reason.endswith(" closed") and protocol in ("SSL", "SASL_SSL") and not settings.ssl_certfile:
+        return (f" (a listener closes a client of another protocol, or one without a client certificate where it "
+                f"requires one: check security_protocol, now {protocol}, and ssl_certfile, not set)")
     if reason.endswith(" closed"):
         return f" (a listener closes a client of another protocol: check security_protocol, now {protocol})"
     if timed_out and protocol in ("SSL", "SASL_SSL"):

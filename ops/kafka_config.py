@@ -18,11 +18,13 @@ class SaslSsl:
     probe and the other nodes keep using): clients authenticate with SASL over TLS, as a production
     cluster requires. ``keystore``: a PEM file with the server's unencrypted PKCS#8 private key and
     its certificate chain. ``users``: name -> password, created as SCRAM credentials when the log
-    dirs are formatted and as PLAIN users in the listener's JAAS configuration."""
+    dirs are formatted and as PLAIN users in the listener's JAAS configuration. ``client_ca``: a PEM
+    CA certificate; with it, clients must also present a certificate it signed (mutual TLS)."""
 
     keystore: Path
     users: Mapping[str, str] = field(default_factory=dict)
     mechanisms: tuple[str, ...] = ("SCRAM-SHA-512", "PLAIN")
+    client_ca: Path | None = None
 
     def scram_arguments(self) -> list[str]:
         """``kafka-storage format`` arguments that create the SCRAM credentials."""
@@ -38,6 +40,9 @@ class SaslSsl:
             f"{prefix}ssl.keystore.type": "PEM",
             f"{prefix}ssl.keystore.location": str(self.keystore),
         }
+        if self.client_ca is not None:
+            props.update({f"{prefix}ssl.client.auth": "required", f"{prefix}ssl.truststore.type": "PEM",
+                          f"{prefix}ssl.truststore.location": str(self.client_ca)})
         for mech in self.mechanisms:
             if mech in SCRAM_MECHANISMS:
                 module = "org.apache.kafka.common.security.scram.ScramLoginModule required;"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 USER = "creditstream"
 PASSWORD = "sasl-Pa55word-never-logged"
+CLIENT_KEY_PASSWORD = "client-key-Pa55"
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,9 @@ class Certificates:
     """The broker's unencrypted PKCS#8 key and certificate, in one PEM file (``ssl.keystore.type=PEM``)."""
     other_ca: Path
     """A CA that signed nothing the broker has: a client trusting only it must refuse the broker."""
+    client_cert: Path
+    client_key: Path
+    """A client certificate signed by ``ca``, and its key (PKCS#8, encrypted with :data:`CLIENT_KEY_PASSWORD`)."""
 
 
 def _openssl(cwd: Path, *args: str) -> None:
@@ -51,7 +55,14 @@ def make_certificates(out: Path) -> Certificates:
     _openssl(out, "pkcs8", "-topk8", "-nocrypt", "-in", "broker.key", "-out", "broker.pk8")
     keystore = out / "broker-keystore.pem"
     keystore.write_text((out / "broker.pk8").read_text() + (out / "broker.pem").read_text())
-    return Certificates(ca=out / "ca.pem", keystore=keystore, other_ca=out / "other-ca.pem")
+    _openssl(out, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", "client-plain.key", "-out", "client.csr", "-subj", "/CN=creditstream")
+    _openssl(out, "x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+             "-out", "client.pem", "-days", "2")
+    _openssl(out, "pkcs8", "-topk8", "-in", "client-plain.key", "-out", "client.key",
+             "-passout", f"pass:{CLIENT_KEY_PASSWORD}")
+    return Certificates(ca=out / "ca.pem", keystore=keystore, other_ca=out / "other-ca.pem",
+                        client_cert=out / "client.pem", client_key=out / "client.key")
 
 
 def skip_reason() -> str | None:

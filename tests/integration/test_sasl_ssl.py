@@ -129,3 +129,32 @@ def test_the_worker_and_the_operator_commands_over_sasl_ssl(sasl_settings, tmp_p
     verified = ok("replay", "--verify", "--jobs", "1")
     assert "verify: 0 differences with the live state" in verified
     assert not [o for o in outputs if PASSWORD in o]
+
+
+def test_mutual_tls_with_an_encrypted_client_key(sasl_settings, sasl_kafka, tmp_path):
+    """A listener that also requires a client certificate (SASL_SSL with ``ssl.client.auth=required``):
+    ``ssl_certfile``, ``ssl_keyfile`` and ``ssl_password`` (the key encrypted) reach the clients of
+    `creditstream topics` and `produce`; without them the broker does not take the client."""
+    from ops.kafka_cluster import KafkaCluster, SaslSsl
+    from tests.sasl_kafka import CLIENT_KEY_PASSWORD, USER
+
+    certs = sasl_kafka["certs"]
+    cluster = KafkaCluster(tmp_path / "mtls")
+    info = cluster.up(1, timeout=180, sasl_ssl=SaslSsl(certs.keystore, {USER: PASSWORD}, client_ca=certs.ca))
+    try:
+        without = sasl_settings.replace(broker_url=info["sasl_bootstrap"])
+        refused = cli(without, "topics", timeout=60)
+        assert refused.returncode == 3 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert "check security_protocol, now SASL_SSL, and ssl_certfile, not set" in refused.stderr
+        s = without.replace(ssl_certfile=str(certs.client_cert), ssl_keyfile=str(certs.client_key),
+                            ssl_password=CLIENT_KEY_PASSWORD)
+        done = cli(s, "topics")
+        assert done.returncode == 0 and "created" in done.stdout, done.stderr[-2000:]
+        events = tmp_path / "one.jsonl"
+        events.write_text((ROOT / "data" / "demo" / "events.jsonl").read_text(encoding="utf-8").splitlines()[0] + "\n",
+                          encoding="utf-8")
+        done = cli(s, "produce", str(events))
+        assert done.returncode == 0 and "sent      1" in done.stdout, (done.stdout, done.stderr[-2000:])
+        assert CLIENT_KEY_PASSWORD not in done.stdout + done.stderr + refused.stderr
+    finally:
+        cluster.down()

@@ -53,7 +53,7 @@ def test_a_refused_connection_is_bad_settings_said_at_once(sasl_settings, sasl_k
 
 @pytest.mark.parametrize(("change", "hint"), [
     ({"security_protocol": "PLAINTEXT", "sasl_mechanism": ""}, "check security_protocol, now PLAINTEXT"),
-    ({"security_protocol": "SSL", "sasl_mechanism": ""}, "check security_protocol, now SSL"),
+    ({"security_protocol": "SSL", "sasl_mechanism": ""}, "check security_protocol, now SSL, and ssl_certfile"),
     ("plaintext_port", "no answer within 3 s (a listener without TLS never answers a TLS handshake: "
                        "check security_protocol, now SASL_SSL)"),
 ], ids=["plaintext-to-sasl-ssl", "ssl-to-sasl-ssl", "sasl-ssl-to-plaintext"])
