@@ -89,7 +89,7 @@ from creditstream.access import (
 from creditstream.check_api import CheckApi
 from creditstream.connections import api_redis_client
 from creditstream.disclosure import DisclosureApi
-from creditstream.probes import mask_url
+from creditstream.probes import KafkaSecurityError, kafka_connect_refusal, mask_url
 from creditstream.report_api import ReportApi
 from creditstream.settings import Settings
 from domain.identifiers import IdKind, classify, looks_like_legacy_id, normalise_code
@@ -522,6 +522,11 @@ class Api:
         except TimeoutError:
             return f"down: no metadata within {HEALTH_TIMEOUT_S:g} s"
         except Exception as exc:  # noqa: BLE001
+            # the client says only "Unable to bootstrap": a broker that refuses the credentials, the SASL
+            # mechanism or whose certificate is not trusted is named as such (one more connect)
+            refused = await kafka_connect_refusal(self.settings, HEALTH_TIMEOUT_S)
+            if refused:
+                return "down: " + str(KafkaSecurityError(mask_url(self.settings.broker_url), refused))
             return "down: " + _reason(exc)
         finally:
             try:

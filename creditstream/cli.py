@@ -7,7 +7,8 @@ Exit codes, decided in one place (:func:`main`'s handler, :func:`_failure`):
 
 * 0 success (also when the reader of standard output went away: ``creditstream list | head -1``);
 * 1 the thing asked for does not exist, or a check failed;
-* 2 usage: bad arguments, bad settings, an input file that cannot be read, credentials refused;
+* 2 usage: bad arguments, bad settings, an input file that cannot be read, credentials refused
+  (by Redis, the schema registry, or the Kafka broker: also its SASL mechanism or TLS certificate);
 * 3 a service cannot be reached: Redis, the Kafka broker or the schema registry. One line on
   standard error names the service and its address (passwords masked, as ``config check`` does);
   no traceback.
@@ -33,6 +34,7 @@ from creditstream.probes import (
     KAFKA,
     REDIS,
     REGISTRY,
+    KafkaSecurityError,
     ServiceUnreachable,  # noqa: F401 - cli.ServiceUnreachable: what the handler reads
     _address,
     _chain,
@@ -196,11 +198,14 @@ def _failure(exc: BaseException) -> tuple[int, str] | None:
     outages = _outages_of(exc, settings)
     if outages:
         return EXIT_UNREACHABLE, "creditstream: " + "; ".join(
-            f"cannot reach {service} at {address} ({_one_line(mask_url(reason), 200)})"
+            f"cannot reach {service} at {address} ({_one_line(mask_url(reason), 300)})"
             for service, address, reason in outages)
     from ops.dlq import RedriveError
 
     for e in _chain(exc):
+        if isinstance(e, KafkaSecurityError):
+            return EXIT_USAGE, (f"creditstream: {_one_line(e, 400)} (`creditstream config check` shows the "
+                                "security_protocol, sasl_* and ssl_* settings)")
         if _credentials_refused(e):
             return EXIT_USAGE, (f"creditstream: Redis at {_address(REDIS, settings)} refused the credentials "
                                 f"({_one_line(e, 200)}); check redis_url (`creditstream config check`)")

@@ -56,6 +56,16 @@ TRANSIENT_CLIENT_ERRORS = (
 """aiokafka logs these at ERROR although it retries them itself and they heal in seconds; the
 worker's own counters, /health (``stall_after_s``) and alerts say when one does not."""
 
+REFUSED_BY_THE_BROKER = (
+    "SaslAuthenticationFailed",        # the credentials (a password rotated on the broker, not here)
+    "AuthenticationFailedError",
+    "UnsupportedSaslMechanismError",
+    "IllegalSaslStateError",
+    "CERTIFICATE_VERIFY_FAILED",       # the broker's certificate is not trusted (renewed by another CA)
+)
+"""Why a connect failed that no retry heals, although the line starts "Unable connect to": these stay
+at ERROR."""
+
 
 LEAKED_CLIENT_CONNECTION = "Unclosed AIOKafkaConnection"
 """What aiokafka's connection says (through the event loop's exception handler, on the ``asyncio``
@@ -74,10 +84,28 @@ class TransientClientErrors(logging.Filter):
         if record.levelno == logging.ERROR:
             if record.name.startswith("aiokafka"):
                 text = record.getMessage()
-                if any(marker in text for marker in TRANSIENT_CLIENT_ERRORS):
+                if (any(marker in text for marker in TRANSIENT_CLIENT_ERRORS)
+                        and not any(marker in text for marker in REFUSED_BY_THE_BROKER)):
                     record.levelno, record.levelname = logging.WARNING, "WARNING"
             elif record.name == "asyncio" and record.getMessage().startswith(LEAKED_CLIENT_CONNECTION):
                 record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_SASL_PAYLOAD = re.compile(r"(sasl_auth_bytes=).*?(?=(?:, session_lifetime_ms=-?\d+)?\)$)", re.DOTALL)
+
+
+class WithheldSaslPayloads(logging.Filter):
+    """The Kafka client, at DEBUG (``libraries_log_level``), logs every request it sends and every
+    response, the SASL authentication's among them: with ``sasl_mechanism = PLAIN`` the request's
+    ``sasl_auth_bytes`` are the user name and the password in the clear (with SCRAM, the proofs).
+    The payload is replaced by ``<withheld>`` before any handler sees the record (a filter of the
+    client's connection logger, where those lines come from)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if "sasl_auth_bytes=" in text:
+            record.msg, record.args = _SASL_PAYLOAD.sub(r"\1<withheld>", text), None
         return True
 
 
@@ -279,6 +307,9 @@ def configure(level: str | int = "INFO", fmt: str = "auto", *, stream: TextIO | 
     root.setLevel(lvl)
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(third_party)
+    conn = logging.getLogger("aiokafka.conn")
+    if not any(isinstance(f, WithheldSaslPayloads) for f in conn.filters):
+        conn.addFilter(WithheldSaslPayloads())
 
     structlog.configure(
         processors=[

@@ -14,6 +14,16 @@ CONNECT_TIMEOUT_S = 3.0
 """How long the probe before a command waits for each service (connect and first answer)."""
 
 
+class KafkaSecurityError(Exception):
+    """The Kafka broker answered, but this client's security settings do not fit it: credentials it
+    does not accept, a SASL mechanism it does not offer, or a TLS certificate this client does not
+    trust. Not an outage: waiting does not help (the command line exits 2, at once)."""
+
+    def __init__(self, address: str, reason: str):
+        self.address, self.reason = address, reason
+        super().__init__(f"cannot connect to the Kafka broker at {address} with these settings: {reason}")
+
+
 class ServiceUnreachable(Exception):
     """One or more services did not answer: ``outages`` is a list of (service, address, reason)."""
 
@@ -84,17 +94,18 @@ async def _probe_kafka(settings, timeout: float) -> None:
     from aiokafka.client import AIOKafkaClient
     from aiokafka.errors import KafkaConnectionError
 
-    said: list[str] = []
+    said: list[logging.LogRecord] = []
 
     class Keep(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            said.append(record.getMessage())
+            said.append(record)
 
-    # the client logs each failed connect (its reason) and raises "Unable to bootstrap": keep the
-    # reason for the handler's one line instead of letting the log print it
+    # the client logs each failed connect (its reason; a metadata request that failed after the
+    # connect, at WARNING) and raises "Unable to bootstrap": keep the reason for the handler's one
+    # line instead of letting the log print it
     quiet = logging.getLogger("aiokafka")
-    level, propagate, keep = quiet.level, quiet.propagate, Keep(logging.ERROR)
-    quiet.setLevel(logging.ERROR)
+    level, propagate, keep = quiet.level, quiet.propagate, Keep(logging.WARNING)
+    quiet.setLevel(logging.WARNING)
     quiet.propagate = False
     quiet.addHandler(keep)
     client = None
@@ -104,10 +115,14 @@ async def _probe_kafka(settings, timeout: float) -> None:
     except TimeoutError:
         raise TimeoutError(f"no metadata answer within {timeout:g} s") from None
     except KafkaConnectionError as exc:
-        reason = said[-1] if said else str(exc)
-        if reason.endswith(":"):  # a connect that timed out says nothing more
+        refused = kafka_refusal(_logged_error(said[-1]), settings) if said else None
+        if refused:
+            raise KafkaSecurityError(mask_url(settings.broker_url), refused) from None
+        reason = said[-1].getMessage().rstrip() if said else str(exc)
+        timed_out = reason.endswith(":")  # a connect that timed out says nothing more
+        if timed_out:
             reason += f" no answer within {timeout:g} s"
-        raise KafkaConnectionError(reason) from None
+        raise KafkaConnectionError(reason + _protocol_hint(reason, timed_out, settings)) from None
     finally:
         try:
             if client is not None:
@@ -116,6 +131,66 @@ async def _probe_kafka(settings, timeout: float) -> None:
             quiet.removeHandler(keep)
             quiet.setLevel(level)
             quiet.propagate = propagate
+
+
+def _protocol_hint(reason: str, timed_out: bool, settings) -> str:
+    """What may be wrong with ``security_protocol`` when a broker closed the connection at once, or
+    never answered a TLS handshake: what a listener does to a client that does not speak its
+    protocol (it says nothing more). Empty otherwise (e.g. a refused connect: the broker is down)."""
+    protocol = settings.security_protocol
+    if reason.endswith(" closed") and protocol in ("SSL", "SASL_SSL") and not settings.ssl_certfile:
+        return (f" (a listener closes a client of another protocol, or one without a client certificate where it "
+                f"requires one: check security_protocol, now {protocol}, and ssl_certfile, not set)")
+    if reason.endswith(" closed"):
+        return f" (a listener closes a client of another protocol: check security_protocol, now {protocol})"
+    if timed_out and protocol in ("SSL", "SASL_SSL"):
+        return f" (a listener without TLS never answers a TLS handshake: check security_protocol, now {protocol})"
+    return ""
+
+
+def _logged_error(record) -> BaseException | None:
+    """The exception a Kafka client's log ``record`` names ("Unable connect to ...": its last argument)."""
+    return next((a for a in reversed(record.args or ()) if isinstance(a, BaseException)), None)
+
+
+async def kafka_connect_refusal(settings, timeout: float) -> str | None:
+    """Why the first bootstrap server refuses this client's security settings (:func:`kafka_refusal`),
+    from one connect made as the clients make it (TLS, SASL); None when it does not refuse them (it
+    accepts them, or does not answer: an outage). For a process whose clients run meanwhile, where
+    the client's log cannot be read for the reason (the query API's /health)."""
+    from aiokafka.conn import create_conn
+
+    host, _, port = settings.bootstrap_servers[0].rpartition(":")
+    kw = settings.kafka_client_kwargs()
+    del kw["bootstrap_servers"]
+    try:
+        conn = await asyncio.wait_for(create_conn(host, int(port), request_timeout_ms=int(timeout * 1000), **kw),
+                                      timeout)
+    except Exception as exc:  # noqa: BLE001 - anything else is not a refusal
+        return kafka_refusal(exc, settings)
+    conn.close()
+    return None
+
+
+def kafka_refusal(err: BaseException | None, settings) -> str | None:
+    """What the Kafka client's connect error ``err`` says the broker refused, as a sentence naming the
+    settings to check; None when it is not a refusal (the broker is down, slow, or closed the
+    connection: an outage)."""
+    import ssl
+
+    from aiokafka import errors as kerr
+
+    if isinstance(err, (kerr.SaslAuthenticationFailed, kerr.AuthenticationFailedError)):
+        return (f"it refused the credentials ({_one_line(err, 200)}): check sasl_username and sasl_password "
+                f"(sasl_mechanism {settings.sasl_mechanism or 'not set'})")
+    if isinstance(err, (kerr.UnsupportedSaslMechanismError, kerr.IllegalSaslStateError)):
+        return (f"it does not offer the SASL mechanism {settings.sasl_mechanism or '(none)'}: "
+                "check sasl_mechanism (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512) and security_protocol")
+    if isinstance(err, ssl.SSLCertVerificationError):
+        detail = err.verify_message or str(err)
+        ca = settings.ssl_cafile or "none set: the system's CAs"
+        return f"its TLS certificate is not trusted ({detail}): check ssl_cafile ({ca})"
+    return None
 
 
 async def _probe_registry(settings, timeout: float) -> None:
@@ -203,6 +278,8 @@ def _outages_of(exc: BaseException, settings) -> list[tuple[str, str, str]] | No
         service = None
         if isinstance(e, ServiceUnreachable):
             return e.outages
+        if isinstance(e, KafkaSecurityError):
+            return None  # the broker answered: not an outage (its client's error is in the context)
         if isinstance(e, rexc.RedisError):
             service = REDIS if isinstance(e, redis_down) and not _credentials_refused(e) else None
         elif isinstance(e, kafka_down):

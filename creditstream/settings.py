@@ -204,7 +204,7 @@ class Settings:
         servers = []
         for part in self.broker_url.split(","):
             part = part.strip()
-            for scheme in ("kafka://", "tcp://", "PLAINTEXT://", "SSL://", "SASL_SSL://"):
+            for scheme in ("kafka://", "tcp://", "PLAINTEXT://", "SSL://", "SASL_SSL://", "SASL_PLAINTEXT://"):
                 if part.startswith(scheme):
                     part = part[len(scheme):]
             if part:

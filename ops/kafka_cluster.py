@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ops.kafka_config import server_properties, write_node_log4j2, write_properties, write_tool_log4j2
+from ops.kafka_config import SaslSsl, server_properties, write_node_log4j2, write_properties, write_tool_log4j2
 from ops.kafka_jars import KAFKA_VERSION, POM, KafkaClusterError, _java_major, _tail, cache_dir, ensure_jars, find_java
 from ops.processes import CHILDREN as _CHILDREN
 from ops.processes import file_tail, free_port_from, port_is_free, terminate_all
@@ -54,6 +54,7 @@ __all__ = [
     "KafkaCluster",
     "KafkaClusterError",
     "POM",
+    "SaslSsl",
     "cache_dir",
     "ensure_jars",
     "find_java",
@@ -149,14 +150,18 @@ class KafkaCluster:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     # -- configuration --------------------------------------------------------------------------
-    def _new_layout(self, nodes: int) -> dict[str, Any]:
+    def _new_layout(self, nodes: int, sasl_ssl: bool = False) -> dict[str, Any]:
         taken: set[int] = set()
-        return {
+        layout: dict[str, Any] = {
             "version": KAFKA_VERSION,
             "cluster_id": _new_cluster_id(),
             "nodes": [{"id": i, "port": free_port_from(taken), "controller_port": free_port_from(taken)}
                       for i in range(nodes)],
         }
+        if sasl_ssl:
+            for node in layout["nodes"]:
+                node["sasl_port"] = free_port_from(taken)
+        return layout
 
     def _node_cmd(self, java: str, lib: Path, node_id: int) -> list[str]:
         d = self.node_dir(node_id)
@@ -168,11 +173,11 @@ class KafkaCluster:
                 f"-Dkafka.logs.dir={d}",
                 "kafka.Kafka", str(d / "server.properties")]
 
-    def _prepare(self, layout: dict[str, Any], extra: dict[str, Any]) -> None:
+    def _prepare(self, layout: dict[str, Any], extra: dict[str, Any], sasl_ssl: SaslSsl | None = None) -> None:
         for node in layout["nodes"]:
             d = self.node_dir(node["id"])
             (d / "data").mkdir(parents=True, exist_ok=True)
-            write_properties(d / "server.properties", server_properties(layout, node, d / "data", extra))
+            write_properties(d / "server.properties", server_properties(layout, node, d / "data", extra, sasl_ssl))
             write_node_log4j2(d, self.node_log(node["id"]))
 
     def _formatted(self, node_id: int) -> str | None:
@@ -186,9 +191,10 @@ class KafkaCluster:
                 return line.split("=", 1)[1].strip()
         return None
 
-    def _format(self, java: str, lib: Path, layout: dict[str, Any], deadline: float) -> None:
+    def _format(self, java: str, lib: Path, layout: dict[str, Any], deadline: float,
+                sasl_ssl: SaslSsl | None = None) -> None:
         """``kafka-storage format`` every node's log dir with the layout's cluster id (already
-        formatted dirs are left alone), all nodes at once."""
+        formatted dirs are left alone), all nodes at once; ``sasl_ssl``: with its SCRAM users."""
         tool_log4j = write_tool_log4j2(self.base)
         procs = []
         for node in layout["nodes"]:
@@ -198,7 +204,8 @@ class KafkaCluster:
             cmd = [java, "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
                    "-cp", f"{lib}/*", f"-Dlog4j2.configurationFile={tool_log4j}",
                    "kafka.tools.StorageTool", "format", "--ignore-formatted",
-                   "--cluster-id", layout["cluster_id"], "--config", str(d / "server.properties")]
+                   "--cluster-id", layout["cluster_id"], "--config", str(d / "server.properties"),
+                   *(sasl_ssl.scram_arguments() if sasl_ssl is not None else ())]
             procs.append((node["id"], cmd, subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 cwd=d, start_new_session=True)))
@@ -212,7 +219,8 @@ class KafkaCluster:
                 failures.append(f"node {node_id}: format timed out\n{_tail(out.decode(errors='replace'))}")
                 continue
             if p.returncode != 0:
-                failures.append(f"node {node_id}: {' '.join(cmd)} (exit {p.returncode})\n"
+                shown = " ".join(a if not a.startswith("SCRAM-") else "SCRAM-...=[...]" for a in cmd)  # passwords
+                failures.append(f"node {node_id}: {shown} (exit {p.returncode})\n"
                                 f"{_tail(out.decode(errors='replace'))}")
         if failures:
             raise KafkaClusterError("kafka-storage format failed:\n" + "\n".join(failures))
@@ -270,11 +278,13 @@ class KafkaCluster:
     def _state(self, layout: dict[str, Any], entries: list[dict[str, Any]], lib: Path,
                started_at: float) -> dict[str, Any]:
         bootstrap = ",".join(f"127.0.0.1:{e['port']}" for e in entries)
+        sasl = ",".join(f"127.0.0.1:{e['sasl_port']}" for e in entries if e.get("sasl_port"))
         return {
             "settings": {"broker_url": bootstrap, "broker_kind": "kafka"},
             "version": layout["version"],
             "cluster_id": layout["cluster_id"],
             "bootstrap": bootstrap,
+            "sasl_bootstrap": sasl or None,
             "lib": str(lib),
             "nodes": entries,
             "started_at": started_at,
@@ -284,22 +294,25 @@ class KafkaCluster:
     def _info(state: dict[str, Any]) -> dict[str, Any]:
         return {
             "bootstrap": state["bootstrap"],
+            "sasl_bootstrap": state.get("sasl_bootstrap"),
             "version": state["version"],
             "cluster_id": state["cluster_id"],
             "started_at": state["started_at"],
-            "nodes": [{k: e.get(k) for k in ("id", "pid", "port", "controller_port", "log",
+            "nodes": [{k: e.get(k) for k in ("id", "pid", "port", "controller_port", "sasl_port", "log",
                                              "console", "data_dir")} for e in state["nodes"]],
         }
 
     # -- public API ---------------------------------------------------------------------------
     def up(self, nodes: int = 1, timeout: float = 120.0, *, fresh: bool = False,
-           config: dict[str, Any] | None = None) -> dict[str, Any]:
+           config: dict[str, Any] | None = None, sasl_ssl: SaslSsl | None = None) -> dict[str, Any]:
         """Start a cluster of ``nodes`` (1 or 3) combined broker+controller nodes, or return the
         running one. A cluster that ran before in this run dir with the same number of nodes is
         started again with its data and ports when those ports are free; otherwise (or with
         ``fresh=True``) the old data is deleted and a new cluster id and new ports are chosen.
-        ``config`` overrides/extends every node's server.properties. Returns the info dict:
-        ``bootstrap``, ``nodes`` (id, pid, port, controller_port, log, ...), ``version``."""
+        ``config`` overrides/extends every node's server.properties. ``sasl_ssl``: every node also
+        listens for SASL_SSL clients (:class:`SaslSsl`; ``sasl_bootstrap`` in the info dict); the
+        PLAINTEXT listener stays for the nodes themselves and the readiness probe. Returns the info
+        dict: ``bootstrap``, ``nodes`` (id, pid, port, controller_port, log, ...), ``version``."""
         if nodes not in (1, 3):
             raise KafkaClusterError(f"nodes must be 1 or 3, not {nodes}")
         deadline = time.monotonic() + timeout
@@ -326,6 +339,7 @@ class KafkaCluster:
             layout = self._read_json(self.layout_file)
             reuse = (not fresh and layout is not None and layout.get("version") == KAFKA_VERSION
                      and len(layout.get("nodes", [])) == nodes
+                     and all(("sasl_port" in n) == (sasl_ssl is not None) for n in layout["nodes"])
                      and all(port_is_free(n["port"]) and port_is_free(n["controller_port"])
                              for n in layout["nodes"]))
             attempts = 1 if reuse else 2
@@ -333,11 +347,11 @@ class KafkaCluster:
                 if not reuse:
                     for old in self.base.glob("node-*"):
                         shutil.rmtree(old, ignore_errors=True)
-                    layout = self._new_layout(nodes)
+                    layout = self._new_layout(nodes, sasl_ssl is not None)
                     self._write_json(self.layout_file, layout)
                 assert layout is not None
-                self._prepare(layout, dict(config or {}))
-                self._format(java, lib, layout, deadline)
+                self._prepare(layout, dict(config or {}), sasl_ssl)
+                self._format(java, lib, layout, deadline, sasl_ssl)
                 entries = [self._spawn(java, lib, n) for n in layout["nodes"]]
                 try:
                     self._wait_ready(entries, {n["id"] for n in layout["nodes"]}, deadline)
@@ -451,7 +465,7 @@ class KafkaCluster:
             if _is_ours(e):
                 return
             lib = Path(state["lib"])
-            node = {k: e[k] for k in ("id", "port", "controller_port")}
+            node = {k: e[k] for k in ("id", "port", "controller_port", "sasl_port") if k in e}
             new = self._spawn(find_java(), lib, node)
             try:
                 self._wait_ready([new], {node_id}, time.monotonic() + timeout)

@@ -4,13 +4,61 @@ files of the nodes and of the storage tool."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+@dataclass(frozen=True)
+class SaslSsl:
+    """A ``SASL_SSL`` client listener on every node, beside its PLAINTEXT one (which the readiness
+    probe and the other nodes keep using): clients authenticate with SASL over TLS, as a production
+    cluster requires. ``keystore``: a PEM file with the server's unencrypted PKCS#8 private key and
+    its certificate chain. ``users``: name -> password, created as SCRAM credentials when the log
+    dirs are formatted and as PLAIN users in the listener's JAAS configuration. ``client_ca``: a PEM
+    CA certificate; with it, clients must also present a certificate it signed (mutual TLS)."""
+
+    keystore: Path
+    users: Mapping[str, str] = field(default_factory=dict)
+    mechanisms: tuple[str, ...] = ("SCRAM-SHA-512", "PLAIN")
+    client_ca: Path | None = None
+
+    def scram_arguments(self) -> list[str]:
+        """``kafka-storage format`` arguments that create the SCRAM credentials."""
+        return [arg for mech in self.mechanisms if mech in SCRAM_MECHANISMS
+                for name, password in self.users.items()
+                for arg in ("--add-scram", f"{mech}=[name={name},password={password}]")]
+
+    def properties(self) -> dict[str, Any]:
+        """The listener's settings in server.properties (the listener itself is added by the caller)."""
+        prefix = "listener.name.sasl_ssl."
+        props: dict[str, Any] = {
+            "sasl.enabled.mechanisms": ",".join(self.mechanisms),
+            f"{prefix}ssl.keystore.type": "PEM",
+            f"{prefix}ssl.keystore.location": str(self.keystore),
+        }
+        if self.client_ca is not None:
+            props.update({f"{prefix}ssl.client.auth": "required", f"{prefix}ssl.truststore.type": "PEM",
+                          f"{prefix}ssl.truststore.location": str(self.client_ca)})
+        for mech in self.mechanisms:
+            if mech in SCRAM_MECHANISMS:
+                module = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            elif mech == "PLAIN":
+                users = " ".join(f'user_{name}="{password}"' for name, password in self.users.items())
+                module = f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};"
+            else:
+                raise ValueError(f"SASL mechanism {mech!r}: SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN")
+            props[f"{prefix}{mech.lower()}.sasl.jaas.config"] = module
+        return props
+
 
 def server_properties(layout: dict[str, Any], node: dict[str, Any], data_dir: Path,
-                      extra: dict[str, Any]) -> dict[str, Any]:
-    """server.properties of one combined broker+controller node of ``layout``."""
+                      extra: dict[str, Any], sasl_ssl: SaslSsl | None = None) -> dict[str, Any]:
+    """server.properties of one combined broker+controller node of ``layout`` (``sasl_ssl``: with a
+    SASL_SSL client listener on the node's ``sasl_port``)."""
     n = len(layout["nodes"])
     rf = min(n, 3)
     isr = 2 if n >= 3 else 1
@@ -49,6 +97,12 @@ def server_properties(layout: dict[str, Any], node: dict[str, Any], data_dir: Pa
         "num.recovery.threads.per.data.dir": 1,
         "num.replica.fetchers": 1,
     }
+    if sasl_ssl is not None:
+        listener = f"SASL_SSL://127.0.0.1:{node['sasl_port']}"
+        props["listeners"] += f",{listener}"
+        props["advertised.listeners"] += f",{listener}"
+        props["listener.security.protocol.map"] += ",SASL_SSL:SASL_SSL"
+        props.update(sasl_ssl.properties())
     props.update(extra)
     return props
 

@@ -221,3 +221,35 @@ async def eventually(check, timeout: float = 20.0, interval: float = 0.1):
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+
+
+@pytest.fixture(scope="session")
+def sasl_kafka(tmp_path_factory):
+    """A 1-node Apache Kafka that requires SASL_SSL of its clients (tests/sasl_kafka.py), for the
+    session: ``info`` of KafkaCluster.up (``sasl_bootstrap``) and ``certs``."""
+    from ops.kafka_cluster import KafkaCluster, SaslSsl
+    from tests.sasl_kafka import PASSWORD, USER, make_certificates, skip_reason
+
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    base = tmp_path_factory.mktemp("sasl-kafka")
+    certs = make_certificates(base / "tls")
+    cluster = KafkaCluster(base / "run")
+    info = cluster.up(1, timeout=180, config={"group.min.session.timeout.ms": 1000},
+                      sasl_ssl=SaslSsl(certs.keystore, {USER: PASSWORD}))
+    try:
+        yield {"info": info, "certs": certs}
+    finally:
+        cluster.down()
+
+
+@pytest.fixture
+def sasl_settings(settings, sasl_kafka):
+    """``settings`` (a fresh topic prefix, Redis namespace and group) on the SASL_SSL Kafka: SCRAM-SHA-512,
+    the broker's certificate checked against the test CA."""
+    from tests.sasl_kafka import PASSWORD, USER
+
+    return settings.replace(broker_url=sasl_kafka["info"]["sasl_bootstrap"], broker_kind="kafka", replication_factor=1,
+                            security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512", sasl_username=USER,
+                            sasl_password=PASSWORD, ssl_cafile=str(sasl_kafka["certs"].ca))

@@ -263,6 +263,14 @@ def test_plaintext_kwargs():
     assert kw == {"bootstrap_servers": ["a:1", "b:2", "c:3"], "security_protocol": "PLAINTEXT"}
 
 
+def test_every_listener_scheme_is_taken_off_the_bootstrap_servers():
+    """A broker_url copied from a listener list (``SASL_PLAINTEXT://host:9092``): before, only the
+    SASL_PLAINTEXT scheme was left on, and the client looked up the host ``SASL_PLAINTEXT://host``."""
+    s = Settings(broker_url="SASL_SSL://a:1,SASL_PLAINTEXT://b:2,SSL://c:3,PLAINTEXT://d:4")
+    assert s.bootstrap_servers == ["a:1", "b:2", "c:3", "d:4"]
+    assert s.replace(pseudonym_key="k" * 32).validate() == []
+
+
 @pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
 def test_sasl_settings_are_passed_through(mechanism):
     s = Settings(security_protocol="SASL_PLAINTEXT", sasl_mechanism=mechanism, sasl_username="cs",
