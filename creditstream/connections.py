@@ -9,20 +9,75 @@ Below the composition root (creditstream/app.py): the agents' wiring, the operat
 from __future__ import annotations
 
 import redis.asyncio as aioredis
+import structlog
+from redis.asyncio.client import Pipeline as _Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from creditstream.settings import Settings
 from streams.codec import AvroCodec, ConfluentRegistry, LocalRegistry
 
+log = structlog.get_logger("creditstream.connections")
+
+
+def refused_by_a_replica(exc: BaseException) -> bool:
+    """A write Redis refused because it is a read-only replica now: ``READONLY You can't write against
+    a read only replica``, as a command's reply (redis-py's ``ReadOnlyError``) or inside a script's
+    error (a ``ResponseError`` naming it)."""
+    return isinstance(exc, ReadOnlyError) or (isinstance(exc, ResponseError) and "-READONLY " in str(exc))
+
+
+class _FailoverAware:
+    """What both the client and its pipelines do when Redis refuses a write as a read-only replica.
+
+    That is a failover that kept the old primary running as a replica of the new one, as managed
+    Redis services and Sentinel fail over: the endpoint's name moves to the new primary, while the
+    connections already open stay with the old one. The refusal is a reply, not a dropped
+    connection, so redis-py keeps them, and every retry of a batch met the same replica for ever
+    (tests/integration/test_redis_failover.py). Every pooled connection is dropped then: the
+    caller's retry connects again, to whatever the endpoint names now. The error is raised as
+    before (a batch is retried whole)."""
+
+    connection_pool: aioredis.ConnectionPool
+
+    async def _after_refusal(self, exc: BaseException) -> None:
+        if refused_by_a_replica(exc):
+            log.warning("Redis refused a write as a read-only replica (a failover?): its connections are dropped "
+                        "and made again", error=str(exc)[:200])
+            await self.connection_pool.disconnect()
+
+
+class FailoverAwarePipeline(_FailoverAware, _Pipeline):
+    async def execute(self, raise_on_error: bool = True):  # type: ignore[override]
+        try:
+            return await super().execute(raise_on_error)
+        except ResponseError as exc:
+            await self._after_refusal(exc)
+            raise
+
+
+class FailoverAwareRedis(_FailoverAware, aioredis.Redis):
+    """A Redis client that connects again after a failover left it on a read-only replica
+    (:class:`_FailoverAware`)."""
+
+    async def execute_command(self, *args, **options):
+        try:
+            return await super().execute_command(*args, **options)
+        except ResponseError as exc:
+            await self._after_refusal(exc)
+            raise
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> FailoverAwarePipeline:
+        return FailoverAwarePipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
+
 
 def redis_client(settings: Settings) -> aioredis.Redis:
     """A Redis client that retries a dropped or refused connection a few times (backoff up to 1 s)
     before the error reaches the caller (the batch runner then retries the whole batch)."""
-    return aioredis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=3,
+    return FailoverAwareRedis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=3,
                              health_check_interval=30, decode_responses=False,
                              retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
                              retry_on_error=[RedisConnectionError, RedisTimeoutError])
@@ -37,7 +92,7 @@ def api_redis_client(settings: Settings) -> aioredis.Redis:
     once more at once (a pooled connection Redis closed meanwhile, e.g. after a restart), which
     fails fast when Redis is down. The workers keep :func:`redis_client`."""
     timeout = settings.api_redis_timeout_s
-    return aioredis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout,
+    return FailoverAwareRedis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout,
                              health_check_interval=30, decode_responses=False,
                              retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
                              retry_on_error=[RedisConnectionError])
