@@ -467,9 +467,14 @@ class Api:
                     consumption=body.get("consumption"))
         # an error answer like every other (error, message), with which dependency is down
         parts = []
-        gone = [name for name in down if name != "consumption"]
+        states = dict(checked)
+        # a dependency that answered but refuses these settings (credentials, TLS): waiting does not help
+        refusing = [name for name in down if "with these settings" in states[name]]
+        gone = [name for name in down if name != "consumption" and name not in refusing]
         if gone:
             parts.append(f"{' and '.join(gone)} {'is' if len(gone) == 1 else 'are'} down; try again later")
+        for name in refusing:
+            parts.append(f"{name} refuses this process's settings (credentials or TLS): fix them, waiting will not help")
         if "consumption" in down:
             parts.append("consumption is stalled: " + "; ".join(body["stalled"][:5]))
         body.update(status="degraded", error="unavailable", message="; ".join(parts))

@@ -39,6 +39,8 @@ async def test_health_says_the_broker_refused_the_credentials(sasl_settings):
     assert status == 503 and body["redis"] == "ok"
     assert body["kafka"].startswith("down: cannot connect to the Kafka broker at "), body
     assert "refused the credentials" in body["kafka"] and "sasl_password" in body["kafka"], body
+    assert body["message"] == ("the Kafka broker refuses this process's settings (credentials or TLS): fix them, "
+                               "waiting will not help"), body  # not "down; try again later"
     assert WRONG not in json.dumps(body) and PASSWORD not in json.dumps(body)
 
 
