@@ -474,7 +474,8 @@ class Api:
         if gone:
             parts.append(f"{' and '.join(gone)} {'is' if len(gone) == 1 else 'are'} down; try again later")
         for name in refusing:
-            parts.append(f"{name} refuses this process's settings (credentials or TLS): fix them, waiting will not help")
+            parts.append(f"{name} refuses this process's settings (credentials or TLS): fix them, "
+                         "waiting will not help")
         if "consumption" in down:
             parts.append("consumption is stalled: " + "; ".join(body["stalled"][:5]))
         body.update(status="degraded", error="unavailable", message="; ".join(parts))
