@@ -74,13 +74,40 @@ class FailoverAwareRedis(_FailoverAware, aioredis.Redis):
         return FailoverAwarePipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
 
 
+def redis_from_settings(settings: Settings, **options) -> FailoverAwareRedis:
+    """A client of the Redis the settings name, with ``options`` (timeouts, retries) for its data
+    connections: ``redis_url``'s server, or with ``redis_sentinels`` the master Sentinel names for
+    ``redis_sentinel_master``, asked again at every new connection. A master demoted under a
+    connection answers writes ``READONLY``: redis-py's Sentinel connection takes that for a dropped
+    connection, and the retry asks Sentinel again. ``redis_url``'s user, password, database and TLS
+    (``rediss://``, its ``ssl_*`` query parameters) serve the data nodes either way."""
+    if not settings.redis_sentinels.strip():
+        return FailoverAwareRedis.from_url(settings.redis_url, **options)
+    from redis.asyncio.connection import SSLConnection, parse_url
+    from redis.asyncio.sentinel import Sentinel
+
+    node = parse_url(settings.redis_url)
+    tls = node.pop("connection_class", None) is SSLConnection
+    for where in ("host", "port", "path"):
+        node.pop(where, None)
+    if tls:
+        node["ssl"] = True
+    asked = {k: v for k, v in options.items() if k in ("socket_timeout", "socket_connect_timeout")}
+    if settings.redis_sentinel_password:
+        asked["password"] = settings.redis_sentinel_password
+        if settings.redis_sentinel_username:
+            asked["username"] = settings.redis_sentinel_username
+    sentinel = Sentinel(settings.sentinel_addresses, sentinel_kwargs=asked)
+    return sentinel.master_for(settings.redis_sentinel_master, redis_class=FailoverAwareRedis, **node, **options)
+
+
 def redis_client(settings: Settings) -> aioredis.Redis:
     """A Redis client that retries a dropped or refused connection a few times (backoff up to 1 s)
     before the error reaches the caller (the batch runner then retries the whole batch)."""
-    return FailoverAwareRedis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=3,
-                             health_check_interval=30, decode_responses=False,
-                             retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
-                             retry_on_error=[RedisConnectionError, RedisTimeoutError])
+    return redis_from_settings(settings, socket_timeout=10, socket_connect_timeout=3,
+                               health_check_interval=30, decode_responses=False,
+                               retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+                               retry_on_error=[RedisConnectionError, RedisTimeoutError])
 
 
 def api_redis_client(settings: Settings) -> aioredis.Redis:
@@ -92,10 +119,10 @@ def api_redis_client(settings: Settings) -> aioredis.Redis:
     once more at once (a pooled connection Redis closed meanwhile, e.g. after a restart), which
     fails fast when Redis is down. The workers keep :func:`redis_client`."""
     timeout = settings.api_redis_timeout_s
-    return FailoverAwareRedis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                             health_check_interval=30, decode_responses=False,
-                             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-                             retry_on_error=[RedisConnectionError])
+    return redis_from_settings(settings, socket_timeout=timeout, socket_connect_timeout=timeout,
+                               health_check_interval=30, decode_responses=False,
+                               retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+                               retry_on_error=[RedisConnectionError])
 
 
 def registry_client(settings: Settings) -> ConfluentRegistry:

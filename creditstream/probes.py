@@ -51,6 +51,8 @@ def _address(service: str, settings) -> str:
     if settings is None:
         return "(address unknown: the settings did not load)"
     if service == REDIS:
+        if getattr(settings, "redis_sentinels", "").strip():
+            return f"Sentinel {settings.redis_sentinels} (master {settings.redis_sentinel_master})"
         return mask_url(settings.redis_url)
     if service == KAFKA:
         return mask_url(settings.broker_url)
@@ -71,13 +73,14 @@ def _registry_outage(exc) -> bool:
 
 
 async def _probe_redis(settings, timeout: float) -> None:
-    import redis.asyncio as aioredis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
     from redis.exceptions import ResponseError
 
-    client = aioredis.from_url(settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout,
-                               retry=Retry(NoBackoff(), 0))
+    from creditstream.connections import redis_from_settings
+
+    client = redis_from_settings(settings, socket_connect_timeout=timeout, socket_timeout=timeout,
+                                 retry=Retry(NoBackoff(), 0))
     try:
         await asyncio.wait_for(client.ping(), timeout + 1)
     except ResponseError:

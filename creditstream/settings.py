@@ -25,7 +25,8 @@ from creditstream import eventloop
 
 ENV_PREFIX = "CREDITSTREAM_"
 SECRET_FIELDS = frozenset({"redis_url", "sasl_password", "ssl_password", "api_tls_password", "pseudonym_key",
-                           "schema_registry", "schema_registry_password", "schema_registry_token"})
+                           "schema_registry", "schema_registry_password", "schema_registry_token",
+                           "redis_sentinel_password"})
 URL_FIELDS = frozenset({"redis_url", "schema_registry"})
 """Secret settings that are URLs: only the password in them is masked (``user:***@``)."""
 
@@ -43,6 +44,16 @@ class Settings:
     """``kafka`` (Apache Kafka or compatible) or ``tansu`` (the embedded broker: its defects are
     worked around, see docs/broker.md)."""
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_sentinels: str = ""
+    """Redis Sentinel's addresses, ``host:port`` comma separated; empty: no Sentinel (``redis_url``
+    names the server). With Sentinel every new connection asks it for the master of
+    ``redis_sentinel_master``, so a failover moves the workers to the new master; ``redis_url`` then
+    gives only the user, password, database and TLS of the data nodes (its host and port are not used)."""
+    redis_sentinel_master: str = "mymaster"
+    """The name Sentinel monitors the master under (``sentinel monitor <name> ...``)."""
+    redis_sentinel_username: str = ""
+    redis_sentinel_password: str = ""
+    """What the Sentinels themselves ask for (their ``requirepass`` or ACL user); empty: nothing."""
     schema_registry: str = "local"
     """``local`` (built from schemas/, ids are stable) or the URL of a Confluent-compatible registry
     (``https://user:password@host:8081`` is accepted: the password is masked wherever it is shown)."""
@@ -269,6 +280,13 @@ class Settings:
             problems.append(f"broker_kind: {self.broker_kind!r} is not 'kafka' or 'tansu'")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             problems.append("redis_url: must start with redis://, rediss:// or unix://")
+        for address in self.sentinel_addresses_text():
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit():
+                problems.append(f"redis_sentinels: {address!r} is not host:port")
+        if self.redis_sentinels.strip() and self.redis_url.startswith("unix://"):
+            problems.append("redis_sentinels: Sentinel names masters by host and port; redis_url must be redis:// or "
+                            "rediss:// (its user, password, database and TLS are used)")
         problems += self._registry_problems()
         if self.partitions < 1:
             problems.append("partitions: must be >= 1")
@@ -386,6 +404,18 @@ class Settings:
                 out.append("redis_url has no password: the state store holds personal information and access to "
                            "it must be authenticated (RULES.md 7); use redis://USER:PASSWORD@HOST/DB with an ACL "
                            "user (deploy/redis.acl)")
+        return out
+
+    def sentinel_addresses_text(self) -> list[str]:
+        return [a.strip() for a in self.redis_sentinels.split(",") if a.strip()]
+
+    @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """``redis_sentinels`` as (host, port) pairs (empty: no Sentinel)."""
+        out = []
+        for address in self.sentinel_addresses_text():
+            host, _, port = address.rpartition(":")
+            out.append((host.strip("[]"), int(port)))
         return out
 
     def replace(self, **changes: Any) -> Settings:
