@@ -8,6 +8,8 @@ Below the composition root (creditstream/app.py): the agents' wiring, the operat
 
 from __future__ import annotations
 
+import inspect
+
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
@@ -19,13 +21,40 @@ from creditstream.settings import Settings
 from streams.codec import AvroCodec, ConfluentRegistry, LocalRegistry
 
 
+def _no_client_commands() -> dict[str, object]:
+    """The keyword arguments that stop redis-py from sending CLIENT subcommands on every new
+    connection: ``CLIENT SETINFO LIB-NAME/LIB-VER`` (the library's name and version) and, on RESP3,
+    ``CLIENT MAINT_NOTIFICATIONS ON`` (a managed service's maintenance notices). deploy/redis.acl
+    allows no CLIENT subcommand to the creditstream user, so Redis refused them with NOPERM on every
+    connect: redis-py ignores the refusal, but each is an entry in the server's ACL LOG, where an
+    operator looks for what the ACL refused creditstream. Only the arguments this redis-py has
+    (``driver_info``, else ``lib_name`` / ``lib_version``; ``maint_notifications_config``)."""
+    from redis.asyncio.connection import AbstractConnection
+
+    params = inspect.signature(AbstractConnection.__init__).parameters
+    out: dict[str, object] = {}
+    if "driver_info" in params:
+        out["driver_info"] = None
+    else:
+        out.update(lib_name=None, lib_version=None)
+    if "maint_notifications_config" in params:
+        from redis.maint_notifications import MaintNotificationsConfig
+
+        out["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
+    return out
+
+
+NO_CLIENT_COMMANDS = _no_client_commands()
+"""Pass to every ``from_url`` (:func:`_no_client_commands`)."""
+
+
 def redis_client(settings: Settings) -> aioredis.Redis:
     """A Redis client that retries a dropped or refused connection a few times (backoff up to 1 s)
     before the error reaches the caller (the batch runner then retries the whole batch)."""
     return aioredis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=3,
                              health_check_interval=30, decode_responses=False,
                              retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
-                             retry_on_error=[RedisConnectionError, RedisTimeoutError])
+                             retry_on_error=[RedisConnectionError, RedisTimeoutError], **NO_CLIENT_COMMANDS)
 
 
 def api_redis_client(settings: Settings) -> aioredis.Redis:
@@ -40,7 +69,7 @@ def api_redis_client(settings: Settings) -> aioredis.Redis:
     return aioredis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout,
                              health_check_interval=30, decode_responses=False,
                              retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-                             retry_on_error=[RedisConnectionError])
+                             retry_on_error=[RedisConnectionError], **NO_CLIENT_COMMANDS)
 
 
 def registry_client(settings: Settings) -> ConfluentRegistry:

@@ -66,8 +66,10 @@ async def _probe_redis(settings, timeout: float) -> None:
     from redis.backoff import NoBackoff
     from redis.exceptions import ResponseError
 
+    from creditstream.connections import NO_CLIENT_COMMANDS
+
     client = aioredis.from_url(settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout,
-                               retry=Retry(NoBackoff(), 0))
+                               retry=Retry(NoBackoff(), 0), **NO_CLIENT_COMMANDS)
     try:
         await asyncio.wait_for(client.ping(), timeout + 1)
     except ResponseError:
