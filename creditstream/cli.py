@@ -34,6 +34,7 @@ from creditstream.probes import (
     REDIS,
     REGISTRY,
     ServiceUnreachable,  # noqa: F401 - cli.ServiceUnreachable: what the handler reads
+    _access_refused,
     _address,
     _chain,
     _credentials_refused,
@@ -204,6 +205,12 @@ def _failure(exc: BaseException) -> tuple[int, str] | None:
         if _credentials_refused(e):
             return EXIT_USAGE, (f"creditstream: Redis at {_address(REDIS, settings)} refused the credentials "
                                 f"({_one_line(e, 200)}); check redis_url (`creditstream config check`)")
+        if _access_refused(e):
+            from creditstream.connections import access_refused
+
+            namespace = settings.namespace if settings is not None else "cs"
+            return EXIT_USAGE, (f"creditstream: Redis at {_address(REDIS, settings)}: "
+                                f"{_one_line(access_refused(e, namespace), 400)}")
         if isinstance(e, RegistryError) and e.kind in ("auth", "tls", "config"):
             # credentials refused, a certificate not trusted, TLS files that do not load: the settings
             return EXIT_USAGE, (f"creditstream: {_one_line(mask_url(str(e)))} (`creditstream config check` "
@@ -330,7 +337,7 @@ def _refuse_unsuitable_redis(settings) -> None:
     async def check() -> str | None:
         redis = redis_client(settings)
         try:
-            return await check_redis(redis)
+            return await check_redis(redis, settings.namespace)
         finally:
             await redis.aclose()
 

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import NoPermissionError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from creditstream.settings import Settings
@@ -96,9 +96,21 @@ class RedisUnsuitable(RuntimeError):
     when full, or a Redis Cluster (:func:`check_redis`). Fixed in Redis's configuration."""
 
 
-async def check_redis(redis: aioredis.Redis) -> str | None:
+def access_refused(exc: NoPermissionError, namespace: str) -> str:
+    """What an operator reads when Redis's ACL refused creditstream a command or a key (NOPERM)."""
+    return (f"Redis's ACL refused the user of redis_url (NOPERM {exc}): it must be allowed "
+            f"creditstream's commands and the keys of its namespace, {namespace}:* (deploy/redis.acl "
+            "grants ~cs:*, the default namespace); change the ACL user, or the namespace setting")
+
+
+async def check_redis(redis: aioredis.Redis, namespace: str | None = None) -> str | None:
     """Refuse a Redis creditstream cannot keep its data in (:class:`RedisUnsuitable`); a warning
     (returned) for one that may lose some of its control keys, or whose set-up cannot be read.
+
+    * **Access** (with ``namespace``): the ACL user of ``redis_url`` must be allowed the keys of the
+      namespace (``<namespace>:*``). A namespace the ACL does not grant (deploy/redis.acl grants
+      ``~cs:*``) made the worker crash at start with a traceback of NoPermissionError and nothing
+      naming the namespace or the ACL: :class:`RedisUnsuitable` now says both.
 
     * **Eviction.** creditstream's keys are its data: nothing re-creates an evicted subject state (its
       next input would start a new one, without the records, lists and deadlines before it, and the
@@ -114,6 +126,13 @@ async def check_redis(redis: aioredis.Redis) -> str | None:
       would fail and be retried for ever.
     * ``INFO`` refused (an ACL user without it): a warning, since neither is known (deploy/redis.acl
       allows it)."""
+    if namespace is not None:
+        from sinks.keys import Keys
+
+        try:
+            await redis.get(Keys(namespace).current_generation)
+        except NoPermissionError as exc:
+            raise RedisUnsuitable(access_refused(exc, namespace)) from None
     try:
         info = await redis.info()  # the default sections: memory and cluster among them
     except ResponseError as exc:

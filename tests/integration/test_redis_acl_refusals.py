@@ -1,0 +1,66 @@
+"""What an operator reads when Redis's ACL refuses creditstream (NOPERM), against a redis-server
+enforcing deploy/redis.acl (tests/acl_redis.py), logged in to as the ``creditstream`` user.
+
+Seen: with a namespace the ACL does not grant (deploy/redis.acl: ``~cs:*``; ``CREDITSTREAM_NAMESPACE``
+set to anything else), `creditstream subject` / `list` printed a traceback of
+``redis.exceptions.NoPermissionError`` and exited 1 (the code for "not found"), and `creditstream
+worker` crashed after start-up with the same traceback in Faust's crash log ("Crashed
+reason=auth:NoPermissionError"), neither naming the namespace nor the ACL."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def acl_server(tmp_path_factory):
+    from tests.acl_redis import AclRedis
+
+    server = AclRedis(tmp_path_factory.mktemp("acl-refusals")).start()
+    yield server
+    server.stop()
+
+
+def env_for(settings, tmp_path, **extra) -> dict:
+    from tests.workers import worker_env
+
+    (tmp_path / "none.toml").write_text("")
+    env = worker_env(settings)
+    env.update(CREDITSTREAM_SETTINGS=str(tmp_path / "none.toml"), PYTHONPATH=str(ROOT), CREDITSTREAM_LOG_FORMAT="json")
+    env.update(extra)
+    return env
+
+
+def assert_one_readable_line(stderr: str, namespace: str) -> None:
+    assert "Traceback" not in stderr, stderr[-3000:]
+    assert "NOPERM" in stderr and f"{namespace}:*" in stderr and "deploy/redis.acl" in stderr, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1].startswith("creditstream: Redis at "), stderr[-3000:]
+
+
+@pytest.mark.parametrize("args", [["subject", "91310110666007217T"], ["list"], ["positions"], ["report"]])
+def test_a_command_whose_namespace_the_acl_does_not_grant_says_so(settings, acl_server, tmp_path, args):
+    s = settings.replace(redis_url=acl_server.url(), namespace="prod")
+    done = subprocess.run([sys.executable, "-m", "creditstream.cli", *args], env=env_for(s, tmp_path), cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, (done.returncode, done.stderr[-3000:])
+    assert_one_readable_line(done.stderr, "prod")
+    assert acl_server.passwords["creditstream"] not in done.stderr + done.stdout
+
+
+def test_a_worker_whose_namespace_the_acl_does_not_grant_stops_at_once_saying_so(settings, acl_server, tmp_path):
+    s = settings.replace(redis_url=acl_server.url(), namespace="prod")
+    t0 = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "creditstream.cli", "worker", "--wait", "10"],
+                          env=env_for(s, tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, (done.returncode, done.stderr[-3000:])
+    assert time.monotonic() - t0 < 60
+    assert_one_readable_line(done.stderr, "prod")
