@@ -206,8 +206,7 @@ class AclRedis:
             return admin.acl_log()
 
     def acl_denials(self) -> list[str]:
-        """``<reason> <object> (<username>)`` of each refusal in ACL LOG (the CLIENT SETINFO redis-py
-        sends on connect and ignores the refusal of is left out)."""
+        """``<reason> <object> (<username>) x<count>`` of each refusal in ACL LOG."""
         out = []
         for entry in self.acl_log():
             e = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)

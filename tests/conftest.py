@@ -164,12 +164,31 @@ def settings(stack_info, tmp_path, request):
 
 
 @pytest_asyncio.fixture
-async def redis(settings):
+async def redis(settings, request):
+    """The test's own Redis client (set-up, inspection). With ``--redis-acl``, the ACL server's admin
+    user: the code under test logs in with ``settings.redis_url``, the ACL user."""
     from creditstream.connections import redis_client
 
+    if redis_acl_mode(request.config) != "off":
+        settings = settings.replace(redis_url=request.getfixturevalue("acl_redis_server").admin_url)
     client = redis_client(settings)
     yield client
     await client.aclose()
+
+
+@pytest.fixture(autouse=True)
+def _nothing_refused_by_the_acl(request):
+    """With ``--redis-acl``: after each test that used the ACL server, what its ACL refused the code
+    under test (ACL LOG, for the test's user) fails the test; a refusal a worker retried or only
+    logged would otherwise pass unseen."""
+    if redis_acl_mode(request.config) == "off" or "settings" not in request.fixturenames:
+        yield
+        return
+    server = request.getfixturevalue("acl_redis_server")
+    user = f"(cs-{request.getfixturevalue('settings').namespace})"
+    yield
+    refused = [d for d in server.acl_denials() if f" {user} x" in d]
+    assert refused == [], f"deploy/redis.acl refused the code under test: {refused}"
 
 
 @pytest_asyncio.fixture

@@ -64,3 +64,47 @@ def test_a_worker_whose_namespace_the_acl_does_not_grant_stops_at_once_saying_so
     assert done.returncode == 2, (done.returncode, done.stderr[-3000:])
     assert time.monotonic() - t0 < 60
     assert_one_readable_line(done.stderr, "prod")
+
+
+async def test_a_command_refused_while_the_worker_runs_is_retried_and_named_until_allowed_again(
+        settings, acl_server, department):
+    """The ACL changed under a running worker (a command taken away): the subject agent's batch is
+    not lost nor skipped but retried, and /health's reason names the refusal; once the ACL allows the
+    command again, the batch completes without a restart."""
+    from creditstream.app import Pipeline
+    from sinks.keys import resolve_keys
+    from streams import samples
+    from streams.samples import sample_event, schema_of
+    from tests.conftest import eventually
+
+    s = settings.replace(redis_url=acl_server.user_url(settings.namespace), stall_after_s=1.0)
+    user = f"cs-{s.namespace}"
+    pipeline = Pipeline(s)
+    await pipeline.start()
+    try:
+        keys = await resolve_keys(pipeline.redis, s.namespace)
+        with acl_server.admin() as admin:
+            admin.execute_command("ACL", "SETUSER", user, "-mset")
+        await department.send(schema_of("penalty"), sample_event("penalty"))
+
+        async def stalled():
+            h = pipeline.health().get("subject", {})
+            return h.get("state") == "stalled" and "NoPermissionError" in h.get("reason", "") and h
+
+        health = await eventually(stalled, timeout=30)
+        assert "MSET" in health["reason"].upper(), health
+        assert await pipeline.redis.get(keys.subject(samples.COMPANY_USCC)) is None
+        with acl_server.admin() as admin:
+            admin.execute_command("ACL", "SETUSER", user, "+mset")
+
+        async def stored():
+            return await pipeline.redis.get(keys.subject(samples.COMPANY_USCC))
+
+        await eventually(stored, timeout=30)
+        await eventually(lambda: _ok(pipeline), timeout=10)
+    finally:
+        await pipeline.stop()
+
+
+async def _ok(pipeline) -> bool:
+    return pipeline.health().get("subject", {}).get("state") == "ok"
