@@ -346,6 +346,21 @@ def _refuse_unsuitable_redis(settings) -> None:
         structlog.get_logger("creditstream.cli").warning("redis set-up", problem=warning)
 
 
+def _refuse_redis_access(settings) -> None:
+    """Before the API serves: RedisUnsuitable when Redis's ACL refuses the namespace's keys to the user of
+    redis_url (creditstream/connections.py ``check_redis_access``); every request would fail else."""
+    from creditstream.connections import api_redis_client, check_redis_access
+
+    async def check() -> None:
+        redis = api_redis_client(settings)
+        try:
+            await check_redis_access(redis, settings.namespace)
+        finally:
+            await redis.aclose()
+
+    asyncio.run(check())
+
+
 def _wait_for_services(settings, wait_s: float) -> None:
     """Before the worker or the API starts: Kafka and Redis (and a remote registry) must answer within
     ``wait_s`` seconds (probed every 2 s, one log line per round), else ServiceUnreachable."""
@@ -386,6 +401,7 @@ def cmd_api(args) -> int:
     port = args.port or settings.web_port
     check_serving(settings, host)  # AccessConfigError: exit 2 (a non-loopback host without tokens, ...)
     _wait_for_services(settings, args.wait)  # ServiceUnreachable after --wait: exit 3, one line
+    _refuse_redis_access(settings)  # RedisUnsuitable (the ACL refuses the namespace): exit 2, one line
     scheme = "https" if settings.api_tls_certfile else "http"
     print(f"creditstream API on {scheme}://{host}:{port}/ (Ctrl-C to stop; endpoints in docs/openapi.yaml)",
           file=sys.stderr)

@@ -103,6 +103,18 @@ def access_refused(exc: NoPermissionError, namespace: str) -> str:
             "grants ~cs:*, the default namespace); change the ACL user, or the namespace setting")
 
 
+async def check_redis_access(redis: aioredis.Redis, namespace: str) -> None:
+    """:class:`RedisUnsuitable` naming the namespace and the ACL when the user of redis_url may not
+    read the namespace's keys (NOPERM on ``<namespace>:generation``, the key every reader reads
+    first). The worker, the API and replay check it at start; /health reads the same key."""
+    from sinks.keys import Keys
+
+    try:
+        await redis.get(Keys(namespace).current_generation)
+    except NoPermissionError as exc:
+        raise RedisUnsuitable(access_refused(exc, namespace)) from None
+
+
 async def check_redis(redis: aioredis.Redis, namespace: str | None = None) -> str | None:
     """Refuse a Redis creditstream cannot keep its data in (:class:`RedisUnsuitable`); a warning
     (returned) for one that may lose some of its control keys, or whose set-up cannot be read.
@@ -127,12 +139,7 @@ async def check_redis(redis: aioredis.Redis, namespace: str | None = None) -> st
     * ``INFO`` refused (an ACL user without it): a warning, since neither is known (deploy/redis.acl
       allows it)."""
     if namespace is not None:
-        from sinks.keys import Keys
-
-        try:
-            await redis.get(Keys(namespace).current_generation)
-        except NoPermissionError as exc:
-            raise RedisUnsuitable(access_refused(exc, namespace)) from None
+        await check_redis_access(redis, namespace)
     try:
         info = await redis.info()  # the default sections: memory and cluster among them
     except ResponseError as exc:

@@ -108,3 +108,45 @@ async def test_a_command_refused_while_the_worker_runs_is_retried_and_named_unti
 
 async def _ok(pipeline) -> bool:
     return pipeline.health().get("subject", {}).get("state") == "ok"
+
+
+def test_the_api_whose_namespace_the_acl_does_not_grant_stops_at_once_saying_so(settings, acl_server, tmp_path):
+    """Seen: `creditstream api` started, /health answered 200 ``redis: ok`` (PING is allowed) and every
+    data endpoint 500 ``internal``, the NOPERM in the server log only."""
+    s = settings.replace(redis_url=acl_server.url(), namespace="prod")
+    done = subprocess.run([sys.executable, "-m", "creditstream.cli", "api", "--port", "0", "--wait", "10"],
+                          env=env_for(s, tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, (done.returncode, done.stderr[-3000:])
+    assert_one_readable_line(done.stderr, "prod")
+
+
+async def test_health_says_redis_refuses_the_namespace(settings, acl_server):
+    """/health of an API (or a worker's web server) whose Redis user may not read the namespace's
+    keys (the ACL changed under it) answers 503 naming the refusal, not 200 ``redis: ok``."""
+    import asyncio
+
+    import aiohttp
+
+    from creditstream.api import serve
+    from ops.stack import free_port
+    from tests.conftest import eventually
+
+    s = settings.replace(redis_url=acl_server.url(), namespace="prod")
+    port = free_port()
+    stop = asyncio.Event()
+    server = asyncio.create_task(serve(s, "127.0.0.1", port, stop=stop))
+    try:
+        async def health():
+            try:
+                async with aiohttp.ClientSession() as session, \
+                        session.get(f"http://127.0.0.1:{port}/health") as resp:
+                    return resp.status, await resp.json()
+            except aiohttp.ClientError:
+                return None
+
+        status, body = await eventually(health, timeout=30, interval=0.2)
+    finally:
+        stop.set()
+        await server
+    assert status == 503, body
+    assert body["redis"].startswith("down: ") and "NOPERM" in body["redis"] and "prod:*" in body["redis"], body
