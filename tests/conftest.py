@@ -89,10 +89,12 @@ def broker_header(config) -> str:
 
 def pytest_collection_modifyitems(config, items):
     """Tests that only mean something on one broker say so: @pytest.mark.tansu_only, kafka_only; tests
-    that spy on calls inside the rules core, @pytest.mark.pure_python."""
+    that spy on calls inside the rules core, @pytest.mark.pure_python; tests of tools that need an
+    admin Redis user, @pytest.mark.redis_admin (skipped with --redis-acl)."""
     import domain
 
     broker = selected_broker(config)
+    acl = redis_acl_mode(config)
     for item in items:
         if domain.COMPILED and item.get_closest_marker("pure_python"):
             item.add_marker(pytest.mark.skip(reason="spies on calls inside the rules core, which runs compiled "
@@ -101,6 +103,9 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="Tansu's defects and workarounds (run with --broker tansu)"))
         if broker == "tansu" and item.get_closest_marker("kafka_only"):
             item.add_marker(pytest.mark.skip(reason="needs Apache Kafka (run with --broker kafka)"))
+        if acl != "off" and item.get_closest_marker("redis_admin"):
+            item.add_marker(pytest.mark.skip(reason="needs an admin Redis user, not deploy/redis.acl's creditstream "
+                                                    "(--redis-acl)"))
 
 
 @pytest.fixture(scope="session")
