@@ -28,7 +28,8 @@ a command Redis does not answer within ``api_redis_timeout_s`` is not repeated, 
 answers 503 within that deadline.
 
 ``/health`` checks both dependencies at once, each within :data:`HEALTH_TIMEOUT_S`: Redis answers
-``PING``, and the Kafka broker answers a metadata request (a fresh bootstrap, so it is the broker's
+a read of ``<namespace>:generation`` (so an ACL user refused the namespace's keys is down, with the
+refusal), and the Kafka broker answers a metadata request (a fresh bootstrap, so it is the broker's
 state now, not what a long-lived client remembers). Concurrent requests share one check.
 
 ``/changes`` cursors are opaque to clients: base64url (unpadded) of the JSON object
@@ -87,7 +88,7 @@ from creditstream.access import (
     serving_problem,
 )
 from creditstream.check_api import CheckApi
-from creditstream.connections import api_redis_client
+from creditstream.connections import access_refused, api_redis_client
 from creditstream.disclosure import DisclosureApi
 from creditstream.probes import KafkaSecurityError, kafka_connect_refusal, mask_url
 from creditstream.report_api import ReportApi
@@ -510,9 +511,14 @@ class Api:
         if self.redis is None:
             return "down: the API has no Redis client (not started)"
         try:
-            await asyncio.wait_for(self.redis.ping(), timeout=HEALTH_TIMEOUT_S)
+            # a read of the key every reader reads first, not PING: an ACL user refused the namespace's
+            # keys answers PING, and every other request failed (500) while /health said ok
+            await asyncio.wait_for(self.redis.get(Keys(self.settings.namespace).current_generation),
+                                   timeout=HEALTH_TIMEOUT_S)
         except TimeoutError:
             return f"down: no answer within {HEALTH_TIMEOUT_S:g} s"
+        except rexc.NoPermissionError as exc:
+            return "down: " + access_refused(exc, self.settings.namespace)
         except Exception as exc:  # noqa: BLE001 - whatever it is, Redis is not usable
             return "down: " + _reason(exc)
         return "ok"

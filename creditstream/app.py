@@ -87,7 +87,7 @@ class Pipeline:
         await self._warn_of_topic_drift()
         self.redis = redis_client(s)
         await self._wait_for_redis()
-        unsure = await check_redis(self.redis)  # RedisUnsuitable: one that evicts any key, or a cluster
+        unsure = await check_redis(self.redis, s.namespace)  # RedisUnsuitable: one that evicts any key, or a cluster
         if unsure:
             log.warning("redis set-up", problem=unsure)
         keys = await resolve_keys(self.redis, s.namespace, require_pseudonym_key(s.pseudonym_key))

@@ -36,6 +36,7 @@ from creditstream.probes import (
     REGISTRY,
     KafkaSecurityError,
     ServiceUnreachable,  # noqa: F401 - cli.ServiceUnreachable: what the handler reads
+    _access_refused,
     _address,
     _chain,
     _credentials_refused,
@@ -209,6 +210,12 @@ def _failure(exc: BaseException) -> tuple[int, str] | None:
         if _credentials_refused(e):
             return EXIT_USAGE, (f"creditstream: Redis at {_address(REDIS, settings)} refused the credentials "
                                 f"({_one_line(e, 200)}); check redis_url (`creditstream config check`)")
+        if _access_refused(e):
+            from creditstream.connections import access_refused
+
+            namespace = settings.namespace if settings is not None else "cs"
+            return EXIT_USAGE, (f"creditstream: Redis at {_address(REDIS, settings)}: "
+                                f"{_one_line(access_refused(e, namespace), 400)}")
         if isinstance(e, RegistryError) and e.kind in ("auth", "tls", "config"):
             # credentials refused, a certificate not trusted, TLS files that do not load: the settings
             return EXIT_USAGE, (f"creditstream: {_one_line(mask_url(str(e)))} (`creditstream config check` "
@@ -335,13 +342,28 @@ def _refuse_unsuitable_redis(settings) -> None:
     async def check() -> str | None:
         redis = redis_client(settings)
         try:
-            return await check_redis(redis)
+            return await check_redis(redis, settings.namespace)
         finally:
             await redis.aclose()
 
     warning = asyncio.run(check())
     if warning:
         structlog.get_logger("creditstream.cli").warning("redis set-up", problem=warning)
+
+
+def _refuse_redis_access(settings) -> None:
+    """Before the API serves: RedisUnsuitable when Redis's ACL refuses the namespace's keys to the user of
+    redis_url (creditstream/connections.py ``check_redis_access``); every request would fail else."""
+    from creditstream.connections import api_redis_client, check_redis_access
+
+    async def check() -> None:
+        redis = api_redis_client(settings)
+        try:
+            await check_redis_access(redis, settings.namespace)
+        finally:
+            await redis.aclose()
+
+    asyncio.run(check())
 
 
 def _wait_for_services(settings, wait_s: float) -> None:
@@ -384,6 +406,7 @@ def cmd_api(args) -> int:
     port = args.port or settings.web_port
     check_serving(settings, host)  # AccessConfigError: exit 2 (a non-loopback host without tokens, ...)
     _wait_for_services(settings, args.wait)  # ServiceUnreachable after --wait: exit 3, one line
+    _refuse_redis_access(settings)  # RedisUnsuitable (the ACL refuses the namespace): exit 2, one line
     scheme = "https" if settings.api_tls_certfile else "http"
     print(f"creditstream API on {scheme}://{host}:{port}/ (Ctrl-C to stop; endpoints in docs/openapi.yaml)",
           file=sys.stderr)

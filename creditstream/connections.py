@@ -8,13 +8,15 @@ Below the composition root (creditstream/app.py): the agents' wiring, the operat
 
 from __future__ import annotations
 
+import inspect
+
 import redis.asyncio as aioredis
 import structlog
 from redis.asyncio.client import Pipeline as _Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError, ResponseError
+from redis.exceptions import NoPermissionError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from creditstream.settings import Settings
@@ -82,7 +84,7 @@ def redis_from_settings(settings: Settings, **options) -> FailoverAwareRedis:
     connection, and the retry asks Sentinel again. ``redis_url``'s user, password, database and TLS
     (``rediss://``, its ``ssl_*`` query parameters) serve the data nodes either way."""
     if not settings.redis_sentinels.strip():
-        return FailoverAwareRedis.from_url(settings.redis_url, **options)
+        return FailoverAwareRedis.from_url(settings.redis_url, **options, **NO_CLIENT_COMMANDS)
     from redis.asyncio.connection import SSLConnection, parse_url
     from redis.asyncio.sentinel import Sentinel
 
@@ -98,7 +100,35 @@ def redis_from_settings(settings: Settings, **options) -> FailoverAwareRedis:
         if settings.redis_sentinel_username:
             asked["username"] = settings.redis_sentinel_username
     sentinel = Sentinel(settings.sentinel_addresses, sentinel_kwargs=asked)
-    return sentinel.master_for(settings.redis_sentinel_master, redis_class=FailoverAwareRedis, **node, **options)
+    return sentinel.master_for(settings.redis_sentinel_master, redis_class=FailoverAwareRedis, **node, **options,
+                               **NO_CLIENT_COMMANDS)
+
+
+def _no_client_commands() -> dict[str, object]:
+    """The keyword arguments that stop redis-py from sending CLIENT subcommands on every new
+    connection: ``CLIENT SETINFO LIB-NAME/LIB-VER`` (the library's name and version) and, on RESP3,
+    ``CLIENT MAINT_NOTIFICATIONS ON`` (a managed service's maintenance notices). deploy/redis.acl
+    allows no CLIENT subcommand to the creditstream user, so Redis refused them with NOPERM on every
+    connect: redis-py ignores the refusal, but each is an entry in the server's ACL LOG, where an
+    operator looks for what the ACL refused creditstream. Only the arguments this redis-py has
+    (``driver_info``, else ``lib_name`` / ``lib_version``; ``maint_notifications_config``)."""
+    from redis.asyncio.connection import AbstractConnection
+
+    params = inspect.signature(AbstractConnection.__init__).parameters
+    out: dict[str, object] = {}
+    if "driver_info" in params:
+        out["driver_info"] = None
+    else:
+        out.update(lib_name=None, lib_version=None)
+    if "maint_notifications_config" in params:
+        from redis.maint_notifications import MaintNotificationsConfig
+
+        out["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
+    return out
+
+
+NO_CLIENT_COMMANDS = _no_client_commands()
+"""Pass to every ``from_url`` (:func:`_no_client_commands`)."""
 
 
 def redis_client(settings: Settings) -> aioredis.Redis:
@@ -149,9 +179,33 @@ class RedisUnsuitable(RuntimeError):
     when full, or a Redis Cluster (:func:`check_redis`). Fixed in Redis's configuration."""
 
 
-async def check_redis(redis: aioredis.Redis) -> str | None:
+def access_refused(exc: NoPermissionError, namespace: str) -> str:
+    """What an operator reads when Redis's ACL refused creditstream a command or a key (NOPERM)."""
+    return (f"Redis's ACL refused the user of redis_url (NOPERM {exc}): it must be allowed "
+            f"creditstream's commands and the keys of its namespace, {namespace}:* (deploy/redis.acl "
+            "grants ~cs:*, the default namespace); change the ACL user, or the namespace setting")
+
+
+async def check_redis_access(redis: aioredis.Redis, namespace: str) -> None:
+    """:class:`RedisUnsuitable` naming the namespace and the ACL when the user of redis_url may not
+    read the namespace's keys (NOPERM on ``<namespace>:generation``, the key every reader reads
+    first). The worker, the API and replay check it at start; /health reads the same key."""
+    from sinks.keys import Keys
+
+    try:
+        await redis.get(Keys(namespace).current_generation)
+    except NoPermissionError as exc:
+        raise RedisUnsuitable(access_refused(exc, namespace)) from None
+
+
+async def check_redis(redis: aioredis.Redis, namespace: str | None = None) -> str | None:
     """Refuse a Redis creditstream cannot keep its data in (:class:`RedisUnsuitable`); a warning
     (returned) for one that may lose some of its control keys, or whose set-up cannot be read.
+
+    * **Access** (with ``namespace``): the ACL user of ``redis_url`` must be allowed the keys of the
+      namespace (``<namespace>:*``). A namespace the ACL does not grant (deploy/redis.acl grants
+      ``~cs:*``) made the worker crash at start with a traceback of NoPermissionError and nothing
+      naming the namespace or the ACL: :class:`RedisUnsuitable` now says both.
 
     * **Eviction.** creditstream's keys are its data: nothing re-creates an evicted subject state (its
       next input would start a new one, without the records, lists and deadlines before it, and the
@@ -167,6 +221,8 @@ async def check_redis(redis: aioredis.Redis) -> str | None:
       would fail and be retried for ever.
     * ``INFO`` refused (an ACL user without it): a warning, since neither is known (deploy/redis.acl
       allows it)."""
+    if namespace is not None:
+        await check_redis_access(redis, namespace)
     try:
         info = await redis.info()  # the default sections: memory and cluster among them
     except ResponseError as exc:

@@ -307,6 +307,13 @@ def _outages_of(exc: BaseException, settings) -> list[tuple[str, str, str]] | No
     return None
 
 
+def _access_refused(exc: BaseException) -> bool:
+    """Redis's ACL refused a command or a key to the user of redis_url (NOPERM)."""
+    import redis.exceptions as rexc
+
+    return isinstance(exc, rexc.NoPermissionError)
+
+
 def _credentials_refused(exc: BaseException) -> bool:
     import redis.exceptions as rexc
 

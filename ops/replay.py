@@ -446,7 +446,8 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
     pool: ProcessPoolExecutor | None = None
     failed = True
     try:
-        unsure = await check_redis(redis)  # RedisUnsuitable: a rebuilt state could vanish, or never be written
+        # RedisUnsuitable: a rebuilt state could vanish, or never be written; or the ACL refuses the namespace
+        unsure = await check_redis(redis, settings.namespace)
         if unsure:
             log.warning("redis set-up", problem=unsure)
         if await redis.exists(keys.subjects):

@@ -23,6 +23,11 @@ def pytest_addoption(parser):
                           "started with Maven-resolved jars); also CREDITSTREAM_TEST_BROKER")
     parser.addoption("--broker-nodes", type=int, choices=(1, 3), default=None,
                      help="Apache Kafka nodes (1 or 3; replication follows); also CREDITSTREAM_TEST_BROKER_NODES")
+    parser.addoption("--redis-acl", choices=("off", "plain", "tls"), default=None,
+                     help="the code under test logs in to a redis-server enforcing deploy/redis.acl (rendered as "
+                          "docker-compose.yml renders it; tests/acl_redis.py) as the creditstream user's rules for "
+                          "the test's namespace: plain, or tls (rediss://, a test CA; needs a redis-server built "
+                          "with TLS, CREDITSTREAM_TEST_REDIS_SERVER); also CREDITSTREAM_TEST_REDIS_ACL")
 
 
 def broker_nodes(config) -> int:
@@ -31,6 +36,10 @@ def broker_nodes(config) -> int:
 
 def selected_broker(config) -> str:
     return config.getoption("--broker") or os.environ.get("CREDITSTREAM_TEST_BROKER") or "tansu"
+
+
+def redis_acl_mode(config) -> str:
+    return config.getoption("--redis-acl") or os.environ.get("CREDITSTREAM_TEST_REDIS_ACL") or "off"
 
 
 def _interrupted(signum, frame):
@@ -80,10 +89,12 @@ def broker_header(config) -> str:
 
 def pytest_collection_modifyitems(config, items):
     """Tests that only mean something on one broker say so: @pytest.mark.tansu_only, kafka_only; tests
-    that spy on calls inside the rules core, @pytest.mark.pure_python."""
+    that spy on calls inside the rules core, @pytest.mark.pure_python; tests of tools that need an
+    admin Redis user, @pytest.mark.redis_admin (skipped with --redis-acl)."""
     import domain
 
     broker = selected_broker(config)
+    acl = redis_acl_mode(config)
     for item in items:
         if domain.COMPILED and item.get_closest_marker("pure_python"):
             item.add_marker(pytest.mark.skip(reason="spies on calls inside the rules core, which runs compiled "
@@ -92,6 +103,9 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="Tansu's defects and workarounds (run with --broker tansu)"))
         if broker == "tansu" and item.get_closest_marker("kafka_only"):
             item.add_marker(pytest.mark.skip(reason="needs Apache Kafka (run with --broker kafka)"))
+        if acl != "off" and item.get_closest_marker("redis_admin"):
+            item.add_marker(pytest.mark.skip(reason="needs an admin Redis user, not deploy/redis.acl's creditstream "
+                                                    "(--redis-acl)"))
 
 
 @pytest.fixture(scope="session")
@@ -112,17 +126,38 @@ def stack(stack_info):
     return Stack(stack_info.run_dir)
 
 
+@pytest.fixture(scope="session")
+def acl_redis_server(tmp_path_factory, pytestconfig):
+    """A redis-server enforcing deploy/redis.acl (tests/acl_redis.py), TLS too with ``--redis-acl tls``
+    (skips where the binary has no TLS)."""
+    from tests.acl_redis import AclRedis, TlsUnsupported
+
+    server = AclRedis(tmp_path_factory.mktemp("acl-redis"), tls=redis_acl_mode(pytestconfig) == "tls")
+    try:
+        server.start()
+    except TlsUnsupported as exc:
+        pytest.skip(str(exc))
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def settings(stack_info, tmp_path):
-    """Settings for one test: the session's stack, a fresh topic prefix and Redis namespace."""
+def settings(stack_info, tmp_path, request):
+    """Settings for one test: the session's stack, a fresh topic prefix and Redis namespace. With
+    ``--redis-acl``, Redis is an ACL-enforcing redis-server, logged in to as the creditstream user's
+    rules for the namespace."""
     from creditstream.settings import Settings
 
     tag = f"t{next(_counter)}{uuid.uuid4().hex[:6]}"
+    redis_url = stack_info.redis_url
+    mode = redis_acl_mode(request.config)
+    if mode != "off":
+        redis_url = request.getfixturevalue("acl_redis_server").user_url(tag, tls=mode == "tls")
     return Settings(
         broker_url=stack_info.broker_url,
         broker_kind=stack_info.broker_kind,
         replication_factor=stack_info.replication_factor,
-        redis_url=stack_info.redis_url,
+        redis_url=redis_url,
         pseudonym_key=stack_info.pseudonym_key,
         topic_prefix=f"{tag}.",
         namespace=tag,
@@ -134,12 +169,31 @@ def settings(stack_info, tmp_path):
 
 
 @pytest_asyncio.fixture
-async def redis(settings):
+async def redis(settings, request):
+    """The test's own Redis client (set-up, inspection). With ``--redis-acl``, the ACL server's admin
+    user: the code under test logs in with ``settings.redis_url``, the ACL user."""
     from creditstream.connections import redis_client
 
+    if redis_acl_mode(request.config) != "off":
+        settings = settings.replace(redis_url=request.getfixturevalue("acl_redis_server").admin_url)
     client = redis_client(settings)
     yield client
     await client.aclose()
+
+
+@pytest.fixture(autouse=True)
+def _nothing_refused_by_the_acl(request):
+    """With ``--redis-acl``: after each test that used the ACL server, what its ACL refused the code
+    under test (ACL LOG, for the test's user) fails the test; a refusal a worker retried or only
+    logged would otherwise pass unseen."""
+    if redis_acl_mode(request.config) == "off" or "settings" not in request.fixturenames:
+        yield
+        return
+    server = request.getfixturevalue("acl_redis_server")
+    user = f"(cs-{request.getfixturevalue('settings').namespace})"
+    yield
+    refused = [d for d in server.acl_denials() if f" {user} x" in d]
+    assert refused == [], f"deploy/redis.acl refused the code under test: {refused}"
 
 
 @pytest_asyncio.fixture

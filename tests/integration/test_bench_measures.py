@@ -15,6 +15,7 @@ from streams import kafka
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.redis_admin  # BGREWRITEAOF
 async def test_the_append_only_file_is_rewritten_and_the_rewrite_waited_for(settings, redis):
     await redis.set(f"{settings.namespace}:filler", b"x" * 100_000)
     before = await redis_forks(settings)

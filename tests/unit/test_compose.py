@@ -586,6 +586,48 @@ def test_the_acl_user_may_run_every_redis_command_the_code_sends():
         assert acl_allows(rules, always), always
 
 
+def handshake_commands(client) -> list[str]:
+    """The commands redis-py sends on each new connection of ``client`` (``on_connect``), beyond the
+    login (HELLO / AUTH): CLIENT SETNAME, CLIENT SETINFO (the library's name and version, unless
+    disabled), CLIENT MAINT_NOTIFICATIONS (RESP3, unless disabled), SELECT."""
+    pool = client.connection_pool
+    conn = pool.connection_class(**pool.connection_kwargs)
+    sent = []
+    if getattr(conn, "client_name", None):
+        sent.append("client|setname")
+    info = getattr(conn, "driver_info", None)
+    if (info is not None and (info.formatted_name or info.lib_version)) or getattr(conn, "lib_name", None) \
+            or getattr(conn, "lib_version", None):
+        sent.append("client|setinfo")
+    maint = getattr(conn, "maint_notifications_config", None)
+    if maint is not None and maint.enabled and conn.protocol in (3, "3"):
+        sent.append("client|maint_notifications")
+    if getattr(conn, "db", 0):
+        sent.append("select")
+    return sent
+
+
+def test_the_clients_connect_with_commands_the_acl_allows(worker_settings):
+    """Seen against Redis with deploy/redis.acl (tests/integration/test_redis_acl_e2e.py): redis-py
+    sends CLIENT SETINFO and CLIENT MAINT_NOTIFICATIONS on every connect, which the ACL refuses
+    (NOPERM; an ACL LOG entry each time, ignored by redis-py). The code never names them, so the scan
+    above did not see them. Every client the code builds (each ``from_url`` passes
+    ``connections.NO_CLIENT_COMMANDS``)."""
+    from creditstream.connections import api_redis_client, redis_client
+
+    rules = acl_users()["creditstream"]
+    for make in (redis_client, api_redis_client):
+        sent = handshake_commands(make(worker_settings.replace(redis_url="redis://u:p@127.0.0.1:6379/1")))
+        refused = [cmd for cmd in sent if not acl_allows(rules, cmd)]
+        assert refused == [], f"{make.__name__}: redis-py sends {refused} on connect, which deploy/redis.acl refuses"
+    for folder in SOURCE_DIRS:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if path.name == "stack.py":
+                continue
+            for m in re.finditer(r"\bfrom_url\((?:[^()]|\([^()]*\))*\)", path.read_text()):
+                assert "NO_CLIENT_COMMANDS" in m.group(0), f"{path.relative_to(ROOT)}: {m.group(0)[:80]}"
+
+
 # --- secrets --------------------------------------------------------------------------------------
 SECRET_KEY = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL", re.I)
 REQUIRED_VAR = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*:\?[^}]*\}$")
