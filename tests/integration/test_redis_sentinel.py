@@ -99,12 +99,12 @@ async def test_workers_find_the_master_by_sentinel_and_follow_its_failover(tmp_p
             await proc.wait()
 
 
-def test_a_sentinel_that_does_not_answer_is_named_as_the_outage(settings):
+async def test_a_sentinel_that_does_not_answer_is_named_as_the_outage(settings):
     from creditstream.probes import REDIS, probe_services
 
     s = settings.replace(redis_sentinels=f"127.0.0.1:{free_port()}", redis_sentinel_master=MASTER)
-    with pytest.raises(ServiceUnreachable) as raised:
-        probe_services(s, {REDIS}, timeout=1)
+    with pytest.raises(ServiceUnreachable) as raised:  # (its own event loop: in a thread, as a command runs it)
+        await asyncio.to_thread(probe_services, s, {REDIS}, 1)
     [(service, address, _reason)] = raised.value.outages
     assert address == f"Sentinel {s.redis_sentinels} (master {MASTER})", raised.value.outages
 
