@@ -124,6 +124,9 @@ bench-broker: install  ## the broker alone: produce -> consume p50/p99 of one to
 test-registry: install  ## the registry path against a real Confluent-compatible registry (Apicurio, built with Maven on first use; BROKER=kafka: on Apache Kafka)
 	$(BROKER_ENV) $(BIN)/python -m pytest -m registry -q -p no:cacheprovider $(PYTEST_ARGS)
 
+test-redis-acl: install  ## the integration tests with the code under test logged in as deploy/redis.acl's creditstream user (REDIS_ACL=tls: over TLS, needs a redis-server built with TLS in CREDITSTREAM_TEST_REDIS_SERVER)
+	CREDITSTREAM_TEST_REDIS_ACL=$(or $(REDIS_ACL),plain) $(BIN)/python -m pytest -m "integration and not slow" -q -p no:cacheprovider $(PYTEST_ARGS)
+
 test-all: install  ## every test, slow scenarios included
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
