@@ -34,6 +34,7 @@ lint: install  ## ruff on everything, mypy --strict on the rules core (domain/)
 
 test: install lint  ## lint; the test suite: unit, integration, reliability at CI scale on Tansu; then integration and reliability on Apache Kafka (Java 17+), side by side (TEST_LEGS=serial: one after the other)
 	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || $(CHROMIUM_INSTALL)
+	@$(BIN)/python -m ops.tls_redis .run/tls-redis >/dev/null || true  # Debian's redis-server with TLS, unpacked (ops/tls_redis.py): the Redis-over-TLS tests
 	@if $(JAVA17); then command -v kcat >/dev/null 2>&1 || $(KCAT_INSTALL); \
 	else \
 	  echo "make test: the Apache Kafka leg was SKIPPED: no Java 17+ on PATH (apt-get install openjdk-17-jre-headless maven, then make test)" >&2; \

