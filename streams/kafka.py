@@ -36,7 +36,14 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+    errors,
+)
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     IllegalOperation,
@@ -251,10 +258,17 @@ async def ensure_topics(settings: Settings, names: Iterable[str] | None = None) 
         created = []
         if new:
             try:
-                await client.create_topics(new)
-                created = [n.name for n in new]
+                answer = await client.create_topics(new)
             except TopicAlreadyExistsError:
-                pass
+                return created
+            # the broker answers each topic's error in the response (aiokafka raises none): a topic
+            # refused (e.g. TopicAuthorizationFailed: no Create ACL) was once said to be "created"
+            for name, code, *rest in answer.topic_errors:
+                if code and code != TopicAlreadyExistsError.errno:
+                    message = rest[0] if rest and isinstance(rest[0], str) else ""
+                    raise errors.for_code(code)(name, *([message] if message else []))
+                if not code:
+                    created.append(name)
         return created
     finally:
         await client.close()

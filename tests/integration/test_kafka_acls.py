@@ -1,7 +1,11 @@
 """creditstream on an Apache Kafka that enforces ACLs, as production clusters with SASL do (KRaft's
 StandardAuthorizer, ``allow.everyone.if.no.acl.found=false``; the ``acl_kafka`` fixture): the user
 ``creditstream`` runs everything with exactly the ACLs docs/operations.md gives (its ``kafka-acls.sh``
-commands, read back from the docs: tests/kafka_acls.py)."""
+commands, read back from the docs: tests/kafka_acls.py)., and an ACL missing is said in one line, exit 2,
+naming the resource and the ACL.
+
+Before: `creditstream topics` without the Create ACL said "created" for every topic, exit 0, and
+created none; the operator commands printed tracebacks, exit 1."""
 
 from __future__ import annotations
 
@@ -163,3 +167,46 @@ def test_the_documented_acls_run_the_worker_the_api_and_the_operator_commands(ac
     for refusal in ("AuthorizationFailed", "Not authorized", "could not compare", "differs from creditstream"):
         assert refusal not in said, refusal
     assert PASSWORD not in said
+
+
+def test_topics_without_the_create_acl_says_so(acl_settings, acl_kafka):
+    """Before: every topic "created", exit 0, and none was (aiokafka raises nothing for the errors of a
+    CreateTopics answer)."""
+    grant(acl_kafka, acls(acl_settings, WORKERS))
+    done = cli(acl_settings, "topics", timeout=60)
+    refused_in_one_line(done, f"topic {acl_settings.topic_prefix}", "TopicAuthorizationFailedError", "Create")
+    assert "created" not in done.stdout
+
+
+@pytest.mark.parametrize(("command", "kind", "operation", "said"), [
+    (("produce", "EVENTS"), "topic", "Write", "ClusterAuthorizationFailedError"),
+    (("dlq", "list"), "topic", "Read", "TopicAuthorizationFailedError"),
+    (("report",), "topic", "Read", "TopicAuthorizationFailedError"),
+    (("positions",), "group", "Read", "GroupAuthorizationFailedError"),
+], ids=["produce", "dlq-list", "report", "positions"])
+def test_an_operator_command_without_an_acl_says_which(topics_made, acl_kafka, command, kind, operation, said,
+                                                       tmp_path):
+    """Before: a traceback, exit 1."""
+    from streams.topics import Topics
+
+    s = topics_made
+    events = tmp_path / "events.jsonl"
+    events.write_text((ROOT / "data" / "demo" / "events.jsonl").read_text(encoding="utf-8").splitlines()[0] + "\n",
+                      encoding="utf-8")
+    if command[0] != "produce":  # something to read (refused before it is decoded)
+        asyncio.run(_send(s, Topics(s).dead_letters, b"x"))
+    grant(acl_kafka, without(acls(s, WORKERS), kind, operation))
+    done = cli(s, *[str(events) if a == "EVENTS" else a for a in command], timeout=90)
+    refused_in_one_line(done, said)
+    assert "Traceback" not in done.stderr
+
+
+async def _send(settings, topic: str, value: bytes) -> None:
+    from streams import kafka
+
+    producer = kafka.producer(settings)
+    await producer.start()
+    try:
+        await (await producer.send(topic, value, key=b"k"))
+    finally:
+        await producer.stop()
