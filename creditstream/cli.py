@@ -323,7 +323,12 @@ def cmd_worker(args) -> int:
     _wait_for_services(settings, args.wait)  # ServiceUnreachable after --wait: exit 3, one line
     _refuse_unsuitable_redis(settings)  # RedisUnsuitable: exit 2, one line (the pipeline checks again)
     worker = faust.Worker(app, loglevel=level, quiet=True, redirect_stdouts=False, override_logging=False)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    except SystemExit:
+        if app.pipeline.failure is not None:  # one line and exit 2 from main's handler (a missing ACL)
+            raise app.pipeline.failure from None
+        raise
     return EXIT_OK
 
 

@@ -5,7 +5,9 @@ commands, read back from the docs: tests/kafka_acls.py)., and an ACL missing is 
 naming the resource and the ACL.
 
 Before: `creditstream topics` without the Create ACL said "created" for every topic, exit 0, and
-created none; the operator commands printed tracebacks, exit 1."""
+created none; the operator commands printed tracebacks, exit 1; a worker without an ACL
+crashed with a traceback, exit 1 (without the group's: "broker not reachable, retrying", then
+AssertionError "Did you call `start` twice?")."""
 
 from __future__ import annotations
 
@@ -176,6 +178,27 @@ def test_topics_without_the_create_acl_says_so(acl_settings, acl_kafka):
     done = cli(acl_settings, "topics", timeout=60)
     refused_in_one_line(done, f"topic {acl_settings.topic_prefix}", "TopicAuthorizationFailedError", "Create")
     assert "created" not in done.stdout
+
+
+@pytest.mark.parametrize(("kind", "operation", "said"), [
+    ("topic", "Write", ["ClusterAuthorizationFailedError", "idempotent producer needs Write on a topic"]),
+    ("topic", "Read", ["TopicAuthorizationFailedError", "Read to consume"]),
+    ("group", "Read", ["GroupAuthorizationFailedError", "Read on the group"]),
+], ids=["no-topic-write", "no-topic-read", "no-group-read"])
+def test_a_worker_without_an_acl_stops_at_once_saying_which(topics_made, acl_kafka, kind, operation, said, tmp_path):
+    """Before: a crash, exit 1, tracebacks; without the group's Read, "broker not reachable, retrying"
+    and then AssertionError "Did you call `start` twice?"."""
+    s = topics_made
+    grant(acl_kafka, without(acls(s, WORKERS), kind, operation))
+    t0 = time.monotonic()
+    done = cli(s, "worker", "--wait", "30", timeout=60)
+    assert time.monotonic() - t0 < 20, done.stderr[-2000:]
+    refused_in_one_line(done, *said)
+    if kind == "group":
+        assert f"consumer group {s.consumer_group}." in done.stderr.splitlines()[-1]
+    assert "broker not reachable" not in done.stderr and "start` twice" not in done.stderr
+    [failed] = [json.loads(line[line.index("{"):]) for line in done.stderr.splitlines() if "pipeline failed" in line]
+    assert failed["level"] == "error" and "exception" not in failed and said[0] in failed["reason"]
 
 
 @pytest.mark.parametrize(("command", "kind", "operation", "said"), [
