@@ -148,7 +148,11 @@ class Pipeline:
         try:
             drift = await kafka.topic_config_drift(self.settings)
         except Exception as exc:  # noqa: BLE001 - a check, never a reason not to start
-            log.warning("could not compare the topics' configuration", error=f"{type(exc).__name__}: {exc}")
+            from creditstream.probes import kafka_authorization
+
+            refused = kafka_authorization(exc, self.settings)  # no DescribeConfigs ACL: say which
+            log.warning("could not compare the topics' configuration",
+                        error=refused or f"{type(exc).__name__}: {exc}")
             return
         fix = ("Tansu does not change a topic's configuration (the embedded development broker does not rely "
                "on it; `creditstream topics` says more)" if self.settings.is_tansu

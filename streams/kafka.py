@@ -304,6 +304,8 @@ async def topic_config_drift(settings: Settings) -> list[ConfigDrift] | None:
         current: dict[str, dict[str, str]] = {}
         for answer in answers:
             for resource in answer.resources:
+                if resource[0]:  # refused (e.g. no DescribeConfigs ACL): unknown, not "every key differs"
+                    raise errors.for_code(resource[0])(resource[3], *([resource[1]] if resource[1] else []))
                 current[resource[3]] = {c[0]: c[1] for c in resource[4]}
         drift = []
         for name in names:

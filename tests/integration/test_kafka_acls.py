@@ -1,13 +1,14 @@
 """creditstream on an Apache Kafka that enforces ACLs, as production clusters with SASL do (KRaft's
 StandardAuthorizer, ``allow.everyone.if.no.acl.found=false``; the ``acl_kafka`` fixture): the user
 ``creditstream`` runs everything with exactly the ACLs docs/operations.md gives (its ``kafka-acls.sh``
-commands, read back from the docs: tests/kafka_acls.py)., and an ACL missing is said in one line, exit 2,
-naming the resource and the ACL.
+commands, read back from the docs: tests/kafka_acls.py), and an ACL missing is said in one line, exit
+2, naming the resource and the ACL.
 
 Before: `creditstream topics` without the Create ACL said "created" for every topic, exit 0, and
-created none; the operator commands printed tracebacks, exit 1; a worker without an ACL
-crashed with a traceback, exit 1 (without the group's: "broker not reachable, retrying", then
-AssertionError "Did you call `start` twice?")."""
+created none; a worker without an ACL crashed with a traceback, exit 1 (without the group's: "broker
+not reachable, retrying", then AssertionError "Did you call `start` twice?"); the operator commands
+printed tracebacks; a worker without DescribeConfigs warned that every topic's configuration differed
+from creditstream's (current: null) and told to run `topics --apply`."""
 
 from __future__ import annotations
 
@@ -233,3 +234,23 @@ async def _send(settings, topic: str, value: bytes) -> None:
         await (await producer.send(topic, value, key=b"k"))
     finally:
         await producer.stop()
+
+
+def test_a_worker_without_describe_configs_says_it_could_not_compare(topics_made, acl_kafka, tmp_path):
+    """Before: one warning per topic that its configuration differs from creditstream's (current: null)
+    with "run `creditstream topics --apply`", which would not have helped."""
+    s = topics_made
+    grant(acl_kafka, without(acls(s, WORKERS), "topic", "DescribeConfigs"))
+    log = tmp_path / "worker.log"
+    worker = WorkerProcess(s, log).start()
+    try:
+        deadline = time.monotonic() + 60
+        while "pipeline started" not in worker.log_tail(100_000):
+            assert worker.alive() and time.monotonic() < deadline, worker.log_tail()
+            time.sleep(0.2)
+    finally:
+        worker.stop()
+    text = log.read_text(errors="replace")
+    assert "differs from creditstream" not in text
+    [warning] = [json.loads(line[line.index("{"):]) for line in text.splitlines() if "could not compare" in line]
+    assert "TopicAuthorizationFailedError" in warning["error"] and "DescribeConfigs" in warning["error"]
