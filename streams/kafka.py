@@ -67,6 +67,36 @@ PRODUCER_FATAL = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEp
 log = structlog.get_logger("creditstream.kafka")
 
 
+def _close_tls_at_once() -> None:
+    """aiokafka 0.14 (pinned) closes a connection with ``transport.close()`` and a client's ``close()``
+    waits for each one's ``connection_lost``. On uvloop (creditstream/eventloop.py, the default) a TLS
+    transport calls it only once the broker answers the TLS close_notify, which Apache Kafka often
+    does not while a fetch waits at the broker, or after uvloop's 30-s ``ssl_shutdown_timeout``: over
+    SSL / SASL_SSL one consumer stop in two or three took 30 s more (`report`, `replay`, `dlq`, a
+    worker stopping; tests/integration/test_sasl_ssl_close.py). A client closes a connection with
+    nothing in flight that it still waits for, so a TLS connection is aborted after the close: no
+    close_notify exchange, ``connection_lost`` at once."""
+    from aiokafka.conn import AIOKafkaConnection
+
+    close = AIOKafkaConnection.close
+    if getattr(close, "_creditstream_tls_at_once", False):
+        return
+
+    def close_tls_at_once(self, reason=None, exc=None):
+        writer = self._writer  # noqa: SLF001 - what close() drops
+        tls = writer is not None and not writer.transport.is_closing() and writer.get_extra_info("sslcontext")
+        closed = close(self, reason=reason, exc=exc)
+        if tls:
+            writer.transport.abort()
+        return closed
+
+    close_tls_at_once._creditstream_tls_at_once = True  # type: ignore[attr-defined]
+    AIOKafkaConnection.close = close_tls_at_once  # type: ignore[method-assign]
+
+
+_close_tls_at_once()
+
+
 class Producer:
     """An aiokafka producer (every attribute is the current one's) that knows the largest message
     each topic takes (``limits``, checked by the sinks) and can be replaced by a new one when a
