@@ -380,8 +380,8 @@ async def apply_topic_config(settings: Settings, topics: Iterable[str]) -> None:
         for answer in answers if isinstance(answers, list) else [answers]:
             for resource in answer.resources:
                 code, message = resource[0], resource[1]
-                if code:
-                    raise RuntimeError(f"altering {resource[3]}: error {code} {message or ''}".strip())
+                if code:  # e.g. TopicAuthorizationFailed: no AlterConfigs ACL (the command line says so)
+                    raise errors.for_code(code)(resource[3], *([message] if message else []))
     finally:
         await client.close()
 

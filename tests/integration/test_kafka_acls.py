@@ -181,6 +181,19 @@ def test_topics_without_the_create_acl_says_so(acl_settings, acl_kafka):
     assert "created" not in done.stdout
 
 
+def test_topics_apply_without_the_alter_configs_acl_says_so(acl_settings, acl_kafka):
+    """Before: a traceback ending in RuntimeError "altering PREFIX.penalty: error 29 Topic authorization
+    failed.", exit 1."""
+    from tests.conftest import create_topic_with_broker_defaults
+
+    s = acl_settings
+    grant(acl_kafka, acls(s, WORKERS) + without(acls(s, TOPICS), "topic", "AlterConfigs"))
+    asyncio.run(create_topic_with_broker_defaults(s, f"{s.topic_prefix}penalty"))
+    done = cli(s, "topics", "--apply", timeout=60)
+    refused_in_one_line(done, f"topic {s.topic_prefix}penalty", "TopicAuthorizationFailedError", "AlterConfigs")
+    assert "Traceback" not in done.stderr
+
+
 @pytest.mark.parametrize(("kind", "operation", "said"), [
     ("topic", "Write", ["ClusterAuthorizationFailedError", "idempotent producer needs Write on a topic"]),
     ("topic", "Read", ["TopicAuthorizationFailedError", "Read to consume"]),
