@@ -220,7 +220,9 @@ def test_a_worker_without_an_acl_stops_at_once_saying_which(topics_made, acl_kaf
     (("dlq", "list"), "topic", "Read", "TopicAuthorizationFailedError"),
     (("report",), "topic", "Read", "TopicAuthorizationFailedError"),
     (("positions",), "group", "Read", "GroupAuthorizationFailedError"),
-], ids=["produce", "dlq-list", "report", "positions"])
+    (("positions", "move", "ingest", "--to-end"), "group", "Read", "GroupAuthorizationFailedError"),
+    (("replay", "--verify", "--jobs", "1"), "topic", "Read", "TopicAuthorizationFailedError"),
+], ids=["produce", "dlq-list", "report", "positions", "positions-move", "replay"])
 def test_an_operator_command_without_an_acl_says_which(topics_made, acl_kafka, command, kind, operation, said,
                                                        tmp_path):
     """Before: a traceback, exit 1."""
@@ -232,6 +234,7 @@ def test_an_operator_command_without_an_acl_says_which(topics_made, acl_kafka, c
                       encoding="utf-8")
     if command[0] != "produce":  # something to read (refused before it is decoded)
         asyncio.run(_send(s, Topics(s).dead_letters, b"x"))
+        asyncio.run(_send(s, Topics(s).subject_events, b"x"))
     grant(acl_kafka, without(acls(s, WORKERS), kind, operation))
     done = cli(s, *[str(events) if a == "EVENTS" else a for a in command], timeout=90)
     refused_in_one_line(done, said)
