@@ -74,6 +74,8 @@ class Pipeline:
         self._heartbeat_key = ""
         self._workers_key = ""
         self._identity = ""
+        self.failure: BaseException | None = None
+        """What stopped the worker that the command line reports itself (a missing Kafka ACL)."""
 
     async def start(self) -> None:
         s = self.settings
@@ -146,7 +148,11 @@ class Pipeline:
         try:
             drift = await kafka.topic_config_drift(self.settings)
         except Exception as exc:  # noqa: BLE001 - a check, never a reason not to start
-            log.warning("could not compare the topics' configuration", error=f"{type(exc).__name__}: {exc}")
+            from creditstream.probes import kafka_authorization
+
+            refused = kafka_authorization(exc, self.settings)  # no DescribeConfigs ACL: say which
+            log.warning("could not compare the topics' configuration",
+                        error=refused or f"{type(exc).__name__}: {exc}")
             return
         fix = ("Tansu does not change a topic's configuration (the embedded development broker does not rely "
                "on it; `creditstream topics` says more)" if self.settings.is_tansu
@@ -290,7 +296,14 @@ def create_faust_app(settings: Settings, agents: tuple[str, ...] = AGENTS, *, we
             await asyncio.shield(pipeline.stop())
             raise
         except Exception as exc:
-            log.exception("pipeline failed; stopping the worker so its supervisor restarts it")
+            from creditstream.probes import kafka_authorization
+
+            refused = kafka_authorization(exc, settings)
+            if refused:  # an ACL missing: said in one line (the command line exits 2 with it), no traceback
+                pipeline.failure = exc
+                log.error("pipeline failed: stopping the worker", reason=refused)
+            else:
+                log.exception("pipeline failed; stopping the worker so its supervisor restarts it")
             await pipeline.stop()
             await app.crash(exc)  # the worker exits non-zero
             return

@@ -8,7 +8,8 @@ Exit codes, decided in one place (:func:`main`'s handler, :func:`_failure`):
 * 0 success (also when the reader of standard output went away: ``creditstream list | head -1``);
 * 1 the thing asked for does not exist, or a check failed;
 * 2 usage: bad arguments, bad settings, an input file that cannot be read, credentials refused
-  (by Redis, the schema registry, or the Kafka broker: also its SASL mechanism or TLS certificate);
+  (by Redis, the schema registry, or the Kafka broker: also its SASL mechanism or TLS certificate),
+  an operation the Kafka broker refuses for want of an ACL;
 * 3 a service cannot be reached: Redis, the Kafka broker or the schema registry. One line on
   standard error names the service and its address (passwords masked, as ``config check`` does);
   no traceback.
@@ -42,6 +43,7 @@ from creditstream.probes import (
     _credentials_refused,
     _one_line,
     _outages_of,
+    kafka_authorization,
     mask_url,
     probe_services,
 )
@@ -203,6 +205,9 @@ def _failure(exc: BaseException) -> tuple[int, str] | None:
             for service, address, reason in outages)
     from ops.dlq import RedriveError
 
+    refused = kafka_authorization(exc, settings)
+    if refused:
+        return EXIT_USAGE, f"creditstream: {_one_line(refused, 600)}"
     for e in _chain(exc):
         if isinstance(e, KafkaSecurityError):
             return EXIT_USAGE, (f"creditstream: {_one_line(e, 400)} (`creditstream config check` shows the "
@@ -325,7 +330,12 @@ def cmd_worker(args) -> int:
     _wait_for_services(settings, args.wait)  # ServiceUnreachable after --wait: exit 3, one line
     _refuse_unsuitable_redis(settings)  # RedisUnsuitable: exit 2, one line (the pipeline checks again)
     worker = faust.Worker(app, loglevel=level, quiet=True, redirect_stdouts=False, override_logging=False)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    except SystemExit:
+        if app.pipeline.failure is not None:  # one line and exit 2 from main's handler (a missing ACL)
+            raise app.pipeline.failure from None
+        raise
     return EXIT_OK
 
 

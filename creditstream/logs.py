@@ -24,7 +24,8 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 import structlog
@@ -89,6 +90,44 @@ class TransientClientErrors(logging.Filter):
                     record.levelno, record.levelname = logging.WARNING, "WARNING"
             elif record.name == "asyncio" and record.getMessage().startswith(LEAKED_CLIENT_CONNECTION):
                 record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+REPEAT_WINDOW_S = 10.0
+"""How often one line the Kafka client repeats word for word is logged (:class:`RepeatedClientLines`)."""
+
+
+class RepeatedClientLines(logging.Filter):
+    """The Kafka client logs the same failure at every retry, dozens of times a second: a worker whose
+    credentials the broker refuses (a password rotated there, an ACL revoked) or whose broker is down
+    wrote 3,500 lines in 20 s ("Unable connect to node ... SaslAuthenticationFailed", "Failed fetch
+    messages ... NodeNotReadyError", "Unable to update metadata", ...). Its warnings and errors are
+    logged at most once per :data:`REPEAT_WINDOW_S` for each text, word for word: the first at once,
+    the next after the window with how many like it were left out meanwhile."""
+
+    MAX_KEYS = 1000
+
+    def __init__(self, window_s: float = REPEAT_WINDOW_S, clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self.window_s, self.clock = window_s, clock
+        self._seen: dict[tuple[str, int, str], list[float]] = {}  # -> [logged at, left out since]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or not record.name.startswith("aiokafka"):
+            return True
+        text = record.getMessage()
+        key = (record.name, record.levelno, text)
+        now = self.clock()
+        seen = self._seen.get(key)
+        if seen is not None and now - seen[0] < self.window_s:
+            seen[1] += 1
+            return False
+        if seen is not None and seen[1]:
+            record.msg, record.args = (f"{text} (and {int(seen[1])} more like it in the last {now - seen[0]:.0f} s, "
+                                       "not logged)"), None
+        if len(self._seen) >= self.MAX_KEYS:
+            self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.window_s}
+        self._seen[key] = [now, 0]
         return True
 
 
@@ -301,6 +340,7 @@ def configure(level: str | int = "INFO", fmt: str = "auto", *, stream: TextIO | 
             h.close()
     handler = _StderrHandler(stream)
     setattr(handler, _HANDLER_MARK, True)
+    handler.addFilter(RepeatedClientLines())
     handler.addFilter(TransientClientErrors())
     handler.setFormatter(formatter)
     root.addHandler(handler)

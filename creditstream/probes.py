@@ -196,6 +196,41 @@ def kafka_refusal(err: BaseException | None, settings) -> str | None:
     return None
 
 
+ACL_DOCS = "docs/operations.md, Security: the ACLs creditstream needs"
+
+
+def kafka_authorization(exc: BaseException, settings) -> str | None:
+    """What the Kafka broker refused this client for want of an ACL, as a sentence naming the
+    principal, the resource and the ACLs to grant; None when no exception in ``exc``'s chain is an
+    authorization failure. The broker answered: not an outage, and waiting does not help (an ACL is
+    granted by an operator), so the command line exits 2, as for refused credentials."""
+    from aiokafka import errors as kerr
+
+    user = getattr(settings, "sasl_username", "") or "this client"
+    who = f"user {user!r}" if user != "this client" else user
+    where = _address(KAFKA, settings)
+    for e in _chain(exc):
+        names = ", ".join(str(a) for a in getattr(e, "args", ()) if isinstance(a, str) and a and " " not in a)
+        if isinstance(e, kerr.TopicAuthorizationFailedError):
+            what = f"topic {names}" if names else "a topic"
+            grant = ("Read to consume, Write to produce, Describe to list, Create to create, DescribeConfigs / "
+                     "AlterConfigs for `creditstream topics`")
+        elif isinstance(e, kerr.GroupAuthorizationFailedError):
+            what = f"consumer group {names}" if names else "a consumer group"
+            grant = "Read on the group (joining it, committing and reading its offsets; Describe comes with it)"
+        elif isinstance(e, kerr.ClusterAuthorizationFailedError):
+            what = "a cluster operation"
+            grant = ("an idempotent producer needs Write on a topic (Kafka 3.0+; IdempotentWrite on the cluster "
+                     "before); creating topics needs Create on the topic prefix or the cluster")
+        elif isinstance(e, (kerr.TransactionalIdAuthorizationFailed, kerr.DelegationTokenAuthorizationFailed)):
+            what, grant = type(e).__name__, "an ACL"
+        else:
+            continue
+        return (f"the Kafka broker at {where} refused {who} access to {what} ({type(e).__name__}): "
+                f"it lacks an ACL: {grant} ({ACL_DOCS})")
+    return None
+
+
 async def _probe_registry(settings, timeout: float) -> None:
     """The registry answers ``GET /subjects`` within ``timeout`` (with the configured credentials and
     TLS): the same client as the commands use (creditstream/connections.py)."""

@@ -19,12 +19,18 @@ class SaslSsl:
     cluster requires. ``keystore``: a PEM file with the server's unencrypted PKCS#8 private key and
     its certificate chain. ``users``: name -> password, created as SCRAM credentials when the log
     dirs are formatted and as PLAIN users in the listener's JAAS configuration. ``client_ca``: a PEM
-    CA certificate; with it, clients must also present a certificate it signed (mutual TLS)."""
+    CA certificate; with it, clients must also present a certificate it signed (mutual TLS).
+    ``acl_admin``: the name of one of ``users``; with it the nodes enforce ACLs as a production
+    cluster does (KRaft's ``StandardAuthorizer``, ``allow.everyone.if.no.acl.found=false``): that user
+    is a super user (it creates the ACLs), and so is ``User:ANONYMOUS``, the principal of the nodes'
+    own PLAINTEXT and CONTROLLER listeners (without it a node cannot talk to its controller). So the
+    PLAINTEXT listener is unrestricted: it is for the nodes and the readiness probe, never a client's."""
 
     keystore: Path
     users: Mapping[str, str] = field(default_factory=dict)
     mechanisms: tuple[str, ...] = ("SCRAM-SHA-512", "PLAIN")
     client_ca: Path | None = None
+    acl_admin: str | None = None
 
     def scram_arguments(self) -> list[str]:
         """``kafka-storage format`` arguments that create the SCRAM credentials."""
@@ -52,6 +58,14 @@ class SaslSsl:
             else:
                 raise ValueError(f"SASL mechanism {mech!r}: SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN")
             props[f"{prefix}{mech.lower()}.sasl.jaas.config"] = module
+        if self.acl_admin is not None:
+            if self.acl_admin not in self.users:
+                raise ValueError(f"acl_admin {self.acl_admin!r} is not one of the users")
+            props.update({
+                "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                "allow.everyone.if.no.acl.found": "false",
+                "super.users": f"User:ANONYMOUS;User:{self.acl_admin}",
+            })
         return props
 
 

@@ -36,7 +36,14 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+    errors,
+)
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     IllegalOperation,
@@ -58,6 +65,36 @@ from streams.topics import Topics
 PRODUCER_FATAL = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch, ProducerFenced)
 
 log = structlog.get_logger("creditstream.kafka")
+
+
+def _close_tls_at_once() -> None:
+    """aiokafka 0.14 (pinned) closes a connection with ``transport.close()`` and a client's ``close()``
+    waits for each one's ``connection_lost``. On uvloop (creditstream/eventloop.py, the default) a TLS
+    transport calls it only once the broker answers the TLS close_notify, which Apache Kafka often
+    does not while a fetch waits at the broker, or after uvloop's 30-s ``ssl_shutdown_timeout``: over
+    SSL / SASL_SSL one consumer stop in two or three took 30 s more (`report`, `replay`, `dlq`, a
+    worker stopping; tests/integration/test_sasl_ssl_close.py). A client closes a connection with
+    nothing in flight that it still waits for, so a TLS connection is aborted after the close: no
+    close_notify exchange, ``connection_lost`` at once."""
+    from aiokafka.conn import AIOKafkaConnection
+
+    close = AIOKafkaConnection.close
+    if getattr(close, "_creditstream_tls_at_once", False):
+        return
+
+    def close_tls_at_once(self, reason=None, exc=None):
+        writer = self._writer  # noqa: SLF001 - what close() drops
+        tls = writer is not None and not writer.transport.is_closing() and writer.get_extra_info("sslcontext")
+        closed = close(self, reason=reason, exc=exc)
+        if tls:
+            writer.transport.abort()
+        return closed
+
+    close_tls_at_once._creditstream_tls_at_once = True  # type: ignore[attr-defined]
+    AIOKafkaConnection.close = close_tls_at_once  # type: ignore[method-assign]
+
+
+_close_tls_at_once()
 
 
 class Producer:
@@ -251,10 +288,17 @@ async def ensure_topics(settings: Settings, names: Iterable[str] | None = None) 
         created = []
         if new:
             try:
-                await client.create_topics(new)
-                created = [n.name for n in new]
+                answer = await client.create_topics(new)
             except TopicAlreadyExistsError:
-                pass
+                return created
+            # the broker answers each topic's error in the response (aiokafka raises none): a topic
+            # refused (e.g. TopicAuthorizationFailed: no Create ACL) was once said to be "created"
+            for name, code, *rest in answer.topic_errors:
+                if code and code != TopicAlreadyExistsError.errno:
+                    message = rest[0] if rest and isinstance(rest[0], str) else ""
+                    raise errors.for_code(code)(name, *([message] if message else []))
+                if not code:
+                    created.append(name)
         return created
     finally:
         await client.close()
@@ -290,6 +334,8 @@ async def topic_config_drift(settings: Settings) -> list[ConfigDrift] | None:
         current: dict[str, dict[str, str]] = {}
         for answer in answers:
             for resource in answer.resources:
+                if resource[0]:  # refused (e.g. no DescribeConfigs ACL): unknown, not "every key differs"
+                    raise errors.for_code(resource[0])(resource[3], *([resource[1]] if resource[1] else []))
                 current[resource[3]] = {c[0]: c[1] for c in resource[4]}
         drift = []
         for name in names:
@@ -334,8 +380,8 @@ async def apply_topic_config(settings: Settings, topics: Iterable[str]) -> None:
         for answer in answers if isinstance(answers, list) else [answers]:
             for resource in answer.resources:
                 code, message = resource[0], resource[1]
-                if code:
-                    raise RuntimeError(f"altering {resource[3]}: error {code} {message or ''}".strip())
+                if code:  # e.g. TopicAuthorizationFailed: no AlterConfigs ACL (the command line says so)
+                    raise errors.for_code(code)(resource[3], *([message] if message else []))
     finally:
         await client.close()
 

@@ -29,8 +29,15 @@ from collections.abc import Callable
 from typing import Protocol
 
 import structlog
-from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    CommitFailedError,
+    GroupAuthorizationFailedError,
+    IllegalStateError,
+    KafkaError,
+    TopicAuthorizationFailedError,
+)
 from aiokafka.structs import OffsetAndMetadata
 from redis.exceptions import RedisError
 
@@ -49,6 +56,8 @@ def _debug_enabled() -> bool:
     it, the time to produce what it caused, the age of its oldest input."""
     return logging.getLogger("creditstream.runner").isEnabledFor(logging.DEBUG)
 
+AUTHORIZATION = (TopicAuthorizationFailedError, GroupAuthorizationFailedError, ClusterAuthorizationFailedError)
+"""The broker refused for want of an ACL: an operator grants it, waiting does not."""
 # Failures of a service, not of the input: the batch is retried until the service is back.
 TRANSIENT = (RedisError, KafkaError, RegistryError, ConnectionError, OSError, asyncio.TimeoutError)
 BACKOFF_START_S = 0.1
@@ -146,9 +155,12 @@ class AgentRunner:
         for topic in topics:  # exported as 0 from the start, so that the alert sees the first increase
             metrics.DELETED_UNREAD.labels(self.agent.name, topic)
         # committed records only: a department's aborted transaction is never an input (kafka.isolation_level)
-        self.consumer = c = kafka.consumer(self.settings, *topics, group_id=self.group_id, committed_only=True,
-                                           listener=_Revoked(*forgets))
-        await self._start_consumer()
+        def new_consumer():
+            return kafka.consumer(self.settings, *topics, group_id=self.group_id, committed_only=True,
+                                  listener=_Revoked(*forgets))
+
+        await self._start_consumer(new_consumer)
+        c = self.consumer
         if hasattr(self.agent, "committed_offset"):
             self.agent.committed_offset = self._committed
         if hasattr(self.agent, "highwater"):
@@ -308,13 +320,22 @@ class AgentRunner:
         log.info("partitions re-fetched", agent=self.agent.name, reason=rewind.reason,
                  offsets={f"{tp.topic}[{tp.partition}]": o for tp, o in rewind.offsets.items() if tp in owned})
 
-    async def _start_consumer(self) -> None:
+    async def _start_consumer(self, new_consumer: Callable[[], AIOKafkaConsumer]) -> None:
+        """A started consumer in ``self.consumer``: a broker that does not answer is waited for, each
+        attempt with a new consumer (aiokafka's ``start()`` cannot be called again on one whose start
+        failed half-way: "Did you call `start` twice?"). A refusal for want of an ACL (topic, group,
+        cluster authorization) is raised at once: waiting does not grant it."""
         delay = BACKOFF_START_S
         while True:
+            self.consumer = new_consumer()
             try:
                 await self.consumer.start()
                 return
+            except AUTHORIZATION:
+                await self._stop_consumer()
+                raise
             except KafkaError as exc:
+                await self._stop_consumer()
                 log.warning("broker not reachable, retrying", agent=self.agent.name, error=str(exc), retry_in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX_S)

@@ -307,3 +307,38 @@ def sasl_settings(settings, sasl_kafka):
     return settings.replace(broker_url=sasl_kafka["info"]["sasl_bootstrap"], broker_kind="kafka", replication_factor=1,
                             security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512", sasl_username=USER,
                             sasl_password=PASSWORD, ssl_cafile=str(sasl_kafka["certs"].ca))
+
+
+@pytest.fixture(scope="session")
+def acl_kafka(tmp_path_factory):
+    """A 1-node Apache Kafka that requires SASL_SSL and enforces ACLs as a production cluster does
+    (StandardAuthorizer, ``allow.everyone.if.no.acl.found=false``, the super user ``admin``), for the
+    session: ``info`` of KafkaCluster.up (``sasl_bootstrap``) and ``certs``. The ``creditstream`` user
+    starts with no ACL: a test grants what it needs (tests/kafka_acls.py ``set_acls``)."""
+    from ops.kafka_cluster import KafkaCluster, SaslSsl
+    from tests.kafka_acls import ADMIN, ADMIN_PASSWORD
+    from tests.sasl_kafka import PASSWORD, USER, make_certificates, skip_reason
+
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    base = tmp_path_factory.mktemp("acl-kafka")
+    certs = make_certificates(base / "tls")
+    cluster = KafkaCluster(base / "run")
+    info = cluster.up(1, timeout=180, config={"group.min.session.timeout.ms": 1000},
+                      sasl_ssl=SaslSsl(certs.keystore, {USER: PASSWORD, ADMIN: ADMIN_PASSWORD}, acl_admin=ADMIN))
+    try:
+        yield {"info": info, "certs": certs}
+    finally:
+        cluster.down()
+
+
+@pytest.fixture
+def acl_settings(settings, acl_kafka):
+    """``settings`` (a fresh topic prefix, Redis namespace and group) on the Kafka that enforces ACLs, as
+    the user ``creditstream`` (SCRAM-SHA-512 over SASL_SSL)."""
+    from tests.sasl_kafka import PASSWORD, USER
+
+    return settings.replace(broker_url=acl_kafka["info"]["sasl_bootstrap"], broker_kind="kafka", replication_factor=1,
+                            security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512", sasl_username=USER,
+                            sasl_password=PASSWORD, ssl_cafile=str(acl_kafka["certs"].ca))

@@ -413,7 +413,11 @@ class RecordingAdmin:
         return self.existing
 
     async def create_topics(self, new_topics):
+        """Answers as the broker does: each topic's error code (0: created)."""
+        from types import SimpleNamespace
+
         self.created.extend(new_topics)
+        return SimpleNamespace(topic_errors=[(t.name, 0, None) for t in new_topics])
 
 
 def test_topics_init_creates_every_topic_with_partitions_replication_and_retention(services, monkeypatch):

@@ -241,3 +241,37 @@ def test_an_agent_turning_stalled_or_ok_again_is_logged_once(out):
     lines = [(line["level"], line["event"], line.get("agent"), line.get("reason")) for line in _lines(out)]
     assert lines == [("warning", "agent stalled", "subject", stalled["reason"]),
                      ("info", "agent consuming again", "subject", None)]
+
+
+def test_a_client_line_repeated_word_for_word_is_logged_once_per_window_with_a_count():
+    """A worker whose credentials the broker refused wrote 3,500 lines in 20 s, the same few again
+    and again; now the first of each at once, then one per window saying how many were left out."""
+    import io
+    import json
+    import logging
+
+    from creditstream import logs
+
+    now = [0.0]
+    out = io.StringIO()
+    logs.configure("INFO", "json", stream=out)
+    [handler] = [h for h in logging.getLogger().handlers if getattr(h, "_creditstream_handler", False)]
+    [repeated] = [f for f in handler.filters if isinstance(f, logs.RepeatedClientLines)]
+    repeated.clock = lambda: now[0]
+    refused = "Unable connect to node with id 0: [Error 58] SaslAuthenticationFailed: Authentication failed"
+    client = logging.getLogger("aiokafka")
+    for _ in range(40):  # 40 a second for 2 s
+        client.error(refused)
+        logging.getLogger("aiokafka.consumer.fetcher").error("Failed fetch messages from 0: NodeNotReadyError")
+        logging.getLogger("creditstream.runner").warning("batch failed, retrying")  # ours: all kept
+        now[0] += 0.05
+    now[0] = 10.5
+    client.error(refused)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    clients = [(line["logger"], line["level"], line["event"]) for line in lines if line["logger"] != "creditstream.runner"]
+    assert clients == [
+        ("aiokafka", "error", refused),
+        ("aiokafka.consumer.fetcher", "error", "Failed fetch messages from 0: NodeNotReadyError"),
+        ("aiokafka", "error", f"{refused} (and 39 more like it in the last 10 s, not logged)"),
+    ]
+    assert sum(line["logger"] == "creditstream.runner" for line in lines) == 40
