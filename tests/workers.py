@@ -23,6 +23,42 @@ def worker_env(settings, **extra) -> dict:
     return env
 
 
+def health_of(port: int) -> dict | None:
+    """A worker's ``/health`` answer (``--web`` on ``port``), None while it does not answer."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
+            return json.loads(answer.read())
+    except urllib.error.HTTPError as exc:  # 503: degraded, with the same body
+        return json.loads(exc.read())
+    except OSError:
+        return None
+
+
+def wait_until_serving(port: int, worker: WorkerProcess, timeout: float = 90) -> dict:
+    """Until the worker's /health says Kafka ok and one worker's heartbeat; its answer."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while (h := health_of(port)) is None or h.get("kafka") != "ok" or h.get("workers") != 1:
+        assert worker.alive() and time.monotonic() < deadline, (h, worker.log_tail())
+        time.sleep(0.5)
+    return h
+
+
+def all_applied(positions_table: str) -> bool:
+    """``creditstream positions``' table says every input is applied: BEHIND 0 on every row (its
+    column found by the header, not by place: the table grows columns)."""
+    lines = [line.split() for line in positions_table.splitlines() if line.strip()]
+    if not lines or "BEHIND" not in lines[0]:
+        return False
+    column = lines[0].index("BEHIND")
+    return all(row[column] == "0" for row in lines[1:])
+
+
 _STARTED: list[subprocess.Popen] = []  # every worker child of this test session (stop_leftovers)
 
 

@@ -17,14 +17,13 @@ import json
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.kafka_acls import Acl, documented_acls, set_acls
 from tests.sasl_kafka import PASSWORD, USER
-from tests.workers import WorkerProcess, worker_env
+from tests.workers import WorkerProcess, all_applied, health_of, wait_until_serving, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka]
 
@@ -134,24 +133,13 @@ def test_the_documented_acls_run_the_worker_the_api_and_the_operator_commands(ac
     log = tmp_path / "worker.log"
     worker = WorkerProcess(s, log, "--web", "--web-port", str(port)).start()
     try:
-        def health() -> dict | None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
-                    return json.loads(answer.read())
-            except OSError:
-                return None
-
-        deadline = time.monotonic() + 60
-        while (h := health()) is None or h.get("kafka") != "ok" or h.get("workers") != 1:
-            assert worker.alive() and time.monotonic() < deadline, (h, worker.log_tail())
-            time.sleep(0.5)
+        wait_until_serving(port, worker, timeout=60)
         ok("produce", str(events))
         deadline = time.monotonic() + 60
-        while "BEHIND" not in (table := ok("positions")) or any(
-                line.split()[-1] != "0" for line in table.splitlines()[1:] if line.strip()):
+        while not all_applied(table := ok("positions")):
             assert time.monotonic() < deadline, table
             time.sleep(1)
-        assert health() == {"status": "ok", "redis": "ok", "kafka": "ok", "workers": 1, "consumption": "ok"}
+        assert health_of(port) == {"status": "ok", "redis": "ok", "kafka": "ok", "workers": 1, "consumption": "ok"}
         assert "Subjects: 8" in ok("report")
         assert "5 dead letter(s)" in ok("dlq", "list")
         assert "re-drove 1" in ok("dlq", "redrive", "--reason", "negative-amount")

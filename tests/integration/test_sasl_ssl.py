@@ -7,11 +7,9 @@ cluster are (Java 17+ and the embedded Kafka's jars)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ from streams import samples
 from streams.samples import sample_event, schema_of
 from tests.conftest import Department, eventually
 from tests.sasl_kafka import PASSWORD
-from tests.workers import WorkerProcess, worker_env
+from tests.workers import WorkerProcess, all_applied, health_of, wait_until_serving, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka]
 
@@ -97,24 +95,13 @@ def test_the_worker_and_the_operator_commands_over_sasl_ssl(sasl_settings, tmp_p
     log = tmp_path / "worker.log"
     worker = WorkerProcess(s, log, "--web", "--web-port", str(port)).start()
     try:
-        def health() -> dict | None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
-                    return json.loads(answer.read())
-            except OSError:
-                return None
-
-        deadline = time.monotonic() + 90
-        while (h := health()) is None or h.get("kafka") != "ok" or h.get("workers") != 1:
-            assert worker.alive() and time.monotonic() < deadline, (h, worker.log_tail())
-            time.sleep(0.5)
+        wait_until_serving(port, worker, timeout=90)
         ok("produce", str(events))
         deadline = time.monotonic() + 60
-        while "BEHIND" not in (table := ok("positions")) or any(
-                line.split()[-1] != "0" for line in table.splitlines()[1:] if line.strip()):
+        while not all_applied(table := ok("positions")):
             assert time.monotonic() < deadline, table
             time.sleep(1)
-        assert health() == {"status": "ok", "redis": "ok", "kafka": "ok", "workers": 1, "consumption": "ok"}
+        assert health_of(port) == {"status": "ok", "redis": "ok", "kafka": "ok", "workers": 1, "consumption": "ok"}
         assert "Subjects: 8" in ok("report")
         listed = ok("dlq", "list")
         assert "5 dead letter(s)" in listed
