@@ -59,6 +59,42 @@ def all_applied(positions_table: str) -> bool:
     return all(row[column] == "0" for row in lines[1:])
 
 
+def demo_through_a_worker(settings, ok, tmp_path: Path, *, serving_timeout: float = 90) -> str:
+    """The bundled demo data through a real ``worker --web``, with the operator commands beside it:
+    ``ok(*args)`` runs ``creditstream ARGS`` (with whatever security settings the test gives it) and
+    returns its standard output, failing the test on a non-zero exit. Produces the demo's events,
+    waits until every input is applied (``positions``), checks /health, ``report``, ``dlq list`` and a
+    ``dlq redrive``; returns the worker's log."""
+    import time
+
+    root = Path(__file__).resolve().parents[1]
+    events = tmp_path / "events.jsonl"
+    events.write_text((root / "data" / "demo" / "events.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
+    from ops.processes import free_port_from
+
+    port = free_port_from(set())
+    log = tmp_path / "worker.log"
+    worker = WorkerProcess(settings, log, "--web", "--web-port", str(port)).start()
+    try:
+        wait_until_serving(port, worker, timeout=serving_timeout)
+        ok("produce", str(events))
+        deadline = time.monotonic() + 60
+        while not all_applied(table := ok("positions")):
+            assert time.monotonic() < deadline, table
+            time.sleep(1)
+        assert health_of(port) == {"status": "ok", "redis": "ok", "kafka": "ok", "workers": 1, "consumption": "ok"}
+        assert "Subjects: 8" in ok("report")
+        assert "5 dead letter(s)" in ok("dlq", "list")
+        assert "re-drove 1" in ok("dlq", "redrive", "--reason", "negative-amount")
+        deadline = time.monotonic() + 30
+        while "6 dead letter(s), 1 re-driven" not in (listed := ok("dlq", "list")):
+            assert time.monotonic() < deadline, listed
+            time.sleep(1)
+    finally:
+        worker.stop()
+    return log.read_text(errors="replace")
+
+
 _STARTED: list[subprocess.Popen] = []  # every worker child of this test session (stop_leftovers)
 
 

@@ -23,7 +23,7 @@ import pytest
 
 from tests.kafka_acls import Acl, documented_acls, set_acls
 from tests.sasl_kafka import PASSWORD, USER
-from tests.workers import WorkerProcess, all_applied, health_of, wait_until_serving, worker_env
+from tests.workers import WorkerProcess, demo_through_a_worker, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka]
 
@@ -108,7 +108,6 @@ def test_the_documented_acls_run_the_worker_the_api_and_the_operator_commands(ac
     """`topics` (and `--apply`) with both documented blocks; then, with exactly the workers' block: a
     `worker --web` and its /health, `produce`, `positions`, `report`, `dlq list` / `redrive`,
     `positions move`, `replay --verify` and a `GET /check` with its audit record. Nothing is refused."""
-    from ops.processes import free_port_from
     from tests.conftest import create_topic_with_broker_defaults
 
     s = acl_settings
@@ -127,29 +126,7 @@ def test_the_documented_acls_run_the_worker_the_api_and_the_operator_commands(ac
     assert "created" in made and f"changed {s.topic_prefix}penalty retention.ms" in made, made
 
     grant(acl_kafka, acls(s, WORKERS))  # exactly the workers' ACLs from here on
-    events = tmp_path / "events.jsonl"
-    events.write_text((ROOT / "data" / "demo" / "events.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
-    port = free_port_from(set())
-    log = tmp_path / "worker.log"
-    worker = WorkerProcess(s, log, "--web", "--web-port", str(port)).start()
-    try:
-        wait_until_serving(port, worker, timeout=60)
-        ok("produce", str(events))
-        deadline = time.monotonic() + 60
-        while not all_applied(table := ok("positions")):
-            assert time.monotonic() < deadline, table
-            time.sleep(1)
-        assert health_of(port) == {"status": "ok", "redis": "ok", "kafka": "ok", "workers": 1, "consumption": "ok"}
-        assert "Subjects: 8" in ok("report")
-        assert "5 dead letter(s)" in ok("dlq", "list")
-        assert "re-drove 1" in ok("dlq", "redrive", "--reason", "negative-amount")
-        deadline = time.monotonic() + 30
-        while "6 dead letter(s), 1 re-driven" not in (listed := ok("dlq", "list")):
-            assert time.monotonic() < deadline, listed
-            time.sleep(1)
-    finally:
-        worker.stop()
-    outputs.append(log.read_text(errors="replace"))
+    outputs.append(demo_through_a_worker(s, ok, tmp_path, serving_timeout=60))
     ok("positions", "move", "registry", "--to-end")
     assert "verify: 0 differences with the live state" in ok("replay", "--verify", "--jobs", "1")
     [(_, _, audit)] = asyncio.run(_check_once(s, tmp_path))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from streams import samples
 from streams.samples import sample_event, schema_of
 from tests.conftest import Department, eventually
 from tests.sasl_kafka import PASSWORD
-from tests.workers import WorkerProcess, all_applied, health_of, wait_until_serving, worker_env
+from tests.workers import demo_through_a_worker, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka]
 
@@ -77,11 +76,7 @@ def test_the_worker_and_the_operator_commands_over_sasl_ssl(sasl_settings, tmp_p
     """`creditstream topics`, `produce`, a `worker --web` process and its /health, `positions`,
     `report`, `dlq list` / `redrive` and `replay --verify`, each a process with the SASL_SSL settings
     in its environment; the SASL password is in none of their output."""
-    from ops.processes import free_port_from
-
     s = sasl_settings
-    events = tmp_path / "events.jsonl"
-    events.write_text((ROOT / "data" / "demo" / "events.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
     outputs = []
 
     def ok(*args: str) -> str:
@@ -91,28 +86,7 @@ def test_the_worker_and_the_operator_commands_over_sasl_ssl(sasl_settings, tmp_p
         return done.stdout
 
     assert "created" in ok("topics")
-    port = free_port_from(set())
-    log = tmp_path / "worker.log"
-    worker = WorkerProcess(s, log, "--web", "--web-port", str(port)).start()
-    try:
-        wait_until_serving(port, worker, timeout=90)
-        ok("produce", str(events))
-        deadline = time.monotonic() + 60
-        while not all_applied(table := ok("positions")):
-            assert time.monotonic() < deadline, table
-            time.sleep(1)
-        assert health_of(port) == {"status": "ok", "redis": "ok", "kafka": "ok", "workers": 1, "consumption": "ok"}
-        assert "Subjects: 8" in ok("report")
-        listed = ok("dlq", "list")
-        assert "5 dead letter(s)" in listed
-        assert "re-drove 1" in ok("dlq", "redrive", "--reason", "negative-amount")
-        deadline = time.monotonic() + 30
-        while "6 dead letter(s), 1 re-driven" not in (listed := ok("dlq", "list")):
-            assert time.monotonic() < deadline, listed
-            time.sleep(1)
-    finally:
-        worker.stop()
-    outputs.append(log.read_text(errors="replace"))
+    outputs.append(demo_through_a_worker(s, ok, tmp_path))
     verified = ok("replay", "--verify", "--jobs", "1")
     assert "verify: 0 differences with the live state" in verified
     assert not [o for o in outputs if PASSWORD in o]
