@@ -277,68 +277,67 @@ async def eventually(check, timeout: float = 20.0, interval: float = 0.1):
     raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
 
 
-@pytest.fixture(scope="session")
-def sasl_kafka(tmp_path_factory):
-    """A 1-node Apache Kafka that requires SASL_SSL of its clients (tests/sasl_kafka.py), for the
-    session: ``info`` of KafkaCluster.up (``sasl_bootstrap``) and ``certs``."""
+def _secured_kafka(tmp_path_factory, name: str, *, acl_admin: str | None = None):
+    """A 1-node Apache Kafka that requires SASL_SSL of its clients (tests/sasl_kafka.py), enforcing ACLs
+    with ``acl_admin`` as its super user when given; yields ``info`` of KafkaCluster.up
+    (``sasl_bootstrap``) and ``certs``, and stops it after."""
     from ops.kafka_cluster import KafkaCluster, SaslSsl
     from tests.sasl_kafka import PASSWORD, USER, make_certificates, skip_reason
 
     reason = skip_reason()
     if reason:
         pytest.skip(reason)
-    base = tmp_path_factory.mktemp("sasl-kafka")
+    users = {USER: PASSWORD}
+    if acl_admin is not None:
+        from tests.kafka_acls import ADMIN_PASSWORD
+
+        users[acl_admin] = ADMIN_PASSWORD
+    base = tmp_path_factory.mktemp(name)
     certs = make_certificates(base / "tls")
     cluster = KafkaCluster(base / "run")
     info = cluster.up(1, timeout=180, config={"group.min.session.timeout.ms": 1000},
-                      sasl_ssl=SaslSsl(certs.keystore, {USER: PASSWORD}))
+                      sasl_ssl=SaslSsl(certs.keystore, users, acl_admin=acl_admin))
     try:
         yield {"info": info, "certs": certs}
     finally:
         cluster.down()
 
 
-@pytest.fixture
-def sasl_settings(settings, sasl_kafka):
-    """``settings`` (a fresh topic prefix, Redis namespace and group) on the SASL_SSL Kafka: SCRAM-SHA-512,
-    the broker's certificate checked against the test CA."""
+def _as_creditstream_user(settings, kafka: dict):
+    """``settings`` on a secured Kafka (:func:`_secured_kafka`) as the user ``creditstream``: SCRAM-SHA-512
+    over SASL_SSL, the broker's certificate checked against the test CA."""
     from tests.sasl_kafka import PASSWORD, USER
 
-    return settings.replace(broker_url=sasl_kafka["info"]["sasl_bootstrap"], broker_kind="kafka", replication_factor=1,
+    return settings.replace(broker_url=kafka["info"]["sasl_bootstrap"], broker_kind="kafka", replication_factor=1,
                             security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512", sasl_username=USER,
-                            sasl_password=PASSWORD, ssl_cafile=str(sasl_kafka["certs"].ca))
+                            sasl_password=PASSWORD, ssl_cafile=str(kafka["certs"].ca))
+
+
+@pytest.fixture(scope="session")
+def sasl_kafka(tmp_path_factory):
+    """A 1-node Apache Kafka that requires SASL_SSL of its clients, for the session (:func:`_secured_kafka`)."""
+    yield from _secured_kafka(tmp_path_factory, "sasl-kafka")
+
+
+@pytest.fixture
+def sasl_settings(settings, sasl_kafka):
+    """``settings`` (a fresh topic prefix, Redis namespace and group) on the SASL_SSL Kafka."""
+    return _as_creditstream_user(settings, sasl_kafka)
 
 
 @pytest.fixture(scope="session")
 def acl_kafka(tmp_path_factory):
     """A 1-node Apache Kafka that requires SASL_SSL and enforces ACLs as a production cluster does
     (StandardAuthorizer, ``allow.everyone.if.no.acl.found=false``, the super user ``admin``), for the
-    session: ``info`` of KafkaCluster.up (``sasl_bootstrap``) and ``certs``. The ``creditstream`` user
-    starts with no ACL: a test grants what it needs (tests/kafka_acls.py ``set_acls``)."""
-    from ops.kafka_cluster import KafkaCluster, SaslSsl
-    from tests.kafka_acls import ADMIN, ADMIN_PASSWORD
-    from tests.sasl_kafka import PASSWORD, USER, make_certificates, skip_reason
+    session. The ``creditstream`` user starts with no ACL: a test grants what it needs
+    (tests/kafka_acls.py ``set_acls``)."""
+    from tests.kafka_acls import ADMIN
 
-    reason = skip_reason()
-    if reason:
-        pytest.skip(reason)
-    base = tmp_path_factory.mktemp("acl-kafka")
-    certs = make_certificates(base / "tls")
-    cluster = KafkaCluster(base / "run")
-    info = cluster.up(1, timeout=180, config={"group.min.session.timeout.ms": 1000},
-                      sasl_ssl=SaslSsl(certs.keystore, {USER: PASSWORD, ADMIN: ADMIN_PASSWORD}, acl_admin=ADMIN))
-    try:
-        yield {"info": info, "certs": certs}
-    finally:
-        cluster.down()
+    yield from _secured_kafka(tmp_path_factory, "acl-kafka", acl_admin=ADMIN)
 
 
 @pytest.fixture
 def acl_settings(settings, acl_kafka):
     """``settings`` (a fresh topic prefix, Redis namespace and group) on the Kafka that enforces ACLs, as
-    the user ``creditstream`` (SCRAM-SHA-512 over SASL_SSL)."""
-    from tests.sasl_kafka import PASSWORD, USER
-
-    return settings.replace(broker_url=acl_kafka["info"]["sasl_bootstrap"], broker_kind="kafka", replication_factor=1,
-                            security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512", sasl_username=USER,
-                            sasl_password=PASSWORD, ssl_cafile=str(acl_kafka["certs"].ca))
+    the user ``creditstream``."""
+    return _as_creditstream_user(settings, acl_kafka)
