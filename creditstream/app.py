@@ -46,7 +46,7 @@ from domain.rulebook import load_rulebook
 from sinks.keys import complete_indexes, require_pseudonym_key, resolve_keys
 from sinks.redis_state import SubjectStateSink
 from sinks.registry_index import RegistryIndex
-from streams import kafka
+from streams import kafka, placement
 from streams.runner import AgentRunner
 from streams.topics import Topics
 
@@ -97,6 +97,9 @@ class Pipeline:
             # what an earlier version wrote without the index sets (lists, replays): scanned for, once
             await complete_indexes(self.redis, keys)
         self.producer = kafka.producer(s)
+        # over how many partitions the subject-keyed topics are placed: the count recorded, not the
+        # topic's now (PlacementError if it has fewer: exit 2)
+        self.producer.placement = await self._placement(keys)
         await self.producer.start()
         codec = make_codec(s)
         index = RegistryIndex(self.redis, keys)
@@ -138,6 +141,13 @@ class Pipeline:
         log.info("pipeline started", agents=list(self.agent_names), keys=keys.gen_prefix, rules=rules.version,
                  broker=s.broker_url, broker_kind=s.broker_kind,
                  rules_core="compiled" if domain.COMPILED else "python", event_loop=eventloop.running())
+
+    async def _placement(self, keys) -> dict[str, int]:
+        """streams/placement.py: each placed topic's partition count recorded (the first worker on a
+        fresh topic records it), a warning for partitions beyond it."""
+        names = placement.placed_topics(self.topics)
+        counts = {name: len(await kafka.partitions_of(self.settings, name)) for name in names}
+        return await placement.settle(self.redis, keys, counts)
 
     async def _warn_of_topic_drift(self) -> None:
         """A topic that existed before creditstream created it (a department's first send, with the
@@ -299,6 +309,8 @@ def create_faust_app(settings: Settings, agents: tuple[str, ...] = AGENTS, *, we
             from creditstream.probes import kafka_authorization
 
             refused = kafka_authorization(exc, settings)
+            if isinstance(exc, placement.PlacementError):
+                refused = str(exc)
             if refused:  # an ACL missing: said in one line (the command line exits 2 with it), no traceback
                 pipeline.failure = exc
                 log.error("pipeline failed: stopping the worker", reason=refused)

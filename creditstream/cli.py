@@ -178,7 +178,7 @@ def _needs(args) -> set[str]:
         return {REGISTRY} if args.dry_run else {KAFKA, REGISTRY}
     if command in ("topics",):
         return {KAFKA}
-    if command == "positions":
+    if command in ("positions", "partitions"):
         return {REDIS, KAFKA}
     if command == "dlq":
         return {REDIS, KAFKA, REGISTRY} if getattr(args, "fix", None) else {REDIS, KAFKA}
@@ -234,6 +234,10 @@ def _failure(exc: BaseException) -> tuple[int, str] | None:
 
     if isinstance(exc, PseudonymKeyMissing):
         return EXIT_USAGE, f"creditstream: bad settings: {exc}"
+    from streams.placement import PlacementError
+
+    if isinstance(exc, PlacementError):  # a topic created again with fewer partitions
+        return EXIT_USAGE, f"creditstream: {_one_line(exc, 800)}"
     from creditstream.connections import RedisUnsuitable
 
     if isinstance(exc, RedisUnsuitable):  # Redis's configuration, not creditstream's: fixed there
@@ -747,6 +751,43 @@ def cmd_positions(args) -> int:
     return EXIT_OK
 
 
+def cmd_partitions(args) -> int:
+    settings = _settings(args)
+    from ops import partitions
+    from ops.tables import table
+
+    if args.dry_run and args.to is None:
+        print("creditstream: --dry-run goes with --to N", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.to:
+            rows, to_change = asyncio.run(partitions.grow(settings, args.to, dry_run=args.dry_run))
+        else:
+            rows, to_change = asyncio.run(partitions.show(settings)), False
+    except partitions.PartitionsRefused as exc:
+        print(f"creditstream: {exc}", file=sys.stderr)
+        return EXIT_NOT_FOUND if exc.busy else EXIT_USAGE
+    if args.json:
+        _print_json([r.as_json() for r in rows])
+        return EXIT_OK
+    head = ("TOPIC", "PARTITIONS", "PLACED OVER") + (("AFTER", "") if args.to else ())
+    body = [(r.topic, str(r.partitions) if r.partitions else "-", str(r.placed_over) if r.placed_over else "-")
+            + ((str(r.after) if r.after else "-", r.note) if args.to else ()) for r in rows]
+    for line in table([head, *body], sep="  "):
+        print(line.rstrip())
+    if args.to:
+        if not to_change:
+            print(f"nothing to change: every topic has {args.to} partitions or more, and subjects are placed "
+                  f"over {args.to} or more")
+        elif args.dry_run:
+            print("(dry run: nothing changed)")
+        else:
+            print(f"done: subjects are placed over {args.to} partitions. Set CREDITSTREAM_PARTITIONS={args.to} "
+                  "for topics created later, then start the workers. Downstream readers of the list-change "
+                  "topic: a subject's next changes may sit on another partition than its earlier ones")
+    return EXIT_OK
+
+
 def cmd_topics(args) -> int:
     settings = _settings(args)
     from ops.tables import table
@@ -834,6 +875,7 @@ COMMANDS: dict[str, Callable[..., int]] = {
     "dlq": cmd_dlq,
     "list": cmd_list,
     "lists": cmd_lists,
+    "partitions": cmd_partitions,
     "positions": cmd_positions,
     "produce": cmd_produce,
     "replay": cmd_replay,

@@ -276,9 +276,23 @@ def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.Argumen
              "topics are compared with the configuration creditstream gives its topics (retention.ms of "
              "the dead-letter topic from dead_letter_retention_days, max.message.bytes, cleanup.policy, "
              "min.insync.replicas) and the differences are printed; --apply changes them. Partitions are "
-             "never changed (docs/operations.md, Scale out).")
+             "changed only by `creditstream partitions --to` (docs/operations.md, More partitions).")
     sp.add_argument("--apply", action="store_true",
                     help="set the configuration of existing topics that differ (e.g. a new dead-letter retention)")
+
+    sp = add("partitions", commands["partitions"],
+             "show each topic's partition count; raise it with the workers stopped (--to)",
+             "Show each creditstream topic's partition count and, for the subject-event and list-change "
+             "topics, the count their subjects are placed over: a subject's messages go to partition "
+             "hash(key) % that count, recorded in Redis when a worker first wrote the topic, so partitions "
+             "added with kafka-topics.sh stay empty and no subject moves while workers run. --to N raises "
+             "every topic with fewer than N partitions to N (the compacted registration topic aside) and "
+             "records N: refused on Tansu (exit 2), and while any worker runs or the subject agent has "
+             "inputs still to apply (exit 1, with what to do first). Set CREDITSTREAM_PARTITIONS to N too, "
+             "for topics created later (docs/operations.md, More partitions).")
+    sp.add_argument("--to", type=int_between(1), metavar="N", help="raise the partition count to N")
+    sp.add_argument("--dry-run", action="store_true", help="with --to: the checks and the plan only")
+    sp.add_argument("--json", action="store_true", help="print JSON")
 
     sp = add("config", commands["config"], "check the settings and print them with secrets masked")
     sp.add_argument("action", choices=["check"])

@@ -67,7 +67,7 @@ from ops.dead_letters import (  # parse_ref, parse_time, Filter, RedriveError: r
 )
 from ops.tables import clip, pad, table
 from sinks.keys import Keys
-from streams import kafka
+from streams import kafka, placement
 from streams.topics import Topics
 
 
@@ -649,8 +649,11 @@ async def redrive(settings: Settings, refs: list[str] | None = None, *, flt: Fil
     audit_key = Keys(settings.namespace).dlq_redriven
     await producer.start()
     try:
+        # a dead letter of the subject agent goes back where the workers place its subject
+        placed = await placement.recorded(redis, Keys(settings.namespace), {t for *_, t, _ in sends})
         for letter, item, value, ts, topic, key in sends:
-            fut = await producer.send(topic, value, key=key, headers=_headers_for(letter), timestamp_ms=ts)
+            fut = await producer.send(topic, value, key=key, headers=_headers_for(letter), timestamp_ms=ts,
+                                      partition=placement.partition_for(placed, topic, key))
             meta = await fut
             item.action = "redriven"
             item.target = {"topic": meta.topic, "partition": meta.partition, "offset": meta.offset}

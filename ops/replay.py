@@ -46,7 +46,7 @@ from ops.inspect import running_workers
 from sinks.kafka import home_partition
 from sinks.keys import INDEX_COMPLETE, Keys, complete_indexes, list_names, require_pseudonym_key, resolve_keys
 from sinks.redis_state import SubjectStateSink, read_states
-from streams import kafka
+from streams import kafka, placement
 from streams.runner import Rewind
 from streams.topics import Topics
 
@@ -458,6 +458,9 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
         if switch:
             await _refuse_if_workers_run(redis, live)
         all_partitions = await kafka.partitions_of(settings, topics.subject_events)
+        # the workers place subjects over the count recorded (streams/placement.py), not the topic's now
+        placed_over = (await placement.recorded(redis, keys, [topics.subject_events])).get(
+            topics.subject_events) or len(all_partitions)
         unknown = sorted(set(start or ()) - set(all_partitions))
         if unknown:  # read from its start otherwise: a mistyped partition replayed it all, silently
             raise ValueError(f"--from-offsets names partition(s) {', '.join(map(str, unknown))}, which "
@@ -494,7 +497,7 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
             # slower), goes on from the positions the first recorded (what they cover is skipped)
             events, changes, strays = await _rebuild_in_processes(
                 settings, redis, keys, groups, start, from_timestamp_ms, bar, fenced=False,
-                partition_count=len(all_partitions), pool=pool)
+                partition_count=placed_over, pool=pool)
             if strays:
                 log.warning("a subject's inputs sit on more than one partition: the rest of the rebuild is "
                             "fenced", generation=generation, found=strays)
@@ -504,7 +507,7 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
                 result.fenced = True
                 events, more, _ = await _rebuild_in_processes(
                     settings, redis, keys, groups, start, from_timestamp_ms, bar, fenced=True,
-                    partition_count=len(all_partitions), pool=pool)
+                    partition_count=placed_over, pool=pool)
                 changes += more
             result.events, result.changes = events, changes
         if pool is not None:

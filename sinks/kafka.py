@@ -163,17 +163,23 @@ class KafkaSink:
 
     async def _by_partition(self) -> dict[tuple[str, int], list[OutMessage]]:
         """The buffer grouped by (topic, partition), order kept. Keyed messages go where the
-        producer's partitioner (Kafka's murmur2, as every Kafka client) puts them."""
+        producer's partitioner (Kafka's murmur2, as every Kafka client) puts them, over the partition
+        count recorded for the topic where there is one (streams/placement.py), else over the
+        partitions the producer's metadata has."""
         groups: dict[tuple[str, int], list[OutMessage]] = {}
-        partitions: dict[str, list[int]] = {}
+        partitions: dict[str, Sequence[int]] = {}
         partitioner = self.producer._partitioner  # noqa: SLF001 - the producer's own, for equal placement
         default = isinstance(partitioner, DefaultPartitioner)
+        placement = getattr(self.producer, "placement", None)
+        placement = placement if isinstance(placement, dict) else {}
         for m in self._buffer:
             p = m.partition
             if p is None:
                 parts = partitions.get(m.topic)
                 if parts is None:
-                    parts = partitions[m.topic] = sorted(await self.producer.partitions_for(m.topic))
+                    placed = placement.get(m.topic)
+                    parts = partitions[m.topic] = (range(placed) if placed
+                                                   else sorted(await self.producer.partitions_for(m.topic)))
                 if default and m.key is not None:
                     p = home_partition(m.key, parts)
                 else:

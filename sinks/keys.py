@@ -38,6 +38,8 @@ key                                    type        what
 ``{ns}:checks``                        hash        credit checks delivered to the check-audit
                                                    topic, ``<matter>:<outcome>`` -> count, and
                                                    ``dropped`` (sinks/check_audit.py)
+``{ns}:placement``                     hash        topic -> the partition count its keyed messages
+                                                   are placed over (streams/placement.py)
 =====================================  ==========  ===============================================
 
 Subject state and lists live in a generation so that ``creditstream replay`` can rebuild them
@@ -270,6 +272,12 @@ class Keys:
         """Credit checks recorded on the check-audit topic, ``<matter>:<outcome>`` -> count, and
         ``dropped`` (audit records the API could not deliver): sinks/check_audit.py."""
         return f"{self.namespace}:checks"
+
+    @property
+    def placement(self) -> str:
+        """A hash: topic -> the partition count creditstream places that topic's keyed messages over
+        (streams/placement.py), shared by every generation: it describes the log."""
+        return f"{self.namespace}:placement"
 
     def worker(self, identity: str) -> str:
         """A running worker's heartbeat (JSON, expires unless renewed): ``replay --switch`` refuses

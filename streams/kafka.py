@@ -105,6 +105,9 @@ class Producer:
 
     def __init__(self, *, limits: topic_specs.MessageLimits, **kw):
         self.limits = limits
+        self.placement: dict[str, int] = {}
+        """Topic -> the partition count its keyed messages are placed over (streams/placement.py),
+        set by the worker at its start; a topic not in it is placed by the producer's metadata."""
         self.generation = 0
         self._kw = kw
         self._inner = AIOKafkaProducer(**kw)
@@ -513,6 +516,27 @@ async def log_end_offsets(c: AIOKafkaConsumer, tps: list[TopicPartition]) -> dic
 async def _exists(c: AIOKafkaConsumer, topic: str) -> bool:
     """Whether the cluster has ``topic``, asked without naming it (:func:`existing_topics`)."""
     return topic in (await c._client.fetch_all_metadata()).topics()  # noqa: SLF001
+
+
+async def add_partitions(settings: Settings, counts: dict[str, int]) -> None:
+    """Raise each topic's partition count to ``counts[topic]`` (CreatePartitions; ops/partitions.py
+    decides when that is safe). Apache Kafka only: Tansu does not offer it (docs/broker.md, 7)."""
+    from aiokafka.admin import NewPartitions
+    from aiokafka.errors import for_code
+
+    if settings.is_tansu:
+        raise ValueError("the embedded development broker (Tansu) cannot add partitions (docs/broker.md, 7)")
+    client = admin(settings)
+    await client.start()
+    try:
+        new = {t: NewPartitions(total_count=n) for t, n in counts.items()}
+        response = await client.create_partitions(new)  # apache-kafka only: broker_kind switch
+    finally:
+        await client.close()
+    errors = [(topic, code, message) for topic, code, message in getattr(response, "topic_errors", ()) if code]
+    if errors:  # aiokafka raises nothing for a topic's error in the answer
+        topic, code, message = errors[0]
+        raise for_code(code)(f"{topic}: {message or for_code(code).__name__}")
 
 
 async def existing_topics(settings: Settings) -> set[str]:

@@ -39,3 +39,25 @@ def test_keyed_messages_are_placed_as_the_default_partitioner_places_them(keys, 
     # order kept within a partition
     for ms in groups.values():
         assert [sink._buffer.index(m) for m in ms] == sorted(sink._buffer.index(m) for m in ms)
+
+
+@settings(max_examples=60)
+@given(keys=st.lists(st.binary(min_size=1, max_size=40), min_size=1, max_size=40),
+       placed=st.integers(min_value=1, max_value=32), more=st.integers(min_value=0, max_value=32))
+def test_a_placed_topic_keeps_its_recorded_count_whatever_partitions_the_topic_has_now(keys, placed, more):
+    """streams/placement.py: partitions added to the topic (``more``) move no subject."""
+    producer = Placing({"a": placed + more, "b": placed + more})
+    producer.placement = {"a": placed}
+    sink = KafkaSink(producer)
+    for i, key in enumerate(keys):
+        sink.add("a", b"v%d" % i, key=key)
+        sink.add("b", b"v%d" % i, key=key)
+        sink.add("a", b"unkeyed %d" % i)
+    groups = asyncio.run(sink._by_partition())
+    assert all(p < placed for (topic, p) in groups if topic == "a")
+    for (topic, p), ms in groups.items():
+        for m in ms:
+            if m.key is None:
+                continue
+            n = placed if topic == "a" else placed + more  # "b" is not placed: the producer's metadata
+            assert p == DefaultPartitioner()(m.key, list(range(n)), list(range(n)))

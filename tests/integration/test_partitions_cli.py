@@ -1,0 +1,169 @@
+"""``creditstream partitions``: the partition counts shown, raised only when it is safe, and the
+count subjects are placed over recorded with them; a topic created again with fewer partitions
+than recorded stops a worker at its start (streams/placement.py)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from streams.samples import sample_event, schema_of
+from tests.conftest import eventually
+from tests.workers import run_to_end, worker_env
+
+pytestmark = pytest.mark.integration
+
+PENALTY = schema_of("penalty")
+
+
+async def cli(settings, *args: str, command: str = "partitions") -> tuple[int, str, str]:
+    rc, out, err = await run_to_end([sys.executable, "-m", "creditstream.cli", command, *args],
+                                    env=worker_env(settings))
+    return rc, out.decode(), err.decode()
+
+
+def row(out: str, topic: str) -> dict:
+    [r] = [r for r in json.loads(out) if r["topic"] == topic]
+    return r
+
+
+async def applied_count(redis, settings) -> int:
+    from sinks.keys import resolve_keys
+
+    keys = await resolve_keys(redis, settings.namespace)
+    return await redis.scard(keys.subjects)
+
+
+@pytest.mark.kafka_only
+async def test_partitions_raised_only_with_the_workers_stopped_and_the_log_applied(settings, department, redis):
+    from aiokafka import AIOKafkaProducer
+
+    from creditstream.app import Pipeline
+    from streams.topics import Topics
+
+    topics = Topics(settings)
+    subject_events = topics.subject_events
+    n = settings.partitions
+    pipeline = Pipeline(settings)
+    await pipeline.start()
+    try:
+        # the first worker records the count it places subjects over
+        rc, out, err = await cli(settings, "--json")
+        assert rc == 0, err
+        assert row(out, subject_events) == {"topic": subject_events, "partitions": n, "placed_over": n,
+                                            "after": None, "note": ""}
+        assert row(out, topics.penalty)["placed_over"] is None  # a department topic is not placed
+
+        rc, out, err = await cli(settings, "--to", str(2 * n))
+        assert rc == 1, (out, err)
+        assert "worker(s) of namespace" in err and "stop them first" in err
+        assert out == ""
+        for i in range(3):
+            await department.send(PENALTY, sample_event("penalty", decision_doc_no=f"郑罚〔2026〕{i + 1}号"))
+        await eventually(lambda: applied_count(redis, settings), timeout=60)
+    finally:
+        await pipeline.stop()
+
+    # a subject event not yet applied (the workers stopped before it): refused
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    await producer.start()
+    try:
+        await producer.send_and_wait(subject_events, b"{}", key=b"91310110666007217T")
+    finally:
+        await producer.stop()
+    rc, out, err = await cli(settings, "--to", str(2 * n))
+    assert rc == 1, (out, err)
+    assert "inputs still to apply" in err and subject_events in err
+
+    # applied (a worker dead-letters it), the workers stopped again: the plan, then the change
+    pipeline = Pipeline(settings)
+    await pipeline.start()
+    try:
+        async def caught_up():
+            rc, out, _ = await cli(settings, "--json", command="positions")
+            return rc == 0 and all(r["behind"] == 0 for r in json.loads(out) if r["agent"] == "subject")
+
+        await eventually(caught_up, timeout=60)
+    finally:
+        await pipeline.stop()
+    rc, out, err = await cli(settings, "--to", str(2 * n), "--dry-run")
+    assert rc == 0, (out, err)
+    assert "dry run: nothing changed" in out
+    assert row((await cli(settings, "--json"))[1], subject_events)["partitions"] == n
+
+    rc, out, err = await cli(settings, "--to", str(2 * n))
+    assert rc == 0, (out, err)
+    assert f"subjects are placed over {2 * n} partitions" in out
+    assert "registration" in out and "compacted" in out
+    rc, out, err = await cli(settings, "--json")
+    assert row(out, subject_events)["partitions"] == row(out, subject_events)["placed_over"] == 2 * n
+    assert row(out, topics.list_changes)["placed_over"] == 2 * n
+    assert row(out, topics.penalty)["partitions"] == 2 * n
+    assert row(out, topics.registration)["partitions"] == n  # left: compacted
+
+    rc, out, err = await cli(settings, "--to", str(2 * n))
+    assert rc == 0 and "nothing to change" in out, (out, err)
+    rc, out, err = await cli(settings, "--to", str(n))  # the count only grows
+    assert rc == 0 and "nothing to change" in out, (out, err)
+
+    # the next worker places over the new count: a new subject's events reach the new partitions
+    from sinks.kafka import home_partition
+    from sinks.keys import storage_id
+    from streams.synthetic import uscc as make_uscc
+
+    uscc = next(u for u in map(make_uscc, range(1, 100))
+                if home_partition(storage_id(u, settings.pseudonym_key).encode(), range(2 * n)) >= n)
+    pipeline = Pipeline(settings)
+    await pipeline.start()
+    try:
+        assert pipeline.producer.placement[subject_events] == 2 * n
+        await department.send(PENALTY, sample_event("penalty", decision_doc_no="郑罚〔2026〕9号", party_uscc=uscc))
+
+        async def on_a_new_partition():
+            rc, out, _ = await cli(settings, "--json", command="positions")
+            return rc == 0 and any(r["agent"] == "subject" and r["partition"] >= n and r["end"]
+                                   and r["behind"] == 0 for r in json.loads(out))
+
+        await eventually(on_a_new_partition, timeout=60)
+    finally:
+        await pipeline.stop()
+
+
+@pytest.mark.tansu_only
+async def test_partitions_cannot_be_raised_on_tansu(settings, department):
+    rc, out, err = await cli(settings, "--to", "8")
+    assert rc == 2, (out, err)
+    assert "cannot add partitions" in err
+
+
+async def test_a_topic_with_fewer_partitions_than_recorded_stops_a_worker(settings, department, redis):
+    """As after the subject-event topic was deleted and created again with fewer partitions: the
+    worker refuses to place subjects anew (exit 2, one line), before it reads anything."""
+    from sinks.keys import Keys
+    from streams import kafka
+    from streams.topics import Topics
+    from tests.workers import WorkerProcess
+
+    await kafka.ensure_topics(settings)
+    subject_events = Topics(settings).subject_events
+    await redis.hset(Keys(settings.namespace).placement, subject_events, settings.partitions * 3)
+    rc, out, err = await cli(settings, "--json")
+    assert row(out, subject_events)["placed_over"] == settings.partitions * 3
+
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        worker = WorkerProcess(settings, Path(tmp) / "worker.log").start()
+        try:
+            worker.proc.wait(90)
+        finally:
+            worker.stop()
+        log = worker.log_tail()
+    assert worker.proc.returncode == 2, log
+    assert f"topic {subject_events} has {settings.partitions} partitions, but creditstream placed its subjects " \
+           f"over {settings.partitions * 3}" in log
+    assert log.strip().splitlines()[-1].startswith(f"creditstream: topic {subject_events} has "), log
+    assert "agent started" not in log, log  # before it read anything
