@@ -105,6 +105,11 @@ class Settings:
     # --- worker tuning ------------------------------------------------------------------
     consumer_group: str = "creditstream"
     session_timeout_ms: int = 10_000
+    metadata_max_age_s: float = 30.0
+    """How often every Kafka client refreshes the cluster's metadata. A partition a department adds to
+    its topic while the workers run is read once the ingest group's leader has seen it: within this
+    (aiokafka's and Kafka's own default is 5 minutes). creditstream's subject-keyed topics never
+    move a subject when partitions are added (streams/placement.py)."""
     max_batch: int = 2_000
     """Most records one agent handles as one unit of work (one Redis round trip, one produce batch)."""
     state_cache_mb: int = 64
@@ -239,6 +244,7 @@ class Settings:
         kw: dict[str, Any] = {
             "bootstrap_servers": self.bootstrap_servers,
             "security_protocol": self.security_protocol,
+            "metadata_max_age_ms": int(self.metadata_max_age_s * 1000),
         }
         if self.sasl_mechanism:
             kw["sasl_mechanism"] = self.sasl_mechanism
@@ -290,6 +296,8 @@ class Settings:
         problems += self._registry_problems()
         if self.partitions < 1:
             problems.append("partitions: must be >= 1")
+        if not 1 <= self.metadata_max_age_s <= 3600:
+            problems.append("metadata_max_age_s: must be between 1 and 3600 seconds")
         if self.replication_factor < 1:
             problems.append("replication_factor: must be >= 1")
         if self.security_protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):

@@ -167,3 +167,45 @@ async def test_a_topic_with_fewer_partitions_than_recorded_stops_a_worker(settin
            f"over {settings.partitions * 3}" in log
     assert log.strip().splitlines()[-1].startswith(f"creditstream: topic {subject_events} has "), log
     assert "agent started" not in log, log  # before it read anything
+
+
+@pytest.mark.kafka_only
+async def test_a_department_topic_given_partitions_while_the_workers_run_is_read_on_all_of_them(
+        settings, department, redis):
+    """A department may raise its own topic's partition count at any time (the ingest agent keys
+    every input by subject itself). Before: the ingest group read the new partitions only after its
+    leader's metadata refresh, 5 minutes later (aiokafka's default ``metadata_max_age_ms``)."""
+    from aiokafka import AIOKafkaProducer
+
+    from creditstream.app import Pipeline
+    from streams.topics import Topics
+    from tests.reliability.test_partitions_added import grow
+
+    s = settings.replace(metadata_max_age_s=3.0)
+    penalty = Topics(s).penalty
+    pipeline = Pipeline(s)
+    await pipeline.start()
+    try:
+        await department.send(PENALTY, sample_event("penalty", decision_doc_no="郑罚〔2026〕1号"))
+        await eventually(lambda: applied_count(redis, s), timeout=60)
+        await grow(s, [penalty], s.partitions + 2)
+        producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers)
+        await producer.start()
+        try:
+            value = department.codec.encode(PENALTY, sample_event("penalty", decision_doc_no="郑罚〔2026〕2号"),
+                                            topic=penalty)
+            await producer.send_and_wait(penalty, value, partition=s.partitions + 1)  # a new partition
+        finally:
+            await producer.stop()
+
+        async def both_applied():
+            from sinks.keys import resolve_keys
+            from sinks.state_codec import state_json
+
+            keys = await resolve_keys(redis, s.namespace)
+            raw = await redis.get(keys.subject(sample_event("penalty")["uscc"]))
+            return raw is not None and "郑罚〔2026〕2号" in state_json(raw).decode()
+
+        await eventually(both_applied, timeout=30)
+    finally:
+        await pipeline.stop()

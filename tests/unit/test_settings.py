@@ -260,7 +260,8 @@ def test_config_check_fails_on_a_problem(workdir, monkeypatch, capsys):
 # --- kafka_client_kwargs(): SASL / TLS plumbing -----------------------------------------------------
 def test_plaintext_kwargs():
     kw = Settings(broker_url="kafka://a:1, PLAINTEXT://b:2,c:3").kafka_client_kwargs()
-    assert kw == {"bootstrap_servers": ["a:1", "b:2", "c:3"], "security_protocol": "PLAINTEXT"}
+    assert kw == {"bootstrap_servers": ["a:1", "b:2", "c:3"], "security_protocol": "PLAINTEXT",
+                  "metadata_max_age_ms": 30_000}
 
 
 def test_every_listener_scheme_is_taken_off_the_bootstrap_servers():
