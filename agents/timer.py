@@ -34,6 +34,7 @@ import socket
 import structlog
 
 from creditstream import metrics
+from creditstream.connections import error_text
 from domain import clock, events
 from sinks.kafka import KafkaSink
 from sinks.keys import Keys, is_pseudonym
@@ -163,7 +164,7 @@ class TimerAgent:
                     if n >= self.batch:
                         continue  # more are due: no pause
             except Exception as exc:  # noqa: BLE001 - a Redis/broker outage: try again next round
-                log.warning("timer round failed", error=str(exc)[:300])
+                log.warning("timer round failed", error=error_text(exc))
             try:
                 await asyncio.wait_for(self._stopping.wait(), timeout=self.interval_s)
             except TimeoutError:

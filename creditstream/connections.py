@@ -9,6 +9,7 @@ Below the composition root (creditstream/app.py): the agents' wiring, the operat
 from __future__ import annotations
 
 import inspect
+import re
 
 import redis.asyncio as aioredis
 import structlog
@@ -16,13 +17,30 @@ from redis.asyncio.client import Pipeline as _Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoPermissionError, ReadOnlyError, ResponseError
+from redis.exceptions import NoPermissionError, OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from creditstream.settings import Settings
 from streams.codec import AvroCodec, ConfluentRegistry, LocalRegistry
 
 log = structlog.get_logger("creditstream.connections")
+
+
+# redis-py prefixes a pipeline's error with the failing command and its first arguments: in a batch's
+# transaction those are state bytes (compressed, or a person's JSON in clear) and key names
+_PIPELINE_COMMAND = re.compile(r"^Command # \d+ \(.*?\) of pipeline caused error: ", re.S)
+
+REDIS_FULL = ("Redis is full: maxmemory reached and nothing may be evicted (noeviction), so it refuses "
+              "writes; the batch is kept and retried until memory is added (docs/operations.md, Durability)")
+
+
+def error_text(exc: BaseException, limit: int = 300) -> str:
+    """An error as a log line or /health may show it: without the arguments redis-py quotes of a
+    pipeline's failing command, and a Redis out of memory said as such."""
+    text = _PIPELINE_COMMAND.sub("", str(exc))
+    if isinstance(exc, OutOfMemoryError) or "OOM command not allowed" in text:
+        return REDIS_FULL
+    return text[:limit]
 
 
 def refused_by_a_replica(exc: BaseException) -> bool:

@@ -42,6 +42,7 @@ from aiokafka.structs import OffsetAndMetadata
 from redis.exceptions import RedisError
 
 from creditstream import metrics
+from creditstream.connections import error_text
 from creditstream.settings import Settings
 from sinks.checkpoint import Checkpoint
 from streams import kafka
@@ -374,10 +375,11 @@ class AgentRunner:
                 return
             except TRANSIENT as exc:
                 cause = type(exc).__name__
-                self.retry_cause = f"{cause}: {str(exc)[:120]}"
+                error = error_text(exc)
+                self.retry_cause = f"{cause}: {error[:200]}"
                 metrics.RETRIES.labels(self.agent.name, cause).inc()
                 log.warning("batch failed, retrying", agent=self.agent.name, attempt=attempt, records=len(records),
-                            cause=cause, error=str(exc)[:300], retry_in_s=round(delay, 2))
+                            cause=cause, error=error, retry_in_s=round(delay, 2))
                 if self._stopping.is_set():
                     raise
                 await asyncio.sleep(delay)

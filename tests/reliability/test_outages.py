@@ -133,3 +133,37 @@ async def test_broker_frozen_then_resumed(settings, department, redis, stack, tm
         if stack.status()["broker"].get("paused"):
             stack.resume_broker()
         worker.stop()
+
+
+async def test_redis_full_mid_stream_then_given_memory(settings, department, redis, tmp_path):
+    """Redis reaches ``maxmemory`` under ``noeviction`` (deploy/redis.conf): every write is refused
+    with OOM. The worker keeps its batch and retries, says why in its log, and once memory is added
+    goes on: nothing lost, the state equals the oracle."""
+    s = settings.replace(max_batch=200)
+    gen = EventGenerator(seed=13, subjects=300)
+    before = await redis.config_get("maxmemory*")
+    worker = WorkerProcess(s, tmp_path / "worker.log").start()
+    try:
+        await redis.config_set("maxmemory-policy", "noeviction")
+        await harness.produce(department, gen, harness.EVENTS // 4)
+        await harness.quiescent(s, redis)
+        used = (await redis.info("memory"))["used_memory"]
+        await redis.config_set("maxmemory", used + 64 * 1024)  # full a few batches on
+        await harness.produce(department, gen, harness.EVENTS // 2)
+
+        async def refused():
+            return "Redis is full: maxmemory reached" in worker.log_tail(10 ** 6)
+
+        await eventually(refused, timeout=60)
+        await asyncio.sleep(harness.OUTAGE_S)
+        assert worker.alive(), "the worker must wait for memory, not die: " + worker.log_tail()
+        await redis.config_set("maxmemory", before["maxmemory"])
+        await settled(s, redis, worker, "after Redis was full")
+        harness.record(events=harness.EVENTS // 4 + harness.EVENTS // 2)
+    finally:
+        await redis.config_set("maxmemory", before["maxmemory"])
+        await redis.config_set("maxmemory-policy", before["maxmemory-policy"])
+        worker.stop()
+    log = worker.log_tail(10 ** 9)
+    # the failing command's arguments (state bytes, key names) are never quoted
+    assert "of pipeline caused error" not in log and "OOM command" not in log, log[-3000:]
