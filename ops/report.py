@@ -7,7 +7,7 @@ from collections import Counter
 from creditstream.connections import redis_client
 from creditstream.settings import Settings
 from domain.identifiers import mask_id
-from ops.dlq import list_dead_letters, one_per_message
+from ops.dlq import count_dead_letters
 from ops.tables import table
 from sinks.check_audit import check_counts
 from sinks.keys import Keys, resolve_keys
@@ -20,9 +20,10 @@ async def _stats(redis, keys: Keys) -> dict[str, int]:
     return {k.decode(): int(v) for k, v in (await redis.hgetall(keys.stats)).items()}
 
 
-async def _dead_lettered(settings: Settings) -> list[dict]:
-    """One dead letter per dead-lettered message (a message read twice counts once: ops/dlq.py)."""
-    return one_per_message(await list_dead_letters(settings, with_redrives=False))
+async def _dead_lettered(settings: Settings) -> dict[str, int]:
+    """Dead-lettered messages by reason, one per message (a message read twice counts once:
+    ops/dlq.py ``count_dead_letters``, which holds none of them)."""
+    return await count_dead_letters(settings)
 
 
 async def progress(settings: Settings) -> int:
@@ -37,7 +38,7 @@ async def progress(settings: Settings) -> int:
     finally:
         await redis.aclose()
     letters = await _dead_lettered(settings)
-    return stats.get("inputs", 0) + parked + len(letters)
+    return stats.get("inputs", 0) + parked + sum(letters.values())
 
 
 def display_id(state: dict) -> str:
@@ -77,7 +78,7 @@ async def summary(settings: Settings) -> dict:
         "subjects": subjects,
         "outcomes": {k.split(":", 1)[1]: v for k, v in sorted(stats.items()) if k.startswith("outcome:")},
         "parked": [{"lookup_keys": p.get("lookup_keys"), "origin": p.get("event", {}).get("origin")} for p in parked],
-        "dead_letters": dict(Counter(d["reason"] for d in letters)),
+        "dead_letters": letters,
         "lists": lists,
         "list_changes": {k.split(":", 1)[1]: v for k, v in sorted(stats.items()) if k.startswith("change:")},
     }
@@ -153,7 +154,7 @@ async def operator_report(settings: Settings) -> dict:
         "units": dict(sorted(units.items())),
         "domains": dict(sorted(domains.items())),
         "lists": await list_names(settings),
-        "dead_letters": dict(sorted(Counter(d["reason"] for d in letters).items())),
+        "dead_letters": letters,
         "parked": parked,
         "outcomes": {k.split(":", 1)[1]: v for k, v in sorted(stats.items()) if k.startswith("outcome:")},
         "list_changes": {k.split(":", 1)[1]: v for k, v in sorted(stats.items()) if k.startswith("change:")},

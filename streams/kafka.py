@@ -429,6 +429,7 @@ async def read_to_end(
     max_records: int = 5000,
     partitions: Iterable[int] | None = None,
     fetch_bytes: int = 4 * 1024 * 1024,
+    fetch_max_bytes: int | None = None,
 ) -> AsyncIterator[list[ConsumerRecord]]:
     """Yield batches of every record in ``topic`` from ``start`` (default: the beginning) to its end
     (``partitions``: only these of its partitions).
@@ -445,9 +446,11 @@ async def read_to_end(
     Now the read waits, logging the partitions it waits on every :data:`STALL_WARN_EVERY_S`, and
     raises :class:`ReadIncomplete` after ``stall_timeout_s`` without a record.
 
-    ``fetch_bytes``: the most one fetch brings per partition.
+    ``fetch_bytes``: the most one fetch brings per partition; ``fetch_max_bytes``: in all (default:
+    the client's, 50 MiB; Tansu answers up to it whatever ``fetch_bytes`` says).
     """
-    c = consumer(settings, group_id=None, max_partition_fetch_bytes=fetch_bytes)
+    limits = {"fetch_max_bytes": fetch_max_bytes} if fetch_max_bytes else {}
+    c = consumer(settings, group_id=None, max_partition_fetch_bytes=fetch_bytes, **limits)
     await c.start()
     try:
         parts = c.partitions_for_topic(topic)
