@@ -141,7 +141,10 @@ def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.Argumen
 
     sp = add("report", commands["report"], "counts per source unit, domain and list; dead letters; parked; lateness",
              "Counts of records per source unit and domain, list sizes, dead letters by reason, parked "
-             "records, and each unit's lateness against the 7-working-day publication rule.")
+             "records, each unit's lateness against the 7-working-day publication rule, and the list "
+             "changes still without feedback. The last reads every subject's state (about 2 s per "
+             "100,000 subjects): on a terminal, a progress line on standard error says how far it is; "
+             "the dead letters are counted as the topic is read, none held.")
     sp.add_argument("--json", action="store_true", help="print JSON")
 
     sp = add("report-verify", commands["report-verify"], "check the content hash of a credit report (file or URL)",

@@ -77,8 +77,9 @@ class ReplayResult:
 class Progress:
     """A one-line progress bar with rate and ETA on stderr (only when it is a terminal, unless forced)."""
 
-    def __init__(self, total: int, *, enabled: bool | None = None, label: str = "replay"):
+    def __init__(self, total: int, *, enabled: bool | None = None, label: str = "replay", unit: str = "ev"):
         self.total = max(total, 1)
+        self.unit = unit
         self.done = 0
         self.t0 = time.monotonic()
         self.label = label
@@ -94,7 +95,8 @@ class Progress:
             eta = (self.total - self.done) / rate if rate else 0
             frac = min(1.0, self.done / self.total)
             bar = "#" * int(30 * frac) + "-" * (30 - int(30 * frac))
-            sys.stderr.write(f"\r{self.label} [{bar}] {self.done}/{self.total} {rate:,.0f} ev/s ETA {eta:.0f}s ")
+            sys.stderr.write(f"\r{self.label} [{bar}] {self.done}/{self.total} {rate:,.0f} {self.unit}/s "
+                             f"ETA {eta:.0f}s ")
             sys.stderr.flush()
 
     def close(self) -> None:

@@ -13,7 +13,7 @@ from sinks.check_audit import check_counts
 from sinks.keys import Keys, resolve_keys
 from sinks.redis_state import read_states
 from sinks.registry_index import RegistryIndex
-from sinks.state_codec import decode_state
+from sinks.state_codec import awaiting_feedback, decode_state
 
 
 async def _stats(redis, keys: Keys) -> dict[str, int]:
@@ -107,7 +107,7 @@ def render_summary(s: dict) -> str:
     return "\n".join(lines)
 
 
-async def operator_report(settings: Settings) -> dict:
+async def operator_report(settings: Settings, *, progress: bool | None = None) -> dict:
     """Counts per source unit, domain and list; dead letters by reason; parked; lateness per unit.
 
     The counters are written by the subject agent in the same transaction as the states they
@@ -147,7 +147,7 @@ async def operator_report(settings: Settings) -> dict:
         judged = u["late"] + u["on_time"]
         u["late_share"] = round(u["late"] / judged, 4) if judged else 0.0
     letters = await _dead_lettered(settings)
-    overdue = await overdue_feedback_report(settings)
+    overdue = await overdue_feedback_report(settings, progress=progress)
     return {
         "subjects": subjects,
         "feedback_overdue": overdue,
@@ -162,12 +162,23 @@ async def operator_report(settings: Settings) -> dict:
     }
 
 
-async def overdue_feedback_report(settings: Settings, today: str | None = None, sample: int = 20) -> dict:
+FEEDBACK_SCAN_CHUNK = 1000  # subjects read per MGET by overdue_feedback_report
+
+
+async def overdue_feedback_report(settings: Settings, today: str | None = None, sample: int = 20, *,
+                                  progress: bool | None = None) -> dict:
     """List changes still without joint-punishment feedback ``settings.feedback_workdays`` working
-    days after they were pushed (RULES.md 4: trigger - push - feedback)."""
+    days after they were pushed (RULES.md 4: trigger - push - feedback).
+
+    Reads every subject's state, :data:`FEEDBACK_SCAN_CHUNK` at a time, and parses only those that
+    wait for feedback (sinks/state_codec.py ``awaiting_feedback``): the whole report at a million
+    subjects 20 s instead of 37 s (docs/performance.md, thirty-fourth session). ``progress``: a
+    progress line on standard error (default: when it is a terminal), the subjects read of ``SCARD
+    subjects``."""
     from domain import clock
     from domain.calendar import WorkingCalendar
     from domain.engine import overdue_feedback
+    from ops.replay import Progress
 
     cal = WorkingCalendar.from_file(settings.calendar_file) if settings.calendar_file else WorkingCalendar()
     clock.set_offset(settings.clock_offset_s)  # the workers' clock (domain/clock.py), skewed as theirs
@@ -175,29 +186,38 @@ async def overdue_feedback_report(settings: Settings, today: str | None = None, 
     redis = redis_client(settings)
     found: list[dict] = []
     count = 0
+    bar: Progress | None = None
     try:
         keys = await resolve_keys(redis, settings.namespace)
+        bar = Progress(await redis.scard(keys.subjects), enabled=progress, label="report: feedback",
+                       unit="subjects")
         batch: list[str] = []
 
         async def scan(ids: list[str]) -> None:
             nonlocal count
-            for _sid, raw in zip(ids, await redis.mget([keys.subject(i) for i in ids])):
+            for raw in await redis.mget([keys.subject(i) for i in ids]):
                 if raw is None:
                     continue
-                state = decode_state(raw)  # the head is enough: awaiting_feedback is in it (a split state's too)
-                for cid, pushed in overdue_feedback(state, today, settings.feedback_workdays, cal):
+                awaiting = awaiting_feedback(raw)
+                if not awaiting:
+                    continue
+                for cid, pushed in overdue_feedback({"awaiting_feedback": awaiting}, today,
+                                                    settings.feedback_workdays, cal):
                     count += 1
                     if len(found) < sample:
-                        found.append({"subject": display_id(state), "change_id": cid, "pushed": pushed})
+                        found.append({"subject": display_id(decode_state(raw)), "change_id": cid, "pushed": pushed})
+            bar.advance(len(ids))
 
-        async for member in redis.sscan_iter(keys.subjects, count=1000):
+        async for member in redis.sscan_iter(keys.subjects, count=FEEDBACK_SCAN_CHUNK):
             batch.append(member.decode())
-            if len(batch) >= 1000:
+            if len(batch) >= FEEDBACK_SCAN_CHUNK:
                 await scan(batch)
                 batch = []
         if batch:
             await scan(batch)
     finally:
+        if bar is not None:
+            bar.close()
         await redis.aclose()
     return {"workdays": settings.feedback_workdays, "as_of": today, "count": count, "sample": found}
 

@@ -178,6 +178,27 @@ def decode_state(raw: bytes) -> dict:
     return state
 
 
+_AWAITING_KEY = b'"awaiting_feedback"'
+_NONE_AWAITING = _AWAITING_KEY + b":{}"
+
+
+def awaiting_feedback(raw: bytes) -> dict[str, str]:
+    """A stored state's ``awaiting_feedback`` (list change id -> the date it was pushed; the head of
+    a split state has it too), parsing the state only when it has some. Most subjects wait for no
+    feedback, and parsing a state's JSON is most of the cost of reading it (about 30 us of the 35 a
+    subject cost ``creditstream report``): a state whose text names the key nowhere, or names it
+    once with an empty object (an object's key appears as ``"awaiting_feedback"`` only unescaped, so
+    never inside a string), has none."""
+    text = state_json(raw)
+    at = text.find(_AWAITING_KEY)
+    if at < 0 or (text.startswith(_NONE_AWAITING, at) and text.find(_AWAITING_KEY, at + 1) < 0):
+        return {}
+    state = orjson.loads(text)
+    if not isinstance(state, dict):
+        raise StateFormatError(f"stored state is a {type(state).__name__}, not an object")
+    return state.get("awaiting_feedback") or {}
+
+
 # ------------------------------------------------------------------------------------ split states
 
 

@@ -4,6 +4,7 @@ form still reads, anything else is refused by name, and the shipped dictionary i
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import struct
 
@@ -195,3 +196,20 @@ def test_states_written_with_the_first_shipped_dictionary_stay_readable():
                                      write_dict_id=True).compress(text)
     assert zstandard.get_frame_parameters(frame).dict_id == 0x43530001
     assert decode_state(HEADER + frame) == {"id": "91310110666007217T", "names": ["某公司"]}
+
+
+def test_awaiting_feedback_is_read_without_parsing_a_state_that_has_none(states):
+    """sinks/state_codec.py ``awaiting_feedback``: the same as a decode, in every form a state has:
+    compact or JSON (also with spaces, as another writer may leave it), the key absent, empty, or
+    named in a string or a nested object."""
+    made = [dict(s) for s in states[:50]]
+    made += [dict(states[0], awaiting_feedback={}), dict(states[1], awaiting_feedback={"c1": "2024-03-01"}),
+             dict(states[2], names=['"awaiting_feedback":{}'], awaiting_feedback={"c2": "2024-03-04"}),
+             dict(states[3], awaiting_feedback={}, extra={"awaiting_feedback": {"c3": "2024-03-05"}}),
+             {k: v for k, v in states[4].items() if k != "awaiting_feedback"}]
+    assert any(s.get("awaiting_feedback") for s in made) and any(not s.get("awaiting_feedback") for s in made)
+    for state in made:
+        want = state.get("awaiting_feedback") or {}
+        for raw in (encode_state(state), encode_state(state, "json"),
+                    json.dumps(state, default=str, ensure_ascii=False, indent=1).encode()):
+            assert state_codec.awaiting_feedback(raw) == want
