@@ -43,6 +43,7 @@ or milliseconds since the epoch. ``since`` is inclusive, ``until`` exclusive.
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import os
 import time
@@ -126,6 +127,9 @@ def one_per_message(letters: list[dict]) -> list[dict]:
         out.append(d)
     return out
 
+
+REDRIVE_WINDOW = 500
+"""Dead letters a re-drive sends before it awaits their acknowledgements and records them."""
 
 COUNT_FETCH_BYTES = 1024 * 1024
 """The most one fetch of :func:`count_dead_letters` brings (per partition, and in all): what it
@@ -562,7 +566,7 @@ async def _with_originals(settings: Settings, todo: list[tuple[DeadLetter, Redri
 
 async def redrive(settings: Settings, refs: list[str] | None = None, *, flt: Filter | None = None,
                   fix: str | os.PathLike | None = None, kind: str | None = None, dry_run: bool = False,
-                  force: bool = False, by: str | None = None) -> RedriveReport:
+                  force: bool = False, by: str | None = None, progress: bool | None = None) -> RedriveReport:
     """Re-produce dead letters to their source topic (see the module docstring).
 
     ``refs`` (``P:O`` strings) name the dead letters; without them ``flt`` selects them (one of
@@ -669,35 +673,53 @@ async def redrive(settings: Settings, refs: list[str] | None = None, *, flt: Fil
     if not sends:
         return report
 
+    from ops.replay import Progress
+
     by = by or operator()
     producer = kafka.producer(settings)
     redis = redis_client(settings)
     audit_key = Keys(settings.namespace).dlq_redriven
+    bar = Progress(len(sends), enabled=progress, label="dlq redrive", unit="letters")
     await producer.start()
     try:
         # a dead letter of the subject agent goes back where the workers place its subject
         placed = await placement.recorded(redis, Keys(settings.namespace), {t for *_, t, _ in sends})
-        for letter, item, value, ts, topic, key in sends:
-            fut = await producer.send(topic, value, key=key, headers=_headers_for(letter), timestamp_ms=ts,
-                                      partition=placement.partition_for(placed, topic, key))
-            meta = await fut
-            item.action = "redriven"
-            item.target = {"topic": meta.topic, "partition": meta.partition, "offset": meta.offset}
-            now_ms = int(time.time() * 1000)
-            entry = {
-                "at": format_ms(now_ms), "at_ms": now_ms, "by": by, "fixed": item.fixed,
-                **item.target,
-                "source": f"{letter.source_topic}/{letter.info.get('source.partition', '')}/"
-                          f"{letter.info.get('source.offset', '')}",
-                "reason": item.reason,
-            }
-            if item.original:
-                entry["original_from"] = item.original
-            prev = done.get(letter.ref)
-            if prev:
-                entry["earlier"] = prev.pop("earlier", []) + [prev]
-            await redis.hset(audit_key, letter.ref, orjson.dumps(entry))
+        # sent REDRIVE_WINDOW at a time, each window's acknowledgements awaited together and its
+        # re-drives recorded in one round trip (one letter at a time took ~0.5 ms each: 20,000 in 10.5 s)
+        for start in range(0, len(sends), REDRIVE_WINDOW):
+            window = sends[start:start + REDRIVE_WINDOW]
+            futures = [await producer.send(topic, value, key=key, headers=_headers_for(letter), timestamp_ms=ts,
+                                           partition=placement.partition_for(placed, topic, key))
+                       for letter, _, value, ts, topic, key in window]
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            pipe = redis.pipeline(transaction=False)
+            failed: BaseException | None = None
+            for (letter, item, *_), meta in zip(window, results):
+                if isinstance(meta, BaseException):
+                    failed = failed or meta
+                    continue
+                item.action = "redriven"
+                item.target = {"topic": meta.topic, "partition": meta.partition, "offset": meta.offset}
+                now_ms = int(time.time() * 1000)
+                entry = {
+                    "at": format_ms(now_ms), "at_ms": now_ms, "by": by, "fixed": item.fixed,
+                    **item.target,
+                    "source": f"{letter.source_topic}/{letter.info.get('source.partition', '')}/"
+                              f"{letter.info.get('source.offset', '')}",
+                    "reason": item.reason,
+                }
+                if item.original:
+                    entry["original_from"] = item.original
+                prev = done.get(letter.ref)
+                if prev:
+                    entry["earlier"] = prev.pop("earlier", []) + [prev]
+                pipe.hset(audit_key, letter.ref, orjson.dumps(entry))
+            await pipe.execute()  # what was delivered is recorded, even when some of the window failed
+            bar.advance(len(window))
+            if failed is not None:
+                raise failed
     finally:
+        bar.close()
         await producer.stop()
         await redis.aclose()
     return report
