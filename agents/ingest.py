@@ -82,6 +82,10 @@ class IngestAgent:
             self._taught.clear()
             raise
 
+    async def recorded_positions(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int | None]:
+        """streams/runner.py, for partitions the group has no commit for: where Redis records them."""
+        return await self.positions.recorded(partitions)
+
     async def positions_behind(self, partitions: list[TopicPartition]) -> Rewind | None:
         """streams/runner.py, every few seconds: partitions whose writes Redis lost."""
         rewind = await self.positions.positions_behind(partitions)
@@ -158,6 +162,7 @@ class IngestAgent:
         out.add_released(released)
         # once the released events are on the log, they are no longer parked
         checkpoint.after_flush(lambda: self.index.unpark(released))
+        checkpoint.after_flush(lambda: self.positions.acknowledged(bounds))  # where a start without a commit goes on
         # what was taught is remembered (not taught again) only once the batch is through: a batch
         # retried after a failed flush must learn again, or the records its first attempt released
         # (never produced) would stay parked under a number the index knows

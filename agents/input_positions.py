@@ -215,6 +215,21 @@ class InputPositions(WrittenPositions[TopicPartition]):
                 behind[tp] = 0 if tp in self.mine else first
         return self._rewind(behind, bounds.first)
 
+    async def recorded(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int | None]:
+        """Where each of ``partitions`` goes on after the batches whose messages the broker
+        acknowledged (None: none recorded): where a partition the group has no commit for starts
+        (streams/runner.py ``_start_where_recorded``). Not the positions the batch scripts write:
+        those are written before the produce (a batch whose subject events were never delivered
+        has one)."""
+        got = await self.index.acknowledged_positions(self.agent, [field_of(tp) for tp in partitions])
+        return {tp: got.get(field_of(tp)) for tp in partitions}
+
+    async def acknowledged(self, bounds: BatchPositions) -> None:
+        """After a batch's messages are acknowledged (sinks/checkpoint.py ``after_flush``): where its
+        partitions go on, for :meth:`recorded`. A write lost with Redis's tail only makes a start
+        without a commit read a little again."""
+        await self.index.acknowledge_positions(self.agent, {field_of(tp): n for tp, n in bounds.next.items()})
+
     async def positions_behind(self, partitions: list[TopicPartition]) -> Rewind | None:
         """The periodic check (:meth:`WrittenPositions.check`) over this agent's hash."""
         if not partitions:

@@ -48,6 +48,10 @@ class RegistryAgent:
         """streams/runner.py, in a rebalance: partitions this worker lost."""
         self.positions.forget(revoked)
 
+    async def recorded_positions(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int | None]:
+        """streams/runner.py, for partitions the group has no commit for: where Redis records them."""
+        return await self.positions.recorded(partitions)
+
     async def positions_behind(self, partitions: list[TopicPartition]) -> Rewind | None:
         """streams/runner.py, every few seconds: partitions whose writes Redis lost."""
         return await self.positions.positions_behind(partitions)
@@ -103,3 +107,4 @@ class RegistryAgent:
         self.positions.written_batch(bounds)
         out.add_released(released)
         checkpoint.after_flush(lambda: self.index.unpark(released))
+        checkpoint.after_flush(lambda: self.positions.acknowledged(bounds))  # where a start without a commit goes on

@@ -327,6 +327,14 @@ class SubjectAgent:
         another worker may have written them meanwhile: their floor is the group's commit again)."""
         self.written.forget(revoked)
 
+    async def recorded_positions(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int | None]:
+        """streams/runner.py, for partitions the group has no commit for: the position each partition's
+        state records (the next subject event it has not applied)."""
+        if self.replaying or not partitions:
+            return {}
+        got = await self.state.positions([tp.partition for tp in partitions])
+        return {tp: got.get(tp.partition) for tp in partitions}
+
     async def positions_behind(self, partitions: list[TopicPartition]) -> Rewind | None:
         """streams/runner.py, every few seconds, for all this agent's partitions: those whose
         position Redis records behind what was written (agents/input_positions.py

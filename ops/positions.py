@@ -313,7 +313,9 @@ async def move(settings: Settings, agent: str, moves: list[Move]) -> None:
     redis = redis_client(settings)
     try:
         keys = Keys(settings.namespace)
-        await redis.hset(keys.input_positions(agent), mapping={field_of(m.topic, m.partition): m.to for m in moves})
+        moved = {field_of(m.topic, m.partition): m.to for m in moves}
+        await redis.hset(keys.input_positions(agent), mapping=moved)
+        await redis.hset(keys.acknowledged_positions(agent), mapping=moved)  # a start without a commit too
     finally:
         await redis.aclose()
     log.info("positions moved", agent=agent, group=group,

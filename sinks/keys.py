@@ -27,6 +27,9 @@ key                                    type        what
 ``{ns}:parked:{kind}:{number}``        hash        origin id#content hash -> parked record (JSON), waiting for
                                                    the registry to learn ``<kind>:<number>``
 ``{ns}:parked:keys``                   set         every ``<kind>:<number>`` with parked records
+``{ns}:positions:{agent}``             hash        ``topic/partition`` -> next offset the ingest or
+                                                   registry agent applied (written with its effects)
+``{ns}:positions-acked:{agent}``       hash        the same once its messages are acknowledged
 ``{ns}:replay:{gen}``                  hash        progress of a replay building ``gen``
 ``{ns}:replays``                       set         the replays started and not yet seen ended, and
                                                    ``*`` once complete (:data:`INDEX_COMPLETE`)
@@ -230,6 +233,14 @@ class Keys:
         """Lookup key -> the version of the mapping ``id_index`` holds (domain/attach.py
         ``mapping_version``): a mapping is replaced only by a newer one, whatever the arrival order."""
         return f"{self.namespace}:idx:v"
+
+    def acknowledged_positions(self, agent: str) -> str:
+        """A hash, ``"topic/partition"`` -> the next offset of that input partition whose batch
+        ``agent`` (ingest, registry) has applied *and* whose messages the broker has acknowledged
+        (written after the produce, agents/input_positions.py ``acknowledged``): where a partition
+        the group has no commit for starts. ``input_positions`` is written before the produce, so
+        starting there could skip inputs whose subject events were never delivered."""
+        return f"{self.namespace}:positions-acked:{agent}"
 
     def input_positions(self, agent: str) -> str:
         """A hash, ``"topic/partition"`` -> the next offset of that department (or registration)

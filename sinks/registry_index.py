@@ -160,6 +160,19 @@ class RegistryIndex:
         values = await self.redis.hmget(self.keys.input_positions(agent), fields)
         return {f: (int(v) if v is not None else None) for f, v in zip(fields, values)}
 
+    async def acknowledged_positions(self, agent: str, fields: list[str]) -> dict[str, int | None]:
+        """The next offset of each input partition whose batches ``agent`` applied and the broker
+        acknowledged (``Keys.acknowledged_positions``); None: none recorded."""
+        if not fields:
+            return {}
+        values = await self.redis.hmget(self.keys.acknowledged_positions(agent), fields)
+        return {f: (int(v) if v is not None else None) for f, v in zip(fields, values)}
+
+    async def acknowledge_positions(self, agent: str, positions: dict[str, int]) -> None:
+        """A batch's messages are acknowledged: record where its partitions go on."""
+        if positions:
+            await self.redis.hset(self.keys.acknowledged_positions(agent), mapping=positions)
+
     async def first_positions(self, agent: str, positions: dict[str, int]) -> None:
         """Record these positions where none is recorded yet (HSETNX)."""
         pipe = self.redis.pipeline(transaction=False)

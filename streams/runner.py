@@ -25,7 +25,7 @@ import asyncio
 import heapq
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import structlog
@@ -111,17 +111,20 @@ class _Revoked(ConsumerRebalanceListener):
     """Tells the agent and the runner which partitions they lost (``forget``), so that what they
     remember of them (the positions the agent wrote: agents/input_positions.py; where the runner
     expected each to go on: streams/deleted_inputs.py) is not taken for true if they come back after
-    another worker owned them."""
+    another worker owned them; and the runner which it was given (``assigned``)."""
 
-    def __init__(self, *forgets: Callable[[set[TopicPartition]], None]):
+    def __init__(self, *forgets: Callable[[set[TopicPartition]], None],
+                 assigned: Callable[[set[TopicPartition]], Awaitable[None]] | None = None):
         self.forgets = forgets
+        self.assigned = assigned
 
     async def on_partitions_revoked(self, revoked) -> None:
         for forget in self.forgets:
             forget(set(revoked))
 
     async def on_partitions_assigned(self, assigned) -> None:
-        pass
+        if self.assigned is not None:
+            await self.assigned(set(assigned))
 
 
 class AgentRunner:
@@ -158,7 +161,7 @@ class AgentRunner:
         # committed records only: a department's aborted transaction is never an input (kafka.isolation_level)
         def new_consumer():
             return kafka.consumer(self.settings, *topics, group_id=self.group_id, committed_only=True,
-                                  listener=_Revoked(*forgets))
+                                  listener=_Revoked(*forgets, assigned=self._start_where_recorded))
 
         await self._start_consumer(new_consumer)
         c = self.consumer
@@ -214,6 +217,36 @@ class AgentRunner:
                     log.warning("last commit failed", agent=self.agent.name, error=str(exc))
             await self._stop_consumer()
             log.info("agent stopped", agent=self.agent.name, batches=self.batches, records=self.records)
+
+    async def _start_where_recorded(self, assigned: set[TopicPartition]) -> None:
+        """Partitions given to this worker for which the group has no commit, but whose position the
+        agent recorded in Redis with its batches' effects (``recorded_positions``), start there, not
+        at the log start: the group's commits expire (Apache Kafka's ``offsets.retention.minutes``,
+        7 days after its last member left: workers stopped for a week) or the group is new (a
+        renamed ``consumer_group``). From the log start, every input was processed again and every
+        subject event written again (tests/integration/test_expired_commits.py). A position Redis
+        does not have, or one this cannot ask for, leaves the partition at the log start: processed
+        again, idempotently, as before."""
+        recorded_positions = getattr(self.agent, "recorded_positions", None)
+        if recorded_positions is None or not assigned or self.consumer is None:
+            return
+        tps = sorted(assigned)
+        try:
+            committed = await kafka.committed_offsets(self.consumer, tps)
+            uncommitted = [tp for tp in tps if committed.get(tp) is None]
+            recorded = await recorded_positions(uncommitted) if uncommitted else {}
+        except (*TRANSIENT, IllegalStateError) as exc:
+            log.warning("could not ask where the partitions without a commit stand: they are read from the "
+                        "log start", agent=self.agent.name, error=str(exc)[:200] or type(exc).__name__)
+            return
+        sought = {tp: pos for tp, pos in recorded.items() if pos is not None and pos > 0}
+        for tp, pos in sought.items():
+            self.consumer.seek(tp, pos)
+        if sought:
+            log.warning("the group has no commit for partitions Redis records positions of (its commits "
+                        "expired, or the group is new): they are read from those positions",
+                        agent=self.agent.name, group=self.group_id,
+                        partitions={f"{tp.topic}[{tp.partition}]": pos for tp, pos in sorted(sought.items())})
 
     async def _position_check(self, fetched: dict[TopicPartition, list[ConsumerRecord]]) -> bool:
         """Every ``POSITION_CHECK_S``, busy or idle: an agent that records its positions in Redis
