@@ -206,6 +206,21 @@ async def _scan(settings: Settings, flt: Filter) -> list[DeadLetter]:
     return out
 
 
+async def _scan_summaries(settings: Settings, flt: Filter) -> list[dict]:
+    """:func:`_scan` as :meth:`DeadLetter.summary` dicts, made as the topic is read: what a listing
+    shows, without holding each letter's original bytes and headers (30,000 letters of 1 KB: 197 MB
+    peak held whole)."""
+    prefix = Topics(settings).prefix
+    out = []
+    async for batch in kafka.read_to_end(settings, Topics(settings).dead_letters):
+        for msg in batch:
+            letter = DeadLetter.of(msg)
+            if flt.matches(letter, prefix):
+                out.append(letter.summary())
+    out.sort(key=lambda d: (d["dead_lettered_at"], d["partition"], d["offset"]))
+    return out
+
+
 async def _fetch_records(settings: Settings, topic: str, places: list[tuple[int, int]],
                          stall_timeout_s: float = kafka.STALL_TIMEOUT_S) -> dict[tuple[int, int], ConsumerRecord]:
     """The records of ``topic`` at these (partition, offset) places; a place that holds none is left

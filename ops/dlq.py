@@ -61,6 +61,7 @@ from ops.dead_letters import (  # parse_ref, parse_time, Filter, RedriveError: r
     _fetch,
     _int,
     _scan,
+    _scan_summaries,
     fetch_originals,
     format_ms,
     parse_ref,
@@ -102,13 +103,10 @@ async def list_dead_letters(settings: Settings, *, reason: str | None = None,
     was dead-lettered or, with ``source_time``, on the source message's timestamp. Each entry has
     ``redriven``: its last re-drive (or None) when ``with_redrives``."""
     flt = Filter(reason, source_topic, parse_time(since), parse_time(until), source_time)
-    letters = await _scan(settings, flt)
-    done = await redriven(settings) if with_redrives and letters else {}
-    out = []
-    for letter in letters:
-        d = letter.summary()
-        d["redriven"] = done.get(letter.ref)
-        out.append(d)
+    out = await _scan_summaries(settings, flt)
+    done = await redriven(settings) if with_redrives and out else {}
+    for d in out:
+        d["redriven"] = done.get(d["ref"])
     return out
 
 
