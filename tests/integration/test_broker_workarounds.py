@@ -266,10 +266,12 @@ async def test_restart_mid_stream_loses_nothing_and_applies_nothing_twice(settin
 
 async def test_restart_after_lost_commits_applies_nothing_twice(settings, department, redis):
     """The worker 'dies' having committed nothing: its successor re-reads every department message
-    and every subject event from the earliest offset. A new consumer group is exactly that (it has no
-    commits and resets to 'earliest'); rewinding the old group's offsets is not possible on Tansu
-    while the stopped generation-0 members are still registered (docs/broker.md, defect 2).
-    Idempotent transitions (origins) make the re-reading harmless."""
+    from the earliest offset and sends every subject event again. A new consumer group without the
+    positions Redis records once a batch is acknowledged is exactly that (it has no commits, and
+    starts where Redis records it, else at 'earliest': tests/integration/test_expired_commits.py);
+    rewinding the old group's offsets is not possible on Tansu while the stopped generation-0 members
+    are still registered (docs/broker.md, defect 2). Idempotent transitions (origins) make the
+    re-reading harmless."""
     s = settings.replace(max_batch=25)
     time.monotonic()
     first = Pipeline(s)
@@ -280,6 +282,9 @@ async def test_restart_after_lost_commits_applies_nothing_twice(settings, depart
     finally:
         await first.stop()
 
+    from sinks.keys import Keys
+
+    await redis.delete(Keys(s.namespace).acknowledged_positions("ingest"))  # as if never acknowledged
     second = Pipeline(s.replace(consumer_group=s.consumer_group + "-after-crash"))
     await second.start()
     try:
