@@ -675,7 +675,7 @@ def _dlq_action(args, settings, dlq, flt) -> int:
             print(dlq.render_show(letter))
         return EXIT_OK
     report = asyncio.run(dlq.redrive(settings, args.refs, flt=None if flt.empty else flt, fix=args.fix,
-                                     kind=args.kind, dry_run=args.dry_run, force=args.force))
+                                     kind=args.kind, dry_run=args.dry_run, force=args.force, window=args.window))
     if args.json:
         _print_json(report.as_dict())
     else:

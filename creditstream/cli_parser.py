@@ -230,6 +230,9 @@ def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.Argumen
                                    "default: the original message's schema)")
     dp.add_argument("--dry-run", action="store_true", help="select (and encode the fix) only; send nothing")
     dp.add_argument("--force", action="store_true", help="re-drive dead letters that were re-driven before")
+    dp.add_argument("--window", type=int_between(1, 10_000), default=500, metavar="N",
+                    help="dead letters sent before their acknowledgements are awaited and the re-drives recorded "
+                         "(default 500): a re-drive killed half-way sends at most this many again when run again")
     dp.add_argument("--json", action="store_true", help="print JSON")
 
     sp = add("positions", commands["positions"],

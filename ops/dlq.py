@@ -127,7 +127,8 @@ def one_per_message(letters: list[dict]) -> list[dict]:
 
 
 REDRIVE_WINDOW = 500
-"""Dead letters a re-drive sends before it awaits their acknowledgements and records them."""
+"""Dead letters a re-drive sends before it awaits their acknowledgements and records them (``dlq
+redrive --window``): a re-drive killed half-way sends at most this many again when run again."""
 
 COUNT_FETCH_BYTES = 1024 * 1024
 """The most one fetch of :func:`count_dead_letters` brings (per partition, and in all): what it
@@ -564,7 +565,8 @@ async def _with_originals(settings: Settings, todo: list[tuple[DeadLetter, Redri
 
 async def redrive(settings: Settings, refs: list[str] | None = None, *, flt: Filter | None = None,
                   fix: str | os.PathLike | None = None, kind: str | None = None, dry_run: bool = False,
-                  force: bool = False, by: str | None = None, progress: bool | None = None) -> RedriveReport:
+                  force: bool = False, by: str | None = None, progress: bool | None = None,
+                  window: int = 0) -> RedriveReport:
     """Re-produce dead letters to their source topic (see the module docstring).
 
     ``refs`` (``P:O`` strings) name the dead letters; without them ``flt`` selects them (one of
@@ -684,15 +686,16 @@ async def redrive(settings: Settings, refs: list[str] | None = None, *, flt: Fil
         placed = await placement.recorded(redis, Keys(settings.namespace), {t for *_, t, _ in sends})
         # sent REDRIVE_WINDOW at a time, each window's acknowledgements awaited together and its
         # re-drives recorded in one round trip (one letter at a time took ~0.5 ms each: 20,000 in 10.5 s)
-        for start in range(0, len(sends), REDRIVE_WINDOW):
-            window = sends[start:start + REDRIVE_WINDOW]
+        size = window or REDRIVE_WINDOW
+        for start in range(0, len(sends), size):
+            part = sends[start:start + size]
             futures = [await producer.send(topic, value, key=key, headers=_headers_for(letter), timestamp_ms=ts,
                                            partition=placement.partition_for(placed, topic, key))
-                       for letter, _, value, ts, topic, key in window]
+                       for letter, _, value, ts, topic, key in part]
             results = await asyncio.gather(*futures, return_exceptions=True)
             pipe = redis.pipeline(transaction=False)
             failed: BaseException | None = None
-            for (letter, item, *_), meta in zip(window, results):
+            for (letter, item, *_), meta in zip(part, results):
                 if isinstance(meta, BaseException):
                     failed = failed or meta
                     continue
@@ -713,7 +716,7 @@ async def redrive(settings: Settings, refs: list[str] | None = None, *, flt: Fil
                     entry["earlier"] = prev.pop("earlier", []) + [prev]
                 pipe.hset(audit_key, letter.ref, orjson.dumps(entry))
             await pipe.execute()  # what was delivered is recorded, even when some of the window failed
-            bar.advance(len(window))
+            bar.advance(len(part))
             if failed is not None:
                 raise failed
     finally:

@@ -114,7 +114,8 @@ async def test_a_killed_redrive_rerun_redrives_each_dead_letter_once(pipeline, d
     async def some_redriven():
         return 20 <= await redis.hlen(audit) < total - 20
 
-    proc = _start(settings, "dlq", "redrive", "--reason", "negative-amount")
+    # 5 at a time: sent, then their acknowledgements awaited and the 5 recorded (default 500: over at once)
+    proc = _start(settings, "dlq", "redrive", "--reason", "negative-amount", "--window", "5")
     await _kill_when(proc, some_redriven)
     done_before = {k.decode() for k in await redis.hkeys(audit)}
     assert 0 < len(done_before) < total
@@ -132,8 +133,8 @@ async def test_a_killed_redrive_rerun_redrives_each_dead_letter_once(pipeline, d
     assert set(entries) == originals
     assert all("earlier" not in e for e in entries.values())  # each recorded once
 
-    # what reached the source topic: one re-drive per original, plus at most the one in flight when
-    # the redrive was killed (sent, not yet recorded)
+    # what reached the source topic: one re-drive per original, plus at most the window in flight
+    # when the redrive was killed (sent, not yet recorded)
     from ops.dlq import REDRIVEN_FROM_HEADER
     from streams import kafka
 
@@ -144,7 +145,7 @@ async def test_a_killed_redrive_rerun_redrives_each_dead_letter_once(pipeline, d
             if origin is not None:
                 by_original[origin.decode()] = by_original.get(origin.decode(), 0) + 1
     assert len(by_original) == total
-    assert sum(by_original.values()) - total <= 1, {k: v for k, v in by_original.items() if v > 1}
+    assert sum(by_original.values()) - total <= 5, {k: v for k, v in by_original.items() if v > 1}
 
     # each fails again (the amount is still negative): a new dead letter per original (at least once)
     async def copies():
