@@ -55,6 +55,16 @@ log = structlog.get_logger("creditstream.app")
 AGENTS = ("ingest", "registry", "subject", "timer")
 HEARTBEAT_S = 5.0
 HEARTBEAT_TTL_S = 15
+STOP_BUDGET_S = 4.0
+"""How long :meth:`Pipeline.stop` takes at most, whatever the services do."""
+STOP_WITHIN_S = 8.0
+"""A requested stop (SIGTERM) ends the process within this: ``STOP_BUDGET_S`` plus Faust's own
+shutdown (1-2 s), with a margin (tests/reliability/test_graceful_stop.py holds every case to it).
+The supervisor's grace period (docker-compose.yml ``stop_grace_period``, Kubernetes'
+``terminationGracePeriodSeconds``) must be longer: a worker killed at its end leaves its consumer
+groups only when their session timeout expires (docs/operations.md, "Stopping a worker")."""
+STOP_RESERVE_S = 1.0
+"""Of ``STOP_BUDGET_S``, kept for the producer's close and the heartbeat's removal after the agents."""
 WORKERS_FORGOTTEN_AFTER_MS = 86_400_000  # a worker's entry in the ``workers`` index, not renewed for this long
 
 
@@ -225,10 +235,28 @@ class Pipeline:
                 raise t.exception()
 
     async def stop(self) -> None:
+        """Stop every agent, then the producer and Redis, within ``STOP_BUDGET_S`` whatever state the
+        services are in (a supervisor kills a worker that outlasts its grace period, and a killed
+        worker leaves its consumer groups only when their session timeout expires). Each agent
+        bounds its own stop (streams/runner.py: a batch in hand gets ``STOP_GRACE_S``, then is
+        abandoned uncommitted); what still runs at the deadline is cancelled. Nothing is lost by a
+        cut short step: a batch's offsets are committed only after its effects are durable, and a
+        message the producer had not delivered belongs to a batch not committed."""
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        deadline = t0 + STOP_BUDGET_S
+        held = [r.agent.name for r in self.runners if isinstance(r, AgentRunner) and r.busy_since is not None]
+        log.info("stopping: agents finish or abandon their batches, commit and leave their consumer groups",
+                 budget_s=STOP_BUDGET_S, batches_in_hand=held)
         for r in self.runners:
             r.stop()
         if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            _, late = await asyncio.wait(self._tasks, timeout=max(0.0, deadline - loop.time() - STOP_RESERVE_S))
+            for t in late:
+                log.warning("stopping: an agent did not stop in time and is cancelled", agent=t.get_name())
+                t.cancel()
+            if late:
+                await asyncio.wait(late, timeout=0.5)
         if self._heap is not None:
             self._heap.cancel()
             thaw()
@@ -238,14 +266,23 @@ class Pipeline:
                 pipe = self.redis.pipeline(transaction=False)
                 pipe.set(self._heartbeat_key, b"stopped", px=1)  # gone (no DEL in the ACL)
                 pipe.zrem(self._workers_key, self._identity)
-                await pipe.execute()
-            except Exception:  # noqa: BLE001 - it expires by itself
-                pass
+                await asyncio.wait_for(pipe.execute(), min(0.5, max(0.1, deadline - loop.time())))
+            except Exception:  # noqa: BLE001 - it expires by itself (HEARTBEAT_TTL_S)
+                log.info("stopping: this worker's heartbeat not removed (Redis does not answer): it expires in "
+                         f"{HEARTBEAT_TTL_S} s")
         if self.producer is not None:
-            await self.producer.stop()
+            try:
+                await asyncio.wait_for(self.producer.stop(), max(0.5, deadline - loop.time()))
+            except Exception as exc:  # noqa: BLE001 - what it held belongs to batches not committed
+                log.warning("stopping: the producer did not close in time (the broker does not answer); the "
+                            "messages it held belong to batches not committed, which are processed again",
+                            error=type(exc).__name__)
         if self.redis is not None:
-            await self.redis.aclose()
-        log.info("pipeline stopped")
+            try:
+                await asyncio.wait_for(self.redis.aclose(), 1.0)
+            except Exception:  # noqa: BLE001 - the process ends: its sockets close with it
+                pass
+        log.info("pipeline stopped", took_s=round(loop.time() - t0, 2))
 
 
 def _worker_app_class():
