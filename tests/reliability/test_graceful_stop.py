@@ -1,6 +1,6 @@
 """A worker told to stop (SIGTERM: a rolling deploy, a scale-down) stops within a few seconds, whatever
 it is doing: idle, busy with a backlog, retrying a batch while Redis is down or hung, with the broker
-frozen. It exits 0, says in its log that it stops and
+frozen, or still waiting for its services at start-up. It exits 0, says in its log that it stops and
 what it leaves (a batch in hand is processed again by the next owner), leaves its consumer groups
 so that another worker takes its partitions at once, and nothing is lost: the state equals the
 oracle's once a worker has caught up again.
@@ -190,6 +190,28 @@ async def broker_answers(s) -> bool:
     except Exception:  # noqa: BLE001 - not yet
         return False
     return True
+
+
+@pytest.mark.parametrize("broker", ["refusing", "frozen"])
+async def test_worker_waiting_for_services_at_start_stops(broker, settings, stack, tmp_path):
+    """``worker --wait``: the broker does not answer yet (nothing listens on its port, or it is frozen);
+    told to stop, the worker stops waiting and exits 0."""
+    from ops.processes import free_port_from
+
+    s = settings
+    if broker == "refusing":
+        s = settings.replace(broker_url=f"127.0.0.1:{free_port_from(set())}")
+    else:
+        stack.pause_broker()
+    worker = WorkerProcess(s, tmp_path / "worker.log", "--wait", "120").start()
+    try:
+        await wait_for_log(worker, "waiting for services", timeout=60)
+        took, code = terminate(worker)
+    finally:
+        if broker == "frozen":
+            stack.resume_broker()
+        worker.stop()
+    assert_stopped_cleanly(worker, took, code)
 
 
 async def test_a_stopped_worker_hands_its_partitions_over_at_once(settings, department, redis, tmp_path):
