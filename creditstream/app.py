@@ -85,6 +85,7 @@ class Pipeline:
         self._workers_key = ""
         self._identity = ""
         self.failure: BaseException | None = None
+        self._stop_asked = False
         """What stopped the worker that the command line reports itself (a missing Kafka ACL)."""
 
     async def start(self) -> None:
@@ -144,10 +145,18 @@ class Pipeline:
         self._heartbeat = asyncio.create_task(self._beat(keys.generation), name="heartbeat")
         self._heap = asyncio.create_task(self.heap_rounds.run(), name="heap")
         started = asyncio.gather(*(r.started.wait() for r in self.runners))
-        await asyncio.wait([started, *self._tasks], return_when=asyncio.FIRST_COMPLETED, timeout=120)
+        try:
+            await asyncio.wait([started, *self._tasks], return_when=asyncio.FIRST_COMPLETED, timeout=120)
+        finally:
+            # stopped while the agents join their groups: no wait left behind, nor its cancellation
+            # reported as an exception never retrieved
+            started.cancel()
+            started.add_done_callback(lambda f: f.cancelled() or f.exception())
         for t in self._tasks:
             if t.done() and t.exception():
                 raise t.exception()
+        if self._stop_asked:
+            return
         log.info("pipeline started", agents=list(self.agent_names), keys=keys.gen_prefix, rules=rules.version,
                  broker=s.broker_url, broker_kind=s.broker_kind,
                  rules_core="compiled" if domain.COMPILED else "python", event_loop=eventloop.running())
@@ -234,6 +243,18 @@ class Pipeline:
             if t.exception():
                 raise t.exception()
 
+    def stop_soon(self) -> None:
+        """Tell every agent to stop, without waiting: each begins its bounded stop (finishing or
+        abandoning its batch, committing, leaving its groups) while Faust stops its web server;
+        :meth:`stop` then waits for them."""
+        if not self._stop_asked:
+            held = [r.agent.name for r in self.runners if isinstance(r, AgentRunner) and r.busy_since is not None]
+            log.info("stopping: agents finish or abandon their batches, commit and leave their consumer groups",
+                     budget_s=STOP_BUDGET_S, batches_in_hand=held)
+        self._stop_asked = True
+        for r in self.runners:
+            r.stop()
+
     async def stop(self) -> None:
         """Stop every agent, then the producer and Redis, within ``STOP_BUDGET_S`` whatever state the
         services are in (a supervisor kills a worker that outlasts its grace period, and a killed
@@ -245,11 +266,7 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         deadline = t0 + STOP_BUDGET_S
-        held = [r.agent.name for r in self.runners if isinstance(r, AgentRunner) and r.busy_since is not None]
-        log.info("stopping: agents finish or abandon their batches, commit and leave their consumer groups",
-                 budget_s=STOP_BUDGET_S, batches_in_hand=held)
-        for r in self.runners:
-            r.stop()
+        self.stop_soon()
         if self._tasks:
             _, late = await asyncio.wait(self._tasks, timeout=max(0.0, deadline - loop.time() - STOP_RESERVE_S))
             for t in late:
@@ -332,7 +349,17 @@ def create_faust_app(settings: Settings, agents: tuple[str, ...] = AGENTS, *, we
         # middlewares (JSON errors, bearer tokens) cover Faust's own pages, when it initialises;
         # HTTPS with api_tls_certfile/api_tls_keyfile, as `creditstream api`
         app.conf.web_ssl_context = server_ssl_context(settings)
-        app.on_webserver_init = lambda faust_web: mount(faust_web.web_app, settings)
+
+        def on_webserver_init(faust_web) -> None:
+            mount(faust_web.web_app, settings)
+            bound_web_shutdown(faust_web)
+
+        app.on_webserver_init = on_webserver_init
+
+    @app.on_before_shutdown.connect
+    async def stop_the_agents_first(app, **kwargs) -> None:
+        # sent as Faust's shutdown begins, before it stops its web server and cancels the task below
+        pipeline.stop_soon()
 
     @app.task
     async def run_pipeline() -> None:
@@ -360,6 +387,26 @@ def create_faust_app(settings: Settings, agents: tuple[str, ...] = AGENTS, *, we
 
     app.pipeline = pipeline
     return app
+
+
+WEB_SHUTDOWN_S = 1.0
+"""How long a stopping worker's web server waits for the requests in flight (aiohttp's default: 60 s;
+``/changes`` with the broker frozen waits up to 15 s for it). A request cut short fails, and its
+client asks another worker."""
+
+
+def bound_web_shutdown(faust_web) -> bool:
+    """Faust's web server (its aiohttp ``AppRunner``) waits at most ``WEB_SHUTDOWN_S`` for the
+    requests in flight when the worker stops; Faust creates the runner with aiohttp's default, 60 s.
+    False (and a warning) where the runner does not have the attribute: a Faust or aiohttp that
+    changed (tests/unit/test_worker_stop.py keeps this in view)."""
+    runner = getattr(faust_web, "_runner", None)
+    if runner is None or not hasattr(runner, "_shutdown_timeout"):
+        log.warning("the web server's shutdown is not bounded (Faust's web runner changed): a request in flight "
+                    "may delay a worker's stop")
+        return False
+    runner._shutdown_timeout = WEB_SHUTDOWN_S  # noqa: SLF001 - aiohttp's BaseRunner(shutdown_timeout=...)
+    return True
 
 
 def log_health_changes(before: dict[str, dict], now: dict[str, dict]) -> dict[str, dict]:

@@ -270,7 +270,14 @@ class AgentRunner:
         stop first: ``step`` is then cancelled."""
         work = asyncio.ensure_future(step)
         stop_wait = self._stop_wait
-        await asyncio.wait({work} if stop_wait is None else {work, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        own = stop_wait is None  # before run()'s loop: a wait of its own
+        if own:
+            stop_wait = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({work, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if own:
+                stop_wait.cancel()
         if work.done():
             work.result()  # what it raised, raised here
             return work
@@ -394,7 +401,12 @@ class AgentRunner:
         while not self._stopping.is_set():
             self.consumer = new_consumer()
             try:
-                await self.consumer.start()
+                if await self._unless_stopped(self.consumer.start()) is None:  # (joining a group takes a while)
+                    try:
+                        await asyncio.wait_for(self._stop_consumer(), STOP_CONSUMER_S)
+                    except TimeoutError:
+                        pass
+                    return False
                 return True
             except AUTHORIZATION:
                 await self._stop_consumer()

@@ -1,6 +1,7 @@
 """A worker told to stop (SIGTERM: a rolling deploy, a scale-down) stops within a few seconds, whatever
 it is doing: idle, busy with a backlog, retrying a batch while Redis is down or hung, with the broker
-frozen, or still waiting for its services at start-up. It exits 0, says in its log that it stops and
+frozen, still waiting for its services at start-up, or serving the API (``--web``) with a request
+in flight. It exits 0, says in its log that it stops and
 what it leaves (a batch in hand is processed again by the next owner), leaves its consumer groups
 so that another worker takes its partitions at once, and nothing is lost: the state equals the
 oracle's once a worker has caught up again.
@@ -288,3 +289,43 @@ async def partitions_of_agents(s, worker: WorkerProcess) -> dict[str, int]:
             entry = json.loads(line)
             out[entry["agent"]] = sum([len(await kafka.partitions_of(s, t)) for t in entry["topics"]])
     return out
+
+
+@pytest.mark.parametrize("in_flight", [None, "/changes"])
+async def test_worker_serving_the_api_stops_at_once(in_flight, settings, department, redis, stack, tmp_path):
+    """``worker --web`` (as docker-compose.yml runs it): the web server's shutdown does not wait for
+    a request in flight (``/changes`` with the broker frozen waits up to its Kafka timeout, 15 s:
+    the worker took 19.3 s to stop, aiohttp waiting up to 60 s for its requests)."""
+    import threading
+    import urllib.request
+
+    from ops.processes import free_port_from
+    from tests.workers import wait_until_serving
+
+    port = free_port_from(set())
+    worker = WorkerProcess(settings, tmp_path / "worker.log", "--web", "--web-port", str(port)).start()
+    answers: list = []
+    try:
+        wait_until_serving(port, worker)
+        await wait_for_log(worker, "pipeline started")
+        if in_flight:
+            stack.pause_broker()
+
+            def ask():
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}{in_flight}", timeout=60) as answer:
+                        answers.append(answer.status)
+                except Exception as exc:  # noqa: BLE001 - the stop may cut it: any end will do
+                    answers.append(repr(exc))
+
+            threading.Thread(target=ask, daemon=True).start()
+            await asyncio.sleep(1.0)
+        try:
+            took, code = terminate(worker)
+        finally:
+            if in_flight:
+                stack.resume_broker()
+    finally:
+        worker.stop()
+    print(f"[web] request in flight {in_flight}: {answers}")
+    assert_stopped_cleanly(worker, took, code)
