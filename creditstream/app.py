@@ -55,6 +55,16 @@ log = structlog.get_logger("creditstream.app")
 AGENTS = ("ingest", "registry", "subject", "timer")
 HEARTBEAT_S = 5.0
 HEARTBEAT_TTL_S = 15
+STOP_BUDGET_S = 4.0
+"""How long :meth:`Pipeline.stop` takes at most, whatever the services do."""
+STOP_WITHIN_S = 8.0
+"""A requested stop (SIGTERM) ends the process within this: ``STOP_BUDGET_S`` plus Faust's own
+shutdown (1-2 s), with a margin (tests/reliability/test_graceful_stop.py holds every case to it).
+The supervisor's grace period (docker-compose.yml ``stop_grace_period``, Kubernetes'
+``terminationGracePeriodSeconds``) must be longer: a worker killed at its end leaves its consumer
+groups only when their session timeout expires (docs/operations.md, "Stopping a worker")."""
+STOP_RESERVE_S = 1.0
+"""Of ``STOP_BUDGET_S``, kept for the producer's close and the heartbeat's removal after the agents."""
 WORKERS_FORGOTTEN_AFTER_MS = 86_400_000  # a worker's entry in the ``workers`` index, not renewed for this long
 
 
@@ -75,6 +85,7 @@ class Pipeline:
         self._workers_key = ""
         self._identity = ""
         self.failure: BaseException | None = None
+        self._stop_asked = False
         """What stopped the worker that the command line reports itself (a missing Kafka ACL)."""
 
     async def start(self) -> None:
@@ -134,10 +145,18 @@ class Pipeline:
         self._heartbeat = asyncio.create_task(self._beat(keys.generation), name="heartbeat")
         self._heap = asyncio.create_task(self.heap_rounds.run(), name="heap")
         started = asyncio.gather(*(r.started.wait() for r in self.runners))
-        await asyncio.wait([started, *self._tasks], return_when=asyncio.FIRST_COMPLETED, timeout=120)
+        try:
+            await asyncio.wait([started, *self._tasks], return_when=asyncio.FIRST_COMPLETED, timeout=120)
+        finally:
+            # stopped while the agents join their groups: no wait left behind, nor its cancellation
+            # reported as an exception never retrieved
+            started.cancel()
+            started.add_done_callback(lambda f: f.cancelled() or f.exception())
         for t in self._tasks:
             if t.done() and t.exception():
                 raise t.exception()
+        if self._stop_asked:
+            return
         log.info("pipeline started", agents=list(self.agent_names), keys=keys.gen_prefix, rules=rules.version,
                  broker=s.broker_url, broker_kind=s.broker_kind,
                  rules_core="compiled" if domain.COMPILED else "python", event_loop=eventloop.running())
@@ -224,11 +243,37 @@ class Pipeline:
             if t.exception():
                 raise t.exception()
 
-    async def stop(self) -> None:
+    def stop_soon(self) -> None:
+        """Tell every agent to stop, without waiting: each begins its bounded stop (finishing or
+        abandoning its batch, committing, leaving its groups) while Faust stops its web server;
+        :meth:`stop` then waits for them."""
+        if not self._stop_asked:
+            held = [r.agent.name for r in self.runners if isinstance(r, AgentRunner) and r.busy_since is not None]
+            log.info("stopping: agents finish or abandon their batches, commit and leave their consumer groups",
+                     budget_s=STOP_BUDGET_S, batches_in_hand=held)
+        self._stop_asked = True
         for r in self.runners:
             r.stop()
+
+    async def stop(self) -> None:
+        """Stop every agent, then the producer and Redis, within ``STOP_BUDGET_S`` whatever state the
+        services are in (a supervisor kills a worker that outlasts its grace period, and a killed
+        worker leaves its consumer groups only when their session timeout expires). Each agent
+        bounds its own stop (streams/runner.py: a batch in hand gets ``STOP_GRACE_S``, then is
+        abandoned uncommitted); what still runs at the deadline is cancelled. Nothing is lost by a
+        cut short step: a batch's offsets are committed only after its effects are durable, and a
+        message the producer had not delivered belongs to a batch not committed."""
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        deadline = t0 + STOP_BUDGET_S
+        self.stop_soon()
         if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            _, late = await asyncio.wait(self._tasks, timeout=max(0.0, deadline - loop.time() - STOP_RESERVE_S))
+            for t in late:
+                log.warning("stopping: an agent did not stop in time and is cancelled", agent=t.get_name())
+                t.cancel()
+            if late:
+                await asyncio.wait(late, timeout=0.5)
         if self._heap is not None:
             self._heap.cancel()
             thaw()
@@ -238,14 +283,23 @@ class Pipeline:
                 pipe = self.redis.pipeline(transaction=False)
                 pipe.set(self._heartbeat_key, b"stopped", px=1)  # gone (no DEL in the ACL)
                 pipe.zrem(self._workers_key, self._identity)
-                await pipe.execute()
-            except Exception:  # noqa: BLE001 - it expires by itself
-                pass
+                await asyncio.wait_for(pipe.execute(), min(0.5, max(0.1, deadline - loop.time())))
+            except Exception:  # noqa: BLE001 - it expires by itself (HEARTBEAT_TTL_S)
+                log.info("stopping: this worker's heartbeat not removed (Redis does not answer): it expires in "
+                         f"{HEARTBEAT_TTL_S} s")
         if self.producer is not None:
-            await self.producer.stop()
+            try:
+                await asyncio.wait_for(self.producer.stop(), max(0.5, deadline - loop.time()))
+            except Exception as exc:  # noqa: BLE001 - what it held belongs to batches not committed
+                log.warning("stopping: the producer did not close in time (the broker does not answer); the "
+                            "messages it held belong to batches not committed, which are processed again",
+                            error=type(exc).__name__)
         if self.redis is not None:
-            await self.redis.aclose()
-        log.info("pipeline stopped")
+            try:
+                await asyncio.wait_for(self.redis.aclose(), 1.0)
+            except Exception:  # noqa: BLE001 - the process ends: its sockets close with it
+                pass
+        log.info("pipeline stopped", took_s=round(loop.time() - t0, 2))
 
 
 def _worker_app_class():
@@ -295,7 +349,17 @@ def create_faust_app(settings: Settings, agents: tuple[str, ...] = AGENTS, *, we
         # middlewares (JSON errors, bearer tokens) cover Faust's own pages, when it initialises;
         # HTTPS with api_tls_certfile/api_tls_keyfile, as `creditstream api`
         app.conf.web_ssl_context = server_ssl_context(settings)
-        app.on_webserver_init = lambda faust_web: mount(faust_web.web_app, settings)
+
+        def on_webserver_init(faust_web) -> None:
+            mount(faust_web.web_app, settings)
+            bound_web_shutdown(faust_web)
+
+        app.on_webserver_init = on_webserver_init
+
+    @app.on_before_shutdown.connect
+    async def stop_the_agents_first(app, **kwargs) -> None:
+        # sent as Faust's shutdown begins, before it stops its web server and cancels the task below
+        pipeline.stop_soon()
 
     @app.task
     async def run_pipeline() -> None:
@@ -323,6 +387,26 @@ def create_faust_app(settings: Settings, agents: tuple[str, ...] = AGENTS, *, we
 
     app.pipeline = pipeline
     return app
+
+
+WEB_SHUTDOWN_S = 1.0
+"""How long a stopping worker's web server waits for the requests in flight (aiohttp's default: 60 s;
+``/changes`` with the broker frozen waits up to 15 s for it). A request cut short fails, and its
+client asks another worker."""
+
+
+def bound_web_shutdown(faust_web) -> bool:
+    """Faust's web server (its aiohttp ``AppRunner``) waits at most ``WEB_SHUTDOWN_S`` for the
+    requests in flight when the worker stops; Faust creates the runner with aiohttp's default, 60 s.
+    False (and a warning) where the runner does not have the attribute: a Faust or aiohttp that
+    changed (tests/unit/test_worker_stop.py keeps this in view)."""
+    runner = getattr(faust_web, "_runner", None)
+    if runner is None or not hasattr(runner, "_shutdown_timeout"):
+        log.warning("the web server's shutdown is not bounded (Faust's web runner changed): a request in flight "
+                    "may delay a worker's stop")
+        return False
+    runner._shutdown_timeout = WEB_SHUTDOWN_S  # noqa: SLF001 - aiohttp's BaseRunner(shutdown_timeout=...)
+    return True
 
 
 def log_health_changes(before: dict[str, dict], now: dict[str, dict]) -> dict[str, dict]:

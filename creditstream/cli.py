@@ -331,16 +331,69 @@ def cmd_worker(args) -> int:
         print(f"creditstream: bad settings: {exc}", file=sys.stderr)
         return EXIT_USAGE
     app = create_faust_app(settings, agents, web=args.web)  # settings errors first: exit 2
-    _wait_for_services(settings, args.wait)  # ServiceUnreachable after --wait: exit 3, one line
-    _refuse_unsuitable_redis(settings)  # RedisUnsuitable: exit 2, one line (the pipeline checks again)
-    worker = faust.Worker(app, loglevel=level, quiet=True, redirect_stdouts=False, override_logging=False)
-    try:
-        worker.execute_from_commandline()
-    except SystemExit:
-        if app.pipeline.failure is not None:  # one line and exit 2 from main's handler (a missing ACL)
-            raise app.pipeline.failure from None
-        raise
+    # Until Faust's worker installs its own handler (its stop: creditstream/app.py Pipeline.stop), a
+    # SIGTERM (a deploy, a scale-down) ends the waiting for the services at once, with exit code 0
+    with _stop_on_sigterm() as stopped:
+        try:
+            _wait_for_services(settings, args.wait)  # ServiceUnreachable after --wait: exit 3, one line
+            _refuse_unsuitable_redis(settings)  # RedisUnsuitable: exit 2, one line (the pipeline checks again)
+            worker = faust.Worker(app, loglevel=level, quiet=True, redirect_stdouts=False, override_logging=False)
+            try:
+                worker.execute_from_commandline()
+            except SystemExit:
+                if app.pipeline.failure is not None:  # one line and exit 2 from main's handler (a missing ACL)
+                    raise app.pipeline.failure from None
+                raise
+        except StopRequested:
+            import structlog
+
+            structlog.get_logger("creditstream.cli").info(
+                "stopping: asked to stop (SIGTERM) before the worker started; nothing to hand over",
+                waited_s=round(stopped.waited(), 2))
+            return EXIT_OK
     return EXIT_OK
+
+
+class StopRequested(BaseException):
+    """SIGTERM before the worker's own handling of it: a BaseException, as KeyboardInterrupt, so that no
+    ``except Exception`` of a probe takes it for a failure of the service."""
+
+
+class _StopOnSigterm:
+    def __init__(self) -> None:
+        import time
+
+        self.t0 = time.monotonic()
+        self.previous = None
+
+    def waited(self) -> float:
+        import time
+
+        return time.monotonic() - self.t0
+
+    def _raise(self, signum, frame) -> None:
+        raise StopRequested(f"signal {signum}")
+
+    def __enter__(self) -> _StopOnSigterm:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._raise)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        # Faust's event loop replaced the handler with its own once it ran; put back the one from
+        # before only if ours is still installed (a worker called in-process, by tests)
+        if self.previous is not None and signal.getsignal(signal.SIGTERM) == self._raise:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+def _stop_on_sigterm() -> _StopOnSigterm:
+    """Within it, SIGTERM raises :class:`StopRequested` (in the main thread only)."""
+    return _StopOnSigterm()
 
 
 def _refuse_unsuitable_redis(settings) -> None:

@@ -15,6 +15,14 @@ Failures:
   logging each attempt; heartbeats continue meanwhile, so the group does not rebalance;
 * losing partitions in a rebalance makes the commit fail: the new owner re-processes the batch.
 
+Stopping (``stop()``: SIGTERM, a deploy, a scale-down) is bounded, so that the worker exits within its
+supervisor's grace period and leaves its consumer group (its partitions move at once) rather than
+being killed: the fetch in flight is dropped; a batch being processed gets ``STOP_GRACE_S`` to
+complete (and is then committed as usual), a batch being retried is abandoned at once, and one that
+does not complete in time is cancelled and abandoned, its offsets not committed (the next owner of
+its partitions processes it again, idempotently, as after a crash). The last commit gets
+``STOP_COMMIT_S``, leaving the group ``STOP_CONSUMER_S``.
+
 Commits are pipelined: batch N's commit is in flight while batch N+1 is fetched and processed,
 and is awaited before batch N+1's commit is issued, so commits stay in order.
 """
@@ -26,7 +34,7 @@ import heapq
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -65,6 +73,17 @@ BACKOFF_START_S = 0.1
 BACKOFF_MAX_S = 5.0
 POSITION_CHECK_S = 2.0
 POSITION_CHECK_TIMEOUT_S = 10.0
+T = TypeVar("T")
+STOP_GRACE_S = 2.0
+"""Told to stop, the batch being processed gets this long to complete, then is abandoned."""
+STOP_COMMIT_S = 1.0
+"""Told to stop, the last batch's commit gets this long to land (else its next owner re-processes it)."""
+STOP_CONSUMER_S = 1.0
+"""Told to stop, the consumer gets this long to leave its group and close."""
+
+
+class _Abandoned(Exception):
+    """Told to stop while a batch was in hand: it is dropped, its offsets not committed."""
 
 
 class Rewind(Exception):
@@ -113,9 +132,10 @@ class _Revoked(ConsumerRebalanceListener):
     expected each to go on: streams/deleted_inputs.py) is not taken for true if they come back after
     another worker owned them; and the runner which it was given (``assigned``)."""
 
-    def __init__(self, *forgets: Callable[[set[TopicPartition]], None],
+    def __init__(self, *forgets: Callable[[set[TopicPartition]], None], agent: str = "",
                  assigned: Callable[[set[TopicPartition]], Awaitable[None]] | None = None):
         self.forgets = forgets
+        self.agent = agent
         self.assigned = assigned
 
     async def on_partitions_revoked(self, revoked) -> None:
@@ -123,6 +143,10 @@ class _Revoked(ConsumerRebalanceListener):
             forget(set(revoked))
 
     async def on_partitions_assigned(self, assigned) -> None:
+        # one line per rebalance: which worker reads how much (a worker that stops hands its
+        # partitions over at once, one killed only when its session timeout expires)
+        log.info("partitions assigned", agent=self.agent, partitions=len(assigned),
+                 topics=len({tp.topic for tp in assigned}))
         if self.assigned is not None:
             await self.assigned(set(assigned))
 
@@ -140,6 +164,7 @@ class AgentRunner:
         self.started = asyncio.Event()
         self._stopping = asyncio.Event()
         self._commit_task: asyncio.Future | None = None
+        self._stop_wait: asyncio.Future | None = None  # done once told to stop (set by run)
         self.done_at = time.monotonic()  # the last batch completed (or the start)
         self.busy_since: float | None = None  # a batch in hand since then (retrying while it lasts)
         self.retry_cause: str | None = None
@@ -161,9 +186,12 @@ class AgentRunner:
         # committed records only: a department's aborted transaction is never an input (kafka.isolation_level)
         def new_consumer():
             return kafka.consumer(self.settings, *topics, group_id=self.group_id, committed_only=True,
-                                  listener=_Revoked(*forgets, assigned=self._start_where_recorded))
+                                  listener=_Revoked(*forgets, agent=self.agent.name,
+                                                    assigned=self._start_where_recorded))
 
-        await self._start_consumer(new_consumer)
+        if not await self._start_consumer(new_consumer):
+            log.info("agent stopped before it started", agent=self.agent.name)
+            return
         c = self.consumer
         if hasattr(self.agent, "committed_offset"):
             self.agent.committed_offset = self._committed
@@ -171,7 +199,7 @@ class AgentRunner:
             self.agent.highwater = lambda p, t=topics[0]: self._highwater(TopicPartition(t, p))
         log.info("agent started", agent=self.agent.name, topics=topics, group=self.group_id)
         self.started.set()
-        stop_wait = asyncio.ensure_future(self._stopping.wait())
+        stop_wait = self._stop_wait = asyncio.ensure_future(self._stopping.wait())
         try:
             while not self._stopping.is_set():
                 fetch = asyncio.ensure_future(
@@ -181,16 +209,30 @@ class AgentRunner:
                     fetch.cancel()
                     break
                 batches = fetch.result()
-                if time.monotonic() - self._checked_at >= POSITION_CHECK_S and await self._position_check(batches):
-                    continue  # partitions re-read: this fetch is dropped, and fetched again
+                # (each step that may wait for Redis or the broker is dropped when told to stop)
+                if time.monotonic() - self._checked_at >= POSITION_CHECK_S:
+                    check = await self._unless_stopped(self._position_check(batches))
+                    if check is None:
+                        break
+                    if check.result():
+                        continue  # partitions re-read: this fetch is dropped, and fetched again
                 if not batches:
                     if self.lag and time.monotonic() - self._lag_at > 1.0:
-                        await self._update_lag()  # partitions moved, or the log ends are known now
+                        # partitions moved, or the log ends are known now
+                        if await self._unless_stopped(self._update_lag()) is None:
+                            break
                     continue
-                await self._note_gaps(batches)
+                if await self._unless_stopped(self._note_gaps(batches)) is None:
+                    break
                 records = merge_by_time(batches)
                 try:
                     await self._process_with_retry(records)
+                except _Abandoned as abandoned:
+                    log.warning("stopping: abandoned the batch in hand, its offsets not committed; the next owner "
+                                "of its partitions processes it again", agent=self.agent.name, records=len(records),
+                                partitions=sorted(f"{tp.topic}[{tp.partition}]" for tp, rs in batches.items() if rs),
+                                why=str(abandoned))
+                    break
                 except Rewind as rewind:
                     self._seek(rewind)
                     if rewind.delay_s:
@@ -202,9 +244,13 @@ class AgentRunner:
                 # order (each waits for the previous one), and a crash before a commit lands only
                 # means that batch is processed again, idempotently
                 if self._commit_task is not None:
-                    await self._commit_task
+                    await asyncio.wait({self._commit_task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                    if not self._commit_task.done():
+                        break  # the broker slow: this batch's commit is not issued (its next owner re-processes it)
+                    self._commit_task.result()  # what it raised, raised here
                 self._commit_task = asyncio.ensure_future(self._commit(offsets))
-                await self._observe(records)
+                if await self._unless_stopped(self._observe(records)) is None:
+                    break
                 if self.after_batch is not None:
                     del done, fetch, batches, records  # the batch's objects go first
                     self.after_batch()
@@ -212,10 +258,16 @@ class AgentRunner:
             stop_wait.cancel()
             if self._commit_task is not None:
                 try:
-                    await self._commit_task
+                    await asyncio.wait_for(self._commit_task, STOP_COMMIT_S)
                 except Exception as exc:  # noqa: BLE001 - the next owner re-processes that batch
-                    log.warning("last commit failed", agent=self.agent.name, error=str(exc))
-            await self._stop_consumer()
+                    log.warning("last commit failed: the next owner of its partitions processes that batch again",
+                                agent=self.agent.name, error=str(exc) or type(exc).__name__)
+            try:
+                await asyncio.wait_for(self._stop_consumer(), STOP_CONSUMER_S)
+            except TimeoutError:
+                log.warning("stopping: the consumer did not leave its group in time (the broker does not answer); "
+                            "its partitions move once the session timeout expires", agent=self.agent.name,
+                            waited_s=STOP_CONSUMER_S, session_timeout_ms=self.settings.session_timeout_ms)
             log.info("agent stopped", agent=self.agent.name, batches=self.batches, records=self.records)
 
     async def _start_where_recorded(self, assigned: set[TopicPartition]) -> None:
@@ -247,6 +299,26 @@ class AgentRunner:
                         "expired, or the group is new): they are read from those positions",
                         agent=self.agent.name, group=self.group_id,
                         partitions={f"{tp.topic}[{tp.partition}]": pos for tp, pos in sorted(sought.items())})
+
+    async def _unless_stopped(self, step: Awaitable[T]) -> asyncio.Future[T] | None:
+        """``step`` run to its end (its done future; what it raised is raised), or None when told to
+        stop first: ``step`` is then cancelled."""
+        work = asyncio.ensure_future(step)
+        stop_wait = self._stop_wait
+        own = stop_wait is None  # before run()'s loop: a wait of its own
+        if own:
+            stop_wait = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({work, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if own:
+                stop_wait.cancel()
+        if work.done():
+            work.result()  # what it raised, raised here
+            return work
+        work.cancel()
+        await asyncio.gather(work, return_exceptions=True)
+        return None
 
     async def _position_check(self, fetched: dict[TopicPartition, list[ConsumerRecord]]) -> bool:
         """Every ``POSITION_CHECK_S``, busy or idle: an agent that records its positions in Redis
@@ -354,25 +426,35 @@ class AgentRunner:
         log.info("partitions re-fetched", agent=self.agent.name, reason=rewind.reason,
                  offsets={f"{tp.topic}[{tp.partition}]": o for tp, o in rewind.offsets.items() if tp in owned})
 
-    async def _start_consumer(self, new_consumer: Callable[[], AIOKafkaConsumer]) -> None:
-        """A started consumer in ``self.consumer``: a broker that does not answer is waited for, each
-        attempt with a new consumer (aiokafka's ``start()`` cannot be called again on one whose start
-        failed half-way: "Did you call `start` twice?"). A refusal for want of an ACL (topic, group,
-        cluster authorization) is raised at once: waiting does not grant it."""
+    async def _start_consumer(self, new_consumer: Callable[[], AIOKafkaConsumer]) -> bool:
+        """A started consumer in ``self.consumer`` (True): a broker that does not answer is waited for,
+        each attempt with a new consumer (aiokafka's ``start()`` cannot be called again on one whose
+        start failed half-way: "Did you call `start` twice?"), until told to stop (False). A refusal
+        for want of an ACL (topic, group, cluster authorization) is raised at once: waiting does not
+        grant it."""
         delay = BACKOFF_START_S
-        while True:
+        while not self._stopping.is_set():
             self.consumer = new_consumer()
             try:
-                await self.consumer.start()
-                return
+                if await self._unless_stopped(self.consumer.start()) is None:  # (joining a group takes a while)
+                    try:
+                        await asyncio.wait_for(self._stop_consumer(), STOP_CONSUMER_S)
+                    except TimeoutError:
+                        pass
+                    return False
+                return True
             except AUTHORIZATION:
                 await self._stop_consumer()
                 raise
             except KafkaError as exc:
                 await self._stop_consumer()
                 log.warning("broker not reachable, retrying", agent=self.agent.name, error=str(exc), retry_in_s=delay)
-                await asyncio.sleep(delay)
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                except TimeoutError:
+                    pass
                 delay = min(delay * 2, BACKOFF_MAX_S)
+        return False
 
     async def _stop_consumer(self) -> None:
         try:
@@ -389,34 +471,68 @@ class AgentRunner:
         self.done_at = time.monotonic()
 
     async def _retry(self, records: list[ConsumerRecord]) -> None:
+        """The batch processed and its effects durable, retried while a service fails; _Abandoned when
+        told to stop before that (a retry's back-off is cut short, an attempt gets ``STOP_GRACE_S``)."""
         delay = BACKOFF_START_S
         attempt = 0
         while True:
             attempt += 1
-            t0 = time.perf_counter()
             try:
-                checkpoint = self.agent.checkpoint()  # a new one per attempt: a retry counts nothing twice
-                await self.agent.process(records, checkpoint)
-                t1 = time.perf_counter()
-                await checkpoint.complete()
-                t2 = time.perf_counter()
-                metrics.BATCH_SECONDS.labels(self.agent.name).observe(t2 - t0)
-                if _debug_enabled():
-                    log.debug("batch done", agent=self.agent.name, records=len(records),
-                              process_ms=round((t1 - t0) * 1000, 1), produce_ms=round((t2 - t1) * 1000, 1),
-                              oldest_age_ms=round(time.time() * 1000 - min(r.timestamp for r in records)))
+                await self._attempt_unless_stopped(records, attempt)
                 return
             except TRANSIENT as exc:
                 cause = type(exc).__name__
                 error = error_text(exc)
                 self.retry_cause = f"{cause}: {error[:200]}"
                 metrics.RETRIES.labels(self.agent.name, cause).inc()
+                if self._stopping.is_set():
+                    raise _Abandoned(f"attempt {attempt} failed ({cause}: {error[:200]})") from exc
                 log.warning("batch failed, retrying", agent=self.agent.name, attempt=attempt, records=len(records),
                             cause=cause, error=error, retry_in_s=round(delay, 2))
-                if self._stopping.is_set():
-                    raise
-                await asyncio.sleep(delay)
+                if await self._stopped_within(delay):
+                    raise _Abandoned(f"retrying after {attempt} failed attempt(s): {self.retry_cause}") from exc
                 delay = min(delay * 2, BACKOFF_MAX_S)
+
+    async def _stopped_within(self, seconds: float) -> bool:
+        """Sleep ``seconds``, or less if told to stop meanwhile; whether told to stop."""
+        stop_wait = self._stop_wait
+        if stop_wait is None:  # not run by run(): only a sleep
+            await asyncio.sleep(seconds)
+        else:
+            await asyncio.wait({stop_wait}, timeout=seconds)
+        return self._stopping.is_set()
+
+    async def _attempt_unless_stopped(self, records: list[ConsumerRecord], attempt: int) -> None:
+        """One attempt (:meth:`_attempt`); told to stop meanwhile, it gets ``STOP_GRACE_S`` more to
+        complete, then it is cancelled: _Abandoned. A cancelled attempt is no worse than a crash at
+        that point: its offsets are not committed, and every write of a batch is idempotent."""
+        stop_wait = self._stop_wait
+        if stop_wait is None:  # not run by run()
+            await self._attempt(records)
+            return
+        work = asyncio.ensure_future(self._attempt(records))
+        done, _ = await asyncio.wait({work, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if work not in done:
+            done, _ = await asyncio.wait({work}, timeout=STOP_GRACE_S)
+            if work not in done:
+                work.cancel()
+                await asyncio.gather(work, return_exceptions=True)
+                cause = f" (retrying: {self.retry_cause})" if self.retry_cause else ""
+                raise _Abandoned(f"attempt {attempt} not done {STOP_GRACE_S:.0f} s after the stop{cause}")
+        work.result()
+
+    async def _attempt(self, records: list[ConsumerRecord]) -> None:
+        t0 = time.perf_counter()
+        checkpoint = self.agent.checkpoint()  # a new one per attempt: a retry counts nothing twice
+        await self.agent.process(records, checkpoint)
+        t1 = time.perf_counter()
+        await checkpoint.complete()
+        t2 = time.perf_counter()
+        metrics.BATCH_SECONDS.labels(self.agent.name).observe(t2 - t0)
+        if _debug_enabled():
+            log.debug("batch done", agent=self.agent.name, records=len(records),
+                      process_ms=round((t1 - t0) * 1000, 1), produce_ms=round((t2 - t1) * 1000, 1),
+                      oldest_age_ms=round(time.time() * 1000 - min(r.timestamp for r in records)))
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         """The batch's offsets committed, with the agent's ``commit_marker()`` as their metadata when it

@@ -470,6 +470,27 @@ def test_workers(services, worker_settings):
 
 
 # --- Prometheus -----------------------------------------------------------------------------------
+def _seconds(duration: str) -> float:
+    """A compose duration (``30s``, ``1m30s``, ``500ms``) in seconds."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)", str(duration))
+    assert parts and "".join(n + u for n, u in parts) == str(duration), duration
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def test_the_workers_grace_period_outlasts_their_stop(services):
+    """SIGTERM, then SIGKILL at the end of ``stop_grace_period`` (compose's default 10 s): a worker
+    stops within ``STOP_WITHIN_S`` (tests/reliability/test_graceful_stop.py), and one killed first
+    would leave its consumer groups only when their session timeout expires. The grace period
+    leaves a margin of at least 3 times that, as Kubernetes' default 30 s does."""
+    from creditstream.app import STOP_WITHIN_S
+
+    grace = services["worker"].get("stop_grace_period")
+    assert grace is not None, "the worker needs a stop_grace_period (compose's default is 10 s)"
+    assert _seconds(grace) >= 3 * STOP_WITHIN_S, grace
+    assert _seconds("1m30s") == 90 and _seconds("500ms") == 0.5
+
+
 def test_prometheus_scrapes_the_workers_metrics(services, worker_settings):
     prom = services["prometheus"]
     assert any(v.startswith("./deploy/prometheus.yml:/etc/prometheus/prometheus.yml") for v in prom["volumes"])
