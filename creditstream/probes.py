@@ -165,7 +165,7 @@ async def kafka_connect_refusal(settings, timeout: float) -> str | None:
 
     host, _, port = settings.bootstrap_servers[0].rpartition(":")
     kw = settings.kafka_client_kwargs()
-    del kw["bootstrap_servers"]
+    del kw["bootstrap_servers"], kw["metadata_max_age_ms"]  # a client's, not a connection's
     try:
         conn = await asyncio.wait_for(create_conn(host, int(port), request_timeout_ms=int(timeout * 1000), **kw),
                                       timeout)
