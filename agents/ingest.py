@@ -29,7 +29,7 @@ from sinks.registry_index import PositionsBehind, RegistryIndex
 from sinks.subject_events import SubjectEventWriter
 from streams.codec import AvroCodec, DecodeError
 from streams.kafka import Committed
-from streams.runner import Rewind
+from streams.runner import Recorded, Rewind
 from streams.topics import Topics
 
 log = structlog.get_logger("creditstream.ingest")
@@ -82,7 +82,7 @@ class IngestAgent:
             self._taught.clear()
             raise
 
-    async def recorded_positions(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int | None]:
+    async def recorded_positions(self, partitions: list[TopicPartition]) -> dict[TopicPartition, Recorded | None]:
         """streams/runner.py, for partitions the group has no commit for: where Redis records them."""
         return await self.positions.recorded(partitions)
 

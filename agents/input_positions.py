@@ -41,8 +41,8 @@ from aiokafka import ConsumerRecord, TopicPartition
 from creditstream import metrics
 from sinks.keys import Keys
 from sinks.registry_index import PositionsBehind, RegistryIndex
-from streams.kafka import Committed
-from streams.runner import Rewind
+from streams.kafka import Committed, record_mark
+from streams.runner import Recorded, Rewind
 
 log = structlog.get_logger("creditstream.positions")
 K = TypeVar("K")
@@ -72,10 +72,12 @@ class BatchPositions:
     def __init__(self, records: list[ConsumerRecord]):
         self.first: dict[TopicPartition, int] = {}
         self.next: dict[TopicPartition, int] = {}
+        self.last: dict[TopicPartition, ConsumerRecord] = {}
         for msg in records:
             tp = TopicPartition(msg.topic, msg.partition)
             self.first.setdefault(tp, msg.offset)
             self.next[tp] = msg.offset + 1
+            self.last[tp] = msg
         self.floor: dict[TopicPartition, int] = {}
         self.mine: set[TopicPartition] = set()
 
@@ -215,20 +217,27 @@ class InputPositions(WrittenPositions[TopicPartition]):
                 behind[tp] = 0 if tp in self.mine else first
         return self._rewind(behind, bounds.first)
 
-    async def recorded(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int | None]:
+    async def recorded(self, partitions: list[TopicPartition]) -> dict[TopicPartition, Recorded | None]:
         """Where each of ``partitions`` goes on after the batches whose messages the broker
-        acknowledged (None: none recorded): where a partition the group has no commit for starts
-        (streams/runner.py ``_start_where_recorded``). Not the positions the batch scripts write:
-        those are written before the produce (a batch whose subject events were never delivered
-        has one)."""
+        acknowledged, with the mark of the record before it (None: none recorded, or one without a
+        mark: ``positions move``): where a partition the group has no commit for starts, once the
+        mark matches the log (streams/runner.py ``_start_where_recorded``). Not the positions the
+        batch scripts write: those are written before the produce (a batch whose subject events
+        were never delivered has one)."""
         got = await self.index.acknowledged_positions(self.agent, [field_of(tp) for tp in partitions])
-        return {tp: got.get(field_of(tp)) for tp in partitions}
+        out: dict[TopicPartition, Recorded | None] = {}
+        for tp in partitions:
+            offset, _, mark = (got.get(field_of(tp)) or "").partition("@")
+            out[tp] = Recorded(int(offset), mark) if offset.isdigit() and mark else None
+        return out
 
     async def acknowledged(self, bounds: BatchPositions) -> None:
         """After a batch's messages are acknowledged (sinks/checkpoint.py ``after_flush``): where its
-        partitions go on, for :meth:`recorded`. A write lost with Redis's tail only makes a start
-        without a commit read a little again."""
-        await self.index.acknowledge_positions(self.agent, {field_of(tp): n for tp, n in bounds.next.items()})
+        partitions go on, ``next@mark`` (the mark of the batch's last record: kafka.record_mark), for
+        :meth:`recorded`. A write lost with Redis's tail only makes a start without a commit read a
+        little again."""
+        await self.index.acknowledge_positions(
+            self.agent, {field_of(tp): f"{n}@{record_mark(bounds.last[tp])}" for tp, n in bounds.next.items()})
 
     async def positions_behind(self, partitions: list[TopicPartition]) -> Rewind | None:
         """The periodic check (:meth:`WrittenPositions.check`) over this agent's hash."""

@@ -24,7 +24,7 @@ from sinks.registry_index import PositionsBehind, RegistryIndex
 from sinks.subject_events import SubjectEventWriter
 from streams.codec import AvroCodec, DecodeError
 from streams.kafka import Committed
-from streams.runner import Rewind
+from streams.runner import Recorded, Rewind
 from streams.topics import Topics
 
 
@@ -48,7 +48,7 @@ class RegistryAgent:
         """streams/runner.py, in a rebalance: partitions this worker lost."""
         self.positions.forget(revoked)
 
-    async def recorded_positions(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int | None]:
+    async def recorded_positions(self, partitions: list[TopicPartition]) -> dict[TopicPartition, Recorded | None]:
         """streams/runner.py, for partitions the group has no commit for: where Redis records them."""
         return await self.positions.recorded(partitions)
 

@@ -42,7 +42,7 @@ from sinks.list_changes import ListChangeWriter
 from sinks.redis_state import Fenced, SubjectStateSink
 from streams.codec import AvroCodec
 from streams.kafka import Committed
-from streams.runner import PositionAhead, Rewind
+from streams.runner import PositionAhead, Recorded, Rewind
 from streams.topics import Topics
 
 log = structlog.get_logger("creditstream.subject")
@@ -327,13 +327,15 @@ class SubjectAgent:
         another worker may have written them meanwhile: their floor is the group's commit again)."""
         self.written.forget(revoked)
 
-    async def recorded_positions(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int | None]:
+    async def recorded_positions(self, partitions: list[TopicPartition]) -> dict[TopicPartition, Recorded | None]:
         """streams/runner.py, for partitions the group has no commit for: the position each partition's
-        state records (the next subject event it has not applied)."""
+        state records (the next subject event it has not applied; the agent starts there whatever
+        the commit says, so no mark is checked)."""
         if self.replaying or not partitions:
             return {}
         got = await self.state.positions([tp.partition for tp in partitions])
-        return {tp: got.get(tp.partition) for tp in partitions}
+        return {tp: (Recorded(pos) if pos is not None else None) for tp in partitions
+                for pos in (got.get(tp.partition),)}
 
     async def positions_behind(self, partitions: list[TopicPartition]) -> Rewind | None:
         """streams/runner.py, every few seconds, for all this agent's partitions: those whose

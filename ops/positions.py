@@ -315,7 +315,13 @@ async def move(settings: Settings, agent: str, moves: list[Move]) -> None:
         keys = Keys(settings.namespace)
         moved = {field_of(m.topic, m.partition): m.to for m in moves}
         await redis.hset(keys.input_positions(agent), mapping=moved)
-        await redis.hset(keys.acknowledged_positions(agent), mapping=moved)  # a start without a commit too
+        # where a start without a commit goes on too, with the mark of the record before it
+        # (agents/input_positions.py; none there: a start without a commit reads from the log start)
+        marks = await kafka.record_marks(settings, {TopicPartition(m.topic, m.partition): m.to - 1
+                                                    for m in moves if m.to > 0})
+        await redis.hset(keys.acknowledged_positions(agent), mapping={
+            field_of(m.topic, m.partition): (f"{m.to}@{mark}" if mark else str(m.to))
+            for m in moves for mark in (marks.get(TopicPartition(m.topic, m.partition)),)})
     finally:
         await redis.aclose()
     log.info("positions moved", agent=agent, group=group,

@@ -160,15 +160,16 @@ class RegistryIndex:
         values = await self.redis.hmget(self.keys.input_positions(agent), fields)
         return {f: (int(v) if v is not None else None) for f, v in zip(fields, values)}
 
-    async def acknowledged_positions(self, agent: str, fields: list[str]) -> dict[str, int | None]:
-        """The next offset of each input partition whose batches ``agent`` applied and the broker
-        acknowledged (``Keys.acknowledged_positions``); None: none recorded."""
+    async def acknowledged_positions(self, agent: str, fields: list[str]) -> dict[str, str | None]:
+        """Where each input partition goes on after the batches ``agent`` applied and the broker
+        acknowledged (``Keys.acknowledged_positions``: ``next@mark``, agents/input_positions.py);
+        None: none recorded."""
         if not fields:
             return {}
         values = await self.redis.hmget(self.keys.acknowledged_positions(agent), fields)
-        return {f: (int(v) if v is not None else None) for f, v in zip(fields, values)}
+        return {f: (v.decode() if isinstance(v, bytes) else v) for f, v in zip(fields, values)}
 
-    async def acknowledge_positions(self, agent: str, positions: dict[str, int]) -> None:
+    async def acknowledge_positions(self, agent: str, positions: dict[str, str]) -> None:
         """A batch's messages are acknowledged: record where its partitions go on."""
         if positions:
             await self.redis.hset(self.keys.acknowledged_positions(agent), mapping=positions)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -509,6 +510,40 @@ async def read_to_end(
                             gives_up_after_s=stall_timeout_s)
     finally:
         await stop_consumer(c)
+
+
+def record_mark(record) -> str:
+    """What tells one record from another at the same offset of a topic created again: its timestamp
+    and a short digest of its key and value (``agents/input_positions.py`` records it with a position)."""
+    digest = hashlib.blake2b(record.key or b"", digest_size=6)
+    digest.update(b"\0")
+    digest.update(record.value or b"")
+    return f"{record.timestamp}.{digest.hexdigest()}"
+
+
+async def record_marks(settings: Settings, places: dict[TopicPartition, int]) -> dict[TopicPartition, str | None]:
+    """:func:`record_mark` of the record at each (partition, offset); None where no record is there
+    (deleted by retention, compacted away, a transaction marker, past the end, no such topic)."""
+    out: dict[TopicPartition, str | None] = {tp: None for tp in places}
+    by_topic: dict[str, dict[int, int]] = {}
+    for tp, offset in places.items():
+        by_topic.setdefault(tp.topic, {})[tp.partition] = offset
+    for topic, wanted in by_topic.items():
+        left = dict(wanted)
+        reader = read_to_end(settings, topic, start=wanted, partitions=set(wanted))
+        async with contextlib.aclosing(reader):
+            async for batch in reader:
+                for msg in batch:
+                    offset = left.get(msg.partition)
+                    if offset is None:
+                        continue
+                    if msg.offset == offset:
+                        out[TopicPartition(topic, msg.partition)] = record_mark(msg)
+                    if msg.offset >= offset:
+                        del left[msg.partition]
+                if not left:
+                    break
+    return out
 
 
 async def log_end_offsets(c: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict[TopicPartition, int]:

@@ -34,7 +34,7 @@ import heapq
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -84,6 +84,15 @@ STOP_CONSUMER_S = 1.0
 
 class _Abandoned(Exception):
     """Told to stop while a batch was in hand: it is dropped, its offsets not committed."""
+
+
+class Recorded(NamedTuple):
+    """Where an agent records a partition stands (``recorded_positions``): the next offset to read,
+    and, where the agent keeps it, the mark of the record before it (``kafka.record_mark``), checked
+    against the log before it is started from: a topic created again has other records there."""
+
+    offset: int
+    mark: str | None = None
 
 
 class Rewind(Exception):
@@ -171,6 +180,8 @@ class AgentRunner:
         self.lag = 0  # events waiting on this agent's partitions, as of its last batch
         self._lag_at = 0.0
         self._checked_at = time.monotonic()  # the first check after a first fetch: positions known then
+        self._starts: dict[TopicPartition, int] = {}  # where partitions without a commit start (_start_where_recorded)
+        self._assigning: asyncio.Future | None = None  # done once _start_where_recorded has decided
         self.gaps = Gaps()  # inputs the broker deleted before they were read (streams/deleted_inputs.py)
         self._gaps_checked_at = 0.0
 
@@ -209,6 +220,21 @@ class AgentRunner:
                     fetch.cancel()
                     break
                 batches = fetch.result()
+                if self._assigning is not None and not self._assigning.done():
+                    # records fetched while the new partitions' starts are decided: not processed
+                    # before, as they may begin at the log start
+                    if await self._unless_stopped(asyncio.shield(self._assigning)) is None:
+                        break
+                if self._starts:
+                    # partitions without a commit start where Redis records them: sought again here, as
+                    # the consumer's reset to the log start may land after the listener's seek; the
+                    # batch is dropped and fetched again from there
+                    starts, self._starts = self._starts, {}
+                    for tp, recs in batches.items():
+                        if recs and tp not in starts:
+                            starts[tp] = recs[0].offset
+                    self._seek(Rewind(starts, reason="no-commit"))
+                    continue
                 # (each step that may wait for Redis or the broker is dropped when told to stop)
                 if time.monotonic() - self._checked_at >= POSITION_CHECK_S:
                     check = await self._unless_stopped(self._position_check(batches))
@@ -282,18 +308,36 @@ class AgentRunner:
         recorded_positions = getattr(self.agent, "recorded_positions", None)
         if recorded_positions is None or not assigned or self.consumer is None:
             return
-        tps = sorted(assigned)
+        self._assigning = asyncio.get_running_loop().create_future()
+        try:
+            await self._decide_starts(recorded_positions, sorted(assigned))
+        finally:
+            self._assigning.set_result(None)
+
+    async def _decide_starts(self, recorded_positions, tps: list[TopicPartition]) -> None:
+        """:meth:`_start_where_recorded` for ``tps``."""
         try:
             committed = await kafka.committed_offsets(self.consumer, tps)
             uncommitted = [tp for tp in tps if committed.get(tp) is None]
-            recorded = await recorded_positions(uncommitted) if uncommitted else {}
+            recorded = {tp: r for tp, r in (await recorded_positions(uncommitted) if uncommitted else {}).items()
+                        if r is not None and r.offset > 0}
+            # the record before each position, as recorded: a topic deleted and created again (its
+            # commits deleted with it) has other records there, and its inputs would be skipped
+            marked = {tp: r.offset - 1 for tp, r in recorded.items() if r.mark is not None}
+            found = await kafka.record_marks(self.settings, marked) if marked else {}
         except (*TRANSIENT, IllegalStateError) as exc:
             log.warning("could not ask where the partitions without a commit stand: they are read from the "
                         "log start", agent=self.agent.name, error=str(exc)[:200] or type(exc).__name__)
             return
-        sought = {tp: pos for tp, pos in recorded.items() if pos is not None and pos > 0}
+        other = sorted(tp for tp, r in recorded.items() if r.mark is not None and found.get(tp) != r.mark)
+        if other:
+            log.warning("the record before the position Redis records is not the one it recorded (the topic "
+                        "was created again, or the record deleted): read from the log start",
+                        agent=self.agent.name, partitions=[f"{tp.topic}[{tp.partition}]" for tp in other])
+        sought = {tp: r.offset for tp, r in recorded.items() if tp not in other}
         for tp, pos in sought.items():
             self.consumer.seek(tp, pos)
+        self._starts.update(sought)  # and again before the next batch (run)
         if sought:
             log.warning("the group has no commit for partitions Redis records positions of (its commits "
                         "expired, or the group is new): they are read from those positions",
