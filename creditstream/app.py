@@ -30,6 +30,8 @@ from pathlib import Path
 
 import orjson
 import structlog
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 import domain
 from agents.ingest import IngestAgent
@@ -166,7 +168,16 @@ class Pipeline:
         fresh topic records it), a warning for partitions beyond it."""
         names = placement.placed_topics(self.topics)
         counts = {name: len(await kafka.partitions_of(self.settings, name)) for name in names}
-        return await placement.settle(self.redis, keys, counts)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30.0
+        while True:  # Redis gone for a moment while the worker starts: waited for, as at its first ping
+            try:
+                return await placement.settle(self.redis, keys, counts)
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                if loop.time() > deadline:
+                    raise
+                log.warning("redis not reachable while the worker starts, retrying", error=str(exc)[:200])
+                await asyncio.sleep(0.5)
 
     async def _warn_of_topic_drift(self) -> None:
         """A topic that existed before creditstream created it (a department's first send, with the

@@ -82,6 +82,7 @@ async def caught_up_without_loss(s, redis, tmp_path, what: str) -> None:
     assert not lost, f"{what}: {lost[:10]}"
 
 
+@pytest.mark.slow  # the busy and outage cases below cover its path in CI
 async def test_idle_worker_stops_at_once(settings, department, redis, tmp_path):
     gen = EventGenerator(seed=31, subjects=50)
     worker = WorkerProcess(settings, tmp_path / "worker.log").start()
@@ -117,7 +118,7 @@ async def test_busy_worker_stops_in_the_middle_of_its_backlog(settings, departme
     await caught_up_without_loss(s, redis, tmp_path, "after a stop in the middle of a backlog")
 
 
-@pytest.mark.parametrize("outage", ["stopped", "hung"])
+@pytest.mark.parametrize("outage", [pytest.param("stopped", marks=pytest.mark.slow), "hung"])
 async def test_worker_retrying_a_batch_for_redis_stops(outage, settings, department, redis, stack, tmp_path):
     """Redis stopped (connections refused) or hung (SIGSTOP: connections open, nothing answered): the
     worker holds a batch and retries it; told to stop, it abandons the batch (its offsets are not
@@ -148,7 +149,7 @@ async def test_worker_retrying_a_batch_for_redis_stops(outage, settings, departm
     await caught_up_without_loss(s, redis, tmp_path, f"after a stop while Redis was {outage}")
 
 
-@pytest.mark.parametrize("busy", [False, True])
+@pytest.mark.parametrize("busy", [pytest.param(False, marks=pytest.mark.slow), True])
 async def test_worker_stops_with_the_broker_frozen(busy, settings, department, redis, stack, tmp_path):
     """The broker frozen (SIGSTOP: connections open, nothing answered) while the worker is idle, or
     while it works through a backlog (a batch waits for its messages' acknowledgements)."""
@@ -193,7 +194,7 @@ async def broker_answers(s) -> bool:
     return True
 
 
-@pytest.mark.parametrize("broker", ["refusing", "frozen"])
+@pytest.mark.parametrize("broker", [pytest.param("refusing", marks=pytest.mark.slow), "frozen"])
 async def test_worker_waiting_for_services_at_start_stops(broker, settings, stack, tmp_path):
     """``worker --wait``: the broker does not answer yet (nothing listens on its port, or it is frozen);
     told to stop, the worker stops waiting and exits 0."""
@@ -291,7 +292,7 @@ async def partitions_of_agents(s, worker: WorkerProcess) -> dict[str, int]:
     return out
 
 
-@pytest.mark.parametrize("in_flight", [None, "/changes"])
+@pytest.mark.parametrize("in_flight", [pytest.param(None, marks=pytest.mark.slow), "/changes"])
 async def test_worker_serving_the_api_stops_at_once(in_flight, settings, department, redis, stack, tmp_path):
     """``worker --web`` (as docker-compose.yml runs it): the web server's shutdown does not wait for
     a request in flight (``/changes`` with the broker frozen waits up to its Kafka timeout, 15 s:

@@ -51,10 +51,12 @@ async def partitions_per_key(settings, topic: str) -> dict[bytes, set[int]]:
 
 
 async def test_partitions_added_while_workers_run(settings, department, redis, tmp_path):
+    from streams import kafka
     from streams.topics import Topics
 
     s = settings.replace(max_batch=200)
     topics = Topics(s)
+    await kafka.ensure_topics(s)  # `creditstream topics`, as before a deployment's first start
     # few subjects, many inputs each: most subjects have inputs before and after the change
     gen = EventGenerator(seed=31, subjects=max(40, harness.EVENTS // 40), legacy_rate=0.0, hot_share=0.05)
     a = WorkerProcess(s, tmp_path / "a.log").start()
