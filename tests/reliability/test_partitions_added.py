@@ -64,6 +64,13 @@ async def test_partitions_added_while_workers_run(settings, department, redis, t
     workers = [a, b]
     chunk = harness.EVENTS // 3
     try:
+        from sinks.keys import Keys
+        from tests.conftest import eventually
+
+        async def placed():  # the workers started and recorded the count they place subjects over
+            return await redis.hget(Keys(s.namespace).placement, topics.subject_events)
+
+        await eventually(placed, timeout=90)
         await harness.produce(department, gen, chunk)
         await asyncio.sleep(0.5)  # mid-stream
         await grow(s, [topics.subject_events, topics.list_changes], s.partitions * 2)
