@@ -167,7 +167,7 @@ class Pipeline:
         """streams/placement.py: each placed topic's partition count recorded (the first worker on a
         fresh topic records it), a warning for partitions beyond it."""
         names = placement.placed_topics(self.topics)
-        counts = {name: len(await kafka.partitions_of(self.settings, name)) for name in names}
+        counts = await kafka.partition_counts(self.settings, names)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 30.0
         while True:  # Redis gone for a moment while the worker starts: waited for, as at its first ping

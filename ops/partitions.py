@@ -53,25 +53,9 @@ class TopicPartitions:
                 "after": self.after, "note": self.note}
 
 
-async def _counts(settings: Settings) -> dict[str, int]:
-    client = kafka.admin(settings)
-    await client.start()
-    try:
-        existing = set(await client.list_topics())
-        names = [t for t in Topics(settings).all() if t in existing]
-        described = await client.describe_topics(names) if names else []
-    finally:
-        await client.close()
-    counts = {t: 0 for t in Topics(settings).all()}
-    for t in described:
-        if t.get("topic") in counts and not t.get("error_code"):
-            counts[t["topic"]] = len(t.get("partitions") or ())
-    return counts
-
-
 async def show(settings: Settings) -> list[TopicPartitions]:
     """Every creditstream topic's partition count, and the count recorded for the placed ones."""
-    counts = await _counts(settings)
+    counts = await kafka.partition_counts(settings, Topics(settings).all())
     redis = redis_client(settings)
     try:
         placed = await placement.recorded(redis, Keys(settings.namespace), counts)

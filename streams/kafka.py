@@ -591,16 +591,31 @@ async def existing_topics(settings: Settings) -> set[str]:
 
 async def partitions_of(settings: Settings, topic: str) -> list[int]:
     """The partitions of ``topic``, from the cluster's metadata (none if it does not exist)."""
+    return (await _described_partitions(settings, [topic]))[topic]
+
+
+async def partition_counts(settings: Settings, topics: Iterable[str]) -> dict[str, int]:
+    """Each of ``topics``' partition count (0: it does not exist), from one admin client: one
+    ListTopics and one DescribeTopics for them all."""
+    return {t: len(ps) for t, ps in (await _described_partitions(settings, topics)).items()}
+
+
+async def _described_partitions(settings: Settings, topics: Iterable[str]) -> dict[str, list[int]]:
+    wanted = list(dict.fromkeys(topics))
+    found: dict[str, list[int]] = {t: [] for t in wanted}
     client = admin(settings)
     await client.start()
     try:
-        if topic not in await client.list_topics():
-            return []  # asked for by name it would be created (:func:`existing_topics`)
-        described = await client.describe_topics([topic])
-        return sorted(p["partition"] for t in described if t.get("topic") == topic and not t.get("error_code")
-                      for p in t.get("partitions") or ())
+        existing = set(await client.list_topics())
+        # a topic asked for by name that does not exist would be created (:func:`existing_topics`)
+        names = [t for t in wanted if t in existing]
+        described = await client.describe_topics(names) if names else []
     finally:
         await client.close()
+    for t in described:
+        if t.get("topic") in found and not t.get("error_code"):
+            found[t["topic"]] = sorted(p["partition"] for p in t.get("partitions") or ())
+    return found
 
 
 async def log_ends(settings: Settings, topic: str, timeout_s: float = 10.0) -> dict[int, int]:
