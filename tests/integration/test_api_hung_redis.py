@@ -1,6 +1,6 @@
 """A hung Redis (a real redis-server frozen with SIGSTOP) and the query API: every request that reads
 Redis answers 503 ``unavailable`` within ``api_redis_timeout_s`` (plus a little), not after the
-worker client's patient retries (4 x 10 s before); once Redis is resumed (SIGCONT) the same requests
+worker client's patient wait (10 s, then the batch runner's retries); once Redis is resumed (SIGCONT) the same requests
 answer as before. The redis-server is the test's own, so the session's stack is never frozen."""
 
 from __future__ import annotations
