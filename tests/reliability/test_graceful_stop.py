@@ -216,10 +216,13 @@ async def test_worker_waiting_for_services_at_start_stops(broker, settings, stac
     assert_stopped_cleanly(worker, took, code)
 
 
+@pytest.mark.kafka_only
 async def test_a_stopped_worker_hands_its_partitions_over_at_once(settings, department, redis, tmp_path):
     """Two workers, production's session timeout (10 s): the stopped worker leaves its groups, so the
     other one is assigned all their partitions within a few seconds, not after the session timeout,
-    and applies what arrives on them."""
+    and applies what arrives on them. Apache Kafka only: Tansu answers JoinGroup after half the session
+    timeout (docs/broker.md 8), so there the handover is not prompt and the test took 33-44 s to show
+    only what the kill and restart tests show."""
     from ops.report import progress
 
     s = settings.replace(session_timeout_ms=10_000, max_batch=200)
@@ -256,9 +259,8 @@ async def test_a_stopped_worker_hands_its_partitions_over_at_once(settings, depa
         a.stop()
         b.stop()
     assert_stopped_cleanly(a, took, code)
-    if not s.is_tansu:  # Tansu answers JoinGroup after half the session timeout (docs/broker.md 8): 7-15 s here
-        assert handed_over < STOP_BOUND_S, (f"the other worker took {handed_over:.1f} s to be assigned the stopped "
-                                            f"worker's partitions: {b.log_tail()}")
+    assert handed_over < STOP_BOUND_S, (f"the other worker took {handed_over:.1f} s to be assigned the stopped "
+                                        f"worker's partitions: {b.log_tail()}")
     await caught_up_without_loss(s, redis, tmp_path, "after one of two workers stopped")
 
 
