@@ -64,6 +64,10 @@ FENCED = Counter("creditstream_fenced_batches_total",
 REWINDS = Counter("creditstream_rewinds_total",
                   "Partitions re-fed from the position Redis records (Redis lost its tail, or a stale commit)",
                   ["agent"], registry=REGISTRY)
+HELD_PAST_POLL_INTERVAL = Counter("creditstream_batches_held_past_poll_interval_total",
+                                  "Batches an agent held (retried, stalled) longer than max_poll_interval_ms: its "
+                                  "consumer left the group meanwhile, and rejoined at its next fetch", ["agent"],
+                                  registry=REGISTRY)
 CLOCK_SKEW = Gauge("creditstream_clock_skew_seconds",
                    "This worker's clock minus the reference server's (Redis TIME); the timer fires nothing while it "
                    "exceeds the tolerance", registry=REGISTRY)

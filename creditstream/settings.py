@@ -105,6 +105,11 @@ class Settings:
     # --- worker tuning ------------------------------------------------------------------
     consumer_group: str = "creditstream"
     session_timeout_ms: int = 10_000
+    max_poll_interval_ms: int = 300_000
+    """How long a worker's agent may hold one batch (a batch retried while Redis is down, a stall)
+    before its consumer leaves the group and its partitions go to the other workers (Kafka's
+    ``max.poll.interval.ms``; aiokafka's default). It rejoins at its next fetch; the batch it held is
+    not committed (the next owner applies it again, fenced: docs/operations.md)."""
     metadata_max_age_s: float = 30.0
     """How often every Kafka client refreshes the cluster's metadata. A partition a department adds to
     its topic while the workers run is read once the ingest group's leader has seen it: within this
@@ -320,6 +325,8 @@ class Settings:
             problems.append("check_batch_max, check_audit_flush_ms, check_audit_buffer: must be >= 1")
         if self.max_batch < 1:
             problems.append("max_batch: must be >= 1")
+        if self.max_poll_interval_ms < 1_000:
+            problems.append("max_poll_interval_ms: at least 1000 (ms)")
         if self.gc_freeze_interval_s < 0:
             problems.append("gc_freeze_interval_s: 0 (CPython's defaults) or more")
         if self.state_cache_mb < 0:

@@ -194,7 +194,7 @@ def consumer(settings: Settings, *topics: str, group_id: str | None, listener: C
         auto_offset_reset="earliest",  # never 'latest': ListOffsets(latest) is wrong on Tansu
         session_timeout_ms=session,
         heartbeat_interval_ms=max(100, session // 4),
-        max_poll_interval_ms=300_000,
+        max_poll_interval_ms=settings.max_poll_interval_ms,
         max_poll_records=settings.max_batch,
         fetch_max_wait_ms=settings.fetch_wait(),
         fetch_min_bytes=settings.fetch_min(),

@@ -251,6 +251,7 @@ class AgentRunner:
                 if await self._unless_stopped(self._note_gaps(batches)) is None:
                     break
                 records = merge_by_time(batches)
+                held_from = time.monotonic()  # the consumer counts itself idle from its last fetch
                 try:
                     await self._process_with_retry(records)
                 except _Abandoned as abandoned:
@@ -264,6 +265,7 @@ class AgentRunner:
                     if rewind.delay_s:
                         await asyncio.wait({stop_wait}, timeout=rewind.delay_s)
                     continue
+                self._note_held(time.monotonic() - held_from)
                 offsets = {tp: recs[-1].offset + 1 for tp, recs in batches.items() if recs}
                 self.gaps.advanced(offsets)
                 # the commit runs while the next batch is fetched and processed; commits stay in
@@ -295,6 +297,19 @@ class AgentRunner:
                             "its partitions move once the session timeout expires", agent=self.agent.name,
                             waited_s=STOP_CONSUMER_S, session_timeout_ms=self.settings.session_timeout_ms)
             log.info("agent stopped", agent=self.agent.name, batches=self.batches, records=self.records)
+
+    def _note_held(self, held_s: float) -> None:
+        """A batch held longer than ``max_poll_interval_ms`` (retried while Redis was down, or stalled):
+        the consumer's heartbeat left the group meanwhile, so its partitions may have moved to another
+        worker (which applies the batch again, fenced). Said, and counted: aiokafka says it only at
+        INFO, among the client's own lines. The consumer rejoins at the next fetch; the batch's commit
+        is refused if its partitions moved."""
+        limit_s = self.settings.max_poll_interval_ms / 1000
+        if held_s > limit_s:
+            metrics.HELD_PAST_POLL_INTERVAL.labels(self.agent.name).inc()
+            log.warning("a batch was held longer than max_poll_interval_ms: this agent's consumer left its group "
+                        "meanwhile and rejoins now; its partitions may have moved to another worker",
+                        agent=self.agent.name, held_s=round(held_s, 1), max_poll_interval_s=limit_s)
 
     async def _start_where_recorded(self, assigned: set[TopicPartition]) -> None:
         """Partitions given to this worker for which the group has no commit, but whose position the

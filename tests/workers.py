@@ -14,7 +14,7 @@ from pathlib import Path
 def worker_env(settings, **extra) -> dict:
     env = dict(os.environ)
     for name in ("broker_url", "broker_kind", "redis_url", "pseudonym_key", "topic_prefix", "namespace", "consumer_group",
-                 "session_timeout_ms", "run_dir", "max_batch", "timer_interval_s", "clock_offset_s", "state_cache_mb", "log_end_patience_s",
+                 "session_timeout_ms", "max_poll_interval_ms", "run_dir", "max_batch", "timer_interval_s", "clock_offset_s", "state_cache_mb", "log_end_patience_s",
                  "security_protocol", "sasl_mechanism", "sasl_username", "sasl_password", "ssl_cafile", "ssl_certfile",
                  "ssl_keyfile", "ssl_password"):
         env[f"CREDITSTREAM_{name.upper()}"] = str(getattr(settings, name))

@@ -50,6 +50,35 @@ async def test_redis_stopped_mid_stream_then_back(settings, department, redis, s
         worker.stop()
 
 
+async def test_redis_down_longer_than_the_poll_interval_then_back(settings, department, redis, stack, tmp_path):
+    """Redis down for longer than ``max_poll_interval_ms`` (production's: 5 minutes; 3 s here) while
+    each of two workers holds a batch it retries: their consumers leave the groups. Once Redis is
+    back, they rejoin, the batches they held are applied (once: fenced, idempotent) and nothing is
+    lost or diverges."""
+    s = settings.replace(max_batch=200, max_poll_interval_ms=3_000)
+    gen = EventGenerator(seed=16, subjects=200)
+    a = WorkerProcess(s, tmp_path / "a.log").start()
+    b = WorkerProcess(s, tmp_path / "b.log").start()
+    try:
+        await harness.produce(department, gen, harness.EVENTS // 4)
+        await asyncio.sleep(1.0)
+        stack.stop_redis()
+        await harness.produce(department, gen, harness.EVENTS // 4)
+        await asyncio.sleep(3 * 3.0 + harness.OUTAGE_S)  # well past the poll interval
+        assert a.alive() and b.alive(), "the workers must wait for Redis, not die: " + a.log_tail() + b.log_tail()
+        stack.start_redis()
+        await harness.produce(department, gen, harness.EVENTS // 4)  # and after: the groups work again
+        await settled(s, redis, a, "after Redis was down longer than the poll interval")
+        harness.record(events=3 * (harness.EVENTS // 4))
+        said = a.log_tail(10 ** 9) + b.log_tail(10 ** 9)
+        assert "held longer than max_poll_interval_ms" in said, said[-3000:]
+    finally:
+        if not stack.status()["redis"]["alive"]:
+            stack.start_redis()
+        a.stop()
+        b.stop()
+
+
 async def test_redis_restarted_empty_is_reported_loudly_and_rebuilt_by_replay(settings, department, redis, stack,
                                                                                tmp_path):
     from ops.replay import replay
