@@ -40,19 +40,23 @@ test: install lint  ## lint; the test suite: unit, integration, reliability at C
 	  echo "make test: the Apache Kafka leg was SKIPPED: no Java 17+ on PATH (apt-get install openjdk-17-jre-headless maven, then make test)" >&2; \
 	  test -z "$(REQUIRE_KAFKA)"; \
 	fi
-	@mkdir -p .run; rm -f .run/test-kafka.log .run/test-kafka.rc; kafka=; java17=; \
+	@mkdir -p .run; rm -f .run/test-kafka.log .run/test-kafka.rc .run/test-pure.log .run/test-pure.rc; kafka=; java17=; \
 	if $(JAVA17); then java17=1; fi; \
 	if [ -n "$$java17" ] && [ "$(TEST_LEGS)" != serial ]; then \
-	  echo "== Kafka leg: the integration and reliability tests again, on Apache Kafka, beside the Tansu leg (its report follows it; live: tail -f .run/test-kafka.log)"; \
-	  setsid sh -c '$(KAFKA_LEG) > .run/test-kafka.log 2>&1; echo $$? > .run/test-kafka.rc' & kafka=$$!; \
+	  echo "== Kafka leg: the integration and reliability tests again, on Apache Kafka, then the pure Python unit pass, beside the Tansu leg (their reports follow it; live: tail -f .run/test-kafka.log)"; \
+	  setsid sh -c '$(KAFKA_LEG) > .run/test-kafka.log 2>&1; echo $$? > .run/test-kafka.rc; $(PURE_PASS) > .run/test-pure.log 2>&1; echo $$? > .run/test-pure.rc' & kafka=$$!; \
 	  trap 'kill -TERM -'"$$kafka"' 2>/dev/null; wait $$kafka; exit 130' INT TERM; \
 	fi; \
 	echo "== Tansu leg: unit, integration and reliability tests"; \
 	REQUIRE_BROWSER=$(REQUIRE_BROWSER) RELIABILITY_RESULTS=.run/reliability-ci.json $(BIN)/python -m pytest -m "not slow and not kafka" -q -p no:cacheprovider $(PYTEST_ARGS); tansu=$$?; \
-	echo "== the unit tests again, on the pure Python rules core (the reference the compiled one is built from)"; \
-	CREDITSTREAM_PURE_PYTHON=1 $(BIN)/python -m pytest tests/unit -m "not slow" -q -p no:cacheprovider $(PYTEST_ARGS); pure=$$?; \
+	if [ -z "$$kafka" ]; then \
+	  echo "== the unit tests again, on the pure Python rules core (the reference the compiled one is built from)"; \
+	  $(PURE_PASS); pure=$$?; \
+	fi; \
 	if [ -n "$$kafka" ]; then \
 	  wait $$kafka; echo "== Kafka leg (ran beside the Tansu leg): its report"; cat .run/test-kafka.log; \
+	  echo "== the unit tests again, on the pure Python rules core (ran after the Kafka leg, beside the Tansu leg)"; \
+	  cat .run/test-pure.log; pure=$$(cat .run/test-pure.rc 2>/dev/null || echo 1); \
 	elif [ -n "$$java17" ]; then \
 	  echo "== Kafka leg: the integration and reliability tests again, on Apache Kafka"; \
 	  $(KAFKA_LEG); echo $$? > .run/test-kafka.rc; \
@@ -60,6 +64,10 @@ test: install lint  ## lint; the test suite: unit, integration, reliability at C
 	rc=$$(cat .run/test-kafka.rc 2>/dev/null || echo 0); \
 	echo "make test: exit status of the Tansu leg $$tansu, the pure Python unit pass $$pure, the Kafka leg $$rc"; \
 	test $$tansu = 0 && test $$pure = 0 && test $$rc = 0
+
+# the unit tests again on the pure Python rules core (the reference the compiled one is built from): after
+# the Kafka leg, beside the Tansu leg, the longer of the two (or after it, when the legs run one by one)
+PURE_PASS = CREDITSTREAM_PURE_PYTHON=1 $(BIN)/python -m pytest tests/unit -m "not slow" -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # the Kafka leg of `make test`; it also runs the tests that start an Apache Kafka cluster of their own
 # (marked kafka: SASL_SSL, ACLs, a 3-node cluster), which need Java 17 as it does: the shorter leg of the two
