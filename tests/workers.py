@@ -177,3 +177,14 @@ async def run_to_end(argv: list[str], *, env: dict[str, str] | None = None, stdi
     was paused."""
     done = await asyncio.to_thread(subprocess.run, argv, env=env, input=stdin, capture_output=True, timeout=timeout)
     return done.returncode, done.stdout, done.stderr
+
+
+async def wait_for_log(worker: WorkerProcess, text: str, timeout: float = 60.0) -> None:
+    """Until ``text`` is in the worker's log (it must stay alive meanwhile)."""
+    from tests.conftest import eventually
+
+    async def seen():
+        assert worker.alive(), worker.log_tail()
+        return text in worker.log_tail(10 ** 9)
+
+    await eventually(seen, timeout=timeout, interval=0.2)

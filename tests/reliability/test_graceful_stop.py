@@ -27,7 +27,7 @@ from streams.synthetic import EventGenerator
 from streams.topics import Topics
 from tests.conftest import eventually
 from tests.reliability import harness
-from tests.workers import WorkerProcess
+from tests.workers import WorkerProcess, wait_for_log
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
@@ -59,14 +59,6 @@ def assert_stopped_cleanly(worker: WorkerProcess, took: float, code: int | None,
     assert said in log, f"no {said!r} in the log: {tail}"
     assert '"level":"critical"' not in log, tail
     return log
-
-
-async def wait_for_log(worker: WorkerProcess, text: str, timeout: float = 60.0) -> None:
-    async def seen():
-        assert worker.alive(), worker.log_tail()
-        return text in worker.log_tail(10 ** 9)
-
-    await eventually(seen, timeout=timeout, interval=0.2)
 
 
 async def caught_up_without_loss(s, redis, tmp_path, what: str) -> None:

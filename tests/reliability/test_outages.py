@@ -12,7 +12,7 @@ import pytest
 from streams.synthetic import EventGenerator
 from tests.conftest import eventually
 from tests.reliability import harness
-from tests.workers import WorkerProcess
+from tests.workers import WorkerProcess, wait_for_log
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
@@ -60,10 +60,12 @@ async def test_redis_down_longer_than_the_poll_interval_then_back(settings, depa
     a = WorkerProcess(s, tmp_path / "a.log").start()
     b = WorkerProcess(s, tmp_path / "b.log").start()
     try:
+        for w in (a, b):  # started (a slow CI host took 14 s): Redis stops under running agents
+            await wait_for_log(w, "pipeline started", timeout=90)
         await harness.produce(department, gen, harness.EVENTS // 4)
-        await asyncio.sleep(1.0)
+        await harness.quiescent(s, redis)
         stack.stop_redis()
-        await harness.produce(department, gen, harness.EVENTS // 4)
+        await harness.produce(department, gen, harness.EVENTS // 4)  # fetched, and held while Redis is down
         await asyncio.sleep(3 * 3.0 + harness.OUTAGE_S)  # well past the poll interval
         assert a.alive() and b.alive(), "the workers must wait for Redis, not die: " + a.log_tail() + b.log_tail()
         stack.start_redis()
