@@ -100,7 +100,7 @@ class Pipeline:
         await kafka.wait_for_broker(s)
         await kafka.ensure_topics(s)
         await self._warn_of_topic_drift()
-        self.redis = redis_client(s)
+        self.redis = redis_client(s, repeat_unanswered=False)  # the batch runner and the timer retry, and say so
         await self._wait_for_redis()
         unsure = await check_redis(self.redis, s.namespace)  # RedisUnsuitable: one that evicts any key, or a cluster
         if unsure:

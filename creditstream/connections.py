@@ -18,6 +18,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError, OutOfMemoryError, ReadOnlyError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from creditstream.settings import Settings
 from streams.codec import AvroCodec, ConfluentRegistry, LocalRegistry
@@ -148,17 +149,19 @@ NO_CLIENT_COMMANDS = _no_client_commands()
 """Pass to every ``from_url`` (:func:`_no_client_commands`)."""
 
 
-def redis_client(settings: Settings) -> aioredis.Redis:
+def redis_client(settings: Settings, *, repeat_unanswered: bool = True) -> aioredis.Redis:
     """A Redis client that retries a dropped or refused connection a few times (backoff up to 1 s)
-    before the error reaches the caller (the batch runner then retries the whole batch, and says
-    so). A command Redis has not answered in ``REDIS_COMMAND_TIMEOUT_S`` is not repeated here: a
-    hung Redis (stopped, swapping, a long blocking command) answers the repeat no sooner, and four
-    attempts kept the worker's "batch failed, retrying" line, and its metric, silent for 40 s."""
+    before the error reaches the caller. A command Redis has not answered in
+    ``REDIS_COMMAND_TIMEOUT_S`` is repeated as well (4 x 10 s in all) for the operator commands, which
+    have no retries of their own: a replay of hours rides out a Redis stalled for seconds (an AOF
+    fsync, a failover). The worker asks for ``repeat_unanswered=False``: its batch runner and its
+    timer retry on their own and say so, and four waits kept "batch failed, retrying", and its
+    metric, silent for 40 s while Redis hung."""
+    errors = (RedisConnectionError, RedisTimeoutError) if repeat_unanswered else (RedisConnectionError,)
     return redis_from_settings(settings, socket_timeout=REDIS_COMMAND_TIMEOUT_S, socket_connect_timeout=3,
                                health_check_interval=30, decode_responses=False,
-                               retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3,
-                                           supported_errors=(RedisConnectionError,)),
-                               retry_on_error=[RedisConnectionError])
+                               retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3, supported_errors=errors),
+                               retry_on_error=list(errors))
 
 
 REDIS_COMMAND_TIMEOUT_S = 10.0
@@ -170,7 +173,7 @@ def api_redis_client(settings: Settings) -> aioredis.Redis:
     the answer (the check API answers in milliseconds; a reverse proxy gives up after 30 s). Each
     command (and a new connection, AUTH included) gets ``settings.api_redis_timeout_s``, and a
     timeout is never repeated: a hung Redis answers the request 503 within that deadline instead of
-    after :func:`redis_client`'s patient wait (10 s, then the batch runner's retries). A dropped or
+    after :func:`redis_client`'s patient waits (10 s; the commands' repeat them). A dropped or
     refused connection is tried once more at once (a pooled connection Redis closed meanwhile, e.g.
     after a restart), which fails fast when Redis is down. The workers keep :func:`redis_client`."""
     timeout = settings.api_redis_timeout_s

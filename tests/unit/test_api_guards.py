@@ -65,11 +65,15 @@ def test_the_api_client_gives_up_within_its_deadline():
 
 
 def test_the_workers_client_retries_connections_patiently_but_waits_once_for_an_answer():
-    """A refused or dropped connection is tried 3 more times; a command a hung Redis did not answer
-    in 10 s is not repeated (the batch runner retries the batch, and says so: test_redis_client_timeouts)."""
-    kwargs, retried = _config(redis_client(Settings()))
+    """A refused or dropped connection is tried 3 more times; in a worker, a command a hung Redis did
+    not answer in 10 s is not repeated (the batch runner retries the batch, and says so); the
+    operator commands repeat it (test_redis_client_timeouts)."""
+    kwargs, retried = _config(redis_client(Settings(), repeat_unanswered=False))
     assert kwargs["socket_timeout"] == 10
     assert RedisConnectionError in retried and RedisTimeoutError not in retried
+    assert kwargs["retry"].get_retries() == 3
+    kwargs, retried = _config(redis_client(Settings()))
+    assert RedisConnectionError in retried and RedisTimeoutError in retried
     assert kwargs["retry"].get_retries() == 3
 
 
