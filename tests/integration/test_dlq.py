@@ -429,14 +429,20 @@ async def test_a_message_dead_lettered_twice_is_re_driven_once_by_a_selection(se
     assert [i.action for i in named.items] == ["would-redrive"]
 
 
-async def test_a_thousand_letters_are_re_driven_in_windows_each_recorded_in_their_order(settings, redis):
+@pytest.mark.parametrize("chunk", [None, 150])
+async def test_a_thousand_letters_are_re_driven_in_windows_each_recorded_in_their_order(settings, redis, chunk,
+                                                                                         monkeypatch):
     """``dlq redrive`` sends ``REDRIVE_WINDOW`` letters before it awaits their acknowledgements (one
     at a time, 20,000 letters took 10.5 s on the embedded stack; in windows 2.4 s): every letter is
     still re-driven once, recorded with where it went, and the letters reach each partition of their
-    source topic in the order they first arrived."""
+    source topic in the order they first arrived. With chunks smaller than a window, each chunk's
+    letters read back from the dead-letter topic in turn (``REDRIVE_CHUNK``): the same."""
     from bench.seed import write_dead_letters
     from streams import kafka
     from streams.topics import Topics
+
+    if chunk is not None:
+        monkeypatch.setattr(dlq, "REDRIVE_CHUNK", chunk)
 
     n = 2 * dlq.REDRIVE_WINDOW + 100
     await write_dead_letters(settings, n, value_bytes=64)
