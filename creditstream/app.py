@@ -168,16 +168,8 @@ class Pipeline:
         fresh topic records it), a warning for partitions beyond it."""
         names = placement.placed_topics(self.topics)
         counts = await kafka.partition_counts(self.settings, names)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 30.0
-        while True:  # Redis gone for a moment while the worker starts: waited for, as at its first ping
-            try:
-                return await placement.settle(self.redis, keys, counts)
-            except (RedisConnectionError, RedisTimeoutError) as exc:
-                if loop.time() > deadline:
-                    raise
-                log.warning("redis not reachable while the worker starts, retrying", error=str(exc)[:200])
-                await asyncio.sleep(0.5)
+        return await self._while_redis_starts(lambda: placement.settle(self.redis, keys, counts),
+                                              retry_on=(RedisConnectionError, RedisTimeoutError))
 
     async def _warn_of_topic_drift(self) -> None:
         """A topic that existed before creditstream created it (a department's first send, with the
@@ -235,16 +227,23 @@ class Pipeline:
         carried by the heartbeat, read by /health."""
         return {r.agent.name: r.health(self.settings.stall_after_s) for r in self.runners if isinstance(r, AgentRunner)}
 
-    async def _wait_for_redis(self, timeout_s: float = 30.0) -> None:
+    async def _wait_for_redis(self) -> None:
+        await self._while_redis_starts(self.redis.ping, retry_on=(Exception,))
+
+    async def _while_redis_starts(self, step, *, retry_on: tuple[type[BaseException], ...],
+                                  timeout_s: float = 30.0):
+        """``step()``, tried again every 0.5 s while it fails with ``retry_on``, for up to ``timeout_s``:
+        a Redis restarting while the worker starts is waited for (its first ping, the placement it
+        records), then TimeoutError."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while True:
             try:
-                await self.redis.ping()
-                return
-            except Exception as exc:  # noqa: BLE001
+                return await step()
+            except retry_on as exc:
                 if loop.time() > deadline:
                     raise TimeoutError(f"Redis did not answer within {timeout_s:.0f}s: {exc}") from exc
+                log.warning("redis not reachable while the worker starts, retrying", error=str(exc)[:200])
                 await asyncio.sleep(0.5)
 
     async def wait(self) -> None:
