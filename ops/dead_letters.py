@@ -4,7 +4,6 @@ on them (list, show, re-drive) are in ops/dlq.py."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import sys
 from collections.abc import Callable
@@ -253,35 +252,9 @@ async def _scan_summaries(settings: Settings, flt: Filter) -> list[dict]:
 
 async def _fetch_records(settings: Settings, topic: str, places: list[tuple[int, int]],
                          stall_timeout_s: float = kafka.STALL_TIMEOUT_S) -> dict[tuple[int, int], ConsumerRecord]:
-    """The records of ``topic`` at these (partition, offset) places; a place that holds none is left
-    out: past its partition's end, before its start (retention deleted it: the consumer, reset to
-    ``earliest``, begins past it), compacted away, or a partition or topic that does not exist.
-    Reads only the partitions named, from the lowest offset wanted in each, through
-    :func:`streams.kafka.read_to_end`, until every place is passed: a broker that stops answering
-    before that raises :class:`streams.kafka.ReadIncomplete` after ``stall_timeout_s``, so a place
-    not read is never reported as holding nothing."""
-    parts = set(await kafka.partitions_of(settings, topic))
-    wanted: dict[int, set[int]] = {}
-    for p, o in places:
-        if p in parts:
-            wanted.setdefault(p, set()).add(o)
-    found: dict[tuple[int, int], ConsumerRecord] = {}
-    if not wanted:
-        return found
-    last = {p: max(offsets) for p, offsets in wanted.items()}  # partitions not read past their last place yet
-    reader = kafka.read_to_end(settings, topic, start={p: min(offsets) for p, offsets in wanted.items()},
-                               partitions=wanted, stall_timeout_s=stall_timeout_s,
-                               fetch_bytes=READ_FETCH_BYTES, fetch_max_bytes=READ_FETCH_BYTES)
-    async with contextlib.aclosing(reader):
-        async for batch in reader:
-            for msg in batch:
-                if msg.offset in wanted[msg.partition]:
-                    found[(msg.partition, msg.offset)] = msg
-                if msg.offset >= last.get(msg.partition, msg.offset + 1):
-                    del last[msg.partition]
-            if not last:
-                break
-    return found
+    """:func:`streams.kafka.records_at`, in fetches of :data:`READ_FETCH_BYTES`."""
+    return await kafka.records_at(settings, topic, places, stall_timeout_s=stall_timeout_s,
+                                  fetch_bytes=READ_FETCH_BYTES)
 
 
 async def _fetch(settings: Settings, refs: list[tuple[int, int]], stall_timeout_s: float = kafka.STALL_TIMEOUT_S

@@ -525,25 +525,47 @@ async def record_marks(settings: Settings, places: dict[TopicPartition, int]) ->
     """:func:`record_mark` of the record at each (partition, offset); None where no record is there
     (deleted by retention, compacted away, a transaction marker, past the end, no such topic)."""
     out: dict[TopicPartition, str | None] = {tp: None for tp in places}
-    by_topic: dict[str, dict[int, int]] = {}
+    by_topic: dict[str, list[tuple[int, int]]] = {}
     for tp, offset in places.items():
-        by_topic.setdefault(tp.topic, {})[tp.partition] = offset
+        by_topic.setdefault(tp.topic, []).append((tp.partition, offset))
     for topic, wanted in by_topic.items():
-        left = dict(wanted)
-        reader = read_to_end(settings, topic, start=wanted, partitions=set(wanted))
-        async with contextlib.aclosing(reader):
-            async for batch in reader:
-                for msg in batch:
-                    offset = left.get(msg.partition)
-                    if offset is None:
-                        continue
-                    if msg.offset == offset:
-                        out[TopicPartition(topic, msg.partition)] = record_mark(msg)
-                    if msg.offset >= offset:
-                        del left[msg.partition]
-                if not left:
-                    break
+        for (partition, _), msg in (await records_at(settings, topic, wanted)).items():
+            out[TopicPartition(topic, partition)] = record_mark(msg)
     return out
+
+
+async def records_at(settings: Settings, topic: str, places: Iterable[tuple[int, int]], *,
+                     stall_timeout_s: float = STALL_TIMEOUT_S, fetch_bytes: int = 4 * 1024 * 1024
+                     ) -> dict[tuple[int, int], ConsumerRecord]:
+    """The records of ``topic`` at these (partition, offset) places; a place that holds none is left
+    out: past its partition's end, before its start (retention deleted it: the consumer, reset to
+    ``earliest``, begins past it), compacted away, or a partition or topic that does not exist.
+    Reads only the partitions named, from the lowest offset wanted in each, through
+    :func:`read_to_end`, until every place is passed: a broker that stops answering
+    before that raises :class:`ReadIncomplete` after ``stall_timeout_s``, so a place
+    not read is never reported as holding nothing."""
+    parts = set(await partitions_of(settings, topic))
+    wanted: dict[int, set[int]] = {}
+    for p, o in places:
+        if p in parts:
+            wanted.setdefault(p, set()).add(o)
+    found: dict[tuple[int, int], ConsumerRecord] = {}
+    if not wanted:
+        return found
+    last = {p: max(offsets) for p, offsets in wanted.items()}  # partitions not read past their last place yet
+    reader = read_to_end(settings, topic, start={p: min(offsets) for p, offsets in wanted.items()},
+                         partitions=wanted, stall_timeout_s=stall_timeout_s,
+                         fetch_bytes=fetch_bytes, fetch_max_bytes=fetch_bytes)
+    async with contextlib.aclosing(reader):
+        async for batch in reader:
+            for msg in batch:
+                if msg.offset in wanted[msg.partition]:
+                    found[(msg.partition, msg.offset)] = msg
+                if msg.offset >= last.get(msg.partition, msg.offset + 1):
+                    del last[msg.partition]
+            if not last:
+                break
+    return found
 
 
 async def log_end_offsets(c: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
