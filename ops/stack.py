@@ -46,7 +46,7 @@ from ops.processes import proc_stat as _proc_stat
 from ops.wire import probe_broker, probe_redis
 
 __all__ = ["Stack", "StackError", "StackInfo", "embedded_stack", "find_redis_server", "find_tansu",
-           "redis_server_version"]
+           "redis_server_release", "redis_server_version"]
 
 SESSION_TIMEOUT_MS = 2000
 """Tansu answers JoinGroup after about half the session timeout (BROKER.md 8): keep it short."""
@@ -119,16 +119,28 @@ def find_redis_server() -> str:
     return path
 
 
+def _version_line(binary: str) -> str:
+    try:
+        return subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
 def redis_server_version(binary: str) -> str:
     """``binary``'s version (``redis-server --version``: ``... v=7.0.15 ...``), or "unknown"."""
-    try:
-        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    for word in out.split():
+    for word in _version_line(binary).split():
         if word.startswith("v="):
             return word[2:]
     return "unknown"
+
+
+def redis_server_release(binary: str) -> str:
+    """What ``binary`` is, as its version line names it: ``redis-server 7.0.15``, ``valkey-server
+    9.1.2`` (Valkey, Redis's fork: its own version numbers), ``redis-server unknown``."""
+    line = _version_line(binary)
+    product = "valkey-server" if line.split()[:1] == ["Valkey"] else "redis-server"
+    version = next((w[2:] for w in line.split() if w.startswith("v=")), "unknown")
+    return f"{product} {version}"
 
 
 RECORDED_PORT_WAIT_S = 3.0

@@ -77,10 +77,10 @@ def pytest_sessionstart(session):
 
 
 def broker_header(config) -> str:
-    from ops.stack import StackError, find_redis_server, redis_server_version
+    from ops.stack import StackError, find_redis_server, redis_server_release
 
     try:
-        redis = f"redis-server {redis_server_version(find_redis_server())}"
+        redis = redis_server_release(find_redis_server())
     except StackError as exc:
         redis = f"no redis-server ({exc})"
     if selected_broker(config) == "kafka":

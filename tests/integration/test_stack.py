@@ -345,7 +345,7 @@ def test_stack_up_takes_a_password_file(stack, tmp_path, monkeypatch, capsys):
 def test_the_redis_server_named_by_the_environment_is_the_one_run(tmp_path, monkeypatch):
     """CREDITSTREAM_REDIS_SERVER chooses the binary (make test's Kafka leg: Debian's Redis 7); a path
     that cannot run is refused by name, not passed over for another."""
-    from ops.stack import REDIS_SERVER_ENV, StackError, find_redis_server, redis_server_version
+    from ops.stack import REDIS_SERVER_ENV, StackError, find_redis_server, redis_server_release, redis_server_version
 
     monkeypatch.delenv(REDIS_SERVER_ENV, raising=False)
     default = find_redis_server()
@@ -358,5 +358,8 @@ def test_the_redis_server_named_by_the_environment_is_the_one_run(tmp_path, monk
     fake.chmod(0o755)
     assert find_redis_server() == str(fake)
     assert redis_server_version(str(fake)) == "9.9.9"
+    assert redis_server_release(str(fake)) == "redis-server 9.9.9"
+    fake.write_text("#!/bin/sh\necho 'Valkey server v=9.1.2 sha=00000000:1 malloc=libc bits=64'\n")
+    assert redis_server_release(str(fake)) == "valkey-server 9.1.2"
     monkeypatch.setenv(REDIS_SERVER_ENV, "")
     assert find_redis_server() == default
