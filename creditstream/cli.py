@@ -28,6 +28,7 @@ import json
 import os
 import select
 import sys
+import textwrap
 from collections.abc import Callable
 
 from creditstream import cli_parser
@@ -159,6 +160,31 @@ def _own_stderr() -> bool:
 
 def _print_json(obj) -> None:
     print(json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True, default=str))
+
+
+class _JsonItems:
+    """``{"<first>": <value>, "<items>": [...]}`` printed as :func:`_print_json` prints it, byte for
+    byte, each item as it comes, not held (``first`` sorts before ``items``). The opening is written
+    with the first item, so a command that fails before any prints no half answer."""
+
+    def __init__(self, first: str, value, items: str) -> None:
+        assert first < items
+        self.head = {first: value, items: []}
+        whole = json.dumps(self.head, ensure_ascii=False, indent=2, sort_keys=True, default=str)
+        assert whole.endswith("[]\n}")
+        self.opening = whole[:-3]  # up to the list's "["
+        self.any = False
+
+    def add(self, item: dict) -> None:
+        text = json.dumps(item, ensure_ascii=False, indent=2, sort_keys=True, default=str)
+        print((",\n" if self.any else self.opening + "\n") + textwrap.indent(text, "    "), end="")
+        self.any = True
+
+    def end(self) -> None:
+        if self.any:
+            print("\n  ]\n}")
+        else:
+            _print_json(self.head)
 
 
 # --- services: probes before a command, and what an exception means ------------------------
@@ -727,14 +753,26 @@ def _dlq_action(args, settings, dlq, flt) -> int:
         else:
             print(dlq.render_show(letter))
         return EXIT_OK
+    # each letter printed once its chunk is done (a selection of millions is never held as a report)
+    json_items = _JsonItems("dry_run", args.dry_run, "items") if args.json else None
+
+    def printed(item) -> None:
+        if json_items is not None:
+            json_items.add(item.__dict__)
+        else:
+            for line in dlq.RedriveReport.render_item(item):
+                print(line)
+
     report = asyncio.run(dlq.redrive(settings, args.refs, flt=None if flt.empty else flt, fix=args.fix,
-                                     kind=args.kind, dry_run=args.dry_run, force=args.force, window=args.window))
-    if args.json:
-        _print_json(report.as_dict())
+                                     kind=args.kind, dry_run=args.dry_run, force=args.force, window=args.window,
+                                     emit=printed))
+    if json_items is not None:
+        json_items.end()
     else:
-        print(report.render())
+        for line in report.render_end():
+            print(line)
     # a ref not found, or a letter refused (its original gone from its source): exit 1
-    return EXIT_NOT_FOUND if report.failed or not report.items else EXIT_OK
+    return EXIT_NOT_FOUND if report.failed or not report.total else EXIT_OK
 
 
 def cmd_positions(args) -> int:

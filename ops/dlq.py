@@ -47,6 +47,8 @@ import asyncio
 import getpass
 import os
 import time
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,7 +62,6 @@ from ops.dead_letters import (  # parse_ref, parse_time, Filter, RedriveError: r
     RedriveError,
     Selected,
     _fetch,
-    _int,
     _matching,
     _scan_summaries,
     fetch_originals,
@@ -75,16 +76,23 @@ from streams.topics import Topics
 
 
 # --- the audit of re-drives in Redis -------------------------------------------------------
-async def redriven(settings: Settings) -> dict[str, dict]:
-    """``P:O`` -> the last re-drive of that dead letter (see the module docstring)."""
+async def redriven(settings: Settings, refs: list[str] | None = None) -> dict[str, dict]:
+    """``P:O`` -> the last re-drive of each of these dead letters that had one (see the module
+    docstring), read :data:`REDRIVE_CHUNK` at a time: the audit holds every re-drive ever made, and
+    the commands never read it whole. ``refs`` None: every re-drive recorded."""
     from creditstream.connections import redis_client
 
     redis = redis_client(settings)
+    audit_key = Keys(settings.namespace).dlq_redriven
+    out: dict[str, dict] = {}
     try:
-        raw = await redis.hgetall(Keys(settings.namespace).dlq_redriven)
+        if refs is None:
+            return {k.decode(): orjson.loads(v) for k, v in (await redis.hgetall(audit_key)).items()}
+        for start in range(0, len(refs), REDRIVE_CHUNK):
+            out.update(await _redriven_of(redis, audit_key, refs[start:start + REDRIVE_CHUNK]))
     finally:
         await redis.aclose()
-    return {(k.decode() if isinstance(k, bytes) else k): orjson.loads(v) for k, v in raw.items()}
+    return out
 
 
 def operator() -> str:
@@ -105,7 +113,7 @@ async def list_dead_letters(settings: Settings, *, reason: str | None = None,
     ``redriven``: its last re-drive (or None) when ``with_redrives``."""
     flt = Filter(reason, source_topic, parse_time(since), parse_time(until), source_time)
     out = await _scan_summaries(settings, flt)
-    done = await redriven(settings) if with_redrives and out else {}
+    done = await redriven(settings, [d["ref"] for d in out]) if with_redrives and out else {}
     for d in out:
         d["redriven"] = done.get(d["ref"])
     return out
@@ -274,7 +282,7 @@ async def show(settings: Settings, ref: str) -> dict | None:
         "preview": None if name or letter.value_omitted else _preview(letter.value or b""),
         # written without its value: where the original is (what `dlq redrive` reads back)
         "original_at": f"{place[0]}/{place[1]}/{place[2]}" if letter.value_omitted and place else None,
-        "redriven": (await redriven(settings)).get(letter.ref),
+        "redriven": (await redriven(settings, [letter.ref])).get(letter.ref),
     })
     return d
 
@@ -346,42 +354,67 @@ class Redriven:
 
 @dataclass
 class RedriveReport:
+    """What a re-drive did with each dead letter, in the order it went through them. With ``emit``,
+    each item is handed to it once its action is final (a chunk at a time) and not kept: a selection
+    of millions prints as it goes and holds only the counts (:meth:`render_item`, :meth:`render_end`);
+    without, :attr:`items` holds them all."""
+
     dry_run: bool
     items: list[Redriven] = field(default_factory=list)
+    emit: Callable[[Redriven], None] | None = None
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def add(self, item: Redriven) -> None:
+        self.counts[item.action] += 1
+        if self.emit is None:
+            self.items.append(item)
+        else:
+            self.emit(item)
 
     def count(self, action: str) -> int:
-        return sum(1 for i in self.items if i.action == action)
+        return self.counts[action]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
 
     def as_dict(self) -> dict:
         return {"dry_run": self.dry_run, "items": [i.__dict__ for i in self.items]}
 
     def render(self) -> str:
-        if not self.items:
-            return "no dead letter matches"
+        return "\n".join([*(line for i in self.items for line in self.render_item(i)), *self.render_end()])
+
+    @staticmethod
+    def render_item(i: Redriven) -> list[str]:
+        fix = " (fixed)" if i.fixed else ""
         lines = []
-        for i in self.items:
-            fix = " (fixed)" if i.fixed else ""
-            if i.action == "redriven":
-                t = i.target or {}
-                lines.append(f"  re-driven{fix}   {pad(i.ref, 9)} {pad(i.reason, 20)} -> {t.get('topic')}/"
-                             f"{t.get('partition')}/{t.get('offset')}")
-                if i.note:
-                    lines.append(f"      ({i.note})")
-            elif i.action == "would-redrive":
-                lines.append(f"  would re-drive{fix} {pad(i.ref, 9)} {pad(i.reason, 20)} -> {i.source}")
-                if i.note:
-                    lines.append(f"      ({i.note})")
-            else:
-                lines.append(f"  {pad(i.action, 13)} {pad(i.ref, 9)} {pad(i.reason, 20)} {i.note}")
+        if i.action == "redriven":
+            t = i.target or {}
+            lines.append(f"  re-driven{fix}   {pad(i.ref, 9)} {pad(i.reason, 20)} -> {t.get('topic')}/"
+                         f"{t.get('partition')}/{t.get('offset')}")
+            if i.note:
+                lines.append(f"      ({i.note})")
+        elif i.action == "would-redrive":
+            lines.append(f"  would re-drive{fix} {pad(i.ref, 9)} {pad(i.reason, 20)} -> {i.source}")
+            if i.note:
+                lines.append(f"      ({i.note})")
+        else:
+            lines.append(f"  {pad(i.action, 13)} {pad(i.ref, 9)} {pad(i.reason, 20)} {i.note}")
+        return lines
+
+    def render_end(self) -> list[str]:
+        """The summary after the items (or that none matched)."""
+        if not self.total:
+            return ["no dead letter matches"]
         verb = "would re-drive" if self.dry_run else "re-drove"
         n = self.count("would-redrive" if self.dry_run else "redriven")
-        lines.append(f"{verb} {n}, skipped {self.count('skipped')} (already re-driven; --force to re-drive "
-                     f"again), not found {self.count('not-found')}, without a source {self.count('no-source')}")
+        lines = [f"{verb} {n}, skipped {self.count('skipped')} (already re-driven; --force to re-drive "
+                 f"again), not found {self.count('not-found')}, without a source {self.count('no-source')}"]
         gone = self.count("original-gone")
         if gone:
             lines.append(f"refused {gone}: written without its value, and the original could not be read back from "
                          "its source topic (see above); nothing was sent or recorded for it")
-        return "\n".join(lines)
+        return lines
 
     @property
     def failed(self) -> bool:
@@ -573,7 +606,7 @@ async def _with_originals(settings: Settings, todo: list[tuple[DeadLetter, Redri
 async def redrive(settings: Settings, refs: list[str] | None = None, *, flt: Filter | None = None,
                   fix: str | os.PathLike | None = None, kind: str | None = None, dry_run: bool = False,
                   force: bool = False, by: str | None = None, progress: bool | None = None,
-                  window: int = 0) -> RedriveReport:
+                  window: int = 0, emit: Callable[[Redriven], None] | None = None) -> RedriveReport:
     """Re-produce dead letters to their source topic (see the module docstring).
 
     ``refs`` (``P:O`` strings) name the dead letters; without them ``flt`` selects them (one of
@@ -583,6 +616,12 @@ async def redrive(settings: Settings, refs: list[str] | None = None, *, flt: Fil
     limit) is re-driven with the original read back from its source topic (``dlq.source.*``);
     where that topic no longer holds it, it is refused (``original-gone``): nothing is sent or
     recorded for it, the others go on, and :attr:`RedriveReport.failed` is true.
+
+    The letters go in the order their messages first arrived (source topic, partition, offset), so
+    that a record and its correction keep theirs, :data:`REDRIVE_CHUNK` at a time: each chunk's
+    earlier re-drives are read from the audit, its letters read back whole, sent and recorded, and
+    its items handed to ``emit`` (:class:`RedriveReport`). What is held besides a chunk is the
+    selection, light (:class:`ops.dead_letters.Selected`).
     Raises ValueError for a bad ref and RedriveError when the re-drive cannot be done as asked;
     nothing is sent then."""
     from creditstream.connections import make_codec, redis_client
@@ -592,44 +631,114 @@ async def redrive(settings: Settings, refs: list[str] | None = None, *, flt: Fil
                            "--reason, --topic, --since or --until")
     if kind and not fix:
         raise RedriveError("--kind only goes with --fix")
-    report = RedriveReport(dry_run=dry_run)
+    report = RedriveReport(dry_run=dry_run, emit=emit)
+    letters: list[DeadLetter] | list[Selected]
     if refs:
         places = list(dict.fromkeys(parse_ref(r) for r in refs))
         found = await _fetch(settings, places)
-        letters = []
+        named = []
         for p, o in places:
             if (p, o) in found:
-                letters.append(found[(p, o)])
+                named.append(found[(p, o)])
             else:
-                report.items.append(Redriven(f"{p}:{o}", "not-found", note="no dead letter there"))
+                report.add(Redriven(f"{p}:{o}", "not-found", note="no dead letter there"))
         if flt is not None:
             prefix = Topics(settings).prefix
-            letters = [x for x in letters if flt.matches(x, prefix)]
+            named = [x for x in named if flt.matches(x, prefix)]
+        letters = named
     else:  # a selection: held light (ref, source place, reason), each chunk read back whole when sent
         letters = await _matching(settings, flt, Selected.of)
+    if not letters:
+        if fix is not None and not report.total:
+            raise RedriveError("--fix re-drives exactly one dead letter; 0 selected")
+        return report
     # the order they first arrived in, so that a record and its correction keep theirs
-    letters.sort(key=lambda x: (x.source_topic, _int(x.info.get("source.partition"), -1),
-                                _int(x.info.get("source.offset"), -1), x.partition, x.offset))
-    done = await redriven(settings) if letters else {}
+    letters.sort(key=lambda x: (x.source_topic, x.source_partition, x.source_offset, x.partition, x.offset))
+    # a fix goes with one letter: the whole selection is decided, and refused if it is not one, before
+    # anything is sent
+    bounds = _chunk_bounds(letters, REDRIVE_CHUNK) if fix is None else [(0, len(letters))]
+    codec = make_codec(settings)
+    redis = redis_client(settings)
+    producer = kafka.producer(settings) if not dry_run else None
+    audit_key = Keys(settings.namespace).dlq_redriven
+    bar = None
+    try:
+        for start, end in bounds:
+            chunk = letters[start:end]
+            done = await _redriven_of(redis, audit_key, [x.ref for x in chunk])
+            decided, todo = _decide(chunk, done, by_ref=bool(refs), force=force)
+            if fix is not None:
+                _one_for_the_fix(todo, decided, report)
+            if bar is None:
+                from ops.replay import Progress
+
+                bar = Progress(len(letters), enabled=progress, label="dlq redrive", unit="letters")
+                if producer is not None:
+                    await producer.start()
+            sends = await _sends(settings, codec, todo, fix, kind)
+            bar.advance(len(chunk) - len(sends))  # skipped, refused (their original gone), or gone themselves
+            if producer is None:
+                for _, item, *_ in sends:
+                    item.action = "would-redrive"
+            else:
+                await _send_and_record(settings, producer, redis, audit_key, sends, done, by=by or operator(),
+                                       window=window or REDRIVE_WINDOW, bar=bar)
+            for item in decided:
+                report.add(item)
+    finally:
+        if bar is not None:
+            bar.close()
+            if producer is not None:
+                await producer.stop()
+        await redis.aclose()
+    return report
+
+
+def _chunk_bounds(letters: Sequence[DeadLetter | Selected], size: int) -> list[tuple[int, int]]:
+    """[start, end) of chunks of about ``size`` sorted letters, never splitting the letters of one
+    source message (a message dead-lettered twice is decided as one, :func:`_decide`)."""
+    bounds, start = [], 0
+    while start < len(letters):
+        end = min(start + size, len(letters))
+        while end < len(letters) and letters[end].source_place is not None \
+                and letters[end].source_place == letters[end - 1].source_place:
+            end += 1
+        bounds.append((start, end))
+        start = end
+    return bounds
+
+
+async def _redriven_of(redis, audit_key: str, refs: list[str]) -> dict[str, dict]:
+    """``P:O`` -> the last re-drive of each of these dead letters that had one (the audit, read for
+    them only: it holds every re-drive ever made)."""
+    raw = await redis.hmget(audit_key, refs) if refs else []
+    return {ref: orjson.loads(v) for ref, v in zip(refs, raw) if v is not None}
+
+
+def _decide(letters: Sequence[DeadLetter | Selected], done: dict[str, dict], *, by_ref: bool, force: bool
+            ) -> tuple[list[Redriven], list[tuple[DeadLetter | Selected, Redriven]]]:
+    """Each letter's item, and those to re-drive: not a letter without a source, a selection's
+    re-drive that failed again, a second letter of one message, or one re-driven before (unless
+    ``force``)."""
     # a message dead-lettered twice (its source read again: `positions move --to-start`, a batch
     # redelivered): a selection re-drives it once, by the letter re-driven before, else the first
     stands_for: dict[tuple[str, int, int], str] = {}
     for letter in sorted(letters, key=lambda x: x.ref not in done):
         if letter.source_place is not None:
             stands_for.setdefault(letter.source_place, letter.ref)
-
+    decided: list[Redriven] = []
     todo: list[tuple[DeadLetter | Selected, Redriven]] = []
     for letter in letters:
-        item = Redriven(letter.ref, "", reason=letter.info.get("reason", ""), source=letter.source_topic)
+        item = Redriven(letter.ref, "", reason=letter.reason, source=letter.source_topic)
         first = stands_for.get(letter.source_place) if letter.source_place is not None else None
         if not letter.source_topic:
             item.action, item.note = "no-source", "no dlq.source.topic header"
-        elif not refs and letter.redriven_from:
+        elif not by_ref and letter.redriven_from:
             # a re-drive that failed again: its original is what a selection re-drives (once, or
             # again with --force); re-driving the copies too would multiply them on every rerun
             item.action = "skipped"
             item.note = f"a re-drive of {letter.redriven_from} that failed again (name its ref to re-drive it)"
-        elif not refs and first is not None and first != letter.ref:
+        elif not by_ref and first is not None and first != letter.ref:
             item.action = "skipped"
             item.note = (f"the message of {first} (dead-lettered again when its source was read again; "
                          "name its ref to re-drive it)")
@@ -639,82 +748,64 @@ async def redrive(settings: Settings, refs: list[str] | None = None, *, flt: Fil
             item.note = f"re-driven {prev.get('at')} by {prev.get('by')}"
         else:
             todo.append((letter, item))
-        report.items.append(item)
-    if fix is not None and len(todo) != 1:
-        if not todo and len(report.items) == 1:
-            only = report.items[0]
-            if only.action == "not-found":
-                return report  # "no dead letter there", exit 1, as without --fix
-            if only.action == "skipped":
-                raise RedriveError(f"dead letter {only.ref}: {only.note}; add --force to re-drive it again, "
-                                   "with the fix")
-            if only.action == "no-source":
-                raise RedriveError(f"dead letter {only.ref} cannot be re-driven: {only.note}")
-        raise RedriveError(f"--fix re-drives exactly one dead letter; {len(todo)} selected")
-    codec = make_codec(settings)
-    chunks = [todo[start:start + REDRIVE_CHUNK] for start in range(0, len(todo), REDRIVE_CHUNK)]
-    if dry_run:
-        for chunk in chunks:
-            for _, item, *_ in await _sends(settings, codec, chunk, fix, kind):
-                item.action = "would-redrive"
-        return report
-    if not todo:
-        return report
+        decided.append(item)
+    return decided, todo
 
-    from ops.replay import Progress
 
-    by = by or operator()
-    producer = kafka.producer(settings)
-    redis = redis_client(settings)
-    audit_key = Keys(settings.namespace).dlq_redriven
-    bar = Progress(len(todo), enabled=progress, label="dlq redrive", unit="letters")
-    await producer.start()
-    try:
-        for chunk in chunks:
-            sends = await _sends(settings, codec, chunk, fix, kind)
-            bar.advance(len(chunk) - len(sends))  # refused (their original gone) or gone themselves
-            # a dead letter of the subject agent goes back where the workers place its subject
-            placed = await placement.recorded(redis, Keys(settings.namespace), {t for *_, t, _ in sends})
-            # sent REDRIVE_WINDOW at a time, each window's acknowledgements awaited together and its
-            # re-drives recorded in one round trip (one letter at a time took ~0.5 ms each: 20,000 in 10.5 s)
-            size = window or REDRIVE_WINDOW
-            for start in range(0, len(sends), size):
-                part = sends[start:start + size]
-                futures = [await producer.send(topic, value, key=key, headers=_headers_for(letter), timestamp_ms=ts,
-                                               partition=placement.partition_for(placed, topic, key))
-                           for letter, _, value, ts, topic, key in part]
-                results = await asyncio.gather(*futures, return_exceptions=True)
-                pipe = redis.pipeline(transaction=False)
-                failed: BaseException | None = None
-                for (letter, item, *_), meta in zip(part, results):
-                    if isinstance(meta, BaseException):
-                        failed = failed or meta
-                        continue
-                    item.action = "redriven"
-                    item.target = {"topic": meta.topic, "partition": meta.partition, "offset": meta.offset}
-                    now_ms = int(time.time() * 1000)
-                    entry = {
-                        "at": format_ms(now_ms), "at_ms": now_ms, "by": by, "fixed": item.fixed,
-                        **item.target,
-                        "source": f"{letter.source_topic}/{letter.info.get('source.partition', '')}/"
-                                  f"{letter.info.get('source.offset', '')}",
-                        "reason": item.reason,
-                    }
-                    if item.original:
-                        entry["original_from"] = item.original
-                    prev = done.get(letter.ref)
-                    if prev:
-                        entry["earlier"] = prev.pop("earlier", []) + [prev]
-                    pipe.hset(audit_key, letter.ref, orjson.dumps(entry))
-                await pipe.execute()  # what was delivered is recorded, even when some of the window failed
-                bar.advance(len(part))
-                if failed is not None:
-                    raise failed
-    finally:
-        bar.close()
-        await producer.stop()
-        await redis.aclose()
-    return report
+def _one_for_the_fix(todo: list, decided: list[Redriven], report: RedriveReport) -> None:
+    """A fix goes with exactly one dead letter: RedriveError otherwise, saying why the one named is not."""
+    if len(todo) == 1:
+        return
+    if not todo and report.total + len(decided) == 1:
+        only = (decided or report.items)[0]
+        if only.action == "skipped":
+            raise RedriveError(f"dead letter {only.ref}: {only.note}; add --force to re-drive it again, "
+                               "with the fix")
+        if only.action == "no-source":
+            raise RedriveError(f"dead letter {only.ref} cannot be re-driven: {only.note}")
+    raise RedriveError(f"--fix re-drives exactly one dead letter; {len(todo)} selected")
+
+
+async def _send_and_record(settings: Settings, producer, redis, audit_key: str, sends: list, done: dict[str, dict],
+                           *, by: str, window: int, bar) -> None:
+    """Send the chunk's letters ``window`` at a time, each window's acknowledgements awaited together
+    and its re-drives recorded in one round trip (one letter at a time took ~0.5 ms each: 20,000 in
+    10.5 s). What was delivered is recorded even when some of the window failed; then the first
+    failure is raised."""
+    # a dead letter of the subject agent goes back where the workers place its subject
+    placed = await placement.recorded(redis, Keys(settings.namespace), {t for *_, t, _ in sends})
+    for start in range(0, len(sends), window):
+        part = sends[start:start + window]
+        futures = [await producer.send(topic, value, key=key, headers=_headers_for(letter), timestamp_ms=ts,
+                                       partition=placement.partition_for(placed, topic, key))
+                   for letter, _, value, ts, topic, key in part]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        pipe = redis.pipeline(transaction=False)
+        failed: BaseException | None = None
+        for (letter, item, *_), meta in zip(part, results):
+            if isinstance(meta, BaseException):
+                failed = failed or meta
+                continue
+            item.action = "redriven"
+            item.target = {"topic": meta.topic, "partition": meta.partition, "offset": meta.offset}
+            now_ms = int(time.time() * 1000)
+            entry = {
+                "at": format_ms(now_ms), "at_ms": now_ms, "by": by, "fixed": item.fixed,
+                **item.target,
+                "source": f"{letter.source_topic}/{letter.info.get('source.partition', '')}/"
+                          f"{letter.info.get('source.offset', '')}",
+                "reason": item.reason,
+            }
+            if item.original:
+                entry["original_from"] = item.original
+            prev = done.get(letter.ref)
+            if prev:
+                entry["earlier"] = prev.pop("earlier", []) + [prev]
+            pipe.hset(audit_key, letter.ref, orjson.dumps(entry))
+        await pipe.execute()
+        bar.advance(len(part))
+        if failed is not None:
+            raise failed
 
 
 async def _whole(settings: Settings, chunk: list[tuple[DeadLetter | Selected, Redriven]]

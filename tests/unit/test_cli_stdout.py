@@ -64,3 +64,19 @@ def test_without_the_guard_the_same_answer_is_cut(stream):
     """The condition the guard is for: the same write, without the CLI, loses its tail."""
     _, data = _read_slowly(_without_guard(stream), stream)
     assert len(data) < ANSWER
+
+
+@pytest.mark.parametrize("items", [[], [{"ref": "0:1", "target": {"topic": "t", "offset": 3}, "note": "中文"}],
+                                   [{"a": 1}, {"b": [1, 2], "c": None}]])
+def test_items_printed_one_by_one_read_as_the_answer_printed_whole(items, capsys):
+    """`dlq redrive --json` prints each letter once its chunk is done, never holding them all; its
+    answer is the very text the whole report printed at once was."""
+    from creditstream.cli import _JsonItems, _print_json
+
+    _print_json({"dry_run": False, "items": items})
+    whole = capsys.readouterr().out
+    out = _JsonItems("dry_run", False, "items")
+    for item in items:
+        out.add(item)
+    out.end()
+    assert capsys.readouterr().out == whole
