@@ -147,6 +147,44 @@ async def test_redis_emptied_under_an_idle_worker_stops_it_loudly(settings, depa
         worker.stop()
 
 
+async def test_redis_that_lost_its_positions_then_everything_still_stops_the_worker(settings, department, redis,
+                                                                                     tmp_path):
+    """Redis loses the positions but not the sentinel (more than its tail): the idle worker re-feeds
+    the log into it, as designed. If Redis then loses everything, the position check after that
+    re-feed still sees it and stops the worker loudly: the re-feed does not disarm the check (a CI
+    run once saw a worker stay idle after a key-by-key emptying; that emptying, not the worker,
+    made the half-state it could not tell from a real one)."""
+    from sinks.keys import Keys
+
+    keys = Keys(settings.namespace)
+    gen = EventGenerator(seed=17, subjects=50)
+    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+    try:
+        await harness.produce(department, gen, 100)
+        await harness.quiescent(settings, redis)
+        positions = [key async for key in redis.scan_iter(match=keys.positions_pattern, count=1000)]
+        assert positions
+        await redis.delete(*positions)
+        await wait_for_log(worker, "re-feeding from the recorded positions", timeout=30)
+        async def rewritten():  # the re-feed applied the log again, and wrote positions
+            return await redis.exists(*positions)
+
+        await eventually(rewritten, timeout=30)
+        assert await redis.exists(keys.sentinel)
+        everything = [key async for key in redis.scan_iter(match=f"{settings.namespace}:*", count=1000)]
+        await redis.delete(*everything)
+
+        async def worker_exited():
+            return not worker.alive()
+
+        await eventually(worker_exited, timeout=30)
+        assert worker.proc.returncode != 0
+        assert "Redis has no state" in worker.log_tail(10 ** 9)
+        harness.record(events=100)
+    finally:
+        worker.stop()
+
+
 async def test_broker_frozen_then_resumed(settings, department, redis, stack, tmp_path):
     s = settings.replace(max_batch=200)
     gen = EventGenerator(seed=13, subjects=200)
