@@ -163,28 +163,33 @@ def _print_json(obj) -> None:
 
 
 class _JsonItems:
-    """``{"<first>": <value>, "<items>": [...]}`` printed as :func:`_print_json` prints it, byte for
-    byte, each item as it comes, not held (``first`` sorts before ``items``). The opening is written
-    with the first item, so a command that fails before any prints no half answer."""
+    """A JSON list printed as :func:`_print_json` prints it, byte for byte, each item as it comes,
+    not held: the list alone, or with ``head`` the object ``{**head, "<items>": [...]}`` (``items``
+    sorts after ``head``'s keys). The opening is written with the first item, so a command that
+    fails before any prints no half answer."""
 
-    def __init__(self, first: str, value, items: str) -> None:
-        assert first < items
-        self.head = {first: value, items: []}
-        whole = json.dumps(self.head, ensure_ascii=False, indent=2, sort_keys=True, default=str)
-        assert whole.endswith("[]\n}")
-        self.opening = whole[:-3]  # up to the list's "["
+    def __init__(self, head: dict | None = None, items: str = "items") -> None:
+        if head is None:
+            self.whole: object = []
+            self.opening, self.indent, self.closing = "[", "  ", "\n]"
+        else:
+            assert all(k < items for k in head)
+            self.whole = {**head, items: []}
+            text = json.dumps(self.whole, ensure_ascii=False, indent=2, sort_keys=True, default=str)
+            assert text.endswith("[]\n}")
+            self.opening, self.indent, self.closing = text[:-3], "    ", "\n  ]\n}"
         self.any = False
 
     def add(self, item: dict) -> None:
         text = json.dumps(item, ensure_ascii=False, indent=2, sort_keys=True, default=str)
-        print((",\n" if self.any else self.opening + "\n") + textwrap.indent(text, "    "), end="")
+        print((",\n" if self.any else self.opening + "\n") + textwrap.indent(text, self.indent), end="")
         self.any = True
 
     def end(self) -> None:
         if self.any:
-            print("\n  ]\n}")
+            print(self.closing)
         else:
-            _print_json(self.head)
+            _print_json(self.whole)
 
 
 # --- services: probes before a command, and what an exception means ------------------------
@@ -726,14 +731,27 @@ def cmd_dlq(args) -> int:
 
 def _dlq_action(args, settings, dlq, flt) -> int:
     if args.action == "list":
+        # the summaries held, sorted; each page's re-drives read, masked and printed in turn
         letters = asyncio.run(dlq.list_dead_letters(
             settings, reason=flt.reason, source_topic=flt.source_topic, since=flt.since_ms, until=flt.until_ms,
-            source_time=flt.source_time))
-        letters = [dlq.mask_personal(d) for d in letters]
-        if args.json:
-            _print_json(letters)
+            source_time=flt.source_time, with_redrives=False))
+        json_items = _JsonItems() if args.json else None
+        text = None if args.json else dlq.ListPrinter(letters, print)
+
+        async def pages() -> None:
+            async for part in dlq.with_redrives_by_page(settings, letters):
+                masked = [dlq.mask_personal(d) for d in part]
+                if json_items is not None:
+                    for d in masked:
+                        json_items.add(d)
+                else:
+                    text.page(masked)
+
+        asyncio.run(pages())
+        if json_items is not None:
+            json_items.end()
         else:
-            print(dlq.render_list(letters))
+            text.end()
         return EXIT_OK
     if args.action == "show":
         letter = asyncio.run(dlq.show(settings, args.ref))
@@ -754,7 +772,7 @@ def _dlq_action(args, settings, dlq, flt) -> int:
             print(dlq.render_show(letter))
         return EXIT_OK
     # each letter printed once its chunk is done (a selection of millions is never held as a report)
-    json_items = _JsonItems("dry_run", args.dry_run, "items") if args.json else None
+    json_items = _JsonItems({"dry_run": args.dry_run}) if args.json else None
 
     def printed(item) -> None:
         if json_items is not None:

@@ -48,7 +48,7 @@ import getpass
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,7 +69,7 @@ from ops.dead_letters import (  # parse_ref, parse_time, Filter, RedriveError: r
     parse_ref,
     parse_time,
 )
-from ops.tables import clip, pad, table
+from ops.tables import clip, pad, table, width
 from sinks.keys import Keys
 from streams import kafka, placement
 from streams.topics import Topics
@@ -113,10 +113,36 @@ async def list_dead_letters(settings: Settings, *, reason: str | None = None,
     ``redriven``: its last re-drive (or None) when ``with_redrives``."""
     flt = Filter(reason, source_topic, parse_time(since), parse_time(until), source_time)
     out = await _scan_summaries(settings, flt)
-    done = await redriven(settings, [d["ref"] for d in out]) if with_redrives and out else {}
-    for d in out:
-        d["redriven"] = done.get(d["ref"])
+    if with_redrives:
+        async for _ in with_redrives_by_page(settings, out, forget=False):
+            pass
     return out
+
+
+async def with_redrives_by_page(settings: Settings, letters: list[dict], *, page: int = 0,
+                                forget: bool = True) -> AsyncIterator[list[dict]]:
+    """The listing's letters :data:`REDRIVE_CHUNK` at a time, each with ``redriven`` (its last
+    re-drive, or None), read from the audit for that page only. With ``forget``, a page's letters
+    are let go of in ``letters`` once the next is asked for: what is held is the summaries, never
+    every letter's re-drive and printed form at once (``dlq list`` of 200,000 letters held 509 MB)."""
+    from creditstream.connections import redis_client
+
+    if not letters:
+        return
+    page = page or REDRIVE_CHUNK
+    redis = redis_client(settings)
+    audit_key = Keys(settings.namespace).dlq_redriven
+    try:
+        for start in range(0, len(letters), page):
+            part = letters[start:start + page]
+            done = await _redriven_of(redis, audit_key, [d["ref"] for d in part])
+            for d in part:
+                d["redriven"] = done.get(d["ref"])
+            yield part
+            if forget:
+                letters[start:start + len(part)] = [{}] * len(part)
+    finally:
+        await redis.aclose()
 
 
 def one_per_message(letters: list[dict]) -> list[dict]:
@@ -171,22 +197,52 @@ async def count_dead_letters(settings: Settings) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+LIST_HEADER = ("ref", "dead-lettered", "reason", "source", "re-driven", "detail")
+LIST_MIN_WIDTHS = (9, 25, 20, 36, 25)
+
+
+def _list_row(d: dict) -> tuple[str, ...]:
+    src = f"{d['source_topic']}/{d['source_partition']}/{d['source_offset']}"
+    r = d.get("redriven")
+    mark = f"{r.get('at', '')[:19]}{' fixed' if r.get('fixed') else ''}" if r else ""
+    again = f"[re-drive of {d['redriven_from']}] " if d.get("redriven_from") else ""
+    return (d["ref"], format_ms(d["dead_lettered_at"]), d["reason"], src, mark, again + clip(d["detail"], 80))
+
+
+def _list_end(n: int, n_redriven: int) -> str:
+    return f"{n} dead letter(s), {n_redriven} re-driven"
+
+
 def render_list(letters: list[dict]) -> str:
     if not letters:
         return "no dead letters"
-    rows = []
-    for d in letters:
-        src = f"{d['source_topic']}/{d['source_partition']}/{d['source_offset']}"
-        r = d.get("redriven")
-        mark = f"{r.get('at', '')[:19]}{' fixed' if r.get('fixed') else ''}" if r else ""
-        again = f"[re-drive of {d['redriven_from']}] " if d.get("redriven_from") else ""
-        rows.append((d["ref"], format_ms(d["dead_lettered_at"]), d["reason"], src, mark,
-                     again + clip(d["detail"], 80)))
-    lines = table(rows, header=("ref", "dead-lettered", "reason", "source", "re-driven", "detail"),
-                  min_widths=(9, 25, 20, 36, 25), sep=" ")
-    n_re = sum(1 for d in letters if d.get("redriven"))
-    lines.append(f"{len(letters)} dead letter(s), {n_re} re-driven")
+    lines = table([_list_row(d) for d in letters], header=LIST_HEADER, min_widths=LIST_MIN_WIDTHS, sep=" ")
+    lines.append(_list_end(len(letters), sum(1 for d in letters if d.get("redriven"))))
     return "\n".join(lines)
+
+
+class ListPrinter:
+    """:func:`render_list`'s text, printed a page at a time (:func:`with_redrives_by_page`): the
+    columns are as wide as over the whole listing (known from the summaries: a re-drive's mark and a
+    date never pass their columns' least widths), so the lines are the very lines of
+    :func:`render_list`. ``write`` takes each line."""
+
+    def __init__(self, letters: list[dict], write: Callable[[str], None]) -> None:
+        cells = [_list_row(d)[:4] for d in letters]
+        self.widths = tuple(max([width(c[i]) for c in cells] + [width(LIST_HEADER[i]), LIST_MIN_WIDTHS[i]])
+                            for i in range(4)) + (LIST_MIN_WIDTHS[4],)
+        self.write = write
+        self.n = self.n_redriven = 0
+
+    def page(self, letters: list[dict]) -> None:
+        lines = table([_list_row(d) for d in letters], header=LIST_HEADER, min_widths=self.widths, sep=" ")
+        for line in lines if self.n == 0 else lines[1:]:
+            self.write(line)
+        self.n += len(letters)
+        self.n_redriven += sum(1 for d in letters if d.get("redriven"))
+
+    def end(self) -> None:
+        self.write(_list_end(self.n, self.n_redriven) if self.n else "no dead letters")
 
 
 # --- show ----------------------------------------------------------------------------------

@@ -73,10 +73,11 @@ def test_items_printed_one_by_one_read_as_the_answer_printed_whole(items, capsys
     answer is the very text the whole report printed at once was."""
     from creditstream.cli import _JsonItems, _print_json
 
-    _print_json({"dry_run": False, "items": items})
-    whole = capsys.readouterr().out
-    out = _JsonItems("dry_run", False, "items")
-    for item in items:
-        out.add(item)
-    out.end()
-    assert capsys.readouterr().out == whole
+    for head in ({"dry_run": False}, None):  # dlq redrive's object, dlq list's list
+        _print_json({**head, "items": items} if head is not None else items)
+        whole = capsys.readouterr().out
+        out = _JsonItems(head)
+        for item in items:
+            out.add(item)
+        out.end()
+        assert capsys.readouterr().out == whole
