@@ -187,15 +187,17 @@ class DeadLetter:
         return ""
 
     def summary(self) -> dict:
+        """What `dlq list` shows of the letter; the strings most letters share (a reason, an agent, a
+        topic) are one object for all of them, as a listing holds every summary to sort them."""
         info = self.info
         return {
             "ref": self.ref,
             "partition": self.partition,
             "offset": self.offset,
-            "reason": info.get("reason", ""),
+            "reason": sys.intern(info.get("reason", "")),
             "detail": info.get("detail", ""),
-            "agent": info.get("agent", ""),
-            "source_topic": self.source_topic,
+            "agent": sys.intern(info.get("agent", "")),
+            "source_topic": sys.intern(self.source_topic),
             "source_partition": _int(info.get("source.partition"), -1),
             "source_offset": _int(info.get("source.offset"), -1),
             "source_timestamp": _int(info.get("source.timestamp"), 0),
