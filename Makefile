@@ -97,13 +97,13 @@ CHROMIUM_INSTALL = { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&
 REDIS_SERVERS ?= redis-8.2 valkey-9.1
 
 test-redis: install  ## the integration and reliability tests (Tansu) again on each of REDIS_SERVERS: Redis 8.2 and Valkey 9.1, fetched into .run/redis-servers
-	@status=0; for server in $(REDIS_SERVERS); do \
-	  binary=$$($(BIN)/python -m ops.redis_servers $$server) || { status=1; continue; }; \
+	@status=0; said=; for server in $(REDIS_SERVERS); do \
+	  binary=$$($(BIN)/python -m ops.redis_servers $$server) || { status=1; said="$$said $$server:not-fetched"; continue; }; \
 	  echo "== $$server: $$binary"; \
 	  CREDITSTREAM_REDIS_SERVER=$$binary CREDITSTREAM_TEST_REDIS_SERVER=$$binary \
 	  $(BIN)/python -m pytest -m "(integration or reliability) and not slow and not kafka and not browser" \
-	  -q -p no:cacheprovider $(PYTEST_ARGS) || status=1; \
-	done; exit $$status
+	  -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; said="$$said $$server:$$rc"; test $$rc = 0 || status=1; \
+	done; echo "make test-redis: exit status by server:$$said"; exit $$status
 
 BROKER ?= tansu
 BROKER_ENV = CREDITSTREAM_TEST_BROKER=$(BROKER) $(if $(filter kafka,$(BROKER)),CREDITSTREAM_TEST_BROKER_NODES=3)
