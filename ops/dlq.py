@@ -228,9 +228,12 @@ class ListPrinter:
     :func:`render_list`. ``write`` takes each line."""
 
     def __init__(self, letters: list[dict], write: Callable[[str], None]) -> None:
-        cells = [_list_row(d)[:4] for d in letters]
-        self.widths = tuple(max([width(c[i]) for c in cells] + [width(LIST_HEADER[i]), LIST_MIN_WIDTHS[i]])
-                            for i in range(4)) + (LIST_MIN_WIDTHS[4],)
+        widths = [max(width(LIST_HEADER[i]), LIST_MIN_WIDTHS[i]) for i in range(4)]
+        for d in letters:  # one row at a time: the rows of a long listing are not held together
+            row = _list_row(d)
+            for i in range(4):
+                widths[i] = max(widths[i], width(row[i]))
+        self.widths = (*widths, LIST_MIN_WIDTHS[4])
         self.write = write
         self.n = self.n_redriven = 0
 
