@@ -119,6 +119,20 @@ async def test_redis_restarted_empty_is_reported_loudly_and_rebuilt_by_replay(se
         worker.stop()
 
 
+async def emptied_then_stopped(settings, redis, worker) -> None:
+    """Empty this test's namespace in one DEL (the session's other tests share the redis-server), as
+    FLUSHALL or a restart empties it; the worker stops within 30 s, saying Redis has no state."""
+    keys = [key async for key in redis.scan_iter(match=f"{settings.namespace}:*", count=1000)]
+    await redis.delete(*keys)
+
+    async def worker_exited():
+        return not worker.alive()
+
+    await eventually(worker_exited, timeout=30)
+    assert worker.proc.returncode != 0
+    assert "Redis has no state" in worker.log_tail(10 ** 9)
+
+
 async def test_redis_emptied_under_an_idle_worker_stops_it_loudly(settings, department, redis, tmp_path):
     """Redis emptied while no input comes: the periodic position check sees the positions
     this worker wrote gone and, with the sentinel gone too, stops the worker as a batch would ("Redis
@@ -129,19 +143,10 @@ async def test_redis_emptied_under_an_idle_worker_stops_it_loudly(settings, depa
     try:
         await harness.produce(department, gen, 100)
         await harness.quiescent(settings, redis)
-        # (this test's namespace only: the session's other tests share the redis-server) in one DEL,
-        # as FLUSHALL or a restart empties it: deleted one key at a time, a position check between
-        # two deletions saw the positions gone but not yet the sentinel, and rightly re-fed the log
-        # into Redis as one that lost more than its tail (a CI run)
-        keys = [key async for key in redis.scan_iter(match=f"{settings.namespace}:*", count=1000)]
-        await redis.delete(*keys)
-
-        async def worker_exited():
-            return not worker.alive()
-
-        await eventually(worker_exited, timeout=30)
-        assert worker.proc.returncode != 0
-        assert "Redis has no state" in worker.log_tail(10 ** 9)
+        # in one DEL: deleted one key at a time, a position check between two deletions saw the
+        # positions gone but not yet the sentinel, and rightly re-fed the log into Redis as one that
+        # lost more than its tail (a CI run)
+        await emptied_then_stopped(settings, redis, worker)
         harness.record(events=100)
     finally:
         worker.stop()
@@ -166,20 +171,13 @@ async def test_redis_that_lost_its_positions_then_everything_still_stops_the_wor
         assert positions
         await redis.delete(*positions)
         await wait_for_log(worker, "re-feeding from the recorded positions", timeout=30)
+
         async def rewritten():  # the re-feed applied the log again, and wrote positions
             return await redis.exists(*positions)
 
         await eventually(rewritten, timeout=30)
         assert await redis.exists(keys.sentinel)
-        everything = [key async for key in redis.scan_iter(match=f"{settings.namespace}:*", count=1000)]
-        await redis.delete(*everything)
-
-        async def worker_exited():
-            return not worker.alive()
-
-        await eventually(worker_exited, timeout=30)
-        assert worker.proc.returncode != 0
-        assert "Redis has no state" in worker.log_tail(10 ** 9)
+        await emptied_then_stopped(settings, redis, worker)
         harness.record(events=100)
     finally:
         worker.stop()
