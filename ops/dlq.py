@@ -78,21 +78,21 @@ from streams.topics import Topics
 # --- the audit of re-drives in Redis -------------------------------------------------------
 async def redriven(settings: Settings, refs: list[str] | None = None) -> dict[str, dict]:
     """``P:O`` -> the last re-drive of each of these dead letters that had one (see the module
-    docstring), read :data:`REDRIVE_CHUNK` at a time: the audit holds every re-drive ever made, and
-    the commands never read it whole. ``refs`` None: every re-drive recorded."""
+    docstring), read a page at a time (:func:`with_redrives_by_page`): the audit holds every re-drive
+    ever made, and the commands never read it whole. ``refs`` None: every re-drive recorded."""
     from creditstream.connections import redis_client
 
-    redis = redis_client(settings)
-    audit_key = Keys(settings.namespace).dlq_redriven
-    out: dict[str, dict] = {}
-    try:
-        if refs is None:
-            return {k.decode(): orjson.loads(v) for k, v in (await redis.hgetall(audit_key)).items()}
-        for start in range(0, len(refs), REDRIVE_CHUNK):
-            out.update(await _redriven_of(redis, audit_key, refs[start:start + REDRIVE_CHUNK]))
-    finally:
-        await redis.aclose()
-    return out
+    if refs is None:
+        redis = redis_client(settings)
+        try:
+            raw = await redis.hgetall(Keys(settings.namespace).dlq_redriven)
+        finally:
+            await redis.aclose()
+        return {k.decode(): orjson.loads(v) for k, v in raw.items()}
+    letters = [{"ref": ref} for ref in refs]
+    async for _ in with_redrives_by_page(settings, letters, forget=False):
+        pass
+    return {d["ref"]: d["redriven"] for d in letters if d["redriven"] is not None}
 
 
 def operator() -> str:
