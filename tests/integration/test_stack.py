@@ -343,7 +343,7 @@ def test_stack_up_takes_a_password_file(stack, tmp_path, monkeypatch, capsys):
 
 
 def test_the_redis_server_named_by_the_environment_is_the_one_run(tmp_path, monkeypatch):
-    """CREDITSTREAM_REDIS_SERVER chooses the binary (make test's Kafka leg: Debian's Redis 7); a path
+    """CREDITSTREAM_REDIS_SERVER chooses the binary (make test's Kafka passes: Debian's Redis 7); a path
     that cannot run is refused by name, not passed over for another."""
     from ops.stack import REDIS_SERVER_ENV, StackError, find_redis_server, redis_server_release, redis_server_version
 

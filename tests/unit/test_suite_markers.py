@@ -27,7 +27,7 @@ def test_every_integration_module_is_marked_integration():
     modules = sorted(INTEGRATION.glob("test_*.py"))
     assert len(modules) > 30
     unmarked = [p.name for p in modules if "integration" not in _marks(p)]
-    assert unmarked == [], f"not selected by the Kafka leg (-m integration): {unmarked}"
+    assert unmarked == [], f"not selected by the Kafka passes (-m integration): {unmarked}"
 
 
 def test_the_check_reads_both_forms_of_pytestmark(tmp_path):
