@@ -120,15 +120,18 @@ class Lane:
             started = time.monotonic()
             self.outcomes[one.name] = Outcome()  # started: an outcome without a status was interrupted
             env = {**os.environ, **one.env}
-            if self.live:
-                self.current = subprocess.Popen(one.argv, env=env)
-            else:
-                with open(log_path(one), "wb") as log:
+            with open(log_path(one), "wb") as log:
+                if self.live:  # printed as it comes, and kept in its log too (the failures' summary)
+                    self.current = subprocess.Popen(one.argv, env=env, stdout=subprocess.PIPE,
+                                                    stderr=subprocess.STDOUT)
+                else:
                     self.current = subprocess.Popen(one.argv, env=env, stdout=log, stderr=subprocess.STDOUT,
                                                     stdin=subprocess.DEVNULL, start_new_session=True)
-            if self.stopping:  # stopped while this pass started
-                self.stop()
-            status = self.current.wait()
+                if self.stopping:  # stopped while this pass started
+                    self.stop()
+                if self.current.stdout is not None:
+                    _copy(self.current.stdout.fileno(), log)
+                status = self.current.wait()
             self.outcomes[one.name] = Outcome(status, time.monotonic() - started)
 
     def start(self) -> None:
@@ -153,6 +156,25 @@ class Lane:
     def join(self, timeout: float | None = None) -> None:
         if self.thread is not None:
             self.thread.join(timeout)
+
+
+def _copy(fd: int, log) -> None:
+    """A live pass's output to the terminal as it comes (pytest's progress dots before their line
+    ends), and to its log."""
+    out = sys.stdout.buffer
+    while chunk := os.read(fd, 65536):
+        out.write(chunk)
+        out.flush()
+        log.write(chunk)
+
+
+def failures(path: Path) -> list[str]:
+    """pytest's lines naming what failed, from a pass's log (its short test summary)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if line.startswith(("FAILED ", "ERROR "))]
 
 
 def _minutes(seconds: float) -> str:
@@ -208,6 +230,13 @@ def run(lanes_: list[list[Pass]], *, narrowed: bool, out=None) -> int:
             said.append(f"{one.name} interrupted")
         else:
             said.append(f"{one.name} {got.status} ({_minutes(got.seconds)})")
+    failed = [one for one in all_passes if (got := outcomes.get(one.name)) is not None
+              and got.status not in (0, None) and not (narrowed and got.status == NONE_SELECTED)]
+    for one in failed:
+        lines = failures(log_path(one))
+        print(f"make test: {one.name} failed" + (":" if lines else f" (its report: {log_path(one)})"), file=out)
+        for line in lines:
+            print(f"  {line}", file=out)
     print(f"make test: exit status by pass: {', '.join(said)}; {_minutes(time.monotonic() - started)} in all",
           file=out, flush=True)
     if interrupted:

@@ -85,16 +85,19 @@ def _fake(name: str, code: str) -> Pass:
 def test_the_reports_follow_the_live_lane_and_the_last_line_gives_every_status(tmp_path, monkeypatch, capfd):
     monkeypatch.chdir(tmp_path)
     plan = [[_fake("a", "print('a says')")],
-            [_fake("b", "print('b says')"), _fake("c", "import sys; print('c fails'); sys.exit(1)")],
+            [_fake("b", "print('b says')"),
+             _fake("c", "import sys; print('c fails'); print('FAILED tests/t.py::test_x - boom'); sys.exit(1)")],
             [_fake("d", "print('d says')")]]
     assert run(plan, narrowed=False) == 1
     out = capfd.readouterr().out
     assert out.index("a says") < out.index("== b (ran beside a)") < out.index("b says") < out.index("c fails")
     assert out.index("c fails") < out.index("d says")
-    last = out.strip().splitlines()[-1]
-    assert last.startswith("make test: exit status by pass: a 0 (")
-    assert "b 0 (" in last and "c 1 (" in last and "d 0 (" in last
+    lines = out.strip().splitlines()
+    assert lines[-3:-1] == ["make test: c failed:", "  FAILED tests/t.py::test_x - boom"]
+    assert lines[-1].startswith("make test: exit status by pass: a 0 (")
+    assert "b 0 (" in lines[-1] and "c 1 (" in lines[-1] and "d 0 (" in lines[-1]
     assert (tmp_path / ".run" / "test-b.log").read_text() == "b says\n"
+    assert (tmp_path / ".run" / "test-a.log").read_text() == "a says\n"  # the live pass's, kept too
 
 
 def test_all_passing_is_0_and_none_selected_counts_only_when_narrowed(tmp_path, monkeypatch, capfd):
@@ -105,6 +108,11 @@ def test_all_passing_is_0_and_none_selected_counts_only_when_narrowed(tmp_path, 
     assert run(none, narrowed=False) == 1
     assert run(none, narrowed=True) == 0
     capfd.readouterr()
+    live_fails = [[_fake("a", "import sys; print('ERROR tests/t.py::test_y - setup'); sys.exit(1)")],
+                  [_fake("b", "pass")]]
+    assert run(live_fails, narrowed=False) == 1
+    out = capfd.readouterr().out
+    assert "make test: a failed:\n  ERROR tests/t.py::test_y - setup\n" in out
 
 
 def test_a_stopped_run_stops_every_lane_and_starts_no_other_pass(tmp_path):
