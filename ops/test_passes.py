@@ -81,6 +81,27 @@ def passes(python: str, pytest_args: list[str], *, kafka_redis: str | None = Non
     )}
 
 
+REDIS_INTEGRATION = "integration and not reliability and not slow and not kafka and not browser"
+REDIS_RELIABILITY = "reliability and not slow and not kafka and not browser"
+
+
+def redis_server_lanes(python: str, pytest_args: list[str], servers: dict[str, str], *,
+                       serial: bool = False) -> list[list[Pass]]:
+    """``make test-redis``: the Tansu passes' integration tests and reliability suite again on each
+    of ``servers`` (name -> redis-server binary, ops/redis_servers.py), the code under test and the
+    end-to-end ACL tests alike; a lane for each pass (``serial``: one lane)."""
+    pytest = (python, "-m", "pytest", "-q", "-p", "no:cacheprovider")
+    made = []
+    for name, binary in servers.items():
+        env = {"CREDITSTREAM_REDIS_SERVER": binary, "CREDITSTREAM_TEST_REDIS_SERVER": binary}
+        made.append(Pass(f"{name}-integration", f"the integration tests, on Tansu and {name} ({binary})",
+                         (*pytest, "-m", REDIS_INTEGRATION, *pytest_args), env))
+        made.append(Pass(f"{name}-reliability", f"the reliability suite at CI scale, on Tansu and {name}",
+                         (*pytest, "-m", REDIS_RELIABILITY, *pytest_args),
+                         {**env, "RELIABILITY_RESULTS": str(RUN_DIR / f"reliability-{name}.json")}))
+    return [made] if serial else [[one] for one in made]
+
+
 def lanes(by_name: dict[str, Pass], *, kafka: bool, serial: bool) -> list[list[Pass]]:
     """The lanes: the first is printed live. Without Java (``kafka=False``) the Kafka passes are left
     out; ``serial``: one lane."""
@@ -183,7 +204,7 @@ def _minutes(seconds: float) -> str:
     return f"{int(seconds // 60)} min {int(seconds % 60)} s" if seconds >= 60 else f"{seconds:.0f} s"
 
 
-def run(lanes_: list[list[Pass]], *, narrowed: bool, out=None) -> int:
+def run(lanes_: list[list[Pass]], *, narrowed: bool, out=None, label: str = "make test") -> int:
     """Run the lanes side by side; print the others' reports after the live one, then a line of every
     pass's exit status. 0 if every pass passed, 130 if interrupted, else 1."""
     out = out or sys.stdout
@@ -195,7 +216,7 @@ def run(lanes_: list[list[Pass]], *, narrowed: bool, out=None) -> int:
     live, *others = [Lane(lane, live=i == 0, outcomes=outcomes) for i, lane in enumerate(lanes_)]
     if others:
         names = ", ".join(f"{' then '.join(p.name for p in lane.passes)}" for lane in others)
-        print(f"== make test: {len(lanes_)} lanes side by side, each pass with a stack of its own; beside the live"
+        print(f"== {label}: {len(lanes_)} lanes side by side, each pass with a stack of its own; beside the live"
               f" one: {names} (their reports follow it; live: tail -f {RUN_DIR}/test-<pass>.log)", file=out, flush=True)
     started = time.monotonic()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -236,10 +257,10 @@ def run(lanes_: list[list[Pass]], *, narrowed: bool, out=None) -> int:
               and got.status not in (0, None) and not (narrowed and got.status == NONE_SELECTED)]
     for one in failed:
         lines = failures(log_path(one))
-        print(f"make test: {one.name} failed" + (":" if lines else f" (its report: {log_path(one)})"), file=out)
+        print(f"{label}: {one.name} failed" + (":" if lines else f" (its report: {log_path(one)})"), file=out)
         for line in lines:
             print(f"  {line}", file=out)
-    print(f"make test: exit status by pass: {', '.join(said)}; {_minutes(time.monotonic() - started)} in all",
+    print(f"{label}: exit status by pass: {', '.join(said)}; {_minutes(time.monotonic() - started)} in all",
           file=out, flush=True)
     if interrupted:
         return 130
@@ -279,8 +300,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kafka-redis", default="", help="the redis-server binary of the Apache Kafka passes")
     parser.add_argument("--require-browser", action="store_true",
                         help="the browser test fails, not skips, without Chromium (CI)")
+    parser.add_argument("--redis-server", action="append", default=[], metavar="NAME=BINARY",
+                        help="make test-redis: the integration tests and the reliability suite on Tansu and this"
+                             " redis-server, instead of make test's passes (repeat it for each server)")
     parser.add_argument("pytest_args", nargs="*", help="more arguments for pytest, after --")
     args = parser.parse_args(argv)
+    if args.redis_server:
+        servers = dict(s.split("=", 1) for s in args.redis_server if "=" in s)
+        if len(servers) != len(args.redis_server):
+            parser.error("--redis-server takes NAME=BINARY")
+        return run(redis_server_lanes(sys.executable, args.pytest_args, servers, serial=args.serial),
+                   narrowed=bool(args.pytest_args), label="make test-redis")
     by_name = passes(sys.executable, args.pytest_args, kafka_redis=args.kafka_redis or None,
                      require_browser=args.require_browser)
     return run(lanes(by_name, kafka=not args.no_kafka, serial=args.serial), narrowed=bool(args.pytest_args))

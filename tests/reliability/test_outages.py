@@ -35,6 +35,9 @@ async def test_redis_stopped_mid_stream_then_back(settings, department, redis, s
     gen = EventGenerator(seed=11, subjects=200)
     worker = WorkerProcess(s, tmp_path / "worker.log").start()
     try:
+        # started first: under load (make test-redis's four lanes) a worker still starting when Redis
+        # stopped exited with "cannot reach Redis", the start-up's check, not the outage under test
+        await wait_for_log(worker, "pipeline started", timeout=90)
         await harness.produce(department, gen, harness.EVENTS // 4)
         await asyncio.sleep(1.0)
         stack.stop_redis()
@@ -188,6 +191,8 @@ async def test_broker_frozen_then_resumed(settings, department, redis, stack, tm
     gen = EventGenerator(seed=13, subjects=200)
     worker = WorkerProcess(s, tmp_path / "worker.log").start()
     try:
+        # started first, as in test_redis_stopped_mid_stream_then_back: the freeze meets running agents
+        await wait_for_log(worker, "pipeline started", timeout=90)
         await harness.produce(department, gen, harness.EVENTS // 4)
         await asyncio.sleep(1.0)
         stack.pause_broker()

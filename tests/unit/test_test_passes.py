@@ -15,7 +15,7 @@ from pathlib import Path
 from _pytest.mark.expression import Expression
 
 from ops import test_passes
-from ops.test_passes import Pass, lanes, passes, run
+from ops.test_passes import Pass, lanes, passes, redis_server_lanes, run
 
 MARKS = ("integration", "reliability", "slow", "kafka", "browser", "tansu_only", "kafka_only")
 ROOT = Path(__file__).resolve().parents[2]
@@ -160,3 +160,21 @@ def test_make_test_runs_the_passes_through_the_runner():
     makefile = (ROOT / "Makefile").read_text()
     recipe = makefile[makefile.index("\ntest: "):makefile.index("\n\n", makefile.index("\ntest: "))]
     assert "-m ops.test_passes" in recipe and "-- $(PYTEST_ARGS)" in recipe
+
+
+def test_make_test_redis_selects_what_it_did_on_each_server_once():
+    """make test-redis ran ``-m "(integration or reliability) and not slow and not kafka and not
+    browser"`` on each server; its two passes per server select that, each test once."""
+    plan = redis_server_lanes("python", [], {"redis-8.2": "/a/redis-server", "valkey-9.1": "/b/valkey-server"})
+    assert [p.name for lane in plan for p in lane] == ["redis-8.2-integration", "redis-8.2-reliability",
+                                                       "valkey-9.1-integration", "valkey-9.1-reliability"]
+    assert all(len(lane) == 1 for lane in plan)
+    for server, binary in (("redis-8.2", "/a/redis-server"), ("valkey-9.1", "/b/valkey-server")):
+        mine = [p for lane in plan for p in lane if p.name.startswith(server)]
+        assert all(p.env["CREDITSTREAM_REDIS_SERVER"] == p.env["CREDITSTREAM_TEST_REDIS_SERVER"] == binary
+                   for p in mine)
+        assert len({p.env.get("RELIABILITY_RESULTS") for p in mine}) == 2  # no two passes share a results file
+        for marks, in_unit in _combinations():
+            old = bool(marks & {"integration", "reliability"}) and not marks & {"slow", "kafka", "browser"}
+            assert sum(_selects(p, marks, in_unit) for p in mine) == int(old), (server, marks)
+    assert len(redis_server_lanes("python", [], {"x": "/x"}, serial=True)) == 1
