@@ -40,6 +40,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 
 from creditstream import metrics
 from sinks.keys import Keys
+from sinks.redis_state import confirm_primary
 from sinks.registry_index import PositionsBehind, RegistryIndex
 from streams.kafka import Committed, record_mark
 from streams.runner import Recorded, Rewind
@@ -150,13 +151,19 @@ class WrittenPositions(Generic[K]):
 
     async def check(self, partitions: list[TopicPartition],
                     read: Callable[[list[K]], Awaitable[Mapping[K, int | None]]],
-                    first: Callable[[dict[K, int]], Awaitable[None]]) -> dict[K, int]:
+                    first: Callable[[dict[K, int]], Awaitable[None]],
+                    confirm: Callable[[], Awaitable[None]] | None = None) -> dict[K, int]:
         """Every ``POSITION_CHECK_S`` (streams/runner.py), for all the agent's partitions: those
         Redis records behind what was written (:meth:`behind`). A partition with no recorded position
         that this worker has not written gets its floor as its first (a worker of an earlier
-        version, or a partition with no batch yet: what came before the commit is applied)."""
+        version, or a partition with no batch yet: what came before the commit is applied).
+        ``confirm`` (sinks/redis_state.py ``confirm_primary``) is awaited before a position this
+        worker wrote is taken for gone: a replica that answered during a failover raises there, and
+        the check is skipped, where the partition was read again from its start."""
         floors = {self.key(tp): await self.floor(tp) for tp in partitions}
         recorded = dict(await read(list(floors)))
+        if confirm is not None and any(pos is None and k in self.mine for k, pos in recorded.items()):
+            await confirm()
         unset = {k: floors[k] for k, pos in recorded.items() if pos is None and k not in self.mine}
         if unset:
             await first(unset)
@@ -252,7 +259,7 @@ class InputPositions(WrittenPositions[TopicPartition]):
         async def first(unset: dict[TopicPartition, int]) -> None:
             await self.index.first_positions(self.agent, {field_of(tp): pos for tp, pos in unset.items()})
 
-        behind = await self.check(partitions, read, first)
+        behind = await self.check(partitions, read, first, lambda: confirm_primary(self.index.redis))
         return self._rewind(behind, {}) if behind else None
 
     def _rewind(self, behind: dict[TopicPartition, int], first: dict[TopicPartition, int]) -> Rewind:

@@ -39,7 +39,7 @@ from domain.rulebook import Rulebook
 from sinks.checkpoint import Checkpoint
 from sinks.kafka import KafkaSink, MessageTooLarge
 from sinks.list_changes import ListChangeWriter
-from sinks.redis_state import Fenced, SubjectStateSink
+from sinks.redis_state import Fenced, SubjectStateSink, confirm_primary
 from streams.codec import AvroCodec
 from streams.kafka import Committed
 from streams.runner import PositionAhead, Recorded, Rewind
@@ -351,10 +351,11 @@ class SubjectAgent:
             # batch would, docs/operations.md "Redis empty"), or more than its tail (re-read them)
             if any(pos is None and p in self.written.mine for p, pos in got.items()) \
                     and not await self.state.has_state():
-                raise self.state.state_lost()
+                await self.state.confirm_lost()  # StateLost, or transient if a replica answered
             return got
 
-        behind = await self.written.check(partitions, recorded, self.state.first_positions)
+        behind = await self.written.check(partitions, recorded, self.state.first_positions,
+                                          lambda: confirm_primary(self.state.redis))
         if not behind:
             return None
         log.warning("Redis is behind the log: re-feeding from the recorded positions", positions=behind,

@@ -55,11 +55,12 @@ import itertools
 import time
 from collections import OrderedDict
 from collections.abc import Collection, Mapping
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 import msgspec
 import orjson
 import structlog
+from redis.exceptions import RedisError
 
 from creditstream import metrics
 from domain.record_maps import persistent
@@ -85,6 +86,25 @@ return 1
 class StateLost(RuntimeError):
     """Redis has no state for a log the agent has already consumed: it restarted empty, or was
     flushed. Serving on would build half a state; the operator rebuilds with ``creditstream replay``."""
+
+
+class ReplicaAnswered(RedisError):
+    """A read found state or positions missing, and the server that answered is not a primary that
+    lacks them: a failover in progress (the old primary, made a replica of the new one, answers from
+    an emptied dataset while it loads the new one's; seen on Valkey 9.1). Transient: the batch or
+    the check is tried again, on connections made again (:func:`confirm_primary`)."""
+
+
+async def confirm_primary(redis) -> None:
+    """Before a read that found data missing is believed (the worker stops, or reads a partition
+    again from its start): drop the pool's connections, so that the next one reaches whatever the
+    endpoint names now, and ask that server its role (INFO, in the creditstream user's ACL).
+    :class:`ReplicaAnswered` unless it is a primary."""
+    await redis.connection_pool.disconnect()
+    role = (await redis.info("replication")).get("role")
+    if role != "master":
+        raise ReplicaAnswered(f"Redis answered a read with data missing as a {role or 'server of unknown role'} "
+                              f"(a failover in progress?): asked again later")
 
 
 class Fenced(RuntimeError):
@@ -321,6 +341,22 @@ class SubjectStateSink:
                          f"consumed: Redis restarted empty or was flushed. Rebuild it with "
                          f"`creditstream replay --switch` (workers stopped), then restart the workers.")
 
+    async def confirm_lost(self) -> NoReturn:
+        """The sentinel was missing where a state must exist. Before the worker stops and tells the
+        operator to rebuild everything, ask again (:func:`confirm_primary`): :class:`StateLost` only
+        if a primary lacks the sentinel; otherwise :class:`ReplicaAnswered`, transient.
+
+        Seen (tests/integration/test_redis_failover.py, Valkey 9.1, 1 run in 12 under load): the
+        subject agent's position check, on a connection that stayed with the old primary, read no
+        sentinel just after that primary was made a replica of the new one, and the worker stopped
+        with "Redis has no state ... rebuild it with `creditstream replay --switch`": a needless
+        stop, and a needless rebuild had the operator followed it."""
+        await confirm_primary(self.redis)
+        if await self.has_state():
+            raise ReplicaAnswered(f"the state's sentinel {self.keys.sentinel} was missing from one answer and is "
+                                  f"there on a new connection (a failover?): asked again")
+        raise self.state_lost()
+
     async def has_state(self) -> bool:
         """Whether the generation's sentinel is there (written by every batch: gone, Redis lost it all)."""
         return bool(await self.redis.exists(self.keys.sentinel))
@@ -366,7 +402,7 @@ class SubjectStateSink:
         n = len(parts)
         if resumed and raw[0] is None:
             await self.abort()
-            raise self.state_lost()
+            await self.confirm_lost()
         positions = {p: (int(v) if v is not None else None) for p, v in zip(parts, raw[1:1 + n])}
         outboxes = {p: decode_outbox(v) for p, v in zip(parts, raw[1 + n:1 + 2 * n]) if v}
         blobs = dict(zip(missing, raw[1 + 2 * n:]))

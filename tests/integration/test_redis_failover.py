@@ -73,3 +73,65 @@ async def test_a_worker_goes_on_after_a_failover_that_left_the_old_primary_read_
             if proc.returncode is None:
                 proc.terminate()
             await proc.wait()
+
+
+async def test_a_replica_answering_without_the_state_is_not_taken_for_a_lost_state(tmp_path, settings):
+    """The old primary, made a replica of the new one, answers from an emptied dataset while it loads
+    the new one's. Seen (Valkey 9.1, 1 run in 12 of the test above under load): the subject agent's
+    position check read no sentinel on a connection that stayed with it, and the worker stopped with
+    "Redis has no state ... rebuild it with `creditstream replay --switch`". Now a missing sentinel
+    is asked again on a new connection, of a server that says it is a primary: a replica's answer is
+    transient (ReplicaAnswered: the batch is retried), a primary's lack of it is StateLost as before."""
+    from creditstream.connections import redis_client
+    from sinks.keys import Keys
+    from sinks.redis_state import ReplicaAnswered, StateLost, SubjectStateSink
+
+    keys = Keys(settings.namespace)
+    empty, empty_client, empty_port = await redis_server(tmp_path, "empty")
+    replica, replica_client, _ = await redis_server(tmp_path, "replica")
+    primary, primary_client, primary_port = await redis_server(tmp_path, "primary")
+    await replica_client.execute_command("REPLICAOF", "127.0.0.1", empty_port)  # a replica, no data
+    await primary_client.set(keys.sentinel, b"1")
+    endpoint = Endpoint(0)
+    await endpoint.start()
+    clients = []
+
+    def sink_through(target: int) -> SubjectStateSink:
+        endpoint.target = target
+        client = redis_client(dataclasses.replace(settings, redis_url=f"redis://127.0.0.1:{endpoint.port}/0"),
+                              repeat_unanswered=False)
+        clients.append(client)
+        return SubjectStateSink(client, keys, cache_mb=0)
+
+    try:
+        # its connection with the replica; the endpoint moved to the primary meanwhile
+        sink = sink_through(_port_of(replica_client))
+        await sink.redis.ping()
+        endpoint.target = primary_port
+        with pytest.raises(ReplicaAnswered, match="there on a new connection"):
+            await sink.begin([], [0], resumed=True)
+        loaded = await sink.begin([], [0], resumed=True)  # the batch's retry: the primary's state
+        assert loaded.positions == {0: None}
+        await sink.abort()
+
+        # the endpoint still names the replica: asked again later, never "no state"
+        sink = sink_through(_port_of(replica_client))
+        with pytest.raises(ReplicaAnswered, match="as a slave"):
+            await sink.begin([], [0], resumed=True)
+
+        # a primary without the sentinel: Redis lost its state, the worker stops loudly as before
+        sink = sink_through(empty_port)
+        with pytest.raises(StateLost):
+            await sink.begin([], [0], resumed=True)
+    finally:
+        for client in (*clients, empty_client, replica_client, primary_client):
+            await client.aclose()
+        await endpoint.stop()
+        for proc in (empty, replica, primary):
+            if proc.returncode is None:
+                proc.terminate()
+            await proc.wait()
+
+
+def _port_of(client) -> int:
+    return client.connection_pool.connection_kwargs["port"]
