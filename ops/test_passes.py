@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 RUN_DIR = Path(".run")
+COPY_GRACE_S = 5.0
+"""How long a live pass's output is still copied after the pass ended."""
 NONE_SELECTED = 5
 """pytest's exit status when a pass selected no test: a failure in a whole run (a mark or a folder
 went wrong), not when the caller narrowed the run with pytest arguments of its own."""
@@ -152,9 +154,15 @@ class Lane:
                                                     stdin=subprocess.DEVNULL, start_new_session=True)
                 if self.stopping:  # stopped while this pass started
                     self.stop()
+                reader = None
                 if self.current.stdout is not None:
-                    _copy(self.current.stdout.fileno(), log)
+                    reader = threading.Thread(target=_copy, args=(self.current.stdout.fileno(), log), daemon=True)
+                    reader.start()
                 status = self.current.wait()
+                if reader is not None:
+                    # the rest of its output; not waited for beyond this: a process the pass left
+                    # running with the pipe as its output would hold it open
+                    reader.join(COPY_GRACE_S)
             self.outcomes[one.name] = Outcome(status, time.monotonic() - started)
 
     def start(self) -> None:

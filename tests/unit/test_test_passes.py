@@ -5,6 +5,7 @@ pass's report and exit status, fails when one fails, and stops every lane when i
 from __future__ import annotations
 
 import itertools
+import os
 import signal
 import subprocess
 import sys
@@ -178,3 +179,21 @@ def test_make_test_redis_selects_what_it_did_on_each_server_once():
             old = bool(marks & {"integration", "reliability"}) and not marks & {"slow", "kafka", "browser"}
             assert sum(_selects(p, marks, in_unit) for p in mine) == int(old), (server, marks)
     assert len(redis_server_lanes("python", [], {"x": "/x"}, serial=True)) == 1
+
+
+def test_a_process_a_live_pass_left_holding_its_output_does_not_hold_the_run(tmp_path, monkeypatch, capfd):
+    """The live pass's output is read through a pipe: a process it left running with that pipe as
+    its output (a server a test session failed to stop) kept the pipe open, and the run waited for
+    it. Now the copy is waited for ``COPY_GRACE_S`` after the pass ends."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(test_passes, "COPY_GRACE_S", 0.5)
+    left = ("import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']);"
+            " open('left.pid', 'w').write(str(p.pid)); print('pass done')")
+    started = time.monotonic()
+    try:
+        assert run([[_fake("a", left)]], narrowed=False) == 0
+        assert time.monotonic() - started < 10
+        assert "pass done" in capfd.readouterr().out
+    finally:
+        if (tmp_path / "left.pid").exists():
+            os.kill(int((tmp_path / "left.pid").read_text()), signal.SIGKILL)
