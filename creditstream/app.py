@@ -344,6 +344,20 @@ class Pipeline:
         log.info("pipeline stopped", took_s=round(loop.time() - t0, 2))
 
 
+async def stop_whole(pipeline: Pipeline) -> None:
+    """``pipeline.stop()`` run to its end even if this task is cancelled meanwhile, then the
+    cancellation raised. Faust's shutdown cancels the app's tasks while the agents stop: once they
+    had, ``run_pipeline`` went on to a stop that nothing shielded, and a cancellation there left the
+    worker's heartbeat key behind (no "pipeline stopped" in its log, exit 0): `replay --switch` and
+    `positions move` refused for 15 s, "1 worker(s) running" (seen in CI, test_redis_acl_e2e.py)."""
+    stopping = asyncio.ensure_future(pipeline.stop())
+    try:
+        await asyncio.shield(stopping)
+    except asyncio.CancelledError:
+        await stopping
+        raise
+
+
 def _worker_app_class():
     """A Faust app that starts no Kafka client of its own.
 
@@ -409,7 +423,7 @@ def create_faust_app(settings: Settings, agents: tuple[str, ...] = AGENTS, *, we
             await pipeline.start()
             await pipeline.wait()
         except asyncio.CancelledError:  # the worker is stopping (SIGTERM / Ctrl-C)
-            await asyncio.shield(pipeline.stop())
+            await stop_whole(pipeline)
             raise
         except Exception as exc:
             from creditstream.probes import kafka_authorization
@@ -422,10 +436,10 @@ def create_faust_app(settings: Settings, agents: tuple[str, ...] = AGENTS, *, we
                 log.error("pipeline failed: stopping the worker", reason=refused)
             else:
                 log.exception("pipeline failed; stopping the worker so its supervisor restarts it")
-            await pipeline.stop()
+            await stop_whole(pipeline)
             await app.crash(exc)  # the worker exits non-zero
             return
-        await pipeline.stop()
+        await stop_whole(pipeline)
 
     app.pipeline = pipeline
     return app

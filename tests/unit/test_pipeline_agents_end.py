@@ -86,3 +86,24 @@ async def test_agents_told_to_stop_end_quietly():
         await asyncio.wait_for(pipeline.wait(), 5)
         await asyncio.gather(*pipeline._tasks)
     assert [e for e in logs if e["log_level"] == "error"] == []
+
+
+async def test_a_stop_cancelled_half_way_still_runs_to_its_end():
+    """Faust's shutdown cancels the task that runs the pipeline while it stops: the stop goes on to
+    its end (the heartbeat removed), then the cancellation is raised (creditstream/app.py
+    ``stop_whole``)."""
+    from creditstream.app import stop_whole
+
+    ended = []
+
+    class _Slow:
+        async def stop(self) -> None:
+            await asyncio.sleep(0.2)
+            ended.append("stopped")
+
+    task = asyncio.create_task(stop_whole(_Slow()))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert ended == ["stopped"]
