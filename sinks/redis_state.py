@@ -90,9 +90,9 @@ class StateLost(RuntimeError):
 
 class ReplicaAnswered(RedisError):
     """A read found state or positions missing, and the server that answered is not a primary that
-    lacks them: a failover in progress (the old primary, made a replica of the new one, answers from
-    an emptied dataset while it loads the new one's; seen on Valkey 9.1). Transient: the batch or
-    the check is tried again, on connections made again (:func:`confirm_primary`)."""
+    lacks them: a failover in progress (a connection that stayed with the old primary, now a replica,
+    answers with that replica's data, not the primary's). Transient: the batch or the check is tried
+    again, on connections made again (:func:`confirm_primary`)."""
 
 
 async def confirm_primary(redis) -> None:
@@ -346,11 +346,12 @@ class SubjectStateSink:
         operator to rebuild everything, ask again (:func:`confirm_primary`): :class:`StateLost` only
         if a primary lacks the sentinel; otherwise :class:`ReplicaAnswered`, transient.
 
-        Seen (tests/integration/test_redis_failover.py, Valkey 9.1, 1 run in 12 under load): the
-        subject agent's position check, on a connection that stayed with the old primary, read no
-        sentinel just after that primary was made a replica of the new one, and the worker stopped
-        with "Redis has no state ... rebuild it with `creditstream replay --switch`": a needless
-        stop, and a needless rebuild had the operator followed it."""
+        Why: after a failover (tests/integration/test_redis_failover.py, Valkey 9.1, 1 run in 12
+        under load) a worker stopped with "Redis has no state ... rebuild it with `creditstream
+        replay --switch`". There the new primary itself turned out to lack the state (the test's
+        set-up had lost it; the worker was right), but a worker may read on a connection still held
+        by the demoted primary, and a replica's answer is no ground for a stop and a rebuild.
+        tests/integration/test_redis_failover.py has a replica answer without the state."""
         await confirm_primary(self.redis)
         if await self.has_state():
             raise ReplicaAnswered(f"the state's sentinel {self.keys.sentinel} was missing from one answer and is "

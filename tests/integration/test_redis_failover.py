@@ -85,12 +85,11 @@ async def test_a_worker_goes_on_after_a_failover_that_left_the_old_primary_read_
 
 
 async def test_a_replica_answering_without_the_state_is_not_taken_for_a_lost_state(tmp_path, settings):
-    """The old primary, made a replica of the new one, answers from an emptied dataset while it loads
-    the new one's. Seen (Valkey 9.1, 1 run in 12 of the test above under load): the subject agent's
-    position check read no sentinel on a connection that stayed with it, and the worker stopped with
-    "Redis has no state ... rebuild it with `creditstream replay --switch`". Now a missing sentinel
-    is asked again on a new connection, of a server that says it is a primary: a replica's answer is
-    transient (ReplicaAnswered: the batch is retried), a primary's lack of it is StateLost as before."""
+    """A worker's connection that stayed with a server now a replica reads that replica's data, not
+    the primary's. A missing sentinel stopped the worker at once ("Redis has no state ... rebuild it
+    with `creditstream replay --switch`"), whoever answered. Now it is asked again on a new
+    connection, of a server that says it is a primary: a replica's answer is transient
+    (ReplicaAnswered: the batch is retried), a primary's lack of it is StateLost as before."""
     from creditstream.connections import redis_client
     from sinks.keys import Keys
     from sinks.redis_state import ReplicaAnswered, StateLost, SubjectStateSink
