@@ -74,6 +74,10 @@ class AgentEnded(RuntimeError):
     """An agent's task ended while the pipeline runs and nobody told it to stop."""
 
 
+def _agent_name(task: asyncio.Task) -> str:
+    return task.get_name().removeprefix("agent:")  # (Pipeline._start_agents names them so)
+
+
 class Pipeline:
     """Every agent of one worker process, started and stopped together."""
 
@@ -265,11 +269,11 @@ class Pipeline:
         exc = task.exception()
         if exc is not None:
             # one line, no traceback: the worker's own handler logs the failure (creditstream worker)
-            log.error("agent failed: the pipeline stops", agent=task.get_name().removeprefix("agent:"),
+            log.error("agent failed: the pipeline stops", agent=_agent_name(task),
                       error=f"{type(exc).__name__}: {str(exc)[:300]}")
         else:
             log.error("agent ended without being told to stop: the pipeline stops",
-                      agent=task.get_name().removeprefix("agent:"))
+                      agent=_agent_name(task))
 
     async def wait(self) -> None:
         """Run until stopped; an agent that dies takes the pipeline down (the supervisor restarts it),
@@ -282,7 +286,7 @@ class Pipeline:
                 if not t.cancelled() and t.exception():
                     raise t.exception()
             if not self._stop_asked:
-                ended = sorted(t.get_name().removeprefix("agent:") for t in done)
+                ended = sorted(_agent_name(t) for t in done)
                 raise AgentEnded(f"agent(s) {', '.join(ended)} ended without being told to stop")
 
     def stop_soon(self) -> None:
