@@ -152,17 +152,19 @@ def core_stages(inputs: list[tuple[str, bytes]], round_every: int = 1000, batch:
     and decode (the internal log's hop), the subject's stored state decoded (every subject known
     before is read from its stored bytes, as the worker reads it from Redis or its cache), the rules
     step, the new state encoded as the worker stores it (a subject stored split, past ``SPLIT_RECORDS``
-    records, is held as objects between its inputs, as a worker's cache holds it), the batch's
-    objects freed when it ends (the inputs, events and both states of every subject it touched: in
-    the worker this shows as the agent's ``process`` returning), and a collector round every
+    records, is held as objects between its inputs, as a worker's cache holds it) and both its
+    states let go (counted with the store), the batch's objects freed when it ends (its inputs and
+    events: in the worker this shows as the agent's ``process`` returning), and a collector round every
     ``round_every`` inputs (creditstream/heap.py). The worker's CPU per event minus this
     is its plumbing: fetch, produce, the Redis transaction, batching, metrics.
 
-    As the agents do, each stage runs over a whole batch of ``batch`` inputs before the next stage
-    (agents/ingest.py, agents/subject.py): a stage's code stays in the CPU's caches. ``batch=1``
-    runs every input through all the stages before the next input (the ingest agent's shape before
-    the eighteenth session; docs/performance.md). A subject's inputs within one batch are stepped in
-    order, its state loaded once before the batch and stored once after it, as the worker does."""
+    As the agents do, the stages up to the subject event's decode each run over a whole batch of
+    ``batch`` inputs before the next stage (agents/ingest.py): a stage's code stays in the CPU's
+    caches. ``batch=1`` runs every input through all the stages before the next input (the ingest
+    agent's shape before the eighteenth session; docs/performance.md). Then, as the subject agent
+    does, subject by subject: its state loaded, its inputs of the batch stepped in order, the new
+    state stored and let go before the next subject (its objects used and freed while they are in
+    the CPU's caches; the thirty-eighth session)."""
     import gc
 
     from creditstream.connections import make_codec
@@ -209,35 +211,37 @@ def core_stages(inputs: list[tuple[str, bytes]], round_every: int = 1000, batch:
             read = [events.decode(data) for data in logged]
             t5 = clock_()
             spent["subject_event_decode"] += t5 - t4
-            states: dict[str, dict | None] = {}
+            # subject by subject, as the subject agent does (agents/subject.py): its state decoded, its
+            # inputs stepped in order, the new state stored and let go before the next subject
+            by_subject: dict[str, list] = {}
             for event in read:
-                if event.subject not in states:
-                    state = held.get(event.subject)
-                    if state is None:
-                        raw_state = stored.get(event.subject)
-                        state = decode_state(raw_state) if raw_state is not None else None
-                    states[event.subject] = state
-            loaded = dict(states)
-            t6 = clock_()
-            spent["state_load"] += t6 - t5
-            touched: dict[str, frozenset[str] | None] = {}
-            result = None
-            for event in read:
-                result = step(states[event.subject], event, rules, cal)
-                states[event.subject] = result.state
-                was = touched.get(event.subject, frozenset())
-                touched[event.subject] = None if was is None or result.touched is None else was | result.touched
-            t7 = clock_()
-            spent["step"] += t7 - t6
-            for sid, changed in touched.items():
-                written = encode_stored(states[sid], loaded[sid], base_split=sid in held, changed=changed)
+                by_subject.setdefault(event.subject, []).append(event)
+            t6 = t5
+            for sid, subject_events in by_subject.items():
+                state = held.get(sid)
+                if state is None:
+                    raw_state = stored.get(sid)
+                    state = decode_state(raw_state) if raw_state is not None else None
+                loaded = state
+                t6b = clock_()
+                spent["state_load"] += t6b - t6
+                touched: frozenset[str] | None = frozenset()
+                for event in subject_events:
+                    result = step(state, event, rules, cal)
+                    state = result.state
+                    touched = None if touched is None or result.touched is None else touched | result.touched
+                t7 = clock_()
+                spent["step"] += t7 - t6b
+                written = encode_stored(state, loaded, base_split=sid in held, changed=touched)
                 stored[sid] = written.head
                 if written.split:  # its head alone is not the state: held as objects (its parts are written)
-                    held[sid] = persistent(states[sid])
-            spent["state_store"] += clock_() - t7
+                    held[sid] = persistent(state)
+                del state, loaded, result
+                t6 = clock_()
+                spent["state_store"] += t6 - t7
             before, n = n, n + len(read)
             t8 = clock_()
-            del decoded, valid, made, logged, read, states, loaded, touched, result  # as a batch ends in the worker
+            del decoded, valid, made, logged, read, by_subject  # as a batch ends in the worker
             spent["batch_end"] += clock_() - t8
             if n // round_every > before // round_every:
                 spent["gc_rounds"] += collect_and_freeze()[1]

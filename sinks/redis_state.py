@@ -54,7 +54,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections import OrderedDict
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import NamedTuple, NoReturn
 
 import msgspec
@@ -66,7 +66,18 @@ from creditstream import metrics
 from domain.record_maps import persistent
 from sinks.kafka import OutMessage
 from sinks.keys import Keys
-from sinks.state_codec import STATE_FORMATS, Stored, decode_state, encode_stored, is_split, join, split_due, state_json
+from sinks.state_codec import (
+    SPLIT,
+    STATE_FORMATS,
+    StateFormatError,
+    Stored,
+    decode_state,
+    encode_stored,
+    is_split,
+    join,
+    split_due,
+    state_json,
+)
 
 log = structlog.get_logger("creditstream.sinks.redis_state")
 
@@ -111,8 +122,51 @@ class Fenced(RuntimeError):
     """Another worker wrote these partitions since this batch read them: the batch is dropped."""
 
 
+class StatesRead(Mapping[str, "dict | None"]):
+    """The states a batch read (``SubjectStateSink.begin``), each decoded only when it is asked for.
+
+    :meth:`take` hands one over and keeps nothing of it, so that the agent decodes a subject's
+    state, steps its inputs, stores the result and lets it go before the next subject: a state's
+    objects are used and freed while they are in the CPU's caches. Decoded all at once before the
+    batch's steps, stored all at once after them and freed at the batch's end, a state of a batch
+    of 500 subjects had left the caches each time (in process over the benchmark's inputs: the
+    states' load, step, store and free 119-124 us per input stage by stage, 92-94 subject by subject;
+    docs/performance.md, thirty-eighth session).
+
+    ``[]`` and ``get`` decode too, and keep what they decoded (for callers that read a state more
+    than once)."""
+
+    def __init__(self, decoded: dict[str, dict | None], pending: dict[str, bytes],
+                 decode: Callable[[str, bytes], dict]):
+        self._decoded = decoded  # states decoded in begin() (held as objects, stored split), None if absent
+        self._pending = pending  # subject -> its state's JSON text, not decoded yet
+        self._decode = decode
+
+    def take(self, subject_id: str) -> dict | None:
+        """The subject's state as read (None: it has none), not kept here (KeyError if not read)."""
+        text = self._pending.pop(subject_id, None)
+        if text is not None:
+            return self._decode(subject_id, text)
+        return self._decoded.pop(subject_id)
+
+    def __getitem__(self, subject_id: str) -> dict | None:
+        text = self._pending.pop(subject_id, None)
+        if text is not None:
+            self._decoded[subject_id] = self._decode(subject_id, text)
+        return self._decoded[subject_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*self._decoded, *self._pending])
+
+    def __len__(self) -> int:
+        return len(self._decoded) + len(self._pending)
+
+    def __contains__(self, subject_id: object) -> bool:
+        return subject_id in self._decoded or subject_id in self._pending
+
+
 class Loaded(NamedTuple):
-    states: dict[str, dict | None]
+    states: StatesRead
     positions: dict[int, int | None]     # partition -> next offset to apply (None: never written)
     outboxes: dict[int, list[OutMessage]]  # partition -> messages its last batch may not have produced
 
@@ -129,6 +183,9 @@ def decode_outbox(raw: bytes) -> list[OutMessage]:
     return [OutMessage(t, v, k, list(h), None, ts) for t, v, k, h, ts in _outbox_decoder.decode(raw)]
 
 
+_SPLIT_MARK = orjson.dumps(SPLIT)
+"""In the JSON text of every head of a state stored split (its marker's key); a state's text without
+it is a state stored whole (one with it may be either: decoded to tell)."""
 # a state as Python objects takes about this many times its JSON size in memory
 _OBJECTS_PER_JSON_BYTE = 4
 # what holding one entry costs besides the state (the entry's tuple, the LRU's node, the id)
@@ -186,12 +243,16 @@ class StateCache:
         return partition in self._written
 
     def get(self, subject_id: str, partition: int) -> dict | None:
+        held = self.held(subject_id, partition)
+        return decode_state(held) if held.__class__ is bytes else held  # type: ignore[arg-type, return-value]
+
+    def held(self, subject_id: str, partition: int) -> dict | bytes | None:
+        """The subject's entry as held (a state, or its stored bytes), if current for ``partition``."""
         entry = self._entries.get(subject_id)
         if entry is None or entry[0] != partition or entry[1] != self._epoch.get(partition):
             return None
         self._entries.move_to_end(subject_id)
-        held = entry[2]
-        return decode_state(held) if held.__class__ is bytes else held
+        return entry[2]
 
     def confirm(self, partition: int, position: int | None) -> bool:
         """True if ``position`` (read from Redis under WATCH) is the one this worker wrote last;
@@ -313,8 +374,9 @@ class SubjectStateSink:
         self.cache = StateCache(cache_mb * 1024 * 1024)
         self._warned: dict[str, float] = {}  # subject -> when its state was last logged as too large to hold
         self._partition_of: Mapping[str, int] = {}
-        self._read: dict[str, tuple[int, dict, int]] = {}
+        self._read: dict[str, tuple[int, dict | bytes, int]] = {}
         self._base: dict[str, tuple[dict, bool]] = {}  # subject -> (state at begin(), stored split)
+        self._blobs: dict[str, bytes] = {}  # subject -> stored bytes read, of a state not decoded yet
         self._reset()
 
     def _reset(self) -> None:
@@ -385,12 +447,13 @@ class SubjectStateSink:
         self._partition_of = partition_of or {}
         self._read = {}
         self._base = {}
+        self._blobs = {}
         cache = self.cache
-        held: dict[str, dict] = {}
+        held: dict[str, dict | bytes] = {}  # a state held as objects, or its stored bytes
         if partition_of:
             for s in ids:
                 p = partition_of.get(s)
-                if p is not None and cache.trusted(p) and (st := cache.get(s, p)) is not None:
+                if p is not None and cache.trusted(p) and (st := cache.held(s, p)) is not None:
                     held[s] = st
         missing = [s for s in ids if s not in held]
         self._pipe = pipe = self.redis.pipeline(transaction=True)
@@ -419,17 +482,26 @@ class SubjectStateSink:
         cache.hits += len(held)
         cache.misses += len(blobs)
         states: dict[str, dict | None] = {}
+        pending: dict[str, bytes] = {}  # subject -> its state's JSON text, decoded when the agent takes it
         read: dict[str, tuple[dict | None, int, bool]] = {}  # subject -> (state, JSON size, stored split)
         for s in ids:
-            if s in held:
-                states[s] = held[s] = persistent(held[s])  # a held state that grew past PERSISTENT_FROM
-                self._base[s] = (held[s], split_due(held[s]))  # what this sink wrote, split by the rule
+            h = held.get(s)
+            if h.__class__ is bytes:  # a state stored whole, held as its stored bytes
+                pending[s] = state_json(h)  # type: ignore[arg-type]
+                continue
+            if h is not None:
+                states[s] = state = persistent(h)  # a held state that grew past PERSISTENT_FROM
+                self._base[s] = (state, split_due(state))  # what this sink wrote, split by the rule
                 continue
             v = blobs[s]
             if v is None:
                 states[s] = None
                 continue
             text = state_json(v)  # compact or JSON (sinks/state_codec.py)
+            if _SPLIT_MARK not in text:  # stored whole (a head stored split has its marker): decoded when taken
+                pending[s] = text
+                self._blobs[s] = v
+                continue
             read[s] = (orjson.loads(text), len(text), False)
         # hot subjects: head and parts read again together, all of them in one MULTI/EXEC
         # (read_split); if another writer committed since the MGET above, the commit is fenced anyway
@@ -452,7 +524,23 @@ class SubjectStateSink:
             # version wrote whole is read again until it is written split)
             if p is not None and was_split == split_due(state):
                 self._read[s] = (p, whole.get(s, state), size)
-        return Loaded(states, positions, outboxes)
+        return Loaded(StatesRead(states, pending, self._take), positions, outboxes)
+
+    def _take(self, subject_id: str, text: bytes) -> dict:
+        """A state stored whole, decoded when the agent takes it (:class:`StatesRead`); read from
+        Redis (not held), it is held after the commit as its stored bytes if this sink would store it
+        so (at most ``SPLIT_RECORDS`` records). It is no base for ``add()``: a state stored whole is
+        written whole, or split with every part."""
+        state = orjson.loads(text)
+        if is_split(state):
+            raise StateFormatError(f"the state of {self.keys.storage_id(subject_id)} was read as stored whole, "
+                                   f"but it is the head of a state stored split")
+        state = persistent(state)
+        blob = self._blobs.pop(subject_id, None)
+        p = self._partition_of.get(subject_id)
+        if blob is not None and p is not None and not split_due(state):
+            self._read[subject_id] = (p, blob, len(text))
+        return state  # type: ignore[no-any-return]
 
     async def abort(self) -> None:
         if self._pipe is not None:
@@ -604,6 +692,7 @@ class SubjectStateSink:
         self._reset()
         self._read = {}
         self._base = {}
+        self._blobs = {}
 
     async def clear_outbox(self, positions: dict[int, int]) -> None:
         """Step 4: the outboxes this batch wrote are produced; delete them where still ours."""

@@ -144,3 +144,34 @@ async def test_states_are_stored_compact_and_legacy_json_is_read(settings, redis
     loaded = await legacy.begin([A], {0: 2}, partition_of={A: 0})  # a JSON writer reads compact states
     assert loaded.states[A] == dict(state, n=2)
     await legacy.abort()
+
+
+async def test_a_state_read_and_taken_is_held_though_the_batch_did_not_change_it(settings, redis):
+    """A state is decoded only when the agent takes it (``StatesRead.take``: subject by subject);
+    one taken is held after the commit as what Redis has, changed by the batch or not."""
+    await batch(SubjectStateSink(redis, keys_of(settings)), {A: {"id": A, "n": 1}}, 0, 0, 5)
+    sink = SubjectStateSink(redis, keys_of(settings))  # a worker that has not read A yet
+    loaded = await sink.begin([A, B], {0: 5}, partition_of={A: 0, B: 0})
+    assert sink.cache.misses == 2 and set(loaded.states) == {A, B}
+    assert loaded.states.take(A) == {"id": A, "n": 1}  # its inputs were re-sends: nothing to write
+    assert loaded.states.take(B) is None
+    with pytest.raises(KeyError):
+        loaded.states.take(A)  # handed over, not kept
+    sink.add(B, {"id": B, "n": 1}, new=True)
+    sink.set_position(0, 7)
+    await sink.commit()
+    await redis.delete(keys_of(settings).subject(A))
+    loaded = await sink.begin([A], {0: 7}, partition_of={A: 0})
+    assert loaded.states.take(A) == {"id": A, "n": 1} and sink.cache.hits == 1  # held, not read
+    await sink.abort()
+
+
+async def test_a_state_stored_whole_that_says_split_is_read_whole(settings, redis):
+    """A state stored whole is told from the head of a state stored split without decoding it, by
+    the head's marker; a state whose text has the marker's word elsewhere is decoded to tell."""
+    state = {"id": A, "n": 1, "note": "split", "fields": {"split": True}}
+    await batch(SubjectStateSink(redis, keys_of(settings)), {A: state}, 0, 0, 5)
+    sink = SubjectStateSink(redis, keys_of(settings))
+    loaded = await sink.begin([A], {0: 5}, partition_of={A: 0})
+    assert loaded.states.take(A) == state
+    await sink.abort()
