@@ -3,7 +3,8 @@
 :class:`SubjectStateSink` holds one batch of the subject agent (numbered as in docs/operations.md):
 
 1. ``begin()``: WATCH the position keys of the batch's partitions, then read (one MGET) the
-   sentinel, the positions, the outboxes and every subject the batch touches;
+   sentinel, the positions, the outboxes and every subject the batch touches (each state decoded
+   only when the agent takes it: :class:`StatesRead`);
 2. the agent computes, buffering with ``add()``, ``add_to_list()``, ``schedule()``, ``count()``,
    ``set_position()``, ``set_outbox()``;
 3. ``commit()``: MULTI/EXEC of the states, memberships, due instants, counters, the position
