@@ -183,6 +183,7 @@ def core_stages(inputs: list[tuple[str, bytes]], round_every: int = 1000, batch:
     spent = dict.fromkeys(STAGES, 0.0)
     clock_ = time.perf_counter
     n = 0
+    loads = 0  # states loaded (a subject seen in an earlier batch)
     was_enabled = gc.isenabled()
     collect_and_freeze()
     gc.disable()
@@ -222,6 +223,7 @@ def core_stages(inputs: list[tuple[str, bytes]], round_every: int = 1000, batch:
                 if state is None:
                     raw_state = stored.get(sid)
                     state = decode_state(raw_state) if raw_state is not None else None
+                loads += state is not None
                 loaded = state
                 t6b = clock_()
                 spent["state_load"] += t6b - t6
@@ -253,7 +255,7 @@ def core_stages(inputs: list[tuple[str, bytes]], round_every: int = 1000, batch:
             gc.disable()
     per = {k: round(v / max(n, 1) * 1e6, 1) for k, v in spent.items()}
     return {"core_us_per_event": round(sum(spent.values()) / max(n, 1) * 1e6, 1), "core_stage_us": per,
-            "core_inputs": n, "core_subjects_split": len(held), "core_batch": batch}
+            "core_inputs": n, "core_states_loaded": loads, "core_subjects_split": len(held), "core_batch": batch}
 
 
 def main(argv=None) -> int:

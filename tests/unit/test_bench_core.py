@@ -28,8 +28,11 @@ def test_a_subject_seen_before_is_read_back_from_its_stored_state():
     few = core_stages(generate(200, 200, seed=5), batch=20)   # (nearly) one input per subject
     many = core_stages(generate(200, 20, seed=5), batch=20)   # ten per subject: each batch reads them back
     one = core_stages(generate(200, 20, seed=5), batch=200)   # ten per subject, all in one batch: none stored before
-    assert many["core_stage_us"]["state_load"] > few["core_stage_us"]["state_load"]
-    assert many["core_stage_us"]["state_load"] > one["core_stage_us"]["state_load"]
+    # counted, not timed: under CI's load one preemption of a few ms outweighs 200 inputs' loads
+    # (timed, "few" once took 55.3 us per input against "many"'s 39.4)
+    assert few["core_states_loaded"] < many["core_states_loaded"]  # 68 against 107 (the inputs are seeded)
+    assert one["core_states_loaded"] == 0
+    assert one["core_stage_us"]["state_load"] < many["core_stage_us"]["state_load"]
 
 
 def test_batches_of_one_input_and_of_many_count_the_same_inputs():
