@@ -115,8 +115,8 @@ async def test_a_killed_redrive_rerun_redrives_each_dead_letter_once(pipeline, d
         return 20 <= await redis.hlen(audit) < total - 20
 
     # one at a time: sent, its acknowledgement awaited and recorded (default 500: over at once). With 5
-    # at a time a CI run under load finished all 400 before this test's loop, busy with the pipeline
-    # applying the re-driven inputs, polled again ("finished before it could be killed")
+    # at a time, a CI run under load saw all 400 re-driven before the kill ("finished before it could
+    # be killed"; likely while this test's loop was busy with the pipeline applying the re-driven inputs)
     proc = _start(settings, "dlq", "redrive", "--reason", "negative-amount", "--window", "1")
     await _kill_when(proc, some_redriven)
     done_before = {k.decode() for k in await redis.hkeys(audit)}
