@@ -243,10 +243,6 @@ class StateCache:
     def trusted(self, partition: int) -> bool:
         return partition in self._written
 
-    def get(self, subject_id: str, partition: int) -> dict | None:
-        held = self.held(subject_id, partition)
-        return decode_state(held) if held.__class__ is bytes else held  # type: ignore[arg-type, return-value]
-
     def held(self, subject_id: str, partition: int) -> dict | bytes | None:
         """The subject's entry as held (a state, or its stored bytes), if current for ``partition``."""
         entry = self._entries.get(subject_id)
@@ -488,7 +484,7 @@ class SubjectStateSink:
         for s in ids:
             h = held.get(s)
             if h.__class__ is bytes:  # a state stored whole, held as its stored bytes
-                pending[s] = state_json(h)  # type: ignore[arg-type]
+                pending[s] = state_json(h)
                 continue
             if h is not None:
                 states[s] = state = persistent(h)  # a held state that grew past PERSISTENT_FROM
@@ -541,7 +537,7 @@ class SubjectStateSink:
         p = self._partition_of.get(subject_id)
         if blob is not None and p is not None and not split_due(state):
             self._read[subject_id] = (p, blob, len(text))
-        return state  # type: ignore[no-any-return]
+        return state
 
     async def abort(self) -> None:
         if self._pipe is not None:

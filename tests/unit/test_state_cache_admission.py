@@ -21,17 +21,17 @@ def test_everything_comes_in_while_there_is_room():
     cache = cache_of(10)
     write(cache, 1, *(f"s{i}" for i in range(10)))
     assert len(cache) == 10 and cache.declined == 0
-    assert cache.get("s3", 0) == {"id": "s3"}
+    assert cache.held("s3", 0) == {"id": "s3"}
 
 
 def test_once_full_a_subject_comes_in_on_its_second_touch():
     cache = cache_of(10)
     write(cache, 1, *(f"s{i}" for i in range(10)))
     write(cache, 2, "busy")  # full: declined, remembered
-    assert cache.get("busy", 0) is None and cache.declined == 1
+    assert cache.held("busy", 0) is None and cache.declined == 1
     write(cache, 3, "busy")  # touched again: in, the least recently used out
-    assert cache.get("busy", 0) == {"id": "busy"}
-    assert len(cache) == 10 and cache.get("s0", 0) is None
+    assert cache.held("busy", 0) == {"id": "busy"}
+    assert len(cache) == 10 and cache.held("s0", 0) is None
     write(cache, 4, "busy")  # held: replaced in place, nothing declined
     assert cache.declined == 1
 
@@ -42,7 +42,7 @@ def test_subjects_touched_once_do_not_churn_a_full_cache():
     for n in range(5000):
         write(cache, 2 + n, f"once{n}")
     assert cache.declined == 5000
-    assert all(cache.get(f"s{i}", 0) is not None for i in range(10))  # what it held stays
+    assert all(cache.held(f"s{i}", 0) is not None for i in range(10))  # what it held stays
 
 
 def test_the_memory_of_declined_subjects_is_bounded():
@@ -53,17 +53,17 @@ def test_the_memory_of_declined_subjects_is_bounded():
     recent = cache._recent  # noqa: SLF001
     assert len(recent._new) + len(recent._old) <= 2 * recent.size  # noqa: SLF001
     write(cache, 30_000, "once0")  # declined long ago: forgotten, declined again
-    assert cache.get("once0", 0) is None
+    assert cache.held("once0", 0) is None
 
 
 def test_a_state_held_as_its_stored_bytes_counts_its_bytes_and_is_read_back():
-    from sinks.state_codec import encode_state
+    from sinks.state_codec import decode_state, encode_state
 
     cache = cache_of(10)
     stored = {sid: encode_state({"id": sid, "names": ["某公司"] * 50}) for sid in (f"b{i}" for i in range(100))}
     cache.written({0: 1}, {sid: (0, raw, STATE_BYTES) for sid, raw in stored.items()})
     assert len(cache) == 100 and cache.declined == 0  # ten states' room as objects, a hundred as bytes
-    assert cache.get("b7", 0) == {"id": "b7", "names": ["某公司"] * 50}
+    assert decode_state(cache.held("b7", 0)) == {"id": "b7", "names": ["某公司"] * 50}
 
 
 def test_a_state_grown_past_the_budget_leaves_the_cache_with_its_older_state():
@@ -72,13 +72,13 @@ def test_a_state_grown_past_the_budget_leaves_the_cache_with_its_older_state():
     # inputs to it and wrote the result over every record since (found with a hot subject)
     cache = cache_of(10)
     cache.written({0: 1}, {"hot": (0, {"id": "hot", "n": 1}, STATE_BYTES)})
-    assert cache.get("hot", 0) == {"id": "hot", "n": 1}
+    assert cache.held("hot", 0) == {"id": "hot", "n": 1}
     too_large = cache.max_bytes // 4 + 1  # JSON bytes whose objects take more than the budget
     reported = cache.written({0: 2}, {"hot": (0, {"id": "hot", "n": 2}, too_large)})
-    assert cache.get("hot", 0) is None and len(cache) == 0
+    assert cache.held("hot", 0) is None and len(cache) == 0
     assert reported == [("hot", memory_of({}, too_large))]
     reported = cache.written({0: 3}, {"hot": (0, {"id": "hot", "n": 3}, STATE_BYTES)})  # small again: held again
-    assert cache.get("hot", 0) == {"id": "hot", "n": 3} and reported == []
+    assert cache.held("hot", 0) == {"id": "hot", "n": 3} and reported == []
 
 
 def test_a_large_state_comes_in_when_its_subject_is_touched_again_and_the_others_make_room():
@@ -86,10 +86,10 @@ def test_a_large_state_comes_in_when_its_subject_is_touched_again_and_the_others
     write(cache, 1, *(f"s{i}" for i in range(10)))
     large = STATE_BYTES * 4  # its objects: about 4 of the 10 states' room, over a quarter of the budget
     cache.written({0: 2}, {"hot": (0, {"id": "hot", "n": 1}, large)})
-    assert cache.get("hot", 0) is None and cache.declined == 1  # touched once: not taken in
+    assert cache.held("hot", 0) is None and cache.declined == 1  # touched once: not taken in
     cache.written({0: 3}, {"hot": (0, {"id": "hot", "n": 2}, large)})  # its next batch: a hot subject
-    assert cache.get("hot", 0) == {"id": "hot", "n": 2}
-    assert cache.get("s0", 0) is None and cache.get("s9", 0) == {"id": "s9"}  # the oldest went first
+    assert cache.held("hot", 0) == {"id": "hot", "n": 2}
+    assert cache.held("s0", 0) is None and cache.held("s9", 0) == {"id": "s9"}  # the oldest went first
     assert cache._bytes <= cache.max_bytes  # noqa: SLF001
     cache.written({0: 4}, {"hot": (0, {"id": "hot", "n": 3}, large)})  # held: replaced at once
-    assert cache.get("hot", 0) == {"id": "hot", "n": 3}
+    assert cache.held("hot", 0) == {"id": "hot", "n": 3}
