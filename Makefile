@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 CORE   := .build/core/SOURCES
 PYTEST_ARGS ?=
 
-.PHONY: install lint demo test test-registry test-redis test-all reliability bench bench-checks bench-latency bench-scale bench-profile bench-core bench-instructions bench-broker worker stack-up stack-down clean help
+.PHONY: install lint demo test test-registry test-redis test-all reliability bench bench-checks bench-latency bench-scale bench-profile bench-ceiling bench-core bench-instructions bench-broker worker stack-up stack-down clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -111,6 +111,9 @@ bench-scale: install  ## the pipeline alone as subjects grow (SCALE=10000,100000
 
 bench-profile: install  ## one pipeline run with py-spy on the worker: its time by area (rules core vs plumbing)
 	$(BIN)/python -m bench.bench --profile --size $(SIZE) --subjects $$(( $(SIZE) / 2 )) --broker $(BROKER)
+
+bench-ceiling: install  ## the pipeline beside itself with its domain work stood in for (bench/ceiling.py), with the Faust forward, in RUNS rounds: what the plumbing alone allows (SIZE events over SIZE/2 subjects)
+	$(BIN)/python -m bench.bench --ceiling --size $(SIZE) --subjects $$(( $(SIZE) / 2 )) --runs $(RUNS) --broker $(BROKER)
 
 bench-core: install  ## the rules core alone: cost of one input as a subject grows to 100 / 1,000 / 5,000 records
 	$(BIN)/python -m bench.core

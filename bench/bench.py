@@ -38,6 +38,12 @@ little of the machine it measures.
 subject, generated and produced in chunks): events/s, us per event, peak RSS and Redis bytes per
 subject at each scale.
 
+``--ceiling``: the pipeline beside itself with its domain work replaced by stand-ins
+(bench/ceiling.py), in rounds with the Faust forward: the real pipeline; the subject stage stood in
+for (the rules step, and so a small state to load and store); all of the domain stood in for
+(validation too). What the plumbing alone allows, and what each part of the domain costs as the
+worker pays for it.
+
 Prints a table, then one line of JSON (the last line).
 """
 
@@ -269,8 +275,10 @@ async def wait_until(check, target: int, timeout: float, proc_list=(), on_first=
 
 # --------------------------------------------------------------------------------------------- runs
 async def pipeline_run(info, tag: str, events, *, workers: int = 1, kill_at: float | None = None,
-                       generated: tuple[int, int] | None = None) -> dict:
-    """``events``, or ``generated=(size, subjects)`` produced chunk by chunk."""
+                       generated: tuple[int, int] | None = None, stand_in: str | None = None) -> dict:
+    """``events``, or ``generated=(size, subjects)`` produced chunk by chunk. ``stand_in``: the
+    workers' domain work replaced (bench/ceiling.py: ``subject`` or ``domain``)."""
+    worker = ["-m", "bench.ceiling", stand_in, "worker"] if stand_in else ["-m", "creditstream.cli", "worker"]
     s = settings_for(info, tag)
     if generated is not None:
         await produce_generated(s, *generated)
@@ -281,8 +289,7 @@ async def pipeline_run(info, tag: str, events, *, workers: int = 1, kill_at: flo
     used_before = await redis_used_memory(s)
     forks_before = await redis_forks(s)
     t_spawn = time.monotonic()
-    procs = [spawn(["-m", "creditstream.cli", "worker"], env_for(s), RUN_DIR / tag / f"worker{i}.log")
-             for i in range(workers)]
+    procs = [spawn(worker, env_for(s), RUN_DIR / tag / f"worker{i}.log") for i in range(workers)]
     out: dict = {}
     try:
         n = len(events)
@@ -295,7 +302,7 @@ async def pipeline_run(info, tag: str, events, *, workers: int = 1, kill_at: flo
             procs[0].wait()
             before = await progress()
             t_restart = time.monotonic()
-            procs[0] = spawn(["-m", "creditstream.cli", "worker"], env_for(s), RUN_DIR / tag / "worker0.log")
+            procs[0] = spawn(worker, env_for(s), RUN_DIR / tag / "worker0.log")
             await produce(s, events[:1])
             t_next, _, _ = await wait_until(lambda: _above(progress, before), 1, 120, procs)
             out["restart_after_kill_s"] = t_next - t_restart
@@ -540,7 +547,7 @@ async def main(args) -> dict:
     from ops.stack import Stack
 
     hot: dict = {}
-    if args.hot and not (args.scale or args.latency_only or args.profile or args.checks_only):
+    if args.hot and not (args.scale or args.latency_only or args.profile or args.checks_only or args.ceiling):
         from bench.core import hot_subject
 
         # in process, before the stack starts: a broker or Redis busy in the background (an AOF
@@ -617,6 +624,9 @@ async def main(args) -> dict:
             r = await profile_run(info, f"b{stamp}s", events)
             results.update(size=args.size, subjects=args.subjects, profiled_events_per_s=r["events_per_s"],
                            profile=r["profile"], profile_file=r["profile_file"])
+            return results
+        if args.ceiling:
+            results.update(size=args.size, **await ceiling_runs(info, stamp, events, args.runs, fresh))
             return results
         if args.checks_only:
             log("one pipeline run to build the state the check API reads")
@@ -869,6 +879,56 @@ async def scale_runs(info, stamp: int, scales: list[int], fresh=_as_is) -> list[
     return out
 
 
+CEILING_RUNS = (("pipeline", None), ("subject stood in for", "subject"), ("domain stood in for", "domain"))
+
+
+async def ceiling_runs(info, stamp: int, events, runs: int, fresh=_as_is) -> dict:
+    """``runs`` rounds of: the pipeline, the pipeline with stand-ins (bench/ceiling.py) at each
+    level, the Faust forward; one worker each, on a fresh broker each. Medians, and each run's
+    ratio to the Faust forward of its round."""
+    by: dict[str, list[dict]] = {name: [] for name, _ in CEILING_RUNS}
+    faust: list[float] = []
+    for i in range(runs):
+        for name, stand_in in CEILING_RUNS:
+            log(f"round {i + 1}/{runs}: {name}")
+            info = await fresh(info)
+            r = await pipeline_run(info, f"b{stamp}c{stand_in or 'p'}{i}", events, stand_in=stand_in)
+            by[name].append(r)
+            log(f"  {r['events_per_s']:,.0f} events/s, worker CPU {r.get('worker_cpu_us_per_event') or 0:,.1f} us "
+                f"per event")
+        info = await fresh(info)
+        faust.append(await baseline_run(info, f"b{stamp}f{i}", "faust-forward", events))
+        log(f"  faust forward {faust[-1]:,.0f}/s")
+    out = []
+    for name, stand_in in CEILING_RUNS:
+        rs = by[name]
+        cpu = [r["worker_cpu_us_per_event"] for r in rs if r.get("worker_cpu_us_per_event") is not None]
+        rate = statistics.median(r["events_per_s"] for r in rs)
+        out.append({"run": name, "stand_in": stand_in, "events_per_s": rate,
+                    "runs_events_per_s": [r["events_per_s"] for r in rs],
+                    "worker_cpu_us_per_event": statistics.median(cpu) if cpu else None,
+                    "ratio_vs_faust_forward": rate / statistics.median(faust),
+                    "ratio_vs_faust_forward_by_round": [r["events_per_s"] / f for r, f in zip(rs, faust)]})
+    return {"runs": runs, "faust_forward_events_per_s": statistics.median(faust),
+            "faust_forward_runs_events_per_s": faust, "ceiling": out}
+
+
+def render_ceiling(r: dict) -> str:
+    lines = [f"creditstream benchmark, ceiling ({r['broker']}): {r['size']:,} events, {r['runs']} round(s), "
+             f"1 worker; the Faust forward {r['faust_forward_events_per_s']:,.0f}/s",
+             f"  {'run':<22} {'events/s':>10} {'x Faust forward':>16} {'by round':>22} {'worker CPU us/event':>20}"]
+    for x in r["ceiling"]:
+        rounds = " / ".join(f"{v:.2f}" for v in x["ratio_vs_faust_forward_by_round"])
+        lines.append(f"  {x['run']:<22} {x['events_per_s']:>10,.0f} {x['ratio_vs_faust_forward']:>16.2f} "
+                     f"{rounds:>22} {x.get('worker_cpu_us_per_event') or 0:>20,.1f}")
+    cpu = {x["stand_in"]: x.get("worker_cpu_us_per_event") for x in r["ceiling"]}
+    if None not in cpu.values():
+        lines.append(f"  worker CPU per event: the plumbing (Avro decoding included) {cpu['domain']:,.0f} us, "
+                     f"ingest's domain work {cpu['subject'] - cpu['domain']:,.0f} us, "
+                     f"the subject stage's {cpu[None] - cpu['subject']:,.0f} us")
+    return "\n".join(lines)
+
+
 def render_scale(r: dict) -> str:
     lines = [f"creditstream benchmark, scale ({r['broker']}): pipeline only, 1 worker, 2 events per subject",
              f"  {'subjects':>10} {'events/s':>10} {'us/event':>9} {'worker CPU us/event':>20} {'busy':>5} "
@@ -973,6 +1033,9 @@ def cli() -> None:
                    help="one pipeline run with py-spy sampling the worker: where its time goes, by area")
     p.add_argument("--check-rate", type=int, default=500, help="offered GET /check load (default 500/s)")
     p.add_argument("--check-seconds", type=float, default=10.0, help="length of the check run (default 10)")
+    p.add_argument("--ceiling", action="store_true",
+                   help="the pipeline beside itself with its domain work stood in for (bench/ceiling.py), in rounds "
+                        "with the Faust forward: what the plumbing alone allows")
     p.add_argument("--checks-only", action="store_true",
                    help="only the check API: one pipeline run builds the state, then GET /check at --check-rate")
     p.add_argument("--latency-only", action="store_true",
@@ -986,6 +1049,10 @@ def cli() -> None:
 
         log(f"{results['profiled_events_per_s']:,.0f} events/s under the profiler")
         print(render_profile(results["profile"]) if results["profile"] else "no profile (py-spy failed?)")
+        print(json.dumps(results, sort_keys=True, default=str))
+        return
+    if args.ceiling:
+        print(render_ceiling(results))
         print(json.dumps(results, sort_keys=True, default=str))
         return
     if args.scale:
