@@ -109,8 +109,8 @@ bench-latency: install  ## the latency run alone: RATE events/s (default 1000) f
 bench-scale: install  ## the pipeline alone as subjects grow (SCALE=10000,100000,1000000): us/event, peak RSS, Redis bytes/subject
 	$(BIN)/python -m bench.bench --scale $(SCALE) --broker $(BROKER)
 
-bench-profile: install  ## one pipeline run with py-spy on the worker: its time by area (rules core vs plumbing)
-	$(BIN)/python -m bench.bench --profile --size $(SIZE) --subjects $$(( $(SIZE) / 2 )) --broker $(BROKER)
+bench-profile: install  ## one pipeline run with py-spy on the worker: its time by area (rules core vs plumbing; STAND_IN=domain: the plumbing alone, bench/ceiling.py)
+	$(BIN)/python -m bench.bench --profile --size $(SIZE) --subjects $$(( $(SIZE) / 2 )) --broker $(BROKER) $(if $(STAND_IN),--stand-in $(STAND_IN))
 
 bench-ceiling: install  ## the pipeline beside itself with its domain work stood in for (bench/ceiling.py), with the Faust forward, in RUNS rounds: what the plumbing alone allows (SIZE events over SIZE/2 subjects)
 	$(BIN)/python -m bench.bench --ceiling --size $(SIZE) --subjects $$(( $(SIZE) / 2 )) --runs $(RUNS) --broker $(BROKER)

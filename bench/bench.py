@@ -346,14 +346,16 @@ async def pipeline_run(info, tag: str, events, *, workers: int = 1, kill_at: flo
         await progress.close()
 
 
-async def profile_run(info, tag: str, events) -> dict:
-    """One pipeline run with py-spy sampling the worker from its first event to its last."""
+async def profile_run(info, tag: str, events, stand_in: str | None = None) -> dict:
+    """One pipeline run with py-spy sampling the worker from its first event to its last
+    (``stand_in``: its domain work stood in for, bench/ceiling.py)."""
     from bench.profile import summarize
 
     s = settings_for(info, tag)
     await produce(s, events)
     progress = Progress(s)
-    proc = spawn(["-m", "creditstream.cli", "worker"], env_for(s), RUN_DIR / tag / "worker0.log")
+    worker = ["-m", "bench.ceiling", stand_in, "worker"] if stand_in else ["-m", "creditstream.cli", "worker"]
+    proc = spawn(worker, env_for(s), RUN_DIR / tag / "worker0.log")
     raw = RUN_DIR / tag / "py-spy.txt"
     spy = None
     try:
@@ -621,7 +623,7 @@ async def main(args) -> dict:
                 + ", ".join(f"{k} {v:,.1f}" for k, v in results["core_stage_us"].items()))
         if args.profile:
             log("pipeline run with py-spy on the worker")
-            r = await profile_run(info, f"b{stamp}s", events)
+            r = await profile_run(info, f"b{stamp}s", events, stand_in=args.stand_in)
             results.update(size=args.size, subjects=args.subjects, profiled_events_per_s=r["events_per_s"],
                            profile=r["profile"], profile_file=r["profile_file"])
             return results
@@ -1036,6 +1038,8 @@ def cli() -> None:
     p.add_argument("--ceiling", action="store_true",
                    help="the pipeline beside itself with its domain work stood in for (bench/ceiling.py), in rounds "
                         "with the Faust forward: what the plumbing alone allows")
+    p.add_argument("--stand-in", choices=["subject", "domain"],
+                   help="with --profile: the worker's domain work stood in for (bench/ceiling.py), to profile the rest")
     p.add_argument("--checks-only", action="store_true",
                    help="only the check API: one pipeline run builds the state, then GET /check at --check-rate")
     p.add_argument("--latency-only", action="store_true",
