@@ -106,8 +106,8 @@ bench-checks: install  ## the check API alone: GET /check p50/p99 at 500 checks/
 bench-latency: install  ## the latency run alone: RATE events/s (default 1000) for 20 s, p50/p99 input -> list change (WORKERS=2: two worker processes)
 	$(BIN)/python -m bench.bench --latency-only --rate $(RATE) --subjects $(SUBJECTS) --broker $(BROKER) --latency-workers $(WORKERS)
 
-bench-scale: install  ## the pipeline alone as subjects grow (SCALE=10000,100000,1000000): us/event, peak RSS, Redis bytes/subject
-	$(BIN)/python -m bench.bench --scale $(SCALE) --broker $(BROKER)
+bench-scale: install  ## the pipeline alone as subjects grow (SCALE=10000,100000,1000000): us/event, peak RSS, Redis bytes/subject (STAND_IN=subject or domain: bench/ceiling.py)
+	$(BIN)/python -m bench.bench --scale $(SCALE) --broker $(BROKER) $(if $(STAND_IN),--stand-in $(STAND_IN))
 
 bench-profile: install  ## one pipeline run with py-spy on the worker: its time by area (rules core vs plumbing; STAND_IN=domain: the plumbing alone, bench/ceiling.py)
 	$(BIN)/python -m bench.bench --profile --size $(SIZE) --subjects $$(( $(SIZE) / 2 )) --broker $(BROKER) $(if $(STAND_IN),--stand-in $(STAND_IN))

@@ -600,7 +600,8 @@ async def main(args) -> dict:
     results["redis_compacted_per_run"] = True
     try:
         if args.scale:
-            results["scale"] = await scale_runs(info, stamp, [int(v) for v in args.scale.split(",")], fresh)
+            results["scale"] = await scale_runs(info, stamp, [int(v) for v in args.scale.split(",")], fresh,
+                                                stand_in=args.stand_in)
             return results
         if args.latency_only:
             log(f"latency at {args.rate} events/s for {args.latency_seconds}s")
@@ -858,16 +859,18 @@ async def _as_is(info):
     return info
 
 
-async def scale_runs(info, stamp: int, scales: list[int], fresh=_as_is) -> list[dict]:
+async def scale_runs(info, stamp: int, scales: list[int], fresh=_as_is, stand_in: str | None = None) -> list[dict]:
     """One pipeline run per subject count (2 events per subject): is the cost per event flat?
-    ``fresh(info)`` (awaited): the broker to run on (Tansu started again, empty; Redis compacted)."""
+    ``fresh(info)`` (awaited): the broker to run on (Tansu started again, empty; Redis compacted).
+    ``stand_in``: the worker's domain work stood in for (bench/ceiling.py): which part grows."""
     out = []
     for subjects in scales:
         size = 2 * subjects
-        log(f"scale: {subjects:,} subjects, {size:,} events")
+        log(f"scale: {subjects:,} subjects, {size:,} events" + (f", {stand_in} stood in for" if stand_in else ""))
         info = await fresh(info)
-        r = await pipeline_run(info, f"b{stamp}x{subjects}", None, generated=(size, subjects))
-        row = {"subjects": subjects, "events": size, "events_per_s": r["events_per_s"],
+        r = await pipeline_run(info, f"b{stamp}x{subjects}{stand_in or ''}", None, generated=(size, subjects),
+                               stand_in=stand_in)
+        row = {"subjects": subjects, "events": size, "stand_in": stand_in, "events_per_s": r["events_per_s"],
                "us_per_event": 1e6 / r["events_per_s"], "peak_rss_mib": r["peak_rss_mib"],
                "worker_cpu_us_per_event": r.get("worker_cpu_us_per_event"), "worker_busy": r.get("worker_busy"),
                "subjects_stored": r["subjects_stored"], "redis_bytes_per_subject": r["redis_bytes_per_subject"],
@@ -932,7 +935,9 @@ def render_ceiling(r: dict) -> str:
 
 
 def render_scale(r: dict) -> str:
-    lines = [f"creditstream benchmark, scale ({r['broker']}): pipeline only, 1 worker, 2 events per subject",
+    stood = {x.get("stand_in") for x in r["scale"]} - {None}
+    lines = [f"creditstream benchmark, scale ({r['broker']}): pipeline only, 1 worker, 2 events per subject"
+             + "".join(f"; {s} stood in for (bench/ceiling.py)" for s in stood),
              f"  {'subjects':>10} {'events/s':>10} {'us/event':>9} {'worker CPU us/event':>20} {'busy':>5} "
              f"{'peak RSS MiB':>13} {'Redis B/subject':>16} {'broker / Redis busy':>20} {'AOF rewrites':>13}"]
     lines += [f"  {x['subjects']:>10,} {x['events_per_s']:>10,.0f} {x['us_per_event']:>9,.0f} "
@@ -1039,7 +1044,8 @@ def cli() -> None:
                    help="the pipeline beside itself with its domain work stood in for (bench/ceiling.py), in rounds "
                         "with the Faust forward: what the plumbing alone allows")
     p.add_argument("--stand-in", choices=["subject", "domain"],
-                   help="with --profile: the worker's domain work stood in for (bench/ceiling.py), to profile the rest")
+                   help="with --profile or --scale: the worker's domain work stood in for (bench/ceiling.py), "
+                        "to profile or scale the rest")
     p.add_argument("--checks-only", action="store_true",
                    help="only the check API: one pipeline run builds the state, then GET /check at --check-rate")
     p.add_argument("--latency-only", action="store_true",
