@@ -110,3 +110,34 @@ def test_with_several_rounds_each_ratio_is_also_shown_within_its_round():
         lines[by_round[2] - 1].strip().startswith("two workers")
     one = render(RESULT)  # one round (or a result of before): no such rows
     assert "by round" not in one and "replay runs" not in one
+
+
+def test_the_ceiling_table_splits_the_workers_cpu_into_plumbing_ingest_and_subject_stage():
+    from bench.bench import render_ceiling
+
+    def run(name, stand_in, rate, cpu):
+        return {"run": name, "stand_in": stand_in, "events_per_s": rate, "worker_cpu_us_per_event": cpu,
+                "ratio_vs_faust_forward": rate / 5000, "ratio_vs_faust_forward_by_round": [rate / 5000]}
+
+    r = {"broker": "kafka", "size": 40000, "runs": 1, "faust_forward_events_per_s": 5000.0,
+         "ceiling": [run("pipeline", None, 4500.0, 210.0), run("subject stood in for", "subject", 11000.0, 88.0),
+                     run("domain stood in for", "domain", 18500.0, 51.0)]}
+    text = render_ceiling(r)
+    assert "the Faust forward 5,000/s" in text
+    [line] = [x for x in text.splitlines() if x.strip().startswith("domain stood in for")]
+    assert line.split()[4:6] == ["18,500", "3.70"]
+    assert text.splitlines()[-1].endswith("the plumbing (Avro decoding included) 51 us, ingest's domain work 37 us, "
+                                          "the subject stage's 122 us")
+    # a run without a CPU figure: no split is claimed
+    r["ceiling"][1]["worker_cpu_us_per_event"] = None
+    assert "plumbing" not in render_ceiling(r)
+
+
+def test_a_scale_run_with_stand_ins_says_so():
+    from bench.bench import render_scale
+
+    row = {"subjects": 10000, "stand_in": "domain", "events_per_s": 19000.0, "us_per_event": 52.6,
+           "worker_cpu_us_per_event": 49.0, "worker_busy": 0.93, "peak_rss_mib": 106.0,
+           "redis_bytes_per_subject": 485.0, "broker_busy": 0.12, "redis_busy": 0.08, "redis_rewrites": 0}
+    assert "domain stood in for (bench/ceiling.py)" in render_scale({"broker": "tansu", "scale": [row]})
+    assert "stood in" not in render_scale({"broker": "tansu", "scale": [{**row, "stand_in": None}]})
