@@ -94,6 +94,12 @@ def env_for(s: Settings, **extra) -> dict:
     return env
 
 
+def worker_command(stand_in: str | None = None) -> list[str]:
+    """The worker's arguments to this Python: ``creditstream worker``, or with ``stand_in`` its domain
+    work stood in for (bench/ceiling.py)."""
+    return ["-m", "bench.ceiling", stand_in, "worker"] if stand_in else ["-m", "creditstream.cli", "worker"]
+
+
 def spawn(args: list[str], env: dict, log_path: Path) -> subprocess.Popen:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as fh:
@@ -278,7 +284,7 @@ async def pipeline_run(info, tag: str, events, *, workers: int = 1, kill_at: flo
                        generated: tuple[int, int] | None = None, stand_in: str | None = None) -> dict:
     """``events``, or ``generated=(size, subjects)`` produced chunk by chunk. ``stand_in``: the
     workers' domain work replaced (bench/ceiling.py: ``subject`` or ``domain``)."""
-    worker = ["-m", "bench.ceiling", stand_in, "worker"] if stand_in else ["-m", "creditstream.cli", "worker"]
+    worker = worker_command(stand_in)
     s = settings_for(info, tag)
     if generated is not None:
         await produce_generated(s, *generated)
@@ -354,7 +360,7 @@ async def profile_run(info, tag: str, events, stand_in: str | None = None) -> di
     s = settings_for(info, tag)
     await produce(s, events)
     progress = Progress(s)
-    worker = ["-m", "bench.ceiling", stand_in, "worker"] if stand_in else ["-m", "creditstream.cli", "worker"]
+    worker = worker_command(stand_in)
     proc = spawn(worker, env_for(s), RUN_DIR / tag / "worker0.log")
     raw = RUN_DIR / tag / "py-spy.txt"
     spy = None
@@ -411,7 +417,7 @@ async def latency_run(info, tag: str, rate: int, seconds: float, subjects: int, 
     s = settings_for(info, tag)
     t = Topics(s)
     await kafka.ensure_topics(s)
-    procs = [spawn(["-m", "creditstream.cli", "worker"], env_for(s),
+    procs = [spawn(worker_command(), env_for(s),
                    RUN_DIR / tag / ("worker.log" if workers == 1 else f"worker{i}.log")) for i in range(workers)]
     codec = make_codec(s)
     await codec.ensure_writer(SCHEMA_OF_KIND["penalty"])  # a remote registry: sample_severe encodes in the loop
