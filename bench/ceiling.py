@@ -29,6 +29,7 @@ import sys
 from typing import Any
 
 LEVELS = ("subject", "domain")
+STAND_IN_KIND = "stand_in"
 
 # the identifier fields of the department schemas (schemas/*.avsc), the first one given names the subject
 _IDENTIFIERS = ("uscc", "person_id_no", "reg_no", "org_code", "tax_no")
@@ -37,9 +38,11 @@ _IDENTIFIERS = ("uscc", "person_id_no", "reg_no", "org_code", "tax_no")
 def stand_in_record(schema_name: str, raw: dict, *, event_time_ms: int | None = None) -> dict:
     """In place of domain/validate.py ``normalise_event``: a record that names its subject by the
     first identifier the body gives, as a USCC (so that ``plan`` attaches it directly), and nothing
-    else. No field is checked."""
+    else. No field is checked. Its kind is :data:`STAND_IN_KIND` whatever the schema, so that every
+    input becomes a plain record event (``events.of_record`` reads an objection's, a repair's or a
+    feedback's own fields, which this record does not have)."""
     subject = next((str(raw[f]) for f in _IDENTIFIERS if raw.get(f)), None) or "stand-in"
-    return {"kind": schema_name.rsplit(".", 1)[-1].lower(), "subject_category": "legal_entity",
+    return {"kind": STAND_IN_KIND, "schema": schema_name, "subject_category": "legal_entity",
             "ids": {"uscc": subject}, "doc_no": raw.get("doc_no")}
 
 
