@@ -118,8 +118,9 @@ class Settings:
     max_batch: int = 2_000
     """Most records one agent handles as one unit of work (one Redis round trip, one produce batch)."""
     state_cache_mb: int = 64
-    """Memory (estimated, MiB) for the subject states a worker keeps of the partitions it owns, so that
-    a batch reads from Redis only the subjects it does not hold (sinks/redis_state.py); 0: none. Once
+    """Memory (estimated, MiB) for the hot subjects' states (stored split) a worker keeps of the
+    partitions it owns, as objects, so that a batch neither reads nor decodes them again
+    (sinks/redis_state.py); 0: none. Once
     full, a state comes in only for a subject touched again soon after it was declined: it pays for
     busy subjects, while many subjects touched once in a long while only cost (docs/performance.md)."""
     replay_batch: int = 10_000

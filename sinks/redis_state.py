@@ -22,20 +22,29 @@ number only as its pseudonym) in key names and as the members of ``subjects``, `
 ``due``.
 
 The state cache: a worker owns its partitions, so the states it wrote last are the states in Redis
-for as long as nobody else writes those partitions. The sink keeps the states of the subjects it
-read or wrote in memory (least recently used first out, ``cache_mb`` of estimated memory) and reads
-from Redis only the subjects it does not hold. Writes still go to Redis in every commit
-(write-through). A state stored whole is held as its stored bytes (decoded when used): held as
-Python objects, every new state was walked once by the worker's collector rounds
-(creditstream/heap.py), which cost more than decoding it again (measured: 3,435-3,650 ev/s held as
-objects, 3,699-3,884 as bytes, 3,959-4,096 with no cache, 100,000 events over 50,000 subjects;
-2,435-2,553, 2,638-2,649 and 2,637-2,656 over 10,000). A hot subject's state, stored split, is held
-as objects (its per-record maps persistent: domain/record_maps.py). A state larger than a quarter of
-the budget comes in on the subject's second batch in a row (a hot subject: the others go first); read
-from Redis it is decoded whole, every record part, on every batch (measured: a subject of ~24,000
-records took the pipeline from 3,952 to 2,537 ev/s). A state larger than the whole budget is never
-held: counted (``creditstream_state_too_large_total``) and logged, at most every 10 minutes per
-subject, with the budget that would hold it. An entry is used only while it is provably current:
+for as long as nobody else writes those partitions. The sink keeps the states of its hot subjects in
+memory, those stored split (more than ``SPLIT_RECORDS`` records: sinks/state_codec.py), as Python
+objects with their per-record maps persistent (domain/record_maps.py), least recently used first
+out, ``cache_mb`` of estimated memory; it reads from Redis only the subjects it does not hold.
+Writes still go to Redis in every commit (write-through). A state stored whole is not held:
+
+* held as its stored bytes (up to the fortieth session), it saved only its share of the batch's one
+  MGET, which reads the sentinel, the positions and the outboxes anyway; it was decompressed and
+  parsed on every use all the same. Without it, the worker's CPU per event was the same within the
+  machine's noise and its memory a third lower (``make bench-scale``, Tansu, three rounds each,
+  medians: 211 and 242 us per event at 10,000 and 100,000 subjects holding them, 225 and 248
+  without, the rounds spread over 205-285 us; peak RSS 327-330 MiB against 243-246 at 100,000; at
+  1,000,000 subjects, one run each, 260 us and 501 MiB against 251 us and 346 MiB);
+* held as Python objects, every new state was walked once by the worker's collector rounds
+  (creditstream/heap.py), which cost more than decoding it again (measured: 3,435-3,650 ev/s held as
+  objects, 3,959-4,096 with no cache, 100,000 events over 50,000 subjects).
+
+A state larger than a quarter of the budget comes in on the subject's second batch in a row (a hot
+subject: the others go first); read from Redis it is decoded whole, every record part, on every
+batch (measured: a subject of ~24,000 records took the pipeline from 3,952 to 2,537 ev/s). A state
+larger than the whole budget is never held: counted (``creditstream_state_too_large_total``) and
+logged, at most every 10 minutes per subject, with the budget that would hold it. An entry is used
+only while it is provably current:
 
 * it belongs to the partition the batch brings the subject on;
 * that partition's position in Redis, read under WATCH in ``begin()``, is the one this sink's last
@@ -193,11 +202,9 @@ _OBJECTS_PER_JSON_BYTE = 4
 _ENTRY_OVERHEAD = 200
 
 
-def memory_of(held: dict | bytes, json_size: int) -> int:
-    """Estimated memory of a held state: its stored bytes, or as Python objects about
-    :data:`_OBJECTS_PER_JSON_BYTE` times its JSON size."""
-    if held.__class__ is bytes:
-        return len(held) + _ENTRY_OVERHEAD
+def memory_of(json_size: int) -> int:
+    """Estimated memory of a state held as Python objects: about :data:`_OBJECTS_PER_JSON_BYTE`
+    times its JSON size."""
     return json_size * _OBJECTS_PER_JSON_BYTE + _ENTRY_OVERHEAD
 
 
@@ -229,8 +236,8 @@ class StateCache:
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
-        # sid -> (partition, epoch, state or its stored bytes, estimated memory)
-        self._entries: OrderedDict[str, tuple[int, int, dict | bytes, int]] = OrderedDict()
+        # sid -> (partition, epoch, state, estimated memory)
+        self._entries: OrderedDict[str, tuple[int, int, dict, int]] = OrderedDict()
         self._bytes = 0
         self._written: dict[int, int] = {}  # partition -> position of this worker's last successful commit
         self._epoch: dict[int, int] = {}    # partition -> current epoch; entries of older epochs are stale
@@ -243,8 +250,8 @@ class StateCache:
     def trusted(self, partition: int) -> bool:
         return partition in self._written
 
-    def held(self, subject_id: str, partition: int) -> dict | bytes | None:
-        """The subject's entry as held (a state, or its stored bytes), if current for ``partition``."""
+    def held(self, subject_id: str, partition: int) -> dict | None:
+        """The subject's state as held, if current for ``partition``."""
         entry = self._entries.get(subject_id)
         if entry is None or entry[0] != partition or entry[1] != self._epoch.get(partition):
             return None
@@ -264,9 +271,10 @@ class StateCache:
         self._epoch[partition] = next(self._epochs)
 
     def written(self, positions: Mapping[int, int],
-                states: Mapping[str, tuple[int, dict | bytes, int]]) -> list[tuple[str, int]]:
+                states: Mapping[str, tuple[int, dict | None, int]]) -> list[tuple[str, int]]:
         """A commit succeeded: these partitions are at these positions and these states current.
-        ``states``: subject -> (partition, the state or its stored bytes, the state's JSON size).
+        ``states``: subject -> (partition, the state to hold or None (a state stored whole: its
+        subject's entry is dropped, not replaced), the state's JSON size).
         Returns the states too large to hold at all: (subject, estimated memory)."""
         for p, position in positions.items():
             self._written[p] = position
@@ -282,9 +290,9 @@ class StateCache:
             old = self._entries.pop(sid, None)
             if old is not None:
                 self._bytes -= old[3]
-            if p not in positions:
-                continue  # only the partitions this commit fenced
-            size = memory_of(state, json_size)
+            if state is None or p not in positions:
+                continue  # a state stored whole; or not of the partitions this commit fenced
+            size = memory_of(json_size)
             if size > self.max_bytes:
                 too_large.append((sid, size))
                 continue  # read when needed
@@ -371,9 +379,8 @@ class SubjectStateSink:
         self.cache = StateCache(cache_mb * 1024 * 1024)
         self._warned: dict[str, float] = {}  # subject -> when its state was last logged as too large to hold
         self._partition_of: Mapping[str, int] = {}
-        self._read: dict[str, tuple[int, dict | bytes, int]] = {}
+        self._read: dict[str, tuple[int, dict | None, int]] = {}  # states read, to hold (StateCache.written)
         self._base: dict[str, tuple[dict, bool]] = {}  # subject -> (state at begin(), stored split)
-        self._blobs: dict[str, bytes] = {}  # subject -> stored bytes read, of a state not decoded yet
         self._reset()
 
     def _reset(self) -> None:
@@ -386,7 +393,7 @@ class SubjectStateSink:
         self._unschedule: set[str] = set()
         self._positions: dict[int, int] = {}
         self._outboxes: dict[int, bytes | None] = {}
-        self._added: dict[str, tuple[dict, int]] = {}
+        self._added: dict[str, tuple[dict | None, int]] = {}  # subject -> (state to hold or None, JSON size)
 
     async def positions(self, partitions: list[int]) -> dict[int, int | None]:
         """The next offset of each subject-event partition Redis records as applied (None: none)."""
@@ -444,9 +451,8 @@ class SubjectStateSink:
         self._partition_of = partition_of or {}
         self._read = {}
         self._base = {}
-        self._blobs = {}
         cache = self.cache
-        held: dict[str, dict | bytes] = {}  # a state held as objects, or its stored bytes
+        held: dict[str, dict] = {}  # states held (stored split) as objects
         if partition_of:
             for s in ids:
                 p = partition_of.get(s)
@@ -483,9 +489,6 @@ class SubjectStateSink:
         read: dict[str, tuple[dict | None, int, bool]] = {}  # subject -> (state, JSON size, stored split)
         for s in ids:
             h = held.get(s)
-            if h.__class__ is bytes:  # a state stored whole, held as its stored bytes
-                pending[s] = state_json(h)
-                continue
             if h is not None:
                 states[s] = state = persistent(h)  # a held state that grew past PERSISTENT_FROM
                 self._base[s] = (state, split_due(state))  # what this sink wrote, split by the rule
@@ -497,14 +500,11 @@ class SubjectStateSink:
             text = state_json(v)  # compact or JSON (sinks/state_codec.py)
             if _SPLIT_MARK not in text:  # stored whole (a head stored split has its marker): decoded when taken
                 pending[s] = text
-                self._blobs[s] = v
                 continue
             read[s] = (orjson.loads(text), len(text), False)
         # hot subjects: head and parts read again together, all of them in one MULTI/EXEC
         # (read_split); if another writer committed since the MGET above, the commit is fenced anyway
         split = [s for s, (head, _, _) in read.items() if is_split(head)]
-        # the stored bytes of the states stored whole, to hold (a head of a split state is not one)
-        whole = {s: blobs[s] for s in read if s not in split}
         if split:
             read.update(zip(split, await read_split(self.redis, self.keys, split)))
         for s, (state, size, was_split) in read.items():
@@ -516,28 +516,22 @@ class SubjectStateSink:
                 continue
             self._base[s] = (state, was_split)
             p = self._partition_of.get(s)
-            # held afterwards only if stored as this sink would store it (a held state is taken to
+            # held afterwards if stored split as this sink would store it (a held state is taken to
             # be stored split exactly when it has more than SPLIT_RECORDS records; one an earlier
             # version wrote whole is read again until it is written split)
-            if p is not None and was_split == split_due(state):
-                self._read[s] = (p, whole.get(s, state), size)
+            if p is not None and was_split and split_due(state):
+                self._read[s] = (p, state, size)
         return Loaded(StatesRead(states, pending, self._take), positions, outboxes)
 
     def _take(self, subject_id: str, text: bytes) -> dict:
-        """A state stored whole, decoded when the agent takes it (:class:`StatesRead`); read from
-        Redis (not held), it is held after the commit as its stored bytes if this sink would store it
-        so (at most ``SPLIT_RECORDS`` records). It is no base for ``add()``: a state stored whole is
-        written whole, or split with every part."""
+        """A state stored whole, decoded when the agent takes it (:class:`StatesRead`); not held
+        (module doc). It is no base for ``add()``: a state stored whole is written whole, or split
+        with every part."""
         state = orjson.loads(text)
         if is_split(state):
             raise StateFormatError(f"the state of {self.keys.storage_id(subject_id)} was read as stored whole, "
                                    f"but it is the head of a state stored split")
-        state = persistent(state)
-        blob = self._blobs.pop(subject_id, None)
-        p = self._partition_of.get(subject_id)
-        if blob is not None and p is not None and not split_due(state):
-            self._read[subject_id] = (p, blob, len(text))
-        return state
+        return persistent(state)
 
     async def abort(self) -> None:
         if self._pipe is not None:
@@ -558,7 +552,8 @@ class SubjectStateSink:
         self._states[subject_id] = stored.head
         if stored.split:
             self._parts[subject_id] = stored
-        self._added[subject_id] = (state if stored.split else stored.head, stored.json_bytes)
+        # held after the commit if stored split; a state stored whole drops what was held
+        self._added[subject_id] = (state if stored.split else None, stored.json_bytes)
         if new:
             self._new_subjects.append(subject_id)
 
@@ -689,7 +684,6 @@ class SubjectStateSink:
         self._reset()
         self._read = {}
         self._base = {}
-        self._blobs = {}
 
     async def clear_outbox(self, positions: dict[int, int]) -> None:
         """Step 4: the outboxes this batch wrote are produced; delete them where still ours."""
