@@ -77,7 +77,6 @@ from domain.record_maps import persistent
 from sinks.kafka import OutMessage
 from sinks.keys import Keys
 from sinks.state_codec import (
-    SPLIT,
     STATE_FORMATS,
     StateFormatError,
     Stored,
@@ -85,6 +84,7 @@ from sinks.state_codec import (
     encode_stored,
     is_split,
     join,
+    may_be_split,
     split_due,
     state_json,
 )
@@ -193,9 +193,6 @@ def decode_outbox(raw: bytes) -> list[OutMessage]:
     return [OutMessage(t, v, k, list(h), None, ts) for t, v, k, h, ts in _outbox_decoder.decode(raw)]
 
 
-_SPLIT_MARK = orjson.dumps(SPLIT)
-"""In the JSON text of every head of a state stored split (its marker's key); a state's text without
-it is a state stored whole (one with it may be either: decoded to tell)."""
 # a state as Python objects takes about this many times its JSON size in memory
 _OBJECTS_PER_JSON_BYTE = 4
 # what holding one entry costs besides the state (the entry's tuple, the LRU's node, the id)
@@ -498,7 +495,7 @@ class SubjectStateSink:
                 states[s] = None
                 continue
             text = state_json(v)  # compact or JSON (sinks/state_codec.py)
-            if _SPLIT_MARK not in text:  # stored whole (a head stored split has its marker): decoded when taken
+            if not may_be_split(text):  # stored whole (a head stored split has its marker): decoded when taken
                 pending[s] = text
                 continue
             read[s] = (orjson.loads(text), len(text), False)

@@ -293,6 +293,20 @@ def is_split(head: dict) -> bool:
     return SPLIT in head
 
 
+_HEAD_MARK = b'"' + SPLIT.encode() + b'":{"parts":'
+HEAD_MARK_WITHIN = 512
+"""A head's JSON text ends with its marker (:func:`head_of` adds it last; orjson keeps the order):
+``"split":{"parts":n,"has":[...]}}``, well within this many bytes of its end."""
+
+
+def may_be_split(text: bytes) -> bool:
+    """Whether a stored state's JSON text may be the head of a state stored split (decode it to
+    tell: :func:`is_split`); False: a state stored whole, for sure. Looks at the text's last
+    :data:`HEAD_MARK_WITHIN` bytes only: searching the whole text of a state (~7 KB, full of the
+    marker's first byte ``"``) took 5-6 us, on every state a batch read from Redis."""
+    return text.find(_HEAD_MARK, max(0, len(text) - HEAD_MARK_WITHIN)) >= 0
+
+
 def join(head: dict, parts: dict) -> tuple[dict, int]:
     """The whole state of a split one, from its head (decoded) and its parts (record key -> stored
     part, as HGETALL gives them); and the JSON size of the parts. Raises :class:`StateFormatError`

@@ -91,6 +91,26 @@ def test_touched_parts_cover_every_change_and_split_states_read_back(split_early
         assert fold.read(sid) == orjson.loads(orjson.dumps(fold.states[sid])), sid
 
 
+def test_every_head_is_told_from_a_whole_state_by_its_text_alone(split_early):
+    """``may_be_split`` looks for the head's marker in the text's last bytes only (sinks/state_codec.py):
+    every head the rules core's states give is found (with every section a state can have), and no
+    state stored whole of the same subjects is taken for one (each would be decoded to tell)."""
+    fold = StoredFold()
+    organisations(fold, random.Random(13), 60, start=750_000)
+    persons(fold, random.Random(14), 10)
+    heads = [state_codec.state_json(head) for head, _, was in fold.stored.values() if was]
+    whole = [state_codec.state_json(head) for head, _, was in fold.stored.values() if not was]
+    assert len(heads) > 20 and len(whole) > 5
+    assert max(len(orjson.loads(h)["split"]["has"]) for h in heads) >= 5  # records, facts, basis, publicity...
+    for text in heads:
+        assert state_codec.may_be_split(text)
+        assert text.rfind(b'"split"') > len(text) - state_codec.HEAD_MARK_WITHIN // 2  # the marker comes last
+    assert not any(state_codec.may_be_split(text) for text in whole)
+    # a head shorter than the window, and a whole state naming the word elsewhere
+    assert state_codec.may_be_split(orjson.dumps({"id": "x", "split": {"parts": 70, "has": ["records"]}}))
+    assert not state_codec.may_be_split(orjson.dumps({"id": "x", "note": "split", "split": 1}))
+
+
 def test_a_split_state_with_a_part_missing_is_refused(split_early):
     fold = StoredFold()
     organisations(fold, random.Random(3), 40, start=800_000)
