@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 CORE   := .build/core/SOURCES
 PYTEST_ARGS ?=
 
-.PHONY: install lint demo test test-registry test-redis test-all reliability bench bench-checks bench-latency bench-scale bench-profile bench-ceiling bench-core bench-instructions bench-broker worker stack-up stack-down clean help
+.PHONY: install lint demo test test-registry test-redis test-all reliability bench bench-checks bench-latency bench-scale bench-profile bench-ceiling bench-sink bench-core bench-instructions bench-broker worker stack-up stack-down clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -114,6 +114,9 @@ bench-profile: install  ## one pipeline run with py-spy on the worker: its time 
 
 bench-ceiling: install  ## the pipeline beside itself with its domain work stood in for (bench/ceiling.py), with the Faust forward, in RUNS rounds: what the plumbing alone allows (SIZE events over SIZE/2 subjects)
 	$(BIN)/python -m bench.bench --ceiling --size $(SIZE) --subjects $$(( $(SIZE) / 2 )) --runs $(RUNS) --broker $(BROKER)
+
+bench-sink: install  ## the subject agent's Redis sink alone, in process: CPU per subject of a batch's read, decoding, encoding and fenced write (bench/sink.py; INPUTS=40000)
+	$(BIN)/python -m bench.sink --inputs $(or $(INPUTS),40000)
 
 bench-core: install  ## the rules core alone: cost of one input as a subject grows to 100 / 1,000 / 5,000 records
 	$(BIN)/python -m bench.core

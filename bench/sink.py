@@ -1,0 +1,134 @@
+"""The subject agent's Redis sink alone (sinks/redis_state.py), in process: the worker's CPU per
+subject for each step of a batch, over the benchmark's own subject states, against the embedded
+stack's redis-server:
+
+* ``begin``: the batch's one read under WATCH (sentinel, positions, outboxes, the states not held)
+  and telling which states are stored whole;
+* ``take``: a state's decoding, when the agent takes it;
+* ``add``: the new state's encoding (JSON, zstd);
+* ``commit``: the fenced MULTI/EXEC and what the sink remembers after it.
+
+The states are those the rules core makes of ``--inputs`` of the benchmark's inputs (bench/inputs.py,
+over half as many subjects). They are written once, then ``--rounds`` rounds read, decode, encode
+and write every one of them again, ``--batch`` subjects a batch, on one partition, as a worker that
+owns it. CPU is ``time.process_time`` (this process only: not redis-server's).
+
+``python -m bench.sink`` (``make bench-sink``) prints one line per round and a JSON line of the
+medians. It measures the sink's own code, such as the state cache (which holds the hot subjects'
+states only) and the check for split states, apart from the pipeline's noise."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+
+PHASES = ("begin", "take", "add", "commit")
+
+
+def subject_states(inputs: int, seed: int = 42) -> dict[str, dict]:
+    """The states the rules core makes of the benchmark's first ``inputs`` inputs (over
+    ``inputs // 2`` subjects), by subject id."""
+    from bench.inputs import generate
+    from creditstream.connections import make_codec
+    from creditstream.settings import Settings
+    from domain import clock, events
+    from domain.attach import Attached, plan
+    from domain.calendar import WorkingCalendar
+    from domain.engine import step
+    from domain.rulebook import load_rulebook
+    from domain.validate import Rejection, normalise_event
+
+    codec = make_codec(Settings())
+    rules, cal, now = load_rulebook(), WorkingCalendar(), clock.now_ms()
+    states: dict[str, dict] = {}
+    for i, (_kind, raw) in enumerate(generate(inputs, max(1, inputs // 2), seed=seed)):
+        try:
+            name, body = codec.decode(raw)
+        except Exception:  # noqa: BLE001 - the benchmark's malformed inputs: dead letters in a worker
+            continue
+        rec = normalise_event(name, body, event_time_ms=now)
+        if isinstance(rec, Rejection) or not isinstance(target := plan(rec), Attached):
+            continue
+        event = events.of_record(target.subject_id, target.id_kind, f"bench/0/{i}", rec, now)
+        states[event.subject] = step(states.get(event.subject), event, rules, cal).state
+    return states
+
+
+async def measure(redis, states: dict[str, dict], *, rounds: int = 5, batch: int = 500,
+                  namespace: str = "bench-sink") -> list[dict[str, float]]:
+    """Write ``states`` once, then ``rounds`` rounds of every one of them through the sink; per round,
+    the CPU per subject of each phase (us)."""
+    from sinks.keys import Keys
+    from sinks.redis_state import SubjectStateSink
+
+    sink = SubjectStateSink(redis, Keys(namespace))
+    sids = list(states)
+    position = 0
+    cpu = time.process_time
+
+    async def one_round(first: bool) -> dict[str, float]:
+        nonlocal position
+        spent = dict.fromkeys(PHASES, 0.0)
+        for i in range(0, len(sids), batch):
+            chunk = sids[i:i + batch]
+            t0 = cpu()
+            loaded = await sink.begin(chunk, [0], partition_of=dict.fromkeys(chunk, 0), resumed=not first)
+            t1 = cpu()
+            taken = [loaded.states.take(s) for s in chunk]
+            t2 = cpu()
+            for s, was in zip(chunk, taken):
+                sink.add(s, states[s], new=was is None)
+            t3 = cpu()
+            position += len(chunk)
+            sink.set_position(0, position)
+            await sink.commit()
+            t4 = cpu()
+            del taken, loaded
+            for phase, took in zip(PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                spent[phase] += took
+        return {phase: round(took / len(sids) * 1e6, 2) for phase, took in spent.items()}
+
+    await one_round(True)
+    return [await one_round(False) for _ in range(rounds)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.sink", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--inputs", type=int, default=40_000, help="benchmark inputs to make states of")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds over every state, after the first write")
+    parser.add_argument("--batch", type=int, default=500, help="subjects a batch")
+    args = parser.parse_args(argv)
+
+    import redis.asyncio as aioredis
+
+    from ops.stack import embedded_stack
+
+    print(f"[bench-sink] the rules core's states of {args.inputs:,} benchmark inputs ...", file=sys.stderr)
+    states = subject_states(args.inputs)
+    print(f"[bench-sink] {len(states):,} subjects; {args.rounds} rounds of {args.batch} a batch", file=sys.stderr)
+
+    async def run(url: str) -> list[dict[str, float]]:
+        client = aioredis.Redis.from_url(url)
+        try:
+            return await measure(client, states, rounds=args.rounds, batch=args.batch)
+        finally:
+            await client.aclose()
+
+    with tempfile.TemporaryDirectory(prefix="bench-sink-") as tmp, embedded_stack(tmp) as info:
+        per_round = asyncio.run(run(info.redis_url))
+    for n, row in enumerate(per_round, 1):
+        print(f"round {n}: " + ", ".join(f"{p} {row[p]:.1f}" for p in PHASES) + " us CPU per subject")
+    medians = {p: round(statistics.median(r[p] for r in per_round), 2) for p in PHASES}
+    print(json.dumps({"sink_us_per_subject": medians, "subjects": len(states), "rounds": args.rounds,
+                      "batch": args.batch}, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
