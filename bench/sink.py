@@ -6,7 +6,11 @@ stack's redis-server:
   and telling which states are stored whole;
 * ``take``: a state's decoding, when the agent takes it;
 * ``add``: the new state's encoding (JSON, zstd);
-* ``commit``: the fenced MULTI/EXEC and what the sink remembers after it.
+* ``commit``: the fenced MULTI/EXEC and what the sink remembers after it;
+* ``gc_rounds``: the collector's round after each batch, as the worker's heap rounds run between
+  batches (creditstream/heap.py: automatic collections off, survivors frozen); with automatic
+  collections on, the states this process holds were walked over and over, and ``take`` measured
+  the collector.
 
 The states are those the rules core makes of ``--inputs`` of the benchmark's inputs (bench/inputs.py,
 over half as many subjects). They are written once, then ``--rounds`` rounds read, decode, encode
@@ -27,7 +31,7 @@ import sys
 import tempfile
 import time
 
-PHASES = ("begin", "take", "add", "commit")
+PHASES = ("begin", "take", "add", "commit", "gc_rounds")
 
 
 def subject_states(inputs: int, seed: int = 42) -> dict[str, dict]:
@@ -63,6 +67,9 @@ async def measure(redis, states: dict[str, dict], *, rounds: int = 5, batch: int
                   namespace: str = "bench-sink") -> list[dict[str, float]]:
     """Write ``states`` once, then ``rounds`` rounds of every one of them through the sink; per round,
     the CPU per subject of each phase (us)."""
+    import gc
+
+    from creditstream.heap import collect_and_freeze, thaw
     from sinks.keys import Keys
     from sinks.redis_state import SubjectStateSink
 
@@ -89,12 +96,22 @@ async def measure(redis, states: dict[str, dict], *, rounds: int = 5, batch: int
             await sink.commit()
             t4 = cpu()
             del taken, loaded
-            for phase, took in zip(PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            collect_and_freeze()
+            t5 = cpu()
+            for phase, took in zip(PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
                 spent[phase] += took
         return {phase: round(took / len(sids) * 1e6, 2) for phase, took in spent.items()}
 
-    await one_round(True)
-    return [await one_round(False) for _ in range(rounds)]
+    was_enabled = gc.isenabled()
+    collect_and_freeze()
+    gc.disable()
+    try:
+        await one_round(True)
+        return [await one_round(False) for _ in range(rounds)]
+    finally:
+        thaw()
+        if not was_enabled:
+            gc.disable()
 
 
 def main(argv: list[str] | None = None) -> int:
