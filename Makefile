@@ -118,6 +118,9 @@ bench-ceiling: install  ## the pipeline beside itself with its domain work stood
 bench-sink: install  ## the subject agent's Redis sink alone, in process: CPU per subject of a batch's read, decoding, encoding and fenced write (bench/sink.py; INPUTS=40000)
 	$(BIN)/python -m bench.sink --inputs $(or $(INPUTS),40000)
 
+bench-state: install  ## a stored state read and written, in Python and natively (Rust, built with cargo): what a native rules core would pay for the state alone (bench/state_roundtrip.py; INPUTS=40000, SHAPES=1: also states without their records' decision texts)
+	$(BIN)/python -m bench.state_roundtrip --inputs $(or $(INPUTS),40000) $(if $(SHAPES),--shapes)
+
 bench-core: install  ## the rules core alone: cost of one input as a subject grows to 100 / 1,000 / 5,000 records
 	$(BIN)/python -m bench.core
 
