@@ -13,9 +13,17 @@ stack's redis-server:
   the collector.
 
 The states are those the rules core makes of ``--inputs`` of the benchmark's inputs (bench/inputs.py,
-over half as many subjects). They are written once, then ``--rounds`` rounds read, decode, encode
-and write every one of them again, ``--batch`` subjects a batch, on one partition, as a worker that
+over half as many subjects), made again from their JSON (``fresh_copies``: laid out in memory as a
+state the agent has just read is, not scattered as the rules core left them over 40,000 steps; with
+the scattered objects ``add`` measured 45-52 us per subject, with the copies 29-39, in the
+forty-first session). They are written once, then ``--rounds`` rounds read, decode, encode and
+write every one of them again, ``--batch`` subjects a batch, on one partition, as a worker that
 owns it. CPU is ``time.process_time`` (this process only: not redis-server's).
+
+``--without-decision-texts`` measures the same states with each record's canonical decision
+(``content``) and its other versions' (``others``) left out: not a form the product stores, but what
+the sink would pay per subject if those texts were stored apart from the state (docs/performance.md,
+forty-first session).
 
 ``python -m bench.sink`` (``make bench-sink``) prints one line per round and a JSON line of the
 medians. It measures the sink's own code, such as the state cache (which holds the hot subjects'
@@ -61,6 +69,32 @@ def subject_states(inputs: int, seed: int = 42) -> dict[str, dict]:
         event = events.of_record(target.subject_id, target.id_kind, f"bench/0/{i}", rec, now)
         states[event.subject] = step(states.get(event.subject), event, rules, cal).state
     return states
+
+
+def without_decision_texts(states: dict[str, dict]) -> dict[str, dict]:
+    """The states with no record's decision text (``content``, ``others``): a measure, not a stored form."""
+    cut = {}
+    for sid, state in states.items():
+        records = {key: {k: v for k, v in entry.items() if k not in ("content", "others")}
+                   for key, entry in state["records"].items()}
+        cut[sid] = {**state, "records": records}
+    return cut
+
+
+def fresh_copies(states: dict[str, dict]) -> dict[str, dict]:
+    """The states made again from their JSON, the originals let go first: the objects the sink is
+    given are laid out alike whichever states they are (cut down or not), not among the holes the
+    rules core's objects left."""
+    import gc
+
+    import orjson
+
+    from domain.record_maps import json_default
+
+    texts = {sid: orjson.dumps(state, default=json_default) for sid, state in states.items()}
+    states.clear()
+    gc.collect()
+    return {sid: orjson.loads(text) for sid, text in texts.items()}
 
 
 async def measure(redis, states: dict[str, dict], *, rounds: int = 5, batch: int = 500,
@@ -120,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inputs", type=int, default=40_000, help="benchmark inputs to make states of")
     parser.add_argument("--rounds", type=int, default=5, help="rounds over every state, after the first write")
     parser.add_argument("--batch", type=int, default=500, help="subjects a batch")
+    parser.add_argument("--without-decision-texts", action="store_true",
+                        help="the states without their records' decision texts (a measure, not a stored form)")
     args = parser.parse_args(argv)
 
     import redis.asyncio as aioredis
@@ -128,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"[bench-sink] the rules core's states of {args.inputs:,} benchmark inputs ...", file=sys.stderr)
     states = subject_states(args.inputs)
+    if args.without_decision_texts:
+        states = without_decision_texts(states)
+    states = fresh_copies(states)
     print(f"[bench-sink] {len(states):,} subjects; {args.rounds} rounds of {args.batch} a batch", file=sys.stderr)
 
     async def run(url: str) -> list[dict[str, float]]:
@@ -143,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"round {n}: " + ", ".join(f"{p} {row[p]:.1f}" for p in PHASES) + " us CPU per subject")
     medians = {p: round(statistics.median(r[p] for r in per_round), 2) for p in PHASES}
     print(json.dumps({"sink_us_per_subject": medians, "subjects": len(states), "rounds": args.rounds,
-                      "batch": args.batch}, sort_keys=True))
+                      "batch": args.batch, "without_decision_texts": args.without_decision_texts},
+                     sort_keys=True))
     return 0
 
 
