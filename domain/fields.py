@@ -193,7 +193,7 @@ def _string(key: str, value: Any, normaliser: Callable[[str], str]) -> str | Non
         # unit names, authorities, categories, legal bases repeat across records: normalise once
         cached = _CACHED_NORMALISERS.get(normaliser)
         if cached is None:
-            cached = _CACHED_NORMALISERS[normaliser] = lru_cache(maxsize=1 << 16)(_scrubbed(normaliser))
+            cached = _CACHED_NORMALISERS[normaliser] = lru_cache(maxsize=_ids.MEMO_ENTRIES)(_scrubbed(normaliser))
         out = cached(s)
     else:
         out = _scrubbed(normaliser)(s)
@@ -208,10 +208,10 @@ _LIMITS: Final[dict[str, int]] = {}  # field -> its length limit (_limit_for), l
 
 
 # The checks are pure; the resident-ID one looks the division up in stdnum's table (slow).
-_valid_resident_id: Final = lru_cache(maxsize=1 << 16)(_ids.is_valid_resident_id)
+_valid_resident_id: Final = lru_cache(maxsize=_ids.MEMO_ENTRIES)(_ids.is_valid_resident_id)
 _valid_uscc: Final = _ids.is_valid_uscc  # cached there already (a second cache only doubled the misses' work)
-_valid_org_code: Final = lru_cache(maxsize=1 << 16)(_ids.is_valid_org_code)
-_valid_reg_no: Final = lru_cache(maxsize=1 << 16)(_ids.is_valid_reg_no)
+_valid_org_code: Final = lru_cache(maxsize=_ids.MEMO_ENTRIES)(_ids.is_valid_org_code)
+_valid_reg_no: Final = lru_cache(maxsize=_ids.MEMO_ENTRIES)(_ids.is_valid_reg_no)
 _uscc_shape_ok: Final = _ids.uscc_shape_ok
 
 

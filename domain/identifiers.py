@@ -112,7 +112,19 @@ def normalise_code(raw: str) -> str:
     return "".join(c for c in to_half_width(raw).upper() if c.isalnum())
 
 
-@lru_cache(maxsize=65536)
+MEMO_ENTRIES: Final = 4096
+"""Entries of each memo cache of a check or normaliser over the values records carry (here and in
+domain/fields.py). The values that repeat across subjects (source units, authorities, categories,
+free text such as legal bases) are found within a few thousand; those that name one subject (its
+code, name, ID number, a document number) come back only with that subject's next input, which at
+a realistic number of subjects lies past any cache of this size. At 65,536 entries the caches held
+~90 MB of those one-subject values from 100,000 subjects up: peak RSS 353,952 against 264,640 kB in
+process over 200,000 inputs (``bench.core`` stages), 364 against 273 MiB for a worker at a million
+subjects, with the same CPU per input within this machine's noise (docs/performance.md, forty-first
+session). What the larger caches bought was a hit on a subject's next input within 65,536."""
+
+
+@lru_cache(maxsize=MEMO_ENTRIES)
 def uscc_shape_ok(code: str) -> bool:
     """True if ``code`` is 18 chars from the USCC alphabet, whatever its check char.
 
@@ -123,7 +135,7 @@ def uscc_shape_ok(code: str) -> bool:
     return len(code) == 18 and all(c in _USCC_CHARS for c in code)
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=MEMO_ENTRIES)
 def is_valid_uscc(code: str) -> bool:
     """USCC shape and check character (GB 32100).
 
