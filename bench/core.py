@@ -255,7 +255,33 @@ def core_stages(inputs: list[tuple[str, bytes]], round_every: int = 1000, batch:
             gc.disable()
     per = {k: round(v / max(n, 1) * 1e6, 1) for k, v in spent.items()}
     return {"core_us_per_event": round(sum(spent.values()) / max(n, 1) * 1e6, 1), "core_stage_us": per,
-            "core_inputs": n, "core_states_loaded": loads, "core_subjects_split": len(held), "core_batch": batch}
+            "core_inputs": n, "core_states_loaded": loads, "core_subjects_split": len(held), "core_batch": batch,
+            "core_peak_rss_kib": peak_rss_kib(), "core_memo": memo_caches()}
+
+
+def peak_rss_kib() -> int | None:
+    """This process's peak resident set (VmHWM, KiB; Linux), every stored state's bytes included."""
+    try:
+        with open("/proc/self/status") as f:
+            return next((int(line.split()[1]) for line in f if line.startswith("VmHWM:")), None)
+    except OSError:
+        return None
+
+
+def memo_caches() -> dict[str, dict[str, int]]:
+    """Hits, misses and size of the memo caches of checks and normalisers (domain/identifiers.py
+    ``MEMO_ENTRIES``), by name."""
+    from domain import fields, identifiers
+
+    named = {"is_valid_uscc": identifiers.is_valid_uscc, "uscc_shape_ok": identifiers.uscc_shape_ok,
+             "valid_resident_id": fields._valid_resident_id, "valid_org_code": fields._valid_org_code,
+             "valid_reg_no": fields._valid_reg_no,
+             **{f"normalise:{getattr(f, '__name__', f)}": c for f, c in fields._CACHED_NORMALISERS.items()}}
+    out = {}
+    for name, cache in named.items():
+        info = cache.cache_info()  # type: ignore[attr-defined]
+        out[name] = {"hits": info.hits, "misses": info.misses, "size": info.currsize, "max": info.maxsize}
+    return out
 
 
 def main(argv=None) -> int:
@@ -310,6 +336,8 @@ def main(argv=None) -> int:
         for stage, us in staged["core_stage_us"].items():
             print(f"  {stage:<22} {us:>7.1f}")
         print(f"  {'total':<22} {staged['core_us_per_event']:>7.1f}")
+        print(f"peak RSS {staged['core_peak_rss_kib'] or 0:,} KiB; memo caches (hits / misses): "
+              + ", ".join(f"{k} {v['hits']:,} / {v['misses']:,}" for k, v in staged["core_memo"].items()))
     print(json.dumps({"core_per_input": out, **hot, **staged}))
     return 0
 
