@@ -118,10 +118,11 @@ domain/fields.py). The values that repeat across subjects (source units, authori
 free text such as legal bases) are found within a few thousand; those that name one subject (its
 code, name, ID number, a document number) come back only with that subject's next input, which at
 a realistic number of subjects lies past any cache of this size. At 65,536 entries the caches held
-~90 MB of those one-subject values from 100,000 subjects up: peak RSS 353,952 against 264,640 kB in
-process over 200,000 inputs (``bench.core`` stages), 364 against 273 MiB for a worker at a million
-subjects, with the same CPU per input within this machine's noise (docs/performance.md, forty-first
-session). What the larger caches bought was a hit on a subject's next input within 65,536."""
+~90 MB of those one-subject values from 100,000 subjects up: peak RSS 354,380 against 265,160 KiB
+in process over 200,000 inputs (``python -m bench.core --stages 200000``), 364 against 273 MiB for
+a worker at a million subjects, with the same CPU per input within this machine's noise
+(docs/performance.md, forty-first session). What the larger caches bought was a hit on a subject's
+next input within 65,536."""
 
 
 @lru_cache(maxsize=MEMO_ENTRIES)
