@@ -71,14 +71,23 @@ def subject_states(inputs: int, seed: int = 42) -> dict[str, dict]:
     return states
 
 
-def without_decision_texts(states: dict[str, dict]) -> dict[str, dict]:
-    """The states with no record's decision text (``content``, ``others``): a measure, not a stored form."""
-    cut = {}
-    for sid, state in states.items():
-        records = {key: {k: v for k, v in entry.items() if k not in ("content", "others")}
-                   for key, entry in state["records"].items()}
-        cut[sid] = {**state, "records": records}
+DECISION_TEXTS = ("content", "others")  # a record's canonical decision, and its other versions'
+
+
+def cut_down(state: dict, *, timeline_too: bool = False) -> dict:
+    """``state`` without its records' decision texts (and without its timeline): a measure, not a
+    stored form. ``state`` itself is not changed."""
+    records = {key: {k: v for k, v in entry.items() if k not in DECISION_TEXTS}
+               for key, entry in state["records"].items()}
+    cut = {**state, "records": records}
+    if timeline_too:
+        cut.pop("timeline", None)
     return cut
+
+
+def without_decision_texts(states: dict[str, dict]) -> dict[str, dict]:
+    """The states with no record's decision text (:func:`cut_down`)."""
+    return {sid: cut_down(state) for sid, state in states.items()}
 
 
 def fresh_copies(states: dict[str, dict]) -> dict[str, dict]:

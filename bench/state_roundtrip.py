@@ -75,16 +75,13 @@ SHAPES = {"records without content": (False,), "records without content nor time
 
 
 def cut_down(text: bytes, *, timeline_too: bool) -> bytes:
-    """A state's JSON text without its records' decision contents (and without its timeline)."""
+    """A state's JSON text without its records' decision texts (and without its timeline):
+    bench/sink.py ``cut_down`` over the parsed text."""
     import orjson
 
-    state = orjson.loads(text)
-    for record in state["records"].values():
-        record.pop("content", None)
-        record.pop("others", None)
-    if timeline_too:
-        state.pop("timeline", None)
-    return orjson.dumps(state)
+    from bench import sink
+
+    return orjson.dumps(sink.cut_down(orjson.loads(text), timeline_too=timeline_too))
 
 
 def python_round(texts: list[bytes], batch: int = 500, form: str = "python orjson") -> dict:
