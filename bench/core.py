@@ -89,9 +89,7 @@ def hot_subject(inputs: int = 5000, window: int = 500, seed: int = 5, round_ever
     stored head's size every 1,000 inputs (``hot_subject_head_bytes_by_thousand``: the subject key's
     value, which every write of the subject encodes again and every read decodes first), and the
     state size at the end."""
-    import gc
-
-    from creditstream.heap import collect_and_freeze, thaw
+    from creditstream.heap import collect_and_freeze, worker_rounds
 
     rules, cal = load_rulebook(), WorkingCalendar()
     state, times = None, []
@@ -101,10 +99,7 @@ def hot_subject(inputs: int = 5000, window: int = 500, seed: int = 5, round_ever
     if made is None:
         made = hot_subject_inputs(inputs, seed)
     inputs = len(made)
-    was_enabled = gc.isenabled()
-    collect_and_freeze()
-    gc.disable()
-    try:
+    with worker_rounds():
         for n, ev in enumerate(made, 1):
             t0 = time.perf_counter()
             base = state
@@ -120,10 +115,6 @@ def hot_subject(inputs: int = 5000, window: int = 500, seed: int = 5, round_ever
             written = len(stored.head) + sum(len(p) for p in stored.parts.values())
             if n % 1000 == 0 or n == len(made):
                 heads.append(len(stored.head))
-    finally:
-        thaw()
-        if not was_enabled:
-            gc.disable()
     if not summary:  # only the inputs' work (bench/instructions.py counts it): no summary of the state
         return {"hot_subject_inputs": inputs}
     return {"hot_subject_inputs": inputs,
@@ -165,10 +156,8 @@ def core_stages(inputs: list[tuple[str, bytes]], round_every: int = 1000, batch:
     does, subject by subject: its state loaded, its inputs of the batch stepped in order, the new
     state stored and let go before the next subject (its objects used and freed while they are in
     the CPU's caches; the thirty-eighth session)."""
-    import gc
-
     from creditstream.connections import make_codec
-    from creditstream.heap import collect_and_freeze
+    from creditstream.heap import collect_and_freeze, worker_rounds
     from creditstream.settings import Settings
     from domain import clock
     from domain.attach import Attached, plan
@@ -184,10 +173,7 @@ def core_stages(inputs: list[tuple[str, bytes]], round_every: int = 1000, batch:
     clock_ = time.perf_counter
     n = 0
     loads = 0  # states loaded (a subject seen in an earlier batch)
-    was_enabled = gc.isenabled()
-    collect_and_freeze()
-    gc.disable()
-    try:
+    with worker_rounds():
         for first in range(0, len(inputs), batch):
             t0 = clock_()
             decoded = []
@@ -247,12 +233,6 @@ def core_stages(inputs: list[tuple[str, bytes]], round_every: int = 1000, batch:
             spent["batch_end"] += clock_() - t8
             if n // round_every > before // round_every:
                 spent["gc_rounds"] += collect_and_freeze()[1]
-    finally:
-        from creditstream.heap import thaw
-
-        thaw()
-        if not was_enabled:
-            gc.disable()
     per = {k: round(v / max(n, 1) * 1e6, 1) for k, v in spent.items()}
     return {"core_us_per_event": round(sum(spent.values()) / max(n, 1) * 1e6, 1), "core_stage_us": per,
             "core_inputs": n, "core_states_loaded": loads, "core_subjects_split": len(held), "core_batch": batch,

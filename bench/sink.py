@@ -110,9 +110,7 @@ async def measure(redis, states: dict[str, dict], *, rounds: int = 5, batch: int
                   namespace: str = "bench-sink") -> list[dict[str, float]]:
     """Write ``states`` once, then ``rounds`` rounds of every one of them through the sink; per round,
     the CPU per subject of each phase (us)."""
-    import gc
-
-    from creditstream.heap import collect_and_freeze, thaw
+    from creditstream.heap import collect_and_freeze, worker_rounds
     from sinks.keys import Keys
     from sinks.redis_state import SubjectStateSink
 
@@ -145,16 +143,9 @@ async def measure(redis, states: dict[str, dict], *, rounds: int = 5, batch: int
                 spent[phase] += took
         return {phase: round(took / len(sids) * 1e6, 2) for phase, took in spent.items()}
 
-    was_enabled = gc.isenabled()
-    collect_and_freeze()
-    gc.disable()
-    try:
+    with worker_rounds():
         await one_round(True)
         return [await one_round(False) for _ in range(rounds)]
-    finally:
-        thaw()
-        if not was_enabled:
-            gc.disable()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,6 @@ within each round."""
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import shutil
 import statistics
@@ -89,7 +88,7 @@ def python_round(texts: list[bytes], batch: int = 500, form: str = "python orjso
     import orjson
     import zstandard
 
-    from creditstream.heap import collect_and_freeze
+    from creditstream.heap import worker_rounds
     from sinks import state_codec
 
     d = state_codec._dictionary(state_codec.CURRENT)
@@ -100,10 +99,7 @@ def python_round(texts: list[bytes], batch: int = 500, form: str = "python orjso
     spent = dict.fromkeys(PHASES, 0.0)
     compressed = identical = 0
     clock = time.perf_counter  # one thread on both sides: its wall clock, as the native program times
-    was_enabled = gc.isenabled()
-    collect_and_freeze()
-    gc.disable()
-    try:
+    with worker_rounds():
         for first in range(0, len(frames), batch):
             t0 = clock()
             read = [dec.decompress(f) for f in frames[first:first + batch]]
@@ -119,9 +115,6 @@ def python_round(texts: list[bytes], batch: int = 500, form: str = "python orjso
             identical += sum(a == b for a, b in zip(read, written))
             for phase, (a, b) in zip(PHASES, ((t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5))):
                 spent[phase] += b - a
-    finally:
-        if was_enabled:
-            gc.enable()
     n = len(texts)
     return {"form": form, "states": n, **{f"{p}_us": spent[p] * 1e6 / n for p in PHASES},
             "compressed_mean_b": compressed / n, "identical_share": identical / n}

@@ -26,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import structlog
 
@@ -105,3 +107,19 @@ def thaw() -> None:
     as in tests or when embedded)."""
     gc.unfreeze()
     gc.enable()
+
+
+@contextmanager
+def worker_rounds() -> Iterator[None]:
+    """The collector as a worker runs it, around work measured in process (bench/): a round first,
+    CPython's own collections off (the measured code runs :func:`collect_and_freeze` where the worker
+    would); afterwards the frozen objects given back and the collector on or off as it was."""
+    was_enabled = gc.isenabled()
+    collect_and_freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        thaw()
+        if not was_enabled:
+            gc.disable()

@@ -7,7 +7,7 @@ import gc
 
 import pytest
 
-from creditstream.heap import HeapRounds, collect_and_freeze, thaw
+from creditstream.heap import HeapRounds, collect_and_freeze, thaw, worker_rounds
 from tests.unit.test_state_round_trip import inputs
 
 
@@ -138,3 +138,19 @@ def test_without_rounds_at_rest_the_timer_runs_every_interval():
             await task
 
     asyncio.run(run())
+
+
+def test_work_measured_as_the_worker_runs_it_gives_the_collector_back_as_it_was():
+    for enabled in (True, False):
+        (gc.enable if enabled else gc.disable)()
+        try:
+            with worker_rounds():
+                assert not gc.isenabled()
+                assert gc.get_freeze_count() > 0  # the round froze what was alive
+            assert gc.isenabled() == enabled
+            assert gc.get_freeze_count() == 0
+            with pytest.raises(RuntimeError), worker_rounds():  # given back when the work fails too
+                raise RuntimeError("measured code failed")
+            assert gc.isenabled() == enabled and gc.get_freeze_count() == 0
+        finally:
+            gc.enable()
