@@ -18,7 +18,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 
 from agents.arrival import future_stamp, origin_of
 from agents.input_positions import BatchPositions, InputPositions, no_commit
-from creditstream import metrics
+from creditstream import holdings, metrics
 from domain import clock, events
 from domain.attach import Attached, learned_pairs, mapping_version, plan
 from domain.kinds import INGEST_SCHEMAS
@@ -49,6 +49,7 @@ class IngestAgent:
         # index entries this worker has already stored: most records name a known USCC, and
         # re-teaching it on every record would cost a Redis write and a Lua loop each time
         self._taught: dict[str, str] = {}
+        holdings.hold("ingest_taught_index", self, lambda a: holdings.Held(len(a._taught), a.TAUGHT_KEPT))
         self._schemas_on = topics.schemas_on()
         # the group's committed offset of a partition: streams/runner.py sets it
         self.committed_offset: Callable[[TopicPartition], Awaitable[Committed]] = no_commit

@@ -89,9 +89,27 @@ def env_for(s: Settings, **extra) -> dict:
         env[f"CREDITSTREAM_{name.upper()}"] = str(getattr(s, name))
     env["CREDITSTREAM_LOG_FORMAT"] = "json"
     # BENCH_WORKER_LOG_LEVEL=DEBUG: the workers log every batch (size, process / produce ms, oldest input's age)
-    env["CREDITSTREAM_LOG_LEVEL"] = os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING")
+    # (INFO: the workers' start and stop only; the last line says what each held, worker_held)
+    env["CREDITSTREAM_LOG_LEVEL"] = os.environ.get("BENCH_WORKER_LOG_LEVEL", "INFO")
     env.update(extra)
     return env
+
+
+def worker_held(tag: str) -> dict[str, int]:
+    """What the workers of run ``tag`` held in memory when they stopped, summed over them: entries by
+    holder (creditstream/holdings.py, from each worker's "pipeline stopped" log line)."""
+    out: dict[str, int] = {}
+    for path in sorted((RUN_DIR / tag).glob("worker*.log")):
+        for line in path.read_text(errors="replace").splitlines():
+            if '"pipeline stopped"' not in line:
+                continue
+            try:
+                held = json.loads(line[line.index("{"):]).get("held") or {}
+            except ValueError:
+                continue
+            for name, n in held.items():
+                out[name] = out.get(name, 0) + int(n)
+    return out
 
 
 def worker_command(stand_in: str | None = None) -> list[str]:
@@ -874,18 +892,20 @@ async def scale_runs(info, stamp: int, scales: list[int], fresh=_as_is, stand_in
         size = 2 * subjects
         log(f"scale: {subjects:,} subjects, {size:,} events" + (f", {stand_in} stood in for" if stand_in else ""))
         info = await fresh(info)
-        r = await pipeline_run(info, f"b{stamp}x{subjects}{stand_in or ''}", None, generated=(size, subjects),
-                               stand_in=stand_in)
+        tag = f"b{stamp}x{subjects}{stand_in or ''}"
+        r = await pipeline_run(info, tag, None, generated=(size, subjects), stand_in=stand_in)
         row = {"subjects": subjects, "events": size, "stand_in": stand_in, "events_per_s": r["events_per_s"],
                "us_per_event": 1e6 / r["events_per_s"], "peak_rss_mib": r["peak_rss_mib"],
                "worker_cpu_us_per_event": r.get("worker_cpu_us_per_event"), "worker_busy": r.get("worker_busy"),
                "subjects_stored": r["subjects_stored"], "redis_bytes_per_subject": r["redis_bytes_per_subject"],
                "redis_rewrites": r.get("redis_rewrites"), "broker_busy": r.get("broker_busy"),
-               "redis_busy": r.get("redis_busy")}
+               "redis_busy": r.get("redis_busy"), "worker_held": worker_held(tag)}
         log(f"  {row['events_per_s']:,.0f} ev/s ({row['us_per_event']:.0f} us/event; worker CPU "
             f"{row['worker_cpu_us_per_event'] or 0:.0f} us/event, busy {row['worker_busy'] or 0:.0%}), peak RSS "
             f"{row['peak_rss_mib']:.0f} MiB, Redis {row['redis_bytes_per_subject']:,.0f} B/subject; broker / Redis "
             f"busy {busy(row['broker_busy'])} / {busy(row['redis_busy'])}, AOF rewrites {row['redis_rewrites']}")
+        largest = sorted(row["worker_held"].items(), key=lambda kv: -kv[1])[:6]
+        log("  held when it stopped (entries): " + (", ".join(f"{k} {n:,}" for k, n in largest) or "not logged"))
         out.append(row)
     return out
 

@@ -249,17 +249,12 @@ def peak_rss_kib() -> int | None:
 
 
 def memo_caches() -> dict[str, dict[str, int]]:
-    """Hits, misses and size of the memo caches of checks and normalisers (domain/identifiers.py
-    ``MEMO_ENTRIES``), by name."""
-    from domain import fields, identifiers
+    """Hits, misses and size of the rules core's memo caches (creditstream/holdings.py), by name."""
+    from creditstream.holdings import memo_caches as caches
 
-    named = {"is_valid_uscc": identifiers.is_valid_uscc, "uscc_shape_ok": identifiers.uscc_shape_ok,
-             "valid_resident_id": fields._valid_resident_id, "valid_org_code": fields._valid_org_code,
-             "valid_reg_no": fields._valid_reg_no,
-             **{f"normalise:{getattr(f, '__name__', f)}": c for f, c in fields._CACHED_NORMALISERS.items()}}
     out = {}
-    for name, cache in named.items():
-        info = cache.cache_info()  # type: ignore[attr-defined]
+    for name, cache in caches().items():
+        info = cache.cache_info()
         out[name] = {"hits": info.hits, "misses": info.misses, "size": info.currsize, "max": info.maxsize}
     return out
 

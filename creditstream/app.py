@@ -38,7 +38,7 @@ from agents.ingest import IngestAgent
 from agents.registry import RegistryAgent
 from agents.subject import SubjectAgent
 from agents.timer import TimerAgent
-from creditstream import eventloop
+from creditstream import eventloop, holdings
 from creditstream.connections import check_redis, make_codec, redis_client
 from creditstream.heap import HeapRounds, thaw
 from creditstream.settings import Settings
@@ -345,7 +345,7 @@ class Pipeline:
                 await asyncio.wait_for(self.redis.aclose(), 1.0)
             except Exception:  # noqa: BLE001 - the process ends: its sockets close with it
                 pass
-        log.info("pipeline stopped", took_s=round(loop.time() - t0, 2))
+        log.info("pipeline stopped", took_s=round(loop.time() - t0, 2), held=holdings.summary())
 
 
 async def stop_whole(pipeline: Pipeline) -> None:

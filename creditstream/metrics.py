@@ -9,6 +9,7 @@ a dashboard: deploy/grafana-dashboard.json (docs/operations.md, "Metrics and ale
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 PROCESS = ProcessCollector(registry=REGISTRY)
@@ -96,3 +97,30 @@ GC_ROUND_SECONDS = Histogram("creditstream_gc_round_seconds",
                              "Time of one collect-and-freeze round of the cyclic collector (creditstream/heap.py)",
                              buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
                              registry=REGISTRY)
+
+
+class _HeldInMemory:
+    """``creditstream_worker_held_entries`` and ``creditstream_worker_held_capacity`` by ``holder``:
+    how full each of the worker's bounded caches is (creditstream/holdings.py), counted at a scrape."""
+
+    def describe(self):
+        return [GaugeMetricFamily("creditstream_worker_held_entries", _HELD_ENTRIES, labels=["holder"]),
+                GaugeMetricFamily("creditstream_worker_held_capacity", _HELD_CAPACITY, labels=["holder"])]
+
+    def collect(self):
+        from creditstream.holdings import held
+
+        entries = GaugeMetricFamily("creditstream_worker_held_entries", _HELD_ENTRIES, labels=["holder"])
+        capacity = GaugeMetricFamily("creditstream_worker_held_capacity", _HELD_CAPACITY, labels=["holder"])
+        for name, h in sorted(held().items()):
+            entries.add_metric([name], h.entries)
+            if h.capacity is not None:
+                capacity.add_metric([name], h.capacity)
+        return [entries, capacity]
+
+
+_HELD_ENTRIES = ("Entries a bounded cache of this worker holds, by holder (the rules core's memo caches, storage "
+                 "ids, the index entries taught, the subject states held)")
+_HELD_CAPACITY = "The most entries a bounded cache of this worker holds, by holder (none: bounded in bytes)"
+HELD_IN_MEMORY = _HeldInMemory()
+REGISTRY.register(HELD_IN_MEMORY)

@@ -72,7 +72,7 @@ import orjson
 import structlog
 from redis.exceptions import RedisError
 
-from creditstream import metrics
+from creditstream import holdings, metrics
 from domain.record_maps import persistent
 from sinks.kafka import OutMessage
 from sinks.keys import Keys
@@ -243,6 +243,8 @@ class StateCache:
         self.misses = 0
         self.declined = 0  # states not taken in: the cache was full and the subject not seen lately
         self._recent = _Recent(1024)
+        holdings.hold("subject_states", self, lambda c: holdings.Held(len(c._entries), None))
+        holdings.hold("subject_state_bytes", self, lambda c: holdings.Held(c._bytes, c.max_bytes))
 
     def trusted(self, partition: int) -> bool:
         return partition in self._written

@@ -106,7 +106,11 @@ async def test_busy_worker_stops_in_the_middle_of_its_backlog(settings, departme
         took, code = terminate(worker)
     finally:
         worker.stop()
-    assert_stopped_cleanly(worker, took, code)
+    log = assert_stopped_cleanly(worker, took, code)
+    # its last line says what it held (creditstream/holdings.py): it had handled hundreds of inputs
+    line = next(line for line in log.splitlines() if '"pipeline stopped"' in line)
+    stopped = json.loads(line[line.index("{"):])
+    assert stopped["held"]["storage_ids"] > 0 and stopped["held"]["is_valid_uscc"] > 0, stopped
     await caught_up_without_loss(s, redis, tmp_path, "after a stop in the middle of a backlog")
 
 
