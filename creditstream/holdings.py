@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 class Held(NamedTuple):
     entries: int
-    capacity: int | None  # None: bounded by something other than a count (the state cache: bytes)
+    capacity: int | None  # None: no one count bounds it (the state cache: bytes; months_added: each table)
 
 
 _HOLDERS: dict[str, tuple[weakref.ref, Callable[[Any], Held]]] = {}
