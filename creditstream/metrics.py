@@ -121,6 +121,7 @@ class _HeldInMemory:
 
 _HELD_ENTRIES = ("Entries a bounded cache of this worker holds, by holder (the rules core's memo caches, storage "
                  "ids, the index entries taught, the subject states held)")
-_HELD_CAPACITY = "The most entries a bounded cache of this worker holds, by holder (none: bounded in bytes)"
+_HELD_CAPACITY = ("The most entries a bounded cache of this worker holds, by holder (absent where no one count "
+                  "bounds it: the state cache is bounded in bytes, months_added table by table)")
 HELD_IN_MEMORY = _HeldInMemory()
 REGISTRY.register(HELD_IN_MEMORY)
