@@ -40,7 +40,8 @@ test: install lint  ## lint; the test suite: unit, integration, reliability at C
 	  echo "make test: the Apache Kafka passes were SKIPPED: no Java 17+ on PATH (apt-get install openjdk-17-jre-headless maven, then make test)" >&2; \
 	  test -z "$(REQUIRE_KAFKA)"; \
 	fi
-	@$(BIN)/python -m ops.test_passes $$($(JAVA17) || echo --no-kafka) $(if $(filter serial,$(TEST_LANES)),--serial) \
+	@PROMTOOL="$${PROMTOOL:-$$($(BIN)/python -m ops.promtool .run/promtool)}" $(if $(REQUIRE_PROMTOOL),REQUIRE_PROMTOOL=1) \
+	  $(BIN)/python -m ops.test_passes $$($(JAVA17) || echo --no-kafka) $(if $(filter serial,$(TEST_LANES)),--serial) \
 	  $(if $(REQUIRE_BROWSER),--require-browser) --kafka-redis="$$(test -x .run/tls-redis/redis-server && echo $(CURDIR)/.run/tls-redis/redis-server)" \
 	  -- $(PYTEST_ARGS)
 
@@ -51,6 +52,10 @@ test: install lint  ## lint; the test suite: unit, integration, reliability at C
 # cluster), which need Java 17 as they do.
 TEST_LEGS ?=
 TEST_LANES ?= $(TEST_LEGS)
+
+# promtool (from Debian's prometheus package, unpacked into .run/promtool: ops/promtool.py) for the tests of the
+# alerting rules (tests/unit/test_metrics.py); they skip without it, unless REQUIRE_PROMTOOL is set (CI: with REQUIRE_KAFKA)
+REQUIRE_PROMTOOL ?= $(REQUIRE_KAFKA)
 
 # kcat (Debian's package) for the stock-client test of the Kafka passes: installed where apt-get may run
 KCAT_INSTALL = { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

@@ -14,12 +14,11 @@ none (not root, no apt-get, the package not served) and exits 1: the TLS tests t
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+from ops.debian_files import Unavailable, unpack
 
 PACKAGES = ("redis-server", "redis-tools", "liblzf1", "libjemalloc2")
 WRAPPER = """#!/bin/bash
@@ -28,10 +27,6 @@ here="$(dirname "$(readlink -f "$0")")"
 LD_LIBRARY_PATH="$(echo "$here"/root/usr/lib/*-linux-gnu)" \\
   exec -a redis-server "$here/root/usr/bin/redis-check-rdb" "$@"
 """
-
-
-class Unavailable(RuntimeError):
-    """No TLS-capable redis-server can be fetched here; the reason."""
 
 
 def built_with_tls(binary: Path) -> bool:
@@ -52,18 +47,11 @@ def fetch(dest: Path) -> Path:
     wrapper = dest / "redis-server"
     if wrapper.exists() and built_with_tls(wrapper):
         return wrapper
-    if os.geteuid() != 0 or not shutil.which("apt-get") or not shutil.which("dpkg"):
-        raise Unavailable("apt-get download needs root and apt-get (Debian's redis-server: apt-get install "
-                          "redis-server, then CREDITSTREAM_TEST_REDIS_SERVER=/usr/bin/redis-server)")
-    shutil.rmtree(dest, ignore_errors=True)
-    (dest / "root").mkdir(parents=True)
-    with tempfile.TemporaryDirectory() as debs:
-        for cmd in (["apt-get", "update", "-qq"], ["apt-get", "download", "-qq", *PACKAGES]):
-            done = subprocess.run(cmd, cwd=debs, capture_output=True, text=True)
-            if done.returncode != 0:
-                raise Unavailable(f"{' '.join(cmd)} failed: {(done.stderr or done.stdout).strip()[-300:]}")
-        for deb in sorted(Path(debs).glob("*.deb")):
-            subprocess.run(["dpkg", "-x", str(deb), str(dest / "root")], check=True, capture_output=True)
+    try:
+        unpack(PACKAGES, dest / "root")
+    except Unavailable as exc:
+        raise Unavailable(f"{exc}; or apt-get install redis-server, then "
+                          "CREDITSTREAM_TEST_REDIS_SERVER=/usr/bin/redis-server") from None
     wrapper.write_text(WRAPPER)
     wrapper.chmod(0o755)
     if not built_with_tls(wrapper):

@@ -228,10 +228,49 @@ def test_rules_cover_the_alerts_asked_for():
         assert series_in(doc_expr) <= rule_series, doc_expr
 
 
+def test_every_alert_has_a_promtool_case():
+    """Each alert of deploy/prometheus-rules.yml is evaluated by tests/unit/prometheus_rules_test.yml,
+    firing at least once (an expression that never fires passes every check but that one)."""
+    cases = yaml.safe_load(Path(__file__).with_name("prometheus_rules_test.yml").read_text(encoding="utf-8"))
+    fired = {t["alertname"] for group in cases["tests"] for t in group["alert_rule_test"] if t["exp_alerts"]}
+    assert {rule["alert"] for rule in rules()} - fired == set()
+
+
+def compose_memory_limit(service: str) -> int:
+    """A service's ``deploy.resources.limits.memory`` in docker-compose.yml, in bytes (compose's units)."""
+    doc = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
+    limit = str(doc["services"][service]["deploy"]["resources"]["limits"]["memory"]).lower()
+    number, unit = re.fullmatch(r"([0-9.]+)\s*([bkmg]?)b?", limit).groups()
+    return int(float(number) * 1024 ** " kmg".index(unit or " "))
+
+
+def test_compose_memory_limit_units():
+    assert [compose_memory_limit("worker")] == [1024 ** 3]  # "1g"
+
+
+def test_the_memory_alert_fires_before_the_worker_reaches_its_limit():
+    """Above its limit the kernel kills a worker: an alert at 2e9 bytes under a 1 GiB limit never fired."""
+    (rule,) = [r for r in rules() if r["alert"] == "CreditstreamWorkerMemoryHigh"]
+    series, _, threshold = rule["expr"].partition(" > ")
+    assert series_in(series) == {"process_resident_memory_bytes"}
+    factors = threshold.split("*")
+    assert all(re.fullmatch(r"\s*[0-9.e]+\s*", f) for f in factors), threshold
+    value = 1.0
+    for f in factors:
+        value *= float(f)
+    limit = compose_memory_limit("worker")
+    assert 0.5 * limit <= value < limit, (value, limit)
+
+
 def promtool() -> str:
+    """``PROMTOOL`` (make test fetches Debian's: ops/promtool.py) or the one on PATH; else skip, or
+    fail where ``REQUIRE_PROMTOOL`` is set (CI)."""
     path = os.environ.get("PROMTOOL") or shutil.which("promtool")
     if not path:
-        pytest.skip("promtool is not installed (set PROMTOOL=/path/to/promtool)")
+        why = "promtool is not installed (set PROMTOOL=/path/to/promtool; python -m ops.promtool fetches it)"
+        if os.environ.get("REQUIRE_PROMTOOL"):
+            pytest.fail(f"REQUIRE_PROMTOOL is set but {why}")
+        pytest.skip(why)
     return path
 
 
