@@ -5,7 +5,8 @@ the rules' own unit tests (tests/unit/prometheus_rules_test.yml: series in, aler
 ``promtool test rules``. Without a promtool they were skipped, so nothing ran them. Debian's
 ``prometheus`` package carries it (one static binary): the package is downloaded and unpacked into
 ``DEST`` (``.run/promtool`` by default) by ops/debian_files.py, never installed, and only
-``DEST/promtool`` is kept.
+``DEST/promtool`` is kept. It is Debian 12's 2.42; production's Prometheus is 2.55 (docker-compose.yml),
+which evaluates these rules the same way (they use nothing added between them).
 
 ``python -m ops.promtool [DEST]`` prints its path, or says on standard error why there is none (not
 root, no apt-get, the package not served) and exits 1: those tests then skip, unless
