@@ -21,7 +21,8 @@ with dummy secrets, and checks the result against the code:
   key ``sinks.keys.Keys`` builds is under it) and may run every Redis command the code sends
   (found by scanning the source: redis-py calls on Redis clients and pipelines, ``redis.call`` in
   the Lua scripts, ``register_script`` -> EVALSHA / SCRIPT LOAD|EXISTS); the default user is off;
-* Prometheus scrapes the worker service on ``web_port`` at /metrics, which the API serves;
+* Prometheus scrapes the worker service on ``web_port`` at /metrics, which the API serves, and
+  loads the alerting rules (``promtool check config`` with the files as mounted);
 * no literal secret anywhere: passwords only as required ``${VAR:?...}`` interpolations.
 
 Renaming a setting, a topic, a CLI command or a port, or sending a new Redis command, makes one of
@@ -35,6 +36,7 @@ import asyncio
 import dataclasses
 import re
 import shlex
+import subprocess
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -47,6 +49,7 @@ from creditstream.settings import ENV_PREFIX, Settings, load  # noqa: E402
 from sinks.keys import Keys  # noqa: E402
 from streams import kafka  # noqa: E402
 from streams.topics import DEAD_LETTER_HEADROOM, DEAD_LETTERS, Topics  # noqa: E402
+from tests.promtool import promtool  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -506,6 +509,47 @@ def test_prometheus_scrapes_the_workers_metrics(services, worker_settings):
     assert f"worker:{worker_settings.web_port}" in targets
     api = (ROOT / "creditstream" / "api.py").read_text()
     assert '"/metrics"' in api and '"/health"' in api, "the worker's web server must serve /metrics and /health"
+
+
+def prometheus_mounts(services) -> dict[str, Path]:
+    """The prometheus service's bind mounts: its path -> the file of this checkout."""
+    mounts = {}
+    for volume in services["prometheus"]["volumes"]:
+        source, _, rest = volume.partition(":")
+        if source.startswith("./"):
+            mounts[rest.split(":")[0]] = ROOT / source[2:]
+    return mounts
+
+
+def test_prometheus_loads_the_alerting_rules(services):
+    """The compose Prometheus evaluates deploy/prometheus-rules.yml: before, its configuration named
+    no rule file, and the alerts of docs/operations.md ran nowhere."""
+    config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
+    mounts = prometheus_mounts(services)
+    assert mounts["/etc/prometheus/prometheus.yml"] == DEPLOY / "prometheus.yml"
+    loaded = [mounts.get(path) for path in config.get("rule_files", [])]
+    assert loaded == [DEPLOY / "prometheus-rules.yml"], config.get("rule_files")
+
+
+def test_promtool_checks_the_prometheus_configuration_as_mounted(services, tmp_path):
+    """``promtool check config`` on deploy/prometheus.yml, with every file it names where
+    docker-compose.yml mounts it (the token is the operator's: a stand-in here); it checks the rule
+    files it loads too."""
+    tool = promtool()
+    text = (DEPLOY / "prometheus.yml").read_text()
+    for path, source in prometheus_mounts(services).items():
+        here = tmp_path / path.lstrip("/")
+        here.parent.mkdir(parents=True, exist_ok=True)
+        if source.exists():
+            here.write_bytes(source.read_bytes())
+        else:  # deploy/api-metrics.token: made by the operator (deploy/api-metrics.example.token)
+            assert (source.with_name(source.name.replace(".token", ".example.token"))).exists(), source
+            here.write_text("stand-in-token\n")
+    config = tmp_path / "etc" / "prometheus" / "prometheus.yml"
+    config.write_text(text.replace("/etc/prometheus/", f"{tmp_path}/etc/prometheus/"))
+    done = subprocess.run([tool, "check", "config", str(config)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS: 1 rule files found" in done.stdout + done.stderr, done.stdout + done.stderr
 
 
 # --- Redis ----------------------------------------------------------------------------------------

@@ -8,9 +8,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from prometheus_client import Counter, Gauge, Histogram, Summary, generate_lates
 
 from creditstream import metrics
 from sinks.kafka import KafkaSink
+from tests.promtool import promtool
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus-rules.yml"
@@ -262,18 +261,6 @@ def test_the_memory_alert_fires_before_the_worker_reaches_its_limit():
     assert 0.5 * limit <= value < limit, (value, limit)
 
 
-def promtool() -> str:
-    """``PROMTOOL`` (make test fetches Debian's: ops/promtool.py) or the one on PATH; else skip, or
-    fail where ``REQUIRE_PROMTOOL`` is set (CI)."""
-    path = os.environ.get("PROMTOOL") or shutil.which("promtool")
-    if not path:
-        why = "promtool is not installed (set PROMTOOL=/path/to/promtool; python -m ops.promtool fetches it)"
-        if os.environ.get("REQUIRE_PROMTOOL"):
-            pytest.fail(f"REQUIRE_PROMTOOL is set but {why}")
-        pytest.skip(why)
-    return path
-
-
 def test_promtool_checks_the_rules():
     proc = subprocess.run([promtool(), "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -316,3 +303,17 @@ def test_dashboard_names_only_existing_metrics():
                    "creditstream_fenced_batches_total", "creditstream_rewinds_total",
                    "process_resident_memory_bytes"):
         assert series in shown, series
+
+
+def test_promtool_parses_every_dashboard_query(tmp_path):
+    """Each query of the dashboard, its ``$job`` variable set, is valid PromQL: given to ``promtool
+    check rules`` as a recording rule (a query Grafana could not run shows only as an empty panel)."""
+    exprs = dashboard_exprs(json.loads(DASHBOARD.read_text(encoding="utf-8")))
+    assert exprs
+    rules_file = tmp_path / "dashboard-queries.yml"
+    rules_file.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": [
+        {"record": f"dashboard:query_{i}", "expr": expr.replace("$job", "creditstream-worker")}
+        for i, expr in enumerate(exprs)]}]}))
+    proc = subprocess.run([promtool(), "check", "rules", str(rules_file)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"SUCCESS: {len(exprs)} rules found" in proc.stdout, proc.stdout
