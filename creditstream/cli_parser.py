@@ -169,8 +169,10 @@ def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.Argumen
     sp.add_argument("--from-offsets", help="PARTITION:OFFSET,... to start from (inspection only)")
     sp.add_argument("--from-timestamp", help="ISO date-time: only events at or after it (inspection only)")
     sp.add_argument("--jobs", type=int_between(1), metavar="N",
-                    help="processes rebuilding partitions side by side (default: one per CPU, at most one per "
-                         "partition of the subject-event log; 1: all in this process). A subject whose events "
+                    help="processes rebuilding partitions side by side (default: one per CPU this process may "
+                         "use, at most one per partition of the subject-event log, and no more than the memory "
+                         "it may take holds, ~300 MiB each at replay_batch 10000: a container's limit counts; "
+                         "1: all in this process). A subject whose events "
                          "sit on two partitions (the partition count or the pseudonym key changed) makes the "
                          "rest of the rebuild fenced: slower, the same result")
 

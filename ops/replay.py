@@ -33,10 +33,12 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import msgspec
 import structlog
 
+from creditstream import host
 from creditstream.connections import check_redis, make_codec, redis_client
 from creditstream.heap import HeapRounds, thaw
 from creditstream.settings import Settings
@@ -165,11 +167,47 @@ async def _stay_alive(redis, key: str, done: asyncio.Event) -> None:
     await redis.set(key, b"0", ex=REPLAY_ALIVE_TTL_S)
 
 
-def job_partitions(partitions: list[int], jobs: int | None = None) -> list[list[int]]:
-    """The subject-event partitions each replay process rebuilds: ``jobs`` (default: one per CPU)
-    groups, round robin, never more than there are partitions."""
-    n = jobs if jobs is not None else (os.cpu_count() or 1)
-    n = max(1, min(n, len(partitions)))
+# What one replay process may take: measured 171-180 MiB of peak RSS with replay_batch 1 and
+# 242-249 MiB with 10,000 (docs/performance.md, "a replay's reads joined into batches"): a base, and
+# the objects of a batch's inputs and states; with a margin for larger states than the benchmark's
+JOB_BASE_BYTES = 220 << 20
+JOB_BYTES_PER_INPUT = 8 << 10
+
+
+def job_memory(replay_batch: int) -> int:
+    """The memory one replay process is counted at (``replay_batch`` inputs a batch)."""
+    return JOB_BASE_BYTES + replay_batch * JOB_BYTES_PER_INPUT
+
+
+@dataclass(frozen=True)
+class JobCount:
+    """How many processes a replay runs by default, and what bounded the count."""
+    count: int
+    bound: str                     # "cpus", "partitions" or "memory"
+    cpus: int                      # this process's CPUs (affinity, cgroup quota: creditstream/host.py)
+    memory_available: int | None   # bytes it may still take (its cgroup's limit, or the host's)
+    job_memory: int                # bytes a process is counted at
+
+
+def default_jobs(partitions: int, replay_batch: int, root: Path = Path("/")) -> JobCount:
+    """One process per CPU this process may use, at most one per partition, and no more than the
+    memory it may take holds (in a container limited to 1 GiB, as docker-compose.yml limits the
+    worker service that ``docker compose run`` starts a replay in, one process per host CPU would be
+    killed by the kernel). The smallest bound wins; the first named on a tie."""
+    cpus = host.cpus(root)
+    room = host.memory_available(root)
+    per = job_memory(replay_batch)
+    bounds = [(cpus, "cpus"), (max(1, partitions), "partitions")]
+    if room is not None:
+        bounds.append((max(1, room // per), "memory"))
+    count, bound = min(bounds, key=lambda b: b[0])
+    return JobCount(count, bound, cpus, room, per)
+
+
+def job_partitions(partitions: list[int], jobs: int) -> list[list[int]]:
+    """The subject-event partitions each replay process rebuilds: ``jobs`` groups, round robin,
+    never more than there are partitions."""
+    n = max(1, min(jobs, len(partitions)))
     return [g for g in (partitions[i::n] for i in range(n)) if g]
 
 
@@ -437,7 +475,8 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
                  switch: bool = False, start: dict[int, int] | None = None, from_timestamp_ms: int | None = None,
                  progress: bool | None = None, jobs: int | None = None) -> ReplayResult:
     """Rebuild into a fresh generation (module doc). ``jobs``: processes rebuilding partitions side
-    by side (default: one per CPU, at most one per partition; 1: in this process)."""
+    by side (default: :func:`default_jobs`, one per CPU, at most one per partition and as many as
+    the memory this process may take holds; 1: in this process)."""
     topics = Topics(settings)
     generation = generation or f"replay-{int(time.time() * 1000)}"
     keys = Keys(settings.namespace, generation, require_pseudonym_key(settings.pseudonym_key))
@@ -480,6 +519,18 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
             start = await kafka.offsets_at(settings, topics.subject_events, from_timestamp_ms)
             if start is not None:
                 from_timestamp_ms = None  # Apache Kafka found the offsets: nothing to filter
+        if jobs is None:
+            chosen = default_jobs(len(all_partitions), settings.replay_batch)
+            jobs = chosen.count
+            fields = {"jobs": chosen.count, "bound": chosen.bound, "cpus": chosen.cpus,
+                      "partitions": len(all_partitions), "job_memory_mib": chosen.job_memory >> 20,
+                      "memory_available_mib": None if chosen.memory_available is None
+                      else chosen.memory_available >> 20}
+            if chosen.bound == "memory":  # fewer than both the CPUs and the partitions
+                log.warning("replay processes: fewer than the CPUs, for the memory this process may take "
+                            "(--jobs N chooses; a smaller replay_batch takes less)", **fields)
+            else:
+                log.info("replay processes", **fields)
         groups = job_partitions(all_partitions, jobs)
         result.jobs = max(len(groups), 1)
         if len(groups) > 1:
