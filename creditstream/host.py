@@ -2,9 +2,10 @@
 
 ``os.cpu_count()`` and ``/proc/meminfo`` describe the host. Inside a container (docker-compose.yml
 limits a worker, and so ``docker compose run worker creditstream replay``, to 1 GiB), the process
-may use less: its CPU affinity and the CPU quota and memory limit of its cgroup (v2:
-``/sys/fs/cgroup/cpu.max``, ``memory.max``, ``memory.current``; v1: ``cpu/cpu.cfs_quota_us``,
-``memory/memory.limit_in_bytes``, ``memory/memory.usage_in_bytes``). ``creditstream replay`` sizes
+may use less: its CPU affinity and the CPU quota and memory limit of its cgroup (v2: ``cpu.max``,
+``memory.max``, ``memory.current``; v1: ``cpu/cpu.cfs_quota_us``, ``memory/memory.limit_in_bytes``,
+``memory/memory.usage_in_bytes``; under ``/sys/fs/cgroup``, in the directory ``/proc/self/cgroup``
+names where there is one, as for a systemd service with ``MemoryMax=``). ``creditstream replay`` sizes
 its default number of processes by both (ops/replay.py ``default_jobs``): a replay that starts one
 process per host CPU in a 1 GiB container would be killed by the kernel (at ~250 MiB each).
 
@@ -31,21 +32,36 @@ def _number(text: str | None) -> int | None:
     return int(text) if text is not None and text.isdigit() else None
 
 
+def _cgroup(root: Path, controller: str | None = None) -> Path:
+    """This process's cgroup directory (v2; or v1's ``controller`` hierarchy): the path
+    ``/proc/self/cgroup`` names, where it exists under ``/sys/fs/cgroup`` (a systemd service's
+    ``MemoryMax=``), else the mount's root (a container sees its own cgroup there)."""
+    base = root / "sys" / "fs" / "cgroup"
+    if controller is not None:
+        base = base / controller
+    for line in (_read(root / "proc" / "self" / "cgroup") or "").splitlines():
+        _, names, path = line.split(":", 2) if line.count(":") >= 2 else ("", "", "")
+        if (controller is None and names == "") or (controller is not None and controller in names.split(",")):
+            here = base / path.lstrip("/")
+            if path.strip("/") and here.is_dir():
+                return here
+    return base
+
+
 def cpus(root: Path = Path("/")) -> int:
     """The CPUs this process may keep busy: its affinity, bounded by its cgroup's CPU quota."""
     try:
         n = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         n = os.cpu_count() or 1
-    cgroup = root / "sys" / "fs" / "cgroup"
     quota = period = None
-    v2 = _read(cgroup / "cpu.max")
+    v2 = _read(_cgroup(root) / "cpu.max")
     if v2 is not None:
         q, _, p = v2.partition(" ")
         quota, period = _number(q), _number(p)
     else:
-        q1 = _read(cgroup / "cpu" / "cpu.cfs_quota_us")  # -1: none
-        quota, period = _number(q1), _number(_read(cgroup / "cpu" / "cpu.cfs_period_us"))
+        v1 = _cgroup(root, "cpu")
+        quota, period = _number(_read(v1 / "cpu.cfs_quota_us")), _number(_read(v1 / "cpu.cfs_period_us"))  # -1: none
     if quota and period:
         n = min(n, max(1, math.ceil(quota / period)))
     return max(1, n)
@@ -54,12 +70,13 @@ def cpus(root: Path = Path("/")) -> int:
 def memory_available(root: Path = Path("/")) -> int | None:
     """Bytes this process may still take: its cgroup's limit less what the cgroup uses, or, without a
     limit, the host's ``MemAvailable``; None if neither can be read."""
-    cgroup = root / "sys" / "fs" / "cgroup"
-    limit = _number(_read(cgroup / "memory.max"))  # "max": none
-    used = _number(_read(cgroup / "memory.current"))
+    v2 = _cgroup(root)
+    limit = _number(_read(v2 / "memory.max"))  # "max": none
+    used = _number(_read(v2 / "memory.current"))
     if limit is None:
-        limit = _number(_read(cgroup / "memory" / "memory.limit_in_bytes"))
-        used = _number(_read(cgroup / "memory" / "memory.usage_in_bytes"))
+        v1 = _cgroup(root, "memory")
+        limit = _number(_read(v1 / "memory.limit_in_bytes"))
+        used = _number(_read(v1 / "memory.usage_in_bytes"))
         if limit is not None and limit >= _NO_LIMIT:
             limit = None
     host = None

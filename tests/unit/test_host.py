@@ -119,3 +119,29 @@ def test_job_partitions_share_round_robin():
     assert job_partitions([0, 1, 2, 3, 4], 2) == [[0, 2, 4], [1, 3]]
     assert job_partitions([0, 1], 8) == [[0], [1]]
     assert job_partitions([0, 1, 2], 1) == [[0, 1, 2]]
+
+
+def test_a_service_in_a_nested_cgroup_is_bounded_by_its_own(tmp_path, affinity):
+    """A systemd service (MemoryMax=, CPUQuota=) on a cgroup v2 host: /proc/self/cgroup names its
+    directory; the root's files are the host's."""
+    affinity(8)
+    root = lay_out(tmp_path, {"proc/meminfo": meminfo(16 * 1024 * 1024),
+                              "proc/self/cgroup": "0::/system.slice/creditstream-replay.service\n",
+                              "sys/fs/cgroup/cpu.max": "max 100000\n",
+                              "sys/fs/cgroup/system.slice/creditstream-replay.service/cpu.max": "200000 100000\n",
+                              "sys/fs/cgroup/system.slice/creditstream-replay.service/memory.max": str(2 * GIB),
+                              "sys/fs/cgroup/system.slice/creditstream-replay.service/memory.current": str(GIB)})
+    assert host.cpus(root) == 2
+    assert host.memory_available(root) == GIB
+    v1 = lay_out(tmp_path / "v1", {"proc/self/cgroup": "5:cpu,cpuacct:/svc\n4:memory:/svc\n",
+                                   "sys/fs/cgroup/cpu/svc/cpu.cfs_quota_us": "300000\n",
+                                   "sys/fs/cgroup/cpu/svc/cpu.cfs_period_us": "100000\n",
+                                   "sys/fs/cgroup/memory/svc/memory.limit_in_bytes": str(GIB),
+                                   "sys/fs/cgroup/memory/svc/memory.usage_in_bytes": str(GIB // 2)})
+    assert host.cpus(v1) == 3
+    assert host.memory_available(v1) == GIB // 2
+    # a container's /proc/self/cgroup may name a path its mount does not have: the mount's root counts
+    docker_v1 = lay_out(tmp_path / "docker", {"proc/self/cgroup": "4:memory:/docker/0123abcd\n",
+                                              "sys/fs/cgroup/memory/memory.limit_in_bytes": str(GIB),
+                                              "sys/fs/cgroup/memory/memory.usage_in_bytes": "0\n"})
+    assert host.memory_available(docker_v1) == GIB
