@@ -530,7 +530,7 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
                 log.warning("replay processes: fewer than the CPUs, for the memory this process may take "
                             "(--jobs N chooses; a smaller replay_batch takes less)", **fields)
             else:
-                log.info("replay processes", **fields)
+                log.info("replay processes chosen", **fields)
         groups = job_partitions(all_partitions, jobs)
         result.jobs = max(len(groups), 1)
         if len(groups) > 1:
