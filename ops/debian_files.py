@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -32,3 +34,15 @@ def unpack(packages: tuple[str, ...], root: Path) -> None:
                 raise Unavailable(f"{' '.join(cmd)} failed: {(done.stderr or done.stdout).strip()[-300:]}")
         for deb in sorted(Path(debs).glob("*.deb")):
             subprocess.run(["dpkg", "-x", str(deb), str(root)], check=True, capture_output=True)
+
+
+def command(fetch: Callable[[Path], Path], argv: list[str] | None, *, dest: str, missing: str, skipped: str) -> int:
+    """``python -m ops.<module> [DEST]``: print the path ``fetch(DEST)`` gives (``dest`` by default),
+    or say on standard error why there is none, ``no <missing>: <why>; <skipped>``, and exit 1."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        print(fetch(Path(args[0] if args else dest).resolve()))
+    except (Unavailable, OSError, subprocess.SubprocessError) as exc:
+        print(f"no {missing}: {exc}; {skipped}", file=sys.stderr)
+        return 1
+    return 0

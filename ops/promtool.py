@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-from ops.debian_files import Unavailable, unpack
+from ops.debian_files import Unavailable, command, unpack
 
 PACKAGE = "prometheus"
 
@@ -52,14 +51,8 @@ def fetch(dest: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    dest = Path(args[0] if args else ".run/promtool").resolve()
-    try:
-        print(fetch(dest))
-    except (Unavailable, OSError, subprocess.SubprocessError) as exc:
-        print(f"no promtool: {exc}; the alerting rules' promtool tests are skipped", file=sys.stderr)
-        return 1
-    return 0
+    return command(fetch, argv, dest=".run/promtool", missing="promtool",
+                   skipped="the alerting rules' promtool tests are skipped")
 
 
 if __name__ == "__main__":

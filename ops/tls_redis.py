@@ -15,10 +15,9 @@ none (not root, no apt-get, the package not served) and exits 1: the TLS tests t
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
-from ops.debian_files import Unavailable, unpack
+from ops.debian_files import Unavailable, command, unpack
 
 PACKAGES = ("redis-server", "redis-tools", "liblzf1", "libjemalloc2")
 WRAPPER = """#!/bin/bash
@@ -60,14 +59,8 @@ def fetch(dest: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    dest = Path(args[0] if args else ".run/tls-redis").resolve()
-    try:
-        print(fetch(dest))
-    except (Unavailable, OSError, subprocess.SubprocessError) as exc:
-        print(f"no TLS-capable redis-server: {exc}; the Redis-over-TLS tests are skipped", file=sys.stderr)
-        return 1
-    return 0
+    return command(fetch, argv, dest=".run/tls-redis", missing="TLS-capable redis-server",
+                   skipped="the Redis-over-TLS tests are skipped")
 
 
 if __name__ == "__main__":
