@@ -38,7 +38,7 @@ from agents.ingest import IngestAgent
 from agents.registry import RegistryAgent
 from agents.subject import SubjectAgent
 from agents.timer import TimerAgent
-from creditstream import eventloop, holdings
+from creditstream import eventloop, holdings, host
 from creditstream.connections import check_redis, make_codec, redis_client
 from creditstream.heap import HeapRounds, thaw
 from creditstream.settings import Settings
@@ -166,9 +166,11 @@ class Pipeline:
                 raise t.exception()
         if self._stop_asked:
             return
+        room = host.memory_available()  # what its container (cgroup) lets it take: docs/operations.md, Sizing
         log.info("pipeline started", agents=list(self.agent_names), keys=keys.gen_prefix, rules=rules.version,
                  broker=s.broker_url, broker_kind=s.broker_kind,
-                 rules_core="compiled" if domain.COMPILED else "python", event_loop=eventloop.running())
+                 rules_core="compiled" if domain.COMPILED else "python", event_loop=eventloop.running(),
+                 cpus=host.cpus(), memory_available_mib=None if room is None else room >> 20)
 
     async def _placement(self, keys) -> dict[str, int]:
         """streams/placement.py: each placed topic's partition count recorded (the first worker on a

@@ -107,6 +107,10 @@ async def test_busy_worker_stops_in_the_middle_of_its_backlog(settings, departme
     finally:
         worker.stop()
     log = assert_stopped_cleanly(worker, took, code)
+    # its first line says what of the machine it may use (creditstream/host.py)
+    line = next(line for line in log.splitlines() if '"pipeline started"' in line)
+    started = json.loads(line[line.index("{"):])
+    assert started["cpus"] >= 1 and started["memory_available_mib"] > 0, started
     # its last line says what it held (creditstream/holdings.py): it had handled hundreds of inputs
     line = next(line for line in log.splitlines() if '"pipeline stopped"' in line)
     stopped = json.loads(line[line.index("{"):])
