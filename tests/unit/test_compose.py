@@ -50,6 +50,7 @@ from sinks.keys import Keys  # noqa: E402
 from streams import kafka  # noqa: E402
 from streams.topics import DEAD_LETTER_HEADROOM, DEAD_LETTERS, Topics  # noqa: E402
 from tests.promtool import promtool  # noqa: E402
+from tests.unit.test_metrics import series_in  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -509,6 +510,32 @@ def test_prometheus_scrapes_the_workers_metrics(services, worker_settings):
     assert f"worker:{worker_settings.web_port}" in targets
     api = (ROOT / "creditstream" / "api.py").read_text()
     assert '"/metrics"' in api and '"/health"' in api, "the worker's web server must serve /metrics and /health"
+
+
+def memory_limit(service: dict) -> int:
+    """A service's ``deploy.resources.limits.memory``, in bytes (compose's units)."""
+    limit = str(service["deploy"]["resources"]["limits"]["memory"]).lower()
+    number, unit = re.fullmatch(r"([0-9.]+)\s*([bkmg]?)b?", limit).groups()
+    return int(float(number) * 1024 ** " kmg".index(unit or " "))
+
+
+def test_compose_memory_limit_units(services):
+    assert [memory_limit(services["worker"])] == [1024 ** 3]  # "1g"
+
+
+def test_the_memory_alert_fires_before_the_worker_reaches_its_limit(services):
+    """Above its limit the kernel kills a worker: an alert at 2e9 bytes under a 1 GiB limit never fired."""
+    groups = yaml.safe_load((DEPLOY / "prometheus-rules.yml").read_text())["groups"]
+    (rule,) = [r for g in groups for r in g["rules"] if r.get("alert") == "CreditstreamWorkerMemoryHigh"]
+    series, _, threshold = rule["expr"].partition(" > ")
+    assert series_in(series) == {"process_resident_memory_bytes"}
+    factors = threshold.split("*")
+    assert all(re.fullmatch(r"\s*[0-9.e]+\s*", f) for f in factors), threshold
+    value = 1.0
+    for f in factors:
+        value *= float(f)
+    limit = memory_limit(services["worker"])
+    assert 0.5 * limit <= value < limit, (value, limit)
 
 
 def prometheus_mounts(services) -> dict[str, Path]:
