@@ -88,3 +88,16 @@ def memory_available(root: Path = Path("/")) -> int | None:
         return host
     room = max(0, limit - (used or 0))
     return room if host is None else min(room, host)
+
+
+def oom_kills(root: Path = Path("/")) -> int | None:
+    """How many processes the kernel's out-of-memory killer has killed in this process's cgroup
+    (v2: ``oom_kill`` in ``memory.events``; v1: in ``memory/memory.oom_control``, kernels 4.13+);
+    None if neither can be read. Read before and after a process died, it tells whether the kernel
+    killed it for memory, which its exit status (SIGKILL) alone does not."""
+    for path in (_cgroup(root) / "memory.events", _cgroup(root, "memory") / "memory.oom_control"):
+        for line in (_read(path) or "").splitlines():
+            name, _, value = line.partition(" ")
+            if name == "oom_kill":
+                return _number(value.strip())
+    return None

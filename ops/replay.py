@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -431,6 +432,71 @@ def _job_pool(processes: int) -> ProcessPoolExecutor:
     return pool
 
 
+class ReplayProcessDied(RuntimeError):
+    """A process of a replay in several ended before its part of the rebuild did: killed (by the
+    kernel's out-of-memory killer, most often: SIGKILL) or crashed. The replay stops, its generation
+    marked failed; ``str()`` is the one line ``creditstream replay`` prints: which process ended and
+    how, whether the kernel's OOM killer acted meanwhile (creditstream/host.py ``oom_kills``), and
+    how to run it again."""
+
+    def __init__(self, generation: str, jobs: int, ended: list[tuple[int, int | None]],
+                 oom_kills: int | None, replay_batch: int):
+        self.generation, self.jobs, self.ended = generation, jobs, ended
+        self.oom_kills, self.replay_batch = oom_kills, replay_batch
+        super().__init__(self._line())
+
+    def _line(self) -> str:
+        how = ", ".join(f"pid {pid} {_ended_by(code)}" for pid, code in self.ended) or "its status unknown"
+        killed = any(code == -signal.SIGKILL for _, code in self.ended)
+        others = "the other was" if self.jobs == 2 else "the others were"
+        fewer = f"--jobs {self.jobs - 1}" if self.jobs > 2 else "--jobs 1"
+        memory = (f"each process is counted at ~{job_memory(self.replay_batch) >> 20} MiB (replay_batch "
+                  f"{self.replay_batch}): run it again with fewer processes ({fewer}) or a smaller replay_batch "
+                  f"(CREDITSTREAM_REPLAY_BATCH)")
+        if self.oom_kills:
+            cause = (f"the kernel's out-of-memory killer killed {self.oom_kills} process"
+                     f"{'es' if self.oom_kills > 1 else ''} of this cgroup meanwhile: {memory}")
+        elif self.oom_kills == 0:
+            cause = ("this cgroup's out-of-memory killer did not kill it (its count did not move): run it again; "
+                     "the log above has the process's last lines")
+        elif killed:
+            cause = f"if it was the kernel's out-of-memory killer, its log says so (dmesg): {memory}"
+        else:
+            cause = "run it again; the log above has the process's last lines"
+        return (f"replay into generation {self.generation!r} stopped: one of its {self.jobs} processes ended "
+                f"before its part of the rebuild ({how}); {others} stopped, nothing was switched, and the "
+                f"generation is marked failed. {cause[0].upper()}{cause[1:]}")
+
+
+def _ended_by(code: int | None) -> str:
+    """A process's exit status in words: ``killed by SIGKILL``, ``exited with status 3``."""
+    if code is None:
+        return "ended, its status unknown"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+def _ended_processes(pool: ProcessPoolExecutor, wait_s: float = 5.0) -> list[tuple[int, int | None]]:
+    """(pid, exit status) of the pool's processes that ended by themselves: after one died, the pool
+    stops the others with SIGTERM, so those are left out unless every one ended so, and so are the
+    ones whose status this thread could not learn."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    deadline = time.monotonic() + wait_s
+    for proc in procs:  # the pool is stopping them: their statuses are known in a moment
+        proc.join(max(0.0, deadline - time.monotonic()))
+    # a status is None a moment longer where the pool's own thread reaped the process first
+    while any(proc.exitcode is None for proc in procs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ended = [(proc.pid, proc.exitcode) for proc in procs]
+    # None: reaped by the pool's own thread first (this one's wait then learns nothing)
+    own = [(pid, code) for pid, code in ended if code is not None and code != -signal.SIGTERM]
+    return own or [(pid, code) for pid, code in ended if code is not None] or ended
+
+
 def _stop_pool(pool: ProcessPoolExecutor, *, failed: bool) -> None:
     """After the rebuild: the processes end. After a failure or an interruption: stopped now, and
     waited for (a pool left to shut down at interpreter exit wrote to its closed wake-up pipe there:
@@ -452,18 +518,33 @@ async def _rebuild_in_processes(settings: Settings, redis, keys: Keys, groups: l
     loop = asyncio.get_running_loop()
     progress_key = keys.replay_progress(keys.generation)
     log.info("replay in processes", jobs=len(groups), partitions=groups)
+    oom_before = host.oom_kills()
+    started: list[asyncio.Future] = []
     try:
-        jobs = asyncio.gather(*(loop.run_in_executor(pool, _rebuild_job, settings, keys.generation, g, start,
-                                                     from_timestamp_ms, fenced, partition_count) for g in groups))
-        shown = 0
-        while not jobs.done():
-            await asyncio.wait([jobs], timeout=0.25)
-            applied = int(await redis.hget(progress_key, "applied") or 0)
-            bar.advance(applied - shown)
-            shown = applied
-        results = jobs.result()
+        try:
+            for g in groups:  # a pool already broken (a process killed before it had work) refuses here
+                started.append(loop.run_in_executor(pool, _rebuild_job, settings, keys.generation, g, start,
+                                                    from_timestamp_ms, fenced, partition_count))
+            jobs = asyncio.gather(*started)
+            shown = 0
+            while not jobs.done():
+                await asyncio.wait([jobs], timeout=0.25)
+                applied = int(await redis.hget(progress_key, "applied") or 0)
+                bar.advance(applied - shown)
+                shown = applied
+            results = jobs.result()
+        except BrokenProcessPool:
+            # a process was killed (the kernel's OOM killer: SIGKILL) or crashed, at work or before it
+            # had any: said as such, not as the pool's traceback
+            ended = await asyncio.to_thread(_ended_processes, pool)
+            oom_after = host.oom_kills()
+            oom = None if oom_before is None or oom_after is None else oom_after - oom_before
+            log.error("replay process ended", generation=keys.generation, ended=ended, oom_kills=oom)
+            raise ReplayProcessDied(keys.generation, len(groups), ended, oom, settings.replay_batch) from None
     except BaseException:
-        if "jobs" in locals():  # its failure is the one raised here, or an interruption's: retrieved
+        for future in started:  # their failures are the one raised here, or an interruption's: retrieved
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        if "jobs" in locals():
             jobs.add_done_callback(lambda f: f.cancelled() or f.exception())
         _stop_pool(pool, failed=True)  # the other jobs stopped now
         raise

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -217,6 +218,55 @@ async def test_a_killed_replay_rerun_builds_the_whole_state(pipeline, department
     statuses = {k.decode(): await redis.hget(k, "status") async for k in redis.scan_iter(match=keys.replay_pattern)}
     assert statuses.pop(keys.replay_progress(killed)) == b"running"
     assert set(statuses.values()) == {b"complete"}
+
+
+async def test_a_replay_whose_process_is_killed_stops_with_one_line(settings, redis):
+    """Seen: a replay process killed with SIGKILL (what the kernel's out-of-memory killer sends, in a
+    container too small for --jobs N) ended `creditstream replay` with the process pool's traceback,
+    "BrokenProcessPool: A process in the process pool was terminated abruptly ...". It exits 1 with
+    one line: which process ended and how, whether the OOM killer acted, what to run next; the
+    generation is marked failed, and the rerun the line advises completes."""
+    from streams import kafka
+
+    # a subject-event log with partitions: the replay runs jobs. Each is killed as soon as it exists
+    # (tests/unit/test_replay_process_died.py kills one at work in a pool of its own)
+    await kafka.ensure_topics(settings)
+    keys = Keys(settings.namespace)
+    for attempt in range(4):
+        proc = _start(settings, "replay", "--jobs", "2")
+        deadline = time.monotonic() + 60
+        jobs: list[int] = []
+        while not jobs and time.monotonic() < deadline:  # its job processes, as soon as they exist
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            jobs = [pid for pid in _children(proc.pid) if b"spawn_main" in _cmdline(pid)]
+            await asyncio.sleep(0.005)
+        assert jobs, "no job process started"
+        os.kill(jobs[0], signal.SIGKILL)
+        out, err = (b.decode() for b in await asyncio.to_thread(proc.communicate, timeout=60))
+        if proc.returncode == 0:  # done before the kill: again
+            continue
+        assert proc.returncode == 1, (attempt, proc.returncode, err[-3000:])
+        assert "Traceback" not in err and "BrokenProcessPool" not in err, err[-3000:]
+        [line] = [x for x in err.splitlines() if x.startswith("creditstream: ")]
+        assert "stopped: one of its 2 processes ended before its part of the rebuild" in line, line
+        assert f"pid {jobs[0]} killed by SIGKILL" in line, line
+        assert "the generation is marked failed" in line and "run it again" in line, line
+        [generation] = re.findall(r"generation '([^']+)'", line)
+        progress = await redis.hgetall(keys.replay_progress(generation))
+        assert progress[b"status"] == b"failed" and b"ReplayProcessDied" in progress[b"error"], progress
+        break
+    else:
+        pytest.fail("every replay finished before its process could be killed")
+    code, out, err = await _run(settings, "replay", "--jobs", "1")
+    assert code == 0 and "replayed" in out, out + err
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read()
+    except OSError:
+        return b""
 
 
 async def test_ctrl_c_on_a_replay_in_processes_ends_it_without_a_traceback(department, settings):

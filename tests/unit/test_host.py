@@ -145,3 +145,21 @@ def test_a_service_in_a_nested_cgroup_is_bounded_by_its_own(tmp_path, affinity):
                                               "sys/fs/cgroup/memory/memory.limit_in_bytes": str(GIB),
                                               "sys/fs/cgroup/memory/memory.usage_in_bytes": "0\n"})
     assert host.memory_available(docker_v1) == GIB
+
+
+def test_the_oom_killers_count_is_read_from_the_own_cgroup(tmp_path):
+    """What tells a replay process killed for memory from one killed by someone (both SIGKILL)."""
+    assert host.oom_kills(tmp_path) is None
+    v2 = lay_out(tmp_path / "v2", {"sys/fs/cgroup/memory.events": "low 0\nhigh 0\nmax 12\noom 3\noom_kill 2\n"})
+    assert host.oom_kills(v2) == 2
+    v1 = lay_out(tmp_path / "v1", {"sys/fs/cgroup/memory/memory.oom_control":
+                                   "oom_kill_disable 0\nunder_oom 0\noom_kill 5\n"})
+    assert host.oom_kills(v1) == 5
+    nested = lay_out(tmp_path / "nested", {"proc/self/cgroup": "0::/system.slice/replay.service\n",
+                                           "sys/fs/cgroup/memory.events": "oom_kill 40\n",
+                                           "sys/fs/cgroup/system.slice/replay.service/memory.events":
+                                           "oom 1\noom_kill 1\n"})
+    assert host.oom_kills(nested) == 1  # the service's own, not the host's
+    old_kernel = lay_out(tmp_path / "old", {"sys/fs/cgroup/memory/memory.oom_control":
+                                            "oom_kill_disable 0\nunder_oom 0\n"})
+    assert host.oom_kills(old_kernel) is None
