@@ -71,9 +71,12 @@ class SubjectAgent:
         self.codec = codec
         self.rules = rules
         self.calendar = calendar
-        # with producer=None (a replay): the list changes the log caused, (storage id, change id) in
-        # log order, nothing encoded (they were produced when the log was first applied)
+        # with producer=None (a replay): the list changes the log caused, nothing encoded (they were
+        # produced when the log was first applied): counted, and (storage id, change id) in log order
+        # kept where ``keep_announced`` (replay --verify)
         self.announced: list[tuple[str, str]] = []
+        self.announced_count = 0
+        self.keep_announced = True
         self.replaying = producer is None
         # partition -> (consecutive batches whose position was past the log end, since when: monotonic s)
         self._ahead: dict[int, tuple[int, float]] = {}
@@ -137,7 +140,7 @@ class SubjectAgent:
         outcomes: dict[str, int] = {}
         list_changes: dict[tuple[str, str], int] = {}
         kafka, dead = checkpoint.kafka, checkpoint.dead
-        announced = AnnouncedChanges(self.state.keys)
+        announced = AnnouncedChanges(self.state.keys, keep=self.keep_announced)
         changes_out: ListChangeWriter | AnnouncedChanges = (
             announced if self.replaying
             else ListChangeWriter(kafka, self.codec, self.topics.list_changes, self.state.keys))
@@ -198,10 +201,15 @@ class SubjectAgent:
         # 4. the runner produces what the batch caused (the checkpoint); the outbox goes once every
         # message is acknowledged
         if self.replaying:
-            checkpoint.after_flush(lambda: self.announced.extend(announced.ids))
+            checkpoint.after_flush(lambda: self._announced(announced))
         else:
             checkpoint.after_flush(lambda: self.state.clear_outbox(positions))
         checkpoint.after_flush(lambda: self._count(outcomes, list_changes))
+
+    def _announced(self, announced: AnnouncedChanges) -> None:
+        """A replay's batch is written: its list changes count (and are kept, where asked)."""
+        self.announced.extend(announced.ids)
+        self.announced_count += announced.count
 
     @staticmethod
     def _count(outcomes: dict[str, int], list_changes: dict[tuple[str, str], int]) -> None:
@@ -404,15 +412,21 @@ def _lists_of(state: dict | None) -> Mapping:
 
 
 class AnnouncedChanges:
-    """A replay's list-change sink: it keeps each change's (storage id, change id) and encodes
-    nothing (ListChangeWriter's Avro encoding was 6% of a replay's time, for messages never sent)."""
+    """A replay's list-change sink: it encodes nothing (ListChangeWriter's Avro encoding was 6% of a
+    replay's time, for messages never sent) and counts the changes; it keeps each change's (storage
+    id, change id) only when ``keep`` (``replay --verify`` compares them with the list-change topic).
+    Kept, they grow with the log, ~200 bytes a change in the replay's processes."""
 
-    def __init__(self, keys):
+    def __init__(self, keys, keep: bool = True):
         self.keys = keys
+        self.keep = keep
         self.ids: list[tuple[str, str]] = []
+        self.count = 0
 
     def add(self, change: dict, subject_kind: str, event_ms: int) -> None:
-        self.ids.append((self.keys.storage_id(change["subject"]), change["change_id"]))
+        self.count += 1
+        if self.keep:
+            self.ids.append((self.keys.storage_id(change["subject"]), change["change_id"]))
 
 
 def msg_type(event) -> str:

@@ -685,7 +685,7 @@ def cmd_replay(args) -> int:
     if result.fenced:
         processes += ", fenced: a subject's inputs sit on more than one partition"
     print(f"replayed {result.events} subject events into generation {result.generation!r} "
-          f"in {result.seconds:.2f}s ({result.rate:,.0f} events/s, {processes}); {len(result.changes)} list changes")
+          f"in {result.seconds:.2f}s ({result.rate:,.0f} events/s, {processes}); {result.change_count} list changes")
     code = EXIT_OK
     if args.verify:
         behind = -sum(n for n in result.live_offset.values() if n < 0)

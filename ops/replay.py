@@ -35,6 +35,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import msgspec
 import structlog
@@ -61,7 +62,8 @@ class ReplayResult:
     generation: str
     events: int = 0
     seconds: float = 0.0  # the rebuild's, from after the checks: the job processes' start-up included
-    changes: list[tuple[str, str]] = field(default_factory=list)  # (subject, change id) in log order
+    changes: list[tuple[str, str]] = field(default_factory=list)  # (subject, change id) in log order: kept (verify)
+    change_count: int = 0  # the list changes the log caused (counted whether or not kept)
     differences: list[str] = field(default_factory=list)
     switched: bool = False
     jobs: int = 1  # processes that rebuilt it
@@ -212,13 +214,21 @@ def job_partitions(partitions: list[int], jobs: int) -> list[list[int]]:
     return [g for g in (partitions[i::n] for i in range(n)) if g]
 
 
+class Rebuilt(NamedTuple):
+    """What a rebuild (or one process's part of it) applied."""
+    events: int
+    changes: list[tuple[str, str]]  # (storage id, change id) in log order, where kept (``keep_changes``)
+    change_count: int               # the list changes, kept or not
+
+
 async def _rebuild(settings: Settings, redis, keys: Keys, *, partitions: list[int] | None,
                    start: dict[int, int] | None, from_timestamp_ms: int | None, on_batch,
                    parallel: bool = False, fenced: bool = True,
-                   partition_count: int | None = None) -> tuple[int, list[tuple[str, str]]]:
+                   partition_count: int | None = None, keep_changes: bool = True) -> Rebuilt:
     """Apply the subject-event log (``partitions`` of it; None: all) to the generation of ``keys``
     through the subject agent, as a worker does but producing nothing. Returns the events applied
-    and the list changes (subject, change id) in log order. ``parallel``: other processes rebuild
+    and the list changes: counted, and (subject, change id) in log order where ``keep_changes``
+    (``replay --verify``; they grow with the log, ~200 bytes each). ``parallel``: other processes rebuild
     other partitions of the same generation at the same time: ``fenced``, each transaction WATCHes
     its subjects; not fenced, every input is first checked to sit on its subject's one partition
     (``partition_count`` partitions), :class:`StraySubject` raised if one does not (``replay``)."""
@@ -238,6 +248,7 @@ async def _rebuild(settings: Settings, redis, keys: Keys, *, partitions: list[in
                          rules=load_rulebook(settings.rules_file or None),
                          calendar=WorkingCalendar.from_file(settings.calendar_file)
                          if settings.calendar_file else WorkingCalendar())
+    agent.keep_announced = keep_changes
     events = 0
     # the cyclic collector (creditstream/heap.py): a round after every batch, when the
     # batch's working states are freed and only what is kept (the state cache's states) is new;
@@ -254,7 +265,7 @@ async def _rebuild(settings: Settings, redis, keys: Keys, *, partitions: list[in
                 try:
                     refuse_strays(read, partition_count, keys)
                 except StraySubject as stray:  # nothing of this read applied: a fenced pass goes on from here
-                    stray.events, stray.changes = events, agent.announced
+                    stray.events, stray.changes, stray.change_count = events, agent.announced, agent.announced_count
                     raise
             # fenced, a transaction WATCHes its subjects: a slice of the batch at a time (FENCED_SLICE)
             for batch in (_slices(read, FENCED_SLICE) if fence else (read,)):
@@ -278,7 +289,7 @@ async def _rebuild(settings: Settings, redis, keys: Keys, *, partitions: list[in
     finally:
         if heap:
             thaw()
-    return events, agent.announced
+    return Rebuilt(events, agent.announced, agent.announced_count)
 
 
 async def _batches(settings: Settings, topic: str, start: dict[int, int] | None, partitions: list[int] | None,
@@ -316,12 +327,14 @@ FENCED_SLICE = 500
 class StraySubject(Exception):
     """An input of the subject-event log not on its subject's one partition (the partition count or
     the pseudonym key changed since it was written): two processes might rebuild that subject.
-    ``events`` and ``changes``: what the rebuild had applied before it (``_rebuild`` sets them)."""
+    ``events``, ``changes`` and ``change_count``: what the rebuild had applied before it (``_rebuild``
+    sets them)."""
 
     def __init__(self, message: str):
         super().__init__(message)
         self.events = 0
         self.changes: list[tuple[str, str]] = []
+        self.change_count = 0
 
 
 class _SubjectOnly(msgspec.Struct):
@@ -384,21 +397,22 @@ def _end_with_parent(parent: int) -> None:
 
 
 def _rebuild_job(settings: Settings, generation: str, partitions: list[int], start: dict[int, int] | None,
-                 from_timestamp_ms: int | None, fenced: bool, partition_count: int
-                 ) -> tuple[int, list[tuple[str, str]], str | None]:
+                 from_timestamp_ms: int | None, fenced: bool, partition_count: int, keep_changes: bool
+                 ) -> tuple[Rebuilt, str | None]:
     """One process of a replay in several (``--jobs``): rebuild ``partitions``, counting progress in
-    the replay's progress hash (``applied``)."""
+    the replay's progress hash (``applied``). Returns what it applied, and the stray input that
+    stopped it (unfenced), if one did."""
     from creditstream import eventloop, logs
 
     logs.configure(level=settings.log_level, fmt=settings.log_format, libraries=settings.libraries_log_level)
     eventloop.install(settings.event_loop)  # a process of its own: the replay's loop is not inherited
     return asyncio.run(_rebuild_job_async(settings, generation, partitions, start, from_timestamp_ms, fenced,
-                                          partition_count))
+                                          partition_count, keep_changes))
 
 
 async def _rebuild_job_async(settings: Settings, generation: str, partitions: list[int],
                              start: dict[int, int] | None, from_timestamp_ms: int | None, fenced: bool,
-                             partition_count: int) -> tuple[int, list[tuple[str, str]], str | None]:
+                             partition_count: int, keep_changes: bool) -> tuple[Rebuilt, str | None]:
     keys = Keys(settings.namespace, generation, require_pseudonym_key(settings.pseudonym_key))
     redis = redis_client(settings)
     try:
@@ -406,12 +420,11 @@ async def _rebuild_job_async(settings: Settings, generation: str, partitions: li
             await redis.hincrby(keys.replay_progress(generation), "applied", n)
 
         try:
-            events, changes = await _rebuild(settings, redis, keys, partitions=partitions, start=start,
-                                             from_timestamp_ms=from_timestamp_ms, on_batch=counted, parallel=True,
-                                             fenced=fenced, partition_count=partition_count)
+            return await _rebuild(settings, redis, keys, partitions=partitions, start=start,
+                                  from_timestamp_ms=from_timestamp_ms, on_batch=counted, parallel=True, fenced=fenced,
+                                  partition_count=partition_count, keep_changes=keep_changes), None
         except StraySubject as stray:
-            return stray.events, stray.changes, str(stray)
-        return events, changes, None
+            return Rebuilt(stray.events, stray.changes, stray.change_count), str(stray)
     finally:
         await redis.aclose()
 
@@ -509,12 +522,12 @@ def _stop_pool(pool: ProcessPoolExecutor, *, failed: bool) -> None:
 
 async def _rebuild_in_processes(settings: Settings, redis, keys: Keys, groups: list[list[int]],
                                 start: dict[int, int] | None, from_timestamp_ms: int | None,
-                                bar: Progress, *, fenced: bool, partition_count: int, pool: ProcessPoolExecutor
-                                ) -> tuple[int, list[tuple[str, str]], list[str]]:
+                                bar: Progress, *, fenced: bool, partition_count: int, pool: ProcessPoolExecutor,
+                                keep_changes: bool) -> tuple[Rebuilt, list[str]]:
     """The rebuild in one process per group of partitions, of ``pool`` (they share nothing but
     Redis: each writes its partitions' positions, its subjects' states and lists). The progress bar
     follows the ``applied`` count the processes keep in Redis. If one fails, the others are stopped.
-    Returns the events, the list changes, and the stray inputs that stopped processes (unfenced)."""
+    Returns what they applied together, and the stray inputs that stopped processes (unfenced)."""
     loop = asyncio.get_running_loop()
     progress_key = keys.replay_progress(keys.generation)
     log.info("replay in processes", jobs=len(groups), partitions=groups)
@@ -524,7 +537,7 @@ async def _rebuild_in_processes(settings: Settings, redis, keys: Keys, groups: l
         try:
             for g in groups:  # a pool already broken (a process killed before it had work) refuses here
                 started.append(loop.run_in_executor(pool, _rebuild_job, settings, keys.generation, g, start,
-                                                    from_timestamp_ms, fenced, partition_count))
+                                                    from_timestamp_ms, fenced, partition_count, keep_changes))
             jobs = asyncio.gather(*started)
             shown = 0
             while not jobs.done():
@@ -548,16 +561,22 @@ async def _rebuild_in_processes(settings: Settings, redis, keys: Keys, groups: l
             jobs.add_done_callback(lambda f: f.cancelled() or f.exception())
         _stop_pool(pool, failed=True)  # the other jobs stopped now
         raise
-    return (sum(n for n, _, _ in results), [c for _, changes, _ in results for c in changes],
-            [stray for _, _, stray in results if stray])
+    return (Rebuilt(sum(done.events for done, _ in results), [c for done, _ in results for c in done.changes],
+                    sum(done.change_count for done, _ in results)),
+            [stray for _, stray in results if stray])
 
 
 async def replay(settings: Settings, *, generation: str | None = None, verify: bool = False,
                  switch: bool = False, start: dict[int, int] | None = None, from_timestamp_ms: int | None = None,
-                 progress: bool | None = None, jobs: int | None = None) -> ReplayResult:
+                 progress: bool | None = None, jobs: int | None = None,
+                 keep_changes: bool | None = None) -> ReplayResult:
     """Rebuild into a fresh generation (module doc). ``jobs``: processes rebuilding partitions side
     by side (default: :func:`default_jobs`, one per CPU, at most one per partition and as many as
-    the memory this process may take holds; 1: in this process)."""
+    the memory this process may take holds; 1: in this process). ``keep_changes``: the list changes'
+    ids in ``ReplayResult.changes`` (default: with ``verify``, which compares them); otherwise they
+    are only counted (``change_count``), and a replay's memory does not grow with its log."""
+    if keep_changes is None:
+        keep_changes = verify
     topics = Topics(settings)
     generation = generation or f"replay-{int(time.time() * 1000)}"
     keys = Keys(settings.namespace, generation, require_pseudonym_key(settings.pseudonym_key))
@@ -621,17 +640,18 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
                 bar.advance(n)
                 await redis.hincrby(keys.replay_progress(generation), "applied", n)
 
-            result.events, result.changes = await _rebuild(settings, redis, keys, partitions=None, start=start,
-                                                           from_timestamp_ms=from_timestamp_ms, on_batch=advance)
+            done = await _rebuild(settings, redis, keys, partitions=None, start=start,
+                                  from_timestamp_ms=from_timestamp_ms, on_batch=advance, keep_changes=keep_changes)
+            result.events, result.changes, result.change_count = done
         else:
             # every subject's inputs on its one partition, as the workers produce them: the processes
             # never write the same subject and need no fence. Checked input by input: a process that
             # meets one elsewhere (the partition count or the pseudonym key changed since) stops
             # before it, and a second pass, fenced (each transaction WATCHes its subjects: ~20%
             # slower), goes on from the positions the first recorded (what they cover is skipped)
-            events, changes, strays = await _rebuild_in_processes(
+            done, strays = await _rebuild_in_processes(
                 settings, redis, keys, groups, start, from_timestamp_ms, bar, fenced=False,
-                partition_count=placed_over, pool=pool)
+                partition_count=placed_over, pool=pool, keep_changes=keep_changes)
             if strays:
                 log.warning("a subject's inputs sit on more than one partition: the rest of the rebuild is "
                             "fenced", generation=generation, found=strays)
@@ -639,11 +659,12 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
                 await redis.hset(keys.replay_progress(generation), "applied", 0)
                 bar = Progress(bar.total, enabled=progress)
                 result.fenced = True
-                events, more, _ = await _rebuild_in_processes(
+                more, _ = await _rebuild_in_processes(
                     settings, redis, keys, groups, start, from_timestamp_ms, bar, fenced=True,
-                    partition_count=placed_over, pool=pool)
-                changes += more
-            result.events, result.changes = events, changes
+                    partition_count=placed_over, pool=pool, keep_changes=keep_changes)
+                # the second pass read the log from the start again (what the first covered skipped)
+                done = Rebuilt(more.events, done.changes + more.changes, done.change_count + more.change_count)
+            result.events, result.changes, result.change_count = done
         if pool is not None:
             _stop_pool(pool, failed=False)
             pool = None
