@@ -7,7 +7,8 @@ Exit codes, decided in one place (:func:`main`'s handler, :func:`_failure`):
 
 * 0 success (also when the reader of standard output went away: ``creditstream list | head -1``);
 * 1 the thing asked for does not exist, or a check failed, or an operation stopped part-way (a
-  replay one of whose processes was killed: by the kernel for memory, most often);
+  replay one of whose processes was killed, by the kernel for memory most often, or that stopped
+  before its new generation filled Redis);
 * 2 usage: bad arguments, bad settings, an input file that cannot be read, credentials refused
   (by Redis, the schema registry, or the Kafka broker: also its SASL mechanism or TLS certificate),
   an operation the Kafka broker refuses for want of an ACL;
@@ -274,9 +275,16 @@ def _failure(exc: BaseException) -> tuple[int, str] | None:
 
     if isinstance(exc, RedisUnsuitable):  # Redis's configuration, not creditstream's: fixed there
         return EXIT_USAGE, f"creditstream: {exc}"
+    from redis.exceptions import OutOfMemoryError
+
+    if any(isinstance(e, OutOfMemoryError) for e in _chain(exc)):
+        return EXIT_NOT_FOUND, ("creditstream: Redis refused a write: it is full (maxmemory reached; creditstream "
+                                "requires maxmemory-policy noeviction, so nothing is evicted). Give it memory, or "
+                                "delete old generations' keys with the admin user (docs/operations.md, Durability)")
     replaying = sys.modules.get("ops.replay")  # loaded by a replay only: nothing imported here for others
-    if replaying is not None and isinstance(exc, replaying.ReplayProcessDied):
-        return EXIT_NOT_FOUND, f"creditstream: {exc}"  # a replay's process killed (out of memory) or crashed
+    if replaying is not None and isinstance(exc, replaying.ReplayStopped):
+        # a replay's process killed (out of memory) or crashed; Redis nearly full
+        return EXIT_NOT_FOUND, f"creditstream: {exc}"
     from creditstream.access import AccessConfigError
 
     if isinstance(exc, AccessConfigError):  # the API's tokens, TLS files, or where it may listen

@@ -39,6 +39,7 @@ from typing import NamedTuple
 
 import msgspec
 import structlog
+from redis.exceptions import OutOfMemoryError
 
 from creditstream import host
 from creditstream.connections import check_redis, make_codec, redis_client
@@ -269,10 +270,16 @@ async def _rebuild(settings: Settings, redis, keys: Keys, *, partitions: list[in
                     raise
             # fenced, a transaction WATCHes its subjects: a slice of the batch at a time (FENCED_SLICE)
             for batch in (_slices(read, FENCED_SLICE) if fence else (read,)):
+                # stopped before the new generation fills Redis: the live workers' writes need the room
+                await redis_room(redis, keys.generation, settings.namespace)
                 for attempt in range(1, FENCED_RETRIES + 1):
                     checkpoint = agent.checkpoint()
                     try:
                         await agent.process(batch, checkpoint)
+                    except OutOfMemoryError:  # full all the same (the live workers wrote meanwhile)
+                        used, maxmemory = await memory_info(redis)
+                        raise RedisNearlyFull.of(keys.generation, settings.namespace, used, maxmemory,
+                                                 refused=True) from None
                     except Rewind:
                         if attempt == FENCED_RETRIES:
                             raise RuntimeError(f"a replay batch was fenced {attempt} times in a row by another job "
@@ -445,7 +452,62 @@ def _job_pool(processes: int) -> ProcessPoolExecutor:
     return pool
 
 
-class ReplayProcessDied(RuntimeError):
+class ReplayStopped(RuntimeError):
+    """A replay stopped part-way for a reason outside the log (``creditstream replay`` exits 1 with
+    ``str()``, one line): its generation is marked failed, never switched to."""
+
+
+MEMORY_RESERVE_MIN = 64 << 20
+MEMORY_RESERVE_SHARE = 0.05
+
+
+def memory_reserve(maxmemory: int) -> int:
+    """What a replay leaves free under Redis's ``maxmemory`` for the live workers: 5% of it, at
+    least 64 MiB (a replay's batch of ``replay_batch`` inputs writes a few MB between two checks)."""
+    return max(MEMORY_RESERVE_MIN, int(maxmemory * MEMORY_RESERVE_SHARE))
+
+
+class RedisNearlyFull(ReplayStopped):
+    """A replay stopped before its new generation filled Redis: at ``maxmemory`` (noeviction, as
+    creditstream requires) Redis refuses every write, the live workers' too, and the pipeline stalls
+    until memory is freed; the creditstream user may not delete keys (deploy/redis.acl), so the
+    failed generation's keys would hold that memory until an administrator deletes them. One
+    message string: the exception crosses from a replay's job process to the command (pickled)."""
+
+    @classmethod
+    def of(cls, generation: str, namespace: str, used: int, maxmemory: int, *, started: bool = True,
+           refused: bool = False) -> RedisNearlyFull:
+        mib = 1 << 20
+        where = (f"Redis refused its writes, full: {used / mib:,.0f} MiB used of its maxmemory "
+                 f"{maxmemory / mib:,.0f} MiB" if refused else
+                 f"Redis uses {used / mib:,.0f} MiB of its maxmemory {maxmemory / mib:,.0f} MiB, within the "
+                 f"{memory_reserve(maxmemory) / mib:,.0f} MiB a replay leaves to the live workers")
+        if not started:
+            after = "Nothing was written"
+        else:  # refused: Redis refuses the failed status too (a later replay marks the generation abandoned)
+            after = (f"The generation is {'' if refused else 'marked failed and '}never switched to; its keys "
+                     f"({namespace}:{generation}:*) can be deleted with the admin user")
+        return cls(f"replay into generation {generation!r} {'stopped' if started else 'not started'}: {where} (a "
+                   f"full Redis refuses the live workers' writes too, and the pipeline waits). {after}. A rebuild "
+                   f"takes about as much memory again as the live generation: raise maxmemory, or delete older "
+                   f"generations' keys, then run it again")
+
+
+async def memory_info(redis) -> tuple[int, int]:
+    """(used_memory, maxmemory) from ``INFO memory``, which the creditstream user may read (0: no maxmemory)."""
+    info = await redis.info("memory")
+    return int(info.get("used_memory") or 0), int(info.get("maxmemory") or 0)
+
+
+async def redis_room(redis, generation: str, namespace: str, *, started: bool = True) -> None:
+    """Raise :class:`RedisNearlyFull` when Redis has a ``maxmemory`` and what it uses is within
+    :func:`memory_reserve` of it. Checked at a replay's start and before each of its batches."""
+    used, maxmemory = await memory_info(redis)
+    if maxmemory and used > maxmemory - memory_reserve(maxmemory):
+        raise RedisNearlyFull.of(generation, namespace, used, maxmemory, started=started)
+
+
+class ReplayProcessDied(ReplayStopped):
     """A process of a replay in several ended before its part of the rebuild did: killed (by the
     kernel's out-of-memory killer, most often: SIGKILL) or crashed. The replay stops, its generation
     marked failed; ``str()`` is the one line ``creditstream replay`` prints: which process ended and
@@ -591,6 +653,13 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
         unsure = await check_redis(redis, settings.namespace)
         if unsure:
             log.warning("redis set-up", problem=unsure)
+        await redis_room(redis, generation, settings.namespace, started=False)
+        used, maxmemory = await memory_info(redis)
+        if maxmemory and maxmemory - memory_reserve(maxmemory) - used < used:
+            # a rebuild writes about as much again as the live generation, most of what Redis holds
+            log.warning("replay: Redis may not hold a second generation; the replay stops before it fills it",
+                        used_mib=used >> 20, maxmemory_mib=maxmemory >> 20,
+                        reserve_mib=memory_reserve(maxmemory) >> 20)
         if await redis.exists(keys.subjects):
             raise ValueError(f"generation {generation!r} already has state; choose another name")
         live = await resolve_keys(redis, settings.namespace)
@@ -688,6 +757,10 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
                     await redis.hset(keys.replay_progress(generation),
                                      mapping={"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500]})
                     await redis.srem(keys.replays, generation)
+        if isinstance(exc, OutOfMemoryError):  # a write of the replay's own refused, Redis full: said so
+            used, maxmemory = await memory_info(redis)
+            raise RedisNearlyFull.of(generation, settings.namespace, used, maxmemory, started=True,
+                                     refused=True) from None
         raise
     finally:
         if pool is not None:

@@ -74,3 +74,12 @@ def test_the_process_killed_is_told_from_the_ones_the_pool_stopped():
         assert _ended_processes(pool) == [(victim, -signal.SIGKILL)]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def test_a_write_redis_refused_as_full_is_one_line_exit_1():
+    """Any command (a re-drive's audit, a positions move): Redis full is said so, not a traceback."""
+    from redis.exceptions import OutOfMemoryError
+
+    code, line = cli._failure(OutOfMemoryError("command not allowed when used memory > 'maxmemory'."))
+    assert code == 1 and line.startswith("creditstream: Redis refused a write: it is full"), line
+    assert "noeviction" in line and "admin user" in line
