@@ -260,14 +260,7 @@ async def plan(settings: Settings, agent: str, *, to: str, offset: int | None = 
 
 
 async def _starts(settings: Settings, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
-    if not tps:
-        return {}
-    c = kafka.consumer(settings, group_id=None)
-    await c.start()
-    try:
-        return dict(await c.beginning_offsets(tps))
-    finally:
-        await kafka.stop_consumer(c)
+    return await kafka.log_starts(settings, tps)
 
 
 async def move(settings: Settings, agent: str, moves: list[Move]) -> None:

@@ -676,6 +676,8 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
             raise ValueError(f"--from-offsets names partition(s) {', '.join(map(str, unknown))}, which "
                              f"{topics.subject_events} does not have (it has {len(all_partitions)}: "
                              f"{', '.join(map(str, all_partitions)) or 'none'})")
+        if start is None and from_timestamp_ms is None:
+            await _refuse_a_log_cut_short(settings, topics.subject_events, all_partitions)
         result.abandoned = await mark_abandoned(redis, keys)
         await redis.set(keys.replay_alive(generation), b"1", ex=REPLAY_ALIVE_TTL_S)
         alive = asyncio.ensure_future(_stay_alive(redis, keys.replay_alive(generation), ended))
@@ -771,6 +773,25 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
                 await alive
         await redis.aclose()
     return result
+
+
+async def _refuse_a_log_cut_short(settings: Settings, topic: str, partitions: list[int]) -> None:
+    """A whole replay rebuilds from the log's first input: where a partition's log start is past 0,
+    the inputs before it were deleted (the topic's retention, DeleteRecords), and the rebuild would
+    lack them while the live state holds them; switched to, it would lose them. Refused (ValueError:
+    exit 2), before anything is written. Read before: from the earliest record left, silently."""
+    from aiokafka import TopicPartition
+
+    starts = await kafka.log_starts(settings, [TopicPartition(topic, p) for p in partitions])
+    cut = {tp.partition: offset for tp, offset in sorted(starts.items()) if offset > 0}
+    if cut:
+        where = ", ".join(f"partition {p} starts at offset {offset:,}" for p, offset in cut.items())
+        raise ValueError(
+            f"the subject-event log {topic} has lost its first inputs ({where}): they were deleted (the "
+            f"topic's retention, or DeleteRecords), so a rebuild from it would lack them, while the live state "
+            f"holds them; nothing was written. Keep the live state (and back up Redis: docs/operations.md, "
+            f"Backups), and give the topic retention.ms=-1 (`creditstream topics --apply`). What is left can "
+            f"be replayed for inspection with --from-offsets (a partial replay, never switched to)")
 
 
 VERIFY_CATCH_UP_S = 30.0

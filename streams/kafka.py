@@ -573,6 +573,19 @@ async def log_end_offsets(c: AIOKafkaConsumer, tps: list[TopicPartition]) -> dic
     return await c.end_offsets(tps)  # apache-kafka only: broker_kind switch
 
 
+async def log_starts(settings: Settings, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """Each partition's log start (ListOffsets, earliest): the records before it were deleted (the
+    topic's retention, or DeleteRecords). Tansu deletes nothing and answers 0."""
+    if not tps:
+        return {}
+    c = consumer(settings, group_id=None)
+    await c.start()
+    try:
+        return dict(await c.beginning_offsets(tps))
+    finally:
+        await stop_consumer(c)
+
+
 async def _exists(c: AIOKafkaConsumer, topic: str) -> bool:
     """Whether the cluster has ``topic``, asked without naming it (:func:`existing_topics`)."""
     return topic in (await c._client.fetch_all_metadata()).topics()  # noqa: SLF001
