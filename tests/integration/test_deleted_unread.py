@@ -152,28 +152,23 @@ async def positions_of(settings, topic: str):
     return [r for r in await positions.show(settings, ("ingest",)) if r.topic == topic]
 
 
-async def test_a_replay_refuses_a_subject_event_log_that_lost_its_first_inputs(department, redis, settings):
+async def test_a_replay_refuses_a_subject_event_log_that_lost_its_first_inputs(pipeline, department, redis, settings):
     """Seen: with the subject-event log's first inputs deleted (a finite retention, DeleteRecords), a
     replay read from the earliest record left and completed: a generation without them, which
     `--switch` would have made the live state. It refuses, before writing anything, naming the
     partition and its log start; a partial replay (--from-offsets) of what is left still runs."""
-    from creditstream.app import Pipeline
     from ops.replay import replay
     from ops.report import progress
     from streams.topics import Topics
 
-    worker = Pipeline(settings)
-    await worker.start()
-    try:
-        for n in range(20):
-            await department.send(PENALTY, sample_event("penalty", decision_doc_no=f"沪罚〔2024〕{800 + n}号"))
+    for n in range(20):
+        await department.send(PENALTY, sample_event("penalty", decision_doc_no=f"沪罚〔2024〕{800 + n}号"))
 
-        async def applied():
-            return await progress(settings) >= 20
+    async def applied():
+        return await progress(settings) >= 20
 
-        await eventually(applied, timeout=60)
-    finally:
-        await worker.stop()
+    await eventually(applied, timeout=60)
+    await pipeline.stop()  # the log is complete
     topic = Topics(settings).subject_events
     ends = await kafka.log_ends(settings, topic)
     part = next(p for p, end in sorted(ends.items()) if end >= 2)
