@@ -277,9 +277,7 @@ async def _rebuild(settings: Settings, redis, keys: Keys, *, partitions: list[in
                     try:
                         await agent.process(batch, checkpoint)
                     except OutOfMemoryError:  # full all the same (the live workers wrote meanwhile)
-                        used, maxmemory = await memory_info(redis)
-                        raise RedisNearlyFull.of(keys.generation, settings.namespace, used, maxmemory,
-                                                 refused=True) from None
+                        raise await refused_as_full(redis, keys.generation, settings.namespace) from None
                     except Rewind:
                         if attempt == FENCED_RETRIES:
                             raise RuntimeError(f"a replay batch was fenced {attempt} times in a row by another job "
@@ -497,6 +495,15 @@ async def memory_info(redis) -> tuple[int, int]:
     """(used_memory, maxmemory) from ``INFO memory``, which the creditstream user may read (0: no maxmemory)."""
     info = await redis.info("memory")
     return int(info.get("used_memory") or 0), int(info.get("maxmemory") or 0)
+
+
+async def refused_as_full(redis, generation: str, namespace: str) -> RedisNearlyFull:
+    """What a replay raises when Redis refused one of its writes as full (``OutOfMemoryError``)."""
+    try:
+        used, maxmemory = await memory_info(redis)
+    except Exception:  # noqa: BLE001 - the figures are only for the message
+        used = maxmemory = 0
+    return RedisNearlyFull.of(generation, namespace, used, maxmemory, refused=True)
 
 
 async def redis_room(redis, generation: str, namespace: str, *, started: bool = True) -> None:
@@ -760,9 +767,7 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
                                      mapping={"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500]})
                     await redis.srem(keys.replays, generation)
         if isinstance(exc, OutOfMemoryError):  # a write of the replay's own refused, Redis full: said so
-            used, maxmemory = await memory_info(redis)
-            raise RedisNearlyFull.of(generation, settings.namespace, used, maxmemory, started=True,
-                                     refused=True) from None
+            raise await refused_as_full(redis, generation, settings.namespace) from None
         raise
     finally:
         if pool is not None:
