@@ -38,7 +38,7 @@ from agents.ingest import IngestAgent
 from agents.registry import RegistryAgent
 from agents.subject import SubjectAgent
 from agents.timer import TimerAgent
-from creditstream import eventloop, holdings, host
+from creditstream import eventloop, holdings, host, metrics
 from creditstream.connections import check_redis, make_codec, redis_client
 from creditstream.heap import HeapRounds, thaw
 from creditstream.settings import Settings
@@ -216,7 +216,19 @@ class Pipeline:
                 await self._write_heartbeat(value)
             except Exception as exc:  # noqa: BLE001 - Redis down: the agents retry and report it
                 log.debug("heartbeat not written", error=str(exc))
+            try:
+                await self._read_redis_memory()
+            except Exception as exc:  # noqa: BLE001 - as above; the gauges keep their last figures
+                log.debug("redis memory not read", error=str(exc))
             await asyncio.sleep(HEARTBEAT_S)
+
+    async def _read_redis_memory(self) -> None:
+        """Redis's memory and its ``maxmemory`` into /metrics, with each heartbeat: at ``maxmemory``
+        Redis refuses every write (noeviction, as creditstream requires) and the pipeline waits, so
+        the alert ``CreditstreamRedisNearlyFull`` tells of it before (deploy/prometheus-rules.yml)."""
+        info = await self.redis.info("memory")
+        metrics.REDIS_MEMORY_USED.set(int(info.get("used_memory") or 0))
+        metrics.REDIS_MAXMEMORY.set(int(info.get("maxmemory") or 0))
 
     async def _write_heartbeat(self, value: bytes) -> None:
         """The heartbeat key (expiring) and this worker's entry in the ``workers`` index, by which

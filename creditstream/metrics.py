@@ -72,6 +72,12 @@ HELD_PAST_POLL_INTERVAL = Counter("creditstream_batches_held_past_poll_interval_
 CLOCK_SKEW = Gauge("creditstream_clock_skew_seconds",
                    "This worker's clock minus the reference server's (Redis TIME); the timer fires nothing while it "
                    "exceeds the tolerance", registry=REGISTRY)
+REDIS_MEMORY_USED = Gauge("creditstream_redis_memory_used_bytes",
+                          "Redis's used_memory (INFO memory), read by each worker with its heartbeat",
+                          registry=REGISTRY)
+REDIS_MAXMEMORY = Gauge("creditstream_redis_maxmemory_bytes",
+                        "Redis's maxmemory (0: none), read with its heartbeat: at it, Redis refuses every write "
+                        "(noeviction)", registry=REGISTRY)
 TICKS_HELD = Counter("creditstream_ticks_held_total", "Timer rounds that fired nothing because this worker's clock "
                      "is ahead of the reference", registry=REGISTRY)
 CHECKS = Counter("creditstream_checks_total", "Credit checks answered by the check API (GET/POST /check), by matter "

@@ -125,3 +125,22 @@ def test_the_reserve_is_a_share_of_maxmemory_at_least_64_mib():
         "g", "cs", 900 * MIB, 1000 * MIB, started=False))
     assert line.startswith("replay into generation 'g' not started: Redis uses 900 MiB of its maxmemory 1,000 MiB")
     assert "Nothing was written" in line and "\n" not in line
+
+
+async def test_a_worker_exports_redis_memory_against_its_maxmemory(pipeline, redis):
+    """What the alert CreditstreamRedisNearlyFull reads: each worker's heartbeat (every 5 s) reads
+    INFO memory into creditstream_redis_memory_used_bytes and creditstream_redis_maxmemory_bytes."""
+    from creditstream import metrics
+
+    def exported() -> tuple[float, float]:
+        return (metrics.REGISTRY.get_sample_value("creditstream_redis_memory_used_bytes") or 0,
+                metrics.REGISTRY.get_sample_value("creditstream_redis_maxmemory_bytes") or 0)
+
+    async with maxmemory(redis, 900 * MIB):
+        async def read():
+            used, limit = exported()
+            return limit == 900 * MIB and used > 0
+
+        await eventually(read, timeout=20, interval=0.5)
+        used, _ = exported()
+        assert abs(used - await _used(redis)) < 64 * MIB  # the same server's figure, read moments apart
