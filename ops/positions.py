@@ -160,7 +160,7 @@ async def show(settings: Settings, agents: tuple[str, ...] = AGENTS) -> list[Par
                     ends[(topic, p)] = end
             committed = await _committed(settings, agent, tps)
             recorded = await _recorded(redis, keys, agent, tps)
-            starts = await _starts(settings, tps)
+            starts = await kafka.log_starts(settings, tps)
             marker = commit_marker(keys, agent)
             rows.extend(PartitionPosition(agent, tp.topic, tp.partition, recorded[tp], committed[tp].offset,
                                           ends.get((tp.topic, tp.partition)),
@@ -229,7 +229,7 @@ async def plan(settings: Settings, agent: str, *, to: str, offset: int | None = 
         current = {k: r for k, r in current.items() if k[1] == partition}
         if not current:
             raise PositionsError(f"no partition {partition} in {', '.join(topics)}")
-    starts = await _starts(settings, [TopicPartition(t, p) for t, p in current])
+    starts = await kafka.log_starts(settings, [TopicPartition(t, p) for t, p in current])
     by_time: dict[tuple[str, int], int] = {}
     if to == "time":
         for t in topics:
@@ -257,10 +257,6 @@ async def plan(settings: Settings, agent: str, *, to: str, offset: int | None = 
             target = offset
         moves.append(Move(t, p, row.committed, row.redis, target))
     return moves
-
-
-async def _starts(settings: Settings, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
-    return await kafka.log_starts(settings, tps)
 
 
 async def move(settings: Settings, agent: str, moves: list[Move]) -> None:
