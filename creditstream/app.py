@@ -39,7 +39,7 @@ from agents.registry import RegistryAgent
 from agents.subject import SubjectAgent
 from agents.timer import TimerAgent
 from creditstream import eventloop, holdings, host, metrics
-from creditstream.connections import check_redis, make_codec, redis_client
+from creditstream.connections import check_redis, make_codec, redis_client, redis_memory
 from creditstream.heap import HeapRounds, thaw
 from creditstream.settings import Settings
 from domain.calendar import WorkingCalendar, coverage_warning
@@ -226,9 +226,9 @@ class Pipeline:
         """Redis's memory and its ``maxmemory`` into /metrics, with each heartbeat: at ``maxmemory``
         Redis refuses every write (noeviction, as creditstream requires) and the pipeline waits, so
         the alert ``CreditstreamRedisNearlyFull`` tells of it before (deploy/prometheus-rules.yml)."""
-        info = await self.redis.info("memory")
-        metrics.REDIS_MEMORY_USED.set(int(info.get("used_memory") or 0))
-        metrics.REDIS_MAXMEMORY.set(int(info.get("maxmemory") or 0))
+        used, maxmemory = await redis_memory(self.redis)
+        metrics.REDIS_MEMORY_USED.set(used)
+        metrics.REDIS_MAXMEMORY.set(maxmemory)
 
     async def _write_heartbeat(self, value: bytes) -> None:
         """The heartbeat key (expiring) and this worker's entry in the ``workers`` index, by which

@@ -226,6 +226,14 @@ async def check_redis_access(redis: aioredis.Redis, namespace: str) -> None:
         raise RedisUnsuitable(access_refused(exc, namespace)) from None
 
 
+async def redis_memory(redis: aioredis.Redis) -> tuple[int, int]:
+    """(used_memory, maxmemory) from ``INFO memory``, which the creditstream user may read (maxmemory
+    0: none). At maxmemory Redis refuses every write (noeviction, as :func:`check_redis` requires):
+    a worker exports both with its heartbeat, a replay stops before it gets there (ops/replay.py)."""
+    info = await redis.info("memory")
+    return int(info.get("used_memory") or 0), int(info.get("maxmemory") or 0)
+
+
 async def check_redis(redis: aioredis.Redis, namespace: str | None = None) -> str | None:
     """Refuse a Redis creditstream cannot keep its data in (:class:`RedisUnsuitable`); a warning
     (returned) for one that may lose some of its control keys, or whose set-up cannot be read.

@@ -42,7 +42,7 @@ import structlog
 from redis.exceptions import OutOfMemoryError
 
 from creditstream import host
-from creditstream.connections import check_redis, make_codec, redis_client
+from creditstream.connections import check_redis, make_codec, redis_client, redis_memory
 from creditstream.heap import HeapRounds, thaw
 from creditstream.settings import Settings
 from domain.calendar import WorkingCalendar
@@ -491,27 +491,23 @@ class RedisNearlyFull(ReplayStopped):
                    f"generations' keys, then run it again")
 
 
-async def memory_info(redis) -> tuple[int, int]:
-    """(used_memory, maxmemory) from ``INFO memory``, which the creditstream user may read (0: no maxmemory)."""
-    info = await redis.info("memory")
-    return int(info.get("used_memory") or 0), int(info.get("maxmemory") or 0)
-
-
 async def refused_as_full(redis, generation: str, namespace: str) -> RedisNearlyFull:
     """What a replay raises when Redis refused one of its writes as full (``OutOfMemoryError``)."""
     try:
-        used, maxmemory = await memory_info(redis)
+        used, maxmemory = await redis_memory(redis)
     except Exception:  # noqa: BLE001 - the figures are only for the message
         used = maxmemory = 0
     return RedisNearlyFull.of(generation, namespace, used, maxmemory, refused=True)
 
 
-async def redis_room(redis, generation: str, namespace: str, *, started: bool = True) -> None:
+async def redis_room(redis, generation: str, namespace: str, *, started: bool = True) -> tuple[int, int]:
     """Raise :class:`RedisNearlyFull` when Redis has a ``maxmemory`` and what it uses is within
-    :func:`memory_reserve` of it. Checked at a replay's start and before each of its batches."""
-    used, maxmemory = await memory_info(redis)
+    :func:`memory_reserve` of it; else (used_memory, maxmemory). Checked at a replay's start and
+    before each of its batches."""
+    used, maxmemory = await redis_memory(redis)
     if maxmemory and used > maxmemory - memory_reserve(maxmemory):
         raise RedisNearlyFull.of(generation, namespace, used, maxmemory, started=started)
+    return used, maxmemory
 
 
 class ReplayProcessDied(ReplayStopped):
@@ -660,8 +656,7 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
         unsure = await check_redis(redis, settings.namespace)
         if unsure:
             log.warning("redis set-up", problem=unsure)
-        await redis_room(redis, generation, settings.namespace, started=False)
-        used, maxmemory = await memory_info(redis)
+        used, maxmemory = await redis_room(redis, generation, settings.namespace, started=False)
         if maxmemory and maxmemory - memory_reserve(maxmemory) - used < used:
             # a rebuild writes about as much again as the live generation, most of what Redis holds
             log.warning("replay: Redis may not hold a second generation; the replay stops before it fills it",

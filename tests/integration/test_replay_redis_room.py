@@ -102,8 +102,8 @@ async def test_a_write_redis_refuses_as_full_is_said_so(pipeline, department, se
     here so that the replay reaches that write."""
     from ops import replay as replay_module
 
-    async def unchecked(*_args, **_kwargs) -> None:
-        return None
+    async def unchecked(*_args, **_kwargs) -> tuple[int, int]:
+        return 0, 0  # (used_memory, maxmemory) as if Redis had no maxmemory
 
     await _a_log(pipeline, department, settings, subjects=1000, per_subject=1)
     monkeypatch.setattr(replay_module, "redis_room", unchecked)
