@@ -72,7 +72,7 @@ from collections.abc import Awaitable, Callable
 import orjson
 import redis.exceptions as rexc
 import structlog
-from aiohttp import web
+from aiohttp import web, web_protocol
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NoBrokersAvailable, RequestTimedOutError
 from prometheus_client import generate_latest
@@ -219,8 +219,11 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(exc.status, _HTTP_ERRORS.get(exc.status, "error"),
-                              "no such endpoint (see docs/openapi.yaml)" if exc.status == 404 else exc.reason)
+        response = error_response(exc.status, _HTTP_ERRORS.get(exc.status, "error"),
+                                  "no such endpoint (see docs/openapi.yaml)" if exc.status == 404 else exc.reason)
+        if "Allow" in exc.headers:  # 405: the methods the path has (RFC 9110 15.5.6)
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
 
 
 def unauthorized(message: str, *, invalid: bool) -> web.Response:
@@ -250,8 +253,40 @@ def authentication(access: Access):
     return authenticate
 
 
+_AIOHTTP_HANDLE_ERROR = web_protocol.RequestHandler.handle_error
+MALFORMED_REQUEST = ("the request could not be read: a malformed request line or header, or one longer than "
+                     "8190 bytes (send long lists of subjects with POST /check)")
+
+
+def _protocol_error(self: web_protocol.RequestHandler, request: web.BaseRequest, status: int = 500,
+                    exc: BaseException | None = None, message: str | None = None) -> web.StreamResponse:
+    """A request aiohttp cannot parse (a request line or header over 8190 bytes, bad HTTP) is answered
+    by aiohttp itself, before any route or middleware: in plain text that quotes the bytes it read (an
+    ID number in a URL included), with an error-level traceback in the log. Here it is JSON ``Error``
+    like every other answer, quotes nothing, and is logged as one line at INFO (anyone can send one:
+    not an error of the service's own). Server errors (5xx) keep aiohttp's own handling."""
+    if not 400 <= status < 500:
+        return _AIOHTTP_HANDLE_ERROR(self, request, status, exc, message)
+    log.info("api request refused: unreadable HTTP", status=status, problem=type(exc).__name__ if exc else None,
+             remote=request.remote)
+    if request.writer.output_size > 0:  # as aiohttp: the connection is broken
+        raise ConnectionError("Response is sent already, cannot send another response with the error message")
+    response = error_response(status, _HTTP_ERRORS.get(status, "bad_request"), MALFORMED_REQUEST)
+    response.force_close()
+    return response
+
+
+def install_protocol_errors() -> None:
+    """Answer unreadable requests with :func:`_protocol_error`, in this process's aiohttp servers
+    (``creditstream api`` and the worker's web server, which Faust builds: aiohttp offers no
+    per-server hook for it)."""
+    web_protocol.RequestHandler.handle_error = _protocol_error  # type: ignore[method-assign]
+
+
 def middlewares(settings: Settings, access: Access | None = None) -> list:
-    """The middlewares of both serving modes: JSON errors (outermost), then authentication."""
+    """The middlewares of both serving modes: JSON errors (outermost), then authentication. Requests
+    aiohttp cannot read answer JSON too (:func:`install_protocol_errors`)."""
+    install_protocol_errors()
     return [json_errors, authentication(access or Access.from_settings(settings))]
 
 

@@ -12,7 +12,8 @@
 ``GET /disclosure/style.css``               the stylesheet
 ==========================================  ===============================================================
 
-Every page takes ``?at=`` (an instant; default now) and ``?format=json`` for its JSON form (the feed);
+Every page takes ``?at=`` (an instant; default now) and ``?format=json`` for its JSON form (the feed; or
+``Accept: application/json`` without ``text/html``, as the credit report);
 pages that page take ``?cursor=`` (the ``next_cursor`` of the previous page; the HTML has a "next"
 link). Dates are China dates.
 
@@ -54,8 +55,9 @@ from creditstream.pages import (
     table,
     url,
 )
-from creditstream.report_api import KIND_LABELS, STATE_LABELS, WITHDRAWN_LABELS, instant_of
+from creditstream.report_api import KIND_LABELS, STATE_LABELS, WITHDRAWN_LABELS, instant_of, negotiated, wants_json
 from creditstream.settings import Settings
+from domain import clock
 from domain.disclosure import disclosed_records, is_organisation, list_member, name_matches, query_of, subject_name
 from domain.memberships import memberships_at
 from domain.privacy import redact_personal
@@ -67,6 +69,9 @@ PREFIX = "/disclosure"
 PAGE_SIZE = 50
 SCAN_STEP = 500
 """Subjects read per page of the penalties / licences walk and of a name search."""
+PAST_SIZE_LIMIT = 10_000
+"""The most members of one list the index reads to count it at a past instant; a larger list's size
+then is not counted (``size`` null: its pages show its members then)."""
 DISCLOSED_LISTS = ("blacklist:", "court_debtor")
 RECORD_PAGES = {"penalties": "penalty", "licences": "license"}
 PAGE_TITLES = {"penalty": "行政处罚公示 Penalties under publicity", "license": "行政许可公示 Licences under publicity"}
@@ -74,13 +79,6 @@ PAGE_TITLES = {"penalty": "行政处罚公示 Penalties under publicity", "licen
 
 def is_disclosed_list(name: str) -> bool:
     return name.startswith(DISCLOSED_LISTS[0]) or name == DISCLOSED_LISTS[1]
-
-
-def _format_json(request: web.Request) -> bool:
-    fmt = request.query.get("format", "html").lower()
-    if fmt not in ("json", "html"):
-        raise web.HTTPBadRequest(reason="format: json or html")
-    return fmt == "json"
 
 
 def _cursor(request: web.Request) -> int:
@@ -106,6 +104,7 @@ def _nav(at: str) -> Html:
 
 
 def _search_form(q: str, at: str) -> Html:
+    """The search box, holding ``q`` as the public sees it (an ID number in it masked, as in the JSON)."""
     return el("form", el("input", type="search", name="q", value=q, placeholder="统一社会信用代码或名称 Code or name",
                          aria_label="code or name"),
               el("input", type="hidden", name="at", value=at), el("button", "查询 Search", type="submit"),
@@ -125,20 +124,20 @@ class DisclosureApi:
 
     def routes(self, guard: Callable[[Handler], Handler]) -> list[web.RouteDef]:
         return [
-            web.get(PREFIX, guard(self.index), allow_head=False),
+            web.get(PREFIX, negotiated(guard(self.index)), allow_head=False),
             web.get(f"{PREFIX}/style.css", stylesheet, allow_head=False),
-            web.get(f"{PREFIX}/lists/{{name}}", guard(self.list_page), allow_head=False),
-            web.get(f"{PREFIX}/penalties", guard(self.records_page), allow_head=False),
-            web.get(f"{PREFIX}/licences", guard(self.records_page), allow_head=False),
-            web.get(f"{PREFIX}/subjects/{{code}}", guard(self.subject_page), allow_head=False),
+            web.get(f"{PREFIX}/lists/{{name}}", negotiated(guard(self.list_page)), allow_head=False),
+            web.get(f"{PREFIX}/penalties", negotiated(guard(self.records_page)), allow_head=False),
+            web.get(f"{PREFIX}/licences", negotiated(guard(self.records_page)), allow_head=False),
+            web.get(f"{PREFIX}/subjects/{{code}}", negotiated(guard(self.subject_page)), allow_head=False),
         ]
 
     # --- index and search ------------------------------------------------------------------
     async def index(self, request: web.Request) -> web.StreamResponse:
-        as_json, at = _format_json(request), instant_of(request)
+        as_json, at = wants_json(request), instant_of(request)
         q = request.query.get("q", "").strip()
         reader = self.reader()
-        sizes = {n: s for n, s in (await reader.lists()).items() if is_disclosed_list(n)}
+        sizes = await self._sizes(reader, at)
         search = await self._search(q, at, _cursor(request)) if q else None
         if search is not None and search.get("subject") and not as_json:  # found by its code: its page
             return web.Response(status=303, headers={"Location": url(f"{PREFIX}/subjects/{seg(search['subject'])}",
@@ -147,18 +146,45 @@ class DisclosureApi:
                        "search": search})
         if as_json:
             return _json(doc)
-        parts = [el("h1", "信用信息公示 Public credit information"), _search_form(q, at)]
+        parts = [el("h1", "信用信息公示 Public credit information"), _search_form(_public(q), at)]
         if search is not None:
             parts.append(self._render_search(search, q, at))
         parts += [el("h2", "严重失信主体名单 Blacklists"),
                   table(["名单 List", "主体数 Members"],
-                        [[link(url(f"{PREFIX}/lists/{seg(x['list'])}", at=at), x["list"]), x["size"]]
-                         for x in doc["lists"]], empty="目前没有名单成员 No list has members"),
+                        [[link(url(f"{PREFIX}/lists/{seg(x['list'])}", at=at), x["list"]),
+                          "—" if x["size"] is None else x["size"]]
+                         for x in doc["lists"]], empty="当时没有名单成员 No list had members"
+                        if at != clock.today() else "目前没有名单成员 No list has members"),
                   el("h2", "双公示 Double publicity"),
                   el("ul", el("li", link(url(f"{PREFIX}/penalties", at=at), PAGE_TITLES["penalty"])),
                      el("li", link(url(f"{PREFIX}/licences", at=at), PAGE_TITLES["license"]))),
                   el("p", "公示时点 At: ", at, " · ", link(url(PREFIX, at=at, format="json"), "JSON"), class_="note")]
         return html_response(page("信用信息公示 Public credit information", join(parts), nav=_nav(at)))
+
+    @staticmethod
+    async def _sizes(reader: Reader, at: str) -> dict[str, int | None]:
+        """The disclosed lists' sizes at ``at``, by name. Today: the list sets' sizes. A past instant:
+        the members now that were on the list then, counted as the list's pages show them
+        (:func:`domain.disclosure.list_member`), lists without any left out; a list of more than
+        :data:`PAST_SIZE_LIMIT` members now is not counted (None)."""
+        now = {n: s for n, s in (await reader.lists()).items() if is_disclosed_list(n)}
+        if at == clock.today():
+            return dict(now)
+        sizes: dict[str, int | None] = {}
+        for name, size_now in now.items():
+            if size_now > PAST_SIZE_LIMIT:
+                sizes[name] = None
+                continue
+            count, cursor = 0, 0
+            while True:
+                ids, cursor = await reader.members(name, cursor=cursor, count=SCAN_STEP)
+                states = await reader.subjects(ids)
+                count += sum(1 for s in states if s is not None and list_member(s, name, at) is not None)
+                if cursor == 0:
+                    break
+            if count:
+                sizes[name] = count
+        return sizes
 
     async def _search(self, q: str, at: str, cursor: int) -> dict:
         try:
@@ -205,7 +231,7 @@ class DisclosureApi:
 
     # --- a blacklist ---------------------------------------------------------------------
     async def list_page(self, request: web.Request) -> web.StreamResponse:
-        as_json, at = _format_json(request), instant_of(request)
+        as_json, at = wants_json(request), instant_of(request)
         name = request.match_info["name"]
         cursor = _cursor(request)
         reader = self.reader()
@@ -241,7 +267,7 @@ class DisclosureApi:
 
     # --- penalties / licences ------------------------------------------------------------
     async def records_page(self, request: web.Request) -> web.StreamResponse:
-        as_json, at = _format_json(request), instant_of(request)
+        as_json, at = wants_json(request), instant_of(request)
         which = request.path.rsplit("/", 1)[-1]
         kind = RECORD_PAGES[which]
         q = request.query.get("q", "").strip()
@@ -268,7 +294,8 @@ class DisclosureApi:
                  r.get("doc_no"), r.get("source_unit"), r["decision_date"], _details(r),
                  r.get("published_until") or "—"]
                 for r in doc["records"]]
-        form = el("form", el("input", type="search", name="q", value=q, placeholder="名称 Name", aria_label="name"),
+        form = el("form", el("input", type="search", name="q", value=doc["q"] or "", placeholder="名称 Name",
+                             aria_label="name"),
                   el("input", type="hidden", name="at", value=at), el("button", "筛选 Filter", type="submit"),
                   class_="search", action=f"{PREFIX}/{which}", method="get")
         pager = link(url(f"{PREFIX}/{which}", q=q, at=at, cursor=doc["next_cursor"]), "下一页 Next page") \
@@ -282,7 +309,7 @@ class DisclosureApi:
 
     # --- one organisation ----------------------------------------------------------------
     async def subject_page(self, request: web.Request) -> web.StreamResponse:
-        as_json, at = _format_json(request), instant_of(request)
+        as_json, at = wants_json(request), instant_of(request)
         code = request.match_info["code"]
         not_found = "没有这个代码的组织 No organisation has that code"
         if self.names_a_person(code):  # before any look-up: no enumeration of ID numbers

@@ -20,6 +20,7 @@ what was served.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -63,6 +64,19 @@ def wants_json(request: web.Request) -> bool:
     return "application/json" in accept and "text/html" not in accept
 
 
+def negotiated(handler: Handler) -> Handler:
+    """A handler whose form follows the Accept header (:func:`wants_json`): its answers say so
+    (``Vary: Accept``), so that a cache between keeps the HTML and the JSON apart."""
+
+    @functools.wraps(handler)
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        response = await handler(request)
+        response.headers["Vary"] = "Accept"
+        return response
+
+    return wrapper
+
+
 def instant_of(request: web.Request) -> str:
     """``?at=`` as a China date (ISO date or date-time; default today). 400 for anything else."""
     raw = request.query.get("at", "")
@@ -90,7 +104,7 @@ class ReportApi:
         self.rules = rules or load_rulebook(settings.rules_file or None)
 
     def routes(self, guard: Callable[[Handler], Handler]) -> list[web.RouteDef]:
-        return [web.get("/subjects/{code}/report", guard(self.report), allow_head=False)]
+        return [web.get("/subjects/{code}/report", negotiated(guard(self.report)), allow_head=False)]
 
     async def report(self, request: web.Request) -> web.Response:
         as_json = wants_json(request)
@@ -187,4 +201,4 @@ def render_report(sealed: dict) -> Html:
     return page(title, body)
 
 
-__all__ = ["ReportApi", "render_report", "wants_json", "instant_of", "REPORT_ELEMENT", "esc"]
+__all__ = ["ReportApi", "render_report", "wants_json", "negotiated", "instant_of", "REPORT_ELEMENT", "esc"]

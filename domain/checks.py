@@ -7,7 +7,8 @@ domain/memberships.py) and the rulebook's measures catalogue (``[[measure]]`` in
   review conditions apply), ``suspended`` (measures would apply, but every list they rest on is
   suspended by a pending objection, RULES.md 5), ``incentive`` (red list: green channel, priority,
   bonus points, fewer inspections), ``clear`` (nothing applies), ``no_record`` (no state: the
-  subject is unknown to the processor);
+  subject is unknown to the processor; ``code_problem`` says why no subject can have a malformed
+  code, such as a USCC whose check character does not match);
 * ``measures`` that apply, ``suspended`` measures, ``incentives``: each with its id, effect,
   descriptions, policy source and the lists that trigger it at that instant;
 * ``basis``: those lists at that instant (entry and expected exit, suspended or not, by which
@@ -29,6 +30,7 @@ from typing import Any, Final
 
 import msgspec
 
+from domain.identifiers import code_problem
 from domain.memberships import ListSpan, ListStanding, Standing, day_of, memberships_at
 from domain.rulebook import Measure, Rulebook
 from domain.state import SubjectState
@@ -92,6 +94,7 @@ class CheckResult(msgspec.Struct, frozen=True, kw_only=True):
     projected: bool              # at is after as_of
     rules_version: str           # the catalogue's (rulebook's) version
     lists_rules_version: str | None  # the rulebook version the subject's lists were derived with
+    code_problem: str | None = None  # no_record: why no subject can have the code (identifiers.code_problem)
 
 
 def to_builtins(result: CheckResult) -> Doc:
@@ -114,7 +117,8 @@ def check(state: SubjectState | Doc | None, matter: str, at: dt.date | dt.dateti
     if state is None:
         return CheckResult(subject=subject, matter=matter, matter_zh=info.zh, matter_en=info.en, at=day,
                            outcome="no_record", measures=(), suspended=(), incentives=(), basis=(), as_of=None,
-                           projected=False, rules_version=rules.version, lists_rules_version=None)
+                           projected=False, rules_version=rules.version, lists_rules_version=None,
+                           code_problem=code_problem(subject) if subject is not None else None)
     standing = memberships_at(state, day)
     applied: list[AppliedMeasure] = []
     suspended: list[AppliedMeasure] = []

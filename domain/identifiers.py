@@ -251,6 +251,23 @@ def classify(code: str) -> tuple[IdKind, bool]:
     return IdKind.UNKNOWN, False
 
 
+def code_problem(code: str) -> str | None:
+    """Why no subject can have ``code``, for an answer that found none (a check's ``no_record``), or
+    None for a well-formed code. A typo in a check character reads otherwise as "nothing against this
+    subject". A 15-digit number whose registration check fails is not flagged: it may be a
+    first-generation ID number, which has no check digit."""
+    kind, valid = classify(code)
+    if valid or kind is IdKind.REG_NO:
+        return None
+    if kind is IdKind.USCC:
+        return ("its check character does not match: not a valid USCC (统一社会信用代码) or resident ID number; "
+                "a typo?")
+    if kind is IdKind.ORG_CODE:
+        return "its check character does not match: not a valid organisation code (组织机构代码); a typo?"
+    return ("not the shape of a USCC, resident ID number, organisation code (9 characters) or registration "
+            "number (15 digits)")
+
+
 def _uscc_part(code: str, part: slice) -> str:
     code = normalise_code(code)
     if not uscc_shape_ok(code):

@@ -299,7 +299,7 @@ async def test_api_answers_match_the_openapi_document(settings, pipeline, depart
             err = await api.get("/no/such/endpoint", None, expect=404)
             assert err["error"] == "not_found"
             async with session.post(f"http://127.0.0.1:{port}/health") as resp:
-                assert resp.status == 405
+                assert resp.status == 405 and resp.headers.get("Allow") == "GET"  # RFC 9110 15.5.6
                 SPEC.validate(SPEC.component("Error"), await resp.json())
     finally:
         stop.set()
@@ -324,6 +324,34 @@ async def test_unreachable_backends_answer_503(settings):
                                   ("/lists", "/lists"), ("/changes", "/changes")):
                 err = await api.get(url, template, expect=503)
                 assert err["error"] == "unavailable", (url, err)
+    finally:
+        await runner.cleanup()
+
+
+async def test_an_unreadable_request_answers_json_and_quotes_nothing(settings):
+    """A request line over aiohttp's 8190 bytes is refused before any route: as JSON ``Error``, not
+    aiohttp's text quoting the bytes read (here an ID number in the URL)."""
+    from creditstream.api import create_api
+
+    runner = web.AppRunner(create_api(settings), access_log=None)
+    await runner.setup()
+    port = free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        target = f"/disclosure?q={samples.PERSON_ID}&pad=" + "A" * 9000
+        writer.write(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), timeout=10)
+        writer.close()
+        head, _, body = raw.partition(b"\r\n\r\n")
+        assert head.split(b"\r\n")[0].split()[1] == b"400", head
+        assert b"content-type: application/json" in head.lower(), head
+        err = orjson.loads(body)
+        SPEC.validate(SPEC.component("Error"), err)
+        assert err["error"] == "bad_request" and "8190" in err["message"]
+        assert samples.PERSON_ID.encode() not in raw
     finally:
         await runner.cleanup()
 

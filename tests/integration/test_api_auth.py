@@ -273,6 +273,7 @@ async def test_worker_web_needs_tokens_and_answers_json(settings, department, tm
             assert err["error"] == "not_found"
             async with session.delete(base + "/lists", headers={"Authorization": f"Bearer {PUBLIC_TOKEN}"}) as resp:
                 assert resp.status == 405 and resp.content_type == "application/json"
+                assert resp.headers.get("Allow") == "GET"
                 SPEC.validate(SPEC.component("Error"), await resp.json())
             await api.get(f"/subjects/{PERSON_ID}", PUBLIC_TOKEN, expect=403)
             api.bodies.clear()

@@ -223,6 +223,29 @@ async def test_report_and_disclosure(settings, pipeline, department, tmp_path):
         refused = await anon.get("/disclosure", "/disclosure", params={"format": "json", "q": PERSON_ID})
         assert refused["search"]["refused"] and refused["search"]["matches"] == []
         assert PERSON_ID not in orjson.dumps(refused).decode()
+        # the HTML's search box holds the number as the JSON does: masked
+        for path in ("/disclosure", "/disclosure/penalties", "/disclosure/licences"):
+            assert not leaks(await anon.get(path, path, params={"q": PERSON_ID})), path
+        # at a past instant, the sizes count who was on each list then, as the list pages show them
+        for days in (500, 100, 10):
+            then = (today() - dt.timedelta(days=days)).isoformat()
+            sizes = {x["list"]: x["size"] for x in (await anon.get("/disclosure", "/disclosure",
+                                                                  params={"format": "json", "at": then}))["lists"]}
+            pages = {}
+            for name in ("blacklist:environment", "court_debtor"):
+                listed = await anon.get(f"/disclosure/lists/{name}", "/disclosure/lists/{name}",
+                                        params={"format": "json", "at": then})
+                if listed["members"]:
+                    pages[name] = len(listed["members"])
+            assert sizes == pages, (then, sizes, pages)
+            assert sorted(sizes) == {500: [], 100: ["blacklist:environment"],
+                                     10: ["blacklist:environment", "court_debtor"]}[days], (then, sizes)
+        # the JSON form by the Accept header too, and the answers say they vary by it
+        async with anonymous.get(served.base + "/disclosure/lists/court_debtor",
+                                 headers={"Accept": "application/json"}) as resp:
+            assert resp.content_type == "application/json" and resp.headers.get("Vary") == "Accept"
+            assert await resp.json() == debtors
+        await anon.get("/disclosure/lists/no-such-list", "/disclosure/lists/{name}", expect=404)  # HTML
         await anon.get(f"/disclosure/subjects/{PERSON_ID}", "/disclosure/subjects/{code}", expect=403,
                        params={"format": "json"})
         await anon.get(f"/disclosure/subjects/{quote('91350211MA0000000X')}", "/disclosure/subjects/{code}",

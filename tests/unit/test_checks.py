@@ -178,6 +178,29 @@ def test_unknown_subject_and_unknown_matter():
     result = check(None, "government_procurement", "2026-01-05", RULES, subject="91350100M000100Y43")
     assert (result.outcome, result.subject, result.measures, result.basis, result.as_of) == (
         "no_record", "91350100M000100Y43", (), (), None)
+    assert result.code_problem is None  # a well-formed USCC no subject has
+
+
+@pytest.mark.parametrize(("code", "problem"), [
+    ("91410702MA3X5QJ87D", "check character does not match: not a valid USCC"),  # ...87C, its last one mistyped
+    ("410102198805051238", "check character does not match"),  # an ID number's check digit mistyped
+    ("12345678-9", "not a valid organisation code"),
+    ("DROPTABLESUBJECTS", "not the shape of"),
+    ("91410702MA3X5QJ87C", None),
+    ("410102198805051237", None),
+    ("410105850312123", None),  # 15 digits: a registration number, or an old ID number without a check digit
+])
+def test_no_record_says_why_no_subject_can_have_a_malformed_code(code, problem):
+    result = check(None, "bidding", "2026-01-05", RULES, subject=code)
+    assert result.outcome == "no_record"
+    if problem is None:
+        assert result.code_problem is None
+    else:
+        assert problem in (result.code_problem or ""), result.code_problem
+    assert to_builtins(result)["code_problem"] == result.code_problem
+
+
+def test_unknown_matter_and_instant():
     with pytest.raises(UnknownMatter, match="unknown matter 'procurement'.*government_procurement"):
         check(None, "procurement", "2026-01-05", RULES)
     with pytest.raises(ValueError, match="ISO form"):
