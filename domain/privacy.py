@@ -26,7 +26,9 @@ to patterns for the rest:
 Who is a natural person is read from the document itself, object by object, and inherited by
 nested objects that do not say: ``id_kind`` / ``subject_kind`` ``resident_id``, ``category`` /
 ``subject_category`` ``natural_person`` (or 自然人), ``ids`` holding a resident ID and no
-organisation code, or an ``id`` / ``subject`` / ``subject_id`` that is a valid resident ID. An
+organisation code, or an ``id`` / ``subject`` / ``subject_id`` that is a valid resident ID. A
+category that is not one of the vocabulary's (an input dead-lettered for it: a name may stand there)
+makes the object a natural person's unless its ``uscc`` is a valid one. An
 organisation's record kept on a person's file (a linked record) says it is an organisation, so
 its own name stays. Individual businesses (个体工商户) are businesses: their names stay.
 
@@ -51,6 +53,9 @@ __all__ = ["redact_personal", "mask_name", "mask_legacy_ids_in_text", "is_natura
 J = TypeVar("J")
 
 NATURAL_PERSON_CATEGORIES: Final = frozenset({"natural_person", "自然人"})
+ORGANISATION_CATEGORIES: Final = frozenset({"legal_entity", "individual_business", "个体工商户", "法人", "非法人组织",
+                                            "法人及非法人组织", "法人和非法人组织", "法人、非法人组织", "法人或非法人组织"})
+"""The subject categories of organisations (domain/vocabulary.py); any other is not recognised."""
 PERSON_KINDS: Final = frozenset({"resident_id"})
 ORGANISATION_KINDS: Final = frozenset({"uscc"})
 ORGANISATION_IDS: Final = frozenset({"uscc", "org_code", "reg_no"})
@@ -88,10 +93,15 @@ def is_natural_person(doc: Mapping[str, object]) -> bool | None:
             return True
         if kind in ORGANISATION_KINDS:
             return False
+    unrecognised = False
     for key in ("category", "subject_category"):
         category = doc.get(key)
         if isinstance(category, str) and category:
-            return category in NATURAL_PERSON_CATEGORIES
+            if category in NATURAL_PERSON_CATEGORIES:
+                return True
+            if category in ORGANISATION_CATEGORIES:
+                return False
+            unrecognised = True  # a department's input that failed its checks (a name in it, even)
     ids = doc.get("ids")
     if isinstance(ids, Mapping) and ids:
         if not ORGANISATION_IDS.isdisjoint(ids.keys()):
@@ -102,6 +112,9 @@ def is_natural_person(doc: Mapping[str, object]) -> bool | None:
         value = doc.get(key)
         if isinstance(value, str) and classify(value)[0] is IdKind.RESIDENT_ID:
             return True
+    if unrecognised:  # the input's own identifiers decide; else it errs on the side of masking
+        uscc = doc.get("uscc")
+        return not (isinstance(uscc, str) and classify(uscc) == (IdKind.USCC, True))
     return None
 
 
@@ -145,6 +158,9 @@ def _collect(node: object, person: bool, secrets: _Secrets, parent_key: str | No
                 secrets.add_name(value)
             elif scope and key in PERSON_NAME_FIELDS:
                 secrets.add_name(value)
+            elif scope and key in ("category", "subject_category") and isinstance(value, str) \
+                    and value not in NATURAL_PERSON_CATEGORIES and value not in ORGANISATION_CATEGORIES:
+                secrets.add_name(value)  # not a category: a name sent in its place, it may be
             elif own and key == "name":
                 secrets.add_name(value)
             elif own and key in SUBJECT_ID_FIELDS:

@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -290,11 +291,22 @@ def _mask_text(text: str | None) -> str | None:
     return None if text is None else mask_id_numbers_in_text(text)
 
 
+_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
+
+
+def _mask_preview(text: str) -> str:
+    """The preview of bytes no schema decoded: ID numbers masked, and each run of non-ASCII text
+    (Chinese) kept to its first character, as a name is masked: undecoded, a name cannot be told from
+    a unit's name or a document number there (``--personal`` shows the bytes)."""
+    return _NON_ASCII_RUN.sub(lambda m: m.group()[0] + "*" * (len(m.group()) - 1), _mask_text(text) or "")
+
+
 def mask_personal(d: dict) -> dict:
     """A dead letter (``show`` / ``list`` form) as a reader without the right to personal data
     sees it (RULES.md 7): the decoded record through :func:`domain.privacy.redact_personal` (ID
     numbers anywhere, natural persons' names), ID numbers (18-character, 15-digit legacy, and both
-    written with spaces or dashes) masked in the key, headers, detail and preview, and the raw bytes
+    written with spaces or dashes) masked in the key, headers and detail, the preview of undecoded
+    bytes masked further (:func:`_mask_preview`: names cannot be told apart there), and the raw bytes
     (``value_hex``) withheld; ``personal_data_masked`` says so."""
     from domain.privacy import redact_personal, safe_detail
 
@@ -304,9 +316,10 @@ def mask_personal(d: dict) -> dict:
     if decoded:
         out["decoded"] = {"schema": decoded["schema"], "record": redact_personal(decoded["record"])}
         secrets_in_record = redact_personal({"key": out.get("key"), "record": decoded["record"]})["key"]
-    for name in ("preview", "decode_error"):
-        if isinstance(out.get(name), str):
-            out[name] = _mask_text(out[name])
+    if isinstance(out.get("decode_error"), str):
+        out["decode_error"] = _mask_text(out["decode_error"])
+    if isinstance(out.get("preview"), str):
+        out["preview"] = _mask_preview(out["preview"])
     if isinstance(out.get("detail"), str):  # made safe when written; a letter written before that too
         out["detail"] = safe_detail(out["detail"])
     if "key" in out:

@@ -55,3 +55,25 @@ def test_a_letter_without_personal_data_keeps_what_it_shows():
     out = dlq.mask_personal(letter)
     assert out["preview"] == letter["preview"] and out["key"] == letter["key"] and out["detail"] == letter["detail"]
     assert dlq.mask_personal(shown(key=ID))["key"] == "410**************4"
+
+
+def test_a_name_sent_in_the_category_field_is_masked_with_the_subjects_name():
+    """A natural person's penalty dead-lettered for its category (``unknown-enum``): the category is
+    not one of the vocabulary's, so neither it nor the subject's name says it is an organisation's."""
+    record = {"subject_name": "张三丰", "subject_category": "王五", "uscc": None, "person_id_no": ID,
+              "facts": "当事人张三丰（王五之子）无证经营。", "legal_rep_name": None}
+    out = dlq.mask_personal(shown(reason="unknown-enum", decoded={"schema": "penalty", "record": record}))
+    text = json.dumps(out, ensure_ascii=False)
+    assert "张三丰" not in text and "王五" not in text and ID not in text, text
+    assert out["decoded"]["record"]["subject_name"] == "张**"
+    # an organisation's, with a category no department sends: its valid USCC says what it is
+    company = {"subject_name": "郑州市测试环保科技有限公司", "subject_category": "公司", "uscc": "91410105M00000R29A"}
+    out = dlq.mask_personal(shown(reason="unknown-enum", decoded={"schema": "penalty", "record": company}))
+    assert out["decoded"]["record"]["subject_name"] == company["subject_name"]
+
+
+def test_the_preview_of_undecodable_bytes_keeps_each_chinese_run_to_its_first_character():
+    raw = "\x00c\x0c张三丰\x0c自然人\x00\x24".encode() + ID.encode() + "郑环罚〔2025〕120号".encode()
+    out = dlq.mask_personal(shown(decode_error="unknown schema id 99", preview=dlq._preview(raw)))
+    assert "张三丰" not in out["preview"] and ID not in out["preview"], out["preview"]
+    assert "张**" in out["preview"] and "410**************4" in out["preview"] and "2025" in out["preview"]
