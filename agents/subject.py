@@ -308,14 +308,7 @@ class SubjectAgent:
                 # that position), or a new leader reports a log end behind its old leader's for a
                 # moment (AHEAD_PATIENCE_S): fetch again; only a position that stays past the end is
                 # an error
-                now = time.monotonic()
-                batches, since = self._ahead.get(p, (0, now))
-                self._ahead[p] = (batches + 1, since)
-                if batches + 1 >= AHEAD_LIMIT and now - since >= self.log_end_patience_s:
-                    raise PositionAhead(
-                        f"Redis records position {pos} on {self.topics.subject_events}[{p}] but the log ends at "
-                        f"{high} (for {now - since:.0f} s): the state is not from this log (topic recreated? wrong "
-                        f"Redis?). Rebuild with `creditstream replay --switch`, then restart the workers.")
+                self._still_ahead(p, pos, high)
                 ahead[p] = (pos, high)
                 rewind[p] = offset
                 continue
@@ -341,6 +334,41 @@ class SubjectAgent:
                          reason="redis-behind")
         return skip_below
 
+    def _still_ahead(self, p: int, pos: int, high: int) -> int:
+        """Partition ``p``'s position ``pos`` is past its log end ``high`` once more: how many checks in
+        a row found it so; raises :class:`PositionAhead` once that is :data:`AHEAD_LIMIT` checks over
+        ``log_end_patience_s``."""
+        now = time.monotonic()
+        checks, since = self._ahead.get(p, (0, now))
+        self._ahead[p] = (checks + 1, since)
+        if checks + 1 >= AHEAD_LIMIT and now - since >= self.log_end_patience_s:
+            raise PositionAhead(
+                f"Redis records position {pos} on {self.topics.subject_events}[{p}] but the log ends at "
+                f"{high} (for {now - since:.0f} s): the state is not from this log (topic recreated? wrong "
+                f"Redis?). Rebuild with `creditstream replay --switch`, then restart the workers.")
+        return checks + 1
+
+    async def _ahead_while_idle(self, parts: list[int]) -> None:
+        """Every position check, busy or idle (streams/runner.py): a partition whose recorded position
+        is past the log end its consumer last saw. A batch's check (:meth:`_check_positions`) sees it
+        only when a batch comes; none comes to a consumer started at a position past the log end when
+        the broker answers such a fetch with nothing (Tansu), or sitting at the group's commit with no
+        new input (Redis ahead of a log whose topic was recreated, or the wrong Redis, while the
+        workers were stopped): it waited for ever, with /health ok. The same patience applies."""
+        if not parts:
+            return
+        for p, pos in (await self.state.positions(parts)).items():
+            high = self.highwater(p)
+            if pos is None or high is None:
+                continue
+            if pos <= high:
+                self._ahead.pop(p, None)
+                continue
+            checks = self._still_ahead(p, pos, high)
+            if checks == 1 or checks % AHEAD_LIMIT == 0:
+                log.warning("the log ends before the position Redis records: waiting for the log to reach it",
+                            partition=p, position=pos, log_end=high, stops_after_s=self.log_end_patience_s)
+
     def forget(self, revoked: set[TopicPartition]) -> None:
         """streams/runner.py, in a rebalance: partitions this worker lost (if they come back,
         another worker may have written them meanwhile: their floor is the group's commit again)."""
@@ -364,6 +392,8 @@ class SubjectAgent:
         if the timer's removal of its due entry survived, no tick would come for it)."""
         if self.replaying or not partitions:
             return None
+        await self._ahead_while_idle([tp.partition for tp in partitions if tp.topic == self.topics.subject_events])
+
         async def recorded(parts: list[int]) -> dict[int, int | None]:
             got = await self.state.positions(parts)
             # positions this worker wrote, gone: Redis lost them all (no sentinel: stop loudly, as a

@@ -118,6 +118,12 @@ class _WholeWrites(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
+    def isatty(self) -> bool:  # a terminal stays one: progress bars, console logs (io's default says no)
+        try:
+            return os.isatty(self._fd)
+        except OSError:
+            return False
+
     def write(self, data) -> int:  # type: ignore[override]
         view = memoryview(data).cast("B")
         done = 0
@@ -381,6 +387,9 @@ def cmd_worker(args) -> int:
             _wait_for_services(settings, args.wait)  # ServiceUnreachable after --wait: exit 3, one line
             _refuse_unsuitable_redis(settings)  # RedisUnsuitable: exit 2, one line (the pipeline checks again)
             worker = faust.Worker(app, loglevel=level, quiet=True, redirect_stdouts=False, override_logging=False)
+            # no terminal spinner: it writes cursor controls to standard output whatever that is, and
+            # a log file then had them before the next JSON line; creditstream logs its own start
+            worker.spinner = None
             try:
                 worker.execute_from_commandline()
             except SystemExit:

@@ -59,6 +59,13 @@ def _change(sid: str, name: str, kind: str, domain: str | None, transition: str,
             "cause_kind": cause[0], "cause_decision": cause[1]}
 
 
+def repair_decision(repair: View | None, key: str) -> str:
+    """The decision a credit repair's changes name (``cause_decision``): the repair decision's own
+    document number, else (a repair sent without one) the repaired record's key."""
+    doc_no = (repair or {}).get("doc_no")
+    return str(doc_no) if doc_no else key
+
+
 def _attr(entry: View, name: str) -> Any:
     value = entry.get(name)
     if value is None:
@@ -200,7 +207,7 @@ def record_facts(key: str, state: SubjectState, index: Doc, rules: Rulebook) -> 
     the state so that an input re-derives only the records it touches):
 
     ``{"d": decision date, "adverse": bool, "cands": [[list, domain, since, until, enter kind,
-    enter decision, leave kind, leave decision], ...], "pub": [start, end, leave kind] | None,
+    enter decision, leave kind, leave decision], ...], "pub": [start, end, leave kind, leave decision] | None,
     "removal": domain | None}``; None: the record does not count (unknown, revoked, undated)."""
     entry = (state.get("records") or {}).get(key)
     if entry is None:
@@ -258,7 +265,8 @@ def record_facts(key: str, state: SubjectState, index: Doc, rules: Rulebook) -> 
                 if kind == "penalty":
                     pub = penalty_publicity(entry, repairs.get(key), rules, gap)
                     if pub is not None:
-                        facts["pub"] = [iso(pub[0]), iso(pub[1]), pub[2]]
+                        leave_decision = repair_decision(repairs.get(key), key) if pub[2] == "repair" else key
+                        facts["pub"] = [iso(pub[0]), iso(pub[1]), pub[2], leave_decision]
             elif base == "action" and fields.get("adverse"):
                 facts["adverse"] = True
             rule = rules.blacklist_rule_for(entry if kind != "linked" else dict(entry, kind=content.get("kind")))
@@ -278,7 +286,7 @@ def record_facts(key: str, state: SubjectState, index: Doc, rules: Rulebook) -> 
                 early = rules.listing_period(c.domain)[1]
                 leave_at = max(approved, add_months(c.since, early)) if early is not None else approved
                 if c.until is None or leave_at < c.until:
-                    c = c._replace(until=leave_at, leave=("repair", key))
+                    c = c._replace(until=leave_at, leave=("repair", repair_decision(repair, key)))
         for part in _split(c, gap):
             facts["cands"].append([part.list, part.domain, iso(part.since),
                                    iso(part.until) if part.until else None, *part.enter, *part.leave])
@@ -304,16 +312,18 @@ def publicity_track(sid: str, key: str, facts: Doc | None) -> list[Doc]:
     the maximum or at an approved repair."""
     if not facts or not facts.get("pub"):
         return []
-    start, end, leave_kind = facts["pub"]
+    start, end, leave_kind = facts["pub"][:3]
+    leave_decision = facts["pub"][3] if len(facts["pub"]) > 3 else key  # (a state derived before version 8)
     name = f"publicity:{key}"
     out = []
     if start < end:
         out.append(_change(sid, name, "publicity", None, "repair_eligible", _d(start), [key], ("expiry", key)))
-    out.append(_change(sid, name, "publicity", None, "publicity_expired", _d(end), [key], (leave_kind, key)))
+    out.append(_change(sid, name, "publicity", None, "publicity_expired", _d(end), [key],
+                       (leave_kind, leave_decision)))
     return out
 
 
-BASIS_VERSION: Final = 7
+BASIS_VERSION: Final = 8
 """The form of the basis and of what is derived with it. 2: the basis's dates kept as sorted
 ``[date, value]`` pairs (version 1, with no ``"v"``, kept them as dicts, which the lists scanned
 whole on every input: ``min`` of the dates, the dates after the clock, the adverse dates sorted;
@@ -330,9 +340,11 @@ again (domain/engine.py ``relinks``). 6: the red list's clean years count from t
 list (domain/history.py ``_red_list``), and a repair approved while an upheld objection has its record
 out of force ends no list membership (as it ends no publicity). 7: an organisation's record linked onto
 a person whose newest version names another legal representative is not that person's (``record_facts``).
-A state derived with another version is derived again from its records once, on its next input or
-tick (domain/history.py ``advance``): what that changes in its announced history is announced as
-usual, withdrawals first."""
+8: a change a credit repair causes (a membership's exit, the end of a penalty's publicity) names the
+repair decision (its document number, :func:`repair_decision`) as its ``cause_decision``, not the
+repaired record (which its ``causes`` name). A state derived with another version is derived again
+from its records once, on its next input or tick (domain/history.py ``advance``): what that changes
+in its announced history is announced as usual, withdrawals first."""
 
 
 def new_basis() -> Doc:

@@ -617,7 +617,7 @@ def history_of(state: SubjectState) -> dict[str, Doc]:
 def _publicity_view(facts: Doc | None, at: str) -> Doc | None:
     if not facts or not facts.get("pub") or facts["d"] > at:
         return None
-    start, end, leave_kind = facts["pub"]
+    start, end, leave_kind = facts["pub"][:3]
     state_name = "ended" if at >= end else "repair_eligible" if at >= start else "published"
     return {"repair_from": start, "publicity_end": end, "repaired": leave_kind == "repair" and end <= at,
             "state": state_name}

@@ -53,8 +53,9 @@ __all__ = ["redact_personal", "mask_name", "mask_legacy_ids_in_text", "is_natura
 J = TypeVar("J")
 
 NATURAL_PERSON_CATEGORIES: Final = frozenset({"natural_person", "自然人"})
-ORGANISATION_CATEGORIES: Final = frozenset({"legal_entity", "individual_business", "个体工商户", "法人", "非法人组织",
-                                            "法人及非法人组织", "法人和非法人组织", "法人、非法人组织", "法人或非法人组织"})
+ORGANISATION_CATEGORIES: Final = frozenset({"legal_entity", "individual_business", "个体工商户", "法人",
+                                            "非法人组织", "法人及非法人组织", "法人和非法人组织", "法人、非法人组织",
+                                            "法人或非法人组织"})
 """The subject categories of organisations (domain/vocabulary.py); any other is not recognised."""
 PERSON_KINDS: Final = frozenset({"resident_id"})
 ORGANISATION_KINDS: Final = frozenset({"uscc"})

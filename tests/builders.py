@@ -47,9 +47,9 @@ def objection(oid, target_key, status, filed, resolved=None, *, arrived, outcome
                              provider_verification=pv, outcome=outcome)
 
 
-def repair(target_key, approved, *, arrived, granted=True, subject=ORG, at=None):
+def repair(target_key, approved, *, arrived, granted=True, subject=ORG, at=None, doc_no=None):
     return ev.RepairEvent(origin=at or origin(), subject=subject, event_ms=arrival(arrived), record_key=target_key,
-                          decision_date=approved, approved=granted)
+                          decision_date=approved, approved=granted, doc_no=doc_no)
 
 
 def tick(due: str, subject=ORG):

@@ -195,3 +195,51 @@ async def test_a_position_past_the_log_end_stops_the_worker_after_its_patience_n
         assert waited >= 3.0
     finally:
         stop_process(worker, 20)
+
+
+async def test_a_worker_started_on_positions_past_the_log_end_stops_while_idle(settings, department, redis,
+                                                                              tmp_path):
+    """Redis ahead of the log when the workers start (a topic recreated, the wrong Redis, while they
+    were stopped), and no new input: no batch comes to be checked. The check every few seconds, busy
+    or idle, sees it: after its patience the worker stops, non-zero, and says why. It used to wait for
+    ever with /health ok (and on Tansu, whose fetch past a log's end answers nothing, with new inputs
+    too). Every line of its log is JSON (no terminal spinner's controls in a file)."""
+    import orjson
+
+    from sinks.keys import resolve_keys
+
+    s = settings.replace(log_end_patience_s=3.0)
+    subject = uscc(7300)
+    first_log = tmp_path / "worker.log"
+    worker = start_worker(s, first_log)
+    try:
+        await send_penalties(department, [subject], 1)
+
+        async def applied():
+            assert worker.poll() is None, f"worker exited: {first_log.read_text()[-2000:]}"
+            return len(await record_counts(redis, s, [subject])) == 1
+
+        await eventually(applied, timeout=60)
+    finally:
+        stop_process(worker, 20)
+    for line in first_log.read_text().splitlines():
+        orjson.loads(line)
+    keys = await resolve_keys(redis, s.namespace)
+    moved = 0
+    for p in range(s.partitions):
+        if (v := await redis.get(keys.position(p))) is not None:
+            await redis.set(keys.position(p), int(v) + 1000)
+            moved += 1
+    assert moved
+    log_path = tmp_path / "worker-again.log"
+    worker = start_worker(s, log_path)
+    try:
+        async def stopped():
+            return worker.poll() is not None
+
+        await eventually(stopped, timeout=90)
+        log = log_path.read_text()
+        assert worker.returncode != 0, log[-2000:]
+        assert "the state is not from this log" in log, log[-2000:]
+    finally:
+        stop_process(worker, 20)

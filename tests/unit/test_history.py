@@ -134,6 +134,23 @@ def test_repair_sent_before_its_penalty_applies_when_the_penalty_arrives():
     assert ("publicity:" + key, "publicity_expired", "2025-05-06", "repair") in summary(announced)
 
 
+def test_a_repairs_changes_name_the_repair_decision_and_the_record_they_end():
+    """The exit from the blacklist and the end of the penalty's publicity a repair causes name the
+    repair decision in ``cause_decision`` (as a deletion's, a removal's and an objection's name
+    theirs), and the repaired record in ``causes``; in either arrival order."""
+    pen = record("penalty", "郑人社罚〔2024〕200号", "2024-01-10", severity="severe", domain="wage_arrears")
+    key = decision_key(pen)
+    fix = repair(key, "2024-09-02", arrived="2024-09-03", doc_no="XF-200")
+    for inputs in ([record_event(pen, "2024-01-11"), fix], [fix, record_event(pen, "2024-01-11")]):
+        _state, announced, _ = run(inputs)
+        by_list = {(c["list"], c["transition"]): c for c in fold_changes(announced).values()}
+        for name, transition in (("blacklist:wage_arrears", "exited"), ("publicity:" + key, "publicity_expired")):
+            change = by_list[(name, transition)]
+            assert (change["effective_date"], change["cause_kind"], change["cause_decision"]) == (
+                "2024-09-02", "repair", "XF-200"), change
+            assert change["causes"] == [key], change
+
+
 def test_original_after_its_correction_changes_nothing():
     original = record("penalty", "环罚〔2026〕5号", "2026-02-02", severity="severe", domain="environment")
     corrected = dict(original, severity="general")

@@ -174,7 +174,7 @@ def test_a_penalty_corrected_after_an_upheld_objection_is_still_withdrawn_by_a_l
                  repair(key, "2025-03-03", arrived="2025-03-04")])
     (r,) = disclosed_records(state, "2025-06-02", withdrawn=True, rules=RULES)
     assert (r["state"], r["withdrawn_on"], r["withdrawn_by"]) == ("withdrawn", "2025-03-03", "repair")
-    assert state["facts"][key]["pub"][1:] == ["2025-03-03", "repair"]
+    assert state["facts"][key]["pub"][1:3] == ["2025-03-03", "repair"]
 
 
 def test_a_record_revoked_after_its_publicity_ended_is_not_published_again_before_the_revocation():
