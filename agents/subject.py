@@ -397,9 +397,13 @@ class SubjectAgent:
         async def recorded(parts: list[int]) -> dict[int, int | None]:
             got = await self.state.positions(parts)
             # positions this worker wrote, gone: Redis lost them all (no sentinel: stop loudly, as a
-            # batch would, docs/operations.md "Redis empty"), or more than its tail (re-read them)
-            if any(pos is None and p in self.written.mine for p, pos in got.items()) \
-                    and not await self.state.has_state():
+            # batch would, docs/operations.md "Redis empty"), or more than its tail (re-read them).
+            # So too a partition the group committed past its start (its state was written before
+            # that commit): where the commit's marker does not come back (Tansu drops a commit's
+            # metadata: docs/broker.md 11), a worker started on a flushed Redis served the empty
+            # state, /health ok, until an input came
+            if any(pos is None and (p in self.written.mine or self.written.wrote.get(p, 0) > 0)
+                   for p, pos in got.items()) and not await self.state.has_state():
                 await self.state.confirm_lost()  # StateLost, or transient if a replica answered
             return got
 

@@ -296,6 +296,8 @@ def check_serving(settings: Settings, host: str) -> None:
     problem = serving_problem(host, settings)
     if problem:
         raise AccessConfigError(problem)
+    if not 1 <= settings.web_port <= 65535:  # the socket layer took 99999 as 34463 without a word
+        raise AccessConfigError(f"web_port: {settings.web_port} is not a TCP port (1 to 65535)")
     Access.from_settings(settings)
     server_ssl_context(settings)
 

@@ -224,6 +224,19 @@ def _needs(args) -> set[str]:
     return set()
 
 
+def _no_stack_hint(settings) -> str:
+    """Where the addresses are the defaults because no embedded stack runs in the run directory (after
+    `stack down`, or in another directory): said, for the defaults may be another's servers."""
+    from creditstream.settings import Settings, stack_file
+
+    if settings is None or stack_file(settings.run_dir).is_file():
+        return ""
+    if settings.redis_url != Settings.redis_url and settings.broker_url != Settings.broker_url:
+        return ""
+    return (f". No embedded stack runs in {settings.run_dir} (its stack.json is missing), so the default "
+            "addresses were used: `creditstream stack up`, or set CREDITSTREAM_REDIS_URL and CREDITSTREAM_BROKER_URL")
+
+
 def _failure(exc: BaseException) -> tuple[int, str] | None:
     """(exit code, the one line for standard error) for an exception a command raised, or None
     for one that is a bug (the traceback is then the useful output)."""
@@ -241,7 +254,7 @@ def _failure(exc: BaseException) -> tuple[int, str] | None:
     if outages:
         return EXIT_UNREACHABLE, "creditstream: " + "; ".join(
             f"cannot reach {service} at {address} ({_one_line(mask_url(reason), 300)})"
-            for service, address, reason in outages)
+            for service, address, reason in outages) + _no_stack_hint(settings)
     from ops.dlq import RedriveError
 
     refused = kafka_authorization(exc, settings)
@@ -378,6 +391,17 @@ def cmd_worker(args) -> int:
         logs.configure(level=level, fmt=settings.log_format, libraries=settings.libraries_log_level)
     except ValueError as exc:  # a level or format no logger knows
         print(f"creditstream: bad settings: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from creditstream.settings import unknown_variables
+
+    for warning in unknown_variables():
+        import structlog
+
+        structlog.get_logger("creditstream.cli").warning("a CREDITSTREAM_ variable is not a setting", detail=warning)
+    files = [p for p in settings.validate() if p.startswith(("rules_file:", "calendar_file:"))]
+    if files:  # one line each, exit 2, before Faust (it logged two tracebacks and "We experienced a crash!")
+        for problem in files:
+            print(f"creditstream: bad settings: {problem}", file=sys.stderr)
         return EXIT_USAGE
     app = create_faust_app(settings, agents, web=args.web)  # settings errors first: exit 2
     # Until Faust's worker installs its own handler (its stop: creditstream/app.py Pipeline.stop), a
@@ -694,6 +718,11 @@ def cmd_replay(args) -> int:
     except ValueError as exc:
         print(f"creditstream: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C: nothing switched; a rebuild begun is marked failed (ops/replay.py)
+        print("creditstream: replay interrupted: nothing was switched to; a generation it had begun is marked "
+              "failed, and its keys can be deleted (docs/operations.md, Replay). Run it again to rebuild.",
+              file=sys.stderr)
+        return 130
     for gen in result.abandoned:
         print(f"an earlier replay into generation {gen!r} was interrupted: marked abandoned; its keys "
               f"({settings.namespace}:{gen}:*) can be deleted with the admin user (never the live generation's)",
@@ -773,6 +802,12 @@ def _dlq_action(args, settings, dlq, flt) -> int:
             json_items.end()
         else:
             text.end()
+            if not letters and flt.reason:  # a misspelt reason matches nothing: say which there are
+                counts = asyncio.run(dlq.count_dead_letters(settings))
+                if flt.reason not in counts:
+                    held = ", ".join(f"{r} ({n})" for r, n in counts.items()) or "none"
+                    print(f"(no dead letter has reason {flt.reason!r}; the reasons there are: {held})",
+                          file=sys.stderr)
         return EXIT_OK
     if args.action == "show":
         letter = asyncio.run(dlq.show(settings, args.ref))
@@ -974,10 +1009,11 @@ def _calendar_warning(settings) -> list[str]:
 def cmd_config(args) -> int:
     settings = _settings(args)
     from creditstream.access import exposure_warnings
+    from creditstream.settings import unknown_variables
 
     problems = settings.validate()
     _print_json(settings.masked())
-    warnings = [*settings.warnings(), *exposure_warnings(settings.web_bind, settings)]
+    warnings = [*unknown_variables(), *settings.warnings(), *exposure_warnings(settings.web_bind, settings)]
     if not any(p.startswith("calendar_file:") for p in problems):
         warnings += _calendar_warning(settings)
     for warning in warnings:

@@ -34,7 +34,7 @@ def seconds(text: str) -> float:
     return n
 
 
-PORT = int_between(0, 65535)  # 0: the port from the settings
+PORT = int_between(1, 65535)  # not given (None): the port from the settings
 
 
 def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.ArgumentParser:
@@ -77,11 +77,12 @@ def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.Argumen
                          "stack.json (mode 0600), where every client finds it; never printed")
 
     sp = add("worker", commands["worker"], "run the stream processor (Faust worker hosting the agents)",
-             "Run the agents (ingest, registry, subject) until stopped with Ctrl-C or SIGTERM. "
+             "Run the agents (ingest, registry, subject, and the timer that ticks due deadlines) until stopped "
+             "with Ctrl-C or SIGTERM. "
              "Safe to kill at any moment: a restart re-processes at most the last batch, idempotently.")
     sp.add_argument("--agents", help="comma-separated subset of agents to run (default: all)")
     sp.add_argument("--web", action="store_true", help="start the HTTP server (query API, /metrics)")
-    sp.add_argument("--web-port", type=PORT, default=0, help="HTTP port (default: from settings, 6066)")
+    sp.add_argument("--web-port", type=PORT, default=None, help="HTTP port, 1-65535 (default: from settings, 6066)")
     sp.add_argument("--wait", type=seconds, default=30.0, metavar="SECONDS",
                     help="how long to wait for Kafka and Redis to answer before giving up with exit code 3 "
                          "(default 30; a supervisor then restarts the worker)")
@@ -97,7 +98,8 @@ def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.Argumen
     sp.add_argument("--host", default=None,
                     help="address to listen on (default: the web_bind setting, 127.0.0.1); any other than "
                          "loopback needs api_tokens_file, else the command refuses (exit 2)")
-    sp.add_argument("--port", type=PORT, default=0, help="port to listen on (default: from settings, 6066)")
+    sp.add_argument("--port", type=PORT, default=None, help="port to listen on, 1-65535 (default: from settings, "
+                                                            "6066)")
     sp.add_argument("--wait", type=seconds, default=30.0, metavar="SECONDS",
                     help="how long to wait at start for Redis and Kafka to answer before giving up with exit "
                          "code 3 (default 30); once serving, /health reports an outage instead")

@@ -316,7 +316,10 @@ class Settings:
                      "schema_registry_ca_file", "schema_registry_certfile", "schema_registry_keyfile"):
             path = getattr(self, name)
             if path and not Path(path).is_file():
-                problems.append(f"{name}: {path} does not exist")
+                said = "is a directory, not a file" if Path(path).is_dir() else "does not exist"
+                problems.append(f"{name}: {path} {said}")
+        if not 1 <= self.web_port <= 65535:
+            problems.append(f"web_port: {self.web_port} is not a TCP port (1 to 65535)")
         problems += self._rules_and_calendar_problems()
         if self.dead_letter_retention_days < 0:
             problems.append("dead_letter_retention_days: 0 (keep forever) or more")
@@ -470,6 +473,33 @@ def _coerce(name: str, raw: Any) -> Any:
 
 def stack_file(run_dir: str | os.PathLike[str]) -> Path:
     return Path(run_dir) / "stack.json"
+
+
+OTHER_VARIABLES = frozenset({"SETTINGS", "PURE_PYTHON", "CACHE", "REDIS_SERVER", "STACK_BROKER", "API_TOKEN"})
+"""``CREDITSTREAM_*`` variables that are not settings (the settings file, the rules core, the Maven
+cache, the stack's redis-server and broker, report-verify's token); ``CREDITSTREAM_TEST_*`` are the
+tests'."""
+
+
+def unknown_variables(env: dict[str, str] | None = None) -> list[str]:
+    """Sentences for each ``CREDITSTREAM_*`` environment variable that names no setting: it is ignored
+    (a misspelt ``CREDITSTREAM_RULE_FILE`` left the default rules in force without a word, where the
+    same typo in the settings file is an error)."""
+    import difflib
+
+    env = dict(os.environ if env is None else env)
+    names = sorted({f.name for f in fields(Settings)} - {"extra"})
+    out = []
+    for key in sorted(env):
+        if not key.startswith(ENV_PREFIX):
+            continue
+        rest = key[len(ENV_PREFIX):]
+        if rest.lower() in names or rest in OTHER_VARIABLES or rest.startswith("TEST_"):
+            continue
+        close = difflib.get_close_matches(rest.lower(), names, n=1)
+        hint = f" (did you mean {ENV_PREFIX}{close[0].upper()}?)" if close else ""
+        out.append(f"environment variable {key} names no setting: it is ignored{hint}")
+    return out
 
 
 def load(env: dict[str, str] | None = None, **overrides: Any) -> Settings:

@@ -61,7 +61,8 @@ class WorkingCalendar:
         extra_workdays = {_as_date(d) for d in extra_workdays}
         both = extra_holidays & extra_workdays
         if both:
-            raise ValueError(f"dates listed as both holiday and workday: {sorted(both)}")
+            raise ValueError("dates listed as both holiday and workday: "
+                             + ", ".join(d.isoformat() for d in sorted(both)))
         self._holidays = (set(chinese_calendar.holidays) - extra_workdays) | extra_holidays
         self._workdays = (set(chinese_calendar.workdays) - extra_holidays) | extra_workdays
         self._covered_years = frozenset(d.year for d in self._holidays | self._workdays)
@@ -90,6 +91,10 @@ class WorkingCalendar:
         """
         with open(path, "rb") as f:
             data = tomllib.load(f)
+        unknown = sorted(set(data) - {"holidays", "workdays"})
+        if unknown:
+            raise ValueError(f"{path}: unknown table(s) {', '.join(f'[{t}]' for t in unknown)}: "
+                             "only [holidays] and [workdays]")
         holidays = _dates_by_year(data.get("holidays", {}), "holidays")
         workdays = _dates_by_year(data.get("workdays", {}), "workdays")
         builtin, listed = {d.year for d in chinese_calendar.holidays}, set(holidays)
@@ -202,10 +207,20 @@ def coverage_warning(cal: WorkingCalendar, today: dt.date) -> str | None:
 
 
 def _dates_by_year(table: Doc, kind: str) -> list[dt.date]:
+    """The dates of a ``[holidays]`` or ``[workdays]`` table (``YEAR = [dates]``); ValueError names the
+    table, the year and the value for anything else."""
+    if not isinstance(table, dict):
+        raise ValueError(f"[{kind}] must be a table of YEAR = [\"YYYY-MM-DD\", ...]")
     dates = []
     for year, values in table.items():
+        if not isinstance(values, list):
+            raise ValueError(f"[{kind}] {year}: a list of dates is expected, e.g. {year} = [\"{year}-01-01\"], "
+                             f"not {values!r}")
         for value in values:
-            d = _as_date(value) if isinstance(value, dt.date) else dt.date.fromisoformat(value)
+            try:
+                d = _as_date(value) if isinstance(value, dt.date) else dt.date.fromisoformat(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"[{kind}] {year}: {value!r} is not a date (YYYY-MM-DD)") from None
             if str(d.year) != str(year):
                 raise ValueError(f"[{kind}] {year}: {d.isoformat()} is not in {year}")
             dates.append(d)

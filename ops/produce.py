@@ -119,6 +119,9 @@ def encode_line(line: str, codec, topics: Topics) -> tuple[str, bytes, bytes | N
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
+        if _undecoded(line):
+            raise ValueError("not UTF-8 text (a file in GBK or another encoding? convert it first, e.g. "
+                             "`iconv -f GBK -t UTF-8 in.jsonl > out.jsonl`)") from None
         raise ValueError(f"not JSON ({exc})") from None
     if not isinstance(obj, dict):
         raise ValueError("not a JSON object")
@@ -165,9 +168,22 @@ CHUNK_LINES = 5000
 previous version read and encoded the whole file first: ~6 KB of memory per line)."""
 
 
+def _undecoded(line: str) -> bool:
+    """Whether ``line`` holds bytes that were not UTF-8 (read with ``surrogateescape``: :func:`_lines`)."""
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _lines(path: str):
-    """(line number, line) of the file (``-``: stdin), read as they come; blank and ``//`` lines skipped."""
-    stream = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115 - closed below
+    """(line number, line) of the file (``-``: stdin), read as they come; blank and ``//`` lines
+    skipped. Bytes that are not UTF-8 are kept as surrogates: that line is refused, with its number
+    (:func:`encode_line`), not the whole run with a traceback."""
+    if path == "-":
+        sys.stdin.reconfigure(encoding="utf-8", errors="surrogateescape")
+    stream = sys.stdin if path == "-" else open(path, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
     try:
         for n, line in enumerate(stream, start=1):
             line = line.rstrip("\r\n")

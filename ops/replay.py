@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
+import re
 import signal
 import sys
 import threading
@@ -390,6 +391,15 @@ def _sigint_ignored():
         signal.signal(signal.SIGINT, previous)
 
 
+def _stop_if_interrupted() -> None:
+    """Raise CancelledError if this task was asked to stop (Ctrl-C: asyncio.run cancels the command's
+    task) and a library on the way swallowed the cancellation: a replay in one process interrupted at
+    the wrong moment ran to its end and exited 0."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def _end_with_parent(parent: int) -> None:
     """In a replay's job process: end it as soon as the replay that started it is gone (killed with
     kill -9, say): nobody would read its result, and a rerun starts a generation of its own."""
@@ -448,6 +458,11 @@ def _job_pool(processes: int) -> ProcessPoolExecutor:
         for _ in range(processes):  # one process started per task while none is idle
             pool.submit(os.getpid)
     return pool
+
+
+GENERATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+"""What ``--generation`` may be: no space, ``*``, ``?``, ``[`` or ``:`` (a key pattern's or a key's
+separators: docs/operations.md deletes a generation's keys with ``--scan --pattern``)."""
 
 
 class ReplayStopped(RuntimeError):
@@ -642,6 +657,9 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
     are only counted (``change_count``), and a replay's memory does not grow with its log."""
     if keep_changes is None:
         keep_changes = verify
+    if generation is not None and not GENERATION_NAME.fullmatch(generation):
+        raise ValueError(f"--generation {generation!r}: letters, digits, '.', '_' and '-' only (at most 64): "
+                         "the name is part of every key of the generation, and deleting them takes a pattern")
     topics = Topics(settings)
     generation = generation or f"replay-{int(time.time() * 1000)}"
     keys = Keys(settings.namespace, generation, require_pseudonym_key(settings.pseudonym_key))
@@ -662,7 +680,9 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
             log.warning("replay: Redis may not hold a second generation; the replay stops before it fills it",
                         used_mib=used >> 20, maxmemory_mib=maxmemory >> 20,
                         reserve_mib=memory_reserve(maxmemory) >> 20)
-        if await redis.exists(keys.subjects):
+        if await redis.exists(keys.subjects) or any(
+                await asyncio.gather(*(redis.exists(keys.position(p)) for p in range(settings.partitions)))):
+            # (positions without subjects: a generation its workers wrote after Redis lost the rest)
             raise ValueError(f"generation {generation!r} already has state; choose another name")
         live = await resolve_keys(redis, settings.namespace)
         if live.generation == generation:
@@ -710,6 +730,7 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
             pool = _job_pool(len(groups))
         if pool is None:
             async def advance(n: int) -> None:
+                _stop_if_interrupted()
                 bar.advance(n)
                 await redis.hincrby(keys.replay_progress(generation), "applied", n)
 

@@ -26,6 +26,7 @@ import pytest
 from sinks.keys import Keys
 from streams import samples
 from streams.samples import sample_event, schema_of
+from streams.synthetic import uscc as synthetic_uscc
 from tests.conftest import eventually
 from tests.workers import run_to_end
 
@@ -346,3 +347,43 @@ async def test_ctrl_c_on_produce_says_what_was_sent_and_where_to_go_on(settings,
     assert 5000 <= done < len(lines), out
     sent_penalties = sum(1 for line in lines[:done] if '"kind": "penalty"' in line)
     assert sum((await kafka.log_ends(settings, penalty)).values()) >= sent_penalties
+
+
+async def test_ctrl_c_on_a_replay_in_one_process_stops_it_and_says_so(pipeline, department, settings, redis):
+    """Seen: Ctrl-C on `creditstream replay --jobs 1` in the middle of its rebuild was swallowed on
+    the way (asyncio.run cancels the command's task; something below took the cancellation), and the
+    replay ran to its end and exited 0. It stops at its next batch, exits 130, says what became of
+    the generation (marked failed, never switched to)."""
+    from ops.report import progress
+
+    total = 1200
+    for n in range(total):
+        await department.send(PENALTY, sample_event("penalty", decision_doc_no=f"郑市监罚〔2026〕{n}号",
+                                                    uscc=synthetic_uscc(30000 + n % 400)))
+
+    async def processed():
+        return await progress(settings) >= total
+
+    await eventually(processed, timeout=90)
+    await pipeline.stop()
+    keys = Keys(settings.namespace)
+    proc = subprocess.Popen([sys.executable, "-m", "creditstream.cli", "replay", "--jobs", "1"],
+                            env={**_env(settings), "CREDITSTREAM_REPLAY_BATCH": "20"},  # many batches
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    generation = None
+    deadline = time.monotonic() + 60
+    while generation is None and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        async for key in redis.scan_iter(match=keys.replay_pattern):
+            if int(await redis.hget(key, "applied") or 0) > 0:
+                generation = key.decode()[len(keys.replay_progress("")):]
+        await asyncio.sleep(0.01)
+    assert generation is not None, "the rebuild never began"
+    os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C
+    out, err = (b.decode() for b in await asyncio.to_thread(proc.communicate, timeout=60))
+    assert proc.returncode == 130, (proc.returncode, out, err[-3000:])
+    assert "replayed" not in out and "Traceback" not in err, (out, err[-3000:])
+    assert "creditstream: replay interrupted: nothing was switched to" in err, err[-3000:]
+    progress_now = await redis.hgetall(keys.replay_progress(generation))
+    assert progress_now[b"status"] == b"failed", progress_now
+    assert int(progress_now[b"applied"]) < total

@@ -243,3 +243,39 @@ async def test_a_worker_started_on_positions_past_the_log_end_stops_while_idle(s
         assert "the state is not from this log" in log, log[-2000:]
     finally:
         stop_process(worker, 20)
+
+
+async def test_a_worker_started_on_a_redis_that_lost_everything_stops_without_waiting_for_an_input(
+        settings, department, redis, tmp_path):
+    """Redis emptied while the workers were stopped (a flush, a restart without persistence): the
+    worker stops at start, loudly, with "Redis has no state" (docs/operations.md, "Redis empty"),
+    not at the next input. On Tansu, which drops a commit's metadata (docs/broker.md 11), the worker
+    served the empty state with /health ok until an input came."""
+    subject = uscc(7400)
+    first_log = tmp_path / "worker.log"
+    worker = start_worker(settings, first_log)
+    try:
+        await send_penalties(department, [subject], 1)
+
+        async def applied():
+            assert worker.poll() is None, f"worker exited: {first_log.read_text()[-2000:]}"
+            return len(await record_counts(redis, settings, [subject])) == 1
+
+        await eventually(applied, timeout=60)
+    finally:
+        stop_process(worker, 20)
+    gone = [key async for key in redis.scan_iter(match=f"{settings.namespace}:*")]
+    assert gone
+    await redis.unlink(*gone)
+    log_path = tmp_path / "worker-again.log"
+    worker = start_worker(settings, log_path)
+    try:
+        async def stopped():
+            return worker.poll() is not None
+
+        await eventually(stopped, timeout=90)
+        log = log_path.read_text()
+        assert worker.returncode != 0, log[-2000:]
+        assert "Redis has no state" in log, log[-2000:]
+    finally:
+        stop_process(worker, 20)

@@ -316,3 +316,20 @@ def test_the_remembered_dates_are_bounded():
         assert add_months(d, 7) == _months_later(d, 7)
     assert len(calendar._ISO) <= calendar.DATES_KEPT
     assert len(calendar._ADDED[7]) <= calendar.DATES_KEPT
+
+
+@pytest.mark.parametrize("text, says", [
+    ('[holiday]\n2030 = ["2030-01-01"]\n', r"unknown table\(s\) \[holiday\]: only \[holidays\] and \[workdays\]"),
+    ('[holidays]\n2030 = ["2030-02-30"]\n', r"\[holidays\] 2030: '2030-02-30' is not a date"),
+    ('[holidays]\n2030 = "2030-01-01"\n', r"\[holidays\] 2030: a list of dates is expected"),
+    ('[holidays]\n2030 = [20300101]\n', r"\[holidays\] 2030: 20300101 is not a date"),
+    ('[workdays]\n2026 = ["2026-01-01"]\n[holidays]\n2026 = ["2026-01-01"]\n',
+     "dates listed as both holiday and workday: 2026-01-01$"),
+])
+def test_a_calendar_file_error_names_the_table_year_and_value(tmp_path, text, says):
+    """A misspelt table was ignored without a word; a bad date said only "day is out of range for
+    month" or "Invalid isoformat string: '2'" (a string iterated), naming no table, year or value."""
+    path = tmp_path / "calendar.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match=says):
+        WorkingCalendar.from_file(path)

@@ -20,6 +20,8 @@ def parse(argv: list[str]):
     (["worker", "--web-port", "70000"], "--web-port"),
     (["worker", "--web-port", "-1"], "--web-port"),
     (["api", "--port", "65536"], "--port"),
+    (["api", "--port", "0"], "--port: 0 is out of range: must be between 1 and 65535"),  # bound 6066 instead
+    (["worker", "--web-port", "0"], "--web-port"),
     (["worker", "--wait", "-1"], "--wait"),
     (["api", "--wait", "nan"], "--wait"),
     (["api", "--wait", "inf"], "--wait"),
@@ -46,7 +48,7 @@ def test_numbers_in_range_parse():
     args = parse(["list", "court_debtor", "--count", "1", "--cursor", "123456789012345678901"])
     assert (args.count, args.cursor) == (1, 123456789012345678901)
     assert parse(["list"]).count == 100 and parse(["list"]).cursor == 0
-    assert (parse(["worker"]).web_port, parse(["worker"]).wait) == (0, 30.0)
+    assert (parse(["worker"]).web_port, parse(["worker"]).wait) == (None, 30.0)
     assert (parse(["worker", "--web-port", "65535", "--wait", "0"]).web_port, parse(["api", "--wait", "0.5"]).wait) \
         == (65535, 0.5)
     assert parse(["replay", "--jobs", "1"]).jobs == 1 and parse(["replay"]).jobs is None

@@ -168,6 +168,22 @@ async def test_a_file_is_produced_a_chunk_at_a_time_with_its_refusals_numbered(t
     assert [n for n, _ in report.refused] == [4, 7]
 
 
+async def test_a_line_that_is_not_utf8_is_refused_with_its_number(tmp_path):
+    """A department's file in GBK (or one bad byte): each such line refused, said so, the others sent;
+    it was a UnicodeDecodeError traceback that named no line."""
+    import ops.produce as produce
+    from creditstream.settings import Settings
+
+    good = line("penalty")
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(good.encode() + b"\n" + good.encode("utf-8").replace(b"penalty", b"pen\xd6alty") + b"\n"
+                     + "{\"kind\": \"penalty\", \"subject_name\": \"郑州\"}".encode("gbk") + b"\n" + good.encode() + b"\n")
+    report = await produce.produce_file(Settings(), str(path), dry_run=True, progress=False)
+    assert sum(report.sent.values()) == 2
+    assert [n for n, _ in report.refused] == [2, 3]
+    assert all("not UTF-8" in why for _, why in report.refused), report.refused
+
+
 def test_an_unknown_kind_is_told_the_kinds_it_can_send():
     """The kinds listed are those `produce` sends to an input topic: not the pipeline's outputs."""
     with pytest.raises(ValueError) as refused:

@@ -458,3 +458,18 @@ def test_validate_loads_the_rules_and_calendar_files_as_a_worker_would(tmp_path)
     calendar.write_text('[holidays]\n2027 = ["2027-01-01", "2027-05-01", "2027-05-02", "2027-10-01", "2027-10-02",'
                         ' "2027-10-03"]\n', encoding="utf-8")
     assert PRODUCTION.replace(calendar_file=str(calendar)).validate() == []
+
+
+def test_a_misspelt_variable_is_named_with_the_setting_it_may_mean():
+    from creditstream.settings import unknown_variables
+
+    said = unknown_variables({"CREDITSTREAM_RULE_FILE": "/x", "CREDITSTREAM_RULES_FILE": "/y", "CREDITSTREAM_SETTINGS": "a",
+                              "CREDITSTREAM_TEST_BROKER": "kafka", "CREDITSTREAM_PURE_PYTHON": "1", "OTHER": "1"})
+    assert said == ["environment variable CREDITSTREAM_RULE_FILE names no setting: it is ignored "
+                    "(did you mean CREDITSTREAM_RULES_FILE?)"]
+
+
+def test_a_port_out_of_range_and_a_directory_for_a_file_are_problems(tmp_path):
+    problems = Settings(web_port=99999, rules_file=str(tmp_path)).validate()
+    assert "web_port: 99999 is not a TCP port (1 to 65535)" in problems
+    assert f"rules_file: {tmp_path} is a directory, not a file" in problems
