@@ -38,6 +38,7 @@ import orjson
 from aiohttp import web
 
 from creditstream import metrics
+from creditstream.report_api import at_problem
 from creditstream.settings import Settings
 from domain import clock
 from domain.checks import CheckResult, check, to_builtins
@@ -230,7 +231,7 @@ class CheckApi:
         try:
             return day_of(raw)
         except ValueError as exc:
-            raise Refused(400, "bad_request", f"at: {exc}") from None
+            raise Refused(400, "bad_request", at_problem(raw, exc)) from None
 
     @staticmethod
     async def _body(request: web.Request) -> dict:

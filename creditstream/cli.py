@@ -911,6 +911,9 @@ def cmd_positions(args) -> int:
         print(line)
     if args.dry_run:
         print("(dry run: nothing moved)")
+        busy = asyncio.run(positions.workers_running(settings, args.agent))
+        if busy:  # the move itself would be refused now
+            print(f"warning: the move would be refused now: {busy}", file=sys.stderr)
     else:
         print(f"moved {len(moves)} partition(s) of the {args.agent} agent")
     return EXIT_OK

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -77,6 +78,15 @@ def negotiated(handler: Handler) -> Handler:
     return wrapper
 
 
+def at_problem(raw: str, exc: Exception) -> str:
+    """The 400's sentence for an ``at`` that is no instant; where a '+' of its offset reached the
+    service as a space (a query string's '+' means a space), it says how to write it."""
+    said = f"at: {exc}"
+    if re.search(r"T\d\d:\d\d(:\d\d(\.\d+)?)? \d\d:?\d\d$", raw.strip()):
+        said += " (the '+' of an offset must be written %2B in a URL: at=2026-03-02T10:00:00%2B08:00)"
+    return said
+
+
 def instant_of(request: web.Request) -> str:
     """``?at=`` as a China date (ISO date or date-time; default today). 400 for anything else."""
     raw = request.query.get("at", "")
@@ -85,7 +95,7 @@ def instant_of(request: web.Request) -> str:
     try:
         return day_of(raw)
     except ValueError as exc:
-        raise web.HTTPBadRequest(reason=f"at: {exc}") from None
+        raise web.HTTPBadRequest(reason=at_problem(raw, exc)) from None
 
 
 def now_iso() -> str:
@@ -201,4 +211,5 @@ def render_report(sealed: dict) -> Html:
     return page(title, body)
 
 
-__all__ = ["ReportApi", "render_report", "wants_json", "negotiated", "instant_of", "REPORT_ELEMENT", "esc"]
+__all__ = ["ReportApi", "render_report", "wants_json", "negotiated", "at_problem",
+           "instant_of", "REPORT_ELEMENT", "esc"]

@@ -207,7 +207,7 @@ def record_facts(key: str, state: SubjectState, index: Doc, rules: Rulebook) -> 
     the state so that an input re-derives only the records it touches):
 
     ``{"d": decision date, "adverse": bool, "cands": [[list, domain, since, until, enter kind,
-    enter decision, leave kind, leave decision], ...], "pub": [start, end, leave kind, leave decision] | None,
+    enter decision, leave kind, leave decision], ...], "pub": [start, end, leave kind(, a repair's decision)] | None,
     "removal": domain | None}``; None: the record does not count (unknown, revoked, undated)."""
     entry = (state.get("records") or {}).get(key)
     if entry is None:
@@ -265,8 +265,9 @@ def record_facts(key: str, state: SubjectState, index: Doc, rules: Rulebook) -> 
                 if kind == "penalty":
                     pub = penalty_publicity(entry, repairs.get(key), rules, gap)
                     if pub is not None:
-                        leave_decision = repair_decision(repairs.get(key), key) if pub[2] == "repair" else key
-                        facts["pub"] = [iso(pub[0]), iso(pub[1]), pub[2], leave_decision]
+                        facts["pub"] = [iso(pub[0]), iso(pub[1]), pub[2]]
+                        if pub[2] == "repair" and (decision := repair_decision(repairs.get(key), key)) != key:
+                            facts["pub"].append(decision)  # (only then: the stored state stays as small)
             elif base == "action" and fields.get("adverse"):
                 facts["adverse"] = True
             rule = rules.blacklist_rule_for(entry if kind != "linked" else dict(entry, kind=content.get("kind")))
@@ -313,7 +314,7 @@ def publicity_track(sid: str, key: str, facts: Doc | None) -> list[Doc]:
     if not facts or not facts.get("pub"):
         return []
     start, end, leave_kind = facts["pub"][:3]
-    leave_decision = facts["pub"][3] if len(facts["pub"]) > 3 else key  # (a state derived before version 8)
+    leave_decision = facts["pub"][3] if len(facts["pub"]) > 3 else key  # the repair's, else the record's
     name = f"publicity:{key}"
     out = []
     if start < end:

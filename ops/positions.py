@@ -259,6 +259,22 @@ async def plan(settings: Settings, agent: str, *, to: str, offset: int | None = 
     return moves
 
 
+async def workers_running(settings: Settings, agent: str) -> str | None:
+    """Why a move of ``agent``'s positions is refused now (workers running it, by their heartbeats),
+    or None: :func:`move` refuses, and a dry run says it would."""
+    redis = redis_client(settings)
+    try:
+        workers = [w for w in await running_workers(redis, Keys(settings.namespace), scan=True)
+                   if agent in (w.get("agents") or (agent,))]
+    finally:
+        await redis.aclose()
+    if not workers:
+        return None
+    who = ", ".join(f"{w.get('host', '?')} pid {w.get('pid', '?')}" for w in workers[:5])
+    return (f"{len(workers)} worker(s) running the {agent} agent ({who}): stop the {agent} workers first (a "
+            "worker killed a moment ago is counted until its heartbeat expires, within 15 s)")
+
+
 async def move(settings: Settings, agent: str, moves: list[Move]) -> None:
     """Move the group's commit and the position Redis records of each partition together, with the
     agent's workers stopped (refused while a worker's heartbeat or a group member says one runs):
@@ -268,17 +284,9 @@ async def move(settings: Settings, agent: str, moves: list[Move]) -> None:
     if not moves:
         return
     group = group_of(settings, agent)
-    redis = redis_client(settings)
-    try:
-        workers = [w for w in await running_workers(redis, Keys(settings.namespace), scan=True)
-                   if agent in (w.get("agents") or (agent,))]
-    finally:
-        await redis.aclose()
-    if workers:
-        who = ", ".join(f"{w.get('host', '?')} pid {w.get('pid', '?')}" for w in workers[:5])
-        raise PositionsError(f"{len(workers)} worker(s) running the {agent} agent ({who}): stop the {agent} "
-                             "workers first (a worker killed a moment ago is counted until its heartbeat "
-                             "expires, within 15 s)", busy=True)
+    busy = await workers_running(settings, agent)
+    if busy:
+        raise PositionsError(busy, busy=True)
     members = await _members(settings, group)
     if members:
         tansu = (" On Tansu the members of a group's first generation never leave it (docs/broker.md 2): "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import copy
 import datetime as dt
 import socket
@@ -306,39 +307,37 @@ async def test_api_answers_match_the_openapi_document(settings, pipeline, depart
         await asyncio.wait_for(server, 10)
 
 
-async def test_unreachable_backends_answer_503(settings):
-    """Redis or the broker down: a JSON 503, no stack trace."""
-    from creditstream.api import create_api
-
-    dead = free_port()
-    bad = settings.replace(redis_url=f"redis://127.0.0.1:{dead}/0", broker_url=f"127.0.0.1:{dead}")
-    runner = web.AppRunner(create_api(bad), access_log=None)
-    await runner.setup()
-    port = free_port()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    try:
-        async with aiohttp.ClientSession() as session:
-            api = Client(session, f"http://127.0.0.1:{port}")
-            for url, template in (("/health", "/health"), (f"/subjects/{samples.COMPANY_USCC}", "/subjects/{code}"),
-                                  ("/lists", "/lists"), ("/changes", "/changes")):
-                err = await api.get(url, template, expect=503)
-                assert err["error"] == "unavailable", (url, err)
-    finally:
-        await runner.cleanup()
-
-
-async def test_an_unreadable_request_answers_json_and_quotes_nothing(settings):
-    """A request line over aiohttp's 8190 bytes is refused before any route: as JSON ``Error``, not
-    aiohttp's text quoting the bytes read (here an ID number in the URL)."""
+@contextlib.asynccontextmanager
+async def served(settings):
+    """The API app (create_api) on a free loopback port, in this process: its port."""
     from creditstream.api import create_api
 
     runner = web.AppRunner(create_api(settings), access_log=None)
     await runner.setup()
     port = free_port()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
+        yield port
+    finally:
+        await runner.cleanup()
+
+
+async def test_unreachable_backends_answer_503(settings):
+    """Redis or the broker down: a JSON 503, no stack trace."""
+    dead = free_port()
+    bad = settings.replace(redis_url=f"redis://127.0.0.1:{dead}/0", broker_url=f"127.0.0.1:{dead}")
+    async with served(bad) as port, aiohttp.ClientSession() as session:
+        api = Client(session, f"http://127.0.0.1:{port}")
+        for url, template in (("/health", "/health"), (f"/subjects/{samples.COMPANY_USCC}", "/subjects/{code}"),
+                              ("/lists", "/lists"), ("/changes", "/changes")):
+            err = await api.get(url, template, expect=503)
+            assert err["error"] == "unavailable", (url, err)
+
+
+async def test_an_unreadable_request_answers_json_and_quotes_nothing(settings):
+    """A request line over aiohttp's 8190 bytes is refused before any route: as JSON ``Error``, not
+    aiohttp's text quoting the bytes read (here an ID number in the URL)."""
+    async with served(settings) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         target = f"/disclosure?q={samples.PERSON_ID}&pad=" + "A" * 9000
         writer.write(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
@@ -352,8 +351,6 @@ async def test_an_unreadable_request_answers_json_and_quotes_nothing(settings):
         SPEC.validate(SPEC.component("Error"), err)
         assert err["error"] == "bad_request" and "8190" in err["message"]
         assert samples.PERSON_ID.encode() not in raw
-    finally:
-        await runner.cleanup()
 
 
 def test_openapi_documents_every_route():

@@ -62,6 +62,10 @@ async def test_positions_move_skips_inputs_that_a_group_moved_alone_would_read_a
         assert rc == 1, (out, err)
         assert "stop the ingest workers first" in err
         assert out == ""  # refused: no table of moves that were not made
+        # a dry run shows the plan, and says the move would be refused now (it said nothing of it)
+        rc, out, err = await cli(settings, "move", "ingest", "--to-end", "--dry-run")
+        assert rc == 0 and "(dry run: nothing moved)" in out, (out, err)
+        assert "warning: the move would be refused now: 1 worker(s) running the ingest agent" in err, err
     finally:
         await pipeline.stop()
     # the workers restarted once (on Tansu the members of a group's first generation never leave

@@ -114,7 +114,9 @@ def test_the_api_whose_namespace_the_acl_does_not_grant_stops_at_once_saying_so(
     """Seen: `creditstream api` started, /health answered 200 ``redis: ok`` (PING is allowed) and every
     data endpoint 500 ``internal``, the NOPERM in the server log only."""
     s = settings.replace(redis_url=acl_server.url(), namespace="prod")
-    done = subprocess.run([sys.executable, "-m", "creditstream.cli", "api", "--port", "0", "--wait", "10"],
+    from ops.stack import free_port
+
+    done = subprocess.run([sys.executable, "-m", "creditstream.cli", "api", "--port", str(free_port()), "--wait", "10"],
                           env=env_for(s, tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, (done.returncode, done.stderr[-3000:])
     assert_one_readable_line(done.stderr, "prod")

@@ -190,11 +190,44 @@ async def test_a_position_past_the_log_end_stops_the_worker_after_its_patience_n
         # fetched again before each of the AHEAD_LIMIT checks but the last, which stops it, each after
         # its wait (0.2 + 0.4 + 0.8 + 1.6 s: the patience of 3 s is reached at the fifth check);
         # without the waits the agent would fetch again hundreds of times within the patience
-        fetched_again = log.count("the log ends before the position Redis records")
+        fetched_again = log.count("the log ends before the position Redis records: fetching again")
         assert AHEAD_LIMIT - 1 <= fetched_again <= AHEAD_LIMIT + 1, log[-3000:]
         assert waited >= 3.0
     finally:
         stop_process(worker, 20)
+
+
+async def applied_then_stopped(settings, department, redis, log_path, subject: str) -> None:
+    """A worker applies one input for ``subject``, then is stopped (SIGTERM)."""
+    worker = start_worker(settings, log_path)
+    try:
+        await send_penalties(department, [subject], 1)
+
+        async def applied():
+            assert worker.poll() is None, f"worker exited: {log_path.read_text()[-2000:]}"
+            return len(await record_counts(redis, settings, [subject])) == 1
+
+        await eventually(applied, timeout=60)
+    finally:
+        stop_process(worker, 20)
+
+
+def stops_with(settings, log_path, says: str):
+    """A worker started now stops by itself, non-zero, its log saying ``says``."""
+    async def check():
+        worker = start_worker(settings, log_path)
+        try:
+            async def stopped():
+                return worker.poll() is not None
+
+            await eventually(stopped, timeout=90)
+            log = log_path.read_text()
+            assert worker.returncode != 0, log[-2000:]
+            assert says in log, log[-2000:]
+        finally:
+            stop_process(worker, 20)
+
+    return check()
 
 
 async def test_a_worker_started_on_positions_past_the_log_end_stops_while_idle(settings, department, redis,
@@ -209,19 +242,8 @@ async def test_a_worker_started_on_positions_past_the_log_end_stops_while_idle(s
     from sinks.keys import resolve_keys
 
     s = settings.replace(log_end_patience_s=3.0)
-    subject = uscc(7300)
     first_log = tmp_path / "worker.log"
-    worker = start_worker(s, first_log)
-    try:
-        await send_penalties(department, [subject], 1)
-
-        async def applied():
-            assert worker.poll() is None, f"worker exited: {first_log.read_text()[-2000:]}"
-            return len(await record_counts(redis, s, [subject])) == 1
-
-        await eventually(applied, timeout=60)
-    finally:
-        stop_process(worker, 20)
+    await applied_then_stopped(s, department, redis, first_log, uscc(7300))
     for line in first_log.read_text().splitlines():
         orjson.loads(line)
     keys = await resolve_keys(redis, s.namespace)
@@ -231,18 +253,7 @@ async def test_a_worker_started_on_positions_past_the_log_end_stops_while_idle(s
             await redis.set(keys.position(p), int(v) + 1000)
             moved += 1
     assert moved
-    log_path = tmp_path / "worker-again.log"
-    worker = start_worker(s, log_path)
-    try:
-        async def stopped():
-            return worker.poll() is not None
-
-        await eventually(stopped, timeout=90)
-        log = log_path.read_text()
-        assert worker.returncode != 0, log[-2000:]
-        assert "the state is not from this log" in log, log[-2000:]
-    finally:
-        stop_process(worker, 20)
+    await stops_with(s, tmp_path / "worker-again.log", "the state is not from this log")
 
 
 async def test_a_worker_started_on_a_redis_that_lost_everything_stops_without_waiting_for_an_input(
@@ -251,31 +262,8 @@ async def test_a_worker_started_on_a_redis_that_lost_everything_stops_without_wa
     worker stops at start, loudly, with "Redis has no state" (docs/operations.md, "Redis empty"),
     not at the next input. On Tansu, which drops a commit's metadata (docs/broker.md 11), the worker
     served the empty state with /health ok until an input came."""
-    subject = uscc(7400)
-    first_log = tmp_path / "worker.log"
-    worker = start_worker(settings, first_log)
-    try:
-        await send_penalties(department, [subject], 1)
-
-        async def applied():
-            assert worker.poll() is None, f"worker exited: {first_log.read_text()[-2000:]}"
-            return len(await record_counts(redis, settings, [subject])) == 1
-
-        await eventually(applied, timeout=60)
-    finally:
-        stop_process(worker, 20)
+    await applied_then_stopped(settings, department, redis, tmp_path / "worker.log", uscc(7400))
     gone = [key async for key in redis.scan_iter(match=f"{settings.namespace}:*")]
     assert gone
     await redis.unlink(*gone)
-    log_path = tmp_path / "worker-again.log"
-    worker = start_worker(settings, log_path)
-    try:
-        async def stopped():
-            return worker.poll() is not None
-
-        await eventually(stopped, timeout=90)
-        log = log_path.read_text()
-        assert worker.returncode != 0, log[-2000:]
-        assert "Redis has no state" in log, log[-2000:]
-    finally:
-        stop_process(worker, 20)
+    await stops_with(settings, tmp_path / "worker-again.log", "Redis has no state")
