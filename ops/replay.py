@@ -680,8 +680,7 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
             log.warning("replay: Redis may not hold a second generation; the replay stops before it fills it",
                         used_mib=used >> 20, maxmemory_mib=maxmemory >> 20,
                         reserve_mib=memory_reserve(maxmemory) >> 20)
-        if await redis.exists(keys.subjects) or any(
-                await asyncio.gather(*(redis.exists(keys.position(p)) for p in range(settings.partitions)))):
+        if await redis.exists(keys.subjects, *(keys.position(p) for p in range(settings.partitions))):
             # (positions without subjects: a generation its workers wrote after Redis lost the rest)
             raise ValueError(f"generation {generation!r} already has state; choose another name")
         live = await resolve_keys(redis, settings.namespace)
