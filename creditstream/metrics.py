@@ -62,6 +62,10 @@ LIST_CHANGES = Counter("creditstream_list_changes_total", "List changes emitted,
 FENCED = Counter("creditstream_fenced_batches_total",
                  "Subject batches refused because another worker moved their partitions' positions (a paused or "
                  "fenced-out worker)", registry=REGISTRY)
+AGENT_DEAD_LETTER_REASONS = ("unexpected-schema", "future-timestamp", "processing-error", "bad-subject-event",
+                             "too-large")
+"""The reasons the agents give a dead letter themselves (agents/), besides the decoder's
+(``streams.codec.DECODE_REASONS``) and validation's (``domain.fields.REASONS``)."""
 REWINDS = Counter("creditstream_rewinds_total",
                   "Partitions re-fed from the position Redis records (Redis lost its tail, or a stale commit)",
                   ["agent"], registry=REGISTRY)
@@ -131,3 +135,22 @@ _HELD_CAPACITY = ("The most entries a bounded cache of this worker holds, by hol
                   "bounds it: the state cache is bounded in bytes, months_added table by table)")
 HELD_IN_MEMORY = _HeldInMemory()
 REGISTRY.register(HELD_IN_MEMORY)
+
+
+def dead_letter_reasons() -> tuple[str, ...]:
+    """Every reason a dead letter may be given."""
+    from domain.fields import REASONS
+    from streams.codec import DECODE_REASONS
+
+    return tuple(dict.fromkeys((*DECODE_REASONS, *REASONS, *AGENT_DEAD_LETTER_REASONS)))
+
+
+def export_zero(agent: str) -> None:
+    """The labelled counters the alerts take ``increase()`` of, exported at 0 from an agent's start
+    (deploy/prometheus-rules.yml): a series that first appears at 1 has no increase, so the first dead
+    letter of a reason (a processing error: a page), rewind or batch held past the poll interval
+    raised no alert (the Prometheus documentation: initialise label values you know in advance)."""
+    for reason in dead_letter_reasons():
+        DEAD_LETTERS.labels(reason)
+    REWINDS.labels(agent)
+    HELD_PAST_POLL_INTERVAL.labels(agent)

@@ -76,6 +76,11 @@ _HEADER = struct.Struct(">bI")
 _SIX_PLACES = decimal.Decimal("0.000001")
 
 
+DECODE_REASONS = ("empty", "bad-magic", "truncated", "unknown-schema-id", "unusable-schema", "avro-decode-error",
+                  "trailing-bytes")
+"""The ``reason`` of every :class:`DecodeError` (a dead letter's ``dlq.reason``)."""
+
+
 class DecodeError(Exception):
     """Bytes that are not a decodable message. ``reason`` is a short machine code:
     ``empty``, ``bad-magic``, ``truncated``, ``unknown-schema-id``, ``unusable-schema``,

@@ -33,7 +33,7 @@ import asyncio
 import heapq
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import NamedTuple, Protocol, TypeVar
 
 import structlog
@@ -194,6 +194,7 @@ class AgentRunner:
         forgets = (self.gaps.forget,) if forget is None else (forget, self.gaps.forget)
         for topic in topics:  # exported as 0 from the start, so that the alert sees the first increase
             metrics.DELETED_UNREAD.labels(self.agent.name, topic)
+        metrics.export_zero(self.agent.name)
         # committed records only: a department's aborted transaction is never an input (kafka.isolation_level)
         def new_consumer():
             return kafka.consumer(self.settings, *topics, group_id=self.group_id, committed_only=True,
@@ -548,6 +549,8 @@ class AgentRunner:
                     raise _Abandoned(f"attempt {attempt} failed ({cause}: {error[:200]})") from exc
                 log.warning("batch failed, retrying", agent=self.agent.name, attempt=attempt, records=len(records),
                             cause=cause, error=error, retry_in_s=round(delay, 2))
+                if self.consumer is not None:  # the lag counts the batch in hand: a stuck agent has lag
+                    await self._update_lag(in_hand=records)
                 if await self._stopped_within(delay):
                     raise _Abandoned(f"retrying after {attempt} failed attempt(s): {self.retry_cause}") from exc
                 delay = min(delay * 2, BACKOFF_MAX_S)
@@ -632,11 +635,15 @@ class AgentRunner:
         hist.observe(max(0.0, (now_ms - newest) / 1000))
         await self._update_lag()
 
-    async def _update_lag(self) -> None:
+    async def _update_lag(self, in_hand: Sequence[ConsumerRecord] = ()) -> None:
         """The lag gauges. Only a metric: a partition taken away by a rebalance while this runs
         (``highwater`` asserts, ``position`` raises IllegalStateError) leaves them as they were
-        until the next update, never stops the agent."""
+        until the next update, never stops the agent. ``in_hand``: a batch being retried (the
+        consumer's position is past it, but it is not applied): counted as lag too, so that an agent
+        stuck on a failing Redis or registry shows lag, and the stall alert fires (it stayed 0)."""
         lag: dict[str, int] = {}
+        for record in in_hand:
+            lag[record.topic] = lag.get(record.topic, 0) + 1
         held: dict[str, int] = {}
         try:
             for tp in list(self.consumer.assignment()):

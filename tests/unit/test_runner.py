@@ -243,3 +243,30 @@ def test_a_subject_batch_past_the_recorded_position_is_not_a_loss_behind_it_is()
     assert {tp.partition: o for tp, o in caught.value.offsets.items()} == {2: 0}
     # one never written (and not by this worker): the consumer's offset is the start
     assert agent._check_positions({3: None}, {3: 7}, {3: 0}) == {}
+
+
+async def test_a_batch_in_hand_while_its_store_fails_is_lag(monkeypatch):
+    """Seen: with Redis stopped, the ingest agent retried one batch for minutes while 6,000 inputs
+    waited, and creditstream_consumer_lag_messages said 0 (the consumer's position is past the batch
+    in hand, and no fetch came to move the log end): the stall alert, which needs lag > 0, was quiet.
+    Each retry counts the batch in hand."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from creditstream import metrics
+    from streams import runner as runner_module
+
+    class Positioned(Consumer):
+        async def position(self, tp):
+            return self.held[tp]  # at the log end: everything fetched
+
+    monkeypatch.setattr(runner_module, "BACKOFF_START_S", 0.01)
+    monkeypatch.setattr(runner_module, "BACKOFF_MAX_S", 0.01)
+    runner = AgentRunner(FailingAgent(failures=5), Settings())
+    runner.consumer = Positioned({TopicPartition("cs.subject-events", 0): 500})
+    in_hand = [SimpleNamespace(topic="cs.subject-events", partition=0, offset=n) for n in range(400, 500)]
+    task = asyncio.ensure_future(runner._process_with_retry(in_hand))
+    await asyncio.sleep(0.03)
+    assert runner.lag == 100
+    assert metrics.CONSUMER_LAG.labels("subject", "cs.subject-events")._value.get() == 100
+    await task
