@@ -40,6 +40,17 @@ async def record_counts(redis, settings, subjects):
     return [s for s in await read_states(redis, keys, subjects) if s is not None]  # hot subjects stored split
 
 
+async def one_input_applied(worker, department, redis, settings, log_path, subject: str) -> None:
+    """One input for ``subject`` sent, and applied by the running ``worker``."""
+    await send_penalties(department, [subject], 1)
+
+    async def applied():
+        assert worker.poll() is None, f"worker exited: {log_path.read_text()[-2000:]}"
+        return len(await record_counts(redis, settings, [subject])) == 1
+
+    await eventually(applied, timeout=60)
+
+
 async def test_worker_killed_mid_stream_loses_nothing(settings, department, redis, tmp_path):
     subjects = [uscc(7000 + i) for i in range(20)]
     total = 1500
@@ -160,13 +171,7 @@ async def test_a_position_past_the_log_end_stops_the_worker_after_its_patience_n
     log_path = tmp_path / "worker.log"
     worker = start_worker(s, log_path)
     try:
-        await send_penalties(department, [subject], 1)
-
-        async def applied():
-            assert worker.poll() is None, f"worker exited: {log_path.read_text()[-2000:]}"
-            return len(await record_counts(redis, s, [subject])) == 1
-
-        await eventually(applied, timeout=60)
+        await one_input_applied(worker, department, redis, s, log_path, subject)
         keys = await resolve_keys(redis, s.namespace)
         moved = {}
         for p in range(s.partitions):
@@ -201,13 +206,7 @@ async def applied_then_stopped(settings, department, redis, log_path, subject: s
     """A worker applies one input for ``subject``, then is stopped (SIGTERM)."""
     worker = start_worker(settings, log_path)
     try:
-        await send_penalties(department, [subject], 1)
-
-        async def applied():
-            assert worker.poll() is None, f"worker exited: {log_path.read_text()[-2000:]}"
-            return len(await record_counts(redis, settings, [subject])) == 1
-
-        await eventually(applied, timeout=60)
+        await one_input_applied(worker, department, redis, settings, log_path, subject)
     finally:
         stop_process(worker, 20)
 
