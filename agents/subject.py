@@ -371,8 +371,11 @@ class SubjectAgent:
 
     def forget(self, revoked: set[TopicPartition]) -> None:
         """streams/runner.py, in a rebalance: partitions this worker lost (if they come back,
-        another worker may have written them meanwhile: their floor is the group's commit again)."""
+        another worker may have written them meanwhile: their floor is the group's commit again; a
+        position past the log end seen before is judged afresh)."""
         self.written.forget(revoked)
+        for tp in revoked:
+            self._ahead.pop(tp.partition, None)
 
     async def recorded_positions(self, partitions: list[TopicPartition]) -> dict[TopicPartition, Recorded | None]:
         """streams/runner.py, for partitions the group has no commit for: the position each partition's

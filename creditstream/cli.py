@@ -392,11 +392,11 @@ def cmd_worker(args) -> int:
     except ValueError as exc:  # a level or format no logger knows
         print(f"creditstream: bad settings: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    import structlog
+
     from creditstream.settings import unknown_variables
 
     for warning in unknown_variables():
-        import structlog
-
         structlog.get_logger("creditstream.cli").warning("a CREDITSTREAM_ variable is not a setting", detail=warning)
     files = [p for p in settings.validate() if p.startswith(("rules_file:", "calendar_file:"))]
     if files:  # one line each, exit 2, before Faust (it logged two tracebacks and "We experienced a crash!")
