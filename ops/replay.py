@@ -699,6 +699,12 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
                              f"{', '.join(map(str, all_partitions)) or 'none'})")
         if start is None and from_timestamp_ms is None:
             await _refuse_a_log_cut_short(settings, topics.subject_events, all_partitions)
+        if start:  # an offset past a partition's end replays nothing of it: said, not silent
+            ends = await kafka.log_ends(settings, topics.subject_events)
+            past = {p: (o, ends[p]) for p, o in sorted(start.items()) if p in ends and o > ends[p]}
+            if past:
+                log.warning("--from-offsets: past the end of the partition: nothing of it is replayed",
+                            partitions={p: {"offset": o, "log_end": end} for p, (o, end) in past.items()})
         result.abandoned = await mark_abandoned(redis, keys)
         await redis.set(keys.replay_alive(generation), b"1", ex=REPLAY_ALIVE_TTL_S)
         alive = asyncio.ensure_future(_stay_alive(redis, keys.replay_alive(generation), ended))

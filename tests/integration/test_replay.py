@@ -284,3 +284,18 @@ async def test_from_offsets_naming_a_partition_the_log_does_not_have_is_refused(
     assert rc == 2, (out, err)
     assert b"partition(s) 9" in err and b"replayed" not in out, (out, err)
     assert [k async for k in redis.scan_iter(match=Keys(settings.namespace).replay_pattern)] == []
+
+
+async def test_from_offsets_past_a_partitions_end_says_nothing_of_it_is_replayed(settings, redis):
+    """Seen: `replay --from-offsets 0:999999999` (past partition 0's end) replayed the other partitions
+    and exited 0 without a word about partition 0. It says so (and still replays the rest)."""
+    import sys
+
+    from streams import kafka
+    from tests.workers import run_to_end, worker_env
+
+    await kafka.ensure_topics(settings)
+    rc, out, err = await run_to_end([sys.executable, "-m", "creditstream.cli", "replay", "--from-offsets",
+                                     "0:999999999,1:0"], env=worker_env(settings))
+    assert rc == 0, (out, err)
+    assert b"--from-offsets: past the end of the partition: nothing of it is replayed" in err, err[-2000:]
