@@ -368,18 +368,26 @@ async def test_ctrl_c_on_a_replay_in_one_process_stops_it_and_says_so(pipeline, 
     await pipeline.stop()
     keys = Keys(settings.namespace)
     proc = subprocess.Popen([sys.executable, "-m", "creditstream.cli", "replay", "--jobs", "1"],
-                            env={**_env(settings), "CREDITSTREAM_REPLAY_BATCH": "20"},  # many batches
+                            env={**_env(settings), "CREDITSTREAM_REPLAY_BATCH": "5"},  # many batches
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    generation = None
+    # the whole rebuild takes ~0.2 s (compiled core): the replay is frozen (SIGSTOP) as soon as its
+    # first batch is counted, so that the Ctrl-C lands while batches remain, whatever the machine's
+    # load (a CI run sent it after the end: the test then judged nothing). One SCAN call (count) is
+    # quick; the default count of 10 took a round trip per 10 of the live state's keys
+    generation, applied = None, 0
     deadline = time.monotonic() + 60
     while generation is None and time.monotonic() < deadline:
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-        async for key in redis.scan_iter(match=keys.replay_pattern):
+        async for key in redis.scan_iter(match=keys.replay_pattern, count=100_000):
             if int(await redis.hget(key, "applied") or 0) > 0:
+                os.killpg(proc.pid, signal.SIGSTOP)
                 generation = key.decode()[len(keys.replay_progress("")):]
-        await asyncio.sleep(0.01)
+                applied = int(await redis.hget(key, "applied") or 0)
+        await asyncio.sleep(0.005)
     assert generation is not None, "the rebuild never began"
-    os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C
+    assert applied < total, f"the replay applied all {total} inputs before it could be frozen: give it more"
+    os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C, pending until it runs again
+    os.killpg(proc.pid, signal.SIGCONT)
     out, err = (b.decode() for b in await asyncio.to_thread(proc.communicate, timeout=60))
     assert proc.returncode == 130, (proc.returncode, out, err[-3000:])
     assert "replayed" not in out and "Traceback" not in err, (out, err[-3000:])
