@@ -348,16 +348,15 @@ class SubjectAgent:
                 f"Redis?). Rebuild with `creditstream replay --switch`, then restart the workers.")
         return checks + 1
 
-    async def _ahead_while_idle(self, parts: list[int]) -> None:
+    def _ahead_while_idle(self, positions: Mapping[int, int | None]) -> None:
         """Every position check, busy or idle (streams/runner.py): a partition whose recorded position
         is past the log end its consumer last saw. A batch's check (:meth:`_check_positions`) sees it
         only when a batch comes; none comes to a consumer started at a position past the log end when
         the broker answers such a fetch with nothing (Tansu), or sitting at the group's commit with no
         new input (Redis ahead of a log whose topic was recreated, or the wrong Redis, while the
-        workers were stopped): it waited for ever, with /health ok. The same patience applies."""
-        if not parts:
-            return
-        for p, pos in (await self.state.positions(parts)).items():
+        workers were stopped): it waited for ever, with /health ok. The same patience applies.
+        ``positions``: those the check read (:meth:`positions_behind`)."""
+        for p, pos in positions.items():
             high = self.highwater(p)
             if pos is None or high is None:
                 continue
@@ -395,10 +394,10 @@ class SubjectAgent:
         if the timer's removal of its due entry survived, no tick would come for it)."""
         if self.replaying or not partitions:
             return None
-        await self._ahead_while_idle([tp.partition for tp in partitions if tp.topic == self.topics.subject_events])
 
         async def recorded(parts: list[int]) -> dict[int, int | None]:
-            got = await self.state.positions(parts)
+            got = await self.state.positions(parts)  # read after the floors: a batch may write meanwhile
+            self._ahead_while_idle(got)
             # positions this worker wrote, gone: Redis lost them all (no sentinel: stop loudly, as a
             # batch would, docs/operations.md "Redis empty"), or more than its tail (re-read them).
             # So too a partition the group committed past its start (its state was written before
