@@ -952,7 +952,9 @@ def cmd_partitions(args) -> int:
         else:
             print(f"done: subjects are placed over {args.to} partitions. Set CREDITSTREAM_PARTITIONS={args.to} "
                   "for topics created later, then start the workers. Downstream readers of the list-change "
-                  "topic: a subject's next changes may sit on another partition than its earlier ones")
+                  "topic: a subject's next changes may sit on another partition than its earlier ones. Where "
+                  "each placed topic's log ended is recorded with the count: a replay reads the log span by span, "
+                  "each subject's events in the order the workers applied them")
     return EXIT_OK
 
 

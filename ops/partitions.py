@@ -10,7 +10,9 @@ record moves with it:
    inputs still to apply (``creditstream positions``);
 2. add partitions to every creditstream topic with fewer than the count asked for, except the
    compacted ``registration`` topic (a key that moved would keep a value on each partition);
-3. record the new count for the placed topics.
+3. record the new count for the placed topics, each with where its log ended
+   (``Keys.placement_changes``): a subject's earlier messages stay on its old partition, and a
+   replay reads the log span by span, so that it applies them in the order the workers did.
 
 A step that fails leaves what it did: running the command again goes on (adding partitions up to a
 count a topic already has is a no-op here).
@@ -24,6 +26,7 @@ import structlog
 
 from creditstream.connections import redis_client
 from creditstream.settings import Settings
+from domain.clock import now_ms
 from sinks.keys import Keys
 from streams import kafka, placement
 from streams.topics import Topics
@@ -128,8 +131,18 @@ async def grow(settings: Settings, to: int, *, dry_run: bool = False) -> tuple[l
         if grown:
             await kafka.add_partitions(settings, grown)
             log.info("partitions added", topics=sorted(grown), to=to)
+        keys = Keys(settings.namespace)
         for r in placed_less:
-            await redis.hset(Keys(settings.namespace).placement, r.topic, to)
+            # the workers stopped and every input applied: the log's ends now divide each subject's
+            # messages placed over the old count from those placed over the new one
+            before = r.placed_over or r.partitions
+            ends = {p: end for p, end in (await kafka.log_ends(settings, r.topic)).items() if p < before}
+            if before < to and any(ends.values()):
+                await placement.record_change(redis, keys, placement.PlacementChange(
+                    r.topic, before, to, now_ms(), ends))
+                log.info("placement change recorded", topic=r.topic, placed_over=before, to=to, log_ends=ends)
+            else:  # nothing placed yet: no earlier messages to keep apart
+                await redis.hset(keys.placement, r.topic, to)
             r.placed_over = to
     finally:
         await redis.aclose()

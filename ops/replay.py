@@ -32,6 +32,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ from sinks.kafka import home_partition
 from sinks.keys import INDEX_COMPLETE, Keys, complete_indexes, list_names, require_pseudonym_key, resolve_keys
 from sinks.redis_state import SubjectStateSink, read_states
 from streams import kafka, placement
+from streams.placement import Span
 from streams.runner import Rewind
 from streams.topics import Topics
 
@@ -226,14 +228,16 @@ class Rebuilt(NamedTuple):
 async def _rebuild(settings: Settings, redis, keys: Keys, *, partitions: list[int] | None,
                    start: dict[int, int] | None, from_timestamp_ms: int | None, on_batch,
                    parallel: bool = False, fenced: bool = True,
-                   partition_count: int | None = None, keep_changes: bool = True) -> Rebuilt:
+                   partition_count: int | None = None, keep_changes: bool = True,
+                   stop: Mapping[int, int] | None = None) -> Rebuilt:
     """Apply the subject-event log (``partitions`` of it; None: all) to the generation of ``keys``
     through the subject agent, as a worker does but producing nothing. Returns the events applied
     and the list changes: counted, and (subject, change id) in log order where ``keep_changes``
     (``replay --verify``; they grow with the log, ~200 bytes each). ``parallel``: other processes rebuild
     other partitions of the same generation at the same time: ``fenced``, each transaction WATCHes
     its subjects; not fenced, every input is first checked to sit on its subject's one partition
-    (``partition_count`` partitions), :class:`StraySubject` raised if one does not (``replay``)."""
+    (``partition_count`` partitions), :class:`StraySubject` raised if one does not (``replay``).
+    ``stop``: each partition read up to there (a span of the log, streams/placement.py ``spans``)."""
     from agents.subject import SubjectAgent
 
     topics = Topics(settings)
@@ -262,7 +266,7 @@ async def _rebuild(settings: Settings, redis, keys: Keys, *, partitions: list[in
         # per batch, and a subject touched several times in a batch is encoded and written once
         # (docs/performance.md); fenced, the slices of FENCED_SLICE below decide
         async for read in _batches(settings, topics.subject_events, start, partitions, from_timestamp_ms,
-                                   at_least=1 if fence else settings.replay_batch):
+                                   at_least=1 if fence else settings.replay_batch, stop=stop):
             if check:  # unfenced: only while no subject can be on another process's partitions
                 try:
                     refuse_strays(read, partition_count, keys)
@@ -298,13 +302,14 @@ async def _rebuild(settings: Settings, redis, keys: Keys, *, partitions: list[in
     return Rebuilt(events, agent.announced, agent.announced_count)
 
 
-async def _batches(settings: Settings, topic: str, start: dict[int, int] | None, partitions: list[int] | None,
-                   from_timestamp_ms: int | None, at_least: int = 1):
+async def _batches(settings: Settings, topic: str, start: Mapping[int, int] | None, partitions: list[int] | None,
+                   from_timestamp_ms: int | None, at_least: int = 1, stop: Mapping[int, int] | None = None):
     """The log's records (``partitions`` of it), those before ``from_timestamp_ms`` left out, in
     batches of ``at_least`` records or more (the last may hold fewer): the reads of the log, one
     partition's at a time, joined in the order read, so each partition's records stay in log order."""
     pending: list = []
-    async for batch in kafka.read_to_end(settings, topic, start=start, partitions=partitions):
+    async for batch in kafka.read_to_end(settings, topic, start=dict(start) if start else None,
+                                         partitions=partitions, stop=stop):
         if from_timestamp_ms is not None:
             batch = [m for m in batch if m.timestamp >= from_timestamp_ms]
         if pending:
@@ -411,9 +416,8 @@ def _end_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="end-with-parent").start()
 
 
-def _rebuild_job(settings: Settings, generation: str, partitions: list[int], start: dict[int, int] | None,
-                 from_timestamp_ms: int | None, fenced: bool, partition_count: int, keep_changes: bool
-                 ) -> tuple[Rebuilt, str | None]:
+def _rebuild_job(settings: Settings, generation: str, partitions: list[int], span: Span,
+                 from_timestamp_ms: int | None, fenced: bool, keep_changes: bool) -> tuple[Rebuilt, str | None]:
     """One process of a replay in several (``--jobs``): rebuild ``partitions``, counting progress in
     the replay's progress hash (``applied``). Returns what it applied, and the stray input that
     stopped it (unfenced), if one did."""
@@ -421,13 +425,13 @@ def _rebuild_job(settings: Settings, generation: str, partitions: list[int], sta
 
     logs.configure(level=settings.log_level, fmt=settings.log_format, libraries=settings.libraries_log_level)
     eventloop.install(settings.event_loop)  # a process of its own: the replay's loop is not inherited
-    return asyncio.run(_rebuild_job_async(settings, generation, partitions, start, from_timestamp_ms, fenced,
-                                          partition_count, keep_changes))
+    return asyncio.run(_rebuild_job_async(settings, generation, partitions, span, from_timestamp_ms, fenced,
+                                          keep_changes))
 
 
-async def _rebuild_job_async(settings: Settings, generation: str, partitions: list[int],
-                             start: dict[int, int] | None, from_timestamp_ms: int | None, fenced: bool,
-                             partition_count: int, keep_changes: bool) -> tuple[Rebuilt, str | None]:
+async def _rebuild_job_async(settings: Settings, generation: str, partitions: list[int], span: Span,
+                             from_timestamp_ms: int | None, fenced: bool,
+                             keep_changes: bool) -> tuple[Rebuilt, str | None]:
     keys = Keys(settings.namespace, generation, require_pseudonym_key(settings.pseudonym_key))
     redis = redis_client(settings)
     try:
@@ -435,9 +439,9 @@ async def _rebuild_job_async(settings: Settings, generation: str, partitions: li
             await redis.hincrby(keys.replay_progress(generation), "applied", n)
 
         try:
-            return await _rebuild(settings, redis, keys, partitions=partitions, start=start,
+            return await _rebuild(settings, redis, keys, partitions=partitions, start=span.start,
                                   from_timestamp_ms=from_timestamp_ms, on_batch=counted, parallel=True, fenced=fenced,
-                                  partition_count=partition_count, keep_changes=keep_changes), None
+                                  partition_count=span.placed_over, keep_changes=keep_changes, stop=span.stop), None
         except StraySubject as stray:
             return Rebuilt(stray.events, stray.changes, stray.change_count), str(stray)
     finally:
@@ -600,14 +604,16 @@ def _stop_pool(pool: ProcessPoolExecutor, *, failed: bool) -> None:
     pool.shutdown(wait=True, cancel_futures=failed)
 
 
-async def _rebuild_in_processes(settings: Settings, redis, keys: Keys, groups: list[list[int]],
-                                start: dict[int, int] | None, from_timestamp_ms: int | None,
-                                bar: Progress, *, fenced: bool, partition_count: int, pool: ProcessPoolExecutor,
-                                keep_changes: bool) -> tuple[Rebuilt, list[str]]:
+async def _rebuild_in_processes(settings: Settings, redis, keys: Keys, groups: list[list[int]], span: Span,
+                                from_timestamp_ms: int | None, bar: Progress, *, fenced: bool,
+                                pool: ProcessPoolExecutor, keep_changes: bool,
+                                shown: int = 0) -> tuple[Rebuilt, list[str]]:
     """The rebuild in one process per group of partitions, of ``pool`` (they share nothing but
     Redis: each writes its partitions' positions, its subjects' states and lists). The progress bar
     follows the ``applied`` count the processes keep in Redis. If one fails, the others are stopped.
-    Returns what they applied together, and the stray inputs that stopped processes (unfenced)."""
+    Returns what they applied together, and the stray inputs that stopped processes (unfenced).
+    ``span``: the stretch of the log, and the count its subjects are placed over (streams/placement.py);
+    ``shown``: the ``applied`` count the bar already shows (the spans before)."""
     loop = asyncio.get_running_loop()
     progress_key = keys.replay_progress(keys.generation)
     log.info("replay in processes", jobs=len(groups), partitions=groups)
@@ -616,10 +622,9 @@ async def _rebuild_in_processes(settings: Settings, redis, keys: Keys, groups: l
     try:
         try:
             for g in groups:  # a pool already broken (a process killed before it had work) refuses here
-                started.append(loop.run_in_executor(pool, _rebuild_job, settings, keys.generation, g, start,
-                                                    from_timestamp_ms, fenced, partition_count, keep_changes))
+                started.append(loop.run_in_executor(pool, _rebuild_job, settings, keys.generation, g, span,
+                                                    from_timestamp_ms, fenced, keep_changes))
             jobs = asyncio.gather(*started)
-            shown = 0
             while not jobs.done():
                 await asyncio.wait([jobs], timeout=0.25)
                 applied = int(await redis.hget(progress_key, "applied") or 0)
@@ -733,37 +738,51 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
         result.jobs = max(len(groups), 1)
         if len(groups) > 1:
             pool = _job_pool(len(groups))
-        if pool is None:
-            async def advance(n: int) -> None:
-                _stop_if_interrupted()
-                bar.advance(n)
-                await redis.hincrby(keys.replay_progress(generation), "applied", n)
+        # a topic whose partition count was raised: a subject's earlier inputs on its old partition,
+        # its later ones on its new one; read span by span, each applied before the next, they are
+        # applied in the order the workers applied them (streams/placement.py)
+        changes = await placement.changes(redis, keys, topics.subject_events)
+        spans = placement.spans(changes, placed_over, start)
+        if changes:
+            log.info("replay in spans: the subject-event log's partition count was raised", spans=len(spans),
+                     placed_over=[span.placed_over for span in spans])
+        done = Rebuilt(0, [], 0)
 
-            done = await _rebuild(settings, redis, keys, partitions=None, start=start,
-                                  from_timestamp_ms=from_timestamp_ms, on_batch=advance, keep_changes=keep_changes)
-            result.events, result.changes, result.change_count = done
-        else:
-            # every subject's inputs on its one partition, as the workers produce them: the processes
-            # never write the same subject and need no fence. Checked input by input: a process that
-            # meets one elsewhere (the partition count or the pseudonym key changed since) stops
-            # before it, and a second pass, fenced (each transaction WATCHes its subjects: ~20%
-            # slower), goes on from the positions the first recorded (what they cover is skipped)
-            done, strays = await _rebuild_in_processes(
-                settings, redis, keys, groups, start, from_timestamp_ms, bar, fenced=False,
-                partition_count=placed_over, pool=pool, keep_changes=keep_changes)
-            if strays:
-                log.warning("a subject's inputs sit on more than one partition: the rest of the rebuild is "
-                            "fenced", generation=generation, found=strays)
-                bar.close()
-                await redis.hset(keys.replay_progress(generation), "applied", 0)
-                bar = Progress(bar.total, enabled=progress)
-                result.fenced = True
-                more, _ = await _rebuild_in_processes(
-                    settings, redis, keys, groups, start, from_timestamp_ms, bar, fenced=True,
-                    partition_count=placed_over, pool=pool, keep_changes=keep_changes)
-                # the second pass read the log from the start again (what the first covered skipped)
-                done = Rebuilt(more.events, done.changes + more.changes, done.change_count + more.change_count)
-            result.events, result.changes, result.change_count = done
+        async def advance(n: int) -> None:  # in this process (--jobs 1)
+            _stop_if_interrupted()
+            bar.advance(n)
+            await redis.hincrby(keys.replay_progress(generation), "applied", n)
+
+        for span in spans:
+            if pool is None:
+                more = await _rebuild(settings, redis, keys, partitions=None, start=span.start, stop=span.stop,
+                                      from_timestamp_ms=from_timestamp_ms, on_batch=advance, keep_changes=keep_changes)
+            else:
+                # every subject's inputs on its one partition, as the workers produce them: the processes
+                # never write the same subject and need no fence. Checked input by input: a process that
+                # meets one elsewhere (the partition count changed without `creditstream partitions`,
+                # or the pseudonym key changed) stops before it, and a second pass, fenced (each
+                # transaction WATCHes its subjects: ~20% slower), goes on from the positions the first
+                # recorded (what they cover is skipped)
+                more, strays = await _rebuild_in_processes(
+                    settings, redis, keys, groups, span, from_timestamp_ms, bar, fenced=False, pool=pool,
+                    keep_changes=keep_changes, shown=done.events)
+                if strays:
+                    log.warning("a subject's inputs sit on more than one partition: the rest of the rebuild is "
+                                "fenced", generation=generation, found=strays)
+                    bar.close()
+                    await redis.hset(keys.replay_progress(generation), "applied", done.events)
+                    bar = Progress(bar.total, enabled=progress)
+                    bar.advance(done.events)
+                    result.fenced = True
+                    again, _ = await _rebuild_in_processes(
+                        settings, redis, keys, groups, span, from_timestamp_ms, bar, fenced=True, pool=pool,
+                        keep_changes=keep_changes, shown=done.events)
+                    # the second pass read the span again (what the first covered skipped)
+                    more = Rebuilt(again.events, more.changes + again.changes, more.change_count + again.change_count)
+            done = Rebuilt(done.events + more.events, done.changes + more.changes,
+                           done.change_count + more.change_count)
+        result.events, result.changes, result.change_count = done
         if pool is not None:
             _stop_pool(pool, failed=False)
             pool = None
@@ -890,11 +909,21 @@ async def diff_generations(redis, live: Keys, rebuilt: Keys) -> list[str]:
 
 
 async def live_changes(settings: Settings) -> list[tuple[str, str]]:
-    """(subject, change id) of every message on the list-change topic, in log order per partition."""
+    """(subject, change id) of every message on the list-change topic, in log order per partition;
+    where its partition count was raised, span by span (streams/placement.py), so that each subject's
+    changes come in the order they were emitted."""
+    topic = Topics(settings).list_changes
+    redis = redis_client(settings)
+    try:
+        changes = await placement.changes(redis, Keys(settings.namespace), topic)
+    finally:
+        await redis.aclose()
     out = []
-    async for batch in kafka.read_to_end(settings, Topics(settings).list_changes):
-        for msg in batch:
-            out.append((msg.key.decode(), dict(msg.headers)["change_id"].decode()))
+    for span in placement.spans(changes, 0):
+        async for batch in kafka.read_to_end(settings, topic, start=dict(span.start) if span.start else None,
+                                             stop=span.stop):
+            for msg in batch:
+                out.append((msg.key.decode(), dict(msg.headers)["change_id"].decode()))
     return out
 
 

@@ -43,6 +43,9 @@ key                                    type        what
                                                    ``dropped`` (sinks/check_audit.py)
 ``{ns}:placement``                     hash        topic -> the partition count its keyed messages
                                                    are placed over (streams/placement.py)
+``{ns}:placement:changes``             hash        ``<topic> <count>`` -> the log's ends when the
+                                                   count was raised to ``<count>`` (JSON;
+                                                   ops/partitions.py, read by a replay)
 =====================================  ==========  ===============================================
 
 Subject state and lists live in a generation so that ``creditstream replay`` can rebuild them
@@ -289,6 +292,13 @@ class Keys:
         """A hash: topic -> the partition count creditstream places that topic's keyed messages over
         (streams/placement.py), shared by every generation: it describes the log."""
         return f"{self.namespace}:placement"
+
+    @property
+    def placement_changes(self) -> str:
+        """A hash: ``<topic> <count>`` -> where the topic's log ended when its placement was raised to
+        that count (JSON; ops/partitions.py): a subject's messages before it sit on the partition of
+        the count before. A replay reads the log span by span (streams/placement.py ``spans``)."""
+        return f"{self.namespace}:placement:changes"
 
     def worker(self, identity: str) -> str:
         """A running worker's heartbeat (JSON, expires unless renewed): ``replay --switch`` refuses

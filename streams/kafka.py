@@ -32,7 +32,7 @@ import asyncio
 import contextlib
 import hashlib
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -431,9 +431,11 @@ async def read_to_end(
     partitions: Iterable[int] | None = None,
     fetch_bytes: int = 4 * 1024 * 1024,
     fetch_max_bytes: int | None = None,
+    stop: Mapping[int, int] | None = None,
 ) -> AsyncIterator[list[ConsumerRecord]]:
     """Yield batches of every record in ``topic`` from ``start`` (default: the beginning) to its end
-    (``partitions``: only these of its partitions).
+    (``partitions``: only these of its partitions; ``stop``: only the partitions in it, each up to
+    that offset, exclusive, or its end if sooner: a span of the log, streams/placement.py ``spans``).
 
     A partition's end: on Apache Kafka its log end by ListOffsets, taken as the read starts; on
     Tansu the high watermark of the fetch responses (defect 3), which follows the log as it grows
@@ -461,6 +463,8 @@ async def read_to_end(
             await c._client._wait_on_metadata(topic)  # noqa: SLF001 - metadata of an unsubscribed topic
             parts = c.partitions_for_topic(topic) or set()
         only = set(partitions) if partitions is not None else None
+        if stop is not None:  # a span: a partition not in it did not exist then
+            only = set(stop) if only is None else only & set(stop)
         tps = [TopicPartition(topic, p) for p in sorted(parts) if only is None or p in only]
         if not tps:
             return
@@ -474,14 +478,25 @@ async def read_to_end(
         # the end to stop at: ListOffsets on Apache Kafka; Tansu under-reports it (defect 3), so there
         # the fetch responses' high watermarks decide (below)
         ends = None if settings.is_tansu else await log_end_offsets(c, tps)
+        stop = stop or {}
+
+        def end_of(tp: TopicPartition) -> int | None:
+            end = ends[tp] if ends is not None else c.highwater(tp)
+            if tp.partition in stop:
+                return stop[tp.partition] if end is None else min(end, stop[tp.partition])
+            return end
+
         for tp in list(pending):
-            if ends is not None and await c.position(tp) >= ends[tp]:
+            end = end_of(tp)
+            if (ends is not None or tp.partition in stop) and end is not None and await c.position(tp) >= end:
                 pending.discard(tp)
         last_data = warned = time.monotonic()
         while pending:
             batches = await c.getmany(*pending, timeout_ms=200, max_records=max_records)
             got = False
-            for records in batches.values():
+            for tp, records in batches.items():
+                if records and tp.partition in stop and records[-1].offset >= stop[tp.partition]:
+                    records = [m for m in records if m.offset < stop[tp.partition]]  # the span's end
                 if records:
                     got = True
                     yield records
@@ -490,7 +505,7 @@ async def read_to_end(
                 last_data = warned = now
             short: dict[int, tuple[int, int | None]] = {}  # partition -> (position, end; None: not answered yet)
             for tp in list(pending):
-                end = ends[tp] if ends is not None else c.highwater(tp)
+                end = end_of(tp)
                 pos = await c.position(tp)
                 if end is not None and pos >= end:
                     pending.discard(tp)

@@ -18,11 +18,20 @@ stopped and the subject-event log applied (ops/partitions.py; docs/operations.md
 
 A topic with fewer partitions than recorded was deleted and created again (Kafka never removes a
 partition): a worker refuses to start (:class:`PlacementError`) rather than place subjects anew.
+
+Raising the count leaves a subject's earlier messages on its old partition and puts its later ones
+on its new one. ``creditstream partitions --to`` records where each placed topic's log ended then
+(:class:`PlacementChange`, ``Keys.placement_changes``), the workers stopped and every input applied,
+so that a reader that needs a subject's messages in order (a replay, its list-change comparison)
+reads the log span by span (:func:`spans`): within a span every subject sits on one partition, and
+a span's messages all came before the next span's.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 import structlog
 
@@ -93,3 +102,68 @@ def partition_for(placement: Mapping[str, int], topic: str, key: bytes | None) -
     if n is None or key is None:
         return None
     return home_partition(key, range(n))
+
+
+@dataclass(frozen=True)
+class PlacementChange:
+    """A placed topic's count raised from ``placed_over`` to ``to`` (``creditstream partitions
+    --to``): ``ends``, each partition's log end then (messages at offsets before it were placed over
+    ``placed_over``; partitions added by the change are not in it)."""
+    topic: str
+    placed_over: int
+    to: int
+    at_ms: int
+    ends: Mapping[int, int]
+
+    def as_json(self) -> str:
+        return json.dumps({"placed_over": self.placed_over, "to": self.to, "at_ms": self.at_ms,
+                           "ends": {str(p): e for p, e in sorted(self.ends.items())}}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, topic: str, raw: bytes | str) -> PlacementChange:
+        doc = json.loads(raw)
+        return cls(topic, int(doc["placed_over"]), int(doc["to"]), int(doc["at_ms"]),
+                   {int(p): int(e) for p, e in doc["ends"].items()})
+
+
+@dataclass(frozen=True)
+class Span:
+    """A stretch of a placed topic's log over which every subject's messages sit on partition
+    ``murmur2(key) % placed_over``: read from ``start`` (None: each partition's beginning; a partition
+    left out: its beginning) up to ``stop`` (exclusive; None: the log's end; a partition left out of
+    it: none of it, it did not exist then)."""
+    placed_over: int
+    start: Mapping[int, int] | None
+    stop: Mapping[int, int] | None
+
+
+def spans(changes: Iterable[PlacementChange], placed_now: int, start: Mapping[int, int] | None = None) -> list[Span]:
+    """Pure: a placed topic's log (from ``start``, as ``replay --from-offsets``) in the spans of its
+    placement changes, oldest first: without a change, one span of the whole log over ``placed_now``.
+    A span after a change starts where the change found the log ended (or at ``start``, if later)."""
+    out: list[Span] = []
+    lower: dict[int, int] | None = dict(start) if start else None
+    for change in sorted(changes, key=lambda c: c.to):
+        out.append(Span(change.placed_over, lower, dict(change.ends)))
+        lower = {p: max(end, (start or {}).get(p, 0)) for p, end in change.ends.items()}
+        lower.update({p: o for p, o in (start or {}).items() if p not in change.ends})
+    out.append(Span(placed_now, lower, None))
+    return out
+
+
+async def record_change(redis, keys: Keys, change: PlacementChange) -> None:
+    """Record a raised count and where the log ended, in one transaction: a reader never sees the new
+    count without the change (ops/partitions.py; run again after a failure, the change is written
+    again with the log's ends then, the workers still stopped)."""
+    pipe = redis.pipeline(transaction=True)
+    pipe.hset(keys.placement_changes, f"{change.topic} {change.to}", change.as_json())
+    pipe.hset(keys.placement, change.topic, change.to)
+    await pipe.execute()
+
+
+async def changes(redis, keys: Keys, topic: str) -> list[PlacementChange]:
+    """The recorded changes of ``topic``'s placement, oldest first."""
+    recorded = await redis.hgetall(keys.placement_changes)
+    found = [PlacementChange.from_json(topic, raw) for field, raw in recorded.items()
+             if (field.decode() if isinstance(field, bytes) else field).rsplit(" ", 1)[0] == topic]
+    return sorted(found, key=lambda c: c.to)
