@@ -88,8 +88,11 @@ def test_every_command_says_which_service_is_down_in_one_line(env):
         if "Kafka" in cases[args]:
             assert f"the Kafka broker at {BROKER}" in line, (what, line)
         assert "s3cret-pw" not in proc.stderr + proc.stdout, what
-        assert seconds < 15, (what, seconds)
-    assert total < 45, total
+        # a command alone takes 1-3 s; 8 at once beside CI's other lanes on 2 cores, up to ~15 s (one
+        # took 15.16 s). What this catches is a client's own timeout or retries (the Kafka client
+        # waits 40 s, redis-py retries): well past 25 s
+        assert seconds < 25, (what, seconds)
+    assert total < 75, total
 
 
 def test_produce_with_the_registry_down_is_an_outage_not_bad_data(env):
