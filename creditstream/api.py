@@ -65,6 +65,8 @@ import binascii
 import datetime as dt
 import functools
 import gc
+import hashlib
+import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -94,7 +96,7 @@ from creditstream.probes import KafkaSecurityError, kafka_connect_refusal, mask_
 from creditstream.report_api import ReportApi
 from creditstream.settings import Settings
 from domain.identifiers import IdKind, classify, looks_like_legacy_id, normalise_code
-from domain.privacy import is_natural_person, redact_personal
+from domain.privacy import conceal_digests, is_natural_person, redact_personal
 from ops.inspect import BadCursor, Reader, consumption, lists_view, running_workers
 from sinks.keys import Keys
 from streams.codec import RegistryError
@@ -389,6 +391,11 @@ class Api:
 
     def __init__(self, settings: Settings, redis=None, access: Access | None = None):
         self.settings = settings
+        # what the digests of personal data are keyed with for a reader without the personal role
+        # (domain/privacy.py conceal_digests): from the pseudonym key, so that every API process
+        # answers the same; without one (it reads no person's state then), this process's own
+        self._digest_key = hashlib.blake2b(settings.pseudonym_key.encode() or os.urandom(32),
+                                           person=b"api-digests", digest_size=32).digest()
         self.access = access or Access.from_settings(settings)
         self.redis = redis
         self._owns_redis = redis is None
@@ -438,7 +445,7 @@ class Api:
         names masked (domain/privacy.py): the one place personal data leaves the API."""
         if client_of(request).may("personal"):
             return json_response(doc)
-        return json_response(redact_personal(doc, natural_person=natural_person))
+        return json_response(conceal_digests(redact_personal(doc, natural_person=natural_person), self._digest_key))
 
     async def _state(self, request: web.Request) -> dict:
         personal = client_of(request).may("personal")

@@ -286,8 +286,11 @@ class DisclosureApi:
             if query.name is None or name_matches(s, query.name):
                 records += disclosed_records(s, at, (kind,), rules=self.rules)
         records.sort(key=lambda r: (r["decision_date"], r["subject"], r["record_key"]), reverse=True)
-        doc = _public({"at": at, "kind": kind, "q": q or None, "records": records, "next_cursor": next_cursor or None},
-                      states)
+        doc = _public({"at": at, "kind": kind, "records": records, "next_cursor": next_cursor or None}, states)
+        # the search echoed as typed, its ID numbers masked, never against the states walked: masked
+        # by them, the echo told which of the names typed were stored legal representatives (seen:
+        # one unauthenticated request tested several names at once)
+        doc = {"at": at, "kind": kind, "q": _public({"q": q})["q"] or None, **doc}
         if as_json:
             return _json(doc)
         rows = [[link(url(f"{PREFIX}/subjects/{seg(r['subject'])}", at=at), r["name"] or r["subject"]),

@@ -89,9 +89,10 @@ def learned_pairs(ids: Doc, *, registration: bool = False) -> list[tuple[str, st
     # nor a number that may be a person's ID number (personal data, never a key; not the subject's),
     # unless the registration authority names it the organisation's tax number: a 15-digit tax
     # number (division + organisation code) can read as a first-generation ID number, and the records
-    # parked on it would otherwise wait for ever
+    # parked on it would otherwise wait for ever. Not an 18-character resident ID number given as a
+    # tax number (seen: the index learned one; an organisation's 18-character tax number is its USCC)
     pairs += [(key, uscc) for key in legacy_lookup_keys({**ids, "org_code": None})
-              if not _personal(key) or registration and key.startswith("tax_no:")]
+              if not _personal(key) or registration and key.startswith("tax_no:") and not _resident_id(key)]
     # Keep the first occurrence of each key, in order.
     seen: set[str] = set()
     out = []
@@ -100,6 +101,11 @@ def learned_pairs(ids: Doc, *, registration: bool = False) -> list[tuple[str, st
             seen.add(key)
             out.append((key, value))
     return out
+
+
+def _resident_id(key: str) -> bool:
+    """A lookup key whose number is an 18-character resident ID number that passes its check."""
+    return classify(key.partition(":")[2])[0] is IdKind.RESIDENT_ID
 
 
 def _personal(key: str) -> bool:

@@ -83,7 +83,7 @@ def penalty_dates(entry: View, rules: Rulebook) -> tuple[dt.date, dt.date] | Non
     low, high = rules.publicity_months(d, _attr(entry, "severity"), domain)
     end = min(add_months(d, high), add_years(d, rules.henan_max_disclosure_years))
     start = min(add_months(d, low), end)
-    if rules.is_non_repairable(domain, (entry.get("content") or {}).get("fields")):
+    if rules.is_non_repairable(domain, _attr(entry, "severity"), (entry.get("content") or {}).get("fields")):
         start = end
     return start, end
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -141,12 +142,18 @@ class Standing(msgspec.Struct, frozen=True, kw_only=True):
 # ------------------------------------------------------------------------------------ instants
 
 
+_EXTENDED_DATE: Final = re.compile(r"\d{4}-\d{2}-\d{2}(?:$|[T ])")
+"""An instant's text begins with its date in the extended form (YYYY-MM-DD)."""
+
+
 def day_of(at: dt.date | dt.datetime | str) -> str:
     """The China date (ISO) of an instant: a date as is; a datetime in China time (a naive one is
     taken to be China time already); a string in ISO form (a date, or a date and time)."""
     if isinstance(at, str):
         text = at.strip()
         try:
+            if not _EXTENDED_DATE.match(text):  # Python's parser takes 18 digits (an ID number) as 4101-05-19
+                raise ValueError(text)
             if len(text) == 10:
                 return dt.date.fromisoformat(text).isoformat()
             at = dt.datetime.fromisoformat(text)

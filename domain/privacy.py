@@ -12,7 +12,8 @@ to patterns for the rest:
   YYMMDD birth date; :func:`mask_legacy_ids_in_text`), and both written in groups with spaces or
   dashes (``410700 19710813 2424``, ``410700-19710813-2424``, ``110105 491231 002``:
   :func:`domain.identifiers.mask_grouped_ids_in_text`, separators kept). The 15-digit searches skip
-  the fields that hold an organisation's registration number (``reg_no``), which share that shape.
+  the fields that hold an organisation's registration number (``reg_no``), which share that shape,
+  where the number passes the registration number's check.
 * **Identifier fields, whatever their shape.** ``person_id_no``, ``legal_rep_id_no``,
   ``resident_id`` and a legal representative's ``id_no`` always; for a natural person also
   ``id`` / ``subject`` / ``subject_id`` and ``ids.other``.
@@ -42,13 +43,22 @@ Pure: no I/O; the input is not modified.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from typing import Final, TypeVar, cast
 
-from domain.identifiers import IdKind, classify, mask_id, mask_id_numbers_in_text, mask_legacy_ids_in_text
+from domain.identifiers import (
+    IdKind,
+    classify,
+    is_valid_reg_no,
+    mask_id,
+    mask_id_numbers_in_text,
+    mask_legacy_ids_in_text,
+)
 
-__all__ = ["redact_personal", "mask_name", "mask_legacy_ids_in_text", "is_natural_person", "safe_detail"]
+__all__ = ["redact_personal", "mask_name", "mask_legacy_ids_in_text", "is_natural_person", "safe_detail",
+           "conceal_digests"]
 
 J = TypeVar("J")
 
@@ -72,6 +82,9 @@ LEGAL_REP: Final = "legal_rep"
 """The canonical record's legal representative ``{"name", "id_no"}`` (domain/validate.py)."""
 LEGACY_ID_EXEMPT: Final = frozenset({"reg_no"})
 """Fields holding a 15-digit business registration number, not a first-generation ID number."""
+
+_UNGROUPED: Final = re.compile(r"[\s-]")
+"""The separators a number may be written in groups with."""
 
 _SHORTEST_ECHO: Final = 2
 """Names shorter than this are masked where they are a whole field, never inside other text."""
@@ -197,7 +210,11 @@ class _TextMask:
             return whole
         if self.echoes is not None:
             text = self.echoes.sub(lambda m: self.masks[m.group()], text)
-        return mask_id_numbers_in_text(text, legacy=key not in LEGACY_ID_EXEMPT)
+        # a registration number's field keeps a 15-digit number that passes the registration
+        # number's check; one that fails it is no registration number, and may be a person's
+        # first-generation ID number (seen: `dlq show` printed one in a dead letter's reg_no)
+        legacy = key not in LEGACY_ID_EXEMPT or not is_valid_reg_no(_UNGROUPED.sub("", text))
+        return mask_id_numbers_in_text(text, legacy=legacy)
 
 
 def redact_personal(doc: J, *, natural_person: bool = False, sources: Sequence[object] = ()) -> J:
@@ -233,3 +250,44 @@ def safe_detail(text: str) -> str:
         return text
     text = _QUOTED.sub(lambda m: m.group() if m.group().isascii() else f"<{len(m.group()) - 2} chars withheld>", text)
     return _NON_ASCII_RUN.sub("…", text)
+
+
+DIGEST_FIELDS: Final = frozenset({"change_id", "withdraws", "hash"})
+"""Fields whose value is a digest of what may be personal data: a list change's id is a digest of its
+subject's clear id (domain/facts.py ``change_id``), a record's ``hash`` of its whole content, a legal
+representative's name and ID number included (domain/validate.py ``content_hash``)."""
+DIGEST_KEYED: Final = frozenset({"versions", "others", "awaiting_feedback", "feedback"})
+"""Objects whose keys are such digests (a record's versions and their contents; list changes by id)."""
+_DIGEST: Final = re.compile(r"[0-9a-f]{32}")
+
+
+def conceal_digests(doc: J, key: bytes) -> J:
+    """A copy of ``doc`` in which the digests of :data:`DIGEST_FIELDS` and :data:`DIGEST_KEYED` are
+    replaced by keyed digests of them (BLAKE2b keyed with ``key``, the same length). They are unkeyed
+    digests of the clear data: a reader without the personal role, shown a masked ID number beside
+    the digest of the clear one (a person's list change), confirmed a guessed number by hashing it, or
+    found it by trying every birth date and sequence number of an area (seen: in 73 s of Python).
+    Keyed, each stays the same from one answer to the next (a withdrawal still names the change it
+    withdraws, a record's hash still tells its versions apart) and tells nothing without the key."""
+
+    def conceal(value: object) -> object:
+        if isinstance(value, str) and _DIGEST.fullmatch(value):
+            return hashlib.blake2b(value.encode(), key=key, digest_size=16).hexdigest()
+        return value
+
+    def walk(node: object) -> object:
+        if isinstance(node, Mapping):
+            out: dict[object, object] = {}
+            for k, v in node.items():
+                if k in DIGEST_FIELDS:
+                    out[k] = conceal(v)
+                elif k in DIGEST_KEYED and isinstance(v, Mapping):
+                    out[k] = {conceal(dk): walk(dv) for dk, dv in v.items()}
+                else:
+                    out[k] = walk(v)
+            return out
+        if isinstance(node, (list, tuple)):
+            return [walk(item) for item in node]
+        return node
+
+    return cast(J, walk(doc))

@@ -144,6 +144,8 @@ class Rulebook:
     objection_platform_workdays: int
     objection_provider_workdays: int
     source: str = ""
+    non_repairable_severities: frozenset[str] = frozenset({"severe"})
+    non_repairable_ambiguous: tuple[str, ...] = ()  # lower-cased; removed before the markers are sought
     matters: dict[str, Matter] = field(default_factory=dict)
     measures: tuple[Measure, ...] = ()
 
@@ -178,9 +180,13 @@ class Rulebook:
             high = max(high, low)
         return low, high
 
-    def is_non_repairable(self, domain: str | None, fields: Doc | None) -> bool:
-        """A stop-business / revoked-licence penalty in a listed domain: no early repair."""
-        if domain not in self.non_repairable_domains or not fields:
+    def is_non_repairable(self, domain: str | None, severity: str | None, fields: Doc | None) -> bool:
+        """A severe stop-business / revoked-licence penalty in a listed domain: no early repair
+        (RULES.md 3: "some severe cases"). The statutory category that names a suspension and a
+        revocation at once (暂扣或者吊销许可证) is no marker by itself: its phrase is removed before
+        the markers are sought, so the decision's content says which it was."""
+        if domain not in self.non_repairable_domains or not fields \
+                or self.tier_of(severity) not in self.non_repairable_severities:
             return False
         for name in self.non_repairable_fields:
             value = fields.get(name)
@@ -188,6 +194,8 @@ class Rulebook:
                 continue
             text = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
             text = text.lower()
+            for phrase in self.non_repairable_ambiguous:
+                text = text.replace(phrase, " ")
             if any(marker in text for marker in self.non_repairable_markers):
                 return True
         return False
@@ -294,6 +302,11 @@ def rulebook_from_dict(data: Doc, *, source: str = "") -> Rulebook:
     nr_markers = _str_list(nr, "non_repairable.markers", "markers", default=[])
     if nr_domains and not nr_markers:
         raise RulebookError("non_repairable.markers: empty, but domains are listed")
+    nr_severities = _str_list(nr, "non_repairable.severities", "severities", default=["severe"])
+    for name in nr_severities:
+        if name not in TIERS:
+            raise RulebookError(f"non_repairable.severities: {name!r} is not one of {TIERS}")
+    nr_ambiguous = _str_list(nr, "non_repairable.ambiguous", "ambiguous", default=[])
 
     default_table = _table(data, "blacklist_default", required=False)
     default_years = _int(default_table, "blacklist_default.period_years", "period_years", minimum=1, default=3)
@@ -379,6 +392,8 @@ def rulebook_from_dict(data: Doc, *, source: str = "") -> Rulebook:
         non_repairable_domains=frozenset(nr_domains),
         non_repairable_fields=tuple(nr_fields),
         non_repairable_markers=tuple(m.lower() for m in nr_markers),
+        non_repairable_severities=frozenset(nr_severities),
+        non_repairable_ambiguous=tuple(a.lower() for a in nr_ambiguous),
         blacklist_default_years=default_years,
         blacklist_domains=domains,
         blacklist_rules=tuple(rules),

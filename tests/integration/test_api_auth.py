@@ -163,11 +163,12 @@ async def test_tokens_roles_and_masking_over_https(settings, pipeline, departmen
             page = await api.get("/lists/blacklist:environment", PUBLIC_TOKEN)
             assert COMPANY in page["members"] and len(page["members"]) == 3
             assert sum(1 for m in page["members"] if m.startswith("410") and "*" in m) == 2, page
-            changes = await api.get("/changes", PUBLIC_TOKEN, params={"limit": "1000"})
+            changes = public_changes = await api.get("/changes", PUBLIC_TOKEN, params={"limit": "1000"})
             person_changes = [c for c in changes["changes"] if c["subject_kind"] == "resident_id"]
             assert len(person_changes) >= 2 and all("*" in c["subject_id"] for c in person_changes)
-            state = await api.get(f"/subjects/{COMPANY}", PUBLIC_TOKEN)
+            state = public_company = await api.get(f"/subjects/{COMPANY}", PUBLIC_TOKEN)
             assert state["id"] == COMPANY and state["names"] == [samples.COMPANY]
+            assert await api.get(f"/subjects/{COMPANY}", PUBLIC_TOKEN) == state  # the same digests each time
             reps = [r["content"].get("legal_rep") for r in state["records"].values() if r.get("content")]
             assert reps and all(r is None or r["name"] == REP[0] + "**" for r in reps), reps
             assert "blacklist:environment" in (await api.get(f"/subjects/{COMPANY}/lists", PUBLIC_TOKEN))["lists"]
@@ -206,6 +207,29 @@ async def test_tokens_roles_and_masking_over_https(settings, pipeline, departmen
             company = await api.get(f"/subjects/{COMPANY}", PERSONAL_TOKEN)
             assert any((r.get("content") or {}).get("legal_rep", {}) == {"name": REP, "id_no": REP_ID}
                        for r in company["records"].values())
+
+            # --- the digests of personal data, keyed for the public role ---------------------------
+            # seen: a person's change_id is an unkeyed digest of the clear ID number and of what the
+            # public answer shows beside it, so it confirmed a guessed number (and an area's every
+            # birth date and sequence number were tried in 73 s); a record's hash likewise, over its
+            # legal representative's clear name and number
+            from domain.facts import change_id
+            from domain.validate import content_hash
+
+            by_place = {(c["partition"], c["offset"]): c for c in changes["changes"]}
+            for public in public_changes["changes"]:
+                clear = by_place[(public["partition"], public["offset"])]
+                assert clear["change_id"] != public["change_id"]
+                if clear["subject_kind"] == "resident_id" and clear["transition"] != "withdrawn":
+                    # the attack: the personal answer's id is the digest of the clear number
+                    assert change_id(clear["subject_id"], clear["list"], clear["transition"], clear["effective_date"],
+                                     clear["cause_record_ids"]) == clear["change_id"]
+            public_ids = {c["change_id"] for c in public_changes["changes"]}
+            assert all(c["withdraws"] in public_ids for c in public_changes["changes"] if c.get("withdraws"))
+            for key, record in company["records"].items():
+                if record.get("content") and record["content"].get("legal_rep"):
+                    assert record["hash"] == content_hash(record["content"]) != public_company["records"][key]["hash"]
+                    assert set(public_company["records"][key]["versions"]).isdisjoint(record["versions"])
     finally:
         stop.set()
         await asyncio.wait_for(server, 10)

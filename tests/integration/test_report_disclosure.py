@@ -214,6 +214,15 @@ async def test_report_and_disclosure(settings, pipeline, department, tmp_path):
         assert len(by_name["records"]) == 1
         assert (await anon.get("/disclosure/penalties", "/disclosure/penalties",
                                params={"format": "json", "q": "没有这家"}))["records"] == []
+        # seen: the search's echo was masked against the states the page walked, so a stored legal
+        # representative's name came back masked and any other as typed: one unauthenticated request
+        # told which of several names were stored. Echoed as typed now, ID numbers masked
+        for which in ("penalties", "licences"):
+            typed = f"张三{samples.LEGAL_REP}王五"
+            echo = await anon.get(f"/disclosure/{which}", f"/disclosure/{which}", params={"format": "json", "q": typed})
+            assert echo["q"] == typed, echo["q"]
+            page = await anon.get(f"/disclosure/{which}", f"/disclosure/{which}", params={"q": typed})
+            assert f'value="{typed}"' in page
         # search: by a printed code variant and a legacy code, by name; never by a person's ID number
         for q in ("91310110-666007217t", samples.COMPANY_ORG_CODE):
             found = await anon.get("/disclosure", "/disclosure", params={"format": "json", "q": q})

@@ -173,3 +173,12 @@ def test_a_registration_teaches_a_tax_number_that_reads_like_an_old_id_number():
     assert NeedsLookup((f"tax_no:{tax}",)) == plan(penalty(uscc=None, org_code=None, reg_no=None, tax_no=tax))
     assert (f"tax_no:{tax}", USCC) in learned_pairs({"uscc": USCC, "tax_no": tax}, registration=True)
     assert (f"tax_no:{tax}", USCC) not in learned_pairs({"uscc": USCC, "tax_no": tax})
+
+
+def test_a_registration_never_teaches_an_18_character_resident_id_number_as_a_tax_number():
+    """Seen: a registration whose tax_no was a resident ID number (passing its check) put it in the
+    index (`cs:idx` field `tax_no:<the ID number>`); docs/operations.md says the index never learns
+    one. A 15-digit tax number that reads as an old ID number is still taught (above)."""
+    person_id = samples.PERSON_ID
+    assert learned_pairs({"uscc": USCC, "tax_no": person_id, "other": [person_id]}, registration=True) == [
+        (f"org:{ORG}", USCC)]

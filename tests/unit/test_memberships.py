@@ -123,7 +123,8 @@ def test_instants():
     assert day_of(dt.datetime(2024, 3, 3, 17, 0, tzinfo=dt.UTC)) == "2024-03-04"  # 01:00 in China
     assert day_of("2024-03-03T15:59:59+00:00") == "2024-03-03"
     assert day_of(dt.datetime(2024, 3, 3, 23, 0)) == "2024-03-03"  # naive: China time
-    for bad in ("2024-13-01", "yesterday", ""):
+    # an ID number is no instant (seen: POST /check took "410105199201011234" as 4101-05-19)
+    for bad in ("2024-13-01", "yesterday", "", "410105199201011234", "20240101"):
         with pytest.raises(ValueError, match="ISO form"):
             day_of(bad)
     # past the datetime's range once in China time: a bad instant (the check API's 400), not an OverflowError

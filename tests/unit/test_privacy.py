@@ -247,3 +247,12 @@ def test_property_no_grouped_id_number_survives(pid, sep, before, after):
     text = f"{before}{pid[:6]}{sep}{pid[6:14]}{sep}{pid[14:]}{after}"
     out = redact_personal({"id": "91410105M00000R29A", "id_kind": "uscc", "remarks": text})["remarks"]
     assert out == f"{before}{pid[:3]}***{sep}********{sep}***{pid[17]}{after}"
+
+
+def test_a_15_digit_number_that_fails_the_registration_check_is_masked_in_its_reg_no_field():
+    """Seen: `dlq show` of a record dead-lettered for its reg_no (it fails the MOD 11,10 check and
+    reads as a first-generation ID number, born 1980-01-01) masked it in the key line and printed it
+    in clear in the decoded record: no registration number, it may be a person's."""
+    doc = {"reg_no": "410105800101000", "remarks": "x"}
+    assert redact_personal(doc)["reg_no"] == "410***********0"
+    assert redact_personal({"reg_no": "310230001716146"}) == {"reg_no": "310230001716146"}  # passes: stays

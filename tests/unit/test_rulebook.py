@@ -24,7 +24,7 @@ def raw():
 
 
 def test_default_file_loads(rules):
-    assert rules.version == "2026-12-04.1"
+    assert rules.version == "2026-12-07.1"
     assert [r.name for r in rules.regimes] == ["2019", "2023", "2025"]
     assert [r.minor_is_adverse for r in rules.regimes] == [True, True, False]  # 轻微 as 一般 before 2025
     assert rules.henan_max_disclosure_years == 5
@@ -100,7 +100,38 @@ def test_publicity_months(rules, decision_date, severity, domain, months):
 )
 def test_non_repairable(rules, domain, category, expected):
     fields = {"penalty_category": category} if category is not None else {}
-    assert rules.is_non_repairable(domain, fields) is expected
+    assert rules.is_non_repairable(domain, "severe", fields) is expected
+
+
+@pytest.mark.parametrize(
+    "severity, category, content, expected",
+    [
+        # RULES.md 3: "some severe cases cannot be repaired early": a general one can
+        ("general", "吊销许可证", None, False),
+        ("minor", "责令停产停业", None, False),
+        ("severe", "吊销许可证", None, True),
+        # the statutory category names a suspension and a revocation at once: its content says which
+        # (seen: a general food penalty "暂扣或者吊销许可证" refused its repair, as non-repairable)
+        ("severe", "暂扣或者吊销许可证", None, False),
+        ("severe", "暂扣或者吊销许可证", "暂扣食品经营许可证三个月", False),
+        ("severe", "暂扣或者吊销许可证", "吊销食品经营许可证", True),
+        ("severe", "暂扣或者吊销执照", "吊销营业执照", True),
+        ("severe", "罚款", "责令停产停业六个月", True),
+        (None, "吊销许可证", None, False),  # no tier given: the rules' unknown_severity_tier, general
+    ],
+)
+def test_non_repairable_only_severe_and_by_what_was_decided(rules, severity, category, content, expected):
+    fields = {"penalty_category": category, "penalty_content": content}
+    assert rules.is_non_repairable("food_drug", severity, fields) is expected
+
+
+def test_non_repairable_tiers_are_checked(raw):
+    doc = copy.deepcopy(raw)
+    doc["non_repairable"]["severities"] = ["grave"]
+    with pytest.raises(RulebookError, match="non_repairable.severities: 'grave'"):
+        rulebook_from_dict(doc)
+    doc["non_repairable"]["severities"] = ["general", "severe"]
+    assert rulebook_from_dict(doc).is_non_repairable("food_drug", "general", {"penalty_category": "吊销许可证"})
 
 
 @pytest.mark.parametrize(
@@ -286,7 +317,7 @@ def test_optional_parts_have_defaults(raw):
     rules = rulebook_from_dict(doc)
     assert rules.blacklist_rules == ()
     assert rules.listing_period("wage_arrears") == (3, None)
-    assert not rules.is_non_repairable("food_drug", {"penalty_category": "责令停产停业"})
+    assert not rules.is_non_repairable("food_drug", "severe", {"penalty_category": "责令停产停业"})
 
 
 def test_file_errors(tmp_path):
