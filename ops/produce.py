@@ -38,6 +38,7 @@ from domain.fields import _PLACEHOLDERS as _NO_VALUE  # "无", "NULL", ...: the 
 from domain.fields import _filler
 from domain.identifiers import normalise_code
 from domain.kinds import SCHEMA_OF_KIND
+from domain.privacy import safe_detail
 from streams import kafka
 from streams.codec import from_json
 from streams.topics import SPEC_OF_KIND, Topics
@@ -61,7 +62,9 @@ class ProduceReport:
         for topic, n in sorted(self.sent.items()):
             lines.append(f"  {verb} {n:>6}  -> {topic}")
         for line_no, why in self.refused:
-            lines.append(f"  refused line {line_no}: {why}")
+            # what a refusal quotes may be a person's name or ID number (a value in the wrong field),
+            # and this report goes to job logs: the line number says where it is in the file
+            lines.append(f"  refused line {line_no}: {safe_detail(why)}")
         if self.interrupted and not self.dry_run:
             lines.append(f"  lines 1-{self.done_through} were all sent (and acknowledged) or refused; later lines "
                          "may have been sent in part (a line sent twice is recognised as a redelivery)")

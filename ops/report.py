@@ -6,7 +6,7 @@ from collections import Counter
 
 from creditstream.connections import redis_client
 from creditstream.settings import Settings
-from domain.identifiers import mask_id
+from domain.identifiers import mask_id, mask_id_numbers_in_text
 from ops.dlq import count_dead_letters
 from ops.tables import table
 from sinks.check_audit import check_counts
@@ -136,8 +136,11 @@ async def operator_report(settings: Settings, *, progress: bool | None = None) -
     for field, n in stats.items():
         parts = field.split(":")
         if parts[0] == "unit" and len(parts) >= 3:
-            unit, what = ":".join(parts[1:-1]), parts[-1]
-            units.setdefault(unit, {"records": 0, "late": 0, "on_time": 0, "late_workdays_total": 0})[what] = n
+            # a unit's name as the department sent it; an ID number put there (seen: a person's, in
+            # source_unit) is masked, as anywhere in a report (two such units then count as one)
+            unit, what = mask_id_numbers_in_text(":".join(parts[1:-1])), parts[-1]
+            counts = units.setdefault(unit, {"records": 0, "late": 0, "on_time": 0, "late_workdays_total": 0})
+            counts[what] = counts.get(what, 0) + n
         elif parts[0] == "domain" and len(parts) == 3:
             domains[parts[1]] = n
     # a unit whose decisions all turned out to be another unit's (a correction moved them: the

@@ -163,3 +163,21 @@ async def test_no_id_number_in_keys_members_or_message_keys(pipeline, department
     assert (stored, PERSON_ID) in [(k, e.subject) for k, e in ticks]
     dump = await redis_dump(redis, settings.namespace)
     assert not any(leaks(k) or leaks(" ".join(v)) for k, v in dump.items())
+
+
+async def test_the_report_masks_an_id_number_sent_as_a_source_unit(pipeline, department, settings):
+    """Seen: a penalty whose source_unit held a person's ID number and name was accepted, and
+    `creditstream report` printed the number in clear in its table of units."""
+    from ops.report import operator_report, progress, render_operator_report
+
+    await department.send(schema_of("penalty"), sample_event(
+        "penalty", decision_doc_no="郑罚〔2026〕77号", source_unit=f"{PERSON_ID}{samples.PERSON}"))
+
+    async def applied():
+        return await progress(settings) >= 1
+
+    await eventually(applied, timeout=60)
+    report = await operator_report(settings, progress=False)
+    text = orjson.dumps(report).decode() + render_operator_report(report)
+    assert PERSON_ID not in text, [u for u in report["units"]]
+    assert any(u.startswith(PERSON_ID[:3] + "*") for u in report["units"]), report["units"]

@@ -238,3 +238,16 @@ async def test_a_file_is_read_in_chunks(tmp_path, monkeypatch):
     path = tmp_path / "in.jsonl"
     path.write_text("".join(f'{{"kind": "penalty", "n": {i}}}\n' for i in range(7)), encoding="utf-8")
     assert [[n for n, _ in c] async for c in produce._chunks(str(path))] == [[1, 2, 3], [4, 5, 6], [7]]
+
+
+def test_refused_lines_quote_no_personal_data():
+    """Seen: `produce` printed a refused line's values in clear (an ID number as a kind, a name where
+    a date was expected): its report goes to job logs. The line number says where they are."""
+    from ops.produce import ProduceReport
+
+    report = ProduceReport(source="in.jsonl")
+    report.refused += [(3, "unknown kind '41010519920101123X'"), (4, "Invalid isoformat string: '韩梅梅'")]
+    text = report.render()
+    assert "41010519920101123X" not in text and "韩梅梅" not in text
+    assert "refused line 3: unknown kind '410**************X'" in text
+    assert "refused line 4: Invalid isoformat string: <3 chars withheld>" in text
