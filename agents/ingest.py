@@ -124,6 +124,9 @@ class IngestAgent:
                 elif not target.lookup_keys:
                     dead.add(msg, "no-identifier", "a natural person is named by the resident ID number, and this "
                              "record gives none" if rec.get("subject_category") == "natural_person"
+                             else "no identifier that could name the subject (a resident ID number given as a "
+                             "tax or other number is never looked up: give the organisation's USCC)"
+                             if (rec.get("ids") or {}).keys() - {"org_code", "reg_no"}
                              else "no identifier that could name the subject")
                 else:
                     event = events.of_record("?", "uscc", origin_of(msg), rec, msg.timestamp)

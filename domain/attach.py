@@ -57,6 +57,10 @@ def plan(record: Doc) -> Attached | NeedsLookup:
 
 
 def legacy_lookup_keys(ids: Doc) -> tuple[str, ...]:
+    """The index keys an organisation's legacy numbers are looked up by, in :data:`LOOKUP_KINDS`
+    order. Not an 18-character resident ID number given as a tax or other number (an individual
+    business's owner's, say): the index never learns one (personal data: :func:`learned_pairs`), so
+    a record parked on it waited for ever, its key naming the number in clear (seen)."""
     keys = []
     if ids.get("org_code"):
         keys.append(lookup_key("org", ids["org_code"]))
@@ -65,7 +69,7 @@ def legacy_lookup_keys(ids: Doc) -> tuple[str, ...]:
             keys.append(lookup_key(kind, ids[kind]))
     for other in ids.get("other") or ():
         keys.append(lookup_key("other", other))
-    return tuple(keys)
+    return tuple(key for key in keys if key.startswith(("org:", "reg_no:")) or not _resident_id(key))
 
 
 def learned_pairs(ids: Doc, *, registration: bool = False) -> list[tuple[str, str]]:

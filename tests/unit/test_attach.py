@@ -182,3 +182,17 @@ def test_a_registration_never_teaches_an_18_character_resident_id_number_as_a_ta
     person_id = samples.PERSON_ID
     assert learned_pairs({"uscc": USCC, "tax_no": person_id, "other": [person_id]}, registration=True) == [
         (f"org:{ORG}", USCC)]
+
+
+def test_a_resident_id_number_given_as_a_legacy_number_is_never_a_lookup_key():
+    """Seen: an organisation's record whose tax_no was a person's resident ID number was parked under
+    `cs:parked:tax_no:<the number>`: the index never learns such a number, so it waited for ever, the
+    number in clear in a key's name. A 15-digit tax number that reads as an old ID number stays a key
+    (a registration teaches it)."""
+    person_id = samples.PERSON_ID
+    assert plan(penalty(uscc=None, org_code=None, reg_no=None, tax_no=person_id, institution_cert_no=person_id)) \
+        == NeedsLookup(())
+    assert plan(penalty(uscc=None, org_code=None, reg_no=None, tax_no=person_id, institution_cert_no=OTHER)) \
+        == NeedsLookup((f"other:{OTHER}",))
+    assert plan(penalty(uscc=None, org_code=None, reg_no=None, tax_no="410105850312000")) \
+        == NeedsLookup(("tax_no:410105850312000",))
