@@ -408,6 +408,11 @@ def create_faust_app(settings: Settings, agents: tuple[str, ...] = AGENTS, *, we
         web_port=settings.web_port,
         web_host="127.0.0.1",
         web_bind=settings.web_bind,  # Faust binds web_bind (0.0.0.0 by default), not web_host
+        # Faust's /router and /table pages serve its tables, which creditstream has none of: a path
+        # naming an unknown one answered 500 with a traceback quoting it at ERROR (a name in it, in
+        # clear, seen)
+        web_router_enabled=False,
+        web_tables_enabled=False,
         store="memory://",
         producer_linger_ms=settings.producer_linger_ms,
         datadir=f"{settings.run_dir}/faust",
