@@ -76,6 +76,12 @@ class Step(NamedTuple):
     """The record keys whose per-record parts (entry, facts, publicity track and view) the input may
     have changed; None: any of them (the clock passed a due date, or everything was derived again).
     A state stored split re-writes only these (sinks/state_codec.py)."""
+    domains: tuple[tuple[str, int], ...] = ()
+    """What the input changes in the records-per-domain counts: (domain, +1 or -1). A record counts
+    once, under its winning version's domain, from its first input on (a revocation that came first
+    included): a correction that moves it takes the old count back, so the counts are the same
+    whatever order versions arrive in (they counted a record's first input, if it was not a
+    revocation, under that input's domain: seen differing between two arrival orders)."""
 
 
 def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebook, cal: WorkingCalendar) -> Step:
@@ -111,6 +117,7 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
         return Step(kept if earlier else new, outcome, [], [], (), frozenset())
     touched = _touched(state, new, event)
     timeliness = _timeliness_moved(state, new, event, touched, cal) if isinstance(event, ev.RecordEvent) else ()
+    domains = _domains_moved(state, new, touched) if isinstance(event, (ev.RecordEvent, ev.LinkedEvent)) else ()
     # the clock: the latest date any input named or arrived on, a duplicate's included, so that it
     # is the same whichever copy came first
     as_of = max([event.arrival_date, *event.named_dates(), state.get("as_of") or ""])
@@ -119,7 +126,7 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
         # a version of an objection or a repair that does not win still goes to the legal
         # representatives' files, so that theirs keep the same versions in every order
         links = _links(new, event, outcome, rules) if _office_versions_moved(state, new, event) else []
-        return Step(new, outcome, [], links, timeliness, frozenset(touched))
+        return Step(new, outcome, [], links, timeliness, frozenset(touched), domains)
     adv = advance(state, new, touched, as_of, rules, cal)
     if new is state:
         new = dict(state)  # type: ignore[assignment]
@@ -148,7 +155,7 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
             else "repair-refused"
 
     links = relinks(new, rules) if earlier else _links(new, event, outcome, rules)
-    return Step(new, outcome, changes, links, timeliness, None if adv.all_parts else frozenset(touched))
+    return Step(new, outcome, changes, links, timeliness, None if adv.all_parts else frozenset(touched), domains)
 
 
 def _kept_by_earlier_version(state: SubjectState, rules: Rulebook) -> bool:
@@ -509,6 +516,31 @@ def _timeliness_moved(before: SubjectState, after: SubjectState, event: ev.Recor
     return tuple(moved)
 
 
+def _domains_moved(before: SubjectState, after: SubjectState, touched: set[str]) -> tuple[tuple[str, int], ...]:
+    """The change in the records-per-domain counts an input makes (``Step.domains``)."""
+    if len(touched) != 1:
+        return ()
+    (key,) = touched
+    old_entry = (before.get("records") or {}).get(key)
+    new_entry = (after.get("records") or {}).get(key)
+    if old_entry is new_entry:
+        return ()
+    old = _counted_domain(cast("View | None", old_entry))
+    new = _counted_domain(cast("View | None", new_entry))
+    if old == new:
+        return ()
+    return tuple((domain, sign) for domain, sign in ((old, -1), (new, 1)) if domain is not None)
+
+
+def _counted_domain(entry: View | None) -> str | None:
+    """The domain a record entry counts under: its winning version's; None: not counted (no entry,
+    no content yet: a court deletion before its listing)."""
+    if entry is None or entry.get("content") is None:
+        return None
+    domain = entry.get("domain")
+    return domain if isinstance(domain, str) and domain else None
+
+
 # the report's counter of an input the rules core failed on (a bug; the input is dead-lettered)
 ERROR_COUNTS: Final = {"outcome:error": 1}
 
@@ -531,7 +563,7 @@ def report_counts(event: ev.SubjectEvent, result: Step) -> dict[str, int]:
                          (f"unit:{unit}:{'late' if is_late(workdays) else 'on_time'}", sign),
                          (f"unit:{unit}:late_workdays_total", sign * workdays)):
             out[field] = out.get(field, 0) + n
-    record = getattr(event, "record", None) or {}
-    if result.outcome == "new" and record.get("domain"):
-        out[f"domain:{record['domain']}:records"] = 1
+    for domain, sign in result.domains:
+        field = f"domain:{domain}:records"
+        out[field] = out.get(field, 0) + sign
     return out

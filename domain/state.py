@@ -35,7 +35,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final, TypedDict, cast
 
+import orjson
+
 from domain.clock import date_of_ms
+from domain.digest import hex16
 from domain.events import LINK_ORIGIN, FeedbackEvent, LinkedEvent, ObjectionEvent, RecordEvent, RepairEvent
 from domain.record_maps import with_entry
 from domain.types import Doc, View
@@ -43,6 +46,12 @@ from domain.validate import content_hash, decision_key
 
 SEEN_ORIGINS_KEPT: Final = 32
 VERSIONS_KEPT: Final = 16
+EVICTED_KEPT: Final = 256
+"""How many versions evicted from a decision (or a versioned fact) it remembers, by a 16-character
+prefix of their digest: a version is evicted only when its earliest sighting is older than every
+version kept, so it can never win again; remembered, a copy of it that arrives later (stamped later)
+is known to be that old version, not taken for a new one that wins. Beyond VERSIONS_KEPT +
+EVICTED_KEPT distinct versions of one decision the oldest evicted are forgotten."""
 NAMES_KEPT: Final = 8
 FEEDBACK_KEPT: Final = 200
 OBJECTION_STATUSES: Final = ("filed", "upheld", "rejected")
@@ -70,6 +79,7 @@ class RecordEntry(TypedDict, total=False):
     deletion: Doc            # the winning deletion {"reason", "date", "doc_no", "versions"} (merge_version)
     via: str                  # linked records: the organisation
     seen: list[str]
+    evicted: list[str]        # versions evicted, by their digest's prefix (EVICTED_KEPT)
 
 
 class SubjectState(TypedDict, total=False):
@@ -165,6 +175,7 @@ def merge_version(slot: Doc | None, content: Doc, ms: int, origin: str, rank: in
     first sighting), so the fold is the same whatever the arrival order. Outcomes: applied (the
     winner changed), duplicate (a content already known), stale (a new content that does not win)."""
     versions = [list(v) for v in (slot or {}).get("versions") or ()]
+    evicted = list((slot or {}).get("evicted") or ())
     key = (rank, version_key(ms, origin))
     old_winner = max(versions, key=_slot_rank)[0] if versions else None
     for v in versions:
@@ -173,14 +184,34 @@ def merge_version(slot: Doc | None, content: Doc, ms: int, origin: str, rank: in
                 v[1], v[2] = ms, origin
             break
     else:
+        if evicted and _slot_digest(content) in evicted:  # an evicted version again: it cannot win
+            out = dict(old_winner or {}, versions=versions, seen=_seen((slot or {}).get("seen"), origin),
+                       evicted=evicted)
+            return out, "stale"
         versions.append([content, ms, origin, rank])
     versions.sort(key=_slot_rank)
-    del versions[:-VERSIONS_KEPT]
+    if len(versions) > VERSIONS_KEPT:
+        evicted = _evict(evicted, [_slot_digest(v[0]) for v in versions[:-VERSIONS_KEPT]])
+        del versions[:-VERSIONS_KEPT]
     winner = versions[-1][0]
     out = dict(winner, versions=versions, seen=_seen((slot or {}).get("seen"), origin))
+    if evicted:
+        out["evicted"] = evicted
     if winner != old_winner:
         return out, "applied"
     return out, "duplicate" if any(v[0] == content for v in (slot or {}).get("versions") or ()) else "stale"
+
+
+def _slot_digest(content: Doc) -> str:
+    """What an evicted slot version is remembered by (:data:`EVICTED_KEPT`)."""
+    return hex16(orjson.dumps(content, option=orjson.OPT_SORT_KEYS))[:16]
+
+
+def _evict(evicted: list[Any], digests: list[str]) -> list[Any]:
+    """The evicted versions remembered, with ``digests`` added (the oldest forgotten past
+    :data:`EVICTED_KEPT`)."""
+    out = evicted + [d for d in digests if d not in evicted]
+    return out[-EVICTED_KEPT:]
 
 
 def _slot_rank(version: list[Any]) -> tuple[Any, ...]:
@@ -273,8 +304,14 @@ def _fold_version(current: RecordEntry | None, record: Doc, event: RecordEvent |
             entry["versions"] = versions
             return cast(RecordEntry, entry), "duplicate"
     else:
+        evicted = list(current.get("evicted") or ())
+        if evicted and digest[:16] in evicted:
+            return cast(RecordEntry, entry), "stale"  # evicted: first seen before every version kept
         if len(versions) >= VERSIONS_KEPT and new_key < min(version_key(*v) for v in versions.values()):
-            return cast(RecordEntry, entry), "stale"  # older than every version kept: it cannot win
+            # older than every version kept: it cannot win (remembered, so that a later copy of it
+            # is not taken for a new version)
+            entry["evicted"] = _evict(evicted, [digest[:16]])
+            return cast(RecordEntry, entry), "stale"
         versions[digest] = [ms, origin]
         others[digest] = record
     # (ties: two contents at one origin and stamp, a topic recreated: the content hash decides)
@@ -283,6 +320,7 @@ def _fold_version(current: RecordEntry | None, record: Doc, event: RecordEvent |
         oldest = min(versions, key=lambda h: (version_key(*versions[h]), h))
         versions.pop(oldest)
         others.pop(oldest, None)
+        entry["evicted"] = _evict(list(entry.get("evicted") or ()), [oldest[:16]])
     entry["versions"] = versions
     entry["version"] = (current.get("version") or 0) + (0 if known is not None else 1)
     if winner == current.get("hash"):

@@ -1384,3 +1384,54 @@ def test_a_change_id_is_the_blake2b_it_always_was(subject, list_name, transition
     # and the same id twice (the copied hash starts afresh each time)
     assert change_id(subject, list_name, transition, effective, causes) == change_id(
         subject, list_name, transition, effective, causes)
+
+
+def _ms(day: str, hour: int, minute: int = 0) -> int:
+    return arrival(day, hour) + minute * 60_000
+
+
+def test_more_versions_than_kept_give_the_same_winner_in_every_order():
+    """Seen (two arrival orders of the same 18 inputs): 16 general versions of one decision and a
+    severe 17th, sent twice, stamped before all of them and again a day later. Where the early copy
+    came first it was evicted (16 versions kept) and the late copy was taken for a new version,
+    first seen last: it won, and the subject went on the blacklist; in the other order it stayed off.
+    The version first seen at the latest stamp wins (RULES.md 3a): the 16th."""
+    base = record("penalty", "闽环罚〔2024〕9号", "2024-05-20", severity="general", domain="environment")
+    versions = [record_event(dict(base, fields={"fine_amount": f"{i}.000000"}), "2024-06-01",
+                             ms=_ms("2024-06-01", 9, i), at=f"t/0/{i}") for i in range(1, 17)]
+    severe = dict(base, severity="severe", fields={"fine_amount": "17.000000"})
+    early = record_event(severe, "2024-06-01", ms=_ms("2024-06-01", 8), at="t/1/1")
+    late = record_event(severe, "2024-06-02", ms=_ms("2024-06-02", 9), at="t/1/2")
+    finals = set()
+    for order in ([early, *versions, late], [*versions, late, early], [late, *versions, early],
+                  [*versions[:8], early, *versions[8:], late]):
+        state, announced, _ = run(order)
+        entry = state["records"][decision_key(base)]
+        folded = fold_changes(announced)
+        finals.add((entry["content"]["fields"]["fine_amount"], tuple(sorted(state["evaluation"]["lists"])),
+                    tuple(sorted(summary(folded.values())))))
+    assert len(finals) == 1, finals
+    ((fine, lists, _),) = finals
+    assert fine == "16.000000" and "blacklist:environment" not in lists
+
+
+def test_more_deletion_versions_than_kept_give_the_same_exit_in_every_order():
+    """Seen: 17 deletion versions of one court listing and the 17th sent twice (before all of them and
+    a day later): the deletion date, and the court-debtor exit announced, followed arrival order."""
+    listing = record("court_listing", "(2023)豫01执88号", "2023-03-01")
+    listed = record_event(listing, "2023-03-02", at="t/0/0")
+    deletions = [record_event(record("court_deletion", "(2023)豫01执88号", f"2024-01-{i:02d}",
+                                     deletion_reason="performed"), "2024-02-01", ms=_ms("2024-02-01", 9, i),
+                              at=f"t/0/{i}") for i in range(1, 18)]
+    d17 = deletions.pop()
+    early = record_event(d17.record, "2024-02-01", ms=_ms("2024-02-01", 8), at="t/1/1")
+    late = record_event(d17.record, "2024-02-02", ms=_ms("2024-02-02", 9), at="t/1/2")
+    finals = set()
+    for order in ([listed, early, *deletions, late], [listed, *deletions, late, early]):
+        state, announced, _ = run(order)
+        folded = fold_changes(announced)
+        finals.add((state["records"][decision_key(listing)]["deletion"]["date"],
+                    tuple(sorted(summary(folded.values())))))
+    assert len(finals) == 1, finals
+    ((date, _),) = finals
+    assert date == "2024-01-16"

@@ -57,3 +57,29 @@ def test_a_units_timeliness_is_the_same_in_every_arrival_order():
     # the winning version (the newest stamp) is the other unit's; its earliest sighting is the first
     assert dict(only) == {"unit:开封市市场监督管理局:records": 1, "unit:开封市市场监督管理局:on_time": 1,
                           "unit:开封市市场监督管理局:late_workdays_total": 1}
+
+
+def test_records_per_domain_are_the_same_in_every_arrival_order():
+    """Seen: a record whose revocation came first was counted under no domain, and a correction
+    that moved a record from taxation to market left it counted under taxation when the original
+    came first. A record counts once, under its winning version's domain, in every order."""
+    import itertools
+
+    orig = record("penalty", "税罚〔2025〕3号", "2025-09-01", severity="general", domain="taxation")
+    moved = dict(orig, domain="market", fields={"fine_amount": "2.000000"})
+    revoked = record("penalty", "环罚〔2025〕4号", "2025-09-01", severity="general", domain="environment")
+    revocation = dict(revoked, revoked=True)
+    inputs = [record_event(orig, "2025-09-02", at="t/0/1"), record_event(moved, "2025-10-20", at="t/1/1"),
+              record_event(revoked, "2025-09-03", at="t/0/2"), record_event(revocation, "2025-09-20", at="t/2/1"),
+              record_event(orig, "2025-11-10", at="t/0/9")]  # a re-export of the original, stamped later
+    totals = set()
+    for order in itertools.permutations(inputs):
+        state, counts = None, {}
+        for event in order:
+            result = step(state, event, RULES, CAL)
+            state = result.state
+            for field, n in report_counts(event, result).items():
+                if field.startswith("domain:"):
+                    counts[field] = counts.get(field, 0) + n
+        totals.add(tuple(sorted((k, v) for k, v in counts.items() if v)))
+    assert totals == {(("domain:environment:records", 1), ("domain:market:records", 1))}, totals
