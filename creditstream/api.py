@@ -304,6 +304,28 @@ def check_serving(settings: Settings, host: str) -> None:
     server_ssl_context(settings)
 
 
+def check_port_free(host: str, port: int, setting: str = "web_port") -> None:
+    """Raise AccessConfigError if ``port`` on ``host`` cannot be bound now (another worker or API
+    holds it): a worker started on a taken port exited 1 with Faust's traceback (seen). Bound and
+    released at once, with the address reuse the server sets, so a port in TIME_WAIT is free."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                how = "--port" if setting == "--port" else "--web-port or CREDITSTREAM_WEB_PORT"
+                raise AccessConfigError(f"{setting}: port {port} on {host} is in use (another creditstream worker "
+                                        f"or API on this machine?): choose another ({how})") from None
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise AccessConfigError(f"web_bind: {host} is not an address of this machine") from None
+            raise
+
+
 def _names_a_person(code: str) -> bool:
     """True if a looked-up code is (or may be) a resident ID number: 18 characters passing the ID
     check, or 15 digits the masking reads as a first-generation ID number

@@ -420,10 +420,11 @@ def create_faust_app(settings: Settings, agents: tuple[str, ...] = AGENTS, *, we
     pipeline = Pipeline(settings, agents)
     if web:
         from creditstream.access import server_ssl_context
-        from creditstream.api import check_serving, mount
+        from creditstream.api import check_port_free, check_serving, mount
 
         # refuse now (AccessConfigError: the CLI exits 2) rather than when the web server starts
         check_serving(settings, settings.web_bind)
+        check_port_free(settings.web_bind, settings.web_port)
         # Faust's web server is aiohttp: the query API and /metrics join its routes, and its
         # middlewares (JSON errors, bearer tokens) cover Faust's own pages, when it initialises;
         # HTTPS with api_tls_certfile/api_tls_keyfile, as `creditstream api`

@@ -543,11 +543,12 @@ def _wait_for_services(settings, wait_s: float) -> None:
 def cmd_api(args) -> int:
     settings = _settings(args)
     _logs(args, settings)
-    from creditstream.api import check_serving, serve
+    from creditstream.api import check_port_free, check_serving, serve
 
     host = args.host or settings.web_bind
     port = args.port or settings.web_port
     check_serving(settings, host)  # AccessConfigError: exit 2 (a non-loopback host without tokens, ...)
+    check_port_free(host, port, "--port" if args.port else "web_port")
     _wait_for_services(settings, args.wait)  # ServiceUnreachable after --wait: exit 3, one line
     _refuse_redis_access(settings)  # RedisUnsuitable (the ACL refuses the namespace): exit 2, one line
     scheme = "https" if settings.api_tls_certfile else "http"

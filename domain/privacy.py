@@ -262,32 +262,47 @@ _DIGEST: Final = re.compile(r"[0-9a-f]{32}")
 
 
 def conceal_digests(doc: J, key: bytes) -> J:
-    """A copy of ``doc`` in which the digests of :data:`DIGEST_FIELDS` and :data:`DIGEST_KEYED` are
-    replaced by keyed digests of them (BLAKE2b keyed with ``key``, the same length). They are unkeyed
-    digests of the clear data: a reader without the personal role, shown a masked ID number beside
-    the digest of the clear one (a person's list change), confirmed a guessed number by hashing it, or
-    found it by trying every birth date and sequence number of an area (seen: in 73 s of Python).
-    Keyed, each stays the same from one answer to the next (a withdrawal still names the change it
-    withdraws, a record's hash still tells its versions apart) and tells nothing without the key."""
+    """A copy of ``doc`` in which the digests of :data:`DIGEST_FIELDS` and :data:`DIGEST_KEYED` that
+    are made from personal data are replaced by keyed digests of them (BLAKE2b keyed with ``key``, the
+    same length): within an object about a natural person (a person's list change: its id is a digest
+    of the clear ID number) and within a record that names a legal representative (its hash is a
+    digest of the representative's clear name and number). Unkeyed, a reader without the personal
+    role, shown the masked number beside them, confirmed a guessed number by hashing it, or found it
+    by trying every birth date and sequence number of an area (seen: in 73 s of Python). Keyed, each
+    stays the same from one answer to the next (a withdrawal still names the change it withdraws, a
+    record's hash still tells its versions apart) and tells nothing without the key. The other
+    digests (an organisation's list changes, its records without a representative) stay as they are,
+    the same ids as on the list-change topic."""
 
     def conceal(value: object) -> object:
         if isinstance(value, str) and _DIGEST.fullmatch(value):
             return hashlib.blake2b(value.encode(), key=key, digest_size=16).hexdigest()
         return value
 
-    def walk(node: object) -> object:
+    def walk(node: object, personal: bool) -> object:
         if isinstance(node, Mapping):
+            here = personal or is_natural_person(node) is True or _names_a_representative(node)
             out: dict[object, object] = {}
             for k, v in node.items():
-                if k in DIGEST_FIELDS:
+                if here and k in DIGEST_FIELDS:
                     out[k] = conceal(v)
-                elif k in DIGEST_KEYED and isinstance(v, Mapping):
-                    out[k] = {conceal(dk): walk(dv) for dk, dv in v.items()}
+                elif here and k in DIGEST_KEYED and isinstance(v, Mapping):
+                    out[k] = {conceal(dk): walk(dv, here) for dk, dv in v.items()}
                 else:
-                    out[k] = walk(v)
+                    out[k] = walk(v, here)
             return out
         if isinstance(node, (list, tuple)):
-            return [walk(item) for item in node]
+            return [walk(item, personal) for item in node]
         return node
 
-    return cast(J, walk(doc))
+    return cast(J, walk(doc, False))
+
+
+def _names_a_representative(node: Mapping[object, object]) -> bool:
+    """A record entry (or a record's content) that names a legal representative, in its winning
+    version or another."""
+    contents = [node, node.get("content")]
+    others = node.get("others")
+    if isinstance(others, Mapping):
+        contents += list(others.values())
+    return any(isinstance(c, Mapping) and bool(c.get("legal_rep") or c.get("legal_rep_name")) for c in contents)

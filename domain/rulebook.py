@@ -144,7 +144,7 @@ class Rulebook:
     objection_platform_workdays: int
     objection_provider_workdays: int
     source: str = ""
-    non_repairable_severities: frozenset[str] = frozenset({"severe"})
+    non_repairable_severities: frozenset[str] = frozenset(TIERS)
     non_repairable_ambiguous: tuple[str, ...] = ()  # lower-cased; removed before the markers are sought
     matters: dict[str, Matter] = field(default_factory=dict)
     measures: tuple[Measure, ...] = ()
@@ -302,7 +302,9 @@ def rulebook_from_dict(data: Doc, *, source: str = "") -> Rulebook:
     nr_markers = _str_list(nr, "non_repairable.markers", "markers", default=[])
     if nr_domains and not nr_markers:
         raise RulebookError("non_repairable.markers: empty, but domains are listed")
-    nr_severities = _str_list(nr, "non_repairable.severities", "severities", default=["severe"])
+    # a rules file that names no tiers keeps what it meant before the key existed: every tier (the
+    # shipped file names ["severe"]); a file's meaning never changes under it with its version unchanged
+    nr_severities = _str_list(nr, "non_repairable.severities", "severities", default=list(TIERS))
     for name in nr_severities:
         if name not in TIERS:
             raise RulebookError(f"non_repairable.severities: {name!r} is not one of {TIERS}")

@@ -784,7 +784,10 @@ def _to_decimal(value: Any) -> decimal.Decimal:
         raise TypeError(f"not a number: {value!r}")
     if isinstance(value, float):
         value = repr(value)
-    d = decimal.Decimal(value.strip() if isinstance(value, str) else value)
+    try:
+        d = decimal.Decimal(value.strip() if isinstance(value, str) else value)
+    except decimal.InvalidOperation:  # its own text is "[<class 'decimal.ConversionSyntax'>]"
+        raise ValueError(f"not a decimal number: {value!r}"[:120]) from None
     if not d.is_finite():
         raise ValueError(f"not a finite number: {value!r}")
     return d.quantize(_SIX_PLACES, rounding=decimal.ROUND_HALF_UP)

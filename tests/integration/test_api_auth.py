@@ -217,19 +217,30 @@ async def test_tokens_roles_and_masking_over_https(settings, pipeline, departmen
             from domain.validate import content_hash
 
             by_place = {(c["partition"], c["offset"]): c for c in changes["changes"]}
+            kinds = set()
             for public in public_changes["changes"]:
                 clear = by_place[(public["partition"], public["offset"])]
+                kinds.add(clear["subject_kind"])
+                if clear["subject_kind"] != "resident_id":  # an organisation's: the topic's own id
+                    assert clear["change_id"] == public["change_id"]
+                    continue
                 assert clear["change_id"] != public["change_id"]
-                if clear["subject_kind"] == "resident_id" and clear["transition"] != "withdrawn":
+                if clear["transition"] != "withdrawn":
                     # the attack: the personal answer's id is the digest of the clear number
                     assert change_id(clear["subject_id"], clear["list"], clear["transition"], clear["effective_date"],
                                      clear["cause_record_ids"]) == clear["change_id"]
+            assert kinds == {"uscc", "resident_id"}, kinds
             public_ids = {c["change_id"] for c in public_changes["changes"]}
             assert all(c["withdraws"] in public_ids for c in public_changes["changes"] if c.get("withdraws"))
+            named = 0
             for key, record in company["records"].items():
                 if record.get("content") and record["content"].get("legal_rep"):
+                    named += 1
                     assert record["hash"] == content_hash(record["content"]) != public_company["records"][key]["hash"]
                     assert set(public_company["records"][key]["versions"]).isdisjoint(record["versions"])
+                elif record.get("content"):  # no representative: nothing personal in its digest
+                    assert record["hash"] == public_company["records"][key]["hash"]
+            assert named
     finally:
         stop.set()
         await asyncio.wait_for(server, 10)

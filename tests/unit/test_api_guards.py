@@ -81,3 +81,22 @@ def test_the_workers_client_retries_connections_patiently_but_waits_once_for_an_
 def test_api_redis_timeout_is_checked(value, ok):
     problems = [p for p in Settings(api_redis_timeout_s=value).validate() if p.startswith("api_redis_timeout_s")]
     assert (problems == []) is ok, problems
+
+
+def test_a_port_in_use_is_refused_in_one_line():
+    """Seen: `creditstream worker --web` on a port another process held exited 1 with Faust's
+    traceback. Refused before anything starts (AccessConfigError: exit 2)."""
+    import socket
+
+    from creditstream.access import AccessConfigError
+    from creditstream.api import check_port_free
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen(1)
+        port = held.getsockname()[1]
+        with pytest.raises(AccessConfigError, match=f"web_port: port {port} on 127.0.0.1 is in use"):
+            check_port_free("127.0.0.1", port)
+        with pytest.raises(AccessConfigError, match=r"choose another \(--port\)"):
+            check_port_free("127.0.0.1", port, "--port")
+    check_port_free("127.0.0.1", port)  # released: free again

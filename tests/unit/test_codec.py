@@ -520,3 +520,10 @@ def test_the_local_schema_decodes_without_filling():
         sid = local_ids()[schema_of(kind)]
         codec.decode(codec.encode(schema_of(kind), sample_event(kind)))
         assert codec._dec[sid][3] is None
+
+
+def test_from_json_names_a_bad_decimal_in_words():
+    """Seen: `produce` refused a line with `fine_amount: [<class 'decimal.ConversionSyntax'>]`."""
+    with pytest.raises(ValueError) as caught:
+        from_json(PENALTY, {"fine_amount": "12万"})
+    assert str(caught.value).endswith("fine_amount: not a decimal number: '12万'"), caught.value

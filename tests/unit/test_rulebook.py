@@ -445,3 +445,18 @@ def test_a_domain_minimum_past_the_henan_cap_is_refused(raw):
     regime["domain_min_months"]["fire"] = 60  # at the cap: accepted (repair at the end, as a tier's 60/60)
     rules = rulebook_from_dict(data)
     assert rules.publicity_months("2024-03-01", "severe", "fire") == (60, 60)
+
+
+def test_a_rules_file_without_the_newer_keys_keeps_its_meaning(raw):
+    """Seen in an upgrade: an operator's rules file (copied from the earlier default, its version
+    unchanged) had its non-repairable cases narrowed to severe ones by the new code's default, so
+    subjects derived before and after the upgrade disagreed for good. Without `severities`, every
+    tier; without `ambiguous`, no phrase taken out; `fields` as it says."""
+    doc = copy.deepcopy(raw)
+    for key in ("severities", "ambiguous"):
+        del doc["non_repairable"][key]
+    doc["non_repairable"]["fields"] = ["penalty_category"]
+    rules = rulebook_from_dict(doc)
+    assert rules.is_non_repairable("food_drug", "general", {"penalty_category": "吊销许可证"})
+    assert rules.is_non_repairable("food_drug", "general", {"penalty_category": "暂扣或者吊销许可证"})
+    assert not rules.is_non_repairable("food_drug", "general", {"penalty_content": "吊销许可证"})
