@@ -35,6 +35,7 @@ from domain import events
 from domain.calendar import WorkingCalendar
 from domain.clock import due_ms
 from domain.engine import ERROR_COUNTS, Step, report_counts, step
+from domain.facts import BASIS_VERSION
 from domain.kinds import LIST_CHANGE_SCHEMA
 from domain.rulebook import Rulebook
 from sinks.checkpoint import Checkpoint
@@ -226,6 +227,10 @@ class SubjectAgent:
             return Stepped(msg, event, None)
         sid = event.subject
         before = states.get(sid)
+        if before is not None:
+            derived_by = (before.get("basis") or {}).get("v")
+            if isinstance(derived_by, int) and derived_by > BASIS_VERSION:
+                raise StateFromNewerVersion(derived_by)
         try:
             result = step(before, event, self.rules, self.calendar)
         except Exception as exc:  # noqa: BLE001 - a bug on one event must not stop the subject log
@@ -431,6 +436,20 @@ class SubjectAgent:
             self.state.add_to_list(name, sid)
         for name in was - now:
             self.state.remove_from_list(name, sid)
+
+
+class StateFromNewerVersion(RuntimeError):
+    """A subject's state derived by a newer creditstream than this worker (its ``basis`` version is
+    above this code's): derived again here, under this version's rules, it would withdraw what the
+    newer version announced (seen in a rollback: an approved repair un-applied, silently). The
+    worker stops, loudly (not the input's fault: no dead letter)."""
+
+    def __init__(self, derived_by: int):
+        super().__init__(
+            f"a subject's state was derived by a newer creditstream (derivation {derived_by}; this worker's is "
+            f"{BASIS_VERSION}): this version would derive it again under its own rules and withdraw what the "
+            f"newer one announced. Run the newer version, or go back with a Redis backup from before the "
+            f"upgrade (docs/operations.md, Upgrading creditstream)")
 
 
 class Stepped(NamedTuple):

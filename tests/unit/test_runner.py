@@ -1,5 +1,6 @@
 """The batch runner's view of the log, when a rebalance moves partitions in the middle of a batch."""
 
+import pytest
 from aiokafka import TopicPartition
 
 from creditstream.settings import Settings
@@ -270,3 +271,20 @@ async def test_a_batch_in_hand_while_its_store_fails_is_lag(monkeypatch):
     assert runner.lag == 100
     assert metrics.CONSUMER_LAG.labels("subject", "cs.subject-events")._value.get() == 100
     await task
+
+
+def test_a_state_derived_by_a_newer_version_stops_the_worker_not_the_input():
+    """Seen in a rollback: the earlier version's worker derived a state the newer one wrote again
+    under its own rules, and withdrew what the newer one had announced, without a word. A state whose
+    derivation is newer than this code's stops the worker (no dead letter: the input is fine)."""
+    from agents.subject import StateFromNewerVersion
+    from domain.facts import BASIS_VERSION
+    from tests.builders import ORG, record, record_event
+
+    agent = subject_agent(0)
+    event = record_event(record("penalty", "罚〔2026〕9号", "2026-03-02"), "2026-03-03")
+    states = {ORG: {"id": ORG, "id_kind": "uscc", "records": {}, "basis": {"v": BASIS_VERSION + 1}}}
+    with pytest.raises(StateFromNewerVersion, match="derived by a newer creditstream"):
+        agent._step(object(), event, states)
+    assert str(BASIS_VERSION) in str(StateFromNewerVersion(BASIS_VERSION + 1)) and ORG not in str(
+        StateFromNewerVersion(BASIS_VERSION + 1))
