@@ -22,6 +22,7 @@ from domain.fields import (
     _generic,
     _Reject,
     _string,
+    _unit_code,
     canonical_record,
     check_required,
     decision_key,
@@ -91,7 +92,7 @@ def _target(rec: Mapping[str, Any]) -> tuple[str, Doc]:
     document number get exactly the normalisation the target record's own get."""
     parsed = _target_kind(rec.get("target_kind"))
     unit = _string("target_source_unit", rec.get("target_source_unit"), normalise_name)
-    unit_code = _code("target_source_unit_uscc", rec.get("target_source_unit_uscc"))
+    unit_code = _unit_code("target_source_unit_uscc", rec.get("target_source_unit_uscc"))
     doc_no = _string("target_doc_no", rec.get("target_doc_no"), normalise_doc_no)
     for key, value in (("target_kind", parsed), ("target_source_unit", unit), ("target_doc_no", doc_no)):
         if not value:
@@ -131,7 +132,7 @@ def normalise_credit_office(kind: str, rec: Mapping[str, Any], latest: _dt.date)
     # 2. the reporting unit, the record's own id or document number, its date
     unit_field, unit_code_field = _UNIT_FIELDS[kind]
     source_unit = _string(unit_field, rec.get(unit_field), normalise_name)
-    source_unit_code = _code(unit_code_field, rec.get(unit_code_field))
+    source_unit_code = _unit_code(unit_code_field, rec.get(unit_code_field))
     doc_field = _DOC_FIELD[kind] or ""  # every credit-office kind names its own id field
     doc_no = _string(doc_field, rec.get(doc_field), normalise_doc_no)
     date_field = _DATE_FIELD[kind]

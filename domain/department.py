@@ -13,13 +13,13 @@ from domain.fields import (
     _REQUIRED,
     _TOP_LEVEL,
     _boolean,
-    _code,
     _date,
     _domain,
     _enum,
     _generic,
     _Reject,
     _string,
+    _unit_code,
     canonical_record,
     check_required,
 )
@@ -48,7 +48,7 @@ def normalise_decision(kind: str, rec: Mapping[str, Any], latest: _dt.date) -> D
     # 2. top-level values
     subject_name = _string("subject_name", rec.get("subject_name"), normalise_name)
     source_unit = _string("source_unit", rec.get("source_unit"), normalise_name)
-    source_unit_code = _code("source_unit_uscc", rec.get("source_unit_uscc"))
+    source_unit_code = _unit_code("source_unit_uscc", rec.get("source_unit_uscc"))
     doc_field = _DOC_FIELD[kind]
     doc_no = _string(doc_field, rec.get(doc_field), normalise_doc_no) if doc_field else None
     date_field = _DATE_FIELD[kind]

@@ -222,6 +222,14 @@ def _code(key: str, value: Any) -> str | None:
     return code
 
 
+def _unit_code(key: str, value: Any) -> str | None:
+    """A unit's code (``source_unit_uscc``, ``target_source_unit_uscc``), part of a decision's key:
+    one with non-ASCII characters is no code (a name put there, seen: a person's, then published in
+    the record's key), so the unit is named by its name, as without a code."""
+    code = _code(key, value)
+    return code if code is None or code.isascii() else None
+
+
 def _filler(code: str) -> bool:
     """A code of one character repeated (``000000000000000000``, ``00000000-0``): what a form gets
     when the department has no code. ``000000000000000000`` even passes the USCC check (and

@@ -484,3 +484,16 @@ def test_a_records_content_hash_is_the_blake2b_of_its_sorted_content(kind):
     content = {key: record.get(key) for key in (*CONTENT_KEYS, *KIND_CONTENT_KEYS.get(record["kind"], ()))}
     expected = hashlib.blake2b(orjson.dumps(content, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
     assert content_hash(record) == expected == content_hash(record)
+
+
+def test_a_unit_code_that_is_no_code_names_the_unit_by_its_name():
+    """Seen: a person's name sent as source_unit_uscc was taken as the unit's code, so it became
+    part of the record's key, published in the public list changes' record ids. A unit code with
+    non-ASCII characters is no code: the unit is named by its name, and an objection that names the
+    same in its target finds the record."""
+    penalty = ok("penalty", source_unit_uscc="王五")
+    assert penalty["source_unit_code"] is None and "王五" not in decision_key(penalty)
+    assert decision_key(penalty) == decision_key(ok("penalty", source_unit_uscc=None))
+    objection = ok("objection", target_source_unit_uscc="王五", target_source_unit=penalty["source_unit"],
+                   target_doc_no=penalty["doc_no"])
+    assert objection["target_key"] == decision_key(penalty), (objection["target_key"], decision_key(penalty))
