@@ -496,15 +496,12 @@ def _timeliness_moved(before: SubjectState, after: SubjectState, event: ev.Recor
                       cal: WorkingCalendar) -> tuple[tuple[str, int, int], ...]:
     """The change in timeliness counts an input makes (``Step.timeliness``): the old count taken
     back, the new one added, when the unit, the decision date or the earliest sighting moved."""
-    if event.record.get("kind") not in TIMELINESS_KINDS or len(touched) != 1:
+    if event.record.get("kind") not in TIMELINESS_KINDS:
         return ()
-    (key,) = touched  # the decision's key (``_touched``: computed once per input)
-    old_entry = (before.get("records") or {}).get(key)
-    new_entry = (after.get("records") or {}).get(key)
-    if old_entry is new_entry:
+    entries = _entry_moved(before, after, touched)
+    if entries is None:
         return ()
-    old = _timeliness_basis(cast("View | None", old_entry))
-    new = _timeliness_basis(cast("View | None", new_entry))
+    old, new = _timeliness_basis(entries[0]), _timeliness_basis(entries[1])
     if old == new:
         return ()
     moved: list[tuple[str, int, int]] = []
@@ -518,18 +515,27 @@ def _timeliness_moved(before: SubjectState, after: SubjectState, event: ev.Recor
 
 def _domains_moved(before: SubjectState, after: SubjectState, touched: set[str]) -> tuple[tuple[str, int], ...]:
     """The change in the records-per-domain counts an input makes (``Step.domains``)."""
-    if len(touched) != 1:
+    entries = _entry_moved(before, after, touched)
+    if entries is None:
         return ()
+    old, new = _counted_domain(entries[0]), _counted_domain(entries[1])
+    if old == new:
+        return ()
+    return tuple((domain, sign) for domain, sign in ((old, -1), (new, 1)) if domain is not None)
+
+
+def _entry_moved(before: SubjectState, after: SubjectState,
+                 touched: set[str]) -> tuple[View | None, View | None] | None:
+    """The one touched record's entry before and after the input (``_touched``: the decision's key,
+    computed once per input); None when the input touched other than one record, or left it as it was."""
+    if len(touched) != 1:
+        return None
     (key,) = touched
     old_entry = (before.get("records") or {}).get(key)
     new_entry = (after.get("records") or {}).get(key)
     if old_entry is new_entry:
-        return ()
-    old = _counted_domain(cast("View | None", old_entry))
-    new = _counted_domain(cast("View | None", new_entry))
-    if old == new:
-        return ()
-    return tuple((domain, sign) for domain, sign in ((old, -1), (new, 1)) if domain is not None)
+        return None
+    return cast("View | None", old_entry), cast("View | None", new_entry)
 
 
 def _counted_domain(entry: View | None) -> str | None:
