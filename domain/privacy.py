@@ -55,6 +55,7 @@ from domain.identifiers import (
     mask_id,
     mask_id_numbers_in_text,
     mask_legacy_ids_in_text,
+    normalise_code,
 )
 
 __all__ = ["redact_personal", "mask_name", "mask_legacy_ids_in_text", "is_natural_person", "safe_detail",
@@ -82,9 +83,6 @@ LEGAL_REP: Final = "legal_rep"
 """The canonical record's legal representative ``{"name", "id_no"}`` (domain/validate.py)."""
 LEGACY_ID_EXEMPT: Final = frozenset({"reg_no"})
 """Fields holding a 15-digit business registration number, not a first-generation ID number."""
-
-_UNGROUPED: Final = re.compile(r"[\s-]")
-"""The separators a number may be written in groups with."""
 
 _SHORTEST_ECHO: Final = 2
 """Names shorter than this are masked where they are a whole field, never inside other text."""
@@ -213,7 +211,7 @@ class _TextMask:
         # a registration number's field keeps a 15-digit number that passes the registration
         # number's check; one that fails it is no registration number, and may be a person's
         # first-generation ID number (seen: `dlq show` printed one in a dead letter's reg_no)
-        legacy = key not in LEGACY_ID_EXEMPT or not is_valid_reg_no(_UNGROUPED.sub("", text))
+        legacy = key not in LEGACY_ID_EXEMPT or not is_valid_reg_no(normalise_code(text))
         return mask_id_numbers_in_text(text, legacy=legacy)
 
 
