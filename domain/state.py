@@ -299,7 +299,13 @@ def _fold_version(current: RecordEntry | None, record: Doc, event: RecordEvent |
     known = versions.get(digest)
     if known is not None:
         if new_key < version_key(*known):
-            versions[digest] = [ms, origin]  # an earlier sighting of the same content
+            # an earlier sighting of the same content: its copy is kept (a re-send's event_id differs),
+            # so that what the state shows of it is the same in every arrival order
+            versions[digest] = [ms, origin]
+            if digest == current.get("hash"):
+                entry["content"] = record
+            elif digest in others:
+                others[digest] = record
         else:
             entry["versions"] = versions
             return cast(RecordEntry, entry), "duplicate"
@@ -326,7 +332,7 @@ def _fold_version(current: RecordEntry | None, record: Doc, event: RecordEvent |
     if winner == current.get("hash"):
         entry["others"] = others
         return cast(RecordEntry, entry), "stale" if known is None else "duplicate"
-    current_hash, current_content = current.get("hash"), current.get("content")
+    current_hash, current_content = current.get("hash"), entry.get("content")
     if current_content is not None and current_hash is not None and current_hash in versions:
         others[current_hash] = current_content
     content = others.pop(winner)

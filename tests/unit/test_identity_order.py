@@ -187,3 +187,22 @@ def test_the_identity_is_a_function_of_the_inputs_in_any_order(data):
     for _ in range(3):
         order = data.draw(st.permutations(inputs))
         assert _identity(run(order)) == expected, order
+
+
+def test_a_re_sent_decisions_kept_copy_is_its_earliest_sighting_in_every_order():
+    # Seen (an audit of arrival orders): a decision sent twice unchanged, by a stock client that gives
+    # each sending its own event_id, kept the event_id of the copy that arrived first, so the state
+    # (and what the API shows of the record) followed arrival order. The earliest sighting's copy is
+    # kept, of the winning version and of a superseded one alike.
+    p1 = _named("罚1", "2024-03-04", "甲公司", "legal_entity", {"uscc": ORG})
+    corrected = dict(p1, fields={"fine_amount": "2.000000"})
+    events = [record_event(dict(p1, event_id="first"), "2024-03-05"),
+              record_event(dict(p1, event_id="re-export"), "2024-04-01"),
+              record_event(dict(corrected, event_id="correction"), "2024-03-10"),
+              record_event(dict(corrected, event_id="correction-again"), "2024-05-01")]
+    seen = set()
+    for order in itertools.permutations(events):
+        entry = next(iter(run(list(order))["records"].values()))
+        seen.add((entry["content"]["event_id"],
+                  tuple(sorted((h, r["event_id"]) for h, r in entry["others"].items()))))
+    assert seen == {("correction", ((events[0].hash, "first"),))}, seen

@@ -19,6 +19,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 from pathlib import Path
@@ -429,7 +430,10 @@ def test_the_worker_app_starts_no_kafka_client_of_its_own():
     expired" at error level every few seconds with two workers), no producer, no leader topic."""
     from creditstream.app import create_faust_app
 
-    app = create_faust_app(Settings(replication_factor=3, broker_kind="kafka"), web=True)
+    with socket.socket() as probe:  # a free port: the default one may be a running worker's
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = create_faust_app(Settings(replication_factor=3, broker_kind="kafka", web_port=port), web=True)
     services = list(app.on_init_dependencies())
     assert app.consumer not in services and app.producer not in services and app.topics not in services
     assert app._leader_assignor not in services
