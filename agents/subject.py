@@ -34,7 +34,7 @@ from creditstream.settings import Settings
 from domain import events
 from domain.calendar import WorkingCalendar
 from domain.clock import due_ms
-from domain.engine import ERROR_COUNTS, Step, report_counts, step
+from domain.engine import ERROR_COUNTS, Step, derived_by, report_counts, step
 from domain.facts import BASIS_VERSION
 from domain.kinds import LIST_CHANGE_SCHEMA
 from domain.rulebook import Rulebook
@@ -228,9 +228,9 @@ class SubjectAgent:
         sid = event.subject
         before = states.get(sid)
         if before is not None:
-            derived_by = (before.get("basis") or {}).get("v")
-            if isinstance(derived_by, int) and derived_by > BASIS_VERSION:
-                raise StateFromNewerVersion(derived_by)
+            derivation = derived_by(before)
+            if derivation is not None and derivation > BASIS_VERSION:
+                raise StateFromNewerVersion(derivation)
         try:
             result = step(before, event, self.rules, self.calendar)
         except Exception as exc:  # noqa: BLE001 - a bug on one event must not stop the subject log

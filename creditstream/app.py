@@ -44,6 +44,7 @@ from creditstream.heap import HeapRounds, thaw
 from creditstream.settings import Settings
 from domain.calendar import WorkingCalendar, coverage_warning
 from domain.clock import date_of_ms, now_ms
+from domain.facts import BASIS_VERSION
 from domain.rulebook import load_rulebook
 from sinks.keys import complete_indexes, require_pseudonym_key, resolve_keys
 from sinks.redis_state import SubjectStateSink
@@ -94,6 +95,7 @@ class Pipeline:
         self._heartbeat_key = ""
         self._workers_key = ""
         self._identity = ""
+        self._rules_version = ""
         self.failure: BaseException | None = None
         self._stop_asked = False
         """What stopped the worker that the command line reports itself (a missing Kafka ACL)."""
@@ -149,6 +151,7 @@ class Pipeline:
                                            clock_tolerance_s=s.clock_tolerance_s))
         self._start_agents()
         self._identity = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._rules_version = rules.version  # in the heartbeat: `rederive` ticks toward the workers' rules
         self._heartbeat_key = keys.worker(self._identity)
         self._workers_key = keys.workers
         self._heartbeat = asyncio.create_task(self._beat(keys.generation), name="heartbeat")
@@ -211,7 +214,7 @@ class Pipeline:
             health = log_health_changes(health, self.health())
             value = orjson.dumps({"host": socket.gethostname(), "pid": os.getpid(), "generation": generation,
                                   "agents": list(self.agent_names), "started": started, "at": int(time.time()),
-                                  "health": health})
+                                  "health": health, "rules": self._rules_version, "derivation": BASIS_VERSION})
             try:
                 await self._write_heartbeat(value)
             except Exception as exc:  # noqa: BLE001 - Redis down: the agents retry and report it

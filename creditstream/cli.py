@@ -920,6 +920,27 @@ def cmd_positions(args) -> int:
     return EXIT_OK
 
 
+def cmd_rederive(args) -> int:
+    settings = _settings(args)
+    _logs(args, settings)
+    from ops.rederive import RederiveError, rederive
+
+    try:
+        result = asyncio.run(rederive(settings, dry_run=args.dry_run))
+    except RederiveError as exc:
+        print(f"creditstream: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("creditstream: rederive interrupted: the ticks written so far stand (each chunk's acknowledged "
+              "before the next is read); run it again to finish", file=sys.stderr)
+        return 130
+    if args.json:
+        _print_json(result.as_dict())
+    else:
+        print(result.render())
+    return EXIT_OK
+
+
 def cmd_partitions(args) -> int:
     settings = _settings(args)
     from ops import partitions
@@ -1050,6 +1071,7 @@ COMMANDS: dict[str, Callable[..., int]] = {
     "partitions": cmd_partitions,
     "positions": cmd_positions,
     "produce": cmd_produce,
+    "rederive": cmd_rederive,
     "replay": cmd_replay,
     "report": cmd_report,
     "report-verify": cmd_report_verify,

@@ -178,6 +178,21 @@ def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.Argumen
                          "sit on two partitions (the partition count or the pseudonym key changed) makes the "
                          "rest of the rebuild fenced: slower, the same result")
 
+    sp = add("rederive", commands["rederive"],
+             "after a rules upgrade: have the workers derive again every subject kept under earlier rules",
+             "After an upgrade that changes the rules (the rules file's version) or the derivation, a "
+             "subject is derived again only at its next decision, objection, repair or timer tick, which "
+             "for a quiet subject may be months away: until then its lists, the check API and the public "
+             "pages keep the earlier judgment. This reads every subject of the live generation, counts them "
+             "by the rules they were derived under, and writes a tick for each one derived under other "
+             "rules than the running workers' to the subject-event log: the workers derive it again and "
+             "announce what changed. A tick is dated at the subject's own clock (it announces nothing "
+             "early); a subject already current ignores it, so running this again is harmless. Refused "
+             "(exit 2) while workers report different rules. Run it after every worker runs the new "
+             "version (docs/operations.md, Upgrading creditstream).")
+    sp.add_argument("--dry-run", action="store_true", help="count only: write no tick")
+    sp.add_argument("--json", action="store_true", help="print JSON")
+
     sp = add("dlq", commands["dlq"], "list, show and re-drive dead letters",
              "Dead letters: bad input kept whole (original key, bytes and headers) with the reason and "
              "where it came from. A dead letter is named by its place on the dead-letter topic, "

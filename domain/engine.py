@@ -161,8 +161,22 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
 def _kept_by_earlier_version(state: SubjectState, rules: Rulebook) -> bool:
     """Whether a known file was derived with other rules or another form of the derivation (it is
     then derived again whole: domain/history.py ``advance``)."""
+    return derived_otherwise(state, rules.version)
+
+
+def derived_otherwise(state: View, rules_version: str, derivation: int = BASIS_VERSION) -> bool:
+    """Whether a known file (one with records, objections or repairs) was derived under other rules
+    than ``rules_version`` (the rules file's ``version``) or by another form of the derivation than
+    ``derivation`` (domain/facts.py ``BASIS_VERSION``): its next input derives it again whole, a
+    tick included (ops/rederive.py writes such ticks after an upgrade)."""
     return bool(state.get("records") or state.get("objections") or state.get("repairs")) and (
-        state.get("facts_rules") != rules.version or (state.get("basis") or {}).get("v") != BASIS_VERSION)
+        state.get("facts_rules") != rules_version or derived_by(state) != derivation)
+
+
+def derived_by(state: View) -> int | None:
+    """The form of the derivation a stored file was derived by (its ``basis`` version), if any."""
+    v = (state.get("basis") or {}).get("v")
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
 def _first_sightings_moved(before: SubjectState, after: SubjectState, event: ev.SubjectEvent,

@@ -68,6 +68,8 @@ def test_every_command_says_which_service_is_down_in_one_line(env):
         ("dlq", "list"): ["Redis", "Kafka"],
         ("dlq", "show", "0:1"): ["Redis", "Kafka"],
         ("dlq", "redrive", "0:1"): ["Redis", "Kafka"],
+        ("rederive",): ["Redis"],
+        ("rederive", "--dry-run"): ["Redis"],
     }
     t0 = time.monotonic()
     with ThreadPoolExecutor(max_workers=8) as pool:
