@@ -19,7 +19,8 @@ from tests.workers import run_to_end, worker_env
 pytestmark = pytest.mark.integration
 
 PENALTY = schema_of("penalty")
-SUBJECTS = ["91350100M000100Y43", "91310110666007217T", "91310115591693856A"]
+PERSON = "11010519491231002X"  # a natural person: stored under a pseudonym, ticked under it
+SUBJECTS = ["91350100M000100Y43", "91310110666007217T", "91310115591693856A", PERSON]
 DEFAULT_RULES = Path(__file__).resolve().parents[2] / "domain" / "rules_default.toml"
 ENVIRONMENT_RULE = 'domain = "environment"\nseverity = "severe"\nkinds = ["penalty"]\nperiod_years = 3\n'
 
@@ -46,7 +47,7 @@ async def derived(redis, settings) -> dict[str, tuple[str, list[str]]]:
     from sinks.keys import resolve_keys
     from sinks.redis_state import read_states
 
-    keys = await resolve_keys(redis, settings.namespace)
+    keys = await resolve_keys(redis, settings.namespace, settings.pseudonym_key)
     states = await read_states(redis, keys, SUBJECTS)
     return {s: (st["facts_rules"], sorted(st["evaluation"]["lists"])) for s, st in zip(SUBJECTS, states)
             if st is not None}
@@ -61,11 +62,13 @@ async def test_rederive_has_the_workers_derive_every_subject_kept_under_earlier_
     pipeline = Pipeline(settings)
     await pipeline.start()
     try:
-        for n, uscc in enumerate(SUBJECTS):  # severe environment penalties of 2025-06-01: listed 3 years
+        for n, subject in enumerate(SUBJECTS):  # severe environment penalties of 2025-06-01: listed 3 years
+            who = (dict(uscc=None, subject_name="张三", subject_category="自然人", person_id_type="身份证",
+                        person_id_no=subject) if subject == PERSON else dict(uscc=subject))
             await department.send(PENALTY, sample_event(
-                "penalty", uscc=uscc, decision_doc_no=f"郑环罚〔2025〕{n + 1}号", severity="严重",
+                "penalty", decision_doc_no=f"郑环罚〔2025〕{n + 1}号", severity="严重",
                 domain="environment", decision_date=dt.date(2025, 6, 1), legal_rep_name=None,
-                legal_rep_id_type=None, legal_rep_id_no=None))
+                legal_rep_id_type=None, legal_rep_id_no=None, **who))
         listed = ["blacklist:environment"]
         await eventually(lambda: _all(redis, settings, (shipped, listed)), timeout=60)
     finally:
@@ -82,19 +85,19 @@ async def test_rederive_has_the_workers_derive_every_subject_kept_under_earlier_
         assert rc == 0, err
         assert counted["rules"] == newer and counted["target_from"] == "workers"
         assert counted["local_rules"] == shipped  # (the command's own settings name the shipped rules)
-        assert (counted["subjects"], counted["to_derive"], counted["current"], counted["ticks"]) == (3, 3, 0, 0)
-        assert counted["derived_under"][0]["rules"] == shipped and counted["derived_under"][0]["subjects"] == 3
+        assert (counted["subjects"], counted["to_derive"], counted["current"], counted["ticks"]) == (4, 4, 0, 0)
+        assert counted["derived_under"][0]["rules"] == shipped and counted["derived_under"][0]["subjects"] == 4
         assert await derived(redis, settings) == {s: (shipped, listed) for s in SUBJECTS}  # a dry run writes nothing
 
         rc, done, err = await rederive(settings, "--json")
         assert rc == 0, err
-        assert (done["to_derive"], done["ticks"]) == (3, 3)
+        assert (done["to_derive"], done["ticks"]) == (4, 4)
         # derived again under the new rules: listed 1 year from 2025-06-01, so off the list today
         await eventually(lambda: _all(redis, settings, (newer, [])), timeout=60)
 
         rc, again, err = await rederive(settings, "--json")
         assert rc == 0, err
-        assert (again["subjects"], again["current"], again["to_derive"], again["ticks"]) == (3, 3, 0, 0)
+        assert (again["subjects"], again["current"], again["to_derive"], again["ticks"]) == (4, 4, 0, 0)
 
         rc, text, err = await rederive(settings)
         assert rc == 0, err
