@@ -4,7 +4,7 @@ flagged (RULES.md 1); the legal representative; the subject category they imply.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from domain.fields import (
     _code,
@@ -68,14 +68,22 @@ def _identifiers(rec: Mapping[str, Any], kind: str) -> tuple[Doc, list[str], Doc
         else:
             raise _Reject("bad-identifier", "reg_no: fails the 15-digit MOD 11,10 check")
 
+    unusable: list[str] = []  # fields whose text is no number (a placeholder): never a key
     tax = _code("tax_no", rec.get("tax_no"))
     if tax is not None:
-        ids["tax_no"] = tax
+        if _tax_number(tax):
+            ids["tax_no"] = tax
+        else:
+            unusable.append("tax_no")
+            flags.append("tax-no-not-a-number")
 
     for key in ("institution_cert_no", "social_org_cert_no"):
         code = _code(key, rec.get(key))
         if code is not None:
-            other.append(code)
+            if _other_number(code):
+                other.append(code)
+            else:
+                unusable.append(key)
 
     person = _code("person_id_no", rec.get("person_id_no"))
     if person is not None:
@@ -93,8 +101,10 @@ def _identifiers(rec: Mapping[str, Any], kind: str) -> tuple[Doc, list[str], Doc
             flags.append("resident-id-15-digit")
         elif explicit:
             raise _Reject("bad-identifier", f"person_id_no: not a resident ID ({len(person)} chars)")
-        else:
+        elif _other_number(person):
             other.append(person)
+        else:
+            unusable.append("person_id_no")
 
     if id_in_uscc is not None:
         if "resident_id" not in ids:
@@ -109,9 +119,14 @@ def _identifiers(rec: Mapping[str, Any], kind: str) -> tuple[Doc, list[str], Doc
         for value in raw_other:
             code = _code("other_ids", value)
             if code is not None:
-                other.append(code)
+                if _other_number(code):
+                    other.append(code)
+                elif "other_ids" not in unusable:
+                    unusable.append("other_ids")
     if other:
         ids["other"] = sorted(set(other))
+    if any(key != "tax_no" for key in unusable):
+        flags.append("other-id-not-a-number")
 
     rep_name = _string("legal_rep_name", rec.get("legal_rep_name"), normalise_name)
     rep_id = _code("legal_rep_id_no", rec.get("legal_rep_id_no"))
@@ -124,8 +139,33 @@ def _identifiers(rec: Mapping[str, Any], kind: str) -> tuple[Doc, list[str], Doc
                 flags.append("legal-rep-id-check-failed")
 
     if not ids:
-        raise _Reject("no-identifier", "no USCC, organisation code, registration no., tax no., ID or other number")
+        raise _Reject("no-identifier", "no USCC, organisation code, registration no., tax no., ID or other number"
+                      + (f" ({', '.join(unusable)}: no number, a placeholder)" if unusable else ""))
     return ids, flags, legal_rep
+
+
+TAX_NUMBER_LENGTHS: Final = range(15, 21)
+"""A tax registration number (税务登记号) is 15 to 20 letters and digits: the division and organisation
+code (15), the USCC (18), an ID number and two more (20; 17 for a first-generation one)."""
+
+OTHER_NUMBER_DIGITS: Final = 4
+"""The digits a certificate or other number has at least to name a subject."""
+
+
+def _tax_number(code: str) -> bool:
+    """Whether a ``tax_no`` (normalised: separators gone) can be one. Real exports fill the column with
+    words and marks when there is none (``0``, ``未登记``, ``同统一社会信用代码``, ``见营业执照``): taken as
+    a number, a record with a USCC taught the index that the placeholder was that company's, and
+    every later record of another company that carried only the placeholder was attached to it, a
+    court listing with its list (seen). Such a value is no key, never learned nor looked up."""
+    return code.isascii() and len(code) in TAX_NUMBER_LENGTHS and sum(c.isdigit() for c in code) >= 6
+
+
+def _other_number(code: str) -> bool:
+    """Whether a certificate number or other identifier can name a subject: one with fewer than
+    :data:`OTHER_NUMBER_DIGITS` digits (``0``, ``未登记``, ``无此项``) is a placeholder
+    (:func:`_tax_number`)."""
+    return sum("0" <= c <= "9" for c in code) >= OTHER_NUMBER_DIGITS
 
 
 def _names_a_person(rec: Mapping[str, Any]) -> bool:

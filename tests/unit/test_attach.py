@@ -196,3 +196,30 @@ def test_a_resident_id_number_given_as_a_legacy_number_is_never_a_lookup_key():
         == NeedsLookup((f"other:{OTHER}",))
     assert plan(penalty(uscc=None, org_code=None, reg_no=None, tax_no="410105850312000")) \
         == NeedsLookup(("tax_no:410105850312000",))
+
+
+@pytest.mark.parametrize("field,placeholder", [
+    ("tax_no", "同统一社会信用代码"), ("tax_no", "0"), ("tax_no", "未登记"), ("tax_no", "见营业执照"),
+    ("tax_no", "123"), ("social_org_cert_no", "未登记"), ("institution_cert_no", "0"),
+    ("institution_cert_no", "无此项")])
+def test_a_placeholder_in_a_number_column_is_never_a_key(field, placeholder):
+    """Seen (an audit from a department's side): a record with a USCC and `tax_no` "0" (or 同统一社会
+    信用代码, 未登记 in a certificate column) taught the index that the placeholder was that company's,
+    and every later record of another company carrying only the placeholder was attached to it, a
+    severe environment penalty and a court listing with their lists. A placeholder is no number: the
+    first record keeps its USCC and is flagged; the second names no subject (a dead letter)."""
+    first = penalty(**{field: placeholder})
+    assert first["ids"] == {"uscc": USCC} and learned_pairs(first["ids"]) == [(f"org:{ORG}", USCC)]
+    flag = "tax-no-not-a-number" if field == "tax_no" else "other-id-not-a-number"
+    assert flag in first["id_flags"]
+    other = normalise_event(schema_of("penalty"), sample_event(
+        "penalty", uscc=None, org_code=None, reg_no=None, subject_name="河南乙公司", **{field: placeholder}),
+        event_time_ms=NOW_MS)
+    assert isinstance(other, Rejection) and other.reason == "no-identifier", other
+    assert field in other.detail
+
+
+def test_a_tax_number_of_each_real_shape_is_a_key():
+    # 15 (division + organisation code), 17 (a first-generation ID number + 2), 18 (the USCC), 20 (an ID + 2)
+    for tax in ("410105666007217", "41010587031545101", USCC, "41010219870315451800"):
+        assert penalty(uscc=None, org_code=None, reg_no=None, tax_no=tax)["ids"]["tax_no"] == tax

@@ -346,9 +346,10 @@ def test_a_required_field_of_whitespace_only_is_missing_however_long():
 
 
 def test_registration():
-    out = ok("registration", other_ids=["社证字第0001号", " 社证字第0001号", "X-1"])
+    out = ok("registration", other_ids=["社证字第0001号", " 社证字第0001号", "X-1234", "0", "未登记"])
     assert out["kind"] == "registration" and out["doc_no"] is None and out["action_kind"] is None
-    assert out["ids"]["other"] == ["X1", "社证字第0001号"]
+    assert out["ids"]["other"] == ["X1234", "社证字第0001号"]  # a placeholder is no number (test_attach.py)
+    assert "other-id-not-a-number" in out["id_flags"]
     assert out["decision_date"] == "2007-09-12"
     assert ok("registration", registered_at=None)["decision_date"] is None
 
