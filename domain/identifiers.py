@@ -291,6 +291,18 @@ def category_of_uscc(code: str) -> str:
     return _uscc_part(code, slice(0, 2))
 
 
+def resident_id_of_legacy(digits: str) -> str | None:
+    """The 18-character resident ID number of a first-generation (15-digit) one, or None if the 15
+    digits have no real birth date: GB 11643-1999 gave every holder the same number with the year
+    of birth in full (19YY) and a check character, so a person sent with either number is one
+    subject. ``digits``: normalised (:func:`normalise_code`)."""
+    if len(digits) != 15 or not (digits.isascii() and digits.isdigit()):
+        return None
+    body = digits[:6] + "19" + digits[6:]
+    code = body + resident_id_check_char(body)
+    return code if _ric_ok(code) else None
+
+
 def may_be_resident_id(code: str) -> bool:
     """True if ``code`` (as given: not normalised) is, or may be, a natural person's ID number: 15
     digits (a first-generation ID card), or 17 digits and a digit or X that pass the GB 11643 check,

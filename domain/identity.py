@@ -18,6 +18,7 @@ from domain.fields import (
     _valid_resident_id,
     _valid_uscc,
 )
+from domain.identifiers import resident_id_of_legacy
 from domain.normalise import normalise_name, normalise_text
 from domain.types import Doc
 from domain.vocabulary import _SUBJECT_CATEGORY
@@ -97,8 +98,16 @@ def _identifiers(rec: Mapping[str, Any], kind: str) -> tuple[Doc, list[str], Doc
             else:
                 raise _Reject("bad-identifier", "person_id_no: resident ID fails its check")
         elif _is_resident_type(id_type) and len(person) == 15 and person.isascii() and person.isdigit():
-            ids["resident_id"] = person  # first-generation 15-digit card: no check digit
-            flags.append("resident-id-15-digit")
+            # a first-generation card: the person's number is its 18-character form, whichever a
+            # department sends (one subject, found by either: RULES.md 1, converting legacy identifiers)
+            current = resident_id_of_legacy(person)
+            if current is not None:
+                ids["resident_id"] = current
+                flags.append("resident-id-15-digit")
+            elif uscc is not None and not _names_a_person(rec):
+                flags.append("person-id-check-failed")
+            else:
+                raise _Reject("bad-identifier", "person_id_no: a 15-digit resident ID without a real birth date")
         elif explicit:
             raise _Reject("bad-identifier", f"person_id_no: not a resident ID ({len(person)} chars)")
         elif _other_number(person):
@@ -132,11 +141,15 @@ def _identifiers(rec: Mapping[str, Any], kind: str) -> tuple[Doc, list[str], Doc
     rep_id = _code("legal_rep_id_no", rec.get("legal_rep_id_no"))
     legal_rep = None
     if rep_name is not None or rep_id is not None:
-        legal_rep = {"name": rep_name, "id_no": rep_id}
         if rep_id is not None:
             rep_type = _string("legal_rep_id_type", rec.get("legal_rep_id_type"), normalise_text)
             if _is_resident_type(rep_type) and len(rep_id) == 18 and not _valid_resident_id(rep_id):
                 flags.append("legal-rep-id-check-failed")
+            elif _is_resident_type(rep_type) and len(rep_id) == 15 \
+                    and (current := resident_id_of_legacy(rep_id)) is not None:
+                rep_id = current  # a first-generation number: the person's file is under the 18-character one
+                flags.append("legal-rep-id-15-digit")
+        legal_rep = {"name": rep_name, "id_no": rep_id}
 
     if not ids:
         raise _Reject("no-identifier", "no USCC, organisation code, registration no., tax no., ID or other number"

@@ -24,7 +24,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 from creditstream.connections import make_codec, redis_client
 from creditstream.settings import Settings
 from domain.attach import lookup_key
-from domain.identifiers import normalise_code
+from domain.identifiers import normalise_code, resident_id_of_legacy
 from sinks.keys import Keys, is_pseudonym, resolve_keys
 from sinks.keys import list_names as generation_list_names
 from sinks.redis_state import read_states
@@ -66,6 +66,12 @@ async def resolve_subject_id(redis, keys: Keys, code: str) -> str | None:
     code = normalise_code(code)
     if not code:
         return None
+    # a first-generation (15-digit) resident ID number names the person by its 18-character form,
+    # under which the processor keeps them (domain/identity.py); a subject kept under the 15 digits
+    # by an earlier version is still found by them
+    current = resident_id_of_legacy(code)
+    if current is not None and await redis.exists(keys.subject(current)):
+        return current
     if await redis.exists(keys.subject(code)):
         return code
     kinds = ("org", "reg_no", "tax_no", "other")

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.integration
 
 CST = dt.timezone(dt.timedelta(hours=8))
 STORED = "410105850312004"      # the person's first-generation card number
+CURRENT = "410105198503120048"  # ... and its 18-character form (check character 8)
 UNKNOWN = "410105850312012"     # same shape, no one has it
 UNKNOWN_NOT_REG_NO = "110101900307451"
 NAME = "钱老汉"
@@ -53,12 +54,14 @@ async def test_public_role_answers_the_same_for_known_and_unknown_legacy_id_numb
 
     await produce_legacy_person(department)
     state = await eventually(lambda: subject_state(settings, STORED), timeout=60)
-    assert state["id"] == STORED
+    # kept under the 18-character number of the same card (GB 11643-1999), found by either
+    assert state["id"] == CURRENT and "resident-id-15-digit" in state["flags"]
 
     # the personal role: the person is stored, the other numbers are not (the premise of the test)
     async with TestClient(TestServer(create_api(settings.replace(api_anonymous_role="personal")))) as personal:
-        resp = await personal.get(f"/subjects/{STORED}")
-        assert resp.status == 200 and (await resp.json())["id"] == STORED
+        for code in (STORED, CURRENT):
+            resp = await personal.get(f"/subjects/{code}")
+            assert resp.status == 200 and (await resp.json())["id"] == CURRENT
         for code in (UNKNOWN, UNKNOWN_NOT_REG_NO):
             assert (await personal.get(f"/subjects/{code}")).status == 404
 

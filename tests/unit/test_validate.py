@@ -274,11 +274,19 @@ def test_identifier_details():
     # placeholders are "absent", not bad identifiers
     assert "reg_no" not in ok("penalty", reg_no="无")["ids"]
     assert "reg_no" not in ok("penalty", reg_no=" / ")["ids"]
-    # a passport goes to "other"; a 15-digit first-generation ID card is kept, flagged
+    # a passport goes to "other"; a 15-digit first-generation ID card names the person by its
+    # 18-character form (GB 11643-1999: 19YY and a check character), flagged. Seen: the person sent
+    # with either number was two subjects, and a check on the current number missed a court listing
     passport = ok("penalty", uscc=None, subject_category="自然人", person_id_type="护照", person_id_no="E12345678")
     assert passport["ids"] == {"other": ["E12345678"]}
     old = ok("penalty", uscc=None, subject_category="自然人", person_id_no="410105850312123")
-    assert old["ids"] == {"resident_id": "410105850312123"} and "resident-id-15-digit" in old["id_flags"]
+    assert old["ids"] == {"resident_id": "410105198503121235"} and "resident-id-15-digit" in old["id_flags"]
+    new = ok("penalty", uscc=None, subject_category="自然人", person_id_no="410105198503121235")
+    assert new["ids"] == old["ids"] and "resident-id-15-digit" not in new["id_flags"]
+    assert norm("penalty", uscc=None, subject_category="自然人", person_id_no="410105851332123") == Rejection(
+        "bad-identifier", "person_id_no: a 15-digit resident ID without a real birth date")  # month 13
+    rep = ok("penalty", legal_rep_id_no="410105850312123")
+    assert rep["legal_rep"]["id_no"] == "410105198503121235" and "legal-rep-id-15-digit" in rep["id_flags"]
     # a legal representative's bad ID is flagged, the decision kept
     rep = ok("penalty", legal_rep_id_no=BAD_ID)
     assert rep["legal_rep"]["id_no"] == BAD_ID and "legal-rep-id-check-failed" in rep["id_flags"]
