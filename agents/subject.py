@@ -13,10 +13,12 @@ one fenced transaction (sinks/redis_state.py):
    raised;
 3. write all changed states, memberships, due instants, counters, the positions reached and the
    batch's outbox (its list changes, links and dead letters) in one MULTI/EXEC, refused if another
-   worker moved a position meanwhile (a paused worker is fenced out and produces nothing);
+   worker moved a position meanwhile (a worker paused before it is fenced out and produces nothing);
 4. produce the outbox, then delete it. A worker killed between 3 and 4 leaves the outbox in Redis;
    the next batch of that partition, on whichever worker, produces it first. Messages carry
-   deterministic ids (``change_id``), so a re-produced one is a harmless duplicate.
+   deterministic ids (``change_id``), so a re-produced one is a harmless duplicate; one paused between
+   3 and 4 may produce its copies after the next owner's newer changes, and the announcements'
+   ``sequence`` tells a subscriber to skip them (:func:`announcement_sequence`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from creditstream import metrics
 from creditstream.settings import Settings
 from domain import events
 from domain.calendar import WorkingCalendar
-from domain.clock import due_ms
+from domain.clock import due_ms, now_ms
 from domain.engine import ERROR_COUNTS, Step, derived_by, report_counts, step
 from domain.facts import BASIS_VERSION
 from domain.kinds import LIST_CHANGE_SCHEMA
@@ -236,6 +238,8 @@ class SubjectAgent:
         except Exception as exc:  # noqa: BLE001 - a bug on one event must not stop the subject log
             log.exception("subject event failed", origin=event.origin, type=type(event).__name__)
             return Stepped(msg, event, exc)
+        if result.changes:
+            announcement_sequence(before, result.state, result.changes)
         states[sid] = result.state
         return Stepped(msg, event, result._replace(state={}), _lists_of(before), _lists_of(result.state),
                        result.state["id_kind"])
@@ -436,6 +440,31 @@ class SubjectAgent:
             self.state.add_to_list(name, sid)
         for name in was - now:
             self.state.remove_from_list(name, sid)
+
+
+def announcement_sequence(before: dict | None, after: dict, changes: list[dict]) -> int:
+    """Number one announcement of a subject (the list changes of one input): its ``sequence``, kept in
+    the subject's state and carried by each of its changes (schemas/list_change.avsc), above the
+    subject's previous one and not below this process's clock in microseconds.
+
+    What it is for: a worker paused (SIGSTOP, a frozen VM, a long GC pause) after its fenced state
+    write and before it produced the batch's changes finds, on resuming, that another worker has
+    taken the partitions over, produced that batch's outbox and then newer changes (a withdrawal of
+    one of them, say); it still produces its copies, after the newer ones (seen). No check before
+    the produce closes that window (the pause can fall after the check), and the broker's
+    transactions are not what creditstream rests on, so the changes carry their order instead: a
+    subscriber skips a change whose sequence is below the highest it applied for the subject
+    (docs/events.md, Folding). The stale copies carry the paused worker's sequence, which the newer
+    announcements exceed: each is above the state's last, and the state the new owner read is the
+    paused worker's. The clock only keeps a rebuilt state's (a replay's, a Redis restored from an
+    older snapshot) next announcements above what was sent before it: a sequence is never compared
+    across subjects."""
+    last = (before or {}).get("sequence") or 0
+    sequence = max(int(last) + 1, now_ms() * 1000)
+    after["sequence"] = sequence
+    for change in changes:
+        change["sequence"] = sequence
+    return sequence
 
 
 class StateFromNewerVersion(RuntimeError):

@@ -32,7 +32,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -896,6 +896,9 @@ async def diff_generations(redis, live: Keys, rebuilt: Keys) -> list[str]:
     for i in range(0, len(ids), DIFF_CHUNK):
         chunk = ids[i:i + DIFF_CHUNK]
         for sid, a, b in zip(chunk, await read_states(redis, live, chunk), await read_states(redis, rebuilt, chunk)):
+            # (not the announcements' sequence: each process numbers them by its own clock,
+            # agents/subject.py announcement_sequence)
+            a, b = without_sequence(a), without_sequence(b)
             if a != b:
                 what = "missing in the rebuild" if b is None else "missing live" if a is None else (
                     "differs in " + ", ".join(sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))))
@@ -908,10 +911,11 @@ async def diff_generations(redis, live: Keys, rebuilt: Keys) -> list[str]:
     return out
 
 
-async def live_changes(settings: Settings) -> list[tuple[str, str]]:
-    """(subject, change id) of every message on the list-change topic, in log order per partition;
-    where its partition count was raised, span by span (streams/placement.py), so that each subject's
-    changes come in the order they were emitted."""
+async def live_changes(settings: Settings) -> list[tuple[str, str, int]]:
+    """(subject, change id, sequence) of every message on the list-change topic, in log order per
+    partition; where its partition count was raised, span by span (streams/placement.py), so that
+    each subject's changes come in the order they were emitted. The sequence is 0 for a change
+    written before changes carried one."""
     topic = Topics(settings).list_changes
     redis = redis_client(settings)
     try:
@@ -923,16 +927,45 @@ async def live_changes(settings: Settings) -> list[tuple[str, str]]:
         async for batch in kafka.read_to_end(settings, topic, start=dict(span.start) if span.start else None,
                                              stop=span.stop):
             for msg in batch:
-                out.append((msg.key.decode(), dict(msg.headers)["change_id"].decode()))
+                headers = dict(msg.headers)
+                out.append((msg.key.decode(), headers["change_id"].decode(), int(headers.get("sequence") or 0)))
     return out
 
 
-def per_subject(changes: list[tuple[str, str]]) -> dict[str, list[str]]:
-    """Change ids per subject in order, duplicates (at-least-once re-emissions) dropped."""
+def without_sequence(state: dict | None) -> dict | None:
+    """A state without its announcements' ``sequence`` (agents/subject.py ``announcement_sequence``):
+    each process numbers them by its own clock, so it is no part of what a rebuild must equal."""
+    if state is None or "sequence" not in state:
+        return state
+    return {k: v for k, v in state.items() if k != "sequence"}
+
+
+def per_subject(changes: Sequence[tuple[str, str] | tuple[str, str, int]]) -> dict[str, list[str]]:
+    """Change ids per subject in order, duplicates (at-least-once re-emissions) dropped, and so are
+    stale copies (:func:`stale_copies`)."""
     out: dict[str, list[str]] = {}
     seen: set[str] = set()
-    for subject, cid in changes:
+    highest: dict[str, int] = {}
+    for subject, cid, *sequence in changes:
+        if sequence:
+            if sequence[0] < highest.get(subject, 0):
+                continue
+            highest[subject] = sequence[0]
         if cid not in seen:
             seen.add(cid)
             out.setdefault(subject, []).append(cid)
     return out
+
+
+def stale_copies(changes: Sequence[tuple[str, str, int]]) -> int:
+    """Messages whose sequence is below one already sent for their subject: what a worker paused
+    between its state write and its produce sent on resuming (agents/subject.py
+    ``announcement_sequence``); a subscriber that folds as docs/events.md says skips them."""
+    highest: dict[str, int] = {}
+    n = 0
+    for subject, _cid, sequence in changes:
+        if sequence < highest.get(subject, 0):
+            n += 1
+        else:
+            highest[subject] = sequence
+    return n

@@ -1,7 +1,7 @@
 """The sink of list changes (名单变动) for downstream systems: each change the rules core announces, as an
 Avro ``ListChange`` keyed by its subject's storage id (a natural person's ID number only as its
 pseudonym, sinks/keys.py; the record itself names the subject), with its deterministic ``change_id``
-repeated in a header."""
+and its announcement's ``sequence`` repeated in headers."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ def list_change_record(change: dict, subject_kind: str, arrival_ms: int | None =
         "cause_decision": change.get("cause_decision"),
         "withdraws": change.get("withdraws"),
         "arrival_time": int(arrival_ms) if arrival_ms is not None else None,
+        "sequence": int(change.get("sequence") or 0),
     }
 
 
@@ -50,4 +51,5 @@ class ListChangeWriter:
         value = self.codec.encode(LIST_CHANGE_SCHEMA, list_change_record(change, subject_kind, event_ms),
                                   topic=self.topic)
         self.kafka.add(self.topic, value, key=self.keys.storage_id(change["subject"]).encode(), timestamp_ms=event_ms,
-                       headers=[("change_id", change["change_id"].encode())])
+                       headers=[("change_id", change["change_id"].encode()),
+                                ("sequence", str(int(change.get("sequence") or 0)).encode())])

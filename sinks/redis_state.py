@@ -627,9 +627,10 @@ class SubjectStateSink:
             try:
                 await pipe.execute()
             except WatchError as exc:
+                partitions = sorted(self._positions)  # (named before _forget clears them)
                 self._forget()
                 metrics.FENCED.inc()
-                raise Fenced(f"partitions {sorted(self._positions)} were written by another worker since this "
+                raise Fenced(f"partitions {partitions} were written by another worker since this "
                              f"batch read them") from exc
             except BaseException:
                 self._forget()  # written or not: unknown

@@ -113,17 +113,21 @@ def stop_leftovers() -> int:
 class WorkerProcess:
     """One ``creditstream worker`` child; its output is appended to ``log_path``."""
 
-    def __init__(self, settings, log_path: Path, *args: str):
+    def __init__(self, settings, log_path: Path, *args: str, module: str = "", env: dict | None = None):
+        """``module``: run ``python -m <module> [args]`` instead of the worker command (a worker
+        instrumented by a test: tests/reliability/paused_worker.py); ``env``: more variables."""
         self.settings = settings
         self.log_path = Path(log_path)
         self.args = args
+        self.argv = ["-m", module, *args] if module else ["-m", "creditstream.cli", "worker", *args]
+        self.env = env or {}
         self.proc: subprocess.Popen | None = None
         self.starts = 0
 
     def start(self) -> WorkerProcess:
         fh = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "creditstream.cli", "worker", *self.args],
-                                     env=worker_env(self.settings), stdout=fh, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen([sys.executable, *self.argv],
+                                     env=worker_env(self.settings, **self.env), stdout=fh, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         fh.close()
         _STARTED[:] = [p for p in _STARTED if p.poll() is None]  # only those that may still run

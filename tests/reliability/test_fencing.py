@@ -88,6 +88,102 @@ async def test_a_paused_worker_is_fenced_out(settings, department, redis, tmp_pa
         b.stop()
 
 
+async def test_a_worker_paused_between_its_state_write_and_its_produce_misleads_no_subscriber(
+        settings, department, redis, tmp_path):
+    """Seen (an audit on Apache Kafka): worker A stops after its fenced state write and before it
+    produces the batch's list changes; B takes the partitions over, produces A's outbox (an entry) and,
+    for a later input, newer changes (the entry withdrawn, another entered); A resumes and produces its
+    copy of the entry, after the withdrawal. Folded as docs/events.md said (a map by change id), the
+    withdrawn entry came back. Each change now carries its announcement's sequence: the copy's is
+    below the withdrawal's, and the fold skips it (agents/subject.py ``announcement_sequence``)."""
+    from ops.replay import live_changes, stale_copies
+
+    flag = tmp_path / "pause"
+    a = WorkerProcess(settings, tmp_path / "a.log", module="tests.reliability.paused_worker",
+                      env={"PAUSE_FLAG": str(flag)}).start()
+    b = WorkerProcess(settings, tmp_path / "b.log")
+    subject = "91310110666007217T"
+
+    def penalty(doc_no: str, day: dt.date) -> dict:
+        return sample_event("penalty", uscc=subject, decision_doc_no=doc_no, severity="严重", domain="taxation",
+                            decision_date=day, legal_rep_name=None, legal_rep_id_type=None, legal_rep_id_no=None)
+
+    try:
+        await eventually(lambda: _logged(a, "agent started"), timeout=60)
+        flag.touch()
+        await department.send(schema_of("penalty"), penalty("税罚〔2026〕1号", dt.date(2026, 5, 11)))
+        await eventually(lambda: _logged(a, "PAUSED after the state write"), timeout=60)
+        b.start()  # takes every partition once A's session has expired
+        await eventually(lambda: _owns_every_subject_partition(b, settings), timeout=150)
+        # an earlier severe decision: B produces A's outbox (the 2026-05-11 entry), then withdraws that
+        # entry and announces one of 2025-10-25
+        await department.send(schema_of("penalty"), penalty("税罚〔2025〕9号", dt.date(2025, 10, 25)))
+        await eventually(lambda: _logged(b, "produced the outbox of an earlier batch"), timeout=60)
+        await eventually(lambda: _transitions(settings, "withdrawn"), timeout=60)
+        os.kill(a.proc.pid, signal.SIGCONT)
+        await eventually(lambda: _logged(a, "RESUMED"), timeout=30)
+        await eventually(lambda: _copies_of_the_first_entry(settings, 2), timeout=60)  # B's from the outbox, A's
+        # the subscriber's fold (docs/events.md): the withdrawn entry stays withdrawn
+        held = await _fold(settings)
+        assert {(c["list"], c["transition"], str(c["effective_date"])) for c in held.values()
+                if c["list"] == "blacklist:taxation"} == {("blacklist:taxation", "entered", "2025-10-25")}, held
+        assert stale_copies(await live_changes(settings)) >= 1  # `replay --verify` tells of A's copy
+        assert all(w.alive() for w in (a, b))
+    finally:
+        if a.alive():
+            os.kill(a.proc.pid, signal.SIGCONT)
+        a.stop()
+        b.stop()
+
+
+async def _logged(worker: WorkerProcess, text: str) -> bool:
+    return text in worker.log_tail(10 ** 9)
+
+
+async def _owns_every_subject_partition(worker: WorkerProcess, settings) -> bool:
+    wanted = f'"agent":"subject","partitions":{settings.partitions},'
+    return wanted in worker.log_tail(10 ** 9).replace(" ", "")
+
+
+async def _copies_of_the_first_entry(settings, n: int) -> bool:
+    return len([c for c in await _transitions(settings, "entered")
+                if c["list"] == "blacklist:taxation" and str(c["effective_date"]) == "2026-05-11"]) >= n
+
+
+async def _decoded_changes(settings) -> list[dict]:
+    from creditstream.connections import make_codec
+    from streams import kafka
+    from streams.topics import Topics
+
+    codec = make_codec(settings)
+    out = []
+    async for batch in kafka.read_to_end(settings, Topics(settings).list_changes):
+        for msg in batch:
+            out.append(codec.decode(msg.value)[1])
+    return out
+
+
+async def _transitions(settings, transition: str) -> list[dict]:
+    return [c for c in await _decoded_changes(settings) if c["transition"] == transition]
+
+
+async def _fold(settings) -> dict[str, dict]:
+    """docs/events.md, Folding: a change whose sequence is below its subject's highest is skipped; a
+    withdrawal removes the change it names; any other change adds itself."""
+    held: dict[str, dict] = {}
+    highest: dict[str, int] = {}
+    for change in await _decoded_changes(settings):
+        subject = change["subject_id"]
+        if change["sequence"] < highest.get(subject, 0):
+            continue
+        highest[subject] = change["sequence"]
+        if change["transition"] == "withdrawn":
+            held.pop(change["withdraws"], None)
+        else:
+            held[change["change_id"]] = change
+    return held
+
+
 async def test_redis_restored_from_a_copy_seconds_old(settings, department, redis, tmp_path):
     s = settings.replace(max_batch=200)
     # legacy numbers too: the ingest agent's index and parked records must survive the restore as well

@@ -1,5 +1,6 @@
-"""schemas/list_change.avsc (id 13) evolves compatibly with the previous version
-(schemas/list_change_v1.avsc, id 10, retired: list-changes keeps what was framed with it for ever).
+"""schemas/list_change.avsc (id 14) evolves compatibly with the previous versions
+(schemas/list_change_v1.avsc, id 10, and schemas/list_change_v2.avsc, id 13, retired: list-changes
+keeps what was framed with them for ever).
 
 Backward: a reader using the new schema reads data written with the old one (the added fields take
 their defaults). Forward: a reader still on the old schema reads data written with the new one
@@ -25,12 +26,13 @@ from streams.codec import AvroCodec, DecodeError, LocalRegistry, frame
 FULL_NAME = "creditstream.ListChange"
 NEW_PATH = SCHEMA_DIR / "list_change.avsc"
 OLD_PATH = SCHEMA_DIR / "list_change_v1.avsc"
-OLD_ID, NEW_ID = 10, 13
+V2_PATH = SCHEMA_DIR / "list_change_v2.avsc"  # id 13: the body workers framed with 10 for a while
+OLD_ID, NEW_ID = 10, 14
 UTC = dt.UTC
 EPOCH = dt.date(1970, 1, 1)
 
 # The fields this evolution added, with the defaults old data decodes to.
-ADDED_DEFAULTS = {"cause_kind": "", "cause_decision": None, "withdraws": None, "arrival_time": None}
+ADDED_DEFAULTS = {"cause_kind": "", "cause_decision": None, "withdraws": None, "arrival_time": None, "sequence": 0}
 
 # A record valid under the old schema (every field of v1, nothing more).
 OLD_RECORD = {
@@ -56,6 +58,7 @@ NEW_RECORD = {
     "cause_decision": "court_deletion|12410100416012347J|（2024）豫01执恢123号",
     "withdraws": OLD_RECORD["change_id"],
     "arrival_time": dt.datetime(2024, 8, 3, 9, 30, 15, 250000, tzinfo=UTC),
+    "sequence": 1_722_677_415_250_000,
 }
 
 
@@ -227,10 +230,12 @@ def test_a_v1_change_framed_with_id_10_decodes_with_the_new_fields_defaults():
 
 
 def test_a_change_of_the_versions_that_framed_the_current_schema_with_id_10_still_decodes():
-    """From bb90798 until ListChange had id 13, workers framed the current body with id 10: read
-    with v1 it leaves bytes, so it is read with 13's schema (never mistaken: v1 is a prefix of it)."""
-    misframed = frame(OLD_ID, _fastavro_write(_raw(NEW_PATH), NEW_RECORD))
-    assert AvroCodec().decode(misframed) == (FULL_NAME, NEW_RECORD)
+    """From bb90798 until ListChange had id 13, workers framed the then current body (now
+    list_change_v2.avsc) with id 10: read with v1 it leaves bytes, so it is read with 13's schema
+    (never mistaken: v1 is a prefix of it), and given the current schema's defaults."""
+    v2_record = {k: v for k, v in NEW_RECORD.items() if k != "sequence"}
+    misframed = frame(OLD_ID, _fastavro_write(_raw(V2_PATH), v2_record))
+    assert AvroCodec().decode(misframed) == (FULL_NAME, {**v2_record, "sequence": 0})
     with pytest.raises(DecodeError) as e:  # anything else left over is still trailing bytes
         AvroCodec().decode(_v1_message() + b"\x00")
     assert e.value.reason == "trailing-bytes"
@@ -245,15 +250,17 @@ def test_the_change_feed_shows_a_v1_change():
     from ops.inspect import Reader
 
     value = _v1_message()
+    v2_body = _fastavro_write(_raw(V2_PATH), {k: v for k, v in NEW_RECORD.items() if k != "sequence"})
     body = _fastavro_write(_raw(NEW_PATH), NEW_RECORD)
     msgs = [ConsumerRecord("creditstream.list-changes", 0, offset, 0, 0, b"91310110666007217T", v, None, 18, len(v),
                            [("change_id", b"x")])
-            for offset, v in enumerate([value, frame(OLD_ID, body), frame(NEW_ID, body)])]
+            for offset, v in enumerate([value, frame(OLD_ID, v2_body), frame(13, v2_body), frame(NEW_ID, body)])]
     got = [change_json(rec, msg.partition, msg.offset) for msg, rec in Reader(Settings(), None).decode_changes(msgs)]
-    assert [c["offset"] for c in got] == [0, 1, 2]
+    assert [c["offset"] for c in got] == [0, 1, 2, 3]
     assert got[0]["change_id"] == OLD_RECORD["change_id"] and got[0]["effective_date"] == "2024-07-15"
     assert (got[0]["cause_kind"], got[0]["withdraws"], got[0]["arrival_time"]) == ("", None, None)
-    assert got[1]["withdraws"] == got[2]["withdraws"] == OLD_RECORD["change_id"]
+    assert got[1]["withdraws"] == got[2]["withdraws"] == got[3]["withdraws"] == OLD_RECORD["change_id"]
+    assert [c["sequence"] for c in got] == [0, 0, 0, NEW_RECORD["sequence"]]
 
 
 def test_the_writer_gives_the_bytes_of_date_and_datetime_values():

@@ -32,20 +32,22 @@ EXPECTED_IDS = {
     "creditstream.Objection": 7,
     "creditstream.RepairDecision": 8,
     "creditstream.ListingDecision": 9,
-    "creditstream.ListChange": 13,  # 10 until it gained four fields: 10 is now that version's, retired
+    "creditstream.ListChange": 14,  # 10 until it gained four fields, 13 until it gained sequence: retired
     "creditstream.JointPunishmentFeedback": 11,
     "creditstream.CheckAudit": 12,
 }
 
 # Previous versions of a schema keep their ids, read-only (schemas/retired.json).
-RETIRED_IDS = {10: ("creditstream.ListChange", "list_change_v1.avsc")}
+RETIRED_IDS = {10: ("creditstream.ListChange", "list_change_v1.avsc"),
+               13: ("creditstream.ListChange", "list_change_v2.avsc")}
 
 # Each id's schema as first committed, pinned: (SHA-256 of its Parsing Canonical Form, what the
 # bytes are; SHA-256 of the schema without its docs, logical types and defaults included, what a
 # reader makes of them). An .avsc may change its docs; anything else is a new schema with a new id
 # (schemas/__init__.py). Ids 1-9, 11, 12: the files' first commits; 10: the ListChange of 552248c
 # (schemas/list_change_v1.avsc); 13: the ListChange that added cause_kind, cause_decision,
-# withdraws and arrival_time (bb90798, framed with id 10 by mistake until the id was given).
+# withdraws and arrival_time (bb90798, framed with id 10 by mistake until the id was given;
+# schemas/list_change_v2.avsc); 14: the ListChange that added sequence.
 FINGERPRINTS = {
     1: ("526c86061bf4ee2852fa15fef3929eb6d9e114c8c7973abf566c909dd97efe8a",
         "dbf3b4d421f29e6133589dc4e3cdc7e7bf3e22e9c530d5f1108befdd5dd42fe5"),
@@ -73,6 +75,8 @@ FINGERPRINTS = {
          "7eaee6e39ef296dd4d72f7eac0126614497550499258479eb74a2b12fb4349ab"),
     13: ("33d1994d6ed7f4373324b2f38d99a116b4cc62096e8858d27c03ee82f137f107",
          "3322b344777927ae417ba0f78f3e77bc3a67f802c0758b32731d1e7ba2b8fc75"),
+    14: ("806e3b359c096b31f090bea53bee0883f933b0cce9e8dc1f1922d20ab1a9380a",
+         "6f25006ad4e8c234c7565c9683d98d36715b9f330754171f742e0d8d463a06d1"),
 }
 
 
@@ -103,6 +107,7 @@ def test_all_expected_files_exist():
         "listing_decision",
         "list_change",
         "list_change_v1",
+        "list_change_v2",
         "feedback",
         "check_audit",
     }
