@@ -460,7 +460,12 @@ def _job_pool(processes: int) -> ProcessPoolExecutor:
                                initializer=_end_with_parent, initargs=(os.getpid(),))
     with _sigint_ignored():
         for _ in range(processes):  # one process started per task while none is idle
-            pool.submit(os.getpid)
+            try:
+                pool.submit(os.getpid)
+            except BrokenProcessPool:
+                # a process ended while the others started (seen: killed at once, under load): the
+                # pool refuses the first job, where it is said in one line (_rebuild_in_processes)
+                break
     return pool
 
 

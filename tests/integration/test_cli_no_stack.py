@@ -36,8 +36,11 @@ def env(tmp_path_factory):
     small = tmp / "small.jsonl"
     small.write_text("\n".join(DEMO.read_text(encoding="utf-8").splitlines()[:3]) + "\n", encoding="utf-8")
     e = {k: v for k, v in os.environ.items() if not k.startswith("CREDITSTREAM_")}
+    with socket.socket() as probe:  # `api` and `worker` refuse a port in use first: not the default one,
+        probe.bind(("127.0.0.1", 0))   # which a worker running on this machine may hold
+        port = probe.getsockname()[1]
     e.update(CREDITSTREAM_BROKER_URL=BROKER, CREDITSTREAM_REDIS_URL=REDIS, CREDITSTREAM_RUN_DIR=str(run_dir),
-             CREDITSTREAM_SETTINGS=str(tmp / "none.toml"), PYTHONPATH=str(ROOT))
+             CREDITSTREAM_SETTINGS=str(tmp / "none.toml"), PYTHONPATH=str(ROOT), CREDITSTREAM_WEB_PORT=str(port))
     (tmp / "none.toml").write_text("")
     return {"env": e, "small": str(small), "cwd": str(tmp)}
 
