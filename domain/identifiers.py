@@ -259,6 +259,13 @@ def code_problem(code: str) -> str | None:
     kind, valid = classify(code)
     if valid or kind is IdKind.REG_NO:
         return None
+    code = normalise_code(code)
+    if len(code) == 18 and code[:17].isascii() and code[:17].isdigit() \
+            and resident_id_check_char(code[:17]) == code[17]:
+        # the check character is a resident ID number's: what is wrong is elsewhere (seen: month 13
+        # answered "its check character does not match", pointing the client at the wrong character)
+        return ("its check character is a resident ID number's (居民身份证号码), but its birth date (characters "
+                "7-14) is no real date, or lies before 1900 or after today: a typo?")
     if kind is IdKind.USCC:
         return ("its check character does not match: not a valid USCC (统一社会信用代码) or resident ID number; "
                 "a typo?")

@@ -23,9 +23,17 @@ _ZERO_WIDTH: Final = frozenset("\u200b\u200c\u200d\u2060\ufeff")
 
 # A year in brackets inside a document number (文号), e.g. 豫市监罚(2024)12号.
 # Openers/closers: 〔〕 (official), [] (also from full-width ［］), 【】, () (also
-# from full-width （）), and the small tortoise-shell brackets ﹝﹞ often typed for 〔〕.
+# from full-width （）), and the brackets typed for 〔〕: the small tortoise-shell ﹝﹞, the white
+# lenticular 〖〗 (seen: a re-export under 〖2024〗 was a second record, and a revocation under 〔2024〕
+# left the first on its blacklist) and the white tortoise-shell 〘〙.
 # The official 〔yyyy〕 itself, which most numbers already use, is not matched: nothing to rewrite.
-_YEAR_IN_OTHER_BRACKETS: Final = re.compile(r"[\[【(﹝](\d{4})[〕\]】)﹞]|〔(\d{4})[\]】)﹞]")
+_YEAR_IN_OTHER_BRACKETS: Final = re.compile(r"[\[【(﹝〖〘](\d{4})[〕\]】)﹞〗〙]|〔(\d{4})[\]】)﹞〗〙]")
+
+# Dashes typed for the hyphen in a document number: hyphen, non-breaking hyphen, figure dash, en and
+# em dash, horizontal bar, minus sign, small hyphen-minus (the full-width one is mapped to ASCII with
+# the other full-width characters).
+_DASHES: Final = {ord(c): "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe63"}
+_DASH_CHAR: Final = re.compile("[\u2010-\u2015\u2212\ufe63]")
 
 
 def _official_year(m: re.Match[str]) -> str:
@@ -102,14 +110,17 @@ def normalise_doc_no(raw: str) -> str:
     """Normalise a decision document number (决定书文号), e.g. ``豫市监罚〔2024〕12号``.
 
     Full-width ASCII becomes half-width, the brackets around the year
-    (〔〕 [] ［］ 【】 () （） ﹝﹞) become the official 〔〕, and all whitespace is
-    removed. Brackets that do not enclose a four-digit year are left as they are
-    (after the width mapping).
+    (〔〕 [] ［］ 【】 () （） ﹝﹞ 〖〗 〘〙) become the official 〔〕, every dash (— – ‐ − ...)
+    becomes ``-``, and all whitespace is removed. Brackets that do not enclose a four-digit year
+    are left as they are (after the width mapping).
 
     >>> normalise_doc_no("豫市监罚 （２０２４） 12 号")
     '豫市监罚〔2024〕12号'
     """
-    return _YEAR_IN_OTHER_BRACKETS.sub(_official_year, _remove_whitespace(to_half_width(raw)))
+    text = _remove_whitespace(to_half_width(raw))
+    if _DASH_CHAR.search(text):
+        text = text.translate(_DASHES)
+    return _YEAR_IN_OTHER_BRACKETS.sub(_official_year, text)
 
 
 def normalise_text(raw: str) -> str:

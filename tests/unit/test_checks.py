@@ -184,6 +184,9 @@ def test_unknown_subject_and_unknown_matter():
 @pytest.mark.parametrize(("code", "problem"), [
     ("91410702MA3X5QJ87D", "check character does not match: not a valid USCC"),  # ...87C, its last one mistyped
     ("410102198805051238", "check character does not match"),  # an ID number's check digit mistyped
+    # its check character right, its month 13: said so, not "check character" (seen: a client looked
+    # at the wrong character)
+    ("410105199013022343", "but its birth date (characters 7-14) is no real date"),
     ("12345678-9", "not a valid organisation code"),
     ("DROPTABLESUBJECTS", "not the shape of"),
     ("91410702MA3X5QJ87C", None),

@@ -108,3 +108,18 @@ def test_is_blank_name_is_normalise_name_empty(raw):
                                         ("\ufeff", True), ("Ａ", False)])
 def test_is_blank_name(raw, blank):
     assert is_blank_name(raw) is blank
+
+
+def test_a_document_number_typed_with_other_brackets_or_dashes_is_the_same_number():
+    """Seen (an audit from a department's side): 郑环罚〖2024〗E01号, a re-export of 郑环罚〔2024〕E01号,
+    was a second record, and a revocation under 〔2024〕 left the first on its blacklist; the dashes
+    —, –, ‐ likewise made numbers apart from the one with -."""
+    from domain.normalise import normalise_doc_no
+
+    official = normalise_doc_no("郑环罚〔2024〕E01号")
+    for typed in ("郑环罚〖2024〗E01号", "郑环罚〘2024〙E01号", "郑环罚【2024〗E01号", "郑环罚 〖２０２４〗 E01号"):
+        assert normalise_doc_no(typed) == official, typed
+    hyphened = normalise_doc_no("豫环罚-2024-01")
+    for typed in ("豫环罚—2024—01", "豫环罚–2024–01", "豫环罚‐2024‐01", "豫环罚−2024−01", "豫环罚－2024－01"):
+        assert normalise_doc_no(typed) == hyphened == "豫环罚-2024-01", typed
+    assert normalise_doc_no("郑环罚〖甲〗1号") == "郑环罚〖甲〗1号"  # no year inside: left as it is
