@@ -412,7 +412,7 @@ def render_show(d: dict) -> str:
 @dataclass
 class Redriven:
     ref: str
-    action: str  # redriven | would-redrive | skipped | not-found | no-source | original-gone
+    action: str  # redriven | would-redrive | skipped | not-found | no-source | original-gone | unsendable
     reason: str = ""
     source: str = ""
     fixed: bool = False
@@ -482,6 +482,10 @@ class RedriveReport:
         n = self.count("would-redrive" if self.dry_run else "redriven")
         lines = [f"{verb} {n}, skipped {self.count('skipped')} (already re-driven; --force to re-drive "
                  f"again), not found {self.count('not-found')}, without a source {self.count('no-source')}"]
+        unsendable = self.count("unsendable")
+        if unsendable:
+            lines.append(f"not sent {unsendable}: empty messages without a key (tombstones), which no client sends; "
+                         "they stay dead letters")
         gone = self.count("original-gone")
         if gone:
             lines.append(f"refused {gone}: written without its value, and the original could not be read back from "
@@ -847,11 +851,28 @@ async def _send_and_record(settings: Settings, producer, redis, audit_key: str, 
     # a dead letter of the subject agent goes back where the workers place its subject
     placed = await placement.recorded(redis, Keys(settings.namespace), {t for *_, t, _ in sends})
     for start in range(0, len(sends), window):
-        part = sends[start:start + window]
-        futures = [await producer.send(topic, value, key=key, headers=_headers_for(letter), timestamp_ms=ts,
-                                       partition=placement.partition_for(placed, topic, key))
-                   for letter, _, value, ts, topic, key in part]
-        results = await asyncio.gather(*futures, return_exceptions=True)
+        part = []
+        futures: list[asyncio.Future | BaseException] = []
+        for send in sends[start:start + window]:
+            letter, item, value, ts, topic, key = send
+            if value is None and key is None:
+                # seen: a department's unkeyed tombstone stopped the whole re-drive with the client's
+                # assertion, the window's letters sent before it delivered but never recorded
+                item.action = "unsendable"
+                item.note = ("an empty message without a key (a tombstone): no Kafka client sends one, and its "
+                             "topic's agent would dead-letter it again (empty); nothing sent")
+                continue
+            try:
+                partition = placement.partition_for(placed, topic, key)
+                futures.append(await producer.send(topic, value, key=key, headers=_headers_for(letter),
+                                                   timestamp_ms=ts, partition=partition))
+            except Exception as exc:  # noqa: BLE001 - refused before sending (its size): the window's others go on
+                futures.append(exc)
+            part.append(send)
+        results = await asyncio.gather(*(f for f in futures if not isinstance(f, BaseException)),
+                                       return_exceptions=True)
+        outcomes = iter(results)
+        results = [f if isinstance(f, BaseException) else next(outcomes) for f in futures]
         pipe = redis.pipeline(transaction=False)
         failed: BaseException | None = None
         for (letter, item, *_), meta in zip(part, results):
@@ -875,7 +896,7 @@ async def _send_and_record(settings: Settings, producer, redis, audit_key: str, 
                 entry["earlier"] = prev.pop("earlier", []) + [prev]
             pipe.hset(audit_key, letter.ref, orjson.dumps(entry))
         await pipe.execute()
-        bar.advance(len(part))
+        bar.advance(min(window, len(sends) - start))
         if failed is not None:
             raise failed
 

@@ -314,6 +314,31 @@ async def test_a_tombstone_is_dead_lettered_and_redriven_as_a_tombstone(pipeline
     assert sum(1 for d in again if d["redriven_from"]) == 1
 
 
+async def test_an_unkeyed_tombstone_is_not_sent_and_stops_nothing(pipeline, department, settings):
+    """Seen (an audit from a department's side): a department's tombstone without a key (Kafka takes
+    one; aiokafka's send() refuses it with an assertion) stopped `dlq redrive --reason empty` with a
+    traceback: the window's letters sent before it were delivered but never recorded, so every rerun
+    sent them again, and those after it were never sent. It is reported as not sendable; the others
+    are re-driven and recorded."""
+    from streams.topics import Topics
+
+    topic = Topics(settings).for_kind("penalty")
+    batch = department.producer.create_batch()
+    batch.append(timestamp=None, key=None, value=None)
+    batch.close()
+    await (await department.producer.send_batch(batch, topic, partition=0))
+    await department.send_raw(topic, None, key=samples.COMPANY_USCC.encode())
+    letters = await letters_until(settings, 2, reason="empty")
+    assert len(letters) == 2
+
+    report = await redrive(settings, flt=Filter(reason="empty"), by="tester")
+    assert sorted(i.action for i in report.items) == ["redriven", "unsendable"], report.render()
+    assert "not sent 1: empty messages without a key" in report.render() and not report.failed
+    await letters_until(settings, 3, reason="empty")  # the re-driven tombstone, dead-lettered again
+    again = await redrive(settings, flt=Filter(reason="empty"), by="tester")
+    assert sorted(i.action for i in again.items) == ["skipped", "skipped", "unsendable"], again.render()
+
+
 async def test_a_fix_written_from_the_masked_show_keeps_the_personal_values(pipeline, department, redis, settings,
                                                                          tmp_path):
     """Seen: the documented workflow, `dlq show REF --json | jq .decoded.record > fix.json`, edit a
