@@ -251,6 +251,31 @@ async def _chunks(path: str):
             return
 
 
+def _refused_by_the_broker(exc: BaseException) -> bool:
+    """A delivery failure that sending again would not mend (the broker refused the record: its
+    timestamp, its size, its form), as against an outage (a connection, a timeout), which ends the
+    run as one."""
+    from aiokafka.errors import KafkaError
+
+    return isinstance(exc, KafkaError) and not getattr(exc, "retriable", False) \
+        and type(exc).__name__ not in ("KafkaConnectionError", "KafkaTimeoutError", "RequestTimedOutError",
+                                       "NodeNotReadyError", "ProducerClosed")
+
+
+_BROKER_REASONS = {
+    "InvalidTimestampError": "its timestamp lies outside what the topic accepts (Apache Kafka: more than "
+                             "message.timestamp.after.max.ms ahead, 1 hour by default, or before.max.ms behind); "
+                             "the broker refuses the whole batch of its partition, so the lines sent with it are "
+                             "refused too: send them again",
+    "MessageSizeTooLargeError": "over the topic's max.message.bytes",
+    "RecordTooLargeError": "over the topic's max.message.bytes",
+}
+
+
+def _broker_reason(exc: BaseException) -> str:
+    return _BROKER_REASONS.get(type(exc).__name__) or (str(exc) or "the broker refused it")[:200]
+
+
 def _count_lines(path: str) -> int:
     if path == "-":
         return 0
@@ -283,24 +308,35 @@ async def produce_file(settings: Settings, path: str, *, dry_run: bool = False,
             encoded = []
             for line_no, line in chunk:
                 try:
-                    encoded.append(encode_line(line, codec, topics))
+                    encoded.append((line_no, *encode_line(line, codec, topics)))
                 except ValueError as exc:
                     report.refused.append((line_no, str(exc)))
                 except Exception as exc:  # noqa: BLE001 - a line nothing above foresaw is refused, never the run's end
                     report.refused.append((line_no, f"cannot encode: {type(exc).__name__}: {exc}"[:300]))
             if dry_run:
-                for topic, *_ in encoded:
+                for _, topic, *_ in encoded:
                     report.sent[topic] += 1
             else:
                 if producer is None:
                     await kafka.ensure_topics(settings)
                     producer = kafka.producer(settings)
                     await producer.start()
-                futures = [(topic, await producer.send(topic, value, key=key, timestamp_ms=ts))
-                           for topic, value, key, ts in encoded]
-                for topic, fut in futures:
-                    await fut
-                    report.sent[topic] += 1
+                futures = [(line_no, topic, await producer.send(topic, value, key=key, timestamp_ms=ts))
+                           for line_no, topic, value, key, ts in encoded]
+                acks = await asyncio.gather(*(fut for *_, fut in futures), return_exceptions=True)
+                outage: BaseException | None = None
+                for (line_no, topic, _), ack in zip(futures, acks):
+                    if not isinstance(ack, BaseException):
+                        report.sent[topic] += 1
+                    elif _refused_by_the_broker(ack):
+                        # seen: a timestamp an hour ahead (Apache Kafka's message.timestamp.after.max.ms)
+                        # ended the run with a traceback, the lines of its batch lost without a word
+                        report.refused.append((line_no, f"refused by the broker: {type(ack).__name__}: "
+                                                        f"{_broker_reason(ack)}"))
+                    else:
+                        outage = outage or ack
+                if outage is not None:
+                    raise outage
             report.done_through = chunk[-1][0]
             bar.advance(chunk[-1][0] - bar.done if bar.total > 1 else len(chunk))
     finally:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -395,3 +396,27 @@ async def test_ctrl_c_on_a_replay_in_one_process_stops_it_and_says_so(pipeline, 
     progress_now = await redis.hgetall(keys.replay_progress(generation))
     assert progress_now[b"status"] == b"failed", progress_now
     assert int(progress_now[b"applied"]) < total
+
+
+@pytest.mark.kafka_only
+async def test_a_line_the_broker_refuses_is_reported_and_the_run_goes_on(settings, tmp_path):
+    """Seen (an audit from a department's side, Apache Kafka): a line stamped two hours ahead (the
+    broker's message.timestamp.after.max.ms is 1 hour) ended `creditstream produce` with aiokafka's
+    InvalidTimestampError traceback; the lines of its partition's batch were lost without a word, and
+    no report said which lines to send again. The broker's refusal is the lines' own: reported by line
+    number, the others sent, exit 1."""
+    import datetime as dt
+
+    demo = Path(__file__).resolve().parents[2] / "data" / "demo" / "events.jsonl"
+    lines = demo.read_text(encoding="utf-8").splitlines()[:3]
+    ahead = json.loads(lines[1])
+    ahead["timestamp"] = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)).isoformat()
+    path = tmp_path / "ahead.jsonl"
+    path.write_text("\n".join([lines[0], json.dumps(ahead, ensure_ascii=False), lines[2]]) + "\n", encoding="utf-8")
+    code, out, err = await _run(settings, "produce", str(path))
+    assert code == 1, (code, out, err)
+    assert "Traceback" not in err and "never retrieved" not in err, err[-2000:]
+    assert "refused line 2: refused by the broker: InvalidTimestampError" in out, out
+    [summary] = [x for x in out.splitlines() if x.startswith(str(path))]
+    sent = int(re.search(r"sent (\d+) event", summary).group(1))
+    assert sent >= 1 and f"refused {3 - sent}" in summary, summary  # the others of its batch are refused with it
