@@ -53,6 +53,10 @@ TRANSIENT_CLIENT_ERRORS = (
     "NotCoordinatorForGroupError",
     "GroupLoadInProgressError",
     "CoordinatorLoadInProgressError",
+    "NodeNotReadyError",               # a broker restarting (fetch, heartbeat, coordinator look-up)
+    "will rejoin",                     # OffsetCommit failed after a rebalance (IllegalGeneration, UnknownMemberId)
+    "Error sending HeartbeatRequest",  # the coordinator moved or restarts: marked dead, looked up again
+    "RequestTimedOutError",            # a fetch of a consumer paused (GC, a frozen VM) or of a slow broker
 )
 """aiokafka logs these at ERROR although it retries them itself and they heal in seconds; the
 worker's own counters, /health (``stall_after_s``) and alerts say when one does not."""

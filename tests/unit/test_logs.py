@@ -185,8 +185,17 @@ def test_aiokafkas_self_healing_errors_are_warnings_and_others_stay_errors():
     logging.getLogger("aiokafka.consumer.group_coordinator").error("Heartbeat session expired - marking coordinator dead")
     client.error("Unexpected error in fetcher routine")
     logging.getLogger("creditstream.app").error("Failed fetch offsets (our own error stays an error)")
+    # seen after a pause and during a broker restart (an audit on Apache Kafka): each heals itself
+    coordinator = logging.getLogger("aiokafka.consumer.group_coordinator")
+    coordinator.error("OffsetCommit failed for group creditstream.ingest due to group error ([Error 22] "
+                      "IllegalGenerationError: creditstream.ingest), will rejoin")
+    coordinator.error("Error sending HeartbeatRequest to node 0 [[Error 8] NodeNotReadyError: 0] -- marking "
+                      "coordinator dead")
+    client.error("Failed fetch messages from 0: [Error 8] NodeNotReadyError: 0")
+    client.error("Failed fetch messages from 111: [Error 7] RequestTimedOutError")
+    client.error("Failed fetch messages from 0: [Error 29] TopicAuthorizationFailedError: x")  # an ACL: stays
     levels = [json.loads(line)["level"] for line in out.getvalue().splitlines()]
-    assert levels == ["warning", "warning", "error", "error"]
+    assert levels == ["warning", "warning", "error", "error", "warning", "warning", "warning", "warning", "error"]
 
 
 def test_a_collected_open_kafka_connection_is_a_warning_and_other_loop_errors_stay_errors():
