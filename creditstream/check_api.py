@@ -122,6 +122,7 @@ class CheckApi:
         self.client_of = client_of
         self.rules = rules or load_rulebook(settings.rules_file or None)
         self.audit: CheckAuditSink | None = None
+        self._pipeline_read: tuple[float, dict] | None = None
 
     async def start(self, redis, *, producer=None) -> None:
         """Start the audit sink (its counters go to ``redis``; ``producer``: one the caller owns)."""
@@ -151,6 +152,7 @@ class CheckApi:
             return self._refused(request, exc)
         [state] = await self.reader().subjects([code])
         doc = self._checked(request, code, state, matter, at, None)
+        doc["pipeline"] = await self.pipeline()
         metrics.CHECK_SECONDS.labels("single").observe(time.perf_counter() - started)
         return _json(doc)
 
@@ -173,8 +175,39 @@ class CheckApi:
         states = await self.reader().subjects(codes)
         batch_id = uuid.uuid4().hex
         results = [self._checked(request, c, s, matter, at, batch_id) for c, s in zip(codes, states)]
+        pipeline = await self.pipeline()
         metrics.CHECK_SECONDS.labels("batch").observe(time.perf_counter() - started)
-        return _json({"matter": matter, "at": day_of(at), "batch_id": batch_id, "results": results})
+        return _json({"matter": matter, "at": day_of(at), "batch_id": batch_id, "pipeline": pipeline,
+                      "results": results})
+
+    PIPELINE_TTL_S = 1.0
+    """How long the pipeline's state read for the answers is reused (the workers' heartbeats come
+    every few seconds)."""
+
+    async def pipeline(self) -> dict:
+        """How current the states the answers read are (docs/checks.md, ``pipeline``): ``state`` ok,
+        stalled (an agent retries one batch, or events wait and none was processed, for
+        ``stall_after_s``), no worker running, or no timer running (no worker fires the deadlines:
+        a listing period that ended is not applied; the answer projects it, ``projected``); and
+        ``inputs_waiting``, the inputs the workers had not processed at their last heartbeat (None
+        when no worker runs or one does not say). Seen (an audit): with the worker stopped and a
+        severe penalty waiting, the answer was ``no_record`` with nothing to tell it from a current
+        one, and /health answered 200."""
+        now = time.monotonic()
+        if self._pipeline_read is not None and now - self._pipeline_read[0] < self.PIPELINE_TTL_S:
+            return self._pipeline_read[1]
+        from ops.inspect import consumption, running_workers
+
+        reader = self.reader()
+        workers = await running_workers(reader.redis, await reader.keys())
+        state, _ = consumption(workers)
+        if state == "ok" and not any("timer" in (w.get("agents") or ()) for w in workers):
+            state = "no timer running"
+        waiting = [h.get("waiting") for w in workers for h in (w.get("health") or {}).values()]
+        complete = bool(waiting) and all(isinstance(n, int) for n in waiting)
+        doc = {"state": state, "inputs_waiting": sum(waiting) if complete else None}
+        self._pipeline_read = (now, doc)
+        return doc
 
     # --- the check, its audit record and its answer -----------------------------------------
     def _checked(self, request: web.Request, code: str, state: dict | None, matter: str, at: str,

@@ -411,18 +411,19 @@ class AgentRunner:
         return await asyncio.wait_for(kafka.committed(self.consumer, tp), POSITION_CHECK_TIMEOUT_S)
 
     def health(self, stall_after_s: float) -> dict:
-        """``{"state": "ok"|"stalled", "reason": ...}``: stalled when a batch has been in hand (retried:
-        Redis, the broker or the registry failing) for ``stall_after_s``, or when events wait and no
-        batch completed for that long (the worker's heartbeat carries this to /health)."""
+        """``{"state": "ok"|"stalled", "waiting": events not yet processed, "reason": ...}``: stalled
+        when a batch has been in hand (retried: Redis, the broker or the registry failing) for
+        ``stall_after_s``, or when events wait and no batch completed for that long (the worker's
+        heartbeat carries this to /health and to the check API's ``pipeline``)."""
         now = time.monotonic()
         if self.busy_since is not None and now - self.busy_since > stall_after_s:
             cause = f" ({self.retry_cause})" if self.retry_cause else ""
-            return {"state": "stalled",
+            return {"state": "stalled", "waiting": self.lag,
                     "reason": f"one batch in hand for {now - self.busy_since:.0f} s, retrying{cause}"}
         if self.lag > 0 and now - self.done_at > stall_after_s:
-            return {"state": "stalled",
+            return {"state": "stalled", "waiting": self.lag,
                     "reason": f"{self.lag} event(s) waiting, none processed for {now - self.done_at:.0f} s"}
-        return {"state": "ok"}
+        return {"state": "ok", "waiting": self.lag}
 
     def _highwater(self, tp: TopicPartition) -> int | None:
         """The log end of a partition this consumer holds; None when unknown, or when a rebalance

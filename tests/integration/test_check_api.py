@@ -304,3 +304,49 @@ async def test_checks_are_answered_while_the_broker_is_unreachable(settings, red
 
     counts = await check_counts(redis, s.namespace)
     assert counts["dropped"] == 5 and counts["by_matter"] == {}  # 3 over the buffer, 2 unsent at shutdown
+
+
+async def _serve(settings, redis):
+    from aiohttp import web
+
+    from creditstream.api import create_api
+
+    runner = web.AppRunner(create_api(settings.replace(api_anonymous_role="public"), redis), access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}"
+
+
+async def test_an_answer_says_how_current_the_states_it_read_are(settings, redis, department):
+    """Seen (an audit from a checking unit's side): with the worker stopped and a severe penalty
+    waiting, a check answered `no_record`, nothing telling it from a current answer (and /health
+    answered 200). Each answer carries `pipeline`: no worker running, then ok with the inputs waiting
+    as the workers last counted them; a worker without the timer says so."""
+    from creditstream.app import Pipeline
+
+    await department.send(schema_of("penalty"), sample_event("penalty"))  # waits: no worker runs
+    runner, base = await _serve(settings, redis)
+    try:
+        async with aiohttp.ClientSession() as session:
+            api = Checks(session, base)
+            answer = await api.get(None, subject=COMPANY, matter="administrative_licensing")
+            assert answer["outcome"] == "no_record"
+            assert answer["pipeline"] == {"state": "no worker running", "inputs_waiting": None}
+            batch = await api.post({"matter": "bidding", "subjects": [COMPANY]}, None)
+            assert batch["pipeline"] == answer["pipeline"]
+
+            for agents, state in ((("ingest", "registry", "subject", "timer"), "ok"),
+                                  (("ingest", "registry", "subject"), "no timer running")):
+                pipeline = Pipeline(settings, agents=agents)
+                await pipeline.start()
+                try:
+                    async def current(state=state):
+                        got = await api.get(None, subject=COMPANY, matter="administrative_licensing")
+                        return got if got["outcome"] != "no_record" and got["pipeline"]["state"] == state \
+                            and got["pipeline"]["inputs_waiting"] == 0 else None
+                    await eventually(current, timeout=60, interval=0.5)
+                finally:
+                    await pipeline.stop()
+    finally:
+        await runner.cleanup()
