@@ -71,13 +71,13 @@ async def test_a_batch_retrying_past_the_stall_limit_is_reported_stalled_with_it
     monkeypatch.setattr(runner_module, "BACKOFF_START_S", 0.01)
     monkeypatch.setattr(runner_module, "BACKOFF_MAX_S", 0.01)
     runner = AgentRunner(FailingAgent(failures=30), Settings())
-    assert runner.health(stall_after_s=0.05) == {"state": "ok"}
+    assert runner.health(stall_after_s=0.05) == {"state": "ok", "waiting": 0}
     task = asyncio.ensure_future(runner._process_with_retry(["record"]))
     await asyncio.sleep(0.15)
     health = runner.health(stall_after_s=0.05)
     assert health["state"] == "stalled" and "ConnectionError" in health["reason"] and "retrying" in health["reason"]
     await task  # Redis back: the batch completes
-    assert runner.health(stall_after_s=0.05) == {"state": "ok"}
+    assert runner.health(stall_after_s=0.05) == {"state": "ok", "waiting": 0}
 
 
 def test_events_waiting_with_no_batch_done_is_stalled():
@@ -86,12 +86,13 @@ def test_events_waiting_with_no_batch_done_is_stalled():
     runner = AgentRunner(Agent(), Settings())
     runner.lag = 0
     runner.done_at = time.monotonic() - 120
-    assert runner.health(stall_after_s=60) == {"state": "ok"}  # caught up: idle is fine
+    assert runner.health(stall_after_s=60) == {"state": "ok", "waiting": 0}  # caught up: idle is fine
     runner.lag = 42
     health = runner.health(stall_after_s=60)
     assert health["state"] == "stalled" and health["reason"].startswith("42 event(s) waiting")
+    assert health["waiting"] == 42
     runner.done_at = time.monotonic()
-    assert runner.health(stall_after_s=60) == {"state": "ok"}
+    assert runner.health(stall_after_s=60) == {"state": "ok", "waiting": 42}
 
 
 def subject_agent(log_end: int):
