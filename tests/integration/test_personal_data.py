@@ -18,6 +18,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from domain.identifiers import resident_id_of_legacy
 from sinks.state_codec import state_json
 from streams import samples
 from streams.samples import sample_event, schema_of
@@ -28,8 +29,9 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 PERSON_ID = samples.PERSON_ID                            # 18 digits
 PERSON_ID_15 = PERSON_ID[:6] + PERSON_ID[8:17]           # the first-generation (15-digit) form
-OLD_CARD_ID = "410105850312123"                          # a person known by a 15-digit card only
-OLD_CARD_ID_18 = "41010519850312123"                     # its 18-digit form without the check char
+OLD_CARD_ID = "410105750412003"                          # a person known by a 15-digit card only
+OLD_CARD_ID_18 = "41010519750412003"                     # its 18-digit form without the check char
+OLD_CARD_ID_CURRENT = resident_id_of_legacy(OLD_CARD_ID)  # ... and with it: the person's subject
 SECRETS = (PERSON_ID, PERSON_ID_15, samples.LEGAL_REP_ID, samples.LEGAL_REP_ID[:6] + samples.LEGAL_REP_ID[8:17],
            OLD_CARD_ID, OLD_CARD_ID_18)
 
@@ -109,7 +111,7 @@ async def test_no_id_number_in_keys_members_or_message_keys(pipeline, department
         return await progress(settings) >= 4
 
     await eventually(all_accounted, timeout=30)
-    assert (person["id"], old_card["id"], rep["id"]) == (PERSON_ID, OLD_CARD_ID, samples.LEGAL_REP_ID)
+    assert (person["id"], old_card["id"], rep["id"]) == (PERSON_ID, OLD_CARD_ID_CURRENT, samples.LEGAL_REP_ID)
     assert person["evaluation"]["next_due"]  # scheduled: the due set has an entry for the person
 
     keys = await resolve_keys(redis, settings.namespace, settings.pseudonym_key)
@@ -134,13 +136,13 @@ async def test_no_id_number_in_keys_members_or_message_keys(pipeline, department
     assert (await reader.subject(f" {PERSON_ID[:6]} {PERSON_ID[6:]} "))["id"] == PERSON_ID
     assert (await reader.subject_lists(PERSON_ID))["subject"] == PERSON_ID
     members, _ = await reader.members("blacklist:environment")
-    assert {PERSON_ID, OLD_CARD_ID, samples.COMPANY_USCC} <= set(members)
+    assert {PERSON_ID, OLD_CARD_ID_CURRENT, samples.COMPANY_USCC} <= set(members)
     shown = await asyncio.to_thread(cli, settings, "subject", PERSON_ID)
     assert shown.returncode == 0, shown.stderr
     assert orjson.loads(shown.stdout)["id"] == PERSON_ID
     listed = await asyncio.to_thread(cli, settings, "list", "blacklist:environment")
     assert listed.returncode == 0, listed.stderr
-    assert PERSON_ID in listed.stdout and OLD_CARD_ID in listed.stdout and stored not in listed.stdout
+    assert PERSON_ID in listed.stdout and OLD_CARD_ID_CURRENT in listed.stdout and stored not in listed.stdout
     # without the key, a person cannot be looked up: a clear error, no traceback
     keyless = await asyncio.to_thread(cli, settings.replace(pseudonym_key=""), "subject", PERSON_ID)
     assert keyless.returncode == 2 and "pseudonym_key" in keyless.stderr and "Traceback" not in keyless.stderr

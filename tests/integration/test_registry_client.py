@@ -272,7 +272,7 @@ async def test_list_changes_register_the_current_version_beside_v1_and_both_deco
     after = AvroCodec(ConfluentRegistry(fake.url))
     await after.ensure_writer(LIST_CHANGE_SCHEMA, topic)
     new = {**old, "change_id": "c2", "cause_kind": "listing", "cause_decision": "d", "withdraws": None,
-           "arrival_time": dt.datetime(2024, 7, 16, tzinfo=dt.UTC)}
+           "arrival_time": dt.datetime(2024, 7, 16, tzinfo=dt.UTC), "sequence": 1_721_088_000_000_000}
     new_value = after.encode(LIST_CHANGE_SCHEMA, new, topic=topic)
     old_id, new_id = (int.from_bytes(v[1:5], "big") for v in (old_value, new_value))
     assert old_id != new_id and fake.subjects == {f"{topic}-value": [old_id, new_id]}
@@ -280,7 +280,8 @@ async def test_list_changes_register_the_current_version_beside_v1_and_both_deco
     reader = AvroCodec(ConfluentRegistry(fake.url))
     await reader.ensure_for([old_value, new_value])
     assert reader.decode(old_value) == (LIST_CHANGE_SCHEMA, {**old, "cause_kind": "", "cause_decision": None,
-                                                             "withdraws": None, "arrival_time": None})
+                                                             "withdraws": None, "arrival_time": None,
+                                                             "sequence": 0})
     assert reader.decode(new_value) == (LIST_CHANGE_SCHEMA, new)
 
 
