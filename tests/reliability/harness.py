@@ -142,15 +142,16 @@ async def redis_states(redis, settings) -> dict[str, dict]:
 
 async def divergence(settings, redis) -> list[str]:
     """Where Redis and the list-change topic differ from the oracle (empty: identical)."""
-    from ops.replay import live_changes, per_subject, stale_copies
+    from ops.replay import live_changes, per_subject
     from sinks.keys import storage_id
     from tests.reliability.oracle import fold
 
     states, changes, _ = await fold(settings)
     live = await redis_states(redis, settings)
     out = [f"state of {sid}" for sid in sorted(set(states) | set(live)) if states.get(sid) != live.get(sid)]
+    # (stale copies, below their subject's highest sequence, are what a paused or frozen worker sends
+    # late: a subscriber skips them, and so does per_subject; test_fencing.py shows one such fold)
     sent = await live_changes(settings)
-    out += [f"{stale} stale copies of list changes (sent after newer ones)"] if (stale := stale_copies(sent)) else []
     # the list-change topic is keyed by storage id
     changes = {storage_id(sid, settings.pseudonym_key): ids for sid, ids in changes.items()}
     topic = per_subject(sent)
