@@ -127,7 +127,9 @@ async def operator_report(settings: Settings, *, progress: bool | None = None) -
         keys = await resolve_keys(redis, settings.namespace)
         stats = await _stats(redis, keys)
         subjects = await redis.scard(keys.subjects)
-        parked = await RegistryIndex(redis, keys).parked_count()
+        index = RegistryIndex(redis, keys)
+        parked = await index.parked_count()
+        waiting = await index.parked_records(limit=PARKED_SHOWN) if parked else []
         checks = await check_counts(redis, settings.namespace)
     finally:
         await redis.aclose()
@@ -159,10 +161,42 @@ async def operator_report(settings: Settings, *, progress: bool | None = None) -
         "lists": await list_names(settings),
         "dead_letters": letters,
         "parked": parked,
+        "parked_sample": [parked_entry(p) for p in waiting],
         "outcomes": {k.split(":", 1)[1]: v for k, v in sorted(stats.items()) if k.startswith("outcome:")},
         "list_changes": {k.split(":", 1)[1]: v for k, v in sorted(stats.items()) if k.startswith("change:")},
         "checks": checks,
     }
+
+
+PARKED_SHOWN = 20
+"""Parked records ``report`` shows (it counts them all)."""
+
+
+def parked_entry(parked: dict) -> dict:
+    """What ``report`` shows of one parked record: where it came from, when, which decision, and the
+    numbers it waits for a registration to name (an ID-number-like one masked). Seen (an audit): an
+    operator saw only a count, and records parked on a number no registration can name (an
+    organisation code with O, outside the USCC alphabet) would have waited unseen."""
+    from domain import clock
+
+    event = parked.get("event") or {}
+    record = event.get("record") or {}
+    ms = event.get("event_ms")
+    return {"origin": event.get("origin"), "since": clock.date_of_ms(int(ms)) if isinstance(ms, int) else None,
+            "kind": record.get("kind"), "doc_no": record.get("doc_no"),
+            "waiting_for": [_shown_key(k) for k in parked.get("lookup_keys") or ()]}
+
+
+def _shown_key(key: str) -> str:
+    """A lookup key as ``report`` shows it: a registration number that passes its check as it is (an
+    organisation's, though 15 digits can read as a first-generation ID number), anything else with
+    what reads as an ID number masked."""
+    from domain.identifiers import is_valid_reg_no
+
+    kind, _, number = key.partition(":")
+    if kind in ("org", "reg_no") and (kind == "org" or is_valid_reg_no(number)):
+        return key
+    return mask_id_numbers_in_text(key)
 
 
 FEEDBACK_SCAN_CHUNK = 1000  # subjects read per MGET by overdue_feedback_report
@@ -227,6 +261,13 @@ async def overdue_feedback_report(settings: Settings, today: str | None = None, 
 
 def render_operator_report(r: dict) -> str:
     out = [f"Subjects: {r['subjects']}    parked: {r['parked']}    dead letters: {sum(r['dead_letters'].values())}"]
+    sample = r.get("parked_sample") or []
+    if sample:
+        out.append(f"parked records{' (the first ' + str(len(sample)) + ')' if r['parked'] > len(sample) else ''}, "
+                   "each waiting for a registration that names one of its numbers:")
+        out += table([(p["origin"] or "?", p["since"] or "?", f"{p['kind'] or '?'} {p['doc_no'] or ''}".strip(),
+                       ", ".join(p["waiting_for"])) for p in sample],
+                     header=("from", "since", "decision", "waiting for"), indent="  ")
     out.append("")
     out += table([(unit, u["records"], u["late"], f"{100 * u['late_share']:.1f}%", "")
                   for unit, u in r["units"].items()],

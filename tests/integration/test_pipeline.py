@@ -124,6 +124,15 @@ async def test_legacy_coded_record_is_parked_then_attached_when_registered(pipel
     index = RegistryIndex(redis, Keys(settings.namespace))
     await eventually(lambda: index.parked_count())
     assert await state_of(redis, settings, samples.COMPANY_USCC) is None
+    # `creditstream report` shows what waits, and for which number (it showed only a count)
+    from ops.report import operator_report, render_operator_report
+
+    report = await operator_report(settings, progress=False)
+    [waiting] = report["parked_sample"]
+    assert (waiting["kind"], waiting["doc_no"], waiting["waiting_for"]) == (
+        "penalty", "郑市监罚〔2024〕900号", [f"reg_no:{samples.COMPANY_REG_NO}"])
+    assert waiting["origin"].startswith(f"{settings.topic_prefix}penalty") and waiting["since"]
+    assert "waiting for a registration" in render_operator_report(report)
 
     await department.send(schema_of("registration"), sample_event("registration"))
     await wait_outcomes(redis, settings, new=1)
