@@ -256,10 +256,14 @@ def code_problem(code: str) -> str | None:
     None for a well-formed code. A typo in a check character reads otherwise as "nothing against this
     subject". A 15-digit number whose registration check fails is not flagged: it may be a
     first-generation ID number, which has no check digit."""
+    code = normalise_code(code)
+    if len(code) > 1 and code.count(code[0]) == len(code):
+        # seen: 000000000000000000 (which passes the USCC check) answered with no problem; a code of
+        # one repeated character is what a form gets when there is none, never a subject's
+        return "one character repeated: what a form holds when it has no code; no subject is named by it"
     kind, valid = classify(code)
     if valid or kind is IdKind.REG_NO:
         return None
-    code = normalise_code(code)
     if len(code) == 18 and code[:17].isascii() and code[:17].isdigit() \
             and resident_id_check_char(code[:17]) == code[17]:
         # the check character is a resident ID number's: what is wrong is elsewhere (seen: month 13

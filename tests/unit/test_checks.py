@@ -187,6 +187,8 @@ def test_unknown_subject_and_unknown_matter():
     # its check character right, its month 13: said so, not "check character" (seen: a client looked
     # at the wrong character)
     ("410105199013022343", "but its birth date (characters 7-14) is no real date"),
+    ("000000000000000000", "one character repeated"),  # passes the USCC check: never a subject (seen: null)
+    ("00000000-0", "one character repeated"),
     ("12345678-9", "not a valid organisation code"),
     ("DROPTABLESUBJECTS", "not the shape of"),
     ("91410702MA3X5QJ87C", None),
