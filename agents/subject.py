@@ -373,7 +373,10 @@ class SubjectAgent:
                 self._ahead.pop(p, None)
                 continue
             checks = self._still_ahead(p, pos, high)
-            if checks == 1 or checks % AHEAD_LIMIT == 0:
+            # not at the first check: a worker resumed after a pause compares the positions the next
+            # owner wrote with the log ends it saw before the pause, until its consumer fetches again
+            # (seen after every SIGCONT, gone at the next check)
+            if checks == 2 or checks % AHEAD_LIMIT == 0:
                 log.warning("the log ends before the position Redis records: waiting for the log to reach it",
                             partition=p, position=pos, log_end=high, stops_after_s=self.log_end_patience_s)
 
