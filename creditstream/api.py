@@ -524,6 +524,14 @@ class Api:
         if workers is not None:  # the workers' heartbeats (Redis up): is consumption moving?
             state, stalled = consumption(workers)
             body.update(workers=len(workers), consumption=state)
+            if workers:
+                # seen (an audit): workers started without the timer, a listing period that had ended
+                # stayed on the lists with /health ok; and the inputs waiting, as the check API says
+                body["timer"] = "running" if any("timer" in (w.get("agents") or ()) for w in workers) \
+                    else "not running"
+                waiting = [h.get("waiting") for w in workers for h in (w.get("health") or {}).values()]
+                if waiting and all(isinstance(n, int) for n in waiting):
+                    body["inputs_waiting"] = sum(waiting)
             if stalled:
                 body["stalled"] = stalled
                 checked.append(("consumption", "stalled"))

@@ -41,6 +41,7 @@ async def test_a_running_worker_reports_its_consumption(pipeline, settings):
 
     status, body = await eventually(seen, timeout=10)
     assert status == 200 and body["consumption"] == "ok"
+    assert body["timer"] == "running" and isinstance(body["inputs_waiting"], int)
 
 
 async def test_a_stalled_agent_makes_health_degraded_and_says_why(settings, redis):
@@ -62,6 +63,8 @@ async def test_a_stalled_agent_makes_health_degraded_and_says_why(settings, redi
     assert body["stalled"] == ["w7 pid 4242 subject: one batch in hand for 75 s, retrying (ConnectionError: "
                                "Redis refused)"]
     assert body["message"].startswith("consumption is stalled: w7 pid 4242 subject")
+    # no worker runs the timer: said (deadlines are not applied); a heartbeat without waiting counts, none
+    assert body["timer"] == "not running" and "inputs_waiting" not in body
 
 
 async def test_redis_down(settings):
