@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import structlog
 from aiokafka import ConsumerRecord, TopicPartition
 
 from agents.arrival import future_stamp, origin_of
 from agents.input_positions import BatchPositions, InputPositions, no_commit
+from creditstream import metrics
 from domain import clock, events
 from domain.attach import learned_pairs, mapping_version
+from domain.identifiers import normalise_code
 from domain.kinds import REGISTRATION_SCHEMA
 from domain.validate import Rejection, normalise_event
 from sinks.checkpoint import Checkpoint
@@ -26,6 +29,18 @@ from streams.codec import AvroCodec, DecodeError
 from streams.kafka import Committed
 from streams.runner import Recorded, Rewind
 from streams.topics import Topics
+
+log = structlog.get_logger("creditstream.registry")
+
+
+def _key_text(key: bytes | None) -> str | None:
+    """A message key as a USCC would be written (normalised), None for none or one that is no text."""
+    if key is None:
+        return None
+    try:
+        return normalise_code(key.decode())
+    except UnicodeDecodeError:
+        return None
 
 
 class RegistryAgent:
@@ -66,6 +81,7 @@ class RegistryAgent:
         dead = checkpoint.dead
         out = SubjectEventWriter(checkpoint.kafka, self.topics.subject_events, dead, self.index.keys)
         pairs: dict[str, tuple[str, str]] = {}  # lookup key -> (USCC, mapping version): the newest
+        miskeyed: list[ConsumerRecord] = []
         now_ms = clock.now_ms()
         for msg in records:
             if msg.value is None:  # a tombstone on the compacted topic: nothing to learn
@@ -98,6 +114,17 @@ class RegistryAgent:
                 if key not in pairs or pairs[key][1] < version:
                     pairs[key] = (uscc, version)
             out.add(events.of_record(rec["ids"]["uscc"], "uscc", origin_of(msg), rec, msg.timestamp), msg)
+            if _key_text(msg.key) != rec["ids"]["uscc"]:
+                miskeyed.append(msg)
+        if miskeyed:
+            # learnt all the same; but the topic is compacted by key: a registration that shares its
+            # key with another (unkeyed on Tansu, one key for all, a name) may be deleted by compaction
+            # and gone from a registry read again from the log (seen accepted without a word)
+            metrics.REGISTRATIONS_MISKEYED.inc(len(miskeyed))
+            first = miskeyed[0]
+            log.warning("registrations keyed otherwise than by their USCC: the compacted topic keeps one "
+                        "registration per key, so compaction may delete one for another; key each by its USCC",
+                        count=len(miskeyed), example=f"{first.topic}/{first.partition}/{first.offset}")
 
         try:
             released, _ = await self.index.apply_batch([(key, uscc, version) for key, (uscc, version) in pairs.items()],

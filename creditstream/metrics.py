@@ -29,6 +29,9 @@ PARKED = Counter("creditstream_parked_total", "Records parked until the registry
                  registry=REGISTRY)
 RELEASED = Counter("creditstream_released_total", "Parked records attached once the registry learnt them",
                    registry=REGISTRY)
+REGISTRATIONS_MISKEYED = Counter("creditstream_registrations_miskeyed_total",
+                                 "Registrations whose message key is not their USCC (the compacted topic keeps "
+                                 "one registration per key)", registry=REGISTRY)
 BATCH_SECONDS = Histogram("creditstream_batch_duration_seconds", "Time to process one batch, by agent", ["agent"],
                           buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
                           registry=REGISTRY)

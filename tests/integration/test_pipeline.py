@@ -264,3 +264,29 @@ async def test_a_severe_decision_extending_a_blacklist_stay_announces_nothing(pi
     state = await state_of(redis, settings, samples.COMPANY_USCC)
     standing = memberships_at(state, "2025-08-01").get("blacklist:environment")
     assert standing.causes == tuple(sorted(f"penalty|{samples.ECO_ZZ_USCC}|{doc}" for doc in docs))
+
+
+async def test_a_registration_keyed_otherwise_than_by_its_uscc_is_learnt_and_said(pipeline, department, redis,
+                                                                                  settings):
+    """Seen (an audit from a department's side): a registration keyed `wrong-key` was learnt without a
+    word; the topic is compacted by key, so compaction may delete it for another registration with that
+    key, and a registry read again from the log would miss it. Learnt all the same, and counted and
+    logged (docs/events.md: the key must be the USCC)."""
+    from creditstream import metrics
+    from sinks.keys import Keys
+
+    before = metrics.REGISTRATIONS_MISKEYED._value.get()
+    await department.send(schema_of("registration"), sample_event("registration"), key=b"wrong-key")
+    other = "91350100M000100Y43"
+    await department.send(schema_of("registration"), sample_event("registration", uscc=other, reg_no=None,
+                                                                  event_id="other"),
+                          key=f" {other.lower()} ".encode())  # its USCC, as typed: fine
+    keys = Keys(settings.namespace)
+
+    async def learnt():
+        both = await redis.hmget(keys.id_index, [f"reg_no:{samples.COMPANY_REG_NO}", f"org:{other[8:17]}"])
+        return both if all(both) else None
+
+    assert [v.decode() for v in await eventually(learnt, timeout=60)] == [samples.COMPANY_USCC, other]
+    assert metrics.REGISTRATIONS_MISKEYED._value.get() - before == 1
+
