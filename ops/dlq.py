@@ -73,6 +73,7 @@ from ops.dead_letters import (  # parse_ref, parse_time, Filter, RedriveError: r
 from ops.tables import clip, pad, table, width
 from sinks.keys import Keys
 from streams import kafka, placement
+from streams.codec import ConfluentRegistry
 from streams.topics import Topics
 
 
@@ -842,6 +843,10 @@ def _one_for_the_fix(todo: list, decided: list[Redriven], report: RedriveReport)
     raise RedriveError(f"--fix re-drives exactly one dead letter; {len(todo)} selected")
 
 
+UNKNOWN_SCHEMA_KEPT_MS = int(ConfluentRegistry.UNKNOWN_KEPT_S * 1000)
+"""How long a worker holds a schema id the registry refused as unknown (streams/codec.py)."""
+
+
 async def _send_and_record(settings: Settings, producer, redis, audit_key: str, sends: list, done: dict[str, dict],
                            *, by: str, window: int, bar) -> None:
     """Send the chunk's letters ``window`` at a time, each window's acknowledgements awaited together
@@ -882,6 +887,15 @@ async def _send_and_record(settings: Settings, producer, redis, audit_key: str, 
             item.action = "redriven"
             item.target = {"topic": meta.topic, "partition": meta.partition, "offset": meta.offset}
             now_ms = int(time.time() * 1000)
+            if item.reason in ("unknown-schema-id", "unusable-schema") and isinstance(letter, DeadLetter) \
+                    and now_ms - letter.timestamp < UNKNOWN_SCHEMA_KEPT_MS:
+                # seen: re-driven at once after the department registered its schema, the letter came
+                # back (the workers still held the id as unknown), and a later --reason selection skipped
+                # both the original and the copy
+                again = format_ms(letter.timestamp + UNKNOWN_SCHEMA_KEPT_MS)
+                item.add_note(f"dead-lettered under a minute ago: a worker asks the registry about an id it was "
+                              f"refused again only 60 s later; if this comes back as {item.reason}, re-drive "
+                              f"it by its new ref after {again}")
             entry = {
                 "at": format_ms(now_ms), "at_ms": now_ms, "by": by, "fixed": item.fixed,
                 **item.target,

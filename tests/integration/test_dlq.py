@@ -486,3 +486,19 @@ async def test_a_thousand_letters_are_re_driven_in_windows_each_recorded_in_thei
             arrived.setdefault(msg.partition, []).append(tuple(map(int, entry["source"].split("/")[1:])))
     assert sum(map(len, arrived.values())) == n
     assert all(places == sorted(places) for places in arrived.values())
+
+
+async def test_a_redrive_of_an_unknown_schema_id_within_the_minute_says_when_to_try_again(pipeline, department,
+                                                                                          settings):
+    """Seen (an audit with a remote registry): a department registered its schema and the operator
+    re-drove at once; a worker still held the id as unknown (60 s), the letter came back, and a later
+    `--reason` re-drive skipped both the original and the copy. The re-drive says when to try again."""
+    from streams.codec import frame
+    from streams.topics import Topics
+
+    await department.send_raw(Topics(settings).for_kind("penalty"), frame(99, b"\x00"),
+                              key=samples.COMPANY_USCC.encode())
+    [letter] = await letters_until(settings, 1, reason="unknown-schema-id")
+    report = await redrive(settings, flt=Filter(reason="unknown-schema-id"), by="tester")
+    [item] = report.items
+    assert item.action == "redriven" and "again only 60 s later" in item.note and "after " in item.note, item
