@@ -82,7 +82,10 @@ def demo_through_a_worker(settings, ok, tmp_path: Path, *, serving_timeout: floa
         while not all_applied(table := ok("positions")):
             assert time.monotonic() < deadline, table
             time.sleep(1)
-        assert health_of(port) == {"status": "ok", "redis": "ok", "kafka": "ok", "workers": 1, "consumption": "ok"}
+        health = health_of(port)
+        assert health.pop("inputs_waiting") >= 0  # (as of the worker's last heartbeat)
+        assert health == {"status": "ok", "redis": "ok", "kafka": "ok", "workers": 1, "consumption": "ok",
+                          "timer": "running"}
         assert "Subjects: 8" in ok("report")
         assert "5 dead letter(s)" in ok("dlq", "list")
         assert "re-drove 1" in ok("dlq", "redrive", "--reason", "negative-amount")
