@@ -152,6 +152,8 @@ class CheckApi:
             return self._refused(request, exc)
         [state] = await self.reader().subjects([code])
         doc = self._checked(request, code, state, matter, at, None)
+        if state is None:
+            await self._with_parked([code], [doc])
         doc["pipeline"] = await self.pipeline()
         metrics.CHECK_SECONDS.labels("single").observe(time.perf_counter() - started)
         return _json(doc)
@@ -175,10 +177,21 @@ class CheckApi:
         states = await self.reader().subjects(codes)
         batch_id = uuid.uuid4().hex
         results = [self._checked(request, c, s, matter, at, batch_id) for c, s in zip(codes, states)]
+        unknown = [(c, doc) for c, s, doc in zip(codes, states, results) if s is None]
+        if unknown:
+            await self._with_parked([c for c, _ in unknown], [doc for _, doc in unknown])
         pipeline = await self.pipeline()
         metrics.CHECK_SECONDS.labels("batch").observe(time.perf_counter() - started)
         return _json({"matter": matter, "at": day_of(at), "batch_id": batch_id, "pipeline": pipeline,
                       "results": results})
+
+    async def _with_parked(self, codes: list[str], docs: list[dict]) -> None:
+        """``parked`` on the answers for codes no subject has: the records that wait for the registry
+        under them (docs/checks.md). ``no_record`` then means not yet, not nothing."""
+        counts = await self.reader().parked_counts(codes)
+        for code, doc in zip(codes, docs):
+            if counts.get(code):
+                doc["parked"] = counts[code]
 
     PIPELINE_TTL_S = 1.0
     """How long the pipeline's state read for the answers is reused (the workers' heartbeats come

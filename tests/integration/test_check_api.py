@@ -350,3 +350,30 @@ async def test_an_answer_says_how_current_the_states_it_read_are(settings, redis
                     await pipeline.stop()
     finally:
         await runner.cleanup()
+
+
+async def test_a_code_whose_records_wait_for_the_registry_is_not_answered_as_clean(settings, redis, pipeline,
+                                                                                  department):
+    """Seen (an audit from a checking unit's side): a severe penalty naming only the bidder's
+    organisation code, parked until a registration names it, was answered `no_record` with nothing to
+    tell it from a clean bidder. The answer says how many records wait (`parked`), single and batch."""
+    from sinks.keys import Keys
+    from sinks.registry_index import RegistryIndex
+
+    org_code = "BB0000094"
+    penalty = sample_event("penalty", uscc=None, org_code=org_code, reg_no=None, severity="严重",
+                           domain="environment", decision_doc_no="郑环罚〔2026〕941号", legal_rep_name=None,
+                           legal_rep_id_type=None, legal_rep_id_no=None)
+    await department.send(schema_of("penalty"), penalty)
+    index = RegistryIndex(redis, Keys(settings.namespace))
+    await eventually(lambda: index.parked_count(), timeout=60)
+    runner, base = await _serve(settings, redis)
+    try:
+        async with aiohttp.ClientSession() as session:
+            api = Checks(session, base)
+            answer = await api.get(None, subject="BB000009-4", matter="government_procurement")
+            assert (answer["outcome"], answer["parked"]) == ("no_record", 1), answer
+            batch = await api.post({"matter": "bidding", "subjects": [org_code, UNKNOWN]}, None)
+            assert [r.get("parked") for r in batch["results"]] == [1, None]
+    finally:
+        await runner.cleanup()
