@@ -578,14 +578,23 @@ def cmd_produce(args) -> int:
 
 
 # --- inspection ----------------------------------------------------------------------------
+def _no_subject(code: str) -> str:
+    """The one line for a code no subject has, with why none can have it where the code says so (a
+    check character that does not match, a placeholder: the check API's ``code_problem``)."""
+    from domain.identifiers import code_problem
+
+    problem = code_problem(code)
+    return (f"creditstream: no subject {code!r} (looked up as a USCC, ID number and legacy number)"
+            + (f": {problem}" if problem else ""))
+
+
 def cmd_subject(args) -> int:
     settings = _settings(args)
     from ops.inspect import subject_state
 
     state = asyncio.run(subject_state(settings, args.code))
     if state is None:
-        print(f"creditstream: no subject {args.code!r} (looked up as a USCC, ID number and legacy number)",
-              file=sys.stderr)
+        print(_no_subject(args.code), file=sys.stderr)
         return EXIT_NOT_FOUND
     _print_json(state)
     return EXIT_OK
@@ -597,7 +606,7 @@ def cmd_lists(args) -> int:
 
     info = asyncio.run(subject_lists(settings, args.code))
     if info is None:
-        print(f"creditstream: no subject {args.code!r}", file=sys.stderr)
+        print(_no_subject(args.code), file=sys.stderr)
         return EXIT_NOT_FOUND
     if args.json:
         _print_json(info)

@@ -38,3 +38,17 @@ async def test_list_piped_into_head(settings, redis, tmp_path):
     proc = subprocess.run(["bash", "-c", f"{cli} list blacklist:environment --count 100000 | wc -l"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == str(len(members)), proc.stderr
+
+
+async def test_a_code_no_subject_can_have_says_why(settings):
+    """Seen (an audit): `creditstream lists` of a USCC with a mistyped check character said only "no
+    subject"; the check API says why no subject can have it, and so do `subject` and `lists` now."""
+    from tests.workers import run_to_end, worker_env
+    for command in ("lists", "subject"):
+        rc, out, err = await run_to_end([sys.executable, "-m", "creditstream.cli", command, "91410100AA0000018X"],
+                                        env=worker_env(settings))
+        assert rc == 1 and out == b"", (command, rc, out, err)
+        assert b"its check character does not match" in err, err
+    rc, _, err = await run_to_end([sys.executable, "-m", "creditstream.cli", "lists", "91350100M000100Y43"],
+                                  env=worker_env(settings))
+    assert rc == 1 and err.decode().strip().endswith("legacy number)"), err  # well formed: no reason given

@@ -148,3 +148,4 @@ async def _list_changes(settings, transition: str) -> list[dict]:
             if change["transition"] == transition:
                 out.append(change)
     return out
+
