@@ -97,7 +97,7 @@ from creditstream.report_api import ReportApi
 from creditstream.settings import Settings
 from domain.identifiers import IdKind, classify, looks_like_legacy_id, normalise_code
 from domain.privacy import conceal_digests, is_natural_person, redact_personal
-from ops.inspect import BadCursor, Reader, consumption, lists_view, running_workers
+from ops.inspect import BadCursor, Reader, consumption, lists_view, running_workers, timer_and_waiting
 from sinks.keys import Keys
 from streams.codec import RegistryError
 
@@ -527,11 +527,10 @@ class Api:
             if workers:
                 # seen (an audit): workers started without the timer, a listing period that had ended
                 # stayed on the lists with /health ok; and the inputs waiting, as the check API says
-                body["timer"] = "running" if any("timer" in (w.get("agents") or ()) for w in workers) \
-                    else "not running"
-                waiting = [h.get("waiting") for w in workers for h in (w.get("health") or {}).values()]
-                if waiting and all(isinstance(n, int) for n in waiting):
-                    body["inputs_waiting"] = sum(waiting)
+                timer, waiting = timer_and_waiting(workers)
+                body["timer"] = "running" if timer else "not running"
+                if waiting is not None:
+                    body["inputs_waiting"] = waiting
             if stalled:
                 body["stalled"] = stalled
                 checked.append(("consumption", "stalled"))

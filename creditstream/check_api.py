@@ -209,16 +209,15 @@ class CheckApi:
         now = time.monotonic()
         if self._pipeline_read is not None and now - self._pipeline_read[0] < self.PIPELINE_TTL_S:
             return self._pipeline_read[1]
-        from ops.inspect import consumption, running_workers
+        from ops.inspect import consumption, running_workers, timer_and_waiting
 
         reader = self.reader()
         workers = await running_workers(reader.redis, await reader.keys())
         state, _ = consumption(workers)
-        if state == "ok" and not any("timer" in (w.get("agents") or ()) for w in workers):
+        timer, waiting = timer_and_waiting(workers)
+        if state == "ok" and not timer:
             state = "no timer running"
-        waiting = [h.get("waiting") for w in workers for h in (w.get("health") or {}).values()]
-        complete = bool(waiting) and all(isinstance(n, int) for n in waiting)
-        doc = {"state": state, "inputs_waiting": sum(waiting) if complete else None}
+        doc = {"state": state, "inputs_waiting": waiting}
         self._pipeline_read = (now, doc)
         return doc
 

@@ -74,7 +74,7 @@ async def resolve_subject_id(redis, keys: Keys, code: str) -> str | None:
         return current
     if await redis.exists(keys.subject(code)):
         return code
-    kinds = ("org", "reg_no", "tax_no", "other")
+    kinds = LOOKUP_KINDS
     found = await redis.hmget(keys.id_index, [lookup_key(k, code) for k in kinds])
     for value in found:
         if value is not None:
@@ -352,3 +352,12 @@ def consumption(workers: list[dict]) -> tuple[str, list[str]]:
             if h.get("state") == "stalled":
                 stalled.append(f"{w.get('host', '?')} pid {w.get('pid', '?')} {agent}: {h.get('reason', '')}")
     return ("stalled", stalled) if stalled else ("ok", [])
+
+
+def timer_and_waiting(workers: list[dict]) -> tuple[bool, int | None]:
+    """From the running workers' heartbeats: whether one of them runs the timer (fires the deadlines),
+    and the inputs they had not processed at their last heartbeat (None when none runs, or one does
+    not say: a version before the count). Read by /health and the check API's ``pipeline``."""
+    timer = any("timer" in (w.get("agents") or ()) for w in workers)
+    waiting = [h.get("waiting") for w in workers for h in (w.get("health") or {}).values()]
+    return timer, (sum(waiting) if waiting and all(isinstance(n, int) for n in waiting) else None)
