@@ -34,7 +34,7 @@ from domain import events as ev
 from domain.calendar import WorkingCalendar
 from domain.clock import date_of_ms
 from domain.digest import hex16
-from domain.facts import BASIS_VERSION, objection_targets
+from domain.facts import BASIS_VERSION
 from domain.history import ANNOUNCE_ORDER, advance
 from domain.identifiers import is_valid_resident_id
 from domain.rulebook import Rulebook
@@ -49,8 +49,12 @@ from domain.state import (
     deletion_records,
     linked_key,
     new_state,
+    objection_targets,
+    resolve_key,
+    unit_moved_keys,
     with_current_identity,
     with_current_linked_keys,
+    with_learned_units,
 )
 from domain.types import Doc, View
 from domain.validate import decision_key
@@ -97,7 +101,7 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
     # (re-keyed only where it is derived: an input that changes nothing returns the file as it was)
     kept, earlier = state, _kept_by_earlier_version(state, rules)
     if earlier and not isinstance(event, ev.FeedbackEvent):
-        state = with_current_linked_keys(state)
+        state = with_learned_units(with_current_linked_keys(state))
     # an identity kept in an earlier form (domain/state.py IDENTITY_FORM): derived again from the records
     state = with_current_identity(state)
     if isinstance(event, ev.RecordEvent):
@@ -115,6 +119,10 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
         new, outcome = state, ("tick" if event.due > (state.get("as_of") or "") else "stale-tick")
     if outcome in ("redelivered", "invalid"):
         return Step(kept if earlier else new, outcome, [], [], (), frozenset())
+    if isinstance(event, (ev.ObjectionEvent, ev.RepairEvent)):  # the record it names as the state keeps it
+        aim = resolve_key(new.get("units"), event.record_key)
+        if aim != event.record_key:
+            event = msgspec.structs.replace(event, record_key=aim)
     touched = _touched(state, new, event)
     timeliness = _timeliness_moved(state, new, event, touched, cal) if isinstance(event, ev.RecordEvent) else ()
     domains = _domains_moved(state, new, touched) if isinstance(event, (ev.RecordEvent, ev.LinkedEvent)) else ()
@@ -122,7 +130,7 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
     # is the same whichever copy came first
     as_of = max([event.arrival_date, *event.named_dates(), state.get("as_of") or ""])
     if outcome in NO_CHANGE and not earlier and as_of <= (state.get("as_of") or "") \
-            and not _first_sightings_moved(state, new, event, touched):
+            and not _first_sightings_moved(state, new, event, touched) and state.get("units") == new.get("units"):
         # a version of an objection or a repair that does not win still goes to the legal
         # representatives' files, so that theirs keep the same versions in every order
         links = _links(new, event, outcome, rules) if _office_versions_moved(state, new, event) else []
@@ -219,14 +227,15 @@ def _touched(before: SubjectState, after: SubjectState, event: ev.SubjectEvent) 
     """The record keys whose own facts an input may have changed."""
     if isinstance(event, ev.ObjectionEvent):
         return objection_targets((before.get("objections") or {}).get(event.objection_id)) | objection_targets(
-            (after.get("objections") or {}).get(event.objection_id))
+            (after.get("objections") or {}).get(event.objection_id)) | unit_moved_keys(before, after)
+    moved = unit_moved_keys(before, after)
     if isinstance(event, ev.RepairEvent):
-        return {event.record_key}
+        return {event.record_key} | moved
     if isinstance(event, ev.RecordEvent):
-        return {decision_key(event.record)}
+        return {resolve_key(after.get("units"), decision_key(event.record))} | moved
     if isinstance(event, ev.LinkedEvent):
-        return {linked_key(decision_key(event.record), event.via)}
-    return set()
+        return {resolve_key(after.get("units"), linked_key(decision_key(event.record), event.via))} | moved
+    return moved
 
 
 def announce(withdrawn: list[Doc], added: list[Doc], event: ev.SubjectEvent) -> list[Doc]:
@@ -306,7 +315,7 @@ def _links(state: SubjectState, event: ev.SubjectEvent, outcome: str, rules: Rul
     if isinstance(event, ev.RecordEvent):
         if event.record.get("kind") == "registration":
             return []
-        return _record_links(state, decision_key(event.record), rules)
+        return _record_links(state, resolve_key(state.get("units"), decision_key(event.record)), rules)
     if isinstance(event, ev.ObjectionEvent):
         reps_of: dict[str, str | None] = {}
         for key in sorted(objection_targets((state.get("objections") or {}).get(event.objection_id))):

@@ -195,13 +195,6 @@ def objection_index(state: SubjectState) -> Doc:
     return {"disputes": disputes, "revoked_by": revoked_by, "corrected_by": corrected_by}
 
 
-def objection_targets(objection: Doc | None) -> set[str]:
-    """Every record key any version of an objection named (a re-resolution may name another)."""
-    if not objection:
-        return set()
-    return {objection["record_key"], *(v[0].get("record_key") for v in objection.get("versions") or ())} - {None}
-
-
 def record_facts(key: str, state: SubjectState, index: Doc, rules: Rulebook) -> Doc | None:
     """What one record means for the lists, independent of the other records (JSON-able, kept in
     the state so that an input re-derives only the records it touches):
@@ -324,7 +317,7 @@ def publicity_track(sid: str, key: str, facts: Doc | None) -> list[Doc]:
     return out
 
 
-BASIS_VERSION: Final = 8
+BASIS_VERSION: Final = 9
 """The form of the basis and of what is derived with it. 2: the basis's dates kept as sorted
 ``[date, value]`` pairs (version 1, with no ``"v"``, kept them as dicts, which the lists scanned
 whole on every input: ``min`` of the dates, the dates after the clock, the adverse dates sorted;
@@ -343,9 +336,12 @@ out of force ends no list membership (as it ends no publicity). 7: an organisati
 a person whose newest version names another legal representative is not that person's (``record_facts``).
 8: a change a credit repair causes (a membership's exit, the end of a penalty's publicity) names the
 repair decision (its document number, :func:`repair_decision`) as its ``cause_decision``, not the
-repaired record (which its ``causes`` name). A state derived with another version is derived again
-from its records once, on its next input or tick (domain/history.py ``advance``): what that changes
-in its announced history is announced as usual, withdrawals first."""
+repaired record (which its ``causes`` name). 9: a decision named by its unit's name only is kept under
+the unit's code once an input of the subject gave that name with the code (domain/state.py
+``resolve_key``): a file kept before learns its units from its records (``with_learned_units``).
+A state derived with another version is derived again from its records once, on its next input or
+tick (domain/history.py ``advance``): what that changes in its announced history is announced as
+usual, withdrawals first."""
 
 
 def new_basis() -> Doc:

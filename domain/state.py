@@ -40,7 +40,7 @@ import orjson
 from domain.clock import date_of_ms
 from domain.digest import hex16
 from domain.events import LINK_ORIGIN, FeedbackEvent, LinkedEvent, ObjectionEvent, RecordEvent, RepairEvent
-from domain.record_maps import with_entry
+from domain.record_maps import editable, finished, with_entry
 from domain.types import Doc, View
 from domain.validate import content_hash, decision_key
 
@@ -94,6 +94,7 @@ class SubjectState(TypedDict, total=False):
     records: Mapping[str, RecordEntry]  # a dict, or a large state's persistent map (domain/record_maps.py)
     objections: dict[str, Doc]  # objection id -> {record_key, status, filed, resolved, ...}
     repairs: dict[str, Doc]     # record key -> {approved, granted, doc_no, ms, origin, seen}
+    units: dict[str, list[str]]  # a deciding unit's name -> the codes inputs gave with it, sorted (learn_unit)
     registrations_seen: list[str]
     registered: dict[str, list[Any]]  # registration content hash -> [identity_key, {subject_name, ids, ...}]
     feedback: dict[str, list[Any]]
@@ -251,7 +252,11 @@ def apply_record(state: SubjectState | None, event: RecordEvent | LinkedEvent, *
     record = record if record is not None else event.record
     if record.get("kind") == "registration":
         return apply_registration(state, record, event.event_ms, event.origin)
+    pair = unit_pair(record.get("source_unit"), record.get("source_unit_code"))
+    if pair is not None:
+        state = learn_unit(state, pair)
     key = decision_key(record) if via is None else linked_key(decision_key(record), via)
+    key = resolve_key(state.get("units"), key)
     current = state["records"].get(key)
     origin = event.origin
     if current is not None and origin in (current.get("seen") or ()) and (
@@ -353,6 +358,8 @@ def _fold_deletion(current: RecordEntry | None, record: Doc, event: RecordEvent 
         "source_unit_code": record.get("source_unit_code"), "decision_date": None, "severity": None,
         "domain": record.get("domain"), "content": None, "hash": None, "versions": {}, "others": {},
         "version": 0, "first_ms": event.event_ms, "updated_ms": event.event_ms}
+    if entry.get("content") is None and not entry.get("source_unit_code") and record.get("source_unit_code"):
+        entry["source_unit_code"] = record["source_unit_code"]  # (a deletion naming the court by its code, too)
     entry["seen"] = _seen((current or {}).get("seen"), event.origin)
     entry["first_ms"] = min(entry.get("first_ms") or event.event_ms, event.event_ms)
     entry["updated_ms"] = max(entry.get("updated_ms") or 0, event.event_ms)
@@ -373,7 +380,7 @@ def deletion_records(entry: RecordEntry) -> list[tuple[int, str, Doc]]:
     """A court listing's deletions as (stamp, origin, court deletion record), one per version its
     deletion slot keeps (``_fold_deletion`` folds such a record into that slot): what a listing
     linked onto a legal representative's file carries with it (domain/engine.py ``_links``)."""
-    listing = entry.get("content") or {}
+    listing = entry.get("content") or entry  # (a deletion known before its listing: the entry names it)
     return [(ms, origin, {"kind": "court_deletion", "source_unit": listing.get("source_unit"),
                           "source_unit_code": listing.get("source_unit_code"), "doc_no": listing.get("doc_no"),
                           "decision_date": deletion.get("date"), "fields": {"deletion_reason": deletion.get("reason")}})
@@ -836,6 +843,229 @@ def active_records(state: SubjectState) -> list[RecordEntry]:
     return [r for r in state["records"].values() if r.get("status") == "active"]
 
 
+# ------------------------------------------------------------------------------------ deciding units
+
+
+def unit_pair(name: Any, code: Any) -> tuple[str, str] | None:
+    """A deciding unit's (name, code), when an input gives both (already normalised)."""
+    if isinstance(name, str) and name and isinstance(code, str) and code and name != code:
+        return name, code
+    return None
+
+
+def office_unit_pair(record: Doc | None) -> tuple[str, str] | None:
+    """The (name, code) of the unit whose decision an objection or a repair names, when it gives both
+    (``target_source_unit``, ``target_source_unit_uscc``)."""
+    fields = (record or {}).get("fields") or {}
+    return unit_pair(fields.get("target_source_unit"), fields.get("target_source_unit_uscc"))
+
+
+def _key_unit(key: str) -> tuple[str, str, str] | None:
+    """A record key's (head, unit, document number): ``kind|unit|doc`` or ``linked:<org>|unit|doc``."""
+    head, sep, rest = key.partition("|")
+    unit, sep2, doc = rest.partition("|")
+    return (head, unit, doc) if sep and sep2 else None
+
+
+def resolve_key(units: Mapping[str, list[str]] | None, key: str) -> str:
+    """The key a record named by ``key`` is kept under: a decision named by its unit's name only
+    (``kind|name|doc``) is kept under the unit's code when an input of this subject gave that name
+    with a code (``units``; with several codes, the least: :func:`learn_unit`), so that a revocation,
+    a correction, an objection or a repair that names the unit only by its name, or only by its code,
+    reaches the decision sent the other way (RULES.md 2: a decision is its source unit + document
+    number + subject)."""
+    if not units:
+        return key
+    parts = _key_unit(key)
+    if parts is None:
+        return key
+    codes = units.get(parts[1])
+    return f"{parts[0]}|{codes[0]}|{parts[2]}" if codes else key
+
+
+def learn_unit(state: SubjectState, pair: tuple[str, str]) -> SubjectState:
+    """``state`` knowing that the unit named ``pair[0]`` has the code ``pair[1]`` (``units``). When
+    that moves the code the name stands for, the decisions kept under the name (or, for a name two
+    codes were given with, the name's versions kept under the other code) are folded again under
+    the key :func:`resolve_key` gives now, with the objections and repairs that aim at them: the
+    same state as if the name's code had been known from the start, in every arrival order. The state
+    passed in is not modified."""
+    name, code = pair
+    units = state.get("units") or {}
+    known = units.get(name)
+    if known is not None and code in known:
+        return state
+    codes = sorted({*(known or ()), code})
+    out = _copy(state)
+    out["units"] = dict(sorted({**units, name: codes}.items()))
+    old = known[0] if known else None
+    if codes[0] == old:
+        return out
+    return _rekeyed(out, name, old)
+
+
+def _rekeyed(state: SubjectState, name: str, old: str | None) -> SubjectState:
+    """``state`` (its ``units`` just learned a code for ``name``) with what was kept under ``name``,
+    or under ``old`` (the code ``name`` stood for before) by ``name`` only, folded again where it
+    belongs now (:func:`learn_unit`)."""
+    records = state.get("records") or {}
+    keys = []
+    for key in records:
+        parts = _key_unit(key)
+        if parts is None:
+            continue
+        if parts[1] == name or parts[1] == old and any(
+                c.get("source_unit") == name and not c.get("source_unit_code")
+                for c in _entry_contents(cast(Doc, records[key])).values()):
+            keys.append(key)
+    out = _refold(state, keys) if keys else state
+    units = out.get("units")
+    objections = cast(Doc, out).get("objections") or {}
+    aimed = {oid for oid, slot in objections.items() if any(_key_unit_is(k, name) for k in objection_targets(slot))}
+    if aimed:
+        if out is state:
+            out = _copy(state)
+        cast(Doc, out)["objections"] = {oid: _aimed(slot, units) if oid in aimed else slot
+                                        for oid, slot in objections.items()}
+    repairs = cast(Doc, out).get("repairs") or {}
+    moved = sorted(k for k in repairs if _key_unit_is(k, name))
+    if moved:
+        if out is state:
+            out = _copy(state)
+        slots = {k: v for k, v in repairs.items() if k not in moved}
+        for key in moved:
+            aim = resolve_key(units, key)
+            for content, ms, origin, rank in repairs[key].get("versions") or ():
+                slots[aim], _ = merge_version(slots.get(aim), content, ms, origin, rank)
+        cast(Doc, out)["repairs"] = slots
+    return out
+
+
+def unit_moved_keys(before: SubjectState, after: SubjectState) -> set[str]:
+    """The record keys an input's learning of a unit's code (:func:`learn_unit`) may have moved or
+    changed the facts of: every key, before and after, of a unit whose name now stands for another
+    code, and of those codes."""
+    old_units, new_units = before.get("units") or {}, after.get("units") or {}
+    if old_units is new_units or old_units == new_units:
+        return set()
+    names = {n for n, codes in new_units.items() if not old_units.get(n) or old_units[n][0] != codes[0]}
+    if not names:
+        return set()
+    involved = names | {new_units[n][0] for n in names} | {old_units[n][0] for n in names if old_units.get(n)}
+    out: set[str] = set()
+    for records in (before.get("records") or {}, after.get("records") or {}):
+        for key in records:
+            parts = _key_unit(key)
+            if parts is not None and parts[1] in involved:
+                out.add(key)
+    for state in (before, after):
+        for slot in (cast(Doc, state).get("objections") or {}).values():
+            out |= {k for k in objection_targets(slot) if (p := _key_unit(k)) is not None and p[1] in involved}
+        out |= {k for k in cast(Doc, state).get("repairs") or ()
+                if (p := _key_unit(k)) is not None and p[1] in involved}
+    return out
+
+
+def objection_targets(objection: Doc | None) -> set[str]:
+    """Every record key any version of an objection named (a re-resolution may name another)."""
+    if not objection:
+        return set()
+    return {objection["record_key"], *(v[0].get("record_key") for v in objection.get("versions") or ())} - {None}
+
+
+def _key_unit_is(key: Any, name: str) -> bool:
+    parts = _key_unit(key) if isinstance(key, str) else None
+    return parts is not None and parts[1] == name
+
+
+def _aimed(slot: Doc, units: Mapping[str, list[str]] | None) -> Doc:
+    """An objection's slot with the record every version names resolved (:func:`resolve_key`), its
+    versions folded again (two that named the record two ways are one now, at its earliest sighting)."""
+    out: Doc | None = None
+    for content, ms, origin, rank in slot.get("versions") or ():
+        out, _ = merge_version(out, dict(content, record_key=resolve_key(units, content["record_key"])), ms, origin,
+                               rank)
+    if out is None:
+        return dict(slot, record_key=resolve_key(units, slot["record_key"]))
+    out["seen"] = slot.get("seen") or out.get("seen")
+    if slot.get("evicted"):
+        out["evicted"] = slot["evicted"]
+    return out
+
+
+def _entry_contents(entry: Doc) -> dict[str, Doc]:
+    """Every version a record entry keeps: content hash -> content."""
+    contents: dict[str, Doc] = dict(entry.get("others") or {})
+    if entry.get("hash") and entry.get("content") is not None:
+        contents[str(entry["hash"])] = cast(Doc, entry["content"])
+    return contents
+
+
+def _refold(state: SubjectState, keys: list[str]) -> SubjectState:
+    """``state`` with the record entries ``keys`` folded again, version by version (a court
+    listing's deletions with it), each under the key it has now: the fold does not depend on the
+    order, so this is the state those versions would have made folded that way from the start. The
+    versions an entry evicted stay known as evicted where its versions went."""
+    records = state.get("records") or {}
+    working = editable(records)
+    for key in keys:
+        working.pop(key, None)
+    out = _copy(state)
+    out["records"] = finished(working)
+    sid, id_kind = state["id"], state.get("id_kind") or "uscc"
+    sightings: list[tuple[int, str, str, Doc, str | None]] = []
+    for key in keys:
+        entry = cast(Doc, records[key])
+        via = entry.get("via") if key.startswith(LINKED_KEY) else None
+        contents = _entry_contents(entry)
+        for digest, (ms, origin) in (entry.get("versions") or {}).items():
+            if digest in contents:
+                sightings.append((ms, origin, digest, contents[digest], via))
+        for ms, origin, record in deletion_records(cast(RecordEntry, entry)):
+            sightings.append((ms, origin, content_hash(record), record, via))
+    for ms, origin, digest, record, via in sorted(sightings, key=lambda s: (s[0], sortable_origin(s[1]), s[2])):
+        if via:
+            out, _ = apply_linked(out, LinkedEvent(origin=origin, subject=sid, event_ms=ms, record=record, hash=digest,
+                                                   via=via, id_kind=id_kind))
+        else:
+            out, _ = apply_record(out, RecordEvent(origin=origin, subject=sid, event_ms=ms, record=record, hash=digest,
+                                                   id_kind=id_kind))
+    # what the versions do not tell: the origins seen (a re-send's, so that its redelivery is one),
+    # the latest sighting (a re-send's) and the versions evicted, kept where the entry went
+    units = out.get("units")
+    for key in sorted(keys):
+        was = cast(Doc, records[key])
+        aim = resolve_key(units, key)
+        kept = out["records"].get(aim)
+        if kept is None:
+            continue
+        moved: Doc = dict(kept)
+        for origin in was.get("seen") or ():
+            moved["seen"] = _seen(moved.get("seen"), origin)
+        moved["updated_ms"] = max(moved.get("updated_ms") or 0, was.get("updated_ms") or 0)
+        if was.get("evicted"):
+            moved["evicted"] = _evict(list(moved.get("evicted") or ()), list(was["evicted"]))
+        out["records"] = with_entry(out["records"], aim, cast(RecordEntry, moved))
+    derive_identity(out)
+    return out
+
+
+def with_learned_units(state: SubjectState) -> SubjectState:
+    """A file kept before its deciding units were learned (``units``; domain/facts.py ``BASIS_VERSION``
+    9): every (name, code) its records' versions give learned, and what was kept under a name whose
+    code is known folded again under the code (:func:`learn_unit`). Returned as it is when that
+    learns nothing."""
+    pairs = set()
+    for entry in (state.get("records") or {}).values():
+        for content in _entry_contents(cast(Doc, entry)).values():
+            pair = unit_pair(content.get("source_unit"), content.get("source_unit_code"))
+            if pair is not None:
+                pairs.add(pair)
+    for pair in sorted(pairs):
+        state = learn_unit(state, pair)
+    return state
+
+
 # ------------------------------------------------------------------------------------ objections
 
 
@@ -868,6 +1098,10 @@ def apply_objection(state: SubjectState | None, event: ObjectionEvent) -> tuple[
         return state if state is not None else new_state(event.subject, event.id_kind), "invalid"
     if state is None:
         state = new_state(event.subject, event.id_kind)
+    pair = office_unit_pair(event.record)
+    if pair is not None:
+        state = learn_unit(state, pair)
+    content["record_key"] = resolve_key(state.get("units"), content["record_key"])
     out, slot, outcome = _fold_slot(state, "objections", event.objection_id, content, event,
                                      rank=0 if content["status"] == "filed" else 1)
     if outcome != "applied" or slot is None:
@@ -913,11 +1147,15 @@ def apply_repair(state: SubjectState | None, event: RepairEvent) -> tuple[Subjec
     itself refuses), correction, duplicate, stale, redelivered."""
     if state is None:
         state = new_state(event.subject, event.id_kind)
+    pair = office_unit_pair(event.record)
+    if pair is not None:
+        state = learn_unit(state, pair)
+    aim = resolve_key(state.get("units"), event.record_key)
     content = {"approved": event.decision_date, "granted": bool(event.approved), "doc_no": event.doc_no}
-    out, slot, outcome = _fold_slot(state, "repairs", event.record_key, content, event)
+    out, slot, outcome = _fold_slot(state, "repairs", aim, content, event)
     if outcome != "applied" or slot is None:
         return out, outcome
-    current = (state.get("repairs") or {}).get(event.record_key)
+    current = (state.get("repairs") or {}).get(aim)
     if not slot["granted"]:
         return out, "repair-refused"
     return out, "correction" if current is not None else "repair"

@@ -41,15 +41,24 @@ def record_event(rec: dict, arrived: str, *, subject: str = ORG, at: str | None 
 
 
 def objection(oid, target_key, status, filed, resolved=None, *, arrived, outcome=None, pv=False, subject=ORG,
-              at=None):
+              at=None, target_unit=None):
+    """``target_unit``: the (name, code) the office named the record's unit with (its audit record's
+    ``target_source_unit``, ``target_source_unit_uscc``), which the subject's state learns."""
     return ev.ObjectionEvent(origin=at or origin(), subject=subject, event_ms=arrival(arrived), objection_id=oid,
                              record_key=target_key, status=status, filed=filed, resolved=resolved,
-                             provider_verification=pv, outcome=outcome)
+                             provider_verification=pv, outcome=outcome, record=_office_record(target_unit))
 
 
-def repair(target_key, approved, *, arrived, granted=True, subject=ORG, at=None, doc_no=None):
+def repair(target_key, approved, *, arrived, granted=True, subject=ORG, at=None, doc_no=None, target_unit=None):
     return ev.RepairEvent(origin=at or origin(), subject=subject, event_ms=arrival(arrived), record_key=target_key,
-                          decision_date=approved, approved=granted, doc_no=doc_no)
+                          decision_date=approved, approved=granted, doc_no=doc_no, record=_office_record(target_unit))
+
+
+def _office_record(target_unit):
+    if target_unit is None:
+        return None
+    name, code = target_unit
+    return {"fields": {"target_source_unit": name, **({"target_source_unit_uscc": code} if code else {})}}
 
 
 def tick(due: str, subject=ORG):

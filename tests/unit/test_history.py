@@ -481,10 +481,26 @@ DOCS = ["A", "B", "C"]
 DATES = ["2019-03-04", "2020-06-01", "2021-09-01", "2023-02-06", "2024-07-01", "2025-08-04", "2026-05-06"]
 
 
+def _named(draw, rec):
+    """``rec`` naming its unit with its code (as the builders do) or, now and then, by its name only:
+    one decision either way (domain/state.py ``resolve_key``)."""
+    return rec if draw(st.integers(0, 2)) else dict(rec, source_unit_code=None)
+
+
+def _office_aim(draw, rec):
+    """The key an objection or a repair names ``rec`` by, and the unit's (name, code) its audit
+    record gives: by the code, by the code with the name, or by the name only."""
+    how = draw(st.integers(0, 3))
+    if how == 3:
+        return decision_key(dict(rec, source_unit_code=None)), None
+    return decision_key(rec), ((rec["source_unit"], rec["source_unit_code"]) if how == 2 else None)
+
+
 @st.composite
 def subject_inputs(draw):
     """A random set of one subject's inputs: records, corrections, revocations, listings, deletions,
-    removals, objections, repairs, ticks; each with its own arrival time and origin."""
+    removals, objections, repairs, ticks; each with its own arrival time and origin. Each names its
+    decision's unit by its code or by its name only."""
     inputs = []
     n = draw(st.integers(1, 9))
     for i in range(n):
@@ -498,28 +514,28 @@ def subject_inputs(draw):
             rec = record("penalty", doc, date, severity=draw(st.sampled_from(["severe", "general", "minor"])),
                          domain=draw(st.sampled_from(["environment", "taxation", "market"])),
                          revoked=draw(st.booleans()) and draw(st.booleans()))
-            inputs.append(record_event(rec, arrived, at=at))
+            inputs.append(record_event(_named(draw, rec), arrived, at=at))
         elif kind in ("court_listing", "court_deletion"):
             fields = {"deletion_reason": draw(st.sampled_from(["performed", "revoked"]))} \
                 if kind == "court_deletion" else {}
-            inputs.append(record_event(record(kind, "执" + doc, date, **fields), arrived, at=at))
+            inputs.append(record_event(_named(draw, record(kind, "执" + doc, date, **fields)), arrived, at=at))
         elif kind in ("listing", "removal"):
             rec = record("listing_decision", "黑" + doc, date, list_domain=draw(st.sampled_from(["taxation", "wage_arrears"])),
                          action="list" if kind == "listing" else "remove")
-            inputs.append(record_event(rec, arrived, at=at))
+            inputs.append(record_event(_named(draw, rec), arrived, at=at))
         elif kind == "license":
-            inputs.append(record_event(record("license", "许" + doc, date), arrived, at=at))
+            inputs.append(record_event(_named(draw, record("license", "许" + doc, date)), arrived, at=at))
         elif kind == "objection":
-            target = decision_key(record(draw(st.sampled_from(["penalty", "court_listing"])),
-                                         doc if draw(st.booleans()) else "执" + doc, date))
+            target, unit = _office_aim(draw, record(draw(st.sampled_from(["penalty", "court_listing"])),
+                                                    doc if draw(st.booleans()) else "执" + doc, date))
             status = draw(st.sampled_from(["filed", "upheld", "rejected"]))
             resolved = None if status == "filed" else max(date, draw(st.sampled_from(DATES)))
             inputs.append(objection(f"OB{draw(st.integers(0, 2))}", target, status, date, resolved, arrived=arrived,
                                     outcome=draw(st.sampled_from(["revoked", "corrected"])) if status == "upheld"
-                                    else None, at=at))
+                                    else None, at=at, target_unit=unit))
         elif kind == "repair":
-            target = decision_key(record("penalty", doc, date))
-            inputs.append(repair(target, date, arrived=arrived, granted=draw(st.booleans()), at=at))
+            target, unit = _office_aim(draw, record("penalty", doc, date))
+            inputs.append(repair(target, date, arrived=arrived, granted=draw(st.booleans()), at=at, target_unit=unit))
         else:
             inputs.append(tick(date))
     return inputs
@@ -1260,7 +1276,7 @@ def office_on_linked_inputs(draw):
     rejected or upheld (revoking or correcting it), repairs granted or refused."""
     rep = {"name": "张三", "id_no": PERSON_ID}
     pen = dict(record("penalty", "环罚〔2024〕7号", "2024-02-05", severity="severe", domain="environment"), legal_rep=rep)
-    key = decision_key(pen)
+    key, by_name = decision_key(pen), decision_key(dict(pen, source_unit_code=None))
     inputs = [record_event(pen, "2024-02-06")]
     pool = [record_event(dict(pen, severity="general"), "2024-05-06"),
             record_event(dict(pen, fields={"fine_amount": "2.000000"}), "2024-03-07"),
@@ -1270,7 +1286,11 @@ def office_on_linked_inputs(draw):
             objection("OB-1", key, "upheld", "2024-03-04", "2024-03-12", outcome="corrected", arrived="2024-03-12"),
             objection("OB-2", key, "upheld", "2024-06-03", "2024-06-06", outcome="revoked", arrived="2024-06-06"),
             repair(key, "2025-03-03", arrived="2025-03-04"),
-            repair(key, "2025-04-01", granted=False, arrived="2025-04-02")]
+            repair(key, "2025-04-01", granted=False, arrived="2025-04-02"),
+            # the unit named by its name only (domain/state.py resolve_key): one decision all the same
+            record_event(dict(pen, source_unit_code=None, fields={"fine_amount": "3.000000"}), "2024-04-08"),
+            objection("OB-3", by_name, "upheld", "2024-07-01", "2024-07-05", outcome="revoked", arrived="2024-07-05"),
+            repair(by_name, "2025-02-03", arrived="2025-02-04")]
     inputs += draw(st.lists(st.sampled_from(pool), min_size=1, max_size=5, unique_by=lambda e: e.origin))
     return inputs
 

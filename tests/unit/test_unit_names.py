@@ -1,0 +1,107 @@
+"""A decision's unit named by its code in one input and by its name only in another (RULES.md 2: a
+decision is its source unit + document number + subject): the department's revocation, a
+correction, the credit office's objection and repair reach the decision whichever way each names
+the unit, in every arrival order (domain/state.py ``resolve_key``)."""
+
+from __future__ import annotations
+
+import itertools
+
+from domain.validate import decision_key
+from tests.builders import UNIT, objection, record, record_event, repair
+from tests.unit.list_inputs import run
+
+NAME = "某单位"  # the builders' unit
+
+
+def _by_name(rec):
+    return dict(rec, source_unit_code=None)
+
+
+def _listed(state):
+    return sorted((state.get("evaluation") or {}).get("lists") or {})
+
+
+def test_a_revocation_naming_the_unit_by_name_revokes_the_decision_sent_with_its_code_in_every_order():
+    penalty = record("penalty", "罚1", "2025-03-04", severity="severe", domain="environment")
+    revocation = _by_name(dict(penalty, revoked=True))
+    events = [record_event(penalty, "2025-03-05"), record_event(revocation, "2025-04-01")]
+    for order in itertools.permutations(events):
+        state = run(list(order))
+        assert list(state["records"]) == [decision_key(penalty)], state["records"].keys()
+        entry = state["records"][decision_key(penalty)]
+        assert entry["status"] == "revoked" and entry["version"] == 2
+        assert _listed(state) == []
+
+
+def test_the_code_given_later_moves_a_decision_kept_under_the_name():
+    # sent by name only, then corrected by the same unit with its code: one decision, the correction's
+    by_name = _by_name(record("penalty", "罚1", "2025-03-04", severity="severe", domain="environment"))
+    corrected = dict(record("penalty", "罚1", "2025-03-04", severity="general", domain="environment"))
+    states = [run([record_event(a, d1), record_event(b, d2)])
+              for (a, d1), (b, d2) in itertools.permutations([(by_name, "2025-03-05"), (corrected, "2025-04-01")])]
+    for state in states:
+        assert list(state["records"]) == [decision_key(corrected)]
+        assert state["records"][decision_key(corrected)]["content"]["severity"] == "general"
+        assert state["units"] == {NAME: [UNIT]}
+    assert states[0]["evaluation"] == states[1]["evaluation"]
+
+
+def test_an_objection_naming_the_unit_by_name_suspends_the_listing_of_the_decision_sent_with_its_code():
+    penalty = record("penalty", "罚1", "2025-03-04", severity="severe", domain="environment")
+    aim_by_name = decision_key(_by_name(penalty))
+    assert aim_by_name != decision_key(penalty)
+    filed = objection("OB1", aim_by_name, "filed", "2025-03-10", arrived="2025-03-10")
+    outcomes = set()
+    for order in itertools.permutations([record_event(penalty, "2025-03-05"), filed]):
+        state = run(list(order))
+        assert state["objections"]["OB1"]["record_key"] == decision_key(penalty)
+        lists = state["evaluation"]["lists"]
+        assert lists and all(m["suspended"] for m in lists.values()), lists
+        outcomes.add(repr(state["evaluation"]))
+    assert len(outcomes) == 1
+
+
+def test_an_objection_giving_the_code_reaches_a_decision_sent_by_name_only():
+    # the office gives the unit's name and code; the department sent its decision by name only
+    penalty = _by_name(record("penalty", "罚1", "2025-03-04", severity="severe", domain="environment"))
+    aim = decision_key(dict(penalty, source_unit_code=UNIT))
+    upheld = objection("OB1", aim, "upheld", "2025-03-10", "2025-03-20", arrived="2025-03-20", outcome="revoked",
+                       target_unit=(NAME, UNIT))
+    for order in itertools.permutations([record_event(penalty, "2025-03-05"), upheld]):
+        state = run(list(order))
+        assert list(state["records"]) == [aim]
+        assert state["evaluation"]["lists"] == {}
+
+
+def test_a_repair_naming_the_unit_by_name_ends_the_publicity_of_the_decision_sent_with_its_code():
+    penalty = record("penalty", "罚1", "2024-03-04", severity="general", domain="market")
+    fixed = repair(decision_key(_by_name(penalty)), "2024-07-01", arrived="2024-07-01", doc_no="修1")
+    views = set()
+    for order in itertools.permutations([record_event(penalty, "2024-03-05"), fixed]):
+        state = run(list(order))
+        assert list(state["repairs"]) == [decision_key(penalty)]
+        assert state["evaluation"]["repairs"][decision_key(penalty)]["applied"] is True
+        views.add(repr(state["evaluation"]))
+    assert len(views) == 1
+
+
+def test_a_state_kept_before_learns_its_units_on_its_next_input():
+    # a file derived before the units were learned (BASIS_VERSION 8) with the decision under its code
+    # and its revocation under the name: its next input (a tick) folds them together
+    from tests.builders import tick
+
+    penalty = record("penalty", "罚1", "2025-03-04", severity="severe", domain="environment")
+    revocation = _by_name(dict(penalty, revoked=True))
+    state = run([record_event(penalty, "2025-03-05")])
+    state = dict(state, records={**state["records"]})
+    other = run([record_event(revocation, "2025-04-01")])  # (a state of its own: the entry under the name)
+    (key,) = other["records"]
+    state["records"][key] = other["records"][key]
+    state.pop("units")
+    state["basis"] = dict(state["basis"], v=8)
+    assert len(state["records"]) == 2
+    later = run([tick("2025-05-01")], state=state)
+    assert list(later["records"]) == [decision_key(penalty)]
+    assert later["records"][decision_key(penalty)]["status"] == "revoked"
+    assert later["evaluation"]["lists"] == {}
