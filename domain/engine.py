@@ -52,6 +52,7 @@ from domain.state import (
     objection_targets,
     resolve_key,
     unit_moved_keys,
+    unit_names,
     with_current_identity,
     with_current_linked_keys,
     with_learned_units,
@@ -162,7 +163,7 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
         outcome = "repair-waiting" if adv.view["repairs"][event.record_key]["reason"] == "unknown-record" \
             else "repair-refused"
 
-    links = relinks(new, rules) if earlier else _links(new, event, outcome, rules)
+    links = relinks(new, rules) if earlier else _with_moved_links(_links(new, event, outcome, rules), state, new, rules)
     return Step(new, outcome, changes, links, timeliness, None if adv.all_parts else frozenset(touched), domains)
 
 
@@ -327,6 +328,43 @@ def _links(state: SubjectState, event: ev.SubjectEvent, outcome: str, rules: Rul
     return []
 
 
+def _moved_links(before: SubjectState, after: SubjectState, rules: Rulebook) -> list[ev.SubjectEvent]:
+    """What the records an input moved to another key sends the legal representatives (an input that
+    taught the organisation a unit's code: domain/state.py ``learn_unit``): each one's versions, the
+    objections naming it and its repair, aimed as the organisation keeps it now, with what the
+    organisation knows of the unit, so that the person's file keys it the same way."""
+    moved = unit_moved_keys(before, after)
+    if not moved or after.get("id_kind") != "uscc":
+        return []
+    old_records, records = before.get("records") or {}, after.get("records") or {}
+    changed = {k for k in moved if old_records.get(k) is not records.get(k)}
+    old_objections, old_repairs = cast(Doc, before).get("objections") or {}, cast(Doc, before).get("repairs") or {}
+    for oid, slot in (cast(Doc, after).get("objections") or {}).items():
+        if old_objections.get(oid) is not slot:
+            changed |= objection_targets(slot)
+    changed |= {k for k, slot in (cast(Doc, after).get("repairs") or {}).items() if old_repairs.get(k) is not slot}
+    out: list[ev.SubjectEvent] = []
+    for key in sorted(changed & moved):
+        if key in records:
+            out += _record_links(after, key, rules)
+    return out
+
+
+def _with_moved_links(links: list[ev.SubjectEvent], before: SubjectState, after: SubjectState,
+                      rules: Rulebook) -> list[ev.SubjectEvent]:
+    """``links`` and the links of the records the input moved (``_moved_links``), each event once."""
+    extra = _moved_links(before, after, rules)
+    if not extra:
+        return links
+    seen = {(type(e).__name__, e.subject, e.origin) for e in links}
+    for event in extra:
+        ident = (type(event).__name__, event.subject, event.origin)
+        if ident not in seen:
+            seen.add(ident)
+            links.append(event)
+    return links
+
+
 def _record_links(state: SubjectState, key: str, rules: Rulebook,
                   removals: list[str] | None = None) -> list[ev.SubjectEvent]:
     """What the organisation's record ``key`` sends its legal representatives (``_links``): its
@@ -481,11 +519,12 @@ def _linked_objection(state: SubjectState, oid: str, reps: Reps) -> list[ev.Subj
     if not slot:
         return []
     org = state["id"]
+    units = state.get("units")
     return [ev.ObjectionEvent(origin=f"link:{org}:{origin}", subject=rep_id, event_ms=ms, id_kind="resident_id",
                               objection_id=f"{org}:{oid}", record_key=linked_key(content["record_key"], org),
                               status=content["status"], filed=content.get("filed"), resolved=content.get("resolved"),
                               provider_verification=bool(content.get("provider_verification")),
-                              outcome=content.get("outcome"))
+                              outcome=content.get("outcome"), units=unit_names(units, content["record_key"]) or None)
             for rep_id, _name in reps for content, ms, origin, _rank in slot.get("versions") or ()]
 
 
@@ -496,9 +535,10 @@ def _linked_repair(state: SubjectState, key: str, reps: Reps) -> list[ev.Subject
     if not slot:
         return []
     org = state["id"]
+    units = unit_names(state.get("units"), key) or None
     return [ev.RepairEvent(origin=f"link:{org}:{origin}", subject=rep_id, event_ms=ms, id_kind="resident_id",
                            record_key=linked_key(key, org), decision_date=content["approved"],
-                           approved=bool(content.get("granted")), doc_no=content.get("doc_no"))
+                           approved=bool(content.get("granted")), doc_no=content.get("doc_no"), units=units)
             for rep_id, _name in reps for content, ms, origin, _rank in slot.get("versions") or ()]
 
 
@@ -521,44 +561,40 @@ def _timeliness_moved(before: SubjectState, after: SubjectState, event: ev.Recor
     back, the new one added, when the unit, the decision date or the earliest sighting moved."""
     if event.record.get("kind") not in TIMELINESS_KINDS:
         return ()
-    entries = _entry_moved(before, after, touched)
-    if entries is None:
-        return ()
-    old, new = _timeliness_basis(entries[0]), _timeliness_basis(entries[1])
-    if old == new:
-        return ()
     moved: list[tuple[str, int, int]] = []
-    for basis, sign in ((old, -1), (new, 1)):
-        if basis is not None:
-            unit, decided, arrived = basis
-            workdays = cal.workdays_between(dt.date.fromisoformat(decided), dt.date.fromisoformat(arrived))
-            moved.append((unit, workdays, sign))
+    for entries in _entries_moved(before, after, touched):
+        old, new = _timeliness_basis(entries[0]), _timeliness_basis(entries[1])
+        if old == new:
+            continue
+        for basis, sign in ((old, -1), (new, 1)):
+            if basis is not None:
+                unit, decided, arrived = basis
+                workdays = cal.workdays_between(dt.date.fromisoformat(decided), dt.date.fromisoformat(arrived))
+                moved.append((unit, workdays, sign))
     return tuple(moved)
 
 
 def _domains_moved(before: SubjectState, after: SubjectState, touched: set[str]) -> tuple[tuple[str, int], ...]:
     """The change in the records-per-domain counts an input makes (``Step.domains``)."""
-    entries = _entry_moved(before, after, touched)
-    if entries is None:
-        return ()
-    old, new = _counted_domain(entries[0]), _counted_domain(entries[1])
-    if old == new:
-        return ()
-    return tuple((domain, sign) for domain, sign in ((old, -1), (new, 1)) if domain is not None)
+    out: list[tuple[str, int]] = []
+    for entries in _entries_moved(before, after, touched):
+        old, new = _counted_domain(entries[0]), _counted_domain(entries[1])
+        if old != new:
+            out += [(domain, sign) for domain, sign in ((old, -1), (new, 1)) if domain is not None]
+    return tuple(out)
 
 
-def _entry_moved(before: SubjectState, after: SubjectState,
-                 touched: set[str]) -> tuple[View | None, View | None] | None:
-    """The one touched record's entry before and after the input (``_touched``: the decision's key,
-    computed once per input); None when the input touched other than one record, or left it as it was."""
-    if len(touched) != 1:
-        return None
-    (key,) = touched
-    old_entry = (before.get("records") or {}).get(key)
-    new_entry = (after.get("records") or {}).get(key)
-    if old_entry is new_entry:
-        return None
-    return cast("View | None", old_entry), cast("View | None", new_entry)
+def _entries_moved(before: SubjectState, after: SubjectState,
+                   touched: set[str]) -> list[tuple[View | None, View | None]]:
+    """The touched records' entries before and after the input (``_touched``: the decision's key, and
+    the keys a unit's code learned moved), those the input changed, by key."""
+    old_records, new_records = before.get("records") or {}, after.get("records") or {}
+    out = []
+    for key in sorted(touched) if len(touched) > 1 else touched:
+        old_entry, new_entry = old_records.get(key), new_records.get(key)
+        if old_entry is not new_entry:
+            out.append((cast("View | None", old_entry), cast("View | None", new_entry)))
+    return out
 
 
 def _counted_domain(entry: View | None) -> str | None:

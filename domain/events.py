@@ -86,6 +86,9 @@ class ObjectionEvent(_Event, tag="objection"):
     id_kind: str = "uscc"
     record: Doc | None = None  # the canonical objection record (audit)
     hash: str | None = None
+    units: list[tuple[str, str]] | None = None
+    """Linked onto a legal representative's file: the (name, code) pairs the organisation's state
+    knows of the unit of the record it aims at (domain/state.py ``learn_unit``)."""
 
     def named_dates(self) -> tuple[str, ...]:
         return tuple(d for d in (self.filed, self.resolved) if d)
@@ -99,6 +102,7 @@ class RepairEvent(_Event, tag="repair"):
     id_kind: str = "uscc"
     record: Doc | None = None
     hash: str | None = None
+    units: list[tuple[str, str]] | None = None  # linked: as ObjectionEvent's
 
     def named_dates(self) -> tuple[str, ...]:
         return (self.decision_date,)

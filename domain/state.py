@@ -860,6 +860,26 @@ def office_unit_pair(record: Doc | None) -> tuple[str, str] | None:
     return unit_pair(fields.get("target_source_unit"), fields.get("target_source_unit_uscc"))
 
 
+def _learn_office_units(state: SubjectState, event: ObjectionEvent | RepairEvent) -> SubjectState:
+    """``state`` knowing the units an objection or a repair names: its target's (name, code), and, linked
+    from an organisation, the pairs that organisation knows of the unit it aims at."""
+    pairs = [pair for pair in (office_unit_pair(event.record), *(unit_pair(*p) for p in event.units or ()))
+             if pair is not None]
+    for pair in pairs:
+        state = learn_unit(state, pair)
+    return state
+
+
+def unit_names(units: Mapping[str, list[str]] | None, key: str) -> list[tuple[str, str]]:
+    """The (name, code) pairs ``units`` holds of the unit of the record key ``key``, when it names the
+    unit by a code one of its names stands for: what a legal representative's file needs to know to
+    key that record's linked copy as the organisation keys it."""
+    parts = _key_unit(key)
+    if not units or parts is None:
+        return []
+    return [(name, parts[1]) for name, codes in sorted(units.items()) if codes[0] == parts[1]]
+
+
 def _key_unit(key: str) -> tuple[str, str, str] | None:
     """A record key's (head, unit, document number): ``kind|unit|doc`` or ``linked:<org>|unit|doc``."""
     head, sep, rest = key.partition("|")
@@ -1098,9 +1118,7 @@ def apply_objection(state: SubjectState | None, event: ObjectionEvent) -> tuple[
         return state if state is not None else new_state(event.subject, event.id_kind), "invalid"
     if state is None:
         state = new_state(event.subject, event.id_kind)
-    pair = office_unit_pair(event.record)
-    if pair is not None:
-        state = learn_unit(state, pair)
+    state = _learn_office_units(state, event)
     content["record_key"] = resolve_key(state.get("units"), content["record_key"])
     out, slot, outcome = _fold_slot(state, "objections", event.objection_id, content, event,
                                      rank=0 if content["status"] == "filed" else 1)
@@ -1147,9 +1165,7 @@ def apply_repair(state: SubjectState | None, event: RepairEvent) -> tuple[Subjec
     itself refuses), correction, duplicate, stale, redelivered."""
     if state is None:
         state = new_state(event.subject, event.id_kind)
-    pair = office_unit_pair(event.record)
-    if pair is not None:
-        state = learn_unit(state, pair)
+    state = _learn_office_units(state, event)
     aim = resolve_key(state.get("units"), event.record_key)
     content = {"approved": event.decision_date, "granted": bool(event.approved), "doc_no": event.doc_no}
     out, slot, outcome = _fold_slot(state, "repairs", aim, content, event)

@@ -105,3 +105,46 @@ def test_a_state_kept_before_learns_its_units_on_its_next_input():
     assert list(later["records"]) == [decision_key(penalty)]
     assert later["records"][decision_key(penalty)]["status"] == "revoked"
     assert later["evaluation"]["lists"] == {}
+
+
+def test_a_legal_representatives_file_keys_a_linked_record_as_its_organisation_does():
+    # the organisation's severe penalty names the unit by name only; another (general) record of the
+    # same unit, not linked, gave its code; the credit office's upheld objection names the penalty by
+    # the code: the organisation's penalty is revoked, and so is its copy on the person's file
+    from domain.engine import step
+    from tests.builders import ORG, PERSON, tick
+    from tests.unit.list_inputs import CAL, RULES
+
+    rep = {"name": "张三", "id_no": PERSON}
+    severe = dict(_by_name(record("penalty", "罚1", "2025-03-04", severity="severe", domain="environment")),
+                  legal_rep=rep)
+    general = record("penalty", "罚2", "2025-03-06", severity="general", domain="market")
+    upheld = objection("OB1", decision_key(dict(severe, source_unit_code=UNIT)), "upheld", "2025-03-10", "2025-03-20",
+                       arrived="2025-03-20", outcome="revoked")
+    inputs = [record_event(severe, "2025-03-05"), record_event(general, "2025-03-07"), upheld]
+    answers = set()
+    for order in itertools.permutations(inputs):
+        org, links = None, []
+        for event in [*order, tick("2025-06-02")]:
+            result = step(org, event, RULES, CAL)
+            org, links = result.state, links + result.links
+        person = run([*links, tick("2025-06-02", subject=PERSON)])
+        assert org["evaluation"]["lists"] == {}, order
+        assert person["evaluation"]["lists"] == {}, [type(e).__name__ for e in order]
+        assert list(person["records"]) == [f"linked:{ORG}|{UNIT}|罚1"]
+        answers.add(repr(person["evaluation"]))
+    assert len(answers) == 1
+
+
+def test_the_report_counts_a_decision_named_both_ways_once_in_every_order():
+    # a decision sent by name only, then its correction with the unit's code (another domain): counted
+    # once, under the winning version's unit, date and domain, whichever arrives first
+    from tests.unit.test_report_counts import counts_in_every_order
+
+    orig = _by_name(record("penalty", "税罚〔2025〕3号", "2025-09-01", severity="general", domain="taxation"))
+    moved = dict(orig, source_unit_code=UNIT, domain="market", fields={"fine_amount": "2.000000"})
+    inputs = [record_event(orig, "2025-09-02", at="t/0/1"), record_event(moved, "2025-10-20", at="t/1/1")]
+    assert counts_in_every_order(inputs, "domain:") == {(("domain:market:records", 1),)}
+    timeliness = counts_in_every_order(inputs, "unit:")
+    assert timeliness == {((f"unit:{NAME}:late_workdays_total", 1), (f"unit:{NAME}:on_time", 1),
+                           (f"unit:{NAME}:records", 1))}, timeliness
