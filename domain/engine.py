@@ -336,15 +336,9 @@ def _moved_links(before: SubjectState, after: SubjectState, rules: Rulebook) -> 
     moved = unit_moved_keys(before, after)
     if not moved or after.get("id_kind") != "uscc":
         return []
-    old_records, records = before.get("records") or {}, after.get("records") or {}
-    changed = {k for k in moved if old_records.get(k) is not records.get(k)}
-    old_objections, old_repairs = cast(Doc, before).get("objections") or {}, cast(Doc, before).get("repairs") or {}
-    for oid, slot in (cast(Doc, after).get("objections") or {}).items():
-        if old_objections.get(oid) is not slot:
-            changed |= objection_targets(slot)
-    changed |= {k for k, slot in (cast(Doc, after).get("repairs") or {}).items() if old_repairs.get(k) is not slot}
+    records = after.get("records") or {}
     out: list[ev.SubjectEvent] = []
-    for key in sorted(changed & moved):
+    for key in sorted(moved):
         if key in records:
             out += _record_links(after, key, rules)
     return out

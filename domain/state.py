@@ -962,9 +962,9 @@ def _rekeyed(state: SubjectState, name: str, old: str | None) -> SubjectState:
 
 
 def unit_moved_keys(before: SubjectState, after: SubjectState) -> set[str]:
-    """The record keys an input's learning of a unit's code (:func:`learn_unit`) may have moved or
-    changed the facts of: every key, before and after, of a unit whose name now stands for another
-    code, and of those codes."""
+    """The record keys an input's learning of a unit's code (:func:`learn_unit`) moved or changed the
+    facts of: the keys, before and after, of a unit whose name now stands for another code (and of
+    those codes) whose entry, or an objection or repair aimed at which, the input changed."""
     old_units, new_units = before.get("units") or {}, after.get("units") or {}
     if old_units is new_units or old_units == new_units:
         return set()
@@ -972,17 +972,22 @@ def unit_moved_keys(before: SubjectState, after: SubjectState) -> set[str]:
     if not names:
         return set()
     involved = names | {new_units[n][0] for n in names} | {old_units[n][0] for n in names if old_units.get(n)}
+
+    def of_involved(key: str) -> bool:
+        parts = _key_unit(key)
+        return parts is not None and parts[1] in involved
+
     out: set[str] = set()
-    for records in (before.get("records") or {}, after.get("records") or {}):
-        for key in records:
-            parts = _key_unit(key)
-            if parts is not None and parts[1] in involved:
-                out.add(key)
-    for state in (before, after):
-        for slot in (cast(Doc, state).get("objections") or {}).values():
-            out |= {k for k in objection_targets(slot) if (p := _key_unit(k)) is not None and p[1] in involved}
-        out |= {k for k in cast(Doc, state).get("repairs") or ()
-                if (p := _key_unit(k)) is not None and p[1] in involved}
+    old_records, new_records = before.get("records") or {}, after.get("records") or {}
+    for records in (old_records, new_records):
+        out |= {k for k in records if old_records.get(k) is not new_records.get(k) and of_involved(k)}
+    for part in ("objections", "repairs"):  # what aims at a record moved with it, or was aimed anew
+        old_slots, new_slots = cast(Doc, before).get(part) or {}, cast(Doc, after).get(part) or {}
+        for slots in (old_slots, new_slots):
+            for key, slot in slots.items():
+                if old_slots.get(key) is not new_slots.get(key):
+                    aims = objection_targets(slot) if part == "objections" else {key}
+                    out |= {k for k in aims if of_involved(k)}
     return out
 
 

@@ -148,3 +148,16 @@ def test_the_report_counts_a_decision_named_both_ways_once_in_every_order():
     timeliness = counts_in_every_order(inputs, "unit:")
     assert timeliness == {((f"unit:{NAME}:late_workdays_total", 1), (f"unit:{NAME}:on_time", 1),
                            (f"unit:{NAME}:records", 1))}, timeliness
+
+
+def test_a_name_given_with_two_codes_keeps_a_decision_named_by_it_under_the_least_in_every_order():
+    # two units of one name (say two counties' bureaus typed without the county) decided about one
+    # subject; a decision naming the unit by that name only goes to the least code, whatever came first
+    other = "11410100005200010A"
+    assert other < UNIT
+    first = record("penalty", "罚1", "2025-03-04", severity="general", domain="market")
+    second = dict(record("penalty", "罚2", "2025-03-05", severity="general", domain="market"), source_unit_code=other)
+    by_name = _by_name(record("penalty", "罚1", "2025-03-06", severity="severe", domain="environment"))
+    events = [record_event(first, "2025-03-05"), record_event(second, "2025-03-06"), record_event(by_name, "2025-03-07")]
+    keys = {tuple(sorted(run(list(order))["records"])) for order in itertools.permutations(events)}
+    assert keys == {(f"penalty|{other}|罚1", f"penalty|{other}|罚2", f"penalty|{UNIT}|罚1")}, keys
