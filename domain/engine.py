@@ -50,6 +50,7 @@ from domain.state import (
     linked_key,
     new_state,
     objection_targets,
+    record_key_of,
     resolve_key,
     unit_moved_keys,
     unit_names,
@@ -58,7 +59,6 @@ from domain.state import (
     with_learned_units,
 )
 from domain.types import Doc, View
-from domain.validate import decision_key
 
 PUBLICATION_WORKDAYS: Final = 7  # 双公示: published within 7 working days of the decision date
 TIMELINESS_KINDS: Final = frozenset({"penalty", "license"})
@@ -163,7 +163,8 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
         outcome = "repair-waiting" if adv.view["repairs"][event.record_key]["reason"] == "unknown-record" \
             else "repair-refused"
 
-    links = relinks(new, rules) if earlier else _with_moved_links(_links(new, event, outcome, rules), state, new, rules)
+    links = relinks(new, rules) if earlier else _with_moved_links(_links(new, event, outcome, rules), state, new, rules,
+                                                                  touched)
     return Step(new, outcome, changes, links, timeliness, None if adv.all_parts else frozenset(touched), domains)
 
 
@@ -233,9 +234,9 @@ def _touched(before: SubjectState, after: SubjectState, event: ev.SubjectEvent) 
     if isinstance(event, ev.RepairEvent):
         return {event.record_key} | moved
     if isinstance(event, ev.RecordEvent):
-        return {resolve_key(after.get("units"), decision_key(event.record))} | moved
+        return {record_key_of(after.get("units"), event.record)} | moved
     if isinstance(event, ev.LinkedEvent):
-        return {resolve_key(after.get("units"), linked_key(decision_key(event.record), event.via))} | moved
+        return {record_key_of(after.get("units"), event.record, event.via)} | moved
     return moved
 
 
@@ -316,7 +317,7 @@ def _links(state: SubjectState, event: ev.SubjectEvent, outcome: str, rules: Rul
     if isinstance(event, ev.RecordEvent):
         if event.record.get("kind") == "registration":
             return []
-        return _record_links(state, resolve_key(state.get("units"), decision_key(event.record)), rules)
+        return _record_links(state, record_key_of(state.get("units"), event.record), rules)
     if isinstance(event, ev.ObjectionEvent):
         reps_of: dict[str, str | None] = {}
         for key in sorted(objection_targets((state.get("objections") or {}).get(event.objection_id))):
@@ -328,13 +329,14 @@ def _links(state: SubjectState, event: ev.SubjectEvent, outcome: str, rules: Rul
     return []
 
 
-def _moved_links(before: SubjectState, after: SubjectState, rules: Rulebook) -> list[ev.SubjectEvent]:
+def _moved_links(before: SubjectState, after: SubjectState, rules: Rulebook,
+                 touched: set[str]) -> list[ev.SubjectEvent]:
     """What the records an input moved to another key sends the legal representatives (an input that
     taught the organisation a unit's code: domain/state.py ``learn_unit``): each one's versions, the
     objections naming it and its repair, aimed as the organisation keeps it now, with what the
     organisation knows of the unit, so that the person's file keys it the same way."""
-    moved = unit_moved_keys(before, after)
-    if not moved or after.get("id_kind") != "uscc":
+    moved = unit_moved_keys(before, after) if after.get("id_kind") == "uscc" else set()
+    if not moved or moved == touched and len(touched) == 1:  # (the input's own record: linked already)
         return []
     records = after.get("records") or {}
     out: list[ev.SubjectEvent] = []
@@ -345,9 +347,9 @@ def _moved_links(before: SubjectState, after: SubjectState, rules: Rulebook) -> 
 
 
 def _with_moved_links(links: list[ev.SubjectEvent], before: SubjectState, after: SubjectState,
-                      rules: Rulebook) -> list[ev.SubjectEvent]:
+                      rules: Rulebook, touched: set[str]) -> list[ev.SubjectEvent]:
     """``links`` and the links of the records the input moved (``_moved_links``), each event once."""
-    extra = _moved_links(before, after, rules)
+    extra = _moved_links(before, after, rules, touched)
     if not extra:
         return links
     seen = {(type(e).__name__, e.subject, e.origin) for e in links}

@@ -252,11 +252,15 @@ def apply_record(state: SubjectState | None, event: RecordEvent | LinkedEvent, *
     record = record if record is not None else event.record
     if record.get("kind") == "registration":
         return apply_registration(state, record, event.event_ms, event.origin)
-    pair = unit_pair(record.get("source_unit"), record.get("source_unit_code"))
-    if pair is not None:
-        state = learn_unit(state, pair)
-    key = decision_key(record) if via is None else linked_key(decision_key(record), via)
-    key = resolve_key(state.get("units"), key)
+    code = record.get("source_unit_code")
+    if code:
+        units = state.get("units")
+        known = units.get(record.get("source_unit")) if units else None  # type: ignore[arg-type]
+        if known is None or code not in known:
+            pair = unit_pair(record.get("source_unit"), code)
+            if pair is not None:
+                state = learn_unit(state, pair)
+    key = record_key_of(state.get("units"), record, via)
     current = state["records"].get(key)
     origin = event.origin
     if current is not None and origin in (current.get("seen") or ()) and (
@@ -887,6 +891,13 @@ def _key_unit(key: str) -> tuple[str, str, str] | None:
     return (head, unit, doc) if sep and sep2 else None
 
 
+def record_key_of(units: Mapping[str, list[str]] | None, record: Doc, via: str | None = None) -> str:
+    """The key a subject's state keeps ``record`` under (``linked_key`` of it, ``via`` an organisation):
+    its ``decision_key``, resolved (:func:`resolve_key`) when it names its unit by the name only."""
+    key = decision_key(record) if via is None else linked_key(decision_key(record), via)
+    return resolve_key(units, key) if units and not record.get("source_unit_code") else key
+
+
 def resolve_key(units: Mapping[str, list[str]] | None, key: str) -> str:
     """The key a record named by ``key`` is kept under: a decision named by its unit's name only
     (``kind|name|doc``) is kept under the unit's code when an input of this subject gave that name
@@ -896,8 +907,8 @@ def resolve_key(units: Mapping[str, list[str]] | None, key: str) -> str:
     number + subject)."""
     if not units:
         return key
-    parts = _key_unit(key)
-    if parts is None:
+    parts = key.split("|", 2)
+    if len(parts) != 3:
         return key
     codes = units.get(parts[1])
     return f"{parts[0]}|{codes[0]}|{parts[2]}" if codes else key
@@ -919,7 +930,8 @@ def learn_unit(state: SubjectState, pair: tuple[str, str]) -> SubjectState:
     out = _copy(state)
     out["units"] = dict(sorted({**units, name: codes}.items()))
     old = known[0] if known else None
-    if codes[0] == old:
+    if codes[0] == old or not (state.get("records") or cast(Doc, state).get("objections")
+                               or cast(Doc, state).get("repairs")):
         return out
     return _rekeyed(out, name, old)
 
