@@ -124,7 +124,8 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
         aim = resolve_key(new.get("units"), event.record_key)
         if aim != event.record_key:
             event = msgspec.structs.replace(event, record_key=aim)
-    touched = _touched(state, new, event)
+    moved = unit_moved_keys(state, new)  # (records a unit's code learned moved: domain/state.py learn_unit)
+    touched = _touched(state, new, event, moved)
     timeliness = _timeliness_moved(state, new, event, touched, cal) if isinstance(event, ev.RecordEvent) else ()
     domains = _domains_moved(state, new, touched) if isinstance(event, (ev.RecordEvent, ev.LinkedEvent)) else ()
     # the clock: the latest date any input named or arrived on, a duplicate's included, so that it
@@ -163,8 +164,8 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
         outcome = "repair-waiting" if adv.view["repairs"][event.record_key]["reason"] == "unknown-record" \
             else "repair-refused"
 
-    links = relinks(new, rules) if earlier else _with_moved_links(_links(new, event, outcome, rules), state, new, rules,
-                                                                  touched)
+    links = relinks(new, rules) if earlier else _with_moved_links(_links(new, event, outcome, rules), new, rules,
+                                                                  touched, moved)
     return Step(new, outcome, changes, links, timeliness, None if adv.all_parts else frozenset(touched), domains)
 
 
@@ -225,12 +226,12 @@ def _office_versions_moved(before: SubjectState, after: SubjectState, event: ev.
     return old.get("versions") != new.get("versions")
 
 
-def _touched(before: SubjectState, after: SubjectState, event: ev.SubjectEvent) -> set[str]:
-    """The record keys whose own facts an input may have changed."""
+def _touched(before: SubjectState, after: SubjectState, event: ev.SubjectEvent, moved: set[str]) -> set[str]:
+    """The record keys whose own facts an input may have changed (``moved``: those a unit's code it
+    taught moved, ``unit_moved_keys``)."""
     if isinstance(event, ev.ObjectionEvent):
         return objection_targets((before.get("objections") or {}).get(event.objection_id)) | objection_targets(
-            (after.get("objections") or {}).get(event.objection_id)) | unit_moved_keys(before, after)
-    moved = unit_moved_keys(before, after)
+            (after.get("objections") or {}).get(event.objection_id)) | moved
     if isinstance(event, ev.RepairEvent):
         return {event.record_key} | moved
     if isinstance(event, ev.RecordEvent):
@@ -329,15 +330,13 @@ def _links(state: SubjectState, event: ev.SubjectEvent, outcome: str, rules: Rul
     return []
 
 
-def _moved_links(before: SubjectState, after: SubjectState, rules: Rulebook,
-                 touched: set[str]) -> list[ev.SubjectEvent]:
+def _moved_links(after: SubjectState, rules: Rulebook, touched: set[str], moved: set[str]) -> list[ev.SubjectEvent]:
     """What the records an input moved to another key sends the legal representatives (an input that
     taught the organisation a unit's code: domain/state.py ``learn_unit``): each one's versions, the
     objections naming it and its repair, aimed as the organisation keeps it now, with what the
     organisation knows of the unit, so that the person's file keys it the same way."""
-    moved = unit_moved_keys(before, after) if after.get("id_kind") == "uscc" else set()
-    if not moved or moved == touched and len(touched) == 1:  # (the input's own record: linked already)
-        return []
+    if not moved or after.get("id_kind") != "uscc" or moved == touched and len(touched) == 1:
+        return []  # (the input's own record: linked already)
     records = after.get("records") or {}
     out: list[ev.SubjectEvent] = []
     for key in sorted(moved):
@@ -346,10 +345,10 @@ def _moved_links(before: SubjectState, after: SubjectState, rules: Rulebook,
     return out
 
 
-def _with_moved_links(links: list[ev.SubjectEvent], before: SubjectState, after: SubjectState,
-                      rules: Rulebook, touched: set[str]) -> list[ev.SubjectEvent]:
+def _with_moved_links(links: list[ev.SubjectEvent], after: SubjectState, rules: Rulebook, touched: set[str],
+                      moved: set[str]) -> list[ev.SubjectEvent]:
     """``links`` and the links of the records the input moved (``_moved_links``), each event once."""
-    extra = _moved_links(before, after, rules, touched)
+    extra = _moved_links(after, rules, touched, moved)
     if not extra:
         return links
     seen = {(type(e).__name__, e.subject, e.origin) for e in links}

@@ -926,14 +926,29 @@ def learn_unit(state: SubjectState, pair: tuple[str, str]) -> SubjectState:
     known = units.get(name)
     if known is not None and code in known:
         return state
-    codes = sorted({*(known or ()), code})
-    out = _copy(state)
-    out["units"] = dict(sorted({**units, name: codes}.items()))
+    out: SubjectState = dict(state)  # type: ignore[assignment]
+    if known is None:  # (the names kept in order, so that the stored form is the same in every order)
+        codes = [code]
+        out["units"] = {name: codes} if not units else dict(sorted([*units.items(), (name, codes)]))
+    else:
+        codes = sorted([*known, code])
+        out["units"] = {**units, name: codes}
     old = known[0] if known else None
-    if codes[0] == old or not (state.get("records") or cast(Doc, state).get("objections")
-                               or cast(Doc, state).get("repairs")):
+    if codes[0] == old or old is None and not _keeps_under(state, name):
         return out
-    return _rekeyed(out, name, old)
+    return _rekeyed(_copy(out), name, old)
+
+
+def _keeps_under(state: SubjectState, name: str) -> bool:
+    """Whether a record, an objection or a repair of ``state`` is kept under the unit name ``name``
+    (a key ``...|name|...``)."""
+    needle = f"|{name}|"
+    if any(needle in key for key in state.get("records") or ()):
+        return True
+    if any(needle in key for key in cast(Doc, state).get("repairs") or ()):
+        return True
+    return any(needle in aim for slot in (cast(Doc, state).get("objections") or {}).values()
+               for aim in objection_targets(slot))
 
 
 def _rekeyed(state: SubjectState, name: str, old: str | None) -> SubjectState:
@@ -977,30 +992,35 @@ def unit_moved_keys(before: SubjectState, after: SubjectState) -> set[str]:
     """The record keys an input's learning of a unit's code (:func:`learn_unit`) moved or changed the
     facts of: the keys, before and after, of a unit whose name now stands for another code (and of
     those codes) whose entry, or an objection or repair aimed at which, the input changed."""
-    old_units, new_units = before.get("units") or {}, after.get("units") or {}
-    if old_units is new_units or old_units == new_units:
-        return set()
+    old_units, new_units = before.get("units"), after.get("units")
+    if old_units is new_units or not (before.get("records") or cast(Doc, before).get("objections")
+                                      or cast(Doc, before).get("repairs")):
+        return set()  # (a subject's first input: what it holds is the input's own)
+    old_units, new_units = old_units or {}, new_units or {}
     names = {n for n, codes in new_units.items() if not old_units.get(n) or old_units[n][0] != codes[0]}
-    if not names:
-        return set()
+    if not names or all(n not in old_units and not _keeps_under(before, n) for n in names):
+        return set()  # (a name's first code: nothing was kept under the name)
     involved = names | {new_units[n][0] for n in names} | {old_units[n][0] for n in names if old_units.get(n)}
-
-    def of_involved(key: str) -> bool:
-        parts = _key_unit(key)
-        return parts is not None and parts[1] in involved
-
     out: set[str] = set()
     old_records, new_records = before.get("records") or {}, after.get("records") or {}
     for records in (old_records, new_records):
-        out |= {k for k in records if old_records.get(k) is not new_records.get(k) and of_involved(k)}
+        for key in records:
+            if old_records.get(key) is not new_records.get(key) and _unit_in(key, involved):
+                out.add(key)
     for part in ("objections", "repairs"):  # what aims at a record moved with it, or was aimed anew
         old_slots, new_slots = cast(Doc, before).get(part) or {}, cast(Doc, after).get(part) or {}
         for slots in (old_slots, new_slots):
             for key, slot in slots.items():
                 if old_slots.get(key) is not new_slots.get(key):
-                    aims = objection_targets(slot) if part == "objections" else {key}
-                    out |= {k for k in aims if of_involved(k)}
+                    for aim in (objection_targets(slot) if part == "objections" else (key,)):
+                        if _unit_in(aim, involved):
+                            out.add(aim)
     return out
+
+
+def _unit_in(key: str, units: set[str]) -> bool:
+    parts = key.split("|", 2)
+    return len(parts) == 3 and parts[1] in units
 
 
 def objection_targets(objection: Doc | None) -> set[str]:
