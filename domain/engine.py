@@ -101,8 +101,13 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
     # its links keyed as they are now, and everything its records send other files sent again
     # (re-keyed only where it is derived: an input that changes nothing returns the file as it was)
     kept, earlier = state, _kept_by_earlier_version(state, rules)
+    upgrade_counts: tuple[tuple[tuple[str, int, int], ...], tuple[tuple[str, int], ...]] = ((), ())
     if earlier and not isinstance(event, ev.FeedbackEvent):
-        state = with_learned_units(with_current_linked_keys(state))
+        relinked = with_current_linked_keys(state)
+        state = with_learned_units(relinked)
+        if state is not relinked:  # records merged: the report's counts follow them (as _timeliness_moved)
+            merged = _entries_moved(relinked, state, unit_moved_keys(relinked, state))
+            upgrade_counts = (_timeliness_of(merged, cal), _domains_of(merged))
     # an identity kept in an earlier form (domain/state.py IDENTITY_FORM): derived again from the records
     state = with_current_identity(state)
     if isinstance(event, ev.RecordEvent):
@@ -116,8 +121,9 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
     elif isinstance(event, ev.FeedbackEvent):
         new, outcome = apply_feedback(state, event)
         return Step(new, outcome, [], [], (), frozenset())
-    else:  # tick
-        new, outcome = state, ("tick" if event.due > (state.get("as_of") or "") else "stale-tick")
+    else:  # tick (one at or before the subject's clock derives a file kept by an earlier version: rederive)
+        new, outcome = state, ("tick" if event.due > (state.get("as_of") or "") else
+                               "rederived" if earlier else "stale-tick")
     if outcome in ("redelivered", "invalid"):
         return Step(kept if earlier else new, outcome, [], [], (), frozenset())
     if isinstance(event, (ev.ObjectionEvent, ev.RepairEvent)):  # the record it names as the state keeps it
@@ -128,6 +134,8 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
     touched = _touched(state, new, event, moved)
     timeliness = _timeliness_moved(state, new, event, touched, cal) if isinstance(event, ev.RecordEvent) else ()
     domains = _domains_moved(state, new, touched) if isinstance(event, (ev.RecordEvent, ev.LinkedEvent)) else ()
+    if upgrade_counts != ((), ()):
+        timeliness, domains = upgrade_counts[0] + timeliness, upgrade_counts[1] + domains
     # the clock: the latest date any input named or arrived on, a duplicate's included, so that it
     # is the same whichever copy came first
     as_of = max([event.arrival_date, *event.named_dates(), state.get("as_of") or ""])
@@ -556,8 +564,14 @@ def _timeliness_moved(before: SubjectState, after: SubjectState, event: ev.Recor
     back, the new one added, when the unit, the decision date or the earliest sighting moved."""
     if event.record.get("kind") not in TIMELINESS_KINDS:
         return ()
+    return _timeliness_of(_entries_moved(before, after, touched), cal)
+
+
+def _timeliness_of(entries_moved: list[tuple[View | None, View | None]],
+                   cal: WorkingCalendar) -> tuple[tuple[str, int, int], ...]:
+    """The timeliness counts taken back and added for records' entries before and after a change."""
     moved: list[tuple[str, int, int]] = []
-    for entries in _entries_moved(before, after, touched):
+    for entries in entries_moved:
         old, new = _timeliness_basis(entries[0]), _timeliness_basis(entries[1])
         if old == new:
             continue
@@ -571,8 +585,13 @@ def _timeliness_moved(before: SubjectState, after: SubjectState, event: ev.Recor
 
 def _domains_moved(before: SubjectState, after: SubjectState, touched: set[str]) -> tuple[tuple[str, int], ...]:
     """The change in the records-per-domain counts an input makes (``Step.domains``)."""
+    return _domains_of(_entries_moved(before, after, touched))
+
+
+def _domains_of(entries_moved: list[tuple[View | None, View | None]]) -> tuple[tuple[str, int], ...]:
+    """The records-per-domain counts taken back and added for records' entries before and after a change."""
     out: list[tuple[str, int]] = []
-    for entries in _entries_moved(before, after, touched):
+    for entries in entries_moved:
         old, new = _counted_domain(entries[0]), _counted_domain(entries[1])
         if old != new:
             out += [(domain, sign) for domain, sign in ((old, -1), (new, 1)) if domain is not None]

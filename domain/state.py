@@ -1112,13 +1112,19 @@ def with_learned_units(state: SubjectState) -> SubjectState:
     9): every (name, code) its records' versions give learned, and what was kept under a name whose
     code is known folded again under the code (:func:`learn_unit`). Returned as it is when that
     learns nothing."""
-    pairs = set()
+    first: dict[tuple[str, str], tuple[Any, ...]] = {}  # each pair at its earliest sighting
     for entry in (state.get("records") or {}).values():
-        for content in _entry_contents(cast(Doc, entry)).values():
-            pair = unit_pair(content.get("source_unit"), content.get("source_unit_code"))
+        contents = _entry_contents(cast(Doc, entry))
+        for digest, (ms, origin) in (entry.get("versions") or {}).items():
+            content = contents.get(digest)
+            pair = unit_pair(content.get("source_unit"), content.get("source_unit_code")) if content else None
             if pair is not None:
-                pairs.add(pair)
-    for pair in sorted(pairs):
+                at = version_key(ms, origin)
+                if pair not in first or at < first[pair]:
+                    first[pair] = at
+    # learned in the order they were first seen, as they were folded (a name given with two codes
+    # keeps what named it before the second as it would have been kept: docs/events.md, Identity)
+    for pair in sorted(first, key=lambda p: (first[p], p)):
         state = learn_unit(state, pair)
     return state
 

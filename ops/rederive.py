@@ -129,8 +129,10 @@ async def _target(redis, keys, settings: Settings) -> tuple[str, int, str, str]:
                             "so that every worker runs one version, and run this again")
     ((rules, derivation),) = reported
     if derivation != BASIS_VERSION:
+        step = ("upgrading? stop every worker of the earlier version, start this version's, and run this again"
+                if derivation < BASIS_VERSION else "run the workers' version of this command")
         raise RederiveError(f"the running workers derive by derivation {derivation}, this creditstream by "
-                            f"{BASIS_VERSION}: run the workers' version of this command")
+                            f"{BASIS_VERSION}: {step}")
     return rules, derivation, "workers", local if local != rules else ""
 
 

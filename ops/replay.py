@@ -901,9 +901,7 @@ async def diff_generations(redis, live: Keys, rebuilt: Keys) -> list[str]:
     for i in range(0, len(ids), DIFF_CHUNK):
         chunk = ids[i:i + DIFF_CHUNK]
         for sid, a, b in zip(chunk, await read_states(redis, live, chunk), await read_states(redis, rebuilt, chunk)):
-            # (not the announcements' sequence: each process numbers them by its own clock,
-            # agents/subject.py announcement_sequence)
-            a, b = without_sequence(a), without_sequence(b)
+            a, b = comparable(a), comparable(b)
             if a != b:
                 what = "missing in the rebuild" if b is None else "missing live" if a is None else (
                     "differs in " + ", ".join(sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))))
@@ -934,6 +932,23 @@ async def live_changes(settings: Settings) -> list[tuple[str, str, int]]:
             for msg in batch:
                 headers = dict(msg.headers)
                 out.append((msg.key.decode(), headers["change_id"].decode(), int(headers.get("sequence") or 0)))
+    return out
+
+
+def comparable(state: dict | None) -> dict | None:
+    """What of a state a rebuild must equal: not its announcements' ``sequence`` (each process numbers
+    them by its own clock, agents/subject.py ``announcement_sequence``), not its revision counter
+    (``version``: how many inputs changed it, which depends on what arrived in which order, e.g. two
+    records kept apart before an upgrade merged them), nor the order in which its records' origins
+    were seen (compared as sets)."""
+    state = without_sequence(state)
+    if state is None:
+        return None
+    out = {k: v for k, v in state.items() if k != "version"}
+    records = out.get("records")
+    if records:
+        out["records"] = {key: dict(entry, seen=sorted(entry["seen"])) if isinstance(entry, dict)
+                          and isinstance(entry.get("seen"), list) else entry for key, entry in records.items()}
     return out
 
 

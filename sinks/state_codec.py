@@ -232,10 +232,14 @@ def head_of(state: dict) -> dict:
     for top in ("timeline", "evaluation"):
         if isinstance(state.get(top), dict):
             head[top] = {k: v for k, v in state[top].items() if k != "publicity"}
+    marker: dict[str, Any] = {"parts": len(state.get("records") or ()), "has": has}
     if "basis" in state:
         has.append("basis")
+        # the derivation the basis was made by: the basis is built again when read (join), and without
+        # it a state an earlier derivation wrote read as derived by the reader's, never derived again
+        marker["derivation"] = (state.get("basis") or {}).get("v")
     # every per-record section is keyed by record keys (facts of records, tracks and views of facts)
-    head[SPLIT] = {"parts": len(state.get("records") or ()), "has": has}
+    head[SPLIT] = marker
     return head
 
 
@@ -338,5 +342,8 @@ def join(head: dict, parts: dict) -> tuple[dict, int]:
         else:
             state[top] = dict(state.get(top) or {}, **{inner: section})
     if "basis" in has:
-        state["basis"] = basis_of(state.get("facts") or {}, (state.get("timeline") or {}).get("publicity") or {})
+        basis = basis_of(state.get("facts") or {}, (state.get("timeline") or {}).get("publicity") or {})
+        # (a head written before it kept the derivation: unknown, so derived again at its next input)
+        basis["v"] = meta.get("derivation")
+        state["basis"] = basis
     return state, size

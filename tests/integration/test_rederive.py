@@ -128,6 +128,19 @@ async def test_rederive_refuses_while_workers_report_different_rules(settings, r
     await redis.set(keys.worker("b"), orjson.dumps({"host": "h", "pid": 2}), px=60_000)  # a version before
     rc, _, err = await rederive(settings, "--dry-run")
     assert rc == 2 and "does not report its rules" in err, err
+    # mid-upgrade, only workers of the earlier derivation running: the next step is to finish it
+    from domain.facts import BASIS_VERSION
+
+    earlier = {"host": "h", "pid": 1, "rules": "2026-12-07.1", "derivation": BASIS_VERSION - 1}
+    for name in beats:
+        await redis.set(keys.worker(name), orjson.dumps(earlier), px=60_000)
+    rc, _, err = await rederive(settings, "--dry-run")
+    assert rc == 2 and "stop every worker of the earlier version, start this version's" in err, err
+    newer = dict(earlier, derivation=BASIS_VERSION + 1)
+    for name in beats:
+        await redis.set(keys.worker(name), orjson.dumps(newer), px=60_000)
+    rc, _, err = await rederive(settings, "--dry-run")
+    assert rc == 2 and "run the workers' version of this command" in err, err
 
 
 async def _all(redis, settings, expected) -> bool:

@@ -153,3 +153,26 @@ def test_a_split_state_is_counted_whole_in_the_state_cache_budget():
     whole = len(orjson.dumps(big))
     estimate = encode_stored(big, big, base_split=True, changed=[next(iter(big["records"]))]).json_bytes
     assert whole / 2 < estimate < whole * 2, (estimate, whole)
+
+
+def test_a_split_state_reads_back_the_derivation_that_wrote_it(split_early):
+    """Seen: a split state's basis is built again when read, and it took the reader's derivation
+    (domain/facts.py BASIS_VERSION): a state an earlier derivation wrote looked current, so neither its
+    next input nor ``creditstream rederive`` derived it again after an upgrade (domain/engine.py
+    ``derived_otherwise``). A head written before the derivation was kept in it reads as unknown."""
+    from domain.engine import derived_by, derived_otherwise
+    from domain.facts import BASIS_VERSION
+
+    fold = StoredFold()
+    organisations(fold, random.Random(5), 40, start=820_000)
+    sid = next(s for s, (_, parts, was) in fold.stored.items() if was and len(parts) > 2)
+    state = fold.states[sid]
+    assert derived_by(fold.read(sid)) == BASIS_VERSION
+    earlier = dict(state, basis=dict(state["basis"], v=BASIS_VERSION - 1))
+    stored = encode_stored(earlier)
+    read = join(decode_state(stored.head), {k.encode(): v for k, v in stored.parts.items()})[0]
+    assert derived_by(read) == BASIS_VERSION - 1 and derived_otherwise(read, fold.rules.version)
+    head = decode_state(stored.head)
+    head["split"].pop("derivation")  # a head written before
+    read = join(head, {k.encode(): v for k, v in stored.parts.items()})[0]
+    assert derived_by(read) is None and derived_otherwise(read, fold.rules.version)

@@ -107,6 +107,36 @@ def test_a_state_kept_before_learns_its_units_on_its_next_input():
     assert later["evaluation"]["lists"] == {}
 
 
+def test_an_upgrade_that_merges_two_records_takes_one_back_from_the_reports_counts():
+    # the file of the test above, derived by derivation 8, counted each record in the report (a record
+    # per domain, a record per unit); the tick `creditstream rederive` writes (dated at the file's own
+    # clock) merges them, and says so: outcome rederived, one record taken back from each count
+    from domain.engine import report_counts, step
+    from tests.builders import tick
+    from tests.unit.list_inputs import CAL, RULES
+
+    penalty = record("penalty", "罚1", "2025-03-04", severity="severe", domain="environment")
+    revocation = _by_name(dict(penalty, revoked=True))
+    counts: dict[str, int] = {}
+    states = []
+    for event in (record_event(penalty, "2025-03-05"), record_event(revocation, "2025-04-01")):
+        result = step(None, event, RULES, CAL)
+        states.append(result.state)
+        for field, n in report_counts(event, result).items():
+            counts[field] = counts.get(field, 0) + n
+    state = dict(states[0], records={**states[0]["records"], **states[1]["records"]})
+    state.pop("units")
+    state["basis"] = dict(state["basis"], v=8)
+    assert counts["domain:environment:records"] == 2 and counts[f"unit:{NAME}:records"] == 2
+    rederive = tick(state["as_of"])
+    result = step(state, rederive, RULES, CAL)
+    assert result.outcome == "rederived"
+    for field, n in report_counts(rederive, result).items():
+        counts[field] = counts.get(field, 0) + n
+    assert counts["domain:environment:records"] == 1 and counts[f"unit:{NAME}:records"] == 1, counts
+    assert step(result.state, rederive, RULES, CAL).outcome == "stale-tick"  # current now
+
+
 def test_a_legal_representatives_file_keys_a_linked_record_as_its_organisation_does():
     # the organisation's severe penalty names the unit by name only; another (general) record of the
     # same unit, not linked, gave its code; the credit office's upheld objection names the penalty by
