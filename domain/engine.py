@@ -124,8 +124,10 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
     else:  # tick (one at or before the subject's clock derives a file kept by an earlier version: rederive)
         new, outcome = state, ("tick" if event.due > (state.get("as_of") or "") else
                                "rederived" if earlier else "stale-tick")
-    if outcome in ("redelivered", "invalid"):
+    if outcome in ("redelivered", "invalid") and new.get("units") is state.get("units"):
         return Step(kept if earlier else new, outcome, [], [], (), frozenset())
+    # (a redelivery that taught a unit's code, as a link an organisation sends again once it learned
+    # it: what the code moved is derived below)
     if isinstance(event, (ev.ObjectionEvent, ev.RepairEvent)):  # the record it names as the state keeps it
         aim = resolve_key(new.get("units"), event.record_key)
         if aim != event.record_key:
@@ -450,7 +452,8 @@ def _linked_versions(state: SubjectState, key: str, reps: Reps) -> list[ev.Subje
                 if digest in contents]
     versions += deletion_records(entry)  # one found wrong voids the person's linked record too
     versions.sort(key=lambda v: (v[0], v[1]))
-    return [ev.linked(rep_id, name, state["id"], origin, content, ms)
+    units = unit_names(state.get("units"), key)
+    return [ev.linked(rep_id, name, state["id"], origin, content, ms, units)
             for rep_id, name in reps for ms, origin, content in versions]
 
 

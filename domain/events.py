@@ -69,6 +69,7 @@ class LinkedEvent(_Event, tag="linked"):
     via: NonEmpty
     person_name: str | None = None
     id_kind: str = "resident_id"
+    units: list[tuple[str, str]] | None = None  # as ObjectionEvent's
 
     def named_dates(self) -> tuple[str, ...]:
         d = self.record.get("decision_date")
@@ -193,10 +194,12 @@ LINK_ORIGIN: Final = "link:"
 (``link:<organisation>:<origin of the organisation's input>``): not a department input there."""
 
 
-def linked(person_id: str, person_name: str | None, via: str, origin: str, record: Doc, event_ms: int) -> LinkedEvent:
-    """A severe record of organisation ``via`` for its legal representative's personal log."""
+def linked(person_id: str, person_name: str | None, via: str, origin: str, record: Doc, event_ms: int,
+           units: list[tuple[str, str]] | None = None) -> LinkedEvent:
+    """A severe record of organisation ``via`` for its legal representative's personal log; ``units``:
+    the (name, code) pairs the organisation knows of the record's unit (domain/state.py ``unit_names``)."""
     return LinkedEvent(origin=f"{LINK_ORIGIN}{via}:{origin}", subject=person_id, event_ms=event_ms, record=record,
-                       hash=content_hash(record), via=via, person_name=person_name)
+                       hash=content_hash(record), via=via, person_name=person_name, units=units or None)
 
 
 def tick(subject_id: str, due: str) -> TickEvent:

@@ -255,9 +255,12 @@ def apply_record(state: SubjectState | None, event: RecordEvent | LinkedEvent, *
     code = record.get("source_unit_code")
     if code:
         units = state.get("units")
-        known = units.get(record.get("source_unit")) if units else None  # type: ignore[arg-type]
+        name = record.get("source_unit")
+        if via is not None and isinstance(name, str):
+            name = scoped_name(linked_scope(via), name)
+        known = units.get(name) if units and isinstance(name, str) else None
         if known is None or code not in known:
-            pair = unit_pair(record.get("source_unit"), code)
+            pair = unit_pair(name, code)
             if pair is not None:
                 state = learn_unit(state, pair)
     key = record_key_of(state.get("units"), record, via)
@@ -502,6 +505,9 @@ def apply_linked(state: SubjectState | None, event: LinkedEvent) -> tuple[Subjec
     any record's: the newest by the department's time wins, each with its own content."""
     org = event.record
     content = dict(org, revoked=org.get("revoked", False))
+    if event.units:
+        state = learn_linked_units(state if state is not None else new_state(event.subject, event.id_kind), event.via,
+                                   event.units)
     new, outcome = apply_record(state, event, via=event.via, record=content)
     key = linked_key(decision_key(content), event.via)
     entry = new["records"].get(key)
@@ -851,10 +857,42 @@ def active_records(state: SubjectState) -> list[RecordEntry]:
 
 
 def unit_pair(name: Any, code: Any) -> tuple[str, str] | None:
-    """A deciding unit's (name, code), when an input gives both (already normalised)."""
-    if isinstance(name, str) and name and isinstance(code, str) and code and name != code:
+    """A deciding unit's (name, code), when an input gives both (already normalised). A name with
+    ``|`` in it (a full-width ｜ is normalised to it) is never learned: it would not be told apart
+    from the key's other parts (``kind|unit|doc``), so such a unit is named as it comes."""
+    if isinstance(name, str) and name and isinstance(code, str) and code and name != code \
+            and "|" not in name.rpartition(LINKED_SCOPE_END)[2]:
         return name, code
     return None
+
+
+LINKED_SCOPE_END: Final = "\x1f"
+"""What ends the scope in the name of a unit as a legal representative's file learns it from one
+organisation's linked records (:func:`scoped_name`)."""
+
+
+def linked_scope(via: str) -> str:
+    """The scope of the units of organisation ``via``'s records linked onto a person's file: the head of
+    their keys (``linked:<org>``)."""
+    return f"{LINKED_KEY}{via}"
+
+
+def scoped_name(scope: str, name: str) -> str:
+    """A unit name as a file keeps it in ``units``: on a legal representative's file, the units of one
+    organisation's linked records are that organisation's (``scope``: :func:`linked_scope`), learned
+    from what it sends (its records' versions, and the pairs its links carry), so that the person's
+    file keys them as the organisation does, whatever another organisation taught it of the same name."""
+    return f"{scope}{LINKED_SCOPE_END}{name}" if scope else name
+
+
+def _table_name(head: str, unit: str) -> str:
+    """The name ``units`` keeps the unit of a key with this head under (:func:`scoped_name`)."""
+    return scoped_name(head, unit) if head.startswith(LINKED_KEY) else unit
+
+
+def _scope_and_name(name: str) -> tuple[str, str]:
+    scope, sep, bare = name.rpartition(LINKED_SCOPE_END)
+    return (scope, bare) if sep else ("", name)
 
 
 def office_unit_pair(record: Doc | None) -> tuple[str, str] | None:
@@ -867,10 +905,22 @@ def office_unit_pair(record: Doc | None) -> tuple[str, str] | None:
 def _learn_office_units(state: SubjectState, event: ObjectionEvent | RepairEvent) -> SubjectState:
     """``state`` knowing the units an objection or a repair names: its target's (name, code), and, linked
     from an organisation, the pairs that organisation knows of the unit it aims at."""
-    pairs = [pair for pair in (office_unit_pair(event.record), *(unit_pair(*p) for p in event.units or ()))
-             if pair is not None]
+    head = event.record_key.partition("|")[0]
+    scope = head if head.startswith(LINKED_KEY) else ""
+    pairs = [office_unit_pair(event.record), *(unit_pair(scoped_name(scope, n), c) for n, c in event.units or ())]
     for pair in pairs:
-        state = learn_unit(state, pair)
+        if pair is not None:
+            state = learn_unit(state, pair)
+    return state
+
+
+def learn_linked_units(state: SubjectState, via: str, pairs: list[tuple[str, str]] | None) -> SubjectState:
+    """``state`` (a legal representative's file) knowing the pairs organisation ``via`` sent with a
+    linked record, scoped to it (:func:`scoped_name`)."""
+    for name, code in pairs or ():
+        pair = unit_pair(scoped_name(linked_scope(via), name), code)
+        if pair is not None:
+            state = learn_unit(state, pair)
     return state
 
 
@@ -910,8 +960,19 @@ def resolve_key(units: Mapping[str, list[str]] | None, key: str) -> str:
     parts = key.split("|", 2)
     if len(parts) != 3:
         return key
-    codes = units.get(parts[1])
+    codes = units.get(_table_name(parts[0], parts[1]))
     return f"{parts[0]}|{codes[0]}|{parts[2]}" if codes else key
+
+
+def _key_name(key: Any) -> tuple[str, str] | None:
+    """A record key's (scope, unit): the scope is its head on a legal representative's file
+    (``linked:<org>``), else empty."""
+    if not isinstance(key, str):
+        return None
+    parts = key.split("|", 2)
+    if len(parts) != 3:
+        return None
+    return (parts[0] if parts[0].startswith(LINKED_KEY) else "", parts[1])
 
 
 def learn_unit(state: SubjectState, pair: tuple[str, str]) -> SubjectState:
@@ -941,14 +1002,16 @@ def learn_unit(state: SubjectState, pair: tuple[str, str]) -> SubjectState:
 
 def _keeps_under(state: SubjectState, name: str) -> bool:
     """Whether a record, an objection or a repair of ``state`` is kept under the unit name ``name``
-    (a key ``...|name|...``)."""
-    needle = f"|{name}|"
-    if any(needle in key for key in state.get("records") or ()):
+    (as ``units`` keeps it: :func:`scoped_name`)."""
+    scope, bare = _scope_and_name(name)
+    needle = f"|{bare}|"  # (a quick look first: most inputs name no unit kept by its name)
+    wanted = (scope, bare)
+    if any(needle in key and _key_name(key) == wanted for key in state.get("records") or ()):
         return True
-    if any(needle in key for key in cast(Doc, state).get("repairs") or ()):
+    if any(needle in key and _key_name(key) == wanted for key in cast(Doc, state).get("repairs") or ()):
         return True
-    return any(needle in aim for slot in (cast(Doc, state).get("objections") or {}).values()
-               for aim in objection_targets(slot))
+    return any(needle in aim and _key_name(aim) == wanted
+               for slot in (cast(Doc, state).get("objections") or {}).values() for aim in objection_targets(slot))
 
 
 def _rekeyed(state: SubjectState, name: str, old: str | None) -> SubjectState:
@@ -956,13 +1019,14 @@ def _rekeyed(state: SubjectState, name: str, old: str | None) -> SubjectState:
     or under ``old`` (the code ``name`` stood for before) by ``name`` only, folded again where it
     belongs now (:func:`learn_unit`)."""
     records = state.get("records") or {}
+    scope, bare = _scope_and_name(name)
     keys = []
     for key in records:
-        parts = _key_unit(key)
-        if parts is None:
+        named = _key_name(key)
+        if named is None or named[0] != scope:
             continue
-        if parts[1] == name or parts[1] == old and any(
-                c.get("source_unit") == name and not c.get("source_unit_code")
+        if named[1] == bare or named[1] == old and any(
+                c.get("source_unit") == bare and not c.get("source_unit_code")
                 for c in _entry_contents(cast(Doc, records[key])).values()):
             keys.append(key)
     out = _refold(state, keys) if keys else state
@@ -1000,7 +1064,12 @@ def unit_moved_keys(before: SubjectState, after: SubjectState) -> set[str]:
     names = {n for n, codes in new_units.items() if not old_units.get(n) or old_units[n][0] != codes[0]}
     if not names or all(n not in old_units and not _keeps_under(before, n) for n in names):
         return set()  # (a name's first code: nothing was kept under the name)
-    involved = names | {new_units[n][0] for n in names} | {old_units[n][0] for n in names if old_units.get(n)}
+    involved: set[tuple[str, str]] = set()
+    for n in names:
+        scope, bare = _scope_and_name(n)
+        involved |= {(scope, bare), (scope, new_units[n][0])}
+        if old_units.get(n):
+            involved.add((scope, old_units[n][0]))
     out: set[str] = set()
     old_records, new_records = before.get("records") or {}, after.get("records") or {}
     for records in (old_records, new_records):
@@ -1018,9 +1087,8 @@ def unit_moved_keys(before: SubjectState, after: SubjectState) -> set[str]:
     return out
 
 
-def _unit_in(key: str, units: set[str]) -> bool:
-    parts = key.split("|", 2)
-    return len(parts) == 3 and parts[1] in units
+def _unit_in(key: str, units: set[tuple[str, str]]) -> bool:
+    return _key_name(key) in units
 
 
 def objection_targets(objection: Doc | None) -> set[str]:
@@ -1031,8 +1099,7 @@ def objection_targets(objection: Doc | None) -> set[str]:
 
 
 def _key_unit_is(key: Any, name: str) -> bool:
-    parts = _key_unit(key) if isinstance(key, str) else None
-    return parts is not None and parts[1] == name
+    return _key_name(key) == _scope_and_name(name)
 
 
 def _aimed(slot: Doc, units: Mapping[str, list[str]] | None) -> Doc:
@@ -1113,11 +1180,15 @@ def with_learned_units(state: SubjectState) -> SubjectState:
     code is known folded again under the code (:func:`learn_unit`). Returned as it is when that
     learns nothing."""
     first: dict[tuple[str, str], tuple[Any, ...]] = {}  # each pair at its earliest sighting
-    for entry in (state.get("records") or {}).values():
+    for key, entry in (state.get("records") or {}).items():
         contents = _entry_contents(cast(Doc, entry))
+        head = key.partition("|")[0]
+        scope = head if head.startswith(LINKED_KEY) else ""
         for digest, (ms, origin) in (entry.get("versions") or {}).items():
             content = contents.get(digest)
-            pair = unit_pair(content.get("source_unit"), content.get("source_unit_code")) if content else None
+            unit = content.get("source_unit") if content else None
+            pair = unit_pair(scoped_name(scope, unit) if isinstance(unit, str) else None,
+                             content.get("source_unit_code")) if content else None
             if pair is not None:
                 at = version_key(ms, origin)
                 if pair not in first or at < first[pair]:

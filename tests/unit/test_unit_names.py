@@ -191,3 +191,74 @@ def test_a_name_given_with_two_codes_keeps_a_decision_named_by_it_under_the_leas
     events = [record_event(first, "2025-03-05"), record_event(second, "2025-03-06"), record_event(by_name, "2025-03-07")]
     keys = {tuple(sorted(run(list(order))["records"])) for order in itertools.permutations(events)}
     assert keys == {(f"penalty|{other}|罚1", f"penalty|{other}|罚2", f"penalty|{UNIT}|罚1")}, keys
+
+
+def _org_and_person_files(inputs, at="2025-06-02"):
+    """Every organisation's file after ``inputs`` (and a tick), and its legal representative's after
+    every link they sent, in the order sent."""
+    from domain.engine import step
+    from tests.builders import PERSON, tick
+    from tests.unit.list_inputs import CAL, RULES
+
+    orgs, links = {}, []
+    for event in [*inputs, *(tick(at, subject=s) for s in sorted({e.subject for e in inputs}))]:
+        result = step(orgs.get(event.subject), event, RULES, CAL)
+        orgs[event.subject] = result.state
+        links += result.links
+    return orgs, run([*links, tick(at, subject=PERSON)])
+
+
+ORG2 = "91410105000010460L"
+
+
+def _mirrors(orgs, person):
+    """The person's linked records are keyed as their organisations key them, and suspended as they are."""
+    from domain.state import linked_key
+
+    expected = {linked_key(key, sid) for sid, org in orgs.items() for key in org["records"]
+                if any((c.get("legal_rep") or {}).get("id_no") for c in [org["records"][key].get("content") or {}])}
+    assert set(person["records"]) == expected, (sorted(person["records"]), sorted(expected))
+    # what the credit office decided reaches the person's copy of the record it reaches on the organisation's
+    aimed = {linked_key(o["record_key"], sid) for sid, org in orgs.items() for o in (org.get("objections") or {}).values()
+             if o["record_key"] in org["records"]}
+    assert aimed == {o["record_key"] for o in (person.get("objections") or {}).values()} & set(person["records"])
+
+
+def test_a_legal_representative_of_two_organisations_keys_each_ones_records_as_it_does():
+    # one unit name; the first company's decision gives its code, the second company's names it by the
+    # name only and so does its objection: the second company is suspended, and so is its record on the
+    # person's file, which learned the code from the first company's record (seen: not suspended there)
+    from tests.builders import PERSON
+
+    rep = {"name": "李建国", "id_no": PERSON}
+    first = dict(record("penalty", "新环罚〔2025〕46号", "2025-01-02", severity="severe", domain="environment"),
+                 legal_rep=rep)
+    second = dict(_by_name(record("penalty", "新环罚〔2025〕56号", "2025-01-06", severity="severe",
+                                  domain="environment")), legal_rep=rep)
+    filed = objection("OB56", decision_key(second), "filed", "2025-03-03", arrived="2025-03-03", subject=ORG2)
+    inputs = [record_event(first, "2025-01-03"), record_event(second, "2025-01-07", subject=ORG2), filed]
+    for order in itertools.permutations(inputs):
+        orgs, person = _org_and_person_files(list(order))
+        assert orgs[ORG2]["evaluation"]["lists"]["blacklist:environment"]["suspended"]
+        _mirrors(orgs, person)
+
+
+def test_a_legal_representatives_file_follows_a_code_its_organisation_learns_late_in_every_order():
+    # a name-only severe decision and a name-only objection; then another decision of the unit gives its
+    # code (the organisation moves both under it and sends its links again); then the objection is
+    # rejected: the person's file moves with it, and ends as the organisation's in every order
+    from tests.builders import PERSON
+
+    rep = {"name": "张三", "id_no": PERSON}
+    severe = dict(_by_name(record("penalty", "罚1", "2025-03-01", severity="severe", domain="environment")),
+                  legal_rep=rep)
+    coded = record("penalty", "罚2", "2025-03-20", severity="general", domain="market")
+    filed = objection("OB1", decision_key(severe), "filed", "2025-03-03", arrived="2025-03-03")
+    rejected = objection("OB1", decision_key(severe), "rejected", "2025-03-03", "2025-03-25", arrived="2025-03-25")
+    inputs = [record_event(severe, "2025-03-02"), filed, record_event(coded, "2025-03-21"), rejected]
+    persons = set()
+    for order in itertools.permutations(inputs):
+        orgs, person = _org_and_person_files(list(order))
+        _mirrors(orgs, person)
+        persons.add(repr((sorted(person["records"]), person["evaluation"], person["timeline"])))
+    assert len(persons) == 1
