@@ -39,6 +39,7 @@ from domain.history import ANNOUNCE_ORDER, advance
 from domain.identifiers import is_valid_resident_id
 from domain.rulebook import Rulebook
 from domain.state import (
+    LINKED_KEY,
     SubjectState,
     apply_feedback,
     apply_linked,
@@ -106,8 +107,11 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
         relinked = with_current_linked_keys(state)
         state = with_learned_units(relinked)
         if state is not relinked:  # records merged: the report's counts follow them (as _timeliness_moved)
-            merged = _entries_moved(relinked, state, unit_moved_keys(relinked, state))
-            upgrade_counts = (_timeliness_of(merged, cal), _domains_of(merged))
+            merged_keys = unit_moved_keys(relinked, state)
+            # (timeliness counts a department's own records, never their copies on a person's file)
+            own = {k for k in merged_keys if not k.startswith(LINKED_KEY)}
+            upgrade_counts = (_timeliness_of(_entries_moved(relinked, state, own), cal),
+                              _domains_of(_entries_moved(relinked, state, merged_keys)))
     # an identity kept in an earlier form (domain/state.py IDENTITY_FORM): derived again from the records
     state = with_current_identity(state)
     if isinstance(event, ev.RecordEvent):
@@ -124,10 +128,13 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
     else:  # tick (one at or before the subject's clock derives a file kept by an earlier version: rederive)
         new, outcome = state, ("tick" if event.due > (state.get("as_of") or "") else
                                "rederived" if earlier else "stale-tick")
-    if outcome in ("redelivered", "invalid") and new.get("units") is state.get("units"):
-        return Step(kept if earlier else new, outcome, [], [], (), frozenset())
-    # (a redelivery that taught a unit's code, as a link an organisation sends again once it learned
-    # it: what the code moved is derived below)
+    if outcome in ("redelivered", "invalid"):
+        if new.get("units") is state.get("units"):
+            return Step(kept if earlier else new, outcome, [], [], (), frozenset())
+        # a redelivery that taught a unit's code (a link an organisation sends again once it learned
+        # it): what the code moved is derived below, and the input is a duplicate, whose state is kept
+        # and whose changes are announced (a redelivery changes nothing: agents/subject.py drops it)
+        outcome = "duplicate"
     if isinstance(event, (ev.ObjectionEvent, ev.RepairEvent)):  # the record it names as the state keeps it
         aim = resolve_key(new.get("units"), event.record_key)
         if aim != event.record_key:

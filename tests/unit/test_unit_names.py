@@ -262,3 +262,64 @@ def test_a_legal_representatives_file_follows_a_code_its_organisation_learns_lat
         _mirrors(orgs, person)
         persons.add(repr((sorted(person["records"]), person["evaluation"], person["timeline"])))
     assert len(persons) == 1
+
+
+def test_a_legal_representative_is_told_every_change_when_his_organisation_learns_a_code():
+    # seen: a name-only severe decision, then its correction with the unit's code; the organisation sent
+    # its versions again with the code's pair; the person's file took the first as a redelivery that
+    # moved his record (and derived it), which the subject agent drops: the next input withdrew a change
+    # never announced, and a subscriber folding the topic kept the person listed. A step that changes
+    # anything is no redelivery; folding what the person's steps announce gives his history
+    from domain.engine import fold_changes, step
+    from domain.history import history_of
+    from tests.builders import PERSON, tick
+    from tests.unit.list_inputs import CAL, RULES
+
+    rep = {"name": "王五", "id_no": PERSON}
+    severe = dict(_by_name(record("penalty", "罚1", "2025-03-01", severity="severe", domain="environment")),
+                  legal_rep=rep)
+    corrected = dict(severe, source_unit_code=UNIT, severity="general")
+    events = [record_event(severe, "2025-03-02"), record_event(corrected, "2025-03-20")]
+    for order in itertools.permutations(events):
+        org, links = None, []
+        for event in [*order, tick("2025-06-02")]:
+            result = step(org, event, RULES, CAL)
+            org, links = result.state, links + result.links
+        person, announced = None, []
+        for event in [*links, tick("2025-06-02", subject=PERSON)]:
+            result = step(person, event, RULES, CAL)
+            if result.outcome == "redelivered":  # as agents/subject.py: nothing stored, nothing announced
+                assert not result.changes and (person is None or result.state == person), event
+                continue
+            person, announced = result.state, announced + result.changes
+        folded = {cid: (c["list"], c["transition"], c["effective_date"]) for cid, c in fold_changes(announced).items()}
+        history = {cid: (c["list"], c["transition"], c["effective_date"]) for cid, c in history_of(person).items()}
+        assert folded == history, order
+
+
+def test_an_upgrade_that_merges_a_persons_linked_copies_leaves_the_units_counts_alone():
+    # the report's timeliness counts a department's own records, never their copies on a legal
+    # representative's file; seen: an upgrade merging a person's two linked copies took one record (and
+    # one late one) off the unit's counts, which then read below what a fresh run gives
+    from domain import events as ev
+    from domain.engine import report_counts, step
+    from tests.builders import PERSON, arrival, tick
+    from tests.unit.list_inputs import CAL, RULES
+
+    rep = {"name": "张三", "id_no": PERSON}
+    penalty = dict(record("penalty", "罚1", "2025-03-04", severity="severe", domain="environment"), legal_rep=rep)
+    revocation = _by_name(dict(penalty, revoked=True))
+    from tests.builders import ORG
+
+    states = [step(None, ev.linked(PERSON, "张三", ORG, f"t/0/{i}", rec, arrival(day)), RULES, CAL).state
+              for i, (rec, day) in enumerate([(penalty, "2025-03-05"), (revocation, "2025-04-01")])]
+    state = dict(states[0], records={**states[0]["records"], **states[1]["records"]})
+    state.pop("units", None)
+    state["basis"] = dict(state["basis"], v=8)
+    assert len(state["records"]) == 2
+    rederive = tick(state["as_of"], subject=PERSON)
+    result = step(state, rederive, RULES, CAL)
+    assert len(result.state["records"]) == 1
+    counts = report_counts(rederive, result)
+    assert not [k for k in counts if k.startswith("unit:")], counts
+    assert counts.get("domain:environment:records") == -1, counts
