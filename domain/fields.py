@@ -469,6 +469,8 @@ def decision_key(record: Doc) -> str:
     elif kind == "court_deletion":
         kind = "court_listing"
     unit = record.get("source_unit_code") or record.get("source_unit") or ""
+    if "|" in unit:  # (a name typed with ｜: the key's parts stay apart, domain/state.py resolve_key)
+        unit = unit.replace("|", "¦")
     return f"{kind}|{unit}|{record.get('doc_no') or ''}"
 
 

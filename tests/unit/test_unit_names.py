@@ -323,3 +323,18 @@ def test_an_upgrade_that_merges_a_persons_linked_copies_leaves_the_units_counts_
     counts = report_counts(rederive, result)
     assert not [k for k in counts if k.startswith("unit:")], counts
     assert counts.get("domain:environment:records") == -1, counts
+
+
+def test_a_unit_name_with_a_bar_is_kept_apart_from_the_unit_it_begins_with():
+    # seen: 「郑州市生态环境局｜二七分局」 (the full-width bar normalised to |) was read as the unit
+    # 郑州市生态环境局, and its decision keyed under that unit's code; it is a name of its own, never
+    # joined to a code (docs/events.md, Identity)
+    parent = record("penalty", "罚1", "2025-03-04", severity="general", domain="market")
+    branch = dict(_by_name(record("penalty", "罚2", "2025-03-05", severity="general", domain="market")),
+                  source_unit=f"{NAME}|二七分局")
+    revocation = dict(branch, revoked=True, decision_date="2025-03-05")
+    for order in itertools.permutations([record_event(parent, "2025-03-05"), record_event(branch, "2025-03-06"),
+                                         record_event(revocation, "2025-03-09")]):
+        state = run(list(order))
+        assert sorted(state["records"]) == [decision_key(parent), f"penalty|{NAME}¦二七分局|罚2"]
+        assert state["records"][f"penalty|{NAME}¦二七分局|罚2"]["status"] == "revoked"
