@@ -48,6 +48,7 @@ from domain.state import (
     apply_repair,
     current_linked_key,
     deletion_records,
+    entry_contents,
     linked_key,
     new_state,
     objection_targets,
@@ -454,7 +455,7 @@ def _linked_versions(state: SubjectState, key: str, reps: Reps) -> list[ev.Subje
     """Every version of the organisation's record ``key`` the organisation keeps (a court listing's
     deletions with it), with its own stamp and origin, for each legal representative's file."""
     entry = state["records"][key]
-    contents = _contents(cast(Doc, entry))
+    contents = entry_contents(cast(Doc, entry))
     versions = [(ms, origin, contents[digest]) for digest, (ms, origin) in (entry.get("versions") or {}).items()
                 if digest in contents]
     versions += deletion_records(entry)  # one found wrong voids the person's linked record too
@@ -470,7 +471,7 @@ def _listed_domains(entry: Doc, rules: Rulebook) -> set[str]:
     if entry.get("content") is None or not entry.get("hash"):
         return set()
     out: set[str] = set()
-    for content in _contents(entry).values():
+    for content in entry_contents(entry).values():
         kind = content.get("kind")
         if kind == "listing_decision":
             fields = content.get("fields") or {}
@@ -487,16 +488,9 @@ def _removal_domains(entry: Doc) -> set[str]:
     """The blacklist domains any version of a removal decision (移出决定) takes its subject off."""
     if entry.get("content") is None or not entry.get("hash"):
         return set()
-    return {str(fields["list_domain"]) for content in _contents(entry).values()
+    return {str(fields["list_domain"]) for content in entry_contents(entry).values()
             if content.get("kind") == "listing_decision" and (fields := content.get("fields") or {}).get("action")
             == "remove" and fields.get("list_domain")}
-
-
-def _contents(entry: Doc) -> dict[str, Doc]:
-    """Every version of a record the organisation keeps: content hash -> content."""
-    contents: dict[str, Doc] = dict(entry.get("others") or {})
-    contents[str(entry["hash"])] = entry["content"]
-    return contents
 
 
 def _representatives(state: SubjectState, key: str) -> list[tuple[str, str | None]]:
@@ -506,7 +500,7 @@ def _representatives(state: SubjectState, key: str) -> list[tuple[str, str | Non
     entry = (state.get("records") or {}).get(key)
     if entry is None or entry.get("content") is None or not entry.get("hash"):
         return []
-    contents = _contents(cast(Doc, entry))
+    contents = entry_contents(cast(Doc, entry))
     if not any(c.get("severity") == "severe" or c.get("kind") == "court_listing" or _lists(c)
                for c in contents.values()):
         return []

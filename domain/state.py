@@ -1027,7 +1027,7 @@ def _rekeyed(state: SubjectState, name: str, old: str | None) -> SubjectState:
             continue
         if named[1] == bare or named[1] == old and any(
                 c.get("source_unit") == bare and not c.get("source_unit_code")
-                for c in _entry_contents(cast(Doc, records[key])).values()):
+                for c in entry_contents(cast(Doc, records[key])).values()):
             keys.append(key)
     out = _refold(state, keys) if keys else state
     units = out.get("units")
@@ -1117,8 +1117,9 @@ def _aimed(slot: Doc, units: Mapping[str, list[str]] | None) -> Doc:
     return out
 
 
-def _entry_contents(entry: Doc) -> dict[str, Doc]:
-    """Every version a record entry keeps: content hash -> content."""
+def entry_contents(entry: Doc) -> dict[str, Doc]:
+    """Every version a record entry keeps: content hash -> content (none for a court deletion known
+    before its listing)."""
     contents: dict[str, Doc] = dict(entry.get("others") or {})
     if entry.get("hash") and entry.get("content") is not None:
         contents[str(entry["hash"])] = cast(Doc, entry["content"])
@@ -1141,7 +1142,7 @@ def _refold(state: SubjectState, keys: list[str]) -> SubjectState:
     for key in keys:
         entry = cast(Doc, records[key])
         via = entry.get("via") if key.startswith(LINKED_KEY) else None
-        contents = _entry_contents(entry)
+        contents = entry_contents(entry)
         for digest, (ms, origin) in (entry.get("versions") or {}).items():
             if digest in contents:
                 sightings.append((ms, origin, digest, contents[digest], via))
@@ -1181,7 +1182,7 @@ def with_learned_units(state: SubjectState) -> SubjectState:
     learns nothing."""
     first: dict[tuple[str, str], tuple[Any, ...]] = {}  # each pair at its earliest sighting
     for key, entry in (state.get("records") or {}).items():
-        contents = _entry_contents(cast(Doc, entry))
+        contents = entry_contents(cast(Doc, entry))
         head = key.partition("|")[0]
         scope = head if head.startswith(LINKED_KEY) else ""
         for digest, (ms, origin) in (entry.get("versions") or {}).items():
