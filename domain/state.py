@@ -928,17 +928,10 @@ def unit_names(units: Mapping[str, list[str]] | None, key: str) -> list[tuple[st
     """The (name, code) pairs ``units`` holds of the unit of the record key ``key``, when it names the
     unit by a code one of its names stands for: what a legal representative's file needs to know to
     key that record's linked copy as the organisation keys it."""
-    parts = _key_unit(key)
-    if not units or parts is None:
+    named = _key_name(key)
+    if not units or named is None:
         return []
-    return [(name, parts[1]) for name, codes in sorted(units.items()) if codes[0] == parts[1]]
-
-
-def _key_unit(key: str) -> tuple[str, str, str] | None:
-    """A record key's (head, unit, document number): ``kind|unit|doc`` or ``linked:<org>|unit|doc``."""
-    head, sep, rest = key.partition("|")
-    unit, sep2, doc = rest.partition("|")
-    return (head, unit, doc) if sep and sep2 else None
+    return [(name, named[1]) for name, codes in sorted(units.items()) if codes[0] == named[1]]
 
 
 def record_key_of(units: Mapping[str, list[str]] | None, record: Doc, via: str | None = None) -> str:
@@ -1074,7 +1067,7 @@ def unit_moved_keys(before: SubjectState, after: SubjectState) -> set[str]:
     old_records, new_records = before.get("records") or {}, after.get("records") or {}
     for records in (old_records, new_records):
         for key in records:
-            if old_records.get(key) is not new_records.get(key) and _unit_in(key, involved):
+            if old_records.get(key) is not new_records.get(key) and _key_name(key) in involved:
                 out.add(key)
     for part in ("objections", "repairs"):  # what aims at a record moved with it, or was aimed anew
         old_slots, new_slots = cast(Doc, before).get(part) or {}, cast(Doc, after).get(part) or {}
@@ -1082,13 +1075,9 @@ def unit_moved_keys(before: SubjectState, after: SubjectState) -> set[str]:
             for key, slot in slots.items():
                 if old_slots.get(key) is not new_slots.get(key):
                     for aim in (objection_targets(slot) if part == "objections" else (key,)):
-                        if _unit_in(aim, involved):
+                        if _key_name(aim) in involved:
                             out.add(aim)
     return out
-
-
-def _unit_in(key: str, units: set[tuple[str, str]]) -> bool:
-    return _key_name(key) in units
 
 
 def objection_targets(objection: Doc | None) -> set[str]:
