@@ -458,7 +458,7 @@ def _linked_versions(state: SubjectState, key: str, reps: Reps) -> list[ev.Subje
     contents = entry_contents(cast(Doc, entry))
     versions = [(ms, origin, contents[digest]) for digest, (ms, origin) in (entry.get("versions") or {}).items()
                 if digest in contents]
-    versions += deletion_records(entry)  # one found wrong voids the person's linked record too
+    versions += deletion_records(entry, key)  # one found wrong voids the person's linked record too
     versions.sort(key=lambda v: (v[0], v[1]))
     units = unit_names(state.get("units"), key)
     return [ev.linked(rep_id, name, state["id"], origin, content, ms, units)
@@ -527,8 +527,11 @@ def _linked_objection(state: SubjectState, oid: str, reps: Reps) -> list[ev.Subj
         return []
     org = state["id"]
     units = state.get("units")
+    # (a version that named the unit by its name goes as it named it, with the code the organisation
+    # reads that name as: the person's file aims it the same way, and follows the name as it does)
     return [ev.ObjectionEvent(origin=f"link:{org}:{origin}", subject=rep_id, event_ms=ms, id_kind="resident_id",
-                              objection_id=f"{org}:{oid}", record_key=linked_key(content["record_key"], org),
+                              objection_id=f"{org}:{oid}",
+                              record_key=linked_key(content.get("named") or content["record_key"], org),
                               status=content["status"], filed=content.get("filed"), resolved=content.get("resolved"),
                               provider_verification=bool(content.get("provider_verification")),
                               outcome=content.get("outcome"), units=unit_names(units, content["record_key"]) or None)
@@ -544,7 +547,7 @@ def _linked_repair(state: SubjectState, key: str, reps: Reps) -> list[ev.Subject
     org = state["id"]
     units = unit_names(state.get("units"), key) or None
     return [ev.RepairEvent(origin=f"link:{org}:{origin}", subject=rep_id, event_ms=ms, id_kind="resident_id",
-                           record_key=linked_key(key, org), decision_date=content["approved"],
+                           record_key=linked_key(content.get("named") or key, org), decision_date=content["approved"],
                            approved=bool(content.get("granted")), doc_no=content.get("doc_no"), units=units)
             for rep_id, _name in reps for content, ms, origin, _rank in slot.get("versions") or ()]
 

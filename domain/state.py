@@ -80,6 +80,9 @@ class RecordEntry(TypedDict, total=False):
     via: str                  # linked records: the organisation
     seen: list[str]
     evicted: list[str]        # versions evicted, by their digest's prefix (EVICTED_KEPT)
+    resent: dict[str, int]    # a version's latest sighting, when later than its first (a re-send's), by
+    #                           content hash (a deletion's: _deletion_digest): where it goes when a
+    #                           unit's second code splits the entry's versions (_refold)
 
 
 class SubjectState(TypedDict, total=False):
@@ -310,6 +313,7 @@ def _fold_version(current: RecordEntry | None, record: Doc, event: RecordEvent |
     new_key = version_key(ms, origin)
     known = versions.get(digest)
     if known is not None:
+        _resent(entry, digest, max(ms, known[0]) if ms != known[0] else 0)
         if new_key < version_key(*known):
             # an earlier sighting of the same content: its copy is kept (a re-send's event_id differs),
             # so that what the state shows of it is the same in every arrival order
@@ -338,6 +342,8 @@ def _fold_version(current: RecordEntry | None, record: Doc, event: RecordEvent |
         oldest = min(versions, key=lambda h: (version_key(*versions[h]), h))
         versions.pop(oldest)
         others.pop(oldest, None)
+        if oldest in (entry.get("resent") or {}):
+            entry["resent"] = {d: t for d, t in entry["resent"].items() if d != oldest}
         entry["evicted"] = _evict(list(entry.get("evicted") or ()), [oldest[:16]])
     entry["versions"] = versions
     entry["version"] = (current.get("version") or 0) + (0 if known is not None else 1)
@@ -370,6 +376,10 @@ def _fold_deletion(current: RecordEntry | None, record: Doc, event: RecordEvent 
     entry["seen"] = _seen((current or {}).get("seen"), event.origin)
     entry["first_ms"] = min(entry.get("first_ms") or event.event_ms, event.event_ms)
     entry["updated_ms"] = max(entry.get("updated_ms") or 0, event.event_ms)
+    kept = ((current or {}).get("deletion") or {}).get("versions") or ()
+    known = next((v[1] for v in kept if v[0] == deletion), None)
+    if known is not None and known != event.event_ms:
+        _resent(cast(Doc, entry), _deletion_digest(deletion), max(known, event.event_ms))
     slot, outcome = merge_version((current or {}).get("deletion"), deletion, event.event_ms, event.origin)
     slot.pop("seen", None)
     entry["deletion"] = slot
@@ -377,19 +387,42 @@ def _fold_deletion(current: RecordEntry | None, record: Doc, event: RecordEvent 
     return entry, "deletion" if outcome == "applied" else outcome
 
 
+def _resent(entry: Doc, digest: str, ms: int) -> None:
+    """Note in ``entry`` (a working copy) that the version ``digest`` was seen at ``ms`` after its first
+    sighting (``resent``; nothing when ``ms`` is 0)."""
+    resent = entry.get("resent") or {}
+    if ms and resent.get(digest, 0) < ms:
+        entry["resent"] = {**resent, digest: ms}
+
+
+def _deletion_digest(deletion: Doc) -> str:
+    """What ``resent`` names a version of a court listing's deletion slot by."""
+    return "d:" + _slot_digest(deletion)
+
+
 def _deletion_of(record: Doc) -> Doc:
-    """What a court deletion record says of its listing (a version of the listing's deletion slot)."""
-    return {"reason": (record.get("fields") or {}).get("deletion_reason"), "date": record.get("decision_date"),
-            "doc_no": record.get("doc_no")}
+    """What a court deletion record says of its listing (a version of the listing's deletion slot);
+    ``named`` when it named the court by its name only (it follows the name: :func:`_rekeyed`)."""
+    out = {"reason": (record.get("fields") or {}).get("deletion_reason"), "date": record.get("decision_date"),
+           "doc_no": record.get("doc_no")}
+    if not record.get("source_unit_code"):
+        out["named"] = True
+    return out
 
 
-def deletion_records(entry: RecordEntry) -> list[tuple[int, str, Doc]]:
+def deletion_records(entry: RecordEntry, key: str | None = None) -> list[tuple[int, str, Doc]]:
     """A court listing's deletions as (stamp, origin, court deletion record), one per version its
     deletion slot keeps (``_fold_deletion`` folds such a record into that slot): what a listing
-    linked onto a legal representative's file carries with it (domain/engine.py ``_links``)."""
+    linked onto a legal representative's file carries with it (domain/engine.py ``_links``). A
+    deletion that named the court by its name only names it so again; one that gave a code gave the
+    code of the entry's key (``key``; a coded deletion is kept under its own code)."""
     listing = entry.get("content") or entry  # (a deletion known before its listing: the entry names it)
+    named = _key_name(key)
+    code = named[1] if named is not None and named[1] != listing.get("source_unit") \
+        else listing.get("source_unit_code")
     return [(ms, origin, {"kind": "court_deletion", "source_unit": listing.get("source_unit"),
-                          "source_unit_code": listing.get("source_unit_code"), "doc_no": listing.get("doc_no"),
+                          "source_unit_code": None if deletion.get("named") else code,
+                          "doc_no": listing.get("doc_no"),
                           "decision_date": deletion.get("date"), "fields": {"deletion_reason": deletion.get("reason")}})
             for deletion, ms, origin, _rank in (entry.get("deletion") or {}).get("versions") or ()]
 
@@ -522,9 +555,11 @@ def apply_linked(state: SubjectState | None, event: LinkedEvent) -> tuple[Subjec
         # the person is sent the organisation's versions at their first sightings, and a sighting that
         # turned out not to be the first only in some orders: its latest stamp is that of the versions
         # it keeps, the same in every order (the organisation's re-sends are not linked)
+        # (nor a re-send's sighting: ``resent``)
         latest = max(v[0] for v in entry["versions"].values())
-        if entry.get("updated_ms") != latest:
-            new["records"] = with_entry(new["records"], key, cast(RecordEntry, {**entry, "updated_ms": latest}))
+        if entry.get("updated_ms") != latest or "resent" in entry:
+            new["records"] = with_entry(new["records"], key, cast(RecordEntry, {
+                **{k: v for k, v in entry.items() if k != "resent"}, "updated_ms": latest}))
     return new, outcome
 
 
@@ -1018,31 +1053,47 @@ def _rekeyed(state: SubjectState, name: str, old: str | None) -> SubjectState:
         named = _key_name(key)
         if named is None or named[0] != scope:
             continue
-        if named[1] == bare or named[1] == old and any(
-                c.get("source_unit") == bare and not c.get("source_unit_code")
-                for c in entry_contents(cast(Doc, records[key])).values()):
+        if named[1] == bare or named[1] == old and _names_by_name(cast(Doc, records[key]), bare):
             keys.append(key)
     out = _refold(state, keys) if keys else state
     units = out.get("units")
     objections = cast(Doc, out).get("objections") or {}
-    aimed = {oid for oid, slot in objections.items() if any(_key_unit_is(k, name) for k in objection_targets(slot))}
+    aimed = {oid for oid, slot in objections.items()
+             if any(_key_unit_is(k, name) for k in _office_aims(slot, "objections", oid))}
     if aimed:
         if out is state:
             out = _copy(state)
         cast(Doc, out)["objections"] = {oid: _aimed(slot, units) if oid in aimed else slot
                                         for oid, slot in objections.items()}
     repairs = cast(Doc, out).get("repairs") or {}
-    moved = sorted(k for k in repairs if _key_unit_is(k, name))
+    moved = sorted(k for k, slot in repairs.items() if any(_key_unit_is(a, name)
+                                                          for a in _office_aims(slot, "repairs", k)))
     if moved:
         if out is state:
             out = _copy(state)
         slots = {k: v for k, v in repairs.items() if k not in moved}
-        for key in moved:
-            aim = resolve_key(units, key)
+        for key in moved:  # (each version where the key it named goes now)
             for content, ms, origin, rank in repairs[key].get("versions") or ():
+                by = content.get("named") or key
+                aim = resolve_key(units, by)
+                content = dict(content, named=by) if aim != by else {k: v for k, v in content.items() if k != "named"}
                 slots[aim], _ = merge_version(slots.get(aim), content, ms, origin, rank)
         cast(Doc, out)["repairs"] = slots
     return out
+
+
+def _names_by_name(entry: Doc, bare: str) -> bool:
+    """Whether a version of the record ``entry`` (a court listing's deletion included) named its unit by
+    the name ``bare`` only."""
+    if any(c.get("source_unit") == bare and not c.get("source_unit_code") for c in entry_contents(entry).values()):
+        return True
+    deletions = (entry.get("deletion") or {}).get("versions") or ()
+    if not deletions or (entry.get("content") or entry).get("source_unit") != bare:
+        return False
+    # (a deletion folded before deletions said how they named the court: named by the name when
+    # nothing of the entry gave its code)
+    return any(d[0].get("named") for d in deletions) \
+        or entry.get("content") is None and not entry.get("source_unit_code")
 
 
 def unit_moved_keys(before: SubjectState, after: SubjectState) -> set[str]:
@@ -1091,15 +1142,38 @@ def _key_unit_is(key: Any, name: str) -> bool:
     return _key_name(key) == _scope_and_name(name)
 
 
+def _aimed_content(content: Doc, units: Mapping[str, list[str]] | None) -> Doc:
+    """An objection's content aimed at the record it names as ``units`` resolve it now
+    (:func:`resolve_key`). When it named the unit by its name only, that key is kept (``named``), so
+    that it follows the name when the name stands for another code later (a second, lesser code given
+    with it: :func:`learn_unit`); a record named by its code stays with that code."""
+    named = content.get("named") or content["record_key"]
+    aim = resolve_key(units, named)
+    if aim == content["record_key"] and (aim == named) == ("named" not in content):
+        return content
+    out = dict(content, record_key=aim)
+    if aim != named:
+        out["named"] = named
+    else:
+        out.pop("named", None)
+    return out
+
+
+def _office_aims(slot: Doc, part: str, key: str) -> set[str]:
+    """The record keys an objection's or a repair's versions aim at or named (``named``)."""
+    aims = objection_targets(slot) if part == "objections" else {key}
+    return aims | {v[0]["named"] for v in slot.get("versions") or () if v[0].get("named")} \
+        | ({slot["named"]} if slot.get("named") else set())
+
+
 def _aimed(slot: Doc, units: Mapping[str, list[str]] | None) -> Doc:
-    """An objection's slot with the record every version names resolved (:func:`resolve_key`), its
+    """An objection's slot with the record every version names resolved (:func:`_aimed_content`), its
     versions folded again (two that named the record two ways are one now, at its earliest sighting)."""
     out: Doc | None = None
     for content, ms, origin, rank in slot.get("versions") or ():
-        out, _ = merge_version(out, dict(content, record_key=resolve_key(units, content["record_key"])), ms, origin,
-                               rank)
+        out, _ = merge_version(out, _aimed_content(content, units), ms, origin, rank)
     if out is None:
-        return dict(slot, record_key=resolve_key(units, slot["record_key"]))
+        return _aimed_content(slot, units)
     out["seen"] = slot.get("seen") or out.get("seen")
     if slot.get("evicted"):
         out["evicted"] = slot["evicted"]
@@ -1128,15 +1202,20 @@ def _refold(state: SubjectState, keys: list[str]) -> SubjectState:
     out["records"] = finished(working)
     sid, id_kind = state["id"], state.get("id_kind") or "uscc"
     sightings: list[tuple[int, str, str, Doc, str | None]] = []
+    versions_of: dict[str, list[tuple[str, Doc, str | None]]] = {}  # old key -> (its name for resent, record, via)
     for key in keys:
         entry = cast(Doc, records[key])
         via = entry.get("via") if key.startswith(LINKED_KEY) else None
         contents = entry_contents(entry)
+        versions_of[key] = []
         for digest, (ms, origin) in (entry.get("versions") or {}).items():
             if digest in contents:
                 sightings.append((ms, origin, digest, contents[digest], via))
-        for ms, origin, record in deletion_records(cast(RecordEntry, entry)):
+                versions_of[key].append((digest, contents[digest], via))
+        deletions = ((entry.get("deletion") or {}).get("versions") or ())
+        for (ms, origin, record), version in zip(deletion_records(cast(RecordEntry, entry), key), deletions):
             sightings.append((ms, origin, content_hash(record), record, via))
+            versions_of[key].append((_deletion_digest(version[0]), record, via))
     for ms, origin, digest, record, via in sorted(sightings, key=lambda s: (s[0], sortable_origin(s[1]), s[2])):
         if via:
             out, _ = apply_linked(out, LinkedEvent(origin=origin, subject=sid, event_ms=ms, record=record, hash=digest,
@@ -1149,17 +1228,24 @@ def _refold(state: SubjectState, keys: list[str]) -> SubjectState:
     units = out.get("units")
     for key in sorted(keys):
         was = cast(Doc, records[key])
-        aim = resolve_key(units, key)
-        kept = out["records"].get(aim)
-        if kept is None:
-            continue
-        moved: Doc = dict(kept)
-        for origin in was.get("seen") or ():
-            moved["seen"] = _seen(moved.get("seen"), origin)
-        moved["updated_ms"] = max(moved.get("updated_ms") or 0, was.get("updated_ms") or 0)
-        if was.get("evicted"):
-            moved["evicted"] = _evict(list(moved.get("evicted") or ()), list(was["evicted"]))
-        out["records"] = with_entry(out["records"], aim, cast(RecordEntry, moved))
+        went = {name: record_key_of(units, record, via) for name, record, via in versions_of[key]}
+        targets = sorted(set(went.values())) or [resolve_key(units, key)]
+        for target in targets:  # (split by a second code: which version an origin brought is not kept)
+            kept = out["records"].get(target)
+            if kept is None:
+                continue
+            moved: Doc = dict(kept)
+            for origin in was.get("seen") or ():
+                moved["seen"] = _seen(moved.get("seen"), origin)
+            if len(targets) == 1:  # the whole entry moved: its latest sighting with it
+                moved["updated_ms"] = max(moved.get("updated_ms") or 0, was.get("updated_ms") or 0)
+            if was.get("evicted"):
+                moved["evicted"] = _evict(list(moved.get("evicted") or ()), list(was["evicted"]))
+            for digest, ms in (was.get("resent") or {}).items():  # each re-send's sighting where its version went
+                if went.get(digest, target) == target:
+                    _resent(moved, digest, ms)
+                    moved["updated_ms"] = max(moved.get("updated_ms") or 0, ms)
+            out["records"] = with_entry(out["records"], target, cast(RecordEntry, moved))
     derive_identity(out)
     return out
 
@@ -1223,7 +1309,7 @@ def apply_objection(state: SubjectState | None, event: ObjectionEvent) -> tuple[
     if state is None:
         state = new_state(event.subject, event.id_kind)
     state = _learn_office_units(state, event)
-    content["record_key"] = resolve_key(state.get("units"), content["record_key"])
+    content = _aimed_content(content, state.get("units"))
     out, slot, outcome = _fold_slot(state, "objections", event.objection_id, content, event,
                                      rank=0 if content["status"] == "filed" else 1)
     if outcome != "applied" or slot is None:
@@ -1272,6 +1358,8 @@ def apply_repair(state: SubjectState | None, event: RepairEvent) -> tuple[Subjec
     state = _learn_office_units(state, event)
     aim = resolve_key(state.get("units"), event.record_key)
     content = {"approved": event.decision_date, "granted": bool(event.approved), "doc_no": event.doc_no}
+    if aim != event.record_key:  # named by the unit's name: kept, so that it follows the name (_rekeyed)
+        content["named"] = event.record_key
     out, slot, outcome = _fold_slot(state, "repairs", aim, content, event)
     if outcome != "applied" or slot is None:
         return out, outcome

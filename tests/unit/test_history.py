@@ -21,7 +21,7 @@ from domain.history import derive, history_of
 from domain.rulebook import load_rulebook
 from domain.validate import decision_key
 from tests.builders import ORG, arrival, objection, record, record_event, repair, tick
-from tests.unit.list_inputs import list_inputs
+from tests.unit.list_inputs import OTHER_UNIT, list_inputs
 
 RULES = load_rulebook()
 CAL = WorkingCalendar()
@@ -481,10 +481,16 @@ DOCS = ["A", "B", "C"]
 DATES = ["2019-03-04", "2020-06-01", "2021-09-01", "2023-02-06", "2024-07-01", "2025-08-04", "2026-05-06"]
 
 
+def _coded(draw, rec):
+    """``rec`` with the builders' unit code or, now and then, ``OTHER_UNIT``."""
+    return dict(rec, source_unit_code=OTHER_UNIT) if draw(st.integers(0, 5)) == 0 else rec
+
+
 def _named(draw, rec):
-    """``rec`` naming its unit with its code (as the builders do) or, now and then, by its name only:
-    one decision either way (domain/state.py ``resolve_key``)."""
-    return rec if draw(st.integers(0, 2)) else dict(rec, source_unit_code=None)
+    """``rec`` naming its unit with its code (as the builders do; now and then another code of the
+    same name) or, now and then, by its name only: one decision either way (domain/state.py
+    ``resolve_key``)."""
+    return _coded(draw, rec) if draw(st.integers(0, 2)) else dict(rec, source_unit_code=None)
 
 
 def _office_aim(draw, rec):
@@ -493,6 +499,7 @@ def _office_aim(draw, rec):
     how = draw(st.integers(0, 3))
     if how == 3:
         return decision_key(dict(rec, source_unit_code=None)), None
+    rec = _coded(draw, rec)
     return decision_key(rec), ((rec["source_unit"], rec["source_unit_code"]) if how == 2 else None)
 
 

@@ -6,6 +6,7 @@ the unit, in every arrival order (domain/state.py ``resolve_key``)."""
 from __future__ import annotations
 
 import itertools
+import json
 
 from domain.validate import decision_key
 from tests.builders import UNIT, objection, record, record_event, repair
@@ -338,3 +339,96 @@ def test_a_unit_name_with_a_bar_is_kept_apart_from_the_unit_it_begins_with():
         state = run(list(order))
         assert sorted(state["records"]) == [decision_key(parent), f"penalty|{NAME}¦二七分局|罚2"]
         assert state["records"][f"penalty|{NAME}¦二七分局|罚2"]["status"] == "revoked"
+
+
+def _two_codes_inputs(office):
+    """A name given with two codes (``OTHER`` < the builders' ``UNIT``) by two decisions, a third
+    decision sent by the name only, and ``office``'s input naming that decision by the name only."""
+    first = record("penalty", "罚2", "2025-03-04", severity="general", domain="market")
+    second = dict(record("penalty", "罚3", "2025-03-05", severity="general", domain="market"), source_unit_code=OTHER)
+    by_name = _by_name(record("penalty", "罚1", "2025-03-06", severity="severe", domain="environment"))
+    return [record_event(first, "2025-03-05"), record_event(second, "2025-03-06"), record_event(by_name, "2025-03-07"),
+            office(decision_key(by_name))]
+
+
+OTHER = "11410100005200010A"
+
+
+def test_an_objection_by_a_name_given_with_two_codes_reaches_the_decision_by_that_name_in_every_order():
+    # the objection named the unit by its name while only one of its codes was known: when the lesser
+    # code comes, the decision by that name moves to it, and the objection follows (it named the name)
+    assert OTHER < UNIT
+    aim = f"penalty|{OTHER}|罚1"
+    views = set()
+    for order in itertools.permutations(_two_codes_inputs(
+            lambda key: objection("OB1", key, "filed", "2025-03-10", arrived="2025-03-10"))):
+        state = run([*order])
+        assert state["objections"]["OB1"]["record_key"] == aim, [e.__class__.__name__ for e in order]
+        lists = state["evaluation"]["lists"]
+        assert lists and all(m["suspended"] for m in lists.values()), lists
+        views.add(json.dumps(state["evaluation"], sort_keys=True))
+    assert len(views) == 1
+
+
+def test_a_repair_by_a_name_given_with_two_codes_reaches_the_decision_by_that_name_in_every_order():
+    aim = f"penalty|{OTHER}|罚1"
+    views = set()
+    for order in itertools.permutations(_two_codes_inputs(
+            lambda key: repair(key, "2025-09-01", arrived="2025-09-01", doc_no="修1"))):
+        state = run([*order])
+        assert list(state["repairs"]) == [aim], [e.__class__.__name__ for e in order]
+        views.add(json.dumps(state["evaluation"], sort_keys=True))
+    assert len(views) == 1
+
+
+def test_an_objection_by_code_stays_with_that_code_when_the_name_is_given_a_lesser_one():
+    # named by the code the office gave: the decision of that code, whatever the name stands for later
+    first = record("penalty", "罚1", "2025-03-04", severity="severe", domain="environment")
+    second = dict(record("penalty", "罚3", "2025-03-05", severity="general", domain="market"), source_unit_code=OTHER)
+    filed = objection("OB1", decision_key(first), "filed", "2025-03-10", arrived="2025-03-10")
+    for order in itertools.permutations([record_event(first, "2025-03-05"), record_event(second, "2025-03-06"), filed]):
+        state = run([*order])
+        assert state["objections"]["OB1"]["record_key"] == decision_key(first)
+
+
+def test_a_legal_representatives_file_follows_an_objection_and_a_repair_by_a_name_given_with_two_codes():
+    # the organisation's objection and repair name its severe decision's unit by the name, which two
+    # decisions gave with two codes: the person's copies aim where the organisation's do, suspended
+    # as it is, in every order, and what his steps announce folds to his history
+    from domain.engine import fold_changes, step
+    from domain.history import history_of
+    from domain.state import linked_key
+    from tests.builders import ORG, PERSON, tick
+    from tests.unit.list_inputs import CAL, RULES
+
+    rep = {"name": "赵六", "id_no": PERSON}
+    severe = dict(_by_name(record("penalty", "罚1", "2025-03-06", severity="severe", domain="environment")),
+                  legal_rep=rep)
+    first = record("penalty", "罚2", "2025-03-04", severity="general", domain="market")
+    second = dict(record("penalty", "罚3", "2025-03-05", severity="general", domain="market"), source_unit_code=OTHER)
+    filed = objection("OB1", decision_key(severe), "filed", "2025-03-10", arrived="2025-03-10")
+    fixed = repair(decision_key(severe), "2026-09-01", arrived="2026-09-01", doc_no="修1")
+    inputs = [record_event(first, "2025-03-05"), record_event(second, "2025-03-06"), record_event(severe, "2025-03-07"),
+              filed, fixed]
+    aim = f"penalty|{OTHER}|罚1"
+    persons = set()
+    for order in itertools.permutations(inputs):
+        org, links = None, []
+        for event in [*order, tick("2025-06-02")]:
+            result = step(org, event, RULES, CAL)
+            org, links = result.state, links + result.links
+        assert org["objections"]["OB1"]["record_key"] == aim and list(org["repairs"]) == [aim]
+        person, announced = None, []
+        for event in [*links, tick("2025-06-02", subject=PERSON)]:
+            result = step(person, event, RULES, CAL)
+            if result.outcome == "redelivered":  # as agents/subject.py: nothing stored, nothing announced
+                continue
+            person, announced = result.state, announced + result.changes
+        _mirrors({ORG: org}, person)
+        assert set(person["repairs"]) == {linked_key(aim, ORG)}, (order, person["repairs"])
+        assert all(m["suspended"] for m in person["evaluation"]["lists"].values()), person["evaluation"]["lists"]
+        folded = {cid: (c["list"], c["transition"], c["effective_date"]) for cid, c in fold_changes(announced).items()}
+        assert folded == {cid: (c["list"], c["transition"], c["effective_date"])
+                          for cid, c in history_of(person).items()}, order
+        persons.add(json.dumps([sorted(person["records"]), person["evaluation"], person["timeline"]], sort_keys=True))
+    assert len(persons) == 1, len(persons)
