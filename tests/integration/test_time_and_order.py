@@ -122,3 +122,67 @@ async def test_a_message_stamped_in_2099_is_dead_lettered(pipeline, settings, de
 
     [letter] = await eventually(dead, timeout=30)
     assert "after the wall clock" in letter["detail"]
+
+
+async def test_a_unit_named_by_its_name_or_its_code_is_one_decision_through_the_pipeline(pipeline, settings,
+                                                                                            department):
+    """A department that sends its decision with the unit's USCC and the revocation by the unit's name
+    only; a credit office that names the unit by its name (or gives the code for a decision sent by
+    name): one decision each time (docs/events.md, Identity), unkeyed and stamped at sending as stock
+    producers send, on whichever broker the stack runs."""
+    from ops.inspect import subject_state
+
+    revoked_company, disputed_company = uscc(7600), uscc(7601)
+    doc_a, doc_b = "郑环罚〔2025〕761号", "郑环罚〔2025〕762号"
+    penalty = dict(severity="严重", domain="environment", source_unit=samples.ECO_ZZ, decision_date=dt.date(2025, 6, 2),
+                   valid_until=None, publicity_end_date=None)
+    rejected = dict(status="rejected", filed_date=dt.date(2025, 9, 1), resolved_date=dt.date(2025, 9, 3),
+                    provider_verification=False, target_kind="penalty", target_source_unit=samples.ECO_ZZ)
+    # the first company: its penalty with the code; the office's objection and the department's
+    # revocation name the unit by its name only
+    await department.send(schema_of("penalty"), sample_event(
+        "penalty", **penalty, uscc=revoked_company, source_unit_uscc=samples.ECO_ZZ_USCC, decision_doc_no=doc_a))
+    await department.send(schema_of("objection"), sample_event(
+        "objection", **rejected, uscc=revoked_company, objection_id="YY-761", target_doc_no=doc_a,
+        target_source_unit_uscc=None))
+    # the second company: the office's objection (with the unit's code) before the penalty sent by name only
+    await department.send(schema_of("objection"), sample_event(
+        "objection", **rejected, uscc=disputed_company, objection_id="YY-762", target_doc_no=doc_b,
+        target_source_unit_uscc=samples.ECO_ZZ_USCC))
+    await department.send(schema_of("penalty"), sample_event(
+        "penalty", **penalty, uscc=disputed_company, source_unit_uscc=None, decision_doc_no=doc_b))
+    coded = f"penalty|{samples.ECO_ZZ_USCC}|"
+
+    async def disputed():
+        got = [folded(await read_changes(settings), s) for s in (revoked_company, disputed_company)]
+        return got if all(("blacklist:environment", "resumed", "2025-09-03", "objection_resolved") in g
+                          for g in got) else None
+
+    for got in await eventually(disputed, timeout=40):
+        assert ("blacklist:environment", "entered", "2025-06-02", "record") in got, got
+        assert ("blacklist:environment", "suspended", "2025-09-01", "objection_filed") in got, got
+        assert not [c for c in got if c[1] == "objection_overdue"], got
+    for sid, doc in ((revoked_company, doc_a), (disputed_company, doc_b)):
+        state = await subject_state(settings, sid)
+        assert list(state["records"]) == [coded + doc], state["records"].keys()
+        assert [o["record_key"] for o in state["objections"].values()] == [coded + doc]
+
+    # the revocation, by the unit's name only (sent after the original, so stamped after it)
+    await department.send(schema_of("penalty"), sample_event(
+        "penalty", **penalty, uscc=revoked_company, source_unit_uscc=None, decision_doc_no=doc_a,
+        record_status="revoked"))
+
+    async def revoked():
+        state = await subject_state(settings, revoked_company)
+        entry = state["records"].get(coded + doc_a)
+        return state if entry and entry["status"] == "revoked" else None
+
+    state = await eventually(revoked, timeout=40)
+    assert list(state["records"]) == [coded + doc_a]
+    assert not state["evaluation"]["lists"]
+
+    async def withdrawn():  # a revoked decision's list changes are withdrawn: the fold holds none of them
+        got = folded(await read_changes(settings), revoked_company)
+        return "withdrawn" if not [c for c in got if c[0] == "blacklist:environment"] else None
+
+    await eventually(withdrawn, timeout=40)
