@@ -147,8 +147,8 @@ test-all: install  ## every test, slow scenarios included
 worker: install  ## run a worker against the current settings (e.g. after `make stack-up`)
 	$(BIN)/creditstream worker
 
-stack-up: install  ## start the embedded broker and redis-server in .run/
-	$(BIN)/creditstream stack up
+stack-up: install  ## start the embedded broker and redis-server in .run/ (BROKER=kafka: Apache Kafka; default: the one it ran last)
+	$(BIN)/creditstream stack up $(if $(filter-out file default undefined,$(origin BROKER)),--broker $(BROKER))
 
 stack-down: install  ## stop them
 	$(BIN)/creditstream stack down

@@ -346,16 +346,22 @@ def cmd_stack(args) -> int:
             if not password:
                 print(f"creditstream: {args.redis_password_file} is empty: no Redis password in it", file=sys.stderr)
                 return EXIT_USAGE
-        if args.broker == "kafka":
+        broker = args.broker or stack.last_broker_kind()
+        if broker == "kafka" and not stack.status().get("running"):
             print("starting Apache Kafka (the first start resolves its jars with Maven)...", file=sys.stderr)
         try:
-            info = stack.up(broker=args.broker, nodes=args.nodes, redis_password=password)
+            info = stack.up(broker=broker, nodes=args.nodes, redis_password=password)
         except StackError as exc:
             print(f"creditstream: the embedded stack did not start: {exc}", file=sys.stderr)
             return EXIT_UNREACHABLE
         print(f"broker          {stack.broker_description()}  {info.broker_url}  pid {info.broker_pid}")
         print(f"redis-server    {mask_url(info.redis_url)}  pid {info.redis_pid}  (password in stack.json)")
         print(f"run dir         {info.run_dir}  (settings in {info.run_dir}/stack.json)")
+        if info.set_aside:
+            print(f"creditstream: Tansu started anew with an empty log (it keeps its log in memory): the state "
+                  f"Redis kept was built from the log that is gone, so it was moved to {info.set_aside} and "
+                  "redis-server started empty (send the inputs again; keep state across restarts with "
+                  "`stack up --broker kafka`)", file=sys.stderr)
         return EXIT_OK
     if args.action == "down":
         was = stack.down()

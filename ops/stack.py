@@ -32,7 +32,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from ops.processes import is_ours as _is_ours
 from ops.processes import is_paused as _is_paused
 from ops.processes import proc_cmdline as _proc_cmdline
 from ops.processes import proc_stat as _proc_stat
-from ops.wire import probe_broker, probe_redis
+from ops.wire import probe_broker, probe_redis, redis_keys
 
 __all__ = ["Stack", "StackError", "StackInfo", "embedded_stack", "find_redis_server", "find_tansu",
            "redis_server_release", "redis_server_version"]
@@ -73,6 +73,9 @@ class StackInfo:
     broker_kind: str = "tansu"
     replication_factor: int = 1
     pseudonym_key: str = field(default="", repr=False)
+    set_aside: str | None = None
+    """Where this ``up`` moved Redis's data (a new Tansu broker's log is empty: the state Redis kept was
+    built from a log that is gone), or None."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -193,6 +196,25 @@ class Stack:
     @property
     def redis_conf(self) -> Path:
         return self.run_dir / "redis.conf"
+
+    @property
+    def broker_kind_file(self) -> Path:
+        """The broker kind the stack ran last (kept after ``down``: ``up`` starts that kind again)."""
+        return self.run_dir / "broker-kind"
+
+    def last_broker_kind(self) -> str:
+        """The broker a ``stack up`` without one starts: the kind this run directory ran last
+        (stack.json while it runs, else ``broker-kind``; an Apache Kafka log directory of an earlier
+        version), else Tansu."""
+        state = self._read() or {}
+        kind = (state.get("broker") or {}).get("kind")
+        if kind in ("tansu", "kafka"):
+            return str(kind)
+        with contextlib.suppress(OSError):
+            kind = self.broker_kind_file.read_text(encoding="utf-8").strip()
+            if kind in ("tansu", "kafka"):
+                return str(kind)
+        return "kafka" if (self.run_dir / "kafka").is_dir() else "tansu"
 
     @property
     def pseudonym_key_file(self) -> Path:
@@ -379,7 +401,7 @@ class Stack:
         return unquote(pw) if pw else None
 
     # -- public API ---------------------------------------------------------------------------
-    def up(self, *, timeout: float = 20.0, redis_password: str | None = None, broker: str = "tansu",
+    def up(self, *, timeout: float = 20.0, redis_password: str | None = None, broker: str | None = None,
            nodes: int = 1) -> StackInfo:
         """Start the stack (or return the running one). Components still healthy are kept; a dead
         one is started again on its recorded port when that port is free.
@@ -388,11 +410,20 @@ class Stack:
         (recorded in stack.json), or a new random one. Another password restarts redis-server.
 
         ``broker``: ``tansu`` (the light default) or ``kafka`` (Apache Kafka, resolved with Maven
-        on first use: ops/kafka_cluster.py) with ``nodes`` 1 or 3 combined KRaft nodes."""
+        on first use: ops/kafka_cluster.py) with ``nodes`` 1 or 3 combined KRaft nodes; by default
+        the kind this run directory ran last (:meth:`last_broker_kind`). A running broker of the
+        other kind is not replaced: ``down`` first.
+
+        Tansu keeps its log in memory: a Tansu broker started anew has an empty log, and a state Redis
+        kept was built from the log that is gone (its positions past the new log's end: a worker would
+        skip the new inputs below them, or stop). Redis's data is then moved aside
+        (``redis.before-<time>``, :attr:`StackInfo.set_aside`) and redis-server starts empty."""
+        broker = broker or self.last_broker_kind()
+        if broker not in ("tansu", "kafka"):
+            raise StackError(f"broker must be 'tansu' or 'kafka', not {broker!r}")
+        self._refuse_other_broker(broker)
         if broker == "kafka":
             return self._up_kafka(max(timeout, 180.0), redis_password, nodes)
-        if broker != "tansu":
-            raise StackError(f"broker must be 'tansu' or 'kafka', not {broker!r}")
         deadline = time.monotonic() + timeout
         with self._lock():
             state = self._read() or {}
@@ -423,6 +454,13 @@ class Stack:
                     _terminate(old_r, 5.0)
                     redis = self._start_redis(old_r and old_r.get("port"), redis_password, deadline)
                     started.append(redis)
+                set_aside = None
+                if not broker_ok and redis_keys(int(redis["port"]), redis_password):
+                    # the new broker's log is empty: the state Redis kept is of a log that is gone
+                    _terminate(redis, 10.0)
+                    set_aside = self._set_redis_aside()
+                    redis = self._start_redis(redis.get("port"), redis_password, deadline)
+                    started.append(redis)
             except BaseException:
                 for entry in started:
                     _terminate(entry, 2.0)
@@ -430,7 +468,40 @@ class Stack:
             new_state = self._state(broker, redis, redis_password,
                                     state.get("started_at") if (broker_ok or redis_ok) else time.time(), state)
             self._write(new_state)
-            return self._info(new_state)  # type: ignore[return-value]
+            self._note_broker_kind("tansu")
+            info = self._info(new_state)
+            assert info is not None
+            if set_aside is not None:
+                info = replace(info, set_aside=str(set_aside))
+            return info
+
+    def _refuse_other_broker(self, broker: str) -> None:
+        """A stack running a broker of the other kind is not replaced by ``up`` (a `stack up` meant to
+        restart a dead redis-server would stop a running Apache Kafka and start an empty Tansu)."""
+        state = self._read() or {}
+        entry = state.get("broker") or {}
+        kind = entry.get("kind") or ("tansu" if entry else None)
+        if kind is None or kind == broker:
+            return
+        running = self._kafka().status()["running"] if kind == "kafka" else _is_ours(entry)
+        if running:
+            name = {"kafka": "Apache Kafka", "tansu": "Tansu"}
+            raise StackError(f"the stack in {self.run_dir} runs {name[kind]}, not {name[broker]}: "
+                             f"`creditstream stack down` first to change brokers (or `stack up --broker {kind}`)")
+
+    def _note_broker_kind(self, kind: str) -> None:
+        with contextlib.suppress(OSError):
+            self.broker_kind_file.write_text(kind + "\n", encoding="utf-8")
+
+    def _set_redis_aside(self) -> Path:
+        """Redis's data directory moved to ``redis.before-<time>`` beside it (its data kept, not read)."""
+        aside = self.run_dir / time.strftime("redis.before-%Y%m%dT%H%M%S")
+        n = 1
+        while aside.exists():
+            n += 1
+            aside = self.run_dir / time.strftime(f"redis.before-%Y%m%dT%H%M%S-{n}")
+        self.redis_dir.rename(aside)
+        return aside
 
     def _kafka(self):
         from ops.kafka_cluster import KafkaCluster
@@ -469,6 +540,7 @@ class Stack:
                                          replication_factor=min(len(cluster["nodes"]), 3))
             new_state["broker"] = broker
             self._write(new_state)
+            self._note_broker_kind("kafka")
             return self._info(new_state)  # type: ignore[return-value]
 
     def broker_description(self) -> str:

@@ -92,6 +92,24 @@ def _resp_command(*args: str) -> bytes:
     return b"".join(out)
 
 
+def redis_keys(port: int, password: str | None = None, timeout: float = 2.0) -> int | None:
+    """How many keys the local redis-server on ``port`` holds (``DBSIZE`` of database 0), or None when
+    it does not answer."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            f = sock.makefile("rb")
+            if password:
+                sock.sendall(_resp_command("AUTH", password))
+                if not f.readline().startswith(b"+OK"):
+                    return None
+            sock.sendall(_resp_command("DBSIZE"))
+            line = f.readline()
+            return int(line[1:]) if line.startswith(b":") else None
+    except (OSError, ValueError):
+        return None
+
+
 def probe_redis(port: int, password: str | None = None, timeout: float = 1.0) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:

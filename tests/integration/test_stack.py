@@ -363,3 +363,70 @@ def test_the_redis_server_named_by_the_environment_is_the_one_run(tmp_path, monk
     assert redis_server_release(str(fake)) == "valkey-server 9.1.2"
     monkeypatch.setenv(REDIS_SERVER_ENV, "")
     assert find_redis_server() == default
+
+
+async def test_a_new_tansu_broker_starts_with_an_empty_redis_and_the_old_state_set_aside(stack, capsys):
+    # seen: after `stack down` / `stack up` Tansu's log was empty (it keeps it in memory) while Redis kept
+    # the state and its positions; a worker skipped that many new inputs per partition, silently
+    info = stack.up()
+    r = aioredis.from_url(info.redis_url)
+    try:
+        await r.set("cs:live:positions", "9")
+    finally:
+        await r.aclose()
+    stack.down()
+    again = stack.up()
+    assert again.set_aside is not None
+    aside = again.run_dir / os.path.basename(again.set_aside)
+    assert aside.is_dir() and any(p.stat().st_size for p in aside.rglob("*") if p.is_file())
+    r = aioredis.from_url(again.redis_url)
+    try:
+        assert await r.dbsize() == 0
+    finally:
+        await r.aclose()
+    # a running Tansu with its Redis: kept as it is; so is an empty Redis under a new broker
+    assert Stack(stack.run_dir).up().set_aside is None
+    os.kill(stack.info().broker_pid, 9)
+    deadline = time.monotonic() + 5
+    while not _gone(again.broker_pid) and time.monotonic() < deadline:
+        reap(again.broker_pid)
+        time.sleep(0.01)
+    assert stack.up().set_aside is None  # (nothing in Redis to set aside)
+    # the command says so
+    from creditstream import cli
+
+    r = aioredis.from_url(stack.info().redis_url)
+    try:
+        await r.set("cs:live:positions", "9")
+    finally:
+        await r.aclose()
+    stack.down()
+    os.environ["CREDITSTREAM_RUN_DIR"] = str(stack.run_dir)
+    try:
+        capsys.readouterr()
+        assert cli.main(["stack", "up"]) == cli.EXIT_OK
+    finally:
+        del os.environ["CREDITSTREAM_RUN_DIR"]
+    err = capsys.readouterr().err
+    assert "Tansu started anew with an empty log" in err and "redis.before-" in err, err
+
+
+def test_up_never_replaces_a_running_broker_of_the_other_kind(stack):
+    # seen: `stack up` (meant to restart a dead redis-server) stopped a running Apache Kafka and started
+    # an empty Tansu; the other way round too
+    info = stack.up()
+    with pytest.raises(StackError, match="runs Tansu, not Apache Kafka: `creditstream stack down` first"):
+        stack.up(broker="kafka")
+    assert stack.info().broker_pid == info.broker_pid and stack.status()["running"]
+    assert stack.last_broker_kind() == "tansu"
+
+
+def test_up_starts_the_broker_the_run_directory_ran_last(tmp_path):
+    s = Stack(tmp_path / "run")
+    assert s.last_broker_kind() == "tansu"  # nothing ran there
+    (tmp_path / "run").mkdir()
+    s.broker_kind_file.write_text("kafka\n", encoding="utf-8")
+    assert s.last_broker_kind() == "kafka"
+    s.broker_kind_file.unlink()
+    (tmp_path / "run" / "kafka").mkdir()  # an Apache Kafka log directory of a version before the file
+    assert s.last_broker_kind() == "kafka"
