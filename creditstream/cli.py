@@ -664,6 +664,18 @@ def cmd_list(args) -> int:
         print(f"creditstream: list {args.name!r} has no members (see `creditstream list` for the lists)",
               file=sys.stderr)
         return EXIT_NOT_FOUND
+    if args.personal:  # an operator entitled to personal data (RULES.md 7): on the record
+        import structlog
+
+        from ops import dlq
+
+        _logs(args, settings)  # on stderr: stdout is the answer
+        structlog.get_logger("creditstream.list").warning("list shown with personal data", list=args.name,
+                                                           members=len(members), operator=dlq.operator())
+    else:
+        from domain.identifiers import mask_ids_in_text
+
+        members = [mask_ids_in_text(m) for m in members]  # natural persons' ID numbers, as report and the API
     for m in members:
         print(m)
     if cursor:

@@ -138,8 +138,12 @@ def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.Argumen
 
     sp = add("list", commands["list"], "show a list's members (or every list and its size)",
              "Without NAME: every list with its size. With NAME (e.g. blacklist:environment, "
-             "court_debtor, escalated, red_list): its members, a page at a time.")
+             "court_debtor, escalated, red_list): its members, a page at a time; natural persons' ID "
+             "numbers masked (410**************5) unless --personal. Exits 1 when the list has no members.")
     sp.add_argument("name", nargs="?")
+    sp.add_argument("--personal", action="store_true",
+                    help="show natural persons' ID numbers unmasked (logged with the operator's login name, "
+                         "as `dlq show --personal`)")
     sp.add_argument("--cursor", type=int_between(0), default=0,
                     help="continue from this cursor (0 or more, as the previous page printed it)")
     # no upper bound, unlike the API's limit (1 to 1000): an operator may take a whole list in one

@@ -140,9 +140,17 @@ async def test_no_id_number_in_keys_members_or_message_keys(pipeline, department
     shown = await asyncio.to_thread(cli, settings, "subject", PERSON_ID)
     assert shown.returncode == 0, shown.stderr
     assert orjson.loads(shown.stdout)["id"] == PERSON_ID
+    # a list's members: persons' numbers masked, as the report and the API show them; in clear, on the record
+    from domain.identifiers import mask_id
+
     listed = await asyncio.to_thread(cli, settings, "list", "blacklist:environment")
     assert listed.returncode == 0, listed.stderr
+    assert PERSON_ID not in listed.stdout and OLD_CARD_ID_CURRENT not in listed.stdout and stored not in listed.stdout
+    assert mask_id(PERSON_ID) in listed.stdout and samples.COMPANY_USCC in listed.stdout
+    listed = await asyncio.to_thread(cli, settings, "list", "blacklist:environment", "--personal")
+    assert listed.returncode == 0, listed.stderr
     assert PERSON_ID in listed.stdout and OLD_CARD_ID_CURRENT in listed.stdout and stored not in listed.stdout
+    assert "list shown with personal data" in listed.stderr and "operator" in listed.stderr
     # without the key, a person cannot be looked up: a clear error, no traceback
     keyless = await asyncio.to_thread(cli, settings.replace(pseudonym_key=""), "subject", PERSON_ID)
     assert keyless.returncode == 2 and "pseudonym_key" in keyless.stderr and "Traceback" not in keyless.stderr
