@@ -353,8 +353,11 @@ class SubjectAgent:
         if checks + 1 >= AHEAD_LIMIT and now - since >= self.log_end_patience_s:
             raise PositionAhead(
                 f"Redis records position {pos} on {self.topics.subject_events}[{p}] but the log ends at "
-                f"{high} (for {now - since:.0f} s): the state is not from this log (topic recreated? wrong "
-                f"Redis?). Rebuild with `creditstream replay --switch`, then restart the workers.")
+                f"{high} (for {now - since:.0f} s): the state is not from this log (topic recreated? an "
+                f"embedded Tansu broker started anew? wrong Redis?). Point the workers at the Redis of this "
+                f"log; if the log itself was lost, this state can be neither rebuilt from it (a `replay --switch` "
+                f"is refused) nor kept in step with a new one: back it up, start from an empty Redis and "
+                f"send the inputs again (docs/operations.md, Redis ahead of the log)")
         return checks + 1
 
     def _ahead_while_idle(self, positions: Mapping[int, int | None]) -> None:

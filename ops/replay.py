@@ -709,6 +709,8 @@ async def replay(settings: Settings, *, generation: str | None = None, verify: b
                              f"{', '.join(map(str, all_partitions)) or 'none'})")
         if start is None and from_timestamp_ms is None:
             await _refuse_a_log_cut_short(settings, topics.subject_events, all_partitions)
+            await _refuse_a_log_behind_the_state(settings, redis, live, topics.subject_events, all_partitions,
+                                                 switch=switch)
         if start:  # an offset past a partition's end replays nothing of it: said, not silent
             ends = await kafka.log_ends(settings, topics.subject_events)
             past = {p: (o, ends[p]) for p, o in sorted(start.items()) if p in ends and o > ends[p]}
@@ -842,6 +844,32 @@ async def _refuse_a_log_cut_short(settings: Settings, topic: str, partitions: li
             f"holds them; nothing was written. Keep the live state (and back up Redis: docs/operations.md, "
             f"Backups), and give the topic retention.ms=-1 (`creditstream topics --apply`). What is left can "
             f"be replayed for inspection with --from-offsets (a partial replay, never switched to)")
+
+
+async def _refuse_a_log_behind_the_state(settings: Settings, redis, live: Keys, topic: str, partitions: list[int],
+                                         *, switch: bool) -> None:
+    """The live state records positions past the subject-event log's end: it was not built from this
+    log (the topic created again, an embedded Tansu broker restarted with an empty log, another
+    cluster), and a rebuild from it would lose every subject the log no longer holds. A switch to it
+    is refused (ValueError: exit 2) before anything is written (seen: `replay --switch`, as the
+    worker's stop advised, replayed 0 events and readers saw 0 subjects); a rebuild to inspect or
+    verify goes on, said."""
+    positions = await _positions(redis, live, partitions)
+    if not any(positions.values()):
+        return
+    ends = await kafka.log_ends(settings, topic)
+    ahead = {p: (pos, ends.get(p, 0)) for p, pos in sorted(positions.items()) if pos > ends.get(p, 0)}
+    if not ahead:
+        return
+    where = ", ".join(f"partition {p}: state at {pos:,}, log ends at {end:,}" for p, (pos, end) in ahead.items())
+    what = (f"the live state records positions past the end of {topic} ({where}): it was not built from this "
+            f"log (the topic created again, an embedded Tansu broker started anew with an empty log, another "
+            f"cluster), so a rebuild from it lacks every subject the log no longer holds")
+    if switch:
+        raise ValueError(f"{what}; nothing was written, nothing switched. Keep the live state for its "
+                         f"readers; if the log was lost, back it up, start from an empty Redis and send the "
+                         f"inputs again (docs/operations.md, Redis ahead of the log)")
+    log.warning("replay: " + what + "; the rebuild goes on (not switched to)")
 
 
 VERIFY_CATCH_UP_S = 30.0

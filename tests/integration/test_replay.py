@@ -299,3 +299,29 @@ async def test_from_offsets_past_a_partitions_end_says_nothing_of_it_is_replayed
                                      "0:999999999,1:0"], env=worker_env(settings))
     assert rc == 0, (out, err)
     assert b"--from-offsets: past the end of the partition: nothing of it is replayed" in err, err[-2000:]
+
+
+async def test_a_switch_to_a_rebuild_of_a_log_behind_the_live_state_is_refused(settings, redis):
+    """Seen: after an embedded Tansu restarted with an empty log, `replay --switch` (as the worker's
+    stop advised) rebuilt 0 events, switched, and readers saw 0 subjects. The live state records
+    positions past the log's end: a switch is refused before anything is written; a rebuild to verify
+    goes on, said."""
+    import sys
+
+    from sinks.keys import Keys
+    from streams import kafka
+    from tests.workers import run_to_end, worker_env
+
+    await kafka.ensure_topics(settings)
+    live = Keys(settings.namespace)
+    await redis.set(live.position(1), 13000)  # the state of a log that had 13,000 events on partition 1
+    rc, out, err = await run_to_end([sys.executable, "-m", "creditstream.cli", "replay", "--switch"],
+                                    env=worker_env(settings))
+    assert rc == 2, (out, err)
+    assert b"records positions past the end of" in err and b"partition 1: state at 13,000" in err, err[-2000:]
+    assert b"nothing switched" in err and b"replayed" not in out, (out, err)
+    assert await redis.get(live.current_generation) is None
+    assert [k async for k in redis.scan_iter(match=live.replay_pattern)] == []
+    rc, out, err = await run_to_end([sys.executable, "-m", "creditstream.cli", "replay"], env=worker_env(settings))
+    assert rc == 0, (out, err)
+    assert b"the rebuild goes on (not switched to)" in err, err[-2000:]
