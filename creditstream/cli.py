@@ -792,6 +792,10 @@ def cmd_replay(args) -> int:
                   f"{len(live)} subjects, same order per subject)")
     if result.switched:
         print(f"readers now use generation {result.generation!r}")
+    else:  # (the workers' Redis user may not delete keys: deploy/redis.acl)
+        print(f"the rebuilt generation {result.generation!r} stays in Redis, as large as the live state: once "
+              f"inspected, delete its keys ({settings.namespace}:{result.generation}:*) with the admin user "
+              f"(docs/operations.md, Replay)", file=sys.stderr)
     return code
 
 
