@@ -11,7 +11,8 @@ fenced transaction before returning, its outbox included):
    batch has nothing else for Redis);
 2. run the after-flush steps in the order added (the subject agent empties its outbox, the ingest
    agent drops the parked records it released);
-3. count: dead letters by reason, and the counters the steps above record;
+3. count: dead letters by reason (and name them in one log line), and the counters the steps above
+   record;
 
 and only then commits the batch's offsets. A failure in 1 or 2 raises: the runner retries the whole
 batch with a new checkpoint (the messages carry deterministic ids: a duplicate is harmless), and
@@ -23,11 +24,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import structlog
 from aiokafka import ConsumerRecord
 
 from creditstream import metrics
 from sinks.deadletter import DeadLetterSink
 from sinks.kafka import KafkaSink
+
+log = structlog.get_logger(__name__)
 
 AfterFlush = Callable[[], Awaitable[object] | None]
 
@@ -73,4 +77,7 @@ class Checkpoint:
                 await result
         for reason, count in self.dead.counts.items():
             metrics.DEAD_LETTERS.labels(reason).inc(count)
+        if self.dead.counts:  # (an operator sees them in the log too, not only in /metrics and `dlq list`)
+            log.info("inputs dead-lettered", agent=self.dead.agent, reasons=dict(sorted(self.dead.counts.items())),
+                     sources=self.dead.sources, more=sum(self.dead.counts.values()) - len(self.dead.sources))
         return n

@@ -33,12 +33,17 @@ log = structlog.get_logger("creditstream.deadletter")
 HEADER_PREFIX = "dlq."
 
 
+DEAD_LETTERS_NAMED = 5
+"""How many of a batch's dead letters its log line names by source (the rest are counted)."""
+
+
 class DeadLetterSink:
     def __init__(self, kafka: KafkaSink, topic: str, agent: str):
         self.kafka = kafka
         self.topic = topic
         self.agent = agent
         self.counts: dict[str, int] = {}
+        self.sources: list[str] = []  # the first few sources (topic[partition]@offset), for the batch's log line
 
     def add(self, msg: ConsumerRecord, reason: str, detail: str = "") -> None:
         # stamped when dead-lettered, not with the source's time (kept in dlq.source.timestamp): the
@@ -74,6 +79,8 @@ class DeadLetterSink:
                       reason=reason, source_topic=msg.topic, source_partition=msg.partition,
                       source_offset=msg.offset, size=exc.size, limit=exc.limit, headers_omitted=headers_omitted)
         self.counts[reason] = self.counts.get(reason, 0) + 1
+        if len(self.sources) < DEAD_LETTERS_NAMED:
+            self.sources.append(f"{msg.topic}[{msg.partition}]@{msg.offset}")
 
 
 def dead_letter_info(headers) -> dict[str, str]:
