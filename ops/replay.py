@@ -83,8 +83,14 @@ class ReplayResult:
         return self.events / self.seconds if self.seconds else 0.0
 
 
+PROGRESS_LINE_S = 10.0
+"""When stderr is not a terminal (a pipe, a log file, `docker compose run -T`): a progress line this often."""
+
+
 class Progress:
-    """A one-line progress bar with rate and ETA on stderr (only when it is a terminal, unless forced)."""
+    """Progress on stderr, with rate and ETA: a one-line bar on a terminal; elsewhere (unless
+    ``enabled`` is False) a plain line every :data:`PROGRESS_LINE_S` seconds, so that a long
+    operation run in a pipe or a container is not silent until it ends. ``enabled`` True: the bar."""
 
     def __init__(self, total: int, *, enabled: bool | None = None, label: str = "replay", unit: str = "ev"):
         self.total = max(total, 1)
@@ -92,8 +98,11 @@ class Progress:
         self.done = 0
         self.t0 = time.monotonic()
         self.label = label
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        tty = sys.stderr.isatty()
+        self.enabled = tty if enabled is None else enabled
+        self.lines = enabled is None and not tty
         self._last = 0.0
+        self._last_line = self.t0
 
     def advance(self, n: int) -> None:
         self.done += n
@@ -106,6 +115,14 @@ class Progress:
             bar = "#" * int(30 * frac) + "-" * (30 - int(30 * frac))
             sys.stderr.write(f"\r{self.label} [{bar}] {self.done}/{self.total} {rate:,.0f} {self.unit}/s "
                              f"ETA {eta:.0f}s ")
+            sys.stderr.flush()
+        elif self.lines and now - self._last_line >= PROGRESS_LINE_S:
+            self._last_line = now
+            rate = self.done / max(now - self.t0, 1e-9)
+            eta = (self.total - self.done) / rate if rate else 0
+            sys.stderr.write(f"{self.label}: {self.done:,} of {self.total:,} {self.unit} "
+                             f"({min(100.0, 100 * self.done / self.total):.0f}%), {rate:,.0f} {self.unit}/s, "
+                             f"ETA {max(eta, 0):.0f} s\n")
             sys.stderr.flush()
 
     def close(self) -> None:
