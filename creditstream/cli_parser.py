@@ -174,7 +174,11 @@ def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.Argumen
              "Rebuild subject state and list memberships from the subject-event log into a fresh Redis "
              "generation (nothing is re-emitted). --verify reports every difference with the live state "
              "and checks the list-change ids; --switch points readers at the rebuilt generation (stop the "
-             "workers first, start them after). Safe to interrupt and rerun.")
+             "workers first, start them after). Safe to interrupt and rerun. A generation not switched to "
+             "stays in Redis (delete it with the admin user once read: docs/operations.md, Replay). Exits 0; "
+             "1 when --verify finds a difference (after a --switch too: the switch is done); 2 when refused "
+             "before anything is written (workers running at a switch, a log that lost its first inputs or "
+             "lies behind the live state's positions, bad options); 3 when Redis or the broker does not answer.")
     sp.add_argument("--verify", action="store_true", help="compare with the live state and list-change topic")
     sp.add_argument("--switch", action="store_true", help="after the rebuild, make it the live generation")
     sp.add_argument("--generation", help="name of the new generation (default replay-<ms>)")
@@ -329,8 +333,12 @@ def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.Argumen
     sp.add_argument("--dry-run", action="store_true", help="with --to: the checks and the plan only")
     sp.add_argument("--json", action="store_true", help="print JSON")
 
-    sp = add("config", commands["config"], "check the settings and print them with secrets masked")
-    sp.add_argument("action", choices=["check"])
+    sp = add("config", commands["config"], "check the settings and print them with secrets masked",
+             "`config check`: load the settings (defaults, .run/stack.json, the settings file, CREDITSTREAM_* "
+             "variables; README, Settings), validate them, and print them as JSON with secrets masked, then "
+             "warnings and problems on standard error. Exits 0 when they are valid, 1 listing every problem, 2 "
+             "when they cannot be loaded at all (an unknown log level, a bad value). Reaches no server.")
+    sp.add_argument("action", choices=["check"], help="check: validate and print the settings")
 
     sp = add("demo", commands["demo"], "run the whole pipeline on the bundled sample data and print a summary",
              "Start the embedded stack and a worker, publish the bundled sample data set, wait until "
