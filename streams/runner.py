@@ -154,10 +154,24 @@ class _Revoked(ConsumerRebalanceListener):
     async def on_partitions_assigned(self, assigned) -> None:
         # one line per rebalance: which worker reads how much (a worker that stops hands its
         # partitions over at once, one killed only when its session timeout expires)
-        log.info("partitions assigned", agent=self.agent, partitions=len(assigned),
-                 topics=len({tp.topic for tp in assigned}))
+        by_topic: dict[str, list[int]] = {}
+        for tp in assigned:
+            by_topic.setdefault(tp.topic, []).append(tp.partition)
+        log.info("partitions assigned", agent=self.agent, partitions=len(assigned), topics=len(by_topic),
+                 assigned={t: _ranges(sorted(ps)) for t, ps in sorted(by_topic.items())})
         if self.assigned is not None:
             await self.assigned(set(assigned))
+
+
+def _ranges(partitions: list[int]) -> str:
+    """Sorted partition numbers as ranges: ``[0, 1, 2, 5]`` -> ``"0-2,5"``."""
+    out: list[str] = []
+    for p in partitions:
+        if out and p == int(out[-1].rpartition("-")[2]) + 1:
+            out[-1] = f"{out[-1].partition('-')[0]}-{p}"
+        else:
+            out.append(str(p))
+    return ",".join(out)
 
 
 class AgentRunner:
