@@ -582,6 +582,7 @@ class SubjectStateSink:
 
     async def commit(self) -> int:
         """Step 3: write the batch, fenced by the positions read in ``begin()``."""
+        from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import WatchError
 
         pipe = self._pipe if self._pipe is not None else self.redis.pipeline(transaction=True)
@@ -629,6 +630,11 @@ class SubjectStateSink:
             except WatchError as exc:
                 partitions = sorted(self._positions)  # (named before _forget clears them)
                 self._forget()
+                if "occurred while watching" in str(exc):
+                    # redis-py: the connection dropped while the batch's keys were watched (Redis restarted,
+                    # a network cut): written or not, unknown; not a fence (it was logged as one, "another
+                    # worker owns these partitions now", with none there): Redis unreachable, retried as such
+                    raise RedisConnectionError(str(exc)) from exc
                 metrics.FENCED.inc()
                 raise Fenced(f"partitions {partitions} were written by another worker since this "
                              f"batch read them") from exc

@@ -183,3 +183,23 @@ async def test_a_state_stored_whole_that_says_split_is_read_whole(settings, redi
     loaded = await sink.begin([A], {0: 5}, partition_of={A: 0})
     assert loaded.states.take(A) == state
     await sink.abort()
+
+
+async def test_a_connection_lost_while_watching_is_redis_unreachable_not_a_fence(settings, redis):
+    # seen: Redis restarted under a replay; redis-py raises WatchError when the watching connection
+    # drops, and it was logged as "batch fenced out: another worker owns these partitions now" (and,
+    # in a replay, "fenced by another job") with no other worker or job there
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    sink = SubjectStateSink(redis, keys_of(settings))
+    await batch(sink, {A: hot(A, 1)}, 0, 0, 5)
+    await sink.begin([A], {0: 5}, partition_of={A: 0})
+    sink.add(A, hot(A, 2))
+    sink.set_position(0, 6)
+    await redis.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")  # the sink's watching connection
+    with pytest.raises(RedisConnectionError, match="occurred while watching") as raised:
+        await sink.commit()
+    assert not isinstance(raised.value, Fenced)
+    loaded = await sink.begin([A], {0: 5}, partition_of={A: 0})  # the batch is read again, from Redis
+    assert as_json(loaded.states[A]) == hot(A, 1)
+    await sink.abort()
