@@ -1092,8 +1092,13 @@ def cmd_config(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    from creditstream import logs
     from ops.demo import run_demo
 
+    # the summary alone: a client library's retries (aiokafka's "Got error produce response ...
+    # NotLeaderForPartitionError, retrying" while a new Apache Kafka topic's leader settles) are not
+    # the demo's output; what fails is said by the demo itself, and the worker logs to its own file
+    logs.configure(level="WARNING", libraries="ERROR")
     return run_demo(keep=args.keep, broker=args.broker)
 
 
