@@ -364,12 +364,43 @@ def cmd_stack(args) -> int:
                   "`stack up --broker kafka`)", file=sys.stderr)
         return EXIT_OK
     if args.action == "down":
+        workers = _workers_on(stack)
         was = stack.down()
         print("stopped the embedded stack" if was else "the embedded stack was not running")
+        if workers:  # they lose their broker and Redis now: said, so that nobody wonders at their errors
+            where = ", ".join(f"{w.get('host', '?')} pid {w.get('pid', '?')}" for w in workers)
+            print(f"creditstream: {len(workers)} worker(s) of this stack still run ({where}): they cannot reach "
+                  f"the broker or Redis now; stop them (SIGTERM), or start the stack again", file=sys.stderr)
         return EXIT_OK
     status = stack.status()
     _print_json(status)
     return EXIT_OK if status.get("running") else EXIT_NOT_FOUND
+
+
+def _workers_on(stack) -> list[dict]:
+    """The workers whose heartbeat the running embedded stack's Redis holds (none when it does not answer)."""
+    from creditstream.settings import load
+    from ops.inspect import running_workers
+    from sinks.keys import Keys
+
+    info = stack.info()
+    if info is None or not stack.status().get("running"):
+        return []
+
+    async def ask() -> list[dict]:
+        from creditstream.connections import redis_client
+
+        settings = load(env={**os.environ, "CREDITSTREAM_RUN_DIR": str(info.run_dir)})
+        redis = redis_client(settings)
+        try:
+            return await asyncio.wait_for(running_workers(redis, Keys(settings.namespace)), 3.0)
+        finally:
+            await redis.aclose()
+
+    try:
+        return asyncio.run(ask())
+    except Exception:  # noqa: BLE001 - a question asked on the way out: no answer, nothing said
+        return []
 
 
 # --- worker --------------------------------------------------------------------------------
