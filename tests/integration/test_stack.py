@@ -430,3 +430,30 @@ def test_up_starts_the_broker_the_run_directory_ran_last(tmp_path):
     s.broker_kind_file.unlink()
     (tmp_path / "run" / "kafka").mkdir()  # an Apache Kafka log directory of a version before the file
     assert s.last_broker_kind() == "kafka"
+
+
+def test_down_names_the_workers_that_still_run(stack, capsys):
+    # seen: `stack down` said nothing of a worker still running, which then logged connection errors
+    # (a command line: no event loop runs, as in the shell)
+    import redis as sync_redis
+
+    from creditstream import cli
+    from sinks.keys import Keys
+
+    info = stack.up()
+    keys = Keys("cs")
+    r = sync_redis.Redis.from_url(info.redis_url)
+    try:
+        r.set(keys.worker("vm:4242:1"), json.dumps({"host": "vm", "pid": 4242}), ex=30)
+        r.zadd(keys.workers, {"vm:4242:1": int(time.time() * 1000)})
+    finally:
+        r.close()
+    os.environ["CREDITSTREAM_RUN_DIR"] = str(stack.run_dir)
+    try:
+        capsys.readouterr()
+        assert cli.main(["stack", "down"]) == cli.EXIT_OK
+    finally:
+        del os.environ["CREDITSTREAM_RUN_DIR"]
+    out, err = capsys.readouterr()
+    assert "stopped the embedded stack" in out
+    assert "1 worker(s) of this stack still run (vm pid 4242)" in err, err
