@@ -58,6 +58,10 @@ class StackError(RuntimeError):
     """The embedded stack could not be started, or is not in the state asked for."""
 
 
+SET_ASIDE_KEPT = 3
+"""How many of Redis's data directories a new Tansu broker set aside (``redis.before-<time>``) are kept."""
+
+
 @dataclass
 class StackInfo:
     run_dir: Path
@@ -494,13 +498,17 @@ class Stack:
             self.broker_kind_file.write_text(kind + "\n", encoding="utf-8")
 
     def _set_redis_aside(self) -> Path:
-        """Redis's data directory moved to ``redis.before-<time>`` beside it (its data kept, not read)."""
+        """Redis's data directory moved to ``redis.before-<time>`` beside it (its data kept, not read);
+        of such copies the newest :data:`SET_ASIDE_KEPT` are kept (each may be gigabytes)."""
         aside = self.run_dir / time.strftime("redis.before-%Y%m%dT%H%M%S")
         n = 1
         while aside.exists():
             n += 1
             aside = self.run_dir / time.strftime(f"redis.before-%Y%m%dT%H%M%S-{n}")
         self.redis_dir.rename(aside)
+        copies = sorted(self.run_dir.glob("redis.before-*"), key=lambda p: p.stat().st_mtime)
+        for old in copies[:-SET_ASIDE_KEPT]:
+            shutil.rmtree(old, ignore_errors=True)
         return aside
 
     def _kafka(self):

@@ -457,3 +457,18 @@ def test_down_names_the_workers_that_still_run(stack, capsys):
     out, err = capsys.readouterr()
     assert "stopped the embedded stack" in out
     assert "1 worker(s) of this stack still run (vm pid 4242)" in err, err
+
+
+def test_the_newest_three_redis_copies_set_aside_are_kept(stack):
+    stack.run_dir.mkdir(parents=True, exist_ok=True)
+    olds = []
+    for i in range(4):
+        d = stack.run_dir / f"redis.before-2026010{i}T000000"
+        d.mkdir()
+        os.utime(d, (1_000_000 + i, 1_000_000 + i))
+        olds.append(d)
+    stack.redis_dir.mkdir()
+    aside = stack._set_redis_aside()
+    assert aside.is_dir() and not stack.redis_dir.exists()
+    assert sorted(p.name for p in stack.run_dir.glob("redis.before-*")) == sorted(
+        [olds[2].name, olds[3].name, aside.name])
