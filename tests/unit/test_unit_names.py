@@ -432,3 +432,25 @@ def test_a_legal_representatives_file_follows_an_objection_and_a_repair_by_a_nam
                           for cid, c in history_of(person).items()}, order
         persons.add(json.dumps([sorted(person["records"]), person["evaluation"], person["timeline"]], sort_keys=True))
     assert len(persons) == 1, len(persons)
+
+
+def test_a_repair_by_name_sent_again_after_the_lesser_code_came_is_a_duplicate():
+    # seen (an audit, Redis restored to an earlier write, the inputs re-read): the repair named the unit
+    # by its name while only the greater code was known; the lesser came; the repair sent again went to
+    # the lesser's decision and ended its listing, where the first copy had stayed with the greater
+    from domain.engine import step
+    from tests.unit.list_inputs import CAL, RULES
+
+    by_name = _by_name(record("penalty", "罚1", "2024-06-03", severity="severe", domain="environment"))
+    greater = record("penalty", "罚2", "2024-06-10", severity="general", domain="market")
+    lesser = dict(record("penalty", "罚3", "2024-06-12", severity="general", domain="market"), source_unit_code=OTHER)
+    fixed = repair(decision_key(by_name), "2025-01-06", arrived="2025-01-06", doc_no="修1", at="office/0/1")
+    again = repair(decision_key(by_name), "2025-01-06", arrived="2025-01-06", doc_no="修1", at="office/0/2")
+    state = None
+    for event in (record_event(by_name, "2024-06-05"), record_event(greater, "2024-06-11"), fixed,
+                  record_event(lesser, "2024-06-13")):
+        state = step(state, event, RULES, CAL).state
+    assert list(state["repairs"]) == [f"penalty|{OTHER}|罚1"] == [k for k in state["records"] if k.endswith("罚1")]
+    result = step(state, again, RULES, CAL)
+    assert result.outcome == "duplicate" and result.changes == []
+    assert result.state["evaluation"] == state["evaluation"]
