@@ -50,7 +50,7 @@ from sinks.keys import complete_indexes, require_pseudonym_key, resolve_keys
 from sinks.redis_state import SubjectStateSink
 from sinks.registry_index import RegistryIndex
 from streams import kafka, placement
-from streams.runner import AgentRunner
+from streams.runner import AgentRunner, PositionAhead
 from streams.topics import Topics
 
 log = structlog.get_logger("creditstream.app")
@@ -456,7 +456,7 @@ def create_faust_app(settings: Settings, agents: tuple[str, ...] = AGENTS, *, we
             from creditstream.probes import kafka_authorization
 
             refused = kafka_authorization(exc, settings)
-            if isinstance(exc, placement.PlacementError):
+            if isinstance(exc, (placement.PlacementError, PositionAhead)):  # expected, said whole in one line
                 refused = str(exc)
             if refused:  # an ACL missing: said in one line (the command line exits 2 with it), no traceback
                 pipeline.failure = exc

@@ -256,7 +256,10 @@ def _failure(exc: BaseException) -> tuple[int, str] | None:
             f"cannot reach {service} at {address} ({_one_line(mask_url(reason), 300)})"
             for service, address, reason in outages) + _no_stack_hint(settings)
     from ops.dlq import RedriveError
+    from streams.runner import PositionAhead
 
+    if isinstance(exc, PositionAhead):  # the worker's state is not from this log: what to do is in the line
+        return EXIT_NOT_FOUND, f"creditstream: worker stopped: {_one_line(exc, 900)}"
     refused = kafka_authorization(exc, settings)
     if refused:
         return EXIT_USAGE, f"creditstream: {_one_line(refused, 600)}"
