@@ -92,9 +92,9 @@ def _resp_command(*args: str) -> bytes:
     return b"".join(out)
 
 
-def redis_keys(port: int, password: str | None = None, timeout: float = 2.0) -> int | None:
-    """How many keys the local redis-server on ``port`` holds (``DBSIZE`` of database 0), or None when
-    it does not answer."""
+def _ask_redis(port: int, password: str | None, command: str, timeout: float) -> bytes | None:
+    """One command's reply line from the local redis-server on ``port`` (after AUTH when ``password``),
+    or None when it does not answer or refuses the password."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
             sock.settimeout(timeout)
@@ -103,23 +103,22 @@ def redis_keys(port: int, password: str | None = None, timeout: float = 2.0) -> 
                 sock.sendall(_resp_command("AUTH", password))
                 if not f.readline().startswith(b"+OK"):
                     return None
-            sock.sendall(_resp_command("DBSIZE"))
-            line = f.readline()
-            return int(line[1:]) if line.startswith(b":") else None
-    except (OSError, ValueError):
+            sock.sendall(_resp_command(command))
+            return f.readline()
+    except OSError:
+        return None
+
+
+def redis_keys(port: int, password: str | None = None, timeout: float = 2.0) -> int | None:
+    """How many keys the local redis-server on ``port`` holds (``DBSIZE`` of database 0), or None when
+    it does not answer."""
+    line = _ask_redis(port, password, "DBSIZE", timeout)
+    try:
+        return int(line[1:]) if line is not None and line.startswith(b":") else None
+    except ValueError:
         return None
 
 
 def probe_redis(port: int, password: str | None = None, timeout: float = 1.0) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-            sock.settimeout(timeout)
-            f = sock.makefile("rb")
-            if password:
-                sock.sendall(_resp_command("AUTH", password))
-                if not f.readline().startswith(b"+OK"):
-                    return False
-            sock.sendall(_resp_command("PING"))
-            return f.readline().startswith(b"+PONG")
-    except OSError:
-        return False
+    line = _ask_redis(port, password, "PING", timeout)
+    return line is not None and line.startswith(b"+PONG")

@@ -34,6 +34,21 @@ def _gone(pid: int) -> bool:
         return True
 
 
+def _stack_cli(stack, capsys, *commands: list[str]) -> tuple[str, str]:
+    """``creditstream`` run in process with ``stack``'s run directory, each of ``commands`` expected to
+    exit 0: what they printed (stdout, stderr)."""
+    from creditstream import cli
+
+    os.environ["CREDITSTREAM_RUN_DIR"] = str(stack.run_dir)
+    try:
+        capsys.readouterr()
+        for command in commands:
+            assert cli.main(command) == cli.EXIT_OK, command
+    finally:
+        del os.environ["CREDITSTREAM_RUN_DIR"]
+    return capsys.readouterr()
+
+
 @pytest.fixture
 def stack(tmp_path):
     s = Stack(tmp_path / "run")
@@ -305,16 +320,7 @@ async def test_up_without_a_password_makes_one_and_keeps_it(stack, capsys):
 
     # status and the CLI's `stack up` / `stack status` never show it
     assert password not in json.dumps(stack.status())
-    from creditstream import cli
-
-    os.environ["CREDITSTREAM_RUN_DIR"] = str(stack.run_dir)
-    try:
-        capsys.readouterr()
-        assert cli.main(["stack", "up"]) == cli.EXIT_OK
-        assert cli.main(["stack", "status"]) == cli.EXIT_OK
-    finally:
-        del os.environ["CREDITSTREAM_RUN_DIR"]
-    out, err = capsys.readouterr()
+    out, err = _stack_cli(stack, capsys, ["stack", "up"], ["stack", "status"])
     assert password not in out + err and info.pseudonym_key not in out + err
     assert f"redis://***@127.0.0.1:{info.redis_port}/0" in out
     assert password not in repr(stack.info())
@@ -393,7 +399,6 @@ async def test_a_new_tansu_broker_starts_with_an_empty_redis_and_the_old_state_s
         time.sleep(0.01)
     assert stack.up().set_aside is None  # (nothing in Redis to set aside)
     # the command says so
-    from creditstream import cli
 
     r = aioredis.from_url(stack.info().redis_url)
     try:
@@ -401,13 +406,7 @@ async def test_a_new_tansu_broker_starts_with_an_empty_redis_and_the_old_state_s
     finally:
         await r.aclose()
     stack.down()
-    os.environ["CREDITSTREAM_RUN_DIR"] = str(stack.run_dir)
-    try:
-        capsys.readouterr()
-        assert cli.main(["stack", "up"]) == cli.EXIT_OK
-    finally:
-        del os.environ["CREDITSTREAM_RUN_DIR"]
-    err = capsys.readouterr().err
+    _, err = _stack_cli(stack, capsys, ["stack", "up"])
     assert "Tansu started anew with an empty log" in err and "redis.before-" in err, err
 
 
@@ -437,7 +436,6 @@ def test_down_names_the_workers_that_still_run(stack, capsys):
     # (a command line: no event loop runs, as in the shell)
     import redis as sync_redis
 
-    from creditstream import cli
     from sinks.keys import Keys
 
     info = stack.up()
@@ -448,13 +446,7 @@ def test_down_names_the_workers_that_still_run(stack, capsys):
         r.zadd(keys.workers, {"vm:4242:1": int(time.time() * 1000)})
     finally:
         r.close()
-    os.environ["CREDITSTREAM_RUN_DIR"] = str(stack.run_dir)
-    try:
-        capsys.readouterr()
-        assert cli.main(["stack", "down"]) == cli.EXIT_OK
-    finally:
-        del os.environ["CREDITSTREAM_RUN_DIR"]
-    out, err = capsys.readouterr()
+    out, err = _stack_cli(stack, capsys, ["stack", "down"])
     assert "stopped the embedded stack" in out
     assert "1 worker(s) of this stack still run (vm pid 4242)" in err, err
 

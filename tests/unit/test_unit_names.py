@@ -142,9 +142,7 @@ def test_a_legal_representatives_file_keys_a_linked_record_as_its_organisation_d
     # the organisation's severe penalty names the unit by name only; another (general) record of the
     # same unit, not linked, gave its code; the credit office's upheld objection names the penalty by
     # the code: the organisation's penalty is revoked, and so is its copy on the person's file
-    from domain.engine import step
     from tests.builders import ORG, PERSON, tick
-    from tests.unit.list_inputs import CAL, RULES
 
     rep = {"name": "张三", "id_no": PERSON}
     severe = dict(_by_name(record("penalty", "罚1", "2025-03-04", severity="severe", domain="environment")),
@@ -155,10 +153,8 @@ def test_a_legal_representatives_file_keys_a_linked_record_as_its_organisation_d
     inputs = [record_event(severe, "2025-03-05"), record_event(general, "2025-03-07"), upheld]
     answers = set()
     for order in itertools.permutations(inputs):
-        org, links = None, []
-        for event in [*order, tick("2025-06-02")]:
-            result = step(org, event, RULES, CAL)
-            org, links = result.state, links + result.links
+        orgs, links = _org_steps(list(order))
+        org = orgs[ORG]
         person = run([*links, tick("2025-06-02", subject=PERSON)])
         assert org["evaluation"]["lists"] == {}, order
         assert person["evaluation"]["lists"] == {}, [type(e).__name__ for e in order]
@@ -194,11 +190,10 @@ def test_a_name_given_with_two_codes_keeps_a_decision_named_by_it_under_the_leas
     assert keys == {(f"penalty|{other}|罚1", f"penalty|{other}|罚2", f"penalty|{UNIT}|罚1")}, keys
 
 
-def _org_and_person_files(inputs, at="2025-06-02"):
-    """Every organisation's file after ``inputs`` (and a tick), and its legal representative's after
-    every link they sent, in the order sent."""
+def _org_steps(inputs, at="2025-06-02"):
+    """Every organisation's file after ``inputs`` (and a tick), and the links they sent, in the order sent."""
     from domain.engine import step
-    from tests.builders import PERSON, tick
+    from tests.builders import tick
     from tests.unit.list_inputs import CAL, RULES
 
     orgs, links = {}, []
@@ -206,6 +201,15 @@ def _org_and_person_files(inputs, at="2025-06-02"):
         result = step(orgs.get(event.subject), event, RULES, CAL)
         orgs[event.subject] = result.state
         links += result.links
+    return orgs, links
+
+
+def _org_and_person_files(inputs, at="2025-06-02"):
+    """Every organisation's file after ``inputs`` (and a tick), and its legal representative's after
+    every link they sent, in the order sent."""
+    from tests.builders import PERSON, tick
+
+    orgs, links = _org_steps(inputs, at)
     return orgs, run([*links, tick(at, subject=PERSON)])
 
 
@@ -282,10 +286,7 @@ def test_a_legal_representative_is_told_every_change_when_his_organisation_learn
     corrected = dict(severe, source_unit_code=UNIT, severity="general")
     events = [record_event(severe, "2025-03-02"), record_event(corrected, "2025-03-20")]
     for order in itertools.permutations(events):
-        org, links = None, []
-        for event in [*order, tick("2025-06-02")]:
-            result = step(org, event, RULES, CAL)
-            org, links = result.state, links + result.links
+        _, links = _org_steps(list(order))
         person, announced = None, []
         for event in [*links, tick("2025-06-02", subject=PERSON)]:
             result = step(person, event, RULES, CAL)
@@ -413,10 +414,8 @@ def test_a_legal_representatives_file_follows_an_objection_and_a_repair_by_a_nam
     aim = f"penalty|{OTHER}|罚1"
     persons = set()
     for order in itertools.permutations(inputs):
-        org, links = None, []
-        for event in [*order, tick("2025-06-02")]:
-            result = step(org, event, RULES, CAL)
-            org, links = result.state, links + result.links
+        orgs, links = _org_steps(list(order))
+        org = orgs[ORG]
         assert org["objections"]["OB1"]["record_key"] == aim and list(org["repairs"]) == [aim]
         person, announced = None, []
         for event in [*links, tick("2025-06-02", subject=PERSON)]:
