@@ -1165,7 +1165,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; the one place where exceptions become exit codes (module docstring)."""
     parser = build_parser()
-    args = parser.parse_args(argv)  # usage errors: argparse exits 2
+    args = cli_parser.parse(parser, argv)  # usage errors: argparse exits 2
     complete_stdio()
     try:
         code = args.func(args) or EXIT_OK

@@ -347,3 +347,15 @@ def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.Argumen
     sp.add_argument("--broker", choices=["tansu", "kafka"], default="tansu",
                     help="run it on Tansu (default) or on an embedded Apache Kafka")
     return p
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, but an argument a command does not know is refused by that command's
+    parser (its usage and ``creditstream report: error: ...``), not the top-level one, which showed the
+    list of commands for a mistyped option of one of them."""
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        command = sub.choices.get(getattr(args, "command", None) or "")
+        (command or parser).error(f"unrecognized arguments: {' '.join(extras)}")
+    return args

@@ -75,3 +75,16 @@ def test_positions_show_options_count_before_and_after_show(argv, agent, as_json
 def test_positions_show_options_with_move_are_usage_errors(argv, capsys):
     assert cli.main(argv) == 2
     assert "go with `positions show`" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, usage", [
+    (["report", "--bogus"], "usage: creditstream report [-h] [--json]"),
+    (["replay", "--verfy"], "usage: creditstream replay [-h]"),
+])
+def test_an_option_a_command_does_not_know_is_refused_by_that_command(argv, usage, capsys):
+    # seen: `report --bogus` showed the top-level usage (every command), not report's
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(usage) and f"creditstream {argv[0]}: error: unrecognized arguments: {argv[1]}" in err
