@@ -350,7 +350,7 @@ def cmd_stack(args) -> int:
                 print(f"creditstream: {args.redis_password_file} is empty: no Redis password in it", file=sys.stderr)
                 return EXIT_USAGE
         broker = args.broker or stack.last_broker_kind()
-        if broker == "kafka" and not stack.status().get("running"):
+        if broker == "kafka" and not (stack.status().get("broker") or {}).get("answering"):
             print("starting Apache Kafka (the first start resolves its jars with Maven)...", file=sys.stderr)
         try:
             info = stack.up(broker=broker, nodes=args.nodes, redis_password=password)
@@ -360,11 +360,15 @@ def cmd_stack(args) -> int:
         print(f"broker          {stack.broker_description()}  {info.broker_url}  pid {info.broker_pid}")
         print(f"redis-server    {mask_url(info.redis_url)}  pid {info.redis_pid}  (password in stack.json)")
         print(f"run dir         {info.run_dir}  (settings in {info.run_dir}/stack.json)")
-        if info.set_aside:
+        if info.set_aside and info.broker_kind == "kafka":
+            print(f"creditstream: Apache Kafka's log here is not the one the state Redis kept was built from (a "
+                  f"Tansu's, or a log directory formatted now): the state was moved to {info.set_aside} and "
+                  "redis-server started empty (send the inputs again)", file=sys.stderr)
+        elif info.set_aside:
             print(f"creditstream: Tansu started anew with an empty log (it keeps its log in memory): the state "
                   f"Redis kept was built from the log that is gone, so it was moved to {info.set_aside} and "
                   "redis-server started empty (send the inputs again; keep state across restarts with "
-                  "`stack up --broker kafka`)", file=sys.stderr)
+                  "`stack down` then `stack up --broker kafka`, and send them there)", file=sys.stderr)
         return EXIT_OK
     if args.action == "down":
         workers = _workers_on(stack)

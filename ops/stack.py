@@ -206,6 +206,13 @@ class Stack:
         """The broker kind the stack ran last (kept after ``down``: ``up`` starts that kind again)."""
         return self.run_dir / "broker-kind"
 
+    def _recorded_broker_kind(self) -> str | None:
+        with contextlib.suppress(OSError):
+            kind = self.broker_kind_file.read_text(encoding="utf-8").strip()
+            if kind in ("tansu", "kafka"):
+                return kind
+        return None
+
     def last_broker_kind(self) -> str:
         """The broker a ``stack up`` without one starts: the kind this run directory ran last
         (stack.json while it runs, else ``broker-kind``; an Apache Kafka log directory of an earlier
@@ -214,11 +221,7 @@ class Stack:
         kind = (state.get("broker") or {}).get("kind")
         if kind in ("tansu", "kafka"):
             return str(kind)
-        with contextlib.suppress(OSError):
-            kind = self.broker_kind_file.read_text(encoding="utf-8").strip()
-            if kind in ("tansu", "kafka"):
-                return str(kind)
-        return "kafka" if (self.run_dir / "kafka").is_dir() else "tansu"
+        return self._recorded_broker_kind() or ("kafka" if (self.run_dir / "kafka").is_dir() else "tansu")
 
     @property
     def pseudonym_key_file(self) -> Path:
@@ -479,6 +482,13 @@ class Stack:
                 info = replace(info, set_aside=str(set_aside))
             return info
 
+    def _kafka_log_is_the_states(self, old_broker: dict[str, Any] | None) -> bool:
+        """Whether the state Redis keeps was built from the Apache Kafka log in this run directory: Kafka
+        ran here last and its log directory is there (before ``up`` formats one). A Tansu's state, or a
+        log directory formatted now, is another log's."""
+        previous = ((old_broker.get("kind") or "tansu") if old_broker else None) or self._recorded_broker_kind()
+        return previous in ("kafka", None) and (self.run_dir / "kafka").is_dir()
+
     def _refuse_other_broker(self, broker: str) -> None:
         """A stack running a broker of the other kind is not replaced by ``up`` (a `stack up` meant to
         restart a dead redis-server would stop a running Apache Kafka and start an empty Tansu)."""
@@ -524,6 +534,7 @@ class Stack:
         with self._lock():
             state = self._read() or {}
             old_b, old_r = state.get("broker"), state.get("redis")
+            same_log = self._kafka_log_is_the_states(old_b)
             if old_b and old_b.get("kind") != "kafka":
                 _terminate(old_b, 5.0)  # a Tansu broker of an earlier `stack up`
             redis_password = self._password_for(state, redis_password)
@@ -540,6 +551,11 @@ class Stack:
             else:
                 _terminate(old_r, 5.0)
                 redis = self._start_redis(old_r and old_r.get("port"), redis_password, deadline)
+            set_aside = None
+            if not same_log and redis_keys(int(redis["port"]), redis_password):
+                _terminate(redis, 10.0)  # a state built from another log (as for a new Tansu: up)
+                set_aside = self._set_redis_aside()
+                redis = self._start_redis(redis.get("port"), redis_password, deadline)
             first = cluster["nodes"][0]
             broker = {"kind": "kafka", "pid": first["pid"], "port": first["port"], "nodes": len(cluster["nodes"]),
                       "version": cluster["version"], "bootstrap": cluster["bootstrap"]}
@@ -549,7 +565,9 @@ class Stack:
             new_state["broker"] = broker
             self._write(new_state)
             self._note_broker_kind("kafka")
-            return self._info(new_state)  # type: ignore[return-value]
+            info = self._info(new_state)
+            assert info is not None
+            return replace(info, set_aside=str(set_aside)) if set_aside is not None else info
 
     def broker_description(self) -> str:
         """Which broker runs, for `stack up` / `stack status` and the test header."""

@@ -464,3 +464,21 @@ def test_the_newest_three_redis_copies_set_aside_are_kept(stack):
     assert aside.is_dir() and not stack.redis_dir.exists()
     assert sorted(p.name for p in stack.run_dir.glob("redis.before-*")) == sorted(
         [olds[2].name, olds[3].name, aside.name])
+
+
+def test_a_state_is_kept_under_apache_kafka_only_when_it_was_built_from_its_log(tmp_path):
+    # seen: `stack down; stack up --broker kafka` in a Tansu run dir kept the Tansu-built state over an
+    # empty Kafka log; its positions lay past the new log's end (new inputs waited, then the worker stopped)
+    s = Stack(tmp_path / "run")
+    (tmp_path / "run").mkdir()
+    assert not s._kafka_log_is_the_states(None)  # nothing ran here: the log is formatted now
+    s.broker_kind_file.write_text("tansu\n", encoding="utf-8")
+    (tmp_path / "run" / "kafka").mkdir()
+    assert not s._kafka_log_is_the_states(None)  # Tansu ran last: its state, not this log's
+    assert not s._kafka_log_is_the_states({"pid": 1, "port": 2})  # a Tansu in stack.json (no kind)
+    s.broker_kind_file.write_text("kafka\n", encoding="utf-8")
+    assert s._kafka_log_is_the_states(None) and s._kafka_log_is_the_states({"kind": "kafka"})
+    s.broker_kind_file.unlink()
+    assert s._kafka_log_is_the_states(None)  # an earlier version's Kafka run dir (no broker-kind file)
+    (tmp_path / "run" / "kafka").rmdir()
+    assert not s._kafka_log_is_the_states({"kind": "kafka"})  # its log directory gone: formatted anew
