@@ -831,9 +831,10 @@ def cmd_replay(args) -> int:
     if result.switched:
         print(f"readers now use generation {result.generation!r}")
     else:  # (the workers' Redis user may not delete keys: deploy/redis.acl)
-        print(f"the rebuilt generation {result.generation!r} stays in Redis, as large as the live state: once "
-              f"inspected, delete its keys ({settings.namespace}:{result.generation}:*) with the admin user "
-              f"(docs/operations.md, Replay)", file=sys.stderr)
+        print(f"the rebuilt generation {result.generation!r} stays in Redis (the state of the {result.events:,} "
+              f"subject events it replayed): once inspected, delete its keys "
+              f"({settings.namespace}:{result.generation}:*) with the admin user (docs/operations.md, Replay)",
+              file=sys.stderr)
     return code
 
 

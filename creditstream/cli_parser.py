@@ -336,8 +336,9 @@ def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.Argumen
     sp = add("config", commands["config"], "check the settings and print them with secrets masked",
              "`config check`: load the settings (defaults, .run/stack.json, the settings file, CREDITSTREAM_* "
              "variables; README, Settings), validate them, and print them as JSON with secrets masked, then "
-             "warnings and problems on standard error. Exits 0 when they are valid, 1 listing every problem (or "
-             "the one that stops them loading at all: an unknown log level, a bad value). Reaches no server.")
+             "warnings and problems on standard error. Exits 0 when they are valid, 1 listing every problem (an "
+             "unknown log level among them), 2 when a value cannot be read at all (not a number where one is "
+             "asked). Reaches no server.")
     sp.add_argument("action", choices=["check"], help="check: validate and print the settings")
 
     sp = add("demo", commands["demo"], "run the whole pipeline on the bundled sample data and print a summary",

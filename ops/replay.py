@@ -93,6 +93,7 @@ class Progress:
     operation run in a pipe or a container is not silent until it ends. ``enabled`` True: the bar."""
 
     def __init__(self, total: int, *, enabled: bool | None = None, label: str = "replay", unit: str = "ev"):
+        self.known = total > 0  # (0: not known, e.g. lines read from standard input as they come)
         self.total = max(total, 1)
         self.unit = unit
         self.done = 0
@@ -114,7 +115,8 @@ class Progress:
             frac = min(1.0, self.done / self.total)
             bar = "#" * int(30 * frac) + "-" * (30 - int(30 * frac))
             sys.stderr.write(f"\r{self.label} [{bar}] {self.done}/{self.total} {rate:,.0f} {self.unit}/s "
-                             f"ETA {eta:.0f}s ")
+                             f"ETA {eta:.0f}s " if self.known else
+                             f"\r{self.label} {self.done:,} {self.unit} {rate:,.0f} {self.unit}/s ")
             sys.stderr.flush()
         elif self.lines and now - self._last_line >= PROGRESS_LINE_S:
             self._last_line = now
@@ -122,7 +124,8 @@ class Progress:
             eta = (self.total - self.done) / rate if rate else 0
             sys.stderr.write(f"{self.label}: {self.done:,} of {self.total:,} {self.unit} "
                              f"({min(100.0, 100 * self.done / self.total):.0f}%), {rate:,.0f} {self.unit}/s, "
-                             f"ETA {max(eta, 0):.0f} s\n")
+                             f"ETA {max(eta, 0):.0f} s\n" if self.known else
+                             f"{self.label}: {self.done:,} {self.unit}, {rate:,.0f} {self.unit}/s\n")
             sys.stderr.flush()
 
     def close(self) -> None:

@@ -40,3 +40,15 @@ def test_progress_turned_off_says_nothing_and_a_terminal_gets_the_bar(monkeypatc
     bar.advance(10)
     bar.close()
     assert err.getvalue().startswith("\rreplay [") and err.getvalue().endswith("\n")
+
+
+def test_a_total_not_known_is_not_shown(monkeypatch):
+    # seen: `produce -` (standard input) printed "produce: 800 of 1 ev (100%) ... ETA 0 s"
+    err = io.StringIO()
+    monkeypatch.setattr("sys.stderr", err)
+    clock = [0.0]
+    monkeypatch.setattr(replay.time, "monotonic", lambda: clock[0])
+    bar = Progress(0, label="produce")
+    clock[0] += replay.PROGRESS_LINE_S
+    bar.advance(800)
+    assert err.getvalue() == "produce: 800 ev, 80 ev/s\n"
