@@ -946,8 +946,10 @@ async def diff_generations(redis, live: Keys, rebuilt: Keys) -> list[str]:
     which grows with the subjects without bound."""
     out = []
     ids = sorted(await _subject_ids(redis, live) | await _subject_ids(redis, rebuilt))
+    bar = Progress(len(ids), label="verify", unit="subjects")  # (a bar on a terminal, lines elsewhere)
     for i in range(0, len(ids), DIFF_CHUNK):
         chunk = ids[i:i + DIFF_CHUNK]
+        bar.advance(len(chunk))
         for sid, a, b in zip(chunk, await read_states(redis, live, chunk), await read_states(redis, rebuilt, chunk)):
             a, b = comparable(a), comparable(b)
             if a != b:
@@ -959,6 +961,7 @@ async def diff_generations(redis, live: Keys, rebuilt: Keys) -> list[str]:
         a, b = a_lists.get(name, set()), b_lists.get(name, set())
         if a != b:
             out.append(f"{live.list_members(name)}: live has {sorted(a - b)} more, rebuild has {sorted(b - a)} more")
+    bar.close()
     return out
 
 
