@@ -1074,9 +1074,7 @@ def _rekeyed(state: SubjectState, name: str, old: str | None) -> SubjectState:
         slots = {k: v for k, v in repairs.items() if k not in moved}
         for key in moved:  # (each version where the key it named goes now)
             for content, ms, origin, rank in repairs[key].get("versions") or ():
-                by = content.get("named") or key
-                aim = resolve_key(units, by)
-                content = dict(content, named=by) if aim != by else {k: v for k, v in content.items() if k != "named"}
+                aim, content = _named_aim(content, content.get("named") or key, units)
                 slots[aim], _ = merge_version(slots.get(aim), content, ms, origin, rank)
         cast(Doc, out)["repairs"] = slots
     return out
@@ -1142,21 +1140,22 @@ def _key_unit_is(key: Any, name: str) -> bool:
     return _key_name(key) == _scope_and_name(name)
 
 
-def _aimed_content(content: Doc, units: Mapping[str, list[str]] | None) -> Doc:
-    """An objection's content aimed at the record it names as ``units`` resolve it now
-    (:func:`resolve_key`). When it named the unit by its name only, that key is kept (``named``), so
-    that it follows the name when the name stands for another code later (a second, lesser code given
-    with it: :func:`learn_unit`); a record named by its code stays with that code."""
-    named = content.get("named") or content["record_key"]
+def _named_aim(content: Doc, named: str, units: Mapping[str, list[str]] | None) -> tuple[str, Doc]:
+    """The record key an objection's or a repair's version that named ``named`` aims at as ``units``
+    resolve it now (:func:`resolve_key`), and the version's content saying so: when it named the unit
+    by its name only, that key is kept (``named``), so that it follows the name when the name stands for
+    another code later (a second, lesser code given with it: :func:`learn_unit`); a record named by its
+    code stays with that code."""
     aim = resolve_key(units, named)
-    if aim == content["record_key"] and (aim == named) == ("named" not in content):
-        return content
-    out = dict(content, record_key=aim)
     if aim != named:
-        out["named"] = named
-    else:
-        out.pop("named", None)
-    return out
+        return aim, content if content.get("named") == named else dict(content, named=named)
+    return aim, {k: v for k, v in content.items() if k != "named"} if "named" in content else content
+
+
+def _aimed_content(content: Doc, units: Mapping[str, list[str]] | None) -> Doc:
+    """An objection's content aimed at the record it names now (:func:`_named_aim`)."""
+    aim, out = _named_aim(content, content.get("named") or content["record_key"], units)
+    return out if out["record_key"] == aim else dict(out, record_key=aim)
 
 
 def _office_aims(slot: Doc, part: str, key: str) -> set[str]:
@@ -1356,10 +1355,8 @@ def apply_repair(state: SubjectState | None, event: RepairEvent) -> tuple[Subjec
     if state is None:
         state = new_state(event.subject, event.id_kind)
     state = _learn_office_units(state, event)
-    aim = resolve_key(state.get("units"), event.record_key)
-    content = {"approved": event.decision_date, "granted": bool(event.approved), "doc_no": event.doc_no}
-    if aim != event.record_key:  # named by the unit's name: kept, so that it follows the name (_rekeyed)
-        content["named"] = event.record_key
+    aim, content = _named_aim({"approved": event.decision_date, "granted": bool(event.approved),
+                               "doc_no": event.doc_no}, event.record_key, state.get("units"))
     out, slot, outcome = _fold_slot(state, "repairs", aim, content, event)
     if outcome != "applied" or slot is None:
         return out, outcome
