@@ -338,7 +338,7 @@ def cmd_stack(args) -> int:
     import os
 
     from creditstream.settings import Settings
-    from ops.stack import Stack, StackError
+    from ops.stack import Stack, StackError, StackRefused
     run_dir = os.environ.get("CREDITSTREAM_RUN_DIR", Settings.run_dir)
     stack = Stack(run_dir)
     if args.action == "up":
@@ -354,6 +354,9 @@ def cmd_stack(args) -> int:
             print("starting Apache Kafka (the first start resolves its jars with Maven)...", file=sys.stderr)
         try:
             info = stack.up(broker=broker, nodes=args.nodes, redis_password=password)
+        except StackRefused as exc:  # (a refusal, not an outage: exit 2, as the README's codes say)
+            print(f"creditstream: {exc}", file=sys.stderr)
+            return EXIT_USAGE
         except StackError as exc:
             print(f"creditstream: the embedded stack did not start: {exc}", file=sys.stderr)
             return EXIT_UNREACHABLE

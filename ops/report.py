@@ -73,6 +73,9 @@ async def summary(settings: Settings) -> dict:
             "by_kind": dict(Counter(r["kind"] for r in records)),
             "flags": state.get("flags", []),
         })
+    # in the order shown (organisations by code, then persons by their masked number and name): stored
+    # ids of persons are pseudonyms of a key each run dir draws, so their order moved from run to run
+    subjects.sort(key=lambda sub: ("*" in sub["id"], sub["id"], sub["name"]))
     letters = await _dead_lettered(settings)
     return {
         "subjects": subjects,

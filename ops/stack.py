@@ -58,6 +58,10 @@ class StackError(RuntimeError):
     """The embedded stack could not be started, or is not in the state asked for."""
 
 
+class StackRefused(StackError):
+    """``up`` asked for what would undo the running stack (another broker kind): nothing was done."""
+
+
 SET_ASIDE_KEPT = 3
 """How many of Redis's data directories a new Tansu broker set aside (``redis.before-<time>``) are kept."""
 
@@ -500,7 +504,7 @@ class Stack:
         running = self._kafka().status()["running"] if kind == "kafka" else _is_ours(entry)
         if running:
             name = {"kafka": "Apache Kafka", "tansu": "Tansu"}
-            raise StackError(f"the stack in {self.run_dir} runs {name[kind]}, not {name[broker]}: "
+            raise StackRefused(f"the stack in {self.run_dir} runs {name[kind]}, not {name[broker]}: "
                              f"`creditstream stack down` first to change brokers (or `stack up --broker {kind}`)")
 
     def _note_broker_kind(self, kind: str) -> None:

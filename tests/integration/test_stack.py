@@ -418,6 +418,13 @@ def test_up_never_replaces_a_running_broker_of_the_other_kind(stack):
         stack.up(broker="kafka")
     assert stack.info().broker_pid == info.broker_pid and stack.status()["running"]
     assert stack.last_broker_kind() == "tansu"
+    from creditstream import cli  # a refusal, not an outage: exit 2
+
+    os.environ["CREDITSTREAM_RUN_DIR"] = str(stack.run_dir)
+    try:
+        assert cli.main(["stack", "up", "--broker", "kafka"]) == cli.EXIT_USAGE
+    finally:
+        del os.environ["CREDITSTREAM_RUN_DIR"]
 
 
 def test_up_starts_the_broker_the_run_directory_ran_last(tmp_path):
