@@ -466,12 +466,10 @@ class Stack:
                     redis = self._start_redis(old_r and old_r.get("port"), redis_password, deadline)
                     started.append(redis)
                 set_aside = None
-                if not broker_ok and redis_keys(int(redis["port"]), redis_password):
-                    # the new broker's log is empty: the state Redis kept is of a log that is gone
-                    _terminate(redis, 10.0)
-                    set_aside = self._set_redis_aside()
-                    redis = self._start_redis(redis.get("port"), redis_password, deadline)
-                    started.append(redis)
+                if not broker_ok:  # the new broker's log is empty: a state Redis kept is of a log that is gone
+                    redis, set_aside = self._unless_of_another_log(redis, redis_password, deadline)
+                    if set_aside is not None:
+                        started.append(redis)
             except BaseException:
                 for entry in started:
                     _terminate(entry, 2.0)
@@ -510,6 +508,17 @@ class Stack:
     def _note_broker_kind(self, kind: str) -> None:
         with contextlib.suppress(OSError):
             self.broker_kind_file.write_text(kind + "\n", encoding="utf-8")
+
+    def _unless_of_another_log(self, redis: dict[str, Any], password: str | None,
+                               deadline: float) -> tuple[dict[str, Any], Path | None]:
+        """``redis`` (running), or, when it holds anything (a state built from another log than the
+        broker's now), a redis-server started empty on its port, its data set aside
+        (:meth:`_set_redis_aside`): the new entry and where the data went."""
+        if not redis_keys(int(redis["port"]), password):
+            return redis, None
+        _terminate(redis, 10.0)
+        aside = self._set_redis_aside()
+        return self._start_redis(redis.get("port"), password, deadline), aside
 
     def _set_redis_aside(self) -> Path:
         """Redis's data directory moved to ``redis.before-<time>`` beside it (its data kept, not read);
@@ -556,10 +565,8 @@ class Stack:
                 _terminate(old_r, 5.0)
                 redis = self._start_redis(old_r and old_r.get("port"), redis_password, deadline)
             set_aside = None
-            if not same_log and redis_keys(int(redis["port"]), redis_password):
-                _terminate(redis, 10.0)  # a state built from another log (as for a new Tansu: up)
-                set_aside = self._set_redis_aside()
-                redis = self._start_redis(redis.get("port"), redis_password, deadline)
+            if not same_log:
+                redis, set_aside = self._unless_of_another_log(redis, redis_password, deadline)
             first = cluster["nodes"][0]
             broker = {"kind": "kafka", "pid": first["pid"], "port": first["port"], "nodes": len(cluster["nodes"]),
                       "version": cluster["version"], "bootstrap": cluster["bootstrap"]}
