@@ -41,6 +41,7 @@ from agents.timer import TimerAgent
 from creditstream import eventloop, holdings, host, metrics
 from creditstream.connections import check_redis, make_codec, redis_client, redis_memory
 from creditstream.heap import HeapRounds, thaw
+from creditstream.logs import said_in_one_line
 from creditstream.settings import Settings
 from domain.calendar import WorkingCalendar, coverage_warning
 from domain.clock import date_of_ms, now_ms
@@ -459,7 +460,7 @@ def create_faust_app(settings: Settings, agents: tuple[str, ...] = AGENTS, *, we
             if isinstance(exc, (placement.PlacementError, PositionAhead)):  # expected, said whole in one line
                 refused = str(exc)
             if refused:  # an ACL missing: said in one line (the command line exits 2 with it), no traceback
-                pipeline.failure = exc
+                pipeline.failure = said_in_one_line(exc)  # and none in Faust's crash line either
                 log.error("pipeline failed: stopping the worker", reason=refused)
             else:
                 log.exception("pipeline failed; stopping the worker so its supervisor restarts it")

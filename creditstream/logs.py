@@ -135,6 +135,29 @@ class RepeatedClientLines(logging.Filter):
         return True
 
 
+SAID_IN_ONE_LINE = "_creditstream_said_in_one_line"
+"""The mark (an attribute) of an exception that stops a worker and that its own log line has said whole:
+:func:`said_in_one_line`."""
+
+
+def said_in_one_line(exc: BaseException) -> BaseException:
+    """Marks ``exc`` as said whole in one line (a refusal, a state not from this log): the records that
+    carry it with its traceback are left out (:class:`TracebacksOfWhatWasSaid`). Returns ``exc``."""
+    setattr(exc, SAID_IN_ONE_LINE, True)
+    return exc
+
+
+class TracebacksOfWhatWasSaid(logging.Filter):
+    """Faust logs the exception a worker stops on once more, with its traceback ("Crashed
+    reason=..."), after the worker's own line has said what happened and what to do: a reader of the
+    log took the traceback for a bug. A record whose exception is marked by :func:`said_in_one_line`
+    is left out; every other traceback stays."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if isinstance(record.exc_info, tuple) else None
+        return not (exc is not None and getattr(exc, SAID_IN_ONE_LINE, False))
+
+
 _SASL_PAYLOAD = re.compile(r"(sasl_auth_bytes=).*?(?=(?:, session_lifetime_ms=-?\d+)?\)$)", re.DOTALL)
 
 
@@ -346,6 +369,7 @@ def configure(level: str | int = "INFO", fmt: str = "auto", *, stream: TextIO | 
     setattr(handler, _HANDLER_MARK, True)
     handler.addFilter(RepeatedClientLines())
     handler.addFilter(TransientClientErrors())
+    handler.addFilter(TracebacksOfWhatWasSaid())
     handler.setFormatter(formatter)
     root.addHandler(handler)
     root.setLevel(lvl)

@@ -190,6 +190,7 @@ async def test_a_position_past_the_log_end_stops_the_worker_after_its_patience_n
         log = log_path.read_text()
         assert worker.returncode != 0, log[-2000:]
         assert "the state is not from this log" in log, log[-2000:]
+        assert "Traceback" not in log, log[-4000:]  # said in one line: no traceback, Faust's crash line included
         from agents.subject import AHEAD_LIMIT
 
         # fetched again before each of the AHEAD_LIMIT checks but the last, which stops it, each after

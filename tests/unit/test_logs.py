@@ -284,3 +284,26 @@ def test_a_client_line_repeated_word_for_word_is_logged_once_per_window_with_a_c
         ("aiokafka", "error", f"{refused} (and 39 more like it in the last 10 s, not logged)"),
     ]
     assert sum(line["logger"] == "creditstream.runner" for line in lines) == 40
+
+
+def test_the_traceback_of_a_stop_said_in_one_line_is_left_out_and_others_stay():
+    """A worker that stops on a state not from its log says why in one line; Faust then logged the
+    same exception again with its traceback ("Crashed reason=..."), which readers took for a bug.
+    A marked exception's records are left out; an unmarked exception keeps its traceback."""
+    import io
+    import json
+    import logging
+
+    from creditstream import logs
+
+    out = io.StringIO()
+    logs.configure("INFO", "json", stream=out)
+    faust_app = logging.getLogger("faust.app.base")
+    for exc in (logs.said_in_one_line(RuntimeError("the state is not from this log")), RuntimeError("a bug")):
+        try:
+            raise exc
+        except RuntimeError as raised:
+            faust_app.exception("Crashed reason=%r", raised)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [line["event"] for line in lines] == ["Crashed reason=RuntimeError('a bug')"]
+    assert "Traceback" in lines[0]["exception"]
