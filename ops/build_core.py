@@ -58,6 +58,21 @@ def sources() -> list[Path]:
     return sorted(p for p in SOURCE.glob("*.py") if p.name not in NOT_COMPILED) + [ROOT / m for m in ALSO_COMPILED]
 
 
+def mypy_settings(pyproject: str) -> str:
+    """The ``[tool.mypy]`` tables of ``pyproject`` (the text of pyproject.toml), and nothing else: mypyc
+    builds through setuptools, and the setuptools of the venv (the interpreter's, older than the one
+    ``pip install`` builds the package with) validates a ``[project]`` table it finds and failed on
+    the licence as an SPDX expression; the build then fell back to the pure Python core."""
+    kept: list[str] = []
+    keep = False
+    for line in pyproject.splitlines():
+        if line.startswith("["):
+            keep = line.lstrip("[").startswith("tool.mypy")
+        if keep:
+            kept.append(line)
+    return "\n".join(kept) + "\n"
+
+
 def manifest(paths: list[Path]) -> str:
     """``SOURCES``: the interpreter, then the sha256 of each source compiled and its path in the
     checkout (``domain/engine.py``)."""
@@ -88,7 +103,7 @@ def build() -> int:
             (work / name).parent.joinpath("__init__.py").touch()  # a package for mypy, not compiled
             shutil.copy2(ROOT / name, work / name)
         if (ROOT / "pyproject.toml").exists():  # mypy's settings for the core (a checkout)
-            shutil.copy2(ROOT / "pyproject.toml", work / "pyproject.toml")
+            (work / "pyproject.toml").write_text(mypy_settings((ROOT / "pyproject.toml").read_text()))
         else:  # an installed package (the image): the types were checked in the checkout already
             (work / "mypy.ini").write_text("[mypy]\nignore_missing_imports = True\n")
         names = [p.relative_to(ROOT).as_posix() for p in paths]

@@ -126,3 +126,15 @@ def test_the_avro_modules_run_pure_with_the_pure_core():
                           "print(r.__file__.endswith('.py'), w.__file__.endswith('.py'))"], env=env, cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout.split()
     assert out == ["True", "True"]
+
+
+def test_the_build_sees_mypys_settings_and_no_project_table():
+    """mypyc builds through the venv's setuptools (the interpreter's, older than the one `pip install`
+    uses): it validated pyproject.toml's [project] table and failed on the licence as an SPDX
+    expression, and the core fell back to pure Python. The build's copy holds mypy's tables only."""
+    import tomllib
+
+    text = (ROOT / "pyproject.toml").read_text()
+    settings = tomllib.loads(build_core.mypy_settings(text))
+    assert settings == {"tool": {"mypy": tomllib.loads(text)["tool"]["mypy"]}}
+    assert settings["tool"]["mypy"]["strict"] is True
