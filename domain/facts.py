@@ -17,7 +17,7 @@ from domain.digest import hex16
 from domain.identifiers import is_valid_resident_id
 from domain.record_maps import DatedPairs
 from domain.rulebook import Rulebook
-from domain.state import SubjectState, status_of
+from domain.state import SubjectState, repair_grants, status_of
 from domain.types import Doc, View
 
 _ONE_DAY: Final = dt.timedelta(days=1)
@@ -89,20 +89,34 @@ def penalty_dates(entry: View, rules: Rulebook) -> tuple[dt.date, dt.date] | Non
 
 
 def penalty_publicity(entry: View, repair: View | None, rules: Rulebook,
-                      gap: tuple[dt.date, dt.date | None, str] | None = None) -> tuple[dt.date, dt.date, str] | None:
-    """(repair_from, end, leave kind) of a penalty's publicity (RULES.md 3): it ends at the maximum
-    of its tier (``expiry``), or earlier on the approval date of a granted credit repair
-    (``repair``)."""
+                      gap: tuple[dt.date, dt.date | None, str] | None = None,
+                      ) -> tuple[dt.date, dt.date, str, View | None] | None:
+    """(repair_from, end, leave kind, the repair decision) of a penalty's publicity (RULES.md 3): it
+    ends at the maximum of its tier (``expiry``, no decision), or earlier on the approval date of the
+    first granted credit repair that can end it (``repair``: :func:`repair_applied`)."""
     dates = penalty_dates(entry, rules)
     if dates is None:
         return None
     start, end = dates
     # a repair approved while the record is out of force after an upheld objection (before its
     # correction) has nothing to end; any other applies
-    if repair is not None and repair.get("granted") and start <= _d(repair["approved"]) < end \
-            and not _in_gap(_d(repair["approved"]), gap):
-        return start, _d(repair["approved"]), "repair"
-    return start, end, "expiry"
+    grant = repair_applied(repair, start, end, gap) if repair is not None else None
+    if grant is not None:
+        return start, _d(grant["approved"]), "repair", grant
+    return start, end, "expiry", None
+
+
+def repair_applied(repair: View | None, since: dt.date, until: dt.date | None,
+                   gap: tuple[dt.date, dt.date | None, str] | None) -> View | None:
+    """The first of a record's granted repair decisions (domain/state.py :func:`repair_grants`, earliest
+    approval first) approved on or after ``since``, before ``until`` (when given) and not while an
+    upheld objection had the record out of force (``gap``): the repair that ends the record's
+    publicity or membership. A later decision refusing another application does not undo it."""
+    for grant in repair_grants(repair):
+        day = _d(grant["approved"])
+        if since <= day and (until is None or day < until) and not _in_gap(day, gap):
+            return grant
+    return None
 
 
 def earliest_repair(entry: View | None, rules: Rulebook) -> tuple[dt.date | None, str | None]:
@@ -259,7 +273,7 @@ def record_facts(key: str, state: SubjectState, index: Doc, rules: Rulebook) -> 
                     pub = penalty_publicity(entry, repairs.get(key), rules, gap)
                     if pub is not None:
                         facts["pub"] = [iso(pub[0]), iso(pub[1]), pub[2]]
-                        if pub[2] == "repair" and (decision := repair_decision(repairs.get(key), key)) != key:
+                        if pub[2] == "repair" and (decision := repair_decision(pub[3], key)) != key:
                             facts["pub"].append(decision)  # (only then: the stored state stays as small)
             elif base == "action" and fields.get("adverse"):
                 facts["adverse"] = True
@@ -271,16 +285,17 @@ def record_facts(key: str, state: SubjectState, index: Doc, rules: Rulebook) -> 
         # an approved repair of the basis ends a blacklist membership (early removal where the
         # domain has it), on the approval date
         repair = repairs.get(key)
-        if c.list == "blacklist" and repair is not None and repair.get("granted"):
+        if c.list == "blacklist" and repair is not None:
             earliest, _ = earliest_repair(entry, rules)
-            approved = _d(repair["approved"])
             # (not while an upheld objection has the record out of force: the repair has nothing to
             # end, as for its publicity above; RULES.md 3: a repair ends both, or neither)
-            if earliest is not None and approved >= earliest and not _in_gap(approved, gap):
+            grant = repair_applied(repair, earliest, None, gap) if earliest is not None else None
+            if grant is not None:
+                approved = _d(grant["approved"])
                 early = rules.listing_period(c.domain)[1]
                 leave_at = max(approved, add_months(c.since, early)) if early is not None else approved
                 if c.until is None or leave_at < c.until:
-                    c = c._replace(until=leave_at, leave=("repair", repair_decision(repair, key)))
+                    c = c._replace(until=leave_at, leave=("repair", repair_decision(grant, key)))
         for part in _split(c, gap):
             facts["cands"].append([part.list, part.domain, iso(part.since),
                                    iso(part.until) if part.until else None, *part.enter, *part.leave])
@@ -317,7 +332,7 @@ def publicity_track(sid: str, key: str, facts: Doc | None) -> list[Doc]:
     return out
 
 
-BASIS_VERSION: Final = 9
+BASIS_VERSION: Final = 10
 """The form of the basis and of what is derived with it. 2: the basis's dates kept as sorted
 ``[date, value]`` pairs (version 1, with no ``"v"``, kept them as dicts, which the lists scanned
 whole on every input: ``min`` of the dates, the dates after the clock, the adverse dates sorted;

@@ -58,7 +58,7 @@ from domain.facts import (
 )
 from domain.record_maps import editable, finished, like
 from domain.rulebook import Rulebook
-from domain.state import SubjectState
+from domain.state import SubjectState, repair_grants
 from domain.types import Doc
 
 TRANSITION_ORDER: Final = {t: i for i, t in enumerate((
@@ -649,14 +649,20 @@ def _view(state: SubjectState, at: dt.date, parts: Doc, rules: Rulebook, next_du
     for key, repair in sorted((state.get("repairs") or {}).items()):
         entry = (state.get("records") or {}).get(key)
         earliest, reason = earliest_repair(entry, rules)
-        if not repair.get("granted"):
-            reason = "not-granted"
-        elif earliest is not None and _d(repair["approved"]) < earliest:
-            reason = "before-earliest"
-        elif reason is None and repair_out_of_force(entry, corrected_by.get(key), repair["approved"]):
-            reason = "record-out-of-force"
-        repairs[key] = {"approved": repair["approved"], "applied": reason is None, "reason": reason,
-                        "earliest": earliest.isoformat() if earliest else None}
+        # the first granted decision that applies (of several: a refusal of another application
+        # leaves a grant standing), else the latest granted, else the refusal
+        decided: Doc = repair
+        why: str | None = "not-granted"
+        for grant in repair_grants(repair):
+            decided, why = grant, reason
+            if earliest is not None and _d(grant["approved"]) < earliest:
+                why = "before-earliest"
+            elif why is None and repair_out_of_force(entry, corrected_by.get(key), grant["approved"]):
+                why = "record-out-of-force"
+            if why is None:
+                break
+        repairs[key] = {"approved": decided["approved"], "applied": why is None, "reason": why,
+                        "earliest": earliest.isoformat() if earliest else None, "doc_no": decided.get("doc_no")}
     return {"lists": dict(sorted(lists.items())), "publicity": {}, "overdue_objections": overdue,
             "objection_records": objection_records, "repairs": repairs, "next_due": next_due}
 

@@ -277,10 +277,13 @@ def _repairs(state: View, day: str) -> list[Doc]:
     applied = ((state.get("evaluation") or {}).get("repairs")) or {}
     out = []
     for key, r in sorted((state.get("repairs") or {}).items()):
+        verdict = applied.get(key) or {}
+        if "doc_no" in verdict:  # the decision that counts, of several (domain/history.py: the evaluation)
+            r = {"approved": verdict["approved"], "granted": verdict["reason"] != "not-granted",
+                 "doc_no": verdict["doc_no"]}
         approved = r.get("approved")
         if not approved or approved > day:
             continue
-        verdict = applied.get(key) or {}
         out.append({"record_key": key, "approved": approved, "granted": bool(r.get("granted")),
                     "doc_no": r.get("doc_no"), "applied": verdict.get("applied"), "reason": verdict.get("reason")})
     return out

@@ -206,6 +206,24 @@ def merge_version(slot: Doc | None, content: Doc, ms: int, origin: str, rank: in
     return out, "duplicate" if any(v[0] == content for v in (slot or {}).get("versions") or ()) else "stale"
 
 
+def repair_grants(slot: View | None) -> list[Doc]:
+    """The repair decisions of one record's ``repairs`` slot that grant it (信用修复决定, 准予修复),
+    earliest approval first (then by document number): of each decision, named by its ``doc_no``
+    (修复决定文号), the version that wins as :func:`merge_version` ranks them. A decision sent again
+    corrected to a refusal grants nothing; a separate decision refusing another application leaves an
+    earlier grant standing (a slot's own winner is its newest decision, whatever it says). Which of
+    them applies, the first that the record's rules accept, is the rules' to say (domain/facts.py)."""
+    if not slot:
+        return []
+    latest: dict[str, Doc] = {}
+    for content, *_ in sorted(slot.get("versions") or (), key=_slot_rank):
+        latest[str(content.get("doc_no") or "")] = content
+    if not latest:  # (a slot without versions: its content alone)
+        latest[""] = cast(Doc, slot)
+    return sorted((c for c in latest.values() if c.get("granted")),
+                  key=lambda c: (str(c.get("approved") or ""), str(c.get("doc_no") or "")))
+
+
 def _slot_digest(content: Doc) -> str:
     """What an evicted slot version is remembered by (:data:`EVICTED_KEPT`)."""
     return hex16(orjson.dumps(content, option=orjson.OPT_SORT_KEYS))[:16]
@@ -1347,21 +1365,30 @@ def _parse_objection(event: ObjectionEvent) -> Doc | None:
 
 
 def apply_repair(state: SubjectState | None, event: RepairEvent) -> tuple[SubjectState, str]:
-    """Fold a credit-repair decision (信用修复): per record key the newest decision by the office's
-    time wins. Whether it applies (the record known and in force, the approval on or after the
-    earliest repair date) is the rules' to decide, on the approval date, so a repair sent before
-    its penalty applies once the penalty arrives. Outcomes: repair, repair-refused (the decision
-    itself refuses), correction, duplicate, stale, redelivered."""
+    """Fold a credit-repair decision (信用修复): per record key, every decision's versions are kept
+    (the slot's winner is the newest by the office's time; :func:`repair_grants` gives the decisions
+    that grant the repair, each as its own newest version says). Whether one applies (the record
+    known and in force, the approval on or after the earliest repair date) is the rules' to decide,
+    on the approval date, so a repair sent before its penalty applies once the penalty arrives.
+    Outcomes: repair, repair-refused (the decision itself refuses), correction, duplicate, stale,
+    redelivered."""
     if state is None:
         state = new_state(event.subject, event.id_kind)
     state = _learn_office_units(state, event)
     aim, content = _named_aim({"approved": event.decision_date, "granted": bool(event.approved),
                                "doc_no": event.doc_no}, event.record_key, state.get("units"))
-    out, slot, outcome = _fold_slot(state, "repairs", aim, content, event)
-    if outcome != "applied" or slot is None:
-        return out, outcome
     current = (state.get("repairs") or {}).get(aim)
-    if not slot["granted"]:
+    out, slot, outcome = _fold_slot(state, "repairs", aim, content, event)
+    if slot is None:
+        return out, outcome
+    if outcome != "applied":
+        if repair_grants(slot) == repair_grants(current):
+            return out, outcome
+        # a decision that does not win the slot changed what grants the repair (a grant that arrives
+        # after a later decision refusing another application): the rules derive it again
+        out["updated_ms"] = max(out.get("updated_ms") or 0, event.event_ms)
+        out["version"] = (out.get("version") or 0) + 1
+    if not content["granted"]:
         return out, "repair-refused"
     return out, "correction" if current is not None else "repair"
 

@@ -186,3 +186,37 @@ async def test_a_unit_named_by_its_name_or_its_code_is_one_decision_through_the_
         return "withdrawn" if not [c for c in got if c[0] == "blacklist:environment"] else None
 
     await eventually(withdrawn, timeout=40)
+
+
+async def test_a_refusal_of_another_repair_application_leaves_the_earlier_grant_through_the_pipeline(
+        pipeline, settings, department):
+    """Two repair decisions on one penalty, unkeyed and stamped at sending: the grant, then a decision
+    refusing another application. The refusal, stamped later, withdrew the grant back to its date (an
+    audit, on a real stack); each is a decision of its own (docs/events.md, Repair decisions)."""
+    from ops.inspect import subject_state
+
+    company = uscc(7610)
+    doc = "郑环罚〔2024〕771号"
+    await department.send(schema_of("penalty"), sample_event(
+        "penalty", severity="严重", domain="environment", source_unit=samples.ECO_ZZ,
+        source_unit_uscc=samples.ECO_ZZ_USCC, uscc=company, decision_doc_no=doc, decision_date=dt.date(2024, 1, 10),
+        valid_until=None, publicity_end_date=None))
+    aimed = dict(uscc=company, target_source_unit=samples.ECO_ZZ, target_source_unit_uscc=samples.ECO_ZZ_USCC,
+                 target_doc_no=doc, target_kind="penalty")
+    await department.send(schema_of("repair"), sample_event(
+        "repair", **aimed, repair_id="郑信修〔2024〕771号", approved=True, decision_date=dt.date(2024, 6, 10)))
+    await department.send(schema_of("repair"), sample_event(
+        "repair", **aimed, repair_id="郑信修〔2024〕772号", approved=False, decision_date=dt.date(2024, 7, 10)))
+
+    async def both_folded():
+        state = await subject_state(settings, company)
+        slot = next(iter((state or {}).get("repairs", {}).values()), None)
+        return state if slot and len(slot["versions"]) == 2 else None
+
+    state = await eventually(both_folded, timeout=40)
+    (verdict,) = state["evaluation"]["repairs"].values()
+    assert (verdict["approved"], verdict["doc_no"], verdict["applied"]) == ("2024-06-10", "郑信修〔2024〕771号", True)
+    assert not state["evaluation"]["lists"]
+    got = folded(await read_changes(settings), company)
+    assert ("blacklist:environment", "exited", "2024-06-10", "repair") in got, got
+    assert not [c for c in got if c[0] == "blacklist:environment" and c[1] == "exited" and c[2] != "2024-06-10"], got

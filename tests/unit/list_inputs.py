@@ -84,8 +84,10 @@ def list_inputs(draw, max_inputs=8):
             inputs.append(objection(f"OB{draw(st.integers(0, 1))}", _target(draw, doc, date), status, date, resolved,
                                     arrived=max(arrived, resolved or date), outcome=outcome, at=at))
         elif kind == "repair":
+            # several repair decisions on one record now and then (a refusal of another application
+            # leaves a grant: domain/state.py repair_grants), or one decision sent again
             inputs.append(repair(_target(draw, doc, date), date, arrived=arrived, granted=draw(st.booleans()),
-                                 at=at))
+                                 at=at, doc_no=draw(st.sampled_from([None, "XF-1", "XF-2"]))))
         else:
             inputs.append(tick(date))
     return inputs

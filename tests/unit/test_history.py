@@ -542,7 +542,8 @@ def subject_inputs(draw):
                                     else None, at=at, target_unit=unit))
         elif kind == "repair":
             target, unit = _office_aim(draw, record("penalty", doc, date))
-            inputs.append(repair(target, date, arrived=arrived, granted=draw(st.booleans()), at=at, target_unit=unit))
+            inputs.append(repair(target, date, arrived=arrived, granted=draw(st.booleans()), at=at, target_unit=unit,
+                                 doc_no=draw(st.sampled_from([None, "XF-1", "XF-2"]))))
         else:
             inputs.append(tick(date))
     return inputs
@@ -1297,7 +1298,10 @@ def office_on_linked_inputs(draw):
             # the unit named by its name only (domain/state.py resolve_key): one decision all the same
             record_event(dict(pen, source_unit_code=None, fields={"fine_amount": "3.000000"}), "2024-04-08"),
             objection("OB-3", by_name, "upheld", "2024-07-01", "2024-07-05", outcome="revoked", arrived="2024-07-05"),
-            repair(by_name, "2025-02-03", arrived="2025-02-04")]
+            repair(by_name, "2025-02-03", arrived="2025-02-04"),
+            # other repair decisions on the record: a refusal of another application, a later grant
+            repair(key, "2025-05-06", granted=False, arrived="2025-05-06", doc_no="XF-9"),
+            repair(key, "2025-03-20", arrived="2025-03-21", doc_no="XF-8")]
     inputs += draw(st.lists(st.sampled_from(pool), min_size=1, max_size=5, unique_by=lambda e: e.origin))
     return inputs
 
