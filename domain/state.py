@@ -1031,14 +1031,18 @@ def learn_unit(state: SubjectState, pair: tuple[str, str]) -> SubjectState:
     name, code = pair
     units = state.get("units") or {}
     known = units.get(name)
-    if known is not None and code in known:
+    # an organisation's unit on a legal representative's file: the code its name stands for, the least
+    # the organisation's links and linked versions gave (those it gave before that are history, and
+    # which of them came depends on the arrival order: a file kept them all in one order, one in another)
+    linked = LINKED_SCOPE_END in name
+    if known is not None and (code in known or linked and code > known[0]):
         return state
     out: SubjectState = dict(state)  # type: ignore[assignment]
     if known is None:  # (the names kept in order, so that the stored form is the same in every order)
         codes = [code]
         out["units"] = {name: codes} if not units else dict(sorted([*units.items(), (name, codes)]))
     else:
-        codes = sorted([*known, code])
+        codes = [code] if linked else sorted([*known, code])
         out["units"] = {**units, name: codes}
     old = known[0] if known else None
     if codes[0] == old or old is None and not _keeps_under(state, name):

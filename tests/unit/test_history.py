@@ -571,6 +571,7 @@ def essence(state):
         "history": history_of(state),
         "evaluation": state.get("evaluation"),
         "as_of": state.get("as_of"),
+        "units": state.get("units"),  # (what a name stands for decides where later inputs go)
     }
 
 
