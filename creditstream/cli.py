@@ -350,6 +350,7 @@ def cmd_stack(args) -> int:
                 print(f"creditstream: {args.redis_password_file} is empty: no Redis password in it", file=sys.stderr)
                 return EXIT_USAGE
         broker = args.broker or stack.last_broker_kind()
+        before = stack.info()  # (each server's pid before: which did this `up` start, which were running)
         if broker == "kafka" and not (stack.status().get("broker") or {}).get("answering"):
             print("starting Apache Kafka (the first start resolves its jars with Maven)...", file=sys.stderr)
         try:
@@ -360,8 +361,13 @@ def cmd_stack(args) -> int:
         except StackError as exc:
             print(f"creditstream: the embedded stack did not start: {exc}", file=sys.stderr)
             return EXIT_UNREACHABLE
-        print(f"broker          {stack.broker_description()}  {info.broker_url}  pid {info.broker_pid}")
-        print(f"redis-server    {mask_url(info.redis_url)}  pid {info.redis_pid}  (password in stack.json)")
+        def started(pid: int, was: int | None) -> str:
+            return "running" if pid == was else "started"
+
+        print(f"broker          {stack.broker_description()}  {info.broker_url}  pid {info.broker_pid}  "
+              f"{started(info.broker_pid, before and before.broker_pid)}")
+        print(f"redis-server    {mask_url(info.redis_url)}  pid {info.redis_pid}  "
+              f"{started(info.redis_pid, before and before.redis_pid)}  (password in stack.json)")
         print(f"run dir         {info.run_dir}  (settings in {info.run_dir}/stack.json)")
         if info.set_aside and info.broker_kind == "kafka":
             print(f"creditstream: Apache Kafka's log here is not the one the state Redis kept was built from (a "

@@ -137,6 +137,29 @@ def test_up_restarts_only_a_dead_component(stack):
     assert b.redis_pid != a.redis_pid and b.redis_port == a.redis_port
 
 
+def test_stack_up_says_which_server_it_started_and_which_was_running(stack, capsys):
+    """An operator who restarts a dead Redis with `stack up` read the same three lines as a first start:
+    whether the broker was restarted too (a Tansu started anew has an empty log) was not said."""
+    first, _ = _stack_cli(stack, capsys, ["stack", "up"])
+    lines = first.splitlines()
+    assert lines[0].startswith("broker ") and lines[0].endswith("  started"), first
+    assert lines[1].startswith("redis-server ") and "  started  (password in stack.json)" in lines[1], first
+    a = stack.info()
+    assert a is not None
+    os.kill(a.redis_pid, 9)
+    deadline = time.monotonic() + 5
+    while not _gone(a.redis_pid) and time.monotonic() < deadline:
+        reap(a.redis_pid)
+        time.sleep(0.01)
+    again, _ = _stack_cli(stack, capsys, ["stack", "up"])
+    lines = again.splitlines()
+    assert lines[0].endswith(f"pid {a.broker_pid}  running"), again
+    assert "  started  (password in stack.json)" in lines[1] and f"pid {a.redis_pid} " not in lines[1], again
+    unchanged, _ = _stack_cli(stack, capsys, ["stack", "up"])
+    assert [line.split("  ")[-1] for line in unchanged.splitlines()[:1]] == ["running"], unchanged
+    assert "  running  (password in stack.json)" in unchanged.splitlines()[1], unchanged
+
+
 async def test_stop_start_redis_keeps_data_flush_empties(stack):
     info = stack.up()
     r = aioredis.from_url(info.redis_url)
