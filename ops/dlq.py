@@ -874,8 +874,8 @@ async def _send_and_record(settings: Settings, producer, redis, audit_key: str, 
             except Exception as exc:  # noqa: BLE001 - refused before sending (its size): the window's others go on
                 futures.append(exc)
             part.append(send)
-        results = await asyncio.gather(*(f for f in futures if not isinstance(f, BaseException)),
-                                       return_exceptions=True)
+        results = await asyncio.shield(asyncio.gather(*(f for f in futures if not isinstance(f, BaseException)),
+                                                      return_exceptions=True))  # (as sinks/kafka.py)
         outcomes = iter(results)
         results = [f if isinstance(f, BaseException) else next(outcomes) for f in futures]
         pipe = redis.pipeline(transaction=False)

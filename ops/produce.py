@@ -323,7 +323,11 @@ async def produce_file(settings: Settings, path: str, *, dry_run: bool = False,
                     await producer.start()
                 futures = [(line_no, topic, await producer.send(topic, value, key=key, timestamp_ms=ts))
                            for line_no, topic, value, key, ts in encoded]
-                acks = await asyncio.gather(*(fut for *_, fut in futures), return_exceptions=True)
+                # shielded: Ctrl-C cancels this wait, never the client's own delivery futures: asyncio.run's
+                # handler cancels as the signal comes, between any two lines, so one was cancelled after the
+                # client saw it pending and before it resolved it ("Unexpected error in sender routine",
+                # InvalidStateError, in a CI run); the producer's stop below waits for them
+                acks = await asyncio.shield(asyncio.gather(*(fut for *_, fut in futures), return_exceptions=True))
                 outage: BaseException | None = None
                 for (line_no, topic, _), ack in zip(futures, acks):
                     if not isinstance(ack, BaseException):

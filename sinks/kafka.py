@@ -158,7 +158,10 @@ class KafkaSink:
                 largest = max(largest, message_size(m.key, m.value, m.headers))
             futures.append(await self.producer.send_batch(batch, topic, partition=partition))
             sent.append((topic, largest))
-        results = await asyncio.gather(*futures, return_exceptions=True)
+        # shielded: a cancellation of this wait (Ctrl-C on a command: asyncio.run's handler cancels at
+        # once, between any two lines of the client) never cancels the client's own futures, which it
+        # may be resolving at that moment (InvalidStateError in its sender: ops/produce.py)
+        results = await asyncio.shield(asyncio.gather(*futures, return_exceptions=True))
         return results, sent, per_topic
 
     async def _by_partition(self) -> dict[tuple[str, int], list[OutMessage]]:

@@ -61,3 +61,44 @@ def test_a_placed_topic_keeps_its_recorded_count_whatever_partitions_the_topic_h
                 continue
             n = placed if topic == "a" else placed + more  # "b" is not placed: the producer's metadata
             assert p == DefaultPartitioner()(m.key, list(range(n)), list(range(n)))
+
+
+class Pending(Placing):
+    """A producer whose batches are never acknowledged: their futures stay pending."""
+
+    def __init__(self, partitions: dict[str, int]):
+        super().__init__(partitions)
+        self.futures: list[asyncio.Future] = []
+
+    def create_batch(self):
+        class Batch:
+            def append(self, **kwargs):
+                return object()
+        return Batch()
+
+    async def send_batch(self, batch, topic, partition):
+        self.futures.append(asyncio.get_running_loop().create_future())
+        return self.futures[-1]
+
+
+def test_a_flush_cancelled_never_cancels_the_clients_futures():
+    """Ctrl-C on a command cancels the flush as the signal comes (asyncio.run's handler runs between
+    any two lines): the client's futures cancelled with it, the client, resolving one it had just seen
+    pending, failed ("Unexpected error in sender routine", InvalidStateError: a CI run of produce)."""
+    async def run():
+        producer = Pending({"a": 3})
+        sink = KafkaSink(producer)
+        for i in range(6):
+            sink.add("a", b"v%d" % i, key=b"k%d" % i)
+        flush = asyncio.ensure_future(sink.flush())
+        while not producer.futures:
+            await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        flush.cancel()
+        await asyncio.gather(flush, return_exceptions=True)
+        assert flush.cancelled()
+        assert producer.futures and not any(f.done() for f in producer.futures)
+        for f in producer.futures:  # as the client resolves them afterwards: no InvalidStateError
+            f.set_result(None)
+
+    asyncio.run(run())
