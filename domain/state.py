@@ -1274,8 +1274,14 @@ def _refold(state: SubjectState, keys: list[str]) -> SubjectState:
 def with_learned_units(state: SubjectState) -> SubjectState:
     """A file kept before its deciding units were learned (``units``; domain/facts.py ``BASIS_VERSION``
     9): every (name, code) its records' versions give learned, and what was kept under a name whose
-    code is known folded again under the code (:func:`learn_unit`). Returned as it is when that
-    learns nothing."""
+    code is known folded again under the code (:func:`learn_unit`); and (``BASIS_VERSION`` 10) a legal
+    representative's file keeps, for an organisation's unit name, only the code it stands for, as
+    :func:`learn_unit` keeps it now (it kept the others it had been sent, which depended on the arrival
+    order). Returned as it is when that changes nothing."""
+    units = state.get("units")
+    if units and any(len(codes) > 1 and LINKED_SCOPE_END in name for name, codes in units.items()):
+        state = dict(state)  # type: ignore[assignment]
+        state["units"] = {name: codes[:1] if LINKED_SCOPE_END in name else codes for name, codes in units.items()}
     first: dict[tuple[str, str], tuple[Any, ...]] = {}  # each pair at its earliest sighting
     for key, entry in (state.get("records") or {}).items():
         contents = entry_contents(cast(Doc, entry))

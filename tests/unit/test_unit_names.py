@@ -455,3 +455,26 @@ def test_a_repair_by_name_sent_again_after_the_lesser_code_came_is_a_duplicate()
     result = step(state, again, RULES, CAL)
     assert result.outcome == "duplicate" and result.changes == []
     assert result.state["evaluation"] == state["evaluation"]
+
+
+def test_a_legal_representatives_file_kept_before_keeps_the_code_a_name_stands_for_after_its_next_input():
+    # an upgrade (an audit): a file derived by derivation 9 kept every code its organisation had sent for
+    # a unit name ([Ca, Cb] in some arrival orders, [Ca] in others); derived again, it keeps [Ca], as a
+    # file built by this version does, and `replay --verify` no longer reports "differs in units"
+    from domain.state import LINKED_SCOPE_END
+    from tests.builders import PERSON, tick
+
+    rep = {"name": "赵六", "id_no": PERSON}
+    severe = dict(_by_name(record("penalty", "罚1", "2025-03-06", severity="severe", domain="environment")),
+                  legal_rep=rep)
+    greater = dict(record("penalty", "罚2", "2025-03-04", severity="general", domain="market"))
+    lesser = dict(record("penalty", "罚3", "2025-03-05", severity="general", domain="market"), source_unit_code=OTHER)
+    _, person = _org_and_person_files([record_event(severe, "2025-03-07"), record_event(greater, "2025-03-08"),
+                                       record_event(lesser, "2025-03-09")])
+    (name,) = [n for n in person["units"] if LINKED_SCOPE_END in n]
+    assert person["units"][name] == [OTHER]
+    kept = dict(person, units={**person["units"], name: [OTHER, UNIT]}, basis=dict(person["basis"], v=9))
+    later = run([tick("2025-06-03", subject=PERSON)], state=kept)
+    assert later["units"] == person["units"]
+    assert later["records"].keys() == person["records"].keys()
+    assert later["evaluation"]["lists"] == person["evaluation"]["lists"]
