@@ -14,7 +14,9 @@ records) are under publicity at the instant ``at`` and which have been withdrawn
   that version (``revoked``); one an upheld objection revoked, on the resolution date
   (``objection``); but a record whose publicity had already ended (``expiry``, ``repair``) before
   it was revoked left publicity then, and the revocation does not publish it again in between.
-  A record decided after the instant is not yet published.
+  A record decided after the instant is not yet published. At an instant before a repair, a
+  revocation or an upheld objection, the end shown is that of the record's own period: the later
+  decision was not known then (RULES.md 3a).
 
 ``credit_report(state, at, ...)`` assembles the report of one subject at an instant: identity, the
 records under publicity and withdrawn, the lists held then (domain/memberships.py) and the list
@@ -34,15 +36,15 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import msgspec
 
 from domain.clock import date_of_ms
-from domain.facts import penalty_publicity
+from domain.facts import earliest_repair, objection_index, penalty_dates, penalty_publicity, repair_out_of_force
 from domain.memberships import DOMAIN_KINDS, Membership, day_of, intervals, memberships_at
 from domain.rulebook import Rulebook
-from domain.state import SubjectState
+from domain.state import SubjectState, repair_decisions
 from domain.types import Doc, View
 
 __all__ = [
@@ -199,6 +201,16 @@ def _window(state: View, key: str, entry: View, content: View,
     return (valid_to, None, "expiry") if valid_to else (None, None, None)
 
 
+def _natural_end(entry: View, content: View, rules: Rulebook) -> tuple[str | None, str | None]:
+    """(until, repair_from) of a record's publicity by its own period alone, before any repair,
+    revocation or objection: a penalty's tier maximum and minimum, a licence's ``valid_to`` (the day
+    after)."""
+    if entry.get("kind") == "penalty":
+        dates = penalty_dates(entry, rules)
+        return (dates[1].isoformat(), dates[0].isoformat()) if dates is not None else (None, None)
+    return _licence_end(content), None
+
+
 def publicity(state: SubjectState | View, at: dt.date | dt.datetime | str, rules: Rulebook) -> Publicity:
     """The subject's penalties and licences under publicity at ``at``, and those withdrawn by then
     (module docstring), each list by decision date then record key. ``rules``: the rule set in force
@@ -217,13 +229,15 @@ def publicity(state: SubjectState | View, at: dt.date | dt.datetime | str, rules
             continue
         until, repair_from, reason = window
         ended = until is not None and until <= day
+        if not ended and reason != "expiry":
+            # a repair, a revocation or an upheld objection after the instant was not known then
+            # (RULES.md 3a: a decision takes effect on its date): the end the rules gave then
+            until, repair_from = _natural_end(entry, content, rules)
         record = PublicRecord(
             record_key=key, kind=str(kind), doc_no=entry.get("doc_no"), source_unit=entry.get("source_unit"),
             source_unit_code=entry.get("source_unit_code"), decision_date=decided, severity=entry.get("severity"),
             domain=entry.get("domain"), details=_details(str(kind), content), published_from=decided,
-            # a revocation after the instant was not known then: no end shown
-            published_until=until if ended or reason not in ("revoked", "objection") else None,
-            repair_from=repair_from,
+            published_until=until, repair_from=repair_from,
             state="withdrawn" if ended else "repair_eligible" if repair_from is not None and repair_from <= day
             else "published",
             withdrawn_on=until if ended else None, withdrawn_by=reason if ended else None,
@@ -273,19 +287,40 @@ def _objections(state: View, day: str) -> list[Doc]:
     return out
 
 
-def _repairs(state: View, day: str) -> list[Doc]:
-    applied = ((state.get("evaluation") or {}).get("repairs")) or {}
+def _repairs(state: View, day: str, rules: Rulebook) -> list[Doc]:
+    """Every credit-repair decision known at the instant (approved on or before it), by record, then
+    earliest approval first: whether it granted the repair, and whether it is the one that ended the
+    record's publicity and lists (``applied``) or why not, as the rules' evaluation gives it
+    (domain/history.py): ``not-granted``, ``before-earliest``, ``record-out-of-force``, the record's
+    own (``record-not-active``, ``court-listing``, ...), or ``repaired-earlier`` (an earlier grant
+    applied)."""
+    records = state.get("records") or {}
+    slots = state.get("repairs") or {}
+    corrected_by = objection_index(cast(SubjectState, state))["corrected_by"] if slots else {}
     out = []
-    for key, r in sorted((state.get("repairs") or {}).items()):
-        verdict = applied.get(key) or {}
-        if "doc_no" in verdict:  # the decision that counts, of several (domain/history.py: the evaluation)
-            r = {"approved": verdict["approved"], "granted": verdict["reason"] != "not-granted",
-                 "doc_no": verdict["doc_no"]}
-        approved = r.get("approved")
-        if not approved or approved > day:
-            continue
-        out.append({"record_key": key, "approved": approved, "granted": bool(r.get("granted")),
-                    "doc_no": r.get("doc_no"), "applied": verdict.get("applied"), "reason": verdict.get("reason")})
+    for key, slot in sorted(slots.items()):
+        entry = records.get(key)
+        earliest, reason = earliest_repair(entry, rules)
+        applied = False
+        for decision in repair_decisions(slot):
+            approved = decision.get("approved")
+            if not approved or str(approved) > day:
+                continue
+            why: str | None
+            if not decision.get("granted"):
+                why = "not-granted"
+            elif applied:
+                why = "repaired-earlier"
+            elif earliest is None:
+                why = reason
+            elif dt.date.fromisoformat(str(approved)[:10]) < earliest:
+                why = "before-earliest"
+            elif repair_out_of_force(entry, corrected_by.get(key), str(approved)):
+                why = "record-out-of-force"
+            else:
+                why, applied = None, True
+            out.append({"record_key": key, "approved": approved, "granted": bool(decision.get("granted")),
+                        "doc_no": decision.get("doc_no"), "applied": why is None, "reason": why})
     return out
 
 
@@ -347,7 +382,7 @@ def credit_report(state: SubjectState | Doc, at: dt.date | dt.datetime | str, *,
         "red_list": {"listed": red is not None, "since": red.since if red else None,
                      "until": red.until if red else None},
         "objections": _objections(state, day),
-        "repairs": _repairs(state, day),
+        "repairs": _repairs(state, day, rules),
     }
 
 

@@ -206,13 +206,10 @@ def merge_version(slot: Doc | None, content: Doc, ms: int, origin: str, rank: in
     return out, "duplicate" if any(v[0] == content for v in (slot or {}).get("versions") or ()) else "stale"
 
 
-def repair_grants(slot: View | None) -> list[Doc]:
-    """The repair decisions of one record's ``repairs`` slot that grant it (信用修复决定, 准予修复),
+def repair_decisions(slot: View | None) -> list[Doc]:
+    """The repair decisions of one record's ``repairs`` slot (信用修复决定), granting or refusing,
     earliest approval first (then by document number): of each decision, named by its ``doc_no``
-    (修复决定文号), the version that wins as :func:`merge_version` ranks them. A decision sent again
-    corrected to a refusal grants nothing; a separate decision refusing another application leaves an
-    earlier grant standing (a slot's own winner is its newest decision, whatever it says). Which of
-    them applies, the first that the record's rules accept, is the rules' to say (domain/facts.py)."""
+    (修复决定文号), the version that wins as :func:`merge_version` ranks them."""
     if not slot:
         return []
     latest: dict[str, Doc] = {}
@@ -220,8 +217,16 @@ def repair_grants(slot: View | None) -> list[Doc]:
         latest[str(content.get("doc_no") or "")] = content
     if not latest:  # (a slot without versions: its content alone)
         latest[""] = cast(Doc, slot)
-    return sorted((c for c in latest.values() if c.get("granted")),
-                  key=lambda c: (str(c.get("approved") or ""), str(c.get("doc_no") or "")))
+    return sorted(latest.values(), key=lambda c: (str(c.get("approved") or ""), str(c.get("doc_no") or "")))
+
+
+def repair_grants(slot: View | None) -> list[Doc]:
+    """The repair decisions of one record's ``repairs`` slot that grant it (准予修复), earliest approval
+    first (:func:`repair_decisions`). A decision sent again corrected to a refusal grants nothing; a
+    separate decision refusing another application leaves an earlier grant standing (a slot's own
+    winner is its newest decision, whatever it says). Which of them applies, the first that the
+    record's rules accept, is the rules' to say (domain/facts.py)."""
+    return [c for c in repair_decisions(slot) if c.get("granted")]
 
 
 def _slot_digest(content: Doc) -> str:

@@ -43,7 +43,9 @@ def test_a_refusal_of_another_application_leaves_an_earlier_grant_in_every_order
         report = credit_report(state, "2024-08-01", rules_version=RULES.version,
                                generated_at="2024-08-01T10:00:00+08:00", rules=RULES)
         assert report["repairs"] == [{"record_key": KEY, "approved": "2024-06-10", "granted": True, "doc_no": "XF-A",
-                                      "applied": True, "reason": None}]
+                                      "applied": True, "reason": None},
+                                     {"record_key": KEY, "approved": "2024-07-10", "granted": False, "doc_no": "XF-B",
+                                      "applied": False, "reason": "not-granted"}]
 
 
 def test_a_grant_corrected_to_a_refusal_grants_nothing():
@@ -73,3 +75,24 @@ def test_of_two_grants_the_first_the_rules_accept_applies():
     alone = _state(early)
     assert alone["evaluation"]["repairs"][KEY]["reason"] == "before-earliest"
     assert _ended(alone)[1][1] == "expiry"
+
+
+def test_the_report_names_every_repair_decision_known_at_its_instant():
+    """The credit report holds the repair decisions known then (docs/disclosure.md), each with whether it
+    is the one that applied: an early grant the rules refused stays in it after a later grant applies,
+    and a report between the two names the early one (an audit found one decision per record)."""
+    early = repair(KEY, "2024-02-01", arrived="2024-02-01", doc_no="XF-1")
+    later = repair(KEY, "2024-09-02", arrived="2024-09-02", doc_no="XF-2")
+    latest = repair(KEY, "2024-10-08", arrived="2024-10-08", doc_no="XF-3")
+    for inputs in itertools.permutations([early, later, latest]):
+        state = _state(*inputs)
+
+        def repairs(at, state=state):
+            report = credit_report(state, at, rules_version=RULES.version, generated_at=f"{at}T10:00:00+08:00",
+                                   rules=RULES)
+            return [(r["doc_no"], r["granted"], r["applied"], r["reason"]) for r in report["repairs"]]
+
+        assert repairs("2024-01-31") == []
+        assert repairs("2024-02-02") == [("XF-1", True, False, "before-earliest")], inputs
+        assert repairs("2024-12-01") == [("XF-1", True, False, "before-earliest"), ("XF-2", True, True, None),
+                                         ("XF-3", True, False, "repaired-earlier")], inputs

@@ -308,3 +308,24 @@ def test_a_report_for_a_past_instant_shows_nothing_that_happened_after_it():
     (black,) = [h for h in report["list_history"] if h["list"] == "blacklist:environment"]
     assert [(s["list"], s["until"], s["until_projected"]) for s in report["lists"]] == [
         ("blacklist:environment", "2029-05-04", True)] and black["exit_projected"]
+
+
+def test_a_record_shows_the_end_its_own_period_gave_before_a_later_repair_or_revocation():
+    """At an instant before a repair, a revocation or an upheld objection, the record's publicity ends
+    where its own period ends (RULES.md 3a: a decision takes effect on its date): not on the later
+    decision's date, and not without an end (an audit saw `published_until` 2025-01-10, the date of a
+    repair decided nine months after the instant, and null for a record revoked later)."""
+    natural = run([record_event(PEN, "2024-02-06")])["facts"][KEY]["pub"][:2]  # [repair_from, the maximum]
+    repaired = run([record_event(PEN, "2024-02-06"), repair(KEY, "2025-03-03", arrived="2025-03-04")])
+    revoked = run([record_event(PEN, "2024-02-06"), record_event(dict(PEN, revoked=True), "2025-03-03")])
+    upheld = run([record_event(PEN, "2024-02-06"),
+                  objection("OB1", KEY, "upheld", "2025-02-20", "2025-03-03", arrived="2025-03-03", outcome="revoked")])
+    for state in (repaired, revoked, upheld):
+        for at in ("2024-04-02", "2025-03-02"):
+            (pen,) = publicity(state, at, RULES).published
+            assert [pen.repair_from, pen.published_until] == natural, (at, state["records"][KEY].get("status"))
+            report = credit_report(state, at, rules_version="v", generated_at="t", rules=RULES)
+            assert report["publicity"]["published"][0]["published_until"] == natural[1]
+        (w,) = publicity(state, "2025-03-03", RULES).withdrawn
+        assert (w.withdrawn_on, w.published_until) == ("2025-03-03", "2025-03-03")
+    assert publicity(repaired, "2025-03-02", RULES).published[0].state == "repair_eligible"
