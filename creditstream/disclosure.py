@@ -245,7 +245,7 @@ class DisclosureApi:
         except BadCursor:
             raise web.HTTPBadRequest(reason="cursor is not a cursor from this page") from None
         states = await reader.subjects(ids)
-        members = [m for s in states if s is not None and (m := list_member(s, name, at)) is not None]
+        members = [m for s in states if s is not None and (m := list_member(s, name, at, self.rules)) is not None]
         doc = _public({"at": at, "list": name, "members": members, "next_cursor": next_cursor or None})
         if as_json:
             return _json(doc)
@@ -326,7 +326,7 @@ class DisclosureApi:
             return error_page(404, "未找到 Not found", not_found)
         records = disclosed_records(state, at, withdrawn=True, rules=self.rules)
         lists = [m for s in memberships_at(state, at).lists if is_disclosed_list(s.list)
-                 and (m := list_member(state, s.list, at)) is not None]
+                 and (m := list_member(state, s.list, at, self.rules)) is not None]
         doc = _public({"at": at, "subject": {"id": state["id"], "name": subject_name(state),
                                               "category": state.get("category")},
                        "published": [r for r in records if r["state"] != "withdrawn"],

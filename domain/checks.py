@@ -119,7 +119,7 @@ def check(state: SubjectState | Doc | None, matter: str, at: dt.date | dt.dateti
                            outcome="no_record", measures=(), suspended=(), incentives=(), basis=(), as_of=None,
                            projected=False, rules_version=rules.version, lists_rules_version=None,
                            code_problem=code_problem(subject) if subject is not None else None)
-    standing = memberships_at(state, day)
+    standing = memberships_at(state, day, rules)
     applied: list[AppliedMeasure] = []
     suspended: list[AppliedMeasure] = []
     incentives: list[AppliedMeasure] = []

@@ -76,10 +76,12 @@ def is_organisation(state: View) -> bool:
     return state.get("id_kind") == "uscc"
 
 
-def list_member(state: SubjectState | Doc, list_name: str, at: dt.date | dt.datetime | str) -> Doc | None:
+def list_member(state: SubjectState | Doc, list_name: str, at: dt.date | dt.datetime | str,
+                rules: Rulebook | None = None) -> Doc | None:
     """A member of ``list_name`` at ``at`` as the disclosure shows it, or None if the subject is not
-    on that list then (the list sets hold the members at the subject's clock)."""
-    standing = memberships_at(state, at).get(list_name)
+    on that list then (the list sets hold the members at the subject's clock). ``rules``: its
+    ``until`` at a past instant as known then (domain/memberships.py ``memberships_at``)."""
+    standing = memberships_at(state, at, rules).get(list_name)
     if standing is None:
         return None
     records = (state.get("records") or {})

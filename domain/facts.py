@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 from functools import lru_cache
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, cast
 
 from domain.calendar import add_months, add_years, iso
 from domain.clock import date_of_ms
@@ -483,3 +483,93 @@ def _count(pairs: Any, d: str, sign: int) -> None:
             del pairs[i]
     elif sign:
         pairs.insert(i, [d, sign])
+
+
+# ------------------------------------------------------------------------------------ as known at an instant
+
+
+def _state_then(state: SubjectState, day: str) -> SubjectState:
+    """What ``record_facts`` reads of the subject, as the decisions dated on or before ``day`` left it:
+    the repair decisions approved by then, the objections as they stood then (one that found a record
+    wrong after it, to be corrected, still pending). A revocation (a record found wrong) is not undone:
+    what it withdrew is withdrawn from the past too (RULES.md 5), as in the history. (A court's
+    deletion after ``day``: :func:`list_ends_at` leaves it out of the one record it derives again.)"""
+    repairs: Doc = {}
+    for key, slot in (state.get("repairs") or {}).items():
+        versions = slot.get("versions")
+        if versions is None:
+            if str(slot.get("approved") or "") <= day:
+                repairs[key] = slot
+            continue
+        kept = [v for v in versions if str(v[0].get("approved") or "") <= day]
+        if kept:
+            repairs[key] = dict(slot, versions=kept)
+    objections = {oid: dict(o, status="filed", resolved=None, outcome=None)
+                  if o.get("status") == "upheld" and o.get("outcome") != "revoked"
+                  and str(o.get("resolved") or "") > day else o
+                  for oid, o in (state.get("objections") or {}).items()}
+    return cast(SubjectState, {"id": state["id"], "records": state.get("records") or {}, "repairs": repairs,
+                               "objections": objections})
+
+
+def list_ends_at(state: SubjectState, day: str, rules: Rulebook) -> dict[str, str | None]:
+    """The end each blacklist and court-debtor stay that covers ``day`` had as the decisions dated on
+    or before ``day`` gave it (list name -> date, None: no fixed end): a repair, a court deletion, a
+    removal or an objection's resolution dated after it was not known then, nor a record decided
+    after it that extends the stay (RULES.md 3a). The state's facts give every record's listings with
+    what is known now; a listing ended after ``day`` by a decision of a later date is derived again
+    from the state as it stood then (:func:`_state_then`)."""
+    facts = state.get("facts") or {}
+    then: SubjectState | None = None
+    index: Doc = {}
+    records = state.get("records") or {}
+    parts: dict[tuple[str, str], list[list[Any]]] = {}
+    removals: list[tuple[str, str, str]] = []
+    for key, f in facts.items():
+        if not f:
+            continue
+        if f.get("removal") and f["d"] <= day:
+            removals.append((f["removal"], f["d"], key))
+        cands = f.get("cands") or ()
+        if any(c[2] <= day and c[3] is not None and c[3] > day and c[6] != "expiry" for c in cands):
+            if then is None:
+                then = _state_then(state, day)
+                index = objection_index(then)
+            entry: Any = records.get(key)
+            deletion = (entry or {}).get("deletion")
+            if entry is not None and deletion is not None and str(deletion.get("date") or "") > day:
+                entry = {k: v for k, v in entry.items() if k != "deletion"}  # a court's deletion after it
+            again = record_facts(key, cast(SubjectState, dict(then, records={key: entry})), index, rules)
+            cands = (again or {}).get("cands") or ()
+        for c in cands:
+            if c[2] <= day and (c[3] is None or c[3] > c[2]):
+                parts.setdefault((c[0], c[1]), []).append([c[2], c[3], key])
+    ends: dict[str, str | None] = {}
+    for (kind, domain), group in parts.items():
+        if kind == "blacklist":
+            for part in group:  # a removal decision of the domain by then ends the listings it falls in
+                for removed, rkey in sorted((d, k) for dom, d, k in removals if dom == domain):
+                    if _via(records, rkey) == _via(records, part[2]) and part[0] <= removed \
+                            and (part[1] is None or removed < part[1]):
+                        part[1] = removed
+                        break
+        group.sort(key=lambda p: p[0])
+        spans: list[list[Any]] = []  # the union of the listings: [since, until]
+        for start, end, _ in group:
+            if end is not None and end <= start:
+                continue  # removed before it began
+            if spans and (spans[-1][1] is None or start <= spans[-1][1]):
+                if spans[-1][1] is not None and (end is None or end > spans[-1][1]):
+                    spans[-1][1] = end
+                continue
+            spans.append([start, end])
+        for since, until in spans:
+            if since <= day and (until is None or day < until):
+                ends["court_debtor" if kind == "court_debtor" else f"blacklist:{domain}"] = until
+    return ends
+
+
+def _via(records: View, key: str) -> str | None:
+    """The organisation a record on this file was linked from; None: the subject's own."""
+    entry = records.get(key)
+    return entry.get("via") if entry is not None and entry.get("kind") == "linked" else None

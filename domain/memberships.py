@@ -26,11 +26,13 @@ import bisect
 import datetime as dt
 import re
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import msgspec
 
 from domain.clock import CHINA
+from domain.facts import list_ends_at
+from domain.rulebook import Rulebook
 from domain.state import SubjectState
 from domain.types import Doc
 
@@ -44,6 +46,7 @@ __all__ = [
     "day_of",
     "intervals",
     "memberships_at",
+    "ends_then",
     "records_in_force",
 ]
 
@@ -284,12 +287,16 @@ def records_in_force(state: SubjectState | Doc, m: Membership, day: str) -> tupl
     return tuple(found) if found or not m.covers(day) else m.causes
 
 
-def memberships_at(state: SubjectState | Doc, at: dt.date | dt.datetime | str) -> Standing:
-    """The lists the subject is on at the instant ``at``, from its state alone."""
+def memberships_at(state: SubjectState | Doc, at: dt.date | dt.datetime | str,
+                   rules: Rulebook | None = None) -> Standing:
+    """The lists the subject is on at the instant ``at``, from its state alone. With ``rules``, an
+    instant before the subject's clock gives each list's ``until`` as the decisions dated by then
+    gave it (:func:`ends_then`): not the date of a later repair, deletion or removal."""
     day = day_of(at)
     as_of = state.get("as_of")
     members = intervals(state)
     domain_lists = [m for m in members if m.kind in DOMAIN_KINDS and m.covers(day)]
+    ends = ends_then(state, day, domain_lists, rules) if rules is not None and as_of and day < as_of else None
     standings: list[ListStanding] = []
     for m in members:
         if not m.covers(day):
@@ -300,10 +307,41 @@ def memberships_at(state: SubjectState | Doc, at: dt.date | dt.datetime | str) -
             causes = tuple(sorted({k for d in domain_lists for k in records_in_force(state, d, day)}))
         else:
             names, causes = (), records_in_force(state, m, day)
+        until, projected = m.exited, m.exit_projected
+        if ends is not None and ends.get(m.list, m.exited) != m.exited:
+            until = ends[m.list]  # expected then, not what happened
+            projected = until is not None
         standings.append(ListStanding(
-            list=m.list, kind=m.kind, domain=m.domain, since=m.entered, until=m.exited,
-            until_projected=m.exit_projected, suspended=suspension is not None,
+            list=m.list, kind=m.kind, domain=m.domain, since=m.entered, until=until,
+            until_projected=projected, suspended=suspension is not None,
             objection=suspension.objection if suspension is not None else None, causes=causes, lists=names))
     return Standing(subject=str(state.get("id") or ""), at=day, as_of=as_of,
                     projected=as_of is not None and day > as_of, rules_version=state.get("facts_rules"),
                     lists=tuple(standings))
+
+
+def ends_then(state: SubjectState | Doc, day: str, domain_lists: list[Membership],
+              rules: Rulebook) -> dict[str, str | None]:
+    """The end each list held at ``day`` had as the decisions dated on or before it gave it (list name
+    -> date; None: no fixed end): blacklists and court debtors from the records' listings then
+    (domain/facts.py ``list_ends_at``); the escalation when fewer than its minimum of those lists would
+    remain; the red list none (only a later adverse record ends it). RULES.md 3a: a decision takes
+    effect on its date, so a report or a page of a past instant does not show a later one's."""
+    ends: dict[str, str | None] = {"red_list": None}
+    if not domain_lists:
+        return ends
+    known = list_ends_at(cast(SubjectState, state), day, rules)
+    for m in domain_lists:
+        ends[m.list] = known.get(m.list, m.exited)
+    k = rules.escalation_min_domains
+    domains: dict[str | None, str | None] = {}
+    for m in domain_lists:  # a domain's end: the latest of its lists' (None: no fixed end)
+        end = ends[m.list]
+        if m.domain in domains:
+            prev = domains[m.domain]
+            end = None if prev is None or end is None else max(prev, end)
+        domains[m.domain] = end
+    if len(domains) >= k:
+        ordered = sorted(domains.values(), key=lambda e: (e is None, e or ""), reverse=True)
+        ends["escalated"] = ordered[k - 1]
+    return ends

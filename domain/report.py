@@ -359,7 +359,7 @@ def credit_report(state: SubjectState | Doc, at: dt.date | dt.datetime | str, *,
     # list history alike
     as_of = state.get("as_of")
     known = min(day, str(as_of)) if as_of else day
-    standing = memberships_at(state, day)
+    standing = memberships_at(state, day, rules)
     pub = publicity(state, day, rules)
     history = [m for m in intervals(state) if m.entered <= day]
     red = standing.get("red_list")

@@ -8,9 +8,10 @@ import datetime as dt
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from domain import events as ev
 from domain.history import derive
 from domain.memberships import Cause, day_of, intervals, memberships_at
 from domain.validate import decision_key
@@ -224,3 +225,67 @@ def test_an_older_version_arriving_late_moves_the_correction_of_an_upheld_object
     for day in ("2019-03-04", "2020-05-31", "2020-06-01", state["as_of"]):
         assert _standing_lists(state, day) == _view_lists(state, day), day
     assert "blacklist:taxation" in _standing_lists(state, "2020-06-01")
+
+
+# ---------------------------------------------------------------------------- as known at a past instant
+
+
+def _known_by(inputs, day):
+    """The inputs as they stood at ``day``: the decisions dated on or before it (records by their
+    decision date, repairs by their approval, objections filed by then, those resolved after it still
+    pending), a revocation kept (what it withdrew is withdrawn from the past too: RULES.md 5)."""
+    out = []
+    for e in inputs:
+        if isinstance(e, ev.TickEvent):
+            continue
+        if isinstance(e, ev.RecordEvent):
+            if e.record["decision_date"] <= day or e.record.get("revoked"):
+                out.append(e)
+        elif isinstance(e, ev.RepairEvent):
+            if e.decision_date <= day:
+                out.append(e)
+        elif isinstance(e, ev.ObjectionEvent):
+            if e.filed > day:
+                continue
+            if e.resolved is not None and e.resolved > day and not (e.status == "upheld" and e.outcome == "revoked"):
+                e = msgspec.structs.replace(e, status="filed", resolved=None, outcome=None)
+            out.append(e)
+    return out
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(list_inputs(), st.sampled_from(DATES[1:]))
+def test_a_past_instants_list_ends_are_those_the_decisions_of_then_gave(inputs, day):
+    """``memberships_at(state, day, rules)`` at an instant before the subject's clock: each list's
+    ``until`` is the one the same inputs, cut to what was decided by ``day``, give (RULES.md 3a); the
+    lists held then are the same as without the cut."""
+    dates: dict[str, set[bool]] = {}
+    for e in inputs:  # (a correction that moves its decision across the instant: which version was known?)
+        if isinstance(e, ev.RecordEvent):
+            dates.setdefault(decision_key(e.record), set()).add(e.record["decision_date"] <= day)
+    assume(all(len(sides) == 1 for sides in dates.values()))
+    state = run(inputs)
+    if not state or day >= state["as_of"]:
+        return
+    then = run(_known_by(inputs, day))
+    now = {s.list: s.until for s in memberships_at(state, day, RULES).lists}
+    assert set(now) == {s.list for s in memberships_at(state, day).lists}
+    expected = {s.list: s.until for s in memberships_at(then, day).lists} if then else {}
+    assert now == {name: expected.get(name, until) for name, until in now.items()}, day
+
+
+def test_a_list_end_decided_after_an_instant_is_not_shown_at_it():
+    """An audit saw a report of 2024-04-02 give the environment blacklist's end as 2025-01-10, the date
+    of a repair decided nine months later, and a court listing with no fixed term end on its later
+    deletion's date."""
+    pen = record("penalty", "环罚〔2024〕305号", "2024-03-05", severity="severe", domain="environment")
+    state = run([record_event(pen, "2024-03-06"), repair(decision_key(pen), "2025-01-10", arrived="2025-01-11")])
+    (then,) = memberships_at(state, "2024-04-02", RULES).lists
+    assert (then.until, then.until_projected) == ("2027-03-05", True)
+    assert memberships_at(state, "2024-04-02").lists[0].until == "2025-01-10"  # what happened
+    assert memberships_at(state, "2025-01-10", RULES).lists == ()
+    listing = record("court_listing", "(2025)豫01执5号", "2025-06-02", listing_reason="refuse_with_ability")
+    deletion = record("court_deletion", "(2025)豫01执5号", "2025-09-01", deletion_reason="performed")
+    state = run([record_event(listing, "2025-06-03"), record_event(deletion, "2025-09-02")])
+    (then,) = memberships_at(state, "2025-08-31", RULES).lists
+    assert (then.list, then.until, then.until_projected) == ("court_debtor", None, False)
