@@ -7,15 +7,16 @@
                                             ``court_debtor``): who, since, until, suspended
 ``GET /disclosure/penalties``               organisations' penalties under publicity (``?q=`` name filter)
 ``GET /disclosure/licences``                organisations' licences under publicity (``?q=`` name filter)
-``GET /disclosure/subjects/{code}``         one organisation: its records under publicity, those withdrawn
-                                            (终止公示) with date and reason, its blacklists
+``GET /disclosure/subjects/{code}``         one organisation: its records under publicity, its blacklists
 ``GET /disclosure/style.css``               the stylesheet
 ==========================================  ===============================================================
 
 Every page takes ``?at=`` (an instant; default now) and ``?format=json`` for its JSON form (the feed; or
 ``Accept: application/json`` without ``text/html``, as the credit report);
 pages that page take ``?cursor=`` (the ``next_cursor`` of the previous page; the HTML has a "next"
-link). Dates are China dates.
+link). Dates are China dates. Nothing whose publicity has ended by today shows at any instant (a record
+withdrawn by expiry, credit repair or revocation; a list stay that ended): showing it at an earlier
+instant would publish it again (RULES.md 3, 5; domain/disclosure.py).
 
 Access: public information, by nature open (双公示; RULES.md 2): these routes need no token even
 when the API has tokens (creditstream/access.py ``OPEN_PATH_PREFIXES``, an explicit decision), and
@@ -55,7 +56,7 @@ from creditstream.pages import (
     table,
     url,
 )
-from creditstream.report_api import KIND_LABELS, STATE_LABELS, WITHDRAWN_LABELS, instant_of, negotiated, wants_json
+from creditstream.report_api import KIND_LABELS, STATE_LABELS, instant_of, negotiated, wants_json
 from creditstream.settings import Settings
 from domain import clock
 from domain.disclosure import disclosed_records, is_organisation, list_member, name_matches, query_of, subject_name
@@ -168,7 +169,8 @@ class DisclosureApi:
         (:func:`domain.disclosure.list_member`), lists without any left out; a list of more than
         :data:`PAST_SIZE_LIMIT` members now is not counted (None)."""
         now = {n: s for n, s in (await reader.lists()).items() if is_disclosed_list(n)}
-        if at == clock.today():
+        today = clock.today()
+        if at == today:
             return dict(now)
         sizes: dict[str, int | None] = {}
         for name, size_now in now.items():
@@ -179,7 +181,7 @@ class DisclosureApi:
             while True:
                 ids, cursor = await reader.members(name, cursor=cursor, count=SCAN_STEP)
                 states = await reader.subjects(ids)
-                count += sum(1 for s in states if s is not None and list_member(s, name, at) is not None)
+                count += sum(1 for s in states if s is not None and list_member(s, name, at, now=today) is not None)
                 if cursor == 0:
                     break
             if count:
@@ -245,7 +247,8 @@ class DisclosureApi:
         except BadCursor:
             raise web.HTTPBadRequest(reason="cursor is not a cursor from this page") from None
         states = await reader.subjects(ids)
-        members = [m for s in states if s is not None and (m := list_member(s, name, at, self.rules)) is not None]
+        members = [m for s in states if s is not None
+                   and (m := list_member(s, name, at, self.rules, now=clock.today())) is not None]
         doc = _public({"at": at, "list": name, "members": members, "next_cursor": next_cursor or None})
         if as_json:
             return _json(doc)
@@ -284,7 +287,7 @@ class DisclosureApi:
         records = []
         for s in states:
             if query.name is None or name_matches(s, query.name):
-                records += disclosed_records(s, at, (kind,), rules=self.rules)
+                records += disclosed_records(s, at, (kind,), rules=self.rules, now=clock.today())
         records.sort(key=lambda r: (r["decision_date"], r["subject"], r["record_key"]), reverse=True)
         doc = _public({"at": at, "kind": kind, "records": records, "next_cursor": next_cursor or None}, states)
         # the search echoed as typed, its ID numbers masked, never against the states walked: masked
@@ -324,13 +327,12 @@ class DisclosureApi:
             if as_json:
                 raise web.HTTPNotFound(reason=not_found)
             return error_page(404, "未找到 Not found", not_found)
-        records = disclosed_records(state, at, withdrawn=True, rules=self.rules)
+        today = clock.today()
         lists = [m for s in memberships_at(state, at).lists if is_disclosed_list(s.list)
-                 and (m := list_member(state, s.list, at, self.rules)) is not None]
+                 and (m := list_member(state, s.list, at, self.rules, now=today)) is not None]
         doc = _public({"at": at, "subject": {"id": state["id"], "name": subject_name(state),
                                               "category": state.get("category")},
-                       "published": [r for r in records if r["state"] != "withdrawn"],
-                       "withdrawn": [r for r in records if r["state"] == "withdrawn"],
+                       "published": disclosed_records(state, at, rules=self.rules, now=today),
                        "lists": lists}, [state])
         if as_json:
             return _json(doc)
@@ -338,13 +340,10 @@ class DisclosureApi:
         headers = ["类别 Kind", "文号 Document", "单位 Unit", "决定日期 Decided", "内容 Details", "公示截止 Until",
                    "状态 State"]
 
-        def rows(items: list[dict], withdrawn: bool) -> list[list[object]]:
+        def rows(items: list[dict]) -> list[list[object]]:
             return [[KIND_LABELS.get(r["kind"], r["kind"]), r.get("doc_no"), r.get("source_unit"), r["decision_date"],
                      _details(r), r.get("published_until") or "—",
-                     join([el("span", STATE_LABELS.get(r["state"], r["state"]),
-                              class_="badge " + ("withdrawn" if withdrawn else "published")),
-                           el("div", r.get("withdrawn_on"), " ",
-                              WITHDRAWN_LABELS.get(r.get("withdrawn_by") or "", "")) if withdrawn else ""])]
+                     el("span", STATE_LABELS.get(r["state"], r["state"]), class_="badge published")]
                     for r in items]
 
         body = join([
@@ -356,10 +355,9 @@ class DisclosureApi:
                     el("span", "异议中止 suspended", class_="badge suspended") if m["suspended"] else ""]
                    for m in doc["lists"]], empty="不在严重失信主体名单上 On no blacklist", class_="cards"),
             el("h2", "公示中 Under publicity"),
-            table(headers, rows(doc["published"], False), empty="无公示中的记录 Nothing under publicity",
-                  class_="cards"),
-            el("h2", "终止公示 Withdrawn from publicity"),
-            table(headers, rows(doc["withdrawn"], True), empty="无 None", class_="cards"),
+            table(headers, rows(doc["published"]), empty="无公示中的记录 Nothing under publicity", class_="cards"),
+            el("p", "公示期满、信用修复或撤销的记录不再公示 Records whose publicity has ended (expiry, credit repair, "
+                    "revocation) are not published", class_="note"),
         ])
         return html_response(page(subject["name"] or subject["id"], body, nav=_nav(at)))
 
@@ -376,8 +374,9 @@ def _via(r: dict) -> str:
 
 def _match(state: dict, at: str, rules: Rulebook) -> dict:
     return {"subject": state["id"], "name": subject_name(state),
-            "published": len(disclosed_records(state, at, rules=rules)),
-            "lists": [s.list for s in memberships_at(state, at).lists if is_disclosed_list(s.list)]}
+            "published": len(disclosed_records(state, at, rules=rules, now=clock.today())),
+            "lists": [s.list for s in memberships_at(state, at).lists if is_disclosed_list(s.list)
+                      and list_member(state, s.list, at, now=clock.today()) is not None]}
 
 
 def _json(doc: Any) -> web.Response:

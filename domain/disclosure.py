@@ -6,7 +6,12 @@ them and renders: creditstream/disclosure.py):
 * :func:`list_member`: a blacklist member (严重失信主体名单, court debtors): who, on which list, since
   when, until when (expected), suspended by an objection or not, and the decisions it rests on;
 * :func:`disclosed_records`: an organisation's penalties and licences under publicity at the
-  instant (domain/report.py ``publicity``), and those withdrawn by then (终止公示);
+  instant (domain/report.py ``publicity``) that still are today: a record whose publicity has ended
+  (终止公示: expiry, credit repair, revocation) is not published at any instant, nor a list stay that
+  has ended. RULES.md 3: publication ends at the period's maximum by itself, and an approved credit
+  repair ends publication and stops sharing; 5: information found wrong is corrected or revoked,
+  with what was derived from it. Showing it at an earlier instant would publish it again. The
+  credit report, which needs a token, keeps it (withdrawn, with the date and the reason);
 * :func:`query_of` / :func:`name_matches`: a search is by code (a USCC, an organisation code, a
   legacy registration number: normalised as the readers do) or by name (a substring of any name
   the subject was known by, compared after :func:`domain.normalise.normalise_name`, case-folded).
@@ -77,13 +82,19 @@ def is_organisation(state: View) -> bool:
 
 
 def list_member(state: SubjectState | Doc, list_name: str, at: dt.date | dt.datetime | str,
-                rules: Rulebook | None = None) -> Doc | None:
+                rules: Rulebook | None = None, *, now: str | None = None) -> Doc | None:
     """A member of ``list_name`` at ``at`` as the disclosure shows it, or None if the subject is not
     on that list then (the list sets hold the members at the subject's clock). ``rules``: its
-    ``until`` at a past instant as known then (domain/memberships.py ``memberships_at``)."""
+    ``until`` at a past instant as known then (domain/memberships.py ``memberships_at``). ``now``:
+    today; a stay that has ended by today (expiry, repair, removal, deletion) is not published any
+    more, whatever the instant asked (the module docstring)."""
     standing = memberships_at(state, at, rules).get(list_name)
     if standing is None:
         return None
+    if now is not None and day_of(at) < now:
+        current = memberships_at(state, now).get(list_name)
+        if current is None or current.since != standing.since:
+            return None
     records = (state.get("records") or {})
     basis = []
     for key in standing.causes:
@@ -100,16 +111,18 @@ def list_member(state: SubjectState | Doc, list_name: str, at: dt.date | dt.date
 
 
 def disclosed_records(state: SubjectState | View, at: dt.date | dt.datetime | str,
-                      kinds: tuple[str, ...] = PUBLIC_KINDS, *, withdrawn: bool = False,
-                      rules: Rulebook) -> list[Doc]:
-    """An organisation's records of ``kinds`` under publicity at ``at`` (``withdrawn``: also those
-    whose publicity ended by then, 终止公示), each with the subject's id and name; [] for a natural
-    person. ``rules``: the rule set in force (domain/report.py ``publicity``)."""
+                      kinds: tuple[str, ...] = PUBLIC_KINDS, *, rules: Rulebook, now: str | None = None) -> list[Doc]:
+    """An organisation's records of ``kinds`` under publicity at ``at``, each with the subject's id and
+    name; [] for a natural person. ``rules``: the rule set in force (domain/report.py ``publicity``).
+    ``now``: today; a record whose publicity has ended by today is not published any more, whatever
+    the instant asked (the module docstring)."""
     if not is_organisation(state):
         return []
     pub = publicity(state, day_of(at), rules)
     chosen: list[PublicRecord] = [r for r in pub.published if r.kind in kinds]
-    if withdrawn:
-        chosen += [r for r in pub.withdrawn if r.kind in kinds]
+    if now is not None and chosen and day_of(at) < now:
+        current = {r.record_key for r in publicity(state, now, rules).published}
+        chosen = [r for r in chosen if r.record_key in current]
     head = {"subject": state.get("id"), "name": subject_name(state)}
     return [head | msgspec.to_builtins(r) for r in chosen]
+

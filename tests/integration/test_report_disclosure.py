@@ -262,7 +262,7 @@ async def test_report_and_disclosure(settings, pipeline, department, tmp_path):
         mine = await anon.get(f"/disclosure/subjects/{COMPANY}", "/disclosure/subjects/{code}",
                               params={"format": "json"})
         assert [r["doc_no"] for r in mine["published"] if r["kind"] == "penalty"] == [PENALTY_DOC]
-        assert mine["withdrawn"] == [] and [m["list"] for m in mine["lists"]] == ["blacklist:environment"]
+        assert "withdrawn" not in mine and [m["list"] for m in mine["lists"]] == ["blacklist:environment"]
         async with anonymous.get(served.base + "/disclosure/style.css") as resp:
             assert resp.status == 200 and resp.content_type == "text/css" and "@media print" in await resp.text()
         async with anonymous.get(served.base + "/disclosure?q=" + quote(COMPANY), allow_redirects=False) as resp:
@@ -282,13 +282,19 @@ async def test_report_and_disclosure(settings, pipeline, department, tmp_path):
         assert after["content"]["lists"] == []
         assert after["content"]["repairs"][0]["applied"] is True
         assert after["content_hash"] != sealed["content_hash"]
-        mine = await anon.get(f"/disclosure/subjects/{COMPANY}", "/disclosure/subjects/{code}",
-                              params={"format": "json"})
-        assert [r["doc_no"] for r in mine["withdrawn"]] == [PENALTY_DOC] and mine["lists"] == []
-        html = await anon.get(f"/disclosure/subjects/{COMPANY}", "/disclosure/subjects/{code}")
-        assert "终止公示" in html and "信用修复" in html
-        assert (await anon.get("/disclosure/penalties", "/disclosure/penalties",
-                               params={"format": "json"}))["records"] == []
+        # the open pages: nothing of the repaired penalty or the ended stay, now or at an earlier instant
+        # (RULES.md 3: an approved repair ends publication; docs/disclosure.md)
+        before = (today() - dt.timedelta(days=2)).isoformat()
+        for at in (None, before):
+            params = {"format": "json", **({"at": at} if at else {})}
+            mine = await anon.get(f"/disclosure/subjects/{COMPANY}", "/disclosure/subjects/{code}", params=params)
+            assert [r["kind"] for r in mine["published"]] == ["license"] and mine["lists"] == [], at
+            assert (await anon.get("/disclosure/penalties", "/disclosure/penalties", params=params))["records"] == []
+            html = await anon.get(f"/disclosure/subjects/{COMPANY}", "/disclosure/subjects/{code}",
+                                  params={"at": at} if at else None)
+            assert PENALTY_DOC not in html and "不再公示" in html, at
+        await anon.get("/disclosure/lists/blacklist:environment", "/disclosure/lists/{name}", expect=404,
+                       params={"format": "json", "at": before})
         # as it stood before the repair: the report at an earlier instant still shows it published
         then = await pub.get(report_path, "/subjects/{code}/report",
                              params={"format": "json", "at": (today() - dt.timedelta(days=2)).isoformat()})

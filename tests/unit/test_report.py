@@ -137,7 +137,7 @@ def test_disclosure_views():
     pens = disclosed_records(state, "2024-03-01", ("penalty",), rules=RULES)
     assert [r["record_key"] for r in pens] == [KEY] and pens[0]["name"] == "某公司"
     assert [r["record_key"] for r in disclosed_records(state, "2025-08-01", ("license",), rules=RULES)] == []
-    assert [r["record_key"] for r in disclosed_records(state, "2025-08-01", ("license",), withdrawn=True, rules=RULES)] == [LIC_KEY]
+    assert keys(publicity(state, "2025-08-01", RULES).withdrawn) == [LIC_KEY]  # the report's, not the open pages
     person = run([record_event(record("penalty", "罚1", "2024-02-05", category="natural_person"), "2024-02-06",
                                subject=PERSON)])
     assert disclosed_records(person, "2024-03-01", rules=RULES) == []
@@ -172,8 +172,8 @@ def test_a_penalty_corrected_after_an_upheld_objection_is_still_withdrawn_by_a_l
                  objection("OB-1", key, "upheld", "2024-03-04", "2024-03-06", outcome="corrected",
                            arrived="2024-03-06"),
                  repair(key, "2025-03-03", arrived="2025-03-04")])
-    (r,) = disclosed_records(state, "2025-06-02", withdrawn=True, rules=RULES)
-    assert (r["state"], r["withdrawn_on"], r["withdrawn_by"]) == ("withdrawn", "2025-03-03", "repair")
+    (r,) = publicity(state, "2025-06-02", RULES).withdrawn
+    assert (r.state, r.withdrawn_on, r.withdrawn_by) == ("withdrawn", "2025-03-03", "repair")
     assert state["facts"][key]["pub"][1:3] == ["2025-03-03", "repair"]
 
 
@@ -196,7 +196,7 @@ def test_a_record_revoked_after_its_publicity_ended_is_not_published_again_befor
         assert answer.published == ()
         assert (w.withdrawn_on, w.withdrawn_by, w.state) == ("2020-03-04", "expiry", "withdrawn")
         assert keys(publicity(state, "2019-06-03", RULES).published) == [key]  # under publicity before its end
-        assert [(r["state"], r["withdrawn_on"]) for r in disclosed_records(state, "2024-06-03", withdrawn=True, rules=RULES)] \
+        assert [(r.state, r.withdrawn_on) for r in publicity(state, "2024-06-03", RULES).withdrawn] \
             == [("withdrawn", "2020-03-04")]
         report = credit_report(state, "2021-01-04", rules_version="v", generated_at="t", rules=RULES)
         assert report["publicity"]["published"] == [] and report["publicity"]["withdrawn"][0]["withdrawn_on"] == "2020-03-04"
@@ -229,8 +229,9 @@ def test_a_licence_is_published_on_its_last_valid_day_and_withdrawn_the_day_afte
     # the same in the report and the disclosure's views, which read publicity()
     report = credit_report(state, "2026-12-04", rules_version="v", generated_at="t", rules=RULES)
     assert [r["record_key"] for r in report["publicity"]["published"]] == [key] and report["publicity"]["withdrawn"] == []
-    assert [r["state"] for r in disclosed_records(state, "2026-12-04", withdrawn=True, rules=RULES)] == ["published"]
-    assert [(r["state"], r["withdrawn_on"]) for r in disclosed_records(state, "2026-12-05", withdrawn=True, rules=RULES)] \
+    assert [r["state"] for r in disclosed_records(state, "2026-12-04", rules=RULES)] == ["published"]
+    assert disclosed_records(state, "2026-12-05", rules=RULES) == []
+    assert [(r.state, r.withdrawn_on) for r in publicity(state, "2026-12-05", RULES).withdrawn] \
         == [("withdrawn", "2026-12-05")]
     # a licence revoked after it expired left publicity the day after its valid_to, by expiry
     state = run([record_event(lic, "2024-07-02"), record_event(dict(lic, revoked=True), "2026-12-05")])
@@ -329,3 +330,25 @@ def test_a_record_shows_the_end_its_own_period_gave_before_a_later_repair_or_rev
         (w,) = publicity(state, "2025-03-03", RULES).withdrawn
         assert (w.withdrawn_on, w.published_until) == ("2025-03-03", "2025-03-03")
     assert publicity(repaired, "2025-03-02", RULES).published[0].state == "repair_eligible"
+
+
+def test_the_open_pages_do_not_publish_again_what_has_left_publicity():
+    """RULES.md 3: an approved repair ends publication, and so does the period's maximum; 5: a record
+    found wrong is revoked. The open pages show, at any instant, only what is still published today:
+    an audit saw a repaired penalty's full content on the open page (withdrawn), and as published at
+    any earlier instant. The credit report keeps it."""
+    state = run([record_event(PEN, "2024-02-06"), repair(KEY, "2025-03-03", arrived="2025-03-04")])
+    for now in ("2025-03-03", "2026-12-07"):
+        for at in ("2024-03-01", "2025-03-02", now):
+            assert disclosed_records(state, at, ("penalty",), rules=RULES, now=now) == [], (at, now)
+            assert list_member(state, "blacklist:environment", at, RULES, now=now) is None, (at, now)
+    # before the repair, today: published, and at an earlier instant too
+    assert keys_of(disclosed_records(state, "2024-03-01", ("penalty",), rules=RULES, now="2025-03-02")) == [KEY]
+    assert list_member(state, "blacklist:environment", "2024-03-01", RULES, now="2025-03-02")["since"] == "2024-02-05"
+    # the report, for those who hold a token, keeps it
+    report = credit_report(state, "2024-03-01", rules_version="v", generated_at="t", rules=RULES)
+    assert [r["record_key"] for r in report["publicity"]["published"]] == [KEY]
+
+
+def keys_of(records):
+    return [r["record_key"] for r in records]
