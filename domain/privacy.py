@@ -21,6 +21,9 @@ to patterns for the rest:
   ``legal_rep.name`` are masked whoever the subject is. Where the subject is a natural person,
   ``subject_name``, ``names``, ``person_name`` and the ``name`` of an object that names the person
   (``lists_view``) are masked too.
+* **Names given with ID numbers in free text.** A name right before a bracket giving an ID number
+  (``直接责任人员孙七(公民身份号码410…)``: :func:`names_given_with_ids`) is a natural person's, whoever
+  the subject is: a decision's text names its directly responsible persons so.
 * **Echoes.** Every ID number and name found in those fields is then masked wherever else it
   appears in the document (free text such as a penalty's facts, record keys, messages).
 
@@ -58,8 +61,8 @@ from domain.identifiers import (
     normalise_code,
 )
 
-__all__ = ["redact_personal", "mask_name", "mask_legacy_ids_in_text", "is_natural_person", "safe_detail",
-           "conceal_digests"]
+__all__ = ["redact_personal", "mask_name", "names_given_with_ids", "mask_legacy_ids_in_text", "is_natural_person",
+           "safe_detail", "conceal_digests"]
 
 J = TypeVar("J")
 
@@ -152,8 +155,40 @@ class _Secrets:
         return re.compile("|".join(map(re.escape, echoes))) if echoes else None
 
 
+_NAME_BEFORE_ID: Final = re.compile(
+    r"([\u4e00-\u9fff·]+)\s*[（(]\s*(?:公民|居民)?身份(?:证)?(?:号码|号)?\s*[:：为]?\s*[0-9]{3}")
+"""A run of Chinese characters right before a bracket that gives an ID number (``孙七(公民身份号码410…)``,
+``当事人张三（身份证号：410…）``): it ends with the person's name."""
+_ROLES: Final = ("直接负责的主管人员", "直接责任人员", "主要负责人", "法定代表人", "实际控制人", "负责人", "责任人",
+                 "当事人", "经营者", "投资人", "股东", "业主", "人员")
+"""Words that introduce a person in a decision's text (the name follows them)."""
+
+
+def names_given_with_ids(text: str) -> set[str]:
+    """The names a free text gives with an ID number in brackets after them (RULES.md 7: a penalty's
+    facts name the directly responsible persons, 直接责任人员, with their numbers; the schema has a field
+    for the legal representative only). A name is what follows the last role word before the bracket
+    (``对直接责任人员孙七(…)``: 孙七); without one, the last two and three characters both (a name is
+    mostly two or three), so that each masks where it is echoed: erring on the side of masking."""
+    names: set[str] = set()
+    for m in _NAME_BEFORE_ID.finditer(text):
+        run = m.group(1)
+        cut = max((run.rfind(role) + len(role) for role in _ROLES if role in run), default=-1)
+        if cut >= 0:
+            if 2 <= len(run) - cut <= 4:
+                names.add(run[cut:])
+            continue
+        names.update(run[-n:] for n in (2, 3) if len(run) >= n)
+    return names
+
+
 def _collect(node: object, person: bool, secrets: _Secrets, parent_key: str | None = None,
              hint: bool | None = None) -> None:
+    if isinstance(node, str):
+        if "身份" in node:
+            for name in names_given_with_ids(node):
+                secrets.add_name(name)
+        return
     if isinstance(node, Mapping):
         own = is_natural_person(node)
         if own is None:

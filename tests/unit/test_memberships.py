@@ -261,8 +261,8 @@ def test_a_past_instants_list_ends_are_those_the_decisions_of_then_gave(inputs, 
     lists held then are the same as without the cut."""
     dates: dict[str, set[bool]] = {}
     for e in inputs:  # (a correction that moves its decision across the instant: which version was known?)
-        if isinstance(e, ev.RecordEvent):
-            dates.setdefault(decision_key(e.record), set()).add(e.record["decision_date"] <= day)
+        if isinstance(e, ev.RecordEvent):  # (by kind and number: a unit's name and code are one unit)
+            dates.setdefault(f'{e.record["kind"]}|{e.record["doc_no"]}', set()).add(e.record["decision_date"] <= day)
     assume(all(len(sides) == 1 for sides in dates.values()))
     state = run(inputs)
     if not state or day >= state["as_of"]:

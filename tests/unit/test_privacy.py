@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain.identifiers import resident_id_check_char
-from domain.privacy import mask_legacy_ids_in_text, mask_name, redact_personal
+from domain.privacy import mask_legacy_ids_in_text, mask_name, names_given_with_ids, redact_personal
 from streams.samples import COMPANY, COMPANY_REG_NO, COMPANY_USCC, LEGAL_REP, LEGAL_REP_ID, PERSON, PERSON_ID
 
 LEGACY_ID = "410102870315451"  # first-generation card: 6 division + YYMMDD + 3 sequence, no check
@@ -256,3 +256,21 @@ def test_a_15_digit_number_that_fails_the_registration_check_is_masked_in_its_re
     doc = {"reg_no": "410105800101000", "remarks": "x"}
     assert redact_personal(doc)["reg_no"] == "410***********0"
     assert redact_personal({"reg_no": "310230001716146"}) == {"reg_no": "310230001716146"}  # passes: stays
+
+
+def test_a_person_named_with_an_id_number_in_a_decisions_text_is_masked_there_and_elsewhere():
+    """RULES.md 7: names of natural persons are personal information. A penalty's facts name its
+    directly responsible persons (直接责任人员) with their numbers; the schema has a field for the legal
+    representative only. An audit saw 孙七 in clear on the open pages, next to their masked number."""
+    facts = "法定代表人赵六指使孙七销售假冒商品"
+    content = ("对法定代表人赵六(身份证号410105197505050026)罚款1万元，"
+               "对直接责任人员孙七(公民身份号码410105199002020035)罚款0.5万元")
+    doc = {"category": "legal_entity", "name": "某公司", "fields": {"violation_type": facts, "penalty_content": content}}
+    out = redact_personal(doc)
+    assert out["fields"]["violation_type"] == "法定代表人赵*指使孙*销售假冒商品"
+    assert "孙七" not in out["fields"]["penalty_content"] and "对直接责任人员孙*(公民身份号码410" in out["fields"]["penalty_content"]
+    assert out["name"] == "某公司"
+    assert names_given_with_ids("当事人张三（身份证号：410105199002020035）") == {"张三"}
+    # without a role word: the last two and three characters, both masked where they recur
+    assert names_given_with_ids("处罚对象王小明(身份证号410105199002020035)") == {"小明", "王小明"}
+    assert names_given_with_ids("某公司(统一社会信用代码91310110666007217T)") == set()
