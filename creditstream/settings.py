@@ -163,6 +163,12 @@ class Settings:
     """How long the dead-letter topic keeps dead letters (their original bytes hold names and ID
     numbers: RULES.md 7): its ``retention.ms``, set when the topic is created; ``creditstream topics``
     reports an existing topic that differs and ``topics --apply`` changes it. 0 keeps them forever."""
+    check_audit_retention_days: float = 1826.0
+    """How long the check-audit topic keeps its records of the credit checks answered (应查必查: the
+    client, the instant, the subject, the outcome; one record per subject checked, ~160 bytes): its
+    ``retention.ms``, set when the topic is created; ``creditstream topics`` reports an existing topic
+    that differs and ``topics --apply`` changes it. Default five years; 0 keeps them forever. The
+    counts ``creditstream report`` gives are kept in Redis, not read from the topic."""
     feedback_workdays: int = 10
     """Working days after its push (announcement) after which a list change without joint-punishment
     feedback is reported."""
@@ -323,6 +329,8 @@ class Settings:
         problems += self._rules_and_calendar_problems()
         if self.dead_letter_retention_days < 0:
             problems.append("dead_letter_retention_days: 0 (keep forever) or more")
+        if self.check_audit_retention_days < 0:
+            problems.append("check_audit_retention_days: 0 (keep forever) or more")
         if not 0 < self.api_redis_timeout_s <= 30:
             problems.append("api_redis_timeout_s: more than 0 and at most 30 (seconds)")
         if self.check_batch_max < 1 or self.check_audit_flush_ms < 1 or self.check_audit_buffer < 1:

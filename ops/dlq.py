@@ -27,7 +27,9 @@ place on the dead-letter topic, ``PARTITION:OFFSET`` (a *ref*, as ``dlq list`` p
   again). Every re-drive is recorded in the Redis hash ``{ns}:dlq:redriven`` (sinks/keys.py):
   field ``P:O`` -> JSON ``{at, at_ms, by, fixed, topic, partition, offset, source, reason}`` (and
   ``original_from`` where the original was read back from its source topic), with
-  the entries of earlier (forced) re-drives under ``earlier``. A dead letter that was re-driven
+  the entries of earlier (forced) re-drives under ``earlier`` (the last :data:`EARLIER_KEPT`). A
+  re-drive drops from the hash the entries of dead letters the topic no longer holds (its
+  retention: :func:`forget_expired`), so the audit lasts as long as the letters do. A dead letter that was re-driven
   already is skipped unless ``force``; a selection (``--reason`` ...) never re-drives a dead letter
   that is itself a re-drive that failed again (only its original), so rerunning a selection does
   not multiply them.
@@ -436,6 +438,7 @@ class RedriveReport:
     items: list[Redriven] = field(default_factory=list)
     emit: Callable[[Redriven], None] | None = None
     counts: Counter[str] = field(default_factory=Counter)
+    forgotten: int = 0  # re-drives of letters the topic no longer holds, dropped from the audit
 
     def add(self, item: Redriven) -> None:
         self.counts[item.action] += 1
@@ -491,6 +494,9 @@ class RedriveReport:
         if gone:
             lines.append(f"refused {gone}: written without its value, and the original could not be read back from "
                          "its source topic (see above); nothing was sent or recorded for it")
+        if self.forgotten:
+            lines.append(f"the re-drive audit forgot {self.forgotten} re-drives of dead letters the topic no longer "
+                         "holds (its retention)")
         return lines
 
     @property
@@ -762,6 +768,8 @@ async def redrive(settings: Settings, refs: list[str] | None = None, *, flt: Fil
                                        window=window or REDRIVE_WINDOW, bar=bar)
             for item in decided:
                 report.add(item)
+        if producer is not None:
+            report.forgotten = await forget_expired(settings, redis, audit_key)
     finally:
         if bar is not None:
             bar.close()
@@ -769,6 +777,41 @@ async def redrive(settings: Settings, refs: list[str] | None = None, *, flt: Fil
                 await producer.stop()
         await redis.aclose()
     return report
+
+
+EARLIER_KEPT = 20
+"""The earlier (forced) re-drives the audit keeps of one dead letter, the newest: a letter forced
+again and again grew its entry without bound (a soak run: 1,523 bytes after 6)."""
+
+
+async def forget_expired(settings: Settings, redis, audit_key: str) -> int:
+    """Drop from the audit the re-drives of dead letters the dead-letter topic no longer holds (below
+    a partition's log start: the topic's retention, ``dead_letter_retention_days``). The audit kept
+    every re-drive ever made (a soak run: 270 bytes each, never trimmed); a letter gone from the topic
+    can be neither shown nor re-driven again, so its re-drive's record has nothing left to decide.
+    Run after every re-drive; returns how many were dropped (Tansu deletes nothing: none)."""
+    by_partition: dict[int, list[tuple[int, bytes]]] = {}
+    cursor = 0
+    while True:
+        cursor, page = await redis.hscan(audit_key, cursor, count=1000)
+        for name in page:
+            ref = name.decode() if isinstance(name, bytes) else str(name)
+            partition, _, offset = ref.partition(":")
+            if partition.isdigit() and offset.isdigit():
+                by_partition.setdefault(int(partition), []).append((int(offset), name))
+        if cursor == 0:
+            break
+    if not by_partition:
+        return 0
+    from aiokafka import TopicPartition
+
+    topic = Topics(settings).dead_letters
+    starts = await kafka.log_starts(settings, [TopicPartition(topic, p) for p in sorted(by_partition)])
+    gone = [name for p, refs in by_partition.items() for offset, name in refs
+            if offset < starts.get(TopicPartition(topic, p), 0)]
+    for i in range(0, len(gone), 1000):
+        await redis.hdel(audit_key, *gone[i:i + 1000])
+    return len(gone)
 
 
 def _chunk_bounds(letters: Sequence[DeadLetter | Selected], size: int) -> list[tuple[int, int]]:
@@ -907,7 +950,7 @@ async def _send_and_record(settings: Settings, producer, redis, audit_key: str, 
                 entry["original_from"] = item.original
             prev = done.get(letter.ref)
             if prev:
-                entry["earlier"] = prev.pop("earlier", []) + [prev]
+                entry["earlier"] = (prev.pop("earlier", []) + [prev])[-EARLIER_KEPT:]
             pipe.hset(audit_key, letter.ref, orjson.dumps(entry))
         await pipe.execute()
         bar.advance(min(window, len(sends) - start))

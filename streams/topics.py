@@ -85,8 +85,8 @@ def topic_config(settings: Settings, spec: TopicSpec) -> dict[str, str]:
     config: dict[str, str] = {}
     if spec.compacted:
         config["cleanup.policy"] = "compact"
-    elif spec is DEAD_LETTERS:
-        days = settings.dead_letter_retention_days
+    elif spec is DEAD_LETTERS or spec is CHECK_AUDIT:
+        days = settings.dead_letter_retention_days if spec is DEAD_LETTERS else settings.check_audit_retention_days
         config["retention.ms"] = str(round(days * 86_400_000)) if days > 0 else "-1"
     else:
         config["retention.ms"] = str(spec.retention_ms)

@@ -48,7 +48,7 @@ from creditstream import cli  # noqa: E402
 from creditstream.settings import ENV_PREFIX, Settings, load  # noqa: E402
 from sinks.keys import Keys  # noqa: E402
 from streams import kafka  # noqa: E402
-from streams.topics import DEAD_LETTER_HEADROOM, DEAD_LETTERS, Topics  # noqa: E402
+from streams.topics import CHECK_AUDIT, DEAD_LETTER_HEADROOM, DEAD_LETTERS, Topics  # noqa: E402
 from tests.promtool import promtool  # noqa: E402
 from tests.unit.test_metrics import series_in  # noqa: E402
 
@@ -441,8 +441,9 @@ def test_topics_init_creates_every_topic_with_partitions_replication_and_retenti
             isr["max.message.bytes"] = str(settings.max_message_bytes + DEAD_LETTER_HEADROOM)
         if spec.compacted:
             assert new.topic_configs == {"cleanup.policy": "compact", **isr}
-        elif spec is DEAD_LETTERS:  # dead letters hold personal data: kept dead_letter_retention_days
-            days = settings.dead_letter_retention_days
+        elif spec is DEAD_LETTERS or spec is CHECK_AUDIT:  # kept dead_letter_retention_days (personal data)
+            # and check_audit_retention_days (one record per subject checked: it grows with the checks)
+            days = settings.dead_letter_retention_days if spec is DEAD_LETTERS else settings.check_audit_retention_days
             assert days > 0
             assert new.topic_configs == {"retention.ms": str(round(days * 86_400_000)), **isr}
         else:
@@ -808,3 +809,12 @@ def test_operations_guide_names_the_ingest_agent_for_every_topic_it_reads(worker
     for spec in INGEST_SOURCES:
         assert "ingest agent" in read_by[topics.name(spec)], (spec, read_by[topics.name(spec)])
     assert f"{len(INGEST_SOURCES)} × 12 partitions" in text
+
+
+def test_every_service_rotates_its_log(services):
+    """Docker's json-file driver keeps a container's log forever unless told otherwise: a soak run
+    measured a worker's log growing some 40 MB a day with no bound."""
+    for name, svc in services.items():
+        logging = svc.get("logging") or {}
+        assert logging.get("driver") == "json-file", name
+        assert logging["options"]["max-size"] and int(logging["options"]["max-file"]) >= 2, name

@@ -262,4 +262,8 @@ def test_topic_configuration_by_topic():
     assert topics.topic_config(s, topics.REGISTRATION)["cleanup.policy"] == "compact"
     assert "retention.ms" not in topics.topic_config(s, topics.REGISTRATION)
     assert "dead_letter_retention_days: 0 (keep forever) or more" in Settings(dead_letter_retention_days=-1).validate()
+    # the check-audit topic grows with the checks answered: kept check_audit_retention_days (default 5 years)
+    assert topics.topic_config(Settings(), topics.CHECK_AUDIT)["retention.ms"] == str(1826 * 86_400_000)
+    assert topics.topic_config(Settings(check_audit_retention_days=0), topics.CHECK_AUDIT)["retention.ms"] == "-1"
+    assert "check_audit_retention_days: 0 (keep forever) or more" in Settings(check_audit_retention_days=-1).validate()
     assert not [p for p in Settings().validate() if p.startswith("dead_letter")]
