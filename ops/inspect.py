@@ -136,8 +136,9 @@ class Reader:
         pipe = self.redis.pipeline(transaction=False)
         for c in asked:
             for kind in LOOKUP_KINDS:
-                pipe.hlen(keys.parked(lookup_key(kind, c)))
-        counts = await pipe.execute()
+                pipe.hkeys(keys.parked(lookup_key(kind, c)))
+        # a record's sightings (``<field>|s``) are not records (sinks/registry_index.py park_field)
+        counts = [sum(1 for f in fields if not f.endswith(b"|s")) for fields in await pipe.execute()]
         per = {c: sum(counts[i * len(LOOKUP_KINDS):(i + 1) * len(LOOKUP_KINDS)]) for i, c in enumerate(asked)}
         return {c: per.get(norm[c], 0) for c in codes}
 

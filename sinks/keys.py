@@ -24,8 +24,10 @@ key                                    type        what
 ``{ns}:idx``                           hash        ``<kind>:<number>`` -> USCC, kinds ``org`` (the
                                                    9-char organisation code), ``reg_no``,
                                                    ``tax_no``, ``other`` (domain/attach.py)
-``{ns}:parked:{kind}:{number}``        hash        origin id#content hash -> parked record (JSON), waiting for
-                                                   the registry to learn ``<kind>:<number>``
+``{ns}:parked:{kind}:{number}``        hash        #content hash -> parked record (JSON), waiting for the
+                                                   registry to learn ``<kind>:<number>``; #content hash|s ->
+                                                   its sightings (ms and origin a line, at most 32); fields
+                                                   origin#content hash: parked before (one per re-send)
 ``{ns}:parked:keys``                   set         every ``<kind>:<number>`` with parked records
 ``{ns}:positions:{agent}``             hash        ``topic/partition`` -> next offset the ingest or
                                                    registry agent applied (written with its effects)

@@ -26,13 +26,14 @@ from typing import NamedTuple
 
 import orjson
 
+from domain.state import SEEN_ORIGINS_KEPT
 from sinks.keys import Keys
 
 _BATCH = """
 -- One ingest or registry batch's writes, atomic (so a Redis that loses its last writes loses all of
 -- a batch's or none, with the positions that say so):
 -- ARGV: prefix, m, m x (position field, floor, new, mine), t, t x (lookup key, USCC, version),
---       then items to look up or park: n, n lookup keys, origin, payload (to the end).
+--       then items to look up or park: n, n lookup keys, field, payload, sighting (to the end).
 local index, parked_keys, versions, positions = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local prefix = ARGV[1]
 local m = tonumber(ARGV[2])
@@ -75,12 +76,32 @@ for i = p, p + 3 * t - 1, 3 do
   end
 end
 p = p + 3 * t
--- 3. each record's USCC by its first known lookup key; a record with none is parked under all
+-- 3. each record's USCC by its first known lookup key; a record with none is parked under all: its
+-- content once (field), each sighting of it (ms and origin, sorted as text) in field|s, at most
+-- SIGHTINGS_KEPT of them: the earliest and the latest arrived
+local function sighted(key, field, sighting)
+  local held = redis.call('HGET', key, field .. '|s')
+  local lines = {}
+  if held then
+    for line in string.gmatch(held, '[^\\n]+') do
+      if line == sighting then return end  -- the same message again
+      lines[#lines + 1] = line
+    end
+  end
+  lines[#lines + 1] = sighting
+  if #lines > SIGHTINGS_KEPT then
+    local least = 1
+    for i = 2, #lines do if lines[i] < lines[least] then least = i end end
+    table.remove(lines, least == 1 and 2 or 1)
+  end
+  redis.call('HSET', key, field .. '|s', table.concat(lines, '\\n'))
+end
 local resolved = {}
 while p <= #ARGV do
   local n = tonumber(ARGV[p])
-  local origin = ARGV[p + n + 1]
+  local field = ARGV[p + n + 1]
   local payload = ARGV[p + n + 2]
+  local sighting = ARGV[p + n + 3]
   local found = false
   for j = 1, n do
     local v = redis.call('HGET', index, ARGV[p + j])
@@ -90,12 +111,13 @@ while p <= #ARGV do
     resolved[#resolved + 1] = found
   else
     for j = 1, n do
-      redis.call('HSET', prefix .. ARGV[p + j], origin, payload)
+      redis.call('HSETNX', prefix .. ARGV[p + j], field, payload)
+      sighted(prefix .. ARGV[p + j], field, sighting)
       redis.call('SADD', parked_keys, ARGV[p + j])
     end
     resolved[#resolved + 1] = ''
   end
-  p = p + n + 3
+  p = p + n + 4
 end
 -- 4. the positions reached (never backwards)
 for i = 3, 2 + 4 * m, 4 do
@@ -111,7 +133,7 @@ _UNPARK = """
 local parked_keys, prefix = KEYS[1], ARGV[1]
 for i = 2, #ARGV, 2 do
   local key = ARGV[i]
-  redis.call('HDEL', prefix .. key, ARGV[i + 1])
+  redis.call('HDEL', prefix .. key, ARGV[i + 1], ARGV[i + 1] .. '|s')
   if redis.call('HLEN', prefix .. key) == 0 then
     redis.call('SREM', parked_keys, key)
   end
@@ -129,19 +151,40 @@ class PositionsBehind(Exception):
         self.positions = positions  # partition field -> the position Redis records (-1: none)
 
 
-def park_field(origin: str, payload: dict) -> str:
-    """The field a record is parked under in each of its keys' hashes: its origin and its content's
-    hash. The origin alone named one message only within one incarnation of its topic: deleted and
-    created again, a topic's offsets start again at 0, and a record parked at a reused origin
-    replaced the one parked there before (domain/state.py ``_sighted`` for the same in the state).
-    The same message parked again (a batch read twice) gets the same field."""
-    return f"{origin}#{payload['event']['hash'][:16]}"
+SIGHTINGS_KEPT = SEEN_ORIGINS_KEPT
+"""The sightings of one parked record kept (its earliest, and the latest arrived): as many origins as
+a record's state keeps (domain/state.py ``SEEN_ORIGINS_KEPT``)."""
+
+
+def park_field(payload: dict) -> str:
+    """The field a record is parked under in each of its keys' hashes: ``#`` and its content's hash.
+    Each re-send of the same record (another origin, the same content) is a sighting of it, kept in
+    ``<field>|s`` (:func:`sighting`), not another copy: a soak run saw every re-send of a record
+    waiting for its registration parked again whole (1.6 KB each, 51 copies of one decision). Fields
+    of the form ``<origin>#<hash>`` were written before: each is released as it was."""
+    return f"#{payload['event']['hash'][:16]}"
+
+
+def sighting(event: dict) -> str:
+    """One sighting of a parked record: its arrival time (ms, zero-padded so that text sorts as time)
+    and its origin."""
+    return f"{int(event['event_ms']):015d}\t{event['origin']}"
 
 
 class Released(NamedTuple):
     subject_id: str
-    origin: str
+    origin: str  # the field it is parked under (unpark removes it)
     parked: dict  # what was parked: the subject event without its subject
+    sightings: tuple[tuple[int, str], ...] = ()  # each (ms, origin) it was sent with, earliest first
+
+    def events(self) -> list[dict]:
+        """The parked subject event once per sighting, each with its own arrival time and origin, in
+        the order of their times: the state folds them as it would have on their arrival (its
+        version's first sighting, the origins it has seen)."""
+        event = self.parked["event"]
+        if not self.sightings:
+            return [event]
+        return [dict(event, event_ms=ms, origin=origin) for ms, origin in self.sightings]
 
 
 class RegistryIndex:
@@ -149,7 +192,7 @@ class RegistryIndex:
         self.redis = redis
         self.keys = keys
         self._prefix = keys.parked("")
-        self._batch = redis.register_script(_BATCH)
+        self._batch = redis.register_script(_BATCH.replace("SIGHTINGS_KEPT", str(SIGHTINGS_KEPT)))
         self._unpark = redis.register_script(_UNPARK)
 
     async def positions(self, agent: str, fields: list[str]) -> dict[str, int | None]:
@@ -206,11 +249,12 @@ class RegistryIndex:
         args.append(len(teach))
         for key, uscc, version in teach:
             args += [key, uscc, version]
-        for lookup_keys, origin, payload in items:
+        for lookup_keys, _origin, payload in items:
             args.append(len(lookup_keys))
             args.extend(lookup_keys)
-            args.append(park_field(origin, payload))
+            args.append(park_field(payload))
             args.append(orjson.dumps(payload))
+            args.append(sighting(payload["event"]))
         status, *rest = await self._batch(keys=[self.keys.id_index, self.keys.parked_keys,
                                                 self.keys.id_index_versions, self.keys.input_positions(agent)],
                                           args=args)
@@ -218,12 +262,7 @@ class RegistryIndex:
             flat = rest[0]
             raise PositionsBehind({flat[i].decode(): int(flat[i + 1]) for i in range(0, len(flat), 2)})
         flat, resolved = rest
-        released: dict[str, Released] = {}
-        for i in range(0, len(flat), 4):
-            origin = flat[i + 2].decode()
-            if origin not in released:
-                released[origin] = Released(flat[i + 1].decode(), origin, orjson.loads(flat[i + 3]))
-        return list(released.values()), [(v.decode() if isinstance(v, bytes) else v) or None for v in resolved]
+        return released_of(flat), [(v.decode() if isinstance(v, bytes) else v) or None for v in resolved]
 
     async def unpark(self, released: list[Released]) -> None:
         """Remove released records from every key they were parked under."""
@@ -244,7 +283,7 @@ class RegistryIndex:
             pipe.hkeys(self.keys.parked(k.decode() if isinstance(k, bytes) else k))
         origins = set()
         for fields in await pipe.execute():
-            origins.update(fields)
+            origins.update(f for f in fields if not f.endswith(b"|s"))
         return len(origins)
 
     async def parked_records(self, limit: int = 1000) -> list[dict]:
@@ -252,7 +291,24 @@ class RegistryIndex:
         out: dict[str, dict] = {}
         for k in keys:
             for origin, payload in (await self.redis.hgetall(self.keys.parked(k))).items():
+                if origin.endswith(b"|s"):
+                    continue
                 out.setdefault(origin.decode(), orjson.loads(payload))
                 if len(out) >= limit:
                     return list(out.values())
         return list(out.values())
+
+
+def released_of(flat: list) -> list[Released]:
+    """The records the batch script released: (key, USCC, field, value) fours, a record once whatever
+    the number of keys it was parked under, with its sightings (``<field>|s``) when it has them."""
+    found: dict[str, tuple[str, dict]] = {}
+    seen: dict[str, tuple[tuple[int, str], ...]] = {}
+    for i in range(0, len(flat), 4):
+        field = flat[i + 2].decode()
+        if field.endswith("|s"):
+            lines = flat[i + 3].decode().split("\n")
+            seen[field[:-2]] = tuple(sorted((int(ms), origin) for ms, _, origin in (x.partition("\t") for x in lines)))
+        elif field not in found:
+            found[field] = (flat[i + 1].decode(), orjson.loads(flat[i + 3]))
+    return [Released(subject, field, parked, seen.get(field, ())) for field, (subject, parked) in found.items()]

@@ -52,8 +52,8 @@ class SubjectEventWriter:
 
     def add_released(self, released: list[Released]) -> None:
         for r in released:
-            event = events.with_subject(events.from_dict(r.parked["event"]), r.subject_id, "uscc")
-            self.add(event, None)
+            for parked in r.events():  # once per sighting: each re-send with its own arrival and origin
+                self.add(events.with_subject(events.from_dict(parked), r.subject_id, "uscc"), None)
         if released:
             metrics.RELEASED.inc(len(released))
 

@@ -148,6 +148,50 @@ async def test_legacy_coded_record_is_parked_then_attached_when_registered(pipel
     assert await index.parked_count() == 0
 
 
+async def test_a_parked_record_sent_again_is_parked_once_with_its_sightings(pipeline, department, redis, settings):
+    """A record that waits for its registration, sent again and again (a department's daily re-export):
+    its content is parked once, each re-send a sighting of it (at most as many as a record's state keeps);
+    once released, the state holds it as if each had arrived after the registration: one record, its
+    version first seen at the earliest send, the origins seen. A soak run saw every re-send parked whole
+    again (1.6 KB each), and the check API answer `parked: 51` for one decision."""
+    from domain.state import SEEN_ORIGINS_KEPT
+    from ops.inspect import Reader
+    from sinks.keys import Keys
+    from sinks.registry_index import RegistryIndex
+
+    legacy = sample_event("penalty", uscc=None, org_code=None, reg_no=samples.COMPANY_REG_NO,
+                          decision_doc_no="郑市监罚〔2024〕905号")
+    now = int(time.time() * 1000)
+    sends = 40
+    for i in range(sends):  # the first one sent is not the earliest stamped
+        await department.send(PENALTY, legacy, timestamp_ms=now - 60_000 * ((i + 7) % sends))
+    index = RegistryIndex(redis, Keys(settings.namespace))
+    keys = Keys(settings.namespace)
+
+    async def all_parked():
+        fields = await redis.hgetall(keys.parked(f"reg_no:{samples.COMPANY_REG_NO}"))
+        lines = next((v.decode().split("\n") for f, v in fields.items() if f.endswith(b"|s")), [])
+        return fields if len(lines) == SEEN_ORIGINS_KEPT else None
+
+    fields = await eventually(all_parked, timeout=30)
+    assert len(fields) == 2 and await index.parked_count() == 1  # the content, its sightings
+    assert sum(len(v) for v in fields.values()) < 4_000  # not 40 copies of the whole record
+    assert await Reader(settings, redis).parked_counts([samples.COMPANY_REG_NO]) == {samples.COMPANY_REG_NO: 1}
+    await department.send(schema_of("registration"), sample_event("registration"))
+
+    async def applied():
+        state = await state_of(redis, settings, samples.COMPANY_USCC)
+        return state if state and len(next(iter(state["records"].values())).get("seen") or ()) == SEEN_ORIGINS_KEPT \
+            else None
+
+    state = await eventually(applied, timeout=30)
+    [record] = state["records"].values()
+    assert record["doc_no"] == "郑市监罚〔2024〕905号"
+    [(first_ms, *_)] = record["versions"].values()
+    assert first_ms == now - 60_000 * (sends - 1)  # the earliest send, kept among the sightings
+    assert await index.parked_count() == 0 and not await redis.exists(keys.parked(f"reg_no:{samples.COMPANY_REG_NO}"))
+
+
 async def test_an_early_pilot_uscc_registered_releases_the_records_parked_on_its_legacy_number(
         pipeline, department, redis, settings):
     # RULES.md 1: 91350211M00013FA1N is a real early-pilot code that fails its check; real data holds
