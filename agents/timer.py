@@ -17,9 +17,11 @@ Guards, so that the timer never amplifies a fault:
 * once per due instant: a tick this worker produced is remembered until its entry is removed, so
   a Redis that refuses writes (read-only, out of memory, no replicas) sees each tick once, not
   once a round; a lease that cannot be renewed fires nothing;
-* the clock: every round compares this worker's clock with Redis's (``TIME``); a worker whose
-  clock runs ahead by more than ``clock_tolerance_s`` fires nothing (it would announce
-  deadlines early), says so in the log and in ``creditstream_clock_skew_seconds``.
+* the clock: a worker follows Redis's clock (``TIME``) when its own is off by more than
+  ``clock_tolerance_s`` (creditstream/app.py, domain/clock.py ``follow_reference``); and every round
+  compares this worker's clock with Redis's again: one still ahead by more than the tolerance fires
+  nothing (it would announce deadlines early) and says so in the log, one behind fires what is due
+  by Redis's clock (it would fire late).
 
 A tick's id is ``tick:<subject>:<date>``; a duplicate (a crash between produce and removal, a
 lease handed over mid-round) is recognised by the subject agent and changes nothing.
@@ -80,6 +82,7 @@ class TimerAgent:
         self.identity = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.fired = 0
         self.held = False  # the last round stood down (clock ahead, no lease)
+        self.reference_ms = 0  # Redis's clock at the last round
         self._produced: dict[str, int] = {}  # member -> due score already produced, not yet removed
         self.started = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -90,11 +93,10 @@ class TimerAgent:
         self._stopping.set()
 
     async def clock_ahead_ms(self) -> int:
-        """This worker's clock minus Redis's, in ms (positive: ahead)."""
+        """This worker's clock minus Redis's, in ms (positive: ahead); Redis's, in :attr:`reference_ms`."""
         sec, usec = await self.redis.time()
-        skew = self.now_ms() - (int(sec) * 1000 + int(usec) // 1000)
-        metrics.CLOCK_SKEW.set(skew / 1000)
-        return skew
+        self.reference_ms = int(sec) * 1000 + int(usec) // 1000
+        return self.now_ms() - self.reference_ms
 
     async def fire_due(self) -> int:
         """Write a tick for every subject due by now (if this worker may); return how many."""
@@ -110,7 +112,9 @@ class TimerAgent:
             self.held = True
             return 0  # another worker fires
         self.held = False
-        now_ms = self.now_ms()
+        # a clock behind Redis's (more than the tolerance) would fire nothing that is due until it
+        # caught up, while holding the lease (an audit): due is what is due by Redis's clock then
+        now_ms = self.reference_ms if skew < -self.tolerance_ms else self.now_ms()
         due = await self.redis.zrangebyscore(self.keys.due, "-inf", now_ms, start=0, num=self.batch,
                                              withscores=True)
         metrics.TIMER_BACKLOG.set(await self.redis.zcount(self.keys.due, "-inf", now_ms))

@@ -117,6 +117,7 @@ class Pipeline:
         if unsure:
             log.warning("redis set-up", problem=unsure)
         keys = await resolve_keys(self.redis, s.namespace, require_pseudonym_key(s.pseudonym_key))
+        await self._follow_redis_clock()  # before any input is checked against the clock
         if "subject" in self.agent_names:
             # what an earlier version wrote without the index sets (lists, replays): scanned for, once
             await complete_indexes(self.redis, keys)
@@ -222,9 +223,30 @@ class Pipeline:
                 log.debug("heartbeat not written", error=str(exc))
             try:
                 await self._read_redis_memory()
+                await self._follow_redis_clock()
             except Exception as exc:  # noqa: BLE001 - as above; the gauges keep their last figures
-                log.debug("redis memory not read", error=str(exc))
+                log.debug("redis memory or clock not read", error=str(exc))
             await asyncio.sleep(HEARTBEAT_S)
+
+    async def _follow_redis_clock(self) -> None:
+        """This worker's clock against Redis's (``TIME``), at start and with each heartbeat: beyond
+        ``clock_tolerance_s`` either way the worker follows Redis's clock (domain/clock.py
+        ``follow_reference``), so that every worker dates and checks against one clock; it says so
+        when that begins and ends. ``creditstream_clock_skew_seconds`` is the host's clock's own skew."""
+        from domain import clock
+
+        before = clock.correction_ms()
+        sec, usec = await self.redis.time()
+        skew = clock.follow_reference(int(sec) * 1000 + int(usec) // 1000,
+                                      int(self.settings.clock_tolerance_s * 1000))
+        metrics.CLOCK_SKEW.set(skew / 1000)
+        after = clock.correction_ms()
+        if after and not before:
+            log.warning("this worker's clock is off Redis's: it follows Redis's clock (fix NTP)",
+                        skew_s=round(skew / 1000, 1), tolerance_s=self.settings.clock_tolerance_s)
+        elif before and not after:
+            log.info("this worker's clock is back within the tolerance of Redis's: it follows its own",
+                     skew_s=round(skew / 1000, 1))
 
     async def _read_redis_memory(self) -> None:
         """Redis's memory and its ``maxmemory`` into /metrics, with each heartbeat: at ``maxmemory``

@@ -185,7 +185,8 @@ class Settings:
     timer_lease_s: float = 10.0
     """How long a worker's timer holds the right to fire ticks without renewing it (seconds)."""
     clock_tolerance_s: float = 60.0
-    """How far this worker's clock may run ahead of Redis's before its timer fires nothing (seconds)."""
+    """How far this worker's clock may be off Redis's (seconds), either way, before the worker follows
+    Redis's clock (domain/clock.py ``follow_reference``; the timer fires nothing while still ahead)."""
     clock_offset_s: float = 0.0
     """Shifts this worker's clock (seconds): for tests of a skewed clock only."""
     web_port: int = 6066

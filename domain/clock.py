@@ -25,6 +25,7 @@ FUTURE_TOLERANCE_MS: Final = 5 * 60 * 1000
 
 
 _offset_ms = 0
+_correction_ms = 0
 
 
 def set_offset(seconds: float) -> None:
@@ -33,9 +34,29 @@ def set_offset(seconds: float) -> None:
     _offset_ms = int(seconds * 1000)
 
 
+def follow_reference(reference_ms: int, tolerance_ms: int, host_ms: int | None = None) -> int:
+    """Compare the host's clock with the reference (Redis's ``TIME``, which every worker shares) and
+    return how far the host's runs ahead of it (ms; negative: behind). Beyond ``tolerance_ms`` either
+    way, :func:`now_ms` follows the reference from now on: a worker whose clock is off would refuse
+    correct inputs as dated in the future, accept some that are, and fire deadlines early or late
+    (an audit of two workers whose clocks differed); within it, the host's own clock is kept. The
+    test shift (:func:`set_offset`) is not corrected."""
+    global _correction_ms
+    host = int(time.time() * 1000) if host_ms is None else host_ms
+    skew = host - reference_ms
+    _correction_ms = skew if abs(skew) > tolerance_ms else 0
+    return skew
+
+
+def correction_ms() -> int:
+    """How far :func:`now_ms` is set back from the host's clock to follow the reference (0: not)."""
+    return _correction_ms
+
+
 def now_ms() -> int:
-    """The wall clock, in ms since the epoch (the only read of it in the rules' code path)."""
-    return int(time.time() * 1000) + _offset_ms
+    """The wall clock, in ms since the epoch (the only read of it in the rules' code path): the host's,
+    or the reference's when the host's is off by more than the tolerance (:func:`follow_reference`)."""
+    return int(time.time() * 1000) - _correction_ms + _offset_ms
 
 
 def china_date(value: dt.datetime) -> dt.date:

@@ -791,16 +791,11 @@ async def forget_expired(settings: Settings, redis, audit_key: str) -> int:
     can be neither shown nor re-driven again, so its re-drive's record has nothing left to decide.
     Run after every re-drive; returns how many were dropped (Tansu deletes nothing: none)."""
     by_partition: dict[int, list[tuple[int, bytes]]] = {}
-    cursor = 0
-    while True:
-        cursor, page = await redis.hscan(audit_key, cursor, count=1000)
-        for name in page:
-            ref = name.decode() if isinstance(name, bytes) else str(name)
-            partition, _, offset = ref.partition(":")
-            if partition.isdigit() and offset.isdigit():
-                by_partition.setdefault(int(partition), []).append((int(offset), name))
-        if cursor == 0:
-            break
+    for name in await redis.hkeys(audit_key):  # (bounded by the letters the topic holds; keys only)
+        ref = name.decode() if isinstance(name, bytes) else str(name)
+        partition, _, offset = ref.partition(":")
+        if partition.isdigit() and offset.isdigit():
+            by_partition.setdefault(int(partition), []).append((int(offset), name))
     if not by_partition:
         return 0
     from aiokafka import TopicPartition

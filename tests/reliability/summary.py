@@ -10,7 +10,7 @@ import sys
 from tests.reliability.harness import RESULTS
 
 KEYS = ("crash_runs", "kills", "broker_kills", "events", "lost", "diverged", "fuzz_cases", "pauses", "stale_restores", "poison_cases",
-        "redeliveries", "ticks_due", "ticks_written", "clock_ahead_runs", "crashes", "pii_leaks")
+        "redeliveries", "ticks_due", "ticks_written", "clock_ahead_runs", "clock_behind_runs", "crashes", "pii_leaks")
 
 
 def main() -> int:

@@ -308,6 +308,35 @@ async def test_redis_refusing_writes_with_ticks_due_does_not_multiply_ticks(sett
         worker.stop()
 
 
+async def test_a_worker_clock_a_day_behind_fires_what_is_due_by_redis_clock(settings, department, redis, tmp_path):
+    """A timer whose clock was behind Redis's fired nothing due until its clock caught up, while it held
+    the lease (an audit: the other worker never took over, the backlog gauge said 0). It fires what is
+    due by Redis's clock. (The test's shift, clock_offset_s, is not corrected by the worker: only a
+    host clock that is off is; domain/clock.py ``follow_reference``.)"""
+    from tests.integration.test_rules_scenario import read_changes
+
+    today = dt.datetime.now(CHINA).date()
+    listed = today.replace(year=today.year - 2)  # the 2-year term ended today at 00:00 in China
+    if listed.month == 2 and listed.day == 29:
+        listed -= dt.timedelta(days=1)
+    s = settings.replace(timer_interval_s=0.2, clock_offset_s=-86_400.0)
+    worker = WorkerProcess(s, tmp_path / "worker.log").start()
+    try:
+        stamped = int(time.time() * 1000) - 2 * 86_400_000  # not in the future of a clock a day behind
+        await department.send(schema_of("court_listing"), sample_event(
+            "court_listing", listing_reason="obstruct", listing_date=listed, publish_date=listed),
+            timestamp_ms=stamped)
+
+        async def exited():
+            return [c for c in await read_changes(s) if c["transition"] == "exited"] or None
+
+        changes = await eventually(exited, timeout=30)  # (the court's and its legal representative's)
+        assert {str(c["effective_date"]) for c in changes} == {listed.replace(year=listed.year + 2).isoformat()}
+        harness.record(clock_behind_runs=1)
+    finally:
+        worker.stop()
+
+
 async def test_a_worker_clock_a_day_ahead_fires_nothing_early(settings, department, redis, tmp_path):
     from tests.integration.test_rules_scenario import read_changes
 
