@@ -4,7 +4,9 @@ The report is read from a file (``-``: standard input) or fetched from a URL (``
 ``Authorization: Bearer <token>`` when a token is given). Either form of the report works: the JSON
 (``{"content": ..., "content_hash": ...}``) or the HTML page, from which the same JSON is taken out
 of its ``<script type="application/json" id="credit-report">`` element. The hash is recomputed from
-the content (domain/report.py: SHA-256 of the canonical JSON) and compared with the one claimed.
+the content (domain/report.py: SHA-256 of the canonical JSON) and compared with the one claimed; and
+an HTML copy's visible text is compared with what that content renders to, so that an edited table
+does not pass as verified (:func:`shown_as_rendered`).
 
 Exit codes: 0 the hash matches; 1 it does not, or the document is no sealed credit report; 2 usage
 (no such file, a URL that answers 4xx: wrong address or token); 3 the service did not answer (a
@@ -49,6 +51,49 @@ class _ReportScript(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self.inside:
             self.chunks.append(data)
+
+
+class _VisibleText(HTMLParser):
+    """The text a reader sees on a page: outside ``<script>``, ``<style>`` and ``<title>``, with
+    character references resolved, whitespace runs as one space."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.hidden = 0
+        self.chunks: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style", "title"):
+            self.hidden += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style", "title") and self.hidden:
+            self.hidden -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self.hidden:
+            self.chunks.append(data)
+
+    @classmethod
+    def of(cls, html: str) -> str:
+        parser = cls()
+        parser.feed(html)
+        parser.close()
+        return " ".join("".join(parser.chunks).split())
+
+
+def shown_as_rendered(text: str, document: object) -> str | None:
+    """For an HTML copy: None if the text it shows is what its sealed content renders to
+    (creditstream/report_api.py ``render_report``), else where the two first differ. The hash covers
+    the embedded JSON only, so a page whose printed table was edited still verified (an audit)."""
+    from creditstream.report_api import render_report
+
+    shown, rendered = _VisibleText.of(text), _VisibleText.of(str(render_report(document)))  # type: ignore[arg-type]
+    if shown == rendered:
+        return None
+    at = next((i for i, (a, b) in enumerate(zip(shown, rendered)) if a != b), min(len(shown), len(rendered)))
+    window = slice(max(0, at - 20), at + 40)
+    return f"the page shows {shown[window]!r} where its content renders {rendered[window]!r}"
 
 
 def document_of(text: str) -> object:
@@ -105,9 +150,14 @@ def run(source: str, token: str | None = None) -> tuple[int, str]:
     if code != EXIT_OK:
         return code, f"creditstream: {text}"
     try:
-        ok, detail = verify(document_of(text))
+        document = document_of(text)
+        ok, detail = verify(document)
     except BadReport as exc:
         return EXIT_FAILED, f"creditstream: {source}: {exc}"
-    if ok:
-        return EXIT_OK, f"OK {detail}"
-    return EXIT_FAILED, f"FAILED: {detail}"
+    if not ok:
+        return EXIT_FAILED, f"FAILED: {detail}"
+    if not text.lstrip("\ufeff \t\r\n").startswith("{"):  # an HTML copy: what it shows, too
+        differs = shown_as_rendered(text, document)
+        if differs is not None:
+            return EXIT_FAILED, f"FAILED: the content hashes to {detail} as claimed, but {differs}"
+    return EXIT_OK, f"OK {detail}"

@@ -171,6 +171,11 @@ async def test_report_and_disclosure(settings, pipeline, department, tmp_path):
         code, line = verify_report(str(bad_copy))
         assert code == 1 and line.startswith("FAILED")
         assert verify_report(str(tmp_path / "missing.html"))[0] == 2
+        # an HTML copy whose printed table was edited, its embedded JSON untouched (an audit: it verified)
+        edited = tmp_path / "edited.html"
+        edited.write_text(page.replace(PENALTY_DOC, PENALTY_DOC + "（已撤销）", 1), encoding="utf-8")
+        code, line = verify_report(str(edited))
+        assert code == 1 and line.startswith("FAILED") and "the page shows" in line, line
         url = served.base + report_path
         assert (await asyncio.to_thread(verify_report, url, PUBLIC_TOKEN))[0] == 0
         assert (await asyncio.to_thread(verify_report, url, None))[0] == 2  # 401: a usage error
