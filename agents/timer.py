@@ -19,9 +19,9 @@ Guards, so that the timer never amplifies a fault:
   once a round; a lease that cannot be renewed fires nothing;
 * the clock: a worker follows Redis's clock (``TIME``) when its own is off by more than
   ``clock_tolerance_s`` (creditstream/app.py, domain/clock.py ``follow_reference``); and every round
-  compares this worker's clock with Redis's again: one still ahead by more than the tolerance fires
-  nothing (it would announce deadlines early) and says so in the log, one behind fires what is due
-  by Redis's clock (it would fire late).
+  compares this worker's clock with Redis's again, and fires what is due by Redis's clock (never a
+  tick before the instant it is due, nor after it waiting for a slow clock); one still ahead by more
+  than the tolerance fires nothing and says so in the log.
 
 A tick's id is ``tick:<subject>:<date>``; a duplicate (a crash between produce and removal, a
 lease handed over mid-round) is recognised by the subject agent and changes nothing.
@@ -112,9 +112,10 @@ class TimerAgent:
             self.held = True
             return 0  # another worker fires
         self.held = False
-        # a clock behind Redis's (more than the tolerance) would fire nothing that is due until it
-        # caught up, while holding the lease (an audit): due is what is due by Redis's clock then
-        now_ms = self.reference_ms if skew < -self.tolerance_ms else self.now_ms()
+        # due is what is due by Redis's clock, which every worker shares: a clock behind it would fire
+        # nothing due until it caught up, while holding the lease, and one ahead within the tolerance
+        # fired changes of the next day up to a minute before midnight (an audit, both)
+        now_ms = self.reference_ms
         due = await self.redis.zrangebyscore(self.keys.due, "-inf", now_ms, start=0, num=self.batch,
                                              withscores=True)
         metrics.TIMER_BACKLOG.set(await self.redis.zcount(self.keys.due, "-inf", now_ms))
