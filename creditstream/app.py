@@ -172,7 +172,12 @@ class Pipeline:
         if self._stop_asked:
             return
         room = host.memory_available()  # what its container (cgroup) lets it take: docs/operations.md, Sizing
+        years = sorted(calendar.covered_years)
         log.info("pipeline started", agents=list(self.agent_names), keys=keys.gen_prefix, rules=rules.version,
+                 # which working-day calendar the deadlines are counted with (a replay with another
+                 # gives another timeline: an audit of the timer found nothing that said which)
+                 calendar=s.calendar_file or "built-in",
+                 calendar_years=f"{years[0]}-{years[-1]}" if years else None,
                  broker=s.broker_url, broker_kind=s.broker_kind,
                  rules_core="compiled" if domain.COMPILED else "python", event_loop=eventloop.running(),
                  cpus=host.cpus(), memory_available_mib=None if room is None else room >> 20)
