@@ -90,7 +90,7 @@ from creditstream.access import (
     serving_problem,
 )
 from creditstream.check_api import CheckApi
-from creditstream.connections import access_refused, api_redis_client
+from creditstream.connections import access_refused, api_redis_client, follow_redis_clock
 from creditstream.disclosure import DisclosureApi
 from creditstream.probes import KafkaSecurityError, kafka_connect_refusal, mask_url
 from creditstream.report_api import ReportApi
@@ -113,6 +113,8 @@ MAX_CONCURRENT_CHANGE_READS = 4
 """Each ``/changes`` request runs its own group-less consumer; this caps how many at once."""
 HEALTH_TIMEOUT_S = 2.0
 """How long ``/health`` waits for each dependency (Redis PING, Kafka metadata)."""
+CLOCK_EVERY_S = 5.0
+"""How often the standalone API compares its clock with Redis's (as a worker's heartbeat does)."""
 
 API_KEY = web.AppKey("creditstream_api", object)
 CLIENT = web.RequestKey("creditstream_client", Client) if hasattr(web, "RequestKey") else "creditstream_client"
@@ -424,6 +426,8 @@ class Api:
         self.reader = Reader(settings, redis) if redis is not None else None
         self._readers = asyncio.Semaphore(MAX_CONCURRENT_CHANGE_READS)
         self._health_check: asyncio.Future | None = None
+        self.follows_clock = False  # the standalone API's clock task (create_api), not a worker's (mount)
+        self._clock: asyncio.Task | None = None
         self.checks = CheckApi(settings, self._reader, client_of=client_of)  # GET/POST /check: check_api.py
         self.reports = ReportApi(settings, state_of=self._state, client_of=client_of)  # report_api.py
         self.disclosure = DisclosureApi(settings, self._reader, names_a_person=_names_a_person,
@@ -435,8 +439,24 @@ class Api:
             self.redis = api_redis_client(self.settings)
             self.reader = Reader(self.settings, self.redis)
         await self.checks.start(self.redis)
+        if self.follows_clock:
+            self._clock = asyncio.create_task(self._follow_clock(), name="clock")
+
+    async def _follow_clock(self) -> None:
+        """The standalone API (``creditstream api``) follows Redis's clock as the workers do (its
+        instants' default, a check's time: creditstream/connections.py ``follow_redis_clock``); in a
+        worker (``worker --web``) the worker's heartbeat does it for the process."""
+        while True:
+            try:
+                await follow_redis_clock(self.redis, self.settings.clock_tolerance_s)
+            except Exception as exc:  # noqa: BLE001 - Redis down: /health says so; the clock as it was
+                log.debug("redis clock not read", error=str(exc))
+            await asyncio.sleep(CLOCK_EVERY_S)
 
     async def on_cleanup(self, _app: web.Application) -> None:
+        if self._clock is not None:
+            self._clock.cancel()
+            self._clock = None
         await self.checks.stop()
         if self._owns_redis and self.redis is not None:
             redis, self.redis, self.reader = self.redis, None, None
@@ -652,6 +672,7 @@ class Api:
 def create_api(settings: Settings, redis=None) -> web.Application:
     """The API as an aiohttp application. With ``redis`` given, the caller owns (and closes) it."""
     api = Api(settings, redis)
+    api.follows_clock = True
     app = web.Application(middlewares=middlewares(settings, api.access))
     app.add_routes(api.routes())
     app.on_startup.append(api.on_startup)

@@ -39,7 +39,7 @@ from agents.registry import RegistryAgent
 from agents.subject import SubjectAgent
 from agents.timer import TimerAgent
 from creditstream import eventloop, holdings, host, metrics
-from creditstream.connections import check_redis, make_codec, redis_client, redis_memory
+from creditstream.connections import check_redis, follow_redis_clock, make_codec, redis_client, redis_memory
 from creditstream.heap import HeapRounds, thaw
 from creditstream.logs import said_in_one_line
 from creditstream.settings import Settings
@@ -234,24 +234,9 @@ class Pipeline:
             await asyncio.sleep(HEARTBEAT_S)
 
     async def _follow_redis_clock(self) -> None:
-        """This worker's clock against Redis's (``TIME``), at start and with each heartbeat: beyond
-        ``clock_tolerance_s`` either way the worker follows Redis's clock (domain/clock.py
-        ``follow_reference``), so that every worker dates and checks against one clock; it says so
-        when that begins and ends. ``creditstream_clock_skew_seconds`` is the host's clock's own skew."""
-        from domain import clock
-
-        before = clock.correction_ms()
-        sec, usec = await self.redis.time()
-        skew = clock.follow_reference(int(sec) * 1000 + int(usec) // 1000,
-                                      int(self.settings.clock_tolerance_s * 1000))
-        metrics.CLOCK_SKEW.set(skew / 1000)
-        after = clock.correction_ms()
-        if after and not before:
-            log.warning("this worker's clock is off Redis's: it follows Redis's clock (fix NTP)",
-                        skew_s=round(skew / 1000, 1), tolerance_s=self.settings.clock_tolerance_s)
-        elif before and not after:
-            log.info("this worker's clock is back within the tolerance of Redis's: it follows its own",
-                     skew_s=round(skew / 1000, 1))
+        """This worker's clock against Redis's, at start and with each heartbeat
+        (creditstream/connections.py ``follow_redis_clock``)."""
+        await follow_redis_clock(self.redis, self.settings.clock_tolerance_s)
 
     async def _read_redis_memory(self) -> None:
         """Redis's memory and its ``maxmemory`` into /metrics, with each heartbeat: at ``maxmemory``

@@ -282,3 +282,26 @@ async def check_redis(redis: aioredis.Redis, namespace: str | None = None) -> st
     return (f"Redis may evict keys with a time to live when full (maxmemory {maxmemory} bytes, maxmemory-policy "
             f"{policy}): the workers' heartbeats and a replay's liveness mark, which replay --switch, positions "
             "move and /health rely on. Set maxmemory-policy noeviction.")
+
+
+async def follow_redis_clock(redis, tolerance_s: float) -> int:
+    """This process's clock against Redis's (``TIME``): beyond ``tolerance_s`` either way the process
+    follows Redis's clock (domain/clock.py ``follow_reference``), so that every worker and API dates
+    and checks against one clock; it says so when that begins and ends. Returns the host's skew (ms),
+    also in ``creditstream_clock_skew_seconds``. Run at start and every few seconds (a worker's
+    heartbeat, the API's clock task)."""
+    from creditstream import metrics
+    from domain import clock
+
+    before = clock.correction_ms()
+    sec, usec = await redis.time()
+    skew = clock.follow_reference(int(sec) * 1000 + int(usec) // 1000, int(tolerance_s * 1000))
+    metrics.CLOCK_SKEW.set(skew / 1000)
+    after = clock.correction_ms()
+    if after and not before:
+        log.warning("this process's clock is off Redis's: it follows Redis's clock (fix NTP)",
+                    skew_s=round(skew / 1000, 1), tolerance_s=tolerance_s)
+    elif before and not after:
+        log.info("this process's clock is back within the tolerance of Redis's: it follows its own",
+                 skew_s=round(skew / 1000, 1))
+    return skew

@@ -75,7 +75,19 @@ def test_a_worker_follows_redis_clock_and_says_so(monkeypatch):
             pipeline.redis = Redis(int(time.time() * 1000))
             asyncio.run(pipeline._follow_redis_clock())
             assert clock.correction_ms() == 0
-        assert [e["event"].split(":")[0] for e in logs] == ["this worker's clock is off Redis's",
-                                                            "this worker's clock is back within the tolerance of Redis's"]
+        assert [e["event"].split(":")[0] for e in logs] == ["this process's clock is off Redis's",
+                                                            "this process's clock is back within the tolerance of Redis's"]
     finally:
         clock.follow_reference(int(time.time() * 1000), 60_000)
+
+
+def test_the_standalone_api_follows_redis_clock_and_a_workers_api_leaves_it_to_the_worker():
+    """creditstream/api.py: ``creditstream api`` runs a clock task (its instants' default and a check's
+    time by Redis's clock, as the workers'); the API a worker serves (``--web``) shares the worker's."""
+    from aiohttp import web
+
+    from creditstream.api import API_KEY, create_api, mount
+    from creditstream.settings import Settings
+
+    assert create_api(Settings())[API_KEY].follows_clock is True
+    assert mount(web.Application(), Settings()).follows_clock is False
