@@ -264,6 +264,10 @@ def test_a_past_instants_list_ends_are_those_the_decisions_of_then_gave(inputs, 
         if isinstance(e, ev.RecordEvent):  # (by kind and number: a unit's name and code are one unit)
             dates.setdefault(f'{e.record["kind"]}|{e.record["doc_no"]}', set()).add(e.record["decision_date"] <= day)
     assume(all(len(sides) == 1 for sides in dates.values()))
+    # (one code for the unit: a name-only decision is the decision of the code its name stands for, which
+    # any input teaches whatever its date, so cutting the inputs could change which decisions are one)
+    assume(len({e.record.get("source_unit_code") for e in inputs if isinstance(e, ev.RecordEvent)}) <= 1
+           and all(e.record.get("source_unit_code") for e in inputs if isinstance(e, ev.RecordEvent)))
     state = run(inputs)
     if not state or day >= state["as_of"]:
         return
