@@ -675,6 +675,7 @@ class AgentRunner:
             return
         for topic, n in lag.items():
             metrics.CONSUMER_LAG.labels(self.agent.name, topic).set(n)
-            metrics.IN_OPEN_TRANSACTIONS.labels(self.agent.name, topic).set(held[topic])
+            # (a topic only in hand: its partitions' high watermark not known yet, held is 0)
+            metrics.IN_OPEN_TRANSACTIONS.labels(self.agent.name, topic).set(held.get(topic, 0))
         self.lag = sum(lag.values())
         self._lag_at = time.monotonic()

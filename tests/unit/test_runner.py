@@ -289,3 +289,21 @@ def test_a_state_derived_by_a_newer_version_stops_the_worker_not_the_input():
         agent._step(object(), event, states)
     assert str(BASIS_VERSION) in str(StateFromNewerVersion(BASIS_VERSION + 1)) and ORG not in str(
         StateFromNewerVersion(BASIS_VERSION + 1))
+
+
+async def test_a_batch_in_hand_of_a_topic_whose_high_watermark_is_not_known_leaves_the_agent_running():
+    """CI saw a worker die during a Redis outage on Apache Kafka (KeyError in the lag gauges): the batch
+    in hand counts in the lag of its topic, and a topic none of whose partitions had a high watermark
+    yet (no fetch answered since the assignment) had no entry among those held by open transactions."""
+    from types import SimpleNamespace
+
+    tp = TopicPartition("cs.penalty", 0)
+
+    class Unfetched(Consumer):
+        def highwater(self, tp):
+            return None  # aiokafka: no fetch response for the partition yet
+
+    runner = AgentRunner(SimpleNamespace(name="ingest"), Settings())
+    runner.consumer = Unfetched({tp: 0})
+    await runner._update_lag(in_hand=[SimpleNamespace(topic="cs.penalty")] * 3)
+    assert runner.lag == 3
