@@ -549,7 +549,7 @@ def list_ends_at(state: SubjectState, day: str, rules: Rulebook) -> dict[str, st
         if kind == "blacklist":
             for part in group:  # a removal decision of the domain by then ends the listings it falls in
                 for removed, rkey in sorted((d, k) for dom, d, k in removals if dom == domain):
-                    if _via(records, rkey) == _via(records, part[2]) and part[0] <= removed \
+                    if linked_from(records, rkey) == linked_from(records, part[2]) and part[0] <= removed \
                             and (part[1] is None or removed < part[1]):
                         part[1] = removed
                         break
@@ -569,7 +569,7 @@ def list_ends_at(state: SubjectState, day: str, rules: Rulebook) -> dict[str, st
     return ends
 
 
-def _via(records: View, key: str) -> str | None:
-    """The organisation a record on this file was linked from; None: the subject's own."""
+def linked_from(records: View, key: str) -> str | None:
+    """The organisation a record on this file was linked from (its ``via``); None: the subject's own."""
     entry = records.get(key)
     return entry.get("via") if entry is not None and entry.get("kind") == "linked" else None

@@ -48,6 +48,7 @@ from domain.facts import (
     earliest_repair,
     first_date,
     last_date_upto,
+    linked_from,
     new_basis,
     next_date,
     objection_index,
@@ -103,12 +104,6 @@ def lists_of(facts: Doc | None) -> set[str]:
     if facts["removal"]:
         names.add(f"blacklist:{facts['removal']}")
     return names
-
-
-def _linked_from(records: Mapping[str, Any], key: str) -> str | None:
-    """The organisation a record on this file was linked from (``via``); None: the subject's own."""
-    entry = records.get(key)
-    return entry.get("via") if entry is not None and entry.get("kind") == "linked" else None
 
 
 def _list_name(kind: str, domain: str | None) -> str:
@@ -189,7 +184,7 @@ def list_tracks(state: SubjectState, facts: Mapping[str, Doc], basis: Doc, index
             if c.list != "blacklist":
                 continue
             for removed, rkey in sorted(removals.get(c.domain, ())):
-                if _linked_from(records, rkey) != _linked_from(records, c.key):
+                if linked_from(records, rkey) != linked_from(records, c.key):
                     continue
                 if c.since <= removed and (c.until is None or removed < c.until):
                     cands[i] = c = c._replace(until=removed, leave=("removal", rkey))
