@@ -2,11 +2,14 @@
 
 ==========================================  ===============================================================
 ``GET /disclosure``                         the index: the blacklists with their sizes, links to the
-                                            penalties and licences, and search (``?q=`` a code or a name)
+                                            penalties, licences and other actions, and search (``?q=``
+                                            a code or a name)
 ``GET /disclosure/lists/{name}``            one page of a blacklist's members (``blacklist:<domain>``,
                                             ``court_debtor``): who, since, until, suspended
 ``GET /disclosure/penalties``               organisations' penalties under publicity (``?q=`` name filter)
 ``GET /disclosure/licences``                organisations' licences under publicity (``?q=`` name filter)
+``GET /disclosure/actions``                 organisations' other publicised actions (十公示: 强制, 确认, 征收,
+                                            给付, 裁决, 补偿, 奖励, 检查) under publicity (``?q=`` name filter)
 ``GET /disclosure/subjects/{code}``         one organisation: its records under publicity, its blacklists
 ``GET /disclosure/style.css``               the stylesheet
 ==========================================  ===============================================================
@@ -26,7 +29,7 @@ members (court debtors), ID number and name masked; they cannot be searched by I
 enumeration: a search naming a resident ID number is refused before any look-up) and have no page.
 
 Enumeration: a blacklist's members come from its Redis set (:meth:`ops.inspect.Reader.members`,
-paged by SSCAN cursor); penalties and licences from a bounded walk over the organisations
+paged by SSCAN cursor); penalties, licences and actions from a bounded walk over the organisations
 (:meth:`ops.inspect.Reader.organisations`: natural persons skipped by their storage id, without
 reading their state), at most :data:`SCAN_STEP` subjects per page, so a page may hold fewer records
 than others and the walk is resumed with the cursor. A name search walks the same way (a substring
@@ -74,8 +77,9 @@ PAST_SIZE_LIMIT = 10_000
 """The most members of one list the index reads to count it at a past instant; a larger list's size
 then is not counted (``size`` null: its pages show its members then)."""
 DISCLOSED_LISTS = ("blacklist:", "court_debtor")
-RECORD_PAGES = {"penalties": "penalty", "licences": "license"}
-PAGE_TITLES = {"penalty": "行政处罚公示 Penalties under publicity", "license": "行政许可公示 Licences under publicity"}
+RECORD_PAGES = {"penalties": "penalty", "licences": "license", "actions": "action"}
+PAGE_TITLES = {"penalty": "行政处罚公示 Penalties under publicity", "license": "行政许可公示 Licences under publicity",
+               "action": "其他行政行为公示 Other actions under publicity"}
 
 
 def is_disclosed_list(name: str) -> bool:
@@ -101,7 +105,8 @@ def _public(doc: Any, sources: Sequence[Any] = ()) -> Any:
 def _nav(at: str) -> Html:
     return join([link(url(PREFIX, at=at), "信用信息公示 Disclosure"),
                  link(url(f"{PREFIX}/penalties", at=at), "行政处罚 Penalties"),
-                 link(url(f"{PREFIX}/licences", at=at), "行政许可 Licences")], " ")
+                 link(url(f"{PREFIX}/licences", at=at), "行政许可 Licences"),
+                 link(url(f"{PREFIX}/actions", at=at), "其他行政行为 Other actions")], " ")
 
 
 def _search_form(q: str, at: str) -> Html:
@@ -130,6 +135,7 @@ class DisclosureApi:
             web.get(f"{PREFIX}/lists/{{name}}", negotiated(guard(self.list_page)), allow_head=False),
             web.get(f"{PREFIX}/penalties", negotiated(guard(self.records_page)), allow_head=False),
             web.get(f"{PREFIX}/licences", negotiated(guard(self.records_page)), allow_head=False),
+            web.get(f"{PREFIX}/actions", negotiated(guard(self.records_page)), allow_head=False),
             web.get(f"{PREFIX}/subjects/{{code}}", negotiated(guard(self.subject_page)), allow_head=False),
         ]
 
@@ -158,7 +164,8 @@ class DisclosureApi:
                         if at != clock.today() else "目前没有名单成员 No list has members"),
                   el("h2", "双公示 Double publicity"),
                   el("ul", el("li", link(url(f"{PREFIX}/penalties", at=at), PAGE_TITLES["penalty"])),
-                     el("li", link(url(f"{PREFIX}/licences", at=at), PAGE_TITLES["license"]))),
+                     el("li", link(url(f"{PREFIX}/licences", at=at), PAGE_TITLES["license"])),
+                     el("li", link(url(f"{PREFIX}/actions", at=at), PAGE_TITLES["action"]))),
                   el("p", "公示时点 At: ", at, " · ", link(url(PREFIX, at=at, format="json"), "JSON"), class_="note")]
         return html_response(page("信用信息公示 Public credit information", join(parts), nav=_nav(at)))
 
@@ -364,7 +371,8 @@ class DisclosureApi:
 
 def _details(r: dict) -> Html:
     return join((el("div", v) for k, v in (r.get("details") or {}).items()
-                 if k in ("violation_type", "penalty_content", "certificate_name", "license_no", "content")))
+                 if k in ("violation_type", "penalty_content", "certificate_name", "license_no", "content",
+                          "action_content", "result")))
 
 
 def _via(r: dict) -> str:

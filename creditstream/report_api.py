@@ -49,7 +49,13 @@ DETAIL_LABELS = {"violation_type": "违法行为", "penalty_category": "处罚�
                  "legal_basis": "依据", "fine_amount": "罚款（万元）", "confiscated_amount": "没收（万元）",
                  "deciding_authority": "决定机关", "doc_name": "文书", "certificate_name": "证书",
                  "license_no": "许可编号", "license_category": "许可类别", "content": "许可内容",
-                 "valid_from": "有效期自", "valid_to": "有效期至", "licensing_authority": "许可机关"}
+                 "valid_from": "有效期自", "valid_to": "有效期至", "licensing_authority": "许可机关",
+                 "action_kind": "行为类别", "action_content": "行为内容", "result": "结果", "adverse": "不利结论"}
+ACTION_LABELS = {"enforcement": "行政强制 enforcement", "confirmation": "行政确认 confirmation",
+                 "levy": "行政征收 levy", "payment": "行政给付 payment", "adjudication": "行政裁决 adjudication",
+                 "compensation": "行政补偿 compensation", "reward": "行政奖励 reward",
+                 "inspection": "行政检查 inspection"}
+"""The actions the Henan rules publicise besides penalties and licences (十公示), as the pages name them."""
 STATE_LABELS = {"published": "公示中 published", "repair_eligible": "公示中（可申请修复）published, repairable",
                 "withdrawn": "终止公示 withdrawn"}
 
@@ -136,7 +142,8 @@ class ReportApi:
 def _public_rows(records: list[dict], *, withdrawn: bool) -> list[list[object]]:
     rows = []
     for r in records:
-        details = join((el("div", f"{DETAIL_LABELS.get(k, k)}：", v) for k, v in (r.get("details") or {}).items()))
+        details = join((el("div", f"{DETAIL_LABELS.get(k, k)}：", ACTION_LABELS.get(v, v) if k == "action_kind" else v)
+                        for k, v in (r.get("details") or {}).items()))
         state = el("span", STATE_LABELS.get(r["state"], r["state"]),
                    class_="badge " + ("withdrawn" if withdrawn else "published"))
         if withdrawn:

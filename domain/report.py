@@ -1,7 +1,8 @@
 """The credit report (信用报告) and what is under publicity (公示) at an instant (RULES.md 3-5, 7).
 
 ``publicity(state, at, rules)`` answers, for one subject, which of its penalties and licences (the 双公示
-records) are under publicity at the instant ``at`` and which have been withdrawn from it by then
+records) and its other publicised actions (RULES.md 2: the Henan rules extend publicity to ten kinds of
+action, 十公示) are under publicity at the instant ``at`` and which have been withdrawn from it by then
 (终止公示), with the date and the reason:
 
 * a penalty is published from its decision date to the end of its publicity period (the facts the
@@ -10,6 +11,10 @@ records) are under publicity at the instant ``at`` and which have been withdrawn
 * a licence is published from its decision date while in force: to its ``valid_to`` date when it
   has one, that day included (有效期至 is its last valid day; withdrawn the day after, by
   ``expiry``), else for as long as it stands (also when valid to 2099-12-31, indefinite);
+* another action (强制, 确认, 征收, 给付, 裁决, 补偿, 奖励, 检查: ``kind`` ``action``, its ``action_kind`` in
+  ``details``) is published from its decision date; one with an adverse finding (``adverse``: negative
+  information) for at most ``henan_max_disclosure_years`` (the Henan regulation's cap on disclosing
+  negative information, RULES.md 3; withdrawn then, by ``expiry``), any other for as long as it stands;
 * a record revoked by its department (a newer version marked revoked) is withdrawn on the date of
   that version (``revoked``); one an upheld objection revoked, on the resolution date
   (``objection``); but a record whose publicity had already ended (``expiry``, ``repair``) before
@@ -40,6 +45,7 @@ from typing import Any, Final, cast
 
 import msgspec
 
+from domain.calendar import add_years
 from domain.clock import date_of_ms
 from domain.facts import earliest_repair, objection_index, penalty_dates, penalty_publicity, repair_out_of_force
 from domain.memberships import DOMAIN_KINDS, Membership, day_of, intervals, memberships_at
@@ -64,15 +70,19 @@ __all__ = [
 
 REPORT_FORMAT: Final = "creditstream.credit-report/1"
 HASH_ALGORITHM: Final = "sha256"
-PUBLIC_KINDS: Final = ("penalty", "license")
-"""The record kinds of the double publicity (双公示) that the disclosure publishes."""
+PUBLIC_KINDS: Final = ("penalty", "license", "action")
+"""The record kinds the disclosure publishes: the double publicity (双公示) of penalties and licences, and
+the other eight kinds of action the Henan rules publicise (十公示, RULES.md 2)."""
 WITHDRAWAL_REASONS: Final = ("expiry", "repair", "revoked", "objection")
 
 _DETAIL_FIELDS: Final = {
-    "penalty": ("violation_type", "penalty_category", "penalty_content", "legal_basis", "fine_amount",
-                "confiscated_amount", "deciding_authority"),
-    "license": ("doc_name", "certificate_name", "license_no", "license_category", "content", "valid_from",
-                "valid_to", "licensing_authority"),
+    # kind -> (the detail's name, the record field it is read from)
+    "penalty": tuple((f, f) for f in ("violation_type", "penalty_category", "penalty_content", "legal_basis",
+                                      "fine_amount", "confiscated_amount", "deciding_authority")),
+    "license": tuple((f, f) for f in ("doc_name", "certificate_name", "license_no", "license_category", "content",
+                                      "valid_from", "valid_to", "licensing_authority")),
+    "action": (("action_content", "content"), ("result", "result"), ("adverse", "adverse"),
+               ("deciding_authority", "deciding_authority")),
 }
 
 
@@ -81,10 +91,10 @@ class BadReport(ValueError):
 
 
 class PublicRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """A penalty or licence as the disclosure and the report show it, at an instant."""
+    """A penalty, licence or other action as the disclosure and the report show it, at an instant."""
 
     record_key: str
-    kind: str                      # penalty / license
+    kind: str                      # penalty / license / action (details["action_kind"] says which)
     doc_no: str | None
     source_unit: str | None
     source_unit_code: str | None
@@ -108,12 +118,18 @@ class Publicity(msgspec.Struct, frozen=True, kw_only=True):
     withdrawn: tuple[PublicRecord, ...]   # publicity ended on or before the instant (终止公示)
 
 
-def _details(kind: str, content: View) -> dict[str, str]:
+def _details(kind: str, entry: View, content: View) -> dict[str, str]:
     fields = content.get("fields") or {}
     out = {}
-    for name in _DETAIL_FIELDS.get(kind, ()):
-        value = fields.get(name)
-        if value is not None and value != "":
+    if kind == "action":
+        action_kind = entry.get("action_kind") or content.get("action_kind")
+        if action_kind:
+            out["action_kind"] = str(action_kind)
+    for name, field in _DETAIL_FIELDS.get(kind, ()):
+        value = fields.get(field)
+        if isinstance(value, bool):
+            out[name] = "true" if value else "false"
+        elif value is not None and value != "":
             out[name] = str(value)
     return out
 
@@ -158,11 +174,12 @@ def _licence_end(content: View) -> str | None:
 def _natural_window(state: View, key: str, entry: View, content: View,
                     rules: Rulebook) -> tuple[str | None, str | None, str | None] | None:
     """(until, repair_from, end reason) of a revoked record's publicity had it not been revoked:
-    a penalty's period (the tier's maximum, or a repair), a licence's ``valid_to`` (ending the day after)."""
+    a penalty's period (the tier's maximum, or a repair), a licence's ``valid_to`` (ending the day after),
+    an adverse action's cap (:func:`_own_end`)."""
     if entry.get("kind") == "penalty":
         pub = penalty_publicity(entry, (state.get("repairs") or {}).get(key), rules)
         return (pub[1].isoformat(), pub[0].isoformat(), pub[2]) if pub is not None else None
-    valid_to = _licence_end(content)
+    valid_to = _own_end(entry, content, rules)
     return (valid_to, None, "expiry") if valid_to else None
 
 
@@ -197,7 +214,7 @@ def _window(state: View, key: str, entry: View, content: View,
             return None
         start, end, leave = pub[0], pub[1], pub[2]
         return str(end), str(start), "repair" if leave == "repair" else "expiry"
-    valid_to = _licence_end(content)
+    valid_to = _own_end(entry, content, rules)
     return (valid_to, None, "expiry") if valid_to else (None, None, None)
 
 
@@ -208,11 +225,26 @@ def _natural_end(entry: View, content: View, rules: Rulebook) -> tuple[str | Non
     if entry.get("kind") == "penalty":
         dates = penalty_dates(entry, rules)
         return (dates[1].isoformat(), dates[0].isoformat()) if dates is not None else (None, None)
-    return _licence_end(content), None
+    return _own_end(entry, content, rules), None
+
+
+def _own_end(entry: View, content: View, rules: Rulebook) -> str | None:
+    """The day a licence's or an action's publicity ends by itself (the day it is withdrawn); None:
+    no end. A licence: the day after its ``valid_to``. An action with an adverse finding (negative
+    information): its decision date plus ``henan_max_disclosure_years``; any other action: none."""
+    if entry.get("kind") != "action":
+        return _licence_end(content)
+    if not (content.get("fields") or {}).get("adverse"):
+        return None
+    decided = str(entry.get("decision_date") or content.get("decision_date") or "")
+    try:
+        return add_years(dt.date.fromisoformat(decided[:10]), rules.henan_max_disclosure_years).isoformat()
+    except ValueError:  # not a date (validation gives ISO dates): no end known
+        return None
 
 
 def publicity(state: SubjectState | View, at: dt.date | dt.datetime | str, rules: Rulebook) -> Publicity:
-    """The subject's penalties and licences under publicity at ``at``, and those withdrawn by then
+    """The subject's penalties, licences and other actions under publicity at ``at``, and those withdrawn by then
     (module docstring), each list by decision date then record key. ``rules``: the rule set in force
     (the publicity period a revoked penalty had)."""
     day = day_of(at)
@@ -236,7 +268,7 @@ def publicity(state: SubjectState | View, at: dt.date | dt.datetime | str, rules
         record = PublicRecord(
             record_key=key, kind=str(kind), doc_no=entry.get("doc_no"), source_unit=entry.get("source_unit"),
             source_unit_code=entry.get("source_unit_code"), decision_date=decided, severity=entry.get("severity"),
-            domain=entry.get("domain"), details=_details(str(kind), content), published_from=decided,
+            domain=entry.get("domain"), details=_details(str(kind), entry, content), published_from=decided,
             published_until=until, repair_from=repair_from,
             state="withdrawn" if ended else "repair_eligible" if repair_from is not None and repair_from <= day
             else "published",

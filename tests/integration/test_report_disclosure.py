@@ -305,3 +305,48 @@ async def test_report_and_disclosure(settings, pipeline, department, tmp_path):
                              params={"format": "json", "at": (today() - dt.timedelta(days=2)).isoformat()})
         assert [r["doc_no"] for r in then["content"]["publicity"]["published"] if r["kind"] == "penalty"] == [
             PENALTY_DOC]
+
+
+async def test_the_other_publicised_actions_are_on_the_open_pages_and_in_the_report(settings, pipeline, department,
+                                                                                 tmp_path):
+    """RULES.md 2: the Henan rules extend publicity to ten kinds of action (十公示). An audit saw an
+    enforcement measure and a reward kept in the state and published nowhere. Sent as a stock producer
+    sends (unkeyed, stamped at sending)."""
+    now_ms = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+    enforcement = sample_event("action", action_kind="强制", decision_doc_no="郑环强〔2026〕006号",
+                               content="查封扣押排污设备", result="已执行", adverse=True,
+                               decision_date=today() - dt.timedelta(days=30), event_id="eco-zz-enforcement-006")
+    reward = sample_event("action", action_kind="奖励", decision_doc_no="郑环奖〔2026〕007号", content="环保先进单位",
+                          result=None, adverse=False, domain=None, decision_date=today() - dt.timedelta(days=10),
+                          event_id="eco-zz-reward-007")
+    for record in (enforcement, reward):
+        await department.send(schema_of("action"), record, timestamp_ms=now_ms, key=None)
+
+    async def both_kept():
+        return len((await subject_state(settings)).get("records") or {}) >= 2
+
+    await eventually(both_kept, timeout=60)
+    enforced = (today() - dt.timedelta(days=30))
+    async with ServedApi(settings, tmp_path) as served, \
+            aiohttp.ClientSession() as anonymous, \
+            aiohttp.ClientSession(headers={"Authorization": f"Bearer {PUBLIC_TOKEN}"}) as public:
+        anon, pub = Client(anonymous, served.base), Client(public, served.base)
+        feed = await anon.get("/disclosure/actions", "/disclosure/actions", params={"format": "json"})
+        assert feed["kind"] == "action"
+        got = {r["doc_no"]: r for r in feed["records"]}
+        assert sorted(got) == ["郑环奖〔2026〕007号", "郑环强〔2026〕006号"]
+        assert got["郑环强〔2026〕006号"]["details"]["action_kind"] == "enforcement"
+        assert got["郑环强〔2026〕006号"]["details"]["adverse"] == "true"
+        assert got["郑环强〔2026〕006号"]["published_until"] == enforced.replace(year=enforced.year + 5).isoformat()
+        assert got["郑环奖〔2026〕007号"]["published_until"] is None
+        html = await anon.get("/disclosure/actions", "/disclosure/actions")
+        assert "郑环强〔2026〕006号" in html and "查封扣押排污设备" in html
+        mine = await anon.get(f"/disclosure/subjects/{COMPANY}", "/disclosure/subjects/{code}",
+                              params={"format": "json"})
+        assert {r["doc_no"] for r in mine["published"] if r["kind"] == "action"} == set(got)
+        report = await pub.get(f"/subjects/{COMPANY}/report", "/subjects/{code}/report", params={"format": "json"})
+        assert {r["doc_no"] for r in report["content"]["publicity"]["published"] if r["kind"] == "action"} == set(got)
+        page = await pub.get(f"/subjects/{COMPANY}/report", "/subjects/{code}/report")
+        assert "行政强制 enforcement" in page and "行政奖励 reward" in page
+        # the index links the feed
+        assert "/disclosure/actions" in await anon.get("/disclosure", "/disclosure")

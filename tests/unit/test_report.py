@@ -352,3 +352,39 @@ def test_the_open_pages_do_not_publish_again_what_has_left_publicity():
 
 def keys_of(records):
     return [r["record_key"] for r in records]
+
+
+def test_the_other_eight_kinds_of_action_are_published():
+    """RULES.md 2: "The Henan rules extend publicity to ten kinds of action (许可, 处罚, 强制, 确认, 征收,
+    给付, 裁决, 补偿, 奖励, 检查)". An audit saw an enforcement measure and a reward in the state and on no
+    page. An action with an adverse finding is negative information: published at most the Henan cap
+    (``henan_max_disclosure_years``) from its decision date; any other for as long as it stands."""
+    enforcement = record("action", "郑环强〔2024〕3006号", "2024-02-01", action_kind="enforcement",
+                         content="查封扣押排污设备", result="已执行", adverse=True, deciding_authority="郑州市生态环境局")
+    reward = record("action", "郑环奖〔2025〕3006号", "2025-01-10", action_kind="reward", content="环保先进单位",
+                    adverse=False)
+    ek, rk = decision_key(enforcement), decision_key(reward)
+    state = run([record_event(enforcement, "2024-02-02"), record_event(reward, "2025-01-11")])
+    assert RULES.henan_max_disclosure_years == 5
+    view = publicity(state, "2025-06-01", RULES)
+    assert [(r.record_key, r.kind, r.published_from, r.published_until, r.repair_from, r.state) for r in view.published] \
+        == [(ek, "action", "2024-02-01", "2029-02-01", None, "published"),
+            (rk, "action", "2025-01-10", None, None, "published")]
+    (enf,) = [r for r in view.published if r.record_key == ek]
+    assert enf.details == {"action_kind": "enforcement", "action_content": "查封扣押排污设备", "result": "已执行",
+                           "adverse": "true", "deciding_authority": "郑州市生态环境局"}
+    assert publicity(state, "2024-01-31", RULES).published == ()  # before its decision: not yet
+    # the adverse one leaves publicity by expiry at the cap; the reward stays
+    later = publicity(state, "2029-02-01", RULES)
+    assert keys(later.published) == [rk]
+    assert [(r.record_key, r.withdrawn_on, r.withdrawn_by) for r in later.withdrawn] == [(ek, "2029-02-01", "expiry")]
+    # the open pages and the report show them as they do penalties and licences
+    assert keys_of(disclosed_records(state, "2025-06-01", ("action",), rules=RULES, now="2025-06-01")) == [ek, rk]
+    assert keys_of(disclosed_records(state, "2025-06-01", ("action",), rules=RULES, now="2029-02-01")) == [rk]
+    report = credit_report(state, "2025-06-01", rules_version="v", generated_at="t", rules=RULES)
+    assert [r["record_key"] for r in report["publicity"]["published"]] == [ek, rk]
+    # a revoked action is withdrawn on the date of its revoking version
+    revoked = run([record_event(enforcement, "2024-02-02"), record_event(dict(enforcement, revoked=True), "2024-05-06")])
+    (w,) = publicity(revoked, "2025-01-01", RULES).withdrawn
+    assert (w.record_key, w.withdrawn_on, w.withdrawn_by) == (ek, "2024-05-06", "revoked")
+    assert keys(publicity(revoked, "2024-05-05", RULES).published) == [ek]
