@@ -56,6 +56,16 @@ def test_before_during_and_after_a_blacklisting():
     assert check(state, "government_procurement", "2030-02-04", RULES).outcome == "clear"
 
 
+def test_a_blacklisted_subject_is_restricted_from_internet_information_services():
+    """RULES.md 8: the punishment of seriously dishonest subjects includes restrictions "on internet
+    information services" (an audit found no matter or measure for it in the catalogue)."""
+    state = run([record_event(PEN, "2024-02-06")])
+    during = check(state, "internet_information_services", "2024-06-01", RULES)
+    assert (during.outcome, ids(during.measures)) == ("restricted", ["internet_information_services.restrict"])
+    assert "豫政〔2016〕65号" in during.measures[0].source
+    assert check(state, "internet_information_services", "2024-02-04", RULES).outcome == "clear"
+
+
 def test_review_only_for_licensing_and_nothing_for_high_consumption():
     state = run([record_event(PEN, "2024-02-06")])
     lic = check(state, "administrative_licensing", "2024-06-01", RULES)

@@ -24,7 +24,7 @@ def raw():
 
 
 def test_default_file_loads(rules):
-    assert rules.version == "2026-12-07.1"
+    assert rules.version == "2026-12-07.2"
     assert [r.name for r in rules.regimes] == ["2019", "2023", "2025"]
     assert [r.minor_is_adverse for r in rules.regimes] == [True, True, False]  # 轻微 as 一般 before 2025
     assert rules.henan_max_disclosure_years == 5
@@ -337,7 +337,8 @@ def test_rulebook_is_immutable(rules):
 # ------------------------------------------------------------------------------- measures catalogue (issue 15, 1)
 
 REQUIRED_MATTERS = {"government_procurement", "bidding", "administrative_licensing", "fiscal_subsidies", "honours",
-                    "financing", "public_resource_trading", "high_consumption", "exit_control"}
+                    "financing", "public_resource_trading", "high_consumption", "exit_control",
+                    "internet_information_services"}
 
 
 def test_catalogue_loads(rules):
