@@ -97,7 +97,7 @@ from creditstream.report_api import ReportApi
 from creditstream.settings import Settings
 from domain.identifiers import IdKind, classify, looks_like_legacy_id, normalise_code
 from domain.privacy import conceal_digests, is_natural_person, redact_personal
-from ops.inspect import BadCursor, Reader, consumption, lists_view, running_workers, timer_and_waiting
+from ops.inspect import BadCursor, HeartbeatWatch, Reader, consumption, lists_view, running_workers, timer_and_waiting
 from sinks.keys import Keys
 from streams.codec import RegistryError
 
@@ -426,6 +426,7 @@ class Api:
         self.reader = Reader(settings, redis) if redis is not None else None
         self._readers = asyncio.Semaphore(MAX_CONCURRENT_CHANGE_READS)
         self._health_check: asyncio.Future | None = None
+        self._heartbeats = HeartbeatWatch()  # workers whose heartbeats stopped coming (a paused worker)
         self.follows_clock = False  # the standalone API's clock task (create_api), not a worker's (mount)
         self._clock: asyncio.Task | None = None
         self.checks = CheckApi(settings, self._reader, client_of=client_of)  # GET/POST /check: check_api.py
@@ -542,7 +543,7 @@ class Api:
             body["schema_registry"] = registry_state
             checked.append(("the schema registry", registry_state))
         if workers is not None:  # the workers' heartbeats (Redis up): is consumption moving?
-            state, stalled = consumption(workers)
+            state, stalled = consumption(workers, self._heartbeats.late(workers))
             body.update(workers=len(workers), consumption=state)
             if workers:
                 # seen (an audit): workers started without the timer, a listing period that had ended

@@ -57,7 +57,7 @@ from streams.topics import Topics
 log = structlog.get_logger("creditstream.app")
 
 AGENTS = ("ingest", "registry", "subject", "timer")
-HEARTBEAT_S = 5.0
+HEARTBEAT_S = 2.0
 HEARTBEAT_TTL_S = 15
 STOP_BUDGET_S = 4.0
 """How long :meth:`Pipeline.stop` takes at most, whatever the services do."""

@@ -46,7 +46,7 @@ from domain.identifiers import mask_id_numbers_in_text, normalise_code
 from domain.memberships import day_of
 from domain.privacy import is_natural_person, redact_personal
 from domain.rulebook import Rulebook, load_rulebook
-from ops.inspect import Reader
+from ops.inspect import HeartbeatWatch, Reader
 from sinks.check_audit import CheckAuditSink, CheckRecord
 
 MAX_CODE_CHARS = 64
@@ -123,6 +123,7 @@ class CheckApi:
         self.rules = rules or load_rulebook(settings.rules_file or None)
         self.audit: CheckAuditSink | None = None
         self._pipeline_read: tuple[float, dict] | None = None
+        self._heartbeats = HeartbeatWatch()  # workers whose heartbeats stopped coming (a paused worker)
 
     async def start(self, redis, *, producer=None) -> None:
         """Start the audit sink (its counters go to ``redis``; ``producer``: one the caller owns)."""
@@ -213,7 +214,7 @@ class CheckApi:
 
         reader = self.reader()
         workers = await running_workers(reader.redis, await reader.keys())
-        state, _ = consumption(workers)
+        state, _ = consumption(workers, self._heartbeats.late(workers))
         timer, waiting = timer_and_waiting(workers)
         if state == "ok" and not timer:
             state = "no timer running"

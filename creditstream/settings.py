@@ -207,6 +207,10 @@ class Settings:
     """How long the query API waits for Redis to answer one command (or a new connection), seconds;
     never repeated after a timeout: a hung Redis answers a request 503 ``unavailable`` within it. The
     workers' client waits and retries longer (creditstream/connections.py)."""
+    api_redis_connections: int = 100
+    """Most connections the query API holds to Redis. A request that finds them all in use waits for
+    one to come free, within ``api_redis_timeout_s`` (then 503 ``unavailable``, naming the cause): a burst
+    of more concurrent requests than this queues for a few milliseconds instead of failing."""
     check_batch_max: int = 200
     """Most subjects one batch check (``POST /check``, e.g. every bidder of a tender) may name; more: 413."""
     check_audit_flush_ms: int = 200
@@ -334,6 +338,8 @@ class Settings:
             problems.append("check_audit_retention_days: 0 (keep forever) or more")
         if not 0 < self.api_redis_timeout_s <= 30:
             problems.append("api_redis_timeout_s: more than 0 and at most 30 (seconds)")
+        if self.api_redis_connections < 1:
+            problems.append("api_redis_connections: must be >= 1")
         if self.check_batch_max < 1 or self.check_audit_flush_ms < 1 or self.check_audit_buffer < 1:
             problems.append("check_batch_max, check_audit_flush_ms, check_audit_buffer: must be >= 1")
         if self.max_batch < 1:

@@ -156,9 +156,12 @@ class _Secrets:
 
 
 _NAME_BEFORE_ID: Final = re.compile(
-    r"([\u4e00-\u9fff·]+)\s*[（(]\s*(?:公民|居民)?身份(?:证)?(?:号码|号)?\s*[:：为]?\s*[0-9]{3}")
+    r"([\u4e00-\u9fff·]+)\s*[（(]\s*(?:(?:公民|居民)?身份(?:证)?(?:号码|号)?\s*[:：为]?\s*[0-9]{3}"
+    r"|([0-9]{17}[0-9Xx])\s*[）)])")
 """A run of Chinese characters right before a bracket that gives an ID number (``孙七(公民身份号码410…)``,
-``当事人张三（身份证号：410…）``): it ends with the person's name."""
+``当事人张三（身份证号：410…）``), or holds nothing but one (``蒋四(410102198506151238)``: then only if
+it is a resident ID number, check character included; a bracket of digits may give an organisation's
+number): it ends with the person's name."""
 _ROLES: Final = ("直接负责的主管人员", "直接责任人员", "主要负责人", "法定代表人", "实际控制人", "负责人", "责任人",
                  "当事人", "经营者", "投资人", "股东", "业主", "人员")
 """Words that introduce a person in a decision's text (the name follows them)."""
@@ -172,6 +175,9 @@ def names_given_with_ids(text: str) -> set[str]:
     mostly two or three), so that each masks where it is echoed: erring on the side of masking."""
     names: set[str] = set()
     for m in _NAME_BEFORE_ID.finditer(text):
+        bare = m.group(2)
+        if bare is not None and classify(bare)[0] is not IdKind.RESIDENT_ID:
+            continue
         run = m.group(1)
         cut = max((run.rfind(role) + len(role) for role in _ROLES if role in run), default=-1)
         if cut >= 0:
@@ -185,7 +191,7 @@ def names_given_with_ids(text: str) -> set[str]:
 def _collect(node: object, person: bool, secrets: _Secrets, parent_key: str | None = None,
              hint: bool | None = None) -> None:
     if isinstance(node, str):
-        if "身份" in node:
+        if "身份" in node or "(" in node or "（" in node:  # (an ID number alone in brackets: see the regex)
             for name in names_given_with_ids(node):
                 secrets.add_name(name)
         return

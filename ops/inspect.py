@@ -151,7 +151,16 @@ class Reader:
         asked = [c for c in dict.fromkeys(norm) if c]
         found: dict[str, dict] = {}
         if asked:
-            for c, state in zip(asked, await read_states(self.redis, keys, asked)):
+            # a first-generation (15-digit) resident ID number names the person by its 18-character
+            # form, under which the processor keeps them, as :func:`resolve_subject_id` reads it (seen:
+            # the check API answered ``no_record`` by the 15 digits for a person it restricted by the 18)
+            current = {c: cur for c in asked if (cur := resident_id_of_legacy(c)) is not None}
+            ids = list(dict.fromkeys([*current.values(), *asked]))
+            read = dict(zip(ids, await read_states(self.redis, keys, ids)))
+            for c in asked:
+                state = read.get(current[c]) if c in current else None
+                if state is None:
+                    state = read.get(c)
                 if state is not None:
                     found[c] = state
         missing = [c for c in asked if c not in found]
@@ -342,12 +351,47 @@ async def running_workers(redis, keys: Keys, *, scan: bool = False) -> list[dict
     return out
 
 
-def consumption(workers: list[dict]) -> tuple[str, list[str]]:
+class HeartbeatWatch:
+    """Which running workers' heartbeats have stopped coming, in the reader's own time (no clocks
+    compared between hosts): a heartbeat whose value (its ``at``) has not changed for ``late_after_s``
+    since this reader first saw it. A worker writes one every ``HEARTBEAT_S`` (2 s,
+    creditstream/app.py) and its key expires 15 s after the last: seen (an audit), a worker paused
+    with SIGSTOP was reported ``ok`` with 0 inputs waiting for 13-15 s by the check API and /health,
+    its last heartbeat saying so, while inputs waited. A reader that reads the heartbeats for the
+    first time sees none late."""
+
+    LATE_AFTER_S = 6.0
+    """Three heartbeats missed."""
+
+    def __init__(self, late_after_s: float = LATE_AFTER_S):
+        self.late_after_s = late_after_s
+        self._seen: dict[str, tuple[object, float]] = {}
+
+    def late(self, workers: list[dict]) -> list[str]:
+        """The late workers among ``workers`` (running_workers), each as a reason for ``consumption``."""
+        now = time.monotonic()
+        seen: dict[str, tuple[object, float]] = {}
+        late = []
+        for w in workers:
+            who = f"{w.get('host', '?')} pid {w.get('pid', '?')}"
+            beat = (w.get("started"), w.get("at"))
+            before = self._seen.get(who)
+            since = before[1] if before is not None and before[0] == beat else now
+            seen[who] = (beat, since)
+            if now - since >= self.late_after_s:
+                late.append(f"{who}: no heartbeat for {now - since:.0f} s (the process is paused, overloaded or "
+                            f"cannot reach Redis)")
+        self._seen = seen
+        return late
+
+
+def consumption(workers: list[dict], late: list[str] | None = None) -> tuple[str, list[str]]:
     """``("ok" | "stalled" | "no worker running", reasons)`` from the workers' heartbeats: each
-    stalled agent named with its worker and why."""
+    stalled agent named with its worker and why; ``late``: the workers whose heartbeats stopped
+    coming (:class:`HeartbeatWatch`), stalled too."""
     if not workers:
         return "no worker running", []
-    stalled = []
+    stalled = list(late or ())
     for w in workers:
         for agent, h in (w.get("health") or {}).items():
             if h.get("state") == "stalled":

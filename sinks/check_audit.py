@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import uuid
 from collections import Counter, deque
 from typing import NamedTuple
 
@@ -93,6 +94,11 @@ class CheckAuditSink:
         self._pending: deque[CheckRecord] = deque()
         self._dropped: Counter[str] = Counter()      # reason -> not yet logged
         self._counts: Counter[str] = Counter()       # hash field -> not yet written to Redis
+        self._writing: tuple[str, dict[str, int]] | None = None  # (id, counts) sent, not yet answered
+        self._writer = uuid.uuid4().hex[:16]  # this process's writes of the counters (Keys.check_counts_written)
+        self._write_seq = 0
+        self.counts_written_key = Keys(settings.namespace).check_counts_written(self._writer)
+        self._add_counts = redis.register_script(_ADD_COUNTS)
         self._producer = producer
         self._owns_producer = producer is None
         self._producer_started = producer is not None
@@ -151,7 +157,8 @@ class CheckAuditSink:
         try:
             await asyncio.wait_for(self._write_counts(), 2)
         except Exception as exc:  # noqa: BLE001 - Redis down at shutdown: the counts are lost, logged
-            log.warning("check counts not written at shutdown", error=type(exc).__name__, counts=dict(self._counts))
+            unwritten = Counter(self._counts) + Counter(self._writing[1] if self._writing else {})
+            log.warning("check counts not written at shutdown", error=type(exc).__name__, counts=dict(unwritten))
         if self._owns_producer and self._producer_started:
             try:
                 await asyncio.wait_for(self._producer.stop(), 10)
@@ -242,15 +249,25 @@ class CheckAuditSink:
             return False
 
     async def _write_counts(self) -> None:
-        if not self._counts:
-            return
-        counts = dict(self._counts)
-        pipe = self.redis.pipeline(transaction=False)
+        """Add the counts delivered since the last write to the counters, at most once: a write is
+        sent with an id (this process, a sequence number) and sent again, the same, until Redis
+        answers it; the script skips a write Redis already applied. Seen (an audit): with Redis
+        stalled (SIGSTOP) a write timed out, was kept and sent again, and Redis applied both once it
+        went on: ``creditstream report`` counted 787 checks where the topic held 711."""
+        if self._writing is None:
+            if not self._counts:
+                return
+            self._write_seq += 1
+            self._writing = (f"{self._writer}.{self._write_seq}", dict(self._counts))
+            self._counts.clear()
+        write_id, counts = self._writing
+        args: list[object] = [write_id]
         for field, n in counts.items():
-            pipe.hincrby(self.counts_key, field, n)
-        await pipe.execute()
-        self._counts.subtract(counts)
-        self._counts = +self._counts  # drop zeros
+            args += [field, n]
+        await self._add_counts(keys=[self.counts_key, self.counts_written_key], args=args)
+        self._writing = None
+        if self._counts:  # counted while the write was in flight: the next write
+            await self._write_counts()
 
     async def _write_counts_quietly(self) -> None:
         try:
@@ -263,6 +280,18 @@ class CheckAuditSink:
             log.warning("check-audit records dropped: the check answers were given, their audit records are lost",
                         dropped=dict(self._dropped), capacity=self.capacity)
             self._dropped.clear()
+
+
+_ADD_COUNTS = """
+-- One write of an API process's check counters, applied at most once: KEYS[1] the counters' hash,
+-- KEYS[2] the id of this writer's last write Redis applied; ARGV[1] this write's id, then field, n pairs.
+-- A write sent again (its first sending timed out: Redis was stalled, not down, and applied it
+-- later) finds its own id there and changes nothing.
+if redis.call('GET', KEYS[2]) == ARGV[1] then return 0 end
+for i = 2, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('SET', KEYS[2], ARGV[1], 'EX', 86400)
+return 1
+"""
 
 
 async def check_counts(redis, namespace: str) -> dict:

@@ -43,6 +43,8 @@ key                                    type        what
 ``{ns}:checks``                        hash        credit checks delivered to the check-audit
                                                    topic, ``<matter>:<outcome>`` -> count, and
                                                    ``dropped`` (sinks/check_audit.py)
+``{ns}:checks-written:{writer}``       string      the id of the last write of one API process's
+                                                   counters Redis applied (expires after a day)
 ``{ns}:placement``                     hash        topic -> the partition count its keyed messages
                                                    are placed over (streams/placement.py)
 ``{ns}:placement:changes``             hash        ``<topic> <count>`` -> the log's ends when the
@@ -288,6 +290,12 @@ class Keys:
         """Credit checks recorded on the check-audit topic, ``<matter>:<outcome>`` -> count, and
         ``dropped`` (audit records the API could not deliver): sinks/check_audit.py."""
         return f"{self.namespace}:checks"
+
+    def check_counts_written(self, writer: str) -> str:
+        """The last write of one API process's counters to :attr:`check_counts` that Redis applied
+        (its id): a write sent again after a timeout is not counted twice (sinks/check_audit.py);
+        expires a day after the process's last write."""
+        return f"{self.namespace}:checks-written:{writer}"
 
     @property
     def placement(self) -> str:

@@ -64,6 +64,14 @@ async def test_public_role_answers_the_same_for_known_and_unknown_legacy_id_numb
             assert resp.status == 200 and (await resp.json())["id"] == CURRENT
         for code in (UNKNOWN, UNKNOWN_NOT_REG_NO):
             assert (await personal.get(f"/subjects/{code}")).status == 404
+        # the credit check finds the person by either number too (seen: ``no_record`` by the 15 digits
+        # for a person it answered by the 18; ops/inspect.py Reader.subjects)
+        for code in (STORED, CURRENT):
+            resp = await personal.get("/check", params={"subject": code, "matter": "honours"})
+            body = await resp.json()
+            assert resp.status == 200 and body["outcome"] == "clear", (code, body)
+        resp = await personal.post("/check", json={"matter": "honours", "subjects": [STORED, CURRENT, UNKNOWN]})
+        assert [r["outcome"] for r in (await resp.json())["results"]] == ["clear", "clear", "no_record"]
 
     # the public role (the anonymous role on loopback by default): 403 before any look-up, whoever
     async with TestClient(TestServer(create_api(settings))) as public:

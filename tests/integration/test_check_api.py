@@ -377,3 +377,105 @@ async def test_a_code_whose_records_wait_for_the_registry_is_not_answered_as_cle
             assert [r.get("parked") for r in batch["results"]] == [1, None]
     finally:
         await runner.cleanup()
+
+
+async def test_a_burst_of_more_concurrent_checks_than_redis_connections_is_answered(settings, redis, department):
+    """Seen (an audit): 150 concurrent checks against a healthy Redis, and every request past the
+    100th answered 503 "Redis did not answer" within 50 ms: redis-py's pool refused a 101st connection
+    (MaxConnectionsError). The API's pool waits for a free connection (``api_redis_connections``)."""
+    from aiohttp import web
+
+    from creditstream.api import create_api
+
+    for concurrent, connections in ((150, 100), (60, 4)):
+        app = create_api(settings.replace(api_anonymous_role="public", api_redis_connections=connections))
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+                async def one(url):
+                    params = {"subject": UNKNOWN, "matter": "bidding"}
+                    async with session.get(url, params=params) as resp:
+                        return resp.status, await resp.read()
+
+                url = f"http://127.0.0.1:{port}/check"
+                answers = await asyncio.gather(*(one(url) for _ in range(concurrent)))
+        finally:
+            await runner.cleanup()
+        refused = [body[:200] for status, body in answers if status != 200]
+        assert not refused, (concurrent, connections, len(refused), refused[:2])
+
+
+async def test_a_counts_write_whose_answer_was_lost_is_counted_once(settings, redis):
+    """Seen (an audit): Redis stalled (SIGSTOP) while the API wrote its check counters; the write
+    timed out and was kept, then sent again, and Redis applied both once it went on (`creditstream
+    report` 787 checks, the topic 711). A write whose answer is lost (applied, the reply never read)
+    is sent again with its id, and Redis skips it."""
+    from redis import exceptions as rexc
+
+    from sinks.check_audit import CheckAuditSink, check_counts
+
+    sink = CheckAuditSink(settings, redis)
+    applied = sink._add_counts  # noqa: SLF001 - the script, against the real Redis
+    sent: list[str] = []
+
+    async def answer_lost_once(**call):
+        sent.append(call["args"][0])
+        await applied(**call)
+        if len(sent) == 1:
+            raise rexc.TimeoutError("Timeout reading from socket")  # applied; its reply never came
+
+    sink._add_counts = answer_lost_once  # noqa: SLF001
+    sink._counts["honours:restricted"] += 3  # noqa: SLF001 - three checks delivered
+    await sink._write_counts_quietly()  # noqa: SLF001 - times out: kept for the next round
+    sink._counts["honours:restricted"] += 2  # noqa: SLF001 - two more, delivered meanwhile
+    await sink._write_counts_quietly()  # noqa: SLF001
+    assert sent[0] == sent[1] and len(sent) == 3, sent  # the same write again, then the next
+    counts = await check_counts(redis, settings.namespace)
+    assert counts["by_matter"] == {"honours": {"restricted": 5}}, counts
+
+
+async def test_a_paused_worker_is_not_reported_ok(settings, redis, tmp_path):
+    """Seen (an audit): a worker paused with SIGSTOP, severe penalties waiting, and the check API
+    answered `pipeline: ok, inputs_waiting 0` for 13-15 s (its last heartbeat said so) until the
+    heartbeat expired. A heartbeat that stops coming (6 s) makes it `stalled`, in /health too."""
+    import signal
+    import time
+
+    from tests.workers import WorkerProcess
+
+    runner, base = await _serve(settings, redis)
+    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            api = Checks(session, base)
+
+            async def pipeline(state):
+                got = (await api.get(None, subject=UNKNOWN, matter="bidding"))["pipeline"]
+                return got if got["state"] == state else None
+
+            async def health():
+                async with session.get(base + "/health") as resp:
+                    return resp.status, await resp.json()
+
+            await eventually(lambda: pipeline("ok"), timeout=60, interval=0.5)
+            assert (await health())[0] == 200  # /health's reader sees the heartbeat come
+            worker.proc.send_signal(signal.SIGSTOP)
+            paused = time.monotonic()
+            try:
+                await eventually(lambda: pipeline("stalled"), timeout=12, interval=0.5)
+                assert time.monotonic() - paused < 12
+
+                async def degraded():
+                    status, body = await health()
+                    return body if status == 503 and any("no heartbeat for" in s for s in body["stalled"]) else None
+
+                await eventually(degraded, timeout=12 - (time.monotonic() - paused), interval=0.5)
+            finally:
+                worker.proc.send_signal(signal.SIGCONT)
+            await eventually(lambda: pipeline("ok"), timeout=30, interval=0.5)
+    finally:
+        worker.stop()
+        await runner.cleanup()

@@ -274,3 +274,11 @@ def test_a_person_named_with_an_id_number_in_a_decisions_text_is_masked_there_an
     # without a role word: the last two and three characters, both masked where they recur
     assert names_given_with_ids("处罚对象王小明(身份证号410105199002020035)") == {"小明", "王小明"}
     assert names_given_with_ids("某公司(统一社会信用代码91310110666007217T)") == set()
+    # a bracket holding nothing but a resident ID number (an audit saw 蒋四号 in clear on the open pages)
+    bare = "对直接责任人员蒋四号(410102198506151238)罚款1万元，对蒋四号予以警告"
+    assert names_given_with_ids(bare) == {"蒋四号"}
+    out = redact_personal({"category": "legal_entity", "name": "某公司", "fields": {"penalty_content": bare}})
+    assert "蒋四号" not in out["fields"]["penalty_content"], out
+    # not an organisation's number in brackets, nor digits that are no resident ID number
+    assert names_given_with_ids("某某商贸有限公司(410105000010291)") == set()
+    assert names_given_with_ids("某某商贸有限公司(410102198506151230)") == set()  # check character wrong
