@@ -252,7 +252,13 @@ def authentication(access: Access):
             log.info("api request refused: no token", method=request.method, route=_route_of(request))
             return unauthorized("this API needs a bearer token: Authorization: Bearer <token>", invalid=False)
         request[CLIENT] = client
-        return await handler(request)
+        response = await handler(request)
+        if not response.prepared and not is_open_path(request.path) and "Cache-Control" not in response.headers:
+            # answers about subjects, checks and metrics are for the client that asked (personal data,
+            # a state that changes by the second): no shared cache, no copy kept (seen: no header at
+            # all, a reverse proxy's cache free to keep a personal answer and serve it to others)
+            response.headers["Cache-Control"] = "no-store"
+        return response
 
     return authenticate
 

@@ -479,3 +479,20 @@ async def test_a_paused_worker_is_not_reported_ok(settings, redis, tmp_path):
     finally:
         worker.stop()
         await runner.cleanup()
+
+
+async def test_answers_for_a_client_are_not_kept_by_caches(settings, redis):
+    """An audit saw no Cache-Control on personal answers: a shared cache (a reverse proxy) was free to
+    keep one and serve it to another client. Answers behind the token are `no-store`; the open
+    disclosure pages are public and say nothing."""
+    runner, base = await _serve(settings, redis)
+    try:
+        async with aiohttp.ClientSession() as session:
+            for path, params in (("/check", {"subject": UNKNOWN, "matter": "bidding"}), (f"/subjects/{UNKNOWN}", {}),
+                                 ("/metrics", {})):
+                async with session.get(base + path, params=params) as resp:
+                    assert resp.headers.get("Cache-Control") == "no-store", (path, resp.status, dict(resp.headers))
+            async with session.get(base + "/disclosure", params={"format": "json"}) as resp:
+                assert resp.status == 200 and "Cache-Control" not in resp.headers
+    finally:
+        await runner.cleanup()
