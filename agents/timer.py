@@ -37,6 +37,7 @@ import structlog
 
 from creditstream import metrics
 from creditstream.connections import error_text
+from creditstream.logs import Repeats
 from domain import clock, events
 from sinks.kafka import KafkaSink
 from sinks.keys import Keys, is_pseudonym
@@ -86,6 +87,7 @@ class TimerAgent:
         self._produced: dict[str, int] = {}  # member -> due score already produced, not yet removed
         self.started = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._failures = Repeats()  # "timer round failed" during an outage: once a minute, not every round
         self._remove = redis.register_script(_REMOVE_IF_UNCHANGED)
         self._lease = redis.register_script(_TAKE_LEASE)
 
@@ -164,12 +166,15 @@ class TimerAgent:
         while not self._stopping.is_set():
             try:
                 n = await self.fire_due()
+                if failures := self._failures.ended():
+                    log.info("timer rounds succeed again", failed_rounds=failures)
                 if n:
                     log.info("ticks written", count=n)
                     if n >= self.batch:
                         continue  # more are due: no pause
             except Exception as exc:  # noqa: BLE001 - a Redis/broker outage: try again next round
-                log.warning("timer round failed", error=error_text(exc))
+                if (fields := self._failures.due()) is not None:
+                    log.warning("timer round failed", error=error_text(exc), **fields)
             try:
                 await asyncio.wait_for(self._stopping.wait(), timeout=self.interval_s)
             except TimeoutError:

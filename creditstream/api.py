@@ -90,7 +90,7 @@ from creditstream.access import (
     serving_problem,
 )
 from creditstream.check_api import CheckApi
-from creditstream.connections import access_refused, api_redis_client, follow_redis_clock
+from creditstream.connections import access_refused, api_redis_client, follow_redis_clock, redis_memory
 from creditstream.disclosure import DisclosureApi
 from creditstream.probes import KafkaSecurityError, kafka_connect_refusal, mask_url
 from creditstream.report_api import ReportApi
@@ -558,6 +558,12 @@ class Api:
                 body["timer"] = "running" if timer else "not running"
                 if waiting is not None:
                     body["inputs_waiting"] = waiting
+                if not timer:
+                    # and with a due instant passed, nothing fires it: degraded (seen: 200 "ok")
+                    late = await self._due_backlog()
+                    if late:
+                        body["timer"] = f"not running: {late} subject(s) past their due instant"
+                        checked.append(("timer", body["timer"]))
             if stalled:
                 body["stalled"] = stalled
                 checked.append(("consumption", "stalled"))
@@ -571,14 +577,20 @@ class Api:
         states = dict(checked)
         # a dependency that answered but refuses these settings (credentials, TLS): waiting does not help
         refusing = [name for name in down if "with these settings" in states[name]]
-        gone = [name for name in down if name != "consumption" and name not in refusing]
+        full = [name for name in down if states[name].startswith("full")]
+        gone = [name for name in down if name not in ("consumption", "timer") and name not in refusing
+                and name not in full]
         if gone:
             parts.append(f"{' and '.join(gone)} {'is' if len(gone) == 1 else 'are'} down; try again later")
+        for name in full:
+            parts.append(f"{name} is {states[name]}")
         for name in refusing:
             parts.append(f"{name} refuses this process's settings (credentials or TLS): fix them, "
                          "waiting will not help")
         if "consumption" in down:
             parts.append("consumption is stalled: " + "; ".join(body["stalled"][:5]))
+        if "timer" in down:
+            parts.append("no worker runs the timer (start one with the timer agent): " + body["timer"])
         body.update(status="degraded", error="unavailable", message="; ".join(parts))
         return json_response(body, status=503)
 
@@ -593,6 +605,15 @@ class Api:
             except Exception:  # noqa: BLE001 - Redis went away meanwhile: its state says so next time
                 workers = None
         return redis_state, kafka_state, registry_state, workers
+
+    async def _due_backlog(self) -> int:
+        """The subjects past their due instant by Redis's clock (none read: 0)."""
+        try:
+            keys = await self._reader().keys()
+            sec, usec = await self.redis.time()
+            return int(await self.redis.zcount(keys.due, "-inf", int(sec) * 1000 + int(usec) // 1000))
+        except Exception:  # noqa: BLE001 - Redis went away meanwhile: its state says so next time
+            return 0
 
     async def _registry_health(self) -> str | None:
         """None with the local registry; else whether the remote one answers ``GET /subjects`` with
@@ -621,6 +642,15 @@ class Api:
             return "down: " + access_refused(exc, self.settings.namespace)
         except Exception as exc:  # noqa: BLE001 - whatever it is, Redis is not usable
             return "down: " + _reason(exc)
+        try:
+            used, maxmemory = await asyncio.wait_for(redis_memory(self.redis), timeout=HEALTH_TIMEOUT_S)
+        except Exception:  # noqa: BLE001 - INFO not allowed or not answered: the read above said enough
+            return "ok"
+        if maxmemory and used >= maxmemory:
+            # seen (an audit): Redis full, every worker stalled, and /health answered 200 "no worker
+            # running" (their heartbeats could not be written either)
+            return (f"full: used_memory {used:,} bytes of maxmemory {maxmemory:,}: Redis refuses every write, "
+                    f"the workers wait (raise maxmemory, docs/operations.md)")
         return "ok"
 
     async def _kafka_health(self) -> str:

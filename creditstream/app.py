@@ -58,6 +58,8 @@ log = structlog.get_logger("creditstream.app")
 
 AGENTS = ("ingest", "registry", "subject", "timer")
 HEARTBEAT_S = 2.0
+KAFKA_CHECK_EVERY = 5
+"""Heartbeats between two checks that the Kafka cluster answers (``creditstream_dependency_up``): 10 s."""
 HEARTBEAT_TTL_S = 15
 STOP_BUDGET_S = 4.0
 """How long :meth:`Pipeline.stop` takes at most, whatever the services do."""
@@ -156,6 +158,7 @@ class Pipeline:
         self._rules_version = rules.version  # in the heartbeat: `rederive` ticks toward the workers' rules
         self._heartbeat_key = keys.worker(self._identity)
         self._workers_key = keys.workers
+        self._due_key = keys.due
         self._heartbeat = asyncio.create_task(self._beat(keys.generation), name="heartbeat")
         self._heap = asyncio.create_task(self.heap_rounds.run(), name="heap")
         started = asyncio.gather(*(r.started.wait() for r in self.runners))
@@ -217,6 +220,7 @@ class Pipeline:
         last beat of a worker that died): ``replay --switch`` refuses while workers run."""
         started = int(time.time())
         health: dict[str, dict] = {}
+        beats = 0
         while True:
             health = log_health_changes(health, self.health())
             value = orjson.dumps({"host": socket.gethostname(), "pid": os.getpid(), "generation": generation,
@@ -224,14 +228,47 @@ class Pipeline:
                                   "health": health, "rules": self._rules_version, "derivation": BASIS_VERSION})
             try:
                 await self._write_heartbeat(value)
-            except Exception as exc:  # noqa: BLE001 - Redis down: the agents retry and report it
+                metrics.DEPENDENCY_UP.labels("redis").set(1)
+            except Exception as exc:  # noqa: BLE001 - Redis down or full: the agents retry and report it
                 log.debug("heartbeat not written", error=str(exc))
+                # seen (an audit): Redis down with no input coming (nights, weekends) moved no metric
+                # and fired no alert while the timer could fire nothing
+                metrics.DEPENDENCY_UP.labels("redis").set(0)
             try:
                 await self._read_redis_memory()
                 await self._follow_redis_clock()
+                await self._read_due_backlog()
             except Exception as exc:  # noqa: BLE001 - as above; the gauges keep their last figures
-                log.debug("redis memory or clock not read", error=str(exc))
+                log.debug("redis memory, clock or due backlog not read", error=str(exc))
+            beats += 1
+            if beats % KAFKA_CHECK_EVERY == 1:
+                metrics.DEPENDENCY_UP.labels("kafka").set(1 if await self._kafka_answers() else 0)
             await asyncio.sleep(HEARTBEAT_S)
+
+    async def _read_due_backlog(self) -> None:
+        """``creditstream_due_timer_backlog`` from Redis, by every worker, with each heartbeat: the
+        subjects due by Redis's clock whose tick is not written yet. Seen (an audit): set only in the
+        lease holder's round, the gauge stayed 0 while no worker ran the timer (the alert could never
+        fire), and kept its last value on a worker that had lost the lease (an alert that never
+        resolved)."""
+        sec, usec = await self.redis.time()
+        now_ms = int(sec) * 1000 + int(usec) // 1000
+        metrics.TIMER_BACKLOG.set(await self.redis.zcount(self._due_key, "-inf", now_ms))
+
+    async def _kafka_answers(self) -> bool:
+        """Whether the cluster answers a metadata request on the producer's connections (every
+        ``KAFKA_CHECK_EVERY`` heartbeats). Seen (an audit): the broker down, and no metric moved:
+        no batch is fetched, so none is retried, and the lag keeps its last figures."""
+        client = getattr(self.producer, "client", None)
+        if client is None:
+            return True
+        try:
+            # the metadata of the topics the producer writes, as it asks for them itself every
+            # metadata_max_age_s: True once a broker answered
+            return bool(await asyncio.wait_for(client.force_metadata_update(), timeout=HEARTBEAT_S))
+        except Exception as exc:  # noqa: BLE001 - unreachable, refused, timed out: all "not reached"
+            log.debug("kafka metadata not fetched", error=type(exc).__name__)
+            return False
 
     async def _follow_redis_clock(self) -> None:
         """This worker's clock against Redis's, at start and with each heartbeat

@@ -35,6 +35,16 @@ REDIS_FULL = ("Redis is full: maxmemory reached and nothing may be evicted (noev
               "writes; the batch is kept and retried until memory is added (docs/operations.md, Durability)")
 
 
+def error_cause(exc: BaseException) -> str:
+    """An error's name as metrics label it (``cause``): its type, but ``OutOfMemoryError`` for a Redis
+    out of memory however it came (a script's error reply is a ``ResponseError`` naming it). Seen (an
+    audit): with Redis full, the ingest and registry agents' retries counted as ResponseError, the
+    subject agent's as OutOfMemoryError, which the alert's description and docs/operations.md name."""
+    if isinstance(exc, OutOfMemoryError) or "OOM command not allowed" in str(exc):
+        return "OutOfMemoryError"
+    return type(exc).__name__
+
+
 def error_text(exc: BaseException, limit: int = 300) -> str:
     """An error as a log line or /health may show it: without the arguments redis-py quotes of a
     pipeline's failing command, and a Redis out of memory said as such."""

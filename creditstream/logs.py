@@ -140,6 +140,37 @@ SAID_IN_ONE_LINE = "_creditstream_said_in_one_line"
 :func:`said_in_one_line`."""
 
 
+class Repeats:
+    """One of creditstream's own lines that repeats while a condition lasts (a Redis outage: the timer's
+    round every second, each agent's position check every 2 s): logged the first time, then at most
+    once every ``every_s`` with how many were not, and :meth:`ended` says once that it is over. Seen
+    (an audit): ~6,000 lines an hour per worker during an outage, where the Kafka client's own lines
+    are collapsed (:class:`RepeatedClientLines`)."""
+
+    def __init__(self, every_s: float = 60.0):
+        self.every_s = every_s
+        self.count = 0        # occurrences since the condition began
+        self.unlogged = 0     # of them, not logged since the last line
+        self._last = 0.0
+
+    def due(self) -> dict[str, int] | None:
+        """Count one occurrence; the fields to log it with (``repeated``: occurrences not logged since
+        the last line) when it is to be logged, else None."""
+        now = time.monotonic()
+        self.count += 1
+        if self.count > 1 and now - self._last < self.every_s:
+            self.unlogged += 1
+            return None
+        fields = {"repeated": self.unlogged} if self.count > 1 else {}
+        self._last, self.unlogged = now, 0
+        return fields
+
+    def ended(self) -> int:
+        """The condition is over: how many times it occurred (0: it had not begun); the count restarts."""
+        count, self.count, self.unlogged = self.count, 0, 0
+        return count
+
+
 def said_in_one_line(exc: BaseException) -> BaseException:
     """Marks ``exc`` as said whole in one line (a refusal, a state not from this log): the records that
     carry it with its traceback are left out (:class:`TracebacksOfWhatWasSaid`). Returns ``exc``."""

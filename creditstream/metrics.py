@@ -85,6 +85,12 @@ REDIS_MEMORY_USED = Gauge("creditstream_redis_memory_used_bytes",
 REDIS_MAXMEMORY = Gauge("creditstream_redis_maxmemory_bytes",
                         "Redis's maxmemory (0: none), read with its heartbeat: at it, Redis refuses every write "
                         "(noeviction)", registry=REGISTRY)
+DEPENDENCY_UP = Gauge("creditstream_dependency_up",
+                      "Whether this worker reached the dependency at its last heartbeat (every 2 s): 1 yes, 0 no; "
+                      "redis: its heartbeat written, kafka: the cluster's metadata fetched", ["dependency"],
+                      registry=REGISTRY)
+for _dependency in ("redis", "kafka"):
+    DEPENDENCY_UP.labels(_dependency)
 TICKS_HELD = Counter("creditstream_ticks_held_total", "Timer rounds that fired nothing because this worker's clock "
                      "is ahead of the reference", registry=REGISTRY)
 CHECKS = Counter("creditstream_checks_total", "Credit checks answered by the check API (GET/POST /check), by matter "

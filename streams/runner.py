@@ -50,7 +50,8 @@ from aiokafka.structs import OffsetAndMetadata
 from redis.exceptions import RedisError
 
 from creditstream import metrics
-from creditstream.connections import error_text
+from creditstream.connections import error_cause, error_text
+from creditstream.logs import Repeats
 from creditstream.settings import Settings
 from sinks.checkpoint import Checkpoint
 from streams import kafka
@@ -191,6 +192,7 @@ class AgentRunner:
         self.done_at = time.monotonic()  # the last batch completed (or the start)
         self.busy_since: float | None = None  # a batch in hand since then (retrying while it lasts)
         self.retry_cause: str | None = None
+        self._skipped_checks = Repeats()  # "position check skipped" while Redis is down
         self.lag = 0  # events waiting on this agent's partitions, as of its last batch
         self._lag_at = 0.0
         self._checked_at = time.monotonic()  # the first check after a first fetch: positions known then
@@ -409,8 +411,11 @@ class AgentRunner:
         try:
             rewind = await asyncio.wait_for(check(list(self.consumer.assignment())), POSITION_CHECK_TIMEOUT_S)
         except (*TRANSIENT, IllegalStateError) as exc:
-            log.info("position check skipped", agent=self.agent.name, error=str(exc)[:200] or type(exc).__name__)
+            if (fields := self._skipped_checks.due()) is not None:  # once a minute during an outage
+                log.info("position check skipped", agent=self.agent.name,
+                         error=str(exc)[:200] or type(exc).__name__, **fields)
             return False
+        self._skipped_checks.ended()
         if rewind is None:
             return False
         for tp, recs in fetched.items():
@@ -556,7 +561,7 @@ class AgentRunner:
                 await self._attempt_unless_stopped(records, attempt)
                 return
             except TRANSIENT as exc:
-                cause = type(exc).__name__
+                cause = error_cause(exc)
                 error = error_text(exc)
                 self.retry_cause = f"{cause}: {error[:200]}"
                 metrics.RETRIES.labels(self.agent.name, cause).inc()

@@ -185,3 +185,59 @@ async def test_refused_registry_credentials_are_down_too(settings):
         await fake.stop()
     assert status == 503 and "refused the credentials" in body["schema_registry"]
     assert "wrong-pw-5" not in str(body)
+
+
+async def test_a_full_redis_makes_health_degraded(settings, redis):
+    """Seen (an audit): Redis at its maxmemory, every worker stalled, and /health answered 200 "no
+    worker running" (their heartbeats could not be written either)."""
+    used = int((await redis.info("memory"))["used_memory"])
+    await redis.config_set("maxmemory", max(used // 2, 1))
+    try:
+        status, body, _ = await health(settings)
+    finally:
+        await redis.config_set("maxmemory", 0)
+    assert status == 503 and body["redis"].startswith("full: used_memory"), body
+    assert "Redis is full" in body["message"] and "raise maxmemory" in body["message"], body
+    assert (await health(settings))[0] == 200
+
+
+async def test_workers_without_the_timer_and_a_due_instant_passed(settings, redis):
+    """Seen (an audit): workers started without the timer agent, a due instant passed, and /health
+    answered 200 "ok" (only "timer": "not running"), the backlog gauge 0 on every worker, no alert. Now
+    /health is degraded, and each worker reads the backlog from Redis with its heartbeat, as it reports
+    whether it reaches Redis and Kafka (creditstream_dependency_up)."""
+    from creditstream import metrics
+    from creditstream.app import Pipeline
+    from sinks.keys import resolve_keys
+    from tests.conftest import eventually
+
+    pipeline = Pipeline(settings, agents=("ingest", "registry", "subject"))
+    await pipeline.start()
+    try:
+        keys = await resolve_keys(redis, settings.namespace)
+        await redis.zadd(keys.due, {"p.0000000000000000000000000000dead": int(time.time() * 1000) - 60_000})
+
+        async def backlog():
+            return metrics.TIMER_BACKLOG._value.get() == 1 or None  # noqa: SLF001
+
+        await eventually(backlog, timeout=10, interval=0.2)
+        assert metrics.DEPENDENCY_UP.labels("redis")._value.get() == 1  # noqa: SLF001
+        assert metrics.DEPENDENCY_UP.labels("kafka")._value.get() == 1  # noqa: SLF001
+
+        async def degraded():
+            status, body, _ = await health(settings)
+            return (status, body) if body.get("workers") == 1 else None
+
+        status, body = await eventually(degraded, timeout=10)
+        assert status == 503 and body["timer"] == "not running: 1 subject(s) past their due instant", body
+        assert "no worker runs the timer" in body["message"], body
+        await redis.zrem(keys.due, "p.0000000000000000000000000000dead")
+
+        async def none_due():
+            return metrics.TIMER_BACKLOG._value.get() == 0 or None  # noqa: SLF001
+
+        await eventually(none_due, timeout=10, interval=0.2)
+        status, body, _ = await health(settings)
+        assert status == 200 and body["timer"] == "not running", body
+    finally:
+        await pipeline.stop()

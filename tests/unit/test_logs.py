@@ -307,3 +307,23 @@ def test_the_traceback_of_a_stop_said_in_one_line_is_left_out_and_others_stay():
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [line["event"] for line in lines] == ["Crashed reason=RuntimeError('a bug')"]
     assert "Traceback" in lines[0]["exception"]
+
+
+def test_a_line_that_repeats_during_an_outage_is_logged_once_a_minute(monkeypatch):
+    """Seen (an audit): "timer round failed" and "position check skipped" every 1-2 s per worker while
+    Redis was down, some 6,000 lines an hour. creditstream.logs.Repeats: the first, then one a minute
+    with how many were not logged, and the end said once."""
+    from creditstream import logs
+
+    now = [1000.0]
+    monkeypatch.setattr(logs.time, "monotonic", lambda: now[0])
+    repeats = logs.Repeats(every_s=60)
+    logged = []
+    for _ in range(150):  # a round a second for 150 s
+        fields = repeats.due()
+        if fields is not None:
+            logged.append((now[0], fields))
+        now[0] += 1
+    assert logged == [(1000.0, {}), (1060.0, {"repeated": 59}), (1120.0, {"repeated": 59})]
+    assert repeats.ended() == 150 and repeats.ended() == 0
+    assert repeats.due() == {}  # a new outage: its first line at once
