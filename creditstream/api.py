@@ -162,6 +162,11 @@ def _route_of(request: web.Request) -> str:
 
 def _unavailable(exc: BaseException) -> ApiError | None:
     """An ApiError(503) if ``exc`` means Redis or the broker did not answer, else None."""
+    if isinstance(exc, rexc.ConnectionError) and "No connection available" in str(exc):
+        # the pool's wait for a free connection ran out (api_redis_connections all in use): the API is
+        # busy, Redis may be answering (seen: said "Redis did not answer" on a host short of CPU)
+        return ApiError(503, "unavailable", "the API is busy: every one of its connections to Redis stayed in "
+                                            "use; try again later")
     if isinstance(exc, (rexc.ConnectionError, rexc.TimeoutError)):  # BusyLoadingError (LOADING) included
         return ApiError(503, "unavailable", "Redis did not answer; try again later")
     if isinstance(exc, (KafkaConnectionError, KafkaTimeoutError, NoBrokersAvailable, RequestTimedOutError)):

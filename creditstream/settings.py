@@ -209,8 +209,9 @@ class Settings:
     workers' client waits and retries longer (creditstream/connections.py)."""
     api_redis_connections: int = 100
     """Most connections the query API holds to Redis. A request that finds them all in use waits for
-    one to come free, within ``api_redis_timeout_s`` (then 503 ``unavailable``, naming the cause): a burst
-    of more concurrent requests than this queues for a few milliseconds instead of failing."""
+    one to come free, within ``api_redis_timeout_s`` (then 503 ``unavailable``: "the API is busy"), and
+    its command then has ``api_redis_timeout_s`` of its own: a burst of more concurrent requests than this
+    queues for a few milliseconds instead of failing."""
     check_batch_max: int = 200
     """Most subjects one batch check (``POST /check``, e.g. every bidder of a tender) may name; more: 413."""
     check_audit_flush_ms: int = 200

@@ -55,6 +55,7 @@ from domain.identifiers import (
     IdKind,
     classify,
     is_valid_reg_no,
+    looks_like_legacy_id,
     mask_id,
     mask_id_numbers_in_text,
     mask_legacy_ids_in_text,
@@ -157,11 +158,13 @@ class _Secrets:
 
 _NAME_BEFORE_ID: Final = re.compile(
     r"([\u4e00-\u9fff·]+)\s*[（(]\s*(?:(?:公民|居民)?身份(?:证)?(?:号码|号)?\s*[:：为]?\s*[0-9]{3}"
-    r"|([0-9]{17}[0-9Xx])\s*[）)])")
+    r"|([0-9]{17}[0-9Xx]|[0-9]{15})\s*[）)])")
 """A run of Chinese characters right before a bracket that gives an ID number (``孙七(公民身份号码410…)``,
 ``当事人张三（身份证号：410…）``), or holds nothing but one (``蒋四(410102198506151238)``: then only if
-it is a resident ID number, check character included; a bracket of digits may give an organisation's
-number): it ends with the person's name."""
+it is a resident ID number, check character included, or a 15-digit first-generation one after a word
+that introduces a person (:data:`_ROLES`); a bracket of digits may give an organisation's number, and
+an organisation's 15-digit registration number can read as a first-generation ID number): it ends with
+the person's name."""
 _ROLES: Final = ("直接负责的主管人员", "直接责任人员", "主要负责人", "法定代表人", "实际控制人", "负责人", "责任人",
                  "当事人", "经营者", "投资人", "股东", "业主", "人员")
 """Words that introduce a person in a decision's text (the name follows them)."""
@@ -176,10 +179,11 @@ def names_given_with_ids(text: str) -> set[str]:
     names: set[str] = set()
     for m in _NAME_BEFORE_ID.finditer(text):
         bare = m.group(2)
-        if bare is not None and classify(bare)[0] is not IdKind.RESIDENT_ID:
-            continue
         run = m.group(1)
         cut = max((run.rfind(role) + len(role) for role in _ROLES if role in run), default=-1)
+        if bare is not None and not (classify(bare)[0] is IdKind.RESIDENT_ID
+                                     or len(bare) == 15 and cut >= 0 and looks_like_legacy_id(bare)):
+            continue
         if cut >= 0:
             if 2 <= len(run) - cut <= 4:
                 names.add(run[cut:])

@@ -100,3 +100,16 @@ def test_a_port_in_use_is_refused_in_one_line():
         with pytest.raises(AccessConfigError, match=r"choose another \(--port\)"):
             check_port_free("127.0.0.1", port, "--port")
     check_port_free("127.0.0.1", port)  # released: free again
+
+
+def test_a_busy_pool_is_not_said_as_redis_not_answering():
+    """The re-check of the connection pool's fix: with every connection in use for the whole wait (a host
+    short of CPU), the 503 said "Redis did not answer" while Redis answered pings in 2 ms."""
+    from redis import exceptions as rexc
+
+    from creditstream.api import _unavailable
+
+    busy = _unavailable(rexc.ConnectionError("No connection available."))
+    assert busy is not None and busy.status == 503 and "busy" in busy.message and "Redis did not" not in busy.message
+    down = _unavailable(rexc.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused."))
+    assert down is not None and down.message == "Redis did not answer; try again later"

@@ -282,3 +282,12 @@ def test_a_person_named_with_an_id_number_in_a_decisions_text_is_masked_there_an
     # not an organisation's number in brackets, nor digits that are no resident ID number
     assert names_given_with_ids("某某商贸有限公司(410105000010291)") == set()
     assert names_given_with_ids("某某商贸有限公司(410102198506151230)") == set()  # check character wrong
+    # a first-generation (15-digit) number alone in brackets, after a word that introduces a person (the
+    # re-check of the fix saw 褚七号 in clear); not after an organisation's name (its registration number
+    # can read as one)
+    old_card = "直接责任人员褚七号(410102850615123)擅自排放，对褚七号罚款"
+    assert names_given_with_ids(old_card) == {"褚七号"}
+    out = redact_personal({"category": "legal_entity", "name": "某公司", "fields": {"facts": old_card}})
+    assert "褚七号" not in out["fields"]["facts"], out
+    assert names_given_with_ids("郑州市某某商贸有限公司(410102850615123)") == set()
+    assert names_given_with_ids("当事人郑州市某某商贸有限公司(410102850615123)") == set()
