@@ -11,7 +11,7 @@ collected and can be compared with the list-change topic.
 * ``--switch``: after the rebuild, point readers at the new generation (one ``SET``). The workers
   resolve the generation when they start: stop them before switching, start them after. A switch
   is refused (before the rebuild and again before the ``SET``) while any worker of the namespace
-  has a live heartbeat (``{ns}:worker:*``, renewed every 5 s, expiring 15 s after a worker dies).
+  has a live heartbeat (``{ns}:worker:*``, renewed every 2 s, expiring 15 s after a worker dies).
 * ``--from-offsets P:O,...`` / ``--from-timestamp``: start later than the beginning. Because a
   subject's state depends on all of its history, a partial replay is applied on top of a copy of
   nothing: use it to inspect, not to switch. ``--from-timestamp`` is resolved by scanning record

@@ -131,7 +131,7 @@ def test_the_reserve_is_a_share_of_maxmemory_at_least_64_mib():
 
 
 async def test_a_worker_exports_redis_memory_against_its_maxmemory(pipeline, redis):
-    """What the alert CreditstreamRedisNearlyFull reads: each worker's heartbeat (every 5 s) reads
+    """What the alert CreditstreamRedisNearlyFull reads: each worker's heartbeat (every 2 s) reads
     INFO memory into creditstream_redis_memory_used_bytes and creditstream_redis_maxmemory_bytes."""
     from creditstream import metrics
 
