@@ -36,7 +36,7 @@ import socket
 import structlog
 
 from creditstream import metrics
-from creditstream.connections import error_text
+from creditstream.connections import error_text, redis_now_ms
 from creditstream.logs import Repeats
 from domain import clock, events
 from sinks.kafka import KafkaSink
@@ -96,8 +96,7 @@ class TimerAgent:
 
     async def clock_ahead_ms(self) -> int:
         """This worker's clock minus Redis's, in ms (positive: ahead); Redis's, in :attr:`reference_ms`."""
-        sec, usec = await self.redis.time()
-        self.reference_ms = int(sec) * 1000 + int(usec) // 1000
+        self.reference_ms = await redis_now_ms(self.redis)
         return self.now_ms() - self.reference_ms
 
     async def fire_due(self) -> int:

@@ -90,7 +90,7 @@ from creditstream.access import (
     serving_problem,
 )
 from creditstream.check_api import CheckApi
-from creditstream.connections import access_refused, api_redis_client, follow_redis_clock, redis_memory
+from creditstream.connections import access_refused, api_redis_client, follow_redis_clock, redis_memory, redis_now_ms
 from creditstream.disclosure import DisclosureApi
 from creditstream.probes import KafkaSecurityError, kafka_connect_refusal, mask_url
 from creditstream.report_api import ReportApi
@@ -615,8 +615,7 @@ class Api:
         """The subjects past their due instant by Redis's clock (none read: 0)."""
         try:
             keys = await self._reader().keys()
-            sec, usec = await self.redis.time()
-            return int(await self.redis.zcount(keys.due, "-inf", int(sec) * 1000 + int(usec) // 1000))
+            return int(await self.redis.zcount(keys.due, "-inf", await redis_now_ms(self.redis)))
         except Exception:  # noqa: BLE001 - Redis went away meanwhile: its state says so next time
             return 0
 

@@ -39,7 +39,14 @@ from agents.registry import RegistryAgent
 from agents.subject import SubjectAgent
 from agents.timer import TimerAgent
 from creditstream import eventloop, holdings, host, metrics
-from creditstream.connections import check_redis, follow_redis_clock, make_codec, redis_client, redis_memory
+from creditstream.connections import (
+    check_redis,
+    follow_redis_clock,
+    make_codec,
+    redis_client,
+    redis_memory,
+    redis_now_ms,
+)
 from creditstream.heap import HeapRounds, thaw
 from creditstream.logs import said_in_one_line
 from creditstream.settings import Settings
@@ -236,8 +243,9 @@ class Pipeline:
                 metrics.DEPENDENCY_UP.labels("redis").set(0)
             try:
                 await self._read_redis_memory()
-                await self._follow_redis_clock()
-                await self._read_due_backlog()
+                reference_ms = await redis_now_ms(self.redis)  # one TIME for the clock and the backlog
+                await self._follow_redis_clock(reference_ms)
+                await self._read_due_backlog(reference_ms)
             except Exception as exc:  # noqa: BLE001 - as above; the gauges keep their last figures
                 log.debug("redis memory, clock or due backlog not read", error=str(exc))
             beats += 1
@@ -245,14 +253,12 @@ class Pipeline:
                 metrics.DEPENDENCY_UP.labels("kafka").set(1 if await self._kafka_answers() else 0)
             await asyncio.sleep(HEARTBEAT_S)
 
-    async def _read_due_backlog(self) -> None:
+    async def _read_due_backlog(self, now_ms: int) -> None:
         """``creditstream_due_timer_backlog`` from Redis, by every worker, with each heartbeat: the
         subjects due by Redis's clock whose tick is not written yet. Seen (an audit): set only in the
         lease holder's round, the gauge stayed 0 while no worker ran the timer (the alert could never
         fire), and kept its last value on a worker that had lost the lease (an alert that never
-        resolved)."""
-        sec, usec = await self.redis.time()
-        now_ms = int(sec) * 1000 + int(usec) // 1000
+        resolved). ``now_ms``: Redis's clock."""
         metrics.TIMER_BACKLOG.set(await self.redis.zcount(self._due_key, "-inf", now_ms))
 
     async def _kafka_answers(self) -> bool:
@@ -270,10 +276,10 @@ class Pipeline:
             log.debug("kafka metadata not fetched", error=type(exc).__name__)
             return False
 
-    async def _follow_redis_clock(self) -> None:
-        """This worker's clock against Redis's, at start and with each heartbeat
-        (creditstream/connections.py ``follow_redis_clock``)."""
-        await follow_redis_clock(self.redis, self.settings.clock_tolerance_s)
+    async def _follow_redis_clock(self, reference_ms: int | None = None) -> None:
+        """This worker's clock against Redis's (``reference_ms``, read already, or read here), at start
+        and with each heartbeat (creditstream/connections.py ``follow_redis_clock``)."""
+        await follow_redis_clock(self.redis, self.settings.clock_tolerance_s, reference_ms=reference_ms)
 
     async def _read_redis_memory(self) -> None:
         """Redis's memory and its ``maxmemory`` into /metrics, with each heartbeat: at ``maxmemory``

@@ -315,18 +315,25 @@ async def check_redis(redis: aioredis.Redis, namespace: str | None = None) -> st
             "move and /health rely on. Set maxmemory-policy noeviction.")
 
 
-async def follow_redis_clock(redis, tolerance_s: float) -> int:
+async def redis_now_ms(redis) -> int:
+    """Redis's clock (``TIME``), in ms since the epoch: the reference every worker and API shares."""
+    sec, usec = await redis.time()
+    return int(sec) * 1000 + int(usec) // 1000
+
+
+async def follow_redis_clock(redis, tolerance_s: float, *, reference_ms: int | None = None) -> int:
     """This process's clock against Redis's (``TIME``): beyond ``tolerance_s`` either way the process
     follows Redis's clock (domain/clock.py ``follow_reference``), so that every worker and API dates
     and checks against one clock; it says so when that begins and ends. Returns the host's skew (ms),
     also in ``creditstream_clock_skew_seconds``. Run at start and every few seconds (a worker's
-    heartbeat, the API's clock task)."""
+    heartbeat, the API's clock task); ``reference_ms``: Redis's clock read already (:func:`redis_now_ms`)."""
     from creditstream import metrics
     from domain import clock
 
     before = clock.correction_ms()
-    sec, usec = await redis.time()
-    skew = clock.follow_reference(int(sec) * 1000 + int(usec) // 1000, int(tolerance_s * 1000))
+    if reference_ms is None:
+        reference_ms = await redis_now_ms(redis)
+    skew = clock.follow_reference(reference_ms, int(tolerance_s * 1000))
     metrics.CLOCK_SKEW.set(skew / 1000)
     after = clock.correction_ms()
     if after and not before:
