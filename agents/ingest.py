@@ -25,7 +25,7 @@ from domain.kinds import INGEST_SCHEMAS
 from domain.validate import Rejection, normalise_event
 from sinks.checkpoint import Checkpoint
 from sinks.deadletter import DeadLetterSink
-from sinks.registry_index import PositionsBehind, RegistryIndex
+from sinks.registry_index import BatchApplied, PositionsBehind, RegistryIndex
 from sinks.subject_events import SubjectEventWriter
 from streams.codec import AvroCodec, DecodeError
 from streams.kafka import Committed
@@ -142,11 +142,10 @@ class IngestAgent:
 
         # What this batch teaches the index first, so records in the same batch attach directly;
         # then look up or park the others; with the positions reached, all in one script
-        released: list = []
-        resolved: list[str | None] = []
+        applied = BatchApplied([], [], [])
         if teach or waiting:
             try:
-                released, resolved = await self.index.apply_batch(
+                applied = await self.index.apply_batch(
                     [(key, uscc, version) for key, (uscc, version) in teach.items()],
                     [(keys, origin_of(msg), payload) for keys, msg, payload in waiting], bounds.spec(self.name))
             except PositionsBehind as exc:
@@ -158,14 +157,19 @@ class IngestAgent:
         for event, msg in attached:
             out.add(event, msg)
         parked = 0
-        for (_keys, msg, payload), uscc in zip(waiting, resolved):
-            if uscc is None:
+        for (_keys, msg, payload), target in zip(waiting, applied.resolved):
+            if target is None:
                 parked += 1
                 continue
-            out.add(events.with_subject(events.from_dict(payload["event"]), uscc, "uscc"), msg)
+            out.add(events.with_subject(events.from_dict(payload["event"]), target.subject_id, "uscc", target.gen),
+                    msg)
+        released, moved = applied.released, applied.moved
         out.add_released(released)
-        # once the released events are on the log, they are no longer parked
+        out.add_moved(moved)
+        # once the released events are on the log, they are no longer parked; nor are the moves waiting
         checkpoint.after_flush(lambda: self.index.unpark(released))
+        if moved:
+            checkpoint.after_flush(lambda: self.index.acknowledge_moves(moved))
         checkpoint.after_flush(lambda: self.positions.acknowledged(bounds))  # where a start without a commit goes on
         # what was taught is remembered (not taught again) only once the batch is through: a batch
         # retried after a failed flush must learn again, or the records its first attempt released

@@ -127,11 +127,16 @@ class RegistryAgent:
                         count=len(miskeyed), example=f"{first.topic}/{first.partition}/{first.offset}")
 
         try:
-            released, _ = await self.index.apply_batch([(key, uscc, version) for key, (uscc, version) in pairs.items()],
-                                                       [], bounds.spec(self.name))
+            applied = await self.index.apply_batch([(key, uscc, version) for key, (uscc, version) in pairs.items()],
+                                                   [], bounds.spec(self.name))
         except PositionsBehind as exc:
             raise self.positions.rewind_for(exc, bounds) from exc
         self.positions.written_batch(bounds)
+        released, moved = applied.released, applied.moved
         out.add_released(released)
+        # decisions attached through a number that now names another organisation follow it
+        out.add_moved(moved)
         checkpoint.after_flush(lambda: self.index.unpark(released))
+        if moved:
+            checkpoint.after_flush(lambda: self.index.acknowledge_moves(moved))
         checkpoint.after_flush(lambda: self.positions.acknowledged(bounds))  # where a start without a commit goes on

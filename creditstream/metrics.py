@@ -27,6 +27,9 @@ DEAD_LETTERS = Counter("creditstream_dead_letters_total", "Messages sent to the 
                        ["reason"], registry=REGISTRY)
 PARKED = Counter("creditstream_parked_total", "Records parked until the registry knows their subject",
                  registry=REGISTRY)
+MOVED = Counter("creditstream_records_moved_total",
+                "Decisions attached through a legacy number that followed the number to another organisation",
+                registry=REGISTRY)
 RELEASED = Counter("creditstream_released_total", "Parked records attached once the registry learnt them",
                    registry=REGISTRY)
 REGISTRATIONS_MISKEYED = Counter("creditstream_registrations_miskeyed_total",

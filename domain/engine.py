@@ -41,13 +41,16 @@ from domain.rulebook import Rulebook
 from domain.state import (
     LINKED_KEY,
     SubjectState,
+    apply_detached,
     apply_feedback,
     apply_linked,
     apply_objection,
     apply_record,
     apply_repair,
+    attach_generation,
     current_linked_key,
     deletion_records,
+    detached_key,
     entry_contents,
     linked_key,
     new_state,
@@ -64,7 +67,8 @@ from domain.types import Doc, View
 
 PUBLICATION_WORKDAYS: Final = 7  # 双公示: published within 7 working days of the decision date
 TIMELINESS_KINDS: Final = frozenset({"penalty", "license"})
-NO_CHANGE: Final = frozenset({"redelivered", "duplicate", "stale", "invalid", "stale-tick"})
+NO_CHANGE: Final = frozenset({"redelivered", "duplicate", "stale", "invalid", "stale-tick", "moved-away",
+                               "detach-noted"})
 FEEDBACK_KINDS: Final = frozenset({"blacklist", "court_debtor", "escalated"})
 FEEDBACK_TRANSITIONS: Final = frozenset({"entered", "escalated"})
 
@@ -126,6 +130,8 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
     elif isinstance(event, ev.FeedbackEvent):
         new, outcome = apply_feedback(state, event)
         return Step(new, outcome, [], [], (), frozenset())
+    elif isinstance(event, ev.DetachedEvent):
+        new, outcome = apply_detached(state, event)
     else:  # tick (one at or before the subject's clock derives a file kept by an earlier version: rederive)
         new, outcome = state, ("tick" if event.due > (state.get("as_of") or "") else
                                "rederived" if earlier else "stale-tick")
@@ -142,13 +148,18 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
             event = msgspec.structs.replace(event, record_key=aim)
     moved = unit_moved_keys(state, new)  # (records a unit's code learned moved: domain/state.py learn_unit)
     touched = _touched(state, new, event, moved)
-    timeliness = _timeliness_moved(state, new, event, touched, cal) if isinstance(event, ev.RecordEvent) else ()
-    domains = _domains_moved(state, new, touched) if isinstance(event, (ev.RecordEvent, ev.LinkedEvent)) else ()
+    timeliness = _timeliness_moved(state, new, event, touched, cal) if isinstance(event, ev.RecordEvent) or \
+        isinstance(event, ev.DetachedEvent) and event.via is None else ()
+    domains = _domains_moved(state, new, touched) \
+        if isinstance(event, (ev.RecordEvent, ev.LinkedEvent, ev.DetachedEvent)) else ()
     if upgrade_counts != ((), ()):
         timeliness, domains = upgrade_counts[0] + timeliness, upgrade_counts[1] + domains
     # the clock: the latest date any input named or arrived on, a duplicate's included, so that it
     # is the same whichever copy came first
-    as_of = max([event.arrival_date, *event.named_dates(), state.get("as_of") or ""])
+    # (a record moving away tells nothing of the date: the subject's clock stays)
+    kept_as_of = state.get("as_of") or ""
+    as_of = kept_as_of if isinstance(event, ev.DetachedEvent) and kept_as_of else \
+        max([event.arrival_date, *event.named_dates(), kept_as_of])
     if outcome in NO_CHANGE and not earlier and as_of <= (state.get("as_of") or "") \
             and not _first_sightings_moved(state, new, event, touched) and state.get("units") == new.get("units"):
         # a version of an objection or a repair that does not win still goes to the legal
@@ -182,8 +193,11 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
         outcome = "repair-waiting" if adv.view["repairs"][event.record_key]["reason"] == "unknown-record" \
             else "repair-refused"
 
-    links = relinks(new, rules) if earlier else _with_moved_links(_links(new, event, outcome, rules), new, rules,
-                                                                  touched, moved)
+    if isinstance(event, ev.DetachedEvent):
+        links = _detached_links(state, event, outcome, rules)
+    else:
+        links = relinks(new, rules) if earlier else _with_moved_links(_links(new, event, outcome, rules), new, rules,
+                                                                      touched, moved)
     return Step(new, outcome, changes, links, timeliness, None if adv.all_parts else frozenset(touched), domains)
 
 
@@ -256,6 +270,8 @@ def _touched(before: SubjectState, after: SubjectState, event: ev.SubjectEvent, 
         return {record_key_of(after.get("units"), event.record)} | moved
     if isinstance(event, ev.LinkedEvent):
         return {record_key_of(after.get("units"), event.record, event.via)} | moved
+    if isinstance(event, ev.DetachedEvent):
+        return {detached_key(before, event)} | moved
     return moved
 
 
@@ -346,6 +362,18 @@ def _links(state: SubjectState, event: ev.SubjectEvent, outcome: str, rules: Rul
         reps = _linked_to(state, event.record_key, rules)
         return _linked_repair(state, event.record_key, reps) if reps else []
     return []
+
+
+def _detached_links(before: SubjectState, event: ev.DetachedEvent, outcome: str,
+                    rules: Rulebook) -> list[ev.SubjectEvent]:
+    """A version of an organisation's record that moved to another organisation leaves the files of
+    the legal representatives it was linked to (``_links``): a ``detached`` notice of its linked copy
+    for each, at the same generation."""
+    if outcome != "detached" or event.via is not None or before.get("id_kind") != "uscc":
+        return []
+    reps = _linked_to(before, detached_key(before, event), rules)
+    return [ev.detached(rep_id, event.record, event.hash, event.gen, event.event_ms, None, via=before["id"])
+            for rep_id, _name in reps]
 
 
 def _moved_links(after: SubjectState, rules: Rulebook, touched: set[str], moved: set[str]) -> list[ev.SubjectEvent]:
@@ -456,13 +484,16 @@ def _linked_versions(state: SubjectState, key: str, reps: Reps) -> list[ev.Subje
     deletions with it), with its own stamp and origin, for each legal representative's file."""
     entry = state["records"][key]
     contents = entry_contents(cast(Doc, entry))
-    versions = [(ms, origin, contents[digest]) for digest, (ms, origin) in (entry.get("versions") or {}).items()
-                if digest in contents]
-    versions += deletion_records(entry, key)  # one found wrong voids the person's linked record too
+    versions = [(ms, origin, contents[digest], digest)
+                for digest, (ms, origin) in (entry.get("versions") or {}).items() if digest in contents]
+    versions += [(ms, origin, content, "") for ms, origin, content in deletion_records(entry, key)]
     versions.sort(key=lambda v: (v[0], v[1]))
     units = unit_names(state.get("units"), key)
-    return [ev.linked(rep_id, name, state["id"], origin, content, ms, units)
-            for rep_id, name in reps for ms, origin, content in versions]
+    # a version that came here by a move of its legacy number: its copies say at which (apply_record)
+    moved = state.get("moves")
+    return [ev.linked(rep_id, name, state["id"], origin, content, ms, units,
+                      attach_generation(state, digest) if moved and digest else 0)
+            for rep_id, name in reps for ms, origin, content, digest in versions]
 
 
 def _listed_domains(entry: Doc, rules: Rulebook) -> set[str]:
@@ -565,7 +596,8 @@ def _timeliness_basis(entry: View | None) -> tuple[str, str, str] | None:
     return str(content.get("source_unit") or "?"), str(decided), date_of_ms(int(first))
 
 
-def _timeliness_moved(before: SubjectState, after: SubjectState, event: ev.RecordEvent, touched: set[str],
+def _timeliness_moved(before: SubjectState, after: SubjectState, event: ev.RecordEvent | ev.DetachedEvent,
+                      touched: set[str],
                       cal: WorkingCalendar) -> tuple[tuple[str, int, int], ...]:
     """The change in timeliness counts an input makes (``Step.timeliness``): the old count taken
     back, the new one added, when the unit, the decision date or the earliest sighting moved."""
@@ -639,7 +671,8 @@ def report_counts(event: ev.SubjectEvent, result: Step) -> dict[str, int]:
     if result.outcome == "invalid":
         return {"outcome:invalid": 1}
     out = {f"outcome:{result.outcome}": 1}
-    if isinstance(event, ev.DEPARTMENT_INPUTS) and not event.origin.startswith(ev.LINK_ORIGIN):
+    if isinstance(event, ev.DEPARTMENT_INPUTS) and not event.origin.startswith(ev.LINK_ORIGIN) \
+            and not getattr(event, "attach_gen", 0):  # (a moved record's copies came in once, where it was)
         out["inputs"] = 1
     for change in result.changes:
         key = f"change:{change['kind']}:{change['transition']}"

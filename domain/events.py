@@ -9,6 +9,9 @@ typed events, JSON on the wire, tagged by ``type``:
 * ``feedback``   an implementing unit's feedback on a list change (联合惩戒反馈)
 * ``linked``     a severe record of an organisation, linked onto its legal representative
 * ``tick``       a due date passed on the wall clock (written by the timer agent)
+* ``detached``   a version of a record attached through a legacy number has moved to another subject
+                 (the number's registration changed: sinks/registry_index.py), or a linked copy of it
+                 leaves a legal representative's file with it
 
 ``decode`` validates as it decodes (msgspec): a message that is not one of these (``{}``,
 ``[1,2,3]``, ``{"subject": null}``, a wrong type anywhere) raises :class:`BadEvent`, which the
@@ -57,6 +60,10 @@ class RecordEvent(_Event, tag="record"):
     record: Doc
     hash: NonEmpty
     id_kind: str = "uscc"
+    attach_gen: Annotated[int, msgspec.Meta(ge=0)] = 0
+    """For a record attached through a legacy number: how many times the registry index has moved it
+    to another subject when this copy was addressed (sinks/registry_index.py). A subject that was told
+    the version moved away at this generation or a later one takes the copy as ``moved-away``."""
 
     def named_dates(self) -> tuple[str, ...]:
         d = self.record.get("decision_date")
@@ -70,6 +77,7 @@ class LinkedEvent(_Event, tag="linked"):
     person_name: str | None = None
     id_kind: str = "resident_id"
     units: list[tuple[str, str]] | None = None  # as ObjectionEvent's
+    attach_gen: Annotated[int, msgspec.Meta(ge=0)] = 0  # the organisation's record's (RecordEvent)
 
     def named_dates(self) -> tuple[str, ...]:
         d = self.record.get("decision_date")
@@ -127,7 +135,21 @@ class TickEvent(_Event, tag="tick"):
         return (self.due,)
 
 
-SubjectEvent = RecordEvent | LinkedEvent | ObjectionEvent | RepairEvent | FeedbackEvent | TickEvent
+class DetachedEvent(_Event, tag="detached"):
+    """One version of a record (``hash``, the content ``record``) leaves this subject's file: it was
+    attached through a legacy number that the registry index now gives to ``to`` (存量代码转换 after a
+    number moved, or after a department's typing error taught it), at the ``gen``-th move of that
+    version; or (``via``) the linked copy of such a version on a legal representative's file, which
+    the organisation ``via`` lost. Its ``event_ms`` is the version's latest sighting: it moves no clock."""
+    record: Doc
+    hash: NonEmpty
+    gen: Annotated[int, msgspec.Meta(ge=1)]
+    to: str | None = None
+    via: str | None = None
+    id_kind: str = "uscc"
+
+
+SubjectEvent = RecordEvent | LinkedEvent | ObjectionEvent | RepairEvent | FeedbackEvent | TickEvent | DetachedEvent
 DEPARTMENT_INPUTS = (RecordEvent, ObjectionEvent, RepairEvent, FeedbackEvent)  # not ticks, not links
 
 _decoder = msgspec.json.Decoder(SubjectEvent)
@@ -195,11 +217,12 @@ LINK_ORIGIN: Final = "link:"
 
 
 def linked(person_id: str, person_name: str | None, via: str, origin: str, record: Doc, event_ms: int,
-           units: list[tuple[str, str]] | None = None) -> LinkedEvent:
+           units: list[tuple[str, str]] | None = None, attach_gen: int = 0) -> LinkedEvent:
     """A severe record of organisation ``via`` for its legal representative's personal log; ``units``:
     the (name, code) pairs the organisation knows of the record's unit (domain/state.py ``unit_names``)."""
     return LinkedEvent(origin=f"{LINK_ORIGIN}{via}:{origin}", subject=person_id, event_ms=event_ms, record=record,
-                       hash=content_hash(record), via=via, person_name=person_name, units=units or None)
+                       hash=content_hash(record), via=via, person_name=person_name, units=units or None,
+                       attach_gen=attach_gen)
 
 
 def tick(subject_id: str, due: str) -> TickEvent:
@@ -207,6 +230,22 @@ def tick(subject_id: str, due: str) -> TickEvent:
     return TickEvent(origin=f"tick:{subject_id}:{due}", subject=subject_id, due=due, event_ms=due_ms(due))
 
 
-def with_subject(event: SubjectEvent, subject_id: str, id_kind: str) -> SubjectEvent:
-    """A parked event, attached once the registry learns its subject."""
+def with_subject(event: SubjectEvent, subject_id: str, id_kind: str, attach_gen: int = 0) -> SubjectEvent:
+    """A parked event, attached once the registry learns its subject; a record attached through a
+    legacy number, addressed to the subject the index gives it at its ``attach_gen``-th move."""
+    if attach_gen and isinstance(event, RecordEvent):
+        return msgspec.structs.replace(event, subject=subject_id, id_kind=id_kind, attach_gen=attach_gen)
     return msgspec.structs.replace(event, subject=subject_id, id_kind=id_kind)
+
+
+MOVE_ORIGIN: Final = "move:"
+"""How the origin of a ``detached`` event begins: ``move:<version's hash>:<gen>`` (deterministic, so
+that a re-sent one is a re-delivery)."""
+
+
+def detached(subject_id: str, record: Doc, digest: str, gen: int, event_ms: int, to: str | None,
+             via: str | None = None) -> DetachedEvent:
+    """The version ``digest`` of ``record`` leaves ``subject_id``'s file at its ``gen``-th move."""
+    origin = f"{MOVE_ORIGIN}{digest[:16]}:{gen}" + (f":{via}" if via else "")
+    return DetachedEvent(origin=origin, subject=subject_id, event_ms=event_ms, record=record, hash=digest, gen=gen,
+                         to=to, via=via, id_kind="resident_id" if via else "uscc")

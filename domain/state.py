@@ -39,7 +39,15 @@ import orjson
 
 from domain.clock import date_of_ms
 from domain.digest import hex16
-from domain.events import LINK_ORIGIN, FeedbackEvent, LinkedEvent, ObjectionEvent, RecordEvent, RepairEvent
+from domain.events import (
+    LINK_ORIGIN,
+    DetachedEvent,
+    FeedbackEvent,
+    LinkedEvent,
+    ObjectionEvent,
+    RecordEvent,
+    RepairEvent,
+)
 from domain.record_maps import editable, finished, with_entry
 from domain.types import Doc, View
 from domain.validate import content_hash, decision_key
@@ -111,6 +119,8 @@ class SubjectState(TypedDict, total=False):
     basis: Doc                # the compact aggregate the lists are assembled from (history.new_basis)
     facts_rules: str           # the rules version the facts were derived with
     evaluation: Doc           # the situation on as_of (lists, publicity, objections, repairs, next_due)
+    moves: dict[str, list[int]]  # a version attached through a legacy number that moved: its mark
+    #                              (move_mark) -> [generation, 1 held here / 0 moved away] (apply_detached)
 
 
 def new_state(subject_id: str, id_kind: str) -> SubjectState:
@@ -264,8 +274,122 @@ def _holds(slot: Doc | None, content: Doc) -> bool:
 # ------------------------------------------------------------------------------------ records
 
 
+def move_mark(via: str | None, digest: str) -> str:
+    """How a subject's ``moves`` names one version of a record: its content hash's first 16
+    characters, and for a linked copy on a legal representative's file, the organisation before it."""
+    return f"{via}|{digest[:16]}" if via else digest[:16]
+
+
+def attach_generation(state: View, digest: str) -> int:
+    """The move generation at which the version ``digest`` is held here (0: never moved)."""
+    held = (state.get("moves") or {}).get(digest[:16])
+    return int(held[0]) if held and held[1] else 0
+
+
 def apply_record(state: SubjectState | None, event: RecordEvent | LinkedEvent, *, via: str | None = None,
                  record: Doc | None = None) -> tuple[SubjectState, str]:
+    """Fold one record event (:func:`_apply_record`), gated by the moves of records attached through
+    a legacy number (存量代码转换): a copy addressed to this subject before the version moved away
+    (its ``attach_gen`` at or below the move's) is ``moved-away`` and changes nothing; a copy
+    addressed at a later move is held here from that generation on, so that a late notice of an
+    earlier move (:func:`apply_detached`) does not take it away. Which subject ends holding a
+    version is the one the index's last move gave it to, whatever order the notices arrive in."""
+    if state is None:
+        state = new_state(event.subject, event.id_kind)
+    gen = event.attach_gen
+    moves = state.get("moves")
+    if not gen and not moves:
+        return _apply_record(state, event, via=via, record=record)
+    mark = move_mark(via, event.hash)
+    held = moves.get(mark) if moves else None
+    if held is not None and not held[1] and held[0] >= gen:
+        return state, "moved-away"
+    if not gen or held is not None and held[0] >= gen:
+        return _apply_record(state, event, via=via, record=record)
+    new, outcome = _apply_record(state, event, via=via, record=record)
+    if new is state:
+        new = _copy(state)
+    new["moves"] = {**(moves or {}), mark: [gen, 1]}
+    return new, ("duplicate" if outcome == "redelivered" else outcome)
+
+
+def detached_key(state: View, event: DetachedEvent) -> str:
+    """The key the version a ``detached`` event names is kept under in ``state``."""
+    record = event.record if event.via is None else dict(event.record, revoked=event.record.get("revoked", False))
+    return record_key_of(state.get("units"), record, event.via)
+
+
+def apply_detached(state: SubjectState | None, event: DetachedEvent) -> tuple[SubjectState, str]:
+    """A version of a record attached through a legacy number leaves this subject (domain/events.py
+    ``DetachedEvent``): it is taken out of the record's versions as if it had never come (the record
+    gone with it when it was its only version; a court deletion kept beside it stays), and what it
+    said of the subject's identity with it. Noted in ``moves`` at its generation, whether held here
+    or not yet (the copy addressed here may still be on its way: it is then ``moved-away``); a notice
+    of an earlier move than one noted already is a re-delivery. Outcomes: detached, detach-noted,
+    redelivered."""
+    if state is None:
+        state = new_state(event.subject, event.id_kind)
+    mark = move_mark(event.via, event.hash)
+    moves = state.get("moves") or {}
+    held = moves.get(mark)
+    if held is not None and held[0] >= event.gen:
+        return state, "redelivered"
+    out = _copy(state)
+    out["moves"] = {**moves, mark: [event.gen, 0]}
+    key = detached_key(state, event)
+    entry = state["records"].get(key)
+    if entry is None or event.hash not in (entry.get("versions") or {}):
+        return out, "detach-noted"
+    kept = _without_version(entry, event.hash, linked=event.via is not None)
+    working = editable(state["records"])
+    if kept is None:
+        working.pop(key, None)
+    else:
+        working[key] = kept
+    out["records"] = finished(working)
+    subject = out["id"]
+    _fold_identity(out, key, _record_identity(entry, key, subject),
+                   _record_identity(kept, key, subject) if kept is not None else None)
+    out["version"] = (out.get("version") or 0) + 1
+    return out, "detached"
+
+
+def _without_version(entry: RecordEntry, digest: str, *, linked: bool) -> RecordEntry | None:
+    """``entry`` without its version ``digest``: the newest of the others wins (``_fold_version``'s
+    order); None when it was the only one and no court deletion is kept beside it."""
+    versions = {h: v for h, v in (entry.get("versions") or {}).items() if h != digest}
+    others = {h: c for h, c in (entry.get("others") or {}).items() if h != digest}
+    out: Doc = dict(entry)
+    # the origins seen are forgotten: a copy of the versions kept, sent again from one of the moved
+    # version's origins, must fold as new where it is not one already (they are a re-delivery check only)
+    out.pop("seen", None)
+    resent = entry.get("resent")
+    if resent and digest in resent:
+        rest = {h: t for h, t in resent.items() if h != digest}
+        if rest:
+            out["resent"] = rest
+        else:
+            out.pop("resent", None)
+    if not versions:
+        if not entry.get("deletion"):
+            return None
+        out.update(decision_date=None, severity=None, content=None, hash=None, versions={}, others={}, version=0)
+        out["status"] = status_of(out)
+        return cast(RecordEntry, out)
+    out["version"] = max(1, (entry.get("version") or 1) - 1)
+    out["first_ms"] = min(v[0] for v in versions.values())
+    out["updated_ms"] = max([v[0] for v in versions.values()] + list((out.get("resent") or {}).values()))
+    if entry.get("hash") == digest or entry.get("hash") not in versions:
+        winner = max(versions, key=lambda h: (version_key(*versions[h]), h))
+        content = others.pop(winner)
+        out.update(_summary(content, linked), content=content, hash=winner)
+    out["versions"], out["others"] = versions, others
+    out["status"] = status_of(out)
+    return cast(RecordEntry, out)
+
+
+def _apply_record(state: SubjectState, event: RecordEvent | LinkedEvent, *, via: str | None = None,
+                  record: Doc | None = None) -> tuple[SubjectState, str]:
     """Fold one record event; returns the new state and the outcome. The state passed in is not
     modified. Outcomes: new, correction, revocation, deletion, registration, duplicate, stale,
     redelivered. ``via``: the record is an organisation's, linked onto this person's file (an entry
@@ -273,8 +397,6 @@ def apply_record(state: SubjectState | None, event: RecordEvent | LinkedEvent, *
     of the person is his, ``_identity_of``). The identity follows the record's winning version
     (``_fold_identity``), a duplicate's or a stale version's too: an earlier sighting of the winning
     content moves its key."""
-    if state is None:
-        state = new_state(event.subject, event.id_kind)
     record = record if record is not None else event.record
     if record.get("kind") == "registration":
         return apply_registration(state, record, event.event_ms, event.origin)

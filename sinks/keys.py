@@ -29,6 +29,15 @@ key                                    type        what
                                                    its sightings (ms and origin a line, at most 32); fields
                                                    origin#content hash: parked before (one per re-send)
 ``{ns}:parked:keys``                   set         every ``<kind>:<number>`` with parked records
+``{ns}:attached``                      hash        #content hash -> ``USCC<TAB>move generation<TAB>1 while
+                                                   the last move waits for its acknowledgement`` of a
+                                                   decision attached through a legacy number;
+                                                   #hash|e its subject event (JSON), #hash|k its lookup
+                                                   keys, #hash|h the USCCs it was ever attached to,
+                                                   #hash|s its sightings (sinks/registry_index.py)
+``{ns}:attached-by:{kind}:{number}``   set         the #content hashes attached through that number
+``{ns}:attached:pending``              set         numbers with a move not acknowledged yet (cleared
+                                                   lazily when the number is next taught)
 ``{ns}:positions:{agent}``             hash        ``topic/partition`` -> next offset the ingest or
                                                    registry agent applied (written with its effects)
 ``{ns}:positions-acked:{agent}``       hash        the same once its messages are acknowledged
@@ -262,6 +271,18 @@ class Keys:
     @property
     def parked_keys(self) -> str:
         return f"{self.namespace}:parked:keys"
+
+    @property
+    def attached(self) -> str:
+        """Decisions attached through a legacy number, to follow the number's moves."""
+        return f"{self.namespace}:attached"
+
+    @property
+    def attached_pending(self) -> str:
+        return f"{self.namespace}:attached:pending"
+
+    def attached_by(self, lookup_key: str) -> str:
+        return f"{self.namespace}:attached-by:{lookup_key}"
 
     def replay_progress(self, generation: str) -> str:
         return f"{self.namespace}:replay:{generation}"

@@ -26,21 +26,24 @@ from typing import NamedTuple
 
 import orjson
 
+from domain.kinds import MOVES_WITH_ITS_NUMBER
 from domain.state import SEEN_ORIGINS_KEPT
 from sinks.keys import Keys
 
 _BATCH = """
 -- One ingest or registry batch's writes, atomic (so a Redis that loses its last writes loses all of
 -- a batch's or none, with the positions that say so):
--- ARGV: prefix, m, m x (position field, floor, new, mine), t, t x (lookup key, USCC, version),
---       then items to look up or park: n, n lookup keys, field, payload, sighting (to the end).
+-- ARGV: parked prefix, attached-by prefix, m, m x (position field, floor, new, mine), t, t x (lookup
+--       key, USCC, version), then items to look up or park: n, n lookup keys, field, payload,
+--       sighting, follow (1: a decision whose subject follows its number's moves) (to the end).
 local index, parked_keys, versions, positions = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local prefix = ARGV[1]
-local m = tonumber(ARGV[2])
+local attached, pending_keys = KEYS[5], KEYS[6]
+local prefix, by = ARGV[1], ARGV[2]
+local m = tonumber(ARGV[3])
 -- 1. a position behind its floor (what was written), or gone when this worker wrote it: Redis lost
 -- writes; write nothing
 local behind = {}
-for i = 3, 2 + 4 * m, 4 do
+for i = 4, 3 + 4 * m, 4 do
   local cur = tonumber(redis.call('HGET', positions, ARGV[i]) or '-1')
   if (cur == -1 and ARGV[i + 3] == '1') or (cur ~= -1 and cur < tonumber(ARGV[i + 1])) then
     behind[#behind + 1] = ARGV[i]
@@ -48,36 +51,23 @@ for i = 3, 2 + 4 * m, 4 do
   end
 end
 if #behind > 0 then return {'behind', behind} end
-local p = 3 + 4 * m
+local p = 4 + 4 * m
 local t = tonumber(ARGV[p])
 p = p + 1
--- 2. what the batch teaches the index (a mapping replaced only by a newer version), and the records
--- parked under those keys
-local released = {}
-for i = p, p + 3 * t - 1, 3 do
-  local key, uscc, version = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local held = redis.call('HGET', versions, key)
-  if held == false or version > held then
-    if redis.call('HGET', index, key) ~= uscc then
-      redis.call('HSET', index, key, uscc)
-    end
-    redis.call('HSET', versions, key, version)
-  else
-    uscc = redis.call('HGET', index, key) or uscc
-  end
-  if redis.call('SISMEMBER', parked_keys, key) == 1 then
-    local entries = redis.call('HGETALL', prefix .. key)
-    for j = 1, #entries, 2 do
-      released[#released + 1] = key
-      released[#released + 1] = uscc
-      released[#released + 1] = entries[j]
-      released[#released + 1] = entries[j + 1]
-    end
-  end
+local function split(text)
+  local out = {}
+  for line in string.gmatch(text or '', '[^\\n]+') do out[#out + 1] = line end
+  return out
 end
-p = p + 3 * t
--- 3. each record's USCC by its first known lookup key; a record with none is parked under all: its
--- content once (field), each sighting of it (ms and origin, sorted as text) in field|s, at most
+-- the USCC a record with these lookup keys is attached to: that of its first key the index knows
+local function resolve(keys)
+  for _, k in ipairs(keys) do
+    local v = redis.call('HGET', index, k)
+    if v then return v end
+  end
+  return false
+end
+-- each sighting of a record (ms and origin, sorted as text) in <field>|s of hash ``key``, at most
 -- SIGHTINGS_KEPT of them: the earliest and the latest arrived
 local function sighted(key, field, sighting)
   local held = redis.call('HGET', key, field .. '|s')
@@ -96,37 +86,176 @@ local function sighted(key, field, sighting)
   end
   redis.call('HSET', key, field .. '|s', table.concat(lines, '\\n'))
 end
+-- a decision attached through its legacy numbers: remembered (attached: field -> "subject<TAB>gen<TAB>
+-- pending", field|e its payload, field|k its lookup keys, field|h the subjects it was ever attached
+-- to, field|s its sightings; attached-by:<key>: the fields attached through that key), so that it
+-- follows when a number it was attached by comes to name another organisation
+local function remember(field, keys, payload, subject)
+  redis.call('HSET', attached, field, subject .. '\\t0\\t0', field .. '|e', payload,
+             field .. '|k', table.concat(keys, '\\n'), field .. '|h', subject)
+  for _, k in ipairs(keys) do redis.call('SADD', by .. k, field) end
+end
+local moved = {}
+-- a remembered decision whose first known number names another organisation now moves there (its
+-- generation counted up); one whose move is not acknowledged yet is moved again (the same move)
+local function follow(field)
+  local entry = redis.call('HGET', attached, field)
+  if not entry then return end
+  local subject, gen, pending = string.match(entry, '^([^\\t]*)\\t(%d+)\\t(%d)$')
+  local now = resolve(split(redis.call('HGET', attached, field .. '|k')))
+  if not now then return end
+  local was = split(redis.call('HGET', attached, field .. '|h'))
+  if now ~= subject then
+    gen = tostring(tonumber(gen) + 1)
+    local known = false
+    for _, s in ipairs(was) do if s == now then known = true end end
+    if not known then
+      was[#was + 1] = now
+      redis.call('HSET', attached, field .. '|h', table.concat(was, '\\n'))
+    end
+    redis.call('HSET', attached, field, now .. '\\t' .. gen .. '\\t1')
+    for _, k in ipairs(split(redis.call('HGET', attached, field .. '|k'))) do
+      redis.call('SADD', pending_keys, k)
+    end
+  elseif pending ~= '1' then
+    return
+  end
+  local from = {}
+  for _, s in ipairs(was) do if s ~= now then from[#from + 1] = s end end
+  moved[#moved + 1] = field
+  moved[#moved + 1] = now
+  moved[#moved + 1] = gen
+  moved[#moved + 1] = table.concat(from, '\\n')
+  moved[#moved + 1] = redis.call('HGET', attached, field .. '|e')
+  moved[#moved + 1] = redis.call('HGET', attached, field .. '|s') or ''
+end
+-- 2. what the batch teaches the index (a mapping replaced only by a newer version); then the
+-- records parked under those keys, each attached by its first known key, and the remembered
+-- decisions attached through a key whose mapping moved (or whose move waits for its acknowledgement)
+local released = {}
+local parked_fields = {}
+local to_follow = {}
+local followed = {}
+for i = p, p + 3 * t - 1, 3 do
+  local key, uscc, version = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local held = redis.call('HGET', versions, key)
+  local changed = false
+  if held == false or version > held then
+    if redis.call('HGET', index, key) ~= uscc then
+      redis.call('HSET', index, key, uscc)
+      changed = true
+    end
+    redis.call('HSET', versions, key, version)
+  end
+  if redis.call('SISMEMBER', parked_keys, key) == 1 then
+    local entries = redis.call('HGETALL', prefix .. key)
+    for j = 1, #entries, 2 do
+      released[#released + 1] = key
+      released[#released + 1] = ''
+      released[#released + 1] = entries[j]
+      released[#released + 1] = entries[j + 1]
+    end
+  end
+  local waiting = redis.call('SISMEMBER', pending_keys, key) == 1
+  if changed or waiting then
+    for _, field in ipairs(redis.call('SMEMBERS', by .. key)) do
+      if not followed[field] then
+        followed[field] = true
+        to_follow[#to_follow + 1] = field
+      end
+    end
+    if waiting and not changed then redis.call('SREM', pending_keys, key) end
+  end
+end
+p = p + 3 * t
+for i = 1, #released, 4 do
+  local field = released[i + 2]
+  if string.sub(field, -2) ~= '|s' then
+    local record = cjson.decode(released[i + 3])
+    local subject = resolve(record['lookup_keys'])
+    local event = record['event'] or {}
+    local entry = redis.call('HGET', attached, field)
+    if entry then
+      subject = string.match(entry, '^([^\\t]*)\\t')
+      released[i + 1] = subject .. '\\t' .. string.match(entry, '^[^\\t]*\\t(%d+)')
+    else
+      released[i + 1] = subject .. '\\t0'
+      if event['type'] == 'record' and FOLLOWED_KINDS[(event['record'] or {})['kind'] or ''] then
+        remember(field, record['lookup_keys'], released[i + 3], subject)
+      end
+    end
+    parked_fields[field] = released[i + 1]
+  end
+end
+for i = 1, #released, 4 do  -- a record's sightings go where the record goes
+  if string.sub(released[i + 2], -2) == '|s' then
+    released[i + 1] = parked_fields[string.sub(released[i + 2], 1, -3)] or ''
+    local field = string.sub(released[i + 2], 1, -3)
+    if redis.call('HGET', attached, field) then
+      for line in string.gmatch(released[i + 3], '[^\\n]+') do sighted(attached, field, line) end
+    end
+  end
+end
+for _, field in ipairs(to_follow) do follow(field) end
+-- 3. each record's USCC by its first known lookup key; a record with none is parked under all: its
+-- content once (field), each sighting of it in field|s. A decision attached so is remembered
+-- (``remember``); one remembered already goes where it is, at its generation.
 local resolved = {}
 while p <= #ARGV do
   local n = tonumber(ARGV[p])
   local field = ARGV[p + n + 1]
   local payload = ARGV[p + n + 2]
   local sighting = ARGV[p + n + 3]
-  local found = false
-  for j = 1, n do
-    local v = redis.call('HGET', index, ARGV[p + j])
-    if v then found = v; break end
-  end
+  local follows = ARGV[p + n + 4] == '1'
+  local keys = {}
+  for j = 1, n do keys[j] = ARGV[p + j] end
+  local found = resolve(keys)
   if found then
-    resolved[#resolved + 1] = found
+    local entry = follows and redis.call('HGET', attached, field)
+    if entry then
+      local subject, gen = string.match(entry, '^([^\\t]*)\\t(%d+)')
+      resolved[#resolved + 1] = subject .. '\\t' .. gen
+      sighted(attached, field, sighting)
+    else
+      if follows then
+        remember(field, keys, payload, found)
+        sighted(attached, field, sighting)
+      end
+      resolved[#resolved + 1] = found .. '\\t0'
+    end
   else
     for j = 1, n do
-      redis.call('HSETNX', prefix .. ARGV[p + j], field, payload)
-      sighted(prefix .. ARGV[p + j], field, sighting)
-      redis.call('SADD', parked_keys, ARGV[p + j])
+      redis.call('HSETNX', prefix .. keys[j], field, payload)
+      sighted(prefix .. keys[j], field, sighting)
+      redis.call('SADD', parked_keys, keys[j])
     end
     resolved[#resolved + 1] = ''
   end
-  p = p + n + 4
+  p = p + n + 5
 end
 -- 4. the positions reached (never backwards)
-for i = 3, 2 + 4 * m, 4 do
+for i = 4, 3 + 4 * m, 4 do
   local cur = tonumber(redis.call('HGET', positions, ARGV[i]) or '-1')
   if tonumber(ARGV[i + 2]) > cur then
     redis.call('HSET', positions, ARGV[i], ARGV[i + 2])
   end
 end
-return {'ok', released, resolved}
+return {'ok', released, resolved, moved}
+"""
+
+_ACK_MOVES = """
+-- moves whose notices and copies the broker acknowledged: no longer sent again (unless moved since)
+local attached = KEYS[1]
+for i = 1, #ARGV, 2 do
+  local entry = redis.call('HGET', attached, ARGV[i])
+  if entry then
+    local subject, gen, pending = string.match(entry, '^([^\\t]*)\\t(%d+)\\t(%d)$')
+    if pending == '1' and gen == ARGV[i + 1] then
+      redis.call('HSET', attached, ARGV[i], subject .. '\\t' .. gen .. '\\t0')
+    end
+  end
+end
+return 1
 """
 
 _UNPARK = """
@@ -176,6 +305,7 @@ class Released(NamedTuple):
     origin: str  # the field it is parked under (unpark removes it)
     parked: dict  # what was parked: the subject event without its subject
     sightings: tuple[tuple[int, str], ...] = ()  # each (ms, origin) it was sent with, earliest first
+    gen: int = 0  # a decision that follows its number: the move generation it goes at (domain/events.py)
 
     def events(self) -> list[dict]:
         """The parked subject event once per sighting, each with its own arrival time and origin, in
@@ -187,13 +317,45 @@ class Released(NamedTuple):
         return [dict(event, event_ms=ms, origin=origin) for ms, origin in self.sightings]
 
 
+class Moved(NamedTuple):
+    """A decision attached through a legacy number whose first known number now names another
+    organisation (存量代码转换 after the number moved, or after the registration authority outranked
+    what a department's record taught): it leaves ``left`` and goes to ``subject_id`` at the
+    ``gen``-th move (domain/events.py ``DetachedEvent``, ``RecordEvent.attach_gen``)."""
+    field: str
+    subject_id: str
+    gen: int
+    left: tuple[str, ...]
+    parked: dict  # the record's payload as it was attached: {"lookup_keys", "event"}
+    sightings: tuple[tuple[int, str], ...] = ()
+
+    def events(self) -> list[dict]:
+        """The decision's subject event once per sighting (as :meth:`Released.events`)."""
+        return Released(self.subject_id, self.field, self.parked, self.sightings).events()
+
+
+class Resolved(NamedTuple):
+    subject_id: str
+    gen: int  # the move generation the record is attached at (0: never moved)
+
+
+class BatchApplied(NamedTuple):
+    released: list[Released]
+    resolved: list[Resolved | None]  # each item's subject, or None: parked
+    moved: list[Moved]
+
+
 class RegistryIndex:
     def __init__(self, redis, keys: Keys):
         self.redis = redis
         self.keys = keys
         self._prefix = keys.parked("")
-        self._batch = redis.register_script(_BATCH.replace("SIGHTINGS_KEPT", str(SIGHTINGS_KEPT)))
+        self._by_prefix = keys.attached_by("")
+        followed = "({" + ", ".join(f"['{kind}'] = true" for kind in sorted(MOVES_WITH_ITS_NUMBER)) + "})"
+        self._batch = redis.register_script(_BATCH.replace("SIGHTINGS_KEPT", str(SIGHTINGS_KEPT))
+                                            .replace("FOLLOWED_KINDS", followed))
         self._unpark = redis.register_script(_UNPARK)
+        self._ack_moves = redis.register_script(_ACK_MOVES)
 
     async def positions(self, agent: str, fields: list[str]) -> dict[str, int | None]:
         """The next offset of each input partition (``"topic/partition"``) that ``agent``'s batches
@@ -225,8 +387,7 @@ class RegistryIndex:
         await pipe.execute()
 
     async def apply_batch(self, teach: list[tuple[str, str, str]], items: list[tuple[tuple[str, ...], str, dict]],
-                          positions: tuple[str, list[tuple[str, int, int, bool]]] | None = None
-                          ) -> tuple[list[Released], list[str | None]]:
+                          positions: tuple[str, list[tuple[str, int, int, bool]]] | None = None) -> BatchApplied:
         """A batch's writes, in one atomic script:
 
         1. ``positions`` = (agent, [(partition field, floor, next offset after the batch, mine)]):
@@ -235,15 +396,19 @@ class RegistryIndex:
            :class:`PositionsBehind` is raised;
         2. ``teach``: (lookup key, USCC, version) triples, each stored only if its version
            (domain/attach.py ``mapping_version``) is newer than the one the index holds for that key
-           (a mapping stored before versions were kept counts as older than any);
+           (a mapping stored before versions were kept counts as older than any); the records
+           parked under those keys are released, each to the USCC of its first known key; the
+           decisions attached through a key whose mapping moved follow it (:class:`Moved`);
         3. ``items``: (lookup keys, origin id, payload to park): the USCC of each one's first known
-           key, or None, and then it is parked under all its keys (field: :func:`park_field`);
+           key, or None, and then it is parked under all its keys (field: :func:`park_field`); a
+           decision attached so is remembered with its keys (``Keys.attached``) so that it can follow;
         4. the positions reached, never moved backwards.
 
-        Returns the records parked under the taught keys (still parked: :meth:`unpark` once they
-        are on the log), to the USCC the index holds then, and each item's USCC or None."""
+        The released records stay parked (:meth:`unpark` once they are on the log), the moves
+        waiting (:meth:`acknowledge_moves`): a batch that fails before its produce, run again,
+        releases and moves them again."""
         agent, spec = positions if positions is not None else ("", [])
-        args: list = [self._prefix, len(spec)]
+        args: list = [self._prefix, self._by_prefix, len(spec)]
         for field, floor, reached, mine in spec:
             args += [field, floor, reached, int(mine)]
         args.append(len(teach))
@@ -255,14 +420,25 @@ class RegistryIndex:
             args.append(park_field(payload))
             args.append(orjson.dumps(payload))
             args.append(sighting(payload["event"]))
+            args.append(int(follows_its_number(payload["event"])))
         status, *rest = await self._batch(keys=[self.keys.id_index, self.keys.parked_keys,
-                                                self.keys.id_index_versions, self.keys.input_positions(agent)],
+                                                self.keys.id_index_versions, self.keys.input_positions(agent),
+                                                self.keys.attached, self.keys.attached_pending],
                                           args=args)
         if status == b"behind":
             flat = rest[0]
             raise PositionsBehind({flat[i].decode(): int(flat[i + 1]) for i in range(0, len(flat), 2)})
-        flat, resolved = rest
-        return released_of(flat), [(v.decode() if isinstance(v, bytes) else v) or None for v in resolved]
+        flat, resolved, moved = rest
+        return BatchApplied(released_of(flat), [_resolved(v) for v in resolved], moved_of(moved))
+
+    async def acknowledge_moves(self, moved: list[Moved]) -> None:
+        """The notices and copies of these moves are on the log: they are not sent again."""
+        if not moved:
+            return
+        args: list = []
+        for m in moved:
+            args += [m.field, m.gen]
+        await self._ack_moves(keys=[self.keys.attached], args=args)
 
     async def unpark(self, released: list[Released]) -> None:
         """Remove released records from every key they were parked under."""
@@ -299,16 +475,47 @@ class RegistryIndex:
         return list(out.values())
 
 
+def follows_its_number(event: dict) -> bool:
+    """Whether a subject event attached through a legacy number follows the number's moves: a
+    decision (domain/kinds.py ``MOVES_WITH_ITS_NUMBER``)."""
+    return event.get("type") == "record" and (event.get("record") or {}).get("kind") in MOVES_WITH_ITS_NUMBER
+
+
+def _resolved(value: bytes | str) -> Resolved | None:
+    text = value.decode() if isinstance(value, bytes) else value
+    if not text:
+        return None
+    subject, _, gen = text.partition("\t")
+    return Resolved(subject, int(gen or 0))
+
+
+def _sightings(text: str) -> tuple[tuple[int, str], ...]:
+    lines = [x for x in text.split("\n") if x]
+    return tuple(sorted((int(ms), origin) for ms, _, origin in (x.partition("\t") for x in lines)))
+
+
 def released_of(flat: list) -> list[Released]:
-    """The records the batch script released: (key, USCC, field, value) fours, a record once whatever
-    the number of keys it was parked under, with its sightings (``<field>|s``) when it has them."""
-    found: dict[str, tuple[str, dict]] = {}
+    """The records the batch script released: (key, "USCC<TAB>gen", field, value) fours, a record once
+    whatever the number of keys it was parked under, with its sightings (``<field>|s``) when it has them."""
+    found: dict[str, tuple[Resolved, dict]] = {}
     seen: dict[str, tuple[tuple[int, str], ...]] = {}
     for i in range(0, len(flat), 4):
         field = flat[i + 2].decode()
         if field.endswith("|s"):
-            lines = flat[i + 3].decode().split("\n")
-            seen[field[:-2]] = tuple(sorted((int(ms), origin) for ms, _, origin in (x.partition("\t") for x in lines)))
+            seen[field[:-2]] = _sightings(flat[i + 3].decode())
         elif field not in found:
-            found[field] = (flat[i + 1].decode(), orjson.loads(flat[i + 3]))
-    return [Released(subject, field, parked, seen.get(field, ())) for field, (subject, parked) in found.items()]
+            target = _resolved(flat[i + 1])
+            if target is not None:
+                found[field] = (target, orjson.loads(flat[i + 3]))
+    return [Released(target.subject_id, field, parked, seen.get(field, ()), target.gen)
+            for field, (target, parked) in found.items()]
+
+
+def moved_of(flat: list) -> list[Moved]:
+    """The decisions the batch script moved: (field, USCC, gen, the subjects left, payload, sightings) sixes."""
+    out = []
+    for i in range(0, len(flat), 6):
+        left = tuple(s for s in flat[i + 3].decode().split("\n") if s)
+        out.append(Moved(flat[i].decode(), flat[i + 1].decode(), int(flat[i + 2]), left, orjson.loads(flat[i + 4]),
+                         _sightings(flat[i + 5].decode())))
+    return out

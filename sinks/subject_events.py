@@ -11,7 +11,7 @@ from domain import events
 from sinks.deadletter import DeadLetterSink
 from sinks.kafka import KafkaSink, MessageTooLarge, message_size
 from sinks.keys import Keys
-from sinks.registry_index import Released
+from sinks.registry_index import Moved, Released
 
 
 class SubjectEventWriter:
@@ -53,9 +53,25 @@ class SubjectEventWriter:
     def add_released(self, released: list[Released]) -> None:
         for r in released:
             for parked in r.events():  # once per sighting: each re-send with its own arrival and origin
-                self.add(events.with_subject(events.from_dict(parked), r.subject_id, "uscc"), None)
+                self.add(events.with_subject(events.from_dict(parked), r.subject_id, "uscc", r.gen), None)
         if released:
             metrics.RELEASED.inc(len(released))
+
+    def add_moved(self, moved: list[Moved]) -> None:
+        """Decisions that follow their legacy number to another organisation: a ``detached`` notice to
+        each organisation they were on, and their copies (once per sighting) to the one they go to,
+        all at the move's generation (domain/events.py)."""
+        for m in moved:
+            copies = [events.with_subject(events.from_dict(e), m.subject_id, "uscc", m.gen) for e in m.events()]
+            first = copies[0]
+            assert isinstance(first, events.RecordEvent)
+            latest = max(c.event_ms for c in copies)
+            for subject in m.left:
+                self.add(events.detached(subject, first.record, first.hash, m.gen, latest, m.subject_id), None)
+            for copy in copies:
+                self.add(copy, None)
+        if moved:
+            metrics.MOVED.inc(len(moved))
 
 
 PARKED_NOTE = b"the value is the parked subject event, not the original message"
@@ -65,7 +81,11 @@ def source_of(event: events.SubjectEvent, keys: Keys) -> ConsumerRecord:
     """A stand-in for the department message a parked event came from (its origin names where it
     is in the log): what a dead letter of the event refers to. Its value is the subject event, its
     key the subject's storage id (as on the subject-event log)."""
-    topic, partition, offset = event.origin.rsplit("/", 2)
+    try:
+        topic, partition, offset = event.origin.rsplit("/", 2)
+        int(partition), int(offset)
+    except ValueError:  # a move's notice (``move:...``): no department message of its own
+        topic, partition, offset = event.origin, "-1", "-1"
     value = events.encode(event)
     key = keys.storage_id(event.subject).encode()
     return ConsumerRecord(topic=topic, partition=int(partition), offset=int(offset), timestamp=event.event_ms,

@@ -1,0 +1,213 @@
+"""Decisions attached through a legacy number follow the number (存量代码转换, RULES.md 1, 3a), against
+a real redis-server: the ingest and registry agents run their batches (the broker left out: a
+checkpoint without a producer collects what a batch would produce), and what they produce for the
+subject-event log is applied by the rules core, subject by subject. Whatever order the registrations
+and the departments' records arrive in, each organisation ends with the same records and lists."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from decimal import Decimal
+
+import pytest
+from aiokafka import ConsumerRecord
+
+from agents.ingest import IngestAgent
+from agents.registry import RegistryAgent
+from domain import events
+from domain.calendar import WorkingCalendar
+from domain.engine import step
+from domain.rulebook import load_rulebook
+from sinks.keys import Keys
+from sinks.registry_index import RegistryIndex
+from streams import samples
+from streams.codec import AvroCodec
+from streams.samples import sample_event, schema_of
+from streams.topics import Topics
+
+pytestmark = pytest.mark.integration
+
+OLD_HOLDER = "91310110666007217T"
+NEW_HOLDER = "91310115591693856A"
+NUMBER = samples.COMPANY_REG_NO
+RULES, CAL = load_rulebook(), WorkingCalendar()
+TODAY = "2026-11-30"
+
+
+def _message(codec, topics, kind, partition, offset, record, ts):
+    value = codec.encode(schema_of(kind), record)
+    return ConsumerRecord(topic=topics.for_kind(kind), partition=partition, offset=offset, timestamp=ts,
+                          timestamp_type=0, key=None, value=value, checksum=None, serialized_key_size=0,
+                          serialized_value_size=len(value), headers=())
+
+
+def _by_number(doc, date, **fields):
+    return sample_event("penalty", uscc=None, org_code=None, reg_no=NUMBER, decision_doc_no=doc, severity="严重",
+                        domain="environment", decision_date=date, **fields)
+
+
+def _inputs(case):
+    """name -> (agent kind, kind, partition, record, stamp): the case's inputs."""
+    import datetime as dt
+
+    d = dt.date.fromisoformat
+    both = {
+        "penalty": ("ingest", "penalty", 0, _by_number("郑环罚〔2026〕7号", d("2026-02-02")), 1770000000000),
+        "resent": ("ingest", "penalty", 1, _by_number("郑环罚〔2026〕7号", d("2026-02-02")), 1770500000000),
+        "corrected": ("ingest", "penalty", 2, _by_number("郑环罚〔2026〕7号", d("2026-02-02"), fine_amount=Decimal("300")),
+                      1771000000000),
+    }
+    if case == "moved":  # the number registered to one organisation, then (later dated) to another
+        return {**both,
+                "old": ("registry", "registration", 0, sample_event(
+                    "registration", uscc=OLD_HOLDER, reg_no=NUMBER, registered_at=d("2007-05-09")), 1769000000000),
+                "new": ("registry", "registration", 1, sample_event(
+                    "registration", uscc=NEW_HOLDER, reg_no=NUMBER, registered_at=d("2020-03-02")), 1769100000000)}
+    # a department's typing error: its record names OLD_HOLDER beside NEW_HOLDER's number; the
+    # registration authority's registration of NEW_HOLDER outranks what it taught
+    return {**both,
+            "typo": ("ingest", "penalty", 3, sample_event(
+                "penalty", uscc=OLD_HOLDER, reg_no=NUMBER, decision_doc_no="郑市监罚〔2026〕1号",
+                severity="一般", domain="taxation", decision_date=d("2026-01-05")), 1769500000000),
+            "new": ("registry", "registration", 1, sample_event(
+                "registration", uscc=NEW_HOLDER, reg_no=NUMBER, registered_at=d("2020-03-02")), 1771500000000)}
+
+
+async def _run(redis, settings, case, order, tag):
+    codec, topics = AvroCodec(), Topics(settings.topic_prefix)
+    keys = Keys(f"{settings.namespace}-{tag}")
+    index = RegistryIndex(redis, keys)
+    agents = {"ingest": IngestAgent(topics=topics, codec=codec, index=index, producer=None),
+              "registry": RegistryAgent(topics=topics, codec=codec, index=index, producer=None)}
+    inputs = _inputs(case)
+    produced = []
+    for offset, name in enumerate(order):
+        agent_name, kind, partition, record, ts = inputs[name]
+        agent = agents[agent_name]
+        checkpoint = agent.checkpoint()
+        await agent.process([_message(codec, topics, kind, partition, offset, record, ts)], checkpoint)
+        await checkpoint.complete()
+        assert not [m for m in checkpoint.collected if m.topic == topics.dead_letters], name
+        produced += [events.decode(m.value) for m in checkpoint.collected if m.topic == topics.subject_events]
+    return produced, index
+
+
+def _files(produced, shuffle_seed=None):
+    """Every subject's file from the subject events, in the order produced (or shuffled: the log's
+    partitions and two workers interleave them otherwise), links routed as the worker routes them."""
+    queue = list(produced)
+    if shuffle_seed is not None:
+        random.Random(shuffle_seed).shuffle(queue)
+    files: dict = {}
+    while queue:
+        event = queue.pop(0)
+        result = step(files.get(event.subject), event, RULES, CAL)
+        files[event.subject] = result.state
+        queue += result.links
+    return {sid: step(state, events.tick(sid, TODAY), RULES, CAL).state for sid, state in files.items()}
+
+
+def _held(files, sid):
+    state = files.get(sid) or {}
+    records = {k: e["content"]["fields"].get("fine_amount") for k, e in (state.get("records") or {}).items()
+               if e.get("content") is not None}
+    return tuple(sorted(records.items())), tuple(sorted((state.get("evaluation") or {}).get("lists") or {}))
+
+
+@pytest.mark.parametrize("case", ["moved", "typo"])
+async def test_decisions_by_a_number_end_with_the_organisation_it_names_in_any_arrival_order(redis, settings, case):
+    names = list(_inputs(case))
+    results = set()
+    for n, order in enumerate(itertools.permutations(names)):
+        if n % 3 and len(names) > 4:  # (120 orders: every third, and all of the first names' places)
+            continue
+        produced, _ = await _run(redis, settings, case, order, f"{case}{n}")
+        for seed in (None, n):
+            files = _files(produced, seed)
+            got = (_held(files, OLD_HOLDER), _held(files, NEW_HOLDER))
+            results.add(got)
+            if len(results) > 1:
+                pytest.fail(f"order {order} (shuffle {seed}) gives {got}; another gave {results - {got}}")
+    (old, new), = results
+    assert new[1] == ("blacklist:environment",) and [fine for _key, fine in new[0]] == ["300.000000"], new
+    assert "blacklist:environment" not in old[1]
+    if case == "typo":  # its own record stays
+        assert len(old[0]) == 1
+
+
+async def test_a_move_whose_produce_failed_is_sent_again_and_then_no_more(redis, settings):
+    codec, topics = AvroCodec(), Topics(settings.topic_prefix)
+    index = RegistryIndex(redis, Keys(settings.namespace))
+    ingest = IngestAgent(topics=topics, codec=codec, index=index, producer=None)
+    registry = RegistryAgent(topics=topics, codec=codec, index=index, producer=None)
+    inputs = _inputs("moved")
+    for name, offset in (("old", 0), ("penalty", 1)):
+        agent = registry if name == "old" else ingest
+        _, kind, partition, record, ts = inputs[name]
+        checkpoint = agent.checkpoint()
+        await agent.process([_message(codec, topics, kind, partition, offset, record, ts)], checkpoint)
+        await checkpoint.complete()
+    _, kind, partition, record, ts = inputs["new"]
+    new = _message(codec, topics, kind, partition, 0, record, ts)
+    failed = registry.checkpoint()
+    await registry.process([new], failed)  # its complete() never runs: the broker refused
+    retried = registry.checkpoint()
+    await registry.process([new], retried)
+    await retried.complete()
+    produced = [events.decode(m.value) for m in retried.collected if m.topic == topics.subject_events]
+    notices = [e for e in produced if isinstance(e, events.DetachedEvent)]
+    assert [(e.subject, e.to, e.gen) for e in notices] == [(OLD_HOLDER, NEW_HOLDER, 1)]
+    assert [(e.subject, e.attach_gen) for e in produced if isinstance(e, events.RecordEvent)
+            and e.record["kind"] == "penalty"] == [(NEW_HOLDER, 1)]
+    again = registry.checkpoint()
+    await registry.process([new], again)
+    await again.complete()
+    assert not [m for m in again.collected if m.topic == topics.subject_events
+                and isinstance(events.decode(m.value), events.DetachedEvent)]
+
+
+async def test_a_decision_follows_its_number_through_the_pipeline(pipeline, settings, department):
+    """The embedded stack, as stock producers send (unkeyed decisions, stamped at sending): a severe
+    penalty by a registration number lists the organisation the number is registered to; the
+    number's newer registration to another organisation moves it there, and the first one's entry
+    is withdrawn downstream."""
+    import datetime as dt
+
+    from domain.engine import fold_changes
+    from ops.inspect import subject_state
+    from tests.conftest import eventually
+    from tests.integration.test_rules_scenario import read_changes
+
+    d = dt.date.fromisoformat
+    await department.send(schema_of("registration"), sample_event(
+        "registration", uscc=OLD_HOLDER, reg_no=NUMBER, registered_at=d("2007-05-09")))
+    await department.send(schema_of("penalty"), _by_number("郑环罚〔2026〕8号", d("2026-02-02")))
+
+    async def listed(sid):
+        state = await subject_state(settings, sid)
+        return state if state and "blacklist:environment" in state["evaluation"]["lists"] else None
+
+    await eventually(lambda: listed(OLD_HOLDER), timeout=60)
+    await department.send(schema_of("registration"), sample_event(
+        "registration", uscc=NEW_HOLDER, reg_no=NUMBER, registered_at=d("2020-03-02")))
+    moved = await eventually(lambda: listed(NEW_HOLDER), timeout=60)
+    assert [e["doc_no"] for e in moved["records"].values() if e["kind"] == "penalty"] == ["郑环罚〔2026〕8号"]
+
+    async def left():
+        state = await subject_state(settings, OLD_HOLDER)
+        return state if not state["evaluation"]["lists"] and not [
+            e for e in state["records"].values() if e["kind"] == "penalty"] else None
+
+    await eventually(left, timeout=30)
+
+    async def told():
+        changes = [dict(c, effective_date=c["effective_date"].isoformat()) for c in await read_changes(settings)]
+        folded = {sid: sorted((c["list"], c["transition"], c["effective_date"])
+                              for c in fold_changes([c for c in changes if c["subject_id"] == sid]).values())
+                  for sid in (OLD_HOLDER, NEW_HOLDER)}
+        return folded if not [c for c in folded[OLD_HOLDER] if c[0] == "blacklist:environment"] \
+            and folded[NEW_HOLDER] else None
+
+    folded = await eventually(told, timeout=30)
+    assert ("blacklist:environment", "entered", "2026-02-02") in folded[NEW_HOLDER]
