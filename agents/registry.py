@@ -2,9 +2,11 @@
 
 A registration maps a subject's USCC to its legacy numbers (registration no., organisation code,
 tax no., others). For each batch: store every mapping (one Redis script call), emit the records
-that were parked waiting for those numbers, and a ``registration`` subject event so the subject's
-state knows its names and identifiers; only after the broker acknowledged them are the released
-records removed from the parking area.
+that were parked waiting for those numbers, the decisions attached through a number that now names
+another organisation (a ``detached`` notice to the one they were on, their copies to the other), and
+a ``registration`` subject event so the subject's state knows its names and identifiers; only after
+the broker acknowledged them are the released records removed from the parking area and the moves
+no longer waiting.
 """
 
 from __future__ import annotations

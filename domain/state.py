@@ -23,6 +23,10 @@ this is; the record kind keeps a penalty and a licence with the same number apar
   at its ``identity_key`` (the decision's own date, then the earliest sighting of that content,
   then the record key), so a re-send moves nothing and a superseded or revoked version says
   nothing; a new record is merged at the cost of one (``_fold_identity``).
+* Moves: a version of a decision attached through a legacy number leaves the subject when the
+  number comes to name another organisation (``apply_detached``), and is taken out of the set as if
+  it had never come; ``moves`` keeps each such version's move generation, so that its copies and
+  the notices of its moves give the same file whatever order they arrive in (``apply_record``).
 * Redelivery: every input carries its origin (topic/partition/offset of the department message);
   an origin already folded with the same content is ``redelivered`` (another content at a seen
   origin, a topic deleted and created again, is folded as new: ``_sighted``). Because every fold is

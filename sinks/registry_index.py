@@ -8,9 +8,13 @@ parked after the registry has learnt its identifier and never left parked once i
 2. learn: store (lookup key -> USCC) pairs and return the records parked under those keys. The
    caller emits them, and only after the broker acknowledged them calls
    :meth:`RegistryIndex.unpark`: a crash in between releases them again (harmless: they keep their
-   origin ids, which the subject agent dedupes on);
+   origin ids, which the subject agent dedupes on). A decision attached through a key whose
+   mapping changed follows it (:class:`Moved`): the organisation it was on gets a ``detached``
+   notice, the one its first known key names now its copies, at the move's generation; the move
+   waits (``Keys.attached_pending``) until :meth:`RegistryIndex.acknowledge_moves`, and is sent
+   again by a batch that teaches the key again before that;
 3. look up or park: for each record, the USCC of its first known lookup key; a record with none is
-   parked under all its keys;
+   parked under all its keys; a decision attached so is remembered (``Keys.attached``), to follow;
 4. record the positions the batch reached, with what it wrote: a Redis that loses its last writes
    loses them together, and the next batch of that partition finds its position behind the log
    and re-reads the lost inputs (agents/input_positions.py).
