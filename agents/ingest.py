@@ -20,7 +20,7 @@ from agents.arrival import future_stamp, origin_of
 from agents.input_positions import BatchPositions, InputPositions, no_commit
 from creditstream import holdings, metrics
 from domain import clock, events
-from domain.attach import Attached, learned_pairs, mapping_version, plan
+from domain.attach import Attached, learned_pairs, plan, taught_version
 from domain.kinds import INGEST_SCHEMAS
 from domain.validate import Rejection, normalise_event
 from sinks.checkpoint import Checkpoint
@@ -46,9 +46,13 @@ class IngestAgent:
         self.codec = codec
         self.index = index
         self.producer = producer
-        # index entries this worker has already stored: most records name a known USCC, and
-        # re-teaching it on every record would cost a Redis write and a Lua loop each time
-        self._taught: dict[str, str] = {}
+        # index entries this worker has taught, (USCC, version): most records name a known USCC, and
+        # re-teaching it on every record would cost a Redis write and a Lua loop each time. Only what
+        # the index holds a version of at least as new is skipped (it remembered what it offered, and
+        # skipped a newer version of a number another record had taught away meanwhile: the number
+        # then ended with whichever organisation came first)
+        # (an embedded organisation code's version is its USCC's: the USCC alone is kept for it)
+        self._taught: dict[str, str | tuple[str, str]] = {}
         holdings.hold("ingest_taught_index", self, lambda a: holdings.Held(len(a._taught), a.TAUGHT_KEPT))
         self._schemas_on = topics.schemas_on()
         # the group's committed offset of a partition: streams/runner.py sets it
@@ -114,12 +118,12 @@ class IngestAgent:
                 if isinstance(target, Attached):
                     attached.append((events.of_record(target.subject_id, target.id_kind, origin_of(msg), rec,
                                                       msg.timestamp), msg))
-                    pairs = learned_pairs(rec.get("ids") or {})
-                    if pairs:
-                        version = mapping_version(registration=False, dated=rec.get("decision_date"),
-                                                  stamp_ms=msg.timestamp, origin=origin_of(msg))
-                    for key, uscc in pairs:
-                        if self._taught.get(key) != uscc and (key not in teach or teach[key][1] < version):
+                    for key, uscc in learned_pairs(rec.get("ids") or {}):
+                        version = taught_version(key, uscc, dated=rec.get("decision_date"), stamp_ms=msg.timestamp,
+                                                 origin=origin_of(msg))
+                        if self._knows(key, uscc, version):
+                            continue  # the index holds this version or a newer one: teaching it changes nothing
+                        if key not in teach or teach[key][1] < version:
                             teach[key] = (uscc, version)
                 elif not target.lookup_keys:
                     dead.add(msg, "no-identifier", "a natural person is named by the resident ID number, and this "
@@ -178,10 +182,20 @@ class IngestAgent:
         if parked:
             checkpoint.after_flush(lambda: metrics.PARKED.inc(parked))
 
+    def _knows(self, key: str, uscc: str, version: str) -> bool:
+        """Whether this worker taught the index ``key -> uscc`` at ``version`` or a newer version."""
+        held = self._taught.get(key)
+        if held is None:
+            return False
+        if isinstance(held, str):
+            return held == uscc
+        return held[0] == uscc and held[1] >= version
+
     def _remember_taught(self, teach: dict[str, tuple[str, str]]) -> None:
         if len(self._taught) > self.TAUGHT_KEPT:
             self._taught.clear()
-        self._taught.update((key, uscc) for key, (uscc, _version) in teach.items())
+        self._taught.update((key, uscc if key.startswith("org:") else (uscc, version))
+                            for key, (uscc, version) in teach.items())
 
     def decode(self, msg: ConsumerRecord, dead: DeadLetterSink, now_ms: int) -> tuple[str, dict] | None:
         """The schema name and Avro body of a department message, or None once it is dead-lettered."""

@@ -130,3 +130,18 @@ def mapping_version(*, registration: bool, dated: str | None, stamp_ms: int, ori
     registrations naming one number sit on several partitions (keyed by their USCCs). The origin is
     made sortable (domain/state.py ``sortable_origin``): as it came, offset 9 outranked offset 10."""
     return f"{2 if registration else 1}|{dated or '0000-00-00'}|{max(stamp_ms, 0):015d}|{sortable_origin(origin)}"
+
+
+def taught_version(key: str, uscc: str, *, dated: str | None, stamp_ms: int, origin: str) -> str:
+    """The version of the mapping ``key -> uscc`` a department's record naming ``uscc`` teaches
+    (``mapping_version``, ranked below any registration). A legacy number given beside the USCC is
+    ranked by the record's own date (a number a department names with another organisation later
+    is the later one's); the organisation code embedded in the USCC by the USCC alone
+    (``1|embedded|<USCC>``): the same on every record naming that USCC, so that a worker need not
+    teach it again with every newer record (agents/ingest.py), and two USCCs that embed one code
+    (one of them mistyped) are ranked the same way in any order. Ranked above what earlier versions
+    taught it with (a dated form)."""
+    if key.startswith("org:"):
+        return f"1|embedded|{uscc}"
+    return mapping_version(registration=False, dated=dated, stamp_ms=stamp_ms, origin=origin)
+

@@ -49,10 +49,12 @@ from domain.state import (
     apply_repair,
     attach_generation,
     current_linked_key,
+    deletion_record_of,
     deletion_records,
     detached_key,
     entry_contents,
     linked_key,
+    move_digest,
     new_state,
     objection_targets,
     record_key_of,
@@ -64,6 +66,7 @@ from domain.state import (
     with_learned_units,
 )
 from domain.types import Doc, View
+from domain.validate import content_hash
 
 PUBLICATION_WORKDAYS: Final = 7  # 双公示: published within 7 working days of the decision date
 TIMELINESS_KINDS: Final = frozenset({"penalty", "license"})
@@ -97,6 +100,10 @@ class Step(NamedTuple):
 
 def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebook, cal: WorkingCalendar) -> Step:
     event = ev.from_dict(event)
+    if state is None and isinstance(event, ev.DetachedEvent) and event.via is not None:
+        # a linked copy leaving a person who has no file: nothing to take away (the organisation
+        # links nothing to a file before it is made), and no file made for it
+        return Step(new_state(event.subject, event.id_kind), "redelivered", [], [], ())
     if state is None:
         state = new_state(event.subject, getattr(event, "id_kind", "uscc"))
     if isinstance(event, (ev.ObjectionEvent, ev.RepairEvent)):  # (one an earlier version linked)
@@ -194,7 +201,7 @@ def step(state: SubjectState | None, event: ev.SubjectEvent | Doc, rules: Rulebo
             else "repair-refused"
 
     if isinstance(event, ev.DetachedEvent):
-        links = _detached_links(state, event, outcome, rules)
+        links = _detached_links(state, new, event, outcome, rules)
     else:
         links = relinks(new, rules) if earlier else _with_moved_links(_links(new, event, outcome, rules), new, rules,
                                                                       touched, moved)
@@ -364,16 +371,44 @@ def _links(state: SubjectState, event: ev.SubjectEvent, outcome: str, rules: Rul
     return []
 
 
-def _detached_links(before: SubjectState, event: ev.DetachedEvent, outcome: str,
+def _detached_links(before: SubjectState, after: SubjectState, event: ev.DetachedEvent, outcome: str,
                     rules: Rulebook) -> list[ev.SubjectEvent]:
     """A version of an organisation's record that moved to another organisation leaves the files of
     the legal representatives it was linked to (``_links``): a ``detached`` notice of its linked copy
-    for each, at the same generation."""
+    for each the record still links to, at the same generation; a representative it links to no
+    more (the version that named the person, or made the record linked, moved away) loses every
+    linked copy of the record (``whole``), as in an order where that version never came."""
     if outcome != "detached" or event.via is not None or before.get("id_kind") != "uscc":
         return []
-    reps = _linked_to(before, detached_key(before, event), rules)
-    return [ev.detached(rep_id, event.record, event.hash, event.gen, event.event_ms, None, via=before["id"])
-            for rep_id, _name in reps]
+    key = detached_key(before, event)
+    entry = (before.get("records") or {}).get(key)
+    if entry is None:
+        return []
+    reps = _ever_linked_to(before, key, rules)
+    still = dict(_linked_to(after, key, rules)) if key in (after.get("records") or {}) else {}
+    record, digest = event.record, event.hash
+    if record.get("kind") == "court_deletion":  # as the listing sent it (deletion_records)
+        sent = deletion_record_of(entry, key, record)
+        if sent is None:
+            return []
+        record, digest = sent, content_hash(sent)
+    return [ev.detached(rep_id, record, digest, event.gen, event.event_ms, None, via=before["id"],
+                        whole=rep_id not in still)
+            for rep_id in sorted(reps)]
+
+
+def _ever_linked_to(state: SubjectState, key: str, rules: Rulebook) -> dict[str, str | None]:
+    """Everyone the organisation's record ``key`` may have been linked to: those it links to now
+    (``_linked_to``), and any of its versions names (a severe version that moved away before a milder
+    one made the milder one linked too)."""
+    reps = dict(_linked_to(state, key, rules))
+    entry = (state.get("records") or {}).get(key)
+    for content in entry_contents(cast(Doc, entry)).values() if entry is not None else ():
+        rep = content.get("legal_rep") or {}
+        rep_id = rep.get("id_no")
+        if rep_id and is_valid_resident_id(rep_id):
+            reps.setdefault(rep_id, rep.get("name"))
+    return reps
 
 
 def _moved_links(after: SubjectState, rules: Rulebook, touched: set[str], moved: set[str]) -> list[ev.SubjectEvent]:
@@ -492,7 +527,7 @@ def _linked_versions(state: SubjectState, key: str, reps: Reps) -> list[ev.Subje
     # a version that came here by a move of its legacy number: its copies say at which (apply_record)
     moved = state.get("moves")
     return [ev.linked(rep_id, name, state["id"], origin, content, ms, units,
-                      attach_generation(state, digest) if moved and digest else 0)
+                      attach_generation(state, move_digest(content, digest)) if moved else 0)
             for rep_id, name in reps for ms, origin, content, digest in versions]
 
 
@@ -672,7 +707,7 @@ def report_counts(event: ev.SubjectEvent, result: Step) -> dict[str, int]:
         return {"outcome:invalid": 1}
     out = {f"outcome:{result.outcome}": 1}
     if isinstance(event, ev.DEPARTMENT_INPUTS) and not event.origin.startswith(ev.LINK_ORIGIN) \
-            and not getattr(event, "attach_gen", 0):  # (a moved record's copies came in once, where it was)
+            and not (isinstance(event, ev.RecordEvent) and event.moved):  # (came in once, where it was)
         out["inputs"] = 1
     for change in result.changes:
         key = f"change:{change['kind']}:{change['transition']}"

@@ -64,6 +64,8 @@ class RecordEvent(_Event, tag="record"):
     """For a record attached through a legacy number: how many times the registry index has moved it
     to another subject when this copy was addressed (sinks/registry_index.py). A subject that was told
     the version moved away at this generation or a later one takes the copy as ``moved-away``."""
+    moved: bool = False
+    """A copy the move itself sent (not a department message arriving): not counted as an input again."""
 
     def named_dates(self) -> tuple[str, ...]:
         d = self.record.get("decision_date")
@@ -147,6 +149,9 @@ class DetachedEvent(_Event, tag="detached"):
     to: str | None = None
     via: str | None = None
     id_kind: str = "uscc"
+    whole: bool = False
+    """On a legal representative's file (``via``): the organisation no longer links the record to this
+    person at all (the version that named the person moved away): every linked copy of it goes."""
 
 
 SubjectEvent = RecordEvent | LinkedEvent | ObjectionEvent | RepairEvent | FeedbackEvent | TickEvent | DetachedEvent
@@ -230,11 +235,13 @@ def tick(subject_id: str, due: str) -> TickEvent:
     return TickEvent(origin=f"tick:{subject_id}:{due}", subject=subject_id, due=due, event_ms=due_ms(due))
 
 
-def with_subject(event: SubjectEvent, subject_id: str, id_kind: str, attach_gen: int = 0) -> SubjectEvent:
+def with_subject(event: SubjectEvent, subject_id: str, id_kind: str, attach_gen: int = 0,
+                 moved: bool = False) -> SubjectEvent:
     """A parked event, attached once the registry learns its subject; a record attached through a
-    legacy number, addressed to the subject the index gives it at its ``attach_gen``-th move."""
-    if attach_gen and isinstance(event, RecordEvent):
-        return msgspec.structs.replace(event, subject=subject_id, id_kind=id_kind, attach_gen=attach_gen)
+    legacy number, addressed to the subject the index gives it at its ``attach_gen``-th move (``moved``:
+    a copy the move sends)."""
+    if (attach_gen or moved) and isinstance(event, RecordEvent):
+        return msgspec.structs.replace(event, subject=subject_id, id_kind=id_kind, attach_gen=attach_gen, moved=moved)
     return msgspec.structs.replace(event, subject=subject_id, id_kind=id_kind)
 
 
@@ -244,8 +251,9 @@ that a re-sent one is a re-delivery)."""
 
 
 def detached(subject_id: str, record: Doc, digest: str, gen: int, event_ms: int, to: str | None,
-             via: str | None = None) -> DetachedEvent:
-    """The version ``digest`` of ``record`` leaves ``subject_id``'s file at its ``gen``-th move."""
-    origin = f"{MOVE_ORIGIN}{digest[:16]}:{gen}" + (f":{via}" if via else "")
+             via: str | None = None, whole: bool = False) -> DetachedEvent:
+    """The version ``digest`` of ``record`` leaves ``subject_id``'s file at its ``gen``-th move (``whole``:
+    every copy of the record linked from ``via``)."""
+    origin = f"{MOVE_ORIGIN}{digest[:16]}:{gen}" + (f":{via}" if via else "") + (":whole" if whole else "")
     return DetachedEvent(origin=origin, subject=subject_id, event_ms=event_ms, record=record, hash=digest, gen=gen,
-                         to=to, via=via, id_kind="resident_id" if via else "uscc")
+                         to=to, via=via, id_kind="resident_id" if via else "uscc", whole=whole)

@@ -45,10 +45,10 @@ INGEST_SCHEMAS: Final = frozenset(k.schema for k in KINDS if k.role in ("decisio
 REGISTRATION_SCHEMA: Final = BY_NAME["registration"].schema
 LIST_CHANGE_SCHEMA: Final = BY_NAME["list_change"].schema
 CHECK_AUDIT_SCHEMA: Final = BY_NAME["check_audit"].schema
-MOVES_WITH_ITS_NUMBER: Final = frozenset({"penalty", "license", "court_listing", "action", "listing_decision"})
+MOVES_WITH_ITS_NUMBER: Final = frozenset({"penalty", "license", "court_listing", "court_deletion", "action",
+                                          "listing_decision"})
 """The decisions that follow the legacy number they were attached by when the registry index comes to
 give that number to another organisation (sinks/registry_index.py, domain/state.py ``apply_detached``).
-Not a court's deletion (kept beside its listing), nor the credit office's objections and repair
-decisions and the implementing units' feedback, which stay where they were attached
-(docs/operations.md, "Legacy numbers")."""
+Not the credit office's objections and repair decisions, nor the implementing units' feedback, which
+stay where they were attached (docs/operations.md, "Legacy numbers that move")."""
 

@@ -280,8 +280,16 @@ def _holds(slot: Doc | None, content: Doc) -> bool:
 
 def move_mark(via: str | None, digest: str) -> str:
     """How a subject's ``moves`` names one version of a record: its content hash's first 16
-    characters, and for a linked copy on a legal representative's file, the organisation before it."""
+    characters (:func:`move_digest`), and for a linked copy on a legal representative's file, the
+    organisation before it."""
     return f"{via}|{digest[:16]}" if via else digest[:16]
+
+
+def move_digest(record: Doc, digest: str) -> str:
+    """What a version is named by in ``moves``: its content hash ``digest``; a court's deletion by
+    what it says of its listing (``_deletion_digest``), which its copy linked onto a legal
+    representative's file says too (``deletion_records``)."""
+    return _deletion_digest(_deletion_of(record)) if record.get("kind") == "court_deletion" else digest
 
 
 def attach_generation(state: View, digest: str) -> int:
@@ -304,7 +312,7 @@ def apply_record(state: SubjectState | None, event: RecordEvent | LinkedEvent, *
     moves = state.get("moves")
     if not gen and not moves:
         return _apply_record(state, event, via=via, record=record)
-    mark = move_mark(via, event.hash)
+    mark = move_mark(via, move_digest(record if record is not None else event.record, event.hash))
     held = moves.get(mark) if moves else None
     if held is not None and not held[1] and held[0] >= gen:
         return state, "moved-away"
@@ -333,7 +341,9 @@ def apply_detached(state: SubjectState | None, event: DetachedEvent) -> tuple[Su
     redelivered."""
     if state is None:
         state = new_state(event.subject, event.id_kind)
-    mark = move_mark(event.via, event.hash)
+    if event.whole:
+        return _unlinked(state, event)
+    mark = move_mark(event.via, move_digest(event.record, event.hash))
     moves = state.get("moves") or {}
     held = moves.get(mark)
     if held is not None and held[0] >= event.gen:
@@ -341,10 +351,22 @@ def apply_detached(state: SubjectState | None, event: DetachedEvent) -> tuple[Su
     out = _copy(state)
     out["moves"] = {**moves, mark: [event.gen, 0]}
     key = detached_key(state, event)
-    entry = state["records"].get(key)
-    if entry is None or event.hash not in (entry.get("versions") or {}):
+    entry: RecordEntry | None = state["records"].get(key)
+    kept: RecordEntry | None
+    if entry is None:
         return out, "detach-noted"
-    kept = _without_version(entry, event.hash, linked=event.via is not None)
+    if event.record.get("kind") == "court_deletion":
+        kept = _without_deletion(entry, _deletion_of(event.record))
+        if kept is entry:
+            return out, "detach-noted"
+    elif event.hash not in (entry.get("versions") or {}):
+        return out, "detach-noted"
+    else:
+        kept = _without_version(entry, event.hash, linked=event.via is not None)
+    if event.via is not None and kept is not None and not kept.get("versions"):
+        # a court's deletion is linked onto a person's file only with its listing: without it, the
+        # copy of the deletion goes too (as in an order where the listing never came by the number)
+        kept = None
     working = editable(state["records"])
     if kept is None:
         working.pop(key, None)
@@ -356,6 +378,64 @@ def apply_detached(state: SubjectState | None, event: DetachedEvent) -> tuple[Su
                    _record_identity(kept, key, subject) if kept is not None else None)
     out["version"] = (out.get("version") or 0) + 1
     return out, "detached"
+
+
+def _unlinked(state: SubjectState, event: DetachedEvent) -> tuple[SubjectState, str]:
+    """Every copy of a record linked from ``event.via`` leaves a legal representative's file (the
+    organisation no longer links it to this person); the moves noted stay as they are."""
+    key = detached_key(state, event)
+    entry = state["records"].get(key)
+    if entry is None:
+        return state, "redelivered"
+    out = _copy(state)
+    working = editable(state["records"])
+    working.pop(key, None)
+    out["records"] = finished(working)
+    _fold_identity(out, key, _record_identity(entry, key, out["id"]), None)
+    out["version"] = (out.get("version") or 0) + 1
+    return out, "detached"
+
+
+def _without_deletion(entry: RecordEntry, deletion: Doc) -> RecordEntry | None:
+    """``entry`` without the version ``deletion`` of its court deletion (``entry`` itself when it has
+    none such); None when nothing is left of it."""
+    slot = entry.get("deletion")
+    versions = [v for v in (slot or {}).get("versions") or () if v[0] != deletion]
+    if slot is None or len(versions) == len(slot.get("versions") or ()):
+        return entry
+    out: Doc = dict(entry)
+    out.pop("seen", None)  # (as _without_version)
+    resent = entry.get("resent")
+    gone = _deletion_digest(deletion)
+    if resent and gone in resent:
+        rest = {h: t for h, t in resent.items() if h != gone}
+        if rest:
+            out["resent"] = rest
+        else:
+            out.pop("resent", None)
+    if versions:
+        versions.sort(key=_slot_rank)
+        kept_slot = dict(versions[-1][0], versions=versions)
+        if slot.get("evicted"):
+            kept_slot["evicted"] = slot["evicted"]
+        out["deletion"] = kept_slot
+    else:
+        out.pop("deletion", None)
+        if out.get("content") is None and not out.get("versions"):
+            return None
+    _sightings_of(out)
+    out["status"] = status_of(out)
+    return cast(RecordEntry, out)
+
+
+def _sightings_of(entry: Doc) -> None:
+    """Set ``entry``'s (a working copy) first and latest sightings from the versions it keeps, its
+    deletion's and their re-sends' (a version taken out: as if it had never come)."""
+    firsts = [v[0] for v in (entry.get("versions") or {}).values()]
+    firsts += [v[1] for v in (entry.get("deletion") or {}).get("versions") or ()]
+    if firsts:
+        entry["first_ms"] = min(firsts)
+        entry["updated_ms"] = max(firsts + list((entry.get("resent") or {}).values()))
 
 
 def _without_version(entry: RecordEntry, digest: str, *, linked: bool) -> RecordEntry | None:
@@ -377,12 +457,18 @@ def _without_version(entry: RecordEntry, digest: str, *, linked: bool) -> Record
     if not versions:
         if not entry.get("deletion"):
             return None
-        out.update(decision_date=None, severity=None, content=None, hash=None, versions={}, others={}, version=0)
-        out["status"] = status_of(out)
-        return cast(RecordEntry, out)
+        # a court's deletion kept alone, as it is before its listing comes (``_fold_deletion``)
+        alone: Doc = {k: out[k] for k in ("deletion", "resent") if k in out}
+        alone.update(kind="linked" if linked else "court_listing", doc_no=entry.get("doc_no"),
+                     source_unit=entry.get("source_unit"), source_unit_code=entry.get("source_unit_code"),
+                     decision_date=None, severity=None, domain=None, content=None, hash=None, versions={},
+                     others={}, version=0)
+        _sightings_of(alone)
+        alone["status"] = status_of(alone)
+        return cast(RecordEntry, alone)
     out["version"] = max(1, (entry.get("version") or 1) - 1)
-    out["first_ms"] = min(v[0] for v in versions.values())
-    out["updated_ms"] = max([v[0] for v in versions.values()] + list((out.get("resent") or {}).values()))
+    out["versions"] = versions
+    _sightings_of(out)
     if entry.get("hash") == digest or entry.get("hash") not in versions:
         winner = max(versions, key=lambda h: (version_key(*versions[h]), h))
         content = others.pop(winner)
@@ -574,6 +660,16 @@ def deletion_records(entry: RecordEntry, key: str | None = None) -> list[tuple[i
                           "doc_no": listing.get("doc_no"),
                           "decision_date": deletion.get("date"), "fields": {"deletion_reason": deletion.get("reason")}})
             for deletion, ms, origin, _rank in (entry.get("deletion") or {}).get("versions") or ()]
+
+
+def deletion_record_of(entry: RecordEntry, key: str, record: Doc) -> Doc | None:
+    """The court deletion ``record`` as the listing's ``entry`` (kept under ``key``) sends it to the
+    legal representatives (:func:`deletion_records`); None if the entry keeps no such deletion."""
+    gone = _deletion_of(record)
+    for _ms, _origin, sent in deletion_records(entry, key):
+        if _deletion_of(sent) == gone:
+            return sent
+    return None
 
 
 def _summary(record: Doc, linked: bool = False) -> Doc:

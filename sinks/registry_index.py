@@ -118,11 +118,12 @@ local function follow(field)
       redis.call('HSET', attached, field .. '|h', table.concat(was, '\\n'))
     end
     redis.call('HSET', attached, field, now .. '\\t' .. gen .. '\\t1')
-    for _, k in ipairs(split(redis.call('HGET', attached, field .. '|k'))) do
-      redis.call('SADD', pending_keys, k)
-    end
   elseif pending ~= '1' then
     return
+  end
+  -- waiting for its acknowledgement: a batch that teaches one of its numbers sends it again
+  for _, k in ipairs(split(redis.call('HGET', attached, field .. '|k'))) do
+    redis.call('SADD', pending_keys, k)
   end
   local from = {}
   for _, s in ipairs(was) do if s ~= now then from[#from + 1] = s end end

@@ -62,7 +62,8 @@ class SubjectEventWriter:
         each organisation they were on, and their copies (once per sighting) to the one they go to,
         all at the move's generation (domain/events.py)."""
         for m in moved:
-            copies = [events.with_subject(events.from_dict(e), m.subject_id, "uscc", m.gen) for e in m.events()]
+            copies = [events.with_subject(events.from_dict(e), m.subject_id, "uscc", m.gen, moved=True)
+                      for e in m.events()]
             first = copies[0]
             assert isinstance(first, events.RecordEvent)
             latest = max(c.event_ms for c in copies)
