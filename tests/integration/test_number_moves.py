@@ -220,6 +220,22 @@ async def test_a_decision_follows_its_number_through_the_pipeline(pipeline, sett
     folded = await eventually(told, timeout=30)
     assert ("blacklist:environment", "entered", "2026-02-02") in folded[NEW_HOLDER]
 
+    # the report counts each message once (two registrations, the penalty), and a replay of the
+    # subject-event log, notices and copies included, rebuilds the same state and list changes
+    from ops.replay import live_changes, per_subject, replay
+    from ops.report import progress
+
+    assert await eventually(lambda: _at_least(progress(settings), 3), timeout=30) == 3
+    await pipeline.stop()
+    rebuilt = await replay(settings, verify=True, progress=False, jobs=1)
+    assert rebuilt.differences == []
+    assert per_subject(rebuilt.changes) == per_subject(await live_changes(settings))
+
+
+async def _at_least(count, n):
+    got = await count
+    return got if got >= n else None
+
 
 async def test_a_number_departments_name_beside_two_codes_ends_with_the_newest_in_any_order(redis, settings):
     # the ingest agent remembered what it had offered the index, not what the index kept: a newer
