@@ -131,8 +131,8 @@ local function follow(field)
   moved[#moved + 1] = now
   moved[#moved + 1] = gen
   moved[#moved + 1] = table.concat(from, '\\n')
-  moved[#moved + 1] = redis.call('HGET', attached, field .. '|e')
-  moved[#moved + 1] = redis.call('HGET', attached, field .. '|s') or ''
+  -- (its subject event and sightings are read after the script, not held here: thousands of long,
+  -- alike strings made Lua 5.1's string table, Redis 6.2's, slow past Redis's script time limit)
 end
 -- 2. what the batch teaches the index (a mapping replaced only by a newer version); then the
 -- records parked under those keys, each attached by its first known key, and the remembered
@@ -434,7 +434,28 @@ class RegistryIndex:
             flat = rest[0]
             raise PositionsBehind({flat[i].decode(): int(flat[i + 1]) for i in range(0, len(flat), 2)})
         flat, resolved, moved = rest
-        return BatchApplied(released_of(flat), [_resolved(v) for v in resolved], moved_of(moved))
+        return BatchApplied(released_of(flat), [_resolved(v) for v in resolved], await self._moved(moved))
+
+    MOVED_READ = 1000
+    """Moved decisions whose subject events are read per pipelined round trip."""
+
+    async def _moved(self, flat: list) -> list[Moved]:
+        """The decisions the batch script moved, (field, USCC, gen, the subjects left) fours, with
+        their subject events and sightings read from ``Keys.attached`` (written once; a sighting added
+        since is one more copy, as it would be at the next move)."""
+        out: list[Moved] = []
+        fours = [flat[i:i + 4] for i in range(0, len(flat), 4)]
+        for start in range(0, len(fours), self.MOVED_READ):
+            chunk = fours[start:start + self.MOVED_READ]
+            pipe = self.redis.pipeline(transaction=False)
+            for field, *_ in chunk:
+                name = field.decode()
+                pipe.hmget(self.keys.attached, [f"{name}|e", f"{name}|s"])
+            for (field, subject, gen, left), (payload, seen) in zip(chunk, await pipe.execute()):
+                out.append(Moved(field.decode(), subject.decode(), int(gen),
+                                 tuple(x for x in left.decode().split("\n") if x), orjson.loads(payload),
+                                 _sightings((seen or b"").decode())))
+        return out
 
     async def acknowledge_moves(self, moved: list[Moved]) -> None:
         """The notices and copies of these moves are on the log: they are not sent again."""
@@ -514,13 +535,3 @@ def released_of(flat: list) -> list[Released]:
                 found[field] = (target, orjson.loads(flat[i + 3]))
     return [Released(target.subject_id, field, parked, seen.get(field, ()), target.gen)
             for field, (target, parked) in found.items()]
-
-
-def moved_of(flat: list) -> list[Moved]:
-    """The decisions the batch script moved: (field, USCC, gen, the subjects left, payload, sightings) sixes."""
-    out = []
-    for i in range(0, len(flat), 6):
-        left = tuple(s for s in flat[i + 3].decode().split("\n") if s)
-        out.append(Moved(flat[i].decode(), flat[i + 1].decode(), int(flat[i + 2]), left, orjson.loads(flat[i + 4]),
-                         _sightings(flat[i + 5].decode())))
-    return out
