@@ -404,15 +404,7 @@ def _without_deletion(entry: RecordEntry, deletion: Doc) -> RecordEntry | None:
     if slot is None or len(versions) == len(slot.get("versions") or ()):
         return entry
     out: Doc = dict(entry)
-    out.pop("seen", None)  # (as _without_version)
-    resent = entry.get("resent")
-    gone = _deletion_digest(deletion)
-    if resent and gone in resent:
-        rest = {h: t for h, t in resent.items() if h != gone}
-        if rest:
-            out["resent"] = rest
-        else:
-            out.pop("resent", None)
+    _forget_sightings(out, _deletion_digest(deletion))
     if versions:
         versions.sort(key=_slot_rank)
         kept_slot = dict(versions[-1][0], versions=versions)
@@ -426,6 +418,20 @@ def _without_deletion(entry: RecordEntry, deletion: Doc) -> RecordEntry | None:
     _sightings_of(out)
     out["status"] = status_of(out)
     return cast(RecordEntry, out)
+
+
+def _forget_sightings(entry: Doc, digest: str) -> None:
+    """In ``entry`` (a working copy), forget the re-sends of the version ``digest`` (``resent``) and
+    the origins seen: a copy of a version kept, sent again from one of the moved version's origins,
+    must fold as new where it is not one already (they are a re-delivery check only)."""
+    entry.pop("seen", None)
+    resent = entry.get("resent")
+    if resent and digest in resent:
+        rest = {h: t for h, t in resent.items() if h != digest}
+        if rest:
+            entry["resent"] = rest
+        else:
+            entry.pop("resent", None)
 
 
 def _sightings_of(entry: Doc) -> None:
@@ -444,16 +450,7 @@ def _without_version(entry: RecordEntry, digest: str, *, linked: bool) -> Record
     versions = {h: v for h, v in (entry.get("versions") or {}).items() if h != digest}
     others = {h: c for h, c in (entry.get("others") or {}).items() if h != digest}
     out: Doc = dict(entry)
-    # the origins seen are forgotten: a copy of the versions kept, sent again from one of the moved
-    # version's origins, must fold as new where it is not one already (they are a re-delivery check only)
-    out.pop("seen", None)
-    resent = entry.get("resent")
-    if resent and digest in resent:
-        rest = {h: t for h, t in resent.items() if h != digest}
-        if rest:
-            out["resent"] = rest
-        else:
-            out.pop("resent", None)
+    _forget_sightings(out, digest)
     if not versions:
         if not entry.get("deletion"):
             return None
