@@ -260,3 +260,45 @@ async def test_a_number_departments_name_beside_two_codes_ends_with_the_newest_i
             await checkpoint.complete()
         held.add((await redis.hget(index.keys.id_index, f"reg_no:{NUMBER}")).decode())
     assert held == {OLD_HOLDER}
+
+
+async def test_two_worker_processes_move_every_decision_sent_by_the_number(settings, department, tmp_path):
+    """Two real worker processes, decisions unkeyed and stamped at sending: fifty decisions by one
+    registration number, forty before the number's newer registration and ten after it, all end with
+    the organisation the newer registration names, and the first one holds none and is on no list."""
+    import datetime as dt
+
+    from ops.inspect import subject_state
+    from tests.conftest import eventually
+    from tests.workers import WorkerProcess
+
+    d = dt.date.fromisoformat
+    workers = [WorkerProcess(settings, tmp_path / f"w{i}.log").start() for i in range(2)]
+    try:
+        await department.send(schema_of("registration"), sample_event(
+            "registration", uscc=OLD_HOLDER, reg_no=NUMBER, registered_at=d("2007-05-09")))
+        for i in range(40):
+            await department.send(schema_of("penalty"), sample_event(
+                "penalty", uscc=None, org_code=None, reg_no=NUMBER, decision_doc_no=f"郑环罚〔2026〕{i}号",
+                severity="严重", domain="environment", decision_date=d("2026-02-02")))
+
+        async def count(sid, n):
+            st = await subject_state(settings, sid)
+            got = len([e for e in (st or {}).get("records", {}).values() if e["kind"] == "penalty"])
+            return (got,) if got == n else None
+
+        await eventually(lambda: count(OLD_HOLDER, 40), timeout=120)
+        await department.send(schema_of("registration"), sample_event(
+            "registration", uscc=NEW_HOLDER, reg_no=NUMBER, registered_at=d("2020-03-02")))
+        for i in range(40, 50):  # sent after the move
+            await department.send(schema_of("penalty"), sample_event(
+                "penalty", uscc=None, org_code=None, reg_no=NUMBER, decision_doc_no=f"郑环罚〔2026〕{i}号",
+                severity="严重", domain="environment", decision_date=d("2026-02-02")))
+        await eventually(lambda: count(NEW_HOLDER, 50), timeout=120)
+        await eventually(lambda: count(OLD_HOLDER, 0), timeout=60)
+        old = await subject_state(settings, OLD_HOLDER)
+        assert old["evaluation"]["lists"] == {}
+        assert all(w.alive() for w in workers), [w.log_tail() for w in workers]
+    finally:
+        for w in workers:
+            w.stop()
