@@ -265,7 +265,7 @@ class Progress:
         from sinks.registry_index import RegistryIndex
 
         inputs = int(await self.redis.hget(self.keys.stats, "inputs") or 0)
-        parked = await RegistryIndex(self.redis, self.keys).parked_count()
+        parked = await RegistryIndex(self.redis, self.keys).parked_inputs()
         return inputs + parked + await self.dead_letters()
 
     async def close(self) -> None:

@@ -28,13 +28,13 @@ async def _dead_lettered(settings: Settings) -> dict[str, int]:
 
 async def progress(settings: Settings) -> int:
     """How many department inputs are accounted for: applied to a subject (any outcome but a
-    redelivery; timer ticks and legal-representative links are not inputs), parked, or
-    dead-lettered."""
+    redelivery; timer ticks and legal-representative links are not inputs), parked (each re-send of
+    a parked record too: ``RegistryIndex.parked_inputs``), or dead-lettered."""
     redis = redis_client(settings)
     try:
         keys = await resolve_keys(redis, settings.namespace)
         stats = await _stats(redis, keys)
-        parked = await RegistryIndex(redis, keys).parked_count()
+        parked = await RegistryIndex(redis, keys).parked_inputs()
     finally:
         await redis.aclose()
     letters = await _dead_lettered(settings)

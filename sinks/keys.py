@@ -29,6 +29,8 @@ key                                    type        what
                                                    its sightings (ms and origin a line, at most 32); fields
                                                    origin#content hash: parked before (one per re-send)
 ``{ns}:parked:keys``                   set         every ``<kind>:<number>`` with parked records
+``{ns}:parked:counts``                 hash        ``sightings_let_go``: re-sends of parked records
+                                                   past the sightings kept (inputs accounted for)
 ``{ns}:attached``                      hash        #content hash -> ``USCC<TAB>move generation<TAB>1 while
                                                    the last move waits for its acknowledgement`` of a
                                                    decision attached through a legacy number;
@@ -271,6 +273,12 @@ class Keys:
     @property
     def parked_keys(self) -> str:
         return f"{self.namespace}:parked:keys"
+
+    @property
+    def parked_counts(self) -> str:
+        """Counters of the parked records: ``sightings_let_go``, re-sends of a parked record past the
+        sightings it keeps (each an input accounted for, as a duplicate of it)."""
+        return f"{self.namespace}:parked:counts"
 
     @property
     def attached(self) -> str:

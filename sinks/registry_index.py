@@ -41,7 +41,7 @@ _BATCH = """
 --       key, USCC, version), then items to look up or park: n, n lookup keys, field, payload,
 --       sighting, follow (1: a decision whose subject follows its number's moves) (to the end).
 local index, parked_keys, versions, positions = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local attached, pending_keys = KEYS[5], KEYS[6]
+local attached, pending_keys, parked_counts = KEYS[5], KEYS[6], KEYS[7]
 local prefix, by = ARGV[1], ARGV[2]
 local m = tonumber(ARGV[3])
 -- 1. a position behind its floor (what was written), or gone when this worker wrote it: Redis lost
@@ -72,23 +72,26 @@ local function resolve(keys)
   return false
 end
 -- each sighting of a record (ms and origin, sorted as text) in <field>|s of hash ``key``, at most
--- SIGHTINGS_KEPT of them: the earliest and the latest arrived
+-- SIGHTINGS_KEPT of them: the earliest and the latest arrived; true when one was let go for it
 local function sighted(key, field, sighting)
   local held = redis.call('HGET', key, field .. '|s')
   local lines = {}
   if held then
     for line in string.gmatch(held, '[^\\n]+') do
-      if line == sighting then return end  -- the same message again
+      if line == sighting then return false end  -- the same message again
       lines[#lines + 1] = line
     end
   end
   lines[#lines + 1] = sighting
+  local dropped = false
   if #lines > SIGHTINGS_KEPT then
     local least = 1
     for i = 2, #lines do if lines[i] < lines[least] then least = i end end
     table.remove(lines, least == 1 and 2 or 1)
+    dropped = true
   end
   redis.call('HSET', key, field .. '|s', table.concat(lines, '\\n'))
+  return dropped
 end
 -- a decision attached through its legacy numbers: remembered (attached: field -> "subject<TAB>gen<TAB>
 -- pending", field|e its payload, field|k its lookup keys, field|h the subjects it was ever attached
@@ -231,7 +234,10 @@ while p <= #ARGV do
   else
     for j = 1, n do
       redis.call('HSETNX', prefix .. keys[j], field, payload)
-      sighted(prefix .. keys[j], field, sighting)
+      if sighted(prefix .. keys[j], field, sighting) and j == 1 then
+        -- a re-send past the sightings kept: counted once as an input accounted for (``parked_inputs``)
+        redis.call('HINCRBY', parked_counts, 'sightings_let_go', 1)
+      end
       redis.call('SADD', parked_keys, keys[j])
     end
     resolved[#resolved + 1] = ''
@@ -428,7 +434,8 @@ class RegistryIndex:
             args.append(int(follows_its_number(payload["event"])))
         status, *rest = await self._batch(keys=[self.keys.id_index, self.keys.parked_keys,
                                                 self.keys.id_index_versions, self.keys.input_positions(agent),
-                                                self.keys.attached, self.keys.attached_pending],
+                                                self.keys.attached, self.keys.attached_pending,
+                                                self.keys.parked_counts],
                                           args=args)
         if status == b"behind":
             flat = rest[0]
@@ -476,7 +483,29 @@ class RegistryIndex:
                 args += [key, r.origin]
         await self._unpark(keys=[self.keys.parked_keys], args=args)
 
+    async def parked_inputs(self) -> int:
+        """How many department inputs wait parked: each parked record once per sighting kept (a
+        re-send of it is one more input), and the re-sends past the sightings kept
+        (``Keys.parked_counts``). Released, each sighting is a subject event the subject agent counts
+        as an input (``stats``): ``creditstream report``'s progress adds the two."""
+        keys = await self.redis.smembers(self.keys.parked_keys)
+        pipe = self.redis.pipeline(transaction=False)
+        for k in keys:
+            pipe.hgetall(self.keys.parked(k.decode() if isinstance(k, bytes) else k))
+        pipe.hget(self.keys.parked_counts, "sightings_let_go")
+        *hashes, let_go = await pipe.execute()
+        seen: dict[bytes, int] = {}
+        for fields in hashes:
+            for field, value in fields.items():
+                if field.endswith(b"|s"):
+                    name, n = field[:-2], value.count(b"\n") + 1
+                else:
+                    name, n = field, 1
+                seen[name] = max(seen.get(name, 0), n)
+        return sum(seen.values()) + int(let_go or 0)
+
     async def parked_count(self) -> int:
+        """How many records wait parked (each once, however often it was sent)."""
         keys = await self.redis.smembers(self.keys.parked_keys)
         if not keys:
             return 0
