@@ -437,11 +437,14 @@ def _forget_sightings(entry: Doc, digest: str) -> None:
 def _sightings_of(entry: Doc) -> None:
     """Set ``entry``'s (a working copy) first and latest sightings from the versions it keeps, its
     deletion's and their re-sends' (a version taken out: as if it had never come)."""
-    firsts = [v[0] for v in (entry.get("versions") or {}).values()]
-    firsts += [v[1] for v in (entry.get("deletion") or {}).get("versions") or ()]
+    versions = [v[0] for v in (entry.get("versions") or {}).values()]
+    firsts = versions + [v[1] for v in (entry.get("deletion") or {}).get("versions") or ()]
     if firsts:
         entry["first_ms"] = min(firsts)
-        entry["updated_ms"] = max(firsts + list((entry.get("resent") or {}).values()))
+        if versions and entry.get("kind") == "linked":
+            entry["updated_ms"] = max(versions)  # (a legal representative's copy: as apply_linked stamps it)
+        else:
+            entry["updated_ms"] = max(firsts + list((entry.get("resent") or {}).values()))
 
 
 def _without_version(entry: RecordEntry, digest: str, *, linked: bool) -> RecordEntry | None:
@@ -634,12 +637,28 @@ def _deletion_digest(deletion: Doc) -> str:
 
 def _deletion_of(record: Doc) -> Doc:
     """What a court deletion record says of its listing (a version of the listing's deletion slot);
-    ``named`` when it named the court by its name only (it follows the name: :func:`_rekeyed`)."""
-    out = {"reason": (record.get("fields") or {}).get("deletion_reason"), "date": record.get("decision_date"),
-           "doc_no": record.get("doc_no")}
+    ``named`` when it named the court by its name only (it follows the name: :func:`_rekeyed`);
+    ``by_number`` when it named the organisation by a legacy number only (:func:`_by_legacy_number`)."""
+    fields = record.get("fields") or {}
+    out = {"reason": fields.get("deletion_reason"), "date": record.get("decision_date"), "doc_no": record.get("doc_no")}
     if not record.get("source_unit_code"):
         out["named"] = True
+    if _by_legacy_number(record):
+        out["by_number"] = True
     return out
+
+
+def _by_legacy_number(record: Doc) -> bool:
+    """Whether a court deletion named its organisation by a legacy number only (no USCC, no ID
+    number: attached through the registry index, domain/attach.py): such a copy follows its number
+    to another organisation (存量代码转换), and is kept apart from the same deletion sent with the USCC,
+    which stays (an audit: both folded as one version, the one moving away took the other with it and
+    the listing came back). A copy linked onto a legal representative's file says so in its fields
+    (:func:`deletion_records`)."""
+    if (record.get("fields") or {}).get("attached_by_number"):
+        return True
+    ids = record.get("ids")
+    return ids is not None and not ids.get("uscc") and not ids.get("resident_id")
 
 
 def deletion_records(entry: RecordEntry, key: str | None = None) -> list[tuple[int, str, Doc]]:
@@ -655,8 +674,15 @@ def deletion_records(entry: RecordEntry, key: str | None = None) -> list[tuple[i
     return [(ms, origin, {"kind": "court_deletion", "source_unit": listing.get("source_unit"),
                           "source_unit_code": None if deletion.get("named") else code,
                           "doc_no": listing.get("doc_no"),
-                          "decision_date": deletion.get("date"), "fields": {"deletion_reason": deletion.get("reason")}})
+                          "decision_date": deletion.get("date"), "fields": _deletion_fields(deletion)})
             for deletion, ms, origin, _rank in (entry.get("deletion") or {}).get("versions") or ()]
+
+
+def _deletion_fields(deletion: Doc) -> Doc:
+    """The fields of a court deletion as a listing sends it on (:func:`deletion_records`)."""
+    if deletion.get("by_number"):
+        return {"deletion_reason": deletion.get("reason"), "attached_by_number": True}
+    return {"deletion_reason": deletion.get("reason")}
 
 
 def deletion_record_of(entry: RecordEntry, key: str, record: Doc) -> Doc | None:

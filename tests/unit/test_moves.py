@@ -137,7 +137,20 @@ def moves(draw):
     owners = [A]
     for _ in range(draw(st.integers(1, 3))):
         owners.append(B if owners[-1] == A else A)
-    events = []
+    # versions of the same decisions sent with A's USCC: A's, wherever the number goes
+    stays = []
+    for i in range(draw(st.integers(0, 2))):
+        arrived = draw(st.sampled_from(["2026-03-02", "2026-04-01", "2026-05-06"]))
+        if draw(st.booleans()):  # (a deletion: most often the one a court also sent by number)
+            rec = record("court_listing", "执7", "2025-03-03") if draw(st.booleans()) else record(
+                "court_deletion", "执7", "2026-02-02", deletion_reason="performed")
+            rec = dict(rec, legal_rep=REP)
+        else:
+            rec = record("penalty", draw(st.sampled_from(["罚7", "罚8"])),
+                         draw(st.sampled_from(["2025-03-03", "2025-09-01", "2026-02-02"])), severity="severe",
+                         domain="environment", fine_amount="4.000000")
+        stays.append(record_event(dict(rec, ids={"uscc": A}), arrived, subject=A, at=f"q/0/{i}"))
+    events = [e for v in stays for e in ([v, v] if draw(st.booleans()) else [v])]
     for gen, owner in enumerate(owners):
         for v in versions:
             events.append(_copy(v, owner, gen))
@@ -146,29 +159,28 @@ def moves(draw):
         if gen:
             for v in versions:
                 events += [_detach(v, s, gen, owner) for s in set(owners[:gen]) if s != owner]
-    return versions, owners[-1], events
+    return versions, owners[-1], events, stays
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(moves(), st.randoms(use_true_random=False))
 def test_whatever_order_the_copies_and_notices_arrive_in_the_last_owner_holds_the_versions(case, rnd):
-    versions, owner, events = case
-    other = B if owner == A else A
-    reference_owner, _, _ = _final([_copy(v, owner, 0) for v in versions], owner)
-    reference = _routed([_copy(v, owner, 0) for v in versions], (owner, PERSON_ID))
+    versions, owner, events, stays = case
+    direct = [*stays, *(_copy(v, owner, 0) for v in versions)]
+    reference_files = _history(direct, (A, B))
+    reference = _routed(direct, (A, B, PERSON_ID))
     for _ in range(4):
         order = list(events)
         rnd.shuffle(order)
         files = _history(order, (A, B))
-        state, announced, _ = files[owner]
-        _same(state, reference_owner)
-        assert told(fold_changes(announced)) == told(history_of(state))
-        state_other, announced_other, _ = files[other]
-        assert state_other["records"] == {} and state_other["evaluation"]["lists"] == {}
-        assert told(fold_changes(announced_other)) == told(history_of(state_other))
-        # the legal representative's file: only the owner's copies, as if they had gone there first
-        routed = _routed(order, (owner, PERSON_ID))
-        _same(routed[owner], reference[owner])
+        for subject in (A, B):  # the owner holds the versions that moved, A those sent with its USCC
+            state, announced, _ = files[subject]
+            _same(state, reference_files[subject][0], units=subject == owner)
+            assert told(fold_changes(announced)) == told(history_of(state))
+        # the legal representative's file: as if every copy had gone where it ends first
+        routed = _routed(order, (A, B, PERSON_ID))
+        for subject in (A, B):
+            _same(routed[subject], reference[subject], units=subject == owner)
         _same(routed[PERSON_ID], reference[PERSON_ID], units=False)
 
 
@@ -254,3 +266,24 @@ def test_a_court_listing_and_its_deletion_by_number_move_together(order):
     _same(files[B], reference[B])
     _same(files[PERSON_ID], reference[PERSON_ID], units=False)
     assert "court_debtor" not in files[B]["evaluation"]["lists"]
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(4))))
+def test_a_courts_deletion_sent_by_the_uscc_stays_when_its_copy_by_the_number_moves(order):
+    # the court's systems sent one deletion twice: with the organisation's USCC and by its
+    # registration number only. Both were one version of the listing's deletion: the copy by number
+    # moving away took the other with it, and a copy by USCC arriving after the notice was turned
+    # away (`moved-away`): the listing came back, A and its legal representative on the court list
+    listing = record_event(dict(record("court_listing", "执10", "2026-01-15"), ids={"uscc": A}, legal_rep=REP),
+                           "2026-01-16", subject=A)
+    by_uscc = record_event(dict(record("court_deletion", "执10", "2026-09-10", deletion_reason="performed"),
+                                ids={"uscc": A}), "2026-09-11", subject=A)
+    by_number = record_event(dict(record("court_deletion", "执10", "2026-09-10", deletion_reason="performed"),
+                                  ids={"reg_no": "310230001716146"}), "2026-09-12", subject=A)
+    on_a = [by_uscc, by_number, _detach(by_number, A, 1, B), _detach(by_number, A, 1, B)]
+    files = _routed([listing] + [on_a[i] for i in order] + [_copy(by_number, B, 1)], (A, B, PERSON_ID))
+    reference = _routed([listing, by_uscc], (A, PERSON_ID))
+    _same(files[A], reference[A])
+    _same(files[PERSON_ID], reference[PERSON_ID])
+    assert files[A]["evaluation"]["lists"] == {} and files[PERSON_ID]["evaluation"]["lists"] == {}
+    assert "court_debtor" not in files[B]["evaluation"]["lists"]  # a deletion of a listing B never had
