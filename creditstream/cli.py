@@ -1026,6 +1026,24 @@ def cmd_rederive(args) -> int:
     return EXIT_OK
 
 
+def cmd_follow_numbers(args) -> int:
+    settings = _settings(args)
+    _logs(args, settings)
+    from ops.follow_numbers import follow_numbers
+
+    try:
+        result = asyncio.run(follow_numbers(settings, dry_run=args.dry_run))
+    except KeyboardInterrupt:
+        print("creditstream: follow-numbers interrupted: what it remembered stands; run it again to finish",
+              file=sys.stderr)
+        return 130
+    if args.json:
+        _print_json(result.as_dict())
+    else:
+        print(result.render())
+    return EXIT_OK
+
+
 def cmd_partitions(args) -> int:
     settings = _settings(args)
     from ops import partitions
@@ -1162,6 +1180,7 @@ COMMANDS: dict[str, Callable[..., int]] = {
     "positions": cmd_positions,
     "produce": cmd_produce,
     "rederive": cmd_rederive,
+    "follow-numbers": cmd_follow_numbers,
     "replay": cmd_replay,
     "report": cmd_report,
     "report-verify": cmd_report_verify,

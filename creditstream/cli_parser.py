@@ -207,6 +207,22 @@ def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.Argumen
     sp.add_argument("--dry-run", action="store_true", help="count only: write no tick")
     sp.add_argument("--json", action="store_true", help="print JSON")
 
+    sp = add("follow-numbers", commands["follow-numbers"],
+             "after upgrading: have decisions attached through a legacy number before 2026-12-07 follow it",
+             "A decision a department sends naming an organisation only by a legacy number (registration "
+             "number, organisation code, tax number) follows the number when it comes to name another "
+             "organisation: the registry index remembers it when it is attached. A version of creditstream "
+             "before 2026-12-07 did not, so the decisions it attached stay with their organisation when the "
+             "number moves, and a revocation or correction the department sends by the number afterwards "
+             "reaches the new holder only. This reads every organisation of the live generation and has the "
+             "index remember each version of its records that names no USCC; one whose number names another "
+             "organisation already (or that a re-send put on two) is moved there now, with a notice to the "
+             "one it leaves, as a registration would move it: the workers fold them and announce what "
+             "changes. Run it once after every worker runs this version; again, it changes nothing. It can "
+             "run beside the workers (docs/operations.md, Legacy numbers that move).")
+    sp.add_argument("--dry-run", action="store_true", help="count only: remember and move nothing")
+    sp.add_argument("--json", action="store_true", help="print JSON")
+
     sp = add("dlq", commands["dlq"], "list, show and re-drive dead letters",
              "Dead letters: bad input kept whole (original key, bytes and headers) with the reason and "
              "where it came from. A dead letter is named by its place on the dead-letter topic, "
