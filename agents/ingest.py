@@ -26,7 +26,7 @@ from domain.validate import Rejection, normalise_event
 from sinks.checkpoint import Checkpoint
 from sinks.deadletter import DeadLetterSink
 from sinks.registry_index import BatchApplied, PositionsBehind, RegistryIndex
-from sinks.subject_events import SubjectEventWriter
+from sinks.subject_events import SubjectEventWriter, acknowledge_moved
 from streams.codec import AvroCodec, DecodeError
 from streams.kafka import Committed
 from streams.runner import Recorded, Rewind
@@ -173,7 +173,7 @@ class IngestAgent:
         # once the released events are on the log, they are no longer parked; nor are the moves waiting
         checkpoint.after_flush(lambda: self.index.unpark(released))
         if moved:
-            checkpoint.after_flush(lambda: self.index.acknowledge_moves(moved))
+            checkpoint.after_flush(lambda: acknowledge_moved(self.index, moved))
         checkpoint.after_flush(lambda: self.positions.acknowledged(bounds))  # where a start without a commit goes on
         # what was taught is remembered (not taught again) only once the batch is through: a batch
         # retried after a failed flush must learn again, or the records its first attempt released

@@ -26,7 +26,7 @@ from domain.kinds import REGISTRATION_SCHEMA
 from domain.validate import Rejection, normalise_event
 from sinks.checkpoint import Checkpoint
 from sinks.registry_index import PositionsBehind, RegistryIndex
-from sinks.subject_events import SubjectEventWriter
+from sinks.subject_events import SubjectEventWriter, acknowledge_moved
 from streams.codec import AvroCodec, DecodeError
 from streams.kafka import Committed
 from streams.runner import Recorded, Rewind
@@ -140,5 +140,5 @@ class RegistryAgent:
         out.add_moved(moved)
         checkpoint.after_flush(lambda: self.index.unpark(released))
         if moved:
-            checkpoint.after_flush(lambda: self.index.acknowledge_moves(moved))
+            checkpoint.after_flush(lambda: acknowledge_moved(self.index, moved))
         checkpoint.after_flush(lambda: self.positions.acknowledged(bounds))  # where a start without a commit goes on

@@ -273,8 +273,7 @@ async def _move(settings: Settings, redis: Any, ns: Keys, numbers: list[str], de
             out = writer(sink, topics.subject_events, dead_sink(sink, topics.dead_letters, "follow-numbers"), ns)
             out.add_moved(applied.moved)
             await sink.flush()
-            await index.acknowledge_moves(applied.moved)
-            moved_count += len(applied.moved)
+            moved_count += await index.acknowledge_moves(applied.moved)
     finally:
         await producer.stop()
     return moved_count

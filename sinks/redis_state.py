@@ -549,7 +549,7 @@ class SubjectStateSink:
         stored = encode_stored(state, base, base_split=base_split, changed=touched,
                                state_format="compact" if self.compact else "json")
         self._states[subject_id] = stored.head
-        if stored.split:
+        if stored.split or stored.removed:  # (a state stored whole again: its parts removed)
             self._parts[subject_id] = stored
         # held after the commit if stored split; a state stored whole drops what was held
         self._added[subject_id] = (state if stored.split else None, stored.json_bytes)

@@ -255,18 +255,21 @@ return {'ok', released, resolved, moved}
 """
 
 _ACK_MOVES = """
--- moves whose notices and copies the broker acknowledged: no longer sent again (unless moved since)
+-- moves whose notices and copies the broker acknowledged: no longer sent again (unless moved since);
+-- returns how many were waiting (each move counted once, however often it was sent)
 local attached = KEYS[1]
+local acknowledged = 0
 for i = 1, #ARGV, 2 do
   local entry = redis.call('HGET', attached, ARGV[i])
   if entry then
     local subject, gen, pending = string.match(entry, '^([^\\t]*)\\t(%d+)\\t(%d)$')
     if pending == '1' and gen == ARGV[i + 1] then
       redis.call('HSET', attached, ARGV[i], subject .. '\\t' .. gen .. '\\t0')
+      acknowledged = acknowledged + 1
     end
   end
 end
-return 1
+return acknowledged
 """
 
 _UNPARK = """
@@ -464,14 +467,15 @@ class RegistryIndex:
                                  _sightings((seen or b"").decode())))
         return out
 
-    async def acknowledge_moves(self, moved: list[Moved]) -> None:
-        """The notices and copies of these moves are on the log: they are not sent again."""
+    async def acknowledge_moves(self, moved: list[Moved]) -> int:
+        """The notices and copies of these moves are on the log: they are not sent again. Returns how
+        many of them were waiting for it (a move sent again after a failed produce is counted once)."""
         if not moved:
-            return
+            return 0
         args: list = []
         for m in moved:
             args += [m.field, m.gen]
-        await self._ack_moves(keys=[self.keys.attached], args=args)
+        return int(await self._ack_moves(keys=[self.keys.attached], args=args))
 
     async def unpark(self, released: list[Released]) -> None:
         """Remove released records from every key they were parked under."""

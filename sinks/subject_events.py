@@ -11,7 +11,7 @@ from domain import events
 from sinks.deadletter import DeadLetterSink
 from sinks.kafka import KafkaSink, MessageTooLarge, message_size
 from sinks.keys import Keys
-from sinks.registry_index import Moved, Released
+from sinks.registry_index import Moved, RegistryIndex, Released
 
 
 class SubjectEventWriter:
@@ -71,8 +71,12 @@ class SubjectEventWriter:
                 self.add(events.detached(subject, first.record, first.hash, m.gen, latest, m.subject_id), None)
             for copy in copies:
                 self.add(copy, None)
-        if moved:
-            metrics.MOVED.inc(len(moved))
+
+
+async def acknowledge_moved(index: RegistryIndex, moved: list[Moved]) -> None:
+    """Once the moves' notices and copies are on the log: acknowledged, not sent again, and counted
+    (``creditstream_records_moved_total``: each move once, not at each attempt to produce it)."""
+    metrics.MOVED.inc(await index.acknowledge_moves(moved))
 
 
 PARKED_NOTE = b"the value is the parked subject event, not the original message"

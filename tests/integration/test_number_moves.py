@@ -157,6 +157,9 @@ async def test_a_move_whose_produce_failed_is_sent_again_until_it_is_through(red
         await checkpoint.complete()
     _, kind, partition, record, ts = inputs["new"]
     new = _message(codec, topics, kind, partition, 0, record, ts)
+    from creditstream import metrics
+
+    moved_before = metrics.MOVED._value.get()
     for _ in range(3):  # the worker retries a batch while the broker refuses it (seen lost after two)
         failed = registry.checkpoint()
         await registry.process([new], failed)  # its complete() never runs: the broker refused
@@ -168,6 +171,7 @@ async def test_a_move_whose_produce_failed_is_sent_again_until_it_is_through(red
     assert [(e.subject, e.to, e.gen) for e in notices] == [(OLD_HOLDER, NEW_HOLDER, 1)]
     assert [(e.subject, e.attach_gen) for e in produced if isinstance(e, events.RecordEvent)
             and e.record["kind"] == "penalty"] == [(NEW_HOLDER, 1)]
+    assert metrics.MOVED._value.get() - moved_before == 1  # one move, counted once (it counted each attempt)
     again = registry.checkpoint()
     await registry.process([new], again)
     await again.complete()

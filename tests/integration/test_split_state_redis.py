@@ -154,3 +154,34 @@ async def test_a_big_state_written_whole_by_an_earlier_version_is_split_when_nex
     (back,) = await read_states(redis, keys, [SUBJECT])
     assert back == as_json(state)
     assert await redis.hlen(keys.subject_records(SUBJECT)) == len(state["records"])
+
+
+async def test_a_state_that_shrinks_below_the_split_and_grows_again_reads_back(settings, redis):
+    """Records leave a state (decisions that followed their legacy number to another organisation): a
+    state of 70 records (split) down to 60 (stored whole) then up to 70 again. The split form's parts
+    were left in Redis when it was stored whole, read again with the next split form's: "its head names
+    70 record parts, Redis holds 80", and every worker taking the partition stopped (an audit)."""
+    sid = "91310110666007217T"
+    keys = Keys(settings.namespace)
+    sink = SubjectStateSink(redis, keys, cache_mb=0)
+
+    def state(names: list[str], version: int) -> dict:
+        return {"id": sid, "id_kind": "uscc", "version": version, "updated_ms": 1,
+                "records": {k: {"kind": "penalty", "doc_no": k, "versions": {}} for k in names},
+                "facts": {k: {"since": "2026-01-01"} for k in names}}
+
+    async def write(value: dict, offset: int, touched) -> None:
+        await sink.begin([sid], [0], partition_of={sid: 0})
+        sink.add(sid, value, touched=touched)
+        sink.set_position(0, offset)
+        await sink.commit()
+
+    first = [f"penalty|u|r{i:03d}" for i in range(SPLIT_RECORDS + 6)]
+    await write(state(first, 1), 1, None)
+    fewer = first[:SPLIT_RECORDS - 4]
+    await write(state(fewer, 2), 2, set(first[len(fewer):]))
+    assert await redis.hlen(keys.subject_records(sid)) == 0  # stored whole: no part left
+    more = fewer + [f"penalty|u|n{i:03d}" for i in range(10)]
+    await write(state(more, 3), 3, set(more[len(fewer):]))
+    [read] = await read_states(redis, keys, [sid])
+    assert sorted(read["records"]) == sorted(more)
