@@ -20,10 +20,12 @@ Steps:
    first sighting and content hash, checked against the content), with the lookup keys its numbers
    give (domain/attach.py).
 2. A script per chunk remembers each one not remembered yet (``Keys.attached``), on the organisation
-   that holds it. One remembered already on another organisation (the earlier version attached it to
-   one, and a re-send after the number moved to the other), or held by an organisation the number no
-   longer names, is marked to move: to the organisation the number names now, with a ``detached``
-   notice to every other one it is on (step 3).
+   that holds it. One remembered already as another organisation's (the earlier version attached it
+   to one, and a re-send after the number moved to the other; or Redis lost the index's last writes,
+   which moved it, while the subject-event log kept their notices and copies: an audit), or held by an
+   organisation the number no longer names, is marked to move: to the organisation the number names
+   now, with a ``detached`` notice to every other one it was on, at a generation above any it had
+   (step 3).
 3. Without ``--dry-run``: for each number with such decisions, the index's current mapping is taught
    again (``RegistryIndex.apply_batch``), which moves them as a registration would, and the notices
    and copies are produced to the subject-event log before the moves are acknowledged, as the agents
@@ -87,9 +89,13 @@ while p <= #ARGV do
     local ever = redis.call('HGET', attached, field .. '|h') or ''
     local on = false
     for line in string.gmatch(ever, '[^\\n]+') do if line == subject then on = true end end
-    if s ~= subject and not on then
-      -- on two organisations: a move (a generation more) to the one its number names, from the other
-      redis.call('HSET', attached, field .. '|h', ever == '' and subject or (ever .. '\\n' .. subject))
+    if s ~= subject then
+      -- held by another organisation than the index says (a re-send put it on two; Redis lost the
+      -- index's last writes while the log kept what they sent): a move, a generation more, to the one
+      -- its number names, with a notice to every other it was ever on
+      if not on then
+        redis.call('HSET', attached, field .. '|h', ever == '' and subject or (ever .. '\\n' .. subject))
+      end
       redis.call('HSET', attached, field, s .. '\\t' .. tostring(tonumber(gen) + 1) .. '\\t1')
       move = true
     end

@@ -112,3 +112,38 @@ async def _listed(settings, sid):
 async def _cleared(settings, sid):
     docs, lists = await _penalties(settings, sid)
     return True if not docs and not lists else None
+
+
+async def test_after_redis_lost_the_indexs_last_writes_the_command_puts_the_decision_where_its_number_names(
+        pipeline, settings, department, redis):
+    """Redis lost the index's last writes while the subject-event log kept what they sent (an older
+    snapshot, a replica promoted: an audit). The decision had moved A -> B (generation 1); read again
+    after the loss it was attached to B afresh, as the index then remembers it (B, generation 0). The
+    number's newer registration to A then moves it at generation 1 again, which both files have seen:
+    B keeps it, A turns the copy away. `follow-numbers` finds it on B while the index says A, and
+    moves it there at a generation above both."""
+    from ops.follow_numbers import follow_numbers
+
+    keys = Keys(settings.namespace)
+    await _registered(department, redis, settings, OLD_HOLDER, "2007-05-09")
+    await department.send(schema_of("penalty"), _by_number("郑环罚〔2026〕23号", d("2026-02-02")))
+    await eventually(lambda: _listed(settings, OLD_HOLDER), timeout=60)
+    await _registered(department, redis, settings, NEW_HOLDER, "2020-03-02")
+    await eventually(lambda: _listed(settings, NEW_HOLDER), timeout=60)
+    await eventually(lambda: _cleared(settings, OLD_HOLDER), timeout=30)
+    # the index as the loss leaves it: the decision attached to B afresh, its move forgotten
+    [field] = [f for f in await redis.hkeys(keys.attached) if b"|" not in f]
+    await redis.hset(keys.attached, mapping={field: f"{NEW_HOLDER}\t0\t0", field + b"|h": NEW_HOLDER})
+    await _registered(department, redis, settings, OLD_HOLDER, "2023-01-01")  # moves it at generation 1 again
+
+    async def moved_back():  # the move's copy turned away by A, its notice taken as a re-delivery by B
+        entry = await redis.hget(keys.attached, field)
+        return entry if entry and entry.startswith(OLD_HOLDER.encode()) and entry.endswith(b"\t0") else None
+
+    await eventually(moved_back, timeout=30)
+    await eventually(lambda: _listed(settings, NEW_HOLDER), timeout=10)
+    assert await _penalties(settings, OLD_HOLDER) == ([], [])  # where the number's newest registration is
+    done = await follow_numbers(settings, progress=False)
+    assert (done.numbers_to_move, done.moved) == (1, 1)
+    await eventually(lambda: _cleared(settings, NEW_HOLDER), timeout=30)
+    assert await eventually(lambda: _listed(settings, OLD_HOLDER), timeout=30) == ["郑环罚〔2026〕23号"]
