@@ -218,8 +218,13 @@ def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.Argumen
              "index remember each version of its records that names no USCC; one whose number names another "
              "organisation already (or that a re-send put on two) is moved there now, with a notice to the "
              "one it leaves, as a registration would move it: the workers fold them and announce what "
-             "changes. Run it once after every worker runs this version; again, it changes nothing. It can "
-             "run beside the workers (docs/operations.md, Legacy numbers that move).")
+             "changes. Run it once after every worker runs this version; again, it changes nothing. Run it "
+             "also after Redis lost its last writes (restored from an older snapshot, an asynchronous "
+             "replica promoted), once the workers have caught up: the index's record of what it moved is "
+             "lost with them while the subject-event log keeps what they sent, and a decision may be left "
+             "on an organisation the index does not name for it, or on two: it is moved to the one the "
+             "index names. It can run beside the workers (docs/operations.md, Legacy numbers that move; "
+             "Backups and losing Redis).")
     sp.add_argument("--dry-run", action="store_true", help="count only: remember and move nothing")
     sp.add_argument("--json", action="store_true", help="print JSON")
 

@@ -129,6 +129,7 @@ class Followed:
     known: int = 0                # remembered already
     skipped: int = 0              # content and hash disagree (not remembered)
     numbers_to_move: int = 0
+    to_move: int = 0              # (--dry-run) versions that would move (or send a notice)
     moved: int = 0                # decisions moved now
     dry_run: bool = False
     seconds: float = 0.0
@@ -138,13 +139,15 @@ class Followed:
 
     def render(self) -> str:
         head = "follow-numbers (dry run: nothing written)" if self.dry_run else "follow-numbers"
+        now = "to remember" if self.dry_run else "remembered now"
         lines = [f"{head}: {self.subjects} subjects read, {self.organisations} organisations, in {self.seconds:.1f}s",
-                 f"  decisions attached through a legacy number: {self.decisions} "
-                 f"(remembered now {self.remembered}, remembered already {self.known}"
+                 f"  versions of decisions attached through a legacy number, on the organisations' files: "
+                 f"{self.decisions} ({now} {self.remembered}, remembered already {self.known}"
                  + (f", not remembered {self.skipped}: their content does not give their hash" if self.skipped else "")
                  + ")"]
         if self.dry_run:
-            lines.append(f"  numbers whose decisions would move: {self.numbers_to_move}")
+            lines.append(f"  numbers whose decisions would move: {self.numbers_to_move} ({self.to_move} versions "
+                         "on an organisation the index does not name for them)")
         else:
             lines.append(f"  numbers whose decisions moved: {self.numbers_to_move} ({self.moved} decisions; "
                          "the workers fold the notices and copies)")
@@ -191,8 +194,11 @@ async def follow_numbers(settings: Settings, *, dry_run: bool = False, progress:
         bar = Progress(await redis.scard(keys.subjects), enabled=progress, label="follow-numbers", unit="subjects")
         to_move: list[str] = []
 
+        held_by: dict[str, str] = {}  # (--dry-run) field -> the organisation the run would remember it on
+        would_move: set[str] = set()  # (--dry-run) the numbers
+
         async def one_chunk(stored: list[str]) -> None:
-            args: list[Any] = [f"{ns.namespace}:attached-by:"]
+            items: list[tuple[str, str, bytes, str, list[str]]] = []
             for state in await read_states(redis, keys, stored):
                 if state is None:
                     continue
@@ -205,16 +211,18 @@ async def follow_numbers(settings: Settings, *, dry_run: bool = False, progress:
                         result.skipped += 1
                         continue
                     payload = {"lookup_keys": lookup, "event": event}
-                    args += [park_field(payload), state["id"], orjson.dumps(payload), sighting(event), len(lookup),
-                             *lookup]
-            if len(args) > 1 and not dry_run:
+                    items.append((park_field(payload), state["id"], orjson.dumps(payload), sighting(event), lookup))
+            if items and not dry_run:
+                args: list[Any] = [f"{ns.namespace}:attached-by:"]
+                for field, subject, payload_json, seen, lookup in items:
+                    args += [field, subject, payload_json, seen, len(lookup), *lookup]
                 remembered, known, numbers = await remember(keys=[ns.attached, ns.attached_pending, ns.id_index],
                                                             args=args)
                 result.remembered += int(remembered)
                 result.known += int(known)
                 to_move.extend(k.decode() if isinstance(k, bytes) else k for k in numbers)
-            elif len(args) > 1:
-                result.numbers_to_move += await _would_move(redis, ns, args)
+            elif items:
+                await _dry_run(redis, ns, items, held_by, would_move, result)
             bar.advance(len(stored))
 
         batch: list[str] = []
@@ -225,7 +233,9 @@ async def follow_numbers(settings: Settings, *, dry_run: bool = False, progress:
                 batch = []
         if batch:
             await one_chunk(batch)
-        if not dry_run:
+        if dry_run:
+            result.numbers_to_move = len(would_move)
+        else:
             numbers = sorted(set(to_move))
             result.numbers_to_move = len(numbers)
             if numbers:
@@ -238,22 +248,30 @@ async def follow_numbers(settings: Settings, *, dry_run: bool = False, progress:
         await redis.aclose()
 
 
-async def _would_move(redis: Any, ns: Keys, args: list[Any]) -> int:
-    """(--dry-run) How many numbers of this chunk name another organisation than the one holding a
-    decision attached through them."""
-    numbers = set()
-    p = 1
-    while p < len(args):
-        subject, n = args[p + 1], args[p + 4]
-        lookup = args[p + 5:p + 5 + n]
-        p += 5 + n
+async def _dry_run(redis: Any, ns: Keys, items: list[tuple[str, str, bytes, str, list[str]]],
+                   held_by: dict[str, str], would_move: set[str], result: Followed) -> None:
+    """(--dry-run) What the script would do with these versions (read only): remembered now or
+    already, and whether each would move (``would_move`` gathers its numbers, over the whole run)."""
+    pipe = redis.pipeline(transaction=False)
+    for field, _subject, _payload, _seen, lookup in items:
+        pipe.hget(ns.attached, field)
         for k in lookup:
-            now = await redis.hget(ns.id_index, k)
-            if now is not None:
-                if now.decode() != subject:
-                    numbers.update(lookup)
-                break
-    return len(numbers)
+            pipe.hget(ns.id_index, k)
+    answers = await pipe.execute()
+    at = 0
+    for field, subject, _payload, _seen, lookup in items:
+        entry, mapped = answers[at], answers[at + 1:at + 1 + len(lookup)]
+        at += 1 + len(lookup)
+        holder = entry.decode().split("\t", 1)[0] if entry is not None else held_by.get(field)
+        if holder is None:
+            result.remembered += 1
+            held_by[field] = holder = subject
+        else:
+            result.known += 1
+        now = next((m.decode() for m in mapped if m is not None), None)
+        if holder != subject or (now is not None and now != holder):
+            result.to_move += 1
+            would_move.update(lookup)
 
 
 async def _move(settings: Settings, redis: Any, ns: Keys, numbers: list[str], dead_sink: Any, writer: Any) -> int:

@@ -60,7 +60,7 @@ async def test_a_decision_attached_before_the_upgrade_follows_its_number_after_t
     assert await _forget_attached(redis, settings) == 1
 
     dry = await follow_numbers(settings, dry_run=True, progress=False)
-    assert (dry.decisions, dry.remembered, dry.numbers_to_move) == (1, 0, 0)
+    assert (dry.decisions, dry.remembered, dry.known, dry.numbers_to_move) == (1, 1, 0, 0)  # 1 to remember
     # the command as an operator runs it
     import json
     import sys
@@ -97,7 +97,7 @@ async def test_a_decision_left_behind_by_the_earlier_version_moves_when_the_comm
     assert await _penalties(settings, OLD_HOLDER) == (["郑环罚〔2026〕22号"], ["blacklist:environment"])  # left behind
 
     dry = await follow_numbers(settings, dry_run=True, progress=False)
-    assert dry.decisions == 2 and dry.numbers_to_move == 1
+    assert (dry.decisions, dry.numbers_to_move, dry.to_move) == (2, 1, 1)  # A's copy, where the index says B
     done = await follow_numbers(settings, progress=False)
     assert (done.decisions, done.numbers_to_move, done.moved) == (2, 1, 1)
     await eventually(lambda: _cleared(settings, OLD_HOLDER), timeout=30)
