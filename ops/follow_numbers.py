@@ -52,7 +52,7 @@ from domain.kinds import MOVES_WITH_ITS_NUMBER
 from domain.validate import content_hash
 from sinks.kafka import KafkaSink
 from sinks.keys import Keys, resolve_keys
-from sinks.redis_state import read_states
+from sinks.redis_state import read_states, subject_chunks
 from sinks.registry_index import RegistryIndex, park_field, sighting
 from streams import kafka as kafka_io
 from streams import placement
@@ -225,14 +225,8 @@ async def follow_numbers(settings: Settings, *, dry_run: bool = False, progress:
                 await _dry_run(redis, ns, items, held_by, would_move, result)
             bar.advance(len(stored))
 
-        batch: list[str] = []
-        async for member in redis.sscan_iter(keys.subjects, count=chunk):
-            batch.append(member.decode() if isinstance(member, bytes) else member)
-            if len(batch) >= chunk:
-                await one_chunk(batch)
-                batch = []
-        if batch:
-            await one_chunk(batch)
+        async for stored in subject_chunks(redis, keys, chunk):
+            await one_chunk(stored)
         if dry_run:
             result.numbers_to_move = len(would_move)
         else:

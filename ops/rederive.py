@@ -42,7 +42,7 @@ from domain.facts import BASIS_VERSION
 from domain.rulebook import load_rulebook
 from sinks.kafka import KafkaSink
 from sinks.keys import Keys, resolve_keys
-from sinks.redis_state import read_states
+from sinks.redis_state import read_states, subject_chunks
 from streams import kafka, placement
 from streams.topics import Topics
 
@@ -181,14 +181,8 @@ async def rederive(settings: Settings, *, dry_run: bool = False, progress: bool 
                 result.ticks += await sink.flush()
             bar.advance(len(stored))
 
-        batch: list[str] = []
-        async for member in redis.sscan_iter(keys.subjects, count=chunk):
-            batch.append(member.decode() if isinstance(member, bytes) else member)
-            if len(batch) >= chunk:
-                await one_chunk(batch)
-                batch = []
-        if batch:
-            await one_chunk(batch)
+        async for stored in subject_chunks(redis, keys, chunk):
+            await one_chunk(stored)
         result.seconds = time.monotonic() - started
         return result
     finally:

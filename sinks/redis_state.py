@@ -64,8 +64,8 @@ from __future__ import annotations
 import itertools
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterator, Mapping
-from typing import NamedTuple, NoReturn
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping
+from typing import Any, NamedTuple, NoReturn
 
 import msgspec
 import orjson
@@ -342,6 +342,19 @@ async def read_split(redis, keys: Keys, subject_ids: list[str]) -> list[tuple[di
         state, parts_size = join(head, parts)
         out.append((state, len(text) + parts_size, True))
     return out
+
+
+async def subject_chunks(redis: Any, keys: Keys, chunk: int) -> AsyncIterator[list[str]]:
+    """The storage ids of every subject of ``keys``' generation (``SSCAN subjects``), ``chunk`` at a
+    time: what the operators' commands that read every state (rederive, follow-numbers) walk."""
+    batch: list[str] = []
+    async for member in redis.sscan_iter(keys.subjects, count=chunk):
+        batch.append(member.decode() if isinstance(member, bytes) else member)
+        if len(batch) >= chunk:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 async def read_states(redis, keys: Keys, subject_ids: list[str]) -> list[dict | None]:
