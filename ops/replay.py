@@ -482,11 +482,20 @@ def _job_pool(processes: int) -> ProcessPoolExecutor:
         for _ in range(processes):  # one process started per task while none is idle
             try:
                 pool.submit(os.getpid)
-            except BrokenProcessPool:
+            except (BrokenProcessPool, ValueError) as exc:
+                if isinstance(exc, ValueError) and not _spawn_failed(exc):
+                    raise
                 # a process ended while the others started (seen: killed at once, under load): the
                 # pool refuses the first job, where it is said in one line (_rebuild_in_processes)
                 break
     return pool
+
+
+def _spawn_failed(exc: ValueError) -> bool:
+    """A process of the pool could not be started because another one had just been killed: the
+    spawn is refused with ``bad value(s) in fds_to_keep`` (the dead process's handle closed under it;
+    seen in CI: `creditstream replay` ended with that line alone, exit 2)."""
+    return "fds_to_keep" in str(exc)
 
 
 GENERATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -656,9 +665,11 @@ async def _rebuild_in_processes(settings: Settings, redis, keys: Keys, groups: l
                 bar.advance(applied - shown)
                 shown = applied
             results = jobs.result()
-        except BrokenProcessPool:
+        except (BrokenProcessPool, ValueError) as exc:
+            if isinstance(exc, ValueError) and not _spawn_failed(exc):
+                raise
             # a process was killed (the kernel's OOM killer: SIGKILL) or crashed, at work or before it
-            # had any: said as such, not as the pool's traceback
+            # had any (another then could not be started): said as such, not as the pool's traceback
             ended = await asyncio.to_thread(_ended_processes, pool)
             oom_after = host.oom_kills()
             oom = None if oom_before is None or oom_after is None else oom_after - oom_before
