@@ -74,7 +74,9 @@ async def test_listing_objection_reinstatement_repair_and_expiry(settings, depar
     try:
         async def court_listing_expired():
             changes = await read_changes(settings)
-            done = any(c["list"] == "court_debtor" and c["transition"] == "exited" for c in changes)
+            # the company's own exit (its legal representative's may come first: CI saw that read)
+            done = any(c["list"] == "court_debtor" and c["transition"] == "exited" and c["subject_id"] == company
+                       for c in changes)
             return changes if done else None
 
         changes = await eventually(court_listing_expired, timeout=60)
