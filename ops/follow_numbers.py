@@ -50,10 +50,12 @@ from domain import events
 from domain.attach import legacy_lookup_keys
 from domain.kinds import MOVES_WITH_ITS_NUMBER
 from domain.validate import content_hash
+from sinks.deadletter import DeadLetterSink
 from sinks.kafka import KafkaSink
 from sinks.keys import Keys, resolve_keys
 from sinks.redis_state import read_states, subject_chunks
 from sinks.registry_index import RegistryIndex, park_field, sighting
+from sinks.subject_events import SubjectEventWriter
 from streams import kafka as kafka_io
 from streams import placement
 from streams.topics import Topics
@@ -180,8 +182,6 @@ async def follow_numbers(settings: Settings, *, dry_run: bool = False, progress:
                          chunk: int = CHUNK) -> Followed:
     """Steps 1-3 of the module docstring."""
     from ops.replay import Progress
-    from sinks.deadletter import DeadLetterSink
-    from sinks.subject_events import SubjectEventWriter
 
     started = time.monotonic()
     result = Followed(dry_run=dry_run)
@@ -233,7 +233,7 @@ async def follow_numbers(settings: Settings, *, dry_run: bool = False, progress:
             numbers = sorted(set(to_move))
             result.numbers_to_move = len(numbers)
             if numbers:
-                result.moved = await _move(settings, redis, ns, numbers, DeadLetterSink, SubjectEventWriter)
+                result.moved = await _move(settings, redis, ns, numbers)
         result.seconds = time.monotonic() - started
         return result
     finally:
@@ -268,7 +268,7 @@ async def _dry_run(redis: Any, ns: Keys, items: list[tuple[str, str, bytes, str,
             would_move.update(lookup)
 
 
-async def _move(settings: Settings, redis: Any, ns: Keys, numbers: list[str], dead_sink: Any, writer: Any) -> int:
+async def _move(settings: Settings, redis: Any, ns: Keys, numbers: list[str]) -> int:
     """Step 3: teach each number its current mapping again (the index moves what waits on it), produce
     the notices and copies, then acknowledge the moves."""
     index = RegistryIndex(redis, ns)
@@ -288,7 +288,8 @@ async def _move(settings: Settings, redis: Any, ns: Keys, numbers: list[str], de
             if not applied.moved:
                 continue
             sink = KafkaSink(producer)
-            out = writer(sink, topics.subject_events, dead_sink(sink, topics.dead_letters, "follow-numbers"), ns)
+            out = SubjectEventWriter(sink, topics.subject_events,
+                                     DeadLetterSink(sink, topics.dead_letters, "follow-numbers"), ns)
             out.add_moved(applied.moved)
             await sink.flush()
             moved_count += await index.acknowledge_moves(applied.moved)
