@@ -36,7 +36,9 @@ key                                    type        what
                                                    decision attached through a legacy number;
                                                    #hash|e its subject event (JSON), #hash|k its lookup
                                                    keys, #hash|h the USCCs it was ever attached to,
-                                                   #hash|s its sightings (sinks/registry_index.py)
+                                                   #hash|s its sightings, #hash|d while a move waits:
+                                                   the re-sends sent straight to where it goes (no
+                                                   copy of them with the move; sinks/registry_index.py)
 ``{ns}:attached-by:{kind}:{number}``   set         the #content hashes attached through that number
 ``{ns}:attached:pending``              set         numbers with a move not acknowledged yet (cleared
                                                    lazily when the number is next taught)

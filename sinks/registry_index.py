@@ -102,6 +102,19 @@ local function remember(field, keys, payload, subject)
              field .. '|k', table.concat(keys, '\\n'), field .. '|h', subject)
   for _, k in ipairs(keys) do redis.call('SADD', by .. k, field) end
 end
+-- a sighting the ingest sent straight to the organisation a move not acknowledged yet goes to, at
+-- its generation (field|d: the generation, then those sightings): the move, sent again or read after
+-- it (``RegistryIndex._moved``), sends no copy of it: only one copy of a department input reaches
+-- the organisation that counts it (``inputs``)
+local function sent_direct(field, gen, sighting)
+  local held = redis.call('HGET', attached, field .. '|d')
+  local lines = split(held)
+  if lines[1] ~= gen then lines = {gen} end
+  for i = 2, #lines do if lines[i] == sighting then return end end
+  if #lines > SIGHTINGS_KEPT then return end
+  lines[#lines + 1] = sighting
+  redis.call('HSET', attached, field .. '|d', table.concat(lines, '\\n'))
+end
 local moved = {}
 -- a remembered decision whose first known number names another organisation now moves there (its
 -- generation counted up); one whose move is not acknowledged yet is moved again (the same move)
@@ -121,6 +134,7 @@ local function follow(field)
       redis.call('HSET', attached, field .. '|h', table.concat(was, '\\n'))
     end
     redis.call('HSET', attached, field, now .. '\\t' .. gen .. '\\t1')
+    redis.call('HDEL', attached, field .. '|d')
   elseif pending ~= '1' then
     return
   end
@@ -221,9 +235,10 @@ while p <= #ARGV do
   if found then
     local entry = follows and redis.call('HGET', attached, field)
     if entry then
-      local subject, gen = string.match(entry, '^([^\\t]*)\\t(%d+)')
+      local subject, gen, pending = string.match(entry, '^([^\\t]*)\\t(%d+)\\t(%d)$')
       resolved[#resolved + 1] = subject .. '\\t' .. gen
       sighted(attached, field, sighting)
+      if pending == '1' then sent_direct(field, gen, sighting) end
     else
       if follows then
         remember(field, keys, payload, found)
@@ -265,6 +280,7 @@ for i = 1, #ARGV, 2 do
     local subject, gen, pending = string.match(entry, '^([^\\t]*)\\t(%d+)\\t(%d)$')
     if pending == '1' and gen == ARGV[i + 1] then
       redis.call('HSET', attached, ARGV[i], subject .. '\\t' .. gen .. '\\t0')
+      redis.call('HDEL', attached, ARGV[i] .. '|d')
       acknowledged = acknowledged + 1
     end
   end
@@ -342,6 +358,11 @@ class Moved(NamedTuple):
     left: tuple[str, ...]
     parked: dict  # the record's payload as it was attached: {"lookup_keys", "event"}
     sightings: tuple[tuple[int, str], ...] = ()
+    # sightings the ingest agent sent straight to ``subject_id`` at ``gen`` while the move waited for
+    # its acknowledgement (a re-send between the move's script and its read, or before it was sent
+    # again): no copy of them, or the organisation would receive the input twice and count it
+    # (``inputs``) only if the ingest's copy came first
+    direct: frozenset[tuple[int, str]] = frozenset()
 
     def events(self) -> list[dict]:
         """The decision's subject event once per sighting (as :meth:`Released.events`)."""
@@ -460,11 +481,11 @@ class RegistryIndex:
             pipe = self.redis.pipeline(transaction=False)
             for field, *_ in chunk:
                 name = field.decode()
-                pipe.hmget(self.keys.attached, [f"{name}|e", f"{name}|s"])
-            for (field, subject, gen, left), (payload, seen) in zip(chunk, await pipe.execute()):
+                pipe.hmget(self.keys.attached, [f"{name}|e", f"{name}|s", f"{name}|d"])
+            for (field, subject, gen, left), (payload, seen, direct) in zip(chunk, await pipe.execute()):
                 out.append(Moved(field.decode(), subject.decode(), int(gen),
                                  tuple(x for x in left.decode().split("\n") if x), orjson.loads(payload),
-                                 _sightings((seen or b"").decode())))
+                                 _sightings((seen or b"").decode()), _sent_direct(direct, int(gen))))
         return out
 
     async def acknowledge_moves(self, moved: list[Moved]) -> int:
@@ -546,6 +567,15 @@ def _resolved(value: bytes | str) -> Resolved | None:
         return None
     subject, _, gen = text.partition("\t")
     return Resolved(subject, int(gen or 0))
+
+
+def _sent_direct(value: bytes | None, gen: int) -> frozenset[tuple[int, str]]:
+    """The sightings the ingest sent straight to where the move at ``gen`` goes (``<field>|d``: the
+    generation, then the sightings; another generation's are not this move's)."""
+    if not value:
+        return frozenset()
+    head, _, rest = value.decode().partition("\n")
+    return frozenset(_sightings(rest)) if head == str(gen) else frozenset()
 
 
 def _sightings(text: str) -> tuple[tuple[int, str], ...]:

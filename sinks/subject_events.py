@@ -70,7 +70,8 @@ class SubjectEventWriter:
             for subject in m.left:
                 self.add(events.detached(subject, first.record, first.hash, m.gen, latest, m.subject_id), None)
             for copy in copies:
-                self.add(copy, None)
+                if (copy.event_ms, copy.origin) not in m.direct:  # (the ingest sent it there: Moved.direct)
+                    self.add(copy, None)
 
 
 async def acknowledge_moved(index: RegistryIndex, moved: list[Moved]) -> None:

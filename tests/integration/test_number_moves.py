@@ -179,6 +179,91 @@ async def test_a_move_whose_produce_failed_is_sent_again_until_it_is_through(red
                 and isinstance(events.decode(m.value), events.DetachedEvent)]
 
 
+def _batch_of(codec, topics, agent, complete=True):
+    """Runs one message through ``agent`` as a batch; returns the subject events it produced (none
+    reach the log unless ``complete``: the broker refused the batch)."""
+    async def run(kind, partition, offset, record, ts):
+        checkpoint = agent.checkpoint()
+        await agent.process([_message(codec, topics, kind, partition, offset, record, ts)], checkpoint)
+        if not complete:
+            return []
+        await checkpoint.complete()
+        return [events.decode(m.value) for m in checkpoint.collected if m.topic == topics.subject_events]
+    return run
+
+
+def _copies_at(produced, subject, origin):
+    return [e for e in produced if isinstance(e, events.RecordEvent) and e.subject == subject and e.origin == origin]
+
+
+def _counted_in_both_orders(first, second):
+    """The department inputs counted (creditstream report) and what each organisation holds, when the
+    subject events of ``first`` reach the log before those of ``second``, and after them (two workers)."""
+    out = set()
+    for order in (first + second, second + first):
+        files = _files(order)
+        out.add((files.pop("inputs"), _held(files, OLD_HOLDER), _held(files, NEW_HOLDER)))
+    return out
+
+
+async def test_a_resend_between_a_moves_script_and_its_read_reaches_the_new_holder_once(redis, settings):
+    """Two workers: the registry's batch moves the number's decision; before it reads the decision's
+    sightings, the other worker's ingest batch attaches a re-send of it straight to the new holder.
+    The move sends no copy of that re-send, so the input is counted once in every order the two
+    workers' subject events reach the log (a copy of the move's arriving first made the ingest's a
+    re-delivery, not counted: progress one short for ever)."""
+    codec, topics = AvroCodec(), Topics(settings.topic_prefix)
+    index = RegistryIndex(redis, Keys(settings.namespace))
+    ingest = _batch_of(codec, topics, IngestAgent(topics=topics, codec=codec, index=index, producer=None))
+    registry = _batch_of(codec, topics, RegistryAgent(topics=topics, codec=codec, index=index, producer=None))
+    inputs = _inputs("moved")
+    before = await registry(*_at(inputs, "old", 0)) + await ingest(*_at(inputs, "penalty", 0))
+    during: list = []
+    read_moves = index._moved
+
+    async def read_after_the_other_workers_batch(flat):
+        if flat and not during:
+            during.extend(await ingest(*_at(inputs, "resent", 0)))
+        return await read_moves(flat)
+
+    index._moved = read_after_the_other_workers_batch
+    moves = await registry(*_at(inputs, "new", 0))
+    assert during, "the ingest batch ran between the move's script and its read"
+    resend = during[0].origin
+    assert [e.subject for e in _copies_at(during + moves, NEW_HOLDER, resend)] == [NEW_HOLDER]
+    (counted, old, new), = _counted_in_both_orders(before + during, moves)  # (one result in both orders)
+    assert counted == 4 and new[1] == ("blacklist:environment",) and "blacklist:environment" not in old[1]
+
+
+async def test_a_resend_while_a_move_waits_to_be_sent_again_reaches_the_new_holder_once(redis, settings):
+    """The move's produce failed (the broker refused the registry's batch); a re-send arrives and is
+    attached straight to the new holder at the move's generation; the retried batch sends the move
+    again without a copy of that re-send: counted once in either order."""
+    codec, topics = AvroCodec(), Topics(settings.topic_prefix)
+    index = RegistryIndex(redis, Keys(settings.namespace))
+    ingest = _batch_of(codec, topics, IngestAgent(topics=topics, codec=codec, index=index, producer=None))
+    registry_agent = RegistryAgent(topics=topics, codec=codec, index=index, producer=None)
+    registry = _batch_of(codec, topics, registry_agent)
+    inputs = _inputs("moved")
+    before = await registry(*_at(inputs, "old", 0)) + await ingest(*_at(inputs, "penalty", 0))
+    await _batch_of(codec, topics, registry_agent, complete=False)(*_at(inputs, "new", 0))
+    during = await ingest(*_at(inputs, "resent", 0))
+    assert [e.attach_gen for e in during if isinstance(e, events.RecordEvent)] == [1]
+    retried = await registry(*_at(inputs, "new", 0))
+    [first] = [e for e in before if isinstance(e, events.RecordEvent) and e.record["kind"] == "penalty"]
+    assert len(_copies_at(retried, NEW_HOLDER, first.origin)) == 1  # the first sighting's copy is sent
+    assert _copies_at(retried, NEW_HOLDER, during[0].origin) == []
+    (counted, old, new), = _counted_in_both_orders(before + during, retried)
+    assert counted == 4 and new[1] == ("blacklist:environment",) and "blacklist:environment" not in old[1]
+    # acknowledged: what the move left out is forgotten (a later move sends every sighting again)
+    assert await redis.hget(Keys(settings.namespace).attached, f"#{first.hash[:16]}|d") is None
+
+
+def _at(inputs, name, offset):
+    _, kind, partition, record, ts = inputs[name]
+    return kind, partition, offset, record, ts
+
+
 async def test_a_decision_follows_its_number_through_the_pipeline(pipeline, settings, department):
     """The embedded stack, as stock producers send (unkeyed decisions, stamped at sending): a severe
     penalty by a registration number lists the organisation the number is registered to; the
