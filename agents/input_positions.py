@@ -187,6 +187,15 @@ class InputPositions(WrittenPositions[TopicPartition]):
                  committed: Callable[[TopicPartition], Awaitable[Committed]]):
         super().__init__(agent, lambda tp: tp, committed, lambda: self.commit_marker())
         self.index = index
+        self.lost = 0  # partitions read again since the last note of it in Redis (:meth:`note_lost`)
+
+    async def note_lost(self) -> None:
+        """Partitions read again because Redis lost this agent's writes: noted in Redis for the operator
+        (``RegistryIndex.note_lost_writes``: the index's memory of decisions by number may be gone), before
+        the next batch or check. A note Redis loses too is written again at the next loss found."""
+        if self.lost:
+            await self.index.note_lost_writes(self.agent, self.lost)
+            self.lost = 0
 
     def commit_marker(self) -> str:
         """What the agent's commits carry (streams/runner.py): its positions are in this hash."""
@@ -196,6 +205,7 @@ class InputPositions(WrittenPositions[TopicPartition]):
         """Before a batch: each partition's floor (the group's commit asked once per ownership),
         which the batch's script checks (sinks/registry_index.py ``apply_batch``: no Redis round
         trip of its own)."""
+        await self.note_lost()
         for tp in bounds.first:
             bounds.floor[tp] = await self.floor(tp)
         bounds.mine = self.mine & set(bounds.first)
@@ -248,6 +258,7 @@ class InputPositions(WrittenPositions[TopicPartition]):
 
     async def positions_behind(self, partitions: list[TopicPartition]) -> Rewind | None:
         """The periodic check (:meth:`WrittenPositions.check`) over this agent's hash."""
+        await self.note_lost()
         if not partitions:
             return None
         fields = {field_of(tp): tp for tp in partitions}
@@ -263,8 +274,11 @@ class InputPositions(WrittenPositions[TopicPartition]):
         return self._rewind(behind, {}) if behind else None
 
     def _rewind(self, behind: dict[TopicPartition, int], first: dict[TopicPartition, int]) -> Rewind:
-        log.warning("Redis is behind the log: re-reading from the positions it records", agent=self.agent,
+        log.warning("Redis is behind the log: re-reading from the positions it records; once the workers have "
+                    "caught up, run `creditstream follow-numbers` (decisions sent by a legacy number: "
+                    "docs/operations.md, Backups and losing Redis)", agent=self.agent,
                     positions={field_of(tp): pos for tp, pos in behind.items()},
                     written={field_of(tp): self.wrote.get(tp) for tp in behind})
         self.rewound(behind)
+        self.lost += len(behind)
         return Rewind({**first, **behind}, reason="redis-behind")

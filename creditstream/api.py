@@ -99,6 +99,7 @@ from domain.identifiers import IdKind, classify, looks_like_legacy_id, normalise
 from domain.privacy import conceal_digests, is_natural_person, redact_personal
 from ops.inspect import BadCursor, HeartbeatWatch, Reader, consumption, lists_view, running_workers, timer_and_waiting
 from sinks.keys import Keys
+from sinks.registry_index import RegistryIndex
 from streams.codec import RegistryError
 
 log = structlog.get_logger("creditstream.api")
@@ -547,8 +548,10 @@ class Api:
         if self._health_check is None or self._health_check.done():
             self._health_check = asyncio.ensure_future(self._check_health())
         # shielded: a client that goes away does not cancel the check the others wait for
-        redis_state, kafka_state, registry_state, workers = await asyncio.shield(self._health_check)
+        redis_state, kafka_state, registry_state, workers, to_follow = await asyncio.shield(self._health_check)
         body = {"status": "ok", "redis": redis_state, "kafka": kafka_state}
+        if to_follow is not None:  # an operator's task, not an outage: still 200
+            body["numbers_to_follow"] = to_follow
         checked = [("Redis", redis_state), ("the Kafka broker", kafka_state)]
         if registry_state is not None:
             body["schema_registry"] = registry_state
@@ -599,17 +602,21 @@ class Api:
         body.update(status="degraded", error="unavailable", message="; ".join(parts))
         return json_response(body, status=503)
 
-    async def _check_health(self) -> tuple[str, str, str | None, list[dict] | None]:
+    async def _check_health(self) -> tuple[str, str, str | None, list[dict] | None, str | None]:
         redis_state, kafka_state, registry_state = await asyncio.gather(
             self._redis_health(), self._kafka_health(), self._registry_health())
-        workers = None
+        workers = to_follow = None
         if redis_state == "ok":
+            keys = Keys(self.settings.namespace)
             try:
-                workers = await asyncio.wait_for(running_workers(self.redis, Keys(self.settings.namespace)),
-                                                 timeout=HEALTH_TIMEOUT_S)
+                workers = await asyncio.wait_for(running_workers(self.redis, keys), timeout=HEALTH_TIMEOUT_S)
+                # Redis lost the identifier index's writes: the operator's command to run (RegistryIndex)
+                noted = await asyncio.wait_for(RegistryIndex(self.redis, keys).numbers_to_follow(),
+                                               timeout=HEALTH_TIMEOUT_S)
+                to_follow = noted.advice() if noted is not None else None
             except Exception:  # noqa: BLE001 - Redis went away meanwhile: its state says so next time
-                workers = None
-        return redis_state, kafka_state, registry_state, workers
+                pass
+        return redis_state, kafka_state, registry_state, workers, to_follow
 
     async def _due_backlog(self) -> int:
         """The subjects past their due instant by Redis's clock (none read: 0)."""

@@ -166,6 +166,7 @@ class Pipeline:
         self._heartbeat_key = keys.worker(self._identity)
         self._workers_key = keys.workers
         self._due_key = keys.due
+        self._follow_key = keys.numbers_to_follow
         self._heartbeat = asyncio.create_task(self._beat(keys.generation), name="heartbeat")
         self._heap = asyncio.create_task(self.heap_rounds.run(), name="heap")
         started = asyncio.gather(*(r.started.wait() for r in self.runners))
@@ -246,6 +247,7 @@ class Pipeline:
                 reference_ms = await redis_now_ms(self.redis)  # one TIME for the clock and the backlog
                 await self._follow_redis_clock(reference_ms)
                 await self._read_due_backlog(reference_ms)
+                metrics.NUMBERS_TO_FOLLOW.set(0 if await self.redis.hget(self._follow_key, "since") is None else 1)
             except Exception as exc:  # noqa: BLE001 - as above; the gauges keep their last figures
                 log.debug("redis memory, clock or due backlog not read", error=str(exc))
             beats += 1

@@ -223,7 +223,9 @@ def build_parser(commands: Mapping[str, Callable[..., int]]) -> argparse.Argumen
              "replica promoted), once the workers have caught up: the index's record of what it moved is "
              "lost with them while the subject-event log keeps what they sent, and a decision may be left "
              "on an organisation the index does not name for it, or on two: it is moved to the one the "
-             "index names. It can run beside the workers (docs/operations.md, Legacy numbers that move; "
+             "index names. The workers say when (/health and `creditstream report`: numbers_to_follow; the "
+             "gauge creditstream_numbers_to_follow), until a run that began after the last loss they noted "
+             "ends. It can run beside the workers (docs/operations.md, Legacy numbers that move; "
              "Backups and losing Redis).")
     sp.add_argument("--dry-run", action="store_true", help="count only: remember and move nothing")
     sp.add_argument("--json", action="store_true", help="print JSON")

@@ -94,6 +94,11 @@ DEPENDENCY_UP = Gauge("creditstream_dependency_up",
                       registry=REGISTRY)
 for _dependency in ("redis", "kafka"):
     DEPENDENCY_UP.labels(_dependency)
+NUMBERS_TO_FOLLOW = Gauge("creditstream_numbers_to_follow",
+                          "1 while Redis's loss of the identifier index's last writes is noted (the ingest or "
+                          "registry agent read partitions again) and `creditstream follow-numbers` has not run "
+                          "since: decisions sent by a legacy number may be on another organisation than their "
+                          "number names; read with each heartbeat", registry=REGISTRY)
 TICKS_HELD = Counter("creditstream_ticks_held_total", "Timer rounds that fired nothing because this worker's clock "
                      "is ahead of the reference", registry=REGISTRY)
 CHECKS = Counter("creditstream_checks_total", "Credit checks answered by the check API (GET/POST /check), by matter "

@@ -135,6 +135,8 @@ class Followed:
     moved: int = 0                # decisions moved now
     dry_run: bool = False
     seconds: float = 0.0
+    lost_writes: str = ""         # what the workers noted of Redis losing the index's writes, if anything
+    lost_writes_cleared: bool = False  # the note cleared by this run (it began after it)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -153,6 +155,12 @@ class Followed:
         else:
             lines.append(f"  numbers whose decisions moved: {self.numbers_to_move} ({self.moved} decisions; "
                          "the workers fold the notices and copies)")
+        if self.lost_writes and self.lost_writes_cleared:
+            lines.append(f"  the workers' note is cleared: {self.lost_writes}")
+        elif self.lost_writes:
+            lines.append(f"  the workers' note stays: {self.lost_writes}"
+                         + ("" if self.dry_run else "; noted again while this run read the states: run it again "
+                            "once the workers have caught up"))
         return "\n".join(lines)
 
 
@@ -191,6 +199,11 @@ async def follow_numbers(settings: Settings, *, dry_run: bool = False, progress:
         keys = await resolve_keys(redis, settings.namespace)
         ns = Keys(settings.namespace)
         remember = redis.register_script(_REMEMBER)
+        index = RegistryIndex(redis, ns)
+        began_ms = await index.now_ms()
+        noted = await index.numbers_to_follow()
+        if noted is not None:
+            result.lost_writes = noted.said()
         bar = Progress(await redis.scard(keys.subjects), enabled=progress, label="follow-numbers", unit="subjects")
         to_move: list[str] = []
 
@@ -234,6 +247,7 @@ async def follow_numbers(settings: Settings, *, dry_run: bool = False, progress:
             result.numbers_to_move = len(numbers)
             if numbers:
                 result.moved = await _move(settings, redis, ns, numbers)
+            result.lost_writes_cleared = await index.numbers_followed(began_ms) and bool(result.lost_writes)
         result.seconds = time.monotonic() - started
         return result
     finally:

@@ -133,6 +133,7 @@ async def operator_report(settings: Settings, *, progress: bool | None = None) -
         index = RegistryIndex(redis, keys)
         parked = await index.parked_count()
         waiting = await index.parked_records(limit=PARKED_SHOWN) if parked else []
+        noted = await index.numbers_to_follow()
         checks = await check_counts(redis, settings.namespace)
     finally:
         await redis.aclose()
@@ -168,6 +169,7 @@ async def operator_report(settings: Settings, *, progress: bool | None = None) -
         "outcomes": {k.split(":", 1)[1]: v for k, v in sorted(stats.items()) if k.startswith("outcome:")},
         "list_changes": {k.split(":", 1)[1]: v for k, v in sorted(stats.items()) if k.startswith("change:")},
         "checks": checks,
+        "numbers_to_follow": noted.advice() if noted is not None else None,
     }
 
 
@@ -264,6 +266,8 @@ async def overdue_feedback_report(settings: Settings, today: str | None = None, 
 
 def render_operator_report(r: dict) -> str:
     out = [f"Subjects: {r['subjects']}    parked: {r['parked']}    dead letters: {sum(r['dead_letters'].values())}"]
+    if r.get("numbers_to_follow"):
+        out.append(f"TO DO: {r['numbers_to_follow']}")
     sample = r.get("parked_sample") or []
     if sample:
         out.append(f"parked records{' (the first ' + str(len(sample)) + ')' if r['parked'] > len(sample) else ''}, "

@@ -26,6 +26,7 @@ server or a primary with replicas; a Redis Cluster is refused at start (creditst
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import NamedTuple
 
 import orjson
@@ -301,6 +302,42 @@ return 1
 """
 
 
+_FOLLOWED = """
+-- a run of follow-numbers that began after the last loss noted: the note is cleared (1); a loss noted
+-- since the run began stays (0)
+local key, began = KEYS[1], ARGV[1]
+local last = redis.call('HGET', key, 'last')
+if last and tonumber(last) <= tonumber(began) then
+  redis.call('HDEL', key, 'since', 'last', 'rewinds', 'agent')
+  return 1
+end
+return 0
+"""
+
+
+class NumbersToFollow(NamedTuple):
+    """Redis lost the identifier index's last writes (``Keys.numbers_to_follow``): when (ms: the first
+    loss noted, the last), how many partitions were read again for them, the last agent that noted one."""
+    since_ms: int
+    last_ms: int
+    rewinds: int
+    agent: str
+
+    def said(self) -> str:
+        from domain.clock import CHINA
+
+        def at(ms: int) -> str:
+            return dt.datetime.fromtimestamp(ms / 1000, CHINA).isoformat(timespec="seconds")
+
+        return (f"Redis lost the identifier index's last writes ({self.rewinds} partition(s) read again by the "
+                f"ingest or registry agent, first at {at(self.since_ms)}, last at {at(self.last_ms)})")
+
+    def advice(self) -> str:
+        return (f"{self.said()}: decisions sent by a legacy number may be on another organisation than their number "
+                "names; once the workers have caught up, run `creditstream follow-numbers` (docs/operations.md, "
+                "Backups and losing Redis)")
+
+
 class PositionsBehind(Exception):
     """Redis records an input partition's position behind the one read when the batch began: it
     lost its last writes meanwhile (a restart from an older AOF, a replica promoted)."""
@@ -391,6 +428,37 @@ class RegistryIndex:
                                             .replace("FOLLOWED_KINDS", followed))
         self._unpark = redis.register_script(_UNPARK)
         self._ack_moves = redis.register_script(_ACK_MOVES)
+        self._followed = redis.register_script(_FOLLOWED)
+
+    async def note_lost_writes(self, agent: str, partitions: int) -> None:
+        """The ingest or registry ``agent`` reads ``partitions`` again because Redis lost writes of its:
+        what the index remembered of decisions attached through a legacy number, and of their moves, may
+        be gone while the subject-event log keeps what they sent (docs/operations.md, Backups and losing
+        Redis). Noted for the operator (``numbers_to_follow``), until ``creditstream follow-numbers`` runs."""
+        key, now = self.keys.numbers_to_follow, await self.now_ms()
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hsetnx(key, "since", now)
+        pipe.hset(key, mapping={"last": now, "agent": agent})
+        pipe.hincrby(key, "rewinds", partitions)
+        await pipe.execute()
+
+    async def now_ms(self) -> int:
+        """Redis's clock (``TIME``, ms): the one every worker and command compares these notes by."""
+        sec, usec = await self.redis.time()
+        return int(sec) * 1000 + int(usec) // 1000
+
+    async def numbers_to_follow(self) -> NumbersToFollow | None:
+        """What :meth:`note_lost_writes` noted, None when nothing (or a run of follow-numbers since)."""
+        since, last, rewinds, agent = await self.redis.hmget(self.keys.numbers_to_follow,
+                                                            ["since", "last", "rewinds", "agent"])
+        if since is None:
+            return None
+        return NumbersToFollow(int(since), int(last or since), int(rewinds or 0), (agent or b"").decode())
+
+    async def numbers_followed(self, began_ms: int) -> bool:
+        """A run of follow-numbers that began at ``began_ms`` ended: the note is cleared if it is older
+        (True); one noted since (Redis lost writes again during the run) stays (False)."""
+        return bool(await self._followed(keys=[self.keys.numbers_to_follow], args=[began_ms]))
 
     async def positions(self, agent: str, fields: list[str]) -> dict[str, int | None]:
         """The next offset of each input partition (``"topic/partition"``) that ``agent``'s batches

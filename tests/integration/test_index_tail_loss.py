@@ -310,3 +310,54 @@ async def test_after_redis_lost_everything_a_rebuild_and_a_restart_bring_back_th
         assert await redis.hget(keys.id_index, "reg_no:" + samples.COMPANY_REG_NO) is not None
     finally:
         await second.stop()
+
+
+async def test_a_loss_of_the_indexs_writes_is_said_until_follow_numbers_has_run(pipeline, department, redis, settings):
+    """What the index remembered of decisions sent by a legacy number is not read again with the lost
+    tail (docs/operations.md, Backups and losing Redis): the agent that reads again notes it, and the
+    worker says it (its gauge, /health, `creditstream report`) until `creditstream follow-numbers` has run."""
+    from creditstream import metrics
+    from ops.follow_numbers import follow_numbers
+    from ops.report import operator_report, render_operator_report
+    from sinks.keys import Keys
+    from tests.integration.test_health import health
+
+    keys, index = Keys(settings.namespace), _index(redis, settings)
+    copy = await _steady(pipeline, department, redis, settings)
+    await department.send(REGISTRATION, sample_event("registration"))
+    await eventually(lambda: redis.hget(keys.id_index, "reg_no:" + samples.COMPANY_REG_NO))
+    assert await index.numbers_to_follow() is None
+    status, body, _ = await health(settings)
+    assert status == 200 and "numbers_to_follow" not in body
+    await _lose_the_tail(redis, settings, copy)
+    noted = await eventually(index.numbers_to_follow, timeout=30)
+    assert noted.agent == "registry" and noted.rewinds >= 1 and noted.last_ms >= noted.since_ms
+
+    async def gauge(value):
+        return metrics.NUMBERS_TO_FOLLOW._value.get() == value or None
+
+    await eventually(lambda: gauge(1), timeout=10)
+    status, body, _ = await health(settings)
+    assert status == 200 and "run `creditstream follow-numbers`" in body["numbers_to_follow"], body
+    report = await operator_report(settings, progress=False)
+    assert render_operator_report(report).splitlines()[1].startswith("TO DO: Redis lost the identifier index's")
+    done = await follow_numbers(settings, progress=False)
+    assert done.lost_writes_cleared and "the workers' note is cleared" in done.render()
+    assert await index.numbers_to_follow() is None
+    await eventually(lambda: gauge(0), timeout=10)
+    status, body, _ = await health(settings)
+    assert "numbers_to_follow" not in body
+    assert (await operator_report(settings, progress=False))["numbers_to_follow"] is None
+
+
+async def test_a_loss_noted_while_follow_numbers_ran_stays_noted(redis, settings):
+    index = _index(redis, settings)
+    await index.note_lost_writes("ingest", 2)
+    began = await index.now_ms()
+    await asyncio.sleep(0.01)
+    await index.note_lost_writes("registry", 1)  # Redis lost writes again while the command read the states
+    assert not await index.numbers_followed(began)
+    noted = await index.numbers_to_follow()
+    assert (noted.rewinds, noted.agent) == (3, "registry") and noted.last_ms > noted.since_ms
+    assert await index.numbers_followed(await index.now_ms())
+    assert await index.numbers_to_follow() is None
