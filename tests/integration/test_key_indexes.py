@@ -16,6 +16,7 @@ import time
 import orjson
 import pytest
 
+from streams import samples
 from tests.conftest import eventually
 
 pytestmark = pytest.mark.integration
@@ -34,8 +35,16 @@ async def test_health_and_lists_read_indexes_not_the_keyspace(settings, pipeline
     await produce_listing_inputs(department)
     keys = await resolve_keys(redis, settings.namespace)
 
+    # every list both inputs put the company and its legal representative on (not the court-debtor set
+    # alone: the court listing may be applied before the penalty, so the blacklist and the escalation
+    # were not there yet when the sets were scanned)
+    from ops.inspect import subject_lists
+
+    wanted = {"blacklist:environment", "court_debtor", "escalated"}
+
     async def listed():
-        return await redis.exists(keys.list_members("court_debtor"))
+        found = [await subject_lists(settings, s) for s in (samples.COMPANY_USCC, samples.LEGAL_REP_ID)]
+        return all(f and wanted <= set(f["lists"]) for f in found)
 
     await eventually(listed, timeout=60)
     # what a scan finds: the truth the indexes must give

@@ -51,6 +51,17 @@ async def send_to_partition_1(settings, topic: str, value: bytes) -> tuple[int, 
     raise AssertionError("unreachable")
 
 
+async def ingest_committed(settings, topic: str) -> None:
+    """Wait until the ingest group's commit for ``topic``'s partition 1 is past its one input (offset 0)."""
+    from ops import positions
+
+    async def committed():
+        row = next(r for r in await positions.show(settings, ("ingest",)) if (r.topic, r.partition) == (topic, 1))
+        return row.committed == 1
+
+    await eventually(committed, timeout=15, interval=0.5)
+
+
 async def recreate(settings, topic: str) -> None:
     """``topic`` deleted and created again as ``creditstream topics`` makes it (its offsets from 0)."""
     admin = kafka.admin(settings)
@@ -92,7 +103,7 @@ async def test_a_correction_after_the_topic_was_recreated_is_applied(department,
             return entry if entry and entry["status"] == "active" else None
 
         await eventually(active, timeout=30)
-        await asyncio.sleep(2)  # the batch committed
+        await ingest_committed(settings, department.topics.penalty)  # the batch committed (not a 2 s sleep)
     finally:
         await worker.stop()
 
@@ -134,7 +145,7 @@ async def test_two_records_parked_at_one_origin_are_both_kept(department, redis,
     try:
         assert await send_to_partition_1(settings, topic, legacy("郑市监罚〔2024〕900号")) == (1, 0)
         await eventually(index.parked_count, timeout=30)
-        await asyncio.sleep(2)  # the batch committed
+        await ingest_committed(settings, topic)  # the batch committed (not a 2 s sleep)
     finally:
         await worker.stop()
     await recreate(settings, topic)

@@ -78,8 +78,11 @@ async def log_size(settings, topic: str) -> int:
 
 async def quiescent(settings, redis, *, timeout: float = 120.0, still_s: float = 1.5) -> None:
     """Wait until the pipeline has nothing left to do: every department input accounted for
-    (applied, parked or dead-lettered), no due instant pending, and the subject-event log and the
-    counters unchanged for ``still_s``."""
+    (applied, parked or dead-lettered), every subject event applied (each partition's recorded
+    position at its log's end: the legal representatives' links and the ticks are no department
+    inputs, and a rebalance could hold them unapplied for longer than ``still_s`` with nothing
+    moving), no due instant pending, and the subject-event log and the counters unchanged for
+    ``still_s``."""
     from ops.report import progress
     from sinks.keys import resolve_keys
     from streams.topics import Topics
@@ -97,7 +100,8 @@ async def quiescent(settings, redis, *, timeout: float = 120.0, still_s: float =
         due = await redis.zcount(keys.due, "-inf", int(time.time() * 1000))
         snapshot = (done, await log_size(settings, topics.subject_events),
                     await redis.hget(keys.stats, "outcome:tick"), await redis.hlen(keys.stats))
-        if done >= inputs_total and due == 0 and snapshot == last:
+        if done >= inputs_total and due == 0 and snapshot == last \
+                and await _subject_events_applied(settings, redis, keys):
             if time.monotonic() - since >= still_s:
                 return
         else:
@@ -106,6 +110,19 @@ async def quiescent(settings, redis, *, timeout: float = 120.0, still_s: float =
         await asyncio.sleep(0.3)
     raise AssertionError(f"not quiescent after {timeout}s: {done} of {inputs_total} inputs, {due} due; "
                          f"{await _positions_behind(settings)}")
+
+
+async def _subject_events_applied(settings, redis, keys) -> bool:
+    """Whether the position Redis records for each subject-event partition is its log's end."""
+    from streams import kafka
+    from streams.topics import Topics
+
+    ends = await kafka.log_ends(settings, Topics(settings).subject_events)
+    if not ends:
+        return False
+    parts = sorted(ends)
+    recorded = await redis.mget([keys.position(p) for p in parts])
+    return all(int(v or 0) >= ends[p] for p, v in zip(parts, recorded))
 
 
 async def _positions_behind(settings) -> str:
