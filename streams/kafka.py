@@ -303,9 +303,46 @@ async def ensure_topics(settings: Settings, names: Iterable[str] | None = None) 
                     raise errors.for_code(code)(name, *([message] if message else []))
                 if not code:
                     created.append(name)
+        if created:
+            await _until_described(client, created, settings.partitions)
         return created
     finally:
         await client.close()
+
+
+TOPICS_READY_S = 30.0
+"""How long :func:`ensure_topics` waits for the topics it created to be described with a leader for
+each partition."""
+
+
+async def _until_described(client, names: list[str], partitions: int, timeout_s: float = TOPICS_READY_S) -> None:
+    """Wait until every topic of ``names`` is described with ``partitions`` partitions, each with a
+    leader: Apache Kafka answers CreateTopics before its brokers list the topic. Seen (an audit): a
+    worker's first start on fresh topics counted 0 partitions for them right after, so it recorded no
+    placement (streams/placement.py) and ran its life with the producer choosing the partition, and
+    its first produce met NotLeaderForPartition. After ``timeout_s``, said and left to the callers'
+    own retries."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    waiting = list(names)
+    while True:
+        try:
+            described = await client.describe_topics(waiting)
+        except Exception as exc:  # noqa: BLE001 - a broker between two states: asked again
+            described, error = [], exc
+        else:
+            error = None
+        ready = {t.get("topic") for t in described
+                 if not t.get("error_code") and len(t.get("partitions") or ()) >= partitions
+                 and all(p.get("leader", -1) >= 0 and not p.get("error_code") for p in t.get("partitions") or ())}
+        waiting = [n for n in waiting if n not in ready]
+        if not waiting:
+            return
+        if loop.time() > deadline:
+            log.warning("topics created but not yet described with a leader for every partition",
+                        topics=waiting, waited_s=timeout_s, error=str(error) if error else None)
+            return
+        await asyncio.sleep(0.2)
 
 
 @dataclass(frozen=True)
