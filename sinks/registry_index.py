@@ -73,13 +73,14 @@ local function resolve(keys)
   return false
 end
 -- each sighting of a record (ms and origin, sorted as text) in <field>|s of hash ``key``, at most
--- SIGHTINGS_KEPT of them: the earliest and the latest arrived; true when one was let go for it
+-- SIGHTINGS_KEPT of them: the earliest and the latest arrived; true when one was let go for it, and
+-- (second) true unless it is the same message again
 local function sighted(key, field, sighting)
   local held = redis.call('HGET', key, field .. '|s')
   local lines = {}
   if held then
     for line in string.gmatch(held, '[^\\n]+') do
-      if line == sighting then return false end  -- the same message again
+      if line == sighting then return false, false end  -- the same message again
       lines[#lines + 1] = line
     end
   end
@@ -92,7 +93,7 @@ local function sighted(key, field, sighting)
     dropped = true
   end
   redis.call('HSET', key, field .. '|s', table.concat(lines, '\\n'))
-  return dropped
+  return dropped, true
 end
 -- a decision attached through its legacy numbers: remembered (attached: field -> "subject<TAB>gen<TAB>
 -- pending", field|e its payload, field|k its lookup keys, field|h the subjects it was ever attached
@@ -106,7 +107,8 @@ end
 -- a sighting the ingest sent straight to the organisation a move not acknowledged yet goes to, at
 -- its generation (field|d: the generation, then those sightings): the move, sent again or read after
 -- it (``RegistryIndex._moved``), sends no copy of it: only one copy of a department input reaches
--- the organisation that counts it (``inputs``)
+-- the organisation that counts it (``inputs``). Not a message sighted before (read again: its first
+-- reading may have gone to the organisation before, and been counted there)
 local function sent_direct(field, gen, sighting)
   local held = redis.call('HGET', attached, field .. '|d')
   local lines = split(held)
@@ -238,8 +240,8 @@ while p <= #ARGV do
     if entry then
       local subject, gen, pending = string.match(entry, '^([^\\t]*)\\t(%d+)\\t(%d)$')
       resolved[#resolved + 1] = subject .. '\\t' .. gen
-      sighted(attached, field, sighting)
-      if pending == '1' then sent_direct(field, gen, sighting) end
+      local _, new = sighted(attached, field, sighting)
+      if new and pending == '1' then sent_direct(field, gen, sighting) end
     else
       if follows then
         remember(field, keys, payload, found)
