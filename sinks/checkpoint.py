@@ -65,7 +65,11 @@ class Checkpoint:
         """Steps 1-3; returns how many messages were produced."""
         if self._beside:
             done = await asyncio.gather(self.kafka.flush(), *(step() for step in self._beside), return_exceptions=True)
-            failed = [r for r in done if isinstance(r, BaseException)]
+            # a step's failure first: one that says the batch must be read again (streams/runner.py
+            # Rewind: Redis lost the positions' writes) is not hidden behind a produce error; the batch
+            # retried instead was applied over the floor the rewind had lowered, and what Redis lost
+            # before it was never read again (review)
+            failed = [r for r in (*done[1:], done[0]) if isinstance(r, BaseException)]
             if failed:
                 raise failed[0]
             n = done[0]
