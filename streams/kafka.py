@@ -289,22 +289,24 @@ async def ensure_topics(settings: Settings, names: Iterable[str] | None = None) 
             spec = t.spec_of(name)
             config = topic_specs.topic_config(settings, spec) if spec is not None else {}
             new.append(NewTopic(name, settings.partitions, settings.replication_factor, topic_configs=config))
-        created = []
+        created: list[str] = []
         if new:
             try:
                 answer = await client.create_topics(new)
-            except TopicAlreadyExistsError:
-                return created
+            except TopicAlreadyExistsError:  # another worker created them a moment before
+                answer = None
             # the broker answers each topic's error in the response (aiokafka raises none): a topic
             # refused (e.g. TopicAuthorizationFailed: no Create ACL) was once said to be "created"
-            for name, code, *rest in answer.topic_errors:
+            for name, code, *rest in (answer.topic_errors if answer is not None else ()):
                 if code and code != TopicAlreadyExistsError.errno:
                     message = rest[0] if rest and isinstance(rest[0], str) else ""
                     raise errors.for_code(code)(name, *([message] if message else []))
                 if not code:
                     created.append(name)
-        if created:
-            await _until_described(client, created, settings.partitions)
+        # every one usable before the callers count their partitions: those created here with all of
+        # theirs, the others (another worker's, created an instant before) with at least one
+        fresh = {n.name for n in new}
+        await _until_described(client, {name: settings.partitions if name in fresh else 1 for name in wanted})
         return created
     finally:
         await client.close()
@@ -315,16 +317,17 @@ TOPICS_READY_S = 30.0
 each partition."""
 
 
-async def _until_described(client, names: list[str], partitions: int, timeout_s: float = TOPICS_READY_S) -> None:
-    """Wait until every topic of ``names`` is described with ``partitions`` partitions, each with a
-    leader: Apache Kafka answers CreateTopics before its brokers list the topic. Seen (an audit): a
+async def _until_described(client, least: Mapping[str, int], timeout_s: float = TOPICS_READY_S) -> None:
+    """Wait until every topic of ``least`` is described with at least that many partitions, each with
+    a leader: Apache Kafka answers CreateTopics before its brokers list the topic. Seen (an audit): a
     worker's first start on fresh topics counted 0 partitions for them right after, so it recorded no
     placement (streams/placement.py) and ran its life with the producer choosing the partition, and
     its first produce met NotLeaderForPartition. After ``timeout_s``, said and left to the callers'
-    own retries."""
+    own retries. (Only topics that exist: a Metadata request names them, and a broker with
+    ``auto.create.topics.enable`` creates one it does not have.)"""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    waiting = list(names)
+    waiting = list(least)
     while True:
         try:
             described = await client.describe_topics(waiting)
@@ -333,7 +336,7 @@ async def _until_described(client, names: list[str], partitions: int, timeout_s:
         else:
             error = None
         ready = {t.get("topic") for t in described
-                 if not t.get("error_code") and len(t.get("partitions") or ()) >= partitions
+                 if not t.get("error_code") and len(t.get("partitions") or ()) >= least.get(t.get("topic"), 1)
                  and all(p.get("leader", -1) >= 0 and not p.get("error_code") for p in t.get("partitions") or ())}
         waiting = [n for n in waiting if n not in ready]
         if not waiting:
