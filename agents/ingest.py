@@ -153,8 +153,8 @@ class IngestAgent:
                     [(key, uscc, version) for key, (uscc, version) in teach.items()],
                     [(keys, origin_of(msg), payload) for keys, msg, payload in waiting], bounds.spec(self.name))
             except PositionsBehind as exc:
-                raise self.positions.rewind_for(exc, bounds) from exc
-            self.positions.written_batch(bounds)
+                raise await self.positions.rewind_for(exc, bounds) from exc
+            await self.positions.written_batch(bounds)
         else:  # only the positions: written while the batch's subject events are produced
             checkpoint.with_flush(lambda: self._record_positions(bounds))
 

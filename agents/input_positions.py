@@ -188,14 +188,39 @@ class InputPositions(WrittenPositions[TopicPartition]):
         super().__init__(agent, lambda tp: tp, committed, lambda: self.commit_marker())
         self.index = index
         self.lost = 0  # partitions read again since the last note of it in Redis (:meth:`note_lost`)
+        self.catching_up: dict[TopicPartition, int] = {}  # re-read partitions -> where they were written to
+        self.caught_up = False  # the re-read reached them all since the last note
 
     async def note_lost(self) -> None:
-        """Partitions read again because Redis lost this agent's writes: noted in Redis for the operator
-        (``RegistryIndex.note_lost_writes``: the index's memory of decisions by number may be gone), before
-        the next batch or check. A note Redis loses too is written again at the next loss found."""
-        if self.lost:
+        """Partitions read again because Redis lost this agent's writes, and the re-read reaching where
+        they were written to: noted in Redis for the operator (``RegistryIndex.note_lost_writes``: the
+        index's memory of decisions by number may be gone; `creditstream follow-numbers` clears the note
+        only if it began after both). Written right after the rewind, else before the next batch or
+        check; a note Redis loses too is written again at the next loss found."""
+        if self.lost or self.caught_up:
             await self.index.note_lost_writes(self.agent, self.lost)
-            self.lost = 0
+            self.lost, self.caught_up = 0, False
+
+    async def _noted(self, rewind: Rewind) -> Rewind:
+        """``rewind``, its loss noted if Redis takes the note now (if not, at the next batch or check:
+        a failure here must not hide the rewind, which says what to read again)."""
+        await self._note_quietly()
+        return rewind
+
+    async def _note_quietly(self) -> None:
+        try:
+            await self.note_lost()
+        except Exception as exc:  # noqa: BLE001 - Redis failing: written later
+            log.debug("the loss of writes not noted yet", agent=self.agent, error=str(exc)[:200])
+
+    def written(self, reached: Mapping[TopicPartition, int]) -> None:
+        super().written(reached)
+        if self.catching_up:
+            for tp, n in reached.items():
+                if n >= self.catching_up.get(tp, n + 1):
+                    del self.catching_up[tp]
+            if not self.catching_up:
+                self.caught_up = True
 
     def commit_marker(self) -> str:
         """What the agent's commits carry (streams/runner.py): its positions are in this hash."""
@@ -216,14 +241,16 @@ class InputPositions(WrittenPositions[TopicPartition]):
         try:
             await self.index.apply_batch([], [], bounds.spec(self.agent))
         except PositionsBehind as exc:
-            raise self.rewind_for(exc, bounds) from exc
-        self.written_batch(bounds)
+            raise await self.rewind_for(exc, bounds) from exc
+        await self.written_batch(bounds)
 
-    def written_batch(self, bounds: BatchPositions) -> None:
-        """The batch's script wrote its positions."""
+    async def written_batch(self, bounds: BatchPositions) -> None:
+        """The batch's script wrote its positions (a re-read that reached where it had been: noted)."""
         self.written({tp: max(reached, bounds.floor.get(tp, 0)) for tp, reached in bounds.next.items()})
+        if self.caught_up:
+            await self._note_quietly()
 
-    def rewind_for(self, exc: PositionsBehind, bounds: BatchPositions) -> Rewind:
+    async def rewind_for(self, exc: PositionsBehind, bounds: BatchPositions) -> Rewind:
         """A position went back while the batch ran: re-read from there (gone: the batch again)."""
         behind = {}
         for tp, first in bounds.first.items():
@@ -232,7 +259,7 @@ class InputPositions(WrittenPositions[TopicPartition]):
                 behind[tp] = min(first, pos)
             elif pos is not None:  # gone altogether: as behind() says
                 behind[tp] = 0 if tp in self.mine else first
-        return self._rewind(behind, bounds.first)
+        return await self._noted(self._rewind(behind, bounds.first))
 
     async def recorded(self, partitions: list[TopicPartition]) -> dict[TopicPartition, Recorded | None]:
         """Where each of ``partitions`` goes on after the batches whose messages the broker
@@ -271,7 +298,7 @@ class InputPositions(WrittenPositions[TopicPartition]):
             await self.index.first_positions(self.agent, {field_of(tp): pos for tp, pos in unset.items()})
 
         behind = await self.check(partitions, read, first, lambda: confirm_primary(self.index.redis))
-        return self._rewind(behind, {}) if behind else None
+        return await self._noted(self._rewind(behind, {})) if behind else None
 
     def _rewind(self, behind: dict[TopicPartition, int], first: dict[TopicPartition, int]) -> Rewind:
         log.warning("Redis is behind the log: re-reading from the positions it records; once the workers have "
@@ -279,6 +306,8 @@ class InputPositions(WrittenPositions[TopicPartition]):
                     "docs/operations.md, Backups and losing Redis)", agent=self.agent,
                     positions={field_of(tp): pos for tp, pos in behind.items()},
                     written={field_of(tp): self.wrote.get(tp) for tp in behind})
+        for tp in behind:  # caught up once read again to where it was written (or where it is read from)
+            self.catching_up[tp] = max(self.catching_up.get(tp, 0), self.wrote.get(tp, 0), behind[tp])
         self.rewound(behind)
         self.lost += len(behind)
         return Rewind({**first, **behind}, reason="redis-behind")

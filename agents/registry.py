@@ -132,8 +132,8 @@ class RegistryAgent:
             applied = await self.index.apply_batch([(key, uscc, version) for key, (uscc, version) in pairs.items()],
                                                    [], bounds.spec(self.name))
         except PositionsBehind as exc:
-            raise self.positions.rewind_for(exc, bounds) from exc
-        self.positions.written_batch(bounds)
+            raise await self.positions.rewind_for(exc, bounds) from exc
+        await self.positions.written_batch(bounds)
         released, moved = applied.released, applied.moved
         out.add_released(released)
         # decisions attached through a number that now names another organisation follow it

@@ -304,12 +304,24 @@ return 1
 """
 
 
+_NOTE_LOST = """
+-- Redis lost an agent's writes (ARGV: Redis's time in ms, partitions read again, the agent): the first
+-- time noted once, the last kept as the latest of the times noted (two workers' notes may come in
+-- either order)
+local key, now = KEYS[1], tonumber(ARGV[1])
+redis.call('HSETNX', key, 'since', ARGV[1])
+if now > tonumber(redis.call('HGET', key, 'last') or '0') then redis.call('HSET', key, 'last', ARGV[1]) end
+redis.call('HINCRBY', key, 'rewinds', ARGV[2])
+redis.call('HSET', key, 'agent', ARGV[3])
+return 1
+"""
+
 _FOLLOWED = """
 -- a run of follow-numbers that began after the last loss noted: the note is cleared (1); a loss noted
--- since the run began stays (0)
+-- since the run began, or in its first millisecond, stays (0)
 local key, began = KEYS[1], ARGV[1]
 local last = redis.call('HGET', key, 'last')
-if last and tonumber(last) <= tonumber(began) then
+if last and tonumber(last) < tonumber(began) then
   redis.call('HDEL', key, 'since', 'last', 'rewinds', 'agent')
   return 1
 end
@@ -331,8 +343,9 @@ class NumbersToFollow(NamedTuple):
         def at(ms: int) -> str:
             return dt.datetime.fromtimestamp(ms / 1000, CHINA).isoformat(timespec="seconds")
 
-        return (f"Redis lost the identifier index's last writes ({self.rewinds} partition(s) read again by the "
-                f"ingest or registry agent, first at {at(self.since_ms)}, last at {at(self.last_ms)})")
+        read = f"{self.rewinds} partition(s) read again by" if self.rewinds else "a re-read of"
+        return (f"Redis lost the identifier index's last writes ({read} the ingest or registry agent, noted first "
+                f"at {at(self.since_ms)}, last at {at(self.last_ms)})")
 
     def advice(self) -> str:
         return (f"{self.said()}: decisions sent by a legacy number may be on another organisation than their number "
@@ -431,18 +444,15 @@ class RegistryIndex:
         self._unpark = redis.register_script(_UNPARK)
         self._ack_moves = redis.register_script(_ACK_MOVES)
         self._followed = redis.register_script(_FOLLOWED)
+        self._note_lost = redis.register_script(_NOTE_LOST)
 
     async def note_lost_writes(self, agent: str, partitions: int) -> None:
-        """The ingest or registry ``agent`` reads ``partitions`` again because Redis lost writes of its:
-        what the index remembered of decisions attached through a legacy number, and of their moves, may
-        be gone while the subject-event log keeps what they sent (docs/operations.md, Backups and losing
-        Redis). Noted for the operator (``numbers_to_follow``), until ``creditstream follow-numbers`` runs."""
-        key, now = self.keys.numbers_to_follow, await self.now_ms()
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hsetnx(key, "since", now)
-        pipe.hset(key, mapping={"last": now, "agent": agent})
-        pipe.hincrby(key, "rewinds", partitions)
-        await pipe.execute()
+        """The ingest or registry ``agent`` reads ``partitions`` again because Redis lost writes of its
+        (0: its re-read reached where it had been): what the index remembered of decisions attached
+        through a legacy number, and of their moves, may be gone while the subject-event log keeps what
+        they sent (docs/operations.md, Backups and losing Redis). Noted for the operator
+        (``numbers_to_follow``), until a run of ``creditstream follow-numbers`` that began after it."""
+        await self._note_lost(keys=[self.keys.numbers_to_follow], args=[await self.now_ms(), partitions, agent])
 
     async def now_ms(self) -> int:
         """Redis's clock (``TIME``, ms): the one every worker and command compares these notes by."""

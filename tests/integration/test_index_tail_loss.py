@@ -333,6 +333,13 @@ async def test_a_loss_of_the_indexs_writes_is_said_until_follow_numbers_has_run(
     noted = await eventually(index.numbers_to_follow, timeout=30)
     assert noted.agent == "registry" and noted.rewinds >= 1 and noted.last_ms >= noted.since_ms
 
+    async def caught_up():  # the registry's re-read reached where it had been: noted again, later
+        again = await index.numbers_to_follow()
+        return again if again and again.last_ms > noted.last_ms else None
+
+    await eventually(caught_up, timeout=30)
+    assert await redis.hget(keys.id_index, "reg_no:" + samples.COMPANY_REG_NO)  # (the number learnt again)
+
     async def gauge(value):
         return metrics.NUMBERS_TO_FOLLOW._value.get() == value or None
 
@@ -361,3 +368,21 @@ async def test_a_loss_noted_while_follow_numbers_ran_stays_noted(redis, settings
     assert (noted.rewinds, noted.agent) == (3, "registry") and noted.last_ms > noted.since_ms
     assert await index.numbers_followed(await index.now_ms())
     assert await index.numbers_to_follow() is None
+
+
+async def test_the_last_loss_noted_is_the_latest_whatever_order_two_workers_note_in(redis, settings):
+    """Two workers note a loss; the one with the earlier clock reading writes last: the note keeps the
+    later time, and a run of follow-numbers that began between the two (or in the same millisecond as
+    the later) leaves it (review: it was cleared)."""
+    from sinks.keys import Keys
+
+    index = _index(redis, settings)
+    note = index._note_lost
+    key = Keys(settings.namespace).numbers_to_follow
+    await note(keys=[key], args=[2_000, 1, "ingest"])
+    await note(keys=[key], args=[1_000, 1, "registry"])
+    noted = await index.numbers_to_follow()
+    assert (noted.since_ms, noted.last_ms, noted.rewinds) == (2_000, 2_000, 2)
+    assert not await index.numbers_followed(1_500)
+    assert not await index.numbers_followed(2_000)
+    assert await index.numbers_followed(2_001)

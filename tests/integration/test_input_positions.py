@@ -49,8 +49,8 @@ async def batch(env, w: InputPositions, first: int, last: int):
     try:
         await env.index.apply_batch([], [], b.spec("ingest"))
     except PositionsBehind as exc:
-        raise w.rewind_for(exc, b) from exc
-    w.written_batch(b)
+        raise await w.rewind_for(exc, b) from exc
+    await w.written_batch(b)
     env.commits[TP] = last + 1
     env.metadata[TP] = w.commit_marker()  # as streams/runner.py commits
 
@@ -94,7 +94,7 @@ async def test_a_position_gone_while_a_batch_ran_reads_the_partition_again_whole
     await env.r.delete(env.keys.input_positions("ingest"))  # Redis emptied meanwhile
     with pytest.raises(PositionsBehind) as exc:
         await env.index.apply_batch([], [], b.spec("ingest"))
-    assert w.rewind_for(exc.value, b).offsets == {TP: 0}
+    assert (await w.rewind_for(exc.value, b)).offsets == {TP: 0}
     await batch(env, w, 0, 599)
     assert await recorded(env) == 600
 
@@ -147,7 +147,7 @@ async def test_a_partition_whose_first_position_redis_lost_is_read_again_from_it
     await c.floors(b2)
     with pytest.raises(PositionsBehind) as exc:
         await env.index.apply_batch([], [], b2.spec("ingest"))
-    assert c.rewind_for(exc.value, b2).offsets == {TP: 0}
+    assert (await c.rewind_for(exc.value, b2)).offsets == {TP: 0}
 
 
 async def test_a_commit_without_this_redis_marker_leaves_the_first_position_at_the_commit(env):
