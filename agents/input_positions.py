@@ -198,7 +198,7 @@ class InputPositions(WrittenPositions[TopicPartition]):
         only if it began after both). Written right after the rewind, else before the next batch or
         check; a note Redis loses too is written again at the next loss found."""
         if self.lost or self.caught_up:
-            await self.index.note_lost_writes(self.agent, self.lost)
+            await self.index.note_lost_writes(self.agent, self.lost, self.caught_up)
             self.lost, self.caught_up = 0, False
 
     async def _noted(self, rewind: Rewind) -> Rewind:

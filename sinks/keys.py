@@ -42,9 +42,10 @@ key                                    type        what
 ``{ns}:attached-by:{kind}:{number}``   set         the #content hashes attached through that number
 ``{ns}:attached:pending``              set         numbers with a move not acknowledged yet (cleared
                                                    lazily when the number is next taught)
-``{ns}:attached:follow``               hash        ``since`` (ms), ``rewinds``, ``agent``: Redis lost the
-                                                   index's last writes; ``creditstream follow-numbers``
-                                                   to run (cleared by a run begun after it)
+``{ns}:attached:follow``               hash        ``since``, ``last``, ``caught_up`` (ms), ``rewinds``,
+                                                   ``agent``: Redis lost the index's last writes;
+                                                   ``creditstream follow-numbers`` to run (cleared by a
+                                                   run begun after ``last``)
 ``{ns}:positions:{agent}``             hash        ``topic/partition`` -> next offset the ingest or
                                                    registry agent applied (written with its effects)
 ``{ns}:positions-acked:{agent}``       hash        the same once its messages are acknowledged
@@ -297,8 +298,9 @@ class Keys:
     @property
     def numbers_to_follow(self) -> str:
         """Set when the ingest or registry agent found Redis behind the positions it wrote (Redis lost
-        the index's last writes): ``since`` (ms), ``rewinds``, ``agent``; cleared by a run of
-        ``creditstream follow-numbers`` that began after it (ops/follow_numbers.py)."""
+        the index's last writes): ``since``, ``last`` (ms: noted first and last), ``caught_up`` (ms: the
+        latest re-read that reached where its agent had been), ``rewinds``, ``agent``; cleared by a run of
+        ``creditstream follow-numbers`` that began after ``last`` (ops/follow_numbers.py)."""
         return f"{self.namespace}:attached:follow"
 
     def attached_by(self, lookup_key: str) -> str:

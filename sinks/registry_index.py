@@ -305,12 +305,15 @@ return 1
 
 
 _NOTE_LOST = """
--- Redis lost an agent's writes (ARGV: Redis's time in ms, partitions read again, the agent): the first
--- time noted once, the last kept as the latest of the times noted (two workers' notes may come in
--- either order)
+-- Redis lost an agent's writes (ARGV: Redis's time in ms, partitions read again, the agent, 1 when its
+-- re-read reached where it had been): the first time noted once, the last kept as the latest of the
+-- times noted (two workers' notes may come in either order), and the latest re-read that caught up
 local key, now = KEYS[1], tonumber(ARGV[1])
 redis.call('HSETNX', key, 'since', ARGV[1])
 if now > tonumber(redis.call('HGET', key, 'last') or '0') then redis.call('HSET', key, 'last', ARGV[1]) end
+if ARGV[4] == '1' and now > tonumber(redis.call('HGET', key, 'caught_up') or '0') then
+  redis.call('HSET', key, 'caught_up', ARGV[1])
+end
 redis.call('HINCRBY', key, 'rewinds', ARGV[2])
 redis.call('HSET', key, 'agent', ARGV[3])
 return 1
@@ -322,7 +325,7 @@ _FOLLOWED = """
 local key, began = KEYS[1], ARGV[1]
 local last = redis.call('HGET', key, 'last')
 if last and tonumber(last) < tonumber(began) then
-  redis.call('HDEL', key, 'since', 'last', 'rewinds', 'agent')
+  redis.call('HDEL', key, 'since', 'last', 'caught_up', 'rewinds', 'agent')
   return 1
 end
 return 0
@@ -336,6 +339,7 @@ class NumbersToFollow(NamedTuple):
     last_ms: int
     rewinds: int
     agent: str
+    caught_up_ms: int = 0  # the latest re-read for it that reached where its agent had been (0: none yet)
 
     def said(self) -> str:
         from domain.clock import CHINA
@@ -344,8 +348,9 @@ class NumbersToFollow(NamedTuple):
             return dt.datetime.fromtimestamp(ms / 1000, CHINA).isoformat(timespec="seconds")
 
         read = f"{self.rewinds} partition(s) read again by" if self.rewinds else "a re-read of"
+        caught = f"; a re-read caught up at {at(self.caught_up_ms)}" if self.caught_up_ms else ""
         return (f"Redis lost the identifier index's last writes ({read} the ingest or registry agent, noted first "
-                f"at {at(self.since_ms)}, last at {at(self.last_ms)})")
+                f"at {at(self.since_ms)}, last at {at(self.last_ms)}{caught})")
 
     def advice(self) -> str:
         return (f"{self.said()}: decisions sent by a legacy number may be on another organisation than their number "
@@ -446,13 +451,14 @@ class RegistryIndex:
         self._followed = redis.register_script(_FOLLOWED)
         self._note_lost = redis.register_script(_NOTE_LOST)
 
-    async def note_lost_writes(self, agent: str, partitions: int) -> None:
+    async def note_lost_writes(self, agent: str, partitions: int, caught_up: bool = False) -> None:
         """The ingest or registry ``agent`` reads ``partitions`` again because Redis lost writes of its
         (0: its re-read reached where it had been): what the index remembered of decisions attached
         through a legacy number, and of their moves, may be gone while the subject-event log keeps what
         they sent (docs/operations.md, Backups and losing Redis). Noted for the operator
         (``numbers_to_follow``), until a run of ``creditstream follow-numbers`` that began after it."""
-        await self._note_lost(keys=[self.keys.numbers_to_follow], args=[await self.now_ms(), partitions, agent])
+        await self._note_lost(keys=[self.keys.numbers_to_follow],
+                              args=[await self.now_ms(), partitions, agent, int(caught_up)])
 
     async def now_ms(self) -> int:
         """Redis's clock (``TIME``, ms): the one every worker and command compares these notes by."""
@@ -461,11 +467,12 @@ class RegistryIndex:
 
     async def numbers_to_follow(self) -> NumbersToFollow | None:
         """What :meth:`note_lost_writes` noted, None when nothing (or a run of follow-numbers since)."""
-        since, last, rewinds, agent = await self.redis.hmget(self.keys.numbers_to_follow,
-                                                            ["since", "last", "rewinds", "agent"])
+        since, last, rewinds, agent, caught_up = await self.redis.hmget(
+            self.keys.numbers_to_follow, ["since", "last", "rewinds", "agent", "caught_up"])
         if since is None:
             return None
-        return NumbersToFollow(int(since), int(last or since), int(rewinds or 0), (agent or b"").decode())
+        return NumbersToFollow(int(since), int(last or since), int(rewinds or 0), (agent or b"").decode(),
+                               int(caught_up or 0))
 
     async def numbers_followed(self, began_ms: int) -> bool:
         """A run of follow-numbers that began at ``began_ms`` ended: the note is cleared if it is older

@@ -333,11 +333,11 @@ async def test_a_loss_of_the_indexs_writes_is_said_until_follow_numbers_has_run(
     noted = await eventually(index.numbers_to_follow, timeout=30)
     assert noted.agent == "registry" and noted.rewinds >= 1 and noted.last_ms >= noted.since_ms
 
-    async def caught_up():  # the registry's re-read reached where it had been: noted again, later
+    async def caught_up():  # the registry's re-read reached where it had been: noted again
         again = await index.numbers_to_follow()
-        return again if again and again.last_ms > noted.last_ms else None
+        return again if again and again.caught_up_ms >= again.since_ms else None
 
-    await eventually(caught_up, timeout=30)
+    assert "a re-read caught up at" in (await eventually(caught_up, timeout=30)).said()
     assert await redis.hget(keys.id_index, "reg_no:" + samples.COMPANY_REG_NO)  # (the number learnt again)
 
     async def gauge(value):
