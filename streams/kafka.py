@@ -313,8 +313,8 @@ async def ensure_topics(settings: Settings, names: Iterable[str] | None = None) 
 
 
 TOPICS_READY_S = 30.0
-"""How long :func:`ensure_topics` waits for the topics it created to be described with a leader for
-each partition."""
+"""How long :func:`ensure_topics` waits for the topics it uses to be described with a leader for each
+partition."""
 
 
 async def _until_described(client, least: Mapping[str, int], timeout_s: float = TOPICS_READY_S) -> None:
@@ -337,7 +337,7 @@ async def _until_described(client, least: Mapping[str, int], timeout_s: float = 
             error = None
         ready = {t.get("topic") for t in described
                  if not t.get("error_code") and len(t.get("partitions") or ()) >= least.get(t.get("topic"), 1)
-                 and all(p.get("leader", -1) >= 0 and not p.get("error_code") for p in t.get("partitions") or ())}
+                 and all(p.get("leader", -1) >= 0 for p in t.get("partitions") or ())}  # (a replica down: no matter)
         waiting = [n for n in waiting if n not in ready]
         if not waiting:
             return
