@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 import orjson
 
+from domain.clock import CHINA
 from domain.kinds import MOVES_WITH_ITS_NUMBER
 from domain.state import SEEN_ORIGINS_KEPT
 from sinks.keys import Keys
@@ -342,8 +343,6 @@ class NumbersToFollow(NamedTuple):
     caught_up_ms: int = 0  # the latest re-read for it that reached where its agent had been (0: none yet)
 
     def said(self) -> str:
-        from domain.clock import CHINA
-
         def at(ms: int) -> str:
             return dt.datetime.fromtimestamp(ms / 1000, CHINA).isoformat(timespec="seconds")
 
