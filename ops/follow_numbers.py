@@ -248,6 +248,9 @@ async def follow_numbers(settings: Settings, *, dry_run: bool = False, progress:
             if numbers:
                 result.moved = await _move(settings, redis, ns, numbers)
             result.lost_writes_cleared = await index.numbers_followed(began_ms) and bool(result.lost_writes)
+            if not result.lost_writes_cleared:  # (one noted while it ran, where there was none before)
+                noted = await index.numbers_to_follow()
+                result.lost_writes = noted.said() if noted is not None else ""
         result.seconds = time.monotonic() - started
         return result
     finally:
