@@ -44,7 +44,7 @@ from typing import Any
 
 import orjson
 
-from creditstream.connections import redis_client
+from creditstream.connections import redis_client, redis_now_ms
 from creditstream.settings import Settings
 from domain import events
 from domain.attach import legacy_lookup_keys
@@ -200,7 +200,7 @@ async def follow_numbers(settings: Settings, *, dry_run: bool = False, progress:
         ns = Keys(settings.namespace)
         remember = redis.register_script(_REMEMBER)
         index = RegistryIndex(redis, ns)
-        began_ms = await index.now_ms()
+        began_ms = await redis_now_ms(redis)  # (Redis's clock: the one the workers' notes are stamped by)
         noted = await index.numbers_to_follow()
         if noted is not None:
             result.lost_writes = noted.said()

@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 import orjson
 
+from creditstream.connections import redis_now_ms
 from domain.clock import CHINA
 from domain.kinds import MOVES_WITH_ITS_NUMBER
 from domain.state import SEEN_ORIGINS_KEPT
@@ -457,12 +458,7 @@ class RegistryIndex:
         they sent (docs/operations.md, Backups and losing Redis). Noted for the operator
         (``numbers_to_follow``), until a run of ``creditstream follow-numbers`` that began after it."""
         await self._note_lost(keys=[self.keys.numbers_to_follow],
-                              args=[await self.now_ms(), partitions, agent, int(caught_up)])
-
-    async def now_ms(self) -> int:
-        """Redis's clock (``TIME``, ms): the one every worker and command compares these notes by."""
-        sec, usec = await self.redis.time()
-        return int(sec) * 1000 + int(usec) // 1000
+                              args=[await redis_now_ms(self.redis), partitions, agent, int(caught_up)])
 
     async def numbers_to_follow(self) -> NumbersToFollow | None:
         """What :meth:`note_lost_writes` noted, None when nothing (or a run of follow-numbers since)."""

@@ -358,15 +358,17 @@ async def test_a_loss_of_the_indexs_writes_is_said_until_follow_numbers_has_run(
 
 
 async def test_a_loss_noted_while_follow_numbers_ran_stays_noted(redis, settings):
+    from creditstream.connections import redis_now_ms
+
     index = _index(redis, settings)
     await index.note_lost_writes("ingest", 2)
-    began = await index.now_ms()
+    began = await redis_now_ms(redis)
     await asyncio.sleep(0.01)
     await index.note_lost_writes("registry", 1)  # Redis lost writes again while the command read the states
     assert not await index.numbers_followed(began)
     noted = await index.numbers_to_follow()
     assert (noted.rewinds, noted.agent) == (3, "registry") and noted.last_ms > noted.since_ms
-    assert await index.numbers_followed(await index.now_ms())
+    assert await index.numbers_followed(await redis_now_ms(redis))
     assert await index.numbers_to_follow() is None
 
 
