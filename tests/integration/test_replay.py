@@ -23,8 +23,14 @@ async def test_replaying_the_demo_twice_gives_identical_state_and_change_ids(pip
     report = await produce_file(settings, str(DEMO))
     expected = sum(report.sent.values())
 
-    async def processed():
-        return await progress(settings) >= expected
+    from sinks.keys import resolve_keys
+    from tests.reliability.harness import _subject_events_applied
+
+    keys = await resolve_keys(redis, settings.namespace)
+
+    async def processed():  # every input, and every subject event on the log (links, ticks) applied: CI
+        # saw the live states differ from the replay's, with department inputs all counted
+        return await progress(settings) >= expected and await _subject_events_applied(settings, redis, keys)
 
     await eventually(processed, timeout=60)
     await pipeline.stop()  # the log is complete; nothing moves while we compare
